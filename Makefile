@@ -2,7 +2,9 @@
 # Local overrides (CC, extra flags) go in an ignored config.mk.
 -include config.mk
 
-CC      ?= gcc
+ifeq ($(origin CC),default)
+CC      := gcc
+endif
 PYTHON  ?= /usr/bin/python3
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libnghttp2 libfyaml \
            libpcre2-8 zlib

@@ -1,0 +1,278 @@
+#include "control/control.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/service.h"
+#include "core/util.h"
+#include "core/version.h"
+#include "core/worker.h"
+#include "net/addr.h"
+#include "net/lset.h"
+#include "net/listener.h"
+
+static struct evhttp *http;
+static struct wm_control_hooks hooks;
+static char *token;
+static uint64_t start_ms;
+
+
+void wm_json_string(struct evbuffer *out, const char *s)
+{
+    evbuffer_add(out, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        switch (*p) {
+        case '"':
+            evbuffer_add(out, "\\\"", 2);
+            break;
+        case '\\':
+            evbuffer_add(out, "\\\\", 2);
+            break;
+        case '\n':
+            evbuffer_add(out, "\\n", 2);
+            break;
+        case '\r':
+            evbuffer_add(out, "\\r", 2);
+            break;
+        case '\t':
+            evbuffer_add(out, "\\t", 2);
+            break;
+        default:
+            if (*p < 0x20) {
+                evbuffer_add_printf(out, "\\u%04x", *p);
+            } else {
+                evbuffer_add(out, p, 1);
+            }
+        }
+    }
+    evbuffer_add(out, "\"", 1);
+}
+
+static void reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, code, reason, body);
+}
+
+static void reply_msg(struct evhttp_request *req, int code, const char *reason, bool ok,
+                      const char *msg)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evbuffer_add_printf(b, "{\"ok\":%s,\"message\":", ok ? "true" : "false");
+    wm_json_string(b, msg);
+    evbuffer_add(b, "}\n", 2);
+    reply(req, code, reason, b);
+    evbuffer_free(b);
+}
+
+static bool authorized(struct evhttp_request *req)
+{
+    const char *v;
+
+    if (token == NULL) {
+        return true;
+    }
+    v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (v == NULL || strncmp(v, "Bearer ", 7) != 0) {
+        return false;
+    }
+    v += 7;
+    return wm_ct_equal(v, strlen(v), token, strlen(token));
+}
+
+static void status_listener(const struct wm_listen_stats *s, const char *kind, void *arg)
+{
+    struct evbuffer *b = arg;
+
+    evbuffer_add_printf(b,
+                        "%s{\"addr\":\"%s\",\"kind\":\"%s\",\"open\":%llu,\"accepted\":%llu,"
+                        "\"bytes_in\":%llu,\"bytes_out\":%llu}",
+                        evbuffer_get_length(b) > 0 ? "," : "", s->addr, kind,
+                        __atomic_load_n(&s->open, __ATOMIC_RELAXED),
+                        __atomic_load_n(&s->accepted, __ATOMIC_RELAXED),
+                        __atomic_load_n(&s->bytes_in, __ATOMIC_RELAXED),
+                        __atomic_load_n(&s->bytes_out, __ATOMIC_RELAXED));
+}
+
+static void handle_status(struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *ls = evbuffer_new();
+
+    if (b == NULL || ls == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        evbuffer_free(b);
+        evbuffer_free(ls);
+        return;
+    }
+    wm_lset_foreach_stats(status_listener, ls);
+    evbuffer_add_printf(b,
+                        "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%llu,\"workers\":%d,"
+                        "\"connections\":%zu,\"listeners\":[",
+                        WM_VERSION, (int)getpid(),
+                        (unsigned long long)((wm_now_ms() - start_ms) / 1000),
+                        wm_worker_count(), wm_workers_conn_total());
+    evbuffer_add_buffer(b, ls);
+    evbuffer_add(b, "]", 1);
+    if (hooks.status != NULL) {
+        hooks.status(hooks.arg, b);
+    }
+    evbuffer_add(b, "}\n", 2);
+    reply(req, 200, "OK", b);
+    evbuffer_free(b);
+    evbuffer_free(ls);
+}
+
+static void handle_now(struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    if (hooks.now != NULL) {
+        hooks.now(hooks.arg, b);
+    } else {
+        evbuffer_add(b, "{}", 2);
+    }
+    evbuffer_add(b, "\n", 1);
+    reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void handle_reload(struct evhttp_request *req)
+{
+    char msg[4096];
+
+    if (hooks.reload == NULL) {
+        reply_msg(req, 409, "Conflict", false, "this instance was started without a config file");
+        return;
+    }
+    msg[0] = '\0';
+    if (hooks.reload(hooks.arg, msg, sizeof(msg)) == 0) {
+        reply_msg(req, 200, "OK", true, msg[0] ? msg : "reloaded");
+    } else {
+        reply_msg(req, 422, "Unprocessable Entity", false, msg);
+    }
+}
+
+static void handle_stop(struct evhttp_request *req)
+{
+    reply_msg(req, 200, "OK", true, "stopping");
+    if (hooks.stop != NULL) {
+        hooks.stop(hooks.arg);
+    }
+}
+
+static void dispatch(struct evhttp_request *req, void *arg)
+{
+    const char *uri = evhttp_request_get_uri(req);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    struct evhttp_uri *u = evhttp_uri_parse(uri);
+    const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
+    bool post = cmd == EVHTTP_REQ_POST;
+    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+
+    (void)arg;
+    if (path == NULL) {
+        reply_msg(req, 400, "Bad Request", false, "bad request target");
+    } else if (!authorized(req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"wmproxy\"");
+        reply_msg(req, 401, "Unauthorized", false, "a valid bearer token is required");
+    } else if (strcmp(path, "/status") == 0 || strcmp(path, "/now") == 0) {
+        if (!get) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+            reply_msg(req, 405, "Method Not Allowed", false, "use GET");
+        } else if (path[1] == 's') {
+            handle_status(req);
+        } else {
+            handle_now(req);
+        }
+    } else if (strcmp(path, "/reload") == 0 || strcmp(path, "/stop") == 0) {
+        if (!post) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+            reply_msg(req, 405, "Method Not Allowed", false,
+                      "state-changing endpoints take POST only");
+        } else if (path[1] == 'r') {
+            wm_log(WM_LOG_INFO, 0, "control: reload requested");
+            handle_reload(req);
+        } else {
+            wm_log(WM_LOG_INFO, 0, "control: stop requested");
+            handle_stop(req);
+        }
+    } else {
+        reply_msg(req, 404, "Not Found", false, "unknown endpoint");
+    }
+    evhttp_uri_free(u);
+}
+
+void wm_control_set_token(const char *t)
+{
+    if (token != NULL) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+    token = (t != NULL && t[0] != '\0') ? strdup(t) : NULL;
+}
+
+int wm_control_start(struct event_base *base, const char *addr, const char *tok,
+                     const struct wm_control_hooks *h, struct wm_err *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd;
+
+    if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
+        return wm_err_set(err, NULL, 0, 0, "control", "expected \"ip:port\", got \"%s\"", addr);
+    }
+    fd = wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
+    if (fd < 0) {
+        return -1;
+    }
+    http = evhttp_new(base);
+    if (http == NULL || evhttp_accept_socket(http, fd) < 0) {
+        close(fd);
+        if (http != NULL) {
+            evhttp_free(http);
+            http = NULL;
+        }
+        return wm_err_set(err, NULL, 0, 0, "control", "cannot serve on %s", addr);
+    }
+    evhttp_set_timeout(http, 10);
+    evhttp_set_max_headers_size(http, 16384);
+    evhttp_set_max_body_size(http, 65536);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+    evhttp_set_gencb(http, dispatch, NULL);
+    hooks = *h;
+    wm_control_set_token(tok);
+    start_ms = wm_now_ms();
+    return 0;
+}
+
+void wm_control_stop(void)
+{
+    if (http != NULL) {
+        evhttp_free(http);
+        http = NULL;
+    }
+    wm_control_set_token(NULL);
+}

@@ -1,0 +1,45 @@
+/*
+ * control/control.h - the HTTP control API (default 127.0.0.1:8837), served
+ * by libevent's evhttp on the main thread's event loop.
+ *
+ * Endpoints: GET /status, GET /now, POST /reload, POST /stop. State-changing
+ * endpoints refuse GET (405) so that a web page cannot trigger them; with a
+ * token configured every endpoint needs "Authorization: Bearer <token>".
+ * Answers are JSON objects.
+ */
+#ifndef WM_CONTROL_CONTROL_H
+#define WM_CONTROL_CONTROL_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+struct wm_err;
+
+struct wm_control_hooks {
+    /* Reload the configuration. 0 on success; -1 with a message in msg. */
+    int (*reload)(void *arg, char *msg, size_t cap);
+    /* Begin a graceful stop (returns at once). */
+    void (*stop)(void *arg);
+    /* Append the running configuration as a JSON value to out. */
+    void (*now)(void *arg, struct evbuffer *out);
+    /* Append extra "key":value members (with a leading comma) to /status. */
+    void (*status)(void *arg, struct evbuffer *out);
+    void *arg;
+};
+
+/* Listen on addr ("127.0.0.1:8837"). token may be NULL/"" for none; it is
+ * copied. Returns 0, or -1 with err filled. */
+int wm_control_start(struct event_base *base, const char *addr, const char *token,
+                     const struct wm_control_hooks *hooks, struct wm_err *err);
+
+/* Replace the token (reload). */
+void wm_control_set_token(const char *token);
+
+/* Stop serving and free everything. Safe to call when not started. */
+void wm_control_stop(void);
+
+/* Append s as a JSON string literal (quotes included) to out. */
+void wm_json_string(struct evbuffer *out, const char *s);
+
+#endif

@@ -1,0 +1,1 @@
+SRCS += src/control/control.c

@@ -1,0 +1,31 @@
+/*
+ * core/limits.h - every default bound and timeout, in one place.
+ * Config and CLI may override the ones marked (conf).
+ */
+#ifndef WM_CORE_LIMITS_H
+#define WM_CORE_LIMITS_H
+
+/* Timeouts, milliseconds. */
+#define WM_CONNECT_TIMEOUT_MS    10000  /* dial a target (conf) */
+#define WM_IDLE_TIMEOUT_MS       300000 /* no byte either way (conf) */
+#define WM_HANDSHAKE_TIMEOUT_MS  10000  /* client sends nothing useful (conf) */
+#define WM_SHUTDOWN_GRACE_MS     10000  /* SIGTERM: let open connections finish */
+#define WM_UDP_IDLE_TIMEOUT_MS   120000 /* SOCKS5 UDP association with no datagram */
+
+/* Relay: stop reading a side while the peer's output holds more than this. */
+#define WM_RELAY_HIGH_WATER      (256 * 1024)
+#define WM_RELAY_MAX_READ        (64 * 1024)  /* one read() at most */
+
+/* HTTP/1 proxy. */
+#define WM_HTTP_MAX_HEAD         (16 * 1024) /* request/response head, like nginx's 4x4k */
+#define WM_HTTP_MAX_HEADERS      100
+#define WM_HTTP_BODY_HIGH_WATER  (256 * 1024)
+
+/* SOCKS. */
+#define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */
+#define WM_UDP_MAX_DATAGRAM      65535
+
+/* Listener backlog. */
+#define WM_LISTEN_BACKLOG        4096
+
+#endif

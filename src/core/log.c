@@ -1,0 +1,147 @@
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WM_LOG_LINE_MAX 4096
+
+volatile int wm_log_threshold = WM_LOG_INFO;
+static int log_fd = 1;
+static int log_file_fd = -1;
+static uint64_t next_conn_id;
+
+static const char *const level_names[WM_LOG_LEVEL_COUNT] = {
+    "ERROR", "WARN", "INFO", "DEBUG", "TRACE",
+};
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ...)
+{
+    char line[WM_LOG_LINE_MAX];
+    struct timeval tv;
+    struct tm tm;
+    size_t off;
+    int r;
+    va_list ap;
+    int fd = log_fd;
+
+    if (fd < 0) {
+        if (level != WM_LOG_ERROR) {
+            return;
+        }
+        fd = 2;
+    }
+    if (level < WM_LOG_ERROR || level >= WM_LOG_LEVEL_COUNT) {
+        level = WM_LOG_ERROR;
+    }
+    gettimeofday(&tv, NULL);
+    localtime_r(&tv.tv_sec, &tm);
+    off = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+    if (conn_id != 0) {
+        r = snprintf(line + off, sizeof(line) - off, ".%03d %-5s c=%llu ",
+                     (int)(tv.tv_usec / 1000), level_names[level],
+                     (unsigned long long)conn_id);
+    } else {
+        r = snprintf(line + off, sizeof(line) - off, ".%03d %-5s c=- ",
+                     (int)(tv.tv_usec / 1000), level_names[level]);
+    }
+    if (r > 0) {
+        off += (size_t)r;
+    }
+    va_start(ap, fmt);
+    r = vsnprintf(line + off, sizeof(line) - off - 1, fmt, ap);
+    va_end(ap);
+    if (r > 0) {
+        off += (size_t)r < sizeof(line) - off - 1 ? (size_t)r : sizeof(line) - off - 2;
+    }
+    /* One event, one line: fold any newline the message carries. */
+    for (size_t i = 0; i < off; i++) {
+        if (line[i] == '\n' || line[i] == '\r') {
+            line[i] = ' ';
+        }
+    }
+    line[off++] = '\n';
+    write_all(fd, line, off);
+}
+
+void wm_log_set_level(enum wm_log_level level)
+{
+    wm_log_threshold = (int)level;
+}
+
+enum wm_log_level wm_log_get_level(void)
+{
+    return (enum wm_log_level)wm_log_threshold;
+}
+
+int wm_log_parse_level(const char *s, enum wm_log_level *out)
+{
+    if (strcasecmp(s, "off") == 0) {
+        *out = WM_LOG_OFF;
+        return 0;
+    }
+    for (int i = 0; i < WM_LOG_LEVEL_COUNT; i++) {
+        if (strcasecmp(s, level_names[i]) == 0) {
+            *out = (enum wm_log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *wm_log_level_name(enum wm_log_level level)
+{
+    if (level == WM_LOG_OFF) {
+        return "OFF";
+    }
+    if (level < WM_LOG_ERROR || level >= WM_LOG_LEVEL_COUNT) {
+        return "?";
+    }
+    return level_names[level];
+}
+
+void wm_log_set_fd(int fd)
+{
+    log_fd = fd;
+}
+
+int wm_log_open_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+    if (fd < 0) {
+        return -1;
+    }
+    if (log_file_fd >= 0) {
+        close(log_file_fd);
+    }
+    log_file_fd = fd;
+    log_fd = fd;
+    return 0;
+}
+
+uint64_t wm_log_next_id(void)
+{
+    return __atomic_add_fetch(&next_conn_id, 1, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,257 @@
+#include "core/relay.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/bev.h"
+#include "core/limits.h"
+
+struct wm_relay {
+    struct bufferevent *bev[2];
+    bool eof[2];     /* nothing more will be read from side i */
+    bool dead[2];    /* side i failed: never write to it again */
+    bool shut[2];    /* write side of i shut down (EOF sent) */
+    bool paused[2];  /* reading of i paused for back-pressure */
+    uint64_t moved[2]; /* bytes read from i */
+    size_t high_water;
+    int idle_ms;
+    uint64_t last_ms;
+    struct event *idle_ev;
+    enum wm_relay_end end;
+    int err;
+    wm_relay_done_cb cb;
+    void *arg;
+};
+
+static uint64_t coarse_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *wm_relay_end_str(enum wm_relay_end end)
+{
+    static const char *const names[WM_RELAY_END_COUNT] = {
+        "closed", "idle-timeout", "error-client", "error-target", "aborted",
+    };
+    return (end >= 0 && end < WM_RELAY_END_COUNT) ? names[end] : "?";
+}
+
+static void relay_finish(struct wm_relay *r)
+{
+    struct wm_relay_result res = {r->moved[0], r->moved[1], r->end, r->err};
+    wm_relay_done_cb cb = r->cb;
+    void *arg = r->arg;
+
+    bufferevent_free(r->bev[0]);
+    bufferevent_free(r->bev[1]);
+    if (r->idle_ev != NULL) {
+        event_free(r->idle_ev);
+    }
+    free(r);
+    cb(arg, &res);
+}
+
+static size_t out_len(struct wm_relay *r, int i)
+{
+    return evbuffer_get_length(bufferevent_get_output(r->bev[i]));
+}
+
+/* Finished when no direction can carry anything more. Returns true if the
+ * relay was freed. */
+static bool check_done(struct wm_relay *r)
+{
+    for (int i = 0; i < 2; i++) {
+        int o = 1 - i;
+        /* Direction i -> o is finished when i gave EOF and o's output is
+         * drained (and shut), or when o is dead. */
+        bool dir_done = r->dead[o] || (r->eof[i] && r->shut[o]);
+        if (!dir_done) {
+            return false;
+        }
+    }
+    relay_finish(r);
+    return true;
+}
+
+/* Side i will produce nothing more: shut o's write side once drained. */
+static void propagate_eof(struct wm_relay *r, int i)
+{
+    int o = 1 - i;
+
+    if (r->dead[o] || r->shut[o]) {
+        return;
+    }
+    if (out_len(r, o) == 0) {
+        r->shut[o] = true;
+        wm_bev_shutdown_write(r->bev[o]);
+    } else {
+        /* Ask for a write callback when o's output is empty. */
+        bufferevent_setwatermark(r->bev[o], EV_WRITE, 0, 0);
+    }
+}
+
+static void move_data(struct wm_relay *r, int i)
+{
+    int o = 1 - i;
+    struct evbuffer *in = bufferevent_get_input(r->bev[i]);
+    size_t n = evbuffer_get_length(in);
+
+    if (n == 0) {
+        return;
+    }
+    r->last_ms = coarse_ms();
+    r->moved[i] += n;
+    if (r->dead[o]) {
+        evbuffer_drain(in, n); /* nobody to deliver to */
+        return;
+    }
+    evbuffer_add_buffer(bufferevent_get_output(r->bev[o]), in);
+    if (out_len(r, o) >= r->high_water) {
+        r->paused[i] = true;
+        bufferevent_disable(r->bev[i], EV_READ);
+        bufferevent_setwatermark(r->bev[o], EV_WRITE, r->high_water / 2, 0);
+    }
+}
+
+static int side_of(struct wm_relay *r, struct bufferevent *bev)
+{
+    return bev == r->bev[0] ? 0 : 1;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_relay *r = arg;
+
+    move_data(r, side_of(r, bev));
+}
+
+/* Output of side o dropped to its low watermark. */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_relay *r = arg;
+    int o = side_of(r, bev);
+    int i = 1 - o;
+
+    if (r->paused[i] && !r->eof[i]) {
+        r->paused[i] = false;
+        bufferevent_setwatermark(r->bev[o], EV_WRITE, 0, 0);
+        bufferevent_enable(r->bev[i], EV_READ);
+    }
+    if (r->eof[i] && !r->shut[o] && out_len(r, o) == 0) {
+        r->shut[o] = true;
+        wm_bev_shutdown_write(r->bev[o]);
+        check_done(r);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wm_relay *r = arg;
+    int i = side_of(r, bev);
+    int o = 1 - i;
+
+    if (what & BEV_EVENT_EOF) {
+        move_data(r, i);
+        r->eof[i] = true;
+        bufferevent_disable(bev, EV_READ);
+        propagate_eof(r, i);
+        check_done(r);
+        return;
+    }
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (r->end == WM_RELAY_END_CLOSED) {
+            r->end = i == 0 ? WM_RELAY_END_ERR_A : WM_RELAY_END_ERR_B;
+            r->err = errno;
+        }
+        move_data(r, i);
+        r->eof[i] = true;
+        r->dead[i] = true;
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        evbuffer_drain(bufferevent_get_output(bev), out_len(r, i));
+        /* Whatever o still sends is discarded; flush what we owe o. */
+        propagate_eof(r, i);
+        check_done(r);
+        (void)o;
+    }
+}
+
+static void arm_idle(struct wm_relay *r, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    evtimer_add(r->idle_ev, &tv);
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_relay *r = arg;
+    uint64_t now = coarse_ms();
+    uint64_t since = now - r->last_ms;
+
+    (void)fd;
+    (void)what;
+    if (since + 5 < (uint64_t)r->idle_ms) {
+        arm_idle(r, (uint64_t)r->idle_ms - since);
+        return;
+    }
+    r->end = WM_RELAY_END_IDLE;
+    relay_finish(r);
+}
+
+struct wm_relay *wm_relay_start(struct event_base *base, struct bufferevent *a,
+                                struct bufferevent *b, const struct wm_relay_conf *conf,
+                                wm_relay_done_cb cb, void *arg)
+{
+    struct wm_relay *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->bev[0] = a;
+    r->bev[1] = b;
+    r->cb = cb;
+    r->arg = arg;
+    r->high_water = conf != NULL && conf->high_water > 0 ? conf->high_water : WM_RELAY_HIGH_WATER;
+    r->idle_ms = conf != NULL ? conf->idle_ms : WM_IDLE_TIMEOUT_MS;
+    r->last_ms = coarse_ms();
+    if (r->idle_ms > 0) {
+        r->idle_ev = evtimer_new(base, idle_cb, r);
+        if (r->idle_ev == NULL) {
+            free(r);
+            return NULL;
+        }
+        arm_idle(r, (uint64_t)r->idle_ms);
+    }
+    for (int i = 0; i < 2; i++) {
+        bufferevent_setcb(r->bev[i], read_cb, write_cb, event_cb, r);
+        bufferevent_setwatermark(r->bev[i], EV_READ, 0, 0);
+        bufferevent_setwatermark(r->bev[i], EV_WRITE, 0, 0);
+        bufferevent_set_timeouts(r->bev[i], NULL, NULL);
+        bufferevent_set_max_single_read(r->bev[i], WM_RELAY_MAX_READ);
+        bufferevent_enable(r->bev[i], EV_READ | EV_WRITE);
+    }
+    /* Early data already buffered behind a handshake. */
+    move_data(r, 0);
+    move_data(r, 1);
+    return r;
+}
+
+void wm_relay_abort(struct wm_relay *r)
+{
+    r->end = WM_RELAY_END_ABORTED;
+    relay_finish(r);
+}
+
+void wm_relay_counts(const struct wm_relay *r, uint64_t *a_to_b, uint64_t *b_to_a)
+{
+    *a_to_b = r->moved[0];
+    *b_to_a = r->moved[1];
+}

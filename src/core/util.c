@@ -1,0 +1,184 @@
+#include "core/util.h"
+
+#include <string.h>
+#include <time.h>
+
+bool wm_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    const unsigned char *pa = a;
+    const unsigned char *pb = b;
+    unsigned char diff = (unsigned char)(alen != blen);
+    size_t n = alen;
+
+    /* Always walk alen bytes; compare against b cyclically so timing does
+     * not reveal the first difference. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char cb = blen ? pb[i % blen] : 0;
+        diff |= (unsigned char)(pa[i] ^ cb);
+    }
+    return diff == 0;
+}
+
+static int b64_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+') {
+        return 62;
+    }
+    if (c == '/') {
+        return 63;
+    }
+    return -1;
+}
+
+long wm_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    size_t pad = 0;
+
+    while (n > 0 && in[n - 1] == '=') {
+        n--;
+        if (++pad > 2) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_val((unsigned char)in[i]);
+        if (v < 0) {
+            return -1;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap) {
+                return -1;
+            }
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (bits >= 6) {
+        return -1; /* a lone trailing symbol carries no full byte */
+    }
+    return (long)o;
+}
+
+long wm_base64_encode(const unsigned char *in, size_t n, char *out, size_t cap)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t need = (n + 2) / 3 * 4 + 1;
+    size_t o = 0;
+
+    if (cap < need) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n) {
+            v |= (uint32_t)in[i + 1] << 8;
+        }
+        if (i + 2 < n) {
+            v |= in[i + 2];
+        }
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tbl[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (n == 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (max - d) / 10) {
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+bool wm_strieq(const char *s, size_t n, const char *lit)
+{
+    size_t i = 0;
+
+    for (; i < n; i++) {
+        unsigned char a = (unsigned char)s[i];
+        unsigned char b = (unsigned char)lit[i];
+        if (b == '\0') {
+            return false;
+        }
+        if (a >= 'A' && a <= 'Z') {
+            a = (unsigned char)(a + 32);
+        }
+        if (b >= 'A' && b <= 'Z') {
+            b = (unsigned char)(b + 32);
+        }
+        if (a != b) {
+            return false;
+        }
+    }
+    return lit[i] == '\0';
+}
+
+void wm_trim(const char **s, size_t *n)
+{
+    while (*n > 0 && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n > 0 && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t')) {
+        (*n)--;
+    }
+}
+
+bool wm_list_has_token(const char *s, size_t n, const char *token)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t j = i;
+        while (j < n && s[j] != ',') {
+            j++;
+        }
+        const char *t = s + i;
+        size_t tn = j - i;
+        wm_trim(&t, &tn);
+        if (wm_strieq(t, tn, token)) {
+            return true;
+        }
+        i = j + 1;
+    }
+    return false;
+}
+
+uint64_t wm_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

@@ -1,0 +1,39 @@
+/*
+ * core/util.h - small helpers without state: constant-time compare, base64,
+ * strict number parsing, case-insensitive token search.
+ */
+#ifndef WM_CORE_UTIL_H
+#define WM_CORE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Compare two byte strings in time that depends only on the lengths, not on
+ * where they differ. Returns true when equal. */
+bool wm_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Decode standard base64 (with or without padding) from in[0..n) into out
+ * (capacity cap). Returns the decoded length, or -1 on bad input/overflow. */
+long wm_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap);
+
+/* Encode n bytes into out (capacity cap, NUL-terminated). Returns length or -1. */
+long wm_base64_encode(const unsigned char *in, size_t n, char *out, size_t cap);
+
+/* Parse an unsigned decimal integer in s[0..n) into *out, all bytes digits,
+ * value <= max. Returns 0 or -1. */
+int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
+
+/* Case-insensitive equality of s[0..n) and the NUL-terminated lit. */
+bool wm_strieq(const char *s, size_t n, const char *lit);
+
+/* Does the comma-separated list s[0..n) contain token (case-insensitive)? */
+bool wm_list_has_token(const char *s, size_t n, const char *token);
+
+/* Trim spaces and tabs from both ends of [*s, *s+*n). */
+void wm_trim(const char **s, size_t *n);
+
+/* Monotonic clock in milliseconds. */
+uint64_t wm_now_ms(void);
+
+#endif

@@ -1,0 +1,351 @@
+#include "core/worker.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+struct post_item {
+    struct post_item *next;
+    wm_worker_fn fn;
+    void *arg;
+};
+
+struct wm_worker {
+    int index;
+    pthread_t thread;
+    bool started;
+    struct event_base *base;
+    struct evdns_base *dns;
+    /* Cross-thread queue, drained by notify_ev on the worker's thread. */
+    pthread_mutex_t lock;
+    struct post_item *head;
+    struct post_item *tail;
+    struct event *notify_ev;
+    /* Live connections. */
+    struct wm_conn_link conns; /* sentinel */
+    size_t nconns;
+    bool draining;
+    struct event *grace_ev;
+    int grace_ms;
+    wm_worker_fn drain_fn;
+    void *drain_arg;
+};
+
+static struct wm_worker **workers;
+static int nworkers;
+static __thread struct wm_worker *self_worker;
+
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_worker *w = arg;
+    struct post_item *it;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&w->lock);
+    it = w->head;
+    w->head = w->tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (it != NULL) {
+        struct post_item *next = it->next;
+        it->fn(w, it->arg);
+        free(it);
+        it = next;
+    }
+}
+
+static struct wm_worker *worker_new(int index)
+{
+    struct wm_worker *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        return NULL;
+    }
+    w->index = index;
+    w->conns.next = w->conns.prev = &w->conns;
+    pthread_mutex_init(&w->lock, NULL);
+    w->base = event_base_new();
+    if (w->base == NULL) {
+        goto fail;
+    }
+    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (w->dns == NULL) {
+        /* No usable resolv.conf: keep /etc/hosts and IP literals working. */
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (w->dns == NULL) {
+            goto fail;
+        }
+        evdns_base_load_hosts(w->dns, NULL);
+        wm_log(WM_LOG_WARN, 0, "dns: no nameserver configured; only /etc/hosts resolves");
+    }
+    evdns_base_set_option(w->dns, "timeout:", "3");
+    evdns_base_set_option(w->dns, "attempts:", "2");
+    w->notify_ev = event_new(w->base, -1, EV_PERSIST, notify_cb, w);
+    if (w->notify_ev == NULL) {
+        goto fail;
+    }
+    event_add(w->notify_ev, NULL); /* keeps the loop alive until drained */
+    return w;
+fail:
+    if (w->dns != NULL) {
+        evdns_base_free(w->dns, 0);
+    }
+    if (w->base != NULL) {
+        event_base_free(w->base);
+    }
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    return NULL;
+}
+
+static void worker_free(struct wm_worker *w)
+{
+    struct post_item *it = w->head;
+
+    while (it != NULL) {
+        struct post_item *next = it->next;
+        free(it);
+        it = next;
+    }
+    if (w->grace_ev != NULL) {
+        event_free(w->grace_ev);
+    }
+    event_free(w->notify_ev);
+    evdns_base_free(w->dns, 0);
+    event_base_free(w->base);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+int wm_workers_init(int n)
+{
+    if (n < 1) {
+        n = 1;
+    }
+    if (evthread_use_pthreads() < 0) {
+        return -1;
+    }
+    workers = calloc((size_t)n, sizeof(*workers));
+    if (workers == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        workers[i] = worker_new(i);
+        if (workers[i] == NULL) {
+            for (int j = 0; j < i; j++) {
+                worker_free(workers[j]);
+            }
+            free(workers);
+            workers = NULL;
+            return -1;
+        }
+    }
+    nworkers = n;
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct wm_worker *w = arg;
+
+    self_worker = w;
+    event_base_dispatch(w->base);
+    self_worker = NULL;
+    return NULL;
+}
+
+int wm_workers_start(void)
+{
+    for (int i = 0; i < nworkers; i++) {
+        if (pthread_create(&workers[i]->thread, NULL, worker_main, workers[i]) != 0) {
+            return -1;
+        }
+        workers[i]->started = true;
+    }
+    return 0;
+}
+
+int wm_worker_post(struct wm_worker *w, wm_worker_fn fn, void *arg)
+{
+    struct post_item *it = malloc(sizeof(*it));
+
+    if (it == NULL) {
+        return -1;
+    }
+    it->fn = fn;
+    it->arg = arg;
+    it->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->tail != NULL) {
+        w->tail->next = it;
+    } else {
+        w->head = it;
+    }
+    w->tail = it;
+    pthread_mutex_unlock(&w->lock);
+    event_active(w->notify_ev, EV_READ, 0);
+    return 0;
+}
+
+static void worker_finish_drain(struct wm_worker *w)
+{
+    /* Remove what keeps the loop alive; pending DNS requests are cancelled. */
+    event_del(w->notify_ev);
+    if (w->grace_ev != NULL) {
+        event_del(w->grace_ev);
+    }
+    event_base_loopexit(w->base, NULL);
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    if (w->nconns > 0) {
+        wm_log(WM_LOG_WARN, 0, "worker %d: grace period over, closing %zu connection(s)",
+               w->index, w->nconns);
+    }
+    while (w->conns.next != &w->conns) {
+        struct wm_conn_link *l = w->conns.next;
+        l->abort(l); /* unlinks itself */
+        if (w->conns.next == l) {
+            wm_worker_conn_del(w, l); /* defensive: never spin */
+        }
+    }
+    worker_finish_drain(w);
+}
+
+static void drain_on_worker(struct wm_worker *w, void *arg)
+{
+    (void)arg;
+    if (w->draining) {
+        return;
+    }
+    w->draining = true;
+    if (w->drain_fn != NULL) {
+        w->drain_fn(w, w->drain_arg);
+    }
+    if (w->nconns == 0) {
+        worker_finish_drain(w);
+        return;
+    }
+    w->grace_ev = evtimer_new(w->base, grace_cb, w);
+    if (w->grace_ev == NULL) {
+        grace_cb(-1, 0, w);
+        return;
+    }
+    struct timeval tv = {w->grace_ms / 1000, (w->grace_ms % 1000) * 1000};
+    evtimer_add(w->grace_ev, &tv);
+}
+
+void wm_workers_drain(int grace_ms, wm_worker_fn drain_fn, void *arg)
+{
+    for (int i = 0; i < nworkers; i++) {
+        struct wm_worker *w = workers[i];
+        /* Set before posting; read on the worker thread after the post's lock. */
+        pthread_mutex_lock(&w->lock);
+        w->grace_ms = grace_ms;
+        w->drain_fn = drain_fn;
+        w->drain_arg = arg;
+        pthread_mutex_unlock(&w->lock);
+        if (wm_worker_post(w, drain_on_worker, NULL) < 0) {
+            event_base_loopexit(w->base, NULL);
+        }
+    }
+}
+
+void wm_workers_join(void)
+{
+    for (int i = 0; i < nworkers; i++) {
+        if (workers[i]->started) {
+            pthread_join(workers[i]->thread, NULL);
+        }
+    }
+    for (int i = 0; i < nworkers; i++) {
+        worker_free(workers[i]);
+    }
+    free(workers);
+    workers = NULL;
+    nworkers = 0;
+}
+
+int wm_worker_count(void)
+{
+    return nworkers;
+}
+
+struct wm_worker *wm_worker_get(int i)
+{
+    return (i >= 0 && i < nworkers) ? workers[i] : NULL;
+}
+
+struct wm_worker *wm_worker_self(void)
+{
+    return self_worker;
+}
+
+int wm_worker_index(const struct wm_worker *w)
+{
+    return w->index;
+}
+
+struct event_base *wm_worker_base(struct wm_worker *w)
+{
+    return w->base;
+}
+
+struct evdns_base *wm_worker_dns(struct wm_worker *w)
+{
+    return w->dns;
+}
+
+void wm_worker_conn_add(struct wm_worker *w, struct wm_conn_link *link)
+{
+    link->next = w->conns.next;
+    link->prev = &w->conns;
+    w->conns.next->prev = link;
+    w->conns.next = link;
+    __atomic_add_fetch(&w->nconns, 1, __ATOMIC_RELAXED);
+}
+
+void wm_worker_conn_del(struct wm_worker *w, struct wm_conn_link *link)
+{
+    if (link->next == NULL) {
+        return;
+    }
+    link->prev->next = link->next;
+    link->next->prev = link->prev;
+    link->next = link->prev = NULL;
+    __atomic_sub_fetch(&w->nconns, 1, __ATOMIC_RELAXED);
+    if (w->draining && w->nconns == 0) {
+        worker_finish_drain(w);
+    }
+}
+
+size_t wm_worker_conn_count(const struct wm_worker *w)
+{
+    return __atomic_load_n(&w->nconns, __ATOMIC_RELAXED);
+}
+
+size_t wm_workers_conn_total(void)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < nworkers; i++) {
+        n += wm_worker_conn_count(workers[i]);
+    }
+    return n;
+}
+
+bool wm_worker_draining(const struct wm_worker *w)
+{
+    return w->draining;
+}

@@ -1,0 +1,284 @@
+#include "http/head.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+/* Elements are stored back to back in buf; spans are offsets, so the buffer
+ * can grow (realloc) without invalidating them. */
+struct span {
+    uint32_t off;
+    uint32_t len;
+};
+
+struct wm_http_head {
+    size_t limit;
+    size_t max_fields;
+    char *buf;
+    size_t used;
+    size_t cap;
+    struct span method;
+    struct span url;
+    struct span reason;
+    int status;
+    int major;
+    int minor;
+    struct span *names; /* max_fields each */
+    struct span *values;
+    size_t nfields;
+    bool in_name;  /* a name is being built */
+    bool in_value; /* a value is being built */
+};
+
+#define HEAD_INITIAL_CAP 1024
+
+struct wm_http_head *wm_http_head_new(size_t limit, size_t max_fields)
+{
+    struct wm_http_head *h = calloc(1, sizeof(*h));
+
+    if (h == NULL) {
+        return NULL;
+    }
+    h->limit = limit;
+    h->max_fields = max_fields;
+    h->names = calloc(max_fields, sizeof(*h->names));
+    h->values = calloc(max_fields, sizeof(*h->values));
+    if (h->names == NULL || h->values == NULL) {
+        wm_http_head_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void wm_http_head_free(struct wm_http_head *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    free(h->buf);
+    free(h->names);
+    free(h->values);
+    free(h);
+}
+
+void wm_http_head_reset(struct wm_http_head *h)
+{
+    if (h->cap > HEAD_INITIAL_CAP) {
+        free(h->buf);
+        h->buf = NULL;
+        h->cap = 0;
+    }
+    h->used = 0;
+    h->method = h->url = h->reason = (struct span){0, 0};
+    h->status = h->major = h->minor = 0;
+    h->nfields = 0;
+    h->in_name = h->in_value = false;
+}
+
+static struct span *part_span(struct wm_http_head *h, enum wm_http_part part)
+{
+    switch (part) {
+    case WM_HTTP_PART_METHOD:
+        return &h->method;
+    case WM_HTTP_PART_URL:
+        return &h->url;
+    case WM_HTTP_PART_STATUS:
+        return &h->reason;
+    case WM_HTTP_PART_NAME:
+        return h->nfields < h->max_fields ? &h->names[h->nfields] : NULL;
+    case WM_HTTP_PART_VALUE:
+        return h->nfields < h->max_fields ? &h->values[h->nfields] : NULL;
+    }
+    return NULL;
+}
+
+int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const char *p,
+                        size_t n)
+{
+    struct span *s;
+
+    if (part == WM_HTTP_PART_NAME && !h->in_name) {
+        if (h->nfields >= h->max_fields) {
+            return -1;
+        }
+        h->in_name = true;
+        h->names[h->nfields] = (struct span){(uint32_t)h->used, 0};
+        h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
+    } else if (part == WM_HTTP_PART_VALUE && !h->in_value) {
+        h->in_value = true;
+        h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
+    }
+    s = part_span(h, part);
+    if (s == NULL || n > h->limit - h->used) {
+        return -1;
+    }
+    if (s->len == 0) {
+        s->off = (uint32_t)h->used;
+    }
+    if (h->used + n > h->cap) {
+        size_t ncap = h->cap ? h->cap : HEAD_INITIAL_CAP;
+        while (ncap < h->used + n) {
+            ncap *= 2;
+        }
+        if (ncap > h->limit) {
+            ncap = h->limit;
+        }
+        char *nb = realloc(h->buf, ncap);
+        if (nb == NULL) {
+            return -1;
+        }
+        h->buf = nb;
+        h->cap = ncap;
+    }
+    /* Pieces of one element arrive in order and nothing else is appended in
+     * between, so the element stays contiguous. */
+    memcpy(h->buf + h->used, p, n);
+    h->used += n;
+    s->len += (uint32_t)n;
+    return 0;
+}
+
+int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
+{
+    if (part == WM_HTTP_PART_NAME) {
+        if (!h->in_name) {
+            return -1; /* empty name */
+        }
+        h->in_name = false;
+        h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
+    } else if (part == WM_HTTP_PART_VALUE) {
+        /* An empty value produces no append: accept it. */
+        if (!h->in_name && h->nfields < h->max_fields) {
+            h->in_value = false;
+            h->nfields++;
+            return 0;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+void wm_http_head_set_version(struct wm_http_head *h, int major, int minor)
+{
+    h->major = major;
+    h->minor = minor;
+}
+
+void wm_http_head_set_status(struct wm_http_head *h, int status)
+{
+    h->status = status;
+}
+
+static const char *span_ptr(const struct wm_http_head *h, struct span s, size_t *len)
+{
+    if (len != NULL) {
+        *len = s.len;
+    }
+    return h->buf != NULL ? h->buf + s.off : "";
+}
+
+const char *wm_http_head_method(const struct wm_http_head *h, size_t *len)
+{
+    return span_ptr(h, h->method, len);
+}
+
+const char *wm_http_head_url(const struct wm_http_head *h, size_t *len)
+{
+    return span_ptr(h, h->url, len);
+}
+
+const char *wm_http_head_reason(const struct wm_http_head *h, size_t *len)
+{
+    return span_ptr(h, h->reason, len);
+}
+
+int wm_http_head_status(const struct wm_http_head *h)
+{
+    return h->status;
+}
+
+int wm_http_head_major(const struct wm_http_head *h)
+{
+    return h->major;
+}
+
+int wm_http_head_minor(const struct wm_http_head *h)
+{
+    return h->minor;
+}
+
+size_t wm_http_head_nfields(const struct wm_http_head *h)
+{
+    return h->nfields;
+}
+
+void wm_http_head_field(const struct wm_http_head *h, size_t i, struct wm_http_field *f)
+{
+    f->name = span_ptr(h, h->names[i], &f->nlen);
+    f->value = span_ptr(h, h->values[i], &f->vlen);
+    wm_trim(&f->value, &f->vlen);
+}
+
+const char *wm_http_head_get(const struct wm_http_head *h, const char *name, size_t *vlen)
+{
+    struct wm_http_field f;
+
+    for (size_t i = 0; i < h->nfields; i++) {
+        wm_http_head_field(h, i, &f);
+        if (wm_strieq(f.name, f.nlen, name)) {
+            *vlen = f.vlen;
+            return f.value;
+        }
+    }
+    return NULL;
+}
+
+size_t wm_http_head_size(const struct wm_http_head *h)
+{
+    return h->used;
+}
+
+bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t nlen)
+{
+    static const char *const fixed[] = {
+        "connection", "proxy-connection", "keep-alive", "proxy-authorization",
+        "proxy-authenticate", "te", "trailer", "upgrade",
+    };
+    struct wm_http_field f;
+
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (wm_strieq(name, nlen, fixed[i])) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < h->nfields; i++) {
+        wm_http_head_field(h, i, &f);
+        if (!wm_strieq(f.name, f.nlen, "connection")) {
+            continue;
+        }
+        /* Connection: a, b -> headers a and b are hop-by-hop too. */
+        size_t k = 0;
+        while (k < f.vlen) {
+            size_t j = k;
+            while (j < f.vlen && f.value[j] != ',') {
+                j++;
+            }
+            const char *t = f.value + k;
+            size_t tn = j - k;
+            wm_trim(&t, &tn);
+            if (tn == nlen && tn > 0) {
+                char tmp[64];
+                if (tn < sizeof(tmp)) {
+                    memcpy(tmp, t, tn);
+                    tmp[tn] = '\0';
+                    if (wm_strieq(name, nlen, tmp)) {
+                        return true;
+                    }
+                }
+            }
+            k = j + 1;
+        }
+    }
+    return false;
+}

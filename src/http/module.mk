@@ -1,0 +1,2 @@
+SRCS += src/http/head.c src/http/parser.c
+SRCS += src/http/util.c

@@ -1,0 +1,396 @@
+#include "http/parser.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "http/head.h"
+
+struct wm_http_parser {
+    llhttp_t ll; /* first: callbacks cast llhttp_t* back to the parser */
+    enum wm_http_kind kind;
+    struct wm_http_head *head;
+    bool too_large;
+    bool bad_te;
+    bool head_done;
+    bool msg_done;
+    bool no_body;
+    bool paused;
+    bool has_te;
+    bool has_cl;
+    wm_http_body_cb body_cb;
+    void *body_arg;
+    const char *err;
+};
+
+static struct wm_http_parser *P(llhttp_t *ll)
+{
+    return (struct wm_http_parser *)ll;
+}
+
+static int add(llhttp_t *ll, enum wm_http_part part, const char *at, size_t n)
+{
+    struct wm_http_parser *p = P(ll);
+
+    if (wm_http_head_append(p->head, part, at, n) < 0) {
+        p->too_large = true;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int on_method(llhttp_t *ll, const char *at, size_t n)
+{
+    return add(ll, WM_HTTP_PART_METHOD, at, n);
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t n)
+{
+    return add(ll, WM_HTTP_PART_URL, at, n);
+}
+
+static int on_status(llhttp_t *ll, const char *at, size_t n)
+{
+    return add(ll, WM_HTTP_PART_STATUS, at, n);
+}
+
+static int on_field(llhttp_t *ll, const char *at, size_t n)
+{
+    return add(ll, WM_HTTP_PART_NAME, at, n);
+}
+
+static int on_value(llhttp_t *ll, const char *at, size_t n)
+{
+    return add(ll, WM_HTTP_PART_VALUE, at, n);
+}
+
+static int on_field_complete(llhttp_t *ll)
+{
+    struct wm_http_parser *p = P(ll);
+
+    if (wm_http_head_end_part(p->head, WM_HTTP_PART_NAME) < 0) {
+        p->too_large = true;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int on_value_complete(llhttp_t *ll)
+{
+    struct wm_http_parser *p = P(ll);
+    struct wm_http_field f;
+    size_t n;
+
+    if (wm_http_head_end_part(p->head, WM_HTTP_PART_VALUE) < 0) {
+        p->too_large = true;
+        return HPE_USER;
+    }
+    n = wm_http_head_nfields(p->head);
+    wm_http_head_field(p->head, n - 1, &f);
+    if (wm_strieq(f.name, f.nlen, "transfer-encoding")) {
+        p->has_te = true;
+    } else if (wm_strieq(f.name, f.nlen, "content-length")) {
+        p->has_cl = true;
+    }
+    return 0;
+}
+
+/* RFC 9112 6.1: in a request, a Transfer-Encoding whose final coding is not
+ * chunked cannot be framed: reject. */
+static bool te_final_is_chunked(struct wm_http_head *h)
+{
+    struct wm_http_field f;
+    bool chunked_last = false;
+
+    for (size_t i = 0; i < wm_http_head_nfields(h); i++) {
+        wm_http_head_field(h, i, &f);
+        if (!wm_strieq(f.name, f.nlen, "transfer-encoding")) {
+            continue;
+        }
+        const char *v = f.value;
+        size_t vn = f.vlen;
+        const char *last = v;
+        size_t lastn = vn;
+        for (size_t k = 0; k < vn; k++) {
+            if (v[k] == ',') {
+                last = v + k + 1;
+                lastn = vn - k - 1;
+            }
+        }
+        wm_trim(&last, &lastn);
+        chunked_last = wm_strieq(last, lastn, "chunked");
+    }
+    return chunked_last;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+    struct wm_http_parser *p = P(ll);
+
+    wm_http_head_set_version(p->head, ll->http_major, ll->http_minor);
+    if (p->kind == WM_HTTP_RESPONSE) {
+        wm_http_head_set_status(p->head, ll->status_code);
+    }
+    if (p->has_te && p->has_cl) {
+        p->bad_te = true;
+        return HPE_USER;
+    }
+    if (p->kind == WM_HTTP_REQUEST && p->has_te && !te_final_is_chunked(p->head)) {
+        p->bad_te = true;
+        return HPE_USER;
+    }
+    p->head_done = true;
+    if (p->no_body) {
+        return 1; /* e.g. the response to HEAD: message ends with its head */
+    }
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t n)
+{
+    struct wm_http_parser *p = P(ll);
+
+    if (p->body_cb != NULL) {
+        p->body_cb(p->body_arg, at, n);
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+    struct wm_http_parser *p = P(ll);
+
+    p->msg_done = true;
+    return HPE_PAUSED;
+}
+
+static llhttp_settings_t settings;
+static int settings_ready;
+
+static void init_settings(void)
+{
+    /* Idempotent and written with the same values by any thread. */
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_method = on_method;
+    s.on_url = on_url;
+    s.on_status = on_status;
+    s.on_header_field = on_field;
+    s.on_header_value = on_value;
+    s.on_header_field_complete = on_field_complete;
+    s.on_header_value_complete = on_value_complete;
+    s.on_headers_complete = on_headers_complete;
+    s.on_body = on_body;
+    s.on_message_complete = on_message_complete;
+    if (!__atomic_load_n(&settings_ready, __ATOMIC_ACQUIRE)) {
+        settings = s;
+        __atomic_store_n(&settings_ready, 1, __ATOMIC_RELEASE);
+    }
+}
+
+struct wm_http_parser *wm_http_parser_new(enum wm_http_kind kind, size_t head_limit,
+                                          size_t max_fields)
+{
+    struct wm_http_parser *p = calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        return NULL;
+    }
+    init_settings();
+    p->kind = kind;
+    p->head = wm_http_head_new(head_limit, max_fields);
+    if (p->head == NULL) {
+        free(p);
+        return NULL;
+    }
+    llhttp_init(&p->ll, kind == WM_HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    return p;
+}
+
+void wm_http_parser_free(struct wm_http_parser *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    wm_http_head_free(p->head);
+    free(p);
+}
+
+struct wm_http_head *wm_http_parser_head(struct wm_http_parser *p)
+{
+    return p->head;
+}
+
+static enum wm_http_res classify_error(struct wm_http_parser *p, llhttp_errno_t e)
+{
+    if (p->too_large) {
+        p->err = "head too large";
+        return WM_HTTP_ERR_TOO_LARGE;
+    }
+    if (p->bad_te) {
+        p->err = "conflicting Content-Length / Transfer-Encoding";
+        return WM_HTTP_ERR_FRAMING;
+    }
+    if (e == HPE_UNEXPECTED_CONTENT_LENGTH || e == HPE_INVALID_TRANSFER_ENCODING ||
+        e == HPE_INVALID_CONTENT_LENGTH) {
+        p->err = llhttp_get_error_reason(&p->ll);
+        return WM_HTTP_ERR_FRAMING;
+    }
+    p->err = llhttp_get_error_reason(&p->ll);
+    if (p->err == NULL) {
+        p->err = llhttp_errno_name(e);
+    }
+    return WM_HTTP_ERR_SYNTAX;
+}
+
+static size_t used_until_pause(struct wm_http_parser *p, const char *data, size_t n)
+{
+    const char *pos = llhttp_get_error_pos(&p->ll);
+
+    if (pos == NULL || pos < data || pos > data + n) {
+        return n;
+    }
+    return (size_t)(pos - data);
+}
+
+enum wm_http_res wm_http_parser_feed_head(struct wm_http_parser *p, const char *data, size_t n,
+                                          size_t *used)
+{
+    llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
+
+    *used = n;
+    if (e == HPE_OK) {
+        return WM_HTTP_MORE;
+    }
+    if ((e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) && p->head_done) {
+        *used = used_until_pause(p, data, n);
+        if (e == HPE_PAUSED_UPGRADE || p->msg_done) {
+            /* Should not happen: we pause at headers first. */
+            return WM_HTTP_HEAD_DONE;
+        }
+        llhttp_resume(&p->ll);
+        return WM_HTTP_HEAD_DONE;
+    }
+    *used = 0;
+    return classify_error(p, e);
+}
+
+enum wm_http_res wm_http_parser_feed_body(struct wm_http_parser *p, const char *data, size_t n,
+                                          size_t *used)
+{
+    llhttp_errno_t e;
+
+    if (p->msg_done) {
+        *used = 0;
+        return WM_HTTP_MSG_DONE;
+    }
+    e = llhttp_execute(&p->ll, data, n);
+    *used = n;
+    if (e == HPE_OK) {
+        return WM_HTTP_MORE;
+    }
+    if (e == HPE_PAUSED && p->msg_done) {
+        *used = used_until_pause(p, data, n);
+        return WM_HTTP_MSG_DONE;
+    }
+    if (e == HPE_PAUSED_UPGRADE) {
+        /* Upgrade/CONNECT: the message ends at its head. */
+        p->msg_done = true;
+        *used = used_until_pause(p, data, n);
+        return WM_HTTP_MSG_DONE;
+    }
+    *used = 0;
+    return classify_error(p, e);
+}
+
+enum wm_http_res wm_http_parser_feed_eof(struct wm_http_parser *p)
+{
+    llhttp_errno_t e;
+
+    if (p->msg_done) {
+        return WM_HTTP_MSG_DONE;
+    }
+    e = llhttp_finish(&p->ll);
+    if ((e == HPE_OK || e == HPE_PAUSED) && p->msg_done) {
+        return WM_HTTP_MSG_DONE;
+    }
+    p->err = "connection closed before the message was complete";
+    return WM_HTTP_ERR_SYNTAX;
+}
+
+void wm_http_parser_reset(struct wm_http_parser *p)
+{
+    llhttp_init(&p->ll, p->kind == WM_HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    wm_http_head_reset(p->head);
+    p->head_done = p->msg_done = false;
+    p->has_te = p->has_cl = false;
+    p->too_large = p->bad_te = false;
+    p->no_body = false;
+    p->err = NULL;
+}
+
+void wm_http_parser_next(struct wm_http_parser *p)
+{
+    llhttp_errno_t e = llhttp_get_errno(&p->ll);
+
+    if (e == HPE_PAUSED) {
+        llhttp_resume(&p->ll);
+    } else if (e == HPE_PAUSED_UPGRADE) {
+        llhttp_resume_after_upgrade(&p->ll);
+    }
+    wm_http_head_reset(p->head);
+    p->head_done = p->msg_done = false;
+    p->has_te = p->has_cl = false;
+    p->too_large = p->bad_te = false;
+    p->err = NULL;
+}
+
+bool wm_http_parser_keep_alive(struct wm_http_parser *p)
+{
+    return llhttp_should_keep_alive(&p->ll) != 0;
+}
+
+bool wm_http_parser_upgrade(struct wm_http_parser *p)
+{
+    return p->ll.upgrade != 0;
+}
+
+bool wm_http_parser_chunked(struct wm_http_parser *p)
+{
+    return (p->ll.flags & F_CHUNKED) != 0;
+}
+
+bool wm_http_parser_needs_eof(struct wm_http_parser *p)
+{
+    return llhttp_message_needs_eof(&p->ll) != 0;
+}
+
+bool wm_http_parser_has_body(struct wm_http_parser *p)
+{
+    if (p->ll.flags & F_CHUNKED) {
+        return true;
+    }
+    return (p->ll.flags & F_CONTENT_LENGTH) && p->ll.content_length > 0;
+}
+
+int wm_http_parser_method(struct wm_http_parser *p)
+{
+    return p->ll.method;
+}
+
+void wm_http_parser_expect_no_body(struct wm_http_parser *p, bool on)
+{
+    p->no_body = on;
+}
+
+void wm_http_parser_set_body_cb(struct wm_http_parser *p, wm_http_body_cb cb, void *arg)
+{
+    p->body_cb = cb;
+    p->body_arg = arg;
+}
+
+const char *wm_http_parser_error(struct wm_http_parser *p)
+{
+    return p->err != NULL ? p->err : "malformed message";
+}

@@ -1,0 +1,177 @@
+#include "http/util.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "net/addr.h"
+
+int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uint16_t *port,
+                            uint16_t default_port)
+{
+    const char *h;
+    size_t hn;
+    const char *ps = NULL;
+    size_t pn = 0;
+    uint64_t p;
+
+    if (n == 0) {
+        return -1;
+    }
+    if (s[0] == '[') {
+        const char *end = memchr(s, ']', n);
+        if (end == NULL) {
+            return -1;
+        }
+        h = s + 1;
+        hn = (size_t)(end - h);
+        size_t rest = n - (size_t)(end + 1 - s);
+        if (rest > 0) {
+            if (end[1] != ':') {
+                return -1;
+            }
+            ps = end + 2;
+            pn = rest - 1;
+        }
+        if (memchr(h, ':', hn) == NULL) {
+            return -1;
+        }
+    } else {
+        const char *colon = memchr(s, ':', n);
+        h = s;
+        hn = colon != NULL ? (size_t)(colon - s) : n;
+        if (colon != NULL) {
+            ps = colon + 1;
+            pn = n - hn - 1;
+        }
+    }
+    if (hn == 0 || hn >= cap || hn >= WM_HOST_MAX) {
+        return -1;
+    }
+    for (size_t i = 0; i < hn; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (c <= ' ' || c >= 0x7f || c == '/' || c == '@' || c == '?' || c == '#' ||
+            c == '\\') {
+            return -1;
+        }
+    }
+    if (ps != NULL) {
+        if (wm_parse_u64(ps, pn, 65535, &p) < 0 || p == 0) {
+            return -1;
+        }
+        *port = (uint16_t)p;
+    } else {
+        if (default_port == 0) {
+            return -1;
+        }
+        *port = default_port;
+    }
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    return 0;
+}
+
+int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, uint16_t *port,
+                           bool *https, const char **path, size_t *pathlen)
+{
+    size_t off;
+    size_t auth_end;
+
+    if (n >= 7 && wm_strieq(url, 7, "http://")) {
+        off = 7;
+        *https = false;
+    } else if (n >= 8 && wm_strieq(url, 8, "https://")) {
+        off = 8;
+        *https = true;
+    } else {
+        return -1;
+    }
+    auth_end = off;
+    while (auth_end < n && url[auth_end] != '/' && url[auth_end] != '?' && url[auth_end] != '#') {
+        auth_end++;
+    }
+    if (memchr(url + off, '@', auth_end - off) != NULL) {
+        return -1; /* userinfo has no place in a proxied request */
+    }
+    if (wm_http_parse_authority(url + off, auth_end - off, host, cap, port,
+                                *https ? 443 : 80) < 0) {
+        return -1;
+    }
+    if (auth_end == n || url[auth_end] == '#') {
+        *path = "/";
+        *pathlen = 1;
+    } else {
+        *path = url + auth_end;
+        *pathlen = n - auth_end;
+        const char *frag = memchr(*path, '#', *pathlen);
+        if (frag != NULL) {
+            *pathlen = (size_t)(frag - *path);
+        }
+        if (**path == '?') {
+            /* "http://h?q" -> "/?q" is built by the caller: flag by pathlen. */
+        }
+    }
+    return 0;
+}
+
+const char *wm_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+int wm_http_write_error(struct evbuffer *out, int status, bool close, const char *extra,
+                        const char *detail)
+{
+    char body[512];
+    int blen = snprintf(body, sizeof(body), "%d %s%s%s\n", status, wm_http_reason(status),
+                        detail != NULL ? ": " : "", detail != NULL ? detail : "");
+
+    if (blen < 0) {
+        return -1;
+    }
+    if ((size_t)blen >= sizeof(body)) {
+        blen = (int)sizeof(body) - 1;
+    }
+    return evbuffer_add_printf(out,
+                               "HTTP/1.1 %d %s\r\n"
+                               "Server: wmproxy\r\n"
+                               "Content-Type: text/plain; charset=utf-8\r\n"
+                               "Content-Length: %d\r\n"
+                               "%s%s\r\n"
+                               "%.*s",
+                               status, wm_http_reason(status), blen,
+                               close ? "Connection: close\r\n" : "", extra != NULL ? extra : "",
+                               blen, body) < 0
+               ? -1
+               : 0;
+}

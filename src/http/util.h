@@ -1,0 +1,36 @@
+/*
+ * http/util.h - request-target parsing and canned responses.
+ */
+#ifndef WM_HTTP_UTIL_H
+#define WM_HTTP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+/* "host[:port]" or "[v6][:port]" (s[0..n)) -> host (no brackets, into buf of
+ * size cap) and port (default_port when absent; 0 default means required).
+ * Returns 0 or -1. */
+int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uint16_t *port,
+                            uint16_t default_port);
+
+/* Absolute-form target "http://authority/path?query" (RFC 9112 3.2.2).
+ * Fills host/port (default 80 for http, 443 for https), *https, and the
+ * origin-form (path + query, "/" when empty) as a pointer into url.
+ * Userinfo is refused. Returns 0 or -1. */
+int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, uint16_t *port,
+                           bool *https, const char **path, size_t *pathlen);
+
+/* Reason phrase for a status code ("Bad Gateway"); "Unknown" if unlisted. */
+const char *wm_http_reason(int status);
+
+/* Append a complete error response: status line, Content-Type text/plain,
+ * Content-Length, Connection: close (when close), extra header lines
+ * (each ending in CRLF, may be NULL), and a one-line body "<status> <reason>:
+ * <detail>\n". Returns 0 or -1. */
+int wm_http_write_error(struct evbuffer *out, int status, bool close, const char *extra,
+                        const char *detail);
+
+#endif

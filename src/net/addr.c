@@ -1,0 +1,179 @@
+#include "net/addr.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+
+int wm_addr_split(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port)
+{
+    const char *host;
+    size_t hlen;
+    const char *ps;
+    size_t pn;
+    uint64_t p;
+
+    if (n == 0) {
+        return -1;
+    }
+    if (s[0] == '[') {
+        const char *end = memchr(s, ']', n);
+        if (end == NULL || (size_t)(end - s) + 1 >= n || end[1] != ':') {
+            return -1;
+        }
+        host = s + 1;
+        hlen = (size_t)(end - host);
+        ps = end + 2;
+        pn = n - (size_t)(ps - s);
+        if (memchr(host, ':', hlen) == NULL) {
+            return -1; /* brackets are for IPv6 only */
+        }
+    } else {
+        const char *colon = NULL;
+        for (size_t i = n; i > 0; i--) {
+            if (s[i - 1] == ':') {
+                colon = s + i - 1;
+                break;
+            }
+        }
+        if (colon == NULL) {
+            return -1;
+        }
+        host = s;
+        hlen = (size_t)(colon - s);
+        if (memchr(host, ':', hlen) != NULL) {
+            return -1; /* bare IPv6 needs brackets */
+        }
+        ps = colon + 1;
+        pn = n - hlen - 1;
+    }
+    if (hlen == 0 || hlen >= cap || hlen >= WM_HOST_MAX) {
+        return -1;
+    }
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (c <= ' ' || c == '/' || c == '@' || c == '[' || c == ']' || c >= 0x7f) {
+            return -1;
+        }
+    }
+    if (wm_parse_u64(ps, pn, 65535, &p) < 0 || p == 0) {
+        return -1;
+    }
+    memcpy(hostbuf, host, hlen);
+    hostbuf[hlen] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+int wm_addr_from_ip(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                    socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        *len = sizeof(*in4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        *len = sizeof(*in6);
+        return 0;
+    }
+    return -1;
+}
+
+int wm_addr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[WM_HOST_MAX];
+    uint16_t port;
+
+    if (wm_addr_split(s, strlen(s), host, sizeof(host), &port) < 0) {
+        return -1;
+    }
+    if (strcmp(host, "localhost") == 0) {
+        snprintf(host, sizeof(host), "127.0.0.1");
+    } else if (strcmp(host, "*") == 0) {
+        snprintf(host, sizeof(host), "0.0.0.0");
+    }
+    return wm_addr_from_ip(host, port, ss, len);
+}
+
+const char *wm_addr_format_ip(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)cap);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+                  (socklen_t)cap);
+    } else {
+        snprintf(buf, cap, "?");
+    }
+    return buf;
+}
+
+const char *wm_addr_format(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    wm_addr_format_ip(sa, ip, sizeof(ip));
+    if (sa->sa_family == AF_INET6) {
+        snprintf(buf, cap, "[%s]:%u", ip, wm_addr_port(sa));
+    } else {
+        snprintf(buf, cap, "%s:%u", ip, wm_addr_port(sa));
+    }
+    return buf;
+}
+
+uint16_t wm_addr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    }
+    if (sa->sa_family == AF_INET6) {
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    return 0;
+}
+
+/* Reduce an IPv4-mapped IPv6 address to plain IPv4 for comparison. */
+static int ip_key(const struct sockaddr *sa, unsigned char out[16])
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (sa->sa_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 4;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        if (memcmp(a, mapped, 12) == 0) {
+            memcpy(out, a + 12, 4);
+            return 4;
+        }
+        memcpy(out, a, 16);
+        return 16;
+    }
+    return 0;
+}
+
+int wm_addr_same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+    unsigned char ka[16];
+    unsigned char kb[16];
+    int la = ip_key(a, ka);
+    int lb = ip_key(b, kb);
+
+    return la != 0 && la == lb && memcmp(ka, kb, (size_t)la) == 0;
+}
+
+int wm_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+    return wm_addr_same_ip(a, b) && wm_addr_port(a) == wm_addr_port(b);
+}

@@ -1,0 +1,43 @@
+/*
+ * net/addr.h - "host:port" strings and socket addresses.
+ */
+#ifndef WM_NET_ADDR_H
+#define WM_NET_ADDR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define WM_HOST_MAX 256 /* a DNS name is at most 253 bytes */
+#define WM_ADDR_STR_MAX 64 /* "[ffff:...:ffff]:65535" */
+
+/* Split "host:port" or "[v6]:port" (s[0..n)) into host (brackets removed,
+ * NUL-terminated in hostbuf of size cap) and port (1..65535).
+ * Returns 0, or -1 when the form is wrong or the host does not fit. */
+int wm_addr_split(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port);
+
+/* Fill ss/len from an IP literal host (v4 or v6, no brackets) and port.
+ * Returns 0, or -1 when host is not an IP literal. */
+int wm_addr_from_ip(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                    socklen_t *len);
+
+/* Parse a listen address "ip:port", "[ip]:port" or "localhost:port" into ss.
+ * Names other than localhost are refused (listeners never wait on DNS). */
+int wm_addr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Format sa as "1.2.3.4:80" or "[::1]:80" into buf (>= WM_ADDR_STR_MAX). */
+const char *wm_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
+
+/* Format only the IP of sa into buf. */
+const char *wm_addr_format_ip(const struct sockaddr *sa, char *buf, size_t cap);
+
+/* Port of sa in host order (0 for unknown families). */
+uint16_t wm_addr_port(const struct sockaddr *sa);
+
+/* Do the two addresses have the same family, IP and port? */
+int wm_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
+
+/* Same family and IP (ports ignored)? IPv4-mapped v6 equals its v4. */
+int wm_addr_same_ip(const struct sockaddr *a, const struct sockaddr *b);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * net/dial.h - the one dialer: resolve (evdns, A + AAAA) and connect, trying
+ * each address in turn, under one overall timeout.
+ *
+ * The result is a connected, non-blocking socket fd handed to the callback;
+ * the caller wraps it (plain bufferevent, TLS, splice relay). Errors are
+ * classified so callers can answer precisely (SOCKS reply codes, 502/504).
+ */
+#ifndef WM_NET_DIAL_H
+#define WM_NET_DIAL_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct wm_worker;
+struct wm_dial;
+
+enum wm_dial_status {
+    WM_DIAL_OK = 0,
+    WM_DIAL_REFUSED,      /* RST on connect */
+    WM_DIAL_HOST_UNREACH, /* no route to host, or every address failed */
+    WM_DIAL_NET_UNREACH,  /* network unreachable / address family unusable */
+    WM_DIAL_RESOLVE,      /* name does not resolve */
+    WM_DIAL_TIMEOUT,      /* no answer within the connect timeout */
+    WM_DIAL_ERROR,        /* anything else (local failure) */
+    WM_DIAL_STATUS_COUNT
+};
+
+/* Called once, on the worker's thread. On WM_DIAL_OK, fd is a connected
+ * non-blocking socket now owned by the callee, and peer/peerlen is the
+ * address it reached; otherwise fd is -1. The wm_dial is freed after return. */
+typedef void (*wm_dial_cb)(int fd, enum wm_dial_status st, const struct sockaddr *peer,
+                           socklen_t peerlen, void *arg);
+
+/* Start dialing host (name or IP literal, no brackets) : port on worker w.
+ * timeout_ms covers resolution and all connect attempts. The callback may
+ * run before this returns only never: it always runs from the event loop.
+ * Returns a handle for wm_dial_cancel(), or NULL on immediate failure (OOM). */
+struct wm_dial *wm_dial_start(struct wm_worker *w, const char *host, uint16_t port,
+                              int timeout_ms, wm_dial_cb cb, void *arg);
+
+/* Cancel a dial in progress: the callback will not run; d is freed. */
+void wm_dial_cancel(struct wm_dial *d);
+
+const char *wm_dial_status_str(enum wm_dial_status st);
+
+/* Map an errno from connect() to a status. */
+enum wm_dial_status wm_dial_status_from_errno(int err);
+
+#endif

@@ -1,0 +1,164 @@
+#include "net/listener.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/service.h"
+#include "core/worker.h"
+#include "net/addr.h"
+
+#define WM_ACCEPT_RETRY_MS 200
+
+struct wm_listener {
+    struct wm_worker *w;
+    struct evconnlistener *evl;
+    struct event *retry_ev;
+    struct wm_service *svc;
+    struct wm_listen_stats *stats;
+    char addr[WM_ADDR_STR_MAX];
+};
+
+int wm_listen_socket(const struct sockaddr *sa, socklen_t len, int type, struct wm_err *err)
+{
+    char name[WM_ADDR_STR_MAX];
+    int one = 1;
+    int fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    wm_addr_format(sa, name, sizeof(name));
+    if (fd < 0) {
+        wm_err_set(err, NULL, 0, 0, NULL, "socket for %s: %s", name, strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        wm_err_set(err, NULL, 0, 0, NULL, "SO_REUSEPORT on %s: %s", name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (sa->sa_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(fd, sa, len) < 0) {
+        wm_err_set(err, NULL, 0, 0, NULL, "bind %s: %s", name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (type == SOCK_STREAM && listen(fd, WM_LISTEN_BACKLOG) < 0) {
+        wm_err_set(err, NULL, 0, 0, NULL, "listen %s: %s", name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct wm_listener *l = arg;
+    int one = 1;
+
+    (void)evl;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    l->svc->accept(l->svc, l->w, fd, sa, (socklen_t)salen, l->stats);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (!wm_worker_draining(l->w)) {
+        evconnlistener_enable(l->evl);
+    }
+}
+
+static void accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+    struct wm_listener *l = arg;
+    int e = errno;
+
+    /* Out of descriptors or memory: pause instead of spinning on accept. */
+    wm_log(WM_LOG_WARN, 0, "accept on %s: %s; pausing %d ms", l->addr, strerror(e),
+           WM_ACCEPT_RETRY_MS);
+    evconnlistener_disable(evl);
+    struct timeval tv = {0, WM_ACCEPT_RETRY_MS * 1000};
+    evtimer_add(l->retry_ev, &tv);
+}
+
+struct wm_listener *wm_listener_new(struct wm_worker *w, int fd, const char *addr,
+                                    struct wm_service *svc, struct wm_listen_stats *stats)
+{
+    struct wm_listener *l = calloc(1, sizeof(*l));
+
+    if (l == NULL) {
+        close(fd);
+        return NULL;
+    }
+    l->w = w;
+    snprintf(l->addr, sizeof(l->addr), "%s", addr);
+    l->retry_ev = evtimer_new(wm_worker_base(w), retry_cb, l);
+    l->evl = evconnlistener_new(wm_worker_base(w), accept_cb, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (l->evl == NULL || l->retry_ev == NULL) {
+        if (l->evl == NULL) {
+            close(fd);
+        } else {
+            evconnlistener_free(l->evl);
+        }
+        if (l->retry_ev != NULL) {
+            event_free(l->retry_ev);
+        }
+        free(l);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(l->evl, accept_error_cb);
+    l->svc = wm_service_ref(svc);
+    l->stats = wm_listen_stats_ref(stats);
+    return l;
+}
+
+void wm_listener_set_service(struct wm_listener *l, struct wm_service *svc)
+{
+    struct wm_service *old = l->svc;
+
+    l->svc = wm_service_ref(svc);
+    wm_service_unref(old);
+}
+
+struct wm_service *wm_listener_service(const struct wm_listener *l)
+{
+    return l->svc;
+}
+
+struct wm_listen_stats *wm_listener_stats(const struct wm_listener *l)
+{
+    return l->stats;
+}
+
+const char *wm_listener_addr(const struct wm_listener *l)
+{
+    return l->addr;
+}
+
+void wm_listener_free(struct wm_listener *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    evconnlistener_free(l->evl);
+    event_free(l->retry_ev);
+    wm_service_unref(l->svc);
+    wm_listen_stats_unref(l->stats);
+    free(l);
+}

@@ -1,0 +1,40 @@
+/*
+ * net/listener.h - one listening socket on one worker (SO_REUSEPORT, so
+ * every worker has its own socket on the same address and the kernel spreads
+ * connections among them).
+ */
+#ifndef WM_NET_LISTENER_H
+#define WM_NET_LISTENER_H
+
+#include <sys/socket.h>
+
+struct wm_err;
+struct wm_listen_stats;
+struct wm_listener;
+struct wm_service;
+struct wm_worker;
+
+/* Create a bound socket for sa (SOCK_STREAM listening, or SOCK_DGRAM bound),
+ * with SO_REUSEADDR + SO_REUSEPORT, IPV6_V6ONLY for v6, non-blocking.
+ * Returns the fd, or -1 with err filled ("bind 127.0.0.1:80: Address in use"). */
+int wm_listen_socket(const struct sockaddr *sa, socklen_t len, int type, struct wm_err *err);
+
+/* Accept on the listening socket fd (from wm_listen_socket) in worker w,
+ * handing accepted sockets to svc. Takes fd (closed on failure too) and a
+ * reference on svc and on stats (stats may be NULL). addr names it in logs.
+ * Returns NULL on failure (OOM). Call on w's thread or before w starts. */
+struct wm_listener *wm_listener_new(struct wm_worker *w, int fd, const char *addr,
+                                    struct wm_service *svc, struct wm_listen_stats *stats);
+
+/* Replace the service new connections go to (reload). References svc,
+ * releases the old one. Worker thread only. */
+void wm_listener_set_service(struct wm_listener *l, struct wm_service *svc);
+
+struct wm_service *wm_listener_service(const struct wm_listener *l);
+struct wm_listen_stats *wm_listener_stats(const struct wm_listener *l);
+const char *wm_listener_addr(const struct wm_listener *l); /* "127.0.0.1:8090" */
+
+/* Stop accepting and close the socket; releases svc and stats. NULL: no-op. */
+void wm_listener_free(struct wm_listener *l);
+
+#endif

@@ -1,0 +1,292 @@
+#include "net/lset.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/service.h"
+#include "core/worker.h"
+#include "net/addr.h"
+#include "net/listener.h"
+
+/* Main-thread view of what is listening. */
+struct entry {
+    char addr[WM_ADDR_STR_MAX]; /* canonical form */
+    const char *kind;
+    struct wm_listen_stats *stats;
+};
+
+static struct entry *cur;
+static size_t ncur;
+static pthread_mutex_t cur_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Per worker, touched only by that worker's thread. */
+struct wlist {
+    struct wm_listener **ls;
+    size_t n;
+};
+static struct wlist *wl;
+static int nwl;
+
+/* A reconcile job for one worker. */
+struct item {
+    char addr[WM_ADDR_STR_MAX];
+    int fd; /* -1: keep the existing socket */
+    struct wm_service *svc;
+    struct wm_listen_stats *stats;
+};
+
+struct job {
+    struct item *items;
+    size_t n;
+    pthread_mutex_t *lock;
+    pthread_cond_t *cond;
+    int *pending;
+};
+
+static int canonical(const char *addr, char *out, size_t cap, struct sockaddr_storage *ss,
+                     socklen_t *len)
+{
+    if (wm_addr_parse_listen(addr, ss, len) < 0) {
+        return -1;
+    }
+    wm_addr_format((struct sockaddr *)ss, out, cap);
+    return 0;
+}
+
+static void reconcile(struct wm_worker *w, void *arg)
+{
+    struct job *j = arg;
+    struct wlist *l = &wl[wm_worker_index(w)];
+    struct wm_listener **next = calloc(j->n ? j->n : 1, sizeof(*next));
+    size_t nn = 0;
+
+    for (size_t i = 0; i < j->n; i++) {
+        struct item *it = &j->items[i];
+        struct wm_listener *found = NULL;
+        for (size_t k = 0; k < l->n; k++) {
+            if (l->ls[k] != NULL && strcmp(wm_listener_addr(l->ls[k]), it->addr) == 0) {
+                found = l->ls[k];
+                l->ls[k] = NULL;
+                break;
+            }
+        }
+        if (found != NULL) {
+            wm_listener_set_service(found, it->svc);
+            if (it->fd >= 0) {
+                close(it->fd);
+            }
+        } else if (it->fd >= 0) {
+            found = wm_listener_new(w, it->fd, it->addr, it->svc, it->stats);
+            if (found == NULL) {
+                wm_log(WM_LOG_ERROR, 0, "worker %d: cannot listen on %s: out of memory",
+                       wm_worker_index(w), it->addr);
+            }
+        }
+        if (found != NULL && next != NULL) {
+            next[nn++] = found;
+        } else if (found != NULL) {
+            wm_listener_free(found);
+        }
+    }
+    for (size_t k = 0; k < l->n; k++) {
+        wm_listener_free(l->ls[k]); /* removed addresses (NULL: moved above) */
+    }
+    free(l->ls);
+    l->ls = next;
+    l->n = nn;
+    for (size_t i = 0; i < j->n; i++) {
+        wm_service_unref(j->items[i].svc);
+        wm_listen_stats_unref(j->items[i].stats);
+    }
+    free(j->items);
+    pthread_mutex_lock(j->lock);
+    (*j->pending)--;
+    pthread_cond_signal(j->cond);
+    pthread_mutex_unlock(j->lock);
+    free(j);
+}
+
+static struct entry *find_cur(const char *addr)
+{
+    for (size_t i = 0; i < ncur; i++) {
+        if (strcmp(cur[i].addr, addr) == 0) {
+            return &cur[i];
+        }
+    }
+    return NULL;
+}
+
+int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
+{
+    int nw = wm_worker_count();
+    struct entry *nent = calloc(n ? n : 1, sizeof(*nent));
+    int *fds = malloc((n ? n : 1) * (size_t)nw * sizeof(int));
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    int pending = 0;
+
+    if (nent == NULL || fds == NULL) {
+        free(nent);
+        free(fds);
+        return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n * (size_t)nw; i++) {
+        fds[i] = -1;
+    }
+    if (wl == NULL) {
+        wl = calloc((size_t)nw, sizeof(*wl));
+        if (wl == NULL) {
+            free(nent);
+            free(fds);
+            return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+        }
+        nwl = nw;
+    }
+    /* 1. Validate and bind what is new, on this thread. */
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (canonical(specs[i].addr, nent[i].addr, sizeof(nent[i].addr), &ss, &len) < 0) {
+            wm_err_set(err, NULL, 0, 0, NULL, "bad listen address \"%s\"", specs[i].addr);
+            goto fail;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(nent[k].addr, nent[i].addr) == 0) {
+                wm_err_set(err, NULL, 0, 0, NULL, "address %s is used twice", nent[i].addr);
+                goto fail;
+            }
+        }
+        nent[i].kind = specs[i].svc->kind;
+        struct entry *old = find_cur(nent[i].addr);
+        if (old != NULL) {
+            nent[i].stats = wm_listen_stats_ref(old->stats);
+            continue;
+        }
+        nent[i].stats = wm_listen_stats_new(nent[i].addr);
+        for (int k = 0; k < nw; k++) {
+            fds[i * (size_t)nw + (size_t)k] =
+                wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
+            if (fds[i * (size_t)nw + (size_t)k] < 0) {
+                goto fail;
+            }
+        }
+    }
+    /* 2. Hand each worker its part; wait until all are done. */
+    for (int k = 0; k < nw; k++) {
+        struct job *j = calloc(1, sizeof(*j));
+        struct item *items = calloc(n ? n : 1, sizeof(*items));
+        if (j == NULL || items == NULL) {
+            /* Cannot fail half-way sensibly: log and carry on with fewer. */
+            free(j);
+            free(items);
+            wm_log(WM_LOG_ERROR, 0, "listeners: out of memory for worker %d", k);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            snprintf(items[i].addr, sizeof(items[i].addr), "%s", nent[i].addr);
+            items[i].fd = fds[i * (size_t)nw + (size_t)k];
+            fds[i * (size_t)nw + (size_t)k] = -1;
+            items[i].svc = wm_service_ref(specs[i].svc);
+            items[i].stats = wm_listen_stats_ref(nent[i].stats);
+        }
+        j->items = items;
+        j->n = n;
+        j->lock = &lock;
+        j->cond = &cond;
+        j->pending = &pending;
+        pthread_mutex_lock(&lock);
+        pending++;
+        pthread_mutex_unlock(&lock);
+        if (wm_worker_post(wm_worker_get(k), reconcile, j) < 0) {
+            wm_log(WM_LOG_ERROR, 0, "listeners: cannot reach worker %d", k);
+            reconcile(wm_worker_get(k), j); /* workers not running: safe enough */
+        }
+    }
+    pthread_mutex_lock(&lock);
+    while (pending > 0) {
+        pthread_cond_wait(&cond, &lock);
+    }
+    pthread_mutex_unlock(&lock);
+    pthread_mutex_destroy(&lock);
+    pthread_cond_destroy(&cond);
+    /* 3. Swap the bookkeeping. */
+    pthread_mutex_lock(&cur_lock);
+    for (size_t i = 0; i < ncur; i++) {
+        wm_listen_stats_unref(cur[i].stats);
+    }
+    free(cur);
+    cur = nent;
+    ncur = n;
+    pthread_mutex_unlock(&cur_lock);
+    free(fds);
+    return 0;
+fail:
+    for (size_t i = 0; i < n * (size_t)nw; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        wm_listen_stats_unref(nent[i].stats);
+    }
+    free(nent);
+    free(fds);
+    return -1;
+}
+
+void wm_lset_close_worker(struct wm_worker *w, void *unused)
+{
+    struct wlist *l;
+
+    (void)unused;
+    if (wl == NULL) {
+        return;
+    }
+    l = &wl[wm_worker_index(w)];
+    for (size_t k = 0; k < l->n; k++) {
+        wm_listener_free(l->ls[k]);
+    }
+    free(l->ls);
+    l->ls = NULL;
+    l->n = 0;
+}
+
+void wm_lset_free(void)
+{
+    if (wl != NULL) {
+        for (int k = 0; k < nwl; k++) {
+            for (size_t i = 0; i < wl[k].n; i++) {
+                wm_listener_free(wl[k].ls[i]);
+            }
+            free(wl[k].ls);
+        }
+        free(wl);
+        wl = NULL;
+        nwl = 0;
+    }
+    pthread_mutex_lock(&cur_lock);
+    for (size_t i = 0; i < ncur; i++) {
+        wm_listen_stats_unref(cur[i].stats);
+    }
+    free(cur);
+    cur = NULL;
+    ncur = 0;
+    pthread_mutex_unlock(&cur_lock);
+}
+
+void wm_lset_foreach_stats(void (*fn)(const struct wm_listen_stats *s, const char *kind,
+                                      void *arg),
+                           void *arg)
+{
+    pthread_mutex_lock(&cur_lock);
+    for (size_t i = 0; i < ncur; i++) {
+        fn(cur[i].stats, cur[i].kind, arg);
+    }
+    pthread_mutex_unlock(&cur_lock);
+}

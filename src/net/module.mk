@@ -1,0 +1,1 @@
+SRCS += src/net/addr.c src/net/dial.c src/net/listener.c src/net/lset.c

@@ -1,0 +1,303 @@
+/*
+ * proxy/socks.c - SOCKS5 (RFC 1928 + RFC 1929) and SOCKS4/4a handshakes.
+ * After a successful CONNECT the connection becomes a plain relay; bytes the
+ * client sent early (request and data in one packet) stay in the input
+ * buffer and are forwarded first by the relay.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "net/dial.h"
+#include "proxy/pconn.h"
+#include "proxy/socks_proto.h"
+
+/* A step handed the connection on (dial, UDP, reply-and-close). */
+#define STEP_HANDED (-100)
+
+enum socks5_state {
+    S5_GREETING = 0, /* have nothing; await VER NMETHODS METHODS */
+    S5_AUTH,         /* chose USERPASS; await RFC 1929 request */
+    S5_REQUEST,      /* authenticated; await VER CMD RSV ATYP ADDR PORT */
+    S5_DIALING,      /* request taken; dialing the target, client read paused */
+};
+
+static void reply_and_close(struct wm_pconn *c, const uint8_t *msg, size_t n,
+                            const char *reason)
+{
+    bufferevent_write(c->bev, msg, n);
+    wm_pconn_close_after_flush(c, reason);
+}
+
+static void socks5_fail(struct wm_pconn *c, uint8_t rep, const char *reason)
+{
+    uint8_t out[32];
+    size_t n = wm_socks5_build_reply(out, rep, NULL);
+
+    c->code = rep;
+    reply_and_close(c, out, n, reason);
+}
+
+static void socks5_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
+                           socklen_t peerlen, void *arg)
+{
+    struct wm_pconn *c = arg;
+    uint8_t out[32];
+    size_t n;
+
+    (void)peer;
+    (void)peerlen;
+    c->dial = NULL;
+    if (st != WM_DIAL_OK) {
+        uint8_t rep = (uint8_t)wm_pconn_socks5_rep(st);
+        wm_log(WM_LOG_DEBUG, c->id, "socks5 target=%s: %s", c->target, wm_dial_status_str(st));
+        socks5_fail(c, rep, wm_dial_status_str(st));
+        return;
+    }
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0) {
+        memset(&local, 0, sizeof(local));
+    }
+    n = wm_socks5_build_reply(out, WM_SOCKS5_REP_OK, (struct sockaddr *)&local);
+    c->code = WM_SOCKS5_REP_OK;
+    bufferevent_write(c->bev, out, n);
+    wm_pconn_relay_fd(c, fd);
+}
+
+static void start_dial(struct wm_pconn *c, const struct wm_socks_addr *a,
+                       void (*cb)(int, enum wm_dial_status, const struct sockaddr *, socklen_t,
+                                  void *))
+{
+    bufferevent_disable(c->bev, EV_READ);
+    wm_pconn_clear_timer(c); /* the dial has its own timeout */
+    c->dial = wm_dial_start(c->w, a->host, a->port, c->opts->connect_timeout_ms, cb, c);
+    if (c->dial == NULL) {
+        cb(-1, WM_DIAL_ERROR, NULL, 0, c);
+    }
+}
+
+static void format_target(struct wm_pconn *c, const struct wm_socks_addr *a)
+{
+    if (a->atyp == WM_SOCKS5_ATYP_IPV6) {
+        snprintf(c->target, sizeof(c->target), "[%s]:%u", a->host, a->port);
+    } else {
+        snprintf(c->target, sizeof(c->target), "%s:%u", a->host, a->port);
+    }
+}
+
+/* One message in state c->state; returns bytes consumed, 0 for more, -1 if
+ * the connection was handed on or closed. */
+static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
+{
+    int r;
+
+    switch ((enum socks5_state)c->state) {
+    case S5_GREETING: {
+        bool none;
+        bool up;
+        uint8_t out[2] = {5, WM_SOCKS5_METHOD_REFUSED};
+        r = wm_socks5_parse_greeting(p, n, &none, &up);
+        if (r <= 0) {
+            return r;
+        }
+        if (!(c->opts->flags & WM_PROXY_FLAG_SOCKS5)) {
+            reply_and_close(c, out, 2, "socks5-disabled");
+            return STEP_HANDED;
+        }
+        if (c->opts->auth ? !up : !none) {
+            /* With credentials configured, only USERPASS is acceptable. */
+            c->code = WM_SOCKS5_METHOD_REFUSED;
+            reply_and_close(c, out, 2, "no-acceptable-method");
+            return STEP_HANDED;
+        }
+        out[1] = c->opts->auth ? WM_SOCKS5_METHOD_USERPASS : WM_SOCKS5_METHOD_NONE;
+        bufferevent_write(c->bev, out, 2);
+        c->state = c->opts->auth ? S5_AUTH : S5_REQUEST;
+        return r;
+    }
+    case S5_AUTH: {
+        char user[256];
+        char pass[256];
+        size_t ulen;
+        size_t plen;
+        uint8_t out[2] = {1, 0};
+        r = wm_socks5_parse_userpass(p, n, user, &ulen, pass, &plen);
+        if (r <= 0) {
+            return r;
+        }
+        wm_pconn_set_user(c, user, ulen);
+        bool ok = wm_pconn_auth_ok(c, user, ulen, pass, plen);
+        explicit_bzero(pass, sizeof(pass));
+        if (!ok) {
+            out[1] = 1;
+            c->code = 1;
+            wm_log(WM_LOG_WARN, c->id, "socks5 client=%s user=%s: wrong credentials",
+                   c->peer_str, c->user);
+            reply_and_close(c, out, 2, "auth-failed");
+            return STEP_HANDED;
+        }
+        bufferevent_write(c->bev, out, 2);
+        c->state = S5_REQUEST;
+        return r;
+    }
+    case S5_REQUEST: {
+        uint8_t cmd;
+        struct wm_socks_addr a;
+        r = wm_socks5_parse_request(p, n, &cmd, &a);
+        if (r == WM_SOCKS_EATYP) {
+            socks5_fail(c, WM_SOCKS5_REP_ATYP_UNSUPPORTED, "bad-address-type");
+            return STEP_HANDED;
+        }
+        if (r <= 0) {
+            return r;
+        }
+        format_target(c, &a);
+        evbuffer_drain(bufferevent_get_input(c->bev), (size_t)r);
+        if (cmd == WM_SOCKS5_CMD_CONNECT) {
+            c->state = S5_DIALING;
+            start_dial(c, &a, socks5_dial_cb);
+        } else if (cmd == WM_SOCKS5_CMD_UDP) {
+            c->proto = WM_PCONN_UDP;
+            wm_socks5_udp_start(c, &a);
+        } else {
+            socks5_fail(c, WM_SOCKS5_REP_CMD_UNSUPPORTED, "command-not-supported");
+        }
+        return STEP_HANDED;
+    }
+    case S5_DIALING:
+        return 0;
+    }
+    return 0;
+}
+
+static void socks_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    wm_pconn_finish(arg, "client-closed");
+}
+
+/* Shared read loop: pull up what we have (bounded) and let step() eat
+ * complete messages. */
+static void socks_read_loop(struct wm_pconn *c, int (*step)(struct wm_pconn *, const uint8_t *,
+                                                            size_t))
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        size_t take = len < WM_SOCKS_MAX_HANDSHAKE ? len : WM_SOCKS_MAX_HANDSHAKE;
+        const uint8_t *p;
+        int r;
+
+        if (take == 0) {
+            return;
+        }
+        p = evbuffer_pullup(in, (ev_ssize_t)take);
+        r = step(c, p, take);
+        if (r == STEP_HANDED) {
+            return;
+        }
+        if (r < 0) {
+            wm_log(WM_LOG_DEBUG, c->id, "%s client=%s: malformed handshake",
+                   c->proto == WM_PCONN_SOCKS4 ? "socks4" : "socks5", c->peer_str);
+            c->code = -1;
+            wm_pconn_finish(c, "malformed");
+            return;
+        }
+        if (r == 0) {
+            if (len >= WM_SOCKS_MAX_HANDSHAKE) {
+                c->code = -1;
+                wm_pconn_finish(c, "handshake-too-large");
+            }
+            return;
+        }
+        evbuffer_drain(in, (size_t)r);
+    }
+}
+
+static void socks5_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    socks_read_loop(arg, socks5_step);
+}
+
+void wm_socks5_start(struct wm_pconn *c)
+{
+    c->state = S5_GREETING;
+    bufferevent_setcb(c->bev, socks5_read_cb, NULL, socks_event_cb, c);
+    socks5_read_cb(c->bev, c);
+}
+
+/* ---- SOCKS4 / 4a ---- */
+
+static void socks4_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
+                           socklen_t peerlen, void *arg)
+{
+    struct wm_pconn *c = arg;
+    uint8_t out[8];
+
+    (void)peer;
+    (void)peerlen;
+    c->dial = NULL;
+    if (st != WM_DIAL_OK) {
+        c->code = WM_SOCKS4_REP_REJECTED;
+        reply_and_close(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_REJECTED),
+                        wm_dial_status_str(st));
+        return;
+    }
+    c->code = WM_SOCKS4_REP_GRANTED;
+    bufferevent_write(c->bev, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_GRANTED));
+    wm_pconn_relay_fd(c, fd);
+}
+
+static int socks4_step(struct wm_pconn *c, const uint8_t *p, size_t n)
+{
+    uint8_t cmd;
+    struct wm_socks_addr a;
+    char user[256];
+    uint8_t out[8];
+    int r = wm_socks4_parse_request(p, n, &cmd, &a, user);
+
+    if (r < 0) {
+        /* SOCKS4 has one failure reply; a broken request still gets it. */
+        c->code = WM_SOCKS4_REP_REJECTED;
+        reply_and_close(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_REJECTED),
+                        "malformed");
+        return STEP_HANDED;
+    }
+    if (r == 0) {
+        return 0;
+    }
+    wm_pconn_set_user(c, user, strlen(user));
+    format_target(c, &a);
+    evbuffer_drain(bufferevent_get_input(c->bev), (size_t)r);
+    /* SOCKS4 carries no password: refuse it when credentials are required. */
+    if (!(c->opts->flags & WM_PROXY_FLAG_SOCKS5) || c->opts->auth ||
+        cmd != WM_SOCKS5_CMD_CONNECT) {
+        c->code = WM_SOCKS4_REP_REJECTED;
+        reply_and_close(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_REJECTED),
+                        c->opts->auth ? "socks4-needs-auth" : "socks4-rejected");
+        return STEP_HANDED;
+    }
+    start_dial(c, &a, socks4_dial_cb);
+    return STEP_HANDED;
+}
+
+static void socks4_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    socks_read_loop(arg, socks4_step);
+}
+
+void wm_socks4_start(struct wm_pconn *c)
+{
+    bufferevent_setcb(c->bev, socks4_read_cb, NULL, socks_event_cb, c);
+    socks4_read_cb(c->bev, c);
+}
