@@ -221,9 +221,10 @@ static void begin_stop(struct server *s, const char *why)
     s->stopping = true;
     wm_log(WM_LOG_INFO, 0, "stopping (%s): no new connections, grace %d ms", why,
            s->ro->grace_ms);
-    wm_control_stop();
     wm_workers_drain(s->ro->grace_ms, wm_lset_close_worker, NULL);
-    event_base_loopexit(s->base, NULL);
+    /* Leave the control API a moment to flush its answer (POST /stop). */
+    struct timeval tv = {0, 200 * 1000};
+    event_base_loopexit(s->base, &tv);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -434,6 +435,7 @@ static int serve(struct run_opts *ro, const struct wm_lspec *specs, size_t nspec
     if (!s.stopping) {
         begin_stop(&s, "loop ended");
     }
+    wm_control_stop();
     wm_workers_join();
     wm_log(WM_LOG_INFO, 0, "stopped");
     goto cleanup;

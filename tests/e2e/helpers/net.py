@@ -1,0 +1,103 @@
+"""Socket helpers with bounded waits."""
+
+import socket
+import time
+
+
+def free_port(family=socket.AF_INET):
+    """A TCP port free on loopback right now (both families checked)."""
+    for _ in range(50):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        try:
+            s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s6.bind(("::1", port))
+            s6.close()
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(host, port, timeout, proc=None):
+    deadline = time.time() + timeout
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(0.5)
+        try:
+            s.connect((host, port))
+            s.close()
+            return True
+        except OSError:
+            s.close()
+            time.sleep(0.05)
+    return False
+
+
+def connect(port, host="127.0.0.1", timeout=10):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect((host, port))
+    return s
+
+
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        b = s.recv(n - len(buf))
+        if not b:
+            raise EOFError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += b
+    return bytes(buf)
+
+
+def recv_until(s, marker, limit=1 << 20):
+    buf = bytearray()
+    while marker not in buf:
+        b = s.recv(65536)
+        if not b:
+            raise EOFError("EOF before %r; got %r" % (marker, bytes(buf[:200])))
+        buf += b
+        if len(buf) > limit:
+            raise ValueError("marker not found within limit")
+    return bytes(buf)
+
+
+def recv_all(s, limit=1 << 30):
+    buf = bytearray()
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return bytes(buf)
+        buf += b
+        if len(buf) > limit:
+            raise ValueError("too much data")
+
+
+def is_closed(s, timeout=5):
+    """True if the peer closes (EOF or reset) within timeout."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False

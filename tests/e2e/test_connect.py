@@ -1,0 +1,65 @@
+"""HTTPS CONNECT tunnels."""
+
+import base64
+import socket
+import subprocess
+
+from conftest import sha256
+from helpers import http1
+from helpers.net import connect, free_port, is_closed, recv_exact
+from helpers.origin import pattern
+
+
+def test_connect_curl(proxy, origin):
+    r = subprocess.run(["curl", "-sS", "-p", "-x", "http://127.0.0.1:%d" % proxy,
+                        "http://127.0.0.1:%d/bytes/200000?seed=2" % origin.port],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == pattern(200000, 2)
+
+
+def test_connect_early_data_and_half_close(proxy, echo):
+    s = connect(proxy)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\nhello-early" % echo.port)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert recv_exact(s, 11) == b"hello-early"
+    s.shutdown(socket.SHUT_WR)
+    assert recv_exact(s, 64).decode() == sha256(b"hello-early")
+    assert is_closed(s)
+
+
+def test_connect_auth(auth_proxy, echo):
+    s = connect(auth_proxy)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % echo.port)
+    r = http1.Reader(s).response()
+    assert r.status == 407 and "Basic" in r.header("Proxy-Authenticate")
+    cred = base64.b64encode(b"alice:s3cret").decode()
+    s = connect(auth_proxy)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nProxy-Authorization: Basic %s\r\n\r\n" % (echo.port, cred.encode()))
+    rd = http1.Reader(s)
+    r = rd.response(head_request=True)
+    assert r.status == 200
+    s.sendall(b"ping")
+    assert rd.exact(4) == b"ping"
+
+
+def test_connect_errors(proxy):
+    for target, status in (("127.0.0.1:%d" % free_port(), 502), ("no-such-host.invalid:443", 502),
+                           ("127.0.0.1", 400), ("127.0.0.1:0", 400)):
+        s = connect(proxy)
+        s.sendall(b"CONNECT %s HTTP/1.1\r\n\r\n" % target.encode())
+        r = http1.Reader(s).response()
+        assert r.status == status, target
+
+
+def test_connect_after_keepalive_requests(proxy, origin, echo):
+    s = connect(proxy)
+    rd = http1.Reader(s)
+    s.sendall(http1.request("GET", "http://127.0.0.1:%d/bytes/10" % origin.port))
+    assert rd.response().body == pattern(10)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % echo.port)
+    assert rd.response(head_request=True).status == 200
+    s.sendall(b"tunnel")
+    assert rd.exact(6) == b"tunnel"

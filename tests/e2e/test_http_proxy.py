@@ -1,0 +1,278 @@
+"""HTTP forward proxy: absolute-URI requests, bodies, keep-alive, pipelining,
+hop-by-hop headers, auth, errors, WebSocket upgrade, IPv6."""
+
+import base64
+import json
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import proxy_args, sha256
+from helpers import http1
+from helpers.net import connect, free_port, is_closed, recv_exact
+from helpers.origin import pattern, pattern_sha256, ws_frame, ws_read_frame
+
+
+def curl(*args, timeout=60):
+    r = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + list(args),
+                       capture_output=True, timeout=timeout + 10)
+    return r
+
+
+def get(port, url, headers=(), method="GET", body=b"", version="HTTP/1.1", host="127.0.0.1"):
+    s = connect(port, host)
+    s.sendall(http1.request(method, url, headers, body, version))
+    r = http1.Reader(s).response(head_request=(method == "HEAD"))
+    s.close()
+    return r
+
+
+def test_get_with_curl(proxy, origin):
+    r = curl("-x", "http://127.0.0.1:%d" % proxy, "http://127.0.0.1:%d/bytes/100000?seed=3" % origin.port)
+    assert r.returncode == 0, r.stderr
+    assert sha256(r.stdout) == pattern_sha256(100000, 3)
+
+
+def test_post_content_length_and_chunked(proxy, origin):
+    body = pattern(300000, 5)
+    url = "http://127.0.0.1:%d/echo" % origin.port
+    r = get(proxy, url, [("Host", "x")], "POST", body)
+    assert r.status == 200 and r.body == body
+    # chunked request body, raw framing passes through
+    s = connect(proxy)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:1000], body[1000:70000], body[70000:]))
+    s.sendall(http1.request("POST", url, [("Transfer-Encoding", "chunked")]) + chunks + b"0\r\n\r\n")
+    r = http1.Reader(s).response()
+    assert r.status == 200 and r.body == body
+    s.close()
+
+
+def test_chunked_response_with_trailer(proxy, origin):
+    r = get(proxy, "http://127.0.0.1:%d/chunked/50000" % origin.port)
+    assert r.status == 200
+    assert r.body == pattern(50000)
+
+
+def test_response_delimited_by_close(proxy, origin):
+    r = get(proxy, "http://127.0.0.1:%d/close/20000" % origin.port)
+    assert r.status == 200 and r.body == pattern(20000)
+    assert r.header("Connection") == "close"
+
+
+def test_keepalive_20_requests_one_connection(proxy, origin):
+    s = connect(proxy)
+    rd = http1.Reader(s)
+    conns = set()
+    for i in range(20):
+        s.sendall(http1.request("GET", "http://127.0.0.1:%d/conn" % origin.port, [("Host", "a")]))
+        r = rd.response()
+        assert r.status == 200
+        conns.add(r.body)
+    # one client connection, one upstream connection reused for all 20
+    assert len(conns) == 1
+    s.close()
+
+
+def test_pipelining(proxy, origin):
+    s = connect(proxy)
+    reqs = b""
+    sizes = [10, 70000, 0, 5, 123457]
+    for n in sizes:
+        reqs += http1.request("GET", "http://127.0.0.1:%d/bytes/%d?seed=%d" % (origin.port, n, n))
+    reqs += http1.request("HEAD", "http://127.0.0.1:%d/bytes/999" % origin.port)
+    reqs += http1.request("GET", "http://127.0.0.1:%d/conn" % origin.port)
+    s.sendall(reqs)
+    rd = http1.Reader(s)
+    for n in sizes:
+        r = rd.response()
+        assert r.status == 200 and r.body == pattern(n, n)
+    r = rd.response(head_request=True)
+    assert r.status == 200 and r.header("Content-Length") == "999"
+    r = rd.response()
+    assert r.status == 200 and r.body.isdigit()
+    s.close()
+
+
+def test_switching_targets_on_keepalive(proxy, origin, origin6):
+    s = connect(proxy)
+    rd = http1.Reader(s)
+    for url in ("http://127.0.0.1:%d/conn" % origin.port, "http://[::1]:%d/conn" % origin6.port,
+                "http://localhost:%d/bytes/10" % origin.port):
+        s.sendall(http1.request("GET", url))
+        assert rd.response().status == 200
+    s.close()
+
+
+def test_hop_by_hop_headers_removed(proxy, origin):
+    r = get(proxy, "http://127.0.0.1:%d/headers?x=1" % origin.port, [
+        ("Host", "wrong.example"), ("Connection", "keep-alive, X-Private"), ("X-Private", "secret"),
+        ("Proxy-Connection", "keep-alive"), ("Keep-Alive", "300"), ("TE", "trailers"),
+        ("Trailer", "X-Sum"), ("Upgrade", "h2c"), ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+        ("X-End-To-End", "kept")])
+    doc = json.loads(r.body)
+    names = [k.lower() for k, _ in doc["headers"]]
+    for hop in ("connection", "x-private", "proxy-connection", "keep-alive", "te", "trailer",
+                "upgrade", "proxy-authorization"):
+        assert hop not in names, doc
+    assert ("X-End-To-End", "kept") in [tuple(h) for h in doc["headers"]]
+    # origin-form toward the origin, Host from the absolute URI
+    assert doc["reqline"] == "GET /headers?x=1 HTTP/1.1"
+    assert ["Host", "127.0.0.1:%d" % origin.port] in doc["headers"]
+    # hop-by-hop headers of the response are dropped too
+    r = get(proxy, "http://127.0.0.1:%d/hop" % origin.port)
+    assert r.body == b"ok" and r.header("X-Kept") == "yes"
+    assert r.header("X-Secret") is None and r.header("Keep-Alive") is None
+    assert r.header("Proxy-Connection") is None
+
+
+def test_auth_required(auth_proxy, origin):
+    url = "http://127.0.0.1:%d/bytes/10" % origin.port
+    r = get(auth_proxy, url)
+    assert r.status == 407
+    assert r.header("Proxy-Authenticate") == 'Basic realm="wmproxy"'
+    bad = "Basic " + base64.b64encode(b"alice:wrong").decode()
+    assert get(auth_proxy, url, [("Proxy-Authorization", bad)]).status == 407
+    assert get(auth_proxy, url, [("Proxy-Authorization", "Basic !!!")]).status == 407
+    good = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    r = get(auth_proxy, url, [("Proxy-Authorization", good)])
+    assert r.status == 200 and r.body == pattern(10)
+    r = curl("-x", "http://alice:s3cret@127.0.0.1:%d" % auth_proxy, url)
+    assert r.returncode == 0 and r.stdout == pattern(10)
+
+
+def test_header_too_large_431(proxy, origin):
+    big = [("X-Big-%d" % i, "v" * 1000) for i in range(20)]
+    r = get(proxy, "http://127.0.0.1:%d/bytes/10" % origin.port, big)
+    assert r.status == 431
+    # just under the limit passes
+    ok = [("X-Big", "v" * 12000)]
+    assert get(proxy, "http://127.0.0.1:%d/bytes/10" % origin.port, ok).status == 200
+
+
+@pytest.mark.parametrize("raw", [
+    b"GARBAGE\r\n\r\n",
+    b"GET http://127.0.0.1:1/ HTTP/9.9\r\n\r\n",
+    b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://user@127.0.0.1:1/ HTTP/1.1\r\n\r\n",
+    b"GET ftp://127.0.0.1/ HTTP/1.1\r\n\r\n",
+    b"GET http://127.0.0.1:99999/ HTTP/1.1\r\n\r\n",
+    b"GET http://127.0.0.1/ HTTP/1.1\r\nBad Header\r\n\r\n",
+])
+def test_malformed_400(proxy, raw):
+    s = connect(proxy)
+    s.sendall(raw)
+    r = http1.Reader(s).response()
+    assert r.status == 400
+    s.close()
+
+
+def test_conflicting_framing_rejected_not_forwarded(proxy, origin):
+    before = origin.stats["requests"]
+    for hdrs in ([("Content-Length", "3"), ("Transfer-Encoding", "chunked")],
+                 [("Content-Length", "3"), ("Content-Length", "4")],
+                 [("Transfer-Encoding", "gzip")]):
+        s = connect(proxy)
+        s.sendall(http1.request("POST", "http://127.0.0.1:%d/echo" % origin.port, hdrs) + b"abc")
+        r = http1.Reader(s).response()
+        assert r.status == 400, hdrs
+        s.close()
+    time.sleep(0.2)
+    assert origin.stats["requests"] == before
+
+
+def test_502_refused_and_unresolvable(proxy):
+    port = free_port()
+    r = get(proxy, "http://127.0.0.1:%d/" % port)
+    assert r.status == 502
+    r = get(proxy, "http://no-such-host.invalid/")
+    assert r.status == 502
+
+
+def test_504_connect_timeout(wmproxy):
+    # A listener with a full backlog drops SYNs: the connect hangs.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    tport = srv.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", tport))
+        fillers.append(c)
+    time.sleep(0.2)
+    port = free_port()
+    wmproxy(proxy_args(port, "--connect-timeout", "1"), port=port)
+    t = time.time()
+    r = get(port, "http://127.0.0.1:%d/" % tport)
+    assert r.status == 504
+    assert time.time() - t < 5
+    srv.close()
+
+
+def test_websocket_upgrade_through_proxy(proxy, origin):
+    s = connect(proxy)
+    s.sendall(http1.request("GET", "http://127.0.0.1:%d/ws" % origin.port, [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]))
+    rd = http1.Reader(s)
+    r = rd.response()
+    assert r.status == 101
+    assert r.header("Upgrade").lower() == "websocket"
+    assert r.header("Sec-WebSocket-Accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    f = s.makefile("rb")
+    for msg in (b"hello", b"x" * 70000):
+        s.sendall(ws_frame(1, msg))
+        op, data = ws_read_frame(f)
+        assert op == 1 and data == msg
+    s.sendall(ws_frame(8, b""))
+    op, _ = ws_read_frame(f)
+    assert op == 8
+    s.close()
+
+
+def test_ipv6_listener_and_target(wmproxy, origin6):
+    port = free_port()
+    wmproxy(["proxy", "-b", "[::1]:%d" % port, "--disable-control"], port=port, host="::1")
+    r = get(port, "http://[::1]:%d/bytes/5000" % origin6.port, host="::1")
+    assert r.status == 200 and r.body == pattern(5000)
+    r = curl("-x", "http://[::1]:%d" % port, "http://[::1]:%d/bytes/77" % origin6.port)
+    assert r.returncode == 0 and r.stdout == pattern(77)
+
+
+def test_http10_client(proxy, origin):
+    s = connect(proxy)
+    s.sendall(http1.request("GET", "http://127.0.0.1:%d/bytes/100" % origin.port, version="HTTP/1.0"))
+    r = http1.Reader(s).response()
+    assert r.status == 200 and r.body == pattern(100)
+    assert is_closed(s)
+
+
+def test_flag_limits_protocols(wmproxy, origin):
+    port = free_port()
+    wmproxy(proxy_args(port, "--flag", "https socks5"), port=port)
+    r = get(port, "http://127.0.0.1:%d/bytes/10" % origin.port)
+    assert r.status == 403
+    r = curl("-p", "-x", "http://127.0.0.1:%d" % port, "http://127.0.0.1:%d/bytes/10" % origin.port)
+    assert r.returncode == 0 and r.stdout == pattern(10)
+
+
+def test_idle_keepalive_client_closed(wmproxy, origin):
+    port = free_port()
+    wmproxy(proxy_args(port, "--idle-timeout", "1"), port=port)
+    s = connect(port)
+    s.sendall(http1.request("GET", "http://127.0.0.1:%d/bytes/1" % origin.port))
+    assert http1.Reader(s).response().status == 200
+    assert is_closed(s, timeout=4)
+
+
+def test_slow_head_408(wmproxy):
+    port = free_port()
+    wmproxy(proxy_args(port, "--handshake-timeout", "1"), port=port)
+    s = connect(port)
+    s.sendall(b"GET http://127.0.0.1/ HTTP/1.1\r\nX-Partial: ")
+    r = http1.Reader(s).response()
+    assert r.status == 408

@@ -1,0 +1,202 @@
+"""SOCKS5 (CONNECT, UDP ASSOCIATE, user/password, IPv6) and SOCKS4/4a."""
+
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import proxy_args, sha256
+from helpers import socks
+from helpers.net import connect, free_port, free_udp_port, is_closed, recv_exact
+from helpers.origin import pattern, start_udp_echo
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "30"] + list(args), capture_output=True, timeout=40)
+
+
+def test_curl_socks5_variants(proxy, origin):
+    url = "http://127.0.0.1:%d/bytes/65536?seed=9" % origin.port
+    for flag in ("--socks5", "--socks5-hostname"):
+        r = curl(flag, "127.0.0.1:%d" % proxy, url)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == pattern(65536, 9)
+    r = curl("--socks5-hostname", "127.0.0.1:%d" % proxy, "http://localhost:%d/bytes/10" % origin.port)
+    assert r.stdout == pattern(10)
+
+
+def test_socks5_auth(auth_proxy, origin):
+    url = "http://127.0.0.1:%d/bytes/1000" % origin.port
+    r = curl("--socks5", "alice:s3cret@127.0.0.1:%d" % auth_proxy, url)
+    assert r.returncode == 0 and r.stdout == pattern(1000)
+    r = curl("--socks5", "alice:nope@127.0.0.1:%d" % auth_proxy, url)
+    assert r.returncode != 0
+    # raw: wrong password -> 01 01, then close
+    s, rep, st = socks.handshake(auth_proxy, "127.0.0.1", origin.port, "alice", "nope")
+    assert rep is None and st == b"\x01\x01"
+    assert is_closed(s)
+    # only NO AUTH offered while credentials are configured -> 05 FF
+    s = connect(auth_proxy)
+    s.sendall(b"\x05\x01\x00")
+    assert recv_exact(s, 2) == b"\x05\xff"
+    assert is_closed(s)
+
+
+def test_no_auth_server_refuses_userpass_only(proxy):
+    s = connect(proxy)
+    s.sendall(b"\x05\x01\x02")
+    assert recv_exact(s, 2) == b"\x05\xff"
+
+
+def test_early_data_after_request(proxy, echo):
+    # greeting + request + payload in one packet: nothing may be lost
+    s, rep, _ = socks.handshake(proxy, "127.0.0.1", echo.port, early=b"early-bytes")
+    assert rep == 0
+    assert recv_exact(s, 11) == b"early-bytes"
+    s.sendall(b"more")
+    assert recv_exact(s, 4) == b"more"
+    s.shutdown(socket.SHUT_WR)  # half-close reaches the target ...
+    digest = recv_exact(s, 64).decode()
+    assert digest == sha256(b"early-bytesmore")  # ... which still answers after EOF
+    assert is_closed(s)
+
+
+@pytest.mark.parametrize("target,code", [
+    ("refused", 5),
+    ("no-such-host.invalid", 4),
+])
+def test_reply_codes(proxy, target, code):
+    if target == "refused":
+        s, rep, _ = socks.handshake(proxy, "127.0.0.1", free_port())
+    else:
+        s, rep, _ = socks.handshake(proxy, target, 80)
+    assert rep == code
+    assert is_closed(s)
+
+
+def test_reply_timeout_6(wmproxy):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(srv.getsockname())
+        fillers.append(c)
+    time.sleep(0.2)
+    port = free_port()
+    wmproxy(proxy_args(port, "--connect-timeout", "1"), port=port)
+    s, rep, _ = socks.handshake(port, "127.0.0.1", srv.getsockname()[1])
+    assert rep == 6
+    srv.close()
+
+
+def test_bind_unsupported_7_and_bad_atyp_8(proxy):
+    s, rep, _ = socks.handshake(proxy, "127.0.0.1", 80, cmd=2)
+    assert rep == 7
+    s = connect(proxy)
+    s.sendall(b"\x05\x01\x00\x05\x01\x00\x09\x01\x02\x03\x04\x00\x50")
+    assert recv_exact(s, 2) == b"\x05\x00"
+    rep, _ = socks.read_reply(s)
+    assert rep == 8
+    assert is_closed(s)
+
+
+def test_malformed_handshakes_closed(proxy, origin):
+    for raw in (b"\x05\x00", b"\x05\x01\x00\x04\x01\x00\x01", b"\x05" + b"\xff" * 2000):
+        s = connect(proxy)
+        s.sendall(raw)
+        assert is_closed(s)
+    # the proxy keeps serving
+    r = curl("--socks5", "127.0.0.1:%d" % proxy, "http://127.0.0.1:%d/bytes/10" % origin.port)
+    assert r.stdout == pattern(10)
+
+
+def test_ipv6_target_and_listener(wmproxy, origin6):
+    port = free_port()
+    wmproxy(["proxy", "-b", "[::1]:%d" % port, "--disable-control"], port=port, host="::1")
+    s, rep, bound = socks.handshake(port, "::1", origin6.port, proxy_host="::1")
+    assert rep == 0 and ":" in bound[0]
+    s.sendall(b"GET /bytes/3000 HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    assert data.endswith(pattern(3000))
+
+
+def test_udp_associate(proxy):
+    u = start_udp_echo("127.0.0.1")
+    try:
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.bind(("127.0.0.1", 0))
+        c.settimeout(3)
+        s, rep, relay = socks.handshake(proxy, "0.0.0.0", 0, cmd=3)
+        assert rep == 0 and relay[0] == "127.0.0.1" and relay[1] > 0
+        for i, payload in enumerate((b"one", b"x" * 8000, b"")):
+            c.sendto(socks.udp_header("127.0.0.1", u.port) + payload, relay)
+            data, src = c.recvfrom(65535)
+            assert src == relay
+            host, port, body = socks.parse_udp(data)
+            assert (host, port) == ("127.0.0.1", u.port)
+            assert body == b"echo:" + payload
+        # domain-name target
+        c.sendto(socks.udp_header("localhost", u.port) + b"named", relay)
+        host, port, body = socks.parse_udp(c.recvfrom(65535)[0])
+        assert body == b"echo:named"
+        # fragmented datagrams are dropped
+        c.sendto(b"\x00\x00\x01" + socks.udp_header("127.0.0.1", u.port)[3:] + b"frag", relay)
+        with pytest.raises(socket.timeout):
+            c.settimeout(0.5)
+            c.recvfrom(65535)
+        # another port of the same host is not the client: ignored
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        other.bind(("127.0.0.1", 0))
+        other.settimeout(0.5)
+        other.sendto(socks.udp_header("127.0.0.1", u.port) + b"intruder", relay)
+        with pytest.raises(socket.timeout):
+            other.recvfrom(65535)
+        # the association ends with its TCP connection
+        s.close()
+        time.sleep(0.3)
+        c.settimeout(0.5)
+        c.sendto(socks.udp_header("127.0.0.1", u.port) + b"after", relay)
+        with pytest.raises((socket.timeout, ConnectionRefusedError)):
+            c.recvfrom(65535)
+    finally:
+        u.close()
+
+
+def test_udp_associate_with_auth(auth_proxy):
+    u = start_udp_echo("127.0.0.1")
+    try:
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.bind(("127.0.0.1", 0))
+        c.settimeout(3)
+        s, rep, relay = socks.handshake(auth_proxy, "127.0.0.1", c.getsockname()[1], "alice", "s3cret", cmd=3)
+        assert rep == 0
+        c.sendto(socks.udp_header("127.0.0.1", u.port) + b"hi", relay)
+        assert socks.parse_udp(c.recvfrom(65535)[0])[2] == b"echo:hi"
+        s.close()
+    finally:
+        u.close()
+
+
+def test_socks4_and_4a(proxy, auth_proxy, origin):
+    url = "http://127.0.0.1:%d/bytes/500" % origin.port
+    assert curl("--socks4", "127.0.0.1:%d" % proxy, url).stdout == pattern(500)
+    assert curl("--socks4a", "127.0.0.1:%d" % proxy, "http://localhost:%d/bytes/5" % origin.port).stdout == pattern(5)
+    # SOCKS4 cannot carry a password: refused with 5B, never a hang
+    s = connect(auth_proxy)
+    s.sendall(b"\x04\x01" + struct.pack("!H", origin.port) + socket.inet_aton("127.0.0.1") + b"alice\x00")
+    assert recv_exact(s, 8)[:2] == b"\x00\x5b"
+    assert is_closed(s)
+    # malformed SOCKS4 gets the failure reply too
+    s = connect(proxy)
+    s.sendall(b"\x04\x01\x00\x50\x00\x00\x00\x01" + b"u" * 300)
+    assert recv_exact(s, 8)[:2] == b"\x00\x5b"
