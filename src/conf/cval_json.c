@@ -122,10 +122,15 @@ static void jb_string(struct jbuf *b, const char *s, size_t len)
     jb_put(b, "\"", 1);
 }
 
-/* Shortest "%.*g" text that reads back as f, always with a '.' or exponent. */
+/* Shortest text that reads back as f: fixed notation for decimal exponents -4..16 (always
+ * with a '.'), else "d.ddde+XX". */
 static void float_text(double f, char *buf, size_t n)
 {
+    char *end;
+    long ex;
     int prec;
+    int dec;
+    size_t l;
 
     if (isnan(f)) {
         snprintf(buf, n, "nan");
@@ -135,18 +140,23 @@ static void float_text(double f, char *buf, size_t n)
         snprintf(buf, n, "%s", f < 0 ? "-inf" : "inf");
         return;
     }
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, f);
+    for (prec = 1; prec < 17; prec++) {
+        snprintf(buf, n, "%.*e", prec - 1, f);
         if (strtod(buf, NULL) == f) {
             break;
         }
     }
-    if (strpbrk(buf, ".eEn") == NULL) {
-        size_t l = strlen(buf);
-
-        if (l + 2 < n) {
-            memcpy(buf + l, ".0", 3);
-        }
+    snprintf(buf, n, "%.*e", prec - 1, f);
+    end = strchr(buf, 'e');
+    ex = end != NULL ? strtol(end + 1, NULL, 10) : 0;
+    if (ex < -4 || ex > 16) {
+        return;
+    }
+    dec = prec - 1 - (int)ex;
+    snprintf(buf, n, "%.*f", dec > 0 ? dec : 0, f);
+    l = strlen(buf);
+    if (strchr(buf, '.') == NULL && l + 2 < n) {
+        memcpy(buf + l, ".0", 3);
     }
 }
 

@@ -16,9 +16,10 @@
 #include "conf/toml_int.h"
 #include "core/err.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
-#define KEY_SHOW_MAX 128 /* bytes of a key quoted in an error */
+#define KEY_SHOW_MAX TOML_NAME_MAX /* bytes of a key quoted in an error */
 
 /* "table", "inline table", "array", "array of tables" or the scalar type name. */
 static const char *kind_of(const struct wm_cval *v)
@@ -56,8 +57,24 @@ static int check_depth(struct toml_parser *p, const struct toml_keypart *kp, int
     return 0;
 }
 
-int toml_insert(struct toml_parser *p, struct wm_cval *t, const struct toml_key *k,
-                struct wm_cval *val)
+/* Printable "prefix.k[0]...k[upto]" into buf. */
+static const char *full_name(const char *prefix, const struct toml_key *k, size_t upto,
+                             char *buf, size_t n)
+{
+    size_t off = 0;
+    int r;
+
+    buf[0] = '\0';
+    if (prefix != NULL && prefix[0] != '\0') {
+        r = snprintf(buf, n, "%s.", prefix);
+        off = r < 0 ? 0 : (size_t)r >= n ? n - 1 : (size_t)r;
+    }
+    toml_key_display(k, upto, buf + off, n - off);
+    return buf;
+}
+
+int toml_insert(struct toml_parser *p, struct wm_cval *t, const char *prefix,
+                const struct toml_key *k, struct wm_cval *val)
 {
     const struct toml_keypart *kp;
     struct wm_cval *child;
@@ -82,7 +99,7 @@ int toml_insert(struct toml_parser *p, struct wm_cval *t, const struct toml_key 
             f = wm_cval_flags(child);
             if (wm_cval_type(child) != WM_CVAL_TABLE || !(f & TOML_F_DOTTED) ||
                 (f & TOML_F_FROZEN)) {
-                toml_key_display(k, i, name, sizeof(name));
+                full_name(prefix, k, i, name, sizeof(name));
                 if (wm_cval_type(child) == WM_CVAL_TABLE && !(f & TOML_F_FROZEN)) {
                     toml_error_at(p, kp->line, kp->col,
                                   "table '%s' was created by a [table] header (line %d); "
@@ -102,7 +119,7 @@ int toml_insert(struct toml_parser *p, struct wm_cval *t, const struct toml_key 
     if (r == WM_CVAL_EXISTS) {
         wm_cval_table_find(t, kp->s, kp->len, &idx);
         return toml_error_at(p, kp->line, kp->col, "duplicate key '%s' (first defined at line %d)",
-                             toml_key_display(k, k->n - 1, name, sizeof(name)),
+                             full_name(prefix, k, k->n - 1, name, sizeof(name)),
                              wm_cval_key_line(t, idx));
     }
     if (r != 0) {
@@ -140,6 +157,9 @@ static int walk_header(struct toml_parser *p, const struct toml_key *k, struct w
         } else if (wm_cval_type(child) == WM_CVAL_ARRAY &&
                    (wm_cval_flags(child) & TOML_F_AOT)) {
             child = wm_cval_array_last(child);
+            if (child == NULL) {
+                return toml_error_at(p, kp->line, kp->col, "empty array of tables");
+            }
             (*depth)++;
         } else if (wm_cval_type(child) != WM_CVAL_TABLE ||
                    (wm_cval_flags(child) & TOML_F_FROZEN)) {
@@ -241,12 +261,12 @@ static int append_table(struct toml_parser *p, struct wm_cval *t, const struct t
 static int parse_header(struct toml_parser *p)
 {
     struct toml_key k = {NULL, 0, 0};
-    struct wm_cval *parent;
+    struct wm_cval *parent = NULL;
     int line = p->line;
     int col = p->col;
     bool aot = toml_peek_at(p, 1) == '[';
     char d[16];
-    int depth;
+    int depth = 0;
     int r = -1;
 
     toml_advance(p, aot ? 2 : 1);
@@ -255,6 +275,9 @@ static int parse_header(struct toml_parser *p)
         goto out;
     }
     if (toml_peek(p) != ']' || (aot && toml_peek_at(p, 1) != ']')) {
+        if (toml_peek(p) == ']') {
+            toml_advance(p, 1); /* "[[a]x": complain about what follows the first ']' */
+        }
         toml_error(p, "expected '%s' to close the table header, found %s", aot ? "]]" : "]",
                    toml_describe(p, d, sizeof(d)));
         goto out;
@@ -266,6 +289,7 @@ static int parse_header(struct toml_parser *p)
     }
     r = aot ? append_table(p, parent, &k, line, col) : define_table(p, parent, &k, line, col);
     p->cur_depth = depth + (aot ? 2 : 1);
+    toml_key_display(&k, k.n - 1, p->cur_name, sizeof(p->cur_name));
 out:
     toml_key_clear(&k);
     return r;
@@ -293,7 +317,7 @@ static int parse_keyval(struct toml_parser *p)
         toml_parse_value(p, depth, &val) != 0) {
         goto out;
     }
-    r = toml_insert(p, p->cur, &k, val);
+    r = toml_insert(p, p->cur, p->cur_name, &k, val);
 out:
     toml_key_clear(&k);
     return r;

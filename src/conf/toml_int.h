@@ -13,6 +13,8 @@
 struct wm_cval;
 struct wm_err;
 
+#define TOML_NAME_MAX 256 /* bytes of a key path kept for error messages */
+
 /* Bookkeeping bits stored with wm_cval_set_flags() on tables and arrays. */
 enum toml_flag {
     TOML_F_IMPLICIT = 1 << 0, /* table created as a parent by a [header] */
@@ -55,6 +57,7 @@ struct toml_parser {
     struct wm_cval *cur; /* table receiving key/value pairs */
     int cur_depth;       /* nesting level of cur below root */
     struct toml_buf buf; /* scratch for string decoding */
+    char cur_name[TOML_NAME_MAX]; /* printable key of the last header, "" for the root */
 };
 
 /* ---- toml_lex.c ---- */
@@ -101,8 +104,9 @@ int toml_parse_value(struct toml_parser *p, int depth, struct wm_cval **out);
 
 /* ---- toml.c ---- */
 
-/* Insert key = val under table t, creating dotted-key tables. Takes val in all cases. */
-int toml_insert(struct toml_parser *p, struct wm_cval *t, const struct toml_key *k,
-                struct wm_cval *val);
+/* Insert key = val under table t, creating dotted-key tables. Takes val in all cases.
+ * prefix is the printable path of t for messages ("" or NULL if unknown). */
+int toml_insert(struct toml_parser *p, struct wm_cval *t, const char *prefix,
+                const struct toml_key *k, struct wm_cval *val);
 
 #endif

@@ -329,7 +329,7 @@ static int parse_datetime(struct toml_parser *p, struct wm_cval **out)
     }
     tail = i < avail ? s[i] : ' ';
     if (is_digit((unsigned char)tail) || (tail >= 'a' && tail <= 'z') ||
-        (tail >= 'A' && tail <= 'Z') || strchr("_.:+-", tail) != NULL) {
+        (tail >= 'A' && tail <= 'Z') || (tail != '\0' && strchr("_.:+-", tail) != NULL)) {
         return toml_error(p, "invalid date or time '%.*s'", (int)(i + 1), s);
     }
     /* canonical form: 'T' separator and upper-case 'Z' */
@@ -439,7 +439,8 @@ static int parse_inline_table(struct toml_parser *p, int depth, struct wm_cval *
         toml_advance(p, 1);
         toml_skip_ws(p);
         if (check_depth(p, depth + (int)k.n) != 0 ||
-            toml_parse_value(p, depth + (int)k.n, &val) != 0 || toml_insert(p, t, &k, val) != 0) {
+            toml_parse_value(p, depth + (int)k.n, &val) != 0 ||
+            toml_insert(p, t, NULL, &k, val) != 0) {
             goto fail;
         }
         toml_key_clear(&k);

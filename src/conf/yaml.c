@@ -33,8 +33,8 @@ struct yframe {
     int key_line;
     int key_col;
     bool have_key;
-    bool key_merge;         /* pending key is the merge key "<<" */
-    struct wm_cval *merge;  /* value of "<<", applied when the mapping ends */
+    bool key_merge;        /* pending key is the merge key "<<" */
+    struct wm_cval *merge; /* value of "<<", applied when the mapping ends */
 };
 
 /* The input was rewritten at (line, col): a lone '-' became "-" (two characters more). */
@@ -58,11 +58,12 @@ struct ybuild {
     size_t ndetached;
     size_t capdetached;
     struct wm_cval *root;
-    bool have_root;
     int docs;
     size_t alias_nodes;
     int line; /* last known position, for events without a mark */
     int col;
+    const char *text; /* input being parsed (after rewrites) */
+    size_t len;
     const struct yfix *fix; /* compatibility rewrites of the input, oldest first */
     size_t nfix;
     int syn_line; /* unmapped position of a libfyaml error; 0 if none */
@@ -112,7 +113,7 @@ static char *dup_n(const char *s, size_t len)
     return d;
 }
 
-/* Grow a pointer-sized array so that it holds one more element. */
+/* Grow *arr (elements of esz bytes, n used of *cap) to hold one more element. */
 static int grow(void **arr, size_t *cap, size_t n, size_t esz)
 {
     size_t ncap = *cap == 0 ? 8 : *cap * 2;
@@ -323,7 +324,6 @@ static int deliver(struct ybuild *b, struct wm_cval *v, char *anchor, bool merge
     }
     if (b->depth == 0) {
         b->root = v;
-        b->have_root = true;
         return 0;
     }
     f = &b->stack[b->depth - 1];
@@ -502,6 +502,11 @@ static int on_event(struct ybuild *b, struct fy_event *e)
     if (m != NULL && m->line >= 0 && m->column >= 0) {
         b->line = m->line + 1;
         b->col = m->column + 1;
+        /* libfyaml marks an alias at its name: point at the '*' instead */
+        if (e->type == FYET_ALIAS && b->col > 1 && m->input_pos > 0 && m->input_pos <= b->len &&
+            b->text[m->input_pos - 1] == '*') {
+            b->col--;
+        }
         map_pos(b, &b->line, &b->col);
     }
     switch (e->type) {
@@ -649,6 +654,8 @@ static struct wm_cval *parse_once(const char *text, size_t len, const struct yfi
     b->col = 1;
     b->fix = fix;
     b->nfix = nfix;
+    b->text = text;
+    b->len = len;
 
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;

@@ -1,0 +1,7 @@
+SRCS += src/conf/cval.c
+SRCS += src/conf/cval_json.c
+SRCS += src/conf/toml.c
+SRCS += src/conf/toml_lex.c
+SRCS += src/conf/toml_value.c
+SRCS += src/conf/yaml.c
+SRCS += src/conf/yaml_scalar.c

@@ -1,0 +1,464 @@
+/*
+ * tests/unit/conf/test_yaml.c - YAML reader (libfyaml) into the value tree.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/cval.h"
+#include "conf/yaml.h"
+#include "core/err.h"
+
+/* Parse src[0..len) from an exact-size heap copy. */
+static struct wm_cval *parse_n(const char *src, size_t len, struct wm_err *err)
+{
+    char *copy = malloc(len > 0 ? len : 1);
+    struct wm_cval *root;
+
+    assert_non_null(copy);
+    memcpy(copy, src, len);
+    root = wm_yaml_parse(copy, len, "t.yaml", err);
+    free(copy);
+    return root;
+}
+
+static struct wm_cval *parse(const char *src, struct wm_err *err)
+{
+    return parse_n(src, strlen(src), err);
+}
+
+/* ---- valid documents: source -> plain JSON (document order) ---- */
+
+struct ok_case {
+    const char *src;
+    const char *json;
+};
+
+static const struct ok_case ok_cases[] = {
+    {"", "{}"},
+    {"# only a comment\n", "{}"},
+    {"---\n", "{}"},
+    {"--- ~\n", "{}"},
+    {"a: 1\nb: [x, 'y', \"z\"]\n", "{\"a\":1,\"b\":[\"x\",\"y\",\"z\"]}"},
+    {"e:\nf: ~\ng: [null, Null, NULL]\n", "{\"e\":null,\"f\":null,\"g\":[null,null,null]}"},
+    {"b: [true, True, TRUE, false, False, FALSE, yes, no, on, tRUE]\n",
+     "{\"b\":[true,true,true,false,false,false,\"yes\",\"no\",\"on\",\"tRUE\"]}"},
+    {"i: [0, -17, +5, 0x1F, 0o17, 012, 1_000, 0x, 9223372036854775807, -9223372036854775808]\n",
+     "{\"i\":[0,-17,5,31,15,12,\"1_000\",\"0x\",9223372036854775807,-9223372036854775808]}"},
+    {"f: [1.5, .5, -1e3, 2., .inf, -.Inf, +.INF, .nan, 1.2.3, .]\n",
+     "{\"f\":[1.5,0.5,-1000.0,2.0,\"inf\",\"-inf\",\"inf\",\"nan\",\"1.2.3\",\".\"]}"},
+    {"s: [\"1\", '2', !!str 3, ! 4, !!int \"5\", !!float 6, !!null '', !!bool \"true\"]\n",
+     "{\"s\":[\"1\",\"2\",\"3\",\"4\",5,6.0,null,true]}"},
+    {"a: |\n  x\n  y\nb: >\n  p\n  q\n", "{\"a\":\"x\\ny\\n\",\"b\":\"p q\\n\"}"},
+    {"\"k \\u00e9\": \"\\t\\0\"\n", "{\"k \xC3\xA9\":\"\\t\\u0000\"}"},
+    {"a:\n  b:\n    - c: 1\n      d: [2]\n    - e\n",
+     "{\"a\":{\"b\":[{\"c\":1,\"d\":[2]},\"e\"]}}"},
+    {"a: &v hi\nb: *v\n", "{\"a\":\"hi\",\"b\":\"hi\"}"},
+    {"base: &b {a: 1, b: 2}\nd:\n  <<: *b\n  b: 3\n",
+     "{\"base\":{\"a\":1,\"b\":2},\"d\":{\"b\":3,\"a\":1}}"},
+    {"x: &x {a: 1}\ny: &y {a: 2, b: 2}\nz:\n  <<: [*x, *y]\n  c: 3\n",
+     "{\"x\":{\"a\":1},\"y\":{\"a\":2,\"b\":2},\"z\":{\"c\":3,\"a\":1,\"b\":2}}"},
+    {"m:\n  <<: {k: v}\n", "{\"m\":{\"k\":\"v\"}}"},
+    {"q: \"<<\"\n", "{\"q\":\"<<\"}"},
+    {"1: a\ntrue: b\n~: c\n0x10: d\n", "{\"1\":\"a\",\"true\":\"b\",\"~\":\"c\",\"0x10\":\"d\"}"},
+    {"? [a, b]\n: c\n", "{\"[\\\"a\\\",\\\"b\\\"]\":\"c\"}"},
+    {"h: [-, etag]\ni: {k: -}\nj: [+, -, -]\n",
+     "{\"h\":[\"-\",\"etag\"],\"i\":{\"k\":\"-\"},\"j\":[\"+\",\"-\",\"-\"]}"},
+    {"a: 1\r\nb: 2\r\n", "{\"a\":1,\"b\":2}"},
+    {"a: 1\n...\n", "{\"a\":1}"},
+};
+
+static void test_ok_cases(void **state)
+{
+    struct wm_err err;
+    struct wm_cval *root;
+    char buf[1024];
+    char *json;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(ok_cases) / sizeof(ok_cases[0]); i++) {
+        root = parse(ok_cases[i].src, &err);
+        if (root == NULL) {
+            fail_msg("case %zu: %s", i, wm_err_format(&err, buf, sizeof(buf)));
+        }
+        assert_int_equal(wm_cval_to_json(root, false, &json, NULL), 0);
+        if (strcmp(json, ok_cases[i].json) != 0) {
+            fail_msg("case %zu:\n got  %s\n want %s", i, json, ok_cases[i].json);
+        }
+        free(json);
+        wm_cval_free(root);
+    }
+}
+
+/* ---- invalid documents: source -> line, column, message fragment ---- */
+
+struct bad_case {
+    const char *src;
+    int line;
+    int col;
+    const char *msg;
+};
+
+static const struct bad_case bad_cases[] = {
+    {"a: 1\na: 2\n", 2, 1, "duplicate key 'a' (first defined at line 1)"},
+    {"m:\n  x: 1\n  y: 2\n  x: 3\n", 4, 3, "duplicate key 'x' (first defined at line 2)"},
+    {"\"1\": a\n1: b\n", 2, 1, "duplicate key '1'"},
+    {"a: 1\n---\nb: 2\n", 2, 1, "expected one document"},
+    {"--- {a: 1}\n--- {b: 2}\n", 2, 1, "expected one document"},
+    {"a: b: c\n", 1, 5, "mapping"},
+    {"a: [1, 2\n", 2, 1, "flow sequence"},
+    {"a: 'x\n", 1, 5, "single-quoted scalar without closing quote"},
+    {"- a\n", 1, 1, "top level must be a mapping, not array"},
+    {"hello\n", 1, 1, "top level must be a mapping, not string"},
+    {"a: *nope\n", 1, 4, "alias '*nope' names no finished anchor"},
+    {"a: &x [1, *x]\n", 1, 11, "names no finished anchor"},
+    {"a: 9223372036854775808\n", 1, 4, "out of range for int64"},
+    {"a: 0x8000000000000000\n", 1, 4, "out of range for int64"},
+    {"a: !!int x\n", 1, 10, "does not match its tag"},
+    {"a: !!bool yes\n", 1, 11, "does not match its tag"},
+    {"a: !!null 0\n", 1, 11, "does not match its tag"},
+    {"<<: 5\n", 1, 1, "merge key '<<' needs a mapping"},
+    {"<<: [{a: 1}, 2]\n", 1, 1, "merge key '<<' needs a mapping"},
+    {"a: 1\n\tb: 2\n", 1, 4, "invalid multiline plain key"},
+    {"a: [x, - y]\n", 1, 8, ""},
+};
+
+static void test_bad_cases(void **state)
+{
+    struct wm_err err;
+    struct wm_cval *root;
+    char buf[1024];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        root = parse(bad_cases[i].src, &err);
+        if (root != NULL) {
+            wm_cval_free(root);
+            fail_msg("case %zu accepted: %s", i, bad_cases[i].src);
+        }
+        wm_err_format(&err, buf, sizeof(buf));
+        if (err.line != bad_cases[i].line || err.col != bad_cases[i].col ||
+            strstr(err.msg, bad_cases[i].msg) == NULL || strcmp(err.file, "t.yaml") != 0 ||
+            err.msg[0] == '\0') {
+            fail_msg("case %zu: got \"%s\", want %d:%d \"%s\"", i, buf, bad_cases[i].line,
+                     bad_cases[i].col, bad_cases[i].msg);
+        }
+    }
+}
+
+/* Oversized: alias bombs, deep nesting. */
+static void test_limits(void **state)
+{
+    const char *bomb = "a: &a [1,2,3,4,5,6,7,8,9]\n"
+                       "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                       "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                       "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                       "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+                       "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+                       "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+    struct wm_err err;
+    struct wm_cval *root;
+    char *s;
+    size_t i;
+
+    (void)state;
+    root = parse(bomb, &err);
+    assert_null(root);
+    assert_non_null(strstr(err.msg, "aliases expand to more than"));
+
+    s = malloc(2 * 1000 + 8);
+    assert_non_null(s);
+    memcpy(s, "a: ", 3);
+    for (i = 0; i < 1000; i++) {
+        s[3 + i] = '[';
+        s[3 + 1000 + i] = ']';
+    }
+    s[2003] = '\n';
+    s[2004] = '\0';
+    root = parse(s, &err);
+    assert_null(root);
+    assert_true(strstr(err.msg, "nesting deeper than 128") != NULL || err.msg[0] != '\0');
+    free(s);
+
+    /* 100 levels are accepted */
+    s = malloc(2 * 100 + 8);
+    assert_non_null(s);
+    memcpy(s, "a: ", 3);
+    for (i = 0; i < 100; i++) {
+        s[3 + i] = '[';
+        s[3 + 100 + i] = ']';
+    }
+    s[203] = '\0';
+    root = parse(s, &err);
+    assert_non_null(root);
+    wm_cval_free(root);
+    free(s);
+
+    /* an alias may not carry a deep subtree below the limit */
+    root = parse("x: &x [[[[[[[[[[1]]]]]]]]]]\ny: *x\n", &err);
+    assert_non_null(root);
+    wm_cval_free(root);
+}
+
+static void test_positions(void **state)
+{
+    const char *doc = "# c\n"
+                      "name: x\n"
+                      "\xC3\xA9\xC3\xA9: [1, {k: 2}]\n"
+                      "srv:\n"
+                      "  port: 8080\n"
+                      "h: [-, etag, -]\n"
+                      "al: *missing\n";
+    struct wm_err err;
+    struct wm_cval *root;
+    const struct wm_cval *v;
+    const struct wm_cval *seq;
+    size_t i;
+
+    (void)state;
+    root = parse(doc, &err);
+    assert_null(root);
+    assert_int_equal(err.line, 7);
+    assert_int_equal(err.col, 5);
+
+    root = parse_n(doc, strlen(doc) - strlen("al: *missing\n"), &err);
+    assert_non_null(root);
+    v = wm_cval_get(root, "name");
+    assert_int_equal(wm_cval_line(v), 2);
+    assert_int_equal(wm_cval_col(v), 7);
+    assert_int_equal(wm_cval_key_line(root, 0), 2);
+    assert_int_equal(wm_cval_key_col(root, 0), 1);
+
+    /* columns count characters */
+    seq = wm_cval_get(root, "\xC3\xA9\xC3\xA9");
+    assert_int_equal(wm_cval_line(seq), 3);
+    assert_int_equal(wm_cval_col(seq), 5);
+    assert_int_equal(wm_cval_col(wm_cval_at(seq, 0)), 6);
+    v = wm_cval_at(seq, 1);
+    assert_int_equal(wm_cval_col(v), 9);
+    assert_int_equal(wm_cval_key_col(v, 0), 10);
+    assert_int_equal(wm_cval_col(wm_cval_at(v, 0)), 13);
+
+    v = wm_cval_get(root, "srv");
+    assert_int_equal(wm_cval_key_line(root, 2), 4);
+    v = wm_cval_get(v, "port");
+    assert_int_equal(wm_cval_line(v), 5);
+    assert_int_equal(wm_cval_col(v), 9);
+
+    /* positions stay those of the caller's text after the "[-, x]" rewrite */
+    seq = wm_cval_get(root, "h");
+    assert_int_equal(wm_cval_col(seq), 4);
+    assert_int_equal(wm_cval_count(seq), 3);
+    assert_int_equal(wm_cval_col(wm_cval_at(seq, 0)), 5);
+    assert_int_equal(wm_cval_col(wm_cval_at(seq, 1)), 8);
+    assert_int_equal(wm_cval_col(wm_cval_at(seq, 2)), 14);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(wm_cval_type(wm_cval_at(seq, i)), WM_CVAL_STRING);
+    }
+    wm_cval_free(root);
+
+    /* an error after a rewrite is reported at the original column */
+    root = parse("h: [-, x]\ni: [-, y, ]]\n", &err);
+    assert_null(root);
+    assert_int_equal(err.line, 2);
+    assert_int_equal(err.col, 12);
+}
+
+static void test_text(void **state)
+{
+    struct wm_err err;
+    struct wm_cval *root;
+    const struct wm_cval *v;
+    size_t len;
+
+    (void)state;
+    root = parse("a: 0x1F\nb: '7'\nc: ~\nd: 1.50\ne: TRUE\nf: plain text\n", &err);
+    assert_non_null(root);
+    v = wm_cval_get(root, "a");
+    assert_int_equal(wm_cval_type(v), WM_CVAL_INT);
+    assert_int_equal(wm_cval_int(v), 31);
+    assert_string_equal(wm_cval_text(v), "0x1F");
+    v = wm_cval_get(root, "b");
+    assert_int_equal(wm_cval_type(v), WM_CVAL_STRING);
+    assert_string_equal(wm_cval_str(v, &len), "7");
+    assert_int_equal(len, 1);
+    assert_string_equal(wm_cval_text(v), "7");
+    v = wm_cval_get(root, "c");
+    assert_int_equal(wm_cval_type(v), WM_CVAL_NULL);
+    assert_string_equal(wm_cval_text(v), "~");
+    v = wm_cval_get(root, "d");
+    assert_true(wm_cval_float(v) == 1.5);
+    assert_string_equal(wm_cval_text(v), "1.50");
+    v = wm_cval_get(root, "e");
+    assert_true(wm_cval_bool(v));
+    assert_string_equal(wm_cval_text(v), "TRUE");
+    assert_string_equal(wm_cval_text(wm_cval_get(root, "f")), "plain text");
+    wm_cval_free(root);
+}
+
+/* libfyaml must not print anything: its diagnostics end up in err only. */
+static void test_quiet(void **state)
+{
+    struct wm_err err;
+    struct wm_cval *root;
+    struct stat st;
+    FILE *tmp = tmpfile();
+    int saved;
+
+    (void)state;
+    assert_non_null(tmp);
+    fflush(stderr);
+    saved = dup(2);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    root = parse("a: [1, 2\nb: {c\n", &err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_null(root);
+    assert_true(err.msg[0] != '\0');
+    assert_int_equal(fstat(fileno(tmp), &st), 0);
+    assert_int_equal(st.st_size, 0);
+    fclose(tmp);
+}
+
+static const char truncation_doc[] = "# head\n"
+                                     "top: &t\n"
+                                     "  k: \"v \\u00e9\"\n"
+                                     "  n: [1, 0x1F, .5, ~, 'q', -, {x: y}]\n"
+                                     "list:\n"
+                                     "  - a\n"
+                                     "  - <<: *t\n"
+                                     "    k: w\n"
+                                     "lit: |\n"
+                                     "  line\n"
+                                     "? complex\n"
+                                     ": value\n";
+
+static void test_truncated(void **state)
+{
+    struct wm_err err;
+    struct wm_cval *root;
+    size_t len = sizeof(truncation_doc) - 1;
+    size_t i;
+
+    (void)state;
+    root = parse_n(truncation_doc, len, &err);
+    assert_non_null(root);
+    wm_cval_free(root);
+    for (i = 0; i < len; i++) {
+        root = parse_n(truncation_doc, i, &err);
+        if (root == NULL) {
+            assert_true(err.line > 0);
+            assert_true(err.msg[0] != '\0');
+        }
+        wm_cval_free(root);
+    }
+}
+
+static void test_null_args(void **state)
+{
+    struct wm_err err;
+    struct wm_cval *root;
+
+    (void)state;
+    root = wm_yaml_parse(NULL, 0, NULL, &err);
+    assert_non_null(root);
+    assert_int_equal(wm_cval_count(root), 0);
+    wm_cval_free(root);
+    assert_null(wm_yaml_parse("a: [", 4, NULL, NULL));
+    assert_null(wm_yaml_parse("a: 1\na: 2\n", 10, NULL, &err));
+    assert_string_equal(err.file, "");
+    assert_int_equal(err.line, 2);
+}
+
+static struct wm_cval *load(const char *path, struct wm_err *err, int *missing)
+{
+    struct wm_cval *root;
+    char *text;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+
+    *missing = f == NULL;
+    if (f == NULL) {
+        return NULL;
+    }
+    text = malloc(1 << 20);
+    assert_non_null(text);
+    n = fread(text, 1, 1 << 20, f);
+    fclose(f);
+    root = wm_yaml_parse(text, n, path, err);
+    free(text);
+    return root;
+}
+
+/* The reference project's configuration files all parse. */
+static void test_reference_configs(void **state)
+{
+    static const char *const dirs[] = {"../shared/wmproxy-ref/config",
+                                       "/work/shared/wmproxy-ref/config"};
+    static const char *const files[] = {"client.yaml", "reverse.yaml", "server.yaml"};
+    const struct wm_cval *maps;
+    const struct wm_cval *hdr;
+    struct wm_cval *root;
+    struct wm_err err;
+    char path[512];
+    char buf[1024];
+    size_t d;
+    size_t i;
+    int missing;
+    int found = 0;
+
+    (void)state;
+    for (d = 0; d < sizeof(dirs) / sizeof(dirs[0]) && found == 0; d++) {
+        for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+            snprintf(path, sizeof(path), "%s/%s", dirs[d], files[i]);
+            root = load(path, &err, &missing);
+            if (missing) {
+                continue;
+            }
+            found++;
+            if (root == NULL) {
+                fail_msg("%s", wm_err_format(&err, buf, sizeof(buf)));
+            }
+            if (i == 0) {
+                maps = wm_cval_get(wm_cval_get(root, "proxy"), "mappings");
+                assert_int_equal(wm_cval_count(maps), 2);
+                /* "domain:" with nothing after it */
+                assert_int_equal(wm_cval_type(wm_cval_get(wm_cval_at(maps, 1), "domain")),
+                                 WM_CVAL_NULL);
+                hdr = wm_cval_at(wm_cval_get(wm_cval_at(maps, 0), "headers"), 3);
+                assert_string_equal(wm_cval_str(wm_cval_at(hdr, 0), NULL), "-");
+                assert_string_equal(wm_cval_str(wm_cval_at(hdr, 1), NULL), "etag");
+            }
+            wm_cval_free(root);
+        }
+    }
+    if (found == 0) {
+        skip();
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ok_cases),   cmocka_unit_test(test_bad_cases),
+        cmocka_unit_test(test_limits),     cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_text),       cmocka_unit_test(test_quiet),
+        cmocka_unit_test(test_truncated),  cmocka_unit_test(test_null_args),
+        cmocka_unit_test(test_reference_configs),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
