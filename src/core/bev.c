@@ -1,5 +1,7 @@
 #include "core/bev.h"
 
+#include <errno.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
@@ -31,4 +33,26 @@ bool wm_bev_is_plain_socket(struct bufferevent *bev)
     return bufferevent_openssl_get_ssl(bev) == NULL &&
            bufferevent_pair_get_partner(bev) == NULL && bufferevent_get_underlying(bev) == NULL &&
            bufferevent_getfd(bev) >= 0;
+}
+
+int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+
+    if (n == 0) {
+        return 0;
+    }
+    if (evbuffer_get_length(out) == 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
+        wm_bev_is_plain_socket(bev)) {
+        int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
+        if (w > 0) {
+            n -= (size_t)w;
+        } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            /* Leave the data queued: the write event will report the error. */
+        }
+        if (n == 0) {
+            return 0;
+        }
+    }
+    return evbuffer_remove_buffer(src, out, n) < 0 ? -1 : 0;
 }

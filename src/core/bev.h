@@ -5,13 +5,22 @@
 #define WM_CORE_BEV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct bufferevent;
+struct evbuffer;
 
 /* Send end-of-stream on bev while keeping its read side open:
  * socket -> shutdown(SHUT_WR); TLS -> close_notify; pair -> EOF to partner.
  * Call once its output buffer is empty. */
 void wm_bev_shutdown_write(struct bufferevent *bev);
+
+/* Move the first n bytes of src to bev's output. When bev is a plain socket
+ * whose output is empty, write them to the socket at once and queue only
+ * what the kernel did not take: this saves the add/remove of the write event
+ * (two epoll_ctl) for every small write. Returns 0, or -1 on a socket error
+ * (the bytes are then dropped; the bufferevent reports the error itself). */
+int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n);
 
 /* Is bev a plain socket bufferevent (no TLS, no filter, not a pair)? */
 bool wm_bev_is_plain_socket(struct bufferevent *bev);

@@ -20,6 +20,7 @@
 #define WM_HTTP_MAX_HEAD         (16 * 1024) /* request/response head, like nginx's 4x4k */
 #define WM_HTTP_MAX_HEADERS      100
 #define WM_HTTP_BODY_HIGH_WATER  (256 * 1024)
+#define WM_HTTP_CLIENT_READ_MAX  (64 * 1024)  /* client input buffered ahead (pipelining) */
 
 /* SOCKS. */
 #define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */

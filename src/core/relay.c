@@ -113,7 +113,7 @@ static void move_data(struct wm_relay *r, int i)
         evbuffer_drain(in, n); /* nobody to deliver to */
         return;
     }
-    evbuffer_add_buffer(bufferevent_get_output(r->bev[o]), in);
+    wm_bev_send(r->bev[o], in, n);
     if (out_len(r, o) >= r->high_water) {
         r->paused[i] = true;
         bufferevent_disable(r->bev[i], EV_READ);

@@ -2,10 +2,12 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -26,6 +28,7 @@ struct wm_worker {
     struct post_item *head;
     struct post_item *tail;
     struct event *notify_ev;
+    int notify_fd; /* eventfd: other threads wake the loop through it */
     /* Live connections. */
     struct wm_conn_link conns; /* sentinel */
     size_t nconns;
@@ -45,8 +48,12 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     struct wm_worker *w = arg;
     struct post_item *it;
 
-    (void)fd;
+    uint64_t v;
+
     (void)what;
+    if (read(fd, &v, sizeof(v)) < 0) {
+        /* EAGAIN: already drained by an earlier wake-up */
+    }
     pthread_mutex_lock(&w->lock);
     it = w->head;
     w->head = w->tail = NULL;
@@ -69,8 +76,22 @@ static struct wm_worker *worker_new(int index)
     w->index = index;
     w->conns.next = w->conns.prev = &w->conns;
     pthread_mutex_init(&w->lock, NULL);
-    w->base = event_base_new();
+    w->notify_fd = -1;
+    /* No libevent locking: a base is only ever touched by its own thread;
+     * other threads go through the queue and the eventfd. The changelist
+     * folds the add/del pairs of one loop turn into one epoll_ctl. */
+    struct event_config *cfg = event_config_new();
+    if (cfg == NULL) {
+        goto fail;
+    }
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     if (w->base == NULL) {
+        goto fail;
+    }
+    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->notify_fd < 0) {
         goto fail;
     }
     w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -86,13 +107,16 @@ static struct wm_worker *worker_new(int index)
     }
     evdns_base_set_option(w->dns, "timeout:", "3");
     evdns_base_set_option(w->dns, "attempts:", "2");
-    w->notify_ev = event_new(w->base, -1, EV_PERSIST, notify_cb, w);
+    w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
     if (w->notify_ev == NULL) {
         goto fail;
     }
     event_add(w->notify_ev, NULL); /* keeps the loop alive until drained */
     return w;
 fail:
+    if (w->notify_fd >= 0) {
+        close(w->notify_fd);
+    }
     if (w->dns != NULL) {
         evdns_base_free(w->dns, 0);
     }
@@ -117,7 +141,8 @@ static void worker_free(struct wm_worker *w)
         event_free(w->grace_ev);
     }
     event_free(w->notify_ev);
-    evdns_base_free(w->dns, 0);
+    close(w->notify_fd);
+    evdns_base_free(w->dns, 1);
     event_base_free(w->base);
     pthread_mutex_destroy(&w->lock);
     free(w);
@@ -127,9 +152,6 @@ int wm_workers_init(int n)
 {
     if (n < 1) {
         n = 1;
-    }
-    if (evthread_use_pthreads() < 0) {
-        return -1;
     }
     workers = calloc((size_t)n, sizeof(*workers));
     if (workers == NULL) {
@@ -189,7 +211,10 @@ int wm_worker_post(struct wm_worker *w, wm_worker_fn fn, void *arg)
     }
     w->tail = it;
     pthread_mutex_unlock(&w->lock);
-    event_active(w->notify_ev, EV_READ, 0);
+    uint64_t one = 1;
+    if (write(w->notify_fd, &one, sizeof(one)) < 0) {
+        /* counter saturated: a wake-up is pending anyway */
+    }
     return 0;
 }
 
@@ -257,7 +282,7 @@ void wm_workers_drain(int grace_ms, wm_worker_fn drain_fn, void *arg)
         w->drain_arg = arg;
         pthread_mutex_unlock(&w->lock);
         if (wm_worker_post(w, drain_on_worker, NULL) < 0) {
-            event_base_loopexit(w->base, NULL);
+            wm_log(WM_LOG_ERROR, 0, "worker %d: cannot deliver the stop request", i);
         }
     }
 }

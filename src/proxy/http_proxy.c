@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/bev.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -45,7 +46,10 @@ struct hp {
     bool up_reused;   /* the current request went out on a kept connection */
     char host[WM_HOST_MAX];
     uint16_t port;
+    char host_hdr[WM_HOST_MAX + 8]; /* Host header value for the target */
+    size_t host_hdr_len;
     struct evbuffer *head_out; /* upstream request head, kept for one retry */
+    struct evbuffer *scratch;  /* response bytes gathered for one write */
     bool req_done;
     bool resp_head_sent;
     bool resp_done;
@@ -86,6 +90,9 @@ static void hp_free(struct wm_pconn *c)
     }
     if (h->head_out != NULL) {
         evbuffer_free(h->head_out);
+    }
+    if (h->scratch != NULL) {
+        evbuffer_free(h->scratch);
     }
     wm_http_parser_free(h->req);
     wm_http_parser_free(h->resp);
@@ -252,15 +259,8 @@ static void build_upstream_head(struct hp *h, struct wm_http_head *hd, const cha
         evbuffer_add(b, "/", 1);
     }
     evbuffer_add(b, path, pathlen);
-    evbuffer_add_printf(b, " HTTP/1.%d\r\n", v10 ? 0 : 1);
-    if (strchr(h->host, ':') != NULL) {
-        evbuffer_add_printf(b, "Host: [%s]", h->host);
-    } else {
-        evbuffer_add_printf(b, "Host: %s", h->host);
-    }
-    if (h->port != 80) {
-        evbuffer_add_printf(b, ":%u", h->port);
-    }
+    evbuffer_add(b, v10 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ", 17);
+    evbuffer_add(b, h->host_hdr, h->host_hdr_len);
     evbuffer_add(b, "\r\n", 2);
     for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
         wm_http_head_field(hd, i, &f);
@@ -299,11 +299,16 @@ static void set_reqline(struct hp *h, struct wm_http_head *hd)
 
 static void format_target(struct hp *h)
 {
-    if (strchr(h->host, ':') != NULL) {
-        snprintf(h->c->target, sizeof(h->c->target), "[%s]:%u", h->host, h->port);
+    bool v6 = strchr(h->host, ':') != NULL;
+    int n;
+
+    snprintf(h->c->target, sizeof(h->c->target), v6 ? "[%s]:%u" : "%s:%u", h->host, h->port);
+    if (h->port == 80) {
+        n = snprintf(h->host_hdr, sizeof(h->host_hdr), v6 ? "[%s]" : "%s", h->host);
     } else {
-        snprintf(h->c->target, sizeof(h->c->target), "%s:%u", h->host, h->port);
+        n = snprintf(h->host_hdr, sizeof(h->host_hdr), "%s", h->c->target);
     }
+    h->host_hdr_len = n < 0 ? 0 : (size_t)n;
 }
 
 /* ---- CONNECT ---- */
@@ -442,7 +447,12 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct hp *h = arg;
     struct wm_pconn *c = h->c;
 
-    (void)bev;
+    if ((what & BEV_EVENT_EOF) && h->state == HP_FORWARD && h->req_done) {
+        /* The client half-closed after its request: answer, then close. */
+        bufferevent_disable(bev, EV_READ);
+        h->client_close = true;
+        return;
+    }
     if (h->state == HP_FORWARD && !h->resp_done) {
         log_request(h);
     }
@@ -506,8 +516,17 @@ static void send_request(struct hp *h)
     h->last_ms = wm_now_ms();
     arm_timer(h, c->opts->idle_timeout_ms);
     /* Copy, not move: kept for one retry on a kept connection. */
-    size_t hl = evbuffer_get_length(h->head_out);
-    evbuffer_add(bufferevent_get_output(h->up), evbuffer_pullup(h->head_out, -1), hl);
+    if (h->up_reused && !h->retried) {
+        struct evbuffer *copy = evbuffer_new();
+        size_t hl = evbuffer_get_length(h->head_out);
+        if (copy != NULL) {
+            evbuffer_add(copy, evbuffer_pullup(h->head_out, -1), hl);
+            wm_bev_send(h->up, copy, hl);
+            evbuffer_free(copy);
+        }
+    } else {
+        wm_bev_send(h->up, h->head_out, evbuffer_get_length(h->head_out));
+    }
     wm_http_parser_expect_no_body(h->resp, h->is_head);
     bufferevent_enable(c->bev, EV_READ);
     process_client(h);
@@ -644,15 +663,15 @@ static void forward_body(struct hp *h)
         r = wm_http_parser_feed_body(h->req, v.iov_base, v.iov_len, &used);
         if (r == WM_HTTP_MSG_DONE || r == WM_HTTP_MORE) {
             if (used > 0) {
-                evbuffer_remove_buffer(in, out, used);
+                wm_bev_send(h->up, in, used);
                 h->req_in += used;
                 c->bytes_in += used;
                 h->last_ms = wm_now_ms();
             }
             if (r == WM_HTTP_MSG_DONE) {
+                /* Pipelined requests wait in the input buffer, bounded by its
+                 * read watermark, until this response is complete. */
                 h->req_done = true;
-                /* Pipelined requests wait in the buffer (and the kernel). */
-                bufferevent_disable(c->bev, EV_READ);
                 break;
             }
             if (have < 1 || used == 0) {
@@ -700,11 +719,21 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 
 /* ---- response ---- */
 
+/* Send what process_upstream() gathered for the client, in one write. */
+static void flush_scratch(struct hp *h)
+{
+    size_t n = evbuffer_get_length(h->scratch);
+
+    if (n > 0) {
+        wm_bev_send(h->c->bev, h->scratch, n);
+    }
+}
+
 static void write_response_head(struct hp *h)
 {
     struct wm_pconn *c = h->c;
     struct wm_http_head *hd = wm_http_parser_head(h->resp);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = h->scratch;
     size_t before = evbuffer_get_length(out);
     size_t rlen;
     const char *reason = wm_http_head_reason(hd, &rlen);
@@ -712,7 +741,11 @@ static void write_response_head(struct hp *h)
     int status = wm_http_head_status(hd);
     bool upgrade = status == 101 && h->wants_upgrade;
 
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", status);
+    char sl[16] = "HTTP/1.1 000 ";
+    sl[9] = (char)('0' + status / 100 % 10);
+    sl[10] = (char)('0' + status / 10 % 10);
+    sl[11] = (char)('0' + status % 10);
+    evbuffer_add(out, sl, 13);
     evbuffer_add(out, reason, rlen);
     evbuffer_add(out, "\r\n", 2);
     for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
@@ -810,6 +843,7 @@ static void process_upstream(struct hp *h)
         }
         if (!h->resp_head_sent) {
             if (v.iov_len == 0) {
+                flush_scratch(h); /* interim responses */
                 return;
             }
             h->last_ms = wm_now_ms();
@@ -829,6 +863,7 @@ static void process_upstream(struct hp *h)
             c->code = status;
             if (status == 101 && h->wants_upgrade) {
                 write_response_head(h);
+                flush_scratch(h);
                 become_tunnel(h);
                 return;
             }
@@ -850,17 +885,19 @@ static void process_upstream(struct hp *h)
         if (r != WM_HTTP_MORE && r != WM_HTTP_MSG_DONE) {
             wm_log(WM_LOG_DEBUG, c->id, "http: bad response body from %s: %s", c->target,
                    wm_http_parser_error(h->resp));
+            flush_scratch(h);
             log_request(h);
             wm_pconn_close_after_flush(c, "bad-response");
             return;
         }
         if (used > 0) {
-            evbuffer_remove_buffer(in, out, used);
+            evbuffer_remove_buffer(in, h->scratch, used);
             h->req_out += used;
             c->bytes_out += used;
             h->last_ms = wm_now_ms();
         }
         if (r == WM_HTTP_MSG_DONE) {
+            flush_scratch(h);
             response_done(h);
             return;
         }
@@ -868,6 +905,7 @@ static void process_upstream(struct hp *h)
             break;
         }
     }
+    flush_scratch(h);
     if (h->up != NULL && evbuffer_get_length(out) >= WM_HTTP_BODY_HIGH_WATER) {
         h->up_paused = true;
         bufferevent_disable(h->up, EV_READ);
@@ -899,15 +937,17 @@ void wm_http_proxy_start(struct wm_pconn *c)
     h->c = c;
     h->req = wm_http_parser_new(WM_HTTP_REQUEST, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
     h->head_out = evbuffer_new();
+    h->scratch = evbuffer_new();
     h->timer = evtimer_new(wm_worker_base(c->w), timer_cb, h);
     c->proto_data = h;
     c->proto_free = hp_free;
-    if (h->req == NULL || h->head_out == NULL || h->timer == NULL) {
+    if (h->req == NULL || h->head_out == NULL || h->scratch == NULL || h->timer == NULL) {
         wm_pconn_finish(c, "out-of-memory");
         return;
     }
     wm_pconn_clear_timer(c); /* our own timer takes over */
     h->state = HP_READ_HEAD;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, h);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     arm_timer(h, c->opts->handshake_timeout_ms);
