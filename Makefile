@@ -15,7 +15,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes
-CFLAGS_COMMON = -std=gnu11 -g $(WARN) -Isrc -I$(LLHTTP_INC) $(PKG_CFLAGS) -D_GNU_SOURCE
+# llhttp in strict mode: RFC 9112 parsing (CRLF, no space before ':', ...).
+LLHTTP_DEFS := -DLLHTTP_STRICT_MODE=1
+CFLAGS_COMMON = -std=gnu11 -g $(WARN) -Isrc -I$(LLHTTP_INC) $(LLHTTP_DEFS) $(PKG_CFLAGS) -D_GNU_SOURCE
 CFLAGS_REL  := -O2
 CFLAGS_ASAN := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
@@ -57,7 +59,7 @@ $(B)/obj/%.o: %.c
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS_REL) -MMD -MP -c $< -o $@
 $(B)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -w -I$(LLHTTP_INC) -c $< -o $@
+	$(CC) -O2 -g -w $(LLHTTP_DEFS) -I$(LLHTTP_INC) -c $< -o $@
 $(B)/libwm.a: $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
@@ -73,7 +75,7 @@ $(BA)/obj/%.o: %.c
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS_ASAN) -MMD -MP -c $< -o $@
 $(BA)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -O1 -g -w -fsanitize=address,undefined -I$(LLHTTP_INC) -c $< -o $@
+	$(CC) -O1 -g -w $(LLHTTP_DEFS) -fsanitize=address,undefined -I$(LLHTTP_INC) -c $< -o $@
 $(BA)/libwm.a: $(OBJS_ASAN)
 	@rm -f $@
 	ar rcs $@ $^

@@ -112,7 +112,7 @@ int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
             return -1;
         }
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (max - d) / 10) {
+        if (d > max || v > (max - d) / 10) {
             return -1;
         }
         v = v * 10 + d;
@@ -142,6 +142,24 @@ bool wm_strieq(const char *s, size_t n, const char *lit)
         }
     }
     return lit[i] == '\0';
+}
+
+bool wm_memieq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i];
+        unsigned char y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') {
+            x = (unsigned char)(x + 32);
+        }
+        if (y >= 'A' && y <= 'Z') {
+            y = (unsigned char)(y + 32);
+        }
+        if (x != y) {
+            return false;
+        }
+    }
+    return true;
 }
 
 void wm_trim(const char **s, size_t *n)

@@ -27,6 +27,9 @@ int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
 /* Case-insensitive equality of s[0..n) and the NUL-terminated lit. */
 bool wm_strieq(const char *s, size_t n, const char *lit);
 
+/* Case-insensitive equality of two byte ranges of length n. */
+bool wm_memieq(const char *a, const char *b, size_t n);
+
 /* Does the comma-separated list s[0..n) contain token (case-insensitive)? */
 bool wm_list_has_token(const char *s, size_t n, const char *token);
 

@@ -267,15 +267,8 @@ bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t 
             const char *t = f.value + k;
             size_t tn = j - k;
             wm_trim(&t, &tn);
-            if (tn == nlen && tn > 0) {
-                char tmp[64];
-                if (tn < sizeof(tmp)) {
-                    memcpy(tmp, t, tn);
-                    tmp[tn] = '\0';
-                    if (wm_strieq(name, nlen, tmp)) {
-                        return true;
-                    }
-                }
+            if (tn == nlen && tn > 0 && wm_memieq(t, name, nlen)) {
+                return true;
             }
             k = j + 1;
         }

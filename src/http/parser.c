@@ -33,6 +33,9 @@ static int add(llhttp_t *ll, enum wm_http_part part, const char *at, size_t n)
 {
     struct wm_http_parser *p = P(ll);
 
+    if (p->head_done) {
+        return 0; /* trailer fields: they travel with the raw body bytes */
+    }
     if (wm_http_head_append(p->head, part, at, n) < 0) {
         p->too_large = true;
         return HPE_USER;
@@ -69,6 +72,9 @@ static int on_field_complete(llhttp_t *ll)
 {
     struct wm_http_parser *p = P(ll);
 
+    if (p->head_done) {
+        return 0;
+    }
     if (wm_http_head_end_part(p->head, WM_HTTP_PART_NAME) < 0) {
         p->too_large = true;
         return HPE_USER;
@@ -82,12 +88,19 @@ static int on_value_complete(llhttp_t *ll)
     struct wm_http_field f;
     size_t n;
 
+    if (p->head_done) {
+        return 0;
+    }
     if (wm_http_head_end_part(p->head, WM_HTTP_PART_VALUE) < 0) {
         p->too_large = true;
         return HPE_USER;
     }
     n = wm_http_head_nfields(p->head);
     wm_http_head_field(p->head, n - 1, &f);
+    if (f.nlen == 0) {
+        p->err = "empty header field name";
+        return HPE_USER;
+    }
     if (wm_strieq(f.name, f.nlen, "transfer-encoding")) {
         p->has_te = true;
     } else if (wm_strieq(f.name, f.nlen, "content-length")) {
@@ -136,11 +149,18 @@ static int on_headers_complete(llhttp_t *ll)
         p->bad_te = true;
         return HPE_USER;
     }
-    if (p->kind == WM_HTTP_REQUEST && p->has_te && !te_final_is_chunked(p->head)) {
+    if (p->kind == WM_HTTP_REQUEST && p->has_te &&
+        (!te_final_is_chunked(p->head) || (ll->http_major == 1 && ll->http_minor == 0))) {
+        /* RFC 9112 6.1: unframeable, and HTTP/1.0 has no chunked coding. */
         p->bad_te = true;
         return HPE_USER;
     }
     p->head_done = true;
+    if (p->kind == WM_HTTP_RESPONSE &&
+        ((ll->status_code >= 100 && ll->status_code < 200) || ll->status_code == 204 ||
+         ll->status_code == 304)) {
+        return 1; /* RFC 9112 6.3 rule 1: these never have a body */
+    }
     if (p->no_body) {
         return 1; /* e.g. the response to HEAD: message ends with its head */
     }
@@ -236,6 +256,9 @@ static enum wm_http_res classify_error(struct wm_http_parser *p, llhttp_errno_t 
         e == HPE_INVALID_CONTENT_LENGTH) {
         p->err = llhttp_get_error_reason(&p->ll);
         return WM_HTTP_ERR_FRAMING;
+    }
+    if (e == HPE_USER && p->err != NULL) {
+        return WM_HTTP_ERR_SYNTAX;
     }
     p->err = llhttp_get_error_reason(&p->ll);
     if (p->err == NULL) {

@@ -52,7 +52,7 @@ int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uin
     for (size_t i = 0; i < hn; i++) {
         unsigned char c = (unsigned char)h[i];
         if (c <= ' ' || c >= 0x7f || c == '/' || c == '@' || c == '?' || c == '#' ||
-            c == '\\') {
+            c == '\\' || c == '[' || c == ']') {
             return -1;
         }
     }

@@ -18,7 +18,8 @@ int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uin
 
 /* Absolute-form target "http://authority/path?query" (RFC 9112 3.2.2).
  * Fills host/port (default 80 for http, 443 for https), *https, and the
- * origin-form (path + query, "/" when empty) as a pointer into url.
+ * origin-form (path + query, "/" when empty) as a pointer into url; for
+ * "http://h?q" the path is "?q" and the caller puts "/" in front.
  * Userinfo is refused. Returns 0 or -1. */
 int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, uint16_t *port,
                            bool *https, const char **path, size_t *pathlen);

@@ -34,7 +34,7 @@ const char *wm_addr_format_ip(const struct sockaddr *sa, char *buf, size_t cap);
 /* Port of sa in host order (0 for unknown families). */
 uint16_t wm_addr_port(const struct sockaddr *sa);
 
-/* Do the two addresses have the same family, IP and port? */
+/* Same IP (an IPv4-mapped IPv6 address equals its IPv4 form) and port? */
 int wm_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 
 /* Same family and IP (ports ignored)? IPv4-mapped v6 equals its v4. */

@@ -2,8 +2,6 @@
  * tests/unit/core/test_util.c - core/util.h: constant-time compare, base64,
  * strict number parsing, case-insensitive helpers.
  *
- * Assertions for known module bugs sit behind WM_TEST_KNOWN_BUGS; without it
- * they skip() so the suite passes until the module is fixed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -280,7 +278,7 @@ static void test_parse_u64_length(void **state)
 }
 
 /*
- * BUG (src/core/util.c, wm_parse_u64): when max < 9 the overflow check
+ * Regression (fixed) (src/core/util.c, wm_parse_u64): when max < 9 the overflow check
  * `v > (max - d) / 10` wraps around for a digit d > max, so a single digit
  * larger than max is accepted: wm_parse_u64("8", 1, 7, &v) returns 0 with
  * v == 8 (want -1). proxy/service.c wm_proxy_parse_flags parses with max 7
@@ -296,9 +294,6 @@ static void test_parse_u64_small_max(void **state)
     };
 
     (void)state;
-#ifndef WM_TEST_KNOWN_BUGS
-    skip(); /* known bug, see above */
-#endif
     for (size_t i = 0; i < NELEM(cases); i++) {
         uint64_t v = 0;
         int r = wm_parse_u64(cases[i].s, strlen(cases[i].s), cases[i].max, &v);

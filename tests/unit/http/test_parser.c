@@ -9,9 +9,6 @@
  *
  * Chunks are exact-size heap copies, freed right after use, so ASan flags any
  * read past a chunk or any pointer kept into caller data.
- *
- * Assertions for known module bugs sit behind WM_TEST_KNOWN_BUGS; without it
- * they skip() so the suite passes until the module is fixed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -498,7 +495,7 @@ static const struct pcase pcases[] = {
 };
 
 /*
- * BUG (src/http/parser.c, on_headers_complete): RFC 9112 6.3 rule 1 says a
+ * Regression, fixed (src/http/parser.c, on_headers_complete): RFC 9112 6.3 rule 1 says a
  * response with status 1xx, 204 or 304 ends at its head whatever its fields
  * say, but llhttp leaves that to the on_headers_complete callback (return 1),
  * which only does so for expect_no_body. So "HTTP/1.1 304 Not Modified" with
@@ -608,7 +605,7 @@ static void test_table(void **state)
 }
 
 /*
- * BUG (src/http/parser.c + src/http/head.c, with the lenient llhttp build):
+ * Regression, fixed (src/http/parser.c + src/http/head.c, with the lenient llhttp build):
  * requests RFC 9112 requires a server to reject are accepted:
  *  - whitespace between field name and colon (5.1, MUST 400): "Host : x" is
  *    stored as a field named "Host " (llhttp only refuses it for
@@ -633,9 +630,6 @@ static const struct pcase rfc_reject_cases[] = {
 static void test_rfc_reject(void **state)
 {
     (void)state;
-#ifndef WM_TEST_KNOWN_BUGS
-    skip(); /* known bug, see rfc_reject_cases */
-#endif
     for (size_t i = 0; i < NELEM(rfc_reject_cases); i++) {
         check_case(&rfc_reject_cases[i]);
     }
@@ -644,16 +638,13 @@ static void test_rfc_reject(void **state)
 static void test_bodyless_status(void **state)
 {
     (void)state;
-#ifndef WM_TEST_KNOWN_BUGS
-    skip(); /* known bug, see bodyless_status_cases */
-#endif
     for (size_t i = 0; i < NELEM(bodyless_status_cases); i++) {
         check_case(&bodyless_status_cases[i]);
     }
 }
 
 /*
- * BUG (src/http/parser.c): trailer fields of a chunked body are appended to
+ * Regression, fixed (src/http/parser.c): trailer fields of a chunked body are appended to
  * the message head during the body phase. The head grows (nfields, size), a
  * large trailer reallocates the head buffer so pointers returned after
  * HEAD_DONE dangle (head.h: "valid until reset/free"; ASan reports a
@@ -699,16 +690,8 @@ static void test_trailers_keep_head(void **state)
     size_t nf_after = wm_http_head_nfields(h);
     size_t size_after = wm_http_head_size(h);
     wm_http_parser_free(p);
-#ifndef WM_TEST_KNOWN_BUGS
-    (void)nfields;
-    (void)size;
-    (void)nf_after;
-    (void)size_after;
-    skip(); /* known bug, see above */
-#else
     assert_int_equal(nf_after, nfields);
     assert_int_equal(size_after, size);
-#endif
 }
 
 /* ---- the head limit is exact ---- */
@@ -855,7 +838,7 @@ static void test_head_is_hop(void **state)
 }
 
 /*
- * BUG (src/http/head.c, wm_http_head_is_hop): a token listed in Connection is
+ * Regression, fixed (src/http/head.c, wm_http_head_is_hop): a token listed in Connection is
  * copied to a 64-byte scratch buffer and silently ignored when it is 64 bytes
  * or longer, so "Connection: <64-char name>" does not make that header
  * hop-by-hop: is_hop returns false, want true (RFC 9110 7.6.1).
@@ -873,14 +856,9 @@ static void test_head_is_hop_long_token(void **state)
     p = parse_head(WM_HTTP_REQUEST, req);
     /* 63 bytes still works */
     assert_false(wm_http_head_is_hop(wm_http_parser_head(p), name, 63));
-#ifndef WM_TEST_KNOWN_BUGS
-    wm_http_parser_free(p);
-    skip(); /* known bug, see above */
-#else
     bool hop = wm_http_head_is_hop(wm_http_parser_head(p), name, strlen(name));
     wm_http_parser_free(p);
     assert_true(hop);
-#endif
 }
 
 /* After a message that ends the connection no further head is parsed (a
