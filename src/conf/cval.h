@@ -107,6 +107,10 @@ void wm_cval_free(struct wm_cval *root);
  * WM_CVAL_JSON_MAX_DEPTH) with *out set to NULL. */
 #define WM_CVAL_JSON_MAX_DEPTH 1024
 int wm_cval_to_json(const struct wm_cval *v, bool tagged, char **out, size_t *outlen);
+/* Same, with the values of the keys listed in secret (NULL-terminated) written
+ * as "***" (passwords, tokens). */
+int wm_cval_to_json_masked(const struct wm_cval *v, bool tagged, const char *const *secret,
+                           char **out, size_t *outlen);
 
 /* ---- building a tree (readers) ----
  *

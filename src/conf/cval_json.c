@@ -6,6 +6,7 @@
 #include "conf/cval.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,21 @@ struct jbuf {
     size_t n;
     size_t cap;
     int fail; /* sticky: out of memory or too deep */
+    const char *const *secret; /* keys whose values are masked, or NULL */
 };
+
+static bool is_secret(const struct jbuf *b, const char *key, size_t len)
+{
+    if (b->secret == NULL) {
+        return false;
+    }
+    for (const char *const *k = b->secret; *k != NULL; k++) {
+        if (strlen(*k) == len && memcmp(*k, key, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 static void jb_put(struct jbuf *b, const char *s, size_t len)
 {
@@ -211,6 +226,10 @@ static void jb_value(struct jbuf *b, const struct wm_cval *v, bool tagged, int d
             if (t == WM_CVAL_TABLE) {
                 jb_string(b, wm_cval_key_at(v, i), wm_cval_key_len(v, i));
                 jb_put(b, ":", 1);
+                if (is_secret(b, wm_cval_key_at(v, i), wm_cval_key_len(v, i))) {
+                    jb_puts(b, "\"***\"");
+                    continue;
+                }
             }
             jb_value(b, wm_cval_at(v, i), tagged, depth + 1);
         }
@@ -250,7 +269,13 @@ static void jb_value(struct jbuf *b, const struct wm_cval *v, bool tagged, int d
 
 int wm_cval_to_json(const struct wm_cval *v, bool tagged, char **out, size_t *outlen)
 {
-    struct jbuf b = {NULL, 0, 0, 0};
+    return wm_cval_to_json_masked(v, tagged, NULL, out, outlen);
+}
+
+int wm_cval_to_json_masked(const struct wm_cval *v, bool tagged, const char *const *secret,
+                           char **out, size_t *outlen)
+{
+    struct jbuf b = {NULL, 0, 0, 0, secret};
 
     *out = NULL;
     if (outlen != NULL) {

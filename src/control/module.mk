@@ -1,1 +1,1 @@
-SRCS += src/control/control.c
+SRCS += src/control/control.c src/control/client.c

@@ -1,0 +1,58 @@
+/*
+ * app/app.h - the process: start-up, daemon/supervisor, signals, the
+ * control API hooks, and hot reload of the configuration file.
+ */
+#ifndef WM_APP_APP_H
+#define WM_APP_APP_H
+
+#include <stdbool.h>
+
+#include "proxy/proxy.h"
+
+#define WM_APP_DEFAULT_BIND "127.0.0.1:8090"
+#define WM_APP_DEFAULT_CONTROL "127.0.0.1:8837"
+#define WM_APP_DEFAULT_PIDFILE "wmproxy.pid"
+
+/* What the command line says. A `*_set` flag means the command line gave
+ * the value, so it wins over the config file (and over reloads). */
+struct wm_app_opts {
+    const char *config; /* run from this file; NULL: from the flags below */
+
+    char control[64];
+    bool control_set;
+    bool disable_control;
+    bool disable_control_set;
+    bool disable_stdout;
+    bool disable_stdout_set;
+    bool daemon;
+    bool forever;
+    char pidfile[512];
+    bool pidfile_set;
+    int verbose;
+    int level;
+    bool level_set;
+    int workers;
+    bool workers_set;
+    int grace_ms;
+    bool grace_set;
+    char log_file[512];
+
+    /* Flags mode (`wmproxy proxy`): the one service. */
+    char bind[64];
+    struct wm_proxy_opts proxy;
+};
+
+void wm_app_opts_default(struct wm_app_opts *o);
+
+/* Run until stopped. Returns the process exit code (0 clean stop, 1 start
+ * failure). */
+int wm_app_run(struct wm_app_opts *o);
+
+/* `wmproxy check -c FILE`: print every diagnostic; 0 valid, 1 not. */
+int wm_app_check(const char *path);
+
+/* `wmproxy reload|stop -c FILE | -u URL`: ask the running instance.
+ * Prints its answer; 0 when it accepted, 1 otherwise. */
+int wm_app_remote(const char *what, const char *config, const char *url, const char *token);
+
+#endif

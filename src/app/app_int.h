@@ -1,0 +1,36 @@
+/*
+ * app/app_int.h - internal to src/app.
+ */
+#ifndef WM_APP_APP_INT_H
+#define WM_APP_APP_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "net/lset.h"
+
+struct wm_app_opts;
+struct wm_conf;
+
+/* The listeners and services a configuration asks for. specs[i].svc is a
+ * reference owned by this struct. */
+struct wm_app_services {
+    struct wm_lspec *specs;
+    size_t n;
+    char (*addrs)[64]; /* storage for specs[i].addr */
+};
+
+int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out, char *msg,
+                              size_t cap);
+int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_services *out,
+                               char *msg, size_t cap);
+void wm_app_services_free(struct wm_app_services *s);
+
+/* Serve in this process; report readiness on notify (-1: stderr only). */
+int wm_app_serve(struct wm_app_opts *o, int notify);
+
+/* Tell the parent waiting on fd (or stderr when fd < 0) how the start went;
+ * closes fd. */
+void wm_app_report(int fd, bool ok, const char *msg);
+
+#endif

@@ -1,0 +1,1 @@
+SRCS += src/app/app.c src/app/services.c src/app/proc.c

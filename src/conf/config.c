@@ -1,0 +1,518 @@
+#include "conf/config.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf/config_int.h"
+#include "conf/cval.h"
+#include "conf/toml.h"
+#include "conf/yaml.h"
+#include "core/arena.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+#define CONF_MAX_FILE (4 * 1024 * 1024)
+
+/* ---- [[proxy.mappings]] ---- */
+
+static const char *const mapping_modes[] = {"http", "https", "tcp", "proxy", NULL};
+
+#define MOFF(f) offsetof(struct wm_conf_mapping, f)
+static const struct wm_ckey mapping_keys[] = {
+    {.name = "name", .kind = WM_CK_STR, .off = MOFF(name), .flags = WM_CKF_REQUIRED},
+    {.name = "mode", .kind = WM_CK_ENUM, .off = MOFF(mode), .choices = mapping_modes,
+     .flags = WM_CKF_REQUIRED},
+    {.name = "local_addr", .kind = WM_CK_HOSTPORT, .off = MOFF(local_addr)},
+    {.name = "domain", .kind = WM_CK_STR, .off = MOFF(domain)},
+    {.name = "headers", .kind = WM_CK_HEADERS, .off = MOFF(headers), .off_count = MOFF(nheaders)},
+    {.name = "remote_port", .kind = WM_CK_INT, .off = MOFF(remote_port), .min = 1, .max = 65535},
+    {.name = "bind", .kind = WM_CK_LISTEN, .off = MOFF(bind), .alias = "bind_addr"},
+    {.name = "group", .kind = WM_CK_STR, .off = MOFF(group)},
+    {.name = NULL},
+};
+
+static void mapping_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
+                             const char *path)
+{
+    struct wm_conf_mapping *m = obj;
+
+    if (m->mode == NULL) {
+        return;
+    }
+    if (strcmp(m->mode, "proxy") != 0 && m->local_addr == NULL) {
+        wm_cctx_error(ctx, t, path, "mapping \"%s\" (mode %s) needs local_addr",
+                      m->name ? m->name : "?", m->mode);
+    }
+    if ((strcmp(m->mode, "http") == 0 || strcmp(m->mode, "https") == 0) &&
+        (m->domain == NULL || m->domain[0] == '\0')) {
+        wm_cctx_error(ctx, t, path, "mapping \"%s\" (mode %s) needs a domain",
+                      m->name ? m->name : "?", m->mode);
+    }
+}
+
+static const struct wm_cschema mapping_schema = {
+    .name = "a [[proxy.mappings]] entry",
+    .size = sizeof(struct wm_conf_mapping),
+    .keys = mapping_keys,
+    .validate = mapping_validate,
+};
+
+/* ---- [proxy] ---- */
+
+static const char *const proxy_modes[] = {"client", "server", "", NULL};
+
+#define TUNNEL_KEY(n, k, f) \
+    {.name = n, .kind = k, .off = POFF(f), .flags = WM_CKF_INACTIVE, .feature = "tunnel"}
+#define POFF(f) offsetof(struct wm_conf_proxy, f)
+static const struct wm_ckey proxy_keys[] = {
+    {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = POFF(bind), .alias = "bind"},
+    {.name = "flag", .kind = WM_CK_FLAGS, .off = POFF(flags)},
+    {.name = "username", .kind = WM_CK_STR, .off = POFF(username)},
+    {.name = "password", .kind = WM_CK_STR, .off = POFF(password), .flags = WM_CKF_SECRET},
+    {.name = "connect_timeout", .kind = WM_CK_DURATION, .off = POFF(connect_timeout_ms),
+     .min = 1, .max = 3600000},
+    {.name = "idle_timeout", .kind = WM_CK_DURATION, .off = POFF(idle_timeout_ms), .min = 1,
+     .max = 7 * 86400000LL},
+    {.name = "handshake_timeout", .kind = WM_CK_DURATION, .off = POFF(handshake_timeout_ms),
+     .min = 1, .max = 3600000},
+    {.name = "mode", .kind = WM_CK_ENUM, .off = POFF(mode), .choices = proxy_modes},
+    TUNNEL_KEY("server", WM_CK_HOSTPORT, server),
+    TUNNEL_KEY("udp_bind", WM_CK_STR, udp_bind),
+    TUNNEL_KEY("center_addr", WM_CK_LISTEN, center_addr),
+    TUNNEL_KEY("map_http_bind", WM_CK_LISTEN, map_http_bind),
+    TUNNEL_KEY("map_https_bind", WM_CK_LISTEN, map_https_bind),
+    TUNNEL_KEY("map_tcp_bind", WM_CK_LISTEN, map_tcp_bind),
+    TUNNEL_KEY("map_proxy_bind", WM_CK_LISTEN, map_proxy_bind),
+    TUNNEL_KEY("map_cert", WM_CK_STR, map_cert),
+    TUNNEL_KEY("map_key", WM_CK_STR, map_key),
+    TUNNEL_KEY("center", WM_CK_BOOL, center),
+    TUNNEL_KEY("ts", WM_CK_BOOL, ts),
+    TUNNEL_KEY("tc", WM_CK_BOOL, tc),
+    TUNNEL_KEY("two_way_tls", WM_CK_BOOL, two_way_tls),
+    TUNNEL_KEY("domain", WM_CK_STR, domain),
+    TUNNEL_KEY("cert", WM_CK_STR, cert),
+    TUNNEL_KEY("key", WM_CK_STR, key),
+    {.name = "mappings", .kind = WM_CK_TABLE_ARRAY, .off = POFF(mappings),
+     .off_count = POFF(nmappings), .sub = &mapping_schema, .flags = WM_CKF_INACTIVE,
+     .feature = "tunnel"},
+    {.name = NULL},
+};
+
+static void proxy_defaults(void *obj)
+{
+    struct wm_conf_proxy *p = obj;
+
+    p->bind = "127.0.0.1:8090";
+    p->flags = WM_PROXY_FLAG_ALL;
+    p->connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
+    p->idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
+    p->handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
+}
+
+static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
+                           const char *path)
+{
+    struct wm_conf_proxy *p = obj;
+    char kp[128];
+
+    if ((p->username == NULL) != (p->password == NULL)) {
+        const char *have = p->username != NULL ? "username" : "password";
+        const char *miss = p->username != NULL ? "password" : "username";
+        snprintf(kp, sizeof(kp), "%s.%s", path, have);
+        wm_cctx_error(ctx, wm_cval_get(t, have), kp, "%s is set but %s is not", have, miss);
+    }
+    if (p->username != NULL && strlen(p->username) >= WM_PROXY_CRED_MAX) {
+        snprintf(kp, sizeof(kp), "%s.username", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "username"), kp, "longer than %d bytes",
+                      WM_PROXY_CRED_MAX - 1);
+    }
+    if (p->password != NULL && strlen(p->password) >= WM_PROXY_CRED_MAX) {
+        snprintf(kp, sizeof(kp), "%s.password", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "password"), kp, "longer than %d bytes",
+                      WM_PROXY_CRED_MAX - 1);
+    }
+    if ((p->cert == NULL) != (p->key == NULL)) {
+        snprintf(kp, sizeof(kp), "%s.%s", path, p->cert != NULL ? "cert" : "key");
+        wm_cctx_error(ctx, wm_cval_get(t, p->cert != NULL ? "cert" : "key"), kp,
+                      "cert and key go together");
+    }
+    if ((p->map_cert == NULL) != (p->map_key == NULL)) {
+        snprintf(kp, sizeof(kp), "%s.%s", path, p->map_cert != NULL ? "map_cert" : "map_key");
+        wm_cctx_error(ctx, wm_cval_get(t, p->map_cert != NULL ? "map_cert" : "map_key"), kp,
+                      "map_cert and map_key go together");
+    }
+    for (size_t i = 0; i < p->nmappings; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (p->mappings[i].name != NULL && p->mappings[j].name != NULL &&
+                strcmp(p->mappings[i].name, p->mappings[j].name) == 0) {
+                const struct wm_cval *arr = wm_cval_get(t, "mappings");
+                snprintf(kp, sizeof(kp), "%s.mappings[%zu].name", path, i);
+                wm_cctx_error(ctx, arr ? wm_cval_at(arr, i) : t, kp,
+                              "mapping name \"%s\" is used twice", p->mappings[i].name);
+            }
+        }
+    }
+}
+
+static const struct wm_cschema proxy_schema = {
+    .name = "[proxy]",
+    .size = sizeof(struct wm_conf_proxy),
+    .keys = proxy_keys,
+    .defaults = proxy_defaults,
+    .validate = proxy_validate,
+};
+
+/* ---- top level ---- */
+
+#define COFF(f) offsetof(struct wm_conf, f)
+static const struct wm_ckey top_keys[] = {
+    {.name = "control", .kind = WM_CK_LISTEN, .off = COFF(control)},
+    {.name = "disable_stdout", .kind = WM_CK_BOOL, .off = COFF(disable_stdout)},
+    {.name = "disable_control", .kind = WM_CK_BOOL, .off = COFF(disable_control)},
+    {.name = "pidfile", .kind = WM_CK_STR, .off = COFF(pidfile)},
+    {.name = "default_level", .kind = WM_CK_LEVEL, .off = COFF(default_level)},
+    {.name = "control_token", .kind = WM_CK_STR, .off = COFF(control_token),
+     .flags = WM_CKF_SECRET},
+    {.name = "log_file", .kind = WM_CK_STR, .off = COFF(log_file)},
+    {.name = "workers", .kind = WM_CK_INT, .off = COFF(workers), .min = 1, .max = 256},
+    {.name = "grace", .kind = WM_CK_DURATION, .off = COFF(grace_ms), .min = 0,
+     .max = 3600000},
+    {.name = "proxy", .kind = WM_CK_TABLE, .off = COFF(proxy), .sub = &proxy_schema},
+    {.name = "http", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_http_schema,
+     .flags = WM_CKF_INACTIVE, .feature = "reverse proxy"},
+    {.name = "stream", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_stream_schema,
+     .flags = WM_CKF_INACTIVE, .feature = "L4 forwarding"},
+    /* wmproxy 0.1 layout: the proxy's bind_addr at the top, and [reverse]. */
+    {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = COFF(legacy_bind), .alias = "bind"},
+    {.name = "reverse", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_reverse_schema,
+     .flags = WM_CKF_INACTIVE, .feature = "file server (wmproxy 0.1 [reverse] layout)"},
+    {.name = NULL},
+};
+
+static void top_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
+                         const char *path)
+{
+    struct wm_conf *c = obj;
+
+    (void)path;
+    if (c->legacy_bind == NULL) {
+        return;
+    }
+    if (c->proxy != NULL) {
+        const struct wm_cval *v = wm_cval_get(t, "bind_addr");
+        wm_cctx_error(ctx, v != NULL ? v : wm_cval_get(t, "bind"), "bind_addr",
+                      "a top-level bind_addr (wmproxy 0.1 layout) cannot be combined with "
+                      "[proxy]; put it in [proxy]");
+        return;
+    }
+    /* The old layout ran the forward proxy on that address. */
+    c->proxy = wm_arena_alloc(ctx->arena, sizeof(*c->proxy));
+    if (c->proxy != NULL) {
+        proxy_defaults(c->proxy);
+        c->proxy->bind = c->legacy_bind;
+    }
+}
+
+static const struct wm_cschema top_schema = {
+    .name = "the top level",
+    .size = sizeof(struct wm_conf),
+    .keys = top_keys,
+    .validate = top_validate,
+};
+
+static int diag_cmp(const void *pa, const void *pb)
+{
+    const struct wm_cdiag *a = pa;
+    const struct wm_cdiag *b = pb;
+
+    if (a->e.line != b->e.line) {
+        return a->e.line < b->e.line ? -1 : 1;
+    }
+    if (a->e.col != b->e.col) {
+        return a->e.col < b->e.col ? -1 : 1;
+    }
+    return 0;
+}
+
+/* ---- files ---- */
+
+static bool has_suffix(const char *s, const char *sfx)
+{
+    size_t n = strlen(s);
+    size_t m = strlen(sfx);
+
+    return n >= m && strcasecmp(s + n - m, sfx) == 0;
+}
+
+static char *read_file(const char *path, size_t *len, char *msg, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n = 0;
+
+    if (f == NULL) {
+        snprintf(msg, cap, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    buf = malloc(CONF_MAX_FILE + 1);
+    if (buf == NULL) {
+        fclose(f);
+        snprintf(msg, cap, "out of memory");
+        return NULL;
+    }
+    n = fread(buf, 1, CONF_MAX_FILE + 1, f);
+    if (ferror(f)) {
+        snprintf(msg, cap, "read error: %s", strerror(errno));
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    fclose(f);
+    if (n > CONF_MAX_FILE) {
+        snprintf(msg, cap, "larger than %d bytes", CONF_MAX_FILE);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Does the PEM pair load, and does the key belong to the certificate? */
+static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char *path,
+                       const char *ckey, const char *kkey, const char *cert, const char *key)
+{
+    char kp[160];
+    SSL_CTX *sc;
+    struct stat st;
+    unsigned long e;
+    char ebuf[200];
+
+    if (cert == NULL || key == NULL) {
+        return;
+    }
+    snprintf(kp, sizeof(kp), "%s%s%s", path, path[0] ? "." : "", ckey);
+    if (stat(cert, &st) < 0) {
+        wm_cctx_error(ctx, wm_cval_get(t, ckey), kp, "certificate file \"%s\": %s", cert,
+                      strerror(errno));
+        return;
+    }
+    snprintf(kp, sizeof(kp), "%s%s%s", path, path[0] ? "." : "", kkey);
+    if (stat(key, &st) < 0) {
+        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "key file \"%s\": %s", key, strerror(errno));
+        return;
+    }
+    sc = SSL_CTX_new(TLS_method());
+    if (sc == NULL) {
+        return;
+    }
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(sc, cert) != 1) {
+        e = ERR_get_error();
+        snprintf(kp, sizeof(kp), "%s%s%s", path, path[0] ? "." : "", ckey);
+        wm_cctx_error(ctx, wm_cval_get(t, ckey), kp, "\"%s\" is not a usable PEM certificate: %s",
+                      cert, ERR_error_string(e, ebuf));
+    } else if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
+        e = ERR_get_error();
+        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "\"%s\" is not a usable PEM key: %s", key,
+                      ERR_error_string(e, ebuf));
+    } else if (SSL_CTX_check_private_key(sc) != 1) {
+        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "key \"%s\" does not match certificate \"%s\"",
+                      key, cert);
+    }
+    ERR_clear_error();
+    SSL_CTX_free(sc);
+}
+
+static void check_files(struct wm_cctx *ctx, struct wm_conf *c)
+{
+    const struct wm_cval *pt = wm_cval_get(c->tree, "proxy");
+
+    if (c->proxy != NULL && pt != NULL) {
+        check_pair(ctx, pt, "proxy", "cert", "key", c->proxy->cert, c->proxy->key);
+        check_pair(ctx, pt, "proxy", "map_cert", "map_key", c->proxy->map_cert, c->proxy->map_key);
+    }
+    wm_conf_http_check_files(ctx, c->tree, check_pair);
+}
+
+int wm_conf_load_text(const char *name, const char *text, size_t len, bool check,
+                      struct wm_conf **out, struct wm_conf_diags *diags)
+{
+    struct wm_err perr;
+    struct wm_cctx ctx;
+    struct wm_conf *c;
+    struct wm_arena *a;
+    struct wm_cval *tree;
+    bool yaml = has_suffix(name, ".yaml") || has_suffix(name, ".yml");
+
+    *out = NULL;
+    memset(diags, 0, sizeof(*diags));
+    wm_err_clear(&perr);
+    tree = yaml ? wm_yaml_parse(text, len, name, &perr) : wm_toml_parse(text, len, name, &perr);
+    a = wm_arena_new();
+    if (a == NULL) {
+        wm_cval_free(tree);
+        return -1;
+    }
+    wm_cctx_init(&ctx, name, a);
+    if (tree == NULL) {
+        struct wm_cdiag *d = calloc(1, sizeof(*d));
+        if (d != NULL) {
+            d->e = perr;
+            if (d->e.file[0] == '\0') {
+                snprintf(d->e.file, sizeof(d->e.file), "%s", name);
+            }
+            diags->v = d;
+            diags->n = diags->nerrors = 1;
+        }
+        wm_arena_free(a);
+        return -1;
+    }
+    c = wm_arena_alloc(a, sizeof(*c));
+    if (c == NULL) {
+        wm_cval_free(tree);
+        wm_arena_free(a);
+        return -1;
+    }
+    c->arena = a;
+    c->tree = tree;
+    c->file = wm_arena_strdup(a, name);
+    c->control = "127.0.0.1:8837";
+    c->default_level = -2;
+    c->grace_ms = WM_SHUTDOWN_GRACE_MS;
+    ctx.file = c->file;
+    wm_schema_decode(&ctx, &top_schema, tree, c, "");
+    c->has_http = wm_cval_get(tree, "http") != NULL;
+    c->has_stream = wm_cval_get(tree, "stream") != NULL;
+    if (ctx.nerrors == 0) {
+        wm_conf_cross_check(&ctx, tree);
+    }
+    if (check && ctx.nerrors == 0) {
+        check_files(&ctx, c);
+    }
+    /* File order reads best (the decoder finds nested errors first). */
+    qsort(ctx.diags, ctx.ndiags, sizeof(*ctx.diags), diag_cmp);
+    diags->v = ctx.diags;
+    diags->n = ctx.ndiags;
+    diags->nerrors = ctx.nerrors;
+    if (ctx.nerrors > 0) {
+        wm_conf_free(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+int wm_conf_load(const char *path, bool check, struct wm_conf **out, struct wm_conf_diags *diags)
+{
+    char msg[256];
+    size_t len;
+    char *text = read_file(path, &len, msg, sizeof(msg));
+    int r;
+
+    if (text == NULL) {
+        struct wm_cdiag *d = calloc(1, sizeof(*d));
+        *out = NULL;
+        memset(diags, 0, sizeof(*diags));
+        if (d != NULL) {
+            wm_err_set(&d->e, path, 0, 0, NULL, "%s", msg);
+            diags->v = d;
+            diags->n = diags->nerrors = 1;
+        }
+        return -1;
+    }
+    r = wm_conf_load_text(path, text, len, check, out, diags);
+    free(text);
+    return r;
+}
+
+int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap)
+{
+    char msg[256];
+    size_t len;
+    char *text = read_file(path, &len, msg, sizeof(msg));
+    struct wm_err err;
+    struct wm_cval *tree;
+    const struct wm_cval *v;
+    bool yaml = has_suffix(path, ".yaml") || has_suffix(path, ".yml");
+
+    if (text == NULL) {
+        return -1;
+    }
+    tree = yaml ? wm_yaml_parse(text, len, path, &err) : wm_toml_parse(text, len, path, &err);
+    free(text);
+    if (tree == NULL) {
+        return 0; /* unparsable: defaults */
+    }
+    v = wm_cval_get(tree, "control");
+    if (v != NULL && wm_cval_type(v) == WM_CVAL_STRING) {
+        snprintf(addr, acap, "%s", wm_cval_str(v, NULL));
+    }
+    v = wm_cval_get(tree, "control_token");
+    if (v != NULL && wm_cval_type(v) == WM_CVAL_STRING) {
+        snprintf(token, tcap, "%s", wm_cval_str(v, NULL));
+    }
+    wm_cval_free(tree);
+    return 0;
+}
+
+void wm_conf_free(struct wm_conf *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    wm_cval_free(c->tree);
+    /* Passwords live in the arena: wipe before releasing. */
+    if (c->proxy != NULL && c->proxy->password != NULL) {
+        explicit_bzero((void *)c->proxy->password, strlen(c->proxy->password));
+    }
+    if (c->control_token != NULL) {
+        explicit_bzero((void *)c->control_token, strlen(c->control_token));
+    }
+    wm_arena_free(c->arena);
+}
+
+void wm_conf_diags_free(struct wm_conf_diags *d)
+{
+    free(d->v);
+    memset(d, 0, sizeof(*d));
+}
+
+const char *wm_conf_diag_format(const struct wm_conf_diags *d, size_t i, char *buf, size_t cap)
+{
+    char line[1200];
+
+    wm_err_format(&d->v[i].e, line, sizeof(line));
+    snprintf(buf, cap, "%s%s", d->v[i].warning ? "warning: " : "", line);
+    return buf;
+}
+
+const char *wm_conf_diags_errors(const struct wm_conf_diags *d, char *buf, size_t cap)
+{
+    size_t off = 0;
+    char line[1200];
+
+    if (cap == 0) {
+        return buf;
+    }
+    buf[0] = '\0';
+    for (size_t i = 0; i < d->n && off < cap; i++) {
+        if (d->v[i].warning) {
+            continue;
+        }
+        int r = snprintf(buf + off, cap - off, "%s%s", off ? "\n" : "",
+                         wm_err_format(&d->v[i].e, line, sizeof(line)));
+        if (r < 0) {
+            break;
+        }
+        off += (size_t)r;
+    }
+    return buf;
+}

@@ -1,0 +1,120 @@
+/*
+ * conf/config.h - the configuration file (wmproxy's format, TOML or YAML by
+ * extension) as C structs.
+ *
+ * wm_conf_load() reads, parses, decodes and validates a file; every problem
+ * is reported as "file:line:col: key.path: message". A loaded config is
+ * immutable and owned by one holder; it is freed with wm_conf_free().
+ * Sections whose features arrive later (http, stream, tunnel keys) are
+ * fully type-checked and reported as "accepted, not yet active".
+ */
+#ifndef WM_CONF_CONFIG_H
+#define WM_CONF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/schema.h"
+#include "conf/units.h"
+
+struct wm_arena;
+struct wm_cval;
+
+/* [[proxy.mappings]]: a service inside the private network. */
+struct wm_conf_mapping {
+    const char *name;
+    const char *mode;       /* "http", "https", "tcp", "proxy" */
+    const char *local_addr; /* host:port inside */
+    const char *domain;
+    struct wm_conf_header *headers;
+    size_t nheaders;
+    int64_t remote_port;    /* tcp: public port on the server (0: none) */
+    const char *bind;       /* tcp: public "ip:port" on the server */
+    const char *group;      /* clients in one group share the mapping */
+};
+
+/* [proxy] */
+struct wm_conf_proxy {
+    const char *bind;        /* bind_addr */
+    unsigned flags;
+    const char *mode;        /* "client" / "server" (informative) */
+    const char *server;      /* parent node "host:port" */
+    const char *username;
+    const char *password;
+    const char *udp_bind;
+    const char *center_addr;
+    const char *map_http_bind;
+    const char *map_https_bind;
+    const char *map_tcp_bind;
+    const char *map_proxy_bind;
+    const char *map_cert;
+    const char *map_key;
+    bool center;
+    bool ts;                 /* TLS towards the parent */
+    bool tc;                 /* TLS from children */
+    bool two_way_tls;
+    const char *domain;
+    const char *cert;
+    const char *key;
+    struct wm_conf_mapping *mappings;
+    size_t nmappings;
+    uint64_t connect_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t handshake_timeout_ms;
+};
+
+struct wm_conf {
+    struct wm_arena *arena;
+    struct wm_cval *tree;   /* the parsed file, for GET /now */
+    const char *file;
+    const char *control;
+    bool disable_stdout;
+    bool disable_control;
+    const char *pidfile;
+    int default_level;      /* enum wm_log_level; -2 when not set */
+    const char *control_token;
+    const char *log_file;
+    int64_t workers;        /* 0: number of cores */
+    uint64_t grace_ms;
+    struct wm_conf_proxy *proxy; /* NULL without [proxy] */
+    const char *legacy_bind;     /* top-level bind_addr (wmproxy 0.1 layout) */
+    bool has_http;
+    bool has_stream;
+};
+
+/* Diagnostics of a load (errors and warnings, in file order). */
+struct wm_conf_diags {
+    struct wm_cdiag *v;
+    size_t n;
+    size_t nerrors;
+};
+
+/* Load and validate path (".toml", ".yaml"/".yml"; other extensions are
+ * tried as TOML). On success returns 0 and *out (caller frees). On failure
+ * returns -1, *out is NULL. diags receives every error and warning either
+ * way (free with wm_conf_diags_free). check_files: also open cert/key files
+ * and verify each pair matches. */
+int wm_conf_load(const char *path, bool check_files, struct wm_conf **out,
+                 struct wm_conf_diags *diags);
+
+/* Same from text already in memory (tests); name is used in messages. */
+int wm_conf_load_text(const char *name, const char *text, size_t len, bool check_files,
+                      struct wm_conf **out, struct wm_conf_diags *diags);
+
+void wm_conf_free(struct wm_conf *c);
+
+/* Read only `control` and `control_token` from a file, leniently (the rest
+ * may be broken: `wmproxy reload -c` must still reach the instance).
+ * Missing values keep what addr/token hold. Returns 0, or -1 if unreadable. */
+int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap);
+void wm_conf_diags_free(struct wm_conf_diags *d);
+
+/* Format diagnostic i as one line ("file:line:col: key: message"), with a
+ * "warning: " prefix for warnings. Returns buf. */
+const char *wm_conf_diag_format(const struct wm_conf_diags *d, size_t i, char *buf, size_t cap);
+
+/* All error lines joined by newlines into buf (for API answers). */
+const char *wm_conf_diags_errors(const struct wm_conf_diags *d, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * conf/units.h - strict parsing of the value forms configs use.
+ *
+ *   duration: "30s", "5m", "1h", "2d", "250ms", or a bare number of seconds
+ *   size:     "512", "4k", "10m", "1g" (binary multiples, case-insensitive,
+ *             optional trailing "b": "10mb")
+ *   rate:     "<size>/s" for bandwidth ("4m/s"), "<n>r/s" or "<n>r/m" for
+ *             requests ("1000r/s")
+ * Each returns 0, or -1 with a message ("expected a duration like 30s") in
+ * msg (capacity cap).
+ */
+#ifndef WM_CONF_UNITS_H
+#define WM_CONF_UNITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct wm_rate {
+    uint64_t amount; /* bytes or requests per `per_ms` */
+    uint32_t per_ms;
+    bool requests;   /* "r/s": requests, else bytes */
+};
+
+int wm_parse_duration_ms(const char *s, uint64_t *ms, char *msg, size_t cap);
+int wm_parse_size(const char *s, uint64_t *bytes, char *msg, size_t cap);
+int wm_parse_rate(const char *s, struct wm_rate *r, char *msg, size_t cap);
+
+/* Levenshtein distance of a and b, capped at limit+1 (for "did you mean"). */
+size_t wm_edit_distance(const char *a, const char *b, size_t limit);
+
+#endif
