@@ -218,6 +218,46 @@ int wm_worker_post(struct wm_worker *w, wm_worker_fn fn, void *arg)
     return 0;
 }
 
+struct sync_call {
+    wm_worker_fn fn;
+    void *arg;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+};
+
+static void sync_trampoline(struct wm_worker *w, void *arg)
+{
+    struct sync_call *c = arg;
+
+    c->fn(w, c->arg);
+    pthread_mutex_lock(&c->lock);
+    c->done = true;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int wm_worker_call(struct wm_worker *w, wm_worker_fn fn, void *arg)
+{
+    struct sync_call c = {fn, arg, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+
+    if (!w->started) {
+        fn(w, arg); /* no loop runs yet: the calling thread may touch it */
+        return 0;
+    }
+    if (wm_worker_post(w, sync_trampoline, &c) < 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&c.lock);
+    while (!c.done) {
+        pthread_cond_wait(&c.cond, &c.lock);
+    }
+    pthread_mutex_unlock(&c.lock);
+    pthread_mutex_destroy(&c.lock);
+    pthread_cond_destroy(&c.cond);
+    return 0;
+}
+
 static void worker_finish_drain(struct wm_worker *w)
 {
     /* Remove what keeps the loop alive; pending DNS requests are cancelled. */

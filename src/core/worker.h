@@ -54,6 +54,10 @@ struct evdns_base *wm_worker_dns(struct wm_worker *w);
 /* Run fn(w, arg) on w's thread, soon. Thread-safe. Returns 0 or -1 (OOM). */
 int wm_worker_post(struct wm_worker *w, wm_worker_fn fn, void *arg);
 
+/* Run fn(w, arg) on w's thread and wait until it returned. Call only from
+ * a thread that is not a worker. Returns 0, or -1 (OOM: fn did not run). */
+int wm_worker_call(struct wm_worker *w, wm_worker_fn fn, void *arg);
+
 /* Register / unregister a live connection (worker thread only). */
 void wm_worker_conn_add(struct wm_worker *w, struct wm_conn_link *link);
 void wm_worker_conn_del(struct wm_worker *w, struct wm_conn_link *link);

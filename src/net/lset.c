@@ -36,6 +36,7 @@ static int nwl;
 /* A reconcile job for one worker. */
 struct item {
     char addr[WM_ADDR_STR_MAX];
+    bool pinned; /* worker 0 only */
     int fd; /* -1: keep the existing socket */
     struct wm_service *svc;
     struct wm_listen_stats *stats;
@@ -69,6 +70,9 @@ static void reconcile(struct wm_worker *w, void *arg)
     for (size_t i = 0; i < j->n; i++) {
         struct item *it = &j->items[i];
         struct wm_listener *found = NULL;
+        if (it->pinned && wm_worker_index(w) != 0) {
+            continue; /* an old unpinned listener for it is closed below */
+        }
         for (size_t k = 0; k < l->n; k++) {
             if (l->ls[k] != NULL && strcmp(wm_listener_addr(l->ls[k]), it->addr) == 0) {
                 found = l->ls[k];
@@ -169,7 +173,7 @@ int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
             continue;
         }
         nent[i].stats = wm_listen_stats_new(nent[i].addr);
-        for (int k = 0; k < nw; k++) {
+        for (int k = 0; k < (specs[i].pinned ? 1 : nw); k++) {
             fds[i * (size_t)nw + (size_t)k] =
                 wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
             if (fds[i * (size_t)nw + (size_t)k] < 0) {
@@ -190,6 +194,7 @@ int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
         }
         for (size_t i = 0; i < n; i++) {
             snprintf(items[i].addr, sizeof(items[i].addr), "%s", nent[i].addr);
+            items[i].pinned = specs[i].pinned;
             items[i].fd = fds[i * (size_t)nw + (size_t)k];
             fds[i * (size_t)nw + (size_t)k] = -1;
             items[i].svc = wm_service_ref(specs[i].svc);

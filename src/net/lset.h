@@ -12,6 +12,7 @@
 #ifndef WM_NET_LSET_H
 #define WM_NET_LSET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -23,6 +24,7 @@ struct wm_listen_stats;
 struct wm_lspec {
     const char *addr;        /* "127.0.0.1:8090", "[::1]:8090" */
     struct wm_service *svc;  /* borrowed; the listeners take references */
+    bool pinned;             /* only worker 0 listens (tunnel services) */
 };
 
 /* Make the listening set exactly specs[0..n). Returns 0, or -1 with err

@@ -9,7 +9,9 @@
 
 #include "core/log.h"
 #include "core/relay.h"
+#include "core/bev.h"
 #include "core/service.h"
+#include "core/splice.h"
 #include "core/util.h"
 #include "net/dial.h"
 
@@ -132,6 +134,7 @@ static void relay_done(void *arg, const struct wm_relay_result *res)
     struct wm_pconn *c = arg;
 
     c->relay = NULL;
+    c->splice = NULL;
     c->bytes_in += res->a_to_b;
     c->bytes_out += res->b_to_a;
     wm_pconn_finish(c, wm_relay_end_str(res->end));
@@ -153,6 +156,23 @@ void wm_pconn_relay_bev(struct wm_pconn *c, struct bufferevent *up)
 
 void wm_pconn_relay_fd(struct wm_pconn *c, int fd)
 {
+    if (wm_bev_is_plain_socket(c->bev)) {
+        /* Two plain sockets: zero-copy splice. What the client sent early
+         * and what we still owe it (a SOCKS reply) go first. */
+        struct wm_relay_conf rc = {c->opts->idle_timeout_ms, 0};
+        int cfd = bufferevent_getfd(c->bev);
+        wm_pconn_clear_timer(c);
+        /* A socket bufferevent keeps its output's start frozen. */
+        evbuffer_unfreeze(bufferevent_get_output(c->bev), 1);
+        c->splice = wm_splice_start(wm_worker_base(c->w), cfd, fd, bufferevent_get_input(c->bev),
+                                    bufferevent_get_output(c->bev), &rc, relay_done, c);
+        if (c->splice != NULL) {
+            bufferevent_setfd(c->bev, -1); /* the splice owns cfd now */
+            bufferevent_free(c->bev);
+            c->bev = NULL;
+            return;
+        }
+    }
     struct bufferevent *up = bufferevent_socket_new(wm_worker_base(c->w), fd,
                                                     BEV_OPT_CLOSE_ON_FREE);
 

@@ -24,6 +24,7 @@ struct bufferevent;
 struct event;
 struct wm_dial;
 struct wm_relay;
+struct wm_splice;
 
 enum wm_pconn_proto {
     WM_PCONN_SNIFF = 0, /* waiting for the first byte */
@@ -62,6 +63,7 @@ struct wm_pconn {
     struct event *timer;
     struct wm_dial *dial;
     struct wm_relay *relay;
+    struct wm_splice *splice; /* instead of relay when both ends are plain sockets */
     void *proto_data;
     void (*proto_free)(struct wm_pconn *c);
     bool access_logged;           /* the handler already wrote its access line(s) */

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/relay.h"
 #include "core/service.h"
+#include "core/splice.h"
 #include "core/util.h"
 #include "proxy/pconn.h"
 
@@ -107,6 +108,10 @@ static void pconn_abort(struct wm_conn_link *link)
 
     if (c->relay != NULL) {
         wm_relay_abort(c->relay); /* its callback finishes c */
+        return;
+    }
+    if (c->splice != NULL) {
+        wm_splice_abort(c->splice);
         return;
     }
     wm_pconn_finish(c, "shutdown");

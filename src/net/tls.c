@@ -1,0 +1,165 @@
+#include "net/tls.h"
+
+#include <arpa/inet.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *last_error(char *buf, size_t cap)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (e == 0) {
+        snprintf(buf, cap, "unknown TLS error");
+    } else {
+        ERR_error_string_n(e, buf, cap);
+    }
+    ERR_clear_error();
+    return buf;
+}
+
+static SSL_CTX *ctx_common(bool server)
+{
+    SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+
+    if (ctx == NULL) {
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_ENABLE_PARTIAL_WRITE);
+    /* No renegotiation, no compression; tickets keep reconnects cheap. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    return ctx;
+}
+
+static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t cap)
+{
+    char e[200];
+
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, cap, "certificate %s: %s", cert, last_error(e, sizeof(e)));
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        snprintf(err, cap, "key %s: %s", key, last_error(e, sizeof(e)));
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, cap, "key %s does not match certificate %s", key, cert);
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+SSL_CTX *wm_tls_server_ctx(const struct wm_tls_opts *o, char *err, size_t cap)
+{
+    SSL_CTX *ctx;
+    char e[200];
+
+    if (o->cert == NULL || o->key == NULL) {
+        snprintf(err, cap, "TLS needs a certificate and a key (cert/key)");
+        return NULL;
+    }
+    ctx = ctx_common(true);
+    if (ctx == NULL) {
+        snprintf(err, cap, "cannot create a TLS context: %s", last_error(e, sizeof(e)));
+        return NULL;
+    }
+    if (load_pair(ctx, o->cert, o->key, err, cap) < 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (o->verify_peer) {
+        const char *anchors = o->ca != NULL ? o->ca : o->cert;
+        if (SSL_CTX_load_verify_locations(ctx, anchors, NULL) != 1) {
+            snprintf(err, cap, "trust anchors %s: %s", anchors, last_error(e, sizeof(e)));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(anchors);
+        if (names != NULL) {
+            SSL_CTX_set_client_CA_list(ctx, names);
+        }
+        ERR_clear_error();
+    }
+    return ctx;
+}
+
+SSL_CTX *wm_tls_client_ctx(const struct wm_tls_opts *o, char *err, size_t cap)
+{
+    SSL_CTX *ctx = ctx_common(false);
+    char e[200];
+
+    if (ctx == NULL) {
+        snprintf(err, cap, "cannot create a TLS context: %s", last_error(e, sizeof(e)));
+        return NULL;
+    }
+    if (o->ca != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
+            snprintf(err, cap, "trust anchors %s: %s", o->ca, last_error(e, sizeof(e)));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    } else {
+        SSL_CTX_set_default_verify_paths(ctx);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (o->cert != NULL && o->key != NULL && load_pair(ctx, o->cert, o->key, err, cap) < 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+struct bufferevent *wm_tls_wrap(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
+                                const char *host)
+{
+    SSL *ssl = SSL_new(ctx);
+    struct bufferevent *bev;
+
+    if (ssl == NULL) {
+        close(fd);
+        return NULL;
+    }
+    if (!server && host != NULL && host[0] != '\0') {
+        unsigned char ip[16];
+        bool literal = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+        if (!literal) {
+            SSL_set_tlsext_host_name(ssl, host);
+            SSL_set1_host(ssl, host);
+        } else {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+        }
+    }
+    bev = bufferevent_openssl_socket_new(base, fd, ssl,
+                                         server ? BUFFEREVENT_SSL_ACCEPTING
+                                                : BUFFEREVENT_SSL_CONNECTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        close(fd);
+        return NULL;
+    }
+    /* A peer that closes without close_notify is an EOF, not an error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+const char *wm_tls_error(struct bufferevent *bev, char *buf, size_t cap)
+{
+    unsigned long e = bufferevent_get_openssl_error(bev);
+
+    buf[0] = '\0';
+    if (e != 0) {
+        ERR_error_string_n(e, buf, cap);
+    }
+    return buf;
+}

@@ -1,0 +1,43 @@
+/*
+ * net/tls.h - OpenSSL contexts and TLS bufferevents.
+ *
+ * Contexts are built once (start, reload) from PEM files and shared,
+ * refcounted by OpenSSL (SSL_CTX_up_ref / SSL_CTX_free).
+ */
+#ifndef WM_NET_TLS_H
+#define WM_NET_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct bufferevent;
+struct event_base;
+typedef struct ssl_ctx_st SSL_CTX;
+
+struct wm_tls_opts {
+    const char *cert;   /* PEM chain: our certificate (server; client for mTLS) */
+    const char *key;    /* PEM private key */
+    const char *ca;     /* PEM trust anchors for the peer; NULL: see below */
+    bool verify_peer;   /* server: require a client certificate (mTLS);
+                         * client: verify the server (always on for clients) */
+};
+
+/* Server context: cert/key required. With verify_peer, client certificates
+ * must chain to `ca`, or when ca is NULL to the certificates of `cert`
+ * (wmproxy's rule). Returns NULL with a message in err. */
+SSL_CTX *wm_tls_server_ctx(const struct wm_tls_opts *o, char *err, size_t cap);
+
+/* Client context: verifies the server against `ca`, or the system trust
+ * store when ca is NULL; presents cert/key when given (mTLS). */
+SSL_CTX *wm_tls_client_ctx(const struct wm_tls_opts *o, char *err, size_t cap);
+
+/* Wrap a connected socket. host: SNI and the name the server certificate
+ * must carry (client side; NULL on servers). Takes fd; NULL on failure
+ * (fd closed). */
+struct bufferevent *wm_tls_wrap(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
+                                const char *host);
+
+/* The last OpenSSL error of a TLS bufferevent, as text ("" if none). */
+const char *wm_tls_error(struct bufferevent *bev, char *buf, size_t cap);
+
+#endif

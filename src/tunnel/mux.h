@@ -1,0 +1,111 @@
+/*
+ * tunnel/mux.h - one carrier: handshake, authentication, and many streams
+ * with per-stream flow control over it (protocol: docs/tunnel.md).
+ *
+ * A stream is handed to the rest of the program as a bufferevent (one end
+ * of a bufferevent_pair, "outer"): relays and protocol handlers use it like
+ * a socket. The mux owns the other end. Ownership:
+ *  - wm_tun_new() takes the carrier bufferevent;
+ *  - the outer bufferevent of a stream belongs to whoever received it
+ *    (open callback or wm_tun_stream_accept()); freeing it (after
+ *    wm_bev_shutdown_write(), or with wm_bev_free()) ends the stream;
+ *  - a wm_tun is freed by the mux itself after its `closed` callback.
+ * Everything runs on the carrier's worker thread.
+ */
+#ifndef WM_TUNNEL_MUX_H
+#define WM_TUNNEL_MUX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tunnel/frame.h"
+
+struct bufferevent;
+struct wm_tun;
+struct wm_tun_stream;
+struct wm_worker;
+
+enum wm_tun_role { WM_TUN_ROLE_CLIENT, WM_TUN_ROLE_SERVER };
+
+#define WM_TUN_WINDOW (256 * 1024)
+#define WM_TUN_PING_MS 15000
+#define WM_TUN_DEAD_MS 45000
+#define WM_TUN_HANDSHAKE_MS 10000
+#define WM_TUN_MAX_STREAMS 65536
+
+struct wm_tun_conf {
+    enum wm_tun_role role;
+    const char *user;   /* credentials, NULL for none */
+    const char *pass;
+    const char *name;   /* client: announced in HELLO (logs) */
+    uint32_t window;    /* our receive window per stream (0: WM_TUN_WINDOW) */
+    int ping_ms;        /* 0: defaults */
+    int dead_ms;
+    int handshake_ms;
+    /* client: REGISTER payload (encoded mappings), sent after AUTH */
+    const uint8_t *reg;
+    size_t reglen;
+};
+
+struct wm_tun_cbs {
+    /* Handshake finished (client: registration answered). */
+    void (*ready)(struct wm_tun *t, void *arg);
+    /* Server: the client's REGISTER. Fill ok[i] (1 accepted) and reason[i]
+     * (static or owned by the callee until the next call) for n mappings. */
+    void (*registered)(struct wm_tun *t, const struct wm_tun_mapping *m, size_t n, uint8_t *ok,
+                       const char **reason, void *arg);
+    /* Client: the server's answer to REGISTER. */
+    void (*register_result)(struct wm_tun *t, const uint8_t *ok, const struct wm_tun_str *reason,
+                            size_t n, void *arg);
+    /* The peer opened stream s: call wm_tun_stream_accept() or
+     * wm_tun_stream_refuse() on it, now or later (s stays valid until then,
+     * unless the carrier closes: then `abandoned` is called for it). */
+    void (*open)(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_tun_open *o,
+                 void *arg);
+    /* A pending incoming stream is gone (reset, or the carrier closed)
+     * before accept/refuse; stream_arg is what wm_tun_stream_set_arg() set. */
+    void (*abandoned)(void *stream_arg);
+    /* The carrier ended; all streams are reset. t is freed after return. */
+    void (*closed)(struct wm_tun *t, const char *why, void *arg);
+};
+
+/* Start the protocol on carrier (connected; TLS already set up if any).
+ * Takes carrier. id names it in logs. Returns NULL on OOM (carrier freed). */
+struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
+                          const struct wm_tun_conf *conf, const struct wm_tun_cbs *cbs, void *arg,
+                          uint64_t id);
+
+/* Close with GOAWAY(code, reason); the closed callback runs (maybe later). */
+void wm_tun_close(struct wm_tun *t, uint32_t code, const char *reason);
+
+bool wm_tun_is_ready(const struct wm_tun *t);
+uint64_t wm_tun_id(const struct wm_tun *t);
+const char *wm_tun_peer_name(const struct wm_tun *t); /* HELLO name (server side) */
+size_t wm_tun_nstreams(const struct wm_tun *t);
+
+/* Open a stream to the peer. cb runs once: with the outer bufferevent
+ * (caller owns it) and WM_TUN_OPEN_OK, or with NULL and a code/reason.
+ * Returns a handle usable with wm_tun_open_cancel() until cb ran, or NULL
+ * (cb not called) when the carrier cannot open streams now. */
+typedef void (*wm_tun_open_cb)(struct bufferevent *outer, uint8_t code, const char *reason,
+                               void *arg);
+struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
+                                  wm_tun_open_cb cb, void *arg);
+/* Give up an open in progress: cb will not run; the stream is reset. */
+void wm_tun_open_cancel(struct wm_tun_stream *s);
+
+/* Accept an incoming stream: returns its outer bufferevent (caller owns),
+ * or NULL on OOM (the stream is refused). */
+struct bufferevent *wm_tun_stream_accept(struct wm_tun_stream *s);
+void wm_tun_stream_refuse(struct wm_tun_stream *s, uint8_t code, const char *reason);
+/* Argument for the abandoned callback of a pending incoming stream. */
+void wm_tun_stream_set_arg(struct wm_tun_stream *s, void *arg);
+uint32_t wm_tun_stream_id(const struct wm_tun_stream *s);
+struct wm_tun *wm_tun_stream_tun(const struct wm_tun_stream *s);
+
+/* HMAC-SHA-256 of the handshake (exposed for tests). */
+void wm_tun_mac(const char *pass, const char *label, const uint8_t *n1, const uint8_t *n2,
+                const char *user, size_t ulen, uint8_t out[WM_TUN_MAC]);
+
+#endif

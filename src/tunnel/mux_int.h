@@ -1,0 +1,101 @@
+/*
+ * tunnel/mux_int.h - the carrier and stream records, shared by mux.c
+ * (frames, streams, flow control) and mux_hs.c (handshake). Internal.
+ */
+#ifndef WM_TUNNEL_MUX_INT_H
+#define WM_TUNNEL_MUX_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tunnel/mux.h"
+
+struct event;
+struct evbuffer;
+
+enum tun_state {
+    TUN_PREFACE = 0,  /* server: await "WMTUN/1\n"; client: preface sent, await CHALLENGE */
+    TUN_HELLO,        /* server: await HELLO */
+    TUN_AUTH,         /* server: CHALLENGE sent, await AUTH; client: AUTH sent, await result */
+    TUN_REGISTER,     /* server: await REGISTER; client: REGISTER sent, await result */
+    TUN_READY,        /* streams may flow */
+    TUN_CLOSING,      /* GOAWAY sent/received: flushing, then close */
+    TUN_STATE_COUNT
+};
+
+enum stream_state {
+    ST_OPENING = 0, /* we sent OPEN, await OPEN_RESULT */
+    ST_PENDING,     /* the peer sent OPEN, await our accept/refuse */
+    ST_OPEN,        /* data flows */
+};
+
+struct wm_tun_stream {
+    struct wm_tun *t;
+    uint32_t id;
+    enum stream_state state;
+    struct bufferevent *inner; /* ours; its partner "outer" belongs to the user */
+    struct wm_tun_stream *hnext; /* hash chain */
+    struct wm_tun_stream *rnext; /* ready ring */
+    struct wm_tun_stream *rprev;
+    bool queued;
+    uint32_t send_window;  /* bytes the peer still accepts from us */
+    uint32_t recv_avail;   /* bytes we still accept from the peer */
+    uint32_t recv_credit;  /* consumed, not yet returned with WINDOW_UPDATE */
+    bool local_eof;        /* the outer side wrote EOF: send FIN once drained */
+    bool fin_sent;
+    bool remote_fin;
+    wm_tun_open_cb cb;
+    void *arg;
+};
+
+struct wm_tun {
+    struct wm_worker *w;
+    uint64_t id;
+    enum tun_state state;
+    enum wm_tun_role role;
+    struct bufferevent *bev;
+    struct wm_tun_cbs cbs;
+    void *arg;
+    char *user;
+    char *pass;
+    char peer_name[64];
+    uint32_t window;      /* our receive window per stream */
+    uint32_t peer_window; /* the peer's, initial send window */
+    uint8_t nonce_s[WM_TUN_NONCE];
+    uint8_t nonce_c[WM_TUN_NONCE];
+    bool auth_required;
+    uint8_t *reg;
+    size_t reglen;
+    /* streams */
+    struct wm_tun_stream **buckets;
+    size_t nbuckets;
+    size_t nstreams;
+    uint32_t next_id;
+    struct wm_tun_stream *ready; /* ring head */
+    /* timers */
+    struct event *tick;       /* heartbeat */
+    struct event *pump_ev;    /* deferred pump */
+    struct event *hs_timer;   /* handshake deadline */
+    uint64_t last_rx_ms;
+    uint64_t last_ping_ms;
+    int ping_ms;
+    int dead_ms;
+    /* re-entrancy guard: free only when no callback is on the stack */
+    int busy;
+    bool dead;
+    char why[160];
+};
+
+/* mux.c */
+void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
+                    const uint8_t *payload, size_t len);
+void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void tun_set_ready(struct wm_tun *t);
+
+/* mux_hs.c: handle a handshake frame (state < TUN_READY). */
+void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);
+/* Client: send preface + HELLO. */
+void tun_hs_start_client(struct wm_tun *t);
+
+#endif
