@@ -30,6 +30,21 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_HANDSHAKE_TIMEOUT,
     OPT_TOKEN,
+    OPT_TS,
+    OPT_TC,
+    OPT_TWO_WAY_TLS,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_CA,
+    OPT_DOMAIN,
+    OPT_MODE,
+    OPT_CENTER_ADDR,
+    OPT_MAP_HTTP,
+    OPT_MAP_HTTPS,
+    OPT_MAP_TCP,
+    OPT_MAP_PROXY,
+    OPT_MAP_CERT,
+    OPT_MAP_KEY,
 };
 
 static const char common_help[] =
@@ -77,6 +92,18 @@ static void usage_proxy(FILE *f)
             "      --connect-timeout S   dial timeout (default 10)\n"
             "      --idle-timeout S      close a connection idle that long (default 300)\n"
             "      --handshake-timeout S client must complete its request in S (default 10)\n"
+            "\ntunnel (docs/tunnel.md):\n"
+            "  -S, --server HOST:PORT    forward every connection to this parent node\n"
+            "      --ts                  TLS towards the parent\n"
+            "      --tc                  accept child nodes on --bind (TLS); also --mode server\n"
+            "      --center-addr ADDR    accept child nodes here instead of --bind\n"
+            "      --two-way-tls         mutual TLS (client certificates)\n"
+            "      --cert FILE --key FILE  this node's certificate and key\n"
+            "      --ca FILE             trust anchors for the peer\n"
+            "      --domain NAME         the parent's certificate name (default: its host)\n"
+            "      --map-http-bind ADDR, --map-https-bind ADDR, --map-tcp-bind ADDR,\n"
+            "      --map-proxy-bind ADDR public ports for the clients' mappings\n"
+            "      --map-cert FILE --map-key FILE  certificate for --map-https-bind\n"
             "%s",
             common_help);
 }
@@ -200,6 +227,26 @@ static int cmd_proxy(int argc, char **argv)
         {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+        {"server", required_argument, NULL, 'S'},
+        {"ts", no_argument, NULL, OPT_TS},
+        {"tc", no_argument, NULL, OPT_TC},
+        {"two-way-tls", no_argument, NULL, OPT_TWO_WAY_TLS},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"ca", required_argument, NULL, OPT_CA},
+        {"domain", required_argument, NULL, OPT_DOMAIN},
+        {"mode", required_argument, NULL, OPT_MODE},
+        {"center-addr", required_argument, NULL, OPT_CENTER_ADDR},
+        {"map-http-bind", required_argument, NULL, OPT_MAP_HTTP},
+        {"map-http", required_argument, NULL, OPT_MAP_HTTP},
+        {"map-https-bind", required_argument, NULL, OPT_MAP_HTTPS},
+        {"map-https", required_argument, NULL, OPT_MAP_HTTPS},
+        {"map-tcp-bind", required_argument, NULL, OPT_MAP_TCP},
+        {"map-tcp", required_argument, NULL, OPT_MAP_TCP},
+        {"map-proxy-bind", required_argument, NULL, OPT_MAP_PROXY},
+        {"map-proxy", required_argument, NULL, OPT_MAP_PROXY},
+        {"map-cert", required_argument, NULL, OPT_MAP_CERT},
+        {"map-key", required_argument, NULL, OPT_MAP_KEY},
         COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -210,17 +257,69 @@ static int cmd_proxy(int argc, char **argv)
 
     wm_app_opts_default(&o);
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "b:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "b:S:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'b':
-            snprintf(o.bind, sizeof(o.bind), "%s", optarg);
+            o.proxy.bind = optarg;
+            break;
+        case 'S':
+            o.proxy.server = optarg;
+            break;
+        case OPT_TS:
+            o.proxy.ts = true;
+            break;
+        case OPT_TC:
+            o.proxy.tc = true;
+            break;
+        case OPT_TWO_WAY_TLS:
+            o.proxy.two_way_tls = true;
+            break;
+        case OPT_CERT:
+            o.proxy.cert = optarg;
+            break;
+        case OPT_KEY:
+            o.proxy.key = optarg;
+            break;
+        case OPT_CA:
+            o.proxy.ca = optarg;
+            break;
+        case OPT_DOMAIN:
+            o.proxy.domain = optarg;
+            break;
+        case OPT_MODE:
+            if (strcmp(optarg, "server") != 0 && strcmp(optarg, "client") != 0) {
+                fprintf(stderr, "wmproxy: --mode: expected server or client\n");
+                return 2;
+            }
+            o.proxy.mode = optarg;
+            break;
+        case OPT_CENTER_ADDR:
+            o.proxy.center_addr = optarg;
+            break;
+        case OPT_MAP_HTTP:
+            o.proxy.map_http_bind = optarg;
+            break;
+        case OPT_MAP_HTTPS:
+            o.proxy.map_https_bind = optarg;
+            break;
+        case OPT_MAP_TCP:
+            o.proxy.map_tcp_bind = optarg;
+            break;
+        case OPT_MAP_PROXY:
+            o.proxy.map_proxy_bind = optarg;
+            break;
+        case OPT_MAP_CERT:
+            o.proxy.map_cert = optarg;
+            break;
+        case OPT_MAP_KEY:
+            o.proxy.map_key = optarg;
             break;
         case OPT_USER:
-            snprintf(o.proxy.user, sizeof(o.proxy.user), "%s", optarg);
+            o.proxy.username = optarg;
             have_user = true;
             break;
         case OPT_PASS:
-            snprintf(o.proxy.pass, sizeof(o.proxy.pass), "%s", optarg);
+            o.proxy.password = optarg;
             have_pass = true;
             break;
         case OPT_FLAG:
@@ -233,14 +332,16 @@ static int cmd_proxy(int argc, char **argv)
         case OPT_CONNECT_TIMEOUT:
         case OPT_IDLE_TIMEOUT:
         case OPT_HANDSHAKE_TIMEOUT: {
-            int *dst = opt == OPT_CONNECT_TIMEOUT ? &o.proxy.connect_timeout_ms
-                       : opt == OPT_IDLE_TIMEOUT  ? &o.proxy.idle_timeout_ms
-                                                  : &o.proxy.handshake_timeout_ms;
-            if (parse_secs(optarg, dst) < 0 || *dst == 0) {
+            uint64_t *dst = opt == OPT_CONNECT_TIMEOUT ? &o.proxy.connect_timeout_ms
+                            : opt == OPT_IDLE_TIMEOUT  ? &o.proxy.idle_timeout_ms
+                                                       : &o.proxy.handshake_timeout_ms;
+            int ms;
+            if (parse_secs(optarg, &ms) < 0 || ms == 0) {
                 fprintf(stderr, "wmproxy: timeout: expected seconds (>= 1), got \"%s\"\n",
                         optarg);
                 return 2;
             }
+            *dst = (uint64_t)ms;
             break;
         }
         case 'h':
@@ -267,10 +368,7 @@ static int cmd_proxy(int argc, char **argv)
         fprintf(stderr, "wmproxy: --user and --pass go together\n");
         return 2;
     }
-    o.proxy.auth = have_user;
-    int rc = wm_app_run(&o);
-    explicit_bzero(&o.proxy, sizeof(o.proxy));
-    return rc;
+    return wm_app_run(&o);
 }
 
 static int cmd_run(int argc, char **argv)

@@ -34,6 +34,7 @@
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/lset.h"
+#include "tunnel/tunnel.h"
 
 static const char *const secret_keys[] = {"password", "control_token", NULL};
 
@@ -62,11 +63,14 @@ void wm_app_opts_default(struct wm_app_opts *o)
     memset(o, 0, sizeof(*o));
     snprintf(o->control, sizeof(o->control), "%s", WM_APP_DEFAULT_CONTROL);
     snprintf(o->pidfile, sizeof(o->pidfile), "%s", WM_APP_DEFAULT_PIDFILE);
-    snprintf(o->bind, sizeof(o->bind), "%s", WM_APP_DEFAULT_BIND);
     o->workers = n < 1 ? 1 : (n > 64 ? 64 : (int)n);
     o->grace_ms = WM_SHUTDOWN_GRACE_MS;
     o->level = WM_LOG_INFO;
-    wm_proxy_opts_default(&o->proxy);
+    o->proxy.bind = WM_APP_DEFAULT_BIND;
+    o->proxy.flags = WM_PROXY_FLAG_ALL;
+    o->proxy.connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
+    o->proxy.idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
+    o->proxy.handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
 }
 
 /* ---- effective settings: command line over file over defaults ---- */
@@ -151,7 +155,21 @@ static int apply(struct wm_app_services *svcs, char *msg, size_t cap)
         wm_err_format(&err, msg, cap);
         return -1;
     }
+    /* The listeners are in place: hand the tunnel its settings (or remove
+     * it when the configuration has none). */
+    wm_tunnel_install(svcs->tunnel);
+    svcs->tunnel = NULL;
     return 0;
+}
+
+/* Drain hook, on every worker: stop accepting; the tunnel (worker 0)
+ * stops reconnecting and closes idle carriers. */
+static void drain_worker(struct wm_worker *w, void *arg)
+{
+    wm_lset_close_worker(w, arg);
+    if (wm_worker_index(w) == 0) {
+        wm_tunnel_drain(w);
+    }
 }
 
 /* ---- reload ---- */
@@ -218,7 +236,7 @@ static void begin_stop(struct app *a, const char *why)
     }
     a->stopping = true;
     wm_log(WM_LOG_INFO, 0, "stopping (%s): no new connections, grace %d ms", why, a->grace_ms);
-    wm_workers_drain(a->grace_ms, wm_lset_close_worker, NULL);
+    wm_workers_drain(a->grace_ms, drain_worker, NULL);
     /* Leave the control API a moment to flush its answer (POST /stop). */
     struct timeval tv = {0, 200 * 1000};
     event_base_loopexit(a->base, &tv);
@@ -259,8 +277,12 @@ static void hook_now(void *arg, struct evbuffer *out)
     size_t len = 0;
 
     if (a->conf == NULL) {
-        evbuffer_add_printf(out, "{\"proxy\":{\"bind_addr\":\"%s\",\"flag\":%u,\"auth\":%s}}",
-                            a->o->bind, a->o->proxy.flags, a->o->proxy.auth ? "true" : "false");
+        evbuffer_add_printf(out, "{\"proxy\":{\"bind_addr\":\"%s\",\"flag\":%u,\"auth\":%s%s%s%s}}",
+                            a->o->proxy.bind, a->o->proxy.flags,
+                            a->o->proxy.username != NULL ? "true" : "false",
+                            a->o->proxy.server != NULL ? ",\"server\":\"" : "",
+                            a->o->proxy.server != NULL ? a->o->proxy.server : "",
+                            a->o->proxy.server != NULL ? "\"" : "");
         return;
     }
     if (wm_cval_to_json_masked(a->conf->tree, false, secret_keys, &json, &len) == 0) {
@@ -387,6 +409,7 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
     if (!o->workers_set && a.conf != NULL && a.conf->workers > 0) {
         workers = (int)a.conf->workers;
     }
+    wm_workers_set_exit_hook(wm_tunnel_worker_exit, NULL);
     if (wm_workers_init(workers) < 0 || wm_workers_start() < 0) {
         wm_app_report(notify, false, "cannot start worker threads");
         rc = 1;
@@ -457,7 +480,7 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
 
 stop_workers:
     wm_control_stop();
-    wm_workers_drain(0, wm_lset_close_worker, NULL);
+    wm_workers_drain(0, drain_worker, NULL);
     wm_workers_join();
 cleanup:
     wm_lset_free();

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 
+#include "conf/config.h"
 #include "proxy/proxy.h"
 
 #define WM_APP_DEFAULT_BIND "127.0.0.1:8090"
@@ -37,9 +38,9 @@ struct wm_app_opts {
     bool grace_set;
     char log_file[512];
 
-    /* Flags mode (`wmproxy proxy`): the one service. */
-    char bind[64];
-    struct wm_proxy_opts proxy;
+    /* Flags mode (`wmproxy proxy`): the [proxy] section the flags describe
+     * (strings point into argv). */
+    struct wm_conf_proxy proxy;
 };
 
 void wm_app_opts_default(struct wm_app_opts *o);

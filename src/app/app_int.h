@@ -11,6 +11,8 @@
 
 struct wm_app_opts;
 struct wm_conf;
+struct wm_conf_proxy;
+struct wm_tunnel_settings;
 
 /* The listeners and services a configuration asks for. specs[i].svc is a
  * reference owned by this struct. */
@@ -18,6 +20,7 @@ struct wm_app_services {
     struct wm_lspec *specs;
     size_t n;
     char (*addrs)[64]; /* storage for specs[i].addr */
+    struct wm_tunnel_settings *tunnel; /* to install after the listeners (owned) */
 };
 
 int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out, char *msg,

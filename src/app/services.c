@@ -10,9 +10,10 @@
 #include "app/app_int.h"
 #include "conf/config.h"
 #include "core/service.h"
+#include "tunnel/tunnel.h"
 
-static int add(struct wm_app_services *s, const char *addr, struct wm_service *svc, char *msg,
-               size_t cap)
+static int add(struct wm_app_services *s, const char *addr, struct wm_service *svc, bool pinned,
+               char *msg, size_t cap)
 {
     struct wm_lspec *ns = realloc(s->specs, (s->n + 1) * sizeof(*ns));
     char(*na)[64] = NULL;
@@ -31,40 +32,78 @@ static int add(struct wm_app_services *s, const char *addr, struct wm_service *s
     for (size_t i = 0; i < s->n; i++) {
         s->specs[i].addr = s->addrs[i]; /* storage may have moved */
     }
-    s->specs[s->n].addr = s->addrs[s->n];
-    s->specs[s->n].svc = svc;
+    /* Whole-struct assignment: fields added to wm_lspec later start zeroed
+     * (realloc leaves them uninitialised). */
+    s->specs[s->n] = (struct wm_lspec){.addr = s->addrs[s->n], .svc = svc, .pinned = pinned};
     s->n++;
     return 0;
+}
+
+static int plain_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out, char *msg,
+                       size_t cap)
+{
+    struct wm_proxy_opts po;
+
+    wm_proxy_opts_default(&po);
+    po.flags = p->flags;
+    po.connect_timeout_ms = (int)p->connect_timeout_ms;
+    po.idle_timeout_ms = (int)p->idle_timeout_ms;
+    po.handshake_timeout_ms = (int)p->handshake_timeout_ms;
+    if (p->username != NULL) {
+        po.auth = true;
+        snprintf(po.user, sizeof(po.user), "%s", p->username);
+        snprintf(po.pass, sizeof(po.pass), "%s", p->password != NULL ? p->password : "");
+    }
+    struct wm_service *svc = wm_proxy_service_new(&po);
+    explicit_bzero(&po, sizeof(po));
+    if (svc == NULL) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    return add(out, p->bind, svc, false, msg, cap);
+}
+
+/* The listeners of one [proxy] section: a plain forward proxy, or the
+ * tunnel's (pinned to worker 0) and, for a server node with its own
+ * center_addr, the forward proxy on bind_addr too. */
+static int from_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out, char *msg,
+                      size_t cap)
+{
+    const char *addr[WM_TUNNEL_LISTEN_COUNT];
+    enum wm_tunnel_listen kind[WM_TUNNEL_LISTEN_COUNT];
+    size_t n;
+    bool bind_used = false;
+
+    if (!wm_tunnel_wanted(p)) {
+        return plain_proxy(p, out, msg, cap);
+    }
+    if (wm_tunnel_prepare(p, &out->tunnel, msg, cap) < 0) {
+        return -1;
+    }
+    n = wm_tunnel_listeners(out->tunnel, addr, kind, WM_TUNNEL_LISTEN_COUNT);
+    for (size_t i = 0; i < n; i++) {
+        struct wm_service *svc = wm_tunnel_service_new(kind[i]);
+        if (svc == NULL) {
+            snprintf(msg, cap, "out of memory");
+            return -1;
+        }
+        if (strcmp(addr[i], p->bind) == 0) {
+            bind_used = true;
+        }
+        if (add(out, addr[i], svc, true, msg, cap) < 0) {
+            return -1;
+        }
+    }
+    return bind_used ? 0 : plain_proxy(p, out, msg, cap);
 }
 
 int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out, char *msg,
                               size_t cap)
 {
     memset(out, 0, sizeof(*out));
-    if (c->proxy != NULL) {
-        const struct wm_conf_proxy *p = c->proxy;
-        struct wm_proxy_opts po;
-        wm_proxy_opts_default(&po);
-        po.flags = p->flags;
-        po.connect_timeout_ms = (int)p->connect_timeout_ms;
-        po.idle_timeout_ms = (int)p->idle_timeout_ms;
-        po.handshake_timeout_ms = (int)p->handshake_timeout_ms;
-        if (p->username != NULL) {
-            po.auth = true;
-            snprintf(po.user, sizeof(po.user), "%s", p->username);
-            snprintf(po.pass, sizeof(po.pass), "%s", p->password);
-        }
-        struct wm_service *svc = wm_proxy_service_new(&po);
-        explicit_bzero(&po, sizeof(po));
-        if (svc == NULL) {
-            snprintf(msg, cap, "out of memory");
-            wm_app_services_free(out);
-            return -1;
-        }
-        if (add(out, p->bind, svc, msg, cap) < 0) {
-            wm_app_services_free(out);
-            return -1;
-        }
+    if (c->proxy != NULL && from_proxy(c->proxy, out, msg, cap) < 0) {
+        wm_app_services_free(out);
+        return -1;
     }
     return 0;
 }
@@ -72,14 +111,12 @@ int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *o
 int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_services *out,
                                char *msg, size_t cap)
 {
-    struct wm_service *svc = wm_proxy_service_new(&o->proxy);
-
     memset(out, 0, sizeof(*out));
-    if (svc == NULL) {
-        snprintf(msg, cap, "out of memory");
+    if (from_proxy(&o->proxy, out, msg, cap) < 0) {
+        wm_app_services_free(out);
         return -1;
     }
-    return add(out, o->bind, svc, msg, cap);
+    return 0;
 }
 
 void wm_app_services_free(struct wm_app_services *s)
@@ -89,5 +126,6 @@ void wm_app_services_free(struct wm_app_services *s)
     }
     free(s->specs);
     free(s->addrs);
+    wm_tunnel_settings_free(s->tunnel);
     memset(s, 0, sizeof(*s));
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +69,7 @@ static const struct wm_cschema mapping_schema = {
 
 static const char *const proxy_modes[] = {"client", "server", "", NULL};
 
-#define TUNNEL_KEY(n, k, f) \
-    {.name = n, .kind = k, .off = POFF(f), .flags = WM_CKF_INACTIVE, .feature = "tunnel"}
+#define TUNNEL_KEY(n, k, f) {.name = n, .kind = k, .off = POFF(f)}
 #define POFF(f) offsetof(struct wm_conf_proxy, f)
 static const struct wm_ckey proxy_keys[] = {
     {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = POFF(bind), .alias = "bind"},
@@ -84,7 +84,8 @@ static const struct wm_ckey proxy_keys[] = {
      .min = 1, .max = 3600000},
     {.name = "mode", .kind = WM_CK_ENUM, .off = POFF(mode), .choices = proxy_modes},
     TUNNEL_KEY("server", WM_CK_HOSTPORT, server),
-    TUNNEL_KEY("udp_bind", WM_CK_STR, udp_bind),
+    {.name = "udp_bind", .kind = WM_CK_STR, .off = POFF(udp_bind), .flags = WM_CKF_INACTIVE,
+     .feature = "UDP ASSOCIATE binds to the address the client reached"},
     TUNNEL_KEY("center_addr", WM_CK_LISTEN, center_addr),
     TUNNEL_KEY("map_http_bind", WM_CK_LISTEN, map_http_bind),
     TUNNEL_KEY("map_https_bind", WM_CK_LISTEN, map_https_bind),
@@ -92,16 +93,17 @@ static const struct wm_ckey proxy_keys[] = {
     TUNNEL_KEY("map_proxy_bind", WM_CK_LISTEN, map_proxy_bind),
     TUNNEL_KEY("map_cert", WM_CK_STR, map_cert),
     TUNNEL_KEY("map_key", WM_CK_STR, map_key),
-    TUNNEL_KEY("center", WM_CK_BOOL, center),
+    {.name = "center", .kind = WM_CK_BOOL, .off = POFF(center), .flags = WM_CKF_INACTIVE,
+     .feature = "wmproxy 0.2 switch; the roles follow server/center_addr/mode"},
     TUNNEL_KEY("ts", WM_CK_BOOL, ts),
     TUNNEL_KEY("tc", WM_CK_BOOL, tc),
     TUNNEL_KEY("two_way_tls", WM_CK_BOOL, two_way_tls),
     TUNNEL_KEY("domain", WM_CK_STR, domain),
     TUNNEL_KEY("cert", WM_CK_STR, cert),
     TUNNEL_KEY("key", WM_CK_STR, key),
+    TUNNEL_KEY("ca", WM_CK_STR, ca),
     {.name = "mappings", .kind = WM_CK_TABLE_ARRAY, .off = POFF(mappings),
-     .off_count = POFF(nmappings), .sub = &mapping_schema, .flags = WM_CKF_INACTIVE,
-     .feature = "tunnel"},
+     .off_count = POFF(nmappings), .sub = &mapping_schema},
     {.name = NULL},
 };
 
@@ -116,18 +118,41 @@ static void proxy_defaults(void *obj)
     p->handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
 }
 
+static bool given(const struct wm_cval *t, const char *key)
+{
+    const struct wm_cval *v = wm_cval_get(t, key);
+
+    return v != NULL && wm_cval_type(v) != WM_CVAL_NULL;
+}
+
+/* Keys a and b go together. Judged on what the file says, not on the decoded
+ * values: a value already reported as malformed must not also count as
+ * missing. what: the message, or NULL for "a is set but b is not". */
+static void need_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char *path,
+                      const char *a, const char *b, const char *what)
+{
+    char kp[128];
+    const char *have = given(t, a) ? a : b;
+    const char *miss = given(t, a) ? b : a;
+
+    if (given(t, a) == given(t, b)) {
+        return;
+    }
+    snprintf(kp, sizeof(kp), "%s.%s", path, have);
+    if (what != NULL) {
+        wm_cctx_error(ctx, wm_cval_get(t, have), kp, "%s", what);
+    } else {
+        wm_cctx_error(ctx, wm_cval_get(t, have), kp, "%s is set but %s is not", have, miss);
+    }
+}
+
 static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                            const char *path)
 {
     struct wm_conf_proxy *p = obj;
     char kp[128];
 
-    if ((p->username == NULL) != (p->password == NULL)) {
-        const char *have = p->username != NULL ? "username" : "password";
-        const char *miss = p->username != NULL ? "password" : "username";
-        snprintf(kp, sizeof(kp), "%s.%s", path, have);
-        wm_cctx_error(ctx, wm_cval_get(t, have), kp, "%s is set but %s is not", have, miss);
-    }
+    need_pair(ctx, t, path, "username", "password", NULL);
     if (p->username != NULL && strlen(p->username) >= WM_PROXY_CRED_MAX) {
         snprintf(kp, sizeof(kp), "%s.username", path);
         wm_cctx_error(ctx, wm_cval_get(t, "username"), kp, "longer than %d bytes",
@@ -138,16 +163,8 @@ static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval 
         wm_cctx_error(ctx, wm_cval_get(t, "password"), kp, "longer than %d bytes",
                       WM_PROXY_CRED_MAX - 1);
     }
-    if ((p->cert == NULL) != (p->key == NULL)) {
-        snprintf(kp, sizeof(kp), "%s.%s", path, p->cert != NULL ? "cert" : "key");
-        wm_cctx_error(ctx, wm_cval_get(t, p->cert != NULL ? "cert" : "key"), kp,
-                      "cert and key go together");
-    }
-    if ((p->map_cert == NULL) != (p->map_key == NULL)) {
-        snprintf(kp, sizeof(kp), "%s.%s", path, p->map_cert != NULL ? "map_cert" : "map_key");
-        wm_cctx_error(ctx, wm_cval_get(t, p->map_cert != NULL ? "map_cert" : "map_key"), kp,
-                      "map_cert and map_key go together");
-    }
+    need_pair(ctx, t, path, "cert", "key", "cert and key go together");
+    need_pair(ctx, t, path, "map_cert", "map_key", "map_cert and map_key go together");
     for (size_t i = 0; i < p->nmappings; i++) {
         for (size_t j = 0; j < i; j++) {
             if (p->mappings[i].name != NULL && p->mappings[j].name != NULL &&
@@ -320,9 +337,15 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
         wm_cctx_error(ctx, wm_cval_get(t, ckey), kp, "\"%s\" is not a usable PEM certificate: %s",
                       cert, ERR_error_string(e, ebuf));
     } else if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
+        /* OpenSSL 3 already compares the key with the certificate here. */
         e = ERR_get_error();
-        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "\"%s\" is not a usable PEM key: %s", key,
-                      ERR_error_string(e, ebuf));
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+            wm_cctx_error(ctx, wm_cval_get(t, kkey), kp,
+                          "key \"%s\" does not match certificate \"%s\"", key, cert);
+        } else {
+            wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "\"%s\" is not a usable PEM key: %s",
+                          key, ERR_error_string(e, ebuf));
+        }
     } else if (SSL_CTX_check_private_key(sc) != 1) {
         wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "key \"%s\" does not match certificate \"%s\"",
                       key, cert);
@@ -397,8 +420,11 @@ int wm_conf_load_text(const char *name, const char *text, size_t len, bool check
     if (check && ctx.nerrors == 0) {
         check_files(&ctx, c);
     }
-    /* File order reads best (the decoder finds nested errors first). */
-    qsort(ctx.diags, ctx.ndiags, sizeof(*ctx.diags), diag_cmp);
+    /* File order reads best (the decoder finds nested errors first). A clean
+     * file has no diagnostics and diags is NULL: qsort must not see it. */
+    if (ctx.ndiags > 1) {
+        qsort(ctx.diags, ctx.ndiags, sizeof(*ctx.diags), diag_cmp);
+    }
     diags->v = ctx.diags;
     diags->n = ctx.ndiags;
     diags->nerrors = ctx.nerrors;
@@ -433,25 +459,12 @@ int wm_conf_load(const char *path, bool check, struct wm_conf **out, struct wm_c
     return r;
 }
 
-int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap)
+/* Copy the top-level control and control_token of tree, when strings. */
+static void peek_tree(const struct wm_cval *tree, char *addr, size_t acap, char *token,
+                      size_t tcap)
 {
-    char msg[256];
-    size_t len;
-    char *text = read_file(path, &len, msg, sizeof(msg));
-    struct wm_err err;
-    struct wm_cval *tree;
-    const struct wm_cval *v;
-    bool yaml = has_suffix(path, ".yaml") || has_suffix(path, ".yml");
+    const struct wm_cval *v = wm_cval_get(tree, "control");
 
-    if (text == NULL) {
-        return -1;
-    }
-    tree = yaml ? wm_yaml_parse(text, len, path, &err) : wm_toml_parse(text, len, path, &err);
-    free(text);
-    if (tree == NULL) {
-        return 0; /* unparsable: defaults */
-    }
-    v = wm_cval_get(tree, "control");
     if (v != NULL && wm_cval_type(v) == WM_CVAL_STRING) {
         snprintf(addr, acap, "%s", wm_cval_str(v, NULL));
     }
@@ -459,7 +472,51 @@ int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token,
     if (v != NULL && wm_cval_type(v) == WM_CVAL_STRING) {
         snprintf(token, tcap, "%s", wm_cval_str(v, NULL));
     }
-    wm_cval_free(tree);
+}
+
+static struct wm_cval *parse_text(const char *text, size_t len, bool yaml, const char *path)
+{
+    struct wm_err err;
+
+    return yaml ? wm_yaml_parse(text, len, path, &err) : wm_toml_parse(text, len, path, &err);
+}
+
+int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap)
+{
+    char msg[256];
+    size_t len;
+    char *text = read_file(path, &len, msg, sizeof(msg));
+    struct wm_cval *tree;
+    bool yaml = has_suffix(path, ".yaml") || has_suffix(path, ".yml");
+
+    if (text == NULL) {
+        return -1;
+    }
+    tree = parse_text(text, len, yaml, path);
+    if (tree != NULL) {
+        peek_tree(tree, addr, acap, token, tcap);
+        wm_cval_free(tree);
+        free(text);
+        return 0;
+    }
+    /* A syntax error anywhere must not send `wmproxy reload -c` to the
+     * default address: read each top-level "control..." line on its own
+     * (unindented; in TOML, before the first table header). */
+    for (size_t b = 0, e; b < len; b = e + 1) {
+        const char *nl = memchr(text + b, '\n', len - b);
+        e = nl != NULL ? (size_t)(nl - text) : len;
+        if (!yaml && text[b] == '[') {
+            break;
+        }
+        if (e - b > 7 && memcmp(text + b, "control", 7) == 0) {
+            tree = parse_text(text + b, e - b, yaml, path);
+            if (tree != NULL) {
+                peek_tree(tree, addr, acap, token, tcap);
+                wm_cval_free(tree);
+            }
+        }
+    }
+    free(text);
     return 0;
 }
 

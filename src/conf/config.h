@@ -57,6 +57,7 @@ struct wm_conf_proxy {
     const char *domain;
     const char *cert;
     const char *key;
+    const char *ca;          /* trust anchors for the peer (tunnel TLS) */
     struct wm_conf_mapping *mappings;
     size_t nmappings;
     uint64_t connect_timeout_ms;
@@ -105,7 +106,8 @@ int wm_conf_load_text(const char *name, const char *text, size_t len, bool check
 void wm_conf_free(struct wm_conf *c);
 
 /* Read only `control` and `control_token` from a file, leniently (the rest
- * may be broken: `wmproxy reload -c` must still reach the instance).
+ * may be broken: `wmproxy reload -c` must still reach the instance); after
+ * a syntax error, from the top-level lines that set them.
  * Missing values keep what addr/token hold. Returns 0, or -1 if unreadable. */
 int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap);
 void wm_conf_diags_free(struct wm_conf_diags *d);

@@ -30,8 +30,8 @@ void wm_cctx_deinit(struct wm_cctx *ctx)
     ctx->ndiags = ctx->nerrors = 0;
 }
 
-static void add_diag(struct wm_cctx *ctx, bool warning, const struct wm_cval *v, const char *path,
-                     const char *fmt, va_list ap)
+static void add_diag_at(struct wm_cctx *ctx, bool warning, int line, int col, const char *path,
+                        const char *fmt, va_list ap)
 {
     struct wm_cdiag *d;
     char msg[MSG_MAX];
@@ -47,11 +47,36 @@ static void add_diag(struct wm_cctx *ctx, bool warning, const struct wm_cval *v,
     d = &ctx->diags[ctx->ndiags++];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     d->warning = warning;
-    wm_err_set(&d->e, ctx->file, v != NULL ? wm_cval_line(v) : 0, v != NULL ? wm_cval_col(v) : 0,
-               path, "%s", msg);
+    wm_err_set(&d->e, ctx->file, line, col, path, "%s", msg);
     if (!warning) {
         ctx->nerrors++;
     }
+}
+
+static void add_diag(struct wm_cctx *ctx, bool warning, const struct wm_cval *v, const char *path,
+                     const char *fmt, va_list ap)
+{
+    add_diag_at(ctx, warning, v != NULL ? wm_cval_line(v) : 0, v != NULL ? wm_cval_col(v) : 0,
+                path, fmt, ap);
+}
+
+/* An error about the key of entry i of table t (unknown, given twice): it
+ * points at the key, not at its value, which may start lines later (a YAML
+ * block mapping) or be a table header. */
+static void __attribute__((format(printf, 5, 6)))
+key_error(struct wm_cctx *ctx, const struct wm_cval *t, size_t i, const char *path,
+          const char *fmt, ...)
+{
+    va_list ap;
+    int line = wm_cval_key_line(t, i);
+
+    va_start(ap, fmt);
+    if (line > 0) {
+        add_diag_at(ctx, false, line, wm_cval_key_col(t, i), path, fmt, ap);
+    } else {
+        add_diag(ctx, false, wm_cval_at(t, i), path, fmt, ap);
+    }
+    va_end(ap);
 }
 
 void wm_cctx_error(struct wm_cctx *ctx, const struct wm_cval *v, const char *path,
@@ -636,17 +661,17 @@ size_t wm_schema_decode(struct wm_cctx *ctx, const struct wm_cschema *s, const s
         if (k == NULL) {
             const char *hint = suggest(s, name);
             if (hint != NULL) {
-                wm_cctx_error(ctx, v, kpath, "unknown key \"%s\" in %s (did you mean \"%s\"?)",
-                              name, s->name, hint);
+                key_error(ctx, t, i, kpath, "unknown key \"%s\" in %s (did you mean \"%s\"?)",
+                          name, s->name, hint);
             } else {
-                wm_cctx_error(ctx, v, kpath, "unknown key \"%s\" in %s", name, s->name);
+                key_error(ctx, t, i, kpath, "unknown key \"%s\" in %s", name, s->name);
             }
             continue;
         }
         for (size_t j = 0; j < nseen; j++) {
             if (seen[j] == k) {
-                wm_cctx_error(ctx, v, kpath, "\"%s\" is given twice (as \"%s\" and \"%s\")",
-                              k->name, k->name, k->alias != NULL ? k->alias : k->name);
+                key_error(ctx, t, i, kpath, "\"%s\" is given twice (as \"%s\" and \"%s\")",
+                          k->name, k->name, k->alias != NULL ? k->alias : k->name);
             }
         }
         if (nseen < sizeof(seen) / sizeof(seen[0])) {

@@ -1,9 +1,11 @@
 #include "control/control.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,8 @@
 #include "net/addr.h"
 #include "net/lset.h"
 #include "net/listener.h"
+
+#define CONTROL_BACKLOG 64 /* the control API sees a handful of clients */
 
 static struct evhttp *http;
 static struct wm_control_hooks hooks;
@@ -233,6 +237,30 @@ void wm_control_set_token(const char *t)
     token = (t != NULL && t[0] != '\0') ? strdup(t) : NULL;
 }
 
+/* The control port is exclusive: no SO_REUSEPORT (unlike the proxy
+ * listeners), so a second instance with the same control address fails to
+ * start instead of silently sharing the port and half of the requests. */
+static int control_socket(const struct sockaddr_storage *ss, socklen_t len, const char *addr,
+                          struct wm_err *err)
+{
+    int one = 1;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return wm_err_set(err, NULL, 0, 0, "control", "socket for %s: %s", addr, strerror(errno));
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, CONTROL_BACKLOG) < 0) {
+        wm_err_set(err, NULL, 0, 0, "control", "bind %s: %s", addr, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int wm_control_start(struct event_base *base, const char *addr, const char *tok,
                      const struct wm_control_hooks *h, struct wm_err *err)
 {
@@ -243,7 +271,7 @@ int wm_control_start(struct event_base *base, const char *addr, const char *tok,
     if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
         return wm_err_set(err, NULL, 0, 0, "control", "expected \"ip:port\", got \"%s\"", addr);
     }
-    fd = wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
+    fd = control_socket(&ss, len, addr, err);
     if (fd < 0) {
         return -1;
     }

@@ -56,3 +56,14 @@ int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n)
     }
     return evbuffer_remove_buffer(src, out, n) < 0 ? -1 : 0;
 }
+
+void wm_bev_free(struct bufferevent *bev)
+{
+    if (bev == NULL) {
+        return;
+    }
+    if (bufferevent_pair_get_partner(bev) != NULL) {
+        bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
+    }
+    bufferevent_free(bev);
+}

@@ -22,6 +22,10 @@ void wm_bev_shutdown_write(struct bufferevent *bev);
  * (the bytes are then dropped; the bufferevent reports the error itself). */
 int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n);
 
+/* Free bev as the end of a connection. For one end of a pair (a tunnel
+ * stream) the partner first gets EOF, so the other side learns it. */
+void wm_bev_free(struct bufferevent *bev);
+
 /* Is bev a plain socket bufferevent (no TLS, no filter, not a pair)? */
 bool wm_bev_is_plain_socket(struct bufferevent *bev);
 

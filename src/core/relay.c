@@ -50,8 +50,8 @@ static void relay_finish(struct wm_relay *r)
     wm_relay_done_cb cb = r->cb;
     void *arg = r->arg;
 
-    bufferevent_free(r->bev[0]);
-    bufferevent_free(r->bev[1]);
+    wm_bev_free(r->bev[0]);
+    wm_bev_free(r->bev[1]);
     if (r->idle_ev != NULL) {
         event_free(r->idle_ev);
     }

@@ -1,5 +1,7 @@
 #include "core/util.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -199,4 +201,16 @@ uint64_t wm_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void wm_fmt(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cap == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
 }

@@ -36,6 +36,9 @@ bool wm_list_has_token(const char *s, size_t n, const char *token);
 /* Trim spaces and tabs from both ends of [*s, *s+*n). */
 void wm_trim(const char **s, size_t *n);
 
+/* snprintf for messages where truncation is acceptable (logs, errors). */
+void wm_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Monotonic clock in milliseconds. */
 uint64_t wm_now_ms(void);
 

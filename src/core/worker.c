@@ -41,6 +41,8 @@ struct wm_worker {
 
 static struct wm_worker **workers;
 static int nworkers;
+static wm_worker_fn exit_hook;
+static void *exit_hook_arg;
 static __thread struct wm_worker *self_worker;
 
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
@@ -178,8 +180,17 @@ static void *worker_main(void *arg)
 
     self_worker = w;
     event_base_dispatch(w->base);
+    if (exit_hook != NULL) {
+        exit_hook(w, exit_hook_arg);
+    }
     self_worker = NULL;
     return NULL;
+}
+
+void wm_workers_set_exit_hook(wm_worker_fn fn, void *arg)
+{
+    exit_hook = fn;
+    exit_hook_arg = arg;
 }
 
 int wm_workers_start(void)

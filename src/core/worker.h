@@ -38,6 +38,10 @@ int wm_workers_start(void);
  * abort the rest, then leave its loop. Thread-safe; returns at once. */
 void wm_workers_drain(int grace_ms, wm_worker_fn drain_fn, void *arg);
 
+/* Run fn(w, arg) on every worker thread right after its loop ended (its
+ * event base still exists). Set before wm_workers_start(). */
+void wm_workers_set_exit_hook(wm_worker_fn fn, void *arg);
+
 /* Wait for all worker threads to exit, then free them. */
 void wm_workers_join(void);
 

@@ -5,9 +5,11 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *last_error(char *buf, size_t cap)
@@ -90,6 +92,41 @@ SSL_CTX *wm_tls_server_ctx(const struct wm_tls_opts *o, char *err, size_t cap)
         }
         ERR_clear_error();
     }
+    return ctx;
+}
+
+SSL_CTX *wm_tls_server_ctx_selfsigned(const char *cn, char *err, size_t cap)
+{
+    EVP_PKEY *pkey = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    SSL_CTX *ctx = NULL;
+    char e[200];
+
+    if (pkey == NULL || x == NULL) {
+        snprintf(err, cap, "cannot generate a key: %s", last_error(e, sizeof(e)));
+        goto done;
+    }
+    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 365L * 86400);
+    X509_set_pubkey(x, pkey);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, name);
+    if (X509_sign(x, pkey, EVP_sha256()) == 0) {
+        snprintf(err, cap, "cannot sign a certificate: %s", last_error(e, sizeof(e)));
+        goto done;
+    }
+    ctx = ctx_common(true);
+    if (ctx == NULL || SSL_CTX_use_certificate(ctx, x) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
+        snprintf(err, cap, "cannot use the generated certificate: %s", last_error(e, sizeof(e)));
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+    }
+done:
+    X509_free(x);
+    EVP_PKEY_free(pkey);
     return ctx;
 }
 

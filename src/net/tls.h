@@ -27,6 +27,11 @@ struct wm_tls_opts {
  * (wmproxy's rule). Returns NULL with a message in err. */
 SSL_CTX *wm_tls_server_ctx(const struct wm_tls_opts *o, char *err, size_t cap);
 
+/* Server context with a self-signed certificate made now (EC P-256, CN
+ * cn, valid one year). For setups that name no certificate: clients can
+ * only trust it by pinning. NULL with err on failure. */
+SSL_CTX *wm_tls_server_ctx_selfsigned(const char *cn, char *err, size_t cap);
+
 /* Client context: verifies the server against `ca`, or the system trust
  * store when ca is NULL; presents cert/key when given (mTLS). */
 SSL_CTX *wm_tls_client_ctx(const struct wm_tls_opts *o, char *err, size_t cap);

@@ -45,7 +45,7 @@ void wm_pconn_finish(struct wm_pconn *c, const char *reason)
         event_free(c->timer);
     }
     if (c->bev != NULL) {
-        bufferevent_free(c->bev);
+        wm_bev_free(c->bev);
     }
     wm_listen_stats_conn_close(c->stats, c->bytes_in, c->bytes_out);
     wm_listen_stats_unref(c->stats);

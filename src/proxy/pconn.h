@@ -69,6 +69,13 @@ struct wm_pconn {
     bool access_logged;           /* the handler already wrote its access line(s) */
 };
 
+/* A new connection record for bev (taken) under service svc (a proxy
+ * service: its options give the timeouts and credentials). Registers it
+ * with worker w. NULL on OOM (bev freed). The caller starts a handler. */
+struct wm_pconn *wm_pconn_new(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
+                              const struct sockaddr *peer, socklen_t peerlen,
+                              struct wm_listen_stats *stats);
+
 /* Log the access line (unless already done), release everything. */
 void wm_pconn_finish(struct wm_pconn *c, const char *reason);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/bev.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/relay.h"
@@ -159,16 +160,16 @@ static void sniff_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
-void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
-                    const struct sockaddr *peer, socklen_t peerlen,
-                    struct wm_listen_stats *stats)
+struct wm_pconn *wm_pconn_new(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
+                              const struct sockaddr *peer, socklen_t peerlen,
+                              struct wm_listen_stats *stats)
 {
     struct wm_proxy_service *ps = (struct wm_proxy_service *)svc;
     struct wm_pconn *c = calloc(1, sizeof(*c));
 
     if (c == NULL) {
-        bufferevent_free(bev);
-        return;
+        wm_bev_free(bev);
+        return NULL;
     }
     c->id = wm_log_next_id();
     c->w = w;
@@ -188,6 +189,18 @@ void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferev
     }
     wm_worker_conn_add(w, &c->link);
     wm_log(WM_LOG_DEBUG, c->id, "accept client=%s", c->peer_str);
+    return c;
+}
+
+void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
+                    const struct sockaddr *peer, socklen_t peerlen,
+                    struct wm_listen_stats *stats)
+{
+    struct wm_pconn *c = wm_pconn_new(svc, w, bev, peer, peerlen, stats);
+
+    if (c == NULL) {
+        return;
+    }
     bufferevent_setcb(bev, sniff_read_cb, NULL, sniff_event_cb, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     wm_pconn_set_timer(c, c->opts->handshake_timeout_ms, handshake_timeout_cb);

@@ -983,6 +983,16 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     return t;
 }
 
+void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg)
+{
+    if (cbs != NULL) {
+        t->cbs = *cbs;
+    } else {
+        memset(&t->cbs, 0, sizeof(t->cbs));
+    }
+    t->arg = arg;
+}
+
 bool wm_tun_is_ready(const struct wm_tun *t)
 {
     return t->state == TUN_READY && !t->dead;

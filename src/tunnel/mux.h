@@ -79,6 +79,10 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
 /* Close with GOAWAY(code, reason); the closed callback runs (maybe later). */
 void wm_tun_close(struct wm_tun *t, uint32_t code, const char *reason);
 
+/* Replace the callbacks and their argument (NULL cbs: none; incoming opens
+ * are then refused). Lets an owner go away before a delayed close ends. */
+void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg);
+
 bool wm_tun_is_ready(const struct wm_tun *t);
 uint64_t wm_tun_id(const struct wm_tun *t);
 const char *wm_tun_peer_name(const struct wm_tun *t); /* HELLO name (server side) */

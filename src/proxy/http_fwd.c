@@ -1,0 +1,932 @@
+/*
+ * proxy/http_fwd.c - the HTTP/1 forwarding engine (see http_fwd.h).
+ *
+ * One request at a time per client connection: the head is parsed and
+ * rewritten (hop-by-hop headers dropped, header rules applied), the body
+ * and the response body are forwarded as raw bytes, and only when the
+ * response is complete is the next (pipelined) request read. The upstream
+ * connection is kept for the next request with the same target key when
+ * both sides allow keep-alive.
+ */
+#include "proxy/http_fwd.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bev.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "http/head.h"
+#include "http/parser.h"
+#include "http/util.h"
+#include "proxy/pconn.h"
+
+enum hf_state {
+    HF_READ_HEAD = 0, /* awaiting (the rest of) a request head from the client */
+    HF_CONNECTING,    /* head parsed; ops connecting to the target */
+    HF_FORWARD,       /* head sent upstream; request body and response flowing */
+    HF_CLOSING,       /* answered with an error; flushing, then close */
+    HF_TAKEN,         /* the route op owns the connection (CONNECT) */
+};
+
+struct wm_hfwd {
+    struct wm_pconn *c;
+    const struct wm_hfwd_ops *ops;
+    enum hf_state state;
+    struct wm_http_parser *req;
+    struct wm_http_parser *resp;
+    struct bufferevent *up;
+    char up_key[WM_HOST_MAX + 80]; /* target key of `up` */
+    bool up_reused;
+    void *connecting;              /* ops handle while HF_CONNECTING */
+    struct wm_hfwd_target t;
+    struct evbuffer *head_out;     /* upstream request head, kept for one retry */
+    struct evbuffer *scratch;      /* response bytes gathered for one write */
+    bool req_done;
+    bool resp_head_sent;
+    bool resp_done;
+    bool client_close;
+    bool is_head;
+    bool wants_upgrade;
+    bool retried;
+    bool client_paused;
+    bool up_paused;
+    int status;
+    uint64_t req_start_ms;
+    uint64_t req_in;
+    uint64_t req_out;
+    uint64_t last_ms;
+    char reqline[256];
+    struct event *timer;
+};
+
+static void process_client(struct wm_hfwd *f);
+static void process_upstream(struct wm_hfwd *f);
+static void send_request(struct wm_hfwd *f);
+static void response_done(struct wm_hfwd *f);
+
+/* ---- small helpers ---- */
+
+static void hf_free(struct wm_pconn *c)
+{
+    struct wm_hfwd *f = c->proto_data;
+
+    if (f == NULL) {
+        return;
+    }
+    if (f->connecting != NULL && f->ops->cancel != NULL) {
+        f->ops->cancel(f->connecting);
+    }
+    if (f->ops->release != NULL) {
+        f->ops->release(&f->t);
+    }
+    wm_bev_free(f->up);
+    if (f->timer != NULL) {
+        event_free(f->timer);
+    }
+    if (f->head_out != NULL) {
+        evbuffer_free(f->head_out);
+    }
+    if (f->scratch != NULL) {
+        evbuffer_free(f->scratch);
+    }
+    wm_http_parser_free(f->req);
+    wm_http_parser_free(f->resp);
+    free(f);
+    c->proto_data = NULL;
+}
+
+struct wm_pconn *wm_hfwd_conn(const struct wm_hfwd *f)
+{
+    return f->c;
+}
+
+static void arm_timer(struct wm_hfwd *f, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    if (ms > 0) {
+        evtimer_add(f->timer, &tv);
+    } else {
+        evtimer_del(f->timer);
+    }
+}
+
+static void drop_upstream(struct wm_hfwd *f)
+{
+    wm_bev_free(f->up);
+    f->up = NULL;
+    f->up_key[0] = '\0';
+    f->up_paused = false;
+}
+
+static void log_request(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+
+    wm_log(WM_LOG_INFO, c->id,
+           "access proto=%s client=%s user=%s target=%s req=\"%s\" code=%d in=%llu out=%llu "
+           "ms=%llu",
+           f->ops->proto, c->peer_str, c->user[0] ? c->user : "-",
+           f->t.log[0] ? f->t.log : "-", f->reqline, f->status,
+           (unsigned long long)f->req_in, (unsigned long long)f->req_out,
+           (unsigned long long)(wm_now_ms() - f->req_start_ms));
+    c->access_logged = true;
+}
+
+void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail)
+{
+    struct wm_pconn *c = f->c;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t before = evbuffer_get_length(out);
+
+    f->status = status;
+    c->code = status;
+    if (f->connecting != NULL && f->ops->cancel != NULL) {
+        f->ops->cancel(f->connecting);
+    }
+    f->connecting = NULL;
+    wm_http_write_error(out, status, true, extra, detail);
+    f->req_out += evbuffer_get_length(out) - before;
+    c->bytes_out += evbuffer_get_length(out) - before;
+    if (f->reqline[0] != '\0' || status != 408) {
+        log_request(f);
+    }
+    drop_upstream(f);
+    f->state = HF_CLOSING;
+    evtimer_del(f->timer);
+    wm_pconn_close_after_flush(c, "http-error");
+}
+
+void wm_hfwd_detach(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+
+    hf_free(c);
+    c->proto_free = NULL;
+}
+
+/* ---- timers ---- */
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_hfwd *f = arg;
+    struct wm_pconn *c = f->c;
+    uint64_t idle = (uint64_t)c->opts->idle_timeout_ms;
+
+    (void)fd;
+    (void)what;
+    switch (f->state) {
+    case HF_READ_HEAD:
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+            wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+            wm_pconn_finish(c, "keepalive-timeout");
+        } else {
+            wm_hfwd_fail(f, 408, NULL, "request head not received in time");
+        }
+        return;
+    case HF_FORWARD: {
+        uint64_t since = wm_now_ms() - f->last_ms;
+        if (since < idle) {
+            arm_timer(f, (int)(idle - since));
+            return;
+        }
+        if (!f->resp_head_sent) {
+            wm_hfwd_fail(f, 504, NULL, "no response from the target in time");
+            return;
+        }
+        wm_log(WM_LOG_DEBUG, c->id, "http: transfer idle, closing");
+        wm_pconn_finish(c, "idle-timeout");
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+/* ---- header rules ---- */
+
+/* Expand {client_ip}, {url}, {host}, {path}, {method} (or $name) in v. */
+static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
+                   struct evbuffer *out)
+{
+    char ip[64];
+
+    while (*v != '\0') {
+        const char *name = NULL;
+        size_t nlen = 0;
+        size_t skip = 0;
+        if (*v == '{') {
+            const char *end = strchr(v, '}');
+            if (end != NULL) {
+                name = v + 1;
+                nlen = (size_t)(end - v - 1);
+                skip = nlen + 2;
+            }
+        } else if (*v == '$') {
+            name = v + 1;
+            while (name[nlen] == '_' || (name[nlen] >= 'a' && name[nlen] <= 'z')) {
+                nlen++;
+            }
+            skip = nlen + 1;
+        }
+        if (name != NULL && nlen > 0) {
+            size_t len = 0;
+            const char *val = NULL;
+            if (wm_strieq(name, nlen, "client_ip")) {
+                val = f->c->peerlen > 0
+                          ? wm_addr_format_ip((struct sockaddr *)&f->c->peer, ip, sizeof(ip))
+                          : "";
+                len = strlen(val);
+            } else if (wm_strieq(name, nlen, "url") || wm_strieq(name, nlen, "path")) {
+                val = wm_http_head_url(hd, &len);
+            } else if (wm_strieq(name, nlen, "host")) {
+                val = wm_http_head_get(hd, "host", &len);
+            } else if (wm_strieq(name, nlen, "method")) {
+                val = wm_http_head_method(hd, &len);
+            }
+            if (val != NULL) {
+                evbuffer_add(out, val, len);
+                v += skip;
+                continue;
+            }
+        }
+        evbuffer_add(out, v, 1);
+        v++;
+    }
+}
+
+static const struct wm_hfwd_rule *rule_for(const struct wm_hfwd_target *t, bool request,
+                                           const char *name, size_t nlen, char op)
+{
+    for (size_t i = 0; i < t->nrules; i++) {
+        const struct wm_hfwd_rule *r = &t->rules[i];
+        if (r->request == request && r->op == op && wm_strieq(name, nlen, r->name)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Append the rules' own header lines ('+' always, '=' replaces). */
+static void add_rule_headers(struct wm_hfwd *f, struct wm_http_head *hd, bool request,
+                             struct evbuffer *out)
+{
+    for (size_t i = 0; i < f->t.nrules; i++) {
+        const struct wm_hfwd_rule *r = &f->t.rules[i];
+        if (r->request != request || r->op == '-') {
+            continue;
+        }
+        evbuffer_add(out, r->name, strlen(r->name));
+        evbuffer_add(out, ": ", 2);
+        expand(f, hd, r->value, out);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+/* Drop a field because a rule removes or replaces it. */
+static bool ruled_out(struct wm_hfwd *f, bool request, const struct wm_http_field *fl)
+{
+    return rule_for(&f->t, request, fl->name, fl->nlen, '-') != NULL ||
+           rule_for(&f->t, request, fl->name, fl->nlen, '=') != NULL;
+}
+
+/* ---- the upstream request ---- */
+
+static void build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
+{
+    struct evbuffer *b = f->head_out;
+    size_t mlen;
+    size_t ulen;
+    const char *m = wm_http_head_method(hd, &mlen);
+    const char *u = wm_http_head_url(hd, &ulen);
+    struct wm_http_field fl;
+    bool v10 = wm_http_head_major(hd) == 1 && wm_http_head_minor(hd) == 0;
+    bool own_host = f->t.host_hdr[0] != '\0';
+
+    evbuffer_drain(b, evbuffer_get_length(b));
+    evbuffer_add(b, m, mlen);
+    evbuffer_add(b, " ", 1);
+    if (f->t.path != NULL) {
+        if (f->t.pathlen == 0 || f->t.path[0] != '/') {
+            evbuffer_add(b, "/", 1);
+        }
+        evbuffer_add(b, f->t.path, f->t.pathlen);
+    } else {
+        evbuffer_add(b, u, ulen);
+    }
+    evbuffer_add(b, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
+    if (own_host) {
+        evbuffer_add(b, "Host: ", 6);
+        evbuffer_add(b, f->t.host_hdr, strlen(f->t.host_hdr));
+        evbuffer_add(b, "\r\n", 2);
+    }
+    for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
+        wm_http_head_field(hd, i, &fl);
+        if (own_host && wm_strieq(fl.name, fl.nlen, "host")) {
+            continue;
+        }
+        if (!(f->wants_upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) &&
+            wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
+            continue;
+        }
+        if (f->t.nrules > 0 && ruled_out(f, true, &fl)) {
+            continue;
+        }
+        evbuffer_add(b, fl.name, fl.nlen);
+        evbuffer_add(b, ": ", 2);
+        evbuffer_add(b, fl.value, fl.vlen);
+        evbuffer_add(b, "\r\n", 2);
+    }
+    if (f->t.nrules > 0) {
+        add_rule_headers(f, hd, true, b);
+    }
+    if (f->wants_upgrade) {
+        evbuffer_add(b, "Connection: Upgrade\r\n", 21);
+    } else if (v10) {
+        evbuffer_add(b, "Connection: close\r\n", 19);
+    }
+    evbuffer_add(b, "\r\n", 2);
+}
+
+static void set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
+{
+    size_t mlen;
+    size_t ulen;
+    const char *m = wm_http_head_method(hd, &mlen);
+    const char *u = wm_http_head_url(hd, &ulen);
+
+    snprintf(f->reqline, sizeof(f->reqline), "%.*s %.*s", (int)(mlen < 20 ? mlen : 20), m,
+             (int)(ulen < 200 ? ulen : 200), u);
+    /* The log line must stay one line with balanced quotes. */
+    for (char *p = f->reqline; *p != '\0'; p++) {
+        if (*p == '"' || (unsigned char)*p < ' ') {
+            *p = '?';
+        }
+    }
+}
+
+/* ---- upstream I/O ---- */
+
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    if (f->client_paused && !f->req_done && f->state == HF_FORWARD) {
+        f->client_paused = false;
+        bufferevent_setwatermark(f->up, EV_WRITE, 0, 0);
+        bufferevent_enable(f->c->bev, EV_READ);
+        process_client(f);
+    }
+}
+
+static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wm_hfwd *f = arg;
+    struct wm_pconn *c = f->c;
+
+    (void)bev;
+    if (f->state != HF_FORWARD) {
+        /* A kept connection closed between requests: just forget it. */
+        drop_upstream(f);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && f->resp_head_sent) {
+        process_upstream(f); /* drain what is buffered */
+        if (f->state != HF_FORWARD || f->resp_done) {
+            return;
+        }
+        if (wm_http_parser_feed_eof(f->resp) == WM_HTTP_MSG_DONE) {
+            f->client_close = true;
+            response_done(f);
+            return;
+        }
+        wm_log(WM_LOG_DEBUG, c->id, "http: target closed mid-response");
+        log_request(f);
+        wm_pconn_close_after_flush(c, "target-closed");
+        return;
+    }
+    if (!f->resp_head_sent && f->up_reused && !f->retried &&
+        wm_http_head_size(wm_http_parser_head(f->resp)) == 0 &&
+        !wm_http_parser_has_body(f->req)) {
+        /* The kept connection was closed by the target as we reused it: the
+         * request is safe to send again on a fresh connection, once. */
+        f->retried = true;
+        drop_upstream(f);
+        send_request(f);
+        return;
+    }
+    if (!f->resp_head_sent) {
+        wm_hfwd_fail(f, 502, NULL, "the target closed the connection without answering");
+        return;
+    }
+    log_request(f);
+    wm_pconn_finish(c, "target-error");
+}
+
+static void up_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    if (f->state != HF_FORWARD) {
+        /* Bytes on an idle kept connection: it is unusable now. */
+        drop_upstream(f);
+        return;
+    }
+    process_upstream(f);
+}
+
+static void attach_upstream(struct wm_hfwd *f, struct bufferevent *up)
+{
+    f->up = up;
+    wm_http_parser_reset(f->resp);
+    snprintf(f->up_key, sizeof(f->up_key), "%s", f->t.key);
+    bufferevent_setcb(up, up_read_cb, up_write_cb, up_event_cb, f);
+    bufferevent_set_max_single_read(up, WM_RELAY_MAX_READ);
+    bufferevent_enable(up, EV_READ | EV_WRITE);
+}
+
+void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status, const char *detail)
+{
+    f->connecting = NULL;
+    if (up == NULL) {
+        wm_hfwd_fail(f, status > 0 ? status : 502, NULL, detail);
+        return;
+    }
+    attach_upstream(f, up);
+    f->up_reused = false;
+    send_request(f);
+}
+
+/* ---- client I/O ---- */
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    if (f->up_paused && f->up != NULL) {
+        f->up_paused = false;
+        bufferevent_setwatermark(f->c->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(f->up, EV_READ);
+        process_upstream(f);
+    }
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wm_hfwd *f = arg;
+    struct wm_pconn *c = f->c;
+
+    if ((what & BEV_EVENT_EOF) && f->state == HF_FORWARD && f->req_done) {
+        /* The client half-closed after its request: answer, then close. */
+        bufferevent_disable(bev, EV_READ);
+        f->client_close = true;
+        return;
+    }
+    if (f->state == HF_FORWARD && !f->resp_done) {
+        log_request(f);
+    }
+    wm_pconn_finish(c, (what & BEV_EVENT_EOF) ? "client-closed" : "client-error");
+}
+
+/* Send the prepared head on the current upstream (connecting one if
+ * needed), then start moving the body and waiting for the response. */
+static void send_request(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+
+    if (f->up == NULL) {
+        f->state = HF_CONNECTING;
+        bufferevent_disable(c->bev, EV_READ);
+        evtimer_del(f->timer);
+        f->connecting = f->ops->connect(f, c, &f->t);
+        if (f->connecting == NULL) {
+            wm_hfwd_fail(f, 502, NULL, "the target cannot be reached now");
+        }
+        return;
+    }
+    f->state = HF_FORWARD;
+    f->last_ms = wm_now_ms();
+    arm_timer(f, c->opts->idle_timeout_ms);
+    /* Copy, not move: kept for one retry on a kept connection. */
+    if (f->up_reused && !f->retried) {
+        struct evbuffer *copy = evbuffer_new();
+        size_t hl = evbuffer_get_length(f->head_out);
+        if (copy != NULL) {
+            evbuffer_add(copy, evbuffer_pullup(f->head_out, -1), hl);
+            wm_bev_send(f->up, copy, hl);
+            evbuffer_free(copy);
+        }
+    } else {
+        wm_bev_send(f->up, f->head_out, evbuffer_get_length(f->head_out));
+    }
+    wm_http_parser_expect_no_body(f->resp, f->is_head);
+    bufferevent_enable(c->bev, EV_READ);
+    process_client(f);
+}
+
+static void handle_head(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+    struct wm_http_head *hd = wm_http_parser_head(f->req);
+    const char *detail = NULL;
+    const char *extra = NULL;
+    int r;
+
+    f->status = 0;
+    f->retried = false;
+    f->req_done = f->resp_head_sent = f->resp_done = false;
+    set_reqline(f, hd);
+    f->is_head = wm_http_parser_method(f->req) == HTTP_HEAD;
+    f->client_close = !wm_http_parser_keep_alive(f->req);
+    f->wants_upgrade = wm_http_parser_upgrade(f->req) &&
+                       wm_http_parser_method(f->req) != HTTP_CONNECT;
+    if (f->ops->release != NULL) {
+        f->ops->release(&f->t);
+    }
+    memset(&f->t, 0, sizeof(f->t));
+    r = f->ops->route(f, c, hd, &f->t, &detail, &extra);
+    if (r == WM_HFWD_TAKEN) {
+        f->state = HF_TAKEN;
+        evtimer_del(f->timer);
+        return;
+    }
+    if (r != 0) {
+        wm_hfwd_fail(f, r, extra, detail);
+        return;
+    }
+    snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->t.log);
+    if (f->wants_upgrade) {
+        f->client_close = true; /* after an upgrade the connection is not HTTP any more */
+    }
+    build_upstream_head(f, hd);
+    if (f->up != NULL && strcmp(f->up_key, f->t.key) != 0) {
+        drop_upstream(f);
+    }
+    f->up_reused = f->up != NULL;
+    if (f->resp == NULL) {
+        f->resp = wm_http_parser_new(WM_HTTP_RESPONSE, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
+        if (f->resp == NULL) {
+            wm_hfwd_fail(f, 500, NULL, "out of memory");
+            return;
+        }
+    }
+    send_request(f);
+}
+
+static void read_head(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    while (f->state == HF_READ_HEAD) {
+        struct evbuffer_iovec v;
+        size_t used;
+        enum wm_http_res r;
+
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            return;
+        }
+        if (wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+            /* First bytes of a request: the head must now come in time. */
+            arm_timer(f, c->opts->handshake_timeout_ms);
+            f->req_start_ms = wm_now_ms();
+            f->req_in = f->req_out = 0;
+        }
+        r = wm_http_parser_feed_head(f->req, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(in, used);
+        f->req_in += used;
+        c->bytes_in += used;
+        switch (r) {
+        case WM_HTTP_MORE:
+            continue;
+        case WM_HTTP_HEAD_DONE:
+            handle_head(f);
+            return;
+        case WM_HTTP_ERR_TOO_LARGE:
+            wm_hfwd_fail(f, 431, NULL, "request head larger than the limit");
+            return;
+        case WM_HTTP_ERR_FRAMING:
+            wm_hfwd_fail(f, 400, NULL, wm_http_parser_error(f->req));
+            return;
+        default:
+            wm_log(WM_LOG_DEBUG, c->id, "http client=%s: malformed request: %s", c->peer_str,
+                   wm_http_parser_error(f->req));
+            wm_hfwd_fail(f, 400, NULL, "malformed request");
+            return;
+        }
+    }
+}
+
+/* Move request body bytes (raw) from the client to the target. */
+static void forward_body(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(f->up);
+
+    while (!f->req_done) {
+        struct evbuffer_iovec v;
+        size_t used;
+        enum wm_http_res r;
+        int have = evbuffer_peek(in, -1, NULL, &v, 1);
+
+        if (have < 1) {
+            v.iov_base = NULL;
+            v.iov_len = 0;
+        }
+        r = wm_http_parser_feed_body(f->req, v.iov_base, v.iov_len, &used);
+        if (r == WM_HTTP_MSG_DONE || r == WM_HTTP_MORE) {
+            if (used > 0) {
+                wm_bev_send(f->up, in, used);
+                f->req_in += used;
+                c->bytes_in += used;
+                f->last_ms = wm_now_ms();
+            }
+            if (r == WM_HTTP_MSG_DONE) {
+                /* Pipelined requests wait in the input buffer, bounded by its
+                 * read watermark, until this response is complete. */
+                f->req_done = true;
+                break;
+            }
+            if (have < 1 || used == 0) {
+                break;
+            }
+            continue;
+        }
+        wm_log(WM_LOG_DEBUG, c->id, "http: bad request body: %s", wm_http_parser_error(f->req));
+        if (!f->resp_head_sent) {
+            wm_hfwd_fail(f, 400, NULL, "malformed request body");
+        } else {
+            log_request(f);
+            wm_pconn_finish(c, "bad-request-body");
+        }
+        return;
+    }
+    if (!f->req_done && evbuffer_get_length(out) >= WM_HTTP_BODY_HIGH_WATER) {
+        f->client_paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(f->up, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+    }
+}
+
+static void process_client(struct wm_hfwd *f)
+{
+    switch (f->state) {
+    case HF_READ_HEAD:
+        read_head(f);
+        break;
+    case HF_FORWARD:
+        if (!f->req_done) {
+            forward_body(f);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    process_client(arg);
+}
+
+/* ---- response ---- */
+
+/* Send what process_upstream() gathered for the client, in one write. */
+static void flush_scratch(struct wm_hfwd *f)
+{
+    size_t n = evbuffer_get_length(f->scratch);
+
+    if (n > 0) {
+        wm_bev_send(f->c->bev, f->scratch, n);
+    }
+}
+
+static void write_response_head(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+    struct wm_http_head *hd = wm_http_parser_head(f->resp);
+    struct evbuffer *out = f->scratch;
+    size_t before = evbuffer_get_length(out);
+    size_t rlen;
+    const char *reason = wm_http_head_reason(hd, &rlen);
+    struct wm_http_field fl;
+    int status = wm_http_head_status(hd);
+    bool upgrade = status == 101 && f->wants_upgrade;
+    char sl[16] = "HTTP/1.1 000 ";
+
+    sl[9] = (char)('0' + status / 100 % 10);
+    sl[10] = (char)('0' + status / 10 % 10);
+    sl[11] = (char)('0' + status % 10);
+    evbuffer_add(out, sl, 13);
+    evbuffer_add(out, reason, rlen);
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
+        wm_http_head_field(hd, i, &fl);
+        if (upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) {
+            /* kept */
+        } else if (wm_strieq(fl.name, fl.nlen, "trailer")) {
+            /* kept: chunked bodies pass through with their trailers */
+        } else if (wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
+            continue;
+        }
+        if (f->t.nrules > 0 && status >= 200 && ruled_out(f, false, &fl)) {
+            continue;
+        }
+        evbuffer_add(out, fl.name, fl.nlen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, fl.value, fl.vlen);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (f->t.nrules > 0 && status >= 200) {
+        add_rule_headers(f, wm_http_parser_head(f->req), false, out);
+    }
+    if (upgrade) {
+        evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+    } else if (status >= 200) {
+        if (f->client_close) {
+            evbuffer_add(out, "Connection: close\r\n", 19);
+        } else if (wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
+            evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+        }
+    }
+    evbuffer_add(out, "\r\n", 2);
+    f->req_out += evbuffer_get_length(out) - before;
+    c->bytes_out += evbuffer_get_length(out) - before;
+}
+
+static void become_tunnel(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+    struct bufferevent *up = f->up;
+
+    log_request(f);
+    f->up = NULL;
+    wm_hfwd_detach(f);
+    /* Bytes already buffered on either side are the first the relay moves. */
+    wm_pconn_relay_bev(c, up);
+}
+
+static void response_done(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+    bool keep_up;
+
+    f->resp_done = true;
+    log_request(f);
+    keep_up = f->up != NULL && wm_http_parser_keep_alive(f->resp) &&
+              !wm_http_parser_needs_eof(f->resp) &&
+              evbuffer_get_length(bufferevent_get_input(f->up)) == 0;
+    if (!keep_up) {
+        drop_upstream(f);
+    } else {
+        wm_http_parser_next(f->resp);
+    }
+    if (f->client_close || !f->req_done) {
+        /* A response that ended before its request body cannot be followed
+         * by another request on this connection. */
+        f->state = HF_CLOSING;
+        evtimer_del(f->timer);
+        wm_pconn_close_after_flush(c, "done");
+        return;
+    }
+    wm_http_parser_next(f->req);
+    f->state = HF_READ_HEAD;
+    f->reqline[0] = '\0';
+    evbuffer_drain(f->head_out, evbuffer_get_length(f->head_out));
+    arm_timer(f, c->opts->idle_timeout_ms);
+    bufferevent_enable(c->bev, EV_READ);
+    process_client(f);
+}
+
+static void process_upstream(struct wm_hfwd *f)
+{
+    struct wm_pconn *c = f->c;
+    struct evbuffer *in;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (f->up == NULL || f->state != HF_FORWARD) {
+        return;
+    }
+    in = bufferevent_get_input(f->up);
+    while (f->state == HF_FORWARD && !f->resp_done) {
+        struct evbuffer_iovec v;
+        size_t used;
+        enum wm_http_res r;
+        int have = evbuffer_peek(in, -1, NULL, &v, 1);
+
+        if (have < 1) {
+            v.iov_base = NULL;
+            v.iov_len = 0;
+        }
+        if (!f->resp_head_sent) {
+            if (v.iov_len == 0) {
+                flush_scratch(f); /* interim responses */
+                return;
+            }
+            f->last_ms = wm_now_ms();
+            r = wm_http_parser_feed_head(f->resp, v.iov_base, v.iov_len, &used);
+            evbuffer_drain(in, used);
+            if (r == WM_HTTP_MORE) {
+                continue;
+            }
+            if (r != WM_HTTP_HEAD_DONE) {
+                wm_log(WM_LOG_DEBUG, c->id, "http: bad response from %s: %s", c->target,
+                       wm_http_parser_error(f->resp));
+                wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
+                return;
+            }
+            int status = wm_http_head_status(wm_http_parser_head(f->resp));
+            f->status = status;
+            c->code = status;
+            if (status == 101 && f->wants_upgrade) {
+                write_response_head(f);
+                flush_scratch(f);
+                become_tunnel(f);
+                return;
+            }
+            if (status >= 100 && status < 200) {
+                /* Interim response: pass it on, the final one follows. */
+                write_response_head(f);
+                wm_http_parser_next(f->resp);
+                wm_http_parser_expect_no_body(f->resp, f->is_head);
+                continue;
+            }
+            if (wm_http_parser_needs_eof(f->resp)) {
+                f->client_close = true;
+            }
+            write_response_head(f);
+            f->resp_head_sent = true;
+            continue;
+        }
+        r = wm_http_parser_feed_body(f->resp, v.iov_base, v.iov_len, &used);
+        if (r != WM_HTTP_MORE && r != WM_HTTP_MSG_DONE) {
+            wm_log(WM_LOG_DEBUG, c->id, "http: bad response body from %s: %s", c->target,
+                   wm_http_parser_error(f->resp));
+            flush_scratch(f);
+            log_request(f);
+            wm_pconn_close_after_flush(c, "bad-response");
+            return;
+        }
+        if (used > 0) {
+            evbuffer_remove_buffer(in, f->scratch, used);
+            f->req_out += used;
+            c->bytes_out += used;
+            f->last_ms = wm_now_ms();
+        }
+        if (r == WM_HTTP_MSG_DONE) {
+            flush_scratch(f);
+            response_done(f);
+            return;
+        }
+        if (have < 1 || used == 0) {
+            break;
+        }
+    }
+    flush_scratch(f);
+    if (f->up != NULL && evbuffer_get_length(out) >= WM_HTTP_BODY_HIGH_WATER) {
+        f->up_paused = true;
+        bufferevent_disable(f->up, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+    }
+}
+
+void wm_hfwd_start(struct wm_pconn *c, const struct wm_hfwd_ops *ops)
+{
+    struct wm_hfwd *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
+        wm_pconn_finish(c, "out-of-memory");
+        return;
+    }
+    f->c = c;
+    f->ops = ops;
+    f->req = wm_http_parser_new(WM_HTTP_REQUEST, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
+    f->head_out = evbuffer_new();
+    f->scratch = evbuffer_new();
+    f->timer = evtimer_new(wm_worker_base(c->w), timer_cb, f);
+    c->proto_data = f;
+    c->proto_free = hf_free;
+    if (f->req == NULL || f->head_out == NULL || f->scratch == NULL || f->timer == NULL) {
+        wm_pconn_finish(c, "out-of-memory");
+        return;
+    }
+    wm_pconn_clear_timer(c); /* our own timer takes over */
+    f->state = HF_READ_HEAD;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, f);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    arm_timer(f, c->opts->handshake_timeout_ms);
+    process_client(f);
+}

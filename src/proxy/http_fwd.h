@@ -1,0 +1,82 @@
+/*
+ * proxy/http_fwd.h - the one HTTP/1 forwarding engine: reads requests from
+ * a client connection, sends each to an upstream chosen by `ops`, streams
+ * bodies both ways (raw, chunk framing untouched), keeps both sides alive,
+ * serves pipelined requests in order, passes Upgrade/101 through, and
+ * answers errors as HTTP. Used by the forward proxy (absolute URIs, dial)
+ * and by the tunnel's public HTTP side (Host routing, tunnel streams).
+ *
+ * The engine lives in c->proto_data; it ends with wm_pconn_finish().
+ */
+#ifndef WM_PROXY_HTTP_FWD_H
+#define WM_PROXY_HTTP_FWD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "net/addr.h"
+
+struct bufferevent;
+struct wm_http_head;
+struct wm_pconn;
+struct wm_hfwd;
+
+/* A header rule (wmproxy syntax, see conf/schema.h). Values may use
+ * {client_ip}, {url}, {host}, {path}, {method} (or $client_ip etc.). */
+struct wm_hfwd_rule {
+    bool request;      /* applies to the request sent upstream, else the response */
+    char op;           /* '+' add, '-' remove, '=' set */
+    const char *name;
+    const char *value;
+};
+
+/* Where one request goes (filled by ops->route). */
+struct wm_hfwd_target {
+    char key[WM_HOST_MAX + 80];     /* equal keys may share an upstream connection */
+    char log[WM_HOST_MAX + 80];     /* target as the access log shows it */
+    char host_hdr[WM_HOST_MAX + 8]; /* Host to send; "" keeps the client's */
+    const char *path;               /* request-target to send; NULL keeps the client's */
+    size_t pathlen;
+    const struct wm_hfwd_rule *rules;
+    size_t nrules;
+    void *data;                     /* for ops */
+};
+
+#define WM_HFWD_TAKEN (-1) /* route(): the op took the connection over */
+
+struct wm_hfwd_ops {
+    const char *proto; /* access log: "http", "tunnel-http" */
+    /* The request head is complete. Fill t and return 0 to forward; return
+     * an HTTP status >= 400 to answer with it (*detail: body text, *extra:
+     * header lines ending in CRLF, both may stay NULL); or WM_HFWD_TAKEN. */
+    int (*route)(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req,
+                 struct wm_hfwd_target *t, const char **detail, const char **extra);
+    /* Connect to t and later (never from inside this call) call
+     * wm_hfwd_connected() once, unless cancel() came first. Returns a handle
+     * for cancel(), or NULL when connecting is impossible right now (then
+     * wm_hfwd_connected() must not be called; the client gets a 502). */
+    void *(*connect)(struct wm_hfwd *f, struct wm_pconn *c, const struct wm_hfwd_target *t);
+    void (*cancel)(void *handle);
+    /* Optional: release t->data (the target is replaced or the connection ends). */
+    void (*release)(struct wm_hfwd_target *t);
+};
+
+/* Serve c (its bufferevent is the client) with ops. */
+void wm_hfwd_start(struct wm_pconn *c, const struct wm_hfwd_ops *ops);
+
+/* The upstream for the current request: up (taken) or NULL with an HTTP
+ * status (502, 504, ...) and a detail for the error answer. */
+void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status,
+                       const char *detail);
+
+/* Answer the current request with an error and close (after WM_HFWD_TAKEN
+ * or while connecting). */
+void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail);
+
+/* Drop the HTTP state, leaving c to the caller (CONNECT after WM_HFWD_TAKEN:
+ * bytes after the request head stay in c's input buffer). */
+void wm_hfwd_detach(struct wm_hfwd *f);
+
+struct wm_pconn *wm_hfwd_conn(const struct wm_hfwd *f);
+
+#endif

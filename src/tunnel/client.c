@@ -1,0 +1,285 @@
+/*
+ * tunnel/client.c - the client part of a tunnel node: keeps one carrier to
+ * the parent server (reconnecting with exponential backoff and jitter),
+ * registers the mappings, and serves the streams the server opens.
+ */
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "core/worker.h"
+#include "net/dial.h"
+#include "net/tls.h"
+#include "proxy/proxy.h"
+#include "tunnel/mux.h"
+#include "tunnel/node_int.h"
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+
+struct tclient {
+    struct tnode *n;
+    struct wm_tunnel_settings *s; /* borrowed from the node */
+    struct wm_tun *t;
+    struct wm_dial *dial;
+    struct event *retry_ev;
+    unsigned backoff_ms;
+    bool draining;
+    bool connected_once;
+    uint64_t attempts;
+};
+
+static void connect_now(struct tclient *c);
+
+static void schedule_retry(struct tclient *c)
+{
+    uint32_t r = 0;
+    unsigned ms;
+    struct timeval tv;
+
+    if (c->draining) {
+        return;
+    }
+    RAND_bytes((unsigned char *)&r, sizeof(r));
+    /* Full jitter in [backoff/2, backoff]. */
+    ms = c->backoff_ms / 2 + (c->backoff_ms > 1 ? r % (c->backoff_ms / 2 + 1) : 0);
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+    evtimer_add(c->retry_ev, &tv);
+    wm_log(WM_LOG_DEBUG, 0, "tunnel: reconnecting to %s:%u in %u ms", c->s->server_host,
+           c->s->server_port, ms);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    connect_now(arg);
+}
+
+/* ---- carrier callbacks ---- */
+
+static void on_ready(struct wm_tun *t, void *arg)
+{
+    struct tclient *c = arg;
+
+    c->backoff_ms = BACKOFF_MIN_MS;
+    c->connected_once = true;
+    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: connected to %s:%u%s, %zu mapping(s) offered",
+           c->s->server_host, c->s->server_port, c->s->client_ctx != NULL ? " (TLS)" : "",
+           c->s->nmaps);
+}
+
+static void on_register_result(struct wm_tun *t, const uint8_t *ok,
+                               const struct wm_tun_str *reason, size_t n, void *arg)
+{
+    struct tclient *c = arg;
+    char r[256];
+
+    for (size_t i = 0; i < n && i < c->s->nmaps; i++) {
+        if (!ok[i]) {
+            wm_tun_str_copy(r, sizeof(r), reason[i]);
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: mapping \"%s\" refused by the server: %s",
+                   c->s->maps[i].name, r);
+        }
+    }
+}
+
+static const struct tmap *find_map(struct tclient *c, struct wm_tun_str name)
+{
+    for (size_t i = 0; i < c->s->nmaps; i++) {
+        if (wm_tun_str_eq(name, c->s->maps[i].name)) {
+            return &c->s->maps[i];
+        }
+    }
+    return NULL;
+}
+
+/* The server opens a stream: a public connection for one of our mappings. */
+static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_tun_open *o,
+                    void *arg)
+{
+    struct tclient *c = arg;
+    char peer[WM_ADDR_STR_MAX];
+    const struct tmap *m;
+
+    wm_tun_str_copy(peer, sizeof(peer), o->peer);
+    if (o->kind == WM_TUN_OPEN_PROXY) {
+        /* A middle node's parent does not send PROXY streams down. */
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "no proxy service here");
+        return;
+    }
+    m = find_map(c, o->name);
+    if (m == NULL) {
+        char name[TUN_NAME_MAX];
+        wm_tun_str_copy(name, sizeof(name), o->name);
+        wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: open for unknown mapping \"%s\"", name);
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_NO_MAPPING, "no such mapping");
+        return;
+    }
+    struct bufferevent *outer = wm_tun_stream_accept(s);
+    if (outer == NULL) {
+        return;
+    }
+    if (m->mode == WM_TUN_MODE_PROXY) {
+        /* The public port reaches a proxy running here, inside. */
+        wm_proxy_serve(c->s->proxy_svc, c->n->w, outer, NULL, 0, NULL);
+        return;
+    }
+    struct bridge *b = bridge_new(outer, peer, "tunnel-map", NULL, c->s->idle_timeout_ms);
+    if (b != NULL) {
+        bridge_dial(b, m->host, m->port, c->s->connect_timeout_ms);
+    }
+}
+
+static void on_closed(struct wm_tun *t, const char *why, void *arg)
+{
+    struct tclient *c = arg;
+
+    (void)t;
+    c->t = NULL;
+    if (c->draining) {
+        wm_log(WM_LOG_INFO, 0, "tunnel: carrier closed (%s)", why);
+        return;
+    }
+    wm_log(c->connected_once ? WM_LOG_WARN : WM_LOG_INFO, 0,
+           "tunnel: carrier to %s:%u closed: %s", c->s->server_host, c->s->server_port, why);
+    schedule_retry(c);
+}
+
+static const struct wm_tun_cbs client_cbs = {
+    .ready = on_ready,
+    .register_result = on_register_result,
+    .open = on_open,
+    .closed = on_closed,
+};
+
+/* ---- connecting ---- */
+
+static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer, socklen_t plen,
+                    void *arg)
+{
+    struct tclient *c = arg;
+    struct bufferevent *bev;
+    struct wm_tun_conf tc;
+    char host[256];
+
+    (void)peer;
+    (void)plen;
+    c->dial = NULL;
+    if (st != WM_DIAL_OK) {
+        wm_log(c->connected_once ? WM_LOG_WARN : WM_LOG_INFO, 0,
+               "tunnel: cannot reach %s:%u: %s", c->s->server_host, c->s->server_port,
+               wm_dial_status_str(st));
+        schedule_retry(c);
+        return;
+    }
+    if (c->s->client_ctx != NULL) {
+        bev = wm_tls_wrap(wm_worker_base(c->n->w), c->s->client_ctx, fd, false, c->s->sni);
+    } else {
+        bev = bufferevent_socket_new(wm_worker_base(c->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            close(fd);
+        }
+    }
+    if (bev == NULL) {
+        schedule_retry(c);
+        return;
+    }
+    memset(&tc, 0, sizeof(tc));
+    if (gethostname(host, sizeof(host)) != 0) {
+        snprintf(host, sizeof(host), "client");
+    }
+    host[sizeof(host) - 1] = '\0';
+    tc.role = WM_TUN_ROLE_CLIENT;
+    tc.user = c->s->user;
+    tc.pass = c->s->pass;
+    tc.name = host;
+    tc.reg = c->s->reg;
+    tc.reglen = c->s->reglen;
+    c->t = wm_tun_new(c->n->w, bev, &tc, &client_cbs, c, wm_log_next_id());
+    if (c->t == NULL) {
+        schedule_retry(c);
+    }
+}
+
+static void connect_now(struct tclient *c)
+{
+    if (c->draining || c->t != NULL || c->dial != NULL) {
+        return;
+    }
+    c->attempts++;
+    c->dial = wm_dial_start(c->n->w, c->s->server_host, c->s->server_port,
+                            c->s->connect_timeout_ms, dial_cb, c);
+    if (c->dial == NULL) {
+        schedule_retry(c);
+    }
+}
+
+struct tclient *tclient_new(struct tnode *n, struct wm_tunnel_settings *s)
+{
+    struct tclient *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        return NULL;
+    }
+    c->n = n;
+    c->s = s;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    c->retry_ev = evtimer_new(wm_worker_base(n->w), retry_cb, c);
+    if (c->retry_ev == NULL) {
+        free(c);
+        return NULL;
+    }
+    connect_now(c);
+    return c;
+}
+
+void tclient_drain(struct tclient *c)
+{
+    c->draining = true;
+    evtimer_del(c->retry_ev);
+    if (c->dial != NULL) {
+        wm_dial_cancel(c->dial);
+        c->dial = NULL;
+    }
+    if (c->t != NULL && wm_tun_nstreams(c->t) == 0) {
+        wm_tun_close(c->t, WM_TUN_ERR_SHUTDOWN, "shutting down");
+    }
+}
+
+void tclient_free(struct tclient *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    c->draining = true;
+    if (c->dial != NULL) {
+        wm_dial_cancel(c->dial);
+    }
+    if (c->t != NULL) {
+        /* The close may finish later (GOAWAY flush): detach first. */
+        wm_tun_set_owner(c->t, NULL, NULL);
+        wm_tun_close(c->t, WM_TUN_ERR_SHUTDOWN, "reconfigured");
+        c->t = NULL;
+    }
+    event_free(c->retry_ev);
+    free(c);
+}
+
+struct wm_tun *tclient_carrier(struct tclient *c)
+{
+    return c != NULL && c->t != NULL && wm_tun_is_ready(c->t) ? c->t : NULL;
+}
+
+void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s)
+{
+    c->s = s;
+}

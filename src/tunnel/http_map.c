@@ -1,0 +1,170 @@
+/*
+ * tunnel/http_map.c - the server's public HTTP(S) side: every request is
+ * routed by its Host to the client that registered the domain (keep-alive
+ * requests are routed one by one), forwarded over a tunnel stream by the
+ * HTTP engine (proxy/http_fwd.h), with the mapping's header rules applied.
+ */
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/worker.h"
+#include "http/head.h"
+#include "net/tls.h"
+#include "proxy/http_fwd.h"
+#include "proxy/pconn.h"
+#include "tunnel/mux.h"
+#include "tunnel/server_int.h"
+
+/* Per request: where it goes, with private copies of the rules (the
+ * mapping may vanish with its carrier while the response still flows). */
+struct route_data {
+    uint64_t tun_id;
+    char name[TUN_NAME_MAX];
+    struct wm_hfwd_rule rules[TUN_MAX_RULES];
+    char names[TUN_MAX_RULES][128];
+    char values[TUN_MAX_RULES][256];
+};
+
+static struct tserver *server_of(void)
+{
+    return wm_tnode != NULL ? wm_tnode->server : NULL;
+}
+
+static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req,
+                 struct wm_hfwd_target *t, const char **detail, const char **extra)
+{
+    struct tserver *sv = server_of();
+    size_t hlen;
+    const char *host = wm_http_head_get(req, "host", &hlen);
+    struct rmap *r;
+    struct route_data *d;
+
+    (void)f;
+    (void)c;
+    (void)extra;
+    if (sv == NULL) {
+        *detail = "the tunnel is not configured";
+        return 503;
+    }
+    if (host == NULL || hlen == 0) {
+        *detail = "a Host header is required";
+        return 400;
+    }
+    r = tserver_pick_host(sv, host, hlen);
+    if (r == NULL) {
+        *detail = "no tunnel client serves this host";
+        return 404;
+    }
+    d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        *detail = "out of memory";
+        return 500;
+    }
+    d->tun_id = wm_tun_id(r->owner->t);
+    snprintf(d->name, sizeof(d->name), "%s", r->name);
+    for (size_t i = 0; i < r->nrules; i++) {
+        snprintf(d->names[i], sizeof(d->names[i]), "%s", r->rules[i].name);
+        snprintf(d->values[i], sizeof(d->values[i]), "%s", r->rules[i].value);
+        d->rules[i].request = r->rules[i].request != 0;
+        d->rules[i].op = (char)r->rules[i].op;
+        d->rules[i].name = d->names[i];
+        d->rules[i].value = d->values[i];
+    }
+    t->data = d;
+    t->rules = d->rules;
+    t->nrules = r->nrules;
+    snprintf(t->key, sizeof(t->key), "tun:%llu/%s", (unsigned long long)d->tun_id, r->name);
+    snprintf(t->log, sizeof(t->log), "%s/%s", r->owner->name, r->name);
+    return 0; /* Host and request-target go as the client sent them */
+}
+
+static void release(struct wm_hfwd_target *t)
+{
+    free(t->data);
+    t->data = NULL;
+}
+
+static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    if (outer == NULL) {
+        wm_hfwd_connected(f, NULL, code == WM_TUN_OPEN_TIMEOUT ? 504 : 502, reason);
+        return;
+    }
+    wm_hfwd_connected(f, outer, 0, NULL);
+}
+
+static void *connect_op(struct wm_hfwd *f, struct wm_pconn *c, const struct wm_hfwd_target *t)
+{
+    struct tserver *sv = server_of();
+    const struct route_data *d = t->data;
+
+    if (sv == NULL || d == NULL) {
+        return NULL;
+    }
+    for (struct tcarrier *k = sv->carriers; k != NULL; k = k->next) {
+        if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
+            struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
+                                    {d->name, strlen(d->name)},
+                                    {c->peer_str, strlen(c->peer_str)}};
+            return wm_tun_open(k->t, &o, open_cb, f);
+        }
+    }
+    return NULL; /* the client went away since routing */
+}
+
+static void cancel_op(void *handle)
+{
+    wm_tun_open_cancel(handle);
+}
+
+static const struct wm_hfwd_ops http_ops = {
+    .proto = "tunnel-http",
+    .route = route,
+    .connect = connect_op,
+    .cancel = cancel_op,
+    .release = release,
+};
+
+static const struct wm_hfwd_ops https_ops = {
+    .proto = "tunnel-https",
+    .route = route,
+    .connect = connect_op,
+    .cancel = cancel_op,
+    .release = release,
+};
+
+void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,
+                         socklen_t plen, struct wm_listen_stats *stats)
+{
+    const struct wm_tunnel_settings *s = sv->n->s;
+    struct bufferevent *bev;
+    struct wm_pconn *c;
+
+    if (tls) {
+        if (s->map_ctx == NULL) {
+            close(fd);
+            return;
+        }
+        bev = wm_tls_wrap(wm_worker_base(sv->n->w), s->map_ctx, fd, true, NULL);
+    } else {
+        bev = bufferevent_socket_new(wm_worker_base(sv->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            close(fd);
+        }
+    }
+    if (bev == NULL) {
+        return;
+    }
+    c = wm_pconn_new(s->public_svc, sv->n->w, bev, peer, plen, stats);
+    if (c == NULL) {
+        return;
+    }
+    c->proto = WM_PCONN_HTTP;
+    wm_hfwd_start(c, tls ? &https_ops : &http_ops);
+}

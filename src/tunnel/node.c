@@ -1,0 +1,528 @@
+/*
+ * tunnel/node.c - tunnel settings from the configuration, the listener
+ * services, and installing settings on worker 0 (see tunnel.h).
+ */
+#include <event2/bufferevent.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/config.h"
+#include "core/log.h"
+#include "core/service.h"
+#include "core/worker.h"
+#include "net/addr.h"
+#include "net/tls.h"
+#include "proxy/proxy.h"
+#include "tunnel/mux.h"
+#include "tunnel/node_int.h"
+#include "tunnel/server_int.h"
+
+struct tnode *wm_tnode;
+
+static bool is_server_mode(const struct wm_conf_proxy *p)
+{
+    return p->mode != NULL && strcmp(p->mode, "server") == 0;
+}
+
+/* A server node: clients attach to it (center_addr, or bind_addr when
+ * mode = "server" or tc = true, wmproxy's layout) and it may publish
+ * mappings on public ports. */
+static bool is_server(const struct wm_conf_proxy *p)
+{
+    return p->center_addr != NULL || is_server_mode(p) || p->tc || p->map_http_bind != NULL ||
+           p->map_https_bind != NULL || p->map_tcp_bind != NULL || p->map_proxy_bind != NULL;
+}
+
+bool wm_tunnel_wanted(const struct wm_conf_proxy *p)
+{
+    return p->server != NULL || is_server(p);
+}
+
+void wm_tunnel_settings_free(struct wm_tunnel_settings *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->pass != NULL) {
+        explicit_bzero(s->pass, strlen(s->pass));
+    }
+    free(s->user);
+    free(s->pass);
+    wm_service_unref(s->proxy_svc);
+    wm_service_unref(s->public_svc);
+    SSL_CTX_free(s->client_ctx);
+    SSL_CTX_free(s->server_ctx);
+    SSL_CTX_free(s->map_ctx);
+    free(s->reg);
+    free(s->maps);
+    free(s);
+}
+
+static uint8_t mode_of(const char *m)
+{
+    if (strcmp(m, "http") == 0) {
+        return WM_TUN_MODE_HTTP;
+    }
+    if (strcmp(m, "https") == 0) {
+        return WM_TUN_MODE_HTTPS;
+    }
+    if (strcmp(m, "tcp") == 0) {
+        return WM_TUN_MODE_TCP;
+    }
+    return WM_TUN_MODE_PROXY;
+}
+
+static struct wm_tun_str S(const char *s)
+{
+    struct wm_tun_str r = {s != NULL ? s : "", s != NULL ? strlen(s) : 0};
+    return r;
+}
+
+/* Mappings -> REGISTER payload and the local table. */
+static int prepare_mappings(const struct wm_conf_proxy *p, struct wm_tunnel_settings *s,
+                            char *msg, size_t cap)
+{
+    size_t n = p->nmappings;
+    struct wm_tun_mapping *m;
+    uint8_t *buf;
+    size_t len;
+
+    if (n > WM_TUN_MAX_MAPPINGS) {
+        snprintf(msg, cap, "proxy.mappings: at most %d mappings", WM_TUN_MAX_MAPPINGS);
+        return -1;
+    }
+    m = calloc(n ? n : 1, sizeof(*m));
+    s->maps = calloc(n ? n : 1, sizeof(*s->maps));
+    buf = malloc(WM_TUN_MAX_PAYLOAD);
+    if (m == NULL || s->maps == NULL || buf == NULL) {
+        free(m);
+        free(buf);
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct wm_conf_mapping *cm = &p->mappings[i];
+        struct tmap *t = &s->maps[i];
+        snprintf(t->name, sizeof(t->name), "%s", cm->name);
+        t->mode = mode_of(cm->mode);
+        if (cm->local_addr != NULL &&
+            wm_addr_split(cm->local_addr, strlen(cm->local_addr), t->host, sizeof(t->host),
+                          &t->port) < 0) {
+            snprintf(msg, cap, "proxy.mappings[%zu].local_addr: bad address", i);
+            free(m);
+            free(buf);
+            return -1;
+        }
+        m[i].name = S(cm->name);
+        m[i].mode = t->mode;
+        m[i].domain = S(cm->domain);
+        m[i].remote_port = (uint16_t)cm->remote_port;
+        m[i].bind = S(cm->bind);
+        m[i].group = S(cm->group);
+        if (cm->nheaders > WM_TUN_MAX_RULES) {
+            snprintf(msg, cap, "proxy.mappings[%zu].headers: at most %d rules", i,
+                     WM_TUN_MAX_RULES);
+            free(m);
+            free(buf);
+            return -1;
+        }
+        m[i].nrules = (uint16_t)cm->nheaders;
+        for (size_t k = 0; k < cm->nheaders; k++) {
+            m[i].rules[k].request = cm->headers[k].request ? 1 : 0;
+            m[i].rules[k].op = (uint8_t)cm->headers[k].op;
+            m[i].rules[k].name = S(cm->headers[k].name);
+            m[i].rules[k].value = S(cm->headers[k].value);
+        }
+    }
+    len = wm_tun_register_encode(buf, WM_TUN_MAX_PAYLOAD, m, n);
+    free(m);
+    if (len == 0) {
+        free(buf);
+        snprintf(msg, cap, "proxy.mappings: too large to announce (names, domains and "
+                           "header rules must fit in %d bytes)", WM_TUN_MAX_PAYLOAD);
+        return -1;
+    }
+    s->reg = buf;
+    s->reglen = len;
+    s->nmaps = n;
+    return 0;
+}
+
+/* Everything a client carrier depends on, hashed: same value, keep it. */
+static void fingerprint(const struct wm_conf_proxy *p, struct wm_tunnel_settings *s)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    const char *fields[] = {p->server, p->domain, p->ca, p->cert, p->key, p->username,
+                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : ""};
+
+    s->fingerprint[0] = '\0';
+    if (ctx == NULL) {
+        return;
+    }
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const char *f = fields[i] != NULL ? fields[i] : "";
+        EVP_DigestUpdate(ctx, f, strlen(f) + 1);
+    }
+    EVP_DigestUpdate(ctx, s->reg, s->reglen);
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; i < mdlen; i++) {
+        snprintf(s->fingerprint + 2 * i, 3, "%02x", md[i]);
+    }
+}
+
+static void ip_of(const char *addr, char *out, size_t cap)
+{
+    uint16_t port;
+
+    if (wm_addr_split(addr, strlen(addr), out, cap, &port) < 0) {
+        snprintf(out, cap, "0.0.0.0");
+    }
+}
+
+int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings **out, char *msg,
+                      size_t cap)
+{
+    struct wm_tunnel_settings *s = calloc(1, sizeof(*s));
+    struct wm_proxy_opts po;
+    char err[512];
+
+    *out = NULL;
+    if (s == NULL) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    s->user = p->username != NULL ? strdup(p->username) : NULL;
+    s->pass = p->password != NULL ? strdup(p->password) : NULL;
+    s->connect_timeout_ms = (int)p->connect_timeout_ms;
+    s->idle_timeout_ms = (int)p->idle_timeout_ms;
+    wm_proxy_opts_default(&po);
+    po.flags = p->flags;
+    po.connect_timeout_ms = s->connect_timeout_ms;
+    po.idle_timeout_ms = s->idle_timeout_ms;
+    po.handshake_timeout_ms = (int)p->handshake_timeout_ms;
+    if (p->username != NULL) {
+        po.auth = true;
+        snprintf(po.user, sizeof(po.user), "%s", p->username);
+        snprintf(po.pass, sizeof(po.pass), "%s", p->password);
+    }
+    s->proxy_svc = wm_proxy_service_new(&po);
+    explicit_bzero(&po, sizeof(po));
+    po.connect_timeout_ms = s->connect_timeout_ms;
+    po.idle_timeout_ms = s->idle_timeout_ms;
+    po.handshake_timeout_ms = (int)p->handshake_timeout_ms;
+    po.flags = WM_PROXY_FLAG_ALL;
+    s->public_svc = wm_proxy_service_new(&po);
+    if (s->proxy_svc == NULL || s->public_svc == NULL) {
+        snprintf(msg, cap, "out of memory");
+        goto fail;
+    }
+    s->server = is_server(p);
+    s->client = p->server != NULL;
+    if (s->client) {
+        if (wm_addr_split(p->server, strlen(p->server), s->server_host, sizeof(s->server_host),
+                          &s->server_port) < 0) {
+            snprintf(msg, cap, "proxy.server: expected \"host:port\"");
+            goto fail;
+        }
+        snprintf(s->sni, sizeof(s->sni), "%s", p->domain != NULL ? p->domain : s->server_host);
+        if (p->ts) {
+            struct wm_tls_opts to = {p->two_way_tls ? p->cert : NULL,
+                                     p->two_way_tls ? p->key : NULL, p->ca, true};
+            if (p->two_way_tls && (p->cert == NULL || p->key == NULL)) {
+                wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: no cert/key for this client: a "
+                                       "server that requires client certificates will refuse it");
+            }
+            s->client_ctx = wm_tls_client_ctx(&to, err, sizeof(err));
+            if (s->client_ctx == NULL) {
+                snprintf(msg, cap, "proxy (ts): %s", err);
+                goto fail;
+            }
+        }
+        if (prepare_mappings(p, s, msg, cap) < 0) {
+            goto fail;
+        }
+        fingerprint(p, s);
+    }
+    if (s->server) {
+        const char *center = p->center_addr != NULL ? p->center_addr : p->bind;
+        if (p->center_addr == NULL && s->client) {
+            snprintf(msg, cap, "proxy: a node with both a parent (`server`) and children needs "
+                               "center_addr (bind_addr is its local proxy entry)");
+            goto fail;
+        }
+        snprintf(s->center, sizeof(s->center), "%s", center);
+        if (p->tc && (p->cert == NULL || p->key == NULL)) {
+            /* wmproxy ships a demo key pair for this; a published private key
+             * protects nothing, so make a fresh one instead. */
+            wm_log(WM_LOG_WARN, 0, "proxy.tc: no cert/key given: using a self-signed certificate "
+                                   "made at start; clients can verify it only with `ca` set to "
+                                   "it, so give cert/key for real use");
+            s->server_ctx = wm_tls_server_ctx_selfsigned("wmproxy", err, sizeof(err));
+            if (s->server_ctx == NULL) {
+                snprintf(msg, cap, "proxy (tc): %s", err);
+                goto fail;
+            }
+            if (p->two_way_tls && p->ca == NULL) {
+                wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: without cert or ca there is nothing "
+                                       "to check client certificates against: clients are "
+                                       "refused");
+                SSL_CTX_set_verify(s->server_ctx,
+                                   SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+            } else if (p->two_way_tls) {
+                SSL_CTX_load_verify_locations(s->server_ctx, p->ca, NULL);
+                SSL_CTX_set_verify(s->server_ctx,
+                                   SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+            }
+        } else if (p->tc) {
+            struct wm_tls_opts to = {p->cert, p->key, p->ca, p->two_way_tls};
+            s->server_ctx = wm_tls_server_ctx(&to, err, sizeof(err));
+            if (s->server_ctx == NULL) {
+                snprintf(msg, cap, "proxy (tc): %s", err);
+                goto fail;
+            }
+        }
+        if (p->map_https_bind != NULL) {
+            const char *c = p->map_cert != NULL ? p->map_cert : p->cert;
+            const char *k = p->map_key != NULL ? p->map_key : p->key;
+            struct wm_tls_opts to = {c, k, NULL, false};
+            if (c == NULL || k == NULL) {
+                wm_log(WM_LOG_WARN, 0, "proxy.map_https_bind: no map_cert/map_key given: "
+                                       "public HTTPS uses a self-signed certificate made at "
+                                       "start (browsers will warn)");
+                s->map_ctx = wm_tls_server_ctx_selfsigned("wmproxy", err, sizeof(err));
+            } else {
+                s->map_ctx = wm_tls_server_ctx(&to, err, sizeof(err));
+            }
+            if (s->map_ctx == NULL) {
+                snprintf(msg, cap, "proxy (map_cert/map_key): %s", err);
+                goto fail;
+            }
+        }
+        snprintf(s->map_http, sizeof(s->map_http), "%s", p->map_http_bind ? p->map_http_bind : "");
+        snprintf(s->map_https, sizeof(s->map_https), "%s",
+                 p->map_https_bind ? p->map_https_bind : "");
+        snprintf(s->map_tcp, sizeof(s->map_tcp), "%s", p->map_tcp_bind ? p->map_tcp_bind : "");
+        snprintf(s->map_proxy, sizeof(s->map_proxy), "%s",
+                 p->map_proxy_bind ? p->map_proxy_bind : "");
+        ip_of(p->map_tcp_bind != NULL ? p->map_tcp_bind : center, s->port_ip,
+              sizeof(s->port_ip));
+    }
+    if (s->client) {
+        snprintf(s->entry, sizeof(s->entry), "%s", p->bind);
+    }
+    *out = s;
+    return 0;
+fail:
+    wm_tunnel_settings_free(s);
+    return -1;
+}
+
+size_t wm_tunnel_listeners(const struct wm_tunnel_settings *s, const char **addr,
+                           enum wm_tunnel_listen *kind, size_t max)
+{
+    size_t n = 0;
+
+#define ADD(a, k)                                                                         \
+    do {                                                                                  \
+        if ((a)[0] != '\0' && n < max) {                                                  \
+            addr[n] = (a);                                                                \
+            kind[n++] = (k);                                                              \
+        }                                                                                 \
+    } while (0)
+    if (s->client) {
+        ADD(s->entry, WM_TUNNEL_LISTEN_ENTRY);
+    }
+    if (s->server) {
+        ADD(s->center, WM_TUNNEL_LISTEN_CENTER);
+        ADD(s->map_http, WM_TUNNEL_LISTEN_MAP_HTTP);
+        ADD(s->map_https, WM_TUNNEL_LISTEN_MAP_HTTPS);
+        ADD(s->map_tcp, WM_TUNNEL_LISTEN_MAP_TCP);
+        ADD(s->map_proxy, WM_TUNNEL_LISTEN_MAP_PROXY);
+    }
+#undef ADD
+    return n;
+}
+
+/* ---- listener services ---- */
+
+struct tsvc {
+    struct wm_service base;
+    enum wm_tunnel_listen kind;
+};
+
+static const char *const kind_names[WM_TUNNEL_LISTEN_COUNT] = {
+    "tunnel-entry", "tunnel-center", "tunnel-http", "tunnel-https", "tunnel-tcp", "tunnel-proxy",
+};
+
+static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
+                         struct wm_listen_stats *stats)
+{
+    struct tnode *n = wm_tnode;
+    char ps[WM_ADDR_STR_MAX] = "-";
+    struct wm_tun *t = n != NULL ? tclient_carrier(n->client) : NULL;
+    struct bufferevent *bev;
+
+    (void)plen;
+    if (peer != NULL) {
+        wm_addr_format(peer, ps, sizeof(ps));
+    }
+    if (t == NULL) {
+        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-entry client=%s target=parent end=tunnel-down",
+               ps);
+        close(fd);
+        return;
+    }
+    bev = bufferevent_socket_new(wm_worker_base(n->w), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        close(fd);
+        return;
+    }
+    struct bridge *b = bridge_new(bev, ps, "tunnel-entry", stats, n->s->idle_timeout_ms);
+    if (b != NULL) {
+        struct wm_tun_open o = {WM_TUN_OPEN_PROXY, {"", 0}, {ps, strlen(ps)}};
+        bridge_open_stream(b, t, &o, "parent");
+    }
+}
+
+static void tsvc_accept(struct wm_service *svc, struct wm_worker *w, int fd,
+                        const struct sockaddr *peer, socklen_t plen,
+                        struct wm_listen_stats *stats)
+{
+    struct tsvc *ts = (struct tsvc *)svc;
+    struct tnode *n = wm_tnode;
+
+    (void)w;
+    if (n == NULL || n->draining) {
+        close(fd);
+        return;
+    }
+    switch (ts->kind) {
+    case WM_TUNNEL_LISTEN_ENTRY:
+        entry_accept(fd, peer, plen, stats);
+        return;
+    case WM_TUNNEL_LISTEN_CENTER:
+        if (n->server == NULL) {
+            close(fd);
+            return;
+        }
+        tserver_accept_carrier(n->server, fd, peer, plen);
+        return;
+    default:
+        if (n->server == NULL) {
+            close(fd);
+            return;
+        }
+        tserver_accept_public(n->server, ts->kind, fd, peer, plen, stats);
+        return;
+    }
+}
+
+static void tsvc_destroy(struct wm_service *svc)
+{
+    free(svc);
+}
+
+struct wm_service *wm_tunnel_service_new(enum wm_tunnel_listen kind)
+{
+    struct tsvc *ts = calloc(1, sizeof(*ts));
+
+    if (ts == NULL) {
+        return NULL;
+    }
+    wm_service_init(&ts->base, kind_names[kind], tsvc_accept, tsvc_destroy);
+    ts->kind = kind;
+    return &ts->base;
+}
+
+/* ---- install / drain ---- */
+
+static void install_on_worker(struct wm_worker *w, void *arg)
+{
+    struct wm_tunnel_settings *s = arg;
+    struct tnode *n = wm_tnode;
+
+    if (s == NULL) {
+        if (n != NULL) {
+            tclient_free(n->client);
+            tserver_free(n->server);
+            wm_tunnel_settings_free(n->s);
+            free(n);
+            wm_tnode = NULL;
+        }
+        return;
+    }
+    if (n == NULL) {
+        n = calloc(1, sizeof(*n));
+        if (n == NULL) {
+            wm_log(WM_LOG_ERROR, 0, "tunnel: out of memory");
+            wm_tunnel_settings_free(s);
+            return;
+        }
+        n->w = w;
+        wm_tnode = n;
+    }
+    struct wm_tunnel_settings *old = n->s;
+    bool keep_client = old != NULL && old->client && s->client && n->client != NULL &&
+                       strcmp(old->fingerprint, s->fingerprint) == 0;
+    if (!keep_client) {
+        tclient_free(n->client);
+        n->client = NULL;
+    }
+    n->s = s;
+    if (s->client && n->client == NULL) {
+        n->client = tclient_new(n, s);
+    } else if (keep_client) {
+        tclient_rebind(n->client, s);
+    }
+    if (s->server && n->server == NULL) {
+        n->server = tserver_new(n);
+    } else if (!s->server && n->server != NULL) {
+        tserver_free(n->server);
+        n->server = NULL;
+    }
+    wm_tunnel_settings_free(old);
+}
+
+void wm_tunnel_install(struct wm_tunnel_settings *s)
+{
+    if (s == NULL && wm_tnode == NULL) {
+        return;
+    }
+    if (wm_worker_call(wm_worker_get(0), install_on_worker, s) < 0) {
+        wm_log(WM_LOG_ERROR, 0, "tunnel: cannot reach worker 0");
+        wm_tunnel_settings_free(s);
+    }
+}
+
+void wm_tunnel_drain(struct wm_worker *w)
+{
+    struct tnode *n = wm_tnode;
+
+    (void)w;
+    if (n == NULL) {
+        return;
+    }
+    n->draining = true;
+    if (n->client != NULL) {
+        tclient_drain(n->client);
+    }
+    if (n->server != NULL) {
+        tserver_drain(n->server);
+    }
+}
+
+void wm_tunnel_worker_exit(struct wm_worker *w, void *arg)
+{
+    (void)arg;
+    if (wm_worker_index(w) == 0) {
+        install_on_worker(w, NULL);
+    }
+}

@@ -1,0 +1,110 @@
+/*
+ * tunnel/node_int.h - tunnel node internals shared by node.c (settings,
+ * install), client.c (carrier to the parent), server.c (registry, public
+ * listeners) and bridge.c (connection plumbing). Everything here lives on
+ * worker 0 except struct wm_tunnel_settings, which is immutable.
+ */
+#ifndef WM_TUNNEL_NODE_INT_H
+#define WM_TUNNEL_NODE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/addr.h"
+#include "tunnel/frame.h"
+#include "tunnel/tunnel.h"
+
+struct bufferevent;
+struct event;
+struct wm_listen_stats;
+struct wm_tun;
+struct wm_tun_stream;
+typedef struct ssl_ctx_st SSL_CTX;
+
+#define TUN_NAME_MAX 64
+
+/* A mapping as the client knows it (what to connect inside). */
+struct tmap {
+    char name[TUN_NAME_MAX];
+    uint8_t mode;                /* enum wm_tun_mode */
+    char host[WM_HOST_MAX];      /* local_addr */
+    uint16_t port;
+};
+
+struct wm_tunnel_settings {
+    /* shared */
+    char *user;                  /* credentials: carrier auth and proxy auth */
+    char *pass;
+    int connect_timeout_ms;
+    int idle_timeout_ms;
+    struct wm_service *proxy_svc; /* serves the proxy protocol on streams */
+    struct wm_service *public_svc; /* options (timeouts, no auth) of public HTTP */
+    /* client part */
+    bool client;
+    char server_host[WM_HOST_MAX];
+    uint16_t server_port;
+    char sni[WM_HOST_MAX];
+    SSL_CTX *client_ctx;         /* NULL: plain TCP carrier */
+    uint8_t *reg;                /* encoded REGISTER payload */
+    size_t reglen;
+    struct tmap *maps;
+    size_t nmaps;
+    char entry[64];              /* local proxy entry address ("" if none) */
+    char fingerprint[4096];      /* everything a carrier depends on */
+    /* server part */
+    bool server;
+    char center[64];
+    SSL_CTX *server_ctx;         /* NULL: plain TCP center */
+    SSL_CTX *map_ctx;            /* public HTTPS */
+    char map_http[64];
+    char map_https[64];
+    char map_tcp[64];
+    char map_proxy[64];
+    char port_ip[WM_HOST_MAX];   /* IP for per-mapping public ports */
+};
+
+/* The node (worker 0). */
+struct tnode {
+    struct wm_worker *w;
+    struct wm_tunnel_settings *s; /* current */
+    bool draining;
+    struct tclient *client;
+    struct tserver *server;
+};
+
+extern struct tnode *wm_tnode; /* NULL when no tunnel is configured */
+
+/* client.c */
+struct tclient *tclient_new(struct tnode *n, struct wm_tunnel_settings *s);
+void tclient_free(struct tclient *c);
+void tclient_drain(struct tclient *c);
+/* Same carrier, new settings object (equal fingerprint). */
+void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s);
+/* The ready carrier to the parent, or NULL. */
+struct wm_tun *tclient_carrier(struct tclient *c);
+
+/* server.c */
+struct tserver *tserver_new(struct tnode *n);
+void tserver_free(struct tserver *sv);
+void tserver_drain(struct tserver *sv);
+void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *peer,
+                            socklen_t plen);
+void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int fd,
+                           const struct sockaddr *peer, socklen_t plen,
+                           struct wm_listen_stats *stats);
+
+/* bridge.c: one client connection joined to a target (a tunnel stream or
+ * a dialed socket) by the relay, with access logging and graceful-stop
+ * registration. `a` is taken. */
+struct bridge;
+struct bridge *bridge_new(struct bufferevent *a, const char *peer, const char *proto,
+                          struct wm_listen_stats *stats, int idle_ms);
+/* Connect through tunnel t; on failure the bridge ends (a closed). */
+void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,
+                        const char *target);
+/* Connect by dialing host:port. */
+void bridge_dial(struct bridge *b, const char *host, uint16_t port, int timeout_ms);
+/* Give up now (closes a). */
+void bridge_abort(struct bridge *b, const char *why);
+
+#endif

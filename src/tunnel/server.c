@@ -1,0 +1,550 @@
+/*
+ * tunnel/server.c - the server part of a tunnel node: accepts carriers,
+ * keeps the registry of the mappings clients announce, opens per-mapping
+ * public ports, and routes public connections to the owning client.
+ */
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/service.h"
+#include "core/util.h"
+#include "core/worker.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "proxy/proxy.h"
+#include "tunnel/mux.h"
+#include "tunnel/node_int.h"
+#include "tunnel/server_int.h"
+
+static struct tserver *current; /* for the per-port services */
+
+/* ---- registry ---- */
+
+static void lower(char *s)
+{
+    for (; *s != '\0'; s++) {
+        *s = (char)tolower((unsigned char)*s);
+    }
+}
+
+static struct pport *port_find(struct tserver *sv, const char *addr)
+{
+    for (struct pport *p = sv->ports; p != NULL; p = p->next) {
+        if (strcmp(p->addr, addr) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void port_svc_destroy(struct wm_service *svc)
+{
+    free(svc);
+}
+
+static void port_svc_accept(struct wm_service *svc, struct wm_worker *w, int fd,
+                            const struct sockaddr *peer, socklen_t plen,
+                            struct wm_listen_stats *stats)
+{
+    struct port_svc *ps = (struct port_svc *)svc;
+
+    (void)w;
+    if (current == NULL) {
+        close(fd);
+        return;
+    }
+    tserver_route_tcp(current, ps->key, fd, peer, plen, stats);
+}
+
+/* Open (or share) the public listener of a tcp mapping with its own port. */
+static int port_acquire(struct tserver *sv, const char *addr, char *err, size_t cap)
+{
+    struct pport *p = port_find(sv, addr);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    struct wm_err e;
+
+    if (p != NULL) {
+        p->refs++;
+        return 0;
+    }
+    if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
+        snprintf(err, cap, "bad public address %s", addr);
+        return -1;
+    }
+    p = calloc(1, sizeof(*p));
+    struct port_svc *ps = calloc(1, sizeof(*ps));
+    if (p == NULL || ps == NULL) {
+        free(p);
+        free(ps);
+        snprintf(err, cap, "out of memory");
+        return -1;
+    }
+    int fd = wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, &e);
+    if (fd < 0) {
+        free(p);
+        free(ps);
+        wm_fmt(err, cap, "%s", e.msg);
+        return -1;
+    }
+    wm_service_init(&ps->base, "tunnel-port", port_svc_accept, port_svc_destroy);
+    snprintf(ps->key, sizeof(ps->key), "%s", addr);
+    snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->stats = wm_listen_stats_new(addr);
+    p->l = wm_listener_new(sv->n->w, fd, addr, &ps->base, p->stats);
+    wm_service_unref(&ps->base); /* the listener holds it */
+    if (p->l == NULL) {
+        wm_listen_stats_unref(p->stats);
+        free(p);
+        snprintf(err, cap, "out of memory");
+        return -1;
+    }
+    p->refs = 1;
+    p->next = sv->ports;
+    sv->ports = p;
+    wm_log(WM_LOG_INFO, 0, "tunnel: public port %s opened", addr);
+    return 0;
+}
+
+static void port_release(struct tserver *sv, const char *addr)
+{
+    for (struct pport **pp = &sv->ports; *pp != NULL; pp = &(*pp)->next) {
+        struct pport *p = *pp;
+        if (strcmp(p->addr, addr) == 0) {
+            if (--p->refs > 0) {
+                return;
+            }
+            *pp = p->next;
+            wm_listener_free(p->l);
+            wm_listen_stats_unref(p->stats);
+            wm_log(WM_LOG_INFO, 0, "tunnel: public port %s closed", addr);
+            free(p);
+            return;
+        }
+    }
+}
+
+/* The routing key of a mapping: domain (http/https), public address or
+ * default slot (tcp), default slot (proxy). */
+static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *key, size_t cap)
+{
+    const struct wm_tunnel_settings *s = sv->n->s;
+
+    switch (m->mode) {
+    case WM_TUN_MODE_HTTP:
+    case WM_TUN_MODE_HTTPS:
+        wm_tun_str_copy(key, cap, m->domain);
+        lower(key);
+        return;
+    case WM_TUN_MODE_TCP:
+        if (m->bind.n > 0) {
+            wm_tun_str_copy(key, cap, m->bind);
+        } else if (m->remote_port != 0) {
+            snprintf(key, cap, strchr(s->port_ip, ':') ? "[%s]:%u" : "%s:%u", s->port_ip,
+                     m->remote_port);
+        } else {
+            snprintf(key, cap, "@tcp");
+        }
+        return;
+    default:
+        snprintf(key, cap, "@proxy");
+        return;
+    }
+}
+
+static bool own_port(const struct rmap *r)
+{
+    return r->mode == WM_TUN_MODE_TCP && r->key[0] != '@';
+}
+
+/* Another client's mapping that holds the same key. */
+static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key,
+                               const struct tcarrier *except)
+{
+    bool web = mode == WM_TUN_MODE_HTTP || mode == WM_TUN_MODE_HTTPS;
+
+    for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
+        if (c == except) {
+            continue;
+        }
+        for (size_t i = 0; i < c->nmaps; i++) {
+            struct rmap *r = &c->maps[i];
+            bool rweb = r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS;
+            if (r->active && web == rweb && (web || r->mode == mode) && strcmp(r->key, key) == 0) {
+                return r;
+            }
+        }
+    }
+    return NULL;
+}
+
+static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size_t n,
+                          uint8_t *ok, const char **reason, void *arg)
+{
+    struct tcarrier *c = arg;
+    struct tserver *sv = c->sv;
+
+    c->maps = calloc(n ? n : 1, sizeof(*c->maps));
+    if (c->maps == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            ok[i] = 0;
+            reason[i] = "server out of memory";
+        }
+        return;
+    }
+    c->nmaps = n;
+    for (size_t i = 0; i < n; i++) {
+        struct rmap *r = &c->maps[i];
+        r->owner = c;
+        r->mode = m[i].mode;
+        wm_tun_str_copy(r->name, sizeof(r->name), m[i].name);
+        wm_tun_str_copy(r->group, sizeof(r->group), m[i].group);
+        map_key(sv, &m[i], r->key, sizeof(r->key));
+        r->nrules = m[i].nrules < TUN_MAX_RULES ? m[i].nrules : TUN_MAX_RULES;
+        for (size_t k = 0; k < r->nrules; k++) {
+            r->rules[k].request = m[i].rules[k].request;
+            r->rules[k].op = m[i].rules[k].op;
+            wm_tun_str_copy(r->rules[k].name, sizeof(r->rules[k].name), m[i].rules[k].name);
+            wm_tun_str_copy(r->rules[k].value, sizeof(r->rules[k].value), m[i].rules[k].value);
+        }
+        if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
+            ok[i] = 0;
+            reason[i] = "http/https mappings need a domain";
+            continue;
+        }
+        struct rmap *h = key_holder(sv, r->mode, r->key, c);
+        if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
+            wm_fmt(r->refused, sizeof(r->refused),
+                     "%s %s is already registered by client %s (mapping \"%s\")",
+                     r->mode == WM_TUN_MODE_TCP ? "port" : "domain", r->key,
+                     h->owner->name, h->name);
+            ok[i] = 0;
+            reason[i] = r->refused;
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
+                   c->name, r->name, r->refused);
+            continue;
+        }
+        if (own_port(r) && port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
+            ok[i] = 0;
+            reason[i] = r->refused;
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
+                   c->name, r->name, r->refused);
+            continue;
+        }
+        r->active = true;
+        wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s registered mapping \"%s\" (%s)%s%s",
+               c->name, r->name, r->key, r->group[0] ? " group " : "", r->group);
+    }
+}
+
+static void on_ready(struct wm_tun *t, void *arg)
+{
+    struct tcarrier *c = arg;
+
+    c->ready = true;
+    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s (%s) attached", c->name, c->peer);
+}
+
+/* A client opened a stream: the two-level proxy. */
+static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_tun_open *o,
+                    void *arg)
+{
+    struct tcarrier *c = arg;
+    struct tserver *sv = c->sv;
+    char peer[WM_ADDR_STR_MAX];
+    struct wm_tun *parent;
+
+    (void)t;
+    if (o->kind != WM_TUN_OPEN_PROXY) {
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "mapping streams go from server to client");
+        return;
+    }
+    if (sv->n->draining) {
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "shutting down");
+        return;
+    }
+    wm_tun_str_copy(peer, sizeof(peer), o->peer);
+    if (sv->n->client != NULL) {
+        /* Middle node: pass the stream on to our own parent, unparsed. */
+        parent = tclient_carrier(sv->n->client);
+        if (parent == NULL) {
+            wm_tun_stream_refuse(s, WM_TUN_OPEN_UNREACHABLE, "parent tunnel is down");
+            return;
+        }
+        struct bufferevent *outer = wm_tun_stream_accept(s);
+        struct bridge *b = outer != NULL ? bridge_new(outer, peer, "tunnel-relay", NULL,
+                                                      sv->n->s->idle_timeout_ms)
+                                         : NULL;
+        if (b != NULL) {
+            struct wm_tun_open po = {WM_TUN_OPEN_PROXY, {"", 0}, {peer, strlen(peer)}};
+            bridge_open_stream(b, parent, &po, "parent");
+        }
+        return;
+    }
+    struct bufferevent *outer = wm_tun_stream_accept(s);
+    if (outer != NULL) {
+        wm_proxy_serve(sv->n->s->proxy_svc, sv->n->w, outer, NULL, 0, NULL);
+    }
+}
+
+static void carrier_free(struct tcarrier *c)
+{
+    struct tserver *sv = c->sv;
+
+    for (size_t i = 0; i < c->nmaps; i++) {
+        if (c->maps[i].active && own_port(&c->maps[i])) {
+            port_release(sv, c->maps[i].key);
+        }
+    }
+    free(c->maps);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        sv->carriers = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    free(c);
+}
+
+static void on_closed(struct wm_tun *t, const char *why, void *arg)
+{
+    struct tcarrier *c = arg;
+
+    if (c->ready) {
+        wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s (%s) detached: %s", c->name,
+               c->peer, why);
+    } else {
+        wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s refused: %s", c->peer, why);
+    }
+    carrier_free(c);
+}
+
+static const struct wm_tun_cbs server_cbs = {
+    .ready = on_ready,
+    .registered = on_registered,
+    .open = on_open,
+    .closed = on_closed,
+};
+
+void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *peer,
+                            socklen_t plen)
+{
+    const struct wm_tunnel_settings *s = sv->n->s;
+    struct bufferevent *bev;
+    struct tcarrier *c;
+    struct wm_tun_conf tc;
+
+    (void)plen;
+    if (sv->n->draining) {
+        close(fd);
+        return;
+    }
+    if (s->server_ctx != NULL) {
+        bev = wm_tls_wrap(wm_worker_base(sv->n->w), s->server_ctx, fd, true, NULL);
+    } else {
+        bev = bufferevent_socket_new(wm_worker_base(sv->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            close(fd);
+        }
+    }
+    c = calloc(1, sizeof(*c));
+    if (bev == NULL || c == NULL) {
+        if (bev != NULL) {
+            bufferevent_free(bev);
+        }
+        free(c);
+        return;
+    }
+    c->sv = sv;
+    if (peer != NULL) {
+        wm_addr_format(peer, c->peer, sizeof(c->peer));
+    }
+    snprintf(c->name, sizeof(c->name), "%s", c->peer);
+    c->next = sv->carriers;
+    if (sv->carriers != NULL) {
+        sv->carriers->prev = c;
+    }
+    sv->carriers = c;
+    memset(&tc, 0, sizeof(tc));
+    tc.role = WM_TUN_ROLE_SERVER;
+    tc.user = s->user;
+    tc.pass = s->pass;
+    c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());
+    if (c->t == NULL) {
+        carrier_free(c);
+    }
+}
+
+/* ---- routing ---- */
+
+struct rmap *tserver_pick(struct tserver *sv, uint8_t mode, const char *key)
+{
+    struct rmap *cand[64];
+    size_t n = 0;
+
+    for (struct tcarrier *c = sv->carriers; c != NULL && n < 64; c = c->next) {
+        if (!c->ready || !wm_tun_is_ready(c->t)) {
+            continue;
+        }
+        for (size_t i = 0; i < c->nmaps && n < 64; i++) {
+            struct rmap *r = &c->maps[i];
+            if (r->active && r->mode == mode && strcmp(r->key, key) == 0) {
+                cand[n++] = r;
+            }
+        }
+    }
+    if (n == 0) {
+        return NULL;
+    }
+    return cand[sv->rr++ % n];
+}
+
+/* Domain routing: exact match first, then the longest "*.suffix". */
+struct rmap *tserver_pick_host(struct tserver *sv, const char *host, size_t hlen)
+{
+    char h[WM_HOST_MAX];
+    char w[WM_HOST_MAX + 2];
+    struct rmap *r;
+
+    if (hlen == 0 || hlen >= sizeof(h)) {
+        return NULL;
+    }
+    memcpy(h, host, hlen);
+    h[hlen] = '\0';
+    /* drop the port (not inside [v6]) */
+    char *colon = strrchr(h, ':');
+    if (colon != NULL && strchr(h, ']') == NULL) {
+        *colon = '\0';
+    } else if (colon != NULL && colon > strchr(h, ']')) {
+        *colon = '\0';
+    }
+    lower(h);
+    for (uint8_t m = WM_TUN_MODE_HTTP; m <= WM_TUN_MODE_HTTPS; m++) {
+        if ((r = tserver_pick(sv, m, h)) != NULL) {
+            return r;
+        }
+    }
+    for (const char *dot = strchr(h, '.'); dot != NULL; dot = strchr(dot + 1, '.')) {
+        snprintf(w, sizeof(w), "*%s", dot);
+        for (uint8_t m = WM_TUN_MODE_HTTP; m <= WM_TUN_MODE_HTTPS; m++) {
+            if ((r = tserver_pick(sv, m, w)) != NULL) {
+                return r;
+            }
+        }
+    }
+    return NULL;
+}
+
+void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct sockaddr *peer,
+                       socklen_t plen, struct wm_listen_stats *stats)
+{
+    char ps[WM_ADDR_STR_MAX] = "-";
+    bool proxy = strcmp(key, "@proxy") == 0;
+    struct rmap *r = tserver_pick(sv, proxy ? WM_TUN_MODE_PROXY : WM_TUN_MODE_TCP, key);
+    struct bufferevent *bev;
+
+    (void)plen;
+    if (peer != NULL) {
+        wm_addr_format(peer, ps, sizeof(ps));
+    }
+    if (r == NULL) {
+        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-%s client=%s target=%s code=%d end=%s",
+               proxy ? "proxy" : "tcp", ps, key, WM_TUN_OPEN_NO_MAPPING, "no-client");
+        close(fd);
+        return;
+    }
+    bev = bufferevent_socket_new(wm_worker_base(sv->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        close(fd);
+        return;
+    }
+    struct bridge *b = bridge_new(bev, ps, proxy ? "tunnel-proxy" : "tunnel-tcp", stats,
+                                  sv->n->s->idle_timeout_ms);
+    if (b == NULL) {
+        return;
+    }
+    char target[160];
+    snprintf(target, sizeof(target), "%s/%s", r->owner->name, r->name);
+    struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)}, {ps, strlen(ps)}};
+    bridge_open_stream(b, r->owner->t, &o, target);
+}
+
+void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int fd,
+                           const struct sockaddr *peer, socklen_t plen,
+                           struct wm_listen_stats *stats)
+{
+    switch (kind) {
+    case WM_TUNNEL_LISTEN_MAP_TCP:
+        tserver_route_tcp(sv, "@tcp", fd, peer, plen, stats);
+        return;
+    case WM_TUNNEL_LISTEN_MAP_PROXY:
+        tserver_route_tcp(sv, "@proxy", fd, peer, plen, stats);
+        return;
+    case WM_TUNNEL_LISTEN_MAP_HTTP:
+    case WM_TUNNEL_LISTEN_MAP_HTTPS:
+        tserver_http_accept(sv, kind == WM_TUNNEL_LISTEN_MAP_HTTPS, fd, peer, plen, stats);
+        return;
+    default:
+        close(fd);
+        return;
+    }
+}
+
+/* ---- life cycle ---- */
+
+struct tserver *tserver_new(struct tnode *n)
+{
+    struct tserver *sv = calloc(1, sizeof(*sv));
+
+    if (sv != NULL) {
+        sv->n = n;
+        current = sv;
+    }
+    return sv;
+}
+
+void tserver_drain(struct tserver *sv)
+{
+    for (struct tcarrier *c = sv->carriers, *next; c != NULL; c = next) {
+        next = c->next;
+        if (wm_tun_nstreams(c->t) == 0) {
+            wm_tun_close(c->t, WM_TUN_ERR_SHUTDOWN, "server shutting down");
+        }
+    }
+}
+
+void tserver_free(struct tserver *sv)
+{
+    if (sv == NULL) {
+        return;
+    }
+    while (sv->carriers != NULL) {
+        struct tcarrier *c = sv->carriers;
+        wm_tun_set_owner(c->t, NULL, NULL);
+        wm_tun_close(c->t, WM_TUN_ERR_SHUTDOWN, "server shutting down");
+        c->nmaps = 0; /* ports are released below */
+        carrier_free(c);
+    }
+    while (sv->ports != NULL) {
+        struct pport *p = sv->ports;
+        sv->ports = p->next;
+        wm_listener_free(p->l);
+        wm_listen_stats_unref(p->stats);
+        free(p);
+    }
+    if (current == sv) {
+        current = NULL;
+    }
+    free(sv);
+}

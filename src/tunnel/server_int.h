@@ -1,0 +1,86 @@
+/*
+ * tunnel/server_int.h - registry records of the tunnel server (server.c)
+ * and the routing entry points its HTTP front end (http_map.c) uses.
+ */
+#ifndef WM_TUNNEL_SERVER_INT_H
+#define WM_TUNNEL_SERVER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/service.h"
+#include "tunnel/node_int.h"
+
+struct wm_listener;
+struct wm_listen_stats;
+
+#define TUN_MAX_RULES 32
+
+struct rrule {
+    uint8_t request;
+    uint8_t op;
+    char name[128];
+    char value[256];
+};
+
+/* One mapping announced by a client. */
+struct rmap {
+    struct tcarrier *owner;
+    bool active;             /* accepted into the routing tables */
+    uint8_t mode;            /* enum wm_tun_mode */
+    char name[TUN_NAME_MAX];
+    char key[WM_HOST_MAX + 8]; /* domain, "ip:port", "@tcp" or "@proxy" */
+    char group[TUN_NAME_MAX];
+    struct rrule rules[TUN_MAX_RULES];
+    size_t nrules;
+    char refused[256];       /* why it was refused (kept for the reply) */
+};
+
+/* One attached client. */
+struct tcarrier {
+    struct tserver *sv;
+    struct wm_tun *t;
+    struct tcarrier *prev;
+    struct tcarrier *next;
+    bool ready;
+    char peer[WM_ADDR_STR_MAX];
+    char name[WM_ADDR_STR_MAX];
+    struct rmap *maps;
+    size_t nmaps;
+};
+
+/* A public port opened for tcp mappings with their own address. */
+struct pport {
+    struct pport *next;
+    char addr[WM_ADDR_STR_MAX];
+    struct wm_listener *l;
+    struct wm_listen_stats *stats;
+    int refs; /* mappings (group members) using it */
+};
+
+struct port_svc {
+    struct wm_service base;
+    char key[WM_ADDR_STR_MAX];
+};
+
+struct tserver {
+    struct tnode *n;
+    struct tcarrier *carriers;
+    struct pport *ports;
+    size_t rr; /* round robin over group members */
+};
+
+/* A live client's mapping for key (mode tcp/proxy/http/https), balanced
+ * over a group; NULL if none. */
+struct rmap *tserver_pick(struct tserver *sv, uint8_t mode, const char *key);
+/* The http/https mapping for a Host header value (port ignored, wildcards). */
+struct rmap *tserver_pick_host(struct tserver *sv, const char *host, size_t hlen);
+/* Route an accepted public TCP connection by key. Takes fd. */
+void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct sockaddr *peer,
+                       socklen_t plen, struct wm_listen_stats *stats);
+/* http_map.c: serve a public HTTP(S) connection. Takes fd. */
+void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,
+                         socklen_t plen, struct wm_listen_stats *stats);
+
+#endif
