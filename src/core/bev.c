@@ -7,6 +7,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 void wm_bev_shutdown_write(struct bufferevent *bev)
 {
@@ -66,4 +68,55 @@ void wm_bev_free(struct bufferevent *bev)
         bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
     }
     bufferevent_free(bev);
+}
+
+size_t wm_bev_read_more(struct bufferevent *bev, size_t max)
+{
+    struct evbuffer *in;
+    evutil_socket_t fd;
+    size_t total = 0;
+
+    if (!wm_bev_is_plain_socket(bev) || !(bufferevent_get_enabled(bev) & EV_READ)) {
+        return 0;
+    }
+    fd = bufferevent_getfd(bev);
+    in = bufferevent_get_input(bev);
+    /* A socket bufferevent freezes its input's end against users. */
+    evbuffer_unfreeze(in, 0);
+    while (total < max) {
+        struct evbuffer_iovec v[2];
+        size_t want = max - total < 65536 ? max - total : 65536;
+        int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+        if (nv <= 0) {
+            break;
+        }
+        struct iovec iov[2];
+        size_t room = 0;
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+            room += v[i].iov_len;
+        }
+        ssize_t r = readv(fd, iov, nv);
+        if (r <= 0) {
+            for (int i = 0; i < nv; i++) {
+                v[i].iov_len = 0;
+            }
+            evbuffer_commit_space(in, v, 0);
+            break;
+        }
+        size_t left = (size_t)r;
+        for (int i = 0; i < nv; i++) {
+            size_t take = left < v[i].iov_len ? left : v[i].iov_len;
+            v[i].iov_len = take;
+            left -= take;
+        }
+        evbuffer_commit_space(in, v, nv);
+        total += (size_t)r;
+        if ((size_t)r < room) {
+            break; /* drained the socket for now */
+        }
+    }
+    evbuffer_freeze(in, 0);
+    return total;
 }

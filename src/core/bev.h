@@ -22,6 +22,13 @@ void wm_bev_shutdown_write(struct bufferevent *bev);
  * (the bytes are then dropped; the bufferevent reports the error itself). */
 int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n);
 
+/* libevent reads a socket 4 KiB at a time (EVBUFFER_MAX_READ); for bulk
+ * data that is a syscall and a loop turn per 4 KiB. From a read callback,
+ * pull up to max more bytes from a plain socket bufferevent's fd in large
+ * reads. EOF and errors are left for the bufferevent to report. Returns
+ * the bytes added. */
+size_t wm_bev_read_more(struct bufferevent *bev, size_t max);
+
 /* Free bev as the end of a connection. For one end of a pair (a tunnel
  * stream) the partner first gets EOF, so the other side learns it. */
 void wm_bev_free(struct bufferevent *bev);

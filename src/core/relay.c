@@ -129,8 +129,14 @@ static int side_of(struct wm_relay *r, struct bufferevent *bev)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct wm_relay *r = arg;
+    int i = side_of(r, bev);
+    size_t out = out_len(r, 1 - i);
 
-    move_data(r, side_of(r, bev));
+    /* Fill up to the high-water mark in big reads, not 4 KiB ones. */
+    if (out < r->high_water) {
+        wm_bev_read_more(bev, r->high_water - out);
+    }
+    move_data(r, i);
 }
 
 /* Output of side o dropped to its low watermark. */

@@ -1,5 +1,7 @@
 #include "net/tls.h"
 
+#include "net/tlspump.h"
+
 #include <arpa/inet.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -33,8 +35,9 @@ static SSL_CTX *ctx_common(bool server)
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_ENABLE_PARTIAL_WRITE);
+    /* No SSL_MODE_ENABLE_PARTIAL_WRITE: libevent's TLS bufferevent counts
+     * every SSL_write as all-or-nothing; partial writes corrupt the stream. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* No renegotiation, no compression; tickets keep reconnects cheap. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     return ctx;
@@ -157,46 +160,7 @@ SSL_CTX *wm_tls_client_ctx(const struct wm_tls_opts *o, char *err, size_t cap)
 }
 
 struct bufferevent *wm_tls_wrap(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
-                                const char *host)
+                                const char *host, const char *peer)
 {
-    SSL *ssl = SSL_new(ctx);
-    struct bufferevent *bev;
-
-    if (ssl == NULL) {
-        close(fd);
-        return NULL;
-    }
-    if (!server && host != NULL && host[0] != '\0') {
-        unsigned char ip[16];
-        bool literal = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
-        if (!literal) {
-            SSL_set_tlsext_host_name(ssl, host);
-            SSL_set1_host(ssl, host);
-        } else {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
-        }
-    }
-    bev = bufferevent_openssl_socket_new(base, fd, ssl,
-                                         server ? BUFFEREVENT_SSL_ACCEPTING
-                                                : BUFFEREVENT_SSL_CONNECTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        SSL_free(ssl);
-        close(fd);
-        return NULL;
-    }
-    /* A peer that closes without close_notify is an EOF, not an error. */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
-const char *wm_tls_error(struct bufferevent *bev, char *buf, size_t cap)
-{
-    unsigned long e = bufferevent_get_openssl_error(bev);
-
-    buf[0] = '\0';
-    if (e != 0) {
-        ERR_error_string_n(e, buf, cap);
-    }
-    return buf;
+    return wm_tls_pump_new(base, ctx, fd, server, host, peer);
 }

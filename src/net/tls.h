@@ -36,13 +36,10 @@ SSL_CTX *wm_tls_server_ctx_selfsigned(const char *cn, char *err, size_t cap);
  * store when ca is NULL; presents cert/key when given (mTLS). */
 SSL_CTX *wm_tls_client_ctx(const struct wm_tls_opts *o, char *err, size_t cap);
 
-/* Wrap a connected socket. host: SNI and the name the server certificate
- * must carry (client side; NULL on servers). Takes fd; NULL on failure
- * (fd closed). */
+/* Wrap a connected socket (net/tlspump.h). host: SNI and the name the
+ * server certificate must carry (client side; NULL on servers); peer: for
+ * log lines. Takes fd; NULL on failure (fd closed). */
 struct bufferevent *wm_tls_wrap(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
-                                const char *host);
-
-/* The last OpenSSL error of a TLS bufferevent, as text ("" if none). */
-const char *wm_tls_error(struct bufferevent *bev, char *buf, size_t cap);
+                                const char *host, const char *peer);
 
 #endif

@@ -435,7 +435,10 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 {
     struct wm_hfwd *f = arg;
 
-    (void)bev;
+    if (f->state == HF_FORWARD && f->resp_head_sent &&
+        evbuffer_get_length(bufferevent_get_output(f->c->bev)) < WM_HTTP_BODY_HIGH_WATER) {
+        wm_bev_read_more(bev, WM_HTTP_BODY_HIGH_WATER); /* bodies: big reads */
+    }
     if (f->state != HF_FORWARD) {
         /* Bytes on an idle kept connection: it is unusable now. */
         drop_upstream(f);

@@ -171,7 +171,6 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     struct wm_tun_conf tc;
     char host[256];
 
-    (void)peer;
     (void)plen;
     c->dial = NULL;
     if (st != WM_DIAL_OK) {
@@ -182,7 +181,9 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
         return;
     }
     if (c->s->client_ctx != NULL) {
-        bev = wm_tls_wrap(wm_worker_base(c->n->w), c->s->client_ctx, fd, false, c->s->sni);
+        char peer_s[WM_ADDR_STR_MAX];
+        wm_addr_format(peer, peer_s, sizeof(peer_s));
+        bev = wm_tls_wrap(wm_worker_base(c->n->w), c->s->client_ctx, fd, false, c->s->sni, peer_s);
     } else {
         bev = bufferevent_socket_new(wm_worker_base(c->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
         if (bev == NULL) {

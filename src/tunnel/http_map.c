@@ -151,7 +151,11 @@ void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sock
             close(fd);
             return;
         }
-        bev = wm_tls_wrap(wm_worker_base(sv->n->w), s->map_ctx, fd, true, NULL);
+        char ps[WM_ADDR_STR_MAX] = "-";
+        if (peer != NULL) {
+            wm_addr_format(peer, ps, sizeof(ps));
+        }
+        bev = wm_tls_wrap(wm_worker_base(sv->n->w), s->map_ctx, fd, true, NULL, ps);
     } else {
         bev = bufferevent_socket_new(wm_worker_base(sv->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
         if (bev == NULL) {

@@ -717,8 +717,8 @@ static void carrier_read_cb(struct bufferevent *bev, void *arg)
 {
     struct wm_tun *t = arg;
 
-    (void)bev;
     t->busy++;
+    wm_bev_read_more(bev, CARRIER_MAX_IO); /* plain carriers: big reads */
     carrier_read(t);
     t->busy--;
     if (t->dead && t->busy == 0) {
@@ -751,22 +751,19 @@ static void carrier_write_cb(struct bufferevent *bev, void *arg)
 static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wm_tun *t = arg;
-    unsigned long e;
 
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        return; /* TLS handshake done: nothing to do */
+    }
     if (what & BEV_EVENT_EOF) {
         tun_fail(t, WM_TUN_ERR_NONE, "carrier closed by the peer");
     } else if (what & BEV_EVENT_ERROR) {
         int err = EVUTIL_SOCKET_ERROR();
-        e = bufferevent_get_openssl_error(t->bev);
-        if (e != 0) {
-            char buf[200];
-            ERR_error_string_n(e, buf, sizeof(buf));
-            tun_fail(t, WM_TUN_ERR_NONE, "carrier TLS error: %s", buf);
-        } else {
-            tun_fail(t, WM_TUN_ERR_NONE, "carrier error: %s",
-                     err != 0 ? evutil_socket_error_to_string(err) : "reset");
-        }
+        /* A TLS carrier's reason was logged by its pump (net/tlspump.c). */
+        tun_fail(t, WM_TUN_ERR_NONE, "carrier error: %s",
+                 bufferevent_getfd(t->bev) >= 0 && err != 0 ? evutil_socket_error_to_string(err)
+                                                            : "connection or TLS failure");
     }
     if (t->busy == 0 && t->dead) {
         tun_finalize(t);
@@ -904,7 +901,7 @@ static void tun_finalize(struct wm_tun *t)
     if (t->cbs.closed != NULL) {
         t->cbs.closed(t, why, t->arg);
     }
-    bufferevent_free(t->bev);
+    wm_bev_free(t->bev);
     event_free(t->tick);
     event_free(t->pump_ev);
     event_free(t->hs_timer);

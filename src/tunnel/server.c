@@ -350,8 +350,12 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
         close(fd);
         return;
     }
+    char ps[WM_ADDR_STR_MAX] = "-";
+    if (peer != NULL) {
+        wm_addr_format(peer, ps, sizeof(ps));
+    }
     if (s->server_ctx != NULL) {
-        bev = wm_tls_wrap(wm_worker_base(sv->n->w), s->server_ctx, fd, true, NULL);
+        bev = wm_tls_wrap(wm_worker_base(sv->n->w), s->server_ctx, fd, true, NULL, ps);
     } else {
         bev = bufferevent_socket_new(wm_worker_base(sv->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
         if (bev == NULL) {

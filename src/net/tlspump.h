@@ -1,0 +1,33 @@
+/*
+ * net/tlspump.h - TLS on a socket with big reads and writes, presented as
+ * one end of a bufferevent_pair (so every handler sees a plain stream).
+ *
+ * libevent's TLS bufferevent reads each record with two syscalls and
+ * writes each iovec as its own SSL_write; this pump reads up to 256 KiB at
+ * once, decrypts every record in memory (OpenSSL memory BIOs), and writes
+ * the encrypted output of many records with one syscall. It roughly halves
+ * the CPU of a TLS tunnel carrier.
+ *
+ * The returned bufferevent belongs to the caller; freeing it (or sending
+ * EOF with wm_bev_shutdown_write) ends the connection: the pump sends
+ * close_notify, closes the socket and frees itself. The caller's event
+ * callback gets BEV_EVENT_CONNECTED once the handshake is done, EOF when
+ * the peer closed, ERROR when TLS or the socket failed (the reason is
+ * logged with the peer's address).
+ */
+#ifndef WM_NET_TLSPUMP_H
+#define WM_NET_TLSPUMP_H
+
+#include <stdbool.h>
+
+struct bufferevent;
+struct event_base;
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* Start TLS on connected socket fd (taken). server: accept side; host:
+ * client side SNI and the name to verify ("" or NULL: none/IP).
+ * peer: for log lines. Returns NULL on OOM (fd closed). */
+struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
+                                    const char *host, const char *peer);
+
+#endif
