@@ -34,6 +34,7 @@
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/lset.h"
+#include "net/tlspump.h"
 #include "tunnel/tunnel.h"
 
 static const char *const secret_keys[] = {"password", "control_token", NULL};
@@ -71,6 +72,8 @@ void wm_app_opts_default(struct wm_app_opts *o)
     o->proxy.connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
     o->proxy.idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
     o->proxy.handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
+    o->proxy.heartbeat_ms = 15000;
+    o->proxy.heartbeat_timeout_ms = 45000;
 }
 
 /* ---- effective settings: command line over file over defaults ---- */
@@ -160,6 +163,14 @@ static int apply(struct wm_app_services *svcs, char *msg, size_t cap)
     wm_tunnel_install(svcs->tunnel);
     svcs->tunnel = NULL;
     return 0;
+}
+
+/* Exit hook, on every worker after its loop: free what only that thread
+ * may touch (tunnel state on worker 0, TLS pumps). */
+static void worker_exit(struct wm_worker *w, void *arg)
+{
+    wm_tunnel_worker_exit(w, arg);
+    wm_tls_pump_free_all();
 }
 
 /* Drain hook, on every worker: stop accepting; the tunnel (worker 0)
@@ -409,7 +420,7 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
     if (!o->workers_set && a.conf != NULL && a.conf->workers > 0) {
         workers = (int)a.conf->workers;
     }
-    wm_workers_set_exit_hook(wm_tunnel_worker_exit, NULL);
+    wm_workers_set_exit_hook(worker_exit, NULL);
     if (wm_workers_init(workers) < 0 || wm_workers_start() < 0) {
         wm_app_report(notify, false, "cannot start worker threads");
         rc = 1;

@@ -83,6 +83,10 @@ static const struct wm_ckey proxy_keys[] = {
     {.name = "handshake_timeout", .kind = WM_CK_DURATION, .off = POFF(handshake_timeout_ms),
      .min = 1, .max = 3600000},
     {.name = "mode", .kind = WM_CK_ENUM, .off = POFF(mode), .choices = proxy_modes},
+    {.name = "heartbeat_interval", .kind = WM_CK_DURATION, .off = POFF(heartbeat_ms), .min = 100,
+     .max = 3600000},
+    {.name = "heartbeat_timeout", .kind = WM_CK_DURATION, .off = POFF(heartbeat_timeout_ms),
+     .min = 300, .max = 3600000},
     TUNNEL_KEY("server", WM_CK_HOSTPORT, server),
     {.name = "udp_bind", .kind = WM_CK_STR, .off = POFF(udp_bind), .flags = WM_CKF_INACTIVE,
      .feature = "UDP ASSOCIATE binds to the address the client reached"},
@@ -116,6 +120,8 @@ static void proxy_defaults(void *obj)
     p->connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
     p->idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
     p->handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
+    p->heartbeat_ms = 15000;
+    p->heartbeat_timeout_ms = 45000;
 }
 
 static bool given(const struct wm_cval *t, const char *key)
@@ -165,6 +171,12 @@ static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval 
     }
     need_pair(ctx, t, path, "cert", "key", "cert and key go together");
     need_pair(ctx, t, path, "map_cert", "map_key", "map_cert and map_key go together");
+    if (p->heartbeat_timeout_ms < 2 * p->heartbeat_ms) {
+        snprintf(kp, sizeof(kp), "%s.heartbeat_timeout", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "heartbeat_timeout"), kp,
+                      "must be at least twice heartbeat_interval (%llu ms)",
+                      (unsigned long long)p->heartbeat_ms);
+    }
     for (size_t i = 0; i < p->nmappings; i++) {
         for (size_t j = 0; j < i; j++) {
             if (p->mappings[i].name != NULL && p->mappings[j].name != NULL &&

@@ -63,6 +63,8 @@ struct wm_conf_proxy {
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t handshake_timeout_ms;
+    uint64_t heartbeat_ms;         /* tunnel PING interval */
+    uint64_t heartbeat_timeout_ms; /* tunnel declared dead after this silence */
 };
 
 struct wm_conf {

@@ -26,6 +26,8 @@
 #define PUMP_CLOSE_MS 5000
 
 struct pump {
+    struct pump *prev; /* this thread's live pumps */
+    struct pump *next;
     int fd;
     SSL *ssl;
     struct evbuffer *cin;  /* ciphertext from the socket, read by the BIO */
@@ -47,6 +49,7 @@ struct pump {
 /* ---- a BIO over two evbuffers ---- */
 
 static BIO_METHOD *evb_method;
+static __thread struct pump *live;
 
 static int evb_write(BIO *bio, const char *data, int len)
 {
@@ -122,6 +125,14 @@ static BIO_METHOD *evb_meth(void)
 
 static void pump_free(struct pump *p)
 {
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else if (live == p) {
+        live = p->next;
+    }
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    }
     if (p->rd != NULL) {
         event_free(p->rd);
     }
@@ -243,12 +254,8 @@ static bool handshake(struct pump *p)
     int r = SSL_do_handshake(p->ssl);
 
     if (r == 1) {
-        struct bufferevent *a = bufferevent_pair_get_partner(p->b);
         p->handshake_done = true;
         evtimer_del(p->timer);
-        if (a != NULL) {
-            bufferevent_trigger_event(a, BEV_EVENT_CONNECTED, BEV_TRIG_DEFER_CALLBACKS);
-        }
         return true;
     }
     int e = SSL_get_error(p->ssl, r);
@@ -435,6 +442,11 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
         return NULL;
     }
     p->fd = fd;
+    p->next = live;
+    if (live != NULL) {
+        live->prev = p;
+    }
+    live = p;
     snprintf(p->peer, sizeof(p->peer), "%s", peer != NULL ? peer : "-");
     p->ssl = SSL_new(ctx);
     p->cin = evbuffer_new();
@@ -484,4 +496,17 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
         SSL_do_handshake(p->ssl);
     }
     return p->a;
+}
+
+void wm_tls_pump_free_all(void)
+{
+    while (live != NULL) {
+        struct pump *p = live;
+        if (p->b != NULL && bufferevent_pair_get_partner(p->b) != NULL) {
+            /* the user's end outlives the loop too: cut it loose */
+            bufferevent_free(p->b);
+            p->b = NULL;
+        }
+        pump_free(p);
+    }
 }

@@ -11,9 +11,9 @@
  * The returned bufferevent belongs to the caller; freeing it (or sending
  * EOF with wm_bev_shutdown_write) ends the connection: the pump sends
  * close_notify, closes the socket and frees itself. The caller's event
- * callback gets BEV_EVENT_CONNECTED once the handshake is done, EOF when
- * the peer closed, ERROR when TLS or the socket failed (the reason is
- * logged with the peer's address).
+ * callback gets EOF when the peer closed, ERROR when TLS or the socket
+ * failed (the reason is logged with the peer's address). Bytes written
+ * before the handshake ends wait for it.
  */
 #ifndef WM_NET_TLSPUMP_H
 #define WM_NET_TLSPUMP_H
@@ -29,5 +29,8 @@ typedef struct ssl_ctx_st SSL_CTX;
  * peer: for log lines. Returns NULL on OOM (fd closed). */
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
                                     const char *host, const char *peer);
+
+/* Free every pump of the calling thread (its event loop has ended). */
+void wm_tls_pump_free_all(void);
 
 #endif

@@ -204,6 +204,8 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     tc.pass = c->s->pass;
     tc.name = host;
     tc.reg = c->s->reg;
+    tc.ping_ms = c->s->ping_ms;
+    tc.dead_ms = c->s->dead_ms;
     tc.reglen = c->s->reglen;
     c->t = wm_tun_new(c->n->w, bev, &tc, &client_cbs, c, wm_log_next_id());
     if (c->t == NULL) {
@@ -266,9 +268,7 @@ void tclient_free(struct tclient *c)
         wm_dial_cancel(c->dial);
     }
     if (c->t != NULL) {
-        /* The close may finish later (GOAWAY flush): detach first. */
-        wm_tun_set_owner(c->t, NULL, NULL);
-        wm_tun_close(c->t, WM_TUN_ERR_SHUTDOWN, "reconfigured");
+        wm_tun_destroy(c->t);
         c->t = NULL;
     }
     event_free(c->retry_ev);

@@ -980,6 +980,19 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     return t;
 }
 
+void wm_tun_destroy(struct wm_tun *t)
+{
+    memset(&t->cbs, 0, sizeof(t->cbs));
+    t->arg = NULL;
+    if (!t->dead && t->state != TUN_CLOSING) {
+        send_code(t, WM_TUN_GOAWAY, 0, true, WM_TUN_ERR_SHUTDOWN, "shutting down");
+    }
+    snprintf(t->why, sizeof(t->why), "destroyed by its owner");
+    t->dead = true;
+    t->busy = 0;
+    tun_finalize(t);
+}
+
 void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg)
 {
     if (cbs != NULL) {

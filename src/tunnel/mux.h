@@ -79,6 +79,10 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
 /* Close with GOAWAY(code, reason); the closed callback runs (maybe later). */
 void wm_tun_close(struct wm_tun *t, uint32_t code, const char *reason);
 
+/* Tear t down now, without callbacks: streams are reset, memory freed.
+ * For owners that go away themselves (shutdown, reconfiguration). */
+void wm_tun_destroy(struct wm_tun *t);
+
 /* Replace the callbacks and their argument (NULL cbs: none; incoming opens
  * are then refused). Lets an owner go away before a delayed close ends. */
 void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg);

@@ -37,6 +37,8 @@ struct wm_tunnel_settings {
     char *pass;
     int connect_timeout_ms;
     int idle_timeout_ms;
+    int ping_ms;
+    int dead_ms;
     struct wm_service *proxy_svc; /* serves the proxy protocol on streams */
     struct wm_service *public_svc; /* options (timeouts, no auth) of public HTTP */
     /* client part */

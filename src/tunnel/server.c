@@ -384,6 +384,8 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.role = WM_TUN_ROLE_SERVER;
     tc.user = s->user;
     tc.pass = s->pass;
+    tc.ping_ms = s->ping_ms;
+    tc.dead_ms = s->dead_ms;
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());
     if (c->t == NULL) {
         carrier_free(c);
@@ -535,9 +537,8 @@ void tserver_free(struct tserver *sv)
     }
     while (sv->carriers != NULL) {
         struct tcarrier *c = sv->carriers;
-        wm_tun_set_owner(c->t, NULL, NULL);
-        wm_tun_close(c->t, WM_TUN_ERR_SHUTDOWN, "server shutting down");
         c->nmaps = 0; /* ports are released below */
+        wm_tun_destroy(c->t);
         carrier_free(c);
     }
     while (sv->ports != NULL) {

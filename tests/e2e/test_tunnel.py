@@ -1,0 +1,516 @@
+"""Tunnel: two-level proxy and intranet penetration over one multiplexed
+carrier (docs/tunnel.md), with plain, TLS and mutual TLS carriers."""
+
+import base64
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import sha256
+from helpers import http1, socks
+from helpers.net import connect, free_port, is_closed, recv_exact, wait_port
+from helpers.origin import pattern, pattern_sha256
+from helpers.tunnel import make_certs, wait_log, write_config
+
+CRED = {"username": "wm", "password": "s3cret"}
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    return make_certs(str(tmp_path_factory.mktemp("certs")))
+
+
+class Nodes:
+    """Start server/client nodes from configs; ports chosen here."""
+
+    def __init__(self, wmproxy, tmp_path):
+        self.wmproxy = wmproxy
+        self.tmp = tmp_path
+        self.n = 0
+
+    def start(self, proxy, mappings=(), wait_port_of="bind_addr", **kw):
+        self.n += 1
+        path = write_config(self.tmp / ("node%d.toml" % self.n), proxy, mappings,
+                            top={"disable_control": True})
+        addr = proxy.get(wait_port_of) or proxy.get("center_addr")
+        port = int(addr.rsplit(":", 1)[1])
+        return self.wmproxy(["run", "-c", path, "--workers", "2", "--grace", "2"], port=port, **kw)
+
+    def server(self, tls=None, extra=None, center=True):
+        cp = free_port()
+        p = {"bind_addr": "127.0.0.1:%d" % cp, "mode": "server"}
+        p.update(CRED)
+        if tls:
+            p.update(tls)
+        if extra:
+            p.update(extra)
+        proc = self.start(p)
+        proc.center = "127.0.0.1:%d" % cp
+        return proc
+
+    def client(self, server, mappings=(), tls=None, extra=None, creds=CRED, attach=True,
+               srv_proc=None):
+        ep = free_port()
+        p = {"bind_addr": "127.0.0.1:%d" % ep, "server": server}
+        if creds:
+            p.update(creds)
+        if tls:
+            p.update(tls)
+        if extra:
+            p.update(extra)
+        before = srv_proc.log().count("attached") if srv_proc is not None else 0
+        proc = self.start(p, mappings)
+        proc.entry = ep
+        if attach and srv_proc is not None:
+            assert wait_log(srv_proc, "attached", count=before + 1), proc.log()
+        elif attach:
+            assert wait_log(proc, "tunnel: connected"), proc.log()
+        return proc
+
+
+@pytest.fixture
+def nodes(wmproxy, tmp_path):
+    return Nodes(wmproxy, tmp_path)
+
+
+def tls_server(certs, mtls=False):
+    t = {"tc": True, "cert": certs["srv.pem"], "key": certs["srv.key"]}
+    if mtls:
+        t.update({"two_way_tls": True, "ca": certs["ca.pem"]})
+    return t
+
+
+def tls_client(certs, mtls=False, rogue=False):
+    t = {"ts": True, "ca": certs["ca.pem"]}
+    if mtls:
+        t["two_way_tls"] = True
+        t["cert"] = certs["rogue.pem" if rogue else "cli.pem"]
+        t["key"] = certs["rogue.key" if rogue else "cli.key"]
+    return t
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args), capture_output=True,
+                          timeout=30)
+
+
+def http_get(port, path, host, hdrs=()):
+    s = connect(port)
+    s.sendall(http1.request("GET", path, [("Host", host)] + list(hdrs)))
+    r = http1.Reader(s).response()
+    s.close()
+    return r
+
+
+# ---- two-level proxy ----
+
+@pytest.mark.parametrize("mode", ["plain", "tls", "mtls"])
+def test_two_level_proxy(nodes, origin, certs, mode):
+    srv = nodes.server(tls=None if mode == "plain" else tls_server(certs, mode == "mtls"))
+    cli = nodes.client(srv.center, tls=None if mode == "plain" else tls_client(certs, mode == "mtls"),
+                       srv_proc=srv)
+    url = "http://127.0.0.1:%d/bytes/300000?seed=4" % origin.port
+    # HTTP, CONNECT and SOCKS5 are parsed by the server node, with its credentials
+    for args in (["-x", "http://wm:s3cret@127.0.0.1:%d" % cli.entry],
+                 ["-p", "-x", "http://wm:s3cret@127.0.0.1:%d" % cli.entry],
+                 ["--socks5", "wm:s3cret@127.0.0.1:%d" % cli.entry]):
+        r = curl(*(args + [url]))
+        assert r.returncode == 0, (args, r.stderr, srv.log()[-2000:])
+        assert r.stdout == pattern(300000, 4)
+    # without credentials the server answers 407
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", "-x", "http://127.0.0.1:%d" % cli.entry, url)
+    assert r.stdout == b"407"
+
+
+def test_chain_of_three(nodes, origin):
+    top = nodes.server()
+    mid_center = free_port()
+    mid = nodes.start({"bind_addr": "127.0.0.1:%d" % free_port(), "server": top.center,
+                       "center_addr": "127.0.0.1:%d" % mid_center, **CRED},
+                      wait_port_of="center_addr")
+    assert wait_log(mid, "tunnel: connected")
+    low = nodes.client("127.0.0.1:%d" % mid_center, srv_proc=mid)
+    r = curl("-x", "http://wm:s3cret@127.0.0.1:%d" % low.entry,
+             "http://127.0.0.1:%d/bytes/1000" % origin.port)
+    assert r.returncode == 0 and r.stdout == pattern(1000)
+    assert "access proto=http" in top.log()  # parsed at the top node
+
+
+def test_flags_mode(wmproxy, origin, certs):
+    sp, cp = free_port(), free_port()
+    srv = wmproxy(["proxy", "-b", "127.0.0.1:%d" % sp, "--tc", "--cert", certs["srv.pem"],
+                   "--key", certs["srv.key"], "--disable-control"], port=sp)
+    cli = wmproxy(["proxy", "-b", "127.0.0.1:%d" % cp, "-S", "127.0.0.1:%d" % sp, "--ts",
+                   "--ca", certs["ca.pem"], "--disable-control"], port=cp)
+    assert wait_log(cli, "tunnel: connected")
+    r = curl("--socks5-hostname", "127.0.0.1:%d" % cp, "http://localhost:%d/bytes/77" % origin.port)
+    assert r.returncode == 0 and r.stdout == pattern(77)
+    assert srv.alive()
+
+
+# ---- refusals ----
+
+def test_wrong_credentials_refused(nodes):
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % free_port()})
+    cli = nodes.client(srv.center, creds={"username": "wm", "password": "nope"}, attach=False,
+                       mappings=[{"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:1"}])
+    assert wait_log(srv, "refused: wrong credentials"), srv.log()
+    assert wait_log(cli, "the server refused us: wrong credentials"), cli.log()
+    assert "registered mapping" not in srv.log()
+    cli2 = nodes.client(srv.center, creds=None, attach=False)
+    assert wait_log(cli2, "the server requires credentials"), cli2.log()
+
+
+def test_tls_mismatches_refused(nodes, certs):
+    tls_srv = nodes.server(tls=tls_server(certs))
+    # a plain-TCP client on the TLS port
+    cli = nodes.client(tls_srv.center, attach=False)
+    assert wait_log(tls_srv, "tls 127.0.0.1"), tls_srv.log()
+    assert "attached" not in tls_srv.log()
+    # a TLS client on a plain port
+    plain_srv = nodes.server()
+    nodes.client(plain_srv.center, tls=tls_client(certs), attach=False)
+    assert wait_log(plain_srv, "TLS client on a plain-TCP tunnel port"), plain_srv.log()
+    # a client that does not trust the server's certificate
+    nodes.client(tls_srv.center, tls={"ts": True, "ca": certs["rogue-ca.pem"]}, attach=False)
+    time.sleep(1)
+    assert "attached" not in tls_srv.log()
+    cli.stop()
+
+
+def test_mtls_requires_a_good_client_certificate(nodes, certs):
+    srv = nodes.server(tls=tls_server(certs, mtls=True))
+    nodes.client(srv.center, tls=tls_client(certs), attach=False)  # no certificate
+    nodes.client(srv.center, tls=tls_client(certs, mtls=True, rogue=True), attach=False)
+    assert wait_log(srv, "handshake failed", count=2, timeout=10), srv.log()
+    assert "attached" not in srv.log()
+    nodes.client(srv.center, tls=tls_client(certs, mtls=True), srv_proc=srv)
+
+
+def test_wrong_version_and_garbage_refused(nodes):
+    srv = nodes.server()
+    port = int(srv.center.rsplit(":", 1)[1])
+    s = connect(port)
+    s.sendall(b"WMTUN/2\n")
+    data = s.recv(4096)
+    assert b"unsupported protocol version" in data
+    assert is_closed(s)
+    for junk in (b"GET / HTTP/1.1\r\n\r\n", b"WMTUN/1\n" + b"\xff" * 20, b"\x00" * 100):
+        s = connect(port)
+        s.sendall(junk)
+        assert is_closed(s)
+    assert wait_log(srv, "unsupported protocol version")
+    assert wait_log(srv, "not a wmproxy tunnel client")
+    assert "attached" not in srv.log()
+
+
+# ---- penetration ----
+
+def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):
+    hp = free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[{
+        "name": "a", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+        "domain": "A.test",
+        "headers": ["proxy x-forwarded-for {client_ip}", "+ x-via yes", "- x-kept"]}])
+    nodes.client(srv.center, srv_proc=srv, mappings=[{
+        "name": "b", "mode": "http", "local_addr": "[::1]:%d" % origin6.port,
+        "domain": "*.b.test"}])
+    s = connect(hp)
+    rd = http1.Reader(s)
+    conns = {}
+    for i, host in enumerate(["a.test", "x.b.test:%d" % hp, "A.TEST", "deep.x.b.test"] * 3):
+        s.sendall(http1.request("GET", "/headers", [("Host", host)]))
+        r = rd.response()
+        assert r.status == 200, (host, r.status, r.body)
+        doc = json.loads(r.body)
+        hdrs = {k.lower(): v for k, v in doc["headers"]}
+        if "b.test" in host:
+            conns.setdefault("b", set()).add(doc["conn"])
+            assert "x-forwarded-for" not in hdrs
+        else:
+            conns.setdefault("a", set()).add(doc["conn"])
+            assert hdrs["x-forwarded-for"] == "127.0.0.1"
+            assert r.header("x-via") == "yes"
+    # rules on the response: "- x-kept" removes a header the origin sends
+    r = http_get(hp, "/hop", "a.test")
+    assert r.body == b"ok" and r.header("X-Kept") is None
+    assert http_get(hp, "/hop", "y.b.test").header("X-Kept") == "yes"
+    assert http_get(hp, "/", "unknown.test").status == 404
+    assert http_get(hp, "/", "b.test").status == 404  # the wildcard needs a label
+
+
+def test_https_mapping(nodes, origin, certs):
+    sp = free_port()
+    srv = nodes.server(extra={"map_https_bind": "127.0.0.1:%d" % sp, "map_cert": certs["srv.pem"],
+                              "map_key": certs["srv.key"]})
+    nodes.client(srv.center, srv_proc=srv, mappings=[{
+        "name": "s", "mode": "https", "local_addr": "127.0.0.1:%d" % origin.port,
+        "domain": "a.test"}])
+    r = curl("--cacert", certs["ca.pem"], "--resolve", "a.test:%d:127.0.0.1" % sp,
+             "https://a.test:%d/bytes/50000?seed=2" % sp)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == pattern(50000, 2)
+
+
+def test_tcp_mappings_default_and_own_port(nodes, echo):
+    tp, own = free_port(), free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port},
+        {"name": "p", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": own}])
+    for port in (tp, own):
+        assert wait_port("127.0.0.1", port, 5)
+        s = connect(port)
+        s.sendall(b"hello-" + str(port).encode())
+        assert recv_exact(s, 6 + len(str(port))) == b"hello-" + str(port).encode()
+        s.shutdown(socket.SHUT_WR)  # half-close crosses the tunnel
+        assert recv_exact(s, 64).decode() == sha256(b"hello-" + str(port).encode())
+        assert is_closed(s)
+
+
+def test_proxy_mode_mapping(nodes, origin):
+    pp = free_port()
+    srv = nodes.server(extra={"map_proxy_bind": "127.0.0.1:%d" % pp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[{"name": "inside", "mode": "proxy"}])
+    # the client node parses the proxy protocol (with its credentials)
+    r = curl("-x", "http://wm:s3cret@127.0.0.1:%d" % pp, "http://127.0.0.1:%d/bytes/900" % origin.port)
+    assert r.returncode == 0 and r.stdout == pattern(900)
+    r = curl("--socks5", "wm:s3cret@127.0.0.1:%d" % pp, "http://127.0.0.1:%d/bytes/9" % origin.port)
+    assert r.stdout == pattern(9)
+
+
+def test_conflicts_and_groups(nodes, origin, origin6):
+    hp = free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp})
+    m = {"name": "w", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port, "domain": "a.test"}
+    first = nodes.client(srv.center, srv_proc=srv, mappings=[m])
+    second = nodes.client(srv.center, srv_proc=srv, mappings=[m])
+    assert wait_log(second, "refused by the server: domain a.test is already registered"), \
+        second.log()
+    # groups: balanced over the members, failover when one leaves
+    g1 = dict(m, domain="g.test", group="blue", local_addr="127.0.0.1:%d" % origin.port)
+    g2 = dict(m, domain="g.test", group="blue", local_addr="[::1]:%d" % origin6.port)
+    c1 = nodes.client(srv.center, srv_proc=srv, mappings=[g1])
+    c2 = nodes.client(srv.center, srv_proc=srv, mappings=[g2])
+    before = srv.log()
+    for _ in range(8):
+        r = http_get(hp, "/headers", "g.test")
+        assert r.status == 200
+    new = srv.log()[len(before):]
+    targets = {ln.split("target=")[1].split()[0] for ln in new.splitlines()
+               if "proto=tunnel-http" in ln and 'req="GET /headers"' in ln}
+    assert len(targets) == 2, new  # both members of the group served
+    c1.stop()
+    for _ in range(4):
+        assert http_get(hp, "/bytes/10", "g.test").body == pattern(10)
+    first.stop()
+    second.stop()
+    c2.stop()
+
+
+def test_many_streams_with_checksums(nodes, origin):
+    tp = free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % origin.port}])
+    n, size = 200, 5 * 1000 * 1000
+    results = {}
+
+    def run(i):
+        try:
+            s = connect(tp, timeout=60)
+            s.sendall(http1.request("GET", "/bytes/%d?seed=%d" % (size, i), [("Host", "x")]))
+            rd = http1.Reader(s)
+            r = rd.response()
+            results[i] = sha256(r.body) == pattern_sha256(size, i)
+            s.close()
+        except Exception as e:  # noqa: BLE001 - recorded below
+            results[i] = repr(e)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(180)
+    bad = {k: v for k, v in results.items() if v is not True}
+    assert len(results) == n and not bad, bad
+
+
+def _throughput(port, streams, size):
+    done = []
+
+    def run(i):
+        s = connect(port, timeout=60)
+        s.sendall(http1.request("GET", "/bytes/%d?seed=%d" % (size, i), [("Host", "x")]))
+        r = http1.Reader(s).response()
+        done.append(len(r.body))
+        s.close()
+
+    t0 = time.time()
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert sum(done) == streams * size
+    return streams * size / (time.time() - t0)
+
+
+def test_stalled_stream_does_not_slow_others(nodes, origin):
+    tp = free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp})
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % origin.port}])
+    _throughput(tp, 2, 5_000_000)  # warm up
+    base = _throughput(tp, 4, 40_000_000)
+    # a stream whose reader stops: the origin pushes 500 MB into it
+    stalled = connect(tp)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(http1.request("GET", "/bytes/%d" % 500_000_000, [("Host", "x")]))
+    time.sleep(1)
+    with_stall = _throughput(tp, 4, 40_000_000)
+    assert with_stall >= 0.8 * base, (base, with_stall)
+    # memory stays bounded: per-stream windows, not the 500 MB
+    for p in (srv, cli):
+        with open("/proc/%d/status" % p.p.pid) as f:
+            rss = [int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")][0]
+        assert rss < 400 * 1024, rss  # KiB, ASan build
+    stalled.close()
+
+
+def test_server_restart_recovers_within_5s(nodes, echo, wmproxy, tmp_path):
+    tp = free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp})
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    cfg = srv.args[srv.args.index("-c") + 1]
+    os.kill(srv.p.pid, signal.SIGKILL)
+    srv.p.wait(5)
+    srv.stopped = True
+    time.sleep(0.5)
+    t0 = time.time()
+    srv2 = wmproxy(["run", "-c", cfg, "--workers", "2"], port=int(srv.center.rsplit(":", 1)[1]))
+    deadline = t0 + 5
+    ok = False
+    while time.time() < deadline and not ok:
+        try:
+            s = connect(tp, timeout=1)
+            s.sendall(b"ping")
+            ok = recv_exact(s, 4) == b"ping"
+            s.close()
+        except (OSError, EOFError):
+            time.sleep(0.1)
+    assert ok, (cli.log()[-2000:], srv2.log()[-2000:])
+
+
+class CutRelay:
+    """A TCP relay between client and server that can go silent (keeps the
+    sockets, drops every byte) to simulate a dead network path."""
+
+    def __init__(self, target_port):
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.target = target_port
+        self.silent = False
+        self.stop = False
+        self.socks = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        self.srv.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                continue
+            u = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pipe, args=(a, b, self.silent), daemon=True).start()
+
+    def pipe(self, a, b, _):
+        a.settimeout(0.2)
+        while not self.stop:
+            try:
+                d = a.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not d:
+                return
+            if not self.silent:
+                try:
+                    b.sendall(d)
+                except OSError:
+                    return
+
+    def cut(self):
+        self.silent = True
+        old = list(self.socks)
+        self.socks = []
+        self.silent_socks = old
+
+    def heal(self):
+        self.silent = False
+
+    def close(self):
+        self.stop = True
+        self.srv.close()
+        for s in self.socks + getattr(self, "silent_socks", []):
+            s.close()
+
+
+def test_silent_cut_detected_and_reconnected(nodes, echo):
+    tp = free_port()
+    hb = {"heartbeat_interval": "1s", "heartbeat_timeout": "3s"}
+    srv = nodes.server(extra=dict(hb, map_tcp_bind="127.0.0.1:%d" % tp))
+    relay = CutRelay(int(srv.center.rsplit(":", 1)[1]))
+    try:
+        cli = nodes.client("127.0.0.1:%d" % relay.port, srv_proc=srv, extra=hb, mappings=[
+            {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+        relay.cut()  # existing carrier now black-holed, new connections would pass
+        t0 = time.time()
+        assert wait_log(cli, "no heartbeat", timeout=20), cli.log()
+        detected = time.time() - t0
+        relay.heal()
+        assert wait_log(cli, "tunnel: connected", count=2, timeout=20), cli.log()
+        ok = False
+        deadline = time.time() + 10
+        while not ok and time.time() < deadline:
+            try:
+                s = connect(tp, timeout=2)
+                s.sendall(b"again")
+                ok = recv_exact(s, 5) == b"again"
+            except (OSError, EOFError):
+                time.sleep(0.2)
+        assert ok
+        assert detected < 10
+    finally:
+        relay.close()
+
+
+def test_client_starts_before_server(nodes, echo, wmproxy):
+    tp, cp = free_port(), free_port()
+    cli = nodes.client("127.0.0.1:%d" % cp, attach=False, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    time.sleep(1.5)
+    assert cli.alive()
+    srv = nodes.start({"bind_addr": "127.0.0.1:%d" % cp, "mode": "server",
+                       "map_tcp_bind": "127.0.0.1:%d" % tp, **CRED})
+    assert wait_log(srv, "attached", timeout=10), cli.log()
+    s = connect(tp)
+    s.sendall(b"x")
+    assert recv_exact(s, 1) == b"x"
