@@ -320,6 +320,7 @@ static void hook_status(void *arg, struct evbuffer *out)
                         a->reload_time == 0 ? "null" : (a->reload_ok ? "true" : "false"));
     wm_json_string(out, a->reload_msg);
     evbuffer_add(out, "}", 1);
+    wm_tunnel_status_json(out);
 }
 
 /* ---- process plumbing ---- */

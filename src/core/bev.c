@@ -120,3 +120,19 @@ size_t wm_bev_read_more(struct bufferevent *bev, size_t max)
     evbuffer_freeze(in, 0);
     return total;
 }
+
+int wm_bev_send_bytes(struct bufferevent *bev, const void *data, size_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    const char *p = data;
+
+    if (n > 0 && evbuffer_get_length(out) == 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
+        wm_bev_is_plain_socket(bev)) {
+        ssize_t w = send(bufferevent_getfd(bev), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        }
+    }
+    return n > 0 ? evbuffer_add(out, p, n) : 0;
+}

@@ -33,6 +33,9 @@ size_t wm_bev_read_more(struct bufferevent *bev, size_t max);
  * stream) the partner first gets EOF, so the other side learns it. */
 void wm_bev_free(struct bufferevent *bev);
 
+/* Same for bytes in memory (copied; data stays the caller's). */
+int wm_bev_send_bytes(struct bufferevent *bev, const void *data, size_t n);
+
 /* Is bev a plain socket bufferevent (no TLS, no filter, not a pair)? */
 bool wm_bev_is_plain_socket(struct bufferevent *bev);
 

@@ -13,6 +13,7 @@
 #define WM_LOG_LINE_MAX 4096
 
 volatile int wm_log_threshold = WM_LOG_INFO;
+static int level_wanted = WM_LOG_INFO; /* what was asked for */
 static int log_fd = 1;
 static int log_file_fd = -1;
 static uint64_t next_conn_id;
@@ -87,12 +88,13 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
 
 void wm_log_set_level(enum wm_log_level level)
 {
-    wm_log_threshold = (int)level;
+    level_wanted = (int)level;
+    wm_log_threshold = log_fd < 0 && level_wanted > WM_LOG_ERROR ? WM_LOG_ERROR : level_wanted;
 }
 
 enum wm_log_level wm_log_get_level(void)
 {
-    return (enum wm_log_level)wm_log_threshold;
+    return (enum wm_log_level)level_wanted;
 }
 
 int wm_log_parse_level(const char *s, enum wm_log_level *out)
@@ -124,6 +126,9 @@ const char *wm_log_level_name(enum wm_log_level level)
 void wm_log_set_fd(int fd)
 {
     log_fd = fd;
+    /* With no output only errors are shown (on stderr): do not even format
+     * the rest. */
+    wm_log_threshold = fd < 0 && level_wanted > WM_LOG_ERROR ? WM_LOG_ERROR : level_wanted;
 }
 
 int wm_log_open_file(const char *path)
@@ -134,10 +139,13 @@ int wm_log_open_file(const char *path)
         return -1;
     }
     if (log_file_fd >= 0) {
-        close(log_file_fd);
+        /* Swap in place: other threads may be writing to the old one. */
+        dup2(fd, log_file_fd);
+        close(fd);
+        fd = log_file_fd;
     }
     log_file_fd = fd;
-    log_fd = fd;
+    wm_log_set_fd(fd);
     return 0;
 }
 

@@ -27,6 +27,7 @@ struct wm_http_head {
     struct span *names; /* max_fields each */
     struct span *values;
     size_t nfields;
+    size_t nconnection; /* Connection fields: they may name more hop-by-hop ones */
     bool in_name;  /* a name is being built */
     bool in_value; /* a value is being built */
 };
@@ -73,6 +74,7 @@ void wm_http_head_reset(struct wm_http_head *h)
     h->method = h->url = h->reason = (struct span){0, 0};
     h->status = h->major = h->minor = 0;
     h->nfields = 0;
+    h->nconnection = 0;
     h->in_name = h->in_value = false;
 }
 
@@ -146,6 +148,10 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
             return -1; /* empty name */
         }
         h->in_name = false;
+        struct span n = h->names[h->nfields];
+        if (n.len == 10 && wm_strieq(h->buf + n.off, 10, "connection")) {
+            h->nconnection++;
+        }
         h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
     } else if (part == WM_HTTP_PART_VALUE) {
         /* An empty value produces no append: accept it. */
@@ -247,10 +253,16 @@ bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t 
     };
     struct wm_http_field f;
 
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        if (wm_strieq(name, nlen, fixed[i])) {
-            return true;
+    /* The fixed set has names of 2, 7, 10, 16, 18 and 19 bytes. */
+    if (nlen == 2 || nlen == 7 || nlen == 10 || nlen == 16 || nlen == 18 || nlen == 19) {
+        for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+            if (wm_strieq(name, nlen, fixed[i])) {
+                return true;
+            }
         }
+    }
+    if (h->nconnection == 0) {
+        return false;
     }
     for (size_t i = 0; i < h->nfields; i++) {
         wm_http_head_field(h, i, &f);

@@ -522,13 +522,8 @@ static void send_request(struct wm_hfwd *f)
     arm_timer(f, c->opts->idle_timeout_ms);
     /* Copy, not move: kept for one retry on a kept connection. */
     if (f->up_reused && !f->retried) {
-        struct evbuffer *copy = evbuffer_new();
         size_t hl = evbuffer_get_length(f->head_out);
-        if (copy != NULL) {
-            evbuffer_add(copy, evbuffer_pullup(f->head_out, -1), hl);
-            wm_bev_send(f->up, copy, hl);
-            evbuffer_free(copy);
-        }
+        wm_bev_send_bytes(f->up, evbuffer_pullup(f->head_out, -1), hl);
     } else {
         wm_bev_send(f->up, f->head_out, evbuffer_get_length(f->head_out));
     }

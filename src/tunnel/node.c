@@ -2,6 +2,7 @@
  * tunnel/node.c - tunnel settings from the configuration, the listener
  * services, and installing settings on worker 0 (see tunnel.h).
  */
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -527,4 +528,75 @@ void wm_tunnel_worker_exit(struct wm_worker *w, void *arg)
     if (wm_worker_index(w) == 0) {
         install_on_worker(w, NULL);
     }
+}
+
+/* ---- status ---- */
+
+static void json_str(struct evbuffer *out, const char *s)
+{
+    evbuffer_add(out, "\"", 1);
+    for (; *s != '\0'; s++) {
+        if (*s == '"' || *s == '\\') {
+            evbuffer_add(out, "\\", 1);
+        }
+        if ((unsigned char)*s >= 0x20) {
+            evbuffer_add(out, s, 1);
+        }
+    }
+    evbuffer_add(out, "\"", 1);
+}
+
+static void status_on_worker(struct wm_worker *w, void *arg)
+{
+    struct evbuffer *out = arg;
+    struct tnode *n = wm_tnode;
+
+    (void)w;
+    if (n == NULL) {
+        return;
+    }
+    evbuffer_add_printf(out, ",\"tunnel\":{\"client\":%s,\"server\":%s",
+                        n->s->client ? "true" : "false", n->s->server ? "true" : "false");
+    if (n->s->client) {
+        struct wm_tun *t = tclient_carrier(n->client);
+        evbuffer_add_printf(out, ",\"parent\":{\"addr\":\"%s:%u\",\"connected\":%s,\"streams\":%zu}",
+                            n->s->server_host, n->s->server_port, t != NULL ? "true" : "false",
+                            t != NULL ? wm_tun_nstreams(t) : 0);
+    }
+    if (n->server != NULL) {
+        size_t nc = 0;
+        evbuffer_add(out, ",\"clients\":[", 12);
+        for (struct tcarrier *c = n->server->carriers; c != NULL; c = c->next) {
+            if (!c->ready) {
+                continue;
+            }
+            evbuffer_add_printf(out, "%s{\"addr\":", nc++ ? "," : "");
+            json_str(out, c->peer);
+            evbuffer_add_printf(out, ",\"name\":");
+            json_str(out, wm_tun_peer_name(c->t));
+            evbuffer_add_printf(out, ",\"streams\":%zu,\"mappings\":[", wm_tun_nstreams(c->t));
+            size_t nm = 0;
+            for (size_t i = 0; i < c->nmaps; i++) {
+                if (!c->maps[i].active) {
+                    continue;
+                }
+                evbuffer_add_printf(out, "%s{\"name\":", nm++ > 0 ? "," : "");
+                json_str(out, c->maps[i].name);
+                evbuffer_add(out, ",\"route\":", 9);
+                json_str(out, c->maps[i].key);
+                evbuffer_add(out, "}", 1);
+            }
+            evbuffer_add(out, "]}", 2);
+        }
+        evbuffer_add(out, "]", 1);
+    }
+    evbuffer_add(out, "}", 1);
+}
+
+void wm_tunnel_status_json(struct evbuffer *out)
+{
+    if (wm_tnode == NULL) {
+        return; /* read without the lock: worst case a status without tunnel */
+    }
+    wm_worker_call(wm_worker_get(0), status_on_worker, out);
 }

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct evbuffer;
 struct wm_conf_proxy;
 struct wm_service;
 struct wm_tunnel_settings;
@@ -54,6 +55,11 @@ struct wm_service *wm_tunnel_service_new(enum wm_tunnel_listen kind);
 /* Install s (taken; NULL removes the tunnel) on worker 0 and wait. Call
  * from the main thread after the listeners were applied. */
 void wm_tunnel_install(struct wm_tunnel_settings *s);
+
+/* Append `,"tunnel":{...}` (roles, parent connection, attached clients,
+ * open streams, registered mappings) to a JSON object being built. Main
+ * thread; asks worker 0 for a snapshot. Appends nothing without a tunnel. */
+void wm_tunnel_status_json(struct evbuffer *out);
 
 /* Worker 0, graceful stop: no reconnects, carriers close once idle. */
 void wm_tunnel_drain(struct wm_worker *w);
