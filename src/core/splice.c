@@ -25,6 +25,7 @@ struct dir {
     struct evbuffer *pre; /* bytes to write before the pipe's */
     bool eof;           /* `from` reached EOF */
     bool shut;          /* `to` got SHUT_WR */
+    bool bulk;          /* reads fill buffers: splice through the pipe */
     uint64_t bytes;
     struct event *rd;   /* readable `from` */
     struct event *wr;   /* writable `to` */
@@ -150,10 +151,57 @@ wait_writable:
     return true;
 }
 
+/* Small exchanges (handshakes, requests) go through a stack buffer: a
+ * pipe costs two descriptors and three syscalls to set up. A direction
+ * switches to splice(2) the first time a read fills the buffer. */
+#define COPY_CHUNK (32 * 1024)
+
+static void read_copy(struct wm_splice *s, int i)
+{
+    struct dir *d = &s->d[i];
+    char buf[COPY_CHUNK];
+    ssize_t n = recv(d->from, buf, sizeof(buf), 0);
+
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            fail(s, i, errno);
+        }
+        return;
+    }
+    if (n == 0) {
+        d->eof = true;
+        event_del(d->rd);
+        flush(s, i);
+        return;
+    }
+    d->bytes += (uint64_t)n;
+    s->last_ms = coarse_ms();
+    if ((size_t)n == sizeof(buf)) {
+        d->bulk = true;
+    }
+    size_t off = 0;
+    if (evbuffer_get_length(d->pre) == 0 && d->inpipe == 0) {
+        ssize_t w = send(d->to, buf, (size_t)n, MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            fail(s, 1 - i, errno);
+            return;
+        }
+        off = w > 0 ? (size_t)w : 0;
+    }
+    if (off < (size_t)n) {
+        evbuffer_add(d->pre, buf + off, (size_t)n - off);
+    }
+    flush(s, i);
+}
+
 static void read_side(struct wm_splice *s, int i)
 {
     struct dir *d = &s->d[i];
 
+    if (!d->bulk) {
+        read_copy(s, i);
+        return;
+    }
     if (ensure_pipe(d) < 0) {
         fail(s, i, errno);
         return;
