@@ -1,6 +1,7 @@
 #include "core/bev.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -135,4 +136,119 @@ int wm_bev_send_bytes(struct bufferevent *bev, const void *data, size_t n)
         }
     }
     return n > 0 ? evbuffer_add(out, p, n) : 0;
+}
+
+struct wm_fastread {
+    struct bufferevent *bev;
+    struct event *ev;
+    size_t limit;
+    bool on;
+    void (*readcb)(struct bufferevent *, void *);
+    void (*eventcb)(struct bufferevent *, short, void *);
+    void *arg;
+};
+
+static void fastread_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_fastread *fr = arg;
+    struct evbuffer *in = bufferevent_get_input(fr->bev);
+    struct evbuffer_iovec v[2];
+    struct iovec iov[2];
+    size_t have = evbuffer_get_length(in);
+    int nv;
+    ssize_t r;
+
+    (void)what;
+    if (have >= fr->limit) {
+        event_del(fr->ev); /* wm_fastread_set(on) resumes */
+        return;
+    }
+    evbuffer_unfreeze(in, 0);
+    nv = evbuffer_reserve_space(in, 65536, v, 2);
+    if (nv <= 0) {
+        evbuffer_freeze(in, 0);
+        fr->eventcb(fr->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, fr->arg);
+        return;
+    }
+    for (int i = 0; i < nv; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+    }
+    r = readv(fd, iov, nv);
+    if (r <= 0) {
+        int e = errno;
+        evbuffer_commit_space(in, v, 0);
+        evbuffer_freeze(in, 0);
+        if (r < 0 && (e == EAGAIN || e == EINTR)) {
+            return;
+        }
+        event_del(fr->ev);
+        fr->on = false;
+        errno = e;
+        fr->eventcb(fr->bev, (short)((r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) | BEV_EVENT_READING),
+                    fr->arg);
+        return;
+    }
+    size_t left = (size_t)r;
+    for (int i = 0; i < nv; i++) {
+        v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
+        left -= v[i].iov_len;
+    }
+    evbuffer_commit_space(in, v, nv);
+    evbuffer_freeze(in, 0);
+    fr->readcb(fr->bev, fr->arg); /* may free fr: nothing after this */
+}
+
+struct wm_fastread *wm_fastread_new(struct bufferevent *bev, size_t limit,
+                                    void (*readcb)(struct bufferevent *, void *),
+                                    void (*eventcb)(struct bufferevent *, short, void *), void *arg)
+{
+    struct wm_fastread *fr;
+
+    if (!wm_bev_is_plain_socket(bev)) {
+        return NULL;
+    }
+    fr = calloc(1, sizeof(*fr));
+    if (fr == NULL) {
+        return NULL;
+    }
+    fr->ev = event_new(bufferevent_get_base(bev), bufferevent_getfd(bev), EV_READ | EV_PERSIST,
+                       fastread_cb, fr);
+    if (fr->ev == NULL) {
+        free(fr);
+        return NULL;
+    }
+    fr->bev = bev;
+    fr->limit = limit;
+    fr->readcb = readcb;
+    fr->eventcb = eventcb;
+    fr->arg = arg;
+    fr->on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
+    bufferevent_disable(bev, EV_READ);
+    if (fr->on) {
+        event_add(fr->ev, NULL);
+    }
+    return fr;
+}
+
+void wm_fastread_set(struct wm_fastread *fr, bool on)
+{
+    fr->on = on;
+    if (on && evbuffer_get_length(bufferevent_get_input(fr->bev)) < fr->limit) {
+        event_add(fr->ev, NULL);
+    } else {
+        event_del(fr->ev);
+    }
+}
+
+void wm_fastread_free(struct wm_fastread *fr)
+{
+    if (fr == NULL) {
+        return;
+    }
+    event_free(fr->ev);
+    if (fr->on) {
+        bufferevent_enable(fr->bev, EV_READ);
+    }
+    free(fr);
 }

@@ -29,6 +29,25 @@ int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n);
  * the bytes added. */
 size_t wm_bev_read_more(struct bufferevent *bev, size_t max);
 
+/*
+ * Fast reading for a plain socket bufferevent: the bufferevent keeps
+ * writing and reporting write errors, while reads are done here, up to 64
+ * KiB per syscall and without libevent's FIONREAD before each read. The
+ * given callbacks are called as the bufferevent would: readcb when bytes
+ * arrived in its input, eventcb with BEV_EVENT_EOF|READING or
+ * BEV_EVENT_ERROR|READING. Reading pauses by itself while the input holds
+ * `limit` bytes or more (wm_fastread_set() resumes it).
+ * Ownership: the caller frees it with wm_fastread_free() before freeing or
+ * handing on the bufferevent; that restores normal reading when on.
+ */
+struct wm_fastread;
+struct wm_fastread *wm_fastread_new(struct bufferevent *bev, size_t limit,
+                                    void (*readcb)(struct bufferevent *, void *),
+                                    void (*eventcb)(struct bufferevent *, short, void *), void *arg);
+/* Turn reading on or off (on: also resumes after the input was drained). */
+void wm_fastread_set(struct wm_fastread *fr, bool on);
+void wm_fastread_free(struct wm_fastread *fr);
+
 /* Free bev as the end of a connection. For one end of a pair (a tunnel
  * stream) the partner first gets EOF, so the other side learns it. */
 void wm_bev_free(struct bufferevent *bev);

@@ -183,6 +183,11 @@ static void *worker_main(void *arg)
     if (exit_hook != NULL) {
         exit_hook(w, exit_hook_arg);
     }
+    /* Deferred callbacks still queued hold references on their
+     * bufferevents: let them run so everything is released. */
+    for (int i = 0; i < 4; i++) {
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+    }
     self_worker = NULL;
     return NULL;
 }

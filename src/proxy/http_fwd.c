@@ -42,6 +42,9 @@ struct wm_hfwd {
     struct wm_http_parser *req;
     struct wm_http_parser *resp;
     struct bufferevent *up;
+    struct wm_fastread *cfr;       /* fast reads of the client socket (plain sockets) */
+    struct wm_fastread *ufr;       /* and of the upstream socket */
+    bool creading;                 /* client reading wanted */
     char up_key[WM_HOST_MAX + 80]; /* target key of `up` */
     bool up_reused;
     void *connecting;              /* ops handle while HF_CONNECTING */
@@ -86,6 +89,8 @@ static void hf_free(struct wm_pconn *c)
     if (f->ops->release != NULL) {
         f->ops->release(&f->t);
     }
+    wm_fastread_free(f->cfr);
+    wm_fastread_free(f->ufr);
     wm_bev_free(f->up);
     if (f->timer != NULL) {
         event_free(f->timer);
@@ -118,8 +123,40 @@ static void arm_timer(struct wm_hfwd *f, int ms)
     }
 }
 
+static void client_reading(struct wm_hfwd *f, bool on)
+{
+    f->creading = on;
+    if (f->cfr != NULL) {
+        wm_fastread_set(f->cfr, on);
+    } else if (on) {
+        bufferevent_enable(f->c->bev, EV_READ);
+    } else {
+        bufferevent_disable(f->c->bev, EV_READ);
+    }
+}
+
+static void up_reading(struct wm_hfwd *f, bool on)
+{
+    if (f->ufr != NULL) {
+        wm_fastread_set(f->ufr, on);
+    } else if (on) {
+        bufferevent_enable(f->up, EV_READ);
+    } else {
+        bufferevent_disable(f->up, EV_READ);
+    }
+}
+
+/* Give the client bufferevent back its own reading (closing, handing on). */
+static void release_client_reads(struct wm_hfwd *f)
+{
+    wm_fastread_free(f->cfr);
+    f->cfr = NULL;
+}
+
 static void drop_upstream(struct wm_hfwd *f)
 {
+    wm_fastread_free(f->ufr);
+    f->ufr = NULL;
     wm_bev_free(f->up);
     f->up = NULL;
     f->up_key[0] = '\0';
@@ -161,6 +198,7 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
     drop_upstream(f);
     f->state = HF_CLOSING;
     evtimer_del(f->timer);
+    release_client_reads(f);
     wm_pconn_close_after_flush(c, "http-error");
 }
 
@@ -382,7 +420,7 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
     if (f->client_paused && !f->req_done && f->state == HF_FORWARD) {
         f->client_paused = false;
         bufferevent_setwatermark(f->up, EV_WRITE, 0, 0);
-        bufferevent_enable(f->c->bev, EV_READ);
+        client_reading(f, true);
         process_client(f);
     }
 }
@@ -410,6 +448,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         }
         wm_log(WM_LOG_DEBUG, c->id, "http: target closed mid-response");
         log_request(f);
+        release_client_reads(f);
         wm_pconn_close_after_flush(c, "target-closed");
         return;
     }
@@ -435,10 +474,7 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 {
     struct wm_hfwd *f = arg;
 
-    if (f->state == HF_FORWARD && f->resp_head_sent &&
-        evbuffer_get_length(bufferevent_get_output(f->c->bev)) < WM_HTTP_BODY_HIGH_WATER) {
-        wm_bev_read_more(bev, WM_HTTP_BODY_HIGH_WATER); /* bodies: big reads */
-    }
+    (void)bev;
     if (f->state != HF_FORWARD) {
         /* Bytes on an idle kept connection: it is unusable now. */
         drop_upstream(f);
@@ -455,6 +491,7 @@ static void attach_upstream(struct wm_hfwd *f, struct bufferevent *up)
     bufferevent_setcb(up, up_read_cb, up_write_cb, up_event_cb, f);
     bufferevent_set_max_single_read(up, WM_RELAY_MAX_READ);
     bufferevent_enable(up, EV_READ | EV_WRITE);
+    f->ufr = wm_fastread_new(up, WM_HTTP_BODY_HIGH_WATER, up_read_cb, up_event_cb, f);
 }
 
 void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status, const char *detail)
@@ -479,7 +516,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     if (f->up_paused && f->up != NULL) {
         f->up_paused = false;
         bufferevent_setwatermark(f->c->bev, EV_WRITE, 0, 0);
-        bufferevent_enable(f->up, EV_READ);
+        up_reading(f, true);
         process_upstream(f);
     }
 }
@@ -491,7 +528,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 
     if ((what & BEV_EVENT_EOF) && f->state == HF_FORWARD && f->req_done) {
         /* The client half-closed after its request: answer, then close. */
-        bufferevent_disable(bev, EV_READ);
+        (void)bev;
+        client_reading(f, false);
         f->client_close = true;
         return;
     }
@@ -509,7 +547,7 @@ static void send_request(struct wm_hfwd *f)
 
     if (f->up == NULL) {
         f->state = HF_CONNECTING;
-        bufferevent_disable(c->bev, EV_READ);
+        client_reading(f, false);
         evtimer_del(f->timer);
         f->connecting = f->ops->connect(f, c, &f->t);
         if (f->connecting == NULL) {
@@ -528,7 +566,7 @@ static void send_request(struct wm_hfwd *f)
         wm_bev_send(f->up, f->head_out, evbuffer_get_length(f->head_out));
     }
     wm_http_parser_expect_no_body(f->resp, f->is_head);
-    bufferevent_enable(c->bev, EV_READ);
+    client_reading(f, true);
     process_client(f);
 }
 
@@ -672,7 +710,7 @@ static void forward_body(struct wm_hfwd *f)
     }
     if (!f->req_done && evbuffer_get_length(out) >= WM_HTTP_BODY_HIGH_WATER) {
         f->client_paused = true;
-        bufferevent_disable(c->bev, EV_READ);
+        client_reading(f, false);
         bufferevent_setwatermark(f->up, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
     }
 }
@@ -689,7 +727,7 @@ static void process_client(struct wm_hfwd *f)
         }
         break;
     default:
-        break;
+        return;
     }
 }
 
@@ -770,6 +808,8 @@ static void become_tunnel(struct wm_hfwd *f)
     struct bufferevent *up = f->up;
 
     log_request(f);
+    wm_fastread_free(f->ufr); /* the relay reads on its own */
+    f->ufr = NULL;
     f->up = NULL;
     wm_hfwd_detach(f);
     /* Bytes already buffered on either side are the first the relay moves. */
@@ -796,6 +836,7 @@ static void response_done(struct wm_hfwd *f)
          * by another request on this connection. */
         f->state = HF_CLOSING;
         evtimer_del(f->timer);
+        release_client_reads(f);
         wm_pconn_close_after_flush(c, "done");
         return;
     }
@@ -804,7 +845,7 @@ static void response_done(struct wm_hfwd *f)
     f->reqline[0] = '\0';
     evbuffer_drain(f->head_out, evbuffer_get_length(f->head_out));
     arm_timer(f, c->opts->idle_timeout_ms);
-    bufferevent_enable(c->bev, EV_READ);
+    client_reading(f, true); /* also resumes after pipelined input filled up */
     process_client(f);
 }
 
@@ -874,6 +915,7 @@ static void process_upstream(struct wm_hfwd *f)
                    wm_http_parser_error(f->resp));
             flush_scratch(f);
             log_request(f);
+            release_client_reads(f);
             wm_pconn_close_after_flush(c, "bad-response");
             return;
         }
@@ -895,7 +937,7 @@ static void process_upstream(struct wm_hfwd *f)
     flush_scratch(f);
     if (f->up != NULL && evbuffer_get_length(out) >= WM_HTTP_BODY_HIGH_WATER) {
         f->up_paused = true;
-        bufferevent_disable(f->up, EV_READ);
+        up_reading(f, false);
         bufferevent_setwatermark(c->bev, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
     }
 }
@@ -925,6 +967,8 @@ void wm_hfwd_start(struct wm_pconn *c, const struct wm_hfwd_ops *ops)
     bufferevent_setwatermark(c->bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, f);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    f->creading = true;
+    f->cfr = wm_fastread_new(c->bev, WM_HTTP_CLIENT_READ_MAX, client_read_cb, client_event_cb, f);
     arm_timer(f, c->opts->handshake_timeout_ms);
     process_client(f);
 }
