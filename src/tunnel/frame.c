@@ -91,6 +91,9 @@ static void wr_bytes(struct wr *w, const void *src, size_t k)
         w->bad = true;
         return;
     }
+    if (k == 0) {
+        return; /* src may be NULL for an empty string */
+    }
     memcpy(w->p + w->n, src, k);
     w->n += k;
 }
@@ -354,6 +357,9 @@ size_t wm_tun_register_encode(uint8_t *out, size_t cap, const struct wm_tun_mapp
     wr_u16(&w, (uint16_t)count);
     for (size_t i = 0; i < count; i++) {
         const struct wm_tun_mapping *m = &v[i];
+        if (m->nrules > WM_TUN_MAX_RULES) {
+            return 0;
+        }
         wr_str(&w, m->name);
         wr_u8(&w, m->mode);
         wr_str(&w, m->domain);
@@ -395,6 +401,9 @@ size_t wm_tun_register_result_encode(uint8_t *out, size_t cap, const uint8_t *ok
 {
     struct wr w = {out, 0, cap, false};
 
+    if (count > WM_TUN_MAX_MAPPINGS) {
+        return 0;
+    }
     wr_u16(&w, (uint16_t)count);
     for (size_t i = 0; i < count; i++) {
         wr_u8(&w, ok[i]);
@@ -498,6 +507,9 @@ const char *wm_tun_open_code_str(uint8_t code)
 
 void wm_tun_str_copy(char *dst, size_t cap, struct wm_tun_str s)
 {
+    if (cap == 0) {
+        return;
+    }
     size_t n = s.n < cap - 1 ? s.n : cap - 1;
 
     memcpy(dst, s.p, n);

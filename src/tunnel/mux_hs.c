@@ -29,6 +29,9 @@ void wm_tun_mac(const char *pass, const char *label, const uint8_t *n1, const ui
     if (ulen > WM_TUN_STR_MAX) {
         ulen = WM_TUN_STR_MAX;
     }
+    if (ll > 64) {
+        ll = 64; /* labels are the two constants below */
+    }
     memcpy(msg, label, ll);
     n += ll;
     memcpy(msg + n, n1, WM_TUN_NONCE);

@@ -1097,16 +1097,19 @@ static void test_register_table(void **state)
         free(m);
     }
 
-    /*
-     * BUG: src/tunnel/frame.c, wm_tun_register_encode(): a mapping with
-     * nrules = WM_TUN_MAX_RULES + 1 (65) is not refused; the encoder reads
-     * m->rules[64], past the end of the rules array (ASan: heap-buffer-
-     * overflow READ at frame.c:365 for a single heap-allocated mapping).
-     * Expected: return 0, as it does for count > WM_TUN_MAX_MAPPINGS and as
-     * the decoder refuses nrules > WM_TUN_MAX_RULES.
-     *
-     * {M(1, WM_TUN_MODE_HTTP), .nrules = WM_TUN_MAX_RULES + 1, ..., .enc = false, .dec = -1},
-     */
+    /* Regression (fixed): more rules than WM_TUN_MAX_RULES used to be read
+     * past the end of rules[]; the encoder now refuses them. */
+    {
+        struct wm_tun_mapping *m = calloc(1, sizeof(*m));
+        uint8_t out[256];
+        assert_non_null(m);
+        m->name.p = "n";
+        m->name.n = 1;
+        m->mode = WM_TUN_MODE_HTTP;
+        m->nrules = WM_TUN_MAX_RULES + 1;
+        assert_int_equal(wm_tun_register_encode(out, sizeof(out), m, 1), 0);
+        free(m);
+    }
 }
 
 /* More mappings than the caller's max; out has exactly max entries. */
@@ -1279,14 +1282,25 @@ static void test_register_result_max(void **state)
         free(reason);
     }
 
-    /*
-     * BUG: src/tunnel/frame.c, wm_tun_register_result_encode(): count is
-     * written as (uint16_t)count without a range check. count = 65536 (all
-     * ok = 0, reasons "") with cap = 2 + 3 * 65536 returns 196610 and writes
-     * the count field as 0x0000, so the peer decodes 0 entries followed by
-     * garbage (decode returns -1). Expected: 0, like wm_tun_register_encode()
-     * for count > WM_TUN_MAX_MAPPINGS.
-     */
+    /* Regression (fixed): a count over the protocol limit used to be
+     * written truncated to 16 bits; it is refused now. */
+    {
+        size_t count = 65536;
+        uint8_t *ok = calloc(count, 1);
+        const char **reason = calloc(count, sizeof(*reason));
+        size_t cap = 2 + 3 * count;
+        uint8_t *out = malloc(cap);
+        assert_non_null(ok);
+        assert_non_null(reason);
+        assert_non_null(out);
+        for (size_t k = 0; k < count; k++) {
+            reason[k] = "";
+        }
+        assert_int_equal(wm_tun_register_result_encode(out, cap, ok, reason, count), 0);
+        free(ok);
+        free(reason);
+        free(out);
+    }
 }
 
 /* ---- OPEN, OPEN_RESULT, RST, GOAWAY ---- */
