@@ -163,9 +163,20 @@ static void drop_upstream(struct wm_hfwd *f)
     f->up_paused = false;
 }
 
+static void set_reqline(struct wm_hfwd *f, struct wm_http_head *hd);
+
+/* The access line; the request line is formatted only when it is shown. */
 static void log_request(struct wm_hfwd *f)
 {
     struct wm_pconn *c = f->c;
+
+    c->access_logged = true;
+    if (!wm_log_enabled(WM_LOG_INFO)) {
+        return;
+    }
+    if (f->reqline[0] == '\0' && wm_http_head_size(wm_http_parser_head(f->req)) > 0) {
+        set_reqline(f, wm_http_parser_head(f->req));
+    }
 
     wm_log(WM_LOG_INFO, c->id,
            "access proto=%s client=%s user=%s target=%s req=\"%s\" code=%d in=%llu out=%llu "
@@ -174,7 +185,6 @@ static void log_request(struct wm_hfwd *f)
            f->t.log[0] ? f->t.log : "-", f->reqline, f->status,
            (unsigned long long)f->req_in, (unsigned long long)f->req_out,
            (unsigned long long)(wm_now_ms() - f->req_start_ms));
-    c->access_logged = true;
 }
 
 void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail)
@@ -192,7 +202,7 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
     wm_http_write_error(out, status, true, extra, detail);
     f->req_out += evbuffer_get_length(out) - before;
     c->bytes_out += evbuffer_get_length(out) - before;
-    if (f->reqline[0] != '\0' || status != 408) {
+    if (wm_http_head_size(wm_http_parser_head(f->req)) > 0 || status != 408) {
         log_request(f);
     }
     drop_upstream(f);
@@ -581,7 +591,7 @@ static void handle_head(struct wm_hfwd *f)
     f->status = 0;
     f->retried = false;
     f->req_done = f->resp_head_sent = f->resp_done = false;
-    set_reqline(f, hd);
+    f->reqline[0] = '\0'; /* formatted when logged */
     f->is_head = wm_http_parser_method(f->req) == HTTP_HEAD;
     f->client_close = !wm_http_parser_keep_alive(f->req);
     f->wants_upgrade = wm_http_parser_upgrade(f->req) &&
@@ -600,7 +610,10 @@ static void handle_head(struct wm_hfwd *f)
         wm_hfwd_fail(f, r, extra, detail);
         return;
     }
-    snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->t.log);
+    if (wm_log_enabled(WM_LOG_DEBUG)) {
+        /* only debug lines of the connection read it */
+        snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->t.log);
+    }
     if (f->wants_upgrade) {
         f->client_close = true; /* after an upgrade the connection is not HTTP any more */
     }
