@@ -10,6 +10,7 @@
 
 #include "core/bev.h"
 #include "core/limits.h"
+#include "core/util.h"
 
 struct wm_relay {
     struct bufferevent *bev[2];
@@ -27,14 +28,6 @@ struct wm_relay {
     wm_relay_done_cb cb;
     void *arg;
 };
-
-static uint64_t coarse_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 const char *wm_relay_end_str(enum wm_relay_end end)
 {
@@ -107,7 +100,7 @@ static void move_data(struct wm_relay *r, int i)
     if (n == 0) {
         return;
     }
-    r->last_ms = coarse_ms();
+    r->last_ms = wm_now_coarse_ms();
     r->moved[i] += n;
     if (r->dead[o]) {
         evbuffer_drain(in, n); /* nobody to deliver to */
@@ -199,7 +192,7 @@ static void arm_idle(struct wm_relay *r, uint64_t ms)
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_relay *r = arg;
-    uint64_t now = coarse_ms();
+    uint64_t now = wm_now_coarse_ms();
     uint64_t since = now - r->last_ms;
 
     (void)fd;
@@ -227,7 +220,7 @@ struct wm_relay *wm_relay_start(struct event_base *base, struct bufferevent *a,
     r->arg = arg;
     r->high_water = conf != NULL && conf->high_water > 0 ? conf->high_water : WM_RELAY_HIGH_WATER;
     r->idle_ms = conf != NULL ? conf->idle_ms : WM_IDLE_TIMEOUT_MS;
-    r->last_ms = coarse_ms();
+    r->last_ms = wm_now_coarse_ms();
     if (r->idle_ms > 0) {
         r->idle_ev = evtimer_new(base, idle_cb, r);
         if (r->idle_ev == NULL) {

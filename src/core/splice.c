@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/limits.h"
+#include "core/util.h"
 
 #define SPLICE_PIPE_SIZE (256 * 1024)
 #define SPLICE_CHUNK (256 * 1024)
@@ -42,14 +43,6 @@ struct wm_splice {
     wm_relay_done_cb cb;
     void *arg;
 };
-
-static uint64_t coarse_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void finish(struct wm_splice *s)
 {
@@ -175,7 +168,7 @@ static void read_copy(struct wm_splice *s, int i)
         return;
     }
     d->bytes += (uint64_t)n;
-    s->last_ms = coarse_ms();
+    s->last_ms = wm_now_coarse_ms();
     if ((size_t)n == sizeof(buf)) {
         d->bulk = true;
     }
@@ -212,7 +205,7 @@ static void read_side(struct wm_splice *s, int i)
         if (n > 0) {
             d->inpipe += (size_t)n;
             d->bytes += (uint64_t)n;
-            s->last_ms = coarse_ms();
+            s->last_ms = wm_now_coarse_ms();
             continue;
         }
         if (n == 0) {
@@ -256,7 +249,7 @@ static void arm_idle(struct wm_splice *s, uint64_t ms)
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_splice *s = arg;
-    uint64_t since = coarse_ms() - s->last_ms;
+    uint64_t since = wm_now_coarse_ms() - s->last_ms;
 
     (void)fd;
     (void)what;
@@ -282,7 +275,7 @@ struct wm_splice *wm_splice_start(struct event_base *base, int a, int b, struct 
     s->cb = cb;
     s->arg = arg;
     s->idle_ms = conf != NULL ? conf->idle_ms : WM_IDLE_TIMEOUT_MS;
-    s->last_ms = coarse_ms();
+    s->last_ms = wm_now_coarse_ms();
     for (int i = 0; i < 2; i++) {
         struct dir *d = &s->d[i];
         d->from = s->fd[i];

@@ -214,3 +214,11 @@ void wm_fmt(char *buf, size_t cap, const char *fmt, ...)
     vsnprintf(buf, cap, fmt, ap);
     va_end(ap);
 }
+
+uint64_t wm_now_coarse_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

@@ -42,4 +42,8 @@ void wm_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(p
 /* Monotonic clock in milliseconds. */
 uint64_t wm_now_ms(void);
 
+/* The same at tick resolution (a few ms), cheaper: for idle bookkeeping
+ * done per read. */
+uint64_t wm_now_coarse_ms(void);
+
 #endif

@@ -15,7 +15,7 @@ from helpers import control as ctl
 from helpers import socks
 from helpers import traffic as tr
 from helpers.http1 import Reader
-from helpers.net import connect, free_port, wait_port
+from helpers.net import free_ports, connect, free_port, wait_port
 
 REF = next((d for d in ("/work/shared/wmproxy-ref/config",
                         os.path.join(os.path.dirname(__file__),
@@ -27,12 +27,7 @@ DIAG = re.compile(r"^(warning: )?(.+?):(\d+):(\d+): (\S+): (.*)$")
 
 
 def ports(n):
-    out = []
-    while len(out) < n:
-        p = free_port()
-        if p not in out:
-            out.append(p)
-    return out
+    return free_ports(n)
 
 
 def check(path):

@@ -8,18 +8,13 @@ import socket
 from conftest import BIN
 from helpers import control as ctl
 from helpers import traffic as tr
-from helpers.net import connect, free_port, wait_port
+from helpers.net import free_ports, connect, free_port, wait_port
 
 USER = "alice"
 
 
 def ports(n):
-    out = []
-    while len(out) < n:
-        p = free_port()
-        if p not in out:
-            out.append(p)
-    return out
+    return free_ports(n)
 
 
 def conf(cport, port, password="s3cret", extra_top="", extra=""):

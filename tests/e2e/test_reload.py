@@ -15,7 +15,7 @@ from helpers import control as ctl
 from helpers import socks
 from helpers import traffic as tr
 from helpers.http1 import Reader
-from helpers.net import connect, free_port, wait_port
+from helpers.net import free_ports, connect, free_port, wait_port
 from helpers.origin import pattern_sha256
 
 USER = "alice"
@@ -39,13 +39,7 @@ def conf(cport, port, password=PASS, idle="60s", level="info", extra=""):
 
 
 def ports(n):
-    """n distinct free ports."""
-    out = []
-    while len(out) < n:
-        p = free_port()
-        if p not in out:
-            out.append(p)
-    return out
+    return free_ports(n)
 
 
 def start(wmproxy, tmp_path, text, port, env=None):

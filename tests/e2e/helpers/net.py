@@ -22,6 +22,16 @@ def free_port(family=socket.AF_INET):
     raise RuntimeError("no free port")
 
 
+def free_ports(n):
+    """n distinct free TCP ports."""
+    out = []
+    while len(out) < n:
+        p = free_port()
+        if p not in out:
+            out.append(p)
+    return out
+
+
 def free_udp_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
