@@ -34,6 +34,9 @@ void wm_pconn_finish(struct wm_pconn *c, const char *reason)
     } else {
         wm_log(WM_LOG_DEBUG, c->id, "close client=%s end=%s", c->peer_str, reason);
     }
+    /* Counters first: /status must never show a closed connection as open
+     * on its listener after the worker stopped counting it. */
+    wm_listen_stats_conn_close(c->stats, c->bytes_in, c->bytes_out);
     wm_worker_conn_del(c->w, &c->link);
     if (c->proto_free != NULL) {
         c->proto_free(c);
@@ -47,7 +50,6 @@ void wm_pconn_finish(struct wm_pconn *c, const char *reason)
     if (c->bev != NULL) {
         wm_bev_free(c->bev);
     }
-    wm_listen_stats_conn_close(c->stats, c->bytes_in, c->bytes_out);
     wm_listen_stats_unref(c->stats);
     wm_service_unref(&c->svc->base);
     free(c);

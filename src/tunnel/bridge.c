@@ -48,6 +48,7 @@ static void bridge_finish(struct bridge *b, const char *why)
            b->proto, b->peer, b->target[0] ? b->target : "-", b->code,
            (unsigned long long)b->in, (unsigned long long)b->out,
            (unsigned long long)(wm_now_ms() - b->start_ms), why);
+    wm_listen_stats_conn_close(b->stats, b->in, b->out);
     wm_worker_conn_del(b->w, &b->link);
     if (b->dial != NULL) {
         wm_dial_cancel(b->dial);
@@ -58,7 +59,6 @@ static void bridge_finish(struct bridge *b, const char *why)
     if (b->a != NULL) {
         wm_bev_free(b->a);
     }
-    wm_listen_stats_conn_close(b->stats, b->in, b->out);
     wm_listen_stats_unref(b->stats);
     free(b);
 }
