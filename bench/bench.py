@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """wmproxy benchmark harness: forward-proxy benchmarks against tinyproxy,
-dante, microsocks, nginx and haproxy, all on 127.0.0.1 in one run.
+dante, microsocks, nginx and haproxy, and tunnel benchmarks against ssh -L
+and stunnel, all on 127.0.0.1 in one run.
 
     /usr/bin/python3 bench/bench.py --bin build/wmproxy [--only http,bulk] [--quick]
 
@@ -21,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import proc, sec_bulk, sec_connrate, sec_http, sec_rss  # noqa: E402
+from lib import proc, sec_bulk, sec_connrate, sec_http, sec_rss, sec_tunnel  # noqa: E402
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
 SECTIONS = [
@@ -29,10 +30,12 @@ SECTIONS = [
     ("bulk", "bulk download MB/s (curl, SOCKS5/CONNECT)", sec_bulk.run),
     ("connrate", "SOCKS5 short connections/s (socks_rate.c)", sec_connrate.run),
     ("rss", "RSS per 1,000 idle tunnels", sec_rss.run),
+    ("tunnel", "tunnel: bulk vs ssh -L / stunnel, latency at fixed rates, "
+     "idle-stream RSS", sec_tunnel.run),
 ]
 
 ANCHOR_PKGS = ["wrk", "curl", "nginx", "tinyproxy", "dante-server", "microsocks",
-               "haproxy"]
+               "haproxy", "iperf3", "openssh-server", "stunnel4", "openssl"]
 
 
 def parse_args():
@@ -57,6 +60,9 @@ def parse_args():
                     help="worker_processes of the nginx target in connrate")
     ap.add_argument("--rss-conns", type=int, default=1000,
                     help="idle tunnels per proxy in the rss section")
+    ap.add_argument("--tunnel-streams", type=int, default=10000,
+                    help="idle streams in the tunnel RSS table (default 10000; "
+                         "reduced to fit RLIMIT_NOFILE)")
     ap.add_argument("--out", default=os.path.join(BENCH_DIR, "out", "results.md"))
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temp dir (configs, logs) for inspection")
@@ -101,7 +107,15 @@ def _ours_version(bin_info):
                              capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = "?"
-    return "wmproxy: repo HEAD %s, %s" % (sha or "?", bin_info)
+    try:
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--",
+                                "src", "include", "Makefile", "mk"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        dirty = ""
+    return "wmproxy: repo HEAD %s%s, %s" % (
+        sha or "?", " (+ uncommitted changes in the source tree)" if dirty else "",
+        bin_info)
 
 
 def _loadavg():
@@ -112,13 +126,13 @@ def _loadavg():
         return "?"
 
 
-def machine_lines(args, bin_info, started, load0, other_cores):
+def machine_lines(args, ours_version, started, load0, other_cores):
     return [
         "- machine: %s, %d cores, kernel %s, %s; loadavg at start %s, at end %s; "
         "other processes used %.2f cores on average during the run" % (
             _cpu_model(), os.cpu_count() or 0, platform.release(),
             started.strftime("%Y-%m-%d %H:%M UTC"), load0, _loadavg(), other_cores),
-        "- versions: %s; %s" % (_pkg_versions(), _ours_version(bin_info)),
+        "- versions: %s; %s" % (_pkg_versions(), ours_version),
         "- options: %s" % " ".join(sys.argv[1:]) if len(sys.argv) > 1 else
         "- options: (defaults)",
     ]
@@ -142,6 +156,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     started, load0 = datetime.datetime.now(datetime.timezone.utc), _loadavg()
+    ours_version = _ours_version(ctx.bin_info)     # at the start: HEAD may move
     foreign = proc.ForeignCpu().start()
     tables, t0, interrupted = [], time.monotonic(), False
     try:
@@ -165,6 +180,11 @@ def main():
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)      # let the cleanup finish
         proc.stop_all()
+        for path in ctx.cleanup_paths:
+            try:
+                os.rmdir(path)                      # only if still empty
+            except OSError:
+                pass
         if args.keep_tmp:
             ctx.log("temp dir kept: %s" % tmp)
         else:
@@ -172,7 +192,7 @@ def main():
 
     lines = ["## wmproxy benchmark results", ""]
     other = foreign.cores()
-    lines += machine_lines(args, ctx.bin_info, started, load0, other)
+    lines += machine_lines(args, ours_version, started, load0, other)
     if other >= 0.1:
         lines.append("- **warning**: processes outside the benchmark used %.2f "
                      "cores on average (this machine has %d); numbers are noisy, "

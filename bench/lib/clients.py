@@ -236,3 +236,55 @@ def established_count(local_port):
             if parts[1].endswith(want) and parts[3] == "01":
                 n += 1
     return n
+
+
+# --- iperf3 (tunnel section) -------------------------------------------------------
+def iperf3_argv(port, secs, omit=1, reverse=True):
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs),
+            "-O", str(omit), "-J", "--connect-timeout", "5000"]
+    return argv + (["-R"] if reverse else [])
+
+
+def iperf3(port, secs, omit=1, reverse=True):
+    """One iperf3 client run (one TCP stream) against 127.0.0.1:port.
+    reverse (-R): the server sends, the client receives. Returns the
+    receiver's bits/s (end.sum_received, omitted first seconds excluded)."""
+    r = proc.run(iperf3_argv(port, secs, omit, reverse), timeout=secs + omit + 30)
+    try:
+        d = json.loads(r.stdout)
+    except ValueError:
+        raise RuntimeError("iperf3 rc=%d, no JSON: %s" % (
+            r.returncode, (r.stderr or r.stdout).strip()[-300:]))
+    if d.get("error"):
+        raise RuntimeError("iperf3: %s" % d["error"])
+    try:
+        bps = float(d["end"]["sum_received"]["bits_per_second"])
+        got = int(d["end"]["sum_received"]["bytes"])
+    except (KeyError, TypeError, ValueError):
+        raise RuntimeError("iperf3 rc=%d: no sum_received in the result" % r.returncode)
+    if r.returncode != 0 or got <= 0:
+        raise RuntimeError("iperf3 rc=%d, %d bytes received" % (r.returncode, got))
+    return bps
+
+
+# --- rate_http (tunnel section) ----------------------------------------------------
+def rate_http_argv(ctx, port, rate, secs, warm, conns, host, path, min_body):
+    return [ctx.tool("rate_http"), "-p", port, "-r", rate, "-c", conns, "-d", secs,
+            "-w", warm, "-H", host, "-P", path, "-b", min_body, "-T", 5]
+
+
+def rate_http(ctx, port, rate, secs, warm=1, conns=16, host="bench.test", path="/1k",
+              min_body=1024):
+    """Open-loop run of bench/tools/rate_http at `rate` req/s; returns the
+    parsed RATEHTTP line as a dict of ints (latencies in microseconds)."""
+    argv = rate_http_argv(ctx, port, rate, secs, warm, conns, host, path, min_body)
+    r = proc.run(argv, timeout=secs + warm + 30)
+    m = re.search(r"^RATEHTTP (.*)$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise RuntimeError("rate_http failed (rc=%d): %s" % (
+            r.returncode, (r.stderr or r.stdout).strip()[-300:]))
+    out = {}
+    for kv in m.group(1).split():
+        k, v = kv.split("=", 1)
+        out[k] = float(v) if "." in v else int(v)
+    return out

@@ -33,7 +33,9 @@ class Ctx:
         self.rss_conns = args.rss_conns
         self.nginx_workers = args.nginx_workers
         self.target_workers = args.target_workers
+        self.tunnel_streams = getattr(args, "tunnel_streams", 10000)
         self.cmdlines = {}      # label -> command line, printed with the results
+        self.cleanup_paths = []  # empty dirs created outside $TMP (/run/sshd)
         self._tools = {}
 
     # --- logging ----------------------------------------------------------
@@ -86,12 +88,16 @@ class Ctx:
             return path
         return dst
 
-    def ours_argv(self, port):
+    def ours_bin(self):
+        """Path of our binary; raises Skip('not built') if it is missing."""
         if not self.bin or not os.path.isfile(self.bin):
             raise Skip("not built")
         if not os.access(self.bin, os.X_OK):
             raise Skip("not built (not executable)")
-        argv = [self.bin, "proxy", "-b", "127.0.0.1:%d" % port,
+        return self.bin
+
+    def ours_argv(self, port):
+        argv = [self.ours_bin(), "proxy", "-b", "127.0.0.1:%d" % port,
                 "--disable-control", "--disable-stdout"]
         if self.workers:
             argv += ["--workers", str(self.workers)]

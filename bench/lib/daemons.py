@@ -5,8 +5,13 @@ All daemons run in the foreground as children of bench.py, listen on
 run's temp dir. Each function returns a started Proc (port open) and sets
 p.cmdline (shown in the docs) and p.conf (the config text, if any).
 """
+import getpass
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import time
 
 from .proc import Proc, free_port
 
@@ -201,11 +206,295 @@ def ours(ctx, name="wmproxy"):
 
 
 # --- helpers servers ---------------------------------------------------------
-def idle_server(ctx):
-    """Accepts and holds TCP connections without sending anything."""
+def idle_server(ctx, stats=False):
+    """Accepts and holds TCP connections without sending anything. With
+    stats, p.stats() returns (connections open, bytes received)."""
     port = free_port()
-    p = Proc("idle-server", [sys.executable,
-                             os.path.join(BENCH_DIR, "tools", "idle_server.py"),
-                             "--port", port], ctx.logdir, port=port)
+    argv = [sys.executable, os.path.join(BENCH_DIR, "tools", "idle_server.py"),
+            "--port", port]
+    stats_path = os.path.join(ctx.tmp, "idle-%d.stats" % port)
+    if stats:
+        argv += ["--stats-file", stats_path]
+    p = Proc("idle-server", argv, ctx.logdir, port=port, probe="listen")
+    p.conf = None
+
+    def read_stats():
+        try:
+            with open(stats_path) as f:
+                a, b = f.read().split()
+            return int(a), int(b)
+        except (OSError, ValueError):
+            return 0, 0
+    p.stats = read_stats
+    return p.start()
+
+
+# --- tunnels (section tunnel) ------------------------------------------------
+def _run_ok(argv, cwd, what):
+    r = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed (rc=%d): %s" % (what, r.returncode,
+                                                      (r.stderr or r.stdout)[-300:]))
+    return r
+
+
+CERT_CMDS = [
+    ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"],
+    ["openssl", "req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "2",
+     "-subj", "/CN=wmproxy bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+     "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "ca.pem"],
+    ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "srv.key"],
+    ["openssl", "req", "-new", "-key", "srv.key", "-subj", "/CN=localhost",
+     "-out", "srv.csr"],
+    ["openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+     "-CAcreateserial", "-days", "2", "-sha256", "-extfile", "srv.ext",
+     "-out", "srv.pem"],
+]
+SRV_EXT = """subjectAltName = IP:127.0.0.1, DNS:localhost
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+"""
+
+
+def tunnel_certs(ctx):
+    """EC P-256 CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost)
+    made with the openssl CLI in $TMP/certs; returns {name: path}."""
+    d = _dir(ctx, "certs")
+    if not os.path.exists(os.path.join(d, "srv.pem")):
+        _write(os.path.join(d, "srv.ext"), SRV_EXT)
+        for argv in CERT_CMDS:
+            _run_ok(argv, d, " ".join(argv[:2]))
+        _run_ok(["openssl", "verify", "-CAfile", "ca.pem", "srv.pem"], d,
+                "openssl verify")
+    return {n: os.path.join(d, n) for n in ("ca.pem", "ca.key", "srv.pem", "srv.key")}
+
+
+def _toml_str(s):
+    return '"%s"' % str(s).replace("\\", "\\\\").replace('"', '\\"')
+
+
+TUNNEL_USER, TUNNEL_PASS = "wm", "bench-pw"
+TUNNEL_DOMAIN = "bench.test"
+
+
+def tunnel_pair(ctx, name, tls, tcp_target, http_target, certs):
+    """A wmproxy tunnel: server node (public tcp mapping port + public HTTP
+    port routed by Host) and client node offering two mappings: "bulk"
+    (tcp -> 127.0.0.1:tcp_target) and "web" (http, domain bench.test ->
+    127.0.0.1:http_target). Returns (server Proc, client Proc, ports) once a
+    request through the HTTP mapping succeeds, i.e. the client has attached
+    and registered both mappings. ports: center, tcp, http, entry."""
+    ours = ctx.ours_bin()
+    d = _dir(ctx, name)
+    ports = {k: free_port() for k in ("center", "tcp", "http", "entry")}
+    srv = ["disable_control = true", "[proxy]",
+           "bind_addr = \"127.0.0.1:%d\"" % ports["center"], 'mode = "server"']
+    if tls:
+        srv += ["tc = true", "cert = %s" % _toml_str(certs["srv.pem"]),
+                "key = %s" % _toml_str(certs["srv.key"])]
+    srv += ["username = %s" % _toml_str(TUNNEL_USER),
+            "password = %s" % _toml_str(TUNNEL_PASS),
+            "map_tcp_bind = \"127.0.0.1:%d\"" % ports["tcp"],
+            "map_http_bind = \"127.0.0.1:%d\"" % ports["http"]]
+    cli = ["disable_control = true", "[proxy]",
+           "server = \"127.0.0.1:%d\"" % ports["center"]]
+    if tls:
+        cli += ["ts = true", "ca = %s" % _toml_str(certs["ca.pem"])]
+    cli += ["bind_addr = \"127.0.0.1:%d\"" % ports["entry"],
+            "username = %s" % _toml_str(TUNNEL_USER),
+            "password = %s" % _toml_str(TUNNEL_PASS),
+            "", "[[proxy.mappings]]", 'name = "bulk"', 'mode = "tcp"',
+            "local_addr = \"127.0.0.1:%d\"" % tcp_target,
+            "", "[[proxy.mappings]]", 'name = "web"', 'mode = "http"',
+            "local_addr = \"127.0.0.1:%d\"" % http_target,
+            "domain = %s" % _toml_str(TUNNEL_DOMAIN)]
+    spath = _write(os.path.join(d, "server.toml"), "\n".join(srv) + "\n")
+    cpath = _write(os.path.join(d, "client.toml"), "\n".join(cli) + "\n")
+
+    def argv(path, log):
+        # --log-file at warn level: errors land in the temp dir without a
+        # log line per stream (--disable-stdout alone would log nothing)
+        return [ours, "run", "-c", path, "--disable-stdout", "--workers", "2",
+                "--log-file", os.path.join(d, log), "--default-level", "warn"]
+    s = Proc(name + "-server", argv(spath, "server.log"), ctx.logdir,
+             port=ports["center"], probe="listen", cwd=d)
+    s.conf, s.node_log = open(spath).read(), os.path.join(d, "server.log")
+    s.start()
+    try:
+        s.wait_port(ports["tcp"], 5)
+        s.wait_port(ports["http"], 5)
+        c = Proc(name + "-client", argv(cpath, "client.log"), ctx.logdir,
+                 port=ports["entry"], probe="listen", cwd=d)
+        c.conf, c.node_log = open(cpath).read(), os.path.join(d, "client.log")
+        c.start()
+    except BaseException:
+        s.stop()
+        raise
+    try:
+        _wait_http_mapping(ports["http"], TUNNEL_DOMAIN, [s, c], 15)
+    except BaseException:
+        c.stop()
+        s.stop()
+        raise
+    return s, c, ports
+
+
+def node_log_tail(p, n=400):
+    """Last n bytes of a tunnel node's --log-file (plus its stdout/stderr)."""
+    out = []
+    for path in (getattr(p, "node_log", None), p.logpath):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()[-n:].decode("utf-8", "replace").strip()
+            if data:
+                out.append(data)
+        except (OSError, TypeError):
+            pass
+    return " / ".join(out)
+
+
+def _wait_http_mapping(port, host, procs, timeout):
+    """Poll GET /1k with Host: host on the public HTTP port until 200."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError("%s exited (rc=%s): %s" % (
+                    p.name, p.popen.returncode, node_log_tail(p)))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(("GET /1k HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                           % host).encode())
+                buf = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+            status = buf.split(b"\r\n", 1)[0]
+            if status.startswith(b"HTTP/1.1 200") or status.startswith(b"HTTP/1.0 200"):
+                return
+            last = status.decode("latin-1")[:80] or "empty reply"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise RuntimeError("tunnel HTTP mapping not ready after %.0fs (last: %s); "
+                       "server log: %s; client log: %s" % (
+                           timeout, last, node_log_tail(procs[0]),
+                           node_log_tail(procs[1])))
+
+
+def iperf3_server(ctx):
+    port = free_port()
+    p = Proc("iperf3-server", ["iperf3", "-s", "-B", "127.0.0.1", "-p", port],
+             ctx.logdir, port=port, probe="listen")
     p.conf = None
     return p.start()
+
+
+SSH_CIPHER = "aes128-gcm@openssh.com"
+
+
+def sshd_and_forward(ctx, target_port):
+    """A private sshd on a free port (own host key, temporary authorized key,
+    only SSH_CIPHER) and `ssh -N -L LP:127.0.0.1:target_port` through it.
+    Returns (sshd Proc, ssh Proc, LP). sshd runs as root needs /run/sshd
+    (privilege separation dir); it is created if missing and recorded in
+    ctx.cleanup_paths."""
+    d = _dir(ctx, "ssh")
+    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
+    for key in ("host_key", "user_key"):
+        if not os.path.exists(os.path.join(d, key)):
+            _run_ok(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wmbench",
+                     "-f", os.path.join(d, key)], d, "ssh-keygen")
+    with open(os.path.join(d, "user_key.pub")) as f:
+        _write(os.path.join(d, "authorized_keys"), f.read())
+    os.chmod(os.path.join(d, "authorized_keys"), 0o600)
+    if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
+        os.makedirs("/run/sshd", mode=0o755)
+        ctx.cleanup_paths.append("/run/sshd")
+    sp = free_port()
+    conf = """Port %d
+ListenAddress 127.0.0.1
+HostKey %s/host_key
+PidFile %s/sshd.pid
+AuthorizedKeysFile %s/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+Compression no
+Ciphers %s
+LogLevel INFO
+""" % (sp, d, d, d, SSH_CIPHER)
+    cpath = _write(os.path.join(d, "sshd_config"), conf)
+    sshd = Proc("sshd", [sshd_bin, "-D", "-e", "-f", cpath], ctx.logdir, port=sp,
+                probe="listen")
+    sshd.conf = conf
+    sshd.start()
+    lp = free_port()
+    user = getpass.getuser()
+    ssh = Proc("ssh-L", ["ssh", "-N", "-F", "/dev/null", "-c", SSH_CIPHER,
+                         "-o", "Compression=no", "-o", "BatchMode=yes",
+                         "-o", "IdentitiesOnly=yes", "-i", os.path.join(d, "user_key"),
+                         "-o", "StrictHostKeyChecking=accept-new",
+                         "-o", "UserKnownHostsFile=%s/known_hosts" % d,
+                         "-o", "GlobalKnownHostsFile=/dev/null",
+                         "-o", "ExitOnForwardFailure=yes",
+                         "-L", "127.0.0.1:%d:127.0.0.1:%d" % (lp, target_port),
+                         "-p", sp, "%s@127.0.0.1" % user],
+               ctx.logdir, port=lp, probe="listen")
+    ssh.conf = None
+    try:
+        ssh.start()
+    except BaseException:
+        sshd.stop()
+        raise
+    return sshd, ssh, lp
+
+
+def stunnel_pair(ctx, target_port, certs):
+    """stunnel client (accept LP) -> stunnel server (TLS, server cert of the
+    tunnel section) -> 127.0.0.1:target_port. Returns (server, client, LP)."""
+    d = _dir(ctx, "stunnel")
+    sp, lp = free_port(), free_port()
+    sconf = """foreground = yes
+pid =
+debug = info
+[bench-server]
+accept = 127.0.0.1:%d
+connect = 127.0.0.1:%d
+cert = %s
+key = %s
+""" % (sp, target_port, certs["srv.pem"], certs["srv.key"])
+    cconf = """foreground = yes
+pid =
+debug = info
+[bench-client]
+client = yes
+accept = 127.0.0.1:%d
+connect = 127.0.0.1:%d
+CAfile = %s
+verifyChain = yes
+checkIP = 127.0.0.1
+""" % (lp, sp, certs["ca.pem"])
+    spath = _write(os.path.join(d, "server.conf"), sconf)
+    cpath = _write(os.path.join(d, "client.conf"), cconf)
+    exe = "stunnel4" if shutil.which("stunnel4") else "stunnel"
+    s = Proc("stunnel-server", [exe, spath], ctx.logdir, port=sp, probe="listen")
+    s.conf = sconf
+    s.start()
+    c = Proc("stunnel-client", [exe, cpath], ctx.logdir, port=lp, probe="listen")
+    c.conf = cconf
+    try:
+        c.start()
+    except BaseException:
+        s.stop()
+        raise
+    return s, c, lp

@@ -66,6 +66,25 @@ def _child_setup():
             pass
 
 
+def listening(port):
+    """True if a TCP socket is in LISTEN state on port (IPv4 or IPv6), from
+    /proc/net/tcp{,6}. Unlike port_open() it does not connect, so daemons
+    that log or mis-handle an empty probe connection (iperf3, sshd, stunnel,
+    tunnel carriers) see nothing."""
+    want = ":%04X" % port
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split(None, 4)
+                    if parts[1].endswith(want) and parts[3] == "0A":
+                        return True
+        except OSError:
+            continue
+    return False
+
+
 def port_open(port, host="127.0.0.1", timeout=0.2):
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -83,8 +102,12 @@ class Proc:
     """
 
     def __init__(self, name, argv, logdir, port=None, cwd=None, env=None,
-                 start_timeout=10.0):
+                 start_timeout=10.0, probe="connect"):
+        """probe: how start() waits for `port`: "connect" (a TCP connect
+        succeeds) or "listen" (a LISTEN socket shows up in /proc/net/tcp,
+        no connection is made)."""
         self.name = name
+        self.probe = probe
         self.argv = [str(a) for a in argv]
         self.port = port
         self.cwd = cwd or logdir
@@ -140,7 +163,7 @@ class Proc:
                 self.stop()
                 raise ProcError("%s exited (rc=%s) before listening on %d: %s"
                                 % (self.name, rc, port, self.log_tail()))
-            if port_open(port):
+            if (listening(port) if self.probe == "listen" else port_open(port)):
                 return
             time.sleep(0.05)
         self.stop()

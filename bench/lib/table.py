@@ -72,6 +72,20 @@ class Table:
         self.ratios.append((label, r, target, met, ""))
         return r
 
+    def limit(self, label, name, key, target, unit=""):
+        """An absolute check in the ratio table: row `name`'s `key` against
+        target like '<= 10' (same unit as the cell), e.g. a latency bound."""
+        v = self.get(name, key)
+        if v is None:
+            self.ratios.append((label, None, target, None,
+                                "n/a (%s missing)" % name))
+            return None
+        op, val = target.split()
+        met = v >= float(val) if op == ">=" else v <= float(val)
+        self.ratios.append((label, None, target + (" " + unit if unit else ""), met,
+                            "%.2f%s" % (v, " " + unit if unit else "")))
+        return v
+
     def _best(self, names, key):
         if isinstance(names, str):
             return self.get(names, key)
