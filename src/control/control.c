@@ -125,13 +125,16 @@ static void handle_status(struct evhttp_request *req)
         evbuffer_free(ls);
         return;
     }
+    /* Connections first (acquire): once a connection is gone from the
+     * count, its listener's counters below already show it closed. */
+    size_t conns = wm_workers_conn_total();
     wm_lset_foreach_stats(status_listener, ls);
     evbuffer_add_printf(b,
                         "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%llu,\"workers\":%d,"
                         "\"connections\":%zu,\"listeners\":[",
                         WM_VERSION, (int)getpid(),
                         (unsigned long long)((wm_now_ms() - start_ms) / 1000),
-                        wm_worker_count(), wm_workers_conn_total());
+                        wm_worker_count(), conns);
     evbuffer_add_buffer(b, ls);
     evbuffer_add(b, "]", 1);
     if (hooks.status != NULL) {

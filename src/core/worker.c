@@ -405,7 +405,9 @@ void wm_worker_conn_del(struct wm_worker *w, struct wm_conn_link *link)
     link->prev->next = link->next;
     link->next->prev = link->prev;
     link->next = link->prev = NULL;
-    __atomic_sub_fetch(&w->nconns, 1, __ATOMIC_RELAXED);
+    /* release: pairs with the acquire in wm_worker_conn_count(), so whoever
+     * sees the connection gone also sees what was done before (its stats). */
+    __atomic_sub_fetch(&w->nconns, 1, __ATOMIC_RELEASE);
     if (w->draining && w->nconns == 0) {
         worker_finish_drain(w);
     }
@@ -413,7 +415,7 @@ void wm_worker_conn_del(struct wm_worker *w, struct wm_conn_link *link)
 
 size_t wm_worker_conn_count(const struct wm_worker *w)
 {
-    return __atomic_load_n(&w->nconns, __ATOMIC_RELAXED);
+    return __atomic_load_n(&w->nconns, __ATOMIC_ACQUIRE);
 }
 
 size_t wm_workers_conn_total(void)

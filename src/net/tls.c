@@ -40,6 +40,10 @@ static SSL_CTX *ctx_common(bool server)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* No renegotiation, no compression; tickets keep reconnects cheap. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* TLS 1.3: AES-128-GCM first, the cheapest with AES-NI; all three are
+     * the protocol's standard suites. */
+    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                  "TLS_CHACHA20_POLY1305_SHA256");
     return ctx;
 }
 

@@ -21,7 +21,9 @@
 #define PUMP_READ_MAX (256 * 1024)  /* ciphertext read per syscall, at most */
 #define PUMP_OUT_HIGH (256 * 1024)  /* stop encrypting above this much unsent */
 #define PUMP_IN_HIGH (512 * 1024)   /* stop reading while the user lags this much */
-#define PUMP_CHUNK 16384            /* plaintext per SSL_write: one record */
+#define PUMP_CHUNK 16384            /* plaintext per SSL_read: one record */
+#define PUMP_WRITE_MAX (64 * 1024)  /* plaintext per SSL_write: up to 4 records */
+#define PUMP_SMALL 2048             /* a first chain this small is joined with the next */
 #define PUMP_HANDSHAKE_MS 15000
 #define PUMP_CLOSE_MS 5000
 
@@ -219,11 +221,20 @@ static bool encrypt(struct pump *p)
     struct evbuffer *in = bufferevent_get_input(p->b);
 
     while (evbuffer_get_length(in) > 0 && evbuffer_get_length(p->cout) < PUMP_OUT_HIGH) {
-        size_t n = evbuffer_get_length(in);
-        if (n > PUMP_CHUNK) {
-            n = PUMP_CHUNK;
+        /* Encrypt the first chain in place (OpenSSL cuts it into records);
+         * only a tiny first chain is joined with what follows. */
+        struct evbuffer_iovec v;
+        size_t total = evbuffer_get_length(in);
+        evbuffer_peek(in, -1, NULL, &v, 1);
+        size_t n = v.iov_len;
+        unsigned char *data = v.iov_base;
+        if (n < PUMP_SMALL && total > n) {
+            n = total < PUMP_CHUNK ? total : PUMP_CHUNK;
+            data = evbuffer_pullup(in, (ev_ssize_t)n);
         }
-        unsigned char *data = evbuffer_pullup(in, (ev_ssize_t)n);
+        if (n > PUMP_WRITE_MAX) {
+            n = PUMP_WRITE_MAX;
+        }
         int r = SSL_write(p->ssl, data, (int)n);
         if (r <= 0) {
             int e = SSL_get_error(p->ssl, r);

@@ -1,8 +1,13 @@
 /*
  * tunnel/bridge.c - join one connection to a target reached through the
- * tunnel (or dialed directly), then relay. Used by every tunnel path:
- * client entry -> PROXY stream, incoming MAPPING stream -> local service,
- * public TCP -> MAPPING stream, child PROXY stream -> parent.
+ * tunnel (or dialed directly), with access logging and graceful-stop
+ * registration. Used by every tunnel path:
+ *  - client entry / public tcp port: a socket -> a new stream, attached to
+ *    the socket directly (mux_sock.c, no relay);
+ *  - incoming mapping stream -> dial the local service, then accept the
+ *    stream attached to the dialed socket;
+ *  - child PROXY stream -> parent (middle node): a stream's bufferevent ->
+ *    a new stream, with the relay.
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -22,30 +27,40 @@
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 
+enum bridge_stream {
+    BS_NONE = 0,
+    BS_OPENING,  /* we opened it, awaiting the peer's answer */
+    BS_PENDING,  /* the peer opened it, we are dialing */
+    BS_ATTACHED, /* socket stream: the mux moves the bytes */
+};
+
 struct bridge {
     struct wm_conn_link link; /* first: the worker's registry */
     uint64_t id;
     struct wm_worker *w;
-    struct bufferevent *a;
+    struct bufferevent *a;     /* relay side (stream to stream), or NULL */
+    int fd;                    /* our socket until the mux takes it, or -1 */
+    enum bridge_stream sk;
+    bool swap;                 /* fd is the target side: swap the counts */
+    struct wm_tun_stream *st;
     struct wm_dial *dial;
-    struct wm_tun_stream *open;
     struct wm_relay *relay;
     struct wm_listen_stats *stats;
+    const char *proto;         /* static string */
+    char *target;
     int idle_ms;
-    char peer[WM_ADDR_STR_MAX];
-    char proto[24];
-    char target[WM_HOST_MAX + 16];
     int code;
     uint64_t start_ms;
     uint64_t in;
     uint64_t out;
+    char peer[WM_ADDR_STR_MAX];
 };
 
 static void bridge_finish(struct bridge *b, const char *why)
 {
     wm_log(WM_LOG_INFO, b->id, "access proto=%s client=%s target=%s code=%d in=%llu out=%llu "
                                "ms=%llu end=%s",
-           b->proto, b->peer, b->target[0] ? b->target : "-", b->code,
+           b->proto, b->peer, b->target != NULL ? b->target : "-", b->code,
            (unsigned long long)b->in, (unsigned long long)b->out,
            (unsigned long long)(wm_now_ms() - b->start_ms), why);
     wm_listen_stats_conn_close(b->stats, b->in, b->out);
@@ -53,14 +68,32 @@ static void bridge_finish(struct bridge *b, const char *why)
     if (b->dial != NULL) {
         wm_dial_cancel(b->dial);
     }
-    if (b->open != NULL) {
-        wm_tun_open_cancel(b->open);
+    switch (b->sk) {
+    case BS_OPENING:
+        wm_tun_open_cancel(b->st);
+        break;
+    case BS_PENDING:
+        wm_tun_stream_refuse(b->st, WM_TUN_OPEN_UNREACHABLE, why);
+        break;
+    case BS_ATTACHED: /* only reached through sock_end: st is gone */
+    case BS_NONE:
+        break;
     }
     if (b->a != NULL) {
         wm_bev_free(b->a);
     }
+    if (b->fd >= 0) {
+        close(b->fd);
+    }
     wm_listen_stats_unref(b->stats);
+    free(b->target);
     free(b);
+}
+
+static void set_target(struct bridge *b, const char *target)
+{
+    free(b->target);
+    b->target = strdup(target);
 }
 
 static void relay_done(void *arg, const struct wm_relay_result *res)
@@ -73,12 +106,28 @@ static void relay_done(void *arg, const struct wm_relay_result *res)
     bridge_finish(b, wm_relay_end_str(res->end));
 }
 
+/* The mux finished an attached socket stream (fd already closed). */
+static void sock_end(void *arg, const struct wm_tun_sock_result *r)
+{
+    struct bridge *b = arg;
+
+    b->sk = BS_NONE;
+    b->st = NULL;
+    b->in += b->swap ? r->out : r->in;
+    b->out += b->swap ? r->in : r->out;
+    bridge_finish(b, r->why);
+}
+
 static void abort_cb(struct wm_conn_link *link)
 {
     struct bridge *b = (struct bridge *)link;
 
     if (b->relay != NULL) {
         wm_relay_abort(b->relay);
+        return;
+    }
+    if (b->sk == BS_ATTACHED) {
+        wm_tun_sock_abort(b->st); /* sock_end finishes b */
         return;
     }
     bridge_finish(b, "shutdown");
@@ -92,26 +141,38 @@ static void wait_event_cb(struct bufferevent *bev, short what, void *arg)
     bridge_finish(arg, "client-closed");
 }
 
+static struct bridge *bridge_alloc(const char *peer, const char *proto,
+                                   struct wm_listen_stats *stats, int idle_ms)
+{
+    struct bridge *b = calloc(1, sizeof(*b));
+
+    if (b == NULL) {
+        return NULL;
+    }
+    b->id = wm_log_next_id();
+    b->w = wm_worker_self();
+    b->fd = -1;
+    b->idle_ms = idle_ms;
+    b->start_ms = wm_now_ms();
+    b->link.abort = abort_cb;
+    b->proto = proto;
+    b->stats = wm_listen_stats_ref(stats);
+    wm_listen_stats_conn_open(stats);
+    snprintf(b->peer, sizeof(b->peer), "%s", peer != NULL ? peer : "-");
+    wm_worker_conn_add(b->w, &b->link);
+    return b;
+}
+
 struct bridge *bridge_new(struct bufferevent *a, const char *peer, const char *proto,
                           struct wm_listen_stats *stats, int idle_ms)
 {
-    struct bridge *b = calloc(1, sizeof(*b));
+    struct bridge *b = bridge_alloc(peer, proto, stats, idle_ms);
 
     if (b == NULL) {
         wm_bev_free(a);
         return NULL;
     }
-    b->id = wm_log_next_id();
-    b->w = wm_worker_self();
     b->a = a;
-    b->idle_ms = idle_ms;
-    b->start_ms = wm_now_ms();
-    b->link.abort = abort_cb;
-    b->stats = wm_listen_stats_ref(stats);
-    wm_listen_stats_conn_open(stats);
-    snprintf(b->peer, sizeof(b->peer), "%s", peer != NULL ? peer : "-");
-    snprintf(b->proto, sizeof(b->proto), "%s", proto);
-    wm_worker_conn_add(b->w, &b->link);
     /* Reading waits until the target is there; bytes stay buffered. */
     bufferevent_setcb(a, NULL, NULL, wait_event_cb, b);
     bufferevent_disable(a, EV_READ);
@@ -119,41 +180,102 @@ struct bridge *bridge_new(struct bufferevent *a, const char *peer, const char *p
     return b;
 }
 
-static void start_relay(struct bridge *b, struct bufferevent *target)
+struct bridge *bridge_new_fd(int fd, const char *peer, const char *proto,
+                             struct wm_listen_stats *stats, int idle_ms)
 {
-    struct wm_relay_conf rc = {b->idle_ms, 0};
+    struct bridge *b = bridge_alloc(peer, proto, stats, idle_ms);
 
-    b->relay = wm_relay_start(wm_worker_base(b->w), b->a, target, &rc, relay_done, b);
+    if (b == NULL) {
+        close(fd);
+        return NULL;
+    }
+    b->fd = fd; /* not read until the stream is open: early bytes wait in the kernel */
+    return b;
+}
+
+static void bridge_abandoned(void *arg)
+{
+    struct bridge *b = arg;
+
+    b->sk = BS_NONE;
+    b->st = NULL;
+    bridge_finish(b, "reset-by-peer");
+}
+
+struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, const char *proto,
+                                 int idle_ms)
+{
+    struct bridge *b = bridge_alloc(peer, proto, NULL, idle_ms);
+
+    if (b == NULL) {
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_LIMIT, "out of memory");
+        return NULL;
+    }
+    b->st = s;
+    b->sk = BS_PENDING;
+    b->swap = true;
+    wm_tun_stream_watch(s, bridge_abandoned, b);
+    return b;
+}
+
+
+static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason, void *arg)
+{
+    struct bridge *b = arg;
+
+    b->code = code;
+    if (code != WM_TUN_OPEN_OK) {
+        b->sk = BS_NONE;
+        b->st = NULL;
+        wm_log(WM_LOG_DEBUG, b->id, "tunnel open %s: %s", b->target != NULL ? b->target : "-", reason);
+        bridge_finish(b, wm_tun_open_code_str(code));
+        return;
+    }
+    if (outer == NULL) {
+        b->sk = BS_ATTACHED; /* the mux owns the socket now */
+        b->fd = -1;
+        return;
+    }
+    b->sk = BS_NONE;
+    b->st = NULL;
+    struct wm_relay_conf rc = {b->idle_ms, 0};
+    b->relay = wm_relay_start(wm_worker_base(b->w), b->a, outer, &rc, relay_done, b);
     if (b->relay == NULL) {
-        wm_bev_free(target);
+        wm_bev_free(outer);
         bridge_finish(b, "out-of-memory");
         return;
     }
     b->a = NULL;
 }
 
-static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason, void *arg)
-{
-    struct bridge *b = arg;
-
-    b->open = NULL;
-    b->code = code;
-    if (outer == NULL) {
-        wm_log(WM_LOG_DEBUG, b->id, "tunnel open %s: %s", b->target, reason);
-        bridge_finish(b, wm_tun_open_code_str(code));
-        return;
-    }
-    start_relay(b, outer);
-}
-
 void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,
                         const char *target)
 {
-    snprintf(b->target, sizeof(b->target), "%s", target);
-    b->open = t != NULL ? wm_tun_open(t, o, open_cb, b) : NULL;
-    if (b->open == NULL) {
+    set_target(b, target);
+    if (t == NULL) {
+        b->st = NULL;
+    } else if (b->fd >= 0) {
+        b->st = wm_tun_open_sock(t, o, b->fd, b->idle_ms, open_cb, sock_end, b);
+    } else {
+        b->st = wm_tun_open(t, o, open_cb, b);
+    }
+    if (b->st == NULL) {
         b->code = WM_TUN_OPEN_UNREACHABLE;
         bridge_finish(b, "tunnel-down");
+        return;
+    }
+    b->sk = BS_OPENING;
+}
+
+static uint8_t open_code_of(enum wm_dial_status st)
+{
+    switch (st) {
+    case WM_DIAL_REFUSED:
+        return WM_TUN_OPEN_REFUSED;
+    case WM_DIAL_TIMEOUT:
+        return WM_TUN_OPEN_TIMEOUT;
+    default:
+        return WM_TUN_OPEN_UNREACHABLE;
     }
 }
 
@@ -161,29 +283,35 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
                     void *arg)
 {
     struct bridge *b = arg;
-    struct bufferevent *up;
+    struct wm_tun_stream *s = b->st;
 
     (void)peer;
     (void)plen;
     b->dial = NULL;
+    b->code = st;
     if (st != WM_DIAL_OK) {
-        b->code = st;
-        wm_log(WM_LOG_DEBUG, b->id, "dial %s: %s", b->target, wm_dial_status_str(st));
+        wm_log(WM_LOG_DEBUG, b->id, "dial %s: %s", b->target != NULL ? b->target : "-",
+               wm_dial_status_str(st));
+        b->sk = BS_NONE;
+        b->st = NULL;
+        wm_tun_stream_refuse(s, open_code_of(st), wm_dial_status_str(st));
         bridge_finish(b, wm_dial_status_str(st));
         return;
     }
-    up = bufferevent_socket_new(wm_worker_base(b->w), fd, BEV_OPT_CLOSE_ON_FREE);
-    if (up == NULL) {
-        close(fd);
+    b->sk = BS_ATTACHED;
+    if (wm_tun_stream_accept_sock(s, fd, b->idle_ms, sock_end, b) < 0) {
+        b->sk = BS_NONE;
+        b->st = NULL;
         bridge_finish(b, "out-of-memory");
-        return;
     }
-    start_relay(b, up);
 }
 
 void bridge_dial(struct bridge *b, const char *host, uint16_t port, int timeout_ms)
 {
-    snprintf(b->target, sizeof(b->target), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+    char t[WM_HOST_MAX + 16];
+
+    snprintf(t, sizeof(t), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+    set_target(b, t);
     b->dial = wm_dial_start(b->w, host, port, timeout_ms, dial_cb, b);
     if (b->dial == NULL) {
         bridge_finish(b, "out-of-memory");
@@ -192,5 +320,9 @@ void bridge_dial(struct bridge *b, const char *host, uint16_t port, int timeout_
 
 void bridge_abort(struct bridge *b, const char *why)
 {
+    if (b->sk == BS_ATTACHED) {
+        wm_tun_sock_abort(b->st);
+        return;
+    }
     bridge_finish(b, why);
 }

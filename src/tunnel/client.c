@@ -124,16 +124,16 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NO_MAPPING, "no such mapping");
         return;
     }
-    struct bufferevent *outer = wm_tun_stream_accept(s);
-    if (outer == NULL) {
-        return;
-    }
     if (m->mode == WM_TUN_MODE_PROXY) {
         /* The public port reaches a proxy running here, inside. */
-        wm_proxy_serve(c->s->proxy_svc, c->n->w, outer, NULL, 0, NULL);
+        struct bufferevent *outer = wm_tun_stream_accept(s);
+        if (outer != NULL) {
+            wm_proxy_serve(c->s->proxy_svc, c->n->w, outer, NULL, 0, NULL);
+        }
         return;
     }
-    struct bridge *b = bridge_new(outer, peer, "tunnel-map", NULL, c->s->idle_timeout_ms);
+    /* Dial first: a refused or unreachable service is told to the opener. */
+    struct bridge *b = bridge_new_stream(s, peer, "tunnel-map", c->s->idle_timeout_ms);
     if (b != NULL) {
         bridge_dial(b, m->host, m->port, c->s->connect_timeout_ms);
     }

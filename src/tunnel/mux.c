@@ -24,8 +24,6 @@
 #define CARRIER_MAX_IO (256 * 1024)
 #define SWEEP_MS 1000
 
-static void pump_schedule(struct wm_tun *t);
-static void stream_free(struct wm_tun_stream *s, bool notify_outer);
 static void tun_finalize(struct wm_tun *t);
 
 /* ---- small helpers ---- */
@@ -112,7 +110,7 @@ static void ready_remove(struct wm_tun *t, struct wm_tun_stream *s)
     s->rnext = s->rprev = NULL;
 }
 
-static void ready_push(struct wm_tun *t, struct wm_tun_stream *s)
+void tun_ready_push(struct wm_tun *t, struct wm_tun_stream *s)
 {
     if (s->queued) {
         return;
@@ -149,8 +147,8 @@ void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
     }
 }
 
-static void send_code(struct wm_tun *t, uint8_t type, uint32_t sid, bool wide, uint32_t code,
-                      const char *reason)
+void tun_send_code(struct wm_tun *t, uint8_t type, uint32_t sid, bool wide, uint32_t code,
+                   const char *reason)
 {
     uint8_t buf[512];
     char r[400];
@@ -189,23 +187,29 @@ static size_t send_data(struct wm_tun *t, struct wm_tun_stream *s, struct evbuff
 
 static bool stream_has_output(struct wm_tun_stream *s)
 {
-    size_t avail = evbuffer_get_length(bufferevent_get_input(s->inner));
-
     if (s->fin_sent) {
         return false;
     }
+    if (s->inner == NULL) {
+        return false; /* socket streams queue themselves when readable */
+    }
+    size_t avail = evbuffer_get_length(bufferevent_get_input(s->inner));
+
     if (avail > 0 && s->send_window > 0) {
         return true;
     }
     return avail == 0 && s->local_eof;
 }
 
-/* Drop a finished stream: both directions have FIN. */
-static void stream_maybe_done(struct wm_tun_stream *s)
+/* Drop a finished stream: both directions have FIN (and a socket stream
+ * has passed its FIN on to the socket). */
+bool tun_stream_maybe_done(struct wm_tun_stream *s)
 {
-    if (s->fin_sent && s->remote_fin) {
-        stream_free(s, false);
+    if (s->fin_sent && s->remote_fin && (s->ev == NULL || s->wr_shut)) {
+        tun_stream_free(s, false);
+        return true;
     }
+    return false;
 }
 
 static void pump(struct wm_tun *t)
@@ -224,6 +228,10 @@ static void pump(struct wm_tun *t)
     while (t->ready != NULL && evbuffer_get_length(out) < CARRIER_HIGH_WATER) {
         struct wm_tun_stream *s = t->ready;
         ready_remove(t, s);
+        if (s->inner == NULL) {
+            tun_sock_pump(t, s);
+            continue;
+        }
         struct evbuffer *src = bufferevent_get_input(s->inner);
         size_t avail = evbuffer_get_length(src);
         size_t n = avail;
@@ -241,30 +249,38 @@ static void pump(struct wm_tun *t)
         s->send_window -= (uint32_t)n;
         if (fin) {
             s->fin_sent = true;
-            stream_maybe_done(s);
+            tun_stream_maybe_done(s);
             continue;
         }
         if (stream_has_output(s)) {
-            ready_push(t, s); /* back of the line: fairness */
+            tun_ready_push(t, s); /* back of the line: fairness */
         }
     }
 }
 
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
+void tun_pump_now(struct wm_tun *t)
 {
-    struct wm_tun *t = arg;
-
-    (void)fd;
-    (void)what;
     t->busy++;
     pump(t);
+    tun_leave(t);
+}
+
+void tun_leave(struct wm_tun *t)
+{
     t->busy--;
     if (t->dead && t->busy == 0) {
         tun_finalize(t);
     }
 }
 
-static void pump_schedule(struct wm_tun *t)
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    tun_pump_now(arg);
+}
+
+void tun_pump_schedule(struct wm_tun *t)
 {
     if (!t->dead && t->pump_ev != NULL) {
         event_active(t->pump_ev, EV_TIMEOUT, 0);
@@ -279,22 +295,21 @@ static void inner_read_cb(struct bufferevent *bev, void *arg)
 
     (void)bev;
     if (s->state == ST_OPEN && stream_has_output(s)) {
-        ready_push(s->t, s);
-        pump_schedule(s->t);
+        tun_ready_push(s->t, s);
+        tun_pump_schedule(s->t);
     }
 }
 
-/* Bytes left our receive buffer towards the local endpoint: return credit. */
-static void inner_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+/* n bytes left our receive buffer towards the local endpoint: return
+ * credit, in batches of a quarter window. */
+void tun_stream_consumed(struct wm_tun_stream *s, size_t n)
 {
-    struct wm_tun_stream *s = arg;
     struct wm_tun *t = s->t;
 
-    (void)buf;
-    if (info->n_deleted == 0 || t->dead) {
+    if (n == 0 || t->dead) {
         return;
     }
-    s->recv_credit += (uint32_t)info->n_deleted;
+    s->recv_credit += (uint32_t)n;
     if (s->recv_credit >= t->window / 4 && !s->remote_fin) {
         uint8_t p[4] = {(uint8_t)(s->recv_credit >> 24), (uint8_t)(s->recv_credit >> 16),
                         (uint8_t)(s->recv_credit >> 8), (uint8_t)s->recv_credit};
@@ -302,6 +317,12 @@ static void inner_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *in
         s->recv_avail += s->recv_credit;
         s->recv_credit = 0;
     }
+}
+
+static void inner_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    tun_stream_consumed(arg, info->n_deleted);
 }
 
 static void inner_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -314,13 +335,13 @@ static void inner_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (bufferevent_pair_get_partner(bev) == NULL && !s->remote_fin) {
         /* The local endpoint is gone, not just half-closed. */
-        send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
-        stream_free(s, false);
+        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
+        tun_stream_free(s, false);
         return;
     }
     s->local_eof = true;
-    ready_push(t, s);
-    pump_schedule(t);
+    tun_ready_push(t, s);
+    tun_pump_schedule(t);
 }
 
 /* Make the pair for an accepted/opened stream. Returns the outer end. */
@@ -352,6 +373,7 @@ static struct wm_tun_stream *stream_new(struct wm_tun *t, uint32_t id, enum stre
     }
     s->t = t;
     s->id = id;
+    s->fd = -1;
     s->state = st;
     s->send_window = t->peer_window;
     s->recv_avail = t->window;
@@ -360,11 +382,16 @@ static struct wm_tun_stream *stream_new(struct wm_tun *t, uint32_t id, enum stre
 }
 
 /* Release s. notify_outer: tell the local endpoint with an error event that
- * the stream was reset (its outer bufferevent stays the owner's). */
-static void stream_free(struct wm_tun_stream *s, bool notify_outer)
+ * the stream was reset (its outer bufferevent stays the owner's); for a
+ * socket stream, the end callback runs after s is freed. */
+void tun_stream_free(struct wm_tun_stream *s, bool notify_outer)
 {
     struct wm_tun *t = s->t;
+    struct tun_sock_end e = {NULL, NULL, {0, 0, NULL}};
 
+    if (s->ev != NULL) {
+        tun_sock_release(s, notify_outer, &e);
+    }
     ready_remove(t, s);
     stream_unlink(t, s);
     if (s->inner != NULL) {
@@ -380,6 +407,9 @@ static void stream_free(struct wm_tun_stream *s, bool notify_outer)
         bufferevent_free(s->inner);
     }
     free(s);
+    if (e.end != NULL) {
+        e.end(e.arg, &e.res);
+    }
 }
 
 struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
@@ -408,10 +438,24 @@ struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
     return s;
 }
 
+struct wm_tun_stream *wm_tun_open_sock(struct wm_tun *t, const struct wm_tun_open *o, int fd,
+                                       int idle_ms, wm_tun_open_cb cb, wm_tun_sock_end_cb end,
+                                       void *arg)
+{
+    struct wm_tun_stream *s = wm_tun_open(t, o, cb, arg);
+
+    if (s != NULL) {
+        s->fd = fd;
+        s->idle_ms = idle_ms;
+        s->end = end;
+    }
+    return s;
+}
+
 void wm_tun_open_cancel(struct wm_tun_stream *s)
 {
-    send_code(s->t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "cancelled");
-    stream_free(s, false);
+    tun_send_code(s->t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "cancelled");
+    tun_stream_free(s, false);
 }
 
 struct bufferevent *wm_tun_stream_accept(struct wm_tun_stream *s)
@@ -429,12 +473,13 @@ struct bufferevent *wm_tun_stream_accept(struct wm_tun_stream *s)
 
 void wm_tun_stream_refuse(struct wm_tun_stream *s, uint8_t code, const char *reason)
 {
-    send_code(s->t, WM_TUN_OPEN_RESULT, s->id, false, code, reason);
-    stream_free(s, false);
+    tun_send_code(s->t, WM_TUN_OPEN_RESULT, s->id, false, code, reason);
+    tun_stream_free(s, false);
 }
 
-void wm_tun_stream_set_arg(struct wm_tun_stream *s, void *arg)
+void wm_tun_stream_watch(struct wm_tun_stream *s, void (*gone)(void *arg), void *arg)
 {
+    s->gone = gone;
     s->arg = arg;
 }
 
@@ -464,12 +509,12 @@ static void on_open(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t 
         return;
     }
     if (t->nstreams >= WM_TUN_MAX_STREAMS) {
-        send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "too many streams");
+        tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "too many streams");
         return;
     }
     struct wm_tun_stream *s = stream_new(t, h->sid, ST_PENDING);
     if (s == NULL) {
-        send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "out of memory");
+        tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "out of memory");
         return;
     }
     if (t->cbs.open != NULL) {
@@ -498,14 +543,25 @@ static void on_open_result(struct wm_tun *t, const struct wm_tun_hdr *h, const u
     s->cb = NULL;
     if (code != WM_TUN_OPEN_OK) {
         wm_tun_str_copy(r, sizeof(r), reason);
-        stream_free(s, false);
+        tun_stream_free(s, false);
         cb(NULL, (uint8_t)code, r[0] ? r : wm_tun_open_code_str((uint8_t)code), arg);
+        return;
+    }
+    if (s->fd >= 0) {
+        if (tun_sock_attach(s, s->fd, s->idle_ms, s->end, arg) < 0) {
+            s->fd = -1; /* still the caller's */
+            tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
+            tun_stream_free(s, false);
+            cb(NULL, WM_TUN_OPEN_LIMIT, "out of memory", arg);
+            return;
+        }
+        cb(NULL, WM_TUN_OPEN_OK, "ok", arg);
         return;
     }
     struct bufferevent *outer = stream_attach(s);
     if (outer == NULL) {
-        send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
-        stream_free(s, false);
+        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
+        tun_stream_free(s, false);
         cb(NULL, WM_TUN_OPEN_LIMIT, "out of memory", arg);
         return;
     }
@@ -535,11 +591,16 @@ static void on_data(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffe
                  h->len - s->recv_avail);
         return;
     }
+    if (s->inner == NULL) {
+        s->recv_avail -= h->len;
+        tun_sock_data(s, in, h->len, (h->flags & WM_TUN_FLAG_FIN) != 0);
+        return;
+    }
     if (bufferevent_pair_get_partner(s->inner) == NULL) {
         /* Nobody reads any more: stop the sender. */
         evbuffer_drain(in, h->len);
-        send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
-        stream_free(s, false);
+        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
+        tun_stream_free(s, false);
         return;
     }
     s->recv_avail -= h->len;
@@ -550,7 +611,7 @@ static void on_data(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffe
         s->remote_fin = true;
         /* Delivers what is buffered, then EOF, to the local endpoint. */
         bufferevent_flush(s->inner, EV_WRITE, BEV_FINISHED);
-        stream_maybe_done(s);
+        tun_stream_maybe_done(s);
     }
 }
 
@@ -567,9 +628,13 @@ static void on_window(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_
         return;
     }
     s->send_window += inc;
+    if (s->ev != NULL) {
+        tun_sock_kick(s);
+        return;
+    }
     if (s->state == ST_OPEN && stream_has_output(s)) {
-        ready_push(t, s);
-        pump_schedule(t);
+        tun_ready_push(t, s);
+        tun_pump_schedule(t);
     }
 }
 
@@ -589,21 +654,22 @@ static void on_rst(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *
     if (s->state == ST_OPENING) {
         wm_tun_open_cb cb = s->cb;
         void *arg = s->arg;
-        stream_free(s, false);
+        tun_stream_free(s, false);
         if (cb != NULL) {
             cb(NULL, WM_TUN_OPEN_REFUSED, "reset by peer", arg);
         }
         return;
     }
     if (s->state == ST_PENDING) {
+        void (*gone)(void *) = s->gone;
         void *arg = s->arg;
-        stream_free(s, false);
-        if (t->cbs.abandoned != NULL) {
-            t->cbs.abandoned(arg);
+        tun_stream_free(s, false);
+        if (gone != NULL) {
+            gone(arg);
         }
         return;
     }
-    stream_free(s, true);
+    tun_stream_free(s, true);
 }
 
 /* One complete frame whose header was already removed; for DATA the
@@ -720,6 +786,9 @@ static void carrier_read_cb(struct bufferevent *bev, void *arg)
     t->busy++;
     wm_bev_read_more(bev, CARRIER_MAX_IO); /* plain carriers: big reads */
     carrier_read(t);
+    if (!t->dead) {
+        tun_sock_flush_all(t);
+    }
     t->busy--;
     if (t->dead && t->busy == 0) {
         tun_finalize(t);
@@ -783,7 +852,7 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     vsnprintf(t->why, sizeof(t->why), fmt, ap);
     va_end(ap);
     if (code != WM_TUN_ERR_NONE) {
-        send_code(t, WM_TUN_GOAWAY, 0, true, code, t->why);
+        tun_send_code(t, WM_TUN_GOAWAY, 0, true, code, t->why);
         /* Flush the GOAWAY, then close (bounded by the tick timer). */
         t->state = TUN_CLOSING;
         bufferevent_disable(t->bev, EV_READ);
@@ -833,15 +902,26 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             }
             tun_send_frame(t, WM_TUN_PING, 0, 0, ping, sizeof(ping));
         }
-        /* Sweep streams whose local endpoint was freed without a word. */
+        /* Sweep idle socket streams, and streams whose local endpoint was
+         * freed without a word. */
+        uint64_t coarse = wm_now_coarse_ms();
         for (size_t i = 0; i < t->nbuckets; i++) {
             for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
                 n = s->hnext;
-                if (s->state == ST_OPEN && bufferevent_pair_get_partner(s->inner) == NULL &&
-                    !s->local_eof) {
-                    send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE,
+                if (s->ev != NULL) {
+                    if (tun_sock_idle(s, coarse)) {
+                        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
+                                      "idle timeout");
+                        s->why = "idle";
+                        tun_stream_free(s, false);
+                    }
+                    continue;
+                }
+                if (s->state == ST_OPEN && s->inner != NULL &&
+                    bufferevent_pair_get_partner(s->inner) == NULL && !s->local_eof) {
+                    tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE,
                               "endpoint closed");
-                    stream_free(s, false);
+                    tun_stream_free(s, false);
                 }
             }
         }
@@ -888,13 +968,16 @@ static void tun_finalize(struct wm_tun *t)
         while (t->buckets[i] != NULL) {
             struct wm_tun_stream *s = t->buckets[i];
             wm_tun_open_cb cb = s->state == ST_OPENING ? s->cb : NULL;
+            void (*gone)(void *) = s->state == ST_PENDING ? s->gone : NULL;
             void *arg = s->arg;
-            enum stream_state st = s->state;
-            stream_free(s, true);
+            if (s->ev != NULL) {
+                s->why = "carrier-closed";
+            }
+            tun_stream_free(s, true);
             if (cb != NULL) {
                 cb(NULL, WM_TUN_OPEN_UNREACHABLE, "tunnel carrier closed", arg);
-            } else if (st == ST_PENDING && t->cbs.abandoned != NULL) {
-                t->cbs.abandoned(arg);
+            } else if (gone != NULL) {
+                gone(arg);
             }
         }
     }
@@ -985,7 +1068,7 @@ void wm_tun_destroy(struct wm_tun *t)
     memset(&t->cbs, 0, sizeof(t->cbs));
     t->arg = NULL;
     if (!t->dead && t->state != TUN_CLOSING) {
-        send_code(t, WM_TUN_GOAWAY, 0, true, WM_TUN_ERR_SHUTDOWN, "shutting down");
+        tun_send_code(t, WM_TUN_GOAWAY, 0, true, WM_TUN_ERR_SHUTDOWN, "shutting down");
     }
     snprintf(t->why, sizeof(t->why), "destroyed by its owner");
     t->dead = true;

@@ -60,12 +60,9 @@ struct wm_tun_cbs {
                             size_t n, void *arg);
     /* The peer opened stream s: call wm_tun_stream_accept() or
      * wm_tun_stream_refuse() on it, now or later (s stays valid until then,
-     * unless the carrier closes: then `abandoned` is called for it). */
+     * unless it goes away: see wm_tun_stream_watch()). */
     void (*open)(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_tun_open *o,
                  void *arg);
-    /* A pending incoming stream is gone (reset, or the carrier closed)
-     * before accept/refuse; stream_arg is what wm_tun_stream_set_arg() set. */
-    void (*abandoned)(void *stream_arg);
     /* The carrier ended; all streams are reset. t is freed after return. */
     void (*closed)(struct wm_tun *t, const char *why, void *arg);
 };
@@ -107,10 +104,45 @@ void wm_tun_open_cancel(struct wm_tun_stream *s);
  * or NULL on OOM (the stream is refused). */
 struct bufferevent *wm_tun_stream_accept(struct wm_tun_stream *s);
 void wm_tun_stream_refuse(struct wm_tun_stream *s, uint8_t code, const char *reason);
-/* Argument for the abandoned callback of a pending incoming stream. */
-void wm_tun_stream_set_arg(struct wm_tun_stream *s, void *arg);
+/* For an incoming stream answered later: gone(arg) runs if it goes away
+ * first (reset by the opener, carrier closed or destroyed); s is then freed. */
+void wm_tun_stream_watch(struct wm_tun_stream *s, void (*gone)(void *arg), void *arg);
 uint32_t wm_tun_stream_id(const struct wm_tun_stream *s);
 struct wm_tun *wm_tun_stream_tun(const struct wm_tun_stream *s);
+
+/*
+ * Socket-attached streams. For a plain connected socket the mux needs no
+ * bufferevent and no relay: it reads the socket straight into DATA frames
+ * when the stream's turn comes in the fair writer, and writes DATA payloads
+ * straight to the socket, keeping only what the kernel did not take (at
+ * most the receive window). Credit goes back as bytes reach the socket.
+ * Half-close both ways, per-stream idle timeout (swept once a second),
+ * reset on socket errors. The end callback runs once, after the stream and
+ * its socket are gone (fd closed), with the byte counts and a reason.
+ */
+struct wm_tun_sock_result {
+    uint64_t in;     /* bytes read from the socket into the stream */
+    uint64_t out;    /* bytes written to the socket */
+    const char *why; /* "closed", "reset", "idle", "socket-error", "carrier-closed",
+                        "aborted", "out-of-memory" */
+};
+typedef void (*wm_tun_sock_end_cb)(void *arg, const struct wm_tun_sock_result *r);
+
+/* Open a stream for connected socket fd. cb runs once as for wm_tun_open
+ * but never with an outer bufferevent: WM_TUN_OPEN_OK means the mux now
+ * owns fd and `end` will run; any other code leaves fd with the caller.
+ * Until cb runs fd is not touched (early bytes wait in the kernel). */
+struct wm_tun_stream *wm_tun_open_sock(struct wm_tun *t, const struct wm_tun_open *o, int fd,
+                                       int idle_ms, wm_tun_open_cb cb, wm_tun_sock_end_cb end,
+                                       void *arg);
+/* Accept an incoming stream with connected socket fd, which the mux owns
+ * from now on (closed on failure). Returns 0, or -1 when out of memory
+ * (the stream is refused, end is not called). */
+int wm_tun_stream_accept_sock(struct wm_tun_stream *s, int fd, int idle_ms,
+                              wm_tun_sock_end_cb end, void *arg);
+/* End an attached socket stream now (the peer gets RST); end runs, with
+ * why "aborted", before this returns. */
+void wm_tun_sock_abort(struct wm_tun_stream *s);
 
 /* HMAC-SHA-256 of the handshake (exposed for tests). */
 void wm_tun_mac(const char *pass, const char *label, const uint8_t *n1, const uint8_t *n2,

@@ -44,8 +44,27 @@ struct wm_tun_stream {
     bool local_eof;        /* the outer side wrote EOF: send FIN once drained */
     bool fin_sent;
     bool remote_fin;
-    wm_tun_open_cb cb;
+    wm_tun_open_cb cb;            /* ST_OPENING */
+    void (*gone)(void *arg);      /* ST_PENDING, see wm_tun_stream_watch() */
     void *arg;
+    /* Socket-attached streams (mux_sock.c): the mux reads and writes fd
+     * itself. ev != NULL once attached (the mux then owns fd); until then
+     * fd is the opener's. Pair streams have fd -1. */
+    int fd;
+    bool readable;            /* read edge seen, not yet drained */
+    bool rdhup;               /* the peer's FIN is in (EV_CLOSED) */
+    bool wr_blocked;          /* short write: wait for the writable edge */
+    bool wr_shut;             /* shutdown(SHUT_WR) done */
+    bool flush_queued;        /* on the carrier's flush list */
+    struct wm_tun_stream *fnext;
+    struct event *ev;
+    struct evbuffer *pend;    /* stream -> socket bytes not yet written; NULL when empty */
+    wm_tun_sock_end_cb end;
+    const char *why;          /* end reason when it is not plain "closed"/"reset" */
+    int idle_ms;
+    uint64_t last_ms;         /* coarse clock, last byte either way */
+    uint64_t nin;             /* socket -> stream */
+    uint64_t nout;            /* stream -> socket */
 };
 
 struct wm_tun {
@@ -72,6 +91,7 @@ struct wm_tun {
     size_t nstreams;
     uint32_t next_id;
     struct wm_tun_stream *ready; /* ring head */
+    struct wm_tun_stream *flushq; /* socket streams with output to write */
     /* timers */
     struct event *tick;       /* heartbeat */
     struct event *pump_ev;    /* deferred pump */
@@ -92,6 +112,40 @@ void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
 void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_set_ready(struct wm_tun *t);
+
+void tun_stream_free(struct wm_tun_stream *s, bool notify_outer);
+/* Frees s when both directions are finished; returns true then. */
+bool tun_stream_maybe_done(struct wm_tun_stream *s);
+void tun_ready_push(struct wm_tun *t, struct wm_tun_stream *s);
+void tun_pump_schedule(struct wm_tun *t);
+void tun_stream_consumed(struct wm_tun_stream *s, size_t n);
+void tun_send_code(struct wm_tun *t, uint8_t type, uint32_t sid, bool wide, uint32_t code,
+                   const char *reason);
+void tun_pump_now(struct wm_tun *t);
+/* The callback epilogue: finalize a dead carrier once nothing is on the stack. */
+void tun_leave(struct wm_tun *t);
+
+/* mux_sock.c */
+int tun_sock_attach(struct wm_tun_stream *s, int fd, int idle_ms, wm_tun_sock_end_cb end,
+                    void *arg);
+/* One turn of the fair writer: read once from the socket into a DATA frame. */
+void tun_sock_pump(struct wm_tun *t, struct wm_tun_stream *s);
+/* A DATA frame's payload (len bytes at the front of in) for the socket. */
+void tun_sock_data(struct wm_tun_stream *s, struct evbuffer *in, size_t len, bool fin);
+/* Write the output of every socket stream that got DATA in this read. */
+void tun_sock_flush_all(struct wm_tun *t);
+/* Queue a readable socket stream in the fair writer if it may send. */
+void tun_sock_kick(struct wm_tun_stream *s);
+/* Release the socket side (called by tun_stream_free); returns the end call
+ * to make once s is gone. */
+struct tun_sock_end {
+    wm_tun_sock_end_cb end;
+    void *arg;
+    struct wm_tun_sock_result res;
+};
+void tun_sock_release(struct wm_tun_stream *s, bool reset, struct tun_sock_end *e);
+/* Idle sweep: true when s timed out (the caller resets it). */
+bool tun_sock_idle(const struct wm_tun_stream *s, uint64_t now);
 
 /* mux_hs.c: handle a handshake frame (state < TUN_READY). */
 void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);

@@ -371,7 +371,6 @@ static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
     struct tnode *n = wm_tnode;
     char ps[WM_ADDR_STR_MAX] = "-";
     struct wm_tun *t = n != NULL ? tclient_carrier(n->client) : NULL;
-    struct bufferevent *bev;
 
     (void)plen;
     if (peer != NULL) {
@@ -383,12 +382,7 @@ static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
         close(fd);
         return;
     }
-    bev = bufferevent_socket_new(wm_worker_base(n->w), fd, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        close(fd);
-        return;
-    }
-    struct bridge *b = bridge_new(bev, ps, "tunnel-entry", stats, n->s->idle_timeout_ms);
+    struct bridge *b = bridge_new_fd(fd, ps, "tunnel-entry", stats, n->s->idle_timeout_ms);
     if (b != NULL) {
         struct wm_tun_open o = {WM_TUN_OPEN_PROXY, {"", 0}, {ps, strlen(ps)}};
         bridge_open_stream(b, t, &o, "parent");

@@ -96,17 +96,28 @@ void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int f
                            struct wm_listen_stats *stats);
 
 /* bridge.c: one client connection joined to a target (a tunnel stream or
- * a dialed socket) by the relay, with access logging and graceful-stop
- * registration. `a` is taken. */
+ * a dialed socket), with access logging and graceful-stop registration.
+ * Each constructor takes what it is given (also on failure, NULL return).
+ * proto must be a static string. */
 struct bridge;
+/* A bufferevent (a stream's outer end), relayed to the stream it opens. */
 struct bridge *bridge_new(struct bufferevent *a, const char *peer, const char *proto,
                           struct wm_listen_stats *stats, int idle_ms);
-/* Connect through tunnel t; on failure the bridge ends (a closed). */
+/* A connected socket, attached to the stream it opens (no relay). */
+struct bridge *bridge_new_fd(int fd, const char *peer, const char *proto,
+                             struct wm_listen_stats *stats, int idle_ms);
+/* An incoming stream still pending: bridge_dial() then accepts it attached
+ * to the dialed socket, or refuses it with the dial's failure (the bridge
+ * ends by itself if the stream goes away meanwhile). */
+struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, const char *proto,
+                                 int idle_ms);
+/* Connect through tunnel t (bridge_new / bridge_new_fd); on failure the
+ * bridge ends. */
 void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,
                         const char *target);
-/* Connect by dialing host:port. */
+/* Connect by dialing host:port (bridge_new_stream). */
 void bridge_dial(struct bridge *b, const char *host, uint16_t port, int timeout_ms);
-/* Give up now (closes a). */
+/* Give up now. */
 void bridge_abort(struct bridge *b, const char *why);
 
 #endif

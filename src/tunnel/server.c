@@ -458,7 +458,6 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
     char ps[WM_ADDR_STR_MAX] = "-";
     bool proxy = strcmp(key, "@proxy") == 0;
     struct rmap *r = tserver_pick(sv, proxy ? WM_TUN_MODE_PROXY : WM_TUN_MODE_TCP, key);
-    struct bufferevent *bev;
 
     (void)plen;
     if (peer != NULL) {
@@ -470,13 +469,8 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
         close(fd);
         return;
     }
-    bev = bufferevent_socket_new(wm_worker_base(sv->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        close(fd);
-        return;
-    }
-    struct bridge *b = bridge_new(bev, ps, proxy ? "tunnel-proxy" : "tunnel-tcp", stats,
-                                  sv->n->s->idle_timeout_ms);
+    struct bridge *b = bridge_new_fd(fd, ps, proxy ? "tunnel-proxy" : "tunnel-tcp", stats,
+                                     sv->n->s->idle_timeout_ms);
     if (b == NULL) {
         return;
     }
