@@ -28,6 +28,9 @@ struct wm_http_head {
     struct span *values;
     size_t nfields;
     size_t nconnection; /* Connection fields: they may name more hop-by-hop ones */
+    bool cur_conn;      /* the field being read is a Connection field */
+    bool conn_extra;    /* a Connection field names something beyond
+                           close / keep-alive / upgrade */
     bool in_name;  /* a name is being built */
     bool in_value; /* a value is being built */
 };
@@ -75,6 +78,8 @@ void wm_http_head_reset(struct wm_http_head *h)
     h->status = h->major = h->minor = 0;
     h->nfields = 0;
     h->nconnection = 0;
+    h->cur_conn = false;
+    h->conn_extra = false;
     h->in_name = h->in_value = false;
 }
 
@@ -141,6 +146,30 @@ int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const ch
     return 0;
 }
 
+/* Does a Connection value name a token other than close, keep-alive and
+ * upgrade (the only ones that do not name an extra hop-by-hop header, or
+ * name one already in the fixed set)? */
+static bool conn_names_extra(const char *v, size_t n)
+{
+    size_t k = 0;
+
+    while (k < n) {
+        size_t j = k;
+        while (j < n && v[j] != ',') {
+            j++;
+        }
+        const char *t = v + k;
+        size_t tn = j - k;
+        wm_trim(&t, &tn);
+        if (tn > 0 && !wm_strieq(t, tn, "close") && !wm_strieq(t, tn, "keep-alive") &&
+            !wm_strieq(t, tn, "upgrade")) {
+            return true;
+        }
+        k = j + 1;
+    }
+    return false;
+}
+
 int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
 {
     if (part == WM_HTTP_PART_NAME) {
@@ -149,7 +178,8 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
         }
         h->in_name = false;
         struct span n = h->names[h->nfields];
-        if (n.len == 10 && wm_strieq(h->buf + n.off, 10, "connection")) {
+        h->cur_conn = n.len == 10 && wm_strieq(h->buf + n.off, 10, "connection");
+        if (h->cur_conn) {
             h->nconnection++;
         }
         h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
@@ -157,6 +187,11 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
         /* An empty value produces no append: accept it. */
         if (!h->in_name && h->nfields < h->max_fields) {
             h->in_value = false;
+            if (h->cur_conn && !h->conn_extra) {
+                struct span v = h->values[h->nfields];
+                h->conn_extra = conn_names_extra(h->buf + v.off, v.len);
+            }
+            h->cur_conn = false;
             h->nfields++;
             return 0;
         }
@@ -261,7 +296,7 @@ bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t 
             }
         }
     }
-    if (h->nconnection == 0) {
+    if (!h->conn_extra) {
         return false;
     }
     for (size_t i = 0; i < h->nfields; i++) {

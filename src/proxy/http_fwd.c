@@ -347,6 +347,54 @@ static bool ruled_out(struct wm_hfwd *f, bool request, const struct wm_http_fiel
 
 /* ---- the upstream request ---- */
 
+/* ---- head output: one reservation, filled with memcpy ---- */
+
+struct headw {
+    struct evbuffer *out;
+    struct evbuffer_iovec v;
+    char *p;
+    size_t n;
+};
+
+/* Reserve room for at most cap bytes. Returns -1 on OOM. */
+static int headw_begin(struct headw *w, struct evbuffer *out, size_t cap)
+{
+    w->out = out;
+    w->n = 0;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &w->v, 1) != 1 || w->v.iov_len < cap) {
+        return -1;
+    }
+    w->p = w->v.iov_base;
+    return 0;
+}
+
+static void headw_put(struct headw *w, const void *d, size_t n)
+{
+    memcpy(w->p + w->n, d, n);
+    w->n += n;
+}
+
+static void headw_field(struct headw *w, const struct wm_http_field *fl)
+{
+    headw_put(w, fl->name, fl->nlen);
+    headw_put(w, ": ", 2);
+    headw_put(w, fl->value, fl->vlen);
+    headw_put(w, "\r\n", 2);
+}
+
+static void headw_end(struct headw *w)
+{
+    w->v.iov_len = w->n;
+    evbuffer_commit_space(w->out, &w->v, 1);
+}
+
+/* Bytes a head's copy can take: every stored byte, plus ": " and CRLF per
+ * field, plus the first line's own (extra says how much). */
+static size_t head_cap(const struct wm_http_head *hd, size_t extra)
+{
+    return wm_http_head_size(hd) + 4 * wm_http_head_nfields(hd) + extra + 64;
+}
+
 static void build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
 {
     struct evbuffer *b = f->head_out;
@@ -357,23 +405,28 @@ static void build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
     struct wm_http_field fl;
     bool v10 = wm_http_head_major(hd) == 1 && wm_http_head_minor(hd) == 0;
     bool own_host = f->t.host_hdr[0] != '\0';
+    size_t hlen = own_host ? strlen(f->t.host_hdr) : 0;
+    struct headw w;
 
     evbuffer_drain(b, evbuffer_get_length(b));
-    evbuffer_add(b, m, mlen);
-    evbuffer_add(b, " ", 1);
+    if (headw_begin(&w, b, head_cap(hd, f->t.pathlen + hlen + 32)) < 0) {
+        return; /* OOM: an empty head, the upstream answers 400 or closes */
+    }
+    headw_put(&w, m, mlen);
+    headw_put(&w, " ", 1);
     if (f->t.path != NULL) {
         if (f->t.pathlen == 0 || f->t.path[0] != '/') {
-            evbuffer_add(b, "/", 1);
+            headw_put(&w, "/", 1);
         }
-        evbuffer_add(b, f->t.path, f->t.pathlen);
+        headw_put(&w, f->t.path, f->t.pathlen);
     } else {
-        evbuffer_add(b, u, ulen);
+        headw_put(&w, u, ulen);
     }
-    evbuffer_add(b, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
+    headw_put(&w, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
     if (own_host) {
-        evbuffer_add(b, "Host: ", 6);
-        evbuffer_add(b, f->t.host_hdr, strlen(f->t.host_hdr));
-        evbuffer_add(b, "\r\n", 2);
+        headw_put(&w, "Host: ", 6);
+        headw_put(&w, f->t.host_hdr, hlen);
+        headw_put(&w, "\r\n", 2);
     }
     for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
         wm_http_head_field(hd, i, &fl);
@@ -387,20 +440,19 @@ static void build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
         if (f->t.nrules > 0 && ruled_out(f, true, &fl)) {
             continue;
         }
-        evbuffer_add(b, fl.name, fl.nlen);
-        evbuffer_add(b, ": ", 2);
-        evbuffer_add(b, fl.value, fl.vlen);
-        evbuffer_add(b, "\r\n", 2);
+        headw_field(&w, &fl);
     }
+    headw_end(&w);
     if (f->t.nrules > 0) {
         add_rule_headers(f, hd, true, b);
     }
     if (f->wants_upgrade) {
-        evbuffer_add(b, "Connection: Upgrade\r\n", 21);
+        evbuffer_add(b, "Connection: Upgrade\r\n\r\n", 23);
     } else if (v10) {
-        evbuffer_add(b, "Connection: close\r\n", 19);
+        evbuffer_add(b, "Connection: close\r\n\r\n", 21);
+    } else {
+        evbuffer_add(b, "\r\n", 2);
     }
-    evbuffer_add(b, "\r\n", 2);
 }
 
 static void set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
@@ -774,13 +826,17 @@ static void write_response_head(struct wm_hfwd *f)
     int status = wm_http_head_status(hd);
     bool upgrade = status == 101 && f->wants_upgrade;
     char sl[16] = "HTTP/1.1 000 ";
+    struct headw w;
 
+    if (headw_begin(&w, out, head_cap(hd, rlen + 16)) < 0) {
+        return; /* OOM: nothing sent; the connection ends on its timeout */
+    }
     sl[9] = (char)('0' + status / 100 % 10);
     sl[10] = (char)('0' + status / 10 % 10);
     sl[11] = (char)('0' + status % 10);
-    evbuffer_add(out, sl, 13);
-    evbuffer_add(out, reason, rlen);
-    evbuffer_add(out, "\r\n", 2);
+    headw_put(&w, sl, 13);
+    headw_put(&w, reason, rlen);
+    headw_put(&w, "\r\n", 2);
     for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
         wm_http_head_field(hd, i, &fl);
         if (upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) {
@@ -793,24 +849,21 @@ static void write_response_head(struct wm_hfwd *f)
         if (f->t.nrules > 0 && status >= 200 && ruled_out(f, false, &fl)) {
             continue;
         }
-        evbuffer_add(out, fl.name, fl.nlen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, fl.value, fl.vlen);
-        evbuffer_add(out, "\r\n", 2);
+        headw_field(&w, &fl);
     }
+    headw_end(&w);
     if (f->t.nrules > 0 && status >= 200) {
         add_rule_headers(f, wm_http_parser_head(f->req), false, out);
     }
     if (upgrade) {
-        evbuffer_add(out, "Connection: Upgrade\r\n", 21);
-    } else if (status >= 200) {
-        if (f->client_close) {
-            evbuffer_add(out, "Connection: close\r\n", 19);
-        } else if (wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
-            evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-        }
+        evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
+    } else if (status >= 200 && f->client_close) {
+        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+    } else if (status >= 200 && wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
+        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+    } else {
+        evbuffer_add(out, "\r\n", 2);
     }
-    evbuffer_add(out, "\r\n", 2);
     f->req_out += evbuffer_get_length(out) - before;
     c->bytes_out += evbuffer_get_length(out) - before;
 }

@@ -53,9 +53,40 @@ static bool check_auth(struct wm_pconn *c, struct wm_http_head *hd)
     return ok;
 }
 
+/* "host:port", "[v6]:port", or without ":port" when port is 0. Once per
+ * request, so no printf. Truncates to cap (cap >= 1). */
 static void format_hostport(char *out, size_t cap, const char *host, uint16_t port)
 {
-    snprintf(out, cap, strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host, port);
+    char buf[WM_HOST_MAX + 16];
+    size_t hl = strnlen(host, WM_HOST_MAX);
+    bool v6 = memchr(host, ':', hl) != NULL;
+    size_t n = 0;
+
+    if (v6) {
+        buf[n++] = '[';
+    }
+    memcpy(buf + n, host, hl);
+    n += hl;
+    if (v6) {
+        buf[n++] = ']';
+    }
+    if (port != 0) {
+        char d[5];
+        int k = 0;
+        buf[n++] = ':';
+        do {
+            d[k++] = (char)('0' + port % 10);
+            port /= 10;
+        } while (port > 0);
+        while (k > 0) {
+            buf[n++] = d[--k];
+        }
+    }
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    memcpy(out, buf, n);
+    out[n] = '\0';
 }
 
 /* ---- CONNECT ---- */
@@ -152,12 +183,9 @@ static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *hd,
         return 400;
     }
     format_hostport(t->key, sizeof(t->key), host, port);
-    snprintf(t->log, sizeof(t->log), "%s", t->key);
-    if (port == 80) {
-        snprintf(t->host_hdr, sizeof(t->host_hdr), strchr(host, ':') ? "[%s]" : "%s", host);
-    } else {
-        format_hostport(t->host_hdr, sizeof(t->host_hdr), host, port);
-    }
+    _Static_assert(sizeof(t->log) == sizeof(t->key), "log and key differ in size");
+    memcpy(t->log, t->key, sizeof(t->log));
+    format_hostport(t->host_hdr, sizeof(t->host_hdr), host, port == 80 ? 0 : port);
     return 0;
 }
 
