@@ -96,11 +96,13 @@ class Ctx:
             raise Skip("not built (not executable)")
         return self.bin
 
-    def ours_argv(self, port):
+    def ours_argv(self, port, workers=None):
+        """workers: override --workers for this daemon (None: the run's)."""
         argv = [self.ours_bin(), "proxy", "-b", "127.0.0.1:%d" % port,
                 "--disable-control", "--disable-stdout"]
-        if self.workers:
-            argv += ["--workers", str(self.workers)]
+        w = self.workers if workers is None else workers
+        if w:
+            argv += ["--workers", str(w)]
         return argv
 
     # --- C tools --------------------------------------------------------------

@@ -196,11 +196,12 @@ backend be
     return p.start()
 
 
-def ours(ctx, name="wmproxy"):
+def ours(ctx, name="wmproxy", workers=None):
     """Our proxy (HTTP proxy + CONNECT + SOCKS5 on one port). Raises
-    ctx.Skip-compatible Skip('not built') when the binary is missing."""
+    ctx.Skip-compatible Skip('not built') when the binary is missing.
+    workers: --workers for this one (None: the run's --workers)."""
     port = free_port()
-    p = Proc(name, ctx.ours_argv(port), ctx.logdir, port=port)
+    p = Proc(name, ctx.ours_argv(port, workers), ctx.logdir, port=port)
     p.conf = None
     return p.start()
 

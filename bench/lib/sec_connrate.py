@@ -1,4 +1,6 @@
 """Section 3: SOCKS5 short-connection rate (bench/tools/socks_rate.c)."""
+import os
+
 from . import clients, daemons
 from .table import Col, Table
 
@@ -6,6 +8,7 @@ CONC = 128
 
 
 def run(ctx):
+    cores = os.cpu_count() or 1
     t = Table("3. SOCKS5 short-connection rate (socks_rate, %d concurrent, %ds)"
               % (CONC, ctx.load_secs),
               [Col("rate", "conn/s"), Col("pct", "% of direct", "{:.0f}%"),
@@ -45,11 +48,16 @@ def run(ctx):
         ctx.row(t, "microsocks", through(lambda: daemons.microsocks(ctx), "microsocks",
                                          stepwise=True),
                 detail="-S: greeting, wait for method reply, then CONNECT")
-        ctx.row(t, "wmproxy", through(lambda: daemons.ours(ctx), "wmproxy"))
+        ctx.row(t, "wmproxy", through(lambda: daemons.ours(ctx, workers=cores), "wmproxy"),
+                detail="--workers %d (its default: one per core)" % cores)
+        ctx.row(t, "wmproxy, one worker (info)",
+                through(lambda: daemons.ours(ctx, "wmproxy-1w", workers=1), "wmproxy-1w"),
+                detail="--workers 1")
     finally:
         origin.stop()
     t.ratio("wmproxy / dante (conn/s)", "wmproxy", "dante", "rate", ">= 2")
     t.ratio("wmproxy / microsocks (info)", "wmproxy", "microsocks", "rate")
+    t.ratio("wmproxy one worker / dante (info)", "wmproxy, one worker (info)", "dante", "rate")
     t.note("cycle = connect to proxy, greeting `05 01 00` + CONNECT 127.0.0.1:ORIGIN "
            "in one write, read 2+10 reply bytes, `GET /tiny HTTP/1.0`, read the "
            "16-byte reply until the origin closes, check 200 + body, close")
@@ -59,6 +67,9 @@ def run(ctx):
     t.note("target: nginx (worker_processes %d) serving a 16-byte file; the "
            "`direct` row runs the same client without SOCKS5 and shows the ceiling "
            "of client + target on this machine" % ctx.target_workers)
+    t.note("every server may use every core: dante forks negotiate, request and io "
+           "child processes, microsocks runs a thread per client, wmproxy runs one "
+           "worker per core (its default; the one-worker row is for information)")
     t.note("a row fails if errors exceed 1%% of cycles; first %ds not counted "
            "(warm-up)" % ctx.warm_secs)
     return [t]

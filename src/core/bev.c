@@ -45,8 +45,7 @@ int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n)
     if (n == 0) {
         return 0;
     }
-    if (evbuffer_get_length(out) == 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
-        wm_bev_is_plain_socket(bev)) {
+    if (evbuffer_get_length(out) == 0 && wm_bev_is_plain_socket(bev)) {
         int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
         if (w > 0) {
             n -= (size_t)w;
@@ -57,7 +56,11 @@ int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n)
             return 0;
         }
     }
-    return evbuffer_remove_buffer(src, out, n) < 0 ? -1 : 0;
+    if (evbuffer_remove_buffer(src, out, n) < 0) {
+        return -1;
+    }
+    bufferevent_enable(bev, EV_WRITE);
+    return 0;
 }
 
 void wm_bev_free(struct bufferevent *bev)
@@ -127,15 +130,21 @@ int wm_bev_send_bytes(struct bufferevent *bev, const void *data, size_t n)
     struct evbuffer *out = bufferevent_get_output(bev);
     const char *p = data;
 
-    if (n > 0 && evbuffer_get_length(out) == 0 && (bufferevent_get_enabled(bev) & EV_WRITE) &&
-        wm_bev_is_plain_socket(bev)) {
+    if (n > 0 && evbuffer_get_length(out) == 0 && wm_bev_is_plain_socket(bev)) {
         ssize_t w = send(bufferevent_getfd(bev), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
         }
     }
-    return n > 0 ? evbuffer_add(out, p, n) : 0;
+    if (n == 0) {
+        return 0;
+    }
+    if (evbuffer_add(out, p, n) < 0) {
+        return -1;
+    }
+    bufferevent_enable(bev, EV_WRITE);
+    return 0;
 }
 
 struct wm_fastread {

@@ -18,8 +18,9 @@ void wm_bev_shutdown_write(struct bufferevent *bev);
 /* Move the first n bytes of src to bev's output. When bev is a plain socket
  * whose output is empty, write them to the socket at once and queue only
  * what the kernel did not take: this saves the add/remove of the write event
- * (two epoll_ctl) for every small write. Returns 0, or -1 on a socket error
- * (the bytes are then dropped; the bufferevent reports the error itself). */
+ * (two epoll_ctl) for every small write. Whatever is queued turns writing
+ * on (EV_WRITE), so a bufferevent need not keep EV_WRITE enabled while it
+ * has nothing to send. Returns 0, or -1 when out of memory. */
 int wm_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n);
 
 /* libevent reads a socket 4 KiB at a time (EVBUFFER_MAX_READ); for bulk

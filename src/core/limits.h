@@ -24,6 +24,7 @@
 
 /* SOCKS. */
 #define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */
+#define WM_SOCKS_EARLY_MAX       (64 * 1024) /* client bytes read ahead while dialing */
 #define WM_UDP_MAX_DATAGRAM      65535
 
 /* Listener backlog. */

@@ -317,10 +317,16 @@ struct wm_splice *wm_splice_start(struct event_base *base, int a, int b, struct 
     if (s->idle_ev != NULL) {
         arm_idle(s, (uint64_t)s->idle_ms);
     }
-    /* Start from the event loop (never call back from here): sockets are
-     * writable at once; the first flush sends what is queued and arms reads. */
-    event_add(s->d[0].wr, NULL);
-    event_add(s->d[1].wr, NULL);
+    /* Send what is queued now when the kernel takes it, and arm reads: at
+     * the hand-over from a dial this changes nothing in epoll but the
+     * dialed socket's interest. What does not go (or fails) waits for the
+     * write event, so this never calls back. */
+    for (int i = 0; i < 2; i++) {
+        struct dir *d = &s->d[i];
+        while (evbuffer_get_length(d->pre) > 0 && evbuffer_write(d->pre, d->to) > 0) {
+        }
+        event_add(evbuffer_get_length(d->pre) > 0 ? d->wr : d->rd, NULL);
+    }
     return s;
 }
 

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/bev.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "http/head.h"
@@ -108,7 +109,7 @@ static void connect_dial_cb(int fd, enum wm_dial_status st, const struct sockadd
     c->code = 200;
     c->proto = WM_PCONN_CONNECT;
     c->access_logged = false; /* the relay's end writes this connection's line */
-    bufferevent_write(c->bev, ok, sizeof(ok) - 1);
+    wm_bev_send_bytes(c->bev, ok, sizeof(ok) - 1);
     c->bytes_out += sizeof(ok) - 1;
     /* Bytes after the CONNECT head stay in the client's input buffer and
      * are the first the relay forwards. */
@@ -236,5 +237,6 @@ static const struct wm_hfwd_ops forward_ops = {
 
 void wm_http_proxy_start(struct wm_pconn *c)
 {
+    bufferevent_enable(c->bev, EV_WRITE); /* the HTTP engine writes through the output */
     wm_hfwd_start(c, &forward_ops);
 }

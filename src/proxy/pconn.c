@@ -147,6 +147,7 @@ void wm_pconn_relay_bev(struct wm_pconn *c, struct bufferevent *up)
     struct wm_relay_conf rc = {c->opts->idle_timeout_ms, 0};
 
     wm_pconn_clear_timer(c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0); /* the relay bounds reading itself */
     c->relay = wm_relay_start(wm_worker_base(c->w), c->bev, up, &rc, relay_done, c);
     if (c->relay == NULL) {
         bufferevent_free(up);

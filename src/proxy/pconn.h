@@ -67,6 +67,8 @@ struct wm_pconn {
     void *proto_data;
     void (*proto_free)(struct wm_pconn *c);
     bool access_logged;           /* the handler already wrote its access line(s) */
+    uint8_t nheld;                /* SOCKS5: handshake reply bytes held back */
+    uint8_t held[8];              /* (sent with the next reply, see socks.c) */
 };
 
 /* A new connection record for bev (taken) under service svc (a proxy

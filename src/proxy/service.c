@@ -202,6 +202,8 @@ void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferev
         return;
     }
     bufferevent_setcb(bev, sniff_read_cb, NULL, sniff_event_cb, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* Read only: replies go out with wm_bev_send_bytes(), which turns
+     * writing on just when the kernel does not take them at once. */
+    bufferevent_enable(bev, EV_READ);
     wm_pconn_set_timer(c, c->opts->handshake_timeout_ms, handshake_timeout_cb);
 }

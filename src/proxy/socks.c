@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/limits.h"
+#include "core/bev.h"
 #include "core/log.h"
 #include "net/dial.h"
 #include "proxy/pconn.h"
@@ -27,10 +28,35 @@ enum socks5_state {
     S5_DIALING,      /* request taken; dialing the target, client read paused */
 };
 
+/* Send a handshake reply. hold: the client already sent its next message
+ * (it pipelines), so this reply can wait and leave with the next one: one
+ * segment and one wake-up of the client instead of two. */
+static void socks_send(struct wm_pconn *c, const uint8_t *msg, size_t n, bool hold)
+{
+    uint8_t buf[sizeof(c->held) + 32];
+
+    if (hold && c->nheld + n <= sizeof(c->held)) {
+        memcpy(c->held + c->nheld, msg, n);
+        c->nheld = (uint8_t)(c->nheld + n);
+        return;
+    }
+    if (c->nheld + n <= sizeof(buf)) {
+        memcpy(buf, c->held, c->nheld);
+        if (n > 0) {
+            memcpy(buf + c->nheld, msg, n);
+        }
+        wm_bev_send_bytes(c->bev, buf, c->nheld + n);
+    } else {
+        wm_bev_send_bytes(c->bev, c->held, c->nheld);
+        wm_bev_send_bytes(c->bev, msg, n);
+    }
+    c->nheld = 0;
+}
+
 static void reply_and_close(struct wm_pconn *c, const uint8_t *msg, size_t n,
                             const char *reason)
 {
-    bufferevent_write(c->bev, msg, n);
+    socks_send(c, msg, n, false);
     wm_pconn_close_after_flush(c, reason);
 }
 
@@ -66,7 +92,7 @@ static void socks5_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
     }
     n = wm_socks5_build_reply(out, WM_SOCKS5_REP_OK, (struct sockaddr *)&local);
     c->code = WM_SOCKS5_REP_OK;
-    bufferevent_write(c->bev, out, n);
+    socks_send(c, out, n, false);
     wm_pconn_relay_fd(c, fd);
 }
 
@@ -74,7 +100,10 @@ static void start_dial(struct wm_pconn *c, const struct wm_socks_addr *a,
                        void (*cb)(int, enum wm_dial_status, const struct sockaddr *, socklen_t,
                                   void *))
 {
-    bufferevent_disable(c->bev, EV_READ);
+    /* Reading goes on (no epoll change): a client that leaves learns it
+     * now, and early bytes wait in the input, bounded by the watermark;
+     * the read loop leaves them alone while dialing. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, WM_SOCKS_EARLY_MAX);
     wm_pconn_clear_timer(c); /* the dial has its own timeout */
     c->dial = wm_dial_start(c->w, a->host, a->port, c->opts->connect_timeout_ms, cb, c);
     if (c->dial == NULL) {
@@ -117,7 +146,7 @@ static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
             return STEP_HANDED;
         }
         out[1] = c->opts->auth ? WM_SOCKS5_METHOD_USERPASS : WM_SOCKS5_METHOD_NONE;
-        bufferevent_write(c->bev, out, 2);
+        socks_send(c, out, 2, (size_t)r < n);
         c->state = c->opts->auth ? S5_AUTH : S5_REQUEST;
         return r;
     }
@@ -142,7 +171,7 @@ static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
             reply_and_close(c, out, 2, "auth-failed");
             return STEP_HANDED;
         }
-        bufferevent_write(c->bev, out, 2);
+        socks_send(c, out, 2, (size_t)r < n);
         c->state = S5_REQUEST;
         return r;
     }
@@ -163,6 +192,7 @@ static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
             c->state = S5_DIALING;
             start_dial(c, &a, socks5_dial_cb);
         } else if (cmd == WM_SOCKS5_CMD_UDP) {
+            socks_send(c, NULL, 0, false); /* what is held goes before its reply */
             c->proto = WM_PCONN_UDP;
             wm_socks5_udp_start(c, &a);
         } else {
@@ -190,6 +220,9 @@ static void socks_read_loop(struct wm_pconn *c, int (*step)(struct wm_pconn *, c
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
 
+    if (c->dial != NULL) {
+        return; /* early data for the target: the relay sends it first */
+    }
     for (;;) {
         size_t len = evbuffer_get_length(in);
         size_t take = len < WM_SOCKS_MAX_HANDSHAKE ? len : WM_SOCKS_MAX_HANDSHAKE;
@@ -208,6 +241,7 @@ static void socks_read_loop(struct wm_pconn *c, int (*step)(struct wm_pconn *, c
             wm_log(WM_LOG_DEBUG, c->id, "%s client=%s: malformed handshake",
                    c->proto == WM_PCONN_SOCKS4 ? "socks4" : "socks5", c->peer_str);
             c->code = -1;
+            socks_send(c, NULL, 0, false); /* replies owed so far */
             wm_pconn_finish(c, "malformed");
             return;
         }
@@ -253,7 +287,7 @@ static void socks4_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
         return;
     }
     c->code = WM_SOCKS4_REP_GRANTED;
-    bufferevent_write(c->bev, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_GRANTED));
+    socks_send(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_GRANTED), false);
     wm_pconn_relay_fd(c, fd);
 }
 

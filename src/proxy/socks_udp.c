@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/limits.h"
+#include "core/bev.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/err.h"
@@ -375,7 +376,7 @@ static void udp_fail(struct wm_pconn *c, uint8_t rep, const char *why)
 
     wm_log(WM_LOG_WARN, c->id, "udp associate client=%s: %s", c->peer_str, why);
     c->code = rep;
-    bufferevent_write(c->bev, out, n);
+    wm_bev_send_bytes(c->bev, out, n);
     wm_pconn_close_after_flush(c, why);
 }
 
@@ -429,7 +430,7 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
     wm_pconn_clear_timer(c);
     c->code = WM_SOCKS5_REP_OK;
     wm_addr_format((struct sockaddr *)&local, c->target, sizeof(c->target));
-    bufferevent_write(c->bev, out, wm_socks5_build_reply(out, WM_SOCKS5_REP_OK,
+    wm_bev_send_bytes(c->bev, out, wm_socks5_build_reply(out, WM_SOCKS5_REP_OK,
                                                          (struct sockaddr *)&local));
     bufferevent_setcb(c->bev, control_read_cb, NULL, control_event_cb, c);
     bufferevent_enable(c->bev, EV_READ);

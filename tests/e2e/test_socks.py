@@ -3,6 +3,7 @@
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -60,6 +61,24 @@ def test_early_data_after_request(proxy, echo):
     s.shutdown(socket.SHUT_WR)  # half-close reaches the target ...
     digest = recv_exact(s, 64).decode()
     assert digest == sha256(b"early-bytesmore")  # ... which still answers after EOF
+    assert is_closed(s)
+
+
+def test_large_early_data_while_dialing(proxy, echo):
+    # a client that does not wait for any reply and streams 300 KB right
+    # behind its request: read ahead during the dial is bounded, nothing is
+    # lost and the handshake limit does not apply to it
+    payload = pattern(300 * 1024, seed=7)
+    s = connect(proxy)
+    head = b"\x05\x01\x00" + b"\x05\x01\x00" + socks.addr_bytes("127.0.0.1", echo.port)
+    t = threading.Thread(target=lambda: (s.sendall(head + payload), s.shutdown(socket.SHUT_WR)))
+    t.start()
+    assert recv_exact(s, 2) == b"\x05\x00"
+    rep, _ = socks.read_reply(s)
+    assert rep == 0
+    assert recv_exact(s, len(payload)) == payload
+    assert recv_exact(s, 64).decode() == sha256(payload)
+    t.join(10)
     assert is_closed(s)
 
 
