@@ -246,6 +246,9 @@ static void socks_read_loop(struct wm_pconn *c, int (*step)(struct wm_pconn *, c
             return;
         }
         if (r == 0) {
+            /* The next message is not complete: what is owed goes now (a
+             * client may wait for it before sending the rest). */
+            socks_send(c, NULL, 0, false);
             if (len >= WM_SOCKS_MAX_HANDSHAKE) {
                 c->code = -1;
                 wm_pconn_finish(c, "handshake-too-large");

@@ -82,6 +82,19 @@ def test_large_early_data_while_dialing(proxy, echo):
     assert is_closed(s)
 
 
+def test_split_request_gets_method_reply_first(proxy, echo):
+    # greeting + the first bytes of the request, then the client waits for
+    # the method reply before sending the rest: it must not wait forever
+    req = b"\x05\x01\x00" + socks.addr_bytes("127.0.0.1", echo.port)
+    s = connect(proxy)
+    s.settimeout(3)
+    s.sendall(b"\x05\x01\x00" + req[:3])
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(req[3:])
+    rep, _ = socks.read_reply(s)
+    assert rep == 0
+
+
 @pytest.mark.parametrize("target,code", [
     ("refused", 5),
     ("no-such-host.invalid", 4),
