@@ -1,63 +1,69 @@
 """Section 3: SOCKS5 short-connection rate (bench/tools/socks_rate.c)."""
 import os
 
-from . import clients, daemons
+from . import clients, daemons, rounds
 from .table import Col, Table
 
 CONC = 128
+ROUNDS = 3
+DIRECT = "direct (client ceiling)"
+OURS = "wmproxy"
+OURS_1W = "wmproxy, one worker (info)"
 
 
 def run(ctx):
     cores = os.cpu_count() or 1
-    t = Table("3. SOCKS5 short-connection rate (socks_rate, %d concurrent, %ds)"
-              % (CONC, ctx.load_secs),
+    nrounds = 2 if ctx.quick else ROUNDS
+    t = Table("3. SOCKS5 short-connection rate (socks_rate, %d concurrent, %ds, "
+              "best of %d interleaved rounds)" % (CONC, ctx.load_secs, nrounds),
               [Col("rate", "conn/s"), Col("pct", "% of direct", "{:.0f}%"),
-               Col("cycles", "cycles"), Col("errors", "errors")])
+               Col("cycles", "cycles"), Col("errors", "errors"), Col("runs", "runs conn/s")])
     origin = daemons.nginx_origin(ctx, workers=ctx.target_workers)
     tp = origin.port
+    stepwise_rows = {"microsocks"}
 
-    def measure(proxy_port=None, stepwise=False):
-        argv = clients.socks_rate_argv(ctx, "ORIGIN", "PROXY" if proxy_port else None,
+    def measure(name, port, first):
+        stepwise = name in stepwise_rows
+        argv = clients.socks_rate_argv(ctx, "ORIGIN", "PROXY" if port else None,
                                        ctx.load_secs, CONC, ctx.warm_secs, stepwise)
-        ctx.cmdlines["socks_rate" + (" -D" if proxy_port is None else "")
+        ctx.cmdlines["socks_rate" + (" -D" if port is None else "")
                      + (" -S" if stepwise else "")] = " ".join(map(str, argv))
-        v = clients.socks_rate(ctx, tp, proxy_port, ctx.load_secs, CONC, ctx.warm_secs,
-                               stepwise)
+        v = clients.socks_rate(ctx, tp, port, ctx.load_secs, CONC, ctx.warm_secs, stepwise)
         detail = v.pop("err_detail")
         if v["cycles"] == 0 or v["errors"] > v["cycles"] // 100:
-            raise RuntimeError("%d cycles, %d errors; %s"
-                               % (v["cycles"], v["errors"], detail))
-        d = t.get("direct (client ceiling)", "rate")
-        v["pct"] = 100.0 * v["rate"] / d if d else None
+            raise RuntimeError("%d cycles, %d errors; %s" % (v["cycles"], v["errors"], detail))
         return v
 
-    def through(start, label, stepwise=False):
+    def daemon(start, label):
         def fn():
             p = start()
             ctx.cmdlines[label] = p.cmdline
-            try:
-                return measure(p.port, stepwise)
-            finally:
-                p.stop()
+            return p.port, [p]
         return fn
 
+    rows = [
+        (DIRECT, lambda: (None, []), "no proxy: client -> nginx"),
+        ("dante", daemon(lambda: daemons.danted(ctx), "danted"), ""),
+        ("microsocks", daemon(lambda: daemons.microsocks(ctx), "microsocks"),
+         "-S: greeting, wait for method reply, then CONNECT"),
+        (OURS, daemon(lambda: daemons.ours(ctx, workers=cores), "wmproxy"),
+         "--workers %d (its default: one per core)" % cores),
+        (OURS_1W, daemon(lambda: daemons.ours(ctx, "wmproxy-1w", workers=1), "wmproxy-1w"),
+         "--workers 1"),
+    ]
     try:
-        ctx.row(t, "direct (client ceiling)", lambda: dict(measure(), pct=100.0),
-                detail="no proxy: client -> nginx")
-        ctx.row(t, "dante", through(lambda: daemons.danted(ctx), "danted"))
-        ctx.row(t, "microsocks", through(lambda: daemons.microsocks(ctx), "microsocks",
-                                         stepwise=True),
-                detail="-S: greeting, wait for method reply, then CONNECT")
-        ctx.row(t, "wmproxy", through(lambda: daemons.ours(ctx, workers=cores), "wmproxy"),
-                detail="--workers %d (its default: one per core)" % cores)
-        ctx.row(t, "wmproxy, one worker (info)",
-                through(lambda: daemons.ours(ctx, "wmproxy-1w", workers=1), "wmproxy-1w"),
-                detail="--workers 1")
+        runs = rounds.run(ctx, t, rows, nrounds, measure, "rate")
     finally:
         origin.stop()
-    t.ratio("wmproxy / dante (conn/s)", "wmproxy", "dante", "rate", ">= 2")
-    t.ratio("wmproxy / microsocks (info)", "wmproxy", "microsocks", "rate")
-    t.ratio("wmproxy one worker / dante (info)", "wmproxy, one worker (info)", "dante", "rate")
+    d = t.get(DIRECT, "rate")
+    for name, _, _ in rows:
+        v = t.get(name, "rate")
+        if v is not None and d:
+            t.set(name, "pct", 100.0 * v / d)
+    t.ratio("wmproxy / dante (conn/s)", OURS, "dante", "rate", ">= 2")
+    t.ratio("wmproxy / microsocks (info)", OURS, "microsocks", "rate")
+    t.ratio("wmproxy one worker / dante (info)", OURS_1W, "dante", "rate")
+    rounds.per_round_note(t, runs, OURS, "dante", "wmproxy / dante")
     t.note("cycle = connect to proxy, greeting `05 01 00` + CONNECT 127.0.0.1:ORIGIN "
            "in one write, read 2+10 reply bytes, `GET /tiny HTTP/1.0`, read the "
            "16-byte reply until the origin closes, check 200 + body, close")
@@ -70,6 +76,7 @@ def run(ctx):
     t.note("every server may use every core: dante forks negotiate, request and io "
            "child processes, microsocks runs a thread per client, wmproxy runs one "
            "worker per core (its default; the one-worker row is for information)")
-    t.note("a row fails if errors exceed 1%% of cycles; first %ds not counted "
-           "(warm-up)" % ctx.warm_secs)
+    t.note("all daemons run at once; %d interleaved rounds, each row's best run is "
+           "reported and all are listed; a row fails if errors exceed 1%% of cycles; "
+           "first %ds of each run not counted (warm-up)" % (nrounds, ctx.warm_secs))
     return [t]

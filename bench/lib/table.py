@@ -49,6 +49,12 @@ class Table:
                 return v if isinstance(v, (int, float)) else None
         return None
 
+    def set(self, name, key, value):
+        """Set one cell of an existing (non-failed) row."""
+        for n, vals, err, _ in self.rows:
+            if n == name and err is None:
+                vals[key] = value
+
     def note(self, text):
         self.notes.append(text)
 

@@ -44,6 +44,9 @@ static SSL_CTX *ctx_common(bool server)
      * the protocol's standard suites. */
     SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                   "TLS_CHACHA20_POLY1305_SHA256");
+    if (server) {
+        SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    }
     return ctx;
 }
 

@@ -64,7 +64,10 @@ struct wm_hfwd {
     uint64_t req_start_ms;
     uint64_t req_in;
     uint64_t req_out;
-    uint64_t last_ms;
+    uint64_t last_ms;      /* coarse clock: last byte either way */
+    uint64_t deadline;     /* coarse clock; 0: none */
+    uint64_t timer_fires;  /* when the armed libevent timer fires */
+    bool timer_armed;
     char reqline[256];
     struct event *timer;
 };
@@ -112,14 +115,31 @@ struct wm_pconn *wm_hfwd_conn(const struct wm_hfwd *f)
     return f->c;
 }
 
+/* One deadline per connection, kept lazily: the libevent timer is only
+ * moved when the new deadline is earlier than the armed one; when it fires
+ * early it re-arms for what is left. Requests on a kept connection then
+ * cost no timer operation at all. ms <= 0 clears the deadline. */
+static void timer_at(struct wm_hfwd *f, uint64_t now, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    evtimer_add(f->timer, &tv);
+    f->timer_armed = true;
+    f->timer_fires = now + ms;
+}
+
 static void arm_timer(struct wm_hfwd *f, int ms)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    uint64_t now;
 
-    if (ms > 0) {
-        evtimer_add(f->timer, &tv);
-    } else {
-        evtimer_del(f->timer);
+    if (ms <= 0) {
+        f->deadline = 0;
+        return;
+    }
+    now = wm_now_coarse_ms();
+    f->deadline = now + (uint64_t)ms;
+    if (!f->timer_armed || f->deadline < f->timer_fires) {
+        timer_at(f, now, (uint64_t)ms);
     }
 }
 
@@ -207,7 +227,7 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
     }
     drop_upstream(f);
     f->state = HF_CLOSING;
-    evtimer_del(f->timer);
+    arm_timer(f, 0);
     release_client_reads(f);
     wm_pconn_close_after_flush(c, "http-error");
 }
@@ -230,6 +250,16 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    f->timer_armed = false;
+    if (f->deadline == 0) {
+        return;
+    }
+    uint64_t now = wm_now_coarse_ms();
+    if (now < f->deadline) {
+        timer_at(f, now, f->deadline - now);
+        return;
+    }
+    f->deadline = 0;
     switch (f->state) {
     case HF_READ_HEAD:
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
@@ -240,7 +270,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         }
         return;
     case HF_FORWARD: {
-        uint64_t since = wm_now_ms() - f->last_ms;
+        uint64_t since = now - f->last_ms;
         if (since < idle) {
             arm_timer(f, (int)(idle - since));
             return;
@@ -610,7 +640,7 @@ static void send_request(struct wm_hfwd *f)
     if (f->up == NULL) {
         f->state = HF_CONNECTING;
         client_reading(f, false);
-        evtimer_del(f->timer);
+        arm_timer(f, 0);
         f->connecting = f->ops->connect(f, c, &f->t);
         if (f->connecting == NULL) {
             wm_hfwd_fail(f, 502, NULL, "the target cannot be reached now");
@@ -618,7 +648,7 @@ static void send_request(struct wm_hfwd *f)
         return;
     }
     f->state = HF_FORWARD;
-    f->last_ms = wm_now_ms();
+    f->last_ms = wm_now_coarse_ms();
     arm_timer(f, c->opts->idle_timeout_ms);
     /* Copy, not move: kept for one retry on a kept connection. */
     if (f->up_reused && !f->retried) {
@@ -655,7 +685,7 @@ static void handle_head(struct wm_hfwd *f)
     r = f->ops->route(f, c, hd, &f->t, &detail, &extra);
     if (r == WM_HFWD_TAKEN) {
         f->state = HF_TAKEN;
-        evtimer_del(f->timer);
+        arm_timer(f, 0);
         return;
     }
     if (r != 0) {
@@ -751,7 +781,7 @@ static void forward_body(struct wm_hfwd *f)
                 wm_bev_send(f->up, in, used);
                 f->req_in += used;
                 c->bytes_in += used;
-                f->last_ms = wm_now_ms();
+                f->last_ms = wm_now_coarse_ms();
             }
             if (r == WM_HTTP_MSG_DONE) {
                 /* Pipelined requests wait in the input buffer, bounded by its
@@ -901,7 +931,7 @@ static void response_done(struct wm_hfwd *f)
         /* A response that ended before its request body cannot be followed
          * by another request on this connection. */
         f->state = HF_CLOSING;
-        evtimer_del(f->timer);
+        arm_timer(f, 0);
         release_client_reads(f);
         wm_pconn_close_after_flush(c, "done");
         return;
@@ -940,7 +970,7 @@ static void process_upstream(struct wm_hfwd *f)
                 flush_scratch(f); /* interim responses */
                 return;
             }
-            f->last_ms = wm_now_ms();
+            f->last_ms = wm_now_coarse_ms();
             r = wm_http_parser_feed_head(f->resp, v.iov_base, v.iov_len, &used);
             evbuffer_drain(in, used);
             if (r == WM_HTTP_MORE) {
@@ -989,7 +1019,7 @@ static void process_upstream(struct wm_hfwd *f)
             evbuffer_remove_buffer(in, f->scratch, used);
             f->req_out += used;
             c->bytes_out += used;
-            f->last_ms = wm_now_ms();
+            f->last_ms = wm_now_coarse_ms();
         }
         if (r == WM_HTTP_MSG_DONE) {
             flush_scratch(f);
