@@ -175,22 +175,34 @@ void wm_trim(const char **s, size_t *n)
     }
 }
 
+bool wm_list_next(const char *s, size_t n, size_t *pos, const char **tok, size_t *tlen)
+{
+    size_t i = *pos;
+    size_t j = i;
+
+    if (i >= n) {
+        return false;
+    }
+    while (j < n && s[j] != ',') {
+        j++;
+    }
+    *tok = s + i;
+    *tlen = j - i;
+    wm_trim(tok, tlen);
+    *pos = j + 1;
+    return true;
+}
+
 bool wm_list_has_token(const char *s, size_t n, const char *token)
 {
-    size_t i = 0;
+    size_t pos = 0;
+    const char *t;
+    size_t tn;
 
-    while (i < n) {
-        size_t j = i;
-        while (j < n && s[j] != ',') {
-            j++;
-        }
-        const char *t = s + i;
-        size_t tn = j - i;
-        wm_trim(&t, &tn);
+    while (wm_list_next(s, n, &pos, &t, &tn)) {
         if (wm_strieq(t, tn, token)) {
             return true;
         }
-        i = j + 1;
     }
     return false;
 }

@@ -32,6 +32,9 @@ bool wm_memieq(const char *a, const char *b, size_t n);
 
 /* Does the comma-separated list s[0..n) contain token (case-insensitive)? */
 bool wm_list_has_token(const char *s, size_t n, const char *token);
+/* Iterate a comma-separated header list: the next element (trimmed, maybe
+ * empty) from *pos on; false at the end. Start with *pos = 0. */
+bool wm_list_next(const char *s, size_t n, size_t *pos, const char **tok, size_t *tlen);
 
 /* Trim spaces and tabs from both ends of [*s, *s+*n). */
 void wm_trim(const char **s, size_t *n);

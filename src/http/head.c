@@ -151,21 +151,15 @@ int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const ch
  * name one already in the fixed set)? */
 static bool conn_names_extra(const char *v, size_t n)
 {
-    size_t k = 0;
+    size_t pos = 0;
+    const char *t;
+    size_t tn;
 
-    while (k < n) {
-        size_t j = k;
-        while (j < n && v[j] != ',') {
-            j++;
-        }
-        const char *t = v + k;
-        size_t tn = j - k;
-        wm_trim(&t, &tn);
+    while (wm_list_next(v, n, &pos, &t, &tn)) {
         if (tn > 0 && !wm_strieq(t, tn, "close") && !wm_strieq(t, tn, "keep-alive") &&
             !wm_strieq(t, tn, "upgrade")) {
             return true;
         }
-        k = j + 1;
     }
     return false;
 }
@@ -305,19 +299,13 @@ bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t 
             continue;
         }
         /* Connection: a, b -> headers a and b are hop-by-hop too. */
-        size_t k = 0;
-        while (k < f.vlen) {
-            size_t j = k;
-            while (j < f.vlen && f.value[j] != ',') {
-                j++;
-            }
-            const char *t = f.value + k;
-            size_t tn = j - k;
-            wm_trim(&t, &tn);
+        size_t pos = 0;
+        const char *t;
+        size_t tn;
+        while (wm_list_next(f.value, f.vlen, &pos, &t, &tn)) {
             if (tn == nlen && tn > 0 && wm_memieq(t, name, nlen)) {
                 return true;
             }
-            k = j + 1;
         }
     }
     return false;
