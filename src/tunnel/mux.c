@@ -1,6 +1,7 @@
 /*
- * tunnel/mux.c - carrier I/O, frame dispatch, streams, flow control and the
- * fair writer. The handshake lives in mux_hs.c.
+ * tunnel/mux.c - carrier I/O, frame dispatch, flow control and the fair
+ * writer. The handshake lives in mux_hs.c, stream objects and the pair
+ * endpoint in mux_stream.c, socket-attached streams in mux_sock.c.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -20,7 +21,6 @@
 #include "tunnel/mux_int.h"
 
 #define CARRIER_HIGH_WATER (256 * 1024) /* stop writing DATA above this */
-#define INNER_READ_MAX (64 * 1024)      /* bytes taken ahead from the local endpoint */
 #define CARRIER_MAX_IO (256 * 1024)
 #define SWEEP_MS 1000
 
@@ -69,7 +69,7 @@ static void stream_grow(struct wm_tun *t)
     t->nbuckets = nb;
 }
 
-static void stream_insert(struct wm_tun *t, struct wm_tun_stream *s)
+void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s)
 {
     if (t->nstreams + 1 > t->nbuckets * 2) {
         stream_grow(t);
@@ -80,7 +80,7 @@ static void stream_insert(struct wm_tun *t, struct wm_tun_stream *s)
     t->nstreams++;
 }
 
-static void stream_unlink(struct wm_tun *t, struct wm_tun_stream *s)
+void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s)
 {
     for (struct wm_tun_stream **pp = &t->buckets[bucket_of(t, s->id)]; *pp != NULL;
          pp = &(*pp)->hnext) {
@@ -92,7 +92,7 @@ static void stream_unlink(struct wm_tun *t, struct wm_tun_stream *s)
     }
 }
 
-static void ready_remove(struct wm_tun *t, struct wm_tun_stream *s)
+void tun_ready_remove(struct wm_tun *t, struct wm_tun_stream *s)
 {
     if (!s->queued) {
         return;
@@ -185,7 +185,7 @@ static size_t send_data(struct wm_tun *t, struct wm_tun_stream *s, struct evbuff
     return n;
 }
 
-static bool stream_has_output(struct wm_tun_stream *s)
+bool tun_stream_has_output(struct wm_tun_stream *s)
 {
     if (s->fin_sent) {
         return false;
@@ -227,7 +227,7 @@ static void pump(struct wm_tun *t)
     (void)budget;
     while (t->ready != NULL && evbuffer_get_length(out) < CARRIER_HIGH_WATER) {
         struct wm_tun_stream *s = t->ready;
-        ready_remove(t, s);
+        tun_ready_remove(t, s);
         if (s->inner == NULL) {
             tun_sock_pump(t, s);
             continue;
@@ -252,7 +252,7 @@ static void pump(struct wm_tun *t)
             tun_stream_maybe_done(s);
             continue;
         }
-        if (stream_has_output(s)) {
+        if (tun_stream_has_output(s)) {
             tun_ready_push(t, s); /* back of the line: fairness */
         }
     }
@@ -287,212 +287,6 @@ void tun_pump_schedule(struct wm_tun *t)
     }
 }
 
-/* ---- streams ---- */
-
-static void inner_read_cb(struct bufferevent *bev, void *arg)
-{
-    struct wm_tun_stream *s = arg;
-
-    (void)bev;
-    if (s->state == ST_OPEN && stream_has_output(s)) {
-        tun_ready_push(s->t, s);
-        tun_pump_schedule(s->t);
-    }
-}
-
-/* n bytes left our receive buffer towards the local endpoint: return
- * credit, in batches of a quarter window. */
-void tun_stream_consumed(struct wm_tun_stream *s, size_t n)
-{
-    struct wm_tun *t = s->t;
-
-    if (n == 0 || t->dead) {
-        return;
-    }
-    s->recv_credit += (uint32_t)n;
-    if (s->recv_credit >= t->window / 4 && !s->remote_fin) {
-        uint8_t p[4] = {(uint8_t)(s->recv_credit >> 24), (uint8_t)(s->recv_credit >> 16),
-                        (uint8_t)(s->recv_credit >> 8), (uint8_t)s->recv_credit};
-        tun_send_frame(t, WM_TUN_WINDOW_UPDATE, 0, s->id, p, 4);
-        s->recv_avail += s->recv_credit;
-        s->recv_credit = 0;
-    }
-}
-
-static void inner_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    (void)buf;
-    tun_stream_consumed(arg, info->n_deleted);
-}
-
-static void inner_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct wm_tun_stream *s = arg;
-    struct wm_tun *t = s->t;
-
-    if (!(what & BEV_EVENT_EOF)) {
-        return;
-    }
-    if (bufferevent_pair_get_partner(bev) == NULL && !s->remote_fin) {
-        /* The local endpoint is gone, not just half-closed. */
-        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
-        tun_stream_free(s, false);
-        return;
-    }
-    s->local_eof = true;
-    tun_ready_push(t, s);
-    tun_pump_schedule(t);
-}
-
-/* Make the pair for an accepted/opened stream. Returns the outer end. */
-static struct bufferevent *stream_attach(struct wm_tun_stream *s)
-{
-    struct bufferevent *pair[2];
-    struct wm_tun *t = s->t;
-
-    if (bufferevent_pair_new(wm_worker_base(t->w), BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS,
-                             pair) < 0) {
-        return NULL;
-    }
-    s->inner = pair[0];
-    bufferevent_setcb(s->inner, inner_read_cb, NULL, inner_event_cb, s);
-    bufferevent_setwatermark(s->inner, EV_READ, 0, INNER_READ_MAX);
-    evbuffer_add_cb(bufferevent_get_output(s->inner), inner_out_cb, s);
-    bufferevent_enable(s->inner, EV_READ | EV_WRITE);
-    bufferevent_enable(pair[1], EV_READ | EV_WRITE);
-    s->state = ST_OPEN;
-    return pair[1];
-}
-
-static struct wm_tun_stream *stream_new(struct wm_tun *t, uint32_t id, enum stream_state st)
-{
-    struct wm_tun_stream *s = calloc(1, sizeof(*s));
-
-    if (s == NULL) {
-        return NULL;
-    }
-    s->t = t;
-    s->id = id;
-    s->fd = -1;
-    s->state = st;
-    s->send_window = t->peer_window;
-    s->recv_avail = t->window;
-    stream_insert(t, s);
-    return s;
-}
-
-/* Release s. notify_outer: tell the local endpoint with an error event that
- * the stream was reset (its outer bufferevent stays the owner's); for a
- * socket stream, the end callback runs after s is freed. */
-void tun_stream_free(struct wm_tun_stream *s, bool notify_outer)
-{
-    struct wm_tun *t = s->t;
-    struct tun_sock_end e = {NULL, NULL, {0, 0, NULL}};
-
-    if (s->ev != NULL) {
-        tun_sock_release(s, notify_outer, &e);
-    }
-    ready_remove(t, s);
-    stream_unlink(t, s);
-    if (s->inner != NULL) {
-        struct bufferevent *outer = bufferevent_pair_get_partner(s->inner);
-        if (outer != NULL) {
-            if (notify_outer) {
-                bufferevent_trigger_event(outer, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
-            } else if (!s->remote_fin) {
-                bufferevent_flush(s->inner, EV_WRITE, BEV_FINISHED);
-            }
-        }
-        evbuffer_remove_cb(bufferevent_get_output(s->inner), inner_out_cb, s);
-        bufferevent_free(s->inner);
-    }
-    free(s);
-    if (e.end != NULL) {
-        e.end(e.arg, &e.res);
-    }
-}
-
-struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
-                                  wm_tun_open_cb cb, void *arg)
-{
-    uint8_t buf[WM_TUN_MAX_PAYLOAD];
-    size_t n;
-    struct wm_tun_stream *s;
-
-    if (t->dead || t->state != TUN_READY || t->nstreams >= WM_TUN_MAX_STREAMS ||
-        t->next_id > 0x7ffffffdu) {
-        return NULL;
-    }
-    n = wm_tun_open_encode(buf, sizeof(buf), o);
-    if (n == 0) {
-        return NULL;
-    }
-    s = stream_new(t, t->next_id, ST_OPENING);
-    if (s == NULL) {
-        return NULL;
-    }
-    t->next_id += 2;
-    s->cb = cb;
-    s->arg = arg;
-    tun_send_frame(t, WM_TUN_OPEN, 0, s->id, buf, n);
-    return s;
-}
-
-struct wm_tun_stream *wm_tun_open_sock(struct wm_tun *t, const struct wm_tun_open *o, int fd,
-                                       int idle_ms, wm_tun_open_cb cb, wm_tun_sock_end_cb end,
-                                       void *arg)
-{
-    struct wm_tun_stream *s = wm_tun_open(t, o, cb, arg);
-
-    if (s != NULL) {
-        s->fd = fd;
-        s->idle_ms = idle_ms;
-        s->end = end;
-    }
-    return s;
-}
-
-void wm_tun_open_cancel(struct wm_tun_stream *s)
-{
-    tun_send_code(s->t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "cancelled");
-    tun_stream_free(s, false);
-}
-
-struct bufferevent *wm_tun_stream_accept(struct wm_tun_stream *s)
-{
-    struct bufferevent *outer = stream_attach(s);
-    uint8_t ok = WM_TUN_OPEN_OK;
-
-    if (outer == NULL) {
-        wm_tun_stream_refuse(s, WM_TUN_OPEN_LIMIT, "out of memory");
-        return NULL;
-    }
-    tun_send_frame(s->t, WM_TUN_OPEN_RESULT, 0, s->id, &ok, 1);
-    return outer;
-}
-
-void wm_tun_stream_refuse(struct wm_tun_stream *s, uint8_t code, const char *reason)
-{
-    tun_send_code(s->t, WM_TUN_OPEN_RESULT, s->id, false, code, reason);
-    tun_stream_free(s, false);
-}
-
-void wm_tun_stream_watch(struct wm_tun_stream *s, void (*gone)(void *arg), void *arg)
-{
-    s->gone = gone;
-    s->arg = arg;
-}
-
-uint32_t wm_tun_stream_id(const struct wm_tun_stream *s)
-{
-    return s->id;
-}
-
-struct wm_tun *wm_tun_stream_tun(const struct wm_tun_stream *s)
-{
-    return s->t;
-}
-
 /* ---- receiving ---- */
 
 static void on_open(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
@@ -512,7 +306,7 @@ static void on_open(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t 
         tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "too many streams");
         return;
     }
-    struct wm_tun_stream *s = stream_new(t, h->sid, ST_PENDING);
+    struct wm_tun_stream *s = tun_stream_new(t, h->sid, ST_PENDING);
     if (s == NULL) {
         tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "out of memory");
         return;
@@ -558,7 +352,7 @@ static void on_open_result(struct wm_tun *t, const struct wm_tun_hdr *h, const u
         cb(NULL, WM_TUN_OPEN_OK, "ok", arg);
         return;
     }
-    struct bufferevent *outer = stream_attach(s);
+    struct bufferevent *outer = tun_stream_attach(s);
     if (outer == NULL) {
         tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
         tun_stream_free(s, false);
@@ -632,7 +426,7 @@ static void on_window(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_
         tun_sock_kick(s);
         return;
     }
-    if (s->state == ST_OPEN && stream_has_output(s)) {
+    if (s->state == ST_OPEN && tun_stream_has_output(s)) {
         tun_ready_push(t, s);
         tun_pump_schedule(t);
     }

@@ -113,6 +113,17 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_set_ready(struct wm_tun *t);
 
+void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s);
+void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s);
+void tun_ready_remove(struct wm_tun *t, struct wm_tun_stream *s);
+/* The stream has bytes the fair writer could send (pair or socket side). */
+bool tun_stream_has_output(struct wm_tun_stream *s);
+
+/* mux_stream.c */
+/* A new stream in state st, registered under id; NULL on OOM. */
+struct wm_tun_stream *tun_stream_new(struct wm_tun *t, uint32_t id, enum stream_state st);
+/* Make the bufferevent pair of s; returns the end handed to the handler. */
+struct bufferevent *tun_stream_attach(struct wm_tun_stream *s);
 void tun_stream_free(struct wm_tun_stream *s, bool notify_outer);
 /* Frees s when both directions are finished; returns true then. */
 bool tun_stream_maybe_done(struct wm_tun_stream *s);
