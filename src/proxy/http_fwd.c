@@ -25,52 +25,8 @@
 #include "http/head.h"
 #include "http/parser.h"
 #include "http/util.h"
+#include "proxy/http_fwd_int.h"
 #include "proxy/pconn.h"
-
-enum hf_state {
-    HF_READ_HEAD = 0, /* awaiting (the rest of) a request head from the client */
-    HF_CONNECTING,    /* head parsed; ops connecting to the target */
-    HF_FORWARD,       /* head sent upstream; request body and response flowing */
-    HF_CLOSING,       /* answered with an error; flushing, then close */
-    HF_TAKEN,         /* the route op owns the connection (CONNECT) */
-};
-
-struct wm_hfwd {
-    struct wm_pconn *c;
-    const struct wm_hfwd_ops *ops;
-    enum hf_state state;
-    struct wm_http_parser *req;
-    struct wm_http_parser *resp;
-    struct bufferevent *up;
-    struct wm_fastread *cfr;       /* fast reads of the client socket (plain sockets) */
-    struct wm_fastread *ufr;       /* and of the upstream socket */
-    bool creading;                 /* client reading wanted */
-    char up_key[WM_HOST_MAX + 80]; /* target key of `up` */
-    bool up_reused;
-    void *connecting;              /* ops handle while HF_CONNECTING */
-    struct wm_hfwd_target t;
-    struct evbuffer *head_out;     /* upstream request head, kept for one retry */
-    struct evbuffer *scratch;      /* response bytes gathered for one write */
-    bool req_done;
-    bool resp_head_sent;
-    bool resp_done;
-    bool client_close;
-    bool is_head;
-    bool wants_upgrade;
-    bool retried;
-    bool client_paused;
-    bool up_paused;
-    int status;
-    uint64_t req_start_ms;
-    uint64_t req_in;
-    uint64_t req_out;
-    uint64_t last_ms;      /* coarse clock: last byte either way */
-    uint64_t deadline;     /* coarse clock; 0: none */
-    uint64_t timer_fires;  /* when the armed libevent timer fires */
-    bool timer_armed;
-    char reqline[256];
-    struct event *timer;
-};
 
 static void process_client(struct wm_hfwd *f);
 static void process_upstream(struct wm_hfwd *f);
@@ -183,7 +139,6 @@ static void drop_upstream(struct wm_hfwd *f)
     f->up_paused = false;
 }
 
-static void set_reqline(struct wm_hfwd *f, struct wm_http_head *hd);
 
 /* The access line; the request line is formatted only when it is shown. */
 static void log_request(struct wm_hfwd *f)
@@ -195,7 +150,7 @@ static void log_request(struct wm_hfwd *f)
         return;
     }
     if (f->reqline[0] == '\0' && wm_http_head_size(wm_http_parser_head(f->req)) > 0) {
-        set_reqline(f, wm_http_parser_head(f->req));
+        hfwd_set_reqline(f, wm_http_parser_head(f->req));
     }
 
     wm_log(WM_LOG_INFO, c->id,
@@ -285,220 +240,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
     default:
         return;
-    }
-}
-
-/* ---- header rules ---- */
-
-/* Expand {client_ip}, {url}, {host}, {path}, {method} (or $name) in v. */
-static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
-                   struct evbuffer *out)
-{
-    char ip[64];
-
-    while (*v != '\0') {
-        const char *name = NULL;
-        size_t nlen = 0;
-        size_t skip = 0;
-        if (*v == '{') {
-            const char *end = strchr(v, '}');
-            if (end != NULL) {
-                name = v + 1;
-                nlen = (size_t)(end - v - 1);
-                skip = nlen + 2;
-            }
-        } else if (*v == '$') {
-            name = v + 1;
-            while (name[nlen] == '_' || (name[nlen] >= 'a' && name[nlen] <= 'z')) {
-                nlen++;
-            }
-            skip = nlen + 1;
-        }
-        if (name != NULL && nlen > 0) {
-            size_t len = 0;
-            const char *val = NULL;
-            if (wm_strieq(name, nlen, "client_ip")) {
-                val = f->c->peerlen > 0
-                          ? wm_addr_format_ip((struct sockaddr *)&f->c->peer, ip, sizeof(ip))
-                          : "";
-                len = strlen(val);
-            } else if (wm_strieq(name, nlen, "url") || wm_strieq(name, nlen, "path")) {
-                val = wm_http_head_url(hd, &len);
-            } else if (wm_strieq(name, nlen, "host")) {
-                val = wm_http_head_get(hd, "host", &len);
-            } else if (wm_strieq(name, nlen, "method")) {
-                val = wm_http_head_method(hd, &len);
-            }
-            if (val != NULL) {
-                evbuffer_add(out, val, len);
-                v += skip;
-                continue;
-            }
-        }
-        evbuffer_add(out, v, 1);
-        v++;
-    }
-}
-
-static const struct wm_hfwd_rule *rule_for(const struct wm_hfwd_target *t, bool request,
-                                           const char *name, size_t nlen, char op)
-{
-    for (size_t i = 0; i < t->nrules; i++) {
-        const struct wm_hfwd_rule *r = &t->rules[i];
-        if (r->request == request && r->op == op && wm_strieq(name, nlen, r->name)) {
-            return r;
-        }
-    }
-    return NULL;
-}
-
-/* Append the rules' own header lines ('+' always, '=' replaces). */
-static void add_rule_headers(struct wm_hfwd *f, struct wm_http_head *hd, bool request,
-                             struct evbuffer *out)
-{
-    for (size_t i = 0; i < f->t.nrules; i++) {
-        const struct wm_hfwd_rule *r = &f->t.rules[i];
-        if (r->request != request || r->op == '-') {
-            continue;
-        }
-        evbuffer_add(out, r->name, strlen(r->name));
-        evbuffer_add(out, ": ", 2);
-        expand(f, hd, r->value, out);
-        evbuffer_add(out, "\r\n", 2);
-    }
-}
-
-/* Drop a field because a rule removes or replaces it. */
-static bool ruled_out(struct wm_hfwd *f, bool request, const struct wm_http_field *fl)
-{
-    return rule_for(&f->t, request, fl->name, fl->nlen, '-') != NULL ||
-           rule_for(&f->t, request, fl->name, fl->nlen, '=') != NULL;
-}
-
-/* ---- the upstream request ---- */
-
-/* ---- head output: one reservation, filled with memcpy ---- */
-
-struct headw {
-    struct evbuffer *out;
-    struct evbuffer_iovec v;
-    char *p;
-    size_t n;
-};
-
-/* Reserve room for at most cap bytes. Returns -1 on OOM. */
-static int headw_begin(struct headw *w, struct evbuffer *out, size_t cap)
-{
-    w->out = out;
-    w->n = 0;
-    if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &w->v, 1) != 1 || w->v.iov_len < cap) {
-        return -1;
-    }
-    w->p = w->v.iov_base;
-    return 0;
-}
-
-static void headw_put(struct headw *w, const void *d, size_t n)
-{
-    memcpy(w->p + w->n, d, n);
-    w->n += n;
-}
-
-static void headw_field(struct headw *w, const struct wm_http_field *fl)
-{
-    headw_put(w, fl->name, fl->nlen);
-    headw_put(w, ": ", 2);
-    headw_put(w, fl->value, fl->vlen);
-    headw_put(w, "\r\n", 2);
-}
-
-static void headw_end(struct headw *w)
-{
-    w->v.iov_len = w->n;
-    evbuffer_commit_space(w->out, &w->v, 1);
-}
-
-/* Bytes a head's copy can take: every stored byte, plus ": " and CRLF per
- * field, plus the first line's own (extra says how much). */
-static size_t head_cap(const struct wm_http_head *hd, size_t extra)
-{
-    return wm_http_head_size(hd) + 4 * wm_http_head_nfields(hd) + extra + 64;
-}
-
-static void build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
-{
-    struct evbuffer *b = f->head_out;
-    size_t mlen;
-    size_t ulen;
-    const char *m = wm_http_head_method(hd, &mlen);
-    const char *u = wm_http_head_url(hd, &ulen);
-    struct wm_http_field fl;
-    bool v10 = wm_http_head_major(hd) == 1 && wm_http_head_minor(hd) == 0;
-    bool own_host = f->t.host_hdr[0] != '\0';
-    size_t hlen = own_host ? strlen(f->t.host_hdr) : 0;
-    struct headw w;
-
-    evbuffer_drain(b, evbuffer_get_length(b));
-    if (headw_begin(&w, b, head_cap(hd, f->t.pathlen + hlen + 32)) < 0) {
-        return; /* OOM: an empty head, the upstream answers 400 or closes */
-    }
-    headw_put(&w, m, mlen);
-    headw_put(&w, " ", 1);
-    if (f->t.path != NULL) {
-        if (f->t.pathlen == 0 || f->t.path[0] != '/') {
-            headw_put(&w, "/", 1);
-        }
-        headw_put(&w, f->t.path, f->t.pathlen);
-    } else {
-        headw_put(&w, u, ulen);
-    }
-    headw_put(&w, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
-    if (own_host) {
-        headw_put(&w, "Host: ", 6);
-        headw_put(&w, f->t.host_hdr, hlen);
-        headw_put(&w, "\r\n", 2);
-    }
-    for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
-        wm_http_head_field(hd, i, &fl);
-        if (own_host && wm_strieq(fl.name, fl.nlen, "host")) {
-            continue;
-        }
-        if (!(f->wants_upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) &&
-            wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
-            continue;
-        }
-        if (f->t.nrules > 0 && ruled_out(f, true, &fl)) {
-            continue;
-        }
-        headw_field(&w, &fl);
-    }
-    headw_end(&w);
-    if (f->t.nrules > 0) {
-        add_rule_headers(f, hd, true, b);
-    }
-    if (f->wants_upgrade) {
-        evbuffer_add(b, "Connection: Upgrade\r\n\r\n", 23);
-    } else if (v10) {
-        evbuffer_add(b, "Connection: close\r\n\r\n", 21);
-    } else {
-        evbuffer_add(b, "\r\n", 2);
-    }
-}
-
-static void set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
-{
-    size_t mlen;
-    size_t ulen;
-    const char *m = wm_http_head_method(hd, &mlen);
-    const char *u = wm_http_head_url(hd, &ulen);
-
-    snprintf(f->reqline, sizeof(f->reqline), "%.*s %.*s", (int)(mlen < 20 ? mlen : 20), m,
-             (int)(ulen < 200 ? ulen : 200), u);
-    /* The log line must stay one line with balanced quotes. */
-    for (char *p = f->reqline; *p != '\0'; p++) {
-        if (*p == '"' || (unsigned char)*p < ' ') {
-            *p = '?';
-        }
     }
 }
 
@@ -699,7 +440,7 @@ static void handle_head(struct wm_hfwd *f)
     if (f->wants_upgrade) {
         f->client_close = true; /* after an upgrade the connection is not HTTP any more */
     }
-    build_upstream_head(f, hd);
+    hfwd_build_upstream_head(f, hd);
     if (f->up != NULL && strcmp(f->up_key, f->t.key) != 0) {
         drop_upstream(f);
     }
@@ -844,60 +585,6 @@ static void flush_scratch(struct wm_hfwd *f)
     }
 }
 
-static void write_response_head(struct wm_hfwd *f)
-{
-    struct wm_pconn *c = f->c;
-    struct wm_http_head *hd = wm_http_parser_head(f->resp);
-    struct evbuffer *out = f->scratch;
-    size_t before = evbuffer_get_length(out);
-    size_t rlen;
-    const char *reason = wm_http_head_reason(hd, &rlen);
-    struct wm_http_field fl;
-    int status = wm_http_head_status(hd);
-    bool upgrade = status == 101 && f->wants_upgrade;
-    char sl[16] = "HTTP/1.1 000 ";
-    struct headw w;
-
-    if (headw_begin(&w, out, head_cap(hd, rlen + 16)) < 0) {
-        return; /* OOM: nothing sent; the connection ends on its timeout */
-    }
-    sl[9] = (char)('0' + status / 100 % 10);
-    sl[10] = (char)('0' + status / 10 % 10);
-    sl[11] = (char)('0' + status % 10);
-    headw_put(&w, sl, 13);
-    headw_put(&w, reason, rlen);
-    headw_put(&w, "\r\n", 2);
-    for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
-        wm_http_head_field(hd, i, &fl);
-        if (upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) {
-            /* kept */
-        } else if (wm_strieq(fl.name, fl.nlen, "trailer")) {
-            /* kept: chunked bodies pass through with their trailers */
-        } else if (wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
-            continue;
-        }
-        if (f->t.nrules > 0 && status >= 200 && ruled_out(f, false, &fl)) {
-            continue;
-        }
-        headw_field(&w, &fl);
-    }
-    headw_end(&w);
-    if (f->t.nrules > 0 && status >= 200) {
-        add_rule_headers(f, wm_http_parser_head(f->req), false, out);
-    }
-    if (upgrade) {
-        evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
-    } else if (status >= 200 && f->client_close) {
-        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
-    } else if (status >= 200 && wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
-        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
-    } else {
-        evbuffer_add(out, "\r\n", 2);
-    }
-    f->req_out += evbuffer_get_length(out) - before;
-    c->bytes_out += evbuffer_get_length(out) - before;
-}
-
 static void become_tunnel(struct wm_hfwd *f)
 {
     struct wm_pconn *c = f->c;
@@ -986,14 +673,14 @@ static void process_upstream(struct wm_hfwd *f)
             f->status = status;
             c->code = status;
             if (status == 101 && f->wants_upgrade) {
-                write_response_head(f);
+                hfwd_write_response_head(f);
                 flush_scratch(f);
                 become_tunnel(f);
                 return;
             }
             if (status >= 100 && status < 200) {
                 /* Interim response: pass it on, the final one follows. */
-                write_response_head(f);
+                hfwd_write_response_head(f);
                 wm_http_parser_next(f->resp);
                 wm_http_parser_expect_no_body(f->resp, f->is_head);
                 continue;
@@ -1001,7 +688,7 @@ static void process_upstream(struct wm_hfwd *f)
             if (wm_http_parser_needs_eof(f->resp)) {
                 f->client_close = true;
             }
-            write_response_head(f);
+            hfwd_write_response_head(f);
             f->resp_head_sent = true;
             continue;
         }
