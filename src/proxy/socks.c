@@ -208,9 +208,16 @@ static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
 
 static void socks_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
-    (void)what;
-    wm_pconn_finish(arg, "client-closed");
+    struct wm_pconn *c = arg;
+
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->dial != NULL) {
+        /* A half-close right after a pipelined request: the early bytes
+         * and the EOF belong to the target. Stop reading; the relay reads
+         * the socket again once connected, sees the EOF and half-closes. */
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    wm_pconn_finish(c, "client-closed");
 }
 
 /* Shared read loop: pull up what we have (bounded) and let step() eat

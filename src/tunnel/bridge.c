@@ -288,7 +288,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     (void)peer;
     (void)plen;
     b->dial = NULL;
-    b->code = st;
+    b->code = st == WM_DIAL_OK ? WM_TUN_OPEN_OK : open_code_of(st); /* what the opener hears */
     if (st != WM_DIAL_OK) {
         wm_log(WM_LOG_DEBUG, b->id, "dial %s: %s", b->target != NULL ? b->target : "-",
                wm_dial_status_str(st));

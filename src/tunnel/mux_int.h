@@ -53,7 +53,8 @@ struct wm_tun_stream {
     int fd;
     bool readable;            /* read edge seen, not yet drained */
     bool rdhup;               /* the peer's FIN is in (EV_CLOSED) */
-    bool wr_blocked;          /* short write: wait for the writable edge */
+    bool wr_blocked;          /* socket full: wait for the writable edge */
+    uint8_t pend_moves;       /* chains moved into pend since it was last compact */
     bool wr_shut;             /* shutdown(SHUT_WR) done */
     bool flush_queued;        /* on the carrier's flush list */
     struct wm_tun_stream *fnext;

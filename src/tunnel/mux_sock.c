@@ -32,6 +32,8 @@
 
 #define TURN_FRAMES 4       /* frames read per turn when others wait: 64 KiB */
 #define TURN_FRAMES_ALONE 16 /* when no other stream waits: 256 KiB */
+#define PEND_COPY_MAX 4096  /* payloads below this are copied into pend, not moved */
+#define PEND_MOVES_MAX 16   /* chain moves into pend before it is compacted */
 
 static void sock_event_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -74,23 +76,28 @@ int tun_sock_attach(struct wm_tun_stream *s, int fd, int idle_ms, wm_tun_sock_en
     return 0; /* the first edge reports what is already there */
 }
 
-/* Write what is pending. Returns false when s was freed. */
+/* Write what is pending, until it is all out or the socket is full (one
+ * writev takes at most 128 chains, so a short write alone does not mean
+ * full). Returns false when s was freed. */
 static bool sock_flush(struct wm_tun_stream *s)
 {
-    size_t len = evbuffer_get_length(s->pend);
-    int n = evbuffer_write(s->pend, s->fd);
-
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            sock_fail(s, "socket-error");
-            return false;
+    while (evbuffer_get_length(s->pend) > 0) {
+        int n = evbuffer_write(s->pend, s->fd);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                sock_fail(s, "socket-error");
+                return false;
+            }
+            s->wr_blocked = true; /* until the next writable edge */
+            break;
         }
-        n = 0;
-    }
-    if ((size_t)n < len) {
-        s->wr_blocked = true; /* until the next writable edge */
-    }
-    if (n > 0) {
+        if (n == 0) {
+            s->wr_blocked = true;
+            break;
+        }
         s->nout += (uint64_t)n;
         s->last_ms = wm_now_coarse_ms();
         tun_stream_consumed(s, (size_t)n);
@@ -98,6 +105,7 @@ static bool sock_flush(struct wm_tun_stream *s)
     if (evbuffer_get_length(s->pend) == 0) {
         evbuffer_free(s->pend);
         s->pend = NULL;
+        s->pend_moves = 0;
         if (s->remote_fin && !s->wr_shut) {
             shutdown(s->fd, SHUT_WR);
             s->wr_shut = true;
@@ -105,6 +113,33 @@ static bool sock_flush(struct wm_tun_stream *s)
         }
     }
     return true;
+}
+
+/* Take len payload bytes from the front of in into s->pend. Big payloads
+ * move chains (no copy on the bulk path); small ones are copied, so a peer
+ * sending many tiny frames to a slow reader cannot pile up one chain per
+ * frame. Moved chains may carry unused room, so after PEND_MOVES_MAX moves
+ * without a full flush, pend is compacted into one chain: memory stays
+ * near the bytes held (at most the stream window). */
+static int pend_take(struct wm_tun_stream *s, struct evbuffer *in, size_t len)
+{
+    if (len < PEND_COPY_MAX) {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(s->pend, (ev_ssize_t)len, &v, 1) != 1) {
+            return -1;
+        }
+        v.iov_len = (size_t)evbuffer_remove(in, v.iov_base, len);
+        evbuffer_commit_space(s->pend, &v, 1);
+        return 0;
+    }
+    if (evbuffer_remove_buffer(in, s->pend, len) < 0) {
+        return -1;
+    }
+    if (++s->pend_moves > PEND_MOVES_MAX) {
+        s->pend_moves = 0;
+        (void)evbuffer_pullup(s->pend, -1); /* on OOM it stays as it is */
+    }
+    return 0;
 }
 
 void tun_sock_flush_all(struct wm_tun *t)
@@ -123,12 +158,12 @@ void tun_sock_data(struct wm_tun_stream *s, struct evbuffer *in, size_t len, boo
     struct wm_tun *t = s->t;
 
     if (len > 0) {
-        if (s->pend == NULL && (s->pend = evbuffer_new()) == NULL) {
-            evbuffer_drain(in, len);
+        if ((s->pend == NULL && (s->pend = evbuffer_new()) == NULL) ||
+            pend_take(s, in, len) < 0) {
+            evbuffer_drain(in, len); /* nothing was taken */
             sock_fail(s, "out-of-memory");
             return;
         }
-        evbuffer_remove_buffer(in, s->pend, len);
         if (!s->flush_queued && !s->wr_blocked) {
             /* written at the end of this carrier read, with the rest */
             s->flush_queued = true;

@@ -82,6 +82,29 @@ def test_large_early_data_while_dialing(proxy, echo):
     assert is_closed(s)
 
 
+@pytest.mark.parametrize("version", [5, 4])
+def test_half_close_right_after_pipelined_request(proxy, echo, version):
+    # request, data and FIN in one go, before the proxy's dial completes:
+    # the data still reaches the target and the FIN follows it
+    payload = b"early bytes then EOF"
+    s = connect(proxy)
+    if version == 5:
+        head = b"\x05\x01\x00" + b"\x05\x01\x00" + socks.addr_bytes("127.0.0.1", echo.port)
+    else:
+        head = b"\x04\x01" + struct.pack(">H", echo.port) + bytes([127, 0, 0, 1]) + b"u\x00"
+    s.sendall(head + payload)
+    s.shutdown(socket.SHUT_WR)
+    if version == 5:
+        assert recv_exact(s, 2) == b"\x05\x00"
+        rep, _ = socks.read_reply(s)
+        assert rep == 0
+    else:
+        assert recv_exact(s, 8)[:2] == b"\x00\x5a"
+    assert recv_exact(s, len(payload)) == payload
+    assert recv_exact(s, 64).decode() == sha256(payload)
+    assert is_closed(s)
+
+
 def test_split_request_gets_method_reply_first(proxy, echo):
     # greeting + the first bytes of the request, then the client waits for
     # the method reply before sending the rest: it must not wait forever

@@ -520,3 +520,49 @@ def test_client_starts_before_server(nodes, echo, wmproxy):
     s = connect(tp)
     s.sendall(b"x")
     assert recv_exact(s, 1) == b"x"
+
+
+def test_tiny_writes_to_a_paused_reader_all_arrive(nodes):
+    """A private service writing 100 bytes at a time (one DATA frame each)
+    to a public client that pauses, then reads: every byte arrives. (The
+    receiving node once queued one buffer chain per frame and stopped
+    after a 128-chain writev that did not fill the socket.)"""
+    total = 8_000_000  # beyond what the kernel buffers on the way hold (~3 MB)
+    data = pattern(total, seed=7)
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+
+    def produce():
+        c, _ = lst.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for i in range(0, total, 100):
+                c.sendall(data[i:i + 100])
+            c.shutdown(socket.SHUT_WR)
+            c.recv(1)
+        except OSError:
+            pass
+        c.close()
+
+    t = threading.Thread(target=produce, daemon=True)
+    t.start()
+    tp = free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % lst.getsockname()[1]}])
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", tp))
+    time.sleep(3)  # the window fills with tiny frames
+    s.settimeout(10)
+    got = bytearray()
+    while len(got) < total:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    assert len(got) == total
+    assert bytes(got) == data
+    s.close()
+    lst.close()

@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -60,6 +61,33 @@ static void pair(int sv[2])
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     nonblock(sv[0]);
     nonblock(sv[1]);
+}
+
+/* A connected TCP pair on loopback with small buffers (v[1] sends, v[0]
+ * reads), so a tunnel stream writing to v[1] keeps data of its own.
+ * (TCP, unlike a socketpair, wakes a writer only after it found the
+ * socket full: the case a writer that stops early gets stuck in.) */
+static void tcp_pair(int v[2])
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    int small = 4096;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &sl), 0);
+    v[0] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(v[0] >= 0);
+    assert_int_equal(setsockopt(v[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    assert_int_equal(connect(v[0], (struct sockaddr *)&sa, sizeof(sa)), 0);
+    v[1] = accept(l, NULL, NULL);
+    assert_true(v[1] >= 0);
+    assert_int_equal(setsockopt(v[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    close(l);
+    nonblock(v[0]);
+    nonblock(v[1]);
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg)
@@ -438,6 +466,64 @@ static void test_abort(void **state)
     close(b[0]);
 }
 
+/* Many tiny DATA frames for a reader that stops, then reads: every byte
+ * arrives, in order. (The end-to-end test with real nodes,
+ * test_tiny_writes_to_a_paused_reader_all_arrive, covers the case where
+ * each frame arrives in a carrier read of its own.) */
+static void test_small_frames_slow_reader(void **state)
+{
+    struct fixture *f = *state;
+    int a[2], b[2];
+    size_t n = 512 * 1024;
+    uint8_t *src = malloc(n);
+    uint8_t *dst = malloc(n);
+    struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {"m", 1}, {"test", 4}};
+    size_t sent = 0;
+    size_t got = 0;
+
+    pair(a);
+    tcp_pair(b);
+    f->accept_fd = b[1];
+    assert_non_null(wm_tun_open_sock(f->cli, &o, a[1], 0, open_cb, srv_end_cb, &f->cli_end));
+    assert_true(run_until(&f->opened, 3000));
+    fill(src, n, 5);
+    /* 100 bytes at a time, the loop turning in between: one frame each,
+     * until the window and the socket buffers are full */
+    uint64_t idle_since = wm_now_ms();
+    while (sent < n && wm_now_ms() - idle_since < 300) {
+        ssize_t w = write(a[0], src + sent, n - sent < 100 ? n - sent : 100);
+        if (w > 0) {
+            sent += (size_t)w;
+            idle_since = wm_now_ms();
+        }
+        for (int i = 0; i < 4; i++) {
+            event_base_loop(f->base, EVLOOP_NONBLOCK);
+        }
+    }
+    assert_true(sent > 64 * 1024); /* more than a window went in */
+    uint64_t end = wm_now_ms() + 10000;
+    while (got < n && wm_now_ms() < end) {
+        ssize_t w = sent < n ? write(a[0], src + sent, n - sent < 100 ? n - sent : 100) : 0;
+        if (w > 0) {
+            sent += (size_t)w;
+        }
+        ssize_t r;
+        while ((r = read(b[0], dst + got, n - got)) > 0) {
+            got += (size_t)r;
+        }
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        if (w <= 0 && r < 0) {
+            run_for(1);
+        }
+    }
+    assert_int_equal(got, n);
+    assert_memory_equal(src, dst, n);
+    close(a[0]);
+    close(b[0]);
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the program does: EPIPE, not a signal */
@@ -449,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_carrier_loss_ends_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_gone_resets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_frames_slow_reader, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
