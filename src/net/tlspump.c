@@ -277,8 +277,9 @@ static bool handshake(struct pump *p)
     char line[320];
     snprintf(line, sizeof(line), "handshake failed: %s", ssl_reason(p, buf, sizeof(buf)));
     wm_log(WM_LOG_WARN, 0, "tls %s: %s", p->peer, line);
-    flush_out(p); /* the alert, if any */
-    fail(p, line);
+    if (flush_out(p)) { /* the alert, if any; a failed write frees p */
+        fail(p, line);
+    }
     return false;
 }
 

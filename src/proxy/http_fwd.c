@@ -258,6 +258,20 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+static bool idempotent(struct wm_http_head *hd)
+{
+    static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    size_t n;
+    const char *m = wm_http_head_method(hd, &n);
+
+    for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++) {
+        if (n == strlen(safe[i]) && memcmp(m, safe[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wm_hfwd *f = arg;
@@ -287,9 +301,10 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (!f->resp_head_sent && f->up_reused && !f->retried &&
         wm_http_head_size(wm_http_parser_head(f->resp)) == 0 &&
-        !wm_http_parser_has_body(f->req)) {
-        /* The kept connection was closed by the target as we reused it: the
-         * request is safe to send again on a fresh connection, once. */
+        !wm_http_parser_has_body(f->req) && idempotent(wm_http_parser_head(f->req))) {
+        /* The kept connection was closed by the target as we reused it: an
+         * idempotent request (RFC 9110 9.2.2) without a body is safe to send
+         * again on a fresh connection, once. A POST is not: 502. */
         f->retried = true;
         drop_upstream(f);
         send_request(f);
@@ -359,11 +374,17 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct wm_hfwd *f = arg;
     struct wm_pconn *c = f->c;
 
+    (void)bev;
     if ((what & BEV_EVENT_EOF) && f->state == HF_FORWARD && f->req_done) {
         /* The client half-closed after its request: answer, then close. */
-        (void)bev;
         client_reading(f, false);
         f->client_close = true;
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_TAKEN) {
+        /* CONNECT + early data + FIN before the dial ends: the relay reads
+         * the socket again, gets the data and then the (lasting) EOF. */
+        client_reading(f, false);
         return;
     }
     if (f->state == HF_FORWARD && !f->resp_done) {
@@ -426,6 +447,7 @@ static void handle_head(struct wm_hfwd *f)
     r = f->ops->route(f, c, hd, &f->t, &detail, &extra);
     if (r == WM_HFWD_TAKEN) {
         f->state = HF_TAKEN;
+        client_reading(f, false); /* early bytes and a FIN wait for the relay */
         arm_timer(f, 0);
         return;
     }

@@ -30,6 +30,24 @@ def test_connect_early_data_and_half_close(proxy, echo):
     assert is_closed(s)
 
 
+def test_connect_early_data_and_fin_before_the_dial_ends(proxy, echo):
+    # request, data and FIN in one go: the FIN must not end the tunnel
+    # before the data reached the target
+    for _ in range(5):
+        s = connect(proxy)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\nhello-early" % echo.port)
+        s.shutdown(socket.SHUT_WR)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(1)
+            assert b, "closed before the answer: %r" % head
+            head += b
+        assert head.startswith(b"HTTP/1.1 200")
+        assert recv_exact(s, 11) == b"hello-early"
+        assert recv_exact(s, 64).decode() == sha256(b"hello-early")
+        assert is_closed(s)
+
+
 def test_connect_auth(auth_proxy, echo):
     s = connect(auth_proxy)
     s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % echo.port)

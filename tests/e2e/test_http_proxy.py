@@ -76,6 +76,57 @@ def test_keepalive_20_requests_one_connection(proxy, origin):
     s.close()
 
 
+@pytest.mark.parametrize("method,retried", [("GET", True), ("POST", False)])
+def test_retry_on_kept_connection_only_when_idempotent(proxy, method, retried):
+    # the target closes a kept connection as the next request arrives: a
+    # GET is sent again on a new connection, a POST (even without a body)
+    # is not: the client gets 502 and the target saw it once
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(8)
+    lst.settimeout(10)
+    seen = []
+
+    def heads(c):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" in buf:
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                yield head.split(b"\r\n")[0].decode()
+            d = c.recv(4096)
+            if not d:
+                return
+            buf += d
+
+    def serve():
+        try:
+            for n in range(2):
+                c, _ = lst.accept()
+                for i, line in enumerate(heads(c)):
+                    seen.append(line)
+                    if n == 0 and i == 1:
+                        break  # the kept connection closes, unanswered
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                c.close()
+        except OSError:
+            pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    base = "http://127.0.0.1:%d" % lst.getsockname()[1]
+    s = connect(proxy)
+    rd = http1.Reader(s)
+    s.sendall(http1.request("GET", base + "/a"))
+    assert rd.response().status == 200
+    s.sendall(http1.request(method, base + "/b", [("Content-Length", "0")]))
+    r = rd.response()
+    assert r.status == (200 if retried else 502)
+    time.sleep(0.3)
+    assert seen.count("%s /b HTTP/1.1" % method) == (2 if retried else 1), seen
+    s.close()
+    lst.close()
+
+
 def test_pipelining(proxy, origin):
     s = connect(proxy)
     reqs = b""

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -183,6 +184,20 @@ def test_tls_mismatches_refused(nodes, certs):
     time.sleep(1)
     assert "attached" not in tls_srv.log()
     cli.stop()
+
+
+def test_reset_during_tls_handshake_keeps_serving(nodes, certs):
+    # a broken ClientHello, then a reset before the alert can be written:
+    # the failed alert write must not end the pump twice (it crashed)
+    srv = nodes.server(tls=tls_server(certs))
+    port = int(srv.center.rsplit(":", 1)[1])
+    for _ in range(5):
+        s = connect(port)
+        s.sendall(bytes.fromhex("160301000401000000"))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.5)
+    nodes.client(srv.center, srv_proc=srv, tls=tls_client(certs))  # still serving
 
 
 def test_mtls_requires_a_good_client_certificate(nodes, certs):
