@@ -253,7 +253,7 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
     if (f->client_paused && !f->req_done && f->state == HF_FORWARD) {
         f->client_paused = false;
         bufferevent_setwatermark(f->up, EV_WRITE, 0, 0);
-        client_reading(f, true);
+        client_reading(f, !f->client_eof);
         process_client(f);
     }
 }
@@ -376,9 +376,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     if ((what & BEV_EVENT_EOF) && f->state == HF_FORWARD && f->req_done) {
-        /* The client half-closed after its request: answer, then close. */
+        /* The client half-closed after its request: answer it and the
+         * complete requests already buffered behind it, then close. */
         client_reading(f, false);
-        f->client_close = true;
+        f->client_eof = true;
         return;
     }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_TAKEN) {
@@ -420,7 +421,7 @@ static void send_request(struct wm_hfwd *f)
         wm_bev_send(f->up, f->head_out, evbuffer_get_length(f->head_out));
     }
     wm_http_parser_expect_no_body(f->resp, f->is_head);
-    client_reading(f, true);
+    client_reading(f, !f->client_eof);
     process_client(f);
 }
 
@@ -488,6 +489,13 @@ static void read_head(struct wm_hfwd *f)
         enum wm_http_res r;
 
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            if (f->client_eof) {
+                /* nothing more will come: a partial head is dropped */
+                f->state = HF_CLOSING;
+                arm_timer(f, 0);
+                release_client_reads(f);
+                wm_pconn_close_after_flush(c, "client-closed");
+            }
             return;
         }
         if (wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
@@ -564,6 +572,11 @@ static void forward_body(struct wm_hfwd *f)
             log_request(f);
             wm_pconn_finish(c, "bad-request-body");
         }
+        return;
+    }
+    if (!f->req_done && f->client_eof && evbuffer_get_length(in) == 0) {
+        log_request(f); /* a buffered request whose body was cut by the FIN */
+        wm_pconn_finish(c, "client-closed");
         return;
     }
     if (!f->req_done && evbuffer_get_length(out) >= WM_HTTP_BODY_HIGH_WATER) {
@@ -650,7 +663,7 @@ static void response_done(struct wm_hfwd *f)
     f->reqline[0] = '\0';
     evbuffer_drain(f->head_out, evbuffer_get_length(f->head_out));
     arm_timer(f, c->opts->idle_timeout_ms);
-    client_reading(f, true); /* also resumes after pipelined input filled up */
+    client_reading(f, !f->client_eof); /* also resumes after pipelined input filled up */
     process_client(f);
 }
 

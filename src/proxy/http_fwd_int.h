@@ -42,6 +42,7 @@ struct wm_hfwd {
     bool resp_head_sent;
     bool resp_done;
     bool client_close;
+    bool client_eof;               /* FIN read: serve what is buffered, then close */
     bool is_head;
     bool wants_upgrade;
     bool retried;

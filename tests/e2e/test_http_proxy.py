@@ -147,6 +147,21 @@ def test_pipelining(proxy, origin):
     s.close()
 
 
+def test_pipelined_requests_then_half_close(proxy, origin):
+    # two complete requests and a FIN in one go: both are answered, then
+    # the connection closes
+    s = connect(proxy)
+    reqs = b"".join(http1.request("GET", "http://127.0.0.1:%d/bytes/%d?seed=%d" % (origin.port, n, n))
+                    for n in (100, 70000, 3))
+    s.sendall(reqs)
+    s.shutdown(socket.SHUT_WR)
+    rd = http1.Reader(s)
+    for n in (100, 70000, 3):
+        r = rd.response()
+        assert r.status == 200 and r.body == pattern(n, n)
+    assert is_closed(s)
+
+
 def test_switching_targets_on_keepalive(proxy, origin, origin6):
     s = connect(proxy)
     rd = http1.Reader(s)
