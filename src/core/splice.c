@@ -27,6 +27,7 @@ struct dir {
     bool eof;           /* `from` reached EOF */
     bool shut;          /* `to` got SHUT_WR */
     bool bulk;          /* reads fill buffers: splice through the pipe */
+    bool failed;        /* `from` failed: write what was read, then end */
     uint64_t bytes;
     struct event *rd;   /* readable `from` */
     struct event *wr;   /* writable `to` */
@@ -68,13 +69,37 @@ static void finish(struct wm_splice *s)
     cb(arg, &res);
 }
 
-static void fail(struct wm_splice *s, int side, int err)
+static void note_err(struct wm_splice *s, int side, int err)
 {
     if (s->end == WM_RELAY_END_CLOSED) {
         s->end = side == 0 ? WM_RELAY_END_ERR_A : WM_RELAY_END_ERR_B;
         s->err = err;
     }
+}
+
+static void fail(struct wm_splice *s, int side, int err)
+{
+    note_err(s, side, err);
     finish(s);
+}
+
+static bool flush(struct wm_splice *s, int i);
+
+/* Reading side i failed: what it read before still goes out (as the
+ * relay contract says), then the relay ends with the error. */
+static void read_failed(struct wm_splice *s, int i, int err)
+{
+    struct dir *d = &s->d[i];
+
+    if (d->inpipe == 0 && evbuffer_get_length(d->pre) == 0) {
+        fail(s, i, err);
+        return;
+    }
+    note_err(s, i, err);
+    d->failed = true;
+    d->eof = true;
+    event_del(d->rd);
+    flush(s, i);
 }
 
 static bool done(const struct wm_splice *s)
@@ -124,6 +149,10 @@ static bool flush(struct wm_splice *s, int i)
         d->inpipe -= (size_t)m;
     }
     event_del(d->wr);
+    if (d->failed) {
+        finish(s);
+        return false;
+    }
     if (d->eof) {
         if (!d->shut) {
             shutdown(d->to, SHUT_WR);
@@ -157,7 +186,7 @@ static void read_copy(struct wm_splice *s, int i)
 
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR) {
-            fail(s, i, errno);
+            read_failed(s, i, errno);
         }
         return;
     }
@@ -216,7 +245,7 @@ static void read_side(struct wm_splice *s, int i)
         if (errno == EAGAIN || errno == EINTR) {
             break;
         }
-        fail(s, i, errno);
+        read_failed(s, i, errno);
         return;
     }
     flush(s, i);

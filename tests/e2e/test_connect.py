@@ -1,8 +1,13 @@
 """HTTPS CONNECT tunnels."""
 
 import base64
+import fcntl
 import socket
+import struct
 import subprocess
+import termios
+import threading
+import time
 
 from conftest import sha256
 from helpers import http1
@@ -46,6 +51,56 @@ def test_connect_early_data_and_fin_before_the_dial_ends(proxy, echo):
         assert recv_exact(s, 11) == b"hello-early"
         assert recv_exact(s, 64).decode() == sha256(b"hello-early")
         assert is_closed(s)
+
+
+def test_target_reset_after_its_data_still_delivers_it(proxy):
+    # the target sends 5 MB, waits until its kernel sent it all, then
+    # resets; the client reads late: every byte read before the reset
+    # still reaches it (the error ends the tunnel only after that)
+    total = 5_000_000
+    data = pattern(total, seed=3)
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+
+    def target():
+        c, _ = lst.accept()
+        c.sendall(data)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            outq = struct.unpack("i", fcntl.ioctl(c, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            if outq == 0:
+                break
+            time.sleep(0.01)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(20)
+    s.connect(("127.0.0.1", proxy))
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % lst.getsockname()[1])
+    head = b""
+    while b"\r\n\r\n" not in head:
+        b = s.recv(1)
+        assert b, head
+        head += b
+    assert head.startswith(b"HTTP/1.1 200")
+    time.sleep(1.5)  # the target sends everything and resets meanwhile
+    got = bytearray()
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    except ConnectionResetError:
+        pass
+    assert len(got) == total and bytes(got) == data
+    t.join(5)
+    lst.close()
 
 
 def test_connect_auth(auth_proxy, echo):
