@@ -39,6 +39,8 @@ struct pump {
     struct event *rd;
     struct event *wr;
     struct event *timer;
+    struct event *eof_ev;  /* delivers a pending EOF from the loop */
+    bool eof_pending;      /* peer closed; EOF once the user took all data */
     bool handshake_done;
     bool peer_closed;      /* socket EOF or close_notify */
     bool local_eof;        /* the user sent EOF */
@@ -143,6 +145,9 @@ static void pump_free(struct pump *p)
     }
     if (p->timer != NULL) {
         event_free(p->timer);
+    }
+    if (p->eof_ev != NULL) {
+        event_free(p->eof_ev);
     }
     if (p->b != NULL) {
         bufferevent_free(p->b);
@@ -283,6 +288,30 @@ static bool handshake(struct pump *p)
     return false;
 }
 
+/* Tell the user the peer closed, after every decrypted byte. (A pair's
+ * BEV_FINISHED flush moves only up to the partner's read high-water mark
+ * and then reports EOF at once, so it waits until our output is empty.) */
+static void deliver_eof(struct pump *p)
+{
+    if (evbuffer_get_length(bufferevent_get_output(p->b)) > 0) {
+        p->eof_pending = true; /* b_out_cb brings us back */
+        return;
+    }
+    p->eof_pending = false;
+    bufferevent_flush(p->b, EV_WRITE, BEV_FINISHED);
+}
+
+static void eof_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pump *p = arg;
+
+    (void)fd;
+    (void)what;
+    if (p->eof_pending) {
+        deliver_eof(p);
+    }
+}
+
 /* Decrypt what came from the socket. false: the pump is gone. */
 static bool decrypt(struct pump *p)
 {
@@ -321,7 +350,7 @@ static bool decrypt(struct pump *p)
                 pump_free(p);
                 return false;
             }
-            bufferevent_flush(p->b, EV_WRITE, BEV_FINISHED);
+            deliver_eof(p);
             break;
         }
         char buf[256];
@@ -411,6 +440,9 @@ static void b_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         p->reading_paused = false;
         event_add(p->rd, NULL);
     }
+    if (p->eof_pending && evbuffer_get_length(buf) == 0) {
+        event_active(p->eof_ev, EV_TIMEOUT, 0); /* not from inside a transfer */
+    }
 }
 
 static void close_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -466,11 +498,12 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
     p->rd = event_new(base, fd, EV_READ | EV_PERSIST, rd_cb, p);
     p->wr = event_new(base, fd, EV_WRITE | EV_PERSIST, wr_cb, p);
     p->timer = evtimer_new(base, close_timeout_cb, p);
+    p->eof_ev = event_new(base, -1, 0, eof_cb, p);
     if (evb_meth() != NULL) {
         bio = BIO_new(evb_meth());
     }
     if (p->ssl == NULL || p->cin == NULL || p->cout == NULL || p->rd == NULL || p->wr == NULL ||
-        p->timer == NULL || bio == NULL ||
+        p->timer == NULL || p->eof_ev == NULL || bio == NULL ||
         bufferevent_pair_new(base, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, pair) < 0) {
         BIO_free(bio);
         pump_free(p);
