@@ -29,7 +29,7 @@
 #include "proxy/pconn.h"
 
 static void process_client(struct wm_hfwd *f);
-static void process_upstream(struct wm_hfwd *f);
+static bool process_upstream(struct wm_hfwd *f);
 static void send_request(struct wm_hfwd *f);
 static void response_done(struct wm_hfwd *f);
 
@@ -137,6 +137,17 @@ static void drop_upstream(struct wm_hfwd *f)
     f->up = NULL;
     f->up_key[0] = '\0';
     f->up_paused = false;
+}
+
+/* The response cannot go on: stop reading the target, send the client
+ * what it already has, then close. f may be freed on return. */
+static void end_after_flush(struct wm_hfwd *f, const char *reason)
+{
+    f->state = HF_CLOSING;
+    arm_timer(f, 0);
+    drop_upstream(f);
+    release_client_reads(f);
+    wm_pconn_close_after_flush(f->c, reason);
 }
 
 
@@ -284,7 +295,9 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if ((what & BEV_EVENT_EOF) && f->resp_head_sent) {
-        process_upstream(f); /* drain what is buffered */
+        if (!process_upstream(f)) { /* drain what is buffered */
+            return;                 /* the response ended (f may be gone) */
+        }
         if (f->state != HF_FORWARD || f->resp_done) {
             return;
         }
@@ -295,8 +308,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         }
         wm_log(WM_LOG_DEBUG, c->id, "http: target closed mid-response");
         log_request(f);
-        release_client_reads(f);
-        wm_pconn_close_after_flush(c, "target-closed");
+        end_after_flush(f, "target-closed");
         return;
     }
     if (!f->resp_head_sent && f->up_reused && !f->retried &&
@@ -315,7 +327,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     log_request(f);
-    wm_pconn_finish(c, "target-error");
+    end_after_flush(f, "target-error"); /* what the client was sent still goes */
 }
 
 static void up_read_cb(struct bufferevent *bev, void *arg)
@@ -667,14 +679,17 @@ static void response_done(struct wm_hfwd *f)
     process_client(f);
 }
 
-static void process_upstream(struct wm_hfwd *f)
+/* Move response bytes to the client. Returns false when the response or
+ * the connection ended here (f may be freed), true when it waits for
+ * more from the target. */
+static bool process_upstream(struct wm_hfwd *f)
 {
     struct wm_pconn *c = f->c;
     struct evbuffer *in;
     struct evbuffer *out = bufferevent_get_output(c->bev);
 
     if (f->up == NULL || f->state != HF_FORWARD) {
-        return;
+        return true;
     }
     in = bufferevent_get_input(f->up);
     while (f->state == HF_FORWARD && !f->resp_done) {
@@ -690,7 +705,7 @@ static void process_upstream(struct wm_hfwd *f)
         if (!f->resp_head_sent) {
             if (v.iov_len == 0) {
                 flush_scratch(f); /* interim responses */
-                return;
+                return true;
             }
             f->last_ms = wm_now_coarse_ms();
             r = wm_http_parser_feed_head(f->resp, v.iov_base, v.iov_len, &used);
@@ -702,7 +717,7 @@ static void process_upstream(struct wm_hfwd *f)
                 wm_log(WM_LOG_DEBUG, c->id, "http: bad response from %s: %s", c->target,
                        wm_http_parser_error(f->resp));
                 wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
-                return;
+                return false;
             }
             int status = wm_http_head_status(wm_http_parser_head(f->resp));
             f->status = status;
@@ -711,7 +726,7 @@ static void process_upstream(struct wm_hfwd *f)
                 hfwd_write_response_head(f);
                 flush_scratch(f);
                 become_tunnel(f);
-                return;
+                return false;
             }
             if (status >= 100 && status < 200) {
                 /* Interim response: pass it on, the final one follows. */
@@ -733,9 +748,8 @@ static void process_upstream(struct wm_hfwd *f)
                    wm_http_parser_error(f->resp));
             flush_scratch(f);
             log_request(f);
-            release_client_reads(f);
-            wm_pconn_close_after_flush(c, "bad-response");
-            return;
+            end_after_flush(f, "bad-response");
+            return false;
         }
         if (used > 0) {
             evbuffer_remove_buffer(in, f->scratch, used);
@@ -746,7 +760,7 @@ static void process_upstream(struct wm_hfwd *f)
         if (r == WM_HTTP_MSG_DONE) {
             flush_scratch(f);
             response_done(f);
-            return;
+            return false;
         }
         if (have < 1 || used == 0) {
             break;
@@ -758,6 +772,7 @@ static void process_upstream(struct wm_hfwd *f)
         up_reading(f, false);
         bufferevent_setwatermark(c->bev, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
     }
+    return true;
 }
 
 void wm_hfwd_start(struct wm_pconn *c, const struct wm_hfwd_ops *ops)
