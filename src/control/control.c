@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -93,7 +94,7 @@ static bool authorized(struct evhttp_request *req)
         return true;
     }
     v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (v == NULL || strncmp(v, "Bearer ", 7) != 0) {
+    if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0) { /* scheme: any case */
         return false;
     }
     v += 7;
@@ -218,6 +219,13 @@ static void dispatch(struct evhttp_request *req, void *arg)
             evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
             reply_msg(req, 405, "Method Not Allowed", false,
                       "state-changing endpoints take POST only");
+        } else if (evhttp_find_header(evhttp_request_get_input_headers(req), "Origin") != NULL) {
+            /* A browser page posting to localhost (a plain form needs no
+             * preflight): the CLI and scripts send no Origin. */
+            wm_log(WM_LOG_WARN, 0, "control: %s from a web page (Origin: %s) refused", path,
+                   evhttp_find_header(evhttp_request_get_input_headers(req), "Origin"));
+            reply_msg(req, 403, "Forbidden", false,
+                      "requests from web pages (with an Origin header) are refused");
         } else if (path[1] == 'r') {
             wm_log(WM_LOG_INFO, 0, "control: reload requested");
             handle_reload(req);

@@ -28,6 +28,29 @@ struct wm_listener {
     char addr[WM_ADDR_STR_MAX];
 };
 
+int wm_listen_probe(const struct sockaddr *sa, socklen_t len, struct wm_err *err)
+{
+    int probe = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    int r = 0;
+
+    if (probe < 0) {
+        return 0; /* cannot tell: the real bind decides */
+    }
+    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6) {
+        setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(probe, sa, len) < 0 && errno == EADDRINUSE) {
+        char name[WM_ADDR_STR_MAX];
+        wm_addr_format(sa, name, sizeof(name));
+        wm_err_set(err, NULL, 0, 0, NULL, "bind %s: %s", name, strerror(EADDRINUSE));
+        r = -1;
+    }
+    close(probe);
+    return r;
+}
+
 int wm_listen_socket(const struct sockaddr *sa, socklen_t len, int type, struct wm_err *err)
 {
     char name[WM_ADDR_STR_MAX];

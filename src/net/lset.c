@@ -175,21 +175,8 @@ int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
             nent[i].stats = wm_listen_stats_ref(old->stats);
             continue;
         }
-        /* SO_REUSEPORT would let us share a port another process already
-         * listens on; probe with an exclusive bind first. */
-        int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int one = 1;
-        if (probe >= 0) {
-            setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-            if (ss.ss_family == AF_INET6) {
-                setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-            }
-            if (bind(probe, (struct sockaddr *)&ss, len) < 0 && errno == EADDRINUSE) {
-                close(probe);
-                wm_err_set(err, NULL, 0, 0, NULL, "bind %s: %s", nent[i].addr, strerror(EADDRINUSE));
-                goto fail;
-            }
-            close(probe);
+        if (wm_listen_probe((struct sockaddr *)&ss, len, err) < 0) {
+            goto fail; /* in use, by another process or by us */
         }
         nent[i].stats = wm_listen_stats_new(nent[i].addr);
         for (int k = 0; k < (specs[i].pinned ? 1 : nw); k++) {

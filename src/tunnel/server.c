@@ -89,7 +89,11 @@ static int port_acquire(struct tserver *sv, const char *addr, char *err, size_t 
         snprintf(err, cap, "out of memory");
         return -1;
     }
-    int fd = wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, &e);
+    /* A client names its public port: never one already listened on (our
+     * own listeners use SO_REUSEPORT and would share it). */
+    int fd = wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
+                 ? -1
+                 : wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, &e);
     if (fd < 0) {
         free(p);
         free(ps);

@@ -2,6 +2,7 @@
 /now, /reload, /stop, methods, bearer token, `wmproxy reload|stop`, and
 `disable_control`."""
 
+import http.client
 import json
 import socket
 
@@ -176,6 +177,36 @@ def test_token_required(wmproxy, tmp_path):
     ctl.write(path, conf(cport, port))
     assert ctl.run(BIN, "reload", "-u", url, "--token", "t1k").returncode == 0
     assert ctl.api(cport, "GET", "/status")[0] == 200
+
+
+def _raw(cport, method, path, headers):
+    c = http.client.HTTPConnection("127.0.0.1", cport, timeout=10)
+    try:
+        c.request(method, path, body=b"x", headers=headers)
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        c.close()
+
+
+def test_web_pages_cannot_reload_or_stop(wmproxy, tmp_path):
+    # a page in the operator's browser can post a plain form to localhost
+    # without a preflight; such requests carry Origin, the CLI's do not
+    port, cport = ports(2)
+    _, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    for ep in ("/stop", "/reload"):
+        code, doc = _raw(cport, "POST", ep, {"Origin": "http://evil.example",
+                                             "Content-Type": "text/plain"})
+        assert code == 403 and doc["ok"] is False, (ep, code, doc)
+    assert p.alive()
+    assert ctl.status(cport)["reload"]["ok"] == 0
+
+
+def test_bearer_scheme_is_case_insensitive(wmproxy, tmp_path):
+    port, cport = ports(2)
+    start(wmproxy, tmp_path, conf(cport, port, extra_top='control_token = "t0k"\n'), port)
+    code, doc = _raw(cport, "GET", "/status", {"Authorization": "bearer t0k"})
+    assert code == 200 and "uptime_s" in doc
 
 
 def test_cli_reload_prints_the_answer(wmproxy, tmp_path):

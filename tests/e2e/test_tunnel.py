@@ -303,6 +303,24 @@ def test_proxy_mode_mapping(nodes, origin):
     assert r.stdout == pattern(9)
 
 
+def test_mapping_cannot_take_a_port_the_server_listens_on(nodes, echo):
+    # our listeners use SO_REUSEPORT: a client's tcp mapping naming one of
+    # the server's own ports would share it and get part of its traffic
+    hp = free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp})
+    center_port = int(srv.center.rsplit(":", 1)[1])
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "steal", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "bind": "127.0.0.1:%d" % hp},
+        {"name": "steal2", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": center_port}])
+    assert wait_log(srv, 'mapping "steal" refused: bind 127.0.0.1:%d' % hp), srv.log()
+    assert wait_log(srv, 'mapping "steal2" refused'), srv.log()
+    for _ in range(10):  # every request still reaches the server's HTTP port
+        assert http_get(hp, "/", "nobody.test").status == 404
+    cli.stop()
+
+
 def test_conflicts_and_groups(nodes, origin, origin6):
     hp = free_port()
     srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp})
