@@ -21,6 +21,7 @@
 struct entry {
     char addr[WM_ADDR_STR_MAX]; /* canonical form */
     const char *kind;
+    bool pinned; /* worker 0 only */
     struct wm_listen_stats *stats;
 };
 
@@ -170,9 +171,20 @@ int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
             }
         }
         nent[i].kind = specs[i].svc->kind;
+        nent[i].pinned = specs[i].pinned;
         struct entry *old = find_cur(nent[i].addr);
         if (old != NULL) {
             nent[i].stats = wm_listen_stats_ref(old->stats);
+            /* Worker 0 keeps its socket. A port that was worker 0's only
+             * (a tunnel port) and now serves on every worker gets sockets
+             * for the others; the other way, theirs close in reconcile. */
+            for (int k = 1; old->pinned && !specs[i].pinned && k < nw; k++) {
+                fds[i * (size_t)nw + (size_t)k] =
+                    wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
+                if (fds[i * (size_t)nw + (size_t)k] < 0) {
+                    goto fail;
+                }
+            }
             continue;
         }
         if (wm_listen_probe((struct sockaddr *)&ss, len, err) < 0) {

@@ -348,3 +348,32 @@ def test_reload_moves_listener(wmproxy, origin, tmp_path):
     ctl.wait_until(lambda: refused(b), 5, what="the second listener to close")
     tr.check_bytes(tr.tunnel_get(s1, rd1, origin.port, "/bytes/9000?seed=11"), 9000, 11)
     s1.close()
+
+
+def _listening_sockets(port):
+    """Listening TCP sockets on 127.0.0.1:port (one per SO_REUSEPORT socket)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, st = line.split()[1], line.split()[3]
+            if st == "0A" and local == "0100007F:%04X" % port:
+                n += 1
+    return n
+
+
+def test_reload_between_tunnel_server_and_proxy_on_one_port(wmproxy, tmp_path):
+    # a tunnel port listens on worker 0 only, a proxy port on every worker:
+    # a reload that changes one into the other keeps the port open and
+    # ends with the right number of sockets
+    port, cport = ports(2)
+    tunnel = ('control = "127.0.0.1:%d"\nworkers = 2\n[proxy]\n'
+              'bind_addr = "127.0.0.1:%d"\nmode = "server"\n' % (cport, port))
+    path, p = start(wmproxy, tmp_path, tunnel, port)
+    ctl.wait_until(lambda: _listening_sockets(port) == 1, 5, what="one tunnel socket")
+    ctl.write(path, conf(cport, port))
+    reload_via("post", path, cport, p, True, "reloaded")
+    ctl.wait_until(lambda: _listening_sockets(port) == 2, 5, what="a socket per worker")
+    ctl.write(path, tunnel)
+    reload_via("post", path, cport, p, True, "reloaded")
+    ctl.wait_until(lambda: _listening_sockets(port) == 1, 5, what="worker 0's socket only")
+    assert p.alive()
