@@ -29,6 +29,7 @@ struct wm_worker {
     struct post_item *tail;
     struct event *notify_ev;
     int notify_fd; /* eventfd: other threads wake the loop through it */
+    bool closed;   /* under lock: the loop is ending, posts are refused */
     /* Live connections. */
     struct wm_conn_link conns; /* sentinel */
     size_t nconns;
@@ -180,6 +181,10 @@ static void *worker_main(void *arg)
 
     self_worker = w;
     event_base_dispatch(w->base);
+    pthread_mutex_lock(&w->lock);
+    w->closed = true; /* however the loop ended */
+    pthread_mutex_unlock(&w->lock);
+    notify_cb(w->notify_fd, EV_READ, w); /* posts queued before the loop closed */
     if (exit_hook != NULL) {
         exit_hook(w, exit_hook_arg);
     }
@@ -220,6 +225,12 @@ int wm_worker_post(struct wm_worker *w, wm_worker_fn fn, void *arg)
     it->arg = arg;
     it->next = NULL;
     pthread_mutex_lock(&w->lock);
+    if (w->closed) {
+        /* Nobody would run it (and a wm_worker_call would wait forever). */
+        pthread_mutex_unlock(&w->lock);
+        free(it);
+        return -1;
+    }
     if (w->tail != NULL) {
         w->tail->next = it;
     } else {
@@ -276,7 +287,12 @@ int wm_worker_call(struct wm_worker *w, wm_worker_fn fn, void *arg)
 
 static void worker_finish_drain(struct wm_worker *w)
 {
-    /* Remove what keeps the loop alive; pending DNS requests are cancelled. */
+    /* Remove what keeps the loop alive; pending DNS requests are cancelled.
+     * Posts from now on are refused; those already queued run in
+     * worker_main once the loop has ended. */
+    pthread_mutex_lock(&w->lock);
+    w->closed = true;
+    pthread_mutex_unlock(&w->lock);
     event_del(w->notify_ev);
     if (w->grace_ev != NULL) {
         event_del(w->grace_ev);

@@ -5,6 +5,8 @@
 import http.client
 import json
 import socket
+import threading
+import time
 
 from conftest import BIN
 from helpers import control as ctl
@@ -207,6 +209,37 @@ def test_bearer_scheme_is_case_insensitive(wmproxy, tmp_path):
     start(wmproxy, tmp_path, conf(cport, port, extra_top='control_token = "t0k"\n'), port)
     code, doc = _raw(cport, "GET", "/status", {"Authorization": "bearer t0k"})
     assert code == 200 and "uptime_s" in doc
+
+
+def test_status_polling_during_stop_never_blocks_the_exit(wmproxy, tmp_path):
+    # /status asks the tunnel worker for its part; while stopping, that
+    # worker may already be gone: the answer must come without it and the
+    # process must still exit
+    for _ in range(3):
+        port, cport = ports(2)
+        text = ('control = "127.0.0.1:%d"\nworkers = 2\ngrace = "1s"\n[proxy]\n'
+                'bind_addr = "127.0.0.1:%d"\nmode = "server"\n' % (cport, port))
+        path = ctl.write(tmp_path / "tun.toml", text)
+        p = wmproxy(["run", "-c", path], port=port)
+        stop = threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                try:
+                    _raw(cport, "GET", "/status", {})
+                except (OSError, ValueError, http.client.HTTPException):
+                    pass
+
+        threads = [threading.Thread(target=poll, daemon=True) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        try:
+            assert p.stop(timeout=15) == 0
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(5)
 
 
 def test_cli_reload_prints_the_answer(wmproxy, tmp_path):
