@@ -24,6 +24,7 @@
 struct route_data {
     uint64_t tun_id;
     char name[TUN_NAME_MAX];
+    char host[256]; /* to route again if the chosen client is gone */
     struct wm_hfwd_rule rules[TUN_MAX_RULES];
     char names[TUN_MAX_RULES][128];
     char values[TUN_MAX_RULES][256];
@@ -66,6 +67,7 @@ static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req
     }
     d->tun_id = wm_tun_id(r->owner->t);
     snprintf(d->name, sizeof(d->name), "%s", r->name);
+    snprintf(d->host, sizeof(d->host), "%.*s", (int)(hlen < sizeof(d->host) ? hlen : 0), host);
     for (size_t i = 0; i < r->nrules; i++) {
         snprintf(d->names[i], sizeof(d->names[i]), "%s", r->rules[i].name);
         snprintf(d->values[i], sizeof(d->values[i]), "%s", r->rules[i].value);
@@ -115,7 +117,16 @@ static void *connect_op(struct wm_hfwd *f, struct wm_pconn *c, const struct wm_h
             return wm_tun_open(k->t, &o, open_cb, f);
         }
     }
-    return NULL; /* the client went away since routing */
+    /* The client went away since routing: another member of its group
+     * (or a new owner of the domain) takes the request, if there is one. */
+    struct rmap *r = d->host[0] != '\0' ? tserver_pick_host(sv, d->host, strlen(d->host)) : NULL;
+    if (r != NULL && wm_tun_id(r->owner->t) != d->tun_id && wm_tun_is_ready(r->owner->t)) {
+        struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
+                                {r->name, strlen(r->name)},
+                                {c->peer_str, strlen(c->peer_str)}};
+        return wm_tun_open(r->owner->t, &o, open_cb, f);
+    }
+    return NULL;
 }
 
 static void cancel_op(void *handle)
