@@ -101,6 +101,7 @@ static void arm_timer(struct wm_hfwd *f, int ms)
 
 static void client_reading(struct wm_hfwd *f, bool on)
 {
+    on = on && !f->client_eof; /* after the client's FIN there is nothing to read */
     f->creading = on;
     if (f->cfr != NULL) {
         wm_fastread_set(f->cfr, on);
@@ -139,8 +140,8 @@ static void drop_upstream(struct wm_hfwd *f)
     f->up_paused = false;
 }
 
-/* The response cannot go on: stop reading the target, send the client
- * what it already has, then close. f may be freed on return. */
+/* This connection serves no more requests: stop reading both sides, send
+ * the client what it already has, then close. f may be freed on return. */
 static void end_after_flush(struct wm_hfwd *f, const char *reason)
 {
     f->state = HF_CLOSING;
@@ -191,11 +192,7 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
     if (wm_http_head_size(wm_http_parser_head(f->req)) > 0 || status != 408) {
         log_request(f);
     }
-    drop_upstream(f);
-    f->state = HF_CLOSING;
-    arm_timer(f, 0);
-    release_client_reads(f);
-    wm_pconn_close_after_flush(c, "http-error");
+    end_after_flush(f, "http-error");
 }
 
 void wm_hfwd_detach(struct wm_hfwd *f)
@@ -264,7 +261,7 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
     if (f->client_paused && !f->req_done && f->state == HF_FORWARD) {
         f->client_paused = false;
         bufferevent_setwatermark(f->up, EV_WRITE, 0, 0);
-        client_reading(f, !f->client_eof);
+        client_reading(f, true);
         process_client(f);
     }
 }
@@ -433,7 +430,7 @@ static void send_request(struct wm_hfwd *f)
         wm_bev_send(f->up, f->head_out, evbuffer_get_length(f->head_out));
     }
     wm_http_parser_expect_no_body(f->resp, f->is_head);
-    client_reading(f, !f->client_eof);
+    client_reading(f, true);
     process_client(f);
 }
 
@@ -502,11 +499,7 @@ static void read_head(struct wm_hfwd *f)
 
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
             if (f->client_eof) {
-                /* nothing more will come: a partial head is dropped */
-                f->state = HF_CLOSING;
-                arm_timer(f, 0);
-                release_client_reads(f);
-                wm_pconn_close_after_flush(c, "client-closed");
+                end_after_flush(f, "client-closed"); /* a partial head is dropped */
             }
             return;
         }
@@ -664,10 +657,7 @@ static void response_done(struct wm_hfwd *f)
     if (f->client_close || !f->req_done) {
         /* A response that ended before its request body cannot be followed
          * by another request on this connection. */
-        f->state = HF_CLOSING;
-        arm_timer(f, 0);
-        release_client_reads(f);
-        wm_pconn_close_after_flush(c, "done");
+        end_after_flush(f, "done");
         return;
     }
     wm_http_parser_next(f->req);
@@ -675,7 +665,7 @@ static void response_done(struct wm_hfwd *f)
     f->reqline[0] = '\0';
     evbuffer_drain(f->head_out, evbuffer_get_length(f->head_out));
     arm_timer(f, c->opts->idle_timeout_ms);
-    client_reading(f, !f->client_eof); /* also resumes after pipelined input filled up */
+    client_reading(f, true); /* also resumes after pipelined input filled up */
     process_client(f);
 }
 

@@ -11,7 +11,7 @@ import time
 
 from conftest import sha256
 from helpers import http1
-from helpers.net import connect, free_port, is_closed, recv_exact
+from helpers.net import connect, free_port, is_closed, listen_local, recv_exact, recv_head
 from helpers.origin import pattern
 
 
@@ -25,9 +25,7 @@ def test_connect_curl(proxy, origin):
 def test_connect_early_data_and_half_close(proxy, echo):
     s = connect(proxy)
     s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\nhello-early" % echo.port)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
+    head = recv_head(s)
     assert head.startswith(b"HTTP/1.1 200")
     assert recv_exact(s, 11) == b"hello-early"
     s.shutdown(socket.SHUT_WR)
@@ -42,11 +40,7 @@ def test_connect_early_data_and_fin_before_the_dial_ends(proxy, echo):
         s = connect(proxy)
         s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\nhello-early" % echo.port)
         s.shutdown(socket.SHUT_WR)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            b = s.recv(1)
-            assert b, "closed before the answer: %r" % head
-            head += b
+        head = recv_head(s)
         assert head.startswith(b"HTTP/1.1 200")
         assert recv_exact(s, 11) == b"hello-early"
         assert recv_exact(s, 64).decode() == sha256(b"hello-early")
@@ -59,9 +53,7 @@ def test_target_reset_after_its_data_still_delivers_it(proxy):
     # still reaches it (the error ends the tunnel only after that)
     total = 5_000_000
     data = pattern(total, seed=3)
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(1)
+    lst = listen_local()
 
     def target():
         c, _ = lst.accept()
@@ -82,11 +74,7 @@ def test_target_reset_after_its_data_still_delivers_it(proxy):
     s.settimeout(20)
     s.connect(("127.0.0.1", proxy))
     s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % lst.getsockname()[1])
-    head = b""
-    while b"\r\n\r\n" not in head:
-        b = s.recv(1)
-        assert b, head
-        head += b
+    head = recv_head(s)
     assert head.startswith(b"HTTP/1.1 200")
     time.sleep(1.5)  # the target sends everything and resets meanwhile
     got = bytearray()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import proxy_args, sha256
 from helpers import http1
-from helpers.net import connect, free_port, is_closed, recv_exact
+from helpers.net import connect, free_port, is_closed, listen_local, recv_exact
 from helpers.origin import pattern, pattern_sha256, ws_frame, ws_read_frame
 
 
@@ -81,9 +81,7 @@ def test_retry_on_kept_connection_only_when_idempotent(proxy, method, retried):
     # the target closes a kept connection as the next request arrives: a
     # GET is sent again on a new connection, a POST (even without a body)
     # is not: the client gets 502 and the target saw it once
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(8)
+    lst = listen_local(8)
     lst.settimeout(10)
     seen = []
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import sha256
 from helpers import http1, socks
-from helpers.net import connect, free_port, is_closed, recv_exact, wait_port
+from helpers.net import connect, free_port, is_closed, listen_local, recv_exact, wait_port
 from helpers.origin import pattern, pattern_sha256
 from helpers.tunnel import make_certs, wait_log, write_config
 
@@ -562,9 +562,7 @@ def test_tiny_writes_to_a_paused_reader_all_arrive(nodes):
     after a 128-chain writev that did not fill the socket.)"""
     total = 8_000_000  # beyond what the kernel buffers on the way hold (~3 MB)
     data = pattern(total, seed=7)
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(1)
+    lst = listen_local()
 
     def produce():
         c, _ = lst.accept()

@@ -66,6 +66,25 @@ def connect(port, host="127.0.0.1", timeout=10):
     return s
 
 
+def listen_local(backlog=1):
+    """A listening TCP socket on 127.0.0.1, on a port the kernel picks."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(backlog)
+    return lst
+
+
+def recv_head(s):
+    """Read byte by byte up to the end of an HTTP head (nothing beyond it)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        b = s.recv(1)
+        if not b:
+            raise EOFError("closed before the end of the head: %r" % head)
+        head += b
+    return head
+
+
 def recv_exact(s, n):
     buf = bytearray()
     while len(buf) < n:
