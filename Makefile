@@ -40,7 +40,8 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BA)/unit/%)
 TOOL_SRCS  := $(sort $(wildcard tools/*.c))
 TOOL_BINS  := $(TOOL_SRCS:tools/%.c=$(B)/%)
 
-.PHONY: all asan deps deps-test deps-bench test unit e2e toml-test bench run clean tools
+.PHONY: all asan deps deps-test deps-bench test unit e2e toml-test bench run clean tools \
+        fuzz fuzz-build fuzz-regress
 
 all: $(B)/wmproxy tools
 tools: $(TOOL_BINS)
@@ -86,10 +87,43 @@ $(BA)/unit/%: tests/unit/%.c $(BA)/libwm.a
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS_ASAN) $(LDFLAGS_ASAN) -o $@ $< $(BA)/libwm.a \
 	    $(PKG_LIBS) -lcmocka
 
+# ---- coverage-guided fuzzers (clang libFuzzer + ASan + UBSan) ----
+FUZZ_CC     ?= clang
+BF          := build/fuzz
+CFLAGS_FUZZ := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=undefined
+FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(BF)/%)
+OBJS_FUZZ    = $(SRCS:%.c=$(BF)/obj/%.o) $(BF)/obj/llhttp/api.o $(BF)/obj/llhttp/http.o \
+           $(BF)/obj/llhttp/llhttp.o
+FUZZ_SECONDS ?= 60
+
+$(BF)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_COMMON) $(CFLAGS_FUZZ) -MMD -MP -c $< -o $@
+$(BF)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -O1 -g -w $(LLHTTP_DEFS) $(CFLAGS_FUZZ) -I$(LLHTTP_INC) -c $< -o $@
+$(BF)/libwm.a: $(OBJS_FUZZ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BF)/fuzz_%: tests/fuzz/fuzz_%.c $(BF)/libwm.a
+	$(FUZZ_CC) $(CFLAGS_COMMON) $(CFLAGS_FUZZ) -fsanitize=fuzzer -o $@ $< $(BF)/libwm.a \
+	    $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+# Replay every committed corpus input and crash reproducer (part of make test).
+fuzz-regress: $(FUZZ_BINS)
+	@sh tests/fuzz/run.sh regress $(FUZZ_BINS)
+# Explore: FUZZ_SECONDS per target; new inputs go to build/fuzz/corpus/NAME,
+# crashes to build/fuzz/crash-NAME-*.
+fuzz: $(FUZZ_BINS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh explore $(FUZZ_BINS)
+
 # ---- tests ----
 test: deps-test
-	$(MAKE) all asan $(UNIT_BINS)
-	$(MAKE) unit toml-test e2e
+	$(MAKE) all asan $(UNIT_BINS) $(FUZZ_BINS)
+	$(MAKE) unit toml-test fuzz-regress e2e
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

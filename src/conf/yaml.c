@@ -17,11 +17,16 @@
 #include "conf/yaml_int.h"
 #include "core/err.h"
 
+#include <errno.h>
 #include <libfyaml.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define YAML_FIX_MAX 256 /* compatibility rewrites before giving up */
 
@@ -722,8 +727,125 @@ static size_t flow_dash_at(const char *s, size_t n, int line, int col)
     return SIZE_MAX;
 }
 
+/* Is cp a YAML 1.2 printable character (c-printable, section 5.1)? */
+static bool yaml_printable(uint32_t cp)
+{
+    return cp == 0x09 || cp == 0x0A || cp == 0x0D || (cp >= 0x20 && cp <= 0x7E) || cp == 0x85 ||
+           (cp >= 0xA0 && cp <= 0xD7FF) || (cp >= 0xE000 && cp <= 0xFFFD) ||
+           (cp >= 0x10000 && cp <= 0x10FFFF);
+}
+
+/* YAML streams are printable Unicode. Check that before libfyaml sees the
+ * text: besides giving a precise error, Debian's libfyaml 0.8 loops forever
+ * on invalid UTF-8 inside a directive line ("%x\xE1\xE1"). Returns 0, or -1
+ * with err set at the offending character. */
+static int yaml_check_chars(const char *text, size_t len, const char *filename,
+                            struct wm_err *err)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    int line = 1;
+    int col = 1;
+    size_t i = 0;
+
+    while (i < len) {
+        uint32_t cp = 0;
+        size_t k = wm_cval_utf8_decode(u + i, len - i, &cp);
+
+        if (k == 0) {
+            return wm_err_set(err, filename, line, col, NULL, "invalid UTF-8 byte 0x%02X", u[i]);
+        }
+        if (!yaml_printable(cp)) {
+            return wm_err_set(err, filename, line, col, NULL,
+                              "character U+%04X is not allowed in YAML (control character)",
+                              (unsigned)cp);
+        }
+        if (cp == '\n' || (cp == '\r' && (i + 1 >= len || u[i + 1] != '\n'))) {
+            line++;
+            col = 1;
+        } else if (cp != '\r') {
+            col++;
+        }
+        i += k;
+    }
+    return 0;
+}
+
+bool wm_yaml_isolate = true;
+
+static struct wm_cval *parse_here(const char *text, size_t len, const char *filename,
+                                  struct wm_err *err);
+
+/* Exit status of a probe child that got through the parser (any result). */
+#define PROBE_DONE 97
+
+/* Parse text in a child process; 0 if the child finished, -1 with err set if
+ * libfyaml crashed or hung there. Without fork (EAGAIN...) the text is
+ * parsed here unprobed: the common case of a valid file must keep working. */
+static int probe_in_child(const char *text, size_t len, const char *filename,
+                          struct wm_err *err)
+{
+    int st = 0;
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        return 0;
+    }
+    if (pid == 0) {
+        sigset_t all;
+        struct itimerval it = {.it_value = {WM_YAML_PROBE_MS / 1000,
+                                            (WM_YAML_PROBE_MS % 1000) * 1000}};
+
+        static const int fatal[] = {SIGALRM, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
+        /* die of what goes wrong, whatever handlers the process had */
+        for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++) {
+            signal(fatal[i], SIG_DFL);
+        }
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
+        setitimer(ITIMER_REAL, &it, NULL);
+        wm_cval_free(parse_here(text, len, NULL, NULL));
+        _exit(PROBE_DONE);
+    }
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR) {
+            return 0;
+        }
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == PROBE_DONE) {
+        return 0;
+    }
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) {
+        return wm_err_set(err, filename, 0, 0, NULL,
+                          "the YAML parser (libfyaml) did not finish within %d ms on this "
+                          "file (a libfyaml defect): refused; check the file's syntax",
+                          WM_YAML_PROBE_MS);
+    }
+    return wm_err_set(err, filename, 0, 0, NULL,
+                      "the YAML parser (libfyaml) crashed on this file (%s %d, a libfyaml "
+                      "defect): refused; check the file's syntax, e.g. '?' complex keys",
+                      WIFSIGNALED(st) ? "signal" : "exit status",
+                      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
 struct wm_cval *wm_yaml_parse(const char *text, size_t len, const char *filename,
                               struct wm_err *err)
+{
+    if (text == NULL) {
+        text = "";
+        len = 0;
+    }
+    if (yaml_check_chars(text, len, filename, err) != 0) {
+        return NULL;
+    }
+    if (wm_yaml_isolate && probe_in_child(text, len, filename, err) != 0) {
+        return NULL;
+    }
+    return parse_here(text, len, filename, err);
+}
+
+static struct wm_cval *parse_here(const char *text, size_t len, const char *filename,
+                                  struct wm_err *err)
 {
     struct wm_cval *root;
     struct yfix *fix = NULL;
@@ -736,9 +858,6 @@ struct wm_cval *wm_yaml_parse(const char *text, size_t len, const char *filename
     int syn_line;
     int syn_col;
 
-    if (text == NULL) {
-        len = 0;
-    }
     for (;;) {
         if (err != NULL) {
             wm_err_clear(err);

@@ -20,6 +20,7 @@
 #ifndef WM_CONF_YAML_H
 #define WM_CONF_YAML_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct wm_cval;
@@ -37,5 +38,15 @@ struct wm_err;
  * err may be NULL. */
 struct wm_cval *wm_yaml_parse(const char *text, size_t len, const char *filename,
                               struct wm_err *err);
+
+/* libfyaml (Debian's 0.8) crashes on some malformed input ("? d:\t?") and
+ * loops forever on others, and a config is parsed inside a running proxy on
+ * reload. So wm_yaml_parse() first parses the text in a forked child: if
+ * the child dies or needs more than WM_YAML_PROBE_MS, the text is refused
+ * with an error naming the file ("the YAML parser crashed ..."), and only a
+ * text the child got through is parsed in this process. Costs one fork per
+ * YAML load. Fuzzers set this to false to see libfyaml's behaviour. */
+#define WM_YAML_PROBE_MS 5000
+extern bool wm_yaml_isolate;
 
 #endif

@@ -3,6 +3,36 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Rewrite control characters of s (NUL-terminated, in a buffer of cap) as
+ * \r, \n, \t or \xHH, so an error quoting bad input stays one line. */
+static void escape_ctl(char *s, size_t cap)
+{
+    char tmp[WM_ERR_MSG_MAX];
+    size_t o = 0;
+
+    if (cap > sizeof(tmp)) {
+        cap = sizeof(tmp);
+    }
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && o + 1 < cap; p++) {
+        if (*p >= 0x20 && *p != 0x7F) {
+            tmp[o++] = (char)*p;
+            continue;
+        }
+        char esc[5];
+        int k = *p == '\n'   ? snprintf(esc, sizeof(esc), "\\n")
+                : *p == '\r' ? snprintf(esc, sizeof(esc), "\\r")
+                : *p == '\t' ? snprintf(esc, sizeof(esc), "\\t")
+                             : snprintf(esc, sizeof(esc), "\\x%02X", *p);
+        if (o + (size_t)k + 1 > cap) {
+            break;
+        }
+        memcpy(tmp + o, esc, (size_t)k);
+        o += (size_t)k;
+    }
+    tmp[o] = '\0';
+    memcpy(s, tmp, o + 1);
+}
+
 void wm_err_clear(struct wm_err *e)
 {
     memset(e, 0, sizeof(*e));
@@ -28,6 +58,9 @@ int wm_err_set(struct wm_err *e, const char *file, int line, int col, const char
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
     va_end(ap);
+    escape_ctl(e->file, sizeof(e->file));
+    escape_ctl(e->key, sizeof(e->key));
+    escape_ctl(e->msg, sizeof(e->msg));
     return -1;
 }
 

@@ -123,6 +123,9 @@ int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const ch
     if (s->len == 0) {
         s->off = (uint32_t)h->used;
     }
+    if (n == 0) {
+        return 0; /* an empty piece (llhttp reports some); nothing to copy */
+    }
     if (h->used + n > h->cap) {
         size_t ncap = h->cap ? h->cap : HEAD_INITIAL_CAP;
         while (ncap < h->used + n) {

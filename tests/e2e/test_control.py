@@ -129,6 +129,34 @@ def test_post_reload_good_then_bad(wmproxy, origin, tmp_path):
     assert p.alive()
 
 
+def test_yaml_that_crashes_the_yaml_library_is_refused_on_reload(wmproxy, origin, tmp_path):
+    """libfyaml 0.8 segfaults on '? d:<TAB>?' and loops on bad UTF-8 in a
+    directive; a reload of such a file is refused and the proxy keeps
+    serving. An error quoting raw control characters stays one line."""
+    port, cport = ports(2)
+    good = ('control: "127.0.0.1:%d"\nproxy:\n  bind_addr: "127.0.0.1:%d"\n'
+            '  username: %s\n  password: s3cret\n' % (cport, port, USER)).encode()
+    path = ctl.write(tmp_path / "wm.yaml", good.decode())
+    p = wmproxy(["run", "-c", path], port=port)
+    for text, want in ((b"? d:\t?", "the YAML parser (libfyaml) crashed on this file"),
+                       (b"%ev\xe1\xe1\n", "%s:1:4: invalid UTF-8 byte 0xE1" % path),
+                       (good + b"  mappings:\n    - name: a\n      mode: http\n"
+                        b"      local_addr: 127.0.0.1:1\n      headers:\n"
+                        b"        - [proxy, +, \"x\\r\\r\\ny\"]\n",
+                        "\\r\\r\\ny")):
+        with open(path, "wb") as f:
+            f.write(text)
+        code, _, doc = ctl.api(cport, "POST", "/reload", timeout=30)
+        assert code == 422 and doc["ok"] is False, doc
+        assert want in doc["message"], doc
+        assert all(line.startswith(("reload refused", path)) for line in
+                   doc["message"].split("\n")), doc
+        assert p.alive()
+        tr.check_bytes(tr.http_get(port, origin.port, "/bytes/10?seed=3", USER, "s3cret"), 10, 3)
+    r = ctl.run(BIN, "check", "-c", path)
+    assert r.returncode == 1 and b"\\r\\r\\ny" in r.stderr + r.stdout, r
+
+
 def test_methods_and_paths(wmproxy, tmp_path):
     port, cport = ports(2)
     _, p = start(wmproxy, tmp_path, conf(cport, port), port)

@@ -131,6 +131,14 @@ static const struct bad_case bad_cases[] = {
     {"<<: [{a: 1}, 2]\n", 1, 1, "merge key '<<' needs a mapping"},
     {"a: 1\n\tb: 2\n", 1, 4, "invalid multiline plain key"},
     {"a: [x, - y]\n", 1, 8, ""},
+    /* only printable Unicode (YAML 1.2 section 5.1), checked before libfyaml,
+     * which loops forever on the first one */
+    {"%ev\xE1\xE1\n", 1, 4, "invalid UTF-8 byte 0xE1"},
+    {"a: 1\nb: \"x\x01\"\n", 2, 6, "U+0001 is not allowed"},
+    {"a: \xC3\xA9\x7F\n", 1, 5, "U+007F is not allowed"},
+    {"a: \xC2\x9B\n", 1, 4, "U+009B is not allowed"},
+    {"a: \xED\xA0\x80\n", 1, 4, "invalid UTF-8 byte 0xED"},
+    {"a:\r\nb: \xFF\n", 2, 4, "invalid UTF-8 byte 0xFF"},
 };
 
 static void test_bad_cases(void **state)
@@ -450,6 +458,26 @@ static void test_reference_configs(void **state)
     }
 }
 
+/* libfyaml 0.8 crashes on "? d:\t?": the text is first parsed in a child
+ * process, so the caller gets an error instead of a dead process, and a
+ * normal document still parses. */
+static void test_libfyaml_crash_is_an_error(void **state)
+{
+    static const char crash[] = "? d:\t?";
+    struct wm_err err;
+    struct wm_cval *root;
+
+    (void)state;
+    fprintf(stderr, "(a sanitizer SEGV report from a child process may follow: expected)\n");
+    root = parse_n(crash, sizeof(crash) - 1, &err);
+    assert_null(root);
+    assert_string_equal(err.file, "t.yaml");
+    assert_non_null(strstr(err.msg, "the YAML parser (libfyaml) crashed on this file"));
+    root = parse("a: 1\n", &err);
+    assert_non_null(root);
+    wm_cval_free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_text),       cmocka_unit_test(test_quiet),
         cmocka_unit_test(test_truncated),  cmocka_unit_test(test_null_args),
         cmocka_unit_test(test_reference_configs),
+        cmocka_unit_test(test_libfyaml_crash_is_an_error),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

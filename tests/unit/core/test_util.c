@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "core/err.h"
 #include "core/util.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -412,6 +413,32 @@ static void test_trim(void **state)
     }
 }
 
+/* An error quoting raw input stays one line: control characters escaped in
+ * file, key and message; everything else (UTF-8 included) kept. */
+static void test_err_escapes_control_chars(void **state)
+{
+    struct wm_err e;
+    char buf[1024];
+
+    (void)state;
+    assert_int_equal(wm_err_set(&e, "a\nb.yaml", 3, 4, "k\x1b[31m",
+                                "invalid rule \"%s\"", "x\r\r\ty\x7f caf\xc3\xa9"),
+                     -1);
+    assert_string_equal(e.file, "a\\nb.yaml");
+    assert_string_equal(e.key, "k\\x1B[31m");
+    assert_string_equal(e.msg, "invalid rule \"x\\r\\r\\ty\\x7F caf\xc3\xa9\"");
+    assert_string_equal(wm_err_format(&e, buf, sizeof(buf)),
+                        "a\\nb.yaml:3:4: k\\x1B[31m: invalid rule \"x\\r\\r\\ty\\x7F caf\xc3\xa9\"");
+    /* a message full of control characters is cut, never overflows */
+    char big[600];
+    memset(big, 1, sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    wm_err_set(&e, NULL, 0, 0, NULL, "%s", big);
+    assert_true(strlen(e.msg) < sizeof(e.msg));
+    assert_int_equal(strncmp(e.msg, "\\x01\\x01", 8), 0);
+    assert_int_equal(strlen(e.msg) % 4, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_strieq),
         cmocka_unit_test(test_list_has_token),
         cmocka_unit_test(test_trim),
+        cmocka_unit_test(test_err_escapes_control_chars),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
