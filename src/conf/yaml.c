@@ -795,9 +795,11 @@ static int probe_in_child(const char *text, size_t len, const char *filename,
         struct itimerval it = {.it_value = {WM_YAML_PROBE_MS / 1000,
                                             (WM_YAML_PROBE_MS % 1000) * 1000}};
 
-        static const int fatal[] = {SIGALRM, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+        static const int fatal[] = {SIGALRM, SIGSEGV, SIGBUS, SIGILL, SIGFPE,  SIGABRT,
+                                    SIGHUP,  SIGINT,  SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2};
 
-        /* die of what goes wrong, whatever handlers the process had */
+        /* die of what goes wrong, whatever handlers the process had (the
+         * event loop's handlers would tell the parent about our signals) */
         for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++) {
             signal(fatal[i], SIG_DFL);
         }

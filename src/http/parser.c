@@ -280,6 +280,9 @@ static size_t used_until_pause(struct wm_http_parser *p, const char *data, size_
 enum wm_http_res wm_http_parser_feed_head(struct wm_http_parser *p, const char *data, size_t n,
                                           size_t *used)
 {
+    if (data == NULL) {
+        data = ""; /* an empty buffer's NULL: llhttp computes data + n */
+    }
     llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
 
     *used = n;
@@ -307,6 +310,9 @@ enum wm_http_res wm_http_parser_feed_body(struct wm_http_parser *p, const char *
     if (p->msg_done) {
         *used = 0;
         return WM_HTTP_MSG_DONE;
+    }
+    if (data == NULL) {
+        data = ""; /* as in wm_http_parser_feed_head */
     }
     e = llhttp_execute(&p->ll, data, n);
     *used = n;
