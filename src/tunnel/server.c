@@ -191,6 +191,46 @@ static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key
     return NULL;
 }
 
+/* Copy every mapping's header rules exactly (no length or count cut
+ * beyond what the wire allows) into one block, pointing maps[i].rules into
+ * it. Returns the block (free it with the carrier), or NULL. */
+static void *rules_copy(const struct wm_tun_mapping *m, size_t n, struct rmap *maps)
+{
+    size_t nrules = 0;
+    size_t strbytes = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        nrules += m[i].nrules;
+        for (size_t k = 0; k < m[i].nrules; k++) {
+            strbytes += m[i].rules[k].name.n + 1 + m[i].rules[k].value.n + 1;
+        }
+    }
+    uint8_t *mem = malloc(nrules * sizeof(struct rrule) + strbytes + 1);
+    if (mem == NULL) {
+        return NULL;
+    }
+    struct rrule *rr = (struct rrule *)mem;
+    char *str = (char *)(mem + nrules * sizeof(struct rrule));
+    for (size_t i = 0; i < n; i++) {
+        maps[i].rules = rr;
+        maps[i].nrules = m[i].nrules;
+        for (size_t k = 0; k < m[i].nrules; k++, rr++) {
+            const struct wm_tun_rule *w = &m[i].rules[k];
+            rr->request = w->request;
+            rr->op = w->op;
+            memcpy(str, w->name.p, w->name.n);
+            str[w->name.n] = '\0';
+            rr->name = str;
+            str += w->name.n + 1;
+            memcpy(str, w->value.p, w->value.n);
+            str[w->value.n] = '\0';
+            rr->value = str;
+            str += w->value.n + 1;
+        }
+    }
+    return mem;
+}
+
 static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size_t n,
                           uint8_t *ok, const char **reason, void *arg)
 {
@@ -198,7 +238,10 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
     struct tserver *sv = c->sv;
 
     c->maps = calloc(n ? n : 1, sizeof(*c->maps));
-    if (c->maps == NULL) {
+    c->rulemem = c->maps != NULL ? rules_copy(m, n, c->maps) : NULL;
+    if (c->maps == NULL || c->rulemem == NULL) {
+        free(c->maps);
+        c->maps = NULL;
         for (size_t i = 0; i < n; i++) {
             ok[i] = 0;
             reason[i] = "server out of memory";
@@ -213,13 +256,6 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
         wm_tun_str_copy(r->name, sizeof(r->name), m[i].name);
         wm_tun_str_copy(r->group, sizeof(r->group), m[i].group);
         map_key(sv, &m[i], r->key, sizeof(r->key));
-        r->nrules = m[i].nrules < TUN_MAX_RULES ? m[i].nrules : TUN_MAX_RULES;
-        for (size_t k = 0; k < r->nrules; k++) {
-            r->rules[k].request = m[i].rules[k].request;
-            r->rules[k].op = m[i].rules[k].op;
-            wm_tun_str_copy(r->rules[k].name, sizeof(r->rules[k].name), m[i].rules[k].name);
-            wm_tun_str_copy(r->rules[k].value, sizeof(r->rules[k].value), m[i].rules[k].value);
-        }
         if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
             ok[i] = 0;
             reason[i] = "http/https mappings need a domain";
@@ -310,6 +346,7 @@ static void carrier_free(struct tcarrier *c)
         }
     }
     free(c->maps);
+    free(c->rulemem);
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {

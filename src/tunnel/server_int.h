@@ -15,13 +15,12 @@
 struct wm_listener;
 struct wm_listen_stats;
 
-#define TUN_MAX_RULES 32
-
+/* A header rule as announced (strings exact, in the carrier's rulemem). */
 struct rrule {
     uint8_t request;
     uint8_t op;
-    char name[128];
-    char value[256];
+    const char *name;
+    const char *value;
 };
 
 /* One mapping announced by a client. */
@@ -32,7 +31,7 @@ struct rmap {
     char name[TUN_NAME_MAX];
     char key[WM_HOST_MAX + 8]; /* domain, "ip:port", "@tcp" or "@proxy" */
     char group[TUN_NAME_MAX];
-    struct rrule rules[TUN_MAX_RULES];
+    const struct rrule *rules; /* nrules entries in the carrier's rulemem */
     size_t nrules;
     char refused[256];       /* why it was refused (kept for the reply) */
 };
@@ -48,6 +47,7 @@ struct tcarrier {
     char name[WM_ADDR_STR_MAX];
     struct rmap *maps;
     size_t nmaps;
+    void *rulemem; /* every mapping's rules and their strings, one block */
 };
 
 /* A public port opened for tcp mappings with their own address. */

@@ -262,6 +262,29 @@ def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):
     assert http_get(hp, "/", "b.test").status == 404  # the wildcard needs a label
 
 
+
+def test_header_rules_arrive_whole(nodes, origin):
+    """Every header rule the client announces is applied as written: 40
+    rules (more than the 32 the server used to keep) and long names and
+    values (a 600-byte value, a 150-byte name: the server used to cut them
+    at 255 and 127 bytes without a word)."""
+    hp = free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp})
+    long_name = "x-" + "n" * 148
+    long_value = "".join(chr(ord("a") + i % 26) for i in range(600))
+    rules = ["proxy x-r%02d v%02d" % (i, i) for i in range(38)]
+    rules += ["proxy %s short" % long_name, "proxy x-long %s" % long_value]
+    nodes.client(srv.center, srv_proc=srv, mappings=[{
+        "name": "w", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+        "domain": "w.test", "headers": rules}])
+    r = http_get(hp, "/headers", "w.test")
+    assert r.status == 200, (r.status, r.body)
+    hdrs = {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+    for i in range(38):
+        assert hdrs.get("x-r%02d" % i) == "v%02d" % i, i
+    assert hdrs.get(long_name) == "short"
+    assert hdrs.get("x-long") == long_value
+
 def test_https_mapping(nodes, origin, certs):
     sp = free_port()
     srv = nodes.server(extra={"map_https_bind": "127.0.0.1:%d" % sp, "map_cert": certs["srv.pem"],
