@@ -44,6 +44,26 @@ static void mapping_validate(struct wm_cctx *ctx, void *obj, const struct wm_cva
 {
     struct wm_conf_mapping *m = obj;
 
+    static const struct {
+        const char *key;
+        size_t max;
+    } lens[] = {{"name", WM_CONF_MAP_NAME_MAX},
+                {"group", WM_CONF_MAP_NAME_MAX},
+                {"domain", WM_CONF_DOMAIN_MAX}};
+
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        const struct wm_cval *v = wm_cval_get(t, lens[i].key);
+        size_t n = 0;
+        if (v == NULL || wm_cval_type(v) != WM_CVAL_STRING) {
+            continue;
+        }
+        wm_cval_str(v, &n);
+        if (n > lens[i].max) {
+            char kp[256];
+            snprintf(kp, sizeof(kp), "%s.%s", path, lens[i].key);
+            wm_cctx_error(ctx, v, kp, "%zu bytes long; at most %zu", n, lens[i].max);
+        }
+    }
     if (m->mode == NULL) {
         return;
     }

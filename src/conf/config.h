@@ -22,6 +22,10 @@ struct wm_arena;
 struct wm_cval;
 
 /* [[proxy.mappings]]: a service inside the private network. */
+/* Longest mapping name / group name (bytes), and domain (a DNS name). */
+#define WM_CONF_MAP_NAME_MAX 63
+#define WM_CONF_DOMAIN_MAX 253
+
 struct wm_conf_mapping {
     const char *name;
     const char *mode;       /* "http", "https", "tcp", "proxy" */

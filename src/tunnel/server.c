@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf/config.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/service.h"
@@ -191,6 +192,9 @@ static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key
     return NULL;
 }
 
+_Static_assert(TUN_NAME_MAX == WM_CONF_MAP_NAME_MAX + 1, "mapping names fit the records");
+_Static_assert(WM_HOST_MAX > WM_CONF_DOMAIN_MAX, "domains fit the routing keys");
+
 /* Copy every mapping's header rules exactly (no length or count cut
  * beyond what the wire allows) into one block, pointing maps[i].rules into
  * it. Returns the block (free it with the carrier), or NULL. */
@@ -256,6 +260,12 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
         wm_tun_str_copy(r->name, sizeof(r->name), m[i].name);
         wm_tun_str_copy(r->group, sizeof(r->group), m[i].group);
         map_key(sv, &m[i], r->key, sizeof(r->key));
+        if (m[i].name.n > WM_CONF_MAP_NAME_MAX || m[i].group.n > WM_CONF_MAP_NAME_MAX ||
+            m[i].domain.n > WM_CONF_DOMAIN_MAX) {
+            ok[i] = 0; /* a cut name would route to the wrong place: refuse it */
+            reason[i] = "name or group longer than 63 bytes, or domain longer than 253";
+            continue;
+        }
         if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
             ok[i] = 0;
             reason[i] = "http/https mappings need a domain";

@@ -226,6 +226,60 @@ def test_wrong_version_and_garbage_refused(nodes):
     assert "attached" not in srv.log()
 
 
+
+def _frame(typ, payload=b"", sid=0):
+    return struct.pack(">I", len(payload))[1:] + bytes([typ, 0]) + struct.pack(">I", sid) + payload
+
+
+def _read_frame(s):
+    hdr = recv_exact(s, 9)
+    n = struct.unpack(">I", b"\0" + hdr[:3])[0]
+    return hdr[3], recv_exact(s, n) if n else b""
+
+
+def _s16(b):
+    return struct.pack(">H", len(b)) + b
+
+
+def test_server_refuses_names_it_would_have_to_cut(nodes):
+    """A client (not ours: ours checks its config) announcing a mapping
+    name or group over 63 bytes or a domain over 253 gets that mapping
+    refused with a reason; the server used to cut them, so streams were
+    opened for a name the client does not know and groups compared on a
+    prefix. Spoken by hand: preface, HELLO, AUTH with the HMAC of
+    docs/tunnel.md, REGISTER."""
+    import hashlib
+    import hmac
+    srv = nodes.server()
+    s = connect(int(srv.center.rsplit(":", 1)[1]))
+    s.sendall(b"WMTUN/1\n" + _frame(0x10, bytes([1]) + struct.pack(">I", 65536) + _s16(b"raw")))
+    typ, ch = _read_frame(s)
+    assert typ == 0x11 and ch[32] == 1
+    nonce_s, nonce_c = ch[:32], os.urandom(32)
+    user, pw = CRED["username"].encode(), CRED["password"].encode()
+    mac = hmac.new(pw, b"wmtun/1 client" + nonce_s + nonce_c + user, hashlib.sha256).digest()
+    s.sendall(_frame(0x12, nonce_c + _s16(user) + mac))
+    typ, res = _read_frame(s)
+    assert typ == 0x13 and res[0] == 1, res
+
+    def mapping(name, mode, domain=b"", group=b""):
+        return _s16(name) + bytes([mode]) + _s16(domain) + b"\0\0" + _s16(b"") + _s16(group) + b"\0\0"
+    maps = [mapping(b"n" * 64, 1, b"a.test"), mapping(b"ok", 1, b"ok.test"),
+            mapping(b"g", 1, b"g.test", b"x" * 64), mapping(b"d", 1, b"d" * 250 + b".test"),
+            mapping(b"n" * 63, 1, b"fits.test", b"y" * 63)]
+    s.sendall(_frame(0x14, struct.pack(">H", len(maps)) + b"".join(maps)))
+    typ, rr = _read_frame(s)
+    assert typ == 0x15
+    n, off, got = struct.unpack(">H", rr[:2])[0], 2, []
+    for _ in range(n):
+        ok, ln = rr[off], struct.unpack(">H", rr[off + 1:off + 3])[0]
+        got.append((ok, rr[off + 3:off + 3 + ln].decode()))
+        off += 3 + ln
+    assert [ok for ok, _ in got] == [0, 1, 0, 0, 1], got
+    assert "longer than 63 bytes" in got[0][1] and "253" in got[3][1], got
+    s.close()
+
+
 # ---- penetration ----
 
 def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):

@@ -76,6 +76,8 @@ struct bad_case {
     size_t nerrors;   /* how many errors the file has */
 };
 
+#define N64 "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
+
 static const struct bad_case bad_cases[] = {
     {"TOML syntax error", "t.toml", "[proxy\nbind_addr = \"127.0.0.1:1\"\n", 1, 7, "",
      "expected ']' to close the table header", 1},
@@ -181,6 +183,13 @@ static const struct bad_case bad_cases[] = {
      "[[proxy.mappings]]\nname = \"a\"\nmode = \"tcp\"\nlocal_addr = \"127.0.0.1:1\"\n"
      "[[proxy.mappings]]\nname = \"a\"\nmode = \"tcp\"\nlocal_addr = \"127.0.0.1:1\"\n",
      5, 1, "proxy.mappings[1].name", "mapping name \"a\" is used twice", 1},
+    {"mapping name over 63 bytes (the tunnel would cut it)", "t.toml",
+     "[[proxy.mappings]]\nname = \"" N64 "\"\nmode = \"tcp\"\nlocal_addr = \"127.0.0.1:1\"\n",
+     2, 8, "proxy.mappings[0].name", "64 bytes long; at most 63", 1},
+    {"group over 63 bytes, domain over 253", "t.yaml",
+     "proxy:\n  mappings:\n    - name: a\n      mode: http\n      local_addr: 127.0.0.1:1\n"
+     "      group: " N64 "\n      domain: " N64 N64 N64 N64 "\n",
+     6, 14, "proxy.mappings[0].group", "64 bytes long; at most 63", 2},
     {"header rule: too many words", "t.toml",
      "[[proxy.mappings]]\nname = \"a\"\nmode = \"tcp\"\nlocal_addr = \"127.0.0.1:1\"\n"
      "headers = [\"+ a b c\"]\n",
