@@ -76,14 +76,23 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
     if (r > 0) {
         off += (size_t)r < sizeof(line) - off - 1 ? (size_t)r : sizeof(line) - off - 2;
     }
-    /* One event, one line: fold any newline the message carries. */
-    for (size_t i = 0; i < off; i++) {
-        if (line[i] == '\n' || line[i] == '\r') {
-            line[i] = ' ';
+    /* One event, one line: fold any newline the message carries, and
+     * write other control characters (from peers: names, hosts, reasons)
+     * as \xHH so they cannot drive a terminal or forge a line. */
+    char out[sizeof(line) + 64];
+    size_t o = 0;
+    for (size_t i = 0; i < off && o + 5 < sizeof(out); i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if (ch == '\n' || ch == '\r') {
+            out[o++] = ' ';
+        } else if (ch < 0x20 || ch == 0x7F) {
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02X", ch);
+        } else {
+            out[o++] = (char)ch;
         }
     }
-    line[off++] = '\n';
-    write_all(fd, line, off);
+    out[o++] = '\n';
+    write_all(fd, out, o);
 }
 
 void wm_log_set_level(enum wm_log_level level)

@@ -8,10 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/err.h"
+#include "core/log.h"
 #include "core/util.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -439,6 +441,29 @@ static void test_err_escapes_control_chars(void **state)
     assert_int_equal(strlen(e.msg) % 4, 0);
 }
 
+/* One event, one line: newlines fold to spaces, other control characters
+ * from peers become \\xHH, UTF-8 stays. */
+static void test_log_line_is_one_line(void **state)
+{
+    int p[2];
+    char buf[512];
+
+    (void)state;
+    assert_int_equal(pipe(p), 0);
+    wm_log_set_fd(p[1]);
+    wm_log_set_level(WM_LOG_INFO);
+    wm_log_write(WM_LOG_WARN, 7, "unknown mapping \"%s\"", "a\r\nb\x1b[2J\x7f\tcaf\xc3\xa9");
+    ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    const char *msg = strstr(buf, "c=7 ");
+    assert_non_null(msg);
+    assert_string_equal(msg, "c=7 unknown mapping \"a  b\\x1B[2J\\x7F\\x09caf\xc3\xa9\"\n");
+    wm_log_set_fd(-1);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_list_has_token),
         cmocka_unit_test(test_trim),
         cmocka_unit_test(test_err_escapes_control_chars),
+        cmocka_unit_test(test_log_line_is_one_line),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
