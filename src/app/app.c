@@ -28,6 +28,7 @@
 #include "control/control.h"
 #include "core/err.h"
 #include "core/limits.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/service.h"
 #include "core/util.h"

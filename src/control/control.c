@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/service.h"
 #include "core/util.h"
@@ -29,37 +30,6 @@ static struct wm_control_hooks hooks;
 static char *token;
 static uint64_t start_ms;
 
-
-void wm_json_string(struct evbuffer *out, const char *s)
-{
-    evbuffer_add(out, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
-        case '"':
-            evbuffer_add(out, "\\\"", 2);
-            break;
-        case '\\':
-            evbuffer_add(out, "\\\\", 2);
-            break;
-        case '\n':
-            evbuffer_add(out, "\\n", 2);
-            break;
-        case '\r':
-            evbuffer_add(out, "\\r", 2);
-            break;
-        case '\t':
-            evbuffer_add(out, "\\t", 2);
-            break;
-        default:
-            if (*p < 0x20) {
-                evbuffer_add_printf(out, "\\u%04x", *p);
-            } else {
-                evbuffer_add(out, p, 1);
-            }
-        }
-    }
-    evbuffer_add(out, "\"", 1);
-}
 
 static void reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body)
 {

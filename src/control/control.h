@@ -39,7 +39,4 @@ void wm_control_set_token(const char *token);
 /* Stop serving and free everything. Safe to call when not started. */
 void wm_control_stop(void);
 
-/* Append s as a JSON string literal (quotes included) to out. */
-void wm_json_string(struct evbuffer *out, const char *s);
-
 #endif

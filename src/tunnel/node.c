@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/service.h"
 #include "core/worker.h"
@@ -526,20 +527,6 @@ void wm_tunnel_worker_exit(struct wm_worker *w, void *arg)
 
 /* ---- status ---- */
 
-static void json_str(struct evbuffer *out, const char *s)
-{
-    evbuffer_add(out, "\"", 1);
-    for (; *s != '\0'; s++) {
-        if (*s == '"' || *s == '\\') {
-            evbuffer_add(out, "\\", 1);
-        }
-        if ((unsigned char)*s >= 0x20) {
-            evbuffer_add(out, s, 1);
-        }
-    }
-    evbuffer_add(out, "\"", 1);
-}
-
 static void status_on_worker(struct wm_worker *w, void *arg)
 {
     struct evbuffer *out = arg;
@@ -565,9 +552,9 @@ static void status_on_worker(struct wm_worker *w, void *arg)
                 continue;
             }
             evbuffer_add_printf(out, "%s{\"addr\":", nc++ ? "," : "");
-            json_str(out, c->peer);
+            wm_json_string(out, c->peer);
             evbuffer_add_printf(out, ",\"name\":");
-            json_str(out, wm_tun_peer_name(c->t));
+            wm_json_string(out, wm_tun_peer_name(c->t));
             evbuffer_add_printf(out, ",\"streams\":%zu,\"mappings\":[", wm_tun_nstreams(c->t));
             size_t nm = 0;
             for (size_t i = 0; i < c->nmaps; i++) {
@@ -575,9 +562,9 @@ static void status_on_worker(struct wm_worker *w, void *arg)
                     continue;
                 }
                 evbuffer_add_printf(out, "%s{\"name\":", nm++ > 0 ? "," : "");
-                json_str(out, c->maps[i].name);
+                wm_json_string(out, c->maps[i].name);
                 evbuffer_add(out, ",\"route\":", 9);
-                json_str(out, c->maps[i].key);
+                wm_json_string(out, c->maps[i].key);
                 evbuffer_add(out, "}", 1);
             }
             evbuffer_add(out, "]}", 2);

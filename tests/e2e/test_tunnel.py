@@ -241,18 +241,13 @@ def _s16(b):
     return struct.pack(">H", len(b)) + b
 
 
-def test_server_refuses_names_it_would_have_to_cut(nodes):
-    """A client (not ours: ours checks its config) announcing a mapping
-    name or group over 63 bytes or a domain over 253 gets that mapping
-    refused with a reason; the server used to cut them, so streams were
-    opened for a name the client does not know and groups compared on a
-    prefix. Spoken by hand: preface, HELLO, AUTH with the HMAC of
-    docs/tunnel.md, REGISTER."""
+def _raw_attach(center, name=b"raw"):
+    """A tunnel client spoken by hand (plain carrier): preface, HELLO, AUTH
+    with the HMAC of docs/tunnel.md. Returns the socket, ready for REGISTER."""
     import hashlib
     import hmac
-    srv = nodes.server()
-    s = connect(int(srv.center.rsplit(":", 1)[1]))
-    s.sendall(b"WMTUN/1\n" + _frame(0x10, bytes([1]) + struct.pack(">I", 65536) + _s16(b"raw")))
+    s = connect(int(center.rsplit(":", 1)[1]))
+    s.sendall(b"WMTUN/1\n" + _frame(0x10, bytes([1]) + struct.pack(">I", 65536) + _s16(name)))
     typ, ch = _read_frame(s)
     assert typ == 0x11 and ch[32] == 1
     nonce_s, nonce_c = ch[:32], os.urandom(32)
@@ -261,12 +256,15 @@ def test_server_refuses_names_it_would_have_to_cut(nodes):
     s.sendall(_frame(0x12, nonce_c + _s16(user) + mac))
     typ, res = _read_frame(s)
     assert typ == 0x13 and res[0] == 1, res
+    return s
 
-    def mapping(name, mode, domain=b"", group=b""):
-        return _s16(name) + bytes([mode]) + _s16(domain) + b"\0\0" + _s16(b"") + _s16(group) + b"\0\0"
-    maps = [mapping(b"n" * 64, 1, b"a.test"), mapping(b"ok", 1, b"ok.test"),
-            mapping(b"g", 1, b"g.test", b"x" * 64), mapping(b"d", 1, b"d" * 250 + b".test"),
-            mapping(b"n" * 63, 1, b"fits.test", b"y" * 63)]
+
+def _raw_mapping(name, mode, domain=b"", group=b""):
+    return _s16(name) + bytes([mode]) + _s16(domain) + b"\0\0" + _s16(b"") + _s16(group) + b"\0\0"
+
+
+def _raw_register(s, maps):
+    """REGISTER maps; returns [(ok, reason)] from REGISTER_RESULT."""
     s.sendall(_frame(0x14, struct.pack(">H", len(maps)) + b"".join(maps)))
     typ, rr = _read_frame(s)
     assert typ == 0x15
@@ -275,8 +273,46 @@ def test_server_refuses_names_it_would_have_to_cut(nodes):
         ok, ln = rr[off], struct.unpack(">H", rr[off + 1:off + 3])[0]
         got.append((ok, rr[off + 3:off + 3 + ln].decode()))
         off += 3 + ln
+    return got
+
+
+def test_server_refuses_names_it_would_have_to_cut(nodes):
+    """A client (not ours: ours checks its config) announcing a mapping
+    name or group over 63 bytes or a domain over 253 gets that mapping
+    refused with a reason; the server used to cut them, so streams were
+    opened for a name the client does not know and groups compared on a
+    prefix."""
+    srv = nodes.server()
+    s = _raw_attach(srv.center)
+    mapping = _raw_mapping
+    maps = [mapping(b"n" * 64, 1, b"a.test"), mapping(b"ok", 1, b"ok.test"),
+            mapping(b"g", 1, b"g.test", b"x" * 64), mapping(b"d", 1, b"d" * 250 + b".test"),
+            mapping(b"n" * 63, 1, b"fits.test", b"y" * 63)]
+    got = _raw_register(s, maps)
     assert [ok for ok, _ in got] == [0, 1, 0, 0, 1], got
     assert "longer than 63 bytes" in got[0][1] and "253" in got[3][1], got
+    s.close()
+
+
+
+def test_status_json_stays_valid_with_any_client_name(nodes, tmp_path):
+    """/status lists attached clients and their mappings by the names they
+    announce; a mapping name with a quote, a control character and a byte
+    that is not UTF-8 still gives valid JSON (U+FFFD for the bad byte; it
+    used to go out raw, and the whole answer was not UTF-8)."""
+    from helpers import control as ctl
+    cport, cp = free_port(), free_port()
+    path = write_config(tmp_path / "srv.toml", dict(bind_addr="127.0.0.1:%d" % cp, mode="server",
+                                                   **CRED), top={"control": "127.0.0.1:%d" % cport})
+    nodes.wmproxy(["run", "-c", path], port=cp)
+    s = _raw_attach("127.0.0.1:%d" % cp, name=b'ev"il\x01\xff\xc3(name')
+    assert _raw_register(s, [_raw_mapping(b'w"e\xffb\x02', 1, b"Web.Test")]) == [(1, "")]
+    code, _, doc = ctl.api(cport, "GET", "/status")
+    assert code == 200 and isinstance(doc, dict), doc  # bytes: not valid UTF-8 JSON
+    clients = doc["tunnel"]["clients"]
+    # the handshake already keeps client names printable ASCII
+    assert len(clients) == 1 and clients[0]["name"] == "ev?il???(name"
+    assert clients[0]["mappings"] == [{"name": 'w"e\ufffdb\x02', "route": "web.test"}]
     s.close()
 
 

@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/buffer.h>
 
 #include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -464,6 +466,40 @@ static void test_log_line_is_one_line(void **state)
     close(p[1]);
 }
 
+/* JSON string literals are valid UTF-8 JSON whatever the input holds. */
+static void test_json_string_table(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *out;
+    } cases[] = {
+        {"", "\"\""},
+        {"plain", "\"plain\""},
+        {"q\"b\\", "\"q\\\"b\\\\\""},
+        {"\n\r\t\x01\x1f\x7f", "\"\\n\\r\\t\\u0001\\u001f\x7f\""},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""},
+        {"a\xff" "b", "\"a\\ufffdb\""},                  /* never a UTF-8 byte */
+        {"\xc3", "\"\\ufffd\""},                      /* cut sequence at the end */
+        {"\xc3(", "\"\\ufffd(\""},                    /* bad continuation */
+        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},            /* overlong '/' */
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},   /* surrogate */
+        {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* above U+10FFFF */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct evbuffer *b = evbuffer_new();
+        assert_non_null(b);
+        wm_json_string(b, cases[i].in);
+        evbuffer_add(b, "", 1);
+        const char *got = (const char *)evbuffer_pullup(b, -1);
+        if (strcmp(got, cases[i].out) != 0) {
+            fail_msg("case %zu: got %s want %s", i, got, cases[i].out);
+        }
+        evbuffer_free(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_trim),
         cmocka_unit_test(test_err_escapes_control_chars),
         cmocka_unit_test(test_log_line_is_one_line),
+        cmocka_unit_test(test_json_string_table),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
