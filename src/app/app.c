@@ -289,12 +289,15 @@ static void hook_now(void *arg, struct evbuffer *out)
     size_t len = 0;
 
     if (a->conf == NULL) {
-        evbuffer_add_printf(out, "{\"proxy\":{\"bind_addr\":\"%s\",\"flag\":%u,\"auth\":%s%s%s%s}}",
-                            a->o->proxy.bind, a->o->proxy.flags,
-                            a->o->proxy.username != NULL ? "true" : "false",
-                            a->o->proxy.server != NULL ? ",\"server\":\"" : "",
-                            a->o->proxy.server != NULL ? a->o->proxy.server : "",
-                            a->o->proxy.server != NULL ? "\"" : "");
+        evbuffer_add(out, "{\"proxy\":{\"bind_addr\":", 22);
+        wm_json_string(out, a->o->proxy.bind != NULL ? a->o->proxy.bind : "");
+        evbuffer_add_printf(out, ",\"flag\":%u,\"auth\":%s", a->o->proxy.flags,
+                            a->o->proxy.username != NULL ? "true" : "false");
+        if (a->o->proxy.server != NULL) {
+            evbuffer_add(out, ",\"server\":", 10);
+            wm_json_string(out, a->o->proxy.server);
+        }
+        evbuffer_add(out, "}}", 2);
         return;
     }
     if (wm_cval_to_json_masked(a->conf->tree, false, secret_keys, &json, &len) == 0) {
