@@ -117,6 +117,7 @@ static const struct wm_ckey proxy_keys[] = {
     TUNNEL_KEY("map_proxy_bind", WM_CK_LISTEN, map_proxy_bind),
     TUNNEL_KEY("map_cert", WM_CK_STR, map_cert),
     TUNNEL_KEY("map_key", WM_CK_STR, map_key),
+    TUNNEL_KEY("allow_ports", WM_CK_STR, allow_ports),
     {.name = "center", .kind = WM_CK_BOOL, .off = POFF(center), .flags = WM_CKF_INACTIVE,
      .feature = "wmproxy 0.2 switch; the roles follow server/center_addr/mode"},
     TUNNEL_KEY("ts", WM_CK_BOOL, ts),
@@ -188,6 +189,13 @@ static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval 
         snprintf(kp, sizeof(kp), "%s.password", path);
         wm_cctx_error(ctx, wm_cval_get(t, "password"), kp, "longer than %d bytes",
                       WM_PROXY_CRED_MAX - 1);
+    }
+    if (p->allow_ports != NULL) {
+        char msg[256];
+        if (wm_parse_port_list(p->allow_ports, NULL, msg, sizeof(msg)) < 0) {
+            snprintf(kp, sizeof(kp), "%s.allow_ports", path);
+            wm_cctx_error(ctx, wm_cval_get(t, "allow_ports"), kp, "%s", msg);
+        }
     }
     need_pair(ctx, t, path, "cert", "key", "cert and key go together");
     need_pair(ctx, t, path, "map_cert", "map_key", "map_cert and map_key go together");

@@ -54,6 +54,7 @@ struct wm_conf_proxy {
     const char *map_proxy_bind;
     const char *map_cert;
     const char *map_key;
+    const char *allow_ports; /* server: ports clients may claim ("2000-3000, 3306") */
     bool center;
     bool ts;                 /* TLS towards the parent */
     bool tc;                 /* TLS from children */

@@ -165,3 +165,71 @@ size_t wm_edit_distance(const char *a, const char *b, size_t limit)
     }
     return row[lb];
 }
+
+/* One port number at *p (decimal, 1..65535), advancing *p. */
+static int port_at(const char **p, unsigned *out)
+{
+    unsigned v = 0;
+    const char *s = *p;
+
+    if (*s < '0' || *s > '9') {
+        return -1;
+    }
+    while (*s >= '0' && *s <= '9') {
+        v = v * 10 + (unsigned)(*s - '0');
+        if (v > 65535) {
+            return -1;
+        }
+        s++;
+    }
+    if (v == 0) {
+        return -1;
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+int wm_parse_port_list(const char *s, uint8_t *bits, char *msg, size_t cap)
+{
+    const char *p = s;
+    bool any = false;
+
+    for (;;) {
+        unsigned lo;
+        unsigned hi;
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (port_at(&p, &lo) < 0) {
+            snprintf(msg, cap, "expected ports and ranges like \"2000-3000, 3306\" (1..65535), "
+                               "got \"%s\"", s);
+            return -1;
+        }
+        hi = lo;
+        if (*p == '-') {
+            p++;
+            if (port_at(&p, &hi) < 0 || hi < lo) {
+                snprintf(msg, cap, "bad port range in \"%s\" (low-high, 1..65535)", s);
+                return -1;
+            }
+        }
+        for (unsigned v = lo; bits != NULL && v <= hi; v++) {
+            bits[v / 8] |= (uint8_t)(1u << (v % 8));
+        }
+        any = true;
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        if (*p != ',') {
+            snprintf(msg, cap, "expected ports and ranges like \"2000-3000, 3306\" (1..65535), "
+                               "got \"%s\"", s);
+            return -1;
+        }
+        p++;
+    }
+    return any ? 0 : -1;
+}

@@ -26,6 +26,12 @@ int wm_parse_duration_ms(const char *s, uint64_t *ms, char *msg, size_t cap);
 int wm_parse_size(const char *s, uint64_t *bytes, char *msg, size_t cap);
 int wm_parse_rate(const char *s, struct wm_rate *r, char *msg, size_t cap);
 
+/* A port list like frp's allowPorts: "2000-3000, 3001, 4000-50000" (ports
+ * 1..65535, ranges low-high). With bits != NULL (8192 bytes, zeroed by the
+ * caller) sets bit p for every port listed. 0, or -1 with a message. */
+#define WM_PORT_BITS_BYTES 8192
+int wm_parse_port_list(const char *s, uint8_t *bits, char *msg, size_t cap);
+
 /* Levenshtein distance of a and b, capped at limit+1 (for "did you mean"). */
 size_t wm_edit_distance(const char *a, const char *b, size_t limit);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conf/config.h"
+#include "conf/units.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/service.h"
@@ -61,6 +62,7 @@ void wm_tunnel_settings_free(struct wm_tunnel_settings *s)
     SSL_CTX_free(s->map_ctx);
     free(s->reg);
     free(s->maps);
+    free(s->allow_ports);
     free(s);
 }
 
@@ -318,6 +320,15 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                  p->map_proxy_bind ? p->map_proxy_bind : "");
         ip_of(p->map_tcp_bind != NULL ? p->map_tcp_bind : center, s->port_ip,
               sizeof(s->port_ip));
+        if (p->allow_ports != NULL) {
+            s->allow_ports = calloc(1, WM_PORT_BITS_BYTES);
+            if (s->allow_ports == NULL ||
+                wm_parse_port_list(p->allow_ports, s->allow_ports, err, sizeof(err)) < 0) {
+                snprintf(msg, cap, "proxy.allow_ports: %s",
+                         s->allow_ports == NULL ? "out of memory" : err);
+                goto fail;
+            }
+        }
     }
     if (s->client) {
         snprintf(s->entry, sizeof(s->entry), "%s", p->bind);

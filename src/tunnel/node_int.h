@@ -63,6 +63,7 @@ struct wm_tunnel_settings {
     char map_tcp[64];
     char map_proxy[64];
     char port_ip[WM_HOST_MAX];   /* IP for per-mapping public ports */
+    uint8_t *allow_ports;        /* bitmap of ports clients may claim; NULL: any */
 };
 
 /* The node (worker 0). */

@@ -171,6 +171,24 @@ static bool own_port(const struct rmap *r)
     return r->mode == WM_TUN_MODE_TCP && r->key[0] != '@';
 }
 
+/* May a client claim the port of key ("ip:port", "[v6]:port")? */
+static bool port_allowed(const struct tserver *sv, const char *key)
+{
+    const uint8_t *bits = sv->n->s->allow_ports;
+    const char *colon = strrchr(key, ':');
+    unsigned long port;
+    char *end;
+
+    if (bits == NULL) {
+        return true;
+    }
+    if (colon == NULL) {
+        return false;
+    }
+    port = strtoul(colon + 1, &end, 10);
+    return *end == '\0' && port > 0 && port <= 65535 && (bits[port / 8] & (1u << (port % 8)));
+}
+
 /* Another client's mapping that holds the same key. */
 static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key,
                                const struct tcarrier *except)
@@ -277,6 +295,15 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
                      "%s %s is already registered by client %s (mapping \"%s\")",
                      r->mode == WM_TUN_MODE_TCP ? "port" : "domain", r->key,
                      h->owner->name, h->name);
+            ok[i] = 0;
+            reason[i] = r->refused;
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
+                   c->name, r->name, r->refused);
+            continue;
+        }
+        if (own_port(r) && !port_allowed(sv, r->key)) {
+            wm_fmt(r->refused, sizeof(r->refused), "port of %s is not in the server's allow_ports",
+                   r->key);
             ok[i] = 0;
             reason[i] = r->refused;
             wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import sha256
+from conftest import BIN, sha256
 from helpers import http1, socks
 from helpers.net import connect, free_port, is_closed, listen_local, recv_exact, wait_port
 from helpers.origin import pattern, pattern_sha256
@@ -414,6 +414,36 @@ def test_proxy_mode_mapping(nodes, origin):
     assert r.returncode == 0 and r.stdout == pattern(900)
     r = curl("--socks5", "wm:s3cret@127.0.0.1:%d" % pp, "http://127.0.0.1:%d/bytes/9" % origin.port)
     assert r.stdout == pattern(9)
+
+
+def test_allow_ports_limits_what_clients_claim(nodes, echo, tmp_path):
+    """frp's allowPorts: with allow_ports set, a tcp mapping's own public port
+    (remote_port or bind) must be in the list; others are refused by name,
+    the default map_tcp_bind mapping is the server's own choice."""
+    ok_port, bad_port, tp = free_port(), free_port(), free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp,
+                              "allow_ports": "%d, 1-1023" % ok_port})
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "in", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": ok_port},
+        {"name": "out", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "bind": "127.0.0.1:%d" % bad_port},
+        {"name": "dflt", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    assert wait_log(srv, 'mapping "out" refused: port of 127.0.0.1:%d is not in the server\'s '
+                         'allow_ports' % bad_port), srv.log()
+    for port in (ok_port, tp):
+        assert wait_port("127.0.0.1", port, 5)
+        s = connect(port)
+        s.sendall(b"ping")
+        assert recv_exact(s, 4) == b"ping"
+        s.close()
+    with pytest.raises(OSError):
+        connect(bad_port).recv(1)
+    # a bad list is a config error naming file, line and key
+    path = write_config(tmp_path / "bad.toml", {"center_addr": "127.0.0.1:1",
+                                                "allow_ports": "3000-2000"})
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True)
+    assert r.returncode == 1 and "%s:3:15: proxy.allow_ports: bad port range" % path in r.stderr, r
 
 
 def test_mapping_cannot_take_a_port_the_server_listens_on(nodes, echo):

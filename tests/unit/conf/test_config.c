@@ -802,9 +802,42 @@ static void test_peek_control(void **state)
                      -1);
 }
 
+/* allow_ports lists: frp's form, strict. */
+static void test_port_list(void **state)
+{
+    static const char *const bad[] = {"", " ", "0", "65536", "3000-2000", "a", "1,", ",1",
+                                      "1-", "1 2", "-5", "1-2-3", "80;443", "99999999999"};
+    static uint8_t bits[WM_PORT_BITS_BYTES];
+    char msg[256];
+
+    (void)state;
+    memset(bits, 0, sizeof(bits));
+    assert_int_equal(wm_parse_port_list(" 2000-3000, 3001,4000-50000 ", bits, msg, sizeof(msg)), 0);
+    for (unsigned p = 1; p <= 65535; p++) {
+        bool want = (p >= 2000 && p <= 3001) || (p >= 4000 && p <= 50000);
+        if (((bits[p / 8] >> (p % 8)) & 1) != want) {
+            fail_msg("port %u: bit %d", p, !want);
+        }
+    }
+    assert_int_equal(bits[0] & 1, 0); /* port 0 never */
+    memset(bits, 0, sizeof(bits));
+    assert_int_equal(wm_parse_port_list("1-65535", bits, msg, sizeof(msg)), 0);
+    assert_int_equal(bits[65535 / 8] >> (65535 % 8) & 1, 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        msg[0] = '\0';
+        if (wm_parse_port_list(bad[i], NULL, msg, sizeof(msg)) != -1) {
+            fail_msg("\"%s\" accepted", bad[i]);
+        }
+        if (bad[i][0] != '\0' && bad[i][0] != ' ' && msg[0] == '\0') {
+            fail_msg("\"%s\": no message", bad[i]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_port_list),
         cmocka_unit_test(test_bad_cases),
         cmocka_unit_test(test_every_error_in_file_order),
         cmocka_unit_test(test_missing_cert_file),
