@@ -19,6 +19,7 @@ struct wm_http_parser {
     bool paused;
     bool has_te;
     bool has_cl;
+    bool has_host;
     wm_http_body_cb body_cb;
     void *body_arg;
     const char *err;
@@ -105,6 +106,13 @@ static int on_value_complete(llhttp_t *ll)
         p->has_te = true;
     } else if (wm_strieq(f.name, f.nlen, "content-length")) {
         p->has_cl = true;
+    } else if (p->kind == WM_HTTP_REQUEST && wm_strieq(f.name, f.nlen, "host")) {
+        if (p->has_host) {
+            /* RFC 9112 3.2: 400; hops could route on different ones */
+            p->err = "more than one Host header";
+            return HPE_USER;
+        }
+        p->has_host = true;
     }
     return 0;
 }
@@ -353,7 +361,7 @@ void wm_http_parser_reset(struct wm_http_parser *p)
     llhttp_init(&p->ll, p->kind == WM_HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
     wm_http_head_reset(p->head);
     p->head_done = p->msg_done = false;
-    p->has_te = p->has_cl = false;
+    p->has_te = p->has_cl = p->has_host = false;
     p->too_large = p->bad_te = false;
     p->no_body = false;
     p->err = NULL;
@@ -370,7 +378,7 @@ void wm_http_parser_next(struct wm_http_parser *p)
     }
     wm_http_head_reset(p->head);
     p->head_done = p->msg_done = false;
-    p->has_te = p->has_cl = false;
+    p->has_te = p->has_cl = p->has_host = false;
     p->too_large = p->bad_te = false;
     p->err = NULL;
 }

@@ -374,6 +374,11 @@ def test_header_rules_arrive_whole(nodes, origin):
         assert hdrs.get("x-r%02d" % i) == "v%02d" % i, i
     assert hdrs.get(long_name) == "short"
     assert hdrs.get("x-long") == long_value
+    # two Host headers: 400 (RFC 9112 3.2), never routed on one of them
+    s = connect(hp)
+    s.sendall(b"GET /headers HTTP/1.1\r\nHost: w.test\r\nHost: other.test\r\n\r\n")
+    assert http1.Reader(s).response().status == 400
+    s.close()
 
 def test_https_mapping(nodes, origin, certs):
     sp = free_port()

@@ -625,6 +625,11 @@ static const struct pcase rfc_reject_cases[] = {
     {"TE in an HTTP/1.0 request", REQ(8192, 32),
      {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
      {{WM_HTTP_ERR_FRAMING, NULL, NULL, 0}}, 1},
+    /* 3.2: more than one Host is a 400 (a tunnel routes on the first, the
+     * service behind it might read the other) */
+    {"two Host headers", REQ(8192, 32),
+     {"GET / HTTP/1.1\r\nHost: a.test\r\nhOST: b.test\r\n\r\n"},
+     {{WM_HTTP_ERR_SYNTAX, NULL, NULL, 0}}, 1},
 };
 
 static void test_rfc_reject(void **state)
