@@ -282,6 +282,8 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
             m[i].domain.n > WM_CONF_DOMAIN_MAX) {
             ok[i] = 0; /* a cut name would route to the wrong place: refuse it */
             reason[i] = "name or group longer than 63 bytes, or domain longer than 253";
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s...\" refused: %s",
+                   c->name, r->name, reason[i]);
             continue;
         }
         if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
