@@ -122,7 +122,8 @@ static const char *show(const struct wm_cval *v, char *buf, size_t cap)
         snprintf(buf, cap, "%g", wm_cval_float(v));
         break;
     default:
-        snprintf(buf, cap, "a %s", wm_cval_type_name(wm_cval_type(v)));
+        t = wm_cval_type_name(wm_cval_type(v));
+        snprintf(buf, cap, "%s %s", strchr("aeiou", t[0]) != NULL ? "an" : "a", t);
         break;
     }
     return buf;
