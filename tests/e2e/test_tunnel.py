@@ -451,6 +451,18 @@ def test_allow_ports_limits_what_clients_claim(nodes, echo, tmp_path):
     assert r.returncode == 1 and "%s:3:15: proxy.allow_ports: bad port range" % path in r.stderr, r
 
 
+def test_open_server_is_warned_about(tmp_path):
+    """A tunnel server reachable beyond loopback without credentials or
+    mutual TLS lets anyone register domains and ports: say so."""
+    warn = "tunnel server without username/password"
+    for proxy, want in (({"center_addr": "0.0.0.0:1"}, True),
+                        ({"center_addr": "127.0.0.1:1"}, False),
+                        (dict(center_addr="0.0.0.0:1", **CRED), False)):
+        path = write_config(tmp_path / "s.toml", proxy)
+        r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True)
+        assert r.returncode == 0 and (warn in r.stdout + r.stderr) == want, (proxy, r)
+
+
 def test_mapping_cannot_take_a_port_the_server_listens_on(nodes, echo):
     # our listeners use SO_REUSEPORT: a client's tcp mapping naming one of
     # the server's own ports would share it and get part of its traffic
