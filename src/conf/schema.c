@@ -254,12 +254,9 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
         snprintf(msg, cap, "header rule \"%s\" names no header", s);
         return -1;
     }
-    for (size_t k = 0; k < tlen[i]; k++) {
-        unsigned char c = (unsigned char)tok[i][k];
-        if (c <= ' ' || c >= 0x7f || c == ':' || c == '"' || c == '\'') {
-            snprintf(msg, cap, "invalid header name in rule \"%s\"", s);
-            return -1;
-        }
+    if (!wm_field_name_ok(tok[i], tlen[i])) {
+        snprintf(msg, cap, "invalid header name in rule \"%s\"", s);
+        return -1;
     }
     h->name = wm_arena_strndup(a, tok[i], tlen[i]);
     if (h->op == '-') {
@@ -271,6 +268,11 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
     }
     if (rest != 2) {
         snprintf(msg, cap, "header rule \"%s\": expected a name and a value", s);
+        return -1;
+    }
+    if (!wm_field_value_ok(tok[i + 1], tlen[i + 1])) {
+        snprintf(msg, cap, "header rule \"%s\": the value has a control character (CR, LF, "
+                           "NUL...)", s);
         return -1;
     }
     h->value = wm_arena_strndup(a, tok[i + 1], tlen[i + 1]);
@@ -302,6 +304,7 @@ static void decode_headers(struct wm_cctx *ctx, const struct wm_ckey *k, const s
         const struct wm_cval *e = wm_cval_type(v) == WM_CVAL_STRING ? v : wm_cval_at(v, i);
         char line[1024];
         mkpath(ipath, sizeof(ipath), "%s[%zu]", path, i);
+        bool too_long = false;
         if (wm_cval_type(e) == WM_CVAL_ARRAY) {
             /* YAML form: a list of words. */
             size_t off = 0;
@@ -315,6 +318,7 @@ static void decode_headers(struct wm_cctx *ctx, const struct wm_ckey *k, const s
                 int r = snprintf(line + off, sizeof(line) - off, "%s%s%s%s", j ? " " : "",
                                  quote ? "'" : "", w, quote ? "'" : "");
                 if (r < 0 || (size_t)r >= sizeof(line) - off) {
+                    too_long = true;
                     break;
                 }
                 off += (size_t)r;
@@ -324,7 +328,12 @@ static void decode_headers(struct wm_cctx *ctx, const struct wm_ckey *k, const s
             if (s == NULL) {
                 continue;
             }
+            too_long = strlen(s) >= sizeof(line);
             snprintf(line, sizeof(line), "%s", s);
+        }
+        if (too_long) {
+            wm_cctx_error(ctx, e, ipath, "header rule longer than %zu bytes", sizeof(line) - 1);
+            continue;
         }
         if (wm_conf_parse_header(ctx->arena, line, &hs[i], msg, sizeof(msg)) < 0) {
             wm_cctx_error(ctx, e, ipath, "%s", msg);

@@ -16,6 +16,7 @@
 #include "conf/cval.h"
 #include "conf/yaml_int.h"
 #include "core/err.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <libfyaml.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -785,9 +787,19 @@ static int probe_in_child(const char *text, size_t len, const char *filename,
                           struct wm_err *err)
 {
     int st = 0;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    struct sigaction old;
+
+    /* An inherited "ignore SIGCHLD" would reap the child before waitpid. */
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGCHLD, &dfl, &old);
     pid_t pid = fork();
 
     if (pid < 0) {
+        sigaction(SIGCHLD, &old, NULL);
+        wm_log(WM_LOG_WARN, 0, "%s: cannot fork to check the YAML first (%s): parsing it "
+                               "directly", filename != NULL ? filename : "YAML",
+               strerror(errno));
         return 0;
     }
     if (pid == 0) {
@@ -805,14 +817,22 @@ static int probe_in_child(const char *text, size_t len, const char *filename,
         }
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
+        /* no core file: it would hold a copy of the proxy's memory (keys) */
+        struct rlimit none = {0, 0};
+        setrlimit(RLIMIT_CORE, &none);
         setitimer(ITIMER_REAL, &it, NULL);
         wm_cval_free(parse_here(text, len, NULL, NULL));
         _exit(PROBE_DONE);
     }
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR) {
-            return 0;
-        }
+    pid_t w;
+    while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
+    }
+    int werr = errno;
+    sigaction(SIGCHLD, &old, NULL);
+    if (w < 0) {
+        return wm_err_set(err, filename, 0, 0, NULL,
+                          "cannot check the YAML in a child process (waitpid: %s): refused",
+                          strerror(werr));
     }
     if (WIFEXITED(st) && WEXITSTATUS(st) == PROBE_DONE) {
         return 0;

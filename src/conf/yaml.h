@@ -45,7 +45,8 @@ struct wm_cval *wm_yaml_parse(const char *text, size_t len, const char *filename
  * the child dies or needs more than WM_YAML_PROBE_MS, the text is refused
  * with an error naming the file ("the YAML parser crashed ..."), and only a
  * text the child got through is parsed in this process. Costs one fork per
- * YAML load. Fuzzers set this to false to see libfyaml's behaviour. */
+ * YAML load. false skips the probe (libfyaml then runs unguarded); the
+ * config fuzzer keeps it on, libfyaml's own crashes being known. */
 #define WM_YAML_PROBE_MS 5000
 extern bool wm_yaml_isolate;
 

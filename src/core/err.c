@@ -1,5 +1,6 @@
 #include "core/err.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,8 +15,18 @@ static void escape_ctl(char *s, size_t cap)
         cap = sizeof(tmp);
     }
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && o + 1 < cap; p++) {
-        if (*p >= 0x20 && *p != 0x7F) {
+        bool c1 = p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F; /* U+0080..U+009F */
+        if (*p >= 0x20 && *p != 0x7F && !c1) {
             tmp[o++] = (char)*p;
+            continue;
+        }
+        if (c1) {
+            if (o + 8 + 1 > cap) {
+                break;
+            }
+            snprintf(tmp + o, 9, "\\xC2\\x%02X", p[1]);
+            o += 8;
+            p++;
             continue;
         }
         char esc[5];

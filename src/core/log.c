@@ -81,10 +81,15 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
      * as \xHH so they cannot drive a terminal or forge a line. */
     char out[sizeof(line) + 64];
     size_t o = 0;
-    for (size_t i = 0; i < off && o + 5 < sizeof(out); i++) {
+    for (size_t i = 0; i < off && o + 9 < sizeof(out); i++) {
         unsigned char ch = (unsigned char)line[i];
         if (ch == '\n' || ch == '\r') {
             out[o++] = ' ';
+        } else if (ch == 0xC2 && i + 1 < off && (unsigned char)line[i + 1] >= 0x80 &&
+                   (unsigned char)line[i + 1] <= 0x9F) {
+            /* U+0080..U+009F (C1: CSI and friends in UTF-8 terminals) */
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\xC2\\x%02X",
+                                  (unsigned char)line[++i]);
         } else if (ch < 0x20 || ch == 0x7F) {
             o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02X", ch);
         } else {

@@ -27,6 +27,12 @@ int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
 /* Case-insensitive equality of s[0..n) and the NUL-terminated lit. */
 bool wm_strieq(const char *s, size_t n, const char *lit);
 
+/* RFC 9110 5.1/5.5: is s[0..n) a field name (a non-empty token), a field
+ * value (no control character but HTAB: no CR, LF or NUL to split a
+ * message)? For header rules from configs and tunnel clients. */
+bool wm_field_name_ok(const char *s, size_t n);
+bool wm_field_value_ok(const char *s, size_t n);
+
 /* Case-insensitive equality of two byte ranges of length n. */
 bool wm_memieq(const char *a, const char *b, size_t n);
 

@@ -267,10 +267,10 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
         snprintf(s->center, sizeof(s->center), "%s", center);
         char cip[WM_HOST_MAX];
         ip_of(center, cip, sizeof(cip));
-        if (p->username == NULL && !p->two_way_tls && strncmp(cip, "127.", 4) != 0 &&
+        if (p->username == NULL && !(p->tc && p->two_way_tls) && strncmp(cip, "127.", 4) != 0 &&
             strcmp(cip, "::1") != 0) {
             wm_log(WM_LOG_WARN, 0, "proxy: tunnel server without username/password (or "
-                                   "two_way_tls): any host that reaches %s can attach and "
+                                   "tc + two_way_tls): any host that reaches %s can attach and "
                                    "register domains and ports", center);
         }
         if (p->tc && (p->cert == NULL || p->key == NULL)) {

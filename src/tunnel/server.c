@@ -253,6 +253,23 @@ static void *rules_copy(const struct wm_tun_mapping *m, size_t n, struct rmap *m
     return mem;
 }
 
+/* Header rules as sent by a client (the decoder checked the operation): a
+ * valid name, a value that cannot split a message. NULL if fine, else the
+ * reason. */
+static const char *rules_check(const struct wm_tun_mapping *m)
+{
+    for (size_t k = 0; k < m->nrules; k++) {
+        const struct wm_tun_rule *w = &m->rules[k];
+        if (!wm_field_name_ok(w->name.p, w->name.n)) {
+            return "a header rule names an invalid header";
+        }
+        if (!wm_field_value_ok(w->value.p, w->value.n)) {
+            return "a header rule value has a control character (CR, LF, NUL...)";
+        }
+    }
+    return NULL;
+}
+
 static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size_t n,
                           uint8_t *ok, const char **reason, void *arg)
 {
@@ -284,6 +301,14 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
             reason[i] = "name or group longer than 63 bytes, or domain longer than 253";
             wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s...\" refused: %s",
                    c->name, r->name, reason[i]);
+            continue;
+        }
+        const char *bad = rules_check(&m[i]);
+        if (bad != NULL) {
+            ok[i] = 0; /* CR/LF in a rule would split the responses of this port */
+            reason[i] = bad;
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
+                   c->name, r->name, bad);
             continue;
         }
         if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {

@@ -259,8 +259,13 @@ def _raw_attach(center, name=b"raw"):
     return s
 
 
-def _raw_mapping(name, mode, domain=b"", group=b""):
-    return _s16(name) + bytes([mode]) + _s16(domain) + b"\0\0" + _s16(b"") + _s16(group) + b"\0\0"
+def _raw_mapping(name, mode, domain=b"", group=b"", rules=()):
+    """rules: (request 0/1, op byte, name, value) as on the wire."""
+    out = _s16(name) + bytes([mode]) + _s16(domain) + b"\0\0" + _s16(b"") + _s16(group)
+    out += struct.pack(">H", len(rules))
+    for req, op, k, v in rules:
+        out += bytes([req]) + op + _s16(k) + _s16(v)
+    return out
 
 
 def _raw_register(s, maps):
@@ -281,16 +286,22 @@ def test_server_refuses_names_it_would_have_to_cut(nodes):
     name or group over 63 bytes or a domain over 253 gets that mapping
     refused with a reason; the server used to cut them, so streams were
     opened for a name the client does not know and groups compared on a
-    prefix."""
+    prefix. Header rules with CR/LF/NUL (response splitting on the public
+    port) or no valid header name are refused the same way."""
     srv = nodes.server()
     s = _raw_attach(srv.center)
     mapping = _raw_mapping
     maps = [mapping(b"n" * 64, 1, b"a.test"), mapping(b"ok", 1, b"ok.test"),
             mapping(b"g", 1, b"g.test", b"x" * 64), mapping(b"d", 1, b"d" * 250 + b".test"),
-            mapping(b"n" * 63, 1, b"fits.test", b"y" * 63)]
+            mapping(b"n" * 63, 1, b"fits.test", b"y" * 63),
+            # header rules that would split responses or name no header
+            mapping(b"crlf", 1, b"c.test", rules=[(0, b"+", b"x-a", b"1\r\n\r\nHTTP/1.1 200 OK")]),
+            mapping(b"nul", 1, b"n.test", rules=[(1, b"=", b"\0x", b"v")]),
+            mapping(b"fine", 1, b"f.test", rules=[(1, b"+", b"x-a", b"tab\tok \xc3\xa9")])]
     got = _raw_register(s, maps)
-    assert [ok for ok, _ in got] == [0, 1, 0, 0, 1], got
+    assert [ok for ok, _ in got] == [0, 1, 0, 0, 1, 0, 0, 1], got
     assert "longer than 63 bytes" in got[0][1] and "253" in got[3][1], got
+    assert "control character" in got[5][1] and "invalid header" in got[6][1], got
     s.close()
 
 
@@ -457,6 +468,7 @@ def test_open_server_is_warned_about(tmp_path):
     warn = "tunnel server without username/password"
     for proxy, want in (({"center_addr": "0.0.0.0:1"}, True),
                         ({"center_addr": "127.0.0.1:1"}, False),
+                        ({"center_addr": "0.0.0.0:1", "two_way_tls": True}, True),  # no tc
                         (dict(center_addr="0.0.0.0:1", **CRED), False)):
         path = write_config(tmp_path / "s.toml", proxy)
         r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True)

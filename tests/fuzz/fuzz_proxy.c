@@ -234,6 +234,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     norigin = 0;
     spin(-1, 6);
+    for (size_t k = 0; k < norigin; k++) { /* accepted during the last spin */
+        close(origin_fds[k]);
+    }
+    norigin = 0;
     wm_service_unref(svc);
     return 0;
 }

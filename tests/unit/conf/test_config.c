@@ -190,6 +190,16 @@ static const struct bad_case bad_cases[] = {
      "proxy:\n  mappings:\n    - name: a\n      mode: http\n      local_addr: 127.0.0.1:1\n"
      "      group: " N64 "\n      domain: " N64 N64 N64 N64 "\n",
      6, 14, "proxy.mappings[0].group", "64 bytes long; at most 63", 2},
+    {"header rule: CR LF in the value (would split messages)", "t.toml",
+     "[[proxy.mappings]]\nname = \"a\"\nmode = \"tcp\"\nlocal_addr = \"127.0.0.1:1\"\n"
+     "headers = [\"+ x-a 'v\\r\\nX-Evil: 1'\"]\n",
+     5, 12, "proxy.mappings[0].headers[0]", "the value has a control character", 1},
+    {"header rule: a name that is not a token", "t.yaml",
+     "http:\n  headers:\n    - [+, \"x(a)\", v]\n", 3, 7, "http.headers[0]",
+     "invalid header name", 1},
+    {"header rule: longer than 1023 bytes", "t.toml",
+     "[http]\nheaders = [\"+ x-a " N64 N64 N64 N64 N64 N64 N64 N64 N64 N64 N64 N64 N64 N64 N64
+     N64 "\"]\n", 2, 12, "http.headers[0]", "header rule longer than 1023 bytes", 1},
     {"header rule: too many words", "t.toml",
      "[[proxy.mappings]]\nname = \"a\"\nmode = \"tcp\"\nlocal_addr = \"127.0.0.1:1\"\n"
      "headers = [\"+ a b c\"]\n",

@@ -426,13 +426,14 @@ static void test_err_escapes_control_chars(void **state)
 
     (void)state;
     assert_int_equal(wm_err_set(&e, "a\nb.yaml", 3, 4, "k\x1b[31m",
-                                "invalid rule \"%s\"", "x\r\r\ty\x7f caf\xc3\xa9"),
+                                "invalid rule \"%s\"", "x\r\r\ty\x7f caf\xc3\xa9\xc2\x85"),
                      -1);
     assert_string_equal(e.file, "a\\nb.yaml");
     assert_string_equal(e.key, "k\\x1B[31m");
-    assert_string_equal(e.msg, "invalid rule \"x\\r\\r\\ty\\x7F caf\xc3\xa9\"");
+    assert_string_equal(e.msg, "invalid rule \"x\\r\\r\\ty\\x7F caf\xc3\xa9\\xC2\\x85\"");
     assert_string_equal(wm_err_format(&e, buf, sizeof(buf)),
-                        "a\\nb.yaml:3:4: k\\x1B[31m: invalid rule \"x\\r\\r\\ty\\x7F caf\xc3\xa9\"");
+                        "a\\nb.yaml:3:4: k\\x1B[31m: invalid rule \"x\\r\\r\\ty\\x7F caf\xc3\xa9"
+                        "\\xC2\\x85\"");
     /* a message full of control characters is cut, never overflows */
     char big[600];
     memset(big, 1, sizeof(big) - 1);
@@ -454,13 +455,14 @@ static void test_log_line_is_one_line(void **state)
     assert_int_equal(pipe(p), 0);
     wm_log_set_fd(p[1]);
     wm_log_set_level(WM_LOG_INFO);
-    wm_log_write(WM_LOG_WARN, 7, "unknown mapping \"%s\"", "a\r\nb\x1b[2J\x7f\tcaf\xc3\xa9");
+    wm_log_write(WM_LOG_WARN, 7, "unknown mapping \"%s\"",
+                 "a\r\nb\x1b[2J\x7f\tcaf\xc3\xa9\xc2\x9b" "1m");
     ssize_t n = read(p[0], buf, sizeof(buf) - 1);
     assert_true(n > 0);
     buf[n] = '\0';
     const char *msg = strstr(buf, "c=7 ");
     assert_non_null(msg);
-    assert_string_equal(msg, "c=7 unknown mapping \"a  b\\x1B[2J\\x7F\\x09caf\xc3\xa9\"\n");
+    assert_string_equal(msg, "c=7 unknown mapping \"a  b\\x1B[2J\\x7F\\x09caf\xc3\xa9\\xC2\\x9B1m\"\n");
     wm_log_set_fd(-1);
     close(p[0]);
     close(p[1]);
