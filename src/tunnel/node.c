@@ -501,6 +501,8 @@ static void install_on_worker(struct wm_worker *w, void *arg)
     }
     if (s->server && n->server == NULL) {
         n->server = tserver_new(n);
+    } else if (s->server) {
+        tserver_reconfigured(n->server);
     } else if (!s->server && n->server != NULL) {
         tserver_free(n->server);
         n->server = NULL;

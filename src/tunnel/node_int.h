@@ -90,6 +90,9 @@ struct wm_tun *tclient_carrier(struct tclient *c);
 struct tserver *tserver_new(struct tnode *n);
 void tserver_free(struct tserver *sv);
 void tserver_drain(struct tserver *sv);
+/* New settings were installed (reload): withdraw published ports that
+ * allow_ports no longer lists. */
+void tserver_reconfigured(struct tserver *sv);
 void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *peer,
                             socklen_t plen);
 void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int fd,

@@ -619,6 +619,23 @@ struct tserver *tserver_new(struct tnode *n)
     return sv;
 }
 
+void tserver_reconfigured(struct tserver *sv)
+{
+    for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
+        for (size_t i = 0; i < c->nmaps; i++) {
+            struct rmap *r = &c->maps[i];
+            if (!r->active || !own_port(r) || port_allowed(sv, r->key)) {
+                continue;
+            }
+            r->active = false; /* open connections through it go on */
+            port_release(sv, r->key);
+            wm_log(WM_LOG_WARN, wm_tun_id(c->t),
+                   "tunnel: client %s: mapping \"%s\" withdrawn: port of %s is no longer in "
+                   "allow_ports", c->name, r->name, r->key);
+        }
+    }
+}
+
 void tserver_drain(struct tserver *sv)
 {
     for (struct tcarrier *c = sv->carriers, *next; c != NULL; c = next) {

@@ -462,6 +462,32 @@ def test_allow_ports_limits_what_clients_claim(nodes, echo, tmp_path):
     assert r.returncode == 1 and "%s:3:15: proxy.allow_ports: bad port range" % path in r.stderr, r
 
 
+def test_reload_narrowing_allow_ports_withdraws_ports(nodes, echo):
+    """A reload that takes a port out of allow_ports closes that published
+    port at once (the mapping is withdrawn and logged); the others stay."""
+    keep, drop = free_port(), free_port()
+    srv = nodes.server(extra={"allow_ports": "%d,%d" % (keep, drop)})
+    path = nodes.tmp / ("node%d.toml" % nodes.n)
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "keep", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": keep},
+        {"name": "drop", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": drop}])
+    for port in (keep, drop):
+        assert wait_port("127.0.0.1", port, 5)
+    text = path.read_text().replace('"%d,%d"' % (keep, drop), '"%d"' % keep)
+    path.write_text(text)
+    srv.signal(signal.SIGHUP)
+    assert wait_log(srv, 'mapping "drop" withdrawn: port of 127.0.0.1:%d is no longer in '
+                         'allow_ports' % drop), srv.log()
+    with pytest.raises(OSError):
+        connect(drop).recv(1)
+    s = connect(keep)
+    s.sendall(b"still")
+    assert recv_exact(s, 5) == b"still"
+    s.close()
+
+
 def test_open_server_is_warned_about(tmp_path):
     """A tunnel server reachable beyond loopback without credentials or
     mutual TLS lets anyone register domains and ports: say so."""
