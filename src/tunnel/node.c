@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "conf/config.h"
@@ -267,8 +268,9 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
         snprintf(s->center, sizeof(s->center), "%s", center);
         char cip[WM_HOST_MAX];
         ip_of(center, cip, sizeof(cip));
-        if (p->username == NULL && !(p->tc && p->two_way_tls) && strncmp(cip, "127.", 4) != 0 &&
-            strcmp(cip, "::1") != 0) {
+        bool loopback = strncmp(cip, "127.", 4) == 0 || strcmp(cip, "::1") == 0 ||
+                        strcasecmp(cip, "localhost") == 0;
+        if (p->username == NULL && !(p->tc && p->two_way_tls) && !loopback) {
             wm_log(WM_LOG_WARN, 0, "proxy: tunnel server without username/password (or "
                                    "tc + two_way_tls): any host that reaches %s can attach and "
                                    "register domains and ports", center);

@@ -494,6 +494,7 @@ def test_open_server_is_warned_about(tmp_path):
     warn = "tunnel server without username/password"
     for proxy, want in (({"center_addr": "0.0.0.0:1"}, True),
                         ({"center_addr": "127.0.0.1:1"}, False),
+                        ({"center_addr": "localhost:1"}, False),
                         ({"center_addr": "0.0.0.0:1", "two_way_tls": True}, True),  # no tc
                         (dict(center_addr="0.0.0.0:1", **CRED), False)):
         path = write_config(tmp_path / "s.toml", proxy)
