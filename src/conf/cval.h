@@ -164,11 +164,4 @@ int wm_cval_table_add(struct wm_cval *t, const char *key, size_t keylen, int lin
 struct wm_cval *wm_cval_table_find(struct wm_cval *t, const char *key, size_t keylen,
                                    size_t *idx);
 
-/* ---- UTF-8 helper shared by the readers ---- */
-
-/* Decode the UTF-8 sequence at s[0..n): on success store the code point in *cp and return
- * its length (1-4). Returns 0 for an invalid, overlong, surrogate, > U+10FFFF or truncated
- * sequence. */
-size_t wm_cval_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
-
 #endif

@@ -4,6 +4,7 @@
  * Built on the public accessors only.
  */
 #include "conf/cval.h"
+#include "core/util.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -93,7 +94,7 @@ static void jb_string(struct jbuf *b, const char *s, size_t len)
             break;
         }
         if (u[i] >= 0x80) {
-            k = wm_cval_utf8_decode(u + i, len - i, &cp);
+            k = wm_utf8_decode(u + i, len - i, &cp);
             if (k == 0) {
                 jb_put(b, "\xEF\xBF\xBD", 3); /* U+FFFD for a stray byte */
                 i++;

@@ -5,6 +5,7 @@
 #include "conf/toml.h"
 #include "conf/toml_int.h"
 #include "core/err.h"
+#include "core/util.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -57,7 +58,7 @@ const char *toml_describe(const struct toml_parser *p, char *buf, size_t n)
         snprintf(buf, n, "space");
     } else if (c == '\t') {
         snprintf(buf, n, "tab");
-    } else if (wm_cval_utf8_decode((const unsigned char *)p->s + p->pos, p->n - p->pos, &cp) >
+    } else if (wm_utf8_decode((const unsigned char *)p->s + p->pos, p->n - p->pos, &cp) >
                0) {
         snprintf(buf, n, "U+%04X", (unsigned int)cp);
     } else {
@@ -148,7 +149,7 @@ int toml_validate(struct toml_parser *p)
     }
     while (i < p->n) {
         if (u[i] >= 0x80) {
-            k = wm_cval_utf8_decode(u + i, p->n - i, &cp);
+            k = wm_utf8_decode(u + i, p->n - i, &cp);
             if (k == 0) {
                 return toml_error_at(p, line, col, "invalid UTF-8 byte 0x%02X",
                                      (unsigned int)u[i]);

@@ -16,6 +16,7 @@
 #include "conf/cval.h"
 #include "conf/yaml_int.h"
 #include "core/err.h"
+#include "core/util.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -751,7 +752,7 @@ static int yaml_check_chars(const char *text, size_t len, const char *filename,
 
     while (i < len) {
         uint32_t cp = 0;
-        size_t k = wm_cval_utf8_decode(u + i, len - i, &cp);
+        size_t k = wm_utf8_decode(u + i, len - i, &cp);
 
         if (k == 0) {
             return wm_err_set(err, filename, line, col, NULL, "invalid UTF-8 byte 0x%02X", u[i]);

@@ -1,47 +1,18 @@
 #include "core/err.h"
 
-#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Rewrite control characters of s (NUL-terminated, in a buffer of cap) as
- * \r, \n, \t or \xHH, so an error quoting bad input stays one line. */
+#include "core/util.h"
+
+/* Rewrite control characters of s (NUL-terminated, in a buffer of cap) so
+ * an error quoting bad input stays one line (wm_escape_ctl). */
 static void escape_ctl(char *s, size_t cap)
 {
     char tmp[WM_ERR_MSG_MAX];
-    size_t o = 0;
+    size_t n = wm_escape_ctl(tmp, cap < sizeof(tmp) ? cap : sizeof(tmp), s, strlen(s), false);
 
-    if (cap > sizeof(tmp)) {
-        cap = sizeof(tmp);
-    }
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && o + 1 < cap; p++) {
-        bool c1 = p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F; /* U+0080..U+009F */
-        if (*p >= 0x20 && *p != 0x7F && !c1) {
-            tmp[o++] = (char)*p;
-            continue;
-        }
-        if (c1) {
-            if (o + 8 + 1 > cap) {
-                break;
-            }
-            snprintf(tmp + o, 9, "\\xC2\\x%02X", p[1]);
-            o += 8;
-            p++;
-            continue;
-        }
-        char esc[5];
-        int k = *p == '\n'   ? snprintf(esc, sizeof(esc), "\\n")
-                : *p == '\r' ? snprintf(esc, sizeof(esc), "\\r")
-                : *p == '\t' ? snprintf(esc, sizeof(esc), "\\t")
-                             : snprintf(esc, sizeof(esc), "\\x%02X", *p);
-        if (o + (size_t)k + 1 > cap) {
-            break;
-        }
-        memcpy(tmp + o, esc, (size_t)k);
-        o += (size_t)k;
-    }
-    tmp[o] = '\0';
-    memcpy(s, tmp, o + 1);
+    memcpy(s, tmp, n + 1);
 }
 
 void wm_err_clear(struct wm_err *e)

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util.h"
+
 #define WM_LOG_LINE_MAX 4096
 
 volatile int wm_log_threshold = WM_LOG_INFO;
@@ -78,24 +80,25 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
     }
     /* One event, one line: fold any newline the message carries, and
      * write other control characters (from peers: names, hosts, reasons)
-     * as \xHH so they cannot drive a terminal or forge a line. */
-    char out[sizeof(line) + 64];
-    size_t o = 0;
-    for (size_t i = 0; i < off && o + 9 < sizeof(out); i++) {
+     * escaped so they cannot drive a terminal or forge a line. The common
+     * line has none and is written as it is. */
+    bool plain = true;
+    for (size_t i = 0; i < off && plain; i++) {
         unsigned char ch = (unsigned char)line[i];
-        if (ch == '\n' || ch == '\r') {
-            out[o++] = ' ';
-        } else if (ch == 0xC2 && i + 1 < off && (unsigned char)line[i + 1] >= 0x80 &&
-                   (unsigned char)line[i + 1] <= 0x9F) {
-            /* U+0080..U+009F (C1: CSI and friends in UTF-8 terminals) */
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\xC2\\x%02X",
-                                  (unsigned char)line[++i]);
-        } else if (ch < 0x20 || ch == 0x7F) {
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02X", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
+        plain = ch >= 0x20 ? ch != 0x7F && ch != 0xC2 : ch == '\n' || ch == '\r';
     }
+    if (plain) {
+        for (size_t i = 0; i < off; i++) {
+            if (line[i] == '\n' || line[i] == '\r') {
+                line[i] = ' ';
+            }
+        }
+        line[off++] = '\n';
+        write_all(fd, line, off);
+        return;
+    }
+    char out[sizeof(line) + 64];
+    size_t o = wm_escape_ctl(out, sizeof(out) - 1, line, off, true);
     out[o++] = '\n';
     write_all(fd, out, o);
 }

@@ -260,3 +260,84 @@ bool wm_field_value_ok(const char *s, size_t n)
     }
     return true;
 }
+
+size_t wm_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    uint32_t c;
+    uint32_t min;
+    size_t len;
+    size_t i;
+
+    if (n == 0) {
+        return 0;
+    }
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        len = 2;
+        c = s[0] & 0x1F;
+        min = 0x80;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        len = 3;
+        c = s[0] & 0x0F;
+        min = 0x800;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        c = s[0] & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len) {
+        return 0;
+    }
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+        return 0;
+    }
+    *cp = c;
+    return len;
+}
+
+size_t wm_escape_ctl(char *out, size_t cap, const char *in, size_t n, bool fold_newlines)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0;
+
+    if (cap == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char esc[12];
+        size_t k;
+        if (p[i] == 0xC2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F) {
+            k = (size_t)snprintf(esc, sizeof(esc), "\\xC2\\x%02X", p[++i]);
+        } else if (p[i] >= 0x20 && p[i] != 0x7F) {
+            esc[0] = (char)p[i];
+            k = 1;
+        } else if (fold_newlines && (p[i] == '\n' || p[i] == '\r')) {
+            esc[0] = ' ';
+            k = 1;
+        } else if (!fold_newlines && (p[i] == '\n' || p[i] == '\r' || p[i] == '\t')) {
+            esc[0] = '\\';
+            esc[1] = p[i] == '\n' ? 'n' : p[i] == '\r' ? 'r' : 't';
+            k = 2;
+        } else {
+            k = (size_t)snprintf(esc, sizeof(esc), "\\x%02X", p[i]);
+        }
+        if (o + k + 1 > cap) {
+            break;
+        }
+        memcpy(out + o, esc, k);
+        o += k;
+    }
+    out[o] = '\0';
+    return o;
+}

@@ -27,6 +27,19 @@ int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
 /* Case-insensitive equality of s[0..n) and the NUL-terminated lit. */
 bool wm_strieq(const char *s, size_t n, const char *lit);
 
+/* Decode the UTF-8 sequence at s[0..n): on success store the code point in
+ * *cp and return its length (1-4). Returns 0 for an invalid, overlong,
+ * surrogate, > U+10FFFF or truncated sequence. */
+size_t wm_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* Copy in[0..n) to out (capacity cap, NUL-terminated) with control
+ * characters escaped, so text from peers or files stays one printable
+ * line: C0 and DEL as \xHH, C1 (U+0080..U+009F in UTF-8, CSI and friends
+ * in terminals) as \xC2\xHH. fold_newlines: CR and LF become spaces (log
+ * lines); else CR, LF and TAB are written \r, \n, \t (error messages). An
+ * escape that does not fit is left out whole. Returns the length written. */
+size_t wm_escape_ctl(char *out, size_t cap, const char *in, size_t n, bool fold_newlines);
+
 /* RFC 9110 5.1/5.5: is s[0..n) a field name (a non-empty token), a field
  * value (no control character but HTAB: no CR, LF or NUL to split a
  * message)? For header rules from configs and tunnel clients. */

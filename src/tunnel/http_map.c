@@ -19,44 +19,14 @@
 #include "tunnel/mux.h"
 #include "tunnel/server_int.h"
 
-/* Per request: where it goes, with private copies of the rules (the
- * mapping may vanish with its carrier while the response still flows),
- * allocated as one block: this struct, the rule array, then the strings. */
+/* Per request: where it goes, and a reference to the rules (the mapping
+ * may vanish with its carrier while the response still flows). */
 struct route_data {
     uint64_t tun_id;
     char name[TUN_NAME_MAX];
     char host[256]; /* to route again if the chosen client is gone */
-    struct wm_hfwd_rule rules[];
+    struct rule_block *rules;
 };
-
-static struct route_data *route_data_new(const struct rmap *r)
-{
-    size_t strbytes = 0;
-
-    for (size_t i = 0; i < r->nrules; i++) {
-        strbytes += strlen(r->rules[i].name) + 1 + strlen(r->rules[i].value) + 1;
-    }
-    size_t head = sizeof(struct route_data) + r->nrules * sizeof(struct wm_hfwd_rule);
-    struct route_data *d = malloc(head + strbytes);
-    if (d == NULL) {
-        return NULL;
-    }
-    memset(d, 0, sizeof(*d));
-    char *str = (char *)d + head;
-    for (size_t i = 0; i < r->nrules; i++) {
-        size_t nl = strlen(r->rules[i].name) + 1;
-        size_t vl = strlen(r->rules[i].value) + 1;
-        memcpy(str, r->rules[i].name, nl);
-        d->rules[i].name = str;
-        str += nl;
-        memcpy(str, r->rules[i].value, vl);
-        d->rules[i].value = str;
-        str += vl;
-        d->rules[i].request = r->rules[i].request != 0;
-        d->rules[i].op = (char)r->rules[i].op;
-    }
-    return d;
-}
 
 static struct tserver *server_of(void)
 {
@@ -88,7 +58,7 @@ static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req
         *detail = "no tunnel client serves this host";
         return 404;
     }
-    d = route_data_new(r);
+    d = malloc(sizeof(*d));
     if (d == NULL) {
         *detail = "out of memory";
         return 500;
@@ -96,8 +66,9 @@ static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req
     d->tun_id = wm_tun_id(r->owner->t);
     snprintf(d->name, sizeof(d->name), "%s", r->name);
     snprintf(d->host, sizeof(d->host), "%.*s", (int)(hlen < sizeof(d->host) ? hlen : 0), host);
+    d->rules = rule_block_ref(r->owner->rules);
     t->data = d;
-    t->rules = d->rules;
+    t->rules = r->rules;
     t->nrules = r->nrules;
     snprintf(t->key, sizeof(t->key), "tun:%llu/%s", (unsigned long long)d->tun_id, r->name);
     snprintf(t->log, sizeof(t->log), "%s/%s", r->owner->name, r->name);
@@ -106,7 +77,12 @@ static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req
 
 static void release(struct wm_hfwd_target *t)
 {
-    free(t->data);
+    struct route_data *d = t->data;
+
+    if (d != NULL) {
+        rule_block_unref(d->rules);
+    }
+    free(d);
     t->data = NULL;
 }
 

@@ -213,10 +213,25 @@ static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key
 _Static_assert(TUN_NAME_MAX == WM_CONF_MAP_NAME_MAX + 1, "mapping names fit the records");
 _Static_assert(WM_HOST_MAX > WM_CONF_DOMAIN_MAX, "domains fit the routing keys");
 
+struct rule_block *rule_block_ref(struct rule_block *b)
+{
+    if (b != NULL) {
+        b->refs++;
+    }
+    return b;
+}
+
+void rule_block_unref(struct rule_block *b)
+{
+    if (b != NULL && --b->refs == 0) {
+        free(b);
+    }
+}
+
 /* Copy every mapping's header rules exactly (no length or count cut
  * beyond what the wire allows) into one block, pointing maps[i].rules into
- * it. Returns the block (free it with the carrier), or NULL. */
-static void *rules_copy(const struct wm_tun_mapping *m, size_t n, struct rmap *maps)
+ * it. Returns the block (one reference, the carrier's), or NULL. */
+static struct rule_block *rules_copy(const struct wm_tun_mapping *m, size_t n, struct rmap *maps)
 {
     size_t nrules = 0;
     size_t strbytes = 0;
@@ -227,19 +242,21 @@ static void *rules_copy(const struct wm_tun_mapping *m, size_t n, struct rmap *m
             strbytes += m[i].rules[k].name.n + 1 + m[i].rules[k].value.n + 1;
         }
     }
-    uint8_t *mem = malloc(nrules * sizeof(struct rrule) + strbytes + 1);
-    if (mem == NULL) {
+    size_t head = sizeof(struct rule_block) + nrules * sizeof(struct wm_hfwd_rule);
+    struct rule_block *b = malloc(head + strbytes + 1);
+    if (b == NULL) {
         return NULL;
     }
-    struct rrule *rr = (struct rrule *)mem;
-    char *str = (char *)(mem + nrules * sizeof(struct rrule));
+    b->refs = 1;
+    struct wm_hfwd_rule *rr = b->rules;
+    char *str = (char *)b + head;
     for (size_t i = 0; i < n; i++) {
         maps[i].rules = rr;
         maps[i].nrules = m[i].nrules;
         for (size_t k = 0; k < m[i].nrules; k++, rr++) {
             const struct wm_tun_rule *w = &m[i].rules[k];
-            rr->request = w->request;
-            rr->op = w->op;
+            rr->request = w->request != 0;
+            rr->op = (char)w->op;
             memcpy(str, w->name.p, w->name.n);
             str[w->name.n] = '\0';
             rr->name = str;
@@ -250,7 +267,7 @@ static void *rules_copy(const struct wm_tun_mapping *m, size_t n, struct rmap *m
             str += w->value.n + 1;
         }
     }
-    return mem;
+    return b;
 }
 
 /* Header rules as sent by a client (the decoder checked the operation): a
@@ -277,8 +294,8 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
     struct tserver *sv = c->sv;
 
     c->maps = calloc(n ? n : 1, sizeof(*c->maps));
-    c->rulemem = c->maps != NULL ? rules_copy(m, n, c->maps) : NULL;
-    if (c->maps == NULL || c->rulemem == NULL) {
+    c->rules = c->maps != NULL ? rules_copy(m, n, c->maps) : NULL;
+    if (c->maps == NULL || c->rules == NULL) {
         free(c->maps);
         c->maps = NULL;
         for (size_t i = 0; i < n; i++) {
@@ -410,7 +427,7 @@ static void carrier_free(struct tcarrier *c)
         }
     }
     free(c->maps);
-    free(c->rulemem);
+    rule_block_unref(c->rules);
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {

@@ -10,18 +10,22 @@
 #include <stdint.h>
 
 #include "core/service.h"
+#include "proxy/http_fwd.h"
 #include "tunnel/node_int.h"
 
 struct wm_listener;
 struct wm_listen_stats;
 
-/* A header rule as announced (strings exact, in the carrier's rulemem). */
-struct rrule {
-    uint8_t request;
-    uint8_t op;
-    const char *name;
-    const char *value;
+/* Every header rule a carrier announced, strings exact, in one block. The
+ * carrier and each request routed with its rules hold a reference (worker 0
+ * only), so a response still flowing when the carrier is gone keeps them. */
+struct rule_block {
+    int refs;
+    struct wm_hfwd_rule rules[]; /* then the strings */
 };
+
+struct rule_block *rule_block_ref(struct rule_block *b);
+void rule_block_unref(struct rule_block *b);
 
 /* One mapping announced by a client. */
 struct rmap {
@@ -31,7 +35,7 @@ struct rmap {
     char name[TUN_NAME_MAX];
     char key[WM_HOST_MAX + 8]; /* domain, "ip:port", "@tcp" or "@proxy" */
     char group[TUN_NAME_MAX];
-    const struct rrule *rules; /* nrules entries in the carrier's rulemem */
+    const struct wm_hfwd_rule *rules; /* nrules entries in the carrier's rule block */
     size_t nrules;
     char refused[256];       /* why it was refused (kept for the reply) */
 };
@@ -47,7 +51,7 @@ struct tcarrier {
     char name[WM_ADDR_STR_MAX];
     struct rmap *maps;
     size_t nmaps;
-    void *rulemem; /* every mapping's rules and their strings, one block */
+    struct rule_block *rules; /* every mapping's header rules */
 };
 
 /* A public port opened for tcp mappings with their own address. */

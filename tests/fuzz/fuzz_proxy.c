@@ -39,6 +39,7 @@
 #include "core/service.h"
 #include "core/worker.h"
 #include "proxy/proxy.h"
+#include "fuzz_feed.h"
 
 #define MAX_ORIGIN 32
 
@@ -156,21 +157,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void drain(int fd)
-{
-    char buf[65536];
-
-    while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0) {
-    }
-}
-
 static void spin(int fd, int rounds)
 {
     for (int i = 0; i < rounds; i++) {
         event_base_loop(base, EVLOOP_NONBLOCK);
-        drain(fd);
+        fuzz_drain(fd);
         for (size_t k = 0; k < norigin; k++) {
-            drain(origin_fds[k]);
+            fuzz_drain(origin_fds[k]);
         }
     }
 }
@@ -214,15 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     svc->accept(svc, wm_worker_get(0), sv[0], (struct sockaddr *)&peer, sizeof(peer), NULL);
     spin(sv[1], 2);
-    for (size_t off = 0; off < clen;) {
-        size_t n = clen - off < piece ? clen - off : piece;
-        ssize_t w = write(sv[1], cdata + off, n);
-        if (w < 0 && errno != EAGAIN) {
-            break;
-        }
-        off += w > 0 ? (size_t)w : 0;
-        spin(sv[1], 3);
-    }
+    fuzz_feed(sv[1], cdata, clen, piece, spin, NULL);
     if (ctl & 2) {
         shutdown(sv[1], SHUT_WR);
     }

@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "tunnel/mux.h"
+#include "fuzz_feed.h"
 
 #define MAX_HELD 64
 
@@ -238,20 +239,17 @@ static const struct wm_tun_cbs cbs = {.ready = on_ready,
                                       .open = on_open,
                                       .closed = on_closed};
 
-static void drain(int fd)
-{
-    char buf[65536];
-
-    while (read(fd, buf, sizeof(buf)) > 0) {
-    }
-}
-
 static void spin(int fd, int rounds)
 {
     for (int i = 0; i < rounds; i++) {
         event_base_loop(base, EVLOOP_NONBLOCK);
-        drain(fd);
+        fuzz_drain(fd);
     }
+}
+
+static bool carrier_gone(void)
+{
+    return S.tun == NULL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -288,15 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     S.tun = wm_tun_new(wm_worker_get(0), carrier, &conf, &cbs, NULL, 1);
     spin(sv[1], 2);
-    for (size_t off = 1; off < size && S.tun != NULL;) {
-        size_t n = size - off < piece ? size - off : piece;
-        ssize_t w = write(sv[1], data + off, n);
-        if (w < 0 && errno != EAGAIN) {
-            break;
-        }
-        off += w > 0 ? (size_t)w : 0;
-        spin(sv[1], 3);
-    }
+    fuzz_feed(sv[1], data + 1, size - 1, piece, spin, carrier_gone);
     if (ctl & 4) {
         shutdown(sv[1], SHUT_WR);
     }
