@@ -220,12 +220,15 @@ static bool flush_out(struct pump *p)
     return true;
 }
 
-/* Encrypt what the user wrote. false: the pump is gone. */
-static bool encrypt(struct pump *p)
+/* Encrypt what the user wrote, up to PUMP_OUT_HIGH of unsent ciphertext
+ * at a time. Returns 1 when it stopped for the high mark, 0 when the input
+ * ran out (or the handshake is not done), -1 when the pump is gone. */
+static int encrypt_some(struct pump *p, struct evbuffer *in)
 {
-    struct evbuffer *in = bufferevent_get_input(p->b);
-
-    while (evbuffer_get_length(in) > 0 && evbuffer_get_length(p->cout) < PUMP_OUT_HIGH) {
+    while (evbuffer_get_length(in) > 0) {
+        if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
+            return 1;
+        }
         /* Encrypt the first chain in place (OpenSSL cuts it into records);
          * only a tiny first chain is joined with what follows. */
         struct evbuffer_iovec v;
@@ -244,25 +247,45 @@ static bool encrypt(struct pump *p)
         if (r <= 0) {
             int e = SSL_get_error(p->ssl, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                break; /* handshake in progress: retried after reads */
+                return 0; /* handshake in progress: retried after reads */
             }
             char buf[256];
             fail(p, ssl_reason(p, buf, sizeof(buf)));
-            return false;
+            return -1;
         }
         evbuffer_drain(in, (size_t)r);
     }
-    if (p->local_eof && evbuffer_get_length(in) == 0 && !p->shut && p->handshake_done) {
-        SSL_shutdown(p->ssl); /* close_notify; reading goes on (half-close) */
-        p->shut = true;
-    }
-    /* Back-pressure towards the user while the socket lags. */
+    return 0;
+}
+
+/* Encrypt and send what the user wrote. false: the pump is gone. */
+static bool encrypt(struct pump *p)
+{
+    struct evbuffer *in = bufferevent_get_input(p->b);
+    int r;
+
+    /* When the socket takes everything at once, go on with the rest: the
+     * user's input stays enabled only while the output is below the mark. */
+    do {
+        if ((r = encrypt_some(p, in)) < 0) {
+            return false;
+        }
+        if (p->local_eof && evbuffer_get_length(in) == 0 && !p->shut && p->handshake_done) {
+            SSL_shutdown(p->ssl); /* close_notify; reading goes on (half-close) */
+            p->shut = true;
+        }
+        if (!flush_out(p)) {
+            return false;
+        }
+    } while (r == 1 && evbuffer_get_length(p->cout) < PUMP_OUT_HIGH);
+    /* Back-pressure towards the user while the socket lags; wr_cb comes
+     * back here once the socket drains. */
     if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
         bufferevent_disable(p->b, EV_READ);
     } else if (!p->local_eof) {
         bufferevent_enable(p->b, EV_READ);
     }
-    return flush_out(p);
+    return true;
 }
 
 static bool handshake(struct pump *p)

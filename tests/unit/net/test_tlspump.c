@@ -150,11 +150,72 @@ static void test_eof_after_all_data_with_read_watermark(void **state)
     free(cli.got);
 }
 
+/* A bulk write through a socket that takes everything at once: the pump
+ * stops encrypting at its high mark, flushes, and must then go on with
+ * the rest (it used to stop reading its user and wait for a writable
+ * event that never came: the stream stalled after the first 256 KiB). */
+static void test_bulk_goes_on_after_a_full_flush(void **state)
+{
+    char err[256];
+    int sv[2];
+    int big = 4 * 1024 * 1024;
+    size_t n = 6 * 1024 * 1024 + 5;
+    uint8_t *src = malloc(n);
+    struct side srv = {.got = malloc(n), .cap = n};
+    struct side cli = {.got = malloc(16), .cap = 16};
+
+    (void)state;
+    base = event_base_new();
+    assert_non_null(base);
+    SSL_CTX *sctx = wm_tls_server_ctx_selfsigned("unit.test", err, sizeof(err));
+    assert_non_null(sctx);
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(cctx);
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    for (int i = 0; i < 2; i++) {
+        fcntl(sv[i], F_SETFL, O_NONBLOCK);
+        (void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+        (void)setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    }
+    srv.user = wm_tls_pump_new(base, sctx, sv[0], true, NULL, "unit-srv");
+    cli.user = wm_tls_pump_new(base, cctx, sv[1], false, NULL, "unit-cli");
+    assert_non_null(srv.user);
+    assert_non_null(cli.user);
+    bufferevent_setcb(srv.user, user_read_cb, NULL, user_event_cb, &srv);
+    bufferevent_setcb(cli.user, user_read_cb, NULL, user_event_cb, &cli);
+    bufferevent_enable(srv.user, EV_READ | EV_WRITE);
+    bufferevent_enable(cli.user, EV_READ | EV_WRITE);
+
+    fill(src, n);
+    bufferevent_write(cli.user, src, n);
+    uint64_t end = wm_now_ms() + 5000;
+    while (srv.ngot < n && wm_now_ms() < end) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(srv.ngot, n);
+    assert_memory_equal(srv.got, src, n);
+
+    wm_bev_free(srv.user);
+    wm_bev_free(cli.user);
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    wm_tls_pump_free_all();
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    event_base_free(base);
+    free(src);
+    free(srv.got);
+    free(cli.got);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eof_after_all_data_with_read_watermark),
+        cmocka_unit_test(test_bulk_goes_on_after_a_full_flush),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
