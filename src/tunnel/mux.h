@@ -29,6 +29,11 @@ struct wm_worker;
 enum wm_tun_role { WM_TUN_ROLE_CLIENT, WM_TUN_ROLE_SERVER };
 
 #define WM_TUN_WINDOW (256 * 1024)
+/* Auto-tuning (mux_stream.c): a stream held back by its window while we
+ * keep up has it doubled, up to WM_TUN_WINDOW_MAX, while the carrier's
+ * streams together have grown by less than WM_TUN_GROW_BUDGET. */
+#define WM_TUN_WINDOW_MAX (4 * 1024 * 1024)
+#define WM_TUN_GROW_BUDGET (32 * 1024 * 1024)
 #define WM_TUN_PING_MS 15000
 #define WM_TUN_DEAD_MS 45000
 #define WM_TUN_HANDSHAKE_MS 10000
@@ -109,6 +114,8 @@ void wm_tun_stream_refuse(struct wm_tun_stream *s, uint8_t code, const char *rea
 void wm_tun_stream_watch(struct wm_tun_stream *s, void (*gone)(void *arg), void *arg);
 uint32_t wm_tun_stream_id(const struct wm_tun_stream *s);
 struct wm_tun *wm_tun_stream_tun(const struct wm_tun_stream *s);
+/* Our receive window for s now (the configured one, grown by auto-tuning). */
+uint32_t wm_tun_stream_window(const struct wm_tun_stream *s);
 
 /*
  * Socket-attached streams. For a plain connected socket the mux needs no

@@ -41,6 +41,7 @@ struct wm_tun_stream {
     uint32_t send_window;  /* bytes the peer still accepts from us */
     uint32_t recv_avail;   /* bytes we still accept from the peer */
     uint32_t recv_credit;  /* consumed, not yet returned with WINDOW_UPDATE */
+    uint32_t win;          /* our receive window now: t->window, grown by auto-tuning */
     bool local_eof;        /* the outer side wrote EOF: send FIN once drained */
     bool fin_sent;
     bool remote_fin;
@@ -81,6 +82,7 @@ struct wm_tun {
     char peer_name[64];
     uint32_t window;      /* our receive window per stream */
     uint32_t peer_window; /* the peer's, initial send window */
+    uint32_t grown;       /* sum over streams of win - window (WM_TUN_GROW_BUDGET) */
     uint8_t nonce_s[WM_TUN_NONCE];
     uint8_t nonce_c[WM_TUN_NONCE];
     bool auth_required;

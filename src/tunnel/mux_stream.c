@@ -29,6 +29,46 @@ static void inner_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* Bytes the peer sent that wait here for the local endpoint. */
+static size_t stream_buffered(const struct wm_tun_stream *s)
+{
+    if (s->pend != NULL) {
+        return evbuffer_get_length(s->pend);
+    }
+    if (s->inner != NULL) {
+        return evbuffer_get_length(bufferevent_get_output(s->inner));
+    }
+    return 0;
+}
+
+/* Window auto-tuning, at each credit return: when the sender has used
+ * nearly all of the window (little of it left) while little waits here,
+ * the window, not the local endpoint, is what holds the stream back
+ * (a fast path with some latency on it). Then the window doubles, up to
+ * WM_TUN_WINDOW_MAX and within the carrier's WM_TUN_GROW_BUDGET; the
+ * extra credit goes out with the returned one. Windows never shrink (the
+ * peer may already use them); the budget comes back when the stream
+ * ends. Returns the extra credit. */
+static uint32_t window_grow(struct wm_tun_stream *s)
+{
+    struct wm_tun *t = s->t;
+    uint32_t extra = s->win;
+
+    if (s->win >= WM_TUN_WINDOW_MAX || s->recv_avail > s->win / 4 ||
+        stream_buffered(s) > s->win / 4) {
+        return 0;
+    }
+    if (extra > WM_TUN_WINDOW_MAX - s->win) {
+        extra = WM_TUN_WINDOW_MAX - s->win;
+    }
+    if (extra > WM_TUN_GROW_BUDGET - t->grown) {
+        extra = WM_TUN_GROW_BUDGET - t->grown;
+    }
+    s->win += extra;
+    t->grown += extra;
+    return extra;
+}
+
 /* n bytes left our receive buffer towards the local endpoint: return
  * credit, in batches of a quarter window. */
 void tun_stream_consumed(struct wm_tun_stream *s, size_t n)
@@ -39,11 +79,12 @@ void tun_stream_consumed(struct wm_tun_stream *s, size_t n)
         return;
     }
     s->recv_credit += (uint32_t)n;
-    if (s->recv_credit >= t->window / 4 && !s->remote_fin) {
-        uint8_t p[4] = {(uint8_t)(s->recv_credit >> 24), (uint8_t)(s->recv_credit >> 16),
-                        (uint8_t)(s->recv_credit >> 8), (uint8_t)s->recv_credit};
+    if (s->recv_credit >= s->win / 4 && !s->remote_fin) {
+        uint32_t inc = s->recv_credit + window_grow(s);
+        uint8_t p[4] = {(uint8_t)(inc >> 24), (uint8_t)(inc >> 16), (uint8_t)(inc >> 8),
+                        (uint8_t)inc};
         tun_send_frame(t, WM_TUN_WINDOW_UPDATE, 0, s->id, p, 4);
-        s->recv_avail += s->recv_credit;
+        s->recv_avail += inc;
         s->recv_credit = 0;
     }
 }
@@ -106,6 +147,7 @@ struct wm_tun_stream *tun_stream_new(struct wm_tun *t, uint32_t id, enum stream_
     s->state = st;
     s->send_window = t->peer_window;
     s->recv_avail = t->window;
+    s->win = t->window;
     tun_stream_insert(t, s);
     return s;
 }
@@ -123,6 +165,7 @@ void tun_stream_free(struct wm_tun_stream *s, bool notify_outer)
     }
     tun_ready_remove(t, s);
     tun_stream_unlink(t, s);
+    t->grown -= s->win - t->window; /* the auto-tuning budget comes back */
     if (s->inner != NULL) {
         struct bufferevent *outer = bufferevent_pair_get_partner(s->inner);
         if (outer != NULL) {
@@ -215,6 +258,11 @@ void wm_tun_stream_watch(struct wm_tun_stream *s, void (*gone)(void *arg), void 
 uint32_t wm_tun_stream_id(const struct wm_tun_stream *s)
 {
     return s->id;
+}
+
+uint32_t wm_tun_stream_window(const struct wm_tun_stream *s)
+{
+    return s->win;
 }
 
 struct wm_tun *wm_tun_stream_tun(const struct wm_tun_stream *s)

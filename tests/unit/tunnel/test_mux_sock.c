@@ -42,6 +42,7 @@ struct fixture {
     bool refuse;
     int accept_fd;     /* attached on accept */
     int accept_idle;
+    struct wm_tun_stream *accepted; /* the server's last accepted stream */
     struct end srv_end;
     /* client side */
     bool opened;
@@ -153,6 +154,7 @@ static void on_srv_open(struct wm_tun *t, struct wm_tun_stream *s, const struct 
     assert_int_equal(wm_tun_stream_accept_sock(s, f->accept_fd, f->accept_idle, srv_end_cb,
                                                &f->srv_end),
                      0);
+    f->accepted = s;
 }
 
 static void on_closed(struct wm_tun *t, const char *why, void *arg)
@@ -524,6 +526,65 @@ static void test_small_frames_slow_reader(void **state)
     free(dst);
 }
 
+/* Window auto-tuning: a bulk stream whose reader keeps up gets a bigger
+ * window than the configured 64 KiB, at most WM_TUN_WINDOW_MAX; many such
+ * streams together grow by at most WM_TUN_GROW_BUDGET; a stream whose
+ * reader never reads grows only while the socket buffer takes its bytes. */
+static void test_window_grows_within_budget(void **state)
+{
+    struct fixture *f = *state;
+    enum { NS = 10 };
+    int a[NS][2], b[NS][2];
+    struct wm_tun_stream *srv[NS];
+    size_t n = 8 * 1024 * 1024;
+    uint8_t *src = malloc(n);
+    uint8_t *dst = malloc(n);
+    uint64_t grown = 0;
+
+    fill(src, n, 7);
+    for (int i = 0; i < NS; i++) {
+        f->opened = false;
+        open_pair(f, a[i], b[i], 0);
+        srv[i] = f->accepted;
+        assert_int_equal(wm_tun_stream_window(srv[i]), 64 * 1024);
+        assert_int_equal(pump_bytes(a[i][0], src, n, b[i][0], dst, 20000), n);
+        assert_memory_equal(src, dst, n);
+        uint32_t w = wm_tun_stream_window(srv[i]);
+        assert_true(w <= WM_TUN_WINDOW_MAX);
+        grown += w - 64 * 1024;
+        if (i == 0) {
+            assert_true(w > 64 * 1024); /* the first one had the whole budget */
+        }
+    }
+    assert_true(grown <= WM_TUN_GROW_BUDGET);
+    assert_true(grown > 4 * 1024 * 1024); /* several streams grew */
+
+    /* a reader that never reads: the writer stops after the window plus
+     * the socket buffers, and the window grew at most by what the socket
+     * buffer took (a few hundred KiB) */
+    int c[2], d[2];
+    size_t sent = 0;
+    f->opened = false;
+    open_pair(f, c, d, 0);
+    for (int i = 0; i < 200; i++) {
+        ssize_t w = write(c[0], src + sent, n - sent);
+        if (w > 0) {
+            sent += (size_t)w;
+        }
+        run_for(2);
+    }
+    assert_true(sent < n);
+    assert_true(wm_tun_stream_window(f->accepted) <= WM_TUN_WINDOW_MAX / 2);
+    close(c[0]);
+    close(d[0]);
+    for (int i = 0; i < NS; i++) {
+        close(a[i][0]);
+        close(b[i][0]);
+    }
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the program does: EPIPE, not a signal */
@@ -536,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_gone_resets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_frames_slow_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_grows_within_budget, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
