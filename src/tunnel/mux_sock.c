@@ -33,7 +33,8 @@
 #define TURN_FRAMES 4       /* frames read per turn when others wait: 64 KiB */
 #define TURN_FRAMES_ALONE 16 /* when no other stream waits: 256 KiB */
 #define PEND_COPY_MAX 4096  /* payloads below this are copied into pend, not moved */
-#define PEND_MOVES_MAX 16   /* chain moves into pend before it is compacted */
+#define PEND_MOVES_MAX 16   /* chain moves into pend before compaction is considered */
+#define PEND_CHAIN_AVG_MIN 8192 /* compact pend when its chains hold less on average */
 
 static void sock_event_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -118,9 +119,12 @@ static bool sock_flush(struct wm_tun_stream *s)
 /* Take len payload bytes from the front of in into s->pend. Big payloads
  * move chains (no copy on the bulk path); small ones are copied, so a peer
  * sending many tiny frames to a slow reader cannot pile up one chain per
- * frame. Moved chains may carry unused room, so after PEND_MOVES_MAX moves
- * without a full flush, pend is compacted into one chain: memory stays
- * near the bytes held (at most the stream window). */
+ * frame. Moved chains may carry unused room (a chain is allocated for up
+ * to 32 KiB), so after PEND_MOVES_MAX moves without a full flush, pend is
+ * compacted into one chain if its chains hold less than PEND_CHAIN_AVG_MIN
+ * on average: memory stays within 4x the bytes held (at most the stream
+ * window), and the copy is cheap since it only happens when the bytes
+ * are few for the number of chains. */
 static int pend_take(struct wm_tun_stream *s, struct evbuffer *in, size_t len)
 {
     if (len < PEND_COPY_MAX) {
@@ -136,8 +140,14 @@ static int pend_take(struct wm_tun_stream *s, struct evbuffer *in, size_t len)
         return -1;
     }
     if (++s->pend_moves > PEND_MOVES_MAX) {
+        /* Compact only when the chains hold little on average: joining a
+         * few MiB of full chains for nothing cost a quarter of the CPU of
+         * a bulk stream's receiving node once windows grew. */
+        size_t chains = (size_t)evbuffer_peek(s->pend, -1, NULL, NULL, 0);
         s->pend_moves = 0;
-        (void)evbuffer_pullup(s->pend, -1); /* on OOM it stays as it is */
+        if (chains * PEND_CHAIN_AVG_MIN > evbuffer_get_length(s->pend)) {
+            (void)evbuffer_pullup(s->pend, -1); /* on OOM it stays as it is */
+        }
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 """Command line, control API basics, daemon and pidfile."""
 
 import json
+import re
 import os
 import signal
 import socket
@@ -106,3 +107,46 @@ def test_daemon_reports_start_error():
             "--pidfile", "/tmp/wm-unused.pid")
     assert r.returncode == 1 and b"in use" in r.stderr
     busy.close()
+
+
+def _amd_with_erms():
+    with open("/proc/cpuinfo") as f:
+        info = f.read()
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", info, re.M)
+    flags = re.search(r"^flags\s*:(.*)$", info, re.M)
+    return bool(vendor and vendor.group(1) in ("AuthenticAMD", "HygonGenuine") and
+                flags and "erms" in flags.group(1).split())
+
+
+def _wait_log(p, text, timeout=5):
+    end = time.time() + timeout
+    while text not in p.log():
+        assert time.time() < end, "no %r in the log:\n%s" % (text, p.log())
+        time.sleep(0.05)
+
+
+def test_cpu_tuning_reexec(wmproxy):
+    """On AMD CPUs with ERMS the process re-executes itself once (same pid:
+    exec, not fork) with glibc's rep movsb threshold raised (glibc bug
+    30994), added to the user's own GLIBC_TUNABLES, and logs it; elsewhere
+    nothing happens. (/proc/PID/environ cannot show it: glibc rewrites the
+    variable in place when it parses it.)"""
+    port = free_port()
+    p = wmproxy(proxy_args(port), port=port,
+                env={"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"})
+    if _amd_with_erms():
+        _wait_log(p, "cpu: AMD CPU with ERMS: glibc's rep movsb copies are off")
+    else:
+        time.sleep(0.3)
+        assert "rep movsb" not in p.log()
+    assert p.alive()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+        assert s.recv(64).startswith(b"HTTP/1.1 502")
+
+
+def test_cpu_tuning_opt_out(wmproxy):
+    port = free_port()
+    p = wmproxy(proxy_args(port), port=port, env={"WMPROXY_NO_CPUTUNE": "1"})
+    if _amd_with_erms():
+        _wait_log(p, "rep movsb tuning not applied")

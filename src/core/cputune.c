@@ -1,0 +1,104 @@
+/*
+ * core/cputune.c - see cputune.h.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cputune.h"
+
+#if defined(__x86_64__) && defined(__GLIBC__)
+#include <cpuid.h>
+#include <gnu/libc-version.h>
+
+#define TUNABLE "glibc.cpu.x86_rep_movsb_threshold"
+#define TUNABLE_SET TUNABLE "=2147483647"
+
+/* AMD (or Hygon, the same cores) with ERMS: glibc then prefers rep movsb. */
+static bool amd_with_erms(void)
+{
+    unsigned a, b, c, d;
+    char vendor[13];
+
+    if (__get_cpuid(0, &a, &b, &c, &d) == 0 || a < 7) {
+        return false;
+    }
+    memcpy(vendor, &b, 4);
+    memcpy(vendor + 4, &d, 4);
+    memcpy(vendor + 8, &c, 4);
+    vendor[12] = '\0';
+    if (strcmp(vendor, "AuthenticAMD") != 0 && strcmp(vendor, "HygonGenuine") != 0) {
+        return false;
+    }
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b & (1u << 9)) != 0; /* ERMS */
+}
+
+/* The tunable exists from glibc 2.32 on. */
+static bool glibc_has_tunable(void)
+{
+    int major = 0, minor = 0;
+
+    return sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor) == 2 &&
+           (major > 2 || (major == 2 && minor >= 32));
+}
+
+void wm_cputune_reexec(char **argv)
+{
+    const char *old = getenv("GLIBC_TUNABLES");
+    char *val;
+    size_t n;
+
+    if (getenv("WMPROXY_NO_CPUTUNE") != NULL || (old != NULL && strstr(old, TUNABLE) != NULL) ||
+        !amd_with_erms() || !glibc_has_tunable()) {
+        return;
+    }
+    n = (old != NULL ? strlen(old) + 1 : 0) + sizeof(TUNABLE_SET);
+    if ((val = malloc(n)) == NULL) {
+        return;
+    }
+    snprintf(val, n, "%s%s%s", old != NULL ? old : "", old != NULL && old[0] != '\0' ? ":" : "",
+             TUNABLE_SET);
+    char *saved = old != NULL ? strdup(old) : NULL;
+    if ((old == NULL || saved != NULL) && setenv("GLIBC_TUNABLES", val, 1) == 0) {
+        execv("/proc/self/exe", argv);
+        /* no /proc, or exec refused: go on untuned, environment as it was */
+        if (saved != NULL) {
+            setenv("GLIBC_TUNABLES", saved, 1);
+        } else {
+            unsetenv("GLIBC_TUNABLES");
+        }
+    }
+    free(saved);
+    free(val);
+}
+
+const char *wm_cputune_state(void)
+{
+    const char *cur = getenv("GLIBC_TUNABLES");
+
+    if (!amd_with_erms()) {
+        return NULL;
+    }
+    if (cur != NULL && strstr(cur, TUNABLE_SET) != NULL) {
+        return "AMD CPU with ERMS: glibc's rep movsb copies are off (glibc bug 30994)";
+    }
+    return "AMD CPU with ERMS: rep movsb tuning not applied (GLIBC_TUNABLES or "
+           "WMPROXY_NO_CPUTUNE set, old glibc, or no /proc/self/exe)";
+}
+
+#else
+
+void wm_cputune_reexec(char **argv)
+{
+    (void)argv;
+}
+
+const char *wm_cputune_state(void)
+{
+    return NULL;
+}
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * core/cputune.h - process-wide tuning for the CPU we run on, applied once
+ * at startup by the long-running commands.
+ *
+ * glibc's memcpy uses `rep movsb` for copies from a few KiB up. On AMD Zen
+ * 3/4 that instruction runs at ~2 GB/s instead of ~50 GB/s when the
+ * destination lies a little after the source modulo 4 KiB (glibc bug
+ * 30994): the 16 KiB plaintext copy inside SSL_read hit it most of the
+ * time and took a quarter of a TLS tunnel node's CPU. glibc reads its
+ * tunables only at startup, so on such CPUs the process re-executes itself
+ * once with glibc.cpu.x86_rep_movsb_threshold raised (vector copies
+ * instead). Nothing happens when GLIBC_TUNABLES already names that
+ * tunable (also the loop guard), when WMPROXY_NO_CPUTUNE is set, or on
+ * other CPUs and C libraries.
+ */
+#ifndef WM_CORE_CPUTUNE_H
+#define WM_CORE_CPUTUNE_H
+
+/* Re-execute /proc/self/exe with argv when the tuning applies and is not
+ * in place yet; returns when it does not apply or exec failed (the
+ * environment is then as before). */
+void wm_cputune_reexec(char **argv);
+
+/* What wm_cputune_reexec() found, for the startup log: a static string,
+ * or NULL when nothing applies. */
+const char *wm_cputune_state(void);
+
+#endif
