@@ -1,6 +1,7 @@
 /*
  * core/cputune.c - see cputune.h.
  */
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,9 +62,20 @@ void wm_cputune_reexec(char **argv)
     }
     snprintf(val, n, "%s%s%s", old != NULL ? old : "", old != NULL && old[0] != '\0' ? ":" : "",
              TUNABLE_SET);
+    /* Exec the binary by its path, not as /proc/self/exe: the process
+     * name (ps, pgrep, killall, systemd) comes from the file name. A
+     * binary deleted or replaced since it started reads "... (deleted)"
+     * and the exec fails: then it runs untuned. */
+    char self[PATH_MAX];
+    ssize_t sn = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sn <= 0 || (size_t)sn >= sizeof(self) - 1) {
+        free(val);
+        return;
+    }
+    self[sn] = '\0';
     char *saved = old != NULL ? strdup(old) : NULL;
     if ((old == NULL || saved != NULL) && setenv("GLIBC_TUNABLES", val, 1) == 0) {
-        execv("/proc/self/exe", argv);
+        execv(self, argv);
         /* no /proc, or exec refused: go on untuned, environment as it was */
         if (saved != NULL) {
             setenv("GLIBC_TUNABLES", saved, 1);

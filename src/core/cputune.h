@@ -16,9 +16,9 @@
 #ifndef WM_CORE_CPUTUNE_H
 #define WM_CORE_CPUTUNE_H
 
-/* Re-execute /proc/self/exe with argv when the tuning applies and is not
- * in place yet; returns when it does not apply or exec failed (the
- * environment is then as before). */
+/* Re-execute our own binary (the path /proc/self/exe names) with argv
+ * when the tuning applies and is not in place yet; returns when it does
+ * not apply or exec failed (the environment is then as before). */
 void wm_cputune_reexec(char **argv);
 
 /* What wm_cputune_reexec() found, for the startup log: a static string,

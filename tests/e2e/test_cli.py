@@ -134,6 +134,8 @@ def test_cpu_tuning_reexec(wmproxy):
     port = free_port()
     p = wmproxy(proxy_args(port), port=port,
                 env={"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"})
+    with open("/proc/%d/comm" % p.p.pid) as f:   # ps/pgrep/killall still see us
+        assert f.read().strip() == os.path.basename(BIN)[:15]
     if _amd_with_erms():
         _wait_log(p, "cpu: AMD CPU with ERMS: glibc's rep movsb copies are off")
     else:
