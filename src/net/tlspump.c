@@ -243,6 +243,9 @@ static int encrypt_some(struct pump *p, struct evbuffer *in)
         if (n > PUMP_WRITE_MAX) {
             n = PUMP_WRITE_MAX;
         }
+        /* Room for all records of this write in one chain: the BIO then
+         * appends them without allocating a chain per record. */
+        (void)evbuffer_expand(p->cout, n + (n / PUMP_CHUNK + 1) * 64);
         int r = SSL_write(p->ssl, data, (int)n);
         if (r <= 0) {
             int e = SSL_get_error(p->ssl, r);
@@ -348,18 +351,25 @@ static bool decrypt(struct pump *p)
     }
     for (;;) {
         struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(out, PUMP_CHUNK, &v, 1) != 1) {
+        size_t got = 0;
+        int r;
+        /* Up to four records into one reservation: fewer, fuller chains
+         * for the user to parse and move. */
+        if (evbuffer_reserve_space(out, 4 * PUMP_CHUNK, &v, 1) != 1) {
             fail(p, "out of memory");
             return false;
         }
-        int r = SSL_read(p->ssl, v.iov_base, (int)v.iov_len);
+        while ((r = SSL_read(p->ssl, (char *)v.iov_base + got, (int)(v.iov_len - got))) > 0) {
+            got += (size_t)r;
+            if (v.iov_len - got < PUMP_CHUNK) {
+                break;
+            }
+        }
+        v.iov_len = got;
+        evbuffer_commit_space(out, &v, 1);
         if (r > 0) {
-            v.iov_len = (size_t)r;
-            evbuffer_commit_space(out, &v, 1);
             continue;
         }
-        v.iov_len = 0;
-        evbuffer_commit_space(out, &v, 0);
         int e = SSL_get_error(p->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
             break;
