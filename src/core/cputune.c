@@ -13,9 +13,11 @@
 #if defined(__x86_64__) && defined(__GLIBC__)
 #include <cpuid.h>
 #include <gnu/libc-version.h>
+#include <sys/auxv.h>
 
 #define TUNABLE "glibc.cpu.x86_rep_movsb_threshold"
 #define TUNABLE_SET TUNABLE "=2147483647"
+#define MARK "WMPROXY_CPUTUNE_EXEC" /* set across our own exec only */
 
 /* AMD (or Hygon, the same cores) with ERMS: glibc then prefers rep movsb. */
 static bool amd_with_erms(void)
@@ -46,14 +48,31 @@ static bool glibc_has_tunable(void)
            (major > 2 || (major == 2 && minor >= 32));
 }
 
+/* Cases where a re-exec would not run the same program the same way:
+ * secure mode (file capabilities, setuid: glibc drops the tunable, so the
+ * guard would never see it), started through the dynamic loader
+ * (/proc/self/exe names ld.so; AT_BASE is 0 then), under valgrind (the
+ * new image would run outside it). */
+static bool reexec_unsafe(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+
+    return getauxval(AT_SECURE) != 0 || getauxval(AT_BASE) == 0 ||
+           (pre != NULL && strstr(pre, "vgpreload") != NULL);
+}
+
 void wm_cputune_reexec(char **argv)
 {
     const char *old = getenv("GLIBC_TUNABLES");
     char *val;
     size_t n;
 
+    if (getenv(MARK) != NULL) {
+        unsetenv(MARK); /* we are the re-executed image: never twice */
+        return;
+    }
     if (getenv("WMPROXY_NO_CPUTUNE") != NULL || (old != NULL && strstr(old, TUNABLE) != NULL) ||
-        !amd_with_erms() || !glibc_has_tunable()) {
+        !amd_with_erms() || !glibc_has_tunable() || reexec_unsafe()) {
         return;
     }
     n = (old != NULL ? strlen(old) + 1 : 0) + sizeof(TUNABLE_SET);
@@ -74,14 +93,16 @@ void wm_cputune_reexec(char **argv)
     }
     self[sn] = '\0';
     char *saved = old != NULL ? strdup(old) : NULL;
-    if ((old == NULL || saved != NULL) && setenv("GLIBC_TUNABLES", val, 1) == 0) {
+    if ((old == NULL || saved != NULL) && setenv(MARK, "1", 1) == 0 &&
+        setenv("GLIBC_TUNABLES", val, 1) == 0) {
         execv(self, argv);
-        /* no /proc, or exec refused: go on untuned, environment as it was */
-        if (saved != NULL) {
-            setenv("GLIBC_TUNABLES", saved, 1);
-        } else {
-            unsetenv("GLIBC_TUNABLES");
-        }
+        /* exec refused: go on untuned, environment as it was */
+    }
+    unsetenv(MARK);
+    if (saved != NULL) {
+        setenv("GLIBC_TUNABLES", saved, 1);
+    } else if (old == NULL) {
+        unsetenv("GLIBC_TUNABLES");
     }
     free(saved);
     free(val);
@@ -98,7 +119,8 @@ const char *wm_cputune_state(void)
         return "AMD CPU with ERMS: glibc's rep movsb copies are off (glibc bug 30994)";
     }
     return "AMD CPU with ERMS: rep movsb tuning not applied (GLIBC_TUNABLES or "
-           "WMPROXY_NO_CPUTUNE set, old glibc, or no /proc/self/exe)";
+           "WMPROXY_NO_CPUTUNE set, secure mode, loader or valgrind start, old glibc, or "
+           "no /proc/self/exe)";
 }
 
 #else

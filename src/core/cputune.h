@@ -9,9 +9,11 @@
  * time and took a quarter of a TLS tunnel node's CPU. glibc reads its
  * tunables only at startup, so on such CPUs the process re-executes itself
  * once with glibc.cpu.x86_rep_movsb_threshold raised (vector copies
- * instead). Nothing happens when GLIBC_TUNABLES already names that
- * tunable (also the loop guard), when WMPROXY_NO_CPUTUNE is set, or on
- * other CPUs and C libraries.
+ * instead); WMPROXY_CPUTUNE_EXEC, set across that exec only, keeps it to
+ * once. Nothing happens when GLIBC_TUNABLES already names that tunable,
+ * when WMPROXY_NO_CPUTUNE is set, in secure mode (capabilities, setuid),
+ * when started through the dynamic loader or under valgrind, or on other
+ * CPUs and C libraries.
  */
 #ifndef WM_CORE_CPUTUNE_H
 #define WM_CORE_CPUTUNE_H

@@ -1,14 +1,18 @@
 """Command line, control API basics, daemon and pidfile."""
 
 import json
-import re
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+
+import pytest
 
 from conftest import BIN, proxy_args
 from helpers.net import free_port, wait_port
@@ -152,3 +156,61 @@ def test_cpu_tuning_opt_out(wmproxy):
     p = wmproxy(proxy_args(port), port=port, env={"WMPROXY_NO_CPUTUNE": "1"})
     if _amd_with_erms():
         _wait_log(p, "rep movsb tuning not applied")
+
+
+def _start_and_check_untuned(argv, port, preexec=None):
+    """Start argv (a wmproxy proxy on port), expect it to serve within 10 s
+    without re-executing itself (the 'not applied' line on AMD/ERMS)."""
+    log = tempfile.TemporaryFile()
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
+    try:
+        assert wait_port("127.0.0.1", port, 10, p), "did not start"
+        end = time.time() + 5
+        while True:
+            log.seek(0)
+            out = log.read().decode("utf-8", "replace")
+            if "listening on" in out and (not _amd_with_erms() or "cpu:" in out):
+                break
+            assert time.time() < end, out
+            time.sleep(0.05)
+        if _amd_with_erms():
+            assert "rep movsb tuning not applied" in out, out
+    finally:
+        p.terminate()
+        p.wait(15)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setcap"),
+                    reason="needs root and setcap (libcap2-bin, installed by make test)")
+def test_cpu_tuning_skipped_in_secure_mode(tmp_path):
+    """A binary with file capabilities (setcap, the usual way to bind :80
+    without root) runs in secure mode; glibc then drops the tunable, and a
+    re-exec guarded only by it looped forever at 100% CPU."""
+    d = tempfile.mkdtemp(prefix="wmcap-")
+    try:
+        os.chmod(d, 0o755)
+        b = os.path.join(d, "wmproxy")
+        shutil.copy(BIN, b)
+        os.chmod(b, 0o755)
+        subprocess.run(["setcap", "cap_net_bind_service+ep", b], check=True)
+        port = free_port()
+
+        def drop():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        _start_and_check_untuned([b, "proxy", "-b", "127.0.0.1:%d" % port, "--disable-control"],
+                                 port, preexec=drop)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_cpu_tuning_skipped_through_the_loader():
+    """Started as `ld.so wmproxy ...`, /proc/self/exe names the loader: a
+    re-exec of it would try to load a program called "proxy"."""
+    ld = "/lib64/ld-linux-x86-64.so.2"
+    if not os.path.exists(ld):
+        pytest.skip("no x86-64 loader here")
+    port = free_port()
+    _start_and_check_untuned([ld, BIN, "proxy", "-b", "127.0.0.1:%d" % port, "--disable-control"],
+                             port)
