@@ -21,7 +21,9 @@
 #define PUMP_READ_MAX (256 * 1024)  /* ciphertext read per syscall, at most */
 #define PUMP_OUT_HIGH (256 * 1024)  /* stop encrypting above this much unsent */
 #define PUMP_IN_HIGH (512 * 1024)   /* stop reading while the user lags this much */
-#define PUMP_CHUNK 16384            /* plaintext per SSL_read: one record */
+#define PUMP_CHUNK 16384            /* a TLS record's plaintext, at most */
+#define PUMP_RESERVE_MIN 2048       /* decrypted output reserved per pass: at least */
+#define PUMP_RESERVE_MAX (65536 - 512) /* at most: one 64 KiB block with libevent's header */
 #define PUMP_WRITE_MAX (64 * 1024)  /* plaintext per SSL_write: up to 4 records */
 #define PUMP_SMALL 2048             /* a first chain this small is joined with the next */
 #define PUMP_HANDSHAKE_MS 15000
@@ -352,18 +354,27 @@ static bool decrypt(struct pump *p)
     for (;;) {
         struct evbuffer_iovec v;
         size_t got = 0;
-        int r;
-        /* Up to four records into one reservation: fewer, fuller chains
-         * for the user to parse and move. */
-        if (evbuffer_reserve_space(out, 4 * PUMP_CHUNK, &v, 1) != 1) {
+        int r = 0;
+        /* One reservation sized by what can come out now (ciphertext
+         * waiting + plaintext OpenSSL holds), at most one 64 KiB block,
+         * filled up: few, dense chains for the user to parse and move,
+         * also when records trickle in one by one. */
+        size_t want = evbuffer_get_length(p->cin) + (size_t)SSL_pending(p->ssl);
+        want = want < PUMP_RESERVE_MIN ? PUMP_RESERVE_MIN
+             : want > PUMP_RESERVE_MAX ? PUMP_RESERVE_MAX : want;
+        if (evbuffer_reserve_space(out, (ev_ssize_t)want, &v, 1) != 1) {
             fail(p, "out of memory");
             return false;
         }
-        while ((r = SSL_read(p->ssl, (char *)v.iov_base + got, (int)(v.iov_len - got))) > 0) {
+        if (v.iov_len > PUMP_RESERVE_MAX) {
+            v.iov_len = PUMP_RESERVE_MAX;
+        }
+        while (got < v.iov_len &&
+               (r = SSL_read(p->ssl, (char *)v.iov_base + got, (int)(v.iov_len - got))) > 0) {
             got += (size_t)r;
-            if (v.iov_len - got < PUMP_CHUNK) {
-                break;
-            }
+        }
+        if (got == v.iov_len) {
+            r = 1; /* full: go on with a new reservation */
         }
         v.iov_len = got;
         evbuffer_commit_space(out, &v, 1);

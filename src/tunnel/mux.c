@@ -810,6 +810,8 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     t->cbs = *cbs;
     t->arg = arg;
     t->window = conf->window ? conf->window : WM_TUN_WINDOW;
+    t->window_max = conf->window_max ? conf->window_max : WM_TUN_WINDOW_MAX;
+    t->grow_budget = conf->grow_budget ? conf->grow_budget : WM_TUN_GROW_BUDGET;
     t->peer_window = WM_TUN_WINDOW;
     t->ping_ms = conf->ping_ms > 0 ? conf->ping_ms : WM_TUN_PING_MS;
     t->dead_ms = conf->dead_ms > 0 ? conf->dead_ms : WM_TUN_DEAD_MS;

@@ -45,6 +45,8 @@ struct wm_tun_conf {
     const char *pass;
     const char *name;   /* client: announced in HELLO (logs) */
     uint32_t window;    /* our receive window per stream (0: WM_TUN_WINDOW) */
+    uint32_t window_max;  /* auto-tuning limit per stream (0: WM_TUN_WINDOW_MAX) */
+    uint32_t grow_budget; /* auto-tuning budget per carrier (0: WM_TUN_GROW_BUDGET) */
     int ping_ms;        /* 0: defaults */
     int dead_ms;
     int handshake_ms;

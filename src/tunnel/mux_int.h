@@ -55,7 +55,6 @@ struct wm_tun_stream {
     bool readable;            /* read edge seen, not yet drained */
     bool rdhup;               /* the peer's FIN is in (EV_CLOSED) */
     bool wr_blocked;          /* socket full: wait for the writable edge */
-    uint8_t pend_moves;       /* chains moved into pend since it was last compact */
     bool wr_shut;             /* shutdown(SHUT_WR) done */
     bool flush_queued;        /* on the carrier's flush list */
     struct wm_tun_stream *fnext;
@@ -82,7 +81,9 @@ struct wm_tun {
     char peer_name[64];
     uint32_t window;      /* our receive window per stream */
     uint32_t peer_window; /* the peer's, initial send window */
-    uint32_t grown;       /* sum over streams of win - window (WM_TUN_GROW_BUDGET) */
+    uint32_t window_max;  /* auto-tuning: a stream's window grows up to this */
+    uint32_t grow_budget; /* ... and all together by at most this */
+    uint32_t grown;       /* sum over streams of win - window (<= grow_budget) */
     uint8_t nonce_s[WM_TUN_NONCE];
     uint8_t nonce_c[WM_TUN_NONCE];
     bool auth_required;

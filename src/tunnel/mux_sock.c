@@ -32,9 +32,6 @@
 
 #define TURN_FRAMES 4       /* frames read per turn when others wait: 64 KiB */
 #define TURN_FRAMES_ALONE 16 /* when no other stream waits: 256 KiB */
-#define PEND_COPY_MAX 4096  /* payloads below this are copied into pend, not moved */
-#define PEND_MOVES_MAX 16   /* chain moves into pend before compaction is considered */
-#define PEND_CHAIN_AVG_MIN 8192 /* compact pend when its chains hold less on average */
 
 static void sock_event_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -106,7 +103,6 @@ static bool sock_flush(struct wm_tun_stream *s)
     if (evbuffer_get_length(s->pend) == 0) {
         evbuffer_free(s->pend);
         s->pend = NULL;
-        s->pend_moves = 0;
         if (s->remote_fin && !s->wr_shut) {
             shutdown(s->fd, SHUT_WR);
             s->wr_shut = true;
@@ -116,39 +112,29 @@ static bool sock_flush(struct wm_tun_stream *s)
     return true;
 }
 
-/* Take len payload bytes from the front of in into s->pend. Big payloads
- * move chains (no copy on the bulk path); small ones are copied, so a peer
- * sending many tiny frames to a slow reader cannot pile up one chain per
- * frame. Moved chains may carry unused room (a chain is allocated for up
- * to 32 KiB), so after PEND_MOVES_MAX moves without a full flush, pend is
- * compacted into one chain if its chains hold less than PEND_CHAIN_AVG_MIN
- * on average: memory stays within 4x the bytes held (at most the stream
- * window), and the copy is cheap since it only happens when the bytes
- * are few for the number of chains. */
+/* Copy len payload bytes from the front of in into s->pend. Always a
+ * copy: moving the carrier's chains would make pend's memory depend on
+ * how full they happen to be (a plain carrier reads into blocks of up to
+ * 256 KiB, a trickle of small frames fills each one a little), while pend's
+ * own chains stay dense: memory is about the bytes held, at most the
+ * stream window. On the bulk path most payloads straddle the carrier's
+ * chains and were copied anyway. */
 static int pend_take(struct wm_tun_stream *s, struct evbuffer *in, size_t len)
 {
-    if (len < PEND_COPY_MAX) {
-        struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(s->pend, (ev_ssize_t)len, &v, 1) != 1) {
-            return -1;
-        }
-        v.iov_len = (size_t)evbuffer_remove(in, v.iov_base, len);
-        evbuffer_commit_space(s->pend, &v, 1);
-        return 0;
-    }
-    if (evbuffer_remove_buffer(in, s->pend, len) < 0) {
+    struct evbuffer_iovec v[2];
+    int n = evbuffer_reserve_space(s->pend, (ev_ssize_t)len, v, 2);
+    int used = 0;
+
+    if (n < 1) {
         return -1;
     }
-    if (++s->pend_moves > PEND_MOVES_MAX) {
-        /* Compact only when the chains hold little on average: joining a
-         * few MiB of full chains for nothing cost a quarter of the CPU of
-         * a bulk stream's receiving node once windows grew. */
-        size_t chains = (size_t)evbuffer_peek(s->pend, -1, NULL, NULL, 0);
-        s->pend_moves = 0;
-        if (chains * PEND_CHAIN_AVG_MIN > evbuffer_get_length(s->pend)) {
-            (void)evbuffer_pullup(s->pend, -1); /* on OOM it stays as it is */
-        }
+    /* the room left in the last chain first, then a new one */
+    for (size_t left = len; used < n && left > 0; used++) {
+        size_t k = v[used].iov_len < left ? v[used].iov_len : left;
+        v[used].iov_len = (size_t)evbuffer_remove(in, v[used].iov_base, k);
+        left -= k;
     }
+    evbuffer_commit_space(s->pend, v, used);
     return 0;
 }
 

@@ -54,15 +54,15 @@ static uint32_t window_grow(struct wm_tun_stream *s)
     struct wm_tun *t = s->t;
     uint32_t extra = s->win;
 
-    if (s->win >= WM_TUN_WINDOW_MAX || s->recv_avail > s->win / 4 ||
+    if (s->win >= t->window_max || s->recv_avail > s->win / 4 ||
         stream_buffered(s) > s->win / 4) {
         return 0;
     }
-    if (extra > WM_TUN_WINDOW_MAX - s->win) {
-        extra = WM_TUN_WINDOW_MAX - s->win;
+    if (extra > t->window_max - s->win) {
+        extra = t->window_max - s->win;
     }
-    if (extra > WM_TUN_GROW_BUDGET - t->grown) {
-        extra = WM_TUN_GROW_BUDGET - t->grown;
+    if (extra > t->grow_budget - t->grown) {
+        extra = t->grow_budget - t->grown;
     }
     s->win += extra;
     t->grown += extra;

@@ -173,11 +173,17 @@ static const struct wm_tun_cbs srv_cbs = {
     .ready = on_srv_ready, .open = on_srv_open, .closed = on_closed};
 static const struct wm_tun_cbs cli_cbs = {.ready = on_cli_ready, .closed = on_closed};
 
+/* auto-tuning limits of the server (receiving) side; 0: the defaults */
+static uint32_t setup_window_max;
+static uint32_t setup_grow_budget;
+
 static int setup(void **state)
 {
     static struct fixture f;
     int sv[2];
-    struct wm_tun_conf sc = {.role = WM_TUN_ROLE_SERVER, .window = 64 * 1024};
+    struct wm_tun_conf sc = {.role = WM_TUN_ROLE_SERVER, .window = 64 * 1024,
+                             .window_max = setup_window_max,
+                             .grow_budget = setup_grow_budget};
     struct wm_tun_conf cc = {.role = WM_TUN_ROLE_CLIENT, .name = "unit", .window = 64 * 1024};
 
     memset(&f, 0, sizeof(f));
@@ -199,9 +205,19 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup_small_budget(void **state)
+{
+    setup_window_max = 256 * 1024;
+    setup_grow_budget = 512 * 1024;
+    return setup(state);
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+
+    setup_window_max = 0;
+    setup_grow_budget = 0;
 
     if (f->cli != NULL) {
         wm_tun_destroy(f->cli);
@@ -585,6 +601,64 @@ static void test_window_grows_within_budget(void **state)
     free(dst);
 }
 
+/* The growth budget is shared by the carrier's streams and comes back when
+ * a stream ends (server side: 64 KiB windows, growth to at most 256 KiB
+ * each and 512 KiB together). */
+static void test_window_budget_shared_and_returned(void **state)
+{
+    struct fixture *f = *state;
+    enum { NS = 6 };
+    int a[NS][2], b[NS][2];
+    struct wm_tun_stream *srv[NS];
+    size_t n = 4 * 1024 * 1024;
+    uint8_t *src = malloc(n);
+    uint8_t *dst = malloc(n);
+    uint32_t grown = 0;
+
+    fill(src, n, 9);
+    for (int i = 0; i < NS; i++) {
+        f->opened = false;
+        open_pair(f, a[i], b[i], 0);
+        srv[i] = f->accepted;
+        assert_int_equal(pump_bytes(a[i][0], src, n, b[i][0], dst, 20000), n);
+        assert_memory_equal(src, dst, n);
+        assert_true(wm_tun_stream_window(srv[i]) <= 256 * 1024);
+        grown += wm_tun_stream_window(srv[i]) - 64 * 1024;
+    }
+    assert_int_equal(grown, 512 * 1024); /* the budget, reached exactly */
+    assert_int_equal(wm_tun_stream_window(srv[NS - 1]), 64 * 1024);
+
+    /* a grown stream ends: a new bulk stream grows again */
+    uint32_t freed = 0;
+    for (int i = 0; i < NS && freed == 0; i++) {
+        if (wm_tun_stream_window(srv[i]) > 64 * 1024) {
+            freed = wm_tun_stream_window(srv[i]) - 64 * 1024;
+            close(a[i][0]);
+            close(b[i][0]);
+            a[i][0] = b[i][0] = -1;
+        }
+    }
+    assert_true(freed > 0);
+    run_for(300);
+    int c[2], d[2];
+    f->opened = false;
+    open_pair(f, c, d, 0);
+    struct wm_tun_stream *fresh = f->accepted;
+    assert_int_equal(pump_bytes(c[0], src, n, d[0], dst, 20000), n);
+    assert_true(wm_tun_stream_window(fresh) > 64 * 1024);
+    assert_true(wm_tun_stream_window(fresh) - 64 * 1024 <= freed);
+    close(c[0]);
+    close(d[0]);
+    for (int i = 0; i < NS; i++) {
+        if (a[i][0] >= 0) {
+            close(a[i][0]);
+            close(b[i][0]);
+        }
+    }
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the program does: EPIPE, not a signal */
@@ -598,6 +672,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_frames_slow_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_grows_within_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_budget_shared_and_returned,
+                                        setup_small_budget, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
