@@ -29,9 +29,10 @@ struct wm_worker;
 enum wm_tun_role { WM_TUN_ROLE_CLIENT, WM_TUN_ROLE_SERVER };
 
 #define WM_TUN_WINDOW (256 * 1024)
-/* Auto-tuning (mux_stream.c): a stream held back by its window while we
- * keep up has it doubled, up to WM_TUN_WINDOW_MAX, while the carrier's
- * streams together have grown by less than WM_TUN_GROW_BUDGET. */
+/* Auto-tuning defaults (mux_stream.c, wm_tun_conf): a stream held back by
+ * its window while we keep up has it doubled, up to WM_TUN_WINDOW_MAX,
+ * while the carrier's streams together have grown by less than
+ * WM_TUN_GROW_BUDGET. */
 #define WM_TUN_WINDOW_MAX (4 * 1024 * 1024)
 #define WM_TUN_GROW_BUDGET (32 * 1024 * 1024)
 #define WM_TUN_PING_MS 15000

@@ -45,7 +45,7 @@ static size_t stream_buffered(const struct wm_tun_stream *s)
  * nearly all of the window (little of it left) while little waits here,
  * the window, not the local endpoint, is what holds the stream back
  * (a fast path with some latency on it). Then the window doubles, up to
- * WM_TUN_WINDOW_MAX and within the carrier's WM_TUN_GROW_BUDGET; the
+ * the carrier's window_max and within its grow_budget; the
  * extra credit goes out with the returned one. Windows never shrink (the
  * peer may already use them); the budget comes back when the stream
  * ends. Returns the extra credit. */

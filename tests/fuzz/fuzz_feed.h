@@ -1,16 +1,33 @@
 /*
  * tests/fuzz/fuzz_feed.h - what the harnesses that play a socket peer
- * share: reading everything the program sent, and writing the input in
- * pieces with the event loop running in between.
+ * share: the start-up, reading everything the program sent, and writing
+ * the input in pieces with the event loop running in between.
  */
 #ifndef WM_FUZZ_FEED_H
 #define WM_FUZZ_FEED_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+#include "core/log.h"
+#include "core/worker.h"
+
+/* Quiet logs, SIGPIPE ignored as the program does (writes to closed peers
+ * fail instead), one worker; returns its event base. */
+static inline struct event_base *fuzz_start(void)
+{
+    wm_log_set_level(WM_LOG_OFF);
+    signal(SIGPIPE, SIG_IGN);
+    if (wm_workers_init(1) != 0) {
+        abort();
+    }
+    return wm_worker_base(wm_worker_get(0));
+}
 
 /* Read and drop whatever is waiting on nonblocking fd (-1: nothing). */
 static inline void fuzz_drain(int fd)

@@ -139,12 +139,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void)argc;
     (void)argv;
-    wm_log_set_level(WM_LOG_OFF);
-    signal(SIGPIPE, SIG_IGN); /* as the program does: writes to closed peers fail */
-    if (wm_workers_init(1) != 0) {
-        abort();
-    }
-    base = wm_worker_base(wm_worker_get(0));
+    base = fuzz_start();
     origin_addr.sin_family = AF_INET;
     origin_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     origin = evconnlistener_new_bind(base, on_origin, NULL,

@@ -86,68 +86,102 @@ static void fill(uint8_t *p, size_t n)
     }
 }
 
+/* Two pumps over a socketpair: a server and a client, each user end with
+ * the read/event callbacks above; created by setup, freed by teardown. */
+struct pumps {
+    SSL_CTX *sctx;
+    SSL_CTX *cctx;
+    int sv[2];
+    struct side srv;
+    struct side cli;
+};
+
+static int pumps_setup(void **state)
+{
+    static struct pumps pp;
+    char err[256];
+
+    memset(&pp, 0, sizeof(pp));
+    base = event_base_new();
+    assert_non_null(base);
+    pp.sctx = wm_tls_server_ctx_selfsigned("unit.test", err, sizeof(err));
+    assert_non_null(pp.sctx);
+    pp.cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(pp.cctx);
+    SSL_CTX_set_verify(pp.cctx, SSL_VERIFY_NONE, NULL);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, pp.sv), 0);
+    fcntl(pp.sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(pp.sv[1], F_SETFL, O_NONBLOCK);
+    *state = &pp;
+    return 0;
+}
+
+/* Start both pumps on the socketpair (after the test set its options). */
+static void pumps_start(struct pumps *pp, size_t srv_cap)
+{
+    pp->srv.got = malloc(srv_cap);
+    pp->srv.cap = srv_cap;
+    pp->cli.got = malloc(16);
+    pp->cli.cap = 16;
+    pp->srv.user = wm_tls_pump_new(base, pp->sctx, pp->sv[0], true, NULL, "unit-srv");
+    pp->cli.user = wm_tls_pump_new(base, pp->cctx, pp->sv[1], false, NULL, "unit-cli");
+    assert_non_null(pp->srv.user);
+    assert_non_null(pp->cli.user);
+    bufferevent_setcb(pp->srv.user, user_read_cb, NULL, user_event_cb, &pp->srv);
+    bufferevent_setcb(pp->cli.user, user_read_cb, NULL, user_event_cb, &pp->cli);
+    bufferevent_enable(pp->srv.user, EV_READ | EV_WRITE);
+    bufferevent_enable(pp->cli.user, EV_READ | EV_WRITE);
+}
+
+static int pumps_teardown(void **state)
+{
+    struct pumps *pp = *state;
+
+    wm_bev_free(pp->srv.user);
+    wm_bev_free(pp->cli.user);
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    wm_tls_pump_free_all();
+    SSL_CTX_free(pp->sctx);
+    SSL_CTX_free(pp->cctx);
+    event_base_free(base);
+    free(pp->srv.got);
+    free(pp->cli.got);
+    return 0;
+}
+
 /* A close_notify right behind a large write reaches the user only after
  * every byte, even when the user reads with a small high-water mark (the
  * HTTP engine reads with 64 KiB) and pauses reading for a while (as it
  * does while the target is slow). */
 static void test_eof_after_all_data_with_read_watermark(void **state)
 {
-    char err[256];
-    int sv[2];
+    struct pumps *pp = *state;
+    struct side *srv = &pp->srv;
     size_t n = 300 * 1024 + 17;
     uint8_t *src = malloc(n);
-    struct side srv = {.got = malloc(n), .cap = n};
-    struct side cli = {.got = malloc(16), .cap = 16};
 
-    (void)state;
-    base = event_base_new();
-    assert_non_null(base);
-    SSL_CTX *sctx = wm_tls_server_ctx_selfsigned("unit.test", err, sizeof(err));
-    assert_non_null(sctx);
-    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
-    assert_non_null(cctx);
-    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    fcntl(sv[0], F_SETFL, O_NONBLOCK);
-    fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    srv.user = wm_tls_pump_new(base, sctx, sv[0], true, NULL, "unit-srv");
-    cli.user = wm_tls_pump_new(base, cctx, sv[1], false, NULL, "unit-cli");
-    assert_non_null(srv.user);
-    assert_non_null(cli.user);
-    bufferevent_setcb(srv.user, user_read_cb, NULL, user_event_cb, &srv);
-    bufferevent_setcb(cli.user, user_read_cb, NULL, user_event_cb, &cli);
-    bufferevent_setwatermark(srv.user, EV_READ, 0, 64 * 1024);
-    bufferevent_disable(srv.user, EV_READ); /* paused for now */
-    bufferevent_enable(cli.user, EV_READ | EV_WRITE);
+    pumps_start(pp, n);
+    bufferevent_setwatermark(srv->user, EV_READ, 0, 64 * 1024);
+    bufferevent_disable(srv->user, EV_READ); /* paused for now */
 
     fill(src, n);
-    bufferevent_write(cli.user, src, n);
+    bufferevent_write(pp->cli.user, src, n);
     /* as callers do: EOF once the output is handed on */
     uint64_t end = wm_now_ms() + 5000;
-    while (evbuffer_get_length(bufferevent_get_output(cli.user)) > 0 && wm_now_ms() < end) {
+    while (evbuffer_get_length(bufferevent_get_output(pp->cli.user)) > 0 && wm_now_ms() < end) {
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     }
-    wm_bev_shutdown_write(cli.user);
+    wm_bev_shutdown_write(pp->cli.user);
     bool never = false;
     run_until(&never, 300); /* data and close_notify arrive meanwhile */
-    bufferevent_enable(srv.user, EV_READ);
-    assert_true(run_until(&srv.eof, 5000));
-    assert_int_equal(srv.at_eof, n);
-    user_read_cb(srv.user, &srv);
-    assert_memory_equal(srv.got, src, n);
-
-    wm_bev_free(srv.user);
-    wm_bev_free(cli.user);
-    for (int i = 0; i < 20; i++) {
-        event_base_loop(base, EVLOOP_NONBLOCK);
-    }
-    wm_tls_pump_free_all();
-    SSL_CTX_free(sctx);
-    SSL_CTX_free(cctx);
-    event_base_free(base);
+    bufferevent_enable(srv->user, EV_READ);
+    assert_true(run_until(&srv->eof, 5000));
+    assert_int_equal(srv->at_eof, n);
+    user_read_cb(srv->user, srv);
+    assert_memory_equal(srv->got, src, n);
     free(src);
-    free(srv.got);
-    free(cli.got);
 }
 
 /* A bulk write through a socket that takes everything at once: the pump
@@ -156,66 +190,35 @@ static void test_eof_after_all_data_with_read_watermark(void **state)
  * event that never came: the stream stalled after the first 256 KiB). */
 static void test_bulk_goes_on_after_a_full_flush(void **state)
 {
-    char err[256];
-    int sv[2];
+    struct pumps *pp = *state;
     int big = 4 * 1024 * 1024;
     size_t n = 6 * 1024 * 1024 + 5;
     uint8_t *src = malloc(n);
-    struct side srv = {.got = malloc(n), .cap = n};
-    struct side cli = {.got = malloc(16), .cap = 16};
 
-    (void)state;
-    base = event_base_new();
-    assert_non_null(base);
-    SSL_CTX *sctx = wm_tls_server_ctx_selfsigned("unit.test", err, sizeof(err));
-    assert_non_null(sctx);
-    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
-    assert_non_null(cctx);
-    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     for (int i = 0; i < 2; i++) {
-        fcntl(sv[i], F_SETFL, O_NONBLOCK);
-        (void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-        (void)setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+        (void)setsockopt(pp->sv[i], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+        (void)setsockopt(pp->sv[i], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
     }
-    srv.user = wm_tls_pump_new(base, sctx, sv[0], true, NULL, "unit-srv");
-    cli.user = wm_tls_pump_new(base, cctx, sv[1], false, NULL, "unit-cli");
-    assert_non_null(srv.user);
-    assert_non_null(cli.user);
-    bufferevent_setcb(srv.user, user_read_cb, NULL, user_event_cb, &srv);
-    bufferevent_setcb(cli.user, user_read_cb, NULL, user_event_cb, &cli);
-    bufferevent_enable(srv.user, EV_READ | EV_WRITE);
-    bufferevent_enable(cli.user, EV_READ | EV_WRITE);
-
+    pumps_start(pp, n);
     fill(src, n);
-    bufferevent_write(cli.user, src, n);
+    bufferevent_write(pp->cli.user, src, n);
     uint64_t end = wm_now_ms() + 5000;
-    while (srv.ngot < n && wm_now_ms() < end) {
+    while (pp->srv.ngot < n && wm_now_ms() < end) {
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     }
-    assert_int_equal(srv.ngot, n);
-    assert_memory_equal(srv.got, src, n);
-
-    wm_bev_free(srv.user);
-    wm_bev_free(cli.user);
-    for (int i = 0; i < 20; i++) {
-        event_base_loop(base, EVLOOP_NONBLOCK);
-    }
-    wm_tls_pump_free_all();
-    SSL_CTX_free(sctx);
-    SSL_CTX_free(cctx);
-    event_base_free(base);
+    assert_int_equal(pp->srv.ngot, n);
+    assert_memory_equal(pp->srv.got, src, n);
     free(src);
-    free(srv.got);
-    free(cli.got);
 }
 
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eof_after_all_data_with_read_watermark),
-        cmocka_unit_test(test_bulk_goes_on_after_a_full_flush),
+        cmocka_unit_test_setup_teardown(test_eof_after_all_data_with_read_watermark,
+                                        pumps_setup, pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_goes_on_after_a_full_flush, pumps_setup,
+                                        pumps_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

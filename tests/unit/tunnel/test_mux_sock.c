@@ -251,6 +251,7 @@ static void open_pair(struct fixture *f, int a[2], int b[2], int idle_ms)
     pair(b);
     f->accept_fd = b[1];
     f->accept_idle = 0;
+    f->opened = false;
     assert_non_null(wm_tun_open_sock(f->cli, &o, a[1], idle_ms, open_cb, srv_end_cb,
                                      &f->cli_end));
     assert_true(run_until(&f->opened, 3000));
@@ -542,6 +543,19 @@ static void test_small_frames_slow_reader(void **state)
     free(dst);
 }
 
+/* Open a stream (a[], b[] as in open_pair) and move n bytes of src through
+ * it with a reader that keeps up; returns the server's stream record. */
+static struct wm_tun_stream *bulk_stream(struct fixture *f, int a[2], int b[2],
+                                         const uint8_t *src, uint8_t *dst, size_t n)
+{
+    open_pair(f, a, b, 0);
+    struct wm_tun_stream *s = f->accepted;
+    assert_int_equal(wm_tun_stream_window(s), 64 * 1024); /* the configured one, to start */
+    assert_int_equal(pump_bytes(a[0], src, n, b[0], dst, 20000), n);
+    assert_memory_equal(src, dst, n);
+    return s;
+}
+
 /* Window auto-tuning: a bulk stream whose reader keeps up gets a bigger
  * window than the configured 64 KiB, at most WM_TUN_WINDOW_MAX; many such
  * streams together grow by at most WM_TUN_GROW_BUDGET; a stream whose
@@ -559,12 +573,7 @@ static void test_window_grows_within_budget(void **state)
 
     fill(src, n, 7);
     for (int i = 0; i < NS; i++) {
-        f->opened = false;
-        open_pair(f, a[i], b[i], 0);
-        srv[i] = f->accepted;
-        assert_int_equal(wm_tun_stream_window(srv[i]), 64 * 1024);
-        assert_int_equal(pump_bytes(a[i][0], src, n, b[i][0], dst, 20000), n);
-        assert_memory_equal(src, dst, n);
+        srv[i] = bulk_stream(f, a[i], b[i], src, dst, n);
         uint32_t w = wm_tun_stream_window(srv[i]);
         assert_true(w <= WM_TUN_WINDOW_MAX);
         grown += w - 64 * 1024;
@@ -580,7 +589,6 @@ static void test_window_grows_within_budget(void **state)
      * buffer took (a few hundred KiB) */
     int c[2], d[2];
     size_t sent = 0;
-    f->opened = false;
     open_pair(f, c, d, 0);
     for (int i = 0; i < 200; i++) {
         ssize_t w = write(c[0], src + sent, n - sent);
@@ -617,11 +625,7 @@ static void test_window_budget_shared_and_returned(void **state)
 
     fill(src, n, 9);
     for (int i = 0; i < NS; i++) {
-        f->opened = false;
-        open_pair(f, a[i], b[i], 0);
-        srv[i] = f->accepted;
-        assert_int_equal(pump_bytes(a[i][0], src, n, b[i][0], dst, 20000), n);
-        assert_memory_equal(src, dst, n);
+        srv[i] = bulk_stream(f, a[i], b[i], src, dst, n);
         assert_true(wm_tun_stream_window(srv[i]) <= 256 * 1024);
         grown += wm_tun_stream_window(srv[i]) - 64 * 1024;
     }
@@ -641,10 +645,7 @@ static void test_window_budget_shared_and_returned(void **state)
     assert_true(freed > 0);
     run_for(300);
     int c[2], d[2];
-    f->opened = false;
-    open_pair(f, c, d, 0);
-    struct wm_tun_stream *fresh = f->accepted;
-    assert_int_equal(pump_bytes(c[0], src, n, d[0], dst, 20000), n);
+    struct wm_tun_stream *fresh = bulk_stream(f, c, d, src, dst, n);
     assert_true(wm_tun_stream_window(fresh) > 64 * 1024);
     assert_true(wm_tun_stream_window(fresh) - 64 * 1024 <= freed);
     close(c[0]);
