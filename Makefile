@@ -7,7 +7,7 @@ CC      := gcc
 endif
 PYTHON  ?= /usr/bin/python3
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libnghttp2 libfyaml \
-           libpcre2-8 zlib
+           libpcre2-8 zlib libgcrypt
 LLHTTP_DIR  := /usr/share/llhttp
 LLHTTP_INC  := /usr/share/include/llhttp
 

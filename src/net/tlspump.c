@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "net/tlsrec.h"
 
 #define PUMP_READ_MAX (256 * 1024)  /* ciphertext read per syscall, at most */
 #define PUMP_OUT_HIGH (256 * 1024)  /* stop encrypting above this much unsent */
@@ -34,6 +35,8 @@ struct pump {
     struct pump *next;
     int fd;
     SSL *ssl;
+    struct wm_tlsrec *tx;  /* our own records after the handshake */
+    struct wm_tlsrec *rx;  /* (net/tlsrec.h), when both ends chose them */
     struct evbuffer *cin;  /* ciphertext from the socket, read by the BIO */
     struct evbuffer *cout; /* ciphertext for the socket, written by the BIO */
     struct bufferevent *a; /* the user's end */
@@ -44,6 +47,7 @@ struct pump {
     struct event *eof_ev;  /* delivers a pending EOF from the loop */
     bool eof_pending;      /* peer closed; EOF once the user took all data */
     bool handshake_done;
+    bool records;          /* tx/rx seal and open; OpenSSL is done */
     bool peer_closed;      /* socket EOF or close_notify */
     bool local_eof;        /* the user sent EOF */
     bool shut;             /* close_notify sent */
@@ -155,6 +159,8 @@ static void pump_free(struct pump *p)
         bufferevent_free(p->b);
     }
     SSL_free(p->ssl); /* frees the BIO too */
+    wm_tlsrec_free(p->tx);
+    wm_tlsrec_free(p->rx);
     if (p->cin != NULL) {
         evbuffer_free(p->cin);
     }
@@ -225,9 +231,53 @@ static bool flush_out(struct pump *p)
 /* Encrypt what the user wrote, up to PUMP_OUT_HIGH of unsent ciphertext
  * at a time. Returns 1 when it stopped for the high mark, 0 when the input
  * ran out (or the handshake is not done), -1 when the pump is gone. */
+/* Seal up to PUMP_WRITE_MAX of the user's data as our own records, all
+ * into one reservation of the socket's buffer; n = 0: the close record.
+ * false: the pump is gone. */
+static bool seal(struct pump *p, struct evbuffer *in, size_t n)
+{
+    size_t nrec = n == 0 ? 1 : (n + WM_TLSREC_MAX - 1) / WM_TLSREC_MAX;
+    struct evbuffer_iovec v;
+    size_t off = 0;
+    size_t done = 0;
+
+    if (evbuffer_reserve_space(p->cout, (ev_ssize_t)(n + nrec * WM_TLSREC_OVERHEAD), &v, 1) != 1) {
+        fail(p, "out of memory");
+        return false;
+    }
+    do {
+        size_t k = n - done < WM_TLSREC_MAX ? n - done : WM_TLSREC_MAX;
+        size_t w = wm_tlsrec_seal(p->tx, in, k, (unsigned char *)v.iov_base + off);
+        if (w == 0) {
+            evbuffer_commit_space(p->cout, &v, 0);
+            fail(p, "sealing a record failed");
+            return false;
+        }
+        evbuffer_drain(in, k);
+        off += w;
+        done += k;
+    } while (done < n);
+    v.iov_len = off;
+    evbuffer_commit_space(p->cout, &v, 1);
+    return true;
+}
+
 static int encrypt_some(struct pump *p, struct evbuffer *in)
 {
+    if (!p->handshake_done) {
+        return 0; /* written once handshake() is done */
+    }
     while (evbuffer_get_length(in) > 0) {
+        if (p->records) {
+            if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
+                return 1;
+            }
+            size_t n = evbuffer_get_length(in);
+            if (!seal(p, in, n < PUMP_WRITE_MAX ? n : PUMP_WRITE_MAX)) {
+                return -1;
+            }
+            continue;
+        }
         if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
             return 1;
         }
@@ -276,7 +326,14 @@ static bool encrypt(struct pump *p)
             return false;
         }
         if (p->local_eof && evbuffer_get_length(in) == 0 && !p->shut && p->handshake_done) {
-            SSL_shutdown(p->ssl); /* close_notify; reading goes on (half-close) */
+            /* close_notify; reading goes on (half-close) */
+            if (p->records) {
+                if (!seal(p, in, 0)) {
+                    return false;
+                }
+            } else {
+                SSL_shutdown(p->ssl);
+            }
             p->shut = true;
         }
         if (!flush_out(p)) {
@@ -300,6 +357,13 @@ static bool handshake(struct pump *p)
     if (r == 1) {
         p->handshake_done = true;
         evtimer_del(p->timer);
+        if (wm_tlsrec_selected(p->ssl)) {
+            if (wm_tlsrec_from_ssl(p->ssl, &p->tx, &p->rx) < 0) {
+                fail(p, "record keys: exporter failed");
+                return false;
+            }
+            p->records = true;
+        }
         return true;
     }
     int e = SSL_get_error(p->ssl, r);
@@ -341,33 +405,49 @@ static void eof_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Decrypt what came from the socket. false: the pump is gone. */
-static bool decrypt(struct pump *p)
+/* The peer closed (close_notify, our close record, or a TCP close
+ * without either: EOF every way). false: the pump is gone. */
+static bool peer_eof(struct pump *p)
 {
-    struct evbuffer *out = bufferevent_get_output(p->b);
-
-    if (!p->handshake_done && !handshake(p)) {
+    p->peer_closed = true;
+    event_del(p->rd);
+    if (bufferevent_pair_get_partner(p->b) == NULL) {
+        p->dead = true; /* nobody left on either side */
+        pump_free(p);
         return false;
     }
-    if (!p->handshake_done) {
-        return true;
+    deliver_eof(p);
+    return true;
+}
+
+/* Decrypted output goes into one reservation sized by what can come out
+ * now (ciphertext waiting + plaintext held back), at most one 64 KiB
+ * block, filled up: few, dense chains for the user to parse and move,
+ * also when records trickle in one by one. */
+static bool reserve_out(struct pump *p, struct evbuffer *out, size_t want,
+                        struct evbuffer_iovec *v)
+{
+    want = want < PUMP_RESERVE_MIN ? PUMP_RESERVE_MIN
+         : want > PUMP_RESERVE_MAX ? PUMP_RESERVE_MAX : want;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)want, v, 1) != 1) {
+        fail(p, "out of memory");
+        return false;
     }
+    if (v->iov_len > PUMP_RESERVE_MAX) {
+        v->iov_len = PUMP_RESERVE_MAX;
+    }
+    return true;
+}
+
+/* OpenSSL's records. false: the pump is gone. */
+static bool read_tls(struct pump *p, struct evbuffer *out)
+{
     for (;;) {
         struct evbuffer_iovec v;
         size_t got = 0;
         int r = 0;
-        /* One reservation sized by what can come out now (ciphertext
-         * waiting + plaintext OpenSSL holds), at most one 64 KiB block,
-         * filled up: few, dense chains for the user to parse and move,
-         * also when records trickle in one by one. */
-        size_t want = evbuffer_get_length(p->cin) + (size_t)SSL_pending(p->ssl);
-        want = want < PUMP_RESERVE_MIN ? PUMP_RESERVE_MIN
-             : want > PUMP_RESERVE_MAX ? PUMP_RESERVE_MAX : want;
-        if (evbuffer_reserve_space(out, (ev_ssize_t)want, &v, 1) != 1) {
-            fail(p, "out of memory");
+        if (!reserve_out(p, out, evbuffer_get_length(p->cin) + (size_t)SSL_pending(p->ssl), &v)) {
             return false;
-        }
-        if (v.iov_len > PUMP_RESERVE_MAX) {
-            v.iov_len = PUMP_RESERVE_MAX;
         }
         while (got < v.iov_len &&
                (r = SSL_read(p->ssl, (char *)v.iov_base + got, (int)(v.iov_len - got))) > 0) {
@@ -383,22 +463,71 @@ static bool decrypt(struct pump *p)
         }
         int e = SSL_get_error(p->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            break;
+            return true;
         }
         if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && p->peer_closed)) {
-            /* close_notify, or a TCP close without it: EOF either way. */
-            p->peer_closed = true;
-            event_del(p->rd);
-            if (bufferevent_pair_get_partner(p->b) == NULL) {
-                p->dead = true; /* nobody left on either side */
-                pump_free(p);
-                return false;
-            }
-            deliver_eof(p);
-            break;
+            return peer_eof(p);
         }
         char buf[256];
         fail(p, ssl_reason(p, buf, sizeof(buf)));
+        return false;
+    }
+}
+
+/* Our own records (net/tlsrec.h). false: the pump is gone. */
+static bool read_records(struct pump *p, struct evbuffer *out)
+{
+    enum wm_tlsrec_res r = WM_TLSREC_DATA;
+    const char *why = NULL;
+
+    while (r == WM_TLSREC_DATA || r == WM_TLSREC_ROOM) {
+        struct evbuffer_iovec v;
+        size_t got = 0;
+        size_t n = 0;
+        if (!reserve_out(p, out, evbuffer_get_length(p->cin), &v)) {
+            return false;
+        }
+        while ((r = wm_tlsrec_open(p->rx, p->cin, (unsigned char *)v.iov_base + got,
+                                   v.iov_len - got, &n, &why)) == WM_TLSREC_DATA) {
+            got += n;
+        }
+        v.iov_len = got;
+        evbuffer_commit_space(out, &v, 1);
+        if (r == WM_TLSREC_ROOM && got == 0) {
+            fail(p, "record larger than the reservation"); /* cannot happen */
+            return false;
+        }
+    }
+    if (r == WM_TLSREC_BAD) {
+        wm_log(WM_LOG_WARN, 0, "tls %s: %s", p->peer, why);
+        fail(p, why);
+        return false;
+    }
+    if (r == WM_TLSREC_CLOSE) {
+        return peer_eof(p);
+    }
+    if (p->peer_closed) {
+        if (evbuffer_get_length(p->cin) > 0) {
+            fail(p, "connection closed inside a record");
+            return false;
+        }
+        return peer_eof(p);
+    }
+    return true;
+}
+
+/* Decrypt what came from the socket. false: the pump is gone. */
+static bool decrypt(struct pump *p)
+{
+    struct evbuffer *out = bufferevent_get_output(p->b);
+
+    if (!p->handshake_done && !handshake(p)) {
+        return false;
+    }
+    if (!p->handshake_done) {
+        return true;
+    }
+    if (!(p->records ? read_records(p, out) : read_tls(p, out))) {
         return false;
     }
     if (evbuffer_get_length(out) >= PUMP_IN_HIGH && !p->reading_paused) {
@@ -585,6 +714,16 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
         SSL_do_handshake(p->ssl);
     }
     return p->a;
+}
+
+enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a)
+{
+    for (const struct pump *p = live; p != NULL; p = p->next) {
+        if (p->a == a) {
+            return p->records ? WM_TLS_PUMP_RECORDS : WM_TLS_PUMP_OPENSSL;
+        }
+    }
+    return WM_TLS_PUMP_NONE;
 }
 
 void wm_tls_pump_free_all(void)

@@ -14,6 +14,10 @@
  * callback gets EOF when the peer closed, ERROR when TLS or the socket
  * failed (the reason is logged with the peer's address). Bytes written
  * before the handshake ends wait for it.
+ *
+ * When the context enabled it (wm_tlsrec_ctx_enable) and the peer agreed,
+ * the pump leaves OpenSSL after the handshake and seals and opens the
+ * tunnel's own records (net/tlsrec.h) between the same buffers.
  */
 #ifndef WM_NET_TLSPUMP_H
 #define WM_NET_TLSPUMP_H
@@ -29,6 +33,15 @@ typedef struct ssl_ctx_st SSL_CTX;
  * peer: for log lines. Returns NULL on OOM (fd closed). */
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
                                     const char *host, const char *peer);
+
+enum wm_tls_pump_mode {
+    WM_TLS_PUMP_NONE,    /* not a pump's user end (of this thread) */
+    WM_TLS_PUMP_OPENSSL, /* OpenSSL's records (also while handshaking) */
+    WM_TLS_PUMP_RECORDS, /* our own records (net/tlsrec.h) */
+};
+
+/* What carries user end `a`. */
+enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a);
 
 /* Free every pump of the calling thread (its event loop has ended). */
 void wm_tls_pump_free_all(void);

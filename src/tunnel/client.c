@@ -72,9 +72,8 @@ static void on_ready(struct wm_tun *t, void *arg)
 
     c->backoff_ms = BACKOFF_MIN_MS;
     c->connected_once = true;
-    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: connected to %s:%u%s, %zu mapping(s) offered",
-           c->s->server_host, c->s->server_port, c->s->client_ctx != NULL ? " (TLS)" : "",
-           c->s->nmaps);
+    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: connected to %s:%u (%s), %zu mapping(s) offered",
+           c->s->server_host, c->s->server_port, wm_tun_transport(t), c->s->nmaps);
 }
 
 static void on_register_result(struct wm_tun *t, const uint8_t *ok,

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "net/tlspump.h"
 #include "tunnel/mux_int.h"
 
 #define CARRIER_HIGH_WATER (256 * 1024) /* stop writing DATA above this */
@@ -895,6 +896,18 @@ uint64_t wm_tun_id(const struct wm_tun *t)
 const char *wm_tun_peer_name(const struct wm_tun *t)
 {
     return t->peer_name;
+}
+
+const char *wm_tun_transport(const struct wm_tun *t)
+{
+    switch (wm_tls_pump_mode(t->bev)) {
+    case WM_TLS_PUMP_RECORDS:
+        return "TLS, own records";
+    case WM_TLS_PUMP_OPENSSL:
+        return "TLS";
+    default:
+        return "plain";
+    }
 }
 
 size_t wm_tun_nstreams(const struct wm_tun *t)

@@ -20,6 +20,7 @@
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/tls.h"
+#include "net/tlsrec.h"
 #include "proxy/proxy.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
@@ -252,6 +253,10 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                 snprintf(msg, cap, "proxy (ts): %s", err);
                 goto fail;
             }
+            if (wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
+                snprintf(msg, cap, "proxy (ts): the carrier's record layer (libgcrypt) failed");
+                goto fail;
+            }
         }
         if (prepare_mappings(p, s, msg, cap) < 0) {
             goto fail;
@@ -304,6 +309,10 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                 snprintf(msg, cap, "proxy (tc): %s", err);
                 goto fail;
             }
+        }
+        if (s->server_ctx != NULL && wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
+            snprintf(msg, cap, "proxy (tc): the carrier's record layer (libgcrypt) failed");
+            goto fail;
         }
         if (p->map_https_bind != NULL) {
             const char *c = p->map_cert != NULL ? p->map_cert : p->cert;

@@ -372,7 +372,8 @@ static void on_ready(struct wm_tun *t, void *arg)
     struct tcarrier *c = arg;
 
     c->ready = true;
-    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s (%s) attached", c->name, c->peer);
+    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s (%s) attached (%s)", c->name, c->peer,
+           wm_tun_transport(t));
 }
 
 /* A client opened a stream: the two-level proxy. */

@@ -44,7 +44,7 @@ class Nodes:
         port = int(addr.rsplit(":", 1)[1])
         return self.wmproxy(["run", "-c", path, "--workers", "2", "--grace", "2"], port=port, **kw)
 
-    def server(self, tls=None, extra=None, center=True):
+    def server(self, tls=None, extra=None, center=True, env=None):
         cp = free_port()
         p = {"bind_addr": "127.0.0.1:%d" % cp, "mode": "server"}
         p.update(CRED)
@@ -52,12 +52,12 @@ class Nodes:
             p.update(tls)
         if extra:
             p.update(extra)
-        proc = self.start(p)
+        proc = self.start(p, env=env)
         proc.center = "127.0.0.1:%d" % cp
         return proc
 
     def client(self, server, mappings=(), tls=None, extra=None, creds=CRED, attach=True,
-               srv_proc=None):
+               srv_proc=None, env=None):
         ep = free_port()
         p = {"bind_addr": "127.0.0.1:%d" % ep, "server": server}
         if creds:
@@ -67,7 +67,7 @@ class Nodes:
         if extra:
             p.update(extra)
         before = srv_proc.log().count("attached") if srv_proc is not None else 0
-        proc = self.start(p, mappings)
+        proc = self.start(p, mappings, env=env)
         proc.entry = ep
         if attach and srv_proc is not None:
             assert wait_log(srv_proc, "attached", count=before + 1), proc.log()
@@ -128,6 +128,35 @@ def test_two_level_proxy(nodes, origin, certs, mode):
     # without credentials the server answers 407
     r = curl("-o", "/dev/null", "-w", "%{http_code}", "-x", "http://127.0.0.1:%d" % cli.entry, url)
     assert r.stdout == b"407"
+    # with TLS both ends leave OpenSSL's records for the tunnel's own
+    transport = "plain" if mode == "plain" else "TLS, own records"
+    assert "attached (%s)" % transport in srv.log()
+    assert "(%s), " % transport in cli.log()
+
+
+@pytest.mark.parametrize("older", ["client", "server"])
+def test_record_layer_falls_back_to_tls(nodes, echo, certs, older):
+    # An end that does not offer (or accept) the tunnel's record layer, as
+    # an older build: the carrier keeps OpenSSL's records and works.
+    old = {"WMPROXY_OPENSSL_RECORDS": "1"}
+    tp = free_port()
+    srv = nodes.server(tls=tls_server(certs), extra={"map_tcp_bind": "127.0.0.1:%d" % tp},
+                       env=old if older == "server" else None)
+    cli = nodes.client(srv.center, tls=tls_client(certs), srv_proc=srv,
+                       env=old if older == "client" else None,
+                       mappings=[{"name": "t", "mode": "tcp",
+                                  "local_addr": "127.0.0.1:%d" % echo.port}])
+    assert "attached (TLS)" in srv.log()
+    assert "(TLS), " in cli.log()
+    assert wait_port("127.0.0.1", tp, 5)
+    data = os.urandom(3 * 1024 * 1024)
+    s = connect(tp)
+    w = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+    w.start()
+    assert recv_exact(s, len(data)) == data
+    w.join()
+    assert recv_exact(s, 64).decode() == sha256(data)
+    s.close()
 
 
 def test_chain_of_three(nodes, origin):

@@ -25,6 +25,7 @@
 #include "core/util.h"
 #include "net/tls.h"
 #include "net/tlspump.h"
+#include "net/tlsrec.h"
 
 struct side {
     struct bufferevent *user;
@@ -116,6 +117,16 @@ static int pumps_setup(void **state)
     return 0;
 }
 
+/* The same, with the tunnel's record layer offered and accepted. */
+static int pumps_setup_records(void **state)
+{
+    pumps_setup(state);
+    struct pumps *pp = *state;
+    assert_int_equal(wm_tlsrec_ctx_enable(pp->sctx, true), 0);
+    assert_int_equal(wm_tlsrec_ctx_enable(pp->cctx, false), 0);
+    return 0;
+}
+
 /* Start both pumps on the socketpair (after the test set its options). */
 static void pumps_start(struct pumps *pp, size_t srv_cap)
 {
@@ -149,6 +160,19 @@ static int pumps_teardown(void **state)
     free(pp->srv.got);
     free(pp->cli.got);
     return 0;
+}
+
+/* n bytes of pattern from the client's user to the server's, checked. */
+static void send_to_server(struct pumps *pp, uint8_t *src, size_t n)
+{
+    fill(src, n);
+    bufferevent_write(pp->cli.user, src, n);
+    uint64_t end = wm_now_ms() + 5000;
+    while (pp->srv.ngot < n && wm_now_ms() < end) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(pp->srv.ngot, n);
+    assert_memory_equal(pp->srv.got, src, n);
 }
 
 /* A close_notify right behind a large write reaches the user only after
@@ -200,14 +224,66 @@ static void test_bulk_goes_on_after_a_full_flush(void **state)
         (void)setsockopt(pp->sv[i], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
     }
     pumps_start(pp, n);
-    fill(src, n);
-    bufferevent_write(pp->cli.user, src, n);
-    uint64_t end = wm_now_ms() + 5000;
-    while (pp->srv.ngot < n && wm_now_ms() < end) {
+    send_to_server(pp, src, n);
+    free(src);
+}
+
+/* Our records both ways at once, several MB each, then EOF each way
+ * (the authenticated close): every byte arrives, in order, before EOF. */
+static void test_records_both_ways_then_close(void **state)
+{
+    struct pumps *pp = *state;
+    size_t n = 3 * 1024 * 1024 + 333;
+    size_t m = 2 * 1024 * 1024 + 1;
+    uint8_t *up = malloc(n);
+    uint8_t *down = malloc(m);
+
+    pumps_start(pp, n);
+    free(pp->cli.got);
+    pp->cli.got = malloc(m + 4);
+    pp->cli.cap = m + 4;
+    fill(up, n);
+    fill(down, m);
+    down[0] ^= 0x5a;
+    /* in uneven pieces, some before the handshake is over */
+    for (size_t at = 0; at < n; at += 100003) {
+        bufferevent_write(pp->cli.user, up + at, n - at < 100003 ? n - at : 100003);
+    }
+    bufferevent_write(pp->srv.user, down, m);
+    uint64_t end = wm_now_ms() + 10000;
+    while ((pp->srv.ngot < n || pp->cli.ngot < m) && wm_now_ms() < end) {
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     }
+    assert_int_equal(wm_tls_pump_mode(pp->srv.user), WM_TLS_PUMP_RECORDS);
+    assert_int_equal(wm_tls_pump_mode(pp->cli.user), WM_TLS_PUMP_RECORDS);
     assert_int_equal(pp->srv.ngot, n);
-    assert_memory_equal(pp->srv.got, src, n);
+    assert_int_equal(pp->cli.ngot, m);
+    assert_memory_equal(pp->srv.got, up, n);
+    assert_memory_equal(pp->cli.got, down, m);
+    wm_bev_shutdown_write(pp->cli.user);
+    assert_true(run_until(&pp->srv.eof, 5000));
+    assert_false(pp->cli.eof); /* half-closed: the other way still open */
+    bufferevent_write(pp->srv.user, "late", 4);
+    wm_bev_shutdown_write(pp->srv.user);
+    assert_true(run_until(&pp->cli.eof, 5000));
+    assert_int_equal(pp->cli.at_eof, m + 4);
+    free(up);
+    free(down);
+}
+
+/* A server that offers the record layer and a client that does not (an
+ * older build): plain TLS records, data flows. */
+static void test_records_fall_back_to_tls(void **state)
+{
+    struct pumps *pp = *state;
+    size_t n = 200000;
+    uint8_t *src = malloc(n);
+
+    assert_int_equal(wm_tlsrec_ctx_enable(pp->sctx, true), 0);
+    pumps_start(pp, n);
+    send_to_server(pp, src, n);
+    assert_int_equal(wm_tls_pump_mode(pp->srv.user), WM_TLS_PUMP_OPENSSL);
+    assert_int_equal(wm_tls_pump_mode(pp->cli.user), WM_TLS_PUMP_OPENSSL);
     free(src);
 }
 
@@ -218,6 +294,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eof_after_all_data_with_read_watermark,
                                         pumps_setup, pumps_teardown),
         cmocka_unit_test_setup_teardown(test_bulk_goes_on_after_a_full_flush, pumps_setup,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_eof_after_all_data_with_read_watermark,
+                                        pumps_setup_records, pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_goes_on_after_a_full_flush,
+                                        pumps_setup_records, pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_records_both_ways_then_close, pumps_setup_records,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_records_fall_back_to_tls, pumps_setup,
                                         pumps_teardown),
     };
 
