@@ -48,6 +48,7 @@ struct pump {
     bool eof_pending;      /* peer closed; EOF once the user took all data */
     bool handshake_done;
     bool records;          /* tx/rx seal and open; OpenSSL is done */
+    bool rx_opened;        /* a record of the peer's was opened */
     bool peer_closed;      /* socket EOF or close_notify */
     bool local_eof;        /* the user sent EOF */
     bool shut;             /* close_notify sent */
@@ -228,9 +229,6 @@ static bool flush_out(struct pump *p)
     return true;
 }
 
-/* Encrypt what the user wrote, up to PUMP_OUT_HIGH of unsent ciphertext
- * at a time. Returns 1 when it stopped for the high mark, 0 when the input
- * ran out (or the handshake is not done), -1 when the pump is gone. */
 /* Seal up to PUMP_WRITE_MAX of the user's data as our own records, all
  * into one reservation of the socket's buffer; n = 0: the close record.
  * false: the pump is gone. */
@@ -250,6 +248,7 @@ static bool seal(struct pump *p, struct evbuffer *in, size_t n)
         size_t w = wm_tlsrec_seal(p->tx, in, k, (unsigned char *)v.iov_base + off);
         if (w == 0) {
             evbuffer_commit_space(p->cout, &v, 0);
+            wm_log(WM_LOG_WARN, 0, "tls %s: sealing a record failed", p->peer);
             fail(p, "sealing a record failed");
             return false;
         }
@@ -262,6 +261,9 @@ static bool seal(struct pump *p, struct evbuffer *in, size_t n)
     return true;
 }
 
+/* Encrypt what the user wrote, up to PUMP_OUT_HIGH of unsent ciphertext
+ * at a time. Returns 1 when it stopped for the high mark, 0 when the input
+ * ran out (or the handshake is not done), -1 when the pump is gone. */
 static int encrypt_some(struct pump *p, struct evbuffer *in)
 {
     if (!p->handshake_done) {
@@ -356,8 +358,16 @@ static bool handshake(struct pump *p)
 
     if (r == 1) {
         p->handshake_done = true;
-        evtimer_del(p->timer);
+        if (!p->local_eof) {
+            evtimer_del(p->timer); /* else it is the close timer now */
+        }
         if (wm_tlsrec_selected(p->ssl)) {
+            if (SSL_has_pending(p->ssl)) {
+                /* OpenSSL read past the handshake (read-ahead): those
+                 * bytes are ours and it would keep them */
+                fail(p, "bytes buffered past the handshake");
+                return false;
+            }
             if (wm_tlsrec_from_ssl(p->ssl, &p->tx, &p->rx) < 0) {
                 fail(p, "record keys: exporter failed");
                 return false;
@@ -493,12 +503,23 @@ static bool read_records(struct pump *p, struct evbuffer *out)
         }
         v.iov_len = got;
         evbuffer_commit_space(out, &v, 1);
+        p->rx_opened = p->rx_opened || got > 0;
         if (r == WM_TLSREC_ROOM && got == 0) {
             fail(p, "record larger than the reservation"); /* cannot happen */
             return false;
         }
     }
     if (r == WM_TLSREC_BAD) {
+        char buf[256];
+        char c;
+        /* The peer's first record may be a TLS alert (a TLS 1.3 server
+         * that refused our certificate after our Finished): OpenSSL can
+         * still read it (nothing was drained) and say what it was. */
+        if (!p->rx_opened && SSL_read(p->ssl, &c, 1) <= 0 && ERR_peek_last_error() != 0) {
+            ERR_error_string_n(ERR_peek_last_error(), buf, sizeof(buf));
+            why = buf;
+        }
+        ERR_clear_error();
         wm_log(WM_LOG_WARN, 0, "tls %s: %s", p->peer, why);
         fail(p, why);
         return false;

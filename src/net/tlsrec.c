@@ -1,5 +1,7 @@
 #include "net/tlsrec.h"
 
+#include "core/log.h"
+
 #include <event2/buffer.h>
 #include <gcrypt.h>
 #include <openssl/crypto.h>
@@ -10,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPORT_LABEL "EXPORTER-wmproxy-tunnel-records"
+/* RFC 5705 4: unregistered labels begin with "EXPERIMENTAL" */
+#define EXPORT_LABEL "EXPERIMENTAL-wmproxy-tunnel-records"
 #define KEY_LEN 16
 #define IV_LEN 12
 #define PEEK_VECS 8
@@ -292,14 +295,37 @@ enum wm_tlsrec_res wm_tlsrec_open(struct wm_tlsrec *r, struct evbuffer *in, unsi
     return n == 0 ? WM_TLSREC_CLOSE : WM_TLSREC_DATA;
 }
 
+/* Whether sealing works here: libgcrypt in FIPS mode refuses GCM
+ * encryption under an IV set with gcry_cipher_setiv, and says so only at
+ * the first seal, when it is too late to fall back. */
+static bool self_test(void)
+{
+    static const unsigned char s[WM_TLSREC_SECRET];
+    unsigned char rec[1 + WM_TLSREC_OVERHEAD];
+    struct wm_tlsrec *r = wm_tlsrec_new(s);
+    struct evbuffer *in = evbuffer_new();
+    bool ok = r != NULL && in != NULL && evbuffer_add(in, "x", 1) == 0 &&
+              wm_tlsrec_seal(r, in, 1, rec) == sizeof(rec);
+
+    wm_tlsrec_free(r);
+    if (in != NULL) {
+        evbuffer_free(in);
+    }
+    return ok;
+}
+
 static int select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                      const unsigned char *in, unsigned int inlen, void *arg)
 {
     static const unsigned char ours[] = "\x0b" WM_TLSREC_ALPN;
     unsigned char *sel = NULL;
 
-    (void)ssl;
     (void)arg;
+    /* TLS 1.3 only: its exporter is bound to the whole handshake; the
+     * server decides, so both ends agree. */
+    if (SSL_version(ssl) < TLS1_3_VERSION) {
+        return SSL_TLSEXT_ERR_NOACK;
+    }
     if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED) {
         return SSL_TLSEXT_ERR_NOACK; /* an older peer: OpenSSL's records */
@@ -319,6 +345,12 @@ int wm_tlsrec_ctx_enable(SSL_CTX *ctx, bool server)
     pthread_once(&gcry_once, gcry_setup);
     if (!gcry_ok) {
         return -1;
+    }
+    if (!self_test()) {
+        /* neither offered nor accepted: both ends keep OpenSSL's records */
+        wm_log(WM_LOG_INFO, 0, "tls: libgcrypt cannot seal AES-GCM records here (FIPS mode?): "
+                               "tunnel carriers use OpenSSL's record layer");
+        return 0;
     }
     if (server) {
         /* No session tickets: after the handshake only our records may

@@ -8,7 +8,8 @@
  * x86), sealed straight from the sender's buffers into the socket's and
  * opened straight into the reader's (no copies in and out of OpenSSL).
  * The handshake still authenticates both ends (certificates, mTLS); the
- * keys come from its exporter (RFC 8446 7.5, RFC 5705), one per direction.
+ * keys come from its exporter (RFC 8446 7.5, RFC 5705), one per direction;
+ * TLS 1.3 only.
  *
  * On the wire a record is shaped like a TLS 1.3 application-data record:
  *   0x17 0x03 0x03 | length (2 bytes, big endian) | ciphertext | tag (16)
@@ -50,10 +51,11 @@ enum wm_tlsrec_res {
     WM_TLSREC_BAD,   /* malformed or forged: the connection must end */
 };
 
-/* Offer (client) or accept (server) the record layer on every connection
- * of ctx; a server context also stops sending TLS 1.3 session tickets
- * (only our records may follow the handshake). Set WMPROXY_OPENSSL_RECORDS=1
- * to keep OpenSSL's record layer. 0, or -1 when libgcrypt cannot start. */
+/* Offer (client) or accept (server, TLS 1.3 only) the record layer on
+ * every connection of ctx; a server context also stops sending TLS 1.3
+ * session tickets (only our records may follow the handshake). Nothing is
+ * enabled with WMPROXY_OPENSSL_RECORDS=1 or when libgcrypt cannot seal
+ * (FIPS mode; logged). 0, or -1 when libgcrypt cannot start. */
 int wm_tlsrec_ctx_enable(SSL_CTX *ctx, bool server);
 
 /* The two directions of a connection whose handshake just ended and which

@@ -134,11 +134,15 @@ def test_two_level_proxy(nodes, origin, certs, mode):
     assert "(%s), " % transport in cli.log()
 
 
-@pytest.mark.parametrize("older", ["client", "server"])
+@pytest.mark.parametrize("older", ["client", "server", "fips"])
 def test_record_layer_falls_back_to_tls(nodes, echo, certs, older):
     # An end that does not offer (or accept) the tunnel's record layer, as
-    # an older build: the carrier keeps OpenSSL's records and works.
+    # an older build, or whose libgcrypt cannot seal GCM records (FIPS
+    # mode): the carrier keeps OpenSSL's records and works.
     old = {"WMPROXY_OPENSSL_RECORDS": "1"}
+    if older == "fips":
+        old = {"LIBGCRYPT_FORCE_FIPS_MODE": "1"}
+        older = "client"
     tp = free_port()
     srv = nodes.server(tls=tls_server(certs), extra={"map_tcp_bind": "127.0.0.1:%d" % tp},
                        env=old if older == "server" else None)
@@ -148,6 +152,8 @@ def test_record_layer_falls_back_to_tls(nodes, echo, certs, older):
                                   "local_addr": "127.0.0.1:%d" % echo.port}])
     assert "attached (TLS)" in srv.log()
     assert "(TLS), " in cli.log()
+    if "LIBGCRYPT_FORCE_FIPS_MODE" in old:
+        assert "libgcrypt cannot seal" in cli.log()
     assert wait_port("127.0.0.1", tp, 5)
     data = os.urandom(3 * 1024 * 1024)
     s = connect(tp)

@@ -18,10 +18,12 @@
 #include <fcntl.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/bev.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "net/tls.h"
 #include "net/tlspump.h"
@@ -228,13 +230,12 @@ static void test_bulk_goes_on_after_a_full_flush(void **state)
     free(src);
 }
 
-/* Our records both ways at once, several MB each, then EOF each way
- * (the authenticated close): every byte arrives, in order, before EOF. */
-static void test_records_both_ways_then_close(void **state)
+/* n bytes up and m down at once, then EOF each way (with the records:
+ * the authenticated close): every byte arrives, in order, before EOF, in
+ * the given mode. */
+static void both_ways_then_close(struct pumps *pp, size_t n, size_t m,
+                                 enum wm_tls_pump_mode mode)
 {
-    struct pumps *pp = *state;
-    size_t n = 3 * 1024 * 1024 + 333;
-    size_t m = 2 * 1024 * 1024 + 1;
     uint8_t *up = malloc(n);
     uint8_t *down = malloc(m);
 
@@ -254,8 +255,8 @@ static void test_records_both_ways_then_close(void **state)
     while ((pp->srv.ngot < n || pp->cli.ngot < m) && wm_now_ms() < end) {
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     }
-    assert_int_equal(wm_tls_pump_mode(pp->srv.user), WM_TLS_PUMP_RECORDS);
-    assert_int_equal(wm_tls_pump_mode(pp->cli.user), WM_TLS_PUMP_RECORDS);
+    assert_int_equal(wm_tls_pump_mode(pp->srv.user), mode);
+    assert_int_equal(wm_tls_pump_mode(pp->cli.user), mode);
     assert_int_equal(pp->srv.ngot, n);
     assert_int_equal(pp->cli.ngot, m);
     assert_memory_equal(pp->srv.got, up, n);
@@ -269,6 +270,167 @@ static void test_records_both_ways_then_close(void **state)
     assert_int_equal(pp->cli.at_eof, m + 4);
     free(up);
     free(down);
+}
+
+static void test_records_both_ways_then_close(void **state)
+{
+    both_ways_then_close(*state, 3 * 1024 * 1024 + 333, 2 * 1024 * 1024 + 1,
+                         WM_TLS_PUMP_RECORDS);
+}
+
+/* With 4 records per key, about 300 keys each way. */
+static void test_records_keys_step_in_both_pumps(void **state)
+{
+    wm_tlsrec_set_epoch_bits(2);
+    both_ways_then_close(*state, 1000003, 777777, WM_TLS_PUMP_RECORDS);
+    wm_tlsrec_set_epoch_bits(20);
+}
+
+/* TLS 1.2 (still allowed on the carrier): the server does not accept the
+ * record layer; OpenSSL's records carry the data. */
+static void test_tls12_keeps_openssl_records(void **state)
+{
+    struct pumps *pp = *state;
+
+    SSL_CTX_set_max_proto_version(pp->cctx, TLS1_2_VERSION);
+    both_ways_then_close(pp, 1000003, 777777, WM_TLS_PUMP_OPENSSL);
+}
+
+/* ---- a hand-driven client: OpenSSL on the raw socket for the
+ * handshake, then records sealed here and written as bytes ---- */
+
+static bool srv_error;
+
+static void srv_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    user_event_cb(bev, what, arg);
+    if (what & BEV_EVENT_ERROR) {
+        srv_error = true;
+    }
+}
+
+static SSL *raw_client(struct pumps *pp, struct wm_tlsrec **tx)
+{
+    struct wm_tlsrec *rx;
+    SSL *c = SSL_new(pp->cctx);
+
+    SSL_set_fd(c, pp->sv[1]);
+    SSL_set_connect_state(c);
+    pp->srv.got = malloc(1 << 20);
+    pp->srv.cap = 1 << 20;
+    pp->srv.user = wm_tls_pump_new(base, pp->sctx, pp->sv[0], true, NULL, "unit-srv");
+    bufferevent_setcb(pp->srv.user, user_read_cb, NULL, srv_event_cb, &pp->srv);
+    bufferevent_enable(pp->srv.user, EV_READ | EV_WRITE);
+    srv_error = false;
+    for (int i = 0; i < 2000 && SSL_do_handshake(c) != 1; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_true(wm_tlsrec_selected(c));
+    assert_int_equal(wm_tlsrec_from_ssl(c, tx, &rx), 0);
+    wm_tlsrec_free(rx);
+    return c;
+}
+
+/* Seal pt as one record and write it (less `cut` bytes) to the socket. */
+static void raw_send(struct pumps *pp, struct wm_tlsrec *tx, const char *pt, int flip, size_t cut)
+{
+    unsigned char rec[200];
+    size_t n = strlen(pt);
+    struct evbuffer *in = evbuffer_new();
+
+    evbuffer_add(in, pt, n);
+    size_t w = wm_tlsrec_seal(tx, in, n, rec);
+    assert_int_equal(w, n + WM_TLSREC_OVERHEAD);
+    if (flip >= 0) {
+        rec[flip] ^= 1;
+    }
+    assert_int_equal(write(pp->sv[1], rec, w - cut), (ssize_t)(w - cut));
+    evbuffer_free(in);
+}
+
+/* A forged record behind a good one: the good one's plaintext arrives,
+ * nothing of the forged one, then an error. */
+static void test_records_forged_record_ends_it(void **state)
+{
+    struct pumps *pp = *state;
+    struct wm_tlsrec *tx;
+    SSL *c = raw_client(pp, &tx);
+
+    raw_send(pp, tx, "good!", -1, 0);
+    raw_send(pp, tx, "EVIL!", WM_TLSREC_HEADER + 2, 0);
+    assert_true(run_until(&srv_error, 2000));
+    user_read_cb(pp->srv.user, &pp->srv);
+    assert_int_equal(pp->srv.ngot, 5);
+    assert_memory_equal(pp->srv.got, "good!", 5);
+    wm_tlsrec_free(tx);
+    SSL_free(c);
+    close(pp->sv[1]);
+}
+
+/* A TCP close inside a record is an error, not EOF. */
+static void test_records_close_inside_a_record(void **state)
+{
+    struct pumps *pp = *state;
+    struct wm_tlsrec *tx;
+    SSL *c = raw_client(pp, &tx);
+
+    raw_send(pp, tx, "hello", -1, 0);
+    raw_send(pp, tx, "world", -1, 3);
+    shutdown(pp->sv[1], SHUT_WR);
+    assert_true(run_until(&srv_error, 2000));
+    user_read_cb(pp->srv.user, &pp->srv);
+    assert_false(pp->srv.eof);
+    assert_int_equal(pp->srv.ngot, 5);
+    wm_tlsrec_free(tx);
+    SSL_free(c);
+    close(pp->sv[1]);
+}
+
+/* An OpenSSL record after the switch (right shape, other key): refused. */
+static void test_records_refuse_an_openssl_record(void **state)
+{
+    struct pumps *pp = *state;
+    struct wm_tlsrec *tx;
+    SSL *c = raw_client(pp, &tx);
+
+    assert_int_equal(SSL_write(c, "x", 1), 1);
+    assert_true(run_until(&srv_error, 2000));
+    assert_int_equal(pp->srv.ngot, 0);
+    wm_tlsrec_free(tx);
+    SSL_free(c);
+    close(pp->sv[1]);
+}
+
+/* mTLS with TLS 1.3: the client ends its handshake (and switches to the
+ * records) before the server checks its certificate; the server's alert
+ * then comes as a TLS record. The client logs the alert, not a forgery. */
+static void test_records_client_logs_the_servers_alert(void **state)
+{
+    struct pumps *pp = *state;
+    char path[] = "/tmp/wm-unit-log-XXXXXX";
+    int fd = mkstemp(path);
+    char buf[4096] = {0};
+
+    assert_true(fd >= 0);
+    close(fd);
+    wm_log_set_level(WM_LOG_DEBUG);
+    assert_int_equal(wm_log_open_file(path), 0);
+    SSL_CTX_set_verify(pp->sctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    pumps_start(pp, 16);
+    bufferevent_write(pp->cli.user, "hello", 5);
+    bool never = false;
+    run_until(&never, 500);
+    wm_log_set_fd(2);
+    wm_log_set_level(WM_LOG_WARN);
+    FILE *f = fopen(path, "r");
+    size_t r = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[r] = '\0';
+    fclose(f);
+    unlink(path);
+    assert_null(strstr(buf, "unit-cli: record authentication failed"));
+    assert_non_null(strstr(buf, "unit-cli: "));
+    assert_non_null(strstr(buf, "certificate required"));
+    assert_int_equal(pp->srv.ngot, 0);
 }
 
 /* A server that offers the record layer and a client that does not (an
@@ -303,6 +465,18 @@ int main(void)
                                         pumps_teardown),
         cmocka_unit_test_setup_teardown(test_records_fall_back_to_tls, pumps_setup,
                                         pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_records_keys_step_in_both_pumps,
+                                        pumps_setup_records, pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_tls12_keeps_openssl_records, pumps_setup_records,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_records_forged_record_ends_it, pumps_setup_records,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_records_close_inside_a_record, pumps_setup_records,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_records_refuse_an_openssl_record,
+                                        pumps_setup_records, pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_records_client_logs_the_servers_alert,
+                                        pumps_setup_records, pumps_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
