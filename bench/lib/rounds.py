@@ -1,8 +1,11 @@
 """Interleaved rounds: start every row's daemons first, then measure the rows
 in turn, several times (A B C D, A B C D, ...), and keep each row's best
 run. On a shared 2-core machine the load from outside then hits the rows of
-a round alike instead of one row, and one unlucky run does not decide a
-ratio. Used by the http and connrate sections (5a has its own variant)."""
+a round alike instead of one row. Each row shows its best run and the
+mean of its runs; the verdicts compare means: a best-of ratio rewards the
+row with the widest spread (a single-threaded anchor that the scheduler
+sometimes places well), a mean weighs every round alike. Used by the http
+and connrate sections (5a has its own variant)."""
 from . import proc
 from .ctx import Skip
 
@@ -11,7 +14,7 @@ def run(ctx, table, rows, rounds, measure, key, runs_fmt="{:.0f}"):
     """rows: [(name, start, detail)]; start() -> (target, [Proc]) where
     target is passed to measure(name, target, first) -> dict of cells (must
     hold `key`). Adds one table row per name: the cells of its best run by
-    `key`, plus "runs" (every run's key, in order). A row whose start or any
+    `key`, plus "runs" (every run's key, in order) and "mean" (their mean). A row whose start or any
     run fails becomes an error row. Returns {name: [runs]}."""
     state = {}
     try:
@@ -60,6 +63,7 @@ def run(ctx, table, rows, rounds, measure, key, runs_fmt="{:.0f}"):
                 "machine busy: other processes used up to %.1f cores" % st["busy"]
         cells = dict(st["best"])
         cells["runs"] = " / ".join(runs_fmt.format(r) for r in st["runs"])
+        cells["mean"] = sum(st["runs"]) / len(st["runs"])
         table.add(name, detail, **cells)
     return {name: st["runs"] for name, st in state.items() if not st["err"]}
 

@@ -414,7 +414,6 @@ static void eof_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Decrypt what came from the socket. false: the pump is gone. */
 /* The peer closed (close_notify, our close record, or a TCP close
  * without either: EOF every way). false: the pump is gone. */
 static bool peer_eof(struct pump *p)
