@@ -54,8 +54,9 @@ enum wm_tlsrec_res {
 /* Offer (client) or accept (server, TLS 1.3 only) the record layer on
  * every connection of ctx; a server context also stops sending TLS 1.3
  * session tickets (only our records may follow the handshake). Nothing is
- * enabled with WMPROXY_OPENSSL_RECORDS=1 or when libgcrypt cannot seal
- * (FIPS mode; logged). 0, or -1 when libgcrypt cannot start. */
+ * enabled with WMPROXY_OPENSSL_RECORDS=1 or when libgcrypt does not start
+ * or cannot seal (FIPS mode; logged). 0, or -1 when the context refuses
+ * the ALPN list. */
 int wm_tlsrec_ctx_enable(SSL_CTX *ctx, bool server);
 
 /* The two directions of a connection whose handshake just ended and which

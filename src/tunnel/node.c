@@ -254,7 +254,7 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                 goto fail;
             }
             if (wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
-                snprintf(msg, cap, "proxy (ts): the carrier's record layer (libgcrypt) failed");
+                snprintf(msg, cap, "proxy (ts): cannot offer the carrier's record layer (ALPN)");
                 goto fail;
             }
         }
@@ -311,7 +311,7 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
             }
         }
         if (s->server_ctx != NULL && wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
-            snprintf(msg, cap, "proxy (tc): the carrier's record layer (libgcrypt) failed");
+            snprintf(msg, cap, "proxy (tc): cannot accept the carrier's record layer (ALPN)");
             goto fail;
         }
         if (p->map_https_bind != NULL) {
@@ -572,9 +572,10 @@ static void status_on_worker(struct wm_worker *w, void *arg)
                         n->s->client ? "true" : "false", n->s->server ? "true" : "false");
     if (n->s->client) {
         struct wm_tun *t = tclient_carrier(n->client);
-        evbuffer_add_printf(out, ",\"parent\":{\"addr\":\"%s:%u\",\"connected\":%s,\"streams\":%zu}",
-                            n->s->server_host, n->s->server_port, t != NULL ? "true" : "false",
-                            t != NULL ? wm_tun_nstreams(t) : 0);
+        evbuffer_add_printf(out, ",\"parent\":{\"addr\":\"%s:%u\",\"connected\":%s,",
+                            n->s->server_host, n->s->server_port, t != NULL ? "true" : "false");
+        evbuffer_add_printf(out, "\"transport\":\"%s\",\"streams\":%zu}",
+                            t != NULL ? wm_tun_transport(t) : "", t != NULL ? wm_tun_nstreams(t) : 0);
     }
     if (n->server != NULL) {
         size_t nc = 0;
@@ -587,7 +588,8 @@ static void status_on_worker(struct wm_worker *w, void *arg)
             wm_json_string(out, c->peer);
             evbuffer_add_printf(out, ",\"name\":");
             wm_json_string(out, wm_tun_peer_name(c->t));
-            evbuffer_add_printf(out, ",\"streams\":%zu,\"mappings\":[", wm_tun_nstreams(c->t));
+            evbuffer_add_printf(out, ",\"transport\":\"%s\",\"streams\":%zu,\"mappings\":[",
+                                wm_tun_transport(c->t), wm_tun_nstreams(c->t));
             size_t nm = 0;
             for (size_t i = 0; i < c->nmaps; i++) {
                 if (!c->maps[i].active) {
