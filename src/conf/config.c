@@ -123,6 +123,7 @@ static const struct wm_ckey proxy_keys[] = {
     TUNNEL_KEY("ts", WM_CK_BOOL, ts),
     TUNNEL_KEY("tc", WM_CK_BOOL, tc),
     TUNNEL_KEY("two_way_tls", WM_CK_BOOL, two_way_tls),
+    TUNNEL_KEY("openssl_records", WM_CK_BOOL, openssl_records),
     TUNNEL_KEY("domain", WM_CK_STR, domain),
     TUNNEL_KEY("cert", WM_CK_STR, cert),
     TUNNEL_KEY("key", WM_CK_STR, key),

@@ -165,7 +165,8 @@ static void fingerprint(const struct wm_conf_proxy *p, struct wm_tunnel_settings
     unsigned char md[32];
     unsigned int mdlen = 0;
     const char *fields[] = {p->server, p->domain, p->ca, p->cert, p->key, p->username,
-                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : ""};
+                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : "",
+                            p->openssl_records ? "openssl-records" : ""};
 
     s->fingerprint[0] = '\0';
     if (ctx == NULL) {
@@ -253,7 +254,7 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                 snprintf(msg, cap, "proxy (ts): %s", err);
                 goto fail;
             }
-            if (wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
+            if (!p->openssl_records && wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
                 snprintf(msg, cap, "proxy (ts): cannot offer the carrier's record layer (ALPN)");
                 goto fail;
             }
@@ -310,7 +311,8 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                 goto fail;
             }
         }
-        if (s->server_ctx != NULL && wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
+        if (s->server_ctx != NULL && !p->openssl_records &&
+            wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
             snprintf(msg, cap, "proxy (tc): cannot accept the carrier's record layer (ALPN)");
             goto fail;
         }

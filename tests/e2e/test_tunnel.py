@@ -134,17 +134,22 @@ def test_two_level_proxy(nodes, origin, certs, mode):
     assert "(%s), " % transport in cli.log()
 
 
-@pytest.mark.parametrize("older", ["client", "server", "fips"])
+@pytest.mark.parametrize("older", ["client", "server", "fips", "config"])
 def test_record_layer_falls_back_to_tls(nodes, echo, certs, older):
     # An end that does not offer (or accept) the tunnel's record layer, as
     # an older build, or whose libgcrypt cannot seal GCM records (FIPS
-    # mode): the carrier keeps OpenSSL's records and works.
+    # mode), or that is told not to (openssl_records = true on the
+    # server): the carrier keeps OpenSSL's records and works.
+    tp = free_port()
     old = {"WMPROXY_OPENSSL_RECORDS": "1"}
+    extra = {"map_tcp_bind": "127.0.0.1:%d" % tp}
     if older == "fips":
         old = {"LIBGCRYPT_FORCE_FIPS_MODE": "1"}
         older = "client"
-    tp = free_port()
-    srv = nodes.server(tls=tls_server(certs), extra={"map_tcp_bind": "127.0.0.1:%d" % tp},
+    elif older == "config":
+        old = None
+        extra["openssl_records"] = True
+    srv = nodes.server(tls=tls_server(certs), extra=extra,
                        env=old if older == "server" else None)
     cli = nodes.client(srv.center, tls=tls_client(certs), srv_proc=srv,
                        env=old if older == "client" else None,
@@ -152,7 +157,7 @@ def test_record_layer_falls_back_to_tls(nodes, echo, certs, older):
                                   "local_addr": "127.0.0.1:%d" % echo.port}])
     assert "attached (TLS)" in srv.log()
     assert "(TLS), " in cli.log()
-    if "LIBGCRYPT_FORCE_FIPS_MODE" in old:
+    if old and "LIBGCRYPT_FORCE_FIPS_MODE" in old:
         assert "tunnel carriers use OpenSSL's record layer" in cli.log()
     assert wait_port("127.0.0.1", tp, 5)
     data = os.urandom(3 * 1024 * 1024)
