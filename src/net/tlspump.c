@@ -261,6 +261,42 @@ static bool seal(struct pump *p, struct evbuffer *in, size_t n)
     return true;
 }
 
+/* One SSL_write of up to PUMP_WRITE_MAX from the front of in: the first
+ * chain in place (OpenSSL cuts it into records); only a tiny first chain
+ * is joined with what follows. 1: written, 0: the handshake wants more
+ * (retried after reads), -1: the pump is gone. */
+static int ssl_write_some(struct pump *p, struct evbuffer *in)
+{
+    struct evbuffer_iovec v;
+    size_t total = evbuffer_get_length(in);
+
+    evbuffer_peek(in, -1, NULL, &v, 1);
+    size_t n = v.iov_len;
+    unsigned char *data = v.iov_base;
+    if (n < PUMP_SMALL && total > n) {
+        n = total < PUMP_CHUNK ? total : PUMP_CHUNK;
+        data = evbuffer_pullup(in, (ev_ssize_t)n);
+    }
+    if (n > PUMP_WRITE_MAX) {
+        n = PUMP_WRITE_MAX;
+    }
+    /* Room for all records of this write in one chain: the BIO then
+     * appends them without allocating a chain per record. */
+    (void)evbuffer_expand(p->cout, n + (n / PUMP_CHUNK + 1) * 64);
+    int r = SSL_write(p->ssl, data, (int)n);
+    if (r <= 0) {
+        int e = SSL_get_error(p->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            return 0;
+        }
+        char buf[256];
+        fail(p, ssl_reason(p, buf, sizeof(buf)));
+        return -1;
+    }
+    evbuffer_drain(in, (size_t)r);
+    return 1;
+}
+
 /* Encrypt what the user wrote, up to PUMP_OUT_HIGH of unsent ciphertext
  * at a time. Returns 1 when it stopped for the high mark, 0 when the input
  * ran out (or the handshake is not done), -1 when the pump is gone. */
@@ -270,47 +306,20 @@ static int encrypt_some(struct pump *p, struct evbuffer *in)
         return 0; /* written once handshake() is done */
     }
     while (evbuffer_get_length(in) > 0) {
+        if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
+            return 1;
+        }
         if (p->records) {
-            if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
-                return 1;
-            }
             size_t n = evbuffer_get_length(in);
             if (!seal(p, in, n < PUMP_WRITE_MAX ? n : PUMP_WRITE_MAX)) {
                 return -1;
             }
             continue;
         }
-        if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
-            return 1;
-        }
-        /* Encrypt the first chain in place (OpenSSL cuts it into records);
-         * only a tiny first chain is joined with what follows. */
-        struct evbuffer_iovec v;
-        size_t total = evbuffer_get_length(in);
-        evbuffer_peek(in, -1, NULL, &v, 1);
-        size_t n = v.iov_len;
-        unsigned char *data = v.iov_base;
-        if (n < PUMP_SMALL && total > n) {
-            n = total < PUMP_CHUNK ? total : PUMP_CHUNK;
-            data = evbuffer_pullup(in, (ev_ssize_t)n);
-        }
-        if (n > PUMP_WRITE_MAX) {
-            n = PUMP_WRITE_MAX;
-        }
-        /* Room for all records of this write in one chain: the BIO then
-         * appends them without allocating a chain per record. */
-        (void)evbuffer_expand(p->cout, n + (n / PUMP_CHUNK + 1) * 64);
-        int r = SSL_write(p->ssl, data, (int)n);
+        int r = ssl_write_some(p, in);
         if (r <= 0) {
-            int e = SSL_get_error(p->ssl, r);
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                return 0; /* handshake in progress: retried after reads */
-            }
-            char buf[256];
-            fail(p, ssl_reason(p, buf, sizeof(buf)));
-            return -1;
+            return r;
         }
-        evbuffer_drain(in, (size_t)r);
     }
     return 0;
 }
@@ -738,12 +747,18 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
 
 enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a)
 {
-    for (const struct pump *p = live; p != NULL; p = p->next) {
-        if (p->a == a) {
-            return p->records ? WM_TLS_PUMP_RECORDS : WM_TLS_PUMP_OPENSSL;
-        }
+    struct bufferevent *b = bufferevent_pair_get_partner((struct bufferevent *)a);
+    bufferevent_data_cb rd = NULL;
+    void *arg = NULL;
+
+    if (b == NULL) {
+        return WM_TLS_PUMP_NONE; /* not a pair at all (NULL for other types) */
     }
-    return WM_TLS_PUMP_NONE;
+    bufferevent_getcb(b, &rd, NULL, NULL, &arg);
+    if (rd != b_read_cb) {
+        return WM_TLS_PUMP_NONE; /* a pair, but not a pump's */
+    }
+    return ((const struct pump *)arg)->records ? WM_TLS_PUMP_RECORDS : WM_TLS_PUMP_OPENSSL;
 }
 
 void wm_tls_pump_free_all(void)

@@ -35,12 +35,12 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
                                     const char *host, const char *peer);
 
 enum wm_tls_pump_mode {
-    WM_TLS_PUMP_NONE,    /* not a pump's user end (of this thread) */
+    WM_TLS_PUMP_NONE,    /* not a pump's user end */
     WM_TLS_PUMP_OPENSSL, /* OpenSSL's records (also while handshaking) */
     WM_TLS_PUMP_RECORDS, /* our own records (net/tlsrec.h) */
 };
 
-/* What carries user end `a`. */
+/* What carries user end `a` (from a's worker thread; O(1)). */
 enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a);
 
 /* Free every pump of the calling thread (its event loop has ended). */
