@@ -6,8 +6,9 @@ ifeq ($(origin CC),default)
 CC      := gcc
 endif
 PYTHON  ?= /usr/bin/python3
-PKGS    := libevent libevent_openssl libevent_pthreads openssl libnghttp2 libfyaml \
-           libpcre2-8 zlib libgcrypt
+# Only what the code uses: nghttp2, PCRE2 and zlib come back with the issues
+# that use them.
+PKGS    := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 libfyaml libgcrypt
 LLHTTP_DIR  := /usr/share/llhttp
 LLHTTP_INC  := /usr/share/include/llhttp
 
