@@ -1,6 +1,6 @@
 /*
  * proxy/http_proxy.c - the forward proxy's HTTP side: absolute-URI
- * requests (forwarded by proxy/http_fwd.c to a dialed origin) and HTTPS
+ * requests (forwarded by http/fwd.c to a dialed origin) and HTTPS
  * CONNECT tunnels; Basic proxy authentication.
  */
 #include <event2/buffer.h>
@@ -17,7 +17,7 @@
 #include "http/head.h"
 #include "http/util.h"
 #include "net/dial.h"
-#include "proxy/http_fwd.h"
+#include "http/fwd.h"
 #include "proxy/pconn.h"
 
 /* Proxy-Authorization: Basic base64(user:pass). */
@@ -48,7 +48,7 @@ static bool check_auth(struct wm_pconn *c, struct wm_http_head *hd)
         return false;
     }
     size_t ulen = (size_t)(colon - dec);
-    wm_pconn_set_user(c, (char *)dec, ulen);
+    wm_conn_set_user(&c->conn, (char *)dec, ulen);
     bool ok = wm_pconn_auth_ok(c, (char *)dec, ulen, (char *)colon + 1, (size_t)n - ulen - 1);
     explicit_bzero(dec, sizeof(dec));
     return ok;
@@ -96,25 +96,25 @@ static void connect_dial_cb(int fd, enum wm_dial_status st, const struct sockadd
                             socklen_t peerlen, void *arg)
 {
     struct wm_hfwd *f = arg;
-    struct wm_pconn *c = wm_hfwd_conn(f);
+    struct wm_pconn *c = wm_pconn_of(wm_hfwd_conn(f));
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 
     (void)peer;
     (void)peerlen;
-    c->dial = NULL;
+    c->conn.dial = NULL;
     if (st != WM_DIAL_OK) {
         wm_hfwd_fail(f, wm_pconn_http_status(st), NULL, wm_dial_status_str(st));
         return;
     }
-    c->code = 200;
-    c->proto = WM_PCONN_CONNECT;
-    c->access_logged = false; /* the relay's end writes this connection's line */
-    wm_bev_send_bytes(c->bev, ok, sizeof(ok) - 1);
-    c->bytes_out += sizeof(ok) - 1;
+    c->conn.code = 200;
+    wm_pconn_set_proto(c, WM_PCONN_CONNECT);
+    c->conn.access_logged = false; /* the relay's end writes this connection's line */
+    wm_bev_send_bytes(c->conn.bev, ok, sizeof(ok) - 1);
+    c->conn.bytes_out += sizeof(ok) - 1;
     /* Bytes after the CONNECT head stay in the client's input buffer and
      * are the first the relay forwards. */
     wm_hfwd_detach(f);
-    wm_pconn_relay_fd(c, fd);
+    wm_conn_relay_fd(&c->conn, fd);
 }
 
 static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *hd,
@@ -134,10 +134,10 @@ static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_h
         *detail = "CONNECT needs host:port";
         return 400;
     }
-    format_hostport(c->target, sizeof(c->target), host, port);
-    bufferevent_disable(c->bev, EV_READ);
-    c->dial = wm_dial_start(c->w, host, port, c->opts->connect_timeout_ms, connect_dial_cb, f);
-    if (c->dial == NULL) {
+    format_hostport(c->conn.target, sizeof(c->conn.target), host, port);
+    bufferevent_disable(c->conn.bev, EV_READ);
+    c->conn.dial = wm_dial_start(c->conn.w, host, port, c->opts->connect_timeout_ms, connect_dial_cb, f);
+    if (c->conn.dial == NULL) {
         *detail = "out of memory";
         return 500;
     }
@@ -146,9 +146,10 @@ static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_h
 
 /* ---- absolute-URI requests ---- */
 
-static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *hd,
+static int route(struct wm_hfwd *f, struct wm_conn *cc, struct wm_http_head *hd,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
+    struct wm_pconn *c = wm_pconn_of(cc);
     char host[WM_HOST_MAX];
     uint16_t port;
     size_t ulen;
@@ -156,8 +157,8 @@ static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *hd,
     bool https;
 
     if (!check_auth(c, hd)) {
-        wm_log(WM_LOG_WARN, c->id, "http client=%s user=%s: %s", c->peer_str,
-               c->user[0] ? c->user : "-",
+        wm_log(WM_LOG_WARN, c->conn.id, "http client=%s user=%s: %s", c->conn.peer_str,
+               c->conn.user[0] ? c->conn.user : "-",
                wm_http_head_get(hd, "proxy-authorization", &ulen) ? "wrong credentials"
                                                                    : "credentials missing");
         *extra = "Proxy-Authenticate: Basic realm=\"wmproxy\"\r\n";
@@ -169,7 +170,7 @@ static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *hd,
     if (wm_strieq(m, mlen, "CONNECT")) {
         return start_connect(f, c, hd, detail, extra);
     }
-    c->proto = WM_PCONN_HTTP;
+    wm_pconn_set_proto(c, WM_PCONN_HTTP);
     if (!(c->opts->flags & WM_PROXY_FLAG_HTTP)) {
         *detail = "the HTTP proxy is disabled on this port";
         return 403;
@@ -194,7 +195,7 @@ static void request_dial_cb(int fd, enum wm_dial_status st, const struct sockadd
                             socklen_t peerlen, void *arg)
 {
     struct wm_hfwd *f = arg;
-    struct wm_pconn *c = wm_hfwd_conn(f);
+    struct wm_pconn *c = wm_pconn_of(wm_hfwd_conn(f));
     struct bufferevent *up;
 
     (void)peer;
@@ -203,7 +204,7 @@ static void request_dial_cb(int fd, enum wm_dial_status st, const struct sockadd
         wm_hfwd_connected(f, NULL, wm_pconn_http_status(st), wm_dial_status_str(st));
         return;
     }
-    up = bufferevent_socket_new(wm_worker_base(c->w), fd, BEV_OPT_CLOSE_ON_FREE);
+    up = bufferevent_socket_new(wm_worker_base(c->conn.w), fd, BEV_OPT_CLOSE_ON_FREE);
     if (up == NULL) {
         close(fd);
         wm_hfwd_connected(f, NULL, 502, "out of memory");
@@ -212,15 +213,16 @@ static void request_dial_cb(int fd, enum wm_dial_status st, const struct sockadd
     wm_hfwd_connected(f, up, 0, NULL);
 }
 
-static void *connect_op(struct wm_hfwd *f, struct wm_pconn *c, const struct wm_hfwd_target *t)
+static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t)
 {
+    const struct wm_pconn *pc = wm_pconn_of(c);
     char host[WM_HOST_MAX];
     uint16_t port;
 
     if (wm_addr_split(t->key, strlen(t->key), host, sizeof(host), &port) < 0) {
         return NULL;
     }
-    return wm_dial_start(c->w, host, port, c->opts->connect_timeout_ms, request_dial_cb, f);
+    return wm_dial_start(c->w, host, port, pc->opts->connect_timeout_ms, request_dial_cb, f);
 }
 
 static void cancel_op(void *handle)
@@ -237,6 +239,6 @@ static const struct wm_hfwd_ops forward_ops = {
 
 void wm_http_proxy_start(struct wm_pconn *c)
 {
-    bufferevent_enable(c->bev, EV_WRITE); /* the HTTP engine writes through the output */
-    wm_hfwd_start(c, &forward_ops);
+    bufferevent_enable(c->conn.bev, EV_WRITE); /* the HTTP engine writes through the output */
+    wm_hfwd_start(&c->conn, &forward_ops);
 }

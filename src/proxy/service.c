@@ -103,36 +103,21 @@ struct wm_service *wm_proxy_service_new(const struct wm_proxy_opts *opts)
     return &ps->base;
 }
 
-static void pconn_abort(struct wm_conn_link *link)
-{
-    struct wm_pconn *c = (struct wm_pconn *)link;
-
-    if (c->relay != NULL) {
-        wm_relay_abort(c->relay); /* its callback finishes c */
-        return;
-    }
-    if (c->splice != NULL) {
-        wm_splice_abort(c->splice);
-        return;
-    }
-    wm_pconn_finish(c, "shutdown");
-}
-
 static void handshake_timeout_cb(int fd, short what, void *arg)
 {
     struct wm_pconn *c = arg;
 
     (void)fd;
     (void)what;
-    wm_log(WM_LOG_DEBUG, c->id, "client=%s handshake timeout", c->peer_str);
-    wm_pconn_finish(c, "handshake-timeout");
+    wm_log(WM_LOG_DEBUG, c->conn.id, "client=%s handshake timeout", c->conn.peer_str);
+    wm_conn_finish(&c->conn, "handshake-timeout");
 }
 
 static void sniff_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     (void)what;
-    wm_pconn_finish(arg, "client-closed");
+    wm_conn_finish(arg, "client-closed");
 }
 
 static void sniff_read_cb(struct bufferevent *bev, void *arg)
@@ -145,18 +130,18 @@ static void sniff_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     if (first == 5) {
-        c->proto = WM_PCONN_SOCKS5;
+        wm_pconn_set_proto(c, WM_PCONN_SOCKS5);
         wm_socks5_start(c);
     } else if (first == 4) {
-        c->proto = WM_PCONN_SOCKS4;
+        wm_pconn_set_proto(c, WM_PCONN_SOCKS4);
         wm_socks4_start(c);
     } else if (isalpha(first)) {
-        c->proto = WM_PCONN_HTTP;
+        wm_pconn_set_proto(c, WM_PCONN_HTTP);
         wm_http_proxy_start(c);
     } else {
-        wm_log(WM_LOG_DEBUG, c->id, "client=%s unknown protocol (first byte 0x%02x)",
-               c->peer_str, first);
-        wm_pconn_finish(c, "unknown-protocol");
+        wm_log(WM_LOG_DEBUG, c->conn.id, "client=%s unknown protocol (first byte 0x%02x)",
+               c->conn.peer_str, first);
+        wm_conn_finish(&c->conn, "unknown-protocol");
     }
 }
 
@@ -165,30 +150,15 @@ struct wm_pconn *wm_pconn_new(struct wm_service *svc, struct wm_worker *w, struc
                               struct wm_listen_stats *stats)
 {
     struct wm_proxy_service *ps = (struct wm_proxy_service *)svc;
+    struct wm_conn_limits lim = {ps->opts.handshake_timeout_ms, ps->opts.idle_timeout_ms};
     struct wm_pconn *c = calloc(1, sizeof(*c));
 
     if (c == NULL) {
         wm_bev_free(bev);
         return NULL;
     }
-    c->id = wm_log_next_id();
-    c->w = w;
-    c->svc = (struct wm_proxy_service *)wm_service_ref(svc);
     c->opts = &ps->opts;
-    c->stats = wm_listen_stats_ref(stats);
-    wm_listen_stats_conn_open(stats);
-    c->bev = bev;
-    c->start_ms = wm_now_ms();
-    c->link.abort = pconn_abort;
-    if (peer != NULL && peerlen <= sizeof(c->peer)) {
-        memcpy(&c->peer, peer, peerlen);
-        c->peerlen = peerlen;
-        wm_addr_format(peer, c->peer_str, sizeof(c->peer_str));
-    } else {
-        snprintf(c->peer_str, sizeof(c->peer_str), "stream");
-    }
-    wm_worker_conn_add(w, &c->link);
-    wm_log(WM_LOG_DEBUG, c->id, "accept client=%s", c->peer_str);
+    wm_conn_init(&c->conn, svc, w, bev, peer, peerlen, stats, &lim);
     return c;
 }
 
@@ -205,5 +175,5 @@ void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferev
     /* Read only: replies go out with wm_bev_send_bytes(), which turns
      * writing on just when the kernel does not take them at once. */
     bufferevent_enable(bev, EV_READ);
-    wm_pconn_set_timer(c, c->opts->handshake_timeout_ms, handshake_timeout_cb);
+    wm_conn_set_timer(&c->conn, c->opts->handshake_timeout_ms, handshake_timeout_cb);
 }

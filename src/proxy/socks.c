@@ -45,10 +45,10 @@ static void socks_send(struct wm_pconn *c, const uint8_t *msg, size_t n, bool ho
         if (n > 0) {
             memcpy(buf + c->nheld, msg, n);
         }
-        wm_bev_send_bytes(c->bev, buf, c->nheld + n);
+        wm_bev_send_bytes(c->conn.bev, buf, c->nheld + n);
     } else {
-        wm_bev_send_bytes(c->bev, c->held, c->nheld);
-        wm_bev_send_bytes(c->bev, msg, n);
+        wm_bev_send_bytes(c->conn.bev, c->held, c->nheld);
+        wm_bev_send_bytes(c->conn.bev, msg, n);
     }
     c->nheld = 0;
 }
@@ -57,7 +57,7 @@ static void reply_and_close(struct wm_pconn *c, const uint8_t *msg, size_t n,
                             const char *reason)
 {
     socks_send(c, msg, n, false);
-    wm_pconn_close_after_flush(c, reason);
+    wm_conn_close_after_flush(&c->conn, reason);
 }
 
 static void socks5_fail(struct wm_pconn *c, uint8_t rep, const char *reason)
@@ -65,7 +65,7 @@ static void socks5_fail(struct wm_pconn *c, uint8_t rep, const char *reason)
     uint8_t out[32];
     size_t n = wm_socks5_build_reply(out, rep, NULL);
 
-    c->code = rep;
+    c->conn.code = rep;
     reply_and_close(c, out, n, reason);
 }
 
@@ -78,10 +78,10 @@ static void socks5_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
 
     (void)peer;
     (void)peerlen;
-    c->dial = NULL;
+    c->conn.dial = NULL;
     if (st != WM_DIAL_OK) {
         uint8_t rep = (uint8_t)wm_pconn_socks5_rep(st);
-        wm_log(WM_LOG_DEBUG, c->id, "socks5 target=%s: %s", c->target, wm_dial_status_str(st));
+        wm_log(WM_LOG_DEBUG, c->conn.id, "socks5 target=%s: %s", c->conn.target, wm_dial_status_str(st));
         socks5_fail(c, rep, wm_dial_status_str(st));
         return;
     }
@@ -91,9 +91,9 @@ static void socks5_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
         memset(&local, 0, sizeof(local));
     }
     n = wm_socks5_build_reply(out, WM_SOCKS5_REP_OK, (struct sockaddr *)&local);
-    c->code = WM_SOCKS5_REP_OK;
+    c->conn.code = WM_SOCKS5_REP_OK;
     socks_send(c, out, n, false);
-    wm_pconn_relay_fd(c, fd);
+    wm_conn_relay_fd(&c->conn, fd);
 }
 
 static void start_dial(struct wm_pconn *c, const struct wm_socks_addr *a,
@@ -103,10 +103,10 @@ static void start_dial(struct wm_pconn *c, const struct wm_socks_addr *a,
     /* Reading goes on (no epoll change): a client that leaves learns it
      * now, and early bytes wait in the input, bounded by the watermark;
      * the read loop leaves them alone while dialing. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, WM_SOCKS_EARLY_MAX);
-    wm_pconn_clear_timer(c); /* the dial has its own timeout */
-    c->dial = wm_dial_start(c->w, a->host, a->port, c->opts->connect_timeout_ms, cb, c);
-    if (c->dial == NULL) {
+    bufferevent_setwatermark(c->conn.bev, EV_READ, 0, WM_SOCKS_EARLY_MAX);
+    wm_conn_clear_timer(&c->conn); /* the dial has its own timeout */
+    c->conn.dial = wm_dial_start(c->conn.w, a->host, a->port, c->opts->connect_timeout_ms, cb, c);
+    if (c->conn.dial == NULL) {
         cb(-1, WM_DIAL_ERROR, NULL, 0, c);
     }
 }
@@ -114,9 +114,9 @@ static void start_dial(struct wm_pconn *c, const struct wm_socks_addr *a,
 static void format_target(struct wm_pconn *c, const struct wm_socks_addr *a)
 {
     if (a->atyp == WM_SOCKS5_ATYP_IPV6) {
-        snprintf(c->target, sizeof(c->target), "[%s]:%u", a->host, a->port);
+        snprintf(c->conn.target, sizeof(c->conn.target), "[%s]:%u", a->host, a->port);
     } else {
-        snprintf(c->target, sizeof(c->target), "%s:%u", a->host, a->port);
+        snprintf(c->conn.target, sizeof(c->conn.target), "%s:%u", a->host, a->port);
     }
 }
 
@@ -141,7 +141,7 @@ static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
         }
         if (c->opts->auth ? !up : !none) {
             /* With credentials configured, only USERPASS is acceptable. */
-            c->code = WM_SOCKS5_METHOD_REFUSED;
+            c->conn.code = WM_SOCKS5_METHOD_REFUSED;
             reply_and_close(c, out, 2, "no-acceptable-method");
             return STEP_HANDED;
         }
@@ -160,14 +160,14 @@ static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
         if (r <= 0) {
             return r;
         }
-        wm_pconn_set_user(c, user, ulen);
+        wm_conn_set_user(&c->conn, user, ulen);
         bool ok = wm_pconn_auth_ok(c, user, ulen, pass, plen);
         explicit_bzero(pass, sizeof(pass));
         if (!ok) {
             out[1] = 1;
-            c->code = 1;
-            wm_log(WM_LOG_WARN, c->id, "socks5 client=%s user=%s: wrong credentials",
-                   c->peer_str, c->user);
+            c->conn.code = 1;
+            wm_log(WM_LOG_WARN, c->conn.id, "socks5 client=%s user=%s: wrong credentials",
+                   c->conn.peer_str, c->conn.user);
             reply_and_close(c, out, 2, "auth-failed");
             return STEP_HANDED;
         }
@@ -187,13 +187,13 @@ static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
             return r;
         }
         format_target(c, &a);
-        evbuffer_drain(bufferevent_get_input(c->bev), (size_t)r);
+        evbuffer_drain(bufferevent_get_input(c->conn.bev), (size_t)r);
         if (cmd == WM_SOCKS5_CMD_CONNECT) {
             c->state = S5_DIALING;
             start_dial(c, &a, socks5_dial_cb);
         } else if (cmd == WM_SOCKS5_CMD_UDP) {
             socks_send(c, NULL, 0, false); /* what is held goes before its reply */
-            c->proto = WM_PCONN_UDP;
+            wm_pconn_set_proto(c, WM_PCONN_UDP);
             wm_socks5_udp_start(c, &a);
         } else {
             socks5_fail(c, WM_SOCKS5_REP_CMD_UNSUPPORTED, "command-not-supported");
@@ -210,14 +210,14 @@ static void socks_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wm_pconn *c = arg;
 
-    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->dial != NULL) {
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->conn.dial != NULL) {
         /* A half-close right after a pipelined request: the early bytes
          * and the EOF belong to the target. Stop reading; the relay reads
          * the socket again once connected, sees the EOF and half-closes. */
         bufferevent_disable(bev, EV_READ);
         return;
     }
-    wm_pconn_finish(c, "client-closed");
+    wm_conn_finish(&c->conn, "client-closed");
 }
 
 /* Shared read loop: pull up what we have (bounded) and let step() eat
@@ -225,9 +225,9 @@ static void socks_event_cb(struct bufferevent *bev, short what, void *arg)
 static void socks_read_loop(struct wm_pconn *c, int (*step)(struct wm_pconn *, const uint8_t *,
                                                             size_t))
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = bufferevent_get_input(c->conn.bev);
 
-    if (c->dial != NULL) {
+    if (c->conn.dial != NULL) {
         return; /* early data for the target: the relay sends it first */
     }
     for (;;) {
@@ -245,11 +245,11 @@ static void socks_read_loop(struct wm_pconn *c, int (*step)(struct wm_pconn *, c
             return;
         }
         if (r < 0) {
-            wm_log(WM_LOG_DEBUG, c->id, "%s client=%s: malformed handshake",
-                   c->proto == WM_PCONN_SOCKS4 ? "socks4" : "socks5", c->peer_str);
-            c->code = -1;
+            wm_log(WM_LOG_DEBUG, c->conn.id, "%s client=%s: malformed handshake",
+                   c->proto == WM_PCONN_SOCKS4 ? "socks4" : "socks5", c->conn.peer_str);
+            c->conn.code = -1;
             socks_send(c, NULL, 0, false); /* replies owed so far */
-            wm_pconn_finish(c, "malformed");
+            wm_conn_finish(&c->conn, "malformed");
             return;
         }
         if (r == 0) {
@@ -257,8 +257,8 @@ static void socks_read_loop(struct wm_pconn *c, int (*step)(struct wm_pconn *, c
              * client may wait for it before sending the rest). */
             socks_send(c, NULL, 0, false);
             if (len >= WM_SOCKS_MAX_HANDSHAKE) {
-                c->code = -1;
-                wm_pconn_finish(c, "handshake-too-large");
+                c->conn.code = -1;
+                wm_conn_finish(&c->conn, "handshake-too-large");
             }
             return;
         }
@@ -275,8 +275,8 @@ static void socks5_read_cb(struct bufferevent *bev, void *arg)
 void wm_socks5_start(struct wm_pconn *c)
 {
     c->state = S5_GREETING;
-    bufferevent_setcb(c->bev, socks5_read_cb, NULL, socks_event_cb, c);
-    socks5_read_cb(c->bev, c);
+    bufferevent_setcb(c->conn.bev, socks5_read_cb, NULL, socks_event_cb, c);
+    socks5_read_cb(c->conn.bev, c);
 }
 
 /* ---- SOCKS4 / 4a ---- */
@@ -289,16 +289,16 @@ static void socks4_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
 
     (void)peer;
     (void)peerlen;
-    c->dial = NULL;
+    c->conn.dial = NULL;
     if (st != WM_DIAL_OK) {
-        c->code = WM_SOCKS4_REP_REJECTED;
+        c->conn.code = WM_SOCKS4_REP_REJECTED;
         reply_and_close(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_REJECTED),
                         wm_dial_status_str(st));
         return;
     }
-    c->code = WM_SOCKS4_REP_GRANTED;
+    c->conn.code = WM_SOCKS4_REP_GRANTED;
     socks_send(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_GRANTED), false);
-    wm_pconn_relay_fd(c, fd);
+    wm_conn_relay_fd(&c->conn, fd);
 }
 
 static int socks4_step(struct wm_pconn *c, const uint8_t *p, size_t n)
@@ -311,7 +311,7 @@ static int socks4_step(struct wm_pconn *c, const uint8_t *p, size_t n)
 
     if (r < 0) {
         /* SOCKS4 has one failure reply; a broken request still gets it. */
-        c->code = WM_SOCKS4_REP_REJECTED;
+        c->conn.code = WM_SOCKS4_REP_REJECTED;
         reply_and_close(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_REJECTED),
                         "malformed");
         return STEP_HANDED;
@@ -319,13 +319,13 @@ static int socks4_step(struct wm_pconn *c, const uint8_t *p, size_t n)
     if (r == 0) {
         return 0;
     }
-    wm_pconn_set_user(c, user, strlen(user));
+    wm_conn_set_user(&c->conn, user, strlen(user));
     format_target(c, &a);
-    evbuffer_drain(bufferevent_get_input(c->bev), (size_t)r);
+    evbuffer_drain(bufferevent_get_input(c->conn.bev), (size_t)r);
     /* SOCKS4 carries no password: refuse it when credentials are required. */
     if (!(c->opts->flags & WM_PROXY_FLAG_SOCKS5) || c->opts->auth ||
         cmd != WM_SOCKS5_CMD_CONNECT) {
-        c->code = WM_SOCKS4_REP_REJECTED;
+        c->conn.code = WM_SOCKS4_REP_REJECTED;
         reply_and_close(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_REJECTED),
                         c->opts->auth ? "socks4-needs-auth" : "socks4-rejected");
         return STEP_HANDED;
@@ -342,6 +342,6 @@ static void socks4_read_cb(struct bufferevent *bev, void *arg)
 
 void wm_socks4_start(struct wm_pconn *c)
 {
-    bufferevent_setcb(c->bev, socks4_read_cb, NULL, socks_event_cb, c);
-    socks4_read_cb(c->bev, c);
+    bufferevent_setcb(c->conn.bev, socks4_read_cb, NULL, socks_event_cb, c);
+    socks4_read_cb(c->conn.bev, c);
 }

@@ -83,14 +83,15 @@ static void job_unlink(struct udp_assoc *ua, struct dns_job *j)
     }
 }
 
-static void assoc_free(struct wm_pconn *c)
+static void assoc_free(struct wm_conn *conn)
 {
-    struct udp_assoc *ua = c->proto_data;
+    struct wm_pconn *c = wm_pconn_of(conn);
+    struct udp_assoc *ua = c->conn.proto_data;
 
     if (ua == NULL) {
         return;
     }
-    wm_log(WM_LOG_DEBUG, c->id, "udp association closed: %llu datagram(s) in, %llu out",
+    wm_log(WM_LOG_DEBUG, c->conn.id, "udp association closed: %llu datagram(s) in, %llu out",
            (unsigned long long)ua->dgrams_in, (unsigned long long)ua->dgrams_out);
     while (ua->jobs != NULL) {
         struct dns_job *j = ua->jobs;
@@ -118,7 +119,7 @@ static void assoc_free(struct wm_pconn *c)
         event_free(ua->idle_ev);
     }
     free(ua);
-    c->proto_data = NULL;
+    c->conn.proto_data = NULL;
 }
 
 static bool dest_known(struct udp_assoc *ua, const struct sockaddr *sa)
@@ -156,7 +157,7 @@ static int outbound_fd(struct udp_assoc *ua, int family)
     if (fd < 0) {
         return -1;
     }
-    ua->oev[i] = event_new(wm_worker_base(ua->c->w), fd, EV_READ | EV_PERSIST,
+    ua->oev[i] = event_new(wm_worker_base(ua->c->conn.w), fd, EV_READ | EV_PERSIST,
                            outbound_read_cb, ua);
     if (ua->oev[i] == NULL) {
         close(fd);
@@ -177,7 +178,7 @@ static void send_to_target(struct udp_assoc *ua, struct sockaddr *sa, socklen_t 
     }
     dest_remember(ua, sa, len);
     if (sendto(fd, data, n, 0, sa, len) >= 0) {
-        ua->c->bytes_in += n;
+        ua->c->conn.bytes_in += n;
         ua->dgrams_in++;
     }
 }
@@ -237,7 +238,7 @@ static void resolve_and_send(struct udp_assoc *ua, const struct wm_socks_addr *a
     hints.ai_socktype = SOCK_DGRAM;
     hints.ai_protocol = IPPROTO_UDP;
     j->starting = true;
-    j->req = evdns_getaddrinfo(wm_worker_dns(ua->c->w), a->host, NULL, &hints, job_dns_cb, j);
+    j->req = evdns_getaddrinfo(wm_worker_dns(ua->c->conn.w), a->host, NULL, &hints, job_dns_cb, j);
     j->starting = false;
     if (j->done_early) {
         free(j);
@@ -252,7 +253,7 @@ static bool client_allowed(struct udp_assoc *ua, const struct sockaddr *src, soc
 {
     const struct wm_pconn *c = ua->c;
 
-    if (!wm_addr_same_ip(src, (const struct sockaddr *)&c->peer)) {
+    if (!wm_addr_same_ip(src, (const struct sockaddr *)&c->conn.peer)) {
         return false;
     }
     if (ua->client_known) {
@@ -326,7 +327,7 @@ static void outbound_read_cb(evutil_socket_t fd, short what, void *arg)
         ua->last_ms = wm_now_ms();
         if (sendto(ua->cfd, udp_buf + UDP_HDR_MAX - h, (size_t)n + h, 0,
                    (struct sockaddr *)&ua->client, ua->clen) >= 0) {
-            ua->c->bytes_out += (uint64_t)n;
+            ua->c->conn.bytes_out += (uint64_t)n;
             ua->dgrams_out++;
         }
     }
@@ -345,7 +346,7 @@ static void control_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     (void)what;
-    wm_pconn_finish(arg, "control-closed");
+    wm_conn_finish(arg, "control-closed");
 }
 
 static void arm_idle(struct udp_assoc *ua, uint64_t ms)
@@ -366,7 +367,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
         arm_idle(ua, idle - since);
         return;
     }
-    wm_pconn_finish(ua->c, "idle-timeout");
+    wm_conn_finish(&ua->c->conn, "idle-timeout");
 }
 
 static void udp_fail(struct wm_pconn *c, uint8_t rep, const char *why)
@@ -374,10 +375,10 @@ static void udp_fail(struct wm_pconn *c, uint8_t rep, const char *why)
     uint8_t out[32];
     size_t n = wm_socks5_build_reply(out, rep, NULL);
 
-    wm_log(WM_LOG_WARN, c->id, "udp associate client=%s: %s", c->peer_str, why);
-    c->code = rep;
-    wm_bev_send_bytes(c->bev, out, n);
-    wm_pconn_close_after_flush(c, why);
+    wm_log(WM_LOG_WARN, c->conn.id, "udp associate client=%s: %s", c->conn.peer_str, why);
+    c->conn.code = rep;
+    wm_bev_send_bytes(c->conn.bev, out, n);
+    wm_conn_close_after_flush(&c->conn, why);
 }
 
 void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
@@ -386,7 +387,7 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
     socklen_t llen = sizeof(local);
     struct udp_assoc *ua;
     struct wm_err err;
-    evutil_socket_t tcp_fd = bufferevent_getfd(c->bev);
+    evutil_socket_t tcp_fd = bufferevent_getfd(c->conn.bev);
     uint8_t out[32];
 
     if (tcp_fd < 0 || getsockname(tcp_fd, (struct sockaddr *)&local, &llen) < 0) {
@@ -401,8 +402,8 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
     ua->c = c;
     ua->cfd = ua->ofd[0] = ua->ofd[1] = -1;
     ua->last_ms = wm_now_ms();
-    c->proto_data = ua;
-    c->proto_free = assoc_free;
+    c->conn.proto_data = ua;
+    c->conn.proto_free = assoc_free;
     /* The client's UDP port, when it told us (an all-zero address means "any"). */
     ua->want_port = hint->port;
     if (local.ss_family == AF_INET) {
@@ -417,8 +418,8 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
         udp_fail(c, WM_SOCKS5_REP_FAILURE, err.msg);
         return;
     }
-    ua->cev = event_new(wm_worker_base(c->w), ua->cfd, EV_READ | EV_PERSIST, client_read_cb, ua);
-    ua->idle_ev = evtimer_new(wm_worker_base(c->w), idle_cb, ua);
+    ua->cev = event_new(wm_worker_base(c->conn.w), ua->cfd, EV_READ | EV_PERSIST, client_read_cb, ua);
+    ua->idle_ev = evtimer_new(wm_worker_base(c->conn.w), idle_cb, ua);
     if (ua->cev == NULL || ua->idle_ev == NULL) {
         udp_fail(c, WM_SOCKS5_REP_FAILURE, "out of memory");
         return;
@@ -427,12 +428,12 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
     if (c->opts->idle_timeout_ms > 0) {
         arm_idle(ua, (uint64_t)c->opts->idle_timeout_ms);
     }
-    wm_pconn_clear_timer(c);
-    c->code = WM_SOCKS5_REP_OK;
-    wm_addr_format((struct sockaddr *)&local, c->target, sizeof(c->target));
-    wm_bev_send_bytes(c->bev, out, wm_socks5_build_reply(out, WM_SOCKS5_REP_OK,
+    wm_conn_clear_timer(&c->conn);
+    c->conn.code = WM_SOCKS5_REP_OK;
+    wm_addr_format((struct sockaddr *)&local, c->conn.target, sizeof(c->conn.target));
+    wm_bev_send_bytes(c->conn.bev, out, wm_socks5_build_reply(out, WM_SOCKS5_REP_OK,
                                                          (struct sockaddr *)&local));
-    bufferevent_setcb(c->bev, control_read_cb, NULL, control_event_cb, c);
-    bufferevent_enable(c->bev, EV_READ);
-    wm_log(WM_LOG_DEBUG, c->id, "udp associate client=%s relay=%s", c->peer_str, c->target);
+    bufferevent_setcb(c->conn.bev, control_read_cb, NULL, control_event_cb, c);
+    bufferevent_enable(c->conn.bev, EV_READ);
+    wm_log(WM_LOG_DEBUG, c->conn.id, "udp associate client=%s relay=%s", c->conn.peer_str, c->conn.target);
 }

@@ -2,7 +2,7 @@
  * tunnel/http_map.c - the server's public HTTP(S) side: every request is
  * routed by its Host to the client that registered the domain (keep-alive
  * requests are routed one by one), forwarded over a tunnel stream by the
- * HTTP engine (proxy/http_fwd.h), with the mapping's header rules applied.
+ * HTTP engine (http/fwd.h), with the mapping's header rules applied.
  */
 #include <event2/bufferevent.h>
 #include <stdio.h>
@@ -10,12 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/bev.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/head.h"
 #include "net/tls.h"
-#include "proxy/http_fwd.h"
-#include "proxy/pconn.h"
+#include "http/fwd.h"
+#include "net/conn.h"
 #include "tunnel/mux.h"
 #include "tunnel/server_int.h"
 
@@ -33,7 +34,7 @@ static struct tserver *server_of(void)
     return wm_tnode != NULL ? wm_tnode->server : NULL;
 }
 
-static int route(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req,
+static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
     struct tserver *sv = server_of();
@@ -97,7 +98,7 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
     wm_hfwd_connected(f, outer, 0, NULL);
 }
 
-static void *connect_op(struct wm_hfwd *f, struct wm_pconn *c, const struct wm_hfwd_target *t)
+static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t)
 {
     struct tserver *sv = server_of();
     const struct route_data *d = t->data;
@@ -150,8 +151,9 @@ void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sock
                          socklen_t plen, struct wm_listen_stats *stats)
 {
     const struct wm_tunnel_settings *s = sv->n->s;
+    struct wm_conn_limits lim = {s->head_timeout_ms, s->idle_timeout_ms};
     struct bufferevent *bev;
-    struct wm_pconn *c;
+    struct wm_conn *c;
 
     if (tls) {
         if (s->map_ctx == NULL) {
@@ -172,10 +174,12 @@ void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sock
     if (bev == NULL) {
         return;
     }
-    c = wm_pconn_new(s->public_svc, sv->n->w, bev, peer, plen, stats);
+    c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        wm_bev_free(bev);
         return;
     }
-    c->proto = WM_PCONN_HTTP;
+    wm_conn_init(c, s->public_svc, sv->n->w, bev, peer, plen, stats, &lim);
+    c->proto = "http";
     wm_hfwd_start(c, tls ? &https_ops : &http_ops);
 }

@@ -210,6 +210,7 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
     s->pass = p->password != NULL ? strdup(p->password) : NULL;
     s->connect_timeout_ms = (int)p->connect_timeout_ms;
     s->idle_timeout_ms = (int)p->idle_timeout_ms;
+    s->head_timeout_ms = (int)p->handshake_timeout_ms;
     s->ping_ms = (int)p->heartbeat_ms;
     s->dead_ms = (int)p->heartbeat_timeout_ms;
     wm_proxy_opts_default(&po);

@@ -37,6 +37,7 @@ struct wm_tunnel_settings {
     char *pass;
     int connect_timeout_ms;
     int idle_timeout_ms;
+    int head_timeout_ms; /* public HTTP: a request head must come in time */
     int ping_ms;
     int dead_ms;
     struct wm_service *proxy_svc; /* serves the proxy protocol on streams */

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "core/service.h"
-#include "proxy/http_fwd.h"
+#include "http/fwd.h"
 #include "tunnel/node_int.h"
 
 struct wm_listener;

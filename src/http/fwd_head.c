@@ -1,8 +1,8 @@
 /*
- * proxy/http_fwd_head.c - the heads the forwarding engine writes: the
+ * http/fwd_head.c - the heads the forwarding engine writes: the
  * upstream request head and the client's response head, each built in one
  * evbuffer reservation, with hop-by-hop fields dropped and header rules
- * applied. Internal to proxy/http_fwd (see http_fwd_int.h).
+ * applied. Internal to http/fwd (see fwd_int.h).
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -13,9 +13,9 @@
 #include "http/head.h"
 #include "http/parser.h"
 #include "net/addr.h"
-#include "proxy/http_fwd.h"
-#include "proxy/http_fwd_int.h"
-#include "proxy/pconn.h"
+#include "http/fwd.h"
+#include "http/fwd_int.h"
+#include "net/conn.h"
 
 /* ---- header rules ---- */
 
@@ -190,7 +190,7 @@ void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
         if (own_host && wm_strieq(fl.name, fl.nlen, "host")) {
             continue;
         }
-        if (!(f->wants_upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) &&
+        if (!(f->ri.wants_upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) &&
             wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
             continue;
         }
@@ -203,7 +203,7 @@ void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
     if (f->t.nrules > 0) {
         add_rule_headers(f, hd, true, b);
     }
-    if (f->wants_upgrade) {
+    if (f->ri.wants_upgrade) {
         evbuffer_add(b, "Connection: Upgrade\r\n\r\n", 23);
     } else if (v10) {
         evbuffer_add(b, "Connection: close\r\n\r\n", 21);
@@ -233,7 +233,7 @@ void hfwd_set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
 
 void hfwd_write_response_head(struct wm_hfwd *f)
 {
-    struct wm_pconn *c = f->c;
+    struct wm_conn *c = f->c;
     struct wm_http_head *hd = wm_http_parser_head(f->resp);
     struct evbuffer *out = f->scratch;
     size_t before = evbuffer_get_length(out);
@@ -241,7 +241,7 @@ void hfwd_write_response_head(struct wm_hfwd *f)
     const char *reason = wm_http_head_reason(hd, &rlen);
     struct wm_http_field fl;
     int status = wm_http_head_status(hd);
-    bool upgrade = status == 101 && f->wants_upgrade;
+    bool upgrade = status == 101 && f->ri.wants_upgrade;
     char sl[16] = "HTTP/1.1 000 ";
     struct headw w;
 
@@ -274,7 +274,7 @@ void hfwd_write_response_head(struct wm_hfwd *f)
     }
     if (upgrade) {
         evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
-    } else if (status >= 200 && f->client_close) {
+    } else if (status >= 200 && f->ri.close_after) {
         evbuffer_add(out, "Connection: close\r\n\r\n", 21);
     } else if (status >= 200 && wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
         evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);

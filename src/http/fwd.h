@@ -1,15 +1,18 @@
 /*
- * proxy/http_fwd.h - the one HTTP/1 forwarding engine: reads requests from
- * a client connection, sends each to an upstream chosen by `ops`, streams
+ * http/fwd.h - the one HTTP/1 forwarding engine: reads requests from a
+ * client connection, sends each to an upstream chosen by `ops`, streams
  * bodies both ways (raw, chunk framing untouched), keeps both sides alive,
  * serves pipelined requests in order, passes Upgrade/101 through, and
  * answers errors as HTTP. Used by the forward proxy (absolute URIs, dial)
  * and by the tunnel's public HTTP side (Host routing, tunnel streams).
  *
- * The engine lives in c->proto_data; it ends with wm_pconn_finish().
+ * Ownership: the engine lives in c->proto_data and goes with the
+ * connection (net/conn.h), or earlier with wm_hfwd_detach(). Its callbacks
+ * run inside wm_conn_enter()/wm_conn_leave(), so the ops may finish the
+ * connection from any of them.
  */
-#ifndef WM_PROXY_HTTP_FWD_H
-#define WM_PROXY_HTTP_FWD_H
+#ifndef WM_HTTP_FWD_H
+#define WM_HTTP_FWD_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,7 +21,7 @@
 
 struct bufferevent;
 struct wm_http_head;
-struct wm_pconn;
+struct wm_conn;
 struct wm_hfwd;
 
 /* A header rule (wmproxy syntax, see conf/schema.h). Values may use
@@ -49,20 +52,20 @@ struct wm_hfwd_ops {
     /* The request head is complete. Fill t and return 0 to forward; return
      * an HTTP status >= 400 to answer with it (*detail: body text, *extra:
      * header lines ending in CRLF, both may stay NULL); or WM_HFWD_TAKEN. */
-    int (*route)(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *req,
+    int (*route)(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra);
     /* Connect to t and later (never from inside this call) call
      * wm_hfwd_connected() once, unless cancel() came first. Returns a handle
      * for cancel(), or NULL when connecting is impossible right now (then
      * wm_hfwd_connected() must not be called; the client gets a 502). */
-    void *(*connect)(struct wm_hfwd *f, struct wm_pconn *c, const struct wm_hfwd_target *t);
+    void *(*connect)(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t);
     void (*cancel)(void *handle);
     /* Optional: release t->data (the target is replaced or the connection ends). */
     void (*release)(struct wm_hfwd_target *t);
 };
 
 /* Serve c (its bufferevent is the client) with ops. */
-void wm_hfwd_start(struct wm_pconn *c, const struct wm_hfwd_ops *ops);
+void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops);
 
 /* The upstream for the current request: up (taken) or NULL with an HTTP
  * status (502, 504, ...) and a detail for the error answer. */
@@ -74,9 +77,10 @@ void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status,
 void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail);
 
 /* Drop the HTTP state, leaving c to the caller (CONNECT after WM_HFWD_TAKEN:
- * bytes after the request head stay in c's input buffer). */
+ * bytes after the request head stay in c's input buffer). f is freed now,
+ * or when the engine's own callback that is running returns. */
 void wm_hfwd_detach(struct wm_hfwd *f);
 
-struct wm_pconn *wm_hfwd_conn(const struct wm_hfwd *f);
+struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f);
 
 #endif

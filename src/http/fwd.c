@@ -1,0 +1,571 @@
+/*
+ * http/fwd.c - the HTTP/1 forwarding engine (see fwd.h): life cycle,
+ * timers and the client side. The upstream side is in fwd_up.c.
+ *
+ * One request at a time per client connection: the head is parsed and
+ * rewritten (hop-by-hop headers dropped, header rules applied), the body
+ * and the response body are forwarded as raw bytes, and only when the
+ * response is complete is the next (pipelined) request read. The upstream
+ * connection is kept for the next request with the same target key when
+ * both sides allow keep-alive.
+ *
+ * Every entry from the event loop (the client's and the upstream's
+ * callbacks, the timer, the ops' wm_hfwd_connected/fail/detach) runs
+ * between hf_enter() and hf_leave(); code that called something that may
+ * end the request tests f->state afterwards.
+ */
+#include "http/fwd.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bev.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "http/fwd_int.h"
+#include "http/head.h"
+#include "http/parser.h"
+#include "http/util.h"
+#include "net/conn.h"
+
+/* ---- life cycle ---- */
+
+static const char *const state_names[HF_STATE_COUNT] = {
+    "read-head", "connecting", "forward", "taken", "closing", "detached", "done",
+};
+
+void hf_set_state(struct wm_hfwd *f, enum hf_state st)
+{
+    if (f->state != st && wm_log_enabled(WM_LOG_TRACE)) {
+        wm_log(WM_LOG_TRACE, f->c->id, "http: %s -> %s", state_names[f->state],
+               state_names[st]);
+    }
+    f->state = st;
+}
+
+static void hf_destroy(struct wm_hfwd *f)
+{
+    if (f->connecting != NULL && f->ops->cancel != NULL) {
+        f->ops->cancel(f->connecting);
+    }
+    if (f->ops->release != NULL) {
+        f->ops->release(&f->t);
+    }
+    wm_fastread_free(f->cfr);
+    wm_fastread_free(f->ufr);
+    wm_bev_free(f->up);
+    if (f->timer != NULL) {
+        event_free(f->timer);
+    }
+    if (f->head_out != NULL) {
+        evbuffer_free(f->head_out);
+    }
+    if (f->scratch != NULL) {
+        evbuffer_free(f->scratch);
+    }
+    if (f->body != NULL) {
+        evbuffer_free(f->body);
+    }
+    wm_http_parser_free(f->req);
+    wm_http_parser_free(f->resp);
+    free(f);
+}
+
+/* The connection's proto_free: it goes, and the engine with it. */
+static void hf_conn_free(struct wm_conn *c)
+{
+    hf_destroy(c->proto_data);
+    c->proto_data = NULL;
+}
+
+void hf_enter(struct wm_hfwd *f)
+{
+    wm_guard_enter(&f->guard);
+    wm_conn_enter(f->c);
+}
+
+void hf_leave(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+
+    if (wm_guard_leave(&f->guard)) {
+        hf_destroy(f); /* detached while inside */
+    }
+    wm_conn_leave(c); /* may free c, and f with it when still attached */
+}
+
+/* The connection ends now (both sides closed, the line logged). */
+void hf_finish(struct wm_hfwd *f, const char *reason)
+{
+    hf_set_state(f, HF_DONE);
+    wm_conn_finish(f->c, reason);
+}
+
+struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f)
+{
+    return f->c;
+}
+
+/* ---- timers ---- */
+
+/* One deadline per connection, kept lazily: the libevent timer is only
+ * moved when the new deadline is earlier than the armed one; when it fires
+ * early it re-arms for what is left. Requests on a kept connection then
+ * cost no timer operation at all. */
+static void timer_at(struct wm_hfwd *f, uint64_t now, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    evtimer_add(f->timer, &tv);
+    f->timer_armed = true;
+    f->timer_fires = now + ms;
+}
+
+/* ms <= 0 clears the deadline. */
+void hf_arm_timer(struct wm_hfwd *f, int ms)
+{
+    uint64_t now;
+
+    if (ms <= 0) {
+        f->deadline = 0;
+        return;
+    }
+    now = wm_now_coarse_ms();
+    f->deadline = now + (uint64_t)ms;
+    if (!f->timer_armed || f->deadline < f->timer_fires) {
+        timer_at(f, now, (uint64_t)ms);
+    }
+}
+
+static void deadline_passed(struct wm_hfwd *f, uint64_t now)
+{
+    struct wm_conn *c = f->c;
+    uint64_t idle = (uint64_t)c->limits.idle_ms;
+
+    switch (f->state) {
+    case HF_READ_HEAD:
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+            wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+            hf_finish(f, "keepalive-timeout");
+        } else {
+            wm_hfwd_fail(f, 408, NULL, "request head not received in time");
+        }
+        return;
+    case HF_FORWARD:
+        if (now - f->last_ms < idle) {
+            hf_arm_timer(f, (int)(idle - (now - f->last_ms)));
+        } else if (f->resp_phase == HF_RESP_HEAD) {
+            wm_hfwd_fail(f, 504, NULL, "no response from the target in time");
+        } else {
+            wm_log(WM_LOG_DEBUG, c->id, "http: transfer idle, closing");
+            hf_finish(f, "idle-timeout");
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_hfwd *f = arg;
+    uint64_t now = wm_now_coarse_ms();
+
+    (void)fd;
+    (void)what;
+    f->timer_armed = false;
+    if (f->deadline == 0) {
+        return;
+    }
+    if (now < f->deadline) {
+        timer_at(f, now, f->deadline - now);
+        return;
+    }
+    f->deadline = 0;
+    hf_enter(f);
+    deadline_passed(f, now);
+    hf_leave(f);
+}
+
+/* ---- reading switches ---- */
+
+void hf_client_reading(struct wm_hfwd *f, bool on)
+{
+    on = on && !f->flow.client_eof; /* after the client's FIN there is nothing to read */
+    f->flow.creading = on;
+    if (f->cfr != NULL) {
+        wm_fastread_set(f->cfr, on);
+    } else if (on) {
+        bufferevent_enable(f->c->bev, EV_READ);
+    } else {
+        bufferevent_disable(f->c->bev, EV_READ);
+    }
+}
+
+/* Give the client bufferevent back its own reading (closing, handing on). */
+static void release_client_reads(struct wm_hfwd *f)
+{
+    wm_fastread_free(f->cfr);
+    f->cfr = NULL;
+}
+
+/* This connection serves no more requests: stop reading both sides, send
+ * the client what it already has, then close. */
+void hf_end_after_flush(struct wm_hfwd *f, const char *reason)
+{
+    hf_set_state(f, HF_CLOSING);
+    hf_arm_timer(f, 0);
+    hf_drop_upstream(f);
+    release_client_reads(f);
+    wm_conn_close_after_flush(f->c, reason);
+}
+
+/* The access line; the request line is formatted only when it is shown. */
+void hf_log_request(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+
+    c->access_logged = true;
+    if (!wm_log_enabled(WM_LOG_INFO)) {
+        return;
+    }
+    if (f->reqline[0] == '\0' && wm_http_head_size(wm_http_parser_head(f->req)) > 0) {
+        hfwd_set_reqline(f, wm_http_parser_head(f->req));
+    }
+    wm_log(WM_LOG_INFO, c->id,
+           "access proto=%s client=%s user=%s target=%s req=\"%s\" code=%d in=%llu out=%llu "
+           "ms=%llu",
+           f->ops->proto, c->peer_str, c->user[0] ? c->user : "-",
+           f->t.log[0] ? f->t.log : "-", f->reqline, f->status,
+           (unsigned long long)f->req_in, (unsigned long long)f->req_out,
+           (unsigned long long)(wm_now_ms() - f->req_start_ms));
+}
+
+void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail)
+{
+    struct wm_conn *c = f->c;
+    struct evbuffer *out;
+    size_t before;
+
+    if (hf_over(f)) {
+        return; /* already answered or gone */
+    }
+    hf_enter(f);
+    out = bufferevent_get_output(c->bev);
+    before = evbuffer_get_length(out);
+    f->status = status;
+    c->code = status;
+    if (f->connecting != NULL && f->ops->cancel != NULL) {
+        f->ops->cancel(f->connecting);
+    }
+    f->connecting = NULL;
+    wm_http_write_error(out, status, true, extra, detail);
+    f->req_out += evbuffer_get_length(out) - before;
+    c->bytes_out += evbuffer_get_length(out) - before;
+    if (wm_http_head_size(wm_http_parser_head(f->req)) > 0 || status != 408) {
+        hf_log_request(f);
+    }
+    hf_end_after_flush(f, "http-error");
+    hf_leave(f);
+}
+
+void wm_hfwd_detach(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+
+    hf_set_state(f, HF_DETACHED);
+    hf_arm_timer(f, 0);
+    release_client_reads(f);
+    c->proto_data = NULL;
+    c->proto_free = NULL;
+    if (wm_guard_close(&f->guard)) {
+        hf_destroy(f);
+    }
+}
+
+/* ---- client side ---- */
+
+int hf_move_body(struct wm_http_parser *p, struct evbuffer *in, struct evbuffer *out,
+                 size_t *moved)
+{
+    *moved = 0;
+    for (;;) {
+        struct evbuffer_iovec v = {NULL, 0};
+        size_t used;
+        int have = evbuffer_peek(in, -1, NULL, &v, 1);
+        enum wm_http_res r = wm_http_parser_feed_body(p, v.iov_base, have > 0 ? v.iov_len : 0,
+                                                      &used);
+
+        if (r != WM_HTTP_MORE && r != WM_HTTP_MSG_DONE) {
+            return r;
+        }
+        if (used > 0) {
+            evbuffer_remove_buffer(in, out, used);
+            *moved += used;
+        }
+        if (r == WM_HTTP_MSG_DONE || have < 1 || used == 0) {
+            return r;
+        }
+    }
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    if (f->flow.up_paused && f->up != NULL) {
+        hf_enter(f);
+        f->flow.up_paused = false;
+        bufferevent_setwatermark(f->c->bev, EV_WRITE, 0, 0);
+        hf_up_reading(f, true);
+        hf_process_upstream(f);
+        hf_leave(f);
+    }
+}
+
+static void client_event(struct wm_hfwd *f, short what)
+{
+    if ((what & BEV_EVENT_EOF) && f->state == HF_FORWARD && f->req_phase == HF_REQ_DONE) {
+        /* The client half-closed after its request: answer it and the
+         * complete requests already buffered behind it, then close. */
+        hf_client_reading(f, false);
+        f->flow.client_eof = true;
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_TAKEN) {
+        /* CONNECT + early data + FIN before the dial ends: the relay reads
+         * the socket again, gets the data and then the (lasting) EOF. */
+        hf_client_reading(f, false);
+        return;
+    }
+    if (f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) {
+        hf_log_request(f);
+    }
+    hf_finish(f, (what & BEV_EVENT_EOF) ? "client-closed" : "client-error");
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    hf_enter(f);
+    client_event(f, what);
+    hf_leave(f);
+}
+
+static void reset_request(struct wm_hfwd *f)
+{
+    f->status = 0;
+    memset(&f->ri, 0, sizeof(f->ri));
+    f->req_phase = HF_REQ_BODY;
+    f->resp_phase = HF_RESP_HEAD;
+    f->reqline[0] = '\0'; /* formatted when logged */
+    f->ri.is_head = wm_http_parser_method(f->req) == HTTP_HEAD;
+    f->ri.close_after = !wm_http_parser_keep_alive(f->req);
+    f->ri.wants_upgrade = wm_http_parser_upgrade(f->req) &&
+                          wm_http_parser_method(f->req) != HTTP_CONNECT;
+    if (f->ri.wants_upgrade) {
+        f->ri.close_after = true; /* after an upgrade the connection is not HTTP any more */
+    }
+    if (f->ops->release != NULL) {
+        f->ops->release(&f->t);
+    }
+    memset(&f->t, 0, sizeof(f->t));
+}
+
+static void handle_head(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+    struct wm_http_head *hd = wm_http_parser_head(f->req);
+    const char *detail = NULL;
+    const char *extra = NULL;
+    int r;
+
+    reset_request(f);
+    r = f->ops->route(f, c, hd, &f->t, &detail, &extra);
+    if (r == WM_HFWD_TAKEN) {
+        hf_set_state(f, HF_TAKEN);
+        hf_client_reading(f, false); /* early bytes and a FIN wait for the relay */
+        hf_arm_timer(f, 0);
+        return;
+    }
+    if (r != 0) {
+        wm_hfwd_fail(f, r, extra, detail);
+        return;
+    }
+    if (wm_log_enabled(WM_LOG_DEBUG)) {
+        /* only debug lines of the connection read it */
+        snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->t.log);
+    }
+    hfwd_build_upstream_head(f, hd);
+    if (f->up != NULL && strcmp(f->up_key, f->t.key) != 0) {
+        hf_drop_upstream(f);
+    }
+    f->ri.reused = f->up != NULL;
+    if (f->resp == NULL) {
+        f->resp = wm_http_parser_new(WM_HTTP_RESPONSE, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
+        if (f->resp == NULL) {
+            wm_hfwd_fail(f, 500, NULL, "out of memory");
+            return;
+        }
+    }
+    hf_send_request(f);
+}
+
+static void head_error(struct wm_hfwd *f, enum wm_http_res r)
+{
+    switch (r) {
+    case WM_HTTP_ERR_TOO_LARGE:
+        wm_hfwd_fail(f, 431, NULL, "request head larger than the limit");
+        return;
+    case WM_HTTP_ERR_FRAMING:
+        wm_hfwd_fail(f, 400, NULL, wm_http_parser_error(f->req));
+        return;
+    default:
+        wm_log(WM_LOG_DEBUG, f->c->id, "http client=%s: malformed request: %s",
+               f->c->peer_str, wm_http_parser_error(f->req));
+        wm_hfwd_fail(f, 400, NULL, "malformed request");
+        return;
+    }
+}
+
+static void read_head(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    while (f->state == HF_READ_HEAD) {
+        struct evbuffer_iovec v;
+        size_t used;
+        enum wm_http_res r;
+
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            if (f->flow.client_eof) {
+                hf_end_after_flush(f, "client-closed"); /* a partial head is dropped */
+            }
+            return;
+        }
+        if (wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+            /* First bytes of a request: the head must now come in time. */
+            hf_arm_timer(f, c->limits.head_ms);
+            f->req_start_ms = wm_now_ms();
+            f->req_in = f->req_out = 0;
+        }
+        r = wm_http_parser_feed_head(f->req, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(in, used);
+        f->req_in += used;
+        c->bytes_in += used;
+        if (r == WM_HTTP_HEAD_DONE) {
+            handle_head(f);
+            return;
+        }
+        if (r != WM_HTTP_MORE) {
+            head_error(f, r);
+            return;
+        }
+    }
+}
+
+/* Move request body bytes (raw) from the client to the target. */
+static void forward_body(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t moved;
+    int r = hf_move_body(f->req, in, f->body, &moved);
+
+    if (moved > 0) {
+        wm_bev_send(f->up, f->body, moved);
+        f->req_in += moved;
+        c->bytes_in += moved;
+        f->last_ms = wm_now_coarse_ms();
+    }
+    if (r == WM_HTTP_MSG_DONE) {
+        /* Pipelined requests wait in the input buffer, bounded by its read
+         * watermark, until this response is complete. */
+        f->req_phase = HF_REQ_DONE;
+        return;
+    }
+    if (r != WM_HTTP_MORE) {
+        wm_log(WM_LOG_DEBUG, c->id, "http: bad request body: %s", wm_http_parser_error(f->req));
+        if (f->resp_phase == HF_RESP_HEAD) {
+            wm_hfwd_fail(f, 400, NULL, "malformed request body");
+        } else {
+            hf_log_request(f);
+            hf_finish(f, "bad-request-body");
+        }
+        return;
+    }
+    if (f->flow.client_eof && evbuffer_get_length(in) == 0) {
+        hf_log_request(f); /* a buffered request whose body was cut by the FIN */
+        hf_finish(f, "client-closed");
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(f->up)) >= WM_HTTP_BODY_HIGH_WATER) {
+        f->flow.client_paused = true;
+        hf_client_reading(f, false);
+        bufferevent_setwatermark(f->up, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+    }
+}
+
+void hf_process_client(struct wm_hfwd *f)
+{
+    if (f->state == HF_READ_HEAD) {
+        read_head(f);
+    } else if (f->state == HF_FORWARD && f->req_phase == HF_REQ_BODY) {
+        forward_body(f);
+    }
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    hf_enter(f);
+    hf_process_client(f);
+    hf_leave(f);
+}
+
+void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
+{
+    struct wm_hfwd *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
+        wm_conn_finish(c, "out-of-memory");
+        return;
+    }
+    f->c = c;
+    f->ops = ops;
+    f->req = wm_http_parser_new(WM_HTTP_REQUEST, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
+    f->head_out = evbuffer_new();
+    f->scratch = evbuffer_new();
+    f->body = evbuffer_new();
+    f->timer = evtimer_new(wm_worker_base(c->w), timer_cb, f);
+    c->proto_data = f;
+    c->proto_free = hf_conn_free;
+    if (f->req == NULL || f->head_out == NULL || f->scratch == NULL || f->body == NULL ||
+        f->timer == NULL) {
+        wm_conn_finish(c, "out-of-memory");
+        return;
+    }
+    wm_conn_clear_timer(c); /* our own timer takes over */
+    hf_set_state(f, HF_READ_HEAD);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, f);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    f->flow.creading = true;
+    f->cfr = wm_fastread_new(c->bev, WM_HTTP_CLIENT_READ_MAX, client_read_cb, client_event_cb, f);
+    hf_arm_timer(f, c->limits.head_ms);
+    hf_enter(f);
+    hf_process_client(f);
+    hf_leave(f);
+}

@@ -1,0 +1,135 @@
+/*
+ * http/fwd_int.h - state of one HTTP/1 forwarding engine, shared by fwd.c
+ * (the I/O state machine) and fwd_head.c (head building). Nothing outside
+ * src/http/fwd*.c includes it.
+ */
+#ifndef WM_HTTP_FWD_INT_H
+#define WM_HTTP_FWD_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/guard.h"
+#include "core/limits.h"
+#include "http/fwd.h"
+
+struct bufferevent;
+struct evbuffer;
+struct wm_http_head;
+struct wm_http_parser;
+
+/* The connection's phase; changed only through hf_set_state(). */
+enum hf_state {
+    HF_READ_HEAD = 0, /* have: nothing of this request, or part of its head; await the rest */
+    HF_CONNECTING,    /* have: a routed head; await ops->connect's wm_hfwd_connected() */
+    HF_FORWARD,       /* have: head sent upstream; request body and response flowing
+                       * (hf_req / hf_resp below say how far each has come) */
+    HF_TAKEN,         /* the route op owns the connection (CONNECT); await detach or fail */
+    /* Over: no request is served any more (hf_over()). */
+    HF_CLOSING,       /* have: an error answer or the last response; flushing, then close */
+    HF_DETACHED,      /* gone from the connection; freed at the last leave */
+    HF_DONE,          /* the connection finished; freed with it at the last leave */
+    HF_STATE_COUNT
+};
+
+/* How far the request body has come while HF_FORWARD. */
+enum hf_req {
+    HF_REQ_BODY = 0, /* body bytes (if any) still to move to the upstream */
+    HF_REQ_DONE,     /* the whole request is upstream; pipelined bytes wait in input */
+};
+
+/* How far the response has come while HF_FORWARD. */
+enum hf_resp {
+    HF_RESP_HEAD = 0, /* awaiting the final head (interim 1xx heads pass through) */
+    HF_RESP_BODY,     /* final head sent to the client; body flowing */
+    HF_RESP_DONE,     /* complete */
+};
+
+/* What the current request asks for (set from its head). */
+struct hf_reqinfo {
+    bool is_head;       /* HEAD: the response has no body */
+    bool wants_upgrade; /* Upgrade (not CONNECT): a 101 turns the connection into a relay */
+    bool close_after;   /* the connection ends after this response */
+    bool reused;        /* sent on a kept upstream connection */
+    bool retried;       /* already sent once more after a kept connection closed */
+};
+
+/* Back-pressure and reading, each side. */
+struct hf_flow {
+    bool creading;      /* client reading wanted */
+    bool client_eof;    /* FIN read: serve what is buffered, then close */
+    bool client_paused; /* upstream output full: client reads wait for its drain */
+    bool up_paused;     /* client output full: upstream reads wait for its drain */
+};
+
+struct wm_hfwd {
+    struct wm_conn *c;
+    const struct wm_hfwd_ops *ops;
+    struct wm_guard guard;         /* engine callbacks on the stack (core/guard.h) */
+    enum hf_state state;
+    enum hf_req req_phase;
+    enum hf_resp resp_phase;
+    struct hf_reqinfo ri;
+    struct hf_flow flow;
+    struct wm_http_parser *req;
+    struct wm_http_parser *resp;
+    struct bufferevent *up;
+    struct wm_fastread *cfr;       /* fast reads of the client socket (plain sockets) */
+    struct wm_fastread *ufr;       /* and of the upstream socket */
+    char up_key[WM_HOST_MAX + 80]; /* target key of `up` */
+    void *connecting;              /* ops handle while HF_CONNECTING */
+    struct wm_hfwd_target t;
+    struct evbuffer *head_out;     /* upstream request head, kept for one retry */
+    struct evbuffer *scratch;      /* response bytes gathered for one write */
+    struct evbuffer *body;         /* request body bytes on their way to one write */
+    int status;
+    uint64_t req_start_ms;
+    uint64_t req_in;
+    uint64_t req_out;
+    uint64_t last_ms;      /* coarse clock: last byte either way */
+    uint64_t deadline;     /* coarse clock; 0: none */
+    uint64_t timer_fires;  /* when the armed libevent timer fires */
+    bool timer_armed;
+    char reqline[256];
+    struct event *timer;
+};
+
+static inline bool hf_over(const struct wm_hfwd *f)
+{
+    return f->state >= HF_CLOSING;
+}
+
+/* fwd.c: life cycle, timer, client side */
+void hf_set_state(struct wm_hfwd *f, enum hf_state st); /* logs at trace level */
+void hf_enter(struct wm_hfwd *f);                       /* around every entry */
+void hf_leave(struct wm_hfwd *f);                       /* may free f (and the conn) */
+void hf_finish(struct wm_hfwd *f, const char *reason);  /* the connection ends now */
+void hf_end_after_flush(struct wm_hfwd *f, const char *reason);
+void hf_arm_timer(struct wm_hfwd *f, int ms);           /* ms <= 0: no deadline */
+void hf_client_reading(struct wm_hfwd *f, bool on);
+void hf_log_request(struct wm_hfwd *f);
+void hf_process_client(struct wm_hfwd *f);
+/* Body bytes from in through parser p to out (evbuffer moves, no copy of
+ * whole chains); *moved gets the count. Returns the last parser result:
+ * WM_HTTP_MORE (in is empty or the parser wants more) or WM_HTTP_MSG_DONE,
+ * anything else is a framing error. */
+int hf_move_body(struct wm_http_parser *p, struct evbuffer *in, struct evbuffer *out,
+                 size_t *moved);
+
+/* fwd_up.c: the upstream side */
+void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up);
+void hf_drop_upstream(struct wm_hfwd *f);
+void hf_up_reading(struct wm_hfwd *f, bool on);
+void hf_send_request(struct wm_hfwd *f);
+void hf_process_upstream(struct wm_hfwd *f);
+void hf_response_done(struct wm_hfwd *f);
+
+/* fwd_head.c */
+/* Rewrite the request head hd into f->head_out (kept for one retry). */
+void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd);
+/* The response head for the client, appended to f->scratch; counts bytes. */
+void hfwd_write_response_head(struct wm_hfwd *f);
+/* f->reqline: "METHOD URL", cut and made safe for one log line. */
+void hfwd_set_reqline(struct wm_hfwd *f, struct wm_http_head *hd);
+
+#endif

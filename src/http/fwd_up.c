@@ -1,0 +1,358 @@
+/*
+ * http/fwd_up.c - the forwarding engine's upstream side: sending the
+ * request, reading the response (interim heads, body, end, 101 Upgrade),
+ * keeping the connection for the next request, one retry of an idempotent
+ * request on a kept connection the target closed. Internal to http/fwd
+ * (see fwd_int.h); entries from the event loop are wrapped as in fwd.c.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/bev.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "http/fwd.h"
+#include "http/fwd_int.h"
+#include "http/head.h"
+#include "http/parser.h"
+#include "net/conn.h"
+
+void hf_up_reading(struct wm_hfwd *f, bool on)
+{
+    if (f->ufr != NULL) {
+        wm_fastread_set(f->ufr, on);
+    } else if (on) {
+        bufferevent_enable(f->up, EV_READ);
+    } else {
+        bufferevent_disable(f->up, EV_READ);
+    }
+}
+
+void hf_drop_upstream(struct wm_hfwd *f)
+{
+    wm_fastread_free(f->ufr);
+    f->ufr = NULL;
+    wm_bev_free(f->up);
+    f->up = NULL;
+    f->up_key[0] = '\0';
+    f->flow.up_paused = false;
+}
+
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    if (f->flow.client_paused && f->req_phase == HF_REQ_BODY && f->state == HF_FORWARD) {
+        hf_enter(f);
+        f->flow.client_paused = false;
+        bufferevent_setwatermark(f->up, EV_WRITE, 0, 0);
+        hf_client_reading(f, true);
+        hf_process_client(f);
+        hf_leave(f);
+    }
+}
+
+static bool idempotent(struct wm_http_head *hd)
+{
+    static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    size_t n;
+    const char *m = wm_http_head_method(hd, &n);
+
+    for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++) {
+        if (n == strlen(safe[i]) && memcmp(m, safe[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The kept connection was closed by the target as we reused it: an
+ * idempotent request (RFC 9110 9.2.2) without a body is safe to send again
+ * on a fresh connection, once. A POST is not. */
+static bool may_retry(struct wm_hfwd *f)
+{
+    return f->ri.reused && !f->ri.retried &&
+           wm_http_head_size(wm_http_parser_head(f->resp)) == 0 &&
+           !wm_http_parser_has_body(f->req) && idempotent(wm_http_parser_head(f->req));
+}
+
+/* The target's EOF after the final head: the body may end with it. */
+static void up_eof_in_body(struct wm_hfwd *f)
+{
+    hf_process_upstream(f); /* drain what is buffered */
+    if (f->state != HF_FORWARD || f->resp_phase == HF_RESP_DONE) {
+        return;
+    }
+    if (wm_http_parser_feed_eof(f->resp) == WM_HTTP_MSG_DONE) {
+        f->ri.close_after = true;
+        hf_response_done(f);
+        return;
+    }
+    wm_log(WM_LOG_DEBUG, f->c->id, "http: target closed mid-response");
+    hf_log_request(f);
+    hf_end_after_flush(f, "target-closed");
+}
+
+static void up_event(struct wm_hfwd *f, short what)
+{
+    if (f->state != HF_FORWARD) {
+        hf_drop_upstream(f); /* a kept connection closed between requests: forget it */
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && f->resp_phase == HF_RESP_BODY) {
+        up_eof_in_body(f);
+        return;
+    }
+    if (f->resp_phase == HF_RESP_HEAD && may_retry(f)) {
+        f->ri.retried = true;
+        hf_drop_upstream(f);
+        hf_send_request(f);
+        return;
+    }
+    if (f->resp_phase == HF_RESP_HEAD) {
+        wm_hfwd_fail(f, 502, NULL, "the target closed the connection without answering");
+        return;
+    }
+    hf_log_request(f);
+    hf_end_after_flush(f, "target-error"); /* what the client was sent still goes */
+}
+
+static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    hf_enter(f);
+    up_event(f, what);
+    hf_leave(f);
+}
+
+static void up_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_hfwd *f = arg;
+
+    (void)bev;
+    hf_enter(f);
+    if (f->state != HF_FORWARD) {
+        hf_drop_upstream(f); /* bytes on an idle kept connection: it is unusable now */
+    } else {
+        hf_process_upstream(f);
+    }
+    hf_leave(f);
+}
+
+void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up)
+{
+    f->up = up;
+    wm_http_parser_reset(f->resp);
+    snprintf(f->up_key, sizeof(f->up_key), "%s", f->t.key);
+    bufferevent_setcb(up, up_read_cb, up_write_cb, up_event_cb, f);
+    bufferevent_set_max_single_read(up, WM_RELAY_MAX_READ);
+    bufferevent_enable(up, EV_READ | EV_WRITE);
+    f->ufr = wm_fastread_new(up, WM_HTTP_BODY_HIGH_WATER, up_read_cb, up_event_cb, f);
+}
+
+void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status, const char *detail)
+{
+    hf_enter(f);
+    f->connecting = NULL;
+    if (up == NULL) {
+        wm_hfwd_fail(f, status > 0 ? status : 502, NULL, detail);
+    } else {
+        hf_attach_upstream(f, up);
+        f->ri.reused = false;
+        hf_send_request(f);
+    }
+    hf_leave(f);
+}
+
+/* Send the prepared head on the current upstream (connecting one if
+ * needed), then start moving the body and waiting for the response. */
+void hf_send_request(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+
+    if (f->up == NULL) {
+        hf_set_state(f, HF_CONNECTING);
+        hf_client_reading(f, false);
+        hf_arm_timer(f, 0);
+        f->connecting = f->ops->connect(f, c, &f->t);
+        if (f->connecting == NULL) {
+            wm_hfwd_fail(f, 502, NULL, "the target cannot be reached now");
+        }
+        return;
+    }
+    hf_set_state(f, HF_FORWARD);
+    f->last_ms = wm_now_coarse_ms();
+    hf_arm_timer(f, c->limits.idle_ms);
+    /* Copy, not move: kept for one retry on a kept connection. */
+    if (f->ri.reused && !f->ri.retried) {
+        size_t hl = evbuffer_get_length(f->head_out);
+        wm_bev_send_bytes(f->up, evbuffer_pullup(f->head_out, -1), hl);
+    } else {
+        wm_bev_send(f->up, f->head_out, evbuffer_get_length(f->head_out));
+    }
+    wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
+    hf_client_reading(f, true);
+    hf_process_client(f);
+}
+
+/* Send what hf_process_upstream() gathered for the client, in one write. */
+static void flush_scratch(struct wm_hfwd *f)
+{
+    size_t n = evbuffer_get_length(f->scratch);
+
+    if (n > 0) {
+        wm_bev_send(f->c->bev, f->scratch, n);
+    }
+}
+
+/* 101 to an Upgrade request: from now on a byte relay. */
+static void become_tunnel(struct wm_hfwd *f)
+{
+    struct wm_conn *c = f->c;
+    struct bufferevent *up = f->up;
+
+    hf_log_request(f);
+    wm_fastread_free(f->ufr); /* the relay reads on its own */
+    f->ufr = NULL;
+    f->up = NULL;
+    wm_hfwd_detach(f);
+    /* Bytes already buffered on either side are the first the relay moves. */
+    wm_conn_relay_bev(c, up);
+}
+
+void hf_response_done(struct wm_hfwd *f)
+{
+    bool keep_up;
+
+    f->resp_phase = HF_RESP_DONE;
+    hf_log_request(f);
+    keep_up = f->up != NULL && wm_http_parser_keep_alive(f->resp) &&
+              !wm_http_parser_needs_eof(f->resp) &&
+              evbuffer_get_length(bufferevent_get_input(f->up)) == 0;
+    if (!keep_up) {
+        hf_drop_upstream(f);
+    } else {
+        wm_http_parser_next(f->resp);
+    }
+    if (f->ri.close_after || f->req_phase != HF_REQ_DONE) {
+        /* A response that ended before its request body cannot be followed
+         * by another request on this connection. */
+        hf_end_after_flush(f, "done");
+        return;
+    }
+    wm_http_parser_next(f->req);
+    hf_set_state(f, HF_READ_HEAD);
+    f->reqline[0] = '\0';
+    evbuffer_drain(f->head_out, evbuffer_get_length(f->head_out));
+    hf_arm_timer(f, f->c->limits.idle_ms);
+    hf_client_reading(f, true); /* also resumes after pipelined input filled up */
+    hf_process_client(f);
+}
+
+/* A response head is complete: pass it on; the status decides what follows. */
+static void response_head(struct wm_hfwd *f)
+{
+    int status = wm_http_head_status(wm_http_parser_head(f->resp));
+
+    f->status = status;
+    f->c->code = status;
+    if (status == 101 && f->ri.wants_upgrade) {
+        hfwd_write_response_head(f);
+        flush_scratch(f);
+        become_tunnel(f);
+        return;
+    }
+    if (status >= 100 && status < 200) {
+        /* Interim response: pass it on, the final one follows. */
+        hfwd_write_response_head(f);
+        wm_http_parser_next(f->resp);
+        wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
+        return;
+    }
+    if (wm_http_parser_needs_eof(f->resp)) {
+        f->ri.close_after = true; /* the head says so: written before it */
+    }
+    hfwd_write_response_head(f);
+    f->resp_phase = HF_RESP_BODY;
+}
+
+/* Parse response head bytes; false when nothing more can be done now. */
+static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
+{
+    struct evbuffer_iovec v;
+    size_t used;
+    enum wm_http_res r;
+
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+        flush_scratch(f); /* interim responses */
+        return false;
+    }
+    f->last_ms = wm_now_coarse_ms();
+    r = wm_http_parser_feed_head(f->resp, v.iov_base, v.iov_len, &used);
+    evbuffer_drain(in, used);
+    if (r == WM_HTTP_HEAD_DONE) {
+        response_head(f);
+    } else if (r != WM_HTTP_MORE) {
+        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response from %s: %s", f->t.log,
+               wm_http_parser_error(f->resp));
+        wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
+        return false;
+    }
+    return true;
+}
+
+/* Move response body bytes to the client; false when nothing more can be
+ * done now. */
+static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
+{
+    size_t moved;
+    int r = hf_move_body(f->resp, in, f->scratch, &moved);
+
+    if (moved > 0) {
+        f->req_out += moved;
+        f->c->bytes_out += moved;
+        f->last_ms = wm_now_coarse_ms();
+    }
+    flush_scratch(f);
+    if (r == WM_HTTP_MSG_DONE) {
+        hf_response_done(f);
+    } else if (r != WM_HTTP_MORE) {
+        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->t.log,
+               wm_http_parser_error(f->resp));
+        hf_log_request(f);
+        hf_end_after_flush(f, "bad-response");
+    }
+    return false;
+}
+
+/* Move response bytes to the client while there are any; pause the
+ * upstream when the client's output is full. */
+void hf_process_upstream(struct wm_hfwd *f)
+{
+    struct evbuffer *in;
+
+    if (f->up == NULL || f->state != HF_FORWARD) {
+        return;
+    }
+    in = bufferevent_get_input(f->up);
+    while (f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) {
+        bool more = f->resp_phase == HF_RESP_HEAD ? read_response_head(f, in)
+                                                  : read_response_body(f, in);
+        if (!more) {
+            break;
+        }
+    }
+    if (f->state == HF_FORWARD && f->up != NULL &&
+        evbuffer_get_length(bufferevent_get_output(f->c->bev)) >= WM_HTTP_BODY_HIGH_WATER) {
+        f->flow.up_paused = true;
+        hf_up_reading(f, false);
+        bufferevent_setwatermark(f->c->bev, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+    }
+}

@@ -1,0 +1,254 @@
+/*
+ * net/conn.c - the accepted-connection record (see conn.h).
+ */
+#include "net/conn.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/bev.h"
+#include "core/log.h"
+#include "core/relay.h"
+#include "core/service.h"
+#include "core/splice.h"
+#include "core/util.h"
+#include "net/dial.h"
+
+#define WM_FLUSH_BOUND_MS 5000
+
+/* The memory and what still hangs on it; finish already closed the rest. */
+static void conn_free(struct wm_conn *c)
+{
+    if (c->proto_free != NULL) {
+        c->proto_free(c);
+    }
+    wm_bev_free(c->bev); /* after proto_free: the handler may still hold read hooks on it */
+    wm_listen_stats_unref(c->stats);
+    wm_service_unref(c->svc);
+    free(c);
+}
+
+void wm_conn_leave(struct wm_conn *c)
+{
+    if (wm_guard_leave(&c->guard)) {
+        conn_free(c);
+    }
+}
+
+static void conn_abort(struct wm_conn_link *link)
+{
+    struct wm_conn *c = (struct wm_conn *)link;
+
+    if (c->relay != NULL) {
+        wm_relay_abort(c->relay); /* its callback finishes c */
+        return;
+    }
+    if (c->splice != NULL) {
+        wm_splice_abort(c->splice);
+        return;
+    }
+    wm_conn_finish(c, "shutdown");
+}
+
+void wm_conn_init(struct wm_conn *c, struct wm_service *svc, struct wm_worker *w,
+                  struct bufferevent *bev, const struct sockaddr *peer, socklen_t peerlen,
+                  struct wm_listen_stats *stats, const struct wm_conn_limits *limits)
+{
+    c->id = wm_log_next_id();
+    c->w = w;
+    c->svc = wm_service_ref(svc);
+    c->stats = wm_listen_stats_ref(stats);
+    wm_listen_stats_conn_open(stats);
+    c->limits = *limits;
+    c->bev = bev;
+    c->start_ms = wm_now_ms();
+    c->link.abort = conn_abort;
+    if (peer != NULL && peerlen <= sizeof(c->peer)) {
+        memcpy(&c->peer, peer, peerlen);
+        c->peerlen = peerlen;
+        wm_addr_format(peer, c->peer_str, sizeof(c->peer_str));
+    } else {
+        snprintf(c->peer_str, sizeof(c->peer_str), "stream");
+    }
+    wm_worker_conn_add(w, &c->link);
+    wm_log(WM_LOG_DEBUG, c->id, "accept client=%s", c->peer_str);
+}
+
+void wm_conn_finish(struct wm_conn *c, const char *reason)
+{
+    if (wm_conn_closed(c)) {
+        return;
+    }
+    if (!c->access_logged && c->proto != NULL) {
+        wm_log(WM_LOG_INFO, c->id,
+               "access proto=%s client=%s user=%s target=%s code=%d in=%llu out=%llu "
+               "ms=%llu end=%s",
+               c->proto, c->peer_str, c->user[0] ? c->user : "-",
+               c->target[0] ? c->target : "-", c->code, (unsigned long long)c->bytes_in,
+               (unsigned long long)c->bytes_out,
+               (unsigned long long)(wm_now_ms() - c->start_ms), reason);
+    } else {
+        wm_log(WM_LOG_DEBUG, c->id, "close client=%s end=%s", c->peer_str, reason);
+    }
+    /* Counters first: /status must never show a closed connection as open
+     * on its listener after the worker stopped counting it. */
+    wm_listen_stats_conn_close(c->stats, c->bytes_in, c->bytes_out);
+    wm_worker_conn_del(c->w, &c->link);
+    if (c->dial != NULL) {
+        wm_dial_cancel(c->dial);
+        c->dial = NULL;
+    }
+    wm_conn_clear_timer(c);
+    if (c->bev != NULL) {
+        /* Nothing of ours may run for it any more, even before the free. */
+        bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    }
+    if (wm_guard_close(&c->guard)) {
+        conn_free(c);
+    }
+}
+
+static void flush_write_cb(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        wm_conn_finish(arg, "closed");
+    }
+}
+
+static void flush_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+        wm_conn_finish(arg, "closed");
+    }
+}
+
+static void flush_timeout_cb(int fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wm_conn_finish(arg, "flush-timeout");
+}
+
+static void flush_read_cb(struct bufferevent *bev, void *arg)
+{
+    /* Discard whatever the client keeps sending while we close. */
+    struct evbuffer *in = bufferevent_get_input(bev);
+
+    (void)arg;
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+void wm_conn_close_after_flush(struct wm_conn *c, const char *reason)
+{
+    if (wm_conn_closed(c)) {
+        return;
+    }
+    if (c->bev == NULL) {
+        wm_conn_finish(c, reason);
+        return;
+    }
+    if (c->dial != NULL) {
+        wm_dial_cancel(c->dial);
+        c->dial = NULL;
+    }
+    bufferevent_setcb(c->bev, flush_read_cb, flush_write_cb, flush_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    wm_conn_set_timer(c, WM_FLUSH_BOUND_MS, flush_timeout_cb);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        wm_conn_finish(c, reason);
+    }
+}
+
+void wm_conn_set_timer(struct wm_conn *c, int ms, void (*cb)(int, short, void *))
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    wm_conn_clear_timer(c);
+    c->timer = evtimer_new(wm_worker_base(c->w), cb, c);
+    if (c->timer != NULL) {
+        evtimer_add(c->timer, &tv);
+    }
+}
+
+void wm_conn_clear_timer(struct wm_conn *c)
+{
+    if (c->timer != NULL) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+}
+
+static void relay_done(void *arg, const struct wm_relay_result *res)
+{
+    struct wm_conn *c = arg;
+
+    c->relay = NULL;
+    c->splice = NULL;
+    c->bytes_in += res->a_to_b;
+    c->bytes_out += res->b_to_a;
+    wm_conn_finish(c, wm_relay_end_str(res->end));
+}
+
+void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up)
+{
+    struct wm_relay_conf rc = {c->limits.idle_ms, 0};
+
+    wm_conn_clear_timer(c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0); /* the relay bounds reading itself */
+    c->relay = wm_relay_start(wm_worker_base(c->w), c->bev, up, &rc, relay_done, c);
+    if (c->relay == NULL) {
+        bufferevent_free(up);
+        wm_conn_finish(c, "out-of-memory");
+        return;
+    }
+    c->bev = NULL; /* the relay owns it now */
+}
+
+void wm_conn_relay_fd(struct wm_conn *c, int fd)
+{
+    if (wm_bev_is_plain_socket(c->bev)) {
+        /* Two plain sockets: zero-copy splice. What the client sent early
+         * and what we still owe it (a SOCKS reply) go first. */
+        struct wm_relay_conf rc = {c->limits.idle_ms, 0};
+        int cfd = bufferevent_getfd(c->bev);
+        wm_conn_clear_timer(c);
+        /* A socket bufferevent keeps its output's start frozen. */
+        evbuffer_unfreeze(bufferevent_get_output(c->bev), 1);
+        c->splice = wm_splice_start(wm_worker_base(c->w), cfd, fd, bufferevent_get_input(c->bev),
+                                    bufferevent_get_output(c->bev), &rc, relay_done, c);
+        if (c->splice != NULL) {
+            bufferevent_setfd(c->bev, -1); /* the splice owns cfd now */
+            bufferevent_free(c->bev);
+            c->bev = NULL;
+            return;
+        }
+    }
+    struct bufferevent *up = bufferevent_socket_new(wm_worker_base(c->w), fd,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+
+    if (up == NULL) {
+        close(fd);
+        wm_conn_finish(c, "out-of-memory");
+        return;
+    }
+    wm_conn_relay_bev(c, up);
+}
+
+void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n && i < sizeof(c->user) - 1; i++) {
+        unsigned char ch = (unsigned char)user[i];
+        c->user[i] = (ch <= ' ' || ch >= 0x7f || ch == '"') ? '?' : (char)ch;
+    }
+    c->user[i] = '\0';
+}

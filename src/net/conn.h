@@ -1,0 +1,114 @@
+/*
+ * net/conn.h - one accepted client connection, whatever the service: the
+ * record every front (forward proxy, tunnel mapping ports, next the reverse
+ * proxy) keeps for a client, its access line, its counters and its one end.
+ *
+ * Services read and write the public fields; the functions below own the
+ * life cycle. A service that needs more state embeds struct wm_conn as its
+ * first member (proxy/pconn.h) or hangs it on proto_data.
+ *
+ * Lifetime (core/guard.h): every callback a handler registers for the
+ * connection runs between wm_conn_enter() and wm_conn_leave().
+ * wm_conn_finish() logs and counts at once; the memory (and proto_free)
+ * goes at the last leave, so a handler may finish the connection at any
+ * depth and must only test wm_conn_closed() after calls that may do so.
+ *
+ * Ownership: the conn owns bev until it is handed to a relay (then the
+ * relay owns it and bev is NULL); it owns dial, relay/splice, timer and
+ * proto_data (through proto_free); it holds one reference on svc and on
+ * stats.
+ */
+#ifndef WM_NET_CONN_H
+#define WM_NET_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/guard.h"
+#include "core/limits.h"
+#include "core/worker.h"
+#include "net/addr.h"
+
+struct bufferevent;
+struct event;
+struct wm_dial;
+struct wm_listen_stats;
+struct wm_relay;
+struct wm_service;
+struct wm_splice;
+
+/* Timeouts a connection lives by (ms; <= 0: none). */
+struct wm_conn_limits {
+    int head_ms; /* the client's first request or handshake */
+    int idle_ms; /* no byte either way once serving */
+};
+
+struct wm_conn {
+    struct wm_conn_link link; /* first: the worker's registry */
+    struct wm_guard guard;
+    uint64_t id;
+    struct wm_worker *w;
+    struct wm_service *svc;
+    struct wm_listen_stats *stats;
+    struct wm_conn_limits limits;
+    struct bufferevent *bev;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    char peer_str[WM_ADDR_STR_MAX]; /* "stream" for a virtual (tunnel) stream */
+    const char *proto;              /* access line; NULL: none written (not identified yet) */
+    char user[64];                  /* access line; "" when none */
+    char target[WM_HOST_MAX + 8];   /* host:port */
+    int code;                       /* HTTP status or SOCKS reply code */
+    uint64_t bytes_in;              /* from the client */
+    uint64_t bytes_out;             /* to the client */
+    uint64_t start_ms;
+    bool access_logged;             /* the handler already wrote its access line(s) */
+    struct event *timer;
+    struct wm_dial *dial;
+    struct wm_relay *relay;
+    struct wm_splice *splice;       /* instead of relay when both ends are plain sockets */
+    void *proto_data;
+    void (*proto_free)(struct wm_conn *c); /* called once, when the memory goes */
+};
+
+/* Fill c (zeroed by the caller, or embedded in a zeroed record) for bev
+ * (taken) under svc, and register it with worker w. peer may be NULL for a
+ * virtual stream, stats NULL. The caller then starts a handler. */
+void wm_conn_init(struct wm_conn *c, struct wm_service *svc, struct wm_worker *w,
+                  struct bufferevent *bev, const struct sockaddr *peer, socklen_t peerlen,
+                  struct wm_listen_stats *stats, const struct wm_conn_limits *limits);
+
+/* Around every callback of the connection (see the lifetime note above).
+ * wm_conn_leave() may free c. */
+static inline void wm_conn_enter(struct wm_conn *c)
+{
+    wm_guard_enter(&c->guard);
+}
+void wm_conn_leave(struct wm_conn *c);
+static inline bool wm_conn_closed(const struct wm_conn *c)
+{
+    return wm_guard_closed(&c->guard);
+}
+
+/* Log the access line (unless already done), count, close every side; the
+ * memory goes at once or at the last leave. A second call is a no-op. */
+void wm_conn_finish(struct wm_conn *c, const char *reason);
+
+/* Stop reading; finish once the output is flushed (or after a short bound). */
+void wm_conn_close_after_flush(struct wm_conn *c, const char *reason);
+
+/* Arm (or re-arm) the connection's one-shot timer; cb gets c as its arg. */
+void wm_conn_set_timer(struct wm_conn *c, int ms, void (*cb)(int, short, void *));
+void wm_conn_clear_timer(struct wm_conn *c);
+
+/* Relay the client with a connected target until both are done, then
+ * finish. Bytes already buffered either way go first. relay_fd takes fd
+ * (splices when both ends are plain sockets); relay_bev takes up. */
+void wm_conn_relay_fd(struct wm_conn *c, int fd);
+void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up);
+
+/* Record the user name for the access line (truncated, made printable). */
+void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n);
+
+#endif
