@@ -61,64 +61,33 @@ static int dial(const char *host, uint16_t port, int ms, char *err, size_t cap)
     return fd;
 }
 
-int wm_control_call(const char *target, const char *method, const char *path, const char *token,
-                    int timeout_ms, int *status, char *body, size_t cap)
+/* Send all n bytes of req before the timeout; -1 with a message in err. */
+static int send_all(int fd, const char *req, int n, int timeout_ms, char *err, size_t cap)
 {
-    char host[WM_HOST_MAX];
-    uint16_t port;
-    char req[1024];
-    char *resp;
-    size_t rlen = 0;
-    size_t rcap = 65536;
-    int fd;
-    int n;
-
-    if (strncmp(target, "http://", 7) == 0) {
-        target += 7;
-    }
-    size_t tl = strcspn(target, "/");
-    if (wm_addr_split(target, tl, host, sizeof(host), &port) < 0) {
-        snprintf(body, cap, "bad control address \"%s\" (expected host:port)", target);
-        return -1;
-    }
-    fd = dial(host, port, timeout_ms, body, cap);
-    if (fd < 0) {
-        return -1;
-    }
-    n = snprintf(req, sizeof(req),
-                 "%s %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Length: 0\r\nConnection: close\r\n"
-                 "%s%s%s\r\n",
-                 method, path, host, port, token != NULL && token[0] ? "Authorization: Bearer " : "",
-                 token != NULL ? token : "", token != NULL && token[0] ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(req)) {
-        close(fd);
-        snprintf(body, cap, "request too long");
-        return -1;
-    }
     for (int off = 0; off < n;) {
         if (wait_fd(fd, POLLOUT, timeout_ms) < 0) {
-            close(fd);
-            snprintf(body, cap, "timeout sending the request");
+            snprintf(err, cap, "timeout sending the request");
             return -1;
         }
         ssize_t w = send(fd, req + off, (size_t)(n - off), MSG_NOSIGNAL);
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
-            close(fd);
-            snprintf(body, cap, "send: %s", strerror(errno));
+            snprintf(err, cap, "send: %s", strerror(errno));
             return -1;
         }
         off += w > 0 ? (int)w : 0;
     }
-    resp = malloc(rcap + 1);
-    if (resp == NULL) {
-        close(fd);
-        return -1;
-    }
+    return 0;
+}
+
+/* Read until the server closes, up to rcap bytes into resp (NUL-ended);
+ * the length, or -1 with a message in err. */
+static ssize_t recv_all(int fd, char *resp, size_t rcap, int timeout_ms, char *err, size_t cap)
+{
+    size_t rlen = 0;
+
     for (;;) {
         if (wait_fd(fd, POLLIN, timeout_ms) < 0) {
-            free(resp);
-            close(fd);
-            snprintf(body, cap, "timeout waiting for the answer");
+            snprintf(err, cap, "timeout waiting for the answer");
             return -1;
         }
         ssize_t r = recv(fd, resp + rlen, rcap - rlen, 0);
@@ -129,22 +98,76 @@ int wm_control_call(const char *target, const char *method, const char *path, co
             break;
         }
     }
-    close(fd);
     resp[rlen] = '\0';
+    return (ssize_t)rlen;
+}
+
+/* The status and body of a whole HTTP/1 answer; -1 with a message in body. */
+static int parse_answer(const char *resp, size_t rlen, int *status, char *body, size_t cap)
+{
+    uint64_t code = 0;
+    const char *b;
+
     if (rlen < 12 || strncmp(resp, "HTTP/1.", 7) != 0) {
-        free(resp);
         snprintf(body, cap, "no HTTP answer from the control API");
         return -1;
     }
-    uint64_t code = 0;
     if (wm_parse_u64(resp + 9, 3, 999, &code) < 0) {
-        free(resp);
         snprintf(body, cap, "malformed status line from the control API");
         return -1;
     }
     *status = (int)code;
-    const char *b = strstr(resp, "\r\n\r\n");
+    b = strstr(resp, "\r\n\r\n");
     snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
-    free(resp);
     return 0;
+}
+
+int wm_control_call(const char *target, const char *method, const char *path, const char *token,
+                    int timeout_ms, int *status, char *body, size_t cap)
+{
+    enum { RESP_MAX = 65536 };
+    char host[WM_HOST_MAX];
+    uint16_t port;
+    char req[1024];
+    char *resp;
+    ssize_t rlen;
+    int fd;
+    int n;
+    int rc;
+
+    if (strncmp(target, "http://", 7) == 0) {
+        target += 7;
+    }
+    size_t tl = strcspn(target, "/");
+    if (wm_addr_split(target, tl, host, sizeof(host), &port) < 0) {
+        snprintf(body, cap, "bad control address \"%s\" (expected host:port)", target);
+        return -1;
+    }
+    n = snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Length: 0\r\nConnection: close\r\n"
+                 "%s%s%s\r\n",
+                 method, path, host, port, token != NULL && token[0] ? "Authorization: Bearer " : "",
+                 token != NULL ? token : "", token != NULL && token[0] ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        snprintf(body, cap, "request too long");
+        return -1;
+    }
+    fd = dial(host, port, timeout_ms, body, cap);
+    if (fd < 0) {
+        return -1;
+    }
+    resp = malloc(RESP_MAX + 1);
+    if (resp == NULL) {
+        close(fd);
+        snprintf(body, cap, "out of memory");
+        return -1;
+    }
+    rc = -1;
+    if (send_all(fd, req, n, timeout_ms, body, cap) == 0 &&
+        (rlen = recv_all(fd, resp, RESP_MAX, timeout_ms, body, cap)) >= 0) {
+        rc = parse_answer(resp, (size_t)rlen, status, body, cap);
+    }
+    close(fd);
+    free(resp);
+    return rc;
 }

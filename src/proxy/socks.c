@@ -120,86 +120,100 @@ static void format_target(struct wm_pconn *c, const struct wm_socks_addr *a)
     }
 }
 
-/* One message in state c->state; returns bytes consumed, 0 for more, -1 if
- * the connection was handed on or closed. */
-static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
+/* Each step takes one message in its state: returns bytes consumed, 0 for
+ * more, STEP_HANDED if the connection was handed on or closed. */
+static int s5_greeting(struct wm_pconn *c, const uint8_t *p, size_t n)
 {
-    int r;
+    bool none;
+    bool up;
+    uint8_t out[2] = {5, WM_SOCKS5_METHOD_REFUSED};
+    int r = wm_socks5_parse_greeting(p, n, &none, &up);
 
-    switch ((enum socks5_state)c->state) {
-    case S5_GREETING: {
-        bool none;
-        bool up;
-        uint8_t out[2] = {5, WM_SOCKS5_METHOD_REFUSED};
-        r = wm_socks5_parse_greeting(p, n, &none, &up);
-        if (r <= 0) {
-            return r;
-        }
-        if (!(c->opts->flags & WM_PROXY_FLAG_SOCKS5)) {
-            reply_and_close(c, out, 2, "socks5-disabled");
-            return STEP_HANDED;
-        }
-        if (c->opts->auth ? !up : !none) {
-            /* With credentials configured, only USERPASS is acceptable. */
-            c->conn.code = WM_SOCKS5_METHOD_REFUSED;
-            reply_and_close(c, out, 2, "no-acceptable-method");
-            return STEP_HANDED;
-        }
-        out[1] = c->opts->auth ? WM_SOCKS5_METHOD_USERPASS : WM_SOCKS5_METHOD_NONE;
-        socks_send(c, out, 2, (size_t)r < n);
-        c->state = c->opts->auth ? S5_AUTH : S5_REQUEST;
+    if (r <= 0) {
         return r;
     }
-    case S5_AUTH: {
-        char user[256];
-        char pass[256];
-        size_t ulen;
-        size_t plen;
-        uint8_t out[2] = {1, 0};
-        r = wm_socks5_parse_userpass(p, n, user, &ulen, pass, &plen);
-        if (r <= 0) {
-            return r;
-        }
-        wm_conn_set_user(&c->conn, user, ulen);
-        bool ok = wm_pconn_auth_ok(c, user, ulen, pass, plen);
-        explicit_bzero(pass, sizeof(pass));
-        if (!ok) {
-            out[1] = 1;
-            c->conn.code = 1;
-            wm_log(WM_LOG_WARN, c->conn.id, "socks5 client=%s user=%s: wrong credentials",
-                   c->conn.peer_str, c->conn.user);
-            reply_and_close(c, out, 2, "auth-failed");
-            return STEP_HANDED;
-        }
-        socks_send(c, out, 2, (size_t)r < n);
-        c->state = S5_REQUEST;
-        return r;
-    }
-    case S5_REQUEST: {
-        uint8_t cmd;
-        struct wm_socks_addr a;
-        r = wm_socks5_parse_request(p, n, &cmd, &a);
-        if (r == WM_SOCKS_EATYP) {
-            socks5_fail(c, WM_SOCKS5_REP_ATYP_UNSUPPORTED, "bad-address-type");
-            return STEP_HANDED;
-        }
-        if (r <= 0) {
-            return r;
-        }
-        format_target(c, &a);
-        evbuffer_drain(bufferevent_get_input(c->conn.bev), (size_t)r);
-        if (cmd == WM_SOCKS5_CMD_CONNECT) {
-            c->state = S5_DIALING;
-            start_dial(c, &a, socks5_dial_cb);
-        } else if (cmd == WM_SOCKS5_CMD_UDP) {
-            socks_send(c, NULL, 0, false); /* what is held goes before its reply */
-            wm_pconn_set_proto(c, WM_PCONN_UDP);
-            wm_socks5_udp_start(c, &a);
-        } else {
-            socks5_fail(c, WM_SOCKS5_REP_CMD_UNSUPPORTED, "command-not-supported");
-        }
+    if (!(c->opts->flags & WM_PROXY_FLAG_SOCKS5)) {
+        reply_and_close(c, out, 2, "socks5-disabled");
         return STEP_HANDED;
     }
+    if (c->opts->auth ? !up : !none) {
+        /* With credentials configured, only USERPASS is acceptable. */
+        c->conn.code = WM_SOCKS5_METHOD_REFUSED;
+        reply_and_close(c, out, 2, "no-acceptable-method");
+        return STEP_HANDED;
+    }
+    out[1] = c->opts->auth ? WM_SOCKS5_METHOD_USERPASS : WM_SOCKS5_METHOD_NONE;
+    socks_send(c, out, 2, (size_t)r < n);
+    c->state = c->opts->auth ? S5_AUTH : S5_REQUEST;
+    return r;
+}
+
+static int s5_auth(struct wm_pconn *c, const uint8_t *p, size_t n)
+{
+    char user[256];
+    char pass[256];
+    size_t ulen;
+    size_t plen;
+    uint8_t out[2] = {1, 0};
+    int r = wm_socks5_parse_userpass(p, n, user, &ulen, pass, &plen);
+    bool ok;
+
+    if (r <= 0) {
+        return r;
+    }
+    wm_conn_set_user(&c->conn, user, ulen);
+    ok = wm_pconn_auth_ok(c, user, ulen, pass, plen);
+    explicit_bzero(pass, sizeof(pass));
+    if (!ok) {
+        out[1] = 1;
+        c->conn.code = 1;
+        wm_log(WM_LOG_WARN, c->conn.id, "socks5 client=%s user=%s: wrong credentials",
+               c->conn.peer_str, c->conn.user);
+        reply_and_close(c, out, 2, "auth-failed");
+        return STEP_HANDED;
+    }
+    socks_send(c, out, 2, (size_t)r < n);
+    c->state = S5_REQUEST;
+    return r;
+}
+
+static int s5_request(struct wm_pconn *c, const uint8_t *p, size_t n)
+{
+    uint8_t cmd;
+    struct wm_socks_addr a;
+    int r = wm_socks5_parse_request(p, n, &cmd, &a);
+
+    if (r == WM_SOCKS_EATYP) {
+        socks5_fail(c, WM_SOCKS5_REP_ATYP_UNSUPPORTED, "bad-address-type");
+        return STEP_HANDED;
+    }
+    if (r <= 0) {
+        return r;
+    }
+    format_target(c, &a);
+    evbuffer_drain(bufferevent_get_input(c->conn.bev), (size_t)r);
+    if (cmd == WM_SOCKS5_CMD_CONNECT) {
+        c->state = S5_DIALING;
+        start_dial(c, &a, socks5_dial_cb);
+    } else if (cmd == WM_SOCKS5_CMD_UDP) {
+        socks_send(c, NULL, 0, false); /* what is held goes before its reply */
+        wm_pconn_set_proto(c, WM_PCONN_UDP);
+        wm_socks5_udp_start(c, &a);
+    } else {
+        socks5_fail(c, WM_SOCKS5_REP_CMD_UNSUPPORTED, "command-not-supported");
+    }
+    return STEP_HANDED;
+}
+
+static int socks5_step(struct wm_pconn *c, const uint8_t *p, size_t n)
+{
+    switch ((enum socks5_state)c->state) {
+    case S5_GREETING:
+        return s5_greeting(c, p, n);
+    case S5_AUTH:
+        return s5_auth(c, p, n);
+    case S5_REQUEST:
+        return s5_request(c, p, n);
     case S5_DIALING:
         return 0;
     }
