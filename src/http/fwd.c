@@ -422,19 +422,13 @@ static void handle_head(struct wm_hfwd *f)
 
 static void head_error(struct wm_hfwd *f, enum wm_http_res r)
 {
-    switch (r) {
-    case WM_HTTP_ERR_TOO_LARGE:
+    if (r == WM_HTTP_ERR_TOO_LARGE) {
         wm_hfwd_fail(f, 431, NULL, "request head larger than the limit");
         return;
-    case WM_HTTP_ERR_FRAMING:
-        wm_hfwd_fail(f, 400, NULL, wm_http_parser_error(f->req));
-        return;
-    default:
-        wm_log(WM_LOG_DEBUG, f->c->id, "http client=%s: malformed request: %s",
-               f->c->peer_str, wm_http_parser_error(f->req));
-        wm_hfwd_fail(f, 400, NULL, "malformed request");
-        return;
     }
+    wm_log(WM_LOG_DEBUG, f->c->id, "http client=%s: bad request: %s", f->c->peer_str,
+           wm_http_parser_error(f->req));
+    wm_hfwd_fail(f, wm_http_parser_error_status(f->req), NULL, wm_http_parser_error(f->req));
 }
 
 static void read_head(struct wm_hfwd *f)

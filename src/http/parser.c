@@ -23,6 +23,7 @@ struct wm_http_parser {
     wm_http_body_cb body_cb;
     void *body_arg;
     const char *err;
+    int err_status; /* HTTP status answering the error; 0: 400 (431 when too large) */
 };
 
 static struct wm_http_parser *P(llhttp_t *ll)
@@ -117,32 +118,95 @@ static int on_value_complete(llhttp_t *ll)
     return 0;
 }
 
-/* RFC 9112 6.1: in a request, a Transfer-Encoding whose final coding is not
- * chunked cannot be framed: reject. */
-static bool te_final_is_chunked(struct wm_http_head *h)
+/* Call fn for each comma-separated token of every field named name (OWS
+ * trimmed, empty elements skipped); stops at the first non-zero return. */
+static int each_token(struct wm_http_head *h, const char *name,
+                      int (*fn)(const char *t, size_t n, void *arg), void *arg)
 {
     struct wm_http_field f;
-    bool chunked_last = false;
 
     for (size_t i = 0; i < wm_http_head_nfields(h); i++) {
         wm_http_head_field(h, i, &f);
-        if (!wm_strieq(f.name, f.nlen, "transfer-encoding")) {
+        if (!wm_strieq(f.name, f.nlen, name)) {
             continue;
         }
-        const char *v = f.value;
-        size_t vn = f.vlen;
-        const char *last = v;
-        size_t lastn = vn;
-        for (size_t k = 0; k < vn; k++) {
-            if (v[k] == ',') {
-                last = v + k + 1;
-                lastn = vn - k - 1;
+        for (size_t k = 0; k < f.vlen;) {
+            size_t e = k;
+            while (e < f.vlen && f.value[e] != ',') {
+                e++;
             }
+            const char *t = f.value + k;
+            size_t tn = e - k;
+            wm_trim(&t, &tn);
+            int r = tn > 0 ? fn(t, tn, arg) : 0;
+            if (r != 0) {
+                return r;
+            }
+            k = e + 1;
         }
-        wm_trim(&last, &lastn);
-        chunked_last = wm_strieq(last, lastn, "chunked");
     }
-    return chunked_last;
+    return 0;
+}
+
+struct te_scan {
+    size_t codings;
+    bool last_chunked;
+};
+
+static int te_token(const char *t, size_t n, void *arg)
+{
+    struct te_scan *sc = arg;
+
+    sc->codings++;
+    sc->last_chunked = wm_strieq(t, n, "chunked");
+    return 0;
+}
+
+/* A Connection option may not name what frames or routes the message: a
+ * hop that honours it drops the header and reads the body differently
+ * (request smuggling). */
+static int connection_token(const char *t, size_t n, void *arg)
+{
+    (void)arg;
+    return wm_strieq(t, n, "content-length") || wm_strieq(t, n, "transfer-encoding") ||
+           wm_strieq(t, n, "host");
+}
+
+static int request_error(struct wm_http_parser *p, int status, const char *why)
+{
+    p->err = why;
+    p->err_status = status;
+    return HPE_USER;
+}
+
+/* What we refuse to forward in a request head, whatever llhttp accepted. */
+static int check_request(struct wm_http_parser *p, const llhttp_t *ll)
+{
+    if (ll->http_major == 0) {
+        return request_error(p, 400, "request line without an HTTP version");
+    }
+    if (ll->http_major != 1) {
+        return request_error(p, 505, "HTTP version not supported");
+    }
+    if (each_token(p->head, "connection", connection_token, NULL) != 0) {
+        return request_error(p, 400, "Connection names a framing or routing header");
+    }
+    if (p->has_te) {
+        struct te_scan sc = {0, false};
+        each_token(p->head, "transfer-encoding", te_token, &sc);
+        if (!sc.last_chunked || ll->http_minor == 0) {
+            /* RFC 9112 6.1: unframeable, and HTTP/1.0 has no chunked coding. */
+            p->bad_te = true;
+            p->err = ll->http_minor == 0 ? "Transfer-Encoding in an HTTP/1.0 request"
+                                         : "Transfer-Encoding does not end in chunked";
+            return HPE_USER;
+        }
+        if (sc.codings != 1) {
+            /* RFC 9112 6.1: a coding we do not forward is not understood. */
+            return request_error(p, 501, "transfer coding other than chunked");
+        }
+    }
+    return 0;
 }
 
 static int on_headers_complete(llhttp_t *ll)
@@ -157,10 +221,7 @@ static int on_headers_complete(llhttp_t *ll)
         p->bad_te = true;
         return HPE_USER;
     }
-    if (p->kind == WM_HTTP_REQUEST && p->has_te &&
-        (!te_final_is_chunked(p->head) || (ll->http_major == 1 && ll->http_minor == 0))) {
-        /* RFC 9112 6.1: unframeable, and HTTP/1.0 has no chunked coding. */
-        p->bad_te = true;
+    if (p->kind == WM_HTTP_REQUEST && check_request(p, ll) != 0) {
         return HPE_USER;
     }
     p->head_done = true;
@@ -257,8 +318,13 @@ static enum wm_http_res classify_error(struct wm_http_parser *p, llhttp_errno_t 
         return WM_HTTP_ERR_TOO_LARGE;
     }
     if (p->bad_te) {
-        p->err = "conflicting Content-Length / Transfer-Encoding";
+        if (p->err == NULL) {
+            p->err = "conflicting Content-Length / Transfer-Encoding";
+        }
         return WM_HTTP_ERR_FRAMING;
+    }
+    if (p->err_status != 0) {
+        return WM_HTTP_ERR_SYNTAX; /* check_request() said why */
     }
     if (e == HPE_UNEXPECTED_CONTENT_LENGTH || e == HPE_INVALID_TRANSFER_ENCODING ||
         e == HPE_INVALID_CONTENT_LENGTH) {
@@ -365,6 +431,7 @@ void wm_http_parser_reset(struct wm_http_parser *p)
     p->too_large = p->bad_te = false;
     p->no_body = false;
     p->err = NULL;
+    p->err_status = 0;
 }
 
 void wm_http_parser_next(struct wm_http_parser *p)
@@ -381,6 +448,7 @@ void wm_http_parser_next(struct wm_http_parser *p)
     p->has_te = p->has_cl = p->has_host = false;
     p->too_large = p->bad_te = false;
     p->err = NULL;
+    p->err_status = 0;
 }
 
 bool wm_http_parser_keep_alive(struct wm_http_parser *p)
@@ -430,4 +498,12 @@ void wm_http_parser_set_body_cb(struct wm_http_parser *p, wm_http_body_cb cb, vo
 const char *wm_http_parser_error(struct wm_http_parser *p)
 {
     return p->err != NULL ? p->err : "malformed message";
+}
+
+int wm_http_parser_error_status(struct wm_http_parser *p)
+{
+    if (p->err_status != 0) {
+        return p->err_status;
+    }
+    return p->too_large ? 431 : 400;
 }

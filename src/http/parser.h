@@ -69,5 +69,8 @@ void wm_http_parser_expect_no_body(struct wm_http_parser *p, bool on);
 void wm_http_parser_set_body_cb(struct wm_http_parser *p, wm_http_body_cb cb, void *arg);
 /* Human-readable reason of the last error. */
 const char *wm_http_parser_error(struct wm_http_parser *p);
+/* The HTTP status that answers the last error of a request: 400, 431 (head
+ * too large), 501 (a transfer coding other than chunked), 505 (not HTTP/1). */
+int wm_http_parser_error_status(struct wm_http_parser *p);
 
 #endif

@@ -307,7 +307,7 @@ static const struct pcase pcases[] = {
       {WM_HTTP_MSG_DONE, "DELETE /d 1.1\nContent-Length: 0\n", "", FACT_KA}},
      4},
     {"chunked with extensions and trailer", REQ(8192, 32),
-     {"POST /up HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+     {"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5;name=val\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\n",
       "GET /next HTTP/1.1\r\n\r\n"},
      {{WM_HTTP_MSG_DONE, NULL, "hello world0123456789", FACT_KA | FACT_CHUNKED | FACT_BODY},
@@ -910,6 +910,59 @@ static void test_method(void **state)
     wm_http_parser_free(p);
 }
 
+/* Requests refused before they are forwarded, with the status that answers
+ * them (issue #16: smuggling through Connection-nominated framing headers,
+ * codings other than exactly chunked, no HTTP version). */
+static void test_request_refusals(void **state)
+{
+    static const struct {
+        const char *head;
+        enum wm_http_res res;
+        int status;
+    } cases[] = {
+        {"POST / HTTP/1.1\r\nConnection: Content-Length\r\nContent-Length: 1\r\n\r\n",
+         WM_HTTP_ERR_SYNTAX, 400},
+        {"POST / HTTP/1.1\r\nConnection: close, transfer-encoding\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n",
+         WM_HTTP_ERR_SYNTAX, 400},
+        {"GET / HTTP/1.1\r\nConnection:  HOST \r\n\r\n", WM_HTTP_ERR_SYNTAX, 400},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+         WM_HTTP_ERR_SYNTAX, 501},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+         WM_HTTP_ERR_SYNTAX, 501},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", WM_HTTP_ERR_FRAMING, 400},
+        {"GET /\r\n\r\n", WM_HTTP_ERR_SYNTAX, 400},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        struct wm_http_parser *p = wm_http_parser_new(WM_HTTP_REQUEST, 8192, 32);
+        size_t used;
+        enum wm_http_res r = wm_http_parser_feed_head(p, cases[i].head, strlen(cases[i].head),
+                                                      &used);
+        if (r != cases[i].res || wm_http_parser_error_status(p) != cases[i].status) {
+            print_error("case %zu: res %d status %d (%s)\n", i, r,
+                        wm_http_parser_error_status(p), wm_http_parser_error(p));
+        }
+        assert_int_equal(r, cases[i].res);
+        assert_int_equal(wm_http_parser_error_status(p), cases[i].status);
+        wm_http_parser_free(p);
+    }
+    /* what stays allowed: Connection options that frame nothing, plain chunked */
+    const char *ok[] = {
+        "POST / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: x\r\n"
+        "Content-Length: 0\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n",
+    };
+    for (size_t i = 0; i < NELEM(ok); i++) {
+        struct wm_http_parser *p = wm_http_parser_new(WM_HTTP_REQUEST, 8192, 32);
+        size_t used;
+        assert_int_equal(wm_http_parser_feed_head(p, ok[i], strlen(ok[i]), &used),
+                         WM_HTTP_HEAD_DONE);
+        wm_http_parser_free(p);
+    }
+}
+
 /* reset() starts over, like a new connection, even after an error. */
 static void test_reset(void **state)
 {
@@ -951,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_nothing_after_close),
         cmocka_unit_test(test_method),
         cmocka_unit_test(test_reset),
+        cmocka_unit_test(test_request_refusals),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
