@@ -177,3 +177,38 @@ int wm_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
 {
     return wm_addr_same_ip(a, b) && wm_addr_port(a) == wm_addr_port(b);
 }
+
+/* Once per request, so no printf. */
+void wm_addr_join(const char *host, uint16_t port, char *out, size_t cap)
+{
+    char buf[WM_HOST_MAX + 16];
+    size_t hl = strnlen(host, WM_HOST_MAX);
+    bool v6 = memchr(host, ':', hl) != NULL;
+    size_t n = 0;
+
+    if (v6) {
+        buf[n++] = '[';
+    }
+    memcpy(buf + n, host, hl);
+    n += hl;
+    if (v6) {
+        buf[n++] = ']';
+    }
+    if (port != 0) {
+        char d[5];
+        int k = 0;
+        buf[n++] = ':';
+        do {
+            d[k++] = (char)('0' + port % 10);
+            port /= 10;
+        } while (port > 0);
+        while (k > 0) {
+            buf[n++] = d[--k];
+        }
+    }
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    memcpy(out, buf, n);
+    out[n] = '\0';
+}

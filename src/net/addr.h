@@ -16,6 +16,10 @@
  * Returns 0, or -1 when the form is wrong or the host does not fit. */
 int wm_addr_split(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port);
 
+/* The other way: "host:port", "[v6]:port", or host alone when port is 0,
+ * into out (truncated to cap, cap >= 1). */
+void wm_addr_join(const char *host, uint16_t port, char *out, size_t cap);
+
 /* Fill ss/len from an IP literal host (v4 or v6, no brackets) and port.
  * Returns 0, or -1 when host is not an IP literal. */
 int wm_addr_from_ip(const char *host, uint16_t port, struct sockaddr_storage *ss,

@@ -54,42 +54,6 @@ static bool check_auth(struct wm_pconn *c, struct wm_http_head *hd)
     return ok;
 }
 
-/* "host:port", "[v6]:port", or without ":port" when port is 0. Once per
- * request, so no printf. Truncates to cap (cap >= 1). */
-static void format_hostport(char *out, size_t cap, const char *host, uint16_t port)
-{
-    char buf[WM_HOST_MAX + 16];
-    size_t hl = strnlen(host, WM_HOST_MAX);
-    bool v6 = memchr(host, ':', hl) != NULL;
-    size_t n = 0;
-
-    if (v6) {
-        buf[n++] = '[';
-    }
-    memcpy(buf + n, host, hl);
-    n += hl;
-    if (v6) {
-        buf[n++] = ']';
-    }
-    if (port != 0) {
-        char d[5];
-        int k = 0;
-        buf[n++] = ':';
-        do {
-            d[k++] = (char)('0' + port % 10);
-            port /= 10;
-        } while (port > 0);
-        while (k > 0) {
-            buf[n++] = d[--k];
-        }
-    }
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    memcpy(out, buf, n);
-    out[n] = '\0';
-}
-
 /* ---- CONNECT ---- */
 
 static void connect_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
@@ -134,7 +98,7 @@ static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_h
         *detail = "CONNECT needs host:port";
         return 400;
     }
-    format_hostport(c->conn.target, sizeof(c->conn.target), host, port);
+    wm_addr_join(host, port, c->conn.target, sizeof(c->conn.target));
     bufferevent_disable(c->conn.bev, EV_READ);
     c->conn.dial = wm_dial_start(c->conn.w, host, port, c->opts->connect_timeout_ms, connect_dial_cb, f);
     if (c->conn.dial == NULL) {
@@ -184,10 +148,10 @@ static int route(struct wm_hfwd *f, struct wm_conn *cc, struct wm_http_head *hd,
         *detail = "use CONNECT for https:// targets";
         return 400;
     }
-    format_hostport(t->key, sizeof(t->key), host, port);
+    wm_addr_join(host, port, t->key, sizeof(t->key));
     _Static_assert(sizeof(t->log) == sizeof(t->key), "log and key differ in size");
     memcpy(t->log, t->key, sizeof(t->log));
-    format_hostport(t->host_hdr, sizeof(t->host_hdr), host, port == 80 ? 0 : port);
+    wm_addr_join(host, port == 80 ? 0 : port, t->host_hdr, sizeof(t->host_hdr));
     return 0;
 }
 

@@ -14,6 +14,8 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/head.h"
+#include "http/util.h"
+#include "net/addr.h"
 #include "net/tls.h"
 #include "http/fwd.h"
 #include "net/conn.h"
@@ -34,12 +36,39 @@ static struct tserver *server_of(void)
     return wm_tnode != NULL ? wm_tnode->server : NULL;
 }
 
+/* An absolute-form request-target (http://host[:port]/path): its path goes
+ * as the target, its authority as Host (into t and host). host stays ""
+ * for origin-form. -1 when it cannot be parsed. */
+static int absolute_form(struct wm_http_head *req, struct wm_hfwd_target *t, char *host,
+                         size_t cap)
+{
+    size_t ulen;
+    const char *u = wm_http_head_url(req, &ulen);
+    uint16_t port;
+    bool https;
+    char name[WM_HOST_MAX];
+
+    host[0] = '\0';
+    if (ulen == 0 || u[0] == '/' || u[0] == '*') {
+        return 0;
+    }
+    if (wm_http_parse_absolute(u, ulen, name, sizeof(name), &port, &https, &t->path,
+                               &t->pathlen) < 0) {
+        return -1;
+    }
+    wm_addr_join(name, (https && port == 443) || (!https && port == 80) ? 0 : port,
+                 t->host_hdr, sizeof(t->host_hdr));
+    snprintf(host, cap, "%s", t->host_hdr);
+    return 0;
+}
+
 static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
     struct tserver *sv = server_of();
     size_t hlen;
     const char *host = wm_http_head_get(req, "host", &hlen);
+    char abs_host[WM_HOST_MAX + 8]; /* = t->host_hdr */
     struct rmap *r;
     struct route_data *d;
 
@@ -49,6 +78,16 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     if (sv == NULL) {
         *detail = "the tunnel is not configured";
         return 503;
+    }
+    if (absolute_form(req, t, abs_host, sizeof(abs_host)) < 0) {
+        *detail = "malformed absolute request-target";
+        return 400;
+    }
+    if (abs_host[0] != '\0') {
+        /* RFC 9112 3.2.2: the target's authority replaces Host; the private
+         * service gets origin-form with the Host it was routed by. */
+        host = abs_host;
+        hlen = strlen(abs_host);
     }
     if (host == NULL || hlen == 0) {
         *detail = "a Host header is required";
@@ -73,7 +112,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     t->nrules = r->nrules;
     snprintf(t->key, sizeof(t->key), "tun:%llu/%s", (unsigned long long)d->tun_id, r->name);
     snprintf(t->log, sizeof(t->log), "%s/%s", r->owner->name, r->name);
-    return 0; /* Host and request-target go as the client sent them */
+    return 0; /* origin-form as the client sent it, or made from absolute-form */
 }
 
 static void release(struct wm_hfwd_target *t)

@@ -405,6 +405,25 @@ def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):
 
 
 
+def test_http_mapping_absolute_form_goes_as_origin_form(nodes, origin):
+    """An absolute-form target is routed by its authority (RFC 9112 3.2.2)
+    and reaches the private service in origin-form with that Host, so the
+    service cannot serve another site than the one routed."""
+    hp = free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[{
+        "name": "a", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+        "domain": "a.test"}])
+    s = connect(hp)
+    s.sendall(b"GET http://a.test/headers?x=1 HTTP/1.1\r\nHost: other.test\r\n\r\n")
+    r = http1.Reader(s).response()
+    s.close()
+    assert r.status == 200, (r.status, r.body)
+    doc = json.loads(r.body)
+    assert doc["reqline"].split(" ")[1] == "/headers?x=1", doc["reqline"]
+    hosts = [v for k, v in doc["headers"] if k.lower() == "host"]
+    assert hosts == ["a.test"], hosts
+
 def test_header_rules_arrive_whole(nodes, origin):
     """Every header rule the client announces is applied as written: 40
     rules (more than the 32 the server used to keep) and long names and
