@@ -218,6 +218,8 @@ void wm_control_set_token(const char *t)
     token = (t != NULL && t[0] != '\0') ? strdup(t) : NULL;
 }
 
+static struct sockaddr_storage self_addr; /* where we listen, while we do */
+
 /* The control port is exclusive: no SO_REUSEPORT (unlike the proxy
  * listeners), so a second instance with the same control address fails to
  * start instead of silently sharing the port and half of the requests. */
@@ -271,6 +273,8 @@ int wm_control_start(struct event_base *base, const char *addr, const char *tok,
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_gencb(http, dispatch, NULL);
+    memcpy(&self_addr, &ss, sizeof(ss));
+    wm_lset_self_add((const struct sockaddr *)&ss, len); /* no proxy may dial it */
     hooks = *h;
     wm_control_set_token(tok);
     start_ms = wm_now_ms();
@@ -282,6 +286,7 @@ void wm_control_stop(void)
     if (http != NULL) {
         evhttp_free(http);
         http = NULL;
+        wm_lset_self_remove((const struct sockaddr *)&self_addr);
     }
     wm_control_set_token(NULL);
 }

@@ -173,6 +173,28 @@ int wm_addr_same_ip(const struct sockaddr *a, const struct sockaddr *b)
     return la != 0 && la == lb && memcmp(ka, kb, (size_t)la) == 0;
 }
 
+int wm_addr_ip_class(const struct sockaddr *sa)
+{
+    static const unsigned char zero[16];
+    unsigned char k[16];
+    int n = ip_key(sa, k);
+
+    if (n == 0) {
+        return WM_ADDR_OTHER;
+    }
+    if (memcmp(k, zero, (size_t)n) == 0) {
+        return WM_ADDR_UNSPECIFIED;
+    }
+    if ((n == 4 && k[0] == 127) || (n == 16 && memcmp(k, zero, 15) == 0 && k[15] == 1)) {
+        return WM_ADDR_LOOPBACK;
+    }
+    if ((n == 4 && k[0] == 169 && k[1] == 254) ||
+        (n == 16 && k[0] == 0xfe && (k[1] & 0xc0) == 0x80)) {
+        return WM_ADDR_LINK_LOCAL;
+    }
+    return WM_ADDR_OTHER;
+}
+
 int wm_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
 {
     return wm_addr_same_ip(a, b) && wm_addr_port(a) == wm_addr_port(b);

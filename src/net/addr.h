@@ -44,4 +44,13 @@ int wm_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 /* Same family and IP (ports ignored)? IPv4-mapped v6 equals its v4. */
 int wm_addr_same_ip(const struct sockaddr *a, const struct sockaddr *b);
 
+/* What kind of IP address sa holds (IPv4-mapped IPv6 counts as IPv4). */
+enum {
+    WM_ADDR_OTHER = 0,
+    WM_ADDR_UNSPECIFIED, /* 0.0.0.0, :: (a connect there reaches this host) */
+    WM_ADDR_LOOPBACK,    /* 127.0.0.0/8, ::1 */
+    WM_ADDR_LINK_LOCAL,  /* 169.254.0.0/16 (cloud metadata), fe80::/10 */
+};
+int wm_addr_ip_class(const struct sockaddr *sa);
+
 #endif

@@ -12,9 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "core/worker.h"
 #include "net/addr.h"
+#include "net/lset.h"
 
 #define WM_DIAL_MAX_ADDRS 8
 #define WM_DIAL_MIN_ATTEMPT_MS 1000
@@ -46,6 +48,7 @@ const char *wm_dial_status_str(enum wm_dial_status st)
     static const char *const names[WM_DIAL_STATUS_COUNT] = {
         "ok", "connection refused", "host unreachable", "network unreachable",
         "name does not resolve", "connect timeout", "connect error",
+        "target is this proxy's own listener",
     };
     return (st >= 0 && st < WM_DIAL_STATUS_COUNT) ? names[st] : "?";
 }
@@ -74,7 +77,7 @@ enum wm_dial_status wm_dial_status_from_errno(int err)
  * unreachable beats generic. */
 static void note_error(struct wm_dial *d, enum wm_dial_status st)
 {
-    static const int rank[WM_DIAL_STATUS_COUNT] = {0, 5, 3, 2, 1, 4, 1};
+    static const int rank[WM_DIAL_STATUS_COUNT] = {0, 5, 3, 2, 1, 4, 1, 6};
 
     if (d->worst == WM_DIAL_OK || rank[st] > rank[d->worst]) {
         d->worst = st;
@@ -186,6 +189,13 @@ static void try_next(struct wm_dial *d)
         if (now >= d->deadline_ms) {
             note_error(d, WM_DIAL_TIMEOUT);
             break;
+        }
+        if (wm_lset_is_self(sa)) {
+            char as[WM_ADDR_STR_MAX];
+            wm_addr_format(sa, as, sizeof(as));
+            wm_log(WM_LOG_WARN, 0, "dial: refused %s: one of this process's own listeners", as);
+            note_error(d, WM_DIAL_DENIED);
+            continue;
         }
         fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {

@@ -23,6 +23,7 @@ enum wm_dial_status {
     WM_DIAL_RESOLVE,      /* name does not resolve */
     WM_DIAL_TIMEOUT,      /* no answer within the connect timeout */
     WM_DIAL_ERROR,        /* anything else (local failure) */
+    WM_DIAL_DENIED,       /* the target is one of this process's own listeners */
     WM_DIAL_STATUS_COUNT
 };
 
@@ -33,6 +34,10 @@ typedef void (*wm_dial_cb)(int fd, enum wm_dial_status st, const struct sockaddr
                            socklen_t peerlen, void *arg);
 
 /* Start dialing host (name or IP literal, no brackets) : port on worker w.
+ * Every resolved address is checked before it is tried: one this process
+ * listens on (net/lset.h) is skipped, logged, and when no other address is
+ * left the dial ends with WM_DIAL_DENIED (a proxy must never hand a client
+ * its own control API or tunnel ports).
  * timeout_ms covers resolution and all connect attempts. The callback may
  * run before this returns only never: it always runs from the event loop.
  * Returns a handle for wm_dial_cancel(), or NULL on immediate failure (OOM). */

@@ -1,6 +1,7 @@
 #include "net/lset.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -312,4 +313,85 @@ void wm_lset_foreach_stats(void (*fn)(const struct wm_listen_stats *s, const cha
         fn(cur[i].stats, cur[i].kind, arg);
     }
     pthread_mutex_unlock(&cur_lock);
+}
+
+/* ---- this process's own addresses ---- */
+
+/* Is ip one of this host's interface addresses? (Only asked when a
+ * wildcard listener has the target's port: rare, so no cache.) */
+static bool is_local_interface(const struct sockaddr *ip)
+{
+    struct ifaddrs *ifs;
+    bool found = false;
+
+    if (getifaddrs(&ifs) < 0) {
+        return true; /* cannot tell: refuse rather than reach ourselves */
+    }
+    for (struct ifaddrs *i = ifs; i != NULL && !found; i = i->ifa_next) {
+        found = i->ifa_addr != NULL && wm_addr_same_ip(i->ifa_addr, ip);
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* Would a connection to target reach the listener bound to l? */
+static bool reaches(const struct sockaddr *l, const struct sockaddr *target)
+{
+    int tc = wm_addr_ip_class(target);
+
+    if (wm_addr_port(l) != wm_addr_port(target)) {
+        return false;
+    }
+    if (tc == WM_ADDR_UNSPECIFIED || wm_addr_same_ip(l, target)) {
+        return true; /* connecting to 0.0.0.0 / :: reaches a local listener */
+    }
+    if (wm_addr_ip_class(l) != WM_ADDR_UNSPECIFIED) {
+        return false;
+    }
+    return tc == WM_ADDR_LOOPBACK || is_local_interface(target);
+}
+
+/* Listeners outside the set (the control API), by wm_lset_self_add(). */
+static struct sockaddr_storage extra[WM_LSET_SELF_MAX];
+static size_t nextra;
+
+void wm_lset_self_add(const struct sockaddr *sa, socklen_t len)
+{
+    pthread_mutex_lock(&cur_lock);
+    if (nextra < WM_LSET_SELF_MAX && len <= sizeof(extra[0])) {
+        memset(&extra[nextra], 0, sizeof(extra[0]));
+        memcpy(&extra[nextra++], sa, len);
+    }
+    pthread_mutex_unlock(&cur_lock);
+}
+
+void wm_lset_self_remove(const struct sockaddr *sa)
+{
+    pthread_mutex_lock(&cur_lock);
+    for (size_t i = 0; i < nextra; i++) {
+        if (wm_addr_equal((const struct sockaddr *)&extra[i], sa)) {
+            extra[i] = extra[--nextra];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&cur_lock);
+}
+
+bool wm_lset_is_self(const struct sockaddr *target)
+{
+    bool self = false;
+
+    pthread_mutex_lock(&cur_lock);
+    for (size_t i = 0; i < nextra && !self; i++) {
+        self = reaches((const struct sockaddr *)&extra[i], target);
+    }
+    for (size_t i = 0; i < ncur && !self; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (wm_addr_parse_listen(cur[i].addr, &ss, &len) == 0) {
+            self = reaches((const struct sockaddr *)&ss, target);
+        }
+    }
+    pthread_mutex_unlock(&cur_lock);
+    return self;
 }

@@ -32,6 +32,17 @@ struct wm_lspec {
  * running or not yet started. Main thread only. */
 int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err);
 
+/* Would a connection to target reach one of the listeners of the set? (A
+ * wildcard listener is reached through loopback, the unspecified address
+ * and every interface address.) Any thread. */
+bool wm_lset_is_self(const struct sockaddr *target);
+
+/* A listener of this process outside the set (the control API) that
+ * wm_lset_is_self() must know too; up to WM_LSET_SELF_MAX. Any thread. */
+#define WM_LSET_SELF_MAX 8
+void wm_lset_self_add(const struct sockaddr *sa, socklen_t len);
+void wm_lset_self_remove(const struct sockaddr *sa);
+
 /* Close all listeners of worker w (drain at shutdown). Worker thread. */
 void wm_lset_close_worker(struct wm_worker *w, void *unused);
 

@@ -48,6 +48,8 @@ int wm_pconn_socks5_rep(int st)
         return WM_SOCKS5_REP_NET_UNREACH;
     case WM_DIAL_TIMEOUT:
         return WM_SOCKS5_REP_TTL_EXPIRED;
+    case WM_DIAL_DENIED:
+        return WM_SOCKS5_REP_NOT_ALLOWED;
     default:
         return WM_SOCKS5_REP_FAILURE;
     }
@@ -55,5 +57,5 @@ int wm_pconn_socks5_rep(int st)
 
 int wm_pconn_http_status(int st)
 {
-    return st == WM_DIAL_TIMEOUT ? 504 : 502;
+    return st == WM_DIAL_TIMEOUT ? 504 : st == WM_DIAL_DENIED ? 403 : 502;
 }

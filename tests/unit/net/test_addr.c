@@ -328,9 +328,38 @@ static void test_same_ip(void **state)
     assert_false(wm_addr_same_ip((struct sockaddr *)&b, (struct sockaddr *)&a));
 }
 
+/* The address classes the self-dial check and the destination defaults use. */
+static void test_ip_class(void **state)
+{
+    static const struct {
+        const char *ip;
+        int cls;
+    } cases[] = {
+        {"0.0.0.0", WM_ADDR_UNSPECIFIED},     {"::", WM_ADDR_UNSPECIFIED},
+        {"127.0.0.1", WM_ADDR_LOOPBACK},      {"127.255.0.9", WM_ADDR_LOOPBACK},
+        {"::1", WM_ADDR_LOOPBACK},            {"::ffff:127.0.0.1", WM_ADDR_LOOPBACK},
+        {"::ffff:0.0.0.0", WM_ADDR_UNSPECIFIED}, {"169.254.169.254", WM_ADDR_LINK_LOCAL},
+        {"fe80::1", WM_ADDR_LINK_LOCAL},      {"febf::1", WM_ADDR_LINK_LOCAL},
+        {"fec0::1", WM_ADDR_OTHER},           {"10.0.0.1", WM_ADDR_OTHER},
+        {"128.0.0.1", WM_ADDR_OTHER},         {"::2", WM_ADDR_OTHER},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        assert_int_equal(wm_addr_from_ip(cases[i].ip, 80, &ss, &len), 0);
+        if (wm_addr_ip_class((struct sockaddr *)&ss) != cases[i].cls) {
+            print_error("%s\n", cases[i].ip);
+        }
+        assert_int_equal(wm_addr_ip_class((struct sockaddr *)&ss), cases[i].cls);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ip_class),
         cmocka_unit_test(test_split_table),
         cmocka_unit_test(test_split_length),
         cmocka_unit_test(test_split_host_length),

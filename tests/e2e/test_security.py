@@ -1,0 +1,80 @@
+"""Security: the proxy never dials this process's own listeners (the control
+API above all: `curl -x PROXY -X POST http://127.0.0.1:CONTROL/stop` used to
+stop the instance), whatever the protocol or the spelling of the target."""
+
+import subprocess
+
+import pytest
+
+from helpers import control as ctl
+from helpers import http1
+from helpers import socks
+from helpers.net import connect, free_ports, wait_port
+
+
+def conf(cport, port):
+    return ('control = "127.0.0.1:%d"\n'
+            'workers = 2\n'
+            '[proxy]\n'
+            'bind_addr = "127.0.0.1:%d"\n' % (cport, port))
+
+
+@pytest.fixture
+def instance(wmproxy, tmp_path):
+    port, cport = free_ports(2)
+    path = ctl.write(tmp_path / "wm.toml", conf(cport, port))
+    p = wmproxy(["run", "-c", path], port=port)
+    assert wait_port("127.0.0.1", cport, 10, p.p)
+    return p, port, cport
+
+
+def still_serving(p, cport):
+    assert p.alive(), p.log()
+    assert ctl.status(cport)["listeners"], "the control API stopped answering"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0.0.0.0", "127.0.0.1."])
+def test_http_proxy_cannot_reach_control(instance, host):
+    p, port, cport = instance
+    if host == "127.0.0.1.":
+        host = "[::ffff:127.0.0.1]"  # IPv4-mapped spelling of the same address
+    s = connect(port)
+    s.sendall(http1.request("POST", "http://%s:%d/stop" % (host, cport),
+                            [("Host", "%s:%d" % (host, cport))]))
+    r = http1.Reader(s).response()
+    s.close()
+    assert r.status == 403, (r.status, r.body)
+    assert b"own listener" in r.body
+    still_serving(p, cport)
+    assert "own listeners" in p.log()
+
+
+def test_curl_stop_through_the_proxy_is_refused(instance):
+    p, port, cport = instance
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "-x", "http://127.0.0.1:%d" % port,
+                        "-X", "POST", "http://127.0.0.1:%d/stop" % cport],
+                       capture_output=True, timeout=20)
+    assert b"403" in r.stdout, r.stdout
+    still_serving(p, cport)
+
+
+def test_connect_cannot_reach_control_or_the_proxy_itself(instance):
+    p, port, cport = instance
+    for target in (cport, port):
+        s = connect(port)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+        r = http1.Reader(s).response(head_request=True)
+        s.close()
+        assert r.status == 403, (target, r.status)
+    still_serving(p, cport)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_socks5_cannot_reach_control(instance, host):
+    p, port, cport = instance
+    s, rep, _ = socks.handshake(port, host, cport)
+    s.close()
+    # 2: connection not allowed by ruleset (RFC 1928 6); for ::1 nothing
+    # listens there, which is refused (5) or denied, never a connection
+    assert rep == 2 or (host == "::1" and rep == 5), rep
+    still_serving(p, cport)
