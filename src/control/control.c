@@ -159,6 +159,30 @@ static void handle_stop(struct evhttp_request *req)
     }
 }
 
+/* Without a token, only a Host that is an IP literal or localhost: a page
+ * that rebinds its own name to 127.0.0.1 sends its name as Host (DNS
+ * rebinding), and must not read /status or post /stop. With a token the
+ * page cannot authenticate anyway. */
+static bool host_allowed(struct evhttp_request *req)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+    char name[WM_HOST_MAX];
+    uint16_t port;
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (token != NULL) {
+        return true;
+    }
+    if (h == NULL) {
+        return true; /* HTTP/1.0 clients; browsers always send Host */
+    }
+    if (wm_addr_split(h, strlen(h), name, sizeof(name), &port) < 0) {
+        snprintf(name, sizeof(name), "%s", h); /* no port */
+    }
+    return strcasecmp(name, "localhost") == 0 || wm_addr_from_ip(name, 0, &ss, &len) == 0;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     const char *uri = evhttp_request_get_uri(req);
@@ -171,6 +195,11 @@ static void dispatch(struct evhttp_request *req, void *arg)
     (void)arg;
     if (path == NULL) {
         reply_msg(req, 400, "Bad Request", false, "bad request target");
+    } else if (!host_allowed(req)) {
+        wm_log(WM_LOG_WARN, 0, "control: %s with Host \"%.64s\" refused (DNS rebinding?)", path,
+               evhttp_find_header(evhttp_request_get_input_headers(req), "Host"));
+        reply_msg(req, 403, "Forbidden", false,
+                  "Host must be an IP address or localhost (or set control_token)");
     } else if (!authorized(req)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                           "Bearer realm=\"wmproxy\"");

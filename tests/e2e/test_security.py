@@ -78,3 +78,25 @@ def test_socks5_cannot_reach_control(instance, host):
     # listens there, which is refused (5) or denied, never a connection
     assert rep == 2 or (host == "::1" and rep == 5), rep
     still_serving(p, cport)
+
+
+def _get_with_host(cport, path, host):
+    s = connect(cport)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host))
+              .encode())
+    r = http1.Reader(s).response()
+    s.close()
+    return r
+
+
+@pytest.mark.parametrize("path", ["/status", "/now"])
+def test_control_refuses_rebound_host_names(instance, path):
+    """DNS rebinding: a page whose name now points at 127.0.0.1 sends its
+    own name as Host; without a token the control API only answers IP
+    literals and localhost."""
+    p, port, cport = instance
+    assert _get_with_host(cport, path, "evil.example:%d" % cport).status == 403
+    assert _get_with_host(cport, path, "evil.example").status == 403
+    for ok in ("127.0.0.1:%d" % cport, "localhost:%d" % cport, "LOCALHOST", "[::1]:%d" % cport):
+        assert _get_with_host(cport, path, ok).status == 200, ok
+    assert "DNS rebinding" in p.log()
