@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/authfail.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -56,19 +57,40 @@ static void reply_msg(struct evhttp_request *req, int code, const char *reason, 
     evbuffer_free(b);
 }
 
-static bool authorized(struct evhttp_request *req)
+/* The client's address, for the failed-authentication throttle. */
+static const struct sockaddr *peer_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+
+    return conn != NULL ? evhttp_connection_get_addr(conn) : NULL;
+}
+
+enum auth { AUTH_OK, AUTH_NEEDED, AUTH_ON_HOLD };
+
+/* A wrong token counts as a failed authentication; after too many the
+ * address is refused for a while (core/authfail.h). */
+static enum auth authorized(struct evhttp_request *req)
 {
     const char *v;
+    bool ok;
 
     if (token == NULL) {
-        return true;
+        return AUTH_OK;
     }
     v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0) { /* scheme: any case */
-        return false;
+        return AUTH_NEEDED;
+    }
+    if (wm_authfail_check(peer_of(req)) < 0) {
+        return AUTH_ON_HOLD;
     }
     v += 7;
-    return wm_ct_equal(v, strlen(v), token, strlen(token));
+    ok = wm_ct_equal(v, strlen(v), token, strlen(token));
+    wm_authfail_record(peer_of(req), ok);
+    if (!ok) {
+        wm_log(WM_LOG_WARN, 0, "control: wrong bearer token");
+    }
+    return ok ? AUTH_OK : AUTH_NEEDED;
 }
 
 static void status_listener(const struct wm_listen_stats *s, const char *kind, void *arg)
@@ -191,6 +213,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
     const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
     bool post = cmd == EVHTTP_REQ_POST;
     bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+    enum auth auth;
 
     (void)arg;
     if (path == NULL) {
@@ -200,7 +223,11 @@ static void dispatch(struct evhttp_request *req, void *arg)
                evhttp_find_header(evhttp_request_get_input_headers(req), "Host"));
         reply_msg(req, 403, "Forbidden", false,
                   "Host must be an IP address or localhost (or set control_token)");
-    } else if (!authorized(req)) {
+    } else if ((auth = authorized(req)) == AUTH_ON_HOLD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "60");
+        reply_msg(req, 429, "Too Many Requests", false,
+                  "too many failed authentications from this address; try again later");
+    } else if (auth != AUTH_OK) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                           "Bearer realm=\"wmproxy\"");
         reply_msg(req, 401, "Unauthorized", false, "a valid bearer token is required");

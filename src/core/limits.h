@@ -27,6 +27,18 @@
 #define WM_SOCKS_EARLY_MAX       (64 * 1024) /* client bytes read ahead while dialing */
 #define WM_UDP_MAX_DATAGRAM      65535
 
+/* Failed authentications per client address (proxy, tunnel, control):
+ * the first few are answered at once, then each answer waits a little
+ * longer, and past a count within the window the address is refused
+ * outright for a while (core/authfail.h). */
+#define WM_AUTHFAIL_FREE         3      /* failures answered without delay */
+#define WM_AUTHFAIL_STEP_MS      500    /* added delay per further failure */
+#define WM_AUTHFAIL_MAX_DELAY_MS 3000
+#define WM_AUTHFAIL_BAN_AFTER    10     /* failures within the window */
+#define WM_AUTHFAIL_WINDOW_MS    60000
+#define WM_AUTHFAIL_BAN_MS       60000
+#define WM_AUTHFAIL_TABLE        1024   /* addresses tracked; the stalest is dropped */
+
 /* Listener backlog. */
 #define WM_LISTEN_BACKLOG        4096
 

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/authfail.h"
 #include "core/bev.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -52,6 +53,51 @@ static bool check_auth(struct wm_pconn *c, struct wm_http_head *hd)
     bool ok = wm_pconn_auth_ok(c, (char *)dec, ulen, (char *)colon + 1, (size_t)n - ulen - 1);
     explicit_bzero(dec, sizeof(dec));
     return ok;
+}
+
+static const char auth_extra[] = "Proxy-Authenticate: Basic realm=\"wmproxy\"\r\n";
+
+static void auth_failed_cb(int fd, short what, void *arg)
+{
+    struct wm_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    wm_hfwd_fail(c->proto_data, 407, auth_extra, "credentials required");
+}
+
+/* 0 when the request may go on; else its answer (407, 429) or
+ * WM_HFWD_TAKEN when a wrong guess is answered later (core/authfail.h). */
+static int authenticate(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *hd,
+                        const char **detail, const char **extra)
+{
+    size_t n;
+    bool sent = c->opts->auth && wm_http_head_get(hd, "proxy-authorization", &n) != NULL;
+    const struct sockaddr *peer = c->conn.peerlen > 0 ? (struct sockaddr *)&c->conn.peer : NULL;
+    int delay;
+
+    (void)f;
+    if (sent && wm_authfail_check(peer) < 0) {
+        *extra = "Retry-After: 60\r\n";
+        *detail = "too many failed authentications from this address; try again later";
+        return 429;
+    }
+    if (check_auth(c, hd)) {
+        if (sent) {
+            wm_authfail_record(peer, true);
+        }
+        return 0;
+    }
+    wm_log(WM_LOG_WARN, c->conn.id, "http client=%s user=%s: %s", c->conn.peer_str,
+           c->conn.user[0] ? c->conn.user : "-", sent ? "wrong credentials" : "credentials missing");
+    *extra = auth_extra;
+    *detail = "credentials required";
+    delay = sent ? wm_authfail_record(peer, false) : 0;
+    if (delay > 0) {
+        wm_conn_set_timer(&c->conn, delay, auth_failed_cb); /* a guesser waits */
+        return WM_HFWD_TAKEN;
+    }
+    return 407;
 }
 
 /* ---- CONNECT ---- */
@@ -120,14 +166,9 @@ static int route(struct wm_hfwd *f, struct wm_conn *cc, struct wm_http_head *hd,
     const char *u = wm_http_head_url(hd, &ulen);
     bool https;
 
-    if (!check_auth(c, hd)) {
-        wm_log(WM_LOG_WARN, c->conn.id, "http client=%s user=%s: %s", c->conn.peer_str,
-               c->conn.user[0] ? c->conn.user : "-",
-               wm_http_head_get(hd, "proxy-authorization", &ulen) ? "wrong credentials"
-                                                                   : "credentials missing");
-        *extra = "Proxy-Authenticate: Basic realm=\"wmproxy\"\r\n";
-        *detail = "credentials required";
-        return 407;
+    int r = authenticate(f, c, hd, detail, extra);
+    if (r != 0) {
+        return r;
     }
     size_t mlen;
     const char *m = wm_http_head_method(hd, &mlen);

@@ -13,6 +13,7 @@
 
 #include "core/limits.h"
 #include "core/bev.h"
+#include "core/authfail.h"
 #include "core/log.h"
 #include "net/dial.h"
 #include "proxy/pconn.h"
@@ -148,6 +149,16 @@ static int s5_greeting(struct wm_pconn *c, const uint8_t *p, size_t n)
     return r;
 }
 
+static void auth_failed_cb(int fd, short what, void *arg)
+{
+    static const uint8_t out[2] = {1, 1};
+    struct wm_pconn *c = arg;
+
+    (void)fd;
+    (void)what;
+    reply_and_close(c, out, 2, "auth-failed");
+}
+
 static int s5_auth(struct wm_pconn *c, const uint8_t *p, size_t n)
 {
     char user[256];
@@ -156,20 +167,38 @@ static int s5_auth(struct wm_pconn *c, const uint8_t *p, size_t n)
     size_t plen;
     uint8_t out[2] = {1, 0};
     int r = wm_socks5_parse_userpass(p, n, user, &ulen, pass, &plen);
+    const struct sockaddr *peer = (const struct sockaddr *)&c->conn.peer;
     bool ok;
+    int delay;
 
     if (r <= 0) {
         return r;
     }
     wm_conn_set_user(&c->conn, user, ulen);
+    if (c->conn.peerlen == 0) {
+        peer = NULL; /* a tunnel stream: the far end throttles */
+    }
+    if (wm_authfail_check(peer) < 0) {
+        explicit_bzero(pass, sizeof(pass));
+        out[1] = 1;
+        c->conn.code = 1;
+        reply_and_close(c, out, 2, "auth-on-hold");
+        return STEP_HANDED;
+    }
     ok = wm_pconn_auth_ok(c, user, ulen, pass, plen);
     explicit_bzero(pass, sizeof(pass));
+    delay = wm_authfail_record(peer, ok);
     if (!ok) {
-        out[1] = 1;
         c->conn.code = 1;
         wm_log(WM_LOG_WARN, c->conn.id, "socks5 client=%s user=%s: wrong credentials",
                c->conn.peer_str, c->conn.user);
-        reply_and_close(c, out, 2, "auth-failed");
+        if (delay > 0) {
+            /* answered later: a guesser waits, nothing more is read */
+            bufferevent_disable(c->conn.bev, EV_READ);
+            wm_conn_set_timer(&c->conn, delay, auth_failed_cb);
+        } else {
+            auth_failed_cb(-1, 0, c);
+        }
         return STEP_HANDED;
     }
     socks_send(c, out, 2, (size_t)r < n);

@@ -100,3 +100,65 @@ def test_control_refuses_rebound_host_names(instance, path):
     for ok in ("127.0.0.1:%d" % cport, "localhost:%d" % cport, "LOCALHOST", "[::1]:%d" % cport):
         assert _get_with_host(cport, path, ok).status == 200, ok
     assert "DNS rebinding" in p.log()
+
+
+def _basic(user, pw):
+    import base64
+    return "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()
+
+
+def _proxy_get(port, url, auth):
+    s = connect(port, timeout=20)
+    s.sendall(http1.request("GET", url, [("Proxy-Authorization", auth)] if auth else []))
+    r = http1.Reader(s).response()
+    s.close()
+    return r
+
+
+def test_repeated_wrong_passwords_are_slowed_then_refused(wmproxy, origin):
+    """fail2ban built in: the first wrong guesses are answered at once, the
+    next ones later and later, and after 10 within a minute the address is
+    refused for a while, even with the right password."""
+    import threading
+    import time
+    from conftest import proxy_args
+    from helpers.net import free_port
+    port = free_port()
+    p = wmproxy(proxy_args(port, "--user", "alice", "--pass", "s3cret"), port=port)
+    url = "http://127.0.0.1:%d/bytes/10" % origin.port
+    assert _proxy_get(port, url, _basic("alice", "s3cret")).status == 200
+    assert _proxy_get(port, url, None).status == 407  # no credentials: not a failure
+    for _ in range(3):
+        assert _proxy_get(port, url, _basic("alice", "guess")).status == 407
+    t0 = time.monotonic()
+    assert _proxy_get(port, url, _basic("alice", "guess")).status == 407
+    assert time.monotonic() - t0 >= 0.45, "the 4th wrong guess was not slowed down"
+    # six more at once (each waits its own delay): the 10th starts the hold
+    codes = []
+    ts = [threading.Thread(target=lambda: codes.append(
+        _proxy_get(port, url, _basic("alice", "guess")).status)) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert codes == [407] * 6, codes
+    r = _proxy_get(port, url, _basic("alice", "s3cret"))
+    assert r.status == 429 and r.header("Retry-After") == "60", (r.status, r.body)
+    s, rep, st = socks.handshake(port, "127.0.0.1", origin.port, "alice", "s3cret")
+    s.close()
+    assert rep is None and st == b"\x01\x01", st  # SOCKS5 auth refused while on hold
+    assert "refused for 60 s" in p.log()
+
+
+def test_control_token_guessing_is_put_on_hold(wmproxy, tmp_path):
+    port, cport = free_ports(2)
+    path = ctl.write(tmp_path / "wm.toml", 'control_token = "t0k"\n' + conf(cport, port))
+    p = wmproxy(["run", "-c", path], port=port)
+    assert wait_port("127.0.0.1", cport, 10, p.p)
+    assert ctl.api(cport, "GET", "/status", "t0k")[0] == 200
+    assert ctl.api(cport, "GET", "/status")[0] == 401  # no token: not counted
+    for _ in range(10):
+        assert ctl.api(cport, "GET", "/status", "guess")[0] == 401
+    code, hdrs, _ = ctl.api(cport, "GET", "/status", "t0k")
+    assert code == 429 and hdrs.get("retry-after") == "60", code
+    assert "refused for 60 s" in p.log()

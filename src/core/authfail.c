@@ -1,0 +1,149 @@
+/*
+ * core/authfail.c - failed authentications per client IP (see authfail.h).
+ * A small open table: WM_AUTHFAIL_TABLE slots searched linearly under one
+ * mutex (authentication is rare next to data); when full, the slot seen
+ * longest ago is reused.
+ */
+#include "core/authfail.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/util.h"
+
+struct slot {
+    unsigned char ip[16]; /* IPv4 as ::ffff:a.b.c.d */
+    bool used;
+    unsigned fails;       /* within the window that began at since_ms */
+    uint64_t since_ms;
+    uint64_t seen_ms;
+    uint64_t hold_until_ms;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot table[WM_AUTHFAIL_TABLE];
+static struct wm_authfail_stats stats;
+
+static bool ip_of(const struct sockaddr *sa, unsigned char out[16])
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (sa == NULL) {
+        return false;
+    }
+    if (sa->sa_family == AF_INET) {
+        memcpy(out, mapped, 12);
+        memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr, 16);
+        return true;
+    }
+    return false;
+}
+
+/* The slot of ip; with create, a new (or the stalest) one. Under lock. */
+static struct slot *find(const unsigned char ip[16], bool create)
+{
+    struct slot *stalest = &table[0];
+
+    for (size_t i = 0; i < WM_AUTHFAIL_TABLE; i++) {
+        struct slot *s = &table[i];
+        if (s->used && memcmp(s->ip, ip, 16) == 0) {
+            return s;
+        }
+        if (!s->used || (stalest->used && s->seen_ms < stalest->seen_ms)) {
+            stalest = s;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    memset(stalest, 0, sizeof(*stalest));
+    memcpy(stalest->ip, ip, 16);
+    stalest->used = true;
+    return stalest;
+}
+
+int wm_authfail_check(const struct sockaddr *peer)
+{
+    unsigned char ip[16];
+    int r = 0;
+
+    if (!ip_of(peer, ip)) {
+        return 0;
+    }
+    pthread_mutex_lock(&lock);
+    struct slot *s = find(ip, false);
+    if (s != NULL && s->hold_until_ms > wm_now_ms()) {
+        stats.refused++;
+        r = -1;
+    }
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+int wm_authfail_record(const struct sockaddr *peer, bool ok)
+{
+    unsigned char ip[16];
+    uint64_t now = wm_now_ms();
+    int delay = 0;
+    bool hold = false;
+
+    if (!ip_of(peer, ip)) {
+        return 0;
+    }
+    pthread_mutex_lock(&lock);
+    struct slot *s = find(ip, !ok);
+    if (ok) {
+        if (s != NULL && s->hold_until_ms <= now) {
+            s->used = false;
+        }
+    } else {
+        stats.failures++;
+        if (now - s->since_ms > WM_AUTHFAIL_WINDOW_MS) {
+            s->since_ms = now;
+            s->fails = 0;
+        }
+        s->seen_ms = now;
+        s->fails++;
+        if (s->fails >= WM_AUTHFAIL_BAN_AFTER && s->hold_until_ms <= now) {
+            s->hold_until_ms = now + WM_AUTHFAIL_BAN_MS;
+            stats.bans++;
+            hold = true;
+        }
+        if (s->fails > WM_AUTHFAIL_FREE) {
+            delay = (int)(s->fails - WM_AUTHFAIL_FREE) * WM_AUTHFAIL_STEP_MS;
+            delay = delay > WM_AUTHFAIL_MAX_DELAY_MS ? WM_AUTHFAIL_MAX_DELAY_MS : delay;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (hold) {
+        char as[INET6_ADDRSTRLEN] = "?";
+        inet_ntop(AF_INET6, ip, as, sizeof(as));
+        wm_log(WM_LOG_WARN, 0, "auth: %d failed authentications from %s within %d s: "
+               "refused for %d s", WM_AUTHFAIL_BAN_AFTER, as, WM_AUTHFAIL_WINDOW_MS / 1000,
+               WM_AUTHFAIL_BAN_MS / 1000);
+    }
+    return delay;
+}
+
+void wm_authfail_get_stats(struct wm_authfail_stats *out)
+{
+    pthread_mutex_lock(&lock);
+    *out = stats;
+    pthread_mutex_unlock(&lock);
+}
+
+void wm_authfail_reset(void)
+{
+    pthread_mutex_lock(&lock);
+    memset(table, 0, sizeof(table));
+    memset(&stats, 0, sizeof(stats));
+    pthread_mutex_unlock(&lock);
+}
