@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/gencert.h"
 #include "core/cputune.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -74,6 +75,7 @@ static void usage_main(FILE *f)
             "  check     validate a config file (-c FILE) and list every error\n"
             "  reload    ask the running instance to reload its config (-c FILE | -u URL)\n"
             "  stop      ask the running instance to stop gracefully (-c FILE | -u URL)\n"
+            "  gen-cert  make a private CA and server/client certificates for a TLS tunnel\n"
             "  version   print the version\n"
             "\n'wmproxy <command> --help' describes a command's options.\n",
             WM_VERSION);
@@ -498,6 +500,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "check") == 0) {
         return cmd_check(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "gen-cert") == 0) {
+        return wm_gencert_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "stop") == 0) {
         return cmd_remote(argc - 1, argv + 1, cmd);

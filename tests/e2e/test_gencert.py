@@ -1,0 +1,74 @@
+"""`wmproxy gen-cert`: a private CA, server and client certificates that
+make a mutual-TLS tunnel work as the README's recipe shows."""
+
+import os
+import stat
+import subprocess
+
+from conftest import BIN
+from helpers.net import connect, free_port, recv_exact, wait_port
+from helpers.tunnel import wait_log, write_config
+
+
+def gen(*args):
+    r = subprocess.run([BIN, "gen-cert"] + list(args), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_gen_cert_files_and_usage(tmp_path):
+    d = str(tmp_path / "ca")
+    out = gen("--ca-dir", d, "server", "localhost", "127.0.0.1", "::1")
+    assert "made CA" in out and "SHA256:" in out
+    out = gen("-d", d, "client", "edge-1")
+    assert "made CA" not in out  # the CA is reused
+    for name, mode in (("ca.key", 0o600), ("server.key", 0o600), ("client-edge-1.key", 0o600),
+                       ("ca.crt", 0o644), ("server.crt", 0o644)):
+        assert stat.S_IMODE(os.stat(os.path.join(d, name)).st_mode) == mode, name
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in",
+                           os.path.join(d, "server.crt")], capture_output=True,
+                          text=True).stdout
+    assert "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+    assert "TLS Web Server Authentication" in text and "CA:FALSE" in text
+    assert "prime256v1" in text
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in",
+                           os.path.join(d, "client-edge-1.crt")], capture_output=True,
+                          text=True).stdout
+    assert "TLS Web Client Authentication" in text
+    r = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(d, "ca.crt"),
+                        os.path.join(d, "server.crt"), os.path.join(d, "client-edge-1.crt")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # bad input: a clear usage error, never a file outside the directory
+    for bad in (["client"], ["client", "../x"], ["bogus", "x"], ["--days", "0", "server", "a"]):
+        r = subprocess.run([BIN, "gen-cert", "-d", d] + bad, capture_output=True, text=True)
+        assert r.returncode == 2, bad
+    assert not os.path.exists(str(tmp_path / "x.crt"))
+
+
+def test_gen_cert_mutual_tls_tunnel(wmproxy, tmp_path, echo):
+    d = str(tmp_path / "pki")
+    gen("-d", d, "server", "127.0.0.1")
+    gen("-d", d, "client", "edge")
+    cp, tp = free_port(), free_port()
+    srv_conf = write_config(tmp_path / "srv.toml", {
+        "mode": "server", "bind_addr": "127.0.0.1:%d" % cp, "map_tcp_bind": "127.0.0.1:%d" % tp,
+        "tc": True, "two_way_tls": True, "cert": d + "/server.crt", "key": d + "/server.key",
+        "ca": d + "/ca.crt"}, (), top={"disable_control": True})
+    srv = wmproxy(["run", "-c", srv_conf], port=cp)
+    ep = free_port()
+    cli_conf = write_config(tmp_path / "cli.toml", {
+        "bind_addr": "127.0.0.1:%d" % ep, "server": "127.0.0.1:%d" % cp,
+        "ts": True, "two_way_tls": True, "cert": d + "/client-edge.crt",
+        "key": d + "/client-edge.key", "ca": d + "/ca.crt"},
+        [{"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}],
+        top={"disable_control": True})
+    wmproxy(["run", "-c", cli_conf], port=ep)
+    assert wait_log(srv, "attached"), srv.log()
+    assert wait_port("127.0.0.1", tp, 10)
+    s = connect(tp)
+    s.sendall(b"ping")
+    assert recv_exact(s, 4) == b"ping"
+    s.close()
