@@ -12,7 +12,7 @@ import pytest
 
 from conftest import proxy_args, sha256
 from helpers import http1, socks
-from helpers.net import connect, free_port, is_closed, recv_exact, wait_port
+from helpers.net import connect, free_port, is_closed, recv_exact, wait_port, wait_until
 from helpers.origin import pattern, pattern_sha256
 
 
@@ -196,8 +196,45 @@ def test_grace_period_expires(wmproxy, echo):
     t = time.time()
     p.signal(signal.SIGINT)
     assert is_closed(s, timeout=5)
-    assert p.stop() == 0
+    assert p.wait_exit(timeout=10) == 0
     assert time.time() - t < 4
+
+
+def test_second_sigterm_stops_now(wmproxy, echo):
+    """As nginx: a second stop signal during the grace period ends it now,
+    and the exit status is still 0."""
+    port = free_port()
+    p = wmproxy(proxy_args(port, "--grace", "60"), port=port)
+    s, rep, _ = socks.handshake(port, "127.0.0.1", echo.port)
+    assert rep == 0
+    p.signal(signal.SIGTERM)
+    wait_until(lambda: "stopping (SIGTERM)" in p.log(), what="first SIGTERM taken")
+    s.sendall(b"still served")
+    assert recv_exact(s, 12) == b"still served"
+    t = time.time()
+    p.signal(signal.SIGTERM)
+    assert is_closed(s, timeout=10)
+    assert p.wait_exit(timeout=10) == 0
+    assert time.time() - t < 10
+    assert "stopping now" in p.log()
+
+
+def test_stop_signals_during_teardown_never_kill(wmproxy, echo):
+    """Stop signals stay handled until exit: a barrage of SIGTERMs from the
+    first stop to the exit (grace, teardown, leak check) must never end the
+    process by the signal (-15)."""
+    port = free_port()
+    p = wmproxy(proxy_args(port, "--grace", "1"), port=port)
+    s, rep, _ = socks.handshake(port, "127.0.0.1", echo.port)
+    assert rep == 0
+    p.signal(signal.SIGINT)
+    wait_until(lambda: "stopping (SIGINT)" in p.log(), what="SIGINT taken")
+    deadline = time.monotonic() + 15
+    while p.p.poll() is None and time.monotonic() < deadline:
+        p.signal(signal.SIGTERM)
+        time.sleep(0.002)  # a steady stream of signals, not a wait for a state
+    assert p.wait_exit(timeout=5) == 0
+    s.close()
 
 
 def test_handshake_timeout(wmproxy):

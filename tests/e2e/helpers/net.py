@@ -40,6 +40,19 @@ def free_udp_port():
     return port
 
 
+def wait_until(pred, timeout=10, what=None, step=0.05):
+    """Poll pred() until it returns a true value, which is returned; after
+    timeout seconds raise AssertionError naming what (or pred)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("not within %ss: %s" % (timeout, what or getattr(pred, "__name__", pred)))
+        time.sleep(step)
+
+
 def wait_port(host, port, timeout, proc=None):
     deadline = time.time() + timeout
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
