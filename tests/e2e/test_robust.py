@@ -12,7 +12,7 @@ import pytest
 
 from conftest import proxy_args, sha256
 from helpers import http1, socks
-from helpers.net import connect, free_port, is_closed, recv_exact, wait_port, wait_until
+from helpers.net import connect, free_port, is_closed, recv_exact, recv_head, refused, wait_port, wait_until
 from helpers.origin import pattern, pattern_sha256
 
 
@@ -112,10 +112,10 @@ def test_slow_reader_memory_bounded_and_others_unaffected(wmproxy, origin):
         s = connect(port)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % origin.port)
-        time.sleep(0.05)
+        assert recv_head(s).startswith(b"HTTP/1.1 200")
         s.sendall(http1.request("GET", "/bytes/%d" % (200 << 20)))
         stalled.append(s)  # never read: the proxy must stop reading the origin
-    time.sleep(2)
+    time.sleep(2)  # deliberate: the origin pushes into the stalled tunnels meanwhile
     # meanwhile other clients are served normally
     for i in range(5):
         assert http_get(port, origin.port, 300000, i) == pattern(300000, i)
@@ -172,7 +172,7 @@ def test_sigterm_graceful(wmproxy, echo):
     s.sendall(b"before")
     assert recv_exact(s, 6) == b"before"
     p.signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_until(lambda: refused(port), 10, what="the listener to close")
     # no new connections
     with pytest.raises(OSError):
         connect(port, timeout=1).sendall(b"\x05\x01\x00") or connect(port, timeout=1).recv(1)
@@ -181,11 +181,8 @@ def test_sigterm_graceful(wmproxy, echo):
     assert recv_exact(s, 5) == b"after"
     assert p.alive()
     s.close()
-    t = time.time()
-    while p.alive() and time.time() - t < 5:
-        time.sleep(0.05)
-    assert not p.alive(), "should exit once the last connection is done"
-    assert p.stop() == 0
+    # it exits once the last connection is done, long before the grace ends
+    assert p.wait_exit(timeout=8) == 0
 
 
 def test_grace_period_expires(wmproxy, echo):

@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+from helpers.net import wait_until  # noqa: F401 (ctl.wait_until)
+
 
 def write(path, text):
     """Write a config file atomically (a reload never sees half a file)."""
@@ -59,18 +61,6 @@ def run(binary, *args, timeout=30, env=None):
         e.update(env)
     return subprocess.run([binary] + [str(a) for a in args], capture_output=True, timeout=timeout,
                           env=e)
-
-
-def wait_until(cond, timeout, step=0.05, what="condition"):
-    """Poll cond() until it returns a true value; returns it or raises."""
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(step)
 
 
 def pid_alive(pid):
