@@ -33,6 +33,7 @@ def conf(cport, port, password="s3cret", extra_top="", extra=""):
 def start(wmproxy, tmp_path, text, port, name="wm.toml", args=()):
     path = ctl.write(tmp_path / name, text)
     p = wmproxy(["run", "-c", path] + list(args), port=port)
+    ctl.wait_control(p, text, args)
     return path, p
 
 

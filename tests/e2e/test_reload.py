@@ -45,6 +45,7 @@ def ports(n):
 def start(wmproxy, tmp_path, text, port, env=None):
     path = ctl.write(tmp_path / "wm.toml", text)
     p = wmproxy(["run", "-c", path], port=port, env=env)
+    ctl.wait_control(p, text)
     return path, p
 
 

@@ -4,10 +4,11 @@ tests. Every wait is bounded."""
 import http.client
 import json
 import os
+import re
 import subprocess
 import time
 
-from helpers.net import wait_until  # noqa: F401 (ctl.wait_until)
+from helpers.net import wait_port, wait_until  # noqa: F401 (ctl.wait_until)
 
 
 def write(path, text):
@@ -17,6 +18,14 @@ def write(path, text):
         f.write(text)
     os.replace(tmp, str(path))
     return str(path)
+
+
+def wait_control(proc, text, args=()):
+    """After a start from config text: wait for the control API it asks for
+    on 127.0.0.1 (it opens just after the listeners the start waited for)."""
+    m = re.search(r'^control = "127\.0\.0\.1:(\d+)"', text, re.M)
+    if m and "disable_control = true" not in text and "--disable-control" not in args:
+        assert wait_port("127.0.0.1", int(m.group(1)), 10, proc.p), proc.log()
 
 
 def api(cport, method, path, token=None, timeout=10):
