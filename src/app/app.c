@@ -14,10 +14,13 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,7 +51,12 @@ struct app {
     struct event *sig_term;
     struct event *sig_hup;
     bool stopping;
+    bool stopping_now;         /* a second stop signal came: no grace */
     int grace_ms;
+    int nworkers;
+    uint64_t workers_done;     /* workers whose loop has ended */
+    int done_fd;               /* eventfd: each worker adds 1 as it ends */
+    struct event *done_ev;     /* reads done_fd on the main loop */
     struct wm_conf *conf;          /* current file config (NULL in flags mode) */
     struct wm_app_services svcs;   /* current services */
     /* last reload */
@@ -168,11 +176,18 @@ static int apply(struct wm_app_services *svcs, char *msg, size_t cap)
 }
 
 /* Exit hook, on every worker after its loop: free what only that thread
- * may touch (tunnel state on worker 0, TLS pumps). */
+ * may touch (tunnel state on worker 0, TLS pumps), then tell the main loop
+ * (workers_done_cb). */
 static void worker_exit(struct wm_worker *w, void *arg)
 {
-    wm_tunnel_worker_exit(w, arg);
+    struct app *a = arg;
+    uint64_t one = 1;
+
+    wm_tunnel_worker_exit(w, NULL);
     wm_tls_pump_free_all();
+    if (write(a->done_fd, &one, sizeof(one)) < 0) {
+        /* cannot fail on an eventfd short of overflow */
+    }
 }
 
 /* Drain hook, on every worker: stop accepting; the tunnel (worker 0)
@@ -250,9 +265,39 @@ static void begin_stop(struct app *a, const char *why)
     a->stopping = true;
     wm_log(WM_LOG_INFO, 0, "stopping (%s): no new connections, grace %d ms", why, a->grace_ms);
     wm_workers_drain(a->grace_ms, drain_worker, NULL);
-    /* Leave the control API a moment to flush its answer (POST /stop). */
-    struct timeval tv = {0, 200 * 1000};
-    event_base_loopexit(a->base, &tv);
+    /* The main loop runs on, taking signals, until workers_done_cb. */
+}
+
+/* On the main loop: done_fd counted more workers out of their loops. */
+static void workers_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *a = arg;
+    uint64_t n;
+
+    (void)what;
+    if (read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+        a->workers_done += n;
+    }
+    if (a->workers_done >= (uint64_t)a->nworkers) {
+        /* Leave the control API a moment to flush its answer (POST /stop). */
+        struct timeval tv = {0, 200 * 1000};
+        event_base_loopexit(a->base, &tv);
+    }
+}
+
+/* Block (SIG_BLOCK) or unblock the stop and reload signals in the calling
+ * thread. The workers inherit them blocked, so only the main thread takes
+ * them: through its loop while it runs, and nobody during the teardown after
+ * it, so a late signal cannot kill a process already on its way out. */
+static void mask_signals(int how)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(how, &set, NULL);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -268,7 +313,17 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         }
         return;
     }
-    begin_stop(a, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    if (a->stopping) {
+        /* As nginx does: a second stop signal means now, still exit 0. */
+        if (!a->stopping_now) {
+            a->stopping_now = true;
+            wm_log(WM_LOG_INFO, 0, "%s during the grace period: stopping now", name);
+            wm_workers_drain(0, drain_worker, NULL);
+        }
+        return;
+    }
+    begin_stop(a, name);
 }
 
 /* ---- control hooks ---- */
@@ -386,6 +441,7 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
 
     memset(&a, 0, sizeof(a));
     a.o = o;
+    a.done_fd = -1;
     a.grace_ms = o->grace_ms;
     apply_logging(&a);
     if (o->config != NULL) {
@@ -426,7 +482,15 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
     if (!o->workers_set && a.conf != NULL && a.conf->workers > 0) {
         workers = (int)a.conf->workers;
     }
-    wm_workers_set_exit_hook(worker_exit, NULL);
+    a.nworkers = workers;
+    a.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (a.done_fd < 0) {
+        wm_app_report(notify, false, "cannot create an eventfd");
+        rc = 1;
+        goto free_conf;
+    }
+    mask_signals(SIG_BLOCK); /* before the workers start: they inherit it */
+    wm_workers_set_exit_hook(worker_exit, &a);
     if (wm_workers_init(workers) < 0 || wm_workers_start() < 0) {
         wm_app_report(notify, false, "cannot start worker threads");
         rc = 1;
@@ -467,12 +531,15 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
         }
         pid_written = true;
     }
+    a.done_ev = event_new(a.base, a.done_fd, EV_READ | EV_PERSIST, workers_done_cb, &a);
+    event_add(a.done_ev, NULL);
     a.sig_int = evsignal_new(a.base, SIGINT, signal_cb, &a);
     a.sig_term = evsignal_new(a.base, SIGTERM, signal_cb, &a);
     a.sig_hup = evsignal_new(a.base, SIGHUP, signal_cb, &a);
     evsignal_add(a.sig_int, NULL);
     evsignal_add(a.sig_term, NULL);
     evsignal_add(a.sig_hup, NULL);
+    mask_signals(SIG_UNBLOCK); /* one that came meanwhile is taken now */
     for (size_t i = 0; i < a.svcs.n; i++) {
         wm_log(WM_LOG_INFO, 0, "listening on %s (%s), %d worker(s)", a.svcs.specs[i].addr,
                a.svcs.specs[i].svc->kind, workers);
@@ -491,6 +558,7 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
     notify = -1;
 
     event_base_dispatch(a.base);
+    mask_signals(SIG_BLOCK); /* until exit */
     if (!a.stopping) {
         begin_stop(&a, "loop ended");
     }
@@ -510,6 +578,9 @@ cleanup:
         event_free(a.sig_term);
         event_free(a.sig_hup);
     }
+    if (a.done_ev != NULL) {
+        event_free(a.done_ev);
+    }
     if (a.base != NULL) {
         event_base_free(a.base);
     }
@@ -517,6 +588,9 @@ cleanup:
         unlink(pidfile);
     }
 free_conf:
+    if (a.done_fd >= 0) {
+        close(a.done_fd);
+    }
     wm_app_services_free(&a.svcs);
     wm_conf_free(a.conf);
     libevent_global_shutdown();

@@ -323,12 +323,22 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 static void drain_on_worker(struct wm_worker *w, void *arg)
 {
     (void)arg;
+    /* Under the lock: a second wm_workers_drain() may be writing them. */
+    pthread_mutex_lock(&w->lock);
+    int grace_ms = w->grace_ms;
+    wm_worker_fn drain_fn = w->drain_fn;
+    void *drain_arg = w->drain_arg;
+    pthread_mutex_unlock(&w->lock);
     if (w->draining) {
+        /* A second request with no grace: stop waiting, abort what is left. */
+        if (grace_ms == 0 && w->grace_ev != NULL && evtimer_pending(w->grace_ev, NULL)) {
+            grace_cb(-1, 0, w);
+        }
         return;
     }
     w->draining = true;
-    if (w->drain_fn != NULL) {
-        w->drain_fn(w, w->drain_arg);
+    if (drain_fn != NULL) {
+        drain_fn(w, drain_arg);
     }
     if (w->nconns == 0) {
         worker_finish_drain(w);
@@ -339,7 +349,7 @@ static void drain_on_worker(struct wm_worker *w, void *arg)
         grace_cb(-1, 0, w);
         return;
     }
-    struct timeval tv = {w->grace_ms / 1000, (w->grace_ms % 1000) * 1000};
+    struct timeval tv = {grace_ms / 1000, (grace_ms % 1000) * 1000};
     evtimer_add(w->grace_ev, &tv);
 }
 
@@ -349,10 +359,14 @@ void wm_workers_drain(int grace_ms, wm_worker_fn drain_fn, void *arg)
         struct wm_worker *w = workers[i];
         /* Set before posting; read on the worker thread after the post's lock. */
         pthread_mutex_lock(&w->lock);
+        bool closed = w->closed;
         w->grace_ms = grace_ms;
         w->drain_fn = drain_fn;
         w->drain_arg = arg;
         pthread_mutex_unlock(&w->lock);
+        if (closed) {
+            continue; /* its loop has ended: nothing left to stop */
+        }
         if (wm_worker_post(w, drain_on_worker, NULL) < 0) {
             wm_log(WM_LOG_ERROR, 0, "worker %d: cannot deliver the stop request", i);
         }

@@ -35,7 +35,9 @@ int wm_workers_start(void);
 
 /* Ask every worker to stop accepting (drain_fn runs on each worker first, to
  * close its listeners), wait up to grace_ms for its connections to finish,
- * abort the rest, then leave its loop. Thread-safe; returns at once. */
+ * abort the rest, then leave its loop. Thread-safe; returns at once.
+ * Called again during a drain with grace_ms 0, it aborts the connections
+ * still open without waiting for the rest of the grace period. */
 void wm_workers_drain(int grace_ms, wm_worker_fn drain_fn, void *arg);
 
 /* Run fn(w, arg) on every worker thread right after its loop ended (its

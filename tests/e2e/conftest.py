@@ -20,7 +20,8 @@ BIN = os.environ.get("WMPROXY_BIN", os.path.join(os.path.dirname(__file__), "../
 
 class Proc:
     """A running wmproxy. stop() sends SIGTERM, waits, and checks the exit
-    status and that the sanitizers reported nothing."""
+    status and that the sanitizers reported nothing; wait_exit() does the same
+    for a process expected to exit by itself."""
 
     def __init__(self, args, port=None, tmp_path=None, env=None, wait=True, host="127.0.0.1"):
         self.args = [BIN] + args
@@ -54,17 +55,26 @@ class Proc:
         self.p.send_signal(sig)
 
     def stop(self, timeout=20, expect_code=0):
+        """SIGTERM, then wait_exit()."""
+        if self.stopped:
+            return self.p.returncode
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout, expect_code, after="SIGTERM")
+
+    def wait_exit(self, timeout=20, expect_code=0, after="its own decision"):
+        """Wait, without signalling, for the process to exit; check its exit
+        code (None: any) and that the sanitizers reported nothing."""
         if self.stopped:
             return self.p.returncode
         self.stopped = True
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
         try:
             code = self.p.wait(timeout)
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait(5)
-            raise AssertionError("wmproxy did not exit within %ss after SIGTERM\n%s" % (timeout, self.log()[-4000:]))
+            raise AssertionError("wmproxy did not exit within %ss after %s\n%s"
+                                 % (timeout, after, self.log()[-4000:]))
         out = self.log()
         bad = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:") if m in out]
         assert not bad, "sanitizer report:\n" + out[-8000:]

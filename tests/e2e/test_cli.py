@@ -8,14 +8,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from conftest import BIN, proxy_args
-from helpers.net import free_port, wait_port
+from helpers.net import free_port, wait_port, wait_until
 
 
 def run(*args, timeout=10):
@@ -78,8 +77,7 @@ def test_control_status_and_stop(wmproxy):
     assert p.alive()
     code, doc = http("POST", "http://127.0.0.1:%d/stop" % cport)
     assert code == 200 and doc["ok"]
-    p.p.wait(10)
-    assert p.stop() == 0
+    assert p.wait_exit(timeout=10) == 0
 
 
 def test_daemon_and_pidfile(tmp_path):
@@ -91,15 +89,14 @@ def test_daemon_and_pidfile(tmp_path):
     assert wait_port("127.0.0.1", port, 5)
     pid = int(pidfile.read_text())
     os.kill(pid, signal.SIGTERM)
-    t = time.time()
-    while time.time() - t < 10:
+
+    def gone():
         try:
             os.kill(pid, 0)
+            return False
         except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("daemon did not stop")
+            return True
+    wait_until(gone, 10, what="the daemon to stop")
     assert not pidfile.exists()
 
 
@@ -123,10 +120,7 @@ def _amd_with_erms():
 
 
 def _wait_log(p, text, timeout=5):
-    end = time.time() + timeout
-    while text not in p.log():
-        assert time.time() < end, "no %r in the log:\n%s" % (text, p.log())
-        time.sleep(0.05)
+    wait_until(lambda: text in p.log(), timeout, what="%r in the log:\n%s" % (text, p.log()))
 
 
 def test_cpu_tuning_reexec(wmproxy):
@@ -143,7 +137,7 @@ def test_cpu_tuning_reexec(wmproxy):
     if _amd_with_erms():
         _wait_log(p, "cpu: AMD CPU with ERMS: glibc's rep movsb copies are off")
     else:
-        time.sleep(0.3)
+        _wait_log(p, "listening on")  # the cpu line would come with it
         assert "rep movsb" not in p.log()
     assert p.alive()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -165,14 +159,11 @@ def _start_and_check_untuned(argv, port, preexec=None):
     p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
     try:
         assert wait_port("127.0.0.1", port, 10, p), "did not start"
-        end = time.time() + 5
-        while True:
+        def started():
             log.seek(0)
             out = log.read().decode("utf-8", "replace")
-            if "listening on" in out and (not _amd_with_erms() or "cpu:" in out):
-                break
-            assert time.time() < end, out
-            time.sleep(0.05)
+            return out if "listening on" in out and (not _amd_with_erms() or "cpu:" in out) else None
+        out = wait_until(started, 5, what="the start lines")
         if _amd_with_erms():
             assert "rep movsb tuning not applied" in out, out
     finally:

@@ -76,7 +76,9 @@ def test_target_reset_after_its_data_still_delivers_it(proxy):
     s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % lst.getsockname()[1])
     head = recv_head(s)
     assert head.startswith(b"HTTP/1.1 200")
-    time.sleep(1.5)  # the target sends everything and resets meanwhile
+    t.join(20)  # the target sent everything and reset
+    assert not t.is_alive()
+    time.sleep(0.5)  # deliberate: the proxy takes the reset while it still holds data
     got = bytearray()
     try:
         while True:

@@ -6,12 +6,11 @@ import http.client
 import json
 import socket
 import threading
-import time
 
 from conftest import BIN
 from helpers import control as ctl
 from helpers import traffic as tr
-from helpers.net import free_ports, connect, free_port, wait_port
+from helpers.net import free_ports, connect, free_port, wait_port, wait_until
 
 USER = "alice"
 
@@ -34,6 +33,7 @@ def conf(cport, port, password="s3cret", extra_top="", extra=""):
 def start(wmproxy, tmp_path, text, port, name="wm.toml", args=()):
     path = ctl.write(tmp_path / name, text)
     p = wmproxy(["run", "-c", path] + list(args), port=port)
+    ctl.wait_control(p, text, args)
     return path, p
 
 
@@ -251,6 +251,7 @@ def test_status_polling_during_stop_never_blocks_the_exit(wmproxy, tmp_path):
         path = ctl.write(tmp_path / "tun.toml", text)
         p = wmproxy(["run", "-c", path], port=port)
         stop = threading.Event()
+        polls = []
 
         def poll():
             while not stop.is_set():
@@ -258,12 +259,13 @@ def test_status_polling_during_stop_never_blocks_the_exit(wmproxy, tmp_path):
                     _raw(cport, "GET", "/status", {})
                 except (OSError, ValueError, http.client.HTTPException):
                     pass
+                polls.append(1)
 
         threads = [threading.Thread(target=poll, daemon=True) for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.3)
         try:
+            wait_until(lambda: len(polls) >= 6, 10, what="the pollers to run")
             assert p.stop(timeout=15) == 0
         finally:
             stop.set()

@@ -15,7 +15,7 @@ from helpers import control as ctl
 from helpers import socks
 from helpers import traffic as tr
 from helpers.http1 import Reader
-from helpers.net import free_ports, connect, free_port, wait_port
+from helpers.net import free_ports, free_port, refused, wait_port
 from helpers.origin import pattern_sha256
 
 USER = "alice"
@@ -45,6 +45,7 @@ def ports(n):
 def start(wmproxy, tmp_path, text, port, env=None):
     path = ctl.write(tmp_path / "wm.toml", text)
     p = wmproxy(["run", "-c", path], port=port, env=env)
+    ctl.wait_control(p, text)
     return path, p
 
 
@@ -197,7 +198,7 @@ def test_reload_under_load(wmproxy, origin, tmp_path):
     warm.finish()
     assert warm.failures == [] and all(v is True for v in results.values()), \
         (warm.failures[:5], results)
-    time.sleep(0.5)
+    ctl.wait_until(lambda: ctl.status(cport)["connections"] == 0, 10, what="connections to close")
     rss_base = ctl.rss_kb(pid)
 
     # Invalid variants: (file text, fragment of the refusal).
@@ -232,7 +233,7 @@ def test_reload_under_load(wmproxy, origin, tmp_path):
             reload_via(how, path, cport, p, False, want)
         if all(0 < pr[0] < n for pr, n in zip(progress, sizes)):
             during_transfers += 1
-        time.sleep(0.05)
+        time.sleep(0.05)  # deliberate: spread the reloads over the transfers
     for t in threads:
         t.join(120)
     assert not any(t.is_alive() for t in threads), "long transfers stuck"
@@ -256,7 +257,7 @@ def test_reload_under_load(wmproxy, origin, tmp_path):
     ctl.write(path, conf(cport, port))
     reload_via("post", path, cport, p, True, "reloaded")
     ctl.wait_until(lambda: ctl.status(cport)["connections"] == 0, 10, what="connections to close")
-    time.sleep(1)
+    time.sleep(1)  # deliberate: the workers' deferred frees run before we measure
     rss_after = ctl.rss_kb(pid)
     assert rss_after - rss_base < 4 * 1024, (rss_base, rss_after)
     # Valid and invalid files, and a listener moved to port2 and back.
@@ -270,7 +271,7 @@ def test_reload_under_load(wmproxy, origin, tmp_path):
         assert code == (200 if k < 6 else 422) or k == 6, (k, code, doc)
     ctl.write(path, conf(cport, port))
     reload_via("post", path, cport, p, True, "reloaded")
-    time.sleep(0.5)
+    ctl.wait_until(lambda: ctl.status(cport)["connections"] == 0, 10, what="connections to close")
     rss_end = ctl.rss_kb(pid)
     assert rss_end - rss_after < 3 * 1024, (rss_base, rss_after, rss_end)
     # And the proxy still answers.
@@ -307,14 +308,6 @@ def test_password_change_keeps_open_tunnels(wmproxy, origin, tmp_path):
         tr.check_bytes(tr.tunnel_get(s2, rd2, origin.port, "/bytes/80000?seed=6"), 80000, 6)
     s1.close()
     s2.close()
-
-
-def refused(port):
-    try:
-        connect(port, timeout=2).close()
-        return False
-    except ConnectionRefusedError:
-        return True
 
 
 def test_reload_moves_listener(wmproxy, origin, tmp_path):

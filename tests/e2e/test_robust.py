@@ -12,7 +12,7 @@ import pytest
 
 from conftest import proxy_args, sha256
 from helpers import http1, socks
-from helpers.net import connect, free_port, is_closed, recv_exact, wait_port
+from helpers.net import connect, free_port, is_closed, recv_exact, recv_head, refused, wait_port, wait_until
 from helpers.origin import pattern, pattern_sha256
 
 
@@ -112,10 +112,10 @@ def test_slow_reader_memory_bounded_and_others_unaffected(wmproxy, origin):
         s = connect(port)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % origin.port)
-        time.sleep(0.05)
+        assert recv_head(s).startswith(b"HTTP/1.1 200")
         s.sendall(http1.request("GET", "/bytes/%d" % (200 << 20)))
         stalled.append(s)  # never read: the proxy must stop reading the origin
-    time.sleep(2)
+    time.sleep(2)  # deliberate: the origin pushes into the stalled tunnels meanwhile
     # meanwhile other clients are served normally
     for i in range(5):
         assert http_get(port, origin.port, 300000, i) == pattern(300000, i)
@@ -172,7 +172,7 @@ def test_sigterm_graceful(wmproxy, echo):
     s.sendall(b"before")
     assert recv_exact(s, 6) == b"before"
     p.signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_until(lambda: refused(port), 10, what="the listener to close")
     # no new connections
     with pytest.raises(OSError):
         connect(port, timeout=1).sendall(b"\x05\x01\x00") or connect(port, timeout=1).recv(1)
@@ -181,11 +181,8 @@ def test_sigterm_graceful(wmproxy, echo):
     assert recv_exact(s, 5) == b"after"
     assert p.alive()
     s.close()
-    t = time.time()
-    while p.alive() and time.time() - t < 5:
-        time.sleep(0.05)
-    assert not p.alive(), "should exit once the last connection is done"
-    assert p.stop() == 0
+    # it exits once the last connection is done, long before the grace ends
+    assert p.wait_exit(timeout=8) == 0
 
 
 def test_grace_period_expires(wmproxy, echo):
@@ -196,8 +193,45 @@ def test_grace_period_expires(wmproxy, echo):
     t = time.time()
     p.signal(signal.SIGINT)
     assert is_closed(s, timeout=5)
-    assert p.stop() == 0
+    assert p.wait_exit(timeout=10) == 0
     assert time.time() - t < 4
+
+
+def test_second_sigterm_stops_now(wmproxy, echo):
+    """As nginx: a second stop signal during the grace period ends it now,
+    and the exit status is still 0."""
+    port = free_port()
+    p = wmproxy(proxy_args(port, "--grace", "60"), port=port)
+    s, rep, _ = socks.handshake(port, "127.0.0.1", echo.port)
+    assert rep == 0
+    p.signal(signal.SIGTERM)
+    wait_until(lambda: "stopping (SIGTERM)" in p.log(), what="first SIGTERM taken")
+    s.sendall(b"still served")
+    assert recv_exact(s, 12) == b"still served"
+    t = time.time()
+    p.signal(signal.SIGTERM)
+    assert is_closed(s, timeout=10)
+    assert p.wait_exit(timeout=10) == 0
+    assert time.time() - t < 10
+    assert "stopping now" in p.log()
+
+
+def test_stop_signals_during_teardown_never_kill(wmproxy, echo):
+    """Stop signals stay handled until exit: a barrage of SIGTERMs from the
+    first stop to the exit (grace, teardown, leak check) must never end the
+    process by the signal (-15)."""
+    port = free_port()
+    p = wmproxy(proxy_args(port, "--grace", "1"), port=port)
+    s, rep, _ = socks.handshake(port, "127.0.0.1", echo.port)
+    assert rep == 0
+    p.signal(signal.SIGINT)
+    wait_until(lambda: "stopping (SIGINT)" in p.log(), what="SIGINT taken")
+    deadline = time.monotonic() + 15
+    while p.p.poll() is None and time.monotonic() < deadline:
+        p.signal(signal.SIGTERM)
+        time.sleep(0.002)  # a steady stream of signals, not a wait for a state
+    assert p.wait_exit(timeout=5) == 0
+    s.close()
 
 
 def test_handshake_timeout(wmproxy):

@@ -4,13 +4,12 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 
 import pytest
 
 from conftest import proxy_args, sha256
 from helpers import socks
-from helpers.net import connect, free_port, free_udp_port, is_closed, recv_exact
+from helpers.net import connect, free_port, free_udp_port, full_listener, is_closed, recv_exact, wait_until
 from helpers.origin import pattern, start_udp_echo
 
 
@@ -132,21 +131,14 @@ def test_reply_codes(proxy, target, code):
 
 
 def test_reply_timeout_6(wmproxy):
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(0)
-    fillers = []
-    for _ in range(3):
-        c = socket.socket()
-        c.setblocking(False)
-        c.connect_ex(srv.getsockname())
-        fillers.append(c)
-    time.sleep(0.2)
+    srv, fillers = full_listener()
     port = free_port()
     wmproxy(proxy_args(port, "--connect-timeout", "1"), port=port)
     s, rep, _ = socks.handshake(port, "127.0.0.1", srv.getsockname()[1])
     assert rep == 6
     srv.close()
+    for c in fillers:
+        c.close()
 
 
 def test_bind_unsupported_7_and_bad_atyp_8(proxy):
@@ -218,11 +210,22 @@ def test_udp_associate(proxy):
             other.recvfrom(65535)
         # the association ends with its TCP connection
         s.close()
-        time.sleep(0.3)
-        c.settimeout(0.5)
-        c.sendto(socks.udp_header("127.0.0.1", u.port) + b"after", relay)
-        with pytest.raises((socket.timeout, ConnectionRefusedError)):
-            c.recvfrom(65535)
+
+        def relay_gone():
+            c.setblocking(False)
+            try:
+                while True:  # answers to earlier probes
+                    c.recvfrom(65535)
+            except (BlockingIOError, ConnectionRefusedError):
+                pass
+            c.settimeout(0.5)
+            c.sendto(socks.udp_header("127.0.0.1", u.port) + b"after", relay)
+            try:
+                c.recvfrom(65535)
+                return False
+            except (socket.timeout, ConnectionRefusedError):
+                return True
+        wait_until(relay_gone, 10, what="the UDP relay to close")
     finally:
         u.close()
 

@@ -131,7 +131,7 @@ def test_two_level_proxy(nodes, origin, certs, mode):
     # with TLS both ends leave OpenSSL's records for the tunnel's own
     transport = "plain" if mode == "plain" else "TLS, own records"
     assert "attached (%s)" % transport in srv.log()
-    assert "(%s), " % transport in cli.log()
+    assert wait_log(cli, "(%s), " % transport), cli.log()
 
 
 @pytest.mark.parametrize("older", ["client", "server", "fips", "config"])
@@ -156,7 +156,7 @@ def test_record_layer_falls_back_to_tls(nodes, echo, certs, older):
                        mappings=[{"name": "t", "mode": "tcp",
                                   "local_addr": "127.0.0.1:%d" % echo.port}])
     assert "attached (TLS)" in srv.log()
-    assert "(TLS), " in cli.log()
+    assert wait_log(cli, "(TLS), "), cli.log()
     if old and "LIBGCRYPT_FORCE_FIPS_MODE" in old:
         assert "tunnel carriers use OpenSSL's record layer" in cli.log()
     assert wait_port("127.0.0.1", tp, 5)
@@ -181,7 +181,7 @@ def test_chain_of_three(nodes, origin):
     r = curl("-x", "http://wm:s3cret@127.0.0.1:%d" % low.entry,
              "http://127.0.0.1:%d/bytes/1000" % origin.port)
     assert r.returncode == 0 and r.stdout == pattern(1000)
-    assert "access proto=http" in top.log()  # parsed at the top node
+    assert wait_log(top, "access proto=http"), top.log()  # parsed at the top node
 
 
 def test_flags_mode(wmproxy, origin, certs):
@@ -220,8 +220,9 @@ def test_tls_mismatches_refused(nodes, certs):
     nodes.client(plain_srv.center, tls=tls_client(certs), attach=False)
     assert wait_log(plain_srv, "TLS client on a plain-TCP tunnel port"), plain_srv.log()
     # a client that does not trust the server's certificate
-    nodes.client(tls_srv.center, tls={"ts": True, "ca": certs["rogue-ca.pem"]}, attach=False)
-    time.sleep(1)
+    rogue = nodes.client(tls_srv.center, tls={"ts": True, "ca": certs["rogue-ca.pem"]},
+                         attach=False)
+    assert wait_log(rogue, "certificate verify failed"), rogue.log()
     assert "attached" not in tls_srv.log()
     cli.stop()
 
@@ -236,7 +237,7 @@ def test_reset_during_tls_handshake_keeps_serving(nodes, certs):
         s.sendall(bytes.fromhex("160301000401000000"))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
-    time.sleep(0.5)
+    assert wait_log(srv, "refused: ", count=5), srv.log()
     nodes.client(srv.center, srv_proc=srv, tls=tls_client(certs))  # still serving
 
 
@@ -674,9 +675,13 @@ def test_stalled_stream_does_not_slow_others(nodes, origin):
     stalled = connect(tp)
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(http1.request("GET", "/bytes/%d" % 500_000_000, [("Host", "x")]))
-    time.sleep(1)
-    with_stall = _throughput(tp, 4, 40_000_000)
-    assert with_stall >= 0.8 * base, (base, with_stall)
+    time.sleep(1)  # deliberate: the origin fills the stalled stream meanwhile
+    # Throughput on a host shared with other work is noisy: a stall that
+    # blocked the others would lose every try, noise loses one now and then.
+    tries = []
+    while len(tries) < 3 and (not tries or max(tries) < 0.8 * base):
+        tries.append(_throughput(tp, 4, 40_000_000))
+    assert max(tries) >= 0.8 * base, (base, tries)
     # memory stays bounded: one stream window and relay buffers, not the
     # hundreds of MB the origin pushes (ASan build: allow for its overhead)
     for p in (srv, cli):
@@ -694,7 +699,7 @@ def test_server_restart_recovers_within_5s(nodes, echo, wmproxy, tmp_path):
     os.kill(srv.p.pid, signal.SIGKILL)
     srv.p.wait(5)
     srv.stopped = True
-    time.sleep(0.5)
+    assert wait_log(cli, "closed: "), cli.log()
     t0 = time.time()
     srv2 = wmproxy(["run", "-c", cfg, "--workers", "2"], port=int(srv.center.rsplit(":", 1)[1]))
     deadline = t0 + 5
@@ -804,7 +809,7 @@ def test_client_starts_before_server(nodes, echo, wmproxy):
     tp, cp = free_port(), free_port()
     cli = nodes.client("127.0.0.1:%d" % cp, attach=False, mappings=[
         {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
-    time.sleep(1.5)
+    assert wait_log(cli, "cannot reach", count=2), cli.log()  # and retries
     assert cli.alive()
     srv = nodes.start({"bind_addr": "127.0.0.1:%d" % cp, "mode": "server",
                        "map_tcp_bind": "127.0.0.1:%d" % tp, **CRED})
@@ -844,7 +849,7 @@ def test_tiny_writes_to_a_paused_reader_all_arrive(nodes):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", tp))
-    time.sleep(3)  # the window fills with tiny frames
+    time.sleep(3)  # deliberate: the window fills with tiny frames meanwhile
     s.settimeout(10)
     got = bytearray()
     while len(got) < total:

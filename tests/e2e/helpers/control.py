@@ -4,8 +4,11 @@ tests. Every wait is bounded."""
 import http.client
 import json
 import os
+import re
 import subprocess
 import time
+
+from helpers.net import wait_port, wait_until  # noqa: F401 (ctl.wait_until)
 
 
 def write(path, text):
@@ -15,6 +18,14 @@ def write(path, text):
         f.write(text)
     os.replace(tmp, str(path))
     return str(path)
+
+
+def wait_control(proc, text, args=()):
+    """After a start from config text: wait for the control API it asks for
+    on 127.0.0.1 (it opens just after the listeners the start waited for)."""
+    m = re.search(r'^control = "127\.0\.0\.1:(\d+)"', text, re.M)
+    if m and "disable_control = true" not in text and "--disable-control" not in args:
+        assert wait_port("127.0.0.1", int(m.group(1)), 10, proc.p), proc.log()
 
 
 def api(cport, method, path, token=None, timeout=10):
@@ -59,18 +70,6 @@ def run(binary, *args, timeout=30, env=None):
         e.update(env)
     return subprocess.run([binary] + [str(a) for a in args], capture_output=True, timeout=timeout,
                           env=e)
-
-
-def wait_until(cond, timeout, step=0.05, what="condition"):
-    """Poll cond() until it returns a true value; returns it or raises."""
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(step)
 
 
 def pid_alive(pid):

@@ -1,5 +1,6 @@
 """Socket helpers with bounded waits."""
 
+import select
 import socket
 import time
 
@@ -40,6 +41,20 @@ def free_udp_port():
     return port
 
 
+def wait_until(cond, timeout=10, step=0.05, what="condition"):
+    """Poll cond() until it returns a true value, which is returned; after
+    timeout seconds raise AssertionError naming what. Use it for every wait
+    on a state: a fixed sleep is either too short under load or wasted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
 def wait_port(host, port, timeout, proc=None):
     deadline = time.time() + timeout
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -56,6 +71,32 @@ def wait_port(host, port, timeout, proc=None):
             s.close()
             time.sleep(0.05)
     return False
+
+
+def full_listener():
+    """A listener on 127.0.0.1 whose accept queue is full, so that a new
+    connection to it hangs (its SYNs are dropped): (listener, fillers)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(srv.getsockname())
+        fillers.append(c)
+    # With a backlog of 0 the queue is full once one handshake is complete.
+    wait_until(lambda: select.select([], fillers, [], 0)[1], 5, what="a full accept queue")
+    return srv, fillers
+
+
+def refused(port, host="127.0.0.1"):
+    """True if a connection to port is refused (nothing listens there)."""
+    try:
+        connect(port, host, timeout=2).close()
+        return False
+    except ConnectionRefusedError:
+        return True
 
 
 def connect(port, host="127.0.0.1", timeout=10):

@@ -162,7 +162,7 @@ class OriginHandler(socketserver.StreamRequestHandler):
         elif path == "/conn":
             self.reply(200, str(self.conn_id).encode(), close)
         elif path == "/slow":
-            time.sleep(int(q.get("ms", ["1000"])[0]) / 1000.0)
+            time.sleep(int(q.get("ms", ["1000"])[0]) / 1000.0)  # deliberate: slow on request
             self.reply(200, b"slow\n", close)
         elif path == "/echo":
             self.reply(200, body, close, extra=[("X-Body-Sha256", hashlib.sha256(body).hexdigest())])
