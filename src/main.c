@@ -10,6 +10,7 @@
 #include "app/app.h"
 #include "core/cputune.h"
 #include "core/log.h"
+#include "core/proxyflags.h"
 #include "core/util.h"
 #include "core/version.h"
 

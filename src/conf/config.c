@@ -17,7 +17,7 @@
 #include "core/arena.h"
 #include "core/limits.h"
 #include "core/log.h"
-#include "proxy/proxy.h"
+#include "core/proxyflags.h"
 
 #define CONF_MAX_FILE (4 * 1024 * 1024)
 

@@ -9,9 +9,9 @@
 #include "conf/units.h"
 #include "core/arena.h"
 #include "core/log.h"
+#include "core/proxyflags.h"
 #include "core/util.h"
 #include "net/addr.h"
-#include "proxy/proxy.h"
 
 #define PATH_MAX_LEN 256
 #define MSG_MAX 400

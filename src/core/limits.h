@@ -27,6 +27,9 @@
 #define WM_SOCKS_EARLY_MAX       (64 * 1024) /* client bytes read ahead while dialing */
 #define WM_UDP_MAX_DATAGRAM      65535
 
+/* Forward proxy credentials (config, command line, HTTP Basic, SOCKS5). */
+#define WM_PROXY_CRED_MAX        256 /* user or password, with its NUL */
+
 /* Listener backlog. */
 #define WM_LISTEN_BACKLOG        4096
 
