@@ -592,25 +592,13 @@ const char *wm_conf_diag_format(const struct wm_conf_diags *d, size_t i, char *b
     return buf;
 }
 
-const char *wm_conf_diags_errors(const struct wm_conf_diags *d, char *buf, size_t cap)
+void wm_conf_diags_errors(const struct wm_conf_diags *d, struct wm_err *err)
 {
-    size_t off = 0;
     char line[1200];
 
-    if (cap == 0) {
-        return buf;
-    }
-    buf[0] = '\0';
-    for (size_t i = 0; i < d->n && off < cap; i++) {
-        if (d->v[i].warning) {
-            continue;
+    for (size_t i = 0; i < d->n; i++) {
+        if (!d->v[i].warning) {
+            wm_err_add_line(err, "%s", wm_err_format(&d->v[i].e, line, sizeof(line)));
         }
-        int r = snprintf(buf + off, cap - off, "%s%s", off ? "\n" : "",
-                         wm_err_format(&d->v[i].e, line, sizeof(line)));
-        if (r < 0) {
-            break;
-        }
-        off += (size_t)r;
     }
-    return buf;
 }

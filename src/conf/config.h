@@ -124,7 +124,8 @@ void wm_conf_diags_free(struct wm_conf_diags *d);
  * "warning: " prefix for warnings. Returns buf. */
 const char *wm_conf_diag_format(const struct wm_conf_diags *d, size_t i, char *buf, size_t cap);
 
-/* All error lines joined by newlines into buf (for API answers). */
-const char *wm_conf_diags_errors(const struct wm_conf_diags *d, char *buf, size_t cap);
+/* Append every error, one line each, to err->msg (wm_err_add_line): the
+ * answer to a refused start or reload. */
+void wm_conf_diags_errors(const struct wm_conf_diags *d, struct wm_err *err);
 
 #endif

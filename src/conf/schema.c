@@ -196,8 +196,8 @@ static const char *need_text(struct wm_cctx *ctx, const struct wm_cval *v, const
     return s;
 }
 
-int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h, char *msg,
-                         size_t cap)
+int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h,
+                         struct wm_err *err)
 {
     const char *tok[4];
     size_t tlen[4];
@@ -217,8 +217,8 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
             char q = *p++;
             const char *end = strchr(p, q);
             if (end == NULL) {
-                snprintf(msg, cap, "unterminated quote in header rule \"%s\"", s);
-                return -1;
+                return wm_err_set(err, NULL, 0, 0, NULL,
+                                  "unterminated quote in header rule \"%s\"", s);
             }
             tok[nt] = p;
             tlen[nt++] = (size_t)(end - p);
@@ -236,8 +236,7 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
         p++;
     }
     if (*p != '\0') {
-        snprintf(msg, cap, "too many words in header rule \"%s\"", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL, "too many words in header rule \"%s\"", s);
     }
     int i = 0;
     if (nt > 0 && tlen[0] == 5 && memcmp(tok[0], "proxy", 5) == 0) {
@@ -251,29 +250,28 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
     }
     int rest = nt - i;
     if (rest < 1 || tlen[i] == 0) {
-        snprintf(msg, cap, "header rule \"%s\" names no header", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL, "header rule \"%s\" names no header", s);
     }
     if (!wm_field_name_ok(tok[i], tlen[i])) {
-        snprintf(msg, cap, "invalid header name in rule \"%s\"", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL, "invalid header name in rule \"%s\"", s);
     }
     h->name = wm_arena_strndup(a, tok[i], tlen[i]);
     if (h->op == '-') {
         if (rest != 1) {
-            snprintf(msg, cap, "header rule \"%s\": '-' takes a name only", s);
-            return -1;
+            return wm_err_set(err, NULL, 0, 0, NULL,
+                              "header rule \"%s\": '-' takes a name only", s);
         }
         return 0;
     }
     if (rest != 2) {
-        snprintf(msg, cap, "header rule \"%s\": expected a name and a value", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL,
+                          "header rule \"%s\": expected a name and a value", s);
     }
     if (!wm_field_value_ok(tok[i + 1], tlen[i + 1])) {
-        snprintf(msg, cap, "header rule \"%s\": the value has a control character (CR, LF, "
-                           "NUL...)", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL,
+                          "header rule \"%s\": the value has a control character (CR, LF, "
+                          "NUL...)",
+                          s);
     }
     h->value = wm_arena_strndup(a, tok[i + 1], tlen[i + 1]);
     return 0;
@@ -283,7 +281,7 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
 static void decode_headers(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
                            void *obj, const char *path)
 {
-    char msg[MSG_MAX];
+    struct wm_err err;
     char ipath[PATH_MAX_LEN];
     size_t n;
     struct wm_conf_header *hs;
@@ -335,8 +333,8 @@ static void decode_headers(struct wm_cctx *ctx, const struct wm_ckey *k, const s
             wm_cctx_error(ctx, e, ipath, "header rule longer than %zu bytes", sizeof(line) - 1);
             continue;
         }
-        if (wm_conf_parse_header(ctx->arena, line, &hs[i], msg, sizeof(msg)) < 0) {
-            wm_cctx_error(ctx, e, ipath, "%s", msg);
+        if (wm_conf_parse_header(ctx->arena, line, &hs[i], &err) < 0) {
+            wm_cctx_error(ctx, e, ipath, "%s", err.msg);
         }
     }
     STORE(struct wm_conf_header *, k, obj, hs);
@@ -449,7 +447,7 @@ static void decode_tables(struct wm_cctx *ctx, const struct wm_ckey *k, const st
 static void decode_value(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
                          void *obj, const char *path)
 {
-    char msg[MSG_MAX];
+    struct wm_err err;
     char b[96];
     const char *s;
     enum wm_cval_type t = wm_cval_type(v);
@@ -496,10 +494,10 @@ static void decode_value(struct wm_cctx *ctx, const struct wm_ckey *k, const str
             u = (uint64_t)wm_cval_int(v) * (k->kind == WM_CK_DURATION ? 1000 : 1);
         } else if (t == WM_CVAL_STRING) {
             s = wm_cval_str(v, NULL);
-            int r = k->kind == WM_CK_DURATION ? wm_parse_duration_ms(s, &u, msg, sizeof(msg))
-                                              : wm_parse_size(s, &u, msg, sizeof(msg));
+            int r = k->kind == WM_CK_DURATION ? wm_parse_duration_ms(s, &u, &err)
+                                              : wm_parse_size(s, &u, &err);
             if (r < 0) {
-                wm_cctx_error(ctx, v, path, "%s", msg);
+                wm_cctx_error(ctx, v, path, "%s", err.msg);
                 return;
             }
         } else {
@@ -522,8 +520,8 @@ static void decode_value(struct wm_cctx *ctx, const struct wm_ckey *k, const str
         if (s == NULL) {
             return;
         }
-        if (wm_parse_rate(s, &r, msg, sizeof(msg)) < 0) {
-            wm_cctx_error(ctx, v, path, "%s", msg);
+        if (wm_parse_rate(s, &r, &err) < 0) {
+            wm_cctx_error(ctx, v, path, "%s", err.msg);
             return;
         }
         STORE(struct wm_rate, k, obj, r);
