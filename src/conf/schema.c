@@ -27,23 +27,23 @@ void wm_cctx_deinit(struct wm_cctx *ctx)
 {
     free(ctx->diags);
     ctx->diags = NULL;
-    ctx->ndiags = ctx->nerrors = 0;
+    ctx->ndiags = ctx->capdiags = ctx->nerrors = 0;
 }
 
 static void add_diag_at(struct wm_cctx *ctx, bool warning, int line, int col, const char *path,
                         const char *fmt, va_list ap)
 {
+    void *arr = ctx->diags;
     struct wm_cdiag *d;
     char msg[MSG_MAX];
 
     if (ctx->ndiags >= 1000) {
         return; /* enough to fix first */
     }
-    d = realloc(ctx->diags, (ctx->ndiags + 1) * sizeof(*d));
-    if (d == NULL) {
+    if (wm_grow(&arr, &ctx->capdiags, ctx->ndiags + 1, sizeof(*d), 8) < 0) {
         return;
     }
-    ctx->diags = d;
+    ctx->diags = arr;
     d = &ctx->diags[ctx->ndiags++];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     d->warning = warning;

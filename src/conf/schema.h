@@ -63,6 +63,7 @@ struct wm_cctx {
     struct wm_arena *arena;
     struct wm_cdiag *diags; /* malloc'd array, see wm_cctx_deinit() */
     size_t ndiags;
+    size_t capdiags;
     size_t nerrors;
 };
 
