@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,63 +62,40 @@ static int dial(const char *host, uint16_t port, int ms, char *err, size_t cap)
     return fd;
 }
 
-int wm_control_call(const char *target, const char *method, const char *path, const char *token,
-                    int timeout_ms, int *status, char *body, size_t cap)
+/* Write req[0..n) within ms per step. 0, or -1 with a reason in err. */
+static int send_all(int fd, const char *req, int n, int ms, char *err, size_t cap)
 {
-    char host[WM_HOST_MAX];
-    uint16_t port;
-    char req[1024];
-    char *resp;
-    size_t rlen = 0;
-    size_t rcap = 65536;
-    int fd;
-    int n;
-
-    if (strncmp(target, "http://", 7) == 0) {
-        target += 7;
-    }
-    size_t tl = strcspn(target, "/");
-    if (wm_addr_split(target, tl, host, sizeof(host), &port) < 0) {
-        snprintf(body, cap, "bad control address \"%s\" (expected host:port)", target);
-        return -1;
-    }
-    fd = dial(host, port, timeout_ms, body, cap);
-    if (fd < 0) {
-        return -1;
-    }
-    n = snprintf(req, sizeof(req),
-                 "%s %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Length: 0\r\nConnection: close\r\n"
-                 "%s%s%s\r\n",
-                 method, path, host, port, token != NULL && token[0] ? "Authorization: Bearer " : "",
-                 token != NULL ? token : "", token != NULL && token[0] ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(req)) {
-        close(fd);
-        snprintf(body, cap, "request too long");
-        return -1;
-    }
     for (int off = 0; off < n;) {
-        if (wait_fd(fd, POLLOUT, timeout_ms) < 0) {
-            close(fd);
-            snprintf(body, cap, "timeout sending the request");
+        if (wait_fd(fd, POLLOUT, ms) < 0) {
+            snprintf(err, cap, "timeout sending the request");
             return -1;
         }
         ssize_t w = send(fd, req + off, (size_t)(n - off), MSG_NOSIGNAL);
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
-            close(fd);
-            snprintf(body, cap, "send: %s", strerror(errno));
+            snprintf(err, cap, "send: %s", strerror(errno));
             return -1;
         }
         off += w > 0 ? (int)w : 0;
     }
-    resp = malloc(rcap + 1);
+    return 0;
+}
+
+/* Read the answer until the peer closes (at most 64 KiB): its status and
+ * body. 0, or -1 with a reason in body. */
+static int read_answer(int fd, int ms, int *status, char *body, size_t cap)
+{
+    size_t rlen = 0;
+    size_t rcap = 65536;
+    char *resp = malloc(rcap + 1);
+    uint64_t code = 0;
+
     if (resp == NULL) {
-        close(fd);
+        snprintf(body, cap, "out of memory");
         return -1;
     }
     for (;;) {
-        if (wait_fd(fd, POLLIN, timeout_ms) < 0) {
+        if (wait_fd(fd, POLLIN, ms) < 0) {
             free(resp);
-            close(fd);
             snprintf(body, cap, "timeout waiting for the answer");
             return -1;
         }
@@ -129,22 +107,57 @@ int wm_control_call(const char *target, const char *method, const char *path, co
             break;
         }
     }
-    close(fd);
     resp[rlen] = '\0';
     if (rlen < 12 || strncmp(resp, "HTTP/1.", 7) != 0) {
-        free(resp);
         snprintf(body, cap, "no HTTP answer from the control API");
-        return -1;
-    }
-    uint64_t code = 0;
-    if (wm_parse_u64(resp + 9, 3, 999, &code) < 0) {
-        free(resp);
+    } else if (wm_parse_u64(resp + 9, 3, 999, &code) < 0) {
         snprintf(body, cap, "malformed status line from the control API");
+    } else {
+        const char *b = strstr(resp, "\r\n\r\n");
+        *status = (int)code;
+        snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
+        free(resp);
+        return 0;
+    }
+    free(resp);
+    return -1;
+}
+
+int wm_control_call(const char *target, const char *method, const char *path, const char *token,
+                    int timeout_ms, int *status, char *body, size_t cap)
+{
+    char host[WM_HOST_MAX];
+    uint16_t port;
+    char req[1024];
+    int fd;
+    int n;
+    int r;
+
+    if (strncmp(target, "http://", 7) == 0) {
+        target += 7;
+    }
+    size_t tl = strcspn(target, "/");
+    if (wm_addr_split(target, tl, host, sizeof(host), &port) < 0) {
+        snprintf(body, cap, "bad control address \"%s\" (expected host:port)", target);
         return -1;
     }
-    *status = (int)code;
-    const char *b = strstr(resp, "\r\n\r\n");
-    snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
-    free(resp);
-    return 0;
+    bool bearer = token != NULL && token[0] != '\0';
+    n = snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Length: 0\r\nConnection: close\r\n"
+                 "%s%s%s\r\n",
+                 method, path, host, port, bearer ? "Authorization: Bearer " : "",
+                 bearer ? token : "", bearer ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        snprintf(body, cap, "request too long");
+        return -1;
+    }
+    fd = dial(host, port, timeout_ms, body, cap);
+    if (fd < 0) {
+        return -1;
+    }
+    r = send_all(fd, req, n, timeout_ms, body, cap) < 0
+            ? -1
+            : read_answer(fd, timeout_ms, status, body, cap);
+    close(fd);
+    return r;
 }
