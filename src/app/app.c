@@ -73,13 +73,7 @@ void wm_app_opts_default(struct wm_app_opts *o)
     o->workers = n < 1 ? 1 : (n > 64 ? 64 : (int)n);
     o->grace_ms = WM_SHUTDOWN_GRACE_MS;
     o->level = WM_LOG_INFO;
-    o->proxy.bind = WM_APP_DEFAULT_BIND;
-    o->proxy.flags = WM_PROXY_FLAG_ALL;
-    o->proxy.connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
-    o->proxy.idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
-    o->proxy.handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
-    o->proxy.heartbeat_ms = 15000;
-    o->proxy.heartbeat_timeout_ms = 45000;
+    wm_conf_proxy_defaults(&o->proxy);
 }
 
 /* ---- effective settings: command line over file over defaults ---- */

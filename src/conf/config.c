@@ -133,17 +133,21 @@ static const struct wm_ckey proxy_keys[] = {
     {.name = NULL},
 };
 
-static void proxy_defaults(void *obj)
+void wm_conf_proxy_defaults(struct wm_conf_proxy *p)
 {
-    struct wm_conf_proxy *p = obj;
-
-    p->bind = "127.0.0.1:8090";
+    memset(p, 0, sizeof(*p));
+    p->bind = WM_CONF_DEFAULT_BIND;
     p->flags = WM_PROXY_FLAG_ALL;
     p->connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
     p->idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
     p->handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
-    p->heartbeat_ms = 15000;
-    p->heartbeat_timeout_ms = 45000;
+    p->heartbeat_ms = WM_HEARTBEAT_MS;
+    p->heartbeat_timeout_ms = WM_HEARTBEAT_TIMEOUT_MS;
+}
+
+static void proxy_defaults(void *obj)
+{
+    wm_conf_proxy_defaults(obj);
 }
 
 static bool given(const struct wm_cval *t, const char *key)

@@ -73,6 +73,12 @@ struct wm_conf_proxy {
     uint64_t heartbeat_timeout_ms; /* tunnel declared dead after this silence */
 };
 
+#define WM_CONF_DEFAULT_BIND "127.0.0.1:8090"
+
+/* Fill p with the defaults of a [proxy] section (also what `wmproxy proxy`
+ * starts from): every protocol, limits.h timeouts, no tunnel. */
+void wm_conf_proxy_defaults(struct wm_conf_proxy *p);
+
 struct wm_conf {
     struct wm_arena *arena;
     struct wm_cval *tree;   /* the parsed file, for GET /now */
