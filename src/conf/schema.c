@@ -196,16 +196,13 @@ static const char *need_text(struct wm_cctx *ctx, const struct wm_cval *v, const
     return s;
 }
 
-int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h,
-                         struct wm_err *err)
+/* Split a header rule into at most 4 words (spaces; a word may be 'single'
+ * or "double" quoted, with spaces). Returns the count, or -1 with err. */
+static int rule_words(const char *s, const char **tok, size_t *tlen, struct wm_err *err)
 {
-    const char *tok[4];
-    size_t tlen[4];
-    int nt = 0;
     const char *p = s;
+    int nt = 0;
 
-    memset(h, 0, sizeof(*h));
-    /* Tokens split on spaces; a value may be 'single quoted' with spaces. */
     while (*p != '\0' && nt < 4) {
         while (*p == ' ' || *p == '\t') {
             p++;
@@ -237,6 +234,20 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
     }
     if (*p != '\0') {
         return wm_err_set(err, NULL, 0, 0, NULL, "too many words in header rule \"%s\"", s);
+    }
+    return nt;
+}
+
+int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h,
+                         struct wm_err *err)
+{
+    const char *tok[4];
+    size_t tlen[4];
+    int nt;
+
+    memset(h, 0, sizeof(*h));
+    if ((nt = rule_words(s, tok, tlen, err)) < 0) {
+        return -1;
     }
     int i = 0;
     if (nt > 0 && tlen[0] == 5 && memcmp(tok[0], "proxy", 5) == 0) {
