@@ -2,67 +2,195 @@
  * main.c - the command line. Every feature lives in its subsystem; this
  * file only parses flags and calls the app module.
  */
-#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app/app.h"
 #include "app/gencert.h"
+#include "core/cli.h"
 #include "core/cputune.h"
 #include "core/log.h"
-#include "core/util.h"
 #include "core/version.h"
 
-enum {
-    OPT_CONTROL = 1000,
-    OPT_DISABLE_CONTROL,
-    OPT_DISABLE_STDOUT,
-    OPT_DAEMON,
-    OPT_FOREVER,
-    OPT_PIDFILE,
-    OPT_DEFAULT_LEVEL,
-    OPT_WORKERS,
-    OPT_GRACE,
-    OPT_LOG_FILE,
-    OPT_USER,
-    OPT_PASS,
-    OPT_FLAG,
-    OPT_CONNECT_TIMEOUT,
-    OPT_IDLE_TIMEOUT,
-    OPT_HANDSHAKE_TIMEOUT,
-    OPT_TOKEN,
-    OPT_TS,
-    OPT_TC,
-    OPT_TWO_WAY_TLS,
-    OPT_CERT,
-    OPT_KEY,
-    OPT_CA,
-    OPT_DOMAIN,
-    OPT_MODE,
-    OPT_CENTER_ADDR,
-    OPT_MAP_HTTP,
-    OPT_MAP_HTTPS,
-    OPT_MAP_TCP,
-    OPT_MAP_PROXY,
-    OPT_MAP_CERT,
-    OPT_MAP_KEY,
+#define AOFF(f) offsetof(struct wm_app_opts, f)
+
+/* A row's fixed part: type, long name, short letter, destination. */
+#define ROW(t, n, l, o) .type = (t), .name = (n), .letter = (l), .off = (o)
+#define ASIZE(f) sizeof(((struct wm_app_opts *)0)->f)
+
+static const char *const tunnel_modes[] = {"server", "client", NULL};
+
+/* `wmproxy proxy`: the [proxy] section as flags. */
+static const struct wm_cli_opt proxy_opts[] = {
+    {ROW(WM_CLI_STR, "bind", 'b', AOFF(proxy.bind)), .arg = "ADDR",
+     .help = "listen address (default " WM_APP_DEFAULT_BIND "; [::1]:port for IPv6)"},
+    {ROW(WM_CLI_STR, "user", 0, AOFF(proxy.username)), .arg = "USER",
+     .help = "require this user (HTTP Basic / SOCKS5 user/pass)"},
+    {ROW(WM_CLI_STR, "pass", 0, AOFF(proxy.password)), .arg = "PASS",
+     .help = "and this password"},
+    {ROW(WM_CLI_FLAGS, "flag", 0, AOFF(proxy.flags)), .arg = "\"http https socks5\"",
+     .bad = "--flag: expected words http, https, socks5 or a number 1..7",
+     .help = "\nprotocols to serve (or a number 1..7)"},
+    {ROW(WM_CLI_SECS, "connect-timeout", 0, AOFF(proxy.connect_timeout_ms)),
+     .size = sizeof(uint64_t), .min = 1, .max = 86400 * 7,
+     .bad = "timeout: expected seconds (>= 1)", .arg = "S",
+     .help = "dial timeout (default 10)"},
+    {ROW(WM_CLI_SECS, "idle-timeout", 0, AOFF(proxy.idle_timeout_ms)),
+     .size = sizeof(uint64_t), .min = 1, .max = 86400 * 7,
+     .bad = "timeout: expected seconds (>= 1)", .arg = "S",
+     .help = "close a connection idle that long (default 300)"},
+    {ROW(WM_CLI_SECS, "handshake-timeout", 0, AOFF(proxy.handshake_timeout_ms)),
+     .size = sizeof(uint64_t), .min = 1, .max = 86400 * 7,
+     .bad = "timeout: expected seconds (>= 1)", .arg = "S",
+     .help = "client must complete its request in S (default 10)"},
+    {.type = WM_CLI_SECTION, .help = "\ntunnel (docs/tunnel.md):\n"},
+    {ROW(WM_CLI_STR, "server", 'S', AOFF(proxy.server)), .arg = "HOST:PORT",
+     .help = "forward every connection to this parent node"},
+    {ROW(WM_CLI_TRUE, "ts", 0, AOFF(proxy.ts)), .help = "TLS towards the parent"},
+    {ROW(WM_CLI_TRUE, "tc", 0, AOFF(proxy.tc)),
+     .help = "accept child nodes on --bind (TLS); also --mode server"},
+    {ROW(WM_CLI_ENUM, "mode", 0, AOFF(proxy.mode)), .choices = tunnel_modes,
+     .bad = "--mode: expected server or client"},
+    {ROW(WM_CLI_STR, "center-addr", 0, AOFF(proxy.center_addr)), .arg = "ADDR",
+     .help = "accept child nodes here instead of --bind"},
+    {ROW(WM_CLI_TRUE, "two-way-tls", 0, AOFF(proxy.two_way_tls)),
+     .help = "mutual TLS (client certificates)"},
+    {ROW(WM_CLI_STR, "cert", 0, AOFF(proxy.cert)), .usage = "--cert FILE --key FILE",
+     .help = "this node's certificate and key"},
+    {ROW(WM_CLI_STR, "key", 0, AOFF(proxy.key))},
+    {ROW(WM_CLI_STR, "ca", 0, AOFF(proxy.ca)), .arg = "FILE",
+     .help = "trust anchors for the peer"},
+    {ROW(WM_CLI_STR, "domain", 0, AOFF(proxy.domain)), .arg = "NAME",
+     .help = "the parent's certificate name (default: its host)"},
+    {ROW(WM_CLI_STR, "map-http-bind", 0, AOFF(proxy.map_http_bind)),
+     .usage = "--map-http-bind ADDR, --map-https-bind ADDR, --map-tcp-bind ADDR,\n"
+              "      --map-proxy-bind ADDR",
+     .help = "public ports for the clients' mappings"},
+    {ROW(WM_CLI_STR, "map-http", 0, AOFF(proxy.map_http_bind))},
+    {ROW(WM_CLI_STR, "map-https-bind", 0, AOFF(proxy.map_https_bind))},
+    {ROW(WM_CLI_STR, "map-https", 0, AOFF(proxy.map_https_bind))},
+    {ROW(WM_CLI_STR, "map-tcp-bind", 0, AOFF(proxy.map_tcp_bind))},
+    {ROW(WM_CLI_STR, "map-tcp", 0, AOFF(proxy.map_tcp_bind))},
+    {ROW(WM_CLI_STR, "map-proxy-bind", 0, AOFF(proxy.map_proxy_bind))},
+    {ROW(WM_CLI_STR, "map-proxy", 0, AOFF(proxy.map_proxy_bind))},
+    {ROW(WM_CLI_STR, "map-cert", 0, AOFF(proxy.map_cert)),
+     .usage = "--map-cert FILE --map-key FILE", .help = "certificate for --map-https-bind"},
+    {ROW(WM_CLI_STR, "map-key", 0, AOFF(proxy.map_key))},
+    {.type = WM_CLI_END},
 };
 
-static const char common_help[] =
-    "      --control ADDR        control API address (default " WM_APP_DEFAULT_CONTROL ")\n"
-    "      --disable-control     do not serve the control API\n"
-    "      --disable-stdout      do not log to stdout\n"
-    "      --log-file FILE       append log lines to FILE\n"
-    "      --daemon              detach and run in the background\n"
-    "      --forever             keep a supervisor that restarts the server if it dies\n"
-    "      --pidfile FILE        write the process id to FILE (default " WM_APP_DEFAULT_PIDFILE
-    " with --daemon)\n"
-    "  -v                        more log detail (repeat for trace)\n"
-    "      --default-level LVL   error|warn|info|debug|trace|off (default info)\n"
-    "      --workers N           worker threads (default: number of cores)\n"
-    "      --grace SECS          on SIGTERM, wait up to SECS for connections (default 10)\n"
-    "  -h, --help                this help\n";
+/* `wmproxy run`: the file. */
+static const struct wm_cli_opt run_opts[] = {
+    {ROW(WM_CLI_STR, "config", 'c', AOFF(config)), .arg = "FILE",
+     .help = "the configuration file"},
+    {.type = WM_CLI_END},
+};
+
+/* Both `proxy` and `run`: the process. */
+static const struct wm_cli_opt common_opts[] = {
+    {ROW(WM_CLI_BUF, "control", 0, AOFF(control)), .off_set = AOFF(control_set),
+     .size = ASIZE(control), .arg = "ADDR",
+     .help = "control API address (default " WM_APP_DEFAULT_CONTROL ")"},
+    {ROW(WM_CLI_TRUE, "disable-control", 0, AOFF(disable_control)),
+     .off_set = AOFF(disable_control_set),
+     .help = "do not serve the control API"},
+    {ROW(WM_CLI_TRUE, "disable-stdout", 0, AOFF(disable_stdout)),
+     .off_set = AOFF(disable_stdout_set),
+     .help = "do not log to stdout"},
+    {ROW(WM_CLI_BUF, "log-file", 0, AOFF(log_file)), .size = ASIZE(log_file),
+     .arg = "FILE", .help = "append log lines to FILE"},
+    {ROW(WM_CLI_TRUE, "daemon", 0, AOFF(daemon)), .help = "detach and run in the background"},
+    {ROW(WM_CLI_TRUE, "forever", 0, AOFF(forever)),
+     .help = "keep a supervisor that restarts the server if it dies"},
+    {ROW(WM_CLI_BUF, "pidfile", 0, AOFF(pidfile)), .off_set = AOFF(pidfile_set),
+     .size = ASIZE(pidfile), .arg = "FILE",
+     .help = "write the process id to FILE (default " WM_APP_DEFAULT_PIDFILE " with --daemon)"},
+    {ROW(WM_CLI_COUNT, NULL, 'v', AOFF(verbose)), .help = "more log detail (repeat for trace)"},
+    {ROW(WM_CLI_LEVEL, "default-level", 0, AOFF(level)), .off_set = AOFF(level_set), .arg = "LVL",
+     .bad = "--default-level: expected error|warn|info|debug|trace|off",
+     .help = "error|warn|info|debug|trace|off (default info)"},
+    {ROW(WM_CLI_UINT, "workers", 0, AOFF(workers)), .off_set = AOFF(workers_set),
+     .size = sizeof(int), .min = 1, .max = 256, .bad = "--workers: expected 1..256", .arg = "N",
+     .help = "worker threads (default: number of cores)"},
+    {ROW(WM_CLI_SECS, "grace", 0, AOFF(grace_ms)), .off_set = AOFF(grace_set),
+     .size = sizeof(int),
+     .max = 86400 * 7, .bad = "--grace: expected seconds", .arg = "SECS",
+     .help = "on SIGTERM, wait up to SECS for connections (default 10)"},
+    {ROW(WM_CLI_HELP, "help", 'h', 0), .help = "this help"},
+    {.type = WM_CLI_END},
+};
+
+/* `wmproxy check`, `reload`, `stop`: where the instance is. */
+struct remote_args {
+    const char *config;
+    const char *url;
+    const char *token;
+};
+#define ROFF(f) offsetof(struct remote_args, f)
+
+static const struct wm_cli_opt check_opts[] = {
+    {ROW(WM_CLI_STR, "config", 'c', ROFF(config))},
+    {ROW(WM_CLI_HELP, "help", 'h', 0)},
+    {.type = WM_CLI_END},
+};
+
+static const struct wm_cli_opt remote_opts[] = {
+    {ROW(WM_CLI_STR, "config", 'c', ROFF(config)), .arg = "FILE",
+     .help = "read the control address (and token) from FILE"},
+    {ROW(WM_CLI_STR, "url", 'u', ROFF(url)), .arg = "URL",
+     .help = "the control API, e.g. http://127.0.0.1:8837"},
+    {ROW(WM_CLI_STR, "token", 0, ROFF(token)), .arg = "TOKEN",
+     .help = "bearer token when the instance sets control_token"},
+    {ROW(WM_CLI_HELP, "help", 'h', 0), .help = "this help"},
+    {.type = WM_CLI_END},
+};
+
+static const struct wm_cli_opt *const proxy_tables[] = {proxy_opts, common_opts, NULL};
+static const struct wm_cli_opt *const run_tables[] = {run_opts, common_opts, NULL};
+static const struct wm_cli_opt *const check_tables[] = {check_opts, NULL};
+static const struct wm_cli_opt *const remote_tables[] = {remote_opts, NULL};
+
+static const struct wm_cli_cmd proxy_cmd = {
+    .tables = proxy_tables,
+    .head = "usage: wmproxy proxy [options]\n\n"
+            "Serve HTTP proxy, HTTPS CONNECT and SOCKS5 (and SOCKS4/4a) on one port.\n\n",
+    .col = 28,
+};
+
+static const struct wm_cli_cmd run_cmd = {
+    .tables = run_tables,
+    .head = "usage: wmproxy run -c FILE [options]\n\n"
+            "Run everything FILE describes (TOML, or YAML for .yaml/.yml). SIGHUP or\n"
+            "`wmproxy reload` re-reads it without dropping connections.\n\n",
+    .col = 28,
+};
+
+static const struct wm_cli_cmd check_cmd = {
+    .tables = check_tables,
+    .head = "usage: wmproxy check -c FILE\n\nValidate FILE (syntax, keys, addresses, "
+            "cert/key files, references) and list every error.\n",
+    .brief = "usage: wmproxy check -c FILE\n",
+    .col = 28,
+};
+
+#define REMOTE_HEAD(cmd, what)                                                            \
+    "usage: wmproxy " cmd " (-c FILE | -u URL) [--token TOKEN]\n\n"                       \
+    "Ask a running instance, through its control API, to " what ".\n\n"
+
+static const struct wm_cli_cmd reload_cmd = {
+    .tables = remote_tables,
+    .head = REMOTE_HEAD("reload", "reload its configuration"),
+    .col = 22,
+};
+
+static const struct wm_cli_cmd stop_cmd = {
+    .tables = remote_tables,
+    .head = REMOTE_HEAD("stop", "stop gracefully"),
+    .col = 22,
+};
 
 static void usage_main(FILE *f)
 {
@@ -81,293 +209,35 @@ static void usage_main(FILE *f)
             WM_VERSION);
 }
 
-static void usage_proxy(FILE *f)
+/* Parse a command's flags; the exit code when it ends here, or -1. */
+static int parse(const struct wm_cli_cmd *cmd, int argc, char **argv, void *obj, int *next)
 {
-    fprintf(f,
-            "usage: wmproxy proxy [options]\n\n"
-            "Serve HTTP proxy, HTTPS CONNECT and SOCKS5 (and SOCKS4/4a) on one port.\n\n"
-            "  -b, --bind ADDR           listen address (default " WM_APP_DEFAULT_BIND
-            "; [::1]:port for IPv6)\n"
-            "      --user USER           require this user (HTTP Basic / SOCKS5 user/pass)\n"
-            "      --pass PASS           and this password\n"
-            "      --flag \"http https socks5\"\n"
-            "                            protocols to serve (or a number 1..7)\n"
-            "      --connect-timeout S   dial timeout (default 10)\n"
-            "      --idle-timeout S      close a connection idle that long (default 300)\n"
-            "      --handshake-timeout S client must complete its request in S (default 10)\n"
-            "\ntunnel (docs/tunnel.md):\n"
-            "  -S, --server HOST:PORT    forward every connection to this parent node\n"
-            "      --ts                  TLS towards the parent\n"
-            "      --tc                  accept child nodes on --bind (TLS); also --mode server\n"
-            "      --center-addr ADDR    accept child nodes here instead of --bind\n"
-            "      --two-way-tls         mutual TLS (client certificates)\n"
-            "      --cert FILE --key FILE  this node's certificate and key\n"
-            "      --ca FILE             trust anchors for the peer\n"
-            "      --domain NAME         the parent's certificate name (default: its host)\n"
-            "      --map-http-bind ADDR, --map-https-bind ADDR, --map-tcp-bind ADDR,\n"
-            "      --map-proxy-bind ADDR public ports for the clients' mappings\n"
-            "      --map-cert FILE --map-key FILE  certificate for --map-https-bind\n"
-            "%s",
-            common_help);
-}
-
-static void usage_run(FILE *f)
-{
-    fprintf(f,
-            "usage: wmproxy run -c FILE [options]\n\n"
-            "Run everything FILE describes (TOML, or YAML for .yaml/.yml). SIGHUP or\n"
-            "`wmproxy reload` re-reads it without dropping connections.\n\n"
-            "  -c, --config FILE         the configuration file\n"
-            "%s",
-            common_help);
-}
-
-static void usage_remote(FILE *f, const char *cmd)
-{
-    fprintf(f,
-            "usage: wmproxy %s (-c FILE | -u URL) [--token TOKEN]\n\n"
-            "Ask a running instance, through its control API, to %s.\n\n"
-            "  -c, --config FILE   read the control address (and token) from FILE\n"
-            "  -u, --url URL       the control API, e.g. http://127.0.0.1:8837\n"
-            "      --token TOKEN   bearer token when the instance sets control_token\n"
-            "  -h, --help          this help\n",
-            cmd, strcmp(cmd, "reload") == 0 ? "reload its configuration" : "stop gracefully");
-}
-
-static int parse_secs(const char *s, int *ms)
-{
-    uint64_t v;
-
-    if (wm_parse_u64(s, strlen(s), 86400 * 7, &v) < 0) {
+    switch (wm_cli_parse(cmd, argc, argv, obj, next)) {
+    case WM_CLI_OK:
         return -1;
-    }
-    *ms = (int)(v * 1000);
-    return 0;
-}
-
-/* One of the shared flags: 0 handled, 1 not ours, -1 bad value. */
-static int common_opt(struct wm_app_opts *o, int opt, const char *arg)
-{
-    uint64_t v;
-    enum wm_log_level lvl;
-
-    switch (opt) {
-    case OPT_CONTROL:
-        snprintf(o->control, sizeof(o->control), "%s", arg);
-        o->control_set = true;
-        return 0;
-    case OPT_DISABLE_CONTROL:
-        o->disable_control = o->disable_control_set = true;
-        return 0;
-    case OPT_DISABLE_STDOUT:
-        o->disable_stdout = o->disable_stdout_set = true;
-        return 0;
-    case OPT_DAEMON:
-        o->daemon = true;
-        return 0;
-    case OPT_FOREVER:
-        o->forever = true;
-        return 0;
-    case OPT_PIDFILE:
-        snprintf(o->pidfile, sizeof(o->pidfile), "%s", arg);
-        o->pidfile_set = true;
-        return 0;
-    case OPT_LOG_FILE:
-        snprintf(o->log_file, sizeof(o->log_file), "%s", arg);
-        return 0;
-    case 'v':
-        o->verbose++;
-        return 0;
-    case OPT_DEFAULT_LEVEL:
-        if (wm_log_parse_level(arg, &lvl) < 0) {
-            fprintf(stderr, "wmproxy: --default-level: expected error|warn|info|debug|trace|off, "
-                            "got \"%s\"\n", arg);
-            return -1;
-        }
-        o->level = (int)lvl;
-        o->level_set = true;
-        return 0;
-    case OPT_WORKERS:
-        if (wm_parse_u64(arg, strlen(arg), 256, &v) < 0 || v == 0) {
-            fprintf(stderr, "wmproxy: --workers: expected 1..256, got \"%s\"\n", arg);
-            return -1;
-        }
-        o->workers = (int)v;
-        o->workers_set = true;
-        return 0;
-    case OPT_GRACE:
-        if (parse_secs(arg, &o->grace_ms) < 0) {
-            fprintf(stderr, "wmproxy: --grace: expected seconds, got \"%s\"\n", arg);
-            return -1;
-        }
-        o->grace_set = true;
+    case WM_CLI_SHOWN:
         return 0;
     default:
-        return 1;
+        return 2;
     }
 }
-
-#define COMMON_LONGOPTS                                                                   \
-    {"control", required_argument, NULL, OPT_CONTROL},                                    \
-        {"disable-control", no_argument, NULL, OPT_DISABLE_CONTROL},                      \
-        {"disable-stdout", no_argument, NULL, OPT_DISABLE_STDOUT},                        \
-        {"daemon", no_argument, NULL, OPT_DAEMON},                                        \
-        {"forever", no_argument, NULL, OPT_FOREVER},                                      \
-        {"pidfile", required_argument, NULL, OPT_PIDFILE},                                \
-        {"log-file", required_argument, NULL, OPT_LOG_FILE},                              \
-        {"default-level", required_argument, NULL, OPT_DEFAULT_LEVEL},                    \
-        {"workers", required_argument, NULL, OPT_WORKERS},                                \
-        {"grace", required_argument, NULL, OPT_GRACE},                                    \
-        {"help", no_argument, NULL, 'h'}
 
 static int cmd_proxy(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"bind", required_argument, NULL, 'b'},
-        {"user", required_argument, NULL, OPT_USER},
-        {"pass", required_argument, NULL, OPT_PASS},
-        {"flag", required_argument, NULL, OPT_FLAG},
-        {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-        {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
-        {"server", required_argument, NULL, 'S'},
-        {"ts", no_argument, NULL, OPT_TS},
-        {"tc", no_argument, NULL, OPT_TC},
-        {"two-way-tls", no_argument, NULL, OPT_TWO_WAY_TLS},
-        {"cert", required_argument, NULL, OPT_CERT},
-        {"key", required_argument, NULL, OPT_KEY},
-        {"ca", required_argument, NULL, OPT_CA},
-        {"domain", required_argument, NULL, OPT_DOMAIN},
-        {"mode", required_argument, NULL, OPT_MODE},
-        {"center-addr", required_argument, NULL, OPT_CENTER_ADDR},
-        {"map-http-bind", required_argument, NULL, OPT_MAP_HTTP},
-        {"map-http", required_argument, NULL, OPT_MAP_HTTP},
-        {"map-https-bind", required_argument, NULL, OPT_MAP_HTTPS},
-        {"map-https", required_argument, NULL, OPT_MAP_HTTPS},
-        {"map-tcp-bind", required_argument, NULL, OPT_MAP_TCP},
-        {"map-tcp", required_argument, NULL, OPT_MAP_TCP},
-        {"map-proxy-bind", required_argument, NULL, OPT_MAP_PROXY},
-        {"map-proxy", required_argument, NULL, OPT_MAP_PROXY},
-        {"map-cert", required_argument, NULL, OPT_MAP_CERT},
-        {"map-key", required_argument, NULL, OPT_MAP_KEY},
-        COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
     struct wm_app_opts o;
-    bool have_user = false;
-    bool have_pass = false;
-    int opt;
+    int next;
+    int rc;
 
     wm_app_opts_default(&o);
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "b:S:vh", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'b':
-            o.proxy.bind = optarg;
-            break;
-        case 'S':
-            o.proxy.server = optarg;
-            break;
-        case OPT_TS:
-            o.proxy.ts = true;
-            break;
-        case OPT_TC:
-            o.proxy.tc = true;
-            break;
-        case OPT_TWO_WAY_TLS:
-            o.proxy.two_way_tls = true;
-            break;
-        case OPT_CERT:
-            o.proxy.cert = optarg;
-            break;
-        case OPT_KEY:
-            o.proxy.key = optarg;
-            break;
-        case OPT_CA:
-            o.proxy.ca = optarg;
-            break;
-        case OPT_DOMAIN:
-            o.proxy.domain = optarg;
-            break;
-        case OPT_MODE:
-            if (strcmp(optarg, "server") != 0 && strcmp(optarg, "client") != 0) {
-                fprintf(stderr, "wmproxy: --mode: expected server or client\n");
-                return 2;
-            }
-            o.proxy.mode = optarg;
-            break;
-        case OPT_CENTER_ADDR:
-            o.proxy.center_addr = optarg;
-            break;
-        case OPT_MAP_HTTP:
-            o.proxy.map_http_bind = optarg;
-            break;
-        case OPT_MAP_HTTPS:
-            o.proxy.map_https_bind = optarg;
-            break;
-        case OPT_MAP_TCP:
-            o.proxy.map_tcp_bind = optarg;
-            break;
-        case OPT_MAP_PROXY:
-            o.proxy.map_proxy_bind = optarg;
-            break;
-        case OPT_MAP_CERT:
-            o.proxy.map_cert = optarg;
-            break;
-        case OPT_MAP_KEY:
-            o.proxy.map_key = optarg;
-            break;
-        case OPT_USER:
-            o.proxy.username = optarg;
-            have_user = true;
-            break;
-        case OPT_PASS:
-            o.proxy.password = optarg;
-            have_pass = true;
-            break;
-        case OPT_FLAG:
-            if (wm_proxy_parse_flags(optarg, &o.proxy.flags) < 0) {
-                fprintf(stderr, "wmproxy: --flag: expected words http, https, socks5 "
-                                "or a number 1..7, got \"%s\"\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_CONNECT_TIMEOUT:
-        case OPT_IDLE_TIMEOUT:
-        case OPT_HANDSHAKE_TIMEOUT: {
-            uint64_t *dst = opt == OPT_CONNECT_TIMEOUT ? &o.proxy.connect_timeout_ms
-                            : opt == OPT_IDLE_TIMEOUT  ? &o.proxy.idle_timeout_ms
-                                                       : &o.proxy.handshake_timeout_ms;
-            int ms;
-            if (parse_secs(optarg, &ms) < 0 || ms == 0) {
-                fprintf(stderr, "wmproxy: timeout: expected seconds (>= 1), got \"%s\"\n",
-                        optarg);
-                return 2;
-            }
-            *dst = (uint64_t)ms;
-            break;
-        }
-        case 'h':
-            usage_proxy(stdout);
-            return 0;
-        default: {
-            int r = common_opt(&o, opt, optarg);
-            if (r == 0) {
-                break;
-            }
-            if (r > 0) {
-                usage_proxy(stderr);
-            }
-            return 2;
-        }
-        }
+    if ((rc = parse(&proxy_cmd, argc, argv, &o, &next)) >= 0) {
+        return rc;
     }
-    if (optind < argc) {
-        fprintf(stderr, "wmproxy: unexpected argument \"%s\"\n", argv[optind]);
-        usage_proxy(stderr);
+    if (next < argc) {
+        fprintf(stderr, "wmproxy: unexpected argument \"%s\"\n", argv[next]);
+        wm_cli_usage(&proxy_cmd, stderr);
         return 2;
     }
-    if (have_user != have_pass) {
+    if ((o.proxy.username != NULL) != (o.proxy.password != NULL)) {
         fprintf(stderr, "wmproxy: --user and --pass go together\n");
         return 2;
     }
@@ -376,36 +246,18 @@ static int cmd_proxy(int argc, char **argv)
 
 static int cmd_run(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
     struct wm_app_opts o;
-    int opt;
+    int next;
+    int rc;
 
     wm_app_opts_default(&o);
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
-        if (opt == 'c') {
-            o.config = optarg;
-        } else if (opt == 'h') {
-            usage_run(stdout);
-            return 0;
-        } else {
-            int r = common_opt(&o, opt, optarg);
-            if (r != 0) {
-                if (r > 0) {
-                    usage_run(stderr);
-                }
-                return 2;
-            }
-        }
+    if ((rc = parse(&run_cmd, argc, argv, &o, &next)) >= 0) {
+        return rc;
     }
-    if (optind < argc || o.config == NULL) {
+    if (next < argc || o.config == NULL) {
         fprintf(stderr, "wmproxy: %s\n", o.config == NULL ? "run needs -c FILE"
                                                           : "unexpected argument");
-        usage_run(stderr);
+        wm_cli_usage(&run_cmd, stderr);
         return 2;
     }
     return wm_app_run(&o);
@@ -413,73 +265,35 @@ static int cmd_run(int argc, char **argv)
 
 static int cmd_check(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL;
-    int opt;
+    struct remote_args r = {NULL, NULL, NULL};
+    int next;
+    int rc;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        if (opt == 'c') {
-            config = optarg;
-        } else if (opt == 'h') {
-            printf("usage: wmproxy check -c FILE\n\nValidate FILE (syntax, keys, addresses, "
-                   "cert/key files, references) and list every error.\n");
-            return 0;
-        } else {
-            fprintf(stderr, "usage: wmproxy check -c FILE\n");
-            return 2;
-        }
+    if ((rc = parse(&check_cmd, argc, argv, &r, &next)) >= 0) {
+        return rc;
     }
-    if (config == NULL || optind < argc) {
-        fprintf(stderr, "usage: wmproxy check -c FILE\n");
+    if (r.config == NULL || next < argc) {
+        fputs(check_cmd.brief, stderr);
         return 2;
     }
-    return wm_app_check(config);
+    return wm_app_check(r.config);
 }
 
 static int cmd_remote(int argc, char **argv, const char *what)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, OPT_TOKEN},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL;
-    const char *url = NULL;
-    const char *token = NULL;
-    int opt;
+    const struct wm_cli_cmd *cmd = strcmp(what, "reload") == 0 ? &reload_cmd : &stop_cmd;
+    struct remote_args r = {NULL, NULL, NULL};
+    int next;
+    int rc;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:u:h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config = optarg;
-            break;
-        case 'u':
-            url = optarg;
-            break;
-        case OPT_TOKEN:
-            token = optarg;
-            break;
-        case 'h':
-            usage_remote(stdout, what);
-            return 0;
-        default:
-            usage_remote(stderr, what);
-            return 2;
-        }
+    if ((rc = parse(cmd, argc, argv, &r, &next)) >= 0) {
+        return rc;
     }
-    if ((config == NULL && url == NULL) || optind < argc) {
-        usage_remote(stderr, what);
+    if ((r.config == NULL && r.url == NULL) || next < argc) {
+        wm_cli_usage(cmd, stderr);
         return 2;
     }
-    return wm_app_remote(what, config, url, token);
+    return wm_app_remote(what, r.config, r.url, r.token);
 }
 
 int main(int argc, char **argv)

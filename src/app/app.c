@@ -53,7 +53,6 @@ struct app {
     bool stopping;
     bool stopping_now;         /* a second stop signal came: no grace */
     int grace_ms;
-    int nworkers;
     uint64_t workers_done;     /* workers whose loop has ended */
     int done_fd;               /* eventfd: each worker adds 1 as it ends */
     struct event *done_ev;     /* reads done_fd on the main loop */
@@ -65,6 +64,10 @@ struct app {
     char reload_msg[2048];
     unsigned long reloads_ok;
     unsigned long reloads_failed;
+    /* process */
+    int workers;
+    char pidfile[512]; /* "" for none */
+    bool pid_written;
 };
 
 void wm_app_opts_default(struct wm_app_opts *o)
@@ -77,13 +80,7 @@ void wm_app_opts_default(struct wm_app_opts *o)
     o->workers = n < 1 ? 1 : (n > 64 ? 64 : (int)n);
     o->grace_ms = WM_SHUTDOWN_GRACE_MS;
     o->level = WM_LOG_INFO;
-    o->proxy.bind = WM_APP_DEFAULT_BIND;
-    o->proxy.flags = WM_PROXY_FLAG_ALL;
-    o->proxy.connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
-    o->proxy.idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
-    o->proxy.handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
-    o->proxy.heartbeat_ms = 15000;
-    o->proxy.heartbeat_timeout_ms = 45000;
+    wm_conf_proxy_defaults(&o->proxy);
 }
 
 /* ---- effective settings: command line over file over defaults ---- */
@@ -138,21 +135,26 @@ static void log_diags(const struct wm_conf_diags *d)
     }
 }
 
-/* Load the file and build its services. 0, or -1 with msg. */
-static int load(struct app *a, struct wm_conf **conf, struct wm_app_services *svcs, char *msg,
-                size_t cap)
+/* Load the file and build its services. 0, or -1 with err filled (every
+ * config error, one line each) and *conf NULL. */
+static int load(struct app *a, struct wm_conf **conf, struct wm_app_services *svcs,
+                struct wm_err *err)
 {
     struct wm_conf_diags d;
 
+    wm_err_clear(err);
     if (wm_conf_load(a->o->config, true, conf, &d) < 0) {
         log_diags(&d);
-        wm_conf_diags_errors(&d, msg, cap);
+        wm_conf_diags_errors(&d, err);
         wm_conf_diags_free(&d);
         return -1;
     }
+    if (conf == &a->conf) {
+        apply_logging(a); /* starting: the file's log settings cover its warnings */
+    }
     log_diags(&d); /* warnings */
     wm_conf_diags_free(&d);
-    if (wm_app_services_from_conf(*conf, svcs, msg, cap) < 0) {
+    if (wm_app_services_from_conf(*conf, svcs, err) < 0) {
         wm_conf_free(*conf);
         *conf = NULL;
         return -1;
@@ -160,12 +162,9 @@ static int load(struct app *a, struct wm_conf **conf, struct wm_app_services *sv
     return 0;
 }
 
-static int apply(struct wm_app_services *svcs, char *msg, size_t cap)
+static int apply(struct wm_app_services *svcs, struct wm_err *err)
 {
-    struct wm_err err;
-
-    if (wm_lset_apply(svcs->specs, svcs->n, &err) < 0) {
-        wm_err_format(&err, msg, cap);
+    if (wm_lset_apply(svcs->specs, svcs->n, err) < 0) {
         return -1;
     }
     /* The listeners are in place: hand the tunnel its settings (or remove
@@ -202,29 +201,41 @@ static void drain_worker(struct wm_worker *w, void *arg)
 
 /* ---- reload ---- */
 
-static int reload(struct app *a, char *msg, size_t cap)
+/* Append each line of text (already escaped) to err. */
+static void add_lines(struct wm_err *err, const char *text)
+{
+    while (*text != '\0') {
+        size_t n = strcspn(text, "\n");
+        wm_err_add_line(err, "%.*s", (int)n, text);
+        text += n + (text[n] == '\n');
+    }
+}
+
+/* 0 with a summary in err->msg, or -1 with err filled. */
+static int reload(struct app *a, struct wm_err *err)
 {
     struct wm_conf *nc = NULL;
     struct wm_app_services ns;
-    char why[2048];
+    struct wm_err why;
 
     memset(&ns, 0, sizeof(ns));
     a->reload_time = time(NULL);
     if (a->o->config == NULL) {
-        snprintf(msg, cap, "started from flags, not from a config file: nothing to reload");
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL,
+                          "started from flags, not from a config file: nothing to reload");
     }
     if (a->stopping) {
-        snprintf(msg, cap, "stopping");
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL, "stopping");
     }
-    if (load(a, &nc, &ns, why, sizeof(why)) < 0 || apply(&ns, why, sizeof(why)) < 0) {
+    if (load(a, &nc, &ns, &why) < 0 || apply(&ns, &why) < 0) {
         wm_app_services_free(&ns);
         wm_conf_free(nc);
         a->reload_ok = false;
         a->reloads_failed++;
-        snprintf(a->reload_msg, sizeof(a->reload_msg), "%s", why);
-        snprintf(msg, cap, "reload refused, still running the previous configuration:\n%s", why);
+        wm_err_format(&why, a->reload_msg, sizeof(a->reload_msg));
+        wm_err_set(err, NULL, 0, 0, NULL,
+                   "reload refused, still running the previous configuration:");
+        add_lines(err, a->reload_msg);
         wm_log(WM_LOG_ERROR, 0, "reload of %s refused; the previous configuration stays",
                a->o->config);
         return -1;
@@ -250,7 +261,7 @@ static int reload(struct app *a, char *msg, size_t cap)
     a->reloads_ok++;
     snprintf(a->reload_msg, sizeof(a->reload_msg), "reloaded %s: %zu listener(s)",
              a->o->config, ns.n);
-    snprintf(msg, cap, "%s", a->reload_msg);
+    wm_err_set(err, NULL, 0, 0, NULL, "%s", a->reload_msg);
     wm_log(WM_LOG_INFO, 0, "%s", a->reload_msg);
     return 0;
 }
@@ -278,7 +289,7 @@ static void workers_done_cb(evutil_socket_t fd, short what, void *arg)
     if (read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
         a->workers_done += n;
     }
-    if (a->workers_done >= (uint64_t)a->nworkers) {
+    if (a->workers_done >= (uint64_t)a->workers) {
         /* Leave the control API a moment to flush its answer (POST /stop). */
         struct timeval tv = {0, 200 * 1000};
         event_base_loopexit(a->base, &tv);
@@ -303,13 +314,13 @@ static void mask_signals(int how)
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct app *a = arg;
-    char msg[2048];
+    struct wm_err err;
 
     (void)what;
     if (sig == SIGHUP) {
         wm_log(WM_LOG_INFO, 0, "SIGHUP: reloading");
-        if (reload(a, msg, sizeof(msg)) < 0 && a->o->config == NULL) {
-            wm_log(WM_LOG_INFO, 0, "SIGHUP: %s", msg);
+        if (reload(a, &err) < 0 && a->o->config == NULL) {
+            wm_log(WM_LOG_INFO, 0, "SIGHUP: %s", err.msg);
         }
         return;
     }
@@ -328,9 +339,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* ---- control hooks ---- */
 
-static int hook_reload(void *arg, char *msg, size_t cap)
+static int hook_reload(void *arg, struct wm_err *err)
 {
-    return reload(arg, msg, cap);
+    return reload(arg, err);
 }
 
 static void hook_stop(void *arg)
@@ -429,133 +440,161 @@ void wm_app_report(int fd, bool ok, const char *msg)
     close(fd);
 }
 
+static void report_err(int fd, const struct wm_err *err)
+{
+    char msg[WM_ERR_MSG_MAX + WM_ERR_FILE_MAX + WM_ERR_KEY_MAX + 32];
+
+    wm_app_report(fd, false, wm_err_format(err, msg, sizeof(msg)));
+}
+
+/* The services (from the file or the flags), the file's grace and the log
+ * file. 0, or -1 with err filled. */
+static int start_services(struct app *a, struct wm_err *err)
+{
+    const struct wm_app_opts *o = a->o;
+
+    if (o->config == NULL) {
+        if (wm_app_services_from_flags(o, &a->svcs, err) < 0) {
+            return -1;
+        }
+    } else if (load(a, &a->conf, &a->svcs, err) < 0) {
+        return -1;
+    } else if (!o->grace_set && a->conf->grace_ms > 0) {
+        a->grace_ms = (int)a->conf->grace_ms;
+    }
+    const char *log_file = o->log_file[0] ? o->log_file
+                                          : (a->conf != NULL ? a->conf->log_file : NULL);
+    if (log_file != NULL && wm_log_open_file(log_file) < 0) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "cannot open log file %s: %s", log_file,
+                          strerror(errno));
+    }
+    a->workers = o->workers;
+    if (!o->workers_set && a->conf != NULL && a->conf->workers > 0) {
+        a->workers = (int)a->conf->workers;
+    }
+    return 0;
+}
+
+/* Once the workers run: the main loop, the listeners, the control API and
+ * the pidfile. 0, or -1 with err filled (undone by close_process()). */
+static int open_process(struct app *a, struct wm_err *err)
+{
+    const struct wm_app_opts *o = a->o;
+
+    a->base = event_base_new();
+    if (a->base == NULL) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "cannot create the event loop");
+    }
+    if (apply(&a->svcs, err) < 0) {
+        return -1;
+    }
+    if (!eff_disable_control(a)) {
+        struct wm_control_hooks hooks = {.reload = hook_reload, .stop = hook_stop, .now = hook_now,
+                                         .status = hook_status, .arg = a};
+        const char *token = a->conf != NULL ? a->conf->control_token : NULL;
+        if (wm_control_start(a->base, eff_control(a), token, &hooks, err) < 0) {
+            return -1;
+        }
+    }
+    if (o->pidfile_set || (o->daemon && (a->conf == NULL || a->conf->pidfile == NULL))) {
+        snprintf(a->pidfile, sizeof(a->pidfile), "%s", o->pidfile);
+    } else if (a->conf != NULL && a->conf->pidfile != NULL) {
+        snprintf(a->pidfile, sizeof(a->pidfile), "%s", a->conf->pidfile);
+    }
+    if (a->pidfile[0] != '\0' && !o->forever) {
+        if (write_pidfile(a->pidfile) < 0) {
+            return wm_err_set(err, NULL, 0, 0, NULL, "cannot write pidfile %s: %s", a->pidfile,
+                              strerror(errno));
+        }
+        a->pid_written = true;
+    }
+    a->done_ev = event_new(a->base, a->done_fd, EV_READ | EV_PERSIST, workers_done_cb, a);
+    event_add(a->done_ev, NULL);
+    a->sig_int = evsignal_new(a->base, SIGINT, signal_cb, a);
+    a->sig_term = evsignal_new(a->base, SIGTERM, signal_cb, a);
+    a->sig_hup = evsignal_new(a->base, SIGHUP, signal_cb, a);
+    evsignal_add(a->sig_int, NULL);
+    evsignal_add(a->sig_term, NULL);
+    evsignal_add(a->sig_hup, NULL);
+    mask_signals(SIG_UNBLOCK); /* one that came meanwhile is taken now */
+    return 0;
+}
+
+static void close_process(struct app *a)
+{
+    wm_lset_free();
+    if (a->sig_int != NULL) {
+        event_free(a->sig_int);
+        event_free(a->sig_term);
+        event_free(a->sig_hup);
+    }
+    if (a->done_ev != NULL) {
+        event_free(a->done_ev);
+    }
+    if (a->base != NULL) {
+        event_base_free(a->base);
+    }
+    if (a->pid_written) {
+        unlink(a->pidfile);
+    }
+}
+
+static void log_started(const struct app *a)
+{
+    for (size_t i = 0; i < a->svcs.n; i++) {
+        wm_log(WM_LOG_INFO, 0, "listening on %s (%s), %d worker(s)", a->svcs.specs[i].addr,
+               a->svcs.specs[i].svc->kind, a->workers);
+    }
+    if (a->svcs.n == 0) {
+        wm_log(WM_LOG_WARN, 0, "nothing to serve: the configuration opens no listener");
+    }
+    if (!eff_disable_control(a)) {
+        wm_log(WM_LOG_INFO, 0, "control API on http://%s", eff_control(a));
+    }
+    const char *tune = wm_cputune_state();
+    if (tune != NULL) {
+        wm_log(WM_LOG_INFO, 0, "cpu: %s", tune);
+    }
+}
+
 /* The serving process proper. notify: where to report readiness (-1: none). */
 int wm_app_serve(struct wm_app_opts *o, int notify)
 {
     struct app a;
-    char msg[4096];
-    int rc = 0;
-    bool pid_written = false;
-    char pidfile[512] = "";
     struct wm_err err;
+    int rc = 1;
 
     memset(&a, 0, sizeof(a));
     a.o = o;
     a.done_fd = -1;
     a.grace_ms = o->grace_ms;
     apply_logging(&a);
-    if (o->config != NULL) {
-        struct wm_conf_diags d;
-        if (wm_conf_load(o->config, true, &a.conf, &d) < 0) {
-            log_diags(&d);
-            wm_conf_diags_errors(&d, msg, sizeof(msg));
-            wm_conf_diags_free(&d);
-            wm_app_report(notify, false, msg);
-            return 1;
-        }
-        apply_logging(&a);
-        log_diags(&d);
-        wm_conf_diags_free(&d);
-        if (!o->grace_set && a.conf->grace_ms > 0) {
-            a.grace_ms = (int)a.conf->grace_ms;
-        }
-        if (wm_app_services_from_conf(a.conf, &a.svcs, msg, sizeof(msg)) < 0) {
-            wm_app_report(notify, false, msg);
-            wm_conf_free(a.conf);
-            return 1;
-        }
-    } else if (wm_app_services_from_flags(o, &a.svcs, msg, sizeof(msg)) < 0) {
-        wm_app_report(notify, false, msg);
-        return 1;
-    }
-    const char *log_file = o->log_file[0] ? o->log_file
-                                          : (a.conf != NULL ? a.conf->log_file : NULL);
-    if (log_file != NULL && wm_log_open_file(log_file) < 0) {
-        snprintf(msg, sizeof(msg), "cannot open log file %s: %s", log_file, strerror(errno));
-        wm_app_report(notify, false, msg);
-        rc = 1;
+    if (start_services(&a, &err) < 0) {
+        report_err(notify, &err);
         goto free_conf;
     }
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
-    int workers = o->workers;
-    if (!o->workers_set && a.conf != NULL && a.conf->workers > 0) {
-        workers = (int)a.conf->workers;
-    }
-    a.nworkers = workers;
     a.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (a.done_fd < 0) {
         wm_app_report(notify, false, "cannot create an eventfd");
-        rc = 1;
         goto free_conf;
     }
     mask_signals(SIG_BLOCK); /* before the workers start: they inherit it */
     wm_workers_set_exit_hook(worker_exit, &a);
-    if (wm_workers_init(workers) < 0 || wm_workers_start() < 0) {
+    if (wm_workers_init(a.workers) < 0 || wm_workers_start() < 0) {
         wm_app_report(notify, false, "cannot start worker threads");
-        rc = 1;
         goto free_conf;
     }
-    a.base = event_base_new();
-    if (a.base == NULL) {
-        wm_app_report(notify, false, "cannot create the event loop");
-        rc = 1;
-        goto stop_workers;
+    if (open_process(&a, &err) < 0) {
+        report_err(notify, &err);
+        wm_control_stop();
+        wm_workers_drain(0, drain_worker, NULL);
+        wm_workers_join();
+        goto close;
     }
-    if (apply(&a.svcs, msg, sizeof(msg)) < 0) {
-        wm_app_report(notify, false, msg);
-        rc = 1;
-        goto stop_workers;
-    }
-    if (!eff_disable_control(&a)) {
-        struct wm_control_hooks hooks = {.reload = hook_reload, .stop = hook_stop, .now = hook_now,
-                                         .status = hook_status, .arg = &a};
-        const char *token = a.conf != NULL ? a.conf->control_token : NULL;
-        if (wm_control_start(a.base, eff_control(&a), token, &hooks, &err) < 0) {
-            wm_app_report(notify, false, wm_err_format(&err, msg, sizeof(msg)));
-            rc = 1;
-            goto stop_workers;
-        }
-    }
-    if (o->pidfile_set || (o->daemon && (a.conf == NULL || a.conf->pidfile == NULL))) {
-        snprintf(pidfile, sizeof(pidfile), "%s", o->pidfile);
-    } else if (a.conf != NULL && a.conf->pidfile != NULL) {
-        snprintf(pidfile, sizeof(pidfile), "%s", a.conf->pidfile);
-    }
-    if (pidfile[0] != '\0' && !o->forever) {
-        if (write_pidfile(pidfile) < 0) {
-            snprintf(msg, sizeof(msg), "cannot write pidfile %s: %s", pidfile, strerror(errno));
-            wm_app_report(notify, false, msg);
-            rc = 1;
-            goto stop_workers;
-        }
-        pid_written = true;
-    }
-    a.done_ev = event_new(a.base, a.done_fd, EV_READ | EV_PERSIST, workers_done_cb, &a);
-    event_add(a.done_ev, NULL);
-    a.sig_int = evsignal_new(a.base, SIGINT, signal_cb, &a);
-    a.sig_term = evsignal_new(a.base, SIGTERM, signal_cb, &a);
-    a.sig_hup = evsignal_new(a.base, SIGHUP, signal_cb, &a);
-    evsignal_add(a.sig_int, NULL);
-    evsignal_add(a.sig_term, NULL);
-    evsignal_add(a.sig_hup, NULL);
-    mask_signals(SIG_UNBLOCK); /* one that came meanwhile is taken now */
-    for (size_t i = 0; i < a.svcs.n; i++) {
-        wm_log(WM_LOG_INFO, 0, "listening on %s (%s), %d worker(s)", a.svcs.specs[i].addr,
-               a.svcs.specs[i].svc->kind, workers);
-    }
-    if (a.svcs.n == 0) {
-        wm_log(WM_LOG_WARN, 0, "nothing to serve: the configuration opens no listener");
-    }
-    if (!eff_disable_control(&a)) {
-        wm_log(WM_LOG_INFO, 0, "control API on http://%s", eff_control(&a));
-    }
-    const char *tune = wm_cputune_state();
-    if (tune != NULL) {
-        wm_log(WM_LOG_INFO, 0, "cpu: %s", tune);
-    }
+    log_started(&a);
     wm_app_report(notify, true, "");
-    notify = -1;
 
     event_base_dispatch(a.base);
     mask_signals(SIG_BLOCK); /* until exit */
@@ -565,28 +604,9 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
     wm_control_stop();
     wm_workers_join();
     wm_log(WM_LOG_INFO, 0, "stopped");
-    goto cleanup;
-
-stop_workers:
-    wm_control_stop();
-    wm_workers_drain(0, drain_worker, NULL);
-    wm_workers_join();
-cleanup:
-    wm_lset_free();
-    if (a.sig_int != NULL) {
-        event_free(a.sig_int);
-        event_free(a.sig_term);
-        event_free(a.sig_hup);
-    }
-    if (a.done_ev != NULL) {
-        event_free(a.done_ev);
-    }
-    if (a.base != NULL) {
-        event_base_free(a.base);
-    }
-    if (pid_written) {
-        unlink(pidfile);
-    }
+    rc = 0;
+close:
+    close_process(&a);
 free_conf:
     if (a.done_fd >= 0) {
         close(a.done_fd);

@@ -10,7 +10,7 @@
 #include "conf/config.h"
 #include "proxy/proxy.h"
 
-#define WM_APP_DEFAULT_BIND "127.0.0.1:8090"
+#define WM_APP_DEFAULT_BIND WM_CONF_DEFAULT_BIND
 #define WM_APP_DEFAULT_CONTROL "127.0.0.1:8837"
 #define WM_APP_DEFAULT_PIDFILE "wmproxy.pid"
 

@@ -12,6 +12,7 @@
 struct wm_app_opts;
 struct wm_conf;
 struct wm_conf_proxy;
+struct wm_err;
 struct wm_tunnel_settings;
 
 /* The listeners and services a configuration asks for. specs[i].svc is a
@@ -23,10 +24,12 @@ struct wm_app_services {
     struct wm_tunnel_settings *tunnel; /* to install after the listeners (owned) */
 };
 
-int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out, char *msg,
-                              size_t cap);
+/* Build out (zeroed first) from a loaded file or from the command line.
+ * Returns 0, or -1 with err filled and out empty. */
+int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out,
+                              struct wm_err *err);
 int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_services *out,
-                               char *msg, size_t cap);
+                               struct wm_err *err);
 void wm_app_services_free(struct wm_app_services *s);
 
 /* Serve in this process; report readiness on notify (-1: stderr only). */

@@ -9,6 +9,7 @@
 #include "app/app.h"
 #include "app/app_int.h"
 #include "conf/config.h"
+#include "core/err.h"
 #include "core/service.h"
 #include "tunnel/tunnel.h"
 
@@ -97,26 +98,31 @@ static int from_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out
     return bind_used ? 0 : plain_proxy(p, out, msg, cap);
 }
 
-int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out, char *msg,
-                              size_t cap)
+/* The services of one [proxy] section into out; err on failure. (The
+ * builders below still write msg/cap: the tunnel's prepare does.) */
+static int from_section(const struct wm_conf_proxy *p, struct wm_app_services *out,
+                        struct wm_err *err)
 {
+    char msg[WM_ERR_MSG_MAX];
+
     memset(out, 0, sizeof(*out));
-    if (c->proxy != NULL && from_proxy(c->proxy, out, msg, cap) < 0) {
+    if (p != NULL && from_proxy(p, out, msg, sizeof(msg)) < 0) {
         wm_app_services_free(out);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL, "%s", msg);
     }
     return 0;
 }
 
-int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_services *out,
-                               char *msg, size_t cap)
+int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out,
+                              struct wm_err *err)
 {
-    memset(out, 0, sizeof(*out));
-    if (from_proxy(&o->proxy, out, msg, cap) < 0) {
-        wm_app_services_free(out);
-        return -1;
-    }
-    return 0;
+    return from_section(c->proxy, out, err);
+}
+
+int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_services *out,
+                               struct wm_err *err)
+{
+    return from_section(&o->proxy, out, err);
 }
 
 void wm_app_services_free(struct wm_app_services *s)

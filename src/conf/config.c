@@ -17,7 +17,7 @@
 #include "core/arena.h"
 #include "core/limits.h"
 #include "core/log.h"
-#include "proxy/proxy.h"
+#include "core/proxyflags.h"
 
 #define CONF_MAX_FILE (4 * 1024 * 1024)
 
@@ -133,17 +133,21 @@ static const struct wm_ckey proxy_keys[] = {
     {.name = NULL},
 };
 
-static void proxy_defaults(void *obj)
+void wm_conf_proxy_defaults(struct wm_conf_proxy *p)
 {
-    struct wm_conf_proxy *p = obj;
-
-    p->bind = "127.0.0.1:8090";
+    memset(p, 0, sizeof(*p));
+    p->bind = WM_CONF_DEFAULT_BIND;
     p->flags = WM_PROXY_FLAG_ALL;
     p->connect_timeout_ms = WM_CONNECT_TIMEOUT_MS;
     p->idle_timeout_ms = WM_IDLE_TIMEOUT_MS;
     p->handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
-    p->heartbeat_ms = 15000;
-    p->heartbeat_timeout_ms = 45000;
+    p->heartbeat_ms = WM_HEARTBEAT_MS;
+    p->heartbeat_timeout_ms = WM_HEARTBEAT_TIMEOUT_MS;
+}
+
+static void proxy_defaults(void *obj)
+{
+    wm_conf_proxy_defaults(obj);
 }
 
 static bool given(const struct wm_cval *t, const char *key)
@@ -592,25 +596,13 @@ const char *wm_conf_diag_format(const struct wm_conf_diags *d, size_t i, char *b
     return buf;
 }
 
-const char *wm_conf_diags_errors(const struct wm_conf_diags *d, char *buf, size_t cap)
+void wm_conf_diags_errors(const struct wm_conf_diags *d, struct wm_err *err)
 {
-    size_t off = 0;
     char line[1200];
 
-    if (cap == 0) {
-        return buf;
-    }
-    buf[0] = '\0';
-    for (size_t i = 0; i < d->n && off < cap; i++) {
-        if (d->v[i].warning) {
-            continue;
+    for (size_t i = 0; i < d->n; i++) {
+        if (!d->v[i].warning) {
+            wm_err_add_line(err, "%s", wm_err_format(&d->v[i].e, line, sizeof(line)));
         }
-        int r = snprintf(buf + off, cap - off, "%s%s", off ? "\n" : "",
-                         wm_err_format(&d->v[i].e, line, sizeof(line)));
-        if (r < 0) {
-            break;
-        }
-        off += (size_t)r;
     }
-    return buf;
 }

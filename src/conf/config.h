@@ -73,6 +73,12 @@ struct wm_conf_proxy {
     uint64_t heartbeat_timeout_ms; /* tunnel declared dead after this silence */
 };
 
+#define WM_CONF_DEFAULT_BIND "127.0.0.1:8090"
+
+/* Fill p with the defaults of a [proxy] section (also what `wmproxy proxy`
+ * starts from): every protocol, limits.h timeouts, no tunnel. */
+void wm_conf_proxy_defaults(struct wm_conf_proxy *p);
+
 struct wm_conf {
     struct wm_arena *arena;
     struct wm_cval *tree;   /* the parsed file, for GET /now */
@@ -124,7 +130,8 @@ void wm_conf_diags_free(struct wm_conf_diags *d);
  * "warning: " prefix for warnings. Returns buf. */
 const char *wm_conf_diag_format(const struct wm_conf_diags *d, size_t i, char *buf, size_t cap);
 
-/* All error lines joined by newlines into buf (for API answers). */
-const char *wm_conf_diags_errors(const struct wm_conf_diags *d, char *buf, size_t cap);
+/* Append every error, one line each, to err->msg (wm_err_add_line): the
+ * answer to a refused start or reload. */
+void wm_conf_diags_errors(const struct wm_conf_diags *d, struct wm_err *err);
 
 #endif

@@ -6,6 +6,7 @@
  * keys stays O(n) rather than O(n^2) on large or hostile input.
  */
 #include "conf/cval.h"
+#include "core/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -475,34 +476,6 @@ void wm_cval_set_flags(struct wm_cval *v, unsigned int flags)
     v->flags = flags;
 }
 
-/* Grow *arr (of elements of size esz, capacity *cap) to hold need elements. */
-static int grow(void **arr, size_t *cap, size_t need, size_t esz)
-{
-    size_t ncap;
-    void *p;
-
-    if (need <= *cap) {
-        return 0;
-    }
-    ncap = *cap < 4 ? 4 : *cap;
-    while (ncap < need) {
-        if (ncap > SIZE_MAX / 2) {
-            return -1;
-        }
-        ncap *= 2;
-    }
-    if (ncap > SIZE_MAX / esz) {
-        return -1;
-    }
-    p = realloc(*arr, ncap * esz);
-    if (p == NULL) {
-        return -1;
-    }
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
-
 int wm_cval_array_push(struct wm_cval *arr, struct wm_cval *item)
 {
     void *v;
@@ -512,7 +485,7 @@ int wm_cval_array_push(struct wm_cval *arr, struct wm_cval *item)
         return -1;
     }
     v = arr->u.arr.v;
-    if (grow(&v, &arr->u.arr.cap, arr->u.arr.n + 1, sizeof(*arr->u.arr.v)) != 0) {
+    if (wm_grow(&v, &arr->u.arr.cap, arr->u.arr.n + 1, sizeof(*arr->u.arr.v), 4) != 0) {
         wm_cval_free(item);
         return -1;
     }
@@ -590,7 +563,7 @@ int wm_cval_table_add(struct wm_cval *t, const char *key, size_t keylen, int lin
         return WM_CVAL_EXISTS;
     }
     ents = t->u.tab.e;
-    if (grow(&ents, &t->u.tab.cap, t->u.tab.n + 1, sizeof(*t->u.tab.e)) != 0) {
+    if (wm_grow(&ents, &t->u.tab.cap, t->u.tab.n + 1, sizeof(*t->u.tab.e), 4) != 0) {
         wm_cval_free(val);
         return -1;
     }

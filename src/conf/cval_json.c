@@ -36,29 +36,16 @@ static bool is_secret(const struct jbuf *b, const char *key, size_t len)
 
 static void jb_put(struct jbuf *b, const char *s, size_t len)
 {
-    size_t ncap;
-    char *p;
+    void *np = b->p;
 
     if (b->fail) {
         return;
     }
-    if (len >= b->cap - b->n || b->p == NULL) {
-        ncap = b->cap < 256 ? 256 : b->cap;
-        while (ncap - b->n <= len) {
-            if (ncap > SIZE_MAX / 2) {
-                b->fail = 1;
-                return;
-            }
-            ncap *= 2;
-        }
-        p = realloc(b->p, ncap);
-        if (p == NULL) {
-            b->fail = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = ncap;
+    if (len >= SIZE_MAX - b->n || wm_grow(&np, &b->cap, b->n + len + 1, 1, 256) < 0) {
+        b->fail = 1;
+        return;
     }
+    b->p = np;
     memcpy(b->p + b->n, s, len);
     b->n += len;
     b->p[b->n] = '\0';

@@ -9,9 +9,9 @@
 #include "conf/units.h"
 #include "core/arena.h"
 #include "core/log.h"
+#include "core/proxyflags.h"
 #include "core/util.h"
 #include "net/addr.h"
-#include "proxy/proxy.h"
 
 #define PATH_MAX_LEN 256
 #define MSG_MAX 400
@@ -27,23 +27,23 @@ void wm_cctx_deinit(struct wm_cctx *ctx)
 {
     free(ctx->diags);
     ctx->diags = NULL;
-    ctx->ndiags = ctx->nerrors = 0;
+    ctx->ndiags = ctx->capdiags = ctx->nerrors = 0;
 }
 
 static void add_diag_at(struct wm_cctx *ctx, bool warning, int line, int col, const char *path,
                         const char *fmt, va_list ap)
 {
+    void *arr = ctx->diags;
     struct wm_cdiag *d;
     char msg[MSG_MAX];
 
     if (ctx->ndiags >= 1000) {
         return; /* enough to fix first */
     }
-    d = realloc(ctx->diags, (ctx->ndiags + 1) * sizeof(*d));
-    if (d == NULL) {
+    if (wm_grow(&arr, &ctx->capdiags, ctx->ndiags + 1, sizeof(*d), 8) < 0) {
         return;
     }
-    ctx->diags = d;
+    ctx->diags = arr;
     d = &ctx->diags[ctx->ndiags++];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     d->warning = warning;
@@ -196,16 +196,13 @@ static const char *need_text(struct wm_cctx *ctx, const struct wm_cval *v, const
     return s;
 }
 
-int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h, char *msg,
-                         size_t cap)
+/* Split a header rule into at most 4 words (spaces; a word may be 'single'
+ * or "double" quoted, with spaces). Returns the count, or -1 with err. */
+static int rule_words(const char *s, const char **tok, size_t *tlen, struct wm_err *err)
 {
-    const char *tok[4];
-    size_t tlen[4];
-    int nt = 0;
     const char *p = s;
+    int nt = 0;
 
-    memset(h, 0, sizeof(*h));
-    /* Tokens split on spaces; a value may be 'single quoted' with spaces. */
     while (*p != '\0' && nt < 4) {
         while (*p == ' ' || *p == '\t') {
             p++;
@@ -217,8 +214,8 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
             char q = *p++;
             const char *end = strchr(p, q);
             if (end == NULL) {
-                snprintf(msg, cap, "unterminated quote in header rule \"%s\"", s);
-                return -1;
+                return wm_err_set(err, NULL, 0, 0, NULL,
+                                  "unterminated quote in header rule \"%s\"", s);
             }
             tok[nt] = p;
             tlen[nt++] = (size_t)(end - p);
@@ -236,7 +233,20 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
         p++;
     }
     if (*p != '\0') {
-        snprintf(msg, cap, "too many words in header rule \"%s\"", s);
+        return wm_err_set(err, NULL, 0, 0, NULL, "too many words in header rule \"%s\"", s);
+    }
+    return nt;
+}
+
+int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h,
+                         struct wm_err *err)
+{
+    const char *tok[4];
+    size_t tlen[4];
+    int nt;
+
+    memset(h, 0, sizeof(*h));
+    if ((nt = rule_words(s, tok, tlen, err)) < 0) {
         return -1;
     }
     int i = 0;
@@ -251,29 +261,28 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
     }
     int rest = nt - i;
     if (rest < 1 || tlen[i] == 0) {
-        snprintf(msg, cap, "header rule \"%s\" names no header", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL, "header rule \"%s\" names no header", s);
     }
     if (!wm_field_name_ok(tok[i], tlen[i])) {
-        snprintf(msg, cap, "invalid header name in rule \"%s\"", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL, "invalid header name in rule \"%s\"", s);
     }
     h->name = wm_arena_strndup(a, tok[i], tlen[i]);
     if (h->op == '-') {
         if (rest != 1) {
-            snprintf(msg, cap, "header rule \"%s\": '-' takes a name only", s);
-            return -1;
+            return wm_err_set(err, NULL, 0, 0, NULL,
+                              "header rule \"%s\": '-' takes a name only", s);
         }
         return 0;
     }
     if (rest != 2) {
-        snprintf(msg, cap, "header rule \"%s\": expected a name and a value", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL,
+                          "header rule \"%s\": expected a name and a value", s);
     }
     if (!wm_field_value_ok(tok[i + 1], tlen[i + 1])) {
-        snprintf(msg, cap, "header rule \"%s\": the value has a control character (CR, LF, "
-                           "NUL...)", s);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, NULL,
+                          "header rule \"%s\": the value has a control character (CR, LF, "
+                          "NUL...)",
+                          s);
     }
     h->value = wm_arena_strndup(a, tok[i + 1], tlen[i + 1]);
     return 0;
@@ -283,7 +292,7 @@ int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_heade
 static void decode_headers(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
                            void *obj, const char *path)
 {
-    char msg[MSG_MAX];
+    struct wm_err err;
     char ipath[PATH_MAX_LEN];
     size_t n;
     struct wm_conf_header *hs;
@@ -335,8 +344,8 @@ static void decode_headers(struct wm_cctx *ctx, const struct wm_ckey *k, const s
             wm_cctx_error(ctx, e, ipath, "header rule longer than %zu bytes", sizeof(line) - 1);
             continue;
         }
-        if (wm_conf_parse_header(ctx->arena, line, &hs[i], msg, sizeof(msg)) < 0) {
-            wm_cctx_error(ctx, e, ipath, "%s", msg);
+        if (wm_conf_parse_header(ctx->arena, line, &hs[i], &err) < 0) {
+            wm_cctx_error(ctx, e, ipath, "%s", err.msg);
         }
     }
     STORE(struct wm_conf_header *, k, obj, hs);
@@ -348,8 +357,13 @@ static void decode_strlist(struct wm_cctx *ctx, const struct wm_ckey *k, const s
 {
     char ipath[PATH_MAX_LEN];
     size_t n = wm_cval_type(v) == WM_CVAL_ARRAY ? wm_cval_count(v) : 1;
-    const char **list = wm_arena_alloc(ctx->arena, (n + 1) * sizeof(*list));
+    const char **list;
 
+    if (wm_cval_type(v) != WM_CVAL_STRING && wm_cval_type(v) != WM_CVAL_ARRAY) {
+        wm_cctx_error(ctx, v, path, "expected a string or an array of strings");
+        return;
+    }
+    list = wm_arena_alloc(ctx->arena, (n + 1) * sizeof(*list));
     if (list == NULL) {
         return;
     }
@@ -389,9 +403,6 @@ static void decode_strmap(struct wm_cctx *ctx, const struct wm_ckey *k, const st
     STORE(struct wm_conf_kv *, k, obj, kv);
     STORE_COUNT(k, obj, n);
 }
-
-static void decode_value(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
-                         void *obj, const char *path);
 
 static void decode_tables(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
                           void *obj, const char *path)
@@ -446,182 +457,225 @@ static void decode_tables(struct wm_cctx *ctx, const struct wm_ckey *k, const st
     STORE_COUNT(k, obj, n);
 }
 
+/* ---- one setter per kind (k->kind), all of this shape ---- */
+
+typedef void (*setter_fn)(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                          void *obj, const char *path);
+
+static void set_str(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                    void *obj, const char *path)
+{
+    const char *s = need_text(ctx, v, path, "a string");
+
+    if (s != NULL) {
+        STORE(const char *, k, obj, wm_arena_strdup(ctx->arena, s));
+    }
+}
+
+static void set_bool(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                     void *obj, const char *path)
+{
+    char b[96];
+
+    if (wm_cval_type(v) != WM_CVAL_BOOL) {
+        wm_cctx_error(ctx, v, path, "expected true or false, got %s", show(v, b, sizeof(b)));
+        return;
+    }
+    STORE(bool, k, obj, wm_cval_bool(v));
+}
+
+/* An integer, or a string of digits; within [min, max] unless both are 0. */
+static void set_int(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                    void *obj, const char *path)
+{
+    char b[96];
+    int64_t i;
+
+    if (wm_cval_type(v) == WM_CVAL_INT) {
+        i = wm_cval_int(v);
+    } else {
+        uint64_t u;
+        const char *s = wm_cval_type(v) == WM_CVAL_STRING ? wm_cval_str(v, NULL) : NULL;
+        if (s == NULL || wm_parse_u64(s, strlen(s), INT64_MAX, &u) < 0) {
+            wm_cctx_error(ctx, v, path, "expected an integer, got %s", show(v, b, sizeof(b)));
+            return;
+        }
+        i = (int64_t)u;
+    }
+    if ((k->min != 0 || k->max != 0) && (i < k->min || i > k->max)) {
+        wm_cctx_error(ctx, v, path, "expected an integer from %lld to %lld, got %lld",
+                      (long long)k->min, (long long)k->max, (long long)i);
+        return;
+    }
+    STORE(int64_t, k, obj, i);
+}
+
+/* DURATION (a number is seconds) and SIZE (a number is bytes); within
+ * [min, max] unless max is 0. */
+static void set_quantity(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                         void *obj, const char *path)
+{
+    bool duration = k->kind == WM_CK_DURATION;
+    struct wm_err err;
+    char b[96];
+    uint64_t u;
+
+    if (wm_cval_type(v) == WM_CVAL_INT && wm_cval_int(v) >= 0) {
+        u = (uint64_t)wm_cval_int(v) * (duration ? 1000 : 1);
+    } else if (wm_cval_type(v) == WM_CVAL_STRING) {
+        const char *s = wm_cval_str(v, NULL);
+        int r = duration ? wm_parse_duration_ms(s, &u, &err) : wm_parse_size(s, &u, &err);
+        if (r < 0) {
+            wm_cctx_error(ctx, v, path, "%s", err.msg);
+            return;
+        }
+    } else {
+        wm_cctx_error(ctx, v, path, "expected a %s, got %s",
+                      duration ? "duration like \"30s\"" : "size like \"10m\"",
+                      show(v, b, sizeof(b)));
+        return;
+    }
+    if (k->max != 0 && (u < (uint64_t)k->min || u > (uint64_t)k->max)) {
+        wm_cctx_error(ctx, v, path, "out of range (%lld..%lld%s)", (long long)k->min,
+                      (long long)k->max, duration ? " ms" : " bytes");
+        return;
+    }
+    STORE(uint64_t, k, obj, u);
+}
+
+static void set_rate(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                     void *obj, const char *path)
+{
+    struct wm_err err;
+    struct wm_rate r;
+    const char *s = need_text(ctx, v, path, "a rate like \"4m/s\"");
+
+    if (s == NULL) {
+        return;
+    }
+    if (wm_parse_rate(s, &r, &err) < 0) {
+        wm_cctx_error(ctx, v, path, "%s", err.msg);
+        return;
+    }
+    STORE(struct wm_rate, k, obj, r);
+}
+
+/* HOSTPORT ("host:port", a name or an IP) and LISTEN (an IP to bind). */
+static void set_addr(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                     void *obj, const char *path)
+{
+    bool listen = k->kind == WM_CK_LISTEN;
+    const char *want = listen ? "\"ip:port\"" : "\"host:port\"";
+    const char *s = need_text(ctx, v, path, want);
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (s == NULL) {
+        return;
+    }
+    if (listen ? wm_addr_parse_listen(s, &ss, &len) < 0 : !wm_conf_is_hostport(s)) {
+        wm_cctx_error(ctx, v, path, "expected %s, got \"%s\"", want, s);
+        return;
+    }
+    STORE(const char *, k, obj, wm_arena_strdup(ctx->arena, s));
+}
+
+static void set_level(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                      void *obj, const char *path)
+{
+    enum wm_log_level lvl;
+    const char *s = need_text(ctx, v, path, "a log level");
+
+    if (s == NULL) {
+        return;
+    }
+    if (wm_log_parse_level(s, &lvl) < 0) {
+        wm_cctx_error(ctx, v, path, "expected error, warn, info, debug, trace or off, got \"%s\"",
+                      s);
+        return;
+    }
+    STORE(int, k, obj, (int)lvl);
+}
+
+/* The proxy's protocol set: words or a number 1..7 (core/proxyflags.h). */
+static void set_flags(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                      void *obj, const char *path)
+{
+    char num[32];
+    char b[96];
+    const char *s;
+    unsigned f;
+
+    if (wm_cval_type(v) == WM_CVAL_INT) {
+        snprintf(num, sizeof(num), "%lld", (long long)wm_cval_int(v));
+        s = num;
+    } else if ((s = need_text(ctx, v, path, "protocol flags")) == NULL) {
+        return;
+    }
+    if (wm_proxy_parse_flags(s, &f) < 0) {
+        wm_cctx_error(ctx, v, path, "expected \"http https socks5\" (any of them) or 1..7, got %s",
+                      show(v, b, sizeof(b)));
+        return;
+    }
+    STORE(unsigned, k, obj, f);
+}
+
+/* One of k->choices; the stored pointer is the table's own string. */
+static void set_enum(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                     void *obj, const char *path)
+{
+    const char *s = need_text(ctx, v, path, "a string");
+    char list[256];
+    size_t off = 0;
+
+    if (s == NULL) {
+        return;
+    }
+    for (const char *const *c = k->choices; *c != NULL; c++) {
+        if (strcmp(*c, s) == 0) {
+            STORE(const char *, k, obj, *c);
+            return;
+        }
+    }
+    list[0] = '\0';
+    for (const char *const *c = k->choices; *c != NULL && off < sizeof(list); c++) {
+        int r = snprintf(list + off, sizeof(list) - off, "%s\"%s\"", off ? ", " : "", *c);
+        off += r > 0 ? (size_t)r : 0;
+    }
+    wm_cctx_error(ctx, v, path, "expected one of %s, got \"%s\"", list, s);
+}
+
+static void set_custom(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
+                       void *obj, const char *path)
+{
+    k->custom(ctx, v, k->off == WM_CK_NOSTORE ? NULL : at(obj, k->off), path);
+}
+
+static const setter_fn setters[] = {
+    [WM_CK_STR] = set_str,
+    [WM_CK_BOOL] = set_bool,
+    [WM_CK_INT] = set_int,
+    [WM_CK_DURATION] = set_quantity,
+    [WM_CK_SIZE] = set_quantity,
+    [WM_CK_RATE] = set_rate,
+    [WM_CK_HOSTPORT] = set_addr,
+    [WM_CK_LISTEN] = set_addr,
+    [WM_CK_LEVEL] = set_level,
+    [WM_CK_FLAGS] = set_flags,
+    [WM_CK_ENUM] = set_enum,
+    [WM_CK_STRLIST] = decode_strlist,
+    [WM_CK_HEADERS] = decode_headers,
+    [WM_CK_STRMAP] = decode_strmap,
+    [WM_CK_TABLE] = decode_tables,
+    [WM_CK_TABLE_ARRAY] = decode_tables,
+    [WM_CK_CUSTOM] = set_custom,
+};
+_Static_assert(sizeof(setters) / sizeof(setters[0]) == WM_CK_CUSTOM + 1, "a setter per kind");
+
 static void decode_value(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
                          void *obj, const char *path)
 {
-    char msg[MSG_MAX];
-    char b[96];
-    const char *s;
-    enum wm_cval_type t = wm_cval_type(v);
-
-    switch (k->kind) {
-    case WM_CK_STR:
-        s = need_text(ctx, v, path, "a string");
-        if (s != NULL) {
-            STORE(const char *, k, obj, wm_arena_strdup(ctx->arena, s));
-        }
-        return;
-    case WM_CK_BOOL:
-        if (t != WM_CVAL_BOOL) {
-            wm_cctx_error(ctx, v, path, "expected true or false, got %s", show(v, b, sizeof(b)));
-            return;
-        }
-        STORE(bool, k, obj, wm_cval_bool(v));
-        return;
-    case WM_CK_INT: {
-        int64_t i;
-        if (t == WM_CVAL_INT) {
-            i = wm_cval_int(v);
-        } else {
-            uint64_t u;
-            s = t == WM_CVAL_STRING ? wm_cval_str(v, NULL) : NULL;
-            if (s == NULL || wm_parse_u64(s, strlen(s), INT64_MAX, &u) < 0) {
-                wm_cctx_error(ctx, v, path, "expected an integer, got %s", show(v, b, sizeof(b)));
-                return;
-            }
-            i = (int64_t)u;
-        }
-        if ((k->min != 0 || k->max != 0) && (i < k->min || i > k->max)) {
-            wm_cctx_error(ctx, v, path, "expected an integer from %lld to %lld, got %lld",
-                          (long long)k->min, (long long)k->max, (long long)i);
-            return;
-        }
-        STORE(int64_t, k, obj, i);
-        return;
-    }
-    case WM_CK_DURATION:
-    case WM_CK_SIZE: {
-        uint64_t u;
-        if (t == WM_CVAL_INT && wm_cval_int(v) >= 0) {
-            u = (uint64_t)wm_cval_int(v) * (k->kind == WM_CK_DURATION ? 1000 : 1);
-        } else if (t == WM_CVAL_STRING) {
-            s = wm_cval_str(v, NULL);
-            int r = k->kind == WM_CK_DURATION ? wm_parse_duration_ms(s, &u, msg, sizeof(msg))
-                                              : wm_parse_size(s, &u, msg, sizeof(msg));
-            if (r < 0) {
-                wm_cctx_error(ctx, v, path, "%s", msg);
-                return;
-            }
-        } else {
-            wm_cctx_error(ctx, v, path, "expected a %s, got %s",
-                          k->kind == WM_CK_DURATION ? "duration like \"30s\"" : "size like \"10m\"",
-                          show(v, b, sizeof(b)));
-            return;
-        }
-        if (k->max != 0 && (u < (uint64_t)k->min || u > (uint64_t)k->max)) {
-            wm_cctx_error(ctx, v, path, "out of range (%lld..%lld%s)", (long long)k->min,
-                          (long long)k->max, k->kind == WM_CK_DURATION ? " ms" : " bytes");
-            return;
-        }
-        STORE(uint64_t, k, obj, u);
-        return;
-    }
-    case WM_CK_RATE: {
-        struct wm_rate r;
-        s = need_text(ctx, v, path, "a rate like \"4m/s\"");
-        if (s == NULL) {
-            return;
-        }
-        if (wm_parse_rate(s, &r, msg, sizeof(msg)) < 0) {
-            wm_cctx_error(ctx, v, path, "%s", msg);
-            return;
-        }
-        STORE(struct wm_rate, k, obj, r);
-        return;
-    }
-    case WM_CK_HOSTPORT:
-    case WM_CK_LISTEN: {
-        bool listen = k->kind == WM_CK_LISTEN;
-        const char *want = listen ? "\"ip:port\"" : "\"host:port\"";
-        s = need_text(ctx, v, path, want);
-        if (s == NULL) {
-            return;
-        }
-        struct sockaddr_storage ss;
-        socklen_t len;
-        if (listen ? wm_addr_parse_listen(s, &ss, &len) < 0 : !wm_conf_is_hostport(s)) {
-            wm_cctx_error(ctx, v, path, "expected %s, got \"%s\"", want, s);
-            return;
-        }
-        STORE(const char *, k, obj, wm_arena_strdup(ctx->arena, s));
-        return;
-    }
-    case WM_CK_LEVEL: {
-        enum wm_log_level lvl;
-        s = need_text(ctx, v, path, "a log level");
-        if (s == NULL) {
-            return;
-        }
-        if (wm_log_parse_level(s, &lvl) < 0) {
-            wm_cctx_error(ctx, v, path, "expected error, warn, info, debug, trace or off, "
-                                        "got \"%s\"", s);
-            return;
-        }
-        STORE(int, k, obj, (int)lvl);
-        return;
-    }
-    case WM_CK_FLAGS: {
-        unsigned f;
-        char num[32];
-        if (t == WM_CVAL_INT) {
-            snprintf(num, sizeof(num), "%lld", (long long)wm_cval_int(v));
-            s = num;
-        } else {
-            s = need_text(ctx, v, path, "protocol flags");
-            if (s == NULL) {
-                return;
-            }
-        }
-        if (wm_proxy_parse_flags(s, &f) < 0) {
-            wm_cctx_error(ctx, v, path, "expected \"http https socks5\" (any of them) or 1..7, "
-                                        "got %s", show(v, b, sizeof(b)));
-            return;
-        }
-        STORE(unsigned, k, obj, f);
-        return;
-    }
-    case WM_CK_ENUM: {
-        s = need_text(ctx, v, path, "a string");
-        if (s == NULL) {
-            return;
-        }
-        for (const char *const *c = k->choices; *c != NULL; c++) {
-            if (strcmp(*c, s) == 0) {
-                STORE(const char *, k, obj, *c);
-                return;
-            }
-        }
-        char list[256];
-        size_t off = 0;
-        list[0] = '\0';
-        for (const char *const *c = k->choices; *c != NULL && off < sizeof(list); c++) {
-            int r = snprintf(list + off, sizeof(list) - off, "%s\"%s\"", off ? ", " : "", *c);
-            off += r > 0 ? (size_t)r : 0;
-        }
-        wm_cctx_error(ctx, v, path, "expected one of %s, got \"%s\"", list, s);
-        return;
-    }
-    case WM_CK_STRLIST:
-        if (t != WM_CVAL_STRING && t != WM_CVAL_ARRAY) {
-            wm_cctx_error(ctx, v, path, "expected a string or an array of strings");
-            return;
-        }
-        decode_strlist(ctx, k, v, obj, path);
-        return;
-    case WM_CK_HEADERS:
-        decode_headers(ctx, k, v, obj, path);
-        return;
-    case WM_CK_STRMAP:
-        decode_strmap(ctx, k, v, obj, path);
-        return;
-    case WM_CK_TABLE:
-    case WM_CK_TABLE_ARRAY:
-        decode_tables(ctx, k, v, obj, path);
-        return;
-    case WM_CK_CUSTOM:
-        k->custom(ctx, v, k->off == WM_CK_NOSTORE ? NULL : at(obj, k->off), path);
-        return;
-    }
+    setters[k->kind](ctx, k, v, obj, path);
 }
 
 static const struct wm_ckey *find_key(const struct wm_cschema *s, const char *name)

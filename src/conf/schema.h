@@ -63,6 +63,7 @@ struct wm_cctx {
     struct wm_arena *arena;
     struct wm_cdiag *diags; /* malloc'd array, see wm_cctx_deinit() */
     size_t ndiags;
+    size_t capdiags;
     size_t nerrors;
 };
 
@@ -121,10 +122,10 @@ void wm_cctx_warn(struct wm_cctx *ctx, const struct wm_cval *v, const char *path
 size_t wm_schema_decode(struct wm_cctx *ctx, const struct wm_cschema *s, const struct wm_cval *t,
                         void *obj, const char *path);
 
-/* Parse one header rule string (wmproxy form) into h. Returns 0 or -1 with
- * msg filled. */
-int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h, char *msg,
-                         size_t cap);
+/* Parse one header rule string (wmproxy form) into h; name and value are
+ * copied into a. Returns 0, or -1 with err->msg filled. */
+int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h,
+                         struct wm_err *err);
 
 /* Is s a valid "host:port"? (name or IP, port 1..65535) */
 bool wm_conf_is_hostport(const char *s);

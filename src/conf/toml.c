@@ -38,12 +38,15 @@ static const char *kind_of(const struct wm_cval *v)
     }
 }
 
+/* Add child (new, NULL when its allocation failed; always taken) to t under
+ * kp, marked with the TOML_F_* bits of how it came to exist. */
 static int new_child(struct toml_parser *p, struct wm_cval *t, const struct toml_keypart *kp,
-                     struct wm_cval *child, struct wm_cval **out)
+                     struct wm_cval *child, unsigned int flags, struct wm_cval **out)
 {
     if (child == NULL || wm_cval_table_add(t, kp->s, kp->len, kp->line, kp->col, child) != 0) {
-        return toml_error(p, "out of memory");
+        return toml_error(p, "out of memory"); /* the table freed child */
     }
+    wm_cval_set_flags(child, flags);
     *out = child;
     return 0;
 }
@@ -73,48 +76,65 @@ static const char *full_name(const char *prefix, const struct toml_key *k, size_
     return buf;
 }
 
+/* Walk from t along the parent parts of k (all but the last one), creating
+ * the tables missing on the way. header: the key of a [table] header (from
+ * the root, through the last table of an array of tables, counting depth);
+ * else a dotted key, which only extends tables that dotted keys created.
+ * *out: the table that gets the last part. 0, or -1 after an error. */
+static int walk_parents(struct toml_parser *p, struct wm_cval *t, const char *prefix,
+                        const struct toml_key *k, bool header, struct wm_cval **out, int *depth)
+{
+    char name[KEY_SHOW_MAX];
+    size_t idx = 0;
+
+    for (size_t i = 0; i + 1 < k->n; i++) {
+        const struct toml_keypart *kp = &k->parts[i];
+        struct wm_cval *child = wm_cval_table_find(t, kp->s, kp->len, &idx);
+        unsigned int f = child != NULL ? wm_cval_flags(child) : 0;
+        if (child == NULL) {
+            if (new_child(p, t, kp, wm_cval_new_table(kp->line, kp->col),
+                          header ? TOML_F_IMPLICIT : TOML_F_DOTTED, &child) != 0) {
+                return -1;
+            }
+        } else if (header && wm_cval_type(child) == WM_CVAL_ARRAY && (f & TOML_F_AOT)) {
+            child = wm_cval_array_last(child);
+            if (child == NULL) {
+                return toml_error_at(p, kp->line, kp->col, "empty array of tables");
+            }
+            (*depth)++;
+        } else if (wm_cval_type(child) == WM_CVAL_TABLE && !(f & TOML_F_FROZEN) && !header &&
+                   !(f & TOML_F_DOTTED)) {
+            return toml_error_at(p, kp->line, kp->col,
+                                 "table '%s' was created by a [table] header (line %d); "
+                                 "dotted keys cannot add to it",
+                                 full_name(prefix, k, i, name, sizeof(name)), wm_cval_line(child));
+        } else if (wm_cval_type(child) != WM_CVAL_TABLE || (f & TOML_F_FROZEN)) {
+            return toml_error_at(p, kp->line, kp->col,
+                                 "key '%s' is already %s (line %d) and cannot be extended",
+                                 full_name(prefix, k, i, name, sizeof(name)), kind_of(child),
+                                 wm_cval_key_line(t, idx));
+        }
+        t = child;
+        if (header && (check_depth(p, kp, ++*depth) != 0)) {
+            return -1;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
 int toml_insert(struct toml_parser *p, struct wm_cval *t, const char *prefix,
                 const struct toml_key *k, struct wm_cval *val)
 {
-    const struct toml_keypart *kp;
-    struct wm_cval *child;
+    const struct toml_keypart *kp = &k->parts[k->n - 1];
     char name[KEY_SHOW_MAX];
-    unsigned int f;
     size_t idx = 0;
-    size_t i;
     int r;
 
-    for (i = 0; i + 1 < k->n; i++) {
-        kp = &k->parts[i];
-        child = wm_cval_table_find(t, kp->s, kp->len, &idx);
-        if (child == NULL) {
-            child = wm_cval_new_table(kp->line, kp->col);
-            if (child != NULL) {
-                wm_cval_set_flags(child, TOML_F_DOTTED);
-            }
-            if (new_child(p, t, kp, child, &child) != 0) {
-                goto fail;
-            }
-        } else {
-            f = wm_cval_flags(child);
-            if (wm_cval_type(child) != WM_CVAL_TABLE || !(f & TOML_F_DOTTED) ||
-                (f & TOML_F_FROZEN)) {
-                full_name(prefix, k, i, name, sizeof(name));
-                if (wm_cval_type(child) == WM_CVAL_TABLE && !(f & TOML_F_FROZEN)) {
-                    toml_error_at(p, kp->line, kp->col,
-                                  "table '%s' was created by a [table] header (line %d); "
-                                  "dotted keys cannot add to it", name, wm_cval_line(child));
-                } else {
-                    toml_error_at(p, kp->line, kp->col,
-                                  "key '%s' is already %s (line %d) and cannot be extended",
-                                  name, kind_of(child), wm_cval_key_line(t, idx));
-                }
-                goto fail;
-            }
-        }
-        t = child;
+    if (walk_parents(p, t, prefix, k, false, &t, NULL) != 0) {
+        wm_cval_free(val);
+        return -1;
     }
-    kp = &k->parts[k->n - 1];
     r = wm_cval_table_add(t, kp->s, kp->len, kp->line, kp->col, val);
     if (r == WM_CVAL_EXISTS) {
         wm_cval_table_find(t, kp->s, kp->len, &idx);
@@ -125,56 +145,6 @@ int toml_insert(struct toml_parser *p, struct wm_cval *t, const char *prefix,
     if (r != 0) {
         return toml_error(p, "out of memory");
     }
-    return 0;
-fail:
-    wm_cval_free(val);
-    return -1;
-}
-
-/* Follow the parent parts of a header key from the root, creating implicit tables. */
-static int walk_header(struct toml_parser *p, const struct toml_key *k, struct wm_cval **out,
-                       int *depth)
-{
-    const struct toml_keypart *kp;
-    struct wm_cval *t = p->root;
-    struct wm_cval *child;
-    char name[KEY_SHOW_MAX];
-    size_t idx = 0;
-    size_t i;
-
-    *depth = 0;
-    for (i = 0; i + 1 < k->n; i++) {
-        kp = &k->parts[i];
-        child = wm_cval_table_find(t, kp->s, kp->len, &idx);
-        if (child == NULL) {
-            child = wm_cval_new_table(kp->line, kp->col);
-            if (child != NULL) {
-                wm_cval_set_flags(child, TOML_F_IMPLICIT);
-            }
-            if (new_child(p, t, kp, child, &child) != 0) {
-                return -1;
-            }
-        } else if (wm_cval_type(child) == WM_CVAL_ARRAY &&
-                   (wm_cval_flags(child) & TOML_F_AOT)) {
-            child = wm_cval_array_last(child);
-            if (child == NULL) {
-                return toml_error_at(p, kp->line, kp->col, "empty array of tables");
-            }
-            (*depth)++;
-        } else if (wm_cval_type(child) != WM_CVAL_TABLE ||
-                   (wm_cval_flags(child) & TOML_F_FROZEN)) {
-            return toml_error_at(p, kp->line, kp->col,
-                                 "key '%s' is already %s (line %d) and cannot be extended",
-                                 toml_key_display(k, i, name, sizeof(name)), kind_of(child),
-                                 wm_cval_key_line(t, idx));
-        }
-        t = child;
-        (*depth)++;
-        if (check_depth(p, kp, *depth) != 0) {
-            return -1;
-        }
-    }
-    *out = t;
     return 0;
 }
 
@@ -191,11 +161,7 @@ static int define_table(struct toml_parser *p, struct wm_cval *t, const struct t
     toml_key_display(k, k->n - 1, name, sizeof(name));
     child = wm_cval_table_find(t, kp->s, kp->len, &idx);
     if (child == NULL) {
-        child = wm_cval_new_table(line, col);
-        if (child != NULL) {
-            wm_cval_set_flags(child, TOML_F_EXPLICIT);
-        }
-        if (new_child(p, t, kp, child, &child) != 0) {
+        if (new_child(p, t, kp, wm_cval_new_table(line, col), TOML_F_EXPLICIT, &child) != 0) {
             return -1;
         }
         p->cur = child;
@@ -233,11 +199,7 @@ static int append_table(struct toml_parser *p, struct wm_cval *t, const struct t
 
     arr = wm_cval_table_find(t, kp->s, kp->len, &idx);
     if (arr == NULL) {
-        arr = wm_cval_new_array(line, col);
-        if (arr != NULL) {
-            wm_cval_set_flags(arr, TOML_F_AOT);
-        }
-        if (new_child(p, t, kp, arr, &arr) != 0) {
+        if (new_child(p, t, kp, wm_cval_new_array(line, col), TOML_F_AOT, &arr) != 0) {
             return -1;
         }
     } else if (wm_cval_type(arr) != WM_CVAL_ARRAY || !(wm_cval_flags(arr) & TOML_F_AOT)) {
@@ -283,7 +245,7 @@ static int parse_header(struct toml_parser *p)
         goto out;
     }
     toml_advance(p, aot ? 2 : 1);
-    if (walk_header(p, &k, &parent, &depth) != 0 ||
+    if (walk_parents(p, p->root, NULL, &k, true, &parent, &depth) != 0 ||
         check_depth(p, &k.parts[k.n - 1], depth + (aot ? 2 : 1)) != 0) {
         goto out;
     }

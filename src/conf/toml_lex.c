@@ -181,24 +181,12 @@ int toml_validate(struct toml_parser *p)
 
 int toml_buf_put(struct toml_buf *b, const char *s, size_t len)
 {
-    size_t ncap;
-    char *np;
+    void *np = b->p;
 
-    if (b->p == NULL || len >= b->cap - b->n) {
-        ncap = b->cap < 64 ? 64 : b->cap;
-        while (ncap - b->n <= len) {
-            if (ncap > SIZE_MAX / 2) {
-                return -1;
-            }
-            ncap *= 2;
-        }
-        np = realloc(b->p, ncap);
-        if (np == NULL) {
-            return -1;
-        }
-        b->p = np;
-        b->cap = ncap;
+    if (len >= SIZE_MAX - b->n || wm_grow(&np, &b->cap, b->n + len + 1, 1, 64) < 0) {
+        return -1;
     }
+    b->p = np;
     memcpy(b->p + b->n, s, len);
     b->n += len;
     b->p[b->n] = '\0';
@@ -482,20 +470,16 @@ void toml_key_clear(struct toml_key *k)
 static int key_push(struct toml_parser *p, struct toml_key *k, const char *s, size_t len,
                     int line, int col)
 {
-    struct toml_keypart *np;
+    void *np = k->parts;
     char *d;
 
     if (k->n >= WM_TOML_MAX_DEPTH) {
         return toml_error_at(p, line, col, "key has more than %d parts", WM_TOML_MAX_DEPTH);
     }
-    if (k->n == k->cap) {
-        np = realloc(k->parts, (k->cap == 0 ? 4 : k->cap * 2) * sizeof(*np));
-        if (np == NULL) {
-            return toml_error(p, "out of memory");
-        }
-        k->parts = np;
-        k->cap = k->cap == 0 ? 4 : k->cap * 2;
+    if (wm_grow(&np, &k->cap, k->n + 1, sizeof(*k->parts), 4) < 0) {
+        return toml_error(p, "out of memory");
     }
+    k->parts = np;
     d = malloc(len + 1);
     if (d == NULL) {
         return toml_error(p, "out of memory");

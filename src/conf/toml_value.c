@@ -120,6 +120,30 @@ static int make_float(struct toml_parser *p, const char *tok, size_t len, int li
     return *out != NULL ? 0 : -1;
 }
 
+/* After the integer digits of a decimal number, at tok[*i]: an optional
+ * fraction and exponent (then *is_float). NULL, or what is wrong. */
+static const char *float_tail(const char *tok, size_t len, size_t *i, bool *is_float)
+{
+    if (*i < len && tok[*i] == '.') {
+        (*i)++;
+        if (scan_digits(tok, len, i, 10) <= 0) {
+            return "'.' must be followed by digits";
+        }
+        *is_float = true;
+    }
+    if (*i < len && (tok[*i] == 'e' || tok[*i] == 'E')) {
+        (*i)++;
+        if (*i < len && (tok[*i] == '+' || tok[*i] == '-')) {
+            (*i)++;
+        }
+        if (scan_digits(tok, len, i, 10) <= 0) {
+            return "bad exponent";
+        }
+        *is_float = true;
+    }
+    return NULL;
+}
+
 static int parse_number(struct toml_parser *p, struct wm_cval **out)
 {
     const char *tok = p->s + p->pos;
@@ -132,6 +156,7 @@ static int parse_number(struct toml_parser *p, struct wm_cval **out)
     size_t start;
     uint64_t v;
     int base = 10;
+    const char *why;
     int nd;
     int c;
 
@@ -170,24 +195,8 @@ static int parse_number(struct toml_parser *p, struct wm_cval **out)
     if (base == 10 && tok[start] == '0' && nd > 1) {
         return bad_number(p, line, col, tok, len, "leading zeros are not allowed");
     }
-    if (base == 10 && i < len && tok[i] == '.') {
-        i++;
-        nd = scan_digits(tok, len, &i, 10);
-        if (nd <= 0) {
-            return bad_number(p, line, col, tok, len, "'.' must be followed by digits");
-        }
-        is_float = true;
-    }
-    if (base == 10 && i < len && (tok[i] == 'e' || tok[i] == 'E')) {
-        i++;
-        if (i < len && (tok[i] == '+' || tok[i] == '-')) {
-            i++;
-        }
-        nd = scan_digits(tok, len, &i, 10);
-        if (nd <= 0) {
-            return bad_number(p, line, col, tok, len, "bad exponent");
-        }
-        is_float = true;
+    if (base == 10 && (why = float_tail(tok, len, &i, &is_float)) != NULL) {
+        return bad_number(p, line, col, tok, len, why);
     }
     if (i != len) {
         return bad_number(p, line, col, tok, len, "");

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/err.h"
 #include "core/util.h"
 
 /* Split s into a decimal number and a suffix. */
@@ -20,7 +21,7 @@ static int number_prefix(const char *s, uint64_t *v, const char **suffix)
     return 0;
 }
 
-int wm_parse_duration_ms(const char *s, uint64_t *ms, char *msg, size_t cap)
+int wm_parse_duration_ms(const char *s, uint64_t *ms, struct wm_err *err)
 {
     static const struct {
         const char *sfx;
@@ -41,7 +42,8 @@ int wm_parse_duration_ms(const char *s, uint64_t *ms, char *msg, size_t cap)
             }
         }
     }
-    snprintf(msg, cap, "expected a duration like \"30s\", \"5m\", \"250ms\", got \"%s\"", s);
+    wm_err_set(err, NULL, 0, 0, NULL,
+               "expected a duration like \"30s\", \"5m\", \"250ms\", got \"%s\"", s);
     return -1;
 }
 
@@ -76,7 +78,7 @@ static int size_mult(const char *sfx, uint64_t *mult)
     return -1;
 }
 
-int wm_parse_size(const char *s, uint64_t *bytes, char *msg, size_t cap)
+int wm_parse_size(const char *s, uint64_t *bytes, struct wm_err *err)
 {
     uint64_t v;
     uint64_t mult;
@@ -86,11 +88,12 @@ int wm_parse_size(const char *s, uint64_t *bytes, char *msg, size_t cap)
         *bytes = v * mult;
         return 0;
     }
-    snprintf(msg, cap, "expected a size like \"512\", \"4k\", \"10m\", got \"%s\"", s);
+    wm_err_set(err, NULL, 0, 0, NULL, "expected a size like \"512\", \"4k\", \"10m\", got \"%s\"",
+               s);
     return -1;
 }
 
-int wm_parse_rate(const char *s, struct wm_rate *r, char *msg, size_t cap)
+int wm_parse_rate(const char *s, struct wm_rate *r, struct wm_err *err)
 {
     const char *slash = strchr(s, '/');
     char num[64];
@@ -120,14 +123,15 @@ int wm_parse_rate(const char *s, struct wm_rate *r, char *msg, size_t cap)
         r->requests = true;
         return 0;
     }
-    if (wm_parse_size(num, &v, msg, cap) < 0 || v == 0) {
+    if (wm_parse_size(num, &v, err) < 0 || v == 0) {
         goto bad;
     }
     r->amount = v;
     r->requests = false;
     return 0;
 bad:
-    snprintf(msg, cap, "expected a rate like \"4m/s\" or \"1000r/s\", got \"%s\"", s);
+    wm_err_set(err, NULL, 0, 0, NULL, "expected a rate like \"4m/s\" or \"1000r/s\", got \"%s\"",
+               s);
     return -1;
 }
 

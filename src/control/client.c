@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +62,11 @@ static int dial(const char *host, uint16_t port, int ms, char *err, size_t cap)
     return fd;
 }
 
-/* Send all n bytes of req before the timeout; -1 with a message in err. */
-static int send_all(int fd, const char *req, int n, int timeout_ms, char *err, size_t cap)
+/* Write req[0..n) within ms per step. 0, or -1 with a reason in err. */
+static int send_all(int fd, const char *req, int n, int ms, char *err, size_t cap)
 {
     for (int off = 0; off < n;) {
-        if (wait_fd(fd, POLLOUT, timeout_ms) < 0) {
+        if (wait_fd(fd, POLLOUT, ms) < 0) {
             snprintf(err, cap, "timeout sending the request");
             return -1;
         }
@@ -79,15 +80,23 @@ static int send_all(int fd, const char *req, int n, int timeout_ms, char *err, s
     return 0;
 }
 
-/* Read until the server closes, up to rcap bytes into resp (NUL-ended);
- * the length, or -1 with a message in err. */
-static ssize_t recv_all(int fd, char *resp, size_t rcap, int timeout_ms, char *err, size_t cap)
+/* Read the answer until the peer closes (at most 64 KiB): its status and
+ * body. 0, or -1 with a reason in body. */
+static int read_answer(int fd, int ms, int *status, char *body, size_t cap)
 {
     size_t rlen = 0;
+    size_t rcap = 65536;
+    char *resp = malloc(rcap + 1);
+    uint64_t code = 0;
 
+    if (resp == NULL) {
+        snprintf(body, cap, "out of memory");
+        return -1;
+    }
     for (;;) {
-        if (wait_fd(fd, POLLIN, timeout_ms) < 0) {
-            snprintf(err, cap, "timeout waiting for the answer");
+        if (wait_fd(fd, POLLIN, ms) < 0) {
+            free(resp);
+            snprintf(body, cap, "timeout waiting for the answer");
             return -1;
         }
         ssize_t r = recv(fd, resp + rlen, rcap - rlen, 0);
@@ -99,41 +108,30 @@ static ssize_t recv_all(int fd, char *resp, size_t rcap, int timeout_ms, char *e
         }
     }
     resp[rlen] = '\0';
-    return (ssize_t)rlen;
-}
-
-/* The status and body of a whole HTTP/1 answer; -1 with a message in body. */
-static int parse_answer(const char *resp, size_t rlen, int *status, char *body, size_t cap)
-{
-    uint64_t code = 0;
-    const char *b;
-
     if (rlen < 12 || strncmp(resp, "HTTP/1.", 7) != 0) {
         snprintf(body, cap, "no HTTP answer from the control API");
-        return -1;
-    }
-    if (wm_parse_u64(resp + 9, 3, 999, &code) < 0) {
+    } else if (wm_parse_u64(resp + 9, 3, 999, &code) < 0) {
         snprintf(body, cap, "malformed status line from the control API");
-        return -1;
+    } else {
+        const char *b = strstr(resp, "\r\n\r\n");
+        *status = (int)code;
+        snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
+        free(resp);
+        return 0;
     }
-    *status = (int)code;
-    b = strstr(resp, "\r\n\r\n");
-    snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
-    return 0;
+    free(resp);
+    return -1;
 }
 
 int wm_control_call(const char *target, const char *method, const char *path, const char *token,
                     int timeout_ms, int *status, char *body, size_t cap)
 {
-    enum { RESP_MAX = 65536 };
     char host[WM_HOST_MAX];
     uint16_t port;
     char req[1024];
-    char *resp;
-    ssize_t rlen;
     int fd;
     int n;
-    int rc;
+    int r;
 
     if (strncmp(target, "http://", 7) == 0) {
         target += 7;
@@ -143,11 +141,12 @@ int wm_control_call(const char *target, const char *method, const char *path, co
         snprintf(body, cap, "bad control address \"%s\" (expected host:port)", target);
         return -1;
     }
+    bool bearer = token != NULL && token[0] != '\0';
     n = snprintf(req, sizeof(req),
                  "%s %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Length: 0\r\nConnection: close\r\n"
                  "%s%s%s\r\n",
-                 method, path, host, port, token != NULL && token[0] ? "Authorization: Bearer " : "",
-                 token != NULL ? token : "", token != NULL && token[0] ? "\r\n" : "");
+                 method, path, host, port, bearer ? "Authorization: Bearer " : "",
+                 bearer ? token : "", bearer ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(req)) {
         snprintf(body, cap, "request too long");
         return -1;
@@ -156,18 +155,9 @@ int wm_control_call(const char *target, const char *method, const char *path, co
     if (fd < 0) {
         return -1;
     }
-    resp = malloc(RESP_MAX + 1);
-    if (resp == NULL) {
-        close(fd);
-        snprintf(body, cap, "out of memory");
-        return -1;
-    }
-    rc = -1;
-    if (send_all(fd, req, n, timeout_ms, body, cap) == 0 &&
-        (rlen = recv_all(fd, resp, RESP_MAX, timeout_ms, body, cap)) >= 0) {
-        rc = parse_answer(resp, (size_t)rlen, status, body, cap);
-    }
+    r = send_all(fd, req, n, timeout_ms, body, cap) < 0
+            ? -1
+            : read_answer(fd, timeout_ms, status, body, cap);
     close(fd);
-    free(resp);
-    return rc;
+    return r;
 }

@@ -159,14 +159,17 @@ static void handle_now(struct evhttp_request *req)
 
 static void handle_reload(struct evhttp_request *req)
 {
-    char msg[4096];
+    struct wm_err err;
+    char msg[WM_ERR_MSG_MAX + WM_ERR_FILE_MAX + WM_ERR_KEY_MAX + 32];
 
     if (hooks.reload == NULL) {
         reply_msg(req, 409, "Conflict", false, "this instance was started without a config file");
         return;
     }
-    msg[0] = '\0';
-    if (hooks.reload(hooks.arg, msg, sizeof(msg)) == 0) {
+    wm_err_clear(&err);
+    int r = hooks.reload(hooks.arg, &err);
+    wm_err_format(&err, msg, sizeof(msg));
+    if (r == 0) {
         reply_msg(req, 200, "OK", true, msg[0] ? msg : "reloaded");
     } else {
         reply_msg(req, 422, "Unprocessable Entity", false, msg);

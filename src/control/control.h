@@ -17,8 +17,10 @@ struct evbuffer;
 struct wm_err;
 
 struct wm_control_hooks {
-    /* Reload the configuration. 0 on success; -1 with a message in msg. */
-    int (*reload)(void *arg, char *msg, size_t cap);
+    /* Reload the configuration. 0 with err->msg holding a summary for the
+     * answer ("" for none), or -1 with err filled (every config error, one
+     * line each). err is the caller's, cleared before the call. */
+    int (*reload)(void *arg, struct wm_err *err);
     /* Begin a graceful stop (returns at once). */
     void (*stop)(void *arg);
     /* Append the running configuration as a JSON value to out. */

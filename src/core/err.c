@@ -46,6 +46,32 @@ int wm_err_set(struct wm_err *e, const char *file, int line, int col, const char
     return -1;
 }
 
+int wm_err_add_line(struct wm_err *e, const char *fmt, ...)
+{
+    char line[WM_ERR_MSG_MAX];
+    size_t off;
+    va_list ap;
+
+    if (e == NULL) {
+        return -1;
+    }
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    escape_ctl(line, sizeof(line));
+    off = strlen(e->msg);
+    if (off > 0 && off + 1 < sizeof(e->msg)) {
+        e->msg[off++] = '\n';
+    }
+    size_t n = strlen(line);
+    if (n > sizeof(e->msg) - 1 - off) {
+        n = sizeof(e->msg) - 1 - off;
+    }
+    memcpy(e->msg + off, line, n);
+    e->msg[off + n] = '\0';
+    return -1;
+}
+
 const char *wm_err_format(const struct wm_err *e, char *buf, size_t n)
 {
     size_t off = 0;

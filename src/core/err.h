@@ -12,7 +12,7 @@
 
 #define WM_ERR_FILE_MAX 256
 #define WM_ERR_KEY_MAX  256
-#define WM_ERR_MSG_MAX  512
+#define WM_ERR_MSG_MAX  2048 /* room for a list of config errors (wm_err_add_line) */
 
 struct wm_err {
     char file[WM_ERR_FILE_MAX]; /* "" when not from a file */
@@ -29,6 +29,12 @@ void wm_err_clear(struct wm_err *e);
  * `return wm_err_set(...)`. */
 int wm_err_set(struct wm_err *e, const char *file, int line, int col, const char *key,
                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Append one more line to e->msg ("\n" before it unless msg is empty), for
+ * errors that belong together: a refused reload lists every config error.
+ * Control characters of the line are escaped as in wm_err_set, so each
+ * line stays one line; what does not fit is cut. Returns -1. */
+int wm_err_add_line(struct wm_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Format as "file:line:col: key: msg" (parts that are empty are left out)
  * into buf of size n; returns buf. */

@@ -11,6 +11,8 @@
 #define WM_HANDSHAKE_TIMEOUT_MS  10000  /* client sends nothing useful (conf) */
 #define WM_SHUTDOWN_GRACE_MS     10000  /* SIGTERM: let open connections finish */
 #define WM_UDP_IDLE_TIMEOUT_MS   120000 /* SOCKS5 UDP association with no datagram */
+#define WM_HEARTBEAT_MS          15000  /* tunnel carrier ping (conf) */
+#define WM_HEARTBEAT_TIMEOUT_MS  45000  /* tunnel carrier silent that long is dead (conf) */
 
 /* Relay: stop reading a side while the peer's output holds more than this. */
 #define WM_RELAY_HIGH_WATER      (256 * 1024)
@@ -38,6 +40,9 @@
 #define WM_AUTHFAIL_WINDOW_MS    60000
 #define WM_AUTHFAIL_BAN_MS       60000
 #define WM_AUTHFAIL_TABLE        1024   /* addresses tracked; the stalest is dropped */
+
+/* Forward proxy credentials (config, command line, HTTP Basic, SOCKS5). */
+#define WM_PROXY_CRED_MAX        256 /* user or password, with its NUL */
 
 /* Listener backlog. */
 #define WM_LISTEN_BACKLOG        4096

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -340,4 +341,34 @@ size_t wm_escape_ctl(char *out, size_t cap, const char *in, size_t n, bool fold_
     }
     out[o] = '\0';
     return o;
+}
+
+int wm_grow(void **arr, size_t *cap, size_t need, size_t esz, size_t min_cap)
+{
+    size_t ncap;
+    void *p;
+
+    if (need <= *cap) {
+        return 0;
+    }
+    ncap = *cap < min_cap ? min_cap : *cap;
+    if (ncap == 0) {
+        ncap = 1;
+    }
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) {
+            return -1;
+        }
+        ncap *= 2;
+    }
+    if (ncap > SIZE_MAX / esz) {
+        return -1;
+    }
+    p = realloc(*arr, ncap * esz);
+    if (p == NULL) {
+        return -1;
+    }
+    *arr = p;
+    *cap = ncap;
+    return 0;
 }

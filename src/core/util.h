@@ -61,6 +61,12 @@ void wm_trim(const char **s, size_t *n);
 /* snprintf for messages where truncation is acceptable (logs, errors). */
 void wm_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Make the array *arr (elements of esz bytes, capacity *cap elements) hold
+ * at least need elements, doubling from min_cap. Returns 0, or -1 on
+ * overflow or out of memory (then *arr and *cap are untouched). The one
+ * grow helper: call it with a void * copy of the typed pointer. */
+int wm_grow(void **arr, size_t *cap, size_t need, size_t esz, size_t min_cap);
+
 /* Monotonic clock in milliseconds. */
 uint64_t wm_now_ms(void);
 

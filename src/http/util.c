@@ -10,66 +10,7 @@
 int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uint16_t *port,
                             uint16_t default_port)
 {
-    const char *h;
-    size_t hn;
-    const char *ps = NULL;
-    size_t pn = 0;
-    uint64_t p;
-
-    if (n == 0) {
-        return -1;
-    }
-    if (s[0] == '[') {
-        const char *end = memchr(s, ']', n);
-        if (end == NULL) {
-            return -1;
-        }
-        h = s + 1;
-        hn = (size_t)(end - h);
-        size_t rest = n - (size_t)(end + 1 - s);
-        if (rest > 0) {
-            if (end[1] != ':') {
-                return -1;
-            }
-            ps = end + 2;
-            pn = rest - 1;
-        }
-        if (memchr(h, ':', hn) == NULL) {
-            return -1;
-        }
-    } else {
-        const char *colon = memchr(s, ':', n);
-        h = s;
-        hn = colon != NULL ? (size_t)(colon - s) : n;
-        if (colon != NULL) {
-            ps = colon + 1;
-            pn = n - hn - 1;
-        }
-    }
-    if (hn == 0 || hn >= cap || hn >= WM_HOST_MAX) {
-        return -1;
-    }
-    for (size_t i = 0; i < hn; i++) {
-        unsigned char c = (unsigned char)h[i];
-        if (c <= ' ' || c >= 0x7f || c == '/' || c == '@' || c == '?' || c == '#' ||
-            c == '\\' || c == '[' || c == ']') {
-            return -1;
-        }
-    }
-    if (ps != NULL) {
-        if (wm_parse_u64(ps, pn, 65535, &p) < 0 || p == 0) {
-            return -1;
-        }
-        *port = (uint16_t)p;
-    } else {
-        if (default_port == 0) {
-            return -1;
-        }
-        *port = default_port;
-    }
-    memcpy(host, h, hn);
-    host[hn] = '\0';
-    return 0;
+    return wm_addr_split_port(s, n, host, cap, port, default_port);
 }
 
 int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, uint16_t *port,

@@ -2,17 +2,33 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/util.h"
 
-int wm_addr_split(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port)
+/* A host name or address as written in "host:port": printable ASCII, no
+ * space, and nothing that belongs to a URL around it. */
+static bool host_ok(const char *h, size_t n)
 {
-    const char *host;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (c <= ' ' || c >= 0x7f || c == '/' || c == '@' || c == '?' || c == '#' ||
+            c == '\\' || c == '[' || c == ']') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int wm_addr_split_port(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port,
+                       uint16_t default_port)
+{
+    const char *host = s;
     size_t hlen;
-    const char *ps;
-    size_t pn;
+    const char *ps = NULL; /* the port's digits, when there are any */
+    size_t pn = 0;
     uint64_t p;
 
     if (n == 0) {
@@ -20,51 +36,50 @@ int wm_addr_split(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *
     }
     if (s[0] == '[') {
         const char *end = memchr(s, ']', n);
-        if (end == NULL || (size_t)(end - s) + 1 >= n || end[1] != ':') {
+        if (end == NULL) {
             return -1;
         }
         host = s + 1;
         hlen = (size_t)(end - host);
-        ps = end + 2;
-        pn = n - (size_t)(ps - s);
+        if ((size_t)(end - s) + 1 < n) {
+            if (end[1] != ':') {
+                return -1;
+            }
+            ps = end + 2;
+            pn = n - (size_t)(ps - s);
+        }
         if (memchr(host, ':', hlen) == NULL) {
             return -1; /* brackets are for IPv6 only */
         }
     } else {
-        const char *colon = NULL;
-        for (size_t i = n; i > 0; i--) {
-            if (s[i - 1] == ':') {
-                colon = s + i - 1;
-                break;
-            }
+        const char *colon = memchr(s, ':', n);
+        hlen = colon != NULL ? (size_t)(colon - s) : n;
+        if (colon != NULL) {
+            ps = colon + 1;
+            pn = n - hlen - 1; /* a second colon fails as a port: bare IPv6 needs brackets */
         }
-        if (colon == NULL) {
-            return -1;
-        }
-        host = s;
-        hlen = (size_t)(colon - s);
-        if (memchr(host, ':', hlen) != NULL) {
-            return -1; /* bare IPv6 needs brackets */
-        }
-        ps = colon + 1;
-        pn = n - hlen - 1;
     }
-    if (hlen == 0 || hlen >= cap || hlen >= WM_HOST_MAX) {
+    if (hlen == 0 || hlen >= cap || hlen >= WM_HOST_MAX || !host_ok(host, hlen)) {
         return -1;
     }
-    for (size_t i = 0; i < hlen; i++) {
-        unsigned char c = (unsigned char)host[i];
-        if (c <= ' ' || c == '/' || c == '@' || c == '[' || c == ']' || c >= 0x7f) {
+    if (ps != NULL) {
+        if (wm_parse_u64(ps, pn, 65535, &p) < 0 || p == 0) {
             return -1;
         }
-    }
-    if (wm_parse_u64(ps, pn, 65535, &p) < 0 || p == 0) {
+        *port = (uint16_t)p;
+    } else if (default_port != 0) {
+        *port = default_port;
+    } else {
         return -1;
     }
     memcpy(hostbuf, host, hlen);
     hostbuf[hlen] = '\0';
-    *port = (uint16_t)p;
     return 0;
+}
+
+int wm_addr_split(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port)
+{
+    return wm_addr_split_port(s, n, hostbuf, cap, port, 0);
 }
 
 int wm_addr_from_ip(const char *host, uint16_t port, struct sockaddr_storage *ss,

@@ -12,13 +12,20 @@
 #define WM_ADDR_STR_MAX 64 /* "[ffff:...:ffff]:65535" */
 
 /* Split "host:port" or "[v6]:port" (s[0..n)) into host (brackets removed,
- * NUL-terminated in hostbuf of size cap) and port (1..65535).
+ * NUL-terminated in hostbuf of size cap) and port (1..65535). The host is
+ * printable ASCII without space, '/', '@', '?', '#', '\\' or brackets.
  * Returns 0, or -1 when the form is wrong or the host does not fit. */
 int wm_addr_split(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port);
 
 /* The other way: "host:port", "[v6]:port", or host alone when port is 0,
  * into out (truncated to cap, cap >= 1). */
 void wm_addr_join(const char *host, uint16_t port, char *out, size_t cap);
+
+/* The same where the port may be left out ("host", "[v6]"): then
+ * *port = default_port (0: the port is required). The one host:port
+ * parser; HTTP authorities use it too. */
+int wm_addr_split_port(const char *s, size_t n, char *hostbuf, size_t cap, uint16_t *port,
+                       uint16_t default_port);
 
 /* Fill ss/len from an IP literal host (v4 or v6, no brackets) and port.
  * Returns 0, or -1 when host is not an IP literal. */

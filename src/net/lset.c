@@ -131,96 +131,94 @@ static struct entry *find_cur(const char *addr)
     return NULL;
 }
 
-int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
+/* Step 1 for specs[i], on the main thread: its canonical address (used
+ * once), its counters, and the sockets it newly needs in fds[i * nw + k]
+ * (k: worker). 0, or -1 with err filled. */
+static int bind_spec(const struct wm_lspec *specs, size_t i, struct entry *nent, int *fds, int nw,
+                     struct wm_err *err)
 {
-    int nw = wm_worker_count();
-    struct entry *nent = calloc(n ? n : 1, sizeof(*nent));
-    int *fds = malloc((n ? n : 1) * (size_t)nw * sizeof(int));
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int *wfd = fds + i * (size_t)nw;
+    int first;
+    int last;
+
+    if (canonical(specs[i].addr, nent[i].addr, sizeof(nent[i].addr), &ss, &len) < 0) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "bad listen address \"%s\"", specs[i].addr);
+    }
+    for (size_t k = 0; k < i; k++) {
+        if (strcmp(nent[k].addr, nent[i].addr) == 0) {
+            return wm_err_set(err, NULL, 0, 0, NULL, "address %s is used twice", nent[i].addr);
+        }
+    }
+    nent[i].kind = specs[i].svc->kind;
+    nent[i].pinned = specs[i].pinned;
+    struct entry *old = find_cur(nent[i].addr);
+    if (old != NULL) {
+        nent[i].stats = wm_listen_stats_ref(old->stats);
+        /* Worker 0 keeps its socket. A port that was worker 0's only (a
+         * tunnel port) and now serves on every worker gets sockets for the
+         * others; the other way, theirs close in reconcile. */
+        first = 1;
+        last = old->pinned && !specs[i].pinned ? nw : 1;
+    } else {
+        if (wm_listen_probe((struct sockaddr *)&ss, len, err) < 0) {
+            return -1; /* in use, by another process or by us */
+        }
+        nent[i].stats = wm_listen_stats_new(nent[i].addr);
+        first = 0;
+        last = specs[i].pinned ? 1 : nw;
+    }
+    for (int k = first; k < last; k++) {
+        wfd[k] = wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
+        if (wfd[k] < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Worker k's part of the new set; its sockets move from fds into the job.
+ * NULL when out of memory (the sockets stay in fds). */
+static struct job *job_new(const struct wm_lspec *specs, size_t n, const struct entry *nent,
+                           int *fds, int nw, int k)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    struct item *items = calloc(n ? n : 1, sizeof(*items));
+
+    if (j == NULL || items == NULL) {
+        free(j);
+        free(items);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(items[i].addr, sizeof(items[i].addr), "%s", nent[i].addr);
+        items[i].pinned = specs[i].pinned;
+        items[i].fd = fds[i * (size_t)nw + (size_t)k];
+        fds[i * (size_t)nw + (size_t)k] = -1;
+        items[i].svc = wm_service_ref(specs[i].svc);
+        items[i].stats = wm_listen_stats_ref(nent[i].stats);
+    }
+    j->items = items;
+    j->n = n;
+    return j;
+}
+
+/* Step 2: hand each worker its part; wait until all are done. */
+static void run_jobs(const struct wm_lspec *specs, size_t n, const struct entry *nent, int *fds,
+                     int nw)
+{
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
     int pending = 0;
 
-    if (nent == NULL || fds == NULL) {
-        free(nent);
-        free(fds);
-        return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
-    }
-    for (size_t i = 0; i < n * (size_t)nw; i++) {
-        fds[i] = -1;
-    }
-    if (wl == NULL) {
-        wl = calloc((size_t)nw, sizeof(*wl));
-        if (wl == NULL) {
-            free(nent);
-            free(fds);
-            return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
-        }
-        nwl = nw;
-    }
-    /* 1. Validate and bind what is new, on this thread. */
-    for (size_t i = 0; i < n; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len;
-        if (canonical(specs[i].addr, nent[i].addr, sizeof(nent[i].addr), &ss, &len) < 0) {
-            wm_err_set(err, NULL, 0, 0, NULL, "bad listen address \"%s\"", specs[i].addr);
-            goto fail;
-        }
-        for (size_t k = 0; k < i; k++) {
-            if (strcmp(nent[k].addr, nent[i].addr) == 0) {
-                wm_err_set(err, NULL, 0, 0, NULL, "address %s is used twice", nent[i].addr);
-                goto fail;
-            }
-        }
-        nent[i].kind = specs[i].svc->kind;
-        nent[i].pinned = specs[i].pinned;
-        struct entry *old = find_cur(nent[i].addr);
-        if (old != NULL) {
-            nent[i].stats = wm_listen_stats_ref(old->stats);
-            /* Worker 0 keeps its socket. A port that was worker 0's only
-             * (a tunnel port) and now serves on every worker gets sockets
-             * for the others; the other way, theirs close in reconcile. */
-            for (int k = 1; old->pinned && !specs[i].pinned && k < nw; k++) {
-                fds[i * (size_t)nw + (size_t)k] =
-                    wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
-                if (fds[i * (size_t)nw + (size_t)k] < 0) {
-                    goto fail;
-                }
-            }
-            continue;
-        }
-        if (wm_listen_probe((struct sockaddr *)&ss, len, err) < 0) {
-            goto fail; /* in use, by another process or by us */
-        }
-        nent[i].stats = wm_listen_stats_new(nent[i].addr);
-        for (int k = 0; k < (specs[i].pinned ? 1 : nw); k++) {
-            fds[i * (size_t)nw + (size_t)k] =
-                wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
-            if (fds[i * (size_t)nw + (size_t)k] < 0) {
-                goto fail;
-            }
-        }
-    }
-    /* 2. Hand each worker its part; wait until all are done. */
     for (int k = 0; k < nw; k++) {
-        struct job *j = calloc(1, sizeof(*j));
-        struct item *items = calloc(n ? n : 1, sizeof(*items));
-        if (j == NULL || items == NULL) {
+        struct job *j = job_new(specs, n, nent, fds, nw, k);
+        if (j == NULL) {
             /* Cannot fail half-way sensibly: log and carry on with fewer. */
-            free(j);
-            free(items);
             wm_log(WM_LOG_ERROR, 0, "listeners: out of memory for worker %d", k);
             continue;
         }
-        for (size_t i = 0; i < n; i++) {
-            snprintf(items[i].addr, sizeof(items[i].addr), "%s", nent[i].addr);
-            items[i].pinned = specs[i].pinned;
-            items[i].fd = fds[i * (size_t)nw + (size_t)k];
-            fds[i * (size_t)nw + (size_t)k] = -1;
-            items[i].svc = wm_service_ref(specs[i].svc);
-            items[i].stats = wm_listen_stats_ref(nent[i].stats);
-        }
-        j->items = items;
-        j->n = n;
         j->lock = &lock;
         j->cond = &cond;
         j->pending = &pending;
@@ -239,7 +237,11 @@ int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
     pthread_mutex_unlock(&lock);
     pthread_mutex_destroy(&lock);
     pthread_cond_destroy(&cond);
-    /* 3. Swap the bookkeeping. */
+}
+
+/* Step 3: nent[0..n) becomes the current set (taken over). */
+static void swap_current(struct entry *nent, size_t n)
+{
     pthread_mutex_lock(&cur_lock);
     for (size_t i = 0; i < ncur; i++) {
         wm_listen_stats_unref(cur[i].stats);
@@ -248,20 +250,52 @@ int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
     cur = nent;
     ncur = n;
     pthread_mutex_unlock(&cur_lock);
-    free(fds);
-    return 0;
-fail:
-    for (size_t i = 0; i < n * (size_t)nw; i++) {
+}
+
+static void close_fds(int *fds, size_t nfds)
+{
+    for (size_t i = 0; i < nfds; i++) {
         if (fds[i] >= 0) {
             close(fds[i]);
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        wm_listen_stats_unref(nent[i].stats);
+}
+
+int wm_lset_apply(const struct wm_lspec *specs, size_t n, struct wm_err *err)
+{
+    int nw = wm_worker_count();
+    size_t nfds = (n ? n : 1) * (size_t)nw;
+    struct entry *nent = calloc(n ? n : 1, sizeof(*nent));
+    int *fds = malloc(nfds * sizeof(int));
+
+    if (wl == NULL && nent != NULL && fds != NULL) {
+        wl = calloc((size_t)nw, sizeof(*wl));
+        nwl = wl != NULL ? nw : 0;
     }
-    free(nent);
+    if (nent == NULL || fds == NULL || wl == NULL) {
+        free(nent);
+        free(fds);
+        return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < nfds; i++) {
+        fds[i] = -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (bind_spec(specs, i, nent, fds, nw, err) < 0) {
+            close_fds(fds, nfds);
+            for (size_t k = 0; k < n; k++) {
+                wm_listen_stats_unref(nent[k].stats);
+            }
+            free(nent);
+            free(fds);
+            return -1;
+        }
+    }
+    run_jobs(specs, n, nent, fds, nw);
+    close_fds(fds, nfds); /* those of a worker whose job could not be made */
+    swap_current(nent, n);
     free(fds);
-    return -1;
+    return 0;
 }
 
 void wm_lset_close_worker(struct wm_worker *w, void *unused)

@@ -325,8 +325,10 @@ static void test_every_error_in_file_order(void **state)
     assert_ptr_equal(strstr(line, "warning: multi.toml:7:10: proxy.center: accepted, not yet"),
                      line);
     /* The API answer: errors only, one per line. */
-    char all[8192];
-    wm_conf_diags_errors(&d, all, sizeof(all));
+    struct wm_err e;
+    wm_err_clear(&e);
+    wm_conf_diags_errors(&d, &e);
+    const char *all = e.msg;
     size_t lines = 1;
     for (const char *p = all; *p != '\0'; p++) {
         lines += *p == '\n';
@@ -682,14 +684,14 @@ static void test_units(void **state)
         {"0/s", 0, 0, 0, false},             {"r/s", 0, 0, 0, false},
         {"/s", 0, 0, 0, false},              {"1.5r/s", 0, 0, 0, false},
     };
-    char msg[256];
+    struct wm_err err;
 
     (void)state;
     for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
         uint64_t ms = 12345;
-        int r = wm_parse_duration_ms(durations[i].s, &ms, msg, sizeof(msg));
+        int r = wm_parse_duration_ms(durations[i].s, &ms, &err);
         if (durations[i].ms == UINT64_MAX) {
-            if (r != -1 || strstr(msg, "expected a duration") == NULL) {
+            if (r != -1 || strstr(err.msg, "expected a duration") == NULL) {
                 fail_msg("duration \"%s\" accepted", durations[i].s);
             }
         } else if (r != 0 || ms != durations[i].ms) {
@@ -698,9 +700,9 @@ static void test_units(void **state)
     }
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint64_t b = 12345;
-        int r = wm_parse_size(sizes[i].s, &b, msg, sizeof(msg));
+        int r = wm_parse_size(sizes[i].s, &b, &err);
         if (sizes[i].bytes == UINT64_MAX) {
-            if (r != -1 || strstr(msg, "expected a size") == NULL) {
+            if (r != -1 || strstr(err.msg, "expected a size") == NULL) {
                 fail_msg("size \"%s\" accepted", sizes[i].s);
             }
         } else if (r != 0 || b != sizes[i].bytes) {
@@ -710,9 +712,9 @@ static void test_units(void **state)
     for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
         struct wm_rate rt;
         memset(&rt, 0, sizeof(rt));
-        int r = wm_parse_rate(rates[i].s, &rt, msg, sizeof(msg));
+        int r = wm_parse_rate(rates[i].s, &rt, &err);
         if (!rates[i].ok) {
-            if (r != -1 || strstr(msg, "expected a rate") == NULL) {
+            if (r != -1 || strstr(err.msg, "expected a rate") == NULL) {
                 fail_msg("rate \"%s\" accepted", rates[i].s);
             }
         } else if (r != 0 || rt.amount != rates[i].amount || rt.per_ms != rates[i].per_ms ||

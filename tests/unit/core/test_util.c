@@ -286,7 +286,7 @@ static void test_parse_u64_length(void **state)
  * Regression (fixed) (src/core/util.c, wm_parse_u64): when max < 9 the overflow check
  * `v > (max - d) / 10` wraps around for a digit d > max, so a single digit
  * larger than max is accepted: wm_parse_u64("8", 1, 7, &v) returns 0 with
- * v == 8 (want -1). proxy/service.c wm_proxy_parse_flags parses with max 7
+ * v == 8 (want -1). core/proxyflags.c wm_proxy_parse_flags parses with max 7
  * and so accepts "8" and "9".
  */
 static void test_parse_u64_small_max(void **state)
