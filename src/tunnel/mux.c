@@ -25,8 +25,6 @@
 #define CARRIER_MAX_IO (256 * 1024)
 #define SWEEP_MS 1000
 
-static void tun_finalize(struct wm_tun *t);
-
 /* ---- small helpers ---- */
 
 static uint64_t now_ms(void)
@@ -137,7 +135,7 @@ void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
     uint8_t hdr[WM_TUN_HDR];
     struct evbuffer *out;
 
-    if (t->dead || t->bev == NULL) {
+    if (tun_closed(t) || t->bev == NULL) {
         return;
     }
     out = bufferevent_get_output(t->bev);
@@ -204,13 +202,11 @@ bool tun_stream_has_output(struct wm_tun_stream *s)
 
 /* Drop a finished stream: both directions have FIN (and a socket stream
  * has passed its FIN on to the socket). */
-bool tun_stream_maybe_done(struct wm_tun_stream *s)
+void tun_stream_maybe_done(struct wm_tun_stream *s)
 {
     if (s->fin_sent && s->remote_fin && (s->ev == NULL || s->wr_shut)) {
-        tun_stream_free(s, false);
-        return true;
+        tun_stream_close(s, false);
     }
-    return false;
 }
 
 static void pump(struct wm_tun *t)
@@ -218,7 +214,7 @@ static void pump(struct wm_tun *t)
     struct evbuffer *out;
     size_t budget;
 
-    if (t->dead || t->state != TUN_READY) {
+    if (t->state != TUN_READY) {
         return;
     }
     out = bufferevent_get_output(t->bev);
@@ -259,31 +255,20 @@ static void pump(struct wm_tun *t)
     }
 }
 
-void tun_pump_now(struct wm_tun *t)
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
 {
-    t->busy++;
+    struct wm_tun *t = arg;
+
+    (void)fd;
+    (void)what;
+    tun_enter(t);
     pump(t);
     tun_leave(t);
 }
 
-void tun_leave(struct wm_tun *t)
-{
-    t->busy--;
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
-    }
-}
-
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    tun_pump_now(arg);
-}
-
 void tun_pump_schedule(struct wm_tun *t)
 {
-    if (!t->dead && t->pump_ev != NULL) {
+    if (!tun_closed(t) && t->pump_ev != NULL) {
         event_active(t->pump_ev, EV_TIMEOUT, 0);
     }
 }
@@ -338,7 +323,7 @@ static void on_open_result(struct wm_tun *t, const struct wm_tun_hdr *h, const u
     s->cb = NULL;
     if (code != WM_TUN_OPEN_OK) {
         wm_tun_str_copy(r, sizeof(r), reason);
-        tun_stream_free(s, false);
+        tun_stream_close(s, false);
         cb(NULL, (uint8_t)code, r[0] ? r : wm_tun_open_code_str((uint8_t)code), arg);
         return;
     }
@@ -346,7 +331,7 @@ static void on_open_result(struct wm_tun *t, const struct wm_tun_hdr *h, const u
         if (tun_sock_attach(s, s->fd, s->idle_ms, s->end, arg) < 0) {
             s->fd = -1; /* still the caller's */
             tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
-            tun_stream_free(s, false);
+            tun_stream_close(s, false);
             cb(NULL, WM_TUN_OPEN_LIMIT, "out of memory", arg);
             return;
         }
@@ -356,7 +341,7 @@ static void on_open_result(struct wm_tun *t, const struct wm_tun_hdr *h, const u
     struct bufferevent *outer = tun_stream_attach(s);
     if (outer == NULL) {
         tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
-        tun_stream_free(s, false);
+        tun_stream_close(s, false);
         cb(NULL, WM_TUN_OPEN_LIMIT, "out of memory", arg);
         return;
     }
@@ -395,7 +380,7 @@ static void on_data(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffe
         /* Nobody reads any more: stop the sender. */
         evbuffer_drain(in, h->len);
         tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
-        tun_stream_free(s, false);
+        tun_stream_close(s, false);
         return;
     }
     s->recv_avail -= h->len;
@@ -449,7 +434,7 @@ static void on_rst(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *
     if (s->state == ST_OPENING) {
         wm_tun_open_cb cb = s->cb;
         void *arg = s->arg;
-        tun_stream_free(s, false);
+        tun_stream_close(s, false);
         if (cb != NULL) {
             cb(NULL, WM_TUN_OPEN_REFUSED, "reset by peer", arg);
         }
@@ -458,13 +443,28 @@ static void on_rst(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *
     if (s->state == ST_PENDING) {
         void (*gone)(void *) = s->gone;
         void *arg = s->arg;
-        tun_stream_free(s, false);
+        tun_stream_close(s, false);
         if (gone != NULL) {
             gone(arg);
         }
         return;
     }
-    tun_stream_free(s, true);
+    tun_stream_close(s, true);
+}
+
+/* The peer ends the carrier (in the handshake: it refuses us); its reason
+ * goes into our log line. A malformed reason is not worth another error. */
+static void on_goaway(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
+{
+    uint32_t code;
+    struct wm_tun_str reason;
+    char r[256] = "";
+
+    if (wm_tun_code_decode(p, h->len, true, &code, &reason) == 0) {
+        wm_tun_str_copy(r, sizeof(r), reason);
+    }
+    tun_fail(t, WM_TUN_ERR_NONE, "%s: %s",
+             t->state < TUN_READY ? "refused by the peer" : "peer said goodbye", r);
 }
 
 /* One complete frame whose header was already removed; for DATA the
@@ -478,17 +478,11 @@ static void dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuff
         return;
     }
     evbuffer_remove(in, p, h->len);
+    if (h->type == WM_TUN_GOAWAY) {
+        on_goaway(t, h, p);
+        return;
+    }
     if (t->state < TUN_READY) {
-        if (h->type == WM_TUN_GOAWAY) {
-            uint32_t code;
-            struct wm_tun_str reason;
-            char r[256] = "";
-            if (wm_tun_code_decode(p, h->len, true, &code, &reason) == 0) {
-                wm_tun_str_copy(r, sizeof(r), reason);
-            }
-            tun_fail(t, WM_TUN_ERR_NONE, "refused by the peer: %s", r);
-            return;
-        }
         tun_hs_frame(t, h, p);
         return;
     }
@@ -510,16 +504,6 @@ static void dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuff
             tun_send_frame(t, WM_TUN_PING, WM_TUN_FLAG_ACK, 0, p, 8);
         }
         break;
-    case WM_TUN_GOAWAY: {
-        uint32_t code;
-        struct wm_tun_str reason;
-        char r[256] = "";
-        if (wm_tun_code_decode(p, h->len, true, &code, &reason) == 0) {
-            wm_tun_str_copy(r, sizeof(r), reason);
-        }
-        tun_fail(t, WM_TUN_ERR_NONE, "peer said goodbye: %s", r);
-        break;
-    }
     default:
         tun_fail(t, WM_TUN_ERR_PROTOCOL, "%s frame after the handshake", wm_tun_type_name(h->type));
         break;
@@ -547,9 +531,10 @@ static void carrier_read(struct wm_tun *t)
             }
             return;
         }
-        t->state = TUN_HELLO;
+        tun_set_state(t, TUN_HELLO);
     }
-    while (!t->dead) {
+    /* After our GOAWAY (TUN_CLOSING) the rest of the input is not read. */
+    while (t->state < TUN_CLOSING) {
         uint8_t hb[WM_TUN_HDR];
         struct wm_tun_hdr h;
         const char *why;
@@ -578,18 +563,16 @@ static void carrier_read_cb(struct bufferevent *bev, void *arg)
 {
     struct wm_tun *t = arg;
 
-    t->busy++;
+    tun_enter(t);
     wm_bev_read_more(bev, CARRIER_MAX_IO); /* plain carriers: big reads */
     carrier_read(t);
-    if (!t->dead) {
+    if (!tun_closed(t)) {
         tun_sock_flush_all(t);
     }
-    t->busy--;
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
-    } else if (!t->dead) {
+    if (!tun_closed(t)) {
         pump(t);
     }
+    tun_leave(t);
 }
 
 static void carrier_write_cb(struct bufferevent *bev, void *arg)
@@ -597,19 +580,13 @@ static void carrier_write_cb(struct bufferevent *bev, void *arg)
     struct wm_tun *t = arg;
 
     (void)bev;
+    tun_enter(t);
     if (t->state == TUN_CLOSING && evbuffer_get_length(bufferevent_get_output(t->bev)) == 0) {
-        t->dead = true;
-        if (t->busy == 0) {
-            tun_finalize(t);
-        }
-        return;
+        tun_end(t); /* our GOAWAY is out */
+    } else {
+        pump(t);
     }
-    t->busy++;
-    pump(t);
-    t->busy--;
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
-    }
+    tun_leave(t);
 }
 
 static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -620,6 +597,7 @@ static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         return; /* TLS handshake done: nothing to do */
     }
+    tun_enter(t);
     if (what & BEV_EVENT_EOF) {
         tun_fail(t, WM_TUN_ERR_NONE, "carrier closed by the peer");
     } else if (what & BEV_EVENT_ERROR) {
@@ -629,9 +607,7 @@ static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
                  bufferevent_getfd(t->bev) >= 0 && err != 0 ? evutil_socket_error_to_string(err)
                                                             : "connection or TLS failure");
     }
-    if (t->busy == 0 && t->dead) {
-        tun_finalize(t);
-    }
+    tun_leave(t);
 }
 
 /* ---- life cycle ---- */
@@ -640,7 +616,7 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
 {
     va_list ap;
 
-    if (t->dead || t->state == TUN_CLOSING) {
+    if (t->state >= TUN_CLOSING) {
         return;
     }
     va_start(ap, fmt);
@@ -649,7 +625,7 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     if (code != WM_TUN_ERR_NONE) {
         tun_send_code(t, WM_TUN_GOAWAY, 0, true, code, t->why);
         /* Flush the GOAWAY, then close (bounded by the tick timer). */
-        t->state = TUN_CLOSING;
+        tun_set_state(t, TUN_CLOSING);
         bufferevent_disable(t->bev, EV_READ);
         bufferevent_setwatermark(t->bev, EV_WRITE, 0, 0);
         if (evbuffer_get_length(bufferevent_get_output(t->bev)) > 0) {
@@ -658,72 +634,84 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
             return;
         }
     }
-    t->dead = true;
+    tun_end(t);
 }
 
 void wm_tun_close(struct wm_tun *t, uint32_t code, const char *reason)
 {
+    tun_enter(t);
     tun_fail(t, code, "%s", reason);
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
+    tun_leave(t);
+}
+
+/* Heartbeat: PING every ping_ms, declare the peer dead after dead_ms of
+ * silence. */
+static void heartbeat(struct wm_tun *t, uint64_t now)
+{
+    uint8_t ping[8];
+
+    if (now - t->last_rx_ms >= (uint64_t)t->dead_ms) {
+        tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
+        return;
+    }
+    if (t->state == TUN_READY && now - t->last_ping_ms >= (uint64_t)t->ping_ms) {
+        t->last_ping_ms = now;
+        for (int i = 0; i < 8; i++) {
+            ping[i] = (uint8_t)(now >> (56 - 8 * i));
+        }
+        tun_send_frame(t, WM_TUN_PING, 0, 0, ping, sizeof(ping));
+    }
+}
+
+/* Reset idle socket streams, and streams whose local endpoint was freed
+ * without a word. */
+static void sweep(struct wm_tun *t)
+{
+    uint64_t coarse = wm_now_coarse_ms();
+
+    for (size_t i = 0; i < t->nbuckets && !tun_closed(t); i++) {
+        for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
+            n = s->hnext;
+            if (s->ev != NULL) {
+                if (tun_sock_idle(s, coarse)) {
+                    tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
+                                  "idle timeout");
+                    s->why = "idle";
+                    tun_stream_close(s, false);
+                }
+                continue;
+            }
+            if (s->state == ST_OPEN && s->inner != NULL &&
+                bufferevent_pair_get_partner(s->inner) == NULL && !s->local_eof) {
+                tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE,
+                              "endpoint closed");
+                tun_stream_close(s, false);
+            }
+        }
     }
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_tun *t = arg;
-    uint64_t now = now_ms();
-    uint8_t ping[8];
 
     (void)fd;
     (void)what;
+    tun_enter(t);
     if (t->state == TUN_CLOSING) {
-        t->dead = true; /* GOAWAY flush took too long */
-        tun_finalize(t);
-        return;
-    }
-    if (now - t->last_rx_ms >= (uint64_t)t->dead_ms) {
-        tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
-        if (t->busy == 0) {
-            tun_finalize(t);
-        }
-        return;
+        tun_end(t); /* the GOAWAY flush took too long */
+    } else {
+        heartbeat(t, now_ms());
     }
     if (t->state == TUN_READY) {
-        if (now - t->last_ping_ms >= (uint64_t)t->ping_ms) {
-            t->last_ping_ms = now;
-            for (int i = 0; i < 8; i++) {
-                ping[i] = (uint8_t)(now >> (56 - 8 * i));
-            }
-            tun_send_frame(t, WM_TUN_PING, 0, 0, ping, sizeof(ping));
-        }
-        /* Sweep idle socket streams, and streams whose local endpoint was
-         * freed without a word. */
-        uint64_t coarse = wm_now_coarse_ms();
-        for (size_t i = 0; i < t->nbuckets; i++) {
-            for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
-                n = s->hnext;
-                if (s->ev != NULL) {
-                    if (tun_sock_idle(s, coarse)) {
-                        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
-                                      "idle timeout");
-                        s->why = "idle";
-                        tun_stream_free(s, false);
-                    }
-                    continue;
-                }
-                if (s->state == ST_OPEN && s->inner != NULL &&
-                    bufferevent_pair_get_partner(s->inner) == NULL && !s->local_eof) {
-                    tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE,
-                              "endpoint closed");
-                    tun_stream_free(s, false);
-                }
-            }
-        }
+        sweep(t);
     }
-    int every = t->ping_ms < SWEEP_MS ? t->ping_ms : SWEEP_MS;
-    struct timeval tv = {every / 1000, (every % 1000) * 1000};
-    event_add(t->tick, &tv);
+    if (!tun_closed(t) && t->state != TUN_CLOSING) {
+        int every = t->ping_ms < SWEEP_MS ? t->ping_ms : SWEEP_MS;
+        struct timeval tv = {every / 1000, (every % 1000) * 1000};
+        event_add(t->tick, &tv);
+    }
+    tun_leave(t);
 }
 
 static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -732,33 +720,47 @@ static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    tun_enter(t);
     if (t->state < TUN_READY) {
         tun_fail(t, WM_TUN_ERR_TIMEOUT, "handshake not finished in time");
-        if (t->dead && t->busy == 0) {
-            tun_finalize(t);
-        }
     }
+    tun_leave(t);
+}
+
+static const char *const tun_state_names[TUN_STATE_COUNT] = {
+    "preface", "hello", "auth", "register", "ready", "closing", "closed",
+};
+
+void tun_set_state(struct wm_tun *t, enum tun_state st)
+{
+    if (t->state == st) {
+        return;
+    }
+    wm_log(WM_LOG_DEBUG, t->id, "tunnel: carrier %s -> %s", tun_state_names[t->state],
+           tun_state_names[st]);
+    t->state = st;
 }
 
 void tun_set_ready(struct wm_tun *t)
 {
-    t->state = TUN_READY;
+    tun_set_state(t, TUN_READY);
     event_del(t->hs_timer);
     if (t->cbs.ready != NULL) {
         t->cbs.ready(t, t->arg);
     }
 }
 
+/* The one free of a carrier, from the last leave after tun_end(): reset
+ * every stream (their owners learn it from their callbacks), tell the
+ * owner, release. The guard is entered meanwhile because those callbacks
+ * may call back into t (wm_tun_close, wm_tun_open_cancel, ...): being
+ * closed, t starts nothing new, and their leaves cannot free it again. */
 static void tun_finalize(struct wm_tun *t)
 {
     char why[sizeof(t->why)];
 
-    if (t->busy > 0) {
-        return;
-    }
-    t->busy = 1000; /* no second finalize from callbacks below */
+    wm_guard_enter(&t->guard);
     snprintf(why, sizeof(why), "%s", t->why[0] ? t->why : "closed");
-    /* Reset every stream; their owners learn it from their callbacks. */
     for (size_t i = 0; i < t->nbuckets; i++) {
         while (t->buckets[i] != NULL) {
             struct wm_tun_stream *s = t->buckets[i];
@@ -768,7 +770,7 @@ static void tun_finalize(struct wm_tun *t)
             if (s->ev != NULL) {
                 s->why = "carrier-closed";
             }
-            tun_stream_free(s, true);
+            tun_stream_close(s, true);
             if (cb != NULL) {
                 cb(NULL, WM_TUN_OPEN_UNREACHABLE, "tunnel carrier closed", arg);
             } else if (gone != NULL) {
@@ -791,6 +793,24 @@ static void tun_finalize(struct wm_tun *t)
     free(t->pass);
     free(t->reg);
     free(t);
+}
+
+void tun_end(struct wm_tun *t)
+{
+    if (tun_closed(t)) {
+        return;
+    }
+    tun_set_state(t, TUN_CLOSED);
+    if (wm_guard_close(&t->guard)) {
+        tun_finalize(t);
+    }
+}
+
+void tun_leave(struct wm_tun *t)
+{
+    if (wm_guard_leave(&t->guard)) {
+        tun_finalize(t);
+    }
 }
 
 struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
@@ -837,10 +857,8 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     if (t->buckets == NULL || t->tick == NULL || t->pump_ev == NULL || t->hs_timer == NULL ||
         (conf->user != NULL && t->user == NULL) || (conf->pass != NULL && t->pass == NULL) ||
         (conf->reglen > 0 && t->reg == NULL)) {
-        t->busy = 0;
-        t->why[0] = '\0';
         t->cbs.closed = NULL;
-        tun_finalize(t);
+        tun_end(t); /* nobody inside yet: freed now */
         return NULL;
     }
     t->last_rx_ms = t->last_ping_ms = now_ms();
@@ -864,13 +882,14 @@ void wm_tun_destroy(struct wm_tun *t)
 {
     memset(&t->cbs, 0, sizeof(t->cbs));
     t->arg = NULL;
-    if (!t->dead && t->state != TUN_CLOSING) {
+    if (tun_closed(t)) {
+        return; /* its free is already on the way */
+    }
+    if (t->state != TUN_CLOSING) {
         tun_send_code(t, WM_TUN_GOAWAY, 0, true, WM_TUN_ERR_SHUTDOWN, "shutting down");
     }
     snprintf(t->why, sizeof(t->why), "destroyed by its owner");
-    t->dead = true;
-    t->busy = 0;
-    tun_finalize(t);
+    tun_end(t);
 }
 
 void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg)
@@ -885,7 +904,7 @@ void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg)
 
 bool wm_tun_is_ready(const struct wm_tun *t)
 {
-    return t->state == TUN_READY && !t->dead;
+    return t->state == TUN_READY;
 }
 
 uint64_t wm_tun_id(const struct wm_tun *t)

@@ -62,7 +62,7 @@ void tun_hs_start_client(struct wm_tun *t)
 
     evbuffer_add(bufferevent_get_output(t->bev), WM_TUN_PREFACE, WM_TUN_PREFACE_LEN);
     tun_send_frame(t, WM_TUN_HELLO, 0, 0, buf, n);
-    t->state = TUN_PREFACE;
+    tun_set_state(t, TUN_PREFACE);
 }
 
 /* ---- client side ---- */
@@ -95,7 +95,7 @@ static void client_challenge(struct wm_tun *t, const struct wm_tun_hdr *h, const
     }
     size_t n = wm_tun_auth_encode(buf, sizeof(buf), &a);
     tun_send_frame(t, WM_TUN_AUTH, 0, 0, buf, n);
-    t->state = TUN_AUTH;
+    tun_set_state(t, TUN_AUTH);
 }
 
 static void client_auth_result(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
@@ -125,7 +125,7 @@ static void client_auth_result(struct wm_tun *t, const struct wm_tun_hdr *h, con
     uint8_t empty[2] = {0, 0};
     tun_send_frame(t, WM_TUN_REGISTER, 0, 0, t->reglen > 0 ? t->reg : empty,
                    t->reglen > 0 ? t->reglen : sizeof(empty));
-    t->state = TUN_REGISTER;
+    tun_set_state(t, TUN_REGISTER);
 }
 
 static void client_register_result(struct wm_tun *t, const struct wm_tun_hdr *h,
@@ -142,7 +142,7 @@ static void client_register_result(struct wm_tun *t, const struct wm_tun_hdr *h,
     if (t->cbs.register_result != NULL) {
         t->cbs.register_result(t, ok, reason, (size_t)n, t->arg);
     }
-    if (!t->dead) {
+    if (t->state == TUN_REGISTER) { /* not closed by the callback */
         tun_set_ready(t);
     }
 }
@@ -177,7 +177,7 @@ static void server_hello(struct wm_tun *t, const struct wm_tun_hdr *h, const uin
     c.window = t->window;
     size_t n = wm_tun_challenge_encode(buf, sizeof(buf), &c);
     tun_send_frame(t, WM_TUN_CHALLENGE, 0, 0, buf, n);
-    t->state = TUN_AUTH;
+    tun_set_state(t, TUN_AUTH);
 }
 
 static void auth_refuse(struct wm_tun *t, const char *why)
@@ -226,7 +226,7 @@ static void server_auth(struct wm_tun *t, const struct wm_tun_hdr *h, const uint
     r.reason.n = 0;
     size_t n = wm_tun_auth_result_encode(buf, sizeof(buf), &r);
     tun_send_frame(t, WM_TUN_AUTH_RESULT, 0, 0, buf, n);
-    t->state = TUN_REGISTER;
+    tun_set_state(t, TUN_REGISTER);
 }
 
 static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
@@ -258,7 +258,7 @@ static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const 
         t->cbs.registered(t, m, (size_t)n, ok, reason, t->arg);
     }
     size_t len = wm_tun_register_result_encode(buf, WM_TUN_MAX_PAYLOAD, ok, reason, (size_t)n);
-    if (!t->dead) {
+    if (t->state == TUN_REGISTER) { /* not closed by the callback */
         tun_send_frame(t, WM_TUN_REGISTER_RESULT, 0, 0, buf, len);
         tun_set_ready(t);
     }
