@@ -12,6 +12,7 @@
 struct wm_app_opts;
 struct wm_conf;
 struct wm_conf_proxy;
+struct wm_err;
 struct wm_tunnel_settings;
 
 /* The listeners and services a configuration asks for. specs[i].svc is a
@@ -28,6 +29,13 @@ int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *o
 int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_services *out,
                                char *msg, size_t cap);
 void wm_app_services_free(struct wm_app_services *s);
+
+/* Does [proxy] p ask for a tunnel role? */
+bool wm_app_tunnel_wanted(const struct wm_conf_proxy *p);
+/* Build and drop the tunnel's settings of p (`wmproxy check`: what only
+ * building checks, as certificates and mapping sizes). 0, or -1 with err
+ * (its key in the [proxy] section). */
+int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err);
 
 /* Serve in this process; report readiness on notify (-1: stderr only). */
 int wm_app_serve(struct wm_app_opts *o, int notify);

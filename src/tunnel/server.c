@@ -13,7 +13,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "conf/config.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/service.h"
@@ -210,8 +209,7 @@ static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key
     return NULL;
 }
 
-_Static_assert(TUN_NAME_MAX == WM_CONF_MAP_NAME_MAX + 1, "mapping names fit the records");
-_Static_assert(WM_HOST_MAX > WM_CONF_DOMAIN_MAX, "domains fit the routing keys");
+_Static_assert(WM_HOST_MAX > WM_TUNNEL_DOMAIN_MAX, "domains fit the routing keys");
 
 struct rule_block *rule_block_ref(struct rule_block *b)
 {
@@ -312,8 +310,8 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
         wm_tun_str_copy(r->name, sizeof(r->name), m[i].name);
         wm_tun_str_copy(r->group, sizeof(r->group), m[i].group);
         map_key(sv, &m[i], r->key, sizeof(r->key));
-        if (m[i].name.n > WM_CONF_MAP_NAME_MAX || m[i].group.n > WM_CONF_MAP_NAME_MAX ||
-            m[i].domain.n > WM_CONF_DOMAIN_MAX) {
+        if (m[i].name.n > WM_TUNNEL_NAME_MAX || m[i].group.n > WM_TUNNEL_NAME_MAX ||
+            m[i].domain.n > WM_TUNNEL_DOMAIN_MAX) {
             ok[i] = 0; /* a cut name would route to the wrong place: refuse it */
             reason[i] = "name or group longer than 63 bytes, or domain longer than 253";
             wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s...\" refused: %s",
