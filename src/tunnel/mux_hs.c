@@ -48,12 +48,6 @@ void wm_tun_mac(const char *pass, const char *label, const uint8_t *n1, const ui
     }
 }
 
-static void hs_unexpected(struct wm_tun *t, const struct wm_tun_hdr *h)
-{
-    tun_fail(t, WM_TUN_ERR_PROTOCOL, "unexpected %s frame during the handshake",
-             wm_tun_type_name(h->type));
-}
-
 void tun_hs_start_client(struct wm_tun *t)
 {
     uint8_t buf[128];
@@ -266,27 +260,30 @@ static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const 
     free(buf);
 }
 
+/* The frame each end awaits in each handshake state, and its handler. */
+static const struct hs_step {
+    enum wm_tun_role role;
+    enum tun_state state;
+    uint8_t type;
+    void (*handle)(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);
+} hs_steps[] = {
+    {WM_TUN_ROLE_CLIENT, TUN_PREFACE, WM_TUN_CHALLENGE, client_challenge},
+    {WM_TUN_ROLE_CLIENT, TUN_AUTH, WM_TUN_AUTH_RESULT, client_auth_result},
+    {WM_TUN_ROLE_CLIENT, TUN_REGISTER, WM_TUN_REGISTER_RESULT, client_register_result},
+    {WM_TUN_ROLE_SERVER, TUN_HELLO, WM_TUN_HELLO, server_hello},
+    {WM_TUN_ROLE_SERVER, TUN_AUTH, WM_TUN_AUTH, server_auth},
+    {WM_TUN_ROLE_SERVER, TUN_REGISTER, WM_TUN_REGISTER, server_register},
+};
+
 void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
 {
-    if (t->role == WM_TUN_ROLE_CLIENT) {
-        if (t->state == TUN_PREFACE && h->type == WM_TUN_CHALLENGE) {
-            client_challenge(t, h, p);
-        } else if (t->state == TUN_AUTH && h->type == WM_TUN_AUTH_RESULT) {
-            client_auth_result(t, h, p);
-        } else if (t->state == TUN_REGISTER && h->type == WM_TUN_REGISTER_RESULT) {
-            client_register_result(t, h, p);
-        } else {
-            hs_unexpected(t, h);
+    for (size_t i = 0; i < sizeof(hs_steps) / sizeof(hs_steps[0]); i++) {
+        const struct hs_step *st = &hs_steps[i];
+        if (st->role == t->role && st->state == t->state && st->type == h->type) {
+            st->handle(t, h, p);
+            return;
         }
-        return;
     }
-    if (t->state == TUN_HELLO && h->type == WM_TUN_HELLO) {
-        server_hello(t, h, p);
-    } else if (t->state == TUN_AUTH && h->type == WM_TUN_AUTH) {
-        server_auth(t, h, p);
-    } else if (t->state == TUN_REGISTER && h->type == WM_TUN_REGISTER) {
-        server_register(t, h, p);
-    } else {
-        hs_unexpected(t, h);
-    }
+    tun_fail(t, WM_TUN_ERR_PROTOCOL, "unexpected %s frame during the handshake",
+             wm_tun_type_name(h->type));
 }
