@@ -146,13 +146,15 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_set_ready(struct wm_tun *t);
 
-void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s);
-void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s);
 void tun_ready_remove(struct wm_tun *t, struct wm_tun_stream *s);
 /* The stream has bytes the fair writer could send (pair or socket side). */
 bool tun_stream_has_output(struct wm_tun_stream *s);
 
 /* mux_stream.c */
+/* The carrier's stream table. */
+struct wm_tun_stream *tun_stream_find(struct wm_tun *t, uint32_t id);
+void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s);
+void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s);
 /* A new stream in state st, registered under id; NULL on OOM. */
 struct wm_tun_stream *tun_stream_new(struct wm_tun *t, uint32_t id, enum stream_state st);
 void tun_stream_set_state(struct wm_tun_stream *s, enum stream_state st);
@@ -194,6 +196,11 @@ struct tun_sock_end {
 void tun_sock_release(struct wm_tun_stream *s, bool reset, struct tun_sock_end *e);
 /* Idle sweep: true when s timed out (the caller resets it). */
 bool tun_sock_idle(const struct wm_tun_stream *s, uint64_t now);
+
+/* mux_recv.c: one complete frame after the handshake, its header removed;
+ * for DATA the payload is still at the front of in (in the handshake,
+ * only GOAWAY comes here first). */
+void tun_dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffer *in);
 
 /* mux_hs.c: handle a handshake frame (state < TUN_READY). */
 void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);

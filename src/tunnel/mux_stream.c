@@ -18,6 +18,67 @@
 
 #define INNER_READ_MAX (64 * 1024) /* bytes taken ahead from the local endpoint */
 
+/* ---- the carrier's stream table (hash by id) ---- */
+
+static size_t bucket_of(const struct wm_tun *t, uint32_t id)
+{
+    return (size_t)((id * 2654435761u) & (t->nbuckets - 1));
+}
+
+struct wm_tun_stream *tun_stream_find(struct wm_tun *t, uint32_t id)
+{
+    for (struct wm_tun_stream *s = t->buckets[bucket_of(t, id)]; s != NULL; s = s->hnext) {
+        if (s->id == id) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void stream_grow(struct wm_tun *t)
+{
+    size_t nb = t->nbuckets * 2;
+    struct wm_tun_stream **b = calloc(nb, sizeof(*b));
+
+    if (b == NULL) {
+        return; /* longer chains, still correct */
+    }
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
+            n = s->hnext;
+            size_t k = (size_t)((s->id * 2654435761u) & (nb - 1));
+            s->hnext = b[k];
+            b[k] = s;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = nb;
+}
+
+void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s)
+{
+    if (t->nstreams + 1 > t->nbuckets * 2) {
+        stream_grow(t);
+    }
+    size_t k = bucket_of(t, s->id);
+    s->hnext = t->buckets[k];
+    t->buckets[k] = s;
+    t->nstreams++;
+}
+
+void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s)
+{
+    for (struct wm_tun_stream **pp = &t->buckets[bucket_of(t, s->id)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            t->nstreams--;
+            return;
+        }
+    }
+}
+
 static const char *const stream_state_names[ST_STATE_COUNT] = {"opening", "pending", "open"};
 
 void tun_stream_set_state(struct wm_tun_stream *s, enum stream_state st)
