@@ -93,8 +93,8 @@ struct wm_tunnel_opts {
     int idle_timeout_ms;        /* streams */
     int ping_ms;                /* carrier heartbeat */
     int dead_ms;                /* carrier declared dead after this silence */
-    /* the proxy served on streams (two-level proxy, proxy mappings); its
-     * timeouts also serve public HTTP(S) */
+    /* required: the proxy served on streams (two-level proxy, proxy
+     * mappings); its timeouts also serve public HTTP(S) */
     const struct wm_proxy_opts *proxy;
 };
 
