@@ -32,6 +32,13 @@ int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_servic
                                struct wm_err *err);
 void wm_app_services_free(struct wm_app_services *s);
 
+/* Does [proxy] p ask for a tunnel role? */
+bool wm_app_tunnel_wanted(const struct wm_conf_proxy *p);
+/* Build and drop the tunnel's settings of p (`wmproxy check`: what only
+ * building checks, as certificates and mapping sizes). 0, or -1 with err
+ * (its key in the [proxy] section). */
+int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err);
+
 /* Serve in this process; report readiness on notify (-1: stderr only). */
 int wm_app_serve(struct wm_app_opts *o, int notify);
 

@@ -16,9 +16,9 @@
 #include "app/app_int.h"
 #include "conf/config.h"
 #include "control/client.h"
+#include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "tunnel/tunnel.h"
 
 #define SUPERVISE_MAX_BACKOFF_MS 30000
 #define SUPERVISE_FAST_FAIL_MS 2000
@@ -213,17 +213,16 @@ int wm_app_check(const char *path)
     for (size_t i = 0; i < d.n; i++) {
         fprintf(stderr, "%s\n", wm_conf_diag_format(&d, i, line, sizeof(line)));
     }
-    if (r == 0 && c->proxy != NULL && wm_tunnel_wanted(c->proxy)) {
+    if (r == 0 && c->proxy != NULL && wm_app_tunnel_wanted(c->proxy)) {
         /* Certificates, roles, mapping sizes: what only building checks. */
-        struct wm_tunnel_settings *ts = NULL;
+        struct wm_err e;
         char msg[1024];
         wm_log_set_fd(2);
-        if (wm_tunnel_prepare(c->proxy, &ts, msg, sizeof(msg)) < 0) {
-            fprintf(stderr, "%s: %s\n", path, msg);
+        if (wm_app_tunnel_check(c->proxy, &e) < 0) {
+            fprintf(stderr, "%s: %s\n", path, wm_err_format(&e, msg, sizeof(msg)));
             d.nerrors++;
             r = -1;
         }
-        wm_tunnel_settings_free(ts);
     }
     if (r < 0) {
         fprintf(stderr, "wmproxy: %s: %zu error(s); the configuration is not valid\n", path,

@@ -11,7 +11,12 @@
 #include "conf/config.h"
 #include "core/err.h"
 #include "core/service.h"
+#include "proxy/proxy.h"
 #include "tunnel/tunnel.h"
+
+_Static_assert(WM_PORT_BITS_BYTES == WM_TUNNEL_PORT_BYTES, "allow_ports bitmaps agree");
+_Static_assert(WM_CONF_MAP_NAME_MAX <= WM_TUNNEL_NAME_MAX, "mapping names fit the tunnel");
+_Static_assert(WM_CONF_DOMAIN_MAX <= WM_TUNNEL_DOMAIN_MAX, "domains fit the tunnel");
 
 static int add(struct wm_app_services *s, const char *addr, struct wm_service *svc, bool pinned,
                char *msg, size_t cap)
@@ -40,21 +45,28 @@ static int add(struct wm_app_services *s, const char *addr, struct wm_service *s
     return 0;
 }
 
+/* The forward proxy's options from a [proxy] section (the plain proxy, and
+ * the one the tunnel serves on its streams). Holds the password: bzero it. */
+static void proxy_opts_of(const struct wm_conf_proxy *p, struct wm_proxy_opts *po)
+{
+    wm_proxy_opts_default(po);
+    po->flags = p->flags;
+    po->connect_timeout_ms = (int)p->connect_timeout_ms;
+    po->idle_timeout_ms = (int)p->idle_timeout_ms;
+    po->handshake_timeout_ms = (int)p->handshake_timeout_ms;
+    if (p->username != NULL) {
+        po->auth = true;
+        snprintf(po->user, sizeof(po->user), "%s", p->username);
+        snprintf(po->pass, sizeof(po->pass), "%s", p->password != NULL ? p->password : "");
+    }
+}
+
 static int plain_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out, char *msg,
                        size_t cap)
 {
     struct wm_proxy_opts po;
 
-    wm_proxy_opts_default(&po);
-    po.flags = p->flags;
-    po.connect_timeout_ms = (int)p->connect_timeout_ms;
-    po.idle_timeout_ms = (int)p->idle_timeout_ms;
-    po.handshake_timeout_ms = (int)p->handshake_timeout_ms;
-    if (p->username != NULL) {
-        po.auth = true;
-        snprintf(po.user, sizeof(po.user), "%s", p->username);
-        snprintf(po.pass, sizeof(po.pass), "%s", p->password != NULL ? p->password : "");
-    }
+    proxy_opts_of(p, &po);
     struct wm_service *svc = wm_proxy_service_new(&po);
     explicit_bzero(&po, sizeof(po));
     if (svc == NULL) {
@@ -62,6 +74,146 @@ static int plain_proxy(const struct wm_conf_proxy *p, struct wm_app_services *ou
         return -1;
     }
     return add(out, p->bind, svc, false, msg, cap);
+}
+
+/* ---- the tunnel's options (tunnel/tunnel.h) from a [proxy] section ---- */
+
+/* The options and what they point into, owned here. */
+struct tunnel_build {
+    struct wm_tunnel_opts o;
+    struct wm_proxy_opts po;
+    struct wm_tunnel_mapping *maps; /* one block: the mappings, then their rules */
+    uint8_t *ports;                 /* the allow_ports bitmap */
+};
+
+/* Everything but the arrays (enough for wm_tunnel_wanted()). */
+static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->server = p->server;
+    o->server_mode = p->mode != NULL && strcmp(p->mode, "server") == 0;
+    o->bind = p->bind;
+    o->center_addr = p->center_addr;
+    o->map_http_bind = p->map_http_bind;
+    o->map_https_bind = p->map_https_bind;
+    o->map_tcp_bind = p->map_tcp_bind;
+    o->map_proxy_bind = p->map_proxy_bind;
+    o->username = p->username;
+    o->password = p->password;
+    o->ts = p->ts;
+    o->tc = p->tc;
+    o->two_way_tls = p->two_way_tls;
+    o->openssl_records = p->openssl_records;
+    o->domain = p->domain;
+    o->cert = p->cert;
+    o->key = p->key;
+    o->ca = p->ca;
+    o->map_cert = p->map_cert;
+    o->map_key = p->map_key;
+    o->connect_timeout_ms = (int)p->connect_timeout_ms;
+    o->idle_timeout_ms = (int)p->idle_timeout_ms;
+    o->ping_ms = (int)p->heartbeat_ms;
+    o->dead_ms = (int)p->heartbeat_timeout_ms;
+}
+
+/* The mappings and their header rules, in one block. */
+static int tunnel_mappings(const struct wm_conf_proxy *p, struct tunnel_build *b)
+{
+    size_t nrules = 0;
+
+    for (size_t i = 0; i < p->nmappings; i++) {
+        nrules += p->mappings[i].nheaders;
+    }
+    b->maps = calloc(1, p->nmappings * sizeof(*b->maps) + nrules * sizeof(struct wm_tunnel_rule) + 1);
+    if (b->maps == NULL) {
+        return -1;
+    }
+    struct wm_tunnel_rule *r = (struct wm_tunnel_rule *)(b->maps + p->nmappings);
+    for (size_t i = 0; i < p->nmappings; i++) {
+        const struct wm_conf_mapping *cm = &p->mappings[i];
+        b->maps[i] = (struct wm_tunnel_mapping){
+            .name = cm->name, .mode = cm->mode, .local_addr = cm->local_addr,
+            .domain = cm->domain, .rules = r, .nrules = cm->nheaders,
+            .remote_port = (uint16_t)cm->remote_port, .bind = cm->bind, .group = cm->group};
+        for (size_t k = 0; k < cm->nheaders; k++, r++) {
+            *r = (struct wm_tunnel_rule){cm->headers[k].request, cm->headers[k].op,
+                                         cm->headers[k].name, cm->headers[k].value};
+        }
+    }
+    b->o.mappings = b->maps;
+    b->o.nmappings = p->nmappings;
+    return 0;
+}
+
+static void tunnel_build_free(struct tunnel_build *b)
+{
+    explicit_bzero(&b->po, sizeof(b->po));
+    free(b->maps);
+    free(b->ports);
+}
+
+static int tunnel_build(const struct wm_conf_proxy *p, struct tunnel_build *b, struct wm_err *err)
+{
+    char msg[256];
+
+    memset(b, 0, sizeof(*b));
+    tunnel_scalars(p, &b->o);
+    proxy_opts_of(p, &b->po);
+    b->o.proxy = &b->po;
+    if (tunnel_mappings(p, b) < 0) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+    }
+    if (p->allow_ports != NULL) {
+        b->ports = calloc(1, WM_PORT_BITS_BYTES);
+        if (b->ports == NULL) {
+            return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+        }
+        if (wm_parse_port_list(p->allow_ports, b->ports, msg, sizeof(msg)) < 0) {
+            return wm_err_set(err, NULL, 0, 0, "allow_ports", "%s", msg);
+        }
+        b->o.allow_ports = b->ports;
+    }
+    return 0;
+}
+
+/* wm_tunnel_prepare() for p; the error's key is put in the [proxy] section. */
+static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings **out,
+                          struct wm_err *err)
+{
+    struct tunnel_build b;
+    char key[WM_ERR_KEY_MAX];
+    int r;
+
+    *out = NULL;
+    wm_err_clear(err);
+    r = tunnel_build(p, &b, err);
+    if (r == 0) {
+        r = wm_tunnel_prepare(&b.o, out, err);
+    }
+    tunnel_build_free(&b);
+    if (r < 0) {
+        snprintf(key, sizeof(key), "%s", err->key);
+        snprintf(err->key, sizeof(err->key), "proxy%s%.*s", key[0] ? "." : "",
+                 (int)(sizeof(err->key) - 7), key);
+    }
+    return r;
+}
+
+bool wm_app_tunnel_wanted(const struct wm_conf_proxy *p)
+{
+    struct wm_tunnel_opts o;
+
+    tunnel_scalars(p, &o);
+    return wm_tunnel_wanted(&o);
+}
+
+int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err)
+{
+    struct wm_tunnel_settings *ts = NULL;
+    int r = tunnel_prepare(p, &ts, err);
+
+    wm_tunnel_settings_free(ts);
+    return r;
 }
 
 /* The listeners of one [proxy] section: a plain forward proxy, or the
@@ -74,11 +226,13 @@ static int from_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out
     enum wm_tunnel_listen kind[WM_TUNNEL_LISTEN_COUNT];
     size_t n;
     bool bind_used = false;
+    struct wm_err e;
 
-    if (!wm_tunnel_wanted(p)) {
+    if (!wm_app_tunnel_wanted(p)) {
         return plain_proxy(p, out, msg, cap);
     }
-    if (wm_tunnel_prepare(p, &out->tunnel, msg, cap) < 0) {
+    if (tunnel_prepare(p, &out->tunnel, &e) < 0) {
+        wm_err_format(&e, msg, cap);
         return -1;
     }
     n = wm_tunnel_listeners(out->tunnel, addr, kind, WM_TUNNEL_LISTEN_COUNT);

@@ -27,11 +27,13 @@
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 
+/* The bridge's hold on its tunnel stream; changes go through set_stream(). */
 enum bridge_stream {
-    BS_NONE = 0,
-    BS_OPENING,  /* we opened it, awaiting the peer's answer */
-    BS_PENDING,  /* the peer opened it, we are dialing */
-    BS_ATTACHED, /* socket stream: the mux moves the bytes */
+    BS_NONE = 0, /* no stream: not opened yet, handed to the relay, or gone */
+    BS_OPENING,  /* we opened it, awaiting the peer's answer (st: cancel it) */
+    BS_PENDING,  /* the peer opened it, we are dialing (st: refuse it) */
+    BS_ATTACHED, /* socket stream: the mux moves the bytes; sock_end ends us */
+    BS_COUNT
 };
 
 struct bridge {
@@ -56,6 +58,20 @@ struct bridge {
     char peer[WM_ADDR_STR_MAX];
 };
 
+static const char *const bs_names[BS_COUNT] = {"none", "opening", "pending", "attached"};
+
+static void set_stream(struct bridge *b, enum bridge_stream sk, struct wm_tun_stream *st)
+{
+    if (b->sk != sk) {
+        wm_log(WM_LOG_DEBUG, b->id, "bridge: stream %s -> %s", bs_names[b->sk], bs_names[sk]);
+    }
+    b->sk = sk;
+    b->st = st;
+}
+
+/* The one end of a bridge: log, count, release. Every path calls it as its
+ * last use of b (no callback of b runs on after it), so a bridge needs no
+ * lifetime guard. */
 static void bridge_finish(struct bridge *b, const char *why)
 {
     wm_log(WM_LOG_INFO, b->id, "access proto=%s client=%s target=%s code=%d in=%llu out=%llu "
@@ -77,6 +93,7 @@ static void bridge_finish(struct bridge *b, const char *why)
         break;
     case BS_ATTACHED: /* only reached through sock_end: st is gone */
     case BS_NONE:
+    case BS_COUNT:
         break;
     }
     if (b->a != NULL) {
@@ -111,8 +128,7 @@ static void sock_end(void *arg, const struct wm_tun_sock_result *r)
 {
     struct bridge *b = arg;
 
-    b->sk = BS_NONE;
-    b->st = NULL;
+    set_stream(b, BS_NONE, NULL);
     b->in += b->swap ? r->out : r->in;
     b->out += b->swap ? r->in : r->out;
     bridge_finish(b, r->why);
@@ -197,8 +213,7 @@ static void bridge_abandoned(void *arg)
 {
     struct bridge *b = arg;
 
-    b->sk = BS_NONE;
-    b->st = NULL;
+    set_stream(b, BS_NONE, NULL);
     bridge_finish(b, "reset-by-peer");
 }
 
@@ -211,8 +226,7 @@ struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, cons
         wm_tun_stream_refuse(s, WM_TUN_OPEN_LIMIT, "out of memory");
         return NULL;
     }
-    b->st = s;
-    b->sk = BS_PENDING;
+    set_stream(b, BS_PENDING, s);
     b->swap = true;
     wm_tun_stream_watch(s, bridge_abandoned, b);
     return b;
@@ -225,19 +239,17 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
 
     b->code = code;
     if (code != WM_TUN_OPEN_OK) {
-        b->sk = BS_NONE;
-        b->st = NULL;
+        set_stream(b, BS_NONE, NULL);
         wm_log(WM_LOG_DEBUG, b->id, "tunnel open %s: %s", b->target != NULL ? b->target : "-", reason);
         bridge_finish(b, wm_tun_open_code_str(code));
         return;
     }
     if (outer == NULL) {
-        b->sk = BS_ATTACHED; /* the mux owns the socket now */
+        set_stream(b, BS_ATTACHED, b->st); /* the mux owns the socket now */
         b->fd = -1;
         return;
     }
-    b->sk = BS_NONE;
-    b->st = NULL;
+    set_stream(b, BS_NONE, NULL);
     struct wm_relay_conf rc = {b->idle_ms, 0};
     b->relay = wm_relay_start(wm_worker_base(b->w), b->a, outer, &rc, relay_done, b);
     if (b->relay == NULL) {
@@ -251,20 +263,20 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
 void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,
                         const char *target)
 {
+    struct wm_tun_stream *st = NULL;
+
     set_target(b, target);
-    if (t == NULL) {
-        b->st = NULL;
-    } else if (b->fd >= 0) {
-        b->st = wm_tun_open_sock(t, o, b->fd, b->idle_ms, open_cb, sock_end, b);
-    } else {
-        b->st = wm_tun_open(t, o, open_cb, b);
+    if (t != NULL && b->fd >= 0) {
+        st = wm_tun_open_sock(t, o, b->fd, b->idle_ms, open_cb, sock_end, b);
+    } else if (t != NULL) {
+        st = wm_tun_open(t, o, open_cb, b);
     }
-    if (b->st == NULL) {
+    if (st == NULL) {
         b->code = WM_TUN_OPEN_UNREACHABLE;
         bridge_finish(b, "tunnel-down");
         return;
     }
-    b->sk = BS_OPENING;
+    set_stream(b, BS_OPENING, st);
 }
 
 static uint8_t open_code_of(enum wm_dial_status st)
@@ -292,16 +304,14 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     if (st != WM_DIAL_OK) {
         wm_log(WM_LOG_DEBUG, b->id, "dial %s: %s", b->target != NULL ? b->target : "-",
                wm_dial_status_str(st));
-        b->sk = BS_NONE;
-        b->st = NULL;
+        set_stream(b, BS_NONE, NULL);
         wm_tun_stream_refuse(s, open_code_of(st), wm_dial_status_str(st));
         bridge_finish(b, wm_dial_status_str(st));
         return;
     }
-    b->sk = BS_ATTACHED;
+    set_stream(b, BS_ATTACHED, s);
     if (wm_tun_stream_accept_sock(s, fd, b->idle_ms, sock_end, b) < 0) {
-        b->sk = BS_NONE;
-        b->st = NULL;
+        set_stream(b, BS_NONE, NULL); /* refused: sock_end does not run */
         bridge_finish(b, "out-of-memory");
     }
 }

@@ -1,7 +1,9 @@
 /*
- * tunnel/mux.c - carrier I/O, frame dispatch, flow control and the fair
- * writer. The handshake lives in mux_hs.c, stream objects and the pair
- * endpoint in mux_stream.c, socket-attached streams in mux_sock.c.
+ * tunnel/mux.c - carrier I/O, the carrier's life cycle (states, guard,
+ * heartbeat), flow control and the fair writer. Frames after the handshake
+ * are handled in mux_recv.c, the handshake in mux_hs.c, stream objects and
+ * the pair endpoint in mux_stream.c, socket-attached streams in
+ * mux_sock.c.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -25,72 +27,11 @@
 #define CARRIER_MAX_IO (256 * 1024)
 #define SWEEP_MS 1000
 
-static void tun_finalize(struct wm_tun *t);
-
 /* ---- small helpers ---- */
 
 static uint64_t now_ms(void)
 {
     return wm_now_ms();
-}
-
-static size_t bucket_of(const struct wm_tun *t, uint32_t id)
-{
-    return (size_t)((id * 2654435761u) & (t->nbuckets - 1));
-}
-
-static struct wm_tun_stream *stream_find(struct wm_tun *t, uint32_t id)
-{
-    for (struct wm_tun_stream *s = t->buckets[bucket_of(t, id)]; s != NULL; s = s->hnext) {
-        if (s->id == id) {
-            return s;
-        }
-    }
-    return NULL;
-}
-
-static void stream_grow(struct wm_tun *t)
-{
-    size_t nb = t->nbuckets * 2;
-    struct wm_tun_stream **b = calloc(nb, sizeof(*b));
-
-    if (b == NULL) {
-        return; /* longer chains, still correct */
-    }
-    for (size_t i = 0; i < t->nbuckets; i++) {
-        for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
-            n = s->hnext;
-            size_t k = (size_t)((s->id * 2654435761u) & (nb - 1));
-            s->hnext = b[k];
-            b[k] = s;
-        }
-    }
-    free(t->buckets);
-    t->buckets = b;
-    t->nbuckets = nb;
-}
-
-void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s)
-{
-    if (t->nstreams + 1 > t->nbuckets * 2) {
-        stream_grow(t);
-    }
-    size_t k = bucket_of(t, s->id);
-    s->hnext = t->buckets[k];
-    t->buckets[k] = s;
-    t->nstreams++;
-}
-
-void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s)
-{
-    for (struct wm_tun_stream **pp = &t->buckets[bucket_of(t, s->id)]; *pp != NULL;
-         pp = &(*pp)->hnext) {
-        if (*pp == s) {
-            *pp = s->hnext;
-            t->nstreams--;
-            return;
-        }
-    }
 }
 
 void tun_ready_remove(struct wm_tun *t, struct wm_tun_stream *s)
@@ -137,7 +78,7 @@ void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
     uint8_t hdr[WM_TUN_HDR];
     struct evbuffer *out;
 
-    if (t->dead || t->bev == NULL) {
+    if (tun_closed(t) || t->bev == NULL) {
         return;
     }
     out = bufferevent_get_output(t->bev);
@@ -204,13 +145,11 @@ bool tun_stream_has_output(struct wm_tun_stream *s)
 
 /* Drop a finished stream: both directions have FIN (and a socket stream
  * has passed its FIN on to the socket). */
-bool tun_stream_maybe_done(struct wm_tun_stream *s)
+void tun_stream_maybe_done(struct wm_tun_stream *s)
 {
     if (s->fin_sent && s->remote_fin && (s->ev == NULL || s->wr_shut)) {
-        tun_stream_free(s, false);
-        return true;
+        tun_stream_close(s, false);
     }
-    return false;
 }
 
 static void pump(struct wm_tun *t)
@@ -218,7 +157,7 @@ static void pump(struct wm_tun *t)
     struct evbuffer *out;
     size_t budget;
 
-    if (t->dead || t->state != TUN_READY) {
+    if (t->state != TUN_READY) {
         return;
     }
     out = bufferevent_get_output(t->bev);
@@ -226,7 +165,9 @@ static void pump(struct wm_tun *t)
         return; /* the write callback calls us again */
     }
     (void)budget;
-    while (t->ready != NULL && evbuffer_get_length(out) < CARRIER_HIGH_WATER) {
+    /* A stream's end callback may end t: then nothing more is sent. */
+    while (t->state == TUN_READY && t->ready != NULL &&
+           evbuffer_get_length(out) < CARRIER_HIGH_WATER) {
         struct wm_tun_stream *s = t->ready;
         tun_ready_remove(t, s);
         if (s->inner == NULL) {
@@ -259,270 +200,21 @@ static void pump(struct wm_tun *t)
     }
 }
 
-void tun_pump_now(struct wm_tun *t)
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
 {
-    t->busy++;
+    struct wm_tun *t = arg;
+
+    (void)fd;
+    (void)what;
+    tun_enter(t);
     pump(t);
     tun_leave(t);
 }
 
-void tun_leave(struct wm_tun *t)
-{
-    t->busy--;
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
-    }
-}
-
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    tun_pump_now(arg);
-}
-
 void tun_pump_schedule(struct wm_tun *t)
 {
-    if (!t->dead && t->pump_ev != NULL) {
+    if (!tun_closed(t) && t->pump_ev != NULL) {
         event_active(t->pump_ev, EV_TIMEOUT, 0);
-    }
-}
-
-/* ---- receiving ---- */
-
-static void on_open(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
-{
-    struct wm_tun_open o;
-    bool theirs = (h->sid & 1) == (t->role == WM_TUN_ROLE_SERVER ? 1u : 0u);
-
-    if (!theirs || stream_find(t, h->sid) != NULL) {
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "OPEN with a bad or reused stream id %u", h->sid);
-        return;
-    }
-    if (wm_tun_open_decode(p, h->len, &o) < 0) {
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "malformed OPEN");
-        return;
-    }
-    if (t->nstreams >= WM_TUN_MAX_STREAMS) {
-        tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "too many streams");
-        return;
-    }
-    struct wm_tun_stream *s = tun_stream_new(t, h->sid, ST_PENDING);
-    if (s == NULL) {
-        tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "out of memory");
-        return;
-    }
-    if (t->cbs.open != NULL) {
-        t->cbs.open(t, s, &o, t->arg);
-    } else {
-        wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "streams not accepted here");
-    }
-}
-
-static void on_open_result(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
-{
-    struct wm_tun_stream *s = stream_find(t, h->sid);
-    uint32_t code;
-    struct wm_tun_str reason;
-    char r[256];
-
-    if (s == NULL) {
-        return; /* cancelled meanwhile */
-    }
-    if (s->state != ST_OPENING || wm_tun_code_decode(p, h->len, false, &code, &reason) < 0) {
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "unexpected OPEN_RESULT on stream %u", h->sid);
-        return;
-    }
-    wm_tun_open_cb cb = s->cb;
-    void *arg = s->arg;
-    s->cb = NULL;
-    if (code != WM_TUN_OPEN_OK) {
-        wm_tun_str_copy(r, sizeof(r), reason);
-        tun_stream_free(s, false);
-        cb(NULL, (uint8_t)code, r[0] ? r : wm_tun_open_code_str((uint8_t)code), arg);
-        return;
-    }
-    if (s->fd >= 0) {
-        if (tun_sock_attach(s, s->fd, s->idle_ms, s->end, arg) < 0) {
-            s->fd = -1; /* still the caller's */
-            tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
-            tun_stream_free(s, false);
-            cb(NULL, WM_TUN_OPEN_LIMIT, "out of memory", arg);
-            return;
-        }
-        cb(NULL, WM_TUN_OPEN_OK, "ok", arg);
-        return;
-    }
-    struct bufferevent *outer = tun_stream_attach(s);
-    if (outer == NULL) {
-        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "out of memory");
-        tun_stream_free(s, false);
-        cb(NULL, WM_TUN_OPEN_LIMIT, "out of memory", arg);
-        return;
-    }
-    cb(outer, WM_TUN_OPEN_OK, "ok", arg);
-}
-
-static void on_data(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffer *in)
-{
-    struct wm_tun_stream *s = stream_find(t, h->sid);
-
-    if (s == NULL || s->state != ST_OPEN) {
-        /* A stream we already reset: its frames in flight are dropped. */
-        evbuffer_drain(in, h->len);
-        if (s != NULL) {
-            tun_fail(t, WM_TUN_ERR_PROTOCOL, "DATA before the stream was open");
-        }
-        return;
-    }
-    if (s->remote_fin) {
-        evbuffer_drain(in, h->len);
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "DATA after FIN on stream %u", h->sid);
-        return;
-    }
-    if (h->len > s->recv_avail) {
-        evbuffer_drain(in, h->len);
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "stream %u sent %u bytes beyond its window", h->sid,
-                 h->len - s->recv_avail);
-        return;
-    }
-    if (s->inner == NULL) {
-        s->recv_avail -= h->len;
-        tun_sock_data(s, in, h->len, (h->flags & WM_TUN_FLAG_FIN) != 0);
-        return;
-    }
-    if (bufferevent_pair_get_partner(s->inner) == NULL) {
-        /* Nobody reads any more: stop the sender. */
-        evbuffer_drain(in, h->len);
-        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
-        tun_stream_free(s, false);
-        return;
-    }
-    s->recv_avail -= h->len;
-    if (h->len > 0) {
-        evbuffer_remove_buffer(in, bufferevent_get_output(s->inner), h->len);
-    }
-    if (h->flags & WM_TUN_FLAG_FIN) {
-        s->remote_fin = true;
-        /* Delivers what is buffered, then EOF, to the local endpoint. */
-        bufferevent_flush(s->inner, EV_WRITE, BEV_FINISHED);
-        tun_stream_maybe_done(s);
-    }
-}
-
-static void on_window(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
-{
-    struct wm_tun_stream *s = stream_find(t, h->sid);
-    uint32_t inc = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-
-    if (s == NULL) {
-        return;
-    }
-    if (inc == 0 || (uint64_t)s->send_window + inc > 0x7fffffffu) {
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "bad WINDOW_UPDATE on stream %u", h->sid);
-        return;
-    }
-    s->send_window += inc;
-    if (s->ev != NULL) {
-        tun_sock_kick(s);
-        return;
-    }
-    if (s->state == ST_OPEN && tun_stream_has_output(s)) {
-        tun_ready_push(t, s);
-        tun_pump_schedule(t);
-    }
-}
-
-static void on_rst(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
-{
-    struct wm_tun_stream *s = stream_find(t, h->sid);
-    uint32_t code;
-    struct wm_tun_str reason;
-
-    if (s == NULL) {
-        return;
-    }
-    if (wm_tun_code_decode(p, h->len, true, &code, &reason) < 0) {
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "malformed RST");
-        return;
-    }
-    if (s->state == ST_OPENING) {
-        wm_tun_open_cb cb = s->cb;
-        void *arg = s->arg;
-        tun_stream_free(s, false);
-        if (cb != NULL) {
-            cb(NULL, WM_TUN_OPEN_REFUSED, "reset by peer", arg);
-        }
-        return;
-    }
-    if (s->state == ST_PENDING) {
-        void (*gone)(void *) = s->gone;
-        void *arg = s->arg;
-        tun_stream_free(s, false);
-        if (gone != NULL) {
-            gone(arg);
-        }
-        return;
-    }
-    tun_stream_free(s, true);
-}
-
-/* One complete frame whose header was already removed; for DATA the
- * payload is still at the front of `in`. */
-static void dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffer *in)
-{
-    uint8_t p[WM_TUN_MAX_PAYLOAD];
-
-    if (h->type == WM_TUN_DATA && t->state == TUN_READY) {
-        on_data(t, h, in);
-        return;
-    }
-    evbuffer_remove(in, p, h->len);
-    if (t->state < TUN_READY) {
-        if (h->type == WM_TUN_GOAWAY) {
-            uint32_t code;
-            struct wm_tun_str reason;
-            char r[256] = "";
-            if (wm_tun_code_decode(p, h->len, true, &code, &reason) == 0) {
-                wm_tun_str_copy(r, sizeof(r), reason);
-            }
-            tun_fail(t, WM_TUN_ERR_NONE, "refused by the peer: %s", r);
-            return;
-        }
-        tun_hs_frame(t, h, p);
-        return;
-    }
-    switch (h->type) {
-    case WM_TUN_OPEN:
-        on_open(t, h, p);
-        break;
-    case WM_TUN_OPEN_RESULT:
-        on_open_result(t, h, p);
-        break;
-    case WM_TUN_WINDOW_UPDATE:
-        on_window(t, h, p);
-        break;
-    case WM_TUN_RST:
-        on_rst(t, h, p);
-        break;
-    case WM_TUN_PING:
-        if (!(h->flags & WM_TUN_FLAG_ACK)) {
-            tun_send_frame(t, WM_TUN_PING, WM_TUN_FLAG_ACK, 0, p, 8);
-        }
-        break;
-    case WM_TUN_GOAWAY: {
-        uint32_t code;
-        struct wm_tun_str reason;
-        char r[256] = "";
-        if (wm_tun_code_decode(p, h->len, true, &code, &reason) == 0) {
-            wm_tun_str_copy(r, sizeof(r), reason);
-        }
-        tun_fail(t, WM_TUN_ERR_NONE, "peer said goodbye: %s", r);
-        break;
-    }
-    default:
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "%s frame after the handshake", wm_tun_type_name(h->type));
-        break;
     }
 }
 
@@ -547,9 +239,10 @@ static void carrier_read(struct wm_tun *t)
             }
             return;
         }
-        t->state = TUN_HELLO;
+        tun_set_state(t, TUN_HELLO);
     }
-    while (!t->dead) {
+    /* After our GOAWAY (TUN_CLOSING) the rest of the input is not read. */
+    while (t->state < TUN_CLOSING) {
         uint8_t hb[WM_TUN_HDR];
         struct wm_tun_hdr h;
         const char *why;
@@ -570,7 +263,7 @@ static void carrier_read(struct wm_tun *t)
             return;
         }
         evbuffer_drain(in, WM_TUN_HDR);
-        dispatch(t, &h, in);
+        tun_dispatch(t, &h, in);
     }
 }
 
@@ -578,18 +271,16 @@ static void carrier_read_cb(struct bufferevent *bev, void *arg)
 {
     struct wm_tun *t = arg;
 
-    t->busy++;
+    tun_enter(t);
     wm_bev_read_more(bev, CARRIER_MAX_IO); /* plain carriers: big reads */
     carrier_read(t);
-    if (!t->dead) {
+    if (!tun_closed(t)) {
         tun_sock_flush_all(t);
     }
-    t->busy--;
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
-    } else if (!t->dead) {
+    if (!tun_closed(t)) {
         pump(t);
     }
+    tun_leave(t);
 }
 
 static void carrier_write_cb(struct bufferevent *bev, void *arg)
@@ -597,19 +288,13 @@ static void carrier_write_cb(struct bufferevent *bev, void *arg)
     struct wm_tun *t = arg;
 
     (void)bev;
+    tun_enter(t);
     if (t->state == TUN_CLOSING && evbuffer_get_length(bufferevent_get_output(t->bev)) == 0) {
-        t->dead = true;
-        if (t->busy == 0) {
-            tun_finalize(t);
-        }
-        return;
+        tun_end(t); /* our GOAWAY is out */
+    } else {
+        pump(t);
     }
-    t->busy++;
-    pump(t);
-    t->busy--;
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
-    }
+    tun_leave(t);
 }
 
 static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -620,6 +305,7 @@ static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         return; /* TLS handshake done: nothing to do */
     }
+    tun_enter(t);
     if (what & BEV_EVENT_EOF) {
         tun_fail(t, WM_TUN_ERR_NONE, "carrier closed by the peer");
     } else if (what & BEV_EVENT_ERROR) {
@@ -629,9 +315,7 @@ static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
                  bufferevent_getfd(t->bev) >= 0 && err != 0 ? evutil_socket_error_to_string(err)
                                                             : "connection or TLS failure");
     }
-    if (t->busy == 0 && t->dead) {
-        tun_finalize(t);
-    }
+    tun_leave(t);
 }
 
 /* ---- life cycle ---- */
@@ -640,7 +324,7 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
 {
     va_list ap;
 
-    if (t->dead || t->state == TUN_CLOSING) {
+    if (t->state >= TUN_CLOSING) {
         return;
     }
     va_start(ap, fmt);
@@ -649,7 +333,7 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     if (code != WM_TUN_ERR_NONE) {
         tun_send_code(t, WM_TUN_GOAWAY, 0, true, code, t->why);
         /* Flush the GOAWAY, then close (bounded by the tick timer). */
-        t->state = TUN_CLOSING;
+        tun_set_state(t, TUN_CLOSING);
         bufferevent_disable(t->bev, EV_READ);
         bufferevent_setwatermark(t->bev, EV_WRITE, 0, 0);
         if (evbuffer_get_length(bufferevent_get_output(t->bev)) > 0) {
@@ -658,72 +342,84 @@ void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
             return;
         }
     }
-    t->dead = true;
+    tun_end(t);
 }
 
 void wm_tun_close(struct wm_tun *t, uint32_t code, const char *reason)
 {
+    tun_enter(t);
     tun_fail(t, code, "%s", reason);
-    if (t->dead && t->busy == 0) {
-        tun_finalize(t);
+    tun_leave(t);
+}
+
+/* Heartbeat: PING every ping_ms, declare the peer dead after dead_ms of
+ * silence. */
+static void heartbeat(struct wm_tun *t, uint64_t now)
+{
+    uint8_t ping[8];
+
+    if (now - t->last_rx_ms >= (uint64_t)t->dead_ms) {
+        tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
+        return;
+    }
+    if (t->state == TUN_READY && now - t->last_ping_ms >= (uint64_t)t->ping_ms) {
+        t->last_ping_ms = now;
+        for (int i = 0; i < 8; i++) {
+            ping[i] = (uint8_t)(now >> (56 - 8 * i));
+        }
+        tun_send_frame(t, WM_TUN_PING, 0, 0, ping, sizeof(ping));
+    }
+}
+
+/* Reset idle socket streams, and streams whose local endpoint was freed
+ * without a word. */
+static void sweep(struct wm_tun *t)
+{
+    uint64_t coarse = wm_now_coarse_ms();
+
+    for (size_t i = 0; i < t->nbuckets && !tun_closed(t); i++) {
+        for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
+            n = s->hnext;
+            if (s->ev != NULL) {
+                if (tun_sock_idle(s, coarse)) {
+                    tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
+                                  "idle timeout");
+                    s->why = "idle";
+                    tun_stream_close(s, false);
+                }
+                continue;
+            }
+            if (s->state == ST_OPEN && s->inner != NULL &&
+                bufferevent_pair_get_partner(s->inner) == NULL && !s->local_eof) {
+                tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE,
+                              "endpoint closed");
+                tun_stream_close(s, false);
+            }
+        }
     }
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_tun *t = arg;
-    uint64_t now = now_ms();
-    uint8_t ping[8];
 
     (void)fd;
     (void)what;
+    tun_enter(t);
     if (t->state == TUN_CLOSING) {
-        t->dead = true; /* GOAWAY flush took too long */
-        tun_finalize(t);
-        return;
-    }
-    if (now - t->last_rx_ms >= (uint64_t)t->dead_ms) {
-        tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
-        if (t->busy == 0) {
-            tun_finalize(t);
-        }
-        return;
+        tun_end(t); /* the GOAWAY flush took too long */
+    } else {
+        heartbeat(t, now_ms());
     }
     if (t->state == TUN_READY) {
-        if (now - t->last_ping_ms >= (uint64_t)t->ping_ms) {
-            t->last_ping_ms = now;
-            for (int i = 0; i < 8; i++) {
-                ping[i] = (uint8_t)(now >> (56 - 8 * i));
-            }
-            tun_send_frame(t, WM_TUN_PING, 0, 0, ping, sizeof(ping));
-        }
-        /* Sweep idle socket streams, and streams whose local endpoint was
-         * freed without a word. */
-        uint64_t coarse = wm_now_coarse_ms();
-        for (size_t i = 0; i < t->nbuckets; i++) {
-            for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
-                n = s->hnext;
-                if (s->ev != NULL) {
-                    if (tun_sock_idle(s, coarse)) {
-                        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
-                                      "idle timeout");
-                        s->why = "idle";
-                        tun_stream_free(s, false);
-                    }
-                    continue;
-                }
-                if (s->state == ST_OPEN && s->inner != NULL &&
-                    bufferevent_pair_get_partner(s->inner) == NULL && !s->local_eof) {
-                    tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE,
-                              "endpoint closed");
-                    tun_stream_free(s, false);
-                }
-            }
-        }
+        sweep(t);
     }
-    int every = t->ping_ms < SWEEP_MS ? t->ping_ms : SWEEP_MS;
-    struct timeval tv = {every / 1000, (every % 1000) * 1000};
-    event_add(t->tick, &tv);
+    if (!tun_closed(t) && t->state != TUN_CLOSING) {
+        int every = t->ping_ms < SWEEP_MS ? t->ping_ms : SWEEP_MS;
+        struct timeval tv = {every / 1000, (every % 1000) * 1000};
+        event_add(t->tick, &tv);
+    }
+    tun_leave(t);
 }
 
 static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -732,33 +428,47 @@ static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    tun_enter(t);
     if (t->state < TUN_READY) {
         tun_fail(t, WM_TUN_ERR_TIMEOUT, "handshake not finished in time");
-        if (t->dead && t->busy == 0) {
-            tun_finalize(t);
-        }
     }
+    tun_leave(t);
+}
+
+static const char *const tun_state_names[TUN_STATE_COUNT] = {
+    "preface", "hello", "auth", "register", "ready", "closing", "closed",
+};
+
+void tun_set_state(struct wm_tun *t, enum tun_state st)
+{
+    if (t->state == st) {
+        return;
+    }
+    wm_log(WM_LOG_DEBUG, t->id, "tunnel: carrier %s -> %s", tun_state_names[t->state],
+           tun_state_names[st]);
+    t->state = st;
 }
 
 void tun_set_ready(struct wm_tun *t)
 {
-    t->state = TUN_READY;
+    tun_set_state(t, TUN_READY);
     event_del(t->hs_timer);
     if (t->cbs.ready != NULL) {
         t->cbs.ready(t, t->arg);
     }
 }
 
+/* The one free of a carrier, from the last leave after tun_end(): reset
+ * every stream (their owners learn it from their callbacks), tell the
+ * owner, release. The guard is entered meanwhile because those callbacks
+ * may call back into t (wm_tun_close, wm_tun_open_cancel, ...): being
+ * closed, t starts nothing new, and their leaves cannot free it again. */
 static void tun_finalize(struct wm_tun *t)
 {
     char why[sizeof(t->why)];
 
-    if (t->busy > 0) {
-        return;
-    }
-    t->busy = 1000; /* no second finalize from callbacks below */
+    wm_guard_enter(&t->guard);
     snprintf(why, sizeof(why), "%s", t->why[0] ? t->why : "closed");
-    /* Reset every stream; their owners learn it from their callbacks. */
     for (size_t i = 0; i < t->nbuckets; i++) {
         while (t->buckets[i] != NULL) {
             struct wm_tun_stream *s = t->buckets[i];
@@ -768,7 +478,7 @@ static void tun_finalize(struct wm_tun *t)
             if (s->ev != NULL) {
                 s->why = "carrier-closed";
             }
-            tun_stream_free(s, true);
+            tun_stream_close(s, true);
             if (cb != NULL) {
                 cb(NULL, WM_TUN_OPEN_UNREACHABLE, "tunnel carrier closed", arg);
             } else if (gone != NULL) {
@@ -791,6 +501,24 @@ static void tun_finalize(struct wm_tun *t)
     free(t->pass);
     free(t->reg);
     free(t);
+}
+
+void tun_end(struct wm_tun *t)
+{
+    if (tun_closed(t)) {
+        return;
+    }
+    tun_set_state(t, TUN_CLOSED);
+    if (wm_guard_close(&t->guard)) {
+        tun_finalize(t);
+    }
+}
+
+void tun_leave(struct wm_tun *t)
+{
+    if (wm_guard_leave(&t->guard)) {
+        tun_finalize(t);
+    }
 }
 
 struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
@@ -837,10 +565,8 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     if (t->buckets == NULL || t->tick == NULL || t->pump_ev == NULL || t->hs_timer == NULL ||
         (conf->user != NULL && t->user == NULL) || (conf->pass != NULL && t->pass == NULL) ||
         (conf->reglen > 0 && t->reg == NULL)) {
-        t->busy = 0;
-        t->why[0] = '\0';
         t->cbs.closed = NULL;
-        tun_finalize(t);
+        tun_end(t); /* nobody inside yet: freed now */
         return NULL;
     }
     t->last_rx_ms = t->last_ping_ms = now_ms();
@@ -864,13 +590,14 @@ void wm_tun_destroy(struct wm_tun *t)
 {
     memset(&t->cbs, 0, sizeof(t->cbs));
     t->arg = NULL;
-    if (!t->dead && t->state != TUN_CLOSING) {
+    if (tun_closed(t)) {
+        return; /* its free is already on the way */
+    }
+    if (t->state != TUN_CLOSING) {
         tun_send_code(t, WM_TUN_GOAWAY, 0, true, WM_TUN_ERR_SHUTDOWN, "shutting down");
     }
     snprintf(t->why, sizeof(t->why), "destroyed by its owner");
-    t->dead = true;
-    t->busy = 0;
-    tun_finalize(t);
+    tun_end(t);
 }
 
 void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg)
@@ -885,7 +612,7 @@ void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg)
 
 bool wm_tun_is_ready(const struct wm_tun *t)
 {
-    return t->state == TUN_READY && !t->dead;
+    return t->state == TUN_READY;
 }
 
 uint64_t wm_tun_id(const struct wm_tun *t)

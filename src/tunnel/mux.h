@@ -9,7 +9,8 @@
  *  - the outer bufferevent of a stream belongs to whoever received it
  *    (open callback or wm_tun_stream_accept()); freeing it (after
  *    wm_bev_shutdown_write(), or with wm_bev_free()) ends the stream;
- *  - a wm_tun is freed by the mux itself after its `closed` callback.
+ *  - a wm_tun is freed by the mux itself after its `closed` callback, once
+ *    no callback of it is on the stack (core/guard.h).
  * Everything runs on the carrier's worker thread.
  */
 #ifndef WM_TUNNEL_MUX_H
@@ -81,11 +82,15 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
                           const struct wm_tun_conf *conf, const struct wm_tun_cbs *cbs, void *arg,
                           uint64_t id);
 
-/* Close with GOAWAY(code, reason); the closed callback runs (maybe later). */
+/* Close with GOAWAY(code, reason) (WM_TUN_ERR_NONE: without one); the
+ * closed callback runs (maybe later). Safe from inside t's callbacks: t is
+ * freed once, after the outermost of them returned. */
 void wm_tun_close(struct wm_tun *t, uint32_t code, const char *reason);
 
-/* Tear t down now, without callbacks: streams are reset, memory freed.
- * For owners that go away themselves (shutdown, reconfiguration). */
+/* Tear t down without its callbacks: streams are reset (their own callbacks
+ * run), memory freed: now, or when called from inside one of t's callbacks,
+ * once the outermost returns (t must not be used after this call either
+ * way). For owners that go away themselves (shutdown, reconfiguration). */
 void wm_tun_destroy(struct wm_tun *t);
 
 /* Replace the callbacks and their argument (NULL cbs: none; incoming opens

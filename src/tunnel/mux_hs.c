@@ -48,12 +48,6 @@ void wm_tun_mac(const char *pass, const char *label, const uint8_t *n1, const ui
     }
 }
 
-static void hs_unexpected(struct wm_tun *t, const struct wm_tun_hdr *h)
-{
-    tun_fail(t, WM_TUN_ERR_PROTOCOL, "unexpected %s frame during the handshake",
-             wm_tun_type_name(h->type));
-}
-
 void tun_hs_start_client(struct wm_tun *t)
 {
     uint8_t buf[128];
@@ -62,7 +56,7 @@ void tun_hs_start_client(struct wm_tun *t)
 
     evbuffer_add(bufferevent_get_output(t->bev), WM_TUN_PREFACE, WM_TUN_PREFACE_LEN);
     tun_send_frame(t, WM_TUN_HELLO, 0, 0, buf, n);
-    t->state = TUN_PREFACE;
+    tun_set_state(t, TUN_PREFACE);
 }
 
 /* ---- client side ---- */
@@ -95,7 +89,7 @@ static void client_challenge(struct wm_tun *t, const struct wm_tun_hdr *h, const
     }
     size_t n = wm_tun_auth_encode(buf, sizeof(buf), &a);
     tun_send_frame(t, WM_TUN_AUTH, 0, 0, buf, n);
-    t->state = TUN_AUTH;
+    tun_set_state(t, TUN_AUTH);
 }
 
 static void client_auth_result(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
@@ -125,7 +119,7 @@ static void client_auth_result(struct wm_tun *t, const struct wm_tun_hdr *h, con
     uint8_t empty[2] = {0, 0};
     tun_send_frame(t, WM_TUN_REGISTER, 0, 0, t->reglen > 0 ? t->reg : empty,
                    t->reglen > 0 ? t->reglen : sizeof(empty));
-    t->state = TUN_REGISTER;
+    tun_set_state(t, TUN_REGISTER);
 }
 
 static void client_register_result(struct wm_tun *t, const struct wm_tun_hdr *h,
@@ -142,7 +136,7 @@ static void client_register_result(struct wm_tun *t, const struct wm_tun_hdr *h,
     if (t->cbs.register_result != NULL) {
         t->cbs.register_result(t, ok, reason, (size_t)n, t->arg);
     }
-    if (!t->dead) {
+    if (t->state == TUN_REGISTER) { /* not closed by the callback */
         tun_set_ready(t);
     }
 }
@@ -177,7 +171,7 @@ static void server_hello(struct wm_tun *t, const struct wm_tun_hdr *h, const uin
     c.window = t->window;
     size_t n = wm_tun_challenge_encode(buf, sizeof(buf), &c);
     tun_send_frame(t, WM_TUN_CHALLENGE, 0, 0, buf, n);
-    t->state = TUN_AUTH;
+    tun_set_state(t, TUN_AUTH);
 }
 
 static void auth_refuse(struct wm_tun *t, const char *why)
@@ -226,7 +220,7 @@ static void server_auth(struct wm_tun *t, const struct wm_tun_hdr *h, const uint
     r.reason.n = 0;
     size_t n = wm_tun_auth_result_encode(buf, sizeof(buf), &r);
     tun_send_frame(t, WM_TUN_AUTH_RESULT, 0, 0, buf, n);
-    t->state = TUN_REGISTER;
+    tun_set_state(t, TUN_REGISTER);
 }
 
 static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
@@ -258,7 +252,7 @@ static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const 
         t->cbs.registered(t, m, (size_t)n, ok, reason, t->arg);
     }
     size_t len = wm_tun_register_result_encode(buf, WM_TUN_MAX_PAYLOAD, ok, reason, (size_t)n);
-    if (!t->dead) {
+    if (t->state == TUN_REGISTER) { /* not closed by the callback */
         tun_send_frame(t, WM_TUN_REGISTER_RESULT, 0, 0, buf, len);
         tun_set_ready(t);
     }
@@ -266,27 +260,30 @@ static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const 
     free(buf);
 }
 
+/* The frame each end awaits in each handshake state, and its handler. */
+static const struct hs_step {
+    enum wm_tun_role role;
+    enum tun_state state;
+    uint8_t type;
+    void (*handle)(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);
+} hs_steps[] = {
+    {WM_TUN_ROLE_CLIENT, TUN_PREFACE, WM_TUN_CHALLENGE, client_challenge},
+    {WM_TUN_ROLE_CLIENT, TUN_AUTH, WM_TUN_AUTH_RESULT, client_auth_result},
+    {WM_TUN_ROLE_CLIENT, TUN_REGISTER, WM_TUN_REGISTER_RESULT, client_register_result},
+    {WM_TUN_ROLE_SERVER, TUN_HELLO, WM_TUN_HELLO, server_hello},
+    {WM_TUN_ROLE_SERVER, TUN_AUTH, WM_TUN_AUTH, server_auth},
+    {WM_TUN_ROLE_SERVER, TUN_REGISTER, WM_TUN_REGISTER, server_register},
+};
+
 void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
 {
-    if (t->role == WM_TUN_ROLE_CLIENT) {
-        if (t->state == TUN_PREFACE && h->type == WM_TUN_CHALLENGE) {
-            client_challenge(t, h, p);
-        } else if (t->state == TUN_AUTH && h->type == WM_TUN_AUTH_RESULT) {
-            client_auth_result(t, h, p);
-        } else if (t->state == TUN_REGISTER && h->type == WM_TUN_REGISTER_RESULT) {
-            client_register_result(t, h, p);
-        } else {
-            hs_unexpected(t, h);
+    for (size_t i = 0; i < sizeof(hs_steps) / sizeof(hs_steps[0]); i++) {
+        const struct hs_step *st = &hs_steps[i];
+        if (st->role == t->role && st->state == t->state && st->type == h->type) {
+            st->handle(t, h, p);
+            return;
         }
-        return;
     }
-    if (t->state == TUN_HELLO && h->type == WM_TUN_HELLO) {
-        server_hello(t, h, p);
-    } else if (t->state == TUN_AUTH && h->type == WM_TUN_AUTH) {
-        server_auth(t, h, p);
-    } else if (t->state == TUN_REGISTER && h->type == WM_TUN_REGISTER) {
-        server_register(t, h, p);
-    } else {
-        hs_unexpected(t, h);
-    }
+    tun_fail(t, WM_TUN_ERR_PROTOCOL, "unexpected %s frame during the handshake",
+             wm_tun_type_name(h->type));
 }

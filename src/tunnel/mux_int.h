@@ -8,28 +8,38 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/guard.h"
 #include "tunnel/mux.h"
 
 struct event;
 struct evbuffer;
 
+/* The carrier's protocol state; changes go through tun_set_state() (mux.c),
+ * which logs them at debug level. The handshake states are in wire order:
+ * `state < TUN_READY` means "still in the handshake". */
 enum tun_state {
     TUN_PREFACE = 0,  /* server: await "WMTUN/1\n"; client: preface sent, await CHALLENGE */
     TUN_HELLO,        /* server: await HELLO */
     TUN_AUTH,         /* server: CHALLENGE sent, await AUTH; client: AUTH sent, await result */
     TUN_REGISTER,     /* server: await REGISTER; client: REGISTER sent, await result */
     TUN_READY,        /* streams may flow */
-    TUN_CLOSING,      /* GOAWAY sent/received: flushing, then close */
+    TUN_CLOSING,      /* we sent GOAWAY: input ignored, await the flush (or the tick), then end */
+    TUN_CLOSED,       /* over (tun_end): streams reset and memory freed at the last leave */
     TUN_STATE_COUNT
 };
 
+/* A stream's state; changes go through tun_stream_set_state() (mux_stream.c).
+ * A stream that ends is closed (its guard), not put in a state: it is off
+ * every list at once, its memory goes at its last leave. */
 enum stream_state {
-    ST_OPENING = 0, /* we sent OPEN, await OPEN_RESULT */
-    ST_PENDING,     /* the peer sent OPEN, await our accept/refuse */
-    ST_OPEN,        /* data flows */
+    ST_OPENING = 0, /* we sent OPEN, await OPEN_RESULT (cb set) */
+    ST_PENDING,     /* the peer sent OPEN, await the owner's accept/refuse (gone set) */
+    ST_OPEN,        /* accepted either way: data flows (pair or attached socket) */
+    ST_STATE_COUNT
 };
 
 struct wm_tun_stream {
+    struct wm_guard guard; /* entries from its socket/pair events (core/guard.h) */
     struct wm_tun *t;
     uint32_t id;
     enum stream_state state;
@@ -104,41 +114,66 @@ struct wm_tun {
     uint64_t last_ping_ms;
     int ping_ms;
     int dead_ms;
-    /* re-entrancy guard: free only when no callback is on the stack */
-    int busy;
-    bool dead;
+    /* Lifetime (core/guard.h): every entry from the event loop is
+     * tun_enter()/tun_leave(); tun_end() closes, and the last leave runs the
+     * one free (streams reset, `closed` callback, memory). */
+    struct wm_guard guard;
     char why[160];
 };
 
 /* mux.c */
+/* Entry from the event loop (or a public call that may end t): enter, then
+ * leave; the leave frees t when it was ended meanwhile and is the last. */
+static inline void tun_enter(struct wm_tun *t)
+{
+    wm_guard_enter(&t->guard);
+}
+void tun_leave(struct wm_tun *t);
+/* Ended (tun_end): memory still valid inside an entry, but no new work. */
+static inline bool tun_closed(const struct wm_tun *t)
+{
+    return wm_guard_closed(&t->guard);
+}
+/* End t now (call inside an entry, or as the last use of t): state
+ * TUN_CLOSED; the free waits for the last leave. Idempotent. */
+void tun_end(struct wm_tun *t);
+void tun_set_state(struct wm_tun *t, enum tun_state st);
 void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
                     const uint8_t *payload, size_t len);
+/* The carrier failed: with a code, send GOAWAY and end once it is flushed
+ * (TUN_CLOSING); with WM_TUN_ERR_NONE, end now (tun_end). Inside an entry. */
 void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_set_ready(struct wm_tun *t);
 
-void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s);
-void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s);
 void tun_ready_remove(struct wm_tun *t, struct wm_tun_stream *s);
 /* The stream has bytes the fair writer could send (pair or socket side). */
 bool tun_stream_has_output(struct wm_tun_stream *s);
 
 /* mux_stream.c */
+/* The carrier's stream table. */
+struct wm_tun_stream *tun_stream_find(struct wm_tun *t, uint32_t id);
+void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s);
+void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s);
 /* A new stream in state st, registered under id; NULL on OOM. */
 struct wm_tun_stream *tun_stream_new(struct wm_tun *t, uint32_t id, enum stream_state st);
+void tun_stream_set_state(struct wm_tun_stream *s, enum stream_state st);
+/* Entry from the event loop into s: enters s and its carrier; the leave
+ * frees s (then t) when closed meanwhile and last. */
+void tun_stream_enter(struct wm_tun_stream *s);
+void tun_stream_leave(struct wm_tun_stream *s);
 /* Make the bufferevent pair of s; returns the end handed to the handler. */
 struct bufferevent *tun_stream_attach(struct wm_tun_stream *s);
-void tun_stream_free(struct wm_tun_stream *s, bool notify_outer);
-/* Frees s when both directions are finished; returns true then. */
-bool tun_stream_maybe_done(struct wm_tun_stream *s);
+/* End s: off every list, pair or socket released, its owner told (see
+ * mux_stream.c); the memory goes now, or at its last leave. Idempotent. */
+void tun_stream_close(struct wm_tun_stream *s, bool notify_outer);
+/* Closes s when both directions are finished. */
+void tun_stream_maybe_done(struct wm_tun_stream *s);
 void tun_ready_push(struct wm_tun *t, struct wm_tun_stream *s);
 void tun_pump_schedule(struct wm_tun *t);
 void tun_stream_consumed(struct wm_tun_stream *s, size_t n);
 void tun_send_code(struct wm_tun *t, uint8_t type, uint32_t sid, bool wide, uint32_t code,
                    const char *reason);
-void tun_pump_now(struct wm_tun *t);
-/* The callback epilogue: finalize a dead carrier once nothing is on the stack. */
-void tun_leave(struct wm_tun *t);
 
 /* mux_sock.c */
 int tun_sock_attach(struct wm_tun_stream *s, int fd, int idle_ms, wm_tun_sock_end_cb end,
@@ -151,7 +186,7 @@ void tun_sock_data(struct wm_tun_stream *s, struct evbuffer *in, size_t len, boo
 void tun_sock_flush_all(struct wm_tun *t);
 /* Queue a readable socket stream in the fair writer if it may send. */
 void tun_sock_kick(struct wm_tun_stream *s);
-/* Release the socket side (called by tun_stream_free); returns the end call
+/* Release the socket side (called by tun_stream_close); returns the end call
  * to make once s is gone. */
 struct tun_sock_end {
     wm_tun_sock_end_cb end;
@@ -161,6 +196,11 @@ struct tun_sock_end {
 void tun_sock_release(struct wm_tun_stream *s, bool reset, struct tun_sock_end *e);
 /* Idle sweep: true when s timed out (the caller resets it). */
 bool tun_sock_idle(const struct wm_tun_stream *s, uint64_t now);
+
+/* mux_recv.c: one complete frame after the handshake, its header removed;
+ * for DATA the payload is still at the front of in (in the handshake,
+ * only GOAWAY comes here first). */
+void tun_dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffer *in);
 
 /* mux_hs.c: handle a handshake frame (state < TUN_READY). */
 void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);

@@ -39,7 +39,7 @@ static void sock_fail(struct wm_tun_stream *s, const char *why)
 {
     tun_send_code(s->t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint error");
     s->why = why;
-    tun_stream_free(s, false);
+    tun_stream_close(s, false);
 }
 
 void tun_sock_kick(struct wm_tun_stream *s)
@@ -69,15 +69,15 @@ int tun_sock_attach(struct wm_tun_stream *s, int fd, int idle_ms, wm_tun_sock_en
     s->idle_ms = idle_ms;
     s->end = end;
     s->arg = arg;
-    s->state = ST_OPEN;
+    tun_stream_set_state(s, ST_OPEN);
     s->last_ms = wm_now_coarse_ms();
     return 0; /* the first edge reports what is already there */
 }
 
 /* Write what is pending, until it is all out or the socket is full (one
  * writev takes at most 128 chains, so a short write alone does not mean
- * full). Returns false when s was freed. */
-static bool sock_flush(struct wm_tun_stream *s)
+ * full). May close s. */
+static void sock_flush(struct wm_tun_stream *s)
 {
     while (evbuffer_get_length(s->pend) > 0) {
         int n = evbuffer_write(s->pend, s->fd);
@@ -87,7 +87,7 @@ static bool sock_flush(struct wm_tun_stream *s)
             }
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 sock_fail(s, "socket-error");
-                return false;
+                return;
             }
             s->wr_blocked = true; /* until the next writable edge */
             break;
@@ -106,10 +106,9 @@ static bool sock_flush(struct wm_tun_stream *s)
         if (s->remote_fin && !s->wr_shut) {
             shutdown(s->fd, SHUT_WR);
             s->wr_shut = true;
-            return !tun_stream_maybe_done(s);
+            tun_stream_maybe_done(s);
         }
     }
-    return true;
 }
 
 /* Copy len payload bytes from the front of in into s->pend. Always a
@@ -255,25 +254,25 @@ void tun_sock_pump(struct wm_tun *t, struct wm_tun_stream *s)
 static void sock_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_tun_stream *s = arg;
-    struct wm_tun *t = s->t;
 
     (void)fd;
-    t->busy++;
+    tun_stream_enter(s);
     if (what & EV_WRITE) {
         s->wr_blocked = false;
-        if (s->pend != NULL && !s->flush_queued && !sock_flush(s)) {
-            tun_leave(t);
-            return;
+        if (s->pend != NULL && !s->flush_queued) {
+            sock_flush(s);
         }
     }
-    if (what & EV_CLOSED) {
-        s->rdhup = true;
+    if (!wm_guard_closed(&s->guard)) {
+        if (what & EV_CLOSED) {
+            s->rdhup = true;
+        }
+        if (what & (EV_READ | EV_CLOSED)) {
+            s->readable = true;
+            tun_sock_kick(s);
+        }
     }
-    if (what & (EV_READ | EV_CLOSED)) {
-        s->readable = true;
-        tun_sock_kick(s);
-    }
-    tun_leave(t);
+    tun_stream_leave(s);
 }
 
 void tun_sock_release(struct wm_tun_stream *s, bool reset, struct tun_sock_end *e)
@@ -328,5 +327,5 @@ void wm_tun_sock_abort(struct wm_tun_stream *s)
 {
     tun_send_code(s->t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "aborted");
     s->why = "aborted";
-    tun_stream_free(s, false);
+    tun_stream_close(s, false);
 }

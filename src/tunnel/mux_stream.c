@@ -18,15 +18,106 @@
 
 #define INNER_READ_MAX (64 * 1024) /* bytes taken ahead from the local endpoint */
 
+/* ---- the carrier's stream table (hash by id) ---- */
+
+static size_t bucket_of(const struct wm_tun *t, uint32_t id)
+{
+    return (size_t)((id * 2654435761u) & (t->nbuckets - 1));
+}
+
+struct wm_tun_stream *tun_stream_find(struct wm_tun *t, uint32_t id)
+{
+    for (struct wm_tun_stream *s = t->buckets[bucket_of(t, id)]; s != NULL; s = s->hnext) {
+        if (s->id == id) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void stream_grow(struct wm_tun *t)
+{
+    size_t nb = t->nbuckets * 2;
+    struct wm_tun_stream **b = calloc(nb, sizeof(*b));
+
+    if (b == NULL) {
+        return; /* longer chains, still correct */
+    }
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
+            n = s->hnext;
+            size_t k = (size_t)((s->id * 2654435761u) & (nb - 1));
+            s->hnext = b[k];
+            b[k] = s;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = nb;
+}
+
+void tun_stream_insert(struct wm_tun *t, struct wm_tun_stream *s)
+{
+    if (t->nstreams + 1 > t->nbuckets * 2) {
+        stream_grow(t);
+    }
+    size_t k = bucket_of(t, s->id);
+    s->hnext = t->buckets[k];
+    t->buckets[k] = s;
+    t->nstreams++;
+}
+
+void tun_stream_unlink(struct wm_tun *t, struct wm_tun_stream *s)
+{
+    for (struct wm_tun_stream **pp = &t->buckets[bucket_of(t, s->id)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            t->nstreams--;
+            return;
+        }
+    }
+}
+
+static const char *const stream_state_names[ST_STATE_COUNT] = {"opening", "pending", "open"};
+
+void tun_stream_set_state(struct wm_tun_stream *s, enum stream_state st)
+{
+    if (s->state == st) {
+        return;
+    }
+    wm_log(WM_LOG_DEBUG, s->t->id, "tunnel: stream %u %s -> %s", s->id,
+           stream_state_names[s->state], stream_state_names[st]);
+    s->state = st;
+}
+
+void tun_stream_enter(struct wm_tun_stream *s)
+{
+    tun_enter(s->t);
+    wm_guard_enter(&s->guard);
+}
+
+void tun_stream_leave(struct wm_tun_stream *s)
+{
+    struct wm_tun *t = s->t;
+
+    if (wm_guard_leave(&s->guard)) {
+        free(s);
+    }
+    tun_leave(t);
+}
+
 static void inner_read_cb(struct bufferevent *bev, void *arg)
 {
     struct wm_tun_stream *s = arg;
 
     (void)bev;
+    tun_stream_enter(s);
     if (s->state == ST_OPEN && tun_stream_has_output(s)) {
         tun_ready_push(s->t, s);
         tun_pump_schedule(s->t);
     }
+    tun_stream_leave(s);
 }
 
 /* Bytes the peer sent that wait here for the local endpoint. */
@@ -75,7 +166,7 @@ void tun_stream_consumed(struct wm_tun_stream *s, size_t n)
 {
     struct wm_tun *t = s->t;
 
-    if (n == 0 || t->dead) {
+    if (n == 0 || tun_closed(t)) {
         return;
     }
     s->recv_credit += (uint32_t)n;
@@ -103,15 +194,17 @@ static void inner_event_cb(struct bufferevent *bev, short what, void *arg)
     if (!(what & BEV_EVENT_EOF)) {
         return;
     }
+    tun_stream_enter(s);
     if (bufferevent_pair_get_partner(bev) == NULL && !s->remote_fin) {
         /* The local endpoint is gone, not just half-closed. */
         tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
-        tun_stream_free(s, false);
-        return;
+        tun_stream_close(s, false);
+    } else {
+        s->local_eof = true;
+        tun_ready_push(t, s);
+        tun_pump_schedule(t);
     }
-    s->local_eof = true;
-    tun_ready_push(t, s);
-    tun_pump_schedule(t);
+    tun_stream_leave(s);
 }
 
 /* Make the pair for an accepted/opened stream. Returns the outer end. */
@@ -130,7 +223,7 @@ struct bufferevent *tun_stream_attach(struct wm_tun_stream *s)
     evbuffer_add_cb(bufferevent_get_output(s->inner), inner_out_cb, s);
     bufferevent_enable(s->inner, EV_READ | EV_WRITE);
     bufferevent_enable(pair[1], EV_READ | EV_WRITE);
-    s->state = ST_OPEN;
+    tun_stream_set_state(s, ST_OPEN);
     return pair[1];
 }
 
@@ -145,6 +238,7 @@ struct wm_tun_stream *tun_stream_new(struct wm_tun *t, uint32_t id, enum stream_
     s->id = id;
     s->fd = -1;
     s->state = st;
+    wm_log(WM_LOG_DEBUG, t->id, "tunnel: stream %u %s", id, stream_state_names[st]);
     s->send_window = t->peer_window;
     s->recv_avail = t->window;
     s->win = t->window;
@@ -152,14 +246,19 @@ struct wm_tun_stream *tun_stream_new(struct wm_tun *t, uint32_t id, enum stream_
     return s;
 }
 
-/* Release s. notify_outer: tell the local endpoint with an error event that
+/* End s. notify_outer: tell the local endpoint with an error event that
  * the stream was reset (its outer bufferevent stays the owner's); for a
- * socket stream, the end callback runs after s is freed. */
-void tun_stream_free(struct wm_tun_stream *s, bool notify_outer)
+ * socket stream, the end callback runs last, after s is gone from every
+ * list. s's memory goes now, or at its last leave when inside one of its
+ * entries (tun_stream_enter): callers there test wm_guard_closed(). */
+void tun_stream_close(struct wm_tun_stream *s, bool notify_outer)
 {
     struct wm_tun *t = s->t;
     struct tun_sock_end e = {NULL, NULL, {0, 0, NULL}};
 
+    if (wm_guard_closed(&s->guard)) {
+        return;
+    }
     if (s->ev != NULL) {
         tun_sock_release(s, notify_outer, &e);
     }
@@ -177,8 +276,11 @@ void tun_stream_free(struct wm_tun_stream *s, bool notify_outer)
         }
         evbuffer_remove_cb(bufferevent_get_output(s->inner), inner_out_cb, s);
         bufferevent_free(s->inner);
+        s->inner = NULL;
     }
-    free(s);
+    if (wm_guard_close(&s->guard)) {
+        free(s);
+    }
     if (e.end != NULL) {
         e.end(e.arg, &e.res);
     }
@@ -191,7 +293,7 @@ struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
     size_t n;
     struct wm_tun_stream *s;
 
-    if (t->dead || t->state != TUN_READY || t->nstreams >= WM_TUN_MAX_STREAMS ||
+    if (t->state != TUN_READY || t->nstreams >= WM_TUN_MAX_STREAMS ||
         t->next_id > 0x7ffffffdu) {
         return NULL;
     }
@@ -227,7 +329,7 @@ struct wm_tun_stream *wm_tun_open_sock(struct wm_tun *t, const struct wm_tun_ope
 void wm_tun_open_cancel(struct wm_tun_stream *s)
 {
     tun_send_code(s->t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, "cancelled");
-    tun_stream_free(s, false);
+    tun_stream_close(s, false);
 }
 
 struct bufferevent *wm_tun_stream_accept(struct wm_tun_stream *s)
@@ -246,7 +348,7 @@ struct bufferevent *wm_tun_stream_accept(struct wm_tun_stream *s)
 void wm_tun_stream_refuse(struct wm_tun_stream *s, uint8_t code, const char *reason)
 {
     tun_send_code(s->t, WM_TUN_OPEN_RESULT, s->id, false, code, reason);
-    tun_stream_free(s, false);
+    tun_stream_close(s, false);
 }
 
 void wm_tun_stream_watch(struct wm_tun_stream *s, void (*gone)(void *arg), void *arg)

@@ -1,5 +1,5 @@
 /*
- * tunnel/node.c - tunnel settings from the configuration, the listener
+ * tunnel/node.c - tunnel settings from the node's options, the listener
  * services, and installing settings on worker 0 (see tunnel.h).
  */
 #include <event2/buffer.h>
@@ -12,8 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "conf/config.h"
-#include "conf/units.h"
+#include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/service.h"
@@ -28,23 +27,18 @@
 
 struct tnode *wm_tnode;
 
-static bool is_server_mode(const struct wm_conf_proxy *p)
+/* A server node: clients attach to it (center_addr, or bind when
+ * server_mode or tc, wmproxy's layout) and it may publish mappings on
+ * public ports. */
+static bool is_server(const struct wm_tunnel_opts *p)
 {
-    return p->mode != NULL && strcmp(p->mode, "server") == 0;
-}
-
-/* A server node: clients attach to it (center_addr, or bind_addr when
- * mode = "server" or tc = true, wmproxy's layout) and it may publish
- * mappings on public ports. */
-static bool is_server(const struct wm_conf_proxy *p)
-{
-    return p->center_addr != NULL || is_server_mode(p) || p->tc || p->map_http_bind != NULL ||
+    return p->center_addr != NULL || p->server_mode || p->tc || p->map_http_bind != NULL ||
            p->map_https_bind != NULL || p->map_tcp_bind != NULL || p->map_proxy_bind != NULL;
 }
 
-bool wm_tunnel_wanted(const struct wm_conf_proxy *p)
+bool wm_tunnel_wanted(const struct wm_tunnel_opts *o)
 {
-    return p->server != NULL || is_server(p);
+    return o->server != NULL || is_server(o);
 }
 
 void wm_tunnel_settings_free(struct wm_tunnel_settings *s)
@@ -68,6 +62,44 @@ void wm_tunnel_settings_free(struct wm_tunnel_settings *s)
     free(s);
 }
 
+static int oom(struct wm_err *err)
+{
+    return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+}
+
+/* ---- both roles ---- */
+
+/* Credentials, timers, and the proxy services run on streams: the
+ * configured one (two-level proxy, proxy mappings) and one for public
+ * HTTP(S) (every protocol, no credentials, the same timeouts). */
+static int prepare_common(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                          struct wm_err *err)
+{
+    struct wm_proxy_opts po;
+
+    s->user = p->username != NULL ? strdup(p->username) : NULL;
+    s->pass = p->password != NULL ? strdup(p->password) : NULL;
+    s->connect_timeout_ms = p->connect_timeout_ms;
+    s->idle_timeout_ms = p->idle_timeout_ms;
+    s->head_timeout_ms = p->proxy->handshake_timeout_ms;
+    s->ping_ms = p->ping_ms;
+    s->dead_ms = p->dead_ms;
+    s->proxy_svc = wm_proxy_service_new(p->proxy);
+    wm_proxy_opts_default(&po);
+    po.connect_timeout_ms = p->proxy->connect_timeout_ms;
+    po.idle_timeout_ms = p->proxy->idle_timeout_ms;
+    po.handshake_timeout_ms = p->proxy->handshake_timeout_ms;
+    po.flags = WM_PROXY_FLAG_ALL;
+    s->public_svc = wm_proxy_service_new(&po);
+    if (s->proxy_svc == NULL || s->public_svc == NULL ||
+        (p->username != NULL && s->user == NULL) || (p->password != NULL && s->pass == NULL)) {
+        return oom(err);
+    }
+    return 0;
+}
+
+/* ---- client part ---- */
+
 static uint8_t mode_of(const char *m)
 {
     if (strcmp(m, "http") == 0) {
@@ -88,78 +120,79 @@ static struct wm_tun_str S(const char *s)
     return r;
 }
 
+/* Mapping i: its local record t (what to dial) and its wire form m. */
+static int mapping_of(const struct wm_tunnel_mapping *cm, size_t i, struct tmap *t,
+                      struct wm_tun_mapping *m, struct wm_err *err)
+{
+    char key[64];
+
+    snprintf(t->name, sizeof(t->name), "%s", cm->name);
+    t->mode = mode_of(cm->mode);
+    if (cm->local_addr != NULL &&
+        wm_addr_split(cm->local_addr, strlen(cm->local_addr), t->host, sizeof(t->host),
+                      &t->port) < 0) {
+        snprintf(key, sizeof(key), "mappings[%zu].local_addr", i);
+        return wm_err_set(err, NULL, 0, 0, key, "bad address");
+    }
+    if (cm->nrules > WM_TUN_MAX_RULES) {
+        snprintf(key, sizeof(key), "mappings[%zu].headers", i);
+        return wm_err_set(err, NULL, 0, 0, key, "at most %d rules", WM_TUN_MAX_RULES);
+    }
+    m->name = S(cm->name);
+    m->mode = t->mode;
+    m->domain = S(cm->domain);
+    m->remote_port = cm->remote_port;
+    m->bind = S(cm->bind);
+    m->group = S(cm->group);
+    m->nrules = (uint16_t)cm->nrules;
+    for (size_t k = 0; k < cm->nrules; k++) {
+        m->rules[k].request = cm->rules[k].request ? 1 : 0;
+        m->rules[k].op = (uint8_t)cm->rules[k].op;
+        m->rules[k].name = S(cm->rules[k].name);
+        m->rules[k].value = S(cm->rules[k].value);
+    }
+    return 0;
+}
+
 /* Mappings -> REGISTER payload and the local table. */
-static int prepare_mappings(const struct wm_conf_proxy *p, struct wm_tunnel_settings *s,
-                            char *msg, size_t cap)
+static int prepare_mappings(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                            struct wm_err *err)
 {
     size_t n = p->nmappings;
     struct wm_tun_mapping *m;
-    uint8_t *buf;
-    size_t len;
+    size_t len = 0;
 
     if (n > WM_TUN_MAX_MAPPINGS) {
-        snprintf(msg, cap, "proxy.mappings: at most %d mappings", WM_TUN_MAX_MAPPINGS);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, "mappings", "at most %d mappings",
+                          WM_TUN_MAX_MAPPINGS);
     }
     m = calloc(n ? n : 1, sizeof(*m));
     s->maps = calloc(n ? n : 1, sizeof(*s->maps));
-    buf = malloc(WM_TUN_MAX_PAYLOAD);
-    if (m == NULL || s->maps == NULL || buf == NULL) {
+    s->reg = malloc(WM_TUN_MAX_PAYLOAD);
+    if (m == NULL || s->maps == NULL || s->reg == NULL) {
         free(m);
-        free(buf);
-        snprintf(msg, cap, "out of memory");
-        return -1;
+        return oom(err);
     }
     for (size_t i = 0; i < n; i++) {
-        const struct wm_conf_mapping *cm = &p->mappings[i];
-        struct tmap *t = &s->maps[i];
-        snprintf(t->name, sizeof(t->name), "%s", cm->name);
-        t->mode = mode_of(cm->mode);
-        if (cm->local_addr != NULL &&
-            wm_addr_split(cm->local_addr, strlen(cm->local_addr), t->host, sizeof(t->host),
-                          &t->port) < 0) {
-            snprintf(msg, cap, "proxy.mappings[%zu].local_addr: bad address", i);
+        if (mapping_of(&p->mappings[i], i, &s->maps[i], &m[i], err) < 0) {
             free(m);
-            free(buf);
             return -1;
-        }
-        m[i].name = S(cm->name);
-        m[i].mode = t->mode;
-        m[i].domain = S(cm->domain);
-        m[i].remote_port = (uint16_t)cm->remote_port;
-        m[i].bind = S(cm->bind);
-        m[i].group = S(cm->group);
-        if (cm->nheaders > WM_TUN_MAX_RULES) {
-            snprintf(msg, cap, "proxy.mappings[%zu].headers: at most %d rules", i,
-                     WM_TUN_MAX_RULES);
-            free(m);
-            free(buf);
-            return -1;
-        }
-        m[i].nrules = (uint16_t)cm->nheaders;
-        for (size_t k = 0; k < cm->nheaders; k++) {
-            m[i].rules[k].request = cm->headers[k].request ? 1 : 0;
-            m[i].rules[k].op = (uint8_t)cm->headers[k].op;
-            m[i].rules[k].name = S(cm->headers[k].name);
-            m[i].rules[k].value = S(cm->headers[k].value);
         }
     }
-    len = wm_tun_register_encode(buf, WM_TUN_MAX_PAYLOAD, m, n);
+    len = wm_tun_register_encode(s->reg, WM_TUN_MAX_PAYLOAD, m, n);
     free(m);
     if (len == 0) {
-        free(buf);
-        snprintf(msg, cap, "proxy.mappings: too large to announce (names, domains and "
-                           "header rules must fit in %d bytes)", WM_TUN_MAX_PAYLOAD);
-        return -1;
+        return wm_err_set(err, NULL, 0, 0, "mappings",
+                          "too large to announce (names, domains and header rules must fit "
+                          "in %d bytes)", WM_TUN_MAX_PAYLOAD);
     }
-    s->reg = buf;
     s->reglen = len;
     s->nmaps = n;
     return 0;
 }
 
 /* Everything a client carrier depends on, hashed: same value, keep it. */
-static void fingerprint(const struct wm_conf_proxy *p, struct wm_tunnel_settings *s)
+static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char md[32];
@@ -185,6 +218,51 @@ static void fingerprint(const struct wm_conf_proxy *p, struct wm_tunnel_settings
     }
 }
 
+/* TLS towards the parent (ts): verify it; our certificate for mTLS. */
+static int client_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                      struct wm_err *err)
+{
+    struct wm_tls_opts to = {p->two_way_tls ? p->cert : NULL, p->two_way_tls ? p->key : NULL,
+                             p->ca, true};
+    char msg[512];
+
+    if (p->two_way_tls && (p->cert == NULL || p->key == NULL)) {
+        wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: no cert/key for this client: a "
+                               "server that requires client certificates will refuse it");
+    }
+    s->client_ctx = wm_tls_client_ctx(&to, msg, sizeof(msg));
+    if (s->client_ctx == NULL) {
+        return wm_err_set(err, NULL, 0, 0, "ts", "%s", msg);
+    }
+    if (!p->openssl_records && wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
+        return wm_err_set(err, NULL, 0, 0, "ts", "cannot offer the carrier's record layer (ALPN)");
+    }
+    return 0;
+}
+
+/* A client node: its parent, the carrier's TLS, the mappings it offers,
+ * its local proxy entry. */
+static int prepare_client(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                          struct wm_err *err)
+{
+    if (wm_addr_split(p->server, strlen(p->server), s->server_host, sizeof(s->server_host),
+                      &s->server_port) < 0) {
+        return wm_err_set(err, NULL, 0, 0, "server", "expected \"host:port\"");
+    }
+    snprintf(s->sni, sizeof(s->sni), "%s", p->domain != NULL ? p->domain : s->server_host);
+    if (p->ts && client_tls(p, s, err) < 0) {
+        return -1;
+    }
+    if (prepare_mappings(p, s, err) < 0) {
+        return -1;
+    }
+    fingerprint(p, s);
+    snprintf(s->entry, sizeof(s->entry), "%s", p->bind);
+    return 0;
+}
+
+/* ---- server part ---- */
+
 static void ip_of(const char *addr, char *out, size_t cap)
 {
     uint16_t port;
@@ -194,172 +272,149 @@ static void ip_of(const char *addr, char *out, size_t cap)
     }
 }
 
-int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings **out, char *msg,
-                      size_t cap)
+/* A center anyone can reach and attach to without credentials deserves a
+ * line in the log. */
+static void warn_open_center(const struct wm_tunnel_opts *p, const char *center)
 {
-    struct wm_tunnel_settings *s = calloc(1, sizeof(*s));
-    struct wm_proxy_opts po;
-    char err[512];
+    char cip[WM_HOST_MAX];
 
-    *out = NULL;
-    if (s == NULL) {
-        snprintf(msg, cap, "out of memory");
+    ip_of(center, cip, sizeof(cip));
+    bool loopback = strncmp(cip, "127.", 4) == 0 || strcmp(cip, "::1") == 0 ||
+                    strcasecmp(cip, "localhost") == 0;
+    if (p->username == NULL && !(p->tc && p->two_way_tls) && !loopback) {
+        wm_log(WM_LOG_WARN, 0, "proxy: tunnel server without username/password (or "
+                               "tc + two_way_tls): any host that reaches %s can attach and "
+                               "register domains and ports", center);
+    }
+}
+
+/* No cert/key for tc: wmproxy ships a demo key pair for this; a published
+ * private key protects nothing, so make a fresh one instead. */
+static SSL_CTX *server_ctx_selfsigned(const struct wm_tunnel_opts *p, char *msg, size_t cap)
+{
+    SSL_CTX *ctx;
+
+    wm_log(WM_LOG_WARN, 0, "proxy.tc: no cert/key given: using a self-signed certificate "
+                           "made at start; clients can verify it only with `ca` set to "
+                           "it, so give cert/key for real use");
+    ctx = wm_tls_server_ctx_selfsigned("wmproxy", msg, cap);
+    if (ctx == NULL || !p->two_way_tls) {
+        return ctx;
+    }
+    if (p->ca == NULL) {
+        wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: without cert or ca there is nothing "
+                               "to check client certificates against: clients are "
+                               "refused");
+    } else {
+        SSL_CTX_load_verify_locations(ctx, p->ca, NULL);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    return ctx;
+}
+
+/* TLS from children (tc). */
+static int server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                      struct wm_err *err)
+{
+    char msg[512];
+
+    if (p->cert == NULL || p->key == NULL) {
+        s->server_ctx = server_ctx_selfsigned(p, msg, sizeof(msg));
+    } else {
+        struct wm_tls_opts to = {p->cert, p->key, p->ca, p->two_way_tls};
+        s->server_ctx = wm_tls_server_ctx(&to, msg, sizeof(msg));
+    }
+    if (s->server_ctx == NULL) {
+        return wm_err_set(err, NULL, 0, 0, "tc", "%s", msg);
+    }
+    if (!p->openssl_records && wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
+        return wm_err_set(err, NULL, 0, 0, "tc", "cannot accept the carrier's record layer (ALPN)");
+    }
+    return 0;
+}
+
+/* Public HTTPS, terminated here. */
+static int map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                   struct wm_err *err)
+{
+    const char *c = p->map_cert != NULL ? p->map_cert : p->cert;
+    const char *k = p->map_key != NULL ? p->map_key : p->key;
+    struct wm_tls_opts to = {c, k, NULL, false};
+    char msg[512];
+
+    if (c == NULL || k == NULL) {
+        wm_log(WM_LOG_WARN, 0, "proxy.map_https_bind: no map_cert/map_key given: "
+                               "public HTTPS uses a self-signed certificate made at "
+                               "start (browsers will warn)");
+        s->map_ctx = wm_tls_server_ctx_selfsigned("wmproxy", msg, sizeof(msg));
+    } else {
+        s->map_ctx = wm_tls_server_ctx(&to, msg, sizeof(msg));
+    }
+    if (s->map_ctx == NULL) {
+        return wm_err_set(err, NULL, 0, 0, "map_cert", "%s", msg);
+    }
+    return 0;
+}
+
+static void copy_addr(char *dst, size_t cap, const char *addr)
+{
+    snprintf(dst, cap, "%s", addr != NULL ? addr : "");
+}
+
+/* A server node: where children attach, its TLS, the public listeners and
+ * the ports clients may claim. */
+static int prepare_server(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                          struct wm_err *err)
+{
+    const char *center = p->center_addr != NULL ? p->center_addr : p->bind;
+
+    if (p->center_addr == NULL && s->client) {
+        return wm_err_set(err, NULL, 0, 0, "center_addr",
+                          "a node with both a parent (`server`) and children needs "
+                          "center_addr (bind_addr is its local proxy entry)");
+    }
+    copy_addr(s->center, sizeof(s->center), center);
+    warn_open_center(p, center);
+    if (p->tc && server_tls(p, s, err) < 0) {
         return -1;
     }
-    s->user = p->username != NULL ? strdup(p->username) : NULL;
-    s->pass = p->password != NULL ? strdup(p->password) : NULL;
-    s->connect_timeout_ms = (int)p->connect_timeout_ms;
-    s->idle_timeout_ms = (int)p->idle_timeout_ms;
-    s->head_timeout_ms = (int)p->handshake_timeout_ms;
-    s->ping_ms = (int)p->heartbeat_ms;
-    s->dead_ms = (int)p->heartbeat_timeout_ms;
-    wm_proxy_opts_default(&po);
-    po.flags = p->flags;
-    po.connect_timeout_ms = s->connect_timeout_ms;
-    po.idle_timeout_ms = s->idle_timeout_ms;
-    po.handshake_timeout_ms = (int)p->handshake_timeout_ms;
-    if (p->username != NULL) {
-        po.auth = true;
-        snprintf(po.user, sizeof(po.user), "%s", p->username);
-        snprintf(po.pass, sizeof(po.pass), "%s", p->password);
+    if (p->map_https_bind != NULL && map_tls(p, s, err) < 0) {
+        return -1;
     }
-    s->proxy_svc = wm_proxy_service_new(&po);
-    explicit_bzero(&po, sizeof(po));
-    po.connect_timeout_ms = s->connect_timeout_ms;
-    po.idle_timeout_ms = s->idle_timeout_ms;
-    po.handshake_timeout_ms = (int)p->handshake_timeout_ms;
-    po.flags = WM_PROXY_FLAG_ALL;
-    s->public_svc = wm_proxy_service_new(&po);
-    if (s->proxy_svc == NULL || s->public_svc == NULL) {
-        snprintf(msg, cap, "out of memory");
-        goto fail;
+    copy_addr(s->map_http, sizeof(s->map_http), p->map_http_bind);
+    copy_addr(s->map_https, sizeof(s->map_https), p->map_https_bind);
+    copy_addr(s->map_tcp, sizeof(s->map_tcp), p->map_tcp_bind);
+    copy_addr(s->map_proxy, sizeof(s->map_proxy), p->map_proxy_bind);
+    ip_of(p->map_tcp_bind != NULL ? p->map_tcp_bind : center, s->port_ip, sizeof(s->port_ip));
+    if (p->allow_ports != NULL) {
+        s->allow_ports = malloc(WM_TUNNEL_PORT_BYTES);
+        if (s->allow_ports == NULL) {
+            return oom(err);
+        }
+        memcpy(s->allow_ports, p->allow_ports, WM_TUNNEL_PORT_BYTES);
+    }
+    return 0;
+}
+
+int wm_tunnel_prepare(const struct wm_tunnel_opts *p, struct wm_tunnel_settings **out,
+                      struct wm_err *err)
+{
+    struct wm_tunnel_settings *s = calloc(1, sizeof(*s));
+
+    *out = NULL;
+    wm_err_clear(err);
+    if (s == NULL) {
+        return oom(err);
     }
     s->server = is_server(p);
     s->client = p->server != NULL;
-    if (s->client) {
-        if (wm_addr_split(p->server, strlen(p->server), s->server_host, sizeof(s->server_host),
-                          &s->server_port) < 0) {
-            snprintf(msg, cap, "proxy.server: expected \"host:port\"");
-            goto fail;
-        }
-        snprintf(s->sni, sizeof(s->sni), "%s", p->domain != NULL ? p->domain : s->server_host);
-        if (p->ts) {
-            struct wm_tls_opts to = {p->two_way_tls ? p->cert : NULL,
-                                     p->two_way_tls ? p->key : NULL, p->ca, true};
-            if (p->two_way_tls && (p->cert == NULL || p->key == NULL)) {
-                wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: no cert/key for this client: a "
-                                       "server that requires client certificates will refuse it");
-            }
-            s->client_ctx = wm_tls_client_ctx(&to, err, sizeof(err));
-            if (s->client_ctx == NULL) {
-                snprintf(msg, cap, "proxy (ts): %s", err);
-                goto fail;
-            }
-            if (!p->openssl_records && wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
-                snprintf(msg, cap, "proxy (ts): cannot offer the carrier's record layer (ALPN)");
-                goto fail;
-            }
-        }
-        if (prepare_mappings(p, s, msg, cap) < 0) {
-            goto fail;
-        }
-        fingerprint(p, s);
-    }
-    if (s->server) {
-        const char *center = p->center_addr != NULL ? p->center_addr : p->bind;
-        if (p->center_addr == NULL && s->client) {
-            snprintf(msg, cap, "proxy: a node with both a parent (`server`) and children needs "
-                               "center_addr (bind_addr is its local proxy entry)");
-            goto fail;
-        }
-        snprintf(s->center, sizeof(s->center), "%s", center);
-        char cip[WM_HOST_MAX];
-        ip_of(center, cip, sizeof(cip));
-        bool loopback = strncmp(cip, "127.", 4) == 0 || strcmp(cip, "::1") == 0 ||
-                        strcasecmp(cip, "localhost") == 0;
-        if (p->username == NULL && !(p->tc && p->two_way_tls) && !loopback) {
-            wm_log(WM_LOG_WARN, 0, "proxy: tunnel server without username/password (or "
-                                   "tc + two_way_tls): any host that reaches %s can attach and "
-                                   "register domains and ports", center);
-        }
-        if (p->tc && (p->cert == NULL || p->key == NULL)) {
-            /* wmproxy ships a demo key pair for this; a published private key
-             * protects nothing, so make a fresh one instead. */
-            wm_log(WM_LOG_WARN, 0, "proxy.tc: no cert/key given: using a self-signed certificate "
-                                   "made at start; clients can verify it only with `ca` set to "
-                                   "it, so give cert/key for real use");
-            s->server_ctx = wm_tls_server_ctx_selfsigned("wmproxy", err, sizeof(err));
-            if (s->server_ctx == NULL) {
-                snprintf(msg, cap, "proxy (tc): %s", err);
-                goto fail;
-            }
-            if (p->two_way_tls && p->ca == NULL) {
-                wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: without cert or ca there is nothing "
-                                       "to check client certificates against: clients are "
-                                       "refused");
-                SSL_CTX_set_verify(s->server_ctx,
-                                   SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-            } else if (p->two_way_tls) {
-                SSL_CTX_load_verify_locations(s->server_ctx, p->ca, NULL);
-                SSL_CTX_set_verify(s->server_ctx,
-                                   SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-            }
-        } else if (p->tc) {
-            struct wm_tls_opts to = {p->cert, p->key, p->ca, p->two_way_tls};
-            s->server_ctx = wm_tls_server_ctx(&to, err, sizeof(err));
-            if (s->server_ctx == NULL) {
-                snprintf(msg, cap, "proxy (tc): %s", err);
-                goto fail;
-            }
-        }
-        if (s->server_ctx != NULL && !p->openssl_records &&
-            wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
-            snprintf(msg, cap, "proxy (tc): cannot accept the carrier's record layer (ALPN)");
-            goto fail;
-        }
-        if (p->map_https_bind != NULL) {
-            const char *c = p->map_cert != NULL ? p->map_cert : p->cert;
-            const char *k = p->map_key != NULL ? p->map_key : p->key;
-            struct wm_tls_opts to = {c, k, NULL, false};
-            if (c == NULL || k == NULL) {
-                wm_log(WM_LOG_WARN, 0, "proxy.map_https_bind: no map_cert/map_key given: "
-                                       "public HTTPS uses a self-signed certificate made at "
-                                       "start (browsers will warn)");
-                s->map_ctx = wm_tls_server_ctx_selfsigned("wmproxy", err, sizeof(err));
-            } else {
-                s->map_ctx = wm_tls_server_ctx(&to, err, sizeof(err));
-            }
-            if (s->map_ctx == NULL) {
-                snprintf(msg, cap, "proxy (map_cert/map_key): %s", err);
-                goto fail;
-            }
-        }
-        snprintf(s->map_http, sizeof(s->map_http), "%s", p->map_http_bind ? p->map_http_bind : "");
-        snprintf(s->map_https, sizeof(s->map_https), "%s",
-                 p->map_https_bind ? p->map_https_bind : "");
-        snprintf(s->map_tcp, sizeof(s->map_tcp), "%s", p->map_tcp_bind ? p->map_tcp_bind : "");
-        snprintf(s->map_proxy, sizeof(s->map_proxy), "%s",
-                 p->map_proxy_bind ? p->map_proxy_bind : "");
-        ip_of(p->map_tcp_bind != NULL ? p->map_tcp_bind : center, s->port_ip,
-              sizeof(s->port_ip));
-        if (p->allow_ports != NULL) {
-            s->allow_ports = calloc(1, WM_PORT_BITS_BYTES);
-            if (s->allow_ports == NULL ||
-                wm_parse_port_list(p->allow_ports, s->allow_ports, err, sizeof(err)) < 0) {
-                snprintf(msg, cap, "proxy.allow_ports: %s",
-                         s->allow_ports == NULL ? "out of memory" : err);
-                goto fail;
-            }
-        }
-    }
-    if (s->client) {
-        snprintf(s->entry, sizeof(s->entry), "%s", p->bind);
+    if (prepare_common(p, s, err) < 0 || (s->client && prepare_client(p, s, err) < 0) ||
+        (s->server && prepare_server(p, s, err) < 0)) {
+        wm_tunnel_settings_free(s);
+        return -1;
     }
     *out = s;
     return 0;
-fail:
-    wm_tunnel_settings_free(s);
-    return -1;
 }
 
 size_t wm_tunnel_listeners(const struct wm_tunnel_settings *s, const char **addr,

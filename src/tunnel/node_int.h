@@ -21,7 +21,7 @@ struct wm_tun;
 struct wm_tun_stream;
 typedef struct ssl_ctx_st SSL_CTX;
 
-#define TUN_NAME_MAX 64
+#define TUN_NAME_MAX (WM_TUNNEL_NAME_MAX + 1)
 
 /* A mapping as the client knows it (what to connect inside). */
 struct tmap {

@@ -13,7 +13,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "conf/config.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/service.h"
@@ -210,8 +209,7 @@ static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key
     return NULL;
 }
 
-_Static_assert(TUN_NAME_MAX == WM_CONF_MAP_NAME_MAX + 1, "mapping names fit the records");
-_Static_assert(WM_HOST_MAX > WM_CONF_DOMAIN_MAX, "domains fit the routing keys");
+_Static_assert(WM_HOST_MAX > WM_TUNNEL_DOMAIN_MAX, "domains fit the routing keys");
 
 struct rule_block *rule_block_ref(struct rule_block *b)
 {
@@ -287,6 +285,43 @@ static const char *rules_check(const struct wm_tun_mapping *m)
     return NULL;
 }
 
+/* Why mapping r (announced as m by carrier c) cannot be accepted, or NULL
+ * when it can: it then holds its public port, if it has one. A formatted
+ * reason is kept in r->refused. */
+static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rmap *r,
+                               const struct wm_tun_mapping *m)
+{
+    const char *bad;
+
+    if (m->name.n > WM_TUNNEL_NAME_MAX || m->group.n > WM_TUNNEL_NAME_MAX ||
+        m->domain.n > WM_TUNNEL_DOMAIN_MAX) {
+        /* a cut name would route to the wrong place */
+        return "name or group longer than 63 bytes, or domain longer than 253";
+    }
+    if ((bad = rules_check(m)) != NULL) {
+        return bad; /* CR/LF in a rule would split the responses of this port */
+    }
+    if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
+        return "http/https mappings need a domain";
+    }
+    struct rmap *h = key_holder(sv, r->mode, r->key, c);
+    if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
+        wm_fmt(r->refused, sizeof(r->refused),
+               "%s %s is already registered by client %s (mapping \"%s\")",
+               r->mode == WM_TUN_MODE_TCP ? "port" : "domain", r->key, h->owner->name, h->name);
+        return r->refused;
+    }
+    if (own_port(r) && !port_allowed(sv, r->key)) {
+        wm_fmt(r->refused, sizeof(r->refused), "port of %s is not in the server's allow_ports",
+               r->key);
+        return r->refused;
+    }
+    if (own_port(r) && port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
+        return r->refused;
+    }
+    return NULL;
+}
+
 static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size_t n,
                           uint8_t *ok, const char **reason, void *arg)
 {
@@ -312,55 +347,14 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
         wm_tun_str_copy(r->name, sizeof(r->name), m[i].name);
         wm_tun_str_copy(r->group, sizeof(r->group), m[i].group);
         map_key(sv, &m[i], r->key, sizeof(r->key));
-        if (m[i].name.n > WM_CONF_MAP_NAME_MAX || m[i].group.n > WM_CONF_MAP_NAME_MAX ||
-            m[i].domain.n > WM_CONF_DOMAIN_MAX) {
-            ok[i] = 0; /* a cut name would route to the wrong place: refuse it */
-            reason[i] = "name or group longer than 63 bytes, or domain longer than 253";
-            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s...\" refused: %s",
-                   c->name, r->name, reason[i]);
-            continue;
-        }
-        const char *bad = rules_check(&m[i]);
-        if (bad != NULL) {
-            ok[i] = 0; /* CR/LF in a rule would split the responses of this port */
-            reason[i] = bad;
-            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
-                   c->name, r->name, bad);
-            continue;
-        }
-        if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
+        reason[i] = map_refusal(sv, c, r, &m[i]);
+        if (reason[i] != NULL) {
             ok[i] = 0;
-            reason[i] = "http/https mappings need a domain";
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s%s\" refused: %s",
+                   c->name, r->name, m[i].name.n > WM_TUNNEL_NAME_MAX ? "..." : "", reason[i]);
             continue;
         }
-        struct rmap *h = key_holder(sv, r->mode, r->key, c);
-        if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
-            wm_fmt(r->refused, sizeof(r->refused),
-                     "%s %s is already registered by client %s (mapping \"%s\")",
-                     r->mode == WM_TUN_MODE_TCP ? "port" : "domain", r->key,
-                     h->owner->name, h->name);
-            ok[i] = 0;
-            reason[i] = r->refused;
-            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
-                   c->name, r->name, r->refused);
-            continue;
-        }
-        if (own_port(r) && !port_allowed(sv, r->key)) {
-            wm_fmt(r->refused, sizeof(r->refused), "port of %s is not in the server's allow_ports",
-                   r->key);
-            ok[i] = 0;
-            reason[i] = r->refused;
-            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
-                   c->name, r->name, r->refused);
-            continue;
-        }
-        if (own_port(r) && port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
-            ok[i] = 0;
-            reason[i] = r->refused;
-            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s\" refused: %s",
-                   c->name, r->name, r->refused);
-            continue;
-        }
+        reason[i] = "";
         r->active = true;
         wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s registered mapping \"%s\" (%s)%s%s",
                c->name, r->name, r->key, r->group[0] ? " group " : "", r->group);

@@ -18,12 +18,85 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct evbuffer;
-struct wm_conf_proxy;
+struct wm_err;
+struct wm_proxy_opts;
 struct wm_service;
 struct wm_tunnel_settings;
 struct wm_worker;
+
+#define WM_TUNNEL_NAME_MAX 63     /* mapping and group names, bytes */
+#define WM_TUNNEL_DOMAIN_MAX 253  /* mapping domains, bytes */
+#define WM_TUNNEL_PORT_BYTES 8192 /* allow_ports bitmap: bit p (byte p / 8, bit p % 8) */
+
+/* A header rule of a mapping, applied by the server to what it forwards. */
+struct wm_tunnel_rule {
+    bool request;      /* to the request sent to the client (else the response) */
+    char op;           /* '+' add, '-' remove, '=' set */
+    const char *name;
+    const char *value; /* NULL for '-' */
+};
+
+/* A mapping the client announces (docs/tunnel.md, REGISTER). */
+struct wm_tunnel_mapping {
+    const char *name;       /* at most WM_TUNNEL_NAME_MAX bytes */
+    const char *mode;       /* "http", "https", "tcp" or "proxy" */
+    const char *local_addr; /* "host:port" of the service inside; NULL for proxy */
+    const char *domain;     /* http/https: the public name (may start "*.") */
+    const struct wm_tunnel_rule *rules;
+    size_t nrules;
+    uint16_t remote_port;   /* tcp: public port on the server (0: none) */
+    const char *bind;       /* tcp: public "ip:port" on the server, or NULL */
+    const char *group;      /* clients of one group share the mapping, or NULL */
+};
+
+/*
+ * The options of a tunnel node, filled by the caller (the app, from its
+ * configuration). Strings and arrays are borrowed: wm_tunnel_prepare()
+ * copies what it keeps. Error keys (struct wm_err) name these fields.
+ */
+struct wm_tunnel_opts {
+    /* roles: a client has a parent; a server has children (any of
+     * center_addr, server_mode, tc or a map_*_bind makes one) */
+    const char *server;         /* client: the parent "host:port", or NULL */
+    bool server_mode;           /* a server node even without the keys below */
+    const char *bind;           /* client: the local proxy entry; server: where
+                                 * children attach unless center_addr is set */
+    const char *center_addr;    /* server: where children attach */
+    const char *map_http_bind;  /* server: public listeners, or NULL */
+    const char *map_https_bind;
+    const char *map_tcp_bind;
+    const char *map_proxy_bind;
+    const uint8_t *allow_ports; /* server: WM_TUNNEL_PORT_BYTES, ports clients may
+                                 * claim; NULL: any */
+    /* credentials: carrier authentication (and the streams' proxy, below) */
+    const char *username;       /* NULL: none */
+    const char *password;
+    /* TLS of the carrier and of public HTTPS */
+    bool ts;                    /* client: TLS to the parent */
+    bool tc;                    /* server: TLS from children */
+    bool two_way_tls;           /* mutual TLS */
+    bool openssl_records;       /* keep OpenSSL's records (net/tlsrec.h) */
+    const char *domain;         /* client: SNI and name checked (NULL: the host) */
+    const char *cert;           /* PEM files, or NULL */
+    const char *key;
+    const char *ca;
+    const char *map_cert;       /* public HTTPS (NULL: cert/key) */
+    const char *map_key;
+    /* client: the mappings it announces */
+    const struct wm_tunnel_mapping *mappings;
+    size_t nmappings;
+    /* timers, milliseconds (0: defaults where one exists) */
+    int connect_timeout_ms;     /* dialing the parent and mapped services */
+    int idle_timeout_ms;        /* streams */
+    int ping_ms;                /* carrier heartbeat */
+    int dead_ms;                /* carrier declared dead after this silence */
+    /* required: the proxy served on streams (two-level proxy, proxy
+     * mappings); its timeouts also serve public HTTP(S) */
+    const struct wm_proxy_opts *proxy;
+};
 
 enum wm_tunnel_listen {
     WM_TUNNEL_LISTEN_ENTRY,     /* client: local two-level proxy entry */
@@ -35,13 +108,14 @@ enum wm_tunnel_listen {
     WM_TUNNEL_LISTEN_COUNT
 };
 
-/* Does this [proxy] section ask for a tunnel role at all? */
-bool wm_tunnel_wanted(const struct wm_conf_proxy *p);
+/* Do these options ask for a tunnel role at all? */
+bool wm_tunnel_wanted(const struct wm_tunnel_opts *o);
 
-/* Build settings from p. Returns 0 with *out (caller frees, or installs),
- * or -1 with a message (a certificate that does not load, ...). */
-int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings **out, char *msg,
-                      size_t cap);
+/* Build settings from o. Returns 0 with *out (caller frees, or installs),
+ * or -1 with err filled (a certificate that does not load, ...; err->key
+ * names the field of o, "" when none). */
+int wm_tunnel_prepare(const struct wm_tunnel_opts *o, struct wm_tunnel_settings **out,
+                      struct wm_err *err);
 void wm_tunnel_settings_free(struct wm_tunnel_settings *s);
 
 /* The listening addresses the settings need: fills addr[i]/kind[i] for

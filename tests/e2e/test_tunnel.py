@@ -71,7 +71,9 @@ class Nodes:
         proc.entry = ep
         if attach and srv_proc is not None:
             assert wait_log(srv_proc, "attached", count=before + 1), proc.log()
-        elif attach:
+        if attach:
+            # the server logs "attached" as it answers REGISTER: the client
+            # is connected only once that answer arrived
             assert wait_log(proc, "tunnel: connected"), proc.log()
         return proc
 
