@@ -26,7 +26,6 @@
 #include "conf/config.h"
 #include "conf/cval.h"
 #include "control/control.h"
-#include "core/cputune.h"
 #include "core/err.h"
 #include "core/limits.h"
 #include "core/json.h"
@@ -482,10 +481,6 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
     }
     if (!eff_disable_control(&a)) {
         wm_log(WM_LOG_INFO, 0, "control API on http://%s", eff_control(&a));
-    }
-    const char *tune = wm_cputune_state();
-    if (tune != NULL) {
-        wm_log(WM_LOG_INFO, 0, "cpu: %s", tune);
     }
     wm_app_report(notify, true, "");
     notify = -1;
