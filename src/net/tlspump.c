@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "net/tlsrec.h"
 
 #define PUMP_READ_MAX (256 * 1024)  /* ciphertext read per syscall, at most */
 #define PUMP_OUT_HIGH (256 * 1024)  /* stop encrypting above this much unsent */
@@ -35,8 +34,6 @@ struct pump {
     struct pump *next;
     int fd;
     SSL *ssl;
-    struct wm_tlsrec *tx;  /* our own records after the handshake */
-    struct wm_tlsrec *rx;  /* (net/tlsrec.h), when both ends chose them */
     struct evbuffer *cin;  /* ciphertext from the socket, read by the BIO */
     struct evbuffer *cout; /* ciphertext for the socket, written by the BIO */
     struct bufferevent *a; /* the user's end */
@@ -47,8 +44,6 @@ struct pump {
     struct event *eof_ev;  /* delivers a pending EOF from the loop */
     bool eof_pending;      /* peer closed; EOF once the user took all data */
     bool handshake_done;
-    bool records;          /* tx/rx seal and open; OpenSSL is done */
-    bool rx_opened;        /* a record of the peer's was opened */
     bool peer_closed;      /* socket EOF or close_notify */
     bool local_eof;        /* the user sent EOF */
     bool shut;             /* close_notify sent */
@@ -160,8 +155,6 @@ static void pump_free(struct pump *p)
         bufferevent_free(p->b);
     }
     SSL_free(p->ssl); /* frees the BIO too */
-    wm_tlsrec_free(p->tx);
-    wm_tlsrec_free(p->rx);
     if (p->cin != NULL) {
         evbuffer_free(p->cin);
     }
@@ -194,7 +187,9 @@ static const char *ssl_reason(struct pump *p, char *buf, size_t cap)
     unsigned long e = ERR_peek_last_error();
     long vr = SSL_get_verify_result(p->ssl);
 
-    if (vr != X509_V_OK) {
+    /* The verify result is also set when verification was not asked
+     * for (SSL_VERIFY_NONE): it is the reason only when OpenSSL says so. */
+    if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK) {
         snprintf(buf, cap, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
     } else if (e != 0) {
         ERR_error_string_n(e, buf, cap);
@@ -226,38 +221,6 @@ static bool flush_out(struct pump *p)
         pump_free(p);
         return false;
     }
-    return true;
-}
-
-/* Seal up to PUMP_WRITE_MAX of the user's data as our own records, all
- * into one reservation of the socket's buffer; n = 0: the close record.
- * false: the pump is gone. */
-static bool seal(struct pump *p, struct evbuffer *in, size_t n)
-{
-    size_t nrec = n == 0 ? 1 : (n + WM_TLSREC_MAX - 1) / WM_TLSREC_MAX;
-    struct evbuffer_iovec v;
-    size_t off = 0;
-    size_t done = 0;
-
-    if (evbuffer_reserve_space(p->cout, (ev_ssize_t)(n + nrec * WM_TLSREC_OVERHEAD), &v, 1) != 1) {
-        fail(p, "out of memory");
-        return false;
-    }
-    do {
-        size_t k = n - done < WM_TLSREC_MAX ? n - done : WM_TLSREC_MAX;
-        size_t w = wm_tlsrec_seal(p->tx, in, k, (unsigned char *)v.iov_base + off);
-        if (w == 0) {
-            evbuffer_commit_space(p->cout, &v, 0);
-            wm_log(WM_LOG_WARN, 0, "tls %s: sealing a record failed", p->peer);
-            fail(p, "sealing a record failed");
-            return false;
-        }
-        evbuffer_drain(in, k);
-        off += w;
-        done += k;
-    } while (done < n);
-    v.iov_len = off;
-    evbuffer_commit_space(p->cout, &v, 1);
     return true;
 }
 
@@ -309,13 +272,6 @@ static int encrypt_some(struct pump *p, struct evbuffer *in)
         if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
             return 1;
         }
-        if (p->records) {
-            size_t n = evbuffer_get_length(in);
-            if (!seal(p, in, n < PUMP_WRITE_MAX ? n : PUMP_WRITE_MAX)) {
-                return -1;
-            }
-            continue;
-        }
         int r = ssl_write_some(p, in);
         if (r <= 0) {
             return r;
@@ -338,13 +294,7 @@ static bool encrypt(struct pump *p)
         }
         if (p->local_eof && evbuffer_get_length(in) == 0 && !p->shut && p->handshake_done) {
             /* close_notify; reading goes on (half-close) */
-            if (p->records) {
-                if (!seal(p, in, 0)) {
-                    return false;
-                }
-            } else {
-                SSL_shutdown(p->ssl);
-            }
+            SSL_shutdown(p->ssl);
             p->shut = true;
         }
         if (!flush_out(p)) {
@@ -369,19 +319,6 @@ static bool handshake(struct pump *p)
         p->handshake_done = true;
         if (!p->local_eof) {
             evtimer_del(p->timer); /* else it is the close timer now */
-        }
-        if (wm_tlsrec_selected(p->ssl)) {
-            if (SSL_has_pending(p->ssl)) {
-                /* OpenSSL read past the handshake (read-ahead): those
-                 * bytes are ours and it would keep them */
-                fail(p, "bytes buffered past the handshake");
-                return false;
-            }
-            if (wm_tlsrec_from_ssl(p->ssl, &p->tx, &p->rx) < 0) {
-                fail(p, "record keys: exporter failed");
-                return false;
-            }
-            p->records = true;
         }
         return true;
     }
@@ -423,8 +360,8 @@ static void eof_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* The peer closed (close_notify, our close record, or a TCP close
- * without either: EOF every way). false: the pump is gone. */
+/* The peer closed (close_notify, or a TCP close without it: EOF
+ * either way; docs/tunnel.md says why that is safe). false: the pump is gone. */
 static bool peer_eof(struct pump *p)
 {
     p->peer_closed = true;
@@ -492,59 +429,6 @@ static bool read_tls(struct pump *p, struct evbuffer *out)
     }
 }
 
-/* Our own records (net/tlsrec.h). false: the pump is gone. */
-static bool read_records(struct pump *p, struct evbuffer *out)
-{
-    enum wm_tlsrec_res r = WM_TLSREC_DATA;
-    const char *why = NULL;
-
-    while (r == WM_TLSREC_DATA || r == WM_TLSREC_ROOM) {
-        struct evbuffer_iovec v;
-        size_t got = 0;
-        size_t n = 0;
-        if (!reserve_out(p, out, evbuffer_get_length(p->cin), &v)) {
-            return false;
-        }
-        while ((r = wm_tlsrec_open(p->rx, p->cin, (unsigned char *)v.iov_base + got,
-                                   v.iov_len - got, &n, &why)) == WM_TLSREC_DATA) {
-            got += n;
-        }
-        v.iov_len = got;
-        evbuffer_commit_space(out, &v, 1);
-        p->rx_opened = p->rx_opened || got > 0;
-        if (r == WM_TLSREC_ROOM && got == 0) {
-            fail(p, "record larger than the reservation"); /* cannot happen */
-            return false;
-        }
-    }
-    if (r == WM_TLSREC_BAD) {
-        char buf[256];
-        char c;
-        /* The peer's first record may be a TLS alert (a TLS 1.3 server
-         * that refused our certificate after our Finished): OpenSSL can
-         * still read it (nothing was drained) and say what it was. */
-        if (!p->rx_opened && SSL_read(p->ssl, &c, 1) <= 0 && ERR_peek_last_error() != 0) {
-            ERR_error_string_n(ERR_peek_last_error(), buf, sizeof(buf));
-            why = buf;
-        }
-        ERR_clear_error();
-        wm_log(WM_LOG_WARN, 0, "tls %s: %s", p->peer, why);
-        fail(p, why);
-        return false;
-    }
-    if (r == WM_TLSREC_CLOSE) {
-        return peer_eof(p);
-    }
-    if (p->peer_closed) {
-        if (evbuffer_get_length(p->cin) > 0) {
-            fail(p, "connection closed inside a record");
-            return false;
-        }
-        return peer_eof(p);
-    }
-    return true;
-}
-
 /* Decrypt what came from the socket. false: the pump is gone. */
 static bool decrypt(struct pump *p)
 {
@@ -556,7 +440,7 @@ static bool decrypt(struct pump *p)
     if (!p->handshake_done) {
         return true;
     }
-    if (!(p->records ? read_records(p, out) : read_tls(p, out))) {
+    if (!read_tls(p, out)) {
         return false;
     }
     if (evbuffer_get_length(out) >= PUMP_IN_HIGH && !p->reading_paused) {
@@ -745,20 +629,20 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
     return p->a;
 }
 
-enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a)
+const char *wm_tls_pump_transport(const struct bufferevent *a)
 {
-    struct bufferevent *b = bufferevent_pair_get_partner((struct bufferevent *)a);
+    struct bufferevent *b = a != NULL ? bufferevent_pair_get_partner((struct bufferevent *)a) : NULL;
     bufferevent_data_cb rd = NULL;
     void *arg = NULL;
 
     if (b == NULL) {
-        return WM_TLS_PUMP_NONE; /* not a pair at all (NULL for other types) */
+        return NULL; /* not a pair at all (NULL for other types) */
     }
     bufferevent_getcb(b, &rd, NULL, NULL, &arg);
     if (rd != b_read_cb) {
-        return WM_TLS_PUMP_NONE; /* a pair, but not a pump's */
+        return NULL; /* a pair, but not a pump's */
     }
-    return ((const struct pump *)arg)->records ? WM_TLS_PUMP_RECORDS : WM_TLS_PUMP_OPENSSL;
+    return "TLS";
 }
 
 void wm_tls_pump_free_all(void)

@@ -14,10 +14,6 @@
  * callback gets EOF when the peer closed, ERROR when TLS or the socket
  * failed (the reason is logged with the peer's address). Bytes written
  * before the handshake ends wait for it.
- *
- * When the context enabled it (wm_tlsrec_ctx_enable) and the peer agreed,
- * the pump leaves OpenSSL after the handshake and seals and opens the
- * tunnel's own records (net/tlsrec.h) between the same buffers.
  */
 #ifndef WM_NET_TLSPUMP_H
 #define WM_NET_TLSPUMP_H
@@ -34,14 +30,10 @@ typedef struct ssl_ctx_st SSL_CTX;
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
                                     const char *host, const char *peer);
 
-enum wm_tls_pump_mode {
-    WM_TLS_PUMP_NONE,    /* not a pump's user end */
-    WM_TLS_PUMP_OPENSSL, /* OpenSSL's records (also while handshaking) */
-    WM_TLS_PUMP_RECORDS, /* our own records (net/tlsrec.h) */
-};
-
-/* What carries user end `a` (from a's worker thread; O(1)). */
-enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a);
+/* What carries user end `a`, for logs and /status: "TLS" (a static
+ * string; also while handshaking), or NULL when `a` is not a pump's user
+ * end. From a's worker thread; O(1). */
+const char *wm_tls_pump_transport(const struct bufferevent *a);
 
 /* Free every pump of the calling thread (its event loop has ended). */
 void wm_tls_pump_free_all(void);

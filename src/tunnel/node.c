@@ -20,7 +20,6 @@
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/tls.h"
-#include "net/tlsrec.h"
 #include "proxy/proxy.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
@@ -165,8 +164,7 @@ static void fingerprint(const struct wm_conf_proxy *p, struct wm_tunnel_settings
     unsigned char md[32];
     unsigned int mdlen = 0;
     const char *fields[] = {p->server, p->domain, p->ca, p->cert, p->key, p->username,
-                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : "",
-                            p->openssl_records ? "openssl-records" : ""};
+                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : ""};
 
     s->fingerprint[0] = '\0';
     if (ctx == NULL) {
@@ -254,10 +252,6 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                 snprintf(msg, cap, "proxy (ts): %s", err);
                 goto fail;
             }
-            if (!p->openssl_records && wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
-                snprintf(msg, cap, "proxy (ts): cannot offer the carrier's record layer (ALPN)");
-                goto fail;
-            }
         }
         if (prepare_mappings(p, s, msg, cap) < 0) {
             goto fail;
@@ -310,11 +304,6 @@ int wm_tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings *
                 snprintf(msg, cap, "proxy (tc): %s", err);
                 goto fail;
             }
-        }
-        if (s->server_ctx != NULL && !p->openssl_records &&
-            wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
-            snprintf(msg, cap, "proxy (tc): cannot accept the carrier's record layer (ALPN)");
-            goto fail;
         }
         if (p->map_https_bind != NULL) {
             const char *c = p->map_cert != NULL ? p->map_cert : p->cert;
