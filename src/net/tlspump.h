@@ -10,10 +10,15 @@
  *
  * The returned bufferevent belongs to the caller; freeing it (or sending
  * EOF with wm_bev_shutdown_write) ends the connection: the pump sends
- * close_notify, closes the socket and frees itself. The caller's event
- * callback gets EOF when the peer closed, ERROR when TLS or the socket
- * failed (the reason is logged with the peer's address). Bytes written
- * before the handshake ends wait for it.
+ * close_notify, closes the socket and frees itself (at once when the
+ * handshake is not over). The caller's event callback gets EOF when the
+ * peer closed (close_notify, or a TCP close without it), ERROR when TLS or the socket failed (the reason is
+ * logged with the peer's address). Bytes written before the handshake ends
+ * wait for it, as does an EOF.
+ *
+ * Kernel TLS is not used: OpenSSL turns it on only for an SSL on a socket
+ * BIO, while the keys are installed during the handshake, and the memory
+ * BIO is what lets the pump move many records per syscall.
  */
 #ifndef WM_NET_TLSPUMP_H
 #define WM_NET_TLSPUMP_H

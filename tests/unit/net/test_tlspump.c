@@ -361,6 +361,118 @@ static void test_client_logs_the_servers_alert(void **state)
     log_capture_end();
 }
 
+/* Every state a clean exchange goes through, each way, as logged. */
+static void test_states_of_a_clean_close(void **state)
+{
+    static const char *const want[] = {
+        "tls unit-cli: handshake -> open",
+        "tls unit-srv: handshake -> open",
+        "tls unit-cli: TLSv1.3 TLS_AES_128_GCM_SHA256, kernel TLS off",
+        "tls unit-cli: open -> half-closed-local",
+        "tls unit-srv: open -> half-closed-remote",
+        "tls unit-srv: half-closed-remote -> closed",
+        "tls unit-cli: half-closed-local -> closed",
+        "tls unit-srv: closed -> dead",
+        "tls unit-cli: closed -> dead",
+    };
+    struct pumps *pp = *state;
+
+    log_capture_start();
+    both_ways_then_close(pp, 100000, 5000);
+    /* both users go: each pump ends once its close_notify is out */
+    wm_bev_free(pp->srv.user);
+    wm_bev_free(pp->cli.user);
+    pp->srv.user = pp->cli.user = NULL;
+    assert_true(run_until_logged("tls unit-cli: closed -> dead", 2000));
+    assert_true(run_until_logged("tls unit-srv: closed -> dead", 2000));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (strstr(log_text(), want[i]) == NULL) {
+            fail_msg("no \"%s\" in the log:\n%s", want[i], log_text());
+        }
+    }
+    log_capture_end();
+}
+
+/* EOF from the user before the handshake is over: its bytes, then
+ * close_notify, follow the handshake. */
+static void test_eof_before_the_handshake_ends(void **state)
+{
+    struct pumps *pp = *state;
+    size_t n = 100000;
+    uint8_t *src = malloc(n);
+
+    log_capture_start();
+    pumps_start(pp, n);
+    fill(src, n);
+    bufferevent_write(pp->cli.user, src, n);
+    wm_bev_shutdown_write(pp->cli.user);
+    assert_true(run_until(&pp->srv.eof, 5000));
+    assert_int_equal(pp->srv.at_eof, n);
+    user_read_cb(pp->srv.user, &pp->srv);
+    assert_memory_equal(pp->srv.got, src, n);
+    assert_non_null(strstr(log_text(), "tls unit-cli: handshake -> handshake-eof"));
+    assert_non_null(strstr(log_text(), "tls unit-cli: handshake-eof -> half-closed-local"));
+    log_capture_end();
+    free(src);
+}
+
+/* The user frees its end during the handshake: the pump ends at once
+ * (nothing was sent, nobody to tell); the other side sees the close. */
+static void test_user_gone_during_the_handshake(void **state)
+{
+    struct pumps *pp = *state;
+
+    log_capture_start();
+    pumps_start(pp, 16);
+    wm_bev_free(pp->cli.user);
+    pp->cli.user = NULL;
+    assert_true(run_until_logged("tls unit-cli: handshake -> dead", 2000));
+    assert_true(run_until_logged("tls unit-srv: closed during the handshake", 2000));
+    log_capture_end();
+}
+
+/* A peer that closes TCP without close_notify after sending data: every
+ * byte reaches the user, then EOF, as for close_notify (our BIO does not
+ * report BIO_eof, so OpenSSL does not call it a truncation; for the
+ * carrier docs/tunnel.md says why that is safe). The pump goes on
+ * sending: half-closed remote. */
+static void test_tcp_close_without_close_notify(void **state)
+{
+    struct pumps *pp = *state;
+    SSL *c = SSL_new(pp->cctx);
+
+    pp->srv.got = malloc(64);
+    pp->srv.cap = 64;
+    pp->srv.user = wm_tls_pump_new(base, pp->sctx, pp->sv[0], true, NULL, "unit-srv");
+    bufferevent_setcb(pp->srv.user, user_read_cb, NULL, user_event_cb, &pp->srv);
+    bufferevent_enable(pp->srv.user, EV_READ | EV_WRITE);
+    SSL_set_fd(c, pp->sv[1]);
+    SSL_set_connect_state(c);
+    for (int i = 0; i < 2000 && SSL_do_handshake(c) != 1; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(SSL_write(c, "hi there", 8), 8);
+    shutdown(pp->sv[1], SHUT_WR);
+    assert_true(run_until(&pp->srv.eof, 2000));
+    assert_int_equal(pp->srv.at_eof, 8);
+    user_read_cb(pp->srv.user, &pp->srv);
+    assert_int_equal(pp->srv.ngot, 8);
+    assert_memory_equal(pp->srv.got, "hi there", 8);
+    assert_false(pp->srv.error);
+    /* the other way is still open: the pump's close_notify reaches c */
+    wm_bev_shutdown_write(pp->srv.user);
+    char buf[8];
+    int r = 0;
+    for (int i = 0; i < 2000 && (r = SSL_read(c, buf, sizeof(buf))) <= 0 &&
+                    SSL_get_error(c, r) == SSL_ERROR_WANT_READ;
+         i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(SSL_get_error(c, r), SSL_ERROR_ZERO_RETURN);
+    SSL_free(c);
+    close(pp->sv[1]);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -375,6 +487,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_logs_the_servers_alert, pumps_setup,
                                         pumps_teardown),
         cmocka_unit_test_setup_teardown(test_transport_of_other_bevs, pumps_setup,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_states_of_a_clean_close, pumps_setup,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_eof_before_the_handshake_ends, pumps_setup,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_user_gone_during_the_handshake, pumps_setup,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_close_without_close_notify, pumps_setup,
                                         pumps_teardown),
     };
 
