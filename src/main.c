@@ -11,7 +11,6 @@
 #include "app/app.h"
 #include "app/gencert.h"
 #include "core/cli.h"
-#include "core/cputune.h"
 #include "core/log.h"
 #include "core/version.h"
 
@@ -305,11 +304,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(cmd, "proxy") == 0) {
-        wm_cputune_reexec(argv); /* returns when nothing to do */
         return cmd_proxy(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "config") == 0) {
-        wm_cputune_reexec(argv);
         return cmd_run(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "check") == 0) {

@@ -29,7 +29,6 @@
 #include "conf/config.h"
 #include "conf/cval.h"
 #include "control/control.h"
-#include "core/cputune.h"
 #include "core/err.h"
 #include "core/limits.h"
 #include "core/json.h"
@@ -550,10 +549,6 @@ static void log_started(const struct app *a)
     }
     if (!eff_disable_control(a)) {
         wm_log(WM_LOG_INFO, 0, "control API on http://%s", eff_control(a));
-    }
-    const char *tune = wm_cputune_state();
-    if (tune != NULL) {
-        wm_log(WM_LOG_INFO, 0, "cpu: %s", tune);
     }
 }
 

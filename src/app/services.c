@@ -103,7 +103,6 @@ static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts 
     o->ts = p->ts;
     o->tc = p->tc;
     o->two_way_tls = p->two_way_tls;
-    o->openssl_records = p->openssl_records;
     o->domain = p->domain;
     o->cert = p->cert;
     o->key = p->key;

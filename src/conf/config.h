@@ -59,7 +59,6 @@ struct wm_conf_proxy {
     bool ts;                 /* TLS towards the parent */
     bool tc;                 /* TLS from children */
     bool two_way_tls;
-    bool openssl_records;    /* carrier: keep OpenSSL's TLS records (net/tlsrec.h) */
     const char *domain;
     const char *cert;
     const char *key;

@@ -749,6 +749,10 @@ size_t wm_schema_decode(struct wm_cctx *ctx, const struct wm_cschema *s, const s
             wm_cctx_warn(ctx, v, kpath, "accepted, not yet active (%s)",
                          k->feature != NULL ? k->feature : "later release");
         }
+        if (k->flags & WM_CKF_IGNORED) {
+            wm_cctx_warn(ctx, v, kpath, "ignored (%s)",
+                         k->feature != NULL ? k->feature : "no longer used");
+        }
     }
     for (const struct wm_ckey *k = s->keys; k->name != NULL; k++) {
         if ((k->flags & WM_CKF_REQUIRED) &&

@@ -47,6 +47,7 @@ enum {
     WM_CKF_INACTIVE = 1, /* accepted and checked, but the feature is not active yet */
     WM_CKF_REQUIRED = 2, /* must be present */
     WM_CKF_SECRET = 4,   /* never echoed back in messages */
+    WM_CKF_IGNORED = 8,  /* a key of an earlier release: accepted, checked, ignored */
 };
 
 #define WM_CK_NOSTORE ((size_t)-1)
@@ -82,7 +83,7 @@ struct wm_ckey {
     unsigned flags;
     const char *alias; /* a second accepted name ("bind" for "bind_addr") */
     wm_ck_custom_fn custom;
-    const char *feature; /* INACTIVE: which feature, for the warning */
+    const char *feature; /* INACTIVE: which feature; IGNORED: why (for the warning) */
 };
 
 struct wm_cschema {

@@ -1,3 +1,17 @@
+/*
+ * net/tlspump.c - see tlspump.h.
+ *
+ * OpenSSL sits on a BIO over two evbuffers: cin holds ciphertext read
+ * from the socket (up to PUMP_READ_MAX per readv), cout the ciphertext
+ * to write (many records per writev). Plaintext goes straight between
+ * OpenSSL and the user's buffers: SSL_read_ex into space reserved in b's
+ * output, SSL_write_ex from the chains of b's input.
+ *
+ * Lifetime: every entry from the event loop holds the pump's guard
+ * (core/guard.h); pump_close() marks it dead and the outermost leave
+ * frees it. Code below a call that may close returns when it did
+ * (`false` returns, or pump_dead()).
+ */
 #include "net/tlspump.h"
 
 #include <errno.h>
@@ -9,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,51 +31,115 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/guard.h"
 #include "core/log.h"
-#include "net/tlsrec.h"
 
 #define PUMP_READ_MAX (256 * 1024)  /* ciphertext read per syscall, at most */
 #define PUMP_OUT_HIGH (256 * 1024)  /* stop encrypting above this much unsent */
 #define PUMP_IN_HIGH (512 * 1024)   /* stop reading while the user lags this much */
 #define PUMP_CHUNK 16384            /* a TLS record's plaintext, at most */
+#define PUMP_RECORD_OVERHEAD 64     /* a record's header, tag and padding, at most */
 #define PUMP_RESERVE_MIN 2048       /* decrypted output reserved per pass: at least */
 #define PUMP_RESERVE_MAX (65536 - 512) /* at most: one 64 KiB block with libevent's header */
-#define PUMP_WRITE_MAX (64 * 1024)  /* plaintext per SSL_write: up to 4 records */
+#define PUMP_WRITE_MAX (64 * 1024)  /* plaintext per SSL_write_ex: up to 4 records */
 #define PUMP_SMALL 2048             /* a first chain this small is joined with the next */
 #define PUMP_HANDSHAKE_MS 15000
 #define PUMP_CLOSE_MS 5000
 
+/* Where the connection is. The user's end is `a`, ours `b` (a pair). */
+enum pump_state {
+    PUMP_HANDSHAKE,     /* TLS handshake under way; the user's bytes wait in b's input */
+    PUMP_HANDSHAKE_EOF, /* the same, and the user already sent EOF: its bytes, then our
+                         * close_notify, go out once the handshake is over */
+    PUMP_OPEN,          /* data both ways */
+    PUMP_HLOC,          /* half-closed here: the user sent EOF; its last bytes, then our
+                         * close_notify, go out; the peer's data still comes in */
+    PUMP_HREM,          /* half-closed there: the peer closed (close_notify or TCP EOF),
+                         * the user got EOF; its data still goes out */
+    PUMP_CLOSED,        /* both ways closed: the last ciphertext drains; once the user
+                         * freed its end too, the pump ends */
+    PUMP_DEAD,          /* failed or done; freed by the last guard leave */
+    PUMP_STATE_COUNT
+};
+
+static const char *const state_names[PUMP_STATE_COUNT] = {
+    [PUMP_HANDSHAKE] = "handshake", [PUMP_HANDSHAKE_EOF] = "handshake-eof",
+    [PUMP_OPEN] = "open",           [PUMP_HLOC] = "half-closed-local",
+    [PUMP_HREM] = "half-closed-remote", [PUMP_CLOSED] = "closed",
+    [PUMP_DEAD] = "dead",
+};
+
 struct pump {
     struct pump *prev; /* this thread's live pumps */
     struct pump *next;
+    struct wm_guard guard;
+    enum pump_state state; /* changed by set_state() only */
+    uint64_t id;           /* for log lines */
     int fd;
     SSL *ssl;
-    struct wm_tlsrec *tx;  /* our own records after the handshake */
-    struct wm_tlsrec *rx;  /* (net/tlsrec.h), when both ends chose them */
     struct evbuffer *cin;  /* ciphertext from the socket, read by the BIO */
     struct evbuffer *cout; /* ciphertext for the socket, written by the BIO */
     struct bufferevent *a; /* the user's end */
     struct bufferevent *b; /* ours */
+    struct evbuffer_cb_entry *out_cb;
     struct event *rd;
     struct event *wr;
-    struct event *timer;
+    struct event *timer;   /* handshake, then close timeout */
     struct event *eof_ev;  /* delivers a pending EOF from the loop */
-    bool eof_pending;      /* peer closed; EOF once the user took all data */
-    bool handshake_done;
-    bool records;          /* tx/rx seal and open; OpenSSL is done */
-    bool rx_opened;        /* a record of the peer's was opened */
-    bool peer_closed;      /* socket EOF or close_notify */
-    bool local_eof;        /* the user sent EOF */
-    bool shut;             /* close_notify sent */
-    bool dead;
-    bool reading_paused;
+    bool sock_eof;         /* read(2) returned 0: the BIO says EOF once cin is empty */
+    bool eof_pending;      /* the peer closed; EOF once the user took all data */
+    bool reading_paused;   /* the user lags PUMP_IN_HIGH behind */
     char peer[64];
 };
 
-/* ---- a BIO over two evbuffers ---- */
-
 static BIO_METHOD *evb_method;
 static __thread struct pump *live;
+
+/* ---- state ---- */
+
+static void set_state(struct pump *p, enum pump_state s)
+{
+    if (p->state == s) {
+        return;
+    }
+    wm_log(WM_LOG_DEBUG, p->id, "tls %s: %s -> %s", p->peer, state_names[p->state],
+           state_names[s]);
+    p->state = s;
+}
+
+static bool in_handshake(const struct pump *p)
+{
+    return p->state == PUMP_HANDSHAKE || p->state == PUMP_HANDSHAKE_EOF;
+}
+
+/* The user sent EOF (or freed its end). */
+static bool user_eof(const struct pump *p)
+{
+    return p->state == PUMP_HANDSHAKE_EOF || p->state == PUMP_HLOC || p->state == PUMP_CLOSED;
+}
+
+static bool user_gone(const struct pump *p)
+{
+    return bufferevent_pair_get_partner(p->b) == NULL;
+}
+
+/* The peer's side is over: EOF on the socket, or close_notify taken. */
+static bool peer_over(const struct pump *p)
+{
+    return p->sock_eof || p->state == PUMP_HREM || p->state == PUMP_CLOSED;
+}
+
+static bool notify_sent(const struct pump *p)
+{
+    return (SSL_get_shutdown(p->ssl) & SSL_SENT_SHUTDOWN) != 0;
+}
+
+static bool pump_dead(const struct pump *p)
+{
+    return wm_guard_closed(&p->guard);
+}
+
+/* ---- a BIO over two evbuffers ---- */
 
 static int evb_write(BIO *bio, const char *data, int len)
 {
@@ -76,26 +155,22 @@ static int evb_write(BIO *bio, const char *data, int len)
 static int evb_read(BIO *bio, char *out, int len)
 {
     struct pump *p = BIO_get_data(bio);
-    int n;
 
     BIO_clear_retry_flags(bio);
     if (evbuffer_get_length(p->cin) == 0) {
-        if (p->peer_closed) {
+        if (p->sock_eof) {
             return 0;
         }
         BIO_set_retry_read(bio);
         return -1;
     }
-    n = evbuffer_remove(p->cin, out, (size_t)len);
-    return n;
+    return evbuffer_remove(p->cin, out, (size_t)len);
 }
 
 static long evb_ctrl(BIO *bio, int cmd, long num, void *ptr)
 {
     struct pump *p = BIO_get_data(bio);
 
-    (void)num;
-    (void)ptr;
     switch (cmd) {
     case BIO_CTRL_FLUSH:
         return 1;
@@ -144,24 +219,19 @@ static void pump_free(struct pump *p)
     if (p->next != NULL) {
         p->next->prev = p->prev;
     }
-    if (p->rd != NULL) {
-        event_free(p->rd);
-    }
-    if (p->wr != NULL) {
-        event_free(p->wr);
-    }
-    if (p->timer != NULL) {
-        event_free(p->timer);
-    }
-    if (p->eof_ev != NULL) {
-        event_free(p->eof_ev);
+    struct event *evs[] = {p->rd, p->wr, p->timer, p->eof_ev};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
     }
     if (p->b != NULL) {
+        if (p->out_cb != NULL) {
+            evbuffer_remove_cb_entry(bufferevent_get_output(p->b), p->out_cb);
+        }
         bufferevent_free(p->b);
     }
     SSL_free(p->ssl); /* frees the BIO too */
-    wm_tlsrec_free(p->tx);
-    wm_tlsrec_free(p->rx);
     if (p->cin != NULL) {
         evbuffer_free(p->cin);
     }
@@ -174,19 +244,33 @@ static void pump_free(struct pump *p)
     free(p);
 }
 
+/* End the pump: now, or at the last leave when a callback is inside. */
+static void pump_close(struct pump *p)
+{
+    set_state(p, PUMP_DEAD);
+    if (wm_guard_close(&p->guard)) {
+        pump_free(p);
+    }
+}
+
+static void pump_leave(struct pump *p)
+{
+    if (wm_guard_leave(&p->guard)) {
+        pump_free(p);
+    }
+}
+
+/* TLS or the socket failed: the user gets ERROR, the pump ends. */
 static void fail(struct pump *p, const char *why)
 {
-    struct bufferevent *a = p->b != NULL ? bufferevent_pair_get_partner(p->b) : NULL;
-
-    if (p->dead) {
+    if (pump_dead(p)) {
         return;
     }
-    p->dead = true;
-    wm_log(WM_LOG_DEBUG, 0, "tls %s: %s", p->peer, why);
-    if (a != NULL) {
-        bufferevent_trigger_event(a, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+    wm_log(WM_LOG_DEBUG, p->id, "tls %s: %s", p->peer, why);
+    if (!user_gone(p)) {
+        bufferevent_trigger_event(p->a, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
     }
-    pump_free(p);
+    pump_close(p);
 }
 
 static const char *ssl_reason(struct pump *p, char *buf, size_t cap)
@@ -194,7 +278,9 @@ static const char *ssl_reason(struct pump *p, char *buf, size_t cap)
     unsigned long e = ERR_peek_last_error();
     long vr = SSL_get_verify_result(p->ssl);
 
-    if (vr != X509_V_OK) {
+    /* The verify result is also set when verification was not asked
+     * for (SSL_VERIFY_NONE): it is the reason only when OpenSSL says so. */
+    if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK) {
         snprintf(buf, cap, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
     } else if (e != 0) {
         ERR_error_string_n(e, buf, cap);
@@ -205,12 +291,13 @@ static const char *ssl_reason(struct pump *p, char *buf, size_t cap)
     return buf;
 }
 
-/* Write pending ciphertext to the socket. false: the pump is gone. */
+/* ---- writing ---- */
+
+/* Write pending ciphertext to the socket. false: the pump ended. */
 static bool flush_out(struct pump *p)
 {
     while (evbuffer_get_length(p->cout) > 0) {
-        int w = evbuffer_write(p->cout, p->fd);
-        if (w < 0) {
+        if (evbuffer_write(p->cout, p->fd) < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 event_add(p->wr, NULL);
                 return true;
@@ -220,55 +307,22 @@ static bool flush_out(struct pump *p)
         }
     }
     event_del(p->wr);
-    if (p->shut && bufferevent_pair_get_partner(p->b) == NULL) {
-        /* close_notify is out and nobody reads: done. */
-        p->dead = true;
-        pump_free(p);
+    if (notify_sent(p) && user_gone(p)) {
+        pump_close(p); /* close_notify is out and nobody reads: done */
         return false;
     }
     return true;
 }
 
-/* Seal up to PUMP_WRITE_MAX of the user's data as our own records, all
- * into one reservation of the socket's buffer; n = 0: the close record.
- * false: the pump is gone. */
-static bool seal(struct pump *p, struct evbuffer *in, size_t n)
-{
-    size_t nrec = n == 0 ? 1 : (n + WM_TLSREC_MAX - 1) / WM_TLSREC_MAX;
-    struct evbuffer_iovec v;
-    size_t off = 0;
-    size_t done = 0;
-
-    if (evbuffer_reserve_space(p->cout, (ev_ssize_t)(n + nrec * WM_TLSREC_OVERHEAD), &v, 1) != 1) {
-        fail(p, "out of memory");
-        return false;
-    }
-    do {
-        size_t k = n - done < WM_TLSREC_MAX ? n - done : WM_TLSREC_MAX;
-        size_t w = wm_tlsrec_seal(p->tx, in, k, (unsigned char *)v.iov_base + off);
-        if (w == 0) {
-            evbuffer_commit_space(p->cout, &v, 0);
-            wm_log(WM_LOG_WARN, 0, "tls %s: sealing a record failed", p->peer);
-            fail(p, "sealing a record failed");
-            return false;
-        }
-        evbuffer_drain(in, k);
-        off += w;
-        done += k;
-    } while (done < n);
-    v.iov_len = off;
-    evbuffer_commit_space(p->cout, &v, 1);
-    return true;
-}
-
-/* One SSL_write of up to PUMP_WRITE_MAX from the front of in: the first
- * chain in place (OpenSSL cuts it into records); only a tiny first chain
- * is joined with what follows. 1: written, 0: the handshake wants more
- * (retried after reads), -1: the pump is gone. */
+/* One SSL_write_ex of up to PUMP_WRITE_MAX from the front of in: the
+ * first chain in place (OpenSSL cuts it into records); only a tiny first
+ * chain is joined with what follows (no tiny records). 1: written, 0: the
+ * handshake wants more (retried after reads), -1: the pump ended. */
 static int ssl_write_some(struct pump *p, struct evbuffer *in)
 {
     struct evbuffer_iovec v;
     size_t total = evbuffer_get_length(in);
+    size_t done = 0;
 
     evbuffer_peek(in, -1, NULL, &v, 1);
     size_t n = v.iov_len;
@@ -282,10 +336,9 @@ static int ssl_write_some(struct pump *p, struct evbuffer *in)
     }
     /* Room for all records of this write in one chain: the BIO then
      * appends them without allocating a chain per record. */
-    (void)evbuffer_expand(p->cout, n + (n / PUMP_CHUNK + 1) * 64);
-    int r = SSL_write(p->ssl, data, (int)n);
-    if (r <= 0) {
-        int e = SSL_get_error(p->ssl, r);
+    (void)evbuffer_expand(p->cout, n + (n / PUMP_CHUNK + 1) * PUMP_RECORD_OVERHEAD);
+    if (SSL_write_ex(p->ssl, data, n, &done) != 1) {
+        int e = SSL_get_error(p->ssl, 0);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
             return 0;
         }
@@ -293,28 +346,18 @@ static int ssl_write_some(struct pump *p, struct evbuffer *in)
         fail(p, ssl_reason(p, buf, sizeof(buf)));
         return -1;
     }
-    evbuffer_drain(in, (size_t)r);
+    evbuffer_drain(in, done);
     return 1;
 }
 
 /* Encrypt what the user wrote, up to PUMP_OUT_HIGH of unsent ciphertext
  * at a time. Returns 1 when it stopped for the high mark, 0 when the input
- * ran out (or the handshake is not done), -1 when the pump is gone. */
+ * ran out, -1 when the pump ended. */
 static int encrypt_some(struct pump *p, struct evbuffer *in)
 {
-    if (!p->handshake_done) {
-        return 0; /* written once handshake() is done */
-    }
     while (evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
             return 1;
-        }
-        if (p->records) {
-            size_t n = evbuffer_get_length(in);
-            if (!seal(p, in, n < PUMP_WRITE_MAX ? n : PUMP_WRITE_MAX)) {
-                return -1;
-            }
-            continue;
         }
         int r = ssl_write_some(p, in);
         if (r <= 0) {
@@ -324,28 +367,39 @@ static int encrypt_some(struct pump *p, struct evbuffer *in)
     return 0;
 }
 
-/* Encrypt and send what the user wrote. false: the pump is gone. */
+/* The user's EOF, after its last byte: close_notify (reading goes on:
+ * half-close). false: the pump ended. */
+static bool send_notify(struct pump *p)
+{
+    if (SSL_shutdown(p->ssl) < 0) {
+        int e = SSL_get_error(p->ssl, -1);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            /* OpenSSL refuses after a fatal error: nothing clean to send */
+            char buf[256];
+            fail(p, ssl_reason(p, buf, sizeof(buf)));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Encrypt and send what the user wrote. false: the pump ended. */
 static bool encrypt(struct pump *p)
 {
     struct evbuffer *in = bufferevent_get_input(p->b);
     int r;
 
+    if (in_handshake(p)) {
+        return true; /* written once handshake() is done */
+    }
     /* When the socket takes everything at once, go on with the rest: the
      * user's input stays enabled only while the output is below the mark. */
     do {
         if ((r = encrypt_some(p, in)) < 0) {
             return false;
         }
-        if (p->local_eof && evbuffer_get_length(in) == 0 && !p->shut && p->handshake_done) {
-            /* close_notify; reading goes on (half-close) */
-            if (p->records) {
-                if (!seal(p, in, 0)) {
-                    return false;
-                }
-            } else {
-                SSL_shutdown(p->ssl);
-            }
-            p->shut = true;
+        if (user_eof(p) && evbuffer_get_length(in) == 0 && !notify_sent(p) && !send_notify(p)) {
+            return false;
         }
         if (!flush_out(p)) {
             return false;
@@ -355,34 +409,24 @@ static bool encrypt(struct pump *p)
      * back here once the socket drains. */
     if (evbuffer_get_length(p->cout) >= PUMP_OUT_HIGH) {
         bufferevent_disable(p->b, EV_READ);
-    } else if (!p->local_eof) {
+    } else if (!user_eof(p)) {
         bufferevent_enable(p->b, EV_READ);
     }
     return true;
 }
 
+/* ---- reading ---- */
+
+/* false: the pump ended (or the handshake failed). */
 static bool handshake(struct pump *p)
 {
     int r = SSL_do_handshake(p->ssl);
 
     if (r == 1) {
-        p->handshake_done = true;
-        if (!p->local_eof) {
-            evtimer_del(p->timer); /* else it is the close timer now */
-        }
-        if (wm_tlsrec_selected(p->ssl)) {
-            if (SSL_has_pending(p->ssl)) {
-                /* OpenSSL read past the handshake (read-ahead): those
-                 * bytes are ours and it would keep them */
-                fail(p, "bytes buffered past the handshake");
-                return false;
-            }
-            if (wm_tlsrec_from_ssl(p->ssl, &p->tx, &p->rx) < 0) {
-                fail(p, "record keys: exporter failed");
-                return false;
-            }
-            p->records = true;
-        }
+        evtimer_del(p->timer);
+        set_state(p, p->state == PUMP_HANDSHAKE_EOF ? PUMP_HLOC : PUMP_OPEN);
+        wm_log(WM_LOG_DEBUG, p->id, "tls %s: %s %s, kernel TLS off", p->peer,
+               SSL_get_version(p->ssl), SSL_get_cipher_name(p->ssl));
         return true;
     }
     int e = SSL_get_error(p->ssl, r);
@@ -392,8 +436,8 @@ static bool handshake(struct pump *p)
     char buf[256];
     char line[320];
     snprintf(line, sizeof(line), "handshake failed: %s", ssl_reason(p, buf, sizeof(buf)));
-    wm_log(WM_LOG_WARN, 0, "tls %s: %s", p->peer, line);
-    if (flush_out(p)) { /* the alert, if any; a failed write frees p */
+    wm_log(WM_LOG_WARN, p->id, "tls %s: %s", p->peer, line);
+    if (flush_out(p)) { /* the alert, if any; a failed write ends p */
         fail(p, line);
     }
     return false;
@@ -412,26 +456,14 @@ static void deliver_eof(struct pump *p)
     bufferevent_flush(p->b, EV_WRITE, BEV_FINISHED);
 }
 
-static void eof_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct pump *p = arg;
-
-    (void)fd;
-    (void)what;
-    if (p->eof_pending) {
-        deliver_eof(p);
-    }
-}
-
-/* The peer closed (close_notify, our close record, or a TCP close
- * without either: EOF every way). false: the pump is gone. */
+/* The peer closed (close_notify, or a TCP close OpenSSL let pass as
+ * EOF). false: the pump ended. */
 static bool peer_eof(struct pump *p)
 {
-    p->peer_closed = true;
     event_del(p->rd);
-    if (bufferevent_pair_get_partner(p->b) == NULL) {
-        p->dead = true; /* nobody left on either side */
-        pump_free(p);
+    set_state(p, user_eof(p) ? PUMP_CLOSED : PUMP_HREM);
+    if (user_gone(p)) {
+        pump_close(p); /* nobody left on either side */
         return false;
     }
     deliver_eof(p);
@@ -457,33 +489,32 @@ static bool reserve_out(struct pump *p, struct evbuffer *out, size_t want,
     return true;
 }
 
-/* OpenSSL's records. false: the pump is gone. */
+/* Decrypt every whole record in cin into the user's buffer.
+ * false: the pump ended. */
 static bool read_tls(struct pump *p, struct evbuffer *out)
 {
     for (;;) {
         struct evbuffer_iovec v;
         size_t got = 0;
-        int r = 0;
+        size_t n = 0;
+        int ok = 1;
         if (!reserve_out(p, out, evbuffer_get_length(p->cin) + (size_t)SSL_pending(p->ssl), &v)) {
             return false;
         }
         while (got < v.iov_len &&
-               (r = SSL_read(p->ssl, (char *)v.iov_base + got, (int)(v.iov_len - got))) > 0) {
-            got += (size_t)r;
-        }
-        if (got == v.iov_len) {
-            r = 1; /* full: go on with a new reservation */
+               (ok = SSL_read_ex(p->ssl, (char *)v.iov_base + got, v.iov_len - got, &n)) == 1) {
+            got += n;
         }
         v.iov_len = got;
         evbuffer_commit_space(out, &v, 1);
-        if (r > 0) {
-            continue;
+        if (ok == 1) {
+            continue; /* full: go on with a new reservation */
         }
-        int e = SSL_get_error(p->ssl, r);
+        int e = SSL_get_error(p->ssl, 0);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
             return true;
         }
-        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && p->peer_closed)) {
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && p->sock_eof)) {
             return peer_eof(p);
         }
         char buf[256];
@@ -492,71 +523,18 @@ static bool read_tls(struct pump *p, struct evbuffer *out)
     }
 }
 
-/* Our own records (net/tlsrec.h). false: the pump is gone. */
-static bool read_records(struct pump *p, struct evbuffer *out)
-{
-    enum wm_tlsrec_res r = WM_TLSREC_DATA;
-    const char *why = NULL;
-
-    while (r == WM_TLSREC_DATA || r == WM_TLSREC_ROOM) {
-        struct evbuffer_iovec v;
-        size_t got = 0;
-        size_t n = 0;
-        if (!reserve_out(p, out, evbuffer_get_length(p->cin), &v)) {
-            return false;
-        }
-        while ((r = wm_tlsrec_open(p->rx, p->cin, (unsigned char *)v.iov_base + got,
-                                   v.iov_len - got, &n, &why)) == WM_TLSREC_DATA) {
-            got += n;
-        }
-        v.iov_len = got;
-        evbuffer_commit_space(out, &v, 1);
-        p->rx_opened = p->rx_opened || got > 0;
-        if (r == WM_TLSREC_ROOM && got == 0) {
-            fail(p, "record larger than the reservation"); /* cannot happen */
-            return false;
-        }
-    }
-    if (r == WM_TLSREC_BAD) {
-        char buf[256];
-        char c;
-        /* The peer's first record may be a TLS alert (a TLS 1.3 server
-         * that refused our certificate after our Finished): OpenSSL can
-         * still read it (nothing was drained) and say what it was. */
-        if (!p->rx_opened && SSL_read(p->ssl, &c, 1) <= 0 && ERR_peek_last_error() != 0) {
-            ERR_error_string_n(ERR_peek_last_error(), buf, sizeof(buf));
-            why = buf;
-        }
-        ERR_clear_error();
-        wm_log(WM_LOG_WARN, 0, "tls %s: %s", p->peer, why);
-        fail(p, why);
-        return false;
-    }
-    if (r == WM_TLSREC_CLOSE) {
-        return peer_eof(p);
-    }
-    if (p->peer_closed) {
-        if (evbuffer_get_length(p->cin) > 0) {
-            fail(p, "connection closed inside a record");
-            return false;
-        }
-        return peer_eof(p);
-    }
-    return true;
-}
-
-/* Decrypt what came from the socket. false: the pump is gone. */
+/* Decrypt what came from the socket. false: the pump ended. */
 static bool decrypt(struct pump *p)
 {
     struct evbuffer *out = bufferevent_get_output(p->b);
 
-    if (!p->handshake_done && !handshake(p)) {
+    if (in_handshake(p) && !handshake(p)) {
         return false;
     }
-    if (!p->handshake_done) {
+    if (in_handshake(p)) {
         return true;
     }
-    if (!(p->records ? read_records(p, out) : read_tls(p, out))) {
+    if (!read_tls(p, out)) {
         return false;
     }
     if (evbuffer_get_length(out) >= PUMP_IN_HIGH && !p->reading_paused) {
@@ -568,76 +546,89 @@ static bool decrypt(struct pump *p)
     return encrypt(p);
 }
 
-static void rd_cb(evutil_socket_t fd, short what, void *arg)
+/* One readv of up to PUMP_READ_MAX into cin. true: decrypt now. */
+static bool sock_read(struct pump *p)
 {
-    struct pump *p = arg;
     struct evbuffer_iovec v[2];
     struct iovec iov[2];
-    int nv;
-    ssize_t r;
+    int nv = evbuffer_reserve_space(p->cin, PUMP_READ_MAX, v, 2);
 
-    (void)what;
-    nv = evbuffer_reserve_space(p->cin, PUMP_READ_MAX, v, 2);
     if (nv <= 0) {
         fail(p, "out of memory");
-        return;
+        return false;
     }
     for (int i = 0; i < nv; i++) {
         iov[i].iov_base = v[i].iov_base;
         iov[i].iov_len = v[i].iov_len;
     }
-    r = readv(fd, iov, nv);
-    if (r < 0) {
+    ssize_t r = readv(p->fd, iov, nv);
+    if (r <= 0) {
         evbuffer_commit_space(p->cin, v, 0);
-        if (errno == EAGAIN || errno == EINTR) {
-            return;
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return false;
         }
-        fail(p, strerror(errno));
-        return;
-    }
-    if (r == 0) {
-        evbuffer_commit_space(p->cin, v, 0);
-        p->peer_closed = true;
+        if (r < 0) {
+            fail(p, strerror(errno));
+            return false;
+        }
+        p->sock_eof = true;
         event_del(p->rd);
-        if (!p->handshake_done) {
+        if (in_handshake(p)) {
             fail(p, "closed during the handshake");
-            return;
+            return false;
         }
-    } else {
-        size_t left = (size_t)r;
-        for (int i = 0; i < nv; i++) {
-            v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
-            left -= v[i].iov_len;
-        }
-        evbuffer_commit_space(p->cin, v, nv);
+        return true;
     }
-    decrypt(p);
+    size_t left = (size_t)r;
+    for (int i = 0; i < nv; i++) {
+        v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
+        left -= v[i].iov_len;
+    }
+    evbuffer_commit_space(p->cin, v, nv);
+    return true;
+}
+
+/* ---- callbacks: each that can end the pump holds its guard ---- */
+
+static void rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pump *p = arg;
+
+    wm_guard_enter(&p->guard);
+    if (sock_read(p)) {
+        decrypt(p);
+    }
+    pump_leave(p);
 }
 
 static void wr_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pump *p = arg;
 
-    (void)fd;
-    (void)what;
+    wm_guard_enter(&p->guard);
     if (flush_out(p)) {
         encrypt(p);
     }
+    pump_leave(p);
 }
 
 /* The user wrote: encrypt. */
 static void b_read_cb(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
-    encrypt(arg);
+    struct pump *p = arg;
+
+    wm_guard_enter(&p->guard);
+    encrypt(p);
+    pump_leave(p);
 }
 
-/* The user drained what we decrypted: read again. */
+/* The user drained what we decrypted: read again. (Also runs inside our
+ * own calls, as b's output moves to the user; it never ends the pump.) */
 static void b_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct pump *p = arg;
 
-    if (info->n_deleted > 0 && p->reading_paused && !p->peer_closed &&
+    if (info->n_deleted > 0 && p->reading_paused && !peer_over(p) &&
         evbuffer_get_length(buf) < PUMP_IN_HIGH / 2) {
         p->reading_paused = false;
         event_add(p->rd, NULL);
@@ -647,33 +638,93 @@ static void b_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     }
 }
 
-static void close_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void eof_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pump *p = arg;
 
-    (void)fd;
-    (void)what;
-    fail(p, p->handshake_done ? "close timed out" : "handshake timed out");
+    wm_guard_enter(&p->guard);
+    if (p->eof_pending) {
+        deliver_eof(p);
+    }
+    pump_leave(p);
 }
 
-/* EOF from the user: finish writing, send close_notify. */
-static void b_event_cb(struct bufferevent *bev, short what, void *arg)
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pump *p = arg;
 
-    (void)bev;
-    if (!(what & BEV_EVENT_EOF)) {
-        return;
-    }
-    p->local_eof = true;
+    wm_guard_enter(&p->guard);
+    fail(p, in_handshake(p) ? "handshake timed out" : "close timed out");
+    pump_leave(p);
+}
+
+/* EOF from the user (it shut its writing down, or freed its end): finish
+ * writing, send close_notify. */
+static void user_eof_event(struct pump *p)
+{
+    static const enum pump_state next[PUMP_STATE_COUNT] = {
+        [PUMP_HANDSHAKE] = PUMP_HANDSHAKE_EOF, [PUMP_HANDSHAKE_EOF] = PUMP_HANDSHAKE_EOF,
+        [PUMP_OPEN] = PUMP_HLOC,               [PUMP_HLOC] = PUMP_HLOC,
+        [PUMP_HREM] = PUMP_CLOSED,             [PUMP_CLOSED] = PUMP_CLOSED,
+        [PUMP_DEAD] = PUMP_DEAD,
+    };
+
     bufferevent_disable(p->b, EV_READ);
-    if (bufferevent_pair_get_partner(p->b) == NULL) {
-        /* The user is gone: flush, close_notify, close; bounded in time. */
+    if (user_gone(p)) {
+        if (in_handshake(p)) {
+            pump_close(p); /* nothing sent yet, nobody to tell */
+            return;
+        }
+        /* flush, close_notify, close; bounded in time */
         struct timeval tv = {PUMP_CLOSE_MS / 1000, 0};
         evtimer_add(p->timer, &tv);
         event_del(p->rd);
     }
+    set_state(p, next[p->state]);
     encrypt(p);
+}
+
+static void b_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct pump *p = arg;
+
+    if (!(what & BEV_EVENT_EOF)) {
+        return;
+    }
+    wm_guard_enter(&p->guard);
+    user_eof_event(p);
+    pump_leave(p);
+}
+
+/* ---- API ---- */
+
+/* The SSL object, its BIO and the client's names. false: out of memory. */
+static bool pump_ssl(struct pump *p, SSL_CTX *ctx, bool server, const char *host)
+{
+    BIO *bio = evb_meth() != NULL ? BIO_new(evb_meth()) : NULL;
+
+    p->ssl = SSL_new(ctx);
+    if (p->ssl == NULL || bio == NULL) {
+        BIO_free(bio);
+        return false;
+    }
+    BIO_set_data(bio, p);
+    SSL_set_bio(p->ssl, bio, bio); /* the same BIO both ways: one reference */
+    if (server) {
+        SSL_set_accept_state(p->ssl);
+        return true;
+    }
+    SSL_set_connect_state(p->ssl);
+    if (host != NULL && host[0] != '\0') {
+        unsigned char ip[16];
+        if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(p->ssl), host);
+        } else {
+            SSL_set_tlsext_host_name(p->ssl, host);
+            SSL_set1_host(p->ssl, host);
+        }
+    }
+    return true;
 }
 
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
@@ -681,57 +732,41 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
 {
     struct pump *p = calloc(1, sizeof(*p));
     struct bufferevent *pair[2] = {NULL, NULL};
-    BIO *bio = NULL;
 
     if (p == NULL) {
         close(fd);
         return NULL;
     }
     p->fd = fd;
+    p->id = wm_log_next_id();
+    p->state = PUMP_HANDSHAKE;
     p->next = live;
     if (live != NULL) {
         live->prev = p;
     }
     live = p;
     snprintf(p->peer, sizeof(p->peer), "%s", peer != NULL ? peer : "-");
-    p->ssl = SSL_new(ctx);
     p->cin = evbuffer_new();
     p->cout = evbuffer_new();
     p->rd = event_new(base, fd, EV_READ | EV_PERSIST, rd_cb, p);
     p->wr = event_new(base, fd, EV_WRITE | EV_PERSIST, wr_cb, p);
-    p->timer = evtimer_new(base, close_timeout_cb, p);
+    p->timer = evtimer_new(base, timeout_cb, p);
     p->eof_ev = event_new(base, -1, 0, eof_cb, p);
-    if (evb_meth() != NULL) {
-        bio = BIO_new(evb_meth());
-    }
-    if (p->ssl == NULL || p->cin == NULL || p->cout == NULL || p->rd == NULL || p->wr == NULL ||
-        p->timer == NULL || p->eof_ev == NULL || bio == NULL ||
-        bufferevent_pair_new(base, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, pair) < 0) {
-        BIO_free(bio);
+    if (!pump_ssl(p, ctx, server, host) || p->cin == NULL || p->cout == NULL || p->rd == NULL ||
+        p->wr == NULL || p->timer == NULL || p->eof_ev == NULL ||
+        bufferevent_pair_new(base, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, pair) < 0 ||
+        (p->out_cb = evbuffer_add_cb(bufferevent_get_output(pair[0]), b_out_cb, p)) == NULL) {
+        p->b = pair[0];
+        if (pair[1] != NULL) {
+            bufferevent_free(pair[1]);
+        }
         pump_free(p);
         return NULL;
-    }
-    BIO_set_data(bio, p);
-    SSL_set_bio(p->ssl, bio, bio); /* the same BIO both ways: one reference */
-    if (server) {
-        SSL_set_accept_state(p->ssl);
-    } else {
-        SSL_set_connect_state(p->ssl);
-        if (host != NULL && host[0] != '\0') {
-            unsigned char ip[16];
-            if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
-                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(p->ssl), host);
-            } else {
-                SSL_set_tlsext_host_name(p->ssl, host);
-                SSL_set1_host(p->ssl, host);
-            }
-        }
     }
     p->b = pair[0];
     p->a = pair[1];
     bufferevent_setcb(p->b, b_read_cb, NULL, b_event_cb, p);
     bufferevent_setwatermark(p->b, EV_READ, 0, PUMP_OUT_HIGH);
-    evbuffer_add_cb(bufferevent_get_output(p->b), b_out_cb, p);
     bufferevent_enable(p->b, EV_READ | EV_WRITE);
     bufferevent_enable(p->a, EV_READ | EV_WRITE);
     event_add(p->rd, NULL);
@@ -745,27 +780,27 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
     return p->a;
 }
 
-enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a)
+const char *wm_tls_pump_transport(const struct bufferevent *a)
 {
-    struct bufferevent *b = bufferevent_pair_get_partner((struct bufferevent *)a);
+    struct bufferevent *b;
     bufferevent_data_cb rd = NULL;
     void *arg = NULL;
 
-    if (b == NULL) {
-        return WM_TLS_PUMP_NONE; /* not a pair at all (NULL for other types) */
+    if (a == NULL || (b = bufferevent_pair_get_partner((struct bufferevent *)a)) == NULL) {
+        return NULL; /* not a pair at all (NULL for other types) */
     }
     bufferevent_getcb(b, &rd, NULL, NULL, &arg);
     if (rd != b_read_cb) {
-        return WM_TLS_PUMP_NONE; /* a pair, but not a pump's */
+        return NULL; /* a pair, but not a pump's */
     }
-    return ((const struct pump *)arg)->records ? WM_TLS_PUMP_RECORDS : WM_TLS_PUMP_OPENSSL;
+    return "TLS";
 }
 
 void wm_tls_pump_free_all(void)
 {
     while (live != NULL) {
         struct pump *p = live;
-        if (p->b != NULL && bufferevent_pair_get_partner(p->b) != NULL) {
+        if (p->b != NULL && !user_gone(p)) {
             /* the user's end outlives the loop too: cut it loose */
             bufferevent_free(p->b);
             p->b = NULL;

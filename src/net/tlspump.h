@@ -10,14 +10,15 @@
  *
  * The returned bufferevent belongs to the caller; freeing it (or sending
  * EOF with wm_bev_shutdown_write) ends the connection: the pump sends
- * close_notify, closes the socket and frees itself. The caller's event
- * callback gets EOF when the peer closed, ERROR when TLS or the socket
- * failed (the reason is logged with the peer's address). Bytes written
- * before the handshake ends wait for it.
+ * close_notify, closes the socket and frees itself (at once when the
+ * handshake is not over). The caller's event callback gets EOF when the
+ * peer closed (close_notify, or a TCP close without it), ERROR when TLS or the socket failed (the reason is
+ * logged with the peer's address). Bytes written before the handshake ends
+ * wait for it, as does an EOF.
  *
- * When the context enabled it (wm_tlsrec_ctx_enable) and the peer agreed,
- * the pump leaves OpenSSL after the handshake and seals and opens the
- * tunnel's own records (net/tlsrec.h) between the same buffers.
+ * Kernel TLS is not used: OpenSSL turns it on only for an SSL on a socket
+ * BIO, while the keys are installed during the handshake, and the memory
+ * BIO is what lets the pump move many records per syscall.
  */
 #ifndef WM_NET_TLSPUMP_H
 #define WM_NET_TLSPUMP_H
@@ -34,14 +35,10 @@ typedef struct ssl_ctx_st SSL_CTX;
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
                                     const char *host, const char *peer);
 
-enum wm_tls_pump_mode {
-    WM_TLS_PUMP_NONE,    /* not a pump's user end */
-    WM_TLS_PUMP_OPENSSL, /* OpenSSL's records (also while handshaking) */
-    WM_TLS_PUMP_RECORDS, /* our own records (net/tlsrec.h) */
-};
-
-/* What carries user end `a` (from a's worker thread; O(1)). */
-enum wm_tls_pump_mode wm_tls_pump_mode(const struct bufferevent *a);
+/* What carries user end `a`, for logs and /status: "TLS" (a static
+ * string; also while handshaking), or NULL when `a` is not a pump's user
+ * end. From a's worker thread; O(1). */
+const char *wm_tls_pump_transport(const struct bufferevent *a);
 
 /* Free every pump of the calling thread (its event loop has ended). */
 void wm_tls_pump_free_all(void);

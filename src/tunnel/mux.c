@@ -627,14 +627,9 @@ const char *wm_tun_peer_name(const struct wm_tun *t)
 
 const char *wm_tun_transport(const struct wm_tun *t)
 {
-    switch (wm_tls_pump_mode(t->bev)) {
-    case WM_TLS_PUMP_RECORDS:
-        return "TLS, own records";
-    case WM_TLS_PUMP_OPENSSL:
-        return "TLS";
-    default:
-        return "plain";
-    }
+    const char *tr = wm_tls_pump_transport(t->bev);
+
+    return tr != NULL ? tr : "plain";
 }
 
 size_t wm_tun_nstreams(const struct wm_tun *t)

@@ -101,8 +101,8 @@ bool wm_tun_is_ready(const struct wm_tun *t);
 uint64_t wm_tun_id(const struct wm_tun *t);
 const char *wm_tun_peer_name(const struct wm_tun *t); /* HELLO name (server side) */
 size_t wm_tun_nstreams(const struct wm_tun *t);
-/* How the carrier is carried, for log lines: "plain", "TLS" or
- * "TLS, own records" (net/tlsrec.h). */
+/* How the carrier is carried, for log lines and /status: "plain" or
+ * what net/tlspump.h reports ("TLS"). */
 const char *wm_tun_transport(const struct wm_tun *t);
 
 /* Open a stream to the peer. cb runs once: with the outer bufferevent

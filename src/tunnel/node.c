@@ -19,7 +19,6 @@
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/tls.h"
-#include "net/tlsrec.h"
 #include "proxy/proxy.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
@@ -198,8 +197,7 @@ static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_setting
     unsigned char md[32];
     unsigned int mdlen = 0;
     const char *fields[] = {p->server, p->domain, p->ca, p->cert, p->key, p->username,
-                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : "",
-                            p->openssl_records ? "openssl-records" : ""};
+                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : ""};
 
     s->fingerprint[0] = '\0';
     if (ctx == NULL) {
@@ -233,9 +231,6 @@ static int client_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings 
     s->client_ctx = wm_tls_client_ctx(&to, msg, sizeof(msg));
     if (s->client_ctx == NULL) {
         return wm_err_set(err, NULL, 0, 0, "ts", "%s", msg);
-    }
-    if (!p->openssl_records && wm_tlsrec_ctx_enable(s->client_ctx, false) < 0) {
-        return wm_err_set(err, NULL, 0, 0, "ts", "cannot offer the carrier's record layer (ALPN)");
     }
     return 0;
 }
@@ -326,9 +321,6 @@ static int server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings 
     }
     if (s->server_ctx == NULL) {
         return wm_err_set(err, NULL, 0, 0, "tc", "%s", msg);
-    }
-    if (!p->openssl_records && wm_tlsrec_ctx_enable(s->server_ctx, true) < 0) {
-        return wm_err_set(err, NULL, 0, 0, "tc", "cannot accept the carrier's record layer (ALPN)");
     }
     return 0;
 }

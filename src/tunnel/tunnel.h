@@ -78,7 +78,6 @@ struct wm_tunnel_opts {
     bool ts;                    /* client: TLS to the parent */
     bool tc;                    /* server: TLS from children */
     bool two_way_tls;           /* mutual TLS */
-    bool openssl_records;       /* keep OpenSSL's records (net/tlsrec.h) */
     const char *domain;         /* client: SNI and name checked (NULL: the host) */
     const char *cert;           /* PEM files, or NULL */
     const char *key;

@@ -130,37 +130,27 @@ def test_two_level_proxy(nodes, origin, certs, mode):
     # without credentials the server answers 407
     r = curl("-o", "/dev/null", "-w", "%{http_code}", "-x", "http://127.0.0.1:%d" % cli.entry, url)
     assert r.stdout == b"407"
-    # with TLS both ends leave OpenSSL's records for the tunnel's own
-    transport = "plain" if mode == "plain" else "TLS, own records"
+    # the carrier's records are OpenSSL's TLS records
+    transport = "plain" if mode == "plain" else "TLS"
     assert "attached (%s)" % transport in srv.log()
     assert wait_log(cli, "(%s), " % transport), cli.log()
 
 
-@pytest.mark.parametrize("older", ["client", "server", "fips", "config"])
-def test_record_layer_falls_back_to_tls(nodes, echo, certs, older):
-    # An end that does not offer (or accept) the tunnel's record layer, as
-    # an older build, or whose libgcrypt cannot seal GCM records (FIPS
-    # mode), or that is told not to (openssl_records = true on the
-    # server): the carrier keeps OpenSSL's records and works.
+def test_openssl_records_key_is_ignored(nodes, echo, certs):
+    # Our previous release sealed the carrier's records itself unless
+    # `openssl_records = true`; configs written for it still load, with one
+    # warning each, and the carrier is TLS with OpenSSL's records as always.
     tp = free_port()
-    old = {"WMPROXY_OPENSSL_RECORDS": "1"}
-    extra = {"map_tcp_bind": "127.0.0.1:%d" % tp}
-    if older == "fips":
-        old = {"LIBGCRYPT_FORCE_FIPS_MODE": "1"}
-        older = "client"
-    elif older == "config":
-        old = None
-        extra["openssl_records"] = True
-    srv = nodes.server(tls=tls_server(certs), extra=extra,
-                       env=old if older == "server" else None)
+    srv = nodes.server(tls=tls_server(certs), extra={"map_tcp_bind": "127.0.0.1:%d" % tp,
+                                                     "openssl_records": True})
     cli = nodes.client(srv.center, tls=tls_client(certs), srv_proc=srv,
-                       env=old if older == "client" else None,
+                       extra={"openssl_records": False},
                        mappings=[{"name": "t", "mode": "tcp",
                                   "local_addr": "127.0.0.1:%d" % echo.port}])
+    for p in (srv, cli):
+        assert p.log().count("proxy.openssl_records: ignored") == 1, p.log()
     assert "attached (TLS)" in srv.log()
     assert wait_log(cli, "(TLS), "), cli.log()
-    if old and "LIBGCRYPT_FORCE_FIPS_MODE" in old:
-        assert "tunnel carriers use OpenSSL's record layer" in cli.log()
     assert wait_port("127.0.0.1", tp, 5)
     data = os.urandom(3 * 1024 * 1024)
     s = connect(tp)

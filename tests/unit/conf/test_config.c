@@ -595,6 +595,39 @@ static void test_legacy_bind(void **state)
     wm_conf_free(c);
 }
 
+/* openssl_records (our previous release: keep OpenSSL's records on the
+ * carrier) still loads, with one warning that it is ignored; a wrong type
+ * is still an error. */
+static void test_openssl_records_ignored(void **state)
+{
+    static const char *const files[][2] = {
+        {"o.toml", "[proxy]\nopenssl_records = true\n"},
+        {"o.yaml", "proxy:\n  openssl_records: false\n"},
+    };
+    struct wm_conf *c = NULL;
+    struct wm_conf_diags d;
+    char line[1400];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        assert_int_equal(load(files[i][0], files[i][1], &c, &d), 0);
+        assert_non_null(c);
+        assert_int_equal(d.n, 1);
+        assert_int_equal(d.nerrors, 0);
+        assert_true(d.v[0].warning);
+        assert_int_equal(d.v[0].e.line, 2);
+        assert_string_equal(d.v[0].e.key, "proxy.openssl_records");
+        wm_conf_diag_format(&d, 0, line, sizeof(line));
+        assert_non_null(strstr(line, "ignored (carrier records are always OpenSSL's"));
+        wm_conf_diags_free(&d);
+        wm_conf_free(c);
+    }
+    assert_int_equal(load("o.toml", "[proxy]\nopenssl_records = 1\n", &c, &d), -1);
+    assert_null(c);
+    assert_int_equal(d.nerrors, 1);
+    wm_conf_diags_free(&d);
+}
+
 /* YAML plain scalars where a string is expected keep their source text. */
 static void test_yaml_plain_scalars_as_strings(void **state)
 {
@@ -857,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_toml_and_yaml_decode_alike),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_legacy_bind),
+        cmocka_unit_test(test_openssl_records_ignored),
         cmocka_unit_test(test_yaml_plain_scalars_as_strings),
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_units),
