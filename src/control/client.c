@@ -142,10 +142,12 @@ int wm_control_call(const char *target, const char *method, const char *path, co
         return -1;
     }
     bool bearer = token != NULL && token[0] != '\0';
+    char authority[WM_HOST_MAX + 16];
+    wm_addr_join(host, port, authority, sizeof(authority)); /* [v6]:port */
     n = snprintf(req, sizeof(req),
-                 "%s %s HTTP/1.1\r\nHost: %s:%u\r\nContent-Length: 0\r\nConnection: close\r\n"
+                 "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\nConnection: close\r\n"
                  "%s%s%s\r\n",
-                 method, path, host, port, bearer ? "Authorization: Bearer " : "",
+                 method, path, authority, bearer ? "Authorization: Bearer " : "",
                  bearer ? token : "", bearer ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(req)) {
         snprintf(body, cap, "request too long");
