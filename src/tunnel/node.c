@@ -470,37 +470,87 @@ static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
     }
 }
 
+/* Route an accepted socket to its part of the node; false when that part
+ * is not installed (yet). */
+static bool tsvc_route(enum wm_tunnel_listen kind, int fd, const struct sockaddr *peer,
+                       socklen_t plen, struct wm_listen_stats *stats)
+{
+    struct tnode *n = wm_tnode;
+
+    if (n == NULL) {
+        return false;
+    }
+    if (kind == WM_TUNNEL_LISTEN_ENTRY) {
+        entry_accept(fd, peer, plen, stats);
+        return true;
+    }
+    if (n->server == NULL) {
+        return false;
+    }
+    if (kind == WM_TUNNEL_LISTEN_CENTER) {
+        tserver_accept_carrier(n->server, fd, peer, plen);
+    } else {
+        tserver_accept_public(n->server, kind, fd, peer, plen, stats);
+    }
+    return true;
+}
+
+/* Sockets accepted between a listener opening and its settings reaching
+ * worker 0 (wm_tunnel_install() runs right after the listeners are in
+ * place): held here and routed by install_on_worker(), never closed on a
+ * client that came a moment early. Worker 0 only. */
+#define TSVC_EARLY_MAX 64
+static struct early {
+    int fd;
+    enum wm_tunnel_listen kind;
+    struct sockaddr_storage peer;
+    socklen_t plen;
+    struct wm_listen_stats *stats;
+} early[TSVC_EARLY_MAX];
+static size_t nearly;
+
 static void tsvc_accept(struct wm_service *svc, struct wm_worker *w, int fd,
                         const struct sockaddr *peer, socklen_t plen,
                         struct wm_listen_stats *stats)
 {
     struct tsvc *ts = (struct tsvc *)svc;
     struct tnode *n = wm_tnode;
+    struct early *e;
 
     (void)w;
-    if (n == NULL || n->draining) {
+    if (n != NULL && n->draining) {
         close(fd);
         return;
     }
-    switch (ts->kind) {
-    case WM_TUNNEL_LISTEN_ENTRY:
-        entry_accept(fd, peer, plen, stats);
-        return;
-    case WM_TUNNEL_LISTEN_CENTER:
-        if (n->server == NULL) {
-            close(fd);
-            return;
-        }
-        tserver_accept_carrier(n->server, fd, peer, plen);
-        return;
-    default:
-        if (n->server == NULL) {
-            close(fd);
-            return;
-        }
-        tserver_accept_public(n->server, ts->kind, fd, peer, plen, stats);
+    if (tsvc_route(ts->kind, fd, peer, plen, stats)) {
         return;
     }
+    if (nearly == TSVC_EARLY_MAX || plen > sizeof(early[0].peer)) {
+        close(fd);
+        return;
+    }
+    e = &early[nearly++];
+    e->fd = fd;
+    e->kind = ts->kind;
+    e->plen = peer != NULL ? plen : 0;
+    if (e->plen > 0) {
+        memcpy(&e->peer, peer, plen);
+    }
+    e->stats = wm_listen_stats_ref(stats);
+}
+
+/* After an install: route what came early; what still has no home closes. */
+static void route_early(void)
+{
+    for (size_t i = 0; i < nearly; i++) {
+        struct early *e = &early[i];
+        const struct sockaddr *peer = e->plen > 0 ? (struct sockaddr *)&e->peer : NULL;
+        if (!tsvc_route(e->kind, e->fd, peer, e->plen, e->stats)) {
+            close(e->fd);
+        }
+        wm_listen_stats_unref(e->stats);
+    }
+    nearly = 0;
 }
 
 static void tsvc_destroy(struct wm_service *svc)
@@ -535,6 +585,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
             free(n);
             wm_tnode = NULL;
         }
+        route_early(); /* nothing to route to: they close */
         return;
     }
     if (n == NULL) {
@@ -569,6 +620,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
         n->server = NULL;
     }
     wm_tunnel_settings_free(old);
+    route_early();
 }
 
 void wm_tunnel_install(struct wm_tunnel_settings *s)
