@@ -202,8 +202,8 @@ static bool host_allowed(struct evhttp_request *req)
     if (h == NULL) {
         return true; /* HTTP/1.0 clients; browsers always send Host */
     }
-    if (wm_addr_split(h, strlen(h), name, sizeof(name), &port) < 0) {
-        snprintf(name, sizeof(name), "%s", h); /* no port */
+    if (wm_addr_split_port(h, strlen(h), name, sizeof(name), &port, 80) < 0) {
+        return false;
     }
     return strcasecmp(name, "localhost") == 0 || wm_addr_from_ip(name, 0, &ss, &len) == 0;
 }

@@ -21,6 +21,7 @@
 /* Main-thread view of what is listening. */
 struct entry {
     char addr[WM_ADDR_STR_MAX]; /* canonical form */
+    struct sockaddr_storage sa; /* the same, parsed (wm_lset_is_self) */
     const char *kind;
     bool pinned; /* worker 0 only */
     struct wm_listen_stats *stats;
@@ -151,6 +152,7 @@ static int bind_spec(const struct wm_lspec *specs, size_t i, struct entry *nent,
             return wm_err_set(err, NULL, 0, 0, NULL, "address %s is used twice", nent[i].addr);
         }
     }
+    nent[i].sa = ss;
     nent[i].kind = specs[i].svc->kind;
     nent[i].pinned = specs[i].pinned;
     struct entry *old = find_cur(nent[i].addr);
@@ -420,11 +422,7 @@ bool wm_lset_is_self(const struct sockaddr *target)
         self = reaches((const struct sockaddr *)&extra[i], target);
     }
     for (size_t i = 0; i < ncur && !self; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len;
-        if (wm_addr_parse_listen(cur[i].addr, &ss, &len) == 0) {
-            self = reaches((const struct sockaddr *)&ss, target);
-        }
+        self = reaches((const struct sockaddr *)&cur[i].sa, target);
     }
     pthread_mutex_unlock(&cur_lock);
     return self;
