@@ -133,7 +133,8 @@ static int tunnel_mappings(const struct wm_conf_proxy *p, struct tunnel_build *b
         b->maps[i] = (struct wm_tunnel_mapping){
             .name = cm->name, .mode = cm->mode, .local_addr = cm->local_addr,
             .domain = cm->domain, .rules = r, .nrules = cm->nheaders,
-            .remote_port = (uint16_t)cm->remote_port, .bind = cm->bind, .group = cm->group};
+            .remote_port = (uint16_t)cm->remote_port, .bind = cm->bind, .group = cm->group,
+            .proxy_protocol = cm->proxy_protocol};
         for (size_t k = 0; k < cm->nheaders; k++, r++) {
             *r = (struct wm_tunnel_rule){cm->headers[k].request, cm->headers[k].op,
                                          cm->headers[k].name, cm->headers[k].value};

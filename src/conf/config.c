@@ -25,6 +25,34 @@
 
 static const char *const mapping_modes[] = {"http", "https", "tcp", "proxy", NULL};
 
+/* proxy_protocol: "v1", "v2", or off ("off", "", false); into an int. */
+static int set_proxy_protocol(struct wm_cctx *ctx, const struct wm_cval *v, void *dst,
+                              const char *path)
+{
+    int *out = dst;
+    size_t n = 0;
+    const char *s;
+
+    if (wm_cval_type(v) == WM_CVAL_BOOL && !wm_cval_bool(v)) {
+        *out = 0;
+        return 0;
+    }
+    if (wm_cval_type(v) != WM_CVAL_STRING) {
+        wm_cctx_error(ctx, v, path, "expected \"v1\", \"v2\" or false");
+        return -1;
+    }
+    s = wm_cval_str(v, &n);
+    if (n == 2 && (memcmp(s, "v1", 2) == 0 || memcmp(s, "v2", 2) == 0)) {
+        *out = s[1] - '0';
+    } else if (n == 0 || (n == 3 && memcmp(s, "off", 3) == 0)) {
+        *out = 0;
+    } else {
+        wm_cctx_error(ctx, v, path, "expected \"v1\", \"v2\" or false");
+        return -1;
+    }
+    return 0;
+}
+
 #define MOFF(f) offsetof(struct wm_conf_mapping, f)
 static const struct wm_ckey mapping_keys[] = {
     {.name = "name", .kind = WM_CK_STR, .off = MOFF(name), .flags = WM_CKF_REQUIRED},
@@ -36,6 +64,8 @@ static const struct wm_ckey mapping_keys[] = {
     {.name = "remote_port", .kind = WM_CK_INT, .off = MOFF(remote_port), .min = 1, .max = 65535},
     {.name = "bind", .kind = WM_CK_LISTEN, .off = MOFF(bind), .alias = "bind_addr"},
     {.name = "group", .kind = WM_CK_STR, .off = MOFF(group)},
+    {.name = "proxy_protocol", .kind = WM_CK_CUSTOM, .off = MOFF(proxy_protocol),
+     .custom = set_proxy_protocol},
     {.name = NULL},
 };
 

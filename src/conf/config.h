@@ -36,6 +36,7 @@ struct wm_conf_mapping {
     int64_t remote_port;    /* tcp: public port on the server (0: none) */
     const char *bind;       /* tcp: public "ip:port" on the server */
     const char *group;      /* clients in one group share the mapping */
+    int proxy_protocol;     /* PROXY header to local_addr: 0 off, 1 "v1", 2 "v2" */
 };
 
 /* [proxy] */

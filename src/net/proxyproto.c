@@ -93,7 +93,15 @@ size_t wm_pp_build(int version, const struct sockaddr *src, const struct sockadd
 {
     struct ep s;
     struct ep d;
-    bool known = ep_of(src, &s) && ep_of(dst, &d);
+    bool known = ep_of(src, &s);
+
+    if (known && !ep_of(dst, &d)) {
+        memset(&d, 0, sizeof(d)); /* "::" or "0.0.0.0", port 0 */
+        d.v4 = s.v4;
+        if (s.v4) {
+            memcpy(d.ip, v4_mapped, sizeof(v4_mapped));
+        }
+    }
     bool v4 = known && s.v4 && d.v4;
 
     if (version == WM_PP_V1) {

@@ -56,8 +56,9 @@ struct wm_pp_info {
 
 /* Write the header of version (WM_PP_V1 or WM_PP_V2) for a TCP connection
  * from src to dst into out. Both IPv4 (or IPv4-mapped IPv6) give TCP4,
- * otherwise TCP6 (an IPv4 side is written IPv4-mapped). src or dst NULL or
- * not IP: v1 "PROXY UNKNOWN", v2 PROXY command with family UNSPEC.
+ * otherwise TCP6 (an IPv4 side is written IPv4-mapped). dst NULL: the
+ * unspecified address of src's family, port 0. src NULL or not IP: v1
+ * "PROXY UNKNOWN", v2 PROXY command with family UNSPEC.
  * Returns the length (at most WM_PP_BUILD_MAX), or 0 when cap is too small
  * or version is not 1 or 2. */
 size_t wm_pp_build(int version, const struct sockaddr *src, const struct sockaddr *dst,

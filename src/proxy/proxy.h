@@ -40,4 +40,11 @@ void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferev
                     const struct sockaddr *peer, socklen_t peerlen,
                     struct wm_listen_stats *stats);
 
+/* The same for a tunnel stream (no peer) whose client is really at src
+ * (may be NULL): see wm_conn_set_origin() (net/conn.h) for src, dst and
+ * pp_version (a PROXY protocol header to each CONNECT / SOCKS target). */
+void wm_proxy_serve_origin(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
+                           const struct sockaddr *src, const struct sockaddr *dst,
+                           int pp_version);
+
 #endif

@@ -122,18 +122,38 @@ struct wm_pconn *wm_pconn_new(struct wm_service *svc, struct wm_worker *w, struc
     return c;
 }
 
+static void serve(struct wm_pconn *c, struct bufferevent *bev)
+{
+    bufferevent_setcb(bev, sniff_read_cb, NULL, sniff_event_cb, c);
+    /* Read only: replies go out with wm_bev_send_bytes(), which turns
+     * writing on just when the kernel does not take them at once. */
+    bufferevent_enable(bev, EV_READ);
+    wm_conn_set_timer(&c->conn, c->opts->handshake_timeout_ms, handshake_timeout_cb);
+}
+
 void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
                     const struct sockaddr *peer, socklen_t peerlen,
                     struct wm_listen_stats *stats)
 {
     struct wm_pconn *c = wm_pconn_new(svc, w, bev, peer, peerlen, stats);
 
+    if (c != NULL) {
+        serve(c, bev);
+    }
+}
+
+void wm_proxy_serve_origin(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
+                           const struct sockaddr *src, const struct sockaddr *dst,
+                           int pp_version)
+{
+    struct wm_pconn *c = wm_pconn_new(svc, w, bev, NULL, 0, NULL);
+
     if (c == NULL) {
         return;
     }
-    bufferevent_setcb(bev, sniff_read_cb, NULL, sniff_event_cb, c);
-    /* Read only: replies go out with wm_bev_send_bytes(), which turns
-     * writing on just when the kernel does not take them at once. */
-    bufferevent_enable(bev, EV_READ);
-    wm_conn_set_timer(&c->conn, c->opts->handshake_timeout_ms, handshake_timeout_cb);
+    if (wm_conn_set_origin(&c->conn, src, dst, pp_version) < 0) {
+        wm_conn_finish(&c->conn, "out-of-memory");
+        return;
+    }
+    serve(c, bev);
 }

@@ -12,9 +12,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/bev.h"
@@ -24,6 +26,7 @@
 #include "core/util.h"
 #include "core/worker.h"
 #include "net/dial.h"
+#include "net/proxyproto.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 
@@ -50,6 +53,8 @@ struct bridge {
     struct wm_listen_stats *stats;
     const char *proto;         /* static string */
     char *target;
+    uint8_t *preamble;         /* PROXY protocol header for the dialed socket, or NULL */
+    size_t npreamble;
     int idle_ms;
     int code;
     uint64_t start_ms;
@@ -104,6 +109,7 @@ static void bridge_finish(struct bridge *b, const char *why)
     }
     wm_listen_stats_unref(b->stats);
     free(b->target);
+    free(b->preamble);
     free(b);
 }
 
@@ -155,6 +161,17 @@ static void wait_event_cb(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     (void)what;
     bridge_finish(arg, "client-closed");
+}
+
+const char *tnode_peer_field(int fd, const struct sockaddr *peer, char *out, size_t cap)
+{
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+
+    if (peer == NULL || fd < 0 || getsockname(fd, (struct sockaddr *)&local, &llen) < 0) {
+        return wm_tun_peer_format(out, cap, peer, NULL);
+    }
+    return wm_tun_peer_format(out, cap, peer, (struct sockaddr *)&local);
 }
 
 static struct bridge *bridge_alloc(const char *peer, const char *proto,
@@ -291,6 +308,40 @@ static uint8_t open_code_of(enum wm_dial_status st)
     }
 }
 
+/* The PROXY protocol header goes first on a socket that just connected:
+ * its send buffer is empty, so the few bytes go whole. */
+static int send_preamble(struct bridge *b, int fd)
+{
+    ssize_t r;
+
+    do {
+        r = send(fd, b->preamble, b->npreamble, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 || (size_t)r != b->npreamble) {
+        wm_log(WM_LOG_WARN, b->id, "dial %s: cannot send the PROXY protocol header: %s",
+               b->target != NULL ? b->target : "-", r < 0 ? strerror(errno) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+int bridge_set_proxy_protocol(struct bridge *b, int version, const struct sockaddr *src,
+                              const struct sockaddr *dst)
+{
+    uint8_t buf[WM_PP_BUILD_MAX];
+    size_t n = wm_pp_build(version, src, dst, buf, sizeof(buf));
+
+    free(b->preamble);
+    b->preamble = n > 0 ? malloc(n) : NULL;
+    if (b->preamble == NULL) {
+        bridge_finish(b, n > 0 ? "out-of-memory" : "bad-proxy-protocol");
+        return -1;
+    }
+    memcpy(b->preamble, buf, n);
+    b->npreamble = n;
+    return 0;
+}
+
 static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer, socklen_t plen,
                     void *arg)
 {
@@ -307,6 +358,13 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
         set_stream(b, BS_NONE, NULL);
         wm_tun_stream_refuse(s, open_code_of(st), wm_dial_status_str(st));
         bridge_finish(b, wm_dial_status_str(st));
+        return;
+    }
+    if (b->preamble != NULL && send_preamble(b, fd) < 0) {
+        close(fd);
+        set_stream(b, BS_NONE, NULL);
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_UNREACHABLE, "cannot send the PROXY header");
+        bridge_finish(b, "proxy-protocol-failed");
         return;
     }
     set_stream(b, BS_ATTACHED, s);

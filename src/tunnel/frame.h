@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define WM_TUN_PREFACE "WMTUN/1\n"
 #define WM_TUN_PREFACE_LEN 8
@@ -134,7 +135,20 @@ struct wm_tun_mapping {
 struct wm_tun_open {
     uint8_t kind;
     struct wm_tun_str name; /* MAPPING */
-    struct wm_tun_str peer; /* client address, for logs and headers */
+    struct wm_tun_str peer; /* client address, for logs and headers (below) */
+};
+
+/* The OPEN peer field: the visitor's "ip:port" or "[v6]:port", optionally
+ * followed by '>' and the local address it connected to (a public listener
+ * of the server, an entry of the client): "203.0.113.7:50312>[::1]:8080".
+ * Earlier nodes send the visitor alone and only log the field. */
+#define WM_TUN_PEER_MAX 128
+
+struct wm_tun_peer {
+    struct sockaddr_storage src; /* the visitor */
+    socklen_t srclen;            /* 0: not an IP address */
+    struct sockaddr_storage dst; /* where it connected */
+    socklen_t dstlen;            /* 0: not given (or not an IP address) */
 };
 
 /* Header: 0 and *h filled, or -1 (reserved bit set or length over limit). n >= 9. */
@@ -165,6 +179,13 @@ int wm_tun_register_result_decode(const uint8_t *p, size_t n, uint8_t *ok,
                                   struct wm_tun_str *reason, size_t max);
 size_t wm_tun_register_result_encode(uint8_t *out, size_t cap, const uint8_t *ok,
                                      const char *const *reason, size_t count);
+
+/* Write the peer field for src (and dst, may be NULL) into out (cap >=
+ * WM_TUN_PEER_MAX); src NULL gives "-". Returns out. */
+const char *wm_tun_peer_format(char *out, size_t cap, const struct sockaddr *src,
+                               const struct sockaddr *dst);
+/* Parse a peer field (never fails: what is not an address stays unknown). */
+void wm_tun_peer_parse(struct wm_tun_str s, struct wm_tun_peer *out);
 
 int wm_tun_open_decode(const uint8_t *p, size_t n, struct wm_tun_open *o);
 size_t wm_tun_open_encode(uint8_t *out, size_t cap, const struct wm_tun_open *v);

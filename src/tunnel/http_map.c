@@ -141,15 +141,20 @@ static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hf
 {
     struct tserver *sv = server_of();
     const struct route_data *d = t->data;
+    char field[WM_TUN_PEER_MAX];
 
     if (sv == NULL || d == NULL) {
         return NULL;
     }
+    /* The visitor and the public address it reached (a TLS connection's
+     * socket may not be at hand: then the visitor alone). */
+    tnode_peer_field(c->bev != NULL ? bufferevent_getfd(c->bev) : -1,
+                     c->peerlen > 0 ? (struct sockaddr *)&c->peer : NULL, field, sizeof(field));
     for (struct tcarrier *k = sv->carriers; k != NULL; k = k->next) {
         if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
             struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
                                     {d->name, strlen(d->name)},
-                                    {c->peer_str, strlen(c->peer_str)}};
+                                    {field, strlen(field)}};
             return wm_tun_open(k->t, &o, open_cb, f);
         }
     }
@@ -159,7 +164,7 @@ static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hf
     if (r != NULL && wm_tun_id(r->owner->t) != d->tun_id && wm_tun_is_ready(r->owner->t)) {
         struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
                                 {r->name, strlen(r->name)},
-                                {c->peer_str, strlen(c->peer_str)}};
+                                {field, strlen(field)}};
         return wm_tun_open(r->owner->t, &o, open_cb, f);
     }
     return NULL;

@@ -127,6 +127,7 @@ static int mapping_of(const struct wm_tunnel_mapping *cm, size_t i, struct tmap 
 
     snprintf(t->name, sizeof(t->name), "%s", cm->name);
     t->mode = mode_of(cm->mode);
+    t->pp = (uint8_t)cm->proxy_protocol;
     if (cm->local_addr != NULL &&
         wm_addr_split(cm->local_addr, strlen(cm->local_addr), t->host, sizeof(t->host),
                       &t->port) < 0) {
@@ -463,9 +464,11 @@ static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
         close(fd);
         return;
     }
+    char field[WM_TUN_PEER_MAX];
+    tnode_peer_field(fd, peer, field, sizeof(field));
     struct bridge *b = bridge_new_fd(fd, ps, "tunnel-entry", stats, n->s->idle_timeout_ms);
     if (b != NULL) {
-        struct wm_tun_open o = {WM_TUN_OPEN_PROXY, {"", 0}, {ps, strlen(ps)}};
+        struct wm_tun_open o = {WM_TUN_OPEN_PROXY, {"", 0}, {field, strlen(field)}};
         bridge_open_stream(b, t, &o, "parent");
     }
 }

@@ -29,6 +29,7 @@ struct tmap {
     uint8_t mode;                /* enum wm_tun_mode */
     char host[WM_HOST_MAX];      /* local_addr */
     uint16_t port;
+    uint8_t pp;                  /* PROXY protocol version to send it, 0: none */
 };
 
 struct wm_tunnel_settings {
@@ -100,6 +101,10 @@ void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int f
                            const struct sockaddr *peer, socklen_t plen,
                            struct wm_listen_stats *stats);
 
+/* bridge.c: the OPEN peer field (tunnel/frame.h) for a connection accepted
+ * on fd from peer (may be NULL): the visitor, and the address it reached. */
+const char *tnode_peer_field(int fd, const struct sockaddr *peer, char *out, size_t cap);
+
 /* bridge.c: one client connection joined to a target (a tunnel stream or
  * a dialed socket), with access logging and graceful-stop registration.
  * Each constructor takes what it is given (also on failure, NULL return).
@@ -120,6 +125,11 @@ struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, cons
  * bridge ends. */
 void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,
                         const char *target);
+/* Before bridge_dial(): write a PROXY protocol header of version (1, 2)
+ * from src to dst (either NULL: unknown) to the dialed socket first.
+ * Returns 0, or -1 on OOM (then the bridge has ended). */
+int bridge_set_proxy_protocol(struct bridge *b, int version, const struct sockaddr *src,
+                              const struct sockaddr *dst);
 /* Connect by dialing host:port (bridge_new_stream). */
 void bridge_dial(struct bridge *b, const char *host, uint16_t port, int timeout_ms);
 /* Give up now. */

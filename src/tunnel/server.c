@@ -376,7 +376,9 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
 {
     struct tcarrier *c = arg;
     struct tserver *sv = c->sv;
-    char peer[WM_ADDR_STR_MAX];
+    char field[WM_TUN_PEER_MAX];
+    char peer[WM_ADDR_STR_MAX] = "-";
+    struct wm_tun_peer pe;
     struct wm_tun *parent;
 
     (void)t;
@@ -388,7 +390,11 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "shutting down");
         return;
     }
-    wm_tun_str_copy(peer, sizeof(peer), o->peer);
+    /* The visitor, as the client saw it: our access lines name it. */
+    wm_tun_peer_parse(o->peer, &pe);
+    if (pe.srclen > 0) {
+        wm_addr_format((struct sockaddr *)&pe.src, peer, sizeof(peer));
+    }
     if (sv->n->client != NULL) {
         /* Middle node: pass the stream on to our own parent, unparsed. */
         parent = tclient_carrier(sv->n->client);
@@ -401,14 +407,16 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
                                                       sv->n->s->idle_timeout_ms)
                                          : NULL;
         if (b != NULL) {
-            struct wm_tun_open po = {WM_TUN_OPEN_PROXY, {"", 0}, {peer, strlen(peer)}};
+            wm_tun_str_copy(field, sizeof(field), o->peer); /* passed on as it came */
+            struct wm_tun_open po = {WM_TUN_OPEN_PROXY, {"", 0}, {field, strlen(field)}};
             bridge_open_stream(b, parent, &po, "parent");
         }
         return;
     }
     struct bufferevent *outer = wm_tun_stream_accept(s);
     if (outer != NULL) {
-        wm_proxy_serve(sv->n->s->proxy_svc, sv->n->w, outer, NULL, 0, NULL);
+        wm_proxy_serve_origin(sv->n->s->proxy_svc, sv->n->w, outer,
+                              pe.srclen > 0 ? (struct sockaddr *)&pe.src : NULL, NULL, 0);
     }
 }
 
@@ -573,6 +581,7 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
                        socklen_t plen, struct wm_listen_stats *stats)
 {
     char ps[WM_ADDR_STR_MAX] = "-";
+    char field[WM_TUN_PEER_MAX];
     bool proxy = strcmp(key, "@proxy") == 0;
     struct rmap *r = tserver_pick(sv, proxy ? WM_TUN_MODE_PROXY : WM_TUN_MODE_TCP, key);
 
@@ -586,6 +595,7 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
         close(fd);
         return;
     }
+    tnode_peer_field(fd, peer, field, sizeof(field));
     struct bridge *b = bridge_new_fd(fd, ps, proxy ? "tunnel-proxy" : "tunnel-tcp", stats,
                                      sv->n->s->idle_timeout_ms);
     if (b == NULL) {
@@ -593,7 +603,8 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
     }
     char target[160];
     snprintf(target, sizeof(target), "%s/%s", r->owner->name, r->name);
-    struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)}, {ps, strlen(ps)}};
+    struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)},
+                            {field, strlen(field)}};
     bridge_open_stream(b, r->owner->t, &o, target);
 }
 

@@ -50,6 +50,8 @@ struct wm_tunnel_mapping {
     uint16_t remote_port;   /* tcp: public port on the server (0: none) */
     const char *bind;       /* tcp: public "ip:port" on the server, or NULL */
     const char *group;      /* clients of one group share the mapping, or NULL */
+    int proxy_protocol;     /* PROXY header the client sends the service it dials
+                             * (net/proxyproto.h: 0 off, 1, 2) */
 };
 
 /*

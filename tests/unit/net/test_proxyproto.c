@@ -73,12 +73,22 @@ static void test_build_v1(void **state)
         assert_true(n <= WM_PP_V1_MAX);
     }
     /* unknown endpoints */
+    struct sockaddr_storage s;
+    sa("127.0.0.1", 1, &s);
     size_t n = wm_pp_build(WM_PP_V1, NULL, NULL, out, sizeof(out));
     assert_int_equal(n, 15);
     assert_memory_equal(out, "PROXY UNKNOWN\r\n", 15);
+    n = wm_pp_build(WM_PP_V1, NULL, (struct sockaddr *)&s, out, sizeof(out));
+    assert_memory_equal(out, "PROXY UNKNOWN\r\n", 15);
+    /* a known source, an unknown destination: the unspecified address */
+    n = wm_pp_build(WM_PP_V1, (struct sockaddr *)&s, NULL, out, sizeof(out));
+    assert_int_equal(n, strlen("PROXY TCP4 127.0.0.1 0.0.0.0 1 0\r\n"));
+    assert_memory_equal(out, "PROXY TCP4 127.0.0.1 0.0.0.0 1 0\r\n", n);
+    struct sockaddr_storage s6;
+    sa("::1", 2, &s6);
+    n = wm_pp_build(WM_PP_V1, (struct sockaddr *)&s6, NULL, out, sizeof(out));
+    assert_memory_equal(out, "PROXY TCP6 ::1 :: 2 0\r\n", n);
     /* too small a buffer, bad version */
-    struct sockaddr_storage s;
-    sa("127.0.0.1", 1, &s);
     assert_int_equal(wm_pp_build(WM_PP_V1, (struct sockaddr *)&s, (struct sockaddr *)&s, out, 20),
                      0);
     assert_int_equal(wm_pp_build(3, (struct sockaddr *)&s, (struct sockaddr *)&s, out, 100), 0);
@@ -116,6 +126,11 @@ static void test_build_v2(void **state)
     assert_int_equal(out[16 + 34], 0x01);
     assert_int_equal(out[16 + 35], 0xbb);
 
+    n = wm_pp_build(WM_PP_V2, (struct sockaddr *)&d, NULL, out, sizeof(out));
+    assert_int_equal(n, 52);
+    assert_int_equal(out[13], 0x21);
+    static const uint8_t zero[18] = {0};
+    assert_memory_equal(out + 32, zero, 16);
     n = wm_pp_build(WM_PP_V2, NULL, (struct sockaddr *)&d, out, sizeof(out));
     assert_int_equal(n, 16);
     assert_int_equal(out[12], 0x21);
