@@ -47,6 +47,7 @@ struct bridge {
     int fd;                    /* our socket until the mux takes it, or -1 */
     enum bridge_stream sk;
     bool swap;                 /* fd is the target side: swap the counts */
+    bool answer;               /* fd's client speaks a proxy protocol: answer failures */
     struct wm_tun_stream *st;
     struct wm_dial *dial;
     struct wm_relay *relay;
@@ -250,6 +251,31 @@ struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, cons
 }
 
 
+void bridge_answer_failures(struct bridge *b)
+{
+    b->answer = true;
+}
+
+/* The stream could not be opened: end, after handing a proxy client its
+ * answer (its socket was not read yet). */
+static void open_failed(struct bridge *b, const char *end, const char *reason)
+{
+    char peer[WM_ADDR_STR_MAX];
+    char why[160];
+    const char *proto = b->proto;
+    int fd = b->answer ? b->fd : -1;
+
+    if (fd < 0) {
+        bridge_finish(b, end);
+        return;
+    }
+    b->fd = -1;
+    snprintf(peer, sizeof(peer), "%s", b->peer);
+    snprintf(why, sizeof(why), "the tunnel could not open a stream: %s", reason);
+    bridge_finish(b, end);
+    tnode_refuse_proxy(fd, peer, proto, why, NULL, false);
+}
+
 static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason, void *arg)
 {
     struct bridge *b = arg;
@@ -258,7 +284,7 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
     if (code != WM_TUN_OPEN_OK) {
         set_stream(b, BS_NONE, NULL);
         wm_log(WM_LOG_DEBUG, b->id, "tunnel open %s: %s", b->target != NULL ? b->target : "-", reason);
-        bridge_finish(b, wm_tun_open_code_str(code));
+        open_failed(b, wm_tun_open_code_str(code), reason);
         return;
     }
     if (outer == NULL) {
@@ -290,7 +316,7 @@ void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_
     }
     if (st == NULL) {
         b->code = WM_TUN_OPEN_UNREACHABLE;
-        bridge_finish(b, "tunnel-down");
+        open_failed(b, "tunnel-down", "the carrier is down");
         return;
     }
     set_stream(b, BS_OPENING, st);

@@ -62,6 +62,28 @@ static int absolute_form(struct wm_http_head *req, struct wm_hfwd_target *t, cha
     return 0;
 }
 
+/* The 404 body and access log target for a Host no client serves: the
+ * name, with anything but host characters shown as '?'. The text lives in
+ * a buffer of worker 0 (all tunnel work runs there) until the engine
+ * writes the answer, right after route() returns. */
+static const char *no_host_detail(const char *host, size_t hlen, struct wm_hfwd_target *t)
+{
+    static char detail[WM_HOST_MAX + 64];
+    char name[WM_HOST_MAX];
+    size_t k = 0;
+
+    for (size_t i = 0; i < hlen && k + 1 < sizeof(name); i++) {
+        char ch = host[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("-._:[]*", ch) != NULL);
+        name[k++] = ok ? ch : '?';
+    }
+    name[k] = '\0';
+    snprintf(t->log, sizeof(t->log), "%s", name);
+    snprintf(detail, sizeof(detail), "no tunnel client serves the host \"%s\"", name);
+    return detail;
+}
+
 static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
@@ -95,7 +117,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     }
     r = tserver_pick_host(sv, host, hlen);
     if (r == NULL) {
-        *detail = "no tunnel client serves this host";
+        *detail = no_host_detail(host, hlen, t);
         return 404;
     }
     d = malloc(sizeof(*d));

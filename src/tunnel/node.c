@@ -459,15 +459,16 @@ static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
         wm_addr_format(peer, ps, sizeof(ps));
     }
     if (t == NULL) {
-        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-entry client=%s target=parent end=tunnel-down",
-               ps);
-        close(fd);
+        /* Told in the client's protocol, never a bare reset. */
+        tnode_refuse_proxy(fd, ps, "tunnel-entry", "the tunnel to the server is down", stats,
+                           true);
         return;
     }
     char field[WM_TUN_PEER_MAX];
     tnode_peer_field(fd, peer, field, sizeof(field));
     struct bridge *b = bridge_new_fd(fd, ps, "tunnel-entry", stats, n->s->idle_timeout_ms);
     if (b != NULL) {
+        bridge_answer_failures(b);
         struct wm_tun_open o = {WM_TUN_OPEN_PROXY, {"", 0}, {field, strlen(field)}};
         bridge_open_stream(b, t, &o, "parent");
     }

@@ -101,6 +101,14 @@ void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int f
                            const struct sockaddr *peer, socklen_t plen,
                            struct wm_listen_stats *stats);
 
+/* refuse.c: answer a client of a proxy port that the tunnel cannot serve
+ * it, in its own protocol (HTTP 502 with why in the body, SOCKS5 reply 1,
+ * SOCKS4 reply 91), then close. Takes fd (a socket whose client has not
+ * been read from). peer and why are copied; proto must be a static string.
+ * log: write an access line at the end (else the caller logged). */
+void tnode_refuse_proxy(int fd, const char *peer, const char *proto, const char *why,
+                        struct wm_listen_stats *stats, bool log);
+
 /* bridge.c: the OPEN peer field (tunnel/frame.h) for a connection accepted
  * on fd from peer (may be NULL): the visitor, and the address it reached. */
 const char *tnode_peer_field(int fd, const struct sockaddr *peer, char *out, size_t cap);
@@ -121,6 +129,10 @@ struct bridge *bridge_new_fd(int fd, const char *peer, const char *proto,
  * ends by itself if the stream goes away meanwhile). */
 struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, const char *proto,
                                  int idle_ms);
+/* A bridge_new_fd() socket whose client speaks a proxy protocol: when the
+ * stream cannot be opened it is answered so (tnode_refuse_proxy), not
+ * just closed. */
+void bridge_answer_failures(struct bridge *b);
 /* Connect through tunnel t (bridge_new / bridge_new_fd); on failure the
  * bridge ends. */
 void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,

@@ -589,9 +589,14 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
     if (peer != NULL) {
         wm_addr_format(peer, ps, sizeof(ps));
     }
+    if (r == NULL && proxy) {
+        tnode_refuse_proxy(fd, ps, "tunnel-proxy", "no tunnel client serves this proxy port",
+                           stats, true);
+        return;
+    }
     if (r == NULL) {
-        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-%s client=%s target=%s code=%d end=%s",
-               proxy ? "proxy" : "tcp", ps, key, WM_TUN_OPEN_NO_MAPPING, "no-client");
+        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-tcp client=%s target=%s code=%d end=%s",
+               ps, key, WM_TUN_OPEN_NO_MAPPING, "no-client");
         close(fd);
         return;
     }
@@ -600,6 +605,9 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
                                      sv->n->s->idle_timeout_ms);
     if (b == NULL) {
         return;
+    }
+    if (proxy) {
+        bridge_answer_failures(b);
     }
     char target[160];
     snprintf(target, sizeof(target), "%s/%s", r->owner->name, r->name);

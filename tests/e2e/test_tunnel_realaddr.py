@@ -6,6 +6,7 @@ two-level proxy), and a tunnel that cannot serve a request says so
 import ipaddress
 import re
 import socket
+import ssl
 import struct
 import threading
 
@@ -194,3 +195,114 @@ def test_two_level_access_line_names_the_visitor(nodes, origin):
     want = "access proto=http client=127.0.0.1:%d " % me[1]
     assert wait_log(srv, want), srv.log()[-3000:]
     assert "client=stream" not in srv.log()
+
+
+# ---- point 12: a tunnel that cannot serve says so ----
+
+def read_all(s):
+    data = b""
+    while True:
+        try:
+            d = s.recv(4096)
+        except ConnectionResetError:
+            raise AssertionError("reset after %r" % data)
+        if not d:
+            return data
+        data += d
+
+
+def test_entry_with_carrier_down_answers(nodes, origin):
+    # a client whose server is not there: its carrier is down
+    cli = nodes.client("127.0.0.1:%d" % free_port(), attach=False)
+    url = "http://127.0.0.1:%d/bytes/10" % origin.port
+    for args in (["-x", "http://wm:s3cret@127.0.0.1:%d" % cli.entry],
+                 ["-p", "-x", "http://wm:s3cret@127.0.0.1:%d" % cli.entry]):
+        r = curl(*(["-i", "-w", "\n%{http_code}"] + args + [url]))
+        out = r.stdout.decode()
+        assert ("502" in out.splitlines()[-1] or "CONNECT tunnel failed, response 502"
+                in r.stderr.decode()), (args, out, r.stderr)
+    # a plain HTTP proxy request: status and a body that says why
+    s = connect(cli.entry)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % url.encode())
+    resp = read_all(s)
+    assert resp.startswith(b"HTTP/1.1 502 "), resp
+    assert resp.endswith(b"the tunnel to the server is down\n"), resp
+    # CONNECT with a body after it (the answer must survive unread bytes)
+    s = connect(cli.entry)
+    s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n" + b"x" * 5000)
+    resp = read_all(s)
+    assert resp.startswith(b"HTTP/1.1 502 "), resp
+    # SOCKS5, without and with credentials: reply 1 (general failure)
+    for user in (None, "wm"):
+        s, rep, _ = socks.handshake(cli.entry, "127.0.0.1", origin.port, user=user,
+                                    password="s3cret" if user else None)
+        assert rep == 1
+        s.close()
+    r = curl("--socks5", "wm:s3cret@127.0.0.1:%d" % cli.entry, url)
+    assert r.returncode == 97 and r.stderr.rstrip().endswith(b"(1)"), r.stderr  # reply 1
+    # SOCKS4: 91
+    s = connect(cli.entry)
+    s.sendall(b"\x04\x01" + struct.pack("!H", origin.port) + socket.inet_aton("127.0.0.1") + b"u\x00")
+    assert recv_exact(s, 2) == b"\x00\x5b"
+    s.close()
+    assert wait_log(cli, "access proto=tunnel-entry client=127.0.0.1:"), cli.log()
+    assert wait_log(cli, "code=502", count=3), cli.log()[-3000:]
+    assert "target=127.0.0.1:%d code=1 " % origin.port in cli.log()
+
+
+def test_entry_refused_stream_answers(nodes, origin):
+    """The carrier is up but the server refuses the stream (a middle node
+    whose own parent is down): the visitor gets the 502 too."""
+    mid_center = free_port()
+    mid = nodes.start({"bind_addr": "127.0.0.1:%d" % free_port(), "center_addr":
+                       "127.0.0.1:%d" % mid_center, "server": "127.0.0.1:%d" % free_port(),
+                       **CRED}, wait_port_of="center_addr")
+    cli = nodes.client("127.0.0.1:%d" % mid_center, srv_proc=mid)
+    s = connect(cli.entry)
+    s.sendall(b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % origin.port)
+    resp = read_all(s)
+    assert resp.startswith(b"HTTP/1.1 502 "), resp
+    assert b"parent tunnel is down" in resp, resp
+
+
+def test_public_ports_without_a_client_say_so(nodes):
+    hp, hsp, tp, pp = free_port(), free_port(), free_port(), free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp,
+                              "map_https_bind": "127.0.0.1:%d" % hsp,
+                              "map_tcp_bind": "127.0.0.1:%d" % tp,
+                              "map_proxy_bind": "127.0.0.1:%d" % pp})
+    # public HTTP, a Host nobody registered: 404 naming the host, logged
+    s = connect(hp)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: nobody.example:8080\r\n\r\n")
+    resp = read_all(s)
+    assert resp.startswith(b"HTTP/1.1 404 "), resp
+    assert b'no tunnel client serves the host "nobody.example:8080"' in resp, resp
+    assert wait_log(srv, "INFO"), srv.log()
+    assert wait_log(srv, "target=nobody.example:8080 "), srv.log()[-2000:]
+    # public HTTPS likewise, inside TLS
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(connect(hsp), server_hostname="nobody.example")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: nobody.example\r\n\r\n")
+    resp = b""
+    while b'serves the host "nobody.example"\n' not in resp:
+        d = s.recv(4096)
+        assert d, resp
+        resp += d
+    assert resp.startswith(b"HTTP/1.1 404 "), resp
+    assert wait_log(srv, "access proto=tunnel-https client=127.0.0.1:"), srv.log()[-2000:]
+    # the tcp mapping port with no client: closed after an info line
+    s = connect(tp)
+    me = s.getsockname()
+    assert read_all(s) == b""
+    assert wait_log(srv, "access proto=tunnel-tcp client=127.0.0.1:%d target=@tcp code=4 "
+                    "end=no-client" % me[1]), srv.log()[-2000:]
+    # the proxy mapping port with no client: a proxy answer
+    s = connect(pp)
+    s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+    resp = read_all(s)
+    assert resp.startswith(b"HTTP/1.1 502 ") and b"no tunnel client" in resp, resp
+    s, rep, _ = socks.handshake(pp, "127.0.0.1", 1)
+    assert rep == 1
+    assert wait_log(srv, "access proto=tunnel-proxy client=127.0.0.1:"), srv.log()[-2000:]
