@@ -136,6 +136,21 @@ def test_tcp_mapping_sends_proxy_protocol(nodes, ppsvc, version):
     assert not ppsvc.errors
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_ipv6_visitor_in_proxy_protocol(nodes, ppsvc, version):
+    tp = free_port(socket.AF_INET6)
+    srv = nodes.server(extra={"map_tcp_bind": "[::1]:%d" % tp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t6", "mode": "tcp", "local_addr": "127.0.0.1:%d" % ppsvc.port,
+         "proxy_protocol": version}])
+    assert wait_port("::1", tp, 5)
+    s = socket.create_connection(("::1", tp), timeout=10)
+    me = s.getsockname()
+    assert read_line(s) == "%s ::1 %d ::1 %d\n" % (version[1], me[1], tp), ppsvc.errors
+    s.close()
+    assert wait_log(srv, "access proto=tunnel-tcp client=[::1]:%d " % me[1]), srv.log()[-2000:]
+
+
 def test_proxy_mapping_sends_proxy_protocol(nodes, ppsvc):
     pp = free_port()
     srv = nodes.server(extra={"map_proxy_bind": "127.0.0.1:%d" % pp})
