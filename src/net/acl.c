@@ -28,7 +28,7 @@ struct rule {
     uint8_t fam;      /* R_NET: 4 or 6 */
     uint8_t plen;     /* R_NET: prefix length */
     uint8_t addr[16]; /* R_NET: the network, host bits cleared */
-    uint16_t plo;     /* ports plo..phi (1..65535: any) */
+    uint16_t plo;     /* ports plo..phi (0..65535: any) */
     uint16_t phi;
     char name[NAME_MAX_LEN + 1]; /* name kinds: lower case, no trailing dot */
     char why[WM_ACL_RULE_MAX + 24]; /* `deny_targets "10.0.0.0/8"` */
@@ -226,7 +226,7 @@ static int parse_rule(const char *s, bool client, struct rule *r, char *msg, siz
     int rc;
 
     memset(r, 0, sizeof(*r));
-    r->plo = 1;
+    r->plo = 0; /* no port given: every port */
     r->phi = 65535;
     if (len == 0) {
         return fail(msg, cap, "empty rule");
@@ -413,10 +413,10 @@ static bool name_match(const struct rule *r, const char *name)
     return n > m + 1 && name[n - m - 1] == '.' && strcmp(name + n - m, r->name) == 0;
 }
 
-/* Does r match (name or NULL, ip or NULL, port)? */
-static bool match(const struct rule *r, const char *name, const struct ip *ip, uint16_t port)
+/* Does r match (name or NULL, ip or NULL, port; -1: any port)? */
+static bool match(const struct rule *r, const char *name, const struct ip *ip, int port)
 {
-    if (port != 0 && (port < r->plo || port > r->phi)) {
+    if (port >= 0 && (port < r->plo || port > r->phi)) {
         return false;
     }
     switch (r->kind) {
@@ -430,7 +430,7 @@ static bool match(const struct rule *r, const char *name, const struct ip *ip, u
 }
 
 static const struct rule *first(const struct rules *rs, const char *name, const struct ip *ip,
-                                uint16_t port)
+                                int port)
 {
     for (size_t i = 0; i < rs->n; i++) {
         if (match(&rs->v[i], name, ip, port)) {
@@ -530,11 +530,11 @@ bool wm_acl_client_ok(const struct wm_acl *a, const struct sockaddr *sa, const c
     if (a == NULL || (a->deny_c.n == 0 && a->allow_c.n == 0) || !ip_of(sa, &ip)) {
         return true;
     }
-    if ((r = first(&a->deny_c, NULL, &ip, 0)) != NULL) {
+    if ((r = first(&a->deny_c, NULL, &ip, -1)) != NULL) {
         *why = r->why;
         return false;
     }
-    if (a->allow_c.n > 0 && first(&a->allow_c, NULL, &ip, 0) == NULL) {
+    if (a->allow_c.n > 0 && first(&a->allow_c, NULL, &ip, -1) == NULL) {
         *why = "not in allow_clients";
         return false;
     }

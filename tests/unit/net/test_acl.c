@@ -219,6 +219,8 @@ static void test_allow_list_and_deny_wins(void **state)
     assert_false(wm_acl_target_ok(a, NULL, sa("11.0.0.1", 80), &why));
     assert_string_equal(why, "not in allow_targets");
     assert_true(wm_acl_target_ok(a, "www.example.org", sa("93.184.216.34", 443), &why));
+    /* port 0 is a port like any other: no port rule matches it by default */
+    assert_false(wm_acl_target_ok(a, "www.example.org", sa("93.184.216.34", 0), &why));
     assert_false(wm_acl_target_ok(a, "www.example.org", sa("93.184.216.34", 80), &why));
     /* allow rules never deny before resolution */
     assert_false(wm_acl_name_denied(a, "other.example", 80, &why));
