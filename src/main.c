@@ -45,6 +45,16 @@ static const struct wm_cli_opt proxy_opts[] = {
      .size = sizeof(uint64_t), .min = 1, .max = 86400 * 7,
      .bad = "timeout: expected seconds (>= 1)", .arg = "S",
      .help = "client must complete its request in S (default 10)"},
+    {.type = WM_CLI_SECTION,
+     .help = "\ndestination and client rules (README, Security; repeatable):\n"},
+    {ROW(WM_CLI_LIST, "deny-target", 0, AOFF(deny_targets)), .arg = "RULE",
+     .help = "refuse targets: 10.0.0.0/8, *.internal, host:443, *:25"},
+    {ROW(WM_CLI_LIST, "allow-target", 0, AOFF(allow_targets)), .arg = "RULE",
+     .help = "allow only these targets (deny wins)"},
+    {ROW(WM_CLI_LIST, "deny-client", 0, AOFF(deny_clients)), .arg = "CIDR",
+     .help = "refuse clients from these addresses"},
+    {ROW(WM_CLI_LIST, "allow-client", 0, AOFF(allow_clients)), .arg = "CIDR",
+     .help = "only clients from these addresses"},
     {.type = WM_CLI_SECTION, .help = "\ntunnel (docs/tunnel.md):\n"},
     {ROW(WM_CLI_STR, "server", 'S', AOFF(proxy.server)), .arg = "HOST:PORT",
      .help = "forward every connection to this parent node"},
@@ -238,6 +248,9 @@ static int cmd_proxy(int argc, char **argv)
     }
     if ((o.proxy.username != NULL) != (o.proxy.password != NULL)) {
         fprintf(stderr, "wmproxy: --user and --pass go together\n");
+        return 2;
+    }
+    if (wm_app_opts_rules(&o) < 0) {
         return 2;
     }
     return wm_app_run(&o);

@@ -36,6 +36,7 @@
 #include "core/service.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "net/acl.h"
 #include "net/addr.h"
 #include "net/lset.h"
 #include "net/tlspump.h"
@@ -80,6 +81,39 @@ void wm_app_opts_default(struct wm_app_opts *o)
     o->grace_ms = WM_SHUTDOWN_GRACE_MS;
     o->level = WM_LOG_INFO;
     wm_conf_proxy_defaults(&o->proxy);
+    o->proxy.bind_set = true; /* `wmproxy proxy` keeps its documented default */
+}
+
+int wm_app_opts_rules(struct wm_app_opts *o)
+{
+    const struct {
+        struct wm_cli_list *l;
+        const char ***v;
+        size_t *n;
+        const char *flag;
+        bool client;
+    } lists[] = {
+        {&o->deny_targets, &o->proxy.deny_targets, &o->proxy.ndeny_targets, "deny-target", false},
+        {&o->allow_targets, &o->proxy.allow_targets, &o->proxy.nallow_targets, "allow-target",
+         false},
+        {&o->deny_clients, &o->proxy.deny_clients, &o->proxy.ndeny_clients, "deny-client", true},
+        {&o->allow_clients, &o->proxy.allow_clients, &o->proxy.nallow_clients, "allow-client",
+         true},
+    };
+    char msg[200];
+
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        for (size_t k = 0; k < lists[i].l->n; k++) {
+            if (wm_acl_rule_check(lists[i].l->v[k], lists[i].client, msg, sizeof(msg)) < 0) {
+                fprintf(stderr, "wmproxy: --%s \"%s\": %s\n", lists[i].flag, lists[i].l->v[k],
+                        msg);
+                return -1;
+            }
+        }
+        *lists[i].v = lists[i].l->v;
+        *lists[i].n = lists[i].l->n;
+    }
+    return 0;
 }
 
 /* ---- effective settings: command line over file over defaults ---- */
@@ -491,6 +525,13 @@ static int open_process(struct app *a, struct wm_err *err)
         struct wm_control_hooks hooks = {.reload = hook_reload, .stop = hook_stop, .now = hook_now,
                                          .status = hook_status, .arg = a};
         const char *token = a->conf != NULL ? a->conf->control_token : NULL;
+        if ((token == NULL || token[0] == '\0') && !wm_addr_listen_is_loopback(eff_control(a))) {
+            return wm_err_set(err, NULL, 0, 0, "control",
+                              "%s is reachable beyond loopback: the control API needs "
+                              "control_token there (a config file's key), or listen on "
+                              "127.0.0.1, or --disable-control",
+                              eff_control(a));
+        }
         if (wm_control_start(a->base, eff_control(a), token, &hooks, err) < 0) {
             return -1;
         }

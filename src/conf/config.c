@@ -18,6 +18,8 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/proxyflags.h"
+#include "net/acl.h"
+#include "net/addr.h"
 
 #define CONF_MAX_FILE (4 * 1024 * 1024)
 
@@ -161,6 +163,15 @@ static const struct wm_ckey proxy_keys[] = {
     TUNNEL_KEY("ca", WM_CK_STR, ca),
     {.name = "mappings", .kind = WM_CK_TABLE_ARRAY, .off = POFF(mappings),
      .off_count = POFF(nmappings), .sub = &mapping_schema},
+    /* destination and client rules (net/acl.h) */
+    {.name = "deny_targets", .kind = WM_CK_STRLIST, .off = POFF(deny_targets),
+     .off_count = POFF(ndeny_targets)},
+    {.name = "allow_targets", .kind = WM_CK_STRLIST, .off = POFF(allow_targets),
+     .off_count = POFF(nallow_targets)},
+    {.name = "deny_clients", .kind = WM_CK_STRLIST, .off = POFF(deny_clients),
+     .off_count = POFF(ndeny_clients)},
+    {.name = "allow_clients", .kind = WM_CK_STRLIST, .off = POFF(allow_clients),
+     .off_count = POFF(nallow_clients)},
     {.name = NULL},
 };
 
@@ -209,11 +220,42 @@ static void need_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char *
     }
 }
 
+/* Each rule of the list key (net/acl.h syntax), reported at its item. */
+static void check_rules(struct wm_cctx *ctx, const struct wm_cval *t, const char *path,
+                        const char *key, const char *const *v, size_t n, bool client)
+{
+    const struct wm_cval *list = wm_cval_get(t, key);
+    char kp[160];
+    char msg[200];
+
+    for (size_t i = 0; i < n; i++) {
+        if (wm_acl_rule_check(v[i], client, msg, sizeof(msg)) == 0) {
+            continue;
+        }
+        bool arr = list != NULL && wm_cval_type(list) == WM_CVAL_ARRAY;
+        snprintf(kp, sizeof(kp), arr ? "%s.%s[%zu]" : "%s.%s", path, key, i);
+        wm_cctx_error(ctx, arr ? wm_cval_at(list, i) : list, kp, "\"%s\": %s", v[i], msg);
+    }
+}
+
+/* The rules of [proxy] and whether it names its bind_addr. */
+static void acl_validate(struct wm_cctx *ctx, struct wm_conf_proxy *p, const struct wm_cval *t,
+                         const char *path)
+{
+    p->bind_set = given(t, "bind_addr") || given(t, "bind");
+    check_rules(ctx, t, path, "deny_targets", p->deny_targets, p->ndeny_targets, false);
+    check_rules(ctx, t, path, "allow_targets", p->allow_targets, p->nallow_targets, false);
+    check_rules(ctx, t, path, "deny_clients", p->deny_clients, p->ndeny_clients, true);
+    check_rules(ctx, t, path, "allow_clients", p->allow_clients, p->nallow_clients, true);
+}
+
 static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                            const char *path)
 {
     struct wm_conf_proxy *p = obj;
     char kp[128];
+
+    acl_validate(ctx, p, t, path);
 
     need_pair(ctx, t, path, "username", "password", NULL);
     if (p->username != NULL && strlen(p->username) >= WM_PROXY_CRED_MAX) {
@@ -289,12 +331,31 @@ static const struct wm_ckey top_keys[] = {
     {.name = NULL},
 };
 
+/* A control API anyone can reach must ask for a token. */
+static void control_validate(struct wm_cctx *ctx, const struct wm_conf *c,
+                             const struct wm_cval *t)
+{
+    const struct wm_cval *v = wm_cval_get(t, "control");
+
+    if (v == NULL || c->disable_control || c->control == NULL ||
+        (c->control_token != NULL && c->control_token[0] != '\0') ||
+        wm_addr_listen_is_loopback(c->control)) {
+        return;
+    }
+    wm_cctx_error(ctx, v, "control",
+                  "%s is reachable beyond loopback: set control_token (clients then send "
+                  "\"Authorization: Bearer TOKEN\"), listen on 127.0.0.1, or set "
+                  "disable_control = true",
+                  c->control);
+}
+
 static void top_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                          const char *path)
 {
     struct wm_conf *c = obj;
 
     (void)path;
+    control_validate(ctx, c, t);
     if (c->legacy_bind == NULL) {
         return;
     }
@@ -310,6 +371,7 @@ static void top_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t
     if (c->proxy != NULL) {
         proxy_defaults(c->proxy);
         c->proxy->bind = c->legacy_bind;
+        c->proxy->bind_set = true;
     }
 }
 

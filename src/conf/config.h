@@ -71,6 +71,18 @@ struct wm_conf_proxy {
     uint64_t handshake_timeout_ms;
     uint64_t heartbeat_ms;         /* tunnel PING interval */
     uint64_t heartbeat_timeout_ms; /* tunnel declared dead after this silence */
+    /* destination and client rules (net/acl.h syntax), one rule a string */
+    const char **deny_targets;
+    size_t ndeny_targets;
+    const char **allow_targets;
+    size_t nallow_targets;
+    const char **deny_clients;
+    size_t ndeny_clients;
+    const char **allow_clients;
+    size_t nallow_clients;
+    bool bind_set;           /* bind_addr was named (always true from flags): a
+                              * tunnel server with center_addr opens no forward
+                              * proxy on the default address */
 };
 
 #define WM_CONF_DEFAULT_BIND "127.0.0.1:8090"

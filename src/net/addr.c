@@ -249,3 +249,12 @@ void wm_addr_join(const char *host, uint16_t port, char *out, size_t cap)
     memcpy(out, buf, n);
     out[n] = '\0';
 }
+
+bool wm_addr_listen_is_loopback(const char *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    return wm_addr_parse_listen(s, &ss, &len) == 0 &&
+           wm_addr_ip_class((const struct sockaddr *)&ss) == WM_ADDR_LOOPBACK;
+}

@@ -4,6 +4,7 @@
 #ifndef WM_NET_ADDR_H
 #define WM_NET_ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -59,5 +60,9 @@ enum {
     WM_ADDR_LINK_LOCAL,  /* 169.254.0.0/16 (cloud metadata), fe80::/10 */
 };
 int wm_addr_ip_class(const struct sockaddr *sa);
+
+/* Is the listen address s (wm_addr_parse_listen form) on loopback only?
+ * False for a wildcard, any other address, or a malformed s. */
+bool wm_addr_listen_is_loopback(const char *s);
 
 #endif

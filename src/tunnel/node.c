@@ -97,6 +97,8 @@ static int prepare_common(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
     return 0;
 }
 
+static void copy_addr(char *dst, size_t cap, const char *addr);
+
 /* ---- client part ---- */
 
 static uint8_t mode_of(const char *m)
@@ -253,7 +255,7 @@ static int prepare_client(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
         return -1;
     }
     fingerprint(p, s);
-    snprintf(s->entry, sizeof(s->entry), "%s", p->bind);
+    copy_addr(s->entry, sizeof(s->entry), p->bind); /* NULL: no local entry */
     return 0;
 }
 
@@ -455,6 +457,9 @@ static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
     struct wm_tun *t = n != NULL ? tclient_carrier(n->client) : NULL;
 
     (void)plen;
+    if (peer != NULL && n != NULL && wm_proxy_refuse_client(n->s->proxy_svc, fd, peer)) {
+        return; /* allow_clients / deny_clients of this node's [proxy] */
+    }
     if (peer != NULL) {
         wm_addr_format(peer, ps, sizeof(ps));
     }

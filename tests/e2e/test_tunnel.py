@@ -477,7 +477,10 @@ def test_tcp_mappings_default_and_own_port(nodes, echo):
 def test_proxy_mode_mapping(nodes, origin):
     pp = free_port()
     srv = nodes.server(extra={"map_proxy_bind": "127.0.0.1:%d" % pp})
-    nodes.client(srv.center, srv_proc=srv, mappings=[{"name": "inside", "mode": "proxy"}])
+    # the mapping publishes this node's proxy: its loopback (where the test
+    # origin listens) must be allowed explicitly (test_acl.py)
+    nodes.client(srv.center, srv_proc=srv, mappings=[{"name": "inside", "mode": "proxy"}],
+                 extra={"allow_targets": ["127.0.0.1:%d" % origin.port]})
     # the client node parses the proxy protocol (with its credentials)
     r = curl("-x", "http://wm:s3cret@127.0.0.1:%d" % pp, "http://127.0.0.1:%d/bytes/900" % origin.port)
     assert r.returncode == 0 and r.stdout == pattern(900)
