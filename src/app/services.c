@@ -131,6 +131,7 @@ struct tunnel_build {
     struct wm_proxy_opts po;
     struct wm_tunnel_mapping *maps; /* one block: the mappings, then their rules */
     uint8_t *ports;                 /* the allow_ports bitmap */
+    struct wm_tunnel_client *clients; /* [[proxy.clients]], then their port bitmaps */
 };
 
 /* Everything but the arrays (enough for wm_tunnel_wanted()). */
@@ -160,6 +161,41 @@ static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts 
     o->idle_timeout_ms = (int)p->idle_timeout_ms;
     o->ping_ms = (int)p->heartbeat_ms;
     o->dead_ms = (int)p->heartbeat_timeout_ms;
+    o->max_unauth = (int)p->max_unauth_carriers;
+    o->max_unauth_per_ip = (int)p->max_unauth_carriers_per_ip;
+}
+
+/* [[proxy.clients]]: entries and their port bitmaps, in one block. */
+static int tunnel_clients(const struct wm_conf_proxy *p, struct tunnel_build *b,
+                          struct wm_err *err)
+{
+    size_t n = p->nclients;
+    char msg[256];
+
+    if (n == 0) {
+        return 0;
+    }
+    b->clients = calloc(1, n * (sizeof(*b->clients) + WM_PORT_BITS_BYTES));
+    if (b->clients == NULL) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+    }
+    uint8_t *bits = (uint8_t *)(b->clients + n);
+    for (size_t i = 0; i < n; i++, bits += WM_PORT_BITS_BYTES) {
+        const struct wm_conf_tclient *c = &p->clients[i];
+        b->clients[i] = (struct wm_tunnel_client){
+            .name = c->name, .password = c->password, .subject = c->subject,
+            .domains = c->domains, .ndomains = c->ndomains, .groups = c->groups,
+            .ngroups = c->ngroups};
+        if (c->ports != NULL) {
+            if (wm_parse_port_list(c->ports, bits, msg, sizeof(msg)) < 0) {
+                return wm_err_set(err, NULL, 0, 0, "clients.ports", "%s", msg);
+            }
+            b->clients[i].ports = bits;
+        }
+    }
+    b->o.clients = b->clients;
+    b->o.nclients = n;
+    return 0;
 }
 
 /* The mappings and their header rules, in one block. */
@@ -197,6 +233,7 @@ static void tunnel_build_free(struct tunnel_build *b)
     explicit_bzero(&b->po, sizeof(b->po));
     free(b->maps);
     free(b->ports);
+    free(b->clients);
 }
 
 static int tunnel_build(const struct wm_conf_proxy *p, struct wm_acl *acl, struct tunnel_build *b,
@@ -210,6 +247,9 @@ static int tunnel_build(const struct wm_conf_proxy *p, struct wm_acl *acl, struc
     b->o.proxy = &b->po;
     if (tunnel_mappings(p, b) < 0) {
         return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+    }
+    if (tunnel_clients(p, b, err) < 0) {
+        return -1;
     }
     if (p->allow_ports != NULL) {
         b->ports = calloc(1, WM_PORT_BITS_BYTES);

@@ -117,6 +117,94 @@ static const struct wm_cschema mapping_schema = {
     .validate = mapping_validate,
 };
 
+/* ---- [[proxy.clients]] ---- */
+
+/* ports: "2000-3000, 3306", a number, or an array of both: kept as one
+ * string in the allow_ports syntax. */
+static int decode_ports(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, const char *path)
+{
+    size_t n = wm_cval_type(v) == WM_CVAL_ARRAY ? wm_cval_count(v) : 1;
+    char *out = wm_arena_alloc(ctx->arena, n * 24 + 1);
+    size_t len = 0;
+
+    if (out == NULL) {
+        return -1;
+    }
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const struct wm_cval *e = wm_cval_type(v) == WM_CVAL_ARRAY ? wm_cval_at(v, i) : v;
+        size_t sl = 0;
+        const char *str = NULL;
+        char num[24];
+        if (wm_cval_type(e) == WM_CVAL_INT) {
+            snprintf(num, sizeof(num), "%lld", (long long)wm_cval_int(e));
+            str = num;
+            sl = strlen(num);
+        } else if (wm_cval_type(e) == WM_CVAL_STRING && n == 1) {
+            str = wm_cval_str(e, &sl);
+        } else if (wm_cval_type(e) == WM_CVAL_STRING && wm_cval_str(e, &sl) != NULL && sl < 20) {
+            str = wm_cval_str(e, &sl);
+        }
+        if (str == NULL || memchr(str, '\0', sl) != NULL) {
+            wm_cctx_error(ctx, e, path, "expected a port, a range (\"2000-3000\") or a list "
+                                        "of them");
+            return -1;
+        }
+        if (n == 1) {
+            *(const char **)dst = wm_arena_strdup(ctx->arena, str);
+            return 0;
+        }
+        len += (size_t)snprintf(out + len, n * 24 + 1 - len, "%s%.*s", i ? "," : "", (int)sl, str);
+    }
+    *(const char **)dst = out;
+    return 0;
+}
+
+#define TOFF(f) offsetof(struct wm_conf_tclient, f)
+static const struct wm_ckey tclient_keys[] = {
+    {.name = "name", .kind = WM_CK_STR, .off = TOFF(name), .flags = WM_CKF_REQUIRED},
+    {.name = "password", .kind = WM_CK_STR, .off = TOFF(password), .flags = WM_CKF_SECRET},
+    {.name = "subject", .kind = WM_CK_STR, .off = TOFF(subject)},
+    {.name = "domains", .kind = WM_CK_STRLIST, .off = TOFF(domains), .off_count = TOFF(ndomains)},
+    {.name = "ports", .kind = WM_CK_CUSTOM, .off = TOFF(ports), .custom = decode_ports},
+    {.name = "groups", .kind = WM_CK_STRLIST, .off = TOFF(groups), .off_count = TOFF(ngroups)},
+    {.name = NULL},
+};
+
+static void tclient_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
+                             const char *path)
+{
+    struct wm_conf_tclient *c = obj;
+    char kp[256];
+    char msg[256];
+
+    if (c->password == NULL && c->subject == NULL) {
+        wm_cctx_error(ctx, t, path, "client \"%s\" needs a password or a subject (the CN of "
+                                    "its certificate)", c->name ? c->name : "?");
+    }
+    if (c->name != NULL && strlen(c->name) >= WM_PROXY_CRED_MAX) {
+        snprintf(kp, sizeof(kp), "%s.name", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "name"), kp, "longer than %d bytes",
+                      WM_PROXY_CRED_MAX - 1);
+    }
+    if (c->password != NULL && strlen(c->password) >= WM_PROXY_CRED_MAX) {
+        snprintf(kp, sizeof(kp), "%s.password", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "password"), kp, "longer than %d bytes",
+                      WM_PROXY_CRED_MAX - 1);
+    }
+    if (c->ports != NULL && wm_parse_port_list(c->ports, NULL, msg, sizeof(msg)) < 0) {
+        snprintf(kp, sizeof(kp), "%s.ports", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "ports"), kp, "%s", msg);
+    }
+}
+
+static const struct wm_cschema tclient_schema = {
+    .name = "a [[proxy.clients]] entry",
+    .size = sizeof(struct wm_conf_tclient),
+    .keys = tclient_keys,
+    .validate = tclient_validate,
+};
+
 /* ---- [proxy] ---- */
 
 static const char *const proxy_modes[] = {"client", "server", "", NULL};
@@ -172,6 +260,12 @@ static const struct wm_ckey proxy_keys[] = {
      .off_count = POFF(ndeny_clients)},
     {.name = "allow_clients", .kind = WM_CK_STRLIST, .off = POFF(allow_clients),
      .off_count = POFF(nallow_clients)},
+    {.name = "clients", .kind = WM_CK_TABLE_ARRAY, .off = POFF(clients),
+     .off_count = POFF(nclients), .sub = &tclient_schema},
+    {.name = "max_unauth_carriers", .kind = WM_CK_INT, .off = POFF(max_unauth_carriers), .min = 1,
+     .max = 1000000},
+    {.name = "max_unauth_carriers_per_ip", .kind = WM_CK_INT,
+     .off = POFF(max_unauth_carriers_per_ip), .min = 1, .max = 1000000},
     {.name = NULL},
 };
 
@@ -185,6 +279,8 @@ void wm_conf_proxy_defaults(struct wm_conf_proxy *p)
     p->handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
     p->heartbeat_ms = WM_HEARTBEAT_MS;
     p->heartbeat_timeout_ms = WM_HEARTBEAT_TIMEOUT_MS;
+    p->max_unauth_carriers = WM_TUNNEL_UNAUTH_MAX_DEFAULT;
+    p->max_unauth_carriers_per_ip = WM_TUNNEL_UNAUTH_PER_IP_DEFAULT;
 }
 
 static void proxy_defaults(void *obj)
@@ -282,6 +378,23 @@ static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval 
         wm_cctx_error(ctx, wm_cval_get(t, "heartbeat_timeout"), kp,
                       "must be at least twice heartbeat_interval (%llu ms)",
                       (unsigned long long)p->heartbeat_ms);
+    }
+    for (size_t i = 0; i < p->nclients; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (p->clients[i].name != NULL && p->clients[j].name != NULL &&
+                strcmp(p->clients[i].name, p->clients[j].name) == 0) {
+                const struct wm_cval *arr = wm_cval_get(t, "clients");
+                snprintf(kp, sizeof(kp), "%s.clients[%zu].name", path, i);
+                wm_cctx_error(ctx, arr ? wm_cval_at(arr, i) : t, kp,
+                              "client name \"%s\" is used twice", p->clients[i].name);
+            }
+        }
+        if (p->clients[i].subject != NULL && !(p->tc && p->two_way_tls)) {
+            const struct wm_cval *arr = wm_cval_get(t, "clients");
+            snprintf(kp, sizeof(kp), "%s.clients[%zu].subject", path, i);
+            wm_cctx_error(ctx, arr ? wm_cval_at(arr, i) : t, kp,
+                          "a certificate subject needs tc = true and two_way_tls = true");
+        }
     }
     for (size_t i = 0; i < p->nmappings; i++) {
         for (size_t j = 0; j < i; j++) {

@@ -39,6 +39,19 @@ struct wm_conf_mapping {
     int proxy_protocol;     /* PROXY header to local_addr: 0 off, 1 "v1", 2 "v2" */
 };
 
+/* [[proxy.clients]]: a tunnel client the server knows, and what it may
+ * register (tunnel/tunnel.h struct wm_tunnel_client). */
+struct wm_conf_tclient {
+    const char *name;
+    const char *password;
+    const char *subject;     /* CN of its mutual-TLS certificate */
+    const char **domains;
+    size_t ndomains;
+    const char *ports;       /* "2000-3000, 3306" (a list is joined into this form) */
+    const char **groups;
+    size_t ngroups;
+};
+
 /* [proxy] */
 struct wm_conf_proxy {
     const char *bind;        /* bind_addr */
@@ -66,6 +79,10 @@ struct wm_conf_proxy {
     const char *ca;          /* trust anchors for the peer (tunnel TLS) */
     struct wm_conf_mapping *mappings;
     size_t nmappings;
+    struct wm_conf_tclient *clients; /* server: per-client credentials and rights */
+    size_t nclients;
+    int64_t max_unauth_carriers;        /* server: carriers not authenticated yet */
+    int64_t max_unauth_carriers_per_ip;
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t handshake_timeout_ms;

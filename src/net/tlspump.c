@@ -796,6 +796,19 @@ const char *wm_tls_pump_transport(const struct bufferevent *a)
     return "TLS";
 }
 
+SSL *wm_tls_pump_ssl(const struct bufferevent *a)
+{
+    struct bufferevent *b;
+    bufferevent_data_cb rd = NULL;
+    void *arg = NULL;
+
+    if (a == NULL || (b = bufferevent_pair_get_partner((struct bufferevent *)a)) == NULL) {
+        return NULL;
+    }
+    bufferevent_getcb(b, &rd, NULL, NULL, &arg);
+    return rd == b_read_cb && arg != NULL ? ((struct pump *)arg)->ssl : NULL;
+}
+
 void wm_tls_pump_free_all(void)
 {
     while (live != NULL) {

@@ -154,8 +154,10 @@ static void on_closed(struct wm_tun *t, const char *why, void *arg)
         wm_log(WM_LOG_INFO, 0, "tunnel: carrier closed (%s)", why);
         return;
     }
-    wm_log(c->connected_once ? WM_LOG_WARN : WM_LOG_INFO, 0,
-           "tunnel: carrier to %s:%u closed: %s", c->s->server_host, c->s->server_port, why);
+    /* A carrier that ends is worth a warning, even before it first worked
+     * (refused credentials, a server that does not check them...). */
+    wm_log(WM_LOG_WARN, 0, "tunnel: carrier to %s:%u closed: %s", c->s->server_host,
+           c->s->server_port, why);
     schedule_retry(c);
 }
 

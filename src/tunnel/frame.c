@@ -249,9 +249,9 @@ int wm_tun_challenge_decode(const uint8_t *p, size_t n, struct wm_tun_challenge 
     struct rd r = {p, n, false};
 
     rd_bytes(&r, o->nonce, WM_TUN_NONCE);
-    o->auth_required = rd_u8(&r);
+    o->flags = rd_u8(&r);
     o->window = rd_u32(&r);
-    if (o->auth_required > 1 || o->window < 1024 || o->window > 0x7fffffffu) {
+    if ((o->flags & ~(WM_TUN_CH_AUTH | WM_TUN_CH_TLS)) != 0 || o->window < 1024 || o->window > 0x7fffffffu) {
         return -1;
     }
     return rd_done(&r);
@@ -262,7 +262,7 @@ size_t wm_tun_challenge_encode(uint8_t *out, size_t cap, const struct wm_tun_cha
     struct wr w = {out, 0, cap, false};
 
     wr_bytes(&w, v->nonce, WM_TUN_NONCE);
-    wr_u8(&w, v->auth_required);
+    wr_u8(&w, v->flags);
     wr_u32(&w, v->window);
     return wr_done(&w);
 }

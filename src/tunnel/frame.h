@@ -18,7 +18,11 @@
 #define WM_TUN_HDR 9
 #define WM_TUN_MAX_FRAME 16384
 #define WM_TUN_MAX_PAYLOAD (WM_TUN_MAX_FRAME - WM_TUN_HDR)
+/* Handshake version, in HELLO (docs/tunnel.md "Versions"). 2: the MACs
+ * are bound to the TLS channel (exporter) and CHALLENGE carries flags. */
+#define WM_TUN_VERSION 2
 #define WM_TUN_NONCE 32
+#define WM_TUN_BINDING 32 /* TLS exporter bytes in the MACs */
 #define WM_TUN_MAC 32
 #define WM_TUN_STR_MAX 1024 /* longest string field we accept */
 #define WM_TUN_MAX_MAPPINGS 256
@@ -96,9 +100,15 @@ struct wm_tun_hello {
     struct wm_tun_str name;
 };
 
+/* CHALLENGE flags. */
+enum {
+    WM_TUN_CH_AUTH = 0x01, /* the server checks credentials */
+    WM_TUN_CH_TLS = 0x02,  /* the server's end of the carrier is TLS (MACs bound to it) */
+};
+
 struct wm_tun_challenge {
     uint8_t nonce[WM_TUN_NONCE];
-    uint8_t auth_required;
+    uint8_t flags; /* WM_TUN_CH_* */
     uint32_t window;
 };
 

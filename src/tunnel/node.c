@@ -14,12 +14,14 @@
 
 #include "core/err.h"
 #include "core/json.h"
+#include "core/limits.h"
 #include "core/log.h"
 #include "core/service.h"
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
+#include "tunnel/authz.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 #include "tunnel/server_int.h"
@@ -58,6 +60,7 @@ void wm_tunnel_settings_free(struct wm_tunnel_settings *s)
     free(s->reg);
     free(s->maps);
     free(s->allow_ports);
+    wm_tunnel_clients_free(s->clients, s->nclients);
     free(s);
 }
 
@@ -279,7 +282,7 @@ static void warn_open_center(const struct wm_tunnel_opts *p, const char *center)
     ip_of(center, cip, sizeof(cip));
     bool loopback = strncmp(cip, "127.", 4) == 0 || strcmp(cip, "::1") == 0 ||
                     strcasecmp(cip, "localhost") == 0;
-    if (p->username == NULL && !(p->tc && p->two_way_tls) && !loopback) {
+    if (p->username == NULL && p->nclients == 0 && !(p->tc && p->two_way_tls) && !loopback) {
         wm_log(WM_LOG_WARN, 0, "proxy: tunnel server without username/password (or "
                                "tc + two_way_tls): any host that reaches %s can attach and "
                                "register domains and ports", center);
@@ -388,6 +391,16 @@ static int prepare_server(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
         }
         memcpy(s->allow_ports, p->allow_ports, WM_TUNNEL_PORT_BYTES);
     }
+    if (p->nclients > 0) {
+        s->clients = wm_tunnel_clients_copy(p->clients, p->nclients);
+        if (s->clients == NULL) {
+            return oom(err);
+        }
+        s->nclients = p->nclients;
+    }
+    s->max_unauth = p->max_unauth > 0 ? p->max_unauth : WM_TUNNEL_UNAUTH_MAX_DEFAULT;
+    s->max_unauth_per_ip =
+        p->max_unauth_per_ip > 0 ? p->max_unauth_per_ip : WM_TUNNEL_UNAUTH_PER_IP_DEFAULT;
     return 0;
 }
 
@@ -497,7 +510,7 @@ static bool tsvc_route(enum wm_tunnel_listen kind, int fd, const struct sockaddr
         return false;
     }
     if (kind == WM_TUNNEL_LISTEN_CENTER) {
-        tserver_accept_carrier(n->server, fd, peer, plen);
+        tserver_accept_carrier(n->server, fd, peer, plen, stats);
     } else {
         tserver_accept_public(n->server, kind, fd, peer, plen, stats);
     }
@@ -690,6 +703,7 @@ static void status_on_worker(struct wm_worker *w, void *arg)
     }
     if (n->server != NULL) {
         size_t nc = 0;
+        tserver_status_json(n->server, out);
         evbuffer_add(out, ",\"clients\":[", 12);
         for (struct tcarrier *c = n->server->carriers; c != NULL; c = c->next) {
             if (!c->ready) {

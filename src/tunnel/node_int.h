@@ -16,6 +16,7 @@
 
 struct bufferevent;
 struct event;
+struct evbuffer;
 struct wm_listen_stats;
 struct wm_tun;
 struct wm_tun_stream;
@@ -66,6 +67,10 @@ struct wm_tunnel_settings {
     char map_proxy[64];
     char port_ip[WM_HOST_MAX];   /* IP for per-mapping public ports */
     uint8_t *allow_ports;        /* bitmap of ports clients may claim; NULL: any */
+    struct wm_tunnel_client *clients; /* [[proxy.clients]] (owned), NULL: user/pass */
+    size_t nclients;
+    int max_unauth;              /* carriers not yet authenticated, all sources */
+    int max_unauth_per_ip;       /* ... per source address */
 };
 
 /* The node (worker 0). */
@@ -95,8 +100,12 @@ void tserver_drain(struct tserver *sv);
 /* New settings were installed (reload): withdraw published ports that
  * allow_ports no longer lists. */
 void tserver_reconfigured(struct tserver *sv);
+/* A carrier connection on the center port (takes fd; stats as the
+ * listener's, referenced while the carrier lives). */
 void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *peer,
-                            socklen_t plen);
+                            socklen_t plen, struct wm_listen_stats *stats);
+/* Append `,"center":{...}` (carrier counters) to the status JSON. */
+void tserver_status_json(struct tserver *sv, struct evbuffer *out);
 void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int fd,
                            const struct sockaddr *peer, socklen_t plen,
                            struct wm_listen_stats *stats);

@@ -54,6 +54,19 @@ struct wm_tunnel_mapping {
                              * (net/proxyproto.h: 0 off, 1, 2) */
 };
 
+/* A client the server knows ([[proxy.clients]]): how it proves who it is
+ * and what it may register. Lists are patterns/names; absent = nothing. */
+struct wm_tunnel_client {
+    const char *name;             /* the AUTH user name */
+    const char *password;         /* NULL: none (then subject identifies it) */
+    const char *subject;          /* CN its (mutual TLS) certificate must carry, or NULL */
+    const char *const *domains;   /* http/https domains: "app.x.com", "*.x.com", "*" */
+    size_t ndomains;
+    const uint8_t *ports;         /* WM_TUNNEL_PORT_BYTES bitmap of public ports, or NULL */
+    const char *const *groups;    /* groups it may create or join */
+    size_t ngroups;
+};
+
 /*
  * The options of a tunnel node, filled by the caller (the app, from its
  * configuration). Strings and arrays are borrowed: wm_tunnel_prepare()
@@ -76,6 +89,12 @@ struct wm_tunnel_opts {
     /* credentials: carrier authentication (and the streams' proxy, below) */
     const char *username;       /* NULL: none */
     const char *password;
+    /* server: per-client credentials and rights (NULL/0: username/password
+     * above admit any client to everything) */
+    const struct wm_tunnel_client *clients;
+    size_t nclients;
+    int max_unauth;             /* carriers not yet authenticated (0: default) */
+    int max_unauth_per_ip;      /* ... per source address (0: default) */
     /* TLS of the carrier and of public HTTPS */
     bool ts;                    /* client: TLS to the parent */
     bool tc;                    /* server: TLS from children */

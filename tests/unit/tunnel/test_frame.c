@@ -193,13 +193,13 @@ static int chk_hello(const uint8_t *p, size_t n)
     return r;
 }
 
-/* CHALLENGE: nonce (32), auth_required (1), window (4). */
+/* CHALLENGE: nonce (32), flags (1), window (4). */
 static void build_challenge(struct msg *m, const void *v)
 {
     const struct wm_tun_challenge *c = v;
 
     put(m, c->nonce, WM_TUN_NONCE);
-    put_u8(m, c->auth_required);
+    put_u8(m, c->flags);
     put_u32(m, c->window);
 }
 
@@ -217,7 +217,7 @@ static int chk_challenge(const uint8_t *p, size_t n)
 
     EXPECT(r == 0 || r == -1);
     if (r == 0) {
-        EXPECT(o.auth_required <= 1);
+        EXPECT(o.flags <= (WM_TUN_CH_AUTH | WM_TUN_CH_TLS));
         EXPECT(o.window >= 1024 && o.window <= 0x7fffffffu);
         m.n = 0;
         build_challenge(&m, &o);
@@ -906,7 +906,7 @@ static void test_challenge_table(void **state)
 {
     static const struct {
         int nonce;
-        uint8_t auth_required;
+        uint8_t flags;
         uint32_t window;
         int dec;
     } rows[] = {
@@ -914,7 +914,9 @@ static void test_challenge_table(void **state)
         {1, 1, 256 * 1024, 0},
         {-1, 1, 0x7fffffff, 0},
         {7, 0, 1u << 20, 0},
-        {1, 2, 4096, -1},
+        {1, 2, 4096, 0}, /* TLS */
+        {1, 3, 4096, 0}, /* credentials and TLS */
+        {1, 4, 4096, -1},
         {1, 0xff, 4096, -1},
         {1, 0, 1023, -1},
         {1, 0, 0, -1},
@@ -927,7 +929,7 @@ static void test_challenge_table(void **state)
         struct wm_tun_challenge v;
 
         pattern(v.nonce, sizeof(v.nonce), rows[i].nonce);
-        v.auth_required = rows[i].auth_required;
+        v.flags = rows[i].flags;
         v.window = rows[i].window;
         check_row(&codecs[C_CHALLENGE], i, &v, true, rows[i].dec);
     }
