@@ -1,3 +1,3 @@
 SRCS += src/net/addr.c src/net/dial.c src/net/listener.c src/net/lset.c src/net/conn.c
 SRCS += src/net/tls.c src/net/tlspump.c
-SRCS += src/net/certs.c
+SRCS += src/net/certs.c src/net/tlspin.c
