@@ -113,6 +113,9 @@ static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts 
     o->idle_timeout_ms = (int)p->idle_timeout_ms;
     o->ping_ms = (int)p->heartbeat_ms;
     o->dead_ms = (int)p->heartbeat_timeout_ms;
+    o->state_dir = p->state_dir;
+    o->known_hosts = p->known_hosts;
+    o->server_fingerprint = p->server_fingerprint;
 }
 
 /* The mappings and their header rules, in one block. */
@@ -176,8 +179,8 @@ static int tunnel_build(const struct wm_conf_proxy *p, struct tunnel_build *b, s
 }
 
 /* wm_tunnel_prepare() for p; the error's key is put in the [proxy] section. */
-static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings **out,
-                          struct wm_err *err)
+static int tunnel_prepare(const struct wm_conf_proxy *p, bool dry_run,
+                          struct wm_tunnel_settings **out, struct wm_err *err)
 {
     struct tunnel_build b;
     char key[WM_ERR_KEY_MAX];
@@ -187,6 +190,7 @@ static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settin
     wm_err_clear(err);
     r = tunnel_build(p, &b, err);
     if (r == 0) {
+        b.o.dry_run = dry_run;
         r = wm_tunnel_prepare(&b.o, out, err);
     }
     tunnel_build_free(&b);
@@ -209,7 +213,7 @@ bool wm_app_tunnel_wanted(const struct wm_conf_proxy *p)
 int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err)
 {
     struct wm_tunnel_settings *ts = NULL;
-    int r = tunnel_prepare(p, &ts, err);
+    int r = tunnel_prepare(p, true, &ts, err);
 
     wm_tunnel_settings_free(ts);
     return r;
@@ -230,7 +234,7 @@ static int from_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out
     if (!wm_app_tunnel_wanted(p)) {
         return plain_proxy(p, out, msg, cap);
     }
-    if (tunnel_prepare(p, &out->tunnel, &e) < 0) {
+    if (tunnel_prepare(p, false, &out->tunnel, &e) < 0) {
         wm_err_format(&e, msg, cap);
         return -1;
     }

@@ -18,6 +18,7 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/proxyflags.h"
+#include "net/certs.h"
 
 #define CONF_MAX_FILE (4 * 1024 * 1024)
 
@@ -131,6 +132,10 @@ static const struct wm_ckey proxy_keys[] = {
     TUNNEL_KEY("ca", WM_CK_STR, ca),
     {.name = "mappings", .kind = WM_CK_TABLE_ARRAY, .off = POFF(mappings),
      .off_count = POFF(nmappings), .sub = &mapping_schema},
+    /* carrier trust without a CA */
+    TUNNEL_KEY("state_dir", WM_CK_STR, state_dir),
+    TUNNEL_KEY("known_hosts", WM_CK_STR, known_hosts),
+    TUNNEL_KEY("server_fingerprint", WM_CK_STR, server_fingerprint),
     {.name = NULL},
 };
 
@@ -179,6 +184,21 @@ static void need_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char *
     }
 }
 
+/* Carrier trust without a CA: a fingerprint that parses. */
+static void trust_validate(struct wm_cctx *ctx, const struct wm_conf_proxy *p,
+                           const struct wm_cval *t, const char *path)
+{
+    char kp[128];
+    char fp[WM_CERT_FP_MAX];
+
+    if (p->server_fingerprint != NULL &&
+        wm_cert_fp_parse(p->server_fingerprint, fp, sizeof(fp)) < 0) {
+        snprintf(kp, sizeof(kp), "%s.server_fingerprint", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "server_fingerprint"), kp,
+                      "expected \"SHA256:\" and 64 hex digits (the server logs its own)");
+    }
+}
+
 static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                            const char *path)
 {
@@ -211,6 +231,7 @@ static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval 
                       "must be at least twice heartbeat_interval (%llu ms)",
                       (unsigned long long)p->heartbeat_ms);
     }
+    trust_validate(ctx, p, t, path);
     for (size_t i = 0; i < p->nmappings; i++) {
         for (size_t j = 0; j < i; j++) {
             if (p->mappings[i].name != NULL && p->mappings[j].name != NULL &&

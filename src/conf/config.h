@@ -70,6 +70,10 @@ struct wm_conf_proxy {
     uint64_t handshake_timeout_ms;
     uint64_t heartbeat_ms;         /* tunnel PING interval */
     uint64_t heartbeat_timeout_ms; /* tunnel declared dead after this silence */
+    /* carrier trust without a CA (README "Security") */
+    const char *state_dir;          /* server: where its generated key pair is kept */
+    const char *known_hosts;        /* client: trust-on-first-use pins */
+    const char *server_fingerprint; /* client: accept only this certificate */
 };
 
 #define WM_CONF_DEFAULT_BIND "127.0.0.1:8090"
