@@ -198,9 +198,9 @@ static int check_fixed(struct pin *p, X509_STORE_CTX *xs, const char *fp)
 /* No line for the peer yet: pin fp. */
 static int pin_first(struct pin *p, X509_STORE_CTX *xs, const char *fp)
 {
-    char err[512];
+    char err[512] = "no known_hosts file (set known_hosts, or HOME)";
 
-    if (wm_known_hosts_add(p->path, p->peer, fp, err, sizeof(err)) < 0) {
+    if (p->path[0] == '\0' || wm_known_hosts_add(p->path, p->peer, fp, err, sizeof(err)) < 0) {
         wm_log(WM_LOG_WARN, 0,
                "tls %s: trusting the server's certificate %s on first use, but %s: it is "
                "pinned in memory only (until a restart or reload)", p->peer, fp, err);
