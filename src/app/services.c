@@ -163,6 +163,9 @@ static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts 
     o->dead_ms = (int)p->heartbeat_timeout_ms;
     o->max_unauth = (int)p->max_unauth_carriers;
     o->max_unauth_per_ip = (int)p->max_unauth_carriers_per_ip;
+    o->state_dir = p->state_dir;
+    o->known_hosts = p->known_hosts;
+    o->server_fingerprint = p->server_fingerprint;
 }
 
 /* [[proxy.clients]]: entries and their port bitmaps, in one block. */
@@ -265,7 +268,7 @@ static int tunnel_build(const struct wm_conf_proxy *p, struct wm_acl *acl, struc
 }
 
 /* wm_tunnel_prepare() for p; the error's key is put in the [proxy] section. */
-static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_acl *acl,
+static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_acl *acl, bool dry_run,
                           struct wm_tunnel_settings **out, struct wm_err *err)
 {
     struct tunnel_build b;
@@ -276,6 +279,7 @@ static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_acl *acl,
     wm_err_clear(err);
     r = tunnel_build(p, acl, &b, err);
     if (r == 0) {
+        b.o.dry_run = dry_run;
         r = wm_tunnel_prepare(&b.o, out, err);
     }
     tunnel_build_free(&b);
@@ -298,7 +302,7 @@ bool wm_app_tunnel_wanted(const struct wm_conf_proxy *p)
 int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err)
 {
     struct wm_tunnel_settings *ts = NULL;
-    int r = tunnel_prepare(p, NULL, &ts, err);
+    int r = tunnel_prepare(p, NULL, true, &ts, err);
 
     wm_tunnel_settings_free(ts);
     return r;
@@ -319,7 +323,7 @@ static int from_proxy(const struct wm_conf_proxy *p, struct wm_acl *acl,
     if (!wm_app_tunnel_wanted(p)) {
         return plain_proxy(p, acl, out, msg, cap);
     }
-    if (tunnel_prepare(p, acl, &out->tunnel, &e) < 0) {
+    if (tunnel_prepare(p, acl, false, &out->tunnel, &e) < 0) {
         wm_err_format(&e, msg, cap);
         return -1;
     }

@@ -20,6 +20,7 @@
 #include "core/proxyflags.h"
 #include "net/acl.h"
 #include "net/addr.h"
+#include "net/certs.h"
 
 #define CONF_MAX_FILE (4 * 1024 * 1024)
 
@@ -266,6 +267,10 @@ static const struct wm_ckey proxy_keys[] = {
      .max = 1000000},
     {.name = "max_unauth_carriers_per_ip", .kind = WM_CK_INT,
      .off = POFF(max_unauth_carriers_per_ip), .min = 1, .max = 1000000},
+    /* carrier trust without a CA */
+    TUNNEL_KEY("state_dir", WM_CK_STR, state_dir),
+    TUNNEL_KEY("known_hosts", WM_CK_STR, known_hosts),
+    TUNNEL_KEY("server_fingerprint", WM_CK_STR, server_fingerprint),
     {.name = NULL},
 };
 
@@ -345,6 +350,21 @@ static void acl_validate(struct wm_cctx *ctx, struct wm_conf_proxy *p, const str
     check_rules(ctx, t, path, "allow_clients", p->allow_clients, p->nallow_clients, true);
 }
 
+/* Carrier trust without a CA: a fingerprint that parses. */
+static void trust_validate(struct wm_cctx *ctx, const struct wm_conf_proxy *p,
+                           const struct wm_cval *t, const char *path)
+{
+    char kp[128];
+    char fp[WM_CERT_FP_MAX];
+
+    if (p->server_fingerprint != NULL &&
+        wm_cert_fp_parse(p->server_fingerprint, fp, sizeof(fp)) < 0) {
+        snprintf(kp, sizeof(kp), "%s.server_fingerprint", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "server_fingerprint"), kp,
+                      "expected \"SHA256:\" and 64 hex digits (the server logs its own)");
+    }
+}
+
 static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                            const char *path)
 {
@@ -396,6 +416,7 @@ static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval 
                           "a certificate subject needs tc = true and two_way_tls = true");
         }
     }
+    trust_validate(ctx, p, t, path);
     for (size_t i = 0; i < p->nmappings; i++) {
         for (size_t j = 0; j < i; j++) {
             if (p->mappings[i].name != NULL && p->mappings[j].name != NULL &&

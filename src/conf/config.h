@@ -100,6 +100,10 @@ struct wm_conf_proxy {
     bool bind_set;           /* bind_addr was named (always true from flags): a
                               * tunnel server with center_addr opens no forward
                               * proxy on the default address */
+    /* carrier trust without a CA (README "Security") */
+    const char *state_dir;          /* server: where its generated key pair is kept */
+    const char *known_hosts;        /* client: trust-on-first-use pins */
+    const char *server_fingerprint; /* client: accept only this certificate */
 };
 
 #define WM_CONF_DEFAULT_BIND "127.0.0.1:8090"

@@ -32,7 +32,9 @@ typedef struct ssl_st SSL;
 
 /* Start TLS on connected socket fd (taken). server: accept side; host:
  * client side SNI and the name to verify ("" or NULL: none/IP).
- * peer: for log lines. Returns NULL on OOM (fd closed). */
+ * peer: for log lines. Returns NULL on OOM, or when OpenSSL refuses host
+ * as SNI or as the name to verify (logged: the name check is never
+ * skipped); fd is closed then. */
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
                                     const char *host, const char *peer);
 

@@ -203,7 +203,8 @@ static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_setting
     unsigned char md[32];
     unsigned int mdlen = 0;
     const char *fields[] = {p->server, p->domain, p->ca, p->cert, p->key, p->username,
-                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : ""};
+                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : "",
+                            p->known_hosts, p->server_fingerprint};
 
     s->fingerprint[0] = '\0';
     if (ctx == NULL) {
@@ -222,25 +223,6 @@ static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_setting
     }
 }
 
-/* TLS towards the parent (ts): verify it; our certificate for mTLS. */
-static int client_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
-                      struct wm_err *err)
-{
-    struct wm_tls_opts to = {p->two_way_tls ? p->cert : NULL, p->two_way_tls ? p->key : NULL,
-                             p->ca, true};
-    char msg[512];
-
-    if (p->two_way_tls && (p->cert == NULL || p->key == NULL)) {
-        wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: no cert/key for this client: a "
-                               "server that requires client certificates will refuse it");
-    }
-    s->client_ctx = wm_tls_client_ctx(&to, msg, sizeof(msg));
-    if (s->client_ctx == NULL) {
-        return wm_err_set(err, NULL, 0, 0, "ts", "%s", msg);
-    }
-    return 0;
-}
-
 /* A client node: its parent, the carrier's TLS, the mappings it offers,
  * its local proxy entry. */
 static int prepare_client(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
@@ -251,7 +233,7 @@ static int prepare_client(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
         return wm_err_set(err, NULL, 0, 0, "server", "expected \"host:port\"");
     }
     snprintf(s->sni, sizeof(s->sni), "%s", p->domain != NULL ? p->domain : s->server_host);
-    if (p->ts && client_tls(p, s, err) < 0) {
+    if (p->ts && tnode_client_tls(p, s, err) < 0) {
         return -1;
     }
     if (prepare_mappings(p, s, err) < 0) {
@@ -289,71 +271,6 @@ static void warn_open_center(const struct wm_tunnel_opts *p, const char *center)
     }
 }
 
-/* No cert/key for tc: wmproxy ships a demo key pair for this; a published
- * private key protects nothing, so make a fresh one instead. */
-static SSL_CTX *server_ctx_selfsigned(const struct wm_tunnel_opts *p, char *msg, size_t cap)
-{
-    SSL_CTX *ctx;
-
-    wm_log(WM_LOG_WARN, 0, "proxy.tc: no cert/key given: using a self-signed certificate "
-                           "made at start; clients can verify it only with `ca` set to "
-                           "it, so give cert/key for real use");
-    ctx = wm_tls_server_ctx_selfsigned("wmproxy", msg, cap);
-    if (ctx == NULL || !p->two_way_tls) {
-        return ctx;
-    }
-    if (p->ca == NULL) {
-        wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: without cert or ca there is nothing "
-                               "to check client certificates against: clients are "
-                               "refused");
-    } else {
-        SSL_CTX_load_verify_locations(ctx, p->ca, NULL);
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    return ctx;
-}
-
-/* TLS from children (tc). */
-static int server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
-                      struct wm_err *err)
-{
-    char msg[512];
-
-    if (p->cert == NULL || p->key == NULL) {
-        s->server_ctx = server_ctx_selfsigned(p, msg, sizeof(msg));
-    } else {
-        struct wm_tls_opts to = {p->cert, p->key, p->ca, p->two_way_tls};
-        s->server_ctx = wm_tls_server_ctx(&to, msg, sizeof(msg));
-    }
-    if (s->server_ctx == NULL) {
-        return wm_err_set(err, NULL, 0, 0, "tc", "%s", msg);
-    }
-    return 0;
-}
-
-/* Public HTTPS, terminated here. */
-static int map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
-                   struct wm_err *err)
-{
-    const char *c = p->map_cert != NULL ? p->map_cert : p->cert;
-    const char *k = p->map_key != NULL ? p->map_key : p->key;
-    struct wm_tls_opts to = {c, k, NULL, false};
-    char msg[512];
-
-    if (c == NULL || k == NULL) {
-        wm_log(WM_LOG_WARN, 0, "proxy.map_https_bind: no map_cert/map_key given: "
-                               "public HTTPS uses a self-signed certificate made at "
-                               "start (browsers will warn)");
-        s->map_ctx = wm_tls_server_ctx_selfsigned("wmproxy", msg, sizeof(msg));
-    } else {
-        s->map_ctx = wm_tls_server_ctx(&to, msg, sizeof(msg));
-    }
-    if (s->map_ctx == NULL) {
-        return wm_err_set(err, NULL, 0, 0, "map_cert", "%s", msg);
-    }
-    return 0;
-}
-
 static void copy_addr(char *dst, size_t cap, const char *addr)
 {
     snprintf(dst, cap, "%s", addr != NULL ? addr : "");
@@ -373,10 +290,10 @@ static int prepare_server(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
     }
     copy_addr(s->center, sizeof(s->center), center);
     warn_open_center(p, center);
-    if (p->tc && server_tls(p, s, err) < 0) {
+    if (p->tc && tnode_server_tls(p, s, err) < 0) {
         return -1;
     }
-    if (p->map_https_bind != NULL && map_tls(p, s, err) < 0) {
+    if (p->map_https_bind != NULL && tnode_map_tls(p, s, err) < 0) {
         return -1;
     }
     copy_addr(s->map_http, sizeof(s->map_http), p->map_http_bind);

@@ -17,6 +17,7 @@
 struct bufferevent;
 struct event;
 struct evbuffer;
+struct wm_err;
 struct wm_listen_stats;
 struct wm_tun;
 struct wm_tun_stream;
@@ -83,6 +84,17 @@ struct tnode {
 };
 
 extern struct tnode *wm_tnode; /* NULL when no tunnel is configured */
+
+/* node_tls.c: the TLS contexts of a node, built at prepare (main thread):
+ * towards the parent (ts: a CA, a pinned fingerprint, or trust on first
+ * use), from children (tc: cert/key, or a key pair kept in the state
+ * directory), public HTTPS. 0, or -1 with err (its key names the option). */
+int tnode_client_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                     struct wm_err *err);
+int tnode_server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                     struct wm_err *err);
+int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                  struct wm_err *err);
 
 /* client.c */
 struct tclient *tclient_new(struct tnode *n, struct wm_tunnel_settings *s);

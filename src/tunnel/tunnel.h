@@ -113,6 +113,13 @@ struct wm_tunnel_opts {
     int idle_timeout_ms;        /* streams */
     int ping_ms;                /* carrier heartbeat */
     int dead_ms;                /* carrier declared dead after this silence */
+    /* trust of the carrier's TLS without a CA (net/tlspin.h, README
+     * "Security"); NULL: the defaults */
+    const char *state_dir;          /* server: keeps the key pair made when tc has no
+                                     * cert/key */
+    const char *known_hosts;        /* client: certificates trusted on first use */
+    const char *server_fingerprint; /* client: only this certificate ("SHA256:...") */
+    bool dry_run;                   /* `check`: write nothing to disk */
     /* required: the proxy served on streams (two-level proxy, proxy
      * mappings); its timeouts also serve public HTTP(S) */
     const struct wm_proxy_opts *proxy;
