@@ -412,6 +412,12 @@ static void sweep(struct wm_tun *t)
                 }
                 continue;
             }
+            if (s->reader_gone && coarse - s->gone_ms >= WM_TUN_LINGER_MS) {
+                tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
+                              "endpoint closed, no FIN from the peer");
+                tun_stream_close(s, false);
+                continue;
+            }
             if (s->state == ST_OPEN && s->inner != NULL &&
                 bufferevent_pair_get_partner(s->inner) == NULL && !s->local_eof) {
                 tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE,

@@ -14,6 +14,12 @@
 struct event;
 struct evbuffer;
 
+/* A stream whose endpoint closed in order (reader_gone) waits for the
+ * peer's FIN, dropping what the peer still sends: at most this many bytes
+ * and this long, then it is reset (nginx's lingering close, bounded). */
+#define WM_TUN_LINGER_DROP_MAX (1024 * 1024)
+#define WM_TUN_LINGER_MS 30000
+
 /* The carrier's protocol state; changes go through tun_set_state() (mux.c),
  * which logs them at debug level. The handshake states are in wire order:
  * `state < TUN_READY` means "still in the handshake". */
@@ -53,6 +59,11 @@ struct wm_tun_stream {
     uint32_t recv_credit;  /* consumed, not yet returned with WINDOW_UPDATE */
     uint32_t win;          /* our receive window now: t->window, grown by auto-tuning */
     bool local_eof;        /* the outer side wrote EOF: send FIN once drained */
+    bool reader_gone;      /* the outer side closed in order (freed after its EOF): what
+                            * is buffered still goes out with FIN, what the peer sends
+                            * now is dropped (credit returned) until its FIN */
+    uint64_t gone_ms;      /* when reader_gone was set (the sweep bounds the linger) */
+    uint64_t dropped;      /* bytes dropped since then */
     bool fin_sent;
     bool remote_fin;
     wm_tun_open_cb cb;            /* ST_OPENING */

@@ -114,8 +114,26 @@ static void on_data(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffe
         tun_sock_data(s, in, h->len, (h->flags & WM_TUN_FLAG_FIN) != 0);
         return;
     }
+    if (s->reader_gone) {
+        /* The endpoint closed in order, its last bytes may still be on
+         * their way out: drop what comes (credit returned, so the sender
+         * never stalls on it) until the peer's FIN ends the stream, as a
+         * lingering close does; a peer that keeps sending is reset. */
+        s->recv_avail -= h->len;
+        evbuffer_drain(in, h->len);
+        s->dropped += h->len;
+        tun_stream_consumed(s, h->len);
+        if (s->dropped > WM_TUN_LINGER_DROP_MAX) {
+            tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
+            tun_stream_close(s, false);
+        } else if (h->flags & WM_TUN_FLAG_FIN) {
+            s->remote_fin = true;
+            tun_stream_maybe_done(s);
+        }
+        return;
+    }
     if (bufferevent_pair_get_partner(s->inner) == NULL) {
-        /* Nobody reads any more: stop the sender. */
+        /* Freed without an EOF: nobody reads any more, stop the sender. */
         evbuffer_drain(in, h->len);
         tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
         tun_stream_close(s, false);

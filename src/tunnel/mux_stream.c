@@ -195,15 +195,17 @@ static void inner_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     tun_stream_enter(s);
-    if (bufferevent_pair_get_partner(bev) == NULL && !s->remote_fin) {
-        /* The local endpoint is gone, not just half-closed. */
-        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_READER_GONE, "endpoint closed");
-        tun_stream_close(s, false);
-    } else {
-        s->local_eof = true;
-        tun_ready_push(t, s);
-        tun_pump_schedule(t);
+    /* An EOF is an orderly end even when the endpoint was freed right after
+     * it (wm_bev_free flushes, then frees): what it wrote is in our input,
+     * maybe more than the peer's window takes now, and all of it goes out
+     * before the FIN. Only a free without EOF is an abort (the sweep). */
+    if (bufferevent_pair_get_partner(bev) == NULL && !s->reader_gone) {
+        s->reader_gone = true;
+        s->gone_ms = wm_now_coarse_ms();
     }
+    s->local_eof = true;
+    tun_ready_push(t, s);
+    tun_pump_schedule(t);
     tun_stream_leave(s);
 }
 

@@ -1,0 +1,104 @@
+"""Tunnel: an orderly close delivers every byte (docs/tunnel.md "Close").
+
+A server node's handler that writes its last bytes and closes at once (an
+HTTP response with `Connection: close`, a SOCKS failure reply) used to have
+its stream reset while those bytes still waited for window credit: the
+visitor got a cut body or a bare close."""
+
+import hashlib
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from helpers import socks
+from helpers.net import connect, free_port, listen_local, recv_all, wait_port
+from helpers.origin import pattern_sha256
+from test_tunnel import Nodes, certs, tls_client, tls_server  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def nodes(wmproxy, tmp_path):
+    return Nodes(wmproxy, tmp_path)
+
+
+def fetch_close(entry, url):
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-H", "Connection: close",
+                        "-x", "http://wm:s3cret@127.0.0.1:%d" % entry, url],
+                       capture_output=True, timeout=40)
+    return r.returncode, hashlib.sha256(r.stdout).hexdigest(), len(r.stdout), r.stderr
+
+
+@pytest.mark.parametrize("mode", ["plain", "tls"])
+def test_connection_close_bodies_arrive_whole(nodes, origin, certs, mode):  # noqa: F811
+    srv = nodes.server(tls=tls_server(certs) if mode == "tls" else None)
+    cli = nodes.client(srv.center, tls=tls_client(certs) if mode == "tls" else None,
+                       srv_proc=srv)
+    bad = []
+    for size in (200000, 1000000):
+        want = pattern_sha256(size, 7)
+        for i in range(20):
+            code, got, n, err = fetch_close(
+                cli.entry, "http://127.0.0.1:%d/bytes/%d?seed=7" % (origin.port, size))
+            if code != 0 or got != want:
+                bad.append((size, i, code, n, err))
+    assert not bad, (bad, cli.log()[-3000:])
+    assert "end=reset" not in cli.log(), cli.log()[-3000:]
+
+
+def one_mb_then_close(lsock, data, stop):
+    """A private service that writes data at once and closes, reading nothing."""
+    lsock.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            c, _ = lsock.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        try:
+            c.sendall(data)
+        finally:
+            c.close()
+
+
+def test_tcp_mapping_service_writes_and_closes(nodes):
+    data = bytes((i * 7 + (i >> 10)) & 0xff for i in range(1 << 20))
+    want = hashlib.sha256(data).hexdigest()
+    lsock = listen_local(16)
+    stop = threading.Event()
+    th = threading.Thread(target=one_mb_then_close, args=(lsock, data, stop), daemon=True)
+    th.start()
+    try:
+        tp = free_port()
+        srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp})
+        nodes.client(srv.center, srv_proc=srv,
+                     mappings=[{"name": "w", "mode": "tcp",
+                                "local_addr": "127.0.0.1:%d" % lsock.getsockname()[1]}])
+        assert wait_port("127.0.0.1", tp, 5)
+        for i in range(20):
+            s = connect(tp)
+            got = recv_all(s)
+            s.close()
+            assert hashlib.sha256(got).hexdigest() == want, (i, len(got), srv.log()[-2000:])
+    finally:
+        stop.set()
+        lsock.close()
+        th.join(5)
+
+
+def test_socks_failure_replies_cross_the_tunnel(nodes, origin):
+    closed = free_port()
+    srv = nodes.server(extra={"deny_targets": ["127.0.0.1:%d" % origin.port]})
+    cli = nodes.client(srv.center, srv_proc=srv)
+    for i in range(10):
+        # a refused port: rep 5 (connection refused)
+        s, rep, _ = socks.handshake(cli.entry, "127.0.0.1", closed, "wm", "s3cret")
+        s.close()
+        assert rep == 5, (i, rep, cli.log()[-2000:])
+        # a target the server's rules deny: rep 2 (not allowed by ruleset)
+        s, rep, _ = socks.handshake(cli.entry, "127.0.0.1", origin.port, "wm", "s3cret")
+        s.close()
+        assert rep == 2, (i, rep, cli.log()[-2000:])
+    assert "end=reset" not in cli.log(), cli.log()[-3000:]
