@@ -83,6 +83,17 @@ static int identify_in_table(struct tcarrier *c, const struct wm_tunnel_settings
     return 0;
 }
 
+/* A carrier that presents no credentials, on a server whose only
+ * credentials are username/password (no [[proxy.clients]]): wmproxy's
+ * quick start, where those guard the proxy, not the carrier. It is
+ * admitted for two-level proxy streams only, when each of them meets this
+ * node's proxy and its auth (so not on a middle node, which passes streams
+ * on unparsed); it registers nothing (server.c). */
+static bool anon_allowed(const struct tcarrier *c, const struct wm_tunnel_settings *s)
+{
+    return s->proxy_auth && c->sv->n->client == NULL;
+}
+
 int tcenter_identify(struct wm_tun *t, const struct wm_tun_str *user, const char **pass,
                        const char **why, void *arg)
 {
@@ -103,6 +114,10 @@ int tcenter_identify(struct wm_tun *t, const struct wm_tun_str *user, const char
         return 0; /* an open server */
     }
     if (user->n == 0) {
+        if (anon_allowed(c, s)) {
+            c->anon = true; /* *pass NULL: nothing to prove */
+            return 0;
+        }
         *why = "credentials required";
         return 0;
     }
@@ -118,6 +133,13 @@ int tcenter_authenticated(struct wm_tun *t, bool ok, const char *why, void *arg)
     struct tcarrier *c = arg;
     struct tserver *sv = c->sv;
 
+    if (ok && c->anon) {
+        /* It proved nothing: it stays under the caps on unauthenticated
+         * carriers for its whole life, and does not clear the address's
+         * failed logins (that would reset the throttle for free). */
+        sv->st.anonymous++;
+        return 0;
+    }
     tcenter_unpend(c);
     if (ok) {
         sv->st.auth_ok++;
@@ -215,12 +237,12 @@ void tserver_status_json(struct tserver *sv, struct evbuffer *out)
     evbuffer_add_printf(out,
                         ",\"center\":{\"accepted\":%llu,\"active\":%zu,\"unauthenticated\":%zu,"
                         "\"auth_ok\":%llu,\"auth_failed\":%llu,\"refused_cap\":%llu,"
-                        "\"refused_hold\":%llu,\"streams\":%llu,\"bytes_in\":%llu,"
-                        "\"bytes_out\":%llu}",
+                        "\"refused_hold\":%llu,\"anonymous\":%llu,\"streams\":%llu,"
+                        "\"bytes_in\":%llu,\"bytes_out\":%llu}",
                         (unsigned long long)st.accepted, active, sv->npending,
                         (unsigned long long)st.auth_ok, (unsigned long long)st.auth_failed,
                         (unsigned long long)st.refused_cap, (unsigned long long)st.refused_hold,
-                        (unsigned long long)st.streams, (unsigned long long)st.bytes_in,
+                        (unsigned long long)st.anonymous, (unsigned long long)st.streams, (unsigned long long)st.bytes_in,
                         (unsigned long long)st.bytes_out);
 }
 

@@ -125,7 +125,12 @@ static const char *client_trusts(struct wm_tun *t, uint8_t flags, bool creds, in
                         : "the server's end of the carrier is TLS but ours is not: refusing";
     }
     if ((flags & WM_TUN_CH_AUTH) && !creds && !has_cert) {
-        return "the server requires credentials (username/password)";
+        /* Nothing of ours to protect: we send an empty AUTH; a server whose
+         * credentials guard its proxy admits us for the two-level proxy
+         * (its users authenticate there), any other refuses us. */
+        wm_log(WM_LOG_INFO, t->id, "tunnel: the server asks for credentials and we have none: "
+                                   "asking to attach for the two-level proxy only (mappings "
+                                   "need username/password)");
     }
     return NULL;
 }

@@ -87,6 +87,7 @@ static int prepare_common(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
     s->ping_ms = p->ping_ms;
     s->dead_ms = p->dead_ms;
     s->proxy_svc = wm_proxy_service_new(p->proxy);
+    s->proxy_auth = p->proxy->auth;
     wm_proxy_opts_default(&po);
     po.connect_timeout_ms = p->proxy->connect_timeout_ms;
     po.idle_timeout_ms = p->proxy->idle_timeout_ms;

@@ -357,6 +357,10 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
         return "http/https mappings need a domain";
     }
+    if (c->anon) {
+        return "this client presented no credentials: it may use the two-level proxy only "
+               "(registering mappings needs the server's username/password)";
+    }
     if ((bad = client_refusal(sv, c, r)) != NULL) {
         return bad;
     }
@@ -422,8 +426,10 @@ static void on_ready(struct wm_tun *t, void *arg)
     struct tcarrier *c = arg;
 
     c->ready = true;
-    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s (%s) attached (%s)", c->name, c->peer,
-           wm_tun_transport(t));
+    wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s (%s) attached (%s)%s", c->name, c->peer,
+           wm_tun_transport(t),
+           c->anon ? " without credentials: two-level proxy only, its users authenticate "
+                     "to the proxy" : "");
 }
 
 /* A client opened a stream: the two-level proxy. */
@@ -446,8 +452,17 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "shutting down");
         return;
     }
-    /* The visitor, as the client saw it: our access lines name it. */
+    /* The visitor, as the client saw it: our access lines name it. A
+     * client that proved nothing could claim any address (and so dodge
+     * the per-address throttle of failed proxy logins): its own counts. */
     wm_tun_peer_parse(o->peer, &pe);
+    if (c->anon) {
+        memset(&pe, 0, sizeof(pe));
+        if (c->alen > 0 && c->alen <= sizeof(pe.src)) {
+            memcpy(&pe.src, &c->addr, c->alen);
+            pe.srclen = c->alen;
+        }
+    }
     if (pe.srclen > 0) {
         wm_addr_format((struct sockaddr *)&pe.src, peer, sizeof(peer));
     }

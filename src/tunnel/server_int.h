@@ -49,6 +49,8 @@ struct tcarrier {
     bool ready;
     bool pending;            /* not authenticated yet: counts against the caps */
     bool held;               /* its address is on hold (core/authfail.h) */
+    bool anon;               /* attached without credentials: two-level proxy streams
+                              * only, each through the proxy's own auth (center.c) */
     struct sockaddr_storage addr; /* source address (alen 0: unknown) */
     socklen_t alen;
     struct wm_listen_stats *stats; /* the center listener's (referenced) */
@@ -79,6 +81,7 @@ struct tcenter_stats {
     uint64_t accepted;     /* carrier connections taken in */
     uint64_t auth_ok;
     uint64_t auth_failed;
+    uint64_t anonymous;    /* admitted without credentials (proxy streams only) */
     uint64_t refused_cap;  /* closed at accept: too many unauthenticated carriers */
     uint64_t refused_hold; /* closed: the address is on hold after failed logins */
     uint64_t streams;      /* of carriers gone (live ones are added when read) */
