@@ -49,6 +49,7 @@ struct bridge {
     bool swap;                 /* fd is the target side: swap the counts */
     bool answer;               /* fd's client speaks a proxy protocol: answer failures */
     struct wm_tun_stream *st;
+    struct wm_tun_stream *child; /* middle node: the child's pending stream, or NULL */
     struct wm_dial *dial;
     struct wm_relay *relay;
     struct wm_listen_stats *stats;
@@ -89,6 +90,9 @@ static void bridge_finish(struct bridge *b, const char *why)
     wm_worker_conn_del(b->w, &b->link);
     if (b->dial != NULL) {
         wm_dial_cancel(b->dial);
+    }
+    if (b->child != NULL) {
+        wm_tun_stream_refuse(b->child, WM_TUN_OPEN_UNREACHABLE, why);
     }
     switch (b->sk) {
     case BS_OPENING:
@@ -231,8 +235,43 @@ static void bridge_abandoned(void *arg)
 {
     struct bridge *b = arg;
 
-    set_stream(b, BS_NONE, NULL);
+    if (b->child != NULL) {
+        b->child = NULL; /* gone; the parent's stream, if opening, is cancelled */
+    } else {
+        set_stream(b, BS_NONE, NULL);
+    }
     bridge_finish(b, "reset-by-peer");
+}
+
+struct bridge *bridge_new_child(struct wm_tun_stream *s, const char *peer, const char *proto,
+                                int idle_ms)
+{
+    struct bridge *b = bridge_alloc(peer, proto, NULL, idle_ms);
+
+    if (b == NULL) {
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_LIMIT, "out of memory");
+        return NULL;
+    }
+    b->child = s;
+    wm_tun_stream_watch(s, bridge_abandoned, b);
+    return b;
+}
+
+/* Middle node: the parent answered; pass its answer on to the child. Returns
+ * the child's end (accepted), or NULL (refused, or nothing to do). */
+static struct bufferevent *child_answer(struct bridge *b, uint8_t code, const char *reason)
+{
+    struct wm_tun_stream *child = b->child;
+
+    if (child == NULL) {
+        return NULL;
+    }
+    b->child = NULL;
+    if (code != WM_TUN_OPEN_OK) {
+        wm_tun_stream_refuse(child, code, reason);
+        return NULL;
+    }
+    return wm_tun_stream_accept(child); /* refuses it itself on failure */
 }
 
 struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, const char *proto,
@@ -281,6 +320,15 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
     struct bridge *b = arg;
 
     b->code = code;
+    if (b->child != NULL) {
+        b->a = child_answer(b, code, reason);
+        if (code == WM_TUN_OPEN_OK && b->a == NULL) {
+            wm_bev_free(outer);
+            set_stream(b, BS_NONE, NULL);
+            bridge_finish(b, "out-of-memory");
+            return;
+        }
+    }
     if (code != WM_TUN_OPEN_OK) {
         set_stream(b, BS_NONE, NULL);
         wm_log(WM_LOG_DEBUG, b->id, "tunnel open %s: %s", b->target != NULL ? b->target : "-", reason);

@@ -151,6 +151,12 @@ struct bridge *bridge_new_fd(int fd, const char *peer, const char *proto,
  * ends by itself if the stream goes away meanwhile). */
 struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, const char *proto,
                                  int idle_ms);
+/* Middle node: a child's PROXY stream s, still pending, to be passed on to
+ * the parent with bridge_open_stream(); s is accepted once the parent's
+ * stream is open, and refused with the parent's answer (code, reason)
+ * otherwise, so the child's entry answers its client (502, SOCKS rep 1). */
+struct bridge *bridge_new_child(struct wm_tun_stream *s, const char *peer, const char *proto,
+                                int idle_ms);
 /* A bridge_new_fd() socket whose client speaks a proxy protocol: when the
  * stream cannot be opened it is answered so (tnode_refuse_proxy), not
  * just closed. */

@@ -473,10 +473,9 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
             wm_tun_stream_refuse(s, WM_TUN_OPEN_UNREACHABLE, "parent tunnel is down");
             return;
         }
-        struct bufferevent *outer = wm_tun_stream_accept(s);
-        struct bridge *b = outer != NULL ? bridge_new(outer, peer, "tunnel-relay", NULL,
-                                                      sv->n->s->idle_timeout_ms)
-                                         : NULL;
+        /* Accepted only once the parent's stream is open: a refusal up
+         * there reaches the child's entry, which answers its client. */
+        struct bridge *b = bridge_new_child(s, peer, "tunnel-relay", sv->n->s->idle_timeout_ms);
         if (b != NULL) {
             wm_tun_str_copy(field, sizeof(field), o->peer); /* passed on as it came */
             struct wm_tun_open po = {WM_TUN_OPEN_PROXY, {"", 0}, {field, strlen(field)}};

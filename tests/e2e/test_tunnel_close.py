@@ -102,3 +102,33 @@ def test_socks_failure_replies_cross_the_tunnel(nodes, origin):
         s.close()
         assert rep == 2, (i, rep, cli.log()[-2000:])
     assert "end=reset" not in cli.log(), cli.log()[-3000:]
+
+
+def test_chain_refusal_reaches_the_visitor(nodes, origin):
+    """D -> C -> B, B's own parent down: B refuses C's stream, and C passes
+    the refusal on instead of closing D's stream after accepting it, so D's
+    entry answers its client (502, SOCKS reply 1), never a bare close."""
+    from helpers.tunnel import wait_log
+    from test_tunnel import CRED, curl
+
+    b_center, c_center = free_port(), free_port()
+    b = nodes.start({"server": "127.0.0.1:%d" % free_port(),  # nothing listens there
+                     "center_addr": "127.0.0.1:%d" % b_center, **CRED},
+                    wait_port_of="center_addr")
+    c = nodes.start({"server": "127.0.0.1:%d" % b_center,
+                     "center_addr": "127.0.0.1:%d" % c_center, **CRED},
+                    wait_port_of="center_addr")
+    assert wait_log(c, "tunnel: connected"), c.log() + b.log()
+    d = nodes.client("127.0.0.1:%d" % c_center, srv_proc=c)
+    url = "http://127.0.0.1:%d/bytes/10" % origin.port
+    r = curl("-sS", "-o", "/dev/null", "-w", "%{http_code}",
+             "-x", "http://wm:s3cret@127.0.0.1:%d" % d.entry, url)
+    assert r.stdout == b"502", (r.stdout, r.stderr, d.log()[-2000:])
+    s = connect(d.entry)
+    s.sendall(b"\x05\x01\x00")
+    assert s.recv(2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00" + socks.addr_bytes("127.0.0.1", origin.port))
+    rep, _ = socks.read_reply(s)
+    s.close()
+    assert rep == 1
+    assert "end=reset" not in d.log(), d.log()[-2000:]
