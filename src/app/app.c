@@ -39,6 +39,7 @@
 #include "net/addr.h"
 #include "net/lset.h"
 #include "net/tlspump.h"
+#include "reverse/rev.h"
 #include "tunnel/tunnel.h"
 
 static const char *const secret_keys[] = {"password", "control_token", NULL};
@@ -182,6 +183,7 @@ static void worker_exit(struct wm_worker *w, void *arg)
     uint64_t one = 1;
 
     wm_tunnel_worker_exit(w, NULL);
+    wm_rev_worker_exit();
     wm_tls_pump_free_all();
     if (write(a->done_fd, &one, sizeof(one)) < 0) {
         /* cannot fail on an eventfd short of overflow */

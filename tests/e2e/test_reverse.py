@@ -1,0 +1,506 @@
+"""The reverse proxy ([http]): virtual hosts, locations, upstreams with
+balancing, passive health and a keep-alive pool, header rules, access rules,
+local answers, TLS termination with SNI, https upstreams, WebSocket, reload,
+and bad input."""
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN
+from helpers import origin as origin_mod
+from helpers.control import api
+from helpers.net import connect, free_port, recv_all, wait_until
+from helpers.tunnel import wait_log
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def start(wmproxy, tmp_path, body, name="rev.toml", cport=None):
+    """Run a config whose [http] servers listen on the ports in `body`."""
+    top = 'control = "127.0.0.1:%d"\n' % cport if cport else "disable_control = true\n"
+    path = write(tmp_path / name, top + "workers = 2\n" + body)
+    p = wmproxy(["run", "-c", path])
+    return p
+
+
+def get(port, path="/", host="a.test", headers=None, method="GET", body=b"", timeout=10):
+    """One request on a new connection: (status, headers dict lower-case, body)."""
+    s = connect(port, timeout=timeout)
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host, "Connection: close"]
+    for k, v in (headers or {}).items():
+        lines.append("%s: %s" % (k, v))
+    if body:
+        lines.append("Content-Length: %d" % len(body))
+    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    data = recv_all(s)
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    first, *hl = head.decode("latin-1").split("\r\n")
+    hd = {}
+    for h in hl:
+        k, _, v = h.partition(":")
+        hd[k.strip().lower()] = v.strip()
+    return int(first.split()[1]), hd, rest
+
+
+def wait_serving(port, host="a.test", path="/"):
+    def ok():
+        try:
+            get(port, path, host)
+            return True
+        except OSError:
+            return False
+    wait_until(ok, what="reverse proxy on %d" % port)
+
+
+@pytest.fixture
+def two_origins():
+    a = origin_mod.start("127.0.0.1")
+    b = origin_mod.start("127.0.0.1")
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_virtual_hosts_locations_and_static(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[http.match_names]
+api = "^/api/v[0-9]+/"
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+up_name = "a.test"
+[[http.server.location]]
+rule = "=/exact"
+static_response = "exact {method} {client_ip}"
+[[http.server.location]]
+rule = "/files/*.txt"
+static_response = "glob"
+[[http.server.location]]
+rule = "@api"
+static_response = "regex"
+[[http.server.location]]
+rule = { path = "/m", method = "POST PUT" }
+static_response = "posted"
+[[http.server.location]]
+rule = { path = "/m", host = "A.TEST" }
+static_response = "host rule"
+[[http.server.location]]
+rule = "/proxy"
+proxy_url = "http://127.0.0.1:%(o)d"
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+up_name = "*.wild.test other.test"
+static_response = "second server {host}"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/exact")
+    st, hd, body = get(port, "/exact")
+    assert (st, body) == (200, b"exact GET 127.0.0.1")
+    assert hd["content-type"].startswith("text/plain")
+    assert get(port, "/exactly")[0] == 404  # "=" is exact, and nothing else matches
+    assert get(port, "/files/a/b.txt")[2] == b"glob"
+    assert get(port, "/files/a/b.png")[0] == 404
+    assert get(port, "/api/v2/users")[2] == b"regex"
+    assert get(port, "/api/vX/")[0] == 404
+    assert get(port, "/m", method="POST", body=b"x")[2] == b"posted"
+    assert get(port, "/m")[2] == b"host rule"  # first match in config order wins
+    # Host: case-insensitive, port ignored, wildcard; unknown -> the first server
+    assert get(port, "/x", host="Deep.Wild.TEST:8080")[2] == b"second server Deep.Wild.TEST:8080"
+    assert get(port, "/x", host="other.test")[2].startswith(b"second server")
+    assert get(port, "/exact", host="unknown.test")[2].startswith(b"exact")
+    # the path is normalised before matching: no bypass with %XX or dot segments
+    assert get(port, "/%65xact")[2].startswith(b"exact")
+    assert get(port, "/files/../exact")[2].startswith(b"exact")
+    assert get(port, "/../../etc/passwd")[0] == 400
+    st, _, body = get(port, "/proxy/../headers")
+    assert st == 404  # normalised path /headers matches no location
+
+
+def test_proxy_headers_and_host(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+headers = ["proxy X-From-Http 1"]
+[[http.upstream]]
+name = "back"
+server = [{ addr = "127.0.0.1:%(o)d" }]
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+headers = ["+ X-Served-By wmproxy", "- Server"]
+[[http.server.location]]
+rule = "/keep"
+proxy_url = "http://back"
+headers = ["proxy X-Client {client_ip}", "proxy - X-Drop"]
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://back"
+proxy_set_host = true
+""" % {"p": port, "o": origin.port})
+    wait_serving(port)
+    st, hd, body = get(port, "/headers", host="a.test")
+    doc = json.loads(body)
+    h = {k.lower(): v for k, v in doc["headers"]}
+    assert h["host"] == "127.0.0.1:%d" % origin.port  # proxy_set_host = true
+    assert h["x-forwarded-proto"] == "http" and h["x-real-ip"] == "127.0.0.1"
+    assert h["x-from-http"] == "1"
+    assert hd["x-served-by"] == "wmproxy" and "server" not in hd
+
+
+def test_forwarded_headers_default_keep_client_host(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(o)d"
+headers = ["proxy X-Client {client_ip}", "proxy - X-Drop"]
+""" % {"p": port, "o": origin.port})
+    wait_serving(port)
+    st, hd, body = get(port, "/headers", host="app.test:%d" % port,
+                       headers={"X-Forwarded-For": "10.1.1.1", "X-Drop": "secret"})
+    assert st == 200
+    h = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert h["host"] == "app.test:%d" % port
+    assert h["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"
+    assert h["x-client"] == "127.0.0.1" and "x-drop" not in h
+
+
+def test_round_robin_keepalive_pool_and_passive_health(wmproxy, tmp_path, two_origins):
+    a, b = two_origins
+    dead = free_port()
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "rr"
+balance = "round_robin"
+server = [{ addr = "127.0.0.1:%(a)d" }, { addr = "127.0.0.1:%(b)d", weight = 200 }]
+[[http.upstream]]
+name = "half"
+server = [{ addr = "127.0.0.1:%(d)d", fall_times = 1, fail_timeout = "30s" },
+          { addr = "127.0.0.1:%(a)d" }]
+[[http.upstream]]
+name = "none"
+server = [{ addr = "127.0.0.1:%(d)d" }]
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/rr/"
+proxy_url = "http://rr/"
+[[http.server.location]]
+rule = "/half/"
+proxy_url = "http://half/"
+[[http.server.location]]
+rule = "/none/"
+proxy_url = "http://none/"
+""" % {"a": a.port, "b": b.port, "d": dead, "p": port})
+    wait_serving(port, path="/rr/conn")
+    before = (a.stats["connections"], b.stats["connections"])
+    seen = []
+    for _ in range(30):
+        st, hd, body = get(port, "/rr/headers")
+        assert st == 200
+        seen.append(json.loads(body)["conn"])
+    # weights 1:2 in a smooth order; upstream connections come from the pool:
+    # 30 requests on 30 client connections need far fewer upstream ones
+    made = (a.stats["connections"] - before[0], b.stats["connections"] - before[1])
+    assert sum(made) <= 8, made
+    assert len(set(seen)) <= 8
+    # a dead server: the request is retried on the next one, the dead one is
+    # marked down and skipped afterwards
+    for _ in range(6):
+        st, _, body = get(port, "/half/conn")
+        assert st == 200
+    assert wait_log(p, "marked down")
+    # nothing up: 502 with a body, at once
+    t0 = time.time()
+    st, _, body = get(port, "/none/conn")
+    assert st == 502 and b"upstream" in body
+    assert time.time() - t0 < 5
+
+
+def test_ip_hash_sticks_and_least_conn(wmproxy, tmp_path, two_origins):
+    a, b = two_origins
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "h"
+balance = "ip_hash"
+server = [{ addr = "127.0.0.1:%(a)d" }, { addr = "127.0.0.1:%(b)d" }]
+[[http.upstream]]
+name = "lc"
+balance = "least_conn"
+server = [{ addr = "127.0.0.1:%(a)d" }, { addr = "127.0.0.1:%(b)d" }]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/h/"
+proxy_url = "http://h/"
+[[http.server.location]]
+rule = "/lc/"
+proxy_url = "http://lc/"
+""" % {"a": a.port, "b": b.port, "p": port})
+    wait_serving(port, path="/h/conn")
+    ra, rb = a.stats["requests"], b.stats["requests"]
+    for _ in range(10):
+        assert get(port, "/h/conn")[0] == 200
+    da, db = a.stats["requests"] - ra, b.stats["requests"] - rb
+    assert sorted((da, db)) == [0, 10], (da, db)
+    # least_conn: a slow request holds one server; the next goes to the other
+    s = connect(port)
+    s.sendall(b"GET /lc/slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.3)  # deliberate: the slow request must be in flight first
+    ra, rb = a.stats["requests"], b.stats["requests"]
+    for _ in range(4):
+        assert get(port, "/lc/conn")[0] == 200
+    da, db = a.stats["requests"] - ra, b.stats["requests"] - rb
+    assert min(da, db) == 0 and max(da, db) == 4, (da, db)
+    s.close()
+
+
+def test_access_rules_and_body_limit(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+client_max_body_size = "1k"
+[[http.server.location]]
+rule = "/deny"
+deny_ip = ["127.0.0.0/8", "::1"]
+static_response = "no"
+[[http.server.location]]
+rule = "/allow"
+allow_ip = "10.0.0.0/8 2001:db8::/32"
+static_response = "no"
+[[http.server.location]]
+rule = "/ok"
+allow_ip = "127.0.0.1/32"
+static_response = "yes"
+[[http.server.location]]
+rule = "/echo"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/ok")
+    assert get(port, "/deny")[0] == 403
+    assert get(port, "/allow")[0] == 403
+    assert get(port, "/ok")[2] == b"yes"
+    assert get(port, "/echo", method="POST", body=b"x" * 100)[0] == 200
+    assert get(port, "/echo", method="POST", body=b"x" * 2000)[0] == 413
+
+
+def test_websocket_through_location(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/ws"
+is_ws = true
+proxy_url = "ws://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/ws")
+    s = connect(port)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    f = s.makefile("rb")
+    assert b"101" in f.readline()
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    s.sendall(origin_mod.ws_frame(1, b"hello"))
+    op, data = origin_mod.ws_read_frame(f)
+    assert (op, data) == (1, b"hello")
+    s.close()
+
+
+def gencert(tmp_path, *names):
+    os.makedirs(str(tmp_path), exist_ok=True)
+    d = str(tmp_path / "ca")
+    r = subprocess.run([BIN, "gen-cert", "--ca-dir", d, "server"] + list(names),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_tls_sni_and_https_upstream(wmproxy, tmp_path, origin):
+    d1 = gencert(tmp_path / "one", "one.test")
+    d2 = gencert(tmp_path / "two", "two.test")
+    tport = free_port()
+    front = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_ssl = "127.0.0.1:%(t)d"
+up_name = "one.test"
+cert = "%(d1)s/server.crt"
+key = "%(d1)s/server.key"
+static_response = "one {scheme}"
+[[http.server]]
+bind_ssl = "127.0.0.1:%(t)d"
+up_name = "two.test"
+cert = "%(d2)s/server.crt"
+key = "%(d2)s/server.key"
+static_response = "two"
+""" % {"t": tport, "d1": d1, "d2": d2}, name="tls.toml")
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(f)d"
+[[http.server.location]]
+rule = "/verify"
+proxy_url = "https://one.test:%(t)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "https://127.0.0.1:%(t)d"
+proxy_ssl_verify = false
+""" % {"t": tport, "f": front}, name="front.toml")
+
+    def fetch(name, ca):
+        ctx = ssl.create_default_context(cafile=ca + "/ca.crt")
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", tport), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as s:
+                assert s.selected_alpn_protocol() == "http/1.1"
+                s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                          % name.encode())
+                return recv_all(s)
+
+    wait_until(lambda: _can_connect(tport), what="TLS port")
+    assert fetch("one.test", d1).endswith(b"one http")
+    assert fetch("two.test", d2).endswith(b"two")
+    wait_serving(front)
+    # an https upstream without verification; with verification the
+    # certificate is for one.test, which nothing trusts here: 502
+    st, _, body = get(front, "/", host="one.test")
+    assert st == 200 and body.startswith(b"one")
+    assert get(front, "/verify", host="one.test")[0] == 502
+
+
+def _can_connect(port):
+    try:
+        connect(port).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_reload_changes_routes_without_failures(wmproxy, tmp_path):
+    port = free_port()
+    cport = free_port()
+    text = """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+static_response = "%(v)s"
+"""
+    path = tmp_path / "rev.toml"
+    p = start(wmproxy, tmp_path, text % {"p": port, "v": "one"}, cport=cport)
+    wait_serving(port)
+    assert get(port)[2] == b"one"
+    write(path, 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport + text % {"p": port, "v": "two"})
+    st, _, _ = api(cport, "POST", "/reload")
+    assert st == 200
+    wait_until(lambda: get(port)[2] == b"two", what="reloaded answer")
+    # a broken file is refused; the old settings keep serving
+    write(path, 'control = "127.0.0.1:%d"\n[http]\n[[http.server]]\nbind_addr = "x"\n' % cport)
+    st, _, _ = api(cport, "POST", "/reload")
+    assert st != 200
+    assert get(port)[2] == b"two"
+
+
+def test_check_reports_bad_http_config(tmp_path):
+    path = write(tmp_path / "bad.toml", """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:1 127.0.0.1:9-:5"
+[[http.server.location]]
+rule = "/(unclosed"
+proxy_url = "http://nowhere-defined"
+""")
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "bind_addr" in r.stderr and "ends before it starts" in r.stderr
+
+
+def test_bad_requests(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/conn")
+    for raw in (b"GET /conn HTTP/1.1\r\n\r\n",  # no Host
+                b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                b"GET /conn HTTP/1.1\r\nHost : a\r\n\r\n",
+                b"GET /%00 HTTP/1.1\r\nHost: a\r\n\r\n"):
+        s = connect(port)
+        s.sendall(raw)
+        data = recv_all(s)
+        s.close()
+        assert data.split(b" ")[1] in (b"400", b"501"), (raw, data[:80])
+    assert get(port, "/conn")[0] == 200
+
+
+def test_yaml_config(wmproxy, tmp_path):
+    port = free_port()
+    path = write(tmp_path / "rev.yaml", """
+disable_control: true
+http:
+  server:
+    - bind_addr: "127.0.0.1:%d"
+      up_name: y.test
+      location:
+        - rule: /hello
+          static_response: "yaml {host}"
+""" % port)
+    wmproxy(["run", "-c", path])
+    wait_serving(port, host="y.test", path="/hello")
+    assert get(port, "/hello", host="y.test")[2] == b"yaml y.test"
+
+
+REF = "/work/shared/wmproxy-ref/config/reverse.toml"
+if not os.path.exists(REF):
+    REF = os.path.join(os.path.dirname(__file__), "../../../shared/wmproxy-ref/config/reverse.toml")
+
+
+@pytest.mark.skipif(not os.path.exists(REF), reason="reference configs not found")
+def test_wmproxy_reference_reverse_config_serves(wmproxy, tmp_path):
+    """wmproxy's demo reverse.toml (ports moved to free loopback ones, its
+    junk key `aa` dropped) starts and serves its static location."""
+    text = open(REF).read()
+    hp, pp, cp = free_port(), free_port(), free_port()
+    text = text.replace('\naa = "b"\n', "\n")
+    text = text.replace('"127.0.0.1:8837"', '"127.0.0.1:%d"' % cp)
+    text = text.replace('"0.0.0.0:8090"', '"127.0.0.1:%d"' % pp)
+    text = text.replace('bind_addr = "0.0.0.0:82"', 'bind_addr = "127.0.0.1:%d"' % hp)
+    text = text.replace("logs/", str(tmp_path) + "/")
+    path = write(tmp_path / "reverse.toml", text)
+    wmproxy(["run", "-c", path])
+    wait_serving(hp, host="soft.wm-proxy.com", path="/static")
+    st, _, body = get(hp, "/static", host="soft.wm-proxy.com")
+    assert (st, body) == (200, b"I'm Ok 127.0.0.1")
+    assert get(hp, "/root/x", host="soft.wm-proxy.com")[0] == 501  # file_server: not yet
+    assert get(hp, "/nothing", host="soft.wm-proxy.com")[0] == 404
