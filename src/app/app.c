@@ -143,7 +143,10 @@ static int load(struct app *a, struct wm_conf **conf, struct wm_app_services *sv
     struct wm_conf_diags d;
 
     wm_err_clear(err);
-    if (wm_conf_load(a->o->config, true, conf, &d) < 0) {
+    if ((a->o->config_text != NULL
+             ? wm_conf_load_text(a->o->config_name, a->o->config_text,
+                                 strlen(a->o->config_text), true, conf, &d)
+             : wm_conf_load(a->o->config, true, conf, &d)) < 0) {
         log_diags(&d);
         wm_conf_diags_errors(&d, err);
         wm_conf_diags_free(&d);
@@ -454,7 +457,7 @@ static int start_services(struct app *a, struct wm_err *err)
 {
     const struct wm_app_opts *o = a->o;
 
-    if (o->config == NULL) {
+    if (o->config == NULL && o->config_text == NULL) {
         if (wm_app_services_from_flags(o, &a->svcs, err) < 0) {
             return -1;
         }

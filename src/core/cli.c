@@ -108,6 +108,17 @@ static int set_value(const struct wm_cli_opt *r, const char *arg, void *obj)
     case WM_CLI_ENUM:
         rc = set_enum(r, arg, dst);
         break;
+    case WM_CLI_LIST: {
+        struct wm_cli_list *l = dst;
+        if (l->n >= WM_CLI_LIST_MAX) {
+            fprintf(stderr, "wmproxy: --%s: at most %d times\n", r->name ? r->name : "?",
+                    WM_CLI_LIST_MAX);
+            rc = WM_CLI_ERROR;
+        } else {
+            l->v[l->n++] = arg;
+        }
+        break;
+    }
     default:
         break;
     }

@@ -504,3 +504,23 @@ def test_wmproxy_reference_reverse_config_serves(wmproxy, tmp_path):
     assert (st, body) == (200, b"I'm Ok 127.0.0.1")
     assert get(hp, "/root/x", host="soft.wm-proxy.com")[0] == 501  # file_server: not yet
     assert get(hp, "/nothing", host="soft.wm-proxy.com")[0] == 404
+
+
+def test_reverse_proxy_command(wmproxy, origin):
+    port = free_port()
+    wmproxy(["reverse-proxy", "-f", "127.0.0.1:%d" % port, "-t", "127.0.0.1:%d" % origin.port,
+             "-H", "+ X-Via rp", "-H", "proxy X-Asked yes", "--workers", "1"])
+    wait_serving(port, path="/conn")
+    st, hd, body = get(port, "/headers", host="svc.test")
+    assert st == 200 and hd["x-via"] == "rp"
+    h = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert h["x-asked"] == "yes" and h["host"] == "svc.test"
+    r = subprocess.run([BIN, "reverse-proxy", "-f", "127.0.0.1:1"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and "--to" in r.stderr
+    r = subprocess.run([BIN, "reverse-proxy", "--help"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "--from" in r.stdout and "--header" in r.stdout
+    r = subprocess.run([BIN, "reverse-proxy", "-t", "no port", "-f", "127.0.0.1:%d" % free_port()],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "addr" in r.stderr
