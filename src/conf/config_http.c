@@ -128,9 +128,9 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
          .off_count = B + COFF(nlog_names), .flags = WM_CKF_INACTIVE, .feature = "named log files"},                                              \
         {.name = "match_names", .kind = WM_CK_STRMAP, .off = B + COFF(match_names),       \
          .off_count = B + COFF(nmatch_names)},                                            \
-        {.name = "limit_req", .kind = WM_CK_STR, .off = B + COFF(limit_req), .flags = WM_CKF_INACTIVE, .feature = "request rate limits"},             \
+        {.name = "limit_req", .kind = WM_CK_STR, .off = B + COFF(limit_req)},             \
         {.name = "limit_req_status", .kind = WM_CK_INT, .off = B + COFF(limit_req_status), \
-         .min = 400, .max = 599, .flags = WM_CKF_INACTIVE, .feature = "request rate limits"},                                                         \
+         .min = 400, .max = 599},                                                         \
         {.name = "headers", .kind = WM_CK_HEADERS, .off = B + COFF(headers),              \
          .off_count = B + COFF(nheaders)},                                                \
         {.name = "proxy_url", .kind = WM_CK_STR, .off = B + COFF(proxy_url)},             \
@@ -346,7 +346,7 @@ static const struct wm_ckey http_keys[] = {
     {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = TOFF(servers),
      .off_count = TOFF(nservers), .sub = &http_server_schema},
     {.name = "limit_req_zone", .kind = WM_CK_STRMAP, .off = TOFF(limit_req_zone),
-     .off_count = TOFF(nlimit_req_zone), .flags = WM_CKF_INACTIVE, .feature = "request rate limits"},
+     .off_count = TOFF(nlimit_req_zone)},
     COMMON_KEYS(TOFF(c)),
     {.name = NULL},
 };

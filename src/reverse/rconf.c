@@ -398,6 +398,13 @@ static int location_compile(struct build *b, struct rv_location *l,
     if (cl != NULL && rule_compile(b, l, &cl->rule, lv, key) < 0) {
         return -1;
     }
+    if (EFF_STR(lv, limit_req) != NULL) {
+        wm_fmt(k, sizeof(k), "%s.limit_req", key);
+        if (rconf_limit_req(b, l, EFF_STR(lv, limit_req),
+                            (int64_t)EFF_U64(lv, limit_req_status), k) < 0) {
+            return -1;
+        }
+    }
     return location_handler(b, l, cl != NULL && cl->has_file_server,
                             cl != NULL ? cl->static_response : static_body, lv, key);
 }
@@ -550,6 +557,10 @@ static void rev_free(struct wm_rev *r)
             rv_health_put(r->ups[i]->servers[k].h);
         }
     }
+    for (size_t i = 0; i < r->nzones; i++) {
+        rv_zone_put(r->zones[i]);
+    }
+    free(r->zones);
     for (size_t i = 0; i < r->npats; i++) {
         rv_pattern_free(r->pats[i]);
     }
@@ -584,6 +595,9 @@ static int compile_all(struct build *b)
 {
     const struct wm_conf_http *h = b->h;
 
+    if (rconf_zones(b) < 0) {
+        return -1;
+    }
     b->r->vhosts = wm_arena_alloc(b->r->arena, (h->nservers ? h->nservers : 1) *
                                                    sizeof(*b->r->vhosts));
     if (b->r->vhosts == NULL) {

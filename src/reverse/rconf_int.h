@@ -53,4 +53,10 @@ struct rv_upstream *rconf_upstream_find(struct build *b, const char *name,
 struct rv_upstream *rconf_upstream_direct(struct build *b, const char *host, uint16_t port,
                                           const char *key);
 
+/* rconf_limit.c: the [http.limit_req_zone] zones, then one location's
+ * limit_req ("zone=NAME burst=N", wmproxy's "brust" too). 0 or -1. */
+int rconf_zones(struct build *b);
+int rconf_limit_req(struct build *b, struct rv_location *l, const char *spec, int64_t status,
+                    const char *key);
+
 #endif

@@ -225,6 +225,32 @@ static int check_access(const struct rv_location *l, const struct wm_conn *c,
     return 0;
 }
 
+/* limit_req: the key's rate (wmproxy's order: before allow/deny). */
+static int check_limit(struct wm_hfwd *f, const struct rv_location *l, const char **detail,
+                       const char **extra)
+{
+    struct evbuffer *k;
+    bool ok;
+
+    if (l->zone == NULL) {
+        return 0;
+    }
+    k = evbuffer_new();
+    if (k == NULL) {
+        return 0;
+    }
+    wm_hfwd_expand(f, l->zone_key, k);
+    ok = rv_zone_allow(l->zone, (const char *)evbuffer_pullup(k, -1), evbuffer_get_length(k),
+                       l->burst);
+    evbuffer_free(k);
+    if (ok) {
+        return 0;
+    }
+    *detail = "request rate limit exceeded";
+    *extra = "Retry-After: 1\r\n";
+    return l->limit_status;
+}
+
 static int body_limit(const struct rv_location *l, struct wm_http_head *req, const char **detail)
 {
     size_t n;
@@ -255,7 +281,6 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     struct rv_req *q;
     int r;
 
-    (void)extra;
     if (hlen == 0 && wm_http_head_minor(req) >= 1) {
         *detail = "a Host header is required";
         return 400;
@@ -274,7 +299,8 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         *detail = "no location matches this path";
         return 404;
     }
-    if ((r = check_access(l, c, detail)) != 0 || (r = body_limit(l, req, detail)) != 0) {
+    if ((r = check_limit(f, l, detail, extra)) != 0 || (r = check_access(l, c, detail)) != 0 ||
+        (r = body_limit(l, req, detail)) != 0) {
         return r;
     }
     q = calloc(1, sizeof(*q) + strlen(l->up_path != NULL ? l->up_path : "") + ulen + 2);

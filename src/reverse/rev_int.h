@@ -20,6 +20,7 @@
 #include "net/addr.h"
 
 struct wm_arena;
+struct rv_zone;
 typedef struct ssl_ctx_st SSL_CTX;
 
 /* ---- matching (match.c) ---- */
@@ -121,6 +122,10 @@ struct rv_location {
     int connect_ms;
     int read_ms;                 /* upstream silence while a response is due */
     uint64_t max_body;           /* client_max_body_size; 0: no limit */
+    struct rv_zone *zone;        /* limit_req, or NULL */
+    const char *zone_key;        /* the zone's key template ("{client_ip}") */
+    uint64_t burst;
+    int limit_status;            /* answer to a refused request (default 503) */
 };
 
 struct rv_vhost {
@@ -154,6 +159,10 @@ struct wm_rev {
     size_t npats;
     SSL_CTX **ctxs;              /* every context, for freeing */
     size_t nctxs;
+    struct rv_zone **zones;      /* limit_req zones (references) */
+    size_t nzones;
+    const char **zone_names;     /* their names and key templates (arena) */
+    const char **zone_keys;
 };
 
 /* match.c */
@@ -182,6 +191,14 @@ struct rv_server *rv_upstream_pick(struct rv_upstream *u, const struct sockaddr 
                                    uint64_t tried);
 void rv_server_failed(struct rv_upstream *u, struct rv_server *s, const char *why);
 void rv_server_ok(struct rv_server *s);
+
+/* limit.c: limit_req zones, shared by workers and kept across reloads by
+ * name. rate_milli: requests per second x 1000; bytes: the zone's size
+ * (limit=). NULL on OOM. */
+struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t bytes);
+void rv_zone_put(struct rv_zone *z);
+/* One request of key k: within the rate plus burst? */
+bool rv_zone_allow(struct rv_zone *z, const char *k, size_t n, uint64_t burst);
 
 /* rev.c: TLS front contexts: SNI chooses the server's certificate, ALPN
  * offers http/1.1. 0 or -1. */

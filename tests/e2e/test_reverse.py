@@ -524,3 +524,43 @@ def test_reverse_proxy_command(wmproxy, origin):
     r = subprocess.run([BIN, "reverse-proxy", "-t", "no port", "-f", "127.0.0.1:%d" % free_port()],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "addr" in r.stderr
+
+
+def test_limit_req_token_bucket_kept_across_reload(wmproxy, tmp_path):
+    port, cport = free_port(), free_port()
+    text = """
+[http]
+[http.limit_req_zone]
+perip = "{client_ip} limit=1m rate=1r/m"
+perhost = "{host} limit=1m rate=1r/m"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/ip"
+limit_req = "zone=perip brust=2"
+static_response = "%(v)s"
+[[http.server.location]]
+rule = "/host"
+limit_req = "zone=perhost burst=0"
+limit_req_status = 429
+static_response = "host"
+[[http.server.location]]
+rule = "/free"
+static_response = "free"
+"""
+    start(wmproxy, tmp_path, text % {"p": port, "v": "one"}, cport=cport)
+    wait_serving(port, path="/free")
+    codes = [get(port, "/ip")[0] for _ in range(6)]
+    assert codes == [200, 200, 200, 503, 503, 503], codes  # 1 + burst 2, then refused
+    st, hd, _ = get(port, "/host", host="h1.test")
+    assert st == 200
+    st, hd, body = get(port, "/host", host="h1.test")
+    assert st == 429 and hd.get("retry-after") == "1" and b"rate" in body
+    assert get(port, "/host", host="h2.test")[0] == 200  # its own key
+    assert get(port, "/free")[0] == 200
+    # a reload keeps what the zone learnt
+    write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport +
+          text % {"p": port, "v": "two"})
+    assert api(cport, "POST", "/reload")[0] == 200
+    wait_until(lambda: get(port, "/free")[2] == b"free" and get(port, "/ip")[0] == 503,
+               what="reloaded")
