@@ -586,6 +586,7 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
         wm_app_report(notify, false, "cannot start worker threads");
         goto free_conf;
     }
+    wm_rev_checker_start();
     if (open_process(&a, &err) < 0) {
         report_err(notify, &err);
         wm_control_stop();

@@ -73,7 +73,7 @@ static const struct wm_ckey upstream_keys[] = {
     {.name = "bind", .kind = WM_CK_ENUM, .off = NS, .choices = upstream_binds},
     {.name = "balance", .kind = WM_CK_ENUM, .off = UOFF(balance), .choices = lb_methods,
      .alias = "method"},
-    {.name = "health_check", .kind = WM_CK_TABLE, .off = UOFF(health), .sub = &health_schema, .flags = WM_CKF_INACTIVE, .feature = "active health checks; passive checks are on"},
+    {.name = "health_check", .kind = WM_CK_TABLE, .off = UOFF(health), .sub = &health_schema},
     {.name = "keepalive", .kind = WM_CK_INT, .off = UOFF(keepalive), .min = 0, .max = 100000},
     {.name = "keepalive_timeout", .kind = WM_CK_DURATION, .off = UOFF(keepalive_timeout_ms),
      .min = 1, .max = 86400000},

@@ -84,9 +84,52 @@ static int server_of(struct build *b, struct rv_upstream *u, struct rv_server *s
     s->fail_timeout_ms = cs->fail_timeout_ms > 0 ? cs->fail_timeout_ms : RV_FAIL_TIMEOUT_MS;
     s->fall_times = cs->fall_times > 0 ? (int)cs->fall_times : RV_FALL_TIMES;
     s->backup = cs->backup;
-    s->h = rv_health_get(u->name, s->addr);
+    s->h = rv_health_get(u->name, s->addr, s->host, s->port);
     if (s->h == NULL) {
         return rconf_fail(b, key, "out of memory%s%s", "", "");
+    }
+    return 0;
+}
+
+/* health_check = {path, interval, timeout, expect_status, host} for s. */
+static int check_of(struct build *b, const struct wm_conf_health *ch,
+                    const struct wm_conf_upserver *cs, const struct rv_server *s,
+                    struct rv_check *c, const char *key)
+{
+    const char *exp = ch->expect_status != NULL ? ch->expect_status : "2xx 3xx";
+
+    memset(c, 0, sizeof(*c));
+    c->on = true;
+    snprintf(c->path, sizeof(c->path), "%s", ch->path != NULL ? ch->path : "/");
+    wm_fmt(c->host, sizeof(c->host), "%s", ch->host != NULL ? ch->host : s->addr);
+    c->interval_ms = ch->interval_ms > 0 ? ch->interval_ms : 5000;
+    c->timeout_ms = ch->timeout_ms > 0 ? ch->timeout_ms : 2000;
+    c->rise = cs->rise_times > 0 ? (int)cs->rise_times : 2;
+    c->fall = cs->fall_times > 0 ? (int)cs->fall_times : 2;
+    if (c->path[0] != '/' || strpbrk(c->path, " \r\n") != NULL ||
+        strpbrk(c->host, " \r\n") != NULL) {
+        return rconf_fail(b, key, "health_check: path must start with / and hold no space "
+                                  "(got \"%s\")%s", c->path, "");
+    }
+    for (const char *p = exp; *p != '\0';) {
+        char w[16];
+        size_t n;
+        p += strspn(p, " \t,");
+        n = strcspn(p, " \t,");
+        if (n == 0) {
+            break;
+        }
+        wm_fmt(w, sizeof(w), "%.*s", (int)n, p);
+        p += n;
+        if (n == 3 && w[0] >= '1' && w[0] <= '5' && (w[1] == 'x' || w[1] == 'X') &&
+            (w[2] == 'x' || w[2] == 'X')) {
+            c->classes |= 1u << (w[0] - '0');
+        } else if (n == 3 && atoi(w) >= 100 && atoi(w) <= 599 && c->ncodes < 8) {
+            c->codes[c->ncodes++] = atoi(w);
+        } else {
+            return rconf_fail(b, key, "health_check.expect_status: expected codes or classes "
+                                      "like \"200 3xx\", got \"%s\"%s", w, "");
+        }
     }
     return 0;
 }
@@ -127,6 +170,13 @@ static struct rv_upstream *upstream_compile(struct build *b, const struct wm_con
         if (server_of(b, u, &u->servers[u->nservers], &cu->servers[i], k) < 0) {
             return NULL;
         }
+        struct rv_check c = {0};
+        if (cu->health != NULL &&
+            check_of(b, cu->health, &cu->servers[i], &u->servers[u->nservers], &c, key) < 0) {
+            rv_health_put(u->servers[u->nservers].h);
+            return NULL;
+        }
+        rv_health_set_check(u->servers[u->nservers].h, &c);
         u->nservers++;
     }
     if (u->nservers == 0) {

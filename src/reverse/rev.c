@@ -541,6 +541,7 @@ struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
 
 void wm_rev_worker_exit(void)
 {
+    rv_checker_stop();
     rv_pool_free_all();
 }
 

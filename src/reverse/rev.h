@@ -38,7 +38,12 @@ const char *wm_rev_listen_addr(const struct wm_rev *r, size_t i, bool *tls);
 /* The service of listening address i (refcount 1; holds a reference on r). */
 struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i);
 
-/* Worker exit hook: free this worker's keep-alive pool. */
+/* Start the active health checker on worker 0 (after the workers started;
+ * it idles while no upstream has health_check). */
+void wm_rev_checker_start(void);
+
+/* Worker exit hook: free this worker's keep-alive pool (and on worker 0
+ * the health checker). */
 void wm_rev_worker_exit(void);
 
 #endif

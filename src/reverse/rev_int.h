@@ -55,13 +55,36 @@ struct rv_cidr {
 
 /* Health of one upstream server, shared by workers and kept across
  * reloads (registry key "upstream-name|host:port"). */
+/* An active check (health_check = {...}); set under the registry lock. */
+struct rv_check {
+    bool on;
+    char path[256];
+    char host[WM_HOST_MAX];      /* Host header */
+    uint64_t interval_ms;
+    uint64_t timeout_ms;
+    unsigned classes;            /* bit c: status class c (2 for 2xx) is healthy */
+    int codes[8];                /* or these exact codes */
+    int ncodes;
+    int rise;                    /* successes that bring a server back */
+    int fall;                    /* failures that take it out */
+};
+
 struct rv_health {
     int refs;                    /* registry lock */
     char key[WM_HOST_MAX + 96];
+    char host[WM_HOST_MAX];      /* the server */
+    uint16_t port;
     atomic_int fails;            /* failures in a row */
     atomic_ullong down_until_ms; /* passive: skipped until then (wm_now_ms clock) */
     atomic_int active;           /* connections now (least_conn) */
     atomic_ullong total_fails;
+    atomic_bool check_down;      /* the active check says down */
+    struct rv_check check;       /* registry lock */
+    /* the checker's own (worker 0) */
+    uint64_t next_ms;
+    int ok_streak;
+    int fail_streak;
+    bool probing;
     struct rv_health *next;
 };
 
@@ -182,8 +205,17 @@ int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *
 bool rv_host_match(const char *pattern, const char *host, size_t n);
 
 /* upstream.c */
-struct rv_health *rv_health_get(const char *upname, const char *addr);
+struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,
+                                uint16_t port);
 void rv_health_put(struct rv_health *h);
+/* Set (c->on) or clear the active check of h. */
+void rv_health_set_check(struct rv_health *h, const struct rv_check *c);
+/* health.c: the checker on worker 0 (started by wm_rev_checker_start());
+ * stop: at worker exit, on its worker (elsewhere a no-op). */
+void rv_checker_stop(void);
+void rv_registry_lock(void);
+void rv_registry_unlock(void);
+struct rv_health *rv_registry_head(void);
 /* Pick a server for a request from client sa, skipping `tried` (bit per
  * index, first 64). NULL when none is up (then the least recently failed
  * one is not retried: the caller answers 502). */

@@ -22,7 +22,35 @@
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rv_health *reg_head;
 
-struct rv_health *rv_health_get(const char *upname, const char *addr)
+void rv_registry_lock(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+void rv_registry_unlock(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+struct rv_health *rv_registry_head(void)
+{
+    return reg_head;
+}
+
+void rv_health_set_check(struct rv_health *h, const struct rv_check *c)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (c->on || h->refs == 1) {
+        h->check = *c; /* the newest settings win; the last user may switch it off */
+    }
+    if (!h->check.on) {
+        atomic_store(&h->check_down, false);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,
+                                uint16_t port)
 {
     char key[sizeof(reg_head->key)];
     struct rv_health *h;
@@ -37,6 +65,8 @@ struct rv_health *rv_health_get(const char *upname, const char *addr)
     }
     if (h == NULL && (h = calloc(1, sizeof(*h))) != NULL) {
         snprintf(h->key, sizeof(h->key), "%s", key);
+        snprintf(h->host, sizeof(h->host), "%s", host);
+        h->port = port;
         h->refs = 1;
         h->next = reg_head;
         reg_head = h;
@@ -65,7 +95,8 @@ void rv_health_put(struct rv_health *h)
 
 static bool server_up(const struct rv_server *s, uint64_t now)
 {
-    return atomic_load_explicit(&s->h->down_until_ms, memory_order_relaxed) <= now;
+    return atomic_load_explicit(&s->h->down_until_ms, memory_order_relaxed) <= now &&
+           !atomic_load_explicit(&s->h->check_down, memory_order_relaxed);
 }
 
 /* May index i serve this pick? */

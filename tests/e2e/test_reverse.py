@@ -564,3 +564,76 @@ static_response = "free"
     assert api(cport, "POST", "/reload")[0] == 200
     wait_until(lambda: get(port, "/free")[2] == b"free" and get(port, "/ip")[0] == 503,
                what="reloaded")
+
+
+class _Switch:
+    """An HTTP backend whose /health answers `status` (switchable) and whose
+    other paths answer its name."""
+
+    def __init__(self, name):
+        import http.server
+        import threading
+        sw = self
+        self.status = 200
+        self.hits = 0
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path.startswith("/health"):
+                    code, body = sw.status, b"h"
+                else:
+                    sw.hits += 1
+                    code, body = 200, name.encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_active_health_checks(wmproxy, tmp_path):
+    a, b = _Switch("A"), _Switch("B")
+    try:
+        port = free_port()
+        p = start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "app"
+balance = "round_robin"
+health_check = { path = "/health", interval = "200ms", timeout = "1s", expect_status = "2xx" }
+server = [{ addr = "127.0.0.1:%(a)d", rise_times = 2, fall_times = 2 },
+          { addr = "127.0.0.1:%(b)d", rise_times = 2, fall_times = 2 }]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+""" % {"a": a.port, "b": b.port, "p": port})
+        wait_serving(port)
+        b.status = 503
+        assert wait_log(p, "health: app|127.0.0.1:%d is down" % b.port)
+        before = b.hits
+        bodies = {get(port)[2] for _ in range(8)}
+        assert bodies == {b"A"} and b.hits == before
+        b.status = 200
+        assert wait_log(p, "health: app|127.0.0.1:%d is up again" % b.port)
+        wait_until(lambda: {get(port)[2] for _ in range(6)} == {b"A", b"B"}, what="B back")
+        a.status = b.status = 500
+        assert wait_log(p, "health: app|127.0.0.1:%d is down" % a.port)
+        assert wait_log(p, "health: app|127.0.0.1:%d is down" % b.port)
+        st, _, body = get(port)
+        assert st == 502 and b"upstream" in body
+    finally:
+        a.stop()
+        b.stop()
