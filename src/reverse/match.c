@@ -278,9 +278,9 @@ int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *
             }
             ch = (char)(hi * 16 + lo);
             i += 2;
-            if (ch == '\0') {
-                return -1;
-            }
+        }
+        if (ch == '\0') {
+            return -1;
         }
         if (o + 1 >= cap) {
             return -1;
