@@ -637,3 +637,109 @@ proxy_url = "http://app"
     finally:
         a.stop()
         b.stop()
+
+
+def _raw_backend(handler):
+    """A one-purpose TCP backend: handler(conn) per connection, in a thread."""
+    import threading
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+
+    def loop():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return ls
+
+
+def _read_head(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d:
+            break
+        data += d
+    return data
+
+
+def test_bad_upstreams(wmproxy, tmp_path):
+    """A malformed response is a 502, never forwarded; a response that stalls
+    mid-body ends the client's connection instead of looking complete."""
+    def garbage(c):
+        _read_head(c)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello!!")
+        c.close()
+
+    def stall(c):
+        _read_head(c)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        time.sleep(5)  # deliberate: the backend stalls longer than proxy_read_timeout
+        c.close()
+
+    g, s = _raw_backend(garbage), _raw_backend(stall)
+    try:
+        port = free_port()
+        start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_read_timeout = "1s"
+[[http.server.location]]
+rule = "/garbage"
+proxy_url = "http://127.0.0.1:%(g)d"
+[[http.server.location]]
+rule = "/stall"
+proxy_url = "http://127.0.0.1:%(s)d"
+[[http.server.location]]
+rule = "/ok"
+static_response = "ok"
+""" % {"p": port, "g": g.getsockname()[1], "s": s.getsockname()[1]})
+        wait_serving(port, path="/ok")
+        st, _, body = get(port, "/garbage")
+        assert st == 502 and b"hello" not in body
+        c = connect(port)
+        c.sendall(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n")
+        t0 = time.time()
+        data = recv_all(c)  # ends when the proxy closes
+        c.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert b" 200 " in head and len(body) == 1000, len(body)
+        assert time.time() - t0 < 4
+    finally:
+        g.close()
+        s.close()
+
+
+def test_slow_clients_do_not_block_others(wmproxy, tmp_path):
+    """Slowloris: many sockets trickling a head are cut by the head timeout,
+    and other clients are served meanwhile."""
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+client_read_timeout = "1s"
+static_response = "fast"
+""" % port)
+    wait_serving(port)
+    slow = []
+    for _ in range(300):
+        s = connect(port)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        slow.append(s)
+    t0 = time.time()
+    for _ in range(20):
+        assert get(port)[2] == b"fast"
+    assert time.time() - t0 < 3
+    # each slow socket is answered 408 and closed after the head timeout
+    deadline = time.time() + 10
+    for s in slow:
+        s.settimeout(max(0.1, deadline - time.time()))
+        data = recv_all(s)
+        assert data.startswith(b"HTTP/1.1 408"), data[:40]
+        s.close()
