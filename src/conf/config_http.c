@@ -120,12 +120,12 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
          .min = 1, .max = 86400000},                                                      \
         {.name = "client_max_body_size", .kind = WM_CK_SIZE,                              \
          .off = B + COFF(client_max_body_size)},                                          \
-        {.name = "access_log", .kind = WM_CK_STR, .off = B + COFF(access_log), .flags = WM_CKF_INACTIVE, .feature = "reverse access-log files; lines go to the main log"},           \
-        {.name = "error_log", .kind = WM_CK_STR, .off = B + COFF(error_log), .flags = WM_CKF_INACTIVE, .feature = "reverse error-log files; lines go to the main log"},             \
+        {.name = "access_log", .kind = WM_CK_STR, .off = B + COFF(access_log)},           \
+        {.name = "error_log", .kind = WM_CK_STR, .off = B + COFF(error_log)},             \
         {.name = "log_format", .kind = WM_CK_STRMAP, .off = B + COFF(log_format),         \
-         .off_count = B + COFF(nlog_format), .flags = WM_CKF_INACTIVE, .feature = "access-log formats"},                                             \
+         .off_count = B + COFF(nlog_format)},                                             \
         {.name = "log_names", .kind = WM_CK_STRMAP, .off = B + COFF(log_names),           \
-         .off_count = B + COFF(nlog_names), .flags = WM_CKF_INACTIVE, .feature = "named log files"},                                              \
+         .off_count = B + COFF(nlog_names)},                                              \
         {.name = "match_names", .kind = WM_CK_STRMAP, .off = B + COFF(match_names),       \
          .off_count = B + COFF(nmatch_names)},                                            \
         {.name = "limit_req", .kind = WM_CK_STR, .off = B + COFF(limit_req)},             \

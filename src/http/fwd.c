@@ -106,6 +106,11 @@ void hf_finish(struct wm_hfwd *f, const char *reason)
     wm_conn_finish(f->c, reason);
 }
 
+struct wm_http_head *wm_hfwd_request(struct wm_hfwd *f)
+{
+    return wm_http_parser_head(f->req);
+}
+
 struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f)
 {
     return f->c;
@@ -231,6 +236,17 @@ void hf_log_request(struct wm_hfwd *f)
     struct wm_conn *c = f->c;
 
     c->access_logged = true;
+    if (f->ops->logged != NULL) {
+        struct wm_hfwd_log l = {
+            .status = f->status, .up_status = f->up_status, .bytes_out = f->req_out,
+            .body_out = f->req_out > f->resp_head_bytes ? f->req_out - f->resp_head_bytes : 0,
+            .request_ms = wm_now_ms() - f->req_start_ms,
+            .up_response_ms = f->up_head_ms >= f->up_sent_ms && f->up_sent_ms > 0
+                                  ? (long long)(f->up_head_ms - f->up_sent_ms)
+                                  : -1,
+            .t = &f->t};
+        f->ops->logged(f, &l);
+    }
     if (!wm_log_enabled(WM_LOG_INFO)) {
         return;
     }
@@ -327,6 +343,7 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
     out = bufferevent_get_output(c->bev);
     before = evbuffer_get_length(out);
     respond_head(f, out, status, extra, ctype, len, close);
+    f->resp_head_bytes = evbuffer_get_length(out) - before;
     if (!f->ri.is_head && status != 204 && status != 304 && len > 0) {
         evbuffer_add(out, body, len);
     }
@@ -441,6 +458,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 static void reset_request(struct wm_hfwd *f)
 {
     f->status = 0;
+    f->up_status = 0;
+    f->up_sent_ms = f->up_head_ms = 0;
+    f->resp_head_bytes = 0;
     memset(&f->ri, 0, sizeof(f->ri));
     f->req_phase = HF_REQ_BODY;
     f->resp_phase = HF_RESP_HEAD;

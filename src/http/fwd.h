@@ -54,6 +54,17 @@ struct wm_hfwd_target {
     void *data;                     /* for ops */
 };
 
+/* What one request did, for access logs (ops->logged). */
+struct wm_hfwd_log {
+    int status;             /* sent to the client (0: nothing was) */
+    int up_status;          /* the upstream's final status, 0 when none answered */
+    unsigned long long bytes_out;  /* to the client, heads included */
+    unsigned long long body_out;   /* of which body bytes */
+    unsigned long long request_ms; /* first byte of the request to now */
+    long long up_response_ms;      /* request sent to response head; -1: none */
+    const struct wm_hfwd_target *t;
+};
+
 #define WM_HFWD_TAKEN (-1) /* route(): the op took the connection over */
 #define WM_HFWD_LOCAL (-2) /* route(): answer with t->local_* (no upstream) */
 
@@ -80,6 +91,9 @@ struct wm_hfwd_ops {
      * keeps it or frees it). */
     struct bufferevent *(*take_idle)(struct wm_hfwd *f, const struct wm_hfwd_target *t);
     void (*park)(struct wm_hfwd *f, const char *key, struct bufferevent *up);
+    /* Optional: a request is over (answered, failed or cut); called once
+     * per request, after the main log's access line, with what it did. */
+    void (*logged)(struct wm_hfwd *f, const struct wm_hfwd_log *l);
 };
 
 /* Serve c (its bufferevent is the client) with ops. */
@@ -118,5 +132,8 @@ void wm_hfwd_respond(struct wm_hfwd *f, int status, const char *extra, const cha
 void wm_hfwd_detach(struct wm_hfwd *f);
 
 struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f);
+
+/* The current request's head (valid during route() and logged()). */
+struct wm_http_head *wm_hfwd_request(struct wm_hfwd *f);
 
 #endif

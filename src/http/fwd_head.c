@@ -304,4 +304,5 @@ void hfwd_write_response_head(struct wm_hfwd *f)
     }
     f->req_out += evbuffer_get_length(out) - before;
     c->bytes_out += evbuffer_get_length(out) - before;
+    f->resp_head_bytes += evbuffer_get_length(out) - before;
 }

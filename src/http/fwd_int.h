@@ -85,6 +85,10 @@ struct wm_hfwd {
     struct evbuffer *scratch;      /* response bytes gathered for one write */
     struct evbuffer *body;         /* request body bytes on their way to one write */
     int status;
+    int up_status;         /* the upstream's final status for this request */
+    uint64_t up_sent_ms;   /* request head sent upstream (0: not yet) */
+    uint64_t up_head_ms;   /* final response head read (0: not yet) */
+    uint64_t resp_head_bytes; /* response head bytes sent to the client */
     uint64_t req_start_ms;
     uint64_t req_in;
     uint64_t req_out;

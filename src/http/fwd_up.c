@@ -215,6 +215,7 @@ void hf_send_request(struct wm_hfwd *f)
     }
     hf_set_state(f, HF_FORWARD);
     f->flow.up_idle = false;
+    f->up_sent_ms = wm_now_ms();
     f->last_ms = wm_now_coarse_ms();
     hf_arm_timer(f, hf_fwd_idle_ms(f));
     /* Copy, not move: kept for one retry on a kept connection. */
@@ -291,6 +292,10 @@ static void response_head(struct wm_hfwd *f)
 
     f->status = status;
     f->c->code = status;
+    if (status >= 200 || status == 101) {
+        f->up_status = status;
+        f->up_head_ms = wm_now_ms();
+    }
     if (status == 101 && f->ri.wants_upgrade) {
         hfwd_write_response_head(f);
         flush_scratch(f);

@@ -398,6 +398,9 @@ static int location_compile(struct build *b, struct rv_location *l,
     if (cl != NULL && rule_compile(b, l, &cl->rule, lv, key) < 0) {
         return -1;
     }
+    if (rconf_logs(b, l, lv->v, lv->key, lv->n) < 0) {
+        return -1;
+    }
     if (EFF_STR(lv, limit_req) != NULL) {
         wm_fmt(k, sizeof(k), "%s.limit_req", key);
         if (rconf_limit_req(b, l, EFF_STR(lv, limit_req),
@@ -560,6 +563,10 @@ static void rev_free(struct wm_rev *r)
     for (size_t i = 0; i < r->nzones; i++) {
         rv_zone_put(r->zones[i]);
     }
+    for (size_t i = 0; i < r->nfiles; i++) {
+        rv_logfile_put(r->files[i]);
+    }
+    free(r->files);
     free(r->zones);
     for (size_t i = 0; i < r->npats; i++) {
         rv_pattern_free(r->pats[i]);

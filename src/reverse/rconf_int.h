@@ -59,4 +59,9 @@ int rconf_zones(struct build *b);
 int rconf_limit_req(struct build *b, struct rv_location *l, const char *spec, int64_t status,
                     const char *key);
 
+/* rconf_log.c: access_log / error_log of a location, from the effective
+ * keys (levels: location, server, [http]). 0 or -1. */
+int rconf_logs(struct build *b, struct rv_location *l, const struct wm_conf_hcommon *const *lv,
+               const char *const *lkeys, size_t n);
+
 #endif

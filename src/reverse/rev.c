@@ -26,6 +26,7 @@
 #include "net/conn.h"
 #include "net/dial.h"
 #include "net/tls.h"
+#include "net/tlspump.h"
 #include "reverse/rev.h"
 #include "reverse/rev_int.h"
 
@@ -463,6 +464,27 @@ static void park(struct wm_hfwd *f, const char *key, struct bufferevent *up)
     rv_pool_put(key, up, rc->ka_max, rc->ka_ms);
 }
 
+/* After the main log's line: the location's own access and error logs. */
+static void logged(struct wm_hfwd *f, const struct wm_hfwd_log *l)
+{
+    const struct rv_req *q = l->t->data;
+    const struct rv_location *loc = q != NULL ? q->loc : NULL;
+    struct rv_logctx x;
+
+    if (loc == NULL || (loc->alog == NULL && (loc->elog == NULL || l->status < 500))) {
+        return;
+    }
+    x = (struct rv_logctx){.req = wm_hfwd_request(f), .l = l, .c = wm_hfwd_conn(f),
+                           .up_addr = q->srv != NULL ? q->srv->addr : NULL};
+    rv_tls_info(x.c, &x.ssl_protocol, &x.ssl_cipher);
+    if (loc->alog != NULL) {
+        rv_alog_write(loc->alog, &x);
+    }
+    if (loc->elog != NULL && l->status >= 500) {
+        rv_alog_write(loc->elog, &x);
+    }
+}
+
 static const struct wm_hfwd_ops rev_ops = {
     .proto = "reverse",
     .route = route,
@@ -471,6 +493,7 @@ static const struct wm_hfwd_ops rev_ops = {
     .release = release,
     .take_idle = take_idle,
     .park = park,
+    .logged = logged,
 };
 
 /* ---- the service ---- */
@@ -546,6 +569,14 @@ void wm_rev_worker_exit(void)
 }
 
 /* ---- TLS front: certificate by SNI, ALPN http/1.1 ---- */
+
+void rv_tls_info(const struct wm_conn *c, const char **proto, const char **cipher)
+{
+    const SSL *ssl = c->bev != NULL ? wm_tls_pump_ssl(c->bev) : NULL;
+
+    *proto = ssl != NULL ? SSL_get_version(ssl) : NULL;
+    *cipher = ssl != NULL ? SSL_get_cipher_name(ssl) : NULL;
+}
 
 static int sni_cb(SSL *ssl, int *alert, void *arg)
 {

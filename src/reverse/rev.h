@@ -42,6 +42,10 @@ struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i);
  * it idles while no upstream has health_check). */
 void wm_rev_checker_start(void);
 
+/* Reopen every access/error log file (SIGUSR1, after logrotate moved
+ * them). Any thread. */
+void wm_rev_logs_reopen(void);
+
 /* Worker exit hook: free this worker's keep-alive pool (and on worker 0
  * the health checker). */
 void wm_rev_worker_exit(void);

@@ -20,6 +20,9 @@
 #include "net/addr.h"
 
 struct wm_arena;
+struct wm_conn;
+struct wm_http_head;
+struct rv_logfile;
 struct rv_zone;
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -113,6 +116,24 @@ struct rv_upstream {
     uint64_t keepalive_ms;
 };
 
+/* ---- logs (alog.c) ---- */
+
+/* An access log: a shared file and a line format (wmproxy's variables). */
+struct rv_alog {
+    struct rv_logfile *file;
+    const char *format;
+};
+
+/* What one line is made of. */
+struct rv_logctx {
+    struct wm_http_head *req;
+    const struct wm_hfwd_log *l;
+    const struct wm_conn *c;
+    const char *up_addr;
+    const char *ssl_protocol;
+    const char *ssl_cipher;
+};
+
 /* ---- locations and servers ---- */
 
 enum rv_handler { RV_H_PROXY, RV_H_STATIC, RV_H_FILES, RV_H_NONE };
@@ -149,6 +170,8 @@ struct rv_location {
     const char *zone_key;        /* the zone's key template ("{client_ip}") */
     uint64_t burst;
     int limit_status;            /* answer to a refused request (default 503) */
+    struct rv_alog *alog;        /* access_log, or NULL (the main log has a line anyway) */
+    struct rv_alog *elog;        /* error_log: a line per 5xx answer, or NULL */
 };
 
 struct rv_vhost {
@@ -186,6 +209,8 @@ struct wm_rev {
     size_t nzones;
     const char **zone_names;     /* their names and key templates (arena) */
     const char **zone_keys;
+    struct rv_logfile **files;   /* log files (references) */
+    size_t nfiles;
 };
 
 /* match.c */
@@ -231,6 +256,16 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t byte
 void rv_zone_put(struct rv_zone *z);
 /* One request of key k: within the rate plus burst? */
 bool rv_zone_allow(struct rv_zone *z, const char *k, size_t n, uint64_t burst);
+
+/* alog.c: log files by path, shared and kept open across reloads. NULL
+ * with msg when the file cannot be opened. */
+struct rv_logfile *rv_logfile_get(const char *path, char *msg, size_t cap);
+void rv_logfile_put(struct rv_logfile *f);
+void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x);
+
+/* rev.c: the TLS version and cipher of a client connection (NULLs on
+ * plain ones). */
+void rv_tls_info(const struct wm_conn *c, const char **proto, const char **cipher);
 
 /* rev.c: TLS front contexts: SNI chooses the server's certificate, ALPN
  * offers http/1.1. 0 or -1. */
