@@ -154,8 +154,11 @@ def test_ipv6_visitor_in_proxy_protocol(nodes, ppsvc, version):
 def test_proxy_mapping_sends_proxy_protocol(nodes, ppsvc):
     pp = free_port()
     srv = nodes.server(extra={"map_proxy_bind": "127.0.0.1:%d" % pp})
+    # a proxy mapping turns on the client's safe default: the loopback
+    # service must be allowed explicitly
     nodes.client(srv.center, srv_proc=srv, mappings=[
-        {"name": "inside", "mode": "proxy", "proxy_protocol": "v2"}])
+        {"name": "inside", "mode": "proxy", "proxy_protocol": "v2"}],
+        extra={"allow_targets": ["127.0.0.1:%d" % ppsvc.port]})
     # SOCKS5 through the public proxy port to the private service
     s, rep, _ = socks.handshake(pp, "127.0.0.1", ppsvc.port, user="wm", password="s3cret")
     assert rep == 0
