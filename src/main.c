@@ -45,6 +45,16 @@ static const struct wm_cli_opt proxy_opts[] = {
      .size = sizeof(uint64_t), .min = 1, .max = 86400 * 7,
      .bad = "timeout: expected seconds (>= 1)", .arg = "S",
      .help = "client must complete its request in S (default 10)"},
+    {.type = WM_CLI_SECTION,
+     .help = "\ndestination and client rules (README, Security; repeatable):\n"},
+    {ROW(WM_CLI_LIST, "deny-target", 0, AOFF(deny_targets)), .arg = "RULE",
+     .help = "refuse targets: 10.0.0.0/8, *.internal, host:443, *:25"},
+    {ROW(WM_CLI_LIST, "allow-target", 0, AOFF(allow_targets)), .arg = "RULE",
+     .help = "allow only these targets (deny wins)"},
+    {ROW(WM_CLI_LIST, "deny-client", 0, AOFF(deny_clients)), .arg = "CIDR",
+     .help = "refuse clients from these addresses"},
+    {ROW(WM_CLI_LIST, "allow-client", 0, AOFF(allow_clients)), .arg = "CIDR",
+     .help = "only clients from these addresses"},
     {.type = WM_CLI_SECTION, .help = "\ntunnel (docs/tunnel.md):\n"},
     {ROW(WM_CLI_STR, "server", 'S', AOFF(proxy.server)), .arg = "HOST:PORT",
      .help = "forward every connection to this parent node"},
@@ -62,6 +72,12 @@ static const struct wm_cli_opt proxy_opts[] = {
     {ROW(WM_CLI_STR, "key", 0, AOFF(proxy.key))},
     {ROW(WM_CLI_STR, "ca", 0, AOFF(proxy.ca)), .arg = "FILE",
      .help = "trust anchors for the peer"},
+    {ROW(WM_CLI_STR, "server-fingerprint", 0, AOFF(proxy.server_fingerprint)),
+     .arg = "FP", .help = "trust only the parent's certificate of this SHA256:... fingerprint"},
+    {ROW(WM_CLI_STR, "known-hosts", 0, AOFF(proxy.known_hosts)), .arg = "FILE",
+     .help = "--ts without --ca pins here (~/.config/wmproxy/known_hosts)"},
+    {ROW(WM_CLI_STR, "state-dir", 0, AOFF(proxy.state_dir)), .arg = "DIR",
+     .help = "--tc without --cert keeps its key here (~/.local/state/wmproxy)"},
     {ROW(WM_CLI_STR, "domain", 0, AOFF(proxy.domain)), .arg = "NAME",
      .help = "the parent's certificate name (default: its host)"},
     {ROW(WM_CLI_STR, "map-http-bind", 0, AOFF(proxy.map_http_bind)),
@@ -93,7 +109,7 @@ static const struct wm_cli_opt reverse_opts[] = {
      .help = "https to the upstream (its certificate is verified)"},
     {ROW(WM_CLI_TRUE, "ws", 0, AOFF(rev.ws)), .help = "a WebSocket upstream (is_ws)"},
     {ROW(WM_CLI_STR, "access-log", 0, AOFF(rev.access_log)), .arg = "\"PATH [LEVEL]\"",
-     .help = "\naccepted; access lines go to the main log (--log-file) for now"},
+     .help = "\nalso write access lines (wmproxy's main format) to PATH"},
     {.type = WM_CLI_END},
 };
 
@@ -266,6 +282,9 @@ static int cmd_proxy(int argc, char **argv)
         fprintf(stderr, "wmproxy: --user and --pass go together\n");
         return 2;
     }
+    if (wm_app_opts_rules(&o) < 0) {
+        return 2;
+    }
     return wm_app_run(&o);
 }
 
@@ -286,10 +305,6 @@ static int cmd_reverse(int argc, char **argv)
                 next < argc ? argv[next] : "");
         wm_cli_usage(&reverse_cmd, stderr);
         return 2;
-    }
-    if (o.rev.access_log != NULL) {
-        fprintf(stderr, "wmproxy: warning: --access-log is not active yet; access lines go "
-                        "to the main log\n");
     }
     if (wm_app_reverse_text(&o) < 0) {
         return 1;

@@ -36,6 +36,7 @@
 #include "core/service.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "net/acl.h"
 #include "net/addr.h"
 #include "net/lset.h"
 #include "net/tlspump.h"
@@ -50,6 +51,7 @@ struct app {
     struct event *sig_int;
     struct event *sig_term;
     struct event *sig_hup;
+    struct event *sig_usr1;
     bool stopping;
     bool stopping_now;         /* a second stop signal came: no grace */
     int grace_ms;
@@ -81,6 +83,39 @@ void wm_app_opts_default(struct wm_app_opts *o)
     o->grace_ms = WM_SHUTDOWN_GRACE_MS;
     o->level = WM_LOG_INFO;
     wm_conf_proxy_defaults(&o->proxy);
+    o->proxy.bind_set = true; /* `wmproxy proxy` keeps its documented default */
+}
+
+int wm_app_opts_rules(struct wm_app_opts *o)
+{
+    const struct {
+        struct wm_cli_list *l;
+        const char ***v;
+        size_t *n;
+        const char *flag;
+        bool client;
+    } lists[] = {
+        {&o->deny_targets, &o->proxy.deny_targets, &o->proxy.ndeny_targets, "deny-target", false},
+        {&o->allow_targets, &o->proxy.allow_targets, &o->proxy.nallow_targets, "allow-target",
+         false},
+        {&o->deny_clients, &o->proxy.deny_clients, &o->proxy.ndeny_clients, "deny-client", true},
+        {&o->allow_clients, &o->proxy.allow_clients, &o->proxy.nallow_clients, "allow-client",
+         true},
+    };
+    char msg[200];
+
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        for (size_t k = 0; k < lists[i].l->n; k++) {
+            if (wm_acl_rule_check(lists[i].l->v[k], lists[i].client, msg, sizeof(msg)) < 0) {
+                fprintf(stderr, "wmproxy: --%s \"%s\": %s\n", lists[i].flag, lists[i].l->v[k],
+                        msg);
+                return -1;
+            }
+        }
+        *lists[i].v = lists[i].l->v;
+        *lists[i].n = lists[i].l->n;
+    }
+    return 0;
 }
 
 /* ---- effective settings: command line over file over defaults ---- */
@@ -312,6 +347,7 @@ static void mask_signals(int how)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(how, &set, NULL);
 }
 
@@ -321,6 +357,17 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     struct wm_err err;
 
     (void)what;
+    if (sig == SIGUSR1) {
+        /* logrotate: the files were moved; write to new ones */
+        const char *lf = a->o->log_file[0] ? a->o->log_file
+                                           : (a->conf != NULL ? a->conf->log_file : NULL);
+        if (lf != NULL && wm_log_open_file(lf) < 0) {
+            wm_log(WM_LOG_ERROR, 0, "SIGUSR1: cannot reopen %s", lf);
+        }
+        wm_rev_logs_reopen();
+        wm_log(WM_LOG_INFO, 0, "SIGUSR1: log files reopened");
+        return;
+    }
     if (sig == SIGHUP) {
         wm_log(WM_LOG_INFO, 0, "SIGHUP: reloading");
         if (reload(a, &err) < 0 && a->o->config == NULL) {
@@ -496,6 +543,13 @@ static int open_process(struct app *a, struct wm_err *err)
         struct wm_control_hooks hooks = {.reload = hook_reload, .stop = hook_stop, .now = hook_now,
                                          .status = hook_status, .arg = a};
         const char *token = a->conf != NULL ? a->conf->control_token : NULL;
+        if ((token == NULL || token[0] == '\0') && !wm_addr_listen_is_loopback(eff_control(a))) {
+            return wm_err_set(err, NULL, 0, 0, "control",
+                              "%s is reachable beyond loopback: the control API needs "
+                              "control_token there (a config file's key), or listen on "
+                              "127.0.0.1, or --disable-control",
+                              eff_control(a));
+        }
         if (wm_control_start(a->base, eff_control(a), token, &hooks, err) < 0) {
             return -1;
         }
@@ -517,6 +571,8 @@ static int open_process(struct app *a, struct wm_err *err)
     a->sig_int = evsignal_new(a->base, SIGINT, signal_cb, a);
     a->sig_term = evsignal_new(a->base, SIGTERM, signal_cb, a);
     a->sig_hup = evsignal_new(a->base, SIGHUP, signal_cb, a);
+    a->sig_usr1 = evsignal_new(a->base, SIGUSR1, signal_cb, a);
+    evsignal_add(a->sig_usr1, NULL);
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_term, NULL);
     evsignal_add(a->sig_hup, NULL);
@@ -531,6 +587,7 @@ static void close_process(struct app *a)
         event_free(a->sig_int);
         event_free(a->sig_term);
         event_free(a->sig_hup);
+        event_free(a->sig_usr1);
     }
     if (a->done_ev != NULL) {
         event_free(a->done_ev);

@@ -56,9 +56,18 @@ struct wm_app_opts {
         bool ws;
         const char *access_log;
     } rev;
+    /* its rules (--deny-target ...), pointed to by proxy's lists */
+    struct wm_cli_list deny_targets;
+    struct wm_cli_list allow_targets;
+    struct wm_cli_list deny_clients;
+    struct wm_cli_list allow_clients;
 };
 
 void wm_app_opts_default(struct wm_app_opts *o);
+
+/* After the flags are parsed: point o->proxy's rule lists at the flags'
+ * and check each rule. 0, or -1 after a message on stderr. */
+int wm_app_opts_rules(struct wm_app_opts *o);
 
 /* Run until stopped. Returns the process exit code (0 clean stop, 1 start
  * failure). */

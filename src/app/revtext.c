@@ -38,7 +38,14 @@ int wm_app_reverse_text(struct wm_app_opts *o)
     }
     /* As wmproxy: no control API unless asked for with --control. */
     fprintf(f, "disable_control = %s\n", o->control_set ? "false" : "true");
-    fprintf(f, "[http]\n[[http.upstream]]\nname = \"server\"\nserver = [{ addr = ");
+    fprintf(f, "[http]\n");
+    if (o->rev.access_log != NULL) {
+        /* --access-log "path [level]": a log name of its own, the main format */
+        fprintf(f, "access_log = \"cli main\"\nlog_names = { cli = ");
+        toml_str(f, o->rev.access_log);
+        fprintf(f, " }\n");
+    }
+    fprintf(f, "[[http.upstream]]\nname = \"server\"\nserver = [{ addr = ");
     toml_str(f, o->rev.to);
     fprintf(f, " }]\n[[http.server]]\nbind_addr = ");
     toml_str(f, o->rev.from);

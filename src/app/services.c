@@ -11,6 +11,8 @@
 #include "conf/config.h"
 #include "core/err.h"
 #include "core/service.h"
+#include "net/acl.h"
+#include "net/addr.h"
 #include "proxy/proxy.h"
 #include "reverse/rev.h"
 #include "tunnel/tunnel.h"
@@ -46,11 +48,56 @@ static int add(struct wm_app_services *s, const char *addr, struct wm_service *s
     return 0;
 }
 
+/* bind_addr when the section opens it, else NULL: a file's tunnel server
+ * with its own center_addr opens a forward proxy only on a bind_addr it
+ * names (wmproxy's `bind` has no default either). */
+static const char *bind_of(const struct wm_conf_proxy *p)
+{
+    return p->bind_set || p->center_addr == NULL ? p->bind : NULL;
+}
+
+/* Does the proxy of p serve clients beyond loopback? Any listener of the
+ * section on another address, or a client node's `proxy` mapping (its
+ * proxy is published on the server's public port). */
+static bool proxy_exposed(const struct wm_conf_proxy *p)
+{
+    const char *addrs[] = {bind_of(p),       p->center_addr,  p->map_http_bind,
+                           p->map_https_bind, p->map_tcp_bind, p->map_proxy_bind};
+
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        if (addrs[i] != NULL && !wm_addr_listen_is_loopback(addrs[i])) {
+            return true;
+        }
+    }
+    for (size_t i = 0; p->server != NULL && i < p->nmappings; i++) {
+        if (p->mappings[i].mode != NULL && strcmp(p->mappings[i].mode, "proxy") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The compiled rules of p (a reference), or NULL with msg filled. */
+static struct wm_acl *acl_of(const struct wm_conf_proxy *p, char *msg, size_t cap)
+{
+    struct wm_acl_spec spec = {
+        .deny_targets = p->deny_targets, .ndeny_targets = p->ndeny_targets,
+        .allow_targets = p->allow_targets, .nallow_targets = p->nallow_targets,
+        .deny_clients = p->deny_clients, .ndeny_clients = p->ndeny_clients,
+        .allow_clients = p->allow_clients, .nallow_clients = p->nallow_clients,
+        .guard_local = proxy_exposed(p)};
+
+    return wm_acl_new(&spec, msg, cap);
+}
+
 /* The forward proxy's options from a [proxy] section (the plain proxy, and
- * the one the tunnel serves on its streams). Holds the password: bzero it. */
-static void proxy_opts_of(const struct wm_conf_proxy *p, struct wm_proxy_opts *po)
+ * the one the tunnel serves on its streams). Holds the password: bzero it.
+ * acl is borrowed (the services take references). */
+static void proxy_opts_of(const struct wm_conf_proxy *p, struct wm_acl *acl,
+                          struct wm_proxy_opts *po)
 {
     wm_proxy_opts_default(po);
+    po->acl = acl;
     po->flags = p->flags;
     po->connect_timeout_ms = (int)p->connect_timeout_ms;
     po->idle_timeout_ms = (int)p->idle_timeout_ms;
@@ -62,12 +109,12 @@ static void proxy_opts_of(const struct wm_conf_proxy *p, struct wm_proxy_opts *p
     }
 }
 
-static int plain_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out, char *msg,
-                       size_t cap)
+static int plain_proxy(const struct wm_conf_proxy *p, struct wm_acl *acl,
+                       struct wm_app_services *out, char *msg, size_t cap)
 {
     struct wm_proxy_opts po;
 
-    proxy_opts_of(p, &po);
+    proxy_opts_of(p, acl, &po);
     struct wm_service *svc = wm_proxy_service_new(&po);
     explicit_bzero(&po, sizeof(po));
     if (svc == NULL) {
@@ -85,6 +132,7 @@ struct tunnel_build {
     struct wm_proxy_opts po;
     struct wm_tunnel_mapping *maps; /* one block: the mappings, then their rules */
     uint8_t *ports;                 /* the allow_ports bitmap */
+    struct wm_tunnel_client *clients; /* [[proxy.clients]], then their port bitmaps */
 };
 
 /* Everything but the arrays (enough for wm_tunnel_wanted()). */
@@ -93,7 +141,7 @@ static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts 
     memset(o, 0, sizeof(*o));
     o->server = p->server;
     o->server_mode = p->mode != NULL && strcmp(p->mode, "server") == 0;
-    o->bind = p->bind;
+    o->bind = bind_of(p);
     o->center_addr = p->center_addr;
     o->map_http_bind = p->map_http_bind;
     o->map_https_bind = p->map_https_bind;
@@ -114,6 +162,44 @@ static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts 
     o->idle_timeout_ms = (int)p->idle_timeout_ms;
     o->ping_ms = (int)p->heartbeat_ms;
     o->dead_ms = (int)p->heartbeat_timeout_ms;
+    o->max_unauth = (int)p->max_unauth_carriers;
+    o->max_unauth_per_ip = (int)p->max_unauth_carriers_per_ip;
+    o->state_dir = p->state_dir;
+    o->known_hosts = p->known_hosts;
+    o->server_fingerprint = p->server_fingerprint;
+}
+
+/* [[proxy.clients]]: entries and their port bitmaps, in one block. */
+static int tunnel_clients(const struct wm_conf_proxy *p, struct tunnel_build *b,
+                          struct wm_err *err)
+{
+    size_t n = p->nclients;
+    char msg[256];
+
+    if (n == 0) {
+        return 0;
+    }
+    b->clients = calloc(1, n * (sizeof(*b->clients) + WM_PORT_BITS_BYTES));
+    if (b->clients == NULL) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+    }
+    uint8_t *bits = (uint8_t *)(b->clients + n);
+    for (size_t i = 0; i < n; i++, bits += WM_PORT_BITS_BYTES) {
+        const struct wm_conf_tclient *c = &p->clients[i];
+        b->clients[i] = (struct wm_tunnel_client){
+            .name = c->name, .password = c->password, .subject = c->subject,
+            .domains = c->domains, .ndomains = c->ndomains, .groups = c->groups,
+            .ngroups = c->ngroups};
+        if (c->ports != NULL) {
+            if (wm_parse_port_list(c->ports, bits, msg, sizeof(msg)) < 0) {
+                return wm_err_set(err, NULL, 0, 0, "clients.ports", "%s", msg);
+            }
+            b->clients[i].ports = bits;
+        }
+    }
+    b->o.clients = b->clients;
+    b->o.nclients = n;
+    return 0;
 }
 
 /* The mappings and their header rules, in one block. */
@@ -134,7 +220,8 @@ static int tunnel_mappings(const struct wm_conf_proxy *p, struct tunnel_build *b
         b->maps[i] = (struct wm_tunnel_mapping){
             .name = cm->name, .mode = cm->mode, .local_addr = cm->local_addr,
             .domain = cm->domain, .rules = r, .nrules = cm->nheaders,
-            .remote_port = (uint16_t)cm->remote_port, .bind = cm->bind, .group = cm->group};
+            .remote_port = (uint16_t)cm->remote_port, .bind = cm->bind, .group = cm->group,
+            .proxy_protocol = cm->proxy_protocol};
         for (size_t k = 0; k < cm->nheaders; k++, r++) {
             *r = (struct wm_tunnel_rule){cm->headers[k].request, cm->headers[k].op,
                                          cm->headers[k].name, cm->headers[k].value};
@@ -150,18 +237,23 @@ static void tunnel_build_free(struct tunnel_build *b)
     explicit_bzero(&b->po, sizeof(b->po));
     free(b->maps);
     free(b->ports);
+    free(b->clients);
 }
 
-static int tunnel_build(const struct wm_conf_proxy *p, struct tunnel_build *b, struct wm_err *err)
+static int tunnel_build(const struct wm_conf_proxy *p, struct wm_acl *acl, struct tunnel_build *b,
+                        struct wm_err *err)
 {
     char msg[256];
 
     memset(b, 0, sizeof(*b));
     tunnel_scalars(p, &b->o);
-    proxy_opts_of(p, &b->po);
+    proxy_opts_of(p, acl, &b->po);
     b->o.proxy = &b->po;
     if (tunnel_mappings(p, b) < 0) {
         return wm_err_set(err, NULL, 0, 0, NULL, "out of memory");
+    }
+    if (tunnel_clients(p, b, err) < 0) {
+        return -1;
     }
     if (p->allow_ports != NULL) {
         b->ports = calloc(1, WM_PORT_BITS_BYTES);
@@ -177,8 +269,8 @@ static int tunnel_build(const struct wm_conf_proxy *p, struct tunnel_build *b, s
 }
 
 /* wm_tunnel_prepare() for p; the error's key is put in the [proxy] section. */
-static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settings **out,
-                          struct wm_err *err)
+static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_acl *acl, bool dry_run,
+                          struct wm_tunnel_settings **out, struct wm_err *err)
 {
     struct tunnel_build b;
     char key[WM_ERR_KEY_MAX];
@@ -186,8 +278,9 @@ static int tunnel_prepare(const struct wm_conf_proxy *p, struct wm_tunnel_settin
 
     *out = NULL;
     wm_err_clear(err);
-    r = tunnel_build(p, &b, err);
+    r = tunnel_build(p, acl, &b, err);
     if (r == 0) {
+        b.o.dry_run = dry_run;
         r = wm_tunnel_prepare(&b.o, out, err);
     }
     tunnel_build_free(&b);
@@ -210,7 +303,7 @@ bool wm_app_tunnel_wanted(const struct wm_conf_proxy *p)
 int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err)
 {
     struct wm_tunnel_settings *ts = NULL;
-    int r = tunnel_prepare(p, &ts, err);
+    int r = tunnel_prepare(p, NULL, true, &ts, err);
 
     wm_tunnel_settings_free(ts);
     return r;
@@ -218,9 +311,9 @@ int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err)
 
 /* The listeners of one [proxy] section: a plain forward proxy, or the
  * tunnel's (pinned to worker 0) and, for a server node with its own
- * center_addr, the forward proxy on bind_addr too. */
-static int from_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out, char *msg,
-                      size_t cap)
+ * center_addr, the forward proxy on bind_addr too when it names one. */
+static int from_proxy(const struct wm_conf_proxy *p, struct wm_acl *acl,
+                      struct wm_app_services *out, char *msg, size_t cap)
 {
     const char *addr[WM_TUNNEL_LISTEN_COUNT];
     enum wm_tunnel_listen kind[WM_TUNNEL_LISTEN_COUNT];
@@ -229,9 +322,9 @@ static int from_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out
     struct wm_err e;
 
     if (!wm_app_tunnel_wanted(p)) {
-        return plain_proxy(p, out, msg, cap);
+        return plain_proxy(p, acl, out, msg, cap);
     }
-    if (tunnel_prepare(p, &out->tunnel, &e) < 0) {
+    if (tunnel_prepare(p, acl, false, &out->tunnel, &e) < 0) {
         wm_err_format(&e, msg, cap);
         return -1;
     }
@@ -242,14 +335,14 @@ static int from_proxy(const struct wm_conf_proxy *p, struct wm_app_services *out
             snprintf(msg, cap, "out of memory");
             return -1;
         }
-        if (strcmp(addr[i], p->bind) == 0) {
+        if (bind_of(p) != NULL && strcmp(addr[i], p->bind) == 0) {
             bind_used = true;
         }
         if (add(out, addr[i], svc, true, msg, cap) < 0) {
             return -1;
         }
     }
-    return bind_used ? 0 : plain_proxy(p, out, msg, cap);
+    return bind_used || bind_of(p) == NULL ? 0 : plain_proxy(p, acl, out, msg, cap);
 }
 
 /* The services of one [proxy] section into out; err on failure. (The
@@ -258,9 +351,20 @@ static int from_section(const struct wm_conf_proxy *p, struct wm_app_services *o
                         struct wm_err *err)
 {
     char msg[WM_ERR_MSG_MAX];
+    struct wm_acl *acl;
+    int r;
 
     memset(out, 0, sizeof(*out));
-    if (p != NULL && from_proxy(p, out, msg, sizeof(msg)) < 0) {
+    if (p == NULL) {
+        return 0;
+    }
+    acl = acl_of(p, msg, sizeof(msg));
+    if (acl == NULL) {
+        return wm_err_set(err, NULL, 0, 0, "proxy", "%s", msg);
+    }
+    r = from_proxy(p, acl, out, msg, sizeof(msg));
+    wm_acl_unref(acl); /* the services hold their own references */
+    if (r < 0) {
         wm_app_services_free(out);
         return wm_err_set(err, NULL, 0, 0, NULL, "%s", msg);
     }

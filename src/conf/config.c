@@ -18,12 +18,43 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/proxyflags.h"
+#include "net/acl.h"
+#include "net/addr.h"
+#include "net/certs.h"
 
 #define CONF_MAX_FILE (4 * 1024 * 1024)
 
 /* ---- [[proxy.mappings]] ---- */
 
 static const char *const mapping_modes[] = {"http", "https", "tcp", "proxy", NULL};
+
+/* proxy_protocol: "v1", "v2", or off ("off", "", false); into an int. */
+static int set_proxy_protocol(struct wm_cctx *ctx, const struct wm_cval *v, void *dst,
+                              const char *path)
+{
+    int *out = dst;
+    size_t n = 0;
+    const char *s;
+
+    if (wm_cval_type(v) == WM_CVAL_BOOL && !wm_cval_bool(v)) {
+        *out = 0;
+        return 0;
+    }
+    if (wm_cval_type(v) != WM_CVAL_STRING) {
+        wm_cctx_error(ctx, v, path, "expected \"v1\", \"v2\" or false");
+        return -1;
+    }
+    s = wm_cval_str(v, &n);
+    if (n == 2 && (memcmp(s, "v1", 2) == 0 || memcmp(s, "v2", 2) == 0)) {
+        *out = s[1] - '0';
+    } else if (n == 0 || (n == 3 && memcmp(s, "off", 3) == 0)) {
+        *out = 0;
+    } else {
+        wm_cctx_error(ctx, v, path, "expected \"v1\", \"v2\" or false");
+        return -1;
+    }
+    return 0;
+}
 
 #define MOFF(f) offsetof(struct wm_conf_mapping, f)
 static const struct wm_ckey mapping_keys[] = {
@@ -36,6 +67,8 @@ static const struct wm_ckey mapping_keys[] = {
     {.name = "remote_port", .kind = WM_CK_INT, .off = MOFF(remote_port), .min = 1, .max = 65535},
     {.name = "bind", .kind = WM_CK_LISTEN, .off = MOFF(bind), .alias = "bind_addr"},
     {.name = "group", .kind = WM_CK_STR, .off = MOFF(group)},
+    {.name = "proxy_protocol", .kind = WM_CK_CUSTOM, .off = MOFF(proxy_protocol),
+     .custom = set_proxy_protocol},
     {.name = NULL},
 };
 
@@ -85,6 +118,94 @@ static const struct wm_cschema mapping_schema = {
     .validate = mapping_validate,
 };
 
+/* ---- [[proxy.clients]] ---- */
+
+/* ports: "2000-3000, 3306", a number, or an array of both: kept as one
+ * string in the allow_ports syntax. */
+static int decode_ports(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, const char *path)
+{
+    size_t n = wm_cval_type(v) == WM_CVAL_ARRAY ? wm_cval_count(v) : 1;
+    char *out = wm_arena_alloc(ctx->arena, n * 24 + 1);
+    size_t len = 0;
+
+    if (out == NULL) {
+        return -1;
+    }
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const struct wm_cval *e = wm_cval_type(v) == WM_CVAL_ARRAY ? wm_cval_at(v, i) : v;
+        size_t sl = 0;
+        const char *str = NULL;
+        char num[24];
+        if (wm_cval_type(e) == WM_CVAL_INT) {
+            snprintf(num, sizeof(num), "%lld", (long long)wm_cval_int(e));
+            str = num;
+            sl = strlen(num);
+        } else if (wm_cval_type(e) == WM_CVAL_STRING && n == 1) {
+            str = wm_cval_str(e, &sl);
+        } else if (wm_cval_type(e) == WM_CVAL_STRING && wm_cval_str(e, &sl) != NULL && sl < 20) {
+            str = wm_cval_str(e, &sl);
+        }
+        if (str == NULL || memchr(str, '\0', sl) != NULL) {
+            wm_cctx_error(ctx, e, path, "expected a port, a range (\"2000-3000\") or a list "
+                                        "of them");
+            return -1;
+        }
+        if (n == 1) {
+            *(const char **)dst = wm_arena_strdup(ctx->arena, str);
+            return 0;
+        }
+        len += (size_t)snprintf(out + len, n * 24 + 1 - len, "%s%.*s", i ? "," : "", (int)sl, str);
+    }
+    *(const char **)dst = out;
+    return 0;
+}
+
+#define TOFF(f) offsetof(struct wm_conf_tclient, f)
+static const struct wm_ckey tclient_keys[] = {
+    {.name = "name", .kind = WM_CK_STR, .off = TOFF(name), .flags = WM_CKF_REQUIRED},
+    {.name = "password", .kind = WM_CK_STR, .off = TOFF(password), .flags = WM_CKF_SECRET},
+    {.name = "subject", .kind = WM_CK_STR, .off = TOFF(subject)},
+    {.name = "domains", .kind = WM_CK_STRLIST, .off = TOFF(domains), .off_count = TOFF(ndomains)},
+    {.name = "ports", .kind = WM_CK_CUSTOM, .off = TOFF(ports), .custom = decode_ports},
+    {.name = "groups", .kind = WM_CK_STRLIST, .off = TOFF(groups), .off_count = TOFF(ngroups)},
+    {.name = NULL},
+};
+
+static void tclient_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
+                             const char *path)
+{
+    struct wm_conf_tclient *c = obj;
+    char kp[256];
+    char msg[256];
+
+    if (c->password == NULL && c->subject == NULL) {
+        wm_cctx_error(ctx, t, path, "client \"%s\" needs a password or a subject (the CN of "
+                                    "its certificate)", c->name ? c->name : "?");
+    }
+    if (c->name != NULL && strlen(c->name) >= WM_PROXY_CRED_MAX) {
+        snprintf(kp, sizeof(kp), "%s.name", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "name"), kp, "longer than %d bytes",
+                      WM_PROXY_CRED_MAX - 1);
+    }
+    if (c->password != NULL && strlen(c->password) >= WM_PROXY_CRED_MAX) {
+        snprintf(kp, sizeof(kp), "%s.password", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "password"), kp, "longer than %d bytes",
+                      WM_PROXY_CRED_MAX - 1);
+    }
+    if (c->ports != NULL && wm_parse_port_list(c->ports, NULL, msg, sizeof(msg)) < 0) {
+        snprintf(kp, sizeof(kp), "%s.ports", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "ports"), kp, "%s", msg);
+    }
+}
+
+static const struct wm_cschema tclient_schema = {
+    .name = "a [[proxy.clients]] entry",
+    .size = sizeof(struct wm_conf_tclient),
+    .keys = tclient_keys,
+    .validate = tclient_validate,
+};
+
 /* ---- [proxy] ---- */
 
 static const char *const proxy_modes[] = {"client", "server", "", NULL};
@@ -131,6 +252,25 @@ static const struct wm_ckey proxy_keys[] = {
     TUNNEL_KEY("ca", WM_CK_STR, ca),
     {.name = "mappings", .kind = WM_CK_TABLE_ARRAY, .off = POFF(mappings),
      .off_count = POFF(nmappings), .sub = &mapping_schema},
+    /* destination and client rules (net/acl.h) */
+    {.name = "deny_targets", .kind = WM_CK_STRLIST, .off = POFF(deny_targets),
+     .off_count = POFF(ndeny_targets)},
+    {.name = "allow_targets", .kind = WM_CK_STRLIST, .off = POFF(allow_targets),
+     .off_count = POFF(nallow_targets)},
+    {.name = "deny_clients", .kind = WM_CK_STRLIST, .off = POFF(deny_clients),
+     .off_count = POFF(ndeny_clients)},
+    {.name = "allow_clients", .kind = WM_CK_STRLIST, .off = POFF(allow_clients),
+     .off_count = POFF(nallow_clients)},
+    {.name = "clients", .kind = WM_CK_TABLE_ARRAY, .off = POFF(clients),
+     .off_count = POFF(nclients), .sub = &tclient_schema},
+    {.name = "max_unauth_carriers", .kind = WM_CK_INT, .off = POFF(max_unauth_carriers), .min = 1,
+     .max = 1000000},
+    {.name = "max_unauth_carriers_per_ip", .kind = WM_CK_INT,
+     .off = POFF(max_unauth_carriers_per_ip), .min = 1, .max = 1000000},
+    /* carrier trust without a CA */
+    TUNNEL_KEY("state_dir", WM_CK_STR, state_dir),
+    TUNNEL_KEY("known_hosts", WM_CK_STR, known_hosts),
+    TUNNEL_KEY("server_fingerprint", WM_CK_STR, server_fingerprint),
     {.name = NULL},
 };
 
@@ -144,6 +284,8 @@ void wm_conf_proxy_defaults(struct wm_conf_proxy *p)
     p->handshake_timeout_ms = WM_HANDSHAKE_TIMEOUT_MS;
     p->heartbeat_ms = WM_HEARTBEAT_MS;
     p->heartbeat_timeout_ms = WM_HEARTBEAT_TIMEOUT_MS;
+    p->max_unauth_carriers = WM_TUNNEL_UNAUTH_MAX_DEFAULT;
+    p->max_unauth_carriers_per_ip = WM_TUNNEL_UNAUTH_PER_IP_DEFAULT;
 }
 
 static void proxy_defaults(void *obj)
@@ -179,11 +321,57 @@ static void need_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char *
     }
 }
 
+/* Each rule of the list key (net/acl.h syntax), reported at its item. */
+static void check_rules(struct wm_cctx *ctx, const struct wm_cval *t, const char *path,
+                        const char *key, const char *const *v, size_t n, bool client)
+{
+    const struct wm_cval *list = wm_cval_get(t, key);
+    char kp[160];
+    char msg[200];
+
+    for (size_t i = 0; i < n; i++) {
+        if (wm_acl_rule_check(v[i], client, msg, sizeof(msg)) == 0) {
+            continue;
+        }
+        bool arr = list != NULL && wm_cval_type(list) == WM_CVAL_ARRAY;
+        snprintf(kp, sizeof(kp), arr ? "%s.%s[%zu]" : "%s.%s", path, key, i);
+        wm_cctx_error(ctx, arr ? wm_cval_at(list, i) : list, kp, "\"%s\": %s", v[i], msg);
+    }
+}
+
+/* The rules of [proxy] and whether it names its bind_addr. */
+static void acl_validate(struct wm_cctx *ctx, struct wm_conf_proxy *p, const struct wm_cval *t,
+                         const char *path)
+{
+    p->bind_set = given(t, "bind_addr") || given(t, "bind");
+    check_rules(ctx, t, path, "deny_targets", p->deny_targets, p->ndeny_targets, false);
+    check_rules(ctx, t, path, "allow_targets", p->allow_targets, p->nallow_targets, false);
+    check_rules(ctx, t, path, "deny_clients", p->deny_clients, p->ndeny_clients, true);
+    check_rules(ctx, t, path, "allow_clients", p->allow_clients, p->nallow_clients, true);
+}
+
+/* Carrier trust without a CA: a fingerprint that parses. */
+static void trust_validate(struct wm_cctx *ctx, const struct wm_conf_proxy *p,
+                           const struct wm_cval *t, const char *path)
+{
+    char kp[128];
+    char fp[WM_CERT_FP_MAX];
+
+    if (p->server_fingerprint != NULL &&
+        wm_cert_fp_parse(p->server_fingerprint, fp, sizeof(fp)) < 0) {
+        snprintf(kp, sizeof(kp), "%s.server_fingerprint", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "server_fingerprint"), kp,
+                      "expected \"SHA256:\" and 64 hex digits (the server logs its own)");
+    }
+}
+
 static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                            const char *path)
 {
     struct wm_conf_proxy *p = obj;
     char kp[128];
+
+    acl_validate(ctx, p, t, path);
 
     need_pair(ctx, t, path, "username", "password", NULL);
     if (p->username != NULL && strlen(p->username) >= WM_PROXY_CRED_MAX) {
@@ -211,6 +399,24 @@ static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval 
                       "must be at least twice heartbeat_interval (%llu ms)",
                       (unsigned long long)p->heartbeat_ms);
     }
+    for (size_t i = 0; i < p->nclients; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (p->clients[i].name != NULL && p->clients[j].name != NULL &&
+                strcmp(p->clients[i].name, p->clients[j].name) == 0) {
+                const struct wm_cval *arr = wm_cval_get(t, "clients");
+                snprintf(kp, sizeof(kp), "%s.clients[%zu].name", path, i);
+                wm_cctx_error(ctx, arr ? wm_cval_at(arr, i) : t, kp,
+                              "client name \"%s\" is used twice", p->clients[i].name);
+            }
+        }
+        if (p->clients[i].subject != NULL && !(p->tc && p->two_way_tls)) {
+            const struct wm_cval *arr = wm_cval_get(t, "clients");
+            snprintf(kp, sizeof(kp), "%s.clients[%zu].subject", path, i);
+            wm_cctx_error(ctx, arr ? wm_cval_at(arr, i) : t, kp,
+                          "a certificate subject needs tc = true and two_way_tls = true");
+        }
+    }
+    trust_validate(ctx, p, t, path);
     for (size_t i = 0; i < p->nmappings; i++) {
         for (size_t j = 0; j < i; j++) {
             if (p->mappings[i].name != NULL && p->mappings[j].name != NULL &&
@@ -258,12 +464,31 @@ static const struct wm_ckey top_keys[] = {
     {.name = NULL},
 };
 
+/* A control API anyone can reach must ask for a token. */
+static void control_validate(struct wm_cctx *ctx, const struct wm_conf *c,
+                             const struct wm_cval *t)
+{
+    const struct wm_cval *v = wm_cval_get(t, "control");
+
+    if (v == NULL || c->disable_control || c->control == NULL ||
+        (c->control_token != NULL && c->control_token[0] != '\0') ||
+        wm_addr_listen_is_loopback(c->control)) {
+        return;
+    }
+    wm_cctx_error(ctx, v, "control",
+                  "%s is reachable beyond loopback: set control_token (clients then send "
+                  "\"Authorization: Bearer TOKEN\"), listen on 127.0.0.1, or set "
+                  "disable_control = true",
+                  c->control);
+}
+
 static void top_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                          const char *path)
 {
     struct wm_conf *c = obj;
 
     (void)path;
+    control_validate(ctx, c, t);
     if (c->legacy_bind == NULL) {
         return;
     }
@@ -279,6 +504,7 @@ static void top_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t
     if (c->proxy != NULL) {
         proxy_defaults(c->proxy);
         c->proxy->bind = c->legacy_bind;
+        c->proxy->bind_set = true;
     }
 }
 

@@ -37,6 +37,20 @@ struct wm_conf_mapping {
     int64_t remote_port;    /* tcp: public port on the server (0: none) */
     const char *bind;       /* tcp: public "ip:port" on the server */
     const char *group;      /* clients in one group share the mapping */
+    int proxy_protocol;     /* PROXY header to local_addr: 0 off, 1 "v1", 2 "v2" */
+};
+
+/* [[proxy.clients]]: a tunnel client the server knows, and what it may
+ * register (tunnel/tunnel.h struct wm_tunnel_client). */
+struct wm_conf_tclient {
+    const char *name;
+    const char *password;
+    const char *subject;     /* CN of its mutual-TLS certificate */
+    const char **domains;
+    size_t ndomains;
+    const char *ports;       /* "2000-3000, 3306" (a list is joined into this form) */
+    const char **groups;
+    size_t ngroups;
 };
 
 /* [proxy] */
@@ -66,11 +80,31 @@ struct wm_conf_proxy {
     const char *ca;          /* trust anchors for the peer (tunnel TLS) */
     struct wm_conf_mapping *mappings;
     size_t nmappings;
+    struct wm_conf_tclient *clients; /* server: per-client credentials and rights */
+    size_t nclients;
+    int64_t max_unauth_carriers;        /* server: carriers not authenticated yet */
+    int64_t max_unauth_carriers_per_ip;
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t handshake_timeout_ms;
     uint64_t heartbeat_ms;         /* tunnel PING interval */
     uint64_t heartbeat_timeout_ms; /* tunnel declared dead after this silence */
+    /* destination and client rules (net/acl.h syntax), one rule a string */
+    const char **deny_targets;
+    size_t ndeny_targets;
+    const char **allow_targets;
+    size_t nallow_targets;
+    const char **deny_clients;
+    size_t ndeny_clients;
+    const char **allow_clients;
+    size_t nallow_clients;
+    bool bind_set;           /* bind_addr was named (always true from flags): a
+                              * tunnel server with center_addr opens no forward
+                              * proxy on the default address */
+    /* carrier trust without a CA (README "Security") */
+    const char *state_dir;          /* server: where its generated key pair is kept */
+    const char *known_hosts;        /* client: trust-on-first-use pins */
+    const char *server_fingerprint; /* client: accept only this certificate */
 };
 
 #define WM_CONF_DEFAULT_BIND "127.0.0.1:8090"

@@ -77,6 +77,16 @@ static int set_enum(const struct wm_cli_opt *r, const char *arg, void *dst)
     return WM_CLI_ERROR;
 }
 
+static int set_list(const struct wm_cli_opt *r, const char *arg, struct wm_cli_list *l)
+{
+    if (l->n >= WM_CLI_LIST_MAX) {
+        fprintf(stderr, "wmproxy: --%s: at most %d times\n", r->name, WM_CLI_LIST_MAX);
+        return WM_CLI_ERROR;
+    }
+    l->v[l->n++] = arg;
+    return 0;
+}
+
 static int set_value(const struct wm_cli_opt *r, const char *arg, void *obj)
 {
     void *dst = at(obj, r->off);
@@ -108,17 +118,9 @@ static int set_value(const struct wm_cli_opt *r, const char *arg, void *obj)
     case WM_CLI_ENUM:
         rc = set_enum(r, arg, dst);
         break;
-    case WM_CLI_LIST: {
-        struct wm_cli_list *l = dst;
-        if (l->n >= WM_CLI_LIST_MAX) {
-            fprintf(stderr, "wmproxy: --%s: at most %d times\n", r->name ? r->name : "?",
-                    WM_CLI_LIST_MAX);
-            rc = WM_CLI_ERROR;
-        } else {
-            l->v[l->n++] = arg;
-        }
+    case WM_CLI_LIST:
+        rc = set_list(r, arg, dst);
         break;
-    }
     default:
         break;
     }

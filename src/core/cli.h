@@ -27,10 +27,10 @@ enum wm_cli_type {
     WM_CLI_LEVEL,    /* int: a log level name (core/log.h) */
     WM_CLI_FLAGS,    /* unsigned: the proxy's protocol set (core/proxyflags.h) */
     WM_CLI_ENUM,     /* const char * = the argument, one of choices */
-    WM_CLI_LIST,     /* struct wm_cli_list: each use appends (-H a -H b) */
+    WM_CLI_LIST,     /* struct wm_cli_list: each use appends the argument (repeatable) */
 };
 
-/* Where WM_CLI_LIST values go (strings point into argv). */
+/* The destination of a WM_CLI_LIST row: arguments in order (into argv). */
 #define WM_CLI_LIST_MAX 64
 struct wm_cli_list {
     const char *v[WM_CLI_LIST_MAX];

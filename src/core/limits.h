@@ -41,6 +41,12 @@
 #define WM_AUTHFAIL_BAN_MS       60000
 #define WM_AUTHFAIL_TABLE        1024   /* addresses tracked; the stalest is dropped */
 
+/* Tunnel carriers accepted but not authenticated yet (conf:
+ * max_unauth_carriers, max_unauth_carriers_per_ip): beyond, new carrier
+ * connections are closed at accept. */
+#define WM_TUNNEL_UNAUTH_MAX_DEFAULT    256
+#define WM_TUNNEL_UNAUTH_PER_IP_DEFAULT 16
+
 /* Forward proxy credentials (config, command line, HTTP Basic, SOCKS5). */
 #define WM_PROXY_CRED_MAX        256 /* user or password, with its NUL */
 

@@ -339,3 +339,12 @@ int wm_addr_list_expand(const char *s, char (*out)[WM_ADDR_STR_MAX], size_t *cou
     }
     return 0;
 }
+
+bool wm_addr_listen_is_loopback(const char *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    return wm_addr_parse_listen(s, &ss, &len) == 0 &&
+           wm_addr_ip_class((const struct sockaddr *)&ss) == WM_ADDR_LOOPBACK;
+}

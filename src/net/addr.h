@@ -4,6 +4,7 @@
 #ifndef WM_NET_ADDR_H
 #define WM_NET_ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -71,5 +72,8 @@ int wm_addr_ip_class(const struct sockaddr *sa);
 struct wm_err;
 int wm_addr_list_expand(const char *s, char (*out)[WM_ADDR_STR_MAX], size_t *count, size_t max,
                         struct wm_err *err);
+/* Is the listen address s (wm_addr_parse_listen form) on loopback only?
+ * False for a wildcard, any other address, or a malformed s. */
+bool wm_addr_listen_is_loopback(const char *s);
 
 #endif

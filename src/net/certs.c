@@ -3,6 +3,7 @@
  */
 #include "net/certs.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -13,6 +14,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -240,4 +242,32 @@ void wm_cert_fingerprint(X509 *cert, char *out, size_t cap)
         out[k++] = hex[md[i] & 15];
     }
     out[k] = '\0';
+}
+
+int wm_cert_fp_parse(const char *in, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 7;
+
+    if (cap < WM_CERT_FP_MAX) {
+        return -1;
+    }
+    if (strncasecmp(in, "SHA256:", 7) == 0) {
+        in += 7;
+    } else if (strncasecmp(in, "SHA256 Fingerprint=", 19) == 0) {
+        in += 19;
+    }
+    memcpy(out, "SHA256:", 7);
+    for (; *in != '\0'; in++) {
+        if (*in == ':' && k > 7 && in[1] != '\0' && in[1] != ':') {
+            continue;
+        }
+        const char *d = strchr(hex, tolower((unsigned char)*in));
+        if (d == NULL || *d == '\0' || k >= 7 + 64) {
+            return -1;
+        }
+        out[k++] = *d;
+    }
+    out[k] = '\0';
+    return k == 7 + 64 ? 0 : -1;
 }

@@ -49,4 +49,10 @@ int wm_cert_load(const char *cert_path, const char *key_path, X509 **cert, EVP_P
 #define WM_CERT_FP_MAX 72
 void wm_cert_fingerprint(X509 *cert, char *out, size_t cap);
 
+/* A fingerprint as a user types it ("SHA256:" optional, any case, bytes
+ * optionally split by ':', as `openssl x509 -fingerprint -sha256` prints
+ * them) into the form above (cap >= WM_CERT_FP_MAX). 0, or -1 when it is
+ * not 32 bytes of hex. */
+int wm_cert_fp_parse(const char *in, char *out, size_t cap);
+
 #endif

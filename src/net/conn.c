@@ -6,6 +6,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "core/splice.h"
 #include "core/util.h"
 #include "net/dial.h"
+#include "net/proxyproto.h"
 
 #define WM_FLUSH_BOUND_MS 5000
 
@@ -28,6 +31,7 @@ static void conn_free(struct wm_conn *c)
         c->proto_free(c);
     }
     wm_bev_free(c->bev); /* after proto_free: the handler may still hold read hooks on it */
+    free(c->origin);
     wm_listen_stats_unref(c->stats);
     wm_service_unref(c->svc);
     free(c);
@@ -77,6 +81,43 @@ void wm_conn_init(struct wm_conn *c, struct wm_service *svc, struct wm_worker *w
     }
     wm_worker_conn_add(w, &c->link);
     wm_log(WM_LOG_DEBUG, c->id, "accept client=%s", c->peer_str);
+}
+
+static socklen_t addr_len(const struct sockaddr *sa)
+{
+    if (sa == NULL) {
+        return 0;
+    }
+    return sa->sa_family == AF_INET    ? sizeof(struct sockaddr_in)
+           : sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                       : 0;
+}
+
+int wm_conn_set_origin(struct wm_conn *c, const struct sockaddr *src, const struct sockaddr *dst,
+                       int pp_version)
+{
+    socklen_t sl = addr_len(src);
+    socklen_t dl = addr_len(dst);
+
+    if (sl > 0) {
+        wm_addr_format(src, c->peer_str, sizeof(c->peer_str));
+    }
+    if (pp_version == 0) {
+        return 0;
+    }
+    if (c->origin == NULL && (c->origin = calloc(1, sizeof(*c->origin))) == NULL) {
+        return -1;
+    }
+    if (sl > 0) {
+        memcpy(&c->origin->src, src, sl);
+    }
+    if (dl > 0) {
+        memcpy(&c->origin->dst, dst, dl);
+    }
+    c->origin->srclen = sl;
+    c->origin->dstlen = dl;
+    c->origin->pp_version = (uint8_t)pp_version;
+    return 0;
 }
 
 void wm_conn_finish(struct wm_conn *c, const char *reason)
@@ -214,6 +255,17 @@ void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up)
 
 void wm_conn_relay_fd(struct wm_conn *c, int fd)
 {
+    const struct wm_conn_origin *o = c->origin;
+
+    if (o != NULL && o->pp_version != 0 &&
+        wm_pp_send(fd, o->pp_version, o->srclen > 0 ? (const struct sockaddr *)&o->src : NULL,
+                   o->dstlen > 0 ? (const struct sockaddr *)&o->dst : NULL) < 0) {
+        wm_log(WM_LOG_WARN, c->id, "target %s: cannot send the PROXY protocol header: %s",
+               c->target, strerror(errno));
+        close(fd);
+        wm_conn_finish(c, "proxy-protocol-failed");
+        return;
+    }
     if (wm_bev_is_plain_socket(c->bev)) {
         /* Two plain sockets: zero-copy splice. What the client sent early
          * and what we still owe it (a SOCKS reply) go first. */

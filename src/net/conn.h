@@ -38,6 +38,17 @@ struct wm_relay;
 struct wm_service;
 struct wm_splice;
 
+/* Where a client reached through a tunnel stream really is (the stream's
+ * OPEN names it, docs/tunnel.md), when a PROXY protocol header must tell
+ * each target so. */
+struct wm_conn_origin {
+    struct sockaddr_storage src; /* the visitor */
+    socklen_t srclen;            /* 0: unknown */
+    struct sockaddr_storage dst; /* the address it connected to */
+    socklen_t dstlen;            /* 0: unknown */
+    uint8_t pp_version;          /* net/proxyproto.h: WM_PP_V1, WM_PP_V2, or 0 */
+};
+
 /* Timeouts a connection lives by (ms; <= 0: none). */
 struct wm_conn_limits {
     int head_ms; /* the client's first request or handshake */
@@ -70,6 +81,7 @@ struct wm_conn {
     struct wm_splice *splice;       /* instead of relay when both ends are plain sockets */
     void *proto_data;
     void (*proto_free)(struct wm_conn *c); /* called once, when the memory goes */
+    struct wm_conn_origin *origin;  /* owned; NULL unless a PROXY header goes to targets */
 };
 
 /* Fill c (zeroed by the caller, or embedded in a zeroed record) for bev
@@ -78,6 +90,14 @@ struct wm_conn {
 void wm_conn_init(struct wm_conn *c, struct wm_service *svc, struct wm_worker *w,
                   struct bufferevent *bev, const struct sockaddr *peer, socklen_t peerlen,
                   struct wm_listen_stats *stats, const struct wm_conn_limits *limits);
+
+/* A virtual stream's client is really at src (may be NULL): the access
+ * line names it. With pp_version set, wm_conn_relay_fd() first writes a
+ * PROXY protocol header from src to dst (NULL: unknown) to each target.
+ * peer stays empty, so rules on the client's own address (auth throttling,
+ * client ACLs) treat the stream as before. Returns 0, -1 on OOM. */
+int wm_conn_set_origin(struct wm_conn *c, const struct sockaddr *src, const struct sockaddr *dst,
+                       int pp_version);
 
 /* Around every callback of the connection (see the lifetime note above).
  * wm_conn_leave() may free c. */
@@ -104,7 +124,8 @@ void wm_conn_clear_timer(struct wm_conn *c);
 
 /* Relay the client with a connected target until both are done, then
  * finish. Bytes already buffered either way go first. relay_fd takes fd
- * (splices when both ends are plain sockets); relay_bev takes up. */
+ * (splices when both ends are plain sockets; a PROXY protocol header goes
+ * first when the origin asks for one); relay_bev takes up. */
 void wm_conn_relay_fd(struct wm_conn *c, int fd);
 void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up);
 

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "net/acl.h"
 #include "net/addr.h"
 #include "net/lset.h"
 
@@ -39,6 +41,11 @@ struct wm_dial {
     enum wm_dial_status deferred; /* for failures found before the loop runs */
     bool starting;                /* inside wm_dial_start() */
     bool cancelled;               /* owner gone; waiting for evdns to let go */
+    bool acl_logged;              /* a refusal by the rules was logged */
+    struct wm_acl *acl;           /* destination rules (a reference), or NULL */
+    uint64_t conn_id;
+    char name[WM_HOST_MAX];       /* the name asked for ("" for an IP literal) */
+    char client[WM_ADDR_STR_MAX];
 };
 
 static void try_next(struct wm_dial *d);
@@ -49,6 +56,7 @@ const char *wm_dial_status_str(enum wm_dial_status st)
         "ok", "connection refused", "host unreachable", "network unreachable",
         "name does not resolve", "connect timeout", "connect error",
         "target is this proxy's own listener",
+        "target not allowed by this proxy's rules",
     };
     return (st >= 0 && st < WM_DIAL_STATUS_COUNT) ? names[st] : "?";
 }
@@ -77,7 +85,7 @@ enum wm_dial_status wm_dial_status_from_errno(int err)
  * unreachable beats generic. */
 static void note_error(struct wm_dial *d, enum wm_dial_status st)
 {
-    static const int rank[WM_DIAL_STATUS_COUNT] = {0, 5, 3, 2, 1, 4, 1, 6};
+    static const int rank[WM_DIAL_STATUS_COUNT] = {0, 5, 3, 2, 1, 4, 1, 6, 7};
 
     if (d->worst == WM_DIAL_OK || rank[st] > rank[d->worst]) {
         d->worst = st;
@@ -98,6 +106,8 @@ static void dial_free(struct wm_dial *d)
         close(d->fd);
         d->fd = -1;
     }
+    wm_acl_unref(d->acl);
+    d->acl = NULL;
     if (d->dns_req != NULL) {
         /* evdns reports the cancellation later, from the loop: d must stay
          * allocated until dns_cb sees it. */
@@ -177,6 +187,28 @@ static void attempt_timeout_cb(evutil_socket_t fd, short what, void *arg)
     try_next(d);
 }
 
+/* One line per dial refused by the rules (its first refused address). */
+static void log_forbidden(struct wm_dial *d, const struct sockaddr *sa, const char *why)
+{
+    char as[WM_ADDR_STR_MAX] = "-";
+    char target[WM_HOST_MAX + 8];
+
+    if (d->acl_logged) {
+        return;
+    }
+    d->acl_logged = true;
+    if (sa != NULL) {
+        wm_addr_format(sa, as, sizeof(as));
+    }
+    if (d->name[0] != '\0') {
+        wm_addr_join(d->name, d->port, target, sizeof(target));
+    } else {
+        snprintf(target, sizeof(target), "%s", as);
+    }
+    wm_log(WM_LOG_WARN, d->conn_id, "acl: refused client=%s target=%s addr=%s rule=%s",
+           d->client[0] ? d->client : "-", target, as, why);
+}
+
 static void try_next(struct wm_dial *d)
 {
     uint64_t now = wm_now_ms();
@@ -195,6 +227,12 @@ static void try_next(struct wm_dial *d)
             wm_addr_format(sa, as, sizeof(as));
             wm_log(WM_LOG_WARN, 0, "dial: refused %s: one of this process's own listeners", as);
             note_error(d, WM_DIAL_DENIED);
+            continue;
+        }
+        const char *why = NULL;
+        if (!wm_acl_target_ok(d->acl, d->name[0] ? d->name : NULL, sa, &why)) {
+            log_forbidden(d, sa, why);
+            note_error(d, WM_DIAL_FORBIDDEN);
             continue;
         }
         fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -307,10 +345,29 @@ static void deferred_start_cb(evutil_socket_t fd, short what, void *arg)
     try_next(d);
 }
 
-struct wm_dial *wm_dial_start(struct wm_worker *w, const char *host, uint16_t port,
-                              int timeout_ms, wm_dial_cb cb, void *arg)
+/* Resolve host (a name) under the overall timeout; dns_cb goes on. */
+static void resolve(struct wm_dial *d, const char *host, int timeout_ms)
+{
+    struct evutil_addrinfo hints;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    /* Resolution is bounded by the overall timeout through the timer. */
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(d->timer, &tv);
+    d->starting = true;
+    d->dns_req = evdns_getaddrinfo(wm_worker_dns(d->w), host, NULL, &hints, dns_cb, d);
+    d->starting = false;
+}
+
+struct wm_dial *wm_dial_start_req(struct wm_worker *w, const struct wm_dial_req *req,
+                                  wm_dial_cb cb, void *arg)
 {
     struct wm_dial *d = calloc(1, sizeof(*d));
+    int timeout_ms = req->timeout_ms;
+    const char *why = NULL;
 
     if (d == NULL) {
         return NULL;
@@ -318,7 +375,7 @@ struct wm_dial *wm_dial_start(struct wm_worker *w, const char *host, uint16_t po
     d->w = w;
     d->cb = cb;
     d->arg = arg;
-    d->port = port;
+    d->port = req->port;
     d->fd = -1;
     d->deadline_ms = wm_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1);
     d->timer = evtimer_new(wm_worker_base(w), attempt_timeout_cb, d);
@@ -332,23 +389,32 @@ struct wm_dial *wm_dial_start(struct wm_worker *w, const char *host, uint16_t po
         free(d);
         return NULL;
     }
-    if (wm_addr_from_ip(host, port, &d->addrs[0], &d->lens[0]) == 0) {
+    d->acl = wm_acl_ref(req->acl);
+    d->conn_id = req->conn_id;
+    snprintf(d->client, sizeof(d->client), "%s", req->client != NULL ? req->client : "");
+    if (wm_addr_from_ip(req->host, req->port, &d->addrs[0], &d->lens[0]) == 0) {
         d->naddrs = 1;
         event_active(d->ev, EV_TIMEOUT, 0);
         return d;
     }
-    struct evutil_addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    /* Resolution is bounded by the overall timeout through the timer. */
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(d->timer, &tv);
-    d->starting = true;
-    d->dns_req = evdns_getaddrinfo(wm_worker_dns(w), host, NULL, &hints, dns_cb, d);
-    d->starting = false;
+    snprintf(d->name, sizeof(d->name), "%s", req->host);
+    if (wm_acl_name_denied(d->acl, d->name, d->port, &why)) {
+        /* No lookup for a name the rules refuse whatever it resolves to. */
+        log_forbidden(d, NULL, why);
+        d->deferred = WM_DIAL_FORBIDDEN;
+        event_active(d->ev, EV_TIMEOUT, 0);
+        return d;
+    }
+    resolve(d, req->host, timeout_ms);
     return d;
+}
+
+struct wm_dial *wm_dial_start(struct wm_worker *w, const char *host, uint16_t port,
+                              int timeout_ms, wm_dial_cb cb, void *arg)
+{
+    struct wm_dial_req req = {.host = host, .port = port, .timeout_ms = timeout_ms};
+
+    return wm_dial_start_req(w, &req, cb, arg);
 }
 
 void wm_dial_cancel(struct wm_dial *d)

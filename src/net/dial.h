@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct wm_acl;
 struct wm_worker;
 struct wm_dial;
 
@@ -24,6 +25,7 @@ enum wm_dial_status {
     WM_DIAL_TIMEOUT,      /* no answer within the connect timeout */
     WM_DIAL_ERROR,        /* anything else (local failure) */
     WM_DIAL_DENIED,       /* the target is one of this process's own listeners */
+    WM_DIAL_FORBIDDEN,    /* the destination rules (net/acl.h) refuse the target */
     WM_DIAL_STATUS_COUNT
 };
 
@@ -43,6 +45,24 @@ typedef void (*wm_dial_cb)(int fd, enum wm_dial_status st, const struct sockaddr
  * Returns a handle for wm_dial_cancel(), or NULL on immediate failure (OOM). */
 struct wm_dial *wm_dial_start(struct wm_worker *w, const char *host, uint16_t port,
                               int timeout_ms, wm_dial_cb cb, void *arg);
+
+/* A dial on behalf of a proxy client, under destination rules. */
+struct wm_dial_req {
+    const char *host;    /* name or IP literal, no brackets */
+    uint16_t port;
+    int timeout_ms;
+    struct wm_acl *acl;  /* destination rules, or NULL; the dial holds a reference */
+    uint64_t conn_id;    /* the client's connection, for the refusal's log line */
+    const char *client;  /* "ip:port" of the client, or NULL (copied) */
+};
+
+/* wm_dial_start() under req->acl: a name a deny rule names is refused
+ * before it is resolved; then each resolved address is judged
+ * (wm_acl_target_ok) after the self check, a refused one skipped; when no
+ * address is left the dial ends with WM_DIAL_FORBIDDEN. The first refusal
+ * of a dial is logged once (warn: client, target, address, rule). */
+struct wm_dial *wm_dial_start_req(struct wm_worker *w, const struct wm_dial_req *req,
+                                  wm_dial_cb cb, void *arg);
 
 /* Cancel a dial in progress: the callback will not run; d is freed. */
 void wm_dial_cancel(struct wm_dial *d);

@@ -105,6 +105,42 @@ SSL_CTX *wm_tls_server_ctx(const struct wm_tls_opts *o, char *err, size_t cap)
     return ctx;
 }
 
+SSL_CTX *wm_tls_server_ctx_mem(X509 *cert, EVP_PKEY *key, const struct wm_tls_opts *o, char *err,
+                               size_t cap)
+{
+    SSL_CTX *ctx = ctx_common(true);
+    char e[200];
+
+    if (ctx == NULL || SSL_CTX_use_certificate(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, cap, "cannot use the certificate: %s", last_error(e, sizeof(e)));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (!o->verify_peer) {
+        return ctx;
+    }
+    if (o->ca != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
+            snprintf(err, cap, "trust anchors %s: %s", o->ca, last_error(e, sizeof(e)));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->ca);
+        if (names != NULL) {
+            SSL_CTX_set_client_CA_list(ctx, names);
+        }
+    } else if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), cert) != 1 ||
+               SSL_CTX_add_client_CA(ctx, cert) != 1) {
+        snprintf(err, cap, "cannot trust the certificate: %s", last_error(e, sizeof(e)));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    ERR_clear_error();
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    return ctx;
+}
+
 SSL_CTX *wm_tls_server_ctx_selfsigned(const char *cn, char *err, size_t cap)
 {
     EVP_PKEY *pkey = EVP_EC_gen("P-256");

@@ -13,6 +13,8 @@
 struct bufferevent;
 struct event_base;
 typedef struct ssl_ctx_st SSL_CTX;
+typedef struct x509_st X509;
+typedef struct evp_pkey_st EVP_PKEY;
 
 struct wm_tls_opts {
     const char *cert;   /* PEM chain: our certificate (server; client for mTLS) */
@@ -26,6 +28,13 @@ struct wm_tls_opts {
  * must chain to `ca`, or when ca is NULL to the certificates of `cert`
  * (wmproxy's rule). Returns NULL with a message in err. */
 SSL_CTX *wm_tls_server_ctx(const struct wm_tls_opts *o, char *err, size_t cap);
+
+/* Server context from a certificate and key in memory (borrowed: the
+ * context takes its own references); o->cert/o->key are ignored. With
+ * o->verify_peer, client certificates must chain to o->ca, or when it is
+ * NULL be this very certificate (or be signed by it). NULL with err. */
+SSL_CTX *wm_tls_server_ctx_mem(X509 *cert, EVP_PKEY *key, const struct wm_tls_opts *o, char *err,
+                               size_t cap);
 
 /* Server context with a self-signed certificate made now (EC P-256, CN
  * cn, valid one year). For setups that name no certificate: clients can

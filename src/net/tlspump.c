@@ -698,7 +698,36 @@ static void b_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- API ---- */
 
-/* The SSL object, its BIO and the client's names. false: out of memory. */
+/* The client's names: SNI, and the name or address the server's
+ * certificate must carry. OpenSSL refusing either must fail the
+ * connection: going on would skip the name check. false: refused
+ * (logged). */
+static bool pump_names(struct pump *p, const char *host)
+{
+    unsigned char ip[16];
+    const char *what;
+
+    if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
+        /* no SNI for an address (RFC 6066 3) */
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(p->ssl), host) == 1) {
+            return true;
+        }
+        what = "the address to verify";
+    } else if (SSL_set_tlsext_host_name(p->ssl, host) != 1) {
+        what = "the server name (SNI)";
+    } else if (SSL_set1_host(p->ssl, host) != 1) {
+        what = "the name to verify";
+    } else {
+        return true;
+    }
+    ERR_clear_error();
+    wm_log(WM_LOG_WARN, p->id, "tls %s: refused: OpenSSL does not take \"%.64s%s\" as %s",
+           p->peer, host, strlen(host) > 64 ? "..." : "", what);
+    return false;
+}
+
+/* The SSL object, its BIO and the client's names. false: out of memory,
+ * or a name OpenSSL refused (logged). */
 static bool pump_ssl(struct pump *p, SSL_CTX *ctx, bool server, const char *host)
 {
     BIO *bio = evb_meth() != NULL ? BIO_new(evb_meth()) : NULL;
@@ -715,16 +744,7 @@ static bool pump_ssl(struct pump *p, SSL_CTX *ctx, bool server, const char *host
         return true;
     }
     SSL_set_connect_state(p->ssl);
-    if (host != NULL && host[0] != '\0') {
-        unsigned char ip[16];
-        if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(p->ssl), host);
-        } else {
-            SSL_set_tlsext_host_name(p->ssl, host);
-            SSL_set1_host(p->ssl, host);
-        }
-    }
-    return true;
+    return host == NULL || host[0] == '\0' || pump_names(p, host);
 }
 
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
@@ -794,6 +814,19 @@ const char *wm_tls_pump_transport(const struct bufferevent *a)
         return NULL; /* a pair, but not a pump's */
     }
     return "TLS";
+}
+
+SSL *wm_tls_pump_ssl(const struct bufferevent *a)
+{
+    struct bufferevent *b;
+    bufferevent_data_cb rd = NULL;
+    void *arg = NULL;
+
+    if (a == NULL || (b = bufferevent_pair_get_partner((struct bufferevent *)a)) == NULL) {
+        return NULL;
+    }
+    bufferevent_getcb(b, &rd, NULL, NULL, &arg);
+    return rd == b_read_cb && arg != NULL ? ((struct pump *)arg)->ssl : NULL;
 }
 
 void wm_tls_pump_free_all(void)

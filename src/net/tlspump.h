@@ -28,10 +28,13 @@
 struct bufferevent;
 struct event_base;
 typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
 
 /* Start TLS on connected socket fd (taken). server: accept side; host:
  * client side SNI and the name to verify ("" or NULL: none/IP).
- * peer: for log lines. Returns NULL on OOM (fd closed). */
+ * peer: for log lines. Returns NULL on OOM, or when OpenSSL refuses host
+ * as SNI or as the name to verify (logged: the name check is never
+ * skipped); fd is closed then. */
 struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int fd, bool server,
                                     const char *host, const char *peer);
 
@@ -39,6 +42,12 @@ struct bufferevent *wm_tls_pump_new(struct event_base *base, SSL_CTX *ctx, int f
  * string; also while handshaking), or NULL when `a` is not a pump's user
  * end. From a's worker thread; O(1). */
 const char *wm_tls_pump_transport(const struct bufferevent *a);
+
+/* The TLS session under user end `a` (for channel binding and the peer's
+ * certificate: SSL_export_keying_material, SSL_get0_peer_certificate),
+ * or NULL when `a` is not a pump's user end. Borrowed: valid while `a` is.
+ * From a's worker thread. */
+SSL *wm_tls_pump_ssl(const struct bufferevent *a);
 
 /* Free every pump of the calling thread (its event loop has ended). */
 void wm_tls_pump_free_all(void);

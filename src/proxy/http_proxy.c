@@ -146,7 +146,7 @@ static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_h
     }
     wm_addr_join(host, port, c->conn.target, sizeof(c->conn.target));
     bufferevent_disable(c->conn.bev, EV_READ);
-    c->conn.dial = wm_dial_start(c->conn.w, host, port, c->opts->connect_timeout_ms, connect_dial_cb, f);
+    c->conn.dial = wm_pconn_dial(c, host, port, connect_dial_cb, f);
     if (c->conn.dial == NULL) {
         *detail = "out of memory";
         return 500;
@@ -220,14 +220,14 @@ static void request_dial_cb(int fd, enum wm_dial_status st, const struct sockadd
 
 static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t)
 {
-    const struct wm_pconn *pc = wm_pconn_of(c);
+    struct wm_pconn *pc = wm_pconn_of(c);
     char host[WM_HOST_MAX];
     uint16_t port;
 
     if (wm_addr_split(t->key, strlen(t->key), host, sizeof(host), &port) < 0) {
         return NULL;
     }
-    return wm_dial_start(c->w, host, port, pc->opts->connect_timeout_ms, request_dial_cb, f);
+    return wm_pconn_dial(pc, host, port, request_dial_cb, f);
 }
 
 static void cancel_op(void *handle)

@@ -34,6 +34,21 @@ bool wm_pconn_auth_ok(const struct wm_pconn *c, const char *user, size_t ulen, c
     return u & p;
 }
 
+struct wm_dial *wm_pconn_dial(struct wm_pconn *c, const char *host, uint16_t port,
+                              void (*cb)(int, enum wm_dial_status, const struct sockaddr *,
+                                         socklen_t, void *),
+                              void *arg)
+{
+    struct wm_dial_req req = {.host = host,
+                              .port = port,
+                              .timeout_ms = c->opts->connect_timeout_ms,
+                              .acl = c->opts->acl,
+                              .conn_id = c->conn.id,
+                              .client = c->conn.peer_str};
+
+    return wm_dial_start_req(c->conn.w, &req, cb, arg);
+}
+
 int wm_pconn_socks5_rep(int st)
 {
     switch ((enum wm_dial_status)st) {
@@ -49,6 +64,7 @@ int wm_pconn_socks5_rep(int st)
     case WM_DIAL_TIMEOUT:
         return WM_SOCKS5_REP_TTL_EXPIRED;
     case WM_DIAL_DENIED:
+    case WM_DIAL_FORBIDDEN:
         return WM_SOCKS5_REP_NOT_ALLOWED;
     default:
         return WM_SOCKS5_REP_FAILURE;
@@ -57,5 +73,8 @@ int wm_pconn_socks5_rep(int st)
 
 int wm_pconn_http_status(int st)
 {
-    return st == WM_DIAL_TIMEOUT ? 504 : st == WM_DIAL_DENIED ? 403 : 502;
+    if (st == WM_DIAL_DENIED || st == WM_DIAL_FORBIDDEN) {
+        return 403;
+    }
+    return st == WM_DIAL_TIMEOUT ? 504 : 502;
 }

@@ -15,6 +15,7 @@
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/conn.h"
+#include "net/dial.h"
 #include "proxy/proxy.h"
 #include "proxy/socks_proto.h"
 
@@ -65,6 +66,13 @@ void wm_pconn_set_proto(struct wm_pconn *c, enum wm_pconn_proto proto);
 /* Credentials check in constant time; true when no auth is configured. */
 bool wm_pconn_auth_ok(const struct wm_pconn *c, const char *user, size_t ulen, const char *pass,
                       size_t plen);
+
+/* Dial host:port for c under its service's destination rules and connect
+ * timeout (net/dial.h wm_dial_start_req). NULL on OOM. */
+struct wm_dial *wm_pconn_dial(struct wm_pconn *c, const char *host, uint16_t port,
+                              void (*cb)(int, enum wm_dial_status, const struct sockaddr *,
+                                         socklen_t, void *),
+                              void *arg);
 
 /* Map a dial failure to a SOCKS5 reply code / an HTTP status. */
 int wm_pconn_socks5_rep(int dial_status);

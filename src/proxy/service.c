@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/bev.h"
@@ -18,6 +19,7 @@
 #include "core/service.h"
 #include "core/splice.h"
 #include "core/util.h"
+#include "net/acl.h"
 #include "proxy/pconn.h"
 
 void wm_proxy_opts_default(struct wm_proxy_opts *o)
@@ -33,15 +35,42 @@ static void proxy_service_destroy(struct wm_service *svc)
 {
     struct wm_proxy_service *ps = (struct wm_proxy_service *)svc;
 
+    wm_acl_unref(ps->opts.acl);
     /* Wipe credentials before the memory goes back to the allocator. */
     explicit_bzero(&ps->opts, sizeof(ps->opts));
     free(ps);
+}
+
+bool wm_proxy_refuse_client(struct wm_service *svc, int fd, const struct sockaddr *peer)
+{
+    static const char forbidden[] = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
+                                    "Content-Length: 41\r\nConnection: close\r\n\r\n"
+                                    "client not allowed by this proxy's rules\n";
+    const struct wm_proxy_service *ps = (const struct wm_proxy_service *)svc;
+    const char *why = NULL;
+    char as[WM_ADDR_STR_MAX] = "-";
+
+    if (wm_acl_client_ok(ps->opts.acl, peer, &why)) {
+        return false;
+    }
+    wm_addr_format(peer, as, sizeof(as));
+    wm_log(WM_LOG_WARN, 0, "acl: refused client=%s rule=%s", as, why);
+    /* The protocol is not known yet: an HTTP client reads this, any other
+     * sees the connection close. Never wait for the socket. */
+    if (send(fd, forbidden, sizeof(forbidden) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+        shutdown(fd, SHUT_WR);
+    }
+    close(fd);
+    return true;
 }
 
 static void proxy_accept(struct wm_service *svc, struct wm_worker *w, int fd,
                          const struct sockaddr *peer, socklen_t peerlen,
                          struct wm_listen_stats *stats)
 {
+    if (wm_proxy_refuse_client(svc, fd, peer)) {
+        return;
+    }
     struct bufferevent *bev = bufferevent_socket_new(wm_worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
 
     if (bev == NULL) {
@@ -60,6 +89,7 @@ struct wm_service *wm_proxy_service_new(const struct wm_proxy_opts *opts)
     }
     wm_service_init(&ps->base, "proxy", proxy_accept, proxy_service_destroy);
     ps->opts = *opts;
+    wm_acl_ref(ps->opts.acl);
     return &ps->base;
 }
 
@@ -122,18 +152,38 @@ struct wm_pconn *wm_pconn_new(struct wm_service *svc, struct wm_worker *w, struc
     return c;
 }
 
+static void serve(struct wm_pconn *c, struct bufferevent *bev)
+{
+    bufferevent_setcb(bev, sniff_read_cb, NULL, sniff_event_cb, c);
+    /* Read only: replies go out with wm_bev_send_bytes(), which turns
+     * writing on just when the kernel does not take them at once. */
+    bufferevent_enable(bev, EV_READ);
+    wm_conn_set_timer(&c->conn, c->opts->handshake_timeout_ms, handshake_timeout_cb);
+}
+
 void wm_proxy_serve(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
                     const struct sockaddr *peer, socklen_t peerlen,
                     struct wm_listen_stats *stats)
 {
     struct wm_pconn *c = wm_pconn_new(svc, w, bev, peer, peerlen, stats);
 
+    if (c != NULL) {
+        serve(c, bev);
+    }
+}
+
+void wm_proxy_serve_origin(struct wm_service *svc, struct wm_worker *w, struct bufferevent *bev,
+                           const struct sockaddr *src, const struct sockaddr *dst,
+                           int pp_version)
+{
+    struct wm_pconn *c = wm_pconn_new(svc, w, bev, NULL, 0, NULL);
+
     if (c == NULL) {
         return;
     }
-    bufferevent_setcb(bev, sniff_read_cb, NULL, sniff_event_cb, c);
-    /* Read only: replies go out with wm_bev_send_bytes(), which turns
-     * writing on just when the kernel does not take them at once. */
-    bufferevent_enable(bev, EV_READ);
-    wm_conn_set_timer(&c->conn, c->opts->handshake_timeout_ms, handshake_timeout_cb);
+    if (wm_conn_set_origin(&c->conn, src, dst, pp_version) < 0) {
+        wm_conn_finish(&c->conn, "out-of-memory");
+        return;
+    }
+    serve(c, bev);
 }

@@ -106,7 +106,7 @@ static void start_dial(struct wm_pconn *c, const struct wm_socks_addr *a,
      * the read loop leaves them alone while dialing. */
     bufferevent_setwatermark(c->conn.bev, EV_READ, 0, WM_SOCKS_EARLY_MAX);
     wm_conn_clear_timer(&c->conn); /* the dial has its own timeout */
-    c->conn.dial = wm_dial_start(c->conn.w, a->host, a->port, c->opts->connect_timeout_ms, cb, c);
+    c->conn.dial = wm_pconn_dial(c, a->host, a->port, cb, c);
     if (c->conn.dial == NULL) {
         cb(-1, WM_DIAL_ERROR, NULL, 0, c);
     }

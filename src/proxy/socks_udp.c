@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +29,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/err.h"
+#include "net/acl.h"
 #include "proxy/pconn.h"
 #include "proxy/socks_proto.h"
 
@@ -57,6 +59,7 @@ struct udp_assoc {
     int njobs;
     uint64_t dgrams_in;
     uint64_t dgrams_out;
+    uint64_t dgrams_refused; /* by the destination rules */
 };
 
 struct dns_job {
@@ -66,6 +69,7 @@ struct dns_job {
     bool starting;
     bool done_early;
     uint16_t port;
+    char name[WM_HOST_MAX]; /* for the destination rules */
     size_t len;
     uint8_t data[]; /* payload to send once resolved */
 };
@@ -168,11 +172,40 @@ static int outbound_fd(struct udp_assoc *ua, int family)
     return fd;
 }
 
-static void send_to_target(struct udp_assoc *ua, struct sockaddr *sa, socklen_t len,
-                           const uint8_t *data, size_t n)
+/* A datagram the destination rules refuse is dropped; the first of an
+ * association is logged. name: NULL for an IP literal. */
+static bool udp_refused(struct udp_assoc *ua, const char *name, const struct sockaddr *sa,
+                        uint16_t port)
 {
-    int fd = outbound_fd(ua, sa->sa_family);
+    const struct wm_acl *acl = ua->c->opts->acl;
+    const char *why = NULL;
+    char as[WM_ADDR_STR_MAX] = "-";
 
+    if (sa != NULL ? wm_acl_target_ok(acl, name, sa, &why)
+                   : !wm_acl_name_denied(acl, name, port, &why)) {
+        return false;
+    }
+    if (ua->dgrams_refused++ == 0) {
+        if (sa != NULL) {
+            wm_addr_format(sa, as, sizeof(as));
+        }
+        wm_log(WM_LOG_WARN, ua->c->conn.id,
+               "acl: refused udp client=%s target=%s:%u addr=%s rule=%s (further refusals of "
+               "this association are not logged)",
+               ua->c->conn.peer_str, name != NULL ? name : as, port, as, why);
+    }
+    return true;
+}
+
+static void send_to_target(struct udp_assoc *ua, const char *name, struct sockaddr *sa,
+                           socklen_t len, const uint8_t *data, size_t n)
+{
+    int fd;
+
+    if (udp_refused(ua, name, sa, wm_addr_port(sa))) {
+        return;
+    }
+    fd = outbound_fd(ua, sa->sa_family);
     if (fd < 0) {
         return;
     }
@@ -199,7 +232,7 @@ static void job_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             } else {
                 ((struct sockaddr_in6 *)&ss)->sin6_port = htons(j->port);
             }
-            send_to_target(ua, (struct sockaddr *)&ss, len, j->data, j->len);
+            send_to_target(ua, j->name, (struct sockaddr *)&ss, len, j->data, j->len);
         }
     }
     if (res != NULL) {
@@ -224,6 +257,9 @@ static void resolve_and_send(struct udp_assoc *ua, const struct wm_socks_addr *a
     if (ua->njobs >= UDP_MAX_DNS_JOBS) {
         return; /* drop: a datagram may be lost, memory may not grow */
     }
+    if (udp_refused(ua, a->host, NULL, a->port)) {
+        return; /* no lookup for a name the rules refuse outright */
+    }
     j = malloc(sizeof(*j) + n);
     if (j == NULL) {
         return;
@@ -231,6 +267,7 @@ static void resolve_and_send(struct udp_assoc *ua, const struct wm_socks_addr *a
     memset(j, 0, sizeof(*j));
     j->ua = ua;
     j->port = a->port;
+    snprintf(j->name, sizeof(j->name), "%s", a->host);
     j->len = n;
     memcpy(j->data, data, n);
     memset(&hints, 0, sizeof(hints));
@@ -294,7 +331,8 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
         struct sockaddr_storage dst;
         socklen_t dlen;
         if (wm_addr_from_ip(a.host, a.port, &dst, &dlen) == 0) {
-            send_to_target(ua, (struct sockaddr *)&dst, dlen, udp_buf + h, (size_t)n - (size_t)h);
+            send_to_target(ua, NULL, (struct sockaddr *)&dst, dlen, udp_buf + h,
+                           (size_t)n - (size_t)h);
         } else {
             resolve_and_send(ua, &a, udp_buf + h, (size_t)n - (size_t)h);
         }

@@ -10,6 +10,7 @@
  * dup2()s it over the old descriptor, which writers keep using.
  */
 #include <errno.h>
+#include <event2/buffer.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>

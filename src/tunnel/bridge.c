@@ -12,9 +12,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/bev.h"
@@ -24,6 +26,7 @@
 #include "core/util.h"
 #include "core/worker.h"
 #include "net/dial.h"
+#include "net/proxyproto.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 
@@ -44,12 +47,15 @@ struct bridge {
     int fd;                    /* our socket until the mux takes it, or -1 */
     enum bridge_stream sk;
     bool swap;                 /* fd is the target side: swap the counts */
+    bool answer;               /* fd's client speaks a proxy protocol: answer failures */
     struct wm_tun_stream *st;
     struct wm_dial *dial;
     struct wm_relay *relay;
     struct wm_listen_stats *stats;
     const char *proto;         /* static string */
     char *target;
+    uint8_t *preamble;         /* PROXY protocol header for the dialed socket, or NULL */
+    size_t npreamble;
     int idle_ms;
     int code;
     uint64_t start_ms;
@@ -104,6 +110,7 @@ static void bridge_finish(struct bridge *b, const char *why)
     }
     wm_listen_stats_unref(b->stats);
     free(b->target);
+    free(b->preamble);
     free(b);
 }
 
@@ -155,6 +162,17 @@ static void wait_event_cb(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     (void)what;
     bridge_finish(arg, "client-closed");
+}
+
+const char *tnode_peer_field(int fd, const struct sockaddr *peer, char *out, size_t cap)
+{
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+
+    if (peer == NULL || fd < 0 || getsockname(fd, (struct sockaddr *)&local, &llen) < 0) {
+        return wm_tun_peer_format(out, cap, peer, NULL);
+    }
+    return wm_tun_peer_format(out, cap, peer, (struct sockaddr *)&local);
 }
 
 static struct bridge *bridge_alloc(const char *peer, const char *proto,
@@ -233,6 +251,31 @@ struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, cons
 }
 
 
+void bridge_answer_failures(struct bridge *b)
+{
+    b->answer = true;
+}
+
+/* The stream could not be opened: end, after handing a proxy client its
+ * answer (its socket was not read yet). */
+static void open_failed(struct bridge *b, const char *end, const char *reason)
+{
+    char peer[WM_ADDR_STR_MAX];
+    char why[160];
+    const char *proto = b->proto;
+    int fd = b->answer ? b->fd : -1;
+
+    if (fd < 0) {
+        bridge_finish(b, end);
+        return;
+    }
+    b->fd = -1;
+    snprintf(peer, sizeof(peer), "%s", b->peer);
+    snprintf(why, sizeof(why), "the tunnel could not open a stream: %s", reason);
+    bridge_finish(b, end);
+    tnode_refuse_proxy(fd, peer, proto, why, NULL, false);
+}
+
 static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason, void *arg)
 {
     struct bridge *b = arg;
@@ -241,7 +284,7 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
     if (code != WM_TUN_OPEN_OK) {
         set_stream(b, BS_NONE, NULL);
         wm_log(WM_LOG_DEBUG, b->id, "tunnel open %s: %s", b->target != NULL ? b->target : "-", reason);
-        bridge_finish(b, wm_tun_open_code_str(code));
+        open_failed(b, wm_tun_open_code_str(code), reason);
         return;
     }
     if (outer == NULL) {
@@ -273,7 +316,7 @@ void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_
     }
     if (st == NULL) {
         b->code = WM_TUN_OPEN_UNREACHABLE;
-        bridge_finish(b, "tunnel-down");
+        open_failed(b, "tunnel-down", "the carrier is down");
         return;
     }
     set_stream(b, BS_OPENING, st);
@@ -289,6 +332,40 @@ static uint8_t open_code_of(enum wm_dial_status st)
     default:
         return WM_TUN_OPEN_UNREACHABLE;
     }
+}
+
+/* The PROXY protocol header goes first on a socket that just connected:
+ * its send buffer is empty, so the few bytes go whole. */
+static int send_preamble(struct bridge *b, int fd)
+{
+    ssize_t r;
+
+    do {
+        r = send(fd, b->preamble, b->npreamble, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 || (size_t)r != b->npreamble) {
+        wm_log(WM_LOG_WARN, b->id, "dial %s: cannot send the PROXY protocol header: %s",
+               b->target != NULL ? b->target : "-", r < 0 ? strerror(errno) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
+int bridge_set_proxy_protocol(struct bridge *b, int version, const struct sockaddr *src,
+                              const struct sockaddr *dst)
+{
+    uint8_t buf[WM_PP_BUILD_MAX];
+    size_t n = wm_pp_build(version, src, dst, buf, sizeof(buf));
+
+    free(b->preamble);
+    b->preamble = n > 0 ? malloc(n) : NULL;
+    if (b->preamble == NULL) {
+        bridge_finish(b, n > 0 ? "out-of-memory" : "bad-proxy-protocol");
+        return -1;
+    }
+    memcpy(b->preamble, buf, n);
+    b->npreamble = n;
+    return 0;
 }
 
 static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer, socklen_t plen,
@@ -307,6 +384,13 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
         set_stream(b, BS_NONE, NULL);
         wm_tun_stream_refuse(s, open_code_of(st), wm_dial_status_str(st));
         bridge_finish(b, wm_dial_status_str(st));
+        return;
+    }
+    if (b->preamble != NULL && send_preamble(b, fd) < 0) {
+        close(fd);
+        set_stream(b, BS_NONE, NULL);
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_UNREACHABLE, "cannot send the PROXY header");
+        bridge_finish(b, "proxy-protocol-failed");
         return;
     }
     set_stream(b, BS_ATTACHED, s);

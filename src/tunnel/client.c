@@ -106,10 +106,16 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
                     void *arg)
 {
     struct tclient *c = arg;
-    char peer[WM_ADDR_STR_MAX];
+    char peer[WM_ADDR_STR_MAX] = "-";
+    struct wm_tun_peer pe;
     const struct tmap *m;
 
-    wm_tun_str_copy(peer, sizeof(peer), o->peer);
+    wm_tun_peer_parse(o->peer, &pe);
+    const struct sockaddr *src = pe.srclen > 0 ? (struct sockaddr *)&pe.src : NULL;
+    const struct sockaddr *dst = pe.dstlen > 0 ? (struct sockaddr *)&pe.dst : NULL;
+    if (src != NULL) {
+        wm_addr_format(src, peer, sizeof(peer));
+    }
     if (o->kind == WM_TUN_OPEN_PROXY) {
         /* A middle node's parent does not send PROXY streams down. */
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "no proxy service here");
@@ -127,13 +133,13 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
         /* The public port reaches a proxy running here, inside. */
         struct bufferevent *outer = wm_tun_stream_accept(s);
         if (outer != NULL) {
-            wm_proxy_serve(c->s->proxy_svc, c->n->w, outer, NULL, 0, NULL);
+            wm_proxy_serve_origin(c->s->proxy_svc, c->n->w, outer, src, dst, m->pp);
         }
         return;
     }
     /* Dial first: a refused or unreachable service is told to the opener. */
     struct bridge *b = bridge_new_stream(s, peer, "tunnel-map", c->s->idle_timeout_ms);
-    if (b != NULL) {
+    if (b != NULL && (m->pp == 0 || bridge_set_proxy_protocol(b, m->pp, src, dst) == 0)) {
         bridge_dial(b, m->host, m->port, c->s->connect_timeout_ms);
     }
 }
@@ -148,8 +154,10 @@ static void on_closed(struct wm_tun *t, const char *why, void *arg)
         wm_log(WM_LOG_INFO, 0, "tunnel: carrier closed (%s)", why);
         return;
     }
-    wm_log(c->connected_once ? WM_LOG_WARN : WM_LOG_INFO, 0,
-           "tunnel: carrier to %s:%u closed: %s", c->s->server_host, c->s->server_port, why);
+    /* A carrier that ends is worth a warning, even before it first worked
+     * (refused credentials, a server that does not check them...). */
+    wm_log(WM_LOG_WARN, 0, "tunnel: carrier to %s:%u closed: %s", c->s->server_host,
+           c->s->server_port, why);
     schedule_retry(c);
 }
 

@@ -1,5 +1,7 @@
 #include "tunnel/frame.h"
 
+#include "net/addr.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -247,9 +249,9 @@ int wm_tun_challenge_decode(const uint8_t *p, size_t n, struct wm_tun_challenge 
     struct rd r = {p, n, false};
 
     rd_bytes(&r, o->nonce, WM_TUN_NONCE);
-    o->auth_required = rd_u8(&r);
+    o->flags = rd_u8(&r);
     o->window = rd_u32(&r);
-    if (o->auth_required > 1 || o->window < 1024 || o->window > 0x7fffffffu) {
+    if ((o->flags & ~(WM_TUN_CH_AUTH | WM_TUN_CH_TLS)) != 0 || o->window < 1024 || o->window > 0x7fffffffu) {
         return -1;
     }
     return rd_done(&r);
@@ -260,7 +262,7 @@ size_t wm_tun_challenge_encode(uint8_t *out, size_t cap, const struct wm_tun_cha
     struct wr w = {out, 0, cap, false};
 
     wr_bytes(&w, v->nonce, WM_TUN_NONCE);
-    wr_u8(&w, v->auth_required);
+    wr_u8(&w, v->flags);
     wr_u32(&w, v->window);
     return wr_done(&w);
 }
@@ -443,6 +445,49 @@ size_t wm_tun_open_encode(uint8_t *out, size_t cap, const struct wm_tun_open *v)
     }
     wr_str(&w, v->peer);
     return wr_done(&w);
+}
+
+const char *wm_tun_peer_format(char *out, size_t cap, const struct sockaddr *src,
+                               const struct sockaddr *dst)
+{
+    char a[WM_ADDR_STR_MAX];
+    char b[WM_ADDR_STR_MAX];
+
+    if (src == NULL) {
+        snprintf(out, cap, "-");
+    } else if (dst == NULL) {
+        snprintf(out, cap, "%s", wm_addr_format(src, a, sizeof(a)));
+    } else {
+        snprintf(out, cap, "%s>%s", wm_addr_format(src, a, sizeof(a)),
+                 wm_addr_format(dst, b, sizeof(b)));
+    }
+    return out;
+}
+
+/* One "ip:port" / "[v6]:port" into ss; 0 when it is not one. */
+static socklen_t peer_addr(const char *p, size_t n, struct sockaddr_storage *ss)
+{
+    char host[WM_ADDR_STR_MAX];
+    uint16_t port;
+    socklen_t len = 0;
+
+    if (wm_addr_split(p, n, host, sizeof(host), &port) < 0 ||
+        wm_addr_from_ip(host, port, ss, &len) < 0) {
+        return 0;
+    }
+    return len;
+}
+
+void wm_tun_peer_parse(struct wm_tun_str s, struct wm_tun_peer *out)
+{
+    const char *gt = s.n > 0 ? memchr(s.p, '>', s.n) : NULL;
+    size_t n = gt != NULL ? (size_t)(gt - s.p) : s.n;
+
+    memset(out, 0, sizeof(*out));
+    out->srclen = peer_addr(s.p, n, &out->src);
+    if (gt != NULL && out->srclen > 0) {
+        out->dstlen = peer_addr(gt + 1, s.n - n - 1, &out->dst);
+    }
 }
 
 int wm_tun_code_decode(const uint8_t *p, size_t n, bool wide, uint32_t *code,

@@ -11,13 +11,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define WM_TUN_PREFACE "WMTUN/1\n"
 #define WM_TUN_PREFACE_LEN 8
 #define WM_TUN_HDR 9
 #define WM_TUN_MAX_FRAME 16384
 #define WM_TUN_MAX_PAYLOAD (WM_TUN_MAX_FRAME - WM_TUN_HDR)
+/* Handshake version, in HELLO (docs/tunnel.md "Versions"). 2: the MACs
+ * are bound to the TLS channel (exporter) and CHALLENGE carries flags. */
+#define WM_TUN_VERSION 2
 #define WM_TUN_NONCE 32
+#define WM_TUN_BINDING 32 /* TLS exporter bytes in the MACs */
 #define WM_TUN_MAC 32
 #define WM_TUN_STR_MAX 1024 /* longest string field we accept */
 #define WM_TUN_MAX_MAPPINGS 256
@@ -95,9 +100,15 @@ struct wm_tun_hello {
     struct wm_tun_str name;
 };
 
+/* CHALLENGE flags. */
+enum {
+    WM_TUN_CH_AUTH = 0x01, /* the server checks credentials */
+    WM_TUN_CH_TLS = 0x02,  /* the server's end of the carrier is TLS (MACs bound to it) */
+};
+
 struct wm_tun_challenge {
     uint8_t nonce[WM_TUN_NONCE];
-    uint8_t auth_required;
+    uint8_t flags; /* WM_TUN_CH_* */
     uint32_t window;
 };
 
@@ -134,7 +145,20 @@ struct wm_tun_mapping {
 struct wm_tun_open {
     uint8_t kind;
     struct wm_tun_str name; /* MAPPING */
-    struct wm_tun_str peer; /* client address, for logs and headers */
+    struct wm_tun_str peer; /* client address, for logs and headers (below) */
+};
+
+/* The OPEN peer field: the visitor's "ip:port" or "[v6]:port", optionally
+ * followed by '>' and the local address it connected to (a public listener
+ * of the server, an entry of the client): "203.0.113.7:50312>[::1]:8080".
+ * Earlier nodes send the visitor alone and only log the field. */
+#define WM_TUN_PEER_MAX 128
+
+struct wm_tun_peer {
+    struct sockaddr_storage src; /* the visitor */
+    socklen_t srclen;            /* 0: not an IP address */
+    struct sockaddr_storage dst; /* where it connected */
+    socklen_t dstlen;            /* 0: not given (or not an IP address) */
 };
 
 /* Header: 0 and *h filled, or -1 (reserved bit set or length over limit). n >= 9. */
@@ -165,6 +189,13 @@ int wm_tun_register_result_decode(const uint8_t *p, size_t n, uint8_t *ok,
                                   struct wm_tun_str *reason, size_t max);
 size_t wm_tun_register_result_encode(uint8_t *out, size_t cap, const uint8_t *ok,
                                      const char *const *reason, size_t count);
+
+/* Write the peer field for src (and dst, may be NULL) into out (cap >=
+ * WM_TUN_PEER_MAX); src NULL gives "-". Returns out. */
+const char *wm_tun_peer_format(char *out, size_t cap, const struct sockaddr *src,
+                               const struct sockaddr *dst);
+/* Parse a peer field (never fails: what is not an address stays unknown). */
+void wm_tun_peer_parse(struct wm_tun_str s, struct wm_tun_peer *out);
 
 int wm_tun_open_decode(const uint8_t *p, size_t n, struct wm_tun_open *o);
 size_t wm_tun_open_encode(uint8_t *out, size_t cap, const struct wm_tun_open *v);

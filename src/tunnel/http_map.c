@@ -62,6 +62,28 @@ static int absolute_form(struct wm_http_head *req, struct wm_hfwd_target *t, cha
     return 0;
 }
 
+/* The 404 body and access log target for a Host no client serves: the
+ * name, with anything but host characters shown as '?'. The text lives in
+ * a buffer of worker 0 (all tunnel work runs there) until the engine
+ * writes the answer, right after route() returns. */
+static const char *no_host_detail(const char *host, size_t hlen, struct wm_hfwd_target *t)
+{
+    static char detail[WM_HOST_MAX + 64];
+    char name[WM_HOST_MAX];
+    size_t k = 0;
+
+    for (size_t i = 0; i < hlen && k + 1 < sizeof(name); i++) {
+        char ch = host[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("-._:[]*", ch) != NULL);
+        name[k++] = ok ? ch : '?';
+    }
+    name[k] = '\0';
+    snprintf(t->log, sizeof(t->log), "%s", name);
+    snprintf(detail, sizeof(detail), "no tunnel client serves the host \"%s\"", name);
+    return detail;
+}
+
 static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
@@ -95,7 +117,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     }
     r = tserver_pick_host(sv, host, hlen);
     if (r == NULL) {
-        *detail = "no tunnel client serves this host";
+        *detail = no_host_detail(host, hlen, t);
         return 404;
     }
     d = malloc(sizeof(*d));
@@ -141,15 +163,20 @@ static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hf
 {
     struct tserver *sv = server_of();
     const struct route_data *d = t->data;
+    char field[WM_TUN_PEER_MAX];
 
     if (sv == NULL || d == NULL) {
         return NULL;
     }
+    /* The visitor and the public address it reached (a TLS connection's
+     * socket may not be at hand: then the visitor alone). */
+    tnode_peer_field(c->bev != NULL ? bufferevent_getfd(c->bev) : -1,
+                     c->peerlen > 0 ? (struct sockaddr *)&c->peer : NULL, field, sizeof(field));
     for (struct tcarrier *k = sv->carriers; k != NULL; k = k->next) {
         if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
             struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
                                     {d->name, strlen(d->name)},
-                                    {c->peer_str, strlen(c->peer_str)}};
+                                    {field, strlen(field)}};
             return wm_tun_open(k->t, &o, open_cb, f);
         }
     }
@@ -159,7 +186,7 @@ static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hf
     if (r != NULL && wm_tun_id(r->owner->t) != d->tun_id && wm_tun_is_ready(r->owner->t)) {
         struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
                                 {r->name, strlen(r->name)},
-                                {c->peer_str, strlen(c->peer_str)}};
+                                {field, strlen(field)}};
         return wm_tun_open(r->owner->t, &o, open_cb, f);
     }
     return NULL;

@@ -318,6 +318,29 @@ static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
     tun_leave(t);
 }
 
+/* Carrier byte counters: what the socket (or TLS pump) took from our
+ * output, and what arrived in our input. */
+static void count_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct wm_tun *t = arg;
+
+    (void)b;
+    t->counters.bytes_out += info->n_deleted;
+}
+
+static void count_in_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct wm_tun *t = arg;
+
+    (void)b;
+    t->counters.bytes_in += info->n_added;
+}
+
+void wm_tun_get_counters(const struct wm_tun *t, struct wm_tun_counters *out)
+{
+    *out = t->counters;
+}
+
 /* ---- life cycle ---- */
 
 void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
@@ -429,7 +452,9 @@ static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     tun_enter(t);
-    if (t->state < TUN_READY) {
+    if (t->refusing) {
+        tun_hs_refuse_now(t); /* a refused AUTH, held back */
+    } else if (t->state < TUN_READY) {
         tun_fail(t, WM_TUN_ERR_TIMEOUT, "handshake not finished in time");
     }
     tun_leave(t);
@@ -488,6 +513,10 @@ static void tun_finalize(struct wm_tun *t)
     }
     if (t->cbs.closed != NULL) {
         t->cbs.closed(t, why, t->arg);
+    }
+    if (t->bev != NULL) {
+        evbuffer_remove_cb(bufferevent_get_output(t->bev), count_out_cb, t);
+        evbuffer_remove_cb(bufferevent_get_input(t->bev), count_in_cb, t);
     }
     wm_bev_free(t->bev);
     event_free(t->tick);
@@ -549,6 +578,7 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
     t->user = conf->user != NULL ? strdup(conf->user) : NULL;
     t->pass = conf->pass != NULL ? strdup(conf->pass) : NULL;
+    t->auth_required = conf->require_auth;
     if (conf->name != NULL) {
         snprintf(t->peer_name, sizeof(t->peer_name), "%s", conf->name);
     }
@@ -570,6 +600,8 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
         return NULL;
     }
     t->last_rx_ms = t->last_ping_ms = now_ms();
+    evbuffer_add_cb(bufferevent_get_output(carrier), count_out_cb, t);
+    evbuffer_add_cb(bufferevent_get_input(carrier), count_in_cb, t);
     bufferevent_setcb(carrier, carrier_read_cb, carrier_write_cb, carrier_event_cb, t);
     bufferevent_setwatermark(carrier, EV_WRITE, CARRIER_HIGH_WATER / 2, 0);
     bufferevent_set_max_single_read(carrier, CARRIER_MAX_IO);

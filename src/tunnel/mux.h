@@ -52,12 +52,24 @@ struct wm_tun_conf {
     int ping_ms;        /* 0: defaults */
     int dead_ms;
     int handshake_ms;
+    /* server: ask for credentials even without user/pass (the owner's
+     * identify callback checks them) */
+    bool require_auth;
     /* client: REGISTER payload (encoded mappings), sent after AUTH */
     const uint8_t *reg;
     size_t reglen;
 };
 
 struct wm_tun_cbs {
+    /* Server: AUTH came from user (may be empty; not NUL-terminated). Return
+     * 0 with *pass: the password its MAC must prove (NULL: none, the client
+     * is known otherwise, e.g. by its certificate); or -1 with *why (static
+     * or owned by the callee): refused. NULL callback: conf user/pass. */
+    int (*identify)(struct wm_tun *t, const struct wm_tun_str *user, const char **pass,
+                    const char **why, void *arg);
+    /* Server: the outcome of AUTH (why: the refusal). Returns how long (ms)
+     * to hold a refusal back before it is answered (a guesser waits). */
+    int (*authenticated)(struct wm_tun *t, bool ok, const char *why, void *arg);
     /* Handshake finished (client: registration answered). */
     void (*ready)(struct wm_tun *t, void *arg);
     /* Server: the client's REGISTER. Fill ok[i] (1 accepted) and reason[i]
@@ -162,8 +174,26 @@ int wm_tun_stream_accept_sock(struct wm_tun_stream *s, int fd, int idle_ms,
  * why "aborted", before this returns. */
 void wm_tun_sock_abort(struct wm_tun_stream *s);
 
-/* HMAC-SHA-256 of the handshake (exposed for tests). */
+/* Counters of a carrier, for /status. */
+struct wm_tun_counters {
+    uint64_t bytes_in;  /* carrier bytes read (plaintext under TLS) */
+    uint64_t bytes_out; /* carrier bytes written */
+    uint64_t streams;   /* streams opened either way */
+};
+void wm_tun_get_counters(const struct wm_tun *t, struct wm_tun_counters *out);
+
+/* The common name of the peer's certificate when the carrier is TLS and
+ * that certificate was verified (mutual TLS): true with cn filled. */
+bool wm_tun_peer_subject(const struct wm_tun *t, char *cn, size_t cap);
+
+/* HMAC-SHA-256 of the handshake (docs/tunnel.md "Handshake"; exposed for
+ * tests): HMAC(pass, label || n1 || n2 || binding || user), binding being
+ * blen bytes of TLS exporter output (0 on a plain carrier). */
 void wm_tun_mac(const char *pass, const char *label, const uint8_t *n1, const uint8_t *n2,
-                const char *user, size_t ulen, uint8_t out[WM_TUN_MAC]);
+                const uint8_t *binding, size_t blen, const char *user, size_t ulen,
+                uint8_t out[WM_TUN_MAC]);
+
+/* The TLS exporter label of the channel binding (RFC 5705 / RFC 8446 7.5). */
+#define WM_TUN_EXPORTER_LABEL "EXPORTER-wmproxy-tunnel-auth"
 
 #endif

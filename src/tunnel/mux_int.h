@@ -97,6 +97,9 @@ struct wm_tun {
     uint8_t nonce_s[WM_TUN_NONCE];
     uint8_t nonce_c[WM_TUN_NONCE];
     bool auth_required;
+    bool refusing;        /* server: AUTH refused, the answer held back (hs_timer) */
+    char refuse_why[96];
+    struct wm_tun_counters counters;
     uint8_t *reg;
     size_t reglen;
     /* streams */
@@ -204,6 +207,8 @@ void tun_dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffer 
 
 /* mux_hs.c: handle a handshake frame (state < TUN_READY). */
 void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);
+/* Server: answer the AUTH refusal held back in t->refuse_why. */
+void tun_hs_refuse_now(struct wm_tun *t);
 /* Client: send preface + HELLO. */
 void tun_hs_start_client(struct wm_tun *t);
 

@@ -238,6 +238,7 @@ struct wm_tun_stream *tun_stream_new(struct wm_tun *t, uint32_t id, enum stream_
     s->id = id;
     s->fd = -1;
     s->state = st;
+    t->counters.streams++;
     wm_log(WM_LOG_DEBUG, t->id, "tunnel: stream %u %s", id, stream_state_names[st]);
     s->send_window = t->peer_window;
     s->recv_avail = t->window;

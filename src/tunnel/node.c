@@ -14,12 +14,14 @@
 
 #include "core/err.h"
 #include "core/json.h"
+#include "core/limits.h"
 #include "core/log.h"
 #include "core/service.h"
 #include "core/worker.h"
 #include "net/addr.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
+#include "tunnel/authz.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 #include "tunnel/server_int.h"
@@ -58,6 +60,7 @@ void wm_tunnel_settings_free(struct wm_tunnel_settings *s)
     free(s->reg);
     free(s->maps);
     free(s->allow_ports);
+    wm_tunnel_clients_free(s->clients, s->nclients);
     free(s);
 }
 
@@ -97,6 +100,8 @@ static int prepare_common(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
     return 0;
 }
 
+static void copy_addr(char *dst, size_t cap, const char *addr);
+
 /* ---- client part ---- */
 
 static uint8_t mode_of(const char *m)
@@ -127,6 +132,7 @@ static int mapping_of(const struct wm_tunnel_mapping *cm, size_t i, struct tmap 
 
     snprintf(t->name, sizeof(t->name), "%s", cm->name);
     t->mode = mode_of(cm->mode);
+    t->pp = (uint8_t)cm->proxy_protocol;
     if (cm->local_addr != NULL &&
         wm_addr_split(cm->local_addr, strlen(cm->local_addr), t->host, sizeof(t->host),
                       &t->port) < 0) {
@@ -197,7 +203,8 @@ static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_setting
     unsigned char md[32];
     unsigned int mdlen = 0;
     const char *fields[] = {p->server, p->domain, p->ca, p->cert, p->key, p->username,
-                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : ""};
+                            p->password, p->ts ? "ts" : "", p->two_way_tls ? "mtls" : "",
+                            p->known_hosts, p->server_fingerprint};
 
     s->fingerprint[0] = '\0';
     if (ctx == NULL) {
@@ -216,25 +223,6 @@ static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_setting
     }
 }
 
-/* TLS towards the parent (ts): verify it; our certificate for mTLS. */
-static int client_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
-                      struct wm_err *err)
-{
-    struct wm_tls_opts to = {p->two_way_tls ? p->cert : NULL, p->two_way_tls ? p->key : NULL,
-                             p->ca, true};
-    char msg[512];
-
-    if (p->two_way_tls && (p->cert == NULL || p->key == NULL)) {
-        wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: no cert/key for this client: a "
-                               "server that requires client certificates will refuse it");
-    }
-    s->client_ctx = wm_tls_client_ctx(&to, msg, sizeof(msg));
-    if (s->client_ctx == NULL) {
-        return wm_err_set(err, NULL, 0, 0, "ts", "%s", msg);
-    }
-    return 0;
-}
-
 /* A client node: its parent, the carrier's TLS, the mappings it offers,
  * its local proxy entry. */
 static int prepare_client(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
@@ -245,14 +233,14 @@ static int prepare_client(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
         return wm_err_set(err, NULL, 0, 0, "server", "expected \"host:port\"");
     }
     snprintf(s->sni, sizeof(s->sni), "%s", p->domain != NULL ? p->domain : s->server_host);
-    if (p->ts && client_tls(p, s, err) < 0) {
+    if (p->ts && tnode_client_tls(p, s, err) < 0) {
         return -1;
     }
     if (prepare_mappings(p, s, err) < 0) {
         return -1;
     }
     fingerprint(p, s);
-    snprintf(s->entry, sizeof(s->entry), "%s", p->bind);
+    copy_addr(s->entry, sizeof(s->entry), p->bind); /* NULL: no local entry */
     return 0;
 }
 
@@ -276,76 +264,11 @@ static void warn_open_center(const struct wm_tunnel_opts *p, const char *center)
     ip_of(center, cip, sizeof(cip));
     bool loopback = strncmp(cip, "127.", 4) == 0 || strcmp(cip, "::1") == 0 ||
                     strcasecmp(cip, "localhost") == 0;
-    if (p->username == NULL && !(p->tc && p->two_way_tls) && !loopback) {
+    if (p->username == NULL && p->nclients == 0 && !(p->tc && p->two_way_tls) && !loopback) {
         wm_log(WM_LOG_WARN, 0, "proxy: tunnel server without username/password (or "
                                "tc + two_way_tls): any host that reaches %s can attach and "
                                "register domains and ports", center);
     }
-}
-
-/* No cert/key for tc: wmproxy ships a demo key pair for this; a published
- * private key protects nothing, so make a fresh one instead. */
-static SSL_CTX *server_ctx_selfsigned(const struct wm_tunnel_opts *p, char *msg, size_t cap)
-{
-    SSL_CTX *ctx;
-
-    wm_log(WM_LOG_WARN, 0, "proxy.tc: no cert/key given: using a self-signed certificate "
-                           "made at start; clients can verify it only with `ca` set to "
-                           "it, so give cert/key for real use");
-    ctx = wm_tls_server_ctx_selfsigned("wmproxy", msg, cap);
-    if (ctx == NULL || !p->two_way_tls) {
-        return ctx;
-    }
-    if (p->ca == NULL) {
-        wm_log(WM_LOG_WARN, 0, "proxy.two_way_tls: without cert or ca there is nothing "
-                               "to check client certificates against: clients are "
-                               "refused");
-    } else {
-        SSL_CTX_load_verify_locations(ctx, p->ca, NULL);
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    return ctx;
-}
-
-/* TLS from children (tc). */
-static int server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
-                      struct wm_err *err)
-{
-    char msg[512];
-
-    if (p->cert == NULL || p->key == NULL) {
-        s->server_ctx = server_ctx_selfsigned(p, msg, sizeof(msg));
-    } else {
-        struct wm_tls_opts to = {p->cert, p->key, p->ca, p->two_way_tls};
-        s->server_ctx = wm_tls_server_ctx(&to, msg, sizeof(msg));
-    }
-    if (s->server_ctx == NULL) {
-        return wm_err_set(err, NULL, 0, 0, "tc", "%s", msg);
-    }
-    return 0;
-}
-
-/* Public HTTPS, terminated here. */
-static int map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
-                   struct wm_err *err)
-{
-    const char *c = p->map_cert != NULL ? p->map_cert : p->cert;
-    const char *k = p->map_key != NULL ? p->map_key : p->key;
-    struct wm_tls_opts to = {c, k, NULL, false};
-    char msg[512];
-
-    if (c == NULL || k == NULL) {
-        wm_log(WM_LOG_WARN, 0, "proxy.map_https_bind: no map_cert/map_key given: "
-                               "public HTTPS uses a self-signed certificate made at "
-                               "start (browsers will warn)");
-        s->map_ctx = wm_tls_server_ctx_selfsigned("wmproxy", msg, sizeof(msg));
-    } else {
-        s->map_ctx = wm_tls_server_ctx(&to, msg, sizeof(msg));
-    }
-    if (s->map_ctx == NULL) {
-        return wm_err_set(err, NULL, 0, 0, "map_cert", "%s", msg);
-    }
-    return 0;
 }
 
 static void copy_addr(char *dst, size_t cap, const char *addr)
@@ -367,10 +290,10 @@ static int prepare_server(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
     }
     copy_addr(s->center, sizeof(s->center), center);
     warn_open_center(p, center);
-    if (p->tc && server_tls(p, s, err) < 0) {
+    if (p->tc && tnode_server_tls(p, s, err) < 0) {
         return -1;
     }
-    if (p->map_https_bind != NULL && map_tls(p, s, err) < 0) {
+    if (p->map_https_bind != NULL && tnode_map_tls(p, s, err) < 0) {
         return -1;
     }
     copy_addr(s->map_http, sizeof(s->map_http), p->map_http_bind);
@@ -385,6 +308,16 @@ static int prepare_server(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
         }
         memcpy(s->allow_ports, p->allow_ports, WM_TUNNEL_PORT_BYTES);
     }
+    if (p->nclients > 0) {
+        s->clients = wm_tunnel_clients_copy(p->clients, p->nclients);
+        if (s->clients == NULL) {
+            return oom(err);
+        }
+        s->nclients = p->nclients;
+    }
+    s->max_unauth = p->max_unauth > 0 ? p->max_unauth : WM_TUNNEL_UNAUTH_MAX_DEFAULT;
+    s->max_unauth_per_ip =
+        p->max_unauth_per_ip > 0 ? p->max_unauth_per_ip : WM_TUNNEL_UNAUTH_PER_IP_DEFAULT;
     return 0;
 }
 
@@ -454,18 +387,24 @@ static void entry_accept(int fd, const struct sockaddr *peer, socklen_t plen,
     struct wm_tun *t = n != NULL ? tclient_carrier(n->client) : NULL;
 
     (void)plen;
+    if (peer != NULL && n != NULL && wm_proxy_refuse_client(n->s->proxy_svc, fd, peer)) {
+        return; /* allow_clients / deny_clients of this node's [proxy] */
+    }
     if (peer != NULL) {
         wm_addr_format(peer, ps, sizeof(ps));
     }
     if (t == NULL) {
-        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-entry client=%s target=parent end=tunnel-down",
-               ps);
-        close(fd);
+        /* Told in the client's protocol, never a bare reset. */
+        tnode_refuse_proxy(fd, ps, "tunnel-entry", "the tunnel to the server is down", stats,
+                           true);
         return;
     }
+    char field[WM_TUN_PEER_MAX];
+    tnode_peer_field(fd, peer, field, sizeof(field));
     struct bridge *b = bridge_new_fd(fd, ps, "tunnel-entry", stats, n->s->idle_timeout_ms);
     if (b != NULL) {
-        struct wm_tun_open o = {WM_TUN_OPEN_PROXY, {"", 0}, {ps, strlen(ps)}};
+        bridge_answer_failures(b);
+        struct wm_tun_open o = {WM_TUN_OPEN_PROXY, {"", 0}, {field, strlen(field)}};
         bridge_open_stream(b, t, &o, "parent");
     }
 }
@@ -488,7 +427,7 @@ static bool tsvc_route(enum wm_tunnel_listen kind, int fd, const struct sockaddr
         return false;
     }
     if (kind == WM_TUNNEL_LISTEN_CENTER) {
-        tserver_accept_carrier(n->server, fd, peer, plen);
+        tserver_accept_carrier(n->server, fd, peer, plen, stats);
     } else {
         tserver_accept_public(n->server, kind, fd, peer, plen, stats);
     }
@@ -681,6 +620,7 @@ static void status_on_worker(struct wm_worker *w, void *arg)
     }
     if (n->server != NULL) {
         size_t nc = 0;
+        tserver_status_json(n->server, out);
         evbuffer_add(out, ",\"clients\":[", 12);
         for (struct tcarrier *c = n->server->carriers; c != NULL; c = c->next) {
             if (!c->ready) {

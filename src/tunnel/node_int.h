@@ -16,6 +16,8 @@
 
 struct bufferevent;
 struct event;
+struct evbuffer;
+struct wm_err;
 struct wm_listen_stats;
 struct wm_tun;
 struct wm_tun_stream;
@@ -29,6 +31,7 @@ struct tmap {
     uint8_t mode;                /* enum wm_tun_mode */
     char host[WM_HOST_MAX];      /* local_addr */
     uint16_t port;
+    uint8_t pp;                  /* PROXY protocol version to send it, 0: none */
 };
 
 struct wm_tunnel_settings {
@@ -65,6 +68,10 @@ struct wm_tunnel_settings {
     char map_proxy[64];
     char port_ip[WM_HOST_MAX];   /* IP for per-mapping public ports */
     uint8_t *allow_ports;        /* bitmap of ports clients may claim; NULL: any */
+    struct wm_tunnel_client *clients; /* [[proxy.clients]] (owned), NULL: user/pass */
+    size_t nclients;
+    int max_unauth;              /* carriers not yet authenticated, all sources */
+    int max_unauth_per_ip;       /* ... per source address */
 };
 
 /* The node (worker 0). */
@@ -77,6 +84,17 @@ struct tnode {
 };
 
 extern struct tnode *wm_tnode; /* NULL when no tunnel is configured */
+
+/* node_tls.c: the TLS contexts of a node, built at prepare (main thread):
+ * towards the parent (ts: a CA, a pinned fingerprint, or trust on first
+ * use), from children (tc: cert/key, or a key pair kept in the state
+ * directory), public HTTPS. 0, or -1 with err (its key names the option). */
+int tnode_client_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                     struct wm_err *err);
+int tnode_server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                     struct wm_err *err);
+int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
+                  struct wm_err *err);
 
 /* client.c */
 struct tclient *tclient_new(struct tnode *n, struct wm_tunnel_settings *s);
@@ -94,11 +112,27 @@ void tserver_drain(struct tserver *sv);
 /* New settings were installed (reload): withdraw published ports that
  * allow_ports no longer lists. */
 void tserver_reconfigured(struct tserver *sv);
+/* A carrier connection on the center port (takes fd; stats as the
+ * listener's, referenced while the carrier lives). */
 void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *peer,
-                            socklen_t plen);
+                            socklen_t plen, struct wm_listen_stats *stats);
+/* Append `,"center":{...}` (carrier counters) to the status JSON. */
+void tserver_status_json(struct tserver *sv, struct evbuffer *out);
 void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int fd,
                            const struct sockaddr *peer, socklen_t plen,
                            struct wm_listen_stats *stats);
+
+/* refuse.c: answer a client of a proxy port that the tunnel cannot serve
+ * it, in its own protocol (HTTP 502 with why in the body, SOCKS5 reply 1,
+ * SOCKS4 reply 91), then close. Takes fd (a socket whose client has not
+ * been read from). peer and why are copied; proto must be a static string.
+ * log: write an access line at the end (else the caller logged). */
+void tnode_refuse_proxy(int fd, const char *peer, const char *proto, const char *why,
+                        struct wm_listen_stats *stats, bool log);
+
+/* bridge.c: the OPEN peer field (tunnel/frame.h) for a connection accepted
+ * on fd from peer (may be NULL): the visitor, and the address it reached. */
+const char *tnode_peer_field(int fd, const struct sockaddr *peer, char *out, size_t cap);
 
 /* bridge.c: one client connection joined to a target (a tunnel stream or
  * a dialed socket), with access logging and graceful-stop registration.
@@ -116,10 +150,19 @@ struct bridge *bridge_new_fd(int fd, const char *peer, const char *proto,
  * ends by itself if the stream goes away meanwhile). */
 struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, const char *proto,
                                  int idle_ms);
+/* A bridge_new_fd() socket whose client speaks a proxy protocol: when the
+ * stream cannot be opened it is answered so (tnode_refuse_proxy), not
+ * just closed. */
+void bridge_answer_failures(struct bridge *b);
 /* Connect through tunnel t (bridge_new / bridge_new_fd); on failure the
  * bridge ends. */
 void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,
                         const char *target);
+/* Before bridge_dial(): write a PROXY protocol header of version (1, 2)
+ * from src to dst (either NULL: unknown) to the dialed socket first.
+ * Returns 0, or -1 on OOM (then the bridge has ended). */
+int bridge_set_proxy_protocol(struct bridge *b, int version, const struct sockaddr *src,
+                              const struct sockaddr *dst);
 /* Connect by dialing host:port (bridge_new_stream). */
 void bridge_dial(struct bridge *b, const char *host, uint16_t port, int timeout_ms);
 /* Give up now. */

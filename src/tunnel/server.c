@@ -21,6 +21,7 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
+#include "tunnel/authz.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 #include "tunnel/server_int.h"
@@ -285,6 +286,58 @@ static const char *rules_check(const struct wm_tun_mapping *m)
     return NULL;
 }
 
+/* The public port of a mapping's key: "ip:port", or the default slot's
+ * listener (map_tcp_bind / map_proxy_bind); 0 if none. */
+static unsigned key_port(const struct tserver *sv, const char *key)
+{
+    const struct wm_tunnel_settings *s = sv->n->s;
+    const char *a = strcmp(key, "@tcp") == 0 ? s->map_tcp
+                  : strcmp(key, "@proxy") == 0 ? s->map_proxy : key;
+    const char *colon = strrchr(a, ':');
+    char *end;
+    unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+
+    return colon != NULL && *end == '\0' && port <= 65535 ? (unsigned)port : 0;
+}
+
+/* What [[proxy.clients]] says carrier c may register: NULL if r is
+ * allowed (or there is no table), else the reason (kept in r->refused). */
+static const char *client_refusal(struct tserver *sv, struct tcarrier *c, struct rmap *r)
+{
+    const struct wm_tunnel_settings *s = sv->n->s;
+    const struct wm_tunnel_client *e;
+
+    if (s->nclients == 0) {
+        return NULL;
+    }
+    e = wm_tunnel_client_find(s->clients, s->nclients, c->user, strlen(c->user));
+    if (e == NULL) {
+        wm_fmt(r->refused, sizeof(r->refused), "client %s is no longer in the server's clients",
+               c->user);
+        return r->refused;
+    }
+    if (r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) {
+        if (!wm_tunnel_client_may_domain(e, r->key)) {
+            wm_fmt(r->refused, sizeof(r->refused),
+                   "client %s may not register domain %s (not in its domains)", e->name, r->key);
+            return r->refused;
+        }
+    } else {
+        unsigned port = key_port(sv, r->key);
+        if (!wm_tunnel_client_may_port(e, port)) {
+            wm_fmt(r->refused, sizeof(r->refused),
+                   "client %s may not publish port %u (not in its ports)", e->name, port);
+            return r->refused;
+        }
+    }
+    if (r->group[0] != '\0' && !wm_tunnel_client_may_group(e, r->group)) {
+        wm_fmt(r->refused, sizeof(r->refused), "client %s is not allowed in group %s", e->name,
+               r->group);
+        return r->refused;
+    }
+    return NULL;
+}
+
 /* Why mapping r (announced as m by carrier c) cannot be accepted, or NULL
  * when it can: it then holds its public port, if it has one. A formatted
  * reason is kept in r->refused. */
@@ -303,6 +356,9 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     }
     if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
         return "http/https mappings need a domain";
+    }
+    if ((bad = client_refusal(sv, c, r)) != NULL) {
+        return bad;
     }
     struct rmap *h = key_holder(sv, r->mode, r->key, c);
     if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
@@ -376,7 +432,9 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
 {
     struct tcarrier *c = arg;
     struct tserver *sv = c->sv;
-    char peer[WM_ADDR_STR_MAX];
+    char field[WM_TUN_PEER_MAX];
+    char peer[WM_ADDR_STR_MAX] = "-";
+    struct wm_tun_peer pe;
     struct wm_tun *parent;
 
     (void)t;
@@ -388,7 +446,11 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "shutting down");
         return;
     }
-    wm_tun_str_copy(peer, sizeof(peer), o->peer);
+    /* The visitor, as the client saw it: our access lines name it. */
+    wm_tun_peer_parse(o->peer, &pe);
+    if (pe.srclen > 0) {
+        wm_addr_format((struct sockaddr *)&pe.src, peer, sizeof(peer));
+    }
     if (sv->n->client != NULL) {
         /* Middle node: pass the stream on to our own parent, unparsed. */
         parent = tclient_carrier(sv->n->client);
@@ -401,21 +463,35 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
                                                       sv->n->s->idle_timeout_ms)
                                          : NULL;
         if (b != NULL) {
-            struct wm_tun_open po = {WM_TUN_OPEN_PROXY, {"", 0}, {peer, strlen(peer)}};
+            wm_tun_str_copy(field, sizeof(field), o->peer); /* passed on as it came */
+            struct wm_tun_open po = {WM_TUN_OPEN_PROXY, {"", 0}, {field, strlen(field)}};
             bridge_open_stream(b, parent, &po, "parent");
         }
         return;
     }
     struct bufferevent *outer = wm_tun_stream_accept(s);
     if (outer != NULL) {
-        wm_proxy_serve(sv->n->s->proxy_svc, sv->n->w, outer, NULL, 0, NULL);
+        wm_proxy_serve_origin(sv->n->s->proxy_svc, sv->n->w, outer,
+                              pe.srclen > 0 ? (struct sockaddr *)&pe.src : NULL, NULL, 0);
     }
 }
 
 static void carrier_free(struct tcarrier *c)
 {
     struct tserver *sv = c->sv;
+    struct wm_tun_counters k;
 
+    tcenter_unpend(c);
+    if (c->t != NULL) {
+        wm_tun_get_counters(c->t, &k);
+        sv->st.streams += k.streams;
+        sv->st.bytes_in += k.bytes_in;
+        sv->st.bytes_out += k.bytes_out;
+        wm_listen_stats_conn_close(c->stats, k.bytes_in, k.bytes_out);
+    } else {
+        wm_listen_stats_conn_close(c->stats, 0, 0);
+    }
+    wm_listen_stats_unref(c->stats);
     for (size_t i = 0; i < c->nmaps; i++) {
         if (c->maps[i].active && own_port(&c->maps[i])) {
             port_release(sv, c->maps[i].key);
@@ -448,6 +524,8 @@ static void on_closed(struct wm_tun *t, const char *why, void *arg)
 }
 
 static const struct wm_tun_cbs server_cbs = {
+    .identify = tcenter_identify,
+    .authenticated = tcenter_authenticated,
     .ready = on_ready,
     .registered = on_registered,
     .open = on_open,
@@ -455,14 +533,14 @@ static const struct wm_tun_cbs server_cbs = {
 };
 
 void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *peer,
-                            socklen_t plen)
+                            socklen_t plen, struct wm_listen_stats *stats)
 {
     const struct wm_tunnel_settings *s = sv->n->s;
     struct bufferevent *bev;
     struct tcarrier *c;
     struct wm_tun_conf tc;
+    const char *refused;
 
-    (void)plen;
     if (sv->n->draining) {
         close(fd);
         return;
@@ -470,6 +548,11 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     char ps[WM_ADDR_STR_MAX] = "-";
     if (peer != NULL) {
         wm_addr_format(peer, ps, sizeof(ps));
+    }
+    if ((refused = tcenter_refusal(sv, peer)) != NULL) {
+        tcenter_log_refusal(sv, ps, refused);
+        close(fd);
+        return;
     }
     if (s->server_ctx != NULL) {
         bev = wm_tls_wrap(wm_worker_base(sv->n->w), s->server_ctx, fd, true, NULL, ps);
@@ -488,10 +571,19 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
         return;
     }
     c->sv = sv;
-    if (peer != NULL) {
-        wm_addr_format(peer, c->peer, sizeof(c->peer));
+    if (peer != NULL && plen <= sizeof(c->addr)) {
+        memcpy(&c->addr, peer, plen);
+        c->alen = plen;
     }
+    snprintf(c->peer, sizeof(c->peer), "%s", ps);
     snprintf(c->name, sizeof(c->name), "%s", c->peer);
+    c->stats = wm_listen_stats_ref(stats);
+    wm_listen_stats_conn_open(stats);
+    sv->st.accepted++;
+    c->pending = true;
+    if (++sv->npending > sv->pending_peak) {
+        sv->pending_peak = sv->npending;
+    }
     c->next = sv->carriers;
     if (sv->carriers != NULL) {
         sv->carriers->prev = c;
@@ -501,6 +593,7 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.role = WM_TUN_ROLE_SERVER;
     tc.user = s->user;
     tc.pass = s->pass;
+    tc.require_auth = s->nclients > 0;
     tc.ping_ms = s->ping_ms;
     tc.dead_ms = s->dead_ms;
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());
@@ -573,6 +666,7 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
                        socklen_t plen, struct wm_listen_stats *stats)
 {
     char ps[WM_ADDR_STR_MAX] = "-";
+    char field[WM_TUN_PEER_MAX];
     bool proxy = strcmp(key, "@proxy") == 0;
     struct rmap *r = tserver_pick(sv, proxy ? WM_TUN_MODE_PROXY : WM_TUN_MODE_TCP, key);
 
@@ -580,20 +674,30 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
     if (peer != NULL) {
         wm_addr_format(peer, ps, sizeof(ps));
     }
+    if (r == NULL && proxy) {
+        tnode_refuse_proxy(fd, ps, "tunnel-proxy", "no tunnel client serves this proxy port",
+                           stats, true);
+        return;
+    }
     if (r == NULL) {
-        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-%s client=%s target=%s code=%d end=%s",
-               proxy ? "proxy" : "tcp", ps, key, WM_TUN_OPEN_NO_MAPPING, "no-client");
+        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-tcp client=%s target=%s code=%d end=%s",
+               ps, key, WM_TUN_OPEN_NO_MAPPING, "no-client");
         close(fd);
         return;
     }
+    tnode_peer_field(fd, peer, field, sizeof(field));
     struct bridge *b = bridge_new_fd(fd, ps, proxy ? "tunnel-proxy" : "tunnel-tcp", stats,
                                      sv->n->s->idle_timeout_ms);
     if (b == NULL) {
         return;
     }
+    if (proxy) {
+        bridge_answer_failures(b);
+    }
     char target[160];
     snprintf(target, sizeof(target), "%s/%s", r->owner->name, r->name);
-    struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)}, {ps, strlen(ps)}};
+    struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)},
+                            {field, strlen(field)}};
     bridge_open_stream(b, r->owner->t, &o, target);
 }
 
@@ -667,6 +771,7 @@ void tserver_free(struct tserver *sv)
         struct tcarrier *c = sv->carriers;
         c->nmaps = 0; /* ports are released below */
         wm_tun_destroy(c->t);
+        c->t = NULL;
         carrier_free(c);
     }
     while (sv->ports != NULL) {

@@ -47,6 +47,12 @@ struct tcarrier {
     struct tcarrier *prev;
     struct tcarrier *next;
     bool ready;
+    bool pending;            /* not authenticated yet: counts against the caps */
+    bool held;               /* its address is on hold (core/authfail.h) */
+    struct sockaddr_storage addr; /* source address (alen 0: unknown) */
+    socklen_t alen;
+    struct wm_listen_stats *stats; /* the center listener's (referenced) */
+    char user[TUN_NAME_MAX * 4]; /* [[proxy.clients]] name it proved, "" without the table */
     char peer[WM_ADDR_STR_MAX];
     char name[WM_ADDR_STR_MAX];
     struct rmap *maps;
@@ -68,11 +74,28 @@ struct port_svc {
     char key[WM_ADDR_STR_MAX];
 };
 
+/* What the center saw since start (worker 0; /status "center"). */
+struct tcenter_stats {
+    uint64_t accepted;     /* carrier connections taken in */
+    uint64_t auth_ok;
+    uint64_t auth_failed;
+    uint64_t refused_cap;  /* closed at accept: too many unauthenticated carriers */
+    uint64_t refused_hold; /* closed: the address is on hold after failed logins */
+    uint64_t streams;      /* of carriers gone (live ones are added when read) */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+};
+
 struct tserver {
     struct tnode *n;
     struct tcarrier *carriers;
     struct pport *ports;
     size_t rr; /* round robin over group members */
+    size_t npending;      /* carriers not authenticated yet */
+    size_t pending_peak;  /* since it was last 0 (memory given back then) */
+    uint64_t cap_log_ms;  /* last "refused: cap" log line */
+    uint64_t cap_quiet;   /* refusals not logged since */
+    struct tcenter_stats st;
 };
 
 /* A live client's mapping for key (mode tcp/proxy/http/https), balanced
@@ -86,5 +109,18 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
 /* http_map.c: serve a public HTTP(S) connection. Takes fd. */
 void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,
                          socklen_t plen, struct wm_listen_stats *stats);
+
+/* center.c: the gate for carriers. */
+/* The carrier authenticated or went: it no longer counts as pending. */
+void tcenter_unpend(struct tcarrier *c);
+/* wm_tun_cbs identify / authenticated of server carriers (arg: tcarrier). */
+int tcenter_identify(struct wm_tun *t, const struct wm_tun_str *user, const char **pass,
+                     const char **why, void *arg);
+int tcenter_authenticated(struct wm_tun *t, bool ok, const char *why, void *arg);
+/* Why a new carrier from peer is closed at accept ("" when its address is
+ * on hold: not logged again), or NULL to take it. Counts the refusal. */
+const char *tcenter_refusal(struct tserver *sv, const struct sockaddr *peer);
+/* Log a refusal at accept, one line per second at most. */
+void tcenter_log_refusal(struct tserver *sv, const char *peer, const char *why);
 
 #endif

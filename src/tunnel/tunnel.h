@@ -50,6 +50,21 @@ struct wm_tunnel_mapping {
     uint16_t remote_port;   /* tcp: public port on the server (0: none) */
     const char *bind;       /* tcp: public "ip:port" on the server, or NULL */
     const char *group;      /* clients of one group share the mapping, or NULL */
+    int proxy_protocol;     /* PROXY header the client sends the service it dials
+                             * (net/proxyproto.h: 0 off, 1, 2) */
+};
+
+/* A client the server knows ([[proxy.clients]]): how it proves who it is
+ * and what it may register. Lists are patterns/names; absent = nothing. */
+struct wm_tunnel_client {
+    const char *name;             /* the AUTH user name */
+    const char *password;         /* NULL: none (then subject identifies it) */
+    const char *subject;          /* CN its (mutual TLS) certificate must carry, or NULL */
+    const char *const *domains;   /* http/https domains: "app.x.com", "*.x.com", "*" */
+    size_t ndomains;
+    const uint8_t *ports;         /* WM_TUNNEL_PORT_BYTES bitmap of public ports, or NULL */
+    const char *const *groups;    /* groups it may create or join */
+    size_t ngroups;
 };
 
 /*
@@ -74,6 +89,12 @@ struct wm_tunnel_opts {
     /* credentials: carrier authentication (and the streams' proxy, below) */
     const char *username;       /* NULL: none */
     const char *password;
+    /* server: per-client credentials and rights (NULL/0: username/password
+     * above admit any client to everything) */
+    const struct wm_tunnel_client *clients;
+    size_t nclients;
+    int max_unauth;             /* carriers not yet authenticated (0: default) */
+    int max_unauth_per_ip;      /* ... per source address (0: default) */
     /* TLS of the carrier and of public HTTPS */
     bool ts;                    /* client: TLS to the parent */
     bool tc;                    /* server: TLS from children */
@@ -92,6 +113,13 @@ struct wm_tunnel_opts {
     int idle_timeout_ms;        /* streams */
     int ping_ms;                /* carrier heartbeat */
     int dead_ms;                /* carrier declared dead after this silence */
+    /* trust of the carrier's TLS without a CA (net/tlspin.h, README
+     * "Security"); NULL: the defaults */
+    const char *state_dir;          /* server: keeps the key pair made when tc has no
+                                     * cert/key */
+    const char *known_hosts;        /* client: certificates trusted on first use */
+    const char *server_fingerprint; /* client: only this certificate ("SHA256:...") */
+    bool dry_run;                   /* `check`: write nothing to disk */
     /* required: the proxy served on streams (two-level proxy, proxy
      * mappings); its timeouts also serve public HTTP(S) */
     const struct wm_proxy_opts *proxy;

@@ -31,6 +31,12 @@ class Proc:
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
+        if tmp_path:
+            # what a node keeps on disk (its tunnel key pair, known_hosts)
+            # stays in the test's directory, never in the user's home
+            e.pop("STATE_DIRECTORY", None)
+            e["XDG_STATE_HOME"] = os.path.join(str(tmp_path), "xdg-state")
+            e["XDG_CONFIG_HOME"] = os.path.join(str(tmp_path), "xdg-config")
         if env:
             e.update(env)
         self.p = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT, env=e)

@@ -52,6 +52,15 @@ def test_check_reference_config(name, tmp_path):
     path = tmp_path / name
     shutil.copy(os.path.join(REF, name), path)
     code, errs, warns, out, err = check(path)
+    if name == "mapping_client.toml":
+        # its control API listens on 0.0.0.0 without control_token: refused
+        # (anyone could stop or reload the instance); with a token it loads
+        assert code == 1 and len(errs) == 1, err
+        assert errs[0][:3] == (1, 11, "control") and "beyond loopback" in errs[0][3], err
+        path.write_text('control_token = "t"\n' + path.read_text())
+        code, errs, _, out, err = check(path)
+        assert code == 0 and errs == [], err
+        return
     if name != "reverse.toml":
         assert code == 0 and errs == [], err
         assert out == "wmproxy: %s: the configuration is valid\n" % path

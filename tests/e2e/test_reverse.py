@@ -348,6 +348,8 @@ def test_tls_sni_and_https_upstream(wmproxy, tmp_path, origin):
     front = free_port()
     start(wmproxy, tmp_path, """
 [http]
+access_log = "%(tmp)s/tls.log tlsfmt"
+log_format = { tlsfmt = "{host} {ssl_protocol} {ssl_cipher}" }
 [[http.server]]
 bind_ssl = "127.0.0.1:%(t)d"
 up_name = "one.test"
@@ -360,7 +362,7 @@ up_name = "two.test"
 cert = "%(d2)s/server.crt"
 key = "%(d2)s/server.key"
 static_response = "two"
-""" % {"t": tport, "d1": d1, "d2": d2}, name="tls.toml")
+""" % {"t": tport, "d1": d1, "d2": d2, "tmp": tmp_path}, name="tls.toml")
     start(wmproxy, tmp_path, """
 [http]
 [[http.server]]
@@ -387,6 +389,9 @@ proxy_ssl_verify = false
     wait_until(lambda: _can_connect(tport), what="TLS port")
     assert fetch("one.test", d1).endswith(b"one http")
     assert fetch("two.test", d2).endswith(b"two")
+    tls_log = wait_until(lambda: open(str(tmp_path / "tls.log")).read()
+                         if os.path.exists(str(tmp_path / "tls.log")) else "", what="tls log")
+    assert "one.test TLSv1.3 TLS_" in tls_log, tls_log
     wait_serving(front)
     # an https upstream without verification; with verification the
     # certificate is for one.test, which nothing trusts here: 502
@@ -743,3 +748,54 @@ static_response = "fast"
         data = recv_all(s)
         assert data.startswith(b"HTTP/1.1 408"), data[:40]
         s.close()
+
+
+def test_access_and_error_logs_with_every_variable(wmproxy, tmp_path, origin):
+    port = free_port()
+    logs = tmp_path / "logs"
+    os.makedirs(str(logs))
+    p = start(wmproxy, tmp_path, """
+[http]
+access_log = "access main"
+error_log = "errors"
+[http.log_names]
+access = "%(d)s/access.log trace"
+errors = "%(d)s/error.log"
+[http.log_format]
+main = "{d(%%Y)} {client_ip} {method} {url} path={path} query={query} host={host} st={status} up={up_status} body={body_bytes_sent} rt={request_time} urt={up_response_time} ua={addr_is}{up_addr} ref={referer} agent={user_agent} cookie={cookie} tls={ssl_protocol}/{ssl_cipher}"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/dead"
+proxy_url = "http://127.0.0.1:%(dead)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"d": logs, "p": port, "o": origin.port, "dead": free_port()})
+    wait_serving(port, path="/conn")
+    get(port, "/bytes/100?x=1", host="log.test", headers={"Referer": "http://r/",
+                                                          "User-Agent": 'ua"evil',
+                                                          "Cookie": "c=1"})
+    assert get(port, "/dead")[0] == 502
+
+    def line_with(text):
+        try:
+            return [ln for ln in open(str(logs / "access.log")).read().splitlines() if text in ln]
+        except OSError:
+            return []
+    lines = wait_until(lambda: line_with("/bytes/100"), what="access line")
+    ln = lines[-1]
+    year = time.strftime("%Y")
+    assert ln.startswith(year + " 127.0.0.1 GET /bytes/100?x=1 path=/bytes/100 query=x=1 "
+                         "host=log.test st=200 up=200 body=100 rt="), ln
+    assert "urt=0." in ln and "ua={addr_is}127.0.0.1:%d" % origin.port in ln
+    assert 'ref=http://r/ agent=ua?evil cookie=c=1 tls=-/-' in ln
+    err = wait_until(lambda: open(str(logs / "error.log")).read() if os.path.exists(
+        str(logs / "error.log")) else "", what="error line")
+    assert "status:502" in err and "/dead" in err
+    # logrotate: move the file away, SIGUSR1, new lines go to a new file
+    os.rename(str(logs / "access.log"), str(logs / "access.log.1"))
+    p.p.send_signal(__import__("signal").SIGUSR1)
+    assert wait_log(p, "log files reopened")
+    get(port, "/conn")
+    wait_until(lambda: line_with("/conn"), what="line in the reopened file")

@@ -280,12 +280,12 @@ def _raw_attach(center, name=b"raw"):
     import hashlib
     import hmac
     s = connect(int(center.rsplit(":", 1)[1]))
-    s.sendall(b"WMTUN/1\n" + _frame(0x10, bytes([1]) + struct.pack(">I", 65536) + _s16(name)))
+    s.sendall(b"WMTUN/1\n" + _frame(0x10, bytes([2]) + struct.pack(">I", 65536) + _s16(name)))
     typ, ch = _read_frame(s)
-    assert typ == 0x11 and ch[32] == 1
+    assert typ == 0x11 and ch[32] == 1  # flags: credentials, plain carrier (no binding)
     nonce_s, nonce_c = ch[:32], os.urandom(32)
     user, pw = CRED["username"].encode(), CRED["password"].encode()
-    mac = hmac.new(pw, b"wmtun/1 client" + nonce_s + nonce_c + user, hashlib.sha256).digest()
+    mac = hmac.new(pw, b"wmtun/2 client" + nonce_s + nonce_c + user, hashlib.sha256).digest()
     s.sendall(_frame(0x12, nonce_c + _s16(user) + mac))
     typ, res = _read_frame(s)
     assert typ == 0x13 and res[0] == 1, res
@@ -477,7 +477,10 @@ def test_tcp_mappings_default_and_own_port(nodes, echo):
 def test_proxy_mode_mapping(nodes, origin):
     pp = free_port()
     srv = nodes.server(extra={"map_proxy_bind": "127.0.0.1:%d" % pp})
-    nodes.client(srv.center, srv_proc=srv, mappings=[{"name": "inside", "mode": "proxy"}])
+    # the mapping publishes this node's proxy: its loopback (where the test
+    # origin listens) must be allowed explicitly (test_acl.py)
+    nodes.client(srv.center, srv_proc=srv, mappings=[{"name": "inside", "mode": "proxy"}],
+                 extra={"allow_targets": ["127.0.0.1:%d" % origin.port]})
     # the client node parses the proxy protocol (with its credentials)
     r = curl("-x", "http://wm:s3cret@127.0.0.1:%d" % pp, "http://127.0.0.1:%d/bytes/900" % origin.port)
     assert r.returncode == 0 and r.stdout == pattern(900)

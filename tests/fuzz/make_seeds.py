@@ -35,7 +35,7 @@ def code(c, reason, wide=True):
 
 
 PREFACE = b"WMTUN/1\n"
-hello = frame(HELLO, 0, bytes([1]) + struct.pack(">I", 65536) + s(b"fuzz-peer"))
+hello = frame(HELLO, 0, bytes([2]) + struct.pack(">I", 65536) + s(b"fuzz-peer"))
 auth = frame(AUTH, 0, bytes(range(32)) + s(b"") + bytes(32))
 register = frame(REGISTER, 0, struct.pack(">H", 3)
                  + mapping(b"web", 1, b"*.example.com", rules=[(1, "+", b"X-A", b"1"), (0, "-", b"Server", b"")])

@@ -361,6 +361,26 @@ static void test_client_logs_the_servers_alert(void **state)
     log_capture_end();
 }
 
+/* A name OpenSSL refuses (SNI is at most 255 bytes) fails the
+ * connection at once, logged: it never goes on without the name check. */
+static void test_client_refuses_a_name_openssl_refuses(void **state)
+{
+    struct pumps *pp = *state;
+    char host[301];
+
+    memset(host, 'a', 300);
+    host[300] = '\0';
+    log_capture_start();
+    SSL_CTX_set_verify(pp->cctx, SSL_VERIFY_PEER, NULL);
+    struct bufferevent *b = wm_tls_pump_new(base, pp->cctx, pp->sv[1], false, host, "unit-cli");
+    assert_null(b);
+    assert_int_equal(fcntl(pp->sv[1], F_GETFD), -1); /* taken and closed */
+    assert_non_null(strstr(log_text(), "unit-cli: refused: OpenSSL does not take"));
+    assert_non_null(strstr(log_text(), "as the server name (SNI)"));
+    log_capture_end();
+    close(pp->sv[0]);
+}
+
 /* Every state a clean exchange goes through, each way, as logged. */
 static void test_states_of_a_clean_close(void **state)
 {
@@ -495,6 +515,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_gone_during_the_handshake, pumps_setup,
                                         pumps_teardown),
         cmocka_unit_test_setup_teardown(test_tcp_close_without_close_notify, pumps_setup,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_client_refuses_a_name_openssl_refuses, pumps_setup,
                                         pumps_teardown),
     };
 

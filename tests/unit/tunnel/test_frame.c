@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -192,13 +193,13 @@ static int chk_hello(const uint8_t *p, size_t n)
     return r;
 }
 
-/* CHALLENGE: nonce (32), auth_required (1), window (4). */
+/* CHALLENGE: nonce (32), flags (1), window (4). */
 static void build_challenge(struct msg *m, const void *v)
 {
     const struct wm_tun_challenge *c = v;
 
     put(m, c->nonce, WM_TUN_NONCE);
-    put_u8(m, c->auth_required);
+    put_u8(m, c->flags);
     put_u32(m, c->window);
 }
 
@@ -216,7 +217,7 @@ static int chk_challenge(const uint8_t *p, size_t n)
 
     EXPECT(r == 0 || r == -1);
     if (r == 0) {
-        EXPECT(o.auth_required <= 1);
+        EXPECT(o.flags <= (WM_TUN_CH_AUTH | WM_TUN_CH_TLS));
         EXPECT(o.window >= 1024 && o.window <= 0x7fffffffu);
         m.n = 0;
         build_challenge(&m, &o);
@@ -905,7 +906,7 @@ static void test_challenge_table(void **state)
 {
     static const struct {
         int nonce;
-        uint8_t auth_required;
+        uint8_t flags;
         uint32_t window;
         int dec;
     } rows[] = {
@@ -913,7 +914,9 @@ static void test_challenge_table(void **state)
         {1, 1, 256 * 1024, 0},
         {-1, 1, 0x7fffffff, 0},
         {7, 0, 1u << 20, 0},
-        {1, 2, 4096, -1},
+        {1, 2, 4096, 0}, /* TLS */
+        {1, 3, 4096, 0}, /* credentials and TLS */
+        {1, 4, 4096, -1},
         {1, 0xff, 4096, -1},
         {1, 0, 1023, -1},
         {1, 0, 0, -1},
@@ -926,7 +929,7 @@ static void test_challenge_table(void **state)
         struct wm_tun_challenge v;
 
         pattern(v.nonce, sizeof(v.nonce), rows[i].nonce);
-        v.auth_required = rows[i].auth_required;
+        v.flags = rows[i].flags;
         v.window = rows[i].window;
         check_row(&codecs[C_CHALLENGE], i, &v, true, rows[i].dec);
     }
@@ -1646,6 +1649,59 @@ static void test_str_helpers(void **state)
     }
 }
 
+/* The OPEN peer field: "visitor" or "visitor>local", parsed leniently. */
+static void test_peer_field(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *src; /* formatted back, or NULL: unknown */
+        const char *dst;
+    } rows[] = {
+        {"127.0.0.1:5000", "127.0.0.1:5000", NULL},
+        {"[::1]:1", "[::1]:1", NULL},
+        {"127.0.0.1:5000>127.0.0.1:80", "127.0.0.1:5000", "127.0.0.1:80"},
+        {"[2001:db8::1]:65535>[::1]:443", "[2001:db8::1]:65535", "[::1]:443"},
+        {"1.2.3.4:5>", "1.2.3.4:5", NULL},
+        {"1.2.3.4:5>nonsense", "1.2.3.4:5", NULL},
+        {"1.2.3.4:5>6.7.8.9:1>x", "1.2.3.4:5", NULL},
+        {"-", NULL, NULL},
+        {"", NULL, NULL},
+        {">1.2.3.4:5", NULL, NULL},
+        {"stream", NULL, NULL},
+        {"host.example:80", NULL, NULL},
+        {"1.2.3.4", NULL, NULL},
+        {"1.2.3.4:0", NULL, NULL},
+        {"1.2.3.4:5\n", NULL, NULL},
+    };
+    char buf[WM_TUN_PEER_MAX];
+    char a[WM_TUN_PEER_MAX];
+
+    (void)state;
+    at_what = "peer_parse";
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        struct wm_tun_peer pe;
+        struct wm_tun_str in = {rows[i].in, strlen(rows[i].in)};
+        at_row = i;
+        wm_tun_peer_parse(in, &pe);
+        EXPECT((pe.srclen > 0) == (rows[i].src != NULL));
+        EXPECT((pe.dstlen > 0) == (rows[i].dst != NULL));
+        if (rows[i].src != NULL) {
+            wm_tun_peer_format(buf, sizeof(buf), (struct sockaddr *)&pe.src,
+                               pe.dstlen > 0 ? (struct sockaddr *)&pe.dst : NULL);
+            snprintf(a, sizeof(a), rows[i].dst ? "%s>%s" : "%s", rows[i].src, rows[i].dst);
+            EXPECT(strcmp(buf, a) == 0);
+        }
+    }
+    assert_string_equal(wm_tun_peer_format(buf, sizeof(buf), NULL, NULL), "-");
+    /* the longest form fits */
+    struct wm_tun_peer pe;
+    const char *lng = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535>"
+                      "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535";
+    wm_tun_peer_parse((struct wm_tun_str){lng, strlen(lng)}, &pe);
+    wm_tun_peer_format(buf, sizeof(buf), (struct sockaddr *)&pe.src, (struct sockaddr *)&pe.dst);
+    assert_string_equal(buf, lng);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1693,6 +1749,7 @@ int main(void)
         cmocka_unit_test(test_fuzz_random),
         cmocka_unit_test(test_fuzz_mutate),
         cmocka_unit_test(test_str_helpers),
+        cmocka_unit_test(test_peer_field),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,7 +2,9 @@
  * tests/unit/tunnel/test_mux.c - tunnel/mux.h: wm_tun_mac(), the handshake
  * HMAC of docs/tunnel.md:
  *
- *   mac = HMAC-SHA-256(password, label || n1 || n2 || user)
+ *   mac = HMAC-SHA-256(password, label || n1 || n2 || binding || user)
+ *
+ * binding: the TLS exporter value of the carrier (empty on plain ones).
  *
  * Known answers were computed outside this project (Python's hmac module)
  * and are also recomputed here with OpenSSL's one-shot HMAC(). Nonces, user
@@ -61,7 +63,7 @@ static void mac(const char *pass, const char *label, const uint8_t *n1, const ui
     uint8_t *o = malloc(WM_TUN_MAC);
 
     assert_non_null(o);
-    wm_tun_mac(pass, label, a, b, (const char *)u, ulen, o);
+    wm_tun_mac(pass, label, a, b, NULL, 0, (const char *)u, ulen, o);
     memcpy(out, o, WM_TUN_MAC);
     free(o);
     free(u);
@@ -245,12 +247,60 @@ static void test_mac_sensitivity(void **state)
     free(b1);
 }
 
+/* With a channel binding (v2): known answers, and every binding byte
+ * counts, so a relay with another TLS session computes another MAC. */
+static void test_mac_binding(void **state)
+{
+    static const struct {
+        const char *label;
+        int n1;
+        int n2;
+        const char *hex;
+    } rows[] = {
+        {"wmtun/2 client", 0x00, 0x20,
+         "be956caec7fa0f6c212867ae998f526ce4a13ae3c8ecbeeb1a7e6afbd7f15d64"},
+        {"wmtun/2 server", 0x20, 0x00,
+         "6f66a750e8537c2ea2d80d34989fbc9e5caca6b7e0762515a2cd686fb81f8891"},
+    };
+    uint8_t *bind = nonce_new(0x80);
+    uint8_t *user = dup_exact("alice", 5);
+
+    (void)state;
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        uint8_t *n1 = nonce_new(rows[i].n1);
+        uint8_t *n2 = nonce_new(rows[i].n2);
+        uint8_t want[WM_TUN_MAC];
+        uint8_t got[WM_TUN_MAC];
+        uint8_t plain[WM_TUN_MAC];
+
+        hex(rows[i].hex, want);
+        wm_tun_mac("s3cret", rows[i].label, n1, n2, bind, WM_TUN_BINDING, (const char *)user, 5,
+                   got);
+        assert_memory_equal(got, want, WM_TUN_MAC);
+        wm_tun_mac("s3cret", rows[i].label, n1, n2, NULL, 0, (const char *)user, 5, plain);
+        assert_memory_not_equal(got, plain, WM_TUN_MAC);
+        for (size_t k = 0; k < WM_TUN_BINDING; k += 31) {
+            uint8_t other[WM_TUN_MAC];
+            bind[k] ^= 1;
+            wm_tun_mac("s3cret", rows[i].label, n1, n2, bind, WM_TUN_BINDING,
+                       (const char *)user, 5, other);
+            bind[k] ^= 1;
+            assert_memory_not_equal(got, other, WM_TUN_MAC);
+        }
+        free(n2);
+        free(n1);
+    }
+    free(user);
+    free(bind);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mac_known_answer),
         cmocka_unit_test(test_mac_deterministic),
         cmocka_unit_test(test_mac_sensitivity),
+        cmocka_unit_test(test_mac_binding),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
