@@ -51,14 +51,14 @@ int rv_pattern_compile(struct rv_pattern *p, const char *text, struct wm_arena *
                        size_t cap)
 {
     memset(p, 0, sizeof(*p));
-    p->text = text;
+    p->text = text != NULL ? wm_arena_strdup(a, text) : NULL; /* the config may go */
     if (text == NULL || text[0] == '\0' || strcmp(text, "*") == 0 || strcmp(text, "/*") == 0) {
         p->kind = RV_PAT_ANY;
         return 0;
     }
     if (text[0] == '=') {
         p->kind = RV_PAT_EXACT;
-        p->text = text + 1;
+        p->text = p->text + 1;
         return 0;
     }
     if (looks_regex(text)) {

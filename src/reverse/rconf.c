@@ -228,7 +228,7 @@ static int rule_compile(struct build *b, struct rv_location *l, const struct wm_
     }
     if (cr->path != NULL && cr->path[0] == '@' && path == NULL) {
         l->path.kind = RV_PAT_NEVER; /* as wmproxy: it never matches */
-        l->path.text = cr->path;
+        l->path.text = wm_arena_strdup(b->r->arena, cr->path);
     } else if (rv_pattern_compile(&l->path, path, b->r->arena, msg, sizeof(msg)) < 0) {
         return rconf_fail(b, k, "%s%s", msg, "");
     }
@@ -265,7 +265,10 @@ static int location_rules(struct build *b, struct rv_location *l, const struct l
     for (size_t i = lv->n; i-- > 0;) {
         for (size_t k = 0; k < lv->v[i]->nheaders; k++) {
             const struct wm_conf_header *h = &lv->v[i]->headers[k];
-            l->rules[l->nrules++] = (struct wm_hfwd_rule){h->request, h->op, h->name, h->value};
+            /* copies: the settings outlive the loaded config */
+            l->rules[l->nrules++] = (struct wm_hfwd_rule){
+                h->request, h->op, wm_arena_strdup(b->r->arena, h->name),
+                h->value != NULL ? wm_arena_strdup(b->r->arena, h->value) : NULL};
         }
     }
     for (size_t d = 0; d < sizeof(dflt) / sizeof(dflt[0]); d++) {
@@ -351,7 +354,7 @@ static int location_handler(struct build *b, struct rv_location *l, bool files,
     }
     if (static_body != NULL) {
         l->handler = RV_H_STATIC;
-        l->static_body = static_body;
+        l->static_body = wm_arena_strdup(b->r->arena, static_body);
         return 0;
     }
     if (url == NULL) {

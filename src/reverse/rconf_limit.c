@@ -89,7 +89,7 @@ int rconf_zones(struct build *b)
         if (r->zones[i] == NULL) {
             return rconf_fail(b, key, "out of memory%s%s", "", "");
         }
-        r->zone_names[i] = h->limit_req_zone[i].key;
+        r->zone_names[i] = wm_arena_strdup(r->arena, h->limit_req_zone[i].key);
         r->zone_keys[i] = keyt;
         r->nzones++;
     }

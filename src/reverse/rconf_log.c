@@ -131,6 +131,9 @@ static struct rv_alog *alog_of(struct build *b, const char *spec, bool access,
     for (size_t i = 0; access && i < n && a->format == NULL; i++) {
         a->format = kv_find(lv[i]->log_format, lv[i]->nlog_format, fmt[0] ? fmt : "main");
     }
+    if (access && a->format != NULL) {
+        a->format = wm_arena_strdup(b->r->arena, a->format); /* the config may go */
+    }
     if (access && a->format == NULL) {
         if (fmt[0] != '\0' && strcmp(fmt, "main") != 0) {
             rconf_fail(b, key, "format \"%s\" is no entry of log_format%s", fmt, "");

@@ -799,3 +799,63 @@ proxy_url = "http://127.0.0.1:%(o)d"
     assert wait_log(p, "log files reopened")
     get(port, "/conn")
     wait_until(lambda: line_with("/conn"), what="line in the reopened file")
+
+
+def test_reload_under_load_fails_no_request(wmproxy, tmp_path, origin):
+    import threading
+    port, cport = free_port(), free_port()
+    text = """
+[http]
+[[http.upstream]]
+name = "o"
+server = [{ addr = "127.0.0.1:%(o)d", weight = %(w)d }]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://o"
+headers = ["+ X-Gen %(w)d"]
+"""
+    start(wmproxy, tmp_path, text % {"o": origin.port, "p": port, "w": 1}, cport=cport)
+    wait_serving(port, path="/conn")
+    stop = threading.Event()
+    results = {"ok": 0, "bad": []}
+
+    def load():
+        while not stop.is_set():
+            try:
+                s = connect(port)
+                for _ in range(5):  # keep-alive requests across the reloads
+                    s.sendall(b"GET /bytes/2000 HTTP/1.1\r\nHost: a\r\n\r\n")
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        d = s.recv(1)
+                        if not d:
+                            raise OSError("closed")
+                        head += d
+                    body = b""
+                    while len(body) < 2000:
+                        d = s.recv(2000 - len(body))
+                        if not d:
+                            raise OSError("closed mid-body")
+                        body += d
+                    if b" 200 " not in head.split(b"\r\n")[0]:
+                        raise OSError(head[:40])
+                    results["ok"] += 1
+                s.close()
+            except OSError as e:
+                results["bad"].append(str(e))
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for w in range(2, 6):
+            write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport +
+                  text % {"o": origin.port, "p": port, "w": w})
+            assert api(cport, "POST", "/reload")[0] == 200
+            wait_until(lambda: get(port, "/conn")[1].get("x-gen") == str(w), what="gen %d" % w)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert results["bad"] == [] and results["ok"] > 50, (results["ok"], results["bad"][:5])
