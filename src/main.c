@@ -309,7 +309,9 @@ static int cmd_reverse(int argc, char **argv)
     if (wm_app_reverse_text(&o) < 0) {
         return 1;
     }
-    return wm_app_run(&o);
+    rc = wm_app_run(&o);
+    free((char *)o.config_text);
+    return rc;
 }
 
 static int cmd_run(int argc, char **argv)
