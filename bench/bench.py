@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """wmproxy benchmark harness: forward-proxy benchmarks against tinyproxy,
-dante, microsocks, nginx and haproxy, and tunnel benchmarks against ssh -L
-and stunnel, all on 127.0.0.1 in one run.
+dante, microsocks, nginx and haproxy, tunnel benchmarks against ssh -L
+and stunnel, and reverse-proxy benchmarks against nginx proxy_pass and
+haproxy, all on 127.0.0.1 in one run.
 
     /usr/bin/python3 bench/bench.py --bin build/wmproxy [--only http,bulk] [--quick]
 
@@ -22,7 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import proc, sec_bulk, sec_connrate, sec_http, sec_rss, sec_tunnel  # noqa: E402
+from lib import (proc, sec_bulk, sec_connrate, sec_http, sec_reverse,  # noqa: E402
+                 sec_rss, sec_tunnel)
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
 SECTIONS = [
@@ -32,6 +34,8 @@ SECTIONS = [
     ("rss", "RSS per 1,000 idle tunnels", sec_rss.run),
     ("tunnel", "tunnel: bulk vs ssh -L / stunnel, latency at fixed rates, "
      "idle-stream RSS", sec_tunnel.run),
+    ("reverse", "reverse proxy: req/s, latency, CPU per request vs nginx / "
+     "haproxy, idle keep-alive client RSS", sec_reverse.run),
 ]
 
 ANCHOR_PKGS = ["wrk", "curl", "nginx", "tinyproxy", "dante-server", "microsocks",

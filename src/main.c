@@ -97,6 +97,22 @@ static const struct wm_cli_opt proxy_opts[] = {
     {.type = WM_CLI_END},
 };
 
+/* `wmproxy reverse-proxy`: one upstream behind one listener. */
+static const struct wm_cli_opt reverse_opts[] = {
+    {ROW(WM_CLI_STR, "from", 'f', AOFF(rev.from)), .arg = "ADDR",
+     .help = "listen here (default 127.0.0.1:8869; lists and ranges as bind_addr)"},
+    {ROW(WM_CLI_STR, "to", 't', AOFF(rev.to)), .arg = "HOST:PORT",
+     .help = "the upstream server (required)"},
+    {ROW(WM_CLI_LIST, "header", 'H', AOFF(rev.headers)), .arg = "RULE",
+     .help = "a header rule, as in headers = [...] (repeat)"},
+    {ROW(WM_CLI_TRUE, "tls", 0, AOFF(rev.tls)),
+     .help = "https to the upstream (its certificate is verified)"},
+    {ROW(WM_CLI_TRUE, "ws", 0, AOFF(rev.ws)), .help = "a WebSocket upstream (is_ws)"},
+    {ROW(WM_CLI_STR, "access-log", 0, AOFF(rev.access_log)), .arg = "\"PATH [LEVEL]\"",
+     .help = "\nalso write access lines (wmproxy's main format) to PATH"},
+    {.type = WM_CLI_END},
+};
+
 /* `wmproxy run`: the file. */
 static const struct wm_cli_opt run_opts[] = {
     {ROW(WM_CLI_STR, "config", 'c', AOFF(config)), .arg = "FILE",
@@ -165,6 +181,7 @@ static const struct wm_cli_opt remote_opts[] = {
 
 static const struct wm_cli_opt *const proxy_tables[] = {proxy_opts, common_opts, NULL};
 static const struct wm_cli_opt *const run_tables[] = {run_opts, common_opts, NULL};
+static const struct wm_cli_opt *const reverse_tables[] = {reverse_opts, common_opts, NULL};
 static const struct wm_cli_opt *const check_tables[] = {check_opts, NULL};
 static const struct wm_cli_opt *const remote_tables[] = {remote_opts, NULL};
 
@@ -180,6 +197,14 @@ static const struct wm_cli_cmd run_cmd = {
     .head = "usage: wmproxy run -c FILE [options]\n\n"
             "Run everything FILE describes (TOML, or YAML for .yaml/.yml). SIGHUP or\n"
             "`wmproxy reload` re-reads it without dropping connections.\n\n",
+    .col = 28,
+};
+
+static const struct wm_cli_cmd reverse_cmd = {
+    .tables = reverse_tables,
+    .head = "usage: wmproxy reverse-proxy -t HOST:PORT [-f ADDR] [-H RULE]... [options]\n\n"
+            "Serve ADDR as a reverse proxy of one upstream server (as [http] with one\n"
+            "server and one location; see README).\n\n",
     .col = 28,
 };
 
@@ -213,13 +238,14 @@ static void usage_main(FILE *f)
             "wmproxy %s - HTTP/HTTPS/SOCKS5 proxy, reverse proxy, tunnel\n\n"
             "usage: wmproxy <command> [options]\n\n"
             "commands:\n"
-            "  proxy     run a forward proxy from flags (HTTP, CONNECT, SOCKS5 on one port)\n"
-            "  run       run everything a config file describes (-c FILE); alias: config\n"
-            "  check     validate a config file (-c FILE) and list every error\n"
-            "  reload    ask the running instance to reload its config (-c FILE | -u URL)\n"
-            "  stop      ask the running instance to stop gracefully (-c FILE | -u URL)\n"
-            "  gen-cert  make a private CA and server/client certificates for a TLS tunnel\n"
-            "  version   print the version\n"
+            "  proxy          run a forward proxy from flags (HTTP, CONNECT, SOCKS5 on one port)\n"
+            "  run            run everything a config file describes (-c FILE); alias: config\n"
+            "  check          validate a config file (-c FILE) and list every error\n"
+            "  reload         ask the running instance to reload its config (-c FILE | -u URL)\n"
+            "  stop           ask the running instance to stop gracefully (-c FILE | -u URL)\n"
+            "  reverse-proxy  serve one upstream server as a reverse proxy (-f ADDR -t ADDR)\n"
+            "  gen-cert       make a private CA and server/client certificates for a TLS tunnel\n"
+            "  version        print the version\n"
             "\n'wmproxy <command> --help' describes a command's options.\n",
             WM_VERSION);
 }
@@ -260,6 +286,32 @@ static int cmd_proxy(int argc, char **argv)
         return 2;
     }
     return wm_app_run(&o);
+}
+
+static int cmd_reverse(int argc, char **argv)
+{
+    struct wm_app_opts o;
+    int next;
+    int rc;
+
+    wm_app_opts_default(&o);
+    o.rev.from = "127.0.0.1:8869";
+    if ((rc = parse(&reverse_cmd, argc, argv, &o, &next)) >= 0) {
+        return rc;
+    }
+    if (next < argc || o.rev.to == NULL) {
+        fprintf(stderr, next < argc ? "wmproxy: unexpected argument \"%s\"\n"
+                                    : "wmproxy: reverse-proxy needs --to HOST:PORT%s\n",
+                next < argc ? argv[next] : "");
+        wm_cli_usage(&reverse_cmd, stderr);
+        return 2;
+    }
+    if (wm_app_reverse_text(&o) < 0) {
+        return 1;
+    }
+    rc = wm_app_run(&o);
+    free((char *)o.config_text);
+    return rc;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -324,6 +376,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "proxy") == 0) {
         return cmd_proxy(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "reverse-proxy") == 0) {
+        return cmd_reverse(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "config") == 0) {
         return cmd_run(argc - 1, argv + 1);

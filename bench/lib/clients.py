@@ -76,7 +76,8 @@ def wrk(ctx, port, path, host, secs, threads=2, conns=64, min_body=0,
                            % (per_req, min_body))
     secs_run = s["duration_us"] / 1e6
     return {"rps": s["requests"] / secs_run, "p50_ms": s["p50_us"] / 1000.0,
-            "p99_ms": s["p99_us"] / 1000.0, "read_errors": s["read"]}
+            "p99_ms": s["p99_us"] / 1000.0, "read_errors": s["read"],
+            "requests": s["requests"]}
 
 
 # --- curl -----------------------------------------------------------------------
@@ -193,7 +194,40 @@ def open_plain(proxy_port, host, port, timeout=5.0):
     return socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
 
 
-OPENERS = {"socks5": open_socks5, "connect": open_connect, "tcp": open_plain}
+def open_http_keepalive(proxy_port, host, port, timeout=5.0, path="/1k"):
+    """A keep-alive client of a reverse proxy: one `GET path` with
+    `Host: host:port`, read the whole response (Content-Length body), then
+    keep the connection open and idle."""
+    s = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+    try:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n"
+                   % (path, host, port)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("EOF in response head: %r" % buf[:80])
+            buf += chunk
+            if len(buf) > 65536:
+                raise ConnectionError("response head too long")
+        head, body = buf.split(b"\r\n\r\n", 1)
+        if not re.match(rb"HTTP/1\.1 200", head):
+            raise ConnectionError("response %r" % head.split(b"\r\n", 1)[0][:80])
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if not m or re.search(rb"(?im)^connection:\s*close", head):
+            raise ConnectionError("response without Content-Length or with "
+                                  "Connection: close")
+        left = int(m.group(1)) - len(body)
+        if left > 0:
+            _recv_exact(s, left)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+OPENERS = {"socks5": open_socks5, "connect": open_connect, "tcp": open_plain,
+           "http-ka": open_http_keepalive}
 
 
 def open_tunnels(kind, proxy_port, host, port, n, deadline_secs=60.0):

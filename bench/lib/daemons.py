@@ -33,13 +33,16 @@ def _dir(ctx, name):
 
 # --- content ------------------------------------------------------------------
 def www(ctx, big=False):
-    """Docroot with /1k (1024 bytes), /tiny (16 bytes) and, if big, /big
-    (ctx.big_bytes, a regular file of real data blocks, written once)."""
+    """Docroot with /1k (1024 bytes), /100k (102400 bytes), /tiny (16 bytes)
+    and, if big, /big (ctx.big_bytes, a regular file of real data blocks,
+    written once)."""
     d = _dir(ctx, "www")
     p = os.path.join(d, "1k")
     if not os.path.exists(p):
         with open(p, "wb") as f:
             f.write((b"0123456789abcdef" * 64)[:1023] + b"\n")
+        with open(os.path.join(d, "100k"), "wb") as f:
+            f.write((b"0123456789abcdef" * 6400)[:102399] + b"\n")
         with open(os.path.join(d, "tiny"), "wb") as f:
             f.write(TINY_BODY)
     big_path = os.path.join(d, "big")
@@ -192,6 +195,60 @@ backend be
 """ % (port, backend_port)
     path = _write(os.path.join(d, "haproxy.cfg"), conf)
     p = Proc("haproxy", ["haproxy", "-db", "-f", path], ctx.logdir, port=port)
+    p.conf = conf
+    return p.start()
+
+
+def haproxy_http(ctx, backend_port, threads=1):
+    """HTTP reverse proxy with server-side connection reuse (reverse section):
+    `mode http`, `http-reuse always`, `nbthread threads`, no logging."""
+    d = _dir(ctx, "haproxy-http")
+    port = free_port()
+    conf = """global
+    maxconn 8000
+    nbthread %d
+defaults
+    mode http
+    http-reuse always
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+    timeout http-request 60s
+    timeout http-keep-alive 10m
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+backend be
+    server s1 127.0.0.1:%d
+""" % (threads, port, backend_port)
+    path = _write(os.path.join(d, "haproxy.cfg"), conf)
+    p = Proc("haproxy-http", ["haproxy", "-db", "-f", path], ctx.logdir, port=port)
+    p.conf = conf
+    return p.start()
+
+
+def ours_reverse(ctx, upstream_port, workers=1, keepalive=None, name="rev-ours"):
+    """Our reverse proxy: `wmproxy run -c rev.toml --disable-stdout` with one
+    [[http.upstream]] (the origin) and one [[http.server]] proxying to it.
+    workers: the `workers` key (0 omits it: one per core); keepalive: the
+    upstream's idle pool per server and worker (None: our default)."""
+    ours = ctx.ours_bin()
+    d = _dir(ctx, name)
+    port = free_port()
+    lines = []
+    if workers:
+        lines.append("workers = %d" % workers)
+    lines += ["disable_control = true", "[http]", "[[http.upstream]]",
+              'name = "origin"',
+              'server = [{ addr = "127.0.0.1:%d" }]' % upstream_port]
+    if keepalive is not None:
+        lines.append("keepalive = %d" % keepalive)
+    lines += ["[[http.server]]", 'bind_addr = "127.0.0.1:%d"' % port,
+              'proxy_url = "http://origin"']
+    conf = "\n".join(lines) + "\n"
+    path = _write(os.path.join(d, "rev.toml"), conf)
+    p = Proc(name, [ours, "run", "-c", path, "--disable-stdout"], ctx.logdir,
+             port=port, cwd=d)
     p.conf = conf
     return p.start()
 

@@ -40,6 +40,7 @@
 #include "net/addr.h"
 #include "net/lset.h"
 #include "net/tlspump.h"
+#include "reverse/rev.h"
 #include "tunnel/tunnel.h"
 
 static const char *const secret_keys[] = {"password", "control_token", NULL};
@@ -50,6 +51,7 @@ struct app {
     struct event *sig_int;
     struct event *sig_term;
     struct event *sig_hup;
+    struct event *sig_usr1;
     bool stopping;
     bool stopping_now;         /* a second stop signal came: no grace */
     int grace_ms;
@@ -176,7 +178,10 @@ static int load(struct app *a, struct wm_conf **conf, struct wm_app_services *sv
     struct wm_conf_diags d;
 
     wm_err_clear(err);
-    if (wm_conf_load(a->o->config, true, conf, &d) < 0) {
+    if ((a->o->config_text != NULL
+             ? wm_conf_load_text(a->o->config_name, a->o->config_text,
+                                 strlen(a->o->config_text), true, conf, &d)
+             : wm_conf_load(a->o->config, true, conf, &d)) < 0) {
         log_diags(&d);
         wm_conf_diags_errors(&d, err);
         wm_conf_diags_free(&d);
@@ -216,6 +221,7 @@ static void worker_exit(struct wm_worker *w, void *arg)
     uint64_t one = 1;
 
     wm_tunnel_worker_exit(w, NULL);
+    wm_rev_worker_exit();
     wm_tls_pump_free_all();
     if (write(a->done_fd, &one, sizeof(one)) < 0) {
         /* cannot fail on an eventfd short of overflow */
@@ -341,6 +347,7 @@ static void mask_signals(int how)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(how, &set, NULL);
 }
 
@@ -350,6 +357,17 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     struct wm_err err;
 
     (void)what;
+    if (sig == SIGUSR1) {
+        /* logrotate: the files were moved; write to new ones */
+        const char *lf = a->o->log_file[0] ? a->o->log_file
+                                           : (a->conf != NULL ? a->conf->log_file : NULL);
+        if (lf != NULL && wm_log_open_file(lf) < 0) {
+            wm_log(WM_LOG_ERROR, 0, "SIGUSR1: cannot reopen %s", lf);
+        }
+        wm_rev_logs_reopen();
+        wm_log(WM_LOG_INFO, 0, "SIGUSR1: log files reopened");
+        return;
+    }
     if (sig == SIGHUP) {
         wm_log(WM_LOG_INFO, 0, "SIGHUP: reloading");
         if (reload(a, &err) < 0 && a->o->config == NULL) {
@@ -486,7 +504,7 @@ static int start_services(struct app *a, struct wm_err *err)
 {
     const struct wm_app_opts *o = a->o;
 
-    if (o->config == NULL) {
+    if (o->config == NULL && o->config_text == NULL) {
         if (wm_app_services_from_flags(o, &a->svcs, err) < 0) {
             return -1;
         }
@@ -553,6 +571,8 @@ static int open_process(struct app *a, struct wm_err *err)
     a->sig_int = evsignal_new(a->base, SIGINT, signal_cb, a);
     a->sig_term = evsignal_new(a->base, SIGTERM, signal_cb, a);
     a->sig_hup = evsignal_new(a->base, SIGHUP, signal_cb, a);
+    a->sig_usr1 = evsignal_new(a->base, SIGUSR1, signal_cb, a);
+    evsignal_add(a->sig_usr1, NULL);
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_term, NULL);
     evsignal_add(a->sig_hup, NULL);
@@ -567,6 +587,7 @@ static void close_process(struct app *a)
         event_free(a->sig_int);
         event_free(a->sig_term);
         event_free(a->sig_hup);
+        event_free(a->sig_usr1);
     }
     if (a->done_ev != NULL) {
         event_free(a->done_ev);
@@ -622,6 +643,7 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
         wm_app_report(notify, false, "cannot start worker threads");
         goto free_conf;
     }
+    wm_rev_checker_start();
     if (open_process(&a, &err) < 0) {
         report_err(notify, &err);
         wm_control_stop();

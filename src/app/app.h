@@ -19,6 +19,10 @@
  * the value, so it wins over the config file (and over reloads). */
 struct wm_app_opts {
     const char *config; /* run from this file; NULL: from the flags below */
+    /* Or from this text, built from the flags of `reverse-proxy` (named
+     * config_name in messages); not reloadable. */
+    const char *config_text;
+    const char *config_name;
 
     char control[64];
     bool control_set;
@@ -42,6 +46,16 @@ struct wm_app_opts {
     /* Flags mode (`wmproxy proxy`): the [proxy] section the flags describe
      * (strings point into argv). */
     struct wm_conf_proxy proxy;
+
+    /* `wmproxy reverse-proxy` (strings point into argv). */
+    struct {
+        const char *from;
+        const char *to;
+        struct wm_cli_list headers;
+        bool tls;
+        bool ws;
+        const char *access_log;
+    } rev;
     /* its rules (--deny-target ...), pointed to by proxy's lists */
     struct wm_cli_list deny_targets;
     struct wm_cli_list allow_targets;
@@ -58,6 +72,11 @@ int wm_app_opts_rules(struct wm_app_opts *o);
 /* Run until stopped. Returns the process exit code (0 clean stop, 1 start
  * failure). */
 int wm_app_run(struct wm_app_opts *o);
+
+/* `wmproxy reverse-proxy`: the [http] section its flags describe, as
+ * config text in o->config_text (malloc'd; lives as long as the process).
+ * 0, or -1 with a message on stderr. */
+int wm_app_reverse_text(struct wm_app_opts *o);
 
 /* `wmproxy check -c FILE`: print every diagnostic; 0 valid, 1 not. */
 int wm_app_check(const char *path);

@@ -224,6 +224,15 @@ int wm_app_check(const char *path)
             r = -1;
         }
     }
+    if (r == 0 && c->http != NULL) {
+        struct wm_err e;
+        char msg[1024];
+        if (wm_app_http_check(c, &e) < 0) {
+            fprintf(stderr, "%s: %s\n", path, wm_err_format(&e, msg, sizeof(msg)));
+            d.nerrors++;
+            r = -1;
+        }
+    }
     if (r < 0) {
         fprintf(stderr, "wmproxy: %s: %zu error(s); the configuration is not valid\n", path,
                 d.nerrors);

@@ -14,6 +14,7 @@
 #include "net/acl.h"
 #include "net/addr.h"
 #include "proxy/proxy.h"
+#include "reverse/rev.h"
 #include "tunnel/tunnel.h"
 
 _Static_assert(WM_PORT_BITS_BYTES == WM_TUNNEL_PORT_BYTES, "allow_ports bitmaps agree");
@@ -370,10 +371,59 @@ static int from_section(const struct wm_conf_proxy *p, struct wm_app_services *o
     return 0;
 }
 
+/* The reverse proxy's listeners of [http], added to out. */
+static int from_http(const struct wm_conf *c, struct wm_app_services *out, struct wm_err *err)
+{
+    struct wm_rev *r;
+    char msg[WM_ERR_MSG_MAX];
+
+    if (c->http == NULL) {
+        return 0;
+    }
+    if (wm_rev_prepare(c->http, NULL, &r, err) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < wm_rev_nlisten(r); i++) {
+        bool tls;
+        const char *addr = wm_rev_listen_addr(r, i, &tls);
+        struct wm_service *svc = wm_rev_service_new(r, i);
+        for (size_t k = 0; k < out->n; k++) {
+            if (strcmp(out->specs[k].addr, addr) == 0) {
+                wm_service_unref(svc);
+                wm_rev_unref(r);
+                return wm_err_set(err, NULL, 0, 0, "http",
+                                  "%s is used by [http] and by another section", addr);
+            }
+        }
+        if (svc == NULL || add(out, addr, svc, false, msg, sizeof(msg)) < 0) {
+            wm_rev_unref(r);
+            return wm_err_set(err, NULL, 0, 0, "http", "out of memory");
+        }
+    }
+    wm_rev_unref(r); /* the services hold it */
+    return 0;
+}
+
+int wm_app_http_check(const struct wm_conf *c, struct wm_err *err)
+{
+    struct wm_rev *r = NULL;
+    int rc = c->http != NULL ? wm_rev_prepare(c->http, NULL, &r, err) : 0;
+
+    wm_rev_unref(r);
+    return rc;
+}
+
 int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out,
                               struct wm_err *err)
 {
-    return from_section(c->proxy, out, err);
+    if (from_section(c->proxy, out, err) < 0) {
+        return -1;
+    }
+    if (from_http(c, out, err) < 0) {
+        wm_app_services_free(out);
+        return -1;
+    }
+    return 0;
 }
 
 int wm_app_services_from_flags(const struct wm_app_opts *o, struct wm_app_services *out,

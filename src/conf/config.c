@@ -454,8 +454,7 @@ static const struct wm_ckey top_keys[] = {
     {.name = "grace", .kind = WM_CK_DURATION, .off = COFF(grace_ms), .min = 0,
      .max = 3600000},
     {.name = "proxy", .kind = WM_CK_TABLE, .off = COFF(proxy), .sub = &proxy_schema},
-    {.name = "http", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_http_schema,
-     .flags = WM_CKF_INACTIVE, .feature = "reverse proxy"},
+    {.name = "http", .kind = WM_CK_TABLE, .off = COFF(http), .sub = &wm_conf_http_schema},
     {.name = "stream", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_stream_schema,
      .flags = WM_CKF_INACTIVE, .feature = "L4 forwarding"},
     /* wmproxy 0.1 layout: the proxy's bind_addr at the top, and [reverse]. */

@@ -20,6 +20,7 @@
 
 struct wm_arena;
 struct wm_cval;
+struct wm_conf_http;
 
 /* [[proxy.mappings]]: a service inside the private network. */
 /* Longest mapping name / group name (bytes), and domain (a DNS name). */
@@ -126,6 +127,7 @@ struct wm_conf {
     int64_t workers;        /* 0: number of cores */
     uint64_t grace_ms;
     struct wm_conf_proxy *proxy; /* NULL without [proxy] */
+    struct wm_conf_http *http;   /* NULL without [http] (conf/config_http.h) */
     const char *legacy_bind;     /* top-level bind_addr (wmproxy 0.1 layout) */
     bool has_http;
     bool has_stream;

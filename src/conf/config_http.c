@@ -6,76 +6,152 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stddef.h>
+
+#include "conf/config_http.h"
 #include "conf/config_int.h"
 #include "conf/cval.h"
+#include "core/arena.h"
+#include "net/addr.h"
 
 #define NS WM_CK_NOSTORE
 
-static const char *const lb_methods[] = {"round_robin", "weight", "random", "ip_hash",
-                                         "least_conn", NULL};
+static const char *const lb_methods[] = {"weight", "round_robin", "least_conn", "ip_hash",
+                                         "random", NULL};
 static const char *const stream_modes[] = {"tcp", "udp", "tcp2ws", "tcp2wss", "ws2tcp",
                                            "wss2tcp", NULL};
 static const char *const upstream_binds[] = {"tcp", "udp", NULL};
 
+/* ---- upstreams (stored for [http], checked only for [stream]) ---- */
+
+#define SOFF(f) offsetof(struct wm_conf_upserver, f)
 static const struct wm_ckey upstream_server_keys[] = {
-    {.name = "addr", .kind = WM_CK_HOSTPORT, .off = NS, .flags = WM_CKF_REQUIRED},
-    {.name = "weight", .kind = WM_CK_INT, .off = NS, .min = 1, .max = 10000},
-    {.name = "fail_timeout", .kind = WM_CK_DURATION, .off = NS},
-    {.name = "max_fails", .kind = WM_CK_INT, .off = NS, .min = 0, .max = 1000000},
-    {.name = "backup", .kind = WM_CK_BOOL, .off = NS},
+    {.name = "addr", .kind = WM_CK_HOSTPORT, .off = SOFF(addr), .flags = WM_CKF_REQUIRED},
+    {.name = "weight", .kind = WM_CK_INT, .off = SOFF(weight), .min = 1, .max = 10000},
+    {.name = "fail_timeout", .kind = WM_CK_DURATION, .off = SOFF(fail_timeout_ms), .min = 1,
+     .max = 86400000},
+    {.name = "fall_times", .kind = WM_CK_INT, .off = SOFF(fall_times), .min = 1, .max = 1000,
+     .alias = "max_fails"},
+    {.name = "rise_times", .kind = WM_CK_INT, .off = SOFF(rise_times), .min = 1, .max = 1000},
+    {.name = "backup", .kind = WM_CK_BOOL, .off = SOFF(backup)},
     {.name = NULL},
 };
 
 static const struct wm_cschema upstream_server_schema = {
-    .name = "an upstream server", .keys = upstream_server_keys,
+    .name = "an upstream server", .size = sizeof(struct wm_conf_upserver),
+    .keys = upstream_server_keys,
 };
 
+#define HOFF(f) offsetof(struct wm_conf_health, f)
 static const struct wm_ckey health_keys[] = {
-    {.name = "interval", .kind = WM_CK_DURATION, .off = NS},
-    {.name = "timeout", .kind = WM_CK_DURATION, .off = NS},
-    {.name = "path", .kind = WM_CK_STR, .off = NS},
-    {.name = "fall", .kind = WM_CK_INT, .off = NS, .min = 1, .max = 1000},
-    {.name = "rise", .kind = WM_CK_INT, .off = NS, .min = 1, .max = 1000},
+    {.name = "interval", .kind = WM_CK_DURATION, .off = HOFF(interval_ms), .min = 100,
+     .max = 86400000},
+    {.name = "timeout", .kind = WM_CK_DURATION, .off = HOFF(timeout_ms), .min = 10,
+     .max = 3600000},
+    {.name = "path", .kind = WM_CK_STR, .off = HOFF(path)},
+    {.name = "expect_status", .kind = WM_CK_STR, .off = HOFF(expect_status)},
+    {.name = "host", .kind = WM_CK_STR, .off = HOFF(host)},
     {.name = NULL},
 };
 
-static const struct wm_cschema health_schema = {.name = "a health check", .keys = health_keys};
+static const struct wm_cschema health_schema = {
+    .name = "a health check", .size = sizeof(struct wm_conf_health), .keys = health_keys,
+};
 
+static void upstream_defaults(void *obj)
+{
+    struct wm_conf_upstream *u = obj;
+
+    u->keepalive = -1;
+}
+
+#define UOFF(f) offsetof(struct wm_conf_upstream, f)
 static const struct wm_ckey upstream_keys[] = {
-    {.name = "name", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_REQUIRED},
-    {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &upstream_server_schema,
-     .flags = WM_CKF_REQUIRED},
+    {.name = "name", .kind = WM_CK_STR, .off = UOFF(name), .flags = WM_CKF_REQUIRED},
+    {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = UOFF(servers),
+     .off_count = UOFF(nservers), .sub = &upstream_server_schema, .flags = WM_CKF_REQUIRED},
     {.name = "bind", .kind = WM_CK_ENUM, .off = NS, .choices = upstream_binds},
-    {.name = "method", .kind = WM_CK_ENUM, .off = NS, .choices = lb_methods},
-    {.name = "health_check", .kind = WM_CK_TABLE, .off = NS, .sub = &health_schema},
+    {.name = "balance", .kind = WM_CK_ENUM, .off = UOFF(balance), .choices = lb_methods,
+     .alias = "method"},
+    {.name = "health_check", .kind = WM_CK_TABLE, .off = UOFF(health), .sub = &health_schema},
+    {.name = "keepalive", .kind = WM_CK_INT, .off = UOFF(keepalive), .min = 0, .max = 100000},
+    {.name = "keepalive_timeout", .kind = WM_CK_DURATION, .off = UOFF(keepalive_timeout_ms),
+     .min = 1, .max = 86400000},
     {.name = NULL},
 };
 
-static const struct wm_cschema upstream_schema = {.name = "an upstream", .keys = upstream_keys};
+static const struct wm_cschema upstream_schema = {
+    .name = "an upstream", .size = sizeof(struct wm_conf_upstream), .keys = upstream_keys,
+    .defaults = upstream_defaults,
+};
 
-/* Keys every level of [http] may carry (inherited downwards). */
-#define COMMON_KEYS                                                                       \
-    {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = NS},                              \
-        {.name = "rate_limit", .kind = WM_CK_RATE, .off = NS},                            \
-        {.name = "client_read_timeout", .kind = WM_CK_DURATION, .off = NS},               \
-        {.name = "client_write_timeout", .kind = WM_CK_DURATION, .off = NS},              \
-        {.name = "client_timeout", .kind = WM_CK_DURATION, .off = NS},                    \
-        {.name = "client_ka_timeout", .kind = WM_CK_DURATION, .off = NS},                 \
-        {.name = "proxy_connect_timeout", .kind = WM_CK_DURATION, .off = NS},             \
-        {.name = "proxy_read_timeout", .kind = WM_CK_DURATION, .off = NS},                \
-        {.name = "proxy_write_timeout", .kind = WM_CK_DURATION, .off = NS},               \
-        {.name = "proxy_timeout", .kind = WM_CK_DURATION, .off = NS},                     \
-        {.name = "access_log", .kind = WM_CK_STR, .off = NS},                             \
-        {.name = "error_log", .kind = WM_CK_STR, .off = NS},                              \
-        {.name = "log_format", .kind = WM_CK_STRMAP, .off = NS},                          \
-        {.name = "log_names", .kind = WM_CK_STRMAP, .off = NS},                           \
-        {.name = "limit_req", .kind = WM_CK_STR, .off = NS},                              \
-        {.name = "headers", .kind = WM_CK_HEADERS, .off = NS},                            \
-        {.name = "proxy_url", .kind = WM_CK_STR, .off = NS},                              \
-        {.name = "allow_ip", .kind = WM_CK_STRLIST, .off = NS},                           \
-        {.name = "deny_ip", .kind = WM_CK_STRLIST, .off = NS},                            \
-        {.name = "root", .kind = WM_CK_STR, .off = NS},                                   \
-        {.name = "upstream", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &upstream_schema}
+/* ---- keys every level of [http] may carry (inherited downwards) ---- */
+
+/* proxy_ssl_verify and friends: -1 when absent, so a level can inherit. */
+static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, const char *path)
+{
+    if (wm_cval_type(v) != WM_CVAL_BOOL) {
+        wm_cctx_error(ctx, v, path, "expected true or false");
+        return -1;
+    }
+    *(int *)dst = wm_cval_bool(v) ? 1 : 0;
+    return 0;
+}
+
+#define COFF(f) (offsetof(struct wm_conf_hcommon, f))
+#define COMMON_KEYS(B)                                                                    \
+    {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = B + COFF(max_read_buf), .flags = WM_CKF_INACTIVE, .feature = "file server"},           \
+        {.name = "rate_limit", .kind = WM_CK_RATE, .off = B + COFF(rate_limit), .flags = WM_CKF_INACTIVE, .feature = "bandwidth limits"},          \
+        {.name = "client_read_timeout", .kind = WM_CK_DURATION,                           \
+         .off = B + COFF(client_read_timeout_ms), .min = 1, .max = 86400000},             \
+        {.name = "client_write_timeout", .kind = WM_CK_DURATION,                          \
+         .off = B + COFF(client_write_timeout_ms), .min = 1, .max = 86400000},            \
+        {.name = "client_timeout", .kind = WM_CK_DURATION,                                \
+         .off = B + COFF(client_timeout_ms), .min = 1, .max = 86400000},                  \
+        {.name = "client_ka_timeout", .kind = WM_CK_DURATION,                             \
+         .off = B + COFF(client_ka_timeout_ms), .min = 1, .max = 86400000},               \
+        {.name = "proxy_connect_timeout", .kind = WM_CK_DURATION,                         \
+         .off = B + COFF(proxy_connect_timeout_ms), .min = 1, .max = 3600000},            \
+        {.name = "proxy_read_timeout", .kind = WM_CK_DURATION,                            \
+         .off = B + COFF(proxy_read_timeout_ms), .min = 1, .max = 86400000},              \
+        {.name = "proxy_write_timeout", .kind = WM_CK_DURATION,                           \
+         .off = B + COFF(proxy_write_timeout_ms), .min = 1, .max = 86400000},             \
+        {.name = "proxy_timeout", .kind = WM_CK_DURATION, .off = B + COFF(proxy_timeout_ms), \
+         .min = 1, .max = 86400000},                                                      \
+        {.name = "client_max_body_size", .kind = WM_CK_SIZE,                              \
+         .off = B + COFF(client_max_body_size)},                                          \
+        {.name = "access_log", .kind = WM_CK_STR, .off = B + COFF(access_log)},           \
+        {.name = "error_log", .kind = WM_CK_STR, .off = B + COFF(error_log)},             \
+        {.name = "log_format", .kind = WM_CK_STRMAP, .off = B + COFF(log_format),         \
+         .off_count = B + COFF(nlog_format)},                                             \
+        {.name = "log_names", .kind = WM_CK_STRMAP, .off = B + COFF(log_names),           \
+         .off_count = B + COFF(nlog_names)},                                              \
+        {.name = "match_names", .kind = WM_CK_STRMAP, .off = B + COFF(match_names),       \
+         .off_count = B + COFF(nmatch_names)},                                            \
+        {.name = "limit_req", .kind = WM_CK_STR, .off = B + COFF(limit_req)},             \
+        {.name = "limit_req_status", .kind = WM_CK_INT, .off = B + COFF(limit_req_status), \
+         .min = 400, .max = 599},                                                         \
+        {.name = "headers", .kind = WM_CK_HEADERS, .off = B + COFF(headers),              \
+         .off_count = B + COFF(nheaders)},                                                \
+        {.name = "proxy_url", .kind = WM_CK_STR, .off = B + COFF(proxy_url)},             \
+        {.name = "allow_ip", .kind = WM_CK_STRLIST, .off = B + COFF(allow_ip),            \
+         .off_count = B + COFF(nallow_ip)},                                               \
+        {.name = "deny_ip", .kind = WM_CK_STRLIST, .off = B + COFF(deny_ip),              \
+         .off_count = B + COFF(ndeny_ip)},                                                \
+        {.name = "root", .kind = WM_CK_STR, .off = B + COFF(root)},                       \
+        {.name = "domain", .kind = WM_CK_STR, .off = B + COFF(domain)},                   \
+        {.name = "upstream", .kind = WM_CK_TABLE_ARRAY, .off = B + COFF(upstreams),       \
+         .off_count = B + COFF(nupstreams), .sub = &upstream_schema},                     \
+        {.name = "proxy_ssl_verify", .kind = WM_CK_CUSTOM, .off = B + COFF(proxy_ssl_verify), \
+         .custom = tribool},                                                              \
+        {.name = "proxy_set_host", .kind = WM_CK_CUSTOM, .off = B + COFF(proxy_set_host), \
+         .custom = tribool}
+
+static void common_defaults(struct wm_conf_hcommon *c)
+{
+    c->proxy_ssl_verify = -1;
+    c->proxy_set_host = -1;
+}
 
 static const struct wm_ckey file_server_keys[] = {
     {.name = "root", .kind = WM_CK_STR, .off = NS},
@@ -86,7 +162,16 @@ static const struct wm_ckey file_server_keys[] = {
     {.name = "disable_compress", .kind = WM_CK_BOOL, .off = NS},
     {.name = "precompressed", .kind = WM_CK_STRLIST, .off = NS},
     {.name = "cache_control", .kind = WM_CK_STR, .off = NS},
+    {.name = "cache_time", .kind = WM_CK_DURATION, .off = NS},
     {.name = "charset", .kind = WM_CK_STR, .off = NS},
+    {.name = "path404", .kind = WM_CK_STR, .off = NS},
+    {.name = "status", .kind = WM_CK_INT, .off = NS, .min = 100, .max = 599},
+    {.name = "robots", .kind = WM_CK_STR, .off = NS},
+    {.name = "default_mimetype", .kind = WM_CK_STR, .off = NS},
+    {.name = "ext_mimetype", .kind = WM_CK_STRMAP, .off = NS},
+    {.name = "cors", .kind = WM_CK_BOOL, .off = NS},
+    {.name = "rate_limit", .kind = WM_CK_RATE, .off = NS},
+    {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = NS},
     {.name = NULL},
 };
 
@@ -101,66 +186,190 @@ static const struct wm_ckey reverse_keys[] = {
 
 const struct wm_cschema wm_conf_reverse_schema = {.name = "[reverse]", .keys = reverse_keys};
 
-static const struct wm_ckey location_keys[] = {
-    {.name = "rule", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_REQUIRED},
-    {.name = "method", .kind = WM_CK_STRLIST, .off = NS},
-    {.name = "file_server", .kind = WM_CK_TABLE, .off = NS, .sub = &file_server_schema},
-    {.name = "static_response", .kind = WM_CK_STR, .off = NS},
-    {.name = "proxy_pass", .kind = WM_CK_STR, .off = NS},
-    {.name = "reverse_proxy", .kind = WM_CK_STR, .off = NS},
-    {.name = "try_paths", .kind = WM_CK_STR, .off = NS},
-    {.name = "is_ws", .kind = WM_CK_BOOL, .off = NS},
-    {.name = "up_name", .kind = WM_CK_STR, .off = NS},
-    COMMON_KEYS,
+/* ---- locations ---- */
+
+#define ROFF(f) offsetof(struct wm_conf_rule, f)
+static const struct wm_ckey rule_keys[] = {
+    {.name = "path", .kind = WM_CK_STR, .off = ROFF(path)},
+    {.name = "host", .kind = WM_CK_STR, .off = ROFF(host)},
+    {.name = "method", .kind = WM_CK_STR, .off = ROFF(method)},
+    {.name = "scheme", .kind = WM_CK_STR, .off = ROFF(scheme)},
+    {.name = "client_ip", .kind = WM_CK_STRLIST, .off = ROFF(client_ip),
+     .off_count = ROFF(nclient_ip)},
+    {.name = "remote_ip", .kind = WM_CK_STRLIST, .off = NS, .flags = WM_CKF_IGNORED,
+     .feature = "wmproxy parses it and never uses it; use client_ip"},
     {.name = NULL},
 };
+
+static const struct wm_cschema rule_schema = {.name = "a location rule", .keys = rule_keys};
+
+/* rule = "/path*" or a table of conditions. */
+static int decode_rule(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, const char *path)
+{
+    struct wm_conf_rule *r = dst;
+
+    r->line = wm_cval_line(v);
+    if (wm_cval_type(v) == WM_CVAL_STRING) {
+        r->path = wm_arena_strdup(ctx->arena, wm_cval_str(v, NULL));
+        return 0;
+    }
+    if (wm_cval_type(v) != WM_CVAL_TABLE) {
+        wm_cctx_error(ctx, v, path, "expected a path pattern or a table {path, host, method, "
+                                    "scheme, client_ip}");
+        return -1;
+    }
+    return wm_schema_decode(ctx, &rule_schema, v, r, path) == 0 ? 0 : -1;
+}
+
+static void location_defaults(void *obj)
+{
+    common_defaults(&((struct wm_conf_location *)obj)->c);
+}
+
+#define LOFF(f) offsetof(struct wm_conf_location, f)
+static const struct wm_ckey location_keys[] = {
+    {.name = "rule", .kind = WM_CK_CUSTOM, .off = LOFF(rule), .custom = decode_rule,
+     .flags = WM_CKF_REQUIRED},
+    {.name = "method", .kind = WM_CK_STRLIST, .off = NS, .flags = WM_CKF_IGNORED,
+     .feature = "wmproxy uses it for nothing; put methods in the rule table"},
+    {.name = "file_server", .kind = WM_CK_TABLE, .off = NS, .sub = &file_server_schema,
+     .flags = WM_CKF_INACTIVE, .feature = "static files; the location answers 501 for now"},
+    {.name = "static_response", .kind = WM_CK_STR, .off = LOFF(static_response)},
+    {.name = "proxy_pass", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_IGNORED,
+     .feature = "not a wmproxy key (wmproxy ignores it); use proxy_url"},
+    {.name = "reverse_proxy", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_IGNORED,
+     .feature = "wmproxy 0.1 key; use proxy_url"},
+    {.name = "try_paths", .kind = WM_CK_STR, .off = LOFF(try_paths), .flags = WM_CKF_INACTIVE, .feature = "try_paths"},
+    {.name = "is_ws", .kind = WM_CK_BOOL, .off = LOFF(is_ws)},
+    {.name = "up_name", .kind = WM_CK_STR, .off = LOFF(up_name)},
+    COMMON_KEYS(LOFF(c)),
+    {.name = NULL},
+};
+
+static void location_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
+                              const char *path)
+{
+    struct wm_conf_location *l = obj;
+
+    (void)ctx;
+    (void)path;
+    l->has_file_server = wm_cval_get(t, "file_server") != NULL;
+}
 
 static const struct wm_cschema location_schema = {
-    .name = "a [[http.server.location]] entry", .keys = location_keys,
+    .name = "a [[http.server.location]] entry", .size = sizeof(struct wm_conf_location),
+    .keys = location_keys, .defaults = location_defaults, .validate = location_validate,
 };
 
+/* ---- servers ---- */
+
+static void http_server_defaults(void *obj)
+{
+    struct wm_conf_hserver *s = obj;
+
+    s->http2 = -1;
+    common_defaults(&s->c);
+}
+
+#define VOFF(f) offsetof(struct wm_conf_hserver, f)
 static const struct wm_ckey http_server_keys[] = {
-    {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = NS, .alias = "bind"},
-    {.name = "up_name", .kind = WM_CK_STR, .off = NS, .alias = "server_name"},
-    {.name = "cert", .kind = WM_CK_STR, .off = NS},
-    {.name = "key", .kind = WM_CK_STR, .off = NS},
-    {.name = "http2", .kind = WM_CK_BOOL, .off = NS},
-    {.name = "location", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &location_schema},
-    COMMON_KEYS,
+    {.name = "bind_addr", .kind = WM_CK_STR, .off = VOFF(bind_addr), .alias = "bind"},
+    {.name = "bind_ssl", .kind = WM_CK_STR, .off = VOFF(bind_ssl)},
+    {.name = "up_name", .kind = WM_CK_STR, .off = VOFF(up_name), .alias = "server_name"},
+    {.name = "cert", .kind = WM_CK_STR, .off = VOFF(cert)},
+    {.name = "key", .kind = WM_CK_STR, .off = VOFF(key)},
+    {.name = "http2", .kind = WM_CK_CUSTOM, .off = VOFF(http2), .custom = tribool},
+    {.name = "static_response", .kind = WM_CK_STR, .off = VOFF(static_response)},
+    {.name = "location", .kind = WM_CK_TABLE_ARRAY, .off = VOFF(locations),
+     .off_count = VOFF(nlocations), .sub = &location_schema},
+    COMMON_KEYS(VOFF(c)),
     {.name = NULL},
 };
+
+/* An address list: "ip:port" entries separated by spaces or commas, each
+ * maybe a range ("127.0.0.1:8869-:8871"). */
+static void check_addr_list(struct wm_cctx *ctx, const struct wm_cval *t, const char *key,
+                            const char *path)
+{
+    const struct wm_cval *v = wm_cval_get(t, key);
+    char kp[200];
+    struct wm_err e;
+
+    if (v == NULL || wm_cval_type(v) != WM_CVAL_STRING) {
+        return;
+    }
+    if (wm_addr_list_expand(wm_cval_str(v, NULL), NULL, NULL, 0, &e) < 0) {
+        snprintf(kp, sizeof(kp), "%s.%s", path, key);
+        wm_cctx_error(ctx, v, kp, "%s", e.msg);
+    }
+}
 
 static void http_server_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                                  const char *path)
 {
+    struct wm_conf_hserver *s = obj;
     char kp[160];
     bool cert = wm_cval_get(t, "cert") != NULL;
     bool key = wm_cval_get(t, "key") != NULL;
 
-    (void)obj;
     if (cert != key) {
         snprintf(kp, sizeof(kp), "%s.%s", path, cert ? "cert" : "key");
         wm_cctx_error(ctx, wm_cval_get(t, cert ? "cert" : "key"), kp, "cert and key go together");
     }
-    if (wm_cval_get(t, "bind_addr") == NULL && wm_cval_get(t, "bind") == NULL) {
+    check_addr_list(ctx, t, "bind_addr", path);
+    check_addr_list(ctx, t, "bind_ssl", path);
+    if ((s->bind_addr == NULL || s->bind_addr[0] == '\0') &&
+        (s->bind_ssl == NULL || s->bind_ssl[0] == '\0')) {
         snprintf(kp, sizeof(kp), "%s.bind_addr", path);
-        wm_cctx_error(ctx, t, kp, "missing required key \"bind_addr\" in a [[http.server]] entry");
+        wm_cctx_error(ctx, t, kp,
+                      "a [[http.server]] entry needs bind_addr or bind_ssl (where it listens)");
+    }
+    if (s->bind_ssl != NULL && s->bind_ssl[0] != '\0' && !cert) {
+        snprintf(kp, sizeof(kp), "%s.bind_ssl", path);
+        wm_cctx_error(ctx, wm_cval_get(t, "bind_ssl"), kp, "bind_ssl needs cert and key");
     }
 }
 
 static const struct wm_cschema http_server_schema = {
-    .name = "a [[http.server]] entry", .keys = http_server_keys,
+    .name = "a [[http.server]] entry", .size = sizeof(struct wm_conf_hserver),
+    .keys = http_server_keys, .defaults = http_server_defaults,
     .validate = http_server_validate,
 };
 
+static void http_defaults(void *obj)
+{
+    common_defaults(&((struct wm_conf_http *)obj)->c);
+}
+
+#define TOFF(f) offsetof(struct wm_conf_http, f)
 static const struct wm_ckey http_keys[] = {
-    {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &http_server_schema},
-    {.name = "limit_req_zone", .kind = WM_CK_STRMAP, .off = NS},
-    COMMON_KEYS,
+    {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = TOFF(servers),
+     .off_count = TOFF(nservers), .sub = &http_server_schema},
+    {.name = "limit_req_zone", .kind = WM_CK_STRMAP, .off = TOFF(limit_req_zone),
+     .off_count = TOFF(nlimit_req_zone)},
+    COMMON_KEYS(TOFF(c)),
     {.name = NULL},
 };
 
-const struct wm_cschema wm_conf_http_schema = {.name = "[http]", .keys = http_keys};
+const struct wm_cschema wm_conf_http_schema = {
+    .name = "[http]", .size = sizeof(struct wm_conf_http), .keys = http_keys,
+    .defaults = http_defaults,
+};
+
+/* [stream] keys that share the upstream schema store nowhere yet. */
+static const struct wm_ckey stream_upstream_keys[] = {
+    {.name = "name", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_REQUIRED},
+    {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &upstream_server_schema,
+     .flags = WM_CKF_REQUIRED},
+    {.name = "bind", .kind = WM_CK_ENUM, .off = NS, .choices = upstream_binds},
+    {.name = "balance", .kind = WM_CK_ENUM, .off = NS, .choices = lb_methods, .alias = "method"},
+    {.name = "health_check", .kind = WM_CK_TABLE, .off = NS, .sub = &health_schema},
+    {.name = NULL},
+};
+
+static const struct wm_cschema stream_upstream_schema = {
+    .name = "an upstream", .keys = stream_upstream_keys,
+};
 
 static const struct wm_ckey stream_server_keys[] = {
     {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = NS, .alias = "bind",
@@ -180,7 +389,7 @@ static const struct wm_cschema stream_server_schema = {
 
 static const struct wm_ckey stream_keys[] = {
     {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &stream_server_schema},
-    {.name = "upstream", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &upstream_schema},
+    {.name = "upstream", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &stream_upstream_schema},
     {.name = NULL},
 };
 
@@ -280,6 +489,29 @@ static void check_limit_req(struct wm_cctx *ctx, const struct wm_cval *t, const 
     }
 }
 
+static bool has_name(const struct wm_cval *t, const char *name)
+{
+    const struct wm_cval *m = t != NULL ? wm_cval_get(t, "match_names") : NULL;
+
+    return m != NULL && wm_cval_type(m) == WM_CVAL_TABLE && wm_cval_get(m, name) != NULL;
+}
+
+/* rule = "@name" must name an entry of match_names at some level. */
+static void check_named_rule(struct wm_cctx *ctx, const struct wm_cval *l, const char *path,
+                             const struct wm_cval *s, const struct wm_cval *http)
+{
+    const char *rule = str_of(l, "rule");
+    char kp[200];
+
+    if (rule == NULL || rule[0] != '@' || has_name(l, rule + 1) || has_name(s, rule + 1) ||
+        has_name(http, rule + 1)) {
+        return;
+    }
+    snprintf(kp, sizeof(kp), "%s.rule", path);
+    wm_cctx_warn(ctx, wm_cval_get(l, "rule"), kp,
+                 "\"%s\" names no entry of match_names: this location never matches", rule);
+}
+
 void wm_conf_cross_check(struct wm_cctx *ctx, const struct wm_cval *root)
 {
     char path[160];
@@ -317,8 +549,7 @@ void wm_conf_cross_check(struct wm_cctx *ctx, const struct wm_cval *root)
                 snprintf(path, sizeof(path), "http.server[%zu].location[%zu]", i, j);
                 check_limit_req(ctx, l, path, zones);
                 check_proxy_url(ctx, l, "proxy_url", path, ups, sups, lups);
-                check_proxy_url(ctx, l, "proxy_pass", path, ups, sups, lups);
-                check_proxy_url(ctx, l, "reverse_proxy", path, ups, sups, lups);
+                check_named_rule(ctx, l, path, s, http);
             }
         }
     }

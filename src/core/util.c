@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 bool wm_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
@@ -371,4 +372,20 @@ int wm_grow(void **arr, size_t *cap, size_t need, size_t esz, size_t min_cap)
     *arr = p;
     *cap = ncap;
     return 0;
+}
+
+uint64_t wm_random_u64(void)
+{
+    static __thread uint64_t st;
+
+    if (st == 0) {
+        if (getrandom(&st, sizeof(st), GRND_NONBLOCK) != (ssize_t)sizeof(st) || st == 0) {
+            st = wm_now_ms() ^ (uint64_t)(uintptr_t)&st ^ 0x9e3779b97f4a7c15ULL;
+        }
+    }
+    /* splitmix64 */
+    uint64_t z = (st += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
 }

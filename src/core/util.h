@@ -74,4 +74,8 @@ uint64_t wm_now_ms(void);
  * done per read. */
 uint64_t wm_now_coarse_ms(void);
 
+/* A fast non-cryptographic random number (load balancing, jitter): one
+ * generator per thread, seeded from the kernel. Never for secrets. */
+uint64_t wm_random_u64(void);
+
 #endif

@@ -58,8 +58,7 @@ static void hf_destroy(struct wm_hfwd *f)
         f->ops->release(&f->t);
     }
     wm_fastread_free(f->cfr);
-    wm_fastread_free(f->ufr);
-    wm_bev_free(f->up);
+    hf_release_upstream(f);
     if (f->timer != NULL) {
         event_free(f->timer);
     }
@@ -107,6 +106,11 @@ void hf_finish(struct wm_hfwd *f, const char *reason)
     wm_conn_finish(f->c, reason);
 }
 
+struct wm_http_head *wm_hfwd_request(struct wm_hfwd *f)
+{
+    return wm_http_parser_head(f->req);
+}
+
 struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f)
 {
     return f->c;
@@ -146,7 +150,7 @@ void hf_arm_timer(struct wm_hfwd *f, int ms)
 static void deadline_passed(struct wm_hfwd *f, uint64_t now)
 {
     struct wm_conn *c = f->c;
-    uint64_t idle = (uint64_t)c->limits.idle_ms;
+    uint64_t idle = (uint64_t)hf_fwd_idle_ms(f);
 
     switch (f->state) {
     case HF_READ_HEAD:
@@ -221,7 +225,7 @@ void hf_end_after_flush(struct wm_hfwd *f, const char *reason)
 {
     hf_set_state(f, HF_CLOSING);
     hf_arm_timer(f, 0);
-    hf_drop_upstream(f);
+    hf_release_upstream(f); /* an idle kept connection may serve others */
     release_client_reads(f);
     wm_conn_close_after_flush(f->c, reason);
 }
@@ -232,6 +236,17 @@ void hf_log_request(struct wm_hfwd *f)
     struct wm_conn *c = f->c;
 
     c->access_logged = true;
+    if (f->ops->logged != NULL) {
+        struct wm_hfwd_log l = {
+            .status = f->status, .up_status = f->up_status, .bytes_out = f->req_out,
+            .body_out = f->req_out > f->resp_head_bytes ? f->req_out - f->resp_head_bytes : 0,
+            .request_ms = wm_now_ms() - f->req_start_ms,
+            .up_response_ms = f->up_head_ms >= f->up_sent_ms && f->up_sent_ms > 0
+                                  ? (long long)(f->up_head_ms - f->up_sent_ms)
+                                  : -1,
+            .t = &f->t};
+        f->ops->logged(f, &l);
+    }
     if (!wm_log_enabled(WM_LOG_INFO)) {
         return;
     }
@@ -272,6 +287,85 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
         hf_log_request(f);
     }
     hf_end_after_flush(f, "http-error");
+    hf_leave(f);
+}
+
+/* The head of a local answer into out. */
+static void respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const char *extra,
+                         const char *ctype, size_t len, bool close)
+{
+    bool v10 = wm_http_head_minor(wm_http_parser_head(f->req)) == 0;
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, wm_http_reason(status));
+    if (ctype != NULL) {
+        evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
+    }
+    if (status != 204 && status != 304) {
+        evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    }
+    if (extra != NULL) {
+        evbuffer_add(out, extra, strlen(extra));
+    }
+    if (close) {
+        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+    } else if (v10) {
+        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+    } else {
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+void wm_hfwd_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
+                     const void *body, size_t len)
+{
+    hf_respond(f, status, extra, ctype, body, len, false);
+}
+
+void wm_hfwd_rekey(struct wm_hfwd *f, const char *key)
+{
+    snprintf(f->t.key, sizeof(f->t.key), "%s", key);
+}
+
+void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
+                const void *body, size_t len, bool in_loop)
+{
+    struct wm_conn *c = f->c;
+    struct evbuffer *out;
+    size_t before;
+    bool close;
+
+    if (hf_over(f)) {
+        return;
+    }
+    hf_enter(f);
+    /* A body we do not read cannot be skipped safely: close after it. */
+    close = f->ri.close_after || wm_http_parser_has_body(f->req);
+    out = bufferevent_get_output(c->bev);
+    before = evbuffer_get_length(out);
+    respond_head(f, out, status, extra, ctype, len, close);
+    f->resp_head_bytes = evbuffer_get_length(out) - before;
+    if (!f->ri.is_head && status != 204 && status != 304 && len > 0) {
+        evbuffer_add(out, body, len);
+    }
+    f->status = status;
+    c->code = status;
+    f->req_out += evbuffer_get_length(out) - before;
+    c->bytes_out += evbuffer_get_length(out) - before;
+    hf_log_request(f);
+    if (close) {
+        hf_end_after_flush(f, "done");
+    } else {
+        size_t used;
+        wm_http_parser_feed_body(f->req, NULL, 0, &used); /* a bodyless request ends here */
+        wm_http_parser_next(f->req);
+        hf_set_state(f, HF_READ_HEAD);
+        f->reqline[0] = '\0';
+        hf_arm_timer(f, c->limits.idle_ms);
+        hf_client_reading(f, true);
+        if (!in_loop) {
+            hf_process_client(f);
+        }
+    }
     hf_leave(f);
 }
 
@@ -364,6 +458,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 static void reset_request(struct wm_hfwd *f)
 {
     f->status = 0;
+    f->up_status = 0;
+    f->up_sent_ms = f->up_head_ms = 0;
+    f->resp_head_bytes = 0;
     memset(&f->ri, 0, sizeof(f->ri));
     f->req_phase = HF_REQ_BODY;
     f->resp_phase = HF_RESP_HEAD;
@@ -397,6 +494,12 @@ static void handle_head(struct wm_hfwd *f)
         hf_arm_timer(f, 0);
         return;
     }
+    if (r == WM_HFWD_LOCAL) {
+        hf_set_state(f, HF_TAKEN);
+        hf_respond(f, f->t.local_status, f->t.local_extra, f->t.local_ctype, f->t.local_body,
+                   f->t.local_len, true);
+        return;
+    }
     if (r != 0) {
         wm_hfwd_fail(f, r, extra, detail);
         return;
@@ -407,7 +510,7 @@ static void handle_head(struct wm_hfwd *f)
     }
     hfwd_build_upstream_head(f, hd);
     if (f->up != NULL && strcmp(f->up_key, f->t.key) != 0) {
-        hf_drop_upstream(f);
+        hf_release_upstream(f);
     }
     f->ri.reused = f->up != NULL;
     if (f->resp == NULL) {

@@ -42,10 +42,31 @@ struct wm_hfwd_target {
     size_t pathlen;
     const struct wm_hfwd_rule *rules;
     size_t nrules;
+    const char *scheme;             /* {scheme} in rules ("http" when NULL) */
+    int idle_ms;                    /* target silence allowed while forwarding
+                                     * (0: the connection's idle limit) */
+    /* WM_HFWD_LOCAL: the answer (body owned by the op, e.g. in data) */
+    int local_status;
+    const char *local_ctype;
+    const char *local_extra;        /* header lines, each ending in CRLF, or NULL */
+    const void *local_body;
+    size_t local_len;
     void *data;                     /* for ops */
 };
 
+/* What one request did, for access logs (ops->logged). */
+struct wm_hfwd_log {
+    int status;             /* sent to the client (0: nothing was) */
+    int up_status;          /* the upstream's final status, 0 when none answered */
+    unsigned long long bytes_out;  /* to the client, heads included */
+    unsigned long long body_out;   /* of which body bytes */
+    unsigned long long request_ms; /* first byte of the request to now */
+    long long up_response_ms;      /* request sent to response head; -1: none */
+    const struct wm_hfwd_target *t;
+};
+
 #define WM_HFWD_TAKEN (-1) /* route(): the op took the connection over */
+#define WM_HFWD_LOCAL (-2) /* route(): answer with t->local_* (no upstream) */
 
 struct wm_hfwd_ops {
     const char *proto; /* access log: "http", "tunnel-http" */
@@ -62,6 +83,17 @@ struct wm_hfwd_ops {
     void (*cancel)(void *handle);
     /* Optional: release t->data (the target is replaced or the connection ends). */
     void (*release)(struct wm_hfwd_target *t);
+    /* Optional keep-alive pool across client connections. take_idle: an
+     * idle upstream connection for t (taken by the engine), or NULL; a
+     * request sent on it is retried once on a new connection when it turns
+     * out closed. park: an upstream connection with nothing in flight,
+     * reusable for `key`, that this client no longer needs (taken: the op
+     * keeps it or frees it). */
+    struct bufferevent *(*take_idle)(struct wm_hfwd *f, const struct wm_hfwd_target *t);
+    void (*park)(struct wm_hfwd *f, const char *key, struct bufferevent *up);
+    /* Optional: a request is over (answered, failed or cut); called once
+     * per request, after the main log's access line, with what it did. */
+    void (*logged)(struct wm_hfwd *f, const struct wm_hfwd_log *l);
 };
 
 /* Serve c (its bufferevent is the client) with ops. */
@@ -76,11 +108,32 @@ void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status,
  * or while connecting). */
 void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail);
 
+/* Append v with the variables of header rules expanded for the current
+ * request ({client_ip}, {host}, {url}, ...). */
+struct evbuffer;
+void wm_hfwd_expand(struct wm_hfwd *f, const char *v, struct evbuffer *out);
+
+/* The upstream connection in the making now goes to another server:
+ * the key it will be kept under (after a failed connect, before
+ * wm_hfwd_connected()). */
+void wm_hfwd_rekey(struct wm_hfwd *f, const char *key);
+
+/* Answer the current request locally (after route() returned
+ * WM_HFWD_TAKEN): status, extra header lines (each ending in CRLF, may be
+ * NULL), a Content-Type (NULL: none) and body (copied; not sent for HEAD).
+ * The connection stays open for the next request unless the request asked
+ * to close or had a body (which is not read). */
+void wm_hfwd_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
+                     const void *body, size_t len);
+
 /* Drop the HTTP state, leaving c to the caller (CONNECT after WM_HFWD_TAKEN:
  * bytes after the request head stay in c's input buffer). f is freed now,
  * or when the engine's own callback that is running returns. */
 void wm_hfwd_detach(struct wm_hfwd *f);
 
 struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f);
+
+/* The current request's head (valid during route() and logged()). */
+struct wm_http_head *wm_hfwd_request(struct wm_hfwd *f);
 
 #endif

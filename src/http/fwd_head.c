@@ -19,7 +19,8 @@
 
 /* ---- header rules ---- */
 
-/* Expand {client_ip}, {url}, {host}, {path}, {method} (or $name) in v. */
+/* Expand {client_ip}, {url}, {host}, {path}, {method}, {scheme},
+ * {proxy_add_x_forwarded_for} (or $name) in v. */
 static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
                    struct evbuffer *out)
 {
@@ -57,6 +58,21 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
                 val = wm_http_head_get(hd, "host", &len);
             } else if (wm_strieq(name, nlen, "method")) {
                 val = wm_http_head_method(hd, &len);
+            } else if (wm_strieq(name, nlen, "scheme")) {
+                val = f->t.scheme != NULL ? f->t.scheme : "http";
+                len = strlen(val);
+            } else if (wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
+                /* nginx's: the client's X-Forwarded-For, then its address */
+                size_t xl = 0;
+                const char *x = wm_http_head_get(hd, "x-forwarded-for", &xl);
+                if (x != NULL && xl > 0) {
+                    evbuffer_add(out, x, xl);
+                    evbuffer_add(out, ", ", 2);
+                }
+                val = f->c->peerlen > 0
+                          ? wm_addr_format_ip((struct sockaddr *)&f->c->peer, ip, sizeof(ip))
+                          : "";
+                len = strlen(val);
             }
             if (val != NULL) {
                 evbuffer_add(out, val, len);
@@ -67,6 +83,11 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
         evbuffer_add(out, v, 1);
         v++;
     }
+}
+
+void wm_hfwd_expand(struct wm_hfwd *f, const char *v, struct evbuffer *out)
+{
+    expand(f, wm_http_parser_head(f->req), v, out);
 }
 
 static const struct wm_hfwd_rule *rule_for(const struct wm_hfwd_target *t, bool request,
@@ -283,4 +304,5 @@ void hfwd_write_response_head(struct wm_hfwd *f)
     }
     f->req_out += evbuffer_get_length(out) - before;
     c->bytes_out += evbuffer_get_length(out) - before;
+    f->resp_head_bytes += evbuffer_get_length(out) - before;
 }

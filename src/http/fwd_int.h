@@ -12,6 +12,7 @@
 #include "core/guard.h"
 #include "core/limits.h"
 #include "http/fwd.h"
+#include "net/conn.h"
 
 struct bufferevent;
 struct evbuffer;
@@ -60,6 +61,7 @@ struct hf_flow {
     bool client_eof;    /* FIN read: serve what is buffered, then close */
     bool client_paused; /* upstream output full: client reads wait for its drain */
     bool up_paused;     /* client output full: upstream reads wait for its drain */
+    bool up_idle;       /* `up` has nothing in flight: it may go back to a pool */
 };
 
 struct wm_hfwd {
@@ -83,6 +85,10 @@ struct wm_hfwd {
     struct evbuffer *scratch;      /* response bytes gathered for one write */
     struct evbuffer *body;         /* request body bytes on their way to one write */
     int status;
+    int up_status;         /* the upstream's final status for this request */
+    uint64_t up_sent_ms;   /* request head sent upstream (0: not yet) */
+    uint64_t up_head_ms;   /* final response head read (0: not yet) */
+    uint64_t resp_head_bytes; /* response head bytes sent to the client */
     uint64_t req_start_ms;
     uint64_t req_in;
     uint64_t req_out;
@@ -93,6 +99,12 @@ struct wm_hfwd {
     char reqline[256];
     struct event *timer;
 };
+
+/* Target silence allowed while forwarding. */
+static inline int hf_fwd_idle_ms(const struct wm_hfwd *f)
+{
+    return f->t.idle_ms > 0 ? f->t.idle_ms : f->c->limits.idle_ms;
+}
 
 static inline bool hf_over(const struct wm_hfwd *f)
 {
@@ -109,6 +121,10 @@ void hf_arm_timer(struct wm_hfwd *f, int ms);           /* ms <= 0: no deadline 
 void hf_client_reading(struct wm_hfwd *f, bool on);
 void hf_log_request(struct wm_hfwd *f);
 void hf_process_client(struct wm_hfwd *f);
+/* The local answer; in_loop: called from the head-reading loop, which goes
+ * on with pipelined requests by itself. */
+void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
+                const void *body, size_t len, bool in_loop);
 /* Body bytes from in through parser p to out (evbuffer moves, no copy of
  * whole chains); *moved gets the count. Returns the last parser result:
  * WM_HTTP_MORE (in is empty or the parser wants more) or WM_HTTP_MSG_DONE,
@@ -118,7 +134,8 @@ int hf_move_body(struct wm_http_parser *p, struct evbuffer *in, struct evbuffer 
 
 /* fwd_up.c: the upstream side */
 void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up);
-void hf_drop_upstream(struct wm_hfwd *f);
+void hf_drop_upstream(struct wm_hfwd *f);    /* close it */
+void hf_release_upstream(struct wm_hfwd *f); /* to ops->park when idle, else close */
 void hf_up_reading(struct wm_hfwd *f, bool on);
 void hf_send_request(struct wm_hfwd *f);
 void hf_process_upstream(struct wm_hfwd *f);

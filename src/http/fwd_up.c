@@ -40,6 +40,25 @@ void hf_drop_upstream(struct wm_hfwd *f)
     f->up = NULL;
     f->up_key[0] = '\0';
     f->flow.up_paused = false;
+    f->flow.up_idle = false;
+}
+
+void hf_release_upstream(struct wm_hfwd *f)
+{
+    struct bufferevent *up = f->up;
+
+    if (up == NULL || !f->flow.up_idle || f->ops->park == NULL) {
+        hf_drop_upstream(f);
+        return;
+    }
+    wm_fastread_free(f->ufr);
+    f->ufr = NULL;
+    f->up = NULL;
+    f->flow.up_paused = false;
+    f->flow.up_idle = false;
+    bufferevent_setcb(up, NULL, NULL, NULL, NULL);
+    f->ops->park(f, f->up_key, up);
+    f->up_key[0] = '\0';
 }
 
 static void up_write_cb(struct bufferevent *bev, void *arg)
@@ -177,6 +196,13 @@ void hf_send_request(struct wm_hfwd *f)
 {
     struct wm_conn *c = f->c;
 
+    if (f->up == NULL && !f->ri.retried && f->ops->take_idle != NULL) {
+        struct bufferevent *idle = f->ops->take_idle(f, &f->t);
+        if (idle != NULL) {
+            hf_attach_upstream(f, idle);
+            f->ri.reused = true;
+        }
+    }
     if (f->up == NULL) {
         hf_set_state(f, HF_CONNECTING);
         hf_client_reading(f, false);
@@ -188,8 +214,10 @@ void hf_send_request(struct wm_hfwd *f)
         return;
     }
     hf_set_state(f, HF_FORWARD);
+    f->flow.up_idle = false;
+    f->up_sent_ms = wm_now_ms();
     f->last_ms = wm_now_coarse_ms();
-    hf_arm_timer(f, c->limits.idle_ms);
+    hf_arm_timer(f, hf_fwd_idle_ms(f));
     /* Copy, not move: kept for one retry on a kept connection. */
     if (f->ri.reused && !f->ri.retried) {
         size_t hl = evbuffer_get_length(f->head_out);
@@ -240,6 +268,7 @@ void hf_response_done(struct wm_hfwd *f)
         hf_drop_upstream(f);
     } else {
         wm_http_parser_next(f->resp);
+        f->flow.up_idle = true;
     }
     if (f->ri.close_after || f->req_phase != HF_REQ_DONE) {
         /* A response that ended before its request body cannot be followed
@@ -263,6 +292,10 @@ static void response_head(struct wm_hfwd *f)
 
     f->status = status;
     f->c->code = status;
+    if (status >= 200 || status == 101) {
+        f->up_status = status;
+        f->up_head_ms = wm_now_ms();
+    }
     if (status == 101 && f->ri.wants_upgrade) {
         hfwd_write_response_head(f);
         flush_scratch(f);

@@ -4,8 +4,10 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/err.h"
 #include "core/util.h"
 
 /* A host name or address as written in "host:port": printable ASCII, no
@@ -248,6 +250,94 @@ void wm_addr_join(const char *host, uint16_t port, char *out, size_t cap)
     }
     memcpy(out, buf, n);
     out[n] = '\0';
+}
+
+/* ---- address lists ("a:1 b:2", ranges "ip:8869-:8871", ":port") ---- */
+
+/* One entry of a list: "ip:p" or "ip:p1-:p2" / "ip:p1-p2"; ":p" is every
+ * IPv4 interface. Appends the expanded addresses to out from *n. */
+static int expand_one(const char *e, size_t len, char (*out)[WM_ADDR_STR_MAX], size_t *n,
+                      size_t max, struct wm_err *err)
+{
+    char buf[WM_ADDR_STR_MAX + 16];
+    char host[WM_HOST_MAX];
+    const char *dash;
+    unsigned long hi = 0;
+    uint16_t lo;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+
+    if (len >= sizeof(buf) - 8) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "address \"%.*s\" is too long", (int)len, e);
+    }
+    snprintf(buf, sizeof(buf), "%s%.*s", e[0] == ':' ? "0.0.0.0" : "", (int)len, e);
+    dash = strrchr(buf, '-');
+    if (dash != NULL && strchr(dash, ']') == NULL) {
+        const char *p = dash + 1 + (dash[1] == ':');
+        char *end;
+        hi = strtoul(p, &end, 10);
+        if (*p < '0' || *p > '9' || *end != '\0' || hi == 0 || hi > 65535) {
+            return wm_err_set(err, NULL, 0, 0, NULL,
+                              "expected a port range like \"127.0.0.1:8869-:8871\", got \"%.*s\"",
+                              (int)len, e);
+        }
+        buf[dash - buf] = '\0';
+    }
+    if (wm_addr_split(buf, strlen(buf), host, sizeof(host), &lo) < 0 ||
+        wm_addr_parse_listen(buf, &ss, &sl) < 0) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "expected \"ip:port\", got \"%.*s\"", (int)len,
+                          e);
+    }
+    if (hi == 0) {
+        hi = lo;
+    }
+    if (hi < lo) {
+        return wm_err_set(err, NULL, 0, 0, NULL, "port range \"%.*s\" ends before it starts",
+                          (int)len, e);
+    }
+    for (unsigned long p = lo; p <= hi; p++) {
+        if (*n >= max && out != NULL) {
+            return wm_err_set(err, NULL, 0, 0, NULL, "more than %zu addresses in one list", max);
+        }
+        if (out != NULL) {
+            wm_addr_format((const struct sockaddr *)&ss, out[*n], WM_ADDR_STR_MAX);
+            if (ss.ss_family == AF_INET) {
+                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)(p + 1));
+            } else {
+                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)(p + 1));
+            }
+        }
+        (*n)++;
+        if (out == NULL && *n > WM_ADDR_LIST_MAX) {
+            return wm_err_set(err, NULL, 0, 0, NULL, "more than %d addresses in one list",
+                              WM_ADDR_LIST_MAX);
+        }
+    }
+    return 0;
+}
+
+int wm_addr_list_expand(const char *s, char (*out)[WM_ADDR_STR_MAX], size_t *count, size_t max,
+                        struct wm_err *err)
+{
+    size_t n = 0;
+
+    wm_err_clear(err);
+    while (*s != '\0') {
+        size_t len;
+        s += strspn(s, " \t,");
+        len = strcspn(s, " \t,");
+        if (len == 0) {
+            break;
+        }
+        if (expand_one(s, len, out, &n, max, err) < 0) {
+            return -1;
+        }
+        s += len;
+    }
+    if (count != NULL) {
+        *count = n;
+    }
+    return 0;
 }
 
 bool wm_addr_listen_is_loopback(const char *s)

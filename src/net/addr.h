@@ -61,6 +61,17 @@ enum {
 };
 int wm_addr_ip_class(const struct sockaddr *sa);
 
+/* Expand an address list as wmproxy writes listeners: "ip:port" entries
+ * separated by spaces or commas, each maybe a port range
+ * ("127.0.0.1:8869-:8871" or "...:8869-8871"); ":port" alone means every
+ * IPv4 interface (0.0.0.0). With out != NULL, up to max addresses are
+ * written there in canonical form ("1.2.3.4:80", "[::1]:80"); with
+ * out == NULL the list is only checked (at most WM_ADDR_LIST_MAX). *count
+ * gets the number. 0, or -1 with err->msg. */
+#define WM_ADDR_LIST_MAX 1024
+struct wm_err;
+int wm_addr_list_expand(const char *s, char (*out)[WM_ADDR_STR_MAX], size_t *count, size_t max,
+                        struct wm_err *err);
 /* Is the listen address s (wm_addr_parse_listen form) on loopback only?
  * False for a wildcard, any other address, or a malformed s. */
 bool wm_addr_listen_is_loopback(const char *s);

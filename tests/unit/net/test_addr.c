@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "core/err.h"
 #include "net/addr.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -356,6 +357,36 @@ static void test_ip_class(void **state)
     }
 }
 
+static void test_addr_list(void **state)
+{
+    char out[8][WM_ADDR_STR_MAX];
+    size_t n = 0;
+    struct wm_err e;
+
+    (void)state;
+    assert_int_equal(wm_addr_list_expand("127.0.0.1:80 [::1]:81,127.0.0.1:8869-:8871", out, &n,
+                                         8, &e), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(out[0], "127.0.0.1:80");
+    assert_string_equal(out[1], "[::1]:81");
+    assert_string_equal(out[2], "127.0.0.1:8869");
+    assert_string_equal(out[4], "127.0.0.1:8871");
+    assert_int_equal(wm_addr_list_expand(":90-91", out, &n, 8, &e), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0], "0.0.0.0:90");
+    assert_string_equal(out[1], "0.0.0.0:91");
+    assert_int_equal(wm_addr_list_expand("", out, &n, 8, &e), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(wm_addr_list_expand("127.0.0.1:9-:5", out, &n, 8, &e), -1);
+    assert_non_null(strstr(e.msg, "ends before"));
+    assert_int_equal(wm_addr_list_expand("example.com:80", out, &n, 8, &e), -1);
+    assert_int_equal(wm_addr_list_expand("127.0.0.1:1-:100", out, &n, 8, &e), -1);
+    assert_non_null(strstr(e.msg, "more than 8"));
+    assert_int_equal(wm_addr_list_expand("127.0.0.1:1-:100", NULL, &n, 0, &e), 0);
+    assert_int_equal(n, 100);
+    assert_int_equal(wm_addr_list_expand("127.0.0.1:1-:65535", NULL, &n, 0, &e), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_parse_listen),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_same_ip),
+        cmocka_unit_test(test_addr_list),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

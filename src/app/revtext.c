@@ -1,0 +1,70 @@
+/*
+ * app/revtext.c - `wmproxy reverse-proxy` as a config: the flags become
+ * the [http] section wmproxy builds for them (an upstream "server" and
+ * one location proxying everything to it), written as TOML and loaded
+ * like any file, so flags and files share every check and behaviour.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+
+/* s as a TOML basic string. */
+static void toml_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            fprintf(f, "\\%c", *p);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            fprintf(f, "\\u%04x", *p);
+        } else {
+            fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+int wm_app_reverse_text(struct wm_app_opts *o)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (f == NULL) {
+        fprintf(stderr, "wmproxy: out of memory\n");
+        return -1;
+    }
+    /* As wmproxy: no control API unless asked for with --control. */
+    fprintf(f, "disable_control = %s\n", o->control_set ? "false" : "true");
+    fprintf(f, "[http]\n");
+    if (o->rev.access_log != NULL) {
+        /* --access-log "path [level]": a log name of its own, the main format */
+        fprintf(f, "access_log = \"cli main\"\nlog_names = { cli = ");
+        toml_str(f, o->rev.access_log);
+        fprintf(f, " }\n");
+    }
+    fprintf(f, "[[http.upstream]]\nname = \"server\"\nserver = [{ addr = ");
+    toml_str(f, o->rev.to);
+    fprintf(f, " }]\n[[http.server]]\nbind_addr = ");
+    toml_str(f, o->rev.from);
+    fprintf(f, "\nheaders = [");
+    for (size_t i = 0; i < o->rev.headers.n; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        toml_str(f, o->rev.headers.v[i]);
+    }
+    fprintf(f, "]\n[[http.server.location]]\nrule = \"/\"\nproxy_url = \"%s://server\"\n",
+            o->rev.tls ? "https" : "http");
+    if (o->rev.ws) {
+        fprintf(f, "is_ws = true\n");
+    }
+    if (fclose(f) != 0 || text == NULL) {
+        free(text);
+        fprintf(stderr, "wmproxy: out of memory\n");
+        return -1;
+    }
+    o->config_text = text;
+    o->config_name = "reverse-proxy flags";
+    return 0;
+}

@@ -1,0 +1,252 @@
+/*
+ * reverse/health.c - active health checks: on worker 0, every server
+ * whose upstream has `health_check` gets an HTTP GET every interval;
+ * `fall` failures in a row (connect error, timeout, a status it does not
+ * expect) take it out, `rise` successes bring it back, each change logged.
+ * The results live in the shared health records (upstream.c), so every
+ * worker sees them and a reload keeps them.
+ *
+ * Ownership: a probe holds a reference on its record (taken under the
+ * registry lock) and is freed when it ends or at worker exit.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/bev.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/worker.h"
+#include "net/dial.h"
+#include "reverse/rev.h"
+#include "reverse/rev_int.h"
+
+#define TICK_MS 200
+
+struct probe {
+    struct probe *next;
+    struct rv_health *h;
+    struct rv_check c;
+    struct wm_dial *dial;
+    struct bufferevent *bev;
+    struct event *timer;
+};
+
+static struct event *tick_ev;
+static struct probe *probes;
+static struct wm_worker *checker_w;
+
+static void probe_free(struct probe *p)
+{
+    for (struct probe **pp = &probes; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    if (p->dial != NULL) {
+        wm_dial_cancel(p->dial);
+    }
+    wm_bev_free(p->bev);
+    if (p->timer != NULL) {
+        event_free(p->timer);
+    }
+    p->h->probing = false;
+    rv_health_put(p->h);
+    free(p);
+}
+
+static bool expected(const struct rv_check *c, int status)
+{
+    if (status >= 100 && status <= 599 && (c->classes & (1u << (status / 100)))) {
+        return true;
+    }
+    for (int i = 0; i < c->ncodes; i++) {
+        if (c->codes[i] == status) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void probe_done(struct probe *p, bool ok, const char *why)
+{
+    struct rv_health *h = p->h;
+    bool down = atomic_load(&h->check_down);
+
+    if (ok) {
+        h->fail_streak = 0;
+        if (down && ++h->ok_streak >= p->c.rise) {
+            atomic_store(&h->check_down, false);
+            atomic_store(&h->fails, 0);
+            wm_log(WM_LOG_WARN, 0, "health: %s is up again (%d check(s) passed)", h->key,
+                   h->ok_streak);
+        }
+    } else {
+        h->ok_streak = 0;
+        if (!down && ++h->fail_streak >= p->c.fall) {
+            atomic_store(&h->check_down, true);
+            wm_log(WM_LOG_WARN, 0, "health: %s is down after %d failed check(s): %s", h->key,
+                   h->fail_streak, why);
+        }
+    }
+    probe_free(p);
+}
+
+static void probe_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct probe *p = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF);
+    char line[64] = "";
+    int status = 0;
+
+    if (eol.pos < 0) {
+        if (evbuffer_get_length(in) > 1024) {
+            probe_done(p, false, "no status line");
+        }
+        return;
+    }
+    evbuffer_copyout(in, line, sizeof(line) - 1);
+    if (strncmp(line, "HTTP/1.", 7) != 0 || sscanf(line + 8, " %3d", &status) != 1) {
+        probe_done(p, false, "not an HTTP response");
+        return;
+    }
+    if (expected(&p->c, status)) {
+        probe_done(p, true, NULL);
+    } else {
+        char why[48];
+        snprintf(why, sizeof(why), "status %d", status);
+        probe_done(p, false, why);
+    }
+}
+
+static void probe_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    probe_done(arg, false, "connection closed before a status line");
+}
+
+static void probe_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    probe_done(arg, false, "timed out");
+}
+
+static void probe_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
+                          socklen_t peerlen, void *arg)
+{
+    struct probe *p = arg;
+
+    (void)peer;
+    (void)peerlen;
+    p->dial = NULL;
+    if (st != WM_DIAL_OK) {
+        probe_done(p, false, wm_dial_status_str(st));
+        return;
+    }
+    p->bev = bufferevent_socket_new(wm_worker_base(checker_w), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (p->bev == NULL) {
+        close(fd);
+        probe_done(p, false, "out of memory");
+        return;
+    }
+    bufferevent_setcb(p->bev, probe_read_cb, NULL, probe_event_cb, p);
+    evbuffer_add_printf(bufferevent_get_output(p->bev),
+                        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wmproxy-health\r\n"
+                        "Connection: close\r\n\r\n",
+                        p->c.path, p->c.host);
+    bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+}
+
+static void probe_start(struct rv_health *h, const struct rv_check *c)
+{
+    struct probe *p = calloc(1, sizeof(*p));
+    struct timeval tv = {(time_t)(c->timeout_ms / 1000), (suseconds_t)(c->timeout_ms % 1000) * 1000};
+
+    if (p == NULL) {
+        h->probing = false;
+        rv_health_put(h);
+        return;
+    }
+    p->h = h;
+    p->c = *c;
+    p->next = probes;
+    probes = p;
+    p->timer = evtimer_new(wm_worker_base(checker_w), probe_timeout_cb, p);
+    if (p->timer == NULL) {
+        probe_free(p);
+        return;
+    }
+    evtimer_add(p->timer, &tv);
+    p->dial = wm_dial_start(checker_w, h->host, h->port, (int)c->timeout_ms, probe_dial_cb, p);
+    if (p->dial == NULL) {
+        probe_free(p);
+    }
+}
+
+/* Start the checks that are due (registry lock held only to pick them). */
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct rv_health *due[64];
+    struct rv_check checks[64];
+    size_t n = 0;
+    uint64_t now = wm_now_ms();
+
+    (void)fd;
+    (void)what;
+    (void)arg;
+    rv_registry_lock();
+    for (struct rv_health *h = rv_registry_head(); h != NULL && n < 64; h = h->next) {
+        if (!h->check.on || h->probing || now < h->next_ms) {
+            continue;
+        }
+        h->probing = true;
+        h->next_ms = now + h->check.interval_ms;
+        h->refs++;
+        due[n] = h;
+        checks[n++] = h->check;
+    }
+    rv_registry_unlock();
+    for (size_t i = 0; i < n; i++) {
+        probe_start(due[i], &checks[i]);
+    }
+}
+
+static void checker_start(struct wm_worker *w, void *arg)
+{
+    struct timeval tv = {0, TICK_MS * 1000};
+
+    (void)arg;
+    checker_w = w;
+    tick_ev = event_new(wm_worker_base(w), -1, EV_PERSIST, tick_cb, NULL);
+    if (tick_ev != NULL) {
+        event_add(tick_ev, &tv);
+    }
+}
+
+void wm_rev_checker_start(void)
+{
+    wm_worker_post(wm_worker_get(0), checker_start, NULL);
+}
+
+void rv_checker_stop(void)
+{
+    if (checker_w == NULL || wm_worker_self() != checker_w) {
+        return;
+    }
+    while (probes != NULL) {
+        probe_free(probes);
+    }
+    if (tick_ev != NULL) {
+        event_free(tick_ev);
+        tick_ev = NULL;
+    }
+    checker_w = NULL;
+}

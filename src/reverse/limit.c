@@ -1,0 +1,247 @@
+/*
+ * reverse/limit.c - limit_req zones: a request rate per key (the client's
+ * address unless the zone names another key), nginx's leaky bucket: each
+ * key holds an excess that drains at the zone's rate; a request adds one;
+ * above `burst` it is refused.
+ *
+ * A zone is shared by every worker and every generation of the settings
+ * (a registry keyed by name, like the health records), so a reload keeps
+ * the counts. Its memory is bounded by `limit=SIZE`: when the table is
+ * full the key that was seen least recently is forgotten (logged once per
+ * minute). One mutex per zone; the critical section is a hash lookup.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "reverse/rev_int.h"
+
+#define KEY_MAX 64
+#define ENTRY_BYTES 128 /* what one key costs, for limit=SIZE */
+
+struct lentry {
+    struct lentry *hnext;          /* hash chain */
+    struct lentry *lru_prev;       /* least recently seen first */
+    struct lentry *lru_next;
+    uint64_t hash;
+    uint64_t last_ms;
+    uint64_t excess;               /* in 1/1000 requests */
+    size_t klen;
+    char key[KEY_MAX];
+};
+
+struct rv_zone {
+    int refs;                      /* registry lock */
+    char name[64];
+    struct rv_zone *next;
+    pthread_mutex_t lock;
+    uint64_t rate_milli;           /* requests per second x 1000 */
+    size_t max_entries;
+    size_t n;
+    struct lentry **buckets;
+    size_t nbuckets;
+    struct lentry *lru_head;
+    struct lentry *lru_tail;
+    uint64_t evicted;
+    uint64_t last_evict_log_ms;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rv_zone *reg_head;
+
+static void zone_free(struct rv_zone *z)
+{
+    for (struct lentry *e = z->lru_head; e != NULL;) {
+        struct lentry *next = e->lru_next;
+        free(e);
+        e = next;
+    }
+    free(z->buckets);
+    pthread_mutex_destroy(&z->lock);
+    free(z);
+}
+
+struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t bytes)
+{
+    struct rv_zone *z;
+    size_t max = bytes / ENTRY_BYTES;
+
+    if (max < 16) {
+        max = 16;
+    }
+    pthread_mutex_lock(&reg_lock);
+    for (z = reg_head; z != NULL; z = z->next) {
+        if (strcmp(z->name, name) == 0) {
+            break;
+        }
+    }
+    if (z != NULL) {
+        z->refs++;
+        pthread_mutex_lock(&z->lock);
+        z->rate_milli = rate_milli; /* a reload may change the rate; the counts stay */
+        z->max_entries = max;
+        pthread_mutex_unlock(&z->lock);
+    } else if ((z = calloc(1, sizeof(*z))) != NULL) {
+        z->nbuckets = 1024;
+        while (z->nbuckets < max && z->nbuckets < (1u << 20)) {
+            z->nbuckets *= 2;
+        }
+        z->buckets = calloc(z->nbuckets, sizeof(*z->buckets));
+        if (z->buckets == NULL) {
+            free(z);
+            z = NULL;
+        } else {
+            snprintf(z->name, sizeof(z->name), "%s", name);
+            z->refs = 1;
+            z->rate_milli = rate_milli;
+            z->max_entries = max;
+            pthread_mutex_init(&z->lock, NULL);
+            z->next = reg_head;
+            reg_head = z;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return z;
+}
+
+void rv_zone_put(struct rv_zone *z)
+{
+    if (z == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&reg_lock);
+    if (--z->refs == 0) {
+        for (struct rv_zone **pp = &reg_head; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == z) {
+                *pp = z->next;
+                break;
+            }
+        }
+        zone_free(z);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static uint64_t hash_key(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (uint8_t)k[i]) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static void lru_unlink(struct rv_zone *z, struct lentry *e)
+{
+    if (e->lru_prev != NULL) {
+        e->lru_prev->lru_next = e->lru_next;
+    } else {
+        z->lru_head = e->lru_next;
+    }
+    if (e->lru_next != NULL) {
+        e->lru_next->lru_prev = e->lru_prev;
+    } else {
+        z->lru_tail = e->lru_prev;
+    }
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push(struct rv_zone *z, struct lentry *e)
+{
+    e->lru_prev = z->lru_tail;
+    e->lru_next = NULL;
+    if (z->lru_tail != NULL) {
+        z->lru_tail->lru_next = e;
+    } else {
+        z->lru_head = e;
+    }
+    z->lru_tail = e;
+}
+
+static void evict_oldest(struct rv_zone *z, uint64_t now)
+{
+    struct lentry *e = z->lru_head;
+
+    if (e == NULL) {
+        return;
+    }
+    lru_unlink(z, e);
+    for (struct lentry **pp = &z->buckets[e->hash & (z->nbuckets - 1)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
+        if (*pp == e) {
+            *pp = e->hnext;
+            break;
+        }
+    }
+    free(e);
+    z->n--;
+    z->evicted++;
+    if (now - z->last_evict_log_ms >= 60000) {
+        z->last_evict_log_ms = now;
+        wm_log(WM_LOG_WARN, 0,
+               "limit_req zone %s is full (%zu keys): forgetting the least recent ones "
+               "(%llu so far); a larger limit= keeps more",
+               z->name, z->max_entries, (unsigned long long)z->evicted);
+    }
+}
+
+static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, uint64_t now)
+{
+    uint64_t h = hash_key(key, n);
+    struct lentry **head = &z->buckets[h & (z->nbuckets - 1)];
+    struct lentry *e;
+
+    for (e = *head; e != NULL; e = e->hnext) {
+        if (e->hash == h && e->klen == n && memcmp(e->key, key, n) == 0) {
+            lru_unlink(z, e);
+            lru_push(z, e);
+            return e;
+        }
+    }
+    while (z->n >= z->max_entries) {
+        evict_oldest(z, now);
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return NULL;
+    }
+    e->hash = h;
+    e->last_ms = now;
+    memcpy(e->key, key, n);
+    e->klen = n;
+    head = &z->buckets[h & (z->nbuckets - 1)]; /* eviction may have changed the chain */
+    e->hnext = *head;
+    *head = e;
+    lru_push(z, e);
+    z->n++;
+    return e;
+}
+
+bool rv_zone_allow(struct rv_zone *z, const char *key, size_t n, uint64_t burst)
+{
+    uint64_t now = wm_now_ms();
+    bool ok = true;
+    struct lentry *e;
+
+    if (n >= KEY_MAX) {
+        n = KEY_MAX - 1; /* long keys share their first 63 bytes */
+    }
+    pthread_mutex_lock(&z->lock);
+    e = find_or_add(z, key, n, now);
+    if (e != NULL) {
+        uint64_t drained = (now - e->last_ms) * z->rate_milli / 1000;
+        e->excess = e->excess > drained ? e->excess - drained : 0;
+        e->last_ms = now;
+        if (e->excess > burst * 1000) {
+            ok = false; /* a refused request adds nothing */
+        } else {
+            e->excess += 1000;
+        }
+    }
+    pthread_mutex_unlock(&z->lock);
+    return ok;
+}

@@ -1,0 +1,627 @@
+/*
+ * reverse/rev.c - the reverse proxy's service: accept (plain or TLS),
+ * then every request through the HTTP engine (http/fwd.h) with the ops
+ * below: choose the server by Host, the location by path and rule, then
+ * answer locally or pick an upstream server, connect (trying the next
+ * server when a connect fails) and reuse idle connections of the worker.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <llhttp.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/bev.h"
+#include "core/log.h"
+#include "core/service.h"
+#include "core/util.h"
+#include "core/worker.h"
+#include "http/head.h"
+#include "http/parser.h"
+#include "http/util.h"
+#include "net/conn.h"
+#include "net/dial.h"
+#include "net/tls.h"
+#include "net/tlspump.h"
+#include "reverse/rev.h"
+#include "reverse/rev_int.h"
+
+struct rv_service {
+    struct wm_service base;
+    struct wm_rev *r;
+    const struct rv_listen *l;
+};
+
+/* One request's routing (the target's data; freed by release()). */
+struct rv_req {
+    struct wm_hfwd *f;
+    const struct rv_location *loc;
+    struct rv_server *srv;
+    uint64_t tried;              /* servers whose connect failed, by index */
+    struct wm_dial *dial;
+    bool connecting;
+    char sni[WM_HOST_MAX];
+    struct evbuffer *local;      /* a local answer's body */
+    char path[];                 /* request-target sent upstream, when rewritten */
+};
+
+/* The client connection: the keep-alive settings of its last upstream. */
+struct rv_conn {
+    struct wm_conn conn; /* first */
+    int ka_max;
+    uint64_t ka_ms;
+};
+
+/* ---- choosing the server and the location ---- */
+
+static const struct rv_vhost *vhost_for(const struct rv_listen *l, const char *host, size_t n)
+{
+    for (size_t i = 0; i < l->nhosts; i++) {
+        const struct rv_vhost *v = l->hosts[i];
+        for (size_t k = 0; k < v->nnames; k++) {
+            if (rv_host_match(v->names[k], host, n)) {
+                return v;
+            }
+        }
+    }
+    return l->hosts[0]; /* as nginx: the first server on the address is the default */
+}
+
+/* llhttp's number of the request's method, -1 when unknown. */
+static int method_index(struct wm_http_head *req)
+{
+    size_t n;
+    const char *m = wm_http_head_method(req, &n);
+
+    for (int i = 0; i < 64; i++) {
+        const char *name = llhttp_method_name((llhttp_method_t)i);
+        if (name != NULL && strlen(name) == n && memcmp(name, m, n) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static bool loc_matches(const struct rv_location *l, const char *path, size_t plen,
+                        const char *host, size_t hlen, struct wm_http_head *req, bool tls,
+                        const struct wm_conn *c)
+{
+    if (!rv_pattern_match(&l->path, path, plen)) {
+        return false;
+    }
+    if (l->methods != 0) {
+        int m = method_index(req);
+        if (m < 0 || !(l->methods & (1ULL << m))) {
+            return false;
+        }
+    }
+    if (l->schemes != 0 && !(l->schemes & (tls ? 2u : 1u))) {
+        return false;
+    }
+    if (l->nhosts > 0) {
+        bool any = false;
+        for (size_t i = 0; i < l->nhosts && !any; i++) {
+            any = rv_host_match(l->hosts[i], host, hlen);
+        }
+        if (!any) {
+            return false;
+        }
+    }
+    return l->nclient_ip == 0 ||
+           (c->peerlen > 0 &&
+            rv_cidr_match(l->client_ip, l->nclient_ip, (const struct sockaddr *)&c->peer));
+}
+
+/* Host without its port; "" when absent. */
+static const char *host_of(struct wm_http_head *req, size_t *n)
+{
+    const char *h = wm_http_head_get(req, "host", n);
+
+    if (h == NULL) {
+        *n = 0;
+        return "";
+    }
+    if (*n > 0 && h[0] == '[') {
+        const char *e = memchr(h, ']', *n);
+        *n = e != NULL ? (size_t)(e - h + 1) : *n;
+    } else {
+        const char *colon = memchr(h, ':', *n);
+        *n = colon != NULL ? (size_t)(colon - h) : *n;
+    }
+    return h;
+}
+
+/* ---- local answers ---- */
+
+static int local_answer(struct rv_req *q, struct wm_hfwd_target *t, int status,
+                        const char *body_tmpl)
+{
+    q->local = evbuffer_new();
+    if (q->local == NULL) {
+        return 500;
+    }
+    wm_hfwd_expand(q->f, body_tmpl, q->local);
+    t->local_status = status;
+    t->local_ctype = "text/plain; charset=utf-8";
+    t->local_len = evbuffer_get_length(q->local);
+    t->local_body = evbuffer_pullup(q->local, -1);
+    return WM_HFWD_LOCAL;
+}
+
+/* ---- the proxy target ---- */
+
+static void target_key(struct wm_hfwd_target *t, const struct rv_location *l,
+                       const struct rv_server *s)
+{
+    snprintf(t->key, sizeof(t->key), "%c|%s|%s", l->up_tls ? 's' : 'h', s->addr,
+             l->up_tls ? l->sni : "");
+    if (strcmp(l->up->name, s->addr) == 0) {
+        snprintf(t->log, sizeof(t->log), "%s", s->addr);
+    } else {
+        snprintf(t->log, sizeof(t->log), "%s/%s", l->up->name, s->addr);
+    }
+}
+
+static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *t,
+                       const char *url, size_t ulen, bool tls, const char **detail)
+{
+    const struct rv_location *l = q->loc;
+    struct rv_conn *rc = (struct rv_conn *)c;
+
+    q->srv = rv_upstream_pick(l->up, c->peerlen > 0 ? (const struct sockaddr *)&c->peer : NULL,
+                              0);
+    if (q->srv == NULL) {
+        *detail = "no upstream server is up";
+        return 502;
+    }
+    atomic_fetch_add(&q->srv->h->active, 1);
+    target_key(t, l, q->srv);
+    if (l->set_host) {
+        snprintf(t->host_hdr, sizeof(t->host_hdr), "%s", q->srv->addr);
+    }
+    if (l->up_path[0] != '\0') {
+        size_t pl = strlen(l->up_path);
+        size_t mp = l->path.kind == RV_PAT_PREFIX ? strlen(l->path.text) : 0;
+        /* as nginx's proxy_pass with a URI: it replaces the matched prefix */
+        if (mp > 0 && ulen >= mp && memcmp(url, l->path.text, mp) == 0) {
+            url += mp;
+            ulen -= mp;
+        }
+        bool slash = pl > 0 && l->up_path[pl - 1] == '/' && ulen > 0 && url[0] == '/';
+        memcpy(q->path, l->up_path, pl);
+        memcpy(q->path + pl, url + slash, ulen - slash);
+        t->path = q->path;
+        t->pathlen = pl + ulen - slash;
+    }
+    snprintf(q->sni, sizeof(q->sni), "%s", l->sni);
+    t->rules = l->rules;
+    t->nrules = l->nrules;
+    t->scheme = tls ? "https" : "http";
+    t->idle_ms = l->read_ms;
+    rc->ka_max = l->up->keepalive;
+    rc->ka_ms = l->up->keepalive_ms;
+    return 0;
+}
+
+static int check_access(const struct rv_location *l, const struct wm_conn *c,
+                        const char **detail)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
+
+    if (c->peerlen == 0) {
+        return 0;
+    }
+    if (l->ndeny_ip > 0 && rv_cidr_match(l->deny_ip, l->ndeny_ip, sa)) {
+        *detail = "your address is denied here";
+        return 403;
+    }
+    if (l->nallow_ip > 0 && !rv_cidr_match(l->allow_ip, l->nallow_ip, sa)) {
+        *detail = "your address is not allowed here";
+        return 403;
+    }
+    return 0;
+}
+
+/* limit_req: the key's rate (wmproxy's order: before allow/deny). */
+static int check_limit(struct wm_hfwd *f, const struct rv_location *l, const char **detail,
+                       const char **extra)
+{
+    struct evbuffer *k;
+    bool ok;
+
+    if (l->zone == NULL) {
+        return 0;
+    }
+    k = evbuffer_new();
+    if (k == NULL) {
+        return 0;
+    }
+    wm_hfwd_expand(f, l->zone_key, k);
+    ok = rv_zone_allow(l->zone, (const char *)evbuffer_pullup(k, -1), evbuffer_get_length(k),
+                       l->burst);
+    evbuffer_free(k);
+    if (ok) {
+        return 0;
+    }
+    *detail = "request rate limit exceeded";
+    *extra = "Retry-After: 1\r\n";
+    return l->limit_status;
+}
+
+static int body_limit(const struct rv_location *l, struct wm_http_head *req, const char **detail)
+{
+    size_t n;
+    const char *cl = wm_http_head_get(req, "content-length", &n);
+
+    if (l->max_body == 0 || cl == NULL) {
+        return 0;
+    }
+    if (strtoull(cl, NULL, 10) > l->max_body) {
+        *detail = "request body larger than client_max_body_size";
+        return 413;
+    }
+    return 0;
+}
+
+static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
+                 struct wm_hfwd_target *t, const char **detail, const char **extra)
+{
+    const struct rv_service *s = (const struct rv_service *)c->svc;
+    size_t ulen;
+    const char *url = wm_http_head_url(req, &ulen);
+    char path[4096];
+    size_t plen;
+    size_t hlen;
+    const char *host = host_of(req, &hlen);
+    const struct rv_vhost *v;
+    const struct rv_location *l = NULL;
+    struct rv_req *q;
+    int r;
+
+    if (hlen == 0 && wm_http_head_minor(req) >= 1) {
+        *detail = "a Host header is required";
+        return 400;
+    }
+    if (rv_path_normalize(url, ulen, path, sizeof(path), &plen) < 0) {
+        *detail = "malformed or unsafe request path";
+        return 400;
+    }
+    v = vhost_for(s->l, host, hlen);
+    for (size_t i = 0; i < v->nlocs && l == NULL; i++) {
+        if (loc_matches(&v->locs[i], path, plen, host, hlen, req, s->l->tls, c)) {
+            l = &v->locs[i];
+        }
+    }
+    if (l == NULL) {
+        *detail = "no location matches this path";
+        return 404;
+    }
+    if ((r = check_limit(f, l, detail, extra)) != 0 || (r = check_access(l, c, detail)) != 0 ||
+        (r = body_limit(l, req, detail)) != 0) {
+        return r;
+    }
+    q = calloc(1, sizeof(*q) + strlen(l->up_path != NULL ? l->up_path : "") + ulen + 2);
+    if (q == NULL) {
+        *detail = "out of memory";
+        return 500;
+    }
+    q->f = f;
+    q->loc = l;
+    t->data = q;
+    switch (l->handler) {
+    case RV_H_STATIC:
+        snprintf(t->log, sizeof(t->log), "static");
+        return local_answer(q, t, 200, l->static_body);
+    case RV_H_FILES:
+        *detail = "file_server is not supported yet";
+        return 501;
+    case RV_H_NONE:
+        *detail = "this location has no handler";
+        return 500;
+    case RV_H_PROXY:
+        break;
+    }
+    return proxy_route(q, c, t, url, ulen, s->l->tls, detail);
+}
+
+static void release(struct wm_hfwd_target *t)
+{
+    struct rv_req *q = t->data;
+
+    if (q == NULL) {
+        return;
+    }
+    if (q->dial != NULL) {
+        wm_dial_cancel(q->dial);
+    }
+    if (q->srv != NULL) {
+        atomic_fetch_sub(&q->srv->h->active, 1);
+    }
+    if (q->local != NULL) {
+        evbuffer_free(q->local);
+    }
+    free(q);
+    t->data = NULL;
+}
+
+/* ---- connecting, with the next server after a failure ---- */
+
+static void dial_next(struct rv_req *q);
+
+static struct bufferevent *wrap(struct rv_req *q, int fd)
+{
+    struct wm_conn *c = wm_hfwd_conn(q->f);
+    struct event_base *base = wm_worker_base(c->w);
+    struct bufferevent *up;
+
+    if (q->loc->up_tls) {
+        return wm_tls_wrap(base, q->loc->tls, fd, false, q->sni, q->srv->addr);
+    }
+    up = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (up == NULL) {
+        close(fd);
+    }
+    return up;
+}
+
+static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
+                    socklen_t peerlen, void *arg)
+{
+    struct rv_req *q = arg;
+    struct bufferevent *up;
+
+    (void)peer;
+    (void)peerlen;
+    q->dial = NULL;
+    if (st != WM_DIAL_OK) {
+        rv_server_failed(q->loc->up, q->srv, wm_dial_status_str(st));
+        if ((size_t)(q->srv - q->loc->up->servers) < 64) {
+            q->tried |= 1ULL << (q->srv - q->loc->up->servers);
+        }
+        wm_log(WM_LOG_INFO, wm_hfwd_conn(q->f)->id, "upstream %s server %s: %s",
+               q->loc->up->name, q->srv->addr, wm_dial_status_str(st));
+        dial_next(q);
+        return;
+    }
+    rv_server_ok(q->srv);
+    up = wrap(q, fd);
+    q->connecting = false;
+    wm_hfwd_connected(q->f, up, up != NULL ? 0 : 502, up != NULL ? NULL : "out of memory");
+}
+
+static void dial_server(struct rv_req *q)
+{
+    struct wm_conn *c = wm_hfwd_conn(q->f);
+
+    q->dial = wm_dial_start(c->w, q->srv->host, q->srv->port, q->loc->connect_ms, dial_cb, q);
+    if (q->dial == NULL) {
+        q->connecting = false;
+        wm_hfwd_connected(q->f, NULL, 502, "out of memory");
+    }
+}
+
+/* After a failed connect: another server of the upstream, if one is up. */
+static void dial_next(struct rv_req *q)
+{
+    struct wm_conn *c = wm_hfwd_conn(q->f);
+    struct rv_server *next = rv_upstream_pick(
+        q->loc->up, c->peerlen > 0 ? (const struct sockaddr *)&c->peer : NULL, q->tried);
+    char key[WM_HOST_MAX + 80];
+
+    if (next == NULL || next == q->srv) {
+        q->connecting = false;
+        wm_hfwd_connected(q->f, NULL, 502, "no upstream server could be reached");
+        return;
+    }
+    atomic_fetch_sub(&q->srv->h->active, 1);
+    atomic_fetch_add(&next->h->active, 1);
+    q->srv = next;
+    wm_fmt(key, sizeof(key), "%c|%s|%s", q->loc->up_tls ? 's' : 'h', next->addr,
+             q->loc->up_tls ? q->sni : "");
+    wm_hfwd_rekey(q->f, key);
+    dial_server(q);
+}
+
+static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t)
+{
+    struct rv_req *q = t->data;
+
+    (void)f;
+    (void)c;
+    if (q == NULL || q->srv == NULL) {
+        return NULL;
+    }
+    q->connecting = true;
+    dial_server(q);
+    return q;
+}
+
+static void cancel_op(void *handle)
+{
+    struct rv_req *q = handle;
+
+    if (q->dial != NULL) {
+        wm_dial_cancel(q->dial);
+        q->dial = NULL;
+    }
+    q->connecting = false;
+}
+
+static struct bufferevent *take_idle(struct wm_hfwd *f, const struct wm_hfwd_target *t)
+{
+    (void)f;
+    return rv_pool_take(t->key);
+}
+
+static void park(struct wm_hfwd *f, const char *key, struct bufferevent *up)
+{
+    const struct rv_conn *rc = (const struct rv_conn *)wm_hfwd_conn(f);
+
+    rv_pool_put(key, up, rc->ka_max, rc->ka_ms);
+}
+
+/* After the main log's line: the location's own access and error logs. */
+static void logged(struct wm_hfwd *f, const struct wm_hfwd_log *l)
+{
+    const struct rv_req *q = l->t->data;
+    const struct rv_location *loc = q != NULL ? q->loc : NULL;
+    struct rv_logctx x;
+
+    if (loc == NULL || (loc->alog == NULL && (loc->elog == NULL || l->status < 500))) {
+        return;
+    }
+    x = (struct rv_logctx){.req = wm_hfwd_request(f), .l = l, .c = wm_hfwd_conn(f),
+                           .up_addr = q->srv != NULL ? q->srv->addr : NULL};
+    rv_tls_info(x.c, &x.ssl_protocol, &x.ssl_cipher);
+    if (loc->alog != NULL) {
+        rv_alog_write(loc->alog, &x);
+    }
+    if (loc->elog != NULL && l->status >= 500) {
+        rv_alog_write(loc->elog, &x);
+    }
+}
+
+static const struct wm_hfwd_ops rev_ops = {
+    .proto = "reverse",
+    .route = route,
+    .connect = connect_op,
+    .cancel = cancel_op,
+    .release = release,
+    .take_idle = take_idle,
+    .park = park,
+    .logged = logged,
+};
+
+/* ---- the service ---- */
+
+static void service_accept(struct wm_service *svc, struct wm_worker *w, int fd,
+                           const struct sockaddr *peer, socklen_t peerlen,
+                           struct wm_listen_stats *stats)
+{
+    struct rv_service *s = (struct rv_service *)svc;
+    const struct rv_vhost *v0 = s->l->hosts[0];
+    struct wm_conn_limits lim = {v0->head_ms, v0->ka_ms};
+    struct bufferevent *bev;
+    struct rv_conn *rc;
+
+    if (s->l->tls) {
+        char ps[WM_ADDR_STR_MAX] = "-";
+        SSL_CTX *ctx = v0->tls;
+        for (size_t i = 1; ctx == NULL && i < s->l->nhosts; i++) {
+            ctx = s->l->hosts[i]->tls;
+        }
+        if (peer != NULL) {
+            wm_addr_format(peer, ps, sizeof(ps));
+        }
+        bev = ctx != NULL ? wm_tls_wrap(wm_worker_base(w), ctx, fd, true, NULL, ps) : NULL;
+        if (ctx == NULL) {
+            close(fd);
+        }
+    } else {
+        bev = bufferevent_socket_new(wm_worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            close(fd);
+        }
+    }
+    if (bev == NULL) {
+        return;
+    }
+    rc = calloc(1, sizeof(*rc));
+    if (rc == NULL) {
+        wm_bev_free(bev);
+        return;
+    }
+    wm_conn_init(&rc->conn, svc, w, bev, peer, peerlen, stats, &lim);
+    rc->conn.proto = s->l->tls ? "https" : "http";
+    bufferevent_enable(bev, EV_WRITE);
+    wm_hfwd_start(&rc->conn, &rev_ops);
+}
+
+static void service_destroy(struct wm_service *svc)
+{
+    struct rv_service *s = (struct rv_service *)svc;
+
+    wm_rev_unref(s->r);
+    free(s);
+}
+
+struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
+{
+    struct rv_service *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        return NULL;
+    }
+    wm_service_init(&s->base, "reverse", service_accept, service_destroy);
+    s->r = wm_rev_ref(r);
+    s->l = &r->listens[i];
+    return &s->base;
+}
+
+void wm_rev_worker_exit(void)
+{
+    rv_checker_stop();
+    rv_pool_free_all();
+}
+
+/* ---- TLS front: certificate by SNI, ALPN http/1.1 ---- */
+
+void rv_tls_info(const struct wm_conn *c, const char **proto, const char **cipher)
+{
+    const SSL *ssl = c->bev != NULL ? wm_tls_pump_ssl(c->bev) : NULL;
+
+    *proto = ssl != NULL ? SSL_get_version(ssl) : NULL;
+    *cipher = ssl != NULL ? SSL_get_cipher_name(ssl) : NULL;
+}
+
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    const struct wm_rev *r = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    (void)alert;
+    if (name == NULL) {
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    for (size_t i = 0; i < r->nvhosts; i++) {
+        const struct rv_vhost *v = &r->vhosts[i];
+        if (v->tls == NULL) {
+            continue;
+        }
+        for (size_t k = 0; k < v->nnames; k++) {
+            if (rv_host_match(v->names[k], name, strlen(name))) {
+                if (SSL_get_SSL_CTX(ssl) != v->tls) {
+                    SSL_set_SSL_CTX(ssl, v->tls);
+                }
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    return SSL_TLSEXT_ERR_OK; /* the default certificate */
+}
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char h1[] = "\x08http/1.1";
+
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED) {
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx)
+{
+    SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, r);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * reverse/rev.h - the reverse proxy: [http] servers (virtual hosts) on
+ * plain and TLS listeners, locations matched in config order, handlers
+ * (proxy_url to an upstream or a URL, static_response), upstream
+ * balancing with passive health and a keep-alive pool per worker.
+ *
+ * Life cycle across reloads: wm_rev_prepare() compiles a loaded [http]
+ * section on the main thread into immutable settings (struct wm_rev,
+ * refcounted); one service per listening address holds a reference, and
+ * so does every connection it accepted, so old requests finish under the
+ * settings they started with. Upstream health lives outside the settings,
+ * keyed by upstream name and address, so it survives a reload.
+ */
+#ifndef WM_REVERSE_REV_H
+#define WM_REVERSE_REV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct wm_conf_http;
+struct wm_err;
+struct wm_rev;
+struct wm_service;
+
+/* Compile h. 0 with *out (refcount 1), or -1 with err (err->key names the
+ * key in [http], e.g. "http.server[0].location[1].rule"). conf_dir: where
+ * relative paths of the config are taken from (NULL: the cwd). */
+int wm_rev_prepare(const struct wm_conf_http *h, const char *conf_dir, struct wm_rev **out,
+                   struct wm_err *err);
+
+struct wm_rev *wm_rev_ref(struct wm_rev *r);
+void wm_rev_unref(struct wm_rev *r); /* NULL is a no-op */
+
+/* Listening addresses, each once however many servers share it. */
+size_t wm_rev_nlisten(const struct wm_rev *r);
+const char *wm_rev_listen_addr(const struct wm_rev *r, size_t i, bool *tls);
+
+/* The service of listening address i (refcount 1; holds a reference on r). */
+struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i);
+
+/* Start the active health checker on worker 0 (after the workers started;
+ * it idles while no upstream has health_check). */
+void wm_rev_checker_start(void);
+
+/* Reopen every access/error log file (SIGUSR1, after logrotate moved
+ * them). Any thread. */
+void wm_rev_logs_reopen(void);
+
+/* Worker exit hook: free this worker's keep-alive pool (and on worker 0
+ * the health checker). */
+void wm_rev_worker_exit(void);
+
+#endif

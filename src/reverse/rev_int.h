@@ -1,0 +1,279 @@
+/*
+ * reverse/rev_int.h - the compiled reverse-proxy settings, shared by the
+ * files of src/reverse (nothing else includes it).
+ *
+ * Everything below is built once by rconf.c into one arena owned by
+ * struct wm_rev and is read-only afterwards (any worker may read it). The
+ * only mutable parts are reached through pointers: upstream health
+ * (struct rv_health, atomics, owned by the health registry in
+ * upstream.c) and the round-robin counters (atomics).
+ */
+#ifndef WM_REVERSE_REV_INT_H
+#define WM_REVERSE_REV_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/fwd.h"
+#include "net/addr.h"
+
+struct wm_arena;
+struct wm_conn;
+struct wm_http_head;
+struct rv_logfile;
+struct rv_zone;
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* ---- matching (match.c) ---- */
+
+enum rv_pat_kind {
+    RV_PAT_ANY,    /* no path condition */
+    RV_PAT_PREFIX, /* no '*': the path starts with it (nginx's "location /x") */
+    RV_PAT_EXACT,  /* "=/x": the whole path */
+    RV_PAT_GLOB,   /* '*' wildcards: prefix, middle parts in order, suffix */
+    RV_PAT_REGEX,  /* anything else with regex syntax: PCRE2, unanchored */
+    RV_PAT_NEVER,  /* "@name" of no match_names entry (a warning at check) */
+};
+
+struct rv_pattern {
+    enum rv_pat_kind kind;
+    const char *text;       /* as written */
+    const char **parts;     /* GLOB: the pieces between '*' */
+    size_t nparts;
+    bool lead_star;         /* GLOB: starts with '*' */
+    bool trail_star;        /* GLOB: ends with '*' */
+    void *re;               /* REGEX: pcre2_code (freed with the settings) */
+};
+
+/* An IP network for client_ip / allow_ip / deny_ip. */
+struct rv_cidr {
+    int family;             /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    int bits;
+};
+
+/* ---- upstreams (upstream.c) ---- */
+
+/* Health of one upstream server, shared by workers and kept across
+ * reloads (registry key "upstream-name|host:port"). */
+/* An active check (health_check = {...}); set under the registry lock. */
+struct rv_check {
+    bool on;
+    char path[256];
+    char host[WM_HOST_MAX];      /* Host header */
+    uint64_t interval_ms;
+    uint64_t timeout_ms;
+    unsigned classes;            /* bit c: status class c (2 for 2xx) is healthy */
+    int codes[8];                /* or these exact codes */
+    int ncodes;
+    int rise;                    /* successes that bring a server back */
+    int fall;                    /* failures that take it out */
+};
+
+struct rv_health {
+    int refs;                    /* registry lock */
+    char key[WM_HOST_MAX + 96];
+    char host[WM_HOST_MAX];      /* the server */
+    uint16_t port;
+    atomic_int fails;            /* failures in a row */
+    atomic_ullong down_until_ms; /* passive: skipped until then (wm_now_ms clock) */
+    atomic_int active;           /* connections now (least_conn) */
+    atomic_ullong total_fails;
+    atomic_bool check_down;      /* the active check says down */
+    struct rv_check check;       /* registry lock */
+    /* the checker's own (worker 0) */
+    uint64_t next_ms;
+    int ok_streak;
+    int fail_streak;
+    bool probing;
+    struct rv_health *next;
+};
+
+struct rv_server {
+    char host[WM_HOST_MAX];
+    uint16_t port;
+    char addr[WM_HOST_MAX + 8];  /* host:port as written */
+    int weight;
+    uint64_t fail_timeout_ms;
+    int fall_times;
+    bool backup;
+    struct rv_health *h;
+};
+
+enum rv_balance { RV_BAL_WEIGHT, RV_BAL_RR, RV_BAL_LEAST_CONN, RV_BAL_IP_HASH, RV_BAL_RANDOM };
+
+struct rv_upstream {
+    const char *name;
+    struct rv_server *servers;
+    size_t nservers;
+    enum rv_balance balance;
+    uint16_t *rr_seq;            /* smooth weighted round-robin order, server indexes */
+    size_t rr_len;
+    atomic_ulong *rr_next;       /* in the arena, shared by workers */
+    int keepalive;               /* idle connections per server and worker */
+    uint64_t keepalive_ms;
+};
+
+/* ---- logs (alog.c) ---- */
+
+/* An access log: a shared file and a line format (wmproxy's variables). */
+struct rv_alog {
+    struct rv_logfile *file;
+    const char *format;
+};
+
+/* What one line is made of. */
+struct rv_logctx {
+    struct wm_http_head *req;
+    const struct wm_hfwd_log *l;
+    const struct wm_conn *c;
+    const char *up_addr;
+    const char *ssl_protocol;
+    const char *ssl_cipher;
+};
+
+/* ---- locations and servers ---- */
+
+enum rv_handler { RV_H_PROXY, RV_H_STATIC, RV_H_FILES, RV_H_NONE };
+
+struct rv_location {
+    int index;                   /* in its server, for logs */
+    struct rv_pattern path;
+    const char **hosts;          /* rule.host patterns; none: any */
+    size_t nhosts;
+    uint64_t methods;            /* bit per llhttp method; 0: any */
+    unsigned schemes;            /* bit 0 http, bit 1 https; 0: any */
+    struct rv_cidr *client_ip;   /* rule.client_ip; none: any */
+    size_t nclient_ip;
+    struct rv_cidr *allow_ip;
+    size_t nallow_ip;
+    struct rv_cidr *deny_ip;
+    size_t ndeny_ip;
+    enum rv_handler handler;
+    const char *static_body;     /* RV_H_STATIC, with variables */
+    /* RV_H_PROXY */
+    struct rv_upstream *up;
+    bool up_tls;                 /* https:// */
+    const char *up_path;         /* the URL's path prefix ("" when none) */
+    const char *sni;             /* TLS: SNI and verified name */
+    SSL_CTX *tls;                /* https:// upstreams (own reference) */
+    bool set_host;               /* send the upstream's host:port as Host */
+    bool is_ws;
+    struct wm_hfwd_rule *rules;  /* request and response rules, expanded per request */
+    size_t nrules;
+    int connect_ms;
+    int read_ms;                 /* upstream silence while a response is due */
+    uint64_t max_body;           /* client_max_body_size; 0: no limit */
+    struct rv_zone *zone;        /* limit_req, or NULL */
+    const char *zone_key;        /* the zone's key template ("{client_ip}") */
+    uint64_t burst;
+    int limit_status;            /* answer to a refused request (default 503) */
+    struct rv_alog *alog;        /* access_log, or NULL (the main log has a line anyway) */
+    struct rv_alog *elog;        /* error_log: a line per 5xx answer, or NULL */
+};
+
+struct rv_vhost {
+    int index;                   /* in [http].server, for logs */
+    const char **names;          /* up_name / domain words ("*.x.com" allowed) */
+    size_t nnames;
+    struct rv_location *locs;
+    size_t nlocs;
+    SSL_CTX *tls;                /* its certificate (own reference), or NULL */
+    int head_ms;                 /* client_read_timeout */
+    int ka_ms;                   /* client_ka_timeout */
+};
+
+struct rv_listen {
+    char addr[WM_ADDR_STR_MAX];
+    bool tls;
+    struct rv_vhost **hosts;     /* servers on this address, in config order */
+    size_t nhosts;
+};
+
+struct wm_rev {
+    atomic_int refs;
+    struct wm_arena *arena;
+    struct rv_vhost *vhosts;
+    size_t nvhosts;
+    struct rv_upstream **ups;    /* every upstream, for freeing health refs */
+    size_t nups;
+    struct rv_listen *listens;
+    size_t nlistens;
+    struct rv_pattern **pats;    /* every compiled pattern, for freeing regexes */
+    size_t npats;
+    SSL_CTX **ctxs;              /* every context, for freeing */
+    size_t nctxs;
+    struct rv_zone **zones;      /* limit_req zones (references) */
+    size_t nzones;
+    const char **zone_names;     /* their names and key templates (arena) */
+    const char **zone_keys;
+    struct rv_logfile **files;   /* log files (references) */
+    size_t nfiles;
+};
+
+/* match.c */
+/* Compile pattern text (may be NULL: any). 0, or -1 with msg. */
+int rv_pattern_compile(struct rv_pattern *p, const char *text, struct wm_arena *a, char *msg,
+                       size_t cap);
+void rv_pattern_free(struct rv_pattern *p);
+bool rv_pattern_match(const struct rv_pattern *p, const char *s, size_t n);
+/* "10.0.0.0/8", "::1", "2001:db8::/32". 0 or -1. */
+int rv_cidr_parse(const char *s, struct rv_cidr *c);
+bool rv_cidr_match(const struct rv_cidr *c, size_t n, const struct sockaddr *sa);
+/* The path of a request-target for matching: up to '?', %XX decoded,
+ * "//" merged, "." and ".." resolved. -1 when malformed, above the root,
+ * holding a NUL, or longer than cap - 1. */
+int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *outlen);
+/* Host (no port, any case) against a name or "*.example.com". */
+bool rv_host_match(const char *pattern, const char *host, size_t n);
+
+/* upstream.c */
+struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,
+                                uint16_t port);
+void rv_health_put(struct rv_health *h);
+/* Set (c->on) or clear the active check of h. */
+void rv_health_set_check(struct rv_health *h, const struct rv_check *c);
+/* health.c: the checker on worker 0 (started by wm_rev_checker_start());
+ * stop: at worker exit, on its worker (elsewhere a no-op). */
+void rv_checker_stop(void);
+void rv_registry_lock(void);
+void rv_registry_unlock(void);
+struct rv_health *rv_registry_head(void);
+/* Pick a server for a request from client sa, skipping `tried` (bit per
+ * index, first 64). NULL when none is up (then the least recently failed
+ * one is not retried: the caller answers 502). */
+struct rv_server *rv_upstream_pick(struct rv_upstream *u, const struct sockaddr *client,
+                                   uint64_t tried);
+void rv_server_failed(struct rv_upstream *u, struct rv_server *s, const char *why);
+void rv_server_ok(struct rv_server *s);
+
+/* limit.c: limit_req zones, shared by workers and kept across reloads by
+ * name. rate_milli: requests per second x 1000; bytes: the zone's size
+ * (limit=). NULL on OOM. */
+struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t bytes);
+void rv_zone_put(struct rv_zone *z);
+/* One request of key k: within the rate plus burst? */
+bool rv_zone_allow(struct rv_zone *z, const char *k, size_t n, uint64_t burst);
+
+/* alog.c: log files by path, shared and kept open across reloads. NULL
+ * with msg when the file cannot be opened. */
+struct rv_logfile *rv_logfile_get(const char *path, char *msg, size_t cap);
+void rv_logfile_put(struct rv_logfile *f);
+void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x);
+
+/* rev.c: the TLS version and cipher of a client connection (NULLs on
+ * plain ones). */
+void rv_tls_info(const struct wm_conn *c, const char **proto, const char **cipher);
+
+/* rev.c: TLS front contexts: SNI chooses the server's certificate, ALPN
+ * offers http/1.1. 0 or -1. */
+int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx);
+
+/* pool.c: idle upstream connections of this worker, by key */
+struct bufferevent *rv_pool_take(const char *key);
+void rv_pool_put(const char *key, struct bufferevent *bev, int max_per_key, uint64_t idle_ms);
+void rv_pool_free_all(void);
+
+#endif

@@ -1,0 +1,258 @@
+/*
+ * reverse/upstream.c - choosing an upstream server and remembering which
+ * ones fail.
+ *
+ * Health records are shared by all workers and all generations of the
+ * settings: a registry (one mutex, touched only when settings are built
+ * or freed) maps "upstream|host:port" to a record of atomics, so a reload
+ * keeps what was learnt. Passive checks: fall_times failures in a row
+ * mark a server down for fail_timeout; after that it gets requests again
+ * and one more failure takes it down again.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "reverse/rev_int.h"
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rv_health *reg_head;
+
+void rv_registry_lock(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+void rv_registry_unlock(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+struct rv_health *rv_registry_head(void)
+{
+    return reg_head;
+}
+
+void rv_health_set_check(struct rv_health *h, const struct rv_check *c)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (c->on || h->refs == 1) {
+        h->check = *c; /* the newest settings win; the last user may switch it off */
+    }
+    if (!h->check.on) {
+        atomic_store(&h->check_down, false);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,
+                                uint16_t port)
+{
+    char key[sizeof(reg_head->key)];
+    struct rv_health *h;
+
+    snprintf(key, sizeof(key), "%s|%s", upname, addr);
+    pthread_mutex_lock(&reg_lock);
+    for (h = reg_head; h != NULL; h = h->next) {
+        if (strcmp(h->key, key) == 0) {
+            h->refs++;
+            break;
+        }
+    }
+    if (h == NULL && (h = calloc(1, sizeof(*h))) != NULL) {
+        snprintf(h->key, sizeof(h->key), "%s", key);
+        snprintf(h->host, sizeof(h->host), "%s", host);
+        h->port = port;
+        h->refs = 1;
+        h->next = reg_head;
+        reg_head = h;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return h;
+}
+
+void rv_health_put(struct rv_health *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&reg_lock);
+    if (--h->refs == 0) {
+        for (struct rv_health **pp = &reg_head; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == h) {
+                *pp = h->next;
+                break;
+            }
+        }
+        free(h);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static bool server_up(const struct rv_server *s, uint64_t now)
+{
+    return atomic_load_explicit(&s->h->down_until_ms, memory_order_relaxed) <= now &&
+           !atomic_load_explicit(&s->h->check_down, memory_order_relaxed);
+}
+
+/* May index i serve this pick? */
+static bool usable(const struct rv_upstream *u, size_t i, uint64_t tried, uint64_t now,
+                   bool backups)
+{
+    return (i >= 64 || !(tried & (1ULL << i))) && u->servers[i].backup == backups &&
+           server_up(&u->servers[i], now);
+}
+
+static struct rv_server *pick_weighted(struct rv_upstream *u, uint64_t tried, uint64_t now,
+                                       bool backups, bool equal)
+{
+    uint64_t total = 0;
+    uint64_t r;
+
+    for (size_t i = 0; i < u->nservers; i++) {
+        if (usable(u, i, tried, now, backups)) {
+            total += equal ? 1 : (uint64_t)u->servers[i].weight;
+        }
+    }
+    if (total == 0) {
+        return NULL;
+    }
+    r = wm_random_u64() % total;
+    for (size_t i = 0; i < u->nservers; i++) {
+        if (!usable(u, i, tried, now, backups)) {
+            continue;
+        }
+        uint64_t w = equal ? 1 : (uint64_t)u->servers[i].weight;
+        if (r < w) {
+            return &u->servers[i];
+        }
+        r -= w;
+    }
+    return NULL;
+}
+
+static struct rv_server *pick_rr(struct rv_upstream *u, uint64_t tried, uint64_t now,
+                                 bool backups)
+{
+    unsigned long start = atomic_fetch_add_explicit(u->rr_next, 1, memory_order_relaxed);
+
+    for (size_t k = 0; k < u->rr_len; k++) {
+        size_t i = u->rr_seq[(start + k) % u->rr_len];
+        if (usable(u, i, tried, now, backups)) {
+            return &u->servers[i];
+        }
+    }
+    return NULL;
+}
+
+static struct rv_server *pick_least(struct rv_upstream *u, uint64_t tried, uint64_t now,
+                                    bool backups)
+{
+    struct rv_server *best = NULL;
+    uint64_t best_score = UINT64_MAX;
+    unsigned long start = atomic_fetch_add_explicit(u->rr_next, 1, memory_order_relaxed);
+
+    /* active / weight, compared without division; ties go round-robin */
+    for (size_t k = 0; k < u->nservers; k++) {
+        size_t i = (start + k) % u->nservers;
+        if (!usable(u, i, tried, now, backups)) {
+            continue;
+        }
+        struct rv_server *s = &u->servers[i];
+        uint64_t score = (uint64_t)atomic_load(&s->h->active) * 1000000 / (uint64_t)s->weight;
+        if (score < best_score) {
+            best_score = score;
+            best = s;
+        }
+    }
+    return best;
+}
+
+static uint64_t client_hash(const struct sockaddr *sa)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        p = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+        n = 3; /* as nginx: the /24 */
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        p = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        n = 16;
+    }
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ p[i]) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static struct rv_server *pick_hash(struct rv_upstream *u, const struct sockaddr *client,
+                                   uint64_t tried, uint64_t now, bool backups)
+{
+    uint64_t h = client_hash(client);
+
+    /* the same client keeps its server while it is up; else the next one */
+    for (size_t k = 0; k < u->nservers; k++) {
+        size_t i = (size_t)((h + k) % u->nservers);
+        if (usable(u, i, tried, now, backups)) {
+            return &u->servers[i];
+        }
+    }
+    return NULL;
+}
+
+static struct rv_server *pick_among(struct rv_upstream *u, const struct sockaddr *client,
+                                    uint64_t tried, uint64_t now, bool backups)
+{
+    switch (u->balance) {
+    case RV_BAL_RR:
+        return backups ? pick_weighted(u, tried, now, true, false) : pick_rr(u, tried, now, false);
+    case RV_BAL_LEAST_CONN:
+        return pick_least(u, tried, now, backups);
+    case RV_BAL_IP_HASH:
+        return pick_hash(u, client, tried, now, backups);
+    case RV_BAL_RANDOM:
+        return pick_weighted(u, tried, now, backups, true);
+    case RV_BAL_WEIGHT:
+        break;
+    }
+    return pick_weighted(u, tried, now, backups, false);
+}
+
+struct rv_server *rv_upstream_pick(struct rv_upstream *u, const struct sockaddr *client,
+                                   uint64_t tried)
+{
+    uint64_t now = wm_now_ms();
+    struct rv_server *s = pick_among(u, client, tried, now, false);
+
+    return s != NULL ? s : pick_among(u, client, tried, now, true);
+}
+
+void rv_server_failed(struct rv_upstream *u, struct rv_server *s, const char *why)
+{
+    int n = atomic_fetch_add(&s->h->fails, 1) + 1;
+
+    atomic_fetch_add(&s->h->total_fails, 1);
+    if (n >= s->fall_times) {
+        uint64_t until = wm_now_ms() + s->fail_timeout_ms;
+        uint64_t was = atomic_exchange(&s->h->down_until_ms, until);
+        atomic_store(&s->h->fails, 0);
+        if (was <= wm_now_ms()) {
+            wm_log(WM_LOG_WARN, 0,
+                   "upstream %s server %s marked down for %llu ms after %d failure(s): %s",
+                   u->name, s->addr, (unsigned long long)s->fail_timeout_ms, n, why);
+        }
+    }
+}
+
+void rv_server_ok(struct rv_server *s)
+{
+    if (atomic_load_explicit(&s->h->fails, memory_order_relaxed) != 0) {
+        atomic_store(&s->h->fails, 0);
+    }
+}

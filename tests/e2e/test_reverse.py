@@ -1,0 +1,861 @@
+"""The reverse proxy ([http]): virtual hosts, locations, upstreams with
+balancing, passive health and a keep-alive pool, header rules, access rules,
+local answers, TLS termination with SNI, https upstreams, WebSocket, reload,
+and bad input."""
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN
+from helpers import origin as origin_mod
+from helpers.control import api
+from helpers.net import connect, free_port, recv_all, wait_until
+from helpers.tunnel import wait_log
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def start(wmproxy, tmp_path, body, name="rev.toml", cport=None):
+    """Run a config whose [http] servers listen on the ports in `body`."""
+    top = 'control = "127.0.0.1:%d"\n' % cport if cport else "disable_control = true\n"
+    path = write(tmp_path / name, top + "workers = 2\n" + body)
+    p = wmproxy(["run", "-c", path])
+    return p
+
+
+def get(port, path="/", host="a.test", headers=None, method="GET", body=b"", timeout=10):
+    """One request on a new connection: (status, headers dict lower-case, body)."""
+    s = connect(port, timeout=timeout)
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host, "Connection: close"]
+    for k, v in (headers or {}).items():
+        lines.append("%s: %s" % (k, v))
+    if body:
+        lines.append("Content-Length: %d" % len(body))
+    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    data = recv_all(s)
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    first, *hl = head.decode("latin-1").split("\r\n")
+    hd = {}
+    for h in hl:
+        k, _, v = h.partition(":")
+        hd[k.strip().lower()] = v.strip()
+    return int(first.split()[1]), hd, rest
+
+
+def wait_serving(port, host="a.test", path="/"):
+    def ok():
+        try:
+            get(port, path, host)
+            return True
+        except OSError:
+            return False
+    wait_until(ok, what="reverse proxy on %d" % port)
+
+
+@pytest.fixture
+def two_origins():
+    a = origin_mod.start("127.0.0.1")
+    b = origin_mod.start("127.0.0.1")
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_virtual_hosts_locations_and_static(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[http.match_names]
+api = "^/api/v[0-9]+/"
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+up_name = "a.test"
+[[http.server.location]]
+rule = "=/exact"
+static_response = "exact {method} {client_ip}"
+[[http.server.location]]
+rule = "/files/*.txt"
+static_response = "glob"
+[[http.server.location]]
+rule = "@api"
+static_response = "regex"
+[[http.server.location]]
+rule = { path = "/m", method = "POST PUT" }
+static_response = "posted"
+[[http.server.location]]
+rule = { path = "/m", host = "A.TEST" }
+static_response = "host rule"
+[[http.server.location]]
+rule = "/proxy"
+proxy_url = "http://127.0.0.1:%(o)d"
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+up_name = "*.wild.test other.test"
+static_response = "second server {host}"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/exact")
+    st, hd, body = get(port, "/exact")
+    assert (st, body) == (200, b"exact GET 127.0.0.1")
+    assert hd["content-type"].startswith("text/plain")
+    assert get(port, "/exactly")[0] == 404  # "=" is exact, and nothing else matches
+    assert get(port, "/files/a/b.txt")[2] == b"glob"
+    assert get(port, "/files/a/b.png")[0] == 404
+    assert get(port, "/api/v2/users")[2] == b"regex"
+    assert get(port, "/api/vX/")[0] == 404
+    assert get(port, "/m", method="POST", body=b"x")[2] == b"posted"
+    assert get(port, "/m")[2] == b"host rule"  # first match in config order wins
+    # Host: case-insensitive, port ignored, wildcard; unknown -> the first server
+    assert get(port, "/x", host="Deep.Wild.TEST:8080")[2] == b"second server Deep.Wild.TEST:8080"
+    assert get(port, "/x", host="other.test")[2].startswith(b"second server")
+    assert get(port, "/exact", host="unknown.test")[2].startswith(b"exact")
+    # the path is normalised before matching: no bypass with %XX or dot segments
+    assert get(port, "/%65xact")[2].startswith(b"exact")
+    assert get(port, "/files/../exact")[2].startswith(b"exact")
+    assert get(port, "/../../etc/passwd")[0] == 400
+    st, _, body = get(port, "/proxy/../headers")
+    assert st == 404  # normalised path /headers matches no location
+
+
+def test_proxy_headers_and_host(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+headers = ["proxy X-From-Http 1"]
+[[http.upstream]]
+name = "back"
+server = [{ addr = "127.0.0.1:%(o)d" }]
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+headers = ["+ X-Served-By wmproxy", "- Server"]
+[[http.server.location]]
+rule = "/keep"
+proxy_url = "http://back"
+headers = ["proxy X-Client {client_ip}", "proxy - X-Drop"]
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://back"
+proxy_set_host = true
+""" % {"p": port, "o": origin.port})
+    wait_serving(port)
+    st, hd, body = get(port, "/headers", host="a.test")
+    doc = json.loads(body)
+    h = {k.lower(): v for k, v in doc["headers"]}
+    assert h["host"] == "127.0.0.1:%d" % origin.port  # proxy_set_host = true
+    assert h["x-forwarded-proto"] == "http" and h["x-real-ip"] == "127.0.0.1"
+    assert h["x-from-http"] == "1"
+    assert hd["x-served-by"] == "wmproxy" and "server" not in hd
+
+
+def test_forwarded_headers_default_keep_client_host(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(o)d"
+headers = ["proxy X-Client {client_ip}", "proxy - X-Drop"]
+""" % {"p": port, "o": origin.port})
+    wait_serving(port)
+    st, hd, body = get(port, "/headers", host="app.test:%d" % port,
+                       headers={"X-Forwarded-For": "10.1.1.1", "X-Drop": "secret"})
+    assert st == 200
+    h = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert h["host"] == "app.test:%d" % port
+    assert h["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"
+    assert h["x-client"] == "127.0.0.1" and "x-drop" not in h
+
+
+def test_round_robin_keepalive_pool_and_passive_health(wmproxy, tmp_path, two_origins):
+    a, b = two_origins
+    dead = free_port()
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "rr"
+balance = "round_robin"
+server = [{ addr = "127.0.0.1:%(a)d" }, { addr = "127.0.0.1:%(b)d", weight = 200 }]
+[[http.upstream]]
+name = "half"
+server = [{ addr = "127.0.0.1:%(d)d", fall_times = 1, fail_timeout = "30s" },
+          { addr = "127.0.0.1:%(a)d" }]
+[[http.upstream]]
+name = "none"
+server = [{ addr = "127.0.0.1:%(d)d" }]
+
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/rr/"
+proxy_url = "http://rr/"
+[[http.server.location]]
+rule = "/half/"
+proxy_url = "http://half/"
+[[http.server.location]]
+rule = "/none/"
+proxy_url = "http://none/"
+""" % {"a": a.port, "b": b.port, "d": dead, "p": port})
+    wait_serving(port, path="/rr/conn")
+    before = (a.stats["connections"], b.stats["connections"])
+    seen = []
+    for _ in range(30):
+        st, hd, body = get(port, "/rr/headers")
+        assert st == 200
+        seen.append(json.loads(body)["conn"])
+    # weights 1:2 in a smooth order; upstream connections come from the pool:
+    # 30 requests on 30 client connections need far fewer upstream ones
+    made = (a.stats["connections"] - before[0], b.stats["connections"] - before[1])
+    assert sum(made) <= 8, made
+    assert len(set(seen)) <= 8
+    # a dead server: the request is retried on the next one, the dead one is
+    # marked down and skipped afterwards
+    for _ in range(6):
+        st, _, body = get(port, "/half/conn")
+        assert st == 200
+    assert wait_log(p, "marked down")
+    # nothing up: 502 with a body, at once
+    t0 = time.time()
+    st, _, body = get(port, "/none/conn")
+    assert st == 502 and b"upstream" in body
+    assert time.time() - t0 < 5
+
+
+def test_ip_hash_sticks_and_least_conn(wmproxy, tmp_path, two_origins):
+    a, b = two_origins
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "h"
+balance = "ip_hash"
+server = [{ addr = "127.0.0.1:%(a)d" }, { addr = "127.0.0.1:%(b)d" }]
+[[http.upstream]]
+name = "lc"
+balance = "least_conn"
+server = [{ addr = "127.0.0.1:%(a)d" }, { addr = "127.0.0.1:%(b)d" }]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/h/"
+proxy_url = "http://h/"
+[[http.server.location]]
+rule = "/lc/"
+proxy_url = "http://lc/"
+""" % {"a": a.port, "b": b.port, "p": port})
+    wait_serving(port, path="/h/conn")
+    ra, rb = a.stats["requests"], b.stats["requests"]
+    for _ in range(10):
+        assert get(port, "/h/conn")[0] == 200
+    da, db = a.stats["requests"] - ra, b.stats["requests"] - rb
+    assert sorted((da, db)) == [0, 10], (da, db)
+    # least_conn: a slow request holds one server; the next goes to the other
+    s = connect(port)
+    s.sendall(b"GET /lc/slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.3)  # deliberate: the slow request must be in flight first
+    ra, rb = a.stats["requests"], b.stats["requests"]
+    for _ in range(4):
+        assert get(port, "/lc/conn")[0] == 200
+    da, db = a.stats["requests"] - ra, b.stats["requests"] - rb
+    assert min(da, db) == 0 and max(da, db) == 4, (da, db)
+    s.close()
+
+
+def test_access_rules_and_body_limit(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+client_max_body_size = "1k"
+[[http.server.location]]
+rule = "/deny"
+deny_ip = ["127.0.0.0/8", "::1"]
+static_response = "no"
+[[http.server.location]]
+rule = "/allow"
+allow_ip = "10.0.0.0/8 2001:db8::/32"
+static_response = "no"
+[[http.server.location]]
+rule = "/ok"
+allow_ip = "127.0.0.1/32"
+static_response = "yes"
+[[http.server.location]]
+rule = "/echo"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/ok")
+    assert get(port, "/deny")[0] == 403
+    assert get(port, "/allow")[0] == 403
+    assert get(port, "/ok")[2] == b"yes"
+    assert get(port, "/echo", method="POST", body=b"x" * 100)[0] == 200
+    assert get(port, "/echo", method="POST", body=b"x" * 2000)[0] == 413
+
+
+def test_websocket_through_location(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/ws"
+is_ws = true
+proxy_url = "ws://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/ws")
+    s = connect(port)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    f = s.makefile("rb")
+    assert b"101" in f.readline()
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    s.sendall(origin_mod.ws_frame(1, b"hello"))
+    op, data = origin_mod.ws_read_frame(f)
+    assert (op, data) == (1, b"hello")
+    s.close()
+
+
+def gencert(tmp_path, *names):
+    os.makedirs(str(tmp_path), exist_ok=True)
+    d = str(tmp_path / "ca")
+    r = subprocess.run([BIN, "gen-cert", "--ca-dir", d, "server"] + list(names),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_tls_sni_and_https_upstream(wmproxy, tmp_path, origin):
+    d1 = gencert(tmp_path / "one", "one.test")
+    d2 = gencert(tmp_path / "two", "two.test")
+    tport = free_port()
+    front = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+access_log = "%(tmp)s/tls.log tlsfmt"
+log_format = { tlsfmt = "{host} {ssl_protocol} {ssl_cipher}" }
+[[http.server]]
+bind_ssl = "127.0.0.1:%(t)d"
+up_name = "one.test"
+cert = "%(d1)s/server.crt"
+key = "%(d1)s/server.key"
+static_response = "one {scheme}"
+[[http.server]]
+bind_ssl = "127.0.0.1:%(t)d"
+up_name = "two.test"
+cert = "%(d2)s/server.crt"
+key = "%(d2)s/server.key"
+static_response = "two"
+""" % {"t": tport, "d1": d1, "d2": d2, "tmp": tmp_path}, name="tls.toml")
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(f)d"
+[[http.server.location]]
+rule = "/verify"
+proxy_url = "https://one.test:%(t)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "https://127.0.0.1:%(t)d"
+proxy_ssl_verify = false
+""" % {"t": tport, "f": front}, name="front.toml")
+
+    def fetch(name, ca):
+        ctx = ssl.create_default_context(cafile=ca + "/ca.crt")
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", tport), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as s:
+                assert s.selected_alpn_protocol() == "http/1.1"
+                s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                          % name.encode())
+                return recv_all(s)
+
+    wait_until(lambda: _can_connect(tport), what="TLS port")
+    assert fetch("one.test", d1).endswith(b"one http")
+    assert fetch("two.test", d2).endswith(b"two")
+    tls_log = wait_until(lambda: open(str(tmp_path / "tls.log")).read()
+                         if os.path.exists(str(tmp_path / "tls.log")) else "", what="tls log")
+    assert "one.test TLSv1.3 TLS_" in tls_log, tls_log
+    wait_serving(front)
+    # an https upstream without verification; with verification the
+    # certificate is for one.test, which nothing trusts here: 502
+    st, _, body = get(front, "/", host="one.test")
+    assert st == 200 and body.startswith(b"one")
+    assert get(front, "/verify", host="one.test")[0] == 502
+
+
+def _can_connect(port):
+    try:
+        connect(port).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_reload_changes_routes_without_failures(wmproxy, tmp_path):
+    port = free_port()
+    cport = free_port()
+    text = """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+static_response = "%(v)s"
+"""
+    path = tmp_path / "rev.toml"
+    p = start(wmproxy, tmp_path, text % {"p": port, "v": "one"}, cport=cport)
+    wait_serving(port)
+    assert get(port)[2] == b"one"
+    write(path, 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport + text % {"p": port, "v": "two"})
+    st, _, _ = api(cport, "POST", "/reload")
+    assert st == 200
+    wait_until(lambda: get(port)[2] == b"two", what="reloaded answer")
+    # a broken file is refused; the old settings keep serving
+    write(path, 'control = "127.0.0.1:%d"\n[http]\n[[http.server]]\nbind_addr = "x"\n' % cport)
+    st, _, _ = api(cport, "POST", "/reload")
+    assert st != 200
+    assert get(port)[2] == b"two"
+
+
+def test_check_reports_bad_http_config(tmp_path):
+    path = write(tmp_path / "bad.toml", """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:1 127.0.0.1:9-:5"
+[[http.server.location]]
+rule = "/(unclosed"
+proxy_url = "http://nowhere-defined"
+""")
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "bind_addr" in r.stderr and "ends before it starts" in r.stderr
+
+
+def test_bad_requests(wmproxy, tmp_path, origin):
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/conn")
+    for raw in (b"GET /conn HTTP/1.1\r\n\r\n",  # no Host
+                b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                b"GET /conn HTTP/1.1\r\nHost : a\r\n\r\n",
+                b"GET /%00 HTTP/1.1\r\nHost: a\r\n\r\n"):
+        s = connect(port)
+        s.sendall(raw)
+        data = recv_all(s)
+        s.close()
+        assert data.split(b" ")[1] in (b"400", b"501"), (raw, data[:80])
+    assert get(port, "/conn")[0] == 200
+
+
+def test_yaml_config(wmproxy, tmp_path):
+    port = free_port()
+    path = write(tmp_path / "rev.yaml", """
+disable_control: true
+http:
+  server:
+    - bind_addr: "127.0.0.1:%d"
+      up_name: y.test
+      location:
+        - rule: /hello
+          static_response: "yaml {host}"
+""" % port)
+    wmproxy(["run", "-c", path])
+    wait_serving(port, host="y.test", path="/hello")
+    assert get(port, "/hello", host="y.test")[2] == b"yaml y.test"
+
+
+REF = "/work/shared/wmproxy-ref/config/reverse.toml"
+if not os.path.exists(REF):
+    REF = os.path.join(os.path.dirname(__file__), "../../../shared/wmproxy-ref/config/reverse.toml")
+
+
+@pytest.mark.skipif(not os.path.exists(REF), reason="reference configs not found")
+def test_wmproxy_reference_reverse_config_serves(wmproxy, tmp_path):
+    """wmproxy's demo reverse.toml (ports moved to free loopback ones, its
+    junk key `aa` dropped) starts and serves its static location."""
+    text = open(REF).read()
+    hp, pp, cp = free_port(), free_port(), free_port()
+    text = text.replace('\naa = "b"\n', "\n")
+    text = text.replace('"127.0.0.1:8837"', '"127.0.0.1:%d"' % cp)
+    text = text.replace('"0.0.0.0:8090"', '"127.0.0.1:%d"' % pp)
+    text = text.replace('bind_addr = "0.0.0.0:82"', 'bind_addr = "127.0.0.1:%d"' % hp)
+    text = text.replace("logs/", str(tmp_path) + "/")
+    path = write(tmp_path / "reverse.toml", text)
+    wmproxy(["run", "-c", path])
+    wait_serving(hp, host="soft.wm-proxy.com", path="/static")
+    st, _, body = get(hp, "/static", host="soft.wm-proxy.com")
+    assert (st, body) == (200, b"I'm Ok 127.0.0.1")
+    assert get(hp, "/root/x", host="soft.wm-proxy.com")[0] == 501  # file_server: not yet
+    assert get(hp, "/nothing", host="soft.wm-proxy.com")[0] == 404
+
+
+def test_reverse_proxy_command(wmproxy, origin):
+    port = free_port()
+    wmproxy(["reverse-proxy", "-f", "127.0.0.1:%d" % port, "-t", "127.0.0.1:%d" % origin.port,
+             "-H", "+ X-Via rp", "-H", "proxy X-Asked yes", "--workers", "1"])
+    wait_serving(port, path="/conn")
+    st, hd, body = get(port, "/headers", host="svc.test")
+    assert st == 200 and hd["x-via"] == "rp"
+    h = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert h["x-asked"] == "yes" and h["host"] == "svc.test"
+    r = subprocess.run([BIN, "reverse-proxy", "-f", "127.0.0.1:1"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and "--to" in r.stderr
+    r = subprocess.run([BIN, "reverse-proxy", "--help"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "--from" in r.stdout and "--header" in r.stdout
+    r = subprocess.run([BIN, "reverse-proxy", "-t", "no port", "-f", "127.0.0.1:%d" % free_port()],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "addr" in r.stderr
+
+
+def test_limit_req_token_bucket_kept_across_reload(wmproxy, tmp_path):
+    port, cport = free_port(), free_port()
+    text = """
+[http]
+[http.limit_req_zone]
+perip = "{client_ip} limit=1m rate=1r/m"
+perhost = "{host} limit=1m rate=1r/m"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/ip"
+limit_req = "zone=perip brust=2"
+static_response = "%(v)s"
+[[http.server.location]]
+rule = "/host"
+limit_req = "zone=perhost burst=0"
+limit_req_status = 429
+static_response = "host"
+[[http.server.location]]
+rule = "/free"
+static_response = "free"
+"""
+    start(wmproxy, tmp_path, text % {"p": port, "v": "one"}, cport=cport)
+    wait_serving(port, path="/free")
+    codes = [get(port, "/ip")[0] for _ in range(6)]
+    assert codes == [200, 200, 200, 503, 503, 503], codes  # 1 + burst 2, then refused
+    st, hd, _ = get(port, "/host", host="h1.test")
+    assert st == 200
+    st, hd, body = get(port, "/host", host="h1.test")
+    assert st == 429 and hd.get("retry-after") == "1" and b"rate" in body
+    assert get(port, "/host", host="h2.test")[0] == 200  # its own key
+    assert get(port, "/free")[0] == 200
+    # a reload keeps what the zone learnt
+    write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport +
+          text % {"p": port, "v": "two"})
+    assert api(cport, "POST", "/reload")[0] == 200
+    wait_until(lambda: get(port, "/free")[2] == b"free" and get(port, "/ip")[0] == 503,
+               what="reloaded")
+
+
+class _Switch:
+    """An HTTP backend whose /health answers `status` (switchable) and whose
+    other paths answer its name."""
+
+    def __init__(self, name):
+        import http.server
+        import threading
+        sw = self
+        self.status = 200
+        self.hits = 0
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path.startswith("/health"):
+                    code, body = sw.status, b"h"
+                else:
+                    sw.hits += 1
+                    code, body = 200, name.encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_active_health_checks(wmproxy, tmp_path):
+    a, b = _Switch("A"), _Switch("B")
+    try:
+        port = free_port()
+        p = start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "app"
+balance = "round_robin"
+health_check = { path = "/health", interval = "200ms", timeout = "1s", expect_status = "2xx" }
+server = [{ addr = "127.0.0.1:%(a)d", rise_times = 2, fall_times = 2 },
+          { addr = "127.0.0.1:%(b)d", rise_times = 2, fall_times = 2 }]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+""" % {"a": a.port, "b": b.port, "p": port})
+        wait_serving(port)
+        b.status = 503
+        assert wait_log(p, "health: app|127.0.0.1:%d is down" % b.port)
+        before = b.hits
+        bodies = {get(port)[2] for _ in range(8)}
+        assert bodies == {b"A"} and b.hits == before
+        b.status = 200
+        assert wait_log(p, "health: app|127.0.0.1:%d is up again" % b.port)
+        wait_until(lambda: {get(port)[2] for _ in range(6)} == {b"A", b"B"}, what="B back")
+        a.status = b.status = 500
+        assert wait_log(p, "health: app|127.0.0.1:%d is down" % a.port)
+        assert wait_log(p, "health: app|127.0.0.1:%d is down" % b.port)
+        st, _, body = get(port)
+        assert st == 502 and b"upstream" in body
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _raw_backend(handler):
+    """A one-purpose TCP backend: handler(conn) per connection, in a thread."""
+    import threading
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+
+    def loop():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return ls
+
+
+def _read_head(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d:
+            break
+        data += d
+    return data
+
+
+def test_bad_upstreams(wmproxy, tmp_path):
+    """A malformed response is a 502, never forwarded; a response that stalls
+    mid-body ends the client's connection instead of looking complete."""
+    def garbage(c):
+        _read_head(c)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello!!")
+        c.close()
+
+    def stall(c):
+        _read_head(c)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        time.sleep(5)  # deliberate: the backend stalls longer than proxy_read_timeout
+        c.close()
+
+    g, s = _raw_backend(garbage), _raw_backend(stall)
+    try:
+        port = free_port()
+        start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_read_timeout = "1s"
+[[http.server.location]]
+rule = "/garbage"
+proxy_url = "http://127.0.0.1:%(g)d"
+[[http.server.location]]
+rule = "/stall"
+proxy_url = "http://127.0.0.1:%(s)d"
+[[http.server.location]]
+rule = "/ok"
+static_response = "ok"
+""" % {"p": port, "g": g.getsockname()[1], "s": s.getsockname()[1]})
+        wait_serving(port, path="/ok")
+        st, _, body = get(port, "/garbage")
+        assert st == 502 and b"hello" not in body
+        c = connect(port)
+        c.sendall(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n")
+        t0 = time.time()
+        data = recv_all(c)  # ends when the proxy closes
+        c.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert b" 200 " in head and len(body) == 1000, len(body)
+        assert time.time() - t0 < 4
+    finally:
+        g.close()
+        s.close()
+
+
+def test_slow_clients_do_not_block_others(wmproxy, tmp_path):
+    """Slowloris: many sockets trickling a head are cut by the head timeout,
+    and other clients are served meanwhile."""
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+client_read_timeout = "1s"
+static_response = "fast"
+""" % port)
+    wait_serving(port)
+    slow = []
+    for _ in range(300):
+        s = connect(port)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        slow.append(s)
+    t0 = time.time()
+    for _ in range(20):
+        assert get(port)[2] == b"fast"
+    assert time.time() - t0 < 3
+    # each slow socket is answered 408 and closed after the head timeout
+    deadline = time.time() + 10
+    for s in slow:
+        s.settimeout(max(0.1, deadline - time.time()))
+        data = recv_all(s)
+        assert data.startswith(b"HTTP/1.1 408"), data[:40]
+        s.close()
+
+
+def test_access_and_error_logs_with_every_variable(wmproxy, tmp_path, origin):
+    port = free_port()
+    logs = tmp_path / "logs"
+    os.makedirs(str(logs))
+    p = start(wmproxy, tmp_path, """
+[http]
+access_log = "access main"
+error_log = "errors"
+[http.log_names]
+access = "%(d)s/access.log trace"
+errors = "%(d)s/error.log"
+[http.log_format]
+main = "{d(%%Y)} {client_ip} {method} {url} path={path} query={query} host={host} st={status} up={up_status} body={body_bytes_sent} rt={request_time} urt={up_response_time} ua={addr_is}{up_addr} ref={referer} agent={user_agent} cookie={cookie} tls={ssl_protocol}/{ssl_cipher}"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/dead"
+proxy_url = "http://127.0.0.1:%(dead)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"d": logs, "p": port, "o": origin.port, "dead": free_port()})
+    wait_serving(port, path="/conn")
+    get(port, "/bytes/100?x=1", host="log.test", headers={"Referer": "http://r/",
+                                                          "User-Agent": 'ua"evil',
+                                                          "Cookie": "c=1"})
+    assert get(port, "/dead")[0] == 502
+
+    def line_with(text):
+        try:
+            return [ln for ln in open(str(logs / "access.log")).read().splitlines() if text in ln]
+        except OSError:
+            return []
+    lines = wait_until(lambda: line_with("/bytes/100"), what="access line")
+    ln = lines[-1]
+    year = time.strftime("%Y")
+    assert ln.startswith(year + " 127.0.0.1 GET /bytes/100?x=1 path=/bytes/100 query=x=1 "
+                         "host=log.test st=200 up=200 body=100 rt="), ln
+    assert "urt=0." in ln and "ua={addr_is}127.0.0.1:%d" % origin.port in ln
+    assert 'ref=http://r/ agent=ua?evil cookie=c=1 tls=-/-' in ln
+    err = wait_until(lambda: open(str(logs / "error.log")).read() if os.path.exists(
+        str(logs / "error.log")) else "", what="error line")
+    assert "status:502" in err and "/dead" in err
+    # logrotate: move the file away, SIGUSR1, new lines go to a new file
+    os.rename(str(logs / "access.log"), str(logs / "access.log.1"))
+    p.p.send_signal(__import__("signal").SIGUSR1)
+    assert wait_log(p, "log files reopened")
+    get(port, "/conn")
+    wait_until(lambda: line_with("/conn"), what="line in the reopened file")
+
+
+def test_reload_under_load_fails_no_request(wmproxy, tmp_path, origin):
+    import threading
+    port, cport = free_port(), free_port()
+    text = """
+[http]
+[[http.upstream]]
+name = "o"
+server = [{ addr = "127.0.0.1:%(o)d", weight = %(w)d }]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://o"
+headers = ["+ X-Gen %(w)d"]
+"""
+    start(wmproxy, tmp_path, text % {"o": origin.port, "p": port, "w": 1}, cport=cport)
+    wait_serving(port, path="/conn")
+    stop = threading.Event()
+    results = {"ok": 0, "bad": []}
+
+    def load():
+        while not stop.is_set():
+            try:
+                s = connect(port)
+                for _ in range(5):  # keep-alive requests across the reloads
+                    s.sendall(b"GET /bytes/2000 HTTP/1.1\r\nHost: a\r\n\r\n")
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        d = s.recv(1)
+                        if not d:
+                            raise OSError("closed")
+                        head += d
+                    body = b""
+                    while len(body) < 2000:
+                        d = s.recv(2000 - len(body))
+                        if not d:
+                            raise OSError("closed mid-body")
+                        body += d
+                    if b" 200 " not in head.split(b"\r\n")[0]:
+                        raise OSError(head[:40])
+                    results["ok"] += 1
+                s.close()
+            except OSError as e:
+                results["bad"].append(str(e))
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for w in range(2, 6):
+            write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport +
+                  text % {"o": origin.port, "p": port, "w": w})
+            assert api(cport, "POST", "/reload")[0] == 200
+            wait_until(lambda: get(port, "/conn")[1].get("x-gen") == str(w), what="gen %d" % w)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert results["bad"] == [] and results["ok"] > 50, (results["ok"], results["bad"][:5])
