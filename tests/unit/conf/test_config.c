@@ -226,7 +226,7 @@ static const struct bad_case bad_cases[] = {
      "[[http.server]]\nbind_addr = \"127.0.0.1:1\"\nproxy_url = \"http://nope\"\n",
      6, 13, "http.server[0].proxy_url", "upstream \"nope\" is not defined", 1},
     {"http server without bind_addr", "t.toml", "[[http.server]]\nup_name = \"x\"\n", 1, 1,
-     "http.server[0].bind_addr", "missing required key \"bind_addr\"", 1},
+     "http.server[0].bind_addr", "needs bind_addr or bind_ssl", 1},
     {"cert without key", "t.toml", "[proxy]\ncert = \"a.pem\"\n", 2, 8, "proxy.cert",
      "cert and key go together", 1},
     {"key without cert in [[http.server]]", "t.toml",
@@ -290,7 +290,7 @@ static void test_every_error_in_file_order(void **state)
                                "idle_timeout = \"1y\"\n"         /* 6 */
                                "center = true\n"                 /* 7: warning only */
                                "\n"                              /* 8 */
-                               "[http]\n"                        /* 9: warning */
+                               "[stream]\n"                      /* 9: warning */
                                "aa = 1\n";                       /* 10 */
     static const struct {
         bool warning;
@@ -301,7 +301,7 @@ static void test_every_error_in_file_order(void **state)
         {false, 1, 11, "workers"},       {false, 3, 13, "proxy.bind_addr"},
         {false, 4, 8, "proxy.flag"},     {false, 5, 12, "proxy.username"},
         {false, 6, 16, "proxy.idle_timeout"}, {true, 7, 10, "proxy.center"},
-        {true, 9, 1, "http"},            {false, 10, 1, "http.aa"},
+        {true, 9, 1, "stream"},          {false, 10, 1, "stream.aa"},
     };
     struct wm_conf *c;
     struct wm_conf_diags d;
@@ -335,7 +335,7 @@ static void test_every_error_in_file_order(void **state)
     }
     assert_int_equal(lines, 6);
     assert_null(strstr(all, "warning"));
-    assert_non_null(strstr(all, "multi.toml:10:1: http.aa: unknown key \"aa\" in [http]"));
+    assert_non_null(strstr(all, "multi.toml:10:1: stream.aa: unknown key \"aa\" in [stream]"));
     wm_conf_diags_free(&d);
 }
 
