@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,8 +38,26 @@ struct rv_logfile {
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rv_logfile *reg_head;
 
+/* Open for appending; missing parent directories are made (as wmproxy's
+ * log4rs does: its sample config names logs/access.log). */
 static int open_path(const char *path)
 {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    char dir[4096];
+
+    if (fd >= 0 || errno != ENOENT || strlen(path) >= sizeof(dir)) {
+        return fd;
+    }
+    snprintf(dir, sizeof(dir), "%s", path);
+    for (char *p = dir + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+                return -1;
+            }
+            *p = '/';
+        }
+    }
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
