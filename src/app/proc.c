@@ -228,7 +228,9 @@ int wm_app_check(const char *path)
         struct wm_err e;
         char msg[1024];
         if (wm_app_http_check(c, &e) < 0) {
-            fprintf(stderr, "%s: %s\n", path, wm_err_format(&e, msg, sizeof(msg)));
+            /* located errors read "file:line:col: key: message" */
+            fprintf(stderr, "%s%s%s\n", e.file[0] ? "" : path, e.file[0] ? "" : ": ",
+                    wm_err_format(&e, msg, sizeof(msg)));
             d.nerrors++;
             r = -1;
         }

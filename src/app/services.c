@@ -381,6 +381,7 @@ static int from_http(const struct wm_conf *c, struct wm_app_services *out, struc
         return 0;
     }
     if (wm_rev_prepare(c->http, NULL, &r, err) < 0) {
+        wm_conf_locate(c, err); /* file:line:col of the key, like the schema's errors */
         return -1;
     }
     for (size_t i = 0; i < wm_rev_nlisten(r); i++) {
@@ -409,6 +410,9 @@ int wm_app_http_check(const struct wm_conf *c, struct wm_err *err)
     struct wm_rev *r = NULL;
     int rc = c->http != NULL ? wm_rev_prepare(c->http, NULL, &r, err) : 0;
 
+    if (rc < 0) {
+        wm_conf_locate(c, err);
+    }
     wm_rev_unref(r);
     return rc;
 }

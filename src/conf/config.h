@@ -154,6 +154,13 @@ int wm_conf_load_text(const char *name, const char *text, size_t len, bool check
 
 void wm_conf_free(struct wm_conf *c);
 
+/* An error found after loading (e->key a dotted path such as
+ * "http.server[0].location[1].proxy_url"): fill e->file, line and col with
+ * where that key (or the deepest table on its path) is written in c's
+ * file. No-op when e already has a file or c has no file. */
+struct wm_err;
+void wm_conf_locate(const struct wm_conf *c, struct wm_err *e);
+
 /* Read only `control` and `control_token` from a file, leniently (the rest
  * may be broken: `wmproxy reload -c` must still reach the instance); after
  * a syntax error, from the top-level lines that set them.

@@ -4,11 +4,13 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <arpa/inet.h>
+#include <llhttp.h>
 #include <netinet/in.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/arena.h"
 #include "core/util.h"
@@ -317,4 +319,23 @@ int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *
     out[o] = '\0';
     *outlen = o;
     return 0;
+}
+
+int rv_method_index(const char *m, size_t n)
+{
+    /* llhttp's HTTP methods only: llhttp_method_name() aborts on numbers
+     * it does not know, so the table is built from its own map. */
+#define RV_METHOD(num, name, string) {num, #string},
+    static const struct {
+        int num;
+        const char *name;
+    } methods[] = {HTTP_METHOD_MAP(RV_METHOD)};
+#undef RV_METHOD
+
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (strlen(methods[i].name) == n && strncasecmp(methods[i].name, m, n) == 0) {
+            return methods[i].num;
+        }
+    }
+    return -1;
 }

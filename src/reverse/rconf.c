@@ -86,7 +86,25 @@ static int eff_tri(const struct levels *lv, size_t off, int dflt)
     return dflt;
 }
 
+/* k: "<level>.name" for the level that sets string field off (the key an
+ * error about the inherited value names, so it points where it is written). */
+static void eff_key(const struct levels *lv, size_t off, const char *name, char *k, size_t cap)
+{
+    size_t at = 0;
+
+    for (size_t i = 0; i < lv->n; i++) {
+        const char *s;
+        memcpy(&s, (const char *)lv->v[i] + off, sizeof(s));
+        if (s != NULL && s[0] != '\0') {
+            at = i;
+            break;
+        }
+    }
+    wm_fmt(k, cap, "%s.%s", lv->key[at], name);
+}
+
 #define EFF_U64(lv, f) eff_u64(lv, offsetof(struct wm_conf_hcommon, f))
+#define EFF_KEY(lv, f, k) eff_key(lv, offsetof(struct wm_conf_hcommon, f), #f, k, sizeof(k))
 #define EFF_STR(lv, f) eff_str(lv, offsetof(struct wm_conf_hcommon, f))
 #define EFF_TRI(lv, f, d) eff_tri(lv, offsetof(struct wm_conf_hcommon, f), d)
 
@@ -169,18 +187,11 @@ static int rule_methods(struct build *b, struct rv_location *l, const char *s, c
     const char **w = words(b->r->arena, s, &n);
 
     for (size_t i = 0; w != NULL && i < n; i++) {
-        bool found = false;
-        for (int m = 0; m < 64; m++) {
-            const char *name = llhttp_method_name((llhttp_method_t)m);
-            if (name != NULL && strcasecmp(name, w[i]) == 0 && strcmp(name, "<unknown>") != 0) {
-                l->methods |= 1ULL << m;
-                found = true;
-                break;
-            }
-        }
-        if (!found) {
+        int m = rv_method_index(w[i], strlen(w[i]));
+        if (m < 0 || m >= 64) {
             return rconf_fail(b, key, "unknown HTTP method \"%s\"%s", w[i], "");
         }
+        l->methods |= 1ULL << m;
     }
     return 0;
 }
@@ -362,7 +373,7 @@ static int location_handler(struct build *b, struct rv_location *l, bool files,
                             "static_response or file_server%s%s", "", "");
     }
     l->handler = RV_H_PROXY;
-    wm_fmt(k, sizeof(k), "%s.proxy_url", key);
+    EFF_KEY(lv, proxy_url, k);
     if (proxy_target(b, l, url, lv, k) < 0 || (l->up_tls && upstream_tls(b, l, lv, k) < 0)) {
         return -1;
     }
@@ -405,7 +416,7 @@ static int location_compile(struct build *b, struct rv_location *l,
         return -1;
     }
     if (EFF_STR(lv, limit_req) != NULL) {
-        wm_fmt(k, sizeof(k), "%s.limit_req", key);
+        EFF_KEY(lv, limit_req, k);
         if (rconf_limit_req(b, l, EFF_STR(lv, limit_req),
                             (int64_t)EFF_U64(lv, limit_req_status), k) < 0) {
             return -1;

@@ -77,13 +77,7 @@ static int method_index(struct wm_http_head *req)
     size_t n;
     const char *m = wm_http_head_method(req, &n);
 
-    for (int i = 0; i < 64; i++) {
-        const char *name = llhttp_method_name((llhttp_method_t)i);
-        if (name != NULL && strlen(name) == n && memcmp(name, m, n) == 0) {
-            return i;
-        }
-    }
-    return -1;
+    return rv_method_index(m, n);
 }
 
 static bool loc_matches(const struct rv_location *l, const char *path, size_t plen,

@@ -228,6 +228,8 @@ bool rv_cidr_match(const struct rv_cidr *c, size_t n, const struct sockaddr *sa)
 int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *outlen);
 /* Host (no port, any case) against a name or "*.example.com". */
 bool rv_host_match(const char *pattern, const char *host, size_t n);
+/* llhttp's number of an HTTP method name (any case), -1 when unknown. */
+int rv_method_index(const char *m, size_t n);
 
 /* upstream.c */
 struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,

@@ -859,3 +859,36 @@ headers = ["+ X-Gen %(w)d"]
         for t in threads:
             t.join(30)
     assert results["bad"] == [] and results["ok"] > 50, (results["ok"], results["bad"][:5])
+
+
+@pytest.mark.parametrize("name,text,where", [
+    ("regex.toml", '[[http.server]]\nbind_addr = "127.0.0.1:1"\n[[http.server.location]]\n'
+     'rule = "/x(["\nstatic_response = "x"\n',
+     (4, 8, "http.server[0].location[0].rule", "bad regex")),
+    ("cidr.toml", '[[http.server]]\nbind_addr = "127.0.0.1:1"\nallow_ip = ["10.0.0.0/33"]\n'
+     'static_response = "x"\n',
+     (3, 12, "http.server[0].allow_ip", "10.0.0.0/33")),
+    ("method.toml", '[[http.server]]\nbind_addr = "127.0.0.1:1"\n[[http.server.location]]\n'
+     'rule = { path = "/", method = "GET FETCH" }\nstatic_response = "x"\n',
+     (4, 8, "http.server[0].location[0].rule", "FETCH")),
+    ("rate.toml", '[http]\nlimit_req_zone = { z = "{client_ip} limit=10m rate=fast" }\n',
+     (2, 24, "http.limit_req_zone.z", "rate=")),
+    ("log.toml", '[[http.server]]\nbind_addr = "127.0.0.1:1"\n'
+     'access_log = "nolog nofmt"\nstatic_response = "x"\n',
+     (3, 14, "http.server[0].access_log", "log_format")),
+    # inherited: the error points where the value is written, not at the location
+    ("inherit.yaml", 'http:\n  proxy_url: "http://"\n  server:\n    - bind_addr: "127.0.0.1:1"\n'
+     '      location:\n        - rule: "/"\n',
+     (2, 14, "http.proxy_url", "expected a URL")),
+])
+def test_compile_errors_name_file_line_key(tmp_path, name, text, where):
+    """Errors found while compiling [http] (after the schema accepted it) read
+    "file:line:col: key: message" like every other config error."""
+    top = "disable_control: true\n" if name.endswith(".yaml") else "disable_control = true\n"
+    path = write(tmp_path / name, top + text)
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    line, col, key, msg = where
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("%s:%d:%d: %s: " % (path, line + 1, col, key)), first
+    assert msg in first, first
