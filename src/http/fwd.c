@@ -147,6 +147,30 @@ void hf_arm_timer(struct wm_hfwd *f, int ms)
     }
 }
 
+/* Time left for the client to send more of its body (t.client_read_ms);
+ * UINT64_MAX when that limit does not apply now. */
+static uint64_t body_wait_left(const struct wm_hfwd *f, uint64_t now)
+{
+    uint64_t ms = f->t.client_read_ms > 0 ? (uint64_t)f->t.client_read_ms : 0;
+
+    if (ms == 0 || f->req_phase != HF_REQ_BODY || f->flow.client_paused) {
+        return UINT64_MAX;
+    }
+    return now - f->last_cin_ms >= ms ? 0 : ms - (now - f->last_cin_ms);
+}
+
+/* The request body stopped coming: 408 while no response has started. */
+static void body_timed_out(struct wm_hfwd *f)
+{
+    if (f->resp_phase == HF_RESP_HEAD) {
+        wm_hfwd_fail(f, 408, NULL, "request body not received in time");
+        return;
+    }
+    wm_log(WM_LOG_DEBUG, f->c->id, "http: request body stalled, closing");
+    hf_log_request(f);
+    hf_finish(f, "client-read-timeout");
+}
+
 static void deadline_passed(struct wm_hfwd *f, uint64_t now)
 {
     struct wm_conn *c = f->c;
@@ -162,8 +186,12 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
         }
         return;
     case HF_FORWARD:
-        if (now - f->last_ms < idle) {
-            hf_arm_timer(f, (int)(idle - (now - f->last_ms)));
+        if (body_wait_left(f, now) == 0) {
+            body_timed_out(f);
+        } else if (now - f->last_ms < idle) {
+            uint64_t left = idle - (now - f->last_ms);
+            uint64_t body = body_wait_left(f, now);
+            hf_arm_timer(f, (int)(body < left ? body : left));
         } else if (f->resp_phase == HF_RESP_HEAD) {
             wm_hfwd_fail(f, 504, NULL, "no response from the target in time");
         } else {
@@ -195,6 +223,19 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     hf_enter(f);
     deadline_passed(f, now);
     hf_leave(f);
+}
+
+/* The client write timeout of the current target (libevent's: no write
+ * progress for that long while output waits -> BEV_EVENT_TIMEOUT). */
+static void client_write_limit(struct wm_hfwd *f, int ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    if (ms == f->cw_ms) {
+        return;
+    }
+    f->cw_ms = ms;
+    bufferevent_set_timeouts(f->c->bev, NULL, ms > 0 ? &tv : NULL);
 }
 
 /* ---- reading switches ---- */
@@ -357,16 +398,25 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
     } else {
         size_t used;
         wm_http_parser_feed_body(f->req, NULL, 0, &used); /* a bodyless request ends here */
-        wm_http_parser_next(f->req);
-        hf_set_state(f, HF_READ_HEAD);
-        f->reqline[0] = '\0';
-        hf_arm_timer(f, c->limits.idle_ms);
-        hf_client_reading(f, true);
+        hf_await_next(f);
         if (!in_loop) {
             hf_process_client(f);
         }
     }
     hf_leave(f);
+}
+
+void hf_await_next(struct wm_hfwd *f)
+{
+    if (f->ops->release != NULL) {
+        f->ops->release(&f->t); /* what the route op kept for the request goes now */
+    }
+    f->t.data = NULL;
+    wm_http_parser_next(f->req);
+    hf_set_state(f, HF_READ_HEAD);
+    f->reqline[0] = '\0';
+    hf_arm_timer(f, f->c->limits.idle_ms);
+    hf_client_reading(f, true); /* also resumes after pipelined input filled up */
 }
 
 void wm_hfwd_detach(struct wm_hfwd *f)
@@ -442,6 +492,11 @@ static void client_event(struct wm_hfwd *f, short what)
     if (f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) {
         hf_log_request(f);
     }
+    if (what & BEV_EVENT_TIMEOUT) {
+        wm_log(WM_LOG_DEBUG, f->c->id, "http: the client did not read the response in time");
+        hf_finish(f, "client-write-timeout");
+        return;
+    }
     hf_finish(f, (what & BEV_EVENT_EOF) ? "client-closed" : "client-error");
 }
 
@@ -488,6 +543,9 @@ static void handle_head(struct wm_hfwd *f)
 
     reset_request(f);
     r = f->ops->route(f, c, hd, &f->t, &detail, &extra);
+    if (r == 0 || r == WM_HFWD_LOCAL) {
+        client_write_limit(f, f->t.client_write_ms);
+    }
     if (r == WM_HFWD_TAKEN) {
         hf_set_state(f, HF_TAKEN);
         hf_client_reading(f, false); /* early bytes and a FIN wait for the relay */
@@ -584,6 +642,7 @@ static void forward_body(struct wm_hfwd *f)
         f->req_in += moved;
         c->bytes_in += moved;
         f->last_ms = wm_now_coarse_ms();
+        f->last_cin_ms = f->last_ms;
     }
     if (r == WM_HTTP_MSG_DONE) {
         /* Pipelined requests wait in the input buffer, bounded by its read

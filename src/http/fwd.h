@@ -45,6 +45,10 @@ struct wm_hfwd_target {
     const char *scheme;             /* {scheme} in rules ("http" when NULL) */
     int idle_ms;                    /* target silence allowed while forwarding
                                      * (0: the connection's idle limit) */
+    /* Optional separate limits (0: idle_ms covers them, as before): */
+    int client_read_ms;             /* client silence while its body is due: 408 */
+    int client_write_ms;            /* the client leaves our output unread: cut */
+    int up_write_ms;                /* the target leaves the request unread: 504 */
     /* WM_HFWD_LOCAL: the answer (body owned by the op, e.g. in data) */
     int local_status;
     const char *local_ctype;

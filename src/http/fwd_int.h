@@ -93,6 +93,8 @@ struct wm_hfwd {
     uint64_t req_in;
     uint64_t req_out;
     uint64_t last_ms;      /* coarse clock: last byte either way */
+    uint64_t last_cin_ms;  /* coarse clock: last request body byte (or resume) */
+    int cw_ms;             /* client write timeout now set on c->bev (0: none) */
     uint64_t deadline;     /* coarse clock; 0: none */
     uint64_t timer_fires;  /* when the armed libevent timer fires */
     bool timer_armed;
@@ -121,6 +123,10 @@ void hf_arm_timer(struct wm_hfwd *f, int ms);           /* ms <= 0: no deadline 
 void hf_client_reading(struct wm_hfwd *f, bool on);
 void hf_log_request(struct wm_hfwd *f);
 void hf_process_client(struct wm_hfwd *f);
+/* The request is over and the connection stays: release its target
+ * (ops->release), ready the parser, wait for the next head (the caller
+ * then processes buffered input). */
+void hf_await_next(struct wm_hfwd *f);
 /* The local answer; in_loop: called from the head-reading loop, which goes
  * on with pipelined requests by itself. */
 void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,

@@ -69,6 +69,7 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
     if (f->flow.client_paused && f->req_phase == HF_REQ_BODY && f->state == HF_FORWARD) {
         hf_enter(f);
         f->flow.client_paused = false;
+        f->last_cin_ms = wm_now_coarse_ms(); /* the client's time runs again */
         bufferevent_setwatermark(f->up, EV_WRITE, 0, 0);
         hf_client_reading(f, true);
         hf_process_client(f);
@@ -123,6 +124,15 @@ static void up_event(struct wm_hfwd *f, short what)
         hf_drop_upstream(f); /* a kept connection closed between requests: forget it */
         return;
     }
+    if (what & BEV_EVENT_TIMEOUT) { /* t.up_write_ms: the target stopped taking bytes */
+        if (f->resp_phase == HF_RESP_HEAD) {
+            wm_hfwd_fail(f, 504, NULL, "the target did not take the request in time");
+        } else {
+            hf_log_request(f);
+            hf_end_after_flush(f, "target-write-timeout");
+        }
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && f->resp_phase == HF_RESP_BODY) {
         up_eof_in_body(f);
         return;
@@ -174,6 +184,11 @@ void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up)
     bufferevent_set_max_single_read(up, WM_RELAY_MAX_READ);
     bufferevent_enable(up, EV_READ | EV_WRITE);
     f->ufr = wm_fastread_new(up, WM_HTTP_BODY_HIGH_WATER, up_read_cb, up_event_cb, f);
+    if (f->t.up_write_ms > 0) {
+        struct timeval tv = {(time_t)(f->t.up_write_ms / 1000),
+                             (suseconds_t)(f->t.up_write_ms % 1000) * 1000};
+        bufferevent_set_timeouts(up, NULL, &tv);
+    }
 }
 
 void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status, const char *detail)
@@ -217,7 +232,10 @@ void hf_send_request(struct wm_hfwd *f)
     f->flow.up_idle = false;
     f->up_sent_ms = wm_now_ms();
     f->last_ms = wm_now_coarse_ms();
-    hf_arm_timer(f, hf_fwd_idle_ms(f));
+    f->last_cin_ms = f->last_ms;
+    hf_arm_timer(f, f->t.client_read_ms > 0 && f->t.client_read_ms < hf_fwd_idle_ms(f)
+                        ? f->t.client_read_ms
+                        : hf_fwd_idle_ms(f));
     /* Copy, not move: kept for one retry on a kept connection. */
     if (f->ri.reused && !f->ri.retried) {
         size_t hl = evbuffer_get_length(f->head_out);
@@ -269,6 +287,13 @@ void hf_response_done(struct wm_hfwd *f)
     } else {
         wm_http_parser_next(f->resp);
         f->flow.up_idle = true;
+        if (f->ops->park != NULL) {
+            hf_release_upstream(f); /* to the shared pool: an idle client holds no upstream */
+        }
+    }
+    if (f->up == NULL) {
+        wm_http_parser_free(f->resp); /* made again by the next request that needs it */
+        f->resp = NULL;
     }
     if (f->ri.close_after || f->req_phase != HF_REQ_DONE) {
         /* A response that ended before its request body cannot be followed
@@ -276,12 +301,8 @@ void hf_response_done(struct wm_hfwd *f)
         hf_end_after_flush(f, "done");
         return;
     }
-    wm_http_parser_next(f->req);
-    hf_set_state(f, HF_READ_HEAD);
-    f->reqline[0] = '\0';
     evbuffer_drain(f->head_out, evbuffer_get_length(f->head_out));
-    hf_arm_timer(f, f->c->limits.idle_ms);
-    hf_client_reading(f, true); /* also resumes after pipelined input filled up */
+    hf_await_next(f);
     hf_process_client(f);
 }
 

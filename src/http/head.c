@@ -12,6 +12,11 @@ struct span {
     uint32_t len;
 };
 
+struct field {
+    struct span name;
+    struct span value;
+};
+
 struct wm_http_head {
     size_t limit;
     size_t max_fields;
@@ -24,8 +29,8 @@ struct wm_http_head {
     int status;
     int major;
     int minor;
-    struct span *names; /* max_fields each */
-    struct span *values;
+    struct field *fields; /* grown on demand up to max_fields; NULL when empty */
+    size_t fcap;
     size_t nfields;
     size_t nconnection; /* Connection fields: they may name more hop-by-hop ones */
     bool cur_conn;      /* the field being read is a Connection field */
@@ -35,7 +40,10 @@ struct wm_http_head {
     bool in_value; /* a value is being built */
 };
 
+/* Storage is allocated with the first byte of a message and released by
+ * reset, so a connection waiting between requests holds none. */
 #define HEAD_INITIAL_CAP 1024
+#define HEAD_INITIAL_FIELDS 16
 
 struct wm_http_head *wm_http_head_new(size_t limit, size_t max_fields)
 {
@@ -46,12 +54,6 @@ struct wm_http_head *wm_http_head_new(size_t limit, size_t max_fields)
     }
     h->limit = limit;
     h->max_fields = max_fields;
-    h->names = calloc(max_fields, sizeof(*h->names));
-    h->values = calloc(max_fields, sizeof(*h->values));
-    if (h->names == NULL || h->values == NULL) {
-        wm_http_head_free(h);
-        return NULL;
-    }
     return h;
 }
 
@@ -61,18 +63,18 @@ void wm_http_head_free(struct wm_http_head *h)
         return;
     }
     free(h->buf);
-    free(h->names);
-    free(h->values);
+    free(h->fields);
     free(h);
 }
 
 void wm_http_head_reset(struct wm_http_head *h)
 {
-    if (h->cap > HEAD_INITIAL_CAP) {
-        free(h->buf);
-        h->buf = NULL;
-        h->cap = 0;
-    }
+    free(h->buf);
+    h->buf = NULL;
+    h->cap = 0;
+    free(h->fields);
+    h->fields = NULL;
+    h->fcap = 0;
     h->used = 0;
     h->method = h->url = h->reason = (struct span){0, 0};
     h->status = h->major = h->minor = 0;
@@ -93,11 +95,33 @@ static struct span *part_span(struct wm_http_head *h, enum wm_http_part part)
     case WM_HTTP_PART_STATUS:
         return &h->reason;
     case WM_HTTP_PART_NAME:
-        return h->nfields < h->max_fields ? &h->names[h->nfields] : NULL;
+        return h->nfields < h->fcap ? &h->fields[h->nfields].name : NULL;
     case WM_HTTP_PART_VALUE:
-        return h->nfields < h->max_fields ? &h->values[h->nfields] : NULL;
+        return h->nfields < h->fcap ? &h->fields[h->nfields].value : NULL;
     }
     return NULL;
+}
+
+/* Room for field nfields (doubling, up to max_fields). 0 or -1. */
+static int grow_fields(struct wm_http_head *h)
+{
+    size_t ncap;
+    struct field *nf;
+
+    if (h->nfields < h->fcap) {
+        return 0;
+    }
+    ncap = h->fcap ? h->fcap * 2 : HEAD_INITIAL_FIELDS;
+    if (ncap > h->max_fields) {
+        ncap = h->max_fields;
+    }
+    nf = realloc(h->fields, ncap * sizeof(*nf));
+    if (nf == NULL) {
+        return -1;
+    }
+    h->fields = nf;
+    h->fcap = ncap;
+    return 0;
 }
 
 int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const char *p,
@@ -106,15 +130,18 @@ int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const ch
     struct span *s;
 
     if (part == WM_HTTP_PART_NAME && !h->in_name) {
-        if (h->nfields >= h->max_fields) {
+        if (h->nfields >= h->max_fields || grow_fields(h) < 0) {
             return -1;
         }
         h->in_name = true;
-        h->names[h->nfields] = (struct span){(uint32_t)h->used, 0};
-        h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
+        h->fields[h->nfields].name = (struct span){(uint32_t)h->used, 0};
+        h->fields[h->nfields].value = (struct span){(uint32_t)h->used, 0};
     } else if (part == WM_HTTP_PART_VALUE && !h->in_value) {
+        if (h->nfields >= h->fcap) {
+            return -1; /* a value without a name */
+        }
         h->in_value = true;
-        h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
+        h->fields[h->nfields].value = (struct span){(uint32_t)h->used, 0};
     }
     s = part_span(h, part);
     if (s == NULL || n > h->limit - h->used) {
@@ -174,18 +201,18 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
             return -1; /* empty name */
         }
         h->in_name = false;
-        struct span n = h->names[h->nfields];
+        struct span n = h->fields[h->nfields].name;
         h->cur_conn = n.len == 10 && wm_strieq(h->buf + n.off, 10, "connection");
         if (h->cur_conn) {
             h->nconnection++;
         }
-        h->values[h->nfields] = (struct span){(uint32_t)h->used, 0};
+        h->fields[h->nfields].value = (struct span){(uint32_t)h->used, 0};
     } else if (part == WM_HTTP_PART_VALUE) {
         /* An empty value produces no append: accept it. */
-        if (!h->in_name && h->nfields < h->max_fields) {
+        if (!h->in_name && h->nfields < h->fcap) {
             h->in_value = false;
             if (h->cur_conn && !h->conn_extra) {
-                struct span v = h->values[h->nfields];
+                struct span v = h->fields[h->nfields].value;
                 h->conn_extra = conn_names_extra(h->buf + v.off, v.len);
             }
             h->cur_conn = false;
@@ -253,8 +280,8 @@ size_t wm_http_head_nfields(const struct wm_http_head *h)
 
 void wm_http_head_field(const struct wm_http_head *h, size_t i, struct wm_http_field *f)
 {
-    f->name = span_ptr(h, h->names[i], &f->nlen);
-    f->value = span_ptr(h, h->values[i], &f->vlen);
+    f->name = span_ptr(h, h->fields[i].name, &f->nlen);
+    f->value = span_ptr(h, h->fields[i].value, &f->vlen);
     wm_trim(&f->value, &f->vlen);
 }
 

@@ -22,7 +22,8 @@ struct wm_http_field {
 /* limit: maximum bytes of the head (line + fields); fields: maximum count. */
 struct wm_http_head *wm_http_head_new(size_t limit, size_t max_fields);
 void wm_http_head_free(struct wm_http_head *h);
-/* Forget the content, keep the limits; releases large buffers. */
+/* Forget the content, keep the limits; releases the storage (a head holds
+ * memory only while a message is being read or used). */
 void wm_http_head_reset(struct wm_http_head *h);
 
 /* Builders used by the parser. Each returns 0, or -1 when a limit is hit.

@@ -103,7 +103,25 @@ static void eff_key(const struct levels *lv, size_t off, const char *name, char 
     wm_fmt(k, cap, "%s.%s", lv->key[at], name);
 }
 
+/* A specific key or its general one (proxy_read_timeout or proxy_timeout):
+ * the nearest level that sets either decides, the specific one first. */
+static uint64_t eff_u64_or(const struct levels *lv, size_t off, size_t off_general)
+{
+    for (size_t i = 0; i < lv->n; i++) {
+        uint64_t x;
+        uint64_t g;
+        memcpy(&x, (const char *)lv->v[i] + off, sizeof(x));
+        memcpy(&g, (const char *)lv->v[i] + off_general, sizeof(g));
+        if (x != 0 || g != 0) {
+            return x != 0 ? x : g;
+        }
+    }
+    return 0;
+}
+
 #define EFF_U64(lv, f) eff_u64(lv, offsetof(struct wm_conf_hcommon, f))
+#define EFF_U64_OR(lv, f, g)                                                              \
+    eff_u64_or(lv, offsetof(struct wm_conf_hcommon, f), offsetof(struct wm_conf_hcommon, g))
 #define EFF_KEY(lv, f, k) eff_key(lv, offsetof(struct wm_conf_hcommon, f), #f, k, sizeof(k))
 #define EFF_STR(lv, f) eff_str(lv, offsetof(struct wm_conf_hcommon, f))
 #define EFF_TRI(lv, f, d) eff_tri(lv, offsetof(struct wm_conf_hcommon, f), d)
@@ -389,9 +407,13 @@ static int location_compile(struct build *b, struct rv_location *l,
     l->is_ws = cl != NULL && cl->is_ws;
     l->set_host = EFF_TRI(lv, proxy_set_host, 0) == 1;
     l->connect_ms = ms_of(EFF_U64(lv, proxy_connect_timeout_ms), RV_CONNECT_MS);
-    l->read_ms = ms_of(EFF_U64(lv, proxy_read_timeout_ms) ? EFF_U64(lv, proxy_read_timeout_ms)
-                                                          : EFF_U64(lv, proxy_timeout_ms),
-                       RV_READ_MS);
+    /* wmproxy's client_timeout / proxy_timeout: both directions of that side
+     * where the read or write one is not set */
+    l->read_ms = ms_of(EFF_U64_OR(lv, proxy_read_timeout_ms, proxy_timeout_ms), RV_READ_MS);
+    l->up_write_ms = ms_of(EFF_U64_OR(lv, proxy_write_timeout_ms, proxy_timeout_ms),
+                           RV_UP_WRITE_MS);
+    l->body_ms = ms_of(EFF_U64_OR(lv, client_read_timeout_ms, client_timeout_ms), RV_HEAD_MS);
+    l->send_ms = ms_of(EFF_U64_OR(lv, client_write_timeout_ms, client_timeout_ms), RV_SEND_MS);
     l->max_body = EFF_U64(lv, client_max_body_size);
     for (size_t i = 0; i < lv->n; i++) {
         if (l->nallow_ip == 0 && lv->v[i]->nallow_ip > 0) {
@@ -463,9 +485,7 @@ static int vhost_compile(struct build *b, struct rv_vhost *v, const struct wm_co
     snprintf(names, sizeof(names), "%s %s", cs->up_name ? cs->up_name : "",
              cs->c.domain ? cs->c.domain : "");
     v->names = words(b->r->arena, names, &v->nnames);
-    v->head_ms = ms_of(EFF_U64(&lv, client_read_timeout_ms) ? EFF_U64(&lv, client_read_timeout_ms)
-                                                           : EFF_U64(&lv, client_timeout_ms),
-                       RV_HEAD_MS);
+    v->head_ms = ms_of(EFF_U64_OR(&lv, client_read_timeout_ms, client_timeout_ms), RV_HEAD_MS);
     v->ka_ms = ms_of(EFF_U64(&lv, client_ka_timeout_ms), RV_KA_MS);
     v->locs = wm_arena_alloc(b->r->arena, nl * sizeof(*v->locs));
     if (v->names == NULL || v->locs == NULL) {

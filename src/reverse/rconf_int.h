@@ -18,6 +18,8 @@ struct wm_err;
 #define RV_READ_MS 60000
 #define RV_HEAD_MS 60000
 #define RV_KA_MS 75000
+#define RV_SEND_MS 60000        /* nginx's send_timeout */
+#define RV_UP_WRITE_MS 60000    /* nginx's proxy_send_timeout */
 #define RV_KEEPALIVE 32
 #define RV_KEEPALIVE_MS 60000
 #define RV_WEIGHT 100

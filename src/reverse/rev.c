@@ -44,6 +44,7 @@ struct rv_req {
     uint64_t tried;              /* servers whose connect failed, by index */
     struct wm_dial *dial;
     bool connecting;
+    bool timed_out;              /* the last connect failed by its timeout */
     char sni[WM_HOST_MAX];
     struct evbuffer *local;      /* a local answer's body */
     char path[];                 /* request-target sent upstream, when rewritten */
@@ -306,6 +307,9 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     q->f = f;
     q->loc = l;
     t->data = q;
+    t->client_read_ms = l->body_ms;
+    t->client_write_ms = l->send_ms;
+    t->up_write_ms = l->up_write_ms;
     switch (l->handler) {
     case RV_H_STATIC:
         snprintf(t->log, sizeof(t->log), "static");
@@ -372,6 +376,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     (void)peerlen;
     q->dial = NULL;
     if (st != WM_DIAL_OK) {
+        q->timed_out = st == WM_DIAL_TIMEOUT;
         rv_server_failed(q->loc->up, q->srv, wm_dial_status_str(st));
         if ((size_t)(q->srv - q->loc->up->servers) < 64) {
             q->tried |= 1ULL << (q->srv - q->loc->up->servers);
@@ -408,7 +413,10 @@ static void dial_next(struct rv_req *q)
 
     if (next == NULL || next == q->srv) {
         q->connecting = false;
-        wm_hfwd_connected(q->f, NULL, 502, "no upstream server could be reached");
+        /* as nginx: a connect that timed out is a 504, a refused one a 502 */
+        wm_hfwd_connected(q->f, NULL, q->timed_out ? 504 : 502,
+                          q->timed_out ? "no upstream server answered in time"
+                                       : "no upstream server could be reached");
         return;
     }
     atomic_fetch_sub(&q->srv->h->active, 1);

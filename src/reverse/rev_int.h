@@ -165,6 +165,9 @@ struct rv_location {
     size_t nrules;
     int connect_ms;
     int read_ms;                 /* upstream silence while a response is due */
+    int up_write_ms;             /* the upstream not taking the request: 504 */
+    int body_ms;                 /* client silence while its body is due: 408 */
+    int send_ms;                 /* the client not reading the response: cut */
     uint64_t max_body;           /* client_max_body_size; 0: no limit */
     struct rv_zone *zone;        /* limit_req, or NULL */
     const char *zone_key;        /* the zone's key template ("{client_ip}") */

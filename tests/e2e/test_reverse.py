@@ -892,3 +892,188 @@ def test_compile_errors_name_file_line_key(tmp_path, name, text, where):
     first = r.stderr.splitlines()[0]
     assert first.startswith("%s:%d:%d: %s: " % (path, line + 1, col, key)), first
     assert msg in first, first
+
+
+def test_idle_client_gives_its_upstream_connection_back(wmproxy, tmp_path, origin):
+    """A keep-alive client waiting between requests holds no upstream
+    connection: it goes back to the pool at the end of each response, so
+    another client reuses it (nginx's upstream keepalive), and the idle
+    client's next request is served from the pool as well."""
+    port = free_port()
+    path = write(tmp_path / "one.toml", """disable_control = true
+workers = 1
+[http]
+[[http.upstream]]
+name = "o"
+server = [{ addr = "127.0.0.1:%d" }]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://o"
+""" % (origin.port, port))
+    wmproxy(["run", "-c", path])
+    wait_serving(port, path="/conn")
+
+    def conn_id(s):
+        s.sendall(b"GET /conn HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        n = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")][0]
+                .split(b":")[1])
+        while len(body) < n:
+            body += s.recv(4096)
+        return body.strip()
+
+    a = connect(port)
+    first = conn_id(a)           # a stays open and idle
+    b = connect(port)
+    assert conn_id(b) == first   # b is served on the connection a used
+    assert conn_id(a) == first   # and a gets it back for its next request
+    a.close()
+    b.close()
+
+
+def _full_listener():
+    """A listening socket whose accept queue is full: a further connect gets
+    no answer (its SYN is dropped), so only the connect timeout ends it."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(ls.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    return ls, fillers
+
+
+def test_timeouts_each_side_each_direction(wmproxy, tmp_path):
+    """client_read_timeout (request body stalls: 408), proxy_connect_timeout
+    (no answer to the connect: 504), proxy_read_timeout (no response head:
+    504), proxy_write_timeout (the upstream stops taking the request body:
+    504) and client_write_timeout (a client that stops reading is cut), each
+    honoured on its own: every other timeout is 30 s, and each case ends
+    within a few seconds."""
+    import threading
+
+    def sink(c):  # reads the head, then nothing: the request body piles up
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        _read_head(c)
+        time.sleep(20)  # deliberate: a backend that never reads on
+        c.close()
+
+    def mute(c):  # reads everything, never answers
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def big(c):  # a 64 MiB answer for a client that does not read
+        _read_head(c)
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n")
+            chunk = b"x" * 65536
+            for _ in range(1024):
+                c.sendall(chunk)
+        except OSError:
+            pass
+        c.close()
+
+    sk, mu, bg = _raw_backend(sink), _raw_backend(mute), _raw_backend(big)
+    full, fillers = _full_listener()
+    port = free_port()
+    path = write(tmp_path / "t.toml", """disable_control = true
+workers = 1
+default_level = "debug"
+[http]
+client_read_timeout = "30s"
+client_write_timeout = "30s"
+proxy_connect_timeout = "30s"
+proxy_read_timeout = "30s"
+proxy_write_timeout = "30s"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/body"
+client_read_timeout = "1s"
+proxy_url = "http://127.0.0.1:%(mu)d"
+[[http.server.location]]
+rule = "/connect"
+proxy_connect_timeout = "1s"
+proxy_url = "http://127.0.0.1:%(full)d"
+[[http.server.location]]
+rule = "/read"
+proxy_timeout = "1s"
+proxy_url = "http://127.0.0.1:%(mu)d"
+[[http.server.location]]
+rule = "/write"
+proxy_write_timeout = "1s"
+proxy_url = "http://127.0.0.1:%(sk)d"
+[[http.server.location]]
+rule = "/big"
+client_write_timeout = "1s"
+proxy_url = "http://127.0.0.1:%(bg)d"
+[[http.server.location]]
+rule = "/ok"
+static_response = "ok"
+""" % {"p": port, "mu": mu.getsockname()[1], "full": full.getsockname()[1],
+       "sk": sk.getsockname()[1], "bg": bg.getsockname()[1]})
+    p = wmproxy(["run", "-c", path])
+    wait_serving(port, path="/ok")
+    try:
+        # client_read_timeout: 3 of 10 body bytes, then silence
+        t0 = time.time()
+        c = connect(port, timeout=20)
+        c.sendall(b"POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        data = recv_all(c)
+        c.close()
+        assert data.startswith(b"HTTP/1.1 408"), data[:60]
+        assert time.time() - t0 < 6
+
+        for what in ("/connect", "/read"):
+            t0 = time.time()
+            st, _, _ = get(port, what, timeout=20)
+            assert st == 504, (what, st)
+            assert time.time() - t0 < 6, what
+
+        # proxy_write_timeout: a 32 MiB body the upstream never reads
+        t0 = time.time()
+        c = connect(port, timeout=20)
+        n = 32 << 20
+        c.sendall(b"POST /write HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % n)
+
+        def push():
+            try:
+                chunk = b"y" * 65536
+                for _ in range(n // len(chunk)):
+                    c.sendall(chunk)
+            except OSError:
+                pass
+        th = threading.Thread(target=push, daemon=True)
+        th.start()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        assert data.startswith(b"HTTP/1.1 504"), data[:60]
+        assert time.time() - t0 < 10
+        c.close()
+
+        # client_write_timeout: a client that stops reading a 64 MiB answer
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", port))
+        c.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert wait_log(p, "end=client-write-timeout", timeout=10), p.log()[-2000:]
+        c.close()
+    finally:
+        for s in [sk, mu, bg, full] + fillers:
+            s.close()
