@@ -49,28 +49,70 @@ void hf_set_state(struct wm_hfwd *f, enum hf_state st)
     f->state = st;
 }
 
+static void work_free(struct wm_hfwd *f)
+{
+    struct hf_work *w = f->w;
+
+    if (w == NULL) {
+        return;
+    }
+    if (f->ops->release != NULL) {
+        f->ops->release(&w->t);
+    }
+    if (w->head_out != NULL) {
+        evbuffer_free(w->head_out);
+    }
+    if (w->scratch != NULL) {
+        evbuffer_free(w->scratch);
+    }
+    if (w->body != NULL) {
+        evbuffer_free(w->body);
+    }
+    free(w);
+    f->w = NULL;
+}
+
+int hf_work_get(struct wm_hfwd *f)
+{
+    struct hf_work *w;
+
+    if (f->w != NULL) {
+        return 0;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return -1;
+    }
+    f->w = w;
+    w->head_out = evbuffer_new();
+    w->scratch = evbuffer_new();
+    w->body = evbuffer_new();
+    if (w->head_out == NULL || w->scratch == NULL || w->body == NULL) {
+        work_free(f);
+        return -1;
+    }
+    return 0;
+}
+
+void hf_work_put(struct wm_hfwd *f)
+{
+    if (f->up == NULL && f->connecting == NULL) {
+        work_free(f);
+    }
+}
+
 static void hf_destroy(struct wm_hfwd *f)
 {
     if (f->connecting != NULL && f->ops->cancel != NULL) {
         f->ops->cancel(f->connecting);
     }
-    if (f->ops->release != NULL) {
-        f->ops->release(&f->t);
-    }
+    f->connecting = NULL;
     wm_fastread_free(f->cfr);
     hf_release_upstream(f);
     if (f->timer != NULL) {
         event_free(f->timer);
     }
-    if (f->head_out != NULL) {
-        evbuffer_free(f->head_out);
-    }
-    if (f->scratch != NULL) {
-        evbuffer_free(f->scratch);
-    }
-    if (f->body != NULL) {
-        evbuffer_free(f->body);
-    }
+    work_free(f);
     wm_http_parser_free(f->req);
     wm_http_parser_free(f->resp);
     free(f);
@@ -151,7 +193,7 @@ void hf_arm_timer(struct wm_hfwd *f, int ms)
  * UINT64_MAX when that limit does not apply now. */
 static uint64_t body_wait_left(const struct wm_hfwd *f, uint64_t now)
 {
-    uint64_t ms = f->t.client_read_ms > 0 ? (uint64_t)f->t.client_read_ms : 0;
+    uint64_t ms = f->w->t.client_read_ms > 0 ? (uint64_t)f->w->t.client_read_ms : 0;
 
     if (ms == 0 || f->req_phase != HF_REQ_BODY || f->flow.client_paused) {
         return UINT64_MAX;
@@ -171,14 +213,34 @@ static void body_timed_out(struct wm_hfwd *f)
     hf_finish(f, "client-read-timeout");
 }
 
+/* A quiet keep-alive client's idle upstream goes to the shared pool
+ * (ops->park), and the response parser with it. Not at once after each
+ * response: a busy client would move it to the pool and back for every
+ * request, at two epoll changes each time. */
+static void park_idle_upstream(struct wm_hfwd *f)
+{
+    if (f->up == NULL || !f->flow.up_idle || f->ops->park == NULL) {
+        return;
+    }
+    wm_log(WM_LOG_DEBUG, f->c->id, "http: client idle, upstream back to the pool");
+    hf_release_upstream(f);
+    wm_http_parser_free(f->resp); /* made again by the next request that needs it */
+    f->resp = NULL;
+    hf_work_put(f);
+}
+
 static void deadline_passed(struct wm_hfwd *f, uint64_t now)
 {
     struct wm_conn *c = f->c;
-    uint64_t idle = (uint64_t)hf_fwd_idle_ms(f);
+    uint64_t idle;
 
     switch (f->state) {
     case HF_READ_HEAD:
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+            wm_http_head_size(wm_http_parser_head(f->req)) == 0 && now < f->ka_until) {
+            park_idle_upstream(f); /* the client went quiet: its upstream serves others */
+            hf_arm_timer(f, (int)(f->ka_until - now));
+        } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
             hf_finish(f, "keepalive-timeout");
         } else {
@@ -186,6 +248,7 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
         }
         return;
     case HF_FORWARD:
+        idle = (uint64_t)hf_fwd_idle_ms(f);
         if (body_wait_left(f, now) == 0) {
             body_timed_out(f);
         } else if (now - f->last_ms < idle) {
@@ -274,7 +337,9 @@ void hf_end_after_flush(struct wm_hfwd *f, const char *reason)
 /* The access line; the request line is formatted only when it is shown. */
 void hf_log_request(struct wm_hfwd *f)
 {
+    static const struct hf_work none; /* no request state (an error before any) */
     struct wm_conn *c = f->c;
+    const struct hf_work *w = f->w != NULL ? f->w : &none;
 
     c->access_logged = true;
     if (f->ops->logged != NULL) {
@@ -285,20 +350,21 @@ void hf_log_request(struct wm_hfwd *f)
             .up_response_ms = f->up_head_ms >= f->up_sent_ms && f->up_sent_ms > 0
                                   ? (long long)(f->up_head_ms - f->up_sent_ms)
                                   : -1,
-            .t = &f->t};
+            .t = &w->t};
         f->ops->logged(f, &l);
     }
     if (!wm_log_enabled(WM_LOG_INFO)) {
         return;
     }
-    if (f->reqline[0] == '\0' && wm_http_head_size(wm_http_parser_head(f->req)) > 0) {
+    if (f->w != NULL && f->w->reqline[0] == '\0' &&
+        wm_http_head_size(wm_http_parser_head(f->req)) > 0) {
         hfwd_set_reqline(f, wm_http_parser_head(f->req));
     }
     wm_log(WM_LOG_INFO, c->id,
            "access proto=%s client=%s user=%s target=%s req=\"%s\" code=%d in=%llu out=%llu "
            "ms=%llu",
            f->ops->proto, c->peer_str, c->user[0] ? c->user : "-",
-           f->t.log[0] ? f->t.log : "-", f->reqline, f->status,
+           w->t.log[0] ? w->t.log : "-", w->reqline, f->status,
            (unsigned long long)f->req_in, (unsigned long long)f->req_out,
            (unsigned long long)(wm_now_ms() - f->req_start_ms));
 }
@@ -364,7 +430,7 @@ void wm_hfwd_respond(struct wm_hfwd *f, int status, const char *extra, const cha
 
 void wm_hfwd_rekey(struct wm_hfwd *f, const char *key)
 {
-    snprintf(f->t.key, sizeof(f->t.key), "%s", key);
+    snprintf(f->w->t.key, sizeof(f->w->t.key), "%s", key);
 }
 
 void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
@@ -409,13 +475,17 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
 void hf_await_next(struct wm_hfwd *f)
 {
     if (f->ops->release != NULL) {
-        f->ops->release(&f->t); /* what the route op kept for the request goes now */
+        f->ops->release(&f->w->t); /* what the route op kept for the request goes now */
     }
-    f->t.data = NULL;
+    f->w->t.data = NULL;
+    f->w->reqline[0] = '\0';
+    hf_work_put(f); /* kept while an upstream is held (its key) */
     wm_http_parser_next(f->req);
     hf_set_state(f, HF_READ_HEAD);
-    f->reqline[0] = '\0';
-    hf_arm_timer(f, f->c->limits.idle_ms);
+    f->ka_until = wm_now_coarse_ms() + (uint64_t)(f->c->limits.idle_ms > 0 ? f->c->limits.idle_ms : 0);
+    hf_arm_timer(f, f->up != NULL && f->ops->park != NULL && f->c->limits.idle_ms > WM_HTTP_UP_PARK_MS
+                        ? WM_HTTP_UP_PARK_MS
+                        : f->c->limits.idle_ms);
     hf_client_reading(f, true); /* also resumes after pipelined input filled up */
 }
 
@@ -519,7 +589,7 @@ static void reset_request(struct wm_hfwd *f)
     memset(&f->ri, 0, sizeof(f->ri));
     f->req_phase = HF_REQ_BODY;
     f->resp_phase = HF_RESP_HEAD;
-    f->reqline[0] = '\0'; /* formatted when logged */
+    f->w->reqline[0] = '\0'; /* formatted when logged */
     f->ri.is_head = wm_http_parser_method(f->req) == HTTP_HEAD;
     f->ri.close_after = !wm_http_parser_keep_alive(f->req);
     f->ri.wants_upgrade = wm_http_parser_upgrade(f->req) &&
@@ -528,9 +598,9 @@ static void reset_request(struct wm_hfwd *f)
         f->ri.close_after = true; /* after an upgrade the connection is not HTTP any more */
     }
     if (f->ops->release != NULL) {
-        f->ops->release(&f->t);
+        f->ops->release(&f->w->t);
     }
-    memset(&f->t, 0, sizeof(f->t));
+    memset(&f->w->t, 0, sizeof(f->w->t));
 }
 
 static void handle_head(struct wm_hfwd *f)
@@ -542,9 +612,9 @@ static void handle_head(struct wm_hfwd *f)
     int r;
 
     reset_request(f);
-    r = f->ops->route(f, c, hd, &f->t, &detail, &extra);
+    r = f->ops->route(f, c, hd, &f->w->t, &detail, &extra);
     if (r == 0 || r == WM_HFWD_LOCAL) {
-        client_write_limit(f, f->t.client_write_ms);
+        client_write_limit(f, f->w->t.client_write_ms);
     }
     if (r == WM_HFWD_TAKEN) {
         hf_set_state(f, HF_TAKEN);
@@ -554,8 +624,8 @@ static void handle_head(struct wm_hfwd *f)
     }
     if (r == WM_HFWD_LOCAL) {
         hf_set_state(f, HF_TAKEN);
-        hf_respond(f, f->t.local_status, f->t.local_extra, f->t.local_ctype, f->t.local_body,
-                   f->t.local_len, true);
+        hf_respond(f, f->w->t.local_status, f->w->t.local_extra, f->w->t.local_ctype, f->w->t.local_body,
+                   f->w->t.local_len, true);
         return;
     }
     if (r != 0) {
@@ -564,10 +634,10 @@ static void handle_head(struct wm_hfwd *f)
     }
     if (wm_log_enabled(WM_LOG_DEBUG)) {
         /* only debug lines of the connection read it */
-        snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->t.log);
+        snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->w->t.log);
     }
     hfwd_build_upstream_head(f, hd);
-    if (f->up != NULL && strcmp(f->up_key, f->t.key) != 0) {
+    if (f->up != NULL && strcmp(f->w->up_key, f->w->t.key) != 0) {
         hf_release_upstream(f);
     }
     f->ri.reused = f->up != NULL;
@@ -610,6 +680,10 @@ static void read_head(struct wm_hfwd *f)
         }
         if (wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
             /* First bytes of a request: the head must now come in time. */
+            if (hf_work_get(f) < 0) {
+                hf_finish(f, "out-of-memory");
+                return;
+            }
             hf_arm_timer(f, c->limits.head_ms);
             f->req_start_ms = wm_now_ms();
             f->req_in = f->req_out = 0;
@@ -635,10 +709,10 @@ static void forward_body(struct wm_hfwd *f)
     struct wm_conn *c = f->c;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t moved;
-    int r = hf_move_body(f->req, in, f->body, &moved);
+    int r = hf_move_body(f->req, in, f->w->body, &moved);
 
     if (moved > 0) {
-        wm_bev_send(f->up, f->body, moved);
+        wm_bev_send(f->up, f->w->body, moved);
         f->req_in += moved;
         c->bytes_in += moved;
         f->last_ms = wm_now_coarse_ms();
@@ -702,14 +776,10 @@ void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
     f->c = c;
     f->ops = ops;
     f->req = wm_http_parser_new(WM_HTTP_REQUEST, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
-    f->head_out = evbuffer_new();
-    f->scratch = evbuffer_new();
-    f->body = evbuffer_new();
     f->timer = evtimer_new(wm_worker_base(c->w), timer_cb, f);
     c->proto_data = f;
     c->proto_free = hf_conn_free;
-    if (f->req == NULL || f->head_out == NULL || f->scratch == NULL || f->body == NULL ||
-        f->timer == NULL) {
+    if (f->req == NULL || f->timer == NULL) {
         wm_conn_finish(c, "out-of-memory");
         return;
     }

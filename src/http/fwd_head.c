@@ -59,7 +59,7 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
             } else if (wm_strieq(name, nlen, "method")) {
                 val = wm_http_head_method(hd, &len);
             } else if (wm_strieq(name, nlen, "scheme")) {
-                val = f->t.scheme != NULL ? f->t.scheme : "http";
+                val = f->w->t.scheme != NULL ? f->w->t.scheme : "http";
                 len = strlen(val);
             } else if (wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
                 /* nginx's: the client's X-Forwarded-For, then its address */
@@ -106,8 +106,8 @@ static const struct wm_hfwd_rule *rule_for(const struct wm_hfwd_target *t, bool 
 static void add_rule_headers(struct wm_hfwd *f, struct wm_http_head *hd, bool request,
                              struct evbuffer *out)
 {
-    for (size_t i = 0; i < f->t.nrules; i++) {
-        const struct wm_hfwd_rule *r = &f->t.rules[i];
+    for (size_t i = 0; i < f->w->t.nrules; i++) {
+        const struct wm_hfwd_rule *r = &f->w->t.rules[i];
         if (r->request != request || r->op == '-') {
             continue;
         }
@@ -121,8 +121,8 @@ static void add_rule_headers(struct wm_hfwd *f, struct wm_http_head *hd, bool re
 /* Drop a field because a rule removes or replaces it. */
 static bool ruled_out(struct wm_hfwd *f, bool request, const struct wm_http_field *fl)
 {
-    return rule_for(&f->t, request, fl->name, fl->nlen, '-') != NULL ||
-           rule_for(&f->t, request, fl->name, fl->nlen, '=') != NULL;
+    return rule_for(&f->w->t, request, fl->name, fl->nlen, '-') != NULL ||
+           rule_for(&f->w->t, request, fl->name, fl->nlen, '=') != NULL;
 }
 
 /* ---- head output: one reservation, filled with memcpy ---- */
@@ -175,35 +175,35 @@ static size_t head_cap(const struct wm_http_head *hd, size_t extra)
 
 void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
 {
-    struct evbuffer *b = f->head_out;
+    struct evbuffer *b = f->w->head_out;
     size_t mlen;
     size_t ulen;
     const char *m = wm_http_head_method(hd, &mlen);
     const char *u = wm_http_head_url(hd, &ulen);
     struct wm_http_field fl;
     bool v10 = wm_http_head_major(hd) == 1 && wm_http_head_minor(hd) == 0;
-    bool own_host = f->t.host_hdr[0] != '\0';
-    size_t hlen = own_host ? strlen(f->t.host_hdr) : 0;
+    bool own_host = f->w->t.host_hdr[0] != '\0';
+    size_t hlen = own_host ? strlen(f->w->t.host_hdr) : 0;
     struct headw w;
 
     evbuffer_drain(b, evbuffer_get_length(b));
-    if (headw_begin(&w, b, head_cap(hd, f->t.pathlen + hlen + 32)) < 0) {
+    if (headw_begin(&w, b, head_cap(hd, f->w->t.pathlen + hlen + 32)) < 0) {
         return; /* OOM: an empty head, the upstream answers 400 or closes */
     }
     headw_put(&w, m, mlen);
     headw_put(&w, " ", 1);
-    if (f->t.path != NULL) {
-        if (f->t.pathlen == 0 || f->t.path[0] != '/') {
+    if (f->w->t.path != NULL) {
+        if (f->w->t.pathlen == 0 || f->w->t.path[0] != '/') {
             headw_put(&w, "/", 1);
         }
-        headw_put(&w, f->t.path, f->t.pathlen);
+        headw_put(&w, f->w->t.path, f->w->t.pathlen);
     } else {
         headw_put(&w, u, ulen);
     }
     headw_put(&w, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
     if (own_host) {
         headw_put(&w, "Host: ", 6);
-        headw_put(&w, f->t.host_hdr, hlen);
+        headw_put(&w, f->w->t.host_hdr, hlen);
         headw_put(&w, "\r\n", 2);
     }
     for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
@@ -215,13 +215,13 @@ void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
             wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
             continue;
         }
-        if (f->t.nrules > 0 && ruled_out(f, true, &fl)) {
+        if (f->w->t.nrules > 0 && ruled_out(f, true, &fl)) {
             continue;
         }
         headw_field(&w, &fl);
     }
     headw_end(&w);
-    if (f->t.nrules > 0) {
+    if (f->w->t.nrules > 0) {
         add_rule_headers(f, hd, true, b);
     }
     if (f->ri.wants_upgrade) {
@@ -240,10 +240,10 @@ void hfwd_set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
     const char *m = wm_http_head_method(hd, &mlen);
     const char *u = wm_http_head_url(hd, &ulen);
 
-    snprintf(f->reqline, sizeof(f->reqline), "%.*s %.*s", (int)(mlen < 20 ? mlen : 20), m,
+    snprintf(f->w->reqline, sizeof(f->w->reqline), "%.*s %.*s", (int)(mlen < 20 ? mlen : 20), m,
              (int)(ulen < 200 ? ulen : 200), u);
     /* The log line must stay one line with balanced quotes. */
-    for (char *p = f->reqline; *p != '\0'; p++) {
+    for (char *p = f->w->reqline; *p != '\0'; p++) {
         if (*p == '"' || (unsigned char)*p < ' ') {
             *p = '?';
         }
@@ -256,7 +256,7 @@ void hfwd_write_response_head(struct wm_hfwd *f)
 {
     struct wm_conn *c = f->c;
     struct wm_http_head *hd = wm_http_parser_head(f->resp);
-    struct evbuffer *out = f->scratch;
+    struct evbuffer *out = f->w->scratch;
     size_t before = evbuffer_get_length(out);
     size_t rlen;
     const char *reason = wm_http_head_reason(hd, &rlen);
@@ -284,13 +284,13 @@ void hfwd_write_response_head(struct wm_hfwd *f)
         } else if (wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
             continue;
         }
-        if (f->t.nrules > 0 && status >= 200 && ruled_out(f, false, &fl)) {
+        if (f->w->t.nrules > 0 && status >= 200 && ruled_out(f, false, &fl)) {
             continue;
         }
         headw_field(&w, &fl);
     }
     headw_end(&w);
-    if (f->t.nrules > 0 && status >= 200) {
+    if (f->w->t.nrules > 0 && status >= 200) {
         add_rule_headers(f, wm_http_parser_head(f->req), false, out);
     }
     if (upgrade) {

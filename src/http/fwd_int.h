@@ -64,6 +64,21 @@ struct hf_flow {
     bool up_idle;       /* `up` has nothing in flight: it may go back to a pool */
 };
 
+/* What a request in progress needs, and the key of a held upstream:
+ * allocated with a request's first byte (hf_work_get), freed once the
+ * connection waits for its next request holding no upstream (hf_work_put),
+ * so an idle keep-alive client costs struct wm_hfwd alone. Invariant: f->w
+ * is set whenever a request is in progress (state past HF_READ_HEAD, or a
+ * head partly read) or f->up is set. */
+struct hf_work {
+    struct wm_hfwd_target t;
+    char up_key[WM_HOST_MAX + 80]; /* target key of f->up */
+    char reqline[256];
+    struct evbuffer *head_out;     /* upstream request head, kept for one retry */
+    struct evbuffer *scratch;      /* response bytes gathered for one write */
+    struct evbuffer *body;         /* request body bytes on their way to one write */
+};
+
 struct wm_hfwd {
     struct wm_conn *c;
     const struct wm_hfwd_ops *ops;
@@ -78,12 +93,8 @@ struct wm_hfwd {
     struct bufferevent *up;
     struct wm_fastread *cfr;       /* fast reads of the client socket (plain sockets) */
     struct wm_fastread *ufr;       /* and of the upstream socket */
-    char up_key[WM_HOST_MAX + 80]; /* target key of `up` */
     void *connecting;              /* ops handle while HF_CONNECTING */
-    struct wm_hfwd_target t;
-    struct evbuffer *head_out;     /* upstream request head, kept for one retry */
-    struct evbuffer *scratch;      /* response bytes gathered for one write */
-    struct evbuffer *body;         /* request body bytes on their way to one write */
+    struct hf_work *w;             /* the request's state, NULL between requests */
     int status;
     int up_status;         /* the upstream's final status for this request */
     uint64_t up_sent_ms;   /* request head sent upstream (0: not yet) */
@@ -96,16 +107,16 @@ struct wm_hfwd {
     uint64_t last_cin_ms;  /* coarse clock: last request body byte (or resume) */
     int cw_ms;             /* client write timeout now set on c->bev (0: none) */
     uint64_t deadline;     /* coarse clock; 0: none */
+    uint64_t ka_until;     /* coarse clock: end of the keep-alive wait (READ_HEAD) */
     uint64_t timer_fires;  /* when the armed libevent timer fires */
     bool timer_armed;
-    char reqline[256];
     struct event *timer;
 };
 
 /* Target silence allowed while forwarding. */
 static inline int hf_fwd_idle_ms(const struct wm_hfwd *f)
 {
-    return f->t.idle_ms > 0 ? f->t.idle_ms : f->c->limits.idle_ms;
+    return f->w->t.idle_ms > 0 ? f->w->t.idle_ms : f->c->limits.idle_ms;
 }
 
 static inline bool hf_over(const struct wm_hfwd *f)
@@ -127,6 +138,10 @@ void hf_process_client(struct wm_hfwd *f);
  * (ops->release), ready the parser, wait for the next head (the caller
  * then processes buffered input). */
 void hf_await_next(struct wm_hfwd *f);
+/* f->w for a new request (0), or -1 out of memory. */
+int hf_work_get(struct wm_hfwd *f);
+/* Free f->w unless an upstream is still held or being connected. */
+void hf_work_put(struct wm_hfwd *f);
 /* The local answer; in_loop: called from the head-reading loop, which goes
  * on with pipelined requests by itself. */
 void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
@@ -148,11 +163,11 @@ void hf_process_upstream(struct wm_hfwd *f);
 void hf_response_done(struct wm_hfwd *f);
 
 /* fwd_head.c */
-/* Rewrite the request head hd into f->head_out (kept for one retry). */
+/* Rewrite the request head hd into f->w->head_out (kept for one retry). */
 void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd);
-/* The response head for the client, appended to f->scratch; counts bytes. */
+/* The response head for the client, appended to f->w->scratch; counts bytes. */
 void hfwd_write_response_head(struct wm_hfwd *f);
-/* f->reqline: "METHOD URL", cut and made safe for one log line. */
+/* f->w->reqline: "METHOD URL", cut and made safe for one log line. */
 void hfwd_set_reqline(struct wm_hfwd *f, struct wm_http_head *hd);
 
 #endif

@@ -38,7 +38,9 @@ void hf_drop_upstream(struct wm_hfwd *f)
     f->ufr = NULL;
     wm_bev_free(f->up);
     f->up = NULL;
-    f->up_key[0] = '\0';
+    if (f->w != NULL) {
+        f->w->up_key[0] = '\0';
+    }
     f->flow.up_paused = false;
     f->flow.up_idle = false;
 }
@@ -57,8 +59,8 @@ void hf_release_upstream(struct wm_hfwd *f)
     f->flow.up_paused = false;
     f->flow.up_idle = false;
     bufferevent_setcb(up, NULL, NULL, NULL, NULL);
-    f->ops->park(f, f->up_key, up);
-    f->up_key[0] = '\0';
+    f->ops->park(f, f->w->up_key, up);
+    f->w->up_key[0] = '\0';
 }
 
 static void up_write_cb(struct bufferevent *bev, void *arg)
@@ -179,14 +181,17 @@ void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up)
 {
     f->up = up;
     wm_http_parser_reset(f->resp);
-    snprintf(f->up_key, sizeof(f->up_key), "%s", f->t.key);
+    snprintf(f->w->up_key, sizeof(f->w->up_key), "%s", f->w->t.key);
     bufferevent_setcb(up, up_read_cb, up_write_cb, up_event_cb, f);
     bufferevent_set_max_single_read(up, WM_RELAY_MAX_READ);
-    bufferevent_enable(up, EV_READ | EV_WRITE);
+    /* Plain sockets: writes go out directly and enable EV_WRITE only when
+     * bytes are left (core/bev.h), so a kept connection taken again costs
+     * no epoll change; TLS needs its write side on for the handshake. */
+    bufferevent_enable(up, wm_bev_is_plain_socket(up) ? EV_READ : EV_READ | EV_WRITE);
     f->ufr = wm_fastread_new(up, WM_HTTP_BODY_HIGH_WATER, up_read_cb, up_event_cb, f);
-    if (f->t.up_write_ms > 0) {
-        struct timeval tv = {(time_t)(f->t.up_write_ms / 1000),
-                             (suseconds_t)(f->t.up_write_ms % 1000) * 1000};
+    if (f->w->t.up_write_ms > 0) {
+        struct timeval tv = {(time_t)(f->w->t.up_write_ms / 1000),
+                             (suseconds_t)(f->w->t.up_write_ms % 1000) * 1000};
         bufferevent_set_timeouts(up, NULL, &tv);
     }
 }
@@ -212,7 +217,7 @@ void hf_send_request(struct wm_hfwd *f)
     struct wm_conn *c = f->c;
 
     if (f->up == NULL && !f->ri.retried && f->ops->take_idle != NULL) {
-        struct bufferevent *idle = f->ops->take_idle(f, &f->t);
+        struct bufferevent *idle = f->ops->take_idle(f, &f->w->t);
         if (idle != NULL) {
             hf_attach_upstream(f, idle);
             f->ri.reused = true;
@@ -222,7 +227,7 @@ void hf_send_request(struct wm_hfwd *f)
         hf_set_state(f, HF_CONNECTING);
         hf_client_reading(f, false);
         hf_arm_timer(f, 0);
-        f->connecting = f->ops->connect(f, c, &f->t);
+        f->connecting = f->ops->connect(f, c, &f->w->t);
         if (f->connecting == NULL) {
             wm_hfwd_fail(f, 502, NULL, "the target cannot be reached now");
         }
@@ -233,15 +238,15 @@ void hf_send_request(struct wm_hfwd *f)
     f->up_sent_ms = wm_now_ms();
     f->last_ms = wm_now_coarse_ms();
     f->last_cin_ms = f->last_ms;
-    hf_arm_timer(f, f->t.client_read_ms > 0 && f->t.client_read_ms < hf_fwd_idle_ms(f)
-                        ? f->t.client_read_ms
+    hf_arm_timer(f, f->w->t.client_read_ms > 0 && f->w->t.client_read_ms < hf_fwd_idle_ms(f)
+                        ? f->w->t.client_read_ms
                         : hf_fwd_idle_ms(f));
     /* Copy, not move: kept for one retry on a kept connection. */
     if (f->ri.reused && !f->ri.retried) {
-        size_t hl = evbuffer_get_length(f->head_out);
-        wm_bev_send_bytes(f->up, evbuffer_pullup(f->head_out, -1), hl);
+        size_t hl = evbuffer_get_length(f->w->head_out);
+        wm_bev_send_bytes(f->up, evbuffer_pullup(f->w->head_out, -1), hl);
     } else {
-        wm_bev_send(f->up, f->head_out, evbuffer_get_length(f->head_out));
+        wm_bev_send(f->up, f->w->head_out, evbuffer_get_length(f->w->head_out));
     }
     wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
     hf_client_reading(f, true);
@@ -251,10 +256,10 @@ void hf_send_request(struct wm_hfwd *f)
 /* Send what hf_process_upstream() gathered for the client, in one write. */
 static void flush_scratch(struct wm_hfwd *f)
 {
-    size_t n = evbuffer_get_length(f->scratch);
+    size_t n = evbuffer_get_length(f->w->scratch);
 
     if (n > 0) {
-        wm_bev_send(f->c->bev, f->scratch, n);
+        wm_bev_send(f->c->bev, f->w->scratch, n);
     }
 }
 
@@ -286,10 +291,7 @@ void hf_response_done(struct wm_hfwd *f)
         hf_drop_upstream(f);
     } else {
         wm_http_parser_next(f->resp);
-        f->flow.up_idle = true;
-        if (f->ops->park != NULL) {
-            hf_release_upstream(f); /* to the shared pool: an idle client holds no upstream */
-        }
+        f->flow.up_idle = true; /* back to the pool if the client stays silent (fwd.c) */
     }
     if (f->up == NULL) {
         wm_http_parser_free(f->resp); /* made again by the next request that needs it */
@@ -301,7 +303,7 @@ void hf_response_done(struct wm_hfwd *f)
         hf_end_after_flush(f, "done");
         return;
     }
-    evbuffer_drain(f->head_out, evbuffer_get_length(f->head_out));
+    evbuffer_drain(f->w->head_out, evbuffer_get_length(f->w->head_out));
     hf_await_next(f);
     hf_process_client(f);
 }
@@ -354,7 +356,7 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
     if (r == WM_HTTP_HEAD_DONE) {
         response_head(f);
     } else if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response from %s: %s", f->t.log,
+        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
         wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
         return false;
@@ -367,7 +369,7 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
 static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
 {
     size_t moved;
-    int r = hf_move_body(f->resp, in, f->scratch, &moved);
+    int r = hf_move_body(f->resp, in, f->w->scratch, &moved);
 
     if (moved > 0) {
         f->req_out += moved;
@@ -378,7 +380,7 @@ static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
     if (r == WM_HTTP_MSG_DONE) {
         hf_response_done(f);
     } else if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->t.log,
+        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
         hf_log_request(f);
         hf_end_after_flush(f, "bad-response");

@@ -896,12 +896,14 @@ def test_compile_errors_name_file_line_key(tmp_path, name, text, where):
 
 def test_idle_client_gives_its_upstream_connection_back(wmproxy, tmp_path, origin):
     """A keep-alive client waiting between requests holds no upstream
-    connection: it goes back to the pool at the end of each response, so
-    another client reuses it (nginx's upstream keepalive), and the idle
-    client's next request is served from the pool as well."""
+    connection: once it is quiet (WM_HTTP_UP_PARK_MS) the connection goes
+    back to the pool, so another client reuses it (nginx's upstream
+    keepalive), and the idle client's next request is served from the pool
+    as well."""
     port = free_port()
     path = write(tmp_path / "one.toml", """disable_control = true
 workers = 1
+default_level = "debug"
 [http]
 [[http.upstream]]
 name = "o"
@@ -910,7 +912,7 @@ server = [{ addr = "127.0.0.1:%d" }]
 bind_addr = "127.0.0.1:%d"
 proxy_url = "http://o"
 """ % (origin.port, port))
-    wmproxy(["run", "-c", path])
+    p = wmproxy(["run", "-c", path])
     wait_serving(port, path="/conn")
 
     def conn_id(s):
@@ -927,8 +929,10 @@ proxy_url = "http://o"
 
     a = connect(port)
     first = conn_id(a)           # a stays open and idle
+    assert wait_log(p, "client idle, upstream back to the pool")
     b = connect(port)
     assert conn_id(b) == first   # b is served on the connection a used
+    assert wait_log(p, "client idle, upstream back to the pool", count=2)
     assert conn_id(a) == first   # and a gets it back for its next request
     a.close()
     b.close()
