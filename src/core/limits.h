@@ -23,8 +23,8 @@
 #define WM_HTTP_MAX_HEADERS      100
 #define WM_HTTP_BODY_HIGH_WATER  (256 * 1024)
 #define WM_HTTP_CLIENT_READ_MAX  (64 * 1024)  /* client input buffered ahead (pipelining) */
-#define WM_HTTP_UP_PARK_MS       100  /* a keep-alive client silent that long gives its idle
-                                       * upstream back to the shared pool (if any) */
+#define WM_HTTP_QUIET_MS         100  /* a keep-alive client silent that long gives its
+                                       * idle upstream back to the shared pool (if any) */
 
 /* SOCKS. */
 #define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */

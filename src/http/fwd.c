@@ -213,19 +213,21 @@ static void body_timed_out(struct wm_hfwd *f)
     hf_finish(f, "client-read-timeout");
 }
 
-/* A quiet keep-alive client's idle upstream goes to the shared pool
- * (ops->park), and the response parser with it. Not at once after each
- * response: a busy client would move it to the pool and back for every
- * request, at two epoll changes each time. */
-static void park_idle_upstream(struct wm_hfwd *f)
+/* A keep-alive client quiet for WM_HTTP_QUIET_MS gives its idle upstream
+ * to the shared pool (ops->park), with the response parser and the request
+ * state kept for it. Not at once after each response: a busy client would
+ * move it to the pool and back for every request, at two epoll changes
+ * each time. */
+static void go_quiet(struct wm_hfwd *f)
 {
-    if (f->up == NULL || !f->flow.up_idle || f->ops->park == NULL) {
-        return;
+    if (f->up != NULL && f->flow.up_idle && f->ops->park != NULL) {
+        wm_log(WM_LOG_DEBUG, f->c->id, "http: client idle, upstream back to the pool");
+        hf_release_upstream(f);
     }
-    wm_log(WM_LOG_DEBUG, f->c->id, "http: client idle, upstream back to the pool");
-    hf_release_upstream(f);
-    wm_http_parser_free(f->resp); /* made again by the next request that needs it */
-    f->resp = NULL;
+    if (f->up == NULL) {
+        wm_http_parser_free(f->resp); /* made again by the next request that needs it */
+        f->resp = NULL;
+    }
     hf_work_put(f);
 }
 
@@ -238,7 +240,7 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
     case HF_READ_HEAD:
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0 && now < f->ka_until) {
-            park_idle_upstream(f); /* the client went quiet: its upstream serves others */
+            go_quiet(f);
             hf_arm_timer(f, (int)(f->ka_until - now));
         } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
@@ -482,10 +484,10 @@ void hf_await_next(struct wm_hfwd *f)
     hf_work_put(f); /* kept while an upstream is held (its key) */
     wm_http_parser_next(f->req);
     hf_set_state(f, HF_READ_HEAD);
+    /* the keep-alive wait, with a stop at WM_HTTP_QUIET_MS (go_quiet) */
     f->ka_until = wm_now_coarse_ms() + (uint64_t)(f->c->limits.idle_ms > 0 ? f->c->limits.idle_ms : 0);
-    hf_arm_timer(f, f->up != NULL && f->ops->park != NULL && f->c->limits.idle_ms > WM_HTTP_UP_PARK_MS
-                        ? WM_HTTP_UP_PARK_MS
-                        : f->c->limits.idle_ms);
+    hf_arm_timer(f, f->c->limits.idle_ms > WM_HTTP_QUIET_MS ? WM_HTTP_QUIET_MS
+                                                           : f->c->limits.idle_ms);
     hf_client_reading(f, true); /* also resumes after pipelined input filled up */
 }
 
@@ -743,6 +745,10 @@ static void forward_body(struct wm_hfwd *f)
         f->flow.client_paused = true;
         hf_client_reading(f, false);
         bufferevent_setwatermark(f->up, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+    } else if (moved > 0 && f->flow.creading) {
+        /* Reads stop by themselves when the input holds WM_HTTP_CLIENT_READ_MAX
+         * (body that came while connecting): now drained, they go on. */
+        hf_client_reading(f, true);
     }
 }
 

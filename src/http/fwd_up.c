@@ -291,11 +291,7 @@ void hf_response_done(struct wm_hfwd *f)
         hf_drop_upstream(f);
     } else {
         wm_http_parser_next(f->resp);
-        f->flow.up_idle = true; /* back to the pool if the client stays silent (fwd.c) */
-    }
-    if (f->up == NULL) {
-        wm_http_parser_free(f->resp); /* made again by the next request that needs it */
-        f->resp = NULL;
+        f->flow.up_idle = true; /* back to the pool if the client goes quiet (fwd.c) */
     }
     if (f->ri.close_after || f->req_phase != HF_REQ_DONE) {
         /* A response that ended before its request body cannot be followed

@@ -896,7 +896,7 @@ def test_compile_errors_name_file_line_key(tmp_path, name, text, where):
 
 def test_idle_client_gives_its_upstream_connection_back(wmproxy, tmp_path, origin):
     """A keep-alive client waiting between requests holds no upstream
-    connection: once it is quiet (WM_HTTP_UP_PARK_MS) the connection goes
+    connection: once it is quiet (WM_HTTP_QUIET_MS) the connection goes
     back to the pool, so another client reuses it (nginx's upstream
     keepalive), and the idle client's next request is served from the pool
     as well."""
@@ -1067,7 +1067,7 @@ static_response = "ok"
             if not d:
                 break
             data += d
-        assert data.startswith(b"HTTP/1.1 504"), data[:60]
+        assert data.startswith(b"HTTP/1.1 504"), (data[:60], p.log()[-3000:])
         assert time.time() - t0 < 10
         c.close()
 
