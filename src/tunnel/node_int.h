@@ -105,6 +105,8 @@ void tclient_drain(struct tclient *c);
 void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s);
 /* The ready carrier to the parent, or NULL. */
 struct wm_tun *tclient_carrier(struct tclient *c);
+/* Connection attempts so far (reconnects included). */
+uint64_t tclient_attempts(const struct tclient *c);
 
 /* server.c */
 struct tserver *tserver_new(struct tnode *n);
