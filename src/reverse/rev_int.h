@@ -124,6 +124,7 @@ struct rv_upstream {
 struct rv_alog {
     struct rv_logfile *file;
     const char *format;
+    bool json; /* log_format "json": JSON lines instead of format */
 };
 
 /* What one line is made of. */
