@@ -27,6 +27,7 @@
 
 #include "app/app_int.h"
 #include "app/obs.h"
+#include "core/logq.h"
 #include "conf/config.h"
 #include "conf/cval.h"
 #include "control/control.h"
@@ -640,8 +641,9 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
         wm_app_report(notify, false, "cannot create an eventfd");
         goto free_conf;
     }
-    if (wm_app_obs_init(a.workers, o->config, o->config_text) < 0) {
-        wm_app_report(notify, false, "out of memory for metrics");
+    if (wm_app_obs_init(a.workers, o->config, o->config_text) < 0 ||
+        wm_logq_start(a.workers) < 0) {
+        wm_app_report(notify, false, "out of memory for metrics and log queues");
         goto free_conf;
     }
     mask_signals(SIG_BLOCK); /* before the workers start: they inherit it */
@@ -678,6 +680,7 @@ free_conf:
     }
     wm_app_services_free(&a.svcs);
     wm_conf_free(a.conf);
+    wm_logq_stop(); /* every line queued is written */
     wm_app_obs_free();
     libevent_global_shutdown();
     return rc;

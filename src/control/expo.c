@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/authfail.h"
+#include "core/logq.h"
 #include "core/metrics.h"
 #include "core/service.h"
 #include "core/version.h"
@@ -170,6 +171,15 @@ static void collect_authfail(struct evbuffer *out, void *arg)
                         (unsigned long long)st.refused);
 }
 
+static void collect_logq(struct evbuffer *out, void *arg)
+{
+    (void)arg;
+    wm_metrics_family_head(out, "wmproxy_log_dropped_lines_total", WM_MT_COUNTER,
+                           "Log lines dropped because the writer could not keep up");
+    evbuffer_add_printf(out, "wmproxy_log_dropped_lines_total %llu\n",
+                        (unsigned long long)wm_logq_dropped());
+}
+
 int wm_expo_register(void)
 {
     struct timespec ts;
@@ -178,7 +188,8 @@ int wm_expo_register(void)
     start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     if (wm_metrics_add_collector(collect_process, NULL) < 0 ||
         wm_metrics_add_collector(collect_listeners, NULL) < 0 ||
-        wm_metrics_add_collector(collect_authfail, NULL) < 0) {
+        wm_metrics_add_collector(collect_authfail, NULL) < 0 ||
+        wm_metrics_add_collector(collect_logq, NULL) < 0) {
         return -1;
     }
     return 0;

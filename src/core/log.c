@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/logq.h"
 #include "core/util.h"
 
 #define WM_LOG_LINE_MAX 4096
@@ -52,19 +53,10 @@ void wm_log_recent(void (*fn)(const char *line, void *arg), void *arg)
     pthread_mutex_unlock(&recent_lock);
 }
 
+/* Through the writer thread's queue (core/logq.h): never blocks. */
 static void write_all(int fd, const char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
+    wm_logq_write(fd, p, n);
 }
 
 void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ...)

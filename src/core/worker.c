@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/logq.h"
 #include "core/metrics.h"
 
 struct post_item {
@@ -182,6 +183,7 @@ static void *worker_main(void *arg)
 
     self_worker = w;
     wm_metrics_bind_thread(w->index);
+    wm_logq_bind_thread(w->index);
     event_base_dispatch(w->base);
     pthread_mutex_lock(&w->lock);
     w->closed = true; /* however the loop ended */

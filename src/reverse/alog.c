@@ -23,6 +23,7 @@
 
 #include "core/json.h"
 #include "core/log.h"
+#include "core/logq.h"
 #include "core/util.h"
 #include "http/head.h"
 #include "net/conn.h"
@@ -109,7 +110,7 @@ void rv_logfile_put(struct rv_logfile *f)
                 break;
             }
         }
-        close(f->fd);
+        wm_logq_close(f->fd); /* after the lines still queued for it */
         free(f);
     }
     pthread_mutex_unlock(&reg_lock);
@@ -348,8 +349,7 @@ void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x)
     }
     evbuffer_add(out, "\n", 1);
     size_t len = evbuffer_get_length(out);
-    if (write(a->file->fd, evbuffer_pullup(out, -1), len) < 0) {
-        /* a full disk must not stop the proxy; the main log has the line */
-    }
+    /* queued: a slow disk never blocks the worker (core/logq.h) */
+    wm_logq_write(a->file->fd, evbuffer_pullup(out, -1), len);
     evbuffer_free(out);
 }
