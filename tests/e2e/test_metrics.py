@@ -244,13 +244,36 @@ def chromium():
 def test_dashboard_in_headless_chromium(wmproxy, tmp_path, origin):
     """No token here (a browser cannot be handed one on the command line);
     the token prompt is covered by test_security_of_metrics_and_page."""
-    pport, rport, cport = free_ports(3)
+    pport, rport, cport, eport, tport, ccport = free_ports(6)
+    # a tunnel server with a reverse proxy beside it, and a client attached
     text = ('control = "127.0.0.1:%d"\nworkers = 2\n[proxy]\nbind_addr = "127.0.0.1:%d"\n'
+            'mode = "server"\nusername = "wm"\npassword = "s3cret"\n'
+            'map_tcp_bind = "127.0.0.1:%d"\nheartbeat_interval = 1\n'
             '[http]\n[[http.server]]\nbind_addr = "127.0.0.1:%d"\n'
-            'static_response = "hi"\n' % (cport, pport, rport))
+            'static_response = "hi"\n' % (cport, pport, tport, rport))
     path = ctl.write(tmp_path / "wm.toml", text)
     p = wmproxy(["run", "-c", path], port=pport)
     ctl.wait_control(p, text)
+    ctext = ('control = "127.0.0.1:%d"\n[proxy]\nbind_addr = "127.0.0.1:%d"\n'
+             'server = "127.0.0.1:%d"\nusername = "wm"\npassword = "s3cret"\n'
+             'heartbeat_interval = 1\n'
+             '[[proxy.mappings]]\nname = "webapp"\nmode = "tcp"\n'
+             'local_addr = "127.0.0.1:%d"\n' % (ccport, eport, pport, origin.port))
+    cpath = ctl.write(tmp_path / "cli.toml", ctext)
+    cli = wmproxy(["run", "-c", cpath], port=eport)
+    ctl.wait_control(cli, ctext)
+    m = wait_until(lambda: (lambda t: t if sample(t, "wmproxy_tunnel_client_connected") == 1
+                            else None)(metrics(cport)), what="the client attached")
+    assert 'mapping="webapp"' in m
+    # heartbeats every second: both sides learn the round trip
+    wait_until(lambda: "wmproxy_tunnel_client_heartbeat_rtt_seconds{" in metrics(cport),
+               what="server-side RTT")
+    cm = wait_until(lambda: (lambda t: t if "wmproxy_tunnel_parent_heartbeat_rtt_seconds " in t
+                             else None)(metrics(ccport)), what="client-side RTT")
+    assert sample(cm, "wmproxy_tunnel_parent_connected") == 1
+    assert sample(cm, "wmproxy_tunnel_parent_connects_total") >= 1
+    check_format(m)
+    check_format(cm)
     wait_until(lambda: _get(rport, "/") == 200, what="reverse port")
     for _ in range(50):
         assert _get(rport, "/") == 200
@@ -263,6 +286,7 @@ def test_dashboard_in_headless_chromium(wmproxy, tmp_path, origin):
     assert "127.0.0.1:%d" % rport in dom, (dom[-3000:], r.stderr[-2000:])
     req = re.search(r'id="k-req">(\d+)<', dom)
     assert req and int(req.group(1)) >= 50, dom[-3000:]
+    assert "webapp" in dom, dom[-3000:]  # the tunnel client's mapping
     shot = os.path.join(str(tmp_path), "dash.png")
     r = subprocess.run(args + ["--window-size=1200,900", "--screenshot=" + shot, url],
                        capture_output=True, timeout=120)
