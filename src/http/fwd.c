@@ -244,7 +244,8 @@ void hf_log_request(struct wm_hfwd *f)
     hf_count_request(f->ops->proto, f->status, ms, up_ms);
     if (f->ops->logged != NULL) {
         struct wm_hfwd_log l = {
-            .status = f->status, .up_status = f->up_status, .bytes_out = f->req_out,
+            .status = f->status, .up_status = f->up_status, .bytes_in = f->req_in,
+            .bytes_out = f->req_out,
             .body_out = f->req_out > f->resp_head_bytes ? f->req_out - f->resp_head_bytes : 0,
             .request_ms = ms, .up_response_ms = up_ms,
             .t = &f->t};

@@ -175,6 +175,19 @@ static void collect_on_worker(struct wm_worker *w, void *arg)
     }
 }
 
+void tmetrics_mapping(const char *client, const char *mapping, uint32_t *in, uint32_t *out)
+{
+    static const char help[] = "Bytes of visitors through a mapping (in: from them)";
+    char c[160], m[160], l[400];
+
+    wm_metrics_label(c, sizeof(c), client, strlen(client));
+    wm_metrics_label(m, sizeof(m), mapping, strlen(mapping));
+    snprintf(l, sizeof(l), "client=\"%s\",mapping=\"%s\",direction=\"in\"", c, m);
+    *in = wm_metrics_counter("wmproxy_tunnel_mapping_bytes_total", help, l);
+    snprintf(l, sizeof(l), "client=\"%s\",mapping=\"%s\",direction=\"out\"", c, m);
+    *out = wm_metrics_counter("wmproxy_tunnel_mapping_bytes_total", help, l);
+}
+
 void wm_tunnel_metrics_collect(struct evbuffer *out, void *arg)
 {
     (void)arg;

@@ -265,6 +265,12 @@ def test_dashboard_in_headless_chromium(wmproxy, tmp_path, origin):
     m = wait_until(lambda: (lambda t: t if sample(t, "wmproxy_tunnel_client_connected") == 1
                             else None)(metrics(cport)), what="the client attached")
     assert 'mapping="webapp"' in m
+    # visitors through the tcp mapping are counted per mapping
+    assert _get(tport, "/bytes/5000") == 200
+    m = wait_until(lambda: (lambda t: t if sample(t, "wmproxy_tunnel_mapping_bytes_total",
+                                                   mapping="webapp", direction="out") > 5000
+                            else None)(metrics(cport)), what="mapping bytes")
+    assert sample(m, "wmproxy_tunnel_mapping_bytes_total", mapping="webapp", direction="in") > 20
     # heartbeats every second: both sides learn the round trip
     wait_until(lambda: "wmproxy_tunnel_client_heartbeat_rtt_seconds{" in metrics(cport),
                what="server-side RTT")
