@@ -159,6 +159,39 @@ static void test_logq_order_and_close(void **state)
     unlink(path);
 }
 
+static void *drain_pipe(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+    return NULL;
+}
+
+/* A writer stuck on a full pipe (a stalled disk or log reader): producers
+ * never wait; what does not fit is dropped and counted. */
+static void test_logq_never_blocks(void **state)
+{
+    int p[2];
+    char line[200];
+    pthread_t t;
+    (void)state;
+    assert_int_equal(pipe(p), 0);
+    memset(line, 'x', sizeof(line) - 1);
+    line[sizeof(line) - 1] = '\n';
+    assert_int_equal(wm_logq_start(1), 0);
+    uint64_t d0 = wm_logq_dropped();
+    for (int i = 0; i < 20000; i++) { /* 4 MB: far more than the pipe and queue hold */
+        wm_logq_write(p[1], line, sizeof(line));
+    }
+    assert_true(wm_logq_dropped() - d0 > 1000);
+    pthread_create(&t, NULL, drain_pipe, &p[0]);
+    wm_logq_stop(); /* the reader drains: the writer finishes */
+    close(p[1]);
+    pthread_join(t, NULL);
+    close(p[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +200,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_label_escape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test(test_logq_order_and_close),
+        cmocka_unit_test(test_logq_never_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
