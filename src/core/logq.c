@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,15 @@ int wm_logq_start(int nthreads)
         }
     }
     stopping = false;
-    if (pthread_create(&writer, NULL, writer_main, NULL) != 0) {
+    /* The writer takes no signal: it is created with all of them blocked
+     * (it inherits the mask), so stop signals reach only the threads that
+     * handle them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&writer, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         wm_logq_stop();
         return -1;
     }
