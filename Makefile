@@ -36,6 +36,9 @@ OBJS     = $(SRCS:%.c=$(B)/obj/%.o) $(B)/obj/llhttp/api.o $(B)/obj/llhttp/http.o
 OBJS_ASAN = $(SRCS:%.c=$(BA)/obj/%.o) $(BA)/obj/llhttp/api.o $(BA)/obj/llhttp/http.o \
            $(BA)/obj/llhttp/llhttp.o
 
+# The dashboard page is assembled into the binary (.incbin): rebuild on change.
+$(B)/obj/src/control/dashboard.o $(BA)/obj/src/control/dashboard.o: src/control/dashboard.html
+
 UNIT_SRCS  := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BA)/unit/%)
 TOOL_SRCS  := $(sort $(wildcard tools/*.c))

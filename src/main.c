@@ -232,6 +232,15 @@ static const struct wm_cli_cmd stop_cmd = {
     .col = 22,
 };
 
+static const struct wm_cli_cmd status_cmd = {
+    .tables = remote_tables,
+    .head = "usage: wmproxy status [-c FILE | -u URL] [--token TOKEN]\n\n"
+            "Print a summary of a running instance (listeners, connections, tunnel\n"
+            "clients, the last reload, recent errors) from its control API's /status.\n"
+            "Without -c or -u it asks " WM_APP_DEFAULT_CONTROL ".\n\n",
+    .col = 22,
+};
+
 static void usage_main(FILE *f)
 {
     fprintf(f,
@@ -243,6 +252,7 @@ static void usage_main(FILE *f)
             "  check          validate a config file (-c FILE) and list every error\n"
             "  reload         ask the running instance to reload its config (-c FILE | -u URL)\n"
             "  stop           ask the running instance to stop gracefully (-c FILE | -u URL)\n"
+            "  status         summarize the running instance (-c FILE | -u URL)\n"
             "  reverse-proxy  serve one upstream server as a reverse proxy (-f ADDR -t ADDR)\n"
             "  gen-cert       make a private CA and server/client certificates for a TLS tunnel\n"
             "  version        print the version\n"
@@ -366,6 +376,22 @@ static int cmd_remote(int argc, char **argv, const char *what)
     return wm_app_remote(what, r.config, r.url, r.token);
 }
 
+static int cmd_status(int argc, char **argv)
+{
+    struct remote_args r = {NULL, NULL, NULL};
+    int next;
+    int rc;
+
+    if ((rc = parse(&status_cmd, argc, argv, &r, &next)) >= 0) {
+        return rc;
+    }
+    if (next < argc) {
+        wm_cli_usage(&status_cmd, stderr);
+        return 2;
+    }
+    return wm_app_status(r.config, r.url, r.token);
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -391,6 +417,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "stop") == 0) {
         return cmd_remote(argc - 1, argv + 1, cmd);
+    }
+    if (strcmp(cmd, "status") == 0) {
+        return cmd_status(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("wmproxy %s\n", WM_VERSION);

@@ -7,6 +7,7 @@ DIRECT = "direct (nginx origin)"
 TINY = "tinyproxy"
 NGINX = "nginx proxy_pass (ref)"
 OURS = "wmproxy"
+SCRAPED = "wmproxy, /metrics scraped every 100 ms"
 ROUNDS = 3
 
 
@@ -26,13 +27,18 @@ def run(ctx):
     read_errs = {}
 
     def measure(name, target, first):
-        port, path = target
+        port, path = target[:2]
         closes = name == TINY
         if first:
             clients.wrk(ctx, port, path, host, ctx.warm_secs, THREADS, CONNS,
                         server_closes=closes)                   # warm-up
-        v = clients.wrk(ctx, port, path, host, ctx.load_secs, THREADS, CONNS,
-                        min_body=1024, server_closes=closes)
+        scraper = _Scraper(target[2]) if len(target) > 2 else None
+        try:
+            v = clients.wrk(ctx, port, path, host, ctx.load_secs, THREADS, CONNS,
+                            min_body=1024, server_closes=closes)
+        finally:
+            if scraper is not None:
+                scraper.stop()
         read_errs[name] = (v.pop("read_errors"), v["rps"])
         return v
 
@@ -52,13 +58,15 @@ def run(ctx):
          "reverse proxy, worker_processes %d, keepalive 64 upstream" % ctx.nginx_workers),
         (OURS, daemon(lambda: daemons.ours(ctx), absolute, "wmproxy"),
          "absolute-URI forward proxy" + _workers_note(ctx)),
+        (SCRAPED, _scraped_daemon(ctx, absolute),
+         "the same, with GET /metrics on its control port every 100 ms during the load"),
     ]
     try:
         runs = rounds.run(ctx, t, rows, nrounds, measure, "rps")
     finally:
         origin.stop()
     d = t.get(DIRECT, "rps")
-    for name in (DIRECT, TINY, NGINX, OURS):
+    for name in (DIRECT, TINY, NGINX, OURS, SCRAPED):
         v = t.get(name, "rps")
         if v is not None and d:
             t.set(name, "pct", 100.0 * v / d)
@@ -66,6 +74,8 @@ def run(ctx):
     t.ratio("wmproxy / nginx proxy_pass (mean req/s)", OURS, NGINX, "mean", ">= 1")
     t.ratio("wmproxy / nginx proxy_pass, best runs (info)", OURS, NGINX, "rps")
     rounds.per_round_note(t, runs, OURS, NGINX, "wmproxy / nginx proxy_pass")
+    t.ratio("scraped / not scraped (mean req/s; cost of /metrics)", SCRAPED, OURS, "mean",
+            ">= 0.98")
     if TINY in read_errs:
         t.note("tinyproxy closes the client connection after every response without "
                "sending `Connection: close`; wrk counts that as a read error and "
@@ -81,6 +91,47 @@ def run(ctx):
            "run; a row fails on any wrk socket error or non-2xx response"
            % (nrounds, ctx.warm_secs))
     return [t]
+
+
+class _Scraper:
+    """GET /metrics every 100 ms on a thread until stop(); counts scrapes."""
+
+    def __init__(self, cport):
+        import threading
+        self.cport = cport
+        self.n = 0
+        self.done = threading.Event()
+        self.t = threading.Thread(target=self._loop, daemon=True)
+        self.t.start()
+
+    def _loop(self):
+        import http.client
+        while not self.done.wait(0.1):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.cport, timeout=5)
+                c.request("GET", "/metrics")
+                c.getresponse().read()
+                c.close()
+                self.n += 1
+            except OSError:
+                pass
+
+    def stop(self):
+        self.done.set()
+        self.t.join(10)
+
+
+def _scraped_daemon(ctx, absolute):
+    from .proc import Proc, free_port
+
+    def fn():
+        port, cport = free_port(), free_port()
+        argv = ctx.ours_argv(port)
+        argv[argv.index("--disable-control")] = "--control=127.0.0.1:%d" % cport
+        p = Proc("wmproxy-scraped", argv, ctx.logdir, port=port).start()
+        ctx.cmdlines["wmproxy scraped"] = p.cmdline
+        return (port, absolute, cport), [p]
+    return fn
 
 
 def _workers_note(ctx):

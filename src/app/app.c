@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "app/app_int.h"
+#include "app/obs.h"
+#include "core/logq.h"
 #include "conf/config.h"
 #include "conf/cval.h"
 #include "control/control.h"
@@ -271,6 +273,7 @@ static int reload(struct app *a, struct wm_err *err)
         wm_conf_free(nc);
         a->reload_ok = false;
         a->reloads_failed++;
+        wm_app_obs_reload(false, a->o->config, a->o->config_text);
         wm_err_format(&why, a->reload_msg, sizeof(a->reload_msg));
         wm_err_set(err, NULL, 0, 0, NULL,
                    "reload refused, still running the previous configuration:");
@@ -298,6 +301,7 @@ static int reload(struct app *a, struct wm_err *err)
     }
     a->reload_ok = true;
     a->reloads_ok++;
+    wm_app_obs_reload(true, a->o->config, a->o->config_text);
     snprintf(a->reload_msg, sizeof(a->reload_msg), "reloaded %s: %zu listener(s)",
              a->o->config, ns.n);
     wm_err_set(err, NULL, 0, 0, NULL, "%s", a->reload_msg);
@@ -637,6 +641,11 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
         wm_app_report(notify, false, "cannot create an eventfd");
         goto free_conf;
     }
+    if (wm_app_obs_init(a.workers, o->config, o->config_text) < 0 ||
+        wm_logq_start(a.workers) < 0) {
+        wm_app_report(notify, false, "out of memory for metrics and log queues");
+        goto free_conf;
+    }
     mask_signals(SIG_BLOCK); /* before the workers start: they inherit it */
     wm_workers_set_exit_hook(worker_exit, &a);
     if (wm_workers_init(a.workers) < 0 || wm_workers_start() < 0) {
@@ -671,6 +680,8 @@ free_conf:
     }
     wm_app_services_free(&a.svcs);
     wm_conf_free(a.conf);
+    wm_logq_stop(); /* every line queued is written */
+    wm_app_obs_free();
     libevent_global_shutdown();
     return rc;
 }

@@ -85,4 +85,8 @@ int wm_app_check(const char *path);
  * Prints its answer; 0 when it accepted, 1 otherwise. */
 int wm_app_remote(const char *what, const char *config, const char *url, const char *token);
 
+/* `wmproxy status -c FILE | -u URL`: print a summary of the running
+ * instance (its GET /status). 0, or 1 when it cannot be read. */
+int wm_app_status(const char *config, const char *url, const char *token);
+
 #endif

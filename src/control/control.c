@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/service.h"
 #include "core/util.h"
 #include "core/version.h"
@@ -23,6 +24,7 @@
 #include "net/addr.h"
 #include "net/lset.h"
 #include "net/listener.h"
+#include "control/dashboard.h"
 
 #define CONTROL_BACKLOG 64 /* the control API sees a handful of clients */
 
@@ -107,6 +109,21 @@ static void status_listener(const struct wm_listen_stats *s, const char *kind, v
                         __atomic_load_n(&s->bytes_out, __ATOMIC_RELAXED));
 }
 
+struct recent_walk {
+    struct evbuffer *b;
+    int n;
+};
+
+static void status_recent(const char *line, void *arg)
+{
+    struct recent_walk *w = arg;
+
+    if (w->n++ > 0) {
+        evbuffer_add(w->b, ",", 1);
+    }
+    wm_json_string(w->b, line);
+}
+
 static void handle_status(struct evhttp_request *req)
 {
     struct evbuffer *b = evbuffer_new();
@@ -133,10 +150,68 @@ static void handle_status(struct evhttp_request *req)
     if (hooks.status != NULL) {
         hooks.status(hooks.arg, b);
     }
-    evbuffer_add(b, "}\n", 2);
+    evbuffer_add(b, ",\"recent_errors\":[", 18);
+    struct recent_walk rw = {.b = b, .n = 0};
+    wm_log_recent(status_recent, &rw);
+    evbuffer_add(b, "]}\n", 3);
     reply(req, 200, "OK", b);
     evbuffer_free(b);
     evbuffer_free(ls);
+}
+
+static void handle_metrics(struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    wm_metrics_render(b);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* The page holds no data (it fetches /status and /metrics with the token
+ * the user types), so it is served without the token. */
+static void handle_dashboard(struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+    if (b == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evbuffer_add_reference(b, wm_dashboard_html, wm_dashboard_html_len, NULL, NULL);
+    evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Frame-Options", "DENY");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    evhttp_add_header(h, "Content-Security-Policy",
+                      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                      "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+                      "frame-ancestors 'none'");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* A read from a web page is allowed only from the dashboard itself: an
+ * Origin, when sent, must be this address (http:// + Host). */
+static bool origin_allowed(struct evhttp_request *req)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *o = evhttp_find_header(in, "Origin");
+    const char *h = evhttp_find_header(in, "Host");
+
+    if (o == NULL) {
+        return true;
+    }
+    return h != NULL && strncmp(o, "http://", 7) == 0 && strcmp(o + 7, h) == 0;
 }
 
 static void handle_now(struct evhttp_request *req)
@@ -226,6 +301,17 @@ static void dispatch(struct evhttp_request *req, void *arg)
                evhttp_find_header(evhttp_request_get_input_headers(req), "Host"));
         reply_msg(req, 403, "Forbidden", false,
                   "Host must be an IP address or localhost (or set control_token)");
+    } else if (strcmp(path, "/") == 0 || strcmp(path, "/dashboard") == 0) {
+        if (!get) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+            reply_msg(req, 405, "Method Not Allowed", false, "use GET");
+        } else {
+            handle_dashboard(req);
+        }
+    } else if (get && !origin_allowed(req)) {
+        wm_log(WM_LOG_WARN, 0, "control: %s from another origin (%.80s) refused", path,
+               evhttp_find_header(evhttp_request_get_input_headers(req), "Origin"));
+        reply_msg(req, 403, "Forbidden", false, "requests from other web pages are refused");
     } else if ((auth = authorized(req)) == AUTH_ON_HOLD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "60");
         reply_msg(req, 429, "Too Many Requests", false,
@@ -242,6 +328,13 @@ static void dispatch(struct evhttp_request *req, void *arg)
             handle_status(req);
         } else {
             handle_now(req);
+        }
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (!get) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+            reply_msg(req, 405, "Method Not Allowed", false, "use GET");
+        } else {
+            handle_metrics(req);
         }
     } else if (strcmp(path, "/reload") == 0 || strcmp(path, "/stop") == 0) {
         if (!post) {

@@ -2,10 +2,14 @@
  * control/control.h - the HTTP control API (default 127.0.0.1:8837), served
  * by libevent's evhttp on the main thread's event loop.
  *
- * Endpoints: GET /status, GET /now, POST /reload, POST /stop. State-changing
- * endpoints refuse GET (405) so that a web page cannot trigger them; with a
- * token configured every endpoint needs "Authorization: Bearer <token>".
- * Answers are JSON objects.
+ * Endpoints: GET /status, GET /now, GET /metrics (Prometheus text, from
+ * core/metrics.h), POST /reload, POST /stop, and the dashboard page at GET /
+ * and /dashboard (control/dashboard.h). State-changing endpoints refuse GET
+ * (405) and any request with an Origin, so that a web page cannot trigger
+ * them; reads with an Origin other than this address are refused. With a
+ * token configured every endpoint but the page needs "Authorization: Bearer
+ * <token>" (the page holds no data; it asks for the token). Answers are JSON
+ * objects except /metrics and the page.
  */
 #ifndef WM_CONTROL_CONTROL_H
 #define WM_CONTROL_CONTROL_H

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/logq.h"
 #include "core/util.h"
 
 #define WM_LOG_LINE_MAX 4096
@@ -24,19 +26,37 @@ static const char *const level_names[WM_LOG_LEVEL_COUNT] = {
     "ERROR", "WARN", "INFO", "DEBUG", "TRACE",
 };
 
+/* The last warnings and errors, for /status (the dashboard shows them). */
+#define RECENT_MAX 20
+#define RECENT_LEN 400
+static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
+static char recent[RECENT_MAX][RECENT_LEN];
+static unsigned recent_next; /* total kept so far; slot = next % RECENT_MAX */
+
+static void keep_recent(const char *line, size_t n)
+{
+    pthread_mutex_lock(&recent_lock);
+    char *slot = recent[recent_next++ % RECENT_MAX];
+    n = n < RECENT_LEN - 1 ? n : RECENT_LEN - 1;
+    memcpy(slot, line, n);
+    slot[n] = '\0';
+    pthread_mutex_unlock(&recent_lock);
+}
+
+void wm_log_recent(void (*fn)(const char *line, void *arg), void *arg)
+{
+    pthread_mutex_lock(&recent_lock);
+    unsigned first = recent_next > RECENT_MAX ? recent_next - RECENT_MAX : 0;
+    for (unsigned i = first; i < recent_next; i++) {
+        fn(recent[i % RECENT_MAX], arg);
+    }
+    pthread_mutex_unlock(&recent_lock);
+}
+
+/* Through the writer thread's queue (core/logq.h): never blocks. */
 static void write_all(int fd, const char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
+    wm_logq_write(fd, p, n);
 }
 
 void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ...)
@@ -93,12 +113,18 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
                 line[i] = ' ';
             }
         }
+        if (level <= WM_LOG_WARN) {
+            keep_recent(line, off);
+        }
         line[off++] = '\n';
         write_all(fd, line, off);
         return;
     }
     char out[sizeof(line) + 64];
     size_t o = wm_escape_ctl(out, sizeof(out) - 1, line, off, true);
+    if (level <= WM_LOG_WARN) {
+        keep_recent(out, o);
+    }
     out[o++] = '\n';
     write_all(fd, out, o);
 }

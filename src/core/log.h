@@ -53,6 +53,10 @@ void wm_log_set_fd(int fd);
 /* Open (append) a log file and send lines there. 0 or -1 (errno set). */
 int wm_log_open_file(const char *path);
 
+/* Call fn with each of the last (up to 20) WARN and ERROR lines, oldest
+ * first, without their newline. Thread-safe; fn must not log. */
+void wm_log_recent(void (*fn)(const char *line, void *arg), void *arg);
+
 /* Return a fresh process-wide connection id (never 0). Thread-safe. */
 uint64_t wm_log_next_id(void);
 

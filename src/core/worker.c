@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/logq.h"
+#include "core/metrics.h"
 
 struct post_item {
     struct post_item *next;
@@ -180,6 +182,8 @@ static void *worker_main(void *arg)
     struct wm_worker *w = arg;
 
     self_worker = w;
+    wm_metrics_bind_thread(w->index);
+    wm_logq_bind_thread(w->index);
     event_base_dispatch(w->base);
     pthread_mutex_lock(&w->lock);
     w->closed = true; /* however the loop ended */

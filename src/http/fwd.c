@@ -342,16 +342,19 @@ void hf_log_request(struct wm_hfwd *f)
     static const struct hf_work none; /* no request state (an error before any) */
     struct wm_conn *c = f->c;
     const struct hf_work *w = f->w != NULL ? f->w : &none;
+    uint64_t ms = wm_now_ms() - f->req_start_ms;
+    long long up_ms = f->up_head_ms >= f->up_sent_ms && f->up_sent_ms > 0
+                          ? (long long)(f->up_head_ms - f->up_sent_ms)
+                          : -1;
 
     c->access_logged = true;
+    hf_count_request(f->ops->proto, f->status, ms, up_ms);
     if (f->ops->logged != NULL) {
         struct wm_hfwd_log l = {
-            .status = f->status, .up_status = f->up_status, .bytes_out = f->req_out,
+            .status = f->status, .up_status = f->up_status, .bytes_in = f->req_in,
+            .bytes_out = f->req_out,
             .body_out = f->req_out > f->resp_head_bytes ? f->req_out - f->resp_head_bytes : 0,
-            .request_ms = wm_now_ms() - f->req_start_ms,
-            .up_response_ms = f->up_head_ms >= f->up_sent_ms && f->up_sent_ms > 0
-                                  ? (long long)(f->up_head_ms - f->up_sent_ms)
-                                  : -1,
+            .request_ms = ms, .up_response_ms = up_ms,
             .t = &w->t};
         f->ops->logged(f, &l);
     }

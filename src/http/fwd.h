@@ -62,6 +62,7 @@ struct wm_hfwd_target {
 struct wm_hfwd_log {
     int status;             /* sent to the client (0: nothing was) */
     int up_status;          /* the upstream's final status, 0 when none answered */
+    unsigned long long bytes_in;   /* from the client, heads included */
     unsigned long long bytes_out;  /* to the client, heads included */
     unsigned long long body_out;   /* of which body bytes */
     unsigned long long request_ms; /* first byte of the request to now */

@@ -133,6 +133,8 @@ void hf_end_after_flush(struct wm_hfwd *f, const char *reason);
 void hf_arm_timer(struct wm_hfwd *f, int ms);           /* ms <= 0: no deadline */
 void hf_client_reading(struct wm_hfwd *f, bool on);
 void hf_log_request(struct wm_hfwd *f);
+/* Count one request for /metrics (fwd_stats.c). up_ms -1: no upstream answer. */
+void hf_count_request(const char *proto, int status, uint64_t ms, long long up_ms);
 void hf_process_client(struct wm_hfwd *f);
 /* The request is over and the connection stays: release its target
  * (ops->release), ready the parser, wait for the next head (the caller

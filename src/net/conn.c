@@ -15,6 +15,7 @@
 
 #include "core/bev.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/relay.h"
 #include "core/service.h"
 #include "core/splice.h"
@@ -120,6 +121,36 @@ int wm_conn_set_origin(struct wm_conn *c, const struct sockaddr *src, const stru
     return 0;
 }
 
+static void make_conn_ids(const char *proto, wm_metric *ids)
+{
+    char p[64], labels[128];
+
+    wm_metrics_label(p, sizeof(p), proto, sizeof(p));
+    snprintf(labels, sizeof(labels), "proto=\"%s\",result=\"ok\"", p);
+    ids[0] = wm_metrics_counter("wmproxy_connections_total",
+                                "Client connections ended, by protocol and result (error: a "
+                                "refusal or failure status was answered)",
+                                labels);
+    snprintf(labels, sizeof(labels), "proto=\"%s\",result=\"error\"", p);
+    ids[1] = wm_metrics_counter("wmproxy_connections_total", "", labels);
+    snprintf(labels, sizeof(labels), "proto=\"%s\"", p);
+    ids[2] = wm_metrics_counter("wmproxy_connections_timed_out_total",
+                                "Client connections cut by a timeout", labels);
+}
+
+/* /metrics: what the connection was and how it ended. */
+static void count_conn(const struct wm_conn *c, const char *reason)
+{
+    static struct wm_mcache cache;
+    const wm_metric *ids = wm_mcache_get(&cache, c->proto, make_conn_ids);
+    bool ok = c->code == 0 || (c->code >= 100 && c->code < 400);
+
+    wm_metrics_inc(ids[ok ? 0 : 1]);
+    if (reason != NULL && (strstr(reason, "timeout") != NULL || strstr(reason, "timed out") != NULL)) {
+        wm_metrics_inc(ids[2]);
+    }
+}
+
 void wm_conn_finish(struct wm_conn *c, const char *reason)
 {
     if (wm_conn_closed(c)) {
@@ -135,6 +166,9 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
                (unsigned long long)(wm_now_ms() - c->start_ms), reason);
     } else {
         wm_log(WM_LOG_DEBUG, c->id, "close client=%s end=%s", c->peer_str, reason);
+    }
+    if (c->proto != NULL) {
+        count_conn(c, reason);
     }
     /* Counters first: /status must never show a closed connection as open
      * on its listener after the worker stopped counting it. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "core/worker.h"
 #include "net/acl.h"
@@ -29,6 +30,7 @@ struct wm_dial {
     void *arg;
     uint16_t port;
     uint64_t deadline_ms;
+    uint64_t start_ms;
     struct evdns_getaddrinfo_request *dns_req;
     struct event *ev;    /* write-ready on the connecting socket, or a deferred finish */
     struct event *timer; /* per-attempt timeout */
@@ -118,6 +120,39 @@ static void dial_free(struct wm_dial *d)
     free(d);
 }
 
+_Static_assert(WM_DIAL_STATUS_COUNT + 1 <= WM_MCACHE_IDS, "dial metrics fit a cache row");
+
+static void make_dial_ids(const char *key, wm_metric *ids)
+{
+    static const char *const res[WM_DIAL_STATUS_COUNT] = {
+        "ok", "refused", "host_unreachable", "net_unreachable", "resolve", "timeout",
+        "error", "own_listener", "forbidden"};
+    char labels[64];
+
+    (void)key;
+    for (int i = 0; i < WM_DIAL_STATUS_COUNT; i++) {
+        snprintf(labels, sizeof(labels), "result=\"%s\"", res[i]);
+        ids[i] = wm_metrics_counter("wmproxy_upstream_connects_total",
+                                    "Outgoing connections (upstreams, proxy targets, tunnel "
+                                    "services) by result", labels);
+    }
+    ids[WM_DIAL_STATUS_COUNT] = wm_metrics_histogram(
+        "wmproxy_upstream_connect_seconds", "Time to resolve and connect to an upstream", "");
+}
+
+static void count_dial(const struct wm_dial *d, enum wm_dial_status st)
+{
+    static struct wm_mcache cache;
+    const wm_metric *ids = wm_mcache_get(&cache, "dial", make_dial_ids);
+
+    if (st >= 0 && st < WM_DIAL_STATUS_COUNT) {
+        wm_metrics_inc(ids[st]);
+    }
+    if (st == WM_DIAL_OK) {
+        wm_metrics_observe_ms(ids[WM_DIAL_STATUS_COUNT], wm_now_ms() - d->start_ms);
+    }
+}
+
 static void finish(struct wm_dial *d, int fd, enum wm_dial_status st)
 {
     wm_dial_cb cb = d->cb;
@@ -133,6 +168,7 @@ static void finish(struct wm_dial *d, int fd, enum wm_dial_status st)
     } else {
         memset(&peer, 0, sizeof(peer));
     }
+    count_dial(d, st);
     dial_free(d);
     cb(fd, st, fd >= 0 ? (struct sockaddr *)&peer : NULL, plen, arg);
 }
@@ -377,7 +413,8 @@ struct wm_dial *wm_dial_start_req(struct wm_worker *w, const struct wm_dial_req 
     d->arg = arg;
     d->port = req->port;
     d->fd = -1;
-    d->deadline_ms = wm_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1);
+    d->start_ms = wm_now_ms();
+    d->deadline_ms = d->start_ms + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1);
     d->timer = evtimer_new(wm_worker_base(w), attempt_timeout_cb, d);
     if (d->timer == NULL) {
         free(d);

@@ -33,6 +33,7 @@
 
 #include "core/guard.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define PUMP_READ_MAX (256 * 1024)  /* ciphertext read per syscall, at most */
 #define PUMP_OUT_HIGH (256 * 1024)  /* stop encrypting above this much unsent */
@@ -417,6 +418,22 @@ static bool encrypt(struct pump *p)
 
 /* ---- reading ---- */
 
+static void make_hs_ids(const char *key, wm_metric *ids)
+{
+    (void)key;
+    ids[0] = wm_metrics_counter("wmproxy_tls_handshake_failures_total",
+                                "TLS handshakes that failed or timed out, by our side",
+                                "side=\"server\"");
+    ids[1] = wm_metrics_counter("wmproxy_tls_handshake_failures_total", "", "side=\"client\"");
+}
+
+static void count_hs_failure(const struct pump *p)
+{
+    static struct wm_mcache cache;
+
+    wm_metrics_inc(wm_mcache_get(&cache, "tls", make_hs_ids)[SSL_is_server(p->ssl) ? 0 : 1]);
+}
+
 /* false: the pump ended (or the handshake failed). */
 static bool handshake(struct pump *p)
 {
@@ -437,6 +454,7 @@ static bool handshake(struct pump *p)
     char line[320];
     snprintf(line, sizeof(line), "handshake failed: %s", ssl_reason(p, buf, sizeof(buf)));
     wm_log(WM_LOG_WARN, p->id, "tls %s: %s", p->peer, line);
+    count_hs_failure(p);
     if (flush_out(p)) { /* the alert, if any; a failed write ends p */
         fail(p, line);
     }
@@ -654,6 +672,9 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct pump *p = arg;
 
     wm_guard_enter(&p->guard);
+    if (in_handshake(p)) {
+        count_hs_failure(p);
+    }
     fail(p, in_handshake(p) ? "handshake timed out" : "close timed out");
     pump_leave(p);
 }

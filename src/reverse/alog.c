@@ -21,7 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json.h"
 #include "core/log.h"
+#include "core/logq.h"
 #include "core/util.h"
 #include "http/head.h"
 #include "net/conn.h"
@@ -108,7 +110,7 @@ void rv_logfile_put(struct rv_logfile *f)
                 break;
             }
         }
-        close(f->fd);
+        wm_logq_close(f->fd); /* after the lines still queued for it */
         free(f);
     }
     pthread_mutex_unlock(&reg_lock);
@@ -133,6 +135,9 @@ void wm_rev_logs_reopen(void)
 /* ---- the line ---- */
 
 /* Append a header's value, made safe for one line ('"' and controls). */
+/* Set while a JSON line is made: quotes stay (JSON escapes them). */
+static __thread bool json_values;
+
 static void put_safe(struct evbuffer *out, const char *v, size_t n)
 {
     if (v == NULL || n == 0) {
@@ -140,7 +145,9 @@ static void put_safe(struct evbuffer *out, const char *v, size_t n)
         return;
     }
     for (size_t i = 0; i < n && i < 2048; i++) {
-        char ch = (unsigned char)v[i] < 0x20 || v[i] == 0x7f || v[i] == '"' ? '?' : v[i];
+        char ch = (unsigned char)v[i] < 0x20 || v[i] == 0x7f || (v[i] == '"' && !json_values)
+                      ? '?'
+                      : v[i];
         evbuffer_add(out, &ch, 1);
     }
 }
@@ -263,13 +270,61 @@ static bool put_var(struct evbuffer *out, const char *name, size_t n, const char
     return true;
 }
 
+/* log_format "json": one object per line, the variables of the text
+ * line as members; "-" (no value) becomes null, counts are numbers. */
+static void json_line(struct evbuffer *out, const struct rv_logctx *x)
+{
+    static const struct {
+        const char *key, *var, *arg;
+        bool number;
+    } f[] = {
+        {"time", "d", "%Y-%m-%dT%H:%M:%S%z", false}, {"client_ip", "client_ip", NULL, false},
+        {"method", "method", NULL, false}, {"url", "url", NULL, false},
+        {"host", "host", NULL, false}, {"status", "status", NULL, true},
+        {"up_status", "up_status", NULL, true}, {"up_addr", "up_addr", NULL, false},
+        {"body_bytes_sent", "body_bytes_sent", NULL, true},
+        {"bytes_sent", "bytes_sent", NULL, true}, {"request_time", "request_time", NULL, true},
+        {"up_response_time", "up_response_time", NULL, true},
+        {"referer", "referer", NULL, false}, {"user_agent", "user_agent", NULL, false},
+        {"ssl_protocol", "ssl_protocol", NULL, false}, {"ssl_cipher", "ssl_cipher", NULL, false},
+    };
+    struct evbuffer *v = evbuffer_new();
+
+    if (v == NULL) {
+        return;
+    }
+    evbuffer_add(out, "{", 1);
+    json_values = true;
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        evbuffer_drain(v, evbuffer_get_length(v));
+        put_var(v, f[i].var, strlen(f[i].var), f[i].arg, f[i].arg != NULL ? strlen(f[i].arg) : 0,
+                x);
+        evbuffer_add(v, "", 1); /* NUL */
+        const char *s = (const char *)evbuffer_pullup(v, -1);
+        evbuffer_add_printf(out, "%s\"%s\":", i > 0 ? "," : "", f[i].key);
+        if (s[0] == '\0' || strcmp(s, "-") == 0) {
+            evbuffer_add(out, "null", 4);
+        } else if (f[i].number) {
+            evbuffer_add(out, s, strlen(s));
+        } else {
+            wm_json_string(out, s);
+        }
+    }
+    json_values = false;
+    evbuffer_add(out, "}", 1);
+    evbuffer_free(v);
+}
+
 void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x)
 {
     struct evbuffer *out = evbuffer_new();
-    const char *p = a->format;
+    const char *p = a->json ? "" : a->format;
 
     if (out == NULL) {
         return;
+    }
+    if (a->json) {
+        json_line(out, x);
     }
     while (*p != '\0') {
         const char *end = *p == '{' ? strchr(p, '}') : NULL;
@@ -294,8 +349,7 @@ void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x)
     }
     evbuffer_add(out, "\n", 1);
     size_t len = evbuffer_get_length(out);
-    if (write(a->file->fd, evbuffer_pullup(out, -1), len) < 0) {
-        /* a full disk must not stop the proxy; the main log has the line */
-    }
+    /* queued: a slow disk never blocks the worker (core/logq.h) */
+    wm_logq_write(a->file->fd, evbuffer_pullup(out, -1), len);
     evbuffer_free(out);
 }

@@ -78,6 +78,7 @@ static void probe_done(struct probe *p, bool ok, const char *why)
     struct rv_health *h = p->h;
     bool down = atomic_load(&h->check_down);
 
+    atomic_fetch_add(ok ? &h->checks_ok : &h->checks_failed, 1);
     if (ok) {
         h->fail_streak = 0;
         if (down && ++h->ok_streak >= p->c.rise) {

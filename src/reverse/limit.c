@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "reverse/rev_int.h"
 
@@ -47,6 +48,7 @@ struct rv_zone {
     struct lentry *lru_tail;
     uint64_t evicted;
     uint64_t last_evict_log_ms;
+    wm_metric refused;             /* /metrics: requests refused by this zone */
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -94,7 +96,11 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t byte
             free(z);
             z = NULL;
         } else {
+            char lbl[160], v[128];
             snprintf(z->name, sizeof(z->name), "%s", name);
+            snprintf(lbl, sizeof(lbl), "zone=\"%s\"", wm_metrics_label(v, sizeof(v), name, strlen(name)));
+            z->refused = wm_metrics_counter("wmproxy_limit_req_refused_total",
+                                            "Requests refused by a limit_req zone", lbl);
             z->refs = 1;
             z->rate_milli = rate_milli;
             z->max_entries = max;
@@ -243,5 +249,8 @@ bool rv_zone_allow(struct rv_zone *z, const char *key, size_t n, uint64_t burst)
         }
     }
     pthread_mutex_unlock(&z->lock);
+    if (!ok) {
+        wm_metrics_inc(z->refused);
+    }
     return ok;
 }

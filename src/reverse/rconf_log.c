@@ -131,7 +131,12 @@ static struct rv_alog *alog_of(struct build *b, const char *spec, bool access,
     for (size_t i = 0; access && i < n && a->format == NULL; i++) {
         a->format = kv_find(lv[i]->log_format, lv[i]->nlog_format, fmt[0] ? fmt : "main");
     }
-    if (access && a->format != NULL) {
+    /* "json", as a format name or as a log_format value: JSON lines */
+    a->json = access && ((a->format == NULL && strcmp(fmt, "json") == 0) ||
+                         (a->format != NULL && strcmp(a->format, "json") == 0));
+    if (a->json) {
+        a->format = "";
+    } else if (access && a->format != NULL) {
         a->format = wm_arena_strdup(b->r->arena, a->format); /* the config may go */
     }
     if (access && a->format == NULL) {

@@ -46,6 +46,11 @@ void wm_rev_checker_start(void);
  * them). Any thread. */
 void wm_rev_logs_reopen(void);
 
+/* The upstream servers' families of GET /metrics (a collector of
+ * core/metrics.h; arg unused). */
+struct evbuffer;
+void wm_rev_metrics_collect(struct evbuffer *out, void *arg);
+
 /* Worker exit hook: free this worker's keep-alive pool (and on worker 0
  * the health checker). */
 void wm_rev_worker_exit(void);

@@ -81,6 +81,8 @@ struct rv_health {
     atomic_ullong down_until_ms; /* passive: skipped until then (wm_now_ms clock) */
     atomic_int active;           /* connections now (least_conn) */
     atomic_ullong total_fails;
+    atomic_ullong checks_ok;     /* active checks passed / failed (for /metrics) */
+    atomic_ullong checks_failed;
     atomic_bool check_down;      /* the active check says down */
     struct rv_check check;       /* registry lock */
     /* the checker's own (worker 0) */
@@ -122,6 +124,7 @@ struct rv_upstream {
 struct rv_alog {
     struct rv_logfile *file;
     const char *format;
+    bool json; /* log_format "json": JSON lines instead of format */
 };
 
 /* What one line is made of. */

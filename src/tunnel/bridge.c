@@ -21,6 +21,7 @@
 
 #include "core/bev.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/relay.h"
 #include "core/service.h"
 #include "core/util.h"
@@ -62,6 +63,7 @@ struct bridge {
     uint64_t start_ms;
     uint64_t in;
     uint64_t out;
+    wm_metric m_in, m_out;     /* a mapping's byte counters, or 0 */
     char peer[WM_ADDR_STR_MAX];
 };
 
@@ -87,6 +89,8 @@ static void bridge_finish(struct bridge *b, const char *why)
            (unsigned long long)b->in, (unsigned long long)b->out,
            (unsigned long long)(wm_now_ms() - b->start_ms), why);
     wm_listen_stats_conn_close(b->stats, b->in, b->out);
+    wm_metrics_add(b->m_in, b->swap ? b->out : b->in);
+    wm_metrics_add(b->m_out, b->swap ? b->in : b->out);
     wm_worker_conn_del(b->w, &b->link);
     if (b->dial != NULL) {
         wm_dial_cancel(b->dial);
@@ -293,6 +297,12 @@ struct bridge *bridge_new_stream(struct wm_tun_stream *s, const char *peer, cons
 void bridge_answer_failures(struct bridge *b)
 {
     b->answer = true;
+}
+
+void bridge_count_to(struct bridge *b, uint32_t m_in, uint32_t m_out)
+{
+    b->m_in = m_in;
+    b->m_out = m_out;
 }
 
 /* The stream could not be opened: end, after handing a proxy client its

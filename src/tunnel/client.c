@@ -282,6 +282,11 @@ void tclient_free(struct tclient *c)
     free(c);
 }
 
+uint64_t tclient_attempts(const struct tclient *c)
+{
+    return c != NULL ? c->attempts : 0;
+}
+
 struct wm_tun *tclient_carrier(struct tclient *c)
 {
     return c != NULL && c->t != NULL && wm_tun_is_ready(c->t) ? c->t : NULL;

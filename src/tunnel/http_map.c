@@ -12,6 +12,7 @@
 
 #include "core/bev.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/worker.h"
 #include "http/head.h"
 #include "http/util.h"
@@ -29,6 +30,7 @@ struct route_data {
     char name[TUN_NAME_MAX];
     char host[256]; /* to route again if the chosen client is gone */
     struct rule_block *rules;
+    uint32_t m_in, m_out; /* the mapping's byte counters */
 };
 
 static struct tserver *server_of(void)
@@ -129,6 +131,8 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     snprintf(d->name, sizeof(d->name), "%s", r->name);
     snprintf(d->host, sizeof(d->host), "%.*s", (int)(hlen < sizeof(d->host) ? hlen : 0), host);
     d->rules = rule_block_ref(r->owner->rules);
+    d->m_in = r->m_in;
+    d->m_out = r->m_out;
     t->data = d;
     t->rules = r->rules;
     t->nrules = r->nrules;
@@ -197,12 +201,24 @@ static void cancel_op(void *handle)
     wm_tun_open_cancel(handle);
 }
 
+static void logged_op(struct wm_hfwd *f, const struct wm_hfwd_log *l)
+{
+    const struct route_data *d = l->t->data;
+
+    (void)f;
+    if (d != NULL) {
+        wm_metrics_add(d->m_in, l->bytes_in);
+        wm_metrics_add(d->m_out, l->bytes_out);
+    }
+}
+
 static const struct wm_hfwd_ops http_ops = {
     .proto = "tunnel-http",
     .route = route,
     .connect = connect_op,
     .cancel = cancel_op,
     .release = release,
+    .logged = logged_op,
 };
 
 static const struct wm_hfwd_ops https_ops = {
@@ -211,6 +227,7 @@ static const struct wm_hfwd_ops https_ops = {
     .connect = connect_op,
     .cancel = cancel_op,
     .release = release,
+    .logged = logged_op,
 };
 
 void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,

@@ -606,6 +606,7 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
         return NULL;
     }
     t->last_rx_ms = t->last_ping_ms = now_ms();
+    t->rtt_ms = -1;
     evbuffer_add_cb(bufferevent_get_output(carrier), count_out_cb, t);
     evbuffer_add_cb(bufferevent_get_input(carrier), count_in_cb, t);
     bufferevent_setcb(carrier, carrier_read_cb, carrier_write_cb, carrier_event_cb, t);
@@ -668,6 +669,24 @@ const char *wm_tun_transport(const struct wm_tun *t)
     const char *tr = wm_tls_pump_transport(t->bev);
 
     return tr != NULL ? tr : "plain";
+}
+
+/* Our PING came back: its payload is the time we sent it (heartbeat()). */
+void tun_note_pong(struct wm_tun *t, const uint8_t *p)
+{
+    uint64_t sent = 0, now = now_ms();
+
+    for (int i = 0; i < 8; i++) {
+        sent = sent << 8 | p[i];
+    }
+    if (sent <= now && now - sent < 3600 * 1000) {
+        t->rtt_ms = (int64_t)(now - sent);
+    }
+}
+
+long long wm_tun_rtt_ms(const struct wm_tun *t)
+{
+    return t->rtt_ms;
 }
 
 size_t wm_tun_nstreams(const struct wm_tun *t)

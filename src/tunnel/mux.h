@@ -113,6 +113,8 @@ bool wm_tun_is_ready(const struct wm_tun *t);
 uint64_t wm_tun_id(const struct wm_tun *t);
 const char *wm_tun_peer_name(const struct wm_tun *t); /* HELLO name (server side) */
 size_t wm_tun_nstreams(const struct wm_tun *t);
+/* The last heartbeat's round trip in ms, -1 before the first answer. */
+long long wm_tun_rtt_ms(const struct wm_tun *t);
 /* How the carrier is carried, for log lines and /status: "plain" or
  * what net/tlspump.h reports ("TLS"). */
 const char *wm_tun_transport(const struct wm_tun *t);

@@ -126,6 +126,7 @@ struct wm_tun {
     struct event *hs_timer;   /* handshake deadline */
     uint64_t last_rx_ms;
     uint64_t last_ping_ms;
+    int64_t rtt_ms;          /* the last PING's round trip (-1: none yet) */
     int ping_ms;
     int dead_ms;
     /* Lifetime (core/guard.h): every entry from the event loop is
@@ -152,6 +153,8 @@ static inline bool tun_closed(const struct wm_tun *t)
  * TUN_CLOSED; the free waits for the last leave. Idempotent. */
 void tun_end(struct wm_tun *t);
 void tun_set_state(struct wm_tun *t, enum tun_state st);
+/* A PING answer (its 8-byte payload) arrived: note the round trip. */
+void tun_note_pong(struct wm_tun *t, const uint8_t *p);
 void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
                     const uint8_t *payload, size_t len);
 /* The carrier failed: with a code, send GOAWAY and end once it is flushed

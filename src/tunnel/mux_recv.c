@@ -258,6 +258,8 @@ void tun_dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffer 
     case WM_TUN_PING:
         if (!(h->flags & WM_TUN_FLAG_ACK)) {
             tun_send_frame(t, WM_TUN_PING, WM_TUN_FLAG_ACK, 0, p, 8);
+        } else {
+            tun_note_pong(t, p);
         }
         break;
     default:

@@ -105,6 +105,8 @@ void tclient_drain(struct tclient *c);
 void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s);
 /* The ready carrier to the parent, or NULL. */
 struct wm_tun *tclient_carrier(struct tclient *c);
+/* Connection attempts so far (reconnects included). */
+uint64_t tclient_attempts(const struct tclient *c);
 
 /* server.c */
 struct tserver *tserver_new(struct tnode *n);
@@ -161,6 +163,8 @@ struct bridge *bridge_new_child(struct wm_tun_stream *s, const char *peer, const
  * stream cannot be opened it is answered so (tnode_refuse_proxy), not
  * just closed. */
 void bridge_answer_failures(struct bridge *b);
+/* Also add the bridge's bytes to these counters (core/metrics.h) at its end. */
+void bridge_count_to(struct bridge *b, uint32_t m_in, uint32_t m_out);
 /* Connect through tunnel t (bridge_new / bridge_new_fd); on failure the
  * bridge ends. */
 void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_open *o,

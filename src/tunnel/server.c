@@ -416,6 +416,7 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
         }
         reason[i] = "";
         r->active = true;
+        tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
         wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s registered mapping \"%s\" (%s)%s%s",
                c->name, r->name, r->key, r->group[0] ? " group " : "", r->group);
     }
@@ -708,6 +709,7 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
     if (proxy) {
         bridge_answer_failures(b);
     }
+    bridge_count_to(b, r->m_in, r->m_out);
     char target[160];
     snprintf(target, sizeof(target), "%s/%s", r->owner->name, r->name);
     struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)},

@@ -38,6 +38,7 @@ struct rmap {
     const struct wm_hfwd_rule *rules; /* nrules entries in the carrier's rule block */
     size_t nrules;
     char refused[256];       /* why it was refused (kept for the reply) */
+    uint32_t m_in, m_out;    /* /metrics: visitor bytes (core/metrics.h series) */
 };
 
 /* One attached client. */
@@ -112,6 +113,10 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
 /* http_map.c: serve a public HTTP(S) connection. Takes fd. */
 void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,
                          socklen_t plen, struct wm_listen_stats *stats);
+
+/* tmetrics.c: the byte counters of a mapping (kept by client and mapping
+ * name, so they survive reconnects). */
+void tmetrics_mapping(const char *client, const char *mapping, uint32_t *in, uint32_t *out);
 
 /* center.c: the gate for carriers. */
 /* The carrier authenticated or went: it no longer counts as pending. */

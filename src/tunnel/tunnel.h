@@ -162,6 +162,10 @@ void wm_tunnel_install(struct wm_tunnel_settings *s);
  * thread; asks worker 0 for a snapshot. Appends nothing without a tunnel. */
 void wm_tunnel_status_json(struct evbuffer *out);
 
+/* The tunnel's families of GET /metrics (a core/metrics.h collector; arg
+ * unused). Runs the reading on worker 0. */
+void wm_tunnel_metrics_collect(struct evbuffer *out, void *arg);
+
 /* Worker 0, graceful stop: no reconnects, carriers close once idle. */
 void wm_tunnel_drain(struct wm_worker *w);
 

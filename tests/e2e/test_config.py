@@ -12,6 +12,7 @@ import pytest
 
 from conftest import BIN
 from helpers import control as ctl
+from helpers.tunnel import wait_log
 from helpers import socks
 from helpers import traffic as tr
 from helpers.http1 import Reader
@@ -388,4 +389,4 @@ def test_sighup_reloads(wmproxy, origin, tmp_path):
     assert st["reload"]["last_ok"] is False
     assert '%s:6:8: proxy.flag: expected "http https socks5"' % path in st["reload"]["last_message"]
     tr.check_bytes(tr.http_get(port, origin.port, "/bytes/10?seed=10", "u", "two"), 10, 10)
-    assert "reload of %s refused" % path in p.log()
+    assert wait_log(p, "reload of %s refused" % path), p.log()[-3000:]

@@ -165,7 +165,8 @@ def test_methods_and_paths(wmproxy, tmp_path):
                                       ("GET", "/stop", 405, "POST"),
                                       ("POST", "/status", 405, "GET, HEAD"),
                                       ("POST", "/now", 405, "GET, HEAD"),
-                                      ("GET", "/nope", 404, None), ("POST", "/", 404, None)):
+                                      ("GET", "/nope", 404, None), ("POST", "/", 405, "GET, HEAD"),
+                                      ("POST", "/metrics", 405, "GET, HEAD")):
         got, hdrs, doc = ctl.api(cport, method, path)
         assert got == code, (method, path, got, doc)
         assert doc["ok"] is False

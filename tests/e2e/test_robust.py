@@ -12,6 +12,7 @@ import pytest
 
 from conftest import proxy_args, sha256
 from helpers import http1, socks
+from helpers.tunnel import wait_log
 from helpers.net import connect, free_port, is_closed, recv_exact, recv_head, refused, wait_port, wait_until
 from helpers.origin import pattern, pattern_sha256
 
@@ -213,7 +214,7 @@ def test_second_sigterm_stops_now(wmproxy, echo):
     assert is_closed(s, timeout=10)
     assert p.wait_exit(timeout=10) == 0
     assert time.time() - t < 10
-    assert "stopping now" in p.log()
+    assert wait_log(p, "stopping now"), p.log()[-3000:]
 
 
 def test_stop_signals_during_teardown_never_kill(wmproxy, echo):

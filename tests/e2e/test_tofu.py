@@ -75,7 +75,7 @@ def test_quick_start_without_certificates_trusts_on_first_use(wmproxy, tmp_path,
     crt = os.path.join(state_dir(tmp_path), "tunnel.crt")
     key = os.path.join(state_dir(tmp_path), "tunnel.key")
     fp = cert_fp(crt)
-    assert fp in srv.log()  # the server names its fingerprint
+    assert wait_log(srv, fp), srv.log()  # the server names its fingerprint
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(state_dir(tmp_path)).st_mode) == 0o700
     cli = quick_client(wmproxy, sp)
@@ -85,6 +85,7 @@ def test_quick_start_without_certificates_trusts_on_first_use(wmproxy, tmp_path,
     # the pin: file, line, and a warning that names the fingerprint
     with open(known_hosts(tmp_path)) as f:
         assert f.read() == "127.0.0.1:%d %s\n" % (sp, fp)
+    assert wait_log(cli, "on first use: pinned " + fp), cli.log()[-3000:]
     assert "WARN" in [l for l in cli.log().splitlines() if "on first use: pinned " + fp in l][0]
     assert stat.S_IMODE(os.stat(known_hosts(tmp_path)).st_mode) == 0o600
 
@@ -98,7 +99,7 @@ def test_restart_keeps_the_certificate_and_a_new_one_is_refused(wmproxy, tmp_pat
     # a restart keeps the key pair: the client reconnects on its own
     srv.stop()
     srv = quick_server(wmproxy, sp)
-    assert fp in srv.log()
+    assert wait_log(srv, fp), srv.log()[-3000:]
     assert cert_fp(os.path.join(state_dir(tmp_path), "tunnel.crt")) == fp
     assert wait_log(cli, "tunnel: connected", count=2, timeout=20), cli.log()
     get_ok(cli.entry, origin)
@@ -109,6 +110,7 @@ def test_restart_keeps_the_certificate_and_a_new_one_is_refused(wmproxy, tmp_pat
     new = cert_fp(str(tmp_path / "other-state" / "tunnel.crt"))
     assert new != fp
     assert wait_log(cli, "CERTIFICATE CHANGED", timeout=20), cli.log()
+    assert wait_log(cli, "CERTIFICATE CHANGED"), cli.log()[-3000:]
     line = [l for l in cli.log().splitlines() if "CERTIFICATE CHANGED" in l][0]
     assert "ERROR" in line and "it is now " + new in line and "pins " + fp in line
     assert "delete line 1 of %s" % known_hosts(tmp_path) in line
@@ -195,7 +197,7 @@ def test_ca_turns_tofu_off(wmproxy, tmp_path, origin):
     assert wait_log(cli, "tunnel: connected"), cli.log()
     get_ok(cli.entry, origin)
     assert not os.path.exists(known_hosts(tmp_path))
-    assert "attached" in srv.log()
+    assert wait_log(srv, "attached"), srv.log()[-3000:]
 
 
 def test_known_hosts_and_state_dir_keys(wmproxy, tmp_path, origin):
@@ -216,6 +218,7 @@ def test_known_hosts_and_state_dir_keys(wmproxy, tmp_path, origin):
     cli = wmproxy(["run", "-c", cli_path, "--workers", "2"], port=ep)
     assert wait_log(cli, "tunnel: connected"), cli.log()
     get_ok(ep, origin)
+    assert wait_log(srv, "proxy.tc"), srv.log()[-3000:]
     fp = FP_RE.search([l for l in srv.log().splitlines() if "proxy.tc" in l][0]).group(0)
     with open(kh) as f:
         assert f.read() == "127.0.0.1:%d %s\n" % (cp, fp)

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import BIN, sha256
 from helpers import http1, socks
-from helpers.net import connect, free_port, is_closed, listen_local, recv_exact, wait_port
+from helpers.net import connect, free_port, is_closed, listen_local, recv_exact, wait_port, wait_until
 from helpers.origin import pattern, pattern_sha256
 from helpers.tunnel import make_certs, wait_log, write_config
 
@@ -132,7 +132,7 @@ def test_two_level_proxy(nodes, origin, certs, mode):
     assert r.stdout == b"407"
     # the carrier's records are OpenSSL's TLS records
     transport = "plain" if mode == "plain" else "TLS"
-    assert "attached (%s)" % transport in srv.log()
+    assert wait_log(srv, "attached (%s)" % transport), srv.log()[-3000:]
     assert wait_log(cli, "(%s), " % transport), cli.log()
 
 
@@ -149,7 +149,7 @@ def test_openssl_records_key_is_ignored(nodes, echo, certs):
                                   "local_addr": "127.0.0.1:%d" % echo.port}])
     for p in (srv, cli):
         assert p.log().count("proxy.openssl_records: ignored") == 1, p.log()
-    assert "attached (TLS)" in srv.log()
+    assert wait_log(srv, "attached (TLS)"), srv.log()[-3000:]
     assert wait_log(cli, "(TLS), "), cli.log()
     assert wait_port("127.0.0.1", tp, 5)
     data = os.urandom(3 * 1024 * 1024)
@@ -598,6 +598,9 @@ def test_conflicts_and_groups(nodes, origin, origin6):
     for _ in range(8):
         r = http_get(hp, "/headers", "g.test")
         assert r.status == 200
+    # access lines leave through the writer thread: wait for all eight
+    wait_until(lambda: srv.log()[len(before):].count('req="GET /headers"') >= 8,
+               what="eight access lines")
     new = srv.log()[len(before):]
     targets = {ln.split("target=")[1].split()[0] for ln in new.splitlines()
                if "proto=tunnel-http" in ln and 'req="GET /headers"' in ln}

@@ -170,6 +170,7 @@ def test_client_refuses_a_server_that_does_not_ask_for_credentials(nodes, tmp_pa
     cli = nodes.client("127.0.0.1:%d" % cp, attach=False,
                        mappings=[{"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:1"}])
     assert wait_log(cli, "does not ask for credentials", count=2, timeout=15), cli.log()
+    assert wait_log(cli, "does not ask"), cli.log()[-3000:]
     assert "WARN" in [l for l in cli.log().splitlines() if "does not ask" in l][0]
     assert "registered mapping" not in srv.log() and "tunnel: connected" not in cli.log()
     # a client without credentials still attaches to an open server

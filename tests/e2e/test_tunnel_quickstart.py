@@ -55,8 +55,8 @@ def test_quick_start_commands_work(wmproxy, origin):
     assert rep is None and st[1] != 0, (rep, st)
     # the server's access lines name the client node's carrier, not what
     # an unauthenticated client claims
-    assert "access proto=http client=127.0.0.1:" in srv.log()
-    assert "user=u" in srv.log()
+    assert wait_log(srv, "access proto=http client=127.0.0.1:"), srv.log()[-3000:]
+    assert wait_log(srv, "user=u"), srv.log()[-3000:]
 
 
 def test_credential_less_client_registers_nothing(wmproxy, tmp_path, origin):

@@ -265,7 +265,7 @@ def test_entry_with_carrier_down_answers(nodes, origin):
     s.close()
     assert wait_log(cli, "access proto=tunnel-entry client=127.0.0.1:"), cli.log()
     assert wait_log(cli, "code=502", count=3), cli.log()[-3000:]
-    assert "target=127.0.0.1:%d code=1 " % origin.port in cli.log()
+    assert wait_log(cli, "target=127.0.0.1:%d code=1 " % origin.port), cli.log()[-3000:]
 
 
 def test_entry_refused_stream_answers(nodes, origin):
