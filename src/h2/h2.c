@@ -259,6 +259,9 @@ void h2_feed(struct wm_h2 *h)
     struct evbuffer_iovec v;
 
     wm_conn_enter(h->c);
+    if (!nghttp2_session_want_read(h->s)) {
+        evbuffer_drain(in, evbuffer_get_length(in)); /* going away: nothing more is read */
+    }
     while (!wm_conn_closed(h->c) && evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
         ssize_t n = nghttp2_session_mem_recv(h->s, v.iov_base, v.iov_len);
         if (n < 0) {
@@ -268,9 +271,13 @@ void h2_feed(struct wm_h2 *h)
                 h2_finish(h, "h2-error");
                 break;
             }
-            h->dying = true;
-            h->why = "h2-protocol-error";
-            nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+                h2_flood(h, "CONTINUATION"); /* nghttp2 counted first (CVE-2024-27316) */
+            } else {
+                h->dying = true;
+                h->why = "h2-protocol-error";
+                nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            }
             evbuffer_drain(in, evbuffer_get_length(in));
             break;
         }
@@ -379,7 +386,7 @@ static nghttp2_session *session_new(struct wm_h2 *h)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    nghttp2_option_set_max_continuations(opt, WM_H2_MAX_CONT);
+    nghttp2_option_set_max_continuations(opt, 2 * WM_H2_MAX_CONT); /* ours logs first */
     nghttp2_option_set_max_settings(opt, 64);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_stream_reset_rate_limit(opt, 4 * WM_H2_MAX_RST, WM_H2_MAX_RST / 10);
