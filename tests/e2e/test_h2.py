@@ -396,3 +396,29 @@ def test_tunnel_http_mapping_answers_h2(nodes, origin, cert):
     assert st == 200 and body == origin_mod.pattern(100000)
     c.close()
     assert "proto=tunnel-h2" in srv.log()
+
+
+# ---- conformance: h2spec, every case, strict ----
+
+@pytest.fixture(scope="module")
+def h2spec():
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run(["sh", os.path.join(here, "../h2spec/build.sh")], capture_output=True,
+                       text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip("h2spec could not be built (Go packages missing?): " + r.stderr[-500:])
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+@pytest.mark.parametrize("path", ["/static", "/headers"], ids=["local", "proxied"])
+def test_h2spec_strict(wmproxy, tmp_path, cert, origin, h2spec, tls, path):
+    proc, p, s = serve(wmproxy, tmp_path, cert, origin)
+    args = [h2spec, "-h", "127.0.0.1", "-p", str(s if tls else p), "-S", "-P", path, "-o", "5"]
+    if tls:
+        args += ["-t", "-k"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    summary = [l for l in r.stdout.splitlines() if " tests, " in l]
+    assert r.returncode == 0 and summary and " 0 failed" in summary[-1], r.stdout[-6000:]
+    n = int(summary[-1].split()[0])
+    assert n >= 146 and summary[-1].startswith("%d tests, %d passed" % (n, n)), summary
