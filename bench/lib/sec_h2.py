@@ -24,6 +24,11 @@ HAPROXY = "haproxy (alpn h2)"
 OURS = "wmproxy"
 PROXIES = (NGINX, HAPROXY, OURS)
 PATH, SIZE = "/1k", 1024
+# 16 x 100 streams are 1,600 requests in flight, each on its own HTTP/1.1
+# upstream connection: an idle pool smaller than that closes and reopens
+# upstream connections all the time (HAProxy keeps every idle one by
+# default), so nginx and wmproxy both keep up to 1,024.
+KEEPALIVE = 1024
 
 
 def _nginx_h2(ctx, op, certs, workers):
@@ -35,7 +40,7 @@ def _nginx_h2(ctx, op, certs, workers):
         else "listen 127.0.0.1:%d ssl http2 backlog=4096;" % port
     body = """    upstream origin {
         server 127.0.0.1:%d;
-        keepalive 64;
+        keepalive %d;
     }
     server {
         %s
@@ -48,7 +53,7 @@ def _nginx_h2(ctx, op, certs, workers):
             proxy_set_header Connection "";
         }
     }
-""" % (op, listen, certs["srv.pem"], certs["srv.key"])
+""" % (op, KEEPALIVE, listen, certs["srv.pem"], certs["srv.key"])
     return daemons._nginx(ctx, "nginx-h2", workers, body, port)
 
 
@@ -86,7 +91,7 @@ def _ours_h2(ctx, op, certs, workers):
     port = daemons.free_port()
     lines = ["workers = %d" % workers] if workers else []
     lines += ["disable_control = true", "[http]", "[[http.upstream]]", 'name = "origin"',
-              'server = [{ addr = "127.0.0.1:%d" }]' % op, "keepalive = 64",
+              'server = [{ addr = "127.0.0.1:%d" }]' % op, "keepalive = %d" % KEEPALIVE,
               "[[http.server]]", 'bind_ssl = "127.0.0.1:%d"' % port,
               "cert = %s" % daemons._toml_str(certs["srv.pem"]),
               "key = %s" % daemons._toml_str(certs["srv.key"]),
@@ -103,14 +108,14 @@ def _starters(ctx, op, certs):
     w = ctx.workers
     return {
         NGINX: (lambda: _nginx_h2(ctx, op, certs, ctx.nginx_workers),
-                "nginx h2", "worker_processes %d, http2, upstream keepalive 64"
-                % ctx.nginx_workers),
+                "nginx h2", "worker_processes %d, http2, upstream keepalive %d"
+                % (ctx.nginx_workers, KEEPALIVE)),
         HAPROXY: (lambda: _haproxy_h2(ctx, op, certs, ctx.nginx_workers),
                   "haproxy h2", "mode http, alpn h2, http-reuse always, nbthread %d"
                   % ctx.nginx_workers),
         OURS: (lambda: _ours_h2(ctx, op, certs, w), "wmproxy h2",
-               "bind_ssl, ALPN h2, upstream keepalive 64, %s"
-               % ("workers = %d" % w if w else "workers: one per core")),
+               "bind_ssl, ALPN h2, upstream keepalive %d, %s"
+               % (KEEPALIVE, "workers = %d" % w if w else "workers: one per core")),
     }
 
 
