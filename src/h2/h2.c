@@ -17,6 +17,7 @@
 #include "core/worker.h"
 #include "h2/h2_int.h"
 #include "http/fwd.h"
+#include "http/parser.h"
 #include "net/conn.h"
 #include "net/tlspump.h"
 
@@ -346,6 +347,7 @@ static void h2_free(struct wm_conn *c)
     if (h == NULL) {
         return;
     }
+    h2v_free_all(h);
     while (h->streams != NULL) {
         if (h->s != NULL) {
             nghttp2_session_set_stream_user_data(h->s, h->streams->id, NULL);
@@ -353,6 +355,9 @@ static void h2_free(struct wm_conn *c)
         h2s_free(h->streams);
     }
     nghttp2_session_del(h->s);
+    while (h->nspare > 0) {
+        wm_http_parser_free(h->spare[--h->nspare]);
+    }
     if (h->prev != NULL) {
         h->prev->next = h->next;
     } else if (live == h) {

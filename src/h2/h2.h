@@ -58,6 +58,8 @@ struct wm_worker;
 #define WM_H2_MAX_RST        400   /* client resets, and streams cancelled early */
 #define WM_H2_MAX_EMPTY      200   /* DATA without payload nor END_STREAM, etc. */
 #define WM_H2_MAX_CONT       16    /* CONTINUATION frames in one header block */
+#define WM_H2_IDLE_ENGINES   WM_H2_MAX_STREAMS /* waiting engine pairs per connection */
+#define WM_H2_IDLE_ENGINE_MS 10000 /* an engine pair waits that long at most */
 
 /* How a service serves HTTP/2: the ops and connection record size of its
  * HTTP/1 engine, used for every stream. Owned by the service, which

@@ -23,9 +23,9 @@ struct wm_h2_req {
     char protocol[PSEUDO_MAX];
     struct evbuffer *authority;
     struct evbuffer *path;
-    struct evbuffer *host;   /* a Host field, used without :authority */
+    struct evbuffer *host;   /* a Host field, used without :authority (made when seen) */
     struct evbuffer *fields; /* "name: value\r\n" of the regular fields */
-    struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 8.2.3) */
+    struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 8.2.3), or NULL */
     size_t size;             /* HPACK-style: name + value + 32 per field */
     size_t nfields;
     bool has_cl;
@@ -41,11 +41,8 @@ struct wm_h2_req *wm_h2_req_new(void)
     }
     r->authority = evbuffer_new();
     r->path = evbuffer_new();
-    r->host = evbuffer_new();
     r->fields = evbuffer_new();
-    r->cookie = evbuffer_new();
-    if (r->authority == NULL || r->path == NULL || r->host == NULL || r->fields == NULL ||
-        r->cookie == NULL) {
+    if (r->authority == NULL || r->path == NULL || r->fields == NULL) {
         wm_h2_req_free(r);
         return NULL;
     }
@@ -188,9 +185,17 @@ int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const u
         return 0; /* "trailers" only (nghttp2 checks); hop-by-hop in HTTP/1 */
     }
     if (eq(name, nlen, "host")) {
+        if (r->host == NULL && (r->host = evbuffer_new()) == NULL) {
+            r->err = 500;
+            return -1;
+        }
         return evbuffer_get_length(r->host) > 0 ? 0 : evbuffer_add(r->host, value, vlen);
     }
     if (eq(name, nlen, "cookie")) {
+        if (r->cookie == NULL && (r->cookie = evbuffer_new()) == NULL) {
+            r->err = 500;
+            return -1;
+        }
         if (evbuffer_get_length(r->cookie) > 0) {
             evbuffer_add(r->cookie, "; ", 2);
         }
@@ -213,7 +218,7 @@ int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const u
 static int head_line(struct wm_h2_req *r, struct evbuffer *out, const char *method)
 {
     size_t alen = evbuffer_get_length(r->authority);
-    struct evbuffer *host = alen > 0 ? r->authority : r->host;
+    struct evbuffer *host = alen > 0 || r->host == NULL ? r->authority : r->host;
     const unsigned char *a = evbuffer_pullup(host, -1);
     size_t hlen = evbuffer_get_length(host);
 
@@ -287,7 +292,7 @@ int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuff
         return st;
     }
     evbuffer_add_buffer(out, r->fields);
-    if (evbuffer_get_length(r->cookie) > 0) {
+    if (r->cookie != NULL && evbuffer_get_length(r->cookie) > 0) {
         evbuffer_add(out, "cookie: ", 8);
         evbuffer_add_buffer(out, r->cookie);
         evbuffer_add(out, "\r\n", 2);

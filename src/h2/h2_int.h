@@ -42,6 +42,18 @@ struct h2_stream {
     bool req_done;                 /* END_STREAM from the client */
     bool deferred;                 /* the data source waits for bytes */
     bool paused;                   /* end reading stopped (body over its mark) */
+    bool keep;                     /* the engine keeps the pair for another request */
+};
+
+/* A pair whose engine answered and waits, keep-alive, for the next request:
+ * the next stream takes it instead of starting an engine (the engine keeps
+ * its upstream connection, as for an HTTP/1 keep-alive client). */
+struct h2_vconn {
+    struct wm_h2 *h;
+    struct h2_vconn *next;
+    struct bufferevent *end;
+    struct wm_http_parser *resp;   /* ready for the next answer */
+    uint64_t since_ms;
 };
 
 struct wm_h2 {
@@ -60,6 +72,10 @@ struct wm_h2 {
     bool goaway;                   /* GOAWAY queued: no new streams */
     bool dying;                    /* a flood or error: GOAWAY, then close */
     const char *why;               /* the connection's end reason, NULL: "h2-done" */
+    struct wm_http_parser *spare[8]; /* answer parsers of finished streams, for reuse */
+    unsigned nspare;
+    struct h2_vconn *idle;         /* waiting engine pairs, newest first */
+    size_t nidle;
 };
 
 /* h2.c */
@@ -84,6 +100,9 @@ void h2s_answer(struct h2_stream *st, int status, const char *text);
 /* nghttp2 closed the stream: abort its engine if still busy, free it. */
 void h2s_free(struct h2_stream *st);
 struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id);
+/* Waiting engine pairs: give one back (taken), free them all. */
+void h2v_put(struct wm_h2 *h, struct bufferevent *end, struct wm_http_parser *resp);
+void h2v_free_all(struct wm_h2 *h);
 /* Data source of a stream's DATA frames. */
 ssize_t h2s_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                       uint32_t *flags, nghttp2_data_source *src, void *user);

@@ -84,7 +84,12 @@ void h2s_free(struct h2_stream *st)
         nghttp2_session_consume_connection(h->s, st->unconsumed);
     }
     wm_h2_req_free(st->req);
-    wm_http_parser_free(st->resp);
+    if (st->resp != NULL && h->nspare < sizeof(h->spare) / sizeof(h->spare[0])) {
+        wm_http_parser_reset(st->resp);
+        h->spare[h->nspare++] = st->resp;
+    } else {
+        wm_http_parser_free(st->resp);
+    }
     evbuffer_free(st->body);
     if (st->prev != NULL) {
         st->prev->next = st->next;
@@ -160,8 +165,8 @@ void h2s_answer(struct h2_stream *st, int status, const char *text)
 static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
 {
     size_t nf = wm_http_head_nfields(hd);
-    nghttp2_nv *nva = calloc(nf + 1, sizeof(*nva));
-    char *names = malloc(wm_http_head_size(hd) + 1);
+    nghttp2_nv nva[WM_HTTP_MAX_HEADERS + 1]; /* the engine's parser keeps to these limits */
+    char names[WM_HTTP_MAX_HEAD];
     char sbuf[8];
     int status = wm_http_head_status(hd);
     size_t n = 1;
@@ -169,9 +174,7 @@ static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = h2s_read_body};
     int rv;
 
-    if (nva == NULL || names == NULL) {
-        free(nva);
-        free(names);
+    if (nf > WM_HTTP_MAX_HEADERS || wm_http_head_size(hd) > sizeof(names)) {
         return -1;
     }
     if (st->ws && status == 101) {
@@ -199,8 +202,6 @@ static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
     } else {
         rv = nghttp2_submit_response(st->h->s, st->id, nva, n, last ? NULL : &dp);
     }
-    free(nva);
-    free(names);
     return rv == 0 ? 0 : -1;
 }
 
@@ -240,6 +241,7 @@ static int parse_head(struct h2_stream *st, struct evbuffer *in)
         wm_http_parser_next(st->resp);
         return rv < 0 ? -1 : parse_head(st, in);
     }
+    st->keep = wm_http_parser_keep_alive(st->resp); /* else the engine closes after it */
     r = wm_http_parser_feed_body(st->resp, NULL, 0, &used);
     bool last = r == WM_HTTP_MSG_DONE;
     st->resp_phase = last ? H2S_DONE : H2S_BODY;
@@ -284,7 +286,14 @@ static void take_answer(struct h2_stream *st)
         release_end(st, true);
         return;
     }
-    if (st->resp_phase == H2S_DONE) {
+    if (st->resp_phase == H2S_DONE && st->keep && st->req_done && !st->ws &&
+        evbuffer_get_length(in) == 0 && st->unconsumed == 0) {
+        struct bufferevent *end = st->end;
+        st->end = NULL;
+        wm_http_parser_next(st->resp);
+        h2v_put(st->h, end, st->resp); /* the engine waits for the next stream */
+        st->resp = NULL;
+    } else if (st->resp_phase == H2S_DONE) {
         release_end(st, false); /* the engine goes on to EOF: idle upstream parked */
     } else if (evbuffer_get_length(st->body) >= WM_H2_BODY_HIGH && !st->paused) {
         st->paused = true;
@@ -364,12 +373,103 @@ static struct wm_conn *engine_conn(struct wm_h2 *h, struct bufferevent *bev)
     return sc;
 }
 
+/* ---- waiting engines ---- */
+
+static void h2v_drop(struct h2_vconn *v)
+{
+    struct wm_h2 *h = v->h;
+    struct h2_vconn **pp = &h->idle;
+
+    while (*pp != v) {
+        pp = &(*pp)->next;
+    }
+    *pp = v->next;
+    h->nidle--;
+    bufferevent_setcb(v->end, NULL, NULL, NULL, NULL);
+    wm_bev_free(v->end); /* the engine reads EOF and ends, parking its upstream */
+    wm_http_parser_free(v->resp);
+    free(v);
+}
+
+/* Anything from a waiting engine (its keep-alive timeout, an error) ends it. */
+static void h2v_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    h2v_drop(arg);
+}
+
+static void h2v_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    h2v_drop(arg);
+}
+
+void h2v_put(struct wm_h2 *h, struct bufferevent *end, struct wm_http_parser *resp)
+{
+    struct h2_vconn *v = h->nidle < WM_H2_IDLE_ENGINES ? calloc(1, sizeof(*v)) : NULL;
+
+    if (v == NULL) {
+        wm_bev_free(end);
+        wm_http_parser_free(resp);
+        return;
+    }
+    v->h = h;
+    v->end = end;
+    v->resp = resp;
+    v->since_ms = wm_now_ms();
+    v->next = h->idle;
+    h->idle = v;
+    h->nidle++;
+    bufferevent_setcb(end, h2v_read_cb, NULL, h2v_event_cb, v);
+}
+
+void h2v_free_all(struct wm_h2 *h)
+{
+    while (h->idle != NULL) {
+        h2v_drop(h->idle);
+    }
+}
+
+/* A waiting engine for st (the newest that is not too old), or false. */
+static bool h2v_take(struct wm_h2 *h, struct h2_stream *st)
+{
+    uint64_t now = wm_now_ms();
+
+    while (h->idle != NULL) {
+        struct h2_vconn *v = h->idle;
+        if (now - v->since_ms > WM_H2_IDLE_ENGINE_MS) {
+            h2v_free_all(h); /* older still behind it */
+            return false;
+        }
+        h->idle = v->next;
+        h->nidle--;
+        st->end = v->end;
+        st->resp = v->resp;
+        free(v);
+        return true;
+    }
+    return false;
+}
+
 void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
 {
     struct bufferevent *pair[2] = {NULL, NULL};
     struct wm_conn *sc;
 
-    st->resp = wm_http_parser_new(WM_HTTP_RESPONSE, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
+    if (h2v_take(h, st)) {
+        wm_http_parser_set_body_cb(st->resp, body_cb, st);
+        wm_http_parser_expect_no_body(st->resp, st->is_head);
+        bufferevent_setcb(st->end, end_read_cb, end_write_cb, end_event_cb, st);
+        if (st->req_done) {
+            st->chunked = false;
+        }
+        bufferevent_write_buffer(st->end, head); /* the engine reads it as its next request */
+        return;
+    }
+    st->resp = h->nspare > 0 ? h->spare[--h->nspare]
+                             : wm_http_parser_new(WM_HTTP_RESPONSE, WM_HTTP_MAX_HEAD,
+                                                  WM_HTTP_MAX_HEADERS);
     if (st->resp == NULL ||
         bufferevent_pair_new(wm_worker_base(h->c->w), BEV_OPT_DEFER_CALLBACKS, pair) < 0 ||
         (sc = engine_conn(h, pair[1])) == NULL) {

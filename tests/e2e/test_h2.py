@@ -165,6 +165,22 @@ def test_parallel_streams_share_the_pool(wmproxy, tmp_path, cert, origin):
     assert r.returncode == 0 and r.stdout.count(b"/bytes/") >= 10, r.stdout
 
 
+def test_waiting_engines_expire_and_are_replaced(wmproxy, tmp_path, cert, origin):
+    """A finished stream leaves its engine waiting for the next one (keep-alive);
+    when that engine's keep-alive timeout ends it, the next stream starts a new one."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_server='client_ka_timeout = "1s"')
+    c = H.Client(p)
+    slow = c.request("/slow?ms=2500")  # keeps the connection busy (no idle GOAWAY)
+    for path in ("/headers", "/static"):
+        assert c.get(path)[0] == 200
+    assert c.response(slow).status == 200  # by now the waiting engines timed out
+    for path in ("/headers", "/static", "/bytes/5000"):
+        st, _, body = c.get(path)
+        assert st == 200, path
+    assert body == origin_mod.pattern(5000)
+    c.close()
+
+
 def slow_upstream(body_len):
     """An upstream that answers one request with body_len bytes as fast as
     the proxy takes them; .sent counts what the kernel accepted."""
