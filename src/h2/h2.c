@@ -355,6 +355,7 @@ static void h2_free(struct wm_conn *c)
         h2s_free(h->streams);
     }
     nghttp2_session_del(h->s);
+    wm_h2_req_free(h->spare_req);
     while (h->nspare > 0) {
         wm_http_parser_free(h->spare[--h->nspare]);
     }

@@ -63,6 +63,21 @@ void wm_h2_req_free(struct wm_h2_req *r)
     free(r);
 }
 
+void wm_h2_req_reset(struct wm_h2_req *r)
+{
+    struct evbuffer *bufs[] = {r->authority, r->path, r->host, r->fields, r->cookie};
+
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+        if (bufs[i] != NULL) {
+            evbuffer_drain(bufs[i], evbuffer_get_length(bufs[i]));
+        }
+    }
+    r->method[0] = r->scheme[0] = r->protocol[0] = '\0';
+    r->size = r->nfields = 0;
+    r->has_cl = false;
+    r->err = 0;
+}
+
 static bool is_tchar(unsigned char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||

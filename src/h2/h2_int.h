@@ -74,6 +74,7 @@ struct wm_h2 {
     const char *why;               /* the connection's end reason, NULL: "h2-done" */
     struct wm_http_parser *spare[8]; /* answer parsers of finished streams, for reuse */
     unsigned nspare;
+    struct wm_h2_req *spare_req;   /* one header list is built at a time: reused */
     struct h2_vconn *idle;         /* waiting engine pairs, newest first */
     size_t nidle;
 };

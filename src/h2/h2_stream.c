@@ -35,7 +35,8 @@ struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id)
     }
     st->h = h;
     st->id = id;
-    st->req = wm_h2_req_new();
+    st->req = h->spare_req != NULL ? h->spare_req : wm_h2_req_new();
+    h->spare_req = NULL;
     st->body = evbuffer_new();
     if (st->req == NULL || st->body == NULL) {
         wm_h2_req_free(st->req);
@@ -504,7 +505,12 @@ void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
     }
     status = wm_h2_req_head(st->req, end_stream, h->fr->tls, head, &st->chunked, &st->ws,
                             &st->is_head);
-    wm_h2_req_free(st->req);
+    if (h->spare_req == NULL) {
+        wm_h2_req_reset(st->req);
+        h->spare_req = st->req;
+    } else {
+        wm_h2_req_free(st->req);
+    }
     st->req = NULL;
     if (status != 0) {
         h2s_answer(st, status, status == 431 ? "request header fields too large"
