@@ -335,7 +335,12 @@ void h2_idle_check(struct wm_h2 *h)
 {
     if (h->nstreams > 0) {
         wm_conn_clear_timer(h->c);
-    } else if (h->c->limits.idle_ms > 0) {
+        return;
+    }
+    /* An idle connection keeps no engine: their upstream connections go
+     * back to the shared pool, the memory to the worker. */
+    h2v_free_all(h);
+    if (h->c->limits.idle_ms > 0) {
         wm_conn_set_timer(h->c, h->c->limits.idle_ms, idle_cb);
     }
 }
