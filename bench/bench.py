@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import (proc, sec_bulk, sec_connrate, sec_http, sec_reverse,  # noqa: E402
-                 sec_rss, sec_tunnel)
+from lib import (proc, sec_bulk, sec_connrate, sec_h2, sec_http,  # noqa: E402
+                 sec_reverse, sec_rss, sec_tunnel)
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
 SECTIONS = [
@@ -36,9 +36,11 @@ SECTIONS = [
      "idle-stream RSS", sec_tunnel.run),
     ("reverse", "reverse proxy: req/s, latency, CPU per request vs nginx / "
      "haproxy, idle keep-alive client RSS", sec_reverse.run),
+    ("h2", "HTTP/2 over TLS: h2load req/s, p99 vs nginx / haproxy, idle h2 "
+     "connection RSS", sec_h2.run),
 ]
 
-ANCHOR_PKGS = ["wrk", "curl", "nginx", "tinyproxy", "dante-server", "microsocks",
+ANCHOR_PKGS = ["wrk", "curl", "nghttp2-client", "nginx", "tinyproxy", "dante-server", "microsocks",
                "haproxy", "iperf3", "openssh-server", "stunnel4", "openssl"]
 
 

@@ -38,6 +38,7 @@
 #include "core/service.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "h2/h2.h"
 #include "net/acl.h"
 #include "net/addr.h"
 #include "net/lset.h"
@@ -235,6 +236,7 @@ static void worker_exit(struct wm_worker *w, void *arg)
 static void drain_worker(struct wm_worker *w, void *arg)
 {
     wm_lset_close_worker(w, arg);
+    wm_h2_goaway_worker(w, NULL); /* open HTTP/2 streams finish, no new ones */
     if (wm_worker_index(w) == 0) {
         wm_tunnel_drain(w);
     }
@@ -298,6 +300,11 @@ static int reload(struct app *a, struct wm_err *err)
     wm_control_set_token(nc->control_token);
     if (!a->o->grace_set && nc->grace_ms > 0) {
         a->grace_ms = (int)nc->grace_ms;
+    }
+    /* HTTP/2 clients reconnect to the new configuration (as nginx's old
+     * workers do): GOAWAY, their open streams finish. */
+    for (int i = 0; i < wm_worker_count(); i++) {
+        wm_worker_post(wm_worker_get(i), wm_h2_goaway_worker, NULL);
     }
     a->reload_ok = true;
     a->reloads_ok++;

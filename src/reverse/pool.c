@@ -23,11 +23,13 @@ struct idle {
     struct idle *next;
     struct idle **pprev;
     struct bufferevent *bev;
+    size_t bucket;
     char key[WM_HOST_MAX + 80];
 };
 
 struct pool {
     struct idle *bucket[POOL_BUCKETS];
+    size_t nbucket[POOL_BUCKETS]; /* entries per bucket: most puts need no key count */
     size_t total;
 };
 
@@ -49,6 +51,7 @@ static void unlink_idle(struct idle *e)
     if (e->next != NULL) {
         e->next->pprev = e->pprev;
     }
+    pool_self->nbucket[e->bucket]--;
     pool_self->total--;
 }
 
@@ -94,11 +97,12 @@ struct bufferevent *rv_pool_take(const char *key)
     return NULL;
 }
 
-static size_t count_key(struct idle *head, const char *key)
+/* Entries for key in the bucket, counted up to max only. */
+static size_t count_key(struct idle *head, const char *key, size_t max)
 {
     size_t n = 0;
 
-    for (struct idle *e = head; e != NULL; e = e->next) {
+    for (struct idle *e = head; e != NULL && n < max; e = e->next) {
         n += strcmp(e->key, key) == 0;
     }
     return n;
@@ -119,13 +123,18 @@ void rv_pool_put(const char *key, struct bufferevent *bev, int max_per_key, uint
         wm_bev_free(bev);
         return;
     }
-    head = &pool_self->bucket[bucket_of(key)];
-    if (count_key(*head, key) >= (size_t)max_per_key || (e = calloc(1, sizeof(*e))) == NULL) {
+    size_t b = bucket_of(key);
+    head = &pool_self->bucket[b];
+    if ((pool_self->nbucket[b] >= (size_t)max_per_key &&
+         count_key(*head, key, (size_t)max_per_key) >= (size_t)max_per_key) ||
+        (e = calloc(1, sizeof(*e))) == NULL) {
         wm_bev_free(bev);
         return;
     }
     strcpy(e->key, key);
     e->bev = bev;
+    e->bucket = b;
+    pool_self->nbucket[b]++;
     e->next = *head;
     e->pprev = head;
     if (*head != NULL) {

@@ -469,7 +469,7 @@ static int vhost_tls(struct build *b, struct rv_vhost *v, const struct wm_conf_h
         SSL_CTX_free(v->tls);
         return rconf_fail(b, key, "out of memory%s%s", "", "");
     }
-    return rv_tls_front_setup(b->r, v->tls);
+    return rv_tls_front_setup(b->r, v->tls, v);
 }
 
 static int vhost_compile(struct build *b, struct rv_vhost *v, const struct wm_conf_hserver *cs,
@@ -487,6 +487,7 @@ static int vhost_compile(struct build *b, struct rv_vhost *v, const struct wm_co
     v->names = words(b->r->arena, names, &v->nnames);
     v->head_ms = ms_of(EFF_U64_OR(&lv, client_read_timeout_ms, client_timeout_ms), RV_HEAD_MS);
     v->ka_ms = ms_of(EFF_U64(&lv, client_ka_timeout_ms), RV_KA_MS);
+    v->http2 = cs->http2 != 0;
     v->locs = wm_arena_alloc(b->r->arena, nl * sizeof(*v->locs));
     if (v->names == NULL || v->locs == NULL) {
         return rconf_fail(b, key, "out of memory%s%s", "", "");

@@ -20,6 +20,7 @@
 #include "core/service.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "h2/h2.h"
 #include "http/head.h"
 #include "http/parser.h"
 #include "http/util.h"
@@ -34,6 +35,8 @@ struct rv_service {
     struct wm_service base;
     struct wm_rev *r;
     const struct rv_listen *l;
+    struct wm_h2_front h2; /* HTTP/2 streams of this listener's connections */
+    bool h2c;              /* plain port: its default server allows HTTP/2 */
 };
 
 /* One request's routing (the target's data; freed by release()). */
@@ -281,6 +284,10 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         *detail = "a Host header is required";
         return 400;
     }
+    if (!s->l->tls && wm_h2_wants_upgrade(req) && vhost_for(s->l, host, hlen)->http2 &&
+        wm_h2_upgrade(f, c, req, &s->h2) == WM_HFWD_TAKEN) {
+        return WM_HFWD_TAKEN;
+    }
     if (rv_path_normalize(url, ulen, path, sizeof(path), &plen) < 0) {
         *detail = "malformed or unsafe request path";
         return 400;
@@ -498,6 +505,18 @@ static const struct wm_hfwd_ops rev_ops = {
     .logged = logged,
 };
 
+/* The same for each HTTP/2 stream (its access lines say so). */
+static const struct wm_hfwd_ops rev_h2_ops = {
+    .proto = "reverse-h2",
+    .route = route,
+    .connect = connect_op,
+    .cancel = cancel_op,
+    .release = release,
+    .take_idle = take_idle,
+    .park = park,
+    .logged = logged,
+};
+
 /* ---- the service ---- */
 
 static void service_accept(struct wm_service *svc, struct wm_worker *w, int fd,
@@ -540,7 +559,7 @@ static void service_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     wm_conn_init(&rc->conn, svc, w, bev, peer, peerlen, stats, &lim);
     rc->conn.proto = s->l->tls ? "https" : "http";
     bufferevent_enable(bev, EV_WRITE);
-    wm_hfwd_start(&rc->conn, &rev_ops);
+    wm_h2_serve(&rc->conn, &rev_ops, s->l->tls || s->h2c ? &s->h2 : NULL);
 }
 
 static void service_destroy(struct wm_service *svc)
@@ -561,6 +580,9 @@ struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
     wm_service_init(&s->base, "reverse", service_accept, service_destroy);
     s->r = wm_rev_ref(r);
     s->l = &r->listens[i];
+    s->h2 = (struct wm_h2_front){.ops = &rev_h2_ops, .conn_size = sizeof(struct rv_conn),
+                                 .tls = s->l->tls};
+    s->h2c = !s->l->tls && s->l->nhosts > 0 && s->l->hosts[0]->http2;
     return &s->base;
 }
 
@@ -570,7 +592,7 @@ void wm_rev_worker_exit(void)
     rv_pool_free_all();
 }
 
-/* ---- TLS front: certificate by SNI, ALPN http/1.1 ---- */
+/* ---- TLS front: certificate by SNI, ALPN h2 and http/1.1 ---- */
 
 void rv_tls_info(const struct wm_conn *c, const char **proto, const char **cipher)
 {
@@ -606,24 +628,20 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK; /* the default certificate */
 }
 
+/* After SNI (OpenSSL runs it first): the context is the chosen server's. */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char h1[] = "\x08http/1.1";
+    const struct rv_vhost *v = arg;
 
     (void)ssl;
-    (void)arg;
-    if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED) {
-        return SSL_TLSEXT_ERR_NOACK;
-    }
-    return SSL_TLSEXT_ERR_OK;
+    return wm_h2_alpn_select(out, outlen, in, inlen, v != NULL && v->http2);
 }
 
-int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx)
+int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx, const struct rv_vhost *v)
 {
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, r);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)v);
     return 0;
 }

@@ -189,6 +189,7 @@ struct rv_vhost {
     SSL_CTX *tls;                /* its certificate (own reference), or NULL */
     int head_ms;                 /* client_read_timeout */
     int ka_ms;                   /* client_ka_timeout */
+    bool http2;                  /* HTTP/2 offered (http2 = false turns it off) */
 };
 
 struct rv_listen {
@@ -277,7 +278,8 @@ void rv_tls_info(const struct wm_conn *c, const char **proto, const char **ciphe
 
 /* rev.c: TLS front contexts: SNI chooses the server's certificate, ALPN
  * offers http/1.1. 0 or -1. */
-int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx);
+/* SNI and ALPN (h2 first unless the server says http2 = false) on v's context. */
+int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx, const struct rv_vhost *v);
 
 /* pool.c: idle upstream connections of this worker, by key */
 struct bufferevent *rv_pool_take(const char *key);

@@ -3,6 +3,8 @@
  * routed by its Host to the client that registered the domain (keep-alive
  * requests are routed one by one), forwarded over a tunnel stream by the
  * HTTP engine (http/fwd.h), with the mapping's header rules applied.
+ * HTTP/2 (ALPN h2, h2c) is answered publicly, each stream a request of
+ * the same engine (h2/h2.h).
  */
 #include <event2/bufferevent.h>
 #include <stdio.h>
@@ -14,10 +16,12 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/worker.h"
+#include "h2/h2.h"
 #include "http/head.h"
 #include "http/util.h"
 #include "net/addr.h"
 #include "net/tls.h"
+#include "net/tlspump.h"
 #include "http/fwd.h"
 #include "net/conn.h"
 #include "tunnel/mux.h"
@@ -86,6 +90,8 @@ static const char *no_host_detail(const char *host, size_t hlen, struct wm_hfwd_
     return detail;
 }
 
+static const struct wm_h2_front h2_http_front;
+
 static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
@@ -96,9 +102,11 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     struct rmap *r;
     struct route_data *d;
 
-    (void)f;
-    (void)c;
     (void)extra;
+    if (wm_tls_pump_ssl(c->bev) == NULL && wm_h2_wants_upgrade(req) &&
+        wm_h2_upgrade(f, c, req, &h2_http_front) == WM_HFWD_TAKEN) {
+        return WM_HFWD_TAKEN; /* "Upgrade: h2c" on the plain port */
+    }
     if (sv == NULL) {
         *detail = "the tunnel is not configured";
         return 503;
@@ -230,6 +238,19 @@ static const struct wm_hfwd_ops https_ops = {
     .logged = logged_op,
 };
 
+/* HTTP/2 on the public ports: each stream is a request of the same engine
+ * (h2/h2.h), so the private service still gets HTTP/1.1. */
+static const struct wm_hfwd_ops h2_ops = {
+    .proto = "tunnel-h2",
+    .route = route,
+    .connect = connect_op,
+    .cancel = cancel_op,
+    .release = release,
+};
+
+static const struct wm_h2_front h2_http_front = {&h2_ops, sizeof(struct wm_conn), false};
+static const struct wm_h2_front h2_https_front = {&h2_ops, sizeof(struct wm_conn), true};
+
 void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,
                          socklen_t plen, struct wm_listen_stats *stats)
 {
@@ -264,5 +285,5 @@ void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sock
     }
     wm_conn_init(c, s->public_svc, sv->n->w, bev, peer, plen, stats, &lim);
     c->proto = "http";
-    wm_hfwd_start(c, tls ? &https_ops : &http_ops);
+    wm_h2_serve(c, tls ? &https_ops : &http_ops, tls ? &h2_https_front : &h2_http_front);
 }

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "h2/h2.h"
 #include "net/certs.h"
 #include "net/tls.h"
 #include "net/tlspin.h"
@@ -296,6 +297,15 @@ int tnode_server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *
     return 0;
 }
 
+/* The public HTTPS port offers HTTP/2 first (h2/h2.h). */
+static int map_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    return wm_h2_alpn_select(out, outlen, in, inlen, true);
+}
+
 int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
                   struct wm_err *err)
 {
@@ -325,5 +335,6 @@ int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
     if (s->map_ctx == NULL) {
         return wm_err_set(err, NULL, 0, 0, "map_cert", "%s", msg);
     }
+    SSL_CTX_set_alpn_select_cb(s->map_ctx, map_alpn_cb, NULL); /* h2, http/1.1 */
     return 0;
 }

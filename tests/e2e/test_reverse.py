@@ -381,6 +381,10 @@ proxy_ssl_verify = false
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         with socket.create_connection(("127.0.0.1", tport), timeout=10) as raw:
             with ctx.wrap_socket(raw, server_hostname=name) as s:
+                assert s.selected_alpn_protocol() == "h2"  # preferred (test_h2.py)
+        ctx.set_alpn_protocols(["http/1.1"])
+        with socket.create_connection(("127.0.0.1", tport), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as s:
                 assert s.selected_alpn_protocol() == "http/1.1"
                 s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                           % name.encode())

@@ -1,0 +1,633 @@
+/*
+ * h2/h2.c - one HTTP/2 connection: choosing HTTP/2 or HTTP/1 at accept,
+ * the nghttp2 session and its I/O on the client's bufferevent, the flood
+ * limits, GOAWAY on stop and reload. Streams are in h2_stream.c.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/worker.h"
+#include "h2/h2_int.h"
+#include "http/fwd.h"
+#include "http/parser.h"
+#include "net/conn.h"
+#include "net/tlspump.h"
+
+static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define PREFACE_LEN 24
+#define SNIFF_LINE_MAX 8192 /* a request line longer than that goes to HTTP/1 */
+
+/* The worker's HTTP/2 connections (GOAWAY on stop and reload). */
+static __thread struct wm_h2 *live;
+
+/* ---- flood limits ---- */
+
+static void flood_window(struct wm_h2 *h)
+{
+    uint64_t now = wm_now_ms();
+
+    if (now - h->win_start >= WM_H2_FLOOD_WINDOW_MS) {
+        h->win_start = now;
+        h->n_settings = h->n_ping = h->n_rst = h->n_empty = 0;
+    }
+}
+
+void h2_flood(struct wm_h2 *h, const char *what)
+{
+    if (h->dying) {
+        return;
+    }
+    h->dying = true;
+    h->why = "h2-flood";
+    wm_log(WM_LOG_WARN, h->c->id, "h2: %s flood from %s: GOAWAY ENHANCE_YOUR_CALM", what,
+           h->c->peer_str);
+    nghttp2_session_terminate_session(h->s, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+/* HEADERS on a stream the client skipped (numerically smaller than one it
+ * opened, never used): a connection error (RFC 9113 5.1.1), which nghttp2
+ * lets pass as a closed stream. */
+static bool skipped_stream(struct wm_h2 *h, nghttp2_session *s, int32_t id)
+{
+    if (id > h->max_id || nghttp2_session_find_stream(s, id) != NULL) {
+        return false;
+    }
+    for (unsigned i = 0; i < h->nrecent && i < 64; i++) {
+        if (h->recent[i] == id) {
+            return false;
+        }
+    }
+    return h->nrecent < 64 || id > h->recent[h->nrecent % 64]; /* older ones: unknown */
+}
+
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *user)
+{
+    struct wm_h2 *h = user;
+
+    flood_window(h);
+    if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) && skipped_stream(h, s, hd->stream_id)) {
+        nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
+        return 0;
+    }
+    if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) && hd->stream_id > h->max_id) {
+        h->max_id = hd->stream_id;
+        h->recent[h->nrecent++ % 64] = hd->stream_id;
+    }
+    if (hd->type == NGHTTP2_CONTINUATION) {
+        if (++h->n_cont > WM_H2_MAX_CONT) {
+            h2_flood(h, "CONTINUATION");
+        }
+        return 0;
+    }
+    h->n_cont = 0;
+    if (hd->type == NGHTTP2_SETTINGS && !(hd->flags & NGHTTP2_FLAG_ACK) &&
+        ++h->n_settings > WM_H2_MAX_SETTINGS) {
+        h2_flood(h, "SETTINGS");
+    } else if (hd->type == NGHTTP2_PING && !(hd->flags & NGHTTP2_FLAG_ACK) &&
+               ++h->n_ping > WM_H2_MAX_PING) {
+        h2_flood(h, "PING");
+    } else if (hd->type == NGHTTP2_RST_STREAM && ++h->n_rst > WM_H2_MAX_RST) {
+        h2_flood(h, "RST_STREAM (rapid reset)");
+    } else if (((hd->type == NGHTTP2_DATA && !(hd->flags & NGHTTP2_FLAG_END_STREAM)) ||
+                hd->type == NGHTTP2_PRIORITY || hd->type == NGHTTP2_WINDOW_UPDATE) &&
+               hd->length == 0 && ++h->n_empty > WM_H2_MAX_EMPTY) {
+        h2_flood(h, "empty frame");
+    } else if (hd->type == NGHTTP2_PRIORITY && ++h->n_empty > 10 * WM_H2_MAX_EMPTY) {
+        h2_flood(h, "PRIORITY");
+    }
+    return 0;
+}
+
+/* ---- session callbacks ---- */
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    struct wm_h2 *h = user;
+    struct h2_stream *st;
+
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        return 0;
+    }
+    if (h->dying || h->goaway) {
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    st = h2s_new(h, f->hd.stream_id);
+    if (st == NULL) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+    h2_idle_check(h);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+
+    (void)flags;
+    (void)user;
+    if (st != NULL && st->req != NULL && f->hd.type == NGHTTP2_HEADERS) {
+        (void)wm_h2_req_add(st->req, name, nlen, value, vlen); /* errors answer at the end */
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    struct h2_stream *st;
+    bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+
+    (void)user;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) {
+        return 0;
+    }
+    st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st == NULL) {
+        return 0;
+    }
+    if (f->hd.type == NGHTTP2_HEADERS && st->req != NULL) {
+        h2s_start(st->h, st, end);
+    } else if (end) {
+        h2s_req_end(st); /* after DATA, or trailers (dropped) */
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *user)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+
+    (void)flags;
+    (void)user;
+    if (st == NULL) {
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    h2s_data(st, data, len);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    struct h2_stream *st;
+
+    (void)user;
+    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
+        (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)) {
+        return 0;
+    }
+    st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st != NULL && !st->req_done) {
+        /* answered before the whole request came: stop the upload (RFC 9113 8.1) */
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *user)
+{
+    struct wm_h2 *h = user;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+
+    if (st == NULL) {
+        return 0;
+    }
+    if (code != NGHTTP2_NO_ERROR && st->resp_phase != H2S_DONE) {
+        flood_window(h); /* cancelled before its answer: counts as a reset */
+        if (++h->n_rst > WM_H2_MAX_RST) {
+            h2_flood(h, "RST_STREAM (rapid reset)");
+        }
+    }
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    h2s_free(st);
+    h2_idle_check(h);
+    return 0;
+}
+
+/* ---- I/O ---- */
+
+static void h2_finish(struct wm_h2 *h, const char *reason)
+{
+    wm_conn_finish(h->c, reason);
+}
+
+void h2_flush(struct wm_h2 *h)
+{
+    struct wm_conn *c = h->c;
+    struct evbuffer *out;
+
+    if (wm_conn_closed(c) || c->bev == NULL) {
+        return;
+    }
+    out = bufferevent_get_output(c->bev);
+    while (evbuffer_get_length(out) < WM_H2_OUT_HIGH) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(h->s, &data);
+        if (n < 0) {
+            wm_log(WM_LOG_INFO, c->id, "h2: send: %s", nghttp2_strerror((int)n));
+            h2_finish(h, "h2-error");
+            return;
+        }
+        if (n == 0) {
+            break;
+        }
+        c->bytes_out += (uint64_t)n;
+        evbuffer_add(out, data, (size_t)n);
+    }
+    if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s)) {
+        if (evbuffer_get_length(out) == 0) {
+            h2_finish(h, h->why != NULL ? h->why : "h2-done");
+        } else {
+            wm_conn_close_after_flush(c, h->why != NULL ? h->why : "h2-done");
+        }
+    }
+}
+
+void h2_feed(struct wm_h2 *h)
+{
+    struct evbuffer *in = bufferevent_get_input(h->c->bev);
+    struct evbuffer_iovec v;
+
+    wm_conn_enter(h->c);
+    if (!nghttp2_session_want_read(h->s)) {
+        evbuffer_drain(in, evbuffer_get_length(in)); /* going away: nothing more is read */
+    }
+    while (!wm_conn_closed(h->c) && evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+        ssize_t n = nghttp2_session_mem_recv(h->s, v.iov_base, v.iov_len);
+        if (n < 0) {
+            wm_log(n == NGHTTP2_ERR_FLOODED ? WM_LOG_WARN : WM_LOG_INFO, h->c->id,
+                   "h2: %s from %s", nghttp2_strerror((int)n), h->c->peer_str);
+            if (n == NGHTTP2_ERR_FLOODED) {
+                h2_finish(h, "h2-error");
+                break;
+            }
+            if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+                h2_flood(h, "CONTINUATION"); /* nghttp2 counted first (CVE-2024-27316) */
+            } else {
+                h->dying = true;
+                h->why = "h2-protocol-error";
+                nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            }
+            evbuffer_drain(in, evbuffer_get_length(in));
+            break;
+        }
+        h->c->bytes_in += (uint64_t)n;
+        evbuffer_drain(in, (size_t)n);
+    }
+    h2_flush(h);
+    wm_conn_leave(h->c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    h2_feed(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_h2 *h = arg;
+
+    (void)bev;
+    wm_conn_enter(h->c);
+    h2_flush(h);
+    wm_conn_leave(h->c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wm_h2 *h = arg;
+
+    (void)bev;
+    wm_conn_enter(h->c);
+    h2_finish(h, (what & BEV_EVENT_EOF) ? "client-closed" : "client-error");
+    wm_conn_leave(h->c);
+}
+
+static void idle_cb(int fd, short what, void *arg)
+{
+    struct wm_conn *c = arg;
+    struct wm_h2 *h = c->proto_data;
+
+    (void)fd;
+    (void)what;
+    wm_conn_enter(c);
+    if (h != NULL && !wm_conn_closed(c)) {
+        h->goaway = true;
+        nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
+        h2_flush(h);
+    }
+    wm_conn_leave(c);
+}
+
+void h2_idle_check(struct wm_h2 *h)
+{
+    if (h->nstreams > 0) {
+        wm_conn_clear_timer(h->c);
+        return;
+    }
+    /* An idle connection keeps no engine: their upstream connections go
+     * back to the shared pool, the memory to the worker. */
+    h2v_free_all(h);
+    if (h->c->limits.idle_ms > 0) {
+        wm_conn_set_timer(h->c, h->c->limits.idle_ms, idle_cb);
+    }
+}
+
+static void h2_free(struct wm_conn *c)
+{
+    struct wm_h2 *h = c->proto_data;
+
+    if (h == NULL) {
+        return;
+    }
+    h2v_free_all(h);
+    while (h->streams != NULL) {
+        if (h->s != NULL) {
+            nghttp2_session_set_stream_user_data(h->s, h->streams->id, NULL);
+        }
+        h2s_free(h->streams);
+    }
+    nghttp2_session_del(h->s);
+    wm_h2_req_free(h->spare_req);
+    while (h->nspare > 0) {
+        wm_http_parser_free(h->spare[--h->nspare]);
+    }
+    if (h->prev != NULL) {
+        h->prev->next = h->next;
+    } else if (live == h) {
+        live = h->next;
+    }
+    if (h->next != NULL) {
+        h->next->prev = h->prev;
+    }
+    free(h);
+    c->proto_data = NULL;
+}
+
+static nghttp2_session *session_new(struct wm_h2 *h)
+{
+    nghttp2_session_callbacks *cb;
+    nghttp2_option *opt;
+    nghttp2_session *s = NULL;
+
+    if (nghttp2_session_callbacks_new(&cb) != 0) {
+        return NULL;
+    }
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cb);
+        return NULL;
+    }
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_continuations(opt, 2 * WM_H2_MAX_CONT); /* ours logs first */
+    nghttp2_option_set_max_settings(opt, 64);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_stream_reset_rate_limit(opt, 4 * WM_H2_MAX_RST, WM_H2_MAX_RST / 10);
+    if (nghttp2_session_server_new2(&s, cb, h, opt) != 0) {
+        s = NULL;
+    }
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    return s;
+}
+
+static int send_settings(struct wm_h2 *h)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WM_H2_MAX_STREAMS},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WM_H2_STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, WM_HTTP_MAX_HEAD},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
+    };
+
+    if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0) {
+        return -1;
+    }
+    return nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0, WM_H2_CONN_WINDOW);
+}
+
+struct wm_h2 *h2_begin(struct wm_conn *c, const struct wm_h2_front *fr)
+{
+    struct wm_h2 *h = calloc(1, sizeof(*h));
+
+    if (h == NULL || (h->s = session_new(h)) == NULL) {
+        free(h);
+        wm_conn_finish(c, "out-of-memory");
+        return NULL;
+    }
+    h->c = c;
+    h->fr = fr;
+    h->win_start = wm_now_ms();
+    h->next = live;
+    if (live != NULL) {
+        live->prev = h;
+    }
+    live = h;
+    c->proto_data = h;
+    c->proto_free = h2_free;
+    c->access_logged = true; /* each stream writes its own access line */
+    if (send_settings(h) < 0) {
+        wm_conn_finish(c, "out-of-memory");
+        return NULL;
+    }
+    bufferevent_setwatermark(c->bev, EV_WRITE, WM_H2_OUT_HIGH / 2, 0);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, h);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    h2_idle_check(h);
+    wm_log(WM_LOG_DEBUG, c->id, "h2: connection from %s", c->peer_str);
+    return h;
+}
+
+/* ---- choosing the framing at accept ---- */
+
+struct sniff {
+    const struct wm_hfwd_ops *h1;
+    const struct wm_h2_front *h2;
+};
+
+static void sniff_free(struct wm_conn *c)
+{
+    free(c->proto_data);
+    c->proto_data = NULL;
+}
+
+static bool alpn_h2(struct bufferevent *bev)
+{
+    SSL *ssl = wm_tls_pump_ssl(bev);
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+
+    if (ssl == NULL) {
+        return false;
+    }
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
+}
+
+/* A plain port: HTTP/1 when the first line is an HTTP/1 request line (it
+ * ends in "HTTP/1.x"), else HTTP/2 (prior knowledge: the preface; anything
+ * else gets GOAWAY PROTOCOL_ERROR, RFC 9113 3.4). -1: wait for more. */
+static int plain_is_h2(struct evbuffer *in)
+{
+    size_t n = evbuffer_get_length(in);
+    struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
+    char tail[10];
+
+    if (n >= PREFACE_LEN) {
+        unsigned char buf[PREFACE_LEN];
+        evbuffer_copyout(in, buf, PREFACE_LEN);
+        if (memcmp(buf, preface, PREFACE_LEN) == 0) {
+            return 1;
+        }
+    }
+    if (eol.pos < 0) {
+        return n >= SNIFF_LINE_MAX ? 0 : -1; /* a huge line: the engine answers it */
+    }
+    size_t end = (size_t)eol.pos;
+    end -= end > 0 && evbuffer_pullup(in, (ssize_t)end)[end - 1] == '\r';
+    if (end < 9) {
+        return 1;
+    }
+    struct evbuffer_ptr at;
+    evbuffer_ptr_set(in, &at, end - 9, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(in, &at, tail, 9);
+    return memcmp(tail, " HTTP/1.", 8) == 0 && tail[8] >= '0' && tail[8] <= '9' ? 0 : 1;
+}
+
+static void sniff_decide(struct wm_conn *c)
+{
+    struct sniff *sn = c->proto_data;
+    const struct wm_hfwd_ops *h1 = sn->h1;
+    const struct wm_h2_front *h2 = sn->h2;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    bool is_h2;
+
+    if (h2->tls) {
+        is_h2 = alpn_h2(c->bev);
+    } else {
+        int r = plain_is_h2(in);
+        if (r < 0) {
+            return; /* the first line is not complete yet */
+        }
+        is_h2 = r == 1;
+    }
+    sniff_free(c);
+    c->proto_free = NULL;
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    wm_conn_clear_timer(c);
+    if (!is_h2) {
+        wm_hfwd_start(c, h1);
+        return;
+    }
+    struct wm_h2 *h = h2_begin(c, h2);
+    if (h != NULL) {
+        h2_feed(h);
+    }
+}
+
+static void sniff_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct wm_conn *c = arg;
+
+    (void)bev;
+    wm_conn_enter(c);
+    sniff_decide(c);
+    wm_conn_leave(c);
+}
+
+static void sniff_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct wm_conn *c = arg;
+
+    (void)bev;
+    wm_conn_enter(c);
+    wm_conn_finish(c, (what & BEV_EVENT_EOF) ? "client-closed" : "client-error");
+    wm_conn_leave(c);
+}
+
+static void sniff_timeout_cb(int fd, short what, void *arg)
+{
+    struct wm_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    wm_conn_enter(c);
+    wm_conn_finish(c, "head-timeout");
+    wm_conn_leave(c);
+}
+
+void wm_h2_serve(struct wm_conn *c, const struct wm_hfwd_ops *h1, const struct wm_h2_front *h2)
+{
+    struct sniff *sn;
+
+    if (h2 == NULL || (sn = calloc(1, sizeof(*sn))) == NULL) {
+        wm_hfwd_start(c, h1);
+        return;
+    }
+    sn->h1 = h1;
+    sn->h2 = h2;
+    c->proto_data = sn;
+    c->proto_free = sniff_free;
+    bufferevent_setcb(c->bev, sniff_read_cb, NULL, sniff_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (c->limits.head_ms > 0) {
+        wm_conn_set_timer(c, c->limits.head_ms, sniff_timeout_cb);
+    }
+}
+
+/* ---- ALPN, GOAWAY ---- */
+
+int wm_h2_alpn_select(const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                      unsigned int inlen, bool h2)
+{
+    static const unsigned char both[] = "\x02h2\x08http/1.1";
+    static const unsigned char h1[] = "\x08http/1.1";
+    const unsigned char *mine = h2 ? both : h1;
+    unsigned int mlen = h2 ? sizeof(both) - 1 : sizeof(h1) - 1;
+
+    if (SSL_select_next_proto((unsigned char **)out, outlen, mine, mlen, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED) {
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+void wm_h2_goaway_worker(struct wm_worker *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+    for (struct wm_h2 *h = live; h != NULL;) {
+        struct wm_h2 *next = h->next;
+        struct wm_conn *c = h->c;
+        if (!h->goaway && !wm_conn_closed(c)) {
+            wm_conn_enter(c);
+            h->goaway = true;
+            nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE,
+                                  nghttp2_session_get_last_proc_stream_id(h->s),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+            wm_log(WM_LOG_DEBUG, c->id, "h2: GOAWAY (stop or reload), %zu stream(s) finish",
+                   h->nstreams);
+            h2_flush(h);
+            wm_conn_leave(c);
+        }
+        h = next;
+    }
+}

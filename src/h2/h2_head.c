@@ -1,0 +1,334 @@
+/*
+ * h2/h2_head.c - HTTP/2 request header lists to HTTP/1.1 heads, and the
+ * response fields that HTTP/2 must not carry (RFC 9113 8.2.2, 8.3).
+ * Pure functions on memory: the fuzz target drives them through nghttp2.
+ */
+#include <event2/buffer.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/limits.h"
+#include "core/util.h"
+#include "h2/h2.h"
+#include "http/head.h"
+#include "http/util.h"
+
+#define PSEUDO_MAX 64 /* :method, :scheme, :protocol */
+
+struct wm_h2_req {
+    char method[PSEUDO_MAX];
+    char scheme[PSEUDO_MAX];
+    char protocol[PSEUDO_MAX];
+    struct evbuffer *authority;
+    struct evbuffer *path;
+    struct evbuffer *host;   /* a Host field, used without :authority (made when seen) */
+    struct evbuffer *fields; /* "name: value\r\n" of the regular fields */
+    struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 8.2.3), or NULL */
+    size_t size;             /* HPACK-style: name + value + 32 per field */
+    size_t nfields;
+    bool has_cl;
+    int err;                 /* first status to answer, 0 while fine */
+};
+
+struct wm_h2_req *wm_h2_req_new(void)
+{
+    struct wm_h2_req *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->authority = evbuffer_new();
+    r->path = evbuffer_new();
+    r->fields = evbuffer_new();
+    if (r->authority == NULL || r->path == NULL || r->fields == NULL) {
+        wm_h2_req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void wm_h2_req_free(struct wm_h2_req *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    struct evbuffer *bufs[] = {r->authority, r->path, r->host, r->fields, r->cookie};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+        if (bufs[i] != NULL) {
+            evbuffer_free(bufs[i]);
+        }
+    }
+    free(r);
+}
+
+void wm_h2_req_reset(struct wm_h2_req *r)
+{
+    struct evbuffer *bufs[] = {r->authority, r->path, r->host, r->fields, r->cookie};
+
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+        if (bufs[i] != NULL) {
+            evbuffer_drain(bufs[i], evbuffer_get_length(bufs[i]));
+        }
+    }
+    r->method[0] = r->scheme[0] = r->protocol[0] = '\0';
+    r->size = r->nfields = 0;
+    r->has_cl = false;
+    r->err = 0;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* A lower-case token (HTTP/2 names are lower case, RFC 9113 8.2.1). */
+static bool name_ok(const uint8_t *p, size_t n)
+{
+    if (n == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_tchar(p[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* No CR, LF or NUL (they would split the HTTP/1 head), no control bytes. */
+static bool value_ok(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == 0 || (p[i] < 0x20 && p[i] != '\t') ||
+            p[i] == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool eq(const uint8_t *p, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(p, lit, n) == 0;
+}
+
+static int set_small(struct wm_h2_req *r, char *dst, const uint8_t *v, size_t n)
+{
+    if (dst[0] != '\0' || n == 0 || n >= PSEUDO_MAX) {
+        r->err = 400; /* repeated, empty or absurd */
+        return -1;
+    }
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int set_buf(struct wm_h2_req *r, struct evbuffer *b, const uint8_t *v, size_t n)
+{
+    if (evbuffer_get_length(b) > 0 || n == 0) {
+        r->err = 400;
+        return -1;
+    }
+    return evbuffer_add(b, v, n);
+}
+
+static int add_pseudo(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const uint8_t *v,
+                      size_t vlen)
+{
+    for (size_t i = 0; i < vlen; i++) {
+        if (v[i] <= 0x20 || v[i] == 0x7f) { /* no spaces or controls in line parts */
+            r->err = 400;
+            return -1;
+        }
+    }
+    if (eq(name, nlen, ":method")) {
+        for (size_t i = 0; i < vlen; i++) {
+            if (!is_tchar(v[i]) && !(v[i] >= 'A' && v[i] <= 'Z')) {
+                r->err = 400;
+                return -1;
+            }
+        }
+        return set_small(r, r->method, v, vlen);
+    }
+    if (eq(name, nlen, ":scheme")) {
+        return set_small(r, r->scheme, v, vlen);
+    }
+    if (eq(name, nlen, ":protocol")) {
+        return set_small(r, r->protocol, v, vlen);
+    }
+    if (eq(name, nlen, ":authority")) {
+        return set_buf(r, r->authority, v, vlen);
+    }
+    if (eq(name, nlen, ":path")) {
+        return set_buf(r, r->path, v, vlen);
+    }
+    r->err = 400; /* an unknown pseudo-header (nghttp2 refuses them first) */
+    return -1;
+}
+
+/* Fields HTTP/2 forbids (RFC 9113 8.2.2); nghttp2 resets such streams
+ * first, this keeps the translation safe on its own. */
+static bool connection_specific(const uint8_t *n, size_t len)
+{
+    return eq(n, len, "connection") || eq(n, len, "keep-alive") ||
+           eq(n, len, "proxy-connection") || eq(n, len, "transfer-encoding") ||
+           eq(n, len, "upgrade");
+}
+
+int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const uint8_t *value,
+                  size_t vlen)
+{
+    if (r->err != 0) {
+        return -1;
+    }
+    r->size += nlen + vlen + 32;
+    if (r->size > WM_HTTP_MAX_HEAD || ++r->nfields > WM_HTTP_MAX_HEADERS - 8) {
+        r->err = 431;
+        return -1;
+    }
+    if (nlen > 0 && name[0] == ':') {
+        return add_pseudo(r, name, nlen, value, vlen);
+    }
+    if (!name_ok(name, nlen) || !value_ok(value, vlen) || connection_specific(name, nlen)) {
+        r->err = 400;
+        return -1;
+    }
+    if (eq(name, nlen, "te")) {
+        return 0; /* "trailers" only (nghttp2 checks); hop-by-hop in HTTP/1 */
+    }
+    if (eq(name, nlen, "host")) {
+        if (r->host == NULL && (r->host = evbuffer_new()) == NULL) {
+            r->err = 500;
+            return -1;
+        }
+        return evbuffer_get_length(r->host) > 0 ? 0 : evbuffer_add(r->host, value, vlen);
+    }
+    if (eq(name, nlen, "cookie")) {
+        if (r->cookie == NULL && (r->cookie = evbuffer_new()) == NULL) {
+            r->err = 500;
+            return -1;
+        }
+        if (evbuffer_get_length(r->cookie) > 0) {
+            evbuffer_add(r->cookie, "; ", 2);
+        }
+        return evbuffer_add(r->cookie, value, vlen);
+    }
+    if (eq(name, nlen, "content-length")) {
+        if (r->has_cl) {
+            r->err = 400;
+            return -1;
+        }
+        r->has_cl = true;
+    }
+    evbuffer_add(r->fields, name, nlen);
+    evbuffer_add(r->fields, ": ", 2);
+    evbuffer_add(r->fields, value, vlen);
+    return evbuffer_add(r->fields, "\r\n", 2);
+}
+
+/* The request line and Host; the method may become GET (WebSocket). */
+static int head_line(struct wm_h2_req *r, struct evbuffer *out, const char *method)
+{
+    size_t alen = evbuffer_get_length(r->authority);
+    struct evbuffer *host = alen > 0 || r->host == NULL ? r->authority : r->host;
+    const unsigned char *a = evbuffer_pullup(host, -1);
+    size_t hlen = evbuffer_get_length(host);
+
+    if (!value_ok(a, hlen)) {
+        return 400;
+    }
+    for (size_t i = 0; i < hlen; i++) {
+        if (a[i] == ' ' || a[i] == '\t' || a[i] == '@') { /* no userinfo in :authority */
+            return 400;
+        }
+    }
+    evbuffer_add_printf(out, "%s ", method);
+    evbuffer_add_buffer(out, r->path);
+    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    if (hlen > 0) {
+        evbuffer_add(out, "host: ", 6);
+        evbuffer_add(out, a, hlen);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    return 0;
+}
+
+static void ws_key(struct evbuffer *out)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char k[18] = {0};
+    char s[25];
+
+    if (RAND_bytes(k, 16) != 1) {
+        for (size_t i = 0; i < 16; i++) {
+            k[i] = (unsigned char)random();
+        }
+    }
+    for (size_t i = 0, o = 0; i < 18; i += 3) {
+        unsigned v = (unsigned)k[i] << 16 | (unsigned)k[i + 1] << 8 | k[i + 2];
+        s[o++] = b64[v >> 18 & 63];
+        s[o++] = b64[v >> 12 & 63];
+        s[o++] = b64[v >> 6 & 63];
+        s[o++] = b64[v & 63];
+    }
+    memcpy(s + 22, "==", 2); /* 16 bytes: 22 characters and padding */
+    s[24] = '\0';
+    evbuffer_add_printf(out, "sec-websocket-key: %s\r\n", s);
+}
+
+int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuffer *out,
+                   bool *chunked, bool *ws, bool *is_head)
+{
+    bool connect = strcmp(r->method, "CONNECT") == 0;
+    int st;
+
+    (void)tls;
+    *chunked = *ws = *is_head = false;
+    if (r->err != 0) {
+        return r->err;
+    }
+    if (connect && r->protocol[0] == '\0') {
+        return 405; /* a plain CONNECT: no tunnels through the HTTP/2 front */
+    }
+    if (r->protocol[0] != '\0') {
+        if (!connect || strcmp(r->protocol, "websocket") != 0) {
+            return connect ? 501 : 400;
+        }
+        *ws = true;
+    }
+    if (r->method[0] == '\0' || evbuffer_get_length(r->path) == 0 ||
+        (r->scheme[0] == '\0' && !connect)) {
+        return 400;
+    }
+    if ((st = head_line(r, out, *ws ? "GET" : r->method)) != 0) {
+        return st;
+    }
+    evbuffer_add_buffer(out, r->fields);
+    if (r->cookie != NULL && evbuffer_get_length(r->cookie) > 0) {
+        evbuffer_add(out, "cookie: ", 8);
+        evbuffer_add_buffer(out, r->cookie);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (*ws) {
+        evbuffer_add(out, "connection: upgrade\r\nupgrade: websocket\r\n", 41);
+        ws_key(out);
+    } else if (!end_stream && !r->has_cl) {
+        *chunked = true;
+        evbuffer_add(out, "transfer-encoding: chunked\r\n", 28);
+    } else if (end_stream && !r->has_cl &&
+               (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
+                strcmp(r->method, "PATCH") == 0)) {
+        evbuffer_add(out, "content-length: 0\r\n", 19);
+    }
+    *is_head = strcmp(r->method, "HEAD") == 0;
+    return evbuffer_add(out, "\r\n", 2) == 0 ? 0 : 500;
+}
+
+bool wm_h2_resp_keep(const struct wm_http_head *h, const char *name, size_t nlen)
+{
+    return !(wm_http_head_is_hop(h, name, nlen) || wm_strieq(name, nlen, "transfer-encoding") ||
+             wm_strieq(name, nlen, "sec-websocket-accept"));
+}

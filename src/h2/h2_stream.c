@@ -1,0 +1,555 @@
+/*
+ * h2/h2_stream.c - one HTTP/2 stream as a virtual HTTP/1.1 client of the
+ * engine (http/fwd.h): the request goes into our end of a bufferevent
+ * pair, the engine's answer comes back on it and becomes HEADERS + DATA.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bev.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/worker.h"
+#include "h2/h2_int.h"
+#include "http/fwd.h"
+#include "http/head.h"
+#include "http/parser.h"
+#include "http/util.h"
+#include "net/conn.h"
+
+static void end_read_cb(struct bufferevent *bev, void *arg);
+static void end_write_cb(struct bufferevent *bev, void *arg);
+static void end_event_cb(struct bufferevent *bev, short what, void *arg);
+
+struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id)
+{
+    struct h2_stream *st = calloc(1, sizeof(*st));
+
+    if (st == NULL) {
+        return NULL;
+    }
+    st->h = h;
+    st->id = id;
+    st->req = h->spare_req != NULL ? h->spare_req : wm_h2_req_new();
+    h->spare_req = NULL;
+    st->body = evbuffer_new();
+    if (st->req == NULL || st->body == NULL) {
+        wm_h2_req_free(st->req);
+        if (st->body != NULL) {
+            evbuffer_free(st->body);
+        }
+        free(st);
+        return NULL;
+    }
+    st->next = h->streams;
+    if (h->streams != NULL) {
+        h->streams->prev = st;
+    }
+    h->streams = st;
+    h->nstreams++;
+    return st;
+}
+
+/* Let go of our end: done (the engine reads EOF, parks its upstream) or
+ * aborted (the engine gets an error and stops at once). */
+static void release_end(struct h2_stream *st, bool abort)
+{
+    struct bufferevent *end = st->end;
+    struct bufferevent *partner;
+
+    if (end == NULL) {
+        return;
+    }
+    st->end = NULL;
+    bufferevent_setcb(end, NULL, NULL, NULL, NULL);
+    partner = bufferevent_pair_get_partner(end);
+    if (abort && partner != NULL) {
+        bufferevent_trigger_event(partner, BEV_EVENT_ERROR, 0);
+        bufferevent_free(end);
+        return;
+    }
+    wm_bev_free(end);
+}
+
+void h2s_free(struct h2_stream *st)
+{
+    struct wm_h2 *h = st->h;
+
+    release_end(st, st->resp_phase != H2S_DONE || !st->req_done);
+    if (st->unconsumed > 0 && h->s != NULL) {
+        nghttp2_session_consume_connection(h->s, st->unconsumed);
+    }
+    wm_h2_req_free(st->req);
+    if (st->resp != NULL && h->nspare < sizeof(h->spare) / sizeof(h->spare[0])) {
+        wm_http_parser_reset(st->resp);
+        h->spare[h->nspare++] = st->resp;
+    } else {
+        wm_http_parser_free(st->resp);
+    }
+    evbuffer_free(st->body);
+    if (st->prev != NULL) {
+        st->prev->next = st->next;
+    } else {
+        h->streams = st->next;
+    }
+    if (st->next != NULL) {
+        st->next->prev = st->prev;
+    }
+    h->nstreams--;
+    free(st);
+}
+
+/* ---- answers ---- */
+
+static void resume(struct h2_stream *st)
+{
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->h->s, st->id);
+    }
+}
+
+ssize_t h2s_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                      uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    struct h2_stream *st = src->ptr;
+    size_t have = evbuffer_get_length(st->body);
+    int n;
+
+    (void)s;
+    (void)id;
+    (void)user;
+    if (have == 0 && st->resp_phase != H2S_DONE) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    n = evbuffer_remove(st->body, buf, len < have ? len : have);
+    if (n < 0) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (st->resp_phase == H2S_DONE && evbuffer_get_length(st->body) == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    if (st->paused && st->end != NULL && evbuffer_get_length(st->body) < WM_H2_BODY_HIGH / 2) {
+        st->paused = false;
+        bufferevent_enable(st->end, EV_READ);
+    }
+    return n;
+}
+
+void h2s_answer(struct h2_stream *st, int status, const char *text)
+{
+    char sbuf[8];
+    char lbuf[24];
+    nghttp2_nv nva[3];
+    nghttp2_data_provider dp = {.source.ptr = st, .read_callback = h2s_read_body};
+
+    release_end(st, true);
+    snprintf(sbuf, sizeof(sbuf), "%d", status);
+    snprintf(lbuf, sizeof(lbuf), "%zu", strlen(text) + 1);
+    nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, strlen(sbuf), 0};
+    nva[1] = (nghttp2_nv){(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, 0};
+    nva[2] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)lbuf, 14, strlen(lbuf), 0};
+    evbuffer_drain(st->body, evbuffer_get_length(st->body));
+    evbuffer_add_printf(st->body, "%s\n", text);
+    st->resp_phase = H2S_DONE;
+    nghttp2_submit_response(st->h->s, st->id, nva, 3, st->is_head ? NULL : &dp);
+    wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d answered %d (%s)", st->id, status, text);
+}
+
+/* The engine's head as HEADERS (interim 1xx ones too). */
+static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
+{
+    size_t nf = wm_http_head_nfields(hd);
+    nghttp2_nv nva[WM_HTTP_MAX_HEADERS + 1]; /* the engine's parser keeps to these limits */
+    char names[WM_HTTP_MAX_HEAD];
+    char sbuf[8];
+    int status = wm_http_head_status(hd);
+    size_t n = 1;
+    size_t off = 0;
+    nghttp2_data_provider dp = {.source.ptr = st, .read_callback = h2s_read_body};
+    int rv;
+
+    if (nf > WM_HTTP_MAX_HEADERS || wm_http_head_size(hd) > sizeof(names)) {
+        return -1;
+    }
+    if (st->ws && status == 101) {
+        status = 200; /* RFC 8441 5: the tunnel is open */
+    }
+    snprintf(sbuf, sizeof(sbuf), "%d", status);
+    nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, strlen(sbuf), 0};
+    for (size_t i = 0; i < nf; i++) {
+        struct wm_http_field f;
+        wm_http_head_field(hd, i, &f);
+        if (!wm_h2_resp_keep(hd, f.name, f.nlen) ||
+            (st->ws && wm_strieq(f.name, f.nlen, "sec-websocket-accept"))) {
+            continue;
+        }
+        for (size_t k = 0; k < f.nlen; k++) {
+            char ch = f.name[k];
+            names[off + k] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        }
+        nva[n++] = (nghttp2_nv){(uint8_t *)names + off, (uint8_t *)f.value, f.nlen, f.vlen,
+                                NGHTTP2_NV_FLAG_NONE};
+        off += f.nlen;
+    }
+    if (status < 200) {
+        rv = nghttp2_submit_headers(st->h->s, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);
+    } else {
+        rv = nghttp2_submit_response(st->h->s, st->id, nva, n, last ? NULL : &dp);
+    }
+    return rv == 0 ? 0 : -1;
+}
+
+static void body_cb(void *arg, const char *p, size_t n)
+{
+    struct h2_stream *st = arg;
+
+    evbuffer_add(st->body, p, n);
+}
+
+/* Response head bytes from in. Returns -1 on a bad answer, 0 to go on
+ * (or wait for more). */
+static int parse_head(struct h2_stream *st, struct evbuffer *in)
+{
+    struct evbuffer_iovec v;
+    size_t used = 0;
+    enum wm_http_res r = WM_HTTP_MORE;
+
+    while (r == WM_HTTP_MORE && evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+        r = wm_http_parser_feed_head(st->resp, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(in, used);
+    }
+    if (r == WM_HTTP_MORE) {
+        return 0;
+    }
+    if (r != WM_HTTP_HEAD_DONE) {
+        return -1;
+    }
+    struct wm_http_head *hd = wm_http_parser_head(st->resp);
+    int status = wm_http_head_status(hd);
+    if (status == 101 && st->ws) {
+        st->resp_phase = H2S_RELAY;
+        return submit_head(st, hd, false);
+    }
+    if (status < 200) {
+        int rv = status == 101 ? -1 : submit_head(st, hd, false);
+        wm_http_parser_next(st->resp);
+        return rv < 0 ? -1 : parse_head(st, in);
+    }
+    st->keep = wm_http_parser_keep_alive(st->resp); /* else the engine closes after it */
+    r = wm_http_parser_feed_body(st->resp, NULL, 0, &used);
+    bool last = r == WM_HTTP_MSG_DONE;
+    st->resp_phase = last ? H2S_DONE : H2S_BODY;
+    return submit_head(st, hd, last);
+}
+
+static int parse_body(struct h2_stream *st, struct evbuffer *in)
+{
+    struct evbuffer_iovec v;
+    size_t used = 0;
+    enum wm_http_res r = WM_HTTP_MORE;
+
+    while (r == WM_HTTP_MORE && evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+        r = wm_http_parser_feed_body(st->resp, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(in, used);
+    }
+    if (r == WM_HTTP_MSG_DONE) {
+        st->resp_phase = H2S_DONE;
+        return 0;
+    }
+    return r == WM_HTTP_MORE ? 0 : -1;
+}
+
+/* Everything the engine wrote so far. */
+static void take_answer(struct h2_stream *st)
+{
+    struct evbuffer *in = bufferevent_get_input(st->end);
+    int rv = 0;
+
+    if (st->resp_phase == H2S_HEAD) {
+        rv = parse_head(st, in);
+    }
+    if (rv == 0 && st->resp_phase == H2S_BODY) {
+        rv = parse_body(st, in);
+    }
+    if (rv == 0 && st->resp_phase == H2S_RELAY) {
+        evbuffer_add_buffer(st->body, in);
+    }
+    if (rv < 0) {
+        wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d: bad answer from the engine", st->id);
+        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        release_end(st, true);
+        return;
+    }
+    if (st->resp_phase == H2S_DONE && st->keep && st->req_done && !st->ws &&
+        evbuffer_get_length(in) == 0 && st->unconsumed == 0) {
+        struct bufferevent *end = st->end;
+        st->end = NULL;
+        wm_http_parser_next(st->resp);
+        h2v_put(st->h, end, st->resp); /* the engine waits for the next stream */
+        st->resp = NULL;
+    } else if (st->resp_phase == H2S_DONE) {
+        release_end(st, false); /* the engine goes on to EOF: idle upstream parked */
+    } else if (evbuffer_get_length(st->body) >= WM_H2_BODY_HIGH && !st->paused) {
+        st->paused = true;
+        bufferevent_disable(st->end, EV_READ);
+    }
+    resume(st);
+}
+
+static void end_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct h2_stream *st = arg;
+    struct wm_h2 *h = st->h;
+
+    (void)bev;
+    wm_conn_enter(h->c);
+    take_answer(st);
+    h2_flush(h);
+    wm_conn_leave(h->c);
+}
+
+/* The engine took our request bytes: open the stream's window again. */
+static void end_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct h2_stream *st = arg;
+    struct wm_h2 *h = st->h;
+
+    (void)bev;
+    if (st->unconsumed == 0) {
+        return;
+    }
+    wm_conn_enter(h->c);
+    nghttp2_session_consume(h->s, st->id, st->unconsumed);
+    st->unconsumed = 0;
+    h2_flush(h);
+    wm_conn_leave(h->c);
+}
+
+static void end_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct h2_stream *st = arg;
+    struct wm_h2 *h = st->h;
+
+    (void)bev;
+    wm_conn_enter(h->c);
+    take_answer(st);
+    if (st->end != NULL) {
+        if (st->resp_phase == H2S_RELAY ||
+            (st->resp_phase == H2S_BODY && !(what & BEV_EVENT_ERROR) &&
+             wm_http_parser_feed_eof(st->resp) == WM_HTTP_MSG_DONE)) {
+            st->resp_phase = H2S_DONE; /* read-until-close body, or the relay ended */
+            release_end(st, false);
+            resume(st);
+        } else if (st->resp_phase == H2S_HEAD) {
+            h2s_answer(st, 502, "the request ended without an answer");
+        } else {
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+            release_end(st, true);
+        }
+    }
+    h2_flush(h);
+    wm_conn_leave(h->c);
+}
+
+/* ---- requests ---- */
+
+static struct wm_conn *engine_conn(struct wm_h2 *h, struct bufferevent *bev)
+{
+    struct wm_conn *pc = h->c;
+    struct wm_conn *sc = calloc(1, h->fr->conn_size);
+
+    if (sc == NULL) {
+        return NULL;
+    }
+    wm_conn_init(sc, pc->svc, pc->w, bev, pc->peerlen > 0 ? (struct sockaddr *)&pc->peer : NULL,
+                 pc->peerlen, NULL, &pc->limits);
+    sc->proto = pc->proto;
+    return sc;
+}
+
+/* ---- waiting engines ---- */
+
+static void h2v_drop(struct h2_vconn *v)
+{
+    struct wm_h2 *h = v->h;
+    struct h2_vconn **pp = &h->idle;
+
+    while (*pp != v) {
+        pp = &(*pp)->next;
+    }
+    *pp = v->next;
+    h->nidle--;
+    bufferevent_setcb(v->end, NULL, NULL, NULL, NULL);
+    wm_bev_free(v->end); /* the engine reads EOF and ends, parking its upstream */
+    wm_http_parser_free(v->resp);
+    free(v);
+}
+
+/* Anything from a waiting engine (its keep-alive timeout, an error) ends it. */
+static void h2v_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    h2v_drop(arg);
+}
+
+static void h2v_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    h2v_drop(arg);
+}
+
+void h2v_put(struct wm_h2 *h, struct bufferevent *end, struct wm_http_parser *resp)
+{
+    struct h2_vconn *v = h->nidle < WM_H2_IDLE_ENGINES ? calloc(1, sizeof(*v)) : NULL;
+
+    if (v == NULL) {
+        wm_bev_free(end);
+        wm_http_parser_free(resp);
+        return;
+    }
+    v->h = h;
+    v->end = end;
+    v->resp = resp;
+    v->since_ms = wm_now_ms();
+    v->next = h->idle;
+    h->idle = v;
+    h->nidle++;
+    bufferevent_setcb(end, h2v_read_cb, NULL, h2v_event_cb, v);
+}
+
+void h2v_free_all(struct wm_h2 *h)
+{
+    while (h->idle != NULL) {
+        h2v_drop(h->idle);
+    }
+}
+
+/* A waiting engine for st (the newest that is not too old), or false. */
+static bool h2v_take(struct wm_h2 *h, struct h2_stream *st)
+{
+    uint64_t now = wm_now_ms();
+
+    while (h->idle != NULL) {
+        struct h2_vconn *v = h->idle;
+        if (now - v->since_ms > WM_H2_IDLE_ENGINE_MS) {
+            h2v_free_all(h); /* older still behind it */
+            return false;
+        }
+        h->idle = v->next;
+        h->nidle--;
+        st->end = v->end;
+        st->resp = v->resp;
+        free(v);
+        return true;
+    }
+    return false;
+}
+
+void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
+{
+    struct bufferevent *pair[2] = {NULL, NULL};
+    struct wm_conn *sc;
+
+    if (h2v_take(h, st)) {
+        wm_http_parser_set_body_cb(st->resp, body_cb, st);
+        wm_http_parser_expect_no_body(st->resp, st->is_head);
+        bufferevent_setcb(st->end, end_read_cb, end_write_cb, end_event_cb, st);
+        if (st->req_done) {
+            st->chunked = false;
+        }
+        bufferevent_write_buffer(st->end, head); /* the engine reads it as its next request */
+        return;
+    }
+    st->resp = h->nspare > 0 ? h->spare[--h->nspare]
+                             : wm_http_parser_new(WM_HTTP_RESPONSE, WM_HTTP_MAX_HEAD,
+                                                  WM_HTTP_MAX_HEADERS);
+    if (st->resp == NULL ||
+        bufferevent_pair_new(wm_worker_base(h->c->w), BEV_OPT_DEFER_CALLBACKS, pair) < 0 ||
+        (sc = engine_conn(h, pair[1])) == NULL) {
+        if (pair[0] != NULL) {
+            bufferevent_free(pair[0]);
+            bufferevent_free(pair[1]);
+        }
+        h2s_answer(st, 500, "out of memory");
+        return;
+    }
+    wm_http_parser_set_body_cb(st->resp, body_cb, st);
+    wm_http_parser_expect_no_body(st->resp, st->is_head);
+    st->end = pair[0];
+    bufferevent_setcb(st->end, end_read_cb, end_write_cb, end_event_cb, st);
+    bufferevent_enable(st->end, EV_READ | EV_WRITE);
+    bufferevent_write_buffer(st->end, head);
+    if (st->req_done) {
+        st->chunked = false;
+    }
+    wm_hfwd_start(sc, h->fr->ops);
+}
+
+void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
+{
+    struct evbuffer *head = evbuffer_new();
+    int status;
+
+    st->req_done = end_stream;
+    if (head == NULL) {
+        h2s_answer(st, 500, "out of memory");
+        return;
+    }
+    status = wm_h2_req_head(st->req, end_stream, h->fr->tls, head, &st->chunked, &st->ws,
+                            &st->is_head);
+    if (h->spare_req == NULL) {
+        wm_h2_req_reset(st->req);
+        h->spare_req = st->req;
+    } else {
+        wm_h2_req_free(st->req);
+    }
+    st->req = NULL;
+    if (status != 0) {
+        h2s_answer(st, status, status == 431 ? "request header fields too large"
+                                             : "malformed request");
+    } else {
+        h2s_launch(h, st, head);
+    }
+    evbuffer_free(head);
+}
+
+void h2s_data(struct h2_stream *st, const uint8_t *p, size_t n)
+{
+    struct wm_h2 *h = st->h;
+
+    if (st->end == NULL || n == 0) {
+        nghttp2_session_consume(h->s, st->id, n); /* nobody wants it any more */
+        return;
+    }
+    if (st->chunked && st->resp_phase != H2S_RELAY) {
+        char line[24];
+        int ln = snprintf(line, sizeof(line), "%zx\r\n", n);
+        bufferevent_write(st->end, line, (size_t)ln);
+        bufferevent_write(st->end, p, n);
+        bufferevent_write(st->end, "\r\n", 2);
+    } else {
+        bufferevent_write(st->end, p, n);
+    }
+    st->unconsumed += n;
+}
+
+void h2s_req_end(struct h2_stream *st)
+{
+    st->req_done = true;
+    if (st->end == NULL) {
+        return;
+    }
+    if (st->chunked) {
+        bufferevent_write(st->end, "0\r\n\r\n", 5);
+    } else if (st->ws) {
+        bufferevent_flush(st->end, EV_WRITE, BEV_FINISHED); /* half-close the relay */
+    }
+}

@@ -1,0 +1,440 @@
+"""HTTP/2 on the public HTTP ports (h2/h2.h): ALPN h2 and h2c, streams in
+parallel through the one HTTP/1 engine and its keep-alive pool, flow control
+tied to back-pressure, WebSocket over HTTP/2 (RFC 8441), limits and floods,
+GOAWAY on reload and stop, and the tunnel's public HTTP(S) mappings.
+Clients: curl --http2 / --http2-prior-knowledge, nghttp, python3-h2."""
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BIN
+from helpers import h2client as H
+from helpers import origin as origin_mod
+from helpers.control import api
+from helpers.net import free_port, wait_until
+from helpers.tunnel import wait_log
+from test_tunnel import Nodes
+
+h2 = pytest.importorskip("h2")
+
+ENHANCE_YOUR_CALM = 0xb
+PROTOCOL_ERROR = 0x1
+REFUSED_STREAM = 0x7
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("h2cert") / "ca")
+    r = subprocess.run([BIN, "gen-cert", "--ca-dir", d, "server", "a.test", "off.test"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def start(wmproxy, tmp_path, body, cport=None, name="h2.toml"):
+    top = 'control = "127.0.0.1:%d"\n' % cport if cport else "disable_control = true\n"
+    path = tmp_path / name
+    path.write_text(top + "workers = 2\n" + body)
+    return wmproxy(["run", "-c", str(path)])
+
+
+def serve(wmproxy, tmp_path, cert, origin, extra_server="", cport=None, extra_loc=""):
+    """Plain port p, TLS port s, locations: /static, /ws (is_ws), / (proxy)."""
+    p, s = free_port(), free_port()
+    proc = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+bind_ssl = "127.0.0.1:%(s)d"
+up_name = "a.test"
+cert = "%(d)s/server.crt"
+key = "%(d)s/server.key"
+%(extra)s
+[[http.server.location]]
+rule = "/static"
+static_response = "static {method} {host}"
+[[http.server.location]]
+rule = "/ws"
+is_ws = true
+proxy_url = "ws://127.0.0.1:%(o)d"
+%(loc)s
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(o)d"
+headers = ["proxy X-Via-Rule yes"]
+""" % {"p": p, "s": s, "d": cert, "o": origin.port, "extra": extra_server, "loc": extra_loc},
+        cport=cport)
+    wait_until(lambda: curl("http://127.0.0.1:%d/static" % p).returncode == 0,
+               what="wmproxy serving")
+    return proc, p, s
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "20", "-k"] + list(args),
+                          capture_output=True, timeout=30)
+
+
+def version_of(*args):
+    r = curl("-o", "/dev/null", "-w", "%{http_version} %{http_code}", *args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode()
+
+
+# ---- 1. ALPN h2 on bind_ssl, h2c on plain ports, http2 = false ----
+
+def test_alpn_h2c_and_http2_off(wmproxy, tmp_path, cert, origin):
+    proc, p, s = serve(wmproxy, tmp_path, cert, origin)
+    assert version_of("--http2", "https://127.0.0.1:%d/static" % s) == "2 200"
+    assert version_of("--http1.1", "https://127.0.0.1:%d/static" % s) == "1.1 200"
+    assert version_of("--http2-prior-knowledge", "http://127.0.0.1:%d/static" % p) == "2 200"
+    # "Upgrade: h2c" on the plain port: curl --http2 asks for it
+    r = curl("-v", "--http2", "http://127.0.0.1:%d/static" % p)
+    assert b"101 Switching Protocols" in r.stderr and r.stdout.startswith(b"static GET "), r.stderr
+    assert version_of("--http1.1", "http://127.0.0.1:%d/static" % p) == "1.1 200"
+    r = subprocess.run(["nghttp", "-v", "https://127.0.0.1:%d/static" % s],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and b"static GET" in r.stdout, r.stderr
+    assert b"The negotiated protocol: h2" in r.stdout
+    assert "proto=reverse-h2" in proc.log()
+
+    # http2 = false: only HTTP/1.1 (ALPN, prior knowledge and Upgrade)
+    (tmp_path / "off").mkdir()
+    proc2, p2, s2 = serve(wmproxy, tmp_path / "off", cert, origin, extra_server="http2 = false")
+    assert version_of("--http2", "https://127.0.0.1:%d/static" % s2) == "1.1 200"
+    assert version_of("--http2", "http://127.0.0.1:%d/static" % p2) == "1.1 200"
+    r = curl("--http2-prior-knowledge", "http://127.0.0.1:%d/static" % p2)
+    assert r.returncode != 0
+
+
+def test_h2_request_translation(wmproxy, tmp_path, cert, origin):
+    """:authority wins over Host, cookie crumbs are joined, header rules and
+    routing are the HTTP/1 ones, the upstream sees HTTP/1.1."""
+    _, p, s = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(s, tls=True)
+    st, hd, body = c.get("/headers", headers=[("cookie", "a=1"), ("cookie", "b=2"),
+                                               ("host", "ignored.test"), ("x-one", "1")])
+    assert st == 200
+    doc = json.loads(body)
+    h = {k.lower(): v for k, v in doc["headers"]}
+    assert doc["reqline"].endswith("HTTP/1.1")
+    assert h["host"] == "a.test" and h["cookie"] == "a=1; b=2" and h["x-one"] == "1"
+    assert h["x-via-rule"] == "yes"
+    assert "connection" not in hd and "transfer-encoding" not in hd
+    # a POST body without a length goes chunked; an echo comes back whole
+    sid = c.request("/echo", method="POST", body=b"x" * 100000)
+    st = c.response(sid)
+    assert st.status == 200 and bytes(st.data) == b"x" * 100000
+    # bad requests: connection-specific headers are refused (stream error)
+    sid = c.request("/headers", headers=[("x-ok", "1")])
+    assert c.response(sid).status == 200
+    c.close()
+    r = curl("--http2-prior-knowledge", "-H", "Transfer-Encoding: chunked",
+             "http://127.0.0.1:%d/static" % p)
+    assert r.returncode == 0  # curl drops it itself for HTTP/2
+
+
+# ---- 2. parallel streams, the upstream keep-alive pool, flow control ----
+
+def test_parallel_streams_share_the_pool(wmproxy, tmp_path, cert, origin):
+    _, p, s = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    t0 = time.monotonic()
+    sids = [c.request("/slow?ms=800") for _ in range(20)]
+    for sid in sids:
+        assert c.response(sid, timeout=20).status == 200
+    assert time.monotonic() - t0 < 6, "20 streams of 0.8 s ran in parallel"
+    # then sequential requests reuse the upstream connections the pool kept
+    ids = set()
+    for _ in range(10):
+        st, _, body = c.get("/conn")
+        assert st == 200
+        ids.add(body)
+    assert len(ids) <= 2, ids
+    c.close()
+    r = subprocess.run(["nghttp", "-n", "-s", "https://127.0.0.1:%d/bytes/1000" % s] +
+                       ["https://127.0.0.1:%d/bytes/%d" % (s, 1000 + i) for i in range(1, 10)],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.count(b"/bytes/") >= 10, r.stdout
+
+
+def test_waiting_engines_expire_and_are_replaced(wmproxy, tmp_path, cert, origin):
+    """A finished stream leaves its engine waiting for the next one (keep-alive);
+    when that engine's keep-alive timeout ends it, the next stream starts a new one."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_server='client_ka_timeout = "1s"')
+    c = H.Client(p)
+    slow = c.request("/slow?ms=2500")  # keeps the connection busy (no idle GOAWAY)
+    for path in ("/headers", "/static"):
+        assert c.get(path)[0] == 200
+    assert c.response(slow).status == 200  # by now the waiting engines timed out
+    for path in ("/headers", "/static", "/bytes/5000"):
+        st, _, body = c.get(path)
+        assert st == 200, path
+    assert body == origin_mod.pattern(5000)
+    c.close()
+
+
+def slow_upstream(body_len):
+    """An upstream that answers one request with body_len bytes as fast as
+    the proxy takes them; .sent counts what the kernel accepted."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+
+    class U:
+        port = ls.getsockname()[1]
+        sent = 0
+        done = threading.Event()
+
+    def run():
+        c, _ = ls.accept()
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % body_len)
+        c.settimeout(3)
+        chunk = b"z" * 65536
+        try:
+            while U.sent < body_len:
+                U.sent += c.send(chunk[:min(65536, body_len - U.sent)])
+        except OSError:
+            pass
+        U.done.set()
+        c.close()
+        ls.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return U
+
+
+def test_slow_client_stops_its_upstream_not_the_connection(wmproxy, tmp_path, cert, origin):
+    total = 256 << 20
+    up = slow_upstream(total)
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/big"
+proxy_url = "http://127.0.0.1:%d"
+""" % up.port)
+    c = H.Client(p)
+    big = c.request("/big")
+    c.hold.add(big)  # never reopen this stream's window
+    c.wait(lambda: c.streams[big].status == 200, what="head of /big")
+    # the connection still serves other streams
+    for _ in range(3):
+        assert c.get("/static")[0] == 200
+    assert up.done.wait(15), "the upstream blocked once the proxy stopped reading"
+    assert up.sent < 64 << 20, "read only what the buffers hold, not the whole body"
+    assert len(c.streams[big].data) <= 70000  # one stream window
+    c.close()
+
+
+def test_slow_upstream_stops_its_stream_window(wmproxy, tmp_path, cert, origin):
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    held = []
+    threading.Thread(target=lambda: held.append(ls.accept()), daemon=True).start()
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/sink"
+proxy_url = "http://127.0.0.1:%d"
+""" % ls.getsockname()[1])
+    c = H.Client(p)
+    c.c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    sid = c.request("/sink", method="POST", headers=[("content-length", str(1 << 30))],
+                    end=False)
+    sent = 0
+    chunk = b"u" * (1 << 20)
+    deadline = time.monotonic() + 20
+    stalled_since = None
+    while time.monotonic() < deadline and sent < (1 << 30):
+        n = c.send(sid, chunk)
+        sent += n
+        if n == 0:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 1.5:
+                break
+            c.pump(0.2)
+        else:
+            stalled_since = None
+    assert stalled_since is not None, "the stream's window closed"
+    assert sent < 256 << 20
+    # other streams of the connection go on
+    assert c.get("/static")[0] == 200
+    c.close()
+    ls.close()
+
+
+# ---- 3. WebSocket over HTTP/2 (RFC 8441) ----
+
+def test_websocket_extended_connect(wmproxy, tmp_path, cert, origin):
+    _, p, s = serve(wmproxy, tmp_path, cert, origin)
+    for port, tls in ((s, True), (p, False)):
+        c = H.Client(port, tls=tls)
+        c.wait(lambda: c.c.remote_settings.enable_connect_protocol == 1, what="settings")
+        sid = c.request("/ws", method="CONNECT", end=False,
+                        extra_pseudo=[(":protocol", "websocket")],
+                        headers=[("sec-websocket-version", "13")])
+        c.wait(lambda: c.streams[sid].status is not None, what="ws answer")
+        assert c.streams[sid].status == 200
+        c.send(sid, origin_mod.ws_frame(1, b"hello over h2"))
+        c.wait(lambda: len(c.streams[sid].data) >= 2 + 13, what="echo")
+        assert bytes(c.streams[sid].data) == origin_mod.ws_frame(1, b"hello over h2", mask=False)
+        c.close()
+
+
+# ---- 4. limits and floods ----
+
+def test_limits_streams_and_header_list(wmproxy, tmp_path, cert, origin):
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    c.wait(lambda: c.c.remote_settings.max_concurrent_streams == 128, what="settings")
+    st, _, _ = c.get("/static", headers=[("x-big", "v" * 20000)])
+    assert st == 431
+    assert c.get("/static")[0] == 200
+    c.close()
+    # a 129th concurrent stream is refused
+    s = H.raw_open(p)
+    enc = H.hpack.Encoder()
+    out = b""
+    for i in range(130):
+        blk = enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "a.test"),
+                          (":path", "/slow?ms=3000")])
+        out += H.frame(1, 0x5, 1 + 2 * i, blk)
+    s.sendall(out)
+    frames = H.read_frames(s, timeout=3, until_goaway=False)
+    rst = [f for f in frames if f[0] == 3]
+    assert rst and all(struct.unpack(">I", f[3])[0] in (REFUSED_STREAM, PROTOCOL_ERROR)
+                       for f in rst)
+    assert min(f[2] for f in rst) > 2 * 127
+    s.close()
+
+
+@pytest.mark.parametrize("kind", ["rapid-reset", "continuation", "ping", "settings", "empty"])
+def test_floods_get_goaway(wmproxy, tmp_path, cert, origin, kind):
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    s = H.raw_open(p)
+    enc = H.hpack.Encoder()
+    out = b""
+    if kind == "rapid-reset":  # CVE-2023-44487
+        for i in range(1000):
+            blk = enc.encode([(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                              (":path", "/slow?ms=1000")])
+            out += H.frame(1, 0x4, 1 + 2 * i, blk) + H.frame(3, 0, 1 + 2 * i, b"\0\0\0\x08")
+        want = "RST_STREAM (rapid reset) flood"
+    elif kind == "continuation":  # CVE-2024-27316
+        out = H.frame(1, 0x1, 1, enc.encode([(":method", "GET"), (":path", "/")]))
+        for i in range(200):
+            out += H.frame(9, 0, 1, enc.encode([("x-h%d" % i, "v")]))
+        want = "CONTINUATION flood"
+    elif kind == "ping":
+        out = b"".join(H.frame(6, 0, 0, struct.pack(">Q", i)) for i in range(500))
+        want = "PING flood"
+    elif kind == "settings":
+        out = b"".join(H.frame(4, 0, 0) for _ in range(500))
+        want = "SETTINGS flood"
+    else:
+        blk = enc.encode([(":method", "POST"), (":scheme", "http"), (":authority", "a.test"),
+                          (":path", "/echo")])
+        out = H.frame(1, 0x4, 1, blk) + b"".join(H.frame(0, 0, 1) for _ in range(1000))
+        want = "empty frame flood"
+    try:
+        s.sendall(out)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    ga = H.goaway_of(H.read_frames(s, timeout=10))
+    assert ga is not None and ga[1] == ENHANCE_YOUR_CALM, (ga, proc.log()[-2000:])
+    assert wait_log(proc, want), proc.log()
+    s.close()
+    assert version_of("--http2-prior-knowledge", "http://127.0.0.1:%d/static" % p) == "2 200"
+
+
+# ---- 5. GOAWAY on reload and stop, open streams finish ----
+
+def test_goaway_on_reload_and_stop(wmproxy, tmp_path, cert, origin):
+    cport = free_port()
+    proc, p, s = serve(wmproxy, tmp_path, cert, origin, cport=cport)
+    c = H.Client(s, tls=True)
+    sid = c.request("/slow?ms=1500")
+    c.sync()  # the PING's answer comes after the HEADERS were taken
+    assert api(cport, "POST", "/reload")[0] == 200
+    c.wait(lambda: c.goaway is not None, what="GOAWAY after reload")
+    assert c.goaway.error_code == 0 and c.goaway.last_stream_id >= sid
+    st = c.response(sid)
+    assert st.status == 200, "the open stream finished"
+    c.wait(lambda: c.closed, what="close after the last stream")
+    # new connections are served by the new configuration
+    assert version_of("--http2", "https://127.0.0.1:%d/static" % s) == "2 200"
+
+    c = H.Client(p)
+    sid = c.request("/slow?ms=1500")
+    c.sync()
+    proc.signal(signal.SIGTERM)
+    c.wait(lambda: c.goaway is not None, what="GOAWAY on stop")
+    assert c.response(sid).status == 200
+    proc.wait_exit(expect_code=0)
+
+
+# ---- the tunnel's public mappings ----
+
+@pytest.fixture
+def nodes(wmproxy, tmp_path):
+    return Nodes(wmproxy, tmp_path)
+
+
+def test_tunnel_http_mapping_answers_h2(nodes, origin, cert):
+    hp, sp = free_port(), free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp,
+                              "map_https_bind": "127.0.0.1:%d" % sp,
+                              "map_cert": cert + "/server.crt", "map_key": cert + "/server.key"})
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "a", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+         "domain": "a.test"},
+        {"name": "s", "mode": "https", "local_addr": "127.0.0.1:%d" % origin.port,
+         "domain": "a.test"}])
+    for url in ("http://127.0.0.1:%d/headers" % hp,):
+        r = curl("--http2-prior-knowledge", "-H", "Host: a.test", "-w", "\n%{http_version}",
+                 url)
+        assert r.returncode == 0, r.stderr
+        body, _, ver = r.stdout.rpartition(b"\n")
+        assert ver == b"2"
+        assert json.loads(body)["reqline"].endswith("HTTP/1.1")  # the private side
+    r = curl("--http2", "--resolve", "a.test:%d:127.0.0.1" % sp, "-w", "\n%{http_version}",
+             "https://a.test:%d/headers" % sp)
+    assert r.returncode == 0 and r.stdout.endswith(b"\n2"), r.stderr
+    c = H.Client(hp)
+    st, _, body = c.get("/bytes/100000")
+    assert st == 200 and body == origin_mod.pattern(100000)
+    c.close()
+    assert "proto=tunnel-h2" in srv.log()
+
+
+# ---- conformance: h2spec, every case, strict ----
+
+@pytest.fixture(scope="module")
+def h2spec():
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run(["sh", os.path.join(here, "../h2spec/build.sh")], capture_output=True,
+                       text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip("h2spec could not be built (Go packages missing?): " + r.stderr[-500:])
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+@pytest.mark.parametrize("path", ["/static", "/headers"], ids=["local", "proxied"])
+def test_h2spec_strict(wmproxy, tmp_path, cert, origin, h2spec, tls, path):
+    proc, p, s = serve(wmproxy, tmp_path, cert, origin)
+    args = [h2spec, "-h", "127.0.0.1", "-p", str(s if tls else p), "-S", "-P", path, "-o", "5"]
+    if tls:
+        args += ["-t", "-k"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    summary = [l for l in r.stdout.splitlines() if " tests, " in l]
+    assert r.returncode == 0 and summary and " 0 failed" in summary[-1], r.stdout[-6000:]
+    n = int(summary[-1].split()[0])
+    assert n >= 146 and summary[-1].startswith("%d tests, %d passed" % (n, n)), summary
