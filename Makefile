@@ -6,9 +6,9 @@ ifeq ($(origin CC),default)
 CC      := gcc
 endif
 PYTHON  ?= /usr/bin/python3
-# Only what the code uses: nghttp2, PCRE2 and zlib come back with the issues
-# that use them.
-PKGS    := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 libpcre2-8
+# Only what the code uses (zlib: gzip of static files); nghttp2 comes back with the issue
+# that uses it.
+PKGS    := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 libpcre2-8 zlib
 LLHTTP_DIR  := /usr/share/llhttp
 LLHTTP_INC  := /usr/share/include/llhttp
 

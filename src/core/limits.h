@@ -23,6 +23,7 @@
 #define WM_HTTP_MAX_HEADERS      100
 #define WM_HTTP_BODY_HIGH_WATER  (256 * 1024)
 #define WM_HTTP_CLIENT_READ_MAX  (64 * 1024)  /* client input buffered ahead (pipelining) */
+#define WM_HTTP_STREAM_LOW       (256 * 1024) /* local bodies queued ahead (files) */
 
 /* SOCKS. */
 #define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */

@@ -24,6 +24,8 @@ struct wm_conn;
 struct wm_http_head;
 struct rv_logfile;
 struct rv_zone;
+struct wm_files;
+struct evbuffer;
 typedef struct ssl_ctx_st SSL_CTX;
 
 /* ---- matching (match.c) ---- */
@@ -138,6 +140,14 @@ struct rv_logctx {
 
 enum rv_handler { RV_H_PROXY, RV_H_STATIC, RV_H_FILES, RV_H_NONE };
 
+/* A try_paths candidate (try.c): a path template, or (re != NULL) a
+ * subject template matched by re and rewritten as repl. */
+struct rv_try {
+    const char *fmt;
+    struct rv_pattern *re;
+    const char *repl;
+};
+
 struct rv_location {
     int index;                   /* in its server, for logs */
     struct rv_pattern path;
@@ -153,6 +163,10 @@ struct rv_location {
     size_t ndeny_ip;
     enum rv_handler handler;
     const char *static_body;     /* RV_H_STATIC, with variables */
+    struct wm_files *files;      /* RV_H_FILES (owned by struct wm_rev) */
+    struct rv_try *tries;        /* try_paths; none: ntries 0 */
+    size_t ntries;
+    int try_status;              /* its =CODE (404) */
     /* RV_H_PROXY */
     struct rv_upstream *up;
     bool up_tls;                 /* https:// */
@@ -211,6 +225,8 @@ struct wm_rev {
     const char **zone_keys;
     struct rv_logfile **files;   /* log files (references) */
     size_t nfiles;
+    struct wm_files **fservers;  /* file_server settings (owned) */
+    size_t nfservers;
 };
 
 /* match.c */
@@ -228,6 +244,14 @@ bool rv_cidr_match(const struct rv_cidr *c, size_t n, const struct sockaddr *sa)
 int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *outlen);
 /* Host (no port, any case) against a name or "*.example.com". */
 bool rv_host_match(const char *pattern, const char *host, size_t n);
+
+/* try.c: compile try_paths into l (regexes also appended to *res, freed
+ * with the settings). 0, or -1 with msg. */
+int rv_try_compile(struct rv_location *l, const char *spec, struct wm_arena *a,
+                   struct rv_pattern ***res, size_t *nres, char *msg, size_t cap);
+/* Candidate t for the current request of f into out. 0, or -1 when its
+ * regex does not match. */
+int rv_try_candidate(const struct rv_try *t, struct wm_hfwd *f, struct evbuffer *out);
 
 /* upstream.c */
 struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,
