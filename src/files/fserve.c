@@ -128,7 +128,9 @@ static struct files_entry *sibling(struct wm_files_req *q, const char *rel, cons
 {
     const struct wm_files *fs = q->fs;
     int best = 0;
-    int qid = wm_files_accept_q(ae, aelen, "identity");
+    /* identity counts only when the client ranks it (RFC 9110 12.5.3) */
+    int qid = memmem(ae, aelen, "identity", 8) != NULL ? wm_files_accept_q(ae, aelen, "identity")
+                                                      : 0;
     struct files_entry *pick = NULL;
     char path[MAX_REL + 8];
 
@@ -229,8 +231,9 @@ static int serve_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
             rep = s;
         } else if (can_gzip && e->st.st_size >= WM_FILES_GZIP_MIN &&
                    wm_files_accept_q(ae, aelen, "gzip") > 0 &&
-                   wm_files_accept_q(ae, aelen, "gzip") >= wm_files_accept_q(ae, aelen,
-                                                                             "identity")) {
+                   (memmem(ae, aelen, "identity", 8) == NULL ||
+                    wm_files_accept_q(ae, aelen, "gzip") >= wm_files_accept_q(ae, aelen,
+                                                                              "identity"))) {
             enc = FILES_GZIP;
         }
     }

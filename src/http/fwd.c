@@ -599,7 +599,7 @@ static void read_head(struct wm_hfwd *f)
         c->bytes_in += used;
         if (r == WM_HTTP_HEAD_DONE) {
             handle_head(f);
-            return;
+            continue; /* a local answer is complete: the next pipelined request */
         }
         if (r != WM_HTTP_MORE) {
             head_error(f, r);

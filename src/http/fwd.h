@@ -78,7 +78,7 @@ struct wm_hfwd_log {
  * WM_HTTP_STREAM_LOW bytes, from route() on and then from the client's
  * write callback. */
 enum wm_hfwd_pump {
-    WM_HFWD_PUMP_MORE, /* added some; call again when the client drained */
+    WM_HFWD_PUMP_MORE, /* progressed (added bytes, or consumed input): call again */
     WM_HFWD_PUMP_WAIT, /* nothing now: the producer calls wm_hfwd_stream_resume() */
     WM_HFWD_PUMP_DONE, /* the body is complete */
     WM_HFWD_PUMP_FAIL, /* cannot go on (file changed, read error): close the connection */

@@ -110,6 +110,8 @@ void hf_stream_pump(struct wm_hfwd *f, bool in_loop)
         size_t added;
         enum wm_hfwd_pump r = pump_once(f, out, &added);
 
+        (void)added;
+
         switch (r) {
         case WM_HFWD_PUMP_DONE:
             bufferevent_setwatermark(f->c->bev, EV_WRITE, 0, 0);
@@ -123,10 +125,7 @@ void hf_stream_pump(struct wm_hfwd *f, bool in_loop)
         case WM_HFWD_PUMP_WAIT:
             return;
         case WM_HFWD_PUMP_MORE:
-            if (added == 0) {
-                return; /* nothing now: wait for the client to drain */
-            }
-            break;
+            break; /* progress (maybe input only, as a compressor's): again */
         }
     }
 }
