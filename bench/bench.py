@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import (proc, sec_bulk, sec_connrate, sec_http, sec_reverse,  # noqa: E402
-                 sec_rss, sec_tunnel)
+                 sec_rss, sec_static, sec_tunnel)
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
 SECTIONS = [
@@ -36,6 +36,8 @@ SECTIONS = [
      "idle-stream RSS", sec_tunnel.run),
     ("reverse", "reverse proxy: req/s, latency, CPU per request vs nginx / "
      "haproxy, idle keep-alive client RSS", sec_reverse.run),
+    ("static", "static files: wmproxy file-server vs nginx (sendfile, open_file_cache) "
+     "on 1 KiB / 1 MiB / 1 GiB, python3 http.server for scale", sec_static.run),
 ]
 
 ANCHOR_PKGS = ["wrk", "curl", "nginx", "tinyproxy", "dante-server", "microsocks",
