@@ -126,7 +126,7 @@ def _table(ctx, nrounds, letter, path, label, procs, errs):
         c1 = p.cpu_secs()
         if not p.alive():
             raise RuntimeError("%s died: %s" % (p.name, p.log_tail(200)))
-        if v["errors"]:
+        if v["errors"] and name != PYTHON:
             raise RuntimeError("wrk: %d socket errors" % v["errors"])
         mbs = v["bps"] / 1e6
         cpu = ((c1 - c0) / v["requests"] * 1e6 if letter == "a" and v["requests"]
@@ -161,7 +161,8 @@ def _table(ctx, nrounds, letter, path, label, procs, errs):
     t.note("nginx: worker_processes %d, sendfile on, tcp_nopush on, open_file_cache "
            "max=1000 (valid 30s), access_log off; wmproxy: `file-server -r ROOT "
            "--workers %s` (sendfile on plain connections, its open-file cache re-checks "
-           "after 1 s); python3 -m http.server: HTTP/1.0, one connection per request"
+           "after 1 s); python3 -m http.server: HTTP/1.0, one connection per request (its "
+           "connect errors and timeouts under this load are tolerated: an information row)"
            % (ctx.nginx_workers, ctx.workers or "cores"))
     if big:
         t.note("1 GiB rows: a real (non-sparse) file in the page cache; wrk --timeout "

@@ -122,6 +122,26 @@ static int entry_open(const struct wm_files *fs, const char *rel, struct files_e
     return 0;
 }
 
+/* A path found missing is remembered for the TTL too: a browser's
+ * Accept-Encoding would otherwise cost an openat2() per request and coding
+ * for siblings that do not exist. */
+static void remember_missing(const struct wm_files *fs, size_t i, const char *rel, int err)
+{
+    struct files_entry *e = calloc(1, sizeof(*e));
+
+    if (e == NULL || (e->key = strdup(rel)) == NULL) {
+        free(e);
+        return;
+    }
+    e->refs = 1;
+    e->fd = -1;
+    e->err = err;
+    e->gen = fs->gen;
+    e->checked_ms = wm_now_coarse_ms();
+    files_entry_put(slots[i]);
+    slots[i] = e;
+}
+
 int files_open(const struct wm_files *fs, const char *rel, struct files_entry **out)
 {
     size_t i = slot_of(fs->gen, rel);
@@ -130,11 +150,17 @@ int files_open(const struct wm_files *fs, const char *rel, struct files_entry **
 
     if (e != NULL && e->gen == fs->gen && strcmp(e->key, rel) == 0 &&
         wm_now_coarse_ms() - e->checked_ms < WM_FILES_CACHE_TTL_MS) {
+        if (e->err != 0) {
+            return e->err;
+        }
         e->refs++;
         *out = e;
         return 0;
     }
     err = entry_open(fs, rel, out);
+    if (err == ENOENT || err == ENOTDIR) {
+        remember_missing(fs, i, rel, err);
+    }
     if (err != 0) {
         return err;
     }

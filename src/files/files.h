@@ -14,8 +14,8 @@
  * no name, "..", or symlink leaves the root unless follow_symlinks is set.
  *
  * Speed: each worker keeps a small cache of open files (descriptor, stat,
- * and the bytes of files up to WM_FILES_SMALL) revalidated after
- * WM_FILES_CACHE_TTL_MS, like nginx's open_file_cache; bodies go with
+ * and the bytes of files up to WM_FILES_SMALL; missing paths too)
+ * revalidated after WM_FILES_CACHE_TTL_MS, like nginx's open_file_cache; bodies go with
  * sendfile(2) on plain connections, with pread() on TLS ones.
  */
 #ifndef WM_FILES_FILES_H

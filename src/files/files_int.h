@@ -59,7 +59,8 @@ struct files_entry {
     int refs;
     uint64_t gen;
     char *key;              /* path below the root */
-    int fd;                 /* O_RDONLY (directories too) */
+    int fd;                 /* O_RDONLY (directories too); -1 for a missing path */
+    int err;                /* a missing path: ENOENT or ENOTDIR (cached too) */
     struct stat st;
     uint64_t checked_ms;    /* opened (revalidated after WM_FILES_CACHE_TTL_MS) */
     unsigned char *data;    /* regular files <= WM_FILES_SMALL: their bytes */

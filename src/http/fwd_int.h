@@ -100,6 +100,7 @@ struct wm_hfwd {
     bool timer_armed;
     bool stream_chunked;   /* HF_STREAM: chunk framing around each piece */
     bool stream_close;     /* HF_STREAM: close after the body */
+    size_t head_sent;      /* HF_STREAM: head bytes sent at once (MSG_MORE) */
     char reqline[256];
     struct event *timer;
 };

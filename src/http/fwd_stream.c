@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "core/bev.h"
 #include "core/limits.h"
@@ -29,6 +30,26 @@ bool wm_hfwd_plain(const struct wm_hfwd *f)
     return wm_bev_is_plain_socket(f->c->bev);
 }
 
+/* The head, from f->scratch. On an idle plain socket it goes out at once
+ * with MSG_MORE, so the kernel sends it in one segment with the start of
+ * the body that sendfile() adds next (what nginx gets from tcp_nopush);
+ * the rest waits in out. */
+static void send_head(struct wm_hfwd *f, struct evbuffer *out, bool body)
+{
+    size_t n = evbuffer_get_length(f->scratch);
+
+    f->head_sent = 0;
+    if (body && evbuffer_get_length(out) == 0 && wm_bev_is_plain_socket(f->c->bev)) {
+        ssize_t w = send(bufferevent_getfd(f->c->bev), evbuffer_pullup(f->scratch, -1), n,
+                         MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            evbuffer_drain(f->scratch, (size_t)w);
+            f->head_sent = (size_t)w;
+        }
+    }
+    evbuffer_add_buffer(out, f->scratch);
+}
+
 void hf_stream_start(struct wm_hfwd *f)
 {
     struct wm_conn *c = f->c;
@@ -43,9 +64,10 @@ void hf_stream_start(struct wm_hfwd *f)
     f->stream_close = f->ri.close_after || wm_http_parser_has_body(f->req) ||
                       (unknown && v10 && !bodyless);
     f->stream_chunked = unknown && !v10 && !bodyless;
-    hf_respond_head(f, out, f->t.local_status, f->t.local_extra, f->t.local_ctype, s->length,
-                    f->stream_close);
-    f->resp_head_bytes = evbuffer_get_length(out) - before;
+    hf_respond_head(f, f->scratch, f->t.local_status, f->t.local_extra, f->t.local_ctype,
+                    s->length, f->stream_close);
+    send_head(f, out, !bodyless);
+    f->resp_head_bytes = evbuffer_get_length(out) - before + f->head_sent;
     f->req_out += f->resp_head_bytes;
     c->bytes_out += f->resp_head_bytes;
     f->status = f->t.local_status;
