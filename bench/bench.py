@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lib import (proc, sec_bulk, sec_connrate, sec_h2, sec_http,  # noqa: E402
-                 sec_reverse, sec_rss, sec_tunnel)
+                 sec_reverse, sec_rss, sec_static, sec_tunnel)
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
 SECTIONS = [
@@ -38,6 +38,8 @@ SECTIONS = [
      "haproxy, idle keep-alive client RSS", sec_reverse.run),
     ("h2", "HTTP/2 over TLS: h2load req/s, p99 vs nginx / haproxy, idle h2 "
      "connection RSS", sec_h2.run),
+    ("static", "static files: wmproxy file-server vs nginx (sendfile, open_file_cache) "
+     "on 1 KiB / 1 MiB / 1 GiB, python3 http.server for scale", sec_static.run),
 ]
 
 ANCHOR_PKGS = ["wrk", "curl", "nghttp2-client", "nginx", "tinyproxy", "dante-server", "microsocks",

@@ -113,6 +113,40 @@ static const struct wm_cli_opt reverse_opts[] = {
     {.type = WM_CLI_END},
 };
 
+/* `wmproxy file-server`: one directory on one listener. */
+static const struct wm_cli_opt files_opts[] = {
+    {ROW(WM_CLI_STR, "root", 'r', AOFF(files.root)), .arg = "DIR",
+     .help = "the directory to serve (default: the current one)"},
+    {ROW(WM_CLI_STR, "listen", 'l', AOFF(files.listen)), .arg = "ADDR",
+     .help = "listen here (default 127.0.0.1:8869; lists and ranges as bind_addr)"},
+    {ROW(WM_CLI_STR, "listen-ssl", 0, AOFF(files.listen_ssl)), .arg = "ADDR",
+     .help = "also serve HTTPS here (with --cert and --key)"},
+    {ROW(WM_CLI_STR, "cert", 0, AOFF(files.cert)), .usage = "--cert FILE --key FILE",
+     .help = "certificate and key (PEM) for --listen-ssl"},
+    {ROW(WM_CLI_STR, "key", 0, AOFF(files.key))},
+    {ROW(WM_CLI_STR, "domain", 'd', AOFF(files.domain)), .arg = "NAME",
+     .help = "the server's name (up_name; TLS certificate choice)"},
+    {ROW(WM_CLI_TRUE, "browse", 'b', AOFF(files.browse)),
+     .help = "list directories without an index file (HTML, or JSON on Accept)"},
+    {ROW(WM_CLI_STR, "robots", 0, AOFF(files.robots)), .arg = "TEXT",
+     .help = "answer /robots.txt with TEXT"},
+    {ROW(WM_CLI_STR, "path404", 0, AOFF(files.path404)), .arg = "FILE",
+     .help = "serve FILE (below the root) with status 404 for missing paths"},
+    {ROW(WM_CLI_STR, "cache-time", 'c', AOFF(files.cache_time)), .arg = "DUR",
+     .help = "Cache-Control: max-age (\"1h\", \"30m\", seconds)"},
+    {ROW(WM_CLI_LIST, "ext-mimetype", 'e', AOFF(files.ext)), .arg = "EXT=TYPE",
+     .help = "Content-Type for an extension, e.g. md=text/markdown (repeat)"},
+    {ROW(WM_CLI_TRUE, "cors", 0, AOFF(files.cors)),
+     .help = "Access-Control-Allow-Origin: * on every answer"},
+    {ROW(WM_CLI_TRUE, "follow-symlinks", 0, AOFF(files.follow)),
+     .help = "follow symlinks that point outside the root (refused by default)"},
+    {ROW(WM_CLI_LIST, "header", 'H', AOFF(files.headers)), .arg = "RULE",
+     .help = "a response header rule, as in headers = [...] (repeat)"},
+    {ROW(WM_CLI_STR, "access-log", 0, AOFF(files.access_log)), .arg = "\"PATH [LEVEL]\"",
+     .help = "\nalso write access lines (wmproxy's main format) to PATH"},
+    {.type = WM_CLI_END},
+};
+
 /* `wmproxy run`: the file. */
 static const struct wm_cli_opt run_opts[] = {
     {ROW(WM_CLI_STR, "config", 'c', AOFF(config)), .arg = "FILE",
@@ -182,6 +216,7 @@ static const struct wm_cli_opt remote_opts[] = {
 static const struct wm_cli_opt *const proxy_tables[] = {proxy_opts, common_opts, NULL};
 static const struct wm_cli_opt *const run_tables[] = {run_opts, common_opts, NULL};
 static const struct wm_cli_opt *const reverse_tables[] = {reverse_opts, common_opts, NULL};
+static const struct wm_cli_opt *const files_tables[] = {files_opts, common_opts, NULL};
 static const struct wm_cli_opt *const check_tables[] = {check_opts, NULL};
 static const struct wm_cli_opt *const remote_tables[] = {remote_opts, NULL};
 
@@ -206,6 +241,15 @@ static const struct wm_cli_cmd reverse_cmd = {
             "Serve ADDR as a reverse proxy of one upstream server (as [http] with one\n"
             "server and one location; see README).\n\n",
     .col = 28,
+};
+
+static const struct wm_cli_cmd files_cmd = {
+    .tables = files_tables,
+    .head = "usage: wmproxy file-server [-r DIR] [-l ADDR] [-b] [options]\n\n"
+            "Serve the files of DIR (default: the current directory) on ADDR (default\n"
+            "127.0.0.1:8869): GET/HEAD, ranges, conditional requests, gzip (as [http] with\n"
+            "one server and one file_server location; see README).\n\n",
+    .col = 30,
 };
 
 static const struct wm_cli_cmd check_cmd = {
@@ -254,6 +298,7 @@ static void usage_main(FILE *f)
             "  stop           ask the running instance to stop gracefully (-c FILE | -u URL)\n"
             "  status         summarize the running instance (-c FILE | -u URL)\n"
             "  reverse-proxy  serve one upstream server as a reverse proxy (-f ADDR -t ADDR)\n"
+            "  file-server    serve a directory's files over HTTP (-r DIR -l ADDR)\n"
             "  gen-cert       make a private CA and server/client certificates for a TLS tunnel\n"
             "  version        print the version\n"
             "\n'wmproxy <command> --help' describes a command's options.\n",
@@ -318,6 +363,30 @@ static int cmd_reverse(int argc, char **argv)
     }
     if (wm_app_reverse_text(&o) < 0) {
         return 1;
+    }
+    rc = wm_app_run(&o);
+    free((char *)o.config_text);
+    return rc;
+}
+
+static int cmd_files(int argc, char **argv)
+{
+    struct wm_app_opts o;
+    int next;
+    int rc;
+
+    wm_app_opts_default(&o);
+    o.files.listen = "127.0.0.1:8869";
+    if ((rc = parse(&files_cmd, argc, argv, &o, &next)) >= 0) {
+        return rc;
+    }
+    if (next < argc) {
+        fprintf(stderr, "wmproxy: unexpected argument \"%s\"\n", argv[next]);
+        wm_cli_usage(&files_cmd, stderr);
+        return 2;
+    }
+    if (wm_app_files_text(&o) < 0) {
+        return 2;
     }
     rc = wm_app_run(&o);
     free((char *)o.config_text);
@@ -405,6 +474,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "reverse-proxy") == 0) {
         return cmd_reverse(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "file-server") == 0) {
+        return cmd_files(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "config") == 0) {
         return cmd_run(argc - 1, argv + 1);

@@ -56,6 +56,24 @@ struct wm_app_opts {
         bool ws;
         const char *access_log;
     } rev;
+    /* `wmproxy file-server` (strings point into argv). */
+    struct {
+        const char *root;
+        const char *listen;
+        const char *listen_ssl;
+        const char *cert;
+        const char *key;
+        const char *domain;
+        const char *robots;
+        const char *path404;
+        const char *cache_time;
+        const char *access_log;
+        struct wm_cli_list ext;     /* EXT=TYPE */
+        struct wm_cli_list headers;
+        bool browse;
+        bool cors;
+        bool follow;
+    } files;
     /* its rules (--deny-target ...), pointed to by proxy's lists */
     struct wm_cli_list deny_targets;
     struct wm_cli_list allow_targets;
@@ -77,6 +95,10 @@ int wm_app_run(struct wm_app_opts *o);
  * config text in o->config_text (malloc'd; lives as long as the process).
  * 0, or -1 with a message on stderr. */
 int wm_app_reverse_text(struct wm_app_opts *o);
+
+/* `wmproxy file-server`: the same for its flags (one server, one
+ * location "/" with a file_server). 0, or -1 with a message on stderr. */
+int wm_app_files_text(struct wm_app_opts *o);
 
 /* `wmproxy check -c FILE`: print every diagnostic; 0 valid, 1 not. */
 int wm_app_check(const char *path);

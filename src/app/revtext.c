@@ -3,6 +3,7 @@
  * the [http] section wmproxy builds for them (an upstream "server" and
  * one location proxying everything to it), written as TOML and loaded
  * like any file, so flags and files share every check and behaviour.
+ * `wmproxy file-server` likewise (one server, one file_server location).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,5 +67,93 @@ int wm_app_reverse_text(struct wm_app_opts *o)
     }
     o->config_text = text;
     o->config_name = "reverse-proxy flags";
+    return 0;
+}
+
+/* key = "value" when v is set */
+static void toml_kv(FILE *f, const char *key, const char *v)
+{
+    if (v != NULL) {
+        fprintf(f, "%s = ", key);
+        toml_str(f, v);
+        fputc('\n', f);
+    }
+}
+
+static int files_location(FILE *f, const struct wm_app_opts *o)
+{
+    fprintf(f, "[[http.server.location]]\nrule = \"/\"\n[http.server.location.file_server]\n");
+    toml_kv(f, "root", o->files.root != NULL && o->files.root[0] != '\0' ? o->files.root : ".");
+    fprintf(f, "browse = %s\ncors = %s\nfollow_symlinks = %s\n", o->files.browse ? "true" : "false",
+            o->files.cors ? "true" : "false", o->files.follow ? "true" : "false");
+    toml_kv(f, "robots", o->files.robots);
+    toml_kv(f, "path404", o->files.path404);
+    toml_kv(f, "cache_time", o->files.cache_time);
+    if (o->files.ext.n > 0) {
+        fprintf(f, "[http.server.location.file_server.ext_mimetype]\n");
+    }
+    for (size_t i = 0; i < o->files.ext.n; i++) {
+        const char *e = o->files.ext.v[i];
+        const char *eq = strchr(e, '=');
+        char ext[64];
+        if (eq == NULL || eq == e || eq[1] == '\0' || (size_t)(eq - e) >= sizeof(ext)) {
+            fprintf(stderr, "wmproxy: --ext-mimetype: expected EXT=TYPE, like md=text/markdown, "
+                            "got \"%s\"\n", e);
+            return -1;
+        }
+        snprintf(ext, sizeof(ext), "%.*s", (int)(eq - e), e);
+        toml_str(f, ext);
+        fprintf(f, " = ");
+        toml_str(f, eq + 1);
+        fputc('\n', f);
+    }
+    return 0;
+}
+
+int wm_app_files_text(struct wm_app_opts *o)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    if (o->files.listen_ssl != NULL && (o->files.cert == NULL || o->files.key == NULL)) {
+        fprintf(stderr, "wmproxy: --listen-ssl needs --cert FILE and --key FILE\n");
+        return -1;
+    }
+    f = open_memstream(&text, &len);
+    if (f == NULL) {
+        fprintf(stderr, "wmproxy: out of memory\n");
+        return -1;
+    }
+    fprintf(f, "disable_control = %s\n[http]\n", o->control_set ? "false" : "true");
+    if (o->files.access_log != NULL) {
+        fprintf(f, "access_log = \"cli main\"\nlog_names = { cli = ");
+        toml_str(f, o->files.access_log);
+        fprintf(f, " }\n");
+    }
+    fprintf(f, "[[http.server]]\n");
+    toml_kv(f, "bind_addr", o->files.listen);
+    toml_kv(f, "bind_ssl", o->files.listen_ssl);
+    toml_kv(f, "cert", o->files.cert);
+    toml_kv(f, "key", o->files.key);
+    toml_kv(f, "up_name", o->files.domain);
+    fprintf(f, "headers = [");
+    for (size_t i = 0; i < o->files.headers.n; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        toml_str(f, o->files.headers.v[i]);
+    }
+    fprintf(f, "]\n");
+    if (files_location(f, o) < 0) {
+        fclose(f);
+        free(text);
+        return -1;
+    }
+    if (fclose(f) != 0 || text == NULL) {
+        free(text);
+        fprintf(stderr, "wmproxy: out of memory\n");
+        return -1;
+    }
+    o->config_text = text;
+    o->config_name = "file-server flags";
     return 0;
 }

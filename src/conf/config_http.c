@@ -100,8 +100,8 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
 
 #define COFF(f) (offsetof(struct wm_conf_hcommon, f))
 #define COMMON_KEYS(B)                                                                    \
-    {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = B + COFF(max_read_buf), .flags = WM_CKF_INACTIVE, .feature = "file server"},           \
-        {.name = "rate_limit", .kind = WM_CK_RATE, .off = B + COFF(rate_limit), .flags = WM_CKF_INACTIVE, .feature = "bandwidth limits"},          \
+    {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = B + COFF(max_read_buf)},         \
+        {.name = "rate_limit", .kind = WM_CK_RATE, .off = B + COFF(rate_limit)},          \
         {.name = "client_read_timeout", .kind = WM_CK_DURATION,                           \
          .off = B + COFF(client_read_timeout_ms), .min = 1, .max = 86400000},             \
         {.name = "client_write_timeout", .kind = WM_CK_DURATION,                          \
@@ -153,30 +153,36 @@ static void common_defaults(struct wm_conf_hcommon *c)
     c->proxy_set_host = -1;
 }
 
+/* ---- file_server = { ... } (static files, src/files) ---- */
+#define FOFF(f) offsetof(struct wm_conf_files, f)
 static const struct wm_ckey file_server_keys[] = {
-    {.name = "root", .kind = WM_CK_STR, .off = NS},
-    {.name = "prefix", .kind = WM_CK_STR, .off = NS},
-    {.name = "hide", .kind = WM_CK_STRLIST, .off = NS},
-    {.name = "index", .kind = WM_CK_STRLIST, .off = NS},
-    {.name = "browse", .kind = WM_CK_BOOL, .off = NS},
-    {.name = "disable_compress", .kind = WM_CK_BOOL, .off = NS},
-    {.name = "precompressed", .kind = WM_CK_STRLIST, .off = NS},
-    {.name = "cache_control", .kind = WM_CK_STR, .off = NS},
-    {.name = "cache_time", .kind = WM_CK_DURATION, .off = NS},
-    {.name = "charset", .kind = WM_CK_STR, .off = NS},
-    {.name = "path404", .kind = WM_CK_STR, .off = NS},
-    {.name = "status", .kind = WM_CK_INT, .off = NS, .min = 100, .max = 599},
-    {.name = "robots", .kind = WM_CK_STR, .off = NS},
-    {.name = "default_mimetype", .kind = WM_CK_STR, .off = NS},
-    {.name = "ext_mimetype", .kind = WM_CK_STRMAP, .off = NS},
-    {.name = "cors", .kind = WM_CK_BOOL, .off = NS},
-    {.name = "rate_limit", .kind = WM_CK_RATE, .off = NS},
-    {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = NS},
+    {.name = "root", .kind = WM_CK_STR, .off = FOFF(root)},
+    {.name = "prefix", .kind = WM_CK_STR, .off = FOFF(prefix)},
+    {.name = "hide", .kind = WM_CK_STRLIST, .off = FOFF(hide), .off_count = FOFF(nhide)},
+    {.name = "index", .kind = WM_CK_STRLIST, .off = FOFF(index), .off_count = FOFF(nindex)},
+    {.name = "browse", .kind = WM_CK_BOOL, .off = FOFF(browse)},
+    {.name = "disable_compress", .kind = WM_CK_BOOL, .off = FOFF(disable_compress)},
+    {.name = "precompressed", .kind = WM_CK_STRLIST, .off = FOFF(precompressed),
+     .off_count = FOFF(nprecompressed)},
+    {.name = "cache_control", .kind = WM_CK_STR, .off = FOFF(cache_control)},
+    {.name = "cache_time", .kind = WM_CK_DURATION, .off = FOFF(cache_time_ms)},
+    {.name = "charset", .kind = WM_CK_STR, .off = FOFF(charset)},
+    {.name = "path404", .kind = WM_CK_STR, .off = FOFF(path404)},
+    {.name = "status", .kind = WM_CK_INT, .off = FOFF(status), .min = 100, .max = 599},
+    {.name = "robots", .kind = WM_CK_STR, .off = FOFF(robots)},
+    {.name = "default_mimetype", .kind = WM_CK_STR, .off = FOFF(default_mimetype)},
+    {.name = "ext_mimetype", .kind = WM_CK_STRMAP, .off = FOFF(ext_mimetype),
+     .off_count = FOFF(next_mimetype)},
+    {.name = "cors", .kind = WM_CK_BOOL, .off = FOFF(cors)},
+    {.name = "follow_symlinks", .kind = WM_CK_BOOL, .off = FOFF(follow_symlinks)},
+    {.name = "rate_limit", .kind = WM_CK_RATE, .off = FOFF(rate_limit)},
+    {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = FOFF(max_read_buf)},
     {.name = NULL},
 };
 
 static const struct wm_cschema file_server_schema = {
-    .name = "a file_server table", .keys = file_server_keys,
+    .name = "a file_server table", .size = sizeof(struct wm_conf_files),
+    .keys = file_server_keys,
 };
 
 static const struct wm_ckey reverse_keys[] = {
@@ -232,14 +238,14 @@ static const struct wm_ckey location_keys[] = {
      .flags = WM_CKF_REQUIRED},
     {.name = "method", .kind = WM_CK_STRLIST, .off = NS, .flags = WM_CKF_IGNORED,
      .feature = "wmproxy uses it for nothing; put methods in the rule table"},
-    {.name = "file_server", .kind = WM_CK_TABLE, .off = NS, .sub = &file_server_schema,
-     .flags = WM_CKF_INACTIVE, .feature = "static files; the location answers 501 for now"},
+    {.name = "file_server", .kind = WM_CK_TABLE, .off = LOFF(file_server),
+     .sub = &file_server_schema},
     {.name = "static_response", .kind = WM_CK_STR, .off = LOFF(static_response)},
     {.name = "proxy_pass", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_IGNORED,
      .feature = "not a wmproxy key (wmproxy ignores it); use proxy_url"},
     {.name = "reverse_proxy", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_IGNORED,
      .feature = "wmproxy 0.1 key; use proxy_url"},
-    {.name = "try_paths", .kind = WM_CK_STR, .off = LOFF(try_paths), .flags = WM_CKF_INACTIVE, .feature = "try_paths"},
+    {.name = "try_paths", .kind = WM_CK_STR, .off = LOFF(try_paths)},
     {.name = "is_ws", .kind = WM_CK_BOOL, .off = LOFF(is_ws)},
     {.name = "up_name", .kind = WM_CK_STR, .off = LOFF(up_name)},
     COMMON_KEYS(LOFF(c)),

@@ -87,6 +87,34 @@ struct wm_conf_hcommon {
                                * 0 keep the client's (default, as nginx users expect) */
 };
 
+/* file_server = { ... } of a location (wmproxy's FileServer keys, plus
+ * follow_symlinks, cache_control, charset). */
+struct wm_conf_files {
+    const char *root;             /* NULL: the location's root, else the cwd */
+    const char *prefix;           /* NULL: the location path up to its first '*' */
+    const char **hide;            /* entries whose target path contains one are 404 */
+    size_t nhide;
+    const char **index;           /* NULL: index.html, index.htm */
+    size_t nindex;
+    bool browse;                  /* directory listings */
+    bool disable_compress;        /* no on-the-fly gzip */
+    const char **precompressed;   /* NULL: gzip, br siblings */
+    size_t nprecompressed;
+    const char *cache_control;    /* Cache-Control as written (wins over cache_time) */
+    uint64_t cache_time_ms;       /* Cache-Control: max-age */
+    const char *charset;          /* for text types (default utf-8) */
+    const char *path404;          /* served with `status` when nothing matches */
+    int64_t status;               /* 0: 404 */
+    const char *robots;           /* the body of /robots.txt */
+    const char *default_mimetype; /* NULL: application/octet-stream */
+    struct wm_conf_kv *ext_mimetype;
+    size_t next_mimetype;
+    bool cors;                    /* Access-Control-Allow-Origin: * */
+    bool follow_symlinks;         /* symlinks may leave root */
+    struct wm_rate rate_limit;    /* amount 0: the location's rate_limit */
+    uint64_t max_read_buf;        /* 0: the location's, else 64 KiB */
+};
+
 /* rule = "/path*" | { path, host, method, scheme, client_ip } */
 struct wm_conf_rule {
     const char *path;
@@ -104,6 +132,7 @@ struct wm_conf_location {
     const char *static_response;
     const char *try_paths;
     bool has_file_server;
+    struct wm_conf_files *file_server; /* NULL when absent */
     bool is_ws;
     const char *up_name;
     struct wm_conf_hcommon c;

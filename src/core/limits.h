@@ -25,6 +25,7 @@
 #define WM_HTTP_CLIENT_READ_MAX  (64 * 1024)  /* client input buffered ahead (pipelining) */
 #define WM_HTTP_QUIET_MS         100  /* a keep-alive client silent that long gives its
                                        * idle upstream back to the shared pool (if any) */
+#define WM_HTTP_STREAM_LOW       (256 * 1024) /* local bodies queued ahead (files) */
 
 /* SOCKS. */
 #define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */

@@ -37,7 +37,7 @@
 /* ---- life cycle ---- */
 
 static const char *const state_names[HF_STATE_COUNT] = {
-    "read-head", "connecting", "forward", "taken", "closing", "detached", "done",
+    "read-head", "connecting", "forward", "taken", "stream", "closing", "detached", "done",
 };
 
 void hf_set_state(struct wm_hfwd *f, enum hf_state st)
@@ -249,6 +249,15 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
             wm_hfwd_fail(f, 408, NULL, "request head not received in time");
         }
         return;
+    case HF_STREAM:
+        if (now - f->last_ms < (uint64_t)c->limits.idle_ms) {
+            hf_arm_timer(f, (int)((uint64_t)c->limits.idle_ms - (now - f->last_ms)));
+        } else {
+            wm_log(WM_LOG_DEBUG, c->id, "http: client not reading the body, closing");
+            hf_log_request(f);
+            hf_finish(f, "idle-timeout");
+        }
+        return;
     case HF_FORWARD:
         idle = (uint64_t)hf_fwd_idle_ms(f);
         if (body_wait_left(f, now) == 0) {
@@ -403,8 +412,8 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
 }
 
 /* The head of a local answer into out. */
-static void respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const char *extra,
-                         const char *ctype, size_t len, bool close)
+void hf_respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const char *extra,
+                     const char *ctype, unsigned long long len, bool close)
 {
     bool v10 = wm_http_head_minor(wm_http_parser_head(f->req)) == 0;
 
@@ -412,8 +421,12 @@ static void respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, co
     if (ctype != NULL) {
         evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
     }
-    if (status != 204 && status != 304) {
-        evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    if (len == WM_HFWD_LEN_UNKNOWN) {
+        if (!v10) {
+            evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        }
+    } else if (status != 204 && status != 304) {
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", len);
     }
     if (extra != NULL) {
         evbuffer_add(out, extra, strlen(extra));
@@ -454,7 +467,7 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
     close = f->ri.close_after || wm_http_parser_has_body(f->req);
     out = bufferevent_get_output(c->bev);
     before = evbuffer_get_length(out);
-    respond_head(f, out, status, extra, ctype, len, close);
+    hf_respond_head(f, out, status, extra, ctype, len, close);
     f->resp_head_bytes = evbuffer_get_length(out) - before;
     if (!f->ri.is_head && status != 204 && status != 304 && len > 0) {
         evbuffer_add(out, body, len);
@@ -463,6 +476,12 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
     c->code = status;
     f->req_out += evbuffer_get_length(out) - before;
     c->bytes_out += evbuffer_get_length(out) - before;
+    hf_local_done(f, close, in_loop);
+    hf_leave(f);
+}
+
+void hf_local_done(struct wm_hfwd *f, bool close, bool in_loop)
+{
     hf_log_request(f);
     if (close) {
         hf_end_after_flush(f, "done");
@@ -474,7 +493,6 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
             hf_process_client(f);
         }
     }
-    hf_leave(f);
 }
 
 void hf_await_next(struct wm_hfwd *f)
@@ -539,6 +557,13 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     struct wm_hfwd *f = arg;
 
     (void)bev;
+    if (f->state == HF_STREAM) {
+        hf_enter(f);
+        f->last_ms = wm_now_coarse_ms();
+        hf_stream_pump(f, false);
+        hf_leave(f);
+        return;
+    }
     if (f->flow.up_paused && f->up != NULL) {
         hf_enter(f);
         f->flow.up_paused = false;
@@ -558,13 +583,19 @@ static void client_event(struct wm_hfwd *f, short what)
         f->flow.client_eof = true;
         return;
     }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_STREAM &&
+        (what & BEV_EVENT_READING)) {
+        hf_client_reading(f, false); /* half-closed after its request: the body goes on */
+        f->flow.client_eof = true;
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_TAKEN) {
         /* CONNECT + early data + FIN before the dial ends: the relay reads
          * the socket again, gets the data and then the (lasting) EOF. */
         hf_client_reading(f, false);
         return;
     }
-    if (f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) {
+    if ((f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) || f->state == HF_STREAM) {
         hf_log_request(f);
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -625,6 +656,10 @@ static void handle_head(struct wm_hfwd *f)
         hf_set_state(f, HF_TAKEN);
         hf_client_reading(f, false); /* early bytes and a FIN wait for the relay */
         hf_arm_timer(f, 0);
+        return;
+    }
+    if (r == WM_HFWD_STREAM) {
+        hf_stream_start(f);
         return;
     }
     if (r == WM_HFWD_LOCAL) {
@@ -699,7 +734,7 @@ static void read_head(struct wm_hfwd *f)
         c->bytes_in += used;
         if (r == WM_HTTP_HEAD_DONE) {
             handle_head(f);
-            return;
+            continue; /* a local answer is complete: the next pipelined request */
         }
         if (r != WM_HTTP_MORE) {
             head_error(f, r);

@@ -20,6 +20,7 @@
 #include "net/addr.h"
 
 struct bufferevent;
+struct evbuffer;
 struct wm_http_head;
 struct wm_conn;
 struct wm_hfwd;
@@ -55,6 +56,8 @@ struct wm_hfwd_target {
     const char *local_extra;        /* header lines, each ending in CRLF, or NULL */
     const void *local_body;
     size_t local_len;
+    /* WM_HFWD_STREAM: the body comes from this producer (owned by the op) */
+    const struct wm_hfwd_stream *stream;
     void *data;                     /* for ops */
 };
 
@@ -72,6 +75,28 @@ struct wm_hfwd_log {
 
 #define WM_HFWD_TAKEN (-1) /* route(): the op took the connection over */
 #define WM_HFWD_LOCAL (-2) /* route(): answer with t->local_* (no upstream) */
+#define WM_HFWD_STREAM (-3) /* route(): head from t->local_* (not local_body/len), body
+                             * from t->stream */
+
+/* A local answer whose body is produced piece by piece (static files):
+ * pump() is called while the client's output holds less than
+ * WM_HTTP_STREAM_LOW bytes, from route() on and then from the client's
+ * write callback. */
+enum wm_hfwd_pump {
+    WM_HFWD_PUMP_MORE, /* progressed (added bytes, or consumed input): call again */
+    WM_HFWD_PUMP_WAIT, /* nothing now: the producer calls wm_hfwd_stream_resume() */
+    WM_HFWD_PUMP_DONE, /* the body is complete */
+    WM_HFWD_PUMP_FAIL, /* cannot go on (file changed, read error): close the connection */
+};
+
+#define WM_HFWD_LEN_UNKNOWN (~0ULL) /* chunked to HTTP/1.1, close-delimited to 1.0 */
+
+struct wm_hfwd_stream {
+    /* Append the next body bytes to out. */
+    enum wm_hfwd_pump (*pump)(void *arg, struct evbuffer *out);
+    void *arg;
+    unsigned long long length; /* Content-Length, or WM_HFWD_LEN_UNKNOWN */
+};
 
 struct wm_hfwd_ops {
     const char *proto; /* access log: "http", "tunnel-http" */
@@ -130,6 +155,13 @@ void wm_hfwd_rekey(struct wm_hfwd *f, const char *key);
  * to close or had a body (which is not read). */
 void wm_hfwd_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
                      const void *body, size_t len);
+
+/* After WM_HFWD_PUMP_WAIT: call pump() again now (from a timer of the
+ * producer; never from inside pump()). */
+void wm_hfwd_stream_resume(struct wm_hfwd *f);
+
+/* Is the client connection a plain socket (bodies may use sendfile)? */
+bool wm_hfwd_plain(const struct wm_hfwd *f);
 
 /* Drop the HTTP state, leaving c to the caller (CONNECT after WM_HFWD_TAKEN:
  * bytes after the request head stay in c's input buffer). f is freed now,

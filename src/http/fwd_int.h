@@ -26,6 +26,8 @@ enum hf_state {
     HF_FORWARD,       /* have: head sent upstream; request body and response flowing
                        * (hf_req / hf_resp below say how far each has come) */
     HF_TAKEN,         /* the route op owns the connection (CONNECT); await detach or fail */
+    HF_STREAM,        /* have: a local head sent; the body comes from t.stream as the
+                       * client drains (fwd_stream.c) */
     /* Over: no request is served any more (hf_over()). */
     HF_CLOSING,       /* have: an error answer or the last response; flushing, then close */
     HF_DETACHED,      /* gone from the connection; freed at the last leave */
@@ -110,6 +112,9 @@ struct wm_hfwd {
     uint64_t ka_until;     /* coarse clock: end of the keep-alive wait (READ_HEAD) */
     uint64_t timer_fires;  /* when the armed libevent timer fires */
     bool timer_armed;
+    bool stream_chunked;   /* HF_STREAM: chunk framing around each piece */
+    bool stream_close;     /* HF_STREAM: close after the body */
+    size_t head_sent;      /* HF_STREAM: head bytes sent at once (MSG_MORE) */
     struct event *timer;
 };
 
@@ -148,6 +153,17 @@ void hf_work_put(struct wm_hfwd *f);
  * on with pipelined requests by itself. */
 void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
                 const void *body, size_t len, bool in_loop);
+/* After a local answer is all in the output: log it, then the next
+ * request (or close when `close`). */
+void hf_local_done(struct wm_hfwd *f, bool close, bool in_loop);
+/* The head of a local answer into out; len WM_HFWD_LEN_UNKNOWN: chunked
+ * (the caller decided it may). */
+void hf_respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const char *extra,
+                     const char *ctype, unsigned long long len, bool close);
+/* fwd_stream.c: a streamed local answer (route() returned WM_HFWD_STREAM) */
+void hf_stream_start(struct wm_hfwd *f);
+void hf_stream_pump(struct wm_hfwd *f, bool in_loop);
+
 /* Body bytes from in through parser p to out (evbuffer moves, no copy of
  * whole chains); *moved gets the count. Returns the last parser result:
  * WM_HTTP_MORE (in is empty or the parser wants more) or WM_HTTP_MSG_DONE,

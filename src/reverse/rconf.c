@@ -18,6 +18,7 @@
 #include "core/util.h"
 #include "http/util.h"
 #include "net/tls.h"
+#include "files/files.h"
 #include "reverse/rev.h"
 #include "reverse/rconf_int.h"
 #include "reverse/rev_int.h"
@@ -371,15 +372,53 @@ static int upstream_tls(struct build *b, struct rv_location *l, const struct lev
     return 0;
 }
 
-static int location_handler(struct build *b, struct rv_location *l, bool files,
-                            const char *static_body, const struct levels *lv, const char *key)
+/* file_server: its settings (files/files.h), with what the location
+ * adds (prefix, root, rate_limit, max_read_buf). */
+static int location_files(struct build *b, struct rv_location *l, const struct wm_conf_files *c,
+                          const struct levels *lv, const char *key)
+{
+    char prefix[1024] = "";
+    char k[WM_ERR_KEY_MAX];
+    struct wm_files_where w = {.loc_root = EFF_STR(lv, root), .conf_dir = b->dir,
+                               .max_read_buf = EFF_U64(lv, max_read_buf)};
+    struct wm_files *fs;
+
+    if (l->path.kind == RV_PAT_PREFIX || l->path.kind == RV_PAT_GLOB) {
+        const char *star = strchr(l->path.text, '*');
+        size_t n = star != NULL ? (size_t)(star - l->path.text) : strlen(l->path.text);
+        while (star != NULL && n > 0 && l->path.text[n - 1] != '/') {
+            n--;
+        }
+        wm_fmt(prefix, sizeof(prefix), "%.*s", (int)n, l->path.text);
+    }
+    w.loc_prefix = prefix;
+    for (size_t i = 0; i < lv->n && w.rate.amount == 0; i++) {
+        w.rate = lv->v[i]->rate_limit;
+    }
+    wm_fmt(k, sizeof(k), "%s.file_server", key);
+    fs = wm_files_new(c, &w, k, b->err);
+    if (fs == NULL) {
+        return -1;
+    }
+    if (rconf_track((void ***)&b->r->fservers, &b->r->nfservers, fs) < 0) {
+        wm_files_free(fs);
+        return rconf_fail(b, key, "out of memory%s%s", "", "");
+    }
+    l->handler = RV_H_FILES;
+    l->files = fs;
+    return 0;
+}
+
+static int location_handler(struct build *b, struct rv_location *l,
+                            const struct wm_conf_files *files, const char *static_body,
+                            const struct levels *lv, const char *key)
 {
     char k[WM_ERR_KEY_MAX];
     const char *url = EFF_STR(lv, proxy_url);
 
-    if (files) {
-        l->handler = RV_H_FILES;
-        return 0;
+    if (files != NULL) {
+        /* response header rules apply to its answers too */
+        return location_files(b, l, files, lv, key) < 0 ? -1 : location_rules(b, l, lv);
     }
     if (static_body != NULL) {
         l->handler = RV_H_STATIC;
@@ -444,8 +483,19 @@ static int location_compile(struct build *b, struct rv_location *l,
             return -1;
         }
     }
-    return location_handler(b, l, cl != NULL && cl->has_file_server,
-                            cl != NULL ? cl->static_response : static_body, lv, key);
+    if (location_handler(b, l, cl != NULL ? cl->file_server : NULL,
+                         cl != NULL ? cl->static_response : static_body, lv, key) < 0) {
+        return -1;
+    }
+    if (cl != NULL && cl->try_paths != NULL) {
+        char msg[256];
+        wm_fmt(k, sizeof(k), "%s.try_paths", key);
+        if (rv_try_compile(l, cl->try_paths, b->r->arena, &b->r->pats, &b->r->npats, msg,
+                           sizeof(msg)) < 0) {
+            return rconf_fail(b, k, "%s%s", msg, "");
+        }
+    }
+    return 0;
 }
 
 /* ---- servers and listeners ---- */
@@ -603,6 +653,10 @@ static void rev_free(struct wm_rev *r)
     }
     free(r->files);
     free(r->zones);
+    for (size_t i = 0; i < r->nfservers; i++) {
+        wm_files_free(r->fservers[i]);
+    }
+    free(r->fservers);
     for (size_t i = 0; i < r->npats; i++) {
         rv_pattern_free(r->pats[i]);
     }

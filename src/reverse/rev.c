@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/bev.h"
@@ -28,6 +29,7 @@
 #include "net/dial.h"
 #include "net/tls.h"
 #include "net/tlspump.h"
+#include "files/files.h"
 #include "reverse/rev.h"
 #include "reverse/rev_int.h"
 
@@ -50,6 +52,8 @@ struct rv_req {
     bool timed_out;              /* the last connect failed by its timeout */
     char sni[WM_HOST_MAX];
     struct evbuffer *local;      /* a local answer's body */
+    struct wm_files_req *files;  /* a file_server answer */
+    struct evbuffer *extra;      /* its header lines after the response rules */
     char path[];                 /* request-target sent upstream, when rewritten */
 };
 
@@ -265,6 +269,130 @@ static int body_limit(const struct rv_location *l, struct wm_http_head *req, con
     return 0;
 }
 
+static const struct rv_location *find_location(const struct rv_vhost *v, const char *path,
+                                               size_t plen, const char *host, size_t hlen,
+                                               struct wm_http_head *req, bool tls,
+                                               const struct wm_conn *c)
+{
+    for (size_t i = 0; i < v->nlocs; i++) {
+        if (loc_matches(&v->locs[i], path, plen, host, hlen, req, tls, c)) {
+            return &v->locs[i];
+        }
+    }
+    return NULL;
+}
+
+/* try_paths: the first candidate that lands on an existing file (or on a
+ * location of another kind) replaces *l and path; else 0 with the
+ * location's =CODE in *fail. */
+static int try_paths(struct wm_hfwd *f, const struct rv_vhost *v, const struct rv_location **l,
+                     char *path, size_t cap, size_t *plen, const char *host, size_t hlen,
+                     struct wm_http_head *req, bool tls, int *fail)
+{
+    const struct rv_location *from = *l;
+    struct evbuffer *cand = evbuffer_new();
+    int found = 0;
+
+    for (size_t i = 0; cand != NULL && i < from->ntries && !found; i++) {
+        char np[4096];
+        size_t nl;
+        const struct rv_location *to;
+        evbuffer_drain(cand, evbuffer_get_length(cand));
+        if (rv_try_candidate(&from->tries[i], f, cand) < 0 ||
+            rv_path_normalize((const char *)evbuffer_pullup(cand, -1), evbuffer_get_length(cand),
+                              np, sizeof(np), &nl) < 0 || nl >= cap) {
+            continue;
+        }
+        to = find_location(v, np, nl, host, hlen, req, tls, wm_hfwd_conn(f));
+        if (to == NULL || (to->handler == RV_H_FILES && !wm_files_exists(to->files, np, nl))) {
+            continue;
+        }
+        memcpy(path, np, nl + 1);
+        *plen = nl;
+        *l = to;
+        found = 1;
+    }
+    if (cand != NULL) {
+        evbuffer_free(cand);
+    }
+    *fail = from->try_status;
+    return found;
+}
+
+/* Response header rules of the location on a local answer's lines:
+ * '-' drops a header, '=' replaces it, '+' adds one (values expanded). */
+static bool rule_drops(const struct wm_hfwd_rule *r, const char *line, size_t n)
+{
+    size_t kl = strlen(r->name);
+
+    return !r->request && (r->op == '-' || r->op == '=') && n > kl && line[kl] == ':' &&
+           strncasecmp(line, r->name, kl) == 0;
+}
+
+static int local_rules(struct rv_req *q, struct wm_hfwd_target *t)
+{
+    const struct rv_location *l = q->loc;
+    const char *p = t->local_extra != NULL ? t->local_extra : "";
+
+    if (l->nrules == 0 || (q->extra = evbuffer_new()) == NULL) {
+        return 0;
+    }
+    while (*p != '\0') {
+        const char *e = strstr(p, "\r\n");
+        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+        bool drop = false;
+        for (size_t i = 0; i < l->nrules && !drop; i++) {
+            drop = rule_drops(&l->rules[i], p, n);
+        }
+        if (!drop) {
+            evbuffer_add(q->extra, p, n);
+            evbuffer_add(q->extra, "\r\n", 2);
+        }
+        p += n + (e != NULL ? 2 : 0);
+    }
+    for (size_t i = 0; i < l->nrules; i++) {
+        const struct wm_hfwd_rule *r = &l->rules[i];
+        if (!r->request && r->op != '-' && r->value != NULL) {
+            evbuffer_add_printf(q->extra, "%s: ", r->name);
+            wm_hfwd_expand(q->f, r->value, q->extra);
+            evbuffer_add(q->extra, "\r\n", 2);
+        }
+    }
+    evbuffer_add(q->extra, "", 1);
+    t->local_extra = (const char *)evbuffer_pullup(q->extra, -1);
+    return 0;
+}
+
+/* The handler of l for this request (path: normalised, url: as sent, or
+ * the try_paths candidate). */
+static int dispatch(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *t,
+                    const char *path, size_t plen, const char *url, size_t ulen,
+                    const char **detail)
+{
+    const struct rv_location *l = q->loc;
+    const struct rv_service *s = (const struct rv_service *)c->svc;
+
+    switch (l->handler) {
+    case RV_H_STATIC:
+        snprintf(t->log, sizeof(t->log), "static");
+        return local_answer(q, t, 200, l->static_body);
+    case RV_H_FILES: {
+        int r = wm_files_serve(l->files, q->f, wm_hfwd_request(q->f), path, plen, t, &q->files,
+                               detail);
+        if (r == WM_HFWD_LOCAL || r == WM_HFWD_STREAM) {
+            local_rules(q, t);
+        }
+        return r;
+    }
+    case RV_H_NONE:
+        *detail = "this location has no handler";
+        return 500;
+    case RV_H_PROXY:
+        break;
+    }
+    return proxy_route(q, c, t, url, ulen, s->l->tls, detail);
+}
+
 static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
@@ -276,8 +404,9 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     size_t hlen;
     const char *host = host_of(req, &hlen);
     const struct rv_vhost *v;
-    const struct rv_location *l = NULL;
+    const struct rv_location *l;
     struct rv_req *q;
+    bool tried = false;
     int r;
 
     if (hlen == 0 && wm_http_head_minor(req) >= 1) {
@@ -293,11 +422,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         return 400;
     }
     v = vhost_for(s->l, host, hlen);
-    for (size_t i = 0; i < v->nlocs && l == NULL; i++) {
-        if (loc_matches(&v->locs[i], path, plen, host, hlen, req, s->l->tls, c)) {
-            l = &v->locs[i];
-        }
-    }
+    l = find_location(v, path, plen, host, hlen, req, s->l->tls, c);
     if (l == NULL) {
         *detail = "no location matches this path";
         return 404;
@@ -306,7 +431,16 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         (r = body_limit(l, req, detail)) != 0) {
         return r;
     }
-    q = calloc(1, sizeof(*q) + strlen(l->up_path != NULL ? l->up_path : "") + ulen + 2);
+    if (l->ntries > 0) {
+        int fail;
+        if (!try_paths(f, v, &l, path, sizeof(path), &plen, host, hlen, req, s->l->tls,
+                       &fail)) {
+            *detail = "no try_paths candidate exists";
+            return fail;
+        }
+        tried = true;
+    }
+    q = calloc(1, sizeof(*q) + strlen(l->up_path != NULL ? l->up_path : "") + ulen + plen + 2);
     if (q == NULL) {
         *detail = "out of memory";
         return 500;
@@ -317,20 +451,17 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     t->client_read_ms = l->body_ms;
     t->client_write_ms = l->send_ms;
     t->up_write_ms = l->up_write_ms;
-    switch (l->handler) {
-    case RV_H_STATIC:
-        snprintf(t->log, sizeof(t->log), "static");
-        return local_answer(q, t, 200, l->static_body);
-    case RV_H_FILES:
-        *detail = "file_server is not supported yet";
-        return 501;
-    case RV_H_NONE:
-        *detail = "this location has no handler";
-        return 500;
-    case RV_H_PROXY:
-        break;
+    if (tried && l->handler == RV_H_PROXY) {
+        /* the candidate is what goes upstream (no query: as nginx's try_files URI) */
+        r = dispatch(q, c, t, path, plen, path, plen, detail);
+        if (r == 0 && t->path == NULL) {
+            memcpy(q->path, path, plen);
+            t->path = q->path;
+            t->pathlen = plen;
+        }
+        return r;
     }
-    return proxy_route(q, c, t, url, ulen, s->l->tls, detail);
+    return dispatch(q, c, t, path, plen, url, ulen, detail);
 }
 
 static void release(struct wm_hfwd_target *t)
@@ -348,6 +479,10 @@ static void release(struct wm_hfwd_target *t)
     }
     if (q->local != NULL) {
         evbuffer_free(q->local);
+    }
+    wm_files_req_free(q->files);
+    if (q->extra != NULL) {
+        evbuffer_free(q->extra);
     }
     free(q);
     t->data = NULL;
@@ -590,6 +725,7 @@ void wm_rev_worker_exit(void)
 {
     rv_checker_stop();
     rv_pool_free_all();
+    wm_files_worker_exit();
 }
 
 /* ---- TLS front: certificate by SNI, ALPN h2 and http/1.1 ---- */

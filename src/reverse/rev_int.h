@@ -24,6 +24,8 @@ struct wm_conn;
 struct wm_http_head;
 struct rv_logfile;
 struct rv_zone;
+struct wm_files;
+struct evbuffer;
 typedef struct ssl_ctx_st SSL_CTX;
 
 /* ---- matching (match.c) ---- */
@@ -141,6 +143,14 @@ struct rv_logctx {
 
 enum rv_handler { RV_H_PROXY, RV_H_STATIC, RV_H_FILES, RV_H_NONE };
 
+/* A try_paths candidate (try.c): a path template, or (re != NULL) a
+ * subject template matched by re and rewritten as repl. */
+struct rv_try {
+    const char *fmt;
+    struct rv_pattern *re;
+    const char *repl;
+};
+
 struct rv_location {
     int index;                   /* in its server, for logs */
     struct rv_pattern path;
@@ -156,6 +166,10 @@ struct rv_location {
     size_t ndeny_ip;
     enum rv_handler handler;
     const char *static_body;     /* RV_H_STATIC, with variables */
+    struct wm_files *files;      /* RV_H_FILES (owned by struct wm_rev) */
+    struct rv_try *tries;        /* try_paths; none: ntries 0 */
+    size_t ntries;
+    int try_status;              /* its =CODE (404) */
     /* RV_H_PROXY */
     struct rv_upstream *up;
     bool up_tls;                 /* https:// */
@@ -218,6 +232,8 @@ struct wm_rev {
     const char **zone_keys;
     struct rv_logfile **files;   /* log files (references) */
     size_t nfiles;
+    struct wm_files **fservers;  /* file_server settings (owned) */
+    size_t nfservers;
 };
 
 /* match.c */
@@ -237,6 +253,14 @@ int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *
 bool rv_host_match(const char *pattern, const char *host, size_t n);
 /* llhttp's number of an HTTP method name (any case), -1 when unknown. */
 int rv_method_index(const char *m, size_t n);
+
+/* try.c: compile try_paths into l (regexes also appended to *res, freed
+ * with the settings). 0, or -1 with msg. */
+int rv_try_compile(struct rv_location *l, const char *spec, struct wm_arena *a,
+                   struct rv_pattern ***res, size_t *nres, char *msg, size_t cap);
+/* Candidate t for the current request of f into out. 0, or -1 when its
+ * regex does not match. */
+int rv_try_candidate(const struct rv_try *t, struct wm_hfwd *f, struct evbuffer *out);
 
 /* upstream.c */
 struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,

@@ -511,7 +511,11 @@ def test_wmproxy_reference_reverse_config_serves(wmproxy, tmp_path):
     wait_serving(hp, host="soft.wm-proxy.com", path="/static")
     st, _, body = get(hp, "/static", host="soft.wm-proxy.com")
     assert (st, body) == (200, b"I'm Ok 127.0.0.1")
-    assert get(hp, "/root/x", host="soft.wm-proxy.com")[0] == 501  # file_server: not yet
+    # /root: file_server (root: the working directory, as wmproxy) with try_paths
+    # "{path}/ '/ro(\\w+)/(.*) {path} /ro$1/Cargo.toml' /root/README.md": /root/x
+    # is not there, nor /root/Cargo.toml, so the last candidate answers
+    st, _, body = get(hp, "/root/x", host="soft.wm-proxy.com")
+    assert (st, body) == (200, open("README.md", "rb").read())
     assert get(hp, "/nothing", host="soft.wm-proxy.com")[0] == 404
 
 

@@ -1,0 +1,200 @@
+/*
+ * files/fbrowse.c - directory listings (browse = true): HTML (names
+ * escaped, links %-encoded, sizes, dates; directories first, then by
+ * name) or JSON when the client asks for application/json. Entries that
+ * `hide` matches are left out, like the requests for them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "files/files_int.h"
+
+struct item {
+    char *name;
+    bool dir;
+    uint64_t size;
+    int64_t mtime;
+};
+
+bool files_hidden(const struct wm_files *fs, const char *rel)
+{
+    for (size_t i = 0; i < fs->nhide; i++) {
+        if (fs->hide[i][0] != '\0' && strstr(rel, fs->hide[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    const struct item *x = a;
+    const struct item *y = b;
+
+    if (x->dir != y->dir) {
+        return x->dir ? -1 : 1;
+    }
+    return strcmp(x->name, y->name);
+}
+
+static void html_text(struct evbuffer *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        switch (*s) {
+        case '<': evbuffer_add(out, "&lt;", 4); break;
+        case '>': evbuffer_add(out, "&gt;", 4); break;
+        case '&': evbuffer_add(out, "&amp;", 5); break;
+        case '"': evbuffer_add(out, "&quot;", 6); break;
+        case '\'': evbuffer_add(out, "&#39;", 5); break;
+        default: evbuffer_add(out, s, 1); break;
+        }
+    }
+}
+
+/* A path segment for an href: unreserved bytes as they are. */
+static void href(struct evbuffer *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            evbuffer_add(out, p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            evbuffer_add(out, e, 3);
+        }
+    }
+}
+
+/* The entries of directory fd (not hidden), sorted; -1 on failure. */
+static int read_items(const struct wm_files *fs, int fd, const char *rel, struct item **out,
+                      size_t *n)
+{
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct item *v = NULL;
+    size_t cap = 0;
+    struct dirent *de;
+    char path[4096];
+
+    *n = 0;
+    if (d == NULL) {
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL && *n < WM_FILES_LIST_MAX) {
+        struct stat st;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
+        /* without follow_symlinks a link shows as itself (its target may be
+         * outside the root: nothing of it is told) */
+        if (files_hidden(fs, path) ||
+            (!(fs->follow && fstatat(dirfd(d), de->d_name, &st, 0) == 0) &&
+             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)) {
+            continue;
+        }
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 32;
+            struct item *nv = realloc(v, nc * sizeof(*v));
+            if (nv == NULL) {
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        v[*n] = (struct item){strdup(de->d_name), S_ISDIR(st.st_mode), (uint64_t)st.st_size,
+                              (int64_t)st.st_mtim.tv_sec};
+        if (v[*n].name == NULL) {
+            break;
+        }
+        (*n)++;
+    }
+    closedir(d);
+    if (*n > 0) {
+        qsort(v, *n, sizeof(*v), item_cmp);
+    }
+    *out = v;
+    return 0;
+}
+
+static void list_json(struct evbuffer *out, const struct item *v, size_t n)
+{
+    char date[40];
+
+    evbuffer_add(out, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        files_http_date_fmt(v[i].mtime, date, sizeof(date));
+        evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
+        wm_json_string(out, v[i].name);
+        evbuffer_add_printf(out, ",\"type\":\"%s\",\"size\":%llu,\"mtime\":\"%s\"}",
+                            v[i].dir ? "dir" : "file", (unsigned long long)v[i].size, date);
+    }
+    evbuffer_add(out, "]\n", 2);
+}
+
+static void list_html(struct evbuffer *out, const struct item *v, size_t n, const char *title,
+                      bool top)
+{
+    char date[40];
+
+    evbuffer_add_printf(out, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+                             "<title>Index of ");
+    html_text(out, title);
+    evbuffer_add_printf(out, "</title></head>\n<body>\n<h1>Index of ");
+    html_text(out, title);
+    evbuffer_add_printf(out, "</h1>\n<table>\n<tr><th>Name</th><th>Size</th>"
+                             "<th>Modified</th></tr>\n");
+    if (!top) {
+        evbuffer_add_printf(out, "<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
+    }
+    for (size_t i = 0; i < n; i++) {
+        files_http_date_fmt(v[i].mtime, date, sizeof(date));
+        evbuffer_add(out, "<tr><td><a href=\"", 17);
+        href(out, v[i].name);
+        evbuffer_add(out, v[i].dir ? "/\">" : "\">", v[i].dir ? 3 : 2);
+        html_text(out, v[i].name);
+        if (v[i].dir) {
+            evbuffer_add_printf(out, "/</a></td><td>-</td>");
+        } else {
+            evbuffer_add_printf(out, "</a></td><td>%llu</td>", (unsigned long long)v[i].size);
+        }
+        evbuffer_add_printf(out, "<td>%s</td></tr>\n", date);
+    }
+    evbuffer_add_printf(out, "</table>\n</body></html>\n");
+}
+
+int files_browse(struct wm_files_req *q, struct files_entry *e, const char *rel,
+                 const char *url, size_t ulen, bool json)
+{
+    struct item *v = NULL;
+    size_t n = 0;
+    char title[4096];
+
+    if (read_items(q->fs, e->fd, rel, &v, &n) < 0) {
+        return errno == EACCES ? 403 : 500;
+    }
+    snprintf(title, sizeof(title), "%.*s", (int)ulen, url);
+    if (json) {
+        list_json(q->body, v, n);
+    } else {
+        list_html(q->body, v, n, title, rel[0] == '\0');
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+    }
+    free(v);
+    return 0;
+}
