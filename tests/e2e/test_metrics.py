@@ -73,6 +73,7 @@ def rev_config(cport, pport, rport, oport):
             'one = "{client_ip} limit=1m rate=1r/m"\n'
             '[[http.upstream]]\n'
             'name = "pool"\n'
+            'balance = "round_robin"\n'
             'server = [{ addr = "127.0.0.1:%(o)d" }, { addr = "127.0.0.1:1", fall_times = 1 }]\n'
             '[[http.server]]\n'
             'bind_addr = "127.0.0.1:%(r)d"\n'
