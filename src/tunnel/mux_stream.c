@@ -311,6 +311,9 @@ struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
     t->next_id += 2;
     s->cb = cb;
     s->arg = arg;
+    if (o->kind == WM_TUN_OPEN_MAPPING) {
+        s->tag = wm_tun_tag(o->name.p, o->name.n);
+    }
     tun_send_frame(t, WM_TUN_OPEN, 0, s->id, buf, n);
     return s;
 }
@@ -375,3 +378,59 @@ struct wm_tun *wm_tun_stream_tun(const struct wm_tun_stream *s)
     return s->t;
 }
 
+
+uint32_t wm_tun_tag(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    }
+    return h != 0 ? h : 1;
+}
+
+/* Reset one stream as an RST from the peer would, telling the peer too. */
+static void reset_one(struct wm_tun_stream *s, const char *reason)
+{
+    struct wm_tun *t = s->t;
+    wm_tun_open_cb cb = s->state == ST_OPENING ? s->cb : NULL;
+    void (*gone)(void *) = s->state == ST_PENDING ? s->gone : NULL;
+    void *arg = s->arg;
+
+    tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, reason);
+    if (s->ev != NULL) {
+        s->why = "mapping-removed";
+    }
+    tun_stream_close(s, gone == NULL && cb == NULL);
+    if (cb != NULL) {
+        cb(NULL, WM_TUN_OPEN_NO_MAPPING, reason, arg);
+    } else if (gone != NULL) {
+        gone(arg);
+    }
+}
+
+size_t wm_tun_reset_streams(struct wm_tun *t, bool (*keep)(uint32_t tag, void *arg), void *arg,
+                            const char *reason)
+{
+    size_t n = 0;
+    bool again = true;
+
+    tun_enter(t);
+    /* A reset unlinks the stream and its callbacks may open others: start
+     * the scan over after each one (a reload, not a data path). */
+    while (again && !tun_closed(t)) {
+        again = false;
+        for (size_t i = 0; i < t->nbuckets && !again; i++) {
+            for (struct wm_tun_stream *s = t->buckets[i]; s != NULL; s = s->hnext) {
+                if (s->tag != 0 && !keep(s->tag, arg)) {
+                    reset_one(s, reason);
+                    n++;
+                    again = true;
+                    break;
+                }
+            }
+        }
+    }
+    tun_leave(t);
+    return n;
+}

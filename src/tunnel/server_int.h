@@ -49,6 +49,7 @@ struct tcarrier {
     bool ready;
     bool pending;            /* not authenticated yet: counts against the caps */
     bool held;               /* its address is on hold (core/authfail.h) */
+    bool registered;         /* its first REGISTER is in (a later one re-registers) */
     bool anon;               /* attached without credentials: two-level proxy streams
                               * only, each through the proxy's own auth (center.c) */
     struct sockaddr_storage addr; /* source address (alen 0: unknown) */
