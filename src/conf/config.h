@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "conf/schema.h"
 #include "conf/units.h"
@@ -153,6 +154,10 @@ int wm_conf_load_text(const char *name, const char *text, size_t len, bool check
                       struct wm_conf **out, struct wm_conf_diags *diags);
 
 void wm_conf_free(struct wm_conf *c);
+
+/* Every config key, one dotted path a line (conf/schema.h
+ * wm_schema_dump_keys): `wmproxy schema-keys`. */
+void wm_conf_dump_keys(FILE *f);
 
 /* Read only `control` and `control_token` from a file, leniently (the rest
  * may be broken: `wmproxy reload -c` must still reach the instance); after
