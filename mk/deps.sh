@@ -6,7 +6,7 @@ set -eu
 
 BUILD="gcc make pkg-config libevent-dev libssl-dev node-llhttp libyaml-dev libpcre2-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-websockets curl openssl nghttp2-client
-clang libclang-rt-14-dev libcap2-bin systemd man-db"
+clang libclang-rt-14-dev libcap2-bin systemd man-db logrotate"
 BENCH="wrk tinyproxy microsocks dante-server nginx haproxy stunnel4 iperf3 openssh-server
 openssh-client procps"
 DEB="debhelper dpkg-dev fakeroot lintian"

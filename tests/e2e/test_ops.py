@@ -414,3 +414,31 @@ def test_systemd_units_verify(tmp_path):
                                   and "/units/" not in out):
             pytest.skip("systemd-analyze cannot run in this container: " + out[:300])
         assert r.returncode == 0 and out == "", (u, out)
+
+
+# ---- point 4: the package's logrotate file ----
+
+def test_logrotate_file_parses_and_reopens_with_sigusr1(tmp_path):
+    lr = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    if not os.path.exists(lr):
+        pytest.skip("logrotate not installed")
+    src = open(os.path.join(ROOT, "debian", "wmproxy.logrotate")).read()
+    assert "SIGUSR1" in src and "/var/log/wmproxy/*.log" in src
+    r = subprocess.run([lr, "-d", "-s", str(tmp_path / "state"),
+                        os.path.join(ROOT, "debian", "wmproxy.logrotate")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
+
+
+def test_sigusr1_reopens_the_log_file(wmproxy, tmp_path):
+    """What logrotate's postrotate relies on: after a move, SIGUSR1 makes
+    wmproxy write to a new file of the same name."""
+    port = free_port()
+    log = tmp_path / "wm.log"
+    p = wmproxy(["proxy", "-b", "127.0.0.1:%d" % port, "--disable-control", "--workers", "1",
+                 "--log-file", str(log)], port=port)
+    ctl.wait_until(lambda: log.exists() and "listening on" in log.read_text(), 10, what="log")
+    os.rename(log, tmp_path / "wm.log.1")
+    p.signal(signal.SIGUSR1)
+    ctl.wait_until(lambda: log.exists() and "SIGUSR1: log files reopened" in log.read_text(), 10,
+                   what="reopened log")
