@@ -412,25 +412,36 @@ static void reset_one(struct wm_tun_stream *s, const char *reason)
 size_t wm_tun_reset_streams(struct wm_tun *t, bool (*keep)(uint32_t tag, void *arg), void *arg,
                             const char *reason)
 {
+    uint32_t *ids;
+    size_t nids = 0;
     size_t n = 0;
-    bool again = true;
 
-    tun_enter(t);
-    /* A reset unlinks the stream and its callbacks may open others: start
-     * the scan over after each one (a reload, not a data path). */
-    while (again && !tun_closed(t)) {
-        again = false;
-        for (size_t i = 0; i < t->nbuckets && !again; i++) {
-            for (struct wm_tun_stream *s = t->buckets[i]; s != NULL; s = s->hnext) {
-                if (s->tag != 0 && !keep(s->tag, arg)) {
-                    reset_one(s, reason);
-                    n++;
-                    again = true;
-                    break;
-                }
+    if (t->nstreams == 0) {
+        return 0;
+    }
+    /* Ids first: a reset unlinks its stream, and its owner's callbacks
+     * may open or end others meanwhile. */
+    ids = malloc(t->nstreams * sizeof(*ids));
+    if (ids == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (struct wm_tun_stream *s = t->buckets[i]; s != NULL && nids < t->nstreams;
+             s = s->hnext) {
+            if (s->tag != 0 && !keep(s->tag, arg)) {
+                ids[nids++] = s->id;
             }
         }
     }
+    tun_enter(t);
+    for (size_t i = 0; i < nids && !tun_closed(t); i++) {
+        struct wm_tun_stream *s = tun_stream_find(t, ids[i]);
+        if (s != NULL) {
+            reset_one(s, reason);
+            n++;
+        }
+    }
     tun_leave(t);
+    free(ids);
     return n;
 }

@@ -26,7 +26,6 @@
 #include "tunnel/node_int.h"
 #include "tunnel/server_int.h"
 
-static struct tserver *current; /* for the per-port services */
 
 /* ---- registry ---- */
 
@@ -34,107 +33,6 @@ static void lower(char *s)
 {
     for (; *s != '\0'; s++) {
         *s = (char)tolower((unsigned char)*s);
-    }
-}
-
-static struct pport *port_find(struct tserver *sv, const char *addr)
-{
-    for (struct pport *p = sv->ports; p != NULL; p = p->next) {
-        if (strcmp(p->addr, addr) == 0) {
-            return p;
-        }
-    }
-    return NULL;
-}
-
-static void port_svc_destroy(struct wm_service *svc)
-{
-    free(svc);
-}
-
-static void port_svc_accept(struct wm_service *svc, struct wm_worker *w, int fd,
-                            const struct sockaddr *peer, socklen_t plen,
-                            struct wm_listen_stats *stats)
-{
-    struct port_svc *ps = (struct port_svc *)svc;
-
-    (void)w;
-    if (current == NULL) {
-        close(fd);
-        return;
-    }
-    tserver_route_tcp(current, ps->key, fd, peer, plen, stats);
-}
-
-/* Open (or share) the public listener of a tcp mapping with its own port. */
-static int port_acquire(struct tserver *sv, const char *addr, char *err, size_t cap)
-{
-    struct pport *p = port_find(sv, addr);
-    struct sockaddr_storage ss;
-    socklen_t len;
-    struct wm_err e;
-
-    if (p != NULL) {
-        p->refs++;
-        return 0;
-    }
-    if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
-        snprintf(err, cap, "bad public address %s", addr);
-        return -1;
-    }
-    p = calloc(1, sizeof(*p));
-    struct port_svc *ps = calloc(1, sizeof(*ps));
-    if (p == NULL || ps == NULL) {
-        free(p);
-        free(ps);
-        snprintf(err, cap, "out of memory");
-        return -1;
-    }
-    /* A client names its public port: never one already listened on (our
-     * own listeners use SO_REUSEPORT and would share it). */
-    int fd = wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
-                 ? -1
-                 : wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, &e);
-    if (fd < 0) {
-        free(p);
-        free(ps);
-        wm_fmt(err, cap, "%s", e.msg);
-        return -1;
-    }
-    wm_service_init(&ps->base, "tunnel-port", port_svc_accept, port_svc_destroy);
-    snprintf(ps->key, sizeof(ps->key), "%s", addr);
-    snprintf(p->addr, sizeof(p->addr), "%s", addr);
-    p->stats = wm_listen_stats_new(addr);
-    p->l = wm_listener_new(sv->n->w, fd, addr, &ps->base, p->stats);
-    wm_service_unref(&ps->base); /* the listener holds it */
-    if (p->l == NULL) {
-        wm_listen_stats_unref(p->stats);
-        free(p);
-        snprintf(err, cap, "out of memory");
-        return -1;
-    }
-    p->refs = 1;
-    p->next = sv->ports;
-    sv->ports = p;
-    wm_log(WM_LOG_INFO, 0, "tunnel: public port %s opened", addr);
-    return 0;
-}
-
-static void port_release(struct tserver *sv, const char *addr)
-{
-    for (struct pport **pp = &sv->ports; *pp != NULL; pp = &(*pp)->next) {
-        struct pport *p = *pp;
-        if (strcmp(p->addr, addr) == 0) {
-            if (--p->refs > 0) {
-                return;
-            }
-            *pp = p->next;
-            wm_listener_free(p->l);
-            wm_listen_stats_unref(p->stats);
-            wm_log(WM_LOG_INFO, 0, "tunnel: public port %s closed", addr);
-            free(p);
-            return;
-        }
     }
 }
 
@@ -376,7 +274,7 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
                r->key);
         return r->refused;
     }
-    if (own_port(r) && port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
+    if (own_port(r) && tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
         return r->refused;
     }
     return NULL;
@@ -474,7 +372,7 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
     for (size_t j = 0; j < nold; j++) {
         if (old[j].active) {
             if (own_port(&old[j])) {
-                port_release(sv, old[j].key);
+                tserver_port_release(sv, old[j].key);
             }
             wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s withdrew mapping \"%s\" (%s)",
                    c->name, old[j].name, old[j].key);
@@ -577,7 +475,7 @@ static void carrier_free(struct tcarrier *c)
     wm_listen_stats_unref(c->stats);
     for (size_t i = 0; i < c->nmaps; i++) {
         if (c->maps[i].active && own_port(&c->maps[i])) {
-            port_release(sv, c->maps[i].key);
+            tserver_port_release(sv, c->maps[i].key);
         }
     }
     free(c->maps);
@@ -813,7 +711,7 @@ struct tserver *tserver_new(struct tnode *n)
 
     if (sv != NULL) {
         sv->n = n;
-        current = sv;
+        tserver_ports_owner(sv);
     }
     return sv;
 }
@@ -843,7 +741,7 @@ void tserver_reconfigured(struct tserver *sv)
             r->active = false;
             withdrawn++;
             if (own_port(r)) {
-                port_release(sv, r->key);
+                tserver_port_release(sv, r->key);
             }
             wm_log(WM_LOG_WARN, wm_tun_id(c->t), "tunnel: client %s: mapping \"%s\" withdrawn: %s",
                    c->name, r->name, why);
@@ -878,15 +776,6 @@ void tserver_free(struct tserver *sv)
         c->t = NULL;
         carrier_free(c);
     }
-    while (sv->ports != NULL) {
-        struct pport *p = sv->ports;
-        sv->ports = p->next;
-        wm_listener_free(p->l);
-        wm_listen_stats_unref(p->stats);
-        free(p);
-    }
-    if (current == sv) {
-        current = NULL;
-    }
+    tserver_ports_free(sv);
     free(sv);
 }
