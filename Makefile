@@ -66,7 +66,7 @@ $(B)/libwm.a: $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 $(B)/wmproxy: $(B)/obj/src/main.o $(B)/libwm.a
-	$(CC) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 $(B)/%: tools/%.c $(B)/libwm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS_REL) -o $@ $< $(B)/libwm.a $(PKG_LIBS)

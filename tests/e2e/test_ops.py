@@ -450,3 +450,21 @@ def test_sigusr1_reopens_the_log_file(wmproxy, tmp_path):
     p.signal(signal.SIGUSR1)
     ctl.wait_until(lambda: log.exists() and "SIGUSR1: log files reopened" in log.read_text(), 10,
                    what="reopened log")
+
+
+# ---- point 9: make run PORT= ARGS=, grouped help ----
+
+def test_make_run_takes_port_and_args():
+    r = subprocess.run(["make", "-C", ROOT, "--no-print-directory", "-n", "run", "PORT=9191",
+                        "ARGS=--user a --pass b"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "build/wmproxy proxy -b 127.0.0.1:9191 --user a --pass b" in r.stdout, r.stdout[-500:]
+
+
+@pytest.mark.parametrize("cmd", ["proxy", "run", "reverse-proxy"])
+def test_help_groups_the_shared_options(cmd):
+    out = subprocess.run([BIN, cmd, "--help"], capture_output=True, text=True, timeout=30).stdout
+    head, _, shared = out.partition("\nshared options (proxy, run, reverse-proxy):\n")
+    assert shared, out
+    for flag in ("--control", "--log-file", "--daemon", "--workers", "--grace"):
+        assert flag in shared and flag not in head, (flag, out)
