@@ -44,7 +44,7 @@ TOOL_SRCS  := $(sort $(wildcard tools/*.c))
 TOOL_BINS  := $(TOOL_SRCS:tools/%.c=$(B)/%)
 
 .PHONY: all asan deps deps-test deps-bench test unit e2e toml-test bench run clean tools \
-        fuzz fuzz-build fuzz-regress
+        fuzz fuzz-build fuzz-regress install uninstall deb
 
 all: $(B)/wmproxy tools
 tools: $(TOOL_BINS)
@@ -68,7 +68,7 @@ $(B)/libwm.a: $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 $(B)/wmproxy: $(B)/obj/src/main.o $(B)/libwm.a
-	$(CC) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 $(B)/%: tools/%.c $(B)/libwm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS_REL) -o $@ $< $(B)/libwm.a $(PKG_LIBS)
@@ -141,10 +141,65 @@ e2e: $(BA)/wmproxy
 bench: deps-bench all
 	$(PYTHON) bench/bench.py --bin $(abspath $(B)/wmproxy) $(BENCH_ARGS)
 
+# make run PORT=9090 ARGS="--user a --pass b": the forward proxy on 127.0.0.1:PORT.
+PORT    ?= 8090
+ARGS    ?=
 run: deps all
-	$(B)/wmproxy proxy -b 127.0.0.1:8090
+	$(B)/wmproxy proxy -b 127.0.0.1:$(PORT) $(ARGS)
+
+# ---- install (GNU names; Debian: PREFIX=/usr sysconfdir=/etc) ----
+PREFIX      ?= /usr/local
+prefix      ?= $(PREFIX)
+bindir      ?= $(prefix)/bin
+sysconfdir  ?= $(if $(filter /usr,$(prefix)),/etc,$(prefix)/etc)
+mandir      ?= $(prefix)/share/man
+docdir      ?= $(prefix)/share/doc/wmproxy
+unitdir     ?= $(prefix)/lib/systemd/system
+DESTDIR     ?=
+INSTALL     ?= install
+EXAMPLES    := $(sort $(wildcard examples/*.toml examples/*.yaml)) examples/README.md
+UNITS       := wmproxy.service wmproxy@.service
+
+install: $(B)/wmproxy
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man5 \
+	    $(DESTDIR)$(docdir)/examples $(DESTDIR)$(unitdir) $(DESTDIR)$(sysconfdir)/wmproxy
+	$(INSTALL) -m 0755 $(B)/wmproxy $(DESTDIR)$(bindir)/wmproxy
+	$(INSTALL) -m 0644 man/wmproxy.1 $(DESTDIR)$(mandir)/man1/wmproxy.1
+	$(INSTALL) -m 0644 man/wmproxy.conf.5 $(DESTDIR)$(mandir)/man5/wmproxy.conf.5
+	$(INSTALL) -m 0644 $(EXAMPLES) $(DESTDIR)$(docdir)/examples/
+	@set -e; for u in $(UNITS); do \
+	    sed -e 's|@BINDIR@|$(bindir)|g' -e 's|@SYSCONFDIR@|$(sysconfdir)|g' \
+	        dist/systemd/$$u.in > $(DESTDIR)$(unitdir)/$$u; \
+	    chmod 0644 $(DESTDIR)$(unitdir)/$$u; done
+	@# the configuration is the operator's: never overwritten
+	@if [ ! -e $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml ]; then \
+	    $(INSTALL) -m 0644 examples/wmproxy.toml $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml; \
+	    echo "installed $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml"; \
+	else echo "kept $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml"; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/wmproxy $(DESTDIR)$(mandir)/man1/wmproxy.1 \
+	    $(DESTDIR)$(mandir)/man5/wmproxy.conf.5
+	rm -f $(addprefix $(DESTDIR)$(unitdir)/,$(UNITS))
+	rm -f $(addprefix $(DESTDIR)$(docdir)/examples/,$(notdir $(EXAMPLES)))
+	-rmdir $(DESTDIR)$(docdir)/examples $(DESTDIR)$(docdir) 2>/dev/null
+	@# an unmodified default configuration goes too; an edited one stays
+	@if cmp -s examples/wmproxy.toml $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml; then \
+	    rm -f $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml; \
+	    rmdir $(DESTDIR)$(sysconfdir)/wmproxy 2>/dev/null || true; \
+	elif [ -e $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml ]; then \
+	    echo "kept $(DESTDIR)$(sysconfdir)/wmproxy/wmproxy.toml (edited)"; fi
+
+# Debian package in build/deb/ (debian/; build-deps from Debian only).
+deb:
+	@sh mk/deps.sh deb
+	rm -rf build/deb && mkdir -p build/deb/src
+	git ls-files -z | xargs -0 cp --parents -t build/deb/src
+	cd build/deb/src && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error build/deb/*.changes
+	@ls -l build/deb/*.deb
 
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -path build/deb -prune -o -type f -name '*.d' -print 2>/dev/null)

@@ -1,21 +1,24 @@
 #!/bin/sh
 # Install the Debian packages the build, tests and benchmark need.
 # Idempotent: asks dpkg first and calls apt-get only for what is missing.
-# Usage: mk/deps.sh build|test|bench
+# Usage: mk/deps.sh build|test|bench|deb
 set -eu
 
 BUILD="gcc make pkg-config libevent-dev libssl-dev node-llhttp libyaml-dev libpcre2-dev libnghttp2-dev
 zlib1g-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-websockets python3-h2 curl openssl nghttp2-client
-clang libclang-rt-14-dev libcap2-bin python3-prometheus-client prometheus chromium wget strace"
+clang libclang-rt-14-dev libcap2-bin python3-prometheus-client prometheus chromium wget strace
+systemd man-db logrotate"
 BENCH="wrk tinyproxy microsocks dante-server nginx haproxy stunnel4 iperf3 openssh-server
 openssh-client procps"
+DEB="debhelper dpkg-dev fakeroot lintian"
 
 case "${1:-build}" in
     build) want="$BUILD" ;;
     test) want="$BUILD $TEST" ;;
     bench) want="$BUILD $TEST $BENCH" ;;
-    *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+    deb) want="$BUILD $DEB" ;;
+    *) echo "usage: $0 build|test|bench|deb" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -10,6 +10,7 @@
 
 #include "app/app.h"
 #include "app/gencert.h"
+#include "conf/config.h"
 #include "core/cli.h"
 #include "core/log.h"
 #include "core/version.h"
@@ -154,8 +155,9 @@ static const struct wm_cli_opt run_opts[] = {
     {.type = WM_CLI_END},
 };
 
-/* Both `proxy` and `run`: the process. */
+/* `proxy`, `run` and `reverse-proxy`: the process. */
 static const struct wm_cli_opt common_opts[] = {
+    {.type = WM_CLI_SECTION, .help = "\nshared options (proxy, run, reverse-proxy):\n"},
     {ROW(WM_CLI_BUF, "control", 0, AOFF(control)), .off_set = AOFF(control_set),
      .size = ASIZE(control), .arg = "ADDR",
      .help = "control API address (default " WM_APP_DEFAULT_CONTROL ")"},
@@ -492,6 +494,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "status") == 0) {
         return cmd_status(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "schema-keys") == 0) {
+        /* hidden: every config key, for the man-page check (tests/ops) */
+        wm_conf_dump_keys(stdout);
+        return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("wmproxy %s\n", WM_VERSION);

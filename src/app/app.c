@@ -35,6 +35,7 @@
 #include "core/limits.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/sdnotify.h"
 #include "core/service.h"
 #include "core/util.h"
 #include "core/worker.h"
@@ -254,22 +255,80 @@ static void add_lines(struct wm_err *err, const char *text)
     }
 }
 
-/* 0 with a summary in err->msg, or -1 with err filled. */
-static int reload(struct app *a, struct wm_err *err)
+/* Is addr among specs? */
+static bool has_addr(const struct wm_app_services *s, const char *addr)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (strcmp(s->specs[i].addr, addr) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* "; opened A (kind), B (kind); closed C (kind)" (or nothing) into buf. */
+static void listener_diff(const struct wm_app_services *old, const struct wm_app_services *now,
+                          char *buf, size_t cap)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (int pass = 0; pass < 2; pass++) {
+        const struct wm_app_services *a = pass == 0 ? now : old;
+        const struct wm_app_services *b = pass == 0 ? old : now;
+        bool first = true;
+        for (size_t i = 0; i < a->n && off < cap; i++) {
+            if (has_addr(b, a->specs[i].addr)) {
+                continue;
+            }
+            int r = snprintf(buf + off, cap - off, "%s%s (%s)",
+                             first ? (pass == 0 ? "; opened " : "; closed ") : ", ",
+                             a->specs[i].addr, a->specs[i].svc->kind);
+            off = r < 0 ? off : off + (size_t)r;
+            first = false;
+        }
+    }
+    if (off >= cap && cap > 4) {
+        memcpy(buf + cap - 4, "...", 4);
+    }
+}
+
+/* A refused reload: its reason, one log line per error, whoever asked. */
+static void log_refusal(const struct app *a, const char *by)
+{
+    const char *t = a->reload_msg;
+
+    wm_log(WM_LOG_ERROR, 0, "reload of %s refused (asked by %s); the previous configuration "
+                            "stays:", a->o->config, by);
+    while (*t != '\0') {
+        size_t n = strcspn(t, "\n");
+        wm_log(WM_LOG_ERROR, 0, "reload refused: %.*s", (int)n, t);
+        t += n + (t[n] == '\n');
+    }
+}
+
+/* 0 with a summary in err->msg, or -1 with err filled. by: who asked
+ * ("SIGHUP", "control API"), for the log. */
+static int reload(struct app *a, struct wm_err *err, const char *by)
 {
     struct wm_conf *nc = NULL;
     struct wm_app_services ns;
     struct wm_err why;
+    char diff[768];
 
     memset(&ns, 0, sizeof(ns));
     a->reload_time = time(NULL);
     if (a->o->config == NULL) {
+        wm_log(WM_LOG_INFO, 0, "%s: started from flags, not from a config file: nothing to "
+                               "reload", by);
         return wm_err_set(err, NULL, 0, 0, NULL,
                           "started from flags, not from a config file: nothing to reload");
     }
     if (a->stopping) {
         return wm_err_set(err, NULL, 0, 0, NULL, "stopping");
     }
+    wm_sd_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                 wm_sd_monotonic_usec(), a->o->config);
     if (load(a, &nc, &ns, &why) < 0 || apply(&ns, &why) < 0) {
         wm_app_services_free(&ns);
         wm_conf_free(nc);
@@ -280,8 +339,8 @@ static int reload(struct app *a, struct wm_err *err)
         wm_err_set(err, NULL, 0, 0, NULL,
                    "reload refused, still running the previous configuration:");
         add_lines(err, a->reload_msg);
-        wm_log(WM_LOG_ERROR, 0, "reload of %s refused; the previous configuration stays",
-               a->o->config);
+        log_refusal(a, by);
+        wm_sd_notify("READY=1\nSTATUS=reload refused, previous configuration serving");
         return -1;
     }
     /* Committed: listeners now hand new connections to the new services. */
@@ -292,6 +351,7 @@ static int reload(struct app *a, struct wm_err *err)
     if (nc->workers != a->conf->workers && !a->o->workers_set) {
         wm_log(WM_LOG_WARN, 0, "reload: worker count change needs a restart");
     }
+    listener_diff(&a->svcs, &ns, diff, sizeof(diff));
     wm_app_services_free(&a->svcs);
     a->svcs = ns;
     wm_conf_free(a->conf);
@@ -309,10 +369,11 @@ static int reload(struct app *a, struct wm_err *err)
     a->reload_ok = true;
     a->reloads_ok++;
     wm_app_obs_reload(true, a->o->config, a->o->config_text);
-    snprintf(a->reload_msg, sizeof(a->reload_msg), "reloaded %s: %zu listener(s)",
-             a->o->config, ns.n);
+    snprintf(a->reload_msg, sizeof(a->reload_msg), "reloaded %s: %zu listener(s)%s",
+             a->o->config, ns.n, diff);
     wm_err_set(err, NULL, 0, 0, NULL, "%s", a->reload_msg);
-    wm_log(WM_LOG_INFO, 0, "%s", a->reload_msg);
+    wm_log(WM_LOG_INFO, 0, "%s (%s)", a->reload_msg, by);
+    wm_sd_notify("READY=1\nSTATUS=serving %zu listener(s)", ns.n);
     return 0;
 }
 
@@ -325,6 +386,7 @@ static void begin_stop(struct app *a, const char *why)
     }
     a->stopping = true;
     wm_log(WM_LOG_INFO, 0, "stopping (%s): no new connections, grace %d ms", why, a->grace_ms);
+    wm_sd_notify("STOPPING=1\nSTATUS=stopping (%s)", why);
     wm_workers_drain(a->grace_ms, drain_worker, NULL);
     /* The main loop runs on, taking signals, until workers_done_cb. */
 }
@@ -381,9 +443,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     if (sig == SIGHUP) {
         wm_log(WM_LOG_INFO, 0, "SIGHUP: reloading");
-        if (reload(a, &err) < 0 && a->o->config == NULL) {
-            wm_log(WM_LOG_INFO, 0, "SIGHUP: %s", err.msg);
-        }
+        reload(a, &err, "SIGHUP"); /* logs its outcome */
         return;
     }
     const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
@@ -403,7 +463,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 static int hook_reload(void *arg, struct wm_err *err)
 {
-    return reload(arg, err);
+    return reload(arg, err, "control API");
 }
 
 static void hook_stop(void *arg)
@@ -669,6 +729,8 @@ int wm_app_serve(struct wm_app_opts *o, int notify)
     }
     log_started(&a);
     wm_app_report(notify, true, "");
+    /* systemd Type=notify: the listeners are open */
+    wm_sd_notify("READY=1\nSTATUS=serving %zu listener(s)", a.svcs.n);
 
     event_base_dispatch(a.base);
     mask_signals(SIG_BLOCK); /* until exit */

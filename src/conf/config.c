@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf/config_int.h"
 #include "conf/cval.h"
@@ -211,6 +212,8 @@ static const struct wm_cschema tclient_schema = {
 static const char *const proxy_modes[] = {"client", "server", "", NULL};
 
 #define TUNNEL_KEY(n, k, f) {.name = n, .kind = k, .off = POFF(f)}
+/* A file or directory: relative to the config file's directory. */
+#define TUNNEL_PATH(n, f) {.name = n, .kind = WM_CK_STR, .off = POFF(f), .flags = WM_CKF_PATH}
 #define POFF(f) offsetof(struct wm_conf_proxy, f)
 static const struct wm_ckey proxy_keys[] = {
     {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = POFF(bind), .alias = "bind"},
@@ -236,8 +239,8 @@ static const struct wm_ckey proxy_keys[] = {
     TUNNEL_KEY("map_https_bind", WM_CK_LISTEN, map_https_bind),
     TUNNEL_KEY("map_tcp_bind", WM_CK_LISTEN, map_tcp_bind),
     TUNNEL_KEY("map_proxy_bind", WM_CK_LISTEN, map_proxy_bind),
-    TUNNEL_KEY("map_cert", WM_CK_STR, map_cert),
-    TUNNEL_KEY("map_key", WM_CK_STR, map_key),
+    TUNNEL_PATH("map_cert", map_cert),
+    TUNNEL_PATH("map_key", map_key),
     TUNNEL_KEY("allow_ports", WM_CK_STR, allow_ports),
     {.name = "center", .kind = WM_CK_BOOL, .off = POFF(center), .flags = WM_CKF_INACTIVE,
      .feature = "wmproxy 0.2 switch; the roles follow server/center_addr/mode"},
@@ -247,9 +250,9 @@ static const struct wm_ckey proxy_keys[] = {
     {.name = "openssl_records", .kind = WM_CK_BOOL, .off = WM_CK_NOSTORE,
      .flags = WM_CKF_IGNORED, .feature = "carrier records are always OpenSSL's TLS records"},
     TUNNEL_KEY("domain", WM_CK_STR, domain),
-    TUNNEL_KEY("cert", WM_CK_STR, cert),
-    TUNNEL_KEY("key", WM_CK_STR, key),
-    TUNNEL_KEY("ca", WM_CK_STR, ca),
+    TUNNEL_PATH("cert", cert),
+    TUNNEL_PATH("key", key),
+    TUNNEL_PATH("ca", ca),
     {.name = "mappings", .kind = WM_CK_TABLE_ARRAY, .off = POFF(mappings),
      .off_count = POFF(nmappings), .sub = &mapping_schema},
     /* destination and client rules (net/acl.h) */
@@ -268,8 +271,8 @@ static const struct wm_ckey proxy_keys[] = {
     {.name = "max_unauth_carriers_per_ip", .kind = WM_CK_INT,
      .off = POFF(max_unauth_carriers_per_ip), .min = 1, .max = 1000000},
     /* carrier trust without a CA */
-    TUNNEL_KEY("state_dir", WM_CK_STR, state_dir),
-    TUNNEL_KEY("known_hosts", WM_CK_STR, known_hosts),
+    TUNNEL_PATH("state_dir", state_dir),
+    TUNNEL_PATH("known_hosts", known_hosts),
     TUNNEL_KEY("server_fingerprint", WM_CK_STR, server_fingerprint),
     {.name = NULL},
 };
@@ -445,11 +448,11 @@ static const struct wm_ckey top_keys[] = {
     {.name = "control", .kind = WM_CK_LISTEN, .off = COFF(control)},
     {.name = "disable_stdout", .kind = WM_CK_BOOL, .off = COFF(disable_stdout)},
     {.name = "disable_control", .kind = WM_CK_BOOL, .off = COFF(disable_control)},
-    {.name = "pidfile", .kind = WM_CK_STR, .off = COFF(pidfile)},
+    {.name = "pidfile", .kind = WM_CK_STR, .off = COFF(pidfile), .flags = WM_CKF_PATH},
     {.name = "default_level", .kind = WM_CK_LEVEL, .off = COFF(default_level)},
     {.name = "control_token", .kind = WM_CK_STR, .off = COFF(control_token),
      .flags = WM_CKF_SECRET},
-    {.name = "log_file", .kind = WM_CK_STR, .off = COFF(log_file)},
+    {.name = "log_file", .kind = WM_CK_STR, .off = COFF(log_file), .flags = WM_CKF_PATH},
     {.name = "workers", .kind = WM_CK_INT, .off = COFF(workers), .min = 1, .max = 256},
     {.name = "grace", .kind = WM_CK_DURATION, .off = COFF(grace_ms), .min = 0,
      .max = 3600000},
@@ -586,6 +589,11 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
     if (cert == NULL || key == NULL) {
         return;
     }
+    cert = wm_cctx_path(ctx, cert); /* [http] hands the file's text: relative */
+    key = wm_cctx_path(ctx, key);
+    if (cert == NULL || key == NULL) {
+        return;
+    }
     snprintf(kp, sizeof(kp), "%s%s%s", path, path[0] ? "." : "", ckey);
     if (stat(cert, &st) < 0) {
         wm_cctx_error(ctx, wm_cval_get(t, ckey), kp, "certificate file \"%s\": %s", cert,
@@ -636,6 +644,31 @@ static void check_files(struct wm_cctx *ctx, struct wm_conf *c)
     wm_conf_http_check_files(ctx, c->tree, check_pair);
 }
 
+/* The absolute directory of config file name (arena), where its relative
+ * paths resolve from, as nginx does for include; NULL when name is not a
+ * file (a generated config: paths stay as given). */
+static const char *config_dir(struct wm_arena *a, const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    char dir[4096];
+    char *real;
+    const char *r;
+
+    if (slash == NULL) {
+        snprintf(dir, sizeof(dir), ".");
+    } else if (slash == name) {
+        snprintf(dir, sizeof(dir), "/");
+    } else {
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - name), name);
+    }
+    if (access(name, F_OK) != 0 || (real = realpath(dir, NULL)) == NULL) {
+        return NULL;
+    }
+    r = wm_arena_strdup(a, strcmp(real, "/") == 0 ? "" : real);
+    free(real);
+    return r;
+}
+
 int wm_conf_load_text(const char *name, const char *text, size_t len, bool check,
                       struct wm_conf **out, struct wm_conf_diags *diags)
 {
@@ -682,6 +715,7 @@ int wm_conf_load_text(const char *name, const char *text, size_t len, bool check
     c->default_level = -2;
     c->grace_ms = WM_SHUTDOWN_GRACE_MS;
     ctx.file = c->file;
+    ctx.base = config_dir(a, name);
     wm_schema_decode(&ctx, &top_schema, tree, c, "");
     c->has_http = wm_cval_get(tree, "http") != NULL;
     c->has_stream = wm_cval_get(tree, "stream") != NULL;
@@ -831,4 +865,9 @@ void wm_conf_diags_errors(const struct wm_conf_diags *d, struct wm_err *err)
             wm_err_add_line(err, "%s", wm_err_format(&d->v[i].e, line, sizeof(line)));
         }
     }
+}
+
+void wm_conf_dump_keys(FILE *f)
+{
+    wm_schema_dump_keys(&top_schema, "", f);
 }

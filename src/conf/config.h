@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "conf/schema.h"
 #include "conf/units.h"
@@ -160,6 +161,10 @@ void wm_conf_free(struct wm_conf *c);
  * file. No-op when e already has a file or c has no file. */
 struct wm_err;
 void wm_conf_locate(const struct wm_conf *c, struct wm_err *e);
+
+/* Every config key, one dotted path a line (conf/schema.h
+ * wm_schema_dump_keys): `wmproxy schema-keys`. */
+void wm_conf_dump_keys(FILE *f);
 
 /* Read only `control` and `control_token` from a file, leniently (the rest
  * may be broken: `wmproxy reload -c` must still reach the instance); after

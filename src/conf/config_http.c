@@ -125,7 +125,7 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
         {.name = "log_format", .kind = WM_CK_STRMAP, .off = B + COFF(log_format),         \
          .off_count = B + COFF(nlog_format)},                                             \
         {.name = "log_names", .kind = WM_CK_STRMAP, .off = B + COFF(log_names),           \
-         .off_count = B + COFF(nlog_names)},                                              \
+         .off_count = B + COFF(nlog_names), .flags = WM_CKF_PATH},                        \
         {.name = "match_names", .kind = WM_CK_STRMAP, .off = B + COFF(match_names),       \
          .off_count = B + COFF(nmatch_names)},                                            \
         {.name = "limit_req", .kind = WM_CK_STR, .off = B + COFF(limit_req)},             \
@@ -138,7 +138,7 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
          .off_count = B + COFF(nallow_ip)},                                               \
         {.name = "deny_ip", .kind = WM_CK_STRLIST, .off = B + COFF(deny_ip),              \
          .off_count = B + COFF(ndeny_ip)},                                                \
-        {.name = "root", .kind = WM_CK_STR, .off = B + COFF(root)},                       \
+        {.name = "root", .kind = WM_CK_STR, .off = B + COFF(root), .flags = WM_CKF_PATH},                       \
         {.name = "domain", .kind = WM_CK_STR, .off = B + COFF(domain)},                   \
         {.name = "upstream", .kind = WM_CK_TABLE_ARRAY, .off = B + COFF(upstreams),       \
          .off_count = B + COFF(nupstreams), .sub = &upstream_schema},                     \
@@ -282,8 +282,8 @@ static const struct wm_ckey http_server_keys[] = {
     {.name = "bind_addr", .kind = WM_CK_STR, .off = VOFF(bind_addr), .alias = "bind"},
     {.name = "bind_ssl", .kind = WM_CK_STR, .off = VOFF(bind_ssl)},
     {.name = "up_name", .kind = WM_CK_STR, .off = VOFF(up_name), .alias = "server_name"},
-    {.name = "cert", .kind = WM_CK_STR, .off = VOFF(cert)},
-    {.name = "key", .kind = WM_CK_STR, .off = VOFF(key)},
+    {.name = "cert", .kind = WM_CK_STR, .off = VOFF(cert), .flags = WM_CKF_PATH},
+    {.name = "key", .kind = WM_CK_STR, .off = VOFF(key), .flags = WM_CKF_PATH},
     {.name = "http2", .kind = WM_CK_CUSTOM, .off = VOFF(http2), .custom = tribool},
     {.name = "static_response", .kind = WM_CK_STR, .off = VOFF(static_response)},
     {.name = "location", .kind = WM_CK_TABLE_ARRAY, .off = VOFF(locations),

@@ -398,7 +398,9 @@ static void decode_strmap(struct wm_cctx *ctx, const struct wm_ckey *k, const st
         mkpath(ipath, sizeof(ipath), "%s.%s", path, wm_cval_key_at(v, i));
         const char *s = need_text(ctx, wm_cval_at(v, i), ipath, "a string");
         kv[i].key = wm_arena_strdup(ctx->arena, wm_cval_key_at(v, i));
-        kv[i].value = s != NULL ? wm_arena_strdup(ctx->arena, s) : "";
+        kv[i].value = s == NULL                    ? ""
+                      : (k->flags & WM_CKF_PATH) ? wm_cctx_path(ctx, s) /* "PATH [LEVEL]" */
+                                                 : wm_arena_strdup(ctx->arena, s);
     }
     STORE(struct wm_conf_kv *, k, obj, kv);
     STORE_COUNT(k, obj, n);
@@ -467,9 +469,31 @@ static void set_str(struct wm_cctx *ctx, const struct wm_ckey *k, const struct w
 {
     const char *s = need_text(ctx, v, path, "a string");
 
-    if (s != NULL) {
+    if (s != NULL && (k->flags & WM_CKF_PATH)) {
+        STORE(const char *, k, obj, wm_cctx_path(ctx, s));
+    } else if (s != NULL) {
         STORE(const char *, k, obj, wm_arena_strdup(ctx->arena, s));
     }
+}
+
+const char *wm_cctx_path(struct wm_cctx *ctx, const char *path)
+{
+    size_t bl;
+    size_t pl;
+    char *r;
+
+    if (path == NULL || path[0] == '/' || path[0] == '\0' || ctx->base == NULL) {
+        return path != NULL ? wm_arena_strdup(ctx->arena, path) : NULL;
+    }
+    bl = strlen(ctx->base);
+    pl = strlen(path);
+    r = wm_arena_alloc(ctx->arena, bl + 1 + pl + 1);
+    if (r != NULL) {
+        memcpy(r, ctx->base, bl);
+        r[bl] = '/';
+        memcpy(r + bl + 1, path, pl + 1);
+    }
+    return r;
 }
 
 static void set_bool(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
@@ -767,4 +791,40 @@ size_t wm_schema_decode(struct wm_cctx *ctx, const struct wm_cschema *s, const s
         s->validate(ctx, obj, t, path);
     }
     return ctx->nerrors - before;
+}
+
+static const char *const kind_names[] = {
+    [WM_CK_STR] = "string",        [WM_CK_BOOL] = "bool",         [WM_CK_INT] = "integer",
+    [WM_CK_DURATION] = "duration", [WM_CK_SIZE] = "size",         [WM_CK_RATE] = "rate",
+    [WM_CK_HOSTPORT] = "host:port", [WM_CK_LISTEN] = "listen",    [WM_CK_LEVEL] = "level",
+    [WM_CK_FLAGS] = "flags",       [WM_CK_ENUM] = "enum",         [WM_CK_STRLIST] = "strings",
+    [WM_CK_HEADERS] = "headers",   [WM_CK_STRMAP] = "table",      [WM_CK_TABLE] = "section",
+    [WM_CK_TABLE_ARRAY] = "sections", [WM_CK_CUSTOM] = "custom",
+};
+
+static void dump_keys(const struct wm_cschema *s, const char *prefix, FILE *f, int depth)
+{
+    char path[256];
+
+    if (s == NULL || depth > 8) {
+        return;
+    }
+    for (const struct wm_ckey *k = s->keys; k->name != NULL; k++) {
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", k->name);
+        fprintf(f, "%s\t%s%s%s\n", path, kind_names[k->kind],
+                (k->flags & WM_CKF_INACTIVE) ? "\tinactive" : "",
+                (k->flags & WM_CKF_IGNORED) ? "\tignored" : "");
+        if (k->alias != NULL) {
+            fprintf(f, "%s%s%s\talias-of=%s\n", prefix, prefix[0] ? "." : "", k->alias,
+                    k->name);
+        }
+        if (k->kind == WM_CK_TABLE || k->kind == WM_CK_TABLE_ARRAY) {
+            dump_keys(k->sub, path, f, depth + 1);
+        }
+    }
+}
+
+void wm_schema_dump_keys(const struct wm_cschema *s, const char *prefix, FILE *f)
+{
+    dump_keys(s, prefix, f, 0);
 }

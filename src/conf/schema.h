@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/err.h"
 
@@ -48,6 +49,7 @@ enum {
     WM_CKF_REQUIRED = 2, /* must be present */
     WM_CKF_SECRET = 4,   /* never echoed back in messages */
     WM_CKF_IGNORED = 8,  /* a key of an earlier release: accepted, checked, ignored */
+    WM_CKF_PATH = 16,    /* STR: a file or directory; relative to the config file's directory */
 };
 
 #define WM_CK_NOSTORE ((size_t)-1)
@@ -61,6 +63,7 @@ struct wm_cdiag {
 /* Decoding context: where diagnostics and memory go. */
 struct wm_cctx {
     const char *file;
+    const char *base;  /* directory relative paths (WM_CKF_PATH) resolve from; NULL: as given */
     struct wm_arena *arena;
     struct wm_cdiag *diags; /* malloc'd array, see wm_cctx_deinit() */
     size_t ndiags;
@@ -127,6 +130,14 @@ size_t wm_schema_decode(struct wm_cctx *ctx, const struct wm_cschema *s, const s
  * copied into a. Returns 0, or -1 with err->msg filled. */
 int wm_conf_parse_header(struct wm_arena *a, const char *s, struct wm_conf_header *h,
                          struct wm_err *err);
+
+/* Print every key of s and its sub-tables, one a line: "path\tkind[\tflags]"
+ * with dotted paths under prefix ("" at the top); an alias gets its own
+ * line ("alias-of=NAME"). `wmproxy schema-keys`, for the man-page check. */
+void wm_schema_dump_keys(const struct wm_cschema *s, const char *prefix, FILE *f);
+
+/* path resolved from ctx->base when relative (arena copy), else path. */
+const char *wm_cctx_path(struct wm_cctx *ctx, const char *path);
 
 /* Is s a valid "host:port"? (name or IP, port 1..65535) */
 bool wm_conf_is_hostport(const char *s);

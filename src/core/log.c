@@ -80,14 +80,22 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
     }
     gettimeofday(&tv, NULL);
     localtime_r(&tv.tv_sec, &tm);
-    off = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+    /* ISO 8601 with the UTC offset (+01:00): lines from hosts in other
+     * zones, or across a DST change, still sort and compare. */
+    off = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    long gmtoff = tm.tm_gmtoff;
+    char sign = gmtoff < 0 ? '-' : '+';
+    gmtoff = gmtoff < 0 ? -gmtoff : gmtoff;
+    r = snprintf(line + off, sizeof(line) - off, ".%03d%c%02ld:%02ld %-5s c=",
+                 (int)(tv.tv_usec / 1000), sign, gmtoff / 3600, gmtoff / 60 % 60,
+                 level_names[level]);
+    if (r > 0) {
+        off += (size_t)r;
+    }
     if (conn_id != 0) {
-        r = snprintf(line + off, sizeof(line) - off, ".%03d %-5s c=%llu ",
-                     (int)(tv.tv_usec / 1000), level_names[level],
-                     (unsigned long long)conn_id);
+        r = snprintf(line + off, sizeof(line) - off, "%llu ", (unsigned long long)conn_id);
     } else {
-        r = snprintf(line + off, sizeof(line) - off, ".%03d %-5s c=- ",
-                     (int)(tv.tv_usec / 1000), level_names[level]);
+        r = snprintf(line + off, sizeof(line) - off, "- ");
     }
     if (r > 0) {
         off += (size_t)r;

@@ -2,8 +2,8 @@
  * core/log.h - one line per event, with time, level and connection id.
  *
  * Lines look like:
- *   2026-11-25 15:35:32.123 INFO  c=42 access proto=socks5 client=127.0.0.1:5000 ...
- * Each line is built in a stack buffer and written with one write(2), so lines
+ *   2026-11-25T15:35:32.123+01:00 INFO  c=42 access proto=socks5 client=127.0.0.1:5000 ...
+ * (ISO 8601 local time with its UTC offset.) Each line is built in a stack buffer and written with one write(2), so lines
  * from different worker threads never interleave. Callers go through the
  * wm_log() macro, which tests the level before any formatting is done.
  */

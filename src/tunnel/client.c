@@ -292,7 +292,33 @@ struct wm_tun *tclient_carrier(struct tclient *c)
     return c != NULL && c->t != NULL && wm_tun_is_ready(c->t) ? c->t : NULL;
 }
 
-void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s)
+/* Streams the client may keep: those of a mapping it still has. */
+static bool keep_stream(uint32_t tag, void *arg)
+{
+    const struct tclient *c = arg;
+
+    for (size_t i = 0; i < c->s->nmaps; i++) {
+        if (wm_tun_tag(c->s->maps[i].name, strlen(c->s->maps[i].name)) == tag) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s, bool remap)
 {
     c->s = s;
+    if (!remap || c->t == NULL) {
+        return; /* not connected: the next carrier registers the new ones */
+    }
+    if (wm_tun_reregister(c->t, s->reg, s->reglen) < 0) {
+        wm_log(WM_LOG_ERROR, wm_tun_id(c->t), "tunnel: out of memory re-registering; "
+                                              "reconnecting");
+        wm_tun_close(c->t, WM_TUN_ERR_SHUTDOWN, "out of memory");
+        return;
+    }
+    size_t ended = wm_tun_reset_streams(c->t, keep_stream, c, "mapping removed");
+    wm_log(WM_LOG_INFO, wm_tun_id(c->t),
+           "tunnel: mappings changed: %zu mapping(s) registered again over the live carrier, "
+           "%zu stream(s) of removed mappings ended", s->nmaps, ended);
 }

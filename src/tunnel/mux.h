@@ -176,6 +176,22 @@ int wm_tun_stream_accept_sock(struct wm_tun_stream *s, int fd, int idle_ms,
  * why "aborted", before this returns. */
 void wm_tun_sock_abort(struct wm_tun_stream *s);
 
+/*
+ * Re-registration (docs/tunnel.md "Changing mappings on a live carrier").
+ * Every stream of kind WM_TUN_OPEN_MAPPING carries a tag: wm_tun_tag() of
+ * its mapping's name (0 for other streams).
+ */
+uint32_t wm_tun_tag(const char *name, size_t len);
+/* Client: replace the REGISTER payload (copied) and send it again over the
+ * live carrier (or after the answer to one still in flight; a carrier in
+ * the handshake sends the new one). The answer comes to register_result.
+ * Returns 0, -1 on OOM (the old payload stays). */
+int wm_tun_reregister(struct wm_tun *t, const uint8_t *reg, size_t reglen);
+/* Reset every mapping stream whose tag keep() refuses (the peer gets RST
+ * with reason, local owners their usual reset callbacks). Returns how many. */
+size_t wm_tun_reset_streams(struct wm_tun *t, bool (*keep)(uint32_t tag, void *arg), void *arg,
+                            const char *reason);
+
 /* Counters of a carrier, for /status. */
 struct wm_tun_counters {
     uint64_t bytes_in;  /* carrier bytes read (plaintext under TLS) */

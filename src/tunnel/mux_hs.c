@@ -174,6 +174,14 @@ static void client_challenge(struct wm_tun *t, const struct wm_tun_hdr *h, const
     tun_set_state(t, TUN_AUTH);
 }
 
+static void send_register(struct wm_tun *t)
+{
+    uint8_t empty[2] = {0, 0};
+
+    tun_send_frame(t, WM_TUN_REGISTER, 0, 0, t->reglen > 0 ? t->reg : empty,
+                   t->reglen > 0 ? t->reglen : sizeof(empty));
+}
+
 static void client_auth_result(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
 {
     struct wm_tun_auth_result r;
@@ -199,9 +207,7 @@ static void client_auth_result(struct wm_tun *t, const struct wm_tun_hdr *h, con
             return;
         }
     }
-    uint8_t empty[2] = {0, 0};
-    tun_send_frame(t, WM_TUN_REGISTER, 0, 0, t->reglen > 0 ? t->reg : empty,
-                   t->reglen > 0 ? t->reglen : sizeof(empty));
+    send_register(t);
     tun_set_state(t, TUN_REGISTER);
 }
 
@@ -221,6 +227,10 @@ static void client_register_result(struct wm_tun *t, const struct wm_tun_hdr *h,
     }
     if (t->state == TUN_REGISTER) { /* not closed by the callback */
         tun_set_ready(t);
+    }
+    if (t->state == TUN_READY && t->reg_again) {
+        t->reg_again = false;
+        send_register(t);
     }
 }
 
@@ -391,9 +401,11 @@ static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const 
         t->cbs.registered(t, m, (size_t)n, ok, reason, t->arg);
     }
     size_t len = wm_tun_register_result_encode(buf, WM_TUN_MAX_PAYLOAD, ok, reason, (size_t)n);
-    if (t->state == TUN_REGISTER) { /* not closed by the callback */
+    if (t->state == TUN_REGISTER || t->state == TUN_READY) { /* not closed by the callback */
         tun_send_frame(t, WM_TUN_REGISTER_RESULT, 0, 0, buf, len);
-        tun_set_ready(t);
+        if (t->state == TUN_REGISTER) {
+            tun_set_ready(t);
+        }
     }
     free(m);
     free(buf);
@@ -425,4 +437,42 @@ void tun_hs_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p
     }
     tun_fail(t, WM_TUN_ERR_PROTOCOL, "unexpected %s frame during the handshake",
              wm_tun_type_name(h->type));
+}
+
+void tun_hs_reregister_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
+{
+    if (t->role == WM_TUN_ROLE_SERVER && h->type == WM_TUN_REGISTER) {
+        server_register(t, h, p);
+    } else if (t->role == WM_TUN_ROLE_CLIENT && h->type == WM_TUN_REGISTER_RESULT) {
+        client_register_result(t, h, p);
+    } else {
+        tun_fail(t, WM_TUN_ERR_PROTOCOL, "%s frame after the handshake",
+                 wm_tun_type_name(h->type));
+    }
+}
+
+int wm_tun_reregister(struct wm_tun *t, const uint8_t *reg, size_t reglen)
+{
+    uint8_t *copy = NULL;
+
+    if (reglen > 0 && (copy = malloc(reglen)) == NULL) {
+        return -1;
+    }
+    if (reglen > 0) {
+        memcpy(copy, reg, reglen);
+    }
+    free(t->reg);
+    t->reg = copy;
+    t->reglen = reglen;
+    if (t->role != WM_TUN_ROLE_CLIENT || tun_closed(t)) {
+        return 0;
+    }
+    if (t->state == TUN_REGISTER) {
+        t->reg_again = true; /* sent when the answer to the first one is in */
+    } else if (t->state == TUN_READY) {
+        tun_enter(t);
+        send_register(t);
+        tun_leave(t);
+    }
+    return 0;
 }

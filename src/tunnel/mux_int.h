@@ -87,6 +87,7 @@ struct wm_tun_stream {
     uint64_t last_ms;         /* coarse clock, last byte either way */
     uint64_t nin;             /* socket -> stream */
     uint64_t nout;            /* stream -> socket */
+    uint32_t tag;             /* mapping streams: wm_tun_tag() of the mapping's name, else 0 */
 };
 
 struct wm_tun {
@@ -113,6 +114,7 @@ struct wm_tun {
     struct wm_tun_counters counters;
     uint8_t *reg;
     size_t reglen;
+    bool reg_again;       /* client: mappings changed while a REGISTER was unanswered */
     /* streams */
     struct wm_tun_stream **buckets;
     size_t nbuckets;
@@ -162,6 +164,9 @@ void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
 void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_set_ready(struct wm_tun *t);
+/* mux_hs.c: REGISTER / REGISTER_RESULT after the handshake (a client that
+ * reloaded its mappings re-registers over the live carrier). */
+void tun_hs_reregister_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);
 
 void tun_ready_remove(struct wm_tun *t, struct wm_tun_stream *s);
 /* The stream has bytes the fair writer could send (pair or socket side). */

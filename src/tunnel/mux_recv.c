@@ -35,6 +35,9 @@ static void on_open(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t 
         tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "out of memory");
         return;
     }
+    if (o.kind == WM_TUN_OPEN_MAPPING) {
+        s->tag = wm_tun_tag(o.name.p, o.name.n);
+    }
     if (t->cbs.open != NULL) {
         t->cbs.open(t, s, &o, t->arg);
     } else {
@@ -254,6 +257,10 @@ void tun_dispatch(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffer 
         break;
     case WM_TUN_RST:
         on_rst(t, h, p);
+        break;
+    case WM_TUN_REGISTER:
+    case WM_TUN_REGISTER_RESULT:
+        tun_hs_reregister_frame(t, h, p);
         break;
     case WM_TUN_PING:
         if (!(h->flags & WM_TUN_FLAG_ACK)) {

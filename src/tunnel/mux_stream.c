@@ -311,6 +311,9 @@ struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
     t->next_id += 2;
     s->cb = cb;
     s->arg = arg;
+    if (o->kind == WM_TUN_OPEN_MAPPING) {
+        s->tag = wm_tun_tag(o->name.p, o->name.n);
+    }
     tun_send_frame(t, WM_TUN_OPEN, 0, s->id, buf, n);
     return s;
 }
@@ -375,3 +378,70 @@ struct wm_tun *wm_tun_stream_tun(const struct wm_tun_stream *s)
     return s->t;
 }
 
+
+uint32_t wm_tun_tag(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    }
+    return h != 0 ? h : 1;
+}
+
+/* Reset one stream as an RST from the peer would, telling the peer too. */
+static void reset_one(struct wm_tun_stream *s, const char *reason)
+{
+    struct wm_tun *t = s->t;
+    wm_tun_open_cb cb = s->state == ST_OPENING ? s->cb : NULL;
+    void (*gone)(void *) = s->state == ST_PENDING ? s->gone : NULL;
+    void *arg = s->arg;
+
+    tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_CANCEL, reason);
+    if (s->ev != NULL) {
+        s->why = "mapping-removed";
+    }
+    tun_stream_close(s, gone == NULL && cb == NULL);
+    if (cb != NULL) {
+        cb(NULL, WM_TUN_OPEN_NO_MAPPING, reason, arg);
+    } else if (gone != NULL) {
+        gone(arg);
+    }
+}
+
+size_t wm_tun_reset_streams(struct wm_tun *t, bool (*keep)(uint32_t tag, void *arg), void *arg,
+                            const char *reason)
+{
+    uint32_t *ids;
+    size_t nids = 0;
+    size_t n = 0;
+
+    if (t->nstreams == 0) {
+        return 0;
+    }
+    /* Ids first: a reset unlinks its stream, and its owner's callbacks
+     * may open or end others meanwhile. */
+    ids = malloc(t->nstreams * sizeof(*ids));
+    if (ids == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (struct wm_tun_stream *s = t->buckets[i]; s != NULL && nids < t->nstreams;
+             s = s->hnext) {
+            if (s->tag != 0 && !keep(s->tag, arg)) {
+                ids[nids++] = s->id;
+            }
+        }
+    }
+    tun_enter(t);
+    for (size_t i = 0; i < nids && !tun_closed(t); i++) {
+        struct wm_tun_stream *s = tun_stream_find(t, ids[i]);
+        if (s != NULL) {
+            reset_one(s, reason);
+            n++;
+        }
+    }
+    tun_leave(t);
+    free(ids);
+    return n;
+}

@@ -216,7 +216,8 @@ static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_setting
         const char *f = fields[i] != NULL ? fields[i] : "";
         EVP_DigestUpdate(ctx, f, strlen(f) + 1);
     }
-    EVP_DigestUpdate(ctx, s->reg, s->reglen);
+    /* not the mappings (s->reg): a change there is re-registered over the
+     * live carrier (tclient_rebind) */
     EVP_DigestFinal_ex(ctx, md, &mdlen);
     EVP_MD_CTX_free(ctx);
     for (unsigned i = 0; i < mdlen; i++) {
@@ -549,7 +550,8 @@ static void install_on_worker(struct wm_worker *w, void *arg)
     if (s->client && n->client == NULL) {
         n->client = tclient_new(n, s);
     } else if (keep_client) {
-        tclient_rebind(n->client, s);
+        bool remap = old->reglen != s->reglen || memcmp(old->reg, s->reg, s->reglen) != 0;
+        tclient_rebind(n->client, s, remap);
     }
     if (s->server && n->server == NULL) {
         n->server = tserver_new(n);

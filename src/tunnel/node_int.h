@@ -57,7 +57,7 @@ struct wm_tunnel_settings {
     struct tmap *maps;
     size_t nmaps;
     char entry[64];              /* local proxy entry address ("" if none) */
-    char fingerprint[4096];      /* everything a carrier depends on */
+    char fingerprint[4096];      /* everything a carrier depends on but the mappings */
     /* server part */
     bool server;
     char center[64];
@@ -101,8 +101,10 @@ int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
 struct tclient *tclient_new(struct tnode *n, struct wm_tunnel_settings *s);
 void tclient_free(struct tclient *c);
 void tclient_drain(struct tclient *c);
-/* Same carrier, new settings object (equal fingerprint). */
-void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s);
+/* Same carrier, new settings object (equal fingerprint). When the mappings
+ * changed (remap), they are registered again over the live carrier and the
+ * streams of removed mappings end; the others go on. */
+void tclient_rebind(struct tclient *c, struct wm_tunnel_settings *s, bool remap);
 /* The ready carrier to the parent, or NULL. */
 struct wm_tun *tclient_carrier(struct tclient *c);
 /* Connection attempts so far (reconnects included). */

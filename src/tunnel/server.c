@@ -26,7 +26,6 @@
 #include "tunnel/node_int.h"
 #include "tunnel/server_int.h"
 
-static struct tserver *current; /* for the per-port services */
 
 /* ---- registry ---- */
 
@@ -34,107 +33,6 @@ static void lower(char *s)
 {
     for (; *s != '\0'; s++) {
         *s = (char)tolower((unsigned char)*s);
-    }
-}
-
-static struct pport *port_find(struct tserver *sv, const char *addr)
-{
-    for (struct pport *p = sv->ports; p != NULL; p = p->next) {
-        if (strcmp(p->addr, addr) == 0) {
-            return p;
-        }
-    }
-    return NULL;
-}
-
-static void port_svc_destroy(struct wm_service *svc)
-{
-    free(svc);
-}
-
-static void port_svc_accept(struct wm_service *svc, struct wm_worker *w, int fd,
-                            const struct sockaddr *peer, socklen_t plen,
-                            struct wm_listen_stats *stats)
-{
-    struct port_svc *ps = (struct port_svc *)svc;
-
-    (void)w;
-    if (current == NULL) {
-        close(fd);
-        return;
-    }
-    tserver_route_tcp(current, ps->key, fd, peer, plen, stats);
-}
-
-/* Open (or share) the public listener of a tcp mapping with its own port. */
-static int port_acquire(struct tserver *sv, const char *addr, char *err, size_t cap)
-{
-    struct pport *p = port_find(sv, addr);
-    struct sockaddr_storage ss;
-    socklen_t len;
-    struct wm_err e;
-
-    if (p != NULL) {
-        p->refs++;
-        return 0;
-    }
-    if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
-        snprintf(err, cap, "bad public address %s", addr);
-        return -1;
-    }
-    p = calloc(1, sizeof(*p));
-    struct port_svc *ps = calloc(1, sizeof(*ps));
-    if (p == NULL || ps == NULL) {
-        free(p);
-        free(ps);
-        snprintf(err, cap, "out of memory");
-        return -1;
-    }
-    /* A client names its public port: never one already listened on (our
-     * own listeners use SO_REUSEPORT and would share it). */
-    int fd = wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
-                 ? -1
-                 : wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, &e);
-    if (fd < 0) {
-        free(p);
-        free(ps);
-        wm_fmt(err, cap, "%s", e.msg);
-        return -1;
-    }
-    wm_service_init(&ps->base, "tunnel-port", port_svc_accept, port_svc_destroy);
-    snprintf(ps->key, sizeof(ps->key), "%s", addr);
-    snprintf(p->addr, sizeof(p->addr), "%s", addr);
-    p->stats = wm_listen_stats_new(addr);
-    p->l = wm_listener_new(sv->n->w, fd, addr, &ps->base, p->stats);
-    wm_service_unref(&ps->base); /* the listener holds it */
-    if (p->l == NULL) {
-        wm_listen_stats_unref(p->stats);
-        free(p);
-        snprintf(err, cap, "out of memory");
-        return -1;
-    }
-    p->refs = 1;
-    p->next = sv->ports;
-    sv->ports = p;
-    wm_log(WM_LOG_INFO, 0, "tunnel: public port %s opened", addr);
-    return 0;
-}
-
-static void port_release(struct tserver *sv, const char *addr)
-{
-    for (struct pport **pp = &sv->ports; *pp != NULL; pp = &(*pp)->next) {
-        struct pport *p = *pp;
-        if (strcmp(p->addr, addr) == 0) {
-            if (--p->refs > 0) {
-                return;
-            }
-            *pp = p->next;
-            wm_listener_free(p->l);
-            wm_listen_stats_unref(p->stats);
-            wm_log(WM_LOG_INFO, 0, "tunnel: public port %s closed", addr);
-            free(p);
-            return;
-        }
     }
 }
 
@@ -376,23 +274,92 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
                r->key);
         return r->refused;
     }
-    if (own_port(r) && port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
+    if (own_port(r) && tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
         return r->refused;
     }
     return NULL;
 }
 
+/* A mapping of the carrier's previous registration that the new one
+ * announces again unchanged (name, mode, key): it stays active as it is,
+ * holding its public port; NULL if none. */
+static struct rmap *carried_over(struct rmap *old, size_t nold, const struct rmap *r)
+{
+    for (size_t j = 0; j < nold; j++) {
+        if (old[j].active && old[j].mode == r->mode && strcmp(old[j].name, r->name) == 0 &&
+            strcmp(old[j].key, r->key) == 0) {
+            return &old[j];
+        }
+    }
+    return NULL;
+}
+
+/* Streams of a carrier that may go on: those of its active mappings. */
+static bool keep_stream(uint32_t tag, void *arg)
+{
+    const struct tcarrier *c = arg;
+
+    for (size_t i = 0; i < c->nmaps; i++) {
+        if (c->maps[i].active && wm_tun_tag(c->maps[i].name, strlen(c->maps[i].name)) == tag) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Accept or refuse mapping i of a (re-)registration. */
+static void register_one(struct tcarrier *c, struct rmap *r, const struct wm_tun_mapping *m,
+                         struct rmap *old, size_t nold, uint8_t *ok, const char **reason)
+{
+    struct tserver *sv = c->sv;
+    struct rmap *prev;
+
+    r->owner = c;
+    r->mode = m->mode;
+    wm_tun_str_copy(r->name, sizeof(r->name), m->name);
+    wm_tun_str_copy(r->group, sizeof(r->group), m->group);
+    map_key(sv, m, r->key, sizeof(r->key));
+    if ((prev = carried_over(old, nold, r)) != NULL && strcmp(prev->group, r->group) == 0) {
+        prev->active = false; /* its port (if any) passes to r */
+        r->active = true;
+        tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+        *reason = "";
+        return;
+    }
+    *reason = map_refusal(sv, c, r, m);
+    if (*reason != NULL) {
+        *ok = 0;
+        wm_log(WM_LOG_WARN, wm_tun_id(c->t), "tunnel: client %s: mapping \"%s%s\" refused: %s",
+               c->name, r->name, m->name.n > WM_TUNNEL_NAME_MAX ? "..." : "", *reason);
+        return;
+    }
+    *reason = "";
+    r->active = true;
+    tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+    wm_log(WM_LOG_INFO, wm_tun_id(c->t), "tunnel: client %s registered mapping \"%s\" (%s)%s%s",
+           c->name, r->name, r->key, r->group[0] ? " group " : "", r->group);
+}
+
+/* REGISTER: the first one after the handshake, or a later one from a
+ * client that reloaded (its previous mappings are replaced: unchanged ones
+ * go on untouched, removed ones give their ports back and their streams
+ * end, new ones are checked as at attach). */
 static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size_t n,
                           uint8_t *ok, const char **reason, void *arg)
 {
     struct tcarrier *c = arg;
     struct tserver *sv = c->sv;
+    struct rmap *old = c->maps;
+    size_t nold = c->nmaps;
+    struct rule_block *old_rules = c->rules;
+    bool again = c->registered;
 
     c->maps = calloc(n ? n : 1, sizeof(*c->maps));
     c->rules = c->maps != NULL ? rules_copy(m, n, c->maps) : NULL;
     if (c->maps == NULL || c->rules == NULL) {
         free(c->maps);
-        c->maps = NULL;
+        c->maps = old; /* a re-registration keeps what it had */
+        c->rules = old_rules;
         for (size_t i = 0; i < n; i++) {
             ok[i] = 0;
             reason[i] = "server out of memory";
@@ -400,25 +367,26 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
         return;
     }
     c->nmaps = n;
+    c->registered = true;
     for (size_t i = 0; i < n; i++) {
-        struct rmap *r = &c->maps[i];
-        r->owner = c;
-        r->mode = m[i].mode;
-        wm_tun_str_copy(r->name, sizeof(r->name), m[i].name);
-        wm_tun_str_copy(r->group, sizeof(r->group), m[i].group);
-        map_key(sv, &m[i], r->key, sizeof(r->key));
-        reason[i] = map_refusal(sv, c, r, &m[i]);
-        if (reason[i] != NULL) {
-            ok[i] = 0;
-            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: client %s: mapping \"%s%s\" refused: %s",
-                   c->name, r->name, m[i].name.n > WM_TUNNEL_NAME_MAX ? "..." : "", reason[i]);
-            continue;
+        register_one(c, &c->maps[i], &m[i], old, nold, &ok[i], &reason[i]);
+    }
+    for (size_t j = 0; j < nold; j++) {
+        if (old[j].active) {
+            if (own_port(&old[j])) {
+                tserver_port_release(sv, old[j].key);
+            }
+            wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s withdrew mapping \"%s\" (%s)",
+                   c->name, old[j].name, old[j].key);
         }
-        reason[i] = "";
-        r->active = true;
-        tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
-        wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s registered mapping \"%s\" (%s)%s%s",
-               c->name, r->name, r->key, r->group[0] ? " group " : "", r->group);
+    }
+    free(old);
+    rule_block_unref(old_rules);
+    if (again) {
+        size_t ended = wm_tun_reset_streams(t, keep_stream, c, "mapping removed");
+        wm_log(WM_LOG_INFO, wm_tun_id(t),
+               "tunnel: client %s re-registered %zu mapping(s) over the live carrier; "
+               "%zu stream(s) of removed mappings ended", c->name, n, ended);
     }
 }
 
@@ -509,7 +477,7 @@ static void carrier_free(struct tcarrier *c)
     wm_listen_stats_unref(c->stats);
     for (size_t i = 0; i < c->nmaps; i++) {
         if (c->maps[i].active && own_port(&c->maps[i])) {
-            port_release(sv, c->maps[i].key);
+            tserver_port_release(sv, c->maps[i].key);
         }
     }
     free(c->maps);
@@ -746,24 +714,45 @@ struct tserver *tserver_new(struct tnode *n)
 
     if (sv != NULL) {
         sv->n = n;
-        current = sv;
+        tserver_ports_owner(sv);
     }
     return sv;
 }
 
+/* Why an accepted mapping no longer fits the reloaded settings, or NULL. */
+static const char *still_allowed(struct tserver *sv, struct tcarrier *c, struct rmap *r)
+{
+    if (own_port(r) && !port_allowed(sv, r->key)) {
+        wm_fmt(r->refused, sizeof(r->refused), "port of %s is no longer in allow_ports",
+               r->key);
+        return r->refused;
+    }
+    return client_refusal(sv, c, r);
+}
+
 void tserver_reconfigured(struct tserver *sv)
 {
-    for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
+    for (struct tcarrier *c = sv->carriers, *next; c != NULL; c = next) {
+        size_t withdrawn = 0;
+        const char *why;
+        next = c->next;
         for (size_t i = 0; i < c->nmaps; i++) {
             struct rmap *r = &c->maps[i];
-            if (!r->active || !own_port(r) || port_allowed(sv, r->key)) {
+            if (!r->active || (why = still_allowed(sv, c, r)) == NULL) {
                 continue;
             }
-            r->active = false; /* open connections through it go on */
-            port_release(sv, r->key);
-            wm_log(WM_LOG_WARN, wm_tun_id(c->t),
-                   "tunnel: client %s: mapping \"%s\" withdrawn: port of %s is no longer in "
-                   "allow_ports", c->name, r->name, r->key);
+            r->active = false;
+            withdrawn++;
+            if (own_port(r)) {
+                tserver_port_release(sv, r->key);
+            }
+            wm_log(WM_LOG_WARN, wm_tun_id(c->t), "tunnel: client %s: mapping \"%s\" withdrawn: %s",
+                   c->name, r->name, why);
+        }
+        if (withdrawn > 0 && c->t != NULL) {
+            /* only the withdrawn mappings' streams end; the carrier and the
+             * other mappings go on */
+            wm_tun_reset_streams(c->t, keep_stream, c, "mapping withdrawn by the server");
         }
     }
 }
@@ -790,15 +779,6 @@ void tserver_free(struct tserver *sv)
         c->t = NULL;
         carrier_free(c);
     }
-    while (sv->ports != NULL) {
-        struct pport *p = sv->ports;
-        sv->ports = p->next;
-        wm_listener_free(p->l);
-        wm_listen_stats_unref(p->stats);
-        free(p);
-    }
-    if (current == sv) {
-        current = NULL;
-    }
+    tserver_ports_free(sv);
     free(sv);
 }

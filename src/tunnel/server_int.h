@@ -50,6 +50,7 @@ struct tcarrier {
     bool ready;
     bool pending;            /* not authenticated yet: counts against the caps */
     bool held;               /* its address is on hold (core/authfail.h) */
+    bool registered;         /* its first REGISTER is in (a later one re-registers) */
     bool anon;               /* attached without credentials: two-level proxy streams
                               * only, each through the proxy's own auth (center.c) */
     struct sockaddr_storage addr; /* source address (alen 0: unknown) */
@@ -101,6 +102,15 @@ struct tserver {
     uint64_t cap_quiet;   /* refusals not logged since */
     struct tcenter_stats st;
 };
+
+/* ports.c: the public listener of a tcp mapping with its own address.
+ * Acquire opens it (or shares it: one more reference); 0, or -1 with the
+ * reason in err. Release drops a reference, closing it with the last. */
+int tserver_port_acquire(struct tserver *sv, const char *addr, char *err, size_t cap);
+void tserver_port_release(struct tserver *sv, const char *addr);
+/* The server the per-port services route to; close every port at free. */
+void tserver_ports_owner(struct tserver *sv);
+void tserver_ports_free(struct tserver *sv);
 
 /* A live client's mapping for key (mode tcp/proxy/http/https), balanced
  * over a group; NULL if none. */
