@@ -156,7 +156,7 @@ static void common_defaults(struct wm_conf_hcommon *c)
 /* ---- file_server = { ... } (static files, src/files) ---- */
 #define FOFF(f) offsetof(struct wm_conf_files, f)
 static const struct wm_ckey file_server_keys[] = {
-    {.name = "root", .kind = WM_CK_STR, .off = FOFF(root)},
+    {.name = "root", .kind = WM_CK_STR, .off = FOFF(root), .flags = WM_CKF_PATH},
     {.name = "prefix", .kind = WM_CK_STR, .off = FOFF(prefix)},
     {.name = "hide", .kind = WM_CK_STRLIST, .off = FOFF(hide), .off_count = FOFF(nhide)},
     {.name = "index", .kind = WM_CK_STRLIST, .off = FOFF(index), .off_count = FOFF(nindex)},
