@@ -157,6 +157,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     }
     if (f->hd.type == NGHTTP2_HEADERS && st->req != NULL) {
         h2s_start(st->h, st, end);
+    } else if (end && st->answered_early) {
+        st->req_done = true; /* nothing more goes to the engine: it has answered */
     } else if (end) {
         h2s_req_end(st); /* after DATA, or trailers (dropped) */
     }
@@ -174,6 +176,17 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         nghttp2_session_consume(s, id, len);
         return 0;
     }
+    if (st->answered_early) {
+        /* the answer is out: the rest of the upload is read and dropped
+         * (so a malformed frame still counts), up to a bound, then the
+         * client is asked to stop (RFC 9113 8.1) */
+        nghttp2_session_consume(s, id, len);
+        st->discarded += len;
+        if (st->discarded > H2_DISCARD_MAX) {
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+        }
+        return 0;
+    }
     h2s_data(st, data, len);
     return 0;
 }
@@ -189,8 +202,9 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
     }
     st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
     if (st != NULL && !st->req_done) {
-        /* answered before the whole request came: stop the upload (RFC 9113 8.1) */
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+        /* answered before the whole request came: the rest of it is dropped
+         * (on_data_chunk), or stopped past H2_DISCARD_MAX */
+        st->answered_early = true;
     }
     return 0;
 }

@@ -7,6 +7,10 @@
 #ifndef WM_H2_H2_INT_H
 #define WM_H2_H2_INT_H
 
+/* Request body bytes read and dropped after the answer went out early,
+ * before the stream is reset with NO_ERROR (RFC 9113 8.1). */
+#define H2_DISCARD_MAX (1u << 20)
+
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +44,8 @@ struct h2_stream {
     bool ws;                       /* RFC 8441 WebSocket */
     bool is_head;
     bool req_done;                 /* END_STREAM from the client */
+    bool answered_early;           /* our END_STREAM went before the client's */
+    size_t discarded;              /* request body bytes dropped since (answered_early) */
     bool deferred;                 /* the data source waits for bytes */
     bool paused;                   /* end reading stopped (body over its mark) */
     bool keep;                     /* the engine keeps the pair for another request */
