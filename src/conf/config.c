@@ -455,8 +455,7 @@ static const struct wm_ckey top_keys[] = {
      .max = 3600000},
     {.name = "proxy", .kind = WM_CK_TABLE, .off = COFF(proxy), .sub = &proxy_schema},
     {.name = "http", .kind = WM_CK_TABLE, .off = COFF(http), .sub = &wm_conf_http_schema},
-    {.name = "stream", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_stream_schema,
-     .flags = WM_CKF_INACTIVE, .feature = "L4 forwarding"},
+    {.name = "stream", .kind = WM_CK_TABLE, .off = COFF(stream), .sub = &wm_conf_stream_schema},
     /* wmproxy 0.1 layout: the proxy's bind_addr at the top, and [reverse]. */
     {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = COFF(legacy_bind), .alias = "bind"},
     {.name = "reverse", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_reverse_schema,
