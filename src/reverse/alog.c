@@ -25,6 +25,7 @@
 #include "core/util.h"
 #include "http/head.h"
 #include "net/conn.h"
+#include "reverse/alog.h"
 #include "reverse/rev.h"
 #include "reverse/rev_int.h"
 
@@ -298,4 +299,21 @@ void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x)
         /* a full disk must not stop the proxy; the main log has the line */
     }
     evbuffer_free(out);
+}
+
+struct rv_logfile *wm_alog_file_get(const char *path, char *msg, size_t cap)
+{
+    return rv_logfile_get(path, msg, cap);
+}
+
+void wm_alog_file_put(struct rv_logfile *f)
+{
+    rv_logfile_put(f);
+}
+
+void wm_alog_file_write(struct rv_logfile *f, const char *line, size_t n)
+{
+    if (write(f->fd, line, n) < 0) {
+        /* a full disk loses the line; the main log still has it */
+    }
 }

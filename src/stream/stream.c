@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conf/config_http.h"
 #include "conf/config_stream.h"
@@ -18,6 +19,7 @@
 #include "core/service.h"
 #include "http/util.h"
 #include "net/tls.h"
+#include "reverse/alog.h"
 #include "reverse/upstream.h"
 #include "stream/stream_int.h"
 #include "stream/ws.h"
@@ -46,6 +48,7 @@ static void stream_free(struct wm_stream *st)
         wm_upstream_free(st->servers[i].up);
         SSL_CTX_free(st->servers[i].tls_in);
         SSL_CTX_free(st->servers[i].tls_out);
+        wm_alog_file_put(st->servers[i].alog);
     }
     free(st->servers);
     free(st->ls);
@@ -216,6 +219,13 @@ static int server_compile(const struct wm_conf_stream *cs, const struct wm_conf_
     if (target_of(cs, c, s, key, err) < 0 || tls_of(c, s, key, err) < 0) {
         return -1;
     }
+    if (c->access_log != NULL) {
+        char msg[512];
+        s->alog = wm_alog_file_get(c->access_log, msg, sizeof(msg));
+        if (s->alog == NULL) {
+            return wm_err_set(err, NULL, 0, 0, key, "access_log: %s", msg);
+        }
+    }
     return s->mode == ST_UDP ? udp_resolve(s, key, err) : 0;
 }
 
@@ -324,4 +334,27 @@ struct wm_service *wm_stream_service_new(struct wm_stream *st, size_t i)
         ss->base.dgram_free = st_udp_state_free;
     }
     return &ss->base;
+}
+
+void st_alog(const struct st_server *srv, const char *proto, const char *client,
+             const char *target, int code, unsigned long long in, unsigned long long out,
+             unsigned long long ms, const char *reason)
+{
+    char line[1024];
+    char when[64];
+    struct tm tm;
+    time_t now = time(NULL);
+    int n;
+
+    if (srv->alog == NULL) {
+        return;
+    }
+    localtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
+    n = snprintf(line, sizeof(line),
+                 "%s [%s] proto=%s target=%s code=%d in=%llu out=%llu ms=%llu end=%s\n", client,
+                 when, proto, target[0] ? target : "-", code, in, out, ms, reason);
+    if (n > 0) {
+        wm_alog_file_write(srv->alog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
+    }
 }

@@ -17,6 +17,7 @@ struct bufferevent;
 struct wm_upstream;
 struct wm_worker;
 struct wm_stream;
+struct rv_logfile;
 
 enum st_mode { ST_TCP, ST_UDP, ST_WS2TCP, ST_TCP2WS, ST_TCP2WSS, ST_MODE_COUNT };
 
@@ -38,6 +39,7 @@ struct st_server {
     uint64_t max_message;
     SSL_CTX *tls_in;            /* bind_ssl (owned) */
     SSL_CTX *tls_out;           /* proxy_ssl, tcp2wss (owned) */
+    struct rv_logfile *alog;    /* access_log (a reference; reverse/alog.h) */
     struct sockaddr_storage udp_to[ST_UDP_ADDRS]; /* udp: per upstream server index */
     socklen_t udp_tolen[ST_UDP_ADDRS];
 };
@@ -58,5 +60,11 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
 void st_udp_readable(struct wm_service *svc, struct wm_worker *w, int fd,
                      struct wm_listen_stats *stats, void **state);
 void st_udp_state_free(void *state);
+
+/* stream.c: the access line of a connection or session to srv's
+ * access_log, when it has one. */
+void st_alog(const struct st_server *srv, const char *proto, const char *client,
+             const char *target, int code, unsigned long long in, unsigned long long out,
+             unsigned long long ms, const char *reason);
 
 #endif

@@ -478,6 +478,14 @@ static void dial_next(struct st_conn *c)
     }
 }
 
+static void on_finish(struct wm_conn *wc, const char *reason)
+{
+    struct st_conn *c = (struct st_conn *)wc;
+
+    st_alog(c->srv, wc->proto, wc->peer_str, wc->target, wc->code, wc->bytes_in, wc->bytes_out,
+            wm_now_ms() - wc->start_ms, reason);
+}
+
 /* ---- accept ---- */
 
 static const char *const proto_names[ST_MODE_COUNT] = {"tcp", "udp", "ws2tcp", "tcp2ws",
@@ -507,6 +515,7 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     wm_conn_init(&c->conn, svc, w, bev, peer, peerlen, stats, &lim);
     c->conn.proto = proto_names[srv->mode];
     c->conn.proto_free = conn_free;
+    c->conn.on_finish = on_finish;
     c->srv = srv;
     c->up = srv->up;
     c->idx = -1;

@@ -120,6 +120,8 @@ static void session_end(struct session *s, const char *reason)
            "access proto=udp client=%s user=- target=%s code=0 in=%llu out=%llu ms=%llu end=%s",
            s->client_str, s->target, (unsigned long long)s->in, (unsigned long long)s->out,
            (unsigned long long)(wm_now_ms() - s->start_ms), reason);
+    st_alog(ss->srv, "udp", s->client_str, s->target, 0, s->in, s->out,
+            wm_now_ms() - s->start_ms, reason);
     wm_listen_stats_conn_close(u->stats, s->in, s->out);
     wm_upstream_active(ss->srv->up, s->idx, -1);
     event_free(s->ev);
