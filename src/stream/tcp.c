@@ -88,10 +88,15 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct st_conn *c = arg;
 
-    (void)bev;
-    (void)what;
     wm_conn_enter(&c->conn);
-    wm_conn_finish(&c->conn, "client-closed");
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+        (c->state == ST_S_DIAL || c->state == ST_S_UPHS)) {
+        /* half-close before the upstream answered: the relay sees the EOF
+         * again once it reads (a socket keeps reporting it) */
+        bufferevent_disable(bev, EV_READ);
+    } else {
+        wm_conn_finish(&c->conn, "client-closed");
+    }
     wm_conn_leave(&c->conn);
 }
 
