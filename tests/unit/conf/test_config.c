@@ -290,7 +290,7 @@ static void test_every_error_in_file_order(void **state)
                                "idle_timeout = \"1y\"\n"         /* 6 */
                                "center = true\n"                 /* 7: warning only */
                                "\n"                              /* 8 */
-                               "[stream]\n"                      /* 9: warning */
+                               "[stream]\n"                      /* 9 (active: no warning) */
                                "aa = 1\n";                       /* 10 */
     static const struct {
         bool warning;
@@ -301,7 +301,7 @@ static void test_every_error_in_file_order(void **state)
         {false, 1, 11, "workers"},       {false, 3, 13, "proxy.bind_addr"},
         {false, 4, 8, "proxy.flag"},     {false, 5, 12, "proxy.username"},
         {false, 6, 16, "proxy.idle_timeout"}, {true, 7, 10, "proxy.center"},
-        {true, 9, 1, "stream"},          {false, 10, 1, "stream.aa"},
+        {false, 10, 1, "stream.aa"},
     };
     struct wm_conf *c;
     struct wm_conf_diags d;
