@@ -7,7 +7,7 @@ set -eu
 BUILD="gcc make pkg-config libevent-dev libssl-dev node-llhttp libyaml-dev libpcre2-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-websockets iperf3 curl openssl nghttp2-client
 clang libclang-rt-14-dev libcap2-bin"
-BENCH="wrk tinyproxy microsocks dante-server nginx haproxy stunnel4 iperf3 openssh-server
+BENCH="wrk tinyproxy microsocks dante-server nginx libnginx-mod-stream socat haproxy stunnel4 iperf3 openssh-server
 openssh-client procps"
 
 case "${1:-build}" in
