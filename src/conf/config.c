@@ -26,7 +26,7 @@
 
 /* ---- [[proxy.mappings]] ---- */
 
-static const char *const mapping_modes[] = {"http", "https", "tcp", "proxy", NULL};
+static const char *const mapping_modes[] = {"http", "https", "tcp", "proxy", "udp", NULL};
 
 /* proxy_protocol: "v1", "v2", or off ("off", "", false); into an int. */
 static int set_proxy_protocol(struct wm_cctx *ctx, const struct wm_cval *v, void *dst,
@@ -103,6 +103,10 @@ static void mapping_validate(struct wm_cctx *ctx, void *obj, const struct wm_cva
     if (strcmp(m->mode, "proxy") != 0 && m->local_addr == NULL) {
         wm_cctx_error(ctx, t, path, "mapping \"%s\" (mode %s) needs local_addr",
                       m->name ? m->name : "?", m->mode);
+    }
+    if (strcmp(m->mode, "udp") == 0 && m->remote_port == 0 && m->bind == NULL) {
+        wm_cctx_error(ctx, t, path, "mapping \"%s\" (mode udp) needs remote_port or bind",
+                      m->name ? m->name : "?");
     }
     if ((strcmp(m->mode, "http") == 0 || strcmp(m->mode, "https") == 0) &&
         (m->domain == NULL || m->domain[0] == '\0')) {

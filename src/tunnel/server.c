@@ -78,7 +78,8 @@ static int port_acquire(struct tserver *sv, const char *addr, char *err, size_t 
         p->refs++;
         return 0;
     }
-    if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
+    bool udp = strncmp(addr, "udp:", 4) == 0;
+    if (wm_addr_parse_listen(addr + (udp ? 4 : 0), &ss, &len) < 0) {
         snprintf(err, cap, "bad public address %s", addr);
         return -1;
     }
@@ -92,9 +93,10 @@ static int port_acquire(struct tserver *sv, const char *addr, char *err, size_t 
     }
     /* A client names its public port: never one already listened on (our
      * own listeners use SO_REUSEPORT and would share it). */
-    int fd = wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
+    int fd = !udp && wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
                  ? -1
-                 : wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, &e);
+                 : wm_listen_socket((struct sockaddr *)&ss, len, udp ? SOCK_DGRAM : SOCK_STREAM,
+                                    &e);
     if (fd < 0) {
         free(p);
         free(ps);
@@ -103,10 +105,18 @@ static int port_acquire(struct tserver *sv, const char *addr, char *err, size_t 
     }
     wm_service_init(&ps->base, "tunnel-port", port_svc_accept, port_svc_destroy);
     snprintf(ps->key, sizeof(ps->key), "%s", addr);
+    struct wm_service *svc = &ps->base;
+    if (udp) {
+        free(ps); /* a UDP port's datagrams go to udp_map.c */
+        svc = tudp_port_service_new(addr);
+    }
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->stats = wm_listen_stats_new(addr);
-    p->l = wm_listener_new(sv->n->w, fd, addr, &ps->base, p->stats);
-    wm_service_unref(&ps->base); /* the listener holds it */
+    p->l = svc != NULL ? wm_listener_new(sv->n->w, fd, addr, svc, p->stats) : NULL;
+    if (svc == NULL) {
+        close(fd);
+    }
+    wm_service_unref(svc); /* the listener holds it */
     if (p->l == NULL) {
         wm_listen_stats_unref(p->stats);
         free(p);
@@ -150,6 +160,20 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
         wm_tun_str_copy(key, cap, m->domain);
         lower(key);
         return;
+    case WM_TUN_MODE_UDP:
+        if (m->bind.n > 0 || m->remote_port != 0) {
+            char a[WM_ADDR_STR_MAX];
+            if (m->bind.n > 0) {
+                wm_tun_str_copy(a, sizeof(a), m->bind);
+            } else {
+                snprintf(a, sizeof(a), strchr(s->port_ip, ':') ? "[%s]:%u" : "%s:%u",
+                         s->port_ip, m->remote_port);
+            }
+            snprintf(key, cap, "udp:%s", a);
+        } else {
+            snprintf(key, cap, "@udp"); /* refused: a udp mapping names its port */
+        }
+        return;
     case WM_TUN_MODE_TCP:
         if (m->bind.n > 0) {
             wm_tun_str_copy(key, cap, m->bind);
@@ -168,7 +192,7 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
 
 static bool own_port(const struct rmap *r)
 {
-    return r->mode == WM_TUN_MODE_TCP && r->key[0] != '@';
+    return (r->mode == WM_TUN_MODE_TCP || r->mode == WM_TUN_MODE_UDP) && r->key[0] != '@';
 }
 
 /* May a client claim the port of key ("ip:port", "[v6]:port")? */
@@ -357,6 +381,9 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
         return "http/https mappings need a domain";
     }
+    if (r->mode == WM_TUN_MODE_UDP && r->key[0] == '@') {
+        return "udp mappings need remote_port (or bind)";
+    }
     if (c->anon) {
         return "this client presented no credentials: it may use the two-level proxy only "
                "(registering mappings needs the server's username/password)";
@@ -368,7 +395,7 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
         wm_fmt(r->refused, sizeof(r->refused),
                "%s %s is already registered by client %s (mapping \"%s\")",
-               r->mode == WM_TUN_MODE_TCP ? "port" : "domain", r->key, h->owner->name, h->name);
+               own_port(r) ? "port" : "domain", r->key, h->owner->name, h->name);
         return r->refused;
     }
     if (own_port(r) && !port_allowed(sv, r->key)) {
@@ -713,6 +740,18 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
     struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)},
                             {field, strlen(field)}};
     bridge_open_stream(b, r->owner->t, &o, target);
+}
+
+int tserver_route_udp(const char *key, struct wm_tun **t, char *name, size_t cap)
+{
+    struct rmap *r = current != NULL ? tserver_pick(current, WM_TUN_MODE_UDP, key) : NULL;
+
+    if (r == NULL || r->owner->t == NULL) {
+        return -1;
+    }
+    *t = r->owner->t;
+    snprintf(name, cap, "%s", r->name);
+    return 0;
 }
 
 void tserver_accept_public(struct tserver *sv, enum wm_tunnel_listen kind, int fd,
