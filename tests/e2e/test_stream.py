@@ -355,3 +355,40 @@ def test_iperf3_tcp_and_udp(wmproxy, tmp_path):
     finally:
         srv.terminate()
         srv.wait(10)
+
+
+def test_yaml_config(wmproxy, tmp_path, echo):
+    """[stream] keys read the same from YAML."""
+    up, stop, _ = udp_echo("127.0.0.1")
+    port = free_port()
+    u = free_udp_port()
+    path = tmp_path / "s.yaml"
+    path.write_text("disable_control: true\nworkers: 2\nstream:\n"
+                    "  upstream:\n    - name: e\n      server:\n"
+                    "        - addr: 127.0.0.1:%d\n"
+                    "  server:\n"
+                    "    - bind_addr: 127.0.0.1:%d\n      up_name: e\n      timeout: 30s\n"
+                    "    - bind_addr: 127.0.0.1:%d\n      bind_mode: udp\n"
+                    "      proxy_url: udp://127.0.0.1:%d\n      max_sessions: 10\n"
+                    % (echo.port, port, u, up))
+    wmproxy(["run", "-c", str(path)], port=port)
+    assert exchange(port, b"yaml") == echo_reply(b"yaml")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert udp_roundtrip(s, ("127.0.0.1", u), b"yaml") == b"yaml"
+    s.close()
+    stop.set()
+
+
+def test_config_errors(tmp_path):
+    """Mistakes in [stream] are reported with file:line:col and key."""
+    from conftest import BIN
+    path = tmp_path / "bad.toml"
+    path.write_text('[stream]\n[[stream.server]]\nbind_addr = "127.0.0.1:1"\n'
+                    'bind_mode = "udp"\nproxy_protocol = true\nproxy_url = "udp://127.0.0.1:2"\n'
+                    '[[stream.server]]\nbind_ssl = "127.0.0.1:3"\nproxy_url = "tcp://a:1"\n')
+    r = subprocess.run([BIN, "check", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "stream.server[0].proxy_protocol: the PROXY protocol is for TCP servers" in out, out
+    assert "stream.server[1].bind_ssl: bind_ssl needs cert and key" in out, out
