@@ -30,6 +30,7 @@
 
 #define UDP_BATCH 64          /* datagrams read per wake-up, per socket */
 #define UDP_BUCKETS_MIN 64
+#define UDP_SOCKBUF (4 << 20) /* a burst rides out a scheduling delay instead of dropping */
 
 struct session {
     struct session *hnext;      /* hash chain */
@@ -204,6 +205,10 @@ static int upstream_socket(const struct st_server *srv, const struct sockaddr *c
         }
         const struct sockaddr *to = (const struct sockaddr *)&srv->udp_to[i];
         int fd = socket(to->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int sz = UDP_SOCKBUF;
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        }
         if (fd >= 0 && connect(fd, to, srv->udp_tolen[i]) == 0) {
             *idx = i;
             return fd;
@@ -288,6 +293,10 @@ static struct udp_state *state_new(struct wm_worker *w, int fd, struct wm_listen
     }
     u->nbuckets = nb;
     u->fd = fd;
+    int sz = UDP_SOCKBUF;
+    /* best effort: the kernel caps it at net.core.rmem_max / wmem_max */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
     u->w = w;
     u->stats = wm_listen_stats_ref(stats);
     return u;
