@@ -53,6 +53,23 @@ def test_tcp_forward_halfclose_failover_and_access_line(wmproxy, tmp_path, echo)
     assert st["bytes_in"] == 4 * len(data)
 
 
+def test_tcp_active_health_check(wmproxy, tmp_path, echo):
+    """health_check on a [[stream.upstream]]: TCP connects every interval take a
+    dead server out (and log it) before any client meets it."""
+    port = free_port()
+    dead = dead_port()
+    body = ('[[stream.upstream]]\nname = "up"\nbalance = "round_robin"\n'
+            'health_check = { interval = "200ms", timeout = "100ms" }\n'
+            'server = [{ addr = "127.0.0.1:%d" }, { addr = "127.0.0.1:%d" }]\n'
+            % (dead, echo.port)) + server(bind_addr="127.0.0.1:%d" % port, up_name="up")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    wait_log_count(p, "health: stream:up|127.0.0.1:%d is down" % dead, 1)
+    before = p.log().count("connection refused")
+    for _ in range(6):
+        assert exchange(port, b"x") == echo_reply(b"x")
+    assert p.log().count("connection refused") == before  # never tried again
+
+
 def test_tcp_ipv6_and_splice_large(wmproxy, tmp_path, echo):
     port = free_port()
     body = server(bind_addr="[::1]:%d 127.0.0.1:%d" % (port, port),
