@@ -170,7 +170,7 @@ static const struct bad_case bad_cases[] = {
     {"bad enum: mapping mode", "t.toml",
      "[[proxy.mappings]]\nname = \"a\"\nmode = \"ftp\"\nlocal_addr = \"127.0.0.1:1\"\n", 3, 8,
      "proxy.mappings[0].mode",
-     "expected one of \"http\", \"https\", \"tcp\", \"proxy\", got \"ftp\"", 1},
+     "expected one of \"http\", \"https\", \"tcp\", \"proxy\", \"udp\", got \"ftp\"", 1},
     {"bad enum: proxy mode", "t.yaml", "proxy:\n  mode: both\n", 2, 9, "proxy.mode",
      "expected one of \"client\", \"server\", \"\", got \"both\"", 1},
     {"mapping without a name", "t.toml",
