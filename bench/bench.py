@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import (proc, sec_bulk, sec_connrate, sec_h2, sec_http,  # noqa: E402
+from lib import (proc, sec_bulk, sec_connrate, sec_h2, sec_http, sec_l4,  # noqa: E402
                  sec_reverse, sec_rss, sec_static, sec_tunnel)
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
@@ -40,6 +40,8 @@ SECTIONS = [
      "connection RSS", sec_h2.run),
     ("static", "static files: wmproxy file-server vs nginx (sendfile, open_file_cache) "
      "on 1 KiB / 1 MiB / 1 GiB, python3 http.server for scale", sec_static.run),
+    ("l4", "L4 [stream]: iperf3 TCP/UDP, conn/s, idle-pair RSS vs haproxy / nginx "
+     "stream / socat", sec_l4.run),
 ]
 
 ANCHOR_PKGS = ["wrk", "curl", "nghttp2-client", "nginx", "tinyproxy", "dante-server", "microsocks",

@@ -148,6 +148,22 @@ static const struct wm_cli_opt files_opts[] = {
     {.type = WM_CLI_END},
 };
 
+/* `wmproxy ws-proxy`: one WebSocket bridge. */
+static const struct wm_cli_opt wsproxy_opts[] = {
+    {ROW(WM_CLI_STR, "from", 'f', AOFF(rev.from)), .arg = "ADDR",
+     .help = "listen here (default 127.0.0.1:8869; lists and ranges as bind_addr)"},
+    {ROW(WM_CLI_STR, "to", 't', AOFF(rev.to)), .arg = "ADDR|URL",
+     .help = "the target: HOST:PORT, or a ws://, wss://, tcp:// URL (required)"},
+    {ROW(WM_CLI_STR, "mode", 0, AOFF(ws.mode)), .arg = "MODE",
+     .help = "ws2tcp (WebSocket in, TCP out), tcp2ws or tcp2wss (required)"},
+    {ROW(WM_CLI_STR, "domain", 0, AOFF(ws.domain)), .arg = "NAME",
+     .help = "Host header and TLS SNI towards the target"},
+    {ROW(WM_CLI_STR, "access-log", 0, AOFF(rev.access_log)), .arg = "\"PATH [LEVEL]\"",
+     .help = "\nalso write access lines to PATH"},
+    {ROW(WM_CLI_TRUE, "ws", 0, AOFF(rev.ws)), .help = "accepted for wmproxy (unused)"},
+    {.type = WM_CLI_END},
+};
+
 /* `wmproxy run`: the file. */
 static const struct wm_cli_opt run_opts[] = {
     {ROW(WM_CLI_STR, "config", 'c', AOFF(config)), .arg = "FILE",
@@ -219,6 +235,7 @@ static const struct wm_cli_opt *const proxy_tables[] = {proxy_opts, common_opts,
 static const struct wm_cli_opt *const run_tables[] = {run_opts, common_opts, NULL};
 static const struct wm_cli_opt *const reverse_tables[] = {reverse_opts, common_opts, NULL};
 static const struct wm_cli_opt *const files_tables[] = {files_opts, common_opts, NULL};
+static const struct wm_cli_opt *const wsproxy_tables[] = {wsproxy_opts, common_opts, NULL};
 static const struct wm_cli_opt *const check_tables[] = {check_opts, NULL};
 static const struct wm_cli_opt *const remote_tables[] = {remote_opts, NULL};
 
@@ -252,6 +269,16 @@ static const struct wm_cli_cmd files_cmd = {
             "127.0.0.1:8869): GET/HEAD, ranges, conditional requests, gzip (as [http] with\n"
             "one server and one file_server location; see README).\n\n",
     .col = 30,
+};
+
+static const struct wm_cli_cmd wsproxy_cmd = {
+    .tables = wsproxy_tables,
+    .head = "usage: wmproxy ws-proxy --mode ws2tcp|tcp2ws|tcp2wss -t ADDR [-f ADDR] [options]\n\n"
+            "Bridge TCP and WebSocket (as one [[stream.server]] with that bind_mode; see\n"
+            "README): ws2tcp serves WebSocket clients and carries their binary messages\n"
+            "to a TCP target; tcp2ws / tcp2wss carry the bytes of TCP clients as binary\n"
+            "messages to a ws:// / wss:// server.\n\n",
+    .col = 28,
 };
 
 static const struct wm_cli_cmd check_cmd = {
@@ -301,6 +328,7 @@ static void usage_main(FILE *f)
             "  status         summarize the running instance (-c FILE | -u URL)\n"
             "  reverse-proxy  serve one upstream server as a reverse proxy (-f ADDR -t ADDR)\n"
             "  file-server    serve a directory's files over HTTP (-r DIR -l ADDR)\n"
+            "  ws-proxy       bridge TCP and WebSocket (--mode ws2tcp|tcp2ws|tcp2wss -t ADDR)\n"
             "  gen-cert       make a private CA and server/client certificates for a TLS tunnel\n"
             "  version        print the version\n"
             "\n'wmproxy <command> --help' describes a command's options.\n",
@@ -395,6 +423,35 @@ static int cmd_files(int argc, char **argv)
     return rc;
 }
 
+static int cmd_wsproxy(int argc, char **argv)
+{
+    struct wm_app_opts o;
+    int next;
+    int rc;
+
+    wm_app_opts_default(&o);
+    o.rev.from = "127.0.0.1:8869";
+    if ((rc = parse(&wsproxy_cmd, argc, argv, &o, &next)) >= 0) {
+        return rc;
+    }
+    if (next < argc || o.rev.to == NULL || o.ws.mode == NULL) {
+        if (next < argc) {
+            fprintf(stderr, "wmproxy: unexpected argument \"%s\"\n", argv[next]);
+        } else {
+            fprintf(stderr, "wmproxy: ws-proxy needs %s\n",
+                    o.rev.to == NULL ? "--to ADDR" : "--mode ws2tcp|tcp2ws|tcp2wss");
+        }
+        wm_cli_usage(&wsproxy_cmd, stderr);
+        return 2;
+    }
+    if (wm_app_wsproxy_text(&o) < 0) {
+        return 2;
+    }
+    rc = wm_app_run(&o);
+    free((char *)o.config_text);
+    return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct wm_app_opts o;
@@ -479,6 +536,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "file-server") == 0) {
         return cmd_files(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "ws-proxy") == 0) {
+        return cmd_wsproxy(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "config") == 0) {
         return cmd_run(argc - 1, argv + 1);

@@ -556,3 +556,77 @@ checkIP = 127.0.0.1
         s.stop()
         raise
     return s, c, lp
+
+
+# --- L4 forwarders (l4 section) ----------------------------------------------------
+NGINX_STREAM_SO = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+def ours_stream(ctx, target_port, udp=False, workers=1, name="l4-ours"):
+    """Our [stream] TCP forward to 127.0.0.1:target_port (and, with udp, a UDP
+    server on the same port to the same target port)."""
+    ours = ctx.ours_bin()
+    d = _dir(ctx, name)
+    port = free_port()
+    lines = ["disable_control = true"]
+    if workers:
+        lines.append("workers = %d" % workers)
+    lines += ["[[stream.server]]", 'bind_addr = "127.0.0.1:%d"' % port,
+              'proxy_url = "tcp://127.0.0.1:%d"' % target_port]
+    if udp:
+        lines += ["[[stream.server]]", 'bind_addr = "127.0.0.1:%d"' % port,
+                  'bind_mode = "udp"', 'proxy_url = "udp://127.0.0.1:%d"' % target_port]
+    conf = "\n".join(lines) + "\n"
+    path = _write(os.path.join(d, "stream.toml"), conf)
+    p = Proc(name, [ours, "run", "-c", path, "--disable-stdout"], ctx.logdir, port=port,
+             cwd=d)
+    p.conf = conf
+    return p.start()
+
+
+def nginx_stream(ctx, target_port, udp=False, workers=1):
+    """nginx `stream` proxy_pass (TCP, and UDP on the same port with udp)."""
+    from .ctx import Skip
+    if not os.path.exists(NGINX_STREAM_SO):
+        raise Skip("nginx stream module not installed (libnginx-mod-stream)")
+    prefix = _dir(ctx, "nginx-stream")
+    os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
+    port = free_port()
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    udp_srv = ("    server { listen 127.0.0.1:%d udp; proxy_pass 127.0.0.1:%d; "
+               "proxy_timeout 60s; }\n" % (port, target_port)) if udp else ""
+    conf = """load_module %s;
+%sworker_processes %d;
+worker_rlimit_nofile 65536;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 16384; }
+stream {
+    server { listen 127.0.0.1:%d backlog=4096; proxy_pass 127.0.0.1:%d; }
+%s}
+""" % (NGINX_STREAM_SO, user, workers, prefix, prefix, port, target_port, udp_srv)
+    path = _write(os.path.join(prefix, "nginx.conf"), conf)
+    p = Proc("nginx-stream", ["nginx", "-p", prefix + "/", "-c", path, "-e",
+                              prefix + "/error.log"], ctx.logdir, port=port)
+    p.conf = conf
+    return p.start()
+
+
+def socat_fwd(ctx, target_port, udp=False):
+    """socat TCP (fork per connection) and, with udp, a UDP forward on the
+    same port (one socat per peer, fork)."""
+    from .ctx import Skip
+    if shutil.which("socat") is None:
+        raise Skip("socat not installed")
+    port = free_port()
+    p = Proc("socat", ["socat", "TCP4-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr,backlog=4096"
+                       % port, "TCP4:127.0.0.1:%d" % target_port], ctx.logdir, port=port)
+    p.conf = None
+    p.start()
+    if udp:
+        u = Proc("socat-udp", ["socat", "-T", "60", "UDP4-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr"
+                               % port, "UDP4:127.0.0.1:%d" % target_port], ctx.logdir)
+        u.start()
+        p.extra = [u]
+    return p

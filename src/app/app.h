@@ -74,6 +74,11 @@ struct wm_app_opts {
         bool cors;
         bool follow;
     } files;
+    /* `wmproxy ws-proxy` (strings point into argv; from/to/access_log in rev). */
+    struct {
+        const char *mode;   /* ws2tcp | tcp2ws | tcp2wss */
+        const char *domain;
+    } ws;
     /* its rules (--deny-target ...), pointed to by proxy's lists */
     struct wm_cli_list deny_targets;
     struct wm_cli_list allow_targets;
@@ -99,6 +104,9 @@ int wm_app_reverse_text(struct wm_app_opts *o);
 /* `wmproxy file-server`: the same for its flags (one server, one
  * location "/" with a file_server). 0, or -1 with a message on stderr. */
 int wm_app_files_text(struct wm_app_opts *o);
+/* `wmproxy ws-proxy`: the [stream] section its flags describe, as config
+ * text in o->config_text (malloc'd). 0, or -1 with a message on stderr. */
+int wm_app_wsproxy_text(struct wm_app_opts *o);
 
 /* `wmproxy check -c FILE`: print every diagnostic; 0 valid, 1 not. */
 int wm_app_check(const char *path);

@@ -3,7 +3,8 @@
  * the [http] section wmproxy builds for them (an upstream "server" and
  * one location proxying everything to it), written as TOML and loaded
  * like any file, so flags and files share every check and behaviour.
- * `wmproxy file-server` likewise (one server, one file_server location).
+ * `wmproxy file-server` likewise (one server, one file_server location),
+ * and `wmproxy ws-proxy` (one [[stream.server]] bridge).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,5 +156,62 @@ int wm_app_files_text(struct wm_app_opts *o)
     }
     o->config_text = text;
     o->config_name = "file-server flags";
+    return 0;
+}
+
+int wm_app_wsproxy_text(struct wm_app_opts *o)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f;
+    const char *m = o->ws.mode;
+    bool ws_in = strcmp(m, "ws2tcp") == 0;
+
+    if (!ws_in && strcmp(m, "tcp2ws") != 0 && strcmp(m, "tcp2wss") != 0) {
+        fprintf(stderr, "wmproxy: --mode: expected ws2tcp, tcp2ws or tcp2wss\n");
+        return -1;
+    }
+    if ((f = open_memstream(&text, &len)) == NULL) {
+        fprintf(stderr, "wmproxy: out of memory\n");
+        return -1;
+    }
+    fprintf(f, "disable_control = %s\n[[stream.server]]\nbind_addr = ",
+            o->control_set ? "false" : "true");
+    toml_str(f, o->rev.from);
+    fprintf(f, "\nbind_mode = \"%s\"\nproxy_url = ", m);
+    /* -t is host:port or a URL; a bare address gets the mode's scheme */
+    if (strstr(o->rev.to, "://") == NULL) {
+        char *url = NULL;
+        size_t ulen = 0;
+        FILE *u = open_memstream(&url, &ulen);
+        if (u != NULL) {
+            fprintf(u, "%s://%s", ws_in ? "tcp" : strcmp(m, "tcp2wss") == 0 ? "wss" : "ws",
+                    o->rev.to);
+            fclose(u);
+        }
+        toml_str(f, url != NULL ? url : "");
+        free(url);
+    } else {
+        toml_str(f, o->rev.to);
+    }
+    if (o->ws.domain != NULL) {
+        fprintf(f, "\ndomain = ");
+        toml_str(f, o->ws.domain);
+    }
+    if (o->rev.access_log != NULL) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%.*s", (int)strcspn(o->rev.access_log, " "),
+                 o->rev.access_log);
+        fprintf(f, "\naccess_log = ");
+        toml_str(f, path);
+    }
+    fprintf(f, "\n");
+    if (fclose(f) != 0 || text == NULL) {
+        free(text);
+        fprintf(stderr, "wmproxy: out of memory\n");
+        return -1;
+    }
+    o->config_text = text;
+    o->config_name = "ws-proxy flags";
     return 0;
 }

@@ -15,6 +15,7 @@
 #include "net/addr.h"
 #include "proxy/proxy.h"
 #include "reverse/rev.h"
+#include "stream/stream.h"
 #include "tunnel/tunnel.h"
 
 _Static_assert(WM_PORT_BITS_BYTES == WM_TUNNEL_PORT_BYTES, "allow_ports bitmaps agree");
@@ -408,13 +409,51 @@ static int from_http(const struct wm_conf *c, struct wm_app_services *out, struc
 int wm_app_http_check(const struct wm_conf *c, struct wm_err *err)
 {
     struct wm_rev *r = NULL;
+    struct wm_stream *st = NULL;
     int rc = c->http != NULL ? wm_rev_prepare(c->http, NULL, &r, err) : 0;
 
     if (rc < 0) {
         wm_conf_locate(c, err);
     }
     wm_rev_unref(r);
+    if (rc == 0 && c->stream != NULL) {
+        rc = wm_stream_prepare(c->stream, &st, err);
+        wm_stream_unref(st);
+    }
     return rc;
+}
+
+/* The listeners of [stream], added to out (UDP and TCP on one port are two). */
+static int from_stream(const struct wm_conf *c, struct wm_app_services *out, struct wm_err *err)
+{
+    struct wm_stream *st;
+    char msg[WM_ERR_MSG_MAX];
+
+    if (c->stream == NULL) {
+        return 0;
+    }
+    if (wm_stream_prepare(c->stream, &st, err) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < wm_stream_nlisten(st); i++) {
+        bool dgram;
+        const char *addr = wm_stream_listen_addr(st, i, &dgram);
+        for (size_t k = 0; k < out->n && !dgram; k++) {
+            if (!out->specs[k].dgram && strcmp(out->specs[k].addr, addr) == 0) {
+                wm_stream_unref(st);
+                return wm_err_set(err, NULL, 0, 0, "stream",
+                                  "%s is used by [stream] and by another section", addr);
+            }
+        }
+        struct wm_service *svc = wm_stream_service_new(st, i);
+        if (svc == NULL || add(out, addr, svc, false, msg, sizeof(msg)) < 0) {
+            wm_stream_unref(st);
+            return wm_err_set(err, NULL, 0, 0, "stream", "out of memory");
+        }
+        out->specs[out->n - 1].dgram = dgram;
+    }
+    wm_stream_unref(st); /* the services hold it */
+    return 0;
 }
 
 int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out,
@@ -423,7 +462,7 @@ int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *o
     if (from_section(c->proxy, out, err) < 0) {
         return -1;
     }
-    if (from_http(c, out, err) < 0) {
+    if (from_http(c, out, err) < 0 || from_stream(c, out, err) < 0) {
         wm_app_services_free(out);
         return -1;
     }

@@ -27,7 +27,7 @@
 
 /* ---- [[proxy.mappings]] ---- */
 
-static const char *const mapping_modes[] = {"http", "https", "tcp", "proxy", NULL};
+static const char *const mapping_modes[] = {"http", "https", "tcp", "proxy", "udp", NULL};
 
 /* proxy_protocol: "v1", "v2", or off ("off", "", false); into an int. */
 static int set_proxy_protocol(struct wm_cctx *ctx, const struct wm_cval *v, void *dst,
@@ -104,6 +104,10 @@ static void mapping_validate(struct wm_cctx *ctx, void *obj, const struct wm_cva
     if (strcmp(m->mode, "proxy") != 0 && m->local_addr == NULL) {
         wm_cctx_error(ctx, t, path, "mapping \"%s\" (mode %s) needs local_addr",
                       m->name ? m->name : "?", m->mode);
+    }
+    if (strcmp(m->mode, "udp") == 0 && m->remote_port == 0 && m->bind == NULL) {
+        wm_cctx_error(ctx, t, path, "mapping \"%s\" (mode udp) needs remote_port or bind",
+                      m->name ? m->name : "?");
     }
     if ((strcmp(m->mode, "http") == 0 || strcmp(m->mode, "https") == 0) &&
         (m->domain == NULL || m->domain[0] == '\0')) {
@@ -458,8 +462,7 @@ static const struct wm_ckey top_keys[] = {
      .max = 3600000},
     {.name = "proxy", .kind = WM_CK_TABLE, .off = COFF(proxy), .sub = &proxy_schema},
     {.name = "http", .kind = WM_CK_TABLE, .off = COFF(http), .sub = &wm_conf_http_schema},
-    {.name = "stream", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_stream_schema,
-     .flags = WM_CKF_INACTIVE, .feature = "L4 forwarding"},
+    {.name = "stream", .kind = WM_CK_TABLE, .off = COFF(stream), .sub = &wm_conf_stream_schema},
     /* wmproxy 0.1 layout: the proxy's bind_addr at the top, and [reverse]. */
     {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = COFF(legacy_bind), .alias = "bind"},
     {.name = "reverse", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_reverse_schema,

@@ -18,8 +18,6 @@
 
 static const char *const lb_methods[] = {"weight", "round_robin", "least_conn", "ip_hash",
                                          "random", NULL};
-static const char *const stream_modes[] = {"tcp", "udp", "tcp2ws", "tcp2wss", "ws2tcp",
-                                           "wss2tcp", NULL};
 static const char *const upstream_binds[] = {"tcp", "udp", NULL};
 
 /* ---- upstreams (stored for [http], checked only for [stream]) ---- */
@@ -80,7 +78,7 @@ static const struct wm_ckey upstream_keys[] = {
     {.name = NULL},
 };
 
-static const struct wm_cschema upstream_schema = {
+const struct wm_cschema wm_conf_upstream_schema = { /* [stream] shares it */
     .name = "an upstream", .size = sizeof(struct wm_conf_upstream), .keys = upstream_keys,
     .defaults = upstream_defaults,
 };
@@ -141,7 +139,7 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
         {.name = "root", .kind = WM_CK_STR, .off = B + COFF(root), .flags = WM_CKF_PATH},                       \
         {.name = "domain", .kind = WM_CK_STR, .off = B + COFF(domain)},                   \
         {.name = "upstream", .kind = WM_CK_TABLE_ARRAY, .off = B + COFF(upstreams),       \
-         .off_count = B + COFF(nupstreams), .sub = &upstream_schema},                     \
+         .off_count = B + COFF(nupstreams), .sub = &wm_conf_upstream_schema},                     \
         {.name = "proxy_ssl_verify", .kind = WM_CK_CUSTOM, .off = B + COFF(proxy_ssl_verify), \
          .custom = tribool},                                                              \
         {.name = "proxy_set_host", .kind = WM_CK_CUSTOM, .off = B + COFF(proxy_set_host), \
@@ -362,44 +360,7 @@ const struct wm_cschema wm_conf_http_schema = {
     .defaults = http_defaults,
 };
 
-/* [stream] keys that share the upstream schema store nowhere yet. */
-static const struct wm_ckey stream_upstream_keys[] = {
-    {.name = "name", .kind = WM_CK_STR, .off = NS, .flags = WM_CKF_REQUIRED},
-    {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &upstream_server_schema,
-     .flags = WM_CKF_REQUIRED},
-    {.name = "bind", .kind = WM_CK_ENUM, .off = NS, .choices = upstream_binds},
-    {.name = "balance", .kind = WM_CK_ENUM, .off = NS, .choices = lb_methods, .alias = "method"},
-    {.name = "health_check", .kind = WM_CK_TABLE, .off = NS, .sub = &health_schema},
-    {.name = NULL},
-};
-
-static const struct wm_cschema stream_upstream_schema = {
-    .name = "an upstream", .keys = stream_upstream_keys,
-};
-
-static const struct wm_ckey stream_server_keys[] = {
-    {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = NS, .alias = "bind",
-     .flags = WM_CKF_REQUIRED},
-    {.name = "up_name", .kind = WM_CK_STR, .off = NS},
-    {.name = "proxy_url", .kind = WM_CK_STR, .off = NS},
-    {.name = "bind_mode", .kind = WM_CK_ENUM, .off = NS, .choices = stream_modes},
-    {.name = "timeout", .kind = WM_CK_DURATION, .off = NS},
-    {.name = "headers", .kind = WM_CK_HEADERS, .off = NS},
-    {.name = "rate_limit", .kind = WM_CK_RATE, .off = NS},
-    {.name = NULL},
-};
-
-static const struct wm_cschema stream_server_schema = {
-    .name = "a [[stream.server]] entry", .keys = stream_server_keys,
-};
-
-static const struct wm_ckey stream_keys[] = {
-    {.name = "server", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &stream_server_schema},
-    {.name = "upstream", .kind = WM_CK_TABLE_ARRAY, .off = NS, .sub = &stream_upstream_schema},
-    {.name = NULL},
-};
-
-const struct wm_cschema wm_conf_stream_schema = {.name = "[stream]", .keys = stream_keys};
+/* [stream]: conf/config_stream.c (it shares wm_conf_upstream_schema). */
 
 /* ---- cross checks ---- */
 

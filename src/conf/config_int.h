@@ -9,8 +9,9 @@
 
 struct wm_cval;
 
-/* [http] and [stream]: checked only for now (config_http.c). */
+/* [http] (config_http.c) and [stream] (config_stream.c). */
 extern const struct wm_cschema wm_conf_http_schema;
+extern const struct wm_cschema wm_conf_upstream_schema; /* [[http.upstream]], [[stream.upstream]] */
 extern const struct wm_cschema wm_conf_stream_schema;
 extern const struct wm_cschema wm_conf_reverse_schema; /* wmproxy 0.1 [reverse] */
 

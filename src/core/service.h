@@ -23,11 +23,20 @@ typedef void (*wm_service_accept_fn)(struct wm_service *svc, struct wm_worker *w
                                      const struct sockaddr *peer, socklen_t peerlen,
                                      struct wm_listen_stats *stats);
 
+/* Datagram services (UDP listeners): the bound socket fd of worker w is
+ * readable. *state is the listener's (NULL at first): the service keeps
+ * its per-socket state there (sessions), and it outlives a reload's
+ * service swap; dgram_free releases it when the socket closes. */
+typedef void (*wm_service_dgram_fn)(struct wm_service *svc, struct wm_worker *w, int fd,
+                                    struct wm_listen_stats *stats, void **state);
+
 struct wm_service {
     int refs;                         /* atomic */
     const char *kind;                 /* "proxy", "control", ... for logs and status */
     wm_service_accept_fn accept;
     void (*destroy)(struct wm_service *svc); /* frees the concrete service */
+    wm_service_dgram_fn dgram;        /* set: a UDP service (accept unused) */
+    void (*dgram_free)(void *state);
 };
 
 /* Set refs to 1 and fill the fields. */

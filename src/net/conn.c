@@ -170,6 +170,9 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
     if (c->proto != NULL) {
         count_conn(c, reason);
     }
+    if (c->on_finish != NULL) {
+        c->on_finish(c, reason);
+    }
     /* Counters first: /status must never show a closed connection as open
      * on its listener after the worker stopped counting it. */
     wm_listen_stats_conn_close(c->stats, c->bytes_in, c->bytes_out);

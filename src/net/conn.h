@@ -82,6 +82,9 @@ struct wm_conn {
     void *proto_data;
     void (*proto_free)(struct wm_conn *c); /* called once, when the memory goes */
     struct wm_conn_origin *origin;  /* owned; NULL unless a PROXY header goes to targets */
+    /* Called once by wm_conn_finish() after the access line (a service's
+     * own access log); NULL: none. */
+    void (*on_finish)(struct wm_conn *c, const char *reason);
 };
 
 /* Fill c (zeroed by the caller, or embedded in a zeroed record) for bev

@@ -22,6 +22,9 @@
 struct wm_listener {
     struct wm_worker *w;
     struct evconnlistener *evl;
+    struct event *dgram_ev;  /* instead of evl for a UDP service */
+    void *dgram_state;       /* the service's, kept across service swaps */
+    void (*dgram_free)(void *state);
     struct event *retry_ev;
     struct wm_service *svc;
     struct wm_listen_stats *stats;
@@ -119,6 +122,33 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
     evtimer_add(l->retry_ev, &tv);
 }
 
+static void dgram_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_listener *l = arg;
+
+    (void)what;
+    l->svc->dgram(l->svc, l->w, fd, l->stats, &l->dgram_state);
+    l->dgram_free = l->svc->dgram_free;
+}
+
+/* A UDP service's socket: readable events go to svc->dgram. */
+static struct wm_listener *dgram_new(struct wm_listener *l, int fd, struct wm_service *svc,
+                                     struct wm_listen_stats *stats)
+{
+    l->dgram_ev = event_new(wm_worker_base(l->w), fd, EV_READ | EV_PERSIST, dgram_cb, l);
+    if (l->dgram_ev == NULL || event_add(l->dgram_ev, NULL) < 0) {
+        if (l->dgram_ev != NULL) {
+            event_free(l->dgram_ev);
+        }
+        close(fd);
+        free(l);
+        return NULL;
+    }
+    l->svc = wm_service_ref(svc);
+    l->stats = wm_listen_stats_ref(stats);
+    return l;
+}
+
 struct wm_listener *wm_listener_new(struct wm_worker *w, int fd, const char *addr,
                                     struct wm_service *svc, struct wm_listen_stats *stats)
 {
@@ -130,6 +160,9 @@ struct wm_listener *wm_listener_new(struct wm_worker *w, int fd, const char *add
     }
     l->w = w;
     snprintf(l->addr, sizeof(l->addr), "%s", addr);
+    if (svc->dgram != NULL) {
+        return dgram_new(l, fd, svc, stats);
+    }
     l->retry_ev = evtimer_new(wm_worker_base(w), retry_cb, l);
     l->evl = evconnlistener_new(wm_worker_base(w), accept_cb, l,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
@@ -179,8 +212,17 @@ void wm_listener_free(struct wm_listener *l)
     if (l == NULL) {
         return;
     }
-    evconnlistener_free(l->evl);
-    event_free(l->retry_ev);
+    if (l->dgram_ev != NULL) {
+        int fd = event_get_fd(l->dgram_ev);
+        event_free(l->dgram_ev);
+        if (l->dgram_free != NULL) {
+            l->dgram_free(l->dgram_state);
+        }
+        close(fd);
+    } else {
+        evconnlistener_free(l->evl);
+        event_free(l->retry_ev);
+    }
     wm_service_unref(l->svc);
     wm_listen_stats_unref(l->stats);
     free(l);

@@ -147,6 +147,13 @@ static int bind_spec(const struct wm_lspec *specs, size_t i, struct entry *nent,
     if (canonical(specs[i].addr, nent[i].addr, sizeof(nent[i].addr), &ss, &len) < 0) {
         return wm_err_set(err, NULL, 0, 0, NULL, "bad listen address \"%s\"", specs[i].addr);
     }
+    if (specs[i].dgram) {
+        /* UDP and TCP on one port are two listeners */
+        char tmp[WM_ADDR_STR_MAX];
+        snprintf(tmp, sizeof(tmp), "%s", nent[i].addr);
+        snprintf(nent[i].addr, sizeof(nent[i].addr), "udp:%.*s",
+                 (int)sizeof(nent[i].addr) - 5, tmp);
+    }
     for (size_t k = 0; k < i; k++) {
         if (strcmp(nent[k].addr, nent[i].addr) == 0) {
             return wm_err_set(err, NULL, 0, 0, NULL, "address %s is used twice", nent[i].addr);
@@ -164,7 +171,7 @@ static int bind_spec(const struct wm_lspec *specs, size_t i, struct entry *nent,
         first = 1;
         last = old->pinned && !specs[i].pinned ? nw : 1;
     } else {
-        if (wm_listen_probe((struct sockaddr *)&ss, len, err) < 0) {
+        if (!specs[i].dgram && wm_listen_probe((struct sockaddr *)&ss, len, err) < 0) {
             return -1; /* in use, by another process or by us */
         }
         nent[i].stats = wm_listen_stats_new(nent[i].addr);
@@ -172,7 +179,8 @@ static int bind_spec(const struct wm_lspec *specs, size_t i, struct entry *nent,
         last = specs[i].pinned ? 1 : nw;
     }
     for (int k = first; k < last; k++) {
-        wfd[k] = wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, err);
+        wfd[k] = wm_listen_socket((struct sockaddr *)&ss, len,
+                                  specs[i].dgram ? SOCK_DGRAM : SOCK_STREAM, err);
         if (wfd[k] < 0) {
             return -1;
         }
@@ -422,7 +430,9 @@ bool wm_lset_is_self(const struct sockaddr *target)
         self = reaches((const struct sockaddr *)&extra[i], target);
     }
     for (size_t i = 0; i < ncur && !self; i++) {
-        self = reaches((const struct sockaddr *)&cur[i].sa, target);
+        /* dials are TCP: a UDP port of ours is not one of them */
+        self = strncmp(cur[i].addr, "udp:", 4) != 0 &&
+               reaches((const struct sockaddr *)&cur[i].sa, target);
     }
     pthread_mutex_unlock(&cur_lock);
     return self;

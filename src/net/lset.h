@@ -25,6 +25,7 @@ struct wm_lspec {
     const char *addr;        /* "127.0.0.1:8090", "[::1]:8090" */
     struct wm_service *svc;  /* borrowed; the listeners take references */
     bool pinned;             /* only worker 0 listens (tunnel services) */
+    bool dgram;              /* a UDP socket (svc->dgram); named "udp:ADDR" */
 };
 
 /* Make the listening set exactly specs[0..n). Returns 0, or -1 with err

@@ -27,6 +27,7 @@
 #include "core/util.h"
 #include "http/head.h"
 #include "net/conn.h"
+#include "reverse/alog.h"
 #include "reverse/rev.h"
 #include "reverse/rev_int.h"
 
@@ -352,4 +353,21 @@ void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x)
     /* queued: a slow disk never blocks the worker (core/logq.h) */
     wm_logq_write(a->file->fd, evbuffer_pullup(out, -1), len);
     evbuffer_free(out);
+}
+
+struct rv_logfile *wm_alog_file_get(const char *path, char *msg, size_t cap)
+{
+    return rv_logfile_get(path, msg, cap);
+}
+
+void wm_alog_file_put(struct rv_logfile *f)
+{
+    rv_logfile_put(f);
+}
+
+void wm_alog_file_write(struct rv_logfile *f, const char *line, size_t n)
+{
+    if (write(f->fd, line, n) < 0) {
+        /* a full disk loses the line; the main log still has it */
+    }
 }

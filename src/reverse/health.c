@@ -152,6 +152,11 @@ static void probe_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr 
         probe_done(p, false, wm_dial_status_str(st));
         return;
     }
+    if (p->c.tcp) {
+        close(fd); /* [stream] upstreams: accepting the connection is enough */
+        probe_done(p, true, NULL);
+        return;
+    }
     p->bev = bufferevent_socket_new(wm_worker_base(checker_w), fd, BEV_OPT_CLOSE_ON_FREE);
     if (p->bev == NULL) {
         close(fd);

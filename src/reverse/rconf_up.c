@@ -34,7 +34,7 @@ static enum rv_balance balance_of(const char *s)
 
 /* nginx's smooth weighted round-robin, unrolled into a fixed order (weights
  * scaled down so one cycle stays short). */
-static int rr_sequence(struct rv_upstream *u, struct wm_arena *a)
+int rv_rr_sequence(struct rv_upstream *u, struct wm_arena *a)
 {
     uint64_t total = 0;
     int div = 1;
@@ -72,12 +72,12 @@ static int rr_sequence(struct rv_upstream *u, struct wm_arena *a)
     return 0;
 }
 
-static int server_of(struct build *b, struct rv_upstream *u, struct rv_server *s,
-                     const struct wm_conf_upserver *cs, const char *key)
+int rv_server_init(const struct rv_upstream *u, struct rv_server *s,
+                   const struct wm_conf_upserver *cs)
 {
     if (wm_http_parse_authority(cs->addr, strlen(cs->addr), s->host, sizeof(s->host), &s->port,
                                 0) < 0) {
-        return rconf_fail(b, key, "bad server address \"%s\"%s", cs->addr, "");
+        return -1;
     }
     snprintf(s->addr, sizeof(s->addr), "%s", cs->addr);
     s->weight = cs->weight > 0 ? (int)cs->weight : RV_WEIGHT;
@@ -85,7 +85,18 @@ static int server_of(struct build *b, struct rv_upstream *u, struct rv_server *s
     s->fall_times = cs->fall_times > 0 ? (int)cs->fall_times : RV_FALL_TIMES;
     s->backup = cs->backup;
     s->h = rv_health_get(u->name, s->addr, s->host, s->port);
-    if (s->h == NULL) {
+    return s->h != NULL ? 0 : -2;
+}
+
+static int server_of(struct build *b, struct rv_upstream *u, struct rv_server *s,
+                     const struct wm_conf_upserver *cs, const char *key)
+{
+    int r = rv_server_init(u, s, cs);
+
+    if (r == -1) {
+        return rconf_fail(b, key, "bad server address \"%s\"%s", cs->addr, "");
+    }
+    if (r < 0) {
         return rconf_fail(b, key, "out of memory%s%s", "", "");
     }
     return 0;
@@ -183,7 +194,7 @@ static struct rv_upstream *upstream_compile(struct build *b, const struct wm_con
         rconf_fail(b, key, "upstream \"%s\" has no server%s", cu->name, "");
         return NULL;
     }
-    if (rr_sequence(u, b->r->arena) < 0) {
+    if (rv_rr_sequence(u, b->r->arena) < 0) {
         rconf_fail(b, key, "out of memory%s%s", "", "");
         return NULL;
     }
@@ -204,7 +215,7 @@ struct rv_upstream *rconf_upstream_direct(struct build *b, const char *host, uin
         return NULL;
     }
     u->nservers = 1;
-    if (rr_sequence(u, b->r->arena) < 0) {
+    if (rv_rr_sequence(u, b->r->arena) < 0) {
         return NULL;
     }
     return u;

@@ -70,6 +70,7 @@ struct rv_check {
     unsigned classes;            /* bit c: status class c (2 for 2xx) is healthy */
     int codes[8];                /* or these exact codes */
     int ncodes;
+    bool tcp;                    /* a TCP connect is the whole check ([stream]) */
     int rise;                    /* successes that bring a server back */
     int fall;                    /* failures that take it out */
 };
@@ -280,6 +281,13 @@ struct rv_health *rv_registry_head(void);
 struct rv_server *rv_upstream_pick(struct rv_upstream *u, const struct sockaddr *client,
                                    uint64_t tried);
 void rv_server_failed(struct rv_upstream *u, struct rv_server *s, const char *why);
+/* rconf_up.c: fill s from cs (its health record is that of u->name):
+ * 0, -1 bad address, -2 out of memory. */
+struct wm_conf_upserver;
+int rv_server_init(const struct rv_upstream *u, struct rv_server *s,
+                   const struct wm_conf_upserver *cs);
+/* rconf_up.c: the smooth weighted round-robin order of u, in a. 0 or -1. */
+int rv_rr_sequence(struct rv_upstream *u, struct wm_arena *a);
 void rv_server_ok(struct rv_server *s);
 
 /* limit.c: limit_req zones, shared by workers and kept across reloads by

@@ -129,6 +129,10 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NO_MAPPING, "no such mapping");
         return;
     }
+    if (m->mode == WM_TUN_MODE_UDP) {
+        tudp_client_accept(c->n->w, s, m->host, m->port, peer);
+        return;
+    }
     if (m->mode == WM_TUN_MODE_PROXY) {
         /* The public port reaches a proxy running here, inside. */
         struct bufferevent *outer = wm_tun_stream_accept(s);

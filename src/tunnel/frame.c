@@ -329,7 +329,7 @@ int wm_tun_register_decode(const uint8_t *p, size_t n, struct wm_tun_mapping *ou
         m->bind = rd_str(&r);
         m->group = rd_str(&r);
         m->nrules = rd_u16(&r);
-        if (m->mode < WM_TUN_MODE_HTTP || m->mode > WM_TUN_MODE_PROXY || m->name.n == 0 ||
+        if (m->mode < WM_TUN_MODE_HTTP || m->mode > WM_TUN_MODE_UDP || m->name.n == 0 ||
             m->nrules > WM_TUN_MAX_RULES) {
             return -1;
         }

@@ -79,7 +79,13 @@ enum wm_tun_err {
     WM_TUN_ERR_SHUTDOWN = 7,
 };
 
-enum wm_tun_mode { WM_TUN_MODE_HTTP = 1, WM_TUN_MODE_HTTPS, WM_TUN_MODE_TCP, WM_TUN_MODE_PROXY };
+enum wm_tun_mode {
+    WM_TUN_MODE_HTTP = 1,
+    WM_TUN_MODE_HTTPS,
+    WM_TUN_MODE_TCP,
+    WM_TUN_MODE_PROXY,
+    WM_TUN_MODE_UDP, /* datagrams as length-prefixed records on a stream per peer */
+};
 
 struct wm_tun_hdr {
     uint32_t len;

@@ -116,6 +116,9 @@ static uint8_t mode_of(const char *m)
     if (strcmp(m, "tcp") == 0) {
         return WM_TUN_MODE_TCP;
     }
+    if (strcmp(m, "udp") == 0) {
+        return WM_TUN_MODE_UDP;
+    }
     return WM_TUN_MODE_PROXY;
 }
 

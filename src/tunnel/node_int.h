@@ -178,6 +178,13 @@ int bridge_set_proxy_protocol(struct bridge *b, int version, const struct sockad
                               const struct sockaddr *dst);
 /* Connect by dialing host:port (bridge_new_stream). */
 void bridge_dial(struct bridge *b, const char *host, uint16_t port, int timeout_ms);
+
+/* udp_map.c: accept incoming stream s of a UDP mapping: its records go to
+ * host:port as datagrams and the answers come back (refused when no
+ * socket can be made). peer names the visitor in the access line. */
+struct wm_tun_stream;
+void tudp_client_accept(struct wm_worker *w, struct wm_tun_stream *s, const char *host,
+                        uint16_t port, const char *peer);
 /* Give up now. */
 void bridge_abort(struct bridge *b, const char *why);
 

@@ -1,6 +1,6 @@
 /*
- * tunnel/ports.c - the public ports a tunnel server opens for tcp mappings
- * with their own address (remote_port / bind), shared by the mappings of a
+ * tunnel/ports.c - the public ports a tunnel server opens for tcp and udp
+ * mappings with their own address (remote_port / bind), shared by the mappings of a
  * group and closed with the last of them.
  */
 #include <stdio.h>
@@ -59,7 +59,8 @@ int tserver_port_acquire(struct tserver *sv, const char *addr, char *err, size_t
         p->refs++;
         return 0;
     }
-    if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
+    bool udp = strncmp(addr, "udp:", 4) == 0;
+    if (wm_addr_parse_listen(addr + (udp ? 4 : 0), &ss, &len) < 0) {
         snprintf(err, cap, "bad public address %s", addr);
         return -1;
     }
@@ -73,9 +74,10 @@ int tserver_port_acquire(struct tserver *sv, const char *addr, char *err, size_t
     }
     /* A client names its public port: never one already listened on (our
      * own listeners use SO_REUSEPORT and would share it). */
-    int fd = wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
+    int fd = !udp && wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
                  ? -1
-                 : wm_listen_socket((struct sockaddr *)&ss, len, SOCK_STREAM, &e);
+                 : wm_listen_socket((struct sockaddr *)&ss, len, udp ? SOCK_DGRAM : SOCK_STREAM,
+                                    &e);
     if (fd < 0) {
         free(p);
         free(ps);
@@ -84,10 +86,18 @@ int tserver_port_acquire(struct tserver *sv, const char *addr, char *err, size_t
     }
     wm_service_init(&ps->base, "tunnel-port", port_svc_accept, port_svc_destroy);
     snprintf(ps->key, sizeof(ps->key), "%s", addr);
+    struct wm_service *svc = &ps->base;
+    if (udp) {
+        free(ps); /* a UDP port's datagrams go to udp_map.c */
+        svc = tudp_port_service_new(addr);
+    }
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->stats = wm_listen_stats_new(addr);
-    p->l = wm_listener_new(sv->n->w, fd, addr, &ps->base, p->stats);
-    wm_service_unref(&ps->base); /* the listener holds it */
+    p->l = svc != NULL ? wm_listener_new(sv->n->w, fd, addr, svc, p->stats) : NULL;
+    if (svc == NULL) {
+        close(fd);
+    }
+    wm_service_unref(svc); /* the listener holds it */
     if (p->l == NULL) {
         wm_listen_stats_unref(p->stats);
         free(p);
@@ -117,6 +127,19 @@ void tserver_port_release(struct tserver *sv, const char *addr)
             return;
         }
     }
+}
+
+/* A datagram on a udp mapping's port: the carrier and mapping it goes to. */
+int tserver_route_udp(const char *key, struct wm_tun **t, char *name, size_t cap)
+{
+    struct rmap *r = current != NULL ? tserver_pick(current, WM_TUN_MODE_UDP, key) : NULL;
+
+    if (r == NULL || r->owner->t == NULL) {
+        return -1;
+    }
+    *t = r->owner->t;
+    snprintf(name, cap, "%s", r->name);
+    return 0;
 }
 
 void tserver_ports_owner(struct tserver *sv)

@@ -48,6 +48,20 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
         wm_tun_str_copy(key, cap, m->domain);
         lower(key);
         return;
+    case WM_TUN_MODE_UDP:
+        if (m->bind.n > 0 || m->remote_port != 0) {
+            char a[WM_ADDR_STR_MAX];
+            if (m->bind.n > 0) {
+                wm_tun_str_copy(a, sizeof(a), m->bind);
+            } else {
+                snprintf(a, sizeof(a), strchr(s->port_ip, ':') ? "[%s]:%u" : "%s:%u",
+                         s->port_ip, m->remote_port);
+            }
+            snprintf(key, cap, "udp:%s", a);
+        } else {
+            snprintf(key, cap, "@udp"); /* refused: a udp mapping names its port */
+        }
+        return;
     case WM_TUN_MODE_TCP:
         if (m->bind.n > 0) {
             wm_tun_str_copy(key, cap, m->bind);
@@ -66,7 +80,7 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
 
 static bool own_port(const struct rmap *r)
 {
-    return r->mode == WM_TUN_MODE_TCP && r->key[0] != '@';
+    return (r->mode == WM_TUN_MODE_TCP || r->mode == WM_TUN_MODE_UDP) && r->key[0] != '@';
 }
 
 /* May a client claim the port of key ("ip:port", "[v6]:port")? */
@@ -255,6 +269,9 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     if ((r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS) && r->key[0] == '\0') {
         return "http/https mappings need a domain";
     }
+    if (r->mode == WM_TUN_MODE_UDP && r->key[0] == '@') {
+        return "udp mappings need remote_port (or bind)";
+    }
     if (c->anon) {
         return "this client presented no credentials: it may use the two-level proxy only "
                "(registering mappings needs the server's username/password)";
@@ -266,7 +283,7 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
         wm_fmt(r->refused, sizeof(r->refused),
                "%s %s is already registered by client %s (mapping \"%s\")",
-               r->mode == WM_TUN_MODE_TCP ? "port" : "domain", r->key, h->owner->name, h->name);
+               own_port(r) ? "port" : "domain", r->key, h->owner->name, h->name);
         return r->refused;
     }
     if (own_port(r) && !port_allowed(sv, r->key)) {

@@ -67,7 +67,7 @@ struct tcarrier {
 /* A public port opened for tcp mappings with their own address. */
 struct pport {
     struct pport *next;
-    char addr[WM_ADDR_STR_MAX];
+    char addr[WM_ADDR_STR_MAX + 4]; /* "ip:port", or "udp:ip:port" */
     struct wm_listener *l;
     struct wm_listen_stats *stats;
     int refs; /* mappings (group members) using it */
@@ -117,6 +117,12 @@ void tserver_ports_free(struct tserver *sv);
 struct rmap *tserver_pick(struct tserver *sv, uint8_t mode, const char *key);
 /* The http/https mapping for a Host header value (port ignored, wildcards). */
 struct rmap *tserver_pick_host(struct tserver *sv, const char *host, size_t hlen);
+/* A UDP mapping's public port (udp_map.c): key "udp:ip:port"; its
+ * datagrams open a stream per peer. Refcount 1; NULL on OOM. */
+struct wm_service *tudp_port_service_new(const char *key);
+/* The carrier and mapping name that hold UDP key now: 0, or -1 (none). */
+struct wm_tun;
+int tserver_route_udp(const char *key, struct wm_tun **t, char *name, size_t cap);
 /* Route an accepted public TCP connection by key. Takes fd. */
 void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct sockaddr *peer,
                        socklen_t plen, struct wm_listen_stats *stats);

@@ -170,7 +170,7 @@ static const struct bad_case bad_cases[] = {
     {"bad enum: mapping mode", "t.toml",
      "[[proxy.mappings]]\nname = \"a\"\nmode = \"ftp\"\nlocal_addr = \"127.0.0.1:1\"\n", 3, 8,
      "proxy.mappings[0].mode",
-     "expected one of \"http\", \"https\", \"tcp\", \"proxy\", got \"ftp\"", 1},
+     "expected one of \"http\", \"https\", \"tcp\", \"proxy\", \"udp\", got \"ftp\"", 1},
     {"bad enum: proxy mode", "t.yaml", "proxy:\n  mode: both\n", 2, 9, "proxy.mode",
      "expected one of \"client\", \"server\", \"\", got \"both\"", 1},
     {"mapping without a name", "t.toml",
@@ -290,7 +290,7 @@ static void test_every_error_in_file_order(void **state)
                                "idle_timeout = \"1y\"\n"         /* 6 */
                                "center = true\n"                 /* 7: warning only */
                                "\n"                              /* 8 */
-                               "[stream]\n"                      /* 9: warning */
+                               "[stream]\n"                      /* 9 (active: no warning) */
                                "aa = 1\n";                       /* 10 */
     static const struct {
         bool warning;
@@ -301,7 +301,7 @@ static void test_every_error_in_file_order(void **state)
         {false, 1, 11, "workers"},       {false, 3, 13, "proxy.bind_addr"},
         {false, 4, 8, "proxy.flag"},     {false, 5, 12, "proxy.username"},
         {false, 6, 16, "proxy.idle_timeout"}, {true, 7, 10, "proxy.center"},
-        {true, 9, 1, "stream"},          {false, 10, 1, "stream.aa"},
+        {false, 10, 1, "stream.aa"},
     };
     struct wm_conf *c;
     struct wm_conf_diags d;

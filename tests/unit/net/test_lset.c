@@ -147,7 +147,8 @@ static char ask(uint16_t port)
 static int apply2(const char *a1, struct tag_svc *s1, const char *a2, struct tag_svc *s2,
                   struct wm_err *err)
 {
-    struct wm_lspec specs[2] = {{a1, &s1->base, false}, {a2, s2 != NULL ? &s2->base : NULL, false}};
+    struct wm_lspec specs[2] = {{.addr = a1, .svc = &s1->base},
+                                {.addr = a2, .svc = s2 != NULL ? &s2->base : NULL}};
 
     return wm_lset_apply(specs, a2 != NULL ? 2 : 1, err);
 }

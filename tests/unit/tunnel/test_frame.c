@@ -334,7 +334,7 @@ static size_t enc_register(uint8_t *out, size_t cap, const void *v)
 
 static bool mapping_ok(const struct wm_tun_mapping *p, const uint8_t *d, size_t n)
 {
-    if (p->mode < WM_TUN_MODE_HTTP || p->mode > WM_TUN_MODE_PROXY || p->name.n == 0 ||
+    if (p->mode < WM_TUN_MODE_HTTP || p->mode > WM_TUN_MODE_UDP || p->name.n == 0 ||
         p->nrules > WM_TUN_MAX_RULES || !str_inside(p->name, d, n) ||
         !str_inside(p->domain, d, n) || !str_inside(p->bind, d, n) ||
         !str_inside(p->group, d, n)) {
@@ -1072,7 +1072,7 @@ static void test_register_table(void **state)
          .rname = BIG(SMAX), .rvalue = BIG(SMAX), .enc = true, .dec = 1},
         /* encodable, refused by the decoder */
         {M(1, 0), .enc = true, .dec = -1},
-        {M(1, WM_TUN_MODE_PROXY + 1), .enc = true, .dec = -1},
+        {M(1, WM_TUN_MODE_UDP + 1), .enc = true, .dec = -1},
         {M(2, 0xff), .enc = true, .dec = -1},
         {M(2, WM_TUN_MODE_HTTP), .name = STR(""), .enc = true, .dec = -1},
         {M(1, WM_TUN_MODE_HTTP), .nrules = 2, .req = 0, .op = '*', .enc = true, .dec = -1},

@@ -1,0 +1,411 @@
+"""L4 forwarding ([stream]): TCP (half-close, splice, failover, timeouts,
+TLS either side, PROXY protocol both ways), UDP sessions (IPv4 and IPv6,
+65,507-byte datagrams, bounded table, idle timeout), access lines and
+/status counts, reload, wmproxy's reference config, iperf3."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from helpers import origin as origin_mod
+from helpers.control import api
+from helpers.net import free_port, free_ports, free_udp_port, full_listener, wait_until
+from helpers.stream import (PPBackend, TLSEcho, config, echo_reply, exchange, rss_kb, server,
+                            status_listener, udp_echo, v2_addrs, wait_log_count, ws_connect,
+                            ws_recv_data, ws_send)
+from helpers.tunnel import make_certs, wait_log
+
+REF = os.path.join(os.path.dirname(__file__), "../../../shared/wmproxy-ref/config/reverse.toml")
+
+
+def dead_port():
+    """A port nobody listens on (connections are refused)."""
+    return free_port()
+
+
+# ---- 1. TCP ----
+
+def test_tcp_forward_halfclose_failover_and_access_line(wmproxy, tmp_path, echo):
+    port, cport = free_ports(2)
+    body = ('[[stream.upstream]]\nname = "up"\nbalance = "round_robin"\n'
+            'server = [{ addr = "127.0.0.1:%d" }, { addr = "127.0.0.1:%d" }]\n'
+            % (dead_port(), echo.port)) + server(bind_addr="127.0.0.1:%d" % port, up_name="up")
+    p = wmproxy(["run", "-c", config(tmp_path, body, control=cport)], port=port)
+    data = os.urandom(3 << 20)
+    # every connection reaches the echo, whichever server round-robin tries first
+    for _ in range(4):
+        assert exchange(port, data) == echo_reply(data)
+    log = p.log()
+    assert "connection refused" in log  # the dead server was tried, then the next one
+    assert re.search(r"access proto=tcp client=127\.0\.0\.1:\d+ user=- target=127\.0\.0\.1:%d "
+                     r"code=0 in=%d out=%d ms=\d+ end=closed" % (echo.port, len(data),
+                                                                 len(data) + 64), log), log
+    st = wait_until(lambda: (lambda l: l if l and l["open"] == 0 else None)(
+        status_listener(cport, "127.0.0.1:%d" % port)), what="status counts")
+    assert st["kind"] == "stream" and st["accepted"] >= 4  # (+ the start-up probe)
+    assert st["bytes_in"] == 4 * len(data)
+
+
+def test_tcp_active_health_check(wmproxy, tmp_path, echo):
+    """health_check on a [[stream.upstream]]: TCP connects every interval take a
+    dead server out (and log it) before any client meets it."""
+    port = free_port()
+    dead = dead_port()
+    body = ('[[stream.upstream]]\nname = "up"\nbalance = "round_robin"\n'
+            'health_check = { interval = "200ms", timeout = "100ms" }\n'
+            'server = [{ addr = "127.0.0.1:%d" }, { addr = "127.0.0.1:%d" }]\n'
+            % (dead, echo.port)) + server(bind_addr="127.0.0.1:%d" % port, up_name="up")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    wait_log_count(p, "health: stream:up|127.0.0.1:%d is down" % dead, 1)
+    before = p.log().count("connection refused")
+    for _ in range(6):
+        assert exchange(port, b"x") == echo_reply(b"x")
+    assert p.log().count("connection refused") == before  # never tried again
+
+
+def test_tcp_ipv6_and_splice_large(wmproxy, tmp_path, echo):
+    port = free_port()
+    body = server(bind_addr="[::1]:%d 127.0.0.1:%d" % (port, port),
+                  proxy_url="tcp://127.0.0.1:%d" % echo.port)
+    wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    data = os.urandom(64 << 20)
+    assert exchange(port, data, host="::1") == echo_reply(data)
+
+
+def test_tcp_all_down_and_connect_timeout(wmproxy, tmp_path):
+    port, port2 = free_ports(2)
+    hang, fillers = full_listener()  # its SYNs are dropped: connects hang
+    body = (server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % dead_port())
+            + server(bind_addr="127.0.0.1:%d" % port2,
+                     proxy_url="tcp://127.0.0.1:%d" % hang.getsockname()[1],
+                     connect_timeout="1s"))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    assert exchange(port, b"x") == b""
+    t = time.monotonic()
+    assert exchange(port2, b"x", timeout=15) == b""
+    assert 0.8 < time.monotonic() - t < 8, p.log()
+    log = p.log()
+    assert "end=upstream-unreachable" in log
+    assert re.search(r"target=127\.0\.0\.1:%d: connect timeout" % hang.getsockname()[1], log), log
+    hang.close()
+    for f in fillers:
+        f.close()
+
+
+def test_tcp_idle_timeout(wmproxy, tmp_path, echo):
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % echo.port,
+                  timeout="1s")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"ping")
+    assert s.recv(4) == b"ping"
+    t = time.monotonic()
+    assert s.recv(10) == b""  # closed by us after 1 s of silence
+    assert time.monotonic() - t < 6
+    wait_log_count(p, "end=idle", 1)
+
+
+def test_tcp_backpressure_upstream_never_reads(wmproxy, tmp_path):
+    """An upstream that accepts and never reads: we stop reading the client
+    (bounded memory), the client's sends block."""
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(4)
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port,
+                  proxy_url="tcp://127.0.0.1:%d" % sink.getsockname()[1])
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held, _ = sink.accept()
+    c.setblocking(False)
+    rss0 = rss_kb(p.p.pid)
+    sent = 0
+    chunk = b"z" * 65536
+    stalled = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sent < (512 << 20):
+        try:
+            sent += c.send(chunk)
+            stalled = None
+        except BlockingIOError:
+            stalled = stalled or time.monotonic()
+            if time.monotonic() - stalled > 1.5:
+                break
+            time.sleep(0.01)
+    assert stalled is not None, "sends never blocked"
+    assert sent < (64 << 20), sent  # socket buffers plus a bounded relay buffer
+    assert rss_kb(p.p.pid) - rss0 < 32 * 1024
+    c.close()
+    held.close()
+    sink.close()
+
+
+def test_tcp_tls_both_sides(wmproxy, tmp_path):
+    certs = make_certs(str(tmp_path / "certs"))
+    back = TLSEcho(certs["srv.pem"], certs["srv.key"])
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % back.port, proxy_ssl=True,
+                  domain="a.test")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            data = os.urandom(1 << 20)
+            s.sendall(data)
+            got = bytearray()
+            while len(got) < len(data):
+                b = s.recv(65536)
+                assert b
+                got += b
+            assert bytes(got) == data
+    assert set(back.sni) == {"a.test"}  # (the start-up probe connects too)
+    wait_log_count(p, "access proto=tcp", 1)
+    back.close()
+
+
+def test_proxy_protocol_out_v1_and_in_v1_to_out_v2(wmproxy, tmp_path):
+    back = PPBackend()
+    p1, p2 = free_ports(2)
+    body = (server(bind_addr="127.0.0.1:%d" % p1, proxy_url="tcp://127.0.0.1:%d" % back.port,
+                   proxy_protocol=True)
+            + server(bind_addr="127.0.0.1:%d" % p2, proxy_url="tcp://127.0.0.1:%d" % back.port,
+                     accept_proxy_protocol=True, proxy_protocol="v2"))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=p1)
+    s = socket.create_connection(("127.0.0.1", p1), timeout=10)
+    me = s.getsockname()
+    s.sendall(b"hello")
+    assert s.recv(5) == b"hello"
+    s.close()
+    assert ("v1", "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (me[1], p1)) in back.headers
+    # a v1 header in front of the client's bytes: the backend sees that address, in v2
+    s = socket.create_connection(("127.0.0.1", p2), timeout=10)
+    s.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 4444 %d\r\nhi" % p2)
+    assert s.recv(2) == b"hi"
+    s.close()
+    v2 = [h for k, h in back.headers if k == "v2"]
+    assert len(v2) == 1 and v2_addrs(v2[0]) == ("203.0.113.7", 4444)
+    wait_log_count(p, "client=203.0.113.7:4444", 1)
+    # garbage instead of a header: refused, logged
+    s = socket.create_connection(("127.0.0.1", p2), timeout=10)
+    s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    assert s.recv(10) == b""
+    wait_log_count(p, "end=bad-proxy-header", 1)
+    back.close()
+
+
+# ---- 2. UDP ----
+
+def udp_roundtrip(sock, addr, payload, timeout=5):
+    sock.settimeout(timeout)
+    sock.sendto(payload, addr)
+    data, _ = sock.recvfrom(70000)
+    return data
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_udp_sessions_sizes_and_idle(wmproxy, tmp_path, host):
+    up, stop, seen = udp_echo(host)
+    port = free_udp_port()
+    tport = free_port()
+    lh = "[%s]" % host if ":" in host else host
+    body = (server(bind_addr="%s:%d" % (lh, port), bind_mode="udp",
+                   proxy_url="udp://%s:%d" % (lh, up), client_timeout="1s")
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    clients = [socket.socket(fam, socket.SOCK_DGRAM) for _ in range(4)]
+    biggest = 65507 if fam == socket.AF_INET else 65527
+    for i, c in enumerate(clients):
+        for size in (1, 1400, 9000, biggest):
+            payload = bytes([i]) * size
+            assert udp_roundtrip(c, (host, port), payload) == payload
+    # one session (one upstream source port) per client address
+    assert len(seen) == 4
+    # idle: each session ends (and is logged) after client_timeout
+    wait_log_count(p, "access proto=udp", 4, timeout=15)
+    assert wait_log(p, "end=idle"), p.log()[-3000:]
+    for c in clients:
+        c.close()
+    stop.set()
+
+
+def test_udp_table_bound_flood(wmproxy, tmp_path):
+    up, stop, seen = udp_echo("127.0.0.1")
+    port = free_udp_port()
+    tport, cport = free_ports(2)
+    body = (server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp",
+                   proxy_url="udp://127.0.0.1:%d" % up, max_sessions=8)
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    p = wmproxy(["run", "-c", config(tmp_path, body, control=cport)], port=tport)
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(200)]
+    for s in socks:  # 200 client addresses, each served in turn
+        assert udp_roundtrip(s, ("127.0.0.1", port), b"x" * 100) == b"x" * 100
+    wait_log_count(p, "session table full", 1)
+    # never more than max_sessions per worker (2 workers)
+    st = status_listener(cport, "udp:127.0.0.1:%d" % port)
+    assert st is not None and st["open"] <= 16, st
+    assert st["accepted"] >= 200
+    for s in socks:
+        s.close()
+    stop.set()
+
+
+# ---- 5. reload: the servers that stay keep their connections ----
+
+def test_reload_keeps_surviving_connections(wmproxy, tmp_path, echo):
+    a, b, c, cport = free_ports(4)
+    up, stop, _ = udp_echo("127.0.0.1")
+    u = free_udp_port()
+    keep = (server(bind_addr="127.0.0.1:%d" % a, proxy_url="tcp://127.0.0.1:%d" % echo.port)
+            + server(bind_addr="127.0.0.1:%d" % u, bind_mode="udp",
+                     proxy_url="udp://127.0.0.1:%d" % up))
+    path = config(tmp_path, keep + server(bind_addr="127.0.0.1:%d" % b,
+                                          proxy_url="tcp://127.0.0.1:%d" % echo.port),
+                  control=cport)
+    p = wmproxy(["run", "-c", path], port=a)
+    live = socket.create_connection(("127.0.0.1", a), timeout=10)
+    live.sendall(b"one")
+    assert live.recv(3) == b"one"
+    us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert udp_roundtrip(us, ("127.0.0.1", u), b"before") == b"before"
+    config(tmp_path, keep + server(bind_addr="127.0.0.1:%d" % c,
+                                   proxy_url="tcp://127.0.0.1:%d" % echo.port), control=cport)
+    st, _, _ = api(cport, "POST", "/reload")
+    assert st == 200
+    wait_until(lambda: exchange(c, b"new") == echo_reply(b"new"), what="new server")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", b), timeout=2)
+    live.sendall(b"two")
+    assert live.recv(3) == b"two"  # the connection of the kept server lives on
+    assert udp_roundtrip(us, ("127.0.0.1", u), b"after") == b"after"
+    live.close()
+    us.close()
+    stop.set()
+    assert "access proto=udp" not in p.log()  # the UDP session was not cut by the reload
+
+
+# ---- the reference config's [stream] ----
+
+def test_reference_config_stream_served(wmproxy, tmp_path):
+    """wmproxy's demo reverse.toml, its [stream] part with our ports: tcp
+    (up_name), tcp2ws, udp and ws2tcp servers all serve."""
+    with open(REF) as f:
+        text = f.read()
+    stream = text[text.index("[stream]"):]
+    stream = stream[:stream.index("# [[http.server]]")] if "# [[http.server]]" in stream else stream
+    echo_srv = origin_mod.start_echo("127.0.0.1")
+    ws_up = origin_mod.start("127.0.0.1")  # its /ws echoes WebSocket frames
+    udp_port, stop, _ = udp_echo("127.0.0.1")
+    p83, p85, p86 = free_ports(3)
+    p84 = free_udp_port()
+    subst = {"0.0.0.0:83": "127.0.0.1:%d" % p83, "0.0.0.0:84": "127.0.0.1:%d" % p84,
+             "0.0.0.0:85": "127.0.0.1:%d" % p85, "0.0.0.0:86": "127.0.0.1:%d" % p86,
+             "127.0.0.1:8080": "127.0.0.1:%d" % echo_srv.port,
+             "127.0.0.1:8081": "127.0.0.1:%d" % ws_up.port,
+             "127.0.0.1:8089": "127.0.0.1:%d" % udp_port,
+             "tcp://127.0.0.1:8082": "tcp://127.0.0.1:%d" % echo_srv.port}
+    for k, v in subst.items():
+        stream = stream.replace(k, v)
+    stream = stream.replace('proxy_url = "ws://127.0.0.1:%d/"' % ws_up.port,
+                            'proxy_url = "ws://127.0.0.1:%d/ws"' % ws_up.port)
+    path = tmp_path / "ref.toml"
+    path.write_text("disable_control = true\n" + stream)
+    p = wmproxy(["run", "-c", str(path)], port=p83)
+    assert exchange(p83, b"tcp") == echo_reply(b"tcp")
+    us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert udp_roundtrip(us, ("127.0.0.1", p84), b"udp") == b"udp"
+    # tcp2ws: our bytes become frames to the origin's WebSocket echo and back
+    s = socket.create_connection(("127.0.0.1", p85), timeout=10)
+    s.sendall(b"through-ws")
+    got = b""
+    while len(got) < 10:
+        got += s.recv(10)
+    assert got == b"through-ws"
+    s.close()
+    # ws2tcp: a WebSocket client's binary message reaches the TCP echo
+    w = ws_connect(p86)
+    ws_send(w, 2, b"ws-in")
+    assert ws_recv_data(w, 5) == b"ws-in"
+    w.close()
+    us.close()
+    stop.set()
+    echo_srv.stop()
+    ws_up.stop()
+    assert "error" not in p.log().lower().replace("end=ws-error", "")
+
+
+# ---- iperf3 through the TCP and UDP forwards ----
+
+def iperf3(*args, timeout=60):
+    r = subprocess.run(["iperf3", "-J"] + list(args), capture_output=True, text=True,
+                       timeout=timeout)
+    return json.loads(r.stdout)
+
+
+@pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 not installed")
+def test_iperf3_tcp_and_udp(wmproxy, tmp_path):
+    ip = free_port()
+    srv = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(ip)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = free_port()
+        body = (server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % ip)
+                + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp",
+                         proxy_url="udp://127.0.0.1:%d" % ip))
+        wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+        wait_until(lambda: exchange(port, b"") == b"" or True)
+        r = wait_until(lambda: (lambda j: j if "end" in j and "sum_received" in j["end"] else None)(
+            iperf3("-c", "127.0.0.1", "-p", str(port), "-t", "2")), timeout=60, what="iperf3 tcp")
+        assert r["end"]["sum_received"]["bytes"] > 10 << 20
+        r = iperf3("-c", "127.0.0.1", "-p", str(port), "-u", "-b", "20M", "-t", "2")
+        s = r["end"]["sum"]
+        assert s["bytes"] > 2 << 20 and s["lost_percent"] < 5, s
+    finally:
+        srv.terminate()
+        srv.wait(10)
+
+
+def test_yaml_config(wmproxy, tmp_path, echo):
+    """[stream] keys read the same from YAML."""
+    up, stop, _ = udp_echo("127.0.0.1")
+    port = free_port()
+    u = free_udp_port()
+    path = tmp_path / "s.yaml"
+    path.write_text("disable_control: true\nworkers: 2\nstream:\n"
+                    "  upstream:\n    - name: e\n      server:\n"
+                    "        - addr: 127.0.0.1:%d\n"
+                    "  server:\n"
+                    "    - bind_addr: 127.0.0.1:%d\n      up_name: e\n      timeout: 30s\n"
+                    "    - bind_addr: 127.0.0.1:%d\n      bind_mode: udp\n"
+                    "      proxy_url: udp://127.0.0.1:%d\n      max_sessions: 10\n"
+                    % (echo.port, port, u, up))
+    wmproxy(["run", "-c", str(path)], port=port)
+    assert exchange(port, b"yaml") == echo_reply(b"yaml")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert udp_roundtrip(s, ("127.0.0.1", u), b"yaml") == b"yaml"
+    s.close()
+    stop.set()
+
+
+def test_config_errors(tmp_path):
+    """Mistakes in [stream] are reported with file:line:col and key."""
+    from conftest import BIN
+    path = tmp_path / "bad.toml"
+    path.write_text('[stream]\n[[stream.server]]\nbind_addr = "127.0.0.1:1"\n'
+                    'bind_mode = "udp"\nproxy_protocol = true\nproxy_url = "udp://127.0.0.1:2"\n'
+                    '[[stream.server]]\nbind_ssl = "127.0.0.1:3"\nproxy_url = "tcp://a:1"\n')
+    r = subprocess.run([BIN, "check", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "stream.server[0].proxy_protocol: the PROXY protocol is for TCP servers" in out, out
+    assert "stream.server[1].bind_ssl: bind_ssl needs cert and key" in out, out
