@@ -8,7 +8,7 @@ endif
 PYTHON  ?= /usr/bin/python3
 # Only what the code uses: nghttp2, PCRE2 and zlib come back with the issues
 # that use them.
-PKGS    := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 libpcre2-8
+PKGS    := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 libpcre2-8 hiredis
 LLHTTP_DIR  := /usr/share/llhttp
 LLHTTP_INC  := /usr/share/include/llhttp
 

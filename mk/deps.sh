@@ -4,9 +4,9 @@
 # Usage: mk/deps.sh build|test|bench
 set -eu
 
-BUILD="gcc make pkg-config libevent-dev libssl-dev node-llhttp libyaml-dev libpcre2-dev"
+BUILD="gcc make pkg-config libevent-dev libssl-dev node-llhttp libyaml-dev libpcre2-dev libhiredis-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-websockets curl openssl nghttp2-client
-clang libclang-rt-14-dev libcap2-bin"
+clang libclang-rt-14-dev libcap2-bin redis-server"
 BENCH="wrk tinyproxy microsocks dante-server nginx haproxy stunnel4 iperf3 openssh-server
 openssh-client procps"
 

@@ -1,0 +1,1 @@
+SRCS += src/cluster/cluster.c src/cluster/cluster_redis.c src/cluster/cluster_peer.c

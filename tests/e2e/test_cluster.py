@@ -1,0 +1,312 @@
+"""Cluster: several tunnel server nodes sharing routes through Redis
+(docs/cluster.md). Each test starts its own redis-server on a free loopback
+port without persistence, and three server nodes."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers import http1
+from helpers.control import api
+from helpers.net import connect, free_port, recv_all, wait_port, wait_until
+from helpers.tunnel import make_certs, toml_value, wait_log
+
+REDIS = shutil.which("redis-server")
+CRED = {"username": "wm", "password": "s3cret"}
+NODE_PASSWORD = "n0de-secret"
+
+
+class Redis:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.port = free_port()
+        self.p = None
+        self.start()
+
+    def start(self):
+        self.p = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_port("127.0.0.1", self.port, 10, self.p), "redis-server did not start"
+
+    def stop(self):
+        if self.p is not None and self.p.poll() is None:
+            self.p.terminate()
+            self.p.wait(10)
+        self.p = None
+
+
+@pytest.fixture
+def redis(tmp_path):
+    if REDIS is None:
+        pytest.skip("redis-server is not installed (mk/deps.sh test installs it)")
+    r = Redis(tmp_path)
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certs(str(tmp_path_factory.mktemp("certs")))
+
+
+def write_toml(path, top, sections, mappings=()):
+    lines = ["%s = %s" % (k, toml_value(v)) for k, v in top.items()]
+    for name, sec in sections:
+        lines.append("[%s]" % name)
+        lines += ["%s = %s" % (k, toml_value(v)) for k, v in sec.items()]
+    for m in mappings:
+        lines.append("[[proxy.mappings]]")
+        lines += ["%s = %s" % (k, toml_value(v)) for k, v in m.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(path)
+
+
+class Cluster:
+    def __init__(self, wmproxy, tmp, redis):
+        self.wmproxy = wmproxy
+        self.tmp = tmp
+        self.redis = redis
+        self.nodes = {}
+        self.n = 0
+
+    def node(self, nid, tls=None):
+        cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
+        proxy = {"center_addr": "127.0.0.1:%d" % cp, "mode": "server",
+                 "map_http_bind": "127.0.0.1:%d" % hp, "map_tcp_bind": "127.0.0.1:%d" % tp}
+        proxy.update(CRED)
+        if tls:
+            proxy.update(tls)
+            proxy["map_https_bind"] = "127.0.0.1:%d" % hsp
+        cluster = {"redis": "redis://127.0.0.1:%d/0" % self.redis.port, "node_id": nid,
+                   "advertise": "127.0.0.1:%d" % cp, "node_password": NODE_PASSWORD,
+                   "ttl": "3s"}
+        path = write_toml(self.tmp / ("%s.toml" % nid), {"control": "127.0.0.1:%d" % ctl},
+                          [("proxy", proxy), ("cluster", cluster)])
+        p = self.wmproxy(["run", "-c", path, "--workers", "2", "--grace", "1"], port=cp)
+        p.center, p.http, p.https, p.tcp, p.ctl = cp, hp, hsp, tp, ctl
+        p.nid = nid
+        assert wait_log(p, "cluster: redis"), p.log()
+        self.nodes[nid] = p
+        return p
+
+    def client(self, servers, mappings, tls=None):
+        self.n += 1
+        ep = free_port()
+        proxy = {"bind_addr": "127.0.0.1:%d" % ep, "server": servers}
+        proxy.update(CRED)
+        if tls:
+            proxy.update(tls)
+        path = write_toml(self.tmp / ("client%d.toml" % self.n), {"disable_control": True},
+                          [("proxy", proxy)], mappings)
+        return self.wmproxy(["run", "-c", path, "--workers", "1", "--grace", "1"], port=ep)
+
+
+@pytest.fixture
+def cluster(wmproxy, tmp_path, redis):
+    return Cluster(wmproxy, tmp_path, redis)
+
+
+def status(node):
+    code, _, doc = api(node.ctl, "GET", "/status")
+    assert code == 200
+    return doc["cluster"]
+
+
+def routes_of(doc, nid):
+    for n in doc["nodes"]:
+        if n["id"] == nid:
+            return {(r["ns"], r["key"]) for r in n["routes"]}
+    return set()
+
+
+def http_get(port, host, path="/hop"):
+    s = connect(port)
+    try:
+        s.sendall(http1.request("GET", path, [("Host", host)]))
+        return http1.Reader(s).response()
+    finally:
+        s.close()
+
+
+def served(port, host, path="/hop", want=200):
+    try:
+        return http_get(port, host, path).status == want
+    except OSError:
+        return False
+
+
+def tcp_echo(port, data=b"ping-through-the-cluster"):
+    s = connect(port)
+    try:
+        s.sendall(data)
+        s.shutdown(1)
+        return recv_all(s)
+    finally:
+        s.close()
+
+
+def web_map(origin, domain="app.test", **kw):
+    m = {"name": "web", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+         "domain": domain}
+    m.update(kw)
+    return m
+
+
+# ---- 1. one route table: records, claims, /status ----
+
+def test_routes_recorded_and_claims_unique(cluster, origin):
+    a, b, c = cluster.node("a"), cluster.node("b"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)])
+    assert wait_log(c, 'registered mapping "web"'), c.log()
+    # every node sees c's route in its cache, and /status says who holds what
+    for n in (a, b, c):
+        wait_until(lambda: ("web", "app.test") in routes_of(status(n), "c"), 10,
+                   what="node %s sees c's route" % n.nid)
+    doc = status(a)
+    assert doc["node"] == "a" and doc["redis"]["state"] == "up"
+    assert {n["id"] for n in doc["nodes"]} == {"a", "b", "c"}
+    # the same domain from another client on another node: refused, the
+    # holder named (the client logs the server's reason)
+    cl2 = cluster.client("127.0.0.1:%d" % b.center, [web_map(origin)])
+    assert wait_log(cl2, "refused by the server"), cl2.log()
+    assert "already registered by client" in cl2.log() and "on node c" in cl2.log()
+    assert ("web", "app.test") not in routes_of(status(b), "b")
+    # same group on two nodes: both hold it
+    cluster.client("127.0.0.1:%d" % a.center, [web_map(origin, "g.test", group="g1")])
+    assert wait_log(a, 'registered mapping "web"'), a.log()
+    cluster.client("127.0.0.1:%d" % b.center, [web_map(origin, "g.test", group="g1")])
+    wait_until(lambda: ("web", "g.test") in routes_of(status(c), "b")
+               and ("web", "g.test") in routes_of(status(c), "a"), 10, what="group on a and b")
+
+
+# ---- 2. visitor on node A, client on node C ----
+
+def test_visitor_on_a_served_by_client_on_c(cluster, origin, echo):
+    a, b, c = cluster.node("a"), cluster.node("b"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [
+        web_map(origin),
+        {"name": "echo", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    assert wait_log(c, 'registered mapping "echo"'), c.log()
+    for n in (a, b):
+        wait_until(lambda: served(n.http, "app.test"), 10, what="HTTP via node %s" % n.nid)
+    r = http_get(a.http, "app.test", "/bytes/200000?seed=3")
+    assert r.status == 200 and len(r.body) == 200000
+    # the access line of the entry node names the node that served
+    assert wait_log(a, "target=node:c/app.test"), a.log()[-3000:]
+    assert wait_log(c, "tunnel-node"), c.log()[-3000:]
+    # TCP through node A's shared tcp port
+    data = os.urandom(100000)
+    assert tcp_echo(a.tcp, data) == data + hashlib.sha256(data).hexdigest().encode()
+    assert http_get(a.http, "nobody.test").status == 404
+    doc = status(a)
+    assert any(k["node"] == "c" and k["state"] == "ready" for k in doc["carriers"]), doc
+
+
+def test_https_by_sni_through_another_node(cluster, origin, certs):
+    tls = {"tc": True, "cert": certs["srv.pem"], "key": certs["srv.key"]}
+    a, c = cluster.node("a", tls=tls), cluster.node("c", tls=tls)
+    cluster.client("127.0.0.1:%d" % c.center, [
+        {"name": "s", "mode": "https", "local_addr": "127.0.0.1:%d" % origin.port,
+         "domain": "a.test"}], tls={"ts": True, "ca": certs["ca.pem"]})
+    assert wait_log(c, 'registered mapping "s"'), c.log()
+
+    def get():
+        r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", certs["ca.pem"],
+                            "--resolve", "a.test:%d:127.0.0.1" % a.https,
+                            "https://a.test:%d/hop" % a.https], capture_output=True, timeout=10)
+        return r.returncode == 0 and r.stdout == b"ok"
+    wait_until(get, 10, what="HTTPS via node a")
+    assert "cluster: carrier to node c" in a.log() and "(TLS)" in a.log()
+
+
+# ---- [cluster] config: checked with file:line:col, TOML and YAML ----
+
+def test_cluster_config_errors(tmp_path):
+    from conftest import BIN
+    toml = tmp_path / "c.toml"
+    toml.write_text('[proxy]\ncenter_addr = "127.0.0.1:19001"\n[cluster]\n'
+                    'redis = "rediss://h:1/0"\nnode_id = "bad id"\n'
+                    'advertise = "127.0.0.1:19001"\nnode_password = "short"\n')
+    yml = tmp_path / "c.yaml"
+    yml.write_text('proxy:\n  center_addr: "127.0.0.1:19001"\ncluster:\n'
+                   '  redis: "redis://127.0.0.1:99999/0"\n  advertise: "127.0.0.1:19001"\n'
+                   '  node_password: "longenough"\n  nodeid: x\n')
+    fwd = tmp_path / "f.toml"
+    fwd.write_text('[proxy]\nbind_addr = "127.0.0.1:19001"\n[cluster]\n'
+                   'redis = "redis://127.0.0.1"\nnode_id = "a"\n'
+                   'advertise = "127.0.0.1:19001"\nnode_password = "longenough"\n')
+    out = {}
+    for f in (toml, yml, fwd):
+        r = subprocess.run([BIN, "check", "-c", str(f)], capture_output=True, timeout=30)
+        assert r.returncode != 0
+        out[f.name] = r.stdout.decode() + r.stderr.decode()
+    assert "c.toml:4:9: cluster.redis: rediss://" in out["c.toml"], out
+    assert "c.toml:5:11: cluster.node_id:" in out["c.toml"]
+    assert "c.toml:7:17: cluster.node_password: at least 8" in out["c.toml"]
+    assert 'missing required key "node_id"' in out["c.yaml"]
+    assert "c.yaml:4:10: cluster.redis: bad port" in out["c.yaml"]
+    assert 'did you mean "node_id"' in out["c.yaml"]
+    assert "f.toml:3:1: cluster: [cluster] is for tunnel server nodes" in out["f.toml"]
+
+
+# ---- 3. clients fail over; a dead node's routes expire ----
+
+def test_client_fails_over_when_its_node_dies(cluster, origin, echo):
+    a, b, c = cluster.node("a"), cluster.node("b"), cluster.node("c")
+    cli = cluster.client("127.0.0.1:%d, 127.0.0.1:%d" % (c.center, a.center), [
+        web_map(origin),
+        {"name": "echo", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    assert wait_log(c, 'registered mapping "echo"'), c.log()
+    wait_until(lambda: served(a.http, "app.test") and served(b.http, "app.test"), 10,
+               what="served through a and b")
+    c.p.kill()
+    c.p.wait(10)
+    c.stopped = True  # killed on purpose: no exit status to check
+    t0 = time.time()
+    wait_until(lambda: served(a.http, "app.test"), 10, what="served again through a")
+    wait_until(lambda: served(b.http, "app.test"), 10 - (time.time() - t0),
+               what="served again through b")
+    assert time.time() - t0 < 10
+    assert "tunnel: connected to 127.0.0.1:%d" % a.center in cli.log()
+    assert tcp_echo(b.tcp, b"x" * 1000).startswith(b"x" * 1000)
+    # the dead node's keys expired: it is gone from every node's view
+    wait_until(lambda: "c" not in {n["id"] for n in status(b)["nodes"]}, 10,
+               what="node c expired")
+    assert ("web", "app.test") in routes_of(status(b), "a")
+
+
+# ---- 6. Redis trouble never stops traffic that does not need it ----
+
+def test_redis_down_known_routes_keep_serving(cluster, origin, redis):
+    a, c = cluster.node("a"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)])
+    wait_until(lambda: served(a.http, "app.test"), 10, what="served through a")
+    redis.stop()
+    wait_until(lambda: status(a)["redis"]["state"] == "down", 10, what="a sees Redis down")
+    # a new route is refused with the reason, known ones keep serving
+    cl2 = cluster.client("127.0.0.1:%d" % a.center, [web_map(origin, "new.test")])
+    assert wait_log(cl2, "refused by the server"), cl2.log()
+    assert "Redis) is unreachable" in cl2.log()
+    t_end = time.time() + 6
+    n = 0
+    while time.time() < t_end:
+        assert http_get(a.http, "app.test").status == 200
+        n += 1
+        time.sleep(0.2)
+    assert n >= 10
+    redis.start()
+    wait_until(lambda: status(a)["redis"]["state"] == "up"
+               and ("web", "app.test") in routes_of(status(a), "c"), 15,
+               what="a reconnected and relearned c's routes")
+    assert served(a.http, "app.test")
+    assert status(a)["redis"]["disconnects"] >= 1
+    assert "cluster: redis" in a.log() and "reconnected" in a.log()
