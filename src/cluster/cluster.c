@@ -279,6 +279,8 @@ static void cluster_free(struct cluster *cl)
     if (wm_cluster_current == cl) {
         wm_cluster_current = NULL;
         wm_tunnel_cluster = NULL;
+        climit_install(false);
+        climit_set_up(false);
     }
     cl->closing = true;
     cpeer_free_all(cl);
@@ -317,6 +319,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
     cl->backoff_ms = CL_BACKOFF_MIN_MS;
     wm_cluster_current = cl;
     wm_tunnel_cluster = &hooks;
+    climit_install(true);
     wm_log(WM_LOG_INFO, 0, "cluster: node %s (advertised at %s), store redis://%s:%u/%d",
            s->node_id, s->advertise, s->redis_host, s->redis_port, s->redis_db);
     credis_start(cl);
@@ -408,6 +411,8 @@ static void status_on_worker(struct wm_worker *w, void *arg)
     }
     evbuffer_add(out, "],", 2);
     cpeer_status_json(cl, out);
+    evbuffer_add(out, ",", 1);
+    climit_status_json(out);
     evbuffer_add(out, "}", 1);
 }
 

@@ -137,6 +137,11 @@ void cpeer_free_all(struct cluster *cl);
 /* Append `"peers":[...]`. */
 void cpeer_status_json(struct cluster *cl, struct evbuffer *out);
 
+/* cluster_limit.c: shared limit_req zones (reverse/rev.h hook) */
+void climit_install(bool on);
+void climit_set_up(bool up);
+void climit_status_json(struct evbuffer *out);
+
 /* cluster.c: the current cluster (worker 0), or NULL. */
 extern struct cluster *wm_cluster_current;
 /* A claim of ours lost in Redis: withdraw it locally. */

@@ -336,6 +336,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     if (ac == cl->cmd) {
         bool first = cl->connects == 0;
         cl->up = true;
+        climit_set_up(true);
         cl->connects++;
         cl->backoff_ms = CL_BACKOFF_MIN_MS;
         cl->last_reply_ms = wm_now_ms();
@@ -442,6 +443,7 @@ static void go_down(struct cluster *cl, const char *why)
                cl->s->redis_port, cl->last_error);
     }
     cl->up = false;
+    climit_set_up(false);
     cl->closing = true; /* the callbacks of the contexts we drop do nothing */
     drop_ctx(cl);
     cl->closing = false;

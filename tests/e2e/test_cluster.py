@@ -78,7 +78,7 @@ class Cluster:
         self.nodes = {}
         self.n = 0
 
-    def node(self, nid, tls=None):
+    def node(self, nid, tls=None, extra=""):
         cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
         proxy = {"center_addr": "127.0.0.1:%d" % cp, "mode": "server",
                  "map_http_bind": "127.0.0.1:%d" % hp, "map_tcp_bind": "127.0.0.1:%d" % tp}
@@ -91,6 +91,9 @@ class Cluster:
                    "ttl": "3s"}
         path = write_toml(self.tmp / ("%s.toml" % nid), {"control": "127.0.0.1:%d" % ctl},
                           [("proxy", proxy), ("cluster", cluster)])
+        if extra:
+            with open(path, "a") as f:
+                f.write(extra)
         p = self.wmproxy(["run", "-c", path, "--workers", "2", "--grace", "1"], port=cp)
         p.center, p.http, p.https, p.tcp, p.ctl = cp, hp, hsp, tp, ctl
         p.nid = nid
@@ -310,3 +313,71 @@ def test_redis_down_known_routes_keep_serving(cluster, origin, redis):
     assert served(a.http, "app.test")
     assert status(a)["redis"]["disconnects"] >= 1
     assert "cluster: redis" in a.log() and "reconnected" in a.log()
+
+
+# ---- 5. shared limits ----
+
+LIMITED = """
+[http]
+[http.limit_req_zone]
+shared = "{host} limit=1m rate=%(rate)dr/s shared=true"
+[[http.server]]
+bind_addr = "127.0.0.1:%(port)d"
+[[http.server.location]]
+rule = "/"
+limit_req = "zone=shared burst=5"
+limit_req_status = 429
+static_response = "ok"
+"""
+
+
+def hammer(port, until, counts):
+    """Requests on keep-alive connections until the deadline; counts codes."""
+    s = None
+    while time.time() < until:
+        try:
+            if s is None:
+                s = connect(port)
+                rd = http1.Reader(s)
+            s.sendall(http1.request("GET", "/", [("Host", "x.test")]))
+            r = rd.response()
+            counts[r.status] = counts.get(r.status, 0) + 1
+            if r.header("connection") == "close":
+                s.close()
+                s = None
+        except OSError:
+            if s is not None:
+                s.close()
+            s = None
+    if s is not None:
+        s.close()
+
+
+def test_shared_limit_req_holds_the_cluster_rate(cluster):
+    import threading
+    rate = 40
+    ports = [free_port() for _ in range(3)]
+    nodes = [cluster.node(nid, extra=LIMITED % {"rate": rate, "port": p})
+             for nid, p in zip("abc", ports)]
+    for p in ports:
+        wait_port("127.0.0.1", p, 10)
+    wait_until(lambda: all(status(n)["redis"]["state"] == "up" for n in nodes), 10,
+               what="every node on Redis")
+    counts = [dict() for _ in ports]
+    t0 = time.time()
+    until = t0 + 5
+    th = [threading.Thread(target=hammer, args=(p, until, c)) for p, c in zip(ports, counts)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join(30)
+    elapsed = time.time() - t0
+    ok = sum(c.get(200, 0) for c in counts)
+    refused = sum(c.get(429, 0) for c in counts)
+    want = rate * elapsed + 6  # the bucket starts full: burst + 1
+    # every node passed some and refused some: the three count together
+    assert all(c.get(200, 0) > 0 and c.get(429, 0) > 0 for c in counts), counts
+    assert refused > ok, counts
+    assert abs(ok - want) <= 0.1 * want, (ok, want, counts)
+    lim = status(nodes[0])["shared_limits"]
+    assert lim["takes"] > 0 and lim["on_redis_error"] == 0, lim
