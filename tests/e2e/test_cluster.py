@@ -375,6 +375,7 @@ def test_shared_limit_req_holds_the_cluster_rate(cluster):
     ok = sum(c.get(200, 0) for c in counts)
     refused = sum(c.get(429, 0) for c in counts)
     want = rate * elapsed + 6  # the bucket starts full: burst + 1
+    print("shared limit: %d passed for %.1f expected, per node %s" % (ok, want, counts))
     # every node passed some and refused some: the three count together
     assert all(c.get(200, 0) > 0 and c.get(429, 0) > 0 for c in counts), counts
     assert refused > ok, counts
