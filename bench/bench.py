@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import (proc, sec_bulk, sec_connrate, sec_http, sec_reverse,  # noqa: E402
-                 sec_rss, sec_tunnel)
+from lib import (proc, sec_bulk, sec_cluster, sec_connrate, sec_http,  # noqa: E402
+                 sec_reverse, sec_rss, sec_tunnel)
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
 SECTIONS = [
@@ -36,6 +36,8 @@ SECTIONS = [
      "idle-stream RSS", sec_tunnel.run),
     ("reverse", "reverse proxy: req/s, latency, CPU per request vs nginx / "
      "haproxy, idle keep-alive client RSS", sec_reverse.run),
+    ("cluster", "cluster: latency and throughput of the node A -> B hop (Redis)",
+     sec_cluster.run),
 ]
 
 ANCHOR_PKGS = ["wrk", "curl", "nginx", "tinyproxy", "dante-server", "microsocks",

@@ -283,6 +283,7 @@ static void cluster_free(struct cluster *cl)
         climit_set_up(false);
     }
     cl->closing = true;
+    wm_tunnel_publish_ports(NULL, 0); /* the ports of other nodes' routes close */
     cpeer_free_all(cl);
     credis_stop(cl);
     while (cl->claims != NULL) {
@@ -309,13 +310,28 @@ static void install_on_worker(struct wm_worker *w, void *arg)
         wm_cluster_settings_free(s); /* same store, same node: keep everything */
         return;
     }
+    /* New store or identity: what local clients hold is claimed again there
+     * (the tunnel announces a mapping once, when it is registered). */
+    struct cclaim *held = cl != NULL ? cl->claims : NULL;
+    if (cl != NULL) {
+        cl->claims = NULL;
+    }
     cluster_free(cl);
     if ((cl = calloc(1, sizeof(*cl))) == NULL) {
         wm_cluster_settings_free(s);
+        while (held != NULL) {
+            struct cclaim *c = held;
+            held = c->next;
+            free(c);
+        }
         return;
     }
     cl->w = w;
     cl->s = s;
+    cl->claims = held;
+    for (struct cclaim *c = held; c != NULL; c = c->next) {
+        c->stored = false;
+    }
     cl->backoff_ms = CL_BACKOFF_MIN_MS;
     wm_cluster_current = cl;
     wm_tunnel_cluster = &hooks;

@@ -84,6 +84,7 @@ struct cpeer {
     unsigned backoff_ms;
     bool seen;                 /* still in the cache (sync) */
     bool failed;               /* the last dial or carrier failed: believed down */
+    uint64_t seen_ms;          /* last time the cache listed it with routes */
     uint64_t connects;
 };
 
@@ -99,6 +100,7 @@ struct cluster {
     struct event *retry_ev;
     struct event *beat_ev;
     uint64_t last_reply_ms;
+    uint64_t up_since_ms;      /* when the connection (re)started */
     uint64_t connects;
     uint64_t disconnects;
     uint64_t claims_refused;   /* new claims refused (held elsewhere, Redis down) */

@@ -17,10 +17,12 @@
 #include "cluster/cluster_int.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "core/worker.h"
 #include "net/dial.h"
 #include "net/tls.h"
 #include "tunnel/mux.h"
+#include "tunnel/tunnel.h"
 
 #define PEER_CONNECT_MS 5000
 
@@ -169,8 +171,31 @@ static struct cpeer *peer_find(struct cluster *cl, const char *id)
     return NULL;
 }
 
+/* Every tcp route ":PORT" held by another node is published here too. */
+static void publish_ports(struct cluster *cl)
+{
+    uint16_t ports[256];
+    size_t n = 0;
+
+    for (size_t i = 0; i < cl->nroutes && n < 256; i++) {
+        const struct croute *r = &cl->routes[i];
+        char *end;
+        unsigned long p;
+        if (strcmp(r->ns, "tcp") != 0 || r->key[0] != ':' ||
+            strcmp(cl->nodes[r->node].id, cl->s->node_id) == 0) {
+            continue;
+        }
+        p = strtoul(r->key + 1, &end, 10);
+        if (*end == '\0' && p > 0 && p <= 65535) {
+            ports[n++] = (uint16_t)p;
+        }
+    }
+    wm_tunnel_publish_ports(ports, n);
+}
+
 void cpeer_sync(struct cluster *cl)
 {
+    publish_ports(cl);
     for (struct cpeer *p = cl->peers; p != NULL; p = p->next) {
         p->seen = false;
     }
@@ -187,6 +212,7 @@ void cpeer_sync(struct cluster *cl)
         if ((p = peer_find(cl, n->id)) != NULL && strcmp(p->advertise, n->advertise) == 0 &&
             p->tls == n->tls) {
             p->seen = true;
+            p->seen_ms = wm_now_ms();
             continue;
         }
         if (p == NULL) {
@@ -207,12 +233,17 @@ void cpeer_sync(struct cluster *cl)
         snprintf(p->advertise, sizeof(p->advertise), "%s", n->advertise);
         p->tls = n->tls;
         p->seen = true;
+        p->seen_ms = wm_now_ms();
         peer_connect(p);
     }
-    /* Nodes that left (or hold nothing any more): their carriers go. */
+    /* Nodes that left (or hold nothing any more) for two ttl: their
+     * carriers go (a node briefly missing, e.g. after a Redis restart,
+     * keeps its carrier). */
+    uint64_t now = wm_now_ms();
     for (struct cpeer **pp = &cl->peers; *pp != NULL;) {
         struct cpeer *p = *pp;
-        if (p->seen || (p->t != NULL && wm_tun_nstreams(p->t) > 0)) {
+        if (p->seen || now - p->seen_ms < 2 * (uint64_t)cl->s->ttl_ms ||
+            (p->t != NULL && wm_tun_nstreams(p->t) > 0)) {
             pp = &p->next;
             continue;
         }

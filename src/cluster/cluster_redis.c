@@ -175,6 +175,62 @@ static void copy_field(char *dst, size_t cap, const char **p)
     *p += n + ((*p)[n] == '\t');
 }
 
+/* Just after a reconnect (a Redis restarted empty is refilled by each
+ * node's next heartbeat), the nodes our cache knew but Redis does not list
+ * yet keep their routes, for a ttl: known routes go on serving. */
+static void carry_over(struct cluster *cl, struct cnode **nodes, size_t *nn,
+                       struct croute **routes, size_t *nr)
+{
+    size_t addn = 0;
+    size_t addr = 0;
+
+    if (cl->cache_ms == 0 || wm_now_ms() - cl->up_since_ms > (uint64_t)cl->s->ttl_ms) {
+        return;
+    }
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < *nn && !listed; j++) {
+            listed = strcmp((*nodes)[j].id, cl->nodes[i].id) == 0;
+        }
+        if (!listed) {
+            addn++;
+            for (size_t r = 0; r < cl->nroutes; r++) {
+                addr += cl->routes[r].node == i;
+            }
+        }
+    }
+    if (addn == 0) {
+        return;
+    }
+    struct cnode *n2 = realloc(*nodes, (*nn + addn) * sizeof(*n2));
+    if (n2 == NULL) {
+        return;
+    }
+    *nodes = n2;
+    struct croute *r2 = realloc(*routes, (*nr + addr + 1) * sizeof(*r2));
+    if (r2 == NULL) {
+        return;
+    }
+    *routes = r2;
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < *nn && !listed; j++) {
+            listed = strcmp(n2[j].id, cl->nodes[i].id) == 0;
+        }
+        if (listed) {
+            continue;
+        }
+        n2[*nn] = cl->nodes[i];
+        for (size_t r = 0; r < cl->nroutes; r++) {
+            if (cl->routes[r].node == i) {
+                r2[*nr] = cl->routes[r];
+                r2[(*nr)++].node = *nn;
+            }
+        }
+        (*nn)++;
+    }
+}
+
 static void dump_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct cluster *cl = ac->data;
@@ -228,6 +284,7 @@ static void dump_cb(redisAsyncContext *ac, void *reply, void *priv)
             k++;
         }
     }
+    carry_over(cl, &nodes, &nn, &routes, &k);
     free(cl->nodes);
     free(cl->routes);
     cl->nodes = nodes;
@@ -336,6 +393,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     if (ac == cl->cmd) {
         bool first = cl->connects == 0;
         cl->up = true;
+        cl->up_since_ms = wm_now_ms();
         climit_set_up(true);
         cl->connects++;
         cl->backoff_ms = CL_BACKOFF_MIN_MS;

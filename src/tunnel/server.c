@@ -138,6 +138,17 @@ static void port_release(struct tserver *sv, const char *addr)
     }
 }
 
+/* cluster: server_cluster.c opens the ports of routes held on other nodes. */
+int tserver_port_acquire(struct tserver *sv, const char *addr, char *err, size_t cap)
+{
+    return port_acquire(sv, addr, err, cap);
+}
+
+void tserver_port_release(struct tserver *sv, const char *addr)
+{
+    port_release(sv, addr);
+}
+
 /* The routing key of a mapping: domain (http/https), public address or
  * default slot (tcp), default slot (proxy). */
 static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *key, size_t cap)

@@ -211,3 +211,68 @@ void wm_tunnel_withdraw(const char *ns, const char *key, const char *why)
         }
     }
 }
+
+/* Ports published for other nodes' routes (worker 0; a fixed table: the
+ * cluster publishes at most WM_TUNNEL_PUBLISH_MAX of them). */
+#define WM_TUNNEL_PUBLISH_MAX 256
+static struct {
+    struct tserver *sv; /* the server they were opened on */
+    uint16_t port[WM_TUNNEL_PUBLISH_MAX];
+    size_t n;
+} published;
+
+static void port_addr(const struct tserver *sv, uint16_t port, char *out, size_t cap)
+{
+    const char *ip = sv->n->s->port_ip;
+
+    snprintf(out, cap, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+}
+
+static bool listed(const uint16_t *ports, size_t n, uint16_t p)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ports[i] == p) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void wm_tunnel_publish_ports(const uint16_t *ports, size_t n)
+{
+    struct tserver *sv = wm_tnode != NULL ? wm_tnode->server : NULL;
+    const uint8_t *allow = sv != NULL ? sv->n->s->allow_ports : NULL;
+    char addr[WM_ADDR_STR_MAX];
+    char err[256];
+    size_t k = 0;
+
+    if (published.sv != sv) {
+        published.n = 0; /* that server and its ports are gone */
+        published.sv = sv;
+    }
+    if (sv == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < published.n; i++) { /* close what is no longer listed */
+        if (listed(ports, n, published.port[i])) {
+            published.port[k++] = published.port[i];
+        } else {
+            port_addr(sv, published.port[i], addr, sizeof(addr));
+            tserver_port_release(sv, addr);
+        }
+    }
+    published.n = k;
+    for (size_t i = 0; i < n && published.n < WM_TUNNEL_PUBLISH_MAX; i++) {
+        if (ports[i] == 0 || listed(published.port, published.n, ports[i]) ||
+            (allow != NULL && !(allow[ports[i] / 8] & (1u << (ports[i] % 8))))) {
+            continue;
+        }
+        port_addr(sv, ports[i], addr, sizeof(addr));
+        if (tserver_port_acquire(sv, addr, err, sizeof(err)) < 0) {
+            wm_log(WM_LOG_WARN, 0, "cluster: cannot publish port %s held on another node: %s",
+                   addr, err);
+            continue;
+        }
+        published.port[published.n++] = ports[i];
+    }
+}

@@ -128,6 +128,11 @@ const char *tcenter_refusal(struct tserver *sv, const struct sockaddr *peer);
 /* Log a refusal at accept, one line per second at most. */
 void tcenter_log_refusal(struct tserver *sv, const char *peer, const char *why);
 
+/* server.c, for server_cluster.c: open (or share) / release a public tcp
+ * port ("ip:port"), as for a mapping's own port. 0, or -1 with err. */
+int tserver_port_acquire(struct tserver *sv, const char *addr, char *err, size_t cap);
+void tserver_port_release(struct tserver *sv, const char *addr);
+
 /* server_cluster.c: the cluster hooks' side of the server (only called
  * when wm_tunnel_cluster is set). */
 /* Why the cluster refuses r (in r->refused), or NULL. */

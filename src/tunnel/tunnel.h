@@ -193,6 +193,10 @@ struct wm_tunnel_cluster {
     const char *(*node_password)(const char *user, size_t len);
 };
 extern const struct wm_tunnel_cluster *wm_tunnel_cluster;
+/* Worker 0: publish exactly these public tcp ports (routes ":PORT" held by
+ * clients of other nodes) on this node too, where allow_ports allows;
+ * ports no longer listed are closed (unless a local client holds them). */
+void wm_tunnel_publish_ports(const uint16_t *ports, size_t n);
 /* Worker 0: withdraw the local mappings of ns/key (another node won it). */
 void wm_tunnel_withdraw(const char *ns, const char *key, const char *why);
 

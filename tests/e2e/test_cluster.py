@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -78,10 +79,13 @@ class Cluster:
         self.nodes = {}
         self.n = 0
 
-    def node(self, nid, tls=None, extra=""):
+    def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1"):
         cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
+        if tcp_ip == "::1":
+            tp = free_port(socket.AF_INET6)
         proxy = {"center_addr": "127.0.0.1:%d" % cp, "mode": "server",
-                 "map_http_bind": "127.0.0.1:%d" % hp, "map_tcp_bind": "127.0.0.1:%d" % tp}
+                 "map_http_bind": "127.0.0.1:%d" % hp,
+                 "map_tcp_bind": ("[%s]:%d" if ":" in tcp_ip else "%s:%d") % (tcp_ip, tp)}
         proxy.update(CRED)
         if tls:
             proxy.update(tls)
@@ -89,6 +93,8 @@ class Cluster:
         cluster = {"redis": "redis://127.0.0.1:%d/0" % self.redis.port, "node_id": nid,
                    "advertise": "127.0.0.1:%d" % cp, "node_password": NODE_PASSWORD,
                    "ttl": "3s"}
+        self.texts = getattr(self, "texts", {})
+        self.texts[nid] = (proxy, cluster)
         path = write_toml(self.tmp / ("%s.toml" % nid), {"control": "127.0.0.1:%d" % ctl},
                           [("proxy", proxy), ("cluster", cluster)])
         if extra:
@@ -147,8 +153,8 @@ def served(port, host, path="/hop", want=200):
         return False
 
 
-def tcp_echo(port, data=b"ping-through-the-cluster"):
-    s = connect(port)
+def tcp_echo(port, data=b"ping-through-the-cluster", host="127.0.0.1"):
+    s = connect(port, host=host)
     try:
         s.sendall(data)
         s.shutdown(1)
@@ -259,6 +265,48 @@ def test_cluster_config_errors(tmp_path):
     assert "c.yaml:4:10: cluster.redis: bad port" in out["c.yaml"]
     assert 'did you mean "node_id"' in out["c.yaml"]
     assert "f.toml:3:1: cluster: [cluster] is for tunnel server nodes" in out["f.toml"]
+
+
+def test_every_node_publishes_every_port(cluster, echo):
+    # node a's public tcp ports are on ::1, node c's on 127.0.0.1: one
+    # machine, the same port number on both
+    a, c = cluster.node("a", tcp_ip="::1"), cluster.node("c")
+    port = free_port(socket.AF_INET6)
+    cluster.client("127.0.0.1:%d" % c.center, [
+        {"name": "own", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": port}])
+    assert wait_log(c, 'registered mapping "own"'), c.log()
+    assert wait_log(a, "public port [::1]:%d opened" % port), a.log()
+    wait_until(lambda: ("tcp", ":%d" % port) in routes_of(status(a), "c"), 10, what="route")
+
+    def echoed():
+        try:
+            return tcp_echo(port, b"y" * 5000, host="::1").startswith(b"y" * 5000)
+        except OSError:
+            return False
+    wait_until(echoed, 10, what="tcp through node a's published port")
+    assert tcp_echo(port, b"z" * 10).startswith(b"z" * 10)  # on c itself
+    assert wait_log(a, "target=node:c/:%d" % port), a.log()[-2000:]
+
+
+def test_reload_with_new_cluster_settings_keeps_the_claims(cluster, origin):
+    a, c = cluster.node("a"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)])
+    wait_until(lambda: ("web", "app.test") in routes_of(status(a), "c"), 10, what="route")
+    proxy, cl = cluster.texts["c"]
+    cl = dict(cl, ttl="2s")
+    write_toml(cluster.tmp / "c.toml", {"control": "127.0.0.1:%d" % c.ctl},
+               [("proxy", proxy), ("cluster", cl)])
+    assert api(c.ctl, "POST", "/reload")[0] == 200
+    # the new connection claims again what c's client holds: after more
+    # than the old TTL the route is still there, and still served through a
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        assert ("web", "app.test") in routes_of(status(a), "c") or \
+            status(a)["cache_age_ms"] > 1000, status(a)
+        time.sleep(0.25)
+    assert ("web", "app.test") in routes_of(status(a), "c")
+    assert served(a.http, "app.test")
 
 
 # ---- 3. clients fail over; a dead node's routes expire ----
