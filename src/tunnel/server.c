@@ -787,6 +787,9 @@ void tserver_reconfigured(struct tserver *sv)
             if (!r->active || !own_port(r) || port_allowed(sv, r->key)) {
                 continue;
             }
+            if (wm_tunnel_cluster != NULL) { /* cluster */
+                tcluster_claimed(c, r, false);
+            }
             r->active = false; /* open connections through it go on */
             port_release(sv, r->key);
             wm_log(WM_LOG_WARN, wm_tun_id(c->t),
