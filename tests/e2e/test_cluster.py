@@ -222,19 +222,21 @@ def test_visitor_on_a_served_by_client_on_c(cluster, origin, echo):
 
 def test_https_by_sni_through_another_node(cluster, origin, certs):
     tls = {"tc": True, "cert": certs["srv.pem"], "key": certs["srv.key"]}
-    a, c = cluster.node("a", tls=tls), cluster.node("c", tls=tls)
+    a, b, c = (cluster.node(n, tls=tls) for n in "abc")
     cluster.client("127.0.0.1:%d" % c.center, [
         {"name": "s", "mode": "https", "local_addr": "127.0.0.1:%d" % origin.port,
          "domain": "a.test"}], tls={"ts": True, "ca": certs["ca.pem"]})
     assert wait_log(c, 'registered mapping "s"'), c.log()
 
-    def get():
+    def get(n):
         r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", certs["ca.pem"],
-                            "--resolve", "a.test:%d:127.0.0.1" % a.https,
-                            "https://a.test:%d/hop" % a.https], capture_output=True, timeout=10)
+                            "--resolve", "a.test:%d:127.0.0.1" % n.https,
+                            "https://a.test:%d/hop" % n.https], capture_output=True, timeout=10)
         return r.returncode == 0 and r.stdout == b"ok"
-    wait_until(get, 10, what="HTTPS via node a")
-    assert "cluster: carrier to node c" in a.log() and "(TLS)" in a.log()
+    for n in (a, b):
+        wait_until(lambda: get(n), 10, what="HTTPS via node %s" % n.nid)
+        assert "cluster: carrier to node c" in n.log() and "(TLS)" in n.log()
+    assert wait_log(a, "target=node:c/a.test"), a.log()[-2000:]
 
 
 # ---- [cluster] config: checked with file:line:col, TOML and YAML ----
@@ -430,3 +432,20 @@ def test_shared_limit_req_holds_the_cluster_rate(cluster):
     assert abs(ok - want) <= 0.1 * want, (ok, want, counts)
     lim = status(nodes[0])["shared_limits"]
     assert lim["takes"] > 0 and lim["on_redis_error"] == 0, lim
+
+
+def test_shared_limit_on_redis_error_deny(cluster, redis):
+    port = free_port()
+    spec = LIMITED.replace("shared=true", "shared=true on_redis_error=deny")
+    a = cluster.node("a", extra=spec % {"rate": 1000, "port": port})
+    wait_port("127.0.0.1", port, 10)
+    wait_until(lambda: status(a)["redis"]["state"] == "up", 10, what="on Redis")
+    assert http_get(port, "x.test", "/").status == 200
+    redis.stop()
+    wait_until(lambda: status(a)["redis"]["state"] == "down", 10, what="Redis down")
+    codes = {http_get(port, "x.test", "/").status for _ in range(5)}
+    assert codes == {429}, codes
+    assert status(a)["shared_limits"]["on_redis_error"] >= 5
+    assert wait_log(a, "Redis is unreachable: requests are denied"), a.log()[-2000:]
+    redis.start()
+    wait_until(lambda: http_get(port, "x.test", "/").status == 200, 15, what="allowed again")
