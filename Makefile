@@ -6,8 +6,9 @@ ifeq ($(origin CC),default)
 CC      := gcc
 endif
 PYTHON  ?= /usr/bin/python3
-# Only what the code uses (zlib: gzip of static files; nghttp2: HTTP/2).
-PKGS    := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 libpcre2-8 libnghttp2 zlib
+# Only what the code uses (zlib: gzip of static files; nghttp2: HTTP/2;
+# hiredis: [cluster]).
+PKGS    := libevent libevent_openssl libevent_pthreads openssl yaml-0.1 libpcre2-8 libnghttp2 zlib hiredis
 LLHTTP_DIR  := /usr/share/llhttp
 LLHTTP_INC  := /usr/share/include/llhttp
 

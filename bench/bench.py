@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lib import (proc, sec_bulk, sec_connrate, sec_h2, sec_http, sec_l4,  # noqa: E402
-                 sec_reverse, sec_rss, sec_static, sec_tunnel)
+from lib import (proc, sec_bulk, sec_cluster, sec_connrate, sec_h2, sec_http,  # noqa: E402
+                 sec_l4, sec_reverse, sec_rss, sec_static, sec_tunnel)
 from lib.ctx import BENCH_DIR, Ctx  # noqa: E402
 
 SECTIONS = [
@@ -42,6 +42,8 @@ SECTIONS = [
      "on 1 KiB / 1 MiB / 1 GiB, python3 http.server for scale", sec_static.run),
     ("l4", "L4 [stream]: iperf3 TCP/UDP, conn/s, idle-pair RSS vs haproxy / nginx "
      "stream / socat", sec_l4.run),
+    ("cluster", "cluster: latency and throughput of the node A -> B hop (Redis)",
+     sec_cluster.run),
 ]
 
 ANCHOR_PKGS = ["wrk", "curl", "nghttp2-client", "nginx", "tinyproxy", "dante-server", "microsocks",

@@ -46,6 +46,7 @@
 #include "net/tlspump.h"
 #include "reverse/rev.h"
 #include "tunnel/tunnel.h"
+#include "cluster/cluster.h"
 
 static const char *const secret_keys[] = {"password", "control_token", NULL};
 
@@ -213,6 +214,8 @@ static int apply(struct wm_app_services *svcs, struct wm_err *err)
      * it when the configuration has none). */
     wm_tunnel_install(svcs->tunnel);
     svcs->tunnel = NULL;
+    wm_cluster_install(svcs->cluster); /* NULL: no (more) cluster */
+    svcs->cluster = NULL;
     return 0;
 }
 
@@ -224,6 +227,7 @@ static void worker_exit(struct wm_worker *w, void *arg)
     struct app *a = arg;
     uint64_t one = 1;
 
+    wm_cluster_worker_exit(w); /* before the tunnel: its carriers carry tunnel streams */
     wm_tunnel_worker_exit(w, NULL);
     wm_rev_worker_exit();
     wm_tls_pump_free_all();
@@ -514,6 +518,7 @@ static void hook_status(void *arg, struct evbuffer *out)
     wm_json_string(out, a->reload_msg);
     evbuffer_add(out, "}", 1);
     wm_tunnel_status_json(out);
+    wm_cluster_status_json(out);
 }
 
 /* ---- process plumbing ---- */

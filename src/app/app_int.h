@@ -14,6 +14,7 @@ struct wm_conf;
 struct wm_conf_proxy;
 struct wm_err;
 struct wm_tunnel_settings;
+struct wm_cluster_settings;
 
 /* The listeners and services a configuration asks for. specs[i].svc is a
  * reference owned by this struct. */
@@ -22,6 +23,7 @@ struct wm_app_services {
     size_t n;
     char (*addrs)[64]; /* storage for specs[i].addr */
     struct wm_tunnel_settings *tunnel; /* to install after the listeners (owned) */
+    struct wm_cluster_settings *cluster; /* [cluster], installed after the tunnel (owned) */
 };
 
 /* Build out (zeroed first) from a loaded file or from the command line.

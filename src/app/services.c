@@ -8,6 +8,8 @@
 
 #include "app/app.h"
 #include "app/app_int.h"
+#include "cluster/cluster.h"
+#include "conf/config_cluster.h"
 #include "conf/config.h"
 #include "core/err.h"
 #include "core/service.h"
@@ -456,13 +458,35 @@ static int from_stream(const struct wm_conf *c, struct wm_app_services *out, str
     return 0;
 }
 
+/* [cluster]: only on a tunnel server node. */
+static int from_cluster(const struct wm_conf *c, struct wm_app_services *out, struct wm_err *err)
+{
+    const struct wm_conf_cluster *k = c->cluster;
+
+    if (k == NULL) {
+        return 0;
+    }
+    if (out->tunnel == NULL || c->proxy == NULL) { /* the config checked the roles */
+        return wm_err_set(err, c->file, 0, 0, "cluster",
+                          "[cluster] needs a tunnel server node ([proxy] with center_addr)");
+    }
+    struct wm_cluster_opts o = {
+        .redis_host = k->redis_host, .redis_port = k->redis_port, .redis_user = k->redis_user,
+        .redis_pass = k->redis_pass, .redis_db = (int)k->redis_db, .node_id = k->node_id,
+        .advertise = k->advertise, .node_password = k->node_password, .ttl_ms = (int)k->ttl_ms,
+        .center_tls = c->proxy->tc,
+    };
+    return wm_cluster_prepare(&o, &out->cluster, err);
+}
+
 int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out,
                               struct wm_err *err)
 {
     if (from_section(c->proxy, out, err) < 0) {
         return -1;
     }
-    if (from_http(c, out, err) < 0 || from_stream(c, out, err) < 0) {
+    if (from_http(c, out, err) < 0 || from_stream(c, out, err) < 0 ||
+        from_cluster(c, out, err) < 0) {
         wm_app_services_free(out);
         return -1;
     }
@@ -483,5 +507,6 @@ void wm_app_services_free(struct wm_app_services *s)
     free(s->specs);
     free(s->addrs);
     wm_tunnel_settings_free(s->tunnel);
+    wm_cluster_settings_free(s->cluster);
     memset(s, 0, sizeof(*s));
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conf/config_cluster.h"
 #include "conf/config_int.h"
 #include "conf/cval.h"
 #include "conf/toml.h"
@@ -235,7 +236,8 @@ static const struct wm_ckey proxy_keys[] = {
      .max = 3600000},
     {.name = "heartbeat_timeout", .kind = WM_CK_DURATION, .off = POFF(heartbeat_timeout_ms),
      .min = 300, .max = 3600000},
-    TUNNEL_KEY("server", WM_CK_HOSTPORT, server),
+    {.name = "server", .kind = WM_CK_CUSTOM, .off = POFF(server), /* cluster: failover list */
+     .custom = wm_conf_decode_servers},
     {.name = "udp_bind", .kind = WM_CK_STR, .off = POFF(udp_bind), .flags = WM_CKF_INACTIVE,
      .feature = "UDP ASSOCIATE binds to the address the client reached"},
     TUNNEL_KEY("center_addr", WM_CK_LISTEN, center_addr),
@@ -463,6 +465,8 @@ static const struct wm_ckey top_keys[] = {
     {.name = "proxy", .kind = WM_CK_TABLE, .off = COFF(proxy), .sub = &proxy_schema},
     {.name = "http", .kind = WM_CK_TABLE, .off = COFF(http), .sub = &wm_conf_http_schema},
     {.name = "stream", .kind = WM_CK_TABLE, .off = COFF(stream), .sub = &wm_conf_stream_schema},
+    /* cluster: tunnel servers sharing state through Redis */
+    {.name = "cluster", .kind = WM_CK_TABLE, .off = COFF(cluster), .sub = &wm_conf_cluster_schema},
     /* wmproxy 0.1 layout: the proxy's bind_addr at the top, and [reverse]. */
     {.name = "bind_addr", .kind = WM_CK_LISTEN, .off = COFF(legacy_bind), .alias = "bind"},
     {.name = "reverse", .kind = WM_CK_TABLE, .off = WM_CK_NOSTORE, .sub = &wm_conf_reverse_schema,
@@ -495,6 +499,7 @@ static void top_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t
 
     (void)path;
     control_validate(ctx, c, t);
+    wm_conf_cluster_check_roles(ctx, c, t); /* cluster */
     if (c->legacy_bind == NULL) {
         return;
     }

@@ -23,6 +23,7 @@ struct wm_arena;
 struct wm_cval;
 struct wm_conf_http;
 struct wm_conf_stream;
+struct wm_conf_cluster;
 
 /* [[proxy.mappings]]: a service inside the private network. */
 /* Longest mapping name / group name (bytes), and domain (a DNS name). */
@@ -131,6 +132,7 @@ struct wm_conf {
     struct wm_conf_proxy *proxy; /* NULL without [proxy] */
     struct wm_conf_http *http;   /* NULL without [http] (conf/config_http.h) */
     struct wm_conf_stream *stream; /* NULL without [stream] (conf/config_stream.h) */
+    struct wm_conf_cluster *cluster; /* NULL without [cluster] (conf/config_cluster.h) */
     const char *legacy_bind;     /* top-level bind_addr (wmproxy 0.1 layout) */
     bool has_http;
     bool has_stream;

@@ -9,3 +9,4 @@ SRCS += src/conf/yaml_scalar.c
 SRCS += src/conf/units.c src/conf/schema.c src/conf/config.c src/conf/config_http.c
 SRCS += src/conf/locate.c
 SRCS += src/conf/config_stream.c
+SRCS += src/conf/config_cluster.c

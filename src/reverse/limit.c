@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "reverse/rev.h"
 #include "reverse/rev_int.h"
 
 #define KEY_MAX 64
@@ -49,7 +50,24 @@ struct rv_zone {
     uint64_t evicted;
     uint64_t last_evict_log_ms;
     wm_metric refused;             /* /metrics: requests refused by this zone */
+    bool shared;                   /* cluster: counted in Redis (wm_rev_shared_limit) */
+    bool on_error_allow;
 };
+
+static const struct wm_rev_shared_limit *shared_hook;
+
+void wm_rev_set_shared_limit(const struct wm_rev_shared_limit *h)
+{
+    __atomic_store_n(&shared_hook, h, __ATOMIC_RELEASE);
+}
+
+void rv_zone_set_shared(struct rv_zone *z, bool shared, bool on_error_allow)
+{
+    pthread_mutex_lock(&z->lock);
+    z->shared = shared;
+    z->on_error_allow = on_error_allow;
+    pthread_mutex_unlock(&z->lock);
+}
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rv_zone *reg_head;
@@ -235,6 +253,11 @@ bool rv_zone_allow(struct rv_zone *z, const char *key, size_t n, uint64_t burst)
 
     if (n >= KEY_MAX) {
         n = KEY_MAX - 1; /* long keys share their first 63 bytes */
+    }
+    const struct wm_rev_shared_limit *h = __atomic_load_n(&shared_hook, __ATOMIC_ACQUIRE);
+    if (h != NULL && __atomic_load_n(&z->shared, __ATOMIC_RELAXED)) { /* cluster */
+        return h->allow(z->name, key, n, __atomic_load_n(&z->rate_milli, __ATOMIC_RELAXED), burst,
+                        __atomic_load_n(&z->on_error_allow, __ATOMIC_RELAXED));
     }
     pthread_mutex_lock(&z->lock);
     e = find_or_add(z, key, n, now);

@@ -17,7 +17,7 @@
 
 /* One zone spec: words "key-template", "limit=SIZE", "rate=Nr/s". */
 static int zone_parse(struct build *b, const char *spec, const char **keyt, uint64_t *bytes,
-                      uint64_t *rate_milli, const char *key)
+                      uint64_t *rate_milli, bool *shared, bool *err_allow, const char *key)
 {
     struct wm_arena *a = b->r->arena;
     struct wm_err e;
@@ -50,11 +50,16 @@ static int zone_parse(struct build *b, const char *spec, const char **keyt, uint
                 *rate_milli = 1;
             }
             have_rate = true;
+        } else if (strcmp(w, "shared=true") == 0 || strcmp(w, "shared=false") == 0) {
+            *shared = w[7] == 't'; /* cluster: counted in Redis */
+        } else if (strcmp(w, "on_redis_error=allow") == 0 ||
+                   strcmp(w, "on_redis_error=deny") == 0) {
+            *err_allow = w[15] == 'a';
         } else if (strchr(w, '=') == NULL) {
             *keyt = wm_arena_strdup(a, w);
         } else {
             return rconf_fail(b, key, "unknown word \"%s\" (expected KEY limit=SIZE "
-                                      "rate=Nr/s)%s", w, "");
+                                      "rate=Nr/s [shared=true] [on_redis_error=allow|deny])%s", w, "");
         }
     }
     if (!have_rate) {
@@ -81,14 +86,18 @@ int rconf_zones(struct build *b)
         const char *keyt;
         uint64_t bytes;
         uint64_t rate = 0;
+        bool shared = false;
+        bool err_allow = true;
         wm_fmt(key, sizeof(key), "http.limit_req_zone.%s", h->limit_req_zone[i].key);
-        if (zone_parse(b, h->limit_req_zone[i].value, &keyt, &bytes, &rate, key) < 0) {
+        if (zone_parse(b, h->limit_req_zone[i].value, &keyt, &bytes, &rate, &shared, &err_allow,
+                       key) < 0) {
             return -1;
         }
         r->zones[i] = rv_zone_get(h->limit_req_zone[i].key, rate, bytes);
         if (r->zones[i] == NULL) {
             return rconf_fail(b, key, "out of memory%s%s", "", "");
         }
+        rv_zone_set_shared(r->zones[i], shared, err_allow);
         r->zone_names[i] = wm_arena_strdup(r->arena, h->limit_req_zone[i].key);
         r->zone_keys[i] = keyt;
         r->nzones++;

@@ -15,6 +15,7 @@
 #define WM_REVERSE_REV_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 struct wm_conf_http;
@@ -54,5 +55,17 @@ void wm_rev_metrics_collect(struct evbuffer *out, void *arg);
 /* Worker exit hook: free this worker's keep-alive pool (and on worker 0
  * the health checker). */
 void wm_rev_worker_exit(void);
+
+/* ---- cluster: shared limit_req zones (src/cluster/ installs the hook;
+ * NULL: zones with shared=true count locally) ---- */
+struct wm_rev_shared_limit {
+    /* Any worker thread: may one more request of key (n bytes) pass zone
+     * (rate in requests/s x 1000, burst)? on_error_allow: the answer while
+     * the shared store cannot be asked. */
+    bool (*allow)(const char *zone, const char *key, size_t n, uint64_t rate_milli,
+                  uint64_t burst, bool on_error_allow);
+};
+/* Install or remove (NULL) the hook; readers load it atomically. */
+void wm_rev_set_shared_limit(const struct wm_rev_shared_limit *h);
 
 #endif

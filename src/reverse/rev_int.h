@@ -297,6 +297,8 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t byte
 void rv_zone_put(struct rv_zone *z);
 /* One request of key k: within the rate plus burst? */
 bool rv_zone_allow(struct rv_zone *z, const char *k, size_t n, uint64_t burst);
+/* cluster: count z in the shared store (shared=true), with on_redis_error. */
+void rv_zone_set_shared(struct rv_zone *z, bool shared, bool on_error_allow);
 
 /* alog.c: log files by path, shared and kept open across reloads. NULL
  * with msg when the file cannot be opened. */

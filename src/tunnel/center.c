@@ -107,6 +107,12 @@ int tcenter_identify(struct wm_tun *t, const struct wm_tun_str *user, const char
         *why = "too many failed authentications from this address; try again later";
         return -1;
     }
+    if (wm_tunnel_cluster != NULL &&
+        (*pass = wm_tunnel_cluster->node_password(user->p, user->n)) != NULL) {
+        c->node = true; /* cluster: another server node */
+        wm_tun_str_copy(c->name, sizeof(c->name), *user);
+        return 0;
+    }
     if (s->nclients > 0) {
         return identify_in_table(c, s, user, pass, why);
     }

@@ -33,7 +33,12 @@ struct tclient {
     bool draining;
     bool connected_once;
     uint64_t attempts;
+    size_t srv;         /* failover: index of the server address tried now */
 };
+
+/* The parent address tried now (s->servers, in turn). */
+#define SRV_HOST(c) ((c)->s->servers[(c)->srv % (c)->s->nservers])
+#define SRV_PORT(c) ((c)->s->server_ports[(c)->srv % (c)->s->nservers])
 
 static void connect_now(struct tclient *c);
 
@@ -49,12 +54,16 @@ static void schedule_retry(struct tclient *c)
     RAND_bytes((unsigned char *)&r, sizeof(r));
     /* Full jitter in [backoff/2, backoff]. */
     ms = c->backoff_ms / 2 + (c->backoff_ms > 1 ? r % (c->backoff_ms / 2 + 1) : 0);
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+    /* failover: the next address; the backoff grows once all were tried */
+    c->srv = (c->srv + 1) % c->s->nservers;
+    if (c->srv == 0) {
+        c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+    }
     tv.tv_sec = ms / 1000;
     tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
     evtimer_add(c->retry_ev, &tv);
-    wm_log(WM_LOG_DEBUG, 0, "tunnel: reconnecting to %s:%u in %u ms", c->s->server_host,
-           c->s->server_port, ms);
+    wm_log(WM_LOG_DEBUG, 0, "tunnel: reconnecting to %s:%u in %u ms", SRV_HOST(c),
+           SRV_PORT(c), ms);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -73,7 +82,7 @@ static void on_ready(struct wm_tun *t, void *arg)
     c->backoff_ms = BACKOFF_MIN_MS;
     c->connected_once = true;
     wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: connected to %s:%u (%s), %zu mapping(s) offered",
-           c->s->server_host, c->s->server_port, wm_tun_transport(t), c->s->nmaps);
+           SRV_HOST(c), SRV_PORT(c), wm_tun_transport(t), c->s->nmaps);
 }
 
 static void on_register_result(struct wm_tun *t, const uint8_t *ok,
@@ -160,8 +169,8 @@ static void on_closed(struct wm_tun *t, const char *why, void *arg)
     }
     /* A carrier that ends is worth a warning, even before it first worked
      * (refused credentials, a server that does not check them...). */
-    wm_log(WM_LOG_WARN, 0, "tunnel: carrier to %s:%u closed: %s", c->s->server_host,
-           c->s->server_port, why);
+    wm_log(WM_LOG_WARN, 0, "tunnel: carrier to %s:%u closed: %s", SRV_HOST(c), SRV_PORT(c),
+           why);
     schedule_retry(c);
 }
 
@@ -186,7 +195,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     c->dial = NULL;
     if (st != WM_DIAL_OK) {
         wm_log(c->connected_once ? WM_LOG_WARN : WM_LOG_INFO, 0,
-               "tunnel: cannot reach %s:%u: %s", c->s->server_host, c->s->server_port,
+               "tunnel: cannot reach %s:%u: %s", SRV_HOST(c), SRV_PORT(c),
                wm_dial_status_str(st));
         schedule_retry(c);
         return;
@@ -194,7 +203,8 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     if (c->s->client_ctx != NULL) {
         char peer_s[WM_ADDR_STR_MAX];
         wm_addr_format(peer, peer_s, sizeof(peer_s));
-        bev = wm_tls_wrap(wm_worker_base(c->n->w), c->s->client_ctx, fd, false, c->s->sni, peer_s);
+        bev = wm_tls_wrap(wm_worker_base(c->n->w), c->s->client_ctx, fd, false,
+                          c->s->sni_set ? c->s->sni : SRV_HOST(c), peer_s);
     } else {
         bev = bufferevent_socket_new(wm_worker_base(c->n->w), fd, BEV_OPT_CLOSE_ON_FREE);
         if (bev == NULL) {
@@ -230,7 +240,7 @@ static void connect_now(struct tclient *c)
         return;
     }
     c->attempts++;
-    c->dial = wm_dial_start(c->n->w, c->s->server_host, c->s->server_port,
+    c->dial = wm_dial_start(c->n->w, SRV_HOST(c), SRV_PORT(c),
                             c->s->connect_timeout_ms, dial_cb, c);
     if (c->dial == NULL) {
         schedule_retry(c);

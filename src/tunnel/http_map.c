@@ -35,6 +35,8 @@ struct route_data {
     char host[256]; /* to route again if the chosen client is gone */
     struct rule_block *rules;
     uint32_t m_in, m_out; /* the mapping's byte counters */
+    char node[64]; /* cluster: "" local, else the node whose client holds key */
+    char key[WM_HOST_MAX + 8];
 };
 
 static struct tserver *server_of(void)
@@ -91,6 +93,30 @@ static const char *no_host_detail(const char *host, size_t hlen, struct wm_hfwd_
 }
 
 static const struct wm_h2_front h2_http_front;
+/* cluster: route by Host to a node whose client holds the domain (its
+ * header rules stay on that node's side: not applied here). */
+static int route_remote(const char *host, size_t hlen, struct wm_hfwd_target *t,
+                        const char **detail)
+{
+    struct route_data *d = calloc(1, sizeof(*d));
+
+    if (d == NULL) {
+        *detail = "out of memory";
+        return 500;
+    }
+    struct wm_tun *k = tcluster_route_host(host, hlen, d->key, sizeof(d->key), d->node,
+                                           sizeof(d->node));
+    if (k == NULL) {
+        free(d);
+        *detail = no_host_detail(host, hlen, t);
+        return 404;
+    }
+    d->tun_id = wm_tun_id(k);
+    t->data = d;
+    snprintf(t->key, sizeof(t->key), "tun:%llu/%s", (unsigned long long)d->tun_id, d->key);
+    snprintf(t->log, sizeof(t->log), "node:%s/%s", d->node, d->key);
+    return 0;
+}
 
 static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
                  struct wm_hfwd_target *t, const char **detail, const char **extra)
@@ -126,11 +152,14 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         return 400;
     }
     r = tserver_pick_host(sv, host, hlen);
+    if (r == NULL && wm_tunnel_cluster != NULL) { /* cluster: a client of another node */
+        return route_remote(host, hlen, t, detail);
+    }
     if (r == NULL) {
         *detail = no_host_detail(host, hlen, t);
         return 404;
     }
-    d = malloc(sizeof(*d));
+    d = calloc(1, sizeof(*d));
     if (d == NULL) {
         *detail = "out of memory";
         return 500;
@@ -184,6 +213,16 @@ static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hf
      * socket may not be at hand: then the visitor alone). */
     tnode_peer_field(c->bev != NULL ? bufferevent_getfd(c->bev) : -1,
                      c->peerlen > 0 ? (struct sockaddr *)&c->peer : NULL, field, sizeof(field));
+    if (d->node[0] != '\0') { /* cluster */
+        char node[64];
+        char name[WM_HOST_MAX + 16];
+        struct wm_tun *k = wm_tunnel_cluster != NULL
+                               ? wm_tunnel_cluster->route("web", d->key, node, sizeof(node))
+                               : NULL;
+        snprintf(name, sizeof(name), "web %s", d->key);
+        struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {name, strlen(name)}, {field, strlen(field)}};
+        return k != NULL ? wm_tun_open(k, &o, open_cb, f) : NULL;
+    }
     for (struct tcarrier *k = sv->carriers; k != NULL; k = k->next) {
         if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
             struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,

@@ -233,10 +233,25 @@ static void fingerprint(const struct wm_tunnel_opts *p, struct wm_tunnel_setting
 static int prepare_client(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
                           struct wm_err *err)
 {
-    if (wm_addr_split(p->server, strlen(p->server), s->server_host, sizeof(s->server_host),
-                      &s->server_port) < 0) {
+    for (const char *a = p->server; *a != '\0';) { /* "h1:p1 h2:p2" (failover) */
+        size_t n = strcspn(a, " ,\t");
+        if (n > 0 && s->nservers == WM_TUNNEL_SERVERS_MAX) {
+            return wm_err_set(err, NULL, 0, 0, "server", "more than %d addresses",
+                              WM_TUNNEL_SERVERS_MAX);
+        }
+        if (n > 0 && wm_addr_split(a, n, s->servers[s->nservers], WM_HOST_MAX,
+                                   &s->server_ports[s->nservers]) < 0) {
+            return wm_err_set(err, NULL, 0, 0, "server", "expected \"host:port\"");
+        }
+        s->nservers += n > 0;
+        a += n + (a[n] != '\0');
+    }
+    if (s->nservers == 0) {
         return wm_err_set(err, NULL, 0, 0, "server", "expected \"host:port\"");
     }
+    snprintf(s->server_host, sizeof(s->server_host), "%s", s->servers[0]);
+    s->server_port = s->server_ports[0];
+    s->sni_set = p->domain != NULL;
     snprintf(s->sni, sizeof(s->sni), "%s", p->domain != NULL ? p->domain : s->server_host);
     if (p->ts && tnode_client_tls(p, s, err) < 0) {
         return -1;

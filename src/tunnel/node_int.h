@@ -50,6 +50,12 @@ struct wm_tunnel_settings {
     bool client;
     char server_host[WM_HOST_MAX];
     uint16_t server_port;
+    /* failover: every parent address of `server`, tried in turn (the first
+     * is server_host:server_port) */
+    char servers[WM_TUNNEL_SERVERS_MAX][WM_HOST_MAX];
+    uint16_t server_ports[WM_TUNNEL_SERVERS_MAX];
+    size_t nservers;
+    bool sni_set;                /* `domain` names the SNI (else each server's host) */
     char sni[WM_HOST_MAX];
     SSL_CTX *client_ctx;         /* NULL: plain TCP carrier */
     uint8_t *reg;                /* encoded REGISTER payload */

@@ -291,6 +291,9 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
                r->key);
         return r->refused;
     }
+    if (wm_tunnel_cluster != NULL && (bad = tcluster_check(c, r)) != NULL) { /* cluster */
+        return bad;
+    }
     if (own_port(r) && tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
         return r->refused;
     }
@@ -353,6 +356,9 @@ static void register_one(struct tcarrier *c, struct rmap *r, const struct wm_tun
     *reason = "";
     r->active = true;
     tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+    if (wm_tunnel_cluster != NULL) { /* cluster */
+        tcluster_claimed(c, r, true);
+    }
     wm_log(WM_LOG_INFO, wm_tun_id(c->t), "tunnel: client %s registered mapping \"%s\" (%s)%s%s",
            c->name, r->name, r->key, r->group[0] ? " group " : "", r->group);
 }
@@ -389,6 +395,12 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
         register_one(c, &c->maps[i], &m[i], old, nold, &ok[i], &reason[i]);
     }
     for (size_t j = 0; j < nold; j++) {
+        if (old[j].active && wm_tunnel_cluster != NULL) { /* cluster */
+            tcluster_claimed(c, &old[j], false);
+        }
+        if (old[j].lost && !old[j].active && own_port(&old[j])) {
+            tserver_port_release(sv, old[j].key); /* cluster: withdrawn, port kept till now */
+        }
         if (old[j].active) {
             if (own_port(&old[j])) {
                 tserver_port_release(sv, old[j].key);
@@ -430,6 +442,10 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
     struct wm_tun *parent;
 
     (void)t;
+    if (c->node) { /* cluster: another node carries a visitor to our client */
+        tcluster_node_open(sv, c, s, o);
+        return;
+    }
     if (o->kind != WM_TUN_OPEN_PROXY) {
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "mapping streams go from server to client");
         return;
@@ -493,7 +509,10 @@ static void carrier_free(struct tcarrier *c)
     }
     wm_listen_stats_unref(c->stats);
     for (size_t i = 0; i < c->nmaps; i++) {
-        if (c->maps[i].active && own_port(&c->maps[i])) {
+        if (c->maps[i].active && wm_tunnel_cluster != NULL) { /* cluster */
+            tcluster_claimed(c, &c->maps[i], false);
+        }
+        if ((c->maps[i].active || c->maps[i].lost) && own_port(&c->maps[i])) {
             tserver_port_release(sv, c->maps[i].key);
         }
     }
@@ -593,7 +612,7 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.role = WM_TUN_ROLE_SERVER;
     tc.user = s->user;
     tc.pass = s->pass;
-    tc.require_auth = s->nclients > 0;
+    tc.require_auth = s->nclients > 0 || wm_tunnel_cluster != NULL; /* cluster: node carriers */
     tc.ping_ms = s->ping_ms;
     tc.dead_ms = s->dead_ms;
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());
@@ -673,6 +692,12 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
     (void)plen;
     if (peer != NULL) {
         wm_addr_format(peer, ps, sizeof(ps));
+    }
+    if (r == NULL && wm_tunnel_cluster != NULL) { /* cluster: a client of another node */
+        tnode_peer_field(fd, peer, field, sizeof(field));
+        if (tcluster_route_tcp(sv, key, fd, ps, field, stats, proxy)) {
+            return;
+        }
     }
     if (r == NULL && proxy) {
         tnode_refuse_proxy(fd, ps, "tunnel-proxy", "no tunnel client serves this proxy port",
@@ -757,6 +782,9 @@ void tserver_reconfigured(struct tserver *sv)
             struct rmap *r = &c->maps[i];
             if (!r->active || (why = still_allowed(sv, c, r)) == NULL) {
                 continue;
+            }
+            if (wm_tunnel_cluster != NULL) { /* cluster */
+                tcluster_claimed(c, r, false);
             }
             r->active = false;
             withdrawn++;

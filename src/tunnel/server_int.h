@@ -39,6 +39,7 @@ struct rmap {
     size_t nrules;
     char refused[256];       /* why it was refused (kept for the reply) */
     uint32_t m_in, m_out;    /* /metrics: visitor bytes (core/metrics.h series) */
+    bool lost;               /* cluster: withdrawn, another node won the route */
 };
 
 /* One attached client. */
@@ -53,6 +54,7 @@ struct tcarrier {
     bool registered;         /* its first REGISTER is in (a later one re-registers) */
     bool anon;               /* attached without credentials: two-level proxy streams
                               * only, each through the proxy's own auth (center.c) */
+    bool node;               /* cluster: a carrier from another server node */
     struct sockaddr_storage addr; /* source address (alen 0: unknown) */
     socklen_t alen;
     struct wm_listen_stats *stats; /* the center listener's (referenced) */
@@ -146,5 +148,25 @@ int tcenter_authenticated(struct wm_tun *t, bool ok, const char *why, void *arg)
 const char *tcenter_refusal(struct tserver *sv, const struct sockaddr *peer);
 /* Log a refusal at accept, one line per second at most. */
 void tcenter_log_refusal(struct tserver *sv, const char *peer, const char *why);
+
+/* server_cluster.c: the cluster hooks' side of the server (only called
+ * when wm_tunnel_cluster is set). */
+/* Why the cluster refuses r (in r->refused), or NULL. */
+const char *tcluster_check(struct tcarrier *c, struct rmap *r);
+/* r is held (true) / no longer held (false) by a local client. */
+void tcluster_claimed(struct tcarrier *c, struct rmap *r, bool held);
+/* A stream from another node (carrier c): relay it to the local client
+ * that holds the route it names, or refuse it. */
+void tcluster_node_open(struct tserver *sv, struct tcarrier *c, struct wm_tun_stream *s,
+                        const struct wm_tun_open *o);
+/* A public TCP connection for key that no local client holds: carry it to
+ * the node that holds it. true when taken (fd is then ours), false when no
+ * node holds it. */
+bool tcluster_route_tcp(struct tserver *sv, const char *key, int fd, const char *ps,
+                        const char *field, struct wm_listen_stats *stats, bool proxy);
+/* The carrier to a node that holds the domain of host (port dropped,
+ * wildcards), with the route's key and the node's id; or NULL. */
+struct wm_tun *tcluster_route_host(const char *host, size_t hlen, char *key, size_t kcap,
+                                   char *node, size_t ncap);
 
 #endif

@@ -29,6 +29,7 @@ struct wm_worker;
 
 #define WM_TUNNEL_NAME_MAX 63     /* mapping and group names, bytes */
 #define WM_TUNNEL_DOMAIN_MAX 253  /* mapping domains, bytes */
+#define WM_TUNNEL_SERVERS_MAX 8    /* parent addresses a client fails over between */
 #define WM_TUNNEL_PORT_BYTES 8192 /* allow_ports bitmap: bit p (byte p / 8, bit p % 8) */
 
 /* A header rule of a mapping, applied by the server to what it forwards. */
@@ -75,7 +76,8 @@ struct wm_tunnel_client {
 struct wm_tunnel_opts {
     /* roles: a client has a parent; a server has children (any of
      * center_addr, server_mode, tc or a map_*_bind makes one) */
-    const char *server;         /* client: the parent "host:port", or NULL */
+    const char *server;         /* client: the parent "host:port", or NULL; several
+                                 * separated by spaces or commas: tried in turn */
     bool server_mode;           /* a server node even without the keys below */
     const char *bind;           /* client: the local proxy entry; server: where
                                  * children attach unless center_addr is set */
@@ -172,5 +174,34 @@ void wm_tunnel_drain(struct wm_worker *w);
 /* Worker exit hook: on worker 0, free all tunnel state while its event
  * base still exists. */
 void wm_tunnel_worker_exit(struct wm_worker *w, void *arg);
+
+/* ---- cluster hooks (src/cluster/ installs them; NULL: a single node) ----
+ * Everything here runs on worker 0. A route's namespace `ns` is "web"
+ * (http/https domains, lowercase), "tcp" (":port" for a mapping's own port,
+ * "@tcp" for the shared map_tcp_bind slot) or "proxy" ("@proxy"). */
+struct wm_tun;
+struct wm_tunnel_cluster {
+    /* May a local client claim ns/key? NULL, or why not (in why). */
+    const char *(*check)(const char *ns, const char *key, const char *group, char *why,
+                         size_t cap);
+    /* A local client holds ns/key now / no longer. */
+    void (*claimed)(const char *ns, const char *key, const char *group, const char *client,
+                    const char *mapping);
+    void (*released)(const char *ns, const char *key, const char *group, const char *client,
+                     const char *mapping);
+    /* A key no local client holds: a ready carrier to a node whose client
+     * holds it (node gets its id), or NULL. */
+    struct wm_tun *(*route)(const char *ns, const char *key, char *node, size_t cap);
+    /* AUTH user of a carrier: the node password if it names another node
+     * ("node:ID"), else NULL (an ordinary client). */
+    const char *(*node_password)(const char *user, size_t len);
+};
+extern const struct wm_tunnel_cluster *wm_tunnel_cluster;
+/* Worker 0: publish exactly these public tcp ports (routes ":PORT" held by
+ * clients of other nodes) on this node too, where allow_ports allows;
+ * ports no longer listed are closed (unless a local client holds them). */
+void wm_tunnel_publish_ports(const uint16_t *ports, size_t n);
+/* Worker 0: withdraw the local mappings of ns/key (another node won it). */
+void wm_tunnel_withdraw(const char *ns, const char *key, const char *why);
 
 #endif

@@ -1,0 +1,152 @@
+/*
+ * cluster/cluster_int.h - internals of the cluster module: settings, the
+ * worker-0 state, and the entry points its files share (cluster.c: life
+ * cycle, hooks, status; cluster_redis.c: the Redis connection, claims and
+ * the route cache; cluster_peer.c: carriers to the other nodes).
+ */
+#ifndef WM_CLUSTER_CLUSTER_INT_H
+#define WM_CLUSTER_CLUSTER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/cluster.h"
+#include "net/addr.h"
+
+struct event;
+struct evbuffer;
+struct redisAsyncContext;
+struct wm_dial;
+struct wm_tun;
+typedef struct ssl_ctx_st SSL_CTX;
+
+#define CL_ID_MAX 64     /* node ids, client and mapping names (63 bytes + NUL) */
+#define CL_KEY_MAX 264   /* route keys: a domain, ":port", "@tcp", "@proxy" */
+#define CL_BACKOFF_MIN_MS 200
+#define CL_BACKOFF_MAX_MS 2000
+
+struct wm_cluster_settings {
+    char *redis_host;
+    uint16_t redis_port;
+    char *redis_user;          /* NULL: none */
+    char *redis_pass;          /* NULL: none */
+    int redis_db;
+    char node_id[CL_ID_MAX];
+    char advertise[WM_HOST_MAX + 8];
+    char *node_password;
+    int ttl_ms;
+    bool center_tls;
+    SSL_CTX *peer_ctx;         /* TLS towards nodes whose center is TLS (no
+                                * certificate check: node_password's MAC, bound
+                                * to the TLS session, authenticates both ends) */
+};
+
+/* A route a local client holds, refreshed in Redis on every heartbeat. */
+struct cclaim {
+    struct cclaim *next;
+    char ns[8];
+    char key[CL_KEY_MAX];
+    char group[CL_ID_MAX];
+    char client[CL_ID_MAX];
+    char mapping[CL_ID_MAX];
+    int refs;                  /* local mappings holding it (group members) */
+    bool stored;               /* the last claim in Redis succeeded */
+    uint64_t contested_until;  /* taken over from a node we believe dead: Redis may
+                                * refuse it until then (its keys expire) */
+};
+
+/* A node and a route it holds, as the cache last read them from Redis. */
+struct cnode {
+    char id[CL_ID_MAX];
+    char advertise[WM_HOST_MAX + 8];
+    bool tls;                  /* its center speaks TLS */
+};
+struct croute {
+    char ns[8];
+    char key[CL_KEY_MAX];
+    char group[CL_ID_MAX];
+    char client[CL_ID_MAX];
+    char mapping[CL_ID_MAX];
+    size_t node;               /* index into nodes */
+};
+
+/* A carrier to another node (we open streams on it). */
+struct cpeer {
+    struct cpeer *next;
+    struct cluster *cl;
+    char id[CL_ID_MAX];
+    char advertise[WM_HOST_MAX + 8];
+    bool tls;
+    struct wm_tun *t;
+    struct wm_dial *dial;
+    struct event *retry_ev;
+    unsigned backoff_ms;
+    bool seen;                 /* still in the cache (sync) */
+    bool failed;               /* the last dial or carrier failed: believed down */
+    uint64_t seen_ms;          /* last time the cache listed it with routes */
+    uint64_t connects;
+};
+
+struct cluster {
+    struct wm_worker *w;
+    struct wm_cluster_settings *s;
+    /* Redis: one connection for commands, one subscribed to wm:events */
+    struct redisAsyncContext *cmd;
+    struct redisAsyncContext *sub;
+    bool up;                   /* cmd connected and answering */
+    bool closing;              /* tearing down: callbacks do nothing */
+    unsigned backoff_ms;
+    struct event *retry_ev;
+    struct event *beat_ev;
+    uint64_t last_reply_ms;
+    uint64_t up_since_ms;      /* when the connection (re)started */
+    uint64_t connects;
+    uint64_t disconnects;
+    uint64_t claims_refused;   /* new claims refused (held elsewhere, Redis down) */
+    uint64_t claims_lost;      /* withdrawn: another node won the race */
+    uint64_t refreshes;
+    char last_error[160];
+    /* what this node holds */
+    struct cclaim *claims;
+    /* the route cache (every node, ourselves included) */
+    struct cnode *nodes;
+    size_t nnodes;
+    struct croute *routes;
+    size_t nroutes;
+    uint64_t cache_ms;         /* when it was last read (0: never) */
+    /* carriers to other nodes */
+    struct cpeer *peers;
+    size_t rr;
+    bool check_contested;      /* the last check let a claim take over (for claimed) */
+};
+
+/* cluster_redis.c */
+void credis_start(struct cluster *cl);
+void credis_stop(struct cluster *cl);
+/* Store c in Redis (announce: publish the change). */
+void credis_claim(struct cluster *cl, struct cclaim *c, bool announce);
+void credis_release(struct cluster *cl, const struct cclaim *c);
+
+/* cluster_peer.c */
+/* The cache changed: a carrier to every other node that holds routes. */
+void cpeer_sync(struct cluster *cl);
+/* Is node id believed down (our carrier to it failed and is not back)? */
+bool cpeer_down(struct cluster *cl, const char *id);
+/* The ready carrier to node id, or NULL. */
+struct wm_tun *cpeer_carrier(struct cluster *cl, const char *id);
+void cpeer_free_all(struct cluster *cl);
+/* Append `"peers":[...]`. */
+void cpeer_status_json(struct cluster *cl, struct evbuffer *out);
+
+/* cluster_limit.c: shared limit_req zones (reverse/rev.h hook) */
+void climit_install(bool on);
+void climit_set_up(bool up);
+void climit_status_json(struct evbuffer *out);
+
+/* cluster.c: the current cluster (worker 0), or NULL. */
+extern struct cluster *wm_cluster_current;
+/* A claim of ours lost in Redis: withdraw it locally. */
+void cluster_claim_lost(struct cluster *cl, struct cclaim *c, const char *holder);
+
+#endif

@@ -1,0 +1,451 @@
+"""Cluster: several tunnel server nodes sharing routes through Redis
+(docs/cluster.md). Each test starts its own redis-server on a free loopback
+port without persistence, and three server nodes."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import http1
+from helpers.control import api
+from helpers.net import connect, free_port, recv_all, wait_port, wait_until
+from helpers.tunnel import make_certs, toml_value, wait_log
+
+REDIS = shutil.which("redis-server")
+CRED = {"username": "wm", "password": "s3cret"}
+NODE_PASSWORD = "n0de-secret"
+
+
+class Redis:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.port = free_port()
+        self.p = None
+        self.start()
+
+    def start(self):
+        self.p = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_port("127.0.0.1", self.port, 10, self.p), "redis-server did not start"
+
+    def stop(self):
+        if self.p is not None and self.p.poll() is None:
+            self.p.terminate()
+            self.p.wait(10)
+        self.p = None
+
+
+@pytest.fixture
+def redis(tmp_path):
+    if REDIS is None:
+        pytest.skip("redis-server is not installed (mk/deps.sh test installs it)")
+    r = Redis(tmp_path)
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certs(str(tmp_path_factory.mktemp("certs")))
+
+
+def write_toml(path, top, sections, mappings=()):
+    lines = ["%s = %s" % (k, toml_value(v)) for k, v in top.items()]
+    for name, sec in sections:
+        lines.append("[%s]" % name)
+        lines += ["%s = %s" % (k, toml_value(v)) for k, v in sec.items()]
+    for m in mappings:
+        lines.append("[[proxy.mappings]]")
+        lines += ["%s = %s" % (k, toml_value(v)) for k, v in m.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(path)
+
+
+class Cluster:
+    def __init__(self, wmproxy, tmp, redis):
+        self.wmproxy = wmproxy
+        self.tmp = tmp
+        self.redis = redis
+        self.nodes = {}
+        self.n = 0
+
+    def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1"):
+        cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
+        if tcp_ip == "::1":
+            tp = free_port(socket.AF_INET6)
+        proxy = {"center_addr": "127.0.0.1:%d" % cp, "mode": "server",
+                 "map_http_bind": "127.0.0.1:%d" % hp,
+                 "map_tcp_bind": ("[%s]:%d" if ":" in tcp_ip else "%s:%d") % (tcp_ip, tp)}
+        proxy.update(CRED)
+        if tls:
+            proxy.update(tls)
+            proxy["map_https_bind"] = "127.0.0.1:%d" % hsp
+        cluster = {"redis": "redis://127.0.0.1:%d/0" % self.redis.port, "node_id": nid,
+                   "advertise": "127.0.0.1:%d" % cp, "node_password": NODE_PASSWORD,
+                   "ttl": "3s"}
+        self.texts = getattr(self, "texts", {})
+        self.texts[nid] = (proxy, cluster)
+        path = write_toml(self.tmp / ("%s.toml" % nid), {"control": "127.0.0.1:%d" % ctl},
+                          [("proxy", proxy), ("cluster", cluster)])
+        if extra:
+            with open(path, "a") as f:
+                f.write(extra)
+        p = self.wmproxy(["run", "-c", path, "--workers", "2", "--grace", "1"], port=cp)
+        p.center, p.http, p.https, p.tcp, p.ctl = cp, hp, hsp, tp, ctl
+        p.nid = nid
+        assert wait_log(p, "cluster: redis"), p.log()
+        self.nodes[nid] = p
+        return p
+
+    def client(self, servers, mappings, tls=None):
+        self.n += 1
+        ep = free_port()
+        proxy = {"bind_addr": "127.0.0.1:%d" % ep, "server": servers}
+        proxy.update(CRED)
+        if tls:
+            proxy.update(tls)
+        path = write_toml(self.tmp / ("client%d.toml" % self.n), {"disable_control": True},
+                          [("proxy", proxy)], mappings)
+        return self.wmproxy(["run", "-c", path, "--workers", "1", "--grace", "1"], port=ep)
+
+
+@pytest.fixture
+def cluster(wmproxy, tmp_path, redis):
+    return Cluster(wmproxy, tmp_path, redis)
+
+
+def status(node):
+    code, _, doc = api(node.ctl, "GET", "/status")
+    assert code == 200
+    return doc["cluster"]
+
+
+def routes_of(doc, nid):
+    for n in doc["nodes"]:
+        if n["id"] == nid:
+            return {(r["ns"], r["key"]) for r in n["routes"]}
+    return set()
+
+
+def http_get(port, host, path="/hop"):
+    s = connect(port)
+    try:
+        s.sendall(http1.request("GET", path, [("Host", host)]))
+        return http1.Reader(s).response()
+    finally:
+        s.close()
+
+
+def served(port, host, path="/hop", want=200):
+    try:
+        return http_get(port, host, path).status == want
+    except OSError:
+        return False
+
+
+def tcp_echo(port, data=b"ping-through-the-cluster", host="127.0.0.1"):
+    s = connect(port, host=host)
+    try:
+        s.sendall(data)
+        s.shutdown(1)
+        return recv_all(s)
+    finally:
+        s.close()
+
+
+def web_map(origin, domain="app.test", **kw):
+    m = {"name": "web", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+         "domain": domain}
+    m.update(kw)
+    return m
+
+
+# ---- 1. one route table: records, claims, /status ----
+
+def test_routes_recorded_and_claims_unique(cluster, origin):
+    a, b, c = cluster.node("a"), cluster.node("b"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)])
+    assert wait_log(c, 'registered mapping "web"'), c.log()
+    # every node sees c's route in its cache, and /status says who holds what
+    for n in (a, b, c):
+        wait_until(lambda: ("web", "app.test") in routes_of(status(n), "c"), 10,
+                   what="node %s sees c's route" % n.nid)
+    doc = status(a)
+    assert doc["node"] == "a" and doc["redis"]["state"] == "up"
+    assert {n["id"] for n in doc["nodes"]} == {"a", "b", "c"}
+    # the same domain from another client on another node: refused, the
+    # holder named (the client logs the server's reason)
+    cl2 = cluster.client("127.0.0.1:%d" % b.center, [web_map(origin)])
+    assert wait_log(cl2, "refused by the server"), cl2.log()
+    assert "already registered by client" in cl2.log() and "on node c" in cl2.log()
+    assert ("web", "app.test") not in routes_of(status(b), "b")
+    # same group on two nodes: both hold it
+    cluster.client("127.0.0.1:%d" % a.center, [web_map(origin, "g.test", group="g1")])
+    assert wait_log(a, 'registered mapping "web"'), a.log()
+    cluster.client("127.0.0.1:%d" % b.center, [web_map(origin, "g.test", group="g1")])
+    wait_until(lambda: ("web", "g.test") in routes_of(status(c), "b")
+               and ("web", "g.test") in routes_of(status(c), "a"), 10, what="group on a and b")
+
+
+# ---- 2. visitor on node A, client on node C ----
+
+def test_visitor_on_a_served_by_client_on_c(cluster, origin, echo):
+    a, b, c = cluster.node("a"), cluster.node("b"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [
+        web_map(origin),
+        {"name": "echo", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    assert wait_log(c, 'registered mapping "echo"'), c.log()
+    for n in (a, b):
+        wait_until(lambda: served(n.http, "app.test"), 10, what="HTTP via node %s" % n.nid)
+    r = http_get(a.http, "app.test", "/bytes/200000?seed=3")
+    assert r.status == 200 and len(r.body) == 200000
+    # the access line of the entry node names the node that served
+    assert wait_log(a, "target=node:c/app.test"), a.log()[-3000:]
+    assert wait_log(c, "tunnel-node"), c.log()[-3000:]
+    # TCP through node A's shared tcp port
+    data = os.urandom(100000)
+    assert tcp_echo(a.tcp, data) == data + hashlib.sha256(data).hexdigest().encode()
+    assert http_get(a.http, "nobody.test").status == 404
+    doc = status(a)
+    assert any(k["node"] == "c" and k["state"] == "ready" for k in doc["carriers"]), doc
+
+
+def test_https_by_sni_through_another_node(cluster, origin, certs):
+    tls = {"tc": True, "cert": certs["srv.pem"], "key": certs["srv.key"]}
+    a, b, c = (cluster.node(n, tls=tls) for n in "abc")
+    cluster.client("127.0.0.1:%d" % c.center, [
+        {"name": "s", "mode": "https", "local_addr": "127.0.0.1:%d" % origin.port,
+         "domain": "a.test"}], tls={"ts": True, "ca": certs["ca.pem"]})
+    assert wait_log(c, 'registered mapping "s"'), c.log()
+
+    def get(n):
+        r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", certs["ca.pem"],
+                            "--resolve", "a.test:%d:127.0.0.1" % n.https,
+                            "https://a.test:%d/hop" % n.https], capture_output=True, timeout=10)
+        return r.returncode == 0 and r.stdout == b"ok"
+    for n in (a, b):
+        wait_until(lambda: get(n), 10, what="HTTPS via node %s" % n.nid)
+        assert "cluster: carrier to node c" in n.log() and "(TLS)" in n.log()
+    assert wait_log(a, "target=node:c/a.test"), a.log()[-2000:]
+
+
+# ---- [cluster] config: checked with file:line:col, TOML and YAML ----
+
+def test_cluster_config_errors(tmp_path):
+    from conftest import BIN
+    toml = tmp_path / "c.toml"
+    toml.write_text('[proxy]\ncenter_addr = "127.0.0.1:19001"\n[cluster]\n'
+                    'redis = "rediss://h:1/0"\nnode_id = "bad id"\n'
+                    'advertise = "127.0.0.1:19001"\nnode_password = "short"\n')
+    yml = tmp_path / "c.yaml"
+    yml.write_text('proxy:\n  center_addr: "127.0.0.1:19001"\ncluster:\n'
+                   '  redis: "redis://127.0.0.1:99999/0"\n  advertise: "127.0.0.1:19001"\n'
+                   '  node_password: "longenough"\n  nodeid: x\n')
+    fwd = tmp_path / "f.toml"
+    fwd.write_text('[proxy]\nbind_addr = "127.0.0.1:19001"\n[cluster]\n'
+                   'redis = "redis://127.0.0.1"\nnode_id = "a"\n'
+                   'advertise = "127.0.0.1:19001"\nnode_password = "longenough"\n')
+    out = {}
+    for f in (toml, yml, fwd):
+        r = subprocess.run([BIN, "check", "-c", str(f)], capture_output=True, timeout=30)
+        assert r.returncode != 0
+        out[f.name] = r.stdout.decode() + r.stderr.decode()
+    assert "c.toml:4:9: cluster.redis: rediss://" in out["c.toml"], out
+    assert "c.toml:5:11: cluster.node_id:" in out["c.toml"]
+    assert "c.toml:7:17: cluster.node_password: at least 8" in out["c.toml"]
+    assert 'missing required key "node_id"' in out["c.yaml"]
+    assert "c.yaml:4:10: cluster.redis: bad port" in out["c.yaml"]
+    assert 'did you mean "node_id"' in out["c.yaml"]
+    assert "f.toml:3:1: cluster: [cluster] is for tunnel server nodes" in out["f.toml"]
+
+
+def test_every_node_publishes_every_port(cluster, echo):
+    # node a's public tcp ports are on ::1, node c's on 127.0.0.1: one
+    # machine, the same port number on both
+    a, c = cluster.node("a", tcp_ip="::1"), cluster.node("c")
+    port = free_port(socket.AF_INET6)
+    cluster.client("127.0.0.1:%d" % c.center, [
+        {"name": "own", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": port}])
+    assert wait_log(c, 'registered mapping "own"'), c.log()
+    assert wait_log(a, "public port [::1]:%d opened" % port), a.log()
+    wait_until(lambda: ("tcp", ":%d" % port) in routes_of(status(a), "c"), 10, what="route")
+
+    def echoed():
+        try:
+            return tcp_echo(port, b"y" * 5000, host="::1").startswith(b"y" * 5000)
+        except OSError:
+            return False
+    wait_until(echoed, 10, what="tcp through node a's published port")
+    assert tcp_echo(port, b"z" * 10).startswith(b"z" * 10)  # on c itself
+    assert wait_log(a, "target=node:c/:%d" % port), a.log()[-2000:]
+
+
+def test_reload_with_new_cluster_settings_keeps_the_claims(cluster, origin):
+    a, c = cluster.node("a"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)])
+    wait_until(lambda: ("web", "app.test") in routes_of(status(a), "c"), 10, what="route")
+    proxy, cl = cluster.texts["c"]
+    cl = dict(cl, ttl="2s")
+    write_toml(cluster.tmp / "c.toml", {"control": "127.0.0.1:%d" % c.ctl},
+               [("proxy", proxy), ("cluster", cl)])
+    assert api(c.ctl, "POST", "/reload")[0] == 200
+    # the new connection claims again what c's client holds: after more
+    # than the old TTL the route is still there, and still served through a
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        assert ("web", "app.test") in routes_of(status(a), "c") or \
+            status(a)["cache_age_ms"] > 1000, status(a)
+        time.sleep(0.25)
+    assert ("web", "app.test") in routes_of(status(a), "c")
+    assert served(a.http, "app.test")
+
+
+# ---- 3. clients fail over; a dead node's routes expire ----
+
+def test_client_fails_over_when_its_node_dies(cluster, origin, echo):
+    a, b, c = cluster.node("a"), cluster.node("b"), cluster.node("c")
+    cli = cluster.client("127.0.0.1:%d, 127.0.0.1:%d" % (c.center, a.center), [
+        web_map(origin),
+        {"name": "echo", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    assert wait_log(c, 'registered mapping "echo"'), c.log()
+    wait_until(lambda: served(a.http, "app.test") and served(b.http, "app.test"), 10,
+               what="served through a and b")
+    c.p.kill()
+    c.p.wait(10)
+    c.stopped = True  # killed on purpose: no exit status to check
+    t0 = time.time()
+    wait_until(lambda: served(a.http, "app.test"), 10, what="served again through a")
+    wait_until(lambda: served(b.http, "app.test"), 10 - (time.time() - t0),
+               what="served again through b")
+    assert time.time() - t0 < 10
+    assert "tunnel: connected to 127.0.0.1:%d" % a.center in cli.log()
+    assert tcp_echo(b.tcp, b"x" * 1000).startswith(b"x" * 1000)
+    # the dead node's keys expired: it is gone from every node's view
+    wait_until(lambda: "c" not in {n["id"] for n in status(b)["nodes"]}, 10,
+               what="node c expired")
+    assert ("web", "app.test") in routes_of(status(b), "a")
+
+
+# ---- 6. Redis trouble never stops traffic that does not need it ----
+
+def test_redis_down_known_routes_keep_serving(cluster, origin, redis):
+    a, c = cluster.node("a"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)])
+    wait_until(lambda: served(a.http, "app.test"), 10, what="served through a")
+    redis.stop()
+    wait_until(lambda: status(a)["redis"]["state"] == "down", 10, what="a sees Redis down")
+    # a new route is refused with the reason, known ones keep serving
+    cl2 = cluster.client("127.0.0.1:%d" % a.center, [web_map(origin, "new.test")])
+    assert wait_log(cl2, "refused by the server"), cl2.log()
+    assert "Redis) is unreachable" in cl2.log()
+    t_end = time.time() + 6
+    n = 0
+    while time.time() < t_end:
+        assert http_get(a.http, "app.test").status == 200
+        n += 1
+        time.sleep(0.2)
+    assert n >= 10
+    redis.start()
+    wait_until(lambda: status(a)["redis"]["state"] == "up"
+               and ("web", "app.test") in routes_of(status(a), "c"), 15,
+               what="a reconnected and relearned c's routes")
+    assert served(a.http, "app.test")
+    assert status(a)["redis"]["disconnects"] >= 1
+    assert "cluster: redis" in a.log() and "reconnected" in a.log()
+
+
+# ---- 5. shared limits ----
+
+LIMITED = """
+[http]
+[http.limit_req_zone]
+shared = "{host} limit=1m rate=%(rate)dr/s shared=true"
+[[http.server]]
+bind_addr = "127.0.0.1:%(port)d"
+[[http.server.location]]
+rule = "/"
+limit_req = "zone=shared burst=5"
+limit_req_status = 429
+static_response = "ok"
+"""
+
+
+def hammer(port, until, counts):
+    """Requests on keep-alive connections until the deadline; counts codes."""
+    s = None
+    while time.time() < until:
+        try:
+            if s is None:
+                s = connect(port)
+                rd = http1.Reader(s)
+            s.sendall(http1.request("GET", "/", [("Host", "x.test")]))
+            r = rd.response()
+            counts[r.status] = counts.get(r.status, 0) + 1
+            if r.header("connection") == "close":
+                s.close()
+                s = None
+        except OSError:
+            if s is not None:
+                s.close()
+            s = None
+    if s is not None:
+        s.close()
+
+
+def test_shared_limit_req_holds_the_cluster_rate(cluster):
+    import threading
+    rate = 40
+    ports = [free_port() for _ in range(3)]
+    nodes = [cluster.node(nid, extra=LIMITED % {"rate": rate, "port": p})
+             for nid, p in zip("abc", ports)]
+    for p in ports:
+        wait_port("127.0.0.1", p, 10)
+    wait_until(lambda: all(status(n)["redis"]["state"] == "up" for n in nodes), 10,
+               what="every node on Redis")
+    counts = [dict() for _ in ports]
+    t0 = time.time()
+    until = t0 + 5
+    th = [threading.Thread(target=hammer, args=(p, until, c)) for p, c in zip(ports, counts)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join(30)
+    elapsed = time.time() - t0
+    ok = sum(c.get(200, 0) for c in counts)
+    refused = sum(c.get(429, 0) for c in counts)
+    want = rate * elapsed + 6  # the bucket starts full: burst + 1
+    print("shared limit: %d passed for %.1f expected, per node %s" % (ok, want, counts))
+    # every node passed some and refused some: the three count together
+    assert all(c.get(200, 0) > 0 and c.get(429, 0) > 0 for c in counts), counts
+    assert refused > ok, counts
+    assert abs(ok - want) <= 0.1 * want, (ok, want, counts)
+    lim = status(nodes[0])["shared_limits"]
+    assert lim["takes"] > 0 and lim["on_redis_error"] == 0, lim
+
+
+def test_shared_limit_on_redis_error_deny(cluster, redis):
+    port = free_port()
+    spec = LIMITED.replace("shared=true", "shared=true on_redis_error=deny")
+    a = cluster.node("a", extra=spec % {"rate": 1000, "port": port})
+    wait_port("127.0.0.1", port, 10)
+    wait_until(lambda: status(a)["redis"]["state"] == "up", 10, what="on Redis")
+    assert http_get(port, "x.test", "/").status == 200
+    redis.stop()
+    wait_until(lambda: status(a)["redis"]["state"] == "down", 10, what="Redis down")
+    codes = {http_get(port, "x.test", "/").status for _ in range(5)}
+    assert codes == {429}, codes
+    assert status(a)["shared_limits"]["on_redis_error"] >= 5
+    assert wait_log(a, "Redis is unreachable: requests are denied"), a.log()[-2000:]
+    redis.start()
+    wait_until(lambda: http_get(port, "x.test", "/").status == 200, 15, what="allowed again")
