@@ -329,7 +329,7 @@ def test_client_fails_over_when_its_node_dies(cluster, origin, echo):
     wait_until(lambda: served(b.http, "app.test"), 10 - (time.time() - t0),
                what="served again through b")
     assert time.time() - t0 < 10
-    assert "tunnel: connected to 127.0.0.1:%d" % a.center in cli.log()
+    assert wait_log(cli, "tunnel: connected to 127.0.0.1:%d" % a.center), cli.log()[-3000:]
     assert tcp_echo(b.tcp, b"x" * 1000).startswith(b"x" * 1000)
     # the dead node's keys expired: it is gone from every node's view
     wait_until(lambda: "c" not in {n["id"] for n in status(b)["nodes"]}, 10,
