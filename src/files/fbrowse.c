@@ -75,6 +75,18 @@ static void href(struct evbuffer *out, const char *s)
     }
 }
 
+/* An entry as a request for it would find it: a symlink by what it points
+ * to (type, size, date), and left out (-1) when a request could not follow
+ * it (it leaves the root without follow_symlinks, or dangles). */
+static int entry_stat(const struct wm_files *fs, DIR *d, const char *name, const char *path,
+                      struct stat *st)
+{
+    if (fstatat(dirfd(d), name, st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return -1;
+    }
+    return S_ISLNK(st->st_mode) ? files_stat_beneath(fs, path, st) : 0;
+}
+
 /* The entries of directory fd (not hidden), sorted; -1 on failure. */
 static int read_items(const struct wm_files *fs, int fd, const char *rel, struct item **out,
                       size_t *n)
@@ -99,11 +111,7 @@ static int read_items(const struct wm_files *fs, int fd, const char *rel, struct
             continue;
         }
         snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
-        /* without follow_symlinks a link shows as itself (its target may be
-         * outside the root: nothing of it is told) */
-        if (files_hidden(fs, path) ||
-            (!(fs->follow && fstatat(dirfd(d), de->d_name, &st, 0) == 0) &&
-             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)) {
+        if (files_hidden(fs, path) || entry_stat(fs, d, de->d_name, path, &st) < 0) {
             continue;
         }
         if (*n == cap) {

@@ -71,6 +71,25 @@ static int open_beneath(const struct wm_files *fs, const char *rel)
     return fd;
 }
 
+int files_stat_beneath(const struct wm_files *fs, const char *rel, struct stat *st)
+{
+    struct open_how how;
+    int fd;
+
+    memset(&how, 0, sizeof(how));
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_MAGICLINKS | (fs->follow ? 0 : RESOLVE_BENEATH);
+    fd = (int)syscall(SYS_openat2, fs->rootfd, rel[0] != '\0' ? rel : ".", &how, sizeof(how));
+    if (fd < 0) {
+        return -1;
+    }
+    int rc = fstat(fd, st);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
 /* The bytes of a small regular file; NULL when it changed while read. */
 static unsigned char *read_small(int fd, size_t size)
 {

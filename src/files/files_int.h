@@ -116,6 +116,10 @@ bool files_compressible(const char *ctype);
  * ENOTDIR, EACCES, EXDEV (a symlink leaves the root), ELOOP, EMFILE, ... */
 int files_open(const struct wm_files *fs, const char *rel, struct files_entry **e);
 void files_entry_put(struct files_entry *e);
+/* The status of what rel names once resolved as a request for it would be
+ * (symlinks followed, below the root unless follow_symlinks): 0, or -1
+ * with errno (EXDEV: it leaves the root; ENOENT: a dangling link). */
+int files_stat_beneath(const struct wm_files *fs, const char *rel, struct stat *st);
 /* The gzip of a small cached file (made once). NULL when it cannot be. */
 const unsigned char *files_entry_gzip(struct files_entry *e, size_t *len);
 

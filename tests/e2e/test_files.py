@@ -337,6 +337,7 @@ def test_index_redirect_and_403_directory(srv):
 
 
 def test_browse_html_and_json(srv, tree):
+    os.symlink("sub", str(tree / "sub-link"))
     st, hd, body = get(srv, "/noindex/")
     assert st == 200 and hd["content-type"] == "text/html; charset=utf-8"
     st, hd, body = get(srv, "/sub/deep/")
@@ -351,7 +352,7 @@ def test_browse_html_and_json(srv, tree):
         names = [html.unescape(l.split('">')[1].split("</a>")[0])
                  for l in text.splitlines() if '<a href="' in l and "../" not in l]
         dirs = [n for n in names if n.endswith("/")]
-        assert names[:len(dirs)] == sorted(dirs) and "noindex/" in dirs           # dirs first
+        assert names[:len(dirs)] == sorted(dirs, key=lambda n: n[:-1]) and "noindex/" in dirs           # dirs first
         assert names[len(dirs):] == sorted(names[len(dirs):])
         st, hd, body = get(srv, "/", {"Accept": "application/json"})
         assert hd["content-type"].startswith("application/json")
@@ -359,8 +360,13 @@ def test_browse_html_and_json(srv, tree):
         by = {i["name"]: i for i in items}
         assert by["hello.txt"]["size"] == 12 and by["hello.txt"]["type"] == "file"
         assert by["sub"]["type"] == "dir" and "secret" not in by
+        # a symlink lists as what a request finds behind it; one a request
+        # cannot follow (it leaves the root) is not listed
+        assert by["inside-link"]["type"] == "file" and by["inside-link"]["size"] == 12
+        assert by["sub-link"]["type"] == "dir" and "outside-link" not in by
     finally:
         write(tree / "index.html", "<html><body>home</body></html>\n")
+        os.remove(tree / "sub-link")
 
 
 def test_keep_alive_across_answers(srv):
