@@ -281,6 +281,7 @@ static void cluster_free(struct cluster *cl)
         wm_tunnel_cluster = NULL;
         climit_install(false);
         climit_set_up(false);
+        cauth_install(false);
     }
     cl->closing = true;
     wm_tunnel_publish_ports(NULL, 0); /* the ports of other nodes' routes close */
@@ -336,6 +337,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
     wm_cluster_current = cl;
     wm_tunnel_cluster = &hooks;
     climit_install(true);
+    cauth_install(true);
     wm_log(WM_LOG_INFO, 0, "cluster: node %s (advertised at %s), store redis://%s:%u/%d",
            s->node_id, s->advertise, s->redis_host, s->redis_port, s->redis_db);
     credis_start(cl);
@@ -429,6 +431,8 @@ static void status_on_worker(struct wm_worker *w, void *arg)
     cpeer_status_json(cl, out);
     evbuffer_add(out, ",", 1);
     climit_status_json(out);
+    evbuffer_add(out, ",", 1);
+    cauth_status_json(out);
     evbuffer_add(out, "}", 1);
 }
 

@@ -25,6 +25,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define CL_KEY_MAX 264   /* route keys: a domain, ":port", "@tcp", "@proxy" */
 #define CL_BACKOFF_MIN_MS 200
 #define CL_BACKOFF_MAX_MS 2000
+#define CL_AUTH_CHANNEL "wm:authhold" /* "IP\tMS": an address put on hold */
 
 struct wm_cluster_settings {
     char *redis_host;
@@ -143,6 +144,12 @@ void cpeer_status_json(struct cluster *cl, struct evbuffer *out);
 void climit_install(bool on);
 void climit_set_up(bool up);
 void climit_status_json(struct evbuffer *out);
+
+/* cluster_authfail.c: failed authentications counted in Redis (core/authfail.h hook) */
+void cauth_install(bool on);
+/* A message on CL_AUTH_CHANNEL (worker 0). */
+void cauth_announced(const char *msg, size_t len);
+void cauth_status_json(struct evbuffer *out);
 
 /* cluster.c: the current cluster (worker 0), or NULL. */
 extern struct cluster *wm_cluster_current;

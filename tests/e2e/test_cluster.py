@@ -449,3 +449,73 @@ def test_shared_limit_on_redis_error_deny(cluster, redis):
     assert wait_log(a, "Redis is unreachable: requests are denied"), a.log()[-2000:]
     redis.start()
     wait_until(lambda: http_get(port, "x.test", "/").status == 200, 15, what="allowed again")
+
+
+# ---- 5b. the failed-auth slowdown counts across the nodes ----
+
+def _login(port, user, password, src="127.0.0.1"):
+    """One hand-made carrier login from src (test_tunnel_auth._try_login):
+    ('challenge-missing', None) when the node closes before its CHALLENGE,
+    else (ok byte, seconds until the answer)."""
+    from test_tunnel_auth import _frame, _hello, _read_frame, _s16
+    import hmac
+    s = socket.socket()
+    s.bind((src, 0))
+    s.settimeout(15)
+    s.connect(("127.0.0.1", port))
+    try:
+        s.sendall(_hello())
+        try:
+            typ, ch = _read_frame(s)
+        except (EOFError, ConnectionError, OSError):
+            return "challenge-missing", None
+        assert typ == 0x11, (typ, ch)
+        nonce_s, nonce_c = ch[:32], os.urandom(32)
+        mac = hmac.new(password, b"wmtun/2 client" + nonce_s + nonce_c + user,
+                       hashlib.sha256).digest()
+        t0 = time.monotonic()
+        s.sendall(_frame(0x12, nonce_c + _s16(user) + mac))
+        typ, res = _read_frame(s)
+        return res[0], time.monotonic() - t0
+    finally:
+        s.close()
+
+
+def test_failed_logins_count_across_the_nodes(cluster, redis):
+    """Password guesses spread round-robin over three nodes (3 or 4 per
+    node, under one node's limit of 10) put the address on hold on every
+    node, as ten on one node would; another address still attaches. Before,
+    each node counted alone and the guesser was never held."""
+    import threading
+    nodes = [cluster.node(n) for n in "abc"]
+    for n in nodes:
+        wait_until(lambda: status(n)["redis"]["state"] == "up", 10, what="on Redis")
+    results = []
+    lock = threading.Lock()
+
+    def guess(i):
+        r = _login(nodes[i % 3].center, b"wm", b"guess-%d" % i)
+        with lock:
+            results.append(r)
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 10 and all(r[0] == 0 for r in results), results
+    for n in nodes:  # even the right password, on every node
+        wait_until(lambda: _login(n.center, b"wm", b"s3cret")[0] == "challenge-missing", 10,
+                   what="address held on node %s" % n.nid)
+    assert sum(bool(wait_log(n, "on hold across the cluster", 5)) for n in nodes) >= 2
+    code, _, doc = api(nodes[1].ctl, "GET", "/status")
+    assert doc["tunnel"]["center"]["refused_hold"] >= 1, doc["tunnel"]["center"]
+    assert doc["cluster"]["shared_authfail"]["recorded"] >= 3, doc["cluster"]
+    # another address is not held
+    ok, _ = _login(nodes[2].center, b"wm", b"s3cret", src="127.0.0.2")
+    assert ok == 1, ok
+    # Redis unreachable: failures count on their node, logged and counted
+    redis.stop()
+    wait_until(lambda: status(nodes[0])["redis"]["state"] == "down", 10, what="Redis down")
+    assert _login(nodes[0].center, b"wm", b"nope", src="127.0.0.3")[0] == 0
+    assert wait_log(nodes[0], "count on this node only"), nodes[0].log()[-2000:]
+    assert status(nodes[0])["shared_authfail"]["unshared"] >= 1
