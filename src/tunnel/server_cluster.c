@@ -63,8 +63,7 @@ void tcluster_claimed(struct tcarrier *c, struct rmap *r, bool held)
     }
 }
 
-/* A local client's live mapping for ns/key (as another node names it). */
-static struct rmap *pick_local(struct tserver *sv, const char *ns, const char *key)
+struct rmap *tcluster_pick_local(struct tserver *sv, const char *ns, const char *key)
 {
     struct rmap *cand[64];
     size_t n = 0;
@@ -117,8 +116,13 @@ void tcluster_node_open(struct tserver *sv, struct tcarrier *c, struct wm_tun_st
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "a node opens mapping streams by route");
         return;
     }
-    if ((r = pick_local(sv, ns, key)) == NULL) {
+    if ((r = tcluster_pick_local(sv, ns, key)) == NULL) {
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NO_MAPPING, "no client of this node holds the route");
+        return;
+    }
+    wm_tun_str_copy(field, sizeof(field), o->peer);
+    if (strcmp(ns, "web") == 0) { /* HTTP: served here, with the mapping's header rules */
+        tserver_http_node_stream(sv, s, key, c->name, field);
         return;
     }
     wm_tun_peer_parse(o->peer, &pe);
@@ -129,7 +133,6 @@ void tcluster_node_open(struct tserver *sv, struct tcarrier *c, struct wm_tun_st
     if (b == NULL) {
         return;
     }
-    wm_tun_str_copy(field, sizeof(field), o->peer);
     snprintf(target, sizeof(target), "%s/%s(from %s)", r->owner->name, r->name, c->name);
     struct wm_tun_open po = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)},
                              {field, strlen(field)}};

@@ -239,6 +239,36 @@ def test_https_by_sni_through_another_node(cluster, origin, certs):
     assert wait_log(a, "target=node:c/a.test"), a.log()[-2000:]
 
 
+def test_header_rules_apply_whichever_node_the_visitor_hits(cluster, origin):
+    """A mapping's header rules (request and response) give the same
+    headers through node A as through the owner node C: C serves streams
+    carried from A with its client's rules. Before, a request carried
+    from A got none of them."""
+    a, c = cluster.node("a"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(
+        origin, headers=["proxy x-forwarded-for {client_ip}", "+ x-via yes", "- x-kept"])])
+    assert wait_log(c, 'registered mapping "web"'), c.log()
+    wait_until(lambda: served(a.http, "app.test"), 10, what="HTTP via node a")
+    for n in (c, a):
+        s = connect(n.http)
+        rd = http1.Reader(s)
+        try:
+            for _ in range(3):  # keep-alive: every request of the connection
+                s.sendall(http1.request("GET", "/headers", [("Host", "app.test")]))
+                r = rd.response()
+                assert r.status == 200, (n.nid, r.status, r.body)
+                hdrs = {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+                assert hdrs.get("x-forwarded-for") == "127.0.0.1", (n.nid, hdrs)
+                assert r.header("x-via") == "yes", n.nid
+                s.sendall(http1.request("GET", "/hop", [("Host", "app.test")]))
+                r = rd.response()
+                assert r.body == b"ok" and r.header("X-Kept") is None, n.nid
+        finally:
+            s.close()
+    assert wait_log(c, "(from node:a)"), c.log()[-2000:]
+    assert wait_log(a, "target=node:c/app.test"), a.log()[-2000:]
+
+
 # ---- [cluster] config: checked with file:line:col, TOML and YAML ----
 
 def test_cluster_config_errors(tmp_path):
