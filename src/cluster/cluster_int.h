@@ -35,12 +35,15 @@ struct wm_cluster_settings {
     int redis_db;
     char node_id[CL_ID_MAX];
     char advertise[WM_HOST_MAX + 8];
-    char *node_password;
+    char *node_password;       /* NULL: node certificates alone */
+    char *node_tls;            /* "ca\ncert\nkey" with mutual TLS between nodes, or NULL */
     int ttl_ms;
     bool center_tls;
-    SSL_CTX *peer_ctx;         /* TLS towards nodes whose center is TLS (no
-                                * certificate check: node_password's MAC, bound
-                                * to the TLS session, authenticates both ends) */
+    SSL_CTX *peer_ctx;         /* TLS towards nodes whose center is TLS: without
+                                * node_tls no certificate check (node_password's
+                                * MAC, bound to the TLS session, authenticates both
+                                * ends); with it, our node certificate and theirs
+                                * checked against node_ca (ALPN WM_CLUSTER_ALPN) */
 };
 
 /* A route a local client holds, refreshed in Redis on every heartbeat. */

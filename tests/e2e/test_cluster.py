@@ -16,7 +16,7 @@ import pytest
 from helpers import http1
 from helpers.control import api
 from helpers.net import connect, free_port, recv_all, wait_port, wait_until
-from helpers.tunnel import make_certs, toml_value, wait_log
+from helpers.tunnel import _ssl, make_certs, toml_value, wait_log
 
 REDIS = shutil.which("redis-server")
 CRED = {"username": "wm", "password": "s3cret"}
@@ -79,7 +79,7 @@ class Cluster:
         self.nodes = {}
         self.n = 0
 
-    def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1"):
+    def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1", cluster_keys=None):
         cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
         if tcp_ip == "::1":
             tp = free_port(socket.AF_INET6)
@@ -93,6 +93,11 @@ class Cluster:
         cluster = {"redis": "redis://127.0.0.1:%d/0" % self.redis.port, "node_id": nid,
                    "advertise": "127.0.0.1:%d" % cp, "node_password": NODE_PASSWORD,
                    "ttl": "3s"}
+        for k, v in (cluster_keys or {}).items():
+            if v is None:
+                cluster.pop(k, None)
+            else:
+                cluster[k] = v
         self.texts = getattr(self, "texts", {})
         self.texts[nid] = (proxy, cluster)
         path = write_toml(self.tmp / ("%s.toml" % nid), {"control": "127.0.0.1:%d" % ctl},
@@ -549,3 +554,87 @@ def test_failed_logins_count_across_the_nodes(cluster, redis):
     assert _login(nodes[0].center, b"wm", b"nope", src="127.0.0.3")[0] == 0
     assert wait_log(nodes[0], "count on this node only"), nodes[0].log()[-2000:]
     assert status(nodes[0])["shared_authfail"]["unshared"] >= 1
+
+
+# ---- 1b. mutual TLS between nodes ----
+
+def _node_certs(d, ca="node-ca"):
+    """A CA for the nodes and a certificate per node (no extended key
+    usage: each serves as the TLS server and the TLS client of carriers)."""
+    os.makedirs(d, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _ssl("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
+         "-subj", "/CN=" + ca, cwd=d)
+    for n in ("a", "c"):
+        _ssl("req", *ec, "-keyout", "%s-%s.key" % (ca, n), "-out", "%s-%s.csr" % (ca, n),
+             "-subj", "/CN=%s" % n, cwd=d)
+        _ssl("x509", "-req", "-in", "%s-%s.csr" % (ca, n), "-CA", ca + ".pem", "-CAkey",
+             ca + ".key", "-CAcreateserial", "-out", "%s-%s.pem" % (ca, n), "-days", "2", cwd=d)
+    return lambda n: {"node_ca": os.path.join(d, ca + ".pem"),
+                      "node_cert": os.path.join(d, "%s-%s.pem" % (ca, n)),
+                      "node_key": os.path.join(d, "%s-%s.key" % (ca, n))}
+
+
+def test_nodes_authenticate_with_mutual_tls(cluster, origin, certs, tmp_path):
+    """[cluster] node_ca/node_cert/node_key instead of node_password: node A
+    reaches node C's center with its node certificate, C answers with its
+    own, each checked against the nodes' CA, and A carries visitors to C.
+    A node whose certificate another CA signed is refused, and so is one
+    that only knows a password; the clients' carriers on the same port are
+    unaffected. Before, node_password was required and node_ca unknown."""
+    good = _node_certs(str(tmp_path / "n"))
+    rogue = _node_certs(str(tmp_path / "r"), ca="rogue")
+    tls = {"tc": True, "cert": certs["srv.pem"], "key": certs["srv.key"]}
+    ka = dict(good("a"), node_password=None)
+    c = cluster.node("c", tls=tls, cluster_keys=dict(good("c"), node_password=None))
+    a = cluster.node("a", tls=tls, cluster_keys=ka)
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)],
+                   tls={"ts": True, "ca": certs["ca.pem"]})
+    assert wait_log(c, 'registered mapping "web"'), c.log()
+    wait_until(lambda: served(a.http, "app.test"), 10, what="HTTP via node a (mutual TLS)")
+    assert wait_log(a, "cluster: carrier to node c"), a.log()
+    assert "(TLS)" in a.log()
+    assert wait_log(c, "(from node:a)"), c.log()[-2000:]
+    # a node with another CA's certificate, and one with a password only
+    r = cluster.node("r", tls=tls, cluster_keys=dict(rogue("a"), node_password=None))
+    p = cluster.node("p", tls=tls)
+    for n in (r, p):
+        assert wait_log(n, "cluster: carrier to node c"), n.log()
+    assert wait_log(c, "must present the cluster's node certificate"), c.log()[-3000:]
+    for n in (r, p):
+        assert not served(n.http, "app.test")
+        doc = status(n)
+        assert not any(k["node"] == "c" and k["state"] == "ready" for k in doc["carriers"]), doc
+    assert served(a.http, "app.test")
+
+
+def test_node_tls_config_errors(tmp_path):
+    from conftest import BIN
+    toml = tmp_path / "m.toml"
+    toml.write_text('[proxy]\ncenter_addr = "127.0.0.1:19001"\n[cluster]\n'
+                    'redis = "redis://127.0.0.1:6379/0"\nnode_id = "a"\n'
+                    'advertise = "127.0.0.1:19001"\nnode_ca = "ca.pem"\n')
+    yml = tmp_path / "m.yaml"
+    yml.write_text('proxy:\n  center_addr: "127.0.0.1:19001"\n  tc: true\ncluster:\n'
+                   '  redis: "redis://127.0.0.1:6379/0"\n  node_id: a\n'
+                   '  advertise: "127.0.0.1:19001"\n  node_ca: ca.pem\n'
+                   '  node_cert: nope.pem\n  node_key: nope.key\n')
+    none = tmp_path / "n.toml"
+    none.write_text('[proxy]\ncenter_addr = "127.0.0.1:19001"\n[cluster]\n'
+                    'redis = "redis://127.0.0.1:6379/0"\nnode_id = "a"\n'
+                    'advertise = "127.0.0.1:19001"\n')
+    out = {}
+    for f in (toml, yml, none):
+        r = subprocess.run([BIN, "check", "-c", str(f)], capture_output=True, timeout=30)
+        assert r.returncode != 0, f
+        out[f.name] = r.stdout.decode() + r.stderr.decode()
+    assert "m.toml:7:11: cluster.node_cert: node_ca, node_cert and node_key go together" \
+        in out["m.toml"], out
+    assert "m.toml:7:11: cluster.node_ca: mutual TLS between nodes runs on the tunnel " \
+        "port's TLS" in out["m.toml"], out
+    assert "m.yaml: cluster.node_ca: cannot read " in out["m.yaml"], out
+    (tmp_path / "ca.pem").write_text(open(make_certs(str(tmp_path / "k"))["ca.pem"]).read())
+    r = subprocess.run([BIN, "check", "-c", str(yml)], capture_output=True, timeout=30)
+    assert "m.yaml: cluster.node_cert: cannot read " in r.stderr.decode() and \
+        "nope.pem" in r.stderr.decode(), r.stderr
+    assert "cluster.node_password: the nodes authenticate each other" in out["n.toml"], out
