@@ -83,11 +83,11 @@ static int identify_in_table(struct tcarrier *c, const struct wm_tunnel_settings
     return 0;
 }
 
-/* cluster: is the carrier another server node? 1 when it is (*pass: the
- * node_password to prove, NULL when its verified node certificate is
- * enough) or is refused as one (*why), 0 when it is not a node. */
-static int identify_node(struct tcarrier *c, const struct wm_tunnel_settings *s,
-                         const struct wm_tun_str *user, const char **pass, const char **why)
+/* cluster: is the carrier another server node? true when it is (*pass:
+ * the node_password to prove, NULL when its verified node certificate is
+ * enough) or is refused as one (*why), false when it is not a node. */
+static bool identify_node(struct tcarrier *c, const struct wm_tunnel_settings *s,
+                          const struct wm_tun_str *user, const char **pass, const char **why)
 {
     bool named = user->n > 5 && memcmp(user->p, "node:", 5) == 0;
     bool certified = tnode_tls_is_node(wm_tun_ssl(c->t)); /* mutual TLS with node_ca */
@@ -99,7 +99,7 @@ static int identify_node(struct tcarrier *c, const struct wm_tunnel_settings *s,
             *pass = NULL;
             *why = user->n > 0 && !named ? "the cluster's node certificate is for node carriers"
                                          : "credentials required";
-            return 1;
+            return true;
         }
         c->node = true;
         if (named) {
@@ -109,21 +109,21 @@ static int identify_node(struct tcarrier *c, const struct wm_tunnel_settings *s,
                      strncmp(wm_tun_peer_name(c->t), "node:", 5) == 0 ? wm_tun_peer_name(c->t)
                                                                     : "node:?");
         }
-        return 1;
+        return true;
     }
     if (!named) {
-        return 0;
+        return false;
     }
     if (tnode_tls_nodes_need_cert(s)) {
         *why = "a node carrier must present the cluster's node certificate (node_ca)";
-        return 1;
+        return true;
     }
     if ((*pass = wm_tunnel_cluster->node_password(user->p, user->n)) == NULL) {
-        return 0;
+        return false;
     }
     c->node = true; /* cluster: another server node, proving node_password */
     wm_tun_str_copy(c->name, sizeof(c->name), *user);
-    return 1;
+    return true;
 }
 
 /* A carrier that presents no credentials, on a server whose only
@@ -150,11 +150,8 @@ int tcenter_identify(struct wm_tun *t, const struct wm_tun_str *user, const char
         *why = "too many failed authentications from this address; try again later";
         return -1;
     }
-    if (wm_tunnel_cluster != NULL) {
-        int r = identify_node(c, s, user, pass, why);
-        if (r != 0) {
-            return r > 0 ? 0 : -1; /* a node carrier, or one refused as such */
-        }
+    if (wm_tunnel_cluster != NULL && identify_node(c, s, user, pass, why)) {
+        return 0; /* a node carrier, or one refused as such */
     }
     if (s->nclients > 0) {
         return identify_in_table(c, s, user, pass, why);
