@@ -4,7 +4,9 @@
  * requests are routed one by one), forwarded over a tunnel stream by the
  * HTTP engine (http/fwd.h), with the mapping's header rules applied.
  * HTTP/2 (ALPN h2, h2c) is answered publicly, each stream a request of
- * the same engine (h2/h2.h).
+ * the same engine (h2/h2.h). With [cluster], a Host held on another node
+ * is carried there, and http streams carried here from another node are
+ * served by the same engine with our client's rules.
  */
 #include <event2/bufferevent.h>
 #include <stdio.h>

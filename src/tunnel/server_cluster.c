@@ -2,7 +2,8 @@
  * tunnel/server_cluster.c - the tunnel server's side of a cluster (the
  * hooks of tunnel.h that src/cluster/ installs): routing keys as the
  * cluster names them, claims checked and announced, streams from other
- * nodes relayed to the local client that holds the mapping, and public
+ * nodes relayed to the local client that holds the mapping (http ones
+ * served by the HTTP engine with its header rules, http_map.c), and public
  * connections for keys a client of another node holds carried there.
  * Nothing here runs without [cluster] (wm_tunnel_cluster NULL).
  */
