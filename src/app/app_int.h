@@ -40,6 +40,8 @@ bool wm_app_tunnel_wanted(const struct wm_conf_proxy *p);
  * building checks, as certificates and mapping sizes). 0, or -1 with err
  * (its key in the [proxy] section). */
 int wm_app_tunnel_check(const struct wm_conf_proxy *p, struct wm_err *err);
+/* `check` of [cluster]: what only building checks (the node certificates). */
+int wm_app_cluster_check(const struct wm_conf *c, struct wm_err *err);
 /* Build and drop the reverse proxy's settings of c (`wmproxy check`). */
 int wm_app_http_check(const struct wm_conf *c, struct wm_err *err);
 

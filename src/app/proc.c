@@ -223,6 +223,11 @@ int wm_app_check(const char *path)
             d.nerrors++;
             r = -1;
         }
+        if (r == 0 && wm_app_cluster_check(c, &e) < 0) {
+            fprintf(stderr, "%s: %s\n", path, wm_err_format(&e, msg, sizeof(msg)));
+            d.nerrors++;
+            r = -1;
+        }
     }
     if (r == 0 && c->http != NULL) {
         struct wm_err e;

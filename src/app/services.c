@@ -458,6 +458,19 @@ static int from_stream(const struct wm_conf *c, struct wm_app_services *out, str
     return 0;
 }
 
+static void cluster_opts(const struct wm_conf *c, struct wm_cluster_opts *o)
+{
+    const struct wm_conf_cluster *k = c->cluster;
+
+    *o = (struct wm_cluster_opts){
+        .redis_host = k->redis_host, .redis_port = k->redis_port, .redis_user = k->redis_user,
+        .redis_pass = k->redis_pass, .redis_db = (int)k->redis_db, .node_id = k->node_id,
+        .advertise = k->advertise, .node_password = k->node_password, .node_ca = k->node_ca,
+        .node_cert = k->node_cert, .node_key = k->node_key, .ttl_ms = (int)k->ttl_ms,
+        .center_tls = c->proxy->tc,
+    };
+}
+
 /* [cluster]: only on a tunnel server node. */
 static int from_cluster(const struct wm_conf *c, struct wm_app_services *out, struct wm_err *err)
 {
@@ -470,13 +483,28 @@ static int from_cluster(const struct wm_conf *c, struct wm_app_services *out, st
         return wm_err_set(err, c->file, 0, 0, "cluster",
                           "[cluster] needs a tunnel server node ([proxy] with center_addr)");
     }
-    struct wm_cluster_opts o = {
-        .redis_host = k->redis_host, .redis_port = k->redis_port, .redis_user = k->redis_user,
-        .redis_pass = k->redis_pass, .redis_db = (int)k->redis_db, .node_id = k->node_id,
-        .advertise = k->advertise, .node_password = k->node_password, .ttl_ms = (int)k->ttl_ms,
-        .center_tls = c->proxy->tc,
-    };
+    struct wm_cluster_opts o;
+    cluster_opts(c, &o);
+    if (k->node_ca != NULL &&
+        wm_tunnel_set_node_tls(out->tunnel, WM_CLUSTER_ALPN, k->node_ca, k->node_cert,
+                               k->node_key, err) < 0) {
+        return -1;
+    }
     return wm_cluster_prepare(&o, &out->cluster, err);
+}
+
+int wm_app_cluster_check(const struct wm_conf *c, struct wm_err *err)
+{
+    struct wm_cluster_opts o;
+    struct wm_cluster_settings *s = NULL;
+
+    if (c->cluster == NULL || c->proxy == NULL) {
+        return 0;
+    }
+    cluster_opts(c, &o);
+    int r = wm_cluster_prepare(&o, &s, err); /* loads the node certificates */
+    wm_cluster_settings_free(s);
+    return r;
 }
 
 int wm_app_services_from_conf(const struct wm_conf *c, struct wm_app_services *out,

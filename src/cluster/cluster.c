@@ -2,11 +2,13 @@
  * cluster/cluster.c - life cycle of the cluster state on worker 0, the
  * hooks the tunnel server calls (tunnel/tunnel.h), and /status.
  */
+#include <errno.h>
 #include <event2/buffer.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster/cluster_int.h"
 #include "core/err.h"
@@ -14,6 +16,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "net/tls.h"
 #include "tunnel/mux.h"
 #include "tunnel/tunnel.h"
 
@@ -37,6 +40,7 @@ void wm_cluster_settings_free(struct wm_cluster_settings *s)
         free(s->node_password);
     }
     SSL_CTX_free(s->peer_ctx);
+    free(s->node_tls);
     free(s);
 }
 
@@ -48,6 +52,47 @@ static char *dup_or_null(const char *v, bool *oom)
         *oom = true;
     }
     return d;
+}
+
+/* Mutual TLS between nodes: present node_cert, check the other node's
+ * against node_ca, and offer WM_CLUSTER_ALPN so its center answers as a
+ * node. Finishes prepare (takes s). */
+static int prepare_node_tls(const struct wm_cluster_opts *o, struct wm_cluster_settings *s,
+                            struct wm_cluster_settings **out, struct wm_err *err)
+{
+    static const unsigned char alpn[] = "\x0c" WM_CLUSTER_ALPN;
+    struct wm_tls_opts to = {o->node_cert, o->node_key, o->node_ca, true};
+    char msg[512];
+    size_t n = strlen(o->node_ca) + strlen(o->node_cert) + strlen(o->node_key) + 3;
+
+    const char *const files[][2] = {{"cluster.node_ca", o->node_ca},
+                                    {"cluster.node_cert", o->node_cert},
+                                    {"cluster.node_key", o->node_key}};
+    for (size_t i = 0; i < 3; i++) {
+        if (access(files[i][1], R_OK) < 0) {
+            int e = errno;
+            wm_cluster_settings_free(s);
+            return wm_err_set(err, NULL, 0, 0, files[i][0], "cannot read %s: %s", files[i][1],
+                              strerror(e));
+        }
+    }
+    if ((s->node_tls = malloc(n)) == NULL) {
+        wm_cluster_settings_free(s);
+        return wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
+    }
+    snprintf(s->node_tls, n, "%s\n%s\n%s", o->node_ca, o->node_cert, o->node_key);
+    s->peer_ctx = wm_tls_client_ctx(&to, msg, sizeof(msg));
+    if (s->peer_ctx == NULL) {
+        wm_cluster_settings_free(s);
+        return wm_err_set(err, NULL, 0, 0, "cluster.node_cert", "%s", msg);
+    }
+    SSL_CTX_set_min_proto_version(s->peer_ctx, TLS1_2_VERSION);
+    if (SSL_CTX_set_alpn_protos(s->peer_ctx, alpn, sizeof(alpn) - 1) != 0) {
+        wm_cluster_settings_free(s);
+        return wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
+    }
+    *out = s;
+    return 0;
 }
 
 int wm_cluster_prepare(const struct wm_cluster_opts *o, struct wm_cluster_settings **out,
@@ -71,8 +116,22 @@ int wm_cluster_prepare(const struct wm_cluster_opts *o, struct wm_cluster_settin
     s->center_tls = o->center_tls;
     snprintf(s->node_id, sizeof(s->node_id), "%s", o->node_id);
     snprintf(s->advertise, sizeof(s->advertise), "%s", o->advertise);
+    if (oom || s->redis_host == NULL || (o->node_password != NULL && s->node_password == NULL)) {
+        wm_cluster_settings_free(s);
+        wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
+        return -1;
+    }
+    if (o->node_ca != NULL) {
+        return prepare_node_tls(o, s, out, err);
+    }
+    if (s->node_password == NULL) {
+        wm_cluster_settings_free(s);
+        wm_err_set(err, NULL, 0, 0, "cluster.node_password",
+                   "the nodes need node_password or node_ca/node_cert/node_key");
+        return -1;
+    }
     s->peer_ctx = SSL_CTX_new(TLS_client_method());
-    if (oom || s->peer_ctx == NULL || s->redis_host == NULL || s->node_password == NULL) {
+    if (s->peer_ctx == NULL) {
         wm_cluster_settings_free(s);
         wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
         return -1;
@@ -91,7 +150,8 @@ static bool settings_same(const struct wm_cluster_settings *a, const struct wm_c
            SAME_STR(a->redis_user, b->redis_user) && SAME_STR(a->redis_pass, b->redis_pass) &&
            a->redis_db == b->redis_db && strcmp(a->node_id, b->node_id) == 0 &&
            strcmp(a->advertise, b->advertise) == 0 &&
-           strcmp(a->node_password, b->node_password) == 0 && a->ttl_ms == b->ttl_ms && a->center_tls == b->center_tls;
+           SAME_STR(a->node_password, b->node_password) && SAME_STR(a->node_tls, b->node_tls) &&
+           a->ttl_ms == b->ttl_ms && a->center_tls == b->center_tls;
 #undef SAME_STR
 }
 
@@ -281,6 +341,7 @@ static void cluster_free(struct cluster *cl)
         wm_tunnel_cluster = NULL;
         climit_install(false);
         climit_set_up(false);
+        cauth_install(false);
     }
     cl->closing = true;
     wm_tunnel_publish_ports(NULL, 0); /* the ports of other nodes' routes close */
@@ -336,6 +397,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
     wm_cluster_current = cl;
     wm_tunnel_cluster = &hooks;
     climit_install(true);
+    cauth_install(true);
     wm_log(WM_LOG_INFO, 0, "cluster: node %s (advertised at %s), store redis://%s:%u/%d",
            s->node_id, s->advertise, s->redis_host, s->redis_port, s->redis_db);
     credis_start(cl);
@@ -429,6 +491,8 @@ static void status_on_worker(struct wm_worker *w, void *arg)
     cpeer_status_json(cl, out);
     evbuffer_add(out, ",", 1);
     climit_status_json(out);
+    evbuffer_add(out, ",", 1);
+    cauth_status_json(out);
     evbuffer_add(out, "}", 1);
 }
 

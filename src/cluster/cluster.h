@@ -36,10 +36,18 @@ struct wm_cluster_opts {
     int redis_db;
     const char *node_id;
     const char *advertise;     /* "host:port" of our center, for other nodes */
-    const char *node_password;
+    const char *node_password; /* NULL: the node certificates alone */
+    const char *node_ca;       /* mutual TLS between nodes (all three, or NULL) */
+    const char *node_cert;
+    const char *node_key;
     int ttl_ms;                /* route and node keys live this long unrefreshed */
     bool center_tls;           /* our center speaks TLS (tc): peers dial it so */
 };
+
+/* ALPN protocol a node offers on its carriers to other nodes with mutual
+ * TLS: their center then answers with the node certificate and requires
+ * ours (tunnel/tunnel.h wm_tunnel_set_node_tls). */
+#define WM_CLUSTER_ALPN "wmproxy-node"
 
 /* Build settings (caller frees, or installs). 0, or -1 with err. */
 int wm_cluster_prepare(const struct wm_cluster_opts *o, struct wm_cluster_settings **out,

@@ -25,6 +25,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define CL_KEY_MAX 264   /* route keys: a domain, ":port", "@tcp", "@proxy" */
 #define CL_BACKOFF_MIN_MS 200
 #define CL_BACKOFF_MAX_MS 2000
+#define CL_AUTH_CHANNEL "wm:authhold" /* "IP\tMS": an address put on hold */
 
 struct wm_cluster_settings {
     char *redis_host;
@@ -34,12 +35,15 @@ struct wm_cluster_settings {
     int redis_db;
     char node_id[CL_ID_MAX];
     char advertise[WM_HOST_MAX + 8];
-    char *node_password;
+    char *node_password;       /* NULL: node certificates alone */
+    char *node_tls;            /* "ca\ncert\nkey" with mutual TLS between nodes, or NULL */
     int ttl_ms;
     bool center_tls;
-    SSL_CTX *peer_ctx;         /* TLS towards nodes whose center is TLS (no
-                                * certificate check: node_password's MAC, bound
-                                * to the TLS session, authenticates both ends) */
+    SSL_CTX *peer_ctx;         /* TLS towards nodes whose center is TLS: without
+                                * node_tls no certificate check (node_password's
+                                * MAC, bound to the TLS session, authenticates both
+                                * ends); with it, our node certificate and theirs
+                                * checked against node_ca (ALPN WM_CLUSTER_ALPN) */
 };
 
 /* A route a local client holds, refreshed in Redis on every heartbeat. */
@@ -143,6 +147,12 @@ void cpeer_status_json(struct cluster *cl, struct evbuffer *out);
 void climit_install(bool on);
 void climit_set_up(bool up);
 void climit_status_json(struct evbuffer *out);
+
+/* cluster_authfail.c: failed authentications counted in Redis (core/authfail.h hook) */
+void cauth_install(bool on);
+/* A message on CL_AUTH_CHANNEL (worker 0). */
+void cauth_announced(const char *msg, size_t len);
+void cauth_status_json(struct evbuffer *out);
 
 /* cluster.c: the current cluster (worker 0), or NULL. */
 extern struct cluster *wm_cluster_current;

@@ -1,7 +1,8 @@
 /*
  * cluster/cluster_peer.c - carriers from this node to the other nodes: the
  * tunnel protocol (tunnel/mux.h) as a client with no mappings, user
- * "node:ID" and the cluster's node_password, dialed to the node's
+ * "node:ID" and the cluster's node_password and/or our node certificate
+ * (mutual TLS, cluster.h WM_CLUSTER_ALPN), dialed to the node's
  * advertised center address, kept up with backoff while that node holds
  * routes. Public connections for those routes are opened as streams on it.
  */
@@ -97,6 +98,14 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
         return;
     }
     wm_addr_format(peer, ps, sizeof(ps));
+    if (!p->tls && cl->s->node_tls != NULL) {
+        wm_log(WM_LOG_WARN, 0, "cluster: node %s's center (%s) does not speak TLS: mutual TLS "
+               "between nodes (node_ca) needs tc = true on every node", p->id, p->advertise);
+        close(fd);
+        p->failed = true;
+        peer_retry(p);
+        return;
+    }
     if (p->tls) {
         bev = wm_tls_wrap(wm_worker_base(cl->w), cl->s->peer_ctx, fd, false, NULL, ps);
     } else if ((bev = bufferevent_socket_new(wm_worker_base(cl->w), fd, BEV_OPT_CLOSE_ON_FREE)) ==

@@ -6,7 +6,8 @@
  * Keys (docs/cluster.md): wm:nodes (set of node ids), wm:node:ID
  * ("advertise\ttls", TTL), wm:routes:ID (hash "ns key" -> "group\tclient\t
  * mapping", TTL), wm:claim:NS:KEY ("node\tgroup\tclient\tmapping", TTL);
- * channel wm:events (a node id: its routes changed).
+ * channel wm:events (a node id: its routes changed); channel wm:authhold
+ * (cluster_authfail.c).
  */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -357,9 +358,13 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *priv)
         r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING) {
         return;
     }
-    if (strcmp(r->element[0]->str, "message") == 0 &&
-        r->element[2]->type == REDIS_REPLY_STRING &&
-        strcmp(r->element[2]->str, cl->s->node_id) != 0) {
+    if (strcmp(r->element[0]->str, "message") != 0 ||
+        r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    if (strcmp(r->element[1]->str, CL_AUTH_CHANNEL) == 0) {
+        cauth_announced(r->element[2]->str, r->element[2]->len); /* an address on hold */
+    } else if (strcmp(r->element[2]->str, cl->s->node_id) != 0) {
         refresh(cl); /* another node's routes changed */
     }
 }
@@ -445,7 +450,7 @@ static redisAsyncContext *open_ctx(struct cluster *cl, bool sub)
         redisAsyncCommand(ac, auth_cb, "AUTH", "AUTH %s", cl->s->redis_pass);
     }
     if (sub) {
-        redisAsyncCommand(ac, sub_cb, NULL, "SUBSCRIBE " CHANNEL);
+        redisAsyncCommand(ac, sub_cb, NULL, "SUBSCRIBE " CHANNEL " " CL_AUTH_CHANNEL);
     } else if (cl->s->redis_db != 0) {
         redisAsyncCommand(ac, auth_cb, "SELECT", "SELECT %d", cl->s->redis_db);
     }

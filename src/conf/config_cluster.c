@@ -20,7 +20,10 @@ static const struct wm_ckey cluster_keys[] = {
     {.name = "advertise", .kind = WM_CK_HOSTPORT, .off = KOFF(advertise),
      .flags = WM_CKF_REQUIRED},
     {.name = "node_password", .kind = WM_CK_STR, .off = KOFF(node_password),
-     .flags = WM_CKF_REQUIRED | WM_CKF_SECRET},
+     .flags = WM_CKF_SECRET},
+    {.name = "node_ca", .kind = WM_CK_STR, .off = KOFF(node_ca), .flags = WM_CKF_PATH},
+    {.name = "node_cert", .kind = WM_CK_STR, .off = KOFF(node_cert), .flags = WM_CKF_PATH},
+    {.name = "node_key", .kind = WM_CK_STR, .off = KOFF(node_key), .flags = WM_CKF_PATH},
     {.name = "ttl", .kind = WM_CK_DURATION, .off = KOFF(ttl_ms), .min = 1000, .max = 600000},
     {.name = NULL},
 };
@@ -114,6 +117,34 @@ static const char *redis_url(struct wm_arena *a, struct wm_conf_cluster *c, cons
     return NULL;
 }
 
+/* Mutual TLS between nodes: node_ca, node_cert and node_key together; the
+ * nodes authenticate with them, node_password, or both. */
+static void validate_node_tls(struct wm_cctx *ctx, const struct wm_conf_cluster *c,
+                              const struct wm_cval *t, const char *path)
+{
+    static const char *const keys[] = {"node_ca", "node_cert", "node_key"};
+    const char *vals[] = {c->node_ca, c->node_cert, c->node_key};
+    size_t set = (vals[0] != NULL) + (vals[1] != NULL) + (vals[2] != NULL);
+    char kp[64];
+
+    for (size_t i = 0; i < 3 && set > 0 && set < 3; i++) {
+        if (vals[i] == NULL) {
+            const char *have = vals[0] != NULL ? keys[0] : vals[1] != NULL ? keys[1] : keys[2];
+            snprintf(kp, sizeof(kp), "%s.%s", path, keys[i]);
+            wm_cctx_error(ctx, wm_cval_get(t, have), kp,
+                          "node_ca, node_cert and node_key go together (mutual TLS between "
+                          "nodes)");
+            return;
+        }
+    }
+    if (set == 0 && c->node_password == NULL) {
+        snprintf(kp, sizeof(kp), "%s.node_password", path);
+        wm_cctx_error(ctx, t, kp, "the nodes authenticate each other with node_password, "
+                                  "with node_ca + node_cert + node_key (mutual TLS), or both: "
+                                  "set one");
+    }
+}
+
 static void cluster_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                              const char *path)
 {
@@ -139,6 +170,7 @@ static void cluster_validate(struct wm_cctx *ctx, void *obj, const struct wm_cva
         snprintf(kp, sizeof(kp), "%s.node_password", path);
         wm_cctx_error(ctx, wm_cval_get(t, "node_password"), kp, "at least 8 characters");
     }
+    validate_node_tls(ctx, c, t, path);
 }
 
 const struct wm_cschema wm_conf_cluster_schema = {
@@ -163,6 +195,10 @@ void wm_conf_cluster_check_roles(struct wm_cctx *ctx, const struct wm_conf *c,
         wm_cctx_error(ctx, wm_cval_get(top, "cluster"), "cluster",
                       "[cluster] is for tunnel server nodes: [proxy] needs center_addr "
                       "(or mode = \"server\")");
+    } else if (c->cluster->node_ca != NULL && !p->tc) {
+        wm_cctx_error(ctx, wm_cval_get(wm_cval_get(top, "cluster"), "node_ca"), "cluster.node_ca",
+                      "mutual TLS between nodes runs on the tunnel port's TLS: [proxy] needs "
+                      "tc = true");
     }
 }
 

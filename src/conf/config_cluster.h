@@ -19,7 +19,10 @@ struct wm_conf_cluster {
     const char *redis;         /* "redis://[user:pass@]host:port/db" as written */
     const char *node_id;       /* [A-Za-z0-9._-], at most WM_CONF_NODE_ID_MAX bytes */
     const char *advertise;     /* "host:port": where other nodes reach our center */
-    const char *node_password; /* authenticates the carriers between nodes */
+    const char *node_password; /* authenticates the carriers between nodes (or the certs) */
+    const char *node_ca;       /* mutual TLS between nodes: the CA of node certificates */
+    const char *node_cert;     /* this node's certificate (PEM chain) */
+    const char *node_key;      /* and its key */
     uint64_t ttl_ms;           /* a dead node's routes expire after this (default 5 s) */
     /* from redis, filled by the validator */
     const char *redis_host;

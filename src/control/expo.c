@@ -169,6 +169,10 @@ static void collect_authfail(struct evbuffer *out, void *arg)
                            "Attempts refused while their address was on hold");
     evbuffer_add_printf(out, "wmproxy_auth_refused_on_hold_total %llu\n",
                         (unsigned long long)st.refused);
+    wm_metrics_family_head(out, "wmproxy_auth_holds_shared_total", WM_MT_COUNTER,
+                           "Holds learned from the other cluster nodes ([cluster])");
+    evbuffer_add_printf(out, "wmproxy_auth_holds_shared_total %llu\n",
+                        (unsigned long long)st.shared_holds);
 }
 
 static void collect_logq(struct evbuffer *out, void *arg)

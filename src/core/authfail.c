@@ -27,6 +27,7 @@ struct slot {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot table[WM_AUTHFAIL_TABLE];
 static struct wm_authfail_stats stats;
+static const struct wm_authfail_shared *shared;
 
 static bool ip_of(const struct sockaddr *sa, unsigned char out[16])
 {
@@ -100,9 +101,11 @@ int wm_authfail_record(const struct sockaddr *peer, bool ok)
     }
     pthread_mutex_lock(&lock);
     struct slot *s = find(ip, !ok);
+    bool forgive = false;
     if (ok) {
         if (s != NULL && s->hold_until_ms <= now) {
             s->used = false;
+            forgive = s->fails > 0;
         }
     } else {
         stats.failures++;
@@ -130,7 +133,48 @@ int wm_authfail_record(const struct sockaddr *peer, bool ok)
                "refused for %d s", WM_AUTHFAIL_BAN_AFTER, as, WM_AUTHFAIL_WINDOW_MS / 1000,
                WM_AUTHFAIL_BAN_MS / 1000);
     }
+    const struct wm_authfail_shared *h = __atomic_load_n(&shared, __ATOMIC_ACQUIRE);
+    if (h != NULL && !ok) {
+        h->failed(ip, hold);
+    } else if (h != NULL && forgive) {
+        h->forgive(ip);
+    }
     return delay;
+}
+
+void wm_authfail_set_shared(const struct wm_authfail_shared *h)
+{
+    __atomic_store_n(&shared, h, __ATOMIC_RELEASE);
+}
+
+void wm_authfail_learn(const unsigned char ip[16], unsigned count, int hold_ms)
+{
+    uint64_t now = wm_now_ms();
+    bool began = false;
+
+    pthread_mutex_lock(&lock);
+    struct slot *s = find(ip, count > 0 || hold_ms > 0);
+    if (s != NULL) {
+        if (s->fails == 0 || now - s->since_ms > WM_AUTHFAIL_WINDOW_MS) {
+            s->since_ms = now;
+            s->fails = 0;
+        }
+        s->seen_ms = now;
+        s->fails = count > s->fails ? count : s->fails;
+        if (hold_ms > 0 && s->hold_until_ms < now + (uint64_t)hold_ms) {
+            began = s->hold_until_ms <= now;
+            s->hold_until_ms = now + (uint64_t)hold_ms;
+            stats.shared_holds += began;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (began) {
+        char as[INET6_ADDRSTRLEN] = "?";
+        inet_ntop(AF_INET6, ip, as, sizeof(as));
+        wm_log(WM_LOG_WARN, 0, "auth: %s is on hold across the cluster (%d failed "
+               "authentications on the nodes within %d s): refused for %d s", as,
+               WM_AUTHFAIL_BAN_AFTER, WM_AUTHFAIL_WINDOW_MS / 1000, (hold_ms + 999) / 1000);
+    }
 }
 
 void wm_authfail_get_stats(struct wm_authfail_stats *out)

@@ -83,6 +83,49 @@ static int identify_in_table(struct tcarrier *c, const struct wm_tunnel_settings
     return 0;
 }
 
+/* cluster: is the carrier another server node? true when it is (*pass:
+ * the node_password to prove, NULL when its verified node certificate is
+ * enough) or is refused as one (*why), false when it is not a node. */
+static bool identify_node(struct tcarrier *c, const struct wm_tunnel_settings *s,
+                          const struct wm_tun_str *user, const char **pass, const char **why)
+{
+    bool named = user->n > 5 && memcmp(user->p, "node:", 5) == 0;
+    bool certified = tnode_tls_is_node(wm_tun_ssl(c->t)); /* mutual TLS with node_ca */
+
+    if (certified) {
+        /* only nodes come in with the nodes' certificate */
+        *pass = wm_tunnel_cluster->node_password("node:", 6); /* the same for every node */
+        if ((user->n > 0 && !named) || (*pass != NULL && user->n == 0)) {
+            *pass = NULL;
+            *why = user->n > 0 && !named ? "the cluster's node certificate is for node carriers"
+                                         : "credentials required";
+            return true;
+        }
+        c->node = true;
+        if (named) {
+            wm_tun_str_copy(c->name, sizeof(c->name), *user);
+        } else {
+            snprintf(c->name, sizeof(c->name), "%.*s", (int)sizeof(c->name) - 1,
+                     strncmp(wm_tun_peer_name(c->t), "node:", 5) == 0 ? wm_tun_peer_name(c->t)
+                                                                    : "node:?");
+        }
+        return true;
+    }
+    if (!named) {
+        return false;
+    }
+    if (tnode_tls_nodes_need_cert(s)) {
+        *why = "a node carrier must present the cluster's node certificate (node_ca)";
+        return true;
+    }
+    if ((*pass = wm_tunnel_cluster->node_password(user->p, user->n)) == NULL) {
+        return false;
+    }
+    c->node = true; /* cluster: another server node, proving node_password */
+    wm_tun_str_copy(c->name, sizeof(c->name), *user);
+    return true;
+}
+
 /* A carrier that presents no credentials, on a server whose only
  * credentials are username/password (no [[proxy.clients]]): wmproxy's
  * quick start, where those guard the proxy, not the carrier. It is
@@ -107,11 +150,8 @@ int tcenter_identify(struct wm_tun *t, const struct wm_tun_str *user, const char
         *why = "too many failed authentications from this address; try again later";
         return -1;
     }
-    if (wm_tunnel_cluster != NULL &&
-        (*pass = wm_tunnel_cluster->node_password(user->p, user->n)) != NULL) {
-        c->node = true; /* cluster: another server node */
-        wm_tun_str_copy(c->name, sizeof(c->name), *user);
-        return 0;
+    if (wm_tunnel_cluster != NULL && identify_node(c, s, user, pass, why)) {
+        return 0; /* a node carrier, or one refused as such */
     }
     if (s->nclients > 0) {
         return identify_in_table(c, s, user, pass, why);

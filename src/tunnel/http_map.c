@@ -4,7 +4,9 @@
  * requests are routed one by one), forwarded over a tunnel stream by the
  * HTTP engine (http/fwd.h), with the mapping's header rules applied.
  * HTTP/2 (ALPN h2, h2c) is answered publicly, each stream a request of
- * the same engine (h2/h2.h).
+ * the same engine (h2/h2.h). With [cluster], a Host held on another node
+ * is carried there, and http streams carried here from another node are
+ * served by the same engine with our client's rules.
  */
 #include <event2/bufferevent.h>
 #include <stdio.h>
@@ -92,9 +94,31 @@ static const char *no_host_detail(const char *host, size_t hlen, struct wm_hfwd_
     return detail;
 }
 
+/* t for r, a mapping of a local client, with its header rules (host:
+ * to route again if the client goes, may be empty). 0, or -1 on OOM. */
+static int local_target(struct rmap *r, const char *host, size_t hlen, struct wm_hfwd_target *t)
+{
+    struct route_data *d = calloc(1, sizeof(*d));
+
+    if (d == NULL) {
+        return -1;
+    }
+    d->tun_id = wm_tun_id(r->owner->t);
+    snprintf(d->name, sizeof(d->name), "%s", r->name);
+    snprintf(d->host, sizeof(d->host), "%.*s", (int)(hlen < sizeof(d->host) ? hlen : 0), host);
+    d->rules = rule_block_ref(r->owner->rules);
+    d->m_in = r->m_in;
+    d->m_out = r->m_out;
+    t->data = d;
+    t->rules = r->rules;
+    t->nrules = r->nrules;
+    snprintf(t->key, sizeof(t->key), "tun:%llu/%s", (unsigned long long)d->tun_id, r->name);
+    return 0;
+}
+
 static const struct wm_h2_front h2_http_front;
-/* cluster: route by Host to a node whose client holds the domain (its
- * header rules stay on that node's side: not applied here). */
+/* cluster: route by Host to a node whose client holds the domain (that
+ * node applies the mapping's header rules: tserver_http_node_stream). */
 static int route_remote(const char *host, size_t hlen, struct wm_hfwd_target *t,
                         const char **detail)
 {
@@ -126,7 +150,6 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     const char *host = wm_http_head_get(req, "host", &hlen);
     char abs_host[WM_HOST_MAX + 8]; /* = t->host_hdr */
     struct rmap *r;
-    struct route_data *d;
 
     (void)extra;
     if (wm_tls_pump_ssl(c->bev) == NULL && wm_h2_wants_upgrade(req) &&
@@ -159,21 +182,10 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         *detail = no_host_detail(host, hlen, t);
         return 404;
     }
-    d = calloc(1, sizeof(*d));
-    if (d == NULL) {
+    if (local_target(r, host, hlen, t) < 0) {
         *detail = "out of memory";
         return 500;
     }
-    d->tun_id = wm_tun_id(r->owner->t);
-    snprintf(d->name, sizeof(d->name), "%s", r->name);
-    snprintf(d->host, sizeof(d->host), "%.*s", (int)(hlen < sizeof(d->host) ? hlen : 0), host);
-    d->rules = rule_block_ref(r->owner->rules);
-    d->m_in = r->m_in;
-    d->m_out = r->m_out;
-    t->data = d;
-    t->rules = r->rules;
-    t->nrules = r->nrules;
-    snprintf(t->key, sizeof(t->key), "tun:%llu/%s", (unsigned long long)d->tun_id, r->name);
     snprintf(t->log, sizeof(t->log), "%s/%s", r->owner->name, r->name);
     return 0; /* origin-form as the client sent it, or made from absolute-form */
 }
@@ -289,6 +301,95 @@ static const struct wm_hfwd_ops h2_ops = {
 
 static const struct wm_h2_front h2_http_front = {&h2_ops, sizeof(struct wm_conn), false};
 static const struct wm_h2_front h2_https_front = {&h2_ops, sizeof(struct wm_conn), true};
+
+/* ---- cluster: http streams from another node ---- */
+
+/* One stream from another node: the requests A routed to our route key
+ * (one key per stream: A keys its upstream connections by route). */
+struct node_conn {
+    struct wm_conn c; /* first: freed as a wm_conn */
+    char key[WM_HOST_MAX + 8];
+    char node[TUN_NAME_MAX];
+    char field[WM_TUN_PEER_MAX]; /* the visitor as A's OPEN named it, passed on */
+};
+
+static int node_route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
+                      struct wm_hfwd_target *t, const char **detail, const char **extra)
+{
+    struct node_conn *nc = (struct node_conn *)c;
+    struct tserver *sv = server_of();
+    struct rmap *r = sv != NULL ? tcluster_pick_local(sv, "web", nc->key) : NULL;
+
+    (void)f;
+    (void)req;
+    (void)extra;
+    if (r == NULL) {
+        snprintf(t->log, sizeof(t->log), "%s(from %s)", nc->key, nc->node);
+        *detail = "no client of this node holds the route any more";
+        return 502;
+    }
+    if (local_target(r, "", 0, t) < 0) {
+        *detail = "out of memory";
+        return 500;
+    }
+    snprintf(t->log, sizeof(t->log), "%s/%s(from %s)", r->owner->name, r->name, nc->node);
+    return 0;
+}
+
+static void *node_connect(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t)
+{
+    struct tserver *sv = server_of();
+    const struct node_conn *nc = (const struct node_conn *)c;
+    const struct route_data *d = t->data;
+
+    for (struct tcarrier *k = sv != NULL ? sv->carriers : NULL; d != NULL && k != NULL;
+         k = k->next) {
+        if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
+            struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
+                                    {d->name, strlen(d->name)},
+                                    {nc->field, strlen(nc->field)}};
+            return wm_tun_open(k->t, &o, open_cb, f);
+        }
+    }
+    return NULL;
+}
+
+static const struct wm_hfwd_ops node_ops = {
+    .proto = "tunnel-node",
+    .route = node_route,
+    .connect = node_connect,
+    .cancel = cancel_op,
+    .release = release,
+    .logged = logged_op,
+};
+
+void tserver_http_node_stream(struct tserver *sv, struct wm_tun_stream *s, const char *key,
+                              const char *node, const char *field)
+{
+    const struct wm_tunnel_settings *st = sv->n->s;
+    struct wm_conn_limits lim = {st->head_timeout_ms, st->idle_timeout_ms};
+    struct node_conn *nc = calloc(1, sizeof(*nc));
+    struct wm_tun_peer pe;
+    struct bufferevent *bev;
+
+    if (nc == NULL) {
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_LIMIT, "out of memory");
+        return;
+    }
+    if ((bev = wm_tun_stream_accept(s)) == NULL) { /* refused by itself */
+        free(nc);
+        return;
+    }
+    snprintf(nc->key, sizeof(nc->key), "%s", key);
+    snprintf(nc->node, sizeof(nc->node), "%s", node);
+    snprintf(nc->field, sizeof(nc->field), "%s", field);
+    wm_tun_peer_parse((struct wm_tun_str){field, strlen(field)}, &pe);
+    /* the visitor's address: {client_ip} in the rules and the access line */
+    wm_conn_init(&nc->c, st->public_svc, sv->n->w, bev,
+                 pe.srclen > 0 ? (struct sockaddr *)&pe.src : NULL, pe.srclen, NULL, &lim);
+    nc->c.proto = "http";
+    wm_hfwd_start(&nc->c, &node_ops);
+}
 
 void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,
                          socklen_t plen, struct wm_listen_stats *stats)

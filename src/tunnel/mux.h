@@ -200,6 +200,10 @@ struct wm_tun_counters {
 };
 void wm_tun_get_counters(const struct wm_tun *t, struct wm_tun_counters *out);
 
+/* The carrier's TLS connection, or NULL (plain). */
+struct ssl_st;
+struct ssl_st *wm_tun_ssl(const struct wm_tun *t);
+
 /* The common name of the peer's certificate when the carrier is TLS and
  * that certificate was verified (mutual TLS): true with cn filled. */
 bool wm_tun_peer_subject(const struct wm_tun *t, char *cn, size_t cap);

@@ -82,6 +82,11 @@ static int tun_binding(struct wm_tun *t, uint8_t out[WM_TUN_BINDING])
     return WM_TUN_BINDING;
 }
 
+struct ssl_st *wm_tun_ssl(const struct wm_tun *t)
+{
+    return wm_tls_pump_ssl(t->bev);
+}
+
 bool wm_tun_peer_subject(const struct wm_tun *t, char *cn, size_t cap)
 {
     SSL *ssl = wm_tls_pump_ssl(t->bev);

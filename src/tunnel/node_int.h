@@ -103,6 +103,13 @@ int tnode_server_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *
 int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
                   struct wm_err *err);
 
+struct ssl_st;
+/* Cluster, mutual TLS between nodes (wm_tunnel_set_node_tls): does the
+ * center ask node carriers for the node certificate, and did carrier ssl
+ * come in with a verified one? */
+bool tnode_tls_nodes_need_cert(const struct wm_tunnel_settings *s);
+bool tnode_tls_is_node(const struct ssl_st *ssl);
+
 /* client.c */
 struct tclient *tclient_new(struct tnode *n, struct wm_tunnel_settings *s);
 void tclient_free(struct tclient *c);

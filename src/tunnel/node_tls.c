@@ -8,6 +8,7 @@
  * the one of server_fingerprint.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -337,4 +338,114 @@ int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
     }
     SSL_CTX_set_alpn_select_cb(s->map_ctx, map_alpn_cb, NULL); /* h2, http/1.1 */
     return 0;
+}
+
+/* ---- cluster: mutual TLS between nodes ---- */
+
+/* On the center's context: the nodes' context (owned: freed with it, so a
+ * handshake in progress across a reload still finds it). On the nodes'
+ * context: a mark. And the ALPN name nodes offer. */
+static int node_ctx_idx = -1;
+static int node_mark_idx = -1;
+static pthread_once_t node_idx_once = PTHREAD_ONCE_INIT;
+static char node_alpn[32];
+
+static void node_ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    SSL_CTX_free(ptr);
+}
+
+static void node_idx_init(void)
+{
+    node_ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, node_ctx_free);
+    node_mark_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* Does the ALPN extension (p, n: its body) list node_alpn? */
+static bool alpn_lists(const unsigned char *p, size_t n)
+{
+    size_t want = strlen(node_alpn);
+
+    if (n < 2 || (((size_t)p[0] << 8) | p[1]) != n - 2) {
+        return false;
+    }
+    for (p += 2, n -= 2; n > 0;) {
+        size_t l = p[0];
+        if (l + 1 > n) {
+            return false;
+        }
+        if (l == want && memcmp(p + 1, node_alpn, want) == 0) {
+            return true;
+        }
+        p += l + 1;
+        n -= l + 1;
+    }
+    return false;
+}
+
+/* The center's ClientHello: another node (it offers node_alpn) gets the
+ * nodes' context: their certificate, and ours required against their CA. */
+static int node_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    SSL_CTX *node = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), node_ctx_idx);
+    const unsigned char *p;
+    size_t n;
+
+    (void)al;
+    (void)arg;
+    if (node != NULL &&
+        SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                  &n) == 1 &&
+        alpn_lists(p, n)) {
+        SSL_set_SSL_CTX(ssl, node);
+        SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+int wm_tunnel_set_node_tls(struct wm_tunnel_settings *s, const char *alpn, const char *ca,
+                           const char *cert, const char *key, struct wm_err *err)
+{
+    struct wm_tls_opts to = {cert, key, ca, true};
+    char msg[512];
+
+    if (s->server_ctx == NULL) {
+        return wm_err_set(err, NULL, 0, 0, "cluster.node_ca",
+                          "mutual TLS between nodes needs a TLS center ([proxy] tc = true)");
+    }
+    pthread_once(&node_idx_once, node_idx_init);
+    snprintf(node_alpn, sizeof(node_alpn), "%s", alpn);
+    if (node_ctx_idx < 0 || node_mark_idx < 0) {
+        return wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
+    }
+    SSL_CTX *node = wm_tls_server_ctx(&to, msg, sizeof(msg));
+    if (node == NULL) {
+        return wm_err_set(err, NULL, 0, 0, "cluster.node_cert", "%s", msg);
+    }
+    SSL_CTX_set_ex_data(node, node_mark_idx, &node_mark_idx);
+    if (SSL_CTX_set_ex_data(s->server_ctx, node_ctx_idx, node) != 1) {
+        SSL_CTX_free(node);
+        return wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
+    }
+    SSL_CTX_set_client_hello_cb(s->server_ctx, node_hello_cb, NULL);
+    return 0;
+}
+
+bool tnode_tls_nodes_need_cert(const struct wm_tunnel_settings *s)
+{
+    return node_ctx_idx >= 0 && s->server_ctx != NULL &&
+           SSL_CTX_get_ex_data(s->server_ctx, node_ctx_idx) != NULL;
+}
+
+bool tnode_tls_is_node(const struct ssl_st *ssl)
+{
+    return ssl != NULL && node_mark_idx >= 0 &&
+           SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), node_mark_idx) != NULL &&
+           SSL_get0_peer_certificate(ssl) != NULL && SSL_get_verify_result(ssl) == X509_V_OK;
 }

@@ -2,7 +2,8 @@
  * tunnel/server_cluster.c - the tunnel server's side of a cluster (the
  * hooks of tunnel.h that src/cluster/ installs): routing keys as the
  * cluster names them, claims checked and announced, streams from other
- * nodes relayed to the local client that holds the mapping, and public
+ * nodes relayed to the local client that holds the mapping (http ones
+ * served by the HTTP engine with its header rules, http_map.c), and public
  * connections for keys a client of another node holds carried there.
  * Nothing here runs without [cluster] (wm_tunnel_cluster NULL).
  */
@@ -63,8 +64,7 @@ void tcluster_claimed(struct tcarrier *c, struct rmap *r, bool held)
     }
 }
 
-/* A local client's live mapping for ns/key (as another node names it). */
-static struct rmap *pick_local(struct tserver *sv, const char *ns, const char *key)
+struct rmap *tcluster_pick_local(struct tserver *sv, const char *ns, const char *key)
 {
     struct rmap *cand[64];
     size_t n = 0;
@@ -117,8 +117,13 @@ void tcluster_node_open(struct tserver *sv, struct tcarrier *c, struct wm_tun_st
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NOT_ALLOWED, "a node opens mapping streams by route");
         return;
     }
-    if ((r = pick_local(sv, ns, key)) == NULL) {
+    if ((r = tcluster_pick_local(sv, ns, key)) == NULL) {
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NO_MAPPING, "no client of this node holds the route");
+        return;
+    }
+    wm_tun_str_copy(field, sizeof(field), o->peer);
+    if (strcmp(ns, "web") == 0) { /* HTTP: served here, with the mapping's header rules */
+        tserver_http_node_stream(sv, s, key, c->name, field);
         return;
     }
     wm_tun_peer_parse(o->peer, &pe);
@@ -129,7 +134,6 @@ void tcluster_node_open(struct tserver *sv, struct tcarrier *c, struct wm_tun_st
     if (b == NULL) {
         return;
     }
-    wm_tun_str_copy(field, sizeof(field), o->peer);
     snprintf(target, sizeof(target), "%s/%s(from %s)", r->owner->name, r->name, c->name);
     struct wm_tun_open po = {WM_TUN_OPEN_MAPPING, {r->name, strlen(r->name)},
                              {field, strlen(field)}};

@@ -164,6 +164,14 @@ void tcluster_node_open(struct tserver *sv, struct tcarrier *c, struct wm_tun_st
  * node holds it. */
 bool tcluster_route_tcp(struct tserver *sv, const char *key, int fd, const char *ps,
                         const char *field, struct wm_listen_stats *stats, bool proxy);
+/* A local client's live mapping for ns/key as the cluster names it
+ * (group members in turn), or NULL. */
+struct rmap *tcluster_pick_local(struct tserver *sv, const char *ns, const char *key);
+/* http_map.c: an http(s) stream from another node (node: its id) for the
+ * local route key: served by the HTTP engine with the mapping's header
+ * rules, as if the visitor (field: the OPEN's peer field) had come here. */
+void tserver_http_node_stream(struct tserver *sv, struct wm_tun_stream *s, const char *key,
+                              const char *node, const char *field);
 /* The carrier to a node that holds the domain of host (port dropped,
  * wildcards), with the route's key and the node's id; or NULL. */
 struct wm_tun *tcluster_route_host(const char *host, size_t hlen, char *key, size_t kcap,

@@ -147,6 +147,15 @@ int wm_tunnel_prepare(const struct wm_tunnel_opts *o, struct wm_tunnel_settings 
                       struct wm_err *err);
 void wm_tunnel_settings_free(struct wm_tunnel_settings *s);
 
+/* [cluster] mutual TLS between nodes: a carrier whose TLS ClientHello
+ * offers ALPN alpn (another node) is answered with cert/key and must
+ * present a certificate that chains to ca; it is then a node carrier
+ * (node_password, when set, is still proved on top). Needs a TLS center
+ * (tc). Before install (main thread). 0, or -1 with err (key: the
+ * [cluster] key). */
+int wm_tunnel_set_node_tls(struct wm_tunnel_settings *s, const char *alpn, const char *ca,
+                           const char *cert, const char *key, struct wm_err *err);
+
 /* The listening addresses the settings need: fills addr[i]/kind[i] for
  * up to max entries, returns the count. */
 size_t wm_tunnel_listeners(const struct wm_tunnel_settings *s, const char **addr,

@@ -16,7 +16,7 @@ import pytest
 from helpers import http1
 from helpers.control import api
 from helpers.net import connect, free_port, recv_all, wait_port, wait_until
-from helpers.tunnel import make_certs, toml_value, wait_log
+from helpers.tunnel import _ssl, make_certs, toml_value, wait_log
 
 REDIS = shutil.which("redis-server")
 CRED = {"username": "wm", "password": "s3cret"}
@@ -79,7 +79,7 @@ class Cluster:
         self.nodes = {}
         self.n = 0
 
-    def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1"):
+    def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1", cluster_keys=None):
         cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
         if tcp_ip == "::1":
             tp = free_port(socket.AF_INET6)
@@ -93,6 +93,11 @@ class Cluster:
         cluster = {"redis": "redis://127.0.0.1:%d/0" % self.redis.port, "node_id": nid,
                    "advertise": "127.0.0.1:%d" % cp, "node_password": NODE_PASSWORD,
                    "ttl": "3s"}
+        for k, v in (cluster_keys or {}).items():
+            if v is None:
+                cluster.pop(k, None)
+            else:
+                cluster[k] = v
         self.texts = getattr(self, "texts", {})
         self.texts[nid] = (proxy, cluster)
         path = write_toml(self.tmp / ("%s.toml" % nid), {"control": "127.0.0.1:%d" % ctl},
@@ -237,6 +242,36 @@ def test_https_by_sni_through_another_node(cluster, origin, certs):
         wait_until(lambda: get(n), 10, what="HTTPS via node %s" % n.nid)
         assert "cluster: carrier to node c" in n.log() and "(TLS)" in n.log()
     assert wait_log(a, "target=node:c/a.test"), a.log()[-2000:]
+
+
+def test_header_rules_apply_whichever_node_the_visitor_hits(cluster, origin):
+    """A mapping's header rules (request and response) give the same
+    headers through node A as through the owner node C: C serves streams
+    carried from A with its client's rules. Before, a request carried
+    from A got none of them."""
+    a, c = cluster.node("a"), cluster.node("c")
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(
+        origin, headers=["proxy x-forwarded-for {client_ip}", "+ x-via yes", "- x-kept"])])
+    assert wait_log(c, 'registered mapping "web"'), c.log()
+    wait_until(lambda: served(a.http, "app.test"), 10, what="HTTP via node a")
+    for n in (c, a):
+        s = connect(n.http)
+        rd = http1.Reader(s)
+        try:
+            for _ in range(3):  # keep-alive: every request of the connection
+                s.sendall(http1.request("GET", "/headers", [("Host", "app.test")]))
+                r = rd.response()
+                assert r.status == 200, (n.nid, r.status, r.body)
+                hdrs = {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+                assert hdrs.get("x-forwarded-for") == "127.0.0.1", (n.nid, hdrs)
+                assert r.header("x-via") == "yes", n.nid
+                s.sendall(http1.request("GET", "/hop", [("Host", "app.test")]))
+                r = rd.response()
+                assert r.body == b"ok" and r.header("X-Kept") is None, n.nid
+        finally:
+            s.close()
+    assert wait_log(c, "(from node:a)"), c.log()[-2000:]
+    assert wait_log(a, "target=node:c/app.test"), a.log()[-2000:]
 
 
 # ---- [cluster] config: checked with file:line:col, TOML and YAML ----
@@ -449,3 +484,157 @@ def test_shared_limit_on_redis_error_deny(cluster, redis):
     assert wait_log(a, "Redis is unreachable: requests are denied"), a.log()[-2000:]
     redis.start()
     wait_until(lambda: http_get(port, "x.test", "/").status == 200, 15, what="allowed again")
+
+
+# ---- 5b. the failed-auth slowdown counts across the nodes ----
+
+def _login(port, user, password, src="127.0.0.1"):
+    """One hand-made carrier login from src (test_tunnel_auth._try_login):
+    ('challenge-missing', None) when the node closes before its CHALLENGE,
+    else (ok byte, seconds until the answer)."""
+    from test_tunnel_auth import _frame, _hello, _read_frame, _s16
+    import hmac
+    s = socket.socket()
+    s.bind((src, 0))
+    s.settimeout(15)
+    s.connect(("127.0.0.1", port))
+    try:
+        s.sendall(_hello())
+        try:
+            typ, ch = _read_frame(s)
+        except (EOFError, ConnectionError, OSError):
+            return "challenge-missing", None
+        assert typ == 0x11, (typ, ch)
+        nonce_s, nonce_c = ch[:32], os.urandom(32)
+        mac = hmac.new(password, b"wmtun/2 client" + nonce_s + nonce_c + user,
+                       hashlib.sha256).digest()
+        t0 = time.monotonic()
+        s.sendall(_frame(0x12, nonce_c + _s16(user) + mac))
+        typ, res = _read_frame(s)
+        return res[0], time.monotonic() - t0
+    finally:
+        s.close()
+
+
+def test_failed_logins_count_across_the_nodes(cluster, redis):
+    """Password guesses spread round-robin over three nodes (3 or 4 per
+    node, under one node's limit of 10) put the address on hold on every
+    node, as ten on one node would; another address still attaches. Before,
+    each node counted alone and the guesser was never held."""
+    import threading
+    nodes = [cluster.node(n) for n in "abc"]
+    for n in nodes:
+        wait_until(lambda: status(n)["redis"]["state"] == "up", 10, what="on Redis")
+    results = []
+    lock = threading.Lock()
+
+    def guess(i):
+        r = _login(nodes[i % 3].center, b"wm", b"guess-%d" % i)
+        with lock:
+            results.append(r)
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 10 and all(r[0] == 0 for r in results), results
+    for n in nodes:  # even the right password, on every node
+        wait_until(lambda: _login(n.center, b"wm", b"s3cret")[0] == "challenge-missing", 10,
+                   what="address held on node %s" % n.nid)
+    assert sum(bool(wait_log(n, "on hold across the cluster", 5)) for n in nodes) >= 2
+    code, _, doc = api(nodes[1].ctl, "GET", "/status")
+    assert doc["tunnel"]["center"]["refused_hold"] >= 1, doc["tunnel"]["center"]
+    assert doc["cluster"]["shared_authfail"]["recorded"] >= 3, doc["cluster"]
+    # another address is not held
+    ok, _ = _login(nodes[2].center, b"wm", b"s3cret", src="127.0.0.2")
+    assert ok == 1, ok
+    # Redis unreachable: failures count on their node, logged and counted
+    redis.stop()
+    wait_until(lambda: status(nodes[0])["redis"]["state"] == "down", 10, what="Redis down")
+    assert _login(nodes[0].center, b"wm", b"nope", src="127.0.0.3")[0] == 0
+    assert wait_log(nodes[0], "count on this node only"), nodes[0].log()[-2000:]
+    assert status(nodes[0])["shared_authfail"]["unshared"] >= 1
+
+
+# ---- 1b. mutual TLS between nodes ----
+
+def _node_certs(d, ca="node-ca"):
+    """A CA for the nodes and a certificate per node (no extended key
+    usage: each serves as the TLS server and the TLS client of carriers)."""
+    os.makedirs(d, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _ssl("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
+         "-subj", "/CN=" + ca, cwd=d)
+    for n in ("a", "c"):
+        _ssl("req", *ec, "-keyout", "%s-%s.key" % (ca, n), "-out", "%s-%s.csr" % (ca, n),
+             "-subj", "/CN=%s" % n, cwd=d)
+        _ssl("x509", "-req", "-in", "%s-%s.csr" % (ca, n), "-CA", ca + ".pem", "-CAkey",
+             ca + ".key", "-CAcreateserial", "-out", "%s-%s.pem" % (ca, n), "-days", "2", cwd=d)
+    return lambda n: {"node_ca": os.path.join(d, ca + ".pem"),
+                      "node_cert": os.path.join(d, "%s-%s.pem" % (ca, n)),
+                      "node_key": os.path.join(d, "%s-%s.key" % (ca, n))}
+
+
+def test_nodes_authenticate_with_mutual_tls(cluster, origin, certs, tmp_path):
+    """[cluster] node_ca/node_cert/node_key instead of node_password: node A
+    reaches node C's center with its node certificate, C answers with its
+    own, each checked against the nodes' CA, and A carries visitors to C.
+    A node whose certificate another CA signed is refused, and so is one
+    that only knows a password; the clients' carriers on the same port are
+    unaffected. Before, node_password was required and node_ca unknown."""
+    good = _node_certs(str(tmp_path / "n"))
+    rogue = _node_certs(str(tmp_path / "r"), ca="rogue")
+    tls = {"tc": True, "cert": certs["srv.pem"], "key": certs["srv.key"]}
+    ka = dict(good("a"), node_password=None)
+    c = cluster.node("c", tls=tls, cluster_keys=dict(good("c"), node_password=None))
+    a = cluster.node("a", tls=tls, cluster_keys=ka)
+    cluster.client("127.0.0.1:%d" % c.center, [web_map(origin)],
+                   tls={"ts": True, "ca": certs["ca.pem"]})
+    assert wait_log(c, 'registered mapping "web"'), c.log()
+    wait_until(lambda: served(a.http, "app.test"), 10, what="HTTP via node a (mutual TLS)")
+    assert wait_log(a, "cluster: carrier to node c"), a.log()
+    assert "(TLS)" in a.log()
+    assert wait_log(c, "(from node:a)"), c.log()[-2000:]
+    # a node with another CA's certificate, and one with a password only
+    r = cluster.node("r", tls=tls, cluster_keys=dict(rogue("a"), node_password=None))
+    p = cluster.node("p", tls=tls)
+    for n in (r, p):
+        assert wait_log(n, "cluster: carrier to node c"), n.log()
+    assert wait_log(c, "must present the cluster's node certificate"), c.log()[-3000:]
+    for n in (r, p):
+        assert not served(n.http, "app.test")
+        doc = status(n)
+        assert not any(k["node"] == "c" and k["state"] == "ready" for k in doc["carriers"]), doc
+    assert served(a.http, "app.test")
+
+
+def test_node_tls_config_errors(tmp_path):
+    from conftest import BIN
+    toml = tmp_path / "m.toml"
+    toml.write_text('[proxy]\ncenter_addr = "127.0.0.1:19001"\n[cluster]\n'
+                    'redis = "redis://127.0.0.1:6379/0"\nnode_id = "a"\n'
+                    'advertise = "127.0.0.1:19001"\nnode_ca = "ca.pem"\n')
+    yml = tmp_path / "m.yaml"
+    yml.write_text('proxy:\n  center_addr: "127.0.0.1:19001"\n  tc: true\ncluster:\n'
+                   '  redis: "redis://127.0.0.1:6379/0"\n  node_id: a\n'
+                   '  advertise: "127.0.0.1:19001"\n  node_ca: ca.pem\n'
+                   '  node_cert: nope.pem\n  node_key: nope.key\n')
+    none = tmp_path / "n.toml"
+    none.write_text('[proxy]\ncenter_addr = "127.0.0.1:19001"\n[cluster]\n'
+                    'redis = "redis://127.0.0.1:6379/0"\nnode_id = "a"\n'
+                    'advertise = "127.0.0.1:19001"\n')
+    out = {}
+    for f in (toml, yml, none):
+        r = subprocess.run([BIN, "check", "-c", str(f)], capture_output=True, timeout=30)
+        assert r.returncode != 0, f
+        out[f.name] = r.stdout.decode() + r.stderr.decode()
+    assert "m.toml:7:11: cluster.node_cert: node_ca, node_cert and node_key go together" \
+        in out["m.toml"], out
+    assert "m.toml:7:11: cluster.node_ca: mutual TLS between nodes runs on the tunnel " \
+        "port's TLS" in out["m.toml"], out
+    assert "m.yaml: cluster.node_ca: cannot read " in out["m.yaml"], out
+    (tmp_path / "ca.pem").write_text(open(make_certs(str(tmp_path / "k"))["ca.pem"]).read())
+    r = subprocess.run([BIN, "check", "-c", str(yml)], capture_output=True, timeout=30)
+    assert "m.yaml: cluster.node_cert: cannot read " in r.stderr.decode() and \
+        "nope.pem" in r.stderr.decode(), r.stderr
+    assert "cluster.node_password: the nodes authenticate each other" in out["n.toml"], out

@@ -97,12 +97,63 @@ static void test_untracked_and_eviction(void **state)
     assert_int_equal(wm_authfail_check((struct sockaddr *)&last), -1);
 }
 
+/* [cluster]: the sharing hooks see each failure (and a success after
+ * failures); what the cluster reports raises the count and holds. */
+static int hook_fails, hook_held, hook_forgiven;
+
+static void on_failed(const unsigned char ip[16], bool held)
+{
+    (void)ip;
+    hook_fails++;
+    hook_held += held;
+}
+
+static void on_forgive(const unsigned char ip[16])
+{
+    (void)ip;
+    hook_forgiven++;
+}
+
+static void test_shared(void **state)
+{
+    static const struct wm_authfail_shared h = {on_failed, on_forgive};
+    struct sockaddr_in a = v4(0x0a000004);
+    const struct sockaddr *sa = (const struct sockaddr *)&a;
+    unsigned char ip[16];
+    struct wm_authfail_stats st;
+
+    (void)state;
+    wm_authfail_set_shared(&h);
+    wm_authfail_record(sa, false);
+    wm_authfail_record(sa, true);
+    wm_authfail_record(sa, true); /* nothing to forgive any more */
+    assert_int_equal(hook_fails, 1);
+    assert_int_equal(hook_forgiven, 1);
+    /* the other nodes saw 6 failures: the next one here waits as the 7th */
+    inet_pton(AF_INET6, "::ffff:10.0.0.4", ip);
+    wm_authfail_learn(ip, 6, 0);
+    assert_int_equal(wm_authfail_check(sa), 0);
+    assert_int_equal(wm_authfail_record(sa, false), (7 - WM_AUTHFAIL_FREE) * WM_AUTHFAIL_STEP_MS);
+    /* the cluster holds it */
+    wm_authfail_learn(ip, 0, 5000);
+    assert_int_equal(wm_authfail_check(sa), -1);
+    wm_authfail_learn(ip, 0, 5000); /* announced twice: one hold */
+    wm_authfail_get_stats(&st);
+    assert_int_equal(st.shared_holds, 1);
+    assert_int_equal(st.bans, 0);
+    wm_authfail_set_shared(NULL);
+    wm_authfail_record(sa, false);
+    assert_int_equal(hook_fails, 2);
+    assert_int_equal(hook_held, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_delays_then_hold, reset),
         cmocka_unit_test_setup(test_success_forgets, reset),
         cmocka_unit_test_setup(test_untracked_and_eviction, reset),
+        cmocka_unit_test_setup(test_shared, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
