@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -502,4 +504,17 @@ void wm_cluster_status_json(struct evbuffer *out)
         return; /* read without the lock, as the tunnel's */
     }
     wm_worker_call(wm_worker_get(0), status_on_worker, out);
+}
+
+void cl_retry_later(struct event *ev, unsigned *backoff_ms)
+{
+    uint32_t r = 0;
+    struct timeval tv;
+
+    RAND_bytes((unsigned char *)&r, sizeof(r));
+    unsigned ms = *backoff_ms / 2 + r % (*backoff_ms / 2 + 1);
+    *backoff_ms = *backoff_ms * 2 > CL_BACKOFF_MAX_MS ? CL_BACKOFF_MAX_MS : *backoff_ms * 2;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(ev, &tv);
 }

@@ -154,6 +154,10 @@ void cauth_install(bool on);
 void cauth_announced(const char *msg, size_t len);
 void cauth_status_json(struct evbuffer *out);
 
+/* cluster.c: arm ev for a retry after a jittered *backoff_ms (half to all
+ * of it), then double *backoff_ms up to CL_BACKOFF_MAX_MS. */
+void cl_retry_later(struct event *ev, unsigned *backoff_ms);
+
 /* cluster.c: the current cluster (worker 0), or NULL. */
 extern struct cluster *wm_cluster_current;
 /* A claim of ours lost in Redis: withdraw it locally. */

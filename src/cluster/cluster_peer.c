@@ -9,7 +9,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,15 +30,7 @@ static void peer_connect(struct cpeer *p);
 
 static void peer_retry(struct cpeer *p)
 {
-    uint32_t r = 0;
-    struct timeval tv;
-
-    RAND_bytes((unsigned char *)&r, sizeof(r));
-    unsigned ms = p->backoff_ms / 2 + r % (p->backoff_ms / 2 + 1);
-    p->backoff_ms = p->backoff_ms * 2 > CL_BACKOFF_MAX_MS ? CL_BACKOFF_MAX_MS : p->backoff_ms * 2;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    evtimer_add(p->retry_ev, &tv);
+    cl_retry_later(p->retry_ev, &p->backoff_ms);
 }
 
 static void on_ready(struct wm_tun *t, void *arg)

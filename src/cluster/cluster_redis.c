@@ -13,7 +13,6 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,9 +486,6 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static void go_down(struct cluster *cl, const char *why)
 {
-    uint32_t r = 0;
-    struct timeval tv;
-
     if (cl->closing) {
         return;
     }
@@ -513,12 +509,7 @@ static void go_down(struct cluster *cl, const char *why)
     if (evtimer_pending(cl->retry_ev, NULL)) {
         return;
     }
-    RAND_bytes((unsigned char *)&r, sizeof(r));
-    unsigned ms = cl->backoff_ms / 2 + r % (cl->backoff_ms / 2 + 1);
-    cl->backoff_ms = cl->backoff_ms * 2 > CL_BACKOFF_MAX_MS ? CL_BACKOFF_MAX_MS : cl->backoff_ms * 2;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    evtimer_add(cl->retry_ev, &tv);
+    cl_retry_later(cl->retry_ev, &cl->backoff_ms);
 }
 
 void credis_start(struct cluster *cl)
