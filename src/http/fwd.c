@@ -238,7 +238,12 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
 
     switch (f->state) {
     case HF_READ_HEAD:
-        if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
+            wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+            /* A new request's bytes are in, their (deferred) read callback
+             * has not run yet: read them now, the head timer starts. */
+            hf_process_client(f);
+        } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0 && now < f->ka_until) {
             go_quiet(f);
             hf_arm_timer(f, (int)(f->ka_until - now));
