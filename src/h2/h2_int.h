@@ -97,8 +97,8 @@ void h2_idle_check(struct wm_h2 *h);
 /* h2_stream.c */
 /* A request's header list is complete: translate it, start its engine. */
 void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream);
-/* Start the engine on an HTTP/1.1 head (h2s_start, or an h2c upgrade's
- * request as stream 1). */
+/* Start the engine on the request: head NULL: st->req, finished (h2s_start);
+ * else HTTP/1.1 head bytes (an h2c upgrade's request as stream 1). */
 void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head);
 /* Request body bytes and their end. */
 void h2s_data(struct h2_stream *st, const uint8_t *p, size_t n);

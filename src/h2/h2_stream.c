@@ -453,19 +453,46 @@ static bool h2v_take(struct wm_h2 *h, struct h2_stream *st)
     return false;
 }
 
+/* The request head to the engine on st->end: given as parsed when st->req
+ * allows it and the engine waits for a request, else as bytes (head, or
+ * st->req written out). */
+static void deliver_head(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
+{
+    struct wm_http_head **parsed = head == NULL ? wm_h2_req_parsed(st->req) : NULL;
+    struct bufferevent *engine = bufferevent_pair_get_partner(st->end);
+    struct evbuffer *bytes;
+
+    if (parsed != NULL && engine != NULL && wm_hfwd_give_head(engine, parsed) == 0) {
+        return;
+    }
+    if (head != NULL) {
+        bufferevent_write_buffer(st->end, head);
+        return;
+    }
+    if ((bytes = evbuffer_new()) == NULL || wm_h2_req_write(st->req, bytes) != 0) {
+        if (bytes != NULL) {
+            evbuffer_free(bytes);
+        }
+        h2s_answer(st, 500, "out of memory");
+        return;
+    }
+    bufferevent_write_buffer(st->end, bytes); /* the engine reads it as its next request */
+    evbuffer_free(bytes);
+}
+
 void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
 {
     struct bufferevent *pair[2] = {NULL, NULL};
     struct wm_conn *sc;
 
+    if (st->req_done) {
+        st->chunked = false;
+    }
     if (h2v_take(h, st)) {
         wm_http_parser_set_body_cb(st->resp, body_cb, st);
         wm_http_parser_expect_no_body(st->resp, st->is_head);
         bufferevent_setcb(st->end, end_read_cb, end_write_cb, end_event_cb, st);
-        if (st->req_done) {
-            st->chunked = false;
-        }
-        bufferevent_write_buffer(st->end, head); /* the engine reads it as its next request */
+        deliver_head(h, st, head);
         return;
     }
     st->resp = h->nspare > 0 ? h->spare[--h->nspare]
@@ -486,25 +513,15 @@ void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
     st->end = pair[0];
     bufferevent_setcb(st->end, end_read_cb, end_write_cb, end_event_cb, st);
     bufferevent_enable(st->end, EV_READ | EV_WRITE);
-    bufferevent_write_buffer(st->end, head);
-    if (st->req_done) {
-        st->chunked = false;
+    wm_hfwd_start(sc, h->fr->ops); /* waits for its first request */
+    if (st->end != NULL) {
+        deliver_head(h, st, head);
     }
-    wm_hfwd_start(sc, h->fr->ops);
 }
 
-void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
+/* st->req goes back to the connection's spare (one list is built at a time). */
+static void recycle_req(struct wm_h2 *h, struct h2_stream *st)
 {
-    struct evbuffer *head = evbuffer_new();
-    int status;
-
-    st->req_done = end_stream;
-    if (head == NULL) {
-        h2s_answer(st, 500, "out of memory");
-        return;
-    }
-    status = wm_h2_req_head(st->req, end_stream, h->fr->tls, head, &st->chunked, &st->ws,
-                            &st->is_head);
     if (h->spare_req == NULL) {
         wm_h2_req_reset(st->req);
         h->spare_req = st->req;
@@ -512,13 +529,22 @@ void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
         wm_h2_req_free(st->req);
     }
     st->req = NULL;
+}
+
+void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
+{
+    int status;
+
+    st->req_done = end_stream;
+    status = wm_h2_req_finish(st->req, end_stream, &st->chunked, &st->ws, &st->is_head);
     if (status != 0) {
+        recycle_req(h, st);
         h2s_answer(st, status, status == 431 ? "request header fields too large"
                                              : "malformed request");
-    } else {
-        h2s_launch(h, st, head);
+        return;
     }
-    evbuffer_free(head);
+    h2s_launch(h, st, NULL);
+    recycle_req(h, st);
 }
 
 void h2s_data(struct h2_stream *st, const uint8_t *p, size_t n)
