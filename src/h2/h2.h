@@ -61,7 +61,7 @@ struct wm_worker;
 #define WM_H2_MAX_CONT       16    /* CONTINUATION frames in one header block */
 #define WM_H2_IDLE_ENGINES   WM_H2_MAX_STREAMS /* waiting engine pairs per connection */
 #define WM_H2_IDLE_ENGINE_MS 10000 /* an engine pair waits that long at most */
-#define WM_H2_ENGINE_LINGER_MS 100 /* waiting engines stay while the connection has no
+#define WM_H2_ENGINE_LINGER_MS 500 /* waiting engines stay while the connection has no
                                     * stream, that long (then they go, see h2_idle_check) */
 
 /* How a service serves HTTP/2: the ops and connection record size of its
