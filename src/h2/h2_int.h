@@ -54,7 +54,7 @@ struct h2_stream {
 /* A pair whose engine answered and waits, keep-alive, for the next request:
  * the next stream takes it instead of starting an engine (the engine keeps
  * its upstream connection, as for an HTTP/1 keep-alive client). They go
- * when the connection has no stream left. */
+ * when the connection has had no stream for WM_H2_ENGINE_LINGER_MS. */
 struct h2_vconn {
     struct wm_h2 *h;
     struct h2_vconn *next;
