@@ -357,6 +357,7 @@ static void linger_cb(int fd, short what, void *arg)
     wm_conn_enter(c);
     if (h != NULL && !wm_conn_closed(c) && h->nstreams == 0) {
         h2v_free_all(h);
+        h2s_spares_free(h);
         if (h->c->limits.idle_ms > WM_H2_ENGINE_LINGER_MS) {
             wm_conn_set_timer(c, h->c->limits.idle_ms - WM_H2_ENGINE_LINGER_MS, idle_cb);
         } else if (h->c->limits.idle_ms > 0) {
@@ -382,6 +383,7 @@ void h2_idle_check(struct wm_h2 *h)
         return;
     }
     h2v_free_all(h);
+    h2s_spares_free(h);
     if (h->c->limits.idle_ms > 0) {
         wm_conn_set_timer(h->c, h->c->limits.idle_ms, idle_cb);
     }
@@ -401,6 +403,7 @@ static void h2_free(struct wm_conn *c)
         }
         h2s_free(h->streams);
     }
+    h2s_spares_free(h);
     nghttp2_session_del(h->s);
     wm_h2_req_free(h->spare_req);
     while (h->nspare > 0) {

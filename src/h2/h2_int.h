@@ -10,6 +10,8 @@
 /* Request body bytes read and dropped after the answer went out early,
  * before the stream is reset with NO_ERROR (RFC 9113 8.1). */
 #define H2_DISCARD_MAX (1u << 20)
+/* Finished stream records (and waiting-engine entries) kept for reuse. */
+#define WM_H2_SPARE_RECORDS 32
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
@@ -84,6 +86,13 @@ struct wm_h2 {
     struct wm_h2_req *spare_req;   /* one header list is built at a time: reused */
     struct h2_vconn *idle;         /* waiting engine pairs, newest first */
     size_t nidle;
+    /* Records of finished streams and waiting-engine entries, reused by the
+     * next ones (at most WM_H2_SPARE_RECORDS each; they go with the waiting
+     * engines, h2s_spares_free). */
+    struct h2_stream *spare_st;    /* linked by next; body buffer kept, empty */
+    unsigned nspare_st;
+    struct h2_vconn *spare_v;      /* linked by next */
+    unsigned nspare_v;
 };
 
 /* h2.c */
@@ -111,6 +120,8 @@ struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id);
 /* Waiting engine pairs: give one back (taken), free them all. */
 void h2v_put(struct wm_h2 *h, struct bufferevent *end, struct wm_http_parser *resp);
 void h2v_free_all(struct wm_h2 *h);
+/* The spare stream records and entries go (with the waiting engines). */
+void h2s_spares_free(struct wm_h2 *h);
 /* Data source of a stream's DATA frames. */
 ssize_t h2s_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                       uint32_t *flags, nghttp2_data_source *src, void *user);
