@@ -147,10 +147,19 @@ int wm_bev_send_bytes(struct bufferevent *bev, const void *data, size_t n)
     return 0;
 }
 
+/* Bytes reserved for one read: grows while reads fill it, shrinks back when
+ * they stay small, so small messages (a 1 KiB response on each of many
+ * keep-alive connections) do not each take a fresh 64 KiB chunk from the
+ * heap (malloc growing and trimming its top, page faults), while bulk
+ * transfers still read 64 KiB per call. */
+#define FASTREAD_MIN 4000  /* a 4 KiB chunk with libevent's chunk header */
+#define FASTREAD_MAX 65000 /* a 64 KiB chunk likewise */
+
 struct wm_fastread {
     struct bufferevent *bev;
     struct event *ev;
     size_t limit;
+    size_t want;               /* next reservation, FASTREAD_MIN..FASTREAD_MAX */
     bool on;
     void (*readcb)(struct bufferevent *, void *);
     void (*eventcb)(struct bufferevent *, short, void *);
@@ -173,7 +182,7 @@ static void fastread_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     evbuffer_unfreeze(in, 0);
-    nv = evbuffer_reserve_space(in, 65536, v, 2);
+    nv = evbuffer_reserve_space(in, (ev_ssize_t)fr->want, v, 2);
     if (nv <= 0) {
         evbuffer_freeze(in, 0);
         fr->eventcb(fr->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, fr->arg);
@@ -199,6 +208,11 @@ static void fastread_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     size_t left = (size_t)r;
+    if ((size_t)r >= fr->want && fr->want < FASTREAD_MAX) {
+        fr->want = fr->want * 2 < FASTREAD_MAX ? fr->want * 2 : FASTREAD_MAX;
+    } else if ((size_t)r < fr->want / 4 && fr->want > FASTREAD_MIN) {
+        fr->want /= 2;
+    }
     for (int i = 0; i < nv; i++) {
         v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
         left -= v[i].iov_len;
@@ -229,6 +243,7 @@ struct wm_fastread *wm_fastread_new(struct bufferevent *bev, size_t limit,
     }
     fr->bev = bev;
     fr->limit = limit;
+    fr->want = FASTREAD_MIN;
     fr->readcb = readcb;
     fr->eventcb = eventcb;
     fr->arg = arg;

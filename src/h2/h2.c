@@ -345,6 +345,28 @@ static void idle_cb(int fd, short what, void *arg)
     wm_conn_leave(c);
 }
 
+/* The connection has had no stream for WM_H2_ENGINE_LINGER_MS: its
+ * waiting engines go, then the idle limit runs for the rest. */
+static void linger_cb(int fd, short what, void *arg)
+{
+    struct wm_conn *c = arg;
+    struct wm_h2 *h = c->proto_data;
+
+    (void)fd;
+    (void)what;
+    wm_conn_enter(c);
+    if (h != NULL && !wm_conn_closed(c) && h->nstreams == 0) {
+        h2v_free_all(h);
+        h2s_spares_free(h);
+        if (h->c->limits.idle_ms > WM_H2_ENGINE_LINGER_MS) {
+            wm_conn_set_timer(c, h->c->limits.idle_ms - WM_H2_ENGINE_LINGER_MS, idle_cb);
+        } else if (h->c->limits.idle_ms > 0) {
+            idle_cb(fd, what, arg);
+        }
+    }
+    wm_conn_leave(c);
+}
+
 void h2_idle_check(struct wm_h2 *h)
 {
     if (h->nstreams > 0) {
@@ -352,8 +374,16 @@ void h2_idle_check(struct wm_h2 *h)
         return;
     }
     /* An idle connection keeps no engine: their upstream connections go
-     * back to the shared pool, the memory to the worker. */
+     * back to the shared pool, the memory to the worker. Not at once: a
+     * client with many streams in flight often has none for an instant
+     * between its bursts, and its next requests take the waiting engines
+     * (and their upstream connections) instead of starting new ones. */
+    if (h->nidle > 0 && !h->goaway && !h->dying) {
+        wm_conn_set_timer(h->c, WM_H2_ENGINE_LINGER_MS, linger_cb);
+        return;
+    }
     h2v_free_all(h);
+    h2s_spares_free(h);
     if (h->c->limits.idle_ms > 0) {
         wm_conn_set_timer(h->c, h->c->limits.idle_ms, idle_cb);
     }
@@ -373,6 +403,7 @@ static void h2_free(struct wm_conn *c)
         }
         h2s_free(h->streams);
     }
+    h2s_spares_free(h);
     nghttp2_session_del(h->s);
     wm_h2_req_free(h->spare_req);
     while (h->nspare > 0) {

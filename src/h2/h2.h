@@ -5,16 +5,17 @@
  *
  * Design: one request pipeline, two framings. Each HTTP/2 stream becomes a
  * virtual downstream connection for the one HTTP/1 engine (http/fwd.h):
- * the stream gets a bufferevent pair; our end writes an HTTP/1.1
- * translation of the request (head from the HEADERS, body from DATA,
- * chunked when no Content-Length) and parses the HTTP/1.1 answer the engine
- * writes back (llhttp, http/parser.h) into HEADERS + DATA. The engine's
- * end is a struct wm_conn of the service's own type, served by the
- * service's own ops, so routing, header rules, limits, the upstream
- * keep-alive pool and the access logs are exactly those of HTTP/1; the
- * engine is not changed. Flow control follows the pair: a stream's window
- * opens only as the engine takes its request bytes (a slow upstream stops
- * that stream, not the connection), and a stream whose DATA frames wait
+ * the stream gets a bufferevent pair; a request without body hands its
+ * head to the engine already parsed (wm_hfwd_give_head), others write an
+ * HTTP/1.1 translation of the request on our end (head from the HEADERS,
+ * body from DATA, chunked when no Content-Length); we parse the HTTP/1.1
+ * answer the engine writes back (llhttp, http/parser.h) into HEADERS +
+ * DATA. The engine's end is a struct wm_conn of the service's own type,
+ * served by the service's own ops, so routing, header rules, limits, the
+ * upstream keep-alive pool and the access logs are exactly those of
+ * HTTP/1 (the engine's one HTTP/2 hook is wm_hfwd_give_head). Flow control
+ * follows the pair: a stream's window opens only as the engine takes its
+ * request bytes (a slow upstream stops that stream, not the connection), and a stream whose DATA frames wait
  * for the client stops reading its pair end (a slow client stops its
  * upstream read through the engine's own back-pressure).
  * Extended CONNECT (RFC 8441) becomes a WebSocket Upgrade on the pair; the
@@ -60,6 +61,8 @@ struct wm_worker;
 #define WM_H2_MAX_CONT       16    /* CONTINUATION frames in one header block */
 #define WM_H2_IDLE_ENGINES   WM_H2_MAX_STREAMS /* waiting engine pairs per connection */
 #define WM_H2_IDLE_ENGINE_MS 10000 /* an engine pair waits that long at most */
+#define WM_H2_ENGINE_LINGER_MS 500 /* waiting engines stay while the connection has no
+                                    * stream, that long (then they go, see h2_idle_check) */
 
 /* How a service serves HTTP/2: the ops and connection record size of its
  * HTTP/1 engine, used for every stream. Owned by the service, which
@@ -107,10 +110,21 @@ void wm_h2_req_reset(struct wm_h2_req *r);
  * HTTP/1.1 (the stream gets 431 / 400). */
 int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const uint8_t *value,
                   size_t vlen);
-/* The HTTP/1.1 head into out. end_stream: no body follows. Returns 0, or
- * an HTTP status (400, 405, 431) to answer instead. Sets *chunked when the
- * body must be sent with chunk framing, *ws for an RFC 8441 WebSocket,
- * *is_head for HEAD. */
+/* The header list is complete: check it and complete the HTTP/1.1 head
+ * it becomes (request line, Host from :authority, joined cookies, framing
+ * fields). end_stream: no body follows. Returns 0, or an HTTP status (400,
+ * 405, 431) to answer instead. Sets *chunked when the body must be sent
+ * with chunk framing, *ws for an RFC 8441 WebSocket, *is_head for HEAD. */
+int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *ws,
+                     bool *is_head);
+/* After wm_h2_req_finish(): the head, for the engine to take as it is
+ * (wm_hfwd_give_head: a request without body, not a WebSocket, with a plain
+ * request-target), or NULL when it must go as bytes. r owns what the
+ * pointer points to (the engine swaps an empty head in). */
+struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r);
+/* After wm_h2_req_finish(): the head as HTTP/1.1 bytes into out. 0, or 500. */
+int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out);
+/* Both: finish, then write (the fuzz target). */
 int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuffer *out,
                    bool *chunked, bool *ws, bool *is_head);
 /* An HTTP/1 response field: keep it for HTTP/2? (no hop-by-hop fields) */

@@ -24,11 +24,13 @@ struct wm_h2_req {
     struct evbuffer *authority;
     struct evbuffer *path;
     struct evbuffer *host;   /* a Host field, used without :authority (made when seen) */
-    struct evbuffer *fields; /* "name: value\r\n" of the regular fields */
+    struct wm_http_head *head; /* the regular fields; wm_h2_req_finish() adds the
+                                * request line, Host, Cookie and framing */
     struct evbuffer *cookie; /* cookie crumbs joined with "; " (RFC 9113 8.2.3), or NULL */
     size_t size;             /* HPACK-style: name + value + 32 per field */
     size_t nfields;
     bool has_cl;
+    bool given_ok;           /* finished, and the engine may take the head as is */
     int err;                 /* first status to answer, 0 while fine */
 };
 
@@ -41,8 +43,8 @@ struct wm_h2_req *wm_h2_req_new(void)
     }
     r->authority = evbuffer_new();
     r->path = evbuffer_new();
-    r->fields = evbuffer_new();
-    if (r->authority == NULL || r->path == NULL || r->fields == NULL) {
+    r->head = wm_http_head_new(WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
+    if (r->authority == NULL || r->path == NULL || r->head == NULL) {
         wm_h2_req_free(r);
         return NULL;
     }
@@ -54,27 +56,30 @@ void wm_h2_req_free(struct wm_h2_req *r)
     if (r == NULL) {
         return;
     }
-    struct evbuffer *bufs[] = {r->authority, r->path, r->host, r->fields, r->cookie};
+    struct evbuffer *bufs[] = {r->authority, r->path, r->host, r->cookie};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
         if (bufs[i] != NULL) {
             evbuffer_free(bufs[i]);
         }
     }
+    wm_http_head_free(r->head);
     free(r);
 }
 
 void wm_h2_req_reset(struct wm_h2_req *r)
 {
-    struct evbuffer *bufs[] = {r->authority, r->path, r->host, r->fields, r->cookie};
+    struct evbuffer *bufs[] = {r->authority, r->path, r->host, r->cookie};
 
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
         if (bufs[i] != NULL) {
             evbuffer_drain(bufs[i], evbuffer_get_length(bufs[i]));
         }
     }
+    wm_http_head_reset(r->head);
     r->method[0] = r->scheme[0] = r->protocol[0] = '\0';
     r->size = r->nfields = 0;
     r->has_cl = false;
+    r->given_ok = false;
     r->err = 0;
 }
 
@@ -178,6 +183,21 @@ static bool connection_specific(const uint8_t *n, size_t len)
            eq(n, len, "upgrade");
 }
 
+/* A field into the head (limits were checked by the caller: a failure is
+ * memory). */
+static int add_field(struct wm_h2_req *r, const char *name, size_t nlen, const char *value,
+                     size_t vlen)
+{
+    if (wm_http_head_append(r->head, WM_HTTP_PART_NAME, name, nlen) < 0 ||
+        wm_http_head_end_part(r->head, WM_HTTP_PART_NAME) < 0 ||
+        wm_http_head_append(r->head, WM_HTTP_PART_VALUE, value, vlen) < 0 ||
+        wm_http_head_end_part(r->head, WM_HTTP_PART_VALUE) < 0) {
+        r->err = 431;
+        return -1;
+    }
+    return 0;
+}
+
 int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const uint8_t *value,
                   size_t vlen)
 {
@@ -223,19 +243,17 @@ int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const u
         }
         r->has_cl = true;
     }
-    evbuffer_add(r->fields, name, nlen);
-    evbuffer_add(r->fields, ": ", 2);
-    evbuffer_add(r->fields, value, vlen);
-    return evbuffer_add(r->fields, "\r\n", 2);
+    return add_field(r, (const char *)name, nlen, (const char *)value, vlen);
 }
 
 /* The request line and Host; the method may become GET (WebSocket). */
-static int head_line(struct wm_h2_req *r, struct evbuffer *out, const char *method)
+static int head_line(struct wm_h2_req *r, const char *method)
 {
     size_t alen = evbuffer_get_length(r->authority);
     struct evbuffer *host = alen > 0 || r->host == NULL ? r->authority : r->host;
     const unsigned char *a = evbuffer_pullup(host, -1);
     size_t hlen = evbuffer_get_length(host);
+    size_t plen = evbuffer_get_length(r->path);
 
     if (!value_ok(a, hlen)) {
         return 400;
@@ -245,18 +263,37 @@ static int head_line(struct wm_h2_req *r, struct evbuffer *out, const char *meth
             return 400;
         }
     }
-    evbuffer_add_printf(out, "%s ", method);
-    evbuffer_add_buffer(out, r->path);
-    evbuffer_add(out, " HTTP/1.1\r\n", 11);
-    if (hlen > 0) {
-        evbuffer_add(out, "host: ", 6);
-        evbuffer_add(out, a, hlen);
-        evbuffer_add(out, "\r\n", 2);
+    if (wm_http_head_append(r->head, WM_HTTP_PART_METHOD, method, strlen(method)) < 0 ||
+        wm_http_head_append(r->head, WM_HTTP_PART_URL, (const char *)evbuffer_pullup(r->path, -1),
+                            plen) < 0) {
+        return 431;
+    }
+    wm_http_head_set_version(r->head, 1, 1);
+    if (hlen > 0 && add_field(r, "host", 4, (const char *)a, hlen) < 0) {
+        return 431;
     }
     return 0;
 }
 
-static void ws_key(struct evbuffer *out)
+/* Characters a request-target may have on the engine's given-head path:
+ * those llhttp's strict mode takes without a doubt; anything else goes as
+ * bytes, for llhttp to judge as before. */
+static bool target_plain(const unsigned char *p, size_t n)
+{
+    if (n == 0 || (p[0] != '/' && !(n == 1 && p[0] == '*'))) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("-._~!$&'()*+,;=:@/?%", ch) != NULL) || ch == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int ws_key(struct wm_h2_req *r)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned char k[18] = {0};
@@ -276,17 +313,17 @@ static void ws_key(struct evbuffer *out)
     }
     memcpy(s + 22, "==", 2); /* 16 bytes: 22 characters and padding */
     s[24] = '\0';
-    evbuffer_add_printf(out, "sec-websocket-key: %s\r\n", s);
+    return add_field(r, "sec-websocket-key", 17, s, 24);
 }
 
-int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuffer *out,
-                   bool *chunked, bool *ws, bool *is_head)
+int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *ws,
+                     bool *is_head)
 {
     bool connect = strcmp(r->method, "CONNECT") == 0;
     int st;
 
-    (void)tls;
     *chunked = *ws = *is_head = false;
+    r->given_ok = false;
     if (r->err != 0) {
         return r->err;
     }
@@ -303,28 +340,70 @@ int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuff
         (r->scheme[0] == '\0' && !connect)) {
         return 400;
     }
-    if ((st = head_line(r, out, *ws ? "GET" : r->method)) != 0) {
+    if ((st = head_line(r, *ws ? "GET" : r->method)) != 0) {
         return st;
     }
-    evbuffer_add_buffer(out, r->fields);
-    if (r->cookie != NULL && evbuffer_get_length(r->cookie) > 0) {
-        evbuffer_add(out, "cookie: ", 8);
-        evbuffer_add_buffer(out, r->cookie);
-        evbuffer_add(out, "\r\n", 2);
+    if (r->cookie != NULL && evbuffer_get_length(r->cookie) > 0 &&
+        add_field(r, "cookie", 6, (const char *)evbuffer_pullup(r->cookie, -1),
+                  evbuffer_get_length(r->cookie)) < 0) {
+        return 431;
     }
     if (*ws) {
-        evbuffer_add(out, "connection: upgrade\r\nupgrade: websocket\r\n", 41);
-        ws_key(out);
+        if (add_field(r, "connection", 10, "upgrade", 7) < 0 ||
+            add_field(r, "upgrade", 7, "websocket", 9) < 0 || ws_key(r) < 0) {
+            return 431;
+        }
     } else if (!end_stream && !r->has_cl) {
         *chunked = true;
-        evbuffer_add(out, "transfer-encoding: chunked\r\n", 28);
+        if (add_field(r, "transfer-encoding", 17, "chunked", 7) < 0) {
+            return 431;
+        }
     } else if (end_stream && !r->has_cl &&
                (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
-                strcmp(r->method, "PATCH") == 0)) {
-        evbuffer_add(out, "content-length: 0\r\n", 19);
+                strcmp(r->method, "PATCH") == 0) &&
+               add_field(r, "content-length", 14, "0", 1) < 0) {
+        return 431;
     }
     *is_head = strcmp(r->method, "HEAD") == 0;
+    r->given_ok = end_stream && !*ws && !connect &&
+                  target_plain(evbuffer_pullup(r->path, -1), evbuffer_get_length(r->path));
+    return 0;
+}
+
+struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r)
+{
+    return r->given_ok ? &r->head : NULL;
+}
+
+int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out)
+{
+    size_t n;
+    const char *m = wm_http_head_method(r->head, &n);
+    const char *u;
+    struct wm_http_field f;
+
+    evbuffer_add(out, m, n);
+    evbuffer_add(out, " ", 1);
+    u = wm_http_head_url(r->head, &n);
+    evbuffer_add(out, u, n);
+    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    for (size_t i = 0; i < wm_http_head_nfields(r->head); i++) {
+        wm_http_head_field(r->head, i, &f);
+        evbuffer_add(out, f.name, f.nlen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, f.value, f.vlen);
+        evbuffer_add(out, "\r\n", 2);
+    }
     return evbuffer_add(out, "\r\n", 2) == 0 ? 0 : 500;
+}
+
+int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuffer *out,
+                   bool *chunked, bool *ws, bool *is_head)
+{
+    int st = wm_h2_req_finish(r, end_stream, chunked, ws, is_head);
+
+    (void)tls;
+    return st != 0 ? st : wm_h2_req_write(r, out);
 }
 
 bool wm_h2_resp_keep(const struct wm_http_head *h, const char *name, size_t nlen)

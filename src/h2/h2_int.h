@@ -10,6 +10,8 @@
 /* Request body bytes read and dropped after the answer went out early,
  * before the stream is reset with NO_ERROR (RFC 9113 8.1). */
 #define H2_DISCARD_MAX (1u << 20)
+/* Finished stream records (and waiting-engine entries) kept for reuse. */
+#define WM_H2_SPARE_RECORDS 32
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
@@ -54,7 +56,7 @@ struct h2_stream {
 /* A pair whose engine answered and waits, keep-alive, for the next request:
  * the next stream takes it instead of starting an engine (the engine keeps
  * its upstream connection, as for an HTTP/1 keep-alive client). They go
- * when the connection has no stream left. */
+ * when the connection has had no stream for WM_H2_ENGINE_LINGER_MS. */
 struct h2_vconn {
     struct wm_h2 *h;
     struct h2_vconn *next;
@@ -84,6 +86,13 @@ struct wm_h2 {
     struct wm_h2_req *spare_req;   /* one header list is built at a time: reused */
     struct h2_vconn *idle;         /* waiting engine pairs, newest first */
     size_t nidle;
+    /* Records of finished streams and waiting-engine entries, reused by the
+     * next ones (at most WM_H2_SPARE_RECORDS each; they go with the waiting
+     * engines, h2s_spares_free). */
+    struct h2_stream *spare_st;    /* linked by next; body buffer kept, empty */
+    unsigned nspare_st;
+    struct h2_vconn *spare_v;      /* linked by next */
+    unsigned nspare_v;
 };
 
 /* h2.c */
@@ -97,8 +106,8 @@ void h2_idle_check(struct wm_h2 *h);
 /* h2_stream.c */
 /* A request's header list is complete: translate it, start its engine. */
 void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream);
-/* Start the engine on an HTTP/1.1 head (h2s_start, or an h2c upgrade's
- * request as stream 1). */
+/* Start the engine on the request: head NULL: st->req, finished (h2s_start);
+ * else HTTP/1.1 head bytes (an h2c upgrade's request as stream 1). */
 void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head);
 /* Request body bytes and their end. */
 void h2s_data(struct h2_stream *st, const uint8_t *p, size_t n);
@@ -111,6 +120,8 @@ struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id);
 /* Waiting engine pairs: give one back (taken), free them all. */
 void h2v_put(struct wm_h2 *h, struct bufferevent *end, struct wm_http_parser *resp);
 void h2v_free_all(struct wm_h2 *h);
+/* The spare stream records and entries go (with the waiting engines). */
+void h2s_spares_free(struct wm_h2 *h);
 /* Data source of a stream's DATA frames. */
 ssize_t h2s_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                       uint32_t *flags, nghttp2_data_source *src, void *user);

@@ -28,16 +28,22 @@ static void end_event_cb(struct bufferevent *bev, short what, void *arg);
 
 struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id)
 {
-    struct h2_stream *st = calloc(1, sizeof(*st));
+    struct h2_stream *st = h->spare_st;
+    struct evbuffer *body = NULL;
 
-    if (st == NULL) {
+    if (st != NULL) {
+        h->spare_st = st->next;
+        h->nspare_st--;
+        body = st->body; /* empty */
+        memset(st, 0, sizeof(*st));
+    } else if ((st = calloc(1, sizeof(*st))) == NULL) {
         return NULL;
     }
     st->h = h;
     st->id = id;
     st->req = h->spare_req != NULL ? h->spare_req : wm_h2_req_new();
     h->spare_req = NULL;
-    st->body = evbuffer_new();
+    st->body = body != NULL ? body : evbuffer_new();
     if (st->req == NULL || st->body == NULL) {
         wm_h2_req_free(st->req);
         if (st->body != NULL) {
@@ -91,7 +97,6 @@ void h2s_free(struct h2_stream *st)
     } else {
         wm_http_parser_free(st->resp);
     }
-    evbuffer_free(st->body);
     if (st->prev != NULL) {
         st->prev->next = st->next;
     } else {
@@ -101,7 +106,44 @@ void h2s_free(struct h2_stream *st)
         st->next->prev = st->prev;
     }
     h->nstreams--;
+    if (h->nspare_st < WM_H2_SPARE_RECORDS && !h->dying) {
+        evbuffer_drain(st->body, evbuffer_get_length(st->body));
+        st->next = h->spare_st;
+        h->spare_st = st;
+        h->nspare_st++;
+        return;
+    }
+    evbuffer_free(st->body);
     free(st);
+}
+
+void h2s_spares_free(struct wm_h2 *h)
+{
+    while (h->spare_st != NULL) {
+        struct h2_stream *st = h->spare_st;
+        h->spare_st = st->next;
+        evbuffer_free(st->body);
+        free(st);
+    }
+    h->nspare_st = 0;
+    while (h->spare_v != NULL) {
+        struct h2_vconn *v = h->spare_v;
+        h->spare_v = v->next;
+        free(v);
+    }
+    h->nspare_v = 0;
+}
+
+/* A waiting-engine entry is done with: kept for the next one, or freed. */
+static void vconn_put_spare(struct wm_h2 *h, struct h2_vconn *v)
+{
+    if (h->nspare_v < WM_H2_SPARE_RECORDS) {
+        v->next = h->spare_v;
+        h->spare_v = v;
+        h->nspare_v++;
+        return;
+    }
+    free(v);
 }
 
 /* ---- answers ---- */
@@ -389,7 +431,7 @@ static void h2v_drop(struct h2_vconn *v)
     bufferevent_setcb(v->end, NULL, NULL, NULL, NULL);
     wm_bev_free(v->end); /* the engine reads EOF and ends, parking its upstream */
     wm_http_parser_free(v->resp);
-    free(v);
+    vconn_put_spare(h, v);
 }
 
 /* Anything from a waiting engine (its keep-alive timeout, an error) ends it. */
@@ -408,8 +450,17 @@ static void h2v_event_cb(struct bufferevent *bev, short what, void *arg)
 
 void h2v_put(struct wm_h2 *h, struct bufferevent *end, struct wm_http_parser *resp)
 {
-    struct h2_vconn *v = h->nidle < WM_H2_IDLE_ENGINES ? calloc(1, sizeof(*v)) : NULL;
+    struct h2_vconn *v = NULL;
 
+    if (h->nidle < WM_H2_IDLE_ENGINES) {
+        if ((v = h->spare_v) != NULL) {
+            h->spare_v = v->next;
+            h->nspare_v--;
+            memset(v, 0, sizeof(*v));
+        } else {
+            v = calloc(1, sizeof(*v));
+        }
+    }
     if (v == NULL) {
         wm_bev_free(end);
         wm_http_parser_free(resp);
@@ -447,10 +498,37 @@ static bool h2v_take(struct wm_h2 *h, struct h2_stream *st)
         h->nidle--;
         st->end = v->end;
         st->resp = v->resp;
-        free(v);
+        vconn_put_spare(h, v);
         return true;
     }
     return false;
+}
+
+/* The request head to the engine on st->end: given as parsed when st->req
+ * allows it and the engine waits for a request, else as bytes (head, or
+ * st->req written out). */
+static void deliver_head(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
+{
+    struct wm_http_head **parsed = head == NULL ? wm_h2_req_parsed(st->req) : NULL;
+    struct bufferevent *engine = bufferevent_pair_get_partner(st->end);
+    struct evbuffer *bytes;
+
+    if (parsed != NULL && engine != NULL && wm_hfwd_give_head(engine, parsed) == 0) {
+        return;
+    }
+    if (head != NULL) {
+        bufferevent_write_buffer(st->end, head);
+        return;
+    }
+    if ((bytes = evbuffer_new()) == NULL || wm_h2_req_write(st->req, bytes) != 0) {
+        if (bytes != NULL) {
+            evbuffer_free(bytes);
+        }
+        h2s_answer(st, 500, "out of memory");
+        return;
+    }
+    bufferevent_write_buffer(st->end, bytes); /* the engine reads it as its next request */
+    evbuffer_free(bytes);
 }
 
 void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
@@ -458,14 +536,14 @@ void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
     struct bufferevent *pair[2] = {NULL, NULL};
     struct wm_conn *sc;
 
+    if (st->req_done) {
+        st->chunked = false;
+    }
     if (h2v_take(h, st)) {
         wm_http_parser_set_body_cb(st->resp, body_cb, st);
         wm_http_parser_expect_no_body(st->resp, st->is_head);
         bufferevent_setcb(st->end, end_read_cb, end_write_cb, end_event_cb, st);
-        if (st->req_done) {
-            st->chunked = false;
-        }
-        bufferevent_write_buffer(st->end, head); /* the engine reads it as its next request */
+        deliver_head(h, st, head);
         return;
     }
     st->resp = h->nspare > 0 ? h->spare[--h->nspare]
@@ -486,25 +564,15 @@ void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
     st->end = pair[0];
     bufferevent_setcb(st->end, end_read_cb, end_write_cb, end_event_cb, st);
     bufferevent_enable(st->end, EV_READ | EV_WRITE);
-    bufferevent_write_buffer(st->end, head);
-    if (st->req_done) {
-        st->chunked = false;
+    wm_hfwd_start(sc, h->fr->ops); /* waits for its first request */
+    if (st->end != NULL) {
+        deliver_head(h, st, head);
     }
-    wm_hfwd_start(sc, h->fr->ops);
 }
 
-void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
+/* st->req goes back to the connection's spare (one list is built at a time). */
+static void recycle_req(struct wm_h2 *h, struct h2_stream *st)
 {
-    struct evbuffer *head = evbuffer_new();
-    int status;
-
-    st->req_done = end_stream;
-    if (head == NULL) {
-        h2s_answer(st, 500, "out of memory");
-        return;
-    }
-    status = wm_h2_req_head(st->req, end_stream, h->fr->tls, head, &st->chunked, &st->ws,
-                            &st->is_head);
     if (h->spare_req == NULL) {
         wm_h2_req_reset(st->req);
         h->spare_req = st->req;
@@ -512,13 +580,22 @@ void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
         wm_h2_req_free(st->req);
     }
     st->req = NULL;
+}
+
+void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
+{
+    int status;
+
+    st->req_done = end_stream;
+    status = wm_h2_req_finish(st->req, end_stream, &st->chunked, &st->ws, &st->is_head);
     if (status != 0) {
+        recycle_req(h, st);
         h2s_answer(st, status, status == 431 ? "request header fields too large"
                                              : "malformed request");
-    } else {
-        h2s_launch(h, st, head);
+        return;
     }
-    evbuffer_free(head);
+    h2s_launch(h, st, NULL);
+    recycle_req(h, st);
 }
 
 void h2s_data(struct h2_stream *st, const uint8_t *p, size_t n)

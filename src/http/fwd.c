@@ -238,7 +238,12 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
 
     switch (f->state) {
     case HF_READ_HEAD:
-        if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
+            wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+            /* A new request's bytes are in, their (deferred) read callback
+             * has not run yet: read them now, the head timer starts. */
+            hf_process_client(f);
+        } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0 && now < f->ka_until) {
             go_quiet(f);
             hf_arm_timer(f, (int)(f->ka_until - now));
@@ -702,6 +707,21 @@ static void head_error(struct wm_hfwd *f, enum wm_http_res r)
     wm_hfwd_fail(f, wm_http_parser_error_status(f->req), NULL, wm_http_parser_error(f->req));
 }
 
+static void client_read_cb(struct bufferevent *bev, void *arg);
+
+/* First bytes (or the given head) of a request: its state, its clock. */
+static int begin_request(struct wm_hfwd *f)
+{
+    if (hf_work_get(f) < 0) {
+        hf_finish(f, "out-of-memory");
+        return -1;
+    }
+    hf_arm_timer(f, f->c->limits.head_ms); /* the head must now come in time */
+    f->req_start_ms = wm_now_ms();
+    f->req_in = f->req_out = 0;
+    return 0;
+}
+
 static void read_head(struct wm_hfwd *f)
 {
     struct wm_conn *c = f->c;
@@ -718,15 +738,8 @@ static void read_head(struct wm_hfwd *f)
             }
             return;
         }
-        if (wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
-            /* First bytes of a request: the head must now come in time. */
-            if (hf_work_get(f) < 0) {
-                hf_finish(f, "out-of-memory");
-                return;
-            }
-            hf_arm_timer(f, c->limits.head_ms);
-            f->req_start_ms = wm_now_ms();
-            f->req_in = f->req_out = 0;
+        if (wm_http_head_size(wm_http_parser_head(f->req)) == 0 && begin_request(f) < 0) {
+            return;
         }
         r = wm_http_parser_feed_head(f->req, v.iov_base, v.iov_len, &used);
         evbuffer_drain(in, used);
@@ -741,6 +754,33 @@ static void read_head(struct wm_hfwd *f)
             return;
         }
     }
+}
+
+int wm_hfwd_give_head(struct bufferevent *client, struct wm_http_head **head)
+{
+    bufferevent_data_cb rcb = NULL;
+    void *arg = NULL;
+    struct wm_hfwd *f;
+    size_t n = wm_http_head_size(*head);
+
+    bufferevent_getcb(client, &rcb, NULL, NULL, &arg);
+    if (rcb != client_read_cb) {
+        return -1; /* not (or no longer) one of our clients */
+    }
+    f = arg;
+    if (f->state != HF_READ_HEAD || f->flow.client_eof ||
+        evbuffer_get_length(bufferevent_get_input(client)) > 0 ||
+        wm_http_parser_give_head(f->req, head) < 0) {
+        return -1;
+    }
+    hf_enter(f);
+    if (begin_request(f) == 0) {
+        f->req_in = n;
+        f->c->bytes_in += n;
+        handle_head(f);
+    }
+    hf_leave(f);
+    return 0;
 }
 
 /* Move request body bytes (raw) from the client to the target. */

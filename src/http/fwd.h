@@ -134,6 +134,17 @@ void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops);
 void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status,
                        const char *detail);
 
+/* A virtual client (an HTTP/2 stream on its end of a bufferevent pair)
+ * hands the engine serving `client` (the engine's end) its next request
+ * head, already parsed and validated, for a request without body: the
+ * engine takes *head and gives back an empty head in *head (see
+ * wm_http_parser_give_head), then serves the request at once, exactly as
+ * if it had read its bytes (routing, rules, limits, logs). Returns 0, or -1
+ * (*head untouched) when no engine is waiting for a request on client: the
+ * caller then writes the head as bytes. Ownership of *head stays the
+ * caller's either way. */
+int wm_hfwd_give_head(struct bufferevent *client, struct wm_http_head **head);
+
 /* Answer the current request with an error and close (after WM_HFWD_TAKEN
  * or while connecting). */
 void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail);

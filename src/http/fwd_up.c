@@ -284,7 +284,9 @@ void hf_response_done(struct wm_hfwd *f)
 
     f->resp_phase = HF_RESP_DONE;
     hf_log_request(f);
-    keep_up = f->up != NULL && wm_http_parser_keep_alive(f->resp) &&
+    /* Not while the request body is still due: the target would read the
+     * next request's bytes as the rest of this body. */
+    keep_up = f->up != NULL && f->req_phase == HF_REQ_DONE && wm_http_parser_keep_alive(f->resp) &&
               !wm_http_parser_needs_eof(f->resp) &&
               evbuffer_get_length(bufferevent_get_input(f->up)) == 0;
     if (!keep_up) {

@@ -20,6 +20,8 @@ struct wm_http_parser {
     bool has_te;
     bool has_cl;
     bool has_host;
+    bool given;     /* the head came whole from wm_http_parser_give_head() */
+    int given_method; /* llhttp_method of a given head */
     wm_http_body_cb body_cb;
     void *body_arg;
     const char *err;
@@ -430,6 +432,7 @@ void wm_http_parser_reset(struct wm_http_parser *p)
     p->has_te = p->has_cl = p->has_host = false;
     p->too_large = p->bad_te = false;
     p->no_body = false;
+    p->given = false;
     p->err = NULL;
     p->err_status = 0;
 }
@@ -447,32 +450,70 @@ void wm_http_parser_next(struct wm_http_parser *p)
     p->head_done = p->msg_done = false;
     p->has_te = p->has_cl = p->has_host = false;
     p->too_large = p->bad_te = false;
+    p->given = false;
     p->err = NULL;
     p->err_status = 0;
 }
 
+/* llhttp's number for a method name, -1 when it has none. */
+static int method_number(const char *m, size_t n)
+{
+#define WM_METHOD_CASE(num, name, string)                                                  \
+    if (n == sizeof(#string) - 1 && memcmp(m, #string, n) == 0) {                          \
+        return num;                                                                         \
+    }
+    HTTP_METHOD_MAP(WM_METHOD_CASE)
+#undef WM_METHOD_CASE
+    return -1;
+}
+
+int wm_http_parser_give_head(struct wm_http_parser *p, struct wm_http_head **h)
+{
+    const char *m;
+    size_t n;
+    int num;
+    struct wm_http_head *mine = p->head;
+
+    if (p->kind != WM_HTTP_REQUEST || p->head_done || wm_http_head_size(mine) != 0) {
+        return -1; /* only between requests */
+    }
+    m = wm_http_head_method(*h, &n);
+    if ((num = method_number(m, n)) < 0 || num == HTTP_CONNECT) {
+        return -1;
+    }
+    p->head = *h;
+    *h = mine; /* the caller gets our empty head back */
+    p->given = true;
+    p->given_method = num;
+    p->head_done = p->msg_done = true; /* no body: the message ends with its head */
+    return 0;
+}
+
 bool wm_http_parser_keep_alive(struct wm_http_parser *p)
 {
-    return llhttp_should_keep_alive(&p->ll) != 0;
+    return p->given || llhttp_should_keep_alive(&p->ll) != 0;
 }
 
 bool wm_http_parser_upgrade(struct wm_http_parser *p)
 {
-    return p->ll.upgrade != 0;
+    return !p->given && p->ll.upgrade != 0;
 }
 
 bool wm_http_parser_chunked(struct wm_http_parser *p)
 {
-    return (p->ll.flags & F_CHUNKED) != 0;
+    return !p->given && (p->ll.flags & F_CHUNKED) != 0;
 }
 
 bool wm_http_parser_needs_eof(struct wm_http_parser *p)
 {
-    return llhttp_message_needs_eof(&p->ll) != 0;
+    return !p->given && llhttp_message_needs_eof(&p->ll) != 0;
 }
 
 bool wm_http_parser_has_body(struct wm_http_parser *p)
 {
+    if (p->given) {
+        return false;
+    }
     if (p->ll.flags & F_CHUNKED) {
         return true;
     }
@@ -481,7 +522,7 @@ bool wm_http_parser_has_body(struct wm_http_parser *p)
 
 int wm_http_parser_method(struct wm_http_parser *p)
 {
-    return p->ll.method;
+    return p->given ? p->given_method : p->ll.method;
 }
 
 void wm_http_parser_expect_no_body(struct wm_http_parser *p, bool on)

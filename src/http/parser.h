@@ -57,6 +57,16 @@ void wm_http_parser_reset(struct wm_http_parser *p);
 /* Ready for the next message on the same connection. */
 void wm_http_parser_next(struct wm_http_parser *p);
 
+/* A request head that was parsed elsewhere (an HTTP/2 stream's header list,
+ * validated there: version 1.1 set, no connection-specific fields, one
+ * Host) for a request without body, in place of bytes: p takes *h and gives
+ * back its own empty head in *h (same limits), as if HEAD_DONE then
+ * MSG_DONE had been reported (keep-alive, no upgrade, no body). Only
+ * between requests (nothing fed since the last next/reset). Returns 0, or
+ * -1 (nothing changed) when p is busy or the method is CONNECT or unknown
+ * to llhttp: the caller sends bytes instead. */
+int wm_http_parser_give_head(struct wm_http_parser *p, struct wm_http_head **h);
+
 /* Facts about the current message (valid after HEAD_DONE). */
 bool wm_http_parser_keep_alive(struct wm_http_parser *p);
 bool wm_http_parser_upgrade(struct wm_http_parser *p);   /* Upgrade / CONNECT */

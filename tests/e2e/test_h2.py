@@ -181,6 +181,27 @@ def test_waiting_engines_expire_and_are_replaced(wmproxy, tmp_path, cert, origin
     c.close()
 
 
+def test_waiting_engines_outlive_a_gap_between_bursts(wmproxy, tmp_path, cert, origin):
+    """A client whose streams all finished and which sends its next burst at
+    once (h2load, a browser loading a page) gets the waiting engines: the
+    access lines of the second burst carry engine ids of the first."""
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    ids = []
+    for burst in range(2):
+        sids = [c.request("/headers?b=%d&i=%d" % (burst, i)) for i in range(6)]
+        for sid in sids:
+            assert c.response(sid).status == 200
+        # the connection has no stream now; the next burst follows at once
+    assert wait_log(proc, 'req="GET /headers?b=1', count=6)
+    for burst in range(2):
+        ids.append({ln.split(" c=")[1].split()[0] for ln in proc.log().splitlines()
+                    if ' access ' in ln and 'req="GET /headers?b=%d&' % burst in ln})
+    assert ids[0] and ids[1], ids  # (a burst may reuse its own engines too)
+    assert ids[0] & ids[1], "the second burst started new engines: %s" % ids
+    c.close()
+
+
 def slow_upstream(body_len):
     """An upstream that answers one request with body_len bytes as fast as
     the proxy takes them; .sent counts what the kernel accepted."""

@@ -1089,3 +1089,85 @@ static_response = "ok"
     finally:
         for s in [sk, mu, bg, full] + fillers:
             s.close()
+
+
+def test_early_answer_does_not_park_an_upstream_owed_a_body(wmproxy, tmp_path):
+    """An upstream that answers before the request body came (405 at once,
+    keep-alive) still waits for that body: its connection must not go back
+    to the pool, or the next request's bytes would be read as the rest of
+    the body (a desynchronised connection). The next client's request
+    arrives first on a connection of its own."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    ls.settimeout(10)
+    seen = []  # (upstream connection index, first line of what arrived)
+    conns = []
+
+    def upstream():
+        for i in range(2):
+            try:
+                s, _ = ls.accept()
+            except OSError:
+                return
+            conns.append(s)
+            s.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+            seen.append((i, data.split(b"\r\n", 1)[0]))
+            s.sendall(b"HTTP/1.1 405 Not Allowed\r\nContent-Length: 2\r\n\r\nno")
+            # keep-alive, the body is never read; whatever comes next is noted
+            s.settimeout(1.5)
+            try:
+                more = s.recv(4096)
+            except OSError:
+                more = b""
+            if more:
+                seen.append((i, more.split(b"\r\n", 1)[0]))
+
+    import threading
+    t = threading.Thread(target=upstream, daemon=True)
+    t.start()
+    port = free_port()
+    path = write(tmp_path / "early.toml", """disable_control = true
+workers = 1
+[http]
+[[http.upstream]]
+name = "o"
+server = [{ addr = "127.0.0.1:%d" }]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://o"
+""" % (ls.getsockname()[1], port))
+    wmproxy(["run", "-c", path])
+
+    def listening():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return True
+        except OSError:
+            return False
+    wait_until(listening, what="listening")
+    a = connect(port)
+    a.sendall(b"POST /owed HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")  # body never sent
+    data = b""
+    while b"\r\n\r\nno" not in data:
+        d = a.recv(4096)
+        assert d, data
+        data += d
+    assert b" 405 " in data.split(b"\r\n", 1)[0]
+    status, _, _ = get(port, "/next", host="a")
+    assert status == 405
+    t.join(timeout=5)
+    a.close()
+    for s in conns:
+        s.close()
+    ls.close()
+    firsts = [line for i, line in seen if line.startswith(b"GET /next")]
+    assert firsts, seen
+    # GET /next came on connection 1, as its first request, not after POST /owed on 0
+    assert (1, firsts[0]) in seen and (0, firsts[0]) not in seen, seen

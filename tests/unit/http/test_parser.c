@@ -989,6 +989,61 @@ static void test_reset(void **state)
     wm_http_parser_free(NULL);
 }
 
+/* A head parsed elsewhere (HTTP/2) replaces bytes for a bodyless request:
+ * the parser swaps it in, reports the facts of a complete keep-alive
+ * message, and after next() reads bytes again as usual. */
+static struct wm_http_head *given(const char *method)
+{
+    struct wm_http_head *h = wm_http_head_new(8192, 32);
+
+    assert_non_null(h);
+    assert_int_equal(wm_http_head_append(h, WM_HTTP_PART_METHOD, method, strlen(method)), 0);
+    assert_int_equal(wm_http_head_append(h, WM_HTTP_PART_URL, "/g", 2), 0);
+    assert_int_equal(wm_http_head_append(h, WM_HTTP_PART_NAME, "host", 4), 0);
+    assert_int_equal(wm_http_head_end_part(h, WM_HTTP_PART_NAME), 0);
+    assert_int_equal(wm_http_head_append(h, WM_HTTP_PART_VALUE, "a.test", 6), 0);
+    assert_int_equal(wm_http_head_end_part(h, WM_HTTP_PART_VALUE), 0);
+    wm_http_head_set_version(h, 1, 1);
+    return h;
+}
+
+static void test_give_head(void **state)
+{
+    struct wm_http_parser *p = wm_http_parser_new(WM_HTTP_REQUEST, 8192, 32);
+    struct wm_http_head *h = given("HEAD");
+    struct wm_http_head *mine = wm_http_parser_head(p);
+    struct wm_http_head *bad = given("CONNECT");
+    static const char next[] = "POST /n HTTP/1.1\r\nHost: b\r\nContent-Length: 2\r\n\r\nok";
+    size_t used;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(wm_http_parser_give_head(p, &bad), -1); /* CONNECT goes as bytes */
+    assert_ptr_equal(wm_http_parser_head(p), mine);
+    assert_int_equal(wm_http_parser_give_head(p, &h), 0);
+    assert_ptr_equal(h, mine); /* our empty head came back */
+    assert_int_equal(wm_http_head_size(h), 0);
+    assert_true(wm_http_parser_keep_alive(p));
+    assert_false(wm_http_parser_upgrade(p) || wm_http_parser_chunked(p) ||
+                 wm_http_parser_needs_eof(p) || wm_http_parser_has_body(p));
+    assert_int_equal(wm_http_parser_method(p), HTTP_HEAD);
+    assert_int_equal(wm_http_parser_feed_body(p, NULL, 0, &used), WM_HTTP_MSG_DONE);
+    const char *u = wm_http_head_url(wm_http_parser_head(p), &len);
+    assert_int_equal(len, 2);
+    assert_memory_equal(u, "/g", 2);
+    assert_int_equal(wm_http_parser_give_head(p, &h), -1); /* busy until next() */
+    wm_http_parser_next(p);
+    assert_int_equal(wm_http_parser_feed_head(p, next, sizeof(next) - 1, &used),
+                     WM_HTTP_HEAD_DONE);
+    assert_int_equal(wm_http_parser_method(p), HTTP_POST);
+    assert_true(wm_http_parser_has_body(p));
+    assert_int_equal(wm_http_parser_feed_body(p, next + used, sizeof(next) - 1 - used, &used),
+                     WM_HTTP_MSG_DONE);
+    wm_http_head_free(h);
+    wm_http_head_free(bad);
+    wm_http_parser_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1004,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_nothing_after_close),
         cmocka_unit_test(test_method),
         cmocka_unit_test(test_reset),
+        cmocka_unit_test(test_give_head),
         cmocka_unit_test(test_request_refusals),
     };
 
