@@ -154,10 +154,13 @@ static bool flush(struct wm_splice *s, int i)
         return false;
     }
     if (d->eof) {
-        if (!d->shut) {
+        /* When the other way is over too, the close in finish() sends the
+         * FIN: `to` was read to its EOF, so nothing unread turns it into a
+         * reset, and the shutdown would be one more syscall per connection. */
+        if (!d->shut && !s->d[to_side].shut) {
             shutdown(d->to, SHUT_WR);
-            d->shut = true;
         }
+        d->shut = true;
         if (done(s)) {
             finish(s);
             return false;
