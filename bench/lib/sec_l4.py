@@ -169,9 +169,10 @@ def _connrate_table(ctx, nrounds):
                 state_procs[name] = ps
                 return target, ps
             rows.append((name, wrap, detail))
-        rounds.run(ctx, t, rows, nrounds, measure, "rate")
+        runs = rounds.run(ctx, t, rows, nrounds, measure, "rate")
     finally:
         origin.stop()
+    rounds.per_round_note(t, runs, OURS, HAPROXY, "wmproxy / haproxy conn/s")
     for name, v in cpu.items():
         if t.get(name, "rate") is not None and name != DIRECT:
             t.set(name, "cpu", sum(v) / len(v))
