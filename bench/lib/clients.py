@@ -131,8 +131,9 @@ def socks_rate(ctx, target_port, proxy_port=None, secs=10, conc=128, warm=1,
     if b:
         detail += "; slots mid-cycle at the end: connect %s, socks %s, response %s" \
             % b.groups()
+    a = re.search(r"all_cycles=(\d+)", r.stdout)
     return {"cycles": int(v[0]), "errors": int(v[1]), "rate": v[3],
-            "err_detail": detail}
+            "all_cycles": int(a.group(1)) if a else int(v[0]), "err_detail": detail}
 
 
 # --- tunnels (RSS section) --------------------------------------------------------

@@ -177,12 +177,15 @@ def microsocks(ctx):
     return p.start()
 
 
-def haproxy_tcp(ctx, backend_port):
+def haproxy_tcp(ctx, backend_port, threads=None):
+    """`mode tcp` forward; threads: `nbthread` (None: HAProxy's default, one
+    thread per CPU)."""
     d = _dir(ctx, "haproxy")
     port = free_port()
+    nbt = "    nbthread %d\n" % threads if threads else ""
     conf = """global
     maxconn 8000
-defaults
+%sdefaults
     mode tcp
     timeout connect 5s
     timeout client 10m
@@ -192,7 +195,7 @@ frontend fe
     default_backend be
 backend be
     server s1 127.0.0.1:%d
-""" % (port, backend_port)
+""" % (nbt, port, backend_port)
     path = _write(os.path.join(d, "haproxy.cfg"), conf)
     p = Proc("haproxy", ["haproxy", "-db", "-f", path], ctx.logdir, port=port)
     p.conf = conf

@@ -20,11 +20,15 @@ SOCAT = "socat"
 
 
 def _starters(ctx, target, udp=False):
+    """Equal thread / process counts: our workers (--workers) and HAProxy's
+    nbthread and nginx's worker_processes (--nginx-workers), 1 each by
+    default, as in the reverse section; socat forks per connection."""
     w = ctx.workers
+    n = ctx.nginx_workers
     return [
         (OURS, lambda: daemons.ours_stream(ctx, target, udp, w),
          "run -c stream.toml, %s" % ("workers = %d" % w if w else "one worker per core")),
-        (HAPROXY, lambda: daemons.haproxy_tcp(ctx, target), "nbthread default"),
+        (HAPROXY, lambda: daemons.haproxy_tcp(ctx, target, n), "nbthread %d" % n),
         (NGINX, lambda: daemons.nginx_stream(ctx, target, udp, ctx.nginx_workers),
          "worker_processes %d" % ctx.nginx_workers),
         (SOCAT, lambda: daemons.socat_fwd(ctx, target, udp), "fork per connection"),
@@ -143,23 +147,47 @@ def _connrate_table(ctx, nrounds):
               "(socks_rate -D, %d concurrent, %ds, %d interleaved rounds)"
               % (CONC, ctx.load_secs, nrounds),
               [Col("rate", "conn/s"), Col("mean", "mean conn/s"), Col("errors", "errors"),
-               Col("runs", "runs")])
+               Col("cpu", "CPU µs/conn", "{:.1f}"), Col("runs", "runs")])
     origin = daemons.nginx_origin(ctx, workers=ctx.target_workers)
+    state_procs, cpu = {}, {}
     try:
         def measure(name, port, first):
+            ps = state_procs.get(name, [])
+            c0 = sum(p.cpu_secs() for p in ps)
             v = clients.socks_rate(ctx, port, None, ctx.load_secs, CONC, ctx.warm_secs)
+            c1 = sum(p.cpu_secs() for p in ps)
             v.pop("err_detail", None)
             if v["cycles"] == 0 or v["errors"] > v["cycles"] // 100:
                 raise RuntimeError("%d cycles, %d errors" % (v["cycles"], v["errors"]))
+            if v["all_cycles"]:
+                cpu.setdefault(name, []).append((c1 - c0) * 1e6 / v["all_cycles"])
             return v
-        rows = _rows(ctx, _starters(ctx, origin.port), origin.port)
-        rounds.run(ctx, t, rows, nrounds, measure, "rate")
+        rows = []
+        for name, start, detail in _rows(ctx, _starters(ctx, origin.port), origin.port):
+            def wrap(start=start, name=name):
+                target, ps = start()
+                state_procs[name] = ps
+                return target, ps
+            rows.append((name, wrap, detail))
+        runs = rounds.run(ctx, t, rows, nrounds, measure, "rate")
     finally:
         origin.stop()
+    rounds.per_round_note(t, runs, OURS, HAPROXY, "wmproxy / haproxy conn/s")
+    for name, v in cpu.items():
+        if t.get(name, "rate") is not None and name != DIRECT:
+            t.set(name, "cpu", sum(v) / len(v))
     t.ratio("wmproxy / haproxy (mean conn/s)", OURS, HAPROXY, "mean", ">= 1.2")
     t.ratio("wmproxy / nginx stream (mean conn/s, info)", OURS, NGINX, "mean")
+    t.ratio("haproxy / wmproxy (mean CPU µs/conn, info: > 1 means we spend less)",
+            HAPROXY, OURS, "cpu")
     t.note("cycle = connect to the forwarder, `GET /tiny HTTP/1.0`, read the 16-byte "
            "answer until the origin (nginx) closes, close")
+    t.note("CPU µs/conn = utime + stime of the forwarder's process tree over each run "
+           "(warm-up included) / the cycles completed in it (warm-up included), mean "
+           "of the runs; robust to the machine's load, unlike conn/s")
+    t.note("threads: wmproxy workers = %s, haproxy nbthread = %d, nginx worker_processes "
+           "= %d (--workers, --nginx-workers); socat forks a process per connection"
+           % (ctx.workers or "one per core", ctx.nginx_workers, ctx.nginx_workers))
     return t
 
 

@@ -14,7 +14,9 @@
  * usage: socks_rate -p PROXY_PORT -t TARGET_PORT [-c CONC] [-d SECS] [-w WARMUP]
  *                   [-S] [-D] [-u PATH] [-e EXPECTED_BODY_TAIL]
  * prints: cycles=N errors=N secs=S rate=R connect=N proto=N resp=N timeout=N
- *         busy_connect=N busy_socks=N busy_resp=N   (slots mid-cycle at the end)
+ *         busy_connect=N busy_socks=N busy_resp=N all_cycles=N
+ *         (busy_*: slots mid-cycle at the end; all_cycles: every cycle completed,
+ *         warm-up included, to divide a server's CPU time over the whole run)
  * (rate counts only cycles completed after the warm-up, within SECS).
  */
 #define _GNU_SOURCE
@@ -58,7 +60,7 @@ static size_t g_reqlen;
 static unsigned char g_hello[13];
 static const char *g_expect = "0123456789abcdef";
 static int g_counting;
-static unsigned long long g_cycles, g_err[E_MAX];
+static unsigned long long g_cycles, g_all, g_err[E_MAX]; /* g_all: warm-up included */
 
 static int64_t now_ms(void)
 {
@@ -214,6 +216,7 @@ static void slot_event(struct slot *s, int idx, uint32_t ev)
             }
             if (g_counting)
                 g_cycles++;
+            g_all++;
             slot_close(s, 0);
             slot_start(s, idx);
             return;
@@ -357,7 +360,7 @@ int main(int argc, char **argv)
         busy[slots[i].state]++;
         slot_close(&slots[i], 1);
     }
-    printf("busy_connect=%d busy_socks=%d busy_resp=%d\n", busy[S_CONNECTING],
-           busy[S_HANDSHAKE], busy[S_RESP]);
+    printf("busy_connect=%d busy_socks=%d busy_resp=%d all_cycles=%llu\n", busy[S_CONNECTING],
+           busy[S_HANDSHAKE], busy[S_RESP], g_all);
     return 0;
 }

@@ -154,10 +154,13 @@ static bool flush(struct wm_splice *s, int i)
         return false;
     }
     if (d->eof) {
-        if (!d->shut) {
+        /* When the other way is over too, the close in finish() sends the
+         * FIN: `to` was read to its EOF, so nothing unread turns it into a
+         * reset, and the shutdown would be one more syscall per connection. */
+        if (!d->shut && !s->d[to_side].shut) {
             shutdown(d->to, SHUT_WR);
-            d->shut = true;
         }
+        d->shut = true;
         if (done(s)) {
             finish(s);
             return false;
@@ -178,11 +181,18 @@ wait_writable:
  * switches to splice(2) the first time a read fills the buffer. */
 #define COPY_CHUNK (32 * 1024)
 
-static void read_copy(struct wm_splice *s, int i)
+/* peer_closed: epoll said the peer sent its FIN (EV_CLOSED, EPOLLRDHUP).
+ * A read that then leaves bytes in the socket's queue cannot happen (it
+ * would have filled buf), so a short read is the last one: the EOF is
+ * known without the recv() that returns 0, and the bytes go out with
+ * MSG_MORE so that the FIN of the shutdown (or close) that flush() does
+ * next rides in the same segment. */
+static void read_copy(struct wm_splice *s, int i, bool peer_closed)
 {
     struct dir *d = &s->d[i];
     char buf[COPY_CHUNK];
     ssize_t n = recv(d->from, buf, sizeof(buf), 0);
+    bool last;
 
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR) {
@@ -201,9 +211,14 @@ static void read_copy(struct wm_splice *s, int i)
     if ((size_t)n == sizeof(buf)) {
         d->bulk = true;
     }
+    last = peer_closed && (size_t)n < sizeof(buf);
+    if (last) {
+        d->eof = true;
+        event_del(d->rd);
+    }
     size_t off = 0;
     if (evbuffer_get_length(d->pre) == 0 && d->inpipe == 0) {
-        ssize_t w = send(d->to, buf, (size_t)n, MSG_NOSIGNAL);
+        ssize_t w = send(d->to, buf, (size_t)n, MSG_NOSIGNAL | (last ? MSG_MORE : 0));
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
             fail(s, 1 - i, errno);
             return;
@@ -216,12 +231,12 @@ static void read_copy(struct wm_splice *s, int i)
     flush(s, i);
 }
 
-static void read_side(struct wm_splice *s, int i)
+static void read_side(struct wm_splice *s, int i, bool peer_closed)
 {
     struct dir *d = &s->d[i];
 
     if (!d->bulk) {
-        read_copy(s, i);
+        read_copy(s, i, peer_closed);
         return;
     }
     if (ensure_pipe(d) < 0) {
@@ -255,8 +270,7 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_splice *s = arg;
 
-    (void)what;
-    read_side(s, fd == s->fd[0] ? 0 : 1);
+    read_side(s, fd == s->fd[0] ? 0 : 1, (what & EV_CLOSED) != 0);
 }
 
 static void wr_cb(evutil_socket_t fd, short what, void *arg)
@@ -305,13 +319,15 @@ struct wm_splice *wm_splice_start(struct event_base *base, int a, int b, struct 
     s->arg = arg;
     s->idle_ms = conf != NULL ? conf->idle_ms : WM_IDLE_TIMEOUT_MS;
     s->last_ms = wm_now_coarse_ms();
+    /* EV_CLOSED (EPOLLRDHUP) where the backend has it: read_copy() */
+    short closed = (event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE) ? EV_CLOSED : 0;
     for (int i = 0; i < 2; i++) {
         struct dir *d = &s->d[i];
         d->from = s->fd[i];
         d->to = s->fd[1 - i];
         d->pipe[0] = d->pipe[1] = -1;
         d->pre = evbuffer_new();
-        d->rd = event_new(base, d->from, EV_READ | EV_PERSIST, rd_cb, s);
+        d->rd = event_new(base, d->from, EV_READ | EV_PERSIST | closed, rd_cb, s);
         d->wr = event_new(base, d->to, EV_WRITE | EV_PERSIST, wr_cb, s);
     }
     if (s->idle_ms > 0) {

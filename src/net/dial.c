@@ -195,7 +195,11 @@ static void connected_cb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         return;
     }
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
+    /* Watched for reading too: a failed connect reports EPOLLERR/EPOLLHUP,
+     * which libevent turns into EV_READ | EV_WRITE, so EV_WRITE alone is a
+     * connect that succeeded (no SO_ERROR query, one syscall less per
+     * dial). With EV_READ (an error, or a server that spoke first) ask. */
+    if ((what & EV_READ) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
         err = errno;
     }
     if (err == 0) {
@@ -282,7 +286,7 @@ static void try_next(struct wm_dial *d)
             continue;
         }
         d->fd = fd;
-        d->ev = event_new(wm_worker_base(d->w), fd, EV_WRITE, connected_cb, d);
+        d->ev = event_new(wm_worker_base(d->w), fd, EV_READ | EV_WRITE, connected_cb, d);
         if (d->ev == NULL) {
             note_error(d, WM_DIAL_ERROR);
             close(fd);

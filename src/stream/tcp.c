@@ -503,13 +503,15 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     const struct st_server *srv = ss->srv;
     struct st_conn *c = calloc(1, sizeof(*c));
     struct wm_conn_limits lim = {WM_STREAM_HEAD_MS, srv->idle_ms};
-    struct bufferevent *bev;
-    char ps[WM_ADDR_STR_MAX];
+    struct bufferevent *bev = NULL;
 
-    wm_addr_format(peer, ps, sizeof(ps));
-    bev = c == NULL ? NULL
-          : ss->tls ? wm_tls_wrap(wm_worker_base(w), srv->tls_in, fd, true, NULL, ps)
-                    : bufferevent_socket_new(wm_worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c != NULL && ss->tls) {
+        char ps[WM_ADDR_STR_MAX];
+        wm_addr_format(peer, ps, sizeof(ps));
+        bev = wm_tls_wrap(wm_worker_base(w), srv->tls_in, fd, true, NULL, ps);
+    } else if (c != NULL) {
+        bev = bufferevent_socket_new(wm_worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (bev == NULL) {
         if (c == NULL || !ss->tls) {
             close(fd);
@@ -532,7 +534,15 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     }
     bufferevent_setwatermark(bev, EV_READ, 0, WM_RELAY_HIGH_WATER);
     bufferevent_setcb(bev, client_read_cb, NULL, client_event_cb, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (srv->mode != ST_TCP || ss->tls || srv->accept_pp) {
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+    }
+    /* else a plain TCP client is not watched while we dial: what it sends
+     * waits in its socket for the splice, which reads it with one recv()
+     * instead of a bufferevent read and a write of the copy, and the
+     * client is added to epoll once, for reading (no EPOLLOUT to take back).
+     * A client that leaves meanwhile is seen by the splice's first read,
+     * at the latest when the dial ends (connect_timeout bounds it). */
     wm_conn_enter(&c->conn);
     if (srv->accept_pp) {
         c->state = ST_S_PP;

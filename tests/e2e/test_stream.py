@@ -99,6 +99,67 @@ def test_tcp_all_down_and_connect_timeout(wmproxy, tmp_path):
         f.close()
 
 
+def test_tcp_early_data_and_eof_wait_for_a_slow_dial(wmproxy, tmp_path):
+    """A plain TCP client is not read while we dial (its bytes wait in its
+    socket for the splice): a request and its FIN sent before the upstream
+    accepts still arrive, in order, once the connect completes."""
+    port = free_port()
+    hang, fillers = full_listener()  # our SYN is dropped until the queue frees
+    body = server(bind_addr="127.0.0.1:%d" % port,
+                  proxy_url="tcp://127.0.0.1:%d" % hang.getsockname()[1], connect_timeout="20s")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    c = socket.create_connection(("127.0.0.1", port), timeout=20)
+    c.sendall(b"early request")
+    c.shutdown(socket.SHUT_WR)
+    for f in fillers:  # free the accept queue: the kernel retries our SYN
+        f.close()
+    hang.settimeout(20)
+    got = b""
+    while not got:
+        a, _ = hang.accept()  # a filler's leftover first, then ours
+        a.settimeout(20)
+        buf = b""
+        while True:
+            try:
+                x = a.recv(4096)
+            except OSError:
+                break
+            if not x:
+                break
+            buf += x
+        if buf:
+            got = buf
+            a.sendall(b"answer")
+        a.close()
+    assert got == b"early request"
+    assert c.recv(100) == b"answer"
+    assert c.recv(100) == b""
+    c.close()
+    hang.close()
+
+
+def test_tcp_client_leaving_during_a_dial_is_released_by_connect_timeout(wmproxy, tmp_path):
+    """A client that leaves while its upstream connect hangs is released at
+    the latest when connect_timeout ends the dial (HAProxy's default too:
+    no abortonclose): the connection does not outlive that bound."""
+    port, cport = free_ports(2)
+    hang, fillers = full_listener()
+    body = server(bind_addr="127.0.0.1:%d" % port,
+                  proxy_url="tcp://127.0.0.1:%d" % hang.getsockname()[1], connect_timeout="1s")
+    p = wmproxy(["run", "-c", config(tmp_path, body, control=cport)], port=port)
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(b"x")
+    t = time.monotonic()
+    c.close()
+    wait_until(lambda: (lambda l: l if l and l["open"] == 0 and l["accepted"] >= 1 else None)(
+        status_listener(cport, "127.0.0.1:%d" % port)), 8, what="the connection released")
+    assert time.monotonic() - t < 6
+    assert wait_log(p, "access proto=tcp client=127.0.0.1:"), p.log()
+    hang.close()
+    for f in fillers:
+        f.close()
+
+
 def test_tcp_idle_timeout(wmproxy, tmp_path, echo):
     port = free_port()
     body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % echo.port,
