@@ -461,7 +461,7 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
 {
     struct wm_conn *c = f->c;
     struct evbuffer *out;
-    size_t before;
+    size_t before, n;
     bool close;
 
     if (hf_over(f)) {
@@ -470,17 +470,25 @@ void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ct
     hf_enter(f);
     /* A body we do not read cannot be skipped safely: close after it. */
     close = f->ri.close_after || wm_http_parser_has_body(f->req);
-    out = bufferevent_get_output(c->bev);
+    /* Gathered apart and handed to wm_bev_send(): on a plain socket with
+     * nothing queued it is written at once, with no write event to arm
+     * and disarm (two epoll_ctl) per answer. */
+    out = f->w != NULL && evbuffer_get_length(f->w->scratch) == 0 ? f->w->scratch
+                                                                  : bufferevent_get_output(c->bev);
     before = evbuffer_get_length(out);
     hf_respond_head(f, out, status, extra, ctype, len, close);
     f->resp_head_bytes = evbuffer_get_length(out) - before;
     if (!f->ri.is_head && status != 204 && status != 304 && len > 0) {
         evbuffer_add(out, body, len);
     }
+    n = evbuffer_get_length(out) - before;
+    if (f->w != NULL && out == f->w->scratch) {
+        wm_bev_send(c->bev, out, n);
+    }
     f->status = status;
     c->code = status;
-    f->req_out += evbuffer_get_length(out) - before;
-    c->bytes_out += evbuffer_get_length(out) - before;
+    f->req_out += n;
+    c->bytes_out += n;
     hf_local_done(f, close, in_loop);
     hf_leave(f);
 }
