@@ -489,31 +489,9 @@ def test_shared_limit_on_redis_error_deny(cluster, redis):
 # ---- 5b. the failed-auth slowdown counts across the nodes ----
 
 def _login(port, user, password, src="127.0.0.1"):
-    """One hand-made carrier login from src (test_tunnel_auth._try_login):
-    ('challenge-missing', None) when the node closes before its CHALLENGE,
-    else (ok byte, seconds until the answer)."""
-    from test_tunnel_auth import _frame, _hello, _read_frame, _s16
-    import hmac
-    s = socket.socket()
-    s.bind((src, 0))
-    s.settimeout(15)
-    s.connect(("127.0.0.1", port))
-    try:
-        s.sendall(_hello())
-        try:
-            typ, ch = _read_frame(s)
-        except (EOFError, ConnectionError, OSError):
-            return "challenge-missing", None
-        assert typ == 0x11, (typ, ch)
-        nonce_s, nonce_c = ch[:32], os.urandom(32)
-        mac = hmac.new(password, b"wmtun/2 client" + nonce_s + nonce_c + user,
-                       hashlib.sha256).digest()
-        t0 = time.monotonic()
-        s.sendall(_frame(0x12, nonce_c + _s16(user) + mac))
-        typ, res = _read_frame(s)
-        return res[0], time.monotonic() - t0
-    finally:
-        s.close()
+    """One hand-made carrier login from src (test_tunnel_auth._try_login)."""
+    from test_tunnel_auth import _try_login
+    return _try_login(port, user, password, src=src)
 
 
 def test_failed_logins_count_across_the_nodes(cluster, redis):

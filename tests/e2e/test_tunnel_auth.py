@@ -52,11 +52,17 @@ def _hello(version=2):
     return b"WMTUN/1\n" + _frame(0x10, bytes([version]) + struct.pack(">I", 65536) + _s16(b"raw"))
 
 
-def _try_login(port, user, password, timeout=15):
-    """One hand-made plain carrier login: ('challenge-missing', None) when
-    the server closes before its CHALLENGE, else (ok byte, seconds between
-    our AUTH and the answer)."""
-    s = connect(port, timeout=timeout)
+def _try_login(port, user, password, timeout=15, src=None):
+    """One hand-made plain carrier login (from the address src when given):
+    ('challenge-missing', None) when the server closes before its
+    CHALLENGE, else (ok byte, seconds between our AUTH and the answer)."""
+    if src is None:
+        s = connect(port, timeout=timeout)
+    else:
+        s = socket.socket()
+        s.bind((src, 0))
+        s.settimeout(timeout)
+        s.connect(("127.0.0.1", port))
     try:
         s.sendall(_hello())
         try:
