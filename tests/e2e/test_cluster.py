@@ -15,7 +15,7 @@ import pytest
 
 from helpers import http1
 from helpers.control import api
-from helpers.net import connect, free_port, recv_all, wait_port, wait_until
+from helpers.net import connect, free_port, holds_during, recv_all, wait_port, wait_until
 from helpers.tunnel import _ssl, make_certs, toml_value, wait_log
 
 REDIS = shutil.which("redis-server")
@@ -337,11 +337,9 @@ def test_reload_with_new_cluster_settings_keeps_the_claims(cluster, origin):
     assert api(c.ctl, "POST", "/reload")[0] == 200
     # the new connection claims again what c's client holds: after more
     # than the old TTL the route is still there, and still served through a
-    deadline = time.time() + 4
-    while time.time() < deadline:
-        assert ("web", "app.test") in routes_of(status(a), "c") or \
-            status(a)["cache_age_ms"] > 1000, status(a)
-        time.sleep(0.25)
+    holds_during(lambda: ("web", "app.test") in routes_of(status(a), "c") or
+                 status(a)["cache_age_ms"] > 1000, 4, step=0.25,
+                 what="c's route in a's view across the reload")
     assert ("web", "app.test") in routes_of(status(a), "c")
     assert served(a.http, "app.test")
 
@@ -384,12 +382,8 @@ def test_redis_down_known_routes_keep_serving(cluster, origin, redis):
     cl2 = cluster.client("127.0.0.1:%d" % a.center, [web_map(origin, "new.test")])
     assert wait_log(cl2, "refused by the server"), cl2.log()
     assert "Redis) is unreachable" in cl2.log()
-    t_end = time.time() + 6
-    n = 0
-    while time.time() < t_end:
-        assert http_get(a.http, "app.test").status == 200
-        n += 1
-        time.sleep(0.2)
+    n = holds_during(lambda: http_get(a.http, "app.test").status == 200, 6,
+                     what="a known route served while Redis is down")
     assert n >= 10
     redis.start()
     wait_until(lambda: status(a)["redis"]["state"] == "up"

@@ -55,6 +55,22 @@ def wait_until(cond, timeout=10, step=0.05, what="condition"):
         time.sleep(step)
 
 
+def holds_during(cond, seconds, step=0.2, what="condition"):
+    """Check cond() over a window of seconds (every step, and once more at
+    its end), raising AssertionError naming what the first time it is
+    false; returns how many checks passed. For a state that must last, as
+    wait_until() is for a state to come."""
+    deadline = time.monotonic() + seconds
+    n = 0
+    while True:
+        if not cond():
+            raise AssertionError("%s stopped holding after %d check(s)" % (what, n))
+        n += 1
+        if time.monotonic() >= deadline:
+            return n
+        time.sleep(min(step, max(0.0, deadline - time.monotonic())))
+
+
 def wait_port(host, port, timeout, proc=None):
     deadline = time.time() + timeout
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
