@@ -217,9 +217,11 @@ class OriginHandler(socketserver.StreamRequestHandler):
             self.wfile.flush()
 
 
-def ws_frame(op, payload, mask=True):
-    hdr = bytearray([0x80 | op])
-    n = len(payload)
+def ws_frame(op, payload, mask=True, fin=True, rsv=0, length=None):
+    """One WebSocket frame; length overrides the announced payload length
+    (for frames that lie about it)."""
+    n = len(payload) if length is None else length
+    hdr = bytearray([(0x80 if fin else 0) | rsv | op])
     mbit = 0x80 if mask else 0
     if n < 126:
         hdr.append(mbit | n)

@@ -8,6 +8,7 @@ import ssl
 import threading
 
 from helpers.net import wait_until
+from helpers.origin import ws_frame  # noqa: F401 (tests import it from here too)
 
 
 def write(path, text):
@@ -282,25 +283,6 @@ def ws_status(port, headers=None, method="GET", raw=None):
         data += b
     s.close()
     return data.split(b"\r\n", 1)[0].decode()
-
-
-def ws_frame(op, payload, mask=True, fin=True, rsv=0, length=None):
-    n = len(payload) if length is None else length
-    hdr = bytearray([(0x80 if fin else 0) | rsv | op])
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        hdr.append(mbit | n)
-    elif n < 65536:
-        hdr.append(mbit | 126)
-        hdr += n.to_bytes(2, "big")
-    else:
-        hdr.append(mbit | 127)
-        hdr += n.to_bytes(8, "big")
-    if mask:
-        key = os.urandom(4)
-        hdr += key
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes(hdr) + payload
 
 
 def ws_send(s, op, payload, **kw):
