@@ -212,6 +212,27 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
     wm_hfwd_connected(f, outer, 0, NULL);
 }
 
+/* The carrier d was routed to, if it is still there and ready. */
+static struct wm_tun *routed_carrier(struct tserver *sv, const struct route_data *d)
+{
+    for (struct tcarrier *k = sv->carriers; k != NULL; k = k->next) {
+        if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
+            return k->t;
+        }
+    }
+    return NULL;
+}
+
+/* Open d's mapping stream on carrier t for f (the visitor in field). */
+static void *open_mapping(struct wm_tun *t, const struct route_data *d, const char *field,
+                          struct wm_hfwd *f)
+{
+    struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {d->name, strlen(d->name)},
+                            {field, strlen(field)}};
+
+    return wm_tun_open(t, &o, open_cb, f);
+}
+
 static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t)
 {
     struct tserver *sv = server_of();
@@ -235,13 +256,9 @@ static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hf
         struct wm_tun_open o = {WM_TUN_OPEN_MAPPING, {name, strlen(name)}, {field, strlen(field)}};
         return k != NULL ? wm_tun_open(k, &o, open_cb, f) : NULL;
     }
-    for (struct tcarrier *k = sv->carriers; k != NULL; k = k->next) {
-        if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
-            struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
-                                    {d->name, strlen(d->name)},
-                                    {field, strlen(field)}};
-            return wm_tun_open(k->t, &o, open_cb, f);
-        }
+    struct wm_tun *k = routed_carrier(sv, d);
+    if (k != NULL) {
+        return open_mapping(k, d, field, f);
     }
     /* The client went away since routing: another member of its group
      * (or a new owner of the domain) takes the request, if there is one. */
@@ -342,16 +359,9 @@ static void *node_connect(struct wm_hfwd *f, struct wm_conn *c, const struct wm_
     const struct node_conn *nc = (const struct node_conn *)c;
     const struct route_data *d = t->data;
 
-    for (struct tcarrier *k = sv != NULL ? sv->carriers : NULL; d != NULL && k != NULL;
-         k = k->next) {
-        if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
-            struct wm_tun_open o = {WM_TUN_OPEN_MAPPING,
-                                    {d->name, strlen(d->name)},
-                                    {nc->field, strlen(nc->field)}};
-            return wm_tun_open(k->t, &o, open_cb, f);
-        }
-    }
-    return NULL;
+    struct wm_tun *k = sv != NULL && d != NULL ? routed_carrier(sv, d) : NULL;
+
+    return k != NULL ? open_mapping(k, d, nc->field, f) : NULL;
 }
 
 static const struct wm_hfwd_ops node_ops = {
