@@ -464,7 +464,9 @@ static void cluster_opts(const struct wm_conf *c, struct wm_cluster_opts *o)
 
     *o = (struct wm_cluster_opts){
         .redis_host = k->redis_host, .redis_port = k->redis_port, .redis_user = k->redis_user,
-        .redis_pass = k->redis_pass, .redis_db = (int)k->redis_db, .node_id = k->node_id,
+        .redis_pass = k->redis_pass, .redis_db = (int)k->redis_db, .redis_tls = k->redis_tls,
+        .redis_ca = k->redis_ca, .redis_cert = k->redis_cert, .redis_key = k->redis_key,
+        .node_id = k->node_id,
         .advertise = k->advertise, .node_password = k->node_password, .node_ca = k->node_ca,
         .node_cert = k->node_cert, .node_key = k->node_key, .ttl_ms = (int)k->ttl_ms,
         .center_tls = c->proxy->tc,

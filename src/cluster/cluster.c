@@ -42,6 +42,8 @@ void wm_cluster_settings_free(struct wm_cluster_settings *s)
         free(s->node_password);
     }
     SSL_CTX_free(s->peer_ctx);
+    SSL_CTX_free(s->redis_ctx);
+    free(s->redis_tls);
     free(s->node_tls);
     free(s);
 }
@@ -97,6 +99,40 @@ static int prepare_node_tls(const struct wm_cluster_opts *o, struct wm_cluster_s
     return 0;
 }
 
+/* rediss://: the TLS context towards Redis (cluster_tls.c). 0, or -1 with err. */
+static int prepare_redis_tls(const struct wm_cluster_opts *o, struct wm_cluster_settings *s,
+                             struct wm_err *err)
+{
+    struct wm_tls_opts to = {o->redis_cert, o->redis_key, o->redis_ca, true};
+    const char *const files[][2] = {{"cluster.redis_ca", o->redis_ca},
+                                    {"cluster.redis_cert", o->redis_cert},
+                                    {"cluster.redis_key", o->redis_key}};
+    char msg[512];
+    size_t n = 3;
+
+    for (size_t i = 0; i < 3; i++) {
+        if (files[i][1] != NULL && access(files[i][1], R_OK) < 0) {
+            int e = errno;
+            return wm_err_set(err, NULL, 0, 0, files[i][0], "cannot read %s: %s", files[i][1],
+                              strerror(e));
+        }
+        n += files[i][1] != NULL ? strlen(files[i][1]) : 0;
+    }
+    if ((s->redis_tls = malloc(n)) == NULL) {
+        return wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
+    }
+    snprintf(s->redis_tls, n, "%s\n%s\n%s", o->redis_ca ? o->redis_ca : "",
+             o->redis_cert ? o->redis_cert : "", o->redis_key ? o->redis_key : "");
+    s->redis_ctx = wm_tls_client_ctx(&to, msg, sizeof(msg));
+    if (s->redis_ctx == NULL) {
+        return wm_err_set(err, NULL, 0, 0, o->redis_cert != NULL ? "cluster.redis_cert"
+                                                                 : "cluster.redis_ca", "%s", msg);
+    }
+    SSL_CTX_set_min_proto_version(s->redis_ctx, TLS1_2_VERSION);
+    ctls_watch_alerts(s->redis_ctx);
+    return 0;
+}
+
 int wm_cluster_prepare(const struct wm_cluster_opts *o, struct wm_cluster_settings **out,
                        struct wm_err *err)
 {
@@ -121,6 +157,10 @@ int wm_cluster_prepare(const struct wm_cluster_opts *o, struct wm_cluster_settin
     if (oom || s->redis_host == NULL || (o->node_password != NULL && s->node_password == NULL)) {
         wm_cluster_settings_free(s);
         wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
+        return -1;
+    }
+    if (o->redis_tls && prepare_redis_tls(o, s, err) < 0) {
+        wm_cluster_settings_free(s);
         return -1;
     }
     if (o->node_ca != NULL) {
@@ -150,7 +190,8 @@ static bool settings_same(const struct wm_cluster_settings *a, const struct wm_c
 #define SAME_STR(x, y) (((x) == NULL && (y) == NULL) || ((x) != NULL && (y) != NULL && strcmp(x, y) == 0))
     return SAME_STR(a->redis_host, b->redis_host) && a->redis_port == b->redis_port &&
            SAME_STR(a->redis_user, b->redis_user) && SAME_STR(a->redis_pass, b->redis_pass) &&
-           a->redis_db == b->redis_db && strcmp(a->node_id, b->node_id) == 0 &&
+           a->redis_db == b->redis_db && SAME_STR(a->redis_tls, b->redis_tls) &&
+           strcmp(a->node_id, b->node_id) == 0 &&
            strcmp(a->advertise, b->advertise) == 0 &&
            SAME_STR(a->node_password, b->node_password) && SAME_STR(a->node_tls, b->node_tls) &&
            a->ttl_ms == b->ttl_ms && a->center_tls == b->center_tls;
@@ -400,8 +441,9 @@ static void install_on_worker(struct wm_worker *w, void *arg)
     wm_tunnel_cluster = &hooks;
     climit_install(true);
     cauth_install(true);
-    wm_log(WM_LOG_INFO, 0, "cluster: node %s (advertised at %s), store redis://%s:%u/%d",
-           s->node_id, s->advertise, s->redis_host, s->redis_port, s->redis_db);
+    wm_log(WM_LOG_INFO, 0, "cluster: node %s (advertised at %s), store %s://%s:%u/%d",
+           s->node_id, s->advertise, s->redis_ctx != NULL ? "rediss" : "redis", s->redis_host,
+           s->redis_port, s->redis_db);
     credis_start(cl);
 }
 
@@ -462,9 +504,10 @@ static void status_on_worker(struct wm_worker *w, void *arg)
     wm_json_string(out, cl->s->node_id);
     evbuffer_add(out, ",\"advertise\":", 13);
     wm_json_string(out, cl->s->advertise);
-    evbuffer_add_printf(out, ",\"redis\":{\"addr\":\"%s:%u\",\"state\":\"%s\",\"connects\":%llu,"
-                             "\"disconnects\":%llu,\"last_error\":",
-                        cl->s->redis_host, cl->s->redis_port, cl->up ? "up" : "down",
+    evbuffer_add_printf(out, ",\"redis\":{\"addr\":\"%s:%u\",\"tls\":%s,\"state\":\"%s\","
+                             "\"connects\":%llu,\"disconnects\":%llu,\"last_error\":",
+                        cl->s->redis_host, cl->s->redis_port,
+                        cl->s->redis_ctx != NULL ? "true" : "false", cl->up ? "up" : "down",
                         (unsigned long long)cl->connects, (unsigned long long)cl->disconnects);
     wm_json_string(out, cl->last_error);
     evbuffer_add_printf(out, "},\"cache_age_ms\":%lld,\"refreshes\":%llu,\"claims_refused\":%llu,"

@@ -34,6 +34,10 @@ struct wm_cluster_opts {
     const char *redis_user;    /* NULL: none */
     const char *redis_pass;    /* NULL: none */
     int redis_db;
+    bool redis_tls;            /* rediss:// */
+    const char *redis_ca;      /* its trust anchors (NULL: the system's) */
+    const char *redis_cert;    /* client certificate and key, or NULL */
+    const char *redis_key;
     const char *node_id;
     const char *advertise;     /* "host:port" of our center, for other nodes */
     const char *node_password; /* NULL: the node certificates alone */

@@ -33,6 +33,8 @@ struct wm_cluster_settings {
     char *redis_user;          /* NULL: none */
     char *redis_pass;          /* NULL: none */
     int redis_db;
+    SSL_CTX *redis_ctx;        /* rediss://: TLS towards Redis (cluster_tls.c), else NULL */
+    char *redis_tls;           /* "ca\ncert\nkey" as configured (reload compares it), or NULL */
     char node_id[CL_ID_MAX];
     char advertise[WM_HOST_MAX + 8];
     char *node_password;       /* NULL: node certificates alone */
@@ -98,6 +100,8 @@ struct cluster {
     /* Redis: one connection for commands, one subscribed to wm:events */
     struct redisAsyncContext *cmd;
     struct redisAsyncContext *sub;
+    struct ctls *cmd_tls;      /* rediss://: what carries cmd and sub (else NULL) */
+    struct ctls *sub_tls;
     bool up;                   /* cmd connected and answering */
     bool closing;              /* tearing down: callbacks do nothing */
     unsigned backoff_ms;
@@ -131,6 +135,21 @@ void credis_stop(struct cluster *cl);
 /* Store c in Redis (announce: publish the change). */
 void credis_claim(struct cluster *cl, struct cclaim *c, bool announce);
 void credis_release(struct cluster *cl, const struct cclaim *c);
+/* The connection failed (why): drop both contexts, retry with backoff. */
+void credis_lost(struct cluster *cl, const char *why);
+
+/* cluster_tls.c: rediss://. A hiredis context (not yet attached to the
+ * event base) whose bytes go over TLS to s->redis_host:port; *link carries
+ * them and belongs to the caller, who frees it with ctls_free() once the
+ * context is freed or gone (the link never frees the context; it calls
+ * credis_lost() when the dial or TLS fails). NULL with cl->last_error. */
+struct ctls;
+struct redisAsyncContext *ctls_connect(struct cluster *cl, struct ctls **link);
+void ctls_free(struct ctls *t);
+/* Log the TLS alerts Redis sends on ctx's connections (a client
+ * certificate it wants, one it refuses: after a TLS 1.3 handshake these
+ * come as alerts) and keep the last one for cl->last_error. */
+void ctls_watch_alerts(SSL_CTX *ctx);
 
 /* cluster_peer.c */
 /* The cache changed: a carrier to every other node that holds routes. */

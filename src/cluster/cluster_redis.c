@@ -377,6 +377,45 @@ static void auth_cb(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
+/* The first answer on the command connection (PING, queued after AUTH and
+ * SELECT): Redis is really there, past TLS and authentication. */
+static void hello_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct cluster *cl = ac->data;
+
+    if (reply == NULL || cl == NULL || cl->closing || ac != cl->cmd) {
+        return;
+    }
+    if (!reply_ok(cl, reply, priv)) {
+        go_down(cl, cl->last_error);
+        return;
+    }
+    bool first = cl->connects == 0;
+    cl->up = true;
+    cl->up_since_ms = wm_now_ms();
+    climit_set_up(true);
+    cl->connects++;
+    cl->backoff_ms = CL_BACKOFF_MIN_MS;
+    wm_log(first ? WM_LOG_INFO : WM_LOG_WARN, 0, "cluster: redis %s:%u %s%s", cl->s->redis_host,
+           cl->s->redis_port, first ? "connected" : "reconnected",
+           cl->s->redis_ctx != NULL ? " (TLS)" : "");
+    beat(cl, true);
+}
+
+/* Forget ac (being freed by hiredis) and the TLS link under it. */
+static void forget_ctx(struct cluster *cl, const redisAsyncContext *ac)
+{
+    if (cl->cmd == ac) {
+        cl->cmd = NULL;
+        ctls_free(cl->cmd_tls);
+        cl->cmd_tls = NULL;
+    } else if (cl->sub == ac) {
+        cl->sub = NULL;
+        ctls_free(cl->sub_tls);
+        cl->sub_tls = NULL;
+    }
+}
+
 static void connect_cb(const redisAsyncContext *ac, int status)
 {
     struct cluster *cl = ac->data;
@@ -386,49 +425,37 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     }
     if (status != REDIS_OK) {
         /* hiredis frees ac after this returns */
-        if (cl->cmd == ac) {
-            cl->cmd = NULL;
-        } else if (cl->sub == ac) {
-            cl->sub = NULL;
-        }
-        go_down(cl, ac->errstr);
+        char why[sizeof(ac->errstr)];
+        wm_fmt(why, sizeof(why), "%s", ac->errstr);
+        forget_ctx(cl, ac);
+        go_down(cl, why);
         return;
     }
     if (ac == cl->cmd) {
-        bool first = cl->connects == 0;
-        cl->up = true;
-        cl->up_since_ms = wm_now_ms();
-        climit_set_up(true);
-        cl->connects++;
-        cl->backoff_ms = CL_BACKOFF_MIN_MS;
-        cl->last_reply_ms = wm_now_ms();
-        wm_log(first ? WM_LOG_INFO : WM_LOG_WARN, 0, "cluster: redis %s:%u %s",
-               cl->s->redis_host, cl->s->redis_port, first ? "connected" : "reconnected");
-        beat(cl, true);
+        redisAsyncCommand(cl->cmd, hello_cb, "PING", "PING");
     }
 }
 
 static void disconnect_cb(const redisAsyncContext *ac, int status)
 {
     struct cluster *cl = ac->data;
+    char why[sizeof(ac->errstr)];
 
     (void)status;
-    if (cl == NULL || cl->closing) {
-        return;
-    }
-    if (cl->cmd == ac) {
-        cl->cmd = NULL;
-    } else if (cl->sub == ac) {
-        cl->sub = NULL;
-    } else {
+    if (cl == NULL || cl->closing || (cl->cmd != ac && cl->sub != ac)) {
         return; /* one we dropped ourselves */
     }
-    go_down(cl, ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
+    wm_fmt(why, sizeof(why), "%s", ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
+    forget_ctx(cl, ac);
+    go_down(cl, why);
 }
 
-static redisAsyncContext *open_ctx(struct cluster *cl, bool sub)
+/* A new context (sub: the subscriber); with TLS, *link carries it. */
+static redisAsyncContext *open_ctx(struct cluster *cl, bool sub, struct ctls **link)
 {
-    redisAsyncContext *ac = redisAsyncConnect(cl->s->redis_host, cl->s->redis_port);
+    redisAsyncContext *ac = cl->s->redis_ctx != NULL
+                                ? ctls_connect(cl, link)
+                                : redisAsyncConnect(cl->s->redis_host, cl->s->redis_port);
 
     if (ac == NULL) {
         return NULL;
@@ -469,6 +496,10 @@ static void drop_ctx(struct cluster *cl)
     if (b != NULL) {
         redisAsyncFree(b);
     }
+    ctls_free(cl->cmd_tls);
+    ctls_free(cl->sub_tls);
+    cl->cmd_tls = NULL;
+    cl->sub_tls = NULL;
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -477,11 +508,16 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    cl->cmd = open_ctx(cl, false);
-    cl->sub = cl->cmd != NULL ? open_ctx(cl, true) : NULL;
+    cl->cmd = open_ctx(cl, false, &cl->cmd_tls);
+    cl->sub = cl->cmd != NULL ? open_ctx(cl, true, &cl->sub_tls) : NULL;
     if (cl->cmd == NULL || cl->sub == NULL) {
         go_down(cl, cl->last_error[0] ? cl->last_error : "cannot create a connection");
     }
+}
+
+void credis_lost(struct cluster *cl, const char *why)
+{
+    go_down(cl, why);
 }
 
 static void go_down(struct cluster *cl, const char *why)

@@ -16,6 +16,9 @@
 
 static const struct wm_ckey cluster_keys[] = {
     {.name = "redis", .kind = WM_CK_STR, .off = KOFF(redis), .flags = WM_CKF_REQUIRED | WM_CKF_SECRET},
+    {.name = "redis_ca", .kind = WM_CK_STR, .off = KOFF(redis_ca), .flags = WM_CKF_PATH},
+    {.name = "redis_cert", .kind = WM_CK_STR, .off = KOFF(redis_cert), .flags = WM_CKF_PATH},
+    {.name = "redis_key", .kind = WM_CK_STR, .off = KOFF(redis_key), .flags = WM_CKF_PATH},
     {.name = "node_id", .kind = WM_CK_STR, .off = KOFF(node_id), .flags = WM_CKF_REQUIRED},
     {.name = "advertise", .kind = WM_CK_HOSTPORT, .off = KOFF(advertise),
      .flags = WM_CKF_REQUIRED},
@@ -47,7 +50,7 @@ static char *dup_n(struct wm_arena *a, const char *s, size_t n)
     return d;
 }
 
-/* Split "redis://[user:pass@]host[:port][/db]" into c. NULL, or the reason. */
+/* Split "redis[s]://[user:pass@]host[:port][/db]" into c. NULL, or the reason. */
 static const char *redis_url(struct wm_arena *a, struct wm_conf_cluster *c, const char *u)
 {
     const char *p;
@@ -56,13 +59,13 @@ static const char *redis_url(struct wm_arena *a, struct wm_conf_cluster *c, cons
     char *e;
 
     if (strncmp(u, "rediss://", 9) == 0) {
-        return "rediss:// (TLS) needs hiredis 1.0 with SSL; this build links hiredis 0.14 "
-               "without it: use redis:// on a private network or a local TLS tunnel (stunnel)";
+        c->redis_tls = true;
+        p = u + 9;
+    } else if (strncmp(u, "redis://", 8) == 0) {
+        p = u + 8;
+    } else {
+        return "expected \"redis://[user:pass@]host:port/db\" (rediss:// for TLS)";
     }
-    if (strncmp(u, "redis://", 8) != 0) {
-        return "expected \"redis://[user:pass@]host:port/db\"";
-    }
-    p = u + 8;
     end = p + strcspn(p, "/");
     at = memchr(p, '@', (size_t)(end - p));
     if (at != NULL) {
@@ -145,6 +148,32 @@ static void validate_node_tls(struct wm_cctx *ctx, const struct wm_conf_cluster 
     }
 }
 
+/* redis_ca/redis_cert/redis_key: only with rediss://; cert and key together. */
+static void validate_redis_tls(struct wm_cctx *ctx, const struct wm_conf_cluster *c,
+                               const struct wm_cval *t, const char *path)
+{
+    static const char *const keys[] = {"redis_ca", "redis_cert", "redis_key"};
+    const char *vals[] = {c->redis_ca, c->redis_cert, c->redis_key};
+    char kp[64];
+
+    for (size_t i = 0; i < 3 && !c->redis_tls && c->redis != NULL; i++) {
+        if (vals[i] != NULL) {
+            snprintf(kp, sizeof(kp), "%s.%s", path, keys[i]);
+            wm_cctx_error(ctx, wm_cval_get(t, keys[i]), kp,
+                          "TLS towards Redis needs a rediss:// URL in redis");
+            return;
+        }
+    }
+    if ((c->redis_cert == NULL) != (c->redis_key == NULL)) {
+        const char *missing = c->redis_cert == NULL ? "redis_cert" : "redis_key";
+        const char *have = c->redis_cert == NULL ? "redis_key" : "redis_cert";
+        snprintf(kp, sizeof(kp), "%s.%s", path, missing);
+        wm_cctx_error(ctx, wm_cval_get(t, have), kp,
+                      "redis_cert and redis_key go together (the client certificate Redis "
+                      "asks for with tls-auth-clients)");
+    }
+}
+
 static void cluster_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                              const char *path)
 {
@@ -171,6 +200,7 @@ static void cluster_validate(struct wm_cctx *ctx, void *obj, const struct wm_cva
         wm_cctx_error(ctx, wm_cval_get(t, "node_password"), kp, "at least 8 characters");
     }
     validate_node_tls(ctx, c, t, path);
+    validate_redis_tls(ctx, c, t, path);
 }
 
 const struct wm_cschema wm_conf_cluster_schema = {

@@ -16,7 +16,10 @@
 #define WM_CONF_NODE_ID_MAX 63
 
 struct wm_conf_cluster {
-    const char *redis;         /* "redis://[user:pass@]host:port/db" as written */
+    const char *redis;         /* "redis[s]://[user:pass@]host:port/db" as written */
+    const char *redis_ca;      /* rediss://: trust anchors for Redis' certificate */
+    const char *redis_cert;    /* rediss://: our client certificate (Redis' tls-auth-clients) */
+    const char *redis_key;     /* and its key */
     const char *node_id;       /* [A-Za-z0-9._-], at most WM_CONF_NODE_ID_MAX bytes */
     const char *advertise;     /* "host:port": where other nodes reach our center */
     const char *node_password; /* authenticates the carriers between nodes (or the certs) */
@@ -30,6 +33,7 @@ struct wm_conf_cluster {
     const char *redis_user;    /* NULL: none */
     const char *redis_pass;    /* NULL: none */
     int64_t redis_db;
+    bool redis_tls;            /* rediss:// */
 };
 
 #define WM_CONF_CLUSTER_TTL_MS 5000

@@ -5,174 +5,16 @@ port without persistence, and three server nodes."""
 import hashlib
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import time
 
-import pytest
-
 from helpers import http1
+from helpers.cluster import certs, cluster, redis  # noqa: F401 (fixtures)
+from helpers.cluster import http_get, routes_of, served, status, tcp_echo, web_map, write_toml
 from helpers.control import api
-from helpers.net import connect, free_port, holds_during, recv_all, wait_port, wait_until
-from helpers.tunnel import _ssl, make_certs, toml_value, wait_log
-
-REDIS = shutil.which("redis-server")
-CRED = {"username": "wm", "password": "s3cret"}
-NODE_PASSWORD = "n0de-secret"
-
-
-class Redis:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.port = free_port()
-        self.p = None
-        self.start()
-
-    def start(self):
-        self.p = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_port("127.0.0.1", self.port, 10, self.p), "redis-server did not start"
-
-    def stop(self):
-        if self.p is not None and self.p.poll() is None:
-            self.p.terminate()
-            self.p.wait(10)
-        self.p = None
-
-
-@pytest.fixture
-def redis(tmp_path):
-    if REDIS is None:
-        pytest.skip("redis-server is not installed (mk/deps.sh test installs it)")
-    r = Redis(tmp_path)
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(str(tmp_path_factory.mktemp("certs")))
-
-
-def write_toml(path, top, sections, mappings=()):
-    lines = ["%s = %s" % (k, toml_value(v)) for k, v in top.items()]
-    for name, sec in sections:
-        lines.append("[%s]" % name)
-        lines += ["%s = %s" % (k, toml_value(v)) for k, v in sec.items()]
-    for m in mappings:
-        lines.append("[[proxy.mappings]]")
-        lines += ["%s = %s" % (k, toml_value(v)) for k, v in m.items()]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return str(path)
-
-
-class Cluster:
-    def __init__(self, wmproxy, tmp, redis):
-        self.wmproxy = wmproxy
-        self.tmp = tmp
-        self.redis = redis
-        self.nodes = {}
-        self.n = 0
-
-    def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1", cluster_keys=None):
-        cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
-        if tcp_ip == "::1":
-            tp = free_port(socket.AF_INET6)
-        proxy = {"center_addr": "127.0.0.1:%d" % cp, "mode": "server",
-                 "map_http_bind": "127.0.0.1:%d" % hp,
-                 "map_tcp_bind": ("[%s]:%d" if ":" in tcp_ip else "%s:%d") % (tcp_ip, tp)}
-        proxy.update(CRED)
-        if tls:
-            proxy.update(tls)
-            proxy["map_https_bind"] = "127.0.0.1:%d" % hsp
-        cluster = {"redis": "redis://127.0.0.1:%d/0" % self.redis.port, "node_id": nid,
-                   "advertise": "127.0.0.1:%d" % cp, "node_password": NODE_PASSWORD,
-                   "ttl": "3s"}
-        for k, v in (cluster_keys or {}).items():
-            if v is None:
-                cluster.pop(k, None)
-            else:
-                cluster[k] = v
-        self.texts = getattr(self, "texts", {})
-        self.texts[nid] = (proxy, cluster)
-        path = write_toml(self.tmp / ("%s.toml" % nid), {"control": "127.0.0.1:%d" % ctl},
-                          [("proxy", proxy), ("cluster", cluster)])
-        if extra:
-            with open(path, "a") as f:
-                f.write(extra)
-        p = self.wmproxy(["run", "-c", path, "--workers", "2", "--grace", "1"], port=cp)
-        p.center, p.http, p.https, p.tcp, p.ctl = cp, hp, hsp, tp, ctl
-        p.nid = nid
-        assert wait_log(p, "cluster: redis"), p.log()
-        self.nodes[nid] = p
-        return p
-
-    def client(self, servers, mappings, tls=None):
-        self.n += 1
-        ep = free_port()
-        proxy = {"bind_addr": "127.0.0.1:%d" % ep, "server": servers}
-        proxy.update(CRED)
-        if tls:
-            proxy.update(tls)
-        path = write_toml(self.tmp / ("client%d.toml" % self.n), {"disable_control": True},
-                          [("proxy", proxy)], mappings)
-        return self.wmproxy(["run", "-c", path, "--workers", "1", "--grace", "1"], port=ep)
-
-
-@pytest.fixture
-def cluster(wmproxy, tmp_path, redis):
-    return Cluster(wmproxy, tmp_path, redis)
-
-
-def status(node):
-    code, _, doc = api(node.ctl, "GET", "/status")
-    assert code == 200
-    return doc["cluster"]
-
-
-def routes_of(doc, nid):
-    for n in doc["nodes"]:
-        if n["id"] == nid:
-            return {(r["ns"], r["key"]) for r in n["routes"]}
-    return set()
-
-
-def http_get(port, host, path="/hop"):
-    s = connect(port)
-    try:
-        s.sendall(http1.request("GET", path, [("Host", host)]))
-        return http1.Reader(s).response()
-    finally:
-        s.close()
-
-
-def served(port, host, path="/hop", want=200):
-    try:
-        return http_get(port, host, path).status == want
-    except OSError:
-        return False
-
-
-def tcp_echo(port, data=b"ping-through-the-cluster", host="127.0.0.1"):
-    s = connect(port, host=host)
-    try:
-        s.sendall(data)
-        s.shutdown(1)
-        return recv_all(s)
-    finally:
-        s.close()
-
-
-def web_map(origin, domain="app.test", **kw):
-    m = {"name": "web", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
-         "domain": domain}
-    m.update(kw)
-    return m
+from helpers.net import connect, free_port, holds_during, wait_port, wait_until
+from helpers.tunnel import _ssl, make_certs, wait_log
 
 
 # ---- 1. one route table: records, claims, /status ----
@@ -280,7 +122,7 @@ def test_cluster_config_errors(tmp_path):
     from conftest import BIN
     toml = tmp_path / "c.toml"
     toml.write_text('[proxy]\ncenter_addr = "127.0.0.1:19001"\n[cluster]\n'
-                    'redis = "rediss://h:1/0"\nnode_id = "bad id"\n'
+                    'redis = "http://h:1/0"\nnode_id = "bad id"\n'
                     'advertise = "127.0.0.1:19001"\nnode_password = "short"\n')
     yml = tmp_path / "c.yaml"
     yml.write_text('proxy:\n  center_addr: "127.0.0.1:19001"\ncluster:\n'
@@ -295,7 +137,7 @@ def test_cluster_config_errors(tmp_path):
         r = subprocess.run([BIN, "check", "-c", str(f)], capture_output=True, timeout=30)
         assert r.returncode != 0
         out[f.name] = r.stdout.decode() + r.stderr.decode()
-    assert "c.toml:4:9: cluster.redis: rediss://" in out["c.toml"], out
+    assert 'c.toml:4:9: cluster.redis: expected "redis://' in out["c.toml"], out
     assert "c.toml:5:11: cluster.node_id:" in out["c.toml"]
     assert "c.toml:7:17: cluster.node_password: at least 8" in out["c.toml"]
     assert 'missing required key "node_id"' in out["c.yaml"]
