@@ -17,11 +17,8 @@ from helpers import socks
 from helpers import traffic as tr
 from helpers.http1 import Reader
 from helpers.net import free_ports, connect, free_port, wait_port
+from helpers.ref import need_ref, ref_file
 
-REF = next((d for d in ("/work/shared/wmproxy-ref/config",
-                        os.path.join(os.path.dirname(__file__),
-                                     "../../../shared/wmproxy-ref/config"))
-            if os.path.isdir(d)), None)
 REF_FILES = ["client.toml", "client.yaml", "mapping_client.toml", "mapping_server.toml",
              "reverse.toml", "reverse.yaml", "server.toml", "server.yaml"]
 DIAG = re.compile(r"^(warning: )?(.+?):(\d+):(\d+): (\S+): (.*)$")
@@ -47,12 +44,12 @@ def check(path):
 
 # ---- check ----
 
-@pytest.mark.skipif(REF is None, reason="reference configs not found")
+@need_ref
 @pytest.mark.parametrize("name", REF_FILES)
 def test_check_reference_config(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # reverse.toml's log files are relative: made here
     path = tmp_path / name
-    shutil.copy(os.path.join(REF, name), path)
+    shutil.copy(ref_file(name), path)
     code, errs, warns, out, err = check(path)
     if name == "mapping_client.toml":
         # its control API listens on 0.0.0.0 without control_token: refused

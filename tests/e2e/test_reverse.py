@@ -16,6 +16,7 @@ from conftest import BIN
 from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import connect, free_port, recv_all, wait_until
+from helpers.ref import need_ref, ref_file
 from helpers.tunnel import wait_log
 
 
@@ -490,16 +491,13 @@ http:
     assert get(port, "/hello", host="y.test")[2] == b"yaml y.test"
 
 
-REF = "/work/shared/wmproxy-ref/config/reverse.toml"
-if not os.path.exists(REF):
-    REF = os.path.join(os.path.dirname(__file__), "../../../shared/wmproxy-ref/config/reverse.toml")
 
 
-@pytest.mark.skipif(not os.path.exists(REF), reason="reference configs not found")
+@need_ref
 def test_wmproxy_reference_reverse_config_serves(wmproxy, tmp_path):
     """wmproxy's demo reverse.toml (ports moved to free loopback ones, its
     junk key `aa` dropped) starts and serves its static location."""
-    text = open(REF).read()
+    text = open(ref_file("reverse.toml")).read()
     hp, pp, cp = free_port(), free_port(), free_port()
     text = text.replace('\naa = "b"\n', "\n")
     text = text.replace('"127.0.0.1:8837"', '"127.0.0.1:%d"' % cp)

@@ -18,14 +18,12 @@ import pytest
 from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import free_port, free_ports, free_udp_port, full_listener, wait_until
+from helpers.ref import need_ref, ref_file
 from helpers.stream import (PPBackend, TLSEcho, config, echo_reply, exchange, rss_kb, server,
                             status_listener, udp_echo, v2_addrs, wait_log_count, ws_connect,
                             ws_recv_data, ws_send)
 from helpers.tunnel import make_certs, wait_log
 
-REF = "/work/shared/wmproxy-ref/config/reverse.toml"
-if not os.path.exists(REF):
-    REF = os.path.join(os.path.dirname(__file__), "../../../shared/wmproxy-ref/config/reverse.toml")
 
 
 def dead_port():
@@ -358,11 +356,11 @@ def test_reload_keeps_surviving_connections(wmproxy, tmp_path, echo):
 
 # ---- the reference config's [stream] ----
 
-@pytest.mark.skipif(not os.path.exists(REF), reason="reference configs not found")
+@need_ref
 def test_reference_config_stream_served(wmproxy, tmp_path):
     """wmproxy's demo reverse.toml, its [stream] part with our ports: tcp
     (up_name), tcp2ws, udp and ws2tcp servers all serve."""
-    with open(REF) as f:
+    with open(ref_file("reverse.toml")) as f:
         text = f.read()
     stream = text[text.index("[stream]"):]
     stream = stream[:stream.index("# [[http.server]]")] if "# [[http.server]]" in stream else stream

@@ -14,10 +14,10 @@ import subprocess
 from conftest import BIN
 from helpers.net import free_port
 from helpers.origin import pattern
+from helpers.ref import need_ref, ref_file
 from helpers.traffic import http_get
 from helpers.tunnel import make_certs, wait_log, write_config
 
-REF = "/work/shared/wmproxy-ref/config"
 FP_RE = re.compile(r"SHA256:[0-9a-f]{64}")
 
 
@@ -233,7 +233,7 @@ def test_known_hosts_and_state_dir_keys(wmproxy, tmp_path, origin):
 
 
 def _ref(name, subst):
-    with open(os.path.join(REF, name)) as f:
+    with open(ref_file(name)) as f:
         text = f.read()
     for a, b in subst:
         assert a in text, a
@@ -241,6 +241,7 @@ def _ref(name, subst):
     return text
 
 
+@need_ref
 def test_wmproxy_reference_pair_with_one_self_signed_pair(wmproxy, tmp_path, origin):
     """config/server.toml + config/client.toml of wmproxy, both naming the
     same self-signed cert/key (mutual TLS, no ca): they attach and carry
