@@ -80,16 +80,15 @@ def echo_reply(data):
     return data + hashlib.sha256(data).hexdigest().encode()
 
 
-class PPBackend:
-    """TCP server that reads a PROXY header (v1 line or v2 block), records
-    it, then echoes."""
+class ThreadedServer:
+    """A TCP server on 127.0.0.1 (port: self.port) serving each connection
+    with self.one(sock) in a thread of its own; close() stops accepting."""
 
     def __init__(self):
         self.s = socket.socket()
         self.s.bind(("127.0.0.1", 0))
         self.s.listen(16)
         self.port = self.s.getsockname()[1]
-        self.headers = []
         threading.Thread(target=self.loop, daemon=True).start()
 
     def loop(self):
@@ -99,6 +98,21 @@ class PPBackend:
             except OSError:
                 return
             threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self.s.close()
+
+
+class PPBackend(ThreadedServer):
+    """TCP server that reads a PROXY header (v1 line or v2 block), records
+    it, then echoes."""
+
+    def __init__(self):
+        self.headers = []
+        super().__init__()
 
     def one(self, c):
         c.settimeout(10)
@@ -126,9 +140,6 @@ class PPBackend:
             pass
         c.close()
 
-    def close(self):
-        self.s.close()
-
 
 def v2_addrs(block):
     """(src ip, src port) of a v2 TCP4/TCP6 header."""
@@ -141,7 +152,7 @@ def v2_addrs(block):
     return None, None
 
 
-class TLSEcho:
+class TLSEcho(ThreadedServer):
     """A TLS echo server (cert/key) on 127.0.0.1; records each SNI seen."""
 
     def __init__(self, cert, key):
@@ -149,19 +160,7 @@ class TLSEcho:
         self.ctx.load_cert_chain(cert, key)
         self.sni = []
         self.ctx.sni_callback = lambda so, name, ctx: self.sni.append(name)
-        self.s = socket.socket()
-        self.s.bind(("127.0.0.1", 0))
-        self.s.listen(16)
-        self.port = self.s.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.s.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+        super().__init__()
 
     def one(self, c):
         try:
@@ -175,9 +174,6 @@ class TLSEcho:
             t.close()
         except (OSError, ssl.SSLError):
             c.close()
-
-    def close(self):
-        self.s.close()
 
 
 def udp_echo(host):
