@@ -177,7 +177,7 @@ static redisAsyncContext *unix_pair(int *ufd, char *why, size_t cap)
         return NULL;
     }
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
-    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); /* never waits */
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0) {
         wm_fmt(why, cap, "private socket: %s", strerror(errno));
     } else if ((ac = redisAsyncConnectUnix(sa.sun_path)) == NULL || ac->err) {
