@@ -1,12 +1,15 @@
 #!/bin/sh
 # Build h2spec (HTTP/2 conformance tester) offline from Debian's Go packages:
-# the vendored library (../shared/tools/h2spec-src) with our main.go.
+# the vendored library (../shared/tools/h2spec-src, or /work/shared/tools/h2spec-src)
+# with our main.go.
 # Prints the binary's path; exit 1 when Go or its packages are missing.
 # Usage: sh tests/h2spec/build.sh [OUTDIR]   (default: build/h2spec)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# the project's shared folder: next to the checkout, or /work/shared (a clone elsewhere)
 src=${H2SPEC_SRC:-$root/../shared/tools/h2spec-src}
+[ -d "$src" ] || [ -n "${H2SPEC_SRC:-}" ] || src=/work/shared/tools/h2spec-src
 out=${1:-$root/build/h2spec}
 if [ -x "$out/h2spec" ] && [ "$out/h2spec" -nt "$here/main.go" ]; then echo "$out/h2spec"; exit 0; fi
 [ -d "$src" ] || { echo "h2spec: no source at $src" >&2; exit 1; }
