@@ -105,6 +105,8 @@ struct wm_h2_req *wm_h2_req_new(void);
 void wm_h2_req_free(struct wm_h2_req *r);
 /* Empty r for another request (its buffers stay allocated). */
 void wm_h2_req_reset(struct wm_h2_req *r);
+/* An empty r releases its head's storage (an idle connection holds none). */
+void wm_h2_req_trim(struct wm_h2_req *r);
 /* Add a field as nghttp2 delivered it (pseudo-headers first). 0, or -1
  * when the list is over its limit or a field cannot be expressed in
  * HTTP/1.1 (the stream gets 431 / 400). */

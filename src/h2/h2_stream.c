@@ -134,6 +134,9 @@ void h2s_spares_free(struct wm_h2 *h)
         free(v);
     }
     h->nspare_v = 0;
+    if (h->spare_req != NULL) {
+        wm_h2_req_trim(h->spare_req);
+    }
 }
 
 /* A waiting-engine entry is done with: kept for the next one, or freed. */
@@ -417,11 +420,11 @@ static void sink_head(void *arg, struct wm_http_head *hd, bool last)
     h2_flush_soon(st->h);
 }
 
-static bool sink_body(void *arg, const char *p, size_t n)
+static bool sink_body(void *arg, struct evbuffer *b)
 {
     struct h2_stream *st = arg;
 
-    evbuffer_add(st->body, p, n);
+    evbuffer_add_buffer(st->body, b);
     resume(st);
     h2_flush_soon(st->h);
     if (evbuffer_get_length(st->body) >= WM_H2_BODY_HIGH) {

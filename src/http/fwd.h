@@ -146,10 +146,11 @@ struct wm_hfwd_sink {
     /* A response head (interim when status < 200, else final; last: no
      * body follows), hop-by-hop fields still in (the sink drops them). */
     void (*head)(void *arg, struct wm_http_head *hd, bool last);
-    /* Body bytes, chunk framing removed. Returns false when the sink holds
-     * enough: the engine stops reading the upstream until
+    /* Body bytes, chunk framing removed: all of b, which the sink takes
+     * (evbuffer_add_buffer: chains move, no copy). Returns false when the
+     * sink holds enough: the engine stops reading the upstream until
      * wm_hfwd_sink_resume(). */
-    bool (*body)(void *arg, const char *p, size_t n);
+    bool (*body)(void *arg, struct evbuffer *b);
     /* The answer is complete. keep: the engine waits for the next request
      * on this client; else it closes the client after this. */
     void (*done)(void *arg, bool keep);

@@ -29,13 +29,32 @@ static bool response_rules(const struct wm_hfwd *f)
     return false;
 }
 
-static void sink_body_cb(void *arg, const char *p, size_t n)
+/* Chunked bodies: the decoded bytes, gathered for one hand-over. */
+static void sink_chunk_cb(void *arg, const char *p, size_t n)
 {
     struct wm_hfwd *f = arg;
 
-    if (f->sink != NULL && !f->sink->body(f->sink_arg, p, n)) {
-        f->sink_full = true;
+    evbuffer_add(f->w->scratch, p, n);
+}
+
+/* Chunked body bytes from in: decoded into f->w->scratch, the raw bytes
+ * drained and counted in *raw. */
+static int sink_decode(struct wm_hfwd *f, struct evbuffer *in, size_t *raw)
+{
+    enum wm_http_res r = WM_HTTP_MORE;
+    struct evbuffer_iovec v;
+    size_t used;
+
+    *raw = 0;
+    while (r == WM_HTTP_MORE && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
+        r = wm_http_parser_feed_body(f->resp, v.iov_base, v.iov_len, &used);
+        if (r != WM_HTTP_MORE && r != WM_HTTP_MSG_DONE) {
+            return r;
+        }
+        evbuffer_drain(in, used);
+        *raw += used;
     }
+    return r;
 }
 
 bool hf_sink_head(struct wm_hfwd *f)
@@ -67,7 +86,9 @@ bool hf_sink_head(struct wm_hfwd *f)
         return true;
     }
     last = wm_http_parser_feed_body(f->resp, NULL, 0, &used) == WM_HTTP_MSG_DONE;
-    wm_http_parser_set_body_cb(f->resp, sink_body_cb, f);
+    if (wm_http_parser_chunked(f->resp)) {
+        wm_http_parser_set_body_cb(f->resp, sink_chunk_cb, f);
+    }
     f->resp_phase = HF_RESP_BODY;
     if (f->sink != NULL) {
         f->sink->head(f->sink_arg, hd, last);
@@ -77,23 +98,21 @@ bool hf_sink_head(struct wm_hfwd *f)
 
 bool hf_sink_body(struct wm_hfwd *f, struct evbuffer *in)
 {
-    enum wm_http_res r = WM_HTTP_MORE;
-    struct evbuffer_iovec v;
-    size_t used;
+    struct evbuffer *out = f->w->scratch;
+    size_t moved;
+    int r = wm_http_parser_chunked(f->resp) ? sink_decode(f, in, &moved)
+                                            : hf_move_body(f->resp, in, out, &moved);
 
-    while (r == WM_HTTP_MORE && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
-        r = wm_http_parser_feed_body(f->resp, v.iov_base, v.iov_len, &used);
-        if (r != WM_HTTP_MORE && r != WM_HTTP_MSG_DONE) {
-            break;
-        }
-        evbuffer_drain(in, used);
-        f->req_out += used;
-        f->c->bytes_out += used;
+    if (moved > 0) {
+        f->req_out += moved; /* raw, as the bytes path counts them */
+        f->c->bytes_out += moved;
         f->last_ms = wm_now_coarse_ms();
     }
-    if (r == WM_HTTP_MORE) {
-        r = wm_http_parser_feed_body(f->resp, NULL, 0, &used); /* a body with nothing left */
+    if (evbuffer_get_length(out) > 0 && f->sink != NULL &&
+        !f->sink->body(f->sink_arg, out)) {
+        f->sink_full = true;
     }
+    evbuffer_drain(out, evbuffer_get_length(out)); /* the sink is gone: dropped */
     if (r == WM_HTTP_MSG_DONE) {
         hf_response_done(f);
     } else if (r != WM_HTTP_MORE) {
