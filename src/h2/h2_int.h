@@ -11,7 +11,7 @@
  * before the stream is reset with NO_ERROR (RFC 9113 8.1). */
 #define H2_DISCARD_MAX (1u << 20)
 /* Finished stream records (and waiting-engine entries) kept for reuse. */
-#define WM_H2_SPARE_RECORDS 32
+#define WM_H2_SPARE_RECORDS WM_H2_MAX_STREAMS /* a full burst of streams allocates nothing */
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>

@@ -267,10 +267,16 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
         idle = (uint64_t)hf_fwd_idle_ms(f);
         if (body_wait_left(f, now) == 0) {
             body_timed_out(f);
+        } else if (hf_sink_wait_left(f, now) == 0) { /* an HTTP/2 stream's (fwd_h2.c) */
+            wm_log(WM_LOG_DEBUG, c->id, "http: the client did not read the response in time");
+            hf_log_request(f);
+            hf_finish(f, "client-write-timeout");
         } else if (now - f->last_ms < idle) {
             uint64_t left = idle - (now - f->last_ms);
             uint64_t body = body_wait_left(f, now);
-            hf_arm_timer(f, (int)(body < left ? body : left));
+            uint64_t sink = hf_sink_wait_left(f, now);
+            left = body < left ? body : left;
+            hf_arm_timer(f, (int)(sink < left ? sink : left));
         } else if (f->resp_phase == HF_RESP_HEAD) {
             wm_hfwd_fail(f, 504, NULL, "no response from the target in time");
         } else {

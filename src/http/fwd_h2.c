@@ -9,6 +9,7 @@
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <stdint.h>
 
 #include "core/log.h"
 #include "core/util.h"
@@ -120,11 +121,23 @@ bool hf_sink_body(struct wm_hfwd *f, struct evbuffer *in)
                wm_http_parser_error(f->resp));
         hf_log_request(f);
         hf_end_after_flush(f, "bad-response");
-    } else if (f->sink_full && f->up != NULL) {
+    } else if (f->sink_full && f->up != NULL && !f->flow.up_paused) {
         f->flow.up_paused = true; /* until wm_hfwd_sink_resume() */
         hf_up_reading(f, false);
+        f->sink_since = wm_now_coarse_ms();
+        hf_arm_timer(f, f->w->t.client_write_ms); /* only moves the deadline earlier */
     }
     return false;
+}
+
+uint64_t hf_sink_wait_left(const struct wm_hfwd *f, uint64_t now)
+{
+    uint64_t ms = f->w->t.client_write_ms > 0 ? (uint64_t)f->w->t.client_write_ms : 0;
+
+    if (ms == 0 || !f->sink_full || !f->flow.up_paused) {
+        return UINT64_MAX;
+    }
+    return now - f->sink_since >= ms ? 0 : ms - (now - f->sink_since);
 }
 
 void hf_sink_done(struct wm_hfwd *f, bool keep)

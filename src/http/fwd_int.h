@@ -122,6 +122,7 @@ struct wm_hfwd {
     void *sink_arg;
     bool sink_on;          /* this answer goes to the sink (its heads went there) */
     bool sink_full;        /* the sink wants no more body for now */
+    uint64_t sink_since;   /* coarse clock: since then (t.client_write_ms runs) */
 };
 
 /* Target silence allowed while forwarding. */
@@ -198,6 +199,10 @@ bool hf_sink_head(struct wm_hfwd *f);
 bool hf_sink_body(struct wm_hfwd *f, struct evbuffer *in);
 /* The answer is over (hf_response_done): tell the sink, forget it. */
 void hf_sink_done(struct wm_hfwd *f, bool keep);
+/* Time left before a full sink counts as a client that does not take the
+ * response (t.client_write_ms, as the client bufferevent's write timeout
+ * for bytes): UINT64_MAX when it does not apply, 0 when it passed. */
+uint64_t hf_sink_wait_left(const struct wm_hfwd *f, uint64_t now);
 
 /* fwd_head.c */
 /* Bytes hfwd_write_response_head() would write for the current response

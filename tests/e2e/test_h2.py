@@ -318,6 +318,28 @@ proxy_url = "http://127.0.0.1:%d"
     c.close()
 
 
+def test_client_write_timeout_cuts_a_stream_that_is_not_read(wmproxy, tmp_path, cert, origin):
+    """client_write_timeout holds for an HTTP/2 stream whose answer the
+    engine hands over parsed: no window from the client for that long ends
+    that stream's request (reset, access line), not the connection."""
+    up = slow_upstream(64 << 20)
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/big"
+proxy_url = "http://127.0.0.1:%d"
+client_write_timeout = "1s"
+""" % up.port)
+    c = H.Client(p)
+    big = c.request("/big")
+    c.hold.add(big)
+    c.wait(lambda: c.streams[big].status == 200, what="head of /big")
+    t0 = time.time()
+    c.wait(lambda: c.streams[big].reset is not None, timeout=15, what="/big reset")
+    assert 0.8 < time.time() - t0 < 10
+    assert c.get("/static")[0] == 200  # the connection goes on
+    c.close()
+
+
 def test_slow_upstream_stops_its_stream_window(wmproxy, tmp_path, cert, origin):
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
