@@ -80,8 +80,9 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
                 continue;
             }
         }
-        evbuffer_add(out, v, 1);
-        v++;
+        size_t run = 1 + strcspn(v + 1, "{$"); /* literal bytes up to the next variable */
+        evbuffer_add(out, v, run);
+        v += run;
     }
 }
 
