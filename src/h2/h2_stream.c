@@ -1,7 +1,8 @@
 /*
  * h2/h2_stream.c - one HTTP/2 stream as a virtual HTTP/1.1 client of the
  * engine (http/fwd.h): the request goes into our end of a bufferevent
- * pair, the engine's answer comes back on it and becomes HEADERS + DATA.
+ * pair (or to the engine parsed), the engine's answer comes back on it, or
+ * parsed through the stream's sink, and becomes HEADERS + DATA.
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
