@@ -318,6 +318,29 @@ proxy_url = "http://127.0.0.1:%d"
     c.close()
 
 
+def test_a_held_stream_resumes_with_its_whole_body(wmproxy, tmp_path, cert, origin):
+    """An answer handed over parsed stops its upstream while the client
+    holds the stream's window, and goes on, complete, once it opens it
+    (Content-Length and chunked bodies)."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    n = 3 << 20
+    for path in ("/bytes/%d" % n, "/chunked/%d" % n):
+        sid = c.request(path)
+        st = c.streams[sid]
+        c.hold.add(sid)
+        c.wait(lambda: len(st.data) >= 60000, what="a window of " + path)
+        for _ in range(4):
+            c.pump(0.1)  # the proxy is stopped by the window now
+        assert len(st.data) <= 65535 and not st.ended
+        c.hold.discard(sid)
+        c.c.increment_flow_control_window(len(st.data), stream_id=sid)
+        c.flush()
+        c.response(sid, timeout=30)
+        assert st.ended and st.reset is None and bytes(st.data) == origin_mod.pattern(n), path
+    c.close()
+
+
 def test_client_write_timeout_cuts_a_stream_that_is_not_read(wmproxy, tmp_path, cert, origin):
     """client_write_timeout holds for an HTTP/2 stream whose answer the
     engine hands over parsed: no window from the client for that long ends
