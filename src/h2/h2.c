@@ -319,6 +319,28 @@ static void write_cb(struct bufferevent *bev, void *arg)
     wm_conn_leave(h->c);
 }
 
+/* Answers the engines handed over parsed (h2_stream.c) go out together,
+ * once per loop turn. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_h2 *h = arg;
+
+    (void)fd;
+    (void)what;
+    h->flush_soon = false;
+    wm_conn_enter(h->c);
+    h2_flush(h);
+    wm_conn_leave(h->c);
+}
+
+void h2_flush_soon(struct wm_h2 *h)
+{
+    if (!h->flush_soon) {
+        h->flush_soon = true;
+        event_active(h->flush_ev, EV_TIMEOUT, 0);
+    }
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wm_h2 *h = arg;
@@ -405,6 +427,7 @@ static void h2_free(struct wm_conn *c)
     }
     h2s_spares_free(h);
     nghttp2_session_del(h->s);
+    event_free(h->flush_ev);
     wm_h2_req_free(h->spare_req);
     while (h->nspare > 0) {
         wm_http_parser_free(h->spare[--h->nspare]);
@@ -473,7 +496,11 @@ struct wm_h2 *h2_begin(struct wm_conn *c, const struct wm_h2_front *fr)
 {
     struct wm_h2 *h = calloc(1, sizeof(*h));
 
-    if (h == NULL || (h->s = session_new(h)) == NULL) {
+    if (h == NULL || (h->s = session_new(h)) == NULL ||
+        (h->flush_ev = event_new(wm_worker_base(c->w), -1, 0, flush_cb, h)) == NULL) {
+        if (h != NULL) {
+            nghttp2_session_del(h->s);
+        }
         free(h);
         wm_conn_finish(c, "out-of-memory");
         return NULL;

@@ -6,18 +6,22 @@
  * Design: one request pipeline, two framings. Each HTTP/2 stream becomes a
  * virtual downstream connection for the one HTTP/1 engine (http/fwd.h):
  * the stream gets a bufferevent pair; a request without body hands its
- * head to the engine already parsed (wm_hfwd_give_head), others write an
- * HTTP/1.1 translation of the request on our end (head from the HEADERS,
- * body from DATA, chunked when no Content-Length); we parse the HTTP/1.1
- * answer the engine writes back (llhttp, http/parser.h) into HEADERS +
- * DATA. The engine's end is a struct wm_conn of the service's own type,
+ * head to the engine already parsed (wm_hfwd_give_head), and the engine
+ * hands the upstream's answer back parsed (wm_hfwd_sink: head, unframed
+ * body, end) when the target has no response header rules. Others write
+ * an HTTP/1.1 translation of the request on our end (head from the
+ * HEADERS, body from DATA, chunked when no Content-Length) and we parse
+ * the HTTP/1.1 answer the engine writes back (llhttp, http/parser.h) into
+ * HEADERS + DATA; local answers (errors, static responses) come as bytes
+ * too. The engine's end is a struct wm_conn of the service's own type,
  * served by the service's own ops, so routing, header rules, limits, the
  * upstream keep-alive pool and the access logs are exactly those of
- * HTTP/1 (the engine's one HTTP/2 hook is wm_hfwd_give_head). Flow control
- * follows the pair: a stream's window opens only as the engine takes its
- * request bytes (a slow upstream stops that stream, not the connection), and a stream whose DATA frames wait
- * for the client stops reading its pair end (a slow client stops its
- * upstream read through the engine's own back-pressure).
+ * HTTP/1 (the engine's HTTP/2 hooks are wm_hfwd_give_head and its sink).
+ * Flow control follows the pair: a stream's window opens only as the
+ * engine takes its request bytes (a slow upstream stops that stream, not
+ * the connection), and a stream whose DATA frames wait for the client
+ * stops reading its pair end or tells the sink it is full (a slow client
+ * stops its upstream read through the engine's own back-pressure).
  * Extended CONNECT (RFC 8441) becomes a WebSocket Upgrade on the pair; the
  * 101 answers 200 and the stream then relays bytes both ways. Server push
  * is off.
@@ -105,6 +109,8 @@ struct wm_h2_req *wm_h2_req_new(void);
 void wm_h2_req_free(struct wm_h2_req *r);
 /* Empty r for another request (its buffers stay allocated). */
 void wm_h2_req_reset(struct wm_h2_req *r);
+/* An empty r releases its head's storage (an idle connection holds none). */
+void wm_h2_req_trim(struct wm_h2_req *r);
 /* Add a field as nghttp2 delivered it (pseudo-headers first). 0, or -1
  * when the list is over its limit or a field cannot be expressed in
  * HTTP/1.1 (the stream gets 431 / 400). */

@@ -75,12 +75,17 @@ void wm_h2_req_reset(struct wm_h2_req *r)
             evbuffer_drain(bufs[i], evbuffer_get_length(bufs[i]));
         }
     }
-    wm_http_head_reset(r->head);
+    wm_http_head_clear(r->head); /* the connection's next header list uses it */
     r->method[0] = r->scheme[0] = r->protocol[0] = '\0';
     r->size = r->nfields = 0;
     r->has_cl = false;
     r->given_ok = false;
     r->err = 0;
+}
+
+void wm_h2_req_trim(struct wm_h2_req *r)
+{
+    wm_http_head_reset(r->head);
 }
 
 static bool is_tchar(unsigned char ch)

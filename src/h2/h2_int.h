@@ -11,7 +11,7 @@
  * before the stream is reset with NO_ERROR (RFC 9113 8.1). */
 #define H2_DISCARD_MAX (1u << 20)
 /* Finished stream records (and waiting-engine entries) kept for reuse. */
-#define WM_H2_SPARE_RECORDS 32
+#define WM_H2_SPARE_RECORDS WM_H2_MAX_STREAMS /* a full burst of streams allocates nothing */
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
@@ -20,6 +20,7 @@
 #include "h2/h2.h"
 
 struct bufferevent;
+struct event;
 struct evbuffer;
 struct wm_conn;
 struct wm_http_parser;
@@ -51,6 +52,8 @@ struct h2_stream {
     bool deferred;                 /* the data source waits for bytes */
     bool paused;                   /* end reading stopped (body over its mark) */
     bool keep;                     /* the engine keeps the pair for another request */
+    bool sink_wait;                /* the engine stopped its upstream for us (body full) */
+    bool sink_resume;              /* wake it from end_write_cb (deferred) */
 };
 
 /* A pair whose engine answered and waits, keep-alive, for the next request:
@@ -93,6 +96,8 @@ struct wm_h2 {
     unsigned nspare_st;
     struct h2_vconn *spare_v;      /* linked by next */
     unsigned nspare_v;
+    struct event *flush_ev;        /* h2_flush_soon() */
+    bool flush_soon;               /* flush_ev is active */
 };
 
 /* h2.c */
@@ -102,6 +107,9 @@ void h2_feed(struct wm_h2 *h);  /* the client's bytes into the session */
 void h2_flush(struct wm_h2 *h);  /* send what the session has; may finish h->c */
 void h2_flood(struct wm_h2 *h, const char *what); /* GOAWAY ENHANCE_YOUR_CALM + log */
 void h2_idle_check(struct wm_h2 *h);
+/* h2_flush() at the end of this loop turn (from outside the connection's
+ * own callbacks: the engines' answers). */
+void h2_flush_soon(struct wm_h2 *h);
 
 /* h2_stream.c */
 /* A request's header list is complete: translate it, start its engine. */

@@ -1,7 +1,8 @@
 /*
  * h2/h2_stream.c - one HTTP/2 stream as a virtual HTTP/1.1 client of the
  * engine (http/fwd.h): the request goes into our end of a bufferevent
- * pair, the engine's answer comes back on it and becomes HEADERS + DATA.
+ * pair (or to the engine parsed), the engine's answer comes back on it, or
+ * parsed through the stream's sink, and becomes HEADERS + DATA.
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -24,6 +25,7 @@
 
 static void end_read_cb(struct bufferevent *bev, void *arg);
 static void end_write_cb(struct bufferevent *bev, void *arg);
+static void answer_done(struct h2_stream *st, bool keep);
 static void end_event_cb(struct bufferevent *bev, short what, void *arg);
 
 struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id)
@@ -74,6 +76,7 @@ static void release_end(struct h2_stream *st, bool abort)
     st->end = NULL;
     bufferevent_setcb(end, NULL, NULL, NULL, NULL);
     partner = bufferevent_pair_get_partner(end);
+    wm_hfwd_sink_drop(partner); /* the engine hands this stream nothing more */
     if (abort && partner != NULL) {
         bufferevent_trigger_event(partner, BEV_EVENT_ERROR, 0);
         bufferevent_free(end);
@@ -132,6 +135,9 @@ void h2s_spares_free(struct wm_h2 *h)
         free(v);
     }
     h->nspare_v = 0;
+    if (h->spare_req != NULL) {
+        wm_h2_req_trim(h->spare_req);
+    }
 }
 
 /* A waiting-engine entry is done with: kept for the next one, or freed. */
@@ -180,6 +186,11 @@ ssize_t h2s_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
     if (st->paused && st->end != NULL && evbuffer_get_length(st->body) < WM_H2_BODY_HIGH / 2) {
         st->paused = false;
         bufferevent_enable(st->end, EV_READ);
+    }
+    if (st->sink_wait && st->end != NULL && evbuffer_get_length(st->body) < WM_H2_BODY_HIGH / 2) {
+        st->sink_wait = false; /* the engine reads its upstream again, from end_write_cb */
+        st->sink_resume = true;
+        bufferevent_trigger(st->end, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
     }
     return n;
 }
@@ -329,15 +340,8 @@ static void take_answer(struct h2_stream *st)
         release_end(st, true);
         return;
     }
-    if (st->resp_phase == H2S_DONE && st->keep && st->req_done && !st->ws &&
-        evbuffer_get_length(in) == 0 && st->unconsumed == 0) {
-        struct bufferevent *end = st->end;
-        st->end = NULL;
-        wm_http_parser_next(st->resp);
-        h2v_put(st->h, end, st->resp); /* the engine waits for the next stream */
-        st->resp = NULL;
-    } else if (st->resp_phase == H2S_DONE) {
-        release_end(st, false); /* the engine goes on to EOF: idle upstream parked */
+    if (st->resp_phase == H2S_DONE) {
+        answer_done(st, st->keep);
     } else if (evbuffer_get_length(st->body) >= WM_H2_BODY_HIGH && !st->paused) {
         st->paused = true;
         bufferevent_disable(st->end, EV_READ);
@@ -364,15 +368,84 @@ static void end_write_cb(struct bufferevent *bev, void *arg)
     struct wm_h2 *h = st->h;
 
     (void)bev;
-    if (st->unconsumed == 0) {
+    if (st->unconsumed == 0 && !st->sink_resume) {
         return;
     }
     wm_conn_enter(h->c);
-    nghttp2_session_consume(h->s, st->id, st->unconsumed);
-    st->unconsumed = 0;
+    if (st->unconsumed > 0) {
+        nghttp2_session_consume(h->s, st->id, st->unconsumed);
+        st->unconsumed = 0;
+    }
+    if (st->sink_resume && st->end != NULL) {
+        st->sink_resume = false;
+        wm_hfwd_sink_resume(bufferevent_pair_get_partner(st->end));
+    }
     h2_flush(h);
     wm_conn_leave(h->c);
 }
+
+/* ---- answers handed over parsed by the engine (wm_hfwd_sink) ---- */
+
+/* The engine keeps its end for the next stream, or we let it go. */
+static void answer_done(struct h2_stream *st, bool keep)
+{
+    if (keep && st->req_done && !st->ws && st->unconsumed == 0 && st->end != NULL &&
+        evbuffer_get_length(bufferevent_get_input(st->end)) == 0) {
+        struct bufferevent *end = st->end;
+        st->end = NULL;
+        wm_hfwd_sink_drop(bufferevent_pair_get_partner(end));
+        wm_http_parser_next(st->resp);
+        h2v_put(st->h, end, st->resp); /* the engine waits for the next stream */
+        st->resp = NULL;
+    } else {
+        release_end(st, false); /* the engine goes on to EOF: idle upstream parked */
+    }
+}
+
+static void sink_head(void *arg, struct wm_http_head *hd, bool last)
+{
+    struct h2_stream *st = arg;
+    int status = wm_http_head_status(hd);
+    int rv = -1;
+
+    if (status != 101) {
+        rv = submit_head(st, hd, last && status >= 200);
+    }
+    if (rv < 0) {
+        wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d: bad answer from the engine", st->id);
+        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        release_end(st, true);
+    } else if (status >= 200) {
+        st->resp_phase = last ? H2S_DONE : H2S_BODY;
+    }
+    h2_flush_soon(st->h);
+}
+
+static bool sink_body(void *arg, struct evbuffer *b)
+{
+    struct h2_stream *st = arg;
+
+    evbuffer_add_buffer(st->body, b);
+    resume(st);
+    h2_flush_soon(st->h);
+    if (evbuffer_get_length(st->body) >= WM_H2_BODY_HIGH) {
+        st->sink_wait = true;
+        return false;
+    }
+    return true;
+}
+
+static void sink_done(void *arg, bool keep)
+{
+    struct h2_stream *st = arg;
+
+    st->resp_phase = H2S_DONE;
+    answer_done(st, keep);
+    resume(st);
+    h2_flush_soon(st->h);
+}
+
+static const struct wm_hfwd_sink h2_sink = {sink_head, sink_body, sink_done};
 
 static void end_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -513,7 +586,8 @@ static void deliver_head(struct wm_h2 *h, struct h2_stream *st, struct evbuffer 
     struct bufferevent *engine = bufferevent_pair_get_partner(st->end);
     struct evbuffer *bytes;
 
-    if (parsed != NULL && engine != NULL && wm_hfwd_give_head(engine, parsed) == 0) {
+    if (parsed != NULL && engine != NULL &&
+        wm_hfwd_give_head(engine, parsed, &h2_sink, st) == 0) {
         return;
     }
     if (head != NULL) {

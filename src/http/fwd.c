@@ -267,10 +267,16 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
         idle = (uint64_t)hf_fwd_idle_ms(f);
         if (body_wait_left(f, now) == 0) {
             body_timed_out(f);
+        } else if (hf_sink_wait_left(f, now) == 0) { /* an HTTP/2 stream's (fwd_h2.c) */
+            wm_log(WM_LOG_DEBUG, c->id, "http: the client did not read the response in time");
+            hf_log_request(f);
+            hf_finish(f, "client-write-timeout");
         } else if (now - f->last_ms < idle) {
             uint64_t left = idle - (now - f->last_ms);
             uint64_t body = body_wait_left(f, now);
-            hf_arm_timer(f, (int)(body < left ? body : left));
+            uint64_t sink = hf_sink_wait_left(f, now);
+            left = body < left ? body : left;
+            hf_arm_timer(f, (int)(sink < left ? sink : left));
         } else if (f->resp_phase == HF_RESP_HEAD) {
             wm_hfwd_fail(f, 504, NULL, "no response from the target in time");
         } else {
@@ -754,6 +760,7 @@ static void read_head(struct wm_hfwd *f)
         f->req_in += used;
         c->bytes_in += used;
         if (r == WM_HTTP_HEAD_DONE) {
+            f->sink = NULL; /* a head read as bytes is answered as bytes */
             handle_head(f);
             continue; /* a local answer is complete: the next pipelined request */
         }
@@ -764,24 +771,33 @@ static void read_head(struct wm_hfwd *f)
     }
 }
 
-int wm_hfwd_give_head(struct bufferevent *client, struct wm_http_head **head)
+struct wm_hfwd *hf_from_client(struct bufferevent *client)
 {
     bufferevent_data_cb rcb = NULL;
     void *arg = NULL;
-    struct wm_hfwd *f;
+
+    if (client == NULL) {
+        return NULL;
+    }
+    bufferevent_getcb(client, &rcb, NULL, NULL, &arg);
+    return rcb == client_read_cb ? arg : NULL;
+}
+
+int wm_hfwd_give_head(struct bufferevent *client, struct wm_http_head **head,
+                      const struct wm_hfwd_sink *sink, void *arg)
+{
+    struct wm_hfwd *f = hf_from_client(client);
     size_t n = wm_http_head_size(*head);
 
-    bufferevent_getcb(client, &rcb, NULL, NULL, &arg);
-    if (rcb != client_read_cb) {
-        return -1; /* not (or no longer) one of our clients */
-    }
-    f = arg;
-    if (f->state != HF_READ_HEAD || f->flow.client_eof ||
+    if (f == NULL || f->state != HF_READ_HEAD || f->flow.client_eof ||
         evbuffer_get_length(bufferevent_get_input(client)) > 0 ||
         wm_http_parser_give_head(f->req, head) < 0) {
         return -1;
     }
     hf_enter(f);
+    f->sink = sink;
+    f->sink_arg = arg;
+    f->sink_on = f->sink_full = false;
     if (begin_request(f) == 0) {
         f->req_in = n;
         f->c->bytes_in += n;

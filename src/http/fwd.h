@@ -134,16 +134,47 @@ void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops);
 void wm_hfwd_connected(struct wm_hfwd *f, struct bufferevent *up, int status,
                        const char *detail);
 
+/* Where the answer to a head given with wm_hfwd_give_head() may go parsed
+ * instead of as HTTP/1 bytes on the client bufferevent: an HTTP/2 stream
+ * (h2/h2_stream.c) turns it into HEADERS and DATA. The engine uses the
+ * sink for a request's answer from the upstream when the target has no
+ * response header rules (else it writes bytes, as for any client); local
+ * answers (errors, static responses) always go as bytes. Bytes and log
+ * fields are counted as for the bytes path. The callbacks run inside the
+ * engine's own callbacks and must not call into the engine. */
+struct wm_hfwd_sink {
+    /* A response head (interim when status < 200, else final; last: no
+     * body follows), hop-by-hop fields still in (the sink drops them). */
+    void (*head)(void *arg, struct wm_http_head *hd, bool last);
+    /* Body bytes, chunk framing removed: all of b, which the sink takes
+     * (evbuffer_add_buffer: chains move, no copy). Returns false when the
+     * sink holds enough: the engine stops reading the upstream until
+     * wm_hfwd_sink_resume(). */
+    bool (*body)(void *arg, struct evbuffer *b);
+    /* The answer is complete. keep: the engine waits for the next request
+     * on this client; else it closes the client after this. */
+    void (*done)(void *arg, bool keep);
+};
+
 /* A virtual client (an HTTP/2 stream on its end of a bufferevent pair)
  * hands the engine serving `client` (the engine's end) its next request
  * head, already parsed and validated, for a request without body: the
  * engine takes *head and gives back an empty head in *head (see
  * wm_http_parser_give_head), then serves the request at once, exactly as
- * if it had read its bytes (routing, rules, limits, logs). Returns 0, or -1
- * (*head untouched) when no engine is waiting for a request on client: the
- * caller then writes the head as bytes. Ownership of *head stays the
- * caller's either way. */
-int wm_hfwd_give_head(struct bufferevent *client, struct wm_http_head **head);
+ * if it had read its bytes (routing, rules, limits, logs). sink (may be
+ * NULL) and arg: where the answer may go parsed, until the answer is done
+ * or wm_hfwd_sink_drop(). Returns 0, or -1 (*head untouched) when no
+ * engine is waiting for a request on client: the caller then writes the
+ * head as bytes. Ownership of *head stays the caller's either way. */
+int wm_hfwd_give_head(struct bufferevent *client, struct wm_http_head **head,
+                      const struct wm_hfwd_sink *sink, void *arg);
+/* The sink of the engine serving client is gone (the stream lets go of
+ * its end): nothing more is handed to it; an answer in progress is read
+ * and dropped until the engine learns the client's end. */
+void wm_hfwd_sink_drop(struct bufferevent *client);
+/* The sink takes body bytes again (after body() returned false); call it
+ * from outside any engine callback. */
+void wm_hfwd_sink_resume(struct bufferevent *client);
 
 /* Answer the current request with an error and close (after WM_HFWD_TAKEN
  * or while connecting). */

@@ -80,8 +80,9 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
                 continue;
             }
         }
-        evbuffer_add(out, v, 1);
-        v++;
+        size_t run = 1 + strcspn(v + 1, "{$"); /* literal bytes up to the next variable */
+        evbuffer_add(out, v, run);
+        v += run;
     }
 }
 
@@ -252,6 +253,54 @@ void hfwd_set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
 
 /* ---- the response head for the client ---- */
 
+/* Does field fl of response head hd go to the client? */
+static bool resp_field_kept(struct wm_hfwd *f, struct wm_http_head *hd,
+                            const struct wm_http_field *fl, int status, bool upgrade)
+{
+    if (upgrade && wm_strieq(fl->name, fl->nlen, "upgrade")) {
+        /* kept */
+    } else if (wm_strieq(fl->name, fl->nlen, "trailer")) {
+        /* kept: chunked bodies pass through with their trailers */
+    } else if (wm_http_head_is_hop(hd, fl->name, fl->nlen)) {
+        return false;
+    }
+    return !(f->w->t.nrules > 0 && status >= 200 && ruled_out(f, false, fl));
+}
+
+/* The head's last line(s): Connection for the client, the empty line. */
+static const char *resp_head_end(struct wm_hfwd *f, int status, bool upgrade)
+{
+    if (upgrade) {
+        return "Connection: Upgrade\r\n\r\n";
+    }
+    if (status >= 200 && f->ri.close_after) {
+        return "Connection: close\r\n\r\n";
+    }
+    if (status >= 200 && wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
+        return "Connection: keep-alive\r\n\r\n";
+    }
+    return "\r\n";
+}
+
+size_t hfwd_response_head_len(struct wm_hfwd *f)
+{
+    struct wm_http_head *hd = wm_http_parser_head(f->resp);
+    int status = wm_http_head_status(hd);
+    size_t rlen;
+    size_t n;
+    struct wm_http_field fl;
+
+    (void)wm_http_head_reason(hd, &rlen);
+    n = 13 + rlen + 2 + strlen(resp_head_end(f, status, false));
+    for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
+        wm_http_head_field(hd, i, &fl);
+        if (resp_field_kept(f, hd, &fl, status, false)) {
+            n += fl.nlen + 2 + fl.vlen + 2;
+        }
+    }
+    return n;
+}
+
 void hfwd_write_response_head(struct wm_hfwd *f)
 {
     struct wm_conn *c = f->c;
@@ -277,31 +326,15 @@ void hfwd_write_response_head(struct wm_hfwd *f)
     headw_put(&w, "\r\n", 2);
     for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
         wm_http_head_field(hd, i, &fl);
-        if (upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) {
-            /* kept */
-        } else if (wm_strieq(fl.name, fl.nlen, "trailer")) {
-            /* kept: chunked bodies pass through with their trailers */
-        } else if (wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
-            continue;
+        if (resp_field_kept(f, hd, &fl, status, upgrade)) {
+            headw_field(&w, &fl);
         }
-        if (f->w->t.nrules > 0 && status >= 200 && ruled_out(f, false, &fl)) {
-            continue;
-        }
-        headw_field(&w, &fl);
     }
     headw_end(&w);
     if (f->w->t.nrules > 0 && status >= 200) {
         add_rule_headers(f, wm_http_parser_head(f->req), false, out);
     }
-    if (upgrade) {
-        evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
-    } else if (status >= 200 && f->ri.close_after) {
-        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
-    } else if (status >= 200 && wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
-        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
-    } else {
-        evbuffer_add(out, "\r\n", 2);
-    }
+    evbuffer_add(out, resp_head_end(f, status, upgrade), strlen(resp_head_end(f, status, upgrade)));
     f->req_out += evbuffer_get_length(out) - before;
     c->bytes_out += evbuffer_get_length(out) - before;
     f->resp_head_bytes += evbuffer_get_length(out) - before;

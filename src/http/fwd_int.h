@@ -116,6 +116,13 @@ struct wm_hfwd {
     bool stream_close;     /* HF_STREAM: close after the body */
     size_t head_sent;      /* HF_STREAM: head bytes sent at once (MSG_MORE) */
     struct event *timer;
+    /* The answer's sink (fwd_h2.c): from wm_hfwd_give_head() to the end of
+     * that answer or wm_hfwd_sink_drop(). */
+    const struct wm_hfwd_sink *sink;
+    void *sink_arg;
+    bool sink_on;          /* this answer goes to the sink (its heads went there) */
+    bool sink_full;        /* the sink wants no more body for now */
+    uint64_t sink_since;   /* coarse clock: since then (t.client_write_ms runs) */
 };
 
 /* Target silence allowed while forwarding. */
@@ -180,7 +187,27 @@ void hf_send_request(struct wm_hfwd *f);
 void hf_process_upstream(struct wm_hfwd *f);
 void hf_response_done(struct wm_hfwd *f);
 
+/* fwd.c: the engine serving the virtual client `client` (its end of a
+ * pair), or NULL when that is not (or no longer) one of our clients. */
+struct wm_hfwd *hf_from_client(struct bufferevent *client);
+
+/* fwd_h2.c: answers handed parsed to a sink (wm_hfwd_give_head) */
+/* A response head from the upstream (not a 101 to an Upgrade): true when
+ * it went to the sink (then as response_head() would: state and counts). */
+bool hf_sink_head(struct wm_hfwd *f);
+/* Body bytes from in to the sink (f->sink_on); as read_response_body(). */
+bool hf_sink_body(struct wm_hfwd *f, struct evbuffer *in);
+/* The answer is over (hf_response_done): tell the sink, forget it. */
+void hf_sink_done(struct wm_hfwd *f, bool keep);
+/* Time left before a full sink counts as a client that does not take the
+ * response (t.client_write_ms, as the client bufferevent's write timeout
+ * for bytes): UINT64_MAX when it does not apply, 0 when it passed. */
+uint64_t hf_sink_wait_left(const struct wm_hfwd *f, uint64_t now);
+
 /* fwd_head.c */
+/* Bytes hfwd_write_response_head() would write for the current response
+ * head, for a target without response header rules. */
+size_t hfwd_response_head_len(struct wm_hfwd *f);
 /* Rewrite the request head hd into f->w->head_out (kept for one retry). */
 void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd);
 /* The response head for the client, appended to f->w->scratch; counts bytes. */

@@ -295,6 +295,9 @@ void hf_response_done(struct wm_hfwd *f)
         wm_http_parser_next(f->resp);
         f->flow.up_idle = true; /* back to the pool if the client goes quiet (fwd.c) */
     }
+    if (f->sink != NULL) {
+        hf_sink_done(f, !f->ri.close_after && f->req_phase == HF_REQ_DONE);
+    }
     if (f->ri.close_after || f->req_phase != HF_REQ_DONE) {
         /* A response that ended before its request body cannot be followed
          * by another request on this connection. */
@@ -322,6 +325,9 @@ static void response_head(struct wm_hfwd *f)
         flush_scratch(f);
         become_tunnel(f);
         return;
+    }
+    if (f->sink != NULL && hf_sink_head(f)) {
+        return; /* an HTTP/2 stream takes it parsed (fwd_h2.c) */
     }
     if (status >= 100 && status < 200) {
         /* Interim response: pass it on, the final one follows. */
@@ -367,8 +373,12 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
 static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
 {
     size_t moved;
-    int r = hf_move_body(f->resp, in, f->w->scratch, &moved);
+    int r;
 
+    if (f->sink_on) {
+        return hf_sink_body(f, in);
+    }
+    r = hf_move_body(f->resp, in, f->w->scratch, &moved);
     if (moved > 0) {
         f->req_out += moved;
         f->c->bytes_out += moved;

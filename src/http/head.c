@@ -41,9 +41,11 @@ struct wm_http_head {
 };
 
 /* Storage is allocated with the first byte of a message and released by
- * reset, so a connection waiting between requests holds none. */
+ * reset, so a connection waiting between requests holds none (clear keeps
+ * it, for heads used again at once). */
 #define HEAD_INITIAL_CAP 1024
 #define HEAD_INITIAL_FIELDS 16
+#define HEAD_KEEP_CAP 4096 /* wm_http_head_clear() keeps storage up to that */
 
 struct wm_http_head *wm_http_head_new(size_t limit, size_t max_fields)
 {
@@ -75,6 +77,16 @@ void wm_http_head_reset(struct wm_http_head *h)
     free(h->fields);
     h->fields = NULL;
     h->fcap = 0;
+    wm_http_head_clear(h);
+}
+
+void wm_http_head_clear(struct wm_http_head *h)
+{
+    if (h->cap > HEAD_KEEP_CAP) {
+        free(h->buf); /* a rare big head does not stay */
+        h->buf = NULL;
+        h->cap = 0;
+    }
     h->used = 0;
     h->method = h->url = h->reason = (struct span){0, 0};
     h->status = h->major = h->minor = 0;

@@ -25,6 +25,9 @@ void wm_http_head_free(struct wm_http_head *h);
 /* Forget the content, keep the limits; releases the storage (a head holds
  * memory only while a message is being read or used). */
 void wm_http_head_reset(struct wm_http_head *h);
+/* Forget the content, keep the storage (up to a few KiB) for the next
+ * head: for heads that are used again at once. */
+void wm_http_head_clear(struct wm_http_head *h);
 
 /* Builders used by the parser. Each returns 0, or -1 when a limit is hit.
  * Pieces of one element may arrive in several calls (split reads). */

@@ -446,7 +446,14 @@ void wm_http_parser_next(struct wm_http_parser *p)
     } else if (e == HPE_PAUSED_UPGRADE) {
         llhttp_resume_after_upgrade(&p->ll);
     }
-    wm_http_head_reset(p->head);
+    if (p->given || p->kind == WM_HTTP_RESPONSE) {
+        /* Storage kept: a response parser lives while its upstream does
+         * (each answer needs it); a given head goes back to its HTTP/2
+         * stream's connection at the next wm_http_parser_give_head(). */
+        wm_http_head_clear(p->head);
+    } else {
+        wm_http_head_reset(p->head); /* a client waiting between requests holds none */
+    }
     p->head_done = p->msg_done = false;
     p->has_te = p->has_cl = p->has_host = false;
     p->too_large = p->bad_te = false;

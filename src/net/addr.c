@@ -122,9 +122,28 @@ int wm_addr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *
     return wm_addr_from_ip(host, port, ss, len);
 }
 
+/* Dotted quad into out (16 bytes at least): inet_ntop's, without its
+ * sprintf (this runs for every proxied request's X-Forwarded-For). */
+static void format_ipv4(const unsigned char *b, char *out)
+{
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100) {
+            *out++ = (char)('0' + v / 100);
+        }
+        if (v >= 10) {
+            *out++ = (char)('0' + v / 10 % 10);
+        }
+        *out++ = (char)('0' + v % 10);
+        *out++ = i < 3 ? '.' : '\0';
+    }
+}
+
 const char *wm_addr_format_ip(const struct sockaddr *sa, char *buf, size_t cap)
 {
-    if (sa->sa_family == AF_INET) {
+    if (sa->sa_family == AF_INET && cap >= INET_ADDRSTRLEN) {
+        format_ipv4((const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr, buf);
+    } else if (sa->sa_family == AF_INET) {
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)cap);
     } else if (sa->sa_family == AF_INET6) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,

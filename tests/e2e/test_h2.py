@@ -141,6 +141,70 @@ def test_h2_request_translation(wmproxy, tmp_path, cert, origin):
     assert r.returncode == 0  # curl drops it itself for HTTP/2
 
 
+def test_answers_handed_over_parsed_log_as_http1(wmproxy, tmp_path, cert, origin):
+    """The engine hands an HTTP/2 stream its answer parsed (no HTTP/1 bytes
+    in between): hop-by-hop fields still go, response header rules still
+    apply (they take the bytes path), chunked bodies arrive unframed, and
+    the access log counts exactly what an HTTP/1.1 client's line counts."""
+    logs = tmp_path / "logs"
+    os.makedirs(str(logs))
+    p, q = free_port(), free_port()
+    start(wmproxy, tmp_path, """
+[http]
+access_log = "access main"
+[http.log_names]
+access = "%(d)s/access.log"
+[http.log_format]
+main = "{url} st={status} up={up_status} bytes={bytes_sent} body={body_bytes_sent}"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://127.0.0.1:%(o)d"
+[[http.server]]
+bind_addr = "127.0.0.1:%(q)d"
+proxy_url = "http://127.0.0.1:%(o)d"
+headers = ["+ X-Resp-Rule yes", "- x-kept"]
+""" % {"d": logs, "p": p, "q": q, "o": origin.port})
+    wait_until(lambda: curl("http://127.0.0.1:%d/conn" % p).returncode == 0,
+               what="wmproxy serving")
+    c = H.Client(p)
+    st, hd, body = c.get("/hop")
+    assert st == 200 and body == b"ok" and hd.get("x-kept") == "yes"
+    for k in ("keep-alive", "connection", "x-secret", "proxy-connection"):
+        assert k not in hd, hd
+    st, hd, body = c.get("/chunked/50000")
+    assert st == 200 and body == origin_mod.pattern(50000) and "transfer-encoding" not in hd
+    st, hd, body = c.get("/bytes/3000?h2")
+    assert st == 200 and body == origin_mod.pattern(3000) and hd["content-length"] == "3000"
+    sid = c.request("/bytes/3000?head", method="HEAD")
+    assert c.response(sid).status == 200 and not c.response(sid).data
+    assert c.get("/nothing")[0] == 404
+    c.close()
+    c = H.Client(q)
+    st, hd, body = c.get("/hop")
+    assert st == 200 and body == b"ok" and hd.get("x-resp-rule") == "yes" and "x-kept" not in hd
+    c.close()
+    for path in ("/hop", "/chunked/50000", "/bytes/3000?h1", "/nothing"):
+        assert curl("http://127.0.0.1:%d%s" % (p, path)).returncode == 0
+
+    def lines():
+        try:
+            return open(str(logs / "access.log")).read().splitlines()
+        except OSError:
+            return []
+    wait_until(lambda: len(lines()) >= 10, what="access lines")
+    got = {}
+    for ln in lines():
+        uri, rest = ln.split(" ", 1)
+        got.setdefault(uri.split("?")[0] + ("?head" if uri.endswith("?head") else ""), []).append(rest)
+    for uri in ("/hop", "/chunked/50000", "/bytes/3000", "/nothing"):
+        h2line, h1line = got[uri][0], got[uri][-1]
+        assert h2line == h1line, (uri, got[uri])
+    assert got["/hop"][0].startswith("st=200 up=200 ") and got["/nothing"][0].startswith("st=404 up=404")
+    assert got["/bytes/3000"][0].endswith(" body=3000")
+    assert got["/bytes/3000?head"][0].startswith("st=200 up=200 ") and \
+        got["/bytes/3000?head"][0].endswith(" body=0")
+
+
 # ---- 2. parallel streams, the upstream keep-alive pool, flow control ----
 
 def test_parallel_streams_share_the_pool(wmproxy, tmp_path, cert, origin):
@@ -251,6 +315,51 @@ proxy_url = "http://127.0.0.1:%d"
     assert up.done.wait(15), "the upstream blocked once the proxy stopped reading"
     assert up.sent < 64 << 20, "read only what the buffers hold, not the whole body"
     assert len(c.streams[big].data) <= 70000  # one stream window
+    c.close()
+
+
+def test_a_held_stream_resumes_with_its_whole_body(wmproxy, tmp_path, cert, origin):
+    """An answer handed over parsed stops its upstream while the client
+    holds the stream's window, and goes on, complete, once it opens it
+    (Content-Length and chunked bodies)."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    n = 3 << 20
+    for path in ("/bytes/%d" % n, "/chunked/%d" % n):
+        sid = c.request(path)
+        st = c.streams[sid]
+        c.hold.add(sid)
+        c.wait(lambda: len(st.data) >= 60000, what="a window of " + path)
+        for _ in range(4):
+            c.pump(0.1)  # the proxy is stopped by the window now
+        assert len(st.data) <= 65535 and not st.ended
+        c.hold.discard(sid)
+        c.c.increment_flow_control_window(len(st.data), stream_id=sid)
+        c.flush()
+        c.response(sid, timeout=30)
+        assert st.ended and st.reset is None and bytes(st.data) == origin_mod.pattern(n), path
+    c.close()
+
+
+def test_client_write_timeout_cuts_a_stream_that_is_not_read(wmproxy, tmp_path, cert, origin):
+    """client_write_timeout holds for an HTTP/2 stream whose answer the
+    engine hands over parsed: no window from the client for that long ends
+    that stream's request (reset, access line), not the connection."""
+    up = slow_upstream(64 << 20)
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/big"
+proxy_url = "http://127.0.0.1:%d"
+client_write_timeout = "1s"
+""" % up.port)
+    c = H.Client(p)
+    big = c.request("/big")
+    c.hold.add(big)
+    c.wait(lambda: c.streams[big].status == 200, what="head of /big")
+    t0 = time.time()
+    c.wait(lambda: c.streams[big].reset is not None, timeout=15, what="/big reset")
+    assert 0.8 < time.time() - t0 < 10
+    assert c.get("/static")[0] == 200  # the connection goes on
     c.close()
 
 
