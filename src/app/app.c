@@ -42,6 +42,7 @@
 #include "h2/h2.h"
 #include "net/acl.h"
 #include "net/addr.h"
+#include "net/conn.h"
 #include "net/lset.h"
 #include "net/tlspump.h"
 #include "reverse/rev.h"
@@ -236,12 +237,14 @@ static void worker_exit(struct wm_worker *w, void *arg)
     }
 }
 
-/* Drain hook, on every worker: stop accepting; the tunnel (worker 0)
- * stops reconnecting and closes idle carriers. */
+/* Drain hook, on every worker: stop accepting, close parked (idle
+ * keep-alive) clients; the tunnel (worker 0) stops reconnecting and
+ * closes idle carriers. */
 static void drain_worker(struct wm_worker *w, void *arg)
 {
     wm_lset_close_worker(w, arg);
     wm_h2_goaway_worker(w, NULL); /* open HTTP/2 streams finish, no new ones */
+    wm_conn_close_parked(w);      /* idle keep-alive clients: nothing to finish */
     if (wm_worker_index(w) == 0) {
         wm_tunnel_drain(w);
     }

@@ -246,7 +246,11 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
         } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0 && now < f->ka_until) {
             go_quiet(f);
-            hf_arm_timer(f, (int)(f->ka_until - now));
+            if (wm_worker_draining(c->w)) {
+                hf_finish(f, "shutdown"); /* stopping: an idle client goes (as parked ones do) */
+            } else if (hf_park(f, f->ka_until - now) < 0) {
+                hf_arm_timer(f, (int)(f->ka_until - now));
+            }
         } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
             hf_finish(f, "keepalive-timeout");
@@ -302,6 +306,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     hf_enter(f);
     deadline_passed(f, now);
     hf_leave(f);
+}
+
+int hf_timer_new(struct wm_hfwd *f)
+{
+    f->timer = evtimer_new(wm_worker_base(f->c->w), timer_cb, f);
+    f->timer_armed = false;
+    f->deadline = 0;
+    return f->timer != NULL ? 0 : -1;
 }
 
 /* The client write timeout of the current target (libevent's: no write
@@ -857,6 +869,26 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     hf_leave(f);
 }
 
+void hf_client_fastread(struct wm_hfwd *f)
+{
+    f->cfr = wm_fastread_new(f->c->bev, WM_HTTP_CLIENT_READ_MAX, client_read_cb, client_event_cb, f);
+}
+
+void hf_client_hook(struct wm_hfwd *f, bool read_now)
+{
+    struct bufferevent *bev = f->c->bev;
+
+    bufferevent_setwatermark(bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
+    bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, f);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    f->flow.creading = true;
+    f->cw_ms = 0; /* a new bufferevent has no write timeout */
+    if (read_now) {
+        wm_bev_read_more(bev, WM_HTTP_CLIENT_READ_MAX);
+    }
+    hf_client_fastread(f);
+}
+
 void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
 {
     struct wm_hfwd *f = calloc(1, sizeof(*f));
@@ -868,7 +900,7 @@ void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
     f->c = c;
     f->ops = ops;
     f->req = wm_http_parser_new(WM_HTTP_REQUEST, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
-    f->timer = evtimer_new(wm_worker_base(c->w), timer_cb, f);
+    hf_timer_new(f);
     c->proto_data = f;
     c->proto_free = hf_conn_free;
     if (f->req == NULL || f->timer == NULL) {
@@ -877,11 +909,7 @@ void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
     }
     wm_conn_clear_timer(c); /* our own timer takes over */
     hf_set_state(f, HF_READ_HEAD);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
-    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, f);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    f->flow.creading = true;
-    f->cfr = wm_fastread_new(c->bev, WM_HTTP_CLIENT_READ_MAX, client_read_cb, client_event_cb, f);
+    hf_client_hook(f, false);
     hf_arm_timer(f, c->limits.head_ms);
     hf_enter(f);
     hf_process_client(f);

@@ -136,7 +136,13 @@ void hf_leave(struct wm_hfwd *f);                       /* may free f (and the c
 void hf_finish(struct wm_hfwd *f, const char *reason);  /* the connection ends now */
 void hf_end_after_flush(struct wm_hfwd *f, const char *reason);
 void hf_arm_timer(struct wm_hfwd *f, int ms);           /* ms <= 0: no deadline */
+int hf_timer_new(struct wm_hfwd *f);                    /* f->timer, unarmed; 0 or -1 */
 void hf_client_reading(struct wm_hfwd *f, bool on);
+/* Hook the engine on c->bev (at the start, and on a new one after a park):
+ * callbacks, read limit, reading on, fast reads; read_now: read what the
+ * socket holds at once. */
+void hf_client_hook(struct wm_hfwd *f, bool read_now);
+void hf_client_fastread(struct wm_hfwd *f); /* f->cfr for c->bev (NULL: none) */
 void hf_log_request(struct wm_hfwd *f);
 /* Count one request for /metrics (fwd_stats.c). up_ms -1: no upstream answer. */
 void hf_count_request(const char *proto, int status, uint64_t ms, long long up_ms);
@@ -160,6 +166,15 @@ void hf_local_done(struct wm_hfwd *f, bool close, bool in_loop);
  * (the caller decided it may). */
 void hf_respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const char *extra,
                      const char *ctype, unsigned long long len, bool close);
+/* fwd_park.c: the keep-alive wait without a bufferevent (net/conn.h
+ * parking). hf_park: when nothing of a request is held (no upstream, no
+ * request state, nothing buffered, a plain socket), park the client for
+ * the left_ms still left of its keep-alive wait, with the engine's timer
+ * and request parser released too. Returns 0 (parked: the wake makes them
+ * again and serves the bytes that came, or ends the wait), or -1 (nothing
+ * changed). */
+int hf_park(struct wm_hfwd *f, uint64_t left_ms);
+
 /* fwd_stream.c: a streamed local answer (route() returned WM_HFWD_STREAM) */
 void hf_stream_start(struct wm_hfwd *f);
 void hf_stream_pump(struct wm_hfwd *f, bool in_loop);

@@ -182,6 +182,12 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
         c->dial = NULL;
     }
     wm_conn_clear_timer(c);
+    if (c->park != NULL) {
+        evutil_socket_t fd = event_get_fd(c->park);
+        event_free(c->park);
+        c->park = NULL;
+        close(fd);
+    }
     if (c->bev != NULL) {
         /* Nothing of ours may run for it any more, even before the free. */
         bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -243,6 +249,73 @@ void wm_conn_close_after_flush(struct wm_conn *c, const char *reason)
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         wm_conn_finish(c, reason);
     }
+}
+
+/* ---- parking (see conn.h) ---- */
+
+static void park_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_conn *c = arg;
+    void (*wake)(struct wm_conn *, short) = c->on_wake;
+    struct bufferevent *bev;
+
+    wm_conn_enter(c);
+    bev = bufferevent_socket_new(wm_worker_base(c->w), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        wm_conn_finish(c, "out-of-memory"); /* closes the parked fd */
+    } else {
+        event_free(c->park);
+        c->park = NULL;
+        c->on_wake = NULL;
+        c->bev = bev;
+        what = (what & EV_READ) ? EV_READ : EV_TIMEOUT;
+        wm_log(WM_LOG_DEBUG, c->id, "resumed (%s)", what == EV_READ ? "readable" : "wait over");
+        wake(c, what);
+    }
+    wm_conn_leave(c);
+}
+
+int wm_conn_park(struct wm_conn *c, int timeout_ms, void (*wake)(struct wm_conn *c, short what))
+{
+    struct bufferevent *bev = c->bev;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    if (bev == NULL || c->park != NULL || wm_conn_closed(c) || !wm_bev_is_plain_socket(bev) ||
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        return -1;
+    }
+    c->park = event_new(wm_worker_base(c->w), bufferevent_getfd(bev), EV_READ, park_cb, c);
+    if (c->park == NULL) {
+        return -1;
+    }
+    if (event_add(c->park, timeout_ms > 0 ? &tv : NULL) < 0) {
+        event_free(c->park);
+        c->park = NULL;
+        return -1;
+    }
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    bufferevent_setfd(bev, -1); /* the fd stays: the park event waits on it */
+    bufferevent_free(bev);
+    c->bev = NULL;
+    c->on_wake = wake;
+    wm_log(WM_LOG_DEBUG, c->id, "parked (idle, no bufferevent, %d ms left)", timeout_ms);
+    return 0;
+}
+
+static void close_if_parked(struct wm_conn_link *link)
+{
+    struct wm_conn *c = (struct wm_conn *)link;
+
+    if (link->abort == conn_abort && c->park != NULL) {
+        wm_conn_finish(c, "shutdown");
+    }
+}
+
+void wm_conn_close_parked(struct wm_worker *w)
+{
+    wm_worker_conn_each(w, close_if_parked);
 }
 
 void wm_conn_set_timer(struct wm_conn *c, int ms, void (*cb)(int, short, void *))

@@ -17,6 +17,20 @@
  * relay owns it and bev is NULL); it owns dial, relay/splice, timer and
  * proto_data (through proto_free); it holds one reference on svc and on
  * stats.
+ *
+ * Parking (wm_conn_park): a client idle between requests on a plain socket
+ * need not keep a bufferevent (two evbuffers, two events, ~1 KiB). Parked,
+ * the conn owns the bare fd and one event (`park`, EV_READ with the
+ * remaining wait as its timeout) and bev is NULL; nothing else changes
+ * (registry, /status counters, access line). When the client sends (or
+ * closes), or the wait ends, the conn makes a new socket bufferevent on
+ * the same fd with the options every front accepts with
+ * (BEV_OPT_CLOSE_ON_FREE) and calls the wake callback, which re-applies
+ * whatever the handler had set on the old one (callbacks, watermarks,
+ * timeouts, enabled events). wm_conn_finish() closes a parked fd like any
+ * other end, so a graceful stop aborts parked clients as before. TLS
+ * (bind_ssl, net/tlspump), HTTP/2 and tunnel streams are not plain sockets:
+ * they keep their bufferevent.
  */
 #ifndef WM_NET_CONN_H
 #define WM_NET_CONN_H
@@ -76,6 +90,8 @@ struct wm_conn {
     uint64_t start_ms;
     bool access_logged;             /* the handler already wrote its access line(s) */
     struct event *timer;
+    struct event *park;             /* parked: EV_READ on the fd, bev NULL (see above) */
+    void (*on_wake)(struct wm_conn *c, short what); /* parked: the handler's wake callback */
     struct wm_dial *dial;
     struct wm_relay *relay;
     struct wm_splice *splice;       /* instead of relay when both ends are plain sockets */
@@ -131,6 +147,28 @@ void wm_conn_clear_timer(struct wm_conn *c);
  * first when the origin asks for one); relay_bev takes up. */
 void wm_conn_relay_fd(struct wm_conn *c, int fd);
 void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up);
+
+/* Park an idle client: c->bev must be a plain socket bufferevent with
+ * nothing buffered either way, set up by the caller's handler (which has
+ * already dropped its own hooks on it, e.g. net fast reads). Frees bev and
+ * waits on its fd for readability or up to timeout_ms (<= 0: no timeout).
+ * Then, inside wm_conn_enter()/wm_conn_leave(), c->bev is a new socket
+ * bufferevent (reading and writing disabled, no callbacks, nothing read
+ * yet) and wake(c, EV_READ or EV_TIMEOUT) runs; the handler sets its
+ * callbacks and settings again, reads, or finishes c. When the new
+ * bufferevent cannot be made, c is finished ("out-of-memory") and wake is
+ * not called. Returns 0 (parked), or -1 with c unchanged (not a plain
+ * socket, bytes buffered, out of memory). */
+int wm_conn_park(struct wm_conn *c, int timeout_ms, void (*wake)(struct wm_conn *c, short what));
+
+static inline bool wm_conn_parked(const struct wm_conn *c)
+{
+    return c->park != NULL;
+}
+
+/* Close every parked client of worker w now (a graceful stop: an idle
+ * keep-alive client has nothing to finish; nginx does the same). */
+void wm_conn_close_parked(struct wm_worker *w);
 
 /* Record the user name for the access line (truncated, made printable). */
 void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n);
