@@ -40,6 +40,7 @@
 #include "core/util.h"
 #include "core/worker.h"
 #include "h2/h2.h"
+#include "http/fwd.h"
 #include "net/acl.h"
 #include "net/addr.h"
 #include "net/conn.h"
@@ -232,6 +233,7 @@ static void worker_exit(struct wm_worker *w, void *arg)
     wm_tunnel_worker_exit(w, NULL);
     wm_rev_worker_exit();
     wm_tls_pump_free_all();
+    wm_hfwd_worker_exit(); /* last: the closes above may give request states back */
     if (write(a->done_fd, &one, sizeof(one)) < 0) {
         /* cannot fail on an eventfd short of overflow */
     }

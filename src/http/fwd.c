@@ -49,16 +49,12 @@ void hf_set_state(struct wm_hfwd *f, enum hf_state st)
     f->state = st;
 }
 
-static void work_free(struct wm_hfwd *f)
-{
-    struct hf_work *w = f->w;
+/* Spare request states of this worker (see struct hf_work). */
+static __thread struct hf_work *work_cache;
+static __thread size_t work_cached;
 
-    if (w == NULL) {
-        return;
-    }
-    if (f->ops->release != NULL) {
-        f->ops->release(&w->t);
-    }
+static void work_destroy(struct hf_work *w)
+{
     if (w->head_out != NULL) {
         evbuffer_free(w->head_out);
     }
@@ -69,7 +65,47 @@ static void work_free(struct wm_hfwd *f)
         evbuffer_free(w->body);
     }
     free(w);
+}
+
+static void drain_all(struct evbuffer *b)
+{
+    evbuffer_drain(b, evbuffer_get_length(b));
+}
+
+/* f->w goes: to the cache, emptied as if new, or freed. */
+static void work_free(struct wm_hfwd *f)
+{
+    struct hf_work *w = f->w;
+
+    if (w == NULL) {
+        return;
+    }
     f->w = NULL;
+    if (f->ops->release != NULL) {
+        f->ops->release(&w->t);
+    }
+    if (work_cached >= WM_HTTP_WORK_CACHE) {
+        work_destroy(w);
+        return;
+    }
+    memset(&w->t, 0, sizeof(w->t));
+    w->reqline[0] = '\0';
+    drain_all(w->head_out);
+    drain_all(w->scratch);
+    drain_all(w->body);
+    w->next = work_cache;
+    work_cache = w;
+    work_cached++;
+}
+
+void wm_hfwd_worker_exit(void)
+{
+    while (work_cache != NULL) {
+        struct hf_work *w = work_cache;
+        work_cache = w->next;
+        work_destroy(w);
+    }
+    work_cached = 0;
 }
 
 int hf_work_get(struct wm_hfwd *f)
@@ -79,24 +115,31 @@ int hf_work_get(struct wm_hfwd *f)
     if (f->w != NULL) {
         return 0;
     }
+    if (work_cache != NULL) {
+        f->w = work_cache;
+        work_cache = f->w->next;
+        work_cached--;
+        f->w->next = NULL;
+        return 0;
+    }
     w = calloc(1, sizeof(*w));
     if (w == NULL) {
         return -1;
     }
-    f->w = w;
     w->head_out = evbuffer_new();
     w->scratch = evbuffer_new();
     w->body = evbuffer_new();
     if (w->head_out == NULL || w->scratch == NULL || w->body == NULL) {
-        work_free(f);
+        work_destroy(w);
         return -1;
     }
+    f->w = w;
     return 0;
 }
 
 void hf_work_put(struct wm_hfwd *f)
 {
-    if (f->up == NULL && f->connecting == NULL) {
+    if (f->connecting == NULL) {
         work_free(f);
     }
 }
@@ -394,7 +437,7 @@ void hf_log_request(struct wm_hfwd *f)
     wm_log(WM_LOG_INFO, c->id,
            "access proto=%s client=%s user=%s target=%s req=\"%s\" code=%d in=%llu out=%llu "
            "ms=%llu",
-           f->ops->proto, c->peer_str, c->user[0] ? c->user : "-",
+           f->ops->proto, c->peer_str, c->user != NULL ? c->user : "-",
            w->t.log[0] ? w->t.log : "-", w->reqline, f->status,
            (unsigned long long)f->req_in, (unsigned long long)f->req_out,
            (unsigned long long)(wm_now_ms() - f->req_start_ms));
@@ -527,7 +570,7 @@ void hf_await_next(struct wm_hfwd *f)
     }
     f->w->t.data = NULL;
     f->w->reqline[0] = '\0';
-    hf_work_put(f); /* kept while an upstream is held (its key) */
+    hf_work_put(f);
     wm_http_parser_next(f->req);
     hf_set_state(f, HF_READ_HEAD);
     /* the keep-alive wait, with a stop at WM_HTTP_QUIET_MS (go_quiet) */
@@ -699,10 +742,10 @@ static void handle_head(struct wm_hfwd *f)
     }
     if (wm_log_enabled(WM_LOG_DEBUG)) {
         /* only debug lines of the connection read it */
-        snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->w->t.log);
+        wm_conn_set_target(c, f->w->t.log);
     }
     hfwd_build_upstream_head(f, hd);
-    if (f->up != NULL && strcmp(f->w->up_key, f->w->t.key) != 0) {
+    if (f->up != NULL && (f->up_key == NULL || strcmp(f->up_key, f->w->t.key) != 0)) {
         hf_release_upstream(f);
     }
     f->ri.reused = f->up != NULL;

@@ -181,6 +181,10 @@ void wm_hfwd_detach(struct wm_hfwd *f);
 
 struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f);
 
+/* Free the worker's cache of spare request states (on its thread, at its
+ * exit). */
+void wm_hfwd_worker_exit(void);
+
 /* The current request's head (valid during route() and logged()). */
 struct wm_http_head *wm_hfwd_request(struct wm_hfwd *f);
 

@@ -33,6 +33,8 @@ static void conn_free(struct wm_conn *c)
     }
     wm_bev_free(c->bev); /* after proto_free: the handler may still hold read hooks on it */
     free(c->origin);
+    free(c->user);
+    free(c->target);
     wm_listen_stats_unref(c->stats);
     wm_service_unref(c->svc);
     free(c);
@@ -160,8 +162,8 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
         wm_log(WM_LOG_INFO, c->id,
                "access proto=%s client=%s user=%s target=%s code=%d in=%llu out=%llu "
                "ms=%llu end=%s",
-               c->proto, c->peer_str, c->user[0] ? c->user : "-",
-               c->target[0] ? c->target : "-", c->code, (unsigned long long)c->bytes_in,
+               c->proto, c->peer_str, c->user != NULL ? c->user : "-",
+               c->target != NULL ? c->target : "-", c->code, (unsigned long long)c->bytes_in,
                (unsigned long long)c->bytes_out,
                (unsigned long long)(wm_now_ms() - c->start_ms), reason);
     } else {
@@ -371,7 +373,7 @@ void wm_conn_relay_fd(struct wm_conn *c, int fd)
         wm_pp_send(fd, o->pp_version, o->srclen > 0 ? (const struct sockaddr *)&o->src : NULL,
                    o->dstlen > 0 ? (const struct sockaddr *)&o->dst : NULL) < 0) {
         wm_log(WM_LOG_WARN, c->id, "target %s: cannot send the PROXY protocol header: %s",
-               c->target, strerror(errno));
+               wm_conn_target(c), strerror(errno));
         close(fd);
         wm_conn_finish(c, "proxy-protocol-failed");
         return;
@@ -408,9 +410,23 @@ void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n)
 {
     size_t i;
 
-    for (i = 0; i < n && i < sizeof(c->user) - 1; i++) {
+    if (n > WM_CONN_USER_MAX) {
+        n = WM_CONN_USER_MAX;
+    }
+    free(c->user);
+    c->user = n > 0 ? malloc(n + 1) : NULL;
+    if (c->user == NULL) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)user[i];
         c->user[i] = (ch <= ' ' || ch >= 0x7f || ch == '"') ? '?' : (char)ch;
     }
     c->user[i] = '\0';
+}
+
+void wm_conn_set_target(struct wm_conn *c, const char *target)
+{
+    free(c->target);
+    c->target = target != NULL && target[0] != '\0' ? strdup(target) : NULL;
 }

@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "core/guard.h"
@@ -63,6 +64,14 @@ struct wm_conn_origin {
     uint8_t pp_version;          /* net/proxyproto.h: WM_PP_V1, WM_PP_V2, or 0 */
 };
 
+/* A client's address (IPv4 or IPv6; sa.sa_family says which): a quarter
+ * of a sockaddr_storage, since every connection keeps one. */
+union wm_conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
 /* Timeouts a connection lives by (ms; <= 0: none). */
 struct wm_conn_limits {
     int head_ms; /* the client's first request or handshake */
@@ -78,12 +87,12 @@ struct wm_conn {
     struct wm_listen_stats *stats;
     struct wm_conn_limits limits;
     struct bufferevent *bev;
-    struct sockaddr_storage peer;
+    union wm_conn_addr peer;
     socklen_t peerlen;
     char peer_str[WM_ADDR_STR_MAX]; /* "stream" for a virtual (tunnel) stream */
     const char *proto;              /* access line; NULL: none written (not identified yet) */
-    char user[64];                  /* access line; "" when none */
-    char target[WM_HOST_MAX + 8];   /* host:port */
+    char *user;                     /* access line; owned, NULL when none (wm_conn_set_user) */
+    char *target;                   /* host:port for logs; owned, NULL when none */
     int code;                       /* HTTP status or SOCKS reply code */
     uint64_t bytes_in;              /* from the client */
     uint64_t bytes_out;             /* to the client */
@@ -170,7 +179,23 @@ static inline bool wm_conn_parked(const struct wm_conn *c)
  * keep-alive client has nothing to finish; nginx does the same). */
 void wm_conn_close_parked(struct wm_worker *w);
 
-/* Record the user name for the access line (truncated, made printable). */
+/* Record the user name for the access line (truncated to
+ * WM_CONN_USER_MAX, made printable). Out of memory: none is shown. */
+#define WM_CONN_USER_MAX 63
 void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n);
+
+/* Record the target (host:port) for logs (copied; NULL or "" clears it).
+ * Out of memory: none is shown. */
+void wm_conn_set_target(struct wm_conn *c, const char *target);
+
+/* The user and target recorded, "" when none. */
+static inline const char *wm_conn_user(const struct wm_conn *c)
+{
+    return c->user != NULL ? c->user : "";
+}
+static inline const char *wm_conn_target(const struct wm_conn *c)
+{
+    return c->target != NULL ? c->target : "";
+}
 
 #endif
