@@ -69,7 +69,11 @@ static void work_destroy(struct hf_work *w)
 
 static void drain_all(struct evbuffer *b)
 {
-    evbuffer_drain(b, evbuffer_get_length(b));
+    size_t n = evbuffer_get_length(b);
+
+    if (n > 0) {
+        evbuffer_drain(b, n);
+    }
 }
 
 /* f->w goes: to the cache, emptied as if new, or freed. */
@@ -81,14 +85,17 @@ static void work_free(struct wm_hfwd *f)
         return;
     }
     f->w = NULL;
-    if (f->ops->release != NULL) {
+    if (f->ops->release != NULL && w->t.data != NULL) {
         f->ops->release(&w->t);
     }
     if (work_cached >= WM_HTTP_WORK_CACHE) {
         work_destroy(w);
         return;
     }
-    memset(&w->t, 0, sizeof(w->t));
+    /* What is read before the next request's route (reset_request clears
+     * the target): an error on a head is logged without a target. */
+    w->t.data = NULL;
+    w->t.log[0] = '\0';
     w->reqline[0] = '\0';
     drain_all(w->head_out);
     drain_all(w->scratch);

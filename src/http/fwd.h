@@ -10,6 +10,14 @@
  * connection (net/conn.h), or earlier with wm_hfwd_detach(). Its callbacks
  * run inside wm_conn_enter()/wm_conn_leave(), so the ops may finish the
  * connection from any of them.
+ *
+ * Idle keep-alive clients: after WM_HTTP_QUIET_MS without a byte between
+ * requests, an idle upstream goes back to ops->park and, on a plain socket
+ * with nothing held, the client is parked (net/conn.h: no bufferevent, no
+ * engine timer or parser; fwd_park.c) until its next bytes or the end of
+ * client keep-alive. TLS, HTTP/2 streams and tunnel streams are not parked;
+ * nor are clients of ops without park (forward proxy, tunnel HTTP
+ * mappings) while they keep their upstream connection.
  */
 #ifndef WM_HTTP_FWD_H
 #define WM_HTTP_FWD_H
