@@ -15,9 +15,9 @@
  * requests, an idle upstream goes back to ops->park and, on a plain socket
  * with nothing held, the client is parked (net/conn.h: no bufferevent, no
  * engine timer or parser; fwd_park.c) until its next bytes or the end of
- * client keep-alive. TLS, HTTP/2 streams and tunnel streams are not parked;
- * nor are clients of ops without park (forward proxy, tunnel HTTP
- * mappings) while they keep their upstream connection.
+ * client keep-alive; with ops without park (forward proxy, tunnel HTTP
+ * mappings) the idle upstream connection stays attached meanwhile. TLS,
+ * HTTP/2 streams and tunnel streams are not parked.
  */
 #ifndef WM_HTTP_FWD_H
 #define WM_HTTP_FWD_H

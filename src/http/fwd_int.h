@@ -171,8 +171,8 @@ void hf_local_done(struct wm_hfwd *f, bool close, bool in_loop);
 void hf_respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const char *extra,
                      const char *ctype, unsigned long long len, bool close);
 /* fwd_park.c: the keep-alive wait without a bufferevent (net/conn.h
- * parking). hf_park: when nothing of a request is held (no upstream, no
- * request state, nothing buffered, a plain socket), park the client for
+ * parking). hf_park: when nothing of a request is held (no request state,
+ * nothing buffered, any upstream idle, a plain socket), park the client for
  * the left_ms still left of its keep-alive wait, with the engine's timer
  * and request parser released too. Returns 0 (parked: the wake makes them
  * again and serves the bytes that came, or ends the wait), or -1 (nothing

@@ -3,11 +3,11 @@
  * bufferevent (see hf_park in fwd_int.h, wm_conn_park in net/conn.h).
  *
  * After WM_HTTP_QUIET_MS of silence the idle upstream has gone back to the
- * pool and the request state is freed (go_quiet in fwd.c); a client on a
- * plain socket then also gives up its bufferevent, the engine's timer and
- * its request parser: what stays is struct wm_conn, struct wm_hfwd and
- * the one park event, which carries the rest of the keep-alive wait as its
- * timeout. On the first byte (or FIN) the engine hooks itself on the new
+ * pool (go_quiet in fwd.c; ops without a pool keep it attached); a client
+ * on a plain socket then also gives up its bufferevent, the engine's timer
+ * and its request parser: what stays is struct wm_conn, struct wm_hfwd
+ * (and a kept upstream) and the one park event, which carries the rest of
+ * the keep-alive wait as its timeout. On the first byte (or FIN) the engine hooks itself on the new
  * bufferevent exactly as at the start, reads what came and serves it; at
  * the end of the wait the connection closes as before (keepalive-timeout).
  */
@@ -24,9 +24,15 @@
 #include "http/parser.h"
 #include "net/conn.h"
 
+/* Nothing of a request held: no request state, nothing buffered; an
+ * upstream kept for the next request (ops without a pool: forward proxy,
+ * tunnel HTTP mappings) may stay, idle, as its callbacks never touch the
+ * client while no request is in progress (they only drop it). */
 static bool parkable(const struct wm_hfwd *f)
 {
-    return f->state == HF_READ_HEAD && f->up == NULL && f->connecting == NULL && f->w == NULL &&
+    bool up_ok = f->up == NULL || (f->flow.up_idle && !f->flow.up_paused);
+
+    return f->state == HF_READ_HEAD && up_ok && f->connecting == NULL && f->w == NULL &&
            !f->flow.client_eof && f->req != NULL &&
            wm_http_head_size(wm_http_parser_head(f->req)) == 0 && f->c->bev != NULL &&
            wm_bev_is_plain_socket(f->c->bev);

@@ -235,3 +235,75 @@ def test_client_closing_while_parked(wmproxy, tmp_path, origin):
     c = connect(port)
     assert request(c, "/static") == (200, b"static")
     c.close()
+
+
+def test_forward_proxy_client_parks_with_its_upstream_kept(wmproxy, origin):
+    """The forward proxy keeps each client's upstream connection (no shared
+    pool): the client is parked all the same, its upstream stays attached,
+    and the next request goes out on that same upstream connection."""
+    port = free_port()
+    p = wmproxy(["proxy", "-b", "127.0.0.1:%d" % port, "--disable-control", "-v"], port=port)
+    s = connect(port)
+    url = "http://127.0.0.1:%d/conn" % origin.port
+    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (url, origin.port)).encode()
+    s.sendall(req)
+    st, first = read_response(s)
+    assert st == 200
+    assert wait_log(p, PARKED), p.log()[-2000:]
+    s.sendall(req)
+    assert read_response(s) == (200, first)   # the same upstream connection
+    assert wait_log(p, "resumed (readable)")
+    s.close()
+
+
+def test_forward_proxy_upstream_closing_while_client_parked(wmproxy):
+    """The kept upstream closes while its client is parked: it is dropped
+    without touching the client, whose next request gets a new one."""
+    import threading
+    closed = threading.Event()
+    conns = []
+
+    def one_answer_then_close(c):
+        conns.append(c)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                return
+            data += d
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        if len(conns) == 1:
+            c.close()          # the first upstream connection goes away at once
+            closed.set()
+        else:
+            c.recv(4096)
+            c.close()
+
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+
+    def loop():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=one_answer_then_close, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    port = free_port()
+    p = wmproxy(["proxy", "-b", "127.0.0.1:%d" % port, "--disable-control", "-v"], port=port)
+    up = ls.getsockname()[1]
+    req = ("GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (up, up)).encode()
+    try:
+        s = connect(port)
+        s.sendall(req)
+        assert read_response(s) == (200, b"ok")
+        assert closed.wait(10)
+        assert wait_log(p, PARKED), p.log()[-2000:]
+        s.sendall(req)
+        assert read_response(s) == (200, b"ok")
+        assert len(conns) == 2
+        s.close()
+    finally:
+        ls.close()
