@@ -7,9 +7,10 @@
  * on a plain socket then also gives up its bufferevent, the engine's timer
  * and its request parser: what stays is struct wm_conn, struct wm_hfwd
  * (and a kept upstream) and the one park event, which carries the rest of
- * the keep-alive wait as its timeout. On the first byte (or FIN) the engine hooks itself on the new
- * bufferevent exactly as at the start, reads what came and serves it; at
- * the end of the wait the connection closes as before (keepalive-timeout).
+ * the keep-alive wait as its timeout. On the first byte (or FIN) the engine
+ * hooks itself on the new bufferevent exactly as at the start, reads what
+ * came and serves it; at the end of the wait the connection closes as
+ * before (keepalive-timeout).
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
