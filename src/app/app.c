@@ -40,8 +40,10 @@
 #include "core/util.h"
 #include "core/worker.h"
 #include "h2/h2.h"
+#include "http/fwd.h"
 #include "net/acl.h"
 #include "net/addr.h"
+#include "net/conn.h"
 #include "net/lset.h"
 #include "net/tlspump.h"
 #include "reverse/rev.h"
@@ -231,17 +233,20 @@ static void worker_exit(struct wm_worker *w, void *arg)
     wm_tunnel_worker_exit(w, NULL);
     wm_rev_worker_exit();
     wm_tls_pump_free_all();
+    wm_hfwd_worker_exit(); /* last: the closes above may give request states back */
     if (write(a->done_fd, &one, sizeof(one)) < 0) {
         /* cannot fail on an eventfd short of overflow */
     }
 }
 
-/* Drain hook, on every worker: stop accepting; the tunnel (worker 0)
- * stops reconnecting and closes idle carriers. */
+/* Drain hook, on every worker: stop accepting, close parked (idle
+ * keep-alive) clients; the tunnel (worker 0) stops reconnecting and
+ * closes idle carriers. */
 static void drain_worker(struct wm_worker *w, void *arg)
 {
     wm_lset_close_worker(w, arg);
     wm_h2_goaway_worker(w, NULL); /* open HTTP/2 streams finish, no new ones */
+    wm_conn_close_parked(w);      /* idle keep-alive clients: nothing to finish */
     if (wm_worker_index(w) == 0) {
         wm_tunnel_drain(w);
     }

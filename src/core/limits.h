@@ -26,6 +26,7 @@
 #define WM_HTTP_QUIET_MS         100  /* a keep-alive client silent that long gives its
                                        * idle upstream back to the shared pool (if any) */
 #define WM_HTTP_STREAM_LOW       (256 * 1024) /* local bodies queued ahead (files) */
+#define WM_HTTP_WORK_CACHE       16   /* spare request states kept per worker */
 
 /* SOCKS. */
 #define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */

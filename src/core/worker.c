@@ -447,6 +447,14 @@ void wm_worker_conn_del(struct wm_worker *w, struct wm_conn_link *link)
     }
 }
 
+void wm_worker_conn_each(struct wm_worker *w, void (*fn)(struct wm_conn_link *link))
+{
+    for (struct wm_conn_link *l = w->conns.next, *next; l != &w->conns; l = next) {
+        next = l->next; /* fn may unlink l */
+        fn(l);
+    }
+}
+
 size_t wm_worker_conn_count(const struct wm_worker *w)
 {
     return __atomic_load_n(&w->nconns, __ATOMIC_ACQUIRE);

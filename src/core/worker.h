@@ -68,6 +68,10 @@ int wm_worker_call(struct wm_worker *w, wm_worker_fn fn, void *arg);
 void wm_worker_conn_add(struct wm_worker *w, struct wm_conn_link *link);
 void wm_worker_conn_del(struct wm_worker *w, struct wm_conn_link *link);
 
+/* Call fn for each live connection of w (worker thread). fn may unlink
+ * (close) the one it is given, and no other. */
+void wm_worker_conn_each(struct wm_worker *w, void (*fn)(struct wm_conn_link *link));
+
 /* Live connections on w (worker thread), or on all workers (any thread, approximate). */
 size_t wm_worker_conn_count(const struct wm_worker *w);
 size_t wm_workers_conn_total(void);

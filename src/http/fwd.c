@@ -49,16 +49,12 @@ void hf_set_state(struct wm_hfwd *f, enum hf_state st)
     f->state = st;
 }
 
-static void work_free(struct wm_hfwd *f)
-{
-    struct hf_work *w = f->w;
+/* Spare request states of this worker (see struct hf_work). */
+static __thread struct hf_work *work_cache;
+static __thread size_t work_cached;
 
-    if (w == NULL) {
-        return;
-    }
-    if (f->ops->release != NULL) {
-        f->ops->release(&w->t);
-    }
+static void work_destroy(struct hf_work *w)
+{
     if (w->head_out != NULL) {
         evbuffer_free(w->head_out);
     }
@@ -69,7 +65,54 @@ static void work_free(struct wm_hfwd *f)
         evbuffer_free(w->body);
     }
     free(w);
+}
+
+static void drain_all(struct evbuffer *b)
+{
+    size_t n = evbuffer_get_length(b);
+
+    if (n > 0) {
+        evbuffer_drain(b, n);
+    }
+}
+
+/* f->w goes: to the cache, emptied as if new, or freed. */
+static void work_free(struct wm_hfwd *f)
+{
+    struct hf_work *w = f->w;
+
+    if (w == NULL) {
+        return;
+    }
     f->w = NULL;
+    if (f->ops->release != NULL && w->t.data != NULL) {
+        f->ops->release(&w->t);
+    }
+    if (work_cached >= WM_HTTP_WORK_CACHE) {
+        work_destroy(w);
+        return;
+    }
+    /* What is read before the next request's route (reset_request clears
+     * the target): an error on a head is logged without a target. */
+    w->t.data = NULL;
+    w->t.log[0] = '\0';
+    w->reqline[0] = '\0';
+    drain_all(w->head_out);
+    drain_all(w->scratch);
+    drain_all(w->body);
+    w->next = work_cache;
+    work_cache = w;
+    work_cached++;
+}
+
+void wm_hfwd_worker_exit(void)
+{
+    while (work_cache != NULL) {
+        struct hf_work *w = work_cache;
+        work_cache = w->next;
+        work_destroy(w);
+    }
+    work_cached = 0;
 }
 
 int hf_work_get(struct wm_hfwd *f)
@@ -79,24 +122,31 @@ int hf_work_get(struct wm_hfwd *f)
     if (f->w != NULL) {
         return 0;
     }
+    if (work_cache != NULL) {
+        f->w = work_cache;
+        work_cache = f->w->next;
+        work_cached--;
+        f->w->next = NULL;
+        return 0;
+    }
     w = calloc(1, sizeof(*w));
     if (w == NULL) {
         return -1;
     }
-    f->w = w;
     w->head_out = evbuffer_new();
     w->scratch = evbuffer_new();
     w->body = evbuffer_new();
     if (w->head_out == NULL || w->scratch == NULL || w->body == NULL) {
-        work_free(f);
+        work_destroy(w);
         return -1;
     }
+    f->w = w;
     return 0;
 }
 
 void hf_work_put(struct wm_hfwd *f)
 {
-    if (f->up == NULL && f->connecting == NULL) {
+    if (f->connecting == NULL) {
         work_free(f);
     }
 }
@@ -246,7 +296,11 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
         } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0 && now < f->ka_until) {
             go_quiet(f);
-            hf_arm_timer(f, (int)(f->ka_until - now));
+            if (wm_worker_draining(c->w)) {
+                hf_finish(f, "shutdown"); /* stopping: an idle client goes (as parked ones do) */
+            } else if (hf_park(f, f->ka_until - now) < 0) {
+                hf_arm_timer(f, (int)(f->ka_until - now));
+            }
         } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
             wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
             hf_finish(f, "keepalive-timeout");
@@ -308,6 +362,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     hf_enter(f);
     deadline_passed(f, now);
     hf_leave(f);
+}
+
+int hf_timer_new(struct wm_hfwd *f)
+{
+    f->timer = evtimer_new(wm_worker_base(f->c->w), timer_cb, f);
+    f->timer_armed = false;
+    f->deadline = 0;
+    return f->timer != NULL ? 0 : -1;
 }
 
 /* The client write timeout of the current target (libevent's: no write
@@ -388,7 +450,7 @@ void hf_log_request(struct wm_hfwd *f)
     wm_log(WM_LOG_INFO, c->id,
            "access proto=%s client=%s user=%s target=%s req=\"%s\" code=%d in=%llu out=%llu "
            "ms=%llu",
-           f->ops->proto, c->peer_str, c->user[0] ? c->user : "-",
+           f->ops->proto, c->peer_str, c->user != NULL ? c->user : "-",
            w->t.log[0] ? w->t.log : "-", w->reqline, f->status,
            (unsigned long long)f->req_in, (unsigned long long)f->req_out,
            (unsigned long long)(wm_now_ms() - f->req_start_ms));
@@ -521,7 +583,7 @@ void hf_await_next(struct wm_hfwd *f)
     }
     f->w->t.data = NULL;
     f->w->reqline[0] = '\0';
-    hf_work_put(f); /* kept while an upstream is held (its key) */
+    hf_work_put(f);
     wm_http_parser_next(f->req);
     hf_set_state(f, HF_READ_HEAD);
     /* the keep-alive wait, with a stop at WM_HTTP_QUIET_MS (go_quiet) */
@@ -693,10 +755,10 @@ static void handle_head(struct wm_hfwd *f)
     }
     if (wm_log_enabled(WM_LOG_DEBUG)) {
         /* only debug lines of the connection read it */
-        snprintf(c->target, sizeof(c->target), "%.*s", (int)sizeof(c->target) - 1, f->w->t.log);
+        wm_conn_set_target(c, f->w->t.log);
     }
     hfwd_build_upstream_head(f, hd);
-    if (f->up != NULL && strcmp(f->w->up_key, f->w->t.key) != 0) {
+    if (f->up != NULL && (f->up_key == NULL || strcmp(f->up_key, f->w->t.key) != 0)) {
         hf_release_upstream(f);
     }
     f->ri.reused = f->up != NULL;
@@ -873,6 +935,26 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     hf_leave(f);
 }
 
+void hf_client_fastread(struct wm_hfwd *f)
+{
+    f->cfr = wm_fastread_new(f->c->bev, WM_HTTP_CLIENT_READ_MAX, client_read_cb, client_event_cb, f);
+}
+
+void hf_client_hook(struct wm_hfwd *f, bool read_now)
+{
+    struct bufferevent *bev = f->c->bev;
+
+    bufferevent_setwatermark(bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
+    bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, f);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    f->flow.creading = true;
+    f->cw_ms = 0; /* a new bufferevent has no write timeout */
+    if (read_now) {
+        wm_bev_read_more(bev, WM_HTTP_CLIENT_READ_MAX);
+    }
+    hf_client_fastread(f);
+}
+
 void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
 {
     struct wm_hfwd *f = calloc(1, sizeof(*f));
@@ -884,7 +966,7 @@ void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
     f->c = c;
     f->ops = ops;
     f->req = wm_http_parser_new(WM_HTTP_REQUEST, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
-    f->timer = evtimer_new(wm_worker_base(c->w), timer_cb, f);
+    hf_timer_new(f);
     c->proto_data = f;
     c->proto_free = hf_conn_free;
     if (f->req == NULL || f->timer == NULL) {
@@ -893,11 +975,7 @@ void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops)
     }
     wm_conn_clear_timer(c); /* our own timer takes over */
     hf_set_state(f, HF_READ_HEAD);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, WM_HTTP_CLIENT_READ_MAX);
-    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, f);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    f->flow.creading = true;
-    f->cfr = wm_fastread_new(c->bev, WM_HTTP_CLIENT_READ_MAX, client_read_cb, client_event_cb, f);
+    hf_client_hook(f, false);
     hf_arm_timer(f, c->limits.head_ms);
     hf_enter(f);
     hf_process_client(f);

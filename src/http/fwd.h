@@ -10,6 +10,14 @@
  * connection (net/conn.h), or earlier with wm_hfwd_detach(). Its callbacks
  * run inside wm_conn_enter()/wm_conn_leave(), so the ops may finish the
  * connection from any of them.
+ *
+ * Idle keep-alive clients: after WM_HTTP_QUIET_MS without a byte between
+ * requests, an idle upstream goes back to ops->park and, on a plain socket
+ * with nothing held, the client is parked (net/conn.h: no bufferevent, no
+ * engine timer or parser; fwd_park.c) until its next bytes or the end of
+ * client keep-alive; with ops without park (forward proxy, tunnel HTTP
+ * mappings) the idle upstream connection stays attached meanwhile. TLS,
+ * HTTP/2 streams and tunnel streams are not parked.
  */
 #ifndef WM_HTTP_FWD_H
 #define WM_HTTP_FWD_H
@@ -211,6 +219,10 @@ bool wm_hfwd_plain(const struct wm_hfwd *f);
 void wm_hfwd_detach(struct wm_hfwd *f);
 
 struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f);
+
+/* Free the worker's cache of spare request states (on its thread, at its
+ * exit). */
+void wm_hfwd_worker_exit(void);
 
 /* The current request's head (valid during route() and logged()). */
 struct wm_http_head *wm_hfwd_request(struct wm_hfwd *f);

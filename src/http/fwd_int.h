@@ -66,15 +66,17 @@ struct hf_flow {
     bool up_idle;       /* `up` has nothing in flight: it may go back to a pool */
 };
 
-/* What a request in progress needs, and the key of a held upstream:
- * allocated with a request's first byte (hf_work_get), freed once the
- * connection waits for its next request holding no upstream (hf_work_put),
- * so an idle keep-alive client costs struct wm_hfwd alone. Invariant: f->w
- * is set whenever a request is in progress (state past HF_READ_HEAD, or a
- * head partly read) or f->up is set. */
+/* What a request in progress needs: taken with a request's first byte
+ * (hf_work_get), given back as soon as the response is complete
+ * (hf_work_put), so a keep-alive client between requests costs struct
+ * wm_hfwd alone, even while it still holds its upstream. Given-back states
+ * wait in a small per-worker cache (WM_HTTP_WORK_CACHE) for the next
+ * request: a busy keep-alive connection allocates nothing per request.
+ * Invariant: f->w is set whenever a request is in progress (state past
+ * HF_READ_HEAD, or a head partly read) or an upstream is being connected. */
 struct hf_work {
+    struct hf_work *next;          /* in the worker's cache */
     struct wm_hfwd_target t;
-    char up_key[WM_HOST_MAX + 80]; /* target key of f->up */
     char reqline[256];
     struct evbuffer *head_out;     /* upstream request head, kept for one retry */
     struct evbuffer *scratch;      /* response bytes gathered for one write */
@@ -93,6 +95,8 @@ struct wm_hfwd {
     struct wm_http_parser *req;
     struct wm_http_parser *resp;
     struct bufferevent *up;
+    char *up_key;                  /* target key of up (owned); NULL: none, or not
+                                    * known (out of memory: up is not pooled then) */
     struct wm_fastread *cfr;       /* fast reads of the client socket (plain sockets) */
     struct wm_fastread *ufr;       /* and of the upstream socket */
     void *connecting;              /* ops handle while HF_CONNECTING */
@@ -143,7 +147,13 @@ void hf_leave(struct wm_hfwd *f);                       /* may free f (and the c
 void hf_finish(struct wm_hfwd *f, const char *reason);  /* the connection ends now */
 void hf_end_after_flush(struct wm_hfwd *f, const char *reason);
 void hf_arm_timer(struct wm_hfwd *f, int ms);           /* ms <= 0: no deadline */
+int hf_timer_new(struct wm_hfwd *f);                    /* f->timer, unarmed; 0 or -1 */
 void hf_client_reading(struct wm_hfwd *f, bool on);
+/* Hook the engine on c->bev (at the start, and on a new one after a park):
+ * callbacks, read limit, reading on, fast reads; read_now: read what the
+ * socket holds at once. */
+void hf_client_hook(struct wm_hfwd *f, bool read_now);
+void hf_client_fastread(struct wm_hfwd *f); /* f->cfr for c->bev (NULL: none) */
 void hf_log_request(struct wm_hfwd *f);
 /* Count one request for /metrics (fwd_stats.c). up_ms -1: no upstream answer. */
 void hf_count_request(const char *proto, int status, uint64_t ms, long long up_ms);
@@ -154,7 +164,7 @@ void hf_process_client(struct wm_hfwd *f);
 void hf_await_next(struct wm_hfwd *f);
 /* f->w for a new request (0), or -1 out of memory. */
 int hf_work_get(struct wm_hfwd *f);
-/* Free f->w unless an upstream is still held or being connected. */
+/* Give f->w back unless an upstream is being connected. */
 void hf_work_put(struct wm_hfwd *f);
 /* The local answer; in_loop: called from the head-reading loop, which goes
  * on with pipelined requests by itself. */
@@ -167,6 +177,15 @@ void hf_local_done(struct wm_hfwd *f, bool close, bool in_loop);
  * (the caller decided it may). */
 void hf_respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const char *extra,
                      const char *ctype, unsigned long long len, bool close);
+/* fwd_park.c: the keep-alive wait without a bufferevent (net/conn.h
+ * parking). hf_park: when nothing of a request is held (no request state,
+ * nothing buffered, any upstream idle, a plain socket), park the client for
+ * the left_ms still left of its keep-alive wait, with the engine's timer
+ * and request parser released too. Returns 0 (parked: the wake makes them
+ * again and serves the bytes that came, or ends the wait), or -1 (nothing
+ * changed). */
+int hf_park(struct wm_hfwd *f, uint64_t left_ms);
+
 /* fwd_stream.c: a streamed local answer (route() returned WM_HFWD_STREAM) */
 void hf_stream_start(struct wm_hfwd *f);
 void hf_stream_pump(struct wm_hfwd *f, bool in_loop);

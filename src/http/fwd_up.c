@@ -9,6 +9,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/bev.h"
@@ -38,9 +39,8 @@ void hf_drop_upstream(struct wm_hfwd *f)
     f->ufr = NULL;
     wm_bev_free(f->up);
     f->up = NULL;
-    if (f->w != NULL) {
-        f->w->up_key[0] = '\0';
-    }
+    free(f->up_key);
+    f->up_key = NULL;
     f->flow.up_paused = false;
     f->flow.up_idle = false;
 }
@@ -49,7 +49,7 @@ void hf_release_upstream(struct wm_hfwd *f)
 {
     struct bufferevent *up = f->up;
 
-    if (up == NULL || !f->flow.up_idle || f->ops->park == NULL) {
+    if (up == NULL || !f->flow.up_idle || f->ops->park == NULL || f->up_key == NULL) {
         hf_drop_upstream(f);
         return;
     }
@@ -59,8 +59,9 @@ void hf_release_upstream(struct wm_hfwd *f)
     f->flow.up_paused = false;
     f->flow.up_idle = false;
     bufferevent_setcb(up, NULL, NULL, NULL, NULL);
-    f->ops->park(f, f->w->up_key, up);
-    f->w->up_key[0] = '\0';
+    f->ops->park(f, f->up_key, up);
+    free(f->up_key);
+    f->up_key = NULL;
 }
 
 static void up_write_cb(struct bufferevent *bev, void *arg)
@@ -181,7 +182,8 @@ void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up)
 {
     f->up = up;
     wm_http_parser_reset(f->resp);
-    snprintf(f->w->up_key, sizeof(f->w->up_key), "%s", f->w->t.key);
+    free(f->up_key);
+    f->up_key = strdup(f->w->t.key); /* NULL (out of memory): not pooled after */
     bufferevent_setcb(up, up_read_cb, up_write_cb, up_event_cb, f);
     bufferevent_set_max_single_read(up, WM_RELAY_MAX_READ);
     /* Plain sockets: writes go out directly and enable EV_WRITE only when

@@ -33,6 +33,8 @@ static void conn_free(struct wm_conn *c)
     }
     wm_bev_free(c->bev); /* after proto_free: the handler may still hold read hooks on it */
     free(c->origin);
+    free(c->user);
+    free(c->target);
     wm_listen_stats_unref(c->stats);
     wm_service_unref(c->svc);
     free(c);
@@ -160,8 +162,8 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
         wm_log(WM_LOG_INFO, c->id,
                "access proto=%s client=%s user=%s target=%s code=%d in=%llu out=%llu "
                "ms=%llu end=%s",
-               c->proto, c->peer_str, c->user[0] ? c->user : "-",
-               c->target[0] ? c->target : "-", c->code, (unsigned long long)c->bytes_in,
+               c->proto, c->peer_str, c->user != NULL ? c->user : "-",
+               c->target != NULL ? c->target : "-", c->code, (unsigned long long)c->bytes_in,
                (unsigned long long)c->bytes_out,
                (unsigned long long)(wm_now_ms() - c->start_ms), reason);
     } else {
@@ -182,6 +184,12 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
         c->dial = NULL;
     }
     wm_conn_clear_timer(c);
+    if (c->park != NULL) {
+        evutil_socket_t fd = event_get_fd(c->park);
+        event_free(c->park);
+        c->park = NULL;
+        close(fd);
+    }
     if (c->bev != NULL) {
         /* Nothing of ours may run for it any more, even before the free. */
         bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -245,6 +253,73 @@ void wm_conn_close_after_flush(struct wm_conn *c, const char *reason)
     }
 }
 
+/* ---- parking (see conn.h) ---- */
+
+static void park_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_conn *c = arg;
+    void (*wake)(struct wm_conn *, short) = c->on_wake;
+    struct bufferevent *bev;
+
+    wm_conn_enter(c);
+    bev = bufferevent_socket_new(wm_worker_base(c->w), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        wm_conn_finish(c, "out-of-memory"); /* closes the parked fd */
+    } else {
+        event_free(c->park);
+        c->park = NULL;
+        c->on_wake = NULL;
+        c->bev = bev;
+        what = (what & EV_READ) ? EV_READ : EV_TIMEOUT;
+        wm_log(WM_LOG_DEBUG, c->id, "resumed (%s)", what == EV_READ ? "readable" : "wait over");
+        wake(c, what);
+    }
+    wm_conn_leave(c);
+}
+
+int wm_conn_park(struct wm_conn *c, int timeout_ms, void (*wake)(struct wm_conn *c, short what))
+{
+    struct bufferevent *bev = c->bev;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    if (bev == NULL || c->park != NULL || wm_conn_closed(c) || !wm_bev_is_plain_socket(bev) ||
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        return -1;
+    }
+    c->park = event_new(wm_worker_base(c->w), bufferevent_getfd(bev), EV_READ, park_cb, c);
+    if (c->park == NULL) {
+        return -1;
+    }
+    if (event_add(c->park, timeout_ms > 0 ? &tv : NULL) < 0) {
+        event_free(c->park);
+        c->park = NULL;
+        return -1;
+    }
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    bufferevent_setfd(bev, -1); /* the fd stays: the park event waits on it */
+    bufferevent_free(bev);
+    c->bev = NULL;
+    c->on_wake = wake;
+    wm_log(WM_LOG_DEBUG, c->id, "parked (idle, no bufferevent, %d ms left)", timeout_ms);
+    return 0;
+}
+
+static void close_if_parked(struct wm_conn_link *link)
+{
+    struct wm_conn *c = (struct wm_conn *)link;
+
+    if (link->abort == conn_abort && c->park != NULL) {
+        wm_conn_finish(c, "shutdown");
+    }
+}
+
+void wm_conn_close_parked(struct wm_worker *w)
+{
+    wm_worker_conn_each(w, close_if_parked);
+}
+
 void wm_conn_set_timer(struct wm_conn *c, int ms, void (*cb)(int, short, void *))
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -298,7 +373,7 @@ void wm_conn_relay_fd(struct wm_conn *c, int fd)
         wm_pp_send(fd, o->pp_version, o->srclen > 0 ? (const struct sockaddr *)&o->src : NULL,
                    o->dstlen > 0 ? (const struct sockaddr *)&o->dst : NULL) < 0) {
         wm_log(WM_LOG_WARN, c->id, "target %s: cannot send the PROXY protocol header: %s",
-               c->target, strerror(errno));
+               wm_conn_target(c), strerror(errno));
         close(fd);
         wm_conn_finish(c, "proxy-protocol-failed");
         return;
@@ -335,9 +410,23 @@ void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n)
 {
     size_t i;
 
-    for (i = 0; i < n && i < sizeof(c->user) - 1; i++) {
+    if (n > WM_CONN_USER_MAX) {
+        n = WM_CONN_USER_MAX;
+    }
+    free(c->user);
+    c->user = n > 0 ? malloc(n + 1) : NULL;
+    if (c->user == NULL) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)user[i];
         c->user[i] = (ch <= ' ' || ch >= 0x7f || ch == '"') ? '?' : (char)ch;
     }
     c->user[i] = '\0';
+}
+
+void wm_conn_set_target(struct wm_conn *c, const char *target)
+{
+    free(c->target);
+    c->target = target != NULL && target[0] != '\0' ? strdup(target) : NULL;
 }

@@ -17,12 +17,27 @@
  * relay owns it and bev is NULL); it owns dial, relay/splice, timer and
  * proto_data (through proto_free); it holds one reference on svc and on
  * stats.
+ *
+ * Parking (wm_conn_park): a client idle between requests on a plain socket
+ * need not keep a bufferevent (two evbuffers, two events, ~1 KiB). Parked,
+ * the conn owns the bare fd and one event (`park`, EV_READ with the
+ * remaining wait as its timeout) and bev is NULL; nothing else changes
+ * (registry, /status counters, access line). When the client sends (or
+ * closes), or the wait ends, the conn makes a new socket bufferevent on
+ * the same fd with the options every front accepts with
+ * (BEV_OPT_CLOSE_ON_FREE) and calls the wake callback, which re-applies
+ * whatever the handler had set on the old one (callbacks, watermarks,
+ * timeouts, enabled events). wm_conn_finish() closes a parked fd like any
+ * other end, so a graceful stop aborts parked clients as before. TLS
+ * (bind_ssl, net/tlspump), HTTP/2 and tunnel streams are not plain sockets:
+ * they keep their bufferevent.
  */
 #ifndef WM_NET_CONN_H
 #define WM_NET_CONN_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "core/guard.h"
@@ -49,6 +64,14 @@ struct wm_conn_origin {
     uint8_t pp_version;          /* net/proxyproto.h: WM_PP_V1, WM_PP_V2, or 0 */
 };
 
+/* A client's address (IPv4 or IPv6; sa.sa_family says which): a quarter
+ * of a sockaddr_storage, since every connection keeps one. */
+union wm_conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
 /* Timeouts a connection lives by (ms; <= 0: none). */
 struct wm_conn_limits {
     int head_ms; /* the client's first request or handshake */
@@ -64,18 +87,20 @@ struct wm_conn {
     struct wm_listen_stats *stats;
     struct wm_conn_limits limits;
     struct bufferevent *bev;
-    struct sockaddr_storage peer;
+    union wm_conn_addr peer;
     socklen_t peerlen;
     char peer_str[WM_ADDR_STR_MAX]; /* "stream" for a virtual (tunnel) stream */
     const char *proto;              /* access line; NULL: none written (not identified yet) */
-    char user[64];                  /* access line; "" when none */
-    char target[WM_HOST_MAX + 8];   /* host:port */
+    char *user;                     /* access line; owned, NULL when none (wm_conn_set_user) */
+    char *target;                   /* host:port for logs; owned, NULL when none */
     int code;                       /* HTTP status or SOCKS reply code */
     uint64_t bytes_in;              /* from the client */
     uint64_t bytes_out;             /* to the client */
     uint64_t start_ms;
     bool access_logged;             /* the handler already wrote its access line(s) */
     struct event *timer;
+    struct event *park;             /* parked: EV_READ on the fd, bev NULL (see above) */
+    void (*on_wake)(struct wm_conn *c, short what); /* parked: the handler's wake callback */
     struct wm_dial *dial;
     struct wm_relay *relay;
     struct wm_splice *splice;       /* instead of relay when both ends are plain sockets */
@@ -132,7 +157,45 @@ void wm_conn_clear_timer(struct wm_conn *c);
 void wm_conn_relay_fd(struct wm_conn *c, int fd);
 void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up);
 
-/* Record the user name for the access line (truncated, made printable). */
+/* Park an idle client: c->bev must be a plain socket bufferevent with
+ * nothing buffered either way, set up by the caller's handler (which has
+ * already dropped its own hooks on it, e.g. net fast reads). Frees bev and
+ * waits on its fd for readability or up to timeout_ms (<= 0: no timeout).
+ * Then, inside wm_conn_enter()/wm_conn_leave(), c->bev is a new socket
+ * bufferevent (reading and writing disabled, no callbacks, nothing read
+ * yet) and wake(c, EV_READ or EV_TIMEOUT) runs; the handler sets its
+ * callbacks and settings again, reads, or finishes c. When the new
+ * bufferevent cannot be made, c is finished ("out-of-memory") and wake is
+ * not called. Returns 0 (parked), or -1 with c unchanged (not a plain
+ * socket, bytes buffered, out of memory). */
+int wm_conn_park(struct wm_conn *c, int timeout_ms, void (*wake)(struct wm_conn *c, short what));
+
+static inline bool wm_conn_parked(const struct wm_conn *c)
+{
+    return c->park != NULL;
+}
+
+/* Close every parked client of worker w now (a graceful stop: an idle
+ * keep-alive client has nothing to finish; nginx does the same). */
+void wm_conn_close_parked(struct wm_worker *w);
+
+/* Record the user name for the access line (truncated to
+ * WM_CONN_USER_MAX, made printable). Out of memory: none is shown. */
+#define WM_CONN_USER_MAX 63
 void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n);
+
+/* Record the target (host:port) for logs (copied; NULL or "" clears it).
+ * Out of memory: none is shown. */
+void wm_conn_set_target(struct wm_conn *c, const char *target);
+
+/* The user and target recorded, "" when none. */
+static inline const char *wm_conn_user(const struct wm_conn *c)
+{
+    return c->user != NULL ? c->user : "";
+}
+static inline const char *wm_conn_target(const struct wm_conn *c)
+{
+    return c->target != NULL ? c->target : "";
+}
 
 #endif

@@ -89,7 +89,7 @@ static int authenticate(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_he
         return 0;
     }
     wm_log(WM_LOG_WARN, c->conn.id, "http client=%s user=%s: %s", c->conn.peer_str,
-           c->conn.user[0] ? c->conn.user : "-", sent ? "wrong credentials" : "credentials missing");
+           c->conn.user != NULL ? c->conn.user : "-", sent ? "wrong credentials" : "credentials missing");
     *extra = auth_extra;
     *detail = "credentials required";
     delay = sent ? wm_authfail_record(peer, false) : 0;
@@ -144,7 +144,9 @@ static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_h
         *detail = "CONNECT needs host:port";
         return 400;
     }
-    wm_addr_join(host, port, c->conn.target, sizeof(c->conn.target));
+    char target[WM_HOST_MAX + 8];
+    wm_addr_join(host, port, target, sizeof(target));
+    wm_conn_set_target(&c->conn, target);
     bufferevent_disable(c->conn.bev, EV_READ);
     c->conn.dial = wm_pconn_dial(c, host, port, connect_dial_cb, f);
     if (c->conn.dial == NULL) {

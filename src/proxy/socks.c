@@ -82,7 +82,7 @@ static void socks5_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
     c->conn.dial = NULL;
     if (st != WM_DIAL_OK) {
         uint8_t rep = (uint8_t)wm_pconn_socks5_rep(st);
-        wm_log(WM_LOG_DEBUG, c->conn.id, "socks5 target=%s: %s", c->conn.target, wm_dial_status_str(st));
+        wm_log(WM_LOG_DEBUG, c->conn.id, "socks5 target=%s: %s", wm_conn_target(&c->conn), wm_dial_status_str(st));
         socks5_fail(c, rep, wm_dial_status_str(st));
         return;
     }
@@ -114,11 +114,14 @@ static void start_dial(struct wm_pconn *c, const struct wm_socks_addr *a,
 
 static void format_target(struct wm_pconn *c, const struct wm_socks_addr *a)
 {
+    char target[WM_HOST_MAX + 8];
+
     if (a->atyp == WM_SOCKS5_ATYP_IPV6) {
-        snprintf(c->conn.target, sizeof(c->conn.target), "[%s]:%u", a->host, a->port);
+        snprintf(target, sizeof(target), "[%s]:%u", a->host, a->port);
     } else {
-        snprintf(c->conn.target, sizeof(c->conn.target), "%s:%u", a->host, a->port);
+        snprintf(target, sizeof(target), "%s:%u", a->host, a->port);
     }
+    wm_conn_set_target(&c->conn, target);
 }
 
 /* Each step takes one message in its state: returns bytes consumed, 0 for
@@ -191,7 +194,7 @@ static int s5_auth(struct wm_pconn *c, const uint8_t *p, size_t n)
     if (!ok) {
         c->conn.code = 1;
         wm_log(WM_LOG_WARN, c->conn.id, "socks5 client=%s user=%s: wrong credentials",
-               c->conn.peer_str, c->conn.user);
+               c->conn.peer_str, wm_conn_user(&c->conn));
         if (delay > 0) {
             /* answered later: a guesser waits, nothing more is read */
             bufferevent_disable(c->conn.bev, EV_READ);

@@ -468,10 +468,12 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
     }
     wm_conn_clear_timer(&c->conn);
     c->conn.code = WM_SOCKS5_REP_OK;
-    wm_addr_format((struct sockaddr *)&local, c->conn.target, sizeof(c->conn.target));
+    char relay[WM_ADDR_STR_MAX];
+    wm_addr_format((struct sockaddr *)&local, relay, sizeof(relay));
+    wm_conn_set_target(&c->conn, relay);
     wm_bev_send_bytes(c->conn.bev, out, wm_socks5_build_reply(out, WM_SOCKS5_REP_OK,
                                                          (struct sockaddr *)&local));
     bufferevent_setcb(c->conn.bev, control_read_cb, NULL, control_event_cb, c);
     bufferevent_enable(c->conn.bev, EV_READ);
-    wm_log(WM_LOG_DEBUG, c->conn.id, "udp associate client=%s relay=%s", c->conn.peer_str, c->conn.target);
+    wm_log(WM_LOG_DEBUG, c->conn.id, "udp associate client=%s relay=%s", c->conn.peer_str, relay);
 }

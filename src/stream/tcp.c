@@ -275,7 +275,7 @@ static int send_pp(struct st_conn *c, int fd)
     if (wm_pp_send(fd, o->pp_version, o->srclen ? (const struct sockaddr *)&o->src : NULL,
                    o->dstlen ? (const struct sockaddr *)&o->dst : NULL) < 0) {
         wm_log(WM_LOG_WARN, c->conn.id, "target %s: cannot send the PROXY header: %s",
-               c->conn.target, strerror(errno));
+               wm_conn_target(&c->conn), strerror(errno));
         close(fd);
         wm_conn_finish(&c->conn, "proxy-protocol-failed");
         return -1;
@@ -291,7 +291,7 @@ static struct bufferevent *up_bev(struct st_conn *c, int fd, bool tls, const cha
 
     if (tls) {
         b = wm_tls_wrap(base, c->srv->tls_out, fd, false, c->srv->domain[0] ? c->srv->domain : host,
-                        c->conn.target);
+                        wm_conn_target(&c->conn));
     } else {
         b = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (b == NULL) {
@@ -308,7 +308,7 @@ static struct bufferevent *up_bev(struct st_conn *c, int fd, bool tls, const cha
 
 static void uphs_fail(struct st_conn *c, const char *why)
 {
-    wm_log(WM_LOG_WARN, c->conn.id, "tcp2ws target=%s: handshake failed: %s", c->conn.target,
+    wm_log(WM_LOG_WARN, c->conn.id, "tcp2ws target=%s: handshake failed: %s", wm_conn_target(&c->conn),
            why);
     up_fail(c, why);
     wm_conn_finish(&c->conn, "upstream-handshake-failed");
@@ -449,7 +449,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     c->conn.dial = NULL;
     if (st != WM_DIAL_OK) {
         wm_log(WM_LOG_WARN, c->conn.id, "stream client=%s target=%s: %s", c->conn.peer_str,
-               c->conn.target, wm_dial_status_str(st));
+               wm_conn_target(&c->conn), wm_dial_status_str(st));
         up_fail(c, wm_dial_status_str(st));
         dial_next(c);
     } else {
@@ -476,7 +476,9 @@ static void dial_next(struct st_conn *c)
         }
         return;
     }
-    wm_addr_join(host, port, c->conn.target, sizeof(c->conn.target));
+    char target[WM_HOST_MAX + 8];
+    wm_addr_join(host, port, target, sizeof(target));
+    wm_conn_set_target(&c->conn, target);
     c->conn.dial = wm_dial_start(c->conn.w, host, port, c->srv->connect_ms, dial_cb, c);
     if (c->conn.dial == NULL) {
         wm_conn_finish(&c->conn, "out-of-memory");
@@ -487,7 +489,7 @@ static void on_finish(struct wm_conn *wc, const char *reason)
 {
     struct st_conn *c = (struct st_conn *)wc;
 
-    st_alog(c->srv, wc->proto, wc->peer_str, wc->target, wc->code, wc->bytes_in, wc->bytes_out,
+    st_alog(c->srv, wc->proto, wc->peer_str, wm_conn_target(wc), wc->code, wc->bytes_in, wc->bytes_out,
             wm_now_ms() - wc->start_ms, reason);
 }
 
