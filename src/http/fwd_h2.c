@@ -114,13 +114,8 @@ bool hf_sink_body(struct wm_hfwd *f, struct evbuffer *in)
         f->sink_full = true;
     }
     evbuffer_drain(out, evbuffer_get_length(out)); /* the sink is gone: dropped */
-    if (r == WM_HTTP_MSG_DONE) {
-        hf_response_done(f);
-    } else if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
-               wm_http_parser_error(f->resp));
-        hf_log_request(f);
-        hf_end_after_flush(f, "bad-response");
+    if (hf_response_body_end(f, r)) {
+        /* over: done, or a bad body */
     } else if (f->sink_full && f->up != NULL && !f->flow.up_paused) {
         f->flow.up_paused = true; /* until wm_hfwd_sink_resume() */
         hf_up_reading(f, false);

@@ -205,6 +205,9 @@ void hf_up_reading(struct wm_hfwd *f, bool on);
 void hf_send_request(struct wm_hfwd *f);
 void hf_process_upstream(struct wm_hfwd *f);
 void hf_response_done(struct wm_hfwd *f);
+/* After hf_move_body() returned r: ends the answer on its end or a bad
+ * body (true), else false (more to come). f may be finished. */
+bool hf_response_body_end(struct wm_hfwd *f, int r);
 
 /* fwd.c: the engine serving the virtual client `client` (its end of a
  * pair), or NULL when that is not (or no longer) one of our clients. */

@@ -370,6 +370,25 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
     return true;
 }
 
+
+/* What hf_move_body() said of the response body: its end completes the
+ * answer, a bad body ends the connection once what came is flushed.
+ * true when the body is over either way (f may be finished). */
+bool hf_response_body_end(struct wm_hfwd *f, int r)
+{
+    if (r == WM_HTTP_MSG_DONE) {
+        hf_response_done(f);
+        return true;
+    }
+    if (r != WM_HTTP_MORE) {
+        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
+               wm_http_parser_error(f->resp));
+        hf_log_request(f);
+        hf_end_after_flush(f, "bad-response");
+        return true;
+    }
+    return false;
+}
 /* Move response body bytes to the client; false when nothing more can be
  * done now. */
 static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
@@ -387,14 +406,7 @@ static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
         f->last_ms = wm_now_coarse_ms();
     }
     flush_scratch(f);
-    if (r == WM_HTTP_MSG_DONE) {
-        hf_response_done(f);
-    } else if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
-               wm_http_parser_error(f->resp));
-        hf_log_request(f);
-        hf_end_after_flush(f, "bad-response");
-    }
+    hf_response_body_end(f, r);
     return false;
 }
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import BIN
 from helpers import origin as origin_mod
 from helpers.control import api
-from helpers.net import connect, free_port, recv_all, wait_until
+from helpers.net import connect, free_port, recv_all, serve_tcp, wait_until
 from helpers.ref import need_ref, ref_file
 from helpers.tunnel import wait_log
 
@@ -652,20 +652,7 @@ proxy_url = "http://app"
 
 def _raw_backend(handler):
     """A one-purpose TCP backend: handler(conn) per connection, in a thread."""
-    import threading
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(64)
-
-    def loop():
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=handler, args=(c,), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
-    return ls
+    return serve_tcp(handler)
 
 
 def _read_head(c):

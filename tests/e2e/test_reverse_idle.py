@@ -10,7 +10,7 @@ import socket
 import time
 
 from helpers.control import api
-from helpers.net import connect, free_port, wait_until
+from helpers.net import connect, free_port, recv_head, serve_tcp, wait_until
 from helpers.tunnel import wait_log
 
 PARKED = "parked (idle"
@@ -265,12 +265,10 @@ def test_forward_proxy_upstream_closing_while_client_parked(wmproxy):
 
     def one_answer_then_close(c):
         conns.append(c)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            d = c.recv(4096)
-            if not d:
-                return
-            data += d
+        try:
+            recv_head(c)
+        except (EOFError, OSError):
+            return
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         if len(conns) == 1:
             c.close()          # the first upstream connection goes away at once
@@ -279,18 +277,7 @@ def test_forward_proxy_upstream_closing_while_client_parked(wmproxy):
             c.recv(4096)
             c.close()
 
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
-
-    def loop():
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=one_answer_then_close, args=(c,), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
+    ls = serve_tcp(one_answer_then_close)
     port = free_port()
     p = wmproxy(["proxy", "-b", "127.0.0.1:%d" % port, "--disable-control", "-v"], port=port)
     up = ls.getsockname()[1]

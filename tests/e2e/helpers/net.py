@@ -2,6 +2,7 @@
 
 import select
 import socket
+import threading
 import time
 
 
@@ -128,6 +129,23 @@ def listen_local(backlog=1):
     lst = socket.socket()
     lst.bind(("127.0.0.1", 0))
     lst.listen(backlog)
+    return lst
+
+
+def serve_tcp(handler, backlog=64):
+    """A TCP server on 127.0.0.1 calling handler(conn) for each connection
+    in a thread of its own. Returns the listening socket: its port is
+    getsockname()[1], closing it stops the server."""
+    lst = listen_local(backlog)
+
+    def loop():
+        while True:
+            try:
+                c, _ = lst.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
     return lst
 
 
