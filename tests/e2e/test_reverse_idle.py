@@ -10,7 +10,7 @@ import socket
 import time
 
 from helpers.control import api
-from helpers.net import connect, free_port, recv_head, serve_tcp, wait_until
+from helpers.net import connect, free_port, recv_all, recv_head, serve_tcp, wait_until
 from helpers.tunnel import wait_log
 
 PARKED = "parked (idle"
@@ -138,12 +138,7 @@ def test_half_a_request_after_the_park_gets_408(wmproxy, tmp_path, origin):
     t0 = time.monotonic()
     s.sendall(b"GET /conn HTTP/1.1\r\nHo")
     s.settimeout(10)
-    data = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        data += d
+    data = recv_all(s)
     assert data.startswith(b"HTTP/1.1 408"), data[:80]
     assert time.monotonic() - t0 < 6
     s.close()
