@@ -43,11 +43,12 @@ def test_tcp_forward_halfclose_failover_and_access_line(wmproxy, tmp_path, echo)
     # every connection reaches the echo, whichever server round-robin tries first
     for _ in range(4):
         assert exchange(port, data) == echo_reply(data)
-    log = p.log()
-    assert "connection refused" in log  # the dead server was tried, then the next one
-    assert re.search(r"access proto=tcp client=127\.0\.0\.1:\d+ user=- target=127\.0\.0\.1:%d "
-                     r"code=0 in=%d out=%d ms=\d+ end=closed" % (echo.port, len(data),
-                                                                 len(data) + 64), log), log
+    line = re.compile(r"access proto=tcp client=127\.0\.0\.1:\d+ user=- target=127\.0\.0\.1:%d "
+                      r"code=0 in=%d out=%d ms=\d+ end=closed" % (echo.port, len(data),
+                                                                   len(data) + 64))
+    # the dead server was tried, then the next one (logs are written asynchronously)
+    wait_until(lambda: "connection refused" in p.log() and line.search(p.log()),
+               what="the refusal and the access line in the log")
     st = wait_until(lambda: (lambda l: l if l and l["open"] == 0 else None)(
         status_listener(cport, "127.0.0.1:%d" % port)), what="status counts")
     assert st["kind"] == "stream" and st["accepted"] >= 4  # (+ the start-up probe)
