@@ -103,7 +103,7 @@ def test_alpn_h2c_and_http2_off(wmproxy, tmp_path, cert, origin):
                        capture_output=True, timeout=30)
     assert r.returncode == 0 and b"static GET" in r.stdout, r.stderr
     assert b"The negotiated protocol: h2" in r.stdout
-    assert "proto=reverse-h2" in proc.log()
+    assert wait_log(proc, "proto=reverse-h2"), proc.log()[-2000:]
 
     # http2 = false: only HTTP/1.1 (ALPN, prior knowledge and Upgrade)
     (tmp_path / "off").mkdir()
@@ -541,7 +541,7 @@ def test_tunnel_http_mapping_answers_h2(nodes, origin, cert):
     st, _, body = c.get("/bytes/100000")
     assert st == 200 and body == origin_mod.pattern(100000)
     c.close()
-    assert "proto=tunnel-h2" in srv.log()
+    assert wait_log(srv, "proto=tunnel-h2"), srv.log()[-2000:]
 
 
 # ---- conformance: h2spec, every case, strict ----
