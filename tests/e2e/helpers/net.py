@@ -1,26 +1,46 @@
 """Socket helpers with bounded waits."""
 
+import random
 import select
 import socket
 import threading
 import time
 
 
+# Ports for the tests' listeners come from below the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range, 32768-60999 by default), in turn from a
+# random start: a port the kernel picked with bind(0) could meanwhile become
+# the source port of some client connection, and the listener's bind then
+# fails ("Address already in use").
+_PORT_LO, _PORT_HI = 20000, 32767
+_next_port = [_PORT_LO + random.randrange(_PORT_HI - _PORT_LO)]
+
+
+def _bindable(port):
+    """Is port free on 127.0.0.1 and ::1, for TCP and UDP, right now?"""
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(fam, kind)
+            try:
+                if fam == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind((host, port))
+            except OSError:
+                return False
+            finally:
+                s.close()
+    return True
+
+
 def free_port(family=socket.AF_INET):
-    """A TCP port free on loopback right now (both families checked)."""
-    for _ in range(50):
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        try:
-            s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-            s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s6.bind(("::1", port))
-            s6.close()
-        except OSError:
-            continue
-        return port
+    """A port free on loopback right now (TCP and UDP, both families; the
+    family argument is kept for callers), outside the ephemeral range, and
+    not one this run handed out lately."""
+    for _ in range(_PORT_HI - _PORT_LO):
+        port = _next_port[0]
+        _next_port[0] = port + 1 if port < _PORT_HI else _PORT_LO
+        if _bindable(port):
+            return port
     raise RuntimeError("no free port")
 
 
@@ -35,11 +55,8 @@ def free_ports(n):
 
 
 def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A UDP port free on loopback right now (see free_port)."""
+    return free_port()
 
 
 def wait_until(cond, timeout=10, step=0.05, what="condition"):
