@@ -116,7 +116,13 @@ def _get(port, path):
 
 def test_counters_follow_traffic(instance):
     cport, rport = instance["cport"], instance["rport"]
-    before = metrics(cport, TOKEN)
+    # the fixture's request is counted as its connection ends, which may be
+    # after it returned: start from a count that includes it
+    before = wait_until(lambda: (lambda t: t if sample(t, "wmproxy_http_requests_total",
+                                                        code="2xx") >= 1
+                                 and sample(t, "wmproxy_http_request_duration_seconds_count")
+                                 >= 1 else None)(metrics(cport, TOKEN)),
+                        what="the fixture's request counted")
     check_format(before)
     n0 = sample(before, "wmproxy_http_requests_total", code="2xx")
     h0 = sample(before, "wmproxy_http_request_duration_seconds_count")
