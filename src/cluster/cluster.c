@@ -58,6 +58,20 @@ static char *dup_or_null(const char *v, bool *oom)
     return d;
 }
 
+/* Each of the three {key, path} given (path not NULL) can be read. 0, or
+ * -1 with err naming the key. */
+static int files_readable(const char *const files[3][2], struct wm_err *err)
+{
+    for (size_t i = 0; i < 3; i++) {
+        if (files[i][1] != NULL && access(files[i][1], R_OK) < 0) {
+            int e = errno;
+            return wm_err_set(err, NULL, 0, 0, files[i][0], "cannot read %s: %s", files[i][1],
+                              strerror(e));
+        }
+    }
+    return 0;
+}
+
 /* Mutual TLS between nodes: present node_cert, check the other node's
  * against node_ca, and offer WM_CLUSTER_ALPN so its center answers as a
  * node. Finishes prepare (takes s). */
@@ -72,13 +86,9 @@ static int prepare_node_tls(const struct wm_cluster_opts *o, struct wm_cluster_s
     const char *const files[][2] = {{"cluster.node_ca", o->node_ca},
                                     {"cluster.node_cert", o->node_cert},
                                     {"cluster.node_key", o->node_key}};
-    for (size_t i = 0; i < 3; i++) {
-        if (access(files[i][1], R_OK) < 0) {
-            int e = errno;
-            wm_cluster_settings_free(s);
-            return wm_err_set(err, NULL, 0, 0, files[i][0], "cannot read %s: %s", files[i][1],
-                              strerror(e));
-        }
+    if (files_readable(files, err) < 0) {
+        wm_cluster_settings_free(s);
+        return -1;
     }
     if ((s->node_tls = malloc(n)) == NULL) {
         wm_cluster_settings_free(s);
@@ -110,12 +120,10 @@ static int prepare_redis_tls(const struct wm_cluster_opts *o, struct wm_cluster_
     char msg[512];
     size_t n = 3;
 
+    if (files_readable(files, err) < 0) {
+        return -1;
+    }
     for (size_t i = 0; i < 3; i++) {
-        if (files[i][1] != NULL && access(files[i][1], R_OK) < 0) {
-            int e = errno;
-            return wm_err_set(err, NULL, 0, 0, files[i][0], "cannot read %s: %s", files[i][1],
-                              strerror(e));
-        }
         n += files[i][1] != NULL ? strlen(files[i][1]) : 0;
     }
     if ((s->redis_tls = malloc(n)) == NULL) {

@@ -114,9 +114,7 @@ bool hf_sink_body(struct wm_hfwd *f, struct evbuffer *in)
         f->sink_full = true;
     }
     evbuffer_drain(out, evbuffer_get_length(out)); /* the sink is gone: dropped */
-    if (hf_response_body_end(f, r)) {
-        /* over: done, or a bad body */
-    } else if (f->sink_full && f->up != NULL && !f->flow.up_paused) {
+    if (!hf_response_body_end(f, r) && f->sink_full && f->up != NULL && !f->flow.up_paused) {
         f->flow.up_paused = true; /* until wm_hfwd_sink_resume() */
         hf_up_reading(f, false);
         f->sink_since = wm_now_coarse_ms();

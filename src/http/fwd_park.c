@@ -3,7 +3,7 @@
  * bufferevent (see hf_park in fwd_int.h, wm_conn_park in net/conn.h).
  *
  * After WM_HTTP_QUIET_MS of silence the idle upstream has gone back to the
- * pool (go_quiet in fwd.c; ops without a pool keep it attached); a client
+ * pool (go_quiet in fwd_timer.c; ops without a pool keep it attached); a client
  * on a plain socket then also gives up its bufferevent, the engine's timer
  * and its request parser: what stays is struct wm_conn, struct wm_hfwd
  * (and a kept upstream) and the one park event, which carries the rest of

@@ -93,24 +93,25 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
 {
     struct wm_conn *c = f->c;
     uint64_t idle;
+    bool buffered;
+    bool no_head;
 
     switch (f->state) {
     case HF_READ_HEAD:
-        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
-            wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+        buffered = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+        no_head = wm_http_head_size(wm_http_parser_head(f->req)) == 0;
+        if (buffered && no_head) {
             /* A new request's bytes are in, their (deferred) read callback
              * has not run yet: read them now, the head timer starts. */
             hf_process_client(f);
-        } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-            wm_http_head_size(wm_http_parser_head(f->req)) == 0 && now < f->ka_until) {
+        } else if (!buffered && no_head && now < f->ka_until) {
             go_quiet(f);
             if (wm_worker_draining(c->w)) {
                 hf_finish(f, "shutdown"); /* stopping: an idle client goes (as parked ones do) */
             } else if (hf_park(f, f->ka_until - now) < 0) {
                 hf_arm_timer(f, (int)(f->ka_until - now));
             }
-        } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-            wm_http_head_size(wm_http_parser_head(f->req)) == 0) {
+        } else if (!buffered && no_head) {
             hf_finish(f, "keepalive-timeout");
         } else {
             wm_hfwd_fail(f, 408, NULL, "request head not received in time");
