@@ -25,6 +25,11 @@
 #define WM_HTTP_CLIENT_READ_MAX  (64 * 1024)  /* client input buffered ahead (pipelining) */
 #define WM_HTTP_QUIET_MS         100  /* a keep-alive client silent that long gives its
                                        * idle upstream back to the shared pool (if any) */
+#define WM_HTTP_PARK_MS          10   /* the same for a client on a plain socket, which
+                                       * is then parked (fwd_park.c): a burst of new
+                                       * clients is not all held at full size at once */
+#define WM_HTTP_HELD_SCAN        32   /* idle upstreams of other clients looked at
+                                       * before dialling (fwd_up.c take_held) */
 #define WM_HTTP_STREAM_LOW       (256 * 1024) /* local bodies queued ahead (files) */
 #define WM_HTTP_WORK_CACHE       16   /* spare request states kept per worker */
 

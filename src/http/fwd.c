@@ -415,6 +415,8 @@ void hf_local_done(struct wm_hfwd *f, bool close, bool in_loop)
 
 void hf_await_next(struct wm_hfwd *f)
 {
+    int quiet;
+
     if (f->ops->release != NULL) {
         f->ops->release(&f->w->t); /* what the route op kept for the request goes now */
     }
@@ -423,10 +425,11 @@ void hf_await_next(struct wm_hfwd *f)
     hf_work_put(f);
     wm_http_parser_next(f->req);
     hf_set_state(f, HF_READ_HEAD);
-    /* the keep-alive wait, with a stop at WM_HTTP_QUIET_MS (go_quiet) */
+    /* the keep-alive wait, with a stop at WM_HTTP_QUIET_MS (go_quiet), sooner
+     * on a plain socket, where the client is parked then */
+    quiet = wm_bev_is_plain_socket(f->c->bev) ? WM_HTTP_PARK_MS : WM_HTTP_QUIET_MS;
     f->ka_until = wm_now_coarse_ms() + (uint64_t)(f->c->limits.idle_ms > 0 ? f->c->limits.idle_ms : 0);
-    hf_arm_timer(f, f->c->limits.idle_ms > WM_HTTP_QUIET_MS ? WM_HTTP_QUIET_MS
-                                                           : f->c->limits.idle_ms);
+    hf_arm_timer(f, f->c->limits.idle_ms > quiet ? quiet : f->c->limits.idle_ms);
     hf_client_reading(f, true); /* also resumes after pipelined input filled up */
 }
 

@@ -11,7 +11,8 @@
  * run inside wm_conn_enter()/wm_conn_leave(), so the ops may finish the
  * connection from any of them.
  *
- * Idle keep-alive clients: after WM_HTTP_QUIET_MS without a byte between
+ * Idle keep-alive clients: after WM_HTTP_QUIET_MS (WM_HTTP_PARK_MS on a
+ * plain socket) without a byte between
  * requests, an idle upstream goes back to ops->park and, on a plain socket
  * with nothing held, the client is parked (net/conn.h: no bufferevent, no
  * engine timer or parser; fwd_park.c) until its next bytes or the end of
@@ -133,6 +134,13 @@ struct wm_hfwd_ops {
      * per request, after the main log's access line, with what it did. */
     void (*logged)(struct wm_hfwd *f, const struct wm_hfwd_log *l);
 };
+
+/* For take_idle: the idle upstream for key that another client of this
+ * worker holds between its requests (the longest idle first), taken from
+ * it, or NULL. That client takes or dials one when it asks again, so a
+ * burst of keep-alive clients needs about as many upstream connections
+ * as requests in flight, as with nginx's keepalive cache. */
+struct bufferevent *wm_hfwd_take_held(struct wm_hfwd *f, const char *key);
 
 /* Serve c (its bufferevent is the client) with ops. */
 void wm_hfwd_start(struct wm_conn *c, const struct wm_hfwd_ops *ops);

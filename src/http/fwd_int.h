@@ -97,6 +97,8 @@ struct wm_hfwd {
     struct bufferevent *up;
     char *up_key;                  /* target key of up (owned); NULL: none, or not
                                     * known (out of memory: up is not pooled then) */
+    struct wm_hfwd *held_prev;     /* the worker's clients holding an idle pooled */
+    struct wm_hfwd *held_next;     /* upstream, oldest first (fwd_up.c) */
     struct wm_fastread *cfr;       /* fast reads of the client socket (plain sockets) */
     struct wm_fastread *ufr;       /* and of the upstream socket */
     void *connecting;              /* ops handle while HF_CONNECTING */
@@ -201,6 +203,7 @@ int hf_move_body(struct wm_http_parser *p, struct evbuffer *in, struct evbuffer 
 void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up);
 void hf_drop_upstream(struct wm_hfwd *f);    /* close it */
 void hf_release_upstream(struct wm_hfwd *f); /* to ops->park when idle, else close */
+void hf_up_idle(struct wm_hfwd *f, bool idle); /* sets flow.up_idle */
 void hf_up_reading(struct wm_hfwd *f, bool on);
 void hf_send_request(struct wm_hfwd *f);
 void hf_process_upstream(struct wm_hfwd *f);

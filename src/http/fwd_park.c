@@ -2,7 +2,7 @@
  * http/fwd_park.c - the keep-alive wait of an idle client without a
  * bufferevent (see hf_park in fwd_int.h, wm_conn_park in net/conn.h).
  *
- * After WM_HTTP_QUIET_MS of silence the idle upstream has gone back to the
+ * After WM_HTTP_PARK_MS of silence the idle upstream has gone back to the
  * pool (go_quiet in fwd_timer.c; ops without a pool keep it attached); a client
  * on a plain socket then also gives up its bufferevent, the engine's timer
  * and its request parser: what stays is struct wm_conn, struct wm_hfwd

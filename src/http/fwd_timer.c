@@ -71,11 +71,12 @@ static void body_timed_out(struct wm_hfwd *f)
     hf_finish(f, "client-read-timeout");
 }
 
-/* A keep-alive client quiet for WM_HTTP_QUIET_MS gives its idle upstream
- * to the shared pool (ops->park), with the response parser and the request
- * state kept for it. Not at once after each response: a busy client would
- * move it to the pool and back for every request, at two epoll changes
- * each time. */
+/* A keep-alive client quiet for WM_HTTP_QUIET_MS (WM_HTTP_PARK_MS on a
+ * plain socket, parked after this) gives its idle upstream to the shared
+ * pool (ops->park) and frees its response parser and request state. Not at
+ * once after each response: a busy client would move it to the pool and
+ * back for every request, at two epoll changes each time; another client
+ * that needs it meanwhile takes it (wm_hfwd_take_held). */
 static void go_quiet(struct wm_hfwd *f)
 {
     if (f->up != NULL && f->flow.up_idle && f->ops->park != NULL) {

@@ -33,6 +33,31 @@ void hf_up_reading(struct wm_hfwd *f, bool on)
     }
 }
 
+/* Clients of this worker that hold an idle upstream their ops could pool
+ * (ops->park), oldest first, for wm_hfwd_take_held(). */
+static __thread struct wm_hfwd *held_head;
+static __thread struct wm_hfwd *held_tail;
+
+void hf_up_idle(struct wm_hfwd *f, bool idle)
+{
+    bool listed = f->flow.up_idle && f->ops->park != NULL;
+
+    f->flow.up_idle = idle;
+    if (listed == (idle && f->ops->park != NULL)) {
+        return;
+    }
+    if (idle) {
+        f->held_prev = held_tail;
+        f->held_next = NULL;
+        *(held_tail != NULL ? &held_tail->held_next : &held_head) = f;
+        held_tail = f;
+        return;
+    }
+    *(f->held_prev != NULL ? &f->held_prev->held_next : &held_head) = f->held_next;
+    *(f->held_next != NULL ? &f->held_next->held_prev : &held_tail) = f->held_prev;
+    f->held_prev = f->held_next = NULL;
+}
+
 void hf_drop_upstream(struct wm_hfwd *f)
 {
     wm_fastread_free(f->ufr);
@@ -42,26 +67,57 @@ void hf_drop_upstream(struct wm_hfwd *f)
     free(f->up_key);
     f->up_key = NULL;
     f->flow.up_paused = false;
-    f->flow.up_idle = false;
+    hf_up_idle(f, false);
 }
 
-void hf_release_upstream(struct wm_hfwd *f)
+/* Take f's idle upstream off it, callbacks cleared; f->up_key stays for
+ * the caller to use and free. */
+static struct bufferevent *unhook_idle(struct wm_hfwd *f)
 {
     struct bufferevent *up = f->up;
 
-    if (up == NULL || !f->flow.up_idle || f->ops->park == NULL || f->up_key == NULL) {
-        hf_drop_upstream(f);
-        return;
-    }
     wm_fastread_free(f->ufr);
     f->ufr = NULL;
     f->up = NULL;
     f->flow.up_paused = false;
-    f->flow.up_idle = false;
+    hf_up_idle(f, false);
     bufferevent_setcb(up, NULL, NULL, NULL, NULL);
+    return up;
+}
+
+void hf_release_upstream(struct wm_hfwd *f)
+{
+    struct bufferevent *up;
+
+    if (f->up == NULL || !f->flow.up_idle || f->ops->park == NULL || f->up_key == NULL) {
+        hf_drop_upstream(f);
+        return;
+    }
+    up = unhook_idle(f);
     f->ops->park(f, f->up_key, up);
     free(f->up_key);
     f->up_key = NULL;
+}
+
+/* Not from a client whose callbacks are on the stack, nor one with bytes
+ * from the target waiting (that connection is unusable). */
+struct bufferevent *wm_hfwd_take_held(struct wm_hfwd *f, const char *key)
+{
+    int n = 0;
+
+    for (struct wm_hfwd *g = held_head; g != NULL && n < WM_HTTP_HELD_SCAN;
+         g = g->held_next, n++) {
+        if (g != f && g->guard.depth == 0 && !g->flow.up_paused && g->up_key != NULL &&
+            strcmp(g->up_key, key) == 0 &&
+            evbuffer_get_length(bufferevent_get_input(g->up)) == 0) {
+            struct bufferevent *up = unhook_idle(g);
+
+            free(g->up_key);
+            g->up_key = NULL;
+            return up;
+        }
+    }
+    return NULL;
 }
 
 static void up_write_cb(struct bufferevent *bev, void *arg)
@@ -236,7 +292,7 @@ void hf_send_request(struct wm_hfwd *f)
         return;
     }
     hf_set_state(f, HF_FORWARD);
-    f->flow.up_idle = false;
+    hf_up_idle(f, false);
     f->up_sent_ms = wm_now_ms();
     f->last_ms = wm_now_coarse_ms();
     f->last_cin_ms = f->last_ms;
@@ -295,7 +351,7 @@ void hf_response_done(struct wm_hfwd *f)
         hf_drop_upstream(f);
     } else {
         wm_http_parser_next(f->resp);
-        f->flow.up_idle = true; /* back to the pool if the client goes quiet (fwd.c) */
+        hf_up_idle(f, true); /* back to the pool if the client goes quiet (fwd_timer.c) */
     }
     if (f->sink != NULL) {
         hf_sink_done(f, !f->ri.close_after && f->req_phase == HF_REQ_DONE);

@@ -595,10 +595,14 @@ static void cancel_op(void *handle)
     q->connecting = false;
 }
 
+/* From the pool, else from a client between requests (not with
+ * keepalive = 0: then no connection serves two clients). */
 static struct bufferevent *take_idle(struct wm_hfwd *f, const struct wm_hfwd_target *t)
 {
-    (void)f;
-    return rv_pool_take(t->key);
+    const struct rv_conn *rc = (const struct rv_conn *)wm_hfwd_conn(f);
+    struct bufferevent *up = rv_pool_take(t->key);
+
+    return up != NULL || rc->ka_max <= 0 ? up : wm_hfwd_take_held(f, t->key);
 }
 
 static void park(struct wm_hfwd *f, const char *key, struct bufferevent *up)

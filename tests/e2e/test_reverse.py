@@ -849,6 +849,10 @@ headers = ["+ X-Gen %(w)d"]
                   text % {"o": origin.port, "p": port, "w": w})
             assert api(cport, "POST", "/reload")[0] == 200
             wait_until(lambda: get(port, "/conn")[1].get("x-gen") == str(w), what="gen %d" % w)
+            # the load goes on across each generation (a fast reload is no excuse)
+            done = results["ok"]
+            wait_until(lambda: results["ok"] >= done + 15 or results["bad"],
+                       what="requests after reload %d" % w)
     finally:
         stop.set()
         for t in threads:

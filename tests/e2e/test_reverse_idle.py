@@ -1,5 +1,5 @@
 """Idle keep-alive clients of the HTTP engine without a bufferevent (issue
-#11, idle memory): after WM_HTTP_QUIET_MS of silence a client on a plain
+#11, idle memory): after WM_HTTP_PARK_MS of silence a client on a plain
 socket is parked (net/conn.h: the bare fd, one event carrying the rest of
 the keep-alive wait) and resumed on its next bytes. Each test first waits
 for the debug line "parked (idle" so that it exercises the parked path."""
@@ -289,3 +289,60 @@ def test_forward_proxy_upstream_closing_while_client_parked(wmproxy):
         s.close()
     finally:
         ls.close()
+
+
+def test_a_burst_of_clients_shares_one_upstream_connection(wmproxy, tmp_path, origin):
+    """Keep-alive clients opened one after another, each sending one request
+    and then staying open: each new one takes the upstream connection that
+    the one before holds between its requests (or gave back to the pool),
+    instead of dialling its own, so the burst needs as many upstream
+    connections as requests in flight, one here; asked again, every client
+    is served on that connection too."""
+    _, port, _ = start(wmproxy, tmp_path, origin)
+    socks, ids = [], []
+    try:
+        for _ in range(40):
+            s = connect(port)
+            socks.append(s)
+            st, body = request(s)
+            assert st == 200
+            ids.append(body)
+        for s in socks:
+            st, body = request(s)
+            assert st == 200
+            ids.append(body)
+    finally:
+        for s in socks:
+            s.close()
+    assert len(set(ids)) == 1, ids
+
+
+def test_no_sharing_of_upstream_connections_with_keepalive_0(wmproxy, tmp_path, origin):
+    """keepalive = 0: no upstream connection serves two clients (each of the
+    clients opened one after another dials its own) and none is kept once
+    its client goes quiet."""
+    port = free_port()
+    path = write(tmp_path / "ka0.toml", """disable_control = true
+workers = 1
+[http]
+[[http.upstream]]
+name = "o"
+keepalive = 0
+server = [{ addr = "127.0.0.1:%d" }]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://o"
+""" % (origin.port, port))
+    wmproxy(["run", "-c", path], port=port)
+    socks, ids = [], []
+    try:
+        for _ in range(10):
+            s = connect(port)
+            socks.append(s)
+            st, body = request(s)
+            assert st == 200
+            ids.append(body)
+    finally:
+        for s in socks:
+            s.close()
+    assert len(set(ids)) == len(ids), ids
