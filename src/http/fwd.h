@@ -135,8 +135,9 @@ struct wm_hfwd_ops {
     void (*logged)(struct wm_hfwd *f, const struct wm_hfwd_log *l);
 };
 
-/* For take_idle: the idle upstream for key that another client of this
- * worker holds between its requests (the longest idle first), taken from
+/* For take_idle: the idle upstream for key that another HTTP/1 client
+ * (plain socket) of this worker holds between its requests (the longest
+ * idle first), taken from
  * it, or NULL. That client takes or dials one when it asks again, so a
  * burst of keep-alive clients needs about as many upstream connections
  * as requests in flight, as with nginx's keepalive cache. */

@@ -99,7 +99,10 @@ void hf_release_upstream(struct wm_hfwd *f)
     f->up_key = NULL;
 }
 
-/* Not from a client whose callbacks are on the stack, nor one with bytes
+/* Only from HTTP/1 clients on a plain socket: an HTTP/2 stream's engine
+ * waiting for the connection's next stream keeps its upstream for it (taken
+ * from there, each stream took the next one's: an epoll change per request).
+ * Not from a client whose callbacks are on the stack, nor one with bytes
  * from the target waiting (that connection is unusable). */
 struct bufferevent *wm_hfwd_take_held(struct wm_hfwd *f, const char *key)
 {
@@ -108,6 +111,7 @@ struct bufferevent *wm_hfwd_take_held(struct wm_hfwd *f, const char *key)
     for (struct wm_hfwd *g = held_head; g != NULL && n < WM_HTTP_HELD_SCAN;
          g = g->held_next, n++) {
         if (g != f && g->guard.depth == 0 && !g->flow.up_paused && g->up_key != NULL &&
+            g->c->bev != NULL && wm_bev_is_plain_socket(g->c->bev) &&
             strcmp(g->up_key, key) == 0 &&
             evbuffer_get_length(bufferevent_get_input(g->up)) == 0) {
             struct bufferevent *up = unhook_idle(g);
