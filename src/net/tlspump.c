@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +94,8 @@ struct pump {
     char peer[64];
 };
 
-static BIO_METHOD *evb_method;
+static pthread_once_t evb_once = PTHREAD_ONCE_INIT;
+static BIO_METHOD *evb_method; /* written once under evb_once */
 static __thread struct pump *live;
 
 /* ---- state ---- */
@@ -190,21 +192,24 @@ static int evb_create(BIO *bio)
     return 1;
 }
 
+static void evb_meth_build(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "wm-evbuffer");
+    if (m == NULL) {
+        return;
+    }
+    BIO_meth_set_write(m, evb_write);
+    BIO_meth_set_read(m, evb_read);
+    BIO_meth_set_ctrl(m, evb_ctrl);
+    BIO_meth_set_create(m, evb_create);
+    evb_method = m;
+}
+
 static BIO_METHOD *evb_meth(void)
 {
-    /* Built once; the first pump is made before any thread exists or on
-     * worker 0 only, and the value never changes after. */
-    if (evb_method == NULL) {
-        BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "wm-evbuffer");
-        if (m == NULL) {
-            return NULL;
-        }
-        BIO_meth_set_write(m, evb_write);
-        BIO_meth_set_read(m, evb_read);
-        BIO_meth_set_ctrl(m, evb_ctrl);
-        BIO_meth_set_create(m, evb_create);
-        evb_method = m;
-    }
+    /* Built once for the process, by whichever worker makes the first pump
+     * (a stream's wss:// upstream dials from any worker); kept until exit. */
+    pthread_once(&evb_once, evb_meth_build);
     return evb_method;
 }
 

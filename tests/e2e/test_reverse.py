@@ -425,7 +425,7 @@ bind_addr = "127.0.0.1:%(p)d"
 static_response = "%(v)s"
 """
     path = tmp_path / "rev.toml"
-    p = start(wmproxy, tmp_path, text % {"p": port, "v": "one"}, cport=cport)
+    start(wmproxy, tmp_path, text % {"p": port, "v": "one"}, cport=cport)
     wait_serving(port)
     assert get(port)[2] == b"one"
     write(path, 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport + text % {"p": port, "v": "two"})
