@@ -143,7 +143,14 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
         {.name = "proxy_ssl_verify", .kind = WM_CK_CUSTOM, .off = B + COFF(proxy_ssl_verify), \
          .custom = tribool},                                                              \
         {.name = "proxy_set_host", .kind = WM_CK_CUSTOM, .off = B + COFF(proxy_set_host), \
-         .custom = tribool}
+         .custom = tribool},                                                              \
+        {.name = "proxy_ssl_name", .kind = WM_CK_STR, .off = B + COFF(proxy_ssl_name)},   \
+        {.name = "proxy_ssl_trusted_certificate", .kind = WM_CK_STR,                      \
+         .off = B + COFF(proxy_ssl_trusted_certificate), .flags = WM_CKF_PATH},           \
+        {.name = "proxy_ssl_certificate", .kind = WM_CK_STR,                              \
+         .off = B + COFF(proxy_ssl_certificate), .flags = WM_CKF_PATH},                   \
+        {.name = "proxy_ssl_certificate_key", .kind = WM_CK_STR,                          \
+         .off = B + COFF(proxy_ssl_certificate_key), .flags = WM_CKF_PATH}
 
 static void common_defaults(struct wm_conf_hcommon *c)
 {

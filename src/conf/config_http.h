@@ -85,6 +85,11 @@ struct wm_conf_hcommon {
     int proxy_ssl_verify;     /* tri-state: -1 unset, 0, 1 */
     int proxy_set_host;       /* tri-state: 1 send the upstream address as Host (wmproxy),
                                * 0 keep the client's (default, as nginx users expect) */
+    const char *proxy_ssl_name; /* https upstreams: SNI and the name verified; NULL:
+                                 * each server's host (named upstream) or the URL's */
+    const char *proxy_ssl_trusted_certificate; /* PEM CAs for upstreams; NULL: system */
+    const char *proxy_ssl_certificate;     /* PEM chain we present to upstreams (mTLS) */
+    const char *proxy_ssl_certificate_key; /* its key */
 };
 
 /* file_server = { ... } of a location (wmproxy's FileServer keys, plus

@@ -45,7 +45,7 @@ struct wm_hfwd_rule {
 
 /* Where one request goes (filled by ops->route). */
 struct wm_hfwd_target {
-    char key[WM_HOST_MAX + 80];     /* equal keys may share an upstream connection */
+    char key[2 * WM_HOST_MAX + 48]; /* equal keys may share an upstream connection */
     char log[WM_HOST_MAX + 80];     /* target as the access log shows it */
     char host_hdr[WM_HOST_MAX + 8]; /* Host to send; "" keeps the client's */
     const char *path;               /* request-target to send; NULL keeps the client's */

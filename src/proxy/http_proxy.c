@@ -192,8 +192,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *cc, struct wm_http_head *hd,
         return 400;
     }
     wm_addr_join(host, port, t->key, sizeof(t->key));
-    _Static_assert(sizeof(t->log) == sizeof(t->key), "log and key differ in size");
-    memcpy(t->log, t->key, sizeof(t->log));
+    wm_addr_join(host, port, t->log, sizeof(t->log));
     wm_addr_join(host, port == 80 ? 0 : port, t->host_hdr, sizeof(t->host_hdr));
     return 0;
 }

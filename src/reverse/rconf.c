@@ -338,10 +338,15 @@ static int proxy_target(struct build *b, struct rv_location *l, const char *url,
     l->up_path = strchr(strstr(url, "://") + 3, '/') != NULL
                      ? wm_arena_strndup(b->r->arena, path, plen)
                      : "";
-    l->sni = wm_arena_strdup(b->r->arena, host);
     l->up = rconf_upstream_find(b, host, lv->v, lv->key, lv->n);
     if (l->up == NULL && b->err->msg[0] != '\0') {
         return -1;
+    }
+    /* The TLS name: proxy_ssl_name, else the URL's host, else (a named
+     * upstream) each server's own host, NULL here (rev.c proxy_route). */
+    const char *name = EFF_STR(lv, proxy_ssl_name);
+    if (name != NULL || l->up == NULL) {
+        l->sni = wm_arena_strdup(b->r->arena, name != NULL ? name : host);
     }
     if (l->up == NULL) {
         l->up = rconf_upstream_direct(b, host, port, key);
@@ -355,9 +360,15 @@ static int proxy_target(struct build *b, struct rv_location *l, const char *url,
 static int upstream_tls(struct build *b, struct rv_location *l, const struct levels *lv,
                         const char *key)
 {
-    struct wm_tls_opts o = {0};
+    struct wm_tls_opts o = {.ca = EFF_STR(lv, proxy_ssl_trusted_certificate),
+                            .cert = EFF_STR(lv, proxy_ssl_certificate),
+                            .key = EFF_STR(lv, proxy_ssl_certificate_key)};
     char msg[256];
 
+    if ((o.cert == NULL) != (o.key == NULL)) {
+        return rconf_fail(b, key, "proxy_ssl_certificate and proxy_ssl_certificate_key go "
+                            "together%s%s", "", "");
+    }
     l->tls = wm_tls_client_ctx(&o, msg, sizeof(msg));
     if (l->tls == NULL) {
         return rconf_fail(b, key, "%s%s", msg, "");

@@ -159,8 +159,12 @@ static int local_answer(struct rv_req *q, struct wm_hfwd_target *t, int status,
 static void target_key(struct wm_hfwd_target *t, const struct rv_location *l,
                        const struct rv_server *s)
 {
-    snprintf(t->key, sizeof(t->key), "%c|%s|%s", l->up_tls ? 's' : 'h', s->addr,
-             l->up_tls ? l->sni : "");
+    /* TLS: the location's context (its trust and client certificate) and
+     * the name verified are part of the key: a connection checked against
+     * one CA, or not checked, never serves a location that checks another */
+    snprintf(t->key, sizeof(t->key), "%c|%s|%p|%s", l->up_tls ? 's' : 'h', s->addr,
+             l->up_tls ? (void *)l->tls : NULL,
+             l->up_tls ? (l->sni != NULL ? l->sni : s->host) : "");
     if (strcmp(l->up->name, s->addr) == 0) {
         snprintf(t->log, sizeof(t->log), "%s", s->addr);
     } else {
@@ -199,7 +203,7 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
         t->path = q->path;
         t->pathlen = pl + ulen - slash;
     }
-    snprintf(q->sni, sizeof(q->sni), "%s", l->sni);
+    snprintf(q->sni, sizeof(q->sni), "%s", l->sni != NULL ? l->sni : q->srv->host);
     t->rules = l->rules;
     t->nrules = l->nrules;
     t->scheme = tls ? "https" : "http";
@@ -372,6 +376,7 @@ static int dispatch(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *
     const struct rv_location *l = q->loc;
     const struct rv_service *s = (const struct rv_service *)c->svc;
 
+    t->scheme = s->l->tls ? "https" : "http"; /* {scheme} of local answers too */
     switch (l->handler) {
     case RV_H_STATIC:
         snprintf(t->log, sizeof(t->log), "static");

@@ -175,7 +175,7 @@ struct rv_location {
     struct rv_upstream *up;
     bool up_tls;                 /* https:// */
     const char *up_path;         /* the URL's path prefix ("" when none) */
-    const char *sni;             /* TLS: SNI and verified name */
+    const char *sni;             /* TLS: SNI and verified name; NULL: the server's host */
     SSL_CTX *tls;                /* https:// upstreams (own reference) */
     bool set_host;               /* send the upstream's host:port as Host */
     bool is_ws;

@@ -394,7 +394,7 @@ proxy_ssl_verify = false
                 return recv_all(s)
 
     wait_until(lambda: _can_connect(tport), what="TLS port")
-    assert fetch("one.test", d1).endswith(b"one http")
+    assert fetch("one.test", d1).endswith(b"one https")
     assert fetch("two.test", d2).endswith(b"two")
     tls_log = wait_until(lambda: open(str(tmp_path / "tls.log")).read()
                          if os.path.exists(str(tmp_path / "tls.log")) else "", what="tls log")
@@ -405,6 +405,67 @@ proxy_ssl_verify = false
     st, _, body = get(front, "/", host="one.test")
     assert st == 200 and body.startswith(b"one")
     assert get(front, "/verify", host="one.test")[0] == 502
+
+
+def test_https_named_upstream_verifies_each_server_by_its_host(wmproxy, tmp_path):
+    """proxy_url = "https://NAME" of a named upstream: SNI and the verified
+    name are each server's own host (a DNS name, or an IP checked against
+    the certificate's IP SAN), not the upstream's name;
+    proxy_ssl_trusted_certificate gives the CA, proxy_ssl_name overrides."""
+    d = gencert(tmp_path / "up", "localhost", "127.0.0.1")
+    tport = free_port()
+    front = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_ssl = "127.0.0.1:%(t)d"
+cert = "%(d)s/server.crt"
+key = "%(d)s/server.key"
+static_response = "up {scheme}"
+""" % {"t": tport, "d": d}, name="up.toml")
+    fp = start(wmproxy, tmp_path, """
+[http]
+proxy_ssl_trusted_certificate = "%(d)s/ca.crt"
+[[http.upstream]]
+name = "backend"
+server = [{ addr = "localhost:%(t)d" }]
+[[http.upstream]]
+name = "byip"
+server = [{ addr = "127.0.0.1:%(t)d" }]
+[[http.server]]
+bind_addr = "127.0.0.1:%(f)d"
+[[http.server.location]]
+rule = "/named"
+proxy_url = "https://backend"
+[[http.server.location]]
+rule = "/ip"
+proxy_url = "https://byip"
+[[http.server.location]]
+rule = "/wrongname"
+proxy_url = "https://backend"
+proxy_ssl_name = "other.test"
+[[http.server.location]]
+rule = "/untrusted"
+proxy_url = "https://backend"
+proxy_ssl_trusted_certificate = "%(d)s/server.crt"
+""" % {"t": tport, "f": front, "d": d}, name="front.toml")
+    wait_until(lambda: _can_connect(tport), what="TLS port")
+    wait_serving(front)
+    for path in ("/named", "/ip"):
+        st, _, body = get(front, path)
+        assert (st, body) == (200, b"up https"), (path, st, body)
+    for path in ("/wrongname", "/untrusted"):
+        assert get(front, path)[0] == 502, path
+    assert wait_log(fp, "hostname mismatch"), fp.log()[-2000:]
+    assert wait_log(fp, "unable to get local issuer certificate"), fp.log()[-2000:]
+    bad = tmp_path / "bad.toml"
+    write(bad, '[http]\n[[http.server]]\nbind_addr = "127.0.0.1:%d"\n'
+          'proxy_url = "https://x.test"\nproxy_ssl_certificate = "%s/server.crt"\n'
+          % (free_port(), d))
+    r = subprocess.run([BIN, "check", "-c", str(bad)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and "bad.toml:" in r.stderr \
+        and "proxy_ssl_certificate_key" in r.stderr, r.stderr
 
 
 def _can_connect(port):
