@@ -125,40 +125,13 @@ int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
     return 0;
 }
 
-bool wm_strieq(const char *s, size_t n, const char *lit)
-{
-    size_t i = 0;
-
-    for (; i < n; i++) {
-        unsigned char a = (unsigned char)s[i];
-        unsigned char b = (unsigned char)lit[i];
-        if (b == '\0') {
-            return false;
-        }
-        if (a >= 'A' && a <= 'Z') {
-            a = (unsigned char)(a + 32);
-        }
-        if (b >= 'A' && b <= 'Z') {
-            b = (unsigned char)(b + 32);
-        }
-        if (a != b) {
-            return false;
-        }
-    }
-    return lit[i] == '\0';
-}
-
 bool wm_memieq(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i];
-        unsigned char y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z') {
-            x = (unsigned char)(x + 32);
-        }
-        if (y >= 'A' && y <= 'Z') {
-            y = (unsigned char)(y + 32);
-        }
+        unsigned x = (unsigned char)a[i];
+        unsigned y = (unsigned char)b[i];
+        x += (x - 'A' < 26u) << 5; /* ASCII letters to lower case, branch-free */
+        y += (y - 'A' < 26u) << 5;
         if (x != y) {
             return false;
         }

@@ -24,8 +24,16 @@ long wm_base64_encode(const unsigned char *in, size_t n, char *out, size_t cap);
  * value <= max. Returns 0 or -1. */
 int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
 
-/* Case-insensitive equality of s[0..n) and the NUL-terminated lit. */
-bool wm_strieq(const char *s, size_t n, const char *lit);
+/* Case-insensitive equality of two byte ranges of length n. */
+bool wm_memieq(const char *a, const char *b, size_t n);
+
+/* Case-insensitive equality of s[0..n) and the NUL-terminated lit. Inline:
+ * with a literal the length test is a constant, and most names that differ
+ * differ in length (header lookups, variables). */
+static inline bool wm_strieq(const char *s, size_t n, const char *lit)
+{
+    return __builtin_strlen(lit) == n && wm_memieq(s, lit, n);
+}
 
 /* Decode the UTF-8 sequence at s[0..n): on success store the code point in
  * *cp and return its length (1-4). Returns 0 for an invalid, overlong,
@@ -45,9 +53,6 @@ size_t wm_escape_ctl(char *out, size_t cap, const char *in, size_t n, bool fold_
  * message)? For header rules from configs and tunnel clients. */
 bool wm_field_name_ok(const char *s, size_t n);
 bool wm_field_value_ok(const char *s, size_t n);
-
-/* Case-insensitive equality of two byte ranges of length n. */
-bool wm_memieq(const char *a, const char *b, size_t n);
 
 /* Does the comma-separated list s[0..n) contain token (case-insensitive)? */
 bool wm_list_has_token(const char *s, size_t n, const char *token);

@@ -234,8 +234,14 @@ static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
     if (st->ws && status == 101) {
         status = 200; /* RFC 8441 5: the tunnel is open */
     }
-    snprintf(sbuf, sizeof(sbuf), "%d", status);
-    nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, strlen(sbuf), 0};
+    if (status < 100 || status > 999) {
+        return -1; /* the parser takes three digits only */
+    }
+    sbuf[0] = (char)('0' + status / 100);
+    sbuf[1] = (char)('0' + status / 10 % 10);
+    sbuf[2] = (char)('0' + status % 10);
+    sbuf[3] = '\0';
+    nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, 3, 0};
     for (size_t i = 0; i < nf; i++) {
         struct wm_http_field f;
         wm_http_head_field(hd, i, &f);

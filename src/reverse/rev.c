@@ -156,20 +156,46 @@ static int local_answer(struct rv_req *q, struct wm_hfwd_target *t, int status,
 
 /* ---- the proxy target ---- */
 
+/* Append src to dst[*at..cap) (cut at cap - 1, always terminated): the
+ * per-request strings below, without snprintf's cost. */
+static void put(char *dst, size_t cap, size_t *at, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n > cap - 1 - *at) {
+        n = cap - 1 - *at;
+    }
+    memcpy(dst + *at, src, n);
+    *at += n;
+    dst[*at] = '\0';
+}
+
 static void target_key(struct wm_hfwd_target *t, const struct rv_location *l,
                        const struct rv_server *s)
 {
+    size_t at = 0;
+
     /* TLS: the location's context (its trust and client certificate) and
      * the name verified are part of the key: a connection checked against
      * one CA, or not checked, never serves a location that checks another */
-    snprintf(t->key, sizeof(t->key), "%c|%s|%p|%s", l->up_tls ? 's' : 'h', s->addr,
-             l->up_tls ? (void *)l->tls : NULL,
-             l->up_tls ? (l->sni != NULL ? l->sni : s->host) : "");
-    if (strcmp(l->up->name, s->addr) == 0) {
-        snprintf(t->log, sizeof(t->log), "%s", s->addr);
-    } else {
-        snprintf(t->log, sizeof(t->log), "%s/%s", l->up->name, s->addr);
+    put(t->key, sizeof(t->key), &at, l->up_tls ? "s|" : "h|");
+    put(t->key, sizeof(t->key), &at, s->addr);
+    if (l->up_tls) {
+        char hex[2 + 2 * sizeof(uintptr_t) + 2] = "|";
+        uintptr_t v = (uintptr_t)l->tls;
+        for (size_t i = 0; i < 2 * sizeof(v); i++) {
+            hex[1 + i] = "0123456789abcdef"[(v >> (4 * (2 * sizeof(v) - 1 - i))) & 15];
+        }
+        hex[1 + 2 * sizeof(v)] = '|';
+        put(t->key, sizeof(t->key), &at, hex);
+        put(t->key, sizeof(t->key), &at, l->sni != NULL ? l->sni : s->host);
     }
+    at = 0;
+    if (strcmp(l->up->name, s->addr) != 0) {
+        put(t->log, sizeof(t->log), &at, l->up->name);
+        put(t->log, sizeof(t->log), &at, "/");
+    }
+    put(t->log, sizeof(t->log), &at, s->addr);
 }
 
 static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *t,
@@ -203,7 +229,8 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
         t->path = q->path;
         t->pathlen = pl + ulen - slash;
     }
-    snprintf(q->sni, sizeof(q->sni), "%s", l->sni != NULL ? l->sni : q->srv->host);
+    size_t at = 0;
+    put(q->sni, sizeof(q->sni), &at, l->sni != NULL ? l->sni : q->srv->host);
     t->rules = l->rules;
     t->nrules = l->nrules;
     t->scheme = tls ? "https" : "http";
