@@ -372,6 +372,7 @@ static int dispatch(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *
     const struct rv_location *l = q->loc;
     const struct rv_service *s = (const struct rv_service *)c->svc;
 
+    t->scheme = s->l->tls ? "https" : "http"; /* {scheme}: the client's, local answers too */
     switch (l->handler) {
     case RV_H_STATIC:
         snprintf(t->log, sizeof(t->log), "static");

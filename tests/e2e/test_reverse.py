@@ -394,7 +394,7 @@ proxy_ssl_verify = false
                 return recv_all(s)
 
     wait_until(lambda: _can_connect(tport), what="TLS port")
-    assert fetch("one.test", d1).endswith(b"one http")
+    assert fetch("one.test", d1).endswith(b"one https")  # {scheme}: the client's
     assert fetch("two.test", d2).endswith(b"two")
     tls_log = wait_until(lambda: open(str(tmp_path / "tls.log")).read()
                          if os.path.exists(str(tmp_path / "tls.log")) else "", what="tls log")
