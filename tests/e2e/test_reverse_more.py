@@ -11,13 +11,10 @@ import os
 import resource
 import select
 import socket
-import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import BIN
 from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import _bindable, connect, free_port, recv_head, serve_tcp, wait_until

@@ -109,7 +109,8 @@ def test_upstreams_round_robin_weights_and_levels(wmproxy, tmp_path, fmt, backen
             "upstream": [{"name": "s", "server": up(b)}],
             "location": [
                 {"rule": "/rr", "proxy_url": "http://rr"},
-                {"rule": "/loc", "proxy_url": "http://u", "upstream": [{"name": "u", "server": up(c)}]},
+                {"rule": "/loc", "proxy_url": "http://u",
+                 "upstream": [{"name": "u", "server": up(c)}]},
                 {"rule": "/srv", "proxy_url": "http://s"},
                 {"rule": "/top", "proxy_url": "http://u"},
             ]}]}), fmt, port=port)
@@ -130,13 +131,14 @@ def test_upstreams_round_robin_weights_and_levels(wmproxy, tmp_path, fmt, backen
 def test_active_health_check(wmproxy, tmp_path, fmt, backends):
     a, b = backends("A", "B")
     port = free_port()
+    servers = [{"addr": "127.0.0.1:%d" % x.port, "rise_times": 2, "fall_times": 2}
+               for x in (a, b)]
     p = run(wmproxy, tmp_path, top({
-        "upstream": [{"name": "app", "balance": "round_robin",
+        "upstream": [{"name": "app", "balance": "round_robin", "server": servers,
                       "health_check": {"path": "/health", "interval": "200ms", "timeout": "1s",
-                                       "expect_status": "2xx"},
-                      "server": [{"addr": "127.0.0.1:%d" % a.port, "rise_times": 2, "fall_times": 2},
-                                 {"addr": "127.0.0.1:%d" % b.port, "rise_times": 2, "fall_times": 2}]}],
-        "server": [{"bind_addr": "127.0.0.1:%d" % port, "proxy_url": "http://app"}]}), fmt, port=port)
+                                       "expect_status": "2xx"}}],
+        "server": [{"bind_addr": "127.0.0.1:%d" % port, "proxy_url": "http://app"}]}),
+        fmt, port=port)
     wait_serving(port)
     b.status = 503
     assert wait_log(p, "health: app|127.0.0.1:%d is down" % b.port), p.log()[-2000:]

@@ -256,7 +256,8 @@ def cert_fingerprint(pem_path):
     """sha256 of a PEM certificate's DER bytes (as tls_get reports it)."""
     with open(pem_path) as f:
         pem = f.read()
-    first = pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index("-----END CERTIFICATE-----") + 25]
+    end = "-----END CERTIFICATE-----"
+    first = pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index(end) + len(end)]
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(first)).hexdigest()
 
 
