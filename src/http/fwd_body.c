@@ -60,7 +60,7 @@ void hf_send_continue(struct wm_hfwd *f)
         evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         return;
     }
-    bufferevent_write(c->bev, cont, n);
+    wm_bev_send_bytes(c->bev, cont, n); /* at once on a plain socket, behind queued bytes */
     f->req_out += n;
     c->bytes_out += n;
     f->resp_head_bytes += n;
