@@ -569,6 +569,10 @@ static void handle_head(struct wm_hfwd *f)
     int r;
 
     reset_request(f);
+    if ((r = hf_expect(f, hd)) != 0) {
+        wm_hfwd_fail(f, r, NULL, "unsupported expectation (only 100-continue is)");
+        return;
+    }
     r = f->ops->route(f, c, hd, &f->w->t, &detail, &extra);
     if (r == 0 || r == WM_HFWD_LOCAL) {
         client_write_limit(f, f->w->t.client_write_ms);
@@ -598,6 +602,7 @@ static void handle_head(struct wm_hfwd *f)
         wm_conn_set_target(c, f->w->t.log);
     }
     hfwd_build_upstream_head(f, hd);
+    hf_send_continue(f);
     if (f->up != NULL && (f->up_key == NULL || strcmp(f->up_key, f->w->t.key) != 0)) {
         hf_release_upstream(f);
     }
@@ -709,59 +714,12 @@ int wm_hfwd_give_head(struct bufferevent *client, struct wm_http_head **head,
     return 0;
 }
 
-/* Move request body bytes (raw) from the client to the target. */
-static void forward_body(struct wm_hfwd *f)
-{
-    struct wm_conn *c = f->c;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t moved;
-    int r = hf_move_body(f->req, in, f->w->body, &moved);
-
-    if (moved > 0) {
-        wm_bev_send(f->up, f->w->body, moved);
-        f->req_in += moved;
-        c->bytes_in += moved;
-        f->last_ms = wm_now_coarse_ms();
-        f->last_cin_ms = f->last_ms;
-    }
-    if (r == WM_HTTP_MSG_DONE) {
-        /* Pipelined requests wait in the input buffer, bounded by its read
-         * watermark, until this response is complete. */
-        f->req_phase = HF_REQ_DONE;
-        return;
-    }
-    if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, c->id, "http: bad request body: %s", wm_http_parser_error(f->req));
-        if (f->resp_phase == HF_RESP_HEAD) {
-            wm_hfwd_fail(f, 400, NULL, "malformed request body");
-        } else {
-            hf_log_request(f);
-            hf_finish(f, "bad-request-body");
-        }
-        return;
-    }
-    if (f->flow.client_eof && evbuffer_get_length(in) == 0) {
-        hf_log_request(f); /* a buffered request whose body was cut by the FIN */
-        hf_finish(f, "client-closed");
-        return;
-    }
-    if (evbuffer_get_length(bufferevent_get_output(f->up)) >= WM_HTTP_BODY_HIGH_WATER) {
-        f->flow.client_paused = true;
-        hf_client_reading(f, false);
-        bufferevent_setwatermark(f->up, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
-    } else if (moved > 0 && f->flow.creading) {
-        /* Reads stop by themselves when the input holds WM_HTTP_CLIENT_READ_MAX
-         * (body that came while connecting): now drained, they go on. */
-        hf_client_reading(f, true);
-    }
-}
-
 void hf_process_client(struct wm_hfwd *f)
 {
     if (f->state == HF_READ_HEAD) {
         read_head(f);
     } else if (f->state == HF_FORWARD && f->req_phase == HF_REQ_BODY) {
-        forward_body(f);
+        hf_forward_body(f);
     }
 }
 

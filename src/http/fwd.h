@@ -59,6 +59,11 @@ struct wm_hfwd_target {
     int client_read_ms;             /* client silence while its body is due: 408 */
     int client_write_ms;            /* the client leaves our output unread: cut */
     int up_write_ms;                /* the target leaves the request unread: 504 */
+    /* Request body limit in bytes, chunk framing excluded (0: none). Once
+     * crossed, the upstream connection is closed (never pooled: it holds a
+     * cut request) and the client answered 413 when no final response
+     * head went out yet, else cut. */
+    unsigned long long max_body;
     /* WM_HFWD_LOCAL: the answer (body owned by the op, e.g. in data) */
     int local_status;
     const char *local_ctype;

@@ -212,6 +212,9 @@ void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
         if (own_host && wm_strieq(fl.name, fl.nlen, "host")) {
             continue;
         }
+        if (f->ri.expect && fl.nlen == 6 && wm_strieq(fl.name, fl.nlen, "expect")) {
+            continue; /* answered by us (fwd_body.c) */
+        }
         if (!(f->ri.wants_upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) &&
             wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
             continue;

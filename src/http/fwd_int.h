@@ -55,6 +55,8 @@ struct hf_reqinfo {
     bool close_after;   /* the connection ends after this response */
     bool reused;        /* sent on a kept upstream connection */
     bool retried;       /* already sent once more after a kept connection closed */
+    bool expect;        /* Expect: 100-continue: answered by us (fwd_body.c), not sent
+                         * upstream; the upstream's own 100 is dropped */
 };
 
 /* Back-pressure and reading, each side. */
@@ -198,6 +200,16 @@ void hf_stream_pump(struct wm_hfwd *f, bool in_loop);
  * anything else is a framing error. */
 int hf_move_body(struct wm_http_parser *p, struct evbuffer *in, struct evbuffer *out,
                  size_t *moved);
+
+/* fwd_body.c: the request body */
+/* Move request body bytes (raw) from the client to the target, within
+ * t.max_body. */
+void hf_forward_body(struct wm_hfwd *f);
+/* The request's Expect: 0 (none, or 100-continue: f->ri.expect), or 417. */
+int hf_expect(struct wm_hfwd *f, struct wm_http_head *hd);
+/* A routed request to forward: our own 100 Continue when the client waits
+ * for one (f->ri.expect, a body, HTTP/1.1, none of it here yet). */
+void hf_send_continue(struct wm_hfwd *f);
 
 /* fwd_up.c: the upstream side */
 void hf_attach_upstream(struct wm_hfwd *f, struct bufferevent *up);

@@ -388,6 +388,12 @@ static void response_head(struct wm_hfwd *f)
         become_tunnel(f);
         return;
     }
+    if (status == 100 && f->ri.expect) {
+        /* The client had ours (fwd_body.c), or none for HTTP/1.0: drop it. */
+        wm_http_parser_next(f->resp);
+        wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
+        return;
+    }
     if (f->sink != NULL && hf_sink_head(f)) {
         return; /* an HTTP/2 stream takes it parsed (fwd_h2.c) */
     }

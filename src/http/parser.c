@@ -21,6 +21,8 @@ struct wm_http_parser {
     bool has_cl;
     bool has_host;
     bool given;     /* the head came whole from wm_http_parser_give_head() */
+    char last;      /* the last head byte of the previous feed ('\0': none) */
+    uint64_t body_bytes; /* decoded body bytes of this message (chunk framing off) */
     int given_method; /* llhttp_method of a given head */
     wm_http_body_cb body_cb;
     void *body_arg;
@@ -242,6 +244,7 @@ static int on_body(llhttp_t *ll, const char *at, size_t n)
 {
     struct wm_http_parser *p = P(ll);
 
+    p->body_bytes += n;
     if (p->body_cb != NULL) {
         p->body_cb(p->body_arg, at, n);
     }
@@ -353,6 +356,38 @@ static size_t used_until_pause(struct wm_http_parser *p, const char *data, size_
     return (size_t)(pos - data);
 }
 
+/* RFC 9112 5.2: a line of the head starting with SP or HTAB (obs-fold:
+ * it continues the previous field's value, which llhttp joins). We refuse
+ * it rather than rewrite it: in requests (400: a request-smuggling shape,
+ * hops disagree on it) and in responses (502). Scans the head bytes llhttp
+ * took, data[0..n); true (with *used 0 and the error set) when one is
+ * folded. */
+static bool folded(struct wm_http_parser *p, const char *data, size_t n, size_t *used)
+{
+    const char *s = data;
+    const char *end = data + n;
+
+    if (n == 0) {
+        return false;
+    }
+    if (p->last == '\n' && (data[0] == ' ' || data[0] == '\t')) {
+        goto fold;
+    }
+    while ((s = memchr(s, '\n', (size_t)(end - s))) != NULL && ++s < end) {
+        if (*s == ' ' || *s == '\t') {
+            goto fold;
+        }
+    }
+    p->last = data[n - 1];
+    return false;
+fold:
+    *used = 0;
+    p->err = "obs-fold (a header line starting with a space or tab)";
+    p->head_done = false;
+    p->last = '\0';
+    return true;
+}
+
 enum wm_http_res wm_http_parser_feed_head(struct wm_http_parser *p, const char *data, size_t n,
                                           size_t *used)
 {
@@ -363,10 +398,13 @@ enum wm_http_res wm_http_parser_feed_head(struct wm_http_parser *p, const char *
 
     *used = n;
     if (e == HPE_OK) {
-        return WM_HTTP_MORE;
+        return folded(p, data, n, used) ? WM_HTTP_ERR_SYNTAX : WM_HTTP_MORE;
     }
     if ((e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) && p->head_done) {
         *used = used_until_pause(p, data, n);
+        if (folded(p, data, *used, used)) {
+            return WM_HTTP_ERR_SYNTAX;
+        }
         if (e == HPE_PAUSED_UPGRADE || p->msg_done) {
             /* Should not happen: we pause at headers first. */
             return WM_HTTP_HEAD_DONE;
@@ -433,6 +471,8 @@ void wm_http_parser_reset(struct wm_http_parser *p)
     p->too_large = p->bad_te = false;
     p->no_body = false;
     p->given = false;
+    p->last = '\0';
+    p->body_bytes = 0;
     p->err = NULL;
     p->err_status = 0;
 }
@@ -458,6 +498,8 @@ void wm_http_parser_next(struct wm_http_parser *p)
     p->has_te = p->has_cl = p->has_host = false;
     p->too_large = p->bad_te = false;
     p->given = false;
+    p->last = '\0';
+    p->body_bytes = 0;
     p->err = NULL;
     p->err_status = 0;
 }
@@ -530,6 +572,11 @@ bool wm_http_parser_has_body(struct wm_http_parser *p)
 int wm_http_parser_method(struct wm_http_parser *p)
 {
     return p->given ? p->given_method : p->ll.method;
+}
+
+uint64_t wm_http_parser_body_bytes(const struct wm_http_parser *p)
+{
+    return p->body_bytes;
 }
 
 void wm_http_parser_expect_no_body(struct wm_http_parser *p, bool on)

@@ -8,6 +8,10 @@
  *     (so a proxy can forward them untouched, chunk framing included) and
  *     stops exactly at the end of the message, leaving pipelined bytes.
  * Then wm_http_parser_next() readies it for the following message.
+ *
+ * Refused in heads as malformed (WM_HTTP_ERR_SYNTAX), beyond what llhttp's
+ * strict mode refuses: obs-fold (RFC 9112 5.2; requests and responses),
+ * and for requests the checks of check_request() in parser.c.
  */
 #ifndef WM_HTTP_PARSER_H
 #define WM_HTTP_PARSER_H
@@ -74,6 +78,8 @@ bool wm_http_parser_chunked(struct wm_http_parser *p);
 bool wm_http_parser_needs_eof(struct wm_http_parser *p); /* body ends at close */
 bool wm_http_parser_has_body(struct wm_http_parser *p);  /* request: CL>0 or chunked */
 int wm_http_parser_method(struct wm_http_parser *p);     /* llhttp_method */
+/* Body bytes of the current message so far, chunk framing removed. */
+uint64_t wm_http_parser_body_bytes(const struct wm_http_parser *p);
 /* Response to a HEAD request (or similar): the next head has no body. */
 void wm_http_parser_expect_no_body(struct wm_http_parser *p, bool on);
 void wm_http_parser_set_body_cb(struct wm_http_parser *p, wm_http_body_cb cb, void *arg);

@@ -235,6 +235,7 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
     t->nrules = l->nrules;
     t->scheme = tls ? "https" : "http";
     t->idle_ms = l->read_ms;
+    t->max_body = l->max_body; /* the bytes received, as Content-Length is checked by route */
     rc->ka_max = l->up->keepalive;
     rc->ka_ms = l->up->keepalive_ms;
     return 0;

@@ -6,12 +6,13 @@ Each case goes through the forward proxy to a listener that records whether
 a connection arrived: the answer must come from the proxy, and the origin
 must never be dialled."""
 
+import json
 import socket
 
 import pytest
 
 from helpers import http1
-from helpers.net import connect, listen_local
+from helpers.net import connect, listen_local, recv_head
 
 
 def send_raw(proxy_port, raw):
@@ -53,6 +54,11 @@ CASES = [
      "does not end in chunked"),
     # HTTP/0.9-style request line
     ("GET {url}\r\n\r\n", 400, "without an HTTP version"),
+    # obs-fold (RFC 9112 5.2): refused, not unfolded
+    ("GET {url} HTTP/1.1\r\nHost: {host}\r\nX-F: a\r\n b\r\n\r\n", 400, "obs-fold"),
+    # an expectation other than 100-continue (RFC 9110 10.1.1)
+    ("POST {url} HTTP/1.1\r\nHost: {host}\r\nExpect: foo\r\nContent-Length: 2\r\n\r\nhi",
+     417, "unsupported expectation"),
 ]
 
 
@@ -77,3 +83,19 @@ def test_plain_chunked_still_forwarded(proxy, origin):
     r = send_raw(proxy, raw)
     assert r.status == 200
     assert r.body == b"hello"
+
+
+def test_expect_100_continue_answered_by_the_proxy(proxy, origin):
+    """As on the reverse path (same engine): the proxy sends its own 100
+    Continue once the request is routed, the origin never sees Expect."""
+    s = connect(proxy, timeout=10)
+    s.sendall(("POST http://127.0.0.1:%d/headers HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+               "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+               % (origin.port, origin.port)).encode())
+    assert recv_head(s) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(b"hello")
+    r = http1.Reader(s).response()
+    s.close()
+    assert r.status == 200
+    names = [k.lower() for k, _ in json.loads(r.body)["headers"]]
+    assert "expect" not in names and "content-length" in names

@@ -1,0 +1,350 @@
+"""Bad input on the reverse proxy's path ([http] servers): request
+smuggling shapes answered 400 by the proxy before an upstream could read a
+second request, hop-by-hop headers removed both ways, the head limit
+(431), client_max_body_size on the bytes of a chunked body (413, the
+upstream connection aborted), Expect: 100-continue answered by the proxy
+itself and unknown expectations (417).
+
+The upstream is a recording one: a Python socket server that notes every
+request it reads whole (line, headers, body) and every connection that
+ended in the middle of a request. After each case the proxy must still be
+alive and serving."""
+
+import socket
+import threading
+
+import pytest
+
+from helpers import http1
+from helpers.net import connect, free_port, recv_all, recv_exact, recv_head, wait_until
+from helpers.tunnel import wait_log
+from test_reverse import get, start, wait_serving
+
+
+class Recorder:
+    """An HTTP/1.1 upstream recording what it reads. Paths: /hop answers
+    with hop-by-hop headers, /always100 sends its own 100 Continue first,
+    /foldresp answers with an obs-fold; anything else answers 200 "got N"
+    (N: body bytes)."""
+
+    def __init__(self):
+        self.lst = socket.socket()
+        self.lst.bind(("127.0.0.1", 0))
+        self.lst.listen(64)
+        self.port = self.lst.getsockname()[1]
+        self.lock = threading.Lock()
+        self.requests = []  # (request line, {lower name: [values]}, body)
+        self.cut = 0        # connections closed in the middle of a request
+        self.closed = 0     # connections closed, in the middle of a request or not
+        self.open = 0       # connections open now
+        self.partial = False  # a request head read, its body not yet whole
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lst.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def lines(self):
+        with self.lock:
+            return [r[0] for r in self.requests]
+
+    def _serve(self, c):
+        with self.lock:
+            self.open += 1
+        c.settimeout(30)
+        buf = bytearray()
+        try:
+            while self._one(c, buf):
+                pass
+        except (OSError, EOFError, ValueError):
+            with self.lock:
+                self.cut += 1
+        finally:
+            c.close()
+            with self.lock:
+                self.open -= 1
+                self.closed += 1
+                self.partial = False
+
+    def _read(self, c, buf, n=None, marker=None):
+        while (marker is not None and marker not in buf) or (n is not None and len(buf) < n):
+            d = c.recv(65536)
+            if not d:
+                raise EOFError
+            buf += d
+        if marker is not None:
+            i = buf.index(marker) + len(marker)
+        else:
+            i = n
+        out = bytes(buf[:i])
+        del buf[:i]
+        return out
+
+    def _one(self, c, buf):
+        """Serve one request; False at a clean EOF between requests."""
+        if not buf:
+            d = c.recv(65536)
+            if not d:
+                return False
+            buf += d
+        head = self._read(c, buf, marker=b"\r\n\r\n").decode("latin-1")
+        line, *hl = head[:-4].split("\r\n")
+        hd = {}
+        for h in hl:
+            k, _, v = h.partition(":")
+            hd.setdefault(k.strip().lower(), []).append(v.strip())
+        path = line.split(" ")[1]
+        self.partial = True
+        if path == "/always100":
+            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = b""
+        if "chunked" in ",".join(hd.get("transfer-encoding", [])).lower():
+            while True:
+                size = int(self._read(c, buf, marker=b"\r\n").split(b";")[0], 16)
+                if size == 0:
+                    while self._read(c, buf, marker=b"\r\n") != b"\r\n":
+                        pass
+                    break
+                body += self._read(c, buf, n=size)
+                self._read(c, buf, n=2)
+        elif "content-length" in hd:
+            body = self._read(c, buf, n=int(hd["content-length"][0]))
+        with self.lock:
+            self.requests.append((line, hd, body))
+            self.partial = False
+        extra = b""
+        if path == "/hop":
+            extra = (b"Connection: X-Listed-Resp\r\nX-Listed-Resp: 1\r\nKeep-Alive: timeout=5\r\n"
+                     b"Proxy-Connection: keep-alive\r\nTE: trailers\r\nUpgrade: foo\r\n"
+                     b"X-End: ok\r\n")
+        elif path == "/foldresp":
+            extra = b"X-F: a\r\n b\r\n"
+        msg = b"got %d" % len(body)
+        c.sendall(b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(msg) + msg)
+        return True
+
+    def close(self):
+        self.lst.close()
+
+
+@pytest.fixture
+def rec():
+    r = Recorder()
+    yield r
+    r.close()
+
+
+def serve(wmproxy, tmp_path, rec, limit="1k"):
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+client_max_body_size = "%(l)s"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(u)d"
+""" % {"p": port, "u": rec.port, "l": limit})
+    wait_serving(port, path="/ready")
+    return p, port
+
+
+def still_serving(p, port, rec):
+    assert p.alive()
+    before = len(rec.lines())
+    st, _, body = get(port, "/alive")
+    assert (st, body) == (200, b"got 0")
+    assert len(rec.lines()) == before + 1
+
+
+def exchange(port, raw, timeout=10):
+    s = connect(port, timeout=timeout)
+    s.sendall(raw)
+    data = recv_all(s)
+    s.close()
+    return data
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n"
+
+BAD = [
+    ("two Content-Lengths",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n"
+     % len(SMUGGLED) + SMUGGLED, True),
+    ("bare LF", b"GET /x HTTP/1.1\nHost: a.test\n\n" + SMUGGLED, True),
+    ("NUL in a header value", b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-A: a\x00b\r\n\r\n" + SMUGGLED,
+     True),
+    ("chunk size overflow",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"ffffffffffffffffff\r\n" + SMUGGLED, False),
+    ("obs-fold", b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-F: a\r\n b\r\n\r\n" + SMUGGLED, True),
+    ("obs-fold with a tab",
+     b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-F:\r\n\tContent-Length: 5\r\n\r\n" + SMUGGLED, True),
+    ("space before colon", b"GET /x HTTP/1.1\r\nHost : a.test\r\n\r\n" + SMUGGLED, True),
+    ("CL and TE",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"0\r\n\r\n" + SMUGGLED, True),
+    ("chunked, identity",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
+     b"0\r\n\r\n" + SMUGGLED, True),
+    ("no Host on HTTP/1.1", b"GET /x HTTP/1.1\r\nX-A: b\r\n\r\n" + SMUGGLED, True),
+]
+
+
+@pytest.mark.parametrize("raw,head_error", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_smuggling_shapes_answered_400(wmproxy, tmp_path, rec, raw, head_error):
+    p, port = serve(wmproxy, tmp_path, rec)
+    before, closed = rec.lines(), rec.closed
+    data = exchange(port, raw)
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert data.count(b"HTTP/1.1 ") == 1, data  # nothing answered the smuggled request
+    if head_error:
+        assert rec.lines() == before  # the upstream saw nothing of it
+    else:
+        # The head may have gone on before the body turned out bad: that
+        # upstream connection is closed, its request incomplete.
+        wait_until(lambda: rec.closed > closed, what="the upstream connection closed")
+        assert rec.lines() == before
+    assert not any("/smuggled" in ln for ln in rec.lines())
+    still_serving(p, port, rec)
+
+
+def test_hop_by_hop_removed_both_ways(wmproxy, tmp_path, rec):
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /hop HTTP/1.1\r\nHost: a.test\r\nConnection: X-Listed\r\nX-Listed: 1\r\n"
+              b"Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: foo\r\n"
+              b"Proxy-Connection: keep-alive\r\nX-Keep: yes\r\n\r\n")
+    r = http1.Reader(s).response()
+    s.close()
+    assert (r.status, r.body) == (200, b"got 0")
+    _, hd, _ = [q for q in rec.requests if q[0].startswith("GET /hop ")][0]
+    for name in ("x-listed", "keep-alive", "te", "trailer", "upgrade", "proxy-connection"):
+        assert name not in hd, (name, hd)
+    assert "X-Listed" not in ",".join(hd.get("connection", []))
+    assert hd["x-keep"] == ["yes"]
+    for name in ("X-Listed-Resp", "Keep-Alive", "Proxy-Connection", "TE", "Upgrade"):
+        assert r.header(name) is None, (name, r.headers)
+    assert "x-listed-resp" not in (r.header("Connection") or "").lower()
+    assert r.header("X-End") == "ok"
+    still_serving(p, port, rec)
+
+
+def test_obs_fold_in_a_response_502(wmproxy, tmp_path, rec):
+    """RFC 9112 5.2: a proxy replaces an obs-fold or refuses the message:
+    refused, as any malformed response."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    st, hd, body = get(port, "/foldresp")
+    assert st == 502 and "x-f" not in hd and b"got" not in body
+    still_serving(p, port, rec)
+
+
+def test_head_over_the_limit_431(wmproxy, tmp_path, rec):
+    p, port = serve(wmproxy, tmp_path, rec)
+    before = rec.lines()
+    big = b"X-Big: " + b"a" * (20 * 1024) + b"\r\n"
+    data = exchange(port, b"GET /big HTTP/1.1\r\nHost: a.test\r\n" + big + b"\r\n")
+    assert data.startswith(b"HTTP/1.1 431 "), data[:200]
+    assert rec.lines() == before
+    still_serving(p, port, rec)
+
+
+def chunked(body, size):
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i:i + size]
+        out += b"%x\r\n" % len(part) + part + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def test_chunked_body_over_client_max_body_size_413(wmproxy, tmp_path, rec):
+    p, port = serve(wmproxy, tmp_path, rec)
+    head = b"POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    # within the limit (chunk framing does not count): forwarded whole
+    data = exchange(port, head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+                    + chunked(b"y" * 1000, 10))
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"got 1000"), data[:200]
+    # over it: 413, and the upstream never reads a whole request
+    before, closed = rec.lines(), rec.closed
+    data = exchange(port, head + chunked(b"x" * 2048, 512))
+    assert data.startswith(b"HTTP/1.1 413 "), data[:200]
+    wait_until(lambda: rec.closed > closed, what="the upstream connection aborted")
+    assert rec.lines() == before
+    assert wait_log(p, "request body over client_max_body_size")
+    # the same, the client sending the body piece by piece after the head
+    before, cut = rec.lines(), rec.cut
+    s = connect(port)
+    s.sendall(head + b"200\r\n" + b"z" * 512 + b"\r\n")
+    # the upstream reads the head and the first chunk, waits for the rest
+    wait_until(lambda: rec.partial, what="the request's start upstream")
+    try:
+        s.sendall(chunked(b"z" * 1024, 512))
+    except OSError:
+        pass  # the proxy may close first
+    data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 413 "), data[:200]
+    wait_until(lambda: rec.cut > cut, what="the upstream connection aborted")
+    assert rec.lines() == before
+    # Content-Length over the limit: 413 at once, nothing upstream
+    st, _, _ = get(port, "/up", method="POST", body=b"x" * 2000)
+    assert st == 413 and rec.lines() == before
+    still_serving(p, port, rec)
+
+
+def test_expect_100_continue_answered_by_the_proxy(wmproxy, tmp_path, rec):
+    p, port = serve(wmproxy, tmp_path, rec)
+    for path in ("/e", "/always100"):  # the second upstream sends its own 100
+        s = connect(port)
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 5\r\n\r\n" % path.encode())
+        assert recv_head(s) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before any body byte
+        s.sendall(b"hello")
+        head = recv_head(s)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert recv_exact(s, 5) == b"got 5"
+        s.close()
+        _, hd, body = [q for q in rec.requests if q[0].startswith("POST %s " % path)][-1]
+        assert body == b"hello" and "expect" not in hd, hd
+    # over client_max_body_size: the 413 comes alone, no 100
+    data = exchange(port, b"POST /e HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\n"
+                          b"Content-Length: 5000\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 413 "), data[:200]
+    # an HTTP/1.0 client gets no 1xx, and the upstream no Expect
+    data = exchange(port, b"POST /e10 HTTP/1.0\r\nHost: a.test\r\nExpect: 100-continue\r\n"
+                          b"Content-Length: 2\r\n\r\nhi")
+    assert data.startswith(b"HTTP/1.1 200 ") and b" 100 " not in data, data[:200]
+    _, hd, _ = [q for q in rec.requests if q[0].startswith("POST /e10 ")][-1]
+    assert "expect" not in hd
+    still_serving(p, port, rec)
+
+
+def test_unknown_expectation_417(wmproxy, tmp_path, rec):
+    p, port = serve(wmproxy, tmp_path, rec)
+    before = rec.lines()
+    data = exchange(port, b"POST /e HTTP/1.1\r\nHost: a.test\r\nExpect: foo\r\n"
+                          b"Content-Length: 2\r\n\r\nhi")
+    assert data.startswith(b"HTTP/1.1 417 "), data[:200]
+    assert rec.lines() == before
+    still_serving(p, port, rec)
+
+
+def test_h2_body_without_length_over_client_max_body_size_413(wmproxy, tmp_path, rec):
+    """An HTTP/2 request body without content-length reaches the engine
+    chunked: the limit counts its bytes as for HTTP/1.1."""
+    from helpers import h2client as H
+    p, port = serve(wmproxy, tmp_path, rec)
+    c = H.Client(port)
+    st, _, body = c.get("/h2small", method="POST", body=b"s" * 500)
+    assert (st, body) == (200, b"got 500")
+    before, closed = rec.lines(), rec.closed
+    st, _, _ = c.get("/h2big", method="POST", body=b"b" * 4096)
+    assert st == 413
+    c.close()
+    wait_until(lambda: rec.closed > closed, what="the upstream connection aborted")
+    assert rec.lines() == before
+    still_serving(p, port, rec)
