@@ -14,6 +14,7 @@ import pytest
 
 from conftest import BIN
 from helpers.control import api
+from helpers.h2client import Client
 from helpers.net import free_port, serve_tcp, wait_until
 from helpers.tunnel import wait_log
 from test_reverse import get, start, wait_serving, write
@@ -236,6 +237,16 @@ http:
     # no other server: the upstream's own answer, not a 502 of ours
     st, _, body = get(port, "/solo")
     assert (st, body) == (503, b"S")
+    # the same for HTTP/2 streams (h2c, prior knowledge)
+    c = Client(port)
+    try:
+        for _ in range(4):
+            st, _, body = c.get("/")
+            assert (st, body) == (200, b"B")
+        assert {c.get("/plain")[::2] for _ in range(4)} == {(200, b"B"), (502, b"A")}
+        assert c.get("/solo")[::2] == (503, b"S")
+    finally:
+        c.close()
 
 
 def test_post_is_retried_only_with_non_idempotent(wmproxy, tmp_path, backends):
