@@ -5,7 +5,7 @@ request sent once more to another server (idempotent methods, or all with
 non_idempotent), all servers down -> a quick 502, and health kept across a
 reload."""
 
-import socket
+import json
 import subprocess
 import threading
 import time
@@ -145,6 +145,25 @@ proxy_url = "http://app"
     # proxy_next_upstream = "off": the request that met the dead server fails
     statuses = sorted(get(port, "/strict")[0] for _ in range(2))
     assert statuses == [200, 502], statuses
+
+
+def test_set_host_follows_the_next_server(wmproxy, tmp_path, origin):
+    """proxy_set_host: after a failed connect the Host sent is that of the
+    server the request went to."""
+    dead = free_port()
+    port = free_port()
+    start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": dead, "fall_times": 100}, {"port": origin.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+proxy_set_host = true
+""" % {"p": port})
+    wait_serving(port, path="/conn")
+    for _ in range(2):
+        st, _, body = get(port, "/headers")
+        hosts = [v for k, v in json.loads(body)["headers"] if k.lower() == "host"]
+        assert st == 200 and hosts == ["127.0.0.1:%d" % origin.port], hosts
 
 
 def test_read_timeout_counts_and_get_is_retried(wmproxy, tmp_path, backends):
