@@ -96,6 +96,82 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
     return 0;
 }
 
+/* proxy_next_upstream: nginx's words, in one string or a list. */
+static const struct {
+    const char *word;
+    int bit;
+} next_words[] = {
+    {"error", WM_NEXT_ERROR},       {"timeout", WM_NEXT_TIMEOUT},
+    {"invalid_header", WM_NEXT_INVALID_HEADER},
+    {"http_500", WM_NEXT_HTTP_500}, {"http_502", WM_NEXT_HTTP_502},
+    {"http_503", WM_NEXT_HTTP_503}, {"http_504", WM_NEXT_HTTP_504},
+    {"http_403", WM_NEXT_HTTP_403}, {"http_404", WM_NEXT_HTTP_404},
+    {"http_429", WM_NEXT_HTTP_429}, {"non_idempotent", WM_NEXT_NON_IDEMPOTENT},
+    {"off", 0},
+};
+
+/* The words of one string into *mask; *off when "off" is among them. */
+static int next_words_of(struct wm_cctx *ctx, const struct wm_cval *v, const char *path,
+                         int *mask, bool *off, size_t *nwords)
+{
+    const char *p = wm_cval_str(v, NULL);
+
+    while (*p != '\0') {
+        size_t n;
+        size_t i;
+        p += strspn(p, " \t,");
+        n = strcspn(p, " \t,");
+        if (n == 0) {
+            break;
+        }
+        for (i = 0; i < sizeof(next_words) / sizeof(next_words[0]); i++) {
+            if (strlen(next_words[i].word) == n && strncmp(p, next_words[i].word, n) == 0) {
+                break;
+            }
+        }
+        if (i == sizeof(next_words) / sizeof(next_words[0])) {
+            wm_cctx_error(ctx, v, path,
+                          "unknown word \"%.*s\" (expected error, timeout, invalid_header, "
+                          "http_500, http_502, http_503, http_504, http_403, http_404, "
+                          "http_429, non_idempotent or off)", (int)(n > 64 ? 64 : n), p);
+            return -1;
+        }
+        *mask |= next_words[i].bit;
+        *off = *off || next_words[i].bit == 0;
+        (*nwords)++;
+        p += n;
+    }
+    return 0;
+}
+
+static int next_upstream(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, const char *path)
+{
+    int mask = 0;
+    bool off = false;
+    size_t nwords = 0;
+    bool list = wm_cval_type(v) == WM_CVAL_ARRAY;
+    size_t n = list ? wm_cval_count(v) : 1;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct wm_cval *e = list ? wm_cval_at(v, i) : v;
+        if (wm_cval_type(e) != WM_CVAL_STRING) {
+            wm_cctx_error(ctx, e, path, "expected words like \"error timeout http_502\" "
+                                        "(a string or an array of strings)");
+            return -1;
+        }
+        if (next_words_of(ctx, e, path, &mask, &off, &nwords) < 0) {
+            return -1;
+        }
+    }
+    if (nwords == 0 || (off && nwords > 1)) {
+        wm_cctx_error(ctx, v, path, "%s", nwords == 0 ? "no word given (\"off\" turns it off)"
+                                                      : "\"off\" stands alone");
+        return -1;
+    }
+    *(int *)dst = mask;
+    return 0;
+}
+
 #define COFF(f) (offsetof(struct wm_conf_hcommon, f))
 #define COMMON_KEYS(B)                                                                    \
     {.name = "max_read_buf", .kind = WM_CK_SIZE, .off = B + COFF(max_read_buf)},         \
@@ -150,12 +226,19 @@ static int tribool(struct wm_cctx *ctx, const struct wm_cval *v, void *dst, cons
         {.name = "proxy_ssl_certificate", .kind = WM_CK_STR,                              \
          .off = B + COFF(proxy_ssl_certificate), .flags = WM_CKF_PATH},                   \
         {.name = "proxy_ssl_certificate_key", .kind = WM_CK_STR,                          \
-         .off = B + COFF(proxy_ssl_certificate_key), .flags = WM_CKF_PATH}
+         .off = B + COFF(proxy_ssl_certificate_key), .flags = WM_CKF_PATH},               \
+        {.name = "proxy_next_upstream", .kind = WM_CK_CUSTOM,                             \
+         .off = B + COFF(proxy_next_upstream), .custom = next_upstream},                  \
+        {.name = "proxy_next_upstream_tries", .kind = WM_CK_INT,                          \
+         .off = B + COFF(proxy_next_upstream_tries), .min = 1, .max = 16},                \
+        {.name = "proxy_next_upstream_timeout", .kind = WM_CK_DURATION,                   \
+         .off = B + COFF(proxy_next_upstream_timeout_ms), .min = 1, .max = 86400000}
 
 static void common_defaults(struct wm_conf_hcommon *c)
 {
     c->proxy_ssl_verify = -1;
     c->proxy_set_host = -1;
+    c->proxy_next_upstream = -1;
 }
 
 /* ---- file_server = { ... } (static files, src/files) ---- */

@@ -48,6 +48,21 @@ struct wm_conf_upstream {
     uint64_t keepalive_timeout_ms; /* 0: 60 s */
 };
 
+/* proxy_next_upstream words (nginx's), bits of wm_conf_hcommon.proxy_next_upstream. */
+enum {
+    WM_NEXT_ERROR = 1 << 0,          /* connect error, or closed before a response head */
+    WM_NEXT_TIMEOUT = 1 << 1,        /* connect, write or read timeout before the head */
+    WM_NEXT_INVALID_HEADER = 1 << 2, /* a malformed response head */
+    WM_NEXT_HTTP_500 = 1 << 3,
+    WM_NEXT_HTTP_502 = 1 << 4,
+    WM_NEXT_HTTP_503 = 1 << 5,
+    WM_NEXT_HTTP_504 = 1 << 6,
+    WM_NEXT_HTTP_403 = 1 << 7,
+    WM_NEXT_HTTP_404 = 1 << 8,
+    WM_NEXT_HTTP_429 = 1 << 9,
+    WM_NEXT_NON_IDEMPOTENT = 1 << 10, /* POST, PATCH, ... may go again too */
+};
+
 /* Keys of every level (http, server, location), inherited downwards. */
 struct wm_conf_hcommon {
     uint64_t max_read_buf;
@@ -90,6 +105,9 @@ struct wm_conf_hcommon {
     const char *proxy_ssl_trusted_certificate; /* PEM CAs for upstreams; NULL: system */
     const char *proxy_ssl_certificate;     /* PEM chain we present to upstreams (mTLS) */
     const char *proxy_ssl_certificate_key; /* its key */
+    int proxy_next_upstream;  /* WM_NEXT_* bits; -1 unset, 0 "off" */
+    int64_t proxy_next_upstream_tries;      /* servers per request, the first included */
+    uint64_t proxy_next_upstream_timeout_ms; /* no new try after this (from the request) */
 };
 
 /* file_server = { ... } of a location (wmproxy's FileServer keys, plus

@@ -65,6 +65,9 @@ static void work_destroy(struct hf_work *w)
     if (w->body != NULL) {
         evbuffer_free(w->body);
     }
+    if (w->replay != NULL) {
+        evbuffer_free(w->replay);
+    }
     free(w);
 }
 
@@ -101,6 +104,9 @@ static void work_free(struct wm_hfwd *f)
     drain_all(w->head_out);
     drain_all(w->scratch);
     drain_all(w->body);
+    if (w->replay != NULL) {
+        drain_all(w->replay);
+    }
     w->next = work_cache;
     work_cache = w;
     work_cached++;
@@ -356,9 +362,17 @@ void wm_hfwd_respond(struct wm_hfwd *f, int status, const char *extra, const cha
     hf_respond(f, status, extra, ctype, body, len, false);
 }
 
-void wm_hfwd_rekey(struct wm_hfwd *f, const char *key)
+void wm_hfwd_rekey(struct wm_hfwd *f, const struct wm_hfwd_target *nt)
 {
-    snprintf(f->w->t.key, sizeof(f->w->t.key), "%s", key);
+    struct wm_hfwd_target *t = &f->w->t;
+    bool host_changed = strcmp(t->host_hdr, nt->host_hdr) != 0;
+
+    snprintf(t->key, sizeof(t->key), "%s", nt->key);
+    snprintf(t->log, sizeof(t->log), "%s", nt->log);
+    snprintf(t->host_hdr, sizeof(t->host_hdr), "%s", nt->host_hdr);
+    if (host_changed) {
+        hfwd_build_upstream_head(f, wm_http_parser_head(f->req));
+    }
 }
 
 void hf_respond(struct wm_hfwd *f, int status, const char *extra, const char *ctype,
@@ -544,10 +558,14 @@ static void reset_request(struct wm_hfwd *f)
     f->up_sent_ms = f->up_head_ms = 0;
     f->resp_head_bytes = 0;
     memset(&f->ri, 0, sizeof(f->ri));
+    if (f->w->replay != NULL) {
+        drain_all(f->w->replay); /* a body kept for a resend is this request's */
+    }
     f->req_phase = HF_REQ_BODY;
     f->resp_phase = HF_RESP_HEAD;
     f->w->reqline[0] = '\0'; /* formatted when logged */
     f->ri.is_head = wm_http_parser_method(f->req) == HTTP_HEAD;
+    f->ri.has_body = wm_http_parser_has_body(f->req);
     f->ri.close_after = !wm_http_parser_keep_alive(f->req);
     f->ri.wants_upgrade = wm_http_parser_upgrade(f->req) &&
                           wm_http_parser_method(f->req) != HTTP_CONNECT;

@@ -72,7 +72,20 @@ struct wm_hfwd_target {
     size_t local_len;
     /* WM_HFWD_STREAM: the body comes from this producer (owned by the op) */
     const struct wm_hfwd_stream *stream;
+    /* With ops->up_result: request body bytes the engine keeps so that the
+     * request can be sent again (0: a request with a body never can;
+     * beyond it the copy is dropped and the request is not replayable). */
+    size_t replay_max;
     void *data;                     /* for ops */
+};
+
+/* What became of a request sent upstream (ops->up_result). */
+enum wm_hfwd_up {
+    WM_HFWD_UP_STATUS,  /* a final response head came (its status is given) */
+    WM_HFWD_UP_ERROR,   /* the connection failed or closed before a response head */
+    WM_HFWD_UP_TIMEOUT, /* no response head within t.idle_ms, or the upstream did not
+                         * take the request within t.up_write_ms */
+    WM_HFWD_UP_INVALID, /* a malformed response head */
 };
 
 /* What one request did, for access logs (ops->logged). */
@@ -138,6 +151,20 @@ struct wm_hfwd_ops {
     /* Optional: a request is over (answered, failed or cut); called once
      * per request, after the main log's access line, with what it did. */
     void (*logged)(struct wm_hfwd *f, const struct wm_hfwd_log *l);
+    /* Optional: what became of the request sent on t (every final response
+     * head: r WM_HFWD_UP_STATUS with its status, or 101 to an Upgrade; or a
+     * failure before one; failed connects are connect()'s own business).
+     * replayable: nothing went to the client yet (not even a 1xx head) and
+     * the request can be sent again (no body, or all of its body so far
+     * within t->replay_max). Return true only when replayable, after moving
+     * t to another server (key, log, host_hdr as route() fills them, data
+     * as connect() needs it): the engine closes this upstream connection,
+     * rebuilds the head and sends the request again (on take_idle's
+     * connection for the new key, or connect()'s), body replayed. Return
+     * false to go on as without this op: the error answer (502, 504), or
+     * the response passed on. */
+    bool (*up_result)(struct wm_hfwd *f, struct wm_hfwd_target *t, enum wm_hfwd_up r,
+                      int status, bool replayable);
 };
 
 /* For take_idle: the idle upstream for key that another HTTP/1 client
@@ -207,10 +234,11 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
 struct evbuffer;
 void wm_hfwd_expand(struct wm_hfwd *f, const char *v, struct evbuffer *out);
 
-/* The upstream connection in the making now goes to another server:
- * the key it will be kept under (after a failed connect, before
- * wm_hfwd_connected()). */
-void wm_hfwd_rekey(struct wm_hfwd *f, const char *key);
+/* The upstream connection in the making now goes to another server
+ * (after a failed connect, before wm_hfwd_connected()): the key it will
+ * be kept under, the access log's target and the Host to send are taken
+ * from nt (key, log, host_hdr), and the request head is made again. */
+void wm_hfwd_rekey(struct wm_hfwd *f, const struct wm_hfwd_target *nt);
 
 /* Answer the current request locally (after route() returned
  * WM_HFWD_TAKEN): status, extra header lines (each ending in CRLF, may be

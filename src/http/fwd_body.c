@@ -101,6 +101,7 @@ void hf_forward_body(struct wm_hfwd *f)
             body_too_large(f);
             return;
         }
+        hf_keep_body(f, f->w->body, moved);
         wm_bev_send(f->up, f->w->body, moved);
         f->last_ms = wm_now_coarse_ms();
         f->last_cin_ms = f->last_ms;

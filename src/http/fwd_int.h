@@ -57,6 +57,8 @@ struct hf_reqinfo {
     bool retried;       /* already sent once more after a kept connection closed */
     bool expect;        /* Expect: 100-continue: answered by us (fwd_body.c), not sent
                          * upstream; the upstream's own 100 is dropped */
+    bool has_body;      /* the head announced a body (the parser forgets as it reads) */
+    bool replay_lost;   /* the body outgrew t.replay_max: it cannot be sent again */
 };
 
 /* Back-pressure and reading, each side. */
@@ -83,6 +85,7 @@ struct hf_work {
     struct evbuffer *head_out;     /* upstream request head, kept for one retry */
     struct evbuffer *scratch;      /* response bytes gathered for one write */
     struct evbuffer *body;         /* request body bytes on their way to one write */
+    struct evbuffer *replay;       /* a copy of the body sent (t.replay_max), or NULL */
 };
 
 struct wm_hfwd {
@@ -218,6 +221,14 @@ void hf_release_upstream(struct wm_hfwd *f); /* to ops->park when idle, else clo
 void hf_up_idle(struct wm_hfwd *f, bool idle); /* sets flow.up_idle */
 void hf_up_reading(struct wm_hfwd *f, bool on);
 void hf_send_request(struct wm_hfwd *f);
+/* The request's upstream failed before a response head (r, status 0) or
+ * gave one (WM_HFWD_UP_STATUS): ops->up_result hears it, and may have the
+ * request sent again. true: it was (the old upstream is gone, f is
+ * connecting or forwarding anew: the caller stops); false: go on. */
+bool hf_up_result(struct wm_hfwd *f, enum wm_hfwd_up r, int status);
+/* Keep a copy of the n body bytes about to go upstream from b (when
+ * t.replay_max asks for it). */
+void hf_keep_body(struct wm_hfwd *f, struct evbuffer *b, size_t n);
 void hf_process_upstream(struct wm_hfwd *f);
 void hf_response_done(struct wm_hfwd *f);
 /* After hf_move_body() returned r: ends the answer on its end or a bad

@@ -142,7 +142,9 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
             left = body < left ? body : left;
             hf_arm_timer(f, (int)(sink < left ? sink : left));
         } else if (f->resp_phase == HF_RESP_HEAD) {
-            wm_hfwd_fail(f, 504, NULL, "no response from the target in time");
+            if (!hf_up_result(f, WM_HFWD_UP_TIMEOUT, 0)) {
+                wm_hfwd_fail(f, 504, NULL, "no response from the target in time");
+            }
         } else {
             wm_log(WM_LOG_DEBUG, c->id, "http: transfer idle, closing");
             hf_finish(f, "idle-timeout");

@@ -2,7 +2,8 @@
  * http/fwd_up.c - the forwarding engine's upstream side: sending the
  * request, reading the response (interim heads, body, end, 101 Upgrade),
  * keeping the connection for the next request, one retry of an idempotent
- * request on a kept connection the target closed. Internal to http/fwd
+ * request on a kept connection the target closed, and sending a request
+ * again elsewhere when ops->up_result asks for it. Internal to http/fwd
  * (see fwd_int.h); entries from the event loop are wrapped as in fwd.c.
  */
 #include <event2/buffer.h>
@@ -161,7 +162,7 @@ static bool may_retry(struct wm_hfwd *f)
 {
     return f->ri.reused && !f->ri.retried &&
            wm_http_head_size(wm_http_parser_head(f->resp)) == 0 &&
-           !wm_http_parser_has_body(f->req) && idempotent(wm_http_parser_head(f->req));
+           !f->ri.has_body && idempotent(wm_http_parser_head(f->req));
 }
 
 /* The target's EOF after the final head: the body may end with it. */
@@ -189,7 +190,9 @@ static void up_event(struct wm_hfwd *f, short what)
     }
     if (what & BEV_EVENT_TIMEOUT) { /* t.up_write_ms: the target stopped taking bytes */
         if (f->resp_phase == HF_RESP_HEAD) {
-            wm_hfwd_fail(f, 504, NULL, "the target did not take the request in time");
+            if (!hf_up_result(f, WM_HFWD_UP_TIMEOUT, 0)) {
+                wm_hfwd_fail(f, 504, NULL, "the target did not take the request in time");
+            }
         } else {
             hf_log_request(f);
             hf_end_after_flush(f, "target-write-timeout");
@@ -207,7 +210,9 @@ static void up_event(struct wm_hfwd *f, short what)
         return;
     }
     if (f->resp_phase == HF_RESP_HEAD) {
-        wm_hfwd_fail(f, 502, NULL, "the target closed the connection without answering");
+        if (!hf_up_result(f, WM_HFWD_UP_ERROR, 0)) {
+            wm_hfwd_fail(f, 502, NULL, "the target closed the connection without answering");
+        }
         return;
     }
     hf_log_request(f);
@@ -310,9 +315,75 @@ void hf_send_request(struct wm_hfwd *f)
     } else {
         wm_bev_send(f->up, f->w->head_out, evbuffer_get_length(f->w->head_out));
     }
+    if (f->w->replay != NULL && evbuffer_get_length(f->w->replay) > 0) {
+        /* sent again: the body so far (a copy: kept for a further try) */
+        size_t bl = evbuffer_get_length(f->w->replay);
+        wm_bev_send_bytes(f->up, evbuffer_pullup(f->w->replay, -1), bl);
+    }
     wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
     hf_client_reading(f, true);
     hf_process_client(f);
+}
+
+void hf_keep_body(struct wm_hfwd *f, struct evbuffer *b, size_t n)
+{
+    struct hf_work *w = f->w;
+    struct evbuffer_iovec v;
+
+    if (w->t.replay_max == 0 || f->ri.replay_lost || f->ops->up_result == NULL) {
+        return;
+    }
+    if (w->replay == NULL) {
+        w->replay = evbuffer_new(); /* kept with the request state for the next ones */
+    }
+    if (w->replay == NULL || evbuffer_get_length(w->replay) + n > w->t.replay_max ||
+        evbuffer_reserve_space(w->replay, (ev_ssize_t)n, &v, 1) != 1 || v.iov_len < n) {
+        f->ri.replay_lost = true;
+        if (w->replay != NULL) {
+            evbuffer_drain(w->replay, evbuffer_get_length(w->replay));
+        }
+        return;
+    }
+    evbuffer_copyout(b, v.iov_base, n);
+    v.iov_len = n;
+    evbuffer_commit_space(w->replay, &v, 1);
+}
+
+/* Can the request go to another upstream? Nothing of an answer went to
+ * the client, and all the body sent so far (if any) was kept. */
+static bool replayable(struct wm_hfwd *f)
+{
+    if (f->req_out != 0 || f->resp_phase != HF_RESP_HEAD || f->sink_on) {
+        return false;
+    }
+    return !f->ri.has_body || (f->w->t.replay_max > 0 && !f->ri.replay_lost);
+}
+
+bool hf_up_result(struct wm_hfwd *f, enum wm_hfwd_up r, int status)
+{
+    bool again;
+
+    if (f->ops->up_result == NULL) {
+        return false;
+    }
+    again = replayable(f);
+    if (!f->ops->up_result(f, &f->w->t, r, status, again) || !again) {
+        return false;
+    }
+    /* the op moved t elsewhere: this connection (maybe with a response
+     * being read) is closed, the head rebuilt for the new target */
+    hf_drop_upstream(f);
+    f->status = f->up_status = 0;
+    f->c->code = 0;
+    f->up_sent_ms = f->up_head_ms = 0;
+    f->flow.client_paused = false; /* its watermark was on the old connection */
+    f->ri.reused = false;
+    hfwd_build_upstream_head(f, wm_http_parser_head(f->req));
+    if (wm_log_enabled(WM_LOG_DEBUG)) {
+        wm_conn_set_target(f->c, f->w->t.log);
+    }
+    hf_send_request(f);
+    return true;
 }
 
 /* Send what hf_process_upstream() gathered for the client, in one write. */
@@ -371,11 +442,16 @@ void hf_response_done(struct wm_hfwd *f)
     hf_process_client(f);
 }
 
-/* A response head is complete: pass it on; the status decides what follows. */
-static void response_head(struct wm_hfwd *f)
+/* A response head is complete: pass it on; the status decides what
+ * follows. false when the request went to another upstream instead. */
+static bool response_head(struct wm_hfwd *f)
 {
     int status = wm_http_head_status(wm_http_parser_head(f->resp));
 
+    if ((status >= 200 || (status == 101 && f->ri.wants_upgrade)) &&
+        hf_up_result(f, WM_HFWD_UP_STATUS, status)) {
+        return false;
+    }
     f->status = status;
     f->c->code = status;
     if (status >= 200 || status == 101) {
@@ -386,29 +462,30 @@ static void response_head(struct wm_hfwd *f)
         hfwd_write_response_head(f);
         flush_scratch(f);
         become_tunnel(f);
-        return;
+        return true;
     }
     if (status == 100 && f->ri.expect) {
         /* The client had ours (fwd_body.c), or none for HTTP/1.0: drop it. */
         wm_http_parser_next(f->resp);
         wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
-        return;
+        return true;
     }
     if (f->sink != NULL && hf_sink_head(f)) {
-        return; /* an HTTP/2 stream takes it parsed (fwd_h2.c) */
+        return true; /* an HTTP/2 stream takes it parsed (fwd_h2.c) */
     }
     if (status >= 100 && status < 200) {
         /* Interim response: pass it on, the final one follows. */
         hfwd_write_response_head(f);
         wm_http_parser_next(f->resp);
         wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
-        return;
+        return true;
     }
     if (wm_http_parser_needs_eof(f->resp)) {
         f->ri.close_after = true; /* the head says so: written before it */
     }
     hfwd_write_response_head(f);
     f->resp_phase = HF_RESP_BODY;
+    return true;
 }
 
 /* Parse response head bytes; false when nothing more can be done now. */
@@ -426,11 +503,14 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
     r = wm_http_parser_feed_head(f->resp, v.iov_base, v.iov_len, &used);
     evbuffer_drain(in, used);
     if (r == WM_HTTP_HEAD_DONE) {
-        response_head(f);
-    } else if (r != WM_HTTP_MORE) {
+        return response_head(f); /* false: `in` belonged to a connection now gone */
+    }
+    if (r != WM_HTTP_MORE) {
         wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
-        wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
+        if (!hf_up_result(f, WM_HFWD_UP_INVALID, 0)) {
+            wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
+        }
         return false;
     }
     return true;

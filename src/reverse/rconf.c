@@ -465,6 +465,10 @@ static int location_compile(struct build *b, struct rv_location *l,
     l->body_ms = ms_of(EFF_U64_OR(lv, client_read_timeout_ms, client_timeout_ms), RV_HEAD_MS);
     l->send_ms = ms_of(EFF_U64_OR(lv, client_write_timeout_ms, client_timeout_ms), RV_SEND_MS);
     l->max_body = EFF_U64(lv, client_max_body_size);
+    l->next_up = (unsigned)EFF_TRI(lv, proxy_next_upstream, RV_NEXT_UP);
+    l->next_tries = (int)EFF_U64(lv, proxy_next_upstream_tries);
+    l->next_tries = l->next_tries > 0 ? l->next_tries : RV_NEXT_TRIES;
+    l->next_ms = EFF_U64(lv, proxy_next_upstream_timeout_ms);
     for (size_t i = 0; i < lv->n; i++) {
         if (l->nallow_ip == 0 && lv->v[i]->nallow_ip > 0) {
             wm_fmt(k, sizeof(k), "%s.allow_ip", lv->key[i]);

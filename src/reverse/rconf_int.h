@@ -25,6 +25,8 @@ struct wm_err;
 #define RV_WEIGHT 100
 #define RV_FAIL_TIMEOUT_MS 30000
 #define RV_FALL_TIMES 2
+#define RV_NEXT_UP (WM_NEXT_ERROR | WM_NEXT_TIMEOUT) /* nginx's proxy_next_upstream */
+#define RV_NEXT_TRIES 2         /* a failed request goes to one more server (nginx: any) */
 
 /* The build in progress (errors: rconf_fail(), which fills err and
  * returns -1; its format takes two strings). */

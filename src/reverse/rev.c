@@ -2,8 +2,8 @@
  * reverse/rev.c - the reverse proxy's service: accept (plain or TLS),
  * then every request through the HTTP engine (http/fwd.h) with the ops
  * below: choose the server by Host, the location by path and rule, then
- * answer locally or pick an upstream server, connect (trying the next
- * server when a connect fails) and reuse idle connections of the worker.
+ * answer locally or pick an upstream server (connecting, retries and the
+ * idle connections of the worker are in rev_up.c).
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -39,29 +39,6 @@ struct rv_service {
     const struct rv_listen *l;
     struct wm_h2_front h2; /* HTTP/2 streams of this listener's connections */
     bool h2c;              /* plain port: its default server allows HTTP/2 */
-};
-
-/* One request's routing (the target's data; freed by release()). */
-struct rv_req {
-    struct wm_hfwd *f;
-    const struct rv_location *loc;
-    struct rv_server *srv;
-    uint64_t tried;              /* servers whose connect failed, by index */
-    struct wm_dial *dial;
-    bool connecting;
-    bool timed_out;              /* the last connect failed by its timeout */
-    char sni[WM_HOST_MAX];
-    struct evbuffer *local;      /* a local answer's body */
-    struct wm_files_req *files;  /* a file_server answer */
-    struct evbuffer *extra;      /* its header lines after the response rules */
-    char path[];                 /* request-target sent upstream, when rewritten */
-};
-
-/* The client connection: the keep-alive settings of its last upstream. */
-struct rv_conn {
-    struct wm_conn conn; /* first */
-    int ka_max;
-    uint64_t ka_ms;
 };
 
 /* ---- choosing the server and the location ---- */
@@ -156,48 +133,6 @@ static int local_answer(struct rv_req *q, struct wm_hfwd_target *t, int status,
 
 /* ---- the proxy target ---- */
 
-/* Append src to dst[*at..cap) (cut at cap - 1, always terminated): the
- * per-request strings below, without snprintf's cost. */
-static void put(char *dst, size_t cap, size_t *at, const char *src)
-{
-    size_t n = strlen(src);
-
-    if (n > cap - 1 - *at) {
-        n = cap - 1 - *at;
-    }
-    memcpy(dst + *at, src, n);
-    *at += n;
-    dst[*at] = '\0';
-}
-
-static void target_key(struct wm_hfwd_target *t, const struct rv_location *l,
-                       const struct rv_server *s)
-{
-    size_t at = 0;
-
-    /* TLS: the location's context (its trust and client certificate) and
-     * the name verified are part of the key: a connection checked against
-     * one CA, or not checked, never serves a location that checks another */
-    put(t->key, sizeof(t->key), &at, l->up_tls ? "s|" : "h|");
-    put(t->key, sizeof(t->key), &at, s->addr);
-    if (l->up_tls) {
-        char hex[2 + 2 * sizeof(uintptr_t) + 2] = "|";
-        uintptr_t v = (uintptr_t)l->tls;
-        for (size_t i = 0; i < 2 * sizeof(v); i++) {
-            hex[1 + i] = "0123456789abcdef"[(v >> (4 * (2 * sizeof(v) - 1 - i))) & 15];
-        }
-        hex[1 + 2 * sizeof(v)] = '|';
-        put(t->key, sizeof(t->key), &at, hex);
-        put(t->key, sizeof(t->key), &at, l->sni != NULL ? l->sni : s->host);
-    }
-    at = 0;
-    if (strcmp(l->up->name, s->addr) != 0) {
-        put(t->log, sizeof(t->log), &at, l->up->name);
-        put(t->log, sizeof(t->log), &at, "/");
-    }
-    put(t->log, sizeof(t->log), &at, s->addr);
-}
-
 static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *t,
                        const char *url, size_t ulen, bool tls, const char **detail)
 {
@@ -211,10 +146,13 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
         return 502;
     }
     atomic_fetch_add(&q->srv->h->active, 1);
-    target_key(t, l, q->srv);
-    if (l->set_host) {
-        snprintf(t->host_hdr, sizeof(t->host_hdr), "%s", q->srv->addr);
-    }
+    q->ntries = 1;
+    q->start_ms = wm_now_ms();
+    rv_target_set(t, q, q->srv);
+    /* proxy_next_upstream: a body that may have to go again is kept */
+    t->replay_max = l->next_tries > 1 && l->up->nservers > 1 && rv_req_resendable(q)
+                        ? RV_REPLAY_MAX
+                        : 0;
     if (l->up_path[0] != '\0') {
         size_t pl = strlen(l->up_path);
         size_t mp = l->path.kind == RV_PAT_PREFIX ? strlen(l->path.text) : 0;
@@ -229,8 +167,6 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
         t->path = q->path;
         t->pathlen = pl + ulen - slash;
     }
-    size_t at = 0;
-    put(q->sni, sizeof(q->sni), &at, l->sni != NULL ? l->sni : q->srv->host);
     t->rules = l->rules;
     t->nrules = l->nrules;
     t->scheme = tls ? "https" : "http";
@@ -521,130 +457,6 @@ static void release(struct wm_hfwd_target *t)
     t->data = NULL;
 }
 
-/* ---- connecting, with the next server after a failure ---- */
-
-static void dial_next(struct rv_req *q);
-
-static struct bufferevent *wrap(struct rv_req *q, int fd)
-{
-    struct wm_conn *c = wm_hfwd_conn(q->f);
-    struct event_base *base = wm_worker_base(c->w);
-    struct bufferevent *up;
-
-    if (q->loc->up_tls) {
-        return wm_tls_wrap(base, q->loc->tls, fd, false, q->sni, q->srv->addr);
-    }
-    up = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (up == NULL) {
-        close(fd);
-    }
-    return up;
-}
-
-static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
-                    socklen_t peerlen, void *arg)
-{
-    struct rv_req *q = arg;
-    struct bufferevent *up;
-
-    (void)peer;
-    (void)peerlen;
-    q->dial = NULL;
-    if (st != WM_DIAL_OK) {
-        q->timed_out = st == WM_DIAL_TIMEOUT;
-        rv_server_failed(q->loc->up, q->srv, wm_dial_status_str(st));
-        if ((size_t)(q->srv - q->loc->up->servers) < 64) {
-            q->tried |= 1ULL << (q->srv - q->loc->up->servers);
-        }
-        wm_log(WM_LOG_INFO, wm_hfwd_conn(q->f)->id, "upstream %s server %s: %s",
-               q->loc->up->name, q->srv->addr, wm_dial_status_str(st));
-        dial_next(q);
-        return;
-    }
-    rv_server_ok(q->srv);
-    up = wrap(q, fd);
-    q->connecting = false;
-    wm_hfwd_connected(q->f, up, up != NULL ? 0 : 502, up != NULL ? NULL : "out of memory");
-}
-
-static void dial_server(struct rv_req *q)
-{
-    struct wm_conn *c = wm_hfwd_conn(q->f);
-
-    q->dial = wm_dial_start(c->w, q->srv->host, q->srv->port, q->loc->connect_ms, dial_cb, q);
-    if (q->dial == NULL) {
-        q->connecting = false;
-        wm_hfwd_connected(q->f, NULL, 502, "out of memory");
-    }
-}
-
-/* After a failed connect: another server of the upstream, if one is up. */
-static void dial_next(struct rv_req *q)
-{
-    struct wm_conn *c = wm_hfwd_conn(q->f);
-    struct rv_server *next = rv_upstream_pick(
-        q->loc->up, c->peerlen > 0 ? (const struct sockaddr *)&c->peer : NULL, q->tried);
-    char key[WM_HOST_MAX + 80];
-
-    if (next == NULL || next == q->srv) {
-        q->connecting = false;
-        /* as nginx: a connect that timed out is a 504, a refused one a 502 */
-        wm_hfwd_connected(q->f, NULL, q->timed_out ? 504 : 502,
-                          q->timed_out ? "no upstream server answered in time"
-                                       : "no upstream server could be reached");
-        return;
-    }
-    atomic_fetch_sub(&q->srv->h->active, 1);
-    atomic_fetch_add(&next->h->active, 1);
-    q->srv = next;
-    wm_fmt(key, sizeof(key), "%c|%s|%s", q->loc->up_tls ? 's' : 'h', next->addr,
-             q->loc->up_tls ? q->sni : "");
-    wm_hfwd_rekey(q->f, key);
-    dial_server(q);
-}
-
-static void *connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t)
-{
-    struct rv_req *q = t->data;
-
-    (void)f;
-    (void)c;
-    if (q == NULL || q->srv == NULL) {
-        return NULL;
-    }
-    q->connecting = true;
-    dial_server(q);
-    return q;
-}
-
-static void cancel_op(void *handle)
-{
-    struct rv_req *q = handle;
-
-    if (q->dial != NULL) {
-        wm_dial_cancel(q->dial);
-        q->dial = NULL;
-    }
-    q->connecting = false;
-}
-
-/* From the pool, else from a client between requests (not with
- * keepalive = 0: then no connection serves two clients). */
-static struct bufferevent *take_idle(struct wm_hfwd *f, const struct wm_hfwd_target *t)
-{
-    const struct rv_conn *rc = (const struct rv_conn *)wm_hfwd_conn(f);
-    struct bufferevent *up = rv_pool_take(t->key);
-
-    return up != NULL || rc->ka_max <= 0 ? up : wm_hfwd_take_held(f, t->key);
-}
-
-static void park(struct wm_hfwd *f, const char *key, struct bufferevent *up)
-{
-    const struct rv_conn *rc = (const struct rv_conn *)wm_hfwd_conn(f);
-
-    rv_pool_put(key, up, rc->ka_max, rc->ka_ms);
-}
-
 /* After the main log's line: the location's own access and error logs. */
 static void logged(struct wm_hfwd *f, const struct wm_hfwd_log *l)
 {
@@ -669,24 +481,26 @@ static void logged(struct wm_hfwd *f, const struct wm_hfwd_log *l)
 static const struct wm_hfwd_ops rev_ops = {
     .proto = "reverse",
     .route = route,
-    .connect = connect_op,
-    .cancel = cancel_op,
+    .connect = rv_connect_op,
+    .cancel = rv_cancel_op,
     .release = release,
-    .take_idle = take_idle,
-    .park = park,
+    .take_idle = rv_take_idle,
+    .park = rv_park,
     .logged = logged,
+    .up_result = rv_up_result,
 };
 
 /* The same for each HTTP/2 stream (its access lines say so). */
 static const struct wm_hfwd_ops rev_h2_ops = {
     .proto = "reverse-h2",
     .route = route,
-    .connect = connect_op,
-    .cancel = cancel_op,
+    .connect = rv_connect_op,
+    .cancel = rv_cancel_op,
     .release = release,
-    .take_idle = take_idle,
-    .park = park,
+    .take_idle = rv_take_idle,
+    .park = rv_park,
     .logged = logged,
+    .up_result = rv_up_result,
 };
 
 /* ---- the service ---- */

@@ -18,9 +18,13 @@
 
 #include "http/fwd.h"
 #include "net/addr.h"
+#include "net/conn.h"
 
 struct wm_arena;
 struct wm_conn;
+struct wm_dial;
+struct wm_files_req;
+struct bufferevent;
 struct wm_http_head;
 struct rv_logfile;
 struct rv_zone;
@@ -121,6 +125,37 @@ struct rv_upstream {
     uint64_t keepalive_ms;
 };
 
+/* ---- one proxied request (rev.c routes it, rev_up.c connects it) ---- */
+
+/* Request body bytes kept so that a failed request can go to another
+ * server (proxy_next_upstream); a longer body is not sent again. */
+#define RV_REPLAY_MAX (64 * 1024)
+
+/* One request's routing (the target's data; freed by release()). */
+struct rv_req {
+    struct wm_hfwd *f;
+    const struct rv_location *loc;
+    struct rv_server *srv;
+    uint64_t tried;              /* servers that failed this request, by index */
+    int ntries;                  /* servers tried so far, this one included */
+    uint64_t start_ms;           /* routed (proxy_next_upstream_timeout runs from it) */
+    struct wm_dial *dial;
+    bool connecting;
+    bool timed_out;              /* the last connect failed by its timeout */
+    char sni[WM_HOST_MAX];
+    struct evbuffer *local;      /* a local answer's body */
+    struct wm_files_req *files;  /* a file_server answer */
+    struct evbuffer *extra;      /* its header lines after the response rules */
+    char path[];                 /* request-target sent upstream, when rewritten */
+};
+
+/* The client connection: the keep-alive settings of its last upstream. */
+struct rv_conn {
+    struct wm_conn conn; /* first */
+    int ka_max;
+    uint64_t ka_ms;
+};
+
 /* ---- logs (alog.c) ---- */
 
 /* An access log: a shared file and a line format (wmproxy's variables). */
@@ -187,6 +222,9 @@ struct rv_location {
     int body_ms;                 /* client silence while its body is due: 408 */
     int send_ms;                 /* the client not reading the response: cut */
     uint64_t max_body;           /* client_max_body_size; 0: no limit */
+    unsigned next_up;            /* proxy_next_upstream: WM_NEXT_* (conf/config_http.h) */
+    int next_tries;              /* proxy_next_upstream_tries: servers per request */
+    uint64_t next_ms;            /* proxy_next_upstream_timeout; 0: none */
     struct rv_zone *zone;        /* limit_req, or NULL */
     const char *zone_key;        /* the zone's key template ("{client_ip}") */
     uint64_t burst;
@@ -314,6 +352,21 @@ void rv_tls_info(const struct wm_conn *c, const char **proto, const char **ciphe
  * offers http/1.1. 0 or -1. */
 /* SNI and ALPN (h2 first unless the server says http2 = false) on v's context. */
 int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx, const struct rv_vhost *v);
+
+/* rev_up.c: the upstream side of the engine's ops (connect, cancel,
+ * take_idle, park, up_result), and q's target on server s (key, access
+ * log name, Host when proxy_set_host). */
+void *rv_connect_op(struct wm_hfwd *f, struct wm_conn *c, const struct wm_hfwd_target *t);
+void rv_cancel_op(void *handle);
+struct bufferevent *rv_take_idle(struct wm_hfwd *f, const struct wm_hfwd_target *t);
+void rv_park(struct wm_hfwd *f, const char *key, struct bufferevent *up);
+bool rv_up_result(struct wm_hfwd *f, struct wm_hfwd_target *t, enum wm_hfwd_up r, int status,
+                  bool replayable);
+/* The target's key, log name and Host (proxy_set_host) for server s, and
+ * q->sni, the TLS name to send and verify there. */
+void rv_target_set(struct wm_hfwd_target *t, struct rv_req *q, const struct rv_server *s);
+/* The request may be sent again (its method, or non_idempotent)? */
+bool rv_req_resendable(const struct rv_req *q);
 
 /* pool.c: idle upstream connections of this worker, by key */
 struct bufferevent *rv_pool_take(const char *key);

@@ -1,0 +1,404 @@
+"""Passive health checks and retries of the reverse proxy: which failures
+count towards fall_times (connect refused, read timeout, statuses named by
+proxy_next_upstream), the server taken out for fail_timeout, a failed
+request sent once more to another server (idempotent methods, or all with
+non_idempotent), all servers down -> a quick 502, and health kept across a
+reload."""
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BIN
+from helpers.control import api
+from helpers.h2client import Client
+from helpers.net import free_port, serve_tcp, wait_until
+from helpers.tunnel import wait_log
+from test_reverse import get, start, wait_serving, write
+
+
+class Backend:
+    """An upstream on a raw socket: reads each request (head and
+    Content-Length body), counts it, then acts by `mode`: an int status
+    (answered with its name as the body), "hang" (no answer until stop),
+    "close" (closes without answering)."""
+
+    def __init__(self, name, mode=200):
+        self.name = name
+        self.mode = mode
+        self.hits = 0
+        self.bodies = []
+        self.lock = threading.Lock()
+        self.gone = threading.Event()
+        self.lst = serve_tcp(self._serve)
+        self.port = self.lst.getsockname()[1]
+
+    def _request(self, c, buf):
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                return None, b""
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        n = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                n = int(v.strip())
+        while len(rest) < n:
+            d = c.recv(65536)
+            if not d:
+                return None, b""
+            rest += d
+        return rest[:n], rest[n:]
+
+    def _serve(self, c):
+        c.settimeout(30)
+        buf = b""
+        try:
+            while True:
+                body, buf = self._request(c, buf)
+                if body is None:
+                    return
+                with self.lock:
+                    self.hits += 1
+                    self.bodies.append(body)
+                mode = self.mode
+                if mode == "hang":
+                    self.gone.wait(30)  # bounded: the test ends it with stop()
+                    return
+                if mode == "close":
+                    return
+                out = self.name.encode()
+                c.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (mode, len(out)) + out)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.gone.set()
+        self.lst.close()
+
+
+@pytest.fixture
+def backends():
+    made = []
+
+    def make(name, mode=200):
+        b = Backend(name, mode)
+        made.append(b)
+        return b
+    yield make
+    for b in made:
+        b.stop()
+
+
+def ups(name, *servers, extra=""):
+    """An [[http.upstream]] with round-robin order over servers (dicts of
+    server keys, addr given as a port)."""
+    items = []
+    for s in servers:
+        kv = ["addr = \"127.0.0.1:%d\"" % s["port"]]
+        kv += ["%s = %s" % (k, v) for k, v in s.items() if k != "port"]
+        items.append("{ %s }" % ", ".join(kv))
+    return ('[[http.upstream]]\nname = "%s"\nbalance = "round_robin"\n%sserver = [%s]\n'
+            % (name, extra, ", ".join(items)))
+
+
+def retry_lines(p, failed_port):
+    return p.log().count("failed on 127.0.0.1:%d" % failed_port)
+
+
+def test_connect_refused_counts_marks_down_and_goes_to_next(wmproxy, tmp_path, backends):
+    b = backends("B")
+    dead = free_port()
+    port = free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": dead, "fall_times": 2, "fail_timeout": '"60s"'}, {"port": b.port}) +
+        ups("strict", {"port": dead}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/strict"
+proxy_url = "http://strict"
+proxy_next_upstream = "off"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://app"
+""" % {"p": port})
+    wait_serving(port)
+    # every request is answered by B: a refused connect goes to the next server
+    for _ in range(6):
+        st, _, body = get(port)
+        assert (st, body) == (200, b"B")
+    assert wait_log(p, "upstream app server 127.0.0.1:%d marked down" % dead)
+    assert "(connection refused), trying 127.0.0.1:%d (try 2 of 2)" % b.port in p.log()
+    # marked down: no more tries on it
+    n = retry_lines(p, dead)
+    for _ in range(6):
+        assert get(port)[:3:2] == (200, b"B")
+    assert retry_lines(p, dead) == n
+    # proxy_next_upstream = "off": the request that met the dead server fails
+    statuses = sorted(get(port, "/strict")[0] for _ in range(2))
+    assert statuses == [200, 502], statuses
+
+
+def test_set_host_follows_the_next_server(wmproxy, tmp_path, origin):
+    """proxy_set_host: after a failed connect the Host sent is that of the
+    server the request went to."""
+    dead = free_port()
+    port = free_port()
+    start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": dead, "fall_times": 100}, {"port": origin.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+proxy_set_host = true
+""" % {"p": port})
+    wait_serving(port, path="/conn")
+    for _ in range(2):
+        st, _, body = get(port, "/headers")
+        hosts = [v for k, v in json.loads(body)["headers"] if k.lower() == "host"]
+        assert st == 200 and hosts == ["127.0.0.1:%d" % origin.port], hosts
+
+
+def test_read_timeout_counts_and_get_is_retried(wmproxy, tmp_path, backends):
+    a, b = backends("A", "hang"), backends("B")
+    port = free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": a.port, "fall_times": 1, "fail_timeout": '"60s"'}, {"port": b.port}) +
+        ups("quick", {"port": a.port, "fall_times": 100}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_read_timeout = "300ms"
+[[http.server.location]]
+rule = "/quick"
+proxy_url = "http://quick"
+proxy_next_upstream_timeout = "100ms"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://app"
+""" % {"p": port})
+    wait_serving(port)
+    for _ in range(4):
+        st, _, body = get(port)
+        assert (st, body) == (200, b"B")
+    assert a.hits == 1
+    assert "GET / failed on 127.0.0.1:%d (no response head in time), trying 127.0.0.1:%d" % (
+        a.port, b.port) in p.log()
+    assert wait_log(p, "marked down for 60000 ms after 1 failure(s): no response head in time")
+    # proxy_next_upstream_timeout passed before the read timeout: no new try
+    statuses = sorted(get(port, "/quick")[0] for _ in range(2))
+    assert statuses == [200, 504], statuses
+
+
+@pytest.mark.parametrize("fmt", ["toml", "yaml"])
+def test_bad_status_is_retried_on_the_good_server(wmproxy, tmp_path, backends, fmt):
+    a, b, solo = backends("A", 502), backends("B"), backends("S", 503)
+    port = free_port()
+    if fmt == "toml":
+        cfg = "[http]\n" + ups("app", {"port": a.port, "fall_times": 100}, {"port": b.port}) + \
+            ups("solo", {"port": solo.port}) + ups("plain", {"port": a.port}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_next_upstream = "error timeout http_502 http_503"
+proxy_url = "http://app"
+[[http.server.location]]
+rule = "/solo"
+proxy_url = "http://solo"
+[[http.server.location]]
+rule = "/plain"
+proxy_url = "http://plain"
+proxy_next_upstream = ["error", "timeout"]
+[[http.server.location]]
+rule = "/"
+""" % {"p": port}
+        start(wmproxy, tmp_path, cfg)
+    else:
+        path = write(tmp_path / "rev.yaml", """
+disable_control: true
+workers: 2
+http:
+  upstream:
+    - name: app
+      balance: round_robin
+      server: [{addr: "127.0.0.1:%(a)d", fall_times: 100}, {addr: "127.0.0.1:%(b)d"}]
+    - name: solo
+      server: [{addr: "127.0.0.1:%(s)d"}]
+    - name: plain
+      balance: round_robin
+      server: [{addr: "127.0.0.1:%(a)d"}, {addr: "127.0.0.1:%(b)d"}]
+  server:
+    - bind_addr: "127.0.0.1:%(p)d"
+      proxy_next_upstream: [error, timeout, http_502, http_503]
+      proxy_url: "http://app"
+      location:
+        - rule: /solo
+          proxy_url: "http://solo"
+        - rule: /plain
+          proxy_url: "http://plain"
+          proxy_next_upstream: "error timeout"
+        - rule: /
+""" % {"a": a.port, "b": b.port, "s": solo.port, "p": port})
+        wmproxy(["run", "-c", path])
+    wait_serving(port)
+    for _ in range(6):
+        st, _, body = get(port)
+        assert (st, body) == (200, b"B")
+    assert a.hits >= 2
+    # not listed at this location: A's 502 goes to the client as it is
+    seen = {get(port, "/plain")[:3:2] for _ in range(4)}
+    assert seen == {(200, b"B"), (502, b"A")}, seen
+    # no other server: the upstream's own answer, not a 502 of ours
+    st, _, body = get(port, "/solo")
+    assert (st, body) == (503, b"S")
+    # the same for HTTP/2 streams (h2c, prior knowledge)
+    c = Client(port)
+    try:
+        for _ in range(4):
+            st, _, body = c.get("/")
+            assert (st, body) == (200, b"B")
+        assert {c.get("/plain")[::2] for _ in range(4)} == {(200, b"B"), (502, b"A")}
+        assert c.get("/solo")[::2] == (503, b"S")
+    finally:
+        c.close()
+
+
+def test_post_is_retried_only_with_non_idempotent(wmproxy, tmp_path, backends):
+    a, b = backends("A", "close"), backends("B")
+    port = free_port()
+    start(wmproxy, tmp_path, "[http]\n" +
+          ups("dflt", {"port": a.port, "fall_times": 100}, {"port": b.port}) +
+          ups("any", {"port": a.port, "fall_times": 100}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/any"
+proxy_url = "http://any"
+proxy_next_upstream = ["error", "timeout", "non_idempotent"]
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://dflt"
+""" % {"p": port})
+    wait_serving(port, path="/any")
+    body = b"x" * 1000
+    # default: a POST that reached A is not sent again
+    statuses = sorted(get(port, "/", method="POST", body=body)[0] for _ in range(2))
+    assert statuses == [200, 502], statuses
+    # non_idempotent: it goes to B, body and all
+    hits = a.hits
+    for _ in range(3):
+        st, _, rb = get(port, "/any", method="POST", body=body)
+        assert (st, rb) == (200, b"B")
+    assert a.hits > hits and b.bodies.count(body) >= 4
+    # a body past what is kept for a resend (64 KiB) is not sent again
+    big = b"y" * (100 * 1024)
+    statuses = sorted(get(port, "/any", method="POST", body=big)[0] for _ in range(2))
+    assert statuses == [200, 502], statuses
+
+
+def test_fall_times_take_a_server_out_for_fail_timeout(wmproxy, tmp_path, backends):
+    a, b = backends("A", 503), backends("B")
+    port = free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": a.port, "fall_times": 2, "fail_timeout": '"4s"'}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+proxy_next_upstream = "error timeout http_503"
+""" % {"p": port})
+    wait_serving(port)
+    for _ in range(4):
+        assert get(port)[:3:2] == (200, b"B")
+    assert wait_log(p, "upstream app server 127.0.0.1:%d marked down for 4000 ms after 2 "
+                       "failure(s): status 503" % a.port)
+    down_at = time.monotonic()
+    a.mode = 200
+    hits = a.hits
+    for _ in range(6):
+        assert get(port)[:3:2] == (200, b"B")
+    assert a.hits == hits  # out while fail_timeout runs
+    # back after fail_timeout
+    wait_until(lambda: get(port)[2] == b"A", timeout=15, what="A back after fail_timeout")
+    assert time.monotonic() - down_at >= 2.5
+
+
+def test_all_servers_down_is_a_quick_502(wmproxy, tmp_path):
+    d1, d2 = free_port(), free_port()
+    port = free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": d1, "fall_times": 1}, {"port": d2, "fall_times": 1}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/ok"
+static_response = "ok"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://app"
+""" % {"p": port})
+    wait_serving(port, path="/ok")
+    for _ in range(3):
+        t0 = time.monotonic()
+        st, hd, body = get(port)
+        assert st == 502 and b"upstream" in body and len(body) < 512, (st, body)
+        assert time.monotonic() - t0 < 2
+    assert wait_log(p, "127.0.0.1:%d marked down" % d1)
+    assert wait_log(p, "127.0.0.1:%d marked down" % d2)
+    st, _, body = get(port)
+    assert st == 502 and b"no upstream server is up" in body
+
+
+def test_down_state_survives_a_reload(wmproxy, tmp_path, backends):
+    a, b = backends("A", 503), backends("B")
+    port, cport = free_port(), free_port()
+    text = "[http]\n" + ups(
+        "app", {"port": a.port, "fall_times": 1, "fail_timeout": '"60s"'}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_next_upstream = "error timeout http_503"
+[[http.server.location]]
+rule = "/gen"
+static_response = "%(gen)s"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://app"
+"""
+    p = start(wmproxy, tmp_path, text % {"p": port, "gen": "one"}, cport=cport)
+    wait_serving(port)
+    for _ in range(3):
+        assert get(port)[:3:2] == (200, b"B")
+    assert wait_log(p, "127.0.0.1:%d marked down" % a.port)
+    hits = a.hits
+    write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport +
+          text % {"p": port, "gen": "two"})
+    assert api(cport, "POST", "/reload")[0] == 200
+    wait_until(lambda: get(port, "/gen")[2] == b"two", what="reloaded")
+    for _ in range(6):
+        assert get(port)[:3:2] == (200, b"B")
+    assert a.hits == hits  # still down under the new settings
+
+
+@pytest.mark.parametrize("value,word", [
+    ('"error http_501"', "http_501"),
+    ('["error", "sometimes"]', "sometimes"),
+    ('"off timeout"', "off"),
+])
+def test_bad_words_name_file_line_key(tmp_path, value, word):
+    path = write(tmp_path / "bad.toml", 'disable_control = true\n[[http.server]]\n'
+                 'bind_addr = "127.0.0.1:1"\nstatic_response = "x"\n'
+                 'proxy_next_upstream = %s\n' % value)
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("%s:5:" % path), first
+    assert "http.server[0].proxy_next_upstream" in first and word in first, first
+    path = write(tmp_path / "tries.toml", 'disable_control = true\n[[http.server]]\n'
+                 'bind_addr = "127.0.0.1:1"\nstatic_response = "x"\n'
+                 'proxy_next_upstream_tries = 0\n')
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "proxy_next_upstream_tries" in r.stderr, r.stderr
