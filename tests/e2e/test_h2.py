@@ -21,6 +21,7 @@ from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import free_port, wait_until
 from helpers.tunnel import wait_log
+from test_metrics import metrics, sample
 from test_tunnel import Nodes
 
 h2 = pytest.importorskip("h2")
@@ -518,10 +519,11 @@ def nodes(wmproxy, tmp_path):
 
 
 def test_tunnel_http_mapping_answers_h2(nodes, origin, cert):
-    hp, sp = free_port(), free_port()
+    hp, sp, cport = free_port(), free_port(), free_port()
     srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp,
                               "map_https_bind": "127.0.0.1:%d" % sp,
-                              "map_cert": cert + "/server.crt", "map_key": cert + "/server.key"})
+                              "map_cert": cert + "/server.crt", "map_key": cert + "/server.key"},
+                       top={"control": "127.0.0.1:%d" % cport})
     nodes.client(srv.center, srv_proc=srv, mappings=[
         {"name": "a", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
          "domain": "a.test"},
@@ -542,6 +544,12 @@ def test_tunnel_http_mapping_answers_h2(nodes, origin, cert):
     assert st == 200 and body == origin_mod.pattern(100000)
     c.close()
     assert wait_log(srv, "proto=tunnel-h2"), srv.log()[-2000:]
+    # only HTTP/2 visitors above (Host a.test picks mapping a on both ports):
+    # the mapping's byte counters count them as they count HTTP/1 visitors
+    m = wait_until(lambda: (lambda t: t if sample(t, "wmproxy_tunnel_mapping_bytes_total",
+                                                   mapping="a", direction="out") > 100000
+                            else None)(metrics(cport)), what="h2 bytes of mapping a")
+    assert sample(m, "wmproxy_tunnel_mapping_bytes_total", mapping="a", direction="in") > 20
 
 
 # ---- conformance: h2spec, every case, strict ----
