@@ -104,6 +104,15 @@ def test_alpn_h2c_and_http2_off(wmproxy, tmp_path, cert, origin):
                        capture_output=True, timeout=30)
     assert r.returncode == 0 and b"static GET" in r.stdout, r.stderr
     assert b"The negotiated protocol: h2" in r.stdout
+    r = subprocess.run(["nghttp", "-u", "http://127.0.0.1:%d/static" % p],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith(b"static GET "), r.stderr
+    # python3-h2: prior knowledge, and the Upgrade handshake (initiate_upgrade_connection)
+    assert H.Client(p).get("/static")[:1] == (200,)
+    st, body = upgrade_get(p, "/static")
+    assert st == 200 and body.startswith(b"static GET "), (st, body)
+    st, body = upgrade_get(p, "/bytes/70000")  # proxied, larger than a window
+    assert st == 200 and body == origin_mod.pattern(70000)
     assert wait_log(proc, "proto=reverse-h2"), proc.log()[-2000:]
 
     # http2 = false: only HTTP/1.1 (ALPN, prior knowledge and Upgrade)
@@ -113,6 +122,47 @@ def test_alpn_h2c_and_http2_off(wmproxy, tmp_path, cert, origin):
     assert version_of("--http2", "http://127.0.0.1:%d/static" % p2) == "1.1 200"
     r = curl("--http2-prior-knowledge", "http://127.0.0.1:%d/static" % p2)
     assert r.returncode != 0
+    st, body = upgrade_get(p2, "/static")
+    assert st == 200 and body.startswith(b"static GET "), "no upgrade: HTTP/1.1 answers"
+
+
+def upgrade_get(port, path):
+    """python3-h2's Upgrade path: GET with "Upgrade: h2c" and the
+    HTTP2-Settings initiate_upgrade_connection() made; after the 101 the
+    answer comes on stream 1. Returns (status, body); a server that does not
+    upgrade answers in HTTP/1.1, returned as is."""
+    s = H.open_socket(port)
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8"))
+    settings = c.initiate_upgrade_connection()
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+              b"Upgrade: h2c\r\nHTTP2-Settings: %s\r\n\r\n" % (path.encode(), settings))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        assert d, buf
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101 "):
+        s.close()
+        return int(head.split()[1]), rest
+    s.sendall(c.data_to_send())
+    status, data, ended = None, bytearray(), False
+    while not ended:
+        for ev in c.receive_data(rest):
+            if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == 1:
+                status = int(dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == 1:
+                data += ev.data
+                c.acknowledge_received_data(ev.flow_controlled_length, 1)
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                ended = ended or ev.stream_id == 1
+        s.sendall(c.data_to_send())
+        if not ended:
+            rest = s.recv(65536)
+            assert rest, "closed before the answer ended"
+    s.close()
+    return status, bytes(data)
 
 
 def test_h2_request_translation(wmproxy, tmp_path, cert, origin):
@@ -228,6 +278,36 @@ def test_parallel_streams_share_the_pool(wmproxy, tmp_path, cert, origin):
                        ["https://127.0.0.1:%d/bytes/%d" % (s, 1000 + i) for i in range(1, 10)],
                        capture_output=True, timeout=30)
     assert r.returncode == 0 and r.stdout.count(b"/bytes/") >= 10, r.stdout
+    # curl: 100 transfers multiplexed on one connection, 50 at a time (TLS,
+    # and h2c after the Upgrade); the upstream sees them as HTTP/1.1 over the
+    # keep-alive pool (the connections of finished streams carry later ones)
+    for mode, base in (("--http2", "https://127.0.0.1:%d" % s),
+                       ("--http2", "http://127.0.0.1:%d" % p)):
+        out = tmp_path / base.split(":")[0]
+        out.mkdir()
+        args = [mode, "--parallel", "--parallel-max", "50",
+                "-w", "%{http_version} %{http_code} %{num_connects}\n"]
+        for i in range(100):
+            args += ["-o", str(out / str(i)), base + "/headers?i=%d" % i]
+        r = curl(*args)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.decode().split()
+        assert lines[0::3] == ["2"] * 100 and lines[1::3] == ["200"] * 100, r.stdout
+        assert sum(int(n) for n in lines[2::3]) == 1, "one connection for all of them"
+        docs = [json.loads((out / str(i)).read_text()) for i in range(100)]
+        assert all(d["reqline"].endswith(" HTTP/1.1") for d in docs)
+        assert len({d["conn"] for d in docs}) < 100, "upstream connections reused"
+    # curl --http2-prior-knowledge: Debian 12's curl 7.88.1 cannot reuse a
+    # prior-knowledge connection (curl/curl#10634, fixed in 8.0), so one
+    # transfer per curl, 30 curls at once
+    procs = [subprocess.Popen(["curl", "-sS", "--max-time", "20", "--http2-prior-knowledge",
+                               "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                               "http://127.0.0.1:%d/slow?ms=300&i=%d" % (p, i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(30)]
+    for pr in procs:
+        o, e = pr.communicate(timeout=30)
+        assert pr.returncode == 0 and o == b"2 200", e
 
 
 def test_waiting_engines_expire_and_are_replaced(wmproxy, tmp_path, cert, origin):
