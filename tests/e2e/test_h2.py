@@ -484,6 +484,9 @@ proxy_url = "http://127.0.0.1:%d"
 # ---- 3. WebSocket over HTTP/2 (RFC 8441) ----
 
 def test_websocket_extended_connect(wmproxy, tmp_path, cert, origin):
+    """python3-h2 only: curl and nghttp (Debian 12) cannot send an extended
+    CONNECT (RFC 8441; nghttp has no :protocol option, curl no WebSocket over
+    HTTP/2), so the other clients are not part of this item."""
     _, p, s = serve(wmproxy, tmp_path, cert, origin)
     for port, tls in ((s, True), (p, False)):
         c = H.Client(port, tls=tls)
@@ -524,6 +527,24 @@ def test_limits_streams_and_header_list(wmproxy, tmp_path, cert, origin):
                        for f in rst)
     assert min(f[2] for f in rst) > 2 * 127
     s.close()
+    # nghttp: the same 431, and 200 requests on one connection (-m 200): it
+    # keeps to the 128 concurrent streams we announce, the rest wait their turn
+    r = subprocess.run(["nghttp", "-n", "-v", "-H", "x-big: " + "v" * 20000,
+                        "http://127.0.0.1:%d/static" % p], capture_output=True, timeout=30)
+    assert b":status: 431" in r.stdout, r.stdout[-2000:]
+    r = subprocess.run(["nghttp", "-n", "-s", "-m", "200", "http://127.0.0.1:%d/slow?ms=300" % p],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = [ln.split() for ln in r.stdout.decode().splitlines() if ln.endswith("/slow?ms=300")]
+    assert len(rows) == 200 and all(row[4] == "200" for row in rows), r.stdout[-3000:]
+
+    def ms(t):  # nghttp's "+753us", "+204.42ms", "+1.20s"
+        t = t.lstrip("+")
+        for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+            if t.endswith(unit):
+                return float(t[:-len(unit)]) * f
+        raise ValueError(t)
+    assert sum(ms(row[2]) >= 200 for row in rows) >= 200 - 128, "requests past 128 waited"
 
 
 @pytest.mark.parametrize("kind", ["rapid-reset", "continuation", "ping", "settings", "empty"])
@@ -582,6 +603,18 @@ def test_goaway_on_reload_and_stop(wmproxy, tmp_path, cert, origin):
     # new connections are served by the new configuration
     assert version_of("--http2", "https://127.0.0.1:%d/static" % s) == "2 200"
 
+    # nghttp: a download in progress during a reload finishes, complete
+    n0 = origin.stats["requests"]
+    dl = subprocess.Popen(["nghttp", "-v", "https://127.0.0.1:%d/slow?ms=1500&nghttp" % s],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: origin.stats["requests"] > n0 and
+               "nghttp" in origin.stats.get("last_reqline", ""), what="nghttp's request upstream")
+    assert api(cport, "POST", "/reload")[0] == 200
+    out, err = dl.communicate(timeout=30)
+    assert dl.returncode == 0, err
+    assert b"recv GOAWAY frame" in out and b"error_code=NO_ERROR" in out, out[-2000:]
+    assert b":status: 200" in out and b"slow\n" in out, out[-2000:]
+
     c = H.Client(p)
     sid = c.request("/slow?ms=1500")
     c.sync()
@@ -589,6 +622,63 @@ def test_goaway_on_reload_and_stop(wmproxy, tmp_path, cert, origin):
     c.wait(lambda: c.goaway is not None, what="GOAWAY on stop")
     assert c.response(sid).status == 200
     proc.wait_exit(expect_code=0)
+
+
+# ---- the file server over HTTP/2 ----
+
+def test_file_server_over_h2(wmproxy, tmp_path, cert):
+    """file_server locations answer HTTP/2 like HTTP/1: a multi-MB file
+    byte-identical, a Range request 206 with its bytes, a 404; with curl
+    (prior knowledge on the plain port, ALPN on TLS), nghttp and python3-h2."""
+    root = tmp_path / "www"
+    root.mkdir()
+    data = origin_mod.pattern(5 << 20, seed=7)
+    (root / "big.bin").write_bytes(data)
+    p, s = free_port(), free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+bind_ssl = "127.0.0.1:%(s)d"
+up_name = "a.test"
+cert = "%(d)s/server.crt"
+key = "%(d)s/server.key"
+[[http.server.location]]
+rule = "/"
+file_server = { root = "%(r)s" }
+""" % {"p": p, "s": s, "d": cert, "r": root})
+    plain, tls = "http://127.0.0.1:%d" % p, "https://127.0.0.1:%d" % s
+    wait_until(lambda: curl("-o", "/dev/null", plain + "/big.bin").returncode == 0,
+               what="wmproxy serving")
+    def fetch(*args):
+        r = curl("-w", "\n%{http_version} %{http_code}", *args)
+        assert r.returncode == 0, r.stderr
+        body, _, ver = r.stdout.rpartition(b"\n")
+        return ver.decode(), body
+    for mode, base in (("--http2-prior-knowledge", plain), ("--http2", tls)):
+        assert fetch(mode, base + "/big.bin") == ("2 200", data), mode
+        assert fetch(mode, "-r", "1000000-1000999", base + "/big.bin") == \
+            ("2 206", data[1000000:1001000]), mode
+        assert version_of(mode, base + "/nothing.bin") == "2 404"
+    for base in (plain, tls):
+        r = subprocess.run(["nghttp", base + "/big.bin"], capture_output=True, timeout=60)
+        assert r.returncode == 0 and r.stdout == data, (base, len(r.stdout), r.stderr)
+        r = subprocess.run(["nghttp", "-H", "range: bytes=-500", base + "/big.bin"],
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0 and r.stdout == data[-500:], (base, r.stdout[:200])
+        for path, code in (("/big.bin", b"206"), ("/nothing.bin", b"404")):
+            r = subprocess.run(["nghttp", "-n", "-v", "-H", "range: bytes=0-9", base + path],
+                               capture_output=True, timeout=30)
+            assert b":status: " + code in r.stdout, r.stdout[-2000:]
+    for port, is_tls in ((p, False), (s, True)):
+        c = H.Client(port, tls=is_tls)
+        st, hd, body = c.get("/big.bin")
+        assert st == 200 and body == data and hd["content-length"] == str(len(data))
+        st, hd, body = c.get("/big.bin", headers=[("range", "bytes=10-19")])
+        assert st == 206 and body == data[10:20] and hd["content-range"] == \
+            "bytes 10-19/%d" % len(data)
+        assert c.get("/nothing.bin")[0] == 404
+        c.close()
 
 
 # ---- the tunnel's public mappings ----
