@@ -77,6 +77,7 @@ static bool up_closes;
 static const uint8_t *answer; /* kind 2 */
 static size_t answer_len;
 static bool client_reads = true;
+static bool h2_only; /* the harness sent the preface: no HTTP/1 request */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -164,8 +165,8 @@ static void up_feed(struct up *u, const char *b, size_t n)
                 break;
             }
             struct wm_http_head *h = wm_http_parser_head(u->p);
-            if (wm_http_head_major(h) != 1 || wm_http_head_minor(h) != 1) {
-                abort(); /* the proxy speaks HTTP/1.1 to upstreams */
+            if (wm_http_head_major(h) != 1 || (h2_only && wm_http_head_minor(h) != 1)) {
+                abort(); /* HTTP/1.1 for HTTP/2 streams (HTTP/1.0 clients stay 1.0) */
             }
             if (wm_http_parser_upgrade(u->p)) {
                 up_answer(u, true);
@@ -374,6 +375,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     answer = cdata + clen;
     answer_len = size - 4 - clen;
     kind = (c0 >> 1) & 3;
+    h2_only = (c0 & 1) != 0;
     up_closes = (c1 & 2) != 0;
     client_reads = (c0 & 0x80) == 0;
     size_t piece = pieces[(c0 >> 4) & 7];
