@@ -400,12 +400,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         shutdown(sv[1], SHUT_WR);
     }
     client_reads = true;
-    spin(sv[1], 10);
+    spin(sv[1], 6);
     /* the client and the upstream go away; the proxy must follow */
     close(sv[1]);
     spin(-1, 4);
     up_close_all();
-    spin(-1, 6);
+    spin(-1, 4);
     up_close_all(); /* dialled during the last spin */
     wm_service_unref(svc);
     wm_rev_worker_exit(); /* the keep-alive pool and the file cache, as a worker leaving */
