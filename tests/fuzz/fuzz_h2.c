@@ -68,7 +68,7 @@ struct up {
 static struct event_base *base;
 static struct evconnlistener *upl;
 static struct wm_rev *rev;
-static char root[64];
+static char root[64]; /* the file server's */
 
 static struct up ups[MAX_UP];
 static size_t nup;
@@ -212,46 +212,36 @@ static void up_close_all(void)
 
 /* ---- the proxy ---- */
 
+/* The file server's root: one directory per user, made again (atomically,
+ * file by file) at each start and left in place, so no run leaves another
+ * behind, whatever way it ends. */
 static int make_root(void)
 {
-    char path[128];
+    char path[160], tmp[176];
     static const char *const files[][2] = {
         {"a.txt", "hello world\n"},
         {"index.html", "<p>index</p>\n"},
         {"sub/b.css", "p { color: red; }\np { color: blue; }\np { margin: 0; }\n"},
     };
 
-    snprintf(root, sizeof(root), "/tmp/wm-fuzz-h2-XXXXXX");
-    if (mkdtemp(root) == NULL) {
-        return -1;
-    }
+    snprintf(root, sizeof(root), "/tmp/wm-fuzz-h2-%u", (unsigned)getuid());
     snprintf(path, sizeof(path), "%s/sub", root);
-    if (mkdir(path, 0700) != 0) {
+    if ((mkdir(root, 0700) != 0 && errno != EEXIST) || (mkdir(path, 0700) != 0 && errno != EEXIST)) {
         return -1;
     }
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", root, files[i][0]);
-        FILE *f = fopen(path, "w");
+        snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+        FILE *f = fopen(tmp, "w");
         if (f == NULL) {
             return -1;
         }
         fputs(files[i][1], f);
-        fclose(f);
-    }
-    return 0;
-}
-
-static void remove_root(void)
-{
-    static const char *const names[] = {"a.txt", "index.html", "sub/b.css", "sub", ""};
-    char path[128];
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", root, names[i]);
-        if (remove(path) != 0) {
-            /* already gone */
+        if (fclose(f) != 0 || rename(tmp, path) != 0) {
+            return -1;
         }
     }
+    return 0;
 }
 
 /* One plain address with two servers: a.test (the first, h2c on) with a
@@ -334,7 +324,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         make_root() != 0) {
         abort();
     }
-    atexit(remove_root);
     rev = make_rev(ntohs(a.sin_port));
     return 0;
 }
