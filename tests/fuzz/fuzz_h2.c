@@ -226,7 +226,8 @@ static int make_root(void)
 
     snprintf(root, sizeof(root), "/tmp/wm-fuzz-h2-%u", (unsigned)getuid());
     snprintf(path, sizeof(path), "%s/sub", root);
-    if ((mkdir(root, 0700) != 0 && errno != EEXIST) || (mkdir(path, 0700) != 0 && errno != EEXIST)) {
+    if ((mkdir(root, 0700) != 0 && errno != EEXIST) ||
+        (mkdir(path, 0700) != 0 && errno != EEXIST)) {
         return -1;
     }
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
