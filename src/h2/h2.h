@@ -99,7 +99,7 @@ int wm_h2_alpn_select(const unsigned char **out, unsigned char *outlen, const un
  * stop or reload); open streams finish, then the connection closes. */
 void wm_h2_goaway_worker(struct wm_worker *w, void *arg);
 
-/* ---- translation (h2_head.c), also the fuzz target's subject ---- */
+/* ---- translation (h2_head.c) ---- */
 
 /* One request's header list on its way to an HTTP/1.1 head. */
 struct wm_h2_req;
@@ -130,9 +130,6 @@ int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *
 struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r);
 /* After wm_h2_req_finish(): the head as HTTP/1.1 bytes into out. 0, or 500. */
 int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out);
-/* Both: finish, then write (the fuzz target). */
-int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuffer *out,
-                   bool *chunked, bool *ws, bool *is_head);
 /* An HTTP/1 response field: keep it for HTTP/2? (no hop-by-hop fields) */
 bool wm_h2_resp_keep(const struct wm_http_head *h, const char *name, size_t nlen);
 

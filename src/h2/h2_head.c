@@ -1,7 +1,8 @@
 /*
  * h2/h2_head.c - HTTP/2 request header lists to HTTP/1.1 heads, and the
  * response fields that HTTP/2 must not carry (RFC 9113 8.2.2, 8.3).
- * Pure functions on memory: the fuzz target drives them through nghttp2.
+ * Pure functions on memory (tests/fuzz/fuzz_h2.c reaches them through the
+ * whole service: nghttp2, h2.c, the engine).
  */
 #include <event2/buffer.h>
 #include <openssl/rand.h>
@@ -400,15 +401,6 @@ int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out)
         evbuffer_add(out, "\r\n", 2);
     }
     return evbuffer_add(out, "\r\n", 2) == 0 ? 0 : 500;
-}
-
-int wm_h2_req_head(struct wm_h2_req *r, bool end_stream, bool tls, struct evbuffer *out,
-                   bool *chunked, bool *ws, bool *is_head)
-{
-    int st = wm_h2_req_finish(r, end_stream, chunked, ws, is_head);
-
-    (void)tls;
-    return st != 0 ? st : wm_h2_req_write(r, out);
 }
 
 bool wm_h2_resp_keep(const struct wm_http_head *h, const char *name, size_t nlen)

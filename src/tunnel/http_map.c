@@ -314,6 +314,7 @@ static const struct wm_hfwd_ops h2_ops = {
     .connect = connect_op,
     .cancel = cancel_op,
     .release = release,
+    .logged = logged_op, /* the mapping's byte counters, as for HTTP/1 */
 };
 
 static const struct wm_h2_front h2_http_front = {&h2_ops, sizeof(struct wm_conn), false};

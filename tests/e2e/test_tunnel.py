@@ -36,15 +36,15 @@ class Nodes:
         self.tmp = tmp_path
         self.n = 0
 
-    def start(self, proxy, mappings=(), wait_port_of="bind_addr", **kw):
+    def start(self, proxy, mappings=(), wait_port_of="bind_addr", top=None, **kw):
         self.n += 1
         path = write_config(self.tmp / ("node%d.toml" % self.n), proxy, mappings,
-                            top={"disable_control": True})
+                            top=top or {"disable_control": True})
         addr = proxy.get(wait_port_of) or proxy.get("center_addr")
         port = int(addr.rsplit(":", 1)[1])
         return self.wmproxy(["run", "-c", path, "--workers", "2", "--grace", "2"], port=port, **kw)
 
-    def server(self, tls=None, extra=None, center=True, env=None):
+    def server(self, tls=None, extra=None, center=True, env=None, top=None):
         cp = free_port()
         p = {"bind_addr": "127.0.0.1:%d" % cp, "mode": "server"}
         p.update(CRED)
@@ -52,7 +52,7 @@ class Nodes:
             p.update(tls)
         if extra:
             p.update(extra)
-        proc = self.start(p, env=env)
+        proc = self.start(p, env=env, top=top)
         proc.center = "127.0.0.1:%d" % cp
         return proc
 
