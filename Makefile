@@ -161,10 +161,12 @@ INSTALL     ?= install
 EXAMPLES    := $(sort $(wildcard examples/*.toml examples/*.yaml)) examples/README.md
 UNITS       := wmproxy.service wmproxy@.service
 
-install: $(B)/wmproxy
+# INSTALL_BIN: a binary built already (the tests install theirs, never rebuilding it)
+INSTALL_BIN ?= $(B)/wmproxy
+install: $(INSTALL_BIN)
 	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man5 \
 	    $(DESTDIR)$(docdir)/examples $(DESTDIR)$(unitdir) $(DESTDIR)$(sysconfdir)/wmproxy
-	$(INSTALL) -m 0755 $(B)/wmproxy $(DESTDIR)$(bindir)/wmproxy
+	$(INSTALL) -m 0755 $(INSTALL_BIN) $(DESTDIR)$(bindir)/wmproxy
 	$(INSTALL) -m 0644 man/wmproxy.1 $(DESTDIR)$(mandir)/man1/wmproxy.1
 	$(INSTALL) -m 0644 man/wmproxy.conf.5 $(DESTDIR)$(mandir)/man5/wmproxy.conf.5
 	$(INSTALL) -m 0644 $(EXAMPLES) $(DESTDIR)$(docdir)/examples/

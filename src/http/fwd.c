@@ -258,6 +258,10 @@ void hf_end_after_flush(struct wm_hfwd *f, const char *reason)
     hf_arm_timer(f, 0);
     hf_release_upstream(f); /* an idle kept connection may serve others */
     release_client_reads(f);
+    if (f->c->bev != NULL && (evbuffer_get_length(bufferevent_get_input(f->c->bev)) > 0 ||
+                              (f->req != NULL && wm_http_parser_has_body(f->req)))) {
+        wm_conn_set_linger(f->c); /* a body still coming: it must not reset our answer */
+    }
     wm_conn_close_after_flush(f->c, reason);
 }
 

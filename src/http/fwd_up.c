@@ -402,6 +402,11 @@ static void become_tunnel(struct wm_hfwd *f)
     struct wm_conn *c = f->c;
     struct bufferevent *up = f->up;
 
+    if (f->w != NULL && f->w->t.idle_ms > 0) {
+        /* as nginx: an upgraded connection lives by the target's read
+         * timeout (proxy_read_timeout), no longer by the keep-alive one */
+        c->limits.idle_ms = f->w->t.idle_ms;
+    }
     hf_log_request(f);
     wm_fastread_free(f->ufr); /* the relay reads on its own */
     f->ufr = NULL;

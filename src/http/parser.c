@@ -560,8 +560,8 @@ bool wm_http_parser_needs_eof(struct wm_http_parser *p)
 
 bool wm_http_parser_has_body(struct wm_http_parser *p)
 {
-    if (p->given) {
-        return false;
+    if (p->given || p->msg_done) {
+        return false; /* no body bytes, or all of them read */
     }
     if (p->ll.flags & F_CHUNKED) {
         return true;

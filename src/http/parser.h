@@ -76,7 +76,7 @@ bool wm_http_parser_keep_alive(struct wm_http_parser *p);
 bool wm_http_parser_upgrade(struct wm_http_parser *p);   /* Upgrade / CONNECT */
 bool wm_http_parser_chunked(struct wm_http_parser *p);
 bool wm_http_parser_needs_eof(struct wm_http_parser *p); /* body ends at close */
-bool wm_http_parser_has_body(struct wm_http_parser *p);  /* request: CL>0 or chunked */
+bool wm_http_parser_has_body(struct wm_http_parser *p);  /* request: body bytes still to read */
 int wm_http_parser_method(struct wm_http_parser *p);     /* llhttp_method */
 /* Body bytes of the current message so far, chunk framing removed. */
 uint64_t wm_http_parser_body_bytes(const struct wm_http_parser *p);

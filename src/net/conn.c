@@ -24,6 +24,7 @@
 #include "net/proxyproto.h"
 
 #define WM_FLUSH_BOUND_MS 5000
+#define WM_LINGER_MS 5000      /* wm_conn_set_linger(): the most a closing client is read */
 
 /* The memory and what still hangs on it; finish already closed the rest. */
 static void conn_free(struct wm_conn *c)
@@ -200,9 +201,39 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
     }
 }
 
+static void linger_timeout_cb(int fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wm_conn_finish(arg, "closed");
+}
+
+/* The answer is out: half-close and keep dropping what comes (flush_read_cb)
+ * until EOF (flush_event_cb) or WM_LINGER_MS. false: close now instead. */
+static bool start_linger(struct wm_conn *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+    if (!c->linger || !wm_bev_is_plain_socket(c->bev) || fd < 0) {
+        return false;
+    }
+    c->linger = false;
+    if (shutdown(fd, SHUT_WR) != 0) {
+        return false;
+    }
+    bufferevent_disable(c->bev, EV_WRITE);
+    wm_conn_set_timer(c, WM_LINGER_MS, linger_timeout_cb);
+    return true;
+}
+
+void wm_conn_set_linger(struct wm_conn *c)
+{
+    c->linger = true;
+}
+
 static void flush_write_cb(struct bufferevent *bev, void *arg)
 {
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !start_linger(arg)) {
         wm_conn_finish(arg, "closed");
     }
 }
@@ -248,7 +279,7 @@ void wm_conn_close_after_flush(struct wm_conn *c, const char *reason)
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     wm_conn_set_timer(c, WM_FLUSH_BOUND_MS, flush_timeout_cb);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !start_linger(c)) {
         wm_conn_finish(c, reason);
     }
 }

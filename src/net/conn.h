@@ -98,6 +98,7 @@ struct wm_conn {
     uint64_t bytes_out;             /* to the client */
     uint64_t start_ms;
     bool access_logged;             /* the handler already wrote its access line(s) */
+    bool linger;                    /* wm_conn_set_linger(): half-close, then drain */
     struct event *timer;
     struct event *park;             /* parked: EV_READ on the fd, bev NULL (see above) */
     void (*on_wake)(struct wm_conn *c, short what); /* parked: the handler's wake callback */
@@ -145,6 +146,14 @@ void wm_conn_finish(struct wm_conn *c, const char *reason);
 
 /* Stop reading; finish once the output is flushed (or after a short bound). */
 void wm_conn_close_after_flush(struct wm_conn *c, const char *reason);
+
+/* Before wm_conn_close_after_flush(): the client may still be sending (a
+ * request body it was answered before we read). Once the answer is out, a
+ * plain socket is half-closed (FIN) and what the client still sends is read
+ * and dropped until it closes or WM_LINGER_MS pass, so that its kernel does
+ * not reset the connection and throw our answer away (nginx's
+ * lingering_close). TLS and virtual streams close as before. */
+void wm_conn_set_linger(struct wm_conn *c);
 
 /* Arm (or re-arm) the connection's one-shot timer; cb gets c as its arg. */
 void wm_conn_set_timer(struct wm_conn *c, int ms, void (*cb)(int, short, void *));

@@ -358,7 +358,7 @@ def test_examples_pass_check(tmp_path):
 def test_make_install_tree_and_uninstall(tmp_path):
     dest = tmp_path / "root"
     mk = ["make", "-C", ROOT, "--no-print-directory", "DESTDIR=%s" % dest, "PREFIX=/usr",
-          "B=%s" % os.path.dirname(BIN)]
+          "INSTALL_BIN=%s" % os.path.abspath(BIN)]
     r = subprocess.run(mk + ["install"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     want = ["usr/bin/wmproxy", "usr/share/man/man1/wmproxy.1", "usr/share/man/man5/wmproxy.conf.5",
@@ -393,7 +393,7 @@ def test_systemd_units_verify(tmp_path):
     bindir = dest / "bin"
     r = subprocess.run(["make", "-C", ROOT, "--no-print-directory", "prefix=%s" % dest,
                         "bindir=%s" % bindir, "sysconfdir=%s" % (dest / "etc"),
-                        "unitdir=%s" % (dest / "units"), "B=%s" % os.path.dirname(BIN), "install"],
+                        "unitdir=%s" % (dest / "units"), "INSTALL_BIN=%s" % os.path.abspath(BIN), "install"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     units = dest / "units"

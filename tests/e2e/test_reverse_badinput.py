@@ -296,6 +296,35 @@ def test_chunked_body_over_client_max_body_size_413(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_413_reaches_a_client_that_keeps_sending(wmproxy, tmp_path, rec):
+    """Content-Length over the limit, the client sending its 8 MiB body
+    without waiting: the proxy answers 413, half-closes and reads what keeps
+    coming (lingering close), so the client reads the 413 instead of a reset."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    body = b"b" * (8 << 20)
+    for _ in range(3):
+        s = connect(port)
+        s.sendall(b"POST /big HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sent = []
+
+        def push(sock=s):
+            try:
+                sock.sendall(body)
+                sent.append(True)
+            except OSError:
+                sent.append(False)
+
+        t = threading.Thread(target=push)
+        t.start()
+        data = recv_all(s)  # raises on a reset
+        t.join(30)
+        assert not t.is_alive()
+        s.close()
+        assert data.startswith(b"HTTP/1.1 413 "), data[:200]
+        assert sent == [True], "the proxy stopped reading before the body ended"
+    still_serving(p, port, rec)
+
+
 def test_expect_100_continue_answered_by_the_proxy(wmproxy, tmp_path, rec):
     p, port = serve(wmproxy, tmp_path, rec)
     for path in ("/e", "/always100"):  # the second upstream sends its own 100

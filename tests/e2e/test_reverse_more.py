@@ -285,12 +285,14 @@ def test_upgrade_relayed_without_is_ws(wmproxy, tmp_path, origin):
 
 
 def test_websocket_idle_timeout_closes_relay(wmproxy, tmp_path, origin):
-    """A relayed WebSocket is cut after client_ka_timeout (of the address's
-    first server) without a byte either way; traffic keeps it open."""
+    """A relayed WebSocket is cut after its location's proxy_read_timeout
+    (as nginx) without a byte either way; traffic keeps it open; the
+    server's keep-alive timeout no longer applies to it."""
     port = free_port()
     p = run(wmproxy, tmp_path, top({"server": [{
-        "bind_addr": "127.0.0.1:%d" % port, "client_ka_timeout": "1s", "location": [
-            {"rule": "/ws", "is_ws": True, "proxy_url": "ws://127.0.0.1:%d" % origin.port}]}]}),
+        "bind_addr": "127.0.0.1:%d" % port, "client_ka_timeout": "300ms", "location": [
+            {"rule": "/ws", "is_ws": True, "proxy_read_timeout": "1s",
+             "proxy_url": "ws://127.0.0.1:%d" % origin.port}]}]}),
         port=port)
     s = connect(port)
     s.sendall(ws_handshake())
