@@ -5,10 +5,7 @@ with real clients. Every wait is bounded."""
 import hashlib
 import os
 import signal
-import socket
 import subprocess
-import threading
-import time
 
 import pytest
 
@@ -159,3 +156,19 @@ def echo():
 
 def sha256(b):
     return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture
+def backends():
+    """Factory: backends("a", "b") -> named HTTP backends (helpers/revconf.py),
+    stopped at teardown."""
+    from helpers.revconf import NamedBackend
+    made = []
+
+    def make(*names):
+        bs = [NamedBackend(n) for n in names]
+        made.extend(bs)
+        return bs
+    yield make
+    for b in made:
+        b.stop()

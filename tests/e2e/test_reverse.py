@@ -17,6 +17,7 @@ from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import connect, free_port, recv_all, serve_tcp, wait_until
 from helpers.ref import need_ref, ref_file
+from helpers.revconf import get
 from helpers.tunnel import wait_log
 
 
@@ -32,26 +33,6 @@ def start(wmproxy, tmp_path, body, name="rev.toml", cport=None):
     path = write(tmp_path / name, top + "workers = 2\n" + body)
     p = wmproxy(["run", "-c", path])
     return p
-
-
-def get(port, path="/", host="a.test", headers=None, method="GET", body=b"", timeout=10):
-    """One request on a new connection: (status, headers dict lower-case, body)."""
-    s = connect(port, timeout=timeout)
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host, "Connection: close"]
-    for k, v in (headers or {}).items():
-        lines.append("%s: %s" % (k, v))
-    if body:
-        lines.append("Content-Length: %d" % len(body))
-    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-    data = recv_all(s)
-    s.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    first, *hl = head.decode("latin-1").split("\r\n")
-    hd = {}
-    for h in hl:
-        k, _, v = h.partition(":")
-        hd[k.strip().lower()] = v.strip()
-    return int(first.split()[1]), hd, rest
 
 
 def wait_serving(port, host="a.test", path="/"):

@@ -18,7 +18,7 @@ import pytest
 from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import _bindable, connect, free_port, recv_head, serve_tcp, wait_until
-from helpers.revconf import (NamedBackend, cert_fingerprint, gencert, get, listening_sockets,
+from helpers.revconf import (cert_fingerprint, gencert, get, listening_sockets,
                              tls_get, top, wait_serving, write_conf, ws_handshake)
 from helpers.tunnel import wait_log
 
@@ -36,19 +36,6 @@ def consecutive_ports(n):
         if all(_bindable(p + i) for i in range(1, n)):
             return list(range(p, p + n))
     raise RuntimeError("no %d consecutive free ports" % n)
-
-
-@pytest.fixture
-def backends():
-    made = []
-
-    def make(*names):
-        bs = [NamedBackend(n) for n in names]
-        made.extend(bs)
-        return bs
-    yield make
-    for b in made:
-        b.stop()
 
 
 def ws_echo_through(port, path="/ws", n=3):

@@ -12,7 +12,7 @@ import pytest
 
 from helpers.control import api
 from helpers.net import connect, free_port, wait_until
-from helpers.revconf import (FORMATS, NamedBackend, Words, cert_fingerprint, gencert, get,
+from helpers.revconf import (FORMATS, Words, cert_fingerprint, gencert, get,
                              tls_get, top, wait_serving, write_conf)
 from helpers.tunnel import wait_log
 
@@ -24,19 +24,6 @@ pytestmark = pytest.mark.parametrize("fmt", FORMATS)
 def run(wmproxy, tmp_path, doc, fmt, port=None):
     path = write_conf(tmp_path, doc, fmt)
     return wmproxy(["run", "-c", path], port=port)
-
-
-@pytest.fixture
-def backends():
-    made = []
-
-    def make(*names):
-        bs = [NamedBackend(n) for n in names]
-        made.extend(bs)
-        return bs
-    yield make
-    for b in made:
-        b.stop()
 
 
 # ---- 1. virtual hosts ----
