@@ -41,8 +41,12 @@ def test_status_fields(wmproxy, origin, tmp_path):
     port, cport = ports(2)
     path, p = start(wmproxy, tmp_path, conf(cport, port), port)
     # The start-up probe (one connection, closed at once) has to be seen
-    # through before the counters are compared.
+    # through before the counters are compared. The listener's counters and
+    # the workers' registries are read at different instants: a probe just
+    # accepted shows as open before its worker registers it, so wait for
+    # both to say it ended.
     st = ctl.wait_until(lambda: (lambda d: d if d["listeners"][0]["accepted"] >= 1 and
+                                 d["listeners"][0]["open"] == 0 and
                                  d["connections"] == 0 else None)(ctl.status(cport)),
                         5, what="the probe connection to end")
     assert st["version"] and st["pid"] == p.p.pid and st["workers"] == 2
