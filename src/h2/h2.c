@@ -236,19 +236,50 @@ static void h2_finish(struct wm_h2 *h, const char *reason)
     wm_conn_finish(h->c, reason);
 }
 
+/* nghttp2 hands its frames over one by one (a HEADERS of 30 bytes, a
+ * DATA of 1 KiB...): gathered here and added to the output a record's worth
+ * at a time, the output is a few 16 KiB chains, which the TLS pump writes
+ * as whole records, instead of many small chains (an allocation each, and
+ * a record each). One per worker thread: flush_to is the output whose
+ * bytes flush_buf holds (the outermost h2_flush's); a flush run from a
+ * callback of another first spills them, then adds its frames directly,
+ * so no connection's frames change order. */
+static __thread uint8_t flush_buf[H2_FLUSH_BUF];
+static __thread struct evbuffer *flush_to;
+static __thread size_t flush_have;
+
+static void flush_spill(void)
+{
+    if (flush_have > 0) {
+        evbuffer_add(flush_to, flush_buf, flush_have);
+        flush_have = 0;
+    }
+}
+
 void h2_flush(struct wm_h2 *h)
 {
     struct wm_conn *c = h->c;
     struct evbuffer *out;
+    bool gather;
 
     if (wm_conn_closed(c) || c->bev == NULL) {
         return;
     }
     out = bufferevent_get_output(c->bev);
-    while (evbuffer_get_length(out) < WM_H2_OUT_HIGH) {
+    gather = flush_to == NULL;
+    if (gather) {
+        flush_to = out;
+    } else {
+        flush_spill();
+    }
+    while (evbuffer_get_length(out) + (gather ? flush_have : 0) < WM_H2_OUT_HIGH) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(h->s, &data);
         if (n < 0) {
+            if (gather) {
+                flush_spill();
+                flush_to = NULL;
+            }
             wm_log(WM_LOG_INFO, c->id, "h2: send: %s", nghttp2_strerror((int)n));
             h2_finish(h, "h2-error");
             return;
@@ -257,7 +288,19 @@ void h2_flush(struct wm_h2 *h)
             break;
         }
         c->bytes_out += (uint64_t)n;
-        evbuffer_add(out, data, (size_t)n);
+        if (!gather || (size_t)n > sizeof(flush_buf) - flush_have) {
+            flush_spill();
+        }
+        if (!gather || (size_t)n >= sizeof(flush_buf)) {
+            evbuffer_add(out, data, (size_t)n);
+        } else {
+            memcpy(flush_buf + flush_have, data, (size_t)n);
+            flush_have += (size_t)n;
+        }
+    }
+    if (gather) {
+        flush_spill();
+        flush_to = NULL;
     }
     if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s)) {
         if (evbuffer_get_length(out) == 0) {

@@ -10,6 +10,8 @@
 /* Request body bytes read and dropped after the answer went out early,
  * before the stream is reset with NO_ERROR (RFC 9113 8.1). */
 #define H2_DISCARD_MAX (1u << 20)
+/* h2_flush() gathers nghttp2's frames up to a TLS record's plaintext. */
+#define H2_FLUSH_BUF 16384
 /* Finished stream records (and waiting-engine entries) kept for reuse. */
 #define WM_H2_SPARE_RECORDS WM_H2_MAX_STREAMS /* a full burst of streams allocates nothing */
 
