@@ -2,6 +2,8 @@
 # Local overrides (CC, extra flags) go in an ignored config.mk.
 -include config.mk
 
+.DEFAULT_GOAL := all
+
 ifeq ($(origin CC),default)
 CC      := gcc
 endif
