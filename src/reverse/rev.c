@@ -134,7 +134,7 @@ static int local_answer(struct rv_req *q, struct wm_hfwd_target *t, int status,
 /* ---- the proxy target ---- */
 
 static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *t,
-                       const char *url, size_t ulen, bool tls, const char **detail)
+                       const char *url, size_t ulen, const char **detail)
 {
     const struct rv_location *l = q->loc;
     struct rv_conn *rc = (struct rv_conn *)c;
@@ -147,7 +147,7 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
     }
     atomic_fetch_add(&q->srv->h->active, 1);
     q->ntries = 1;
-    q->start_ms = wm_now_ms();
+    q->start_ms = wm_now_coarse_ms(); /* proxy_next_upstream_timeout: no syscall per request */
     rv_target_set(t, q, q->srv);
     /* proxy_next_upstream: a body that may have to go again is kept */
     t->replay_max = l->next_tries > 1 && l->up->nservers > 1 && rv_req_resendable(q)
@@ -169,7 +169,6 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
     }
     t->rules = l->rules;
     t->nrules = l->nrules;
-    t->scheme = tls ? "https" : "http";
     t->idle_ms = l->read_ms;
     t->max_body = l->max_body; /* the bytes received, as Content-Length is checked by route */
     rc->ka_max = l->up->keepalive;
@@ -340,7 +339,7 @@ static int dispatch(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *
     const struct rv_location *l = q->loc;
     const struct rv_service *s = (const struct rv_service *)c->svc;
 
-    t->scheme = s->l->tls ? "https" : "http"; /* {scheme} of local answers too */
+    t->scheme = s->l->tls ? "https" : "http"; /* every handler's {scheme} */
     switch (l->handler) {
     case RV_H_STATIC:
         snprintf(t->log, sizeof(t->log), "static");
@@ -359,7 +358,7 @@ static int dispatch(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *
     case RV_H_PROXY:
         break;
     }
-    return proxy_route(q, c, t, url, ulen, s->l->tls, detail);
+    return proxy_route(q, c, t, url, ulen, detail); /* t->scheme: set above */
 }
 
 static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,

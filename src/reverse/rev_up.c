@@ -155,7 +155,7 @@ static bool may_go_next(const struct rv_req *q, unsigned bit, bool sent)
     if (!(l->next_up & bit) || q->ntries >= l->next_tries || (sent && !rv_req_resendable(q))) {
         return false;
     }
-    return l->next_ms == 0 || wm_now_ms() - q->start_ms < l->next_ms;
+    return l->next_ms == 0 || wm_now_coarse_ms() - q->start_ms < l->next_ms;
 }
 
 /* Move q from its server, which failed (why), to another one that is up
