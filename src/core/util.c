@@ -125,18 +125,79 @@ int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* Eight bytes with ASCII capitals made small, the others as they are: the
+ * high bit of each byte of `upper` is set for 'A'..'Z' only (the 7-bit
+ * sums cannot carry into the next byte). */
+static inline uint64_t lower8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    const uint64_t high = 0x8080808080808080ull;
+    uint64_t low7 = x & ~high;
+    uint64_t ge_a = (low7 + ones * (0x80 - 'A')) & high;
+    uint64_t gt_z = (low7 + ones * (0x80 - 'Z' - 1)) & high;
+    uint64_t upper = ge_a & ~gt_z & ~x;
+    return x | (upper >> 2);
+}
+
+static inline bool word_ieq(const char *a, const char *b)
+{
+    uint64_t x;
+    uint64_t y;
+
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    return x == y || lower8(x) == lower8(y);
+}
+
 bool wm_memieq(const char *a, const char *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned x = (unsigned char)a[i];
-        unsigned y = (unsigned char)b[i];
-        x += (x - 'A' < 26u) << 5; /* ASCII letters to lower case, branch-free */
-        y += (y - 'A' < 26u) << 5;
-        if (x != y) {
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++) {
+            unsigned x = (unsigned char)a[i];
+            unsigned y = (unsigned char)b[i];
+            x += (x - 'A' < 26u) << 5; /* ASCII letters to lower case, branch-free */
+            y += (y - 'A' < 26u) << 5;
+            if (x != y) {
+                return false;
+            }
+        }
+        return true;
+    }
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        if (!word_ieq(a + i, b + i)) {
             return false;
         }
     }
-    return true;
+    return word_ieq(a + n - 8, b + n - 8); /* the last eight, overlapping maybe */
+}
+
+bool wm_memieq_lower(const char *s, const char *lower, size_t n)
+{
+    uint64_t x;
+    uint64_t y;
+
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++) {
+            unsigned c = (unsigned char)s[i];
+            if (c + ((c - 'A' < 26u) << 5) != (unsigned char)lower[i]) {
+                return false;
+            }
+        }
+        return true;
+    }
+    for (size_t i = 0;; i += 8) {
+        if (i + 8 > n) {
+            i = n - 8; /* the last eight, overlapping */
+        }
+        memcpy(&x, s + i, 8);
+        memcpy(&y, lower + i, 8);
+        if (lower8(x) != y) {
+            return false;
+        }
+        if (i + 8 == n) {
+            return true;
+        }
+    }
 }
 
 void wm_trim(const char **s, size_t *n)

@@ -26,6 +26,9 @@ int wm_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
 
 /* Case-insensitive equality of two byte ranges of length n. */
 bool wm_memieq(const char *a, const char *b, size_t n);
+/* The same when lower[0..n) is known to have no capital letter (ASCII):
+ * only s is folded. */
+bool wm_memieq_lower(const char *s, const char *lower, size_t n);
 
 /* Case-insensitive equality of s[0..n) and the NUL-terminated lit. Inline:
  * with a literal the length test is a constant, and most names that differ

@@ -48,6 +48,7 @@ struct wm_conn;
 struct wm_hfwd;
 struct wm_hfwd_ops;
 struct wm_http_head;
+struct wm_http_field;
 struct wm_worker;
 
 /* Defaults (nginx: http2_max_concurrent_streams 128). */
@@ -131,6 +132,6 @@ struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r);
 /* After wm_h2_req_finish(): the head as HTTP/1.1 bytes into out. 0, or 500. */
 int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out);
 /* An HTTP/1 response field: keep it for HTTP/2? (no hop-by-hop fields) */
-bool wm_h2_resp_keep(const struct wm_http_head *h, const char *name, size_t nlen);
+bool wm_h2_resp_keep(const struct wm_http_head *h, const struct wm_http_field *f);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include <event2/buffer.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,32 @@ struct wm_h2_req {
     int err;                 /* first status to answer, 0 while fine */
 };
 
+/* Byte classes: 1 a token character of a lower-case name (RFC 9110 5.6.2,
+ * HTTP/2 names are lower case: RFC 9113 8.2.1), 2 a byte a field value may
+ * hold (no CR, LF, NUL or other control but HTAB: they would split or
+ * smuggle in the HTTP/1 head), 4 a request-target character llhttp's
+ * strict mode takes without a doubt (target_plain). Built once, read by
+ * every worker. */
+static uint8_t byte_class[256];
+static pthread_once_t class_once = PTHREAD_ONCE_INIT;
+
+static void class_init(void)
+{
+    for (unsigned c = 0; c < 256; c++) {
+        bool tchar = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     (c != 0 && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL);
+        bool vchar = c == '\t' || (c >= 0x20 && c != 0x7f);
+        bool pchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     (c != 0 && strchr("-._~!$&'()*+,;=:@/?%", (int)c) != NULL);
+        byte_class[c] = (uint8_t)((tchar ? 1 : 0) | (vchar ? 2 : 0) | (pchar ? 4 : 0));
+    }
+}
+
 struct wm_h2_req *wm_h2_req_new(void)
 {
     struct wm_h2_req *r = calloc(1, sizeof(*r));
 
+    pthread_once(&class_once, class_init);
     if (r == NULL) {
         return NULL;
     }
@@ -91,34 +114,28 @@ void wm_h2_req_trim(struct wm_h2_req *r)
 
 static bool is_tchar(unsigned char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+    return (byte_class[ch] & 1) != 0;
 }
 
-/* A lower-case token (HTTP/2 names are lower case, RFC 9113 8.2.1). */
+/* A lower-case token. */
 static bool name_ok(const uint8_t *p, size_t n)
 {
-    if (n == 0) {
-        return false;
-    }
+    uint8_t all = 1;
+
     for (size_t i = 0; i < n; i++) {
-        if (!is_tchar(p[i])) {
-            return false;
-        }
+        all &= byte_class[p[i]];
     }
-    return true;
+    return n > 0 && all != 0;
 }
 
-/* No CR, LF or NUL (they would split the HTTP/1 head), no control bytes. */
 static bool value_ok(const uint8_t *p, size_t n)
 {
+    uint8_t all = 2;
+
     for (size_t i = 0; i < n; i++) {
-        if (p[i] == '\r' || p[i] == '\n' || p[i] == 0 || (p[i] < 0x20 && p[i] != '\t') ||
-            p[i] == 0x7f) {
-            return false;
-        }
+        all &= byte_class[p[i]];
     }
-    return true;
+    return all != 0;
 }
 
 static bool eq(const uint8_t *p, size_t n, const char *lit)
@@ -182,11 +199,10 @@ static int add_pseudo(struct wm_h2_req *r, const uint8_t *name, size_t nlen, con
 
 /* Fields HTTP/2 forbids (RFC 9113 8.2.2); nghttp2 resets such streams
  * first, this keeps the translation safe on its own. */
-static bool connection_specific(const uint8_t *n, size_t len)
+static bool connection_specific(enum wm_hdr id)
 {
-    return eq(n, len, "connection") || eq(n, len, "keep-alive") ||
-           eq(n, len, "proxy-connection") || eq(n, len, "transfer-encoding") ||
-           eq(n, len, "upgrade");
+    return id == WM_HDR_CONNECTION || id == WM_HDR_KEEP_ALIVE || id == WM_HDR_PROXY_CONNECTION ||
+           id == WM_HDR_TRANSFER_ENCODING || id == WM_HDR_UPGRADE;
 }
 
 /* A field into the head (limits were checked by the caller: a failure is
@@ -194,10 +210,7 @@ static bool connection_specific(const uint8_t *n, size_t len)
 static int add_field(struct wm_h2_req *r, const char *name, size_t nlen, const char *value,
                      size_t vlen)
 {
-    if (wm_http_head_append(r->head, WM_HTTP_PART_NAME, name, nlen) < 0 ||
-        wm_http_head_end_part(r->head, WM_HTTP_PART_NAME) < 0 ||
-        wm_http_head_append(r->head, WM_HTTP_PART_VALUE, value, vlen) < 0 ||
-        wm_http_head_end_part(r->head, WM_HTTP_PART_VALUE) < 0) {
+    if (wm_http_head_add_field(r->head, name, nlen, value, vlen) < 0) {
         r->err = 431;
         return -1;
     }
@@ -218,21 +231,27 @@ int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const u
     if (nlen > 0 && name[0] == ':') {
         return add_pseudo(r, name, nlen, value, vlen);
     }
-    if (!name_ok(name, nlen) || !value_ok(value, vlen) || connection_specific(name, nlen)) {
+    if (!name_ok(name, nlen) || !value_ok(value, vlen)) {
         r->err = 400;
         return -1;
     }
-    if (eq(name, nlen, "te")) {
+    /* a lower-case token: its id says which name it is */
+    enum wm_hdr id = wm_hdr_id((const char *)name, nlen);
+    if (connection_specific(id)) {
+        r->err = 400;
+        return -1;
+    }
+    if (id == WM_HDR_TE) {
         return 0; /* "trailers" only (nghttp2 checks); hop-by-hop in HTTP/1 */
     }
-    if (eq(name, nlen, "host")) {
+    if (id == WM_HDR_HOST) {
         if (r->host == NULL && (r->host = evbuffer_new()) == NULL) {
             r->err = 500;
             return -1;
         }
         return evbuffer_get_length(r->host) > 0 ? 0 : evbuffer_add(r->host, value, vlen);
     }
-    if (eq(name, nlen, "cookie")) {
+    if (id == WM_HDR_COOKIE) {
         if (r->cookie == NULL && (r->cookie = evbuffer_new()) == NULL) {
             r->err = 500;
             return -1;
@@ -242,7 +261,7 @@ int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const u
         }
         return evbuffer_add(r->cookie, value, vlen);
     }
-    if (eq(name, nlen, "content-length")) {
+    if (id == WM_HDR_CONTENT_LENGTH) {
         if (r->has_cl) {
             r->err = 400;
             return -1;
@@ -286,17 +305,15 @@ static int head_line(struct wm_h2_req *r, const char *method)
  * bytes, for llhttp to judge as before. */
 static bool target_plain(const unsigned char *p, size_t n)
 {
+    uint8_t all = 4;
+
     if (n == 0 || (p[0] != '/' && !(n == 1 && p[0] == '*'))) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
-        unsigned char ch = p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("-._~!$&'()*+,;=:@/?%", ch) != NULL) || ch == 0) {
-            return false;
-        }
+        all &= byte_class[p[i]];
     }
-    return true;
+    return all != 0;
 }
 
 static int ws_key(struct wm_h2_req *r)
@@ -403,8 +420,8 @@ int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out)
     return evbuffer_add(out, "\r\n", 2) == 0 ? 0 : 500;
 }
 
-bool wm_h2_resp_keep(const struct wm_http_head *h, const char *name, size_t nlen)
+bool wm_h2_resp_keep(const struct wm_http_head *h, const struct wm_http_field *f)
 {
-    return !(wm_http_head_is_hop(h, name, nlen) || wm_strieq(name, nlen, "transfer-encoding") ||
-             wm_strieq(name, nlen, "sec-websocket-accept"));
+    return !(wm_http_head_field_is_hop(h, f) || f->id == WM_HDR_TRANSFER_ENCODING ||
+             f->id == WM_HDR_SEC_WEBSOCKET_ACCEPT);
 }

@@ -245,17 +245,21 @@ static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
     for (size_t i = 0; i < nf; i++) {
         struct wm_http_field f;
         wm_http_head_field(hd, i, &f);
-        if (!wm_h2_resp_keep(hd, f.name, f.nlen) ||
-            (st->ws && wm_strieq(f.name, f.nlen, "sec-websocket-accept"))) {
+        if (!wm_h2_resp_keep(hd, &f)) {
             continue;
         }
-        for (size_t k = 0; k < f.nlen; k++) {
-            char ch = f.name[k];
-            names[off + k] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        size_t ln;
+        const char *lower = wm_hdr_lower(f.id, &ln); /* a known name: spelt already */
+        if (lower == NULL) {
+            for (size_t k = 0; k < f.nlen; k++) {
+                char ch = f.name[k];
+                names[off + k] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+            }
+            lower = names + off;
+            off += f.nlen;
         }
-        nva[n++] = (nghttp2_nv){(uint8_t *)names + off, (uint8_t *)f.value, f.nlen, f.vlen,
+        nva[n++] = (nghttp2_nv){(uint8_t *)lower, (uint8_t *)f.value, f.nlen, f.vlen,
                                 NGHTTP2_NV_FLAG_NONE};
-        off += f.nlen;
     }
     if (status < 200) {
         rv = nghttp2_submit_headers(st->h->s, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);

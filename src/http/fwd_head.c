@@ -19,13 +19,62 @@
 
 /* ---- header rules ---- */
 
+/* Rule output gathered on the stack: one evbuffer_add per head, not one
+ * per piece. The client's address is formatted once per head. */
+struct obuf {
+    struct evbuffer *out;
+    size_t n;
+    int iplen; /* -1: not formatted yet */
+    char ip[64];
+    char b[1024];
+};
+
+static void ob_init(struct obuf *o, struct evbuffer *out)
+{
+    o->out = out;
+    o->n = 0;
+    o->iplen = -1;
+}
+
+static void ob_flush(struct obuf *o)
+{
+    if (o->n > 0) {
+        evbuffer_add(o->out, o->b, o->n);
+        o->n = 0;
+    }
+}
+
+static void ob_put(struct obuf *o, const char *p, size_t n)
+{
+    if (n > sizeof(o->b) - o->n) {
+        ob_flush(o);
+        if (n > sizeof(o->b)) {
+            evbuffer_add(o->out, p, n);
+            return;
+        }
+    }
+    memcpy(o->b + o->n, p, n);
+    o->n += n;
+}
+
+static void ob_client_ip(struct obuf *o, const struct wm_conn *c)
+{
+    if (o->iplen < 0) {
+        const char *ip = c->peerlen > 0
+                             ? wm_addr_format_ip((const struct sockaddr *)&c->peer, o->ip, sizeof(o->ip))
+                             : "";
+        if (ip != o->ip) {
+            snprintf(o->ip, sizeof(o->ip), "%s", ip);
+        }
+        o->iplen = (int)strlen(o->ip);
+    }
+    ob_put(o, o->ip, (size_t)o->iplen);
+}
+
 /* Expand {client_ip}, {url}, {host}, {path}, {method}, {scheme},
  * {proxy_add_x_forwarded_for} (or $name) in v. */
-static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
-                   struct evbuffer *out)
+static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v, struct obuf *o)
 {
-    char ip[64];
-
     while (*v != '\0') {
         const char *name = NULL;
         size_t nlen = 0;
@@ -47,15 +96,13 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
         if (name != NULL && nlen > 0) {
             size_t len = 0;
             const char *val = NULL;
+            bool done = true;
             if (wm_strieq(name, nlen, "client_ip")) {
-                val = f->c->peerlen > 0
-                          ? wm_addr_format_ip((struct sockaddr *)&f->c->peer, ip, sizeof(ip))
-                          : "";
-                len = strlen(val);
+                ob_client_ip(o, f->c);
             } else if (wm_strieq(name, nlen, "url") || wm_strieq(name, nlen, "path")) {
                 val = wm_http_head_url(hd, &len);
             } else if (wm_strieq(name, nlen, "host")) {
-                val = wm_http_head_get(hd, "host", &len);
+                val = wm_http_head_get_id(hd, WM_HDR_HOST, &len);
             } else if (wm_strieq(name, nlen, "method")) {
                 val = wm_http_head_method(hd, &len);
             } else if (wm_strieq(name, nlen, "scheme")) {
@@ -64,66 +111,74 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v,
             } else if (wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
                 /* nginx's: the client's X-Forwarded-For, then its address */
                 size_t xl = 0;
-                const char *x = wm_http_head_get(hd, "x-forwarded-for", &xl);
+                const char *x = wm_http_head_get_id(hd, WM_HDR_X_FORWARDED_FOR, &xl);
                 if (x != NULL && xl > 0) {
-                    evbuffer_add(out, x, xl);
-                    evbuffer_add(out, ", ", 2);
+                    ob_put(o, x, xl);
+                    ob_put(o, ", ", 2);
                 }
-                val = f->c->peerlen > 0
-                          ? wm_addr_format_ip((struct sockaddr *)&f->c->peer, ip, sizeof(ip))
-                          : "";
-                len = strlen(val);
+                ob_client_ip(o, f->c);
+            } else {
+                done = false;
             }
             if (val != NULL) {
-                evbuffer_add(out, val, len);
+                ob_put(o, val, len);
+            } else if (done && !wm_strieq(name, nlen, "client_ip") &&
+                       !wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
+                done = false; /* e.g. {host} without a Host field: kept as written */
+            }
+            if (done) {
                 v += skip;
                 continue;
             }
         }
         size_t run = 1 + strcspn(v + 1, "{$"); /* literal bytes up to the next variable */
-        evbuffer_add(out, v, run);
+        ob_put(o, v, run);
         v += run;
     }
 }
 
 void wm_hfwd_expand(struct wm_hfwd *f, const char *v, struct evbuffer *out)
 {
-    expand(f, wm_http_parser_head(f->req), v, out);
-}
+    struct obuf o;
 
-static const struct wm_hfwd_rule *rule_for(const struct wm_hfwd_target *t, bool request,
-                                           const char *name, size_t nlen, char op)
-{
-    for (size_t i = 0; i < t->nrules; i++) {
-        const struct wm_hfwd_rule *r = &t->rules[i];
-        if (r->request == request && r->op == op && wm_strieq(name, nlen, r->name)) {
-            return r;
-        }
-    }
-    return NULL;
+    ob_init(&o, out);
+    expand(f, wm_http_parser_head(f->req), v, &o);
+    ob_flush(&o);
 }
 
 /* Append the rules' own header lines ('+' always, '=' replaces). */
 static void add_rule_headers(struct wm_hfwd *f, struct wm_http_head *hd, bool request,
                              struct evbuffer *out)
 {
+    struct obuf o;
+
+    ob_init(&o, out);
     for (size_t i = 0; i < f->w->t.nrules; i++) {
         const struct wm_hfwd_rule *r = &f->w->t.rules[i];
         if (r->request != request || r->op == '-') {
             continue;
         }
-        evbuffer_add(out, r->name, strlen(r->name));
-        evbuffer_add(out, ": ", 2);
-        expand(f, hd, r->value, out);
-        evbuffer_add(out, "\r\n", 2);
+        ob_put(&o, r->name, strlen(r->name));
+        ob_put(&o, ": ", 2);
+        expand(f, hd, r->value, &o);
+        ob_put(&o, "\r\n", 2);
     }
+    ob_flush(&o);
 }
 
 /* Drop a field because a rule removes or replaces it. */
 static bool ruled_out(struct wm_hfwd *f, bool request, const struct wm_http_field *fl)
 {
-    return rule_for(&f->w->t, request, fl->name, fl->nlen, '-') != NULL ||
-           rule_for(&f->w->t, request, fl->name, fl->nlen, '=') != NULL;
+    unsigned first = (unsigned char)fl->name[0] | 0x20;
+
+    for (size_t i = 0; i < f->w->t.nrules; i++) {
+        const struct wm_hfwd_rule *r = &f->w->t.rules[i];
+        if (r->request == request && (r->op == '-' || r->op == '=') &&
+            ((unsigned char)r->name[0] | 0x20) == first && wm_strieq(fl->name, fl->nlen, r->name)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* ---- head output: one reservation, filled with memcpy ---- */
@@ -209,14 +264,14 @@ void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
     }
     for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
         wm_http_head_field(hd, i, &fl);
-        if (own_host && wm_strieq(fl.name, fl.nlen, "host")) {
+        if (own_host && fl.id == WM_HDR_HOST) {
             continue;
         }
-        if (f->ri.expect && fl.nlen == 6 && wm_strieq(fl.name, fl.nlen, "expect")) {
+        if (f->ri.expect && fl.id == WM_HDR_EXPECT) {
             continue; /* answered by us (fwd_body.c) */
         }
-        if (!(f->ri.wants_upgrade && wm_strieq(fl.name, fl.nlen, "upgrade")) &&
-            wm_http_head_is_hop(hd, fl.name, fl.nlen)) {
+        if (!(f->ri.wants_upgrade && fl.id == WM_HDR_UPGRADE) &&
+            wm_http_head_field_is_hop(hd, &fl)) {
             continue;
         }
         if (f->w->t.nrules > 0 && ruled_out(f, true, &fl)) {
@@ -260,11 +315,11 @@ void hfwd_set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
 static bool resp_field_kept(struct wm_hfwd *f, struct wm_http_head *hd,
                             const struct wm_http_field *fl, int status, bool upgrade)
 {
-    if (upgrade && wm_strieq(fl->name, fl->nlen, "upgrade")) {
+    if (upgrade && fl->id == WM_HDR_UPGRADE) {
         /* kept */
-    } else if (wm_strieq(fl->name, fl->nlen, "trailer")) {
+    } else if (fl->id == WM_HDR_TRAILER) {
         /* kept: chunked bodies pass through with their trailers */
-    } else if (wm_http_head_is_hop(hd, fl->name, fl->nlen)) {
+    } else if (wm_http_head_field_is_hop(hd, fl)) {
         return false;
     }
     return !(f->w->t.nrules > 0 && status >= 200 && ruled_out(f, false, fl));

@@ -14,7 +14,8 @@ struct span {
 
 struct field {
     struct span name;
-    struct span value;
+    struct span value; /* trimmed once complete */
+    uint8_t id;        /* enum wm_hdr of the name, set once it is complete */
 };
 
 struct wm_http_head {
@@ -136,6 +137,27 @@ static int grow_fields(struct wm_http_head *h)
     return 0;
 }
 
+/* Room for n more bytes (the caller checked the limit). 0 or -1. */
+static int reserve(struct wm_http_head *h, size_t n)
+{
+    if (h->used + n > h->cap) {
+        size_t ncap = h->cap ? h->cap : HEAD_INITIAL_CAP;
+        while (ncap < h->used + n) {
+            ncap *= 2;
+        }
+        if (ncap > h->limit) {
+            ncap = h->limit;
+        }
+        char *nb = realloc(h->buf, ncap);
+        if (nb == NULL) {
+            return -1;
+        }
+        h->buf = nb;
+        h->cap = ncap;
+    }
+    return 0;
+}
+
 int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const char *p,
                         size_t n)
 {
@@ -165,20 +187,8 @@ int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const ch
     if (n == 0) {
         return 0; /* an empty piece (llhttp reports some); nothing to copy */
     }
-    if (h->used + n > h->cap) {
-        size_t ncap = h->cap ? h->cap : HEAD_INITIAL_CAP;
-        while (ncap < h->used + n) {
-            ncap *= 2;
-        }
-        if (ncap > h->limit) {
-            ncap = h->limit;
-        }
-        char *nb = realloc(h->buf, ncap);
-        if (nb == NULL) {
-            return -1;
-        }
-        h->buf = nb;
-        h->cap = ncap;
+    if (reserve(h, n) < 0) {
+        return -1;
     }
     /* Pieces of one element arrive in order and nothing else is appended in
      * between, so the element stays contiguous. */
@@ -206,6 +216,38 @@ static bool conn_names_extra(const char *v, size_t n)
     return false;
 }
 
+/* Field nfields' name is complete: its id, and whether it is Connection. */
+static void name_done(struct wm_http_head *h)
+{
+    struct field *f = &h->fields[h->nfields];
+
+    /* an empty name (refused by the parser after this) may have no storage */
+    f->id = f->name.len > 0 ? (uint8_t)wm_hdr_id(h->buf + f->name.off, f->name.len) : WM_HDR_OTHER;
+    h->cur_conn = f->id == WM_HDR_CONNECTION;
+    if (h->cur_conn) {
+        h->nconnection++;
+    }
+}
+
+/* Field nfields' value is complete: trimmed, counted. */
+static void value_done(struct wm_http_head *h)
+{
+    struct span *v = &h->fields[h->nfields].value;
+
+    while (v->len > 0 && (h->buf[v->off] == ' ' || h->buf[v->off] == '\t')) {
+        v->off++;
+        v->len--;
+    }
+    while (v->len > 0 && (h->buf[v->off + v->len - 1] == ' ' || h->buf[v->off + v->len - 1] == '\t')) {
+        v->len--;
+    }
+    if (h->cur_conn && !h->conn_extra) {
+        h->conn_extra = conn_names_extra(h->buf + v->off, v->len);
+    }
+    h->cur_conn = false;
+    h->nfields++;
+}
+
 int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
 {
     if (part == WM_HTTP_PART_NAME) {
@@ -213,26 +255,41 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
             return -1; /* empty name */
         }
         h->in_name = false;
-        struct span n = h->fields[h->nfields].name;
-        h->cur_conn = n.len == 10 && wm_strieq(h->buf + n.off, 10, "connection");
-        if (h->cur_conn) {
-            h->nconnection++;
-        }
+        name_done(h);
         h->fields[h->nfields].value = (struct span){(uint32_t)h->used, 0};
     } else if (part == WM_HTTP_PART_VALUE) {
         /* An empty value produces no append: accept it. */
         if (!h->in_name && h->nfields < h->fcap) {
             h->in_value = false;
-            if (h->cur_conn && !h->conn_extra) {
-                struct span v = h->fields[h->nfields].value;
-                h->conn_extra = conn_names_extra(h->buf + v.off, v.len);
-            }
-            h->cur_conn = false;
-            h->nfields++;
+            value_done(h);
             return 0;
         }
         return -1;
     }
+    return 0;
+}
+
+int wm_http_head_add_field(struct wm_http_head *h, const char *name, size_t nlen,
+                           const char *value, size_t vlen)
+{
+    struct field *f;
+
+    if (nlen == 0 || h->in_name || h->in_value || h->nfields >= h->max_fields ||
+        grow_fields(h) < 0 || nlen + vlen > h->limit - h->used ||
+        reserve(h, nlen + vlen) < 0) {
+        return -1;
+    }
+    f = &h->fields[h->nfields];
+    f->name = (struct span){(uint32_t)h->used, (uint32_t)nlen};
+    memcpy(h->buf + h->used, name, nlen);
+    h->used += nlen;
+    f->value = (struct span){(uint32_t)h->used, (uint32_t)vlen};
+    if (vlen > 0) {
+        memcpy(h->buf + h->used, value, vlen);
+        h->used += vlen;
+    }
+    name_done(h);
+    value_done(h);
     return 0;
 }
 
@@ -294,18 +351,31 @@ void wm_http_head_field(const struct wm_http_head *h, size_t i, struct wm_http_f
 {
     f->name = span_ptr(h, h->fields[i].name, &f->nlen);
     f->value = span_ptr(h, h->fields[i].value, &f->vlen);
-    wm_trim(&f->value, &f->vlen);
+    f->id = (enum wm_hdr)h->fields[i].id;
 }
 
 const char *wm_http_head_get(const struct wm_http_head *h, const char *name, size_t *vlen)
 {
-    struct wm_http_field f;
+    size_t n = strlen(name);
+    enum wm_hdr id = wm_hdr_id(name, n);
 
+    if (id != WM_HDR_OTHER) {
+        return wm_http_head_get_id(h, id, vlen);
+    }
     for (size_t i = 0; i < h->nfields; i++) {
-        wm_http_head_field(h, i, &f);
-        if (wm_strieq(f.name, f.nlen, name)) {
-            *vlen = f.vlen;
-            return f.value;
+        const struct field *f = &h->fields[i];
+        if (f->name.len == n && wm_memieq(h->buf + f->name.off, name, n)) {
+            return span_ptr(h, f->value, vlen);
+        }
+    }
+    return NULL;
+}
+
+const char *wm_http_head_get_id(const struct wm_http_head *h, enum wm_hdr id, size_t *vlen)
+{
+    for (size_t i = 0; i < h->nfields; i++) {
+        if (h->fields[i].id == id && id != WM_HDR_OTHER) {
+            return span_ptr(h, h->fields[i].value, vlen);
         }
     }
     return NULL;
@@ -316,39 +386,35 @@ size_t wm_http_head_size(const struct wm_http_head *h)
     return h->used;
 }
 
-bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t nlen)
+/* Does a Connection field of h name name[0..nlen)? */
+static bool named_by_connection(const struct wm_http_head *h, const char *name, size_t nlen)
 {
-    static const char *const fixed[] = {
-        "connection", "proxy-connection", "keep-alive", "proxy-authorization",
-        "proxy-authenticate", "te", "trailer", "upgrade",
-    };
-    struct wm_http_field f;
-
-    /* The fixed set has names of 2, 7, 10, 16, 18 and 19 bytes. */
-    if (nlen == 2 || nlen == 7 || nlen == 10 || nlen == 16 || nlen == 18 || nlen == 19) {
-        for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-            if (wm_strieq(name, nlen, fixed[i])) {
-                return true;
-            }
-        }
-    }
-    if (!h->conn_extra) {
-        return false;
-    }
     for (size_t i = 0; i < h->nfields; i++) {
-        wm_http_head_field(h, i, &f);
-        if (!wm_strieq(f.name, f.nlen, "connection")) {
+        if (h->fields[i].id != WM_HDR_CONNECTION) {
             continue;
         }
         /* Connection: a, b -> headers a and b are hop-by-hop too. */
+        const char *v = h->buf + h->fields[i].value.off;
+        size_t vlen = h->fields[i].value.len;
         size_t pos = 0;
         const char *t;
         size_t tn;
-        while (wm_list_next(f.value, f.vlen, &pos, &t, &tn)) {
+        while (wm_list_next(v, vlen, &pos, &t, &tn)) {
             if (tn == nlen && tn > 0 && wm_memieq(t, name, nlen)) {
                 return true;
             }
         }
     }
     return false;
+}
+
+bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t nlen)
+{
+    return wm_hdr_is_hop(wm_hdr_id(name, nlen)) ||
+           (h->conn_extra && named_by_connection(h, name, nlen));
+}
+
+bool wm_http_head_field_is_hop(const struct wm_http_head *h, const struct wm_http_field *f)
+{
+    return wm_hdr_is_hop(f->id) || (h->conn_extra && named_by_connection(h, f->name, f->nlen));
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/hdr.h"
+
 struct evbuffer;
 struct wm_http_head;
 
@@ -17,6 +19,7 @@ struct wm_http_field {
     size_t nlen;
     const char *value;
     size_t vlen;
+    enum wm_hdr id; /* the name's id (WM_HDR_OTHER: compare the name) */
 };
 
 /* limit: maximum bytes of the head (line + fields); fields: maximum count. */
@@ -42,6 +45,10 @@ int wm_http_head_append(struct wm_http_head *h, enum wm_http_part part, const ch
                         size_t n);
 /* The element of `part` is complete (header name or value). */
 int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part);
+/* A whole field at once (the pieces and ends above in one call), for
+ * heads built from other framings. 0, or -1 when a limit is hit. */
+int wm_http_head_add_field(struct wm_http_head *h, const char *name, size_t nlen,
+                           const char *value, size_t vlen);
 void wm_http_head_set_version(struct wm_http_head *h, int major, int minor);
 void wm_http_head_set_status(struct wm_http_head *h, int status);
 
@@ -57,6 +64,8 @@ size_t wm_http_head_nfields(const struct wm_http_head *h);
 void wm_http_head_field(const struct wm_http_head *h, size_t i, struct wm_http_field *f);
 /* First field whose name equals name (case-insensitive); NULL if none. */
 const char *wm_http_head_get(const struct wm_http_head *h, const char *name, size_t *vlen);
+/* First field with this id (not WM_HDR_OTHER); NULL if none. */
+const char *wm_http_head_get_id(const struct wm_http_head *h, enum wm_hdr id, size_t *vlen);
 /* Bytes of storage used (for limits and tests). */
 size_t wm_http_head_size(const struct wm_http_head *h);
 
@@ -64,5 +73,7 @@ size_t wm_http_head_size(const struct wm_http_head *h);
  * (Connection, Proxy-Connection, Keep-Alive, Proxy-Authorization, TE,
  * Trailer, Upgrade) or named by a Connection header of h? */
 bool wm_http_head_is_hop(const struct wm_http_head *h, const char *name, size_t nlen);
+/* The same for a field of h (its id spares comparing the name). */
+bool wm_http_head_field_is_hop(const struct wm_http_head *h, const struct wm_http_field *f);
 
 #endif

@@ -107,11 +107,11 @@ static int on_value_complete(llhttp_t *ll)
         p->err = "empty header field name";
         return HPE_USER;
     }
-    if (wm_strieq(f.name, f.nlen, "transfer-encoding")) {
+    if (f.id == WM_HDR_TRANSFER_ENCODING) {
         p->has_te = true;
-    } else if (wm_strieq(f.name, f.nlen, "content-length")) {
+    } else if (f.id == WM_HDR_CONTENT_LENGTH) {
         p->has_cl = true;
-    } else if (p->kind == WM_HTTP_REQUEST && wm_strieq(f.name, f.nlen, "host")) {
+    } else if (p->kind == WM_HTTP_REQUEST && f.id == WM_HDR_HOST) {
         if (p->has_host) {
             /* RFC 9112 3.2: 400; hops could route on different ones */
             p->err = "more than one Host header";
@@ -124,14 +124,14 @@ static int on_value_complete(llhttp_t *ll)
 
 /* Call fn for each comma-separated token of every field named name (OWS
  * trimmed, empty elements skipped); stops at the first non-zero return. */
-static int each_token(struct wm_http_head *h, const char *name,
+static int each_token(struct wm_http_head *h, enum wm_hdr name,
                       int (*fn)(const char *t, size_t n, void *arg), void *arg)
 {
     struct wm_http_field f;
 
     for (size_t i = 0; i < wm_http_head_nfields(h); i++) {
         wm_http_head_field(h, i, &f);
-        if (!wm_strieq(f.name, f.nlen, name)) {
+        if (f.id != name) {
             continue;
         }
         for (size_t k = 0; k < f.vlen;) {
@@ -192,12 +192,12 @@ static int check_request(struct wm_http_parser *p, const llhttp_t *ll)
     if (ll->http_major != 1) {
         return request_error(p, 505, "HTTP version not supported");
     }
-    if (each_token(p->head, "connection", connection_token, NULL) != 0) {
+    if (each_token(p->head, WM_HDR_CONNECTION, connection_token, NULL) != 0) {
         return request_error(p, 400, "Connection names a framing or routing header");
     }
     if (p->has_te) {
         struct te_scan sc = {0, false};
-        each_token(p->head, "transfer-encoding", te_token, &sc);
+        each_token(p->head, WM_HDR_TRANSFER_ENCODING, te_token, &sc);
         if (!sc.last_chunked || ll->http_minor == 0) {
             /* RFC 9112 6.1: unframeable, and HTTP/1.0 has no chunked coding. */
             p->bad_te = true;

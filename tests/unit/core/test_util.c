@@ -346,6 +346,49 @@ static void test_strieq(void **state)
     }
 }
 
+/* wm_memieq folds eight bytes at a time: every pair of bytes, at every
+ * offset of a word and in the tail, against a byte-by-byte reference. */
+static bool ref_ieq(unsigned char x, unsigned char y)
+{
+    x = (unsigned char)(x >= 'A' && x <= 'Z' ? x + 32 : x);
+    y = (unsigned char)(y >= 'A' && y <= 'Z' ? y + 32 : y);
+    return x == y;
+}
+
+static void test_memieq_every_byte_pair(void **state)
+{
+    char a[19];
+    char b[19];
+
+    (void)state;
+    for (size_t pos = 0; pos < sizeof(a); pos += 3) {
+        for (unsigned x = 0; x < 256; x++) {
+            for (unsigned y = 0; y < 256; y++) {
+                memset(a, 'q', sizeof(a));
+                memset(b, 'Q', sizeof(b));
+                a[pos] = (char)x;
+                b[pos] = (char)y;
+                bool want = ref_ieq((unsigned char)x, (unsigned char)y);
+                if (wm_memieq(a, b, sizeof(a)) != want) {
+                    fail_msg("pos %zu bytes %02x %02x", pos, x, y);
+                }
+                if (!(y >= 'A' && y <= 'Z')) {
+                    memset(b, 'q', sizeof(b));
+                    b[pos] = (char)y;
+                    for (size_t n = pos + 1; n <= sizeof(a); n += 5) {
+                        if (wm_memieq_lower(a, b, n) != want) {
+                            fail_msg("lower: pos %zu n %zu bytes %02x %02x", pos, n, x, y);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    /* bytes past n never count */
+    assert_true(wm_memieq("abcdefghiX", "ABCDEFGHIY", 9));
+    assert_false(wm_memieq("abcdefghiX", "ABCDEFGHIY", 10));
+}
+
 /* ---- wm_list_has_token ---- */
 
 static void test_list_has_token(void **state)
@@ -514,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_parse_u64_length),
         cmocka_unit_test(test_parse_u64_small_max),
         cmocka_unit_test(test_strieq),
+        cmocka_unit_test(test_memieq_every_byte_pair),
         cmocka_unit_test(test_list_has_token),
         cmocka_unit_test(test_trim),
         cmocka_unit_test(test_err_escapes_control_chars),
