@@ -13,6 +13,7 @@
 #include "conf/config.h"
 #include "core/cli.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/version.h"
 
 #define AOFF(f) offsetof(struct wm_app_opts, f)
@@ -524,6 +525,7 @@ int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
 
+    wm_mem_install(); /* before anything of libevent's */
     if (cmd == NULL) {
         usage_main(stderr);
         return 2;

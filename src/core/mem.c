@@ -1,0 +1,233 @@
+/*
+ * core/mem.c - see mem.h. A block is a 16-byte header and its payload;
+ * the header says the block's class (or that malloc alone handles it) and
+ * the size asked for. Cached blocks of a class are linked through their
+ * headers, so the payload is never touched while cached.
+ */
+#include "core/mem.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* Classes of payload size 1 KiB << k: libevent's chains are powers of two
+ * from 1 KiB up. Smaller blocks are glibc's tcache's; bigger ones rare. */
+#define MEM_MIN_SHIFT 10
+#define MEM_CLASSES 6               /* 1, 2, 4, 8, 16 and 32 KiB */
+#define MEM_DIRECT 0xff             /* not a cached class: malloc's */
+#define MEM_CACHE_BYTES (1u << 20)  /* per thread, all classes */
+#define MEM_CACHE_COUNT 128         /* per class */
+#define MEM_MAGIC 0x7a3c
+
+struct hdr {
+    struct hdr *next; /* while cached */
+    uint32_t asked;   /* bytes asked for (saturated for big direct blocks) */
+    uint8_t cls;      /* class, or MEM_DIRECT */
+    uint8_t pad;
+    uint16_t magic;
+};
+
+_Static_assert(sizeof(struct hdr) == 16, "the header keeps malloc's 16-byte alignment");
+
+struct cache {
+    struct hdr *head[MEM_CLASSES];
+    uint16_t count[MEM_CLASSES];
+    size_t bytes;
+    bool keyed;  /* the exit destructor is armed for this thread */
+    bool closed; /* emptied for good: frees go to free() */
+};
+
+static __thread struct cache tc;
+static pthread_key_t exit_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static size_t class_size(unsigned cls)
+{
+    return (size_t)1 << (MEM_MIN_SHIFT + cls);
+}
+
+/* The class for n bytes, or MEM_DIRECT. */
+static unsigned class_of(size_t n)
+{
+    if (n <= class_size(0) / 2 || n > class_size(MEM_CLASSES - 1)) {
+        return MEM_DIRECT;
+    }
+    unsigned cls = 0;
+    while (class_size(cls) < n) {
+        cls++;
+    }
+    return cls;
+}
+
+static void *payload(struct hdr *h)
+{
+    return h + 1;
+}
+
+static struct hdr *header(void *p)
+{
+    struct hdr *h = (struct hdr *)p - 1;
+
+    if (h->magic != MEM_MAGIC) {
+        abort(); /* not ours: a block from plain malloc reached this free */
+    }
+    return h;
+}
+
+static void thread_exit(void *arg)
+{
+    (void)arg;
+    wm_mem_thread_done();
+}
+
+static void make_key(void)
+{
+    if (pthread_key_create(&exit_key, thread_exit) != 0) {
+        abort();
+    }
+}
+
+void *wm_mem_malloc(size_t n)
+{
+    unsigned cls = class_of(n);
+    struct hdr *h;
+
+    if (cls != MEM_DIRECT && tc.head[cls] != NULL) {
+        h = tc.head[cls];
+        tc.head[cls] = h->next;
+        tc.count[cls]--;
+        tc.bytes -= class_size(cls);
+        h->next = NULL;
+        h->asked = (uint32_t)n;
+        UNPOISON(payload(h), n);
+        return payload(h);
+    }
+    h = malloc(sizeof(*h) + (cls == MEM_DIRECT ? (n > 0 ? n : 1) : class_size(cls)));
+    if (h == NULL) {
+        return NULL;
+    }
+    h->next = NULL;
+    h->asked = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    h->cls = (uint8_t)cls;
+    h->pad = 0;
+    h->magic = MEM_MAGIC;
+    if (cls != MEM_DIRECT) {
+        POISON((char *)payload(h) + n, class_size(cls) - n); /* past the asked size */
+    }
+    return payload(h);
+}
+
+void wm_mem_free(void *p)
+{
+    struct hdr *h;
+    unsigned cls;
+
+    if (p == NULL) {
+        return;
+    }
+    h = header(p);
+    cls = h->cls;
+    if (cls == MEM_DIRECT || tc.closed || tc.count[cls] >= MEM_CACHE_COUNT ||
+        tc.bytes + class_size(cls) > MEM_CACHE_BYTES) {
+        UNPOISON(payload(h), cls == MEM_DIRECT ? 0 : class_size(cls));
+        h->magic = 0;
+        free(h);
+        return;
+    }
+    if (!tc.keyed) {
+        pthread_once(&key_once, make_key);
+        if (pthread_setspecific(exit_key, &tc) != 0) {
+            h->magic = 0;
+            free(h);
+            return;
+        }
+        tc.keyed = true;
+    }
+    POISON(payload(h), class_size(cls));
+    h->next = tc.head[cls];
+    tc.head[cls] = h;
+    tc.count[cls]++;
+    tc.bytes += class_size(cls);
+}
+
+void *wm_mem_realloc(void *p, size_t n)
+{
+    struct hdr *h;
+    void *q;
+
+    if (p == NULL) {
+        return wm_mem_malloc(n);
+    }
+    h = header(p);
+    if (h->cls == MEM_DIRECT && class_of(n) == MEM_DIRECT) {
+        struct hdr *nh = realloc(h, sizeof(*h) + (n > 0 ? n : 1));
+        if (nh == NULL) {
+            return NULL;
+        }
+        nh->asked = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+        return payload(nh);
+    }
+    if (h->cls != MEM_DIRECT && n <= class_size(h->cls) && class_of(n) == h->cls) {
+        UNPOISON(p, n);
+        POISON((char *)p + n, class_size(h->cls) - n);
+        h->asked = (uint32_t)n;
+        return p;
+    }
+    q = wm_mem_malloc(n);
+    if (q == NULL) {
+        return NULL;
+    }
+    memcpy(q, p, h->asked < n ? h->asked : n);
+    wm_mem_free(p);
+    return q;
+}
+
+void wm_mem_thread_done(void)
+{
+    for (unsigned cls = 0; cls < MEM_CLASSES; cls++) {
+        while (tc.head[cls] != NULL) {
+            struct hdr *h = tc.head[cls];
+            tc.head[cls] = h->next;
+            UNPOISON(payload(h), class_size(cls));
+            h->magic = 0;
+            free(h);
+        }
+        tc.count[cls] = 0;
+    }
+    tc.bytes = 0;
+    tc.closed = true;
+}
+
+size_t wm_mem_cached_bytes(void)
+{
+    return tc.bytes;
+}
+
+static void process_exit(void)
+{
+    wm_mem_thread_done();
+}
+
+void wm_mem_install(void)
+{
+    static bool done;
+
+    if (done) {
+        return;
+    }
+    done = true;
+    event_set_mem_functions(wm_mem_malloc, wm_mem_realloc, wm_mem_free);
+    atexit(process_exit);
+}

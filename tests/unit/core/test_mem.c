@@ -1,0 +1,177 @@
+/*
+ * tests/unit/core/test_mem.c - core/mem.h: the per-thread cache of
+ * libevent's blocks: reuse by class, bounds, realloc, emptying, and that
+ * AddressSanitizer still sees cached and unasked bytes as off limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <pthread.h>
+
+#include "core/mem.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISONED(p) (__asan_address_is_poisoned(p) != 0)
+#else
+#define POISONED(p) true
+#endif
+
+static void test_reuse_by_class(void **state)
+{
+    (void)state;
+    wm_mem_thread_done();
+    char *a = wm_mem_malloc(2048);
+    assert_non_null(a);
+    memset(a, 'x', 2048);
+    wm_mem_free(a);
+    assert_int_equal(wm_mem_cached_bytes(), 0); /* closed by thread_done above */
+}
+
+static void *fresh_thread(void *arg)
+{
+    size_t *out = arg;
+    char *a = wm_mem_malloc(2048);
+    char *b;
+
+    memset(a, 'x', 2048);
+    wm_mem_free(a);
+    out[0] = wm_mem_cached_bytes();
+    b = wm_mem_malloc(1500); /* same class: the cached block comes back */
+    out[1] = a == b;
+    memset(b, 'y', 1500);
+    out[2] = POISONED(b + 1500); /* past the asked size */
+    wm_mem_free(b);
+    out[3] = POISONED(b); /* cached: nobody may touch it */
+    /* small and huge blocks are malloc's alone */
+    char *s = wm_mem_malloc(100);
+    char *h = wm_mem_malloc(1 << 20);
+    memset(s, 1, 100);
+    memset(h, 1, 1 << 20);
+    size_t before = wm_mem_cached_bytes();
+    wm_mem_free(s);
+    wm_mem_free(h);
+    out[4] = wm_mem_cached_bytes() == before;
+    /* bounded: many frees keep at most 1 MiB */
+    char *many[200];
+    for (int i = 0; i < 200; i++) {
+        many[i] = wm_mem_malloc(16384);
+    }
+    for (int i = 0; i < 200; i++) {
+        wm_mem_free(many[i]);
+    }
+    out[5] = wm_mem_cached_bytes() <= (1u << 20);
+    out[6] = wm_mem_cached_bytes() > 0;
+    /* the exit destructor empties the rest (the leak check would say) */
+    return NULL;
+}
+
+static void test_thread_cache(void **state)
+{
+    size_t out[8] = {0};
+    pthread_t t;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, fresh_thread, out), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(out[0], 2048);
+    assert_true(out[1]);
+    assert_true(out[2]);
+    assert_true(out[3]);
+    assert_true(out[4]);
+    assert_true(out[5]);
+    assert_true(out[6]);
+}
+
+static void *realloc_thread(void *arg)
+{
+    int *ok = arg;
+    char *p = wm_mem_realloc(NULL, 700);
+    char *q;
+
+    for (int i = 0; i < 700; i++) {
+        p[i] = (char)i;
+    }
+    q = wm_mem_realloc(p, 900); /* same class: in place */
+    *ok = q == p;
+    p = wm_mem_realloc(q, 5000); /* another class: moved, content kept */
+    for (int i = 0; i < 700; i++) {
+        *ok &= p[i] == (char)i;
+    }
+    p = wm_mem_realloc(p, 100000); /* to malloc's */
+    for (int i = 0; i < 700; i++) {
+        *ok &= p[i] == (char)i;
+    }
+    p = wm_mem_realloc(p, 200000);
+    for (int i = 0; i < 700; i++) {
+        *ok &= p[i] == (char)i;
+    }
+    p = wm_mem_realloc(p, 3000); /* back to a class */
+    for (int i = 0; i < 700; i++) {
+        *ok &= p[i] == (char)i;
+    }
+    wm_mem_free(p);
+    wm_mem_thread_done();
+    *ok &= wm_mem_cached_bytes() == 0;
+    return NULL;
+}
+
+static void test_mem_realloc(void **state)
+{
+    int ok = 0;
+    pthread_t t;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, realloc_thread, &ok), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(ok);
+}
+
+/* libevent itself, through the cache: chains filled and emptied. */
+static void *evbuffer_thread(void *arg)
+{
+    int *ok = arg;
+    struct evbuffer *b = evbuffer_new();
+    char chunk[3000];
+
+    memset(chunk, 'z', sizeof(chunk));
+    *ok = b != NULL;
+    for (int i = 0; i < 1000 && *ok; i++) {
+        evbuffer_add(b, chunk, sizeof(chunk));
+        evbuffer_add(b, chunk, 100);
+        *ok &= evbuffer_get_length(b) == sizeof(chunk) + 100;
+        evbuffer_drain(b, evbuffer_get_length(b));
+    }
+    evbuffer_free(b);
+    return NULL;
+}
+
+static void test_libevent(void **state)
+{
+    int ok = 0;
+    pthread_t t;
+
+    (void)state;
+    assert_int_equal(pthread_create(&t, NULL, evbuffer_thread, &ok), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_thread_cache),
+        cmocka_unit_test(test_mem_realloc),
+        cmocka_unit_test(test_libevent),
+        cmocka_unit_test(test_reuse_by_class),
+    };
+    wm_mem_install();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
