@@ -73,14 +73,21 @@ static void *fresh_thread(void *arg)
     return NULL;
 }
 
+/* Each case runs on a thread of its own: a fresh cache, emptied at its exit. */
+static void on_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+
+    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
 static void test_thread_cache(void **state)
 {
     size_t out[8] = {0};
-    pthread_t t;
 
     (void)state;
-    assert_int_equal(pthread_create(&t, NULL, fresh_thread, out), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    on_thread(fresh_thread, out);
     assert_int_equal(out[0], 2048);
     assert_true(out[1]);
     assert_true(out[2]);
@@ -126,11 +133,9 @@ static void *realloc_thread(void *arg)
 static void test_mem_realloc(void **state)
 {
     int ok = 0;
-    pthread_t t;
 
     (void)state;
-    assert_int_equal(pthread_create(&t, NULL, realloc_thread, &ok), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    on_thread(realloc_thread, &ok);
     assert_true(ok);
 }
 
@@ -156,11 +161,9 @@ static void *evbuffer_thread(void *arg)
 static void test_libevent(void **state)
 {
     int ok = 0;
-    pthread_t t;
 
     (void)state;
-    assert_int_equal(pthread_create(&t, NULL, evbuffer_thread, &ok), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    on_thread(evbuffer_thread, &ok);
     assert_true(ok);
 }
 
