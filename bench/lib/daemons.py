@@ -108,8 +108,24 @@ def nginx_origin(ctx, workers=1, big=False):
     return _nginx(ctx, "nginx-origin", workers, body, port)
 
 
-def nginx_reverse(ctx, upstream_port, workers=1):
-    """Reverse proxy with a keep-alive upstream pool (the reference row)."""
+# The request headers wmproxy's reverse proxy adds by default (X-Forwarded-For,
+# X-Real-IP, X-Forwarded-Proto): nginx and HAProxy rows add them too, so every
+# proxy builds the same upstream head and the origin parses the same bytes.
+def nginx_fwd_headers(scheme):
+    return "\n".join("            proxy_set_header %s %s;" % kv for kv in (
+        ("X-Forwarded-For", "$proxy_add_x_forwarded_for"), ("X-Real-IP", "$remote_addr"),
+        ("X-Forwarded-Proto", scheme)))
+
+
+def haproxy_fwd_headers(scheme):
+    return ("    option forwardfor\n"
+            "    http-request set-header X-Real-IP %%[src]\n"
+            "    http-request set-header X-Forwarded-Proto %s" % scheme)
+
+
+def nginx_reverse(ctx, upstream_port, workers=1, fwd_headers=False):
+    """Reverse proxy with a keep-alive upstream pool (the reference row);
+    fwd_headers: add wmproxy's default forwarding headers (reverse section)."""
     port = free_port()
     body = """    upstream origin {
         server 127.0.0.1:%d;
@@ -121,9 +137,10 @@ def nginx_reverse(ctx, upstream_port, workers=1):
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+%s
         }
     }
-""" % (upstream_port, port)
+""" % (upstream_port, port, nginx_fwd_headers("$scheme") if fwd_headers else "")
     return _nginx(ctx, "nginx-proxy", workers, body, port)
 
 
@@ -202,9 +219,10 @@ backend be
     return p.start()
 
 
-def haproxy_http(ctx, backend_port, threads=1):
+def haproxy_http(ctx, backend_port, threads=1, fwd_headers=False):
     """HTTP reverse proxy with server-side connection reuse (reverse section):
-    `mode http`, `http-reuse always`, `nbthread threads`, no logging."""
+    `mode http`, `http-reuse always`, `nbthread threads`, no logging;
+    fwd_headers: add wmproxy's default forwarding headers."""
     d = _dir(ctx, "haproxy-http")
     port = free_port()
     conf = """global
@@ -222,8 +240,9 @@ frontend fe
     bind 127.0.0.1:%d
     default_backend be
 backend be
+%s
     server s1 127.0.0.1:%d
-""" % (threads, port, backend_port)
+""" % (threads, port, haproxy_fwd_headers("http") if fwd_headers else "", backend_port)
     path = _write(os.path.join(d, "haproxy.cfg"), conf)
     p = Proc("haproxy-http", ["haproxy", "-db", "-f", path], ctx.logdir, port=port)
     p.conf = conf

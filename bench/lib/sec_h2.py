@@ -51,9 +51,10 @@ def _nginx_h2(ctx, op, certs, workers):
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+%s
         }
     }
-""" % (op, KEEPALIVE, listen, certs["srv.pem"], certs["srv.key"])
+""" % (op, KEEPALIVE, listen, certs["srv.pem"], certs["srv.key"], daemons.nginx_fwd_headers("$scheme"))
     return daemons._nginx(ctx, "nginx-h2", workers, body, port)
 
 
@@ -78,8 +79,9 @@ frontend fe
     bind 127.0.0.1:%d ssl crt %s alpn h2,http/1.1
     default_backend be
 backend be
+%s
     server s1 127.0.0.1:%d
-""" % (threads, port, pem, op)
+""" % (threads, port, pem, daemons.haproxy_fwd_headers("https"), op)
     path = daemons._write(os.path.join(d, "haproxy.cfg"), conf)
     p = Proc("haproxy-h2", ["haproxy", "-db", "-f", path], ctx.logdir, port=port)
     p.conf = conf
@@ -108,11 +110,11 @@ def _starters(ctx, op, certs):
     w = ctx.workers
     return {
         NGINX: (lambda: _nginx_h2(ctx, op, certs, ctx.nginx_workers),
-                "nginx h2", "worker_processes %d, http2, upstream keepalive %d"
-                % (ctx.nginx_workers, KEEPALIVE)),
+                "nginx h2", "worker_processes %d, http2, upstream keepalive %d, "
+                "X-Forwarded-*/X-Real-IP set" % (ctx.nginx_workers, KEEPALIVE)),
         HAPROXY: (lambda: _haproxy_h2(ctx, op, certs, ctx.nginx_workers),
-                  "haproxy h2", "mode http, alpn h2, http-reuse always, nbthread %d"
-                  % ctx.nginx_workers),
+                  "haproxy h2", "mode http, alpn h2, http-reuse always, nbthread %d, "
+                  "forwardfor, X-Real-IP, X-Forwarded-Proto set" % ctx.nginx_workers),
         OURS: (lambda: _ours_h2(ctx, op, certs, w), "wmproxy h2",
                "bind_ssl, ALPN h2, upstream keepalive %d, %s"
                % (KEEPALIVE, "workers = %d" % w if w else "workers: one per core")),

@@ -28,12 +28,14 @@ def _starters(ctx, op):
     """name -> (start() -> Proc, cmdline label, detail)."""
     w = ctx.workers
     return {
-        NGINX: (lambda: daemons.nginx_reverse(ctx, op, ctx.nginx_workers),
+        NGINX: (lambda: daemons.nginx_reverse(ctx, op, ctx.nginx_workers, fwd_headers=True),
                 "nginx proxy_pass",
-                "worker_processes %d, upstream keepalive 64" % ctx.nginx_workers),
-        HAPROXY: (lambda: daemons.haproxy_http(ctx, op, ctx.nginx_workers),
+                "worker_processes %d, upstream keepalive 64, X-Forwarded-*/X-Real-IP set"
+                % ctx.nginx_workers),
+        HAPROXY: (lambda: daemons.haproxy_http(ctx, op, ctx.nginx_workers, fwd_headers=True),
                   "haproxy (mode http)",
-                  "mode http, http-reuse always, nbthread %d" % ctx.nginx_workers),
+                  "mode http, http-reuse always, nbthread %d, forwardfor, X-Real-IP, "
+                  "X-Forwarded-Proto set" % ctx.nginx_workers),
         OURS: (lambda: daemons.ours_reverse(ctx, op, w, keepalive=64),
                "wmproxy reverse",
                "run -c rev.toml, %s, upstream keepalive 64"
