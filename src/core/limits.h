@@ -31,9 +31,9 @@
 #define WM_HTTP_HELD_SCAN        32   /* idle upstreams of other clients looked at
                                        * before dialling (fwd_up.c take_held) */
 #define WM_HTTP_STREAM_LOW       (256 * 1024) /* local bodies queued ahead (files) */
-#define WM_HTTP_WORK_CACHE       256  /* spare request states kept per worker (~1.6 KiB
-                                       * each): an HTTP/2 connection's burst of up
-                                       * to 100 streams reuses them, not malloc */
+#define WM_HTTP_WORK_CACHE       1024 /* spare request states kept per worker (~1.6 KiB
+                                       * each): HTTP/2 connections' bursts of hundreds
+                                       * of streams at once reuse them, not malloc */
 
 /* SOCKS. */
 #define WM_SOCKS_MAX_HANDSHAKE   1024       /* greeting + auth + request */

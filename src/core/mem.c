@@ -22,13 +22,16 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-/* Classes of payload size 1 KiB << k: libevent's chains are powers of two
- * from 1 KiB up. Smaller blocks are glibc's tcache's; bigger ones rare. */
-#define MEM_MIN_SHIFT 10
-#define MEM_CLASSES 6               /* 1, 2, 4, 8, 16 and 32 KiB */
+/* Classes of payload size 128 B << k: libevent's chains are powers of two
+ * from 1 KiB up, nghttp2's and our request records smaller. glibc's tcache
+ * keeps 7 blocks per size: a burst of a few hundred requests, each taking
+ * and giving back its blocks, went past it into malloc's bins. Tiny blocks
+ * stay malloc's; bigger ones are rare. */
+#define MEM_MIN_SHIFT 7
+#define MEM_CLASSES 9               /* 128 B, 256 B ... 16 and 32 KiB */
 #define MEM_DIRECT 0xff             /* not a cached class: malloc's */
-#define MEM_CACHE_BYTES (1u << 20)  /* per thread, all classes */
-#define MEM_CACHE_COUNT 128         /* per class */
+#define MEM_CACHE_BYTES (4u << 20)  /* per thread, all classes */
+#define MEM_CACHE_COUNT 1024        /* per class */
 #define MEM_MAGIC 0x7a3c
 
 struct hdr {
@@ -43,7 +46,7 @@ _Static_assert(sizeof(struct hdr) == 16, "the header keeps malloc's 16-byte alig
 
 struct cache {
     struct hdr *head[MEM_CLASSES];
-    uint16_t count[MEM_CLASSES];
+    uint16_t count[MEM_CLASSES]; /* up to MEM_CACHE_COUNT */
     size_t bytes;
     bool keyed;  /* the exit destructor is armed for this thread */
     bool closed; /* emptied for good: frees go to free() */
@@ -127,6 +130,20 @@ void *wm_mem_malloc(size_t n)
         POISON((char *)payload(h) + n, class_size(cls) - n); /* past the asked size */
     }
     return payload(h);
+}
+
+void *wm_mem_calloc(size_t nmemb, size_t size)
+{
+    void *p;
+
+    if (size != 0 && nmemb > SIZE_MAX / size) {
+        return NULL;
+    }
+    p = wm_mem_malloc(nmemb * size);
+    if (p != NULL) {
+        memset(p, 0, nmemb * size);
+    }
+    return p;
 }
 
 void wm_mem_free(void *p)

@@ -1,12 +1,16 @@
 /*
- * core/mem.h - libevent's memory through a small per-thread cache.
+ * core/mem.h - libevent's and nghttp2's memory, and the reverse proxy's
+ * request records, through a small per-thread cache.
  *
  * Every request fills and empties a few evbuffers (the upstream's answer,
  * the head sent upstream, the HTTP/2 body on its way to the client), and
- * libevent frees an emptied chain at once and allocates the next: 2 to
+ * libevent frees an emptied chain at once and allocates the next: 1 to
  * 16 KiB blocks, beyond glibc's per-thread cache, so each went through
- * malloc's bins. Freed blocks of those sizes now wait in a cache of the
- * thread that freed them (power-of-two classes, bounded in bytes) for the
+ * malloc's bins; nghttp2's stream records and header copies and our
+ * request records are smaller, but come and go by the hundred at once,
+ * past the 7 blocks per size glibc keeps per thread. Freed blocks of 65 B
+ * to 32 KiB now wait in a cache of the thread that freed them
+ * (power-of-two classes, bounded: 4 MiB and 1024 blocks per class) for the
  * next allocation of their class; smaller and larger ones go to malloc as
  * before. HAProxy and nginx keep such pools of their own.
  *
@@ -25,8 +29,11 @@
  * cache's free). Idempotent. */
 void wm_mem_install(void);
 
-/* The allocator itself (what libevent is given), for tests. */
+/* The allocator itself (libevent is given it; nghttp2 sessions and the
+ * reverse proxy's request records use it directly). What one returns is
+ * given back with wm_mem_free() or wm_mem_realloc() only, never free(). */
 void *wm_mem_malloc(size_t n);
+void *wm_mem_calloc(size_t nmemb, size_t size);
 void *wm_mem_realloc(void *p, size_t n);
 void wm_mem_free(void *p);
 

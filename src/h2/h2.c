@@ -13,6 +13,7 @@
 
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/util.h"
 #include "core/worker.h"
 #include "h2/h2_int.h"
@@ -487,6 +488,34 @@ static void h2_free(struct wm_conn *c)
     c->proto_data = NULL;
 }
 
+/* nghttp2's allocations (stream records, header copies, frame items) go
+ * through the per-thread block cache (core/mem.h). */
+static void *mem_malloc(size_t n, void *ud)
+{
+    (void)ud;
+    return wm_mem_malloc(n);
+}
+
+static void mem_free(void *p, void *ud)
+{
+    (void)ud;
+    wm_mem_free(p);
+}
+
+static void *mem_calloc(size_t nmemb, size_t size, void *ud)
+{
+    (void)ud;
+    return wm_mem_calloc(nmemb, size);
+}
+
+static void *mem_realloc(void *p, size_t n, void *ud)
+{
+    (void)ud;
+    return wm_mem_realloc(p, n);
+}
+
+static nghttp2_mem h2_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+
 static nghttp2_session *session_new(struct wm_h2 *h)
 {
     nghttp2_session_callbacks *cb;
@@ -512,7 +541,7 @@ static nghttp2_session *session_new(struct wm_h2 *h)
     nghttp2_option_set_max_settings(opt, 64);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_stream_reset_rate_limit(opt, 4 * WM_H2_MAX_RST, WM_H2_MAX_RST / 10);
-    if (nghttp2_session_server_new2(&s, cb, h, opt) != 0) {
+    if (nghttp2_session_server_new3(&s, cb, h, opt, &h2_mem) != 0) {
         s = NULL;
     }
     nghttp2_option_del(opt);

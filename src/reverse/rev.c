@@ -18,6 +18,7 @@
 
 #include "core/bev.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/service.h"
 #include "core/util.h"
 #include "core/worker.h"
@@ -408,7 +409,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         }
         tried = true;
     }
-    q = calloc(1, sizeof(*q) + strlen(l->up_path != NULL ? l->up_path : "") + ulen + plen + 2);
+    q = wm_mem_calloc(1, sizeof(*q) + strlen(l->up_path != NULL ? l->up_path : "") + ulen + plen + 2);
     if (q == NULL) {
         *detail = "out of memory";
         return 500;
@@ -452,7 +453,7 @@ static void release(struct wm_hfwd_target *t)
     if (q->extra != NULL) {
         evbuffer_free(q->extra);
     }
-    free(q);
+    wm_mem_free(q);
     t->data = NULL;
 }
 

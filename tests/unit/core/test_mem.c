@@ -5,6 +5,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,31 +45,46 @@ static void *fresh_thread(void *arg)
     memset(a, 'x', 2048);
     wm_mem_free(a);
     out[0] = wm_mem_cached_bytes();
-    b = wm_mem_malloc(1500); /* same class: the cached block comes back */
+    b = wm_mem_malloc(1500); /* same class (2 KiB): the cached block comes back */
     out[1] = a == b;
     memset(b, 'y', 1500);
     out[2] = POISONED(b + 1500); /* past the asked size */
     wm_mem_free(b);
     out[3] = POISONED(b); /* cached: nobody may touch it */
-    /* small and huge blocks are malloc's alone */
-    char *s = wm_mem_malloc(100);
+    /* tiny and huge blocks are malloc's alone */
+    char *s = wm_mem_malloc(40);
     char *h = wm_mem_malloc(1 << 20);
-    memset(s, 1, 100);
+    memset(s, 1, 40);
     memset(h, 1, 1 << 20);
     size_t before = wm_mem_cached_bytes();
     wm_mem_free(s);
     wm_mem_free(h);
     out[4] = wm_mem_cached_bytes() == before;
-    /* bounded: many frees keep at most 1 MiB */
-    char *many[200];
-    for (int i = 0; i < 200; i++) {
+    /* a small class (nghttp2's records, ours): cached too, 300 at once */
+    char *small[300];
+    bool zeroed = true;
+    for (int i = 0; i < 300; i++) {
+        small[i] = wm_mem_calloc(1, 200);
+        zeroed &= small[i][0] == 0 && small[i][199] == 0;
+        memset(small[i], 'k', 200); /* dirty for the next calloc of the block */
+    }
+    size_t mid = wm_mem_cached_bytes();
+    for (int i = 0; i < 300; i++) {
+        wm_mem_free(small[i]);
+    }
+    out[6] = zeroed && wm_mem_cached_bytes() >= mid + 300 * 256;
+    char *again = wm_mem_calloc(1, 200); /* a cached, dirtied block: zeroed */
+    out[7] = again[0] == 0 && again[199] == 0 && POISONED(again + 200);
+    wm_mem_free(again);
+    /* bounded: many frees keep at most 4 MiB */
+    char *many[400];
+    for (int i = 0; i < 400; i++) {
         many[i] = wm_mem_malloc(16384);
     }
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 400; i++) {
         wm_mem_free(many[i]);
     }
-    out[5] = wm_mem_cached_bytes() <= (1u << 20);
-    out[6] = wm_mem_cached_bytes() > 0;
+    out[5] = wm_mem_cached_bytes() <= (4u << 20) && wm_mem_cached_bytes() >= (3u << 20);
     /* the exit destructor empties the rest (the leak check would say) */
     return NULL;
 }
@@ -95,6 +111,7 @@ static void test_thread_cache(void **state)
     assert_true(out[4]);
     assert_true(out[5]);
     assert_true(out[6]);
+    assert_true(out[7]);
 }
 
 static void *realloc_thread(void *arg)
