@@ -22,13 +22,18 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-/* Classes of payload size 128 B << k: libevent's chains are powers of two
- * from 1 KiB up, nghttp2's and our request records smaller. glibc's tcache
- * keeps 7 blocks per size: a burst of a few hundred requests, each taking
- * and giving back its blocks, went past it into malloc's bins. Tiny blocks
- * stay malloc's; bigger ones are rare. */
-#define MEM_MIN_SHIFT 7
-#define MEM_CLASSES 9               /* 128 B, 256 B ... 16 and 32 KiB */
+/* Classes of payload size: powers of two from 128 B to 32 KiB and the
+ * halfway sizes between them (a block wastes at most a third of its class).
+ * libevent's chains are powers of two from 1 KiB up, nghttp2's and our
+ * request records smaller and odd. glibc's tcache keeps 7 blocks per size:
+ * a burst of a few hundred requests, each taking and giving back its
+ * blocks, went past it into malloc's bins. Tiny blocks stay malloc's;
+ * bigger ones are rare. */
+static const uint32_t class_sizes[] = {
+    128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
+    4096, 6144, 8192, 12288, 16384, 24576, 32768,
+};
+#define MEM_CLASSES (sizeof(class_sizes) / sizeof(class_sizes[0]))
 #define MEM_DIRECT 0xff             /* not a cached class: malloc's */
 #define MEM_CACHE_BYTES (4u << 20)  /* per thread, all classes */
 #define MEM_CACHE_COUNT 1024        /* per class */
@@ -58,10 +63,13 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static size_t class_size(unsigned cls)
 {
-    return (size_t)1 << (MEM_MIN_SHIFT + cls);
+    return class_sizes[cls];
 }
 
-/* The class for n bytes, or MEM_DIRECT. */
+/* The class for n bytes, or MEM_DIRECT. Above 4 KiB a block must fill
+ * three quarters of its class: libevent's chains fill theirs, but a
+ * long-lived odd size (nghttp2's 16 KiB + 9 frame buffer) would keep a
+ * quarter or more of its class unused for a connection's lifetime. */
 static unsigned class_of(size_t n)
 {
     if (n <= class_size(0) / 2 || n > class_size(MEM_CLASSES - 1)) {
@@ -70,6 +78,9 @@ static unsigned class_of(size_t n)
     unsigned cls = 0;
     while (class_size(cls) < n) {
         cls++;
+    }
+    if (n > 4096 && n < class_size(cls) / 4 * 3) {
+        return MEM_DIRECT;
     }
     return cls;
 }

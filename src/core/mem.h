@@ -10,7 +10,8 @@
  * request records are smaller, but come and go by the hundred at once,
  * past the 7 blocks per size glibc keeps per thread. Freed blocks of 65 B
  * to 32 KiB now wait in a cache of the thread that freed them
- * (power-of-two classes, bounded: 4 MiB and 1024 blocks per class) for the
+ * (powers of two and the sizes halfway between, bounded: 4 MiB and 1024
+ * blocks per class) for the
  * next allocation of their class; smaller and larger ones go to malloc as
  * before. HAProxy and nginx keep such pools of their own.
  *
