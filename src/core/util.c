@@ -139,47 +139,21 @@ static inline uint64_t lower8(uint64_t x)
     return x | (upper >> 2);
 }
 
-static inline bool word_ieq(const char *a, const char *b)
-{
-    uint64_t x;
-    uint64_t y;
-
-    memcpy(&x, a, 8);
-    memcpy(&y, b, 8);
-    return x == y || lower8(x) == lower8(y);
-}
-
-bool wm_memieq(const char *a, const char *b, size_t n)
-{
-    if (n < 8) {
-        for (size_t i = 0; i < n; i++) {
-            unsigned x = (unsigned char)a[i];
-            unsigned y = (unsigned char)b[i];
-            x += (x - 'A' < 26u) << 5; /* ASCII letters to lower case, branch-free */
-            y += (y - 'A' < 26u) << 5;
-            if (x != y) {
-                return false;
-            }
-        }
-        return true;
-    }
-    for (size_t i = 0; i + 8 < n; i += 8) {
-        if (!word_ieq(a + i, b + i)) {
-            return false;
-        }
-    }
-    return word_ieq(a + n - 8, b + n - 8); /* the last eight, overlapping maybe */
-}
-
-bool wm_memieq_lower(const char *s, const char *lower, size_t n)
+/* Byte ranges equal with ASCII capitals folded: a's always, b's unless
+ * b_lower says b has none. Eight bytes at a time; the last eight may
+ * overlap the ones before. */
+static inline bool ieq(const char *a, const char *b, size_t n, bool b_lower)
 {
     uint64_t x;
     uint64_t y;
 
     if (n < 8) {
         for (size_t i = 0; i < n; i++) {
-            unsigned c = (unsigned char)s[i];
-            if (c + ((c - 'A' < 26u) << 5) != (unsigned char)lower[i]) {
+            unsigned cx = (unsigned char)a[i];
+            unsigned cy = (unsigned char)b[i];
+            cx += (cx - 'A' < 26u) << 5; /* ASCII letters to lower case, branch-free */
+            cy += b_lower ? 0 : (cy - 'A' < 26u) << 5;
+            if (cx != cy) {
                 return false;
             }
         }
@@ -187,17 +161,27 @@ bool wm_memieq_lower(const char *s, const char *lower, size_t n)
     }
     for (size_t i = 0;; i += 8) {
         if (i + 8 > n) {
-            i = n - 8; /* the last eight, overlapping */
+            i = n - 8;
         }
-        memcpy(&x, s + i, 8);
-        memcpy(&y, lower + i, 8);
-        if (lower8(x) != y) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y && lower8(x) != (b_lower ? y : lower8(y))) {
             return false;
         }
         if (i + 8 == n) {
             return true;
         }
     }
+}
+
+bool wm_memieq(const char *a, const char *b, size_t n)
+{
+    return ieq(a, b, n, false);
+}
+
+bool wm_memieq_lower(const char *s, const char *lower, size_t n)
+{
+    return ieq(s, lower, n, true);
 }
 
 void wm_trim(const char **s, size_t *n)

@@ -205,12 +205,12 @@ static bool connection_specific(enum wm_hdr id)
            id == WM_HDR_TRANSFER_ENCODING || id == WM_HDR_UPGRADE;
 }
 
-/* A field into the head (limits were checked by the caller: a failure is
- * memory). */
-static int add_field(struct wm_h2_req *r, const char *name, size_t nlen, const char *value,
-                     size_t vlen)
+/* A field into the head, id its name's (limits were checked by the
+ * caller: a failure is memory). */
+static int add_field(struct wm_h2_req *r, enum wm_hdr id, const char *name, size_t nlen,
+                     const char *value, size_t vlen)
 {
-    if (wm_http_head_add_field(r->head, name, nlen, value, vlen) < 0) {
+    if (wm_http_head_add_named(r->head, id, name, nlen, value, vlen) < 0) {
         r->err = 431;
         return -1;
     }
@@ -268,7 +268,7 @@ int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const u
         }
         r->has_cl = true;
     }
-    return add_field(r, (const char *)name, nlen, (const char *)value, vlen);
+    return add_field(r, id, (const char *)name, nlen, (const char *)value, vlen);
 }
 
 /* The request line and Host; the method may become GET (WebSocket). */
@@ -294,7 +294,7 @@ static int head_line(struct wm_h2_req *r, const char *method)
         return 431;
     }
     wm_http_head_set_version(r->head, 1, 1);
-    if (hlen > 0 && add_field(r, "host", 4, (const char *)a, hlen) < 0) {
+    if (hlen > 0 && add_field(r, WM_HDR_HOST, "host", 4, (const char *)a, hlen) < 0) {
         return 431;
     }
     return 0;
@@ -336,7 +336,7 @@ static int ws_key(struct wm_h2_req *r)
     }
     memcpy(s + 22, "==", 2); /* 16 bytes: 22 characters and padding */
     s[24] = '\0';
-    return add_field(r, "sec-websocket-key", 17, s, 24);
+    return add_field(r, WM_HDR_OTHER, "sec-websocket-key", 17, s, 24);
 }
 
 int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *ws,
@@ -367,24 +367,24 @@ int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *
         return st;
     }
     if (r->cookie != NULL && evbuffer_get_length(r->cookie) > 0 &&
-        add_field(r, "cookie", 6, (const char *)evbuffer_pullup(r->cookie, -1),
+        add_field(r, WM_HDR_COOKIE, "cookie", 6, (const char *)evbuffer_pullup(r->cookie, -1),
                   evbuffer_get_length(r->cookie)) < 0) {
         return 431;
     }
     if (*ws) {
-        if (add_field(r, "connection", 10, "upgrade", 7) < 0 ||
-            add_field(r, "upgrade", 7, "websocket", 9) < 0 || ws_key(r) < 0) {
+        if (add_field(r, WM_HDR_CONNECTION, "connection", 10, "upgrade", 7) < 0 ||
+            add_field(r, WM_HDR_UPGRADE, "upgrade", 7, "websocket", 9) < 0 || ws_key(r) < 0) {
             return 431;
         }
     } else if (!end_stream && !r->has_cl) {
         *chunked = true;
-        if (add_field(r, "transfer-encoding", 17, "chunked", 7) < 0) {
+        if (add_field(r, WM_HDR_TRANSFER_ENCODING, "transfer-encoding", 17, "chunked", 7) < 0) {
             return 431;
         }
     } else if (end_stream && !r->has_cl &&
                (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
                 strcmp(r->method, "PATCH") == 0) &&
-               add_field(r, "content-length", 14, "0", 1) < 0) {
+               add_field(r, WM_HDR_CONTENT_LENGTH, "content-length", 14, "0", 1) < 0) {
         return 431;
     }
     *is_head = strcmp(r->method, "HEAD") == 0;

@@ -60,15 +60,36 @@ static void ob_put(struct obuf *o, const char *p, size_t n)
 static void ob_client_ip(struct obuf *o, const struct wm_conn *c)
 {
     if (o->iplen < 0) {
-        const char *ip = c->peerlen > 0
-                             ? wm_addr_format_ip((const struct sockaddr *)&c->peer, o->ip, sizeof(o->ip))
-                             : "";
-        if (ip != o->ip) {
-            snprintf(o->ip, sizeof(o->ip), "%s", ip);
+        o->ip[0] = '\0';
+        if (c->peerlen > 0) {
+            wm_addr_format_ip((const struct sockaddr *)&c->peer, o->ip, sizeof(o->ip));
         }
         o->iplen = (int)strlen(o->ip);
     }
     ob_put(o, o->ip, (size_t)o->iplen);
+}
+
+/* The value of a variable read from the request ({url}, {path}, {host},
+ * {method}, {scheme}); NULL when name is none of them or the request has
+ * no such value (the variable then stays as written). */
+static const char *var_value(struct wm_hfwd *f, struct wm_http_head *hd, const char *name,
+                             size_t nlen, size_t *len)
+{
+    if (wm_strieq(name, nlen, "url") || wm_strieq(name, nlen, "path")) {
+        return wm_http_head_url(hd, len);
+    }
+    if (wm_strieq(name, nlen, "host")) {
+        return wm_http_head_get_id(hd, WM_HDR_HOST, len);
+    }
+    if (wm_strieq(name, nlen, "method")) {
+        return wm_http_head_method(hd, len);
+    }
+    if (wm_strieq(name, nlen, "scheme")) {
+        const char *v = f->w->t.scheme != NULL ? f->w->t.scheme : "http";
+        *len = strlen(v);
+        return v;
+    }
+    return NULL;
 }
 
 /* Expand {client_ip}, {url}, {host}, {path}, {method}, {scheme},
@@ -95,38 +116,25 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v, st
         }
         if (name != NULL && nlen > 0) {
             size_t len = 0;
-            const char *val = NULL;
-            bool done = true;
+            const char *val;
             if (wm_strieq(name, nlen, "client_ip")) {
                 ob_client_ip(o, f->c);
-            } else if (wm_strieq(name, nlen, "url") || wm_strieq(name, nlen, "path")) {
-                val = wm_http_head_url(hd, &len);
-            } else if (wm_strieq(name, nlen, "host")) {
-                val = wm_http_head_get_id(hd, WM_HDR_HOST, &len);
-            } else if (wm_strieq(name, nlen, "method")) {
-                val = wm_http_head_method(hd, &len);
-            } else if (wm_strieq(name, nlen, "scheme")) {
-                val = f->w->t.scheme != NULL ? f->w->t.scheme : "http";
-                len = strlen(val);
-            } else if (wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
+                v += skip;
+                continue;
+            }
+            if (wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
                 /* nginx's: the client's X-Forwarded-For, then its address */
-                size_t xl = 0;
-                const char *x = wm_http_head_get_id(hd, WM_HDR_X_FORWARDED_FOR, &xl);
-                if (x != NULL && xl > 0) {
-                    ob_put(o, x, xl);
+                const char *x = wm_http_head_get_id(hd, WM_HDR_X_FORWARDED_FOR, &len);
+                if (x != NULL && len > 0) {
+                    ob_put(o, x, len);
                     ob_put(o, ", ", 2);
                 }
                 ob_client_ip(o, f->c);
-            } else {
-                done = false;
+                v += skip;
+                continue;
             }
-            if (val != NULL) {
+            if ((val = var_value(f, hd, name, nlen, &len)) != NULL) {
                 ob_put(o, val, len);
-            } else if (done && !wm_strieq(name, nlen, "client_ip") &&
-                       !wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
-                done = false; /* e.g. {host} without a Host field: kept as written */
-            }
-            if (done) {
                 v += skip;
                 continue;
             }

@@ -216,13 +216,12 @@ static bool conn_names_extra(const char *v, size_t n)
     return false;
 }
 
-/* Field nfields' name is complete: its id, and whether it is Connection. */
-static void name_done(struct wm_http_head *h)
+/* Field nfields' name is complete, its id known: whether it is Connection. */
+static void name_done(struct wm_http_head *h, enum wm_hdr id)
 {
     struct field *f = &h->fields[h->nfields];
 
-    /* an empty name (refused by the parser after this) may have no storage */
-    f->id = f->name.len > 0 ? (uint8_t)wm_hdr_id(h->buf + f->name.off, f->name.len) : WM_HDR_OTHER;
+    f->id = (uint8_t)id;
     h->cur_conn = f->id == WM_HDR_CONNECTION;
     if (h->cur_conn) {
         h->nconnection++;
@@ -234,12 +233,12 @@ static void value_done(struct wm_http_head *h)
 {
     struct span *v = &h->fields[h->nfields].value;
 
-    while (v->len > 0 && (h->buf[v->off] == ' ' || h->buf[v->off] == '\t')) {
-        v->off++;
-        v->len--;
-    }
-    while (v->len > 0 && (h->buf[v->off + v->len - 1] == ' ' || h->buf[v->off + v->len - 1] == '\t')) {
-        v->len--;
+    if (v->len > 0) { /* an empty value may have no storage yet */
+        const char *p = h->buf + v->off;
+        size_t n = v->len;
+        wm_trim(&p, &n);
+        v->off = (uint32_t)(p - h->buf);
+        v->len = (uint32_t)n;
     }
     if (h->cur_conn && !h->conn_extra) {
         h->conn_extra = conn_names_extra(h->buf + v->off, v->len);
@@ -255,7 +254,9 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
             return -1; /* empty name */
         }
         h->in_name = false;
-        name_done(h);
+        struct span n = h->fields[h->nfields].name;
+        /* an empty name (refused by the parser after this) may have no storage */
+        name_done(h, n.len > 0 ? wm_hdr_id(h->buf + n.off, n.len) : WM_HDR_OTHER);
         h->fields[h->nfields].value = (struct span){(uint32_t)h->used, 0};
     } else if (part == WM_HTTP_PART_VALUE) {
         /* An empty value produces no append: accept it. */
@@ -270,6 +271,12 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part)
 }
 
 int wm_http_head_add_field(struct wm_http_head *h, const char *name, size_t nlen,
+                           const char *value, size_t vlen)
+{
+    return wm_http_head_add_named(h, wm_hdr_id(name, nlen), name, nlen, value, vlen);
+}
+
+int wm_http_head_add_named(struct wm_http_head *h, enum wm_hdr id, const char *name, size_t nlen,
                            const char *value, size_t vlen)
 {
     struct field *f;
@@ -288,7 +295,7 @@ int wm_http_head_add_field(struct wm_http_head *h, const char *name, size_t nlen
         memcpy(h->buf + h->used, value, vlen);
         h->used += vlen;
     }
-    name_done(h);
+    name_done(h, id);
     value_done(h);
     return 0;
 }
@@ -373,8 +380,11 @@ const char *wm_http_head_get(const struct wm_http_head *h, const char *name, siz
 
 const char *wm_http_head_get_id(const struct wm_http_head *h, enum wm_hdr id, size_t *vlen)
 {
+    if (id == WM_HDR_OTHER) {
+        return NULL;
+    }
     for (size_t i = 0; i < h->nfields; i++) {
-        if (h->fields[i].id == id && id != WM_HDR_OTHER) {
+        if (h->fields[i].id == id) {
             return span_ptr(h, h->fields[i].value, vlen);
         }
     }

@@ -49,6 +49,10 @@ int wm_http_head_end_part(struct wm_http_head *h, enum wm_http_part part);
  * heads built from other framings. 0, or -1 when a limit is hit. */
 int wm_http_head_add_field(struct wm_http_head *h, const char *name, size_t nlen,
                            const char *value, size_t vlen);
+/* The same when the caller has the name's id already: id must be
+ * wm_hdr_id(name, nlen). */
+int wm_http_head_add_named(struct wm_http_head *h, enum wm_hdr id, const char *name, size_t nlen,
+                           const char *value, size_t vlen);
 void wm_http_head_set_version(struct wm_http_head *h, int major, int minor);
 void wm_http_head_set_status(struct wm_http_head *h, int status);
 
