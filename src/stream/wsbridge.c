@@ -41,6 +41,8 @@ struct st_ws {
     uint16_t peer_code;  /* the peer's close code, echoed when the stream side ends */
     bool shut_pending;   /* the stream side gets EOF once its output is flushed */
     bool ending;       /* flushing the last bytes, then finish */
+    bool ws_eof;       /* the WebSocket side's EOF (or error) was seen */
+    bool ws_shut;      /* lingering: our FIN is out, the peer's input is dropped */
     const char *reason;
     uint64_t ws_bytes; /* payload read from the WebSocket side */
     uint64_t raw_bytes; /* bytes read from the stream side */
@@ -89,12 +91,24 @@ static void arm(struct st_ws *p, int ms)
     evtimer_add(p->timer, &tv);
 }
 
+/* Both outputs flushed while ending: finish, or when the WebSocket peer may
+ * still be sending (we closed first, e.g. on its protocol error), half-close
+ * and drop what it sends until its EOF or the closing bound. Closing a socket
+ * with unread input resets it, and the peer's kernel would throw our close
+ * frame away (nginx's lingering close). */
 static void check_done(struct st_ws *p)
 {
-    if (p->ending && evbuffer_get_length(bufferevent_get_output(p->ws)) == 0 &&
-        evbuffer_get_length(bufferevent_get_output(p->raw)) == 0) {
-        end(p, p->reason);
+    if (!p->ending || p->ws_shut || evbuffer_get_length(bufferevent_get_output(p->ws)) > 0 ||
+        evbuffer_get_length(bufferevent_get_output(p->raw)) > 0) {
+        return;
     }
+    if (p->close_rcvd || p->ws_eof) {
+        end(p, p->reason);
+        return;
+    }
+    p->ws_shut = true;
+    bufferevent_disable(p->ws, EV_WRITE);
+    wm_bev_shutdown_write(p->ws);
 }
 
 /* Stop reading; finish once both outputs are flushed (bounded). */
@@ -105,7 +119,14 @@ static void closing(struct st_ws *p, const char *reason)
     }
     p->ending = true;
     p->reason = reason;
-    bufferevent_disable(p->ws, EV_READ);
+    if (p->close_rcvd || p->ws_eof) {
+        bufferevent_disable(p->ws, EV_READ);
+    } else {
+        struct evbuffer *in = bufferevent_get_input(p->ws);
+        evbuffer_drain(in, evbuffer_get_length(in)); /* and ws_read_cb drops the rest */
+        bufferevent_setwatermark(p->ws, EV_READ, 0, 0);
+        bufferevent_enable(p->ws, EV_READ);
+    }
     bufferevent_disable(p->raw, EV_READ);
     bufferevent_setwatermark(p->ws, EV_WRITE, 0, 0); /* write_cb once flushed */
     bufferevent_setwatermark(p->raw, EV_WRITE, 0, 0);
@@ -306,9 +327,13 @@ static void ws_read_cb(struct bufferevent *bev, void *arg)
 {
     struct st_ws *p = arg;
 
-    (void)bev;
     wm_conn_enter(p->c);
-    if (!wm_conn_closed(p->c)) {
+    if (wm_conn_closed(p->c)) {
+        /* nothing */
+    } else if (p->ending) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in)); /* closing: what still comes is dropped */
+    } else {
         p->last_ms = wm_now_coarse_ms();
         ws_pump(p);
     }
@@ -373,7 +398,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         } else {
             send_close(p, WM_WS_CLOSE_NORMAL); /* then await the peer's close */
         }
+    } else if (p->ending) {
+        p->ws_eof = true;
+        if (!eof || p->ws_shut) {
+            end(p, p->reason); /* gone, or the lingering close is over */
+        } else {
+            check_done(p);
+        }
     } else if (eof) {
+        p->ws_eof = true;
         closing(p, p->close_rcvd ? "ws-close" : "ws-eof");
     } else {
         end(p, "ws-error");

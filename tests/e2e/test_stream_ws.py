@@ -163,9 +163,11 @@ def test_tcp2wss_websockets_tls_server(wmproxy, tmp_path):
     (ws_frame(1, b"text"), 1003),                          # text: the bridge carries bytes
     (ws_frame(2, b"", length=2 << 20), 1009),              # over max_message (1m)
     (ws_frame(2, b"a" * 700000, fin=False) + ws_frame(0, b"b" * 700000), 1009),
+    (ws_frame(2, b"z" * (3 << 20)), 1009),  # refused at its header; 3 MiB still follow
 ], ids=["unmasked", "len-msb", "big-control", "frag-control", "close-999", "close-1005",
         "close-1-byte", "close-not-utf8", "rsv1", "opcode-3", "lone-continuation",
-        "data-in-message", "text", "over-limit", "over-limit-fragmented"])
+        "data-in-message", "text", "over-limit", "over-limit-fragmented",
+        "over-limit-payload-follows"])
 def test_ws2tcp_bad_frames(ws2tcp, frame, code):
     port, p = ws2tcp
     s = ws_connect(port)
