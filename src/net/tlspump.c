@@ -91,6 +91,7 @@ struct pump {
     bool sock_eof;         /* read(2) returned 0: the BIO says EOF once cin is empty */
     bool eof_pending;      /* the peer closed; EOF once the user took all data */
     bool reading_paused;   /* the user lags PUMP_IN_HIGH behind */
+    bool lingering;        /* all sent, our FIN out: the peer's bytes are dropped (finish()) */
     char peer[64];
 };
 
@@ -299,7 +300,27 @@ static const char *ssl_reason(struct pump *p, char *buf, size_t cap)
 
 /* ---- writing ---- */
 
-/* Write pending ciphertext to the socket. false: the pump ended. */
+/* close_notify is out and the user is gone. A peer that may still be
+ * sending gets our FIN, and what it sends is read and dropped until it
+ * closes or PUMP_CLOSE_MS pass: a close with its bytes unread would reset
+ * the connection, and the reset can throw away our last records on their
+ * way (nginx's lingering close). */
+static void finish(struct pump *p)
+{
+    struct timeval tv = {PUMP_CLOSE_MS / 1000, 0};
+
+    if (peer_over(p) || p->lingering || shutdown(p->fd, SHUT_WR) != 0) {
+        pump_close(p);
+        return;
+    }
+    p->lingering = true;
+    if (!evtimer_pending(p->timer, NULL)) {
+        evtimer_add(p->timer, &tv);
+    }
+    event_add(p->rd, NULL);
+}
+
+/* Write pending ciphertext to the socket. false: the pump ended (or lingers). */
 static bool flush_out(struct pump *p)
 {
     while (evbuffer_get_length(p->cout) > 0) {
@@ -314,7 +335,7 @@ static bool flush_out(struct pump *p)
     }
     event_del(p->wr);
     if (notify_sent(p) && user_gone(p)) {
-        pump_close(p); /* close_notify is out and nobody reads: done */
+        finish(p); /* close_notify is out and nobody reads: done */
         return false;
     }
     return true;
@@ -618,7 +639,14 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
     struct pump *p = arg;
 
     wm_guard_enter(&p->guard);
-    if (sock_read(p)) {
+    if (p->lingering) {
+        if (sock_read(p)) { /* bytes or EOF (a failure ended the pump) */
+            evbuffer_drain(p->cin, evbuffer_get_length(p->cin));
+            if (p->sock_eof) {
+                pump_close(p);
+            }
+        }
+    } else if (sock_read(p)) {
         decrypt(p);
     }
     pump_leave(p);

@@ -10,7 +10,9 @@ request it reads whole (line, headers, body) and every connection that
 ended in the middle of a request. After each case the proxy must still be
 alive and serving."""
 
+import select
 import socket
+import ssl
 import threading
 
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from helpers import http1
 from helpers.net import connect, free_port, recv_all, recv_exact, recv_head, wait_until
 from helpers.tunnel import wait_log
-from test_reverse import get, start, wait_serving
+from test_reverse import _can_connect, gencert, get, start, wait_serving
 
 
 class Recorder:
@@ -323,6 +325,51 @@ def test_413_reaches_a_client_that_keeps_sending(wmproxy, tmp_path, rec):
         assert data.startswith(b"HTTP/1.1 413 "), data[:200]
         assert sent == [True], "the proxy stopped reading before the body ended"
     still_serving(p, port, rec)
+
+
+def test_413_over_tls_reaches_a_client_that_keeps_sending(wmproxy, tmp_path, rec):
+    """The same over TLS: after the 413 and close_notify the TLS layer
+    half-closes and drops what the client still sends until it closes, so
+    the 413 is read, and the whole 8 MiB body goes out without a reset."""
+    d = gencert(tmp_path / "c", "a.test")
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_ssl = "127.0.0.1:%(p)d"
+cert = "%(d)s/server.crt"
+key = "%(d)s/server.key"
+client_max_body_size = "1k"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(u)d"
+""" % {"p": port, "u": rec.port, "d": d})
+    ctx = ssl.create_default_context(cafile=d + "/ca.crt")
+    ctx.set_alpn_protocols(["http/1.1"])
+    wait_until(lambda: _can_connect(port), what="TLS port")
+    body = b"b" * (8 << 20)
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="a.test")
+        s.sendall(b"POST /big HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % len(body))
+        got, eof, off = b"", False, 0
+        while off < len(body):  # one thread: an SSL object is not shared across threads
+            s.sendall(body[off:off + 65536])  # raises on a reset
+            off += 65536
+            while not eof and (s.pending() or select.select([s], [], [], 0)[0]):
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLWantReadError:
+                    break
+                got += chunk
+                eof = not chunk
+        while not eof:
+            chunk = s.recv(65536)
+            got += chunk
+            eof = not chunk
+        s.close()
+        assert got.startswith(b"HTTP/1.1 413 "), got[:200]
+    assert p.alive()
 
 
 def test_expect_100_continue_answered_by_the_proxy(wmproxy, tmp_path, rec):
