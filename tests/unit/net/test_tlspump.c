@@ -493,6 +493,73 @@ static void test_tcp_close_without_close_notify(void **state)
     close(pp->sv[1]);
 }
 
+/* The user goes right after its answer while the peer is still sending:
+ * the pump sends the answer and close_notify, half-closes (the peer reads
+ * EOF on the socket), and reads and drops what still comes instead of
+ * closing on it (which would reset a TCP peer); it ends at the peer's
+ * close, well before the close bound. */
+static void test_linger_after_the_user_went(void **state)
+{
+    struct pumps *pp = *state;
+    SSL *c = SSL_new(pp->cctx);
+    static uint8_t junk[65536];
+    char buf[16];
+    int r = 0;
+    ssize_t n;
+
+    log_capture_start();
+    pp->srv.got = malloc(64);
+    pp->srv.cap = 64;
+    pp->srv.user = wm_tls_pump_new(base, pp->sctx, pp->sv[0], true, NULL, "unit-srv");
+    bufferevent_setcb(pp->srv.user, user_read_cb, NULL, user_event_cb, &pp->srv);
+    bufferevent_enable(pp->srv.user, EV_READ | EV_WRITE);
+    SSL_set_fd(c, pp->sv[1]);
+    SSL_set_connect_state(c);
+    for (int i = 0; i < 2000 && SSL_do_handshake(c) != 1; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_true(run_until_logged("tls unit-srv: handshake -> open", 2000));
+    bufferevent_write(pp->srv.user, "answer", 6);
+    wm_bev_free(pp->srv.user);
+    pp->srv.user = NULL;
+    for (int i = 0; i < 2000 && (r = SSL_read(c, buf, sizeof(buf))) <= 0 &&
+                    SSL_get_error(c, r) == SSL_ERROR_WANT_READ;
+         i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(r, 6);
+    assert_memory_equal(buf, "answer", 6);
+    for (int i = 0; i < 2000 && (r = SSL_read(c, buf, sizeof(buf))) <= 0 &&
+                    SSL_get_error(c, r) == SSL_ERROR_WANT_READ;
+         i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_int_equal(SSL_get_error(c, r), SSL_ERROR_ZERO_RETURN);
+    /* the peer keeps sending: read and dropped, the pump stays */
+    for (int k = 0; k < 8; k++) {
+        int w = 0;
+        for (int i = 0; i < 2000 && (w = SSL_write(c, junk, sizeof(junk))) <= 0 &&
+                        SSL_get_error(c, w) == SSL_ERROR_WANT_WRITE;
+             i++) {
+            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        }
+        assert_int_equal(w, (int)sizeof(junk));
+    }
+    for (int i = 0; i < 50; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    assert_null(strstr(log_text(), "tls unit-srv: half-closed-local -> dead"));
+    n = read(pp->sv[1], junk, sizeof(junk)); /* our FIN came behind close_notify */
+    assert_int_equal(n, 0);
+    uint64_t t0 = wm_now_ms();
+    close(pp->sv[1]);
+    assert_true(run_until_logged("tls unit-srv: half-closed-local -> dead", 2000));
+    assert_true(wm_now_ms() - t0 < 2000);
+    assert_null(strstr(log_text(), "close timed out"));
+    SSL_free(c);
+    log_capture_end();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -513,6 +580,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eof_before_the_handshake_ends, pumps_setup,
                                         pumps_teardown),
         cmocka_unit_test_setup_teardown(test_user_gone_during_the_handshake, pumps_setup,
+                                        pumps_teardown),
+        cmocka_unit_test_setup_teardown(test_linger_after_the_user_went, pumps_setup,
                                         pumps_teardown),
         cmocka_unit_test_setup_teardown(test_tcp_close_without_close_notify, pumps_setup,
                                         pumps_teardown),
