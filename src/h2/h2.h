@@ -76,6 +76,12 @@ struct wm_h2_front {
     const struct wm_hfwd_ops *ops; /* each stream's request (proto names the log) */
     size_t conn_size;              /* the service's connection record, wm_conn first */
     bool tls;                      /* :scheme https */
+    /* NULL, or: does the server req is for (its Host) take HTTP/2? false:
+     * the stream is reset with HTTP_1_1_REQUIRED (RFC 9113 7), which asks
+     * the client to send it again over HTTP/1.1. For a connection whose
+     * protocol was chosen before any Host: prior knowledge on an address
+     * shared by servers, or TLS with another server's SNI. */
+    bool (*serves)(const struct wm_h2_front *fr, const struct wm_http_head *req);
 };
 
 /* Serve the accepted connection c: HTTP/2 when TLS chose ALPN h2 or a
@@ -129,6 +135,9 @@ int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *
  * request-target), or NULL when it must go as bytes. r owns what the
  * pointer points to (the engine swaps an empty head in). */
 struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r);
+/* After wm_h2_req_finish(): the HTTP/1.1 head (Host from :authority), to
+ * read. Borrowed from r. */
+const struct wm_http_head *wm_h2_req_head(const struct wm_h2_req *r);
 /* After wm_h2_req_finish(): the head as HTTP/1.1 bytes into out. 0, or 500. */
 int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out);
 /* An HTTP/1 response field: keep it for HTTP/2? (no hop-by-hop fields) */

@@ -393,6 +393,11 @@ int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *
     return 0;
 }
 
+const struct wm_http_head *wm_h2_req_head(const struct wm_h2_req *r)
+{
+    return r->head;
+}
+
 struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r)
 {
     return r->given_ok ? &r->head : NULL;

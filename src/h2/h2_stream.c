@@ -678,6 +678,14 @@ void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
                                              : "malformed request");
         return;
     }
+    if (h->fr->serves != NULL && !h->fr->serves(h->fr, wm_h2_req_head(st->req))) {
+        wm_log(WM_LOG_INFO, h->c->id, "h2: stream %d: its server has HTTP/2 off: HTTP_1_1_REQUIRED",
+               st->id);
+        recycle_req(h, st);
+        st->resp_phase = H2S_DONE; /* our refusal: not a client reset (flood count) */
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_HTTP_1_1_REQUIRED);
+        return;
+    }
     h2s_launch(h, st, NULL);
     recycle_req(h, st);
 }

@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <llhttp.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,7 @@ static bool loc_matches(const struct rv_location *l, const char *path, size_t pl
 }
 
 /* Host without its port; "" when absent. */
-static const char *host_of(struct wm_http_head *req, size_t *n)
+static const char *host_of(const struct wm_http_head *req, size_t *n)
 {
     const char *h = wm_http_head_get(req, "host", n);
 
@@ -556,6 +557,19 @@ static void service_destroy(struct wm_service *svc)
     free(s);
 }
 
+/* An HTTP/2 stream on a connection whose protocol was chosen before its
+ * Host: prior knowledge decided by the address's first server, or TLS by
+ * the SNI's server. The server the Host selects must take HTTP/2 too. */
+static bool h2_serves(const struct wm_h2_front *fr, const struct wm_http_head *req)
+{
+    const struct rv_service *s =
+        (const struct rv_service *)((const char *)fr - offsetof(struct rv_service, h2));
+    size_t hlen;
+    const char *host = host_of(req, &hlen);
+
+    return vhost_for(s->l, host, hlen)->http2;
+}
+
 struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
 {
     struct rv_service *s = calloc(1, sizeof(*s));
@@ -568,6 +582,7 @@ struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
     s->l = &r->listens[i];
     s->h2 = (struct wm_h2_front){.ops = &rev_h2_ops, .conn_size = sizeof(struct rv_conn),
                                  .tls = s->l->tls};
+    s->h2.serves = h2_serves;
     s->h2c = !s->l->tls && s->l->nhosts > 0 && s->l->hosts[0]->http2;
     return &s->base;
 }

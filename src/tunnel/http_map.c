@@ -317,8 +317,8 @@ static const struct wm_hfwd_ops h2_ops = {
     .logged = logged_op, /* the mapping's byte counters, as for HTTP/1 */
 };
 
-static const struct wm_h2_front h2_http_front = {&h2_ops, sizeof(struct wm_conn), false};
-static const struct wm_h2_front h2_https_front = {&h2_ops, sizeof(struct wm_conn), true};
+static const struct wm_h2_front h2_http_front = {&h2_ops, sizeof(struct wm_conn), false, NULL};
+static const struct wm_h2_front h2_https_front = {&h2_ops, sizeof(struct wm_conn), true, NULL};
 
 /* ---- cluster: http streams from another node ---- */
 

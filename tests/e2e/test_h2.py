@@ -126,6 +126,58 @@ def test_alpn_h2c_and_http2_off(wmproxy, tmp_path, cert, origin):
     assert st == 200 and body.startswith(b"static GET "), "no upgrade: HTTP/1.1 answers"
 
 
+HTTP_1_1_REQUIRED = 0xd
+
+
+def test_http2_off_on_a_shared_address(wmproxy, tmp_path, cert, origin):
+    """Two servers on one plain and one TLS address, the second with
+    http2 = false. Prior knowledge (decided by the first server) and a TLS
+    connection whose SNI chose the first server still carry requests for
+    the second: those streams are reset with HTTP_1_1_REQUIRED, which asks
+    the client to send them again over HTTP/1.1; the connection goes on."""
+    p, s = free_port(), free_port()
+    proc = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+bind_ssl = "127.0.0.1:%(s)d"
+up_name = "a.test"
+cert = "%(d)s/server.crt"
+key = "%(d)s/server.key"
+static_response = "a {host}"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+bind_ssl = "127.0.0.1:%(s)d"
+up_name = "off.test"
+cert = "%(d)s/server.crt"
+key = "%(d)s/server.key"
+http2 = false
+static_response = "off {host}"
+""" % {"p": p, "s": s, "d": cert})
+    wait_until(lambda: curl("http://127.0.0.1:%d/" % p).returncode == 0, what="wmproxy serving")
+    for tls, port in ((False, p), (True, s)):
+        c = H.Client(port, tls=tls)
+        st = c.response(c.request("/", authority="off.test"))
+        assert st.reset == HTTP_1_1_REQUIRED and st.status is None, (tls, st.reset, st.status)
+        assert c.get("/", authority="a.test") == (200, c.streams[3].headers, b"a a.test"), tls
+        for _ in range(5):  # refusals are not client resets: no flood verdict
+            assert c.response(c.request("/", authority="off.test")).reset == HTTP_1_1_REQUIRED
+        assert c.get("/", authority="a.test")[0] == 200 and c.goaway is None
+        c.close()
+    assert wait_log(proc, "its server has HTTP/2 off: HTTP_1_1_REQUIRED"), proc.log()[-2000:]
+    # curl answers the reset by sending the request again over HTTP/1.1
+    r = curl("--http2-prior-knowledge", "-H", "Host: off.test", "-w", " %{http_version}",
+             "http://127.0.0.1:%d/" % p)
+    assert r.returncode == 0 and r.stdout == b"off off.test 1.1", (r.stdout, r.stderr)
+    r = curl("--http2-prior-knowledge", "-H", "Host: a.test", "-w", " %{http_version}",
+             "http://127.0.0.1:%d/" % p)
+    assert r.stdout == b"a a.test 2", r.stdout
+    # TLS: the SNI picks the server, ALPN follows it
+    r = curl("--http2", "--resolve", "off.test:%d:127.0.0.1" % s, "-w", " %{http_version}",
+             "https://off.test:%d/" % s)
+    assert r.stdout == b"off off.test:%d 1.1" % s, (r.stdout, r.stderr)
+
+
 def upgrade_get(port, path):
     """python3-h2's Upgrade path: GET with "Upgrade: h2c" and the
     HTTP2-Settings initiate_upgrade_connection() made; after the 101 the
