@@ -100,7 +100,7 @@ static bool loc_matches(const struct rv_location *l, const char *path, size_t pl
 /* Host without its port; "" when absent. */
 static const char *host_of(const struct wm_http_head *req, size_t *n)
 {
-    const char *h = wm_http_head_get(req, "host", n);
+    const char *h = wm_http_head_get_id(req, WM_HDR_HOST, n);
 
     if (h == NULL) {
         *n = 0;
