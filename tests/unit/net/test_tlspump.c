@@ -451,16 +451,13 @@ static void test_user_gone_during_the_handshake(void **state)
     log_capture_end();
 }
 
-/* A peer that closes TCP without close_notify after sending data: every
- * byte reaches the user, then EOF, as for close_notify (our BIO does not
- * report BIO_eof, so OpenSSL does not call it a truncation; for the
- * carrier docs/tunnel.md says why that is safe). The pump goes on
- * sending: half-closed remote. */
-static void test_tcp_close_without_close_notify(void **state)
+/* A server pump on sv[0] (its user in pp->srv) and a plain OpenSSL client
+ * on sv[1], handshaken; the caller frees the SSL and closes sv[1]. */
+static SSL *server_and_raw_client(struct pumps *pp)
 {
-    struct pumps *pp = *state;
     SSL *c = SSL_new(pp->cctx);
 
+    assert_non_null(c);
     pp->srv.got = malloc(64);
     pp->srv.cap = 64;
     pp->srv.user = wm_tls_pump_new(base, pp->sctx, pp->sv[0], true, NULL, "unit-srv");
@@ -471,6 +468,32 @@ static void test_tcp_close_without_close_notify(void **state)
     for (int i = 0; i < 2000 && SSL_do_handshake(c) != 1; i++) {
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     }
+    return c;
+}
+
+/* SSL_read on the raw client, running the loop while it wants more. */
+static int raw_read(SSL *c, char *buf, int n)
+{
+    int r = 0;
+
+    for (int i = 0; i < 2000 && (r = SSL_read(c, buf, n)) <= 0 &&
+                    SSL_get_error(c, r) == SSL_ERROR_WANT_READ;
+         i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    return r;
+}
+
+/* A peer that closes TCP without close_notify after sending data: every
+ * byte reaches the user, then EOF, as for close_notify (our BIO does not
+ * report BIO_eof, so OpenSSL does not call it a truncation; for the
+ * carrier docs/tunnel.md says why that is safe). The pump goes on
+ * sending: half-closed remote. */
+static void test_tcp_close_without_close_notify(void **state)
+{
+    struct pumps *pp = *state;
+    SSL *c = server_and_raw_client(pp);
+
     assert_int_equal(SSL_write(c, "hi there", 8), 8);
     shutdown(pp->sv[1], SHUT_WR);
     assert_true(run_until(&pp->srv.eof, 2000));
@@ -482,12 +505,7 @@ static void test_tcp_close_without_close_notify(void **state)
     /* the other way is still open: the pump's close_notify reaches c */
     wm_bev_shutdown_write(pp->srv.user);
     char buf[8];
-    int r = 0;
-    for (int i = 0; i < 2000 && (r = SSL_read(c, buf, sizeof(buf))) <= 0 &&
-                    SSL_get_error(c, r) == SSL_ERROR_WANT_READ;
-         i++) {
-        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    }
+    int r = raw_read(c, buf, sizeof(buf));
     assert_int_equal(SSL_get_error(c, r), SSL_ERROR_ZERO_RETURN);
     SSL_free(c);
     close(pp->sv[1]);
@@ -501,39 +519,22 @@ static void test_tcp_close_without_close_notify(void **state)
 static void test_linger_after_the_user_went(void **state)
 {
     struct pumps *pp = *state;
-    SSL *c = SSL_new(pp->cctx);
+    SSL *c;
     static uint8_t junk[65536];
     char buf[16];
-    int r = 0;
+    int r;
     ssize_t n;
 
     log_capture_start();
-    pp->srv.got = malloc(64);
-    pp->srv.cap = 64;
-    pp->srv.user = wm_tls_pump_new(base, pp->sctx, pp->sv[0], true, NULL, "unit-srv");
-    bufferevent_setcb(pp->srv.user, user_read_cb, NULL, user_event_cb, &pp->srv);
-    bufferevent_enable(pp->srv.user, EV_READ | EV_WRITE);
-    SSL_set_fd(c, pp->sv[1]);
-    SSL_set_connect_state(c);
-    for (int i = 0; i < 2000 && SSL_do_handshake(c) != 1; i++) {
-        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    }
+    c = server_and_raw_client(pp);
     assert_true(run_until_logged("tls unit-srv: handshake -> open", 2000));
     bufferevent_write(pp->srv.user, "answer", 6);
     wm_bev_free(pp->srv.user);
     pp->srv.user = NULL;
-    for (int i = 0; i < 2000 && (r = SSL_read(c, buf, sizeof(buf))) <= 0 &&
-                    SSL_get_error(c, r) == SSL_ERROR_WANT_READ;
-         i++) {
-        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    }
+    r = raw_read(c, buf, sizeof(buf));
     assert_int_equal(r, 6);
     assert_memory_equal(buf, "answer", 6);
-    for (int i = 0; i < 2000 && (r = SSL_read(c, buf, sizeof(buf))) <= 0 &&
-                    SSL_get_error(c, r) == SSL_ERROR_WANT_READ;
-         i++) {
-        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    }
+    r = raw_read(c, buf, sizeof(buf));
     assert_int_equal(SSL_get_error(c, r), SSL_ERROR_ZERO_RETURN);
     /* the peer keeps sending: read and dropped, the pump stays */
     for (int k = 0; k < 8; k++) {
