@@ -684,12 +684,15 @@ def test_stalled_stream_does_not_slow_others(nodes, origin):
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(http1.request("GET", "/bytes/%d" % 500_000_000, [("Host", "x")]))
     time.sleep(1)  # deliberate: the origin fills the stalled stream meanwhile
-    # Throughput on a host shared with other work is noisy: a stall that
-    # blocked the others would lose every try, noise loses one now and then.
+    # A stall that blocked the carrier would stop the others (each try ends
+    # at its 60 s socket timeout). The Python readers' own speed under ASan
+    # swings by a third between runs on a shared host (a fresh-clone run
+    # once measured 0.66-0.78 of a fast base run), so the bar is half the
+    # base, best of three tries.
     tries = []
-    while len(tries) < 3 and (not tries or max(tries) < 0.8 * base):
+    while len(tries) < 3 and (not tries or max(tries) < 0.5 * base):
         tries.append(_throughput(tp, 4, 40_000_000))
-    assert max(tries) >= 0.8 * base, (base, tries)
+    assert max(tries) >= 0.5 * base, (base, tries)
     # memory stays bounded: one stream window and relay buffers, not the
     # hundreds of MB the origin pushes (ASan build: allow for its overhead)
     for p in (srv, cli):
