@@ -29,6 +29,13 @@ def metrics(cport, token=None):
     return body.decode() if isinstance(body, bytes) else body
 
 
+def metrics_when(cport, cond, what):
+    """The metrics text once cond(text) holds: a request is counted as its
+    connection ends, which may be after the client has its answer."""
+    return wait_until(lambda: (lambda t: t if cond(t) else None)(metrics(cport, TOKEN)),
+                      what=what)
+
+
 def sample(text, name, **labels):
     """The value of one sample (labels must match exactly the given ones
     among the sample's), summed when several match; 0 when none."""
@@ -151,7 +158,8 @@ def test_upstreams_limits_and_errors(instance):
     # the dead server is tried (connect refused), marked down after one failure
     for _ in range(6):
         assert _get(rport, "/headers") == 200
-    m = metrics(cport, TOKEN)
+    m = metrics_when(cport, lambda t: sample(t, "wmproxy_upstream_response_seconds_count") >= 6,
+                     "6 upstream answers counted")
     assert sample(m, "wmproxy_upstream_server_up", upstream="pool", server="127.0.0.1:1") == 0
     assert sample(m, "wmproxy_upstream_server_failures_total", upstream="pool",
                   server="127.0.0.1:1") >= 1
@@ -163,7 +171,8 @@ def test_upstreams_limits_and_errors(instance):
     # limit_req: 1 r/s, no burst -> a quick second request is refused
     codes = [_get(rport, "/limited") for _ in range(3)]
     assert 503 in codes, codes
-    m = metrics(cport, TOKEN)
+    m = metrics_when(cport, lambda t: sample(t, "wmproxy_http_requests_total", code="5xx") >= 1,
+                     "the 503 counted")
     assert sample(m, "wmproxy_limit_req_refused_total", zone="one") >= 1
     assert sample(m, "wmproxy_http_requests_total", code="5xx") >= 1
     check_format(m)
@@ -213,8 +222,8 @@ def test_counters_survive_reload(instance):
     code, _, doc = api(cport, "POST", "/reload", TOKEN)
     assert code == 200, doc
     wait_until(lambda: _get(rport, "/x") == 200, what="serving after reload")
-    after = metrics(cport, TOKEN)
-    assert sample(after, "wmproxy_http_requests_total") >= before + 1
+    after = metrics_when(cport, lambda t: sample(t, "wmproxy_http_requests_total") >= before + 1,
+                         "the request after the reload counted")
     assert sample(after, "wmproxy_config_reloads_total", result="ok") == 1
     assert sample(after, "wmproxy_config_last_reload_successful") == 1
     # a refused reload is counted, and the hash stays the running one's
