@@ -197,7 +197,9 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
     struct h2_stream *st;
 
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
-        ((struct wm_h2 *)user)->dying = true; /* nghttp2's own verdict: closed with a linger */
+        struct wm_h2 *h = user; /* nghttp2's own verdict: closed with a linger */
+        h->dying = true;
+        h->why = h->why != NULL ? h->why : "h2-error";
         return 0;
     }
     if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
@@ -311,12 +313,8 @@ void h2_flush(struct wm_h2 *h)
             /* the client may still be sending: a close with its bytes
              * unread would reset the connection and could lose our GOAWAY */
             wm_conn_set_linger(c);
-            wm_conn_close_after_flush(c, h->why != NULL ? h->why : "h2-error");
-        } else if (evbuffer_get_length(out) == 0) {
-            h2_finish(h, h->why != NULL ? h->why : "h2-done");
-        } else {
-            wm_conn_close_after_flush(c, h->why != NULL ? h->why : "h2-done");
         }
+        wm_conn_close_after_flush(c, h->why != NULL ? h->why : "h2-done");
     }
 }
 

@@ -582,7 +582,11 @@ struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
     s->l = &r->listens[i];
     s->h2 = (struct wm_h2_front){.ops = &rev_h2_ops, .conn_size = sizeof(struct rv_conn),
                                  .tls = s->l->tls};
-    s->h2.serves = h2_serves;
+    for (size_t k = 0; k < s->l->nhosts; k++) {
+        if (!s->l->hosts[k]->http2) {
+            s->h2.serves = h2_serves; /* else every stream is served: no check */
+        }
+    }
     s->h2c = !s->l->tls && s->l->nhosts > 0 && s->l->hosts[0]->http2;
     return &s->base;
 }

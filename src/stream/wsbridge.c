@@ -84,6 +84,12 @@ static void end(struct st_ws *p, const char *reason)
     wm_conn_finish(c, reason);
 }
 
+/* The WebSocket peer sends nothing more (its close frame, EOF or error). */
+static bool ws_peer_done(const struct st_ws *p)
+{
+    return p->close_rcvd || p->ws_eof;
+}
+
 static void arm(struct st_ws *p, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -102,7 +108,7 @@ static void check_done(struct st_ws *p)
         evbuffer_get_length(bufferevent_get_output(p->raw)) > 0) {
         return;
     }
-    if (p->close_rcvd || p->ws_eof) {
+    if (ws_peer_done(p)) {
         end(p, p->reason);
         return;
     }
@@ -119,12 +125,10 @@ static void closing(struct st_ws *p, const char *reason)
     }
     p->ending = true;
     p->reason = reason;
-    if (p->close_rcvd || p->ws_eof) {
+    if (ws_peer_done(p)) {
         bufferevent_disable(p->ws, EV_READ);
     } else {
-        struct evbuffer *in = bufferevent_get_input(p->ws);
-        evbuffer_drain(in, evbuffer_get_length(in)); /* and ws_read_cb drops the rest */
-        bufferevent_setwatermark(p->ws, EV_READ, 0, 0);
+        bufferevent_setwatermark(p->ws, EV_READ, 0, 0); /* ws_read_cb drops what comes */
         bufferevent_enable(p->ws, EV_READ);
     }
     bufferevent_disable(p->raw, EV_READ);
@@ -398,18 +402,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         } else {
             send_close(p, WM_WS_CLOSE_NORMAL); /* then await the peer's close */
         }
-    } else if (p->ending) {
-        p->ws_eof = true;
-        if (!eof || p->ws_shut) {
-            end(p, p->reason); /* gone, or the lingering close is over */
-        } else {
-            check_done(p);
-        }
-    } else if (eof) {
-        p->ws_eof = true;
-        closing(p, p->close_rcvd ? "ws-close" : "ws-eof");
     } else {
-        end(p, "ws-error");
+        p->ws_eof = true;
+        if (p->ending && eof && !p->ws_shut) {
+            check_done(p); /* its EOF while ours still flushes */
+        } else if (p->ending) {
+            end(p, p->reason); /* gone, or the lingering close is over */
+        } else if (eof) {
+            closing(p, p->close_rcvd ? "ws-close" : "ws-eof");
+        } else {
+            end(p, "ws-error");
+        }
     }
     wm_conn_leave(p->c);
 }
