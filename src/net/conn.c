@@ -203,9 +203,11 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
 
 static void linger_timeout_cb(int fd, short what, void *arg)
 {
+    struct wm_conn *c = arg;
+
     (void)fd;
     (void)what;
-    wm_conn_finish(arg, "closed");
+    wm_conn_finish(c, c->end_why);
 }
 
 /* The answer is out: half-close and keep dropping what comes (flush_read_cb)
@@ -233,16 +235,20 @@ void wm_conn_set_linger(struct wm_conn *c)
 
 static void flush_write_cb(struct bufferevent *bev, void *arg)
 {
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !start_linger(arg)) {
-        wm_conn_finish(arg, "closed");
+    struct wm_conn *c = arg;
+
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !start_linger(c)) {
+        wm_conn_finish(c, c->end_why);
     }
 }
 
 static void flush_event_cb(struct bufferevent *bev, short what, void *arg)
 {
+    struct wm_conn *c = arg;
+
     (void)bev;
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
-        wm_conn_finish(arg, "closed");
+        wm_conn_finish(c, c->end_why);
     }
 }
 
@@ -275,6 +281,7 @@ void wm_conn_close_after_flush(struct wm_conn *c, const char *reason)
         wm_dial_cancel(c->dial);
         c->dial = NULL;
     }
+    snprintf(c->end_why, sizeof(c->end_why), "%s", reason != NULL ? reason : "closed");
     bufferevent_setcb(c->bev, flush_read_cb, flush_write_cb, flush_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

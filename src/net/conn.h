@@ -99,6 +99,7 @@ struct wm_conn {
     uint64_t start_ms;
     bool access_logged;             /* the handler already wrote its access line(s) */
     bool linger;                    /* wm_conn_set_linger(): half-close, then drain */
+    char end_why[40];               /* wm_conn_close_after_flush()'s reason (a copy) */
     struct event *timer;
     struct event *park;             /* parked: EV_READ on the fd, bev NULL (see above) */
     void (*on_wake)(struct wm_conn *c, short what); /* parked: the handler's wake callback */
@@ -144,7 +145,9 @@ static inline bool wm_conn_closed(const struct wm_conn *c)
  * memory goes at once or at the last leave. A second call is a no-op. */
 void wm_conn_finish(struct wm_conn *c, const char *reason);
 
-/* Stop reading; finish once the output is flushed (or after a short bound). */
+/* Stop reading; finish once the output is flushed (or after a short bound:
+ * "flush-timeout"). The access line then gives reason (copied, cut to
+ * fit), also when the client closes first or the linger ends. */
 void wm_conn_close_after_flush(struct wm_conn *c, const char *reason);
 
 /* Before wm_conn_close_after_flush(): the client may still be sending (a

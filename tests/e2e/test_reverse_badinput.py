@@ -327,6 +327,30 @@ def test_413_reaches_a_client_that_keeps_sending(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_lingering_close_keeps_its_reason(wmproxy, tmp_path, rec):
+    """A connection that ends after a lingering close (413 answered, the
+    body still coming, the client closes once it has the answer) is logged
+    with why it was closed, not with a bare "closed"."""
+    port = free_port()
+    p = start(wmproxy, tmp_path, """default_level = "debug"
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+client_max_body_size = "1k"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(u)d"
+""" % {"p": port, "u": rec.port})
+    wait_serving(port, path="/ready")
+    s = connect(port)
+    s.sendall(b"POST /big HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000\r\n\r\n" +
+              b"b" * 200000)
+    assert recv_head(s).startswith(b"HTTP/1.1 413 ")
+    s.close()
+    assert wait_log(p, "end=http-error"), p.log()[-3000:]
+    assert "end=closed" not in p.log(), p.log()[-3000:]
+
+
 def test_413_over_tls_reaches_a_client_that_keeps_sending(wmproxy, tmp_path, rec):
     """The same over TLS: after the 413 and close_notify the TLS layer
     half-closes and drops what the client still sends until it closes, so
