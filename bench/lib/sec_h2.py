@@ -218,6 +218,9 @@ def _load_table(ctx, nrounds, origin, starters):
     t.ratio("wmproxy / nginx (CPU per request, info)", OURS, NGINX, "cpu_us")
     rounds.per_round_note(t, runs, OURS, NGINX, "wmproxy / nginx")
     rounds.per_round_note(t, runs, OURS, HAPROXY, "wmproxy / haproxy")
+    p99s = {name: [e[0] for e in ex] for name, ex in extra.items()}
+    rounds.per_round_note(t, p99s, OURS, NGINX, "wmproxy / nginx p99")
+    rounds.per_round_note(t, p99s, OURS, HAPROXY, "wmproxy / haproxy p99")
     t.note("clients: h2load over TLS (ALPN h2), %d connections x %d concurrent streams, "
            "`GET %s` (%d bytes) from one nginx origin (1 worker, HTTP/1.1 keep-alive "
            "upstream for every proxy); p99 from h2load's per-request log; a run fails "

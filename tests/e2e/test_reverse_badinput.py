@@ -140,9 +140,10 @@ def rec():
     r.close()
 
 
-def serve(wmproxy, tmp_path, rec, limit="1k"):
+def serve(wmproxy, tmp_path, rec, limit="1k", top=""):
+    """top: lines for the top of the config (before [http])."""
     port = free_port()
-    p = start(wmproxy, tmp_path, """
+    p = start(wmproxy, tmp_path, top + """
 [http]
 [[http.server]]
 bind_addr = "127.0.0.1:%(p)d"
@@ -331,17 +332,7 @@ def test_lingering_close_keeps_its_reason(wmproxy, tmp_path, rec):
     """A connection that ends after a lingering close (413 answered, the
     body still coming, the client closes once it has the answer) is logged
     with why it was closed, not with a bare "closed"."""
-    port = free_port()
-    p = start(wmproxy, tmp_path, """default_level = "debug"
-[http]
-[[http.server]]
-bind_addr = "127.0.0.1:%(p)d"
-client_max_body_size = "1k"
-[[http.server.location]]
-rule = "/"
-proxy_url = "http://127.0.0.1:%(u)d"
-""" % {"p": port, "u": rec.port})
-    wait_serving(port, path="/ready")
+    p, port = serve(wmproxy, tmp_path, rec, top='default_level = "debug"\n')
     s = connect(port)
     s.sendall(b"POST /big HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000\r\n\r\n" +
               b"b" * 200000)
