@@ -233,6 +233,13 @@ static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
     }
     if (st->ws && status == 101) {
         status = 200; /* RFC 8441 5: the tunnel is open */
+    } else if (st->ws && status >= 200 && status < 300) {
+        /* A 2xx would tell the client its WebSocket is open: an answer
+         * without the upgrade (a page, a file) goes as 502 with its body. */
+        wm_log(WM_LOG_INFO, st->h->c->id,
+               "h2: stream %d: WebSocket not accepted (answer %d), 502 to the client", st->id,
+               status);
+        status = 502;
     }
     if (status < 100 || status > 999) {
         return -1; /* the parser takes three digits only */

@@ -128,10 +128,11 @@ void hf_forward_body(struct wm_hfwd *f)
         hf_finish(f, "client-closed");
         return;
     }
-    if (evbuffer_get_length(bufferevent_get_output(f->up)) >= WM_HTTP_BODY_HIGH_WATER) {
+    size_t queue = f->ops->body_queue > 0 ? f->ops->body_queue : WM_HTTP_BODY_HIGH_WATER;
+    if (evbuffer_get_length(bufferevent_get_output(f->up)) >= queue) {
         f->flow.client_paused = true;
         hf_client_reading(f, false);
-        bufferevent_setwatermark(f->up, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+        bufferevent_setwatermark(f->up, EV_WRITE, queue / 2, 0);
     } else if (moved > 0 && f->flow.creading) {
         /* Reads stop by themselves when the input holds WM_HTTP_CLIENT_READ_MAX
          * (body that came while connecting): now drained, they go on. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/limits.h"
 #include "core/util.h"
 #include "http/head.h"
 
@@ -23,6 +24,7 @@ struct wm_http_parser {
     bool given;     /* the head came whole from wm_http_parser_give_head() */
     char last;      /* the last head byte of the previous feed ('\0': none) */
     uint64_t body_bytes; /* decoded body bytes of this message (chunk framing off) */
+    size_t ext_bytes;    /* chunk extensions on the current chunk-size line */
     int given_method; /* llhttp_method of a given head */
     wm_http_body_cb body_cb;
     void *body_arg;
@@ -176,6 +178,15 @@ static int connection_token(const char *t, size_t n, void *arg)
            wm_strieq(t, n, "host");
 }
 
+/* Unframeable: the message's length cannot be trusted (answered 400, or
+ * 502 for a response). */
+static int framing_error(struct wm_http_parser *p, const char *why)
+{
+    p->bad_te = true;
+    p->err = why;
+    return HPE_USER;
+}
+
 static int request_error(struct wm_http_parser *p, int status, const char *why)
 {
     p->err = why;
@@ -225,6 +236,9 @@ static int on_headers_complete(llhttp_t *ll)
         p->bad_te = true;
         return HPE_USER;
     }
+    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > INT64_MAX) {
+        return framing_error(p, "Content-Length over 2^63-1"); /* a signed length wraps */
+    }
     if (p->kind == WM_HTTP_REQUEST && check_request(p, ll) != 0) {
         return HPE_USER;
     }
@@ -238,6 +252,30 @@ static int on_headers_complete(llhttp_t *ll)
         return 1; /* e.g. the response to HEAD: message ends with its head */
     }
     return HPE_PAUSED;
+}
+
+/* A chunk-size line is complete: its size (content_length) and the length
+ * of its extensions are bounded; hops that read sizes as signed, or keep
+ * extensions, would otherwise frame the body differently. */
+static int on_chunk_header(llhttp_t *ll)
+{
+    struct wm_http_parser *p = P(ll);
+
+    p->ext_bytes = 0;
+    if (ll->content_length > INT64_MAX) {
+        return framing_error(p, "chunk size over 2^63-1");
+    }
+    return 0;
+}
+
+static int on_chunk_ext(llhttp_t *ll, const char *at, size_t n)
+{
+    struct wm_http_parser *p = P(ll);
+
+    (void)at;
+    p->ext_bytes += n;
+    return p->ext_bytes > WM_HTTP_CHUNK_EXT_MAX ? framing_error(p, "chunk extensions too long")
+                                                : 0;
 }
 
 static int on_body(llhttp_t *ll, const char *at, size_t n)
@@ -276,6 +314,9 @@ static void init_settings(void)
     s.on_header_value_complete = on_value_complete;
     s.on_headers_complete = on_headers_complete;
     s.on_body = on_body;
+    s.on_chunk_header = on_chunk_header;
+    s.on_chunk_extension_name = on_chunk_ext;
+    s.on_chunk_extension_value = on_chunk_ext;
     s.on_message_complete = on_message_complete;
     if (!__atomic_load_n(&settings_ready, __ATOMIC_ACQUIRE)) {
         settings = s;
@@ -473,6 +514,7 @@ void wm_http_parser_reset(struct wm_http_parser *p)
     p->given = false;
     p->last = '\0';
     p->body_bytes = 0;
+    p->ext_bytes = 0;
     p->err = NULL;
     p->err_status = 0;
 }
@@ -500,6 +542,7 @@ void wm_http_parser_next(struct wm_http_parser *p)
     p->given = false;
     p->last = '\0';
     p->body_bytes = 0;
+    p->ext_bytes = 0;
     p->err = NULL;
     p->err_status = 0;
 }

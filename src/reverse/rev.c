@@ -494,6 +494,7 @@ static const struct wm_hfwd_ops rev_ops = {
 /* The same for each HTTP/2 stream (its access lines say so). */
 static const struct wm_hfwd_ops rev_h2_ops = {
     .proto = "reverse-h2",
+    .body_queue = WM_H2_BODY_QUEUE,
     .route = route,
     .connect = rv_connect_op,
     .cancel = rv_cancel_op,

@@ -18,7 +18,7 @@ import pytest
 from conftest import BIN
 from helpers import h2client as H
 from helpers import origin as origin_mod
-from helpers.control import api
+from helpers.control import api, rss_kb
 from helpers.net import free_port, wait_until
 from helpers.tunnel import wait_log
 from test_metrics import metrics, sample
@@ -533,6 +533,64 @@ proxy_url = "http://127.0.0.1:%d"
     ls.close()
 
 
+def test_uploads_to_a_stalled_upstream_hold_bounded_memory(wmproxy, tmp_path, cert, origin):
+    """One connection, 64 streams uploading to an upstream that never reads:
+    what the proxy holds for them is bounded by the connection's window
+    plus a small queue per stream (it was a whole stream window plus the
+    HTTP/1 body queue, ~780 KiB, per stream). ASan's quarantine is off so
+    RSS follows the live heap."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(128)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(ls.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+    p = free_port()
+    conf = tmp_path / "stalled.toml"
+    conf.write_text("""disable_control = true
+workers = 1
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%d"
+""" % (p, ls.getsockname()[1]))
+    proc = wmproxy(["run", "-c", str(conf)], port=p,
+                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=66:"
+                                        "quarantine_size_mb=0"})
+    c = H.Client(p)
+    c.sync()
+    base = rss_kb(proc.p.pid)
+    sids = [c.request("/up%d" % i, method="POST", headers=[("content-length", str(1 << 30))],
+                      end=False) for i in range(64)]
+    chunk = b"u" * (256 << 10)
+    deadline = time.monotonic() + 40
+    quiet = None
+    while time.monotonic() < deadline:
+        sent = sum(c.send(sid, chunk) for sid in sids)
+        c.pump(0.05)
+        if sent:
+            quiet = None
+        elif quiet is None:
+            quiet = time.monotonic()
+        elif time.monotonic() - quiet > 2:
+            break
+    assert quiet is not None, "the uploads never stalled"
+    grown = rss_kb(proc.p.pid) - base
+    assert grown < 20 * 1024, "%d KiB held for 64 stalled uploads" % grown  # 55 MiB before
+    c.close()
+    ls.close()
+    for h in held:
+        h.close()
+
+
 # ---- 3. WebSocket over HTTP/2 (RFC 8441) ----
 
 def test_websocket_extended_connect(wmproxy, tmp_path, cert, origin):
@@ -552,6 +610,23 @@ def test_websocket_extended_connect(wmproxy, tmp_path, cert, origin):
         c.wait(lambda: len(c.streams[sid].data) >= 2 + 13, what="echo")
         assert bytes(c.streams[sid].data) == origin_mod.ws_frame(1, b"hello over h2", mask=False)
         c.close()
+
+
+def test_websocket_not_accepted_is_not_a_2xx(wmproxy, tmp_path, cert, origin):
+    """An extended CONNECT answered with a page instead of the upgrade (a
+    static answer, a proxied 200) must not reach the client as 2xx, which
+    would tell it the WebSocket is open (RFC 8441 5): it gets 502."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    c.wait(lambda: c.c.remote_settings.enable_connect_protocol == 1, what="settings")
+    for path in ("/static", "/headers"):
+        sid = c.request(path, method="CONNECT", end=False,
+                        extra_pseudo=[(":protocol", "websocket")],
+                        headers=[("sec-websocket-version", "13")])
+        c.wait(lambda: c.streams[sid].status is not None, what="answer to " + path)
+        assert c.streams[sid].status == 502, (path, c.streams[sid].headers)
+    assert c.get("/static")[0] == 200  # the connection goes on
+    c.close()
 
 
 # ---- 4. limits and floods ----

@@ -184,6 +184,16 @@ BAD = [
     ("chunk size overflow",
      b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"ffffffffffffffffff\r\n" + SMUGGLED, False),
+    # sizes past 2^63-1: a hop reading them as signed sees a negative length
+    ("chunk size 2^64-1",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"ffffffffffffffff\r\nab\r\n0\r\n\r\n" + SMUGGLED, False),
+    ("Content-Length 2^63",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 9223372036854775808\r\n\r\n"
+     + SMUGGLED, True),
+    ("chunk extensions over 4 KiB",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"2;" + b"e" * 5000 + b"\r\nab\r\n0\r\n\r\n" + SMUGGLED, False),
     ("obs-fold", b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-F: a\r\n b\r\n\r\n" + SMUGGLED, True),
     ("obs-fold with a tab",
      b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-F:\r\n\tContent-Length: 5\r\n\r\n" + SMUGGLED, True),
@@ -262,6 +272,17 @@ def chunked(body, size):
         part = body[i:i + size]
         out += b"%x\r\n" % len(part) + part + b"\r\n"
     return out + b"0\r\n\r\n"
+
+
+def test_chunk_extensions_within_the_bound_pass(wmproxy, tmp_path, rec):
+    """Chunk extensions (ignored by HTTP, allowed by RFC 9112 7.1.1) go
+    through while a chunk-size line's extensions stay within 4 KiB."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    data = exchange(port, b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n"
+                          b"Connection: close\r\n\r\n2;" + b"e" * 3000 + b";a=b\r\nab\r\n"
+                          b"1;last\r\nc\r\n0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"got 3"), data[:200]
+    still_serving(p, port, rec)
 
 
 def test_chunked_body_over_client_max_body_size_413(wmproxy, tmp_path, rec):

@@ -976,6 +976,58 @@ static void test_request_refusals(void **state)
     }
 }
 
+/* Lengths past 2^63-1 (a hop reading them as signed sees a negative one)
+ * and chunk-size lines whose extensions pass 4 KiB are unframeable; the
+ * largest signed length and 4 KiB of extensions are not. */
+static enum wm_http_res feed_chunked(const char *body)
+{
+    static const char head[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    struct wm_http_parser *p = wm_http_parser_new(WM_HTTP_REQUEST, 8192, 32);
+    size_t used;
+    enum wm_http_res r;
+
+    assert_int_equal(wm_http_parser_feed_head(p, head, strlen(head), &used), WM_HTTP_HEAD_DONE);
+    r = wm_http_parser_feed_body(p, body, strlen(body), &used);
+    wm_http_parser_free(p);
+    return r;
+}
+
+static void test_length_bounds(void **state)
+{
+    static char ext[5000];
+    const char *cl_max = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n";
+    const char *cl_over = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n";
+    const char *resp_over = "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n";
+    struct wm_http_parser *p;
+    size_t used;
+
+    (void)state;
+    p = wm_http_parser_new(WM_HTTP_REQUEST, 8192, 32);
+    assert_int_equal(wm_http_parser_feed_head(p, cl_max, strlen(cl_max), &used), WM_HTTP_HEAD_DONE);
+    wm_http_parser_free(p);
+    p = wm_http_parser_new(WM_HTTP_REQUEST, 8192, 32);
+    assert_int_equal(wm_http_parser_feed_head(p, cl_over, strlen(cl_over), &used),
+                     WM_HTTP_ERR_FRAMING);
+    wm_http_parser_free(p);
+    p = wm_http_parser_new(WM_HTTP_RESPONSE, 8192, 32);
+    assert_int_equal(wm_http_parser_feed_head(p, resp_over, strlen(resp_over), &used),
+                     WM_HTTP_ERR_FRAMING);
+    wm_http_parser_free(p);
+
+    assert_int_equal(feed_chunked("7fffffffffffffff\r\nab"), WM_HTTP_MORE);
+    assert_int_equal(feed_chunked("8000000000000000\r\nab"), WM_HTTP_ERR_FRAMING);
+    assert_int_equal(feed_chunked("ffffffffffffffff\r\nab"), WM_HTTP_ERR_FRAMING);
+    /* extensions of 4096 bytes (names and values counted), then 4097 */
+    ext[0] = '2';
+    ext[1] = ';';
+    memset(ext + 2, 'e', 4096);
+    strcpy(ext + 2 + 4096, "\r\nab\r\n0\r\n\r\n");
+    assert_int_equal(feed_chunked(ext), WM_HTTP_MSG_DONE);
+    memset(ext + 2, 'e', 4097);
+    strcpy(ext + 2 + 4097, "\r\nab\r\n0\r\n\r\n");
+    assert_int_equal(feed_chunked(ext), WM_HTTP_ERR_FRAMING);
+}
+
 /* reset() starts over, like a new connection, even after an error. */
 static void test_reset(void **state)
 {
@@ -1074,6 +1126,7 @@ int main(void)
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_give_head),
         cmocka_unit_test(test_request_refusals),
+        cmocka_unit_test(test_length_bounds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
