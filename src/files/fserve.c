@@ -93,8 +93,10 @@ static int conditionals(struct wm_http_head *req, const char *etag, int64_t mtim
         return files_etag_match(v, n, etag, true) ? 304 : 0;
     }
     if ((v = hdr(req, "if-modified-since", &n)) != NULL) {
+        /* a date later than our clock is not valid and is ignored (RFC
+         * 9110 13.1.3): it would keep a cache on a stale copy */
         int64_t d = wm_files_http_date(v, n);
-        if (d >= 0 && mtime <= d) {
+        if (d >= 0 && mtime <= d && d <= (int64_t)time(NULL)) {
             return 304;
         }
     }

@@ -283,6 +283,8 @@ def test_etag_conditionals_304_412(srv, tree):
     assert get(srv, "/hello.txt", {"If-None-Match": '"other"'})[0] == 200
     assert get(srv, "/hello.txt", {"If-Modified-Since": lm})[0] == 304
     assert get(srv, "/hello.txt", {"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"})[0] == 200
+    # a date after our clock is not valid: ignored (RFC 9110 13.1.3)
+    assert get(srv, "/hello.txt", {"If-Modified-Since": "Fri, 31 Dec 9999 23:59:59 GMT"})[0] == 200
     # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
     assert get(srv, "/hello.txt", {"If-None-Match": '"x"', "If-Modified-Since": lm})[0] == 200
     assert get(srv, "/hello.txt", {"If-Match": etag})[0] == 200
