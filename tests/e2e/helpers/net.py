@@ -125,12 +125,16 @@ def full_listener():
 
 
 def refused(port, host="127.0.0.1"):
-    """True if a connection to port is refused (nothing listens there)."""
+    """True if a connection to port is refused (nothing listens there).
+    A reset is not yet that: the probe sat in the backlog of a listener
+    that was closing (one per worker), so poll again."""
     try:
         connect(port, host, timeout=2).close()
         return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
 
 
 def connect(port, host="127.0.0.1", timeout=10):
