@@ -56,10 +56,10 @@ struct wm_worker;
 /* Request bodies a connection makes us hold: what its streams sent and the
  * engines have not taken (at most WM_H2_CONN_WINDOW, a stream at most
  * WM_H2_STREAM_WINDOW), plus, per stream, what its engine queues upstream
- * (WM_H2_BODY_QUEUE and one read of up to WM_HTTP_CLIENT_READ_MAX). */
+ * (WM_H2_QUEUE_MAX and one read of up to WM_HTTP_CLIENT_READ_MAX). */
 #define WM_H2_STREAM_WINDOW  (256 * 1024)       /* per stream, request bodies */
 #define WM_H2_CONN_WINDOW    (4 * 1024 * 1024)  /* whole connection */
-#define WM_H2_BODY_QUEUE     (16 * 1024)        /* a stream's body queued upstream (ops.body_queue) */
+#define WM_H2_QUEUE_MAX      (16 * 1024)        /* queued towards a stream's upstream (ops.queue_max) */
 #define WM_H2_BODY_HIGH      (128 * 1024)       /* response bytes waiting per stream */
 #define WM_H2_OUT_HIGH       (256 * 1024)       /* connection output before we wait */
 /* Flood budgets, per connection and per 10 s window. */

@@ -128,7 +128,7 @@ void hf_forward_body(struct wm_hfwd *f)
         hf_finish(f, "client-closed");
         return;
     }
-    size_t queue = f->ops->body_queue > 0 ? f->ops->body_queue : WM_HTTP_BODY_HIGH_WATER;
+    size_t queue = f->ops->queue_max > 0 ? f->ops->queue_max : WM_HTTP_BODY_HIGH_WATER;
     if (evbuffer_get_length(bufferevent_get_output(f->up)) >= queue) {
         f->flow.client_paused = true;
         hf_client_reading(f, false);

@@ -401,6 +401,7 @@ static void become_tunnel(struct wm_hfwd *f)
 {
     struct wm_conn *c = f->c;
     struct bufferevent *up = f->up;
+    size_t queue = f->ops->queue_max; /* f may be gone after the detach */
 
     if (f->w != NULL && f->w->t.idle_ms > 0) {
         /* as nginx: an upgraded connection lives by the target's read
@@ -413,7 +414,7 @@ static void become_tunnel(struct wm_hfwd *f)
     f->up = NULL;
     wm_hfwd_detach(f);
     /* Bytes already buffered on either side are the first the relay moves. */
-    wm_conn_relay_bev(c, up);
+    wm_conn_relay_bev(c, up, queue);
 }
 
 void hf_response_done(struct wm_hfwd *f)

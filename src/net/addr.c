@@ -367,3 +367,8 @@ bool wm_addr_listen_is_loopback(const char *s)
     return wm_addr_parse_listen(s, &ss, &len) == 0 &&
            wm_addr_ip_class((const struct sockaddr *)&ss) == WM_ADDR_LOOPBACK;
 }
+
+bool wm_addr_name_resolvable(const char *name)
+{
+    return strchr(name, '%') == NULL;
+}

@@ -388,9 +388,9 @@ static void relay_done(void *arg, const struct wm_relay_result *res)
     wm_conn_finish(c, wm_relay_end_str(res->end));
 }
 
-void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up)
+void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up, size_t high_water)
 {
-    struct wm_relay_conf rc = {c->limits.idle_ms, 0};
+    struct wm_relay_conf rc = {c->limits.idle_ms, high_water};
 
     wm_conn_clear_timer(c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0); /* the relay bounds reading itself */
@@ -441,7 +441,7 @@ void wm_conn_relay_fd(struct wm_conn *c, int fd)
         wm_conn_finish(c, "out-of-memory");
         return;
     }
-    wm_conn_relay_bev(c, up);
+    wm_conn_relay_bev(c, up, 0);
 }
 
 void wm_conn_set_user(struct wm_conn *c, const char *user, size_t n)

@@ -165,9 +165,10 @@ void wm_conn_clear_timer(struct wm_conn *c);
 /* Relay the client with a connected target until both are done, then
  * finish. Bytes already buffered either way go first. relay_fd takes fd
  * (splices when both ends are plain sockets; a PROXY protocol header goes
- * first when the origin asks for one); relay_bev takes up. */
+ * first when the origin asks for one); relay_bev takes up, and queues up to
+ * high_water bytes for either side (0: WM_RELAY_HIGH_WATER). */
 void wm_conn_relay_fd(struct wm_conn *c, int fd);
-void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up);
+void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up, size_t high_water);
 
 /* Park an idle client: c->bev must be a plain socket bufferevent with
  * nothing buffered either way, set up by the caller's handler (which has

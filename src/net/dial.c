@@ -439,6 +439,11 @@ struct wm_dial *wm_dial_start_req(struct wm_worker *w, const struct wm_dial_req 
         return d;
     }
     snprintf(d->name, sizeof(d->name), "%s", req->host);
+    if (!wm_addr_name_resolvable(d->name)) {
+        d->deferred = WM_DIAL_RESOLVE;
+        event_active(d->ev, EV_TIMEOUT, 0);
+        return d;
+    }
     if (wm_acl_name_denied(d->acl, d->name, d->port, &why)) {
         /* No lookup for a name the rules refuse whatever it resolves to. */
         log_forbidden(d, NULL, why);

@@ -30,6 +30,7 @@
 #include "core/util.h"
 #include "core/err.h"
 #include "net/acl.h"
+#include "net/addr.h"
 #include "proxy/pconn.h"
 #include "proxy/socks_proto.h"
 
@@ -257,7 +258,7 @@ static void resolve_and_send(struct udp_assoc *ua, const struct wm_socks_addr *a
     if (ua->njobs >= UDP_MAX_DNS_JOBS) {
         return; /* drop: a datagram may be lost, memory may not grow */
     }
-    if (udp_refused(ua, a->host, NULL, a->port)) {
+    if (!wm_addr_name_resolvable(a->host) || udp_refused(ua, a->host, NULL, a->port)) {
         return; /* no lookup for a name the rules refuse outright */
     }
     j = malloc(sizeof(*j) + n);

@@ -494,7 +494,7 @@ static const struct wm_hfwd_ops rev_ops = {
 /* The same for each HTTP/2 stream (its access lines say so). */
 static const struct wm_hfwd_ops rev_h2_ops = {
     .proto = "reverse-h2",
-    .body_queue = WM_H2_BODY_QUEUE,
+    .queue_max = WM_H2_QUEUE_MAX,
     .route = route,
     .connect = rv_connect_op,
     .cancel = rv_cancel_op,

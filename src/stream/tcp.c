@@ -430,7 +430,7 @@ static void connected(struct st_conn *c, int fd, const char *host, uint16_t port
         if (send_pp(c, fd) < 0 || (ub = up_bev(c, fd, true, host)) == NULL) {
             return;
         }
-        wm_conn_relay_bev(&c->conn, ub);
+        wm_conn_relay_bev(&c->conn, ub, 0);
         return;
     }
     wm_conn_relay_fd(&c->conn, fd); /* PROXY header (origin), then splice or relay */

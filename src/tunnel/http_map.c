@@ -310,7 +310,7 @@ static const struct wm_hfwd_ops https_ops = {
  * (h2/h2.h), so the private service still gets HTTP/1.1. */
 static const struct wm_hfwd_ops h2_ops = {
     .proto = "tunnel-h2",
-    .body_queue = WM_H2_BODY_QUEUE,
+    .queue_max = WM_H2_QUEUE_MAX,
     .route = route,
     .connect = connect_op,
     .cancel = cancel_op,

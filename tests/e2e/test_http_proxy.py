@@ -255,6 +255,29 @@ def test_502_refused_and_unresolvable(proxy):
     assert r.status == 502
 
 
+def test_ipv6_zone_targets_refused_cleanly(proxy, origin6):
+    """A target with an IPv6 zone ("::1%lo") is refused per request, by
+    HTTP, CONNECT and SOCKS5 alike (no DNS name has a '%'); it once went to
+    the resolver, where libevent freed it with the wrong allocator and the
+    whole process aborted."""
+    for zone in ("lo", "1"):
+        r = get(proxy, "http://[::1%%%s]:%d/bytes/10" % (zone, origin6.port))
+        assert r.status == 502, r.status
+        s = connect(proxy)
+        s.sendall(b"CONNECT [::1%%%s]:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (zone.encode(), origin6.port))
+        assert http1.Reader(s).response(head_request=True).status == 502
+        s.close()
+        name = b"::1%" + zone.encode()
+        s = connect(proxy)
+        s.sendall(b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(name)]) + name +
+                  origin6.port.to_bytes(2, "big"))
+        assert recv_exact(s, 2) == b"\x05\x00"
+        assert recv_exact(s, 2)[1] != 0  # a SOCKS5 failure reply
+        s.close()
+    r = get(proxy, "http://[::1]:%d/bytes/10" % origin6.port)
+    assert r.status == 200
+
+
 def test_504_connect_timeout(wmproxy):
     # A listener with a full backlog drops SYNs: the connect hangs.
     srv, fillers = full_listener()
