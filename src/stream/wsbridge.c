@@ -274,6 +274,12 @@ static void ws_pump(struct st_ws *p)
             if (evbuffer_get_length(in) < p->left) {
                 return; /* control payloads (<= 125 bytes) are taken whole */
             }
+            if (evbuffer_get_length(bufferevent_get_output(p->ws)) >= WS_HIGH) {
+                /* our pongs would pile up for a peer that pings and does
+                 * not read: read it no more until it does (ws write_cb) */
+                bufferevent_disable(p->ws, EV_READ);
+                return;
+            }
             evbuffer_remove(in, scratch, (size_t)p->left);
             if (p->f.masked) {
                 wm_ws_mask(scratch, (size_t)p->left, p->f.mask, 0);
@@ -374,6 +380,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
         } else {
             bufferevent_enable(p->raw, EV_READ);
             raw_pump(p);
+            bufferevent_enable(p->ws, EV_READ); /* a ping waiting on this output */
+            ws_pump(p);
         }
     }
     wm_conn_leave(p->c);
