@@ -181,6 +181,7 @@ static bool udp_refused(struct udp_assoc *ua, const char *name, const struct soc
     const struct wm_acl *acl = ua->c->opts->acl;
     const char *why = NULL;
     char as[WM_ADDR_STR_MAX] = "-";
+    char target[WM_ADDR_STR_MAX + 8];
 
     if (sa != NULL ? wm_acl_target_ok(acl, name, sa, &why)
                    : !wm_acl_name_denied(acl, name, port, &why)) {
@@ -188,12 +189,17 @@ static bool udp_refused(struct udp_assoc *ua, const char *name, const struct soc
     }
     if (ua->dgrams_refused++ == 0) {
         if (sa != NULL) {
-            wm_addr_format(sa, as, sizeof(as));
+            wm_addr_format(sa, as, sizeof(as)); /* with its port */
+        }
+        if (name != NULL) {
+            wm_addr_join(name, port, target, sizeof(target));
+        } else {
+            snprintf(target, sizeof(target), "%s", as);
         }
         wm_log(WM_LOG_WARN, ua->c->conn.id,
-               "acl: refused udp client=%s target=%s:%u addr=%s rule=%s (further refusals of "
+               "acl: refused udp client=%s target=%s addr=%s rule=%s (further refusals of "
                "this association are not logged)",
-               ua->c->conn.peer_str, name != NULL ? name : as, port, as, why);
+               ua->c->conn.peer_str, target, as, why);
     }
     return true;
 }

@@ -63,6 +63,8 @@ struct udp_state {
     size_t n;
     struct session *oldest;
     struct session *newest;
+    uint64_t evicted;        /* sessions evicted for room, in all */
+    uint64_t evict_log_ms;   /* the last "table full" line: one per second at most */
 };
 
 static __thread uint8_t dgram[65536]; /* IPv6 payloads reach 65527 */
@@ -229,8 +231,16 @@ static struct session *session_new(struct udp_state *u, struct wm_service *svc,
     struct timeval tv = {st->srv->udp_idle_ms / 1000, (st->srv->udp_idle_ms % 1000) * 1000};
 
     if (u->n >= st->srv->max_sessions && u->oldest != NULL) {
-        wm_log(WM_LOG_WARN, u->oldest->id, "udp: session table full (%zu): evicting client=%s",
-               u->n, u->oldest->client_str);
+        uint64_t now = wm_now_coarse_ms();
+        u->evicted++;
+        if (u->evicted == 1 || now - u->evict_log_ms >= 1000) {
+            /* a flood from many ports would be a line per datagram */
+            wm_log(WM_LOG_WARN, u->oldest->id,
+                   "udp: session table full (%zu): evicting client=%s (%llu evicted in all, "
+                   "one line per second at most)",
+                   u->n, u->oldest->client_str, (unsigned long long)u->evicted);
+            u->evict_log_ms = now;
+        }
         session_end(u->oldest, "evicted");
     }
     s = calloc(1, sizeof(*s));

@@ -144,6 +144,7 @@ def test_socks5_udp_datagrams_are_judged(wmproxy, tmp_path):
             c.recvfrom(65535)
         assert wait_log(p, "acl: refused udp"), p.log()
         assert p.log().count("acl: refused udp") == 1  # once per association
+        assert "target=127.0.0.1:%d addr=" % denied.port in p.log(), p.log()
         s.close()
         c.close()
     finally:
