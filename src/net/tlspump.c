@@ -92,6 +92,7 @@ struct pump {
     bool eof_pending;      /* the peer closed; EOF once the user took all data */
     bool reading_paused;   /* the user lags PUMP_IN_HIGH behind */
     bool lingering;        /* all sent, our FIN out: the peer's bytes are dropped (finish()) */
+    bool got_plain;        /* a byte of application data came from the peer */
     char peer[64];
 };
 
@@ -550,6 +551,7 @@ static bool read_tls(struct pump *p, struct evbuffer *out)
             got += n;
         }
         v.iov_len = got;
+        p->got_plain |= got > 0;
         evbuffer_commit_space(out, &v, 1);
         if (ok == 1) {
             continue; /* full: go on with a new reservation */
@@ -562,7 +564,15 @@ static bool read_tls(struct pump *p, struct evbuffer *out)
             return peer_eof(p);
         }
         char buf[256];
-        fail(p, ssl_reason(p, buf, sizeof(buf)));
+        unsigned long err = ERR_peek_last_error();
+        bool alert = ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET;
+        const char *why = ssl_reason(p, buf, sizeof(buf));
+        if (alert && !p->got_plain && !SSL_is_server(p->ssl)) {
+            /* TLS 1.3: a server refusing our certificate says so with an
+             * alert after our side of the handshake is over */
+            wm_log(WM_LOG_WARN, p->id, "tls %s: refused by the server: %s", p->peer, why);
+        }
+        fail(p, why);
         return false;
     }
 }

@@ -310,7 +310,8 @@ static void carrier_event_cb(struct bufferevent *bev, short what, void *arg)
         tun_fail(t, WM_TUN_ERR_NONE, "carrier closed by the peer");
     } else if (what & BEV_EVENT_ERROR) {
         int err = EVUTIL_SOCKET_ERROR();
-        /* A TLS carrier's reason was logged by its pump (net/tlspump.c). */
+        /* A TLS carrier's reason was logged by its pump (net/tlspump.c:
+         * a warning for a failed handshake or a refusal right after it). */
         tun_fail(t, WM_TUN_ERR_NONE, "carrier error: %s",
                  bufferevent_getfd(t->bev) >= 0 && err != 0 ? evutil_socket_error_to_string(err)
                                                             : "connection or TLS failure");

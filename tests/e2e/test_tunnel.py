@@ -240,9 +240,12 @@ def test_reset_during_tls_handshake_keeps_serving(nodes, certs):
 
 def test_mtls_requires_a_good_client_certificate(nodes, certs):
     srv = nodes.server(tls=tls_server(certs, mtls=True))
-    nodes.client(srv.center, tls=tls_client(certs), attach=False)  # no certificate
-    nodes.client(srv.center, tls=tls_client(certs, mtls=True, rogue=True), attach=False)
+    bare = nodes.client(srv.center, tls=tls_client(certs), attach=False)  # no certificate
+    rogue = nodes.client(srv.center, tls=tls_client(certs, mtls=True, rogue=True), attach=False)
     assert wait_log(srv, "handshake failed", count=2, timeout=10), srv.log()
+    # the clients learn why too (TLS 1.3: by an alert after their handshake)
+    assert wait_log(bare, "refused by the server: ", timeout=10), bare.log()
+    assert wait_log(rogue, "refused by the server: ", timeout=10), rogue.log()
     assert "attached" not in srv.log()
     nodes.client(srv.center, tls=tls_client(certs, mtls=True), srv_proc=srv)
 
