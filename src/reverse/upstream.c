@@ -99,12 +99,17 @@ static bool server_up(const struct rv_server *s, uint64_t now)
            !atomic_load_explicit(&s->h->check_down, memory_order_relaxed);
 }
 
-/* May index i serve this pick? */
+/* May index i serve this pick? The only server of an upstream is never out
+ * for passive failures (as nginx: nothing to fail over to, and a 30 s 502
+ * from two bad answers helps nobody); an active check still takes it out. */
 static bool usable(const struct rv_upstream *u, size_t i, uint64_t tried, uint64_t now,
                    bool backups)
 {
-    return (i >= 64 || !(tried & (1ULL << i))) && u->servers[i].backup == backups &&
-           server_up(&u->servers[i], now);
+    const struct rv_server *s = &u->servers[i];
+
+    return (i >= 64 || !(tried & (1ULL << i))) && s->backup == backups &&
+           (u->nservers == 1 ? !atomic_load_explicit(&s->h->check_down, memory_order_relaxed)
+                             : server_up(s, now));
 }
 
 static struct rv_server *pick_weighted(struct rv_upstream *u, uint64_t tried, uint64_t now,
@@ -238,7 +243,7 @@ void rv_server_failed(struct rv_upstream *u, struct rv_server *s, const char *wh
     int n = atomic_fetch_add(&s->h->fails, 1) + 1;
 
     atomic_fetch_add(&s->h->total_fails, 1);
-    if (n >= s->fall_times) {
+    if (n >= s->fall_times && u->nservers > 1) { /* see usable() */
         uint64_t until = wm_now_ms() + s->fail_timeout_ms;
         uint64_t was = atomic_exchange(&s->h->down_until_ms, until);
         atomic_store(&s->h->fails, 0);

@@ -327,6 +327,43 @@ proxy_next_upstream = "error timeout http_503"
     assert time.monotonic() - down_at >= 2.5
 
 
+def test_a_single_server_is_never_taken_out_by_passive_failures(wmproxy, tmp_path, backends):
+    """As nginx (a single peer ignores max_fails): the only server of an
+    upstream, or of a direct proxy_url, failing twice is not out for
+    fail_timeout, so its next good answer is served at once instead of
+    "no upstream server is up" for 30 s. The same address in a group of two
+    is still taken out there."""
+    a, b = backends("A", 503), backends("B")
+    port = free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups("one", {"port": a.port}) +
+              ups("two", {"port": a.port}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_next_upstream = "error timeout http_503"
+[[http.server.location]]
+rule = "/direct"
+proxy_url = "http://127.0.0.1:%(a)d"
+[[http.server.location]]
+rule = "/two"
+proxy_url = "http://two"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://one"
+""" % {"p": port, "a": a.port})
+    wait_serving(port, path="/two")
+    for _ in range(4):
+        assert get(port, "/two")[:3:2] == (200, b"B")
+    assert wait_log(p, "upstream two server 127.0.0.1:%d marked down" % a.port)
+    for path in ("/", "/direct"):
+        for _ in range(3):
+            assert get(port, path)[0] == 503
+    assert "upstream one server" not in p.log()
+    a.mode = 200
+    for path in ("/", "/direct"):
+        assert get(port, path)[:3:2] == (200, b"A")
+    assert get(port, "/two")[:3:2] == (200, b"B")  # still out in the group of two
+
+
 def test_all_servers_down_is_a_quick_502(wmproxy, tmp_path):
     d1, d2 = free_port(), free_port()
     port = free_port()
