@@ -33,14 +33,14 @@ int wm_addr_split_port(const char *s, size_t n, char *hostbuf, size_t cap, uint1
 int wm_addr_from_ip(const char *host, uint16_t port, struct sockaddr_storage *ss,
                     socklen_t *len);
 
-/* Parse a listen address "ip:port", "[ip]:port" or "localhost:port" into ss.
- * Names other than localhost are refused (listeners never wait on DNS). */
 /* May name (not an IP literal) go to the resolver? Not with a '%': that is
  * an IPv6 zone ("fe80::1%eth0"), which no DNS name has, and libevent 2.1
  * parses it with mismatched allocators (a crash under ours). Targets with
  * a zone are refused as names that do not resolve. */
 bool wm_addr_name_resolvable(const char *name);
 
+/* Parse a listen address "ip:port", "[ip]:port" or "localhost:port" into ss.
+ * Names other than localhost are refused (listeners never wait on DNS). */
 int wm_addr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Format sa as "1.2.3.4:80" or "[::1]:80" into buf (>= WM_ADDR_STR_MAX). */

@@ -586,6 +586,7 @@ struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
     for (size_t k = 0; k < s->l->nhosts; k++) {
         if (!s->l->hosts[k]->http2) {
             s->h2.serves = h2_serves; /* else every stream is served: no check */
+            break;
         }
     }
     s->h2c = !s->l->tls && s->l->nhosts > 0 && s->l->hosts[0]->http2;

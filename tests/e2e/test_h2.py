@@ -136,24 +136,17 @@ def test_http2_off_on_a_shared_address(wmproxy, tmp_path, cert, origin):
     the second: those streams are reset with HTTP_1_1_REQUIRED, which asks
     the client to send them again over HTTP/1.1; the connection goes on."""
     p, s = free_port(), free_port()
-    proc = start(wmproxy, tmp_path, """
-[http]
-[[http.server]]
+    block = """[[http.server]]
 bind_addr = "127.0.0.1:%(p)d"
 bind_ssl = "127.0.0.1:%(s)d"
-up_name = "a.test"
+up_name = "%(name)s.test"
 cert = "%(d)s/server.crt"
 key = "%(d)s/server.key"
-static_response = "a {host}"
-[[http.server]]
-bind_addr = "127.0.0.1:%(p)d"
-bind_ssl = "127.0.0.1:%(s)d"
-up_name = "off.test"
-cert = "%(d)s/server.crt"
-key = "%(d)s/server.key"
-http2 = false
-static_response = "off {host}"
-""" % {"p": p, "s": s, "d": cert})
+static_response = "%(name)s {host}"
+"""
+    proc = start(wmproxy, tmp_path, "[http]\n" + "".join(
+        block % {"p": p, "s": s, "d": cert, "name": name} + extra
+        for name, extra in (("a", ""), ("off", "http2 = false\n"))))
     wait_until(lambda: curl("http://127.0.0.1:%d/" % p).returncode == 0, what="wmproxy serving")
     for tls, port in ((False, p), (True, s)):
         c = H.Client(port, tls=tls)
