@@ -211,7 +211,11 @@ static void up_event(struct wm_hfwd *f, short what)
     }
     if (f->resp_phase == HF_RESP_HEAD) {
         if (!hf_up_result(f, WM_HFWD_UP_ERROR, 0)) {
-            wm_hfwd_fail(f, 502, NULL, "the target closed the connection without answering");
+            /* ERROR: a reset, or TLS refused (its log line has the cause) */
+            wm_hfwd_fail(f, 502, NULL,
+                         (what & BEV_EVENT_ERROR)
+                             ? "the connection to the target failed before an answer"
+                             : "the target closed the connection without answering");
         }
         return;
     }
