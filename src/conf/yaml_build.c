@@ -424,8 +424,10 @@ static int deliver(struct yaml_build *b, struct wm_cval *v, const char *anchor, 
     f->key_merge = merge_key;
     f->key_line = wm_cval_line(v);
     f->key_col = wm_cval_col(v);
-    if (anchor != NULL) {
-        return park(b, v); /* an anchored key may be aliased later */
+    if (anchor != NULL || wm_cval_type(v) == WM_CVAL_TABLE || wm_cval_type(v) == WM_CVAL_ARRAY) {
+        /* an anchored key, or anchors inside a complex key ("? [&a x]"),
+         * may be aliased later */
+        return park(b, v);
     }
     wm_cval_free(v);
     return 0;

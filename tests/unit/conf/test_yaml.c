@@ -83,6 +83,10 @@ static const struct ok_case ok_cases[] = {
     {"a: &a 1\nb: &a [*a]\nc: *a\n", "{\"a\":1,\"b\":[1],\"c\":[1]}"},
     /* an anchored key can be aliased */
     {"&k x: 1\ny: *k\n", "{\"x\":1,\"y\":\"x\"}"},
+    /* an anchor inside a complex key outlives the key (a fuzzer found the
+     * alias reading a freed value) */
+    {"? [&a 7, b]\n: c\nd: *a\n", "{\"[7,\\\"b\\\"]\":\"c\",\"d\":7}"},
+    {"? {k: &m [1, 2]}\n: v\nw: *m\n", "{\"{\\\"k\\\":[1,2]}\":\"v\",\"w\":[1,2]}"},
     {"a: 1\r\nb: 2\r\n", "{\"a\":1,\"b\":2}"},
     {"a: 1\n...\n", "{\"a\":1}"},
 };
