@@ -264,6 +264,45 @@ def test_proxy_protocol_out_v1_and_in_v1_to_out_v2(wmproxy, tmp_path):
     back.close()
 
 
+def test_proxy_protocol_before_tls_on_bind_ssl(wmproxy, tmp_path):
+    """On a bind_ssl listener the PROXY header comes before the ClientHello,
+    as HAProxy's send-proxy and nginx's proxy_protocol send it: in one
+    segment with the ClientHello, or a byte at a time (it was expected
+    inside TLS, so the handshake failed)."""
+    certs = make_certs(str(tmp_path / "certs"))
+    back = PPBackend()
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % back.port, accept_proxy_protocol=True,
+                  proxy_protocol="v2")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    v2 = (sig + bytes([0x21, 0x11, 0, 19]) + socket.inet_aton("198.51.100.9")
+          + socket.inet_aton("127.0.0.1") + (5555).to_bytes(2, "big") + port.to_bytes(2, "big")
+          + b"\x04\x00\x04abcd")  # a TLV (NOOP)
+    v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 4444 %d\r\n" % port
+    for head, split in ((v2, False), (v1, True)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            if split:
+                for i in range(len(head)):
+                    raw.send(head[i:i + 1])
+            else:
+                raw.send(head, socket.MSG_MORE)  # goes with the ClientHello
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"hello")
+                assert s.recv(5) == b"hello"
+    v2s = [h for k, h in back.headers if k == "v2"]
+    assert [v2_addrs(h) for h in v2s] == [("198.51.100.9", 5555), ("203.0.113.7", 4444)]
+    wait_log_count(p, "client=203.0.113.7:4444", 1)
+    # no header: refused before any TLS
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    wait_log_count(p, "end=bad-proxy-header", 1)
+    back.close()
+
+
 # ---- 2. UDP ----
 
 def udp_roundtrip(sock, addr, payload, timeout=5):
