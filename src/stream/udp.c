@@ -65,6 +65,8 @@ struct udp_state {
     struct session *newest;
     uint64_t evicted;        /* sessions evicted for room, in all */
     uint64_t evict_log_ms;   /* the last "table full" line: one per second at most */
+    uint64_t unserved;       /* datagrams dropped for want of an upstream server, in all */
+    uint64_t unserved_log_ms; /* the last line saying so: one per second at most */
 };
 
 static __thread uint8_t dgram[65536]; /* IPv6 payloads reach 65527 */
@@ -249,8 +251,17 @@ static struct session *session_new(struct udp_state *u, struct wm_service *svc,
     }
     s->fd = upstream_socket(st->srv, (const struct sockaddr *)ss, &s->idx);
     if (s->fd < 0) {
-        wm_log(WM_LOG_WARN, 0, "udp: no upstream server of %s is usable",
-               wm_upstream_name(st->srv->up));
+        uint64_t now = wm_now_coarse_ms();
+        if (u->unserved++ == 0 || now - u->unserved_log_ms >= 1000) {
+            /* every datagram of a flood would be a line */
+            char cs[WM_ADDR_STR_MAX];
+            wm_addr_format((const struct sockaddr *)ss, cs, sizeof(cs));
+            wm_log(WM_LOG_WARN, 0,
+                   "udp: no upstream server of %s is usable: datagram of client=%s dropped "
+                   "(%llu dropped in all, one line per second at most)",
+                   wm_upstream_name(st->srv->up), cs, (unsigned long long)u->unserved);
+            u->unserved_log_ms = now;
+        }
         free(s);
         return NULL;
     }

@@ -363,6 +363,35 @@ def test_udp_table_bound_flood(wmproxy, tmp_path):
     stop.set()
 
 
+def test_udp_no_upstream_flood_logs_once_per_second(wmproxy, tmp_path):
+    """Datagrams no upstream server can take (the only one is down by its
+    health check) are dropped with one line per second per worker, not one
+    per datagram: a flood must not fill the disk."""
+    port = free_udp_port()
+    tport = free_port()
+    body = ('[[stream.upstream]]\nname = "dns"\n'
+            'health_check = { interval = "200ms", timeout = "100ms" }\n'
+            'server = [{ addr = "127.0.0.1:%d" }]\n' % dead_port()
+            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="dns")
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
+    wait_log_count(p, "health: stream:dns|", 1)
+    t0 = time.monotonic()
+    dropped = re.compile(r"is usable: datagram of client=127\.0\.0\.1:\d+ dropped \((\d+) dropped")
+    sent = 0
+
+    def flood():
+        nonlocal sent
+        for _ in range(50):  # from as many source ports
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"x", ("127.0.0.1", port))
+        sent += 50
+        return max([int(n) for n in dropped.findall(p.log())] + [0]) >= 100
+    wait_until(flood, timeout=30, what="100 dropped datagrams counted by a worker")
+    assert p.log().count("no upstream server of stream:dns is usable") <= 2 * (
+        time.monotonic() - t0 + 2)
+
+
 # ---- 5. reload: the servers that stay keep their connections ----
 
 def test_reload_keeps_surviving_connections(wmproxy, tmp_path, echo):
