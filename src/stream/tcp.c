@@ -132,6 +132,18 @@ static void start(struct st_conn *c)
     dial_next(c);
 }
 
+/* A PROXY header towards the upstream naming the connection's own ends:
+ * the client's address and ours. */
+static int own_origin(struct st_conn *c, int fd)
+{
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+    bool have = getsockname(fd, (struct sockaddr *)&local, &ll) == 0;
+
+    return wm_conn_set_origin(&c->conn, &c->conn.peer.sa, have ? (struct sockaddr *)&local : NULL,
+                              c->srv->pp_version);
+}
+
 /* bind_ssl: the PROXY header comes before the TLS handshake (as HAProxy's
  * send-proxy and nginx's proxy_protocol send it), so the client is read as
  * a plain socket until it ends. The most bytes the header can still take,
@@ -199,8 +211,11 @@ static void pp_read(struct st_conn *c, struct evbuffer *in)
         return;
     }
     evbuffer_drain(in, (size_t)r);
-    if (info.known && wm_conn_set_origin(&c->conn, (struct sockaddr *)&info.src,
-                                         (struct sockaddr *)&info.dst, c->srv->pp_version) < 0) {
+    /* without addresses (v1 UNKNOWN, v2 LOCAL, UNSPEC, ...) the connection's
+     * own ends count (spec 2.1, 2.2): the upstream still gets its header */
+    if (info.known ? wm_conn_set_origin(&c->conn, (struct sockaddr *)&info.src,
+                                        (struct sockaddr *)&info.dst, c->srv->pp_version) < 0
+                   : c->srv->pp_version != 0 && own_origin(c, bufferevent_getfd(c->conn.bev)) < 0) {
         wm_conn_finish(&c->conn, "out-of-memory");
         return;
     }
@@ -586,10 +601,7 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     c->up = srv->up;
     c->idx = -1;
     if (!srv->accept_pp && srv->pp_version != 0) {
-        struct sockaddr_storage local;
-        socklen_t ll = sizeof(local);
-        getsockname(fd, (struct sockaddr *)&local, &ll);
-        wm_conn_set_origin(&c->conn, peer, (struct sockaddr *)&local, srv->pp_version);
+        own_origin(c, fd);
     }
     c->tls = ss->tls && srv->accept_pp;
     bufferevent_setwatermark(bev, EV_READ, 0, c->tls ? WM_PP_MIN : WM_RELAY_HIGH_WATER);

@@ -264,6 +264,34 @@ def test_proxy_protocol_out_v1_and_in_v1_to_out_v2(wmproxy, tmp_path):
     back.close()
 
 
+def test_proxy_protocol_in_without_addresses_still_sends_one(wmproxy, tmp_path):
+    """A received header without addresses (v1 UNKNOWN, v2 LOCAL) means the
+    connection's own ends (spec 2.1, 2.2): the upstream still gets its
+    header from them. It got none, so the client's next bytes were taken
+    for the header: a client could name any address to the backend."""
+    back = PPBackend()
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % back.port,
+                  accept_proxy_protocol=True, proxy_protocol="v2")
+    wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    forged = b"PROXY TCP4 6.6.6.6 127.0.0.1 666 %d\r\n" % port
+    local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"  # v2 LOCAL, no addresses
+    mine = []
+    for head in (b"PROXY UNKNOWN\r\n", local):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            mine.append(s.getsockname()[1])
+            s.sendall(head + forged)
+            got = b""
+            while len(got) < len(forged):
+                b = s.recv(len(forged) - len(got))
+                assert b
+                got += b
+            assert got == forged  # data for the backend, echoed
+    v2 = [h for k, h in back.headers if k == "v2"]
+    assert [v2_addrs(h) for h in v2] == [("127.0.0.1", mine[0]), ("127.0.0.1", mine[1])]
+    back.close()
+
+
 def test_proxy_protocol_before_tls_on_bind_ssl(wmproxy, tmp_path):
     """On a bind_ssl listener the PROXY header comes before the ClientHello,
     as HAProxy's send-proxy and nginx's proxy_protocol send it: in one
