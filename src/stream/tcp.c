@@ -475,7 +475,9 @@ static void connected(struct st_conn *c, int fd, const char *host, uint16_t port
     switch (c->srv->mode) {
     case ST_TCP2WS:
     case ST_TCP2WSS:
-        uphs_start(c, fd, host, port);
+        if (send_pp(c, fd) == 0) {
+            uphs_start(c, fd, host, port);
+        }
         return;
     case ST_WS2TCP: {
         struct bufferevent *ub;
