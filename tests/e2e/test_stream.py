@@ -571,3 +571,26 @@ def test_config_errors(tmp_path):
     assert r.returncode != 0
     assert "stream.server[0].proxy_protocol: the PROXY protocol is for TCP servers" in out, out
     assert "stream.server[1].bind_ssl: bind_ssl needs cert and key" in out, out
+
+
+def test_check_compiles_a_stream_only_file(tmp_path):
+    """`check` finds what only compiling [stream] finds (a key file that does
+    not load, a udp upstream over 64 servers) also in a file without [http]
+    (it said valid, and `run` refused it), with file:line."""
+    from conftest import BIN
+    bad = [('[stream]\n[[stream.server]]\nbind_ssl = "127.0.0.1:3"\ncert = "%s"\n'
+            'key = "%s"\nproxy_url = "tcp://127.0.0.1:1"\n'
+            % (tmp_path / "none.pem", tmp_path / "none.key"),
+            ":2:1: stream.server[0]: bind_ssl: "),
+           ('[stream]\n[[stream.upstream]]\nname = "u"\nserver = [%s]\n[[stream.server]]\n'
+            'bind_addr = "127.0.0.1:3"\nbind_mode = "udp"\nup_name = "u"\n'
+            % ", ".join('{ addr = "127.0.0.1:%d" }' % (2000 + i) for i in range(65)),
+            ":5:1: stream.server[0]: a udp server's upstream has at most 64 servers (65)")]
+    for i, (text, want) in enumerate(bad):
+        path = tmp_path / ("bad%d.toml" % i)
+        path.write_text(text)
+        for cmd in ("check", "run"):
+            r = subprocess.run([BIN, cmd, "-c", str(path)], capture_output=True, text=True,
+                               timeout=10)
+            assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+            assert str(path) + want in r.stderr, (cmd, r.stderr)
