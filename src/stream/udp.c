@@ -232,19 +232,6 @@ static struct session *session_new(struct udp_state *u, struct wm_service *svc,
     struct session *s;
     struct timeval tv = {st->srv->udp_idle_ms / 1000, (st->srv->udp_idle_ms % 1000) * 1000};
 
-    if (u->n >= st->srv->max_sessions && u->oldest != NULL) {
-        uint64_t now = wm_now_coarse_ms();
-        u->evicted++;
-        if (u->evicted == 1 || now - u->evict_log_ms >= 1000) {
-            /* a flood from many ports would be a line per datagram */
-            wm_log(WM_LOG_WARN, u->oldest->id,
-                   "udp: session table full (%zu): evicting client=%s (%llu evicted in all, "
-                   "one line per second at most)",
-                   u->n, u->oldest->client_str, (unsigned long long)u->evicted);
-            u->evict_log_ms = now;
-        }
-        session_end(u->oldest, "evicted");
-    }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return NULL;
@@ -264,6 +251,20 @@ static struct session *session_new(struct udp_state *u, struct wm_service *svc,
         }
         free(s);
         return NULL;
+    }
+    /* only now: a datagram that cannot start a session never evicts one */
+    if (u->n >= st->srv->max_sessions && u->oldest != NULL) {
+        uint64_t now = wm_now_coarse_ms();
+        u->evicted++;
+        if (u->evicted == 1 || now - u->evict_log_ms >= 1000) {
+            /* a flood from many ports would be a line per datagram */
+            wm_log(WM_LOG_WARN, u->oldest->id,
+                   "udp: session table full (%zu): evicting client=%s (%llu evicted in all, "
+                   "one line per second at most)",
+                   u->n, u->oldest->client_str, (unsigned long long)u->evicted);
+            u->evict_log_ms = now;
+        }
+        session_end(u->oldest, "evicted");
     }
     s->ev = event_new(wm_worker_base(u->w), s->fd, EV_READ | EV_PERSIST, upstream_cb, s);
     s->timer = evtimer_new(wm_worker_base(u->w), timer_cb, s);

@@ -394,30 +394,40 @@ def test_udp_table_bound_flood(wmproxy, tmp_path):
 def test_udp_no_upstream_flood_logs_once_per_second(wmproxy, tmp_path):
     """Datagrams no upstream server can take (the only one is down by its
     health check) are dropped with one line per second per worker, not one
-    per datagram: a flood must not fill the disk."""
+    per datagram, and evict no session: one that started while the server
+    was up goes on (a flood wrote a WARN line per datagram and evicted it)."""
+    up, stop, _ = udp_echo("127.0.0.1")
+    health = socket.socket()  # the TCP connect that the health check makes
+    health.bind(("127.0.0.1", up))
+    health.listen(64)
     port = free_udp_port()
     tport = free_port()
     body = ('[[stream.upstream]]\nname = "dns"\n'
             'health_check = { interval = "200ms", timeout = "100ms" }\n'
-            'server = [{ addr = "127.0.0.1:%d" }]\n' % dead_port()
-            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="dns")
+            'server = [{ addr = "127.0.0.1:%d" }]\n' % up
+            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="dns",
+                     max_sessions=1)
             + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
     p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
+    live = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert udp_roundtrip(live, ("127.0.0.1", port), b"before") == b"before"
+    health.close()
     wait_log_count(p, "health: stream:dns|", 1)
     t0 = time.monotonic()
     dropped = re.compile(r"is usable: datagram of client=127\.0\.0\.1:\d+ dropped \((\d+) dropped")
-    sent = 0
 
     def flood():
-        nonlocal sent
         for _ in range(50):  # from as many source ports
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.sendto(b"x", ("127.0.0.1", port))
-        sent += 50
         return max([int(n) for n in dropped.findall(p.log())] + [0]) >= 100
     wait_until(flood, timeout=30, what="100 dropped datagrams counted by a worker")
     assert p.log().count("no upstream server of stream:dns is usable") <= 2 * (
         time.monotonic() - t0 + 2)
+    assert "end=evicted" not in p.log()
+    assert udp_roundtrip(live, ("127.0.0.1", port), b"after") == b"after"
+    live.close()
+    stop.set()
 
 
 # ---- 5. reload: the servers that stay keep their connections ----
