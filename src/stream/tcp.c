@@ -98,7 +98,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
          * again once it reads (a socket keeps reporting it) */
         bufferevent_disable(bev, EV_READ);
     } else {
-        wm_conn_finish(&c->conn, "client-closed");
+        /* an error: a reset, or (bind_ssl) a failed TLS handshake */
+        wm_conn_finish(&c->conn, (what & BEV_EVENT_ERROR) ? "error-client" : "client-closed");
     }
     wm_conn_leave(&c->conn);
 }

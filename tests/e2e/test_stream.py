@@ -234,6 +234,27 @@ def test_tcp_tls_both_sides(wmproxy, tmp_path):
     back.close()
 
 
+def test_tls_handshake_failure_during_the_dial_is_an_error(wmproxy, tmp_path):
+    """A client that fails the TLS handshake while its upstream is being
+    dialed ends with end=error-client at once (it said client-closed)."""
+    certs = make_certs(str(tmp_path / "certs"))
+    srv, fillers = full_listener()  # the dial hangs
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % srv.getsockname()[1], connect_timeout="30s")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not TLS
+        assert raw.recv(100) == b""
+    line = wait_until(lambda: re.search(r"access proto=tcp client=127\.0\.0\.1:\d+ .* end=(\S+)",
+                                        p.log()), what="the access line")
+    assert line.group(1) == "error-client", line.group(0)
+    assert "handshake failed" in p.log()
+    srv.close()
+    for f in fillers:
+        f.close()
+
+
 def test_proxy_protocol_out_v1_and_in_v1_to_out_v2(wmproxy, tmp_path):
     back = PPBackend()
     p1, p2 = free_ports(2)
