@@ -229,7 +229,7 @@ int wm_app_check(const char *path)
             r = -1;
         }
     }
-    if (r == 0 && c->http != NULL) {
+    if (r == 0 && (c->http != NULL || c->stream != NULL)) {
         struct wm_err e;
         char msg[1024];
         if (wm_app_http_check(c, &e) < 0) {

@@ -420,6 +420,9 @@ int wm_app_http_check(const struct wm_conf *c, struct wm_err *err)
     wm_rev_unref(r);
     if (rc == 0 && c->stream != NULL) {
         rc = wm_stream_prepare(c->stream, &st, err);
+        if (rc < 0) {
+            wm_conf_locate(c, err);
+        }
         wm_stream_unref(st);
     }
     return rc;
@@ -435,6 +438,7 @@ static int from_stream(const struct wm_conf *c, struct wm_app_services *out, str
         return 0;
     }
     if (wm_stream_prepare(c->stream, &st, err) < 0) {
+        wm_conf_locate(c, err); /* file:line:col, as `check` says it */
         return -1;
     }
     for (size_t i = 0; i < wm_stream_nlisten(st); i++) {

@@ -265,7 +265,9 @@ static void try_next(struct wm_dial *d)
         if (wm_lset_is_self(sa)) {
             char as[WM_ADDR_STR_MAX];
             wm_addr_format(sa, as, sizeof(as));
-            wm_log(WM_LOG_WARN, 0, "dial: refused %s: one of this process's own listeners", as);
+            wm_log(WM_LOG_WARN, d->conn_id,
+                   "dial: refused client=%s target=%s: one of this process's own listeners",
+                   d->client[0] ? d->client : "-", as);
             note_error(d, WM_DIAL_DENIED);
             continue;
         }

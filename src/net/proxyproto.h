@@ -21,6 +21,7 @@ enum wm_pp_version {
 };
 
 #define WM_PP_V1_MAX 107      /* spec 2.1: a v1 line is at most 107 bytes with CRLF */
+#define WM_PP_MIN 15          /* the shortest header, "PROXY UNKNOWN\r\n" (v2: 16) */
 #define WM_PP_V2_HDR 16       /* signature (12), ver/cmd, family/proto, length (2) */
 #define WM_PP_V2_BODY_MAX 4096 /* longest v2 address block + TLVs we accept */
 #define WM_PP_BUILD_MAX 108   /* a buffer this size holds any header we build */

@@ -159,7 +159,12 @@ static int udp_resolve(struct st_server *s, const char *key, struct wm_err *err)
 {
     size_t n = wm_upstream_count(s->up);
 
-    for (size_t i = 0; i < n && i < ST_UDP_ADDRS; i++) {
+    if (n > ST_UDP_ADDRS) {
+        /* the others would never be picked: their datagrams were dropped */
+        return wm_err_set(err, NULL, 0, 0, key,
+                          "a udp server's upstream has at most %d servers (%zu)", ST_UDP_ADDRS, n);
+    }
+    for (size_t i = 0; i < n; i++) {
         const char *host;
         uint16_t port;
         char ps[8];

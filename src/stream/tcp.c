@@ -49,9 +49,12 @@ struct st_conn {
     char key[WM_WS_ACCEPT_LEN + 1]; /* ws2tcp: our accept; tcp2ws: the one expected */
     struct wm_http_parser *hp;
     struct bufferevent *up_bev; /* tcp2ws(s) during UPHS */
+    bool tls;            /* bind_ssl with accept_pp: a plain socket until the header ends */
 };
 
 static void dial_next(struct st_conn *c);
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static void conn_free(struct wm_conn *wc)
 {
@@ -95,7 +98,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
          * again once it reads (a socket keeps reporting it) */
         bufferevent_disable(bev, EV_READ);
     } else {
-        wm_conn_finish(&c->conn, "client-closed");
+        /* an error: a reset, or (bind_ssl) a failed TLS handshake */
+        wm_conn_finish(&c->conn, (what & BEV_EVENT_ERROR) ? "error-client" : "client-closed");
     }
     wm_conn_leave(&c->conn);
 }
@@ -129,6 +133,62 @@ static void start(struct st_conn *c)
     dial_next(c);
 }
 
+/* A PROXY header towards the upstream naming the connection's own ends:
+ * the client's address and ours. */
+static int own_origin(struct st_conn *c, int fd)
+{
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+    bool have = getsockname(fd, (struct sockaddr *)&local, &ll) == 0;
+
+    return wm_conn_set_origin(&c->conn, &c->conn.peer.sa, have ? (struct sockaddr *)&local : NULL,
+                              c->srv->pp_version);
+}
+
+/* bind_ssl: the PROXY header comes before the TLS handshake (as HAProxy's
+ * send-proxy and nginx's proxy_protocol send it), so the client is read as
+ * a plain socket until it ends. The most bytes the header can still take,
+ * as far as p[0..n) tells, so that no read reaches into the ClientHello. */
+static size_t pp_bound(const uint8_t *p, size_t n, int fd)
+{
+    uint8_t peek[WM_PP_V1_MAX];
+    ssize_t got;
+
+    if (n == 0) {
+        return WM_PP_MIN; /* the shortest header of either version */
+    }
+    if (p[0] != 'P') {
+        return n < WM_PP_V2_HDR ? WM_PP_V2_HDR
+                                : WM_PP_V2_HDR + (((size_t)p[14] << 8) | p[15]);
+    }
+    /* v1: up to the LF, which is in the socket or not yet arrived */
+    got = n < WM_PP_V1_MAX ? recv(fd, peek, WM_PP_V1_MAX - n, MSG_PEEK | MSG_DONTWAIT) : 0;
+    for (ssize_t i = 0; i < got; i++) {
+        if (peek[i] == '\n') {
+            return n + (size_t)i + 1;
+        }
+    }
+    return n + (got > 0 ? (size_t)got : 1);
+}
+
+/* bind_ssl: the header is read; TLS starts on the same socket. */
+static void pp_start_tls(struct st_conn *c)
+{
+    int fd = bufferevent_getfd(c->conn.bev);
+
+    bufferevent_setfd(c->conn.bev, -1); /* the fd goes to the TLS pump */
+    wm_bev_free(c->conn.bev);
+    c->conn.bev = wm_tls_wrap(wm_worker_base(c->conn.w), c->srv->tls_in, fd, true, NULL,
+                              c->conn.peer_str);
+    if (c->conn.bev == NULL) {
+        wm_conn_finish(&c->conn, "out-of-memory");
+        return;
+    }
+    bufferevent_setwatermark(c->conn.bev, EV_READ, 0, WM_RELAY_HIGH_WATER);
+    bufferevent_setcb(c->conn.bev, client_read_cb, NULL, client_event_cb, c);
+    bufferevent_enable(c->conn.bev, EV_READ | EV_WRITE);
+}
+
 static void pp_read(struct st_conn *c, struct evbuffer *in)
 {
     size_t n = evbuffer_get_length(in);
@@ -139,6 +199,10 @@ static void pp_read(struct st_conn *c, struct evbuffer *in)
     int r = wm_pp_parse(p, take, &info, &why);
 
     if (r == 0 && take < WM_PP_V2_HDR + WM_PP_V2_BODY_MAX) {
+        if (c->tls) {
+            bufferevent_setwatermark(c->conn.bev, EV_READ, 0,
+                                     pp_bound(p, n, bufferevent_getfd(c->conn.bev)));
+        }
         return;
     }
     if (r <= 0) {
@@ -148,10 +212,19 @@ static void pp_read(struct st_conn *c, struct evbuffer *in)
         return;
     }
     evbuffer_drain(in, (size_t)r);
-    if (info.known && wm_conn_set_origin(&c->conn, (struct sockaddr *)&info.src,
-                                         (struct sockaddr *)&info.dst, c->srv->pp_version) < 0) {
+    /* without addresses (v1 UNKNOWN, v2 LOCAL, UNSPEC, ...) the connection's
+     * own ends count (spec 2.1, 2.2): the upstream still gets its header */
+    if (info.known ? wm_conn_set_origin(&c->conn, (struct sockaddr *)&info.src,
+                                        (struct sockaddr *)&info.dst, c->srv->pp_version) < 0
+                   : c->srv->pp_version != 0 && own_origin(c, bufferevent_getfd(c->conn.bev)) < 0) {
         wm_conn_finish(&c->conn, "out-of-memory");
         return;
+    }
+    if (c->tls) {
+        pp_start_tls(c);
+        if (wm_conn_closed(&c->conn)) {
+            return;
+        }
     }
     start(c);
 }
@@ -403,7 +476,9 @@ static void connected(struct st_conn *c, int fd, const char *host, uint16_t port
     switch (c->srv->mode) {
     case ST_TCP2WS:
     case ST_TCP2WSS:
-        uphs_start(c, fd, host, port);
+        if (send_pp(c, fd) == 0) {
+            uphs_start(c, fd, host, port);
+        }
         return;
     case ST_WS2TCP: {
         struct bufferevent *ub;
@@ -507,7 +582,7 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     struct wm_conn_limits lim = {WM_STREAM_HEAD_MS, srv->idle_ms};
     struct bufferevent *bev = NULL;
 
-    if (c != NULL && ss->tls) {
+    if (c != NULL && ss->tls && !srv->accept_pp) {
         char ps[WM_ADDR_STR_MAX];
         wm_addr_format(peer, ps, sizeof(ps));
         bev = wm_tls_wrap(wm_worker_base(w), srv->tls_in, fd, true, NULL, ps);
@@ -515,7 +590,7 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
         bev = bufferevent_socket_new(wm_worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
     }
     if (bev == NULL) {
-        if (c == NULL || !ss->tls) {
+        if (c == NULL || !ss->tls || srv->accept_pp) {
             close(fd);
         }
         free(c);
@@ -529,12 +604,10 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     c->up = srv->up;
     c->idx = -1;
     if (!srv->accept_pp && srv->pp_version != 0) {
-        struct sockaddr_storage local;
-        socklen_t ll = sizeof(local);
-        getsockname(fd, (struct sockaddr *)&local, &ll);
-        wm_conn_set_origin(&c->conn, peer, (struct sockaddr *)&local, srv->pp_version);
+        own_origin(c, fd);
     }
-    bufferevent_setwatermark(bev, EV_READ, 0, WM_RELAY_HIGH_WATER);
+    c->tls = ss->tls && srv->accept_pp;
+    bufferevent_setwatermark(bev, EV_READ, 0, c->tls ? WM_PP_MIN : WM_RELAY_HIGH_WATER);
     bufferevent_setcb(bev, client_read_cb, NULL, client_event_cb, c);
     if (srv->mode != ST_TCP || ss->tls || srv->accept_pp) {
         bufferevent_enable(bev, EV_READ | EV_WRITE);

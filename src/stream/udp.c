@@ -65,6 +65,8 @@ struct udp_state {
     struct session *newest;
     uint64_t evicted;        /* sessions evicted for room, in all */
     uint64_t evict_log_ms;   /* the last "table full" line: one per second at most */
+    uint64_t unserved;       /* datagrams dropped for want of an upstream server, in all */
+    uint64_t unserved_log_ms; /* the last line saying so: one per second at most */
 };
 
 static __thread uint8_t dgram[65536]; /* IPv6 payloads reach 65527 */
@@ -230,6 +232,27 @@ static struct session *session_new(struct udp_state *u, struct wm_service *svc,
     struct session *s;
     struct timeval tv = {st->srv->udp_idle_ms / 1000, (st->srv->udp_idle_ms % 1000) * 1000};
 
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->fd = upstream_socket(st->srv, (const struct sockaddr *)ss, &s->idx);
+    if (s->fd < 0) {
+        uint64_t now = wm_now_coarse_ms();
+        if (u->unserved++ == 0 || now - u->unserved_log_ms >= 1000) {
+            /* every datagram of a flood would be a line */
+            char cs[WM_ADDR_STR_MAX];
+            wm_addr_format((const struct sockaddr *)ss, cs, sizeof(cs));
+            wm_log(WM_LOG_WARN, 0,
+                   "udp: no upstream server of %s is usable: datagram of client=%s dropped "
+                   "(%llu dropped in all, one line per second at most)",
+                   wm_upstream_name(st->srv->up), cs, (unsigned long long)u->unserved);
+            u->unserved_log_ms = now;
+        }
+        free(s);
+        return NULL;
+    }
+    /* only now: a datagram that cannot start a session never evicts one */
     if (u->n >= st->srv->max_sessions && u->oldest != NULL) {
         uint64_t now = wm_now_coarse_ms();
         u->evicted++;
@@ -242,17 +265,6 @@ static struct session *session_new(struct udp_state *u, struct wm_service *svc,
             u->evict_log_ms = now;
         }
         session_end(u->oldest, "evicted");
-    }
-    s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        return NULL;
-    }
-    s->fd = upstream_socket(st->srv, (const struct sockaddr *)ss, &s->idx);
-    if (s->fd < 0) {
-        wm_log(WM_LOG_WARN, 0, "udp: no upstream server of %s is usable",
-               wm_upstream_name(st->srv->up));
-        free(s);
-        return NULL;
     }
     s->ev = event_new(wm_worker_base(u->w), s->fd, EV_READ | EV_PERSIST, upstream_cb, s);
     s->timer = evtimer_new(wm_worker_base(u->w), timer_cb, s);

@@ -70,6 +70,8 @@ struct tudp_tab {
     struct tudp *oldest;
     struct tudp *newest;
     size_t n;
+    uint64_t evicted;           /* sessions evicted for room, in all */
+    uint64_t evict_log_ms;      /* the last line saying so: one per second at most */
 };
 
 struct tudp_svc {
@@ -282,8 +284,15 @@ static struct tudp *server_session(struct tudp_tab *t, const struct sockaddr_sto
         return NULL;
     }
     if (t->n >= TUDP_SESSIONS && t->oldest != NULL) {
-        wm_log(WM_LOG_WARN, t->oldest->id, "tunnel: udp port %s: %zu sessions, evicting %s",
-               t->key, t->n, t->oldest->peer_str);
+        uint64_t now = wm_now_coarse_ms();
+        if (t->evicted++ == 0 || now - t->evict_log_ms >= 1000) {
+            /* a flood from many ports would be a line per datagram */
+            wm_log(WM_LOG_WARN, t->oldest->id,
+                   "tunnel: udp port %s: %zu sessions, evicting %s (%llu evicted in all, one "
+                   "line per second at most)",
+                   t->key, t->n, t->oldest->peer_str, (unsigned long long)t->evicted);
+            t->evict_log_ms = now;
+        }
         session_end(t->oldest, "evicted");
     }
     if ((u = session_alloc(t->w)) == NULL || (u->pending = evbuffer_new()) == NULL) {

@@ -2,6 +2,7 @@
 API above all: `curl -x PROXY -X POST http://127.0.0.1:CONTROL/stop` used to
 stop the instance), whatever the protocol or the spelling of the target."""
 
+import re
 import subprocess
 
 import pytest
@@ -48,6 +49,9 @@ def test_http_proxy_cannot_reach_control(instance, host):
     assert b"own listener" in r.body
     still_serving(p, cport)
     assert wait_log(p, "own listeners"), p.log()[-3000:]
+    # the line names the connection and its client (it said c=- and no client)
+    assert re.search(r"c=\d+ dial: refused client=127\.0\.0\.1:\d+ target=\S+:%d: one of "
+                     r"this process's own listeners" % cport, p.log()), p.log()[-3000:]
 
 
 def test_curl_stop_through_the_proxy_is_refused(instance):

@@ -234,6 +234,27 @@ def test_tcp_tls_both_sides(wmproxy, tmp_path):
     back.close()
 
 
+def test_tls_handshake_failure_during_the_dial_is_an_error(wmproxy, tmp_path):
+    """A client that fails the TLS handshake while its upstream is being
+    dialed ends with end=error-client at once (it said client-closed)."""
+    certs = make_certs(str(tmp_path / "certs"))
+    srv, fillers = full_listener()  # the dial hangs
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % srv.getsockname()[1], connect_timeout="30s")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not TLS
+        assert raw.recv(100) == b""
+    line = wait_until(lambda: re.search(r"access proto=tcp client=127\.0\.0\.1:\d+ .* end=(\S+)",
+                                        p.log()), what="the access line")
+    assert line.group(1) == "error-client", line.group(0)
+    assert "handshake failed" in p.log()
+    srv.close()
+    for f in fillers:
+        f.close()
+
+
 def test_proxy_protocol_out_v1_and_in_v1_to_out_v2(wmproxy, tmp_path):
     back = PPBackend()
     p1, p2 = free_ports(2)
@@ -260,6 +281,73 @@ def test_proxy_protocol_out_v1_and_in_v1_to_out_v2(wmproxy, tmp_path):
     s = socket.create_connection(("127.0.0.1", p2), timeout=10)
     s.sendall(b"GET / HTTP/1.1\r\n\r\n")
     assert s.recv(10) == b""
+    wait_log_count(p, "end=bad-proxy-header", 1)
+    back.close()
+
+
+def test_proxy_protocol_in_without_addresses_still_sends_one(wmproxy, tmp_path):
+    """A received header without addresses (v1 UNKNOWN, v2 LOCAL) means the
+    connection's own ends (spec 2.1, 2.2): the upstream still gets its
+    header from them. It got none, so the client's next bytes were taken
+    for the header: a client could name any address to the backend."""
+    back = PPBackend()
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % back.port,
+                  accept_proxy_protocol=True, proxy_protocol="v2")
+    wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    forged = b"PROXY TCP4 6.6.6.6 127.0.0.1 666 %d\r\n" % port
+    local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"  # v2 LOCAL, no addresses
+    mine = []
+    for head in (b"PROXY UNKNOWN\r\n", local):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            mine.append(s.getsockname()[1])
+            s.sendall(head + forged)
+            got = b""
+            while len(got) < len(forged):
+                b = s.recv(len(forged) - len(got))
+                assert b
+                got += b
+            assert got == forged  # data for the backend, echoed
+    v2 = [h for k, h in back.headers if k == "v2"]
+    assert [v2_addrs(h) for h in v2] == [("127.0.0.1", mine[0]), ("127.0.0.1", mine[1])]
+    back.close()
+
+
+def test_proxy_protocol_before_tls_on_bind_ssl(wmproxy, tmp_path):
+    """On a bind_ssl listener the PROXY header comes before the ClientHello,
+    as HAProxy's send-proxy and nginx's proxy_protocol send it: in one
+    segment with the ClientHello, or a byte at a time (it was expected
+    inside TLS, so the handshake failed)."""
+    certs = make_certs(str(tmp_path / "certs"))
+    back = PPBackend()
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % back.port, accept_proxy_protocol=True,
+                  proxy_protocol="v2")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    v2 = (sig + bytes([0x21, 0x11, 0, 19]) + socket.inet_aton("198.51.100.9")
+          + socket.inet_aton("127.0.0.1") + (5555).to_bytes(2, "big") + port.to_bytes(2, "big")
+          + b"\x04\x00\x04abcd")  # a TLV (NOOP)
+    v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 4444 %d\r\n" % port
+    for head, split in ((v2, False), (v1, True)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            if split:
+                for i in range(len(head)):
+                    raw.send(head[i:i + 1])
+            else:
+                raw.send(head, socket.MSG_MORE)  # goes with the ClientHello
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"hello")
+                assert s.recv(5) == b"hello"
+    v2s = [h for k, h in back.headers if k == "v2"]
+    assert [v2_addrs(h) for h in v2s] == [("198.51.100.9", 5555), ("203.0.113.7", 4444)]
+    wait_log_count(p, "client=203.0.113.7:4444", 1)
+    # no header: refused before any TLS
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(raw, server_hostname="localhost")
     wait_log_count(p, "end=bad-proxy-header", 1)
     back.close()
 
@@ -321,6 +409,45 @@ def test_udp_table_bound_flood(wmproxy, tmp_path):
     assert st["accepted"] >= 200
     for s in socks:
         s.close()
+    stop.set()
+
+
+def test_udp_no_upstream_flood_logs_once_per_second(wmproxy, tmp_path):
+    """Datagrams no upstream server can take (the only one is down by its
+    health check) are dropped with one line per second per worker, not one
+    per datagram, and evict no session: one that started while the server
+    was up goes on (a flood wrote a WARN line per datagram and evicted it)."""
+    up, stop, _ = udp_echo("127.0.0.1")
+    health = socket.socket()  # the TCP connect that the health check makes
+    health.bind(("127.0.0.1", up))
+    health.listen(64)
+    port = free_udp_port()
+    tport = free_port()
+    body = ('[[stream.upstream]]\nname = "dns"\n'
+            'health_check = { interval = "200ms", timeout = "100ms" }\n'
+            'server = [{ addr = "127.0.0.1:%d" }]\n' % up
+            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="dns",
+                     max_sessions=1)
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
+    live = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert udp_roundtrip(live, ("127.0.0.1", port), b"before") == b"before"
+    health.close()
+    wait_log_count(p, "health: stream:dns|", 1)
+    t0 = time.monotonic()
+    dropped = re.compile(r"is usable: datagram of client=127\.0\.0\.1:\d+ dropped \((\d+) dropped")
+
+    def flood():
+        for _ in range(50):  # from as many source ports
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"x", ("127.0.0.1", port))
+        return max([int(n) for n in dropped.findall(p.log())] + [0]) >= 100
+    wait_until(flood, timeout=30, what="100 dropped datagrams counted by a worker")
+    assert p.log().count("no upstream server of stream:dns is usable") <= 2 * (
+        time.monotonic() - t0 + 2)
+    assert "end=evicted" not in p.log()
+    assert udp_roundtrip(live, ("127.0.0.1", port), b"after") == b"after"
+    live.close()
     stop.set()
 
 
@@ -475,3 +602,26 @@ def test_config_errors(tmp_path):
     assert r.returncode != 0
     assert "stream.server[0].proxy_protocol: the PROXY protocol is for TCP servers" in out, out
     assert "stream.server[1].bind_ssl: bind_ssl needs cert and key" in out, out
+
+
+def test_check_compiles_a_stream_only_file(tmp_path):
+    """`check` finds what only compiling [stream] finds (a key file that does
+    not load, a udp upstream over 64 servers) also in a file without [http]
+    (it said valid, and `run` refused it), with file:line."""
+    from conftest import BIN
+    bad = [('[stream]\n[[stream.server]]\nbind_ssl = "127.0.0.1:3"\ncert = "%s"\n'
+            'key = "%s"\nproxy_url = "tcp://127.0.0.1:1"\n'
+            % (tmp_path / "none.pem", tmp_path / "none.key"),
+            ":2:1: stream.server[0]: bind_ssl: "),
+           ('[stream]\n[[stream.upstream]]\nname = "u"\nserver = [%s]\n[[stream.server]]\n'
+            'bind_addr = "127.0.0.1:3"\nbind_mode = "udp"\nup_name = "u"\n'
+            % ", ".join('{ addr = "127.0.0.1:%d" }' % (2000 + i) for i in range(65)),
+            ":5:1: stream.server[0]: a udp server's upstream has at most 64 servers (65)")]
+    for i, (text, want) in enumerate(bad):
+        path = tmp_path / ("bad%d.toml" % i)
+        path.write_text(text)
+        for cmd in ("check", "run"):
+            r = subprocess.run([BIN, cmd, "-c", str(path)], capture_output=True, text=True,
+                               timeout=10)
+            assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+            assert str(path) + want in r.stderr, (cmd, r.stderr)

@@ -18,8 +18,9 @@ import pytest
 
 from conftest import BIN
 from helpers.net import free_port, free_ports, wait_until
-from helpers.stream import (config, echo_reply, exchange, rss_kb, server, wait_log_count, ws_close_code,
-                            ws_connect, ws_frame, ws_read, ws_recv_data, ws_send, ws_status)
+from helpers.stream import (PPBackend, config, echo_reply, exchange, rss_kb, server, v2_addrs,
+                            wait_log_count, ws_close_code, ws_connect, ws_frame, ws_read,
+                            ws_recv_data, ws_send, ws_status)
 from helpers.tunnel import make_certs, wait_log
 
 websockets = pytest.importorskip("websockets")
@@ -197,6 +198,24 @@ def test_tcp2wss_websockets_tls_server(wmproxy, tmp_path):
     assert got == b"secure bytes"
     s.close()
     up.close()
+
+
+def test_tcp2ws_sends_the_proxy_header(wmproxy, tmp_path):
+    """proxy_protocol on tcp2ws: the header goes first on the connection,
+    before the upgrade request (it was never sent)."""
+    back = PPBackend()  # records the header, then echoes: the upgrade then fails
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, bind_mode="tcp2ws",
+                  proxy_url="ws://127.0.0.1:%d/" % back.port, proxy_protocol="v2")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        me = s.getsockname()[1]
+        s.sendall(b"x")
+        assert s.recv(10) == b""
+    wait_until(lambda: ("127.0.0.1", me) in [v2_addrs(h) for k, h in back.headers if k == "v2"],
+               what="the v2 header naming the client")
+    wait_log_count(p, "end=upstream-handshake-failed", 1)
+    back.close()
 
 
 # ---- bad input: RFC 6455 close codes, HTTP answers; never a crash ----

@@ -58,3 +58,34 @@ def test_udp_mapping_needs_a_port(wmproxy, tmp_path):
                         [{"name": "u", "mode": "udp", "local_addr": "127.0.0.1:53"}])
     r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0 and "needs remote_port or bind" in (r.stdout + r.stderr)
+
+
+def test_udp_mapping_flood_evicts_with_one_line_per_second(nodes):  # noqa: F811
+    """More peers than the port's 1,024 sessions evict the least recently
+    active ones, logged once per second with a count (it was a WARN line per
+    evicted session, so a flood from many ports wrote one per datagram), and
+    a live session keeps working."""
+    import time
+    up, stop, seen = udp_echo("127.0.0.1")
+    pub = free_udp_port()
+    srv = nodes.server()
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "dns", "mode": "udp", "local_addr": "127.0.0.1:%d" % up, "remote_port": pub}])
+    assert wait_log(srv, "public port udp:127.0.0.1:%d opened" % pub), srv.log()
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(1300)]
+    live = socks[0]
+    wait_until(lambda: _try(live, pub, b"first"), timeout=10, what="the first session")
+    t0 = time.monotonic()
+    for i, s in enumerate(socks[1:]):  # 1,299 more peers, each answered: 276 evictions
+        wait_until(lambda: _try(s, pub, b"x"), timeout=10, what="peer %d answered" % i)
+        if i % 200 == 0:  # the live session stays among the most recently active
+            assert _try(live, pub, b"keep")
+    wait_until(lambda: srv.log().count("end=evicted") >= 276, timeout=10,
+               what="the evictions' access lines")
+    lines = srv.log().count("sessions, evicting")
+    assert 1 <= lines <= 2 * (time.monotonic() - t0 + 2), lines
+    assert "evicted in all" in srv.log()
+    assert _try(live, pub, b"still here")
+    for s in socks:
+        s.close()
+    stop.set()
