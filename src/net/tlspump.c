@@ -93,6 +93,7 @@ struct pump {
     bool reading_paused;   /* the user lags PUMP_IN_HIGH behind */
     bool lingering;        /* all sent, our FIN out: the peer's bytes are dropped (finish()) */
     bool got_plain;        /* a byte of application data came from the peer */
+    bool notify_ready;     /* the user asked for CONNECTED when the handshake ends */
     char peer[64];
 };
 
@@ -471,6 +472,10 @@ static bool handshake(struct pump *p)
         set_state(p, p->state == PUMP_HANDSHAKE_EOF ? PUMP_HLOC : PUMP_OPEN);
         wm_log(WM_LOG_DEBUG, p->id, "tls %s: %s %s, kernel TLS off", p->peer,
                SSL_get_version(p->ssl), SSL_get_cipher_name(p->ssl));
+        if (p->notify_ready && !user_gone(p)) {
+            p->notify_ready = false;
+            bufferevent_trigger_event(p->a, BEV_EVENT_CONNECTED, BEV_TRIG_DEFER_CALLBACKS);
+        }
         return true;
     }
     int e = SSL_get_error(p->ssl, r);
@@ -891,6 +896,29 @@ SSL *wm_tls_pump_ssl(const struct bufferevent *a)
     }
     bufferevent_getcb(b, &rd, NULL, NULL, &arg);
     return rd == b_read_cb && arg != NULL ? ((struct pump *)arg)->ssl : NULL;
+}
+
+int wm_tls_pump_notify_ready(struct bufferevent *a)
+{
+    struct bufferevent *b;
+    bufferevent_data_cb rd = NULL;
+    void *arg = NULL;
+    struct pump *p;
+
+    if (a == NULL || (b = bufferevent_pair_get_partner(a)) == NULL) {
+        return -1;
+    }
+    bufferevent_getcb(b, &rd, NULL, NULL, &arg);
+    if (rd != b_read_cb || arg == NULL) {
+        return -1;
+    }
+    p = arg;
+    if (in_handshake(p)) {
+        p->notify_ready = true;
+    } else {
+        bufferevent_trigger_event(a, BEV_EVENT_CONNECTED, BEV_TRIG_DEFER_CALLBACKS);
+    }
+    return 0;
 }
 
 void wm_tls_pump_free_all(void)

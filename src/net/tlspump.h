@@ -49,6 +49,13 @@ const char *wm_tls_pump_transport(const struct bufferevent *a);
  * From a's worker thread. */
 SSL *wm_tls_pump_ssl(const struct bufferevent *a);
 
+/* Ask for BEV_EVENT_CONNECTED on user end `a`'s event callback once the
+ * handshake is over (at once, deferred, when it is already): a server
+ * that must not act for a client before its handshake ends (a stream
+ * listener dialing its upstream). Without it no CONNECTED is delivered.
+ * -1 when `a` is not a pump's user end. From a's worker thread. */
+int wm_tls_pump_notify_ready(struct bufferevent *a);
+
 /* Free every pump of the calling thread (its event loop has ended). */
 void wm_tls_pump_free_all(void);
 

@@ -30,13 +30,14 @@
 #include "net/dial.h"
 #include "net/proxyproto.h"
 #include "net/tls.h"
+#include "net/tlspump.h"
 #include "reverse/upstream.h"
 #include "stream/stream.h"
 #include "stream/stream_int.h"
 #include "stream/wsbridge.h"
 #include "stream/ws.h"
 
-enum st_state { ST_S_PP, ST_S_HS, ST_S_DIAL, ST_S_UPHS, ST_S_RELAY, ST_S_COUNT };
+enum st_state { ST_S_PP, ST_S_TLS, ST_S_HS, ST_S_DIAL, ST_S_UPHS, ST_S_RELAY, ST_S_COUNT };
 
 struct st_conn {
     struct wm_conn conn; /* first: net/conn.h */
@@ -53,6 +54,7 @@ struct st_conn {
 };
 
 static void dial_next(struct st_conn *c);
+static void start(struct st_conn *c);
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -70,8 +72,8 @@ static void conn_free(struct wm_conn *wc)
 
 static void set_state(struct st_conn *c, enum st_state s)
 {
-    static const char *const names[ST_S_COUNT] = {"pp", "handshake", "dial", "upstream-handshake",
-                                                  "relay"};
+    static const char *const names[ST_S_COUNT] = {"pp",   "tls-handshake", "handshake",
+                                                  "dial", "upstream-handshake", "relay"};
     wm_log(WM_LOG_DEBUG, c->conn.id, "stream state %s -> %s", names[c->state], names[s]);
     c->state = s;
 }
@@ -92,7 +94,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct st_conn *c = arg;
 
     wm_conn_enter(&c->conn);
-    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->state == ST_S_TLS) {
+            start(c); /* the client's TLS handshake is over (tls_start) */
+        }
+    } else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
         (c->state == ST_S_DIAL || c->state == ST_S_UPHS)) {
         /* half-close before the upstream answered: the relay sees the EOF
          * again once it reads (a socket keeps reporting it) */
@@ -131,6 +137,17 @@ static void start(struct st_conn *c)
     }
     wm_conn_clear_timer(&c->conn);
     dial_next(c);
+}
+
+/* bind_ssl: nothing is done for the client (no upstream dialed) before
+ * its TLS handshake is over; the pump's handshake timeout bounds the wait,
+ * and a failed handshake ends the connection (client_event_cb). */
+static void tls_start(struct st_conn *c)
+{
+    set_state(c, ST_S_TLS);
+    if (wm_tls_pump_notify_ready(c->conn.bev) < 0) {
+        start(c);
+    }
 }
 
 /* A PROXY header towards the upstream naming the connection's own ends:
@@ -222,9 +239,10 @@ static void pp_read(struct st_conn *c, struct evbuffer *in)
     }
     if (c->tls) {
         pp_start_tls(c);
-        if (wm_conn_closed(&c->conn)) {
-            return;
+        if (!wm_conn_closed(&c->conn)) {
+            tls_start(c);
         }
+        return;
     }
     start(c);
 }
@@ -622,6 +640,8 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     if (srv->accept_pp) {
         c->state = ST_S_PP;
         wm_conn_set_timer(&c->conn, WM_STREAM_HEAD_MS, head_timeout_cb);
+    } else if (ss->tls) {
+        tls_start(c);
     } else {
         start(c);
     }

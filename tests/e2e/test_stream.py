@@ -19,9 +19,9 @@ from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import free_port, free_ports, free_udp_port, full_listener, wait_until
 from helpers.ref import need_ref, ref_file
-from helpers.stream import (PPBackend, TLSEcho, config, echo_reply, exchange, rss_kb, server,
-                            status_listener, udp_echo, v2_addrs, wait_log_count, ws_connect,
-                            ws_recv_data, ws_send)
+from helpers.stream import (PPBackend, ThreadedServer, TLSEcho, config, echo_reply, exchange,
+                            rss_kb, server, status_listener, udp_echo, v2_addrs, wait_log_count,
+                            ws_connect, ws_recv_data, ws_send)
 from helpers.tunnel import make_certs, wait_log
 
 
@@ -231,6 +231,50 @@ def test_tcp_tls_both_sides(wmproxy, tmp_path):
             assert bytes(got) == data
     assert set(back.sni) == {"a.test"}  # (the start-up probe connects too)
     wait_log_count(p, "access proto=tcp", 1)
+    back.close()
+
+
+class _CountingEcho(ThreadedServer):
+    """Echoes; counts the connections it accepted."""
+
+    def __init__(self):
+        self.accepted = 0
+        super().__init__()
+
+    def one(self, c):
+        self.accepted += 1
+        with c:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    return
+                c.sendall(b)
+
+
+def test_bind_ssl_dials_only_after_the_client_handshake(wmproxy, tmp_path):
+    """A bind_ssl listener dials its upstream once the client's TLS handshake
+    is over: clients that connect and never finish it (or never start it)
+    cost no upstream connection, as in nginx's stream ssl."""
+    certs = make_certs(str(tmp_path / "certs"))
+    back = _CountingEcho()
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % back.port)
+    wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=port)
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    # a client accepted after the idle ones (one worker: in order) goes through
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"ping")
+            assert s.recv(100) == b"ping"
+    assert back.accepted == 1, back.accepted  # before: one per idle client too
+    with ctx.wrap_socket(idle[0], server_hostname="localhost") as s:
+        s.sendall(b"late")
+        assert s.recv(100) == b"late"
+    assert back.accepted == 2, back.accepted
+    for c in idle[1:]:
+        c.close()
     back.close()
 
 
