@@ -62,6 +62,10 @@ static const struct guarded {
     {6, 10, {0xfe, 0x80}, "link-local address" GUARDED},
     {4, 32, {0}, "unspecified address" GUARDED},
     {6, 128, {0}, "unspecified address" GUARDED},
+    /* the proxy's own network: a SOCKS5 UDP datagram would reach it */
+    {4, 4, {224}, "multicast address" GUARDED},
+    {6, 8, {0xff}, "multicast address" GUARDED},
+    {4, 32, {255, 255, 255, 255}, "broadcast address" GUARDED},
 #undef GUARDED
 };
 

@@ -27,8 +27,9 @@
  *   4. allow_targets given: denied (it is a list of what is allowed);
  *   5. allowed.
  * Guarded, when the proxy listens beyond loopback: loopback (127.0.0.0/8,
- * ::1), link-local (169.254.0.0/16 with cloud metadata, fe80::/10) and the
- * unspecified address (0.0.0.0, ::).
+ * ::1), link-local (169.254.0.0/16 with cloud metadata, fe80::/10), the
+ * unspecified address (0.0.0.0, ::), multicast (224.0.0.0/4, ff00::/8) and
+ * the broadcast address (255.255.255.255).
  * A client: denied when a deny_clients rule matches, or when allow_clients
  * is given and none of its rules matches.
  */

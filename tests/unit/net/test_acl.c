@@ -235,8 +235,10 @@ static void test_guard_local(void **state)
     struct wm_acl *c = mk(NULL, 0, catchall, NELEM(catchall), true);
     struct wm_acl *e = mk(NULL, 0, explicit_, NELEM(explicit_), true);
     const char *why = NULL;
-    static const char *const local[] = {"127.0.0.1", "127.8.9.10", "::1",  "169.254.169.254",
-                                        "fe80::1",   "0.0.0.0",    "::",   "::ffff:127.0.0.1"};
+    static const char *const local[] = {"127.0.0.1",       "127.8.9.10",      "::1",
+                                        "169.254.169.254", "fe80::1",         "0.0.0.0",
+                                        "::",              "::ffff:127.0.0.1", "224.0.0.251",
+                                        "239.255.255.250", "ff02::fb",        "255.255.255.255"};
 
     (void)state;
     for (size_t i = 0; i < NELEM(local); i++) {
@@ -251,6 +253,9 @@ static void test_guard_local(void **state)
     assert_true(wm_acl_target_ok(g, NULL, sa("126.255.255.255", 80), &why));
     assert_true(wm_acl_target_ok(g, NULL, sa("169.253.0.1", 80), &why));
     assert_true(wm_acl_target_ok(g, NULL, sa("fec0::1", 80), &why));
+    assert_true(wm_acl_target_ok(g, NULL, sa("223.255.255.255", 80), &why));
+    assert_true(wm_acl_target_ok(g, NULL, sa("240.0.0.1", 80), &why));
+    assert_true(wm_acl_target_ok(g, NULL, sa("fe00::1", 80), &why));
     /* explicit: an address rule inside the range */
     assert_true(wm_acl_target_ok(e, "localhost", sa("127.0.0.1", 8080), &why));
     assert_false(wm_acl_target_ok(e, NULL, sa("127.0.0.1", 8081), &why));
