@@ -10,7 +10,6 @@
 #define WM_IDLE_TIMEOUT_MS       300000 /* no byte either way (conf) */
 #define WM_HANDSHAKE_TIMEOUT_MS  10000  /* client sends nothing useful (conf) */
 #define WM_SHUTDOWN_GRACE_MS     10000  /* SIGTERM: let open connections finish */
-#define WM_UDP_IDLE_TIMEOUT_MS   120000 /* SOCKS5 UDP association with no datagram */
 #define WM_HEARTBEAT_MS          15000  /* tunnel carrier ping (conf) */
 #define WM_HEARTBEAT_TIMEOUT_MS  45000  /* tunnel carrier silent that long is dead (conf) */
 
