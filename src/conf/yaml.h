@@ -32,6 +32,7 @@ struct wm_err;
 #define WM_YAML_MAX_DEPTH 128                /* nesting of mappings and sequences */
 #define WM_YAML_MAX_ALIAS_NODES (1UL << 18) /* values created by alias / merge copies */
 #define WM_YAML_MAX_BYTES (4UL << 20)       /* a longer text is refused unparsed */
+#define WM_YAML_MAX_COMPLEX_KEY 1024        /* a complex key's text ("? [a, b]"), at most */
 
 /* Parse text[0..len) as a single YAML document whose top level is a mapping (an empty
  * document or a null top level gives an empty table). filename is only used in errors

@@ -343,9 +343,17 @@ static int key_text(struct yaml_build *b, const struct wm_cval *v, char **out, s
     const char *s;
 
     if (wm_cval_type(v) == WM_CVAL_TABLE || wm_cval_type(v) == WM_CVAL_ARRAY) {
-        /* a complex key: its flow JSON form is the only sensible text */
+        /* a complex key: its flow JSON form is the only sensible text;
+         * bounded, as keys nested in keys double their escapes per level */
         if (wm_cval_to_json(v, false, out, len) != 0) {
             return oom(b);
+        }
+        if (*len > WM_YAML_MAX_COMPLEX_KEY) {
+            free(*out);
+            *out = NULL;
+            return yaml_build_fail(b, wm_cval_line(v), wm_cval_col(v),
+                                   "a complex key longer than %d bytes as text",
+                                   WM_YAML_MAX_COMPLEX_KEY);
         }
         return 0;
     }
