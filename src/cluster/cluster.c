@@ -485,7 +485,9 @@ static void status_routes(struct cluster *cl, size_t node, struct evbuffer *out)
         if (r->node != node) {
             continue;
         }
-        evbuffer_add_printf(out, "%s{\"ns\":\"%s\",\"key\":", k++ ? "," : "", r->ns);
+        evbuffer_add_printf(out, "%s{\"ns\":", k++ ? "," : "");
+        wm_json_string(out, r->ns); /* as Redis had it: any bytes */
+        evbuffer_add(out, ",\"key\":", 7);
         wm_json_string(out, r->key);
         evbuffer_add(out, ",\"client\":", 10);
         wm_json_string(out, r->client);

@@ -108,7 +108,9 @@ struct cluster {
     struct event *retry_ev;
     struct event *beat_ev;
     uint64_t last_reply_ms;
+    uint64_t dial_ms;          /* when the current connection attempt began */
     uint64_t up_since_ms;      /* when the connection (re)started */
+    bool down_logged;          /* this outage (or the first failed attempt) was logged */
     uint64_t connects;
     uint64_t disconnects;
     uint64_t claims_refused;   /* new claims refused (held elsewhere, Redis down) */

@@ -76,7 +76,9 @@ static bool reply_ok(struct cluster *cl, redisReply *r, const char *what)
     cl->last_reply_ms = wm_now_ms();
     if (r->type == REDIS_REPLY_ERROR) {
         wm_fmt(cl->last_error, sizeof(cl->last_error), "%s: %s", what, r->str);
-        wm_log(WM_LOG_WARN, 0, "cluster: redis %s failed: %s", what, r->str);
+        /* while connecting, go_down() logs it once per outage */
+        wm_log(cl->up ? WM_LOG_WARN : WM_LOG_DEBUG, 0, "cluster: redis %s failed: %s", what,
+               r->str);
         return false;
     }
     return true;
@@ -311,6 +313,10 @@ static void beat(struct cluster *cl, bool announce)
     char val[WM_HOST_MAX + 16];
 
     if (!cl->up) {
+        /* connected (or connecting) but no answer to PING yet */
+        if (cl->cmd != NULL && wm_now_ms() - cl->dial_ms > (uint64_t)cl->s->ttl_ms) {
+            go_down(cl, "Redis does not answer");
+        }
         return;
     }
     if (wm_now_ms() - cl->last_reply_ms > (uint64_t)cl->s->ttl_ms) {
@@ -396,6 +402,7 @@ static void hello_cb(redisAsyncContext *ac, void *reply, void *priv)
     climit_set_up(true);
     cl->connects++;
     cl->backoff_ms = CL_BACKOFF_MIN_MS;
+    cl->down_logged = false;
     wm_log(first ? WM_LOG_INFO : WM_LOG_WARN, 0, "cluster: redis %s:%u %s%s", cl->s->redis_host,
            cl->s->redis_port, first ? "connected" : "reconnected",
            cl->s->redis_ctx != NULL ? " (TLS)" : "");
@@ -425,7 +432,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     }
     if (status != REDIS_OK) {
         /* hiredis frees ac after this returns */
-        char why[sizeof(ac->errstr)];
+        char why[sizeof(ac->c.errstr)]; /* ac->errstr is only a pointer to it */
         wm_fmt(why, sizeof(why), "%s", ac->errstr);
         forget_ctx(cl, ac);
         go_down(cl, why);
@@ -439,7 +446,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
 static void disconnect_cb(const redisAsyncContext *ac, int status)
 {
     struct cluster *cl = ac->data;
-    char why[sizeof(ac->errstr)];
+    char why[sizeof(ac->c.errstr)];
 
     (void)status;
     if (cl == NULL || cl->closing || (cl->cmd != ac && cl->sub != ac)) {
@@ -508,6 +515,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    cl->dial_ms = wm_now_ms();
     cl->cmd = open_ctx(cl, false, &cl->cmd_tls);
     cl->sub = cl->cmd != NULL ? open_ctx(cl, true, &cl->sub_tls) : NULL;
     if (cl->cmd == NULL || cl->sub == NULL) {
@@ -533,10 +541,15 @@ static void go_down(struct cluster *cl, const char *why)
         wm_log(WM_LOG_WARN, 0, "cluster: redis %s:%u lost (%s): serving known routes from the "
                "cache, new routes refused until it is back", cl->s->redis_host,
                cl->s->redis_port, cl->last_error);
+    } else if (!cl->down_logged) {
+        wm_log(WM_LOG_WARN, 0, "cluster: redis %s:%u unreachable (%s): new routes refused "
+               "until it answers; retrying", cl->s->redis_host, cl->s->redis_port,
+               cl->last_error);
     } else if (!evtimer_pending(cl->retry_ev, NULL)) {
         wm_log(WM_LOG_DEBUG, 0, "cluster: redis %s:%u: %s", cl->s->redis_host,
                cl->s->redis_port, cl->last_error);
     }
+    cl->down_logged = true;
     cl->up = false;
     climit_set_up(false);
     cl->closing = true; /* the callbacks of the contexts we drop do nothing */

@@ -1,0 +1,120 @@
+"""Cluster against a Redis that misbehaves (docs/cluster.md "Redis
+trouble"): one that accepts and never answers, one that speaks something
+else than RESP, one that refuses our password, and routes in Redis with
+odd bytes. The node says why, once, and keeps retrying."""
+
+import json
+import socket
+import threading
+
+from helpers.cluster import Cluster, redis  # noqa: F401 (fixture)
+from helpers.cluster import status
+from helpers.net import free_port, serve_tcp, wait_until
+from helpers.tunnel import wait_log
+
+
+class FakeRedis:
+    """A TCP server on a free port that answers each read of every
+    connection with `answer` (None: never answers). Counts connections."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.conns = 0
+        self.lock = threading.Lock()
+        self.lst = serve_tcp(self.handle)
+        self.port = self.lst.getsockname()[1]
+
+    def handle(self, c):
+        with self.lock:
+            self.conns += 1
+        try:
+            while c.recv(65536):
+                if self.answer is not None:
+                    c.sendall(self.answer)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def url(self, db=0):
+        return "redis://127.0.0.1:%d/%d" % (self.port, db)
+
+    def close(self):
+        self.lst.close()
+
+
+def node(wmproxy, tmp_path, store, ttl="1s"):
+    cl = Cluster(wmproxy, tmp_path, store)
+    return cl.node("a", cluster_keys={"ttl": ttl}, started="cluster: node a")
+
+
+def warns(n, text):
+    return [ln for ln in n.log().splitlines() if " WARN " in ln and text in ln]
+
+
+def test_redis_that_never_answers_is_dropped_and_retried(wmproxy, tmp_path):
+    # Before: the node waited for the PING's answer forever (no timeout while
+    # connecting), said nothing, and never tried again.
+    fake = FakeRedis(None)
+    try:
+        a = node(wmproxy, tmp_path, fake)
+        wait_until(lambda: status(a)["redis"]["last_error"] == "Redis does not answer", 10,
+                   what="the stall in /status")
+        wait_until(lambda: fake.conns >= 4, 10, what="a second attempt (command + subscriber)")
+        assert status(a)["redis"]["state"] == "down"
+        assert len(warns(a, "unreachable (Redis does not answer)")) == 1, a.log()
+    finally:
+        fake.close()
+
+
+def test_redis_errors_are_reported_whole_and_once(wmproxy, tmp_path):
+    # Before: last_error was cut to 7 bytes ("Protoco"; hiredis' errstr is a
+    # pointer, sized as one), a Redis never reached at start was logged at
+    # debug level only, and a refused password logged a warning per retry.
+    fake = FakeRedis(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    try:
+        a = node(wmproxy, tmp_path, fake)
+        why = 'Protocol error, got "H" as reply type byte'
+        wait_until(lambda: status(a)["redis"]["last_error"] == why, 10, what="the whole reason")
+        wait_until(lambda: fake.conns >= 6, 10, what="three attempts")
+        assert len(warns(a, "unreachable (%s)" % why)) == 1, a.log()
+    finally:
+        fake.close()
+    wrong = FakeRedis(b"-WRONGPASS invalid username-password pair\r\n")
+    try:
+        b = node(wmproxy, tmp_path, wrong)
+        wait_until(lambda: wrong.conns >= 6, 10, what="three attempts")
+        assert "WRONGPASS" in status(b)["redis"]["last_error"]
+        assert len(warns(b, "WRONGPASS")) == 1, b.log()
+    finally:
+        wrong.close()
+    # nothing listens: said at once
+    gone = free_port()
+    c = node(wmproxy, tmp_path, type("Gone", (), {"url": lambda self, db=0:
+                                                  "redis://127.0.0.1:%d/0" % gone})())
+    assert wait_log(c, "unreachable (Connection refused)"), c.log()
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def test_status_stays_json_with_odd_route_bytes_in_redis(wmproxy, tmp_path, redis):  # noqa: F811
+    # Before: a route's namespace was written into /status unescaped.
+    a = node(wmproxy, tmp_path, redis, ttl="3s")
+    s = socket.create_connection(("127.0.0.1", redis.port), timeout=5)
+    try:
+        s.sendall(resp("SET", "wm:node:zz", "127.0.0.1:1\t0", "PX", "60000") +
+                  resp("SADD", "wm:nodes", "zz") +
+                  resp("HSET", "wm:routes:zz", 'w"b\x01 k"ey', "g\tcl\"ient\tm\\ap"))
+    finally:
+        s.close()
+    wait_until(lambda: any(n["id"] == "zz" and n["routes"] for n in status(a)["nodes"]), 10,
+               what="the odd route in /status (as JSON)")
+    zz = [n for n in status(a)["nodes"] if n["id"] == "zz"][0]
+    assert zz["routes"] == [{"ns": 'w"b\x01', "key": 'k"ey', "client": 'cl"ient',
+                             "mapping": "m\\ap", "group": "g"}], json.dumps(zz)
