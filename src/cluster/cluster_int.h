@@ -15,6 +15,7 @@
 #include "net/addr.h"
 
 struct event;
+struct event_base;
 struct evbuffer;
 struct redisAsyncContext;
 struct wm_dial;
@@ -25,6 +26,8 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define CL_KEY_MAX 264   /* route keys: a domain, ":port", "@tcp", "@proxy" */
 #define CL_BACKOFF_MIN_MS 200
 #define CL_BACKOFF_MAX_MS 2000
+#define CL_REPLY_BYTES_MAX (64 << 20)  /* a Redis reply not yet whole (cluster_ev.c) */
+#define CL_REPLY_ELEMENTS_MAX (1 << 20) /* array elements in one reply, nested included */
 #define CL_AUTH_CHANNEL "wm:authhold" /* "IP\tMS": an address put on hold */
 
 struct wm_cluster_settings {
@@ -104,6 +107,8 @@ struct cluster {
     struct ctls *sub_tls;
     bool up;                   /* cmd connected and answering */
     bool closing;              /* tearing down: callbacks do nothing */
+    bool reply_too_big;        /* the connection is being dropped for an array past
+                                * CL_REPLY_ELEMENTS_MAX (last_error says so) */
     unsigned backoff_ms;
     struct event *retry_ev;
     struct event *beat_ev;
@@ -139,6 +144,10 @@ void credis_claim(struct cluster *cl, struct cclaim *c, bool announce);
 void credis_release(struct cluster *cl, const struct cclaim *c);
 /* The connection failed (why): drop both contexts, retry with backoff. */
 void credis_lost(struct cluster *cl, const char *why);
+
+/* cluster_ev.c: attach ac (its data already cl) to base, as hiredis'
+ * libevent adapter does, with replies bounded (CL_REPLY_*). 0, or -1. */
+int cev_attach(struct redisAsyncContext *ac, struct event_base *base);
 
 /* cluster_tls.c: rediss://. A hiredis context (not yet attached to the
  * event base) whose bytes go over TLS to s->redis_host:port; *link carries

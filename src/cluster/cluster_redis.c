@@ -1,6 +1,6 @@
 /*
  * cluster/cluster_redis.c - the node's Redis connection (worker 0's event
- * base, hiredis' libevent adapter): reconnect with backoff, heartbeat,
+ * base, cluster_ev.c): reconnect with backoff, heartbeat,
  * atomic claims (Lua), the route cache, and pub/sub invalidation.
  *
  * Keys (docs/cluster.md): wm:nodes (set of node ids), wm:node:ID
@@ -10,7 +10,6 @@
  * (cluster_authfail.c).
  */
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -452,7 +451,10 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     if (cl == NULL || cl->closing || (cl->cmd != ac && cl->sub != ac)) {
         return; /* one we dropped ourselves */
     }
-    wm_fmt(why, sizeof(why), "%s", ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
+    wm_fmt(why, sizeof(why), "%s", cl->reply_too_big    ? cl->last_error
+                                   : ac->errstr[0] != '\0' ? ac->errstr
+                                                           : "connection closed");
+    cl->reply_too_big = false;
     forget_ctx(cl, ac);
     go_down(cl, why);
 }
@@ -473,7 +475,11 @@ static redisAsyncContext *open_ctx(struct cluster *cl, bool sub, struct ctls **l
         return NULL;
     }
     ac->data = cl;
-    redisLibeventAttach(ac, wm_worker_base(cl->w));
+    if (cev_attach(ac, wm_worker_base(cl->w)) < 0) {
+        wm_fmt(cl->last_error, sizeof(cl->last_error), "out of memory");
+        redisAsyncFree(ac);
+        return NULL;
+    }
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     if (cl->s->redis_pass != NULL && cl->s->redis_user != NULL) {

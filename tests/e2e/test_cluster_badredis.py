@@ -1,7 +1,8 @@
 """Cluster against a Redis that misbehaves (docs/cluster.md "Redis
 trouble"): one that accepts and never answers, one that speaks something
-else than RESP, one that refuses our password, and routes in Redis with
-odd bytes. The node says why, once, and keeps retrying."""
+else than RESP, one that refuses our password, one whose reply never ends,
+and routes in Redis with odd bytes. The node says why, once, and keeps
+retrying."""
 
 import json
 import socket
@@ -9,13 +10,15 @@ import threading
 
 from helpers.cluster import Cluster, redis  # noqa: F401 (fixture)
 from helpers.cluster import status
+from helpers.control import rss_kb
 from helpers.net import free_port, serve_tcp, wait_until
 from helpers.tunnel import wait_log
 
 
 class FakeRedis:
     """A TCP server on a free port that answers each read of every
-    connection with `answer` (None: never answers). Counts connections."""
+    connection with `answer` (None: never answers; a function: called with
+    the connection). Counts connections."""
 
     def __init__(self, answer):
         self.answer = answer
@@ -29,7 +32,9 @@ class FakeRedis:
             self.conns += 1
         try:
             while c.recv(65536):
-                if self.answer is not None:
+                if callable(self.answer):
+                    self.answer(c)
+                elif self.answer is not None:
                     c.sendall(self.answer)
         except OSError:
             pass
@@ -93,6 +98,34 @@ def test_redis_errors_are_reported_whole_and_once(wmproxy, tmp_path):
     c = node(wmproxy, tmp_path, type("Gone", (), {"url": lambda self, db=0:
                                                   "redis://127.0.0.1:%d/0" % gone})())
     assert wait_log(c, "unreachable (Connection refused)"), c.log()
+
+
+def endless(head, unit):
+    def send(c):
+        c.sendall(head)
+        block = unit * (65536 // len(unit))
+        while True:
+            c.sendall(block)
+    return send
+
+
+def test_a_reply_without_end_is_bounded(wmproxy, tmp_path):
+    # Before: hiredis kept every byte of a bulk string announced as 100 GB,
+    # and every element of an array announced as 2e9, until memory ran out.
+    arr = FakeRedis(endless(b"*2000000000\r\n", b":1\r\n"))
+    bulk = FakeRedis(endless(b"$99999999999\r\n", b"x"))
+    try:
+        a = node(wmproxy, tmp_path, arr, ttl="60s")
+        wait_until(lambda: "more than 1048576 elements" in status(a)["redis"]["last_error"], 30,
+                   what="the array refused")
+        b = node(wmproxy, tmp_path, bulk, ttl="60s")
+        wait_until(lambda: "more than 64 MiB" in status(b)["redis"]["last_error"], 60,
+                   what="the bulk string refused")
+        for n in (a, b):
+            assert rss_kb(n.p.pid) < 2 * 1024 * 1024, "rss %d kB" % rss_kb(n.p.pid)
+    finally:
+        arr.close()
+        bulk.close()
 
 
 def resp(*args):
