@@ -11,9 +11,10 @@ import time
 
 from helpers import http1
 from helpers.cluster import certs, cluster, redis  # noqa: F401 (fixtures)
-from helpers.cluster import http_get, routes_of, served, status, tcp_echo, web_map, write_toml
+from helpers.cluster import http_get, redis_send, routes_of, served, status, tcp_echo, web_map
+from helpers.cluster import write_toml
 from helpers.control import api
-from helpers.net import connect, free_port, holds_during, wait_port, wait_until
+from helpers.net import connect, free_port, holds_during, is_closed, wait_port, wait_until
 from helpers.tunnel import _ssl, make_certs, wait_log
 
 
@@ -210,6 +211,31 @@ def test_client_fails_over_when_its_node_dies(cluster, origin, echo):
     wait_until(lambda: "c" not in {n["id"] for n in status(b)["nodes"]}, 10,
                what="node c expired")
     assert ("web", "app.test") in routes_of(status(b), "a")
+
+
+def test_a_route_of_an_unreachable_node_gets_502(cluster, redis):
+    # Before: 404 "no tunnel client serves the host", as for a host nobody
+    # registered, while the node holding it was alive but out of reach (its
+    # carrier down); a TCP visitor was logged as end=no-client.
+    a = cluster.node("a")
+    redis_send(redis.port, ("SET", "wm:node:zz", "127.0.0.1:%d\t0" % free_port(), "PX", "60000"),
+               ("SADD", "wm:nodes", "zz"),
+               ("HSET", "wm:routes:zz", "web far.test", "\tcl\tweb", "web *.wild.test",
+                "\tcl\tw2", "tcp @tcp", "\tcl\tt"),
+               ("PEXPIRE", "wm:routes:zz", "60000"))
+    wait_until(lambda: ("web", "far.test") in routes_of(status(a), "zz"), 10,
+               what="a learns zz's routes")
+    wait_until(lambda: http_get(a.http, "far.test").status == 502, 10, what="502 for far.test")
+    r = http_get(a.http, "x.wild.test:80")
+    assert r.status == 502 and b"node zz" in r.body, r.body
+    assert http_get(a.http, "nobody.test").status == 404
+    s = connect(a.tcp)
+    assert is_closed(s)
+    s.close()
+    for line in ("target=node:zz/far.test req=\"GET /hop\" code=502",
+                 "target=node:zz/*.wild.test req=\"GET /hop\" code=502",
+                 "target=node:zz/@tcp code=2 end=node-unreachable"):
+        assert wait_log(a, line), a.log()[-3000:]
 
 
 # ---- 6. Redis trouble never stops traffic that does not need it ----

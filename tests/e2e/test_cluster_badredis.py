@@ -5,11 +5,10 @@ and routes in Redis with odd bytes. The node says why, once, and keeps
 retrying."""
 
 import json
-import socket
 import threading
 
 from helpers.cluster import Cluster, redis  # noqa: F401 (fixture)
-from helpers.cluster import status
+from helpers.cluster import redis_send, status
 from helpers.control import rss_kb
 from helpers.net import free_port, serve_tcp, wait_until
 from helpers.tunnel import wait_log
@@ -128,24 +127,12 @@ def test_a_reply_without_end_is_bounded(wmproxy, tmp_path):
         bulk.close()
 
 
-def resp(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
 def test_status_stays_json_with_odd_route_bytes_in_redis(wmproxy, tmp_path, redis):  # noqa: F811
     # Before: a route's namespace was written into /status unescaped.
     a = node(wmproxy, tmp_path, redis, ttl="3s")
-    s = socket.create_connection(("127.0.0.1", redis.port), timeout=5)
-    try:
-        s.sendall(resp("SET", "wm:node:zz", "127.0.0.1:1\t0", "PX", "60000") +
-                  resp("SADD", "wm:nodes", "zz") +
-                  resp("HSET", "wm:routes:zz", 'w"b\x01 k"ey', "g\tcl\"ient\tm\\ap"))
-    finally:
-        s.close()
+    redis_send(redis.port, ("SET", "wm:node:zz", "127.0.0.1:1\t0", "PX", "60000"),
+               ("SADD", "wm:nodes", "zz"),
+               ("HSET", "wm:routes:zz", 'w"b\x01 k"ey', "g\tcl\"ient\tm\\ap"))
     wait_until(lambda: any(n["id"] == "zz" and n["routes"] for n in status(a)["nodes"]), 10,
                what="the odd route in /status (as JSON)")
     zz = [n for n in status(a)["nodes"] if n["id"] == "zz"][0]

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import http1
 from helpers.control import api
-from helpers.net import connect, free_port, recv_all, wait_port
+from helpers.net import connect, free_port, recv_all, recv_until, wait_port
 from helpers.tunnel import make_certs, toml_value, wait_log
 
 REDIS = shutil.which("redis-server")
@@ -157,6 +157,23 @@ def routes_of(doc, nid):
         if n["id"] == nid:
             return {(r["ns"], r["key"]) for r in n["routes"]}
     return set()
+
+
+def redis_send(port, *cmds):
+    """Send commands (tuples of str/bytes) to the Redis on port, as RESP,
+    and read their answers (so they are done when this returns)."""
+    out = b""
+    for args in cmds:
+        out += b"*%d\r\n" % len(args)
+        for a in args:
+            a = a.encode() if isinstance(a, str) else a
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+    s = connect(port)
+    try:
+        s.sendall(out + b"*1\r\n$4\r\nPING\r\n")
+        recv_until(s, b"+PONG\r\n")
+    finally:
+        s.close()
 
 
 def http_get(port, host, path="/hop"):
