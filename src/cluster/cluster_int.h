@@ -27,7 +27,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define CL_BACKOFF_MIN_MS 200
 #define CL_BACKOFF_MAX_MS 2000
 #define CL_REPLY_BYTES_MAX (64 << 20)  /* a Redis reply not yet whole (cluster_ev.c) */
-#define CL_REPLY_ELEMENTS_MAX (1 << 20) /* array elements in one reply, nested included */
+#define CL_REPLY_ELEMENTS_MAX 1048576 /* array elements in one reply, nested included */
 #define CL_AUTH_CHANNEL "wm:authhold" /* "IP\tMS": an address put on hold */
 
 struct wm_cluster_settings {
@@ -107,8 +107,8 @@ struct cluster {
     struct ctls *sub_tls;
     bool up;                   /* cmd connected and answering */
     bool closing;              /* tearing down: callbacks do nothing */
-    bool reply_too_big;        /* the connection is being dropped for an array past
-                                * CL_REPLY_ELEMENTS_MAX (last_error says so) */
+    bool reply_refused;        /* the connection is being dropped for a reply
+                                * cluster_ev.c refused (last_error says why) */
     unsigned backoff_ms;
     struct event *retry_ev;
     struct event *beat_ev;
@@ -146,7 +146,8 @@ void credis_release(struct cluster *cl, const struct cclaim *c);
 void credis_lost(struct cluster *cl, const char *why);
 
 /* cluster_ev.c: attach ac (its data already cl) to base, as hiredis'
- * libevent adapter does, with replies bounded (CL_REPLY_*). 0, or -1. */
+ * libevent adapter does, with replies bounded (CL_REPLY_*) and their
+ * shapes checked where hiredis would abort. 0, or -1. */
 int cev_attach(struct redisAsyncContext *ac, struct event_base *base);
 
 /* cluster_tls.c: rediss://. A hiredis context (not yet attached to the

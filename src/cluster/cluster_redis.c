@@ -451,10 +451,10 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     if (cl == NULL || cl->closing || (cl->cmd != ac && cl->sub != ac)) {
         return; /* one we dropped ourselves */
     }
-    wm_fmt(why, sizeof(why), "%s", cl->reply_too_big    ? cl->last_error
+    wm_fmt(why, sizeof(why), "%s", cl->reply_refused     ? cl->last_error
                                    : ac->errstr[0] != '\0' ? ac->errstr
                                                            : "connection closed");
-    cl->reply_too_big = false;
+    cl->reply_refused = false;
     forget_ctx(cl, ac);
     go_down(cl, why);
 }

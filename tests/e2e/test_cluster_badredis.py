@@ -1,8 +1,8 @@
 """Cluster against a Redis that misbehaves (docs/cluster.md "Redis
 trouble"): one that accepts and never answers, one that speaks something
 else than RESP, one that refuses our password, one whose reply never ends,
-and routes in Redis with odd bytes. The node says why, once, and keeps
-retrying."""
+one whose pub/sub messages have shapes hiredis aborts on, and routes in
+Redis with odd bytes. The node says why, once, and keeps retrying."""
 
 import json
 import threading
@@ -45,6 +45,48 @@ class FakeRedis:
 
     def close(self):
         self.lst.close()
+
+
+class ShapedRedis(FakeRedis):
+    """Answers as Redis would (PING, SUBSCRIBE, EVAL: an empty array,
+    others: +OK), then sends `sub` on the subscriber connection once it is
+    subscribed, or `spont` once after the first EVAL's answer."""
+
+    def __init__(self, sub=b"", spont=b""):
+        self.sub, self.spont = sub, spont
+        FakeRedis.__init__(self, None)
+
+    def handle(self, c):
+        with self.lock:
+            self.conns += 1
+        buf = b""
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+                while buf.startswith(b"*") and buf.count(b"\r\n") >= 1 + 2 * int(
+                        buf[1:buf.index(b"\r\n")]):
+                    parts = buf.split(b"\r\n")
+                    n = int(parts[0][1:])
+                    cmd, buf = parts[2].upper(), b"\r\n".join(parts[1 + 2 * n:])
+                    if cmd == b"PING":
+                        c.sendall(b"+PONG\r\n")
+                    elif cmd == b"SUBSCRIBE":
+                        for i, ch in enumerate(parts[4:1 + 2 * n:2]):
+                            c.sendall(b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:%d\r\n"
+                                      % (len(ch), ch, i + 1))
+                        c.sendall(self.sub)
+                    elif cmd == b"EVAL":
+                        c.sendall(b"*0\r\n" + self.spont)
+                        self.spont = b""
+                    else:
+                        c.sendall(b"+OK\r\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
 
 
 def node(wmproxy, tmp_path, store, ttl="1s"):
@@ -125,6 +167,31 @@ def test_a_reply_without_end_is_bounded(wmproxy, tmp_path):
     finally:
         arr.close()
         bulk.close()
+
+
+def test_messages_hiredis_would_abort_on_drop_the_connection(wmproxy, tmp_path):
+    # Before: hiredis' assert() took the whole process down on each of these.
+    cases = {
+        "a pub/sub message without a kind and a channel": {"sub": b"*1\r\n$7\r\nmessage\r\n"},
+        "a pub/sub message whose kind or channel is not a string":
+            {"sub": b"*3\r\n:1\r\n$1\r\nx\r\n$1\r\ny\r\n"},
+        "an unsubscribe message without its count":
+            {"sub": b"*2\r\n$11\r\nunsubscribe\r\n$9\r\nwm:events\r\n"},
+        "an unsubscribe message whose count is not an integer":
+            {"sub": b"*3\r\n$12\r\nPUNSUBSCRIBE\r\n$9\r\nwm:events\r\n$1\r\nx\r\n"},
+        # after the answer to the last command of a heartbeat, the next is
+        # a ttl/3 away: nothing is pending then
+        "a reply to no command": {"spont": b"+OK\r\n"},
+    }
+    for why, kw in cases.items():
+        fake = ShapedRedis(**kw)
+        try:
+            n = node(wmproxy, tmp_path, fake, ttl="9s")
+            assert wait_log(n, "lost (Redis sent %s)" % why), n.log()
+            assert n.alive() and status(n)["node"] == "a"
+        finally:
+            fake.close()
+        n.stop()
 
 
 def test_status_stays_json_with_odd_route_bytes_in_redis(wmproxy, tmp_path, redis):  # noqa: F811
