@@ -26,6 +26,9 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define CL_KEY_MAX 264   /* route keys: a domain, ":port", "@tcp", "@proxy" */
 #define CL_BACKOFF_MIN_MS 200
 #define CL_BACKOFF_MAX_MS 2000
+#define CL_PEER_REFUSED_MS 30000 /* a carrier whose credentials a node refused retries
+                                  * after 15-30 s: a few failures a minute, under the
+                                  * failed-login hold (WM_AUTHFAIL_BAN_AFTER) */
 #define CL_REPLY_BYTES_MAX (64 << 20)  /* a Redis reply not yet whole (cluster_ev.c) */
 #define CL_REPLY_ELEMENTS_MAX 1048576 /* array elements in one reply, nested included */
 #define CL_AUTH_CHANNEL "wm:authhold" /* "IP\tMS": an address put on hold */

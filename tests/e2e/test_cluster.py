@@ -238,6 +238,23 @@ def test_a_route_of_an_unreachable_node_gets_502(cluster, redis):
         assert wait_log(a, line), a.log()[-3000:]
 
 
+def test_a_node_with_a_wrong_node_password_retries_slowly(cluster, origin):
+    # Before: its carrier retried every 2 s; after 10 refusals in a minute
+    # its address was put on hold on every node (also for the carriers the
+    # other nodes would take) and so were the clients sharing it.
+    a = cluster.node("a", cluster_keys={"node_password": "not-the-same-one"})
+    b = cluster.node("b")
+    cluster.client("127.0.0.1:%d" % b.center, [web_map(origin)])
+    assert wait_log(b, 'registered mapping "web"'), b.log()
+    refused = "cluster: carrier to node b"
+    assert wait_log(a, refused), a.log()[-3000:]
+    assert holds_during(lambda: a.log().count(refused) == 1, 12,
+                        what="no second attempt within 12 s") > 0
+    assert "retrying in 15-30 s" in a.log()
+    assert "on hold" not in b.log() and "on hold" not in a.log()
+    assert http_get(a.http, "app.test").status == 502
+
+
 # ---- 6. Redis trouble never stops traffic that does not need it ----
 
 def test_redis_down_known_routes_keep_serving(cluster, origin, redis):
