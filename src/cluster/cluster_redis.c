@@ -561,6 +561,7 @@ static void go_down(struct cluster *cl, const char *why)
     cl->closing = true; /* the callbacks of the contexts we drop do nothing */
     drop_ctx(cl);
     cl->closing = false;
+    cl->reply_refused = false;
     if (evtimer_pending(cl->retry_ev, NULL)) {
         return;
     }
