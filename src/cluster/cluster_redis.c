@@ -67,6 +67,24 @@ static const char dump_lua[] =
 static void go_down(struct cluster *cl, const char *why);
 static void refresh(struct cluster *cl);
 
+/* Errors that say this connection cannot serve us any more (a master
+ * demoted to a read-only replica by a failover, a restart with a password,
+ * a Redis still loading): another connection may (a VIP or proxy that
+ * moved to the new master), and until one does the node is down. */
+static bool error_is_unusable(const char *e)
+{
+    static const char *const codes[] = {"READONLY ", "NOAUTH ", "LOADING ", "MASTERDOWN "};
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (strncmp(e, codes[i], strlen(codes[i])) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Called from every command's callback: false for no reply or an error
+ * (an unusable connection is dropped: go_down). */
 static bool reply_ok(struct cluster *cl, redisReply *r, const char *what)
 {
     if (r == NULL || cl == NULL || cl->closing) {
@@ -75,9 +93,13 @@ static bool reply_ok(struct cluster *cl, redisReply *r, const char *what)
     cl->last_reply_ms = wm_now_ms();
     if (r->type == REDIS_REPLY_ERROR) {
         wm_fmt(cl->last_error, sizeof(cl->last_error), "%s: %s", what, r->str);
-        /* while connecting, go_down() logs it once per outage */
-        wm_log(cl->up ? WM_LOG_WARN : WM_LOG_DEBUG, 0, "cluster: redis %s failed: %s", what,
-               r->str);
+        if (cl->up && error_is_unusable(r->str)) {
+            go_down(cl, cl->last_error); /* logs it */
+        } else {
+            /* while connecting, go_down() logs it once per outage */
+            wm_log(cl->up ? WM_LOG_WARN : WM_LOG_DEBUG, 0, "cluster: redis %s failed: %s",
+                   what, r->str);
+        }
         return false;
     }
     return true;
@@ -306,13 +328,21 @@ static void refresh(struct cluster *cl)
 
 /* ---- heartbeat ---- */
 
-static void beat(struct cluster *cl, bool announce)
+/* Store this node's key (wm:node:ID, "advertise\ttls", PX ttl). */
+static void node_key(struct cluster *cl, redisCallbackFn *fn)
 {
     char nk[CL_ID_MAX + 16];
     char val[WM_HOST_MAX + 16];
 
+    snprintf(nk, sizeof(nk), "wm:node:%s", cl->s->node_id);
+    snprintf(val, sizeof(val), "%s\t%d", cl->s->advertise, cl->s->center_tls ? 1 : 0);
+    redisAsyncCommand(cl->cmd, fn, "node key", "SET %s %s PX %d", nk, val, cl->s->ttl_ms);
+}
+
+static void beat(struct cluster *cl, bool announce)
+{
     if (!cl->up) {
-        /* connected (or connecting) but no answer to PING yet */
+        /* connected (or connecting) but our node key not taken yet */
         if (cl->cmd != NULL && wm_now_ms() - cl->dial_ms > (uint64_t)cl->s->ttl_ms) {
             go_down(cl, "Redis does not answer");
         }
@@ -322,9 +352,7 @@ static void beat(struct cluster *cl, bool announce)
         go_down(cl, "Redis does not answer");
         return;
     }
-    snprintf(nk, sizeof(nk), "wm:node:%s", cl->s->node_id);
-    snprintf(val, sizeof(val), "%s\t%d", cl->s->advertise, cl->s->center_tls ? 1 : 0);
-    redisAsyncCommand(cl->cmd, ignore_cb, "node key", "SET %s %s PX %d", nk, val, cl->s->ttl_ms);
+    node_key(cl, ignore_cb);
     redisAsyncCommand(cl->cmd, ignore_cb, "node set", "SADD wm:nodes %s", cl->s->node_id);
     for (struct cclaim *c = cl->claims; c != NULL; c = c->next) {
         credis_claim(cl, c, false);
@@ -382,8 +410,9 @@ static void auth_cb(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-/* The first answer on the command connection (PING, queued after AUTH and
- * SELECT): Redis is really there, past TLS and authentication. */
+/* The first answer on the command connection (our node key, queued after
+ * AUTH and SELECT): Redis is really there, past TLS and authentication,
+ * and takes writes (a read-only replica refuses it). */
 static void hello_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct cluster *cl = ac->data;
@@ -438,7 +467,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
         return;
     }
     if (ac == cl->cmd) {
-        redisAsyncCommand(cl->cmd, hello_cb, "PING", "PING");
+        node_key(cl, hello_cb);
     }
 }
 

@@ -1,16 +1,18 @@
 """Cluster against a Redis that misbehaves (docs/cluster.md "Redis
 trouble"): one that accepts and never answers, one that speaks something
 else than RESP, one that refuses our password, one whose reply never ends,
-one whose pub/sub messages have shapes hiredis aborts on, and routes in
-Redis with odd bytes. The node says why, once, and keeps retrying."""
+one whose pub/sub messages have shapes hiredis aborts on, a read-only
+replica (a master demoted by a failover), and routes in Redis with odd
+bytes. The node says why, once, and keeps retrying."""
 
 import json
+import subprocess
 import threading
 
-from helpers.cluster import Cluster, redis  # noqa: F401 (fixture)
+from helpers.cluster import Cluster, Redis, redis  # noqa: F401 (fixture)
 from helpers.cluster import redis_send, status
 from helpers.control import rss_kb
-from helpers.net import free_port, serve_tcp, wait_until
+from helpers.net import free_port, serve_tcp, wait_port, wait_until
 from helpers.tunnel import wait_log
 
 
@@ -192,6 +194,33 @@ def test_messages_hiredis_would_abort_on_drop_the_connection(wmproxy, tmp_path):
         finally:
             fake.close()
         n.stop()
+
+
+def test_a_read_only_replica_is_not_a_store(wmproxy, tmp_path, redis):  # noqa: F811
+    # Before: a node pointed at a replica (or left on a master that a
+    # failover demoted) was "up" for good, every write refused, and warned
+    # about it three times a second.
+    port = free_port()
+    rep = subprocess.Popen([Redis.binary(), "--bind", "127.0.0.1", "--port", str(port),
+                            "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+                            "--replicaof", "127.0.0.1", str(redis.port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_port("127.0.0.1", port, 10, rep)
+        store = type("Replica", (), {"url": lambda self, db=0: "redis://127.0.0.1:%d/0" % port})()
+        a = node(wmproxy, tmp_path, store, ttl="3s")
+        wait_until(lambda: "READONLY" in status(a)["redis"]["last_error"], 10,
+                   what="the replica's refusal in /status")
+        assert status(a)["redis"]["state"] == "down"
+        redis_send(port, ("REPLICAOF", "NO", "ONE"))  # promoted: a store now
+        assert wait_log(a, "cluster: redis 127.0.0.1:%d connected" % port), a.log()
+        redis_send(port, ("REPLICAOF", "127.0.0.1", str(redis.port)))  # demoted again
+        assert wait_log(a, "lost (node key: READONLY"), a.log()
+        wait_until(lambda: status(a)["redis"]["state"] == "down", 10, what="down again")
+        assert len(warns(a, "cluster: redis")) == 2, a.log()  # unreachable, lost
+    finally:
+        rep.terminate()
+        rep.wait(10)
 
 
 def test_status_stays_json_with_odd_route_bytes_in_redis(wmproxy, tmp_path, redis):  # noqa: F811
