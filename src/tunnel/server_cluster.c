@@ -151,10 +151,16 @@ bool tcluster_route_tcp(struct tserver *sv, const char *key, int fd, const char 
     const char *k = key[0] == '@' || strrchr(key, ':') == NULL ? key : strrchr(key, ':');
     struct wm_tun *t = wm_tunnel_cluster->route(ns, k, node, sizeof(node));
 
+    if (t == NULL && node[0] != '\0' && proxy) {
+        /* answered in the client's protocol (502, SOCKS reply) */
+        snprintf(target, sizeof(target), "the cluster node %s serving this proxy port is "
+                 "unreachable", node);
+        tnode_refuse_proxy(fd, ps, "tunnel-proxy", target, stats, true);
+        return true;
+    }
     if (t == NULL && node[0] != '\0') {
-        wm_log(WM_LOG_INFO, 0, "access proto=%s client=%s target=node:%s/%s code=%d "
-               "end=node-unreachable", proxy ? "tunnel-proxy" : "tunnel-tcp", ps, node, k,
-               WM_TUN_OPEN_UNREACHABLE);
+        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-tcp client=%s target=node:%s/%s code=%d "
+               "end=node-unreachable", ps, node, k, WM_TUN_OPEN_UNREACHABLE);
         close(fd);
         return true;
     }

@@ -216,12 +216,14 @@ def test_client_fails_over_when_its_node_dies(cluster, origin, echo):
 def test_a_route_of_an_unreachable_node_gets_502(cluster, redis):
     # Before: 404 "no tunnel client serves the host", as for a host nobody
     # registered, while the node holding it was alive but out of reach (its
-    # carrier down); a TCP visitor was logged as end=no-client.
-    a = cluster.node("a")
+    # carrier down); a TCP visitor was logged as end=no-client, a proxy
+    # client told no client serves the port.
+    pp = free_port()
+    a = cluster.node("a", proxy_keys={"map_proxy_bind": "127.0.0.1:%d" % pp})
     redis_send(redis.port, ("SET", "wm:node:zz", "127.0.0.1:%d\t0" % free_port(), "PX", "60000"),
                ("SADD", "wm:nodes", "zz"),
                ("HSET", "wm:routes:zz", "web far.test", "\tcl\tweb", "web *.wild.test",
-                "\tcl\tw2", "tcp @tcp", "\tcl\tt"),
+                "\tcl\tw2", "tcp @tcp", "\tcl\tt", "proxy @proxy", "\tcl\tp"),
                ("PEXPIRE", "wm:routes:zz", "60000"))
     wait_until(lambda: ("web", "far.test") in routes_of(status(a), "zz"), 10,
                what="a learns zz's routes")
@@ -232,6 +234,11 @@ def test_a_route_of_an_unreachable_node_gets_502(cluster, redis):
     s = connect(a.tcp)
     assert is_closed(s)
     s.close()
+    s = connect(pp)
+    s.sendall(b"GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\n\r\n")
+    r = http1.Reader(s).response()
+    s.close()
+    assert r.status == 502 and b"cluster node zz" in r.body, r.body
     for line in ("target=node:zz/far.test req=\"GET /hop\" code=502",
                  "target=node:zz/*.wild.test req=\"GET /hop\" code=502",
                  "target=node:zz/@tcp code=2 end=node-unreachable"):

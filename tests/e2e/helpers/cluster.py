@@ -95,7 +95,7 @@ class Cluster:
         self.n = 0
 
     def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1", cluster_keys=None,
-             started="cluster: redis"):
+             started="cluster: redis", proxy_keys=None):
         """A server node; waits for `started` in its log."""
         cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
         if tcp_ip == "::1":
@@ -104,6 +104,7 @@ class Cluster:
                  "map_http_bind": "127.0.0.1:%d" % hp,
                  "map_tcp_bind": ("[%s]:%d" if ":" in tcp_ip else "%s:%d") % (tcp_ip, tp)}
         proxy.update(CRED)
+        proxy.update(proxy_keys or {})
         if tls:
             proxy.update(tls)
             proxy["map_https_bind"] = "127.0.0.1:%d" % hsp
