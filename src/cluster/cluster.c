@@ -322,6 +322,9 @@ static struct wm_tun *hook_route(const char *ns, const char *key, char *node, si
     struct wm_tun *ct[16];
     size_t n = 0;
 
+    if (cap > 0) {
+        node[0] = '\0';
+    }
     if (cl == NULL) {
         return NULL;
     }
@@ -330,7 +333,11 @@ static struct wm_tun *hook_route(const char *ns, const char *key, char *node, si
         const struct cnode *nd = &cl->nodes[r->node];
         struct wm_tun *t;
         if (strcmp(r->ns, ns) != 0 || strcmp(r->key, key) != 0 ||
-            strcmp(nd->id, cl->s->node_id) == 0 || (t = cpeer_carrier(cl, nd->id)) == NULL) {
+            strcmp(nd->id, cl->s->node_id) == 0) {
+            continue;
+        }
+        if ((t = cpeer_carrier(cl, nd->id)) == NULL) {
+            snprintf(node, cap, "%s", nd->id); /* held there, but no way to it now */
             continue;
         }
         cand[n] = r->node;
@@ -485,7 +492,9 @@ static void status_routes(struct cluster *cl, size_t node, struct evbuffer *out)
         if (r->node != node) {
             continue;
         }
-        evbuffer_add_printf(out, "%s{\"ns\":\"%s\",\"key\":", k++ ? "," : "", r->ns);
+        evbuffer_add_printf(out, "%s{\"ns\":", k++ ? "," : "");
+        wm_json_string(out, r->ns); /* as Redis had it: any bytes */
+        evbuffer_add(out, ",\"key\":", 7);
         wm_json_string(out, r->key);
         evbuffer_add(out, ",\"client\":", 10);
         wm_json_string(out, r->client);

@@ -15,6 +15,7 @@
 #include "net/addr.h"
 
 struct event;
+struct event_base;
 struct evbuffer;
 struct redisAsyncContext;
 struct wm_dial;
@@ -25,6 +26,11 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define CL_KEY_MAX 264   /* route keys: a domain, ":port", "@tcp", "@proxy" */
 #define CL_BACKOFF_MIN_MS 200
 #define CL_BACKOFF_MAX_MS 2000
+#define CL_PEER_REFUSED_MS 30000 /* a carrier whose credentials a node refused retries
+                                  * after 15-30 s: a few failures a minute, under the
+                                  * failed-login hold (WM_AUTHFAIL_BAN_AFTER) */
+#define CL_REPLY_BYTES_MAX (64 << 20)  /* a Redis reply not yet whole (cluster_ev.c) */
+#define CL_REPLY_ELEMENTS_MAX 1048576 /* array elements in one reply, nested included */
 #define CL_AUTH_CHANNEL "wm:authhold" /* "IP\tMS": an address put on hold */
 
 struct wm_cluster_settings {
@@ -104,11 +110,15 @@ struct cluster {
     struct ctls *sub_tls;
     bool up;                   /* cmd connected and answering */
     bool closing;              /* tearing down: callbacks do nothing */
+    bool reply_refused;        /* the connection is being dropped for a reply
+                                * cluster_ev.c refused (last_error says why) */
     unsigned backoff_ms;
     struct event *retry_ev;
     struct event *beat_ev;
     uint64_t last_reply_ms;
+    uint64_t dial_ms;          /* when the current connection attempt began */
     uint64_t up_since_ms;      /* when the connection (re)started */
+    bool down_logged;          /* this outage (or the first failed attempt) was logged */
     uint64_t connects;
     uint64_t disconnects;
     uint64_t claims_refused;   /* new claims refused (held elsewhere, Redis down) */
@@ -137,6 +147,11 @@ void credis_claim(struct cluster *cl, struct cclaim *c, bool announce);
 void credis_release(struct cluster *cl, const struct cclaim *c);
 /* The connection failed (why): drop both contexts, retry with backoff. */
 void credis_lost(struct cluster *cl, const char *why);
+
+/* cluster_ev.c: attach ac (its data already cl) to base, as hiredis'
+ * libevent adapter does, with replies bounded (CL_REPLY_*) and their
+ * shapes checked where hiredis would abort. 0, or -1. */
+int cev_attach(struct redisAsyncContext *ac, struct event_base *base);
 
 /* cluster_tls.c: rediss://. A hiredis context (not yet attached to the
  * event base) whose bytes go over TLS to s->redis_host:port; *link carries

@@ -55,11 +55,19 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
 static void on_closed(struct wm_tun *t, const char *why, void *arg)
 {
     struct cpeer *p = arg;
+    bool refused = wm_tun_was_refused(t);
 
-    wm_log(WM_LOG_WARN, wm_tun_id(t), "cluster: carrier to node %s (%s) closed: %s", p->id,
-           p->advertise, why);
+    wm_log(WM_LOG_WARN, wm_tun_id(t), "cluster: carrier to node %s (%s) closed: %s%s", p->id,
+           p->advertise, why, refused ? " (is node_password the same on every node? "
+                                        "retrying in 15-30 s)" : "");
     p->t = NULL;
     p->failed = true;
+    if (refused) {
+        /* Retried every 2 s, a wrong password would put this node's address
+         * on hold on every node within 20 s (10 failures a minute), also for
+         * carriers to the nodes that take it. */
+        p->backoff_ms = CL_PEER_REFUSED_MS;
+    }
     peer_retry(p);
 }
 

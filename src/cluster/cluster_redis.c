@@ -1,6 +1,6 @@
 /*
  * cluster/cluster_redis.c - the node's Redis connection (worker 0's event
- * base, hiredis' libevent adapter): reconnect with backoff, heartbeat,
+ * base, cluster_ev.c): reconnect with backoff, heartbeat,
  * atomic claims (Lua), the route cache, and pub/sub invalidation.
  *
  * Keys (docs/cluster.md): wm:nodes (set of node ids), wm:node:ID
@@ -10,7 +10,6 @@
  * (cluster_authfail.c).
  */
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -68,6 +67,24 @@ static const char dump_lua[] =
 static void go_down(struct cluster *cl, const char *why);
 static void refresh(struct cluster *cl);
 
+/* Errors that say this connection cannot serve us any more (a master
+ * demoted to a read-only replica by a failover, a restart with a password,
+ * a Redis still loading): another connection may (a VIP or proxy that
+ * moved to the new master), and until one does the node is down. */
+static bool error_is_unusable(const char *e)
+{
+    static const char *const codes[] = {"READONLY ", "NOAUTH ", "LOADING ", "MASTERDOWN "};
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (strncmp(e, codes[i], strlen(codes[i])) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Called from every command's callback: false for no reply or an error
+ * (an unusable connection is dropped: go_down). */
 static bool reply_ok(struct cluster *cl, redisReply *r, const char *what)
 {
     if (r == NULL || cl == NULL || cl->closing) {
@@ -76,7 +93,13 @@ static bool reply_ok(struct cluster *cl, redisReply *r, const char *what)
     cl->last_reply_ms = wm_now_ms();
     if (r->type == REDIS_REPLY_ERROR) {
         wm_fmt(cl->last_error, sizeof(cl->last_error), "%s: %s", what, r->str);
-        wm_log(WM_LOG_WARN, 0, "cluster: redis %s failed: %s", what, r->str);
+        if (cl->up && error_is_unusable(r->str)) {
+            go_down(cl, cl->last_error); /* logs it */
+        } else {
+            /* while connecting, go_down() logs it once per outage */
+            wm_log(cl->up ? WM_LOG_WARN : WM_LOG_DEBUG, 0, "cluster: redis %s failed: %s",
+                   what, r->str);
+        }
         return false;
     }
     return true;
@@ -305,21 +328,31 @@ static void refresh(struct cluster *cl)
 
 /* ---- heartbeat ---- */
 
-static void beat(struct cluster *cl, bool announce)
+/* Store this node's key (wm:node:ID, "advertise\ttls", PX ttl). */
+static void node_key(struct cluster *cl, redisCallbackFn *fn)
 {
     char nk[CL_ID_MAX + 16];
     char val[WM_HOST_MAX + 16];
 
+    snprintf(nk, sizeof(nk), "wm:node:%s", cl->s->node_id);
+    snprintf(val, sizeof(val), "%s\t%d", cl->s->advertise, cl->s->center_tls ? 1 : 0);
+    redisAsyncCommand(cl->cmd, fn, "node key", "SET %s %s PX %d", nk, val, cl->s->ttl_ms);
+}
+
+static void beat(struct cluster *cl, bool announce)
+{
     if (!cl->up) {
+        /* connected (or connecting) but our node key not taken yet */
+        if (cl->cmd != NULL && wm_now_ms() - cl->dial_ms > (uint64_t)cl->s->ttl_ms) {
+            go_down(cl, "Redis does not answer");
+        }
         return;
     }
     if (wm_now_ms() - cl->last_reply_ms > (uint64_t)cl->s->ttl_ms) {
         go_down(cl, "Redis does not answer");
         return;
     }
-    snprintf(nk, sizeof(nk), "wm:node:%s", cl->s->node_id);
-    snprintf(val, sizeof(val), "%s\t%d", cl->s->advertise, cl->s->center_tls ? 1 : 0);
-    redisAsyncCommand(cl->cmd, ignore_cb, "node key", "SET %s %s PX %d", nk, val, cl->s->ttl_ms);
+    node_key(cl, ignore_cb);
     redisAsyncCommand(cl->cmd, ignore_cb, "node set", "SADD wm:nodes %s", cl->s->node_id);
     for (struct cclaim *c = cl->claims; c != NULL; c = c->next) {
         credis_claim(cl, c, false);
@@ -377,8 +410,9 @@ static void auth_cb(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-/* The first answer on the command connection (PING, queued after AUTH and
- * SELECT): Redis is really there, past TLS and authentication. */
+/* The first answer on the command connection (our node key, queued after
+ * AUTH and SELECT): Redis is really there, past TLS and authentication,
+ * and takes writes (a read-only replica refuses it). */
 static void hello_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct cluster *cl = ac->data;
@@ -396,6 +430,7 @@ static void hello_cb(redisAsyncContext *ac, void *reply, void *priv)
     climit_set_up(true);
     cl->connects++;
     cl->backoff_ms = CL_BACKOFF_MIN_MS;
+    cl->down_logged = false;
     wm_log(first ? WM_LOG_INFO : WM_LOG_WARN, 0, "cluster: redis %s:%u %s%s", cl->s->redis_host,
            cl->s->redis_port, first ? "connected" : "reconnected",
            cl->s->redis_ctx != NULL ? " (TLS)" : "");
@@ -425,27 +460,30 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     }
     if (status != REDIS_OK) {
         /* hiredis frees ac after this returns */
-        char why[sizeof(ac->errstr)];
+        char why[sizeof(ac->c.errstr)]; /* ac->errstr is only a pointer to it */
         wm_fmt(why, sizeof(why), "%s", ac->errstr);
         forget_ctx(cl, ac);
         go_down(cl, why);
         return;
     }
     if (ac == cl->cmd) {
-        redisAsyncCommand(cl->cmd, hello_cb, "PING", "PING");
+        node_key(cl, hello_cb);
     }
 }
 
 static void disconnect_cb(const redisAsyncContext *ac, int status)
 {
     struct cluster *cl = ac->data;
-    char why[sizeof(ac->errstr)];
+    char why[sizeof(ac->c.errstr)];
 
     (void)status;
     if (cl == NULL || cl->closing || (cl->cmd != ac && cl->sub != ac)) {
         return; /* one we dropped ourselves */
     }
-    wm_fmt(why, sizeof(why), "%s", ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
+    wm_fmt(why, sizeof(why), "%s", cl->reply_refused     ? cl->last_error
+                                   : ac->errstr[0] != '\0' ? ac->errstr
+                                                           : "connection closed");
+    cl->reply_refused = false;
     forget_ctx(cl, ac);
     go_down(cl, why);
 }
@@ -466,7 +504,11 @@ static redisAsyncContext *open_ctx(struct cluster *cl, bool sub, struct ctls **l
         return NULL;
     }
     ac->data = cl;
-    redisLibeventAttach(ac, wm_worker_base(cl->w));
+    if (cev_attach(ac, wm_worker_base(cl->w)) < 0) {
+        wm_fmt(cl->last_error, sizeof(cl->last_error), "out of memory");
+        redisAsyncFree(ac);
+        return NULL;
+    }
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     if (cl->s->redis_pass != NULL && cl->s->redis_user != NULL) {
@@ -508,6 +550,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    cl->dial_ms = wm_now_ms();
     cl->cmd = open_ctx(cl, false, &cl->cmd_tls);
     cl->sub = cl->cmd != NULL ? open_ctx(cl, true, &cl->sub_tls) : NULL;
     if (cl->cmd == NULL || cl->sub == NULL) {
@@ -533,15 +576,21 @@ static void go_down(struct cluster *cl, const char *why)
         wm_log(WM_LOG_WARN, 0, "cluster: redis %s:%u lost (%s): serving known routes from the "
                "cache, new routes refused until it is back", cl->s->redis_host,
                cl->s->redis_port, cl->last_error);
+    } else if (!cl->down_logged) {
+        wm_log(WM_LOG_WARN, 0, "cluster: redis %s:%u unreachable (%s): new routes refused "
+               "until it answers; retrying", cl->s->redis_host, cl->s->redis_port,
+               cl->last_error);
     } else if (!evtimer_pending(cl->retry_ev, NULL)) {
         wm_log(WM_LOG_DEBUG, 0, "cluster: redis %s:%u: %s", cl->s->redis_host,
                cl->s->redis_port, cl->last_error);
     }
+    cl->down_logged = true;
     cl->up = false;
     climit_set_up(false);
     cl->closing = true; /* the callbacks of the contexts we drop do nothing */
     drop_ctx(cl);
     cl->closing = false;
+    cl->reply_refused = false;
     if (evtimer_pending(cl->retry_ev, NULL)) {
         return;
     }

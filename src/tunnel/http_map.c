@@ -130,6 +130,16 @@ static int route_remote(const char *host, size_t hlen, struct wm_hfwd_target *t,
     }
     struct wm_tun *k = tcluster_route_host(host, hlen, d->key, sizeof(d->key), d->node,
                                            sizeof(d->node));
+    if (k == NULL && d->node[0] != '\0') {
+        /* held by a client of a node we have no carrier to (yet) */
+        static char why[128];
+        snprintf(t->log, sizeof(t->log), "node:%s/%s", d->node, d->key);
+        snprintf(why, sizeof(why), "the cluster node %s serving this host is unreachable",
+                 d->node);
+        *detail = why;
+        free(d);
+        return 502;
+    }
     if (k == NULL) {
         free(d);
         *detail = no_host_detail(host, hlen, t);

@@ -655,6 +655,11 @@ bool wm_tun_is_ready(const struct wm_tun *t)
     return t->state == TUN_READY;
 }
 
+bool wm_tun_was_refused(const struct wm_tun *t)
+{
+    return t->refused;
+}
+
 uint64_t wm_tun_id(const struct wm_tun *t)
 {
     return t->id;

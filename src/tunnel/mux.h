@@ -110,6 +110,10 @@ void wm_tun_destroy(struct wm_tun *t);
 void wm_tun_set_owner(struct wm_tun *t, const struct wm_tun_cbs *cbs, void *arg);
 
 bool wm_tun_is_ready(const struct wm_tun *t);
+/* Client: did the server refuse our credentials (AUTH_RESULT)? For the
+ * closed callback, to retry no faster than the server's failed-login hold
+ * allows. */
+bool wm_tun_was_refused(const struct wm_tun *t);
 uint64_t wm_tun_id(const struct wm_tun *t);
 const char *wm_tun_peer_name(const struct wm_tun *t); /* HELLO name (server side) */
 size_t wm_tun_nstreams(const struct wm_tun *t);

@@ -198,6 +198,7 @@ static void client_auth_result(struct wm_tun *t, const struct wm_tun_hdr *h, con
         return;
     }
     if (!r.ok) {
+        t->refused = true;
         wm_tun_str_copy(reason, sizeof(reason), r.reason);
         tun_fail(t, WM_TUN_ERR_NONE, "the server refused us: %s", reason);
         return;

@@ -110,6 +110,7 @@ struct wm_tun {
     uint8_t nonce_c[WM_TUN_NONCE];
     bool auth_required;
     bool refusing;        /* server: AUTH refused, the answer held back (hs_timer) */
+    bool refused;         /* client: the server refused our credentials */
     char refuse_why[96];
     struct wm_tun_counters counters;
     uint8_t *reg;

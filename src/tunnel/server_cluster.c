@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "tunnel/mux.h"
@@ -150,6 +151,19 @@ bool tcluster_route_tcp(struct tserver *sv, const char *key, int fd, const char 
     const char *k = key[0] == '@' || strrchr(key, ':') == NULL ? key : strrchr(key, ':');
     struct wm_tun *t = wm_tunnel_cluster->route(ns, k, node, sizeof(node));
 
+    if (t == NULL && node[0] != '\0' && proxy) {
+        /* answered in the client's protocol (502, SOCKS reply) */
+        snprintf(target, sizeof(target), "the cluster node %s serving this proxy port is "
+                 "unreachable", node);
+        tnode_refuse_proxy(fd, ps, "tunnel-proxy", target, stats, true);
+        return true;
+    }
+    if (t == NULL && node[0] != '\0') {
+        wm_log(WM_LOG_INFO, 0, "access proto=tunnel-tcp client=%s target=node:%s/%s code=%d "
+               "end=node-unreachable", ps, node, k, WM_TUN_OPEN_UNREACHABLE);
+        close(fd);
+        return true;
+    }
     if (t == NULL) {
         return false;
     }
@@ -172,8 +186,13 @@ struct wm_tun *tcluster_route_host(const char *host, size_t hlen, char *key, siz
                                    char *node, size_t ncap)
 {
     char h[WM_HOST_MAX];
+    char down[64] = "";
+    char down_key[WM_HOST_MAX + 8];
     struct wm_tun *t;
 
+    if (ncap > 0) {
+        node[0] = '\0';
+    }
     if (hlen == 0 || hlen >= sizeof(h)) {
         return NULL;
     }
@@ -191,11 +210,22 @@ struct wm_tun *tcluster_route_host(const char *host, size_t hlen, char *key, siz
         snprintf(key, kcap, "%s", h);
         return t;
     }
+    /* else the most specific holder we cannot reach, if any */
+    snprintf(down, sizeof(down), "%s", node);
+    snprintf(down_key, sizeof(down_key), "%s", h);
     for (const char *dot = strchr(h, '.'); dot != NULL; dot = strchr(dot + 1, '.')) {
         snprintf(key, kcap, "*%s", dot);
         if ((t = wm_tunnel_cluster->route("web", key, node, ncap)) != NULL) {
             return t;
         }
+        if (down[0] == '\0') {
+            snprintf(down, sizeof(down), "%s", node);
+            snprintf(down_key, sizeof(down_key), "%s", key);
+        }
+    }
+    snprintf(node, ncap, "%s", down);
+    if (down[0] != '\0') {
+        snprintf(key, kcap, "%s", down_key);
     }
     return NULL;
 }

@@ -160,8 +160,9 @@ void tcluster_claimed(struct tcarrier *c, struct rmap *r, bool held);
 void tcluster_node_open(struct tserver *sv, struct tcarrier *c, struct wm_tun_stream *s,
                         const struct wm_tun_open *o);
 /* A public TCP connection for key that no local client holds: carry it to
- * the node that holds it. true when taken (fd is then ours), false when no
- * node holds it. */
+ * the node that holds it. true when taken (fd is then ours; closed with an
+ * access line when that node cannot be reached), false when no node holds
+ * it. */
 bool tcluster_route_tcp(struct tserver *sv, const char *key, int fd, const char *ps,
                         const char *field, struct wm_listen_stats *stats, bool proxy);
 /* A local client's live mapping for ns/key as the cluster names it
@@ -173,7 +174,8 @@ struct rmap *tcluster_pick_local(struct tserver *sv, const char *ns, const char 
 void tserver_http_node_stream(struct tserver *sv, struct wm_tun_stream *s, const char *key,
                               const char *node, const char *field);
 /* The carrier to a node that holds the domain of host (port dropped,
- * wildcards), with the route's key and the node's id; or NULL. */
+ * wildcards), with the route's key and the node's id; or NULL (node: the
+ * id of a node that holds it but cannot be reached now, or ""). */
 struct wm_tun *tcluster_route_host(const char *host, size_t hlen, char *key, size_t kcap,
                                    char *node, size_t ncap);
 

@@ -199,7 +199,8 @@ struct wm_tunnel_cluster {
     void (*released)(const char *ns, const char *key, const char *group, const char *client,
                      const char *mapping);
     /* A key no local client holds: a ready carrier to a node whose client
-     * holds it (node gets its id), or NULL. */
+     * holds it (node gets its id), or NULL (node gets the id of a node that
+     * holds it but whose carrier is not ready, or ""). */
     struct wm_tun *(*route)(const char *ns, const char *key, char *node, size_t cap);
     /* AUTH user of a carrier: the node password if it names another node
      * ("node:ID"), else NULL (an ordinary client). */

@@ -11,9 +11,10 @@ import time
 
 from helpers import http1
 from helpers.cluster import certs, cluster, redis  # noqa: F401 (fixtures)
-from helpers.cluster import http_get, routes_of, served, status, tcp_echo, web_map, write_toml
+from helpers.cluster import http_get, redis_send, routes_of, served, status, tcp_echo, web_map
+from helpers.cluster import write_toml
 from helpers.control import api
-from helpers.net import connect, free_port, holds_during, wait_port, wait_until
+from helpers.net import connect, free_port, holds_during, is_closed, wait_port, wait_until
 from helpers.tunnel import _ssl, make_certs, wait_log
 
 
@@ -210,6 +211,55 @@ def test_client_fails_over_when_its_node_dies(cluster, origin, echo):
     wait_until(lambda: "c" not in {n["id"] for n in status(b)["nodes"]}, 10,
                what="node c expired")
     assert ("web", "app.test") in routes_of(status(b), "a")
+
+
+def test_a_route_of_an_unreachable_node_gets_502(cluster, redis):
+    # Before: 404 "no tunnel client serves the host", as for a host nobody
+    # registered, while the node holding it was alive but out of reach (its
+    # carrier down); a TCP visitor was logged as end=no-client, a proxy
+    # client told no client serves the port.
+    pp = free_port()
+    a = cluster.node("a", proxy_keys={"map_proxy_bind": "127.0.0.1:%d" % pp})
+    redis_send(redis.port, ("SET", "wm:node:zz", "127.0.0.1:%d\t0" % free_port(), "PX", "60000"),
+               ("SADD", "wm:nodes", "zz"),
+               ("HSET", "wm:routes:zz", "web far.test", "\tcl\tweb", "web *.wild.test",
+                "\tcl\tw2", "tcp @tcp", "\tcl\tt", "proxy @proxy", "\tcl\tp"),
+               ("PEXPIRE", "wm:routes:zz", "60000"))
+    wait_until(lambda: ("web", "far.test") in routes_of(status(a), "zz"), 10,
+               what="a learns zz's routes")
+    wait_until(lambda: http_get(a.http, "far.test").status == 502, 10, what="502 for far.test")
+    r = http_get(a.http, "x.wild.test:80")
+    assert r.status == 502 and b"node zz" in r.body, r.body
+    assert http_get(a.http, "nobody.test").status == 404
+    s = connect(a.tcp)
+    assert is_closed(s)
+    s.close()
+    s = connect(pp)
+    s.sendall(b"GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\n\r\n")
+    r = http1.Reader(s).response()
+    s.close()
+    assert r.status == 502 and b"cluster node zz" in r.body, r.body
+    for line in ("target=node:zz/far.test req=\"GET /hop\" code=502",
+                 "target=node:zz/*.wild.test req=\"GET /hop\" code=502",
+                 "target=node:zz/@tcp code=2 end=node-unreachable"):
+        assert wait_log(a, line), a.log()[-3000:]
+
+
+def test_a_node_with_a_wrong_node_password_retries_slowly(cluster, origin):
+    # Before: its carrier retried every 2 s; after 10 refusals in a minute
+    # its address was put on hold on every node (also for the carriers the
+    # other nodes would take) and so were the clients sharing it.
+    a = cluster.node("a", cluster_keys={"node_password": "not-the-same-one"})
+    b = cluster.node("b")
+    cluster.client("127.0.0.1:%d" % b.center, [web_map(origin)])
+    assert wait_log(b, 'registered mapping "web"'), b.log()
+    refused = "cluster: carrier to node b"
+    assert wait_log(a, refused), a.log()[-3000:]
+    assert holds_during(lambda: a.log().count(refused) == 1, 12,
+                        what="no second attempt within 12 s") > 0
+    assert "retrying in 15-30 s" in a.log()
+    assert "on hold" not in b.log() and "on hold" not in a.log()
+    assert http_get(a.http, "app.test").status == 502
 
 
 # ---- 6. Redis trouble never stops traffic that does not need it ----

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import http1
 from helpers.control import api
-from helpers.net import connect, free_port, recv_all, wait_port
+from helpers.net import connect, free_port, recv_all, recv_until, wait_port
 from helpers.tunnel import make_certs, toml_value, wait_log
 
 REDIS = shutil.which("redis-server")
@@ -95,7 +95,7 @@ class Cluster:
         self.n = 0
 
     def node(self, nid, tls=None, extra="", tcp_ip="127.0.0.1", cluster_keys=None,
-             started="cluster: redis"):
+             started="cluster: redis", proxy_keys=None):
         """A server node; waits for `started` in its log."""
         cp, hp, hsp, tp, ctl = (free_port() for _ in range(5))
         if tcp_ip == "::1":
@@ -104,6 +104,7 @@ class Cluster:
                  "map_http_bind": "127.0.0.1:%d" % hp,
                  "map_tcp_bind": ("[%s]:%d" if ":" in tcp_ip else "%s:%d") % (tcp_ip, tp)}
         proxy.update(CRED)
+        proxy.update(proxy_keys or {})
         if tls:
             proxy.update(tls)
             proxy["map_https_bind"] = "127.0.0.1:%d" % hsp
@@ -157,6 +158,23 @@ def routes_of(doc, nid):
         if n["id"] == nid:
             return {(r["ns"], r["key"]) for r in n["routes"]}
     return set()
+
+
+def redis_send(port, *cmds):
+    """Send commands (tuples of str/bytes) to the Redis on port, as RESP,
+    and read their answers (so they are done when this returns)."""
+    out = b""
+    for args in cmds:
+        out += b"*%d\r\n" % len(args)
+        for a in args:
+            a = a.encode() if isinstance(a, str) else a
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+    s = connect(port)
+    try:
+        s.sendall(out + b"*1\r\n$4\r\nPING\r\n")
+        recv_until(s, b"+PONG\r\n")
+    finally:
+        s.close()
 
 
 def http_get(port, host, path="/hop"):
