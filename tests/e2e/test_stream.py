@@ -461,9 +461,15 @@ def test_udp_no_upstream_flood_logs_once_per_second(wmproxy, tmp_path):
     health check) are dropped with one line per second per worker, not one
     per datagram, and evict no session: one that started while the server
     was up goes on (a flood wrote a WARN line per datagram and evicted it)."""
-    up, stop, _ = udp_echo("127.0.0.1")
-    health = socket.socket()  # the TCP connect that the health check makes
-    health.bind(("127.0.0.1", up))
+    for _ in range(20):  # a UDP port whose TCP twin is free too
+        up, stop, _ = udp_echo("127.0.0.1")
+        health = socket.socket()  # the TCP connect that the health check makes
+        try:
+            health.bind(("127.0.0.1", up))
+            break
+        except OSError:
+            health.close()
+            stop.set()
     health.listen(64)
     port = free_udp_port()
     tport = free_port()
