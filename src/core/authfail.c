@@ -152,6 +152,9 @@ void wm_authfail_learn(const unsigned char ip[16], unsigned count, int hold_ms)
     uint64_t now = wm_now_ms();
     bool began = false;
 
+    if (hold_ms > WM_AUTHFAIL_BAN_MS) {
+        hold_ms = WM_AUTHFAIL_BAN_MS; /* what Redis says is not trusted beyond our own hold */
+    }
     pthread_mutex_lock(&lock);
     struct slot *s = find(ip, count > 0 || hold_ms > 0);
     if (s != NULL) {
