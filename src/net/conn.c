@@ -22,6 +22,7 @@
 #include "core/util.h"
 #include "net/dial.h"
 #include "net/proxyproto.h"
+#include "net/tlspump.h"
 
 #define WM_FLUSH_BOUND_MS 5000
 #define WM_LINGER_MS 5000      /* wm_conn_set_linger(): the most a closing client is read */
@@ -74,6 +75,7 @@ void wm_conn_init(struct wm_conn *c, struct wm_service *svc, struct wm_worker *w
     wm_listen_stats_conn_open(stats);
     c->limits = *limits;
     c->bev = bev;
+    wm_tls_pump_set_id(bev, c->id); /* TLS lines carry the connection's id */
     c->start_ms = wm_now_ms();
     c->link.abort = conn_abort;
     if (peer != NULL && peerlen <= sizeof(c->peer)) {

@@ -898,6 +898,20 @@ SSL *wm_tls_pump_ssl(const struct bufferevent *a)
     return rd == b_read_cb && arg != NULL ? ((struct pump *)arg)->ssl : NULL;
 }
 
+void wm_tls_pump_set_id(struct bufferevent *a, uint64_t id)
+{
+    struct bufferevent *b;
+    bufferevent_data_cb rd = NULL;
+    void *arg = NULL;
+
+    if (a != NULL && (b = bufferevent_pair_get_partner(a)) != NULL) {
+        bufferevent_getcb(b, &rd, NULL, NULL, &arg);
+        if (rd == b_read_cb && arg != NULL) {
+            ((struct pump *)arg)->id = id;
+        }
+    }
+}
+
 int wm_tls_pump_notify_ready(struct bufferevent *a)
 {
     struct bufferevent *b;

@@ -24,6 +24,7 @@
 #define WM_NET_TLSPUMP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct bufferevent;
 struct event_base;
@@ -48,6 +49,11 @@ const char *wm_tls_pump_transport(const struct bufferevent *a);
  * or NULL when `a` is not a pump's user end. Borrowed: valid while `a` is.
  * From a's worker thread. */
 SSL *wm_tls_pump_ssl(const struct bufferevent *a);
+
+/* The pump under user end `a` logs with id from now on (the connection's
+ * own, so that its TLS lines and its access line share c=); nothing when
+ * `a` is not a pump's user end. From a's worker thread. */
+void wm_tls_pump_set_id(struct bufferevent *a, uint64_t id);
 
 /* Ask for BEV_EVENT_CONNECTED on user end `a`'s event callback once the
  * handshake is over (at once, deferred, when it is already): a server

@@ -201,6 +201,7 @@ static void pp_start_tls(struct st_conn *c)
         wm_conn_finish(&c->conn, "out-of-memory");
         return;
     }
+    wm_tls_pump_set_id(c->conn.bev, c->conn.id);
     bufferevent_setwatermark(c->conn.bev, EV_READ, 0, WM_RELAY_HIGH_WATER);
     bufferevent_setcb(c->conn.bev, client_read_cb, NULL, client_event_cb, c);
     bufferevent_enable(c->conn.bev, EV_READ | EV_WRITE);

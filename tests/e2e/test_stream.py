@@ -279,8 +279,9 @@ def test_bind_ssl_dials_only_after_the_client_handshake(wmproxy, tmp_path):
 
 
 def test_tls_handshake_failure_during_the_dial_is_an_error(wmproxy, tmp_path):
-    """A client that fails the TLS handshake while its upstream is being
-    dialed ends with end=error-client at once (it said client-closed)."""
+    """A client that fails the TLS handshake ends with end=error-client at
+    once (it said client-closed), and the TLS line carries the connection's
+    id (c=), as its access line does."""
     certs = make_certs(str(tmp_path / "certs"))
     srv, fillers = full_listener()  # the dial hangs
     port = free_port()
@@ -288,12 +289,14 @@ def test_tls_handshake_failure_during_the_dial_is_an_error(wmproxy, tmp_path):
                   proxy_url="tcp://127.0.0.1:%d" % srv.getsockname()[1], connect_timeout="30s")
     p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        me = raw.getsockname()[1]
         raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not TLS
         assert raw.recv(100) == b""
-    line = wait_until(lambda: re.search(r"access proto=tcp client=127\.0\.0\.1:\d+ .* end=(\S+)",
-                                        p.log()), what="the access line")
-    assert line.group(1) == "error-client", line.group(0)
-    assert "handshake failed" in p.log()
+    line = wait_until(lambda: re.search(r" c=(\d+) access proto=tcp client=127\.0\.0\.1:%d .* "
+                                        r"end=(\S+)" % me, p.log()), what="the access line")
+    assert line.group(2) == "error-client", line.group(0)
+    tls = re.search(r" c=(\d+) tls 127\.0\.0\.1:%d: handshake failed" % me, p.log())
+    assert tls and tls.group(1) == line.group(1), p.log()
     srv.close()
     for f in fillers:
         f.close()
