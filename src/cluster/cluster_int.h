@@ -26,6 +26,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define CL_KEY_MAX 264   /* route keys: a domain, ":port", "@tcp", "@proxy" */
 #define CL_BACKOFF_MIN_MS 200
 #define CL_BACKOFF_MAX_MS 2000
+#define CL_STABLE_MS 10000 /* a Redis connection up that long resets the backoff when lost */
 #define CL_PEER_REFUSED_MS 30000 /* a carrier whose credentials a node refused retries
                                   * after 15-30 s: a few failures a minute, under the
                                   * failed-login hold (WM_AUTHFAIL_BAN_AFTER) */

@@ -429,7 +429,6 @@ static void hello_cb(redisAsyncContext *ac, void *reply, void *priv)
     cl->up_since_ms = wm_now_ms();
     climit_set_up(true);
     cl->connects++;
-    cl->backoff_ms = CL_BACKOFF_MIN_MS;
     cl->down_logged = false;
     wm_log(first ? WM_LOG_INFO : WM_LOG_WARN, 0, "cluster: redis %s:%u %s%s", cl->s->redis_host,
            cl->s->redis_port, first ? "connected" : "reconnected",
@@ -573,6 +572,11 @@ static void go_down(struct cluster *cl, const char *why)
     }
     if (cl->up) {
         cl->disconnects++;
+        if (wm_now_ms() - cl->up_since_ms >= CL_STABLE_MS) {
+            /* a Redis that accepts and drops us at once (flapping) is
+             * retried ever later, and logged as rarely */
+            cl->backoff_ms = CL_BACKOFF_MIN_MS;
+        }
         wm_log(WM_LOG_WARN, 0, "cluster: redis %s:%u lost (%s): serving known routes from the "
                "cache, new routes refused until it is back", cl->s->redis_host,
                cl->s->redis_port, cl->last_error);

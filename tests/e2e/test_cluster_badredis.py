@@ -5,6 +5,7 @@ one whose pub/sub messages have shapes hiredis aborts on, a read-only
 replica (a master demoted by a failover), and routes in Redis with odd
 bytes. The node says why, once, and keeps retrying."""
 
+import datetime
 import json
 import subprocess
 import threading
@@ -54,8 +55,8 @@ class ShapedRedis(FakeRedis):
     others: +OK), then sends `sub` on the subscriber connection once it is
     subscribed, or `spont` once after the first EVAL's answer."""
 
-    def __init__(self, sub=b"", spont=b""):
-        self.sub, self.spont = sub, spont
+    def __init__(self, sub=b"", spont=b"", flap=False):
+        self.sub, self.spont, self.flap = sub, spont, flap  # flap: close after an EVAL
         FakeRedis.__init__(self, None)
 
     def handle(self, c):
@@ -83,6 +84,8 @@ class ShapedRedis(FakeRedis):
                     elif cmd == b"EVAL":
                         c.sendall(b"*0\r\n" + self.spont)
                         self.spont = b""
+                        if self.flap:
+                            return
                     else:
                         c.sendall(b"+OK\r\n")
         except OSError:
@@ -141,6 +144,23 @@ def test_redis_errors_are_reported_whole_and_once(wmproxy, tmp_path):
     c = node(wmproxy, tmp_path, type("Gone", (), {"url": lambda self, db=0:
                                                   "redis://127.0.0.1:%d/0" % gone})())
     assert wait_log(c, "unreachable (Connection refused)"), c.log()
+
+
+def test_a_flapping_redis_is_retried_ever_later(wmproxy, tmp_path):
+    # Before: every reconnection reset the delay, so a Redis that accepts
+    # and drops us at once gave two WARN lines (reconnected, lost) every
+    # 0.1-0.2 s for as long as it flapped; now the delay grows to its
+    # 1-2 s ceiling unless a connection lasted 10 s.
+    fake = ShapedRedis(flap=True)
+    try:
+        a = node(wmproxy, tmp_path, fake)
+        again = wait_until(lambda: warns(a, "reconnected")[5:6], 30,
+                           what="six reconnections")
+        lines = warns(a, "reconnected")
+        stamp = [datetime.datetime.fromisoformat(ln.split()[0]) for ln in lines[4:6]]
+        assert (stamp[1] - stamp[0]).total_seconds() >= 0.9, again
+    finally:
+        fake.close()
 
 
 def endless(head, unit):
