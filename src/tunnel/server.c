@@ -250,6 +250,19 @@ static const char *client_refusal(struct tserver *sv, struct tcarrier *c, struct
     return NULL;
 }
 
+/* No control character (the route tables, /status and the cluster's
+ * Redis records separate fields with tabs and lines with newlines). */
+static bool printable(const struct wm_tun_str *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        unsigned char ch = (unsigned char)v->p[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Why mapping r (announced as m by carrier c) cannot be accepted, or NULL
  * when it can: it then holds its public port, if it has one. A formatted
  * reason is kept in r->refused. */
@@ -262,6 +275,9 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
         m->domain.n > WM_TUNNEL_DOMAIN_MAX) {
         /* a cut name would route to the wrong place */
         return "name or group longer than 63 bytes, or domain longer than 253";
+    }
+    if (!printable(&m->name) || !printable(&m->group)) {
+        return "name or group with a control character (tab, newline...)";
     }
     if ((bad = rules_check(m)) != NULL) {
         return bad; /* CR/LF in a rule would split the responses of this port */

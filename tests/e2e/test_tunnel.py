@@ -328,7 +328,8 @@ def test_server_refuses_names_it_would_have_to_cut(nodes):
     refused with a reason; the server used to cut them, so streams were
     opened for a name the client does not know and groups compared on a
     prefix. Header rules with CR/LF/NUL (response splitting on the public
-    port) or no valid header name are refused the same way."""
+    port) or no valid header name are refused the same way, and so are
+    names and groups with control characters."""
     srv = nodes.server()
     s = _raw_attach(srv.center)
     mapping = _raw_mapping
@@ -338,11 +339,14 @@ def test_server_refuses_names_it_would_have_to_cut(nodes):
             # header rules that would split responses or name no header
             mapping(b"crlf", 1, b"c.test", rules=[(0, b"+", b"x-a", b"1\r\n\r\nHTTP/1.1 200 OK")]),
             mapping(b"nul", 1, b"n.test", rules=[(1, b"=", b"\0x", b"v")]),
-            mapping(b"fine", 1, b"f.test", rules=[(1, b"+", b"x-a", b"tab\tok \xc3\xa9")])]
+            mapping(b"fine", 1, b"f.test", rules=[(1, b"+", b"x-a", b"tab\tok \xc3\xa9")]),
+            # fields of the route tables and the cluster's records are tab-separated
+            mapping(b"a\tb", 1, b"t.test"), mapping(b"nl", 1, b"l.test", b"g\nh")]
     got = _raw_register(s, maps)
-    assert [ok for ok, _ in got] == [0, 1, 0, 0, 1, 0, 0, 1], got
+    assert [ok for ok, _ in got] == [0, 1, 0, 0, 1, 0, 0, 1, 0, 0], got
     assert "longer than 63 bytes" in got[0][1] and "253" in got[3][1], got
     assert "control character" in got[5][1] and "invalid header" in got[6][1], got
+    assert "name or group with a control character" in got[8][1] == got[9][1], got
     s.close()
 
 
