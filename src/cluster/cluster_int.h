@@ -126,6 +126,8 @@ struct cluster {
     uint64_t claims_lost;      /* withdrawn: another node won the race */
     uint64_t refreshes;
     char last_error[160];
+    uint64_t err_log_ms;       /* the last WARN for a failed command: one a minute */
+    uint64_t err_quiet;        /* failed commands since, logged at debug level */
     /* what this node holds */
     struct cclaim *claims;
     /* the route cache (every node, ourselves included) */

@@ -95,10 +95,18 @@ static bool reply_ok(struct cluster *cl, redisReply *r, const char *what)
         wm_fmt(cl->last_error, sizeof(cl->last_error), "%s: %s", what, r->str);
         if (cl->up && error_is_unusable(r->str)) {
             go_down(cl, cl->last_error); /* logs it */
+        } else if (cl->up && (cl->err_log_ms == 0 || wm_now_ms() - cl->err_log_ms >= 60000)) {
+            /* a Redis without EVAL (or in cluster mode) fails every
+             * heartbeat: one line a minute, with a count */
+            wm_log(WM_LOG_WARN, 0, "cluster: redis %s failed: %s (%llu more failed commands "
+                   "since the last such line; one line a minute at most)", what, r->str,
+                   (unsigned long long)cl->err_quiet);
+            cl->err_log_ms = wm_now_ms();
+            cl->err_quiet = 0;
         } else {
             /* while connecting, go_down() logs it once per outage */
-            wm_log(cl->up ? WM_LOG_WARN : WM_LOG_DEBUG, 0, "cluster: redis %s failed: %s",
-                   what, r->str);
+            cl->err_quiet += cl->up;
+            wm_log(WM_LOG_DEBUG, 0, "cluster: redis %s failed: %s", what, r->str);
         }
         return false;
     }

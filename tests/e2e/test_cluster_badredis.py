@@ -55,8 +55,9 @@ class ShapedRedis(FakeRedis):
     others: +OK), then sends `sub` on the subscriber connection once it is
     subscribed, or `spont` once after the first EVAL's answer."""
 
-    def __init__(self, sub=b"", spont=b"", flap=False):
+    def __init__(self, sub=b"", spont=b"", flap=False, eval_err=b""):
         self.sub, self.spont, self.flap = sub, spont, flap  # flap: close after an EVAL
+        self.eval_err, self.evals = eval_err, 0  # eval_err: the answer to every EVAL
         FakeRedis.__init__(self, None)
 
     def handle(self, c):
@@ -81,6 +82,9 @@ class ShapedRedis(FakeRedis):
                             c.sendall(b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:%d\r\n"
                                       % (len(ch), ch, i + 1))
                         c.sendall(self.sub)
+                    elif cmd == b"EVAL" and self.eval_err:
+                        self.evals += 1
+                        c.sendall(self.eval_err)
                     elif cmd == b"EVAL":
                         c.sendall(b"*0\r\n" + self.spont)
                         self.spont = b""
@@ -159,6 +163,18 @@ def test_a_flapping_redis_is_retried_ever_later(wmproxy, tmp_path):
         lines = warns(a, "reconnected")
         stamp = [datetime.datetime.fromisoformat(ln.split()[0]) for ln in lines[4:6]]
         assert (stamp[1] - stamp[0]).total_seconds() >= 0.9, again
+    finally:
+        fake.close()
+
+
+def test_a_command_failing_every_heartbeat_is_logged_once_a_minute(wmproxy, tmp_path):
+    # Before: a Redis without EVAL (disabled, or a proxy that refuses it)
+    # gave a WARN line per failed command, several per heartbeat.
+    fake = ShapedRedis(eval_err=b"-ERR unknown command 'EVAL'\r\n")
+    try:
+        a = node(wmproxy, tmp_path, fake)
+        wait_until(lambda: fake.evals >= 12, 30, what="a dozen refused EVALs")
+        assert len(warns(a, "failed: ERR unknown command")) == 1, a.log()
     finally:
         fake.close()
 
