@@ -210,15 +210,22 @@ def test_tcp_backpressure_upstream_never_reads(wmproxy, tmp_path):
     sink.close()
 
 
+def _tls_server(wmproxy, tmp_path, back_port, certs=None, workers=2, **kw):
+    """A bind_ssl stream server in front of back_port: (process, port,
+    client TLS context trusting its certificate)."""
+    certs = certs or make_certs(str(tmp_path / "certs"))
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % back_port, **kw)
+    p = wmproxy(["run", "-c", config(tmp_path, body, workers=workers)], port=port)
+    return p, port, ssl.create_default_context(cafile=certs["ca.pem"])
+
+
 def test_tcp_tls_both_sides(wmproxy, tmp_path):
     certs = make_certs(str(tmp_path / "certs"))
     back = TLSEcho(certs["srv.pem"], certs["srv.key"])
-    port = free_port()
-    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
-                  proxy_url="tcp://127.0.0.1:%d" % back.port, proxy_ssl=True,
-                  domain="a.test")
-    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
-    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    p, port, ctx = _tls_server(wmproxy, tmp_path, back.port, certs, proxy_ssl=True,
+                               domain="a.test")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
             data = os.urandom(1 << 20)
@@ -255,13 +262,8 @@ def test_bind_ssl_dials_only_after_the_client_handshake(wmproxy, tmp_path):
     """A bind_ssl listener dials its upstream once the client's TLS handshake
     is over: clients that connect and never finish it (or never start it)
     cost no upstream connection, as in nginx's stream ssl."""
-    certs = make_certs(str(tmp_path / "certs"))
     back = _CountingEcho()
-    port = free_port()
-    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
-                  proxy_url="tcp://127.0.0.1:%d" % back.port)
-    wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=port)
-    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    _, port, ctx = _tls_server(wmproxy, tmp_path, back.port, workers=1)
     idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
     # a client accepted after the idle ones (one worker: in order) goes through
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
@@ -278,16 +280,12 @@ def test_bind_ssl_dials_only_after_the_client_handshake(wmproxy, tmp_path):
     back.close()
 
 
-def test_tls_handshake_failure_during_the_dial_is_an_error(wmproxy, tmp_path):
+def test_tls_handshake_failure_is_an_error_under_the_connection_id(wmproxy, tmp_path):
     """A client that fails the TLS handshake ends with end=error-client at
     once (it said client-closed), and the TLS line carries the connection's
     id (c=), as its access line does."""
-    certs = make_certs(str(tmp_path / "certs"))
-    srv, fillers = full_listener()  # the dial hangs
-    port = free_port()
-    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
-                  proxy_url="tcp://127.0.0.1:%d" % srv.getsockname()[1], connect_timeout="30s")
-    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    back = _CountingEcho()
+    p, port, _ = _tls_server(wmproxy, tmp_path, back.port)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         me = raw.getsockname()[1]
         raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not TLS
@@ -297,9 +295,8 @@ def test_tls_handshake_failure_during_the_dial_is_an_error(wmproxy, tmp_path):
     assert line.group(2) == "error-client", line.group(0)
     tls = re.search(r" c=(\d+) tls 127\.0\.0\.1:%d: handshake failed" % me, p.log())
     assert tls and tls.group(1) == line.group(1), p.log()
-    srv.close()
-    for f in fillers:
-        f.close()
+    assert back.accepted == 0  # nothing dialed for it
+    back.close()
 
 
 def test_proxy_protocol_out_v1_and_in_v1_to_out_v2(wmproxy, tmp_path):
@@ -365,14 +362,9 @@ def test_proxy_protocol_before_tls_on_bind_ssl(wmproxy, tmp_path):
     as HAProxy's send-proxy and nginx's proxy_protocol send it: in one
     segment with the ClientHello, or a byte at a time (it was expected
     inside TLS, so the handshake failed)."""
-    certs = make_certs(str(tmp_path / "certs"))
     back = PPBackend()
-    port = free_port()
-    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
-                  proxy_url="tcp://127.0.0.1:%d" % back.port, accept_proxy_protocol=True,
-                  proxy_protocol="v2")
-    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
-    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    p, port, ctx = _tls_server(wmproxy, tmp_path, back.port, accept_proxy_protocol=True,
+                               proxy_protocol="v2")
     sig = b"\r\n\r\n\x00\r\nQUIT\n"
     v2 = (sig + bytes([0x21, 0x11, 0, 19]) + socket.inet_aton("198.51.100.9")
           + socket.inet_aton("127.0.0.1") + (5555).to_bytes(2, "big") + port.to_bytes(2, "big")
