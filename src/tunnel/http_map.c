@@ -132,7 +132,7 @@ static int route_remote(const char *host, size_t hlen, struct wm_hfwd_target *t,
                                            sizeof(d->node));
     if (k == NULL && d->node[0] != '\0') {
         /* held by a client of a node we have no carrier to (yet) */
-        static char why[128];
+        static __thread char why[128]; /* read by the caller at once */
         snprintf(t->log, sizeof(t->log), "node:%s/%s", d->node, d->key);
         snprintf(why, sizeof(why), "the cluster node %s serving this host is unreachable",
                  d->node);
