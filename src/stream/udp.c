@@ -196,7 +196,11 @@ static struct session *session_find(struct udp_state *u, const struct sockaddr_s
 }
 
 /* A connected socket to a server of srv's upstream; -1 when none works. */
-static int upstream_socket(const struct st_server *srv, const struct sockaddr *client, int *idx)
+/* A socket connected to an upstream server for a new session, or -1 with
+ * *why: no server usable, or our own socket() failed (out of descriptors:
+ * not the server's fault, so it is not marked failed). */
+static int upstream_socket(const struct st_server *srv, const struct sockaddr *client, int *idx,
+                           const char **why)
 {
     uint64_t tried = 0;
     const char *host;
@@ -205,22 +209,23 @@ static int upstream_socket(const struct st_server *srv, const struct sockaddr *c
     for (;;) {
         int i = wm_upstream_pick(srv->up, client, tried, &host, &port);
         if (i < 0 || i >= ST_UDP_ADDRS) {
+            *why = NULL;
             return -1;
         }
         const struct sockaddr *to = (const struct sockaddr *)&srv->udp_to[i];
         int fd = socket(to->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         int sz = UDP_SOCKBUF;
-        if (fd >= 0) {
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        if (fd < 0) {
+            *why = strerror(errno);
+            return -1;
         }
-        if (fd >= 0 && connect(fd, to, srv->udp_tolen[i]) == 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        if (connect(fd, to, srv->udp_tolen[i]) == 0) {
             *idx = i;
             return fd;
         }
         wm_upstream_failed(srv->up, i, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
+        close(fd);
         tried |= 1ULL << i;
     }
 }
@@ -236,17 +241,24 @@ static struct session *session_new(struct udp_state *u, struct wm_service *svc,
     if (s == NULL) {
         return NULL;
     }
-    s->fd = upstream_socket(st->srv, (const struct sockaddr *)ss, &s->idx);
+    const char *why;
+    s->fd = upstream_socket(st->srv, (const struct sockaddr *)ss, &s->idx, &why);
     if (s->fd < 0) {
         uint64_t now = wm_now_coarse_ms();
         if (u->unserved++ == 0 || now - u->unserved_log_ms >= 1000) {
             /* every datagram of a flood would be a line */
             char cs[WM_ADDR_STR_MAX];
             wm_addr_format((const struct sockaddr *)ss, cs, sizeof(cs));
-            wm_log(WM_LOG_WARN, 0,
-                   "udp: no upstream server of %s is usable: datagram of client=%s dropped "
-                   "(%llu dropped in all, one line per second at most)",
-                   wm_upstream_name(st->srv->up), cs, (unsigned long long)u->unserved);
+            if (why != NULL) {
+                wm_log(WM_LOG_WARN, 0, "udp: no socket for a session of %s (%s): datagram of "
+                       "client=%s dropped (%llu dropped in all, one line per second at most)",
+                       wm_upstream_name(st->srv->up), why, cs, (unsigned long long)u->unserved);
+            } else {
+                wm_log(WM_LOG_WARN, 0,
+                       "udp: no upstream server of %s is usable: datagram of client=%s dropped "
+                       "(%llu dropped in all, one line per second at most)",
+                       wm_upstream_name(st->srv->up), cs, (unsigned long long)u->unserved);
+            }
             u->unserved_log_ms = now;
         }
         free(s);

@@ -496,6 +496,42 @@ def test_udp_no_upstream_flood_logs_once_per_second(wmproxy, tmp_path):
     stop.set()
 
 
+def test_udp_out_of_descriptors_does_not_fail_the_servers(wmproxy, tmp_path):
+    """A session whose socket() fails (the process is out of descriptors)
+    drops its datagram with a line saying so, and counts against no
+    upstream server: once descriptors are free again, the next client is
+    served at once (both servers used to be marked failed, and every
+    datagram was dropped until fail_timeout passed)."""
+    import resource
+    (up1, stop1, _), (up2, stop2, _) = udp_echo("127.0.0.1"), udp_echo("127.0.0.1")
+    port = free_udp_port()
+    tport = free_port()
+    srv = '{ addr = "127.0.0.1:%d", fall_times = 1, fail_timeout = "60s" }'
+    body = ('[[stream.upstream]]\nname = "pair"\nserver = [%s, %s]\n' % (srv % up1, srv % up2)
+            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="pair")
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
+    pid = p.p.pid
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)),
+                                                       old[1]))
+
+        def starved():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+                c.sendto(b"x", ("127.0.0.1", port))
+            return " dropped (" in p.log()
+        wait_until(starved, timeout=20, what="a dropped datagram")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    assert "udp: no socket for a session of stream:pair (Too many open files)" in p.log()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        assert udp_roundtrip(c, ("127.0.0.1", port), b"again") == b"again"
+    assert "no upstream server of stream:pair is usable" not in p.log()
+    stop1.set()
+    stop2.set()
+
+
 # ---- 5. reload: the servers that stay keep their connections ----
 
 def test_reload_keeps_surviving_connections(wmproxy, tmp_path, echo):
