@@ -59,6 +59,7 @@ const char *wm_dial_status_str(enum wm_dial_status st)
         "name does not resolve", "connect timeout", "connect error",
         "target is this proxy's own listener",
         "target not allowed by this proxy's rules",
+        "no socket for the connection (out of descriptors or memory)",
     };
     return (st >= 0 && st < WM_DIAL_STATUS_COUNT) ? names[st] : "?";
 }
@@ -87,7 +88,7 @@ enum wm_dial_status wm_dial_status_from_errno(int err)
  * unreachable beats generic. */
 static void note_error(struct wm_dial *d, enum wm_dial_status st)
 {
-    static const int rank[WM_DIAL_STATUS_COUNT] = {0, 5, 3, 2, 1, 4, 1, 6, 7};
+    static const int rank[WM_DIAL_STATUS_COUNT] = {0, 5, 3, 2, 1, 4, 1, 6, 7, 1};
 
     if (d->worst == WM_DIAL_OK || rank[st] > rank[d->worst]) {
         d->worst = st;
@@ -126,7 +127,7 @@ static void make_dial_ids(const char *key, wm_metric *ids)
 {
     static const char *const res[WM_DIAL_STATUS_COUNT] = {
         "ok", "refused", "host_unreachable", "net_unreachable", "resolve", "timeout",
-        "error", "own_listener", "forbidden"};
+        "error", "own_listener", "forbidden", "local"};
     char labels[64];
 
     (void)key;
@@ -279,7 +280,7 @@ static void try_next(struct wm_dial *d)
         }
         fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
-            note_error(d, wm_dial_status_from_errno(errno));
+            note_error(d, errno == EAFNOSUPPORT ? WM_DIAL_NET_UNREACH : WM_DIAL_LOCAL);
             continue;
         }
         if (connect(fd, sa, d->lens[i]) < 0 && errno != EINPROGRESS) {
@@ -290,7 +291,7 @@ static void try_next(struct wm_dial *d)
         d->fd = fd;
         d->ev = event_new(wm_worker_base(d->w), fd, EV_READ | EV_WRITE, connected_cb, d);
         if (d->ev == NULL) {
-            note_error(d, WM_DIAL_ERROR);
+            note_error(d, WM_DIAL_LOCAL);
             close(fd);
             d->fd = -1;
             continue;

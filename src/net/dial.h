@@ -26,6 +26,8 @@ enum wm_dial_status {
     WM_DIAL_ERROR,        /* anything else (local failure) */
     WM_DIAL_DENIED,       /* the target is one of this process's own listeners */
     WM_DIAL_FORBIDDEN,    /* the destination rules (net/acl.h) refuse the target */
+    WM_DIAL_LOCAL,        /* our own socket() failed (out of descriptors, memory): not the
+                           * target's fault, so no upstream server is marked failed for it */
     WM_DIAL_STATUS_COUNT
 };
 

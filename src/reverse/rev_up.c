@@ -239,7 +239,9 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     q->dial = NULL;
     if (st != WM_DIAL_OK) {
         q->timed_out = st == WM_DIAL_TIMEOUT;
-        rv_server_failed(q->loc->up, q->srv, wm_dial_status_str(st));
+        if (st != WM_DIAL_LOCAL) { /* our own lack of descriptors is not the server's fault */
+            rv_server_failed(q->loc->up, q->srv, wm_dial_status_str(st));
+        }
         mark_tried(q);
         dial_next(q, wm_dial_status_str(st));
         return;

@@ -343,9 +343,13 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 
 /* ---- dialing ---- */
 
-static void up_fail(struct st_conn *c, const char *why)
+/* The server failed us (server_fault: else our own lack of descriptors,
+ * which does not count against it): try the next. */
+static void up_fail(struct st_conn *c, const char *why, bool server_fault)
 {
-    wm_upstream_failed(c->up, c->idx, why);
+    if (server_fault) {
+        wm_upstream_failed(c->up, c->idx, why);
+    }
     if (c->counted) {
         wm_upstream_active(c->up, c->idx, -1);
         c->counted = false;
@@ -402,7 +406,7 @@ static void uphs_fail(struct st_conn *c, const char *why)
 {
     wm_log(WM_LOG_WARN, c->conn.id, "tcp2ws target=%s: handshake failed: %s", wm_conn_target(&c->conn),
            why);
-    up_fail(c, why);
+    up_fail(c, why, true);
     wm_conn_finish(&c->conn, "upstream-handshake-failed");
 }
 
@@ -544,7 +548,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     if (st != WM_DIAL_OK) {
         wm_log(WM_LOG_WARN, c->conn.id, "stream client=%s target=%s: %s", c->conn.peer_str,
                wm_conn_target(&c->conn), wm_dial_status_str(st));
-        up_fail(c, wm_dial_status_str(st));
+        up_fail(c, wm_dial_status_str(st), st != WM_DIAL_LOCAL);
         dial_next(c);
     } else {
         wm_upstream_server(c->up, c->idx, &host, &port);

@@ -6,6 +6,7 @@ non_idempotent), all servers down -> a quick 502, and health kept across a
 reload."""
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -13,9 +14,10 @@ import time
 import pytest
 
 from conftest import BIN
+from helpers import http1
 from helpers.control import api
 from helpers.h2client import Client
-from helpers.net import free_port, serve_tcp, wait_until
+from helpers.net import free_port, no_free_fds, serve_tcp, wait_until
 from helpers.tunnel import wait_log
 from test_reverse import get, start, wait_serving, write
 
@@ -29,6 +31,7 @@ class Backend:
     def __init__(self, name, mode=200):
         self.name = name
         self.mode = mode
+        self.close_after = False  # answer with Connection: close
         self.hits = 0
         self.bodies = []
         self.lock = threading.Lock()
@@ -73,7 +76,11 @@ class Backend:
                 if mode == "close":
                     return
                 out = self.name.encode()
-                c.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (mode, len(out)) + out)
+                bye = b"Connection: close\r\n" if self.close_after else b""
+                c.sendall(b"HTTP/1.1 %d X\r\n%sContent-Length: %d\r\n\r\n" % (mode, bye, len(out))
+                          + out)
+                if self.close_after:
+                    return
         except OSError:
             pass
         finally:
@@ -111,6 +118,34 @@ def ups(name, *servers, extra=""):
 
 def retry_lines(p, failed_port):
     return p.log().count("failed on 127.0.0.1:%d" % failed_port)
+
+
+def test_out_of_descriptors_marks_no_server_down(wmproxy, tmp_path, backends):
+    """When the proxy itself has no descriptor left for an upstream socket,
+    the request gets 502 (the log says why), and no server is marked down: once
+    descriptors are free the next request is served (both servers used to
+    be taken out for fail_timeout, 'no upstream server is up')."""
+    a, b = backends("A"), backends("B")
+    a.close_after = b.close_after = True  # every request dials
+    port = free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": a.port, "fall_times": 1, "fail_timeout": '"60s"'},
+        {"port": b.port, "fall_times": 1, "fail_timeout": '"60s"'})
+        + '[[http.server]]\nbind_addr = "127.0.0.1:%d"\nproxy_url = "http://app"\n' % port)
+    wait_serving(port)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        rd = http1.Reader(s)
+        req = http1.request("GET", "/", [("Host", "a.test")])
+        s.sendall(req)
+        assert rd.response().status == 200
+        with no_free_fds(p.p.pid):
+            s.sendall(req)
+            r = rd.response()
+        assert r.status == 502, (r.status, r.body)
+        assert "no socket for the connection (out of descriptors" in p.log(), p.log()
+    st, _, body = get(port)
+    assert st == 200 and body in (b"A", b"B"), (st, body)
+    assert "marked down" not in p.log(), p.log()
 
 
 def test_connect_refused_counts_marks_down_and_goes_to_next(wmproxy, tmp_path, backends):

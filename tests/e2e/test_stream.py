@@ -17,7 +17,8 @@ import pytest
 
 from helpers import origin as origin_mod
 from helpers.control import api
-from helpers.net import free_port, free_ports, free_udp_port, full_listener, wait_until
+from helpers.net import (free_port, free_ports, free_udp_port, full_listener, no_free_fds,
+                         wait_until)
 from helpers.ref import need_ref, ref_file
 from helpers.stream import (PPBackend, ThreadedServer, TLSEcho, config, echo_reply, exchange,
                             rss_kb, server, status_listener, udp_echo, v2_addrs, wait_log_count,
@@ -502,7 +503,6 @@ def test_udp_out_of_descriptors_does_not_fail_the_servers(wmproxy, tmp_path):
     upstream server: once descriptors are free again, the next client is
     served at once (both servers used to be marked failed, and every
     datagram was dropped until fail_timeout passed)."""
-    import resource
     (up1, stop1, _), (up2, stop2, _) = udp_echo("127.0.0.1"), udp_echo("127.0.0.1")
     port = free_udp_port()
     tport = free_port()
@@ -511,19 +511,13 @@ def test_udp_out_of_descriptors_does_not_fail_the_servers(wmproxy, tmp_path):
             + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="pair")
             + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
     p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
-    pid = p.p.pid
-    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-    try:
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)),
-                                                       old[1]))
 
-        def starved():
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
-                c.sendto(b"x", ("127.0.0.1", port))
-            return " dropped (" in p.log()
+    def starved():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.sendto(b"x", ("127.0.0.1", port))
+        return " dropped (" in p.log()
+    with no_free_fds(p.p.pid):
         wait_until(starved, timeout=20, what="a dropped datagram")
-    finally:
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
     assert "udp: no socket for a session of stream:pair (Too many open files)" in p.log()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
         assert udp_roundtrip(c, ("127.0.0.1", port), b"again") == b"again"

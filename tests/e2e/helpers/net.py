@@ -1,6 +1,8 @@
 """Socket helpers with bounded waits."""
 
+import contextlib
 import random
+import resource
 import select
 import socket
 import threading
@@ -226,3 +228,15 @@ def is_closed(s, timeout=5):
         return True
     except socket.timeout:
         return False
+
+
+@contextlib.contextmanager
+def no_free_fds(pid):
+    """Within it, process pid can open no new descriptor (its soft
+    RLIMIT_NOFILE is 0; those it has keep working); restored after."""
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (0, old[1]))
+    try:
+        yield
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
