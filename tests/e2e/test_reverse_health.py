@@ -142,7 +142,9 @@ def test_out_of_descriptors_marks_no_server_down(wmproxy, tmp_path, backends):
             s.sendall(req)
             r = rd.response()
         assert r.status == 502, (r.status, r.body)
-        assert "no socket for the connection (out of descriptors" in p.log(), p.log()
+        # the log line may reach the file just after the answer
+        wait_until(lambda: "no socket for the connection (out of descriptors" in p.log(),
+                   what="the out-of-descriptors line")
     st, _, body = get(port)
     assert st == 200 and body in (b"A", b"B"), (st, body)
     assert "marked down" not in p.log(), p.log()

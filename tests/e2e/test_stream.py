@@ -518,7 +518,8 @@ def test_udp_out_of_descriptors_does_not_fail_the_servers(wmproxy, tmp_path):
         return " dropped (" in p.log()
     with no_free_fds(p.p.pid):
         wait_until(starved, timeout=20, what="a dropped datagram")
-    assert "udp: no socket for a session of stream:pair (Too many open files)" in p.log()
+    wait_until(lambda: "udp: no socket for a session of stream:pair (Too many open files)"
+               in p.log(), what="the out-of-descriptors line")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
         assert udp_roundtrip(c, ("127.0.0.1", port), b"again") == b"again"
     assert "no upstream server of stream:pair is usable" not in p.log()
