@@ -24,6 +24,7 @@
 #include "core/service.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "net/addr.h"
 #include "reverse/upstream.h"
 #include "stream/stream.h"
 #include "stream/stream_int.h"
@@ -73,13 +74,7 @@ static __thread uint8_t dgram[65536]; /* IPv6 payloads reach 65527 */
 
 static size_t hash_addr(const struct sockaddr_storage *ss, socklen_t len, size_t nb)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const uint8_t *p = (const uint8_t *)ss;
-
-    for (socklen_t i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 1099511628211ULL;
-    }
-    return (size_t)(h % nb);
+    return (size_t)(wm_addr_hash(ss, len) % nb);
 }
 
 static void lru_unlink(struct udp_state *u, struct session *s)
@@ -195,7 +190,6 @@ static struct session *session_find(struct udp_state *u, const struct sockaddr_s
     return s;
 }
 
-/* A connected socket to a server of srv's upstream; -1 when none works. */
 /* A socket connected to an upstream server for a new session, or -1 with
  * *why: no server usable, or our own socket() failed (out of descriptors:
  * not the server's fault, so it is not marked failed). */

@@ -35,6 +35,7 @@
 #define TUDP_MAX_DGRAM 65535
 #define TUDP_QUEUE_MAX (512 * 1024) /* a stream's output beyond this: datagrams dropped */
 #define TUDP_SESSIONS 1024          /* per public port */
+#define TUDP_BUCKETS 2048           /* the table's hash of peer addresses */
 #define TUDP_IDLE_MS 60000
 
 struct tudp_tab;
@@ -42,6 +43,7 @@ struct tudp_tab;
 struct tudp {
     struct tudp *prev;          /* the table's LRU list (server side), oldest first */
     struct tudp *next;
+    struct tudp *hnext;         /* the table's hash chain (server side) */
     struct tudp_tab *tab;       /* server side; NULL on the client */
     struct wm_worker *w;
     uint64_t id;
@@ -69,6 +71,7 @@ struct tudp_tab {
     struct wm_listen_stats *stats;
     struct tudp *oldest;
     struct tudp *newest;
+    struct tudp *buckets[TUDP_BUCKETS]; /* sessions by peer address */
     size_t n;
     uint64_t evicted;           /* sessions evicted for room, in all */
     uint64_t evict_log_ms;      /* the last line saying so: one per second at most */
@@ -111,6 +114,34 @@ static void lru_push(struct tudp *u)
     t->newest = u;
 }
 
+static struct tudp **bucket(struct tudp_tab *t, const struct sockaddr_storage *ss, socklen_t len)
+{
+    return &t->buckets[wm_addr_hash(ss, len) % TUDP_BUCKETS];
+}
+
+static struct tudp *session_find(struct tudp_tab *t, const struct sockaddr_storage *ss,
+                                 socklen_t len)
+{
+    struct tudp *u = *bucket(t, ss, len);
+
+    while (u != NULL && (u->plen != len || memcmp(&u->peer, ss, len) != 0)) {
+        u = u->hnext;
+    }
+    return u;
+}
+
+static void hash_unlink(struct tudp *u)
+{
+    struct tudp **pp = bucket(u->tab, &u->peer, u->plen);
+
+    while (*pp != NULL && *pp != u) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp == u) {
+        *pp = u->hnext;
+    }
+}
+
 static void session_end(struct tudp *u, const char *reason)
 {
     if (u->tab == NULL) {
@@ -126,6 +157,7 @@ static void session_end(struct tudp *u, const char *reason)
            (unsigned long long)(wm_now_ms() - u->start_ms), reason);
     if (u->tab != NULL) {
         lru_unlink(u);
+        hash_unlink(u);
         u->tab->n--;
         wm_listen_stats_conn_close(u->tab->stats, u->in, u->out);
     }
@@ -307,6 +339,8 @@ static struct tudp *server_session(struct tudp_tab *t, const struct sockaddr_sto
     wm_addr_format((const struct sockaddr *)ss, u->peer_str, sizeof(u->peer_str));
     snprintf(u->target, sizeof(u->target), "%s/%s", wm_tun_peer_name(tun), name);
     lru_push(u);
+    u->hnext = *bucket(t, ss, len);
+    *bucket(t, ss, len) = u;
     t->n++;
     wm_listen_stats_conn_open(t->stats);
     wm_tun_peer_format(field, sizeof(field), (const struct sockaddr *)ss, NULL);
@@ -358,11 +392,7 @@ static void port_readable(struct wm_service *svc, struct wm_worker *w, int fd,
         if (n < 0) {
             return;
         }
-        for (u = t->newest; u != NULL; u = u->prev) {
-            if (u->plen == len && memcmp(&u->peer, &ss, len) == 0) {
-                break;
-            }
-        }
+        u = session_find(t, &ss, len);
         if (u == NULL && (u = server_session(t, &ss, len)) == NULL) {
             continue;
         }

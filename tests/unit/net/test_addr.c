@@ -389,6 +389,24 @@ static void test_addr_list(void **state)
     assert_int_equal(wm_addr_list_expand("127.0.0.1:1-:65535", NULL, &n, 0, &e), -1);
 }
 
+/* Equal addresses hash alike; a different port or address (almost always)
+ * not; only len bytes count. */
+static void test_hash(void **state)
+{
+    struct sockaddr_storage a, b;
+    socklen_t len;
+
+    (void)state;
+    assert_int_equal(wm_addr_parse_listen("127.0.0.1:5000", &a, &len), 0);
+    memcpy(&b, &a, sizeof(a));
+    memset((char *)&b + len, 0x5a, sizeof(b) - len); /* beyond len: ignored */
+    assert_true(wm_addr_hash(&a, len) == wm_addr_hash(&b, len));
+    assert_int_equal(wm_addr_parse_listen("127.0.0.1:5001", &b, &len), 0);
+    assert_true(wm_addr_hash(&a, len) != wm_addr_hash(&b, len));
+    assert_int_equal(wm_addr_parse_listen("[::1]:5000", &b, &len), 0);
+    assert_true(wm_addr_hash(&a, sizeof(struct sockaddr_in)) != wm_addr_hash(&b, len));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_same_ip),
         cmocka_unit_test(test_addr_list),
+        cmocka_unit_test(test_hash),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
