@@ -257,12 +257,14 @@ int wm_app_remote(const char *what, const char *config, const char *url, const c
     char tok[512] = "";
     char path[32];
     char body[8192];
+    char why[256];
     int status = 0;
 
     snprintf(target, sizeof(target), "%s", url != NULL ? url : WM_APP_DEFAULT_CONTROL);
     if (config != NULL && url == NULL) {
-        if (wm_conf_peek_control(config, target, sizeof(target), tok, sizeof(tok)) < 0) {
-            fprintf(stderr, "wmproxy: cannot read %s: %s\n", config, strerror(errno));
+        if (wm_conf_peek_control(config, target, sizeof(target), tok, sizeof(tok), why,
+                                 sizeof(why)) < 0) {
+            fprintf(stderr, "wmproxy: %s: %s\n", config, why);
             return 1;
         }
     }

@@ -387,3 +387,33 @@ def test_sighup_reloads(wmproxy, origin, tmp_path):
     assert '%s:6:8: proxy.flag: expected "http https socks5"' % path in st["reload"]["last_message"]
     tr.check_bytes(tr.http_get(port, origin.port, "/bytes/10?seed=10", "u", "two"), 10, 10)
     assert wait_log(p, "reload of %s refused" % path), p.log()[-3000:]
+
+
+def test_a_config_that_is_not_a_regular_file(wmproxy, origin, tmp_path):
+    """A FIFO blocked the reader until some writer came: `check` hung, and a
+    SIGHUP reload froze the main loop (control API, stop signals) for good.
+    Anything but a regular file is refused at once, and a reload keeps the
+    running configuration."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    r = ctl.run(BIN, "check", "-c", fifo, timeout=20)
+    assert r.returncode == 1 and ("%s: cannot read: not a regular file" % fifo).encode() \
+        in r.stderr, r
+    r = ctl.run(BIN, "reload", "-c", fifo, timeout=20)
+    assert r.returncode == 1 and r.stderr == (
+        "wmproxy: %s: cannot read: not a regular file\n" % fifo).encode(), r
+    r = ctl.run(BIN, "check", "-c", tmp_path, timeout=20)
+    assert r.returncode == 1 and ("%s: cannot read: is a directory" % tmp_path).encode() \
+        in r.stderr, r
+
+    port, cport = ports(2)
+    path = tmp_path / "h.toml"
+    ctl.write(path, 'control = "127.0.0.1:%d"\n[proxy]\nbind_addr = "127.0.0.1:%d"\n'
+              % (cport, port))
+    p = wmproxy(["run", "-c", path], port=port)
+    os.replace(fifo, path)
+    p.signal(signal.SIGHUP)
+    st = ctl.wait_until(lambda: (lambda s: s if s["reload"]["failed"] == 1 else None)(
+        ctl.status(cport)), 10, what="the refused reload")
+    assert "%s: cannot read: not a regular file" % path in st["reload"]["last_message"], st
+    tr.check_bytes(tr.http_get(port, origin.port, "/bytes/10?seed=11"), 10, 11)
