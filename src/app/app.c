@@ -74,6 +74,8 @@ struct app {
     unsigned long reloads_ok;
     unsigned long reloads_failed;
     /* process */
+    char control_addr[64];     /* where the control API listens ("" when off): a
+                                * reload cannot move it */
     int workers;
     char pidfile[512]; /* "" for none */
     bool pid_written;
@@ -316,6 +318,22 @@ static void log_refusal(const struct app *a, const char *by)
     }
 }
 
+/* The control API stays where it was opened whatever the new file says
+ * (moving it needs a restart), and the new file's token replaces the old:
+ * there, a file without control_token would leave it open to anyone. 0, or
+ * -1 with err filled. */
+static int check_control(const struct app *a, const struct wm_conf *nc, struct wm_err *err)
+{
+    if (a->control_addr[0] == '\0' || wm_addr_listen_is_loopback(a->control_addr) ||
+        (nc->control_token != NULL && nc->control_token[0] != '\0')) {
+        return 0;
+    }
+    return wm_err_set(err, NULL, 0, 0, "control",
+                      "the control API listens on %s, beyond loopback, and the new file has no "
+                      "control_token: keep one (or restart with the control API on 127.0.0.1)",
+                      a->control_addr);
+}
+
 /* 0 with a summary in err->msg, or -1 with err filled. by: who asked
  * ("SIGHUP", "control API"), for the log. */
 static int reload(struct app *a, struct wm_err *err, const char *by)
@@ -338,7 +356,8 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
     }
     wm_sd_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
                  wm_sd_monotonic_usec(), a->o->config);
-    if (load(a, &nc, &ns, &why) < 0 || apply(&ns, &why) < 0) {
+    if (load(a, &nc, &ns, &why) < 0 || check_control(a, nc, &why) < 0 ||
+        apply(&ns, &why) < 0) {
         wm_app_services_free(&ns);
         wm_conf_free(nc);
         a->reload_ok = false;
@@ -353,7 +372,8 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
         return -1;
     }
     /* Committed: listeners now hand new connections to the new services. */
-    if (strcmp(a->conf->control, nc->control) != 0 && !a->o->control_set) {
+    if (a->control_addr[0] != '\0' && strcmp(a->control_addr, nc->control) != 0 &&
+        !a->o->control_set) {
         wm_log(WM_LOG_WARN, 0, "reload: control address change to %s needs a restart",
                nc->control);
     }
@@ -634,6 +654,7 @@ static int open_process(struct app *a, struct wm_err *err)
         if (wm_control_start(a->base, eff_control(a), token, &hooks, err) < 0) {
             return -1;
         }
+        snprintf(a->control_addr, sizeof(a->control_addr), "%s", eff_control(a));
     }
     if (o->pidfile_set || (o->daemon && (a->conf == NULL || a->conf->pidfile == NULL))) {
         snprintf(a->pidfile, sizeof(a->pidfile), "%s", o->pidfile);
