@@ -558,7 +558,7 @@ static void raise_nofile(void)
     }
 }
 
-static int write_pidfile(const char *path)
+int wm_app_write_pidfile(const char *path)
 {
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
@@ -662,7 +662,7 @@ static int open_process(struct app *a, struct wm_err *err)
         snprintf(a->pidfile, sizeof(a->pidfile), "%s", a->conf->pidfile);
     }
     if (a->pidfile[0] != '\0' && !o->forever) {
-        if (write_pidfile(a->pidfile) < 0) {
+        if (wm_app_write_pidfile(a->pidfile) < 0) {
             return wm_err_set(err, NULL, 0, 0, NULL, "cannot write pidfile %s: %s", a->pidfile,
                               strerror(errno));
         }
