@@ -334,6 +334,43 @@ static int check_control(const struct app *a, const struct wm_conf *nc, struct w
                       a->control_addr);
 }
 
+/* The log file lines go to with config c: the flag's, else c's (NULL: none). */
+static const char *eff_log_file(const struct app *a, const struct wm_conf *c)
+{
+    if (a->o->log_file[0] != '\0') {
+        return a->o->log_file;
+    }
+    return c != NULL ? c->log_file : NULL;
+}
+
+/* The log file nc names when it is not the one open now, else NULL. */
+static const char *new_log_file(const struct app *a, const struct wm_conf *nc)
+{
+    const char *now = eff_log_file(a, a->conf);
+    const char *next = eff_log_file(a, nc);
+
+    return next != NULL && (now == NULL || strcmp(now, next) != 0) ? next : NULL;
+}
+
+/* Can the new file's log file be opened? Checked before anything changes,
+ * as at a start. 0, or -1 with err filled. */
+static int check_log_file(const struct app *a, const struct wm_conf *nc, struct wm_err *err)
+{
+    const char *path = new_log_file(a, nc);
+    int fd;
+
+    if (path == NULL) {
+        return 0;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return wm_err_set(err, NULL, 0, 0, "log_file", "cannot open log file %s: %s", path,
+                          strerror(errno));
+    }
+    close(fd);
+    return 0;
+}
+
 /* 0 with a summary in err->msg, or -1 with err filled. by: who asked
  * ("SIGHUP", "control API"), for the log. */
 static int reload(struct app *a, struct wm_err *err, const char *by)
@@ -357,7 +394,7 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
     wm_sd_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
                  wm_sd_monotonic_usec(), a->o->config);
     if (load(a, &nc, &ns, &why) < 0 || check_control(a, nc, &why) < 0 ||
-        apply(&ns, &why) < 0) {
+        check_log_file(a, nc, &why) < 0 || apply(&ns, &why) < 0) {
         wm_app_services_free(&ns);
         wm_conf_free(nc);
         a->reload_ok = false;
@@ -381,11 +418,16 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
         wm_log(WM_LOG_WARN, 0, "reload: worker count change needs a restart");
     }
     listener_diff(&a->svcs, &ns, diff, sizeof(diff));
+    const char *log_file = new_log_file(a, nc); /* in nc: outlives the old conf */
     wm_app_services_free(&a->svcs);
     a->svcs = ns;
     wm_conf_free(a->conf);
     a->conf = nc;
     apply_logging(a);
+    if (log_file != NULL && wm_log_open_file(log_file) < 0) {
+        wm_log(WM_LOG_ERROR, 0, "reload: cannot open log file %s: %s", log_file,
+               strerror(errno));
+    }
     wm_control_set_token(nc->control_token);
     if (!a->o->grace_set && nc->grace_ms > 0) {
         a->grace_ms = (int)nc->grace_ms;
