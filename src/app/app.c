@@ -74,6 +74,8 @@ struct app {
     unsigned long reloads_ok;
     unsigned long reloads_failed;
     /* process */
+    char control_addr[64];     /* where the control API listens ("" when off): a
+                                * reload cannot move it */
     int workers;
     char pidfile[512]; /* "" for none */
     bool pid_written;
@@ -316,6 +318,59 @@ static void log_refusal(const struct app *a, const char *by)
     }
 }
 
+/* The control API stays where it was opened whatever the new file says
+ * (moving it needs a restart), and the new file's token replaces the old:
+ * there, a file without control_token would leave it open to anyone. 0, or
+ * -1 with err filled. */
+static int check_control(const struct app *a, const struct wm_conf *nc, struct wm_err *err)
+{
+    if (a->control_addr[0] == '\0' || wm_addr_listen_is_loopback(a->control_addr) ||
+        (nc->control_token != NULL && nc->control_token[0] != '\0')) {
+        return 0;
+    }
+    return wm_err_set(err, NULL, 0, 0, "control",
+                      "the control API listens on %s, beyond loopback, and the new file has no "
+                      "control_token: keep one (or restart with the control API on 127.0.0.1)",
+                      a->control_addr);
+}
+
+/* The log file lines go to with config c: the flag's, else c's (NULL: none). */
+static const char *eff_log_file(const struct app *a, const struct wm_conf *c)
+{
+    if (a->o->log_file[0] != '\0') {
+        return a->o->log_file;
+    }
+    return c != NULL ? c->log_file : NULL;
+}
+
+/* The log file nc names when it is not the one open now, else NULL. */
+static const char *new_log_file(const struct app *a, const struct wm_conf *nc)
+{
+    const char *now = eff_log_file(a, a->conf);
+    const char *next = eff_log_file(a, nc);
+
+    return next != NULL && (now == NULL || strcmp(now, next) != 0) ? next : NULL;
+}
+
+/* Can the new file's log file be opened? Checked before anything changes,
+ * as at a start. 0, or -1 with err filled. */
+static int check_log_file(const struct app *a, const struct wm_conf *nc, struct wm_err *err)
+{
+    const char *path = new_log_file(a, nc);
+    int fd;
+
+    if (path == NULL) {
+        return 0;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return wm_err_set(err, NULL, 0, 0, "log_file", "cannot open log file %s: %s", path,
+                          strerror(errno));
+    }
+    close(fd);
+    return 0;
+}
+
 /* 0 with a summary in err->msg, or -1 with err filled. by: who asked
  * ("SIGHUP", "control API"), for the log. */
 static int reload(struct app *a, struct wm_err *err, const char *by)
@@ -338,7 +393,8 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
     }
     wm_sd_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
                  wm_sd_monotonic_usec(), a->o->config);
-    if (load(a, &nc, &ns, &why) < 0 || apply(&ns, &why) < 0) {
+    if (load(a, &nc, &ns, &why) < 0 || check_control(a, nc, &why) < 0 ||
+        check_log_file(a, nc, &why) < 0 || apply(&ns, &why) < 0) {
         wm_app_services_free(&ns);
         wm_conf_free(nc);
         a->reload_ok = false;
@@ -353,7 +409,8 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
         return -1;
     }
     /* Committed: listeners now hand new connections to the new services. */
-    if (strcmp(a->conf->control, nc->control) != 0 && !a->o->control_set) {
+    if (a->control_addr[0] != '\0' && strcmp(a->control_addr, nc->control) != 0 &&
+        !a->o->control_set) {
         wm_log(WM_LOG_WARN, 0, "reload: control address change to %s needs a restart",
                nc->control);
     }
@@ -361,11 +418,16 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
         wm_log(WM_LOG_WARN, 0, "reload: worker count change needs a restart");
     }
     listener_diff(&a->svcs, &ns, diff, sizeof(diff));
+    const char *log_file = new_log_file(a, nc); /* in nc: outlives the old conf */
     wm_app_services_free(&a->svcs);
     a->svcs = ns;
     wm_conf_free(a->conf);
     a->conf = nc;
     apply_logging(a);
+    if (log_file != NULL && wm_log_open_file(log_file) < 0) {
+        wm_log(WM_LOG_ERROR, 0, "reload: cannot open log file %s: %s", log_file,
+               strerror(errno));
+    }
     wm_control_set_token(nc->control_token);
     if (!a->o->grace_set && nc->grace_ms > 0) {
         a->grace_ms = (int)nc->grace_ms;
@@ -538,7 +600,7 @@ static void raise_nofile(void)
     }
 }
 
-static int write_pidfile(const char *path)
+int wm_app_write_pidfile(const char *path)
 {
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
@@ -634,6 +696,7 @@ static int open_process(struct app *a, struct wm_err *err)
         if (wm_control_start(a->base, eff_control(a), token, &hooks, err) < 0) {
             return -1;
         }
+        snprintf(a->control_addr, sizeof(a->control_addr), "%s", eff_control(a));
     }
     if (o->pidfile_set || (o->daemon && (a->conf == NULL || a->conf->pidfile == NULL))) {
         snprintf(a->pidfile, sizeof(a->pidfile), "%s", o->pidfile);
@@ -641,7 +704,7 @@ static int open_process(struct app *a, struct wm_err *err)
         snprintf(a->pidfile, sizeof(a->pidfile), "%s", a->conf->pidfile);
     }
     if (a->pidfile[0] != '\0' && !o->forever) {
-        if (write_pidfile(a->pidfile) < 0) {
+        if (wm_app_write_pidfile(a->pidfile) < 0) {
             return wm_err_set(err, NULL, 0, 0, NULL, "cannot write pidfile %s: %s", a->pidfile,
                               strerror(errno));
         }

@@ -48,6 +48,10 @@ int wm_app_http_check(const struct wm_conf *c, struct wm_err *err);
 /* Serve in this process; report readiness on notify (-1: stderr only). */
 int wm_app_serve(struct wm_app_opts *o, int notify);
 
+/* Write this process's id to path (created 0644 or truncated). 0, or -1
+ * with errno. */
+int wm_app_write_pidfile(const char *path);
+
 /* Tell the parent waiting on fd (or stderr when fd < 0) how the start went;
  * closes fd. */
 void wm_app_report(int fd, bool ok, const char *msg);

@@ -87,12 +87,15 @@ static void sup_signal(int sig)
     }
 }
 
-static int supervise(struct wm_app_opts *o, int notify)
+/* pidfile: where the supervisor keeps its own pid ("" for none); the
+ * server children write none. */
+static int supervise(struct wm_app_opts *o, int notify, const char *pidfile)
 {
     struct sigaction sa;
     unsigned backoff_ms = 500;
     int fast_fails = 0;
     bool pid_written = false;
+    char msg[700];
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = sup_signal;
@@ -101,13 +104,13 @@ static int supervise(struct wm_app_opts *o, int notify)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (o->pidfile_set || o->daemon) {
-        FILE *f = fopen(o->pidfile, "w");
-        if (f != NULL) {
-            fprintf(f, "%d\n", (int)getpid());
-            fclose(f);
-            pid_written = true;
+    if (pidfile[0] != '\0') {
+        if (wm_app_write_pidfile(pidfile) < 0) {
+            snprintf(msg, sizeof(msg), "cannot write pidfile %s: %s", pidfile, strerror(errno));
+            wm_app_report(notify, false, msg);
+            return 1;
         }
+        pid_written = true;
     }
     for (;;) {
         uint64_t started = wm_now_ms();
@@ -133,7 +136,7 @@ static int supervise(struct wm_app_opts *o, int notify)
         sup_child = 0;
         if (sup_stop || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
             if (pid_written) {
-                unlink(o->pidfile);
+                unlink(pidfile);
             }
             return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
         }
@@ -142,7 +145,7 @@ static int supervise(struct wm_app_opts *o, int notify)
             if (++fast_fails >= SUPERVISE_FAST_FAILS) {
                 wm_log(WM_LOG_ERROR, 0, "supervisor: the server keeps failing at start; giving up");
                 if (pid_written) {
-                    unlink(o->pidfile);
+                    unlink(pidfile);
                 }
                 return 1;
             }
@@ -162,7 +165,7 @@ static int supervise(struct wm_app_opts *o, int notify)
         }
         if (sup_stop) {
             if (pid_written) {
-                unlink(o->pidfile);
+                unlink(pidfile);
             }
             return 0;
         }
@@ -174,6 +177,8 @@ static int supervise(struct wm_app_opts *o, int notify)
 int wm_app_run(struct wm_app_opts *o)
 {
     int notify = -1;
+    char pidfile[sizeof(o->pidfile)] = "";
+    bool file_pidfile = false;
 
     if (o->config != NULL) {
         /* Fail in the foreground, before forking, on a broken file. */
@@ -188,7 +193,16 @@ int wm_app_run(struct wm_app_opts *o)
             return 1;
         }
         wm_conf_diags_free(&d);
+        /* The supervisor's pidfile, chosen as the server's would be: the
+         * flag, else the file's key, else the default with --daemon. */
+        if (!o->pidfile_set && c->pidfile != NULL) {
+            snprintf(pidfile, sizeof(pidfile), "%s", c->pidfile);
+            file_pidfile = true;
+        }
         wm_conf_free(c);
+    }
+    if (!file_pidfile && (o->pidfile_set || o->daemon)) {
+        snprintf(pidfile, sizeof(pidfile), "%s", o->pidfile);
     }
     if (o->daemon) {
         notify = daemonize();
@@ -198,7 +212,7 @@ int wm_app_run(struct wm_app_opts *o)
         }
     }
     if (o->forever) {
-        return supervise(o, notify);
+        return supervise(o, notify, pidfile);
     }
     return wm_app_serve(o, notify);
 }
@@ -257,12 +271,14 @@ int wm_app_remote(const char *what, const char *config, const char *url, const c
     char tok[512] = "";
     char path[32];
     char body[8192];
+    char why[256];
     int status = 0;
 
     snprintf(target, sizeof(target), "%s", url != NULL ? url : WM_APP_DEFAULT_CONTROL);
     if (config != NULL && url == NULL) {
-        if (wm_conf_peek_control(config, target, sizeof(target), tok, sizeof(tok)) < 0) {
-            fprintf(stderr, "wmproxy: cannot read %s: %s\n", config, strerror(errno));
+        if (wm_conf_peek_control(config, target, sizeof(target), tok, sizeof(tok), why,
+                                 sizeof(why)) < 0) {
+            fprintf(stderr, "wmproxy: %s: %s\n", config, why);
             return 1;
         }
     }

@@ -133,6 +133,7 @@ int wm_app_status(const char *config, const char *url, const char *token)
 {
     char target[256];
     char tok[512] = "";
+    char why[256];
     int status = 0;
     struct wm_err err;
     char *body = malloc(STATUS_BODY_MAX);
@@ -142,8 +143,9 @@ int wm_app_status(const char *config, const char *url, const char *token)
     }
     snprintf(target, sizeof(target), "%s", url != NULL ? url : WM_APP_DEFAULT_CONTROL);
     if (config != NULL && url == NULL &&
-        wm_conf_peek_control(config, target, sizeof(target), tok, sizeof(tok)) < 0) {
-        fprintf(stderr, "wmproxy: cannot read %s: %s\n", config, strerror(errno));
+        wm_conf_peek_control(config, target, sizeof(target), tok, sizeof(tok), why,
+                             sizeof(why)) < 0) {
+        fprintf(stderr, "wmproxy: %s: %s\n", config, why);
         free(body);
         return 1;
     }

@@ -1,6 +1,7 @@
 #include "conf/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -550,14 +551,37 @@ static bool has_suffix(const char *s, const char *sfx)
     return n >= m && strcasecmp(s + n - m, sfx) == 0;
 }
 
+/* Read path whole (NUL-terminated, caller frees). Only a regular file: a
+ * FIFO would block the reader until some writer came (a reload on the main
+ * loop, the control API and the stop signals with it), a device may never
+ * end. Opened without blocking so that the check itself cannot wait. */
 static char *read_file(const char *path, size_t *len, char *msg, size_t cap)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    FILE *f;
     char *buf;
     size_t n = 0;
 
+    if (fd < 0) {
+        snprintf(msg, cap, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0) {
+        snprintf(msg, cap, "cannot read: %s", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(msg, cap, "cannot read: %s",
+                 S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    f = fdopen(fd, "rb");
     if (f == NULL) {
         snprintf(msg, cap, "cannot open: %s", strerror(errno));
+        close(fd);
         return NULL;
     }
     buf = malloc(CONF_MAX_FILE + 1);
@@ -794,11 +818,11 @@ static struct wm_cval *parse_text(const char *text, size_t len, bool yaml, const
     return yaml ? wm_yaml_parse(text, len, path, &err) : wm_toml_parse(text, len, path, &err);
 }
 
-int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap)
+int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap,
+                         char *why, size_t wcap)
 {
-    char msg[256];
     size_t len;
-    char *text = read_file(path, &len, msg, sizeof(msg));
+    char *text = read_file(path, &len, why, wcap);
     struct wm_cval *tree;
     bool yaml = has_suffix(path, ".yaml") || has_suffix(path, ".yml");
 

@@ -173,8 +173,10 @@ void wm_conf_dump_keys(FILE *f);
 /* Read only `control` and `control_token` from a file, leniently (the rest
  * may be broken: `wmproxy reload -c` must still reach the instance); after
  * a syntax error, from the top-level lines that set them.
- * Missing values keep what addr/token hold. Returns 0, or -1 if unreadable. */
-int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap);
+ * Missing values keep what addr/token hold. Returns 0, or -1 if unreadable
+ * with the reason in why. */
+int wm_conf_peek_control(const char *path, char *addr, size_t acap, char *token, size_t tcap,
+                         char *why, size_t wcap);
 void wm_conf_diags_free(struct wm_conf_diags *d);
 
 /* Format diagnostic i as one line ("file:line:col: key: message"), with a

@@ -16,7 +16,7 @@ from helpers.tunnel import wait_log
 from helpers import socks
 from helpers import traffic as tr
 from helpers.http1 import Reader
-from helpers.net import free_ports, connect, free_port, wait_port
+from helpers.net import free_ports, connect, free_port, refused, wait_port
 from helpers.ref import need_ref, ref_file
 
 REF_FILES = ["client.toml", "client.yaml", "mapping_client.toml", "mapping_server.toml",
@@ -387,3 +387,53 @@ def test_sighup_reloads(wmproxy, origin, tmp_path):
     assert '%s:6:8: proxy.flag: expected "http https socks5"' % path in st["reload"]["last_message"]
     tr.check_bytes(tr.http_get(port, origin.port, "/bytes/10?seed=10", "u", "two"), 10, 10)
     assert wait_log(p, "reload of %s refused" % path), p.log()[-3000:]
+
+
+def test_a_config_that_is_not_a_regular_file(wmproxy, origin, tmp_path):
+    """A FIFO blocked the reader until some writer came: `check` hung, and a
+    SIGHUP reload froze the main loop (control API, stop signals) for good.
+    Anything but a regular file is refused at once, and a reload keeps the
+    running configuration."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    r = ctl.run(BIN, "check", "-c", fifo, timeout=20)
+    assert r.returncode == 1 and ("%s: cannot read: not a regular file" % fifo).encode() \
+        in r.stderr, r
+    r = ctl.run(BIN, "reload", "-c", fifo, timeout=20)
+    assert r.returncode == 1 and r.stderr == (
+        "wmproxy: %s: cannot read: not a regular file\n" % fifo).encode(), r
+    r = ctl.run(BIN, "check", "-c", tmp_path, timeout=20)
+    assert r.returncode == 1 and ("%s: cannot read: is a directory" % tmp_path).encode() \
+        in r.stderr, r
+
+    port, cport = ports(2)
+    path = tmp_path / "h.toml"
+    ctl.write(path, 'control = "127.0.0.1:%d"\n[proxy]\nbind_addr = "127.0.0.1:%d"\n'
+              % (cport, port))
+    p = wmproxy(["run", "-c", path], port=port)
+    os.replace(fifo, path)
+    p.signal(signal.SIGHUP)
+    st = ctl.wait_until(lambda: (lambda s: s if s["reload"]["failed"] == 1 else None)(
+        ctl.status(cport)), 10, what="the refused reload")
+    assert "%s: cannot read: not a regular file" % path in st["reload"]["last_message"], st
+    tr.check_bytes(tr.http_get(port, origin.port, "/bytes/10?seed=11"), 10, 11)
+
+
+def test_forever_writes_the_pidfile_of_the_file_or_fails(wmproxy, tmp_path):
+    """--forever ignored the file's `pidfile` (neither the supervisor nor the
+    server wrote one) and started without a word when --pidfile could not be
+    written (a start without --forever exits 1 for it)."""
+    port, cport = ports(2)
+    path = ctl.write(tmp_path / "p.toml", 'pidfile = "sup.pid"\ncontrol = "127.0.0.1:%d"\n'
+                     '[proxy]\nbind_addr = "127.0.0.1:%d"\n' % (cport, port))
+    sup = wmproxy(["run", "-c", path, "--forever", "--workers", "1"], port=port)
+    pidfile = tmp_path / "sup.pid"
+    assert int(pidfile.read_text()) == sup.p.pid
+    assert sup.stop() == 0
+    assert not pidfile.exists()
+
+    for extra in (["--pidfile", tmp_path / "none" / "x.pid"], ["--daemon", "--pidfile", tmp_path]):
+        r = ctl.run(BIN, "run", "-c", path, "--forever", "--workers", "1", *extra, timeout=20)
+        assert r.returncode == 1 and ("wmproxy: cannot write pidfile %s: " % extra[-1]).encode() \
+            in r.stderr, (extra, r)
+        assert refused(port)

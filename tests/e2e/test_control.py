@@ -4,8 +4,14 @@
 
 import http.client
 import json
+import os
+import shutil
+import signal
 import socket
+import subprocess
 import threading
+
+import pytest
 
 from conftest import BIN
 from helpers import control as ctl
@@ -375,3 +381,59 @@ def test_control_on_ipv6(wmproxy, tmp_path):
     assert wait_port("::1", cport, 5)
     r = ctl.run(BIN, "reload", "-c", path)
     assert r.returncode == 0, r
+
+
+def _in_netns(pid, *cmd):
+    return subprocess.run(["nsenter", "-t", str(pid), "-n"] + [str(c) for c in cmd],
+                          capture_output=True, timeout=30)
+
+
+def _ns_api(pid, cport, method, ep, token=None):
+    """(status code, body) of one control API call made inside pid's network
+    namespace."""
+    args = ["curl", "-sS", "-m", "10", "-X", method, "-o", "-", "-w", "\n%{http_code}"]
+    if token:
+        args += ["-H", "Authorization: Bearer " + token]
+    r = _in_netns(pid, *args, "http://127.0.0.1:%d%s" % (cport, ep))
+    body, _, code = r.stdout.decode().rpartition("\n")
+    return int(code or 0), body
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or
+                    not shutil.which("nsenter"), reason="needs root, unshare and nsenter")
+def test_reload_keeps_the_token_of_a_control_api_beyond_loopback(tmp_path):
+    """--control on 0.0.0.0 with the file's control_token: a reload to a file
+    without control_token used to drop the token and leave /stop and /reload
+    open to the whole network (the file alone names 127.0.0.1, so `check`
+    passed). The instance runs in a network namespace of its own, where
+    0.0.0.0 reaches nothing but its loopback."""
+    port, cport = ports(2)
+    path = ctl.write(tmp_path / "wm.toml", conf(cport, port, extra_top='control_token = "t0k"\n'))
+    log = open(tmp_path / "wm.log", "w+b")
+    p = subprocess.Popen(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', BIN,
+                          "run", "-c", path, "--control", "0.0.0.0:%d" % cport],
+                         stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _ns_api(p.pid, cport, "GET", "/status")[0] == 401, 15,
+                   what="the control API in its namespace")
+        ctl.write(path, conf(cport, port))
+        code, body = _ns_api(p.pid, cport, "POST", "/reload", "t0k")
+        assert code == 422 and "beyond loopback" in body and "control_token" in body, body
+        assert _ns_api(p.pid, cport, "GET", "/status")[0] == 401
+        assert _ns_api(p.pid, cport, "POST", "/stop")[0] == 401
+        # a new token is taken at once
+        ctl.write(path, conf(cport, port, extra_top='control_token = "t1k"\n'))
+        assert _ns_api(p.pid, cport, "POST", "/reload", "t0k")[0] == 200
+        assert _ns_api(p.pid, cport, "GET", "/status", "t0k")[0] == 401
+        assert _ns_api(p.pid, cport, "GET", "/status", "t1k")[0] == 200
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+        log.seek(0)
+        out = log.read().decode("utf-8", "replace")
+        log.close()
+    assert "reload refused: control: the control API listens on 0.0.0.0:%d" % cport in out, out
+    assert "Sanitizer" not in out and "runtime error:" not in out, out

@@ -370,3 +370,29 @@ def test_reload_between_tunnel_server_and_proxy_on_one_port(wmproxy, tmp_path):
     reload_via("post", path, cport, p, True, "reloaded")
     ctl.wait_until(lambda: _listening_sockets(port) == 1, 5, what="worker 0's socket only")
     assert p.alive()
+
+
+def test_reload_moves_the_log_file(wmproxy, tmp_path):
+    """A reload that named another log_file went on writing to the old one
+    (until a SIGUSR1 happened to open the new one), and one in a directory
+    that does not exist was taken without a word. The new file is opened at
+    the reload, and one that cannot be opened refuses the reload."""
+    port, cport = free_ports(2)
+    one, two = tmp_path / "one.log", tmp_path / "two.log"
+    path = ctl.write(tmp_path / "l.toml", 'log_file = "one.log"\n' + conf(cport, port))
+    wmproxy(["run", "-c", path], port=port)
+    ctl.wait_until(lambda: one.exists() and "listening on" in one.read_text(), 10, what="one.log")
+
+    ctl.write(path, 'log_file = "none/two.log"\n' + conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload")
+    assert code == 422 and "log_file: cannot open log file %s: No such file or directory" % (
+        tmp_path / "none" / "two.log") in doc["message"], doc
+    ctl.wait_until(lambda: "reload refused: log_file: cannot open" in one.read_text(), 10,
+                   what="the refusal in one.log")
+
+    ctl.write(path, 'log_file = "two.log"\n' + conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload")
+    assert code == 200, doc
+    ctl.wait_until(lambda: two.exists() and "reloaded %s" % path in two.read_text(), 10,
+                   what="the reload line in two.log")
+    assert "reloaded" not in one.read_text()

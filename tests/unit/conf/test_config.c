@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/config.h"
@@ -806,6 +807,7 @@ static void test_truncated(void **state)
  * file that does not validate (or does not parse). */
 static void test_peek_control(void **state)
 {
+    char why[256];
     static const struct {
         const char *sfx;
         const char *text;
@@ -835,7 +837,9 @@ static void test_peek_control(void **state)
         assert_non_null(f);
         fputs(cases[i].text, f);
         fclose(f);
-        assert_int_equal(wm_conf_peek_control(path, addr, sizeof(addr), token, sizeof(token)), 0);
+        assert_int_equal(wm_conf_peek_control(path, addr, sizeof(addr), token, sizeof(token),
+                                              why, sizeof(why)),
+                         0);
         unlink(path);
         assert_string_equal(addr, cases[i].addr);
         assert_string_equal(token, cases[i].token);
@@ -843,8 +847,18 @@ static void test_peek_control(void **state)
     char addr[64] = "keep";
     char token[64] = "keep";
     assert_int_equal(wm_conf_peek_control("/nonexistent/x.toml", addr, sizeof(addr), token,
-                                          sizeof(token)),
+                                          sizeof(token), why, sizeof(why)),
                      -1);
+    assert_non_null(strstr(why, "No such file"));
+    /* A FIFO would block the reader until a writer came: refused at once. */
+    char fifo[64];
+    snprintf(fifo, sizeof(fifo), "/tmp/wm-test-peek-fifo-%d.toml", (int)getpid());
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(wm_conf_peek_control(fifo, addr, sizeof(addr), token, sizeof(token), why,
+                                          sizeof(why)),
+                     -1);
+    unlink(fifo);
+    assert_string_equal(why, "cannot read: not a regular file");
 }
 
 /* allow_ports lists: frp's form, strict. */
