@@ -325,6 +325,24 @@ def test_ranges_single_multi_if_range_416(srv, tree):
     assert st == 206
 
 
+def test_multipart_with_a_long_content_type(wmproxy, tmp_path, tree):
+    """Part heads were formatted into a 512-byte stack buffer and added with
+    the untruncated length: a long ext_mimetype read past it (stack bytes
+    sent to the client, an ASan report)."""
+    ctype = "application/x-" + "a" * 600
+    port = start_conf(wmproxy, tmp_path, '{ root = "%s", ext_mimetype = { bin = "%s", '
+                      'txt = "%s" } }' % (tree, ctype, ctype), name="longtype.toml")
+    data = open(tree / "data.bin", "rb").read()
+    for path, want in (("/data.bin", data), ("/hello.txt", b"hello world\n")):  # streamed, memory
+        st, hd, body = get(port, path, {"Range": "bytes=0-1,4-6"})
+        assert st == 206 and int(hd["content-length"]) == len(body)
+        b = hd["content-type"].split("boundary=")[1].encode()
+        assert body == (b"--%s\r\nContent-Type: %s\r\nContent-Range: bytes 0-1/%d\r\n\r\n%s"
+                        b"\r\n--%s\r\nContent-Type: %s\r\nContent-Range: bytes 4-6/%d\r\n\r\n%s"
+                        b"\r\n--%s--\r\n" % (b, ctype.encode(), len(want), want[0:2],
+                                             b, ctype.encode(), len(want), want[4:7], b))
+
+
 def test_index_redirect_and_403_directory(srv):
     st, _, body = get(srv, "/")
     assert (st, body) == (200, b"<html><body>home</body></html>\n")
