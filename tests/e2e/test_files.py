@@ -164,6 +164,21 @@ def test_config_errors_are_positioned(tmp_path):
                 '[[http.server.location]]\nrule = "/"\nfile_server = { precompressed = ["lzma"] }\n')
     r = subprocess.run([BIN, "check", "-c", bad], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "unknown coding" in r.stderr, r.stderr
+    # values sent as header values: a CR/LF would inject a header (check said valid)
+    for kv, key in (('ext_mimetype = { md = "text/x\\r\\nSet-Cookie: a=b" }', "ext_mimetype.md"),
+                    ('default_mimetype = "a/b\\nX: y"', "default_mimetype"),
+                    ('charset = "utf-8\\r\\nX: y"', "charset"),
+                    ('cache_control = "no-cache\\nX: y"', "cache_control")):
+        bad = write(tmp_path / "d.toml", '[http]\n[[http.server]]\nbind_addr = "127.0.0.1:1"\n'
+                    '[[http.server.location]]\nrule = "/"\nfile_server = { root = "%s", %s }\n'
+                    % (tmp_path, kv))
+        r = subprocess.run([BIN, "check", "-c", bad], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1, r.stderr
+        assert "d.toml:6:" in r.stderr and "file_server.%s: the value has a control" % key \
+            in r.stderr, r.stderr
+    r = subprocess.run([BIN, "file-server", "-l", "127.0.0.1:1", "-e", "md=text/x\r\nA: b"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "ext_mimetype.md: the value has a control" in r.stderr
 
 
 # ---- 2. the command ----
