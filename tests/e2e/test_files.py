@@ -496,6 +496,28 @@ def test_body_goes_by_sendfile(wmproxy, tmp_path, tree):
     assert "sendfile(" in err, err
 
 
+def test_h2_client_that_reads_nothing_holds_little_memory(wmproxy, tmp_path, tree):
+    """Over h2c a file body goes through a bufferevent pair that hands each
+    write on at once: the pump never saw its output fill and read the whole
+    file into memory in one go (200 MB of RSS per stream for a client that
+    reads nothing)."""
+    from helpers.control import rss_kb
+    from helpers.h2client import Client
+    from helpers.net import holds_during
+    with open(tree / "huge.bin", "wb") as f:
+        f.truncate(200 << 20)                                     # sparse: no disk used
+    port = free_port()
+    p = wmproxy(["file-server", "-r", str(tree), "-l", "127.0.0.1:%d" % port, "--workers", "1"],
+                port=port)
+    c = Client(port)
+    c.get("/hello.txt")                                           # warmed up: h2c is served
+    base = rss_kb(p.p.pid)
+    for _ in range(2):
+        c.request("/huge.bin")                                    # and never read
+    assert holds_during(lambda: rss_kb(p.p.pid) < base + 64 * 1024, 3, what="bounded memory")
+    c.close()
+
+
 def test_open_file_cache_sees_changes(srv, tree):
     assert get(srv, "/hello.txt")[2] == b"hello world\n"
     write(tree / "hello.txt", "HELLO WORLD\n")                             # same size
