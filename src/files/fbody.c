@@ -32,29 +32,40 @@ static uint64_t range_len(const struct wm_files_range *r)
     return r->last - r->first + 1;
 }
 
-/* The head of part i of a multipart body. */
-static int part_head(const struct wm_files_req *q, int i, char *buf, size_t cap)
+/* The head of part i of a multipart body, added to out (NULL: only
+ * measured); its length. No fixed buffer: the Content-Type may be a long
+ * ext_mimetype or default_mimetype. */
+#define PART_HEAD_FMT \
+    "%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n"
+static size_t part_head(const struct wm_files_req *q, int i, struct evbuffer *out)
 {
-    return snprintf(buf, cap, "%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n",
-                    i == 0 ? "" : "\r\n", q->boundary, q->ctype,
-                    (unsigned long long)q->ranges[i].first, (unsigned long long)q->ranges[i].last,
-                    (unsigned long long)q->ent->st.st_size);
+    const char *sep = i == 0 ? "" : "\r\n";
+    unsigned long long first = q->ranges[i].first;
+    unsigned long long last = q->ranges[i].last;
+    unsigned long long size = (unsigned long long)q->ent->st.st_size;
+    int n = out != NULL ? evbuffer_add_printf(out, PART_HEAD_FMT, sep, q->boundary, q->ctype,
+                                              first, last, size)
+                        : snprintf(NULL, 0, PART_HEAD_FMT, sep, q->boundary, q->ctype, first,
+                                   last, size);
+
+    return n > 0 ? (size_t)n : 0;
 }
 
-static int trailer(const struct wm_files_req *q, char *buf, size_t cap)
+static size_t trailer(const struct wm_files_req *q, struct evbuffer *out)
 {
-    return snprintf(buf, cap, "\r\n--%s--\r\n", q->boundary);
+    int n = out != NULL ? evbuffer_add_printf(out, "\r\n--%s--\r\n", q->boundary)
+                        : snprintf(NULL, 0, "\r\n--%s--\r\n", q->boundary);
+
+    return n > 0 ? (size_t)n : 0;
 }
 
 void files_multipart_mem(struct wm_files_req *q)
 {
-    char h[512];
-
     for (int i = 0; i < q->nranges; i++) {
-        evbuffer_add(q->body, h, (size_t)part_head(q, i, h, sizeof(h)));
+        part_head(q, i, q->body);
         evbuffer_add(q->body, q->ent->data + q->ranges[i].first, range_len(&q->ranges[i]));
     }
-    evbuffer_add(q->body, h, (size_t)trailer(q, h, sizeof(h)));
+    trailer(q, q->body);
 }
 
 /* ---- rate limit ---- */
@@ -142,16 +153,14 @@ static bool add_bytes(struct wm_files_req *q, struct evbuffer *out, uint64_t off
 
 static enum wm_hfwd_pump pump_ranges(struct wm_files_req *q, struct evbuffer *out)
 {
-    char h[512];
-
     if (q->cur >= q->nranges) {
         if (q->multipart) {
-            evbuffer_add(out, h, (size_t)trailer(q, h, sizeof(h)));
+            trailer(q, out);
         }
         return WM_HFWD_PUMP_DONE;
     }
     if (q->multipart && !q->in_part) {
-        evbuffer_add(out, h, (size_t)part_head(q, q->cur, h, sizeof(h)));
+        part_head(q, q->cur, out);
         q->in_part = true;
         q->pos = q->ranges[q->cur].first;
     }
@@ -231,7 +240,6 @@ static enum wm_hfwd_pump pump(void *arg, struct evbuffer *out)
 unsigned long long files_body_plan(struct wm_files_req *q, bool gzip)
 {
     unsigned long long len = 0;
-    char h[512];
 
     q->plain = wm_hfwd_plain(q->f);
     q->start_ms = wm_now_ms();
@@ -251,11 +259,11 @@ unsigned long long files_body_plan(struct wm_files_req *q, bool gzip)
     for (int i = 0; i < q->nranges; i++) {
         len += range_len(&q->ranges[i]);
         if (q->multipart) {
-            len += (unsigned long long)part_head(q, i, h, sizeof(h));
+            len += part_head(q, i, NULL);
         }
     }
     if (q->multipart) {
-        len += (unsigned long long)trailer(q, h, sizeof(h));
+        len += trailer(q, NULL);
     }
     q->pos = q->nranges > 0 ? q->ranges[0].first : 0;
     q->stream.length = len;

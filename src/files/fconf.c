@@ -13,6 +13,7 @@
 
 #include "conf/config_http.h"
 #include "core/err.h"
+#include "core/util.h"
 #include "files/files_int.h"
 
 static atomic_ullong next_gen = 1;
@@ -92,6 +93,33 @@ static int open_root(struct wm_files *fs, const char *root, const char *dir, con
     return 0;
 }
 
+/* Values that go into response headers as they are: a CR or LF would end
+ * the header and start one the configuration never named. */
+static int header_values(const struct wm_conf_files *c, const char *key, struct wm_err *err)
+{
+    const char *const v[] = {c->default_mimetype, c->charset, c->cache_control};
+    const char *const name[] = {"default_mimetype", "charset", "cache_control"};
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        if (v[i] != NULL && !wm_field_value_ok(v[i], strlen(v[i]))) {
+            return wm_err_set(err, NULL, 0, 0, key,
+                              "file_server.%s: the value has a control character (CR, LF, "
+                              "NUL...)",
+                              name[i]);
+        }
+    }
+    for (size_t i = 0; i < c->next_mimetype; i++) {
+        const char *t = c->ext_mimetype[i].value;
+        if (!wm_field_value_ok(t, strlen(t))) {
+            return wm_err_set(err, NULL, 0, 0, key,
+                              "file_server.ext_mimetype.%s: the value has a control character "
+                              "(CR, LF, NUL...)",
+                              c->ext_mimetype[i].key);
+        }
+    }
+    return 0;
+}
+
 static int mimes(struct wm_files *fs, const struct wm_conf_files *c, const char *key,
                  struct wm_err *err)
 {
@@ -129,7 +157,8 @@ struct wm_files *wm_files_new(const struct wm_conf_files *c, const struct wm_fil
     fs->gen = atomic_fetch_add(&next_gen, 1);
     fs->rootfd = -1;
     if (open_root(fs, c->root != NULL ? c->root : w->loc_root, w->conf_dir, key, err) < 0 ||
-        codings(fs, c, key, err) < 0 || mimes(fs, c, key, err) < 0) {
+        codings(fs, c, key, err) < 0 || header_values(c, key, err) < 0 ||
+        mimes(fs, c, key, err) < 0) {
         wm_files_free(fs);
         return NULL;
     }

@@ -104,8 +104,9 @@ enum {
  * A Range header value against a file of `size` bytes (RFC 9110 14.1.2):
  * "bytes=0-99", "bytes=-500", "bytes=9500-", lists. Returns the number of
  * satisfiable ranges written to out (at most max, clamped to the file),
- * WM_FILES_RANGE_NONE for a malformed header, another unit, or more than
- * max ranges, or WM_FILES_RANGE_UNSATISFIABLE.
+ * WM_FILES_RANGE_NONE for a malformed header, another unit, more than
+ * max ranges, or ranges that together ask for more bytes than the file
+ * has (they overlap), or WM_FILES_RANGE_UNSATISFIABLE.
  */
 int wm_files_range_parse(const char *v, size_t n, uint64_t size, struct wm_files_range *out,
                          int max);

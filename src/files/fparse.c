@@ -187,6 +187,7 @@ int wm_files_range_parse(const char *v, size_t n, uint64_t size, struct wm_files
     const char *e = v + n;
     int count = 0;
     int specs = 0;
+    uint64_t total = 0;
 
     p = skip_ows(p, e);
     if ((size_t)(e - p) < 6 || strncasecmp(p, "bytes=", 6) != 0) {
@@ -216,6 +217,14 @@ int wm_files_range_parse(const char *v, size_t n, uint64_t size, struct wm_files
             return WM_FILES_RANGE_NONE;
         }
         if (k > 0) {
+            /* overlapping ranges asking for more bytes than the file has
+             * would multiply the answer (32 x "0-"): the whole file instead
+             * (RFC 9110 17.15, as nginx) */
+            uint64_t len = r.last - r.first + 1;
+            if (len > size - total) {
+                return WM_FILES_RANGE_NONE;
+            }
+            total += len;
             out[count++] = r;
         }
     }

@@ -440,7 +440,10 @@ static int route_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
         return text_answer(q, t, 403, "forbidden: not a regular file");
     }
     if (dir) {
-        return not_found(q, t, req, head); /* "file/" is not the file */
+        /* "file/" is not the file; path404 may take q->ent's place */
+        files_entry_put(e);
+        q->ent = NULL;
+        return not_found(q, t, req, head);
     }
     return serve_file(q, t, req, e, rel, 200, head);
 }

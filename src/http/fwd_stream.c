@@ -100,7 +100,12 @@ void wm_hfwd_stream_resume(struct wm_hfwd *f)
 static enum wm_hfwd_pump pump_once(struct wm_hfwd *f, struct evbuffer *out, size_t *added)
 {
     const struct wm_hfwd_stream *s = f->w->t.stream;
-    struct evbuffer *dst = f->stream_chunked ? f->w->scratch : out;
+    /* The output of a pair (an HTTP/2 stream) or of TLS hands bytes on as
+     * they are added, so they are gathered in scratch to be counted (and
+     * chunk-framed); only a plain socket's output keeps what it is given
+     * (file segments for sendfile, which scratch would read into memory). */
+    bool gather = f->stream_chunked || !wm_bev_is_plain_socket(f->c->bev);
+    struct evbuffer *dst = gather ? f->w->scratch : out;
     size_t before = evbuffer_get_length(dst);
     enum wm_hfwd_pump r = s->pump(s->arg, dst);
     size_t n = evbuffer_get_length(dst) - before;
@@ -113,6 +118,8 @@ static enum wm_hfwd_pump pump_once(struct wm_hfwd *f, struct evbuffer *out, size
         evbuffer_remove_buffer(f->w->scratch, out, n);
         evbuffer_add(out, "\r\n", 2);
         framing = (size_t)k + 2;
+    } else if (gather && n > 0) {
+        evbuffer_remove_buffer(f->w->scratch, out, n);
     }
     if (f->stream_chunked && r == WM_HFWD_PUMP_DONE) {
         evbuffer_add(out, "0\r\n\r\n", 5);
@@ -127,12 +134,17 @@ static enum wm_hfwd_pump pump_once(struct wm_hfwd *f, struct evbuffer *out, size
 void hf_stream_pump(struct wm_hfwd *f, bool in_loop)
 {
     struct evbuffer *out = bufferevent_get_output(f->c->bev);
+    /* A bufferevent pair (an HTTP/2 stream) hands each write to its partner
+     * at once, so out never fills: at most WM_HTTP_STREAM_LOW bytes per
+     * call, the (deferred) write callback comes back for more once the
+     * partner took them, and stops coming while it does not. */
+    size_t budget = WM_HTTP_STREAM_LOW;
 
-    while (f->state == HF_STREAM && evbuffer_get_length(out) < WM_HTTP_STREAM_LOW) {
+    while (f->state == HF_STREAM && evbuffer_get_length(out) < WM_HTTP_STREAM_LOW && budget > 0) {
         size_t added;
         enum wm_hfwd_pump r = pump_once(f, out, &added);
 
-        (void)added;
+        budget -= added < budget ? added : budget;
 
         switch (r) {
         case WM_HFWD_PUMP_DONE:

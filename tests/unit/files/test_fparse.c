@@ -117,6 +117,12 @@ static void test_range(void **state)
         {"bytes 0-1", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
         {"bytes=99999999999999999999-", 1000, WM_FILES_RANGE_NONE, {{0, 0}}}, /* overflow */
         {"bytes=18446744073709551615-", 1000, WM_FILES_RANGE_UNSATISFIABLE, {{0, 0}}},
+        /* overlapping ranges asking for more than the file: the whole file */
+        {"bytes=0-,0-", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
+        {"bytes=0-599,400-", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
+        {"bytes=-600,0-500", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
+        {"bytes=0-499,-500", 1000, 2, {{0, 499}, {500, 999}}},  /* exactly the file: fine */
+        {"bytes=0-1,1-2", 1000, 2, {{0, 1}, {1, 2}}},            /* small overlap: fine */
     };
     struct wm_files_range r[WM_FILES_MAX_RANGES];
 
