@@ -8,7 +8,7 @@ BUILD="gcc make pkg-config libevent-dev libssl-dev node-llhttp libyaml-dev libpc
 zlib1g-dev libhiredis-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-websockets python3-h2 iperf3 curl openssl nghttp2-client
 clang libclang-rt-14-dev libcap2-bin python3-prometheus-client prometheus chromium wget strace
-systemd man-db logrotate redis-server"
+systemd man-db logrotate redis-server iproute2 util-linux"
 BENCH="wrk tinyproxy microsocks dante-server nginx libnginx-mod-stream socat haproxy stunnel4 iperf3 openssh-server
 openssh-client procps"
 DEB="debhelper dpkg-dev fakeroot lintian"

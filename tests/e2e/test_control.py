@@ -399,8 +399,21 @@ def _ns_api(pid, cport, method, ep, token=None):
     return int(code or 0), body
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or
-                    not shutil.which("nsenter"), reason="needs root, unshare and nsenter")
+def _netns_usable():
+    """Can this machine give a process a network namespace of its own with
+    its loopback up? (root, unshare, nsenter and ip, and a kernel or
+    container that allows it)"""
+    if os.geteuid() != 0 or not all(shutil.which(c) for c in ("unshare", "nsenter", "ip")):
+        return False
+    try:
+        return subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"],
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _netns_usable(),
+                    reason="needs a network namespace of its own (root, unshare, nsenter, ip)")
 def test_reload_keeps_the_token_of_a_control_api_beyond_loopback(tmp_path):
     """--control on 0.0.0.0 with the file's control_token: a reload to a file
     without control_token used to drop the token and leave /stop and /reload
