@@ -409,10 +409,15 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
         return -1;
     }
     /* Committed: listeners now hand new connections to the new services. */
-    if (a->control_addr[0] != '\0' && strcmp(a->control_addr, nc->control) != 0 &&
-        !a->o->control_set) {
+    if (a->control_addr[0] != '\0' && !nc->disable_control &&
+        strcmp(a->control_addr, nc->control) != 0 && !a->o->control_set) {
         wm_log(WM_LOG_WARN, 0, "reload: control address change to %s needs a restart",
                nc->control);
+    }
+    if (!a->o->disable_control_set && nc->disable_control != (a->control_addr[0] == '\0')) {
+        wm_log(WM_LOG_WARN, 0, "reload: disable_control = %s needs a restart (the control API %s)",
+               nc->disable_control ? "true" : "false",
+               a->control_addr[0] != '\0' ? "stays on" : "stays off");
     }
     if (nc->workers != a->conf->workers && !a->o->workers_set) {
         wm_log(WM_LOG_WARN, 0, "reload: worker count change needs a restart");

@@ -475,12 +475,35 @@ static const struct wm_ckey top_keys[] = {
     {.name = NULL},
 };
 
+/* A token a client can send: an Authorization header value loses spaces
+ * at its ends and cannot hold control characters. */
+static bool token_sendable(const char *tok)
+{
+    size_t n = strlen(tok);
+
+    if (n > 0 && (tok[0] == ' ' || tok[n - 1] == ' ')) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)tok[i] < 0x20 || tok[i] == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* A control API anyone can reach must ask for a token. */
 static void control_validate(struct wm_cctx *ctx, const struct wm_conf *c,
                              const struct wm_cval *t)
 {
     const struct wm_cval *v = wm_cval_get(t, "control");
 
+    if (c->control_token != NULL && !token_sendable(c->control_token)) {
+        wm_cctx_error(ctx, wm_cval_get(t, "control_token"), "control_token",
+                      "no client could send it: a token has no spaces at its ends and no "
+                      "control characters (an Authorization header cannot carry them)");
+        return;
+    }
     if (v == NULL || c->disable_control || c->control == NULL ||
         (c->control_token != NULL && c->control_token[0] != '\0') ||
         wm_addr_listen_is_loopback(c->control)) {

@@ -396,3 +396,18 @@ def test_reload_moves_the_log_file(wmproxy, tmp_path):
     ctl.wait_until(lambda: two.exists() and "reloaded %s" % path in two.read_text(), 10,
                    what="the reload line in two.log")
     assert "reloaded" not in one.read_text()
+
+
+def test_reload_says_disable_control_needs_a_restart(wmproxy, tmp_path):
+    """Turning the control API off (or on) in the file cannot be done by a
+    reload: it was taken without a word; now the reload says so, and the API
+    stays as it was."""
+    port, cport = free_ports(2)
+    path, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    ctl.write(path, "disable_control = true\n" + conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload")
+    assert code == 200, doc
+    ctl.wait_until(lambda: "reload: disable_control = true needs a restart (the control API "
+                   "stays on)" in p.log(), 10, what="the warning")
+    assert "control address change" not in p.log()
+    assert ctl.status(cport)["reload"]["ok"] == 1
