@@ -15,6 +15,8 @@
 #include "app/app.h"
 #include "app/app_int.h"
 #include "conf/config.h"
+#include "conf/cval.h"
+#include "conf/yaml.h"
 #include "control/client.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -290,23 +292,19 @@ int wm_app_remote(const char *what, const char *config, const char *url, const c
         fprintf(stderr, "wmproxy: %s: %s\n", what, body);
         return 1;
     }
-    /* The answer is {"ok":..,"message":".."}: print the message as text. */
+    /* The answer is {"ok":..,"message":".."} (JSON, which YAML reads):
+     * print the message as text, its escapes decoded. */
+    struct wm_err err;
+    struct wm_cval *doc = wm_yaml_parse(body, strlen(body), "answer", &err);
+    const struct wm_cval *mv = doc != NULL ? wm_cval_get(doc, "message") : NULL;
+    const char *m = mv != NULL ? wm_cval_str(mv, NULL) : NULL;
     char text[8192];
-    const char *m = strstr(body, "\"message\":\"");
-    size_t o = 0;
     if (m != NULL) {
-        for (m += 11; *m != '\0' && *m != '"' && o < sizeof(text) - 1; m++) {
-            if (*m == '\\' && m[1] != '\0') {
-                m++;
-                text[o++] = *m == 'n' ? '\n' : (*m == 't' ? '\t' : *m);
-            } else {
-                text[o++] = *m;
-            }
-        }
-        text[o] = '\0';
+        snprintf(text, sizeof(text), "%s", m);
     } else {
         snprintf(text, sizeof(text), "HTTP %d: %.8000s", status, body);
     }
+    wm_cval_free(doc);
     fprintf(status == 200 ? stdout : stderr, "%s%s\n", status == 200 ? "" : "wmproxy: ", text);
     return status == 200 ? 0 : 1;
 }
