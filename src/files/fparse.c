@@ -126,7 +126,9 @@ static const char *skip_ows(const char *p, const char *e)
     return p;
 }
 
-/* Digits at *p into *v (no overflow). false when none or too large. */
+/* Digits at *p into *v, which stops at UINT64_MAX (a position beyond any
+ * file: RFC 9110 14.1.1 reads a last-pos past the end as the end, a
+ * first-pos past it as unsatisfiable). false when there are none. */
 static bool read_u64(const char **p, const char *e, uint64_t *v)
 {
     const char *s = *p;
@@ -134,10 +136,7 @@ static bool read_u64(const char **p, const char *e, uint64_t *v)
 
     while (*p < e && **p >= '0' && **p <= '9') {
         unsigned d = (unsigned)(**p - '0');
-        if (x > (UINT64_MAX - d) / 10) {
-            return false;
-        }
-        x = x * 10 + d;
+        x = x > (UINT64_MAX - d) / 10 ? UINT64_MAX : x * 10 + d;
         (*p)++;
     }
     *v = x;

@@ -115,7 +115,11 @@ static void test_range(void **state)
         {"bytes=1", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
         {"items=0-1", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
         {"bytes 0-1", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
-        {"bytes=99999999999999999999-", 1000, WM_FILES_RANGE_NONE, {{0, 0}}}, /* overflow */
+        /* positions beyond 64 bits are past any end */
+        {"bytes=99999999999999999999-", 1000, WM_FILES_RANGE_UNSATISFIABLE, {{0, 0}}},
+        {"bytes=0-99999999999999999999", 1000, 1, {{0, 999}}},
+        {"bytes=10-99999999999999999999999999999999", 1000, 1, {{10, 999}}},
+        {"bytes=-99999999999999999999", 1000, 1, {{0, 999}}},
         {"bytes=18446744073709551615-", 1000, WM_FILES_RANGE_UNSATISFIABLE, {{0, 0}}},
         /* overlapping ranges asking for more than the file: the whole file */
         {"bytes=0-,0-", 1000, WM_FILES_RANGE_NONE, {{0, 0}}},
