@@ -60,14 +60,16 @@ void wm_files_free(struct wm_files *fs); /* NULL is a no-op */
 
 /*
  * Answer a request for `path` (already %-decoded and normalised by the
- * reverse proxy; query cut off). `url` is the request-target as sent (for
- * redirects). Fills t (local_* and maybe stream) and returns
+ * reverse proxy; query cut off). `rewritten`: path is a try_paths
+ * candidate, not the request's own path; a directory's slash redirect then
+ * names it (as nginx's internal redirect does), else the request-target as
+ * sent. Fills t (local_* and maybe stream) and returns
  * WM_HFWD_LOCAL or WM_HFWD_STREAM with *out set (the caller owns it and
  * frees it with wm_files_req_free() after the engine released t), or an
  * HTTP status >= 400 with *detail (no *out).
  */
 int wm_files_serve(const struct wm_files *fs, struct wm_hfwd *f, struct wm_http_head *req,
-                   const char *path, size_t plen, struct wm_hfwd_target *t,
+                   const char *path, size_t plen, bool rewritten, struct wm_hfwd_target *t,
                    struct wm_files_req **out, const char **detail);
 void wm_files_req_free(struct wm_files_req *q); /* NULL is a no-op */
 

@@ -345,15 +345,34 @@ static int open_error(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
 
 /* A directory asked for without its slash: 301 to the slash form. The
  * client's own target is reused (still %-encoded); a leading "//" would
- * be another host. */
+ * be another host. A try_paths candidate (rewritten) is named instead,
+ * %-encoded, with the request's query: the client's own path plus a slash
+ * would come back to the same candidate, a slash longer each time. */
 static int redirect_slash(struct wm_files_req *q, struct wm_hfwd_target *t,
-                          struct wm_http_head *req)
+                          struct wm_http_head *req, const char *path, size_t plen,
+                          bool rewritten)
 {
+    static const char hex[] = "0123456789ABCDEF";
     size_t n;
     const char *url = wm_http_head_url(req, &n);
     const char *qm = memchr(url, '?', n);
     size_t pl = qm != NULL ? (size_t)(qm - url) : n;
 
+    if (rewritten) {
+        evbuffer_add(q->hdrs, "Location: ", 10);
+        for (size_t i = 0; i < plen; i++) {
+            unsigned char ch = (unsigned char)path[i];
+            if ((i == 1 && ch == '/' && path[0] == '/') || ch <= 0x20 || ch >= 0x7f ||
+                strchr("\"#%<>?[\\]^`{|}", ch) != NULL) {
+                char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+                evbuffer_add(q->hdrs, e, 3);
+            } else {
+                evbuffer_add(q->hdrs, &path[i], 1);
+            }
+        }
+        evbuffer_add_printf(q->hdrs, "/%.*s\r\n", (int)(n - pl), url + pl);
+        return text_answer(q, t, 301, "moved permanently");
+    }
     while (pl > 1 && url[0] == '/' && url[1] == '/') {
         url++;
         pl--;
@@ -410,7 +429,7 @@ static int serve_dir(struct wm_files_req *q, struct wm_hfwd_target *t, struct wm
 /* ---- the entry points ---- */
 
 static int route_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct wm_http_head *req,
-                      const char *path, size_t plen, bool head)
+                      const char *path, size_t plen, bool rewritten, bool head)
 {
     const struct wm_files *fs = q->fs;
     char rel[MAX_REL];
@@ -434,7 +453,7 @@ static int route_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
     }
     q->ent = e;
     if (S_ISDIR(e->st.st_mode)) {
-        return dir ? serve_dir(q, t, req, e, rel, path, plen, head) : redirect_slash(q, t, req);
+        return dir ? serve_dir(q, t, req, e, rel, path, plen, head) : redirect_slash(q, t, req, path, plen, rewritten);
     }
     if (!S_ISREG(e->st.st_mode)) {
         return text_answer(q, t, 403, "forbidden: not a regular file");
@@ -449,7 +468,7 @@ static int route_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
 }
 
 int wm_files_serve(const struct wm_files *fs, struct wm_hfwd *f, struct wm_http_head *req,
-                   const char *path, size_t plen, struct wm_hfwd_target *t,
+                   const char *path, size_t plen, bool rewritten, struct wm_hfwd_target *t,
                    struct wm_files_req **out, const char **detail)
 {
     struct wm_files_req *q = calloc(1, sizeof(*q));
@@ -469,7 +488,7 @@ int wm_files_serve(const struct wm_files *fs, struct wm_hfwd *f, struct wm_http_
         evbuffer_add(q->hdrs, "Allow: GET, HEAD\r\n", 18);
         return text_answer(q, t, 405, "method not allowed");
     }
-    r = route_file(q, t, req, path, plen, head);
+    r = route_file(q, t, req, path, plen, rewritten, head);
     if (r != WM_HFWD_LOCAL && r != WM_HFWD_STREAM) {
         *detail = "out of memory";
     }

@@ -333,10 +333,10 @@ static int local_rules(struct rv_req *q, struct wm_hfwd_target *t)
 }
 
 /* The handler of l for this request (path: normalised, url: as sent, or
- * the try_paths candidate). */
+ * the try_paths candidate; rewritten: path is a try_paths candidate). */
 static int dispatch(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *t,
                     const char *path, size_t plen, const char *url, size_t ulen,
-                    const char **detail)
+                    bool rewritten, const char **detail)
 {
     const struct rv_location *l = q->loc;
     const struct rv_service *s = (const struct rv_service *)c->svc;
@@ -347,8 +347,8 @@ static int dispatch(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_target *
         snprintf(t->log, sizeof(t->log), "static");
         return local_answer(q, t, 200, l->static_body);
     case RV_H_FILES: {
-        int r = wm_files_serve(l->files, q->f, wm_hfwd_request(q->f), path, plen, t, &q->files,
-                               detail);
+        int r = wm_files_serve(l->files, q->f, wm_hfwd_request(q->f), path, plen, rewritten, t,
+                               &q->files, detail);
         if (r == WM_HFWD_LOCAL || r == WM_HFWD_STREAM) {
             local_rules(q, t);
         }
@@ -423,7 +423,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     t->up_write_ms = l->up_write_ms;
     if (tried && l->handler == RV_H_PROXY) {
         /* the candidate is what goes upstream (no query: as nginx's try_files URI) */
-        r = dispatch(q, c, t, path, plen, path, plen, detail);
+        r = dispatch(q, c, t, path, plen, path, plen, true, detail);
         if (r == 0 && t->path == NULL) {
             memcpy(q->path, path, plen);
             t->path = q->path;
@@ -431,7 +431,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         }
         return r;
     }
-    return dispatch(q, c, t, path, plen, url, ulen, detail);
+    return dispatch(q, c, t, path, plen, url, ulen, tried, detail);
 }
 
 static void release(struct wm_hfwd_target *t)

@@ -665,6 +665,31 @@ def test_try_paths_rewrites_and_falls_back(wmproxy, tmp_path, tree):
     assert st == 410                                                       # =CODE
 
 
+def test_try_paths_to_a_directory_redirects_to_the_candidate(wmproxy, tmp_path, tree):
+    """A candidate that is a directory without its slash is redirected to
+    the candidate's slash form (nginx's internal redirect does the same),
+    %-encoded, with the request's query. It was the client's own path plus a
+    slash, which came back to the same candidate: /a/b/, /a/b//, ... for ever."""
+    os.makedirs(tree / "d\u00e9 x", exist_ok=True)
+    write(tree / "d\u00e9 x" / "index.html", "accent\n")
+    port = free_port()
+    text = ('disable_control = true\n[http]\n[[http.server]]\nbind_addr = "127.0.0.1:%d"\n'
+            '[[http.server.location]]\nrule = "/w"\nfile_server = { root = "%s", prefix = "/w" }\n'
+            'try_paths = "{path} /w/sub"\n'
+            '[[http.server.location]]\nrule = "/"\nfile_server = { root = "%s" }\n'
+            'try_paths = "{path} /d\u00e9%%20x"\n' % (port, tree, tree))
+    wmproxy(["run", "-c", write(tmp_path / "t.toml", text)], port=port)
+    for path in ("/w/no/such", "/w/no/such/"):
+        st, hdrs, _ = get(port, path + "?q=1")
+        assert st == 301 and hdrs["location"] == "/w/sub/?q=1", (path, st, hdrs)
+    assert get(port, "/w/sub/?q=1")[2] == b"<p>sub index</p>\n"
+    st, hdrs, _ = get(port, "/w/sub")                       # the client's own path: as sent
+    assert st == 301 and hdrs["location"] == "/w/sub/", hdrs
+    st, hdrs, _ = get(port, "/nothing")
+    assert st == 301 and hdrs["location"] == "/d%C3%A9%20x/", hdrs
+    assert get(port, "/d%C3%A9%20x/")[2] == b"accent\n"
+
+
 def test_try_paths_yaml_and_check(wmproxy, tmp_path, tree):
     port = free_port()
     text = ("disable_control: true\nhttp:\n  server:\n    - bind_addr: 127.0.0.1:%d\n"
