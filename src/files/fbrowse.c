@@ -107,8 +107,8 @@ static int read_items(const struct wm_files *fs, int fd, const char *rel, struct
     }
     while ((de = readdir(d)) != NULL && *n < WM_FILES_LIST_MAX) {
         struct stat st;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
-            continue;
+        if (!files_name_fetchable(de->d_name)) {
+            continue; /* ".", "..", and names no request can reach */
         }
         snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
         if (files_hidden(fs, path) || entry_stat(fs, d, de->d_name, path, &st) < 0) {

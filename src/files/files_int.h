@@ -135,5 +135,9 @@ int files_browse(struct wm_files_req *q, struct files_entry *e, const char *rel,
                  const char *url, size_t ulen, bool json);
 /* Is rel hidden (a `hide` entry is a substring of it)? */
 bool files_hidden(const struct wm_files *fs, const char *rel);
+/* Can a request name this directory entry? (A name with a control byte, a
+ * backslash or bytes that are not UTF-8 is refused by the path check, so a
+ * listing leaves it out.) */
+bool files_name_fetchable(const char *name);
 
 #endif

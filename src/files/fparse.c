@@ -75,6 +75,11 @@ static int check_segment(const unsigned char *s, size_t n)
     return 0;
 }
 
+bool files_name_fetchable(const char *name)
+{
+    return check_segment((const unsigned char *)name, strlen(name)) == 0;
+}
+
 int wm_files_path_clean(const char *path, size_t n, const char *prefix, char *out, size_t cap,
                         bool *dir)
 {

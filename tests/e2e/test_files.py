@@ -422,6 +422,24 @@ def test_browse_html_and_json(srv, tree):
         os.remove(tree / "sub-link")
 
 
+def test_browse_leaves_out_names_no_request_can_reach(srv, tree):
+    """Entry names with a control byte, a backslash or bytes that are not
+    UTF-8 are refused by the path check, so a listing does not show them:
+    they were links that answered 404, and raw non-UTF-8 in a page that
+    says charset=utf-8."""
+    d = bytes(tree / "odd")
+    os.makedirs(d, exist_ok=True)
+    for name in (b"ctl\x01.txt", b"back\\slash.txt", b"latin\xe9.txt", b"fine.txt"):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(b"x")
+    st, _, body = get(srv, "/odd/")
+    assert st == 200 and b'href="fine.txt"' in body, body
+    assert b"ctl" not in body and b"back" not in body and b"latin" not in body, body
+    body.decode("utf-8")
+    items = json.loads(get(srv, "/odd/", {"Accept": "application/json"})[2])
+    assert [i["name"] for i in items] == ["fine.txt"], items
+
+
 def test_keep_alive_across_answers(srv):
     s = connect(srv)
     s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\nGET /nothing HTTP/1.1\r\nHost: a\r\n\r\n"
