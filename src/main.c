@@ -464,8 +464,11 @@ static int cmd_run(int argc, char **argv)
         return rc;
     }
     if (next < argc || o.config == NULL) {
-        fprintf(stderr, "wmproxy: %s\n", o.config == NULL ? "run needs -c FILE"
-                                                          : "unexpected argument");
+        if (next < argc) {
+            fprintf(stderr, "wmproxy: unexpected argument \"%s\"\n", argv[next]);
+        } else {
+            fprintf(stderr, "wmproxy: run needs -c FILE\n");
+        }
         wm_cli_usage(&run_cmd, stderr);
         return 2;
     }

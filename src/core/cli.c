@@ -73,7 +73,7 @@ static int set_enum(const struct wm_cli_opt *r, const char *arg, void *dst)
             return 0;
         }
     }
-    fprintf(stderr, "wmproxy: %s\n", r->bad); /* the choices are few: the message names them */
+    fprintf(stderr, "wmproxy: %s, got \"%s\"\n", r->bad, arg); /* bad names the choices */
     return WM_CLI_ERROR;
 }
 
@@ -96,7 +96,11 @@ static int set_value(const struct wm_cli_opt *r, const char *arg, void *obj)
     case WM_CLI_STR:
         *(const char **)dst = arg;
         break;
-    case WM_CLI_BUF:
+    case WM_CLI_BUF: /* an address or a path: empty would silently mean none */
+        if (arg[0] == '\0') {
+            fprintf(stderr, "wmproxy: --%s: needs a value, got \"\"\n", r->name);
+            return WM_CLI_ERROR;
+        }
         snprintf(dst, r->size, "%s", arg);
         break;
     case WM_CLI_TRUE:

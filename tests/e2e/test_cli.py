@@ -32,6 +32,14 @@ def test_bad_flags_exit_2():
         r = run(*args)
         assert r.returncode == 2, (args, r)
         assert r.stderr, args
+    # the message names what was wrong
+    for args, want in ((["proxy", "--mode", "x"], b'--mode: expected server or client, got "x"'),
+                       (["run", "-c", "f.toml", "extra"], b'unexpected argument "extra"'),
+                       (["proxy", "--log-file="], b'--log-file: needs a value, got ""'),
+                       (["proxy", "--pidfile", ""], b'--pidfile: needs a value, got ""'),
+                       (["proxy", "--control", ""], b'--control: needs a value, got ""')):
+        r = run(*args)
+        assert r.returncode == 2 and want in r.stderr, (args, r)
 
 
 def test_bind_errors_exit_1():
