@@ -207,10 +207,15 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
         return 0;
     }
     st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (st != NULL && !st->req_done) {
+    if (st != NULL && !st->req_done && !st->answered_early) {
         /* answered before the whole request came: the rest of it is dropped
-         * (on_data_chunk), or stopped past H2_DISCARD_MAX */
+         * (on_data_chunk), or stopped past H2_DISCARD_MAX; nothing is in
+         * flight, so it holds the connection no longer than the idle limit */
+        struct wm_h2 *h = user;
         st->answered_early = true;
+        if (++h->nearly == h->nstreams) {
+            h2_idle_check(h);
+        }
     }
     return 0;
 }
@@ -411,6 +416,12 @@ static void idle_cb(int fd, short what, void *arg)
     wm_conn_enter(c);
     if (h != NULL && !wm_conn_closed(c)) {
         h->goaway = true;
+        for (struct h2_stream *st = h->streams; st != NULL; st = st->next) {
+            if (st->answered_early) { /* the rest of its request never came */
+                nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+            }
+        }
+        h2_flush(h); /* the resets before the GOAWAY, which goes first and ends the session */
         nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
         h2_flush(h);
     }
@@ -427,7 +438,7 @@ static void linger_cb(int fd, short what, void *arg)
     (void)fd;
     (void)what;
     wm_conn_enter(c);
-    if (h != NULL && !wm_conn_closed(c) && h->nstreams == 0) {
+    if (h != NULL && !wm_conn_closed(c) && h->nstreams == h->nearly) {
         h2v_free_all(h);
         h2s_spares_free(h);
         if (h->c->limits.idle_ms > WM_H2_ENGINE_LINGER_MS) {
@@ -441,7 +452,7 @@ static void linger_cb(int fd, short what, void *arg)
 
 void h2_idle_check(struct wm_h2 *h)
 {
-    if (h->nstreams > 0) {
+    if (h->nstreams > h->nearly) {
         wm_conn_clear_timer(h->c);
         return;
     }

@@ -76,6 +76,7 @@ struct wm_h2 {
     nghttp2_session *s;
     struct h2_stream *streams;
     size_t nstreams;
+    size_t nearly;                 /* of which answered early (nothing in flight; idle) */
     struct wm_h2 *prev, *next;     /* the worker's HTTP/2 connections */
     uint64_t win_start;            /* flood window (coarse ms) */
     unsigned n_settings, n_ping, n_rst, n_empty;

@@ -109,6 +109,7 @@ void h2s_free(struct h2_stream *st)
         st->next->prev = st->prev;
     }
     h->nstreams--;
+    h->nearly -= st->answered_early;
     if (h->nspare_st < WM_H2_SPARE_RECORDS && !h->dying) {
         evbuffer_drain(st->body, evbuffer_get_length(st->body));
         st->next = h->spare_st;

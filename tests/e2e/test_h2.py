@@ -622,6 +622,32 @@ def test_websocket_not_accepted_is_not_a_2xx(wmproxy, tmp_path, cert, origin):
     c.close()
 
 
+def test_a_stream_answered_early_does_not_hold_the_connection(wmproxy, tmp_path, cert, origin):
+    """A stream answered before its request ended (a static answer to an
+    upload, a refused WebSocket) has nothing left in flight: when its client
+    then sends nothing more, it counts as idle, and after client_ka_timeout
+    the stream is reset NO_ERROR and the connection goes with GOAWAY. It
+    used to stay open for ever, with no timer at all."""
+    _, p, s = serve(wmproxy, tmp_path, cert, origin, extra_server='client_ka_timeout = "1s"')
+    for port, tls in ((p, False), (s, True)):
+        c = H.Client(port, tls=tls)
+        c.wait(lambda: c.c.remote_settings.enable_connect_protocol == 1, what="settings")
+        up = c.request("/static", method="POST", body=b"x" * 1000, end=False,
+                       headers=[("content-length", "100000")])
+        ws = c.request("/static", method="CONNECT", end=False,
+                       extra_pseudo=[(":protocol", "websocket")],
+                       headers=[("sec-websocket-version", "13")])
+        c.wait(lambda: c.streams[up].ended and c.streams[ws].ended, what="the early answers")
+        assert (c.streams[up].status, c.streams[ws].status) == (200, 502)
+        end = time.monotonic() + 15
+        while not c.closed and time.monotonic() < end:
+            c.pump()
+        assert c.closed, "the connection is still open"
+        assert c.streams[up].reset == 0 and c.streams[ws].reset == 0
+        assert c.goaway is not None and c.goaway.error_code == 0
+        c.s.close()
+
+
 # ---- 4. limits and floods ----
 
 def test_limits_streams_and_header_list(wmproxy, tmp_path, cert, origin):
