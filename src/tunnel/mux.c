@@ -25,6 +25,11 @@
 
 #define CARRIER_HIGH_WATER (256 * 1024) /* stop writing DATA above this */
 #define CARRIER_MAX_IO (256 * 1024)
+/* Stop reading frames while this much waits for the peer: a peer that
+ * sends PINGs, OPENs or RSTs but reads none of our answers (a flood, or a
+ * stuck reader) would make them pile up without bound. DATA stays under
+ * CARRIER_HIGH_WATER (plus one socket turn), so only such a peer gets here. */
+#define CARRIER_OUT_MAX (1024 * 1024)
 #define SWEEP_MS 1000
 
 /* ---- small helpers ---- */
@@ -247,6 +252,14 @@ static void carrier_read(struct wm_tun *t)
         struct wm_tun_hdr h;
         const char *why;
 
+        if (evbuffer_get_length(bufferevent_get_output(t->bev)) >= CARRIER_OUT_MAX) {
+            /* The write callback resumes once the peer read most of it. */
+            t->rd_paused = true;
+            bufferevent_disable(t->bev, EV_READ);
+            wm_log(WM_LOG_DEBUG, t->id, "tunnel: the peer does not read, %zu bytes queued: "
+                   "its frames wait", evbuffer_get_length(bufferevent_get_output(t->bev)));
+            return;
+        }
         if (evbuffer_copyout(in, hb, sizeof(hb)) < (ev_ssize_t)sizeof(hb)) {
             return;
         }
@@ -291,6 +304,12 @@ static void carrier_write_cb(struct bufferevent *bev, void *arg)
     tun_enter(t);
     if (t->state == TUN_CLOSING && evbuffer_get_length(bufferevent_get_output(t->bev)) == 0) {
         tun_end(t); /* our GOAWAY is out */
+    } else if (t->rd_paused && t->state < TUN_CLOSING) {
+        /* Below the low mark: the frames that waited (the read callback
+         * only comes for new bytes), then the carrier's reads again. */
+        t->rd_paused = false;
+        bufferevent_enable(t->bev, EV_READ);
+        carrier_read_cb(t->bev, t);
     } else {
         pump(t);
     }
@@ -383,7 +402,13 @@ static void heartbeat(struct wm_tun *t, uint64_t now)
     uint8_t ping[8];
 
     if (now - t->last_rx_ms >= (uint64_t)t->dead_ms) {
-        tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
+        if (t->rd_paused) {
+            tun_fail(t, WM_TUN_ERR_NONE, "the peer stopped reading: %zu bytes queued to it, its "
+                     "frames unread for %d s",
+                     evbuffer_get_length(bufferevent_get_output(t->bev)), t->dead_ms / 1000);
+        } else {
+            tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
+        }
         return;
     }
     if (t->state == TUN_READY && now - t->last_ping_ms >= (uint64_t)t->ping_ms) {

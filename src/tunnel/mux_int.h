@@ -127,6 +127,8 @@ struct wm_tun {
     struct event *tick;       /* heartbeat */
     struct event *pump_ev;    /* deferred pump */
     struct event *hs_timer;   /* handshake deadline */
+    bool rd_paused;           /* our output to the peer is over CARRIER_OUT_MAX: its
+                               * frames wait unread until it reads ours (mux.c) */
     uint64_t last_rx_ms;
     uint64_t last_ping_ms;
     int64_t rtt_ms;          /* the last PING's round trip (-1: none yet) */

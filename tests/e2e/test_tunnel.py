@@ -374,6 +374,62 @@ def test_status_json_stays_valid_with_any_client_name(nodes, tmp_path):
     s.close()
 
 
+def _ping_unread(s, limit):
+    """Send PINGs and read none of the answers, until the server stops
+    taking them (a send blocked for 2 s) or limit bytes went. Returns the
+    bytes sent (the last PING may be cut)."""
+    s.settimeout(2)
+    chunk = _frame(0x05, b"\0" * 8) * 4096
+    sent = 0
+    while sent < limit:
+        try:
+            sent += s.send(chunk[sent % len(chunk):])
+        except socket.timeout:
+            break
+    return sent
+
+
+def test_a_client_that_reads_nothing_is_not_buffered_for(nodes):
+    """A client that sends PINGs (OPENs, RSTs...) and reads none of the
+    answers: the server used to queue every answer, 2.5 GB of memory in 20
+    s from one carrier. Now it stops reading that carrier once 1 MiB waits
+    for it and goes on when the client reads: no answer is lost. A client
+    that never reads is closed after heartbeat_timeout, saying why."""
+    srv = nodes.server()
+    s = _raw_attach(srv.center)
+    assert _raw_register(s, []) == []
+    limit = 64 << 20
+    sent = _ping_unread(s, limit)
+    assert sent < limit, "the server took 64 MB of PINGs without its answers being read"
+    # finish the cut PING once the server reads again, and read every answer
+    rest = (-sent) % 17
+    t = threading.Thread(target=lambda: s.sendall(b"\0" * rest), daemon=True)
+    t.start()
+    s.settimeout(20)
+    acks, want = 0, (sent + rest) // 17
+    while acks < want:  # the server's own heartbeat PINGs may come between
+        hdr = recv_exact(s, 9)
+        body = recv_exact(s, 8)
+        assert hdr[:4] == b"\0\0\x08\x05", hdr
+        acks += hdr[4] == 1
+        assert hdr[4] == 0 or body == b"\0" * 8, body
+    t.join(10)
+    s.sendall(_frame(0x05, b"12345678"))
+    while True:
+        hdr = recv_exact(s, 9)
+        if recv_exact(s, 8) == b"12345678" and hdr[4] == 1:
+            break
+    s.close()
+
+    hb = {"heartbeat_interval": "1s", "heartbeat_timeout": "3s"}
+    srv2 = nodes.server(extra=hb)
+    s = _raw_attach(srv2.center, name=b"deaf")
+    assert _raw_register(s, []) == []
+    assert _ping_unread(s, limit) < limit
+    assert wait_log(srv2, "detached: the peer stopped reading", timeout=20), srv2.log()[-2000:]
+    s.close()
+
+
 # ---- penetration ----
 
 def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):
