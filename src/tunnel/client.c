@@ -227,6 +227,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     tc.reg = c->s->reg;
     tc.ping_ms = c->s->ping_ms;
     tc.dead_ms = c->s->dead_ms;
+    tc.open_ms = c->s->open_ms;
     tc.reglen = c->s->reglen;
     c->t = wm_tun_new(c->n->w, bev, &tc, &client_cbs, c, wm_log_next_id());
     if (c->t == NULL) {

@@ -420,15 +420,50 @@ static void heartbeat(struct wm_tun *t, uint64_t now)
     }
 }
 
-/* Reset idle socket streams, and streams whose local endpoint was freed
- * without a word. */
+/* Our OPENs the peer has not answered in open_ms (a stuck or hostile
+ * peer: the visitor would wait as long as the carrier lives): reset, the
+ * opener told "timeout" (504, or a closed connection). ids were collected
+ * by the sweep: the openers' callbacks may open or end other streams. */
+static void expire_opens(struct wm_tun *t, const uint32_t *ids, size_t n)
+{
+    char why[64];
+
+    snprintf(why, sizeof(why), "no answer from the tunnel peer in %d s", t->open_ms / 1000);
+    for (size_t i = 0; i < n && !tun_closed(t); i++) {
+        struct wm_tun_stream *s = tun_stream_find(t, ids[i]);
+        if (s == NULL || s->state != ST_OPENING) {
+            continue;
+        }
+        wm_tun_open_cb cb = s->cb;
+        void *arg = s->arg;
+        wm_log(WM_LOG_INFO, t->id, "tunnel: stream %u: the peer did not answer its OPEN in "
+               "%d s: reset", s->id, t->open_ms / 1000);
+        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT, why);
+        tun_stream_close(s, false);
+        if (cb != NULL) {
+            cb(NULL, WM_TUN_OPEN_TIMEOUT, why, arg);
+        }
+    }
+}
+
+/* Reset idle socket streams, streams whose local endpoint was freed
+ * without a word, and OPENs left unanswered. */
 static void sweep(struct wm_tun *t)
 {
     uint64_t coarse = wm_now_coarse_ms();
+    uint32_t late[64];
+    size_t nlate = 0;
 
     for (size_t i = 0; i < t->nbuckets && !tun_closed(t); i++) {
         for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
             n = s->hnext;
+            if (s->state == ST_OPENING) {
+                /* the rest at the next sweep, a second later */
+                if (coarse - s->open_sent_ms >= (uint64_t)t->open_ms && nlate < 64) {
+                    late[nlate++] = s->id;
+                }
+                continue;
+            }
             if (s->ev != NULL) {
                 if (tun_sock_idle(s, coarse)) {
                     tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
@@ -452,6 +487,7 @@ static void sweep(struct wm_tun *t)
             }
         }
     }
+    expire_opens(t, late, nlate);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -605,6 +641,7 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     t->peer_window = WM_TUN_WINDOW;
     t->ping_ms = conf->ping_ms > 0 ? conf->ping_ms : WM_TUN_PING_MS;
     t->dead_ms = conf->dead_ms > 0 ? conf->dead_ms : WM_TUN_DEAD_MS;
+    t->open_ms = conf->open_ms > 0 ? conf->open_ms : WM_TUN_OPEN_MS;
     t->next_id = conf->role == WM_TUN_ROLE_CLIENT ? 1 : 2;
     t->nbuckets = 64;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));

@@ -631,6 +631,7 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.require_auth = s->nclients > 0 || wm_tunnel_cluster != NULL; /* cluster: node carriers */
     tc.ping_ms = s->ping_ms;
     tc.dead_ms = s->dead_ms;
+    tc.open_ms = s->open_ms;
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());
     if (c->t == NULL) {
         carrier_free(c);

@@ -430,6 +430,49 @@ def test_a_client_that_reads_nothing_is_not_buffered_for(nodes):
     s.close()
 
 
+def test_an_open_the_client_never_answers_times_out(nodes):
+    """A client (stuck, or hostile) that registers mappings, answers PINGs
+    but never answers the OPEN of a stream: the public visitor used to wait
+    as long as the carrier lived (its socket held on the server). Now the
+    stream is reset after connect_timeout + heartbeat_timeout: an HTTP
+    visitor gets 504, a TCP one is closed, the server says why."""
+    tp, hp = free_port(), free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp,
+                              "map_http_bind": "127.0.0.1:%d" % hp, "connect_timeout": "1s",
+                              "heartbeat_interval": "1s", "heartbeat_timeout": "3s"})
+    s = _raw_attach(srv.center)
+    assert _raw_register(s, [_raw_mapping(b"t", 3), _raw_mapping(b"w", 1, b"w.test")]) == \
+        [(1, ""), (1, "")]
+    v = connect(tp)
+    v.sendall(b"hello")
+    h = connect(hp)
+    h.sendall(b"GET / HTTP/1.1\r\nHost: w.test\r\n\r\n")
+    opened, reset = [], {}
+    s.settimeout(1)
+    deadline = time.time() + 20
+    while len(reset) < 2 and time.time() < deadline:
+        try:
+            hdr = recv_exact(s, 9)
+        except socket.timeout:
+            continue
+        n, typ, sid = struct.unpack(">I", b"\0" + hdr[:3])[0], hdr[3], struct.unpack(">I", hdr[5:])[0]
+        payload = recv_exact(s, n) if n else b""
+        if typ == 0x05 and hdr[4] == 0:  # stay alive: answer the server's PINGs
+            s.sendall(hdr[:4] + b"\x01" + hdr[5:] + payload)
+        elif typ == 0x01:
+            opened.append(sid)
+        elif typ == 0x03:
+            reset[sid] = struct.unpack(">I", payload[:4])[0]  # code 4: timeout
+    assert len(opened) == 2 and reset == {sid: 4 for sid in opened}, (opened, reset, srv.log())
+    h.settimeout(10)
+    r = http1.Reader(h).response()
+    assert r.status == 504, r
+    assert is_closed(v)
+    assert wait_log(srv, "did not answer its OPEN in 4 s", count=2), srv.log()
+    assert wait_log(srv, "code=504") and wait_log(srv, "end=timeout"), srv.log()
+    s.close()
+
+
 # ---- penetration ----
 
 def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):
