@@ -36,6 +36,24 @@ static void lower(char *s)
     }
 }
 
+/* A public address as the kernel sees it ("127.0.0.1:2222" for
+ * "127.0.0.1:02222" or "localhost:2222"): one port, one routing key, so a
+ * client cannot claim a port another holds by spelling it differently (a
+ * UDP port, opened with SO_REUSEPORT, would be shared: the kernel would
+ * split its datagrams between the two). What does not parse stays as it
+ * came and is refused when its port is opened. */
+static void canon_addr(char *a, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char c[WM_ADDR_STR_MAX];
+
+    if (wm_addr_parse_listen(a, &ss, &len) == 0) {
+        wm_addr_format((struct sockaddr *)&ss, c, sizeof(c));
+        snprintf(a, cap, "%s", c);
+    }
+}
+
 /* The routing key of a mapping: domain (http/https), public address or
  * default slot (tcp), default slot (proxy). */
 static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *key, size_t cap)
@@ -57,6 +75,7 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
                 snprintf(a, sizeof(a), strchr(s->port_ip, ':') ? "[%s]:%u" : "%s:%u",
                          s->port_ip, m->remote_port);
             }
+            canon_addr(a, sizeof(a));
             snprintf(key, cap, "udp:%s", a);
         } else {
             snprintf(key, cap, "@udp"); /* refused: a udp mapping names its port */
@@ -70,7 +89,9 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
                      m->remote_port);
         } else {
             snprintf(key, cap, "@tcp");
+            return;
         }
+        canon_addr(key, cap);
         return;
     default:
         snprintf(key, cap, "@proxy");
