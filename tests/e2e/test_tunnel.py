@@ -473,6 +473,59 @@ def test_an_open_the_client_never_answers_times_out(nodes):
     s.close()
 
 
+def _fake_server_handshake(ls):
+    """Be the tunnel server (plain carrier, CRED) for the client that
+    connects to listening socket ls; returns its carrier once registered."""
+    import hashlib
+    import hmac
+    c, _ = ls.accept()
+    c.settimeout(10)
+    assert recv_exact(c, 8) == b"WMTUN/1\n"
+    _read_frame(c)  # HELLO
+    nonce_s = os.urandom(32)
+    c.sendall(_frame(0x11, nonce_s + b"\x01" + struct.pack(">I", 65536)))
+    typ, auth = _read_frame(c)
+    user, pw = CRED["username"].encode(), CRED["password"].encode()
+    mac = hmac.new(pw, b"wmtun/2 server" + auth[:32] + nonce_s + user, hashlib.sha256).digest()
+    c.sendall(_frame(0x13, b"\x01" + mac + _s16(b"")))
+    typ, reg = _read_frame(c)
+    assert typ == 0x14, typ
+    n = struct.unpack(">H", reg[:2])[0]
+    c.sendall(_frame(0x15, struct.pack(">H", n) + (b"\x01" + _s16(b"")) * n))
+    return c
+
+
+def test_a_server_opening_unknown_mappings_is_logged_once_a_second(nodes):
+    """A server (buggy, or hostile) that opens streams for mappings the
+    client does not have: each is refused, and the client used to write a
+    WARN line for each (2,000 OPENs, 2,000 lines). Now one line per second
+    at most, naming the server, with a count."""
+    ls = listen_local()
+    port = ls.getsockname()[1]
+    got = {}
+    t = threading.Thread(target=lambda: got.update(c=_fake_server_handshake(ls)), daemon=True)
+    t.start()
+    cli = nodes.client("127.0.0.1:%d" % port, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:9"}])
+    t.join(10)
+    c = got["c"]
+    n = 2000
+    c.sendall(b"".join(_frame(0x01, b"\x02" + _s16(b"nope") + _s16(b"192.0.2.1:5"), 2 * i + 2)
+                       for i in range(n)))
+    refused = 0
+    while refused < n:
+        typ, payload = _read_frame(c)
+        if typ == 0x02:
+            assert payload[:1] == b"\x04", payload  # no such mapping
+            refused += 1
+    lines = [ln for ln in cli.log().splitlines() if "unknown mapping" in ln]
+    assert 1 <= len(lines) <= 3, lines[:5]
+    assert 'server 127.0.0.1:%d opened a stream for unknown mapping "nope", refused (1 in all' \
+        % port in lines[0], lines
+    c.close()
+    ls.close()
+
+
 # ---- penetration ----
 
 def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):
