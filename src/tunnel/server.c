@@ -318,6 +318,7 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     }
     struct rmap *h = key_holder(sv, r->mode, r->key, c);
     if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
+        r->waiting = true;
         wm_fmt(r->refused, sizeof(r->refused),
                "%s %s is already registered by client %s (mapping \"%s\")",
                own_port(r) ? "port" : "domain", r->key, h->owner->name, h->name);
@@ -335,6 +336,49 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
         return r->refused;
     }
     return NULL;
+}
+
+/* Mapping gone (its carrier closed, or its client withdrew it) held a
+ * key that mappings of other clients were refused for: the first of them
+ * that passes the checks again takes it (a client that reconnected after a
+ * silent cut, refused while the server still held its stale carrier, would
+ * otherwise stay without it while its carrier lives). Its client learned
+ * of the refusal; it serves the streams that now come (its config has the
+ * mapping). */
+static void promote_waiting(struct tserver *sv, const struct rmap *gone)
+{
+    for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
+        for (size_t i = 0; i < c->nmaps; i++) {
+            struct rmap *r = &c->maps[i];
+            struct rmap *h;
+            bool web = r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS;
+            bool gweb = gone->mode == WM_TUN_MODE_HTTP || gone->mode == WM_TUN_MODE_HTTPS;
+            if (!r->waiting || r->active || c == gone->owner || web != gweb ||
+                (!web && r->mode != gone->mode) || strcmp(r->key, gone->key) != 0) {
+                continue;
+            }
+            h = key_holder(sv, r->mode, r->key, c);
+            if ((h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) ||
+                (own_port(r) && !port_allowed(sv, r->key)) ||
+                (wm_tunnel_cluster != NULL && tcluster_check(c, r) != NULL) ||
+                (h == NULL && own_port(r) &&
+                 tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0)) {
+                continue;
+            }
+            if (h != NULL && own_port(r)) {
+                tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)); /* a share */
+            }
+            r->waiting = false;
+            r->active = true;
+            tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+            if (wm_tunnel_cluster != NULL) { /* cluster */
+                tcluster_claimed(c, r, true);
+            }
+            wm_log(WM_LOG_INFO, wm_tun_id(c->t), "tunnel: client %s: mapping \"%s\" (%s) active "
+                   "now, client %s that held it is gone", c->name, r->name, r->key,
+                   gone->owner->name);
+        }
+    }
 }
 
 /* A mapping of the carrier's previous registration that the new one
@@ -444,6 +488,8 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
             }
             wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s withdrew mapping \"%s\" (%s)",
                    c->name, old[j].name, old[j].key);
+            old[j].active = false;
+            promote_waiting(sv, &old[j]);
         }
     }
     free(old);
@@ -546,11 +592,16 @@ static void carrier_free(struct tcarrier *c)
     }
     wm_listen_stats_unref(c->stats);
     for (size_t i = 0; i < c->nmaps; i++) {
+        bool active = c->maps[i].active;
         if (c->maps[i].active && wm_tunnel_cluster != NULL) { /* cluster */
             tcluster_claimed(c, &c->maps[i], false);
         }
         if ((c->maps[i].active || c->maps[i].lost) && own_port(&c->maps[i])) {
             tserver_port_release(sv, c->maps[i].key);
+        }
+        c->maps[i].active = false;
+        if (active && !sv->n->draining) {
+            promote_waiting(sv, &c->maps[i]);
         }
     }
     free(c->maps);

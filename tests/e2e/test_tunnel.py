@@ -773,6 +773,38 @@ def test_conflicts_and_groups(nodes, origin, origin6):
     c2.stop()
 
 
+def test_a_refused_mapping_takes_the_port_when_its_holder_goes(nodes, echo):
+    """A client that reconnects after a silent cut while the server still
+    holds its stale carrier has its mappings refused ('already registered
+    by client ...'). When the server drops the stale carrier, the port used
+    to close and stay closed: the new carrier was never given it. Now the
+    waiting mapping takes it, with a line saying so, and visitors reach the
+    client again."""
+    tp = free_port()
+    srv = nodes.server(extra={"heartbeat_interval": "1s", "heartbeat_timeout": "3s"})
+    stale = _raw_attach(srv.center, name=b"stale")
+    port_map = _s16(b"t") + bytes([3]) + _s16(b"") + struct.pack(">H", tp) + _s16(b"") + \
+        _s16(b"") + b"\0\0"
+    assert _raw_register(stale, [port_map]) == [(1, "")]
+    # the stale carrier now neither reads nor writes, as after a silent cut
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": tp}])
+    assert wait_log(cli, 'mapping "t" refused by the server: port 127.0.0.1:%d is already '
+                         'registered' % tp), cli.log()
+    assert wait_log(srv, 'mapping "t" (127.0.0.1:%d) active now' % tp, timeout=15), srv.log()
+
+    def through():
+        try:
+            s = connect(tp, timeout=2)
+            s.sendall(b"again")
+            return recv_exact(s, 5) == b"again"
+        except (OSError, EOFError):
+            return False
+    wait_until(through, timeout=10, what="the public port reaching the new carrier")
+    stale.close()
+
+
 def test_many_streams_with_checksums(nodes, origin):
     tp = free_port()
     srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp})
