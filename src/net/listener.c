@@ -31,16 +31,19 @@ struct wm_listener {
     char addr[WM_ADDR_STR_MAX];
 };
 
-int wm_listen_probe(const struct sockaddr *sa, socklen_t len, struct wm_err *err)
+int wm_listen_probe(const struct sockaddr *sa, socklen_t len, int type, struct wm_err *err)
 {
-    int probe = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int probe = socket(sa->sa_family, type | SOCK_CLOEXEC, 0);
     int one = 1;
     int r = 0;
 
     if (probe < 0) {
         return 0; /* cannot tell: the real bind decides */
     }
-    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (type == SOCK_STREAM) {
+        /* TCP: only TIME_WAIT is let through (on UDP it would share the port) */
+        setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     if (sa->sa_family == AF_INET6) {
         setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }

@@ -19,10 +19,11 @@ struct wm_worker;
  * Returns the fd, or -1 with err filled ("bind 127.0.0.1:80: Address in use"). */
 int wm_listen_socket(const struct sockaddr *sa, socklen_t len, int type, struct wm_err *err);
 
-/* Is the TCP address free? SO_REUSEPORT would let a new socket share a
- * port that someone (this process included) already listens on, so this
- * probes with an exclusive bind. Returns 0, or -1 with err filled. */
-int wm_listen_probe(const struct sockaddr *sa, socklen_t len, struct wm_err *err);
+/* Is the address free for type (SOCK_STREAM, SOCK_DGRAM)? SO_REUSEPORT
+ * would let a new socket share a port that someone (this process included)
+ * already holds, so this probes with an exclusive bind. Returns 0, or -1
+ * with err filled. */
+int wm_listen_probe(const struct sockaddr *sa, socklen_t len, int type, struct wm_err *err);
 
 /* Accept on the listening socket fd (from wm_listen_socket) in worker w,
  * handing accepted sockets to svc. Takes fd (closed on failure too) and a

@@ -171,7 +171,7 @@ static int bind_spec(const struct wm_lspec *specs, size_t i, struct entry *nent,
         first = 1;
         last = old->pinned && !specs[i].pinned ? nw : 1;
     } else {
-        if (!specs[i].dgram && wm_listen_probe((struct sockaddr *)&ss, len, err) < 0) {
+        if (!specs[i].dgram && wm_listen_probe((struct sockaddr *)&ss, len, SOCK_STREAM, err) < 0) {
             return -1; /* in use, by another process or by us */
         }
         nent[i].stats = wm_listen_stats_new(nent[i].addr);

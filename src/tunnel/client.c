@@ -34,6 +34,8 @@ struct tclient {
     bool connected_once;
     uint64_t attempts;
     size_t srv;         /* failover: index of the server address tried now */
+    uint64_t unknown_opens; /* streams opened by the server for no mapping of ours */
+    uint64_t unknown_log_ms; /* the last line saying so: one per second at most */
 };
 
 /* The parent address tried now (s->servers, in turn). */
@@ -132,9 +134,16 @@ static void on_open(struct wm_tun *t, struct wm_tun_stream *s, const struct wm_t
     }
     m = find_map(c, o->name);
     if (m == NULL) {
-        char name[TUN_NAME_MAX];
-        wm_tun_str_copy(name, sizeof(name), o->name);
-        wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: open for unknown mapping \"%s\"", name);
+        uint64_t now = wm_now_coarse_ms();
+        if (c->unknown_opens++ == 0 || now - c->unknown_log_ms >= 1000) {
+            /* a server that keeps opening them would be a line per stream */
+            char name[TUN_NAME_MAX];
+            wm_tun_str_copy(name, sizeof(name), o->name);
+            wm_log(WM_LOG_WARN, wm_tun_id(t), "tunnel: server %s:%u opened a stream for unknown "
+                   "mapping \"%s\", refused (%llu in all, one line per second at most)",
+                   SRV_HOST(c), SRV_PORT(c), name, (unsigned long long)c->unknown_opens);
+            c->unknown_log_ms = now;
+        }
         wm_tun_stream_refuse(s, WM_TUN_OPEN_NO_MAPPING, "no such mapping");
         return;
     }
@@ -227,6 +236,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     tc.reg = c->s->reg;
     tc.ping_ms = c->s->ping_ms;
     tc.dead_ms = c->s->dead_ms;
+    tc.open_ms = c->s->open_ms;
     tc.reglen = c->s->reglen;
     c->t = wm_tun_new(c->n->w, bev, &tc, &client_cbs, c, wm_log_next_id());
     if (c->t == NULL) {

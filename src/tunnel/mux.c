@@ -25,6 +25,11 @@
 
 #define CARRIER_HIGH_WATER (256 * 1024) /* stop writing DATA above this */
 #define CARRIER_MAX_IO (256 * 1024)
+/* Stop reading frames while this much waits for the peer: a peer that
+ * sends PINGs, OPENs or RSTs but reads none of our answers (a flood, or a
+ * stuck reader) would make them pile up without bound. DATA stays under
+ * CARRIER_HIGH_WATER (plus one socket turn), so only such a peer gets here. */
+#define CARRIER_OUT_MAX (1024 * 1024)
 #define SWEEP_MS 1000
 
 /* ---- small helpers ---- */
@@ -247,6 +252,14 @@ static void carrier_read(struct wm_tun *t)
         struct wm_tun_hdr h;
         const char *why;
 
+        if (evbuffer_get_length(bufferevent_get_output(t->bev)) >= CARRIER_OUT_MAX) {
+            /* The write callback resumes once the peer read most of it. */
+            t->rd_paused = true;
+            bufferevent_disable(t->bev, EV_READ);
+            wm_log(WM_LOG_DEBUG, t->id, "tunnel: the peer does not read, %zu bytes queued: "
+                   "its frames wait", evbuffer_get_length(bufferevent_get_output(t->bev)));
+            return;
+        }
         if (evbuffer_copyout(in, hb, sizeof(hb)) < (ev_ssize_t)sizeof(hb)) {
             return;
         }
@@ -291,6 +304,12 @@ static void carrier_write_cb(struct bufferevent *bev, void *arg)
     tun_enter(t);
     if (t->state == TUN_CLOSING && evbuffer_get_length(bufferevent_get_output(t->bev)) == 0) {
         tun_end(t); /* our GOAWAY is out */
+    } else if (t->rd_paused && t->state < TUN_CLOSING) {
+        /* Below the low mark: the frames that waited (the read callback
+         * only comes for new bytes), then the carrier's reads again. */
+        t->rd_paused = false;
+        bufferevent_enable(t->bev, EV_READ);
+        carrier_read_cb(t->bev, t);
     } else {
         pump(t);
     }
@@ -383,7 +402,13 @@ static void heartbeat(struct wm_tun *t, uint64_t now)
     uint8_t ping[8];
 
     if (now - t->last_rx_ms >= (uint64_t)t->dead_ms) {
-        tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
+        if (t->rd_paused) {
+            tun_fail(t, WM_TUN_ERR_NONE, "the peer stopped reading: %zu bytes queued to it, its "
+                     "frames unread for %d s",
+                     evbuffer_get_length(bufferevent_get_output(t->bev)), t->dead_ms / 1000);
+        } else {
+            tun_fail(t, WM_TUN_ERR_NONE, "no heartbeat for %d s", t->dead_ms / 1000);
+        }
         return;
     }
     if (t->state == TUN_READY && now - t->last_ping_ms >= (uint64_t)t->ping_ms) {
@@ -395,15 +420,50 @@ static void heartbeat(struct wm_tun *t, uint64_t now)
     }
 }
 
-/* Reset idle socket streams, and streams whose local endpoint was freed
- * without a word. */
+/* Our OPENs the peer has not answered in open_ms (a stuck or hostile
+ * peer: the visitor would wait as long as the carrier lives): reset, the
+ * opener told "timeout" (504, or a closed connection). ids were collected
+ * by the sweep: the openers' callbacks may open or end other streams. */
+static void expire_opens(struct wm_tun *t, const uint32_t *ids, size_t n)
+{
+    char why[64];
+
+    snprintf(why, sizeof(why), "no answer from the tunnel peer in %d s", t->open_ms / 1000);
+    for (size_t i = 0; i < n && !tun_closed(t); i++) {
+        struct wm_tun_stream *s = tun_stream_find(t, ids[i]);
+        if (s == NULL || s->state != ST_OPENING) {
+            continue;
+        }
+        wm_tun_open_cb cb = s->cb;
+        void *arg = s->arg;
+        wm_log(WM_LOG_INFO, t->id, "tunnel: stream %u: the peer did not answer its OPEN in "
+               "%d s: reset", s->id, t->open_ms / 1000);
+        tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT, why);
+        tun_stream_close(s, false);
+        if (cb != NULL) {
+            cb(NULL, WM_TUN_OPEN_TIMEOUT, why, arg);
+        }
+    }
+}
+
+/* Reset idle socket streams, streams whose local endpoint was freed
+ * without a word, and OPENs left unanswered. */
 static void sweep(struct wm_tun *t)
 {
     uint64_t coarse = wm_now_coarse_ms();
+    uint32_t late[64];
+    size_t nlate = 0;
 
     for (size_t i = 0; i < t->nbuckets && !tun_closed(t); i++) {
         for (struct wm_tun_stream *s = t->buckets[i], *n; s != NULL; s = n) {
             n = s->hnext;
+            if (s->state == ST_OPENING) {
+                /* the rest at the next sweep, a second later */
+                if (coarse - s->open_sent_ms >= (uint64_t)t->open_ms && nlate < 64) {
+                    late[nlate++] = s->id;
+                }
+                continue;
+            }
             if (s->ev != NULL) {
                 if (tun_sock_idle(s, coarse)) {
                     tun_send_code(t, WM_TUN_RST, s->id, true, WM_TUN_ERR_TIMEOUT,
@@ -427,6 +487,7 @@ static void sweep(struct wm_tun *t)
             }
         }
     }
+    expire_opens(t, late, nlate);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -580,6 +641,7 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     t->peer_window = WM_TUN_WINDOW;
     t->ping_ms = conf->ping_ms > 0 ? conf->ping_ms : WM_TUN_PING_MS;
     t->dead_ms = conf->dead_ms > 0 ? conf->dead_ms : WM_TUN_DEAD_MS;
+    t->open_ms = conf->open_ms > 0 ? conf->open_ms : WM_TUN_OPEN_MS;
     t->next_id = conf->role == WM_TUN_ROLE_CLIENT ? 1 : 2;
     t->nbuckets = 64;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));

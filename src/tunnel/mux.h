@@ -39,6 +39,9 @@ enum wm_tun_role { WM_TUN_ROLE_CLIENT, WM_TUN_ROLE_SERVER };
 #define WM_TUN_PING_MS 15000
 #define WM_TUN_DEAD_MS 45000
 #define WM_TUN_HANDSHAKE_MS 10000
+/* A stream we opened that the peer has not answered (OPEN_RESULT) in this
+ * long is reset and its opener told WM_TUN_OPEN_TIMEOUT (wm_tun_conf). */
+#define WM_TUN_OPEN_MS 60000
 #define WM_TUN_MAX_STREAMS 65536
 
 struct wm_tun_conf {
@@ -52,6 +55,7 @@ struct wm_tun_conf {
     int ping_ms;        /* 0: defaults */
     int dead_ms;
     int handshake_ms;
+    int open_ms;        /* 0: WM_TUN_OPEN_MS */
     /* server: ask for credentials even without user/pass (the owner's
      * identify callback checks them) */
     bool require_auth;

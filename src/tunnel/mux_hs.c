@@ -378,6 +378,40 @@ static void server_auth(struct wm_tun *t, const struct wm_tun_hdr *h, const uint
     tun_set_state(t, TUN_REGISTER);
 }
 
+/* REGISTER_RESULT for n mappings into buf (WM_TUN_MAX_PAYLOAD bytes). When
+ * the reasons do not fit in one frame (many mappings refused with long
+ * reasons: domains, client and mapping names), each is cut to an equal
+ * share, ending in "...": the client still learns which mapping was
+ * refused and mostly why. Returns the length, 0 on OOM. */
+static size_t register_result(uint8_t *buf, const uint8_t *ok, const char **reason, size_t n)
+{
+    size_t len = wm_tun_register_result_encode(buf, WM_TUN_MAX_PAYLOAD, ok, reason, n);
+    size_t share;
+    char *cut;
+
+    if (len > 0 || n == 0) {
+        return len;
+    }
+    share = (WM_TUN_MAX_PAYLOAD - 2) / n - 3; /* n <= WM_TUN_MAX_MAPPINGS: >= 60 */
+    if ((cut = malloc(n * (share + 1))) == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *c = cut + i * (share + 1);
+        size_t rl = strlen(reason[i]);
+        if (rl > share) {
+            memcpy(c, reason[i], share - 3);
+            memcpy(c + share - 3, "...", 4);
+        } else {
+            memcpy(c, reason[i], rl + 1);
+        }
+        reason[i] = c;
+    }
+    len = wm_tun_register_result_encode(buf, WM_TUN_MAX_PAYLOAD, ok, reason, n);
+    free(cut);
+    return len;
+}
+
 static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p)
 {
     struct wm_tun_mapping *m = calloc(WM_TUN_MAX_MAPPINGS, sizeof(*m));
@@ -406,7 +440,13 @@ static void server_register(struct wm_tun *t, const struct wm_tun_hdr *h, const 
     if (t->cbs.registered != NULL) {
         t->cbs.registered(t, m, (size_t)n, ok, reason, t->arg);
     }
-    size_t len = wm_tun_register_result_encode(buf, WM_TUN_MAX_PAYLOAD, ok, reason, (size_t)n);
+    size_t len = register_result(buf, ok, reason, (size_t)n);
+    if (len == 0) {
+        free(m);
+        free(buf);
+        tun_fail(t, WM_TUN_ERR_PROTOCOL, "out of memory");
+        return;
+    }
     if (t->state == TUN_REGISTER || t->state == TUN_READY) { /* not closed by the callback */
         tun_send_frame(t, WM_TUN_REGISTER_RESULT, 0, 0, buf, len);
         if (t->state == TUN_REGISTER) {

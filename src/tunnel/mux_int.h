@@ -88,6 +88,7 @@ struct wm_tun_stream {
     uint64_t nin;             /* socket -> stream */
     uint64_t nout;            /* stream -> socket */
     uint32_t tag;             /* mapping streams: wm_tun_tag() of the mapping's name, else 0 */
+    uint64_t open_sent_ms;    /* ST_OPENING: when our OPEN went (coarse clock) */
 };
 
 struct wm_tun {
@@ -127,11 +128,14 @@ struct wm_tun {
     struct event *tick;       /* heartbeat */
     struct event *pump_ev;    /* deferred pump */
     struct event *hs_timer;   /* handshake deadline */
+    bool rd_paused;           /* our output to the peer is over CARRIER_OUT_MAX: its
+                               * frames wait unread until it reads ours (mux.c) */
     uint64_t last_rx_ms;
     uint64_t last_ping_ms;
     int64_t rtt_ms;          /* the last PING's round trip (-1: none yet) */
     int ping_ms;
     int dead_ms;
+    int open_ms;             /* an OPEN unanswered this long is reset (sweep) */
     /* Lifetime (core/guard.h): every entry from the event loop is
      * tun_enter()/tun_leave(); tun_end() closes, and the last leave runs the
      * one free (streams reset, `closed` callback, memory). */

@@ -309,6 +309,7 @@ struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
         return NULL;
     }
     t->next_id += 2;
+    s->open_sent_ms = wm_now_coarse_ms();
     s->cb = cb;
     s->arg = arg;
     if (o->kind == WM_TUN_OPEN_MAPPING) {

@@ -86,6 +86,10 @@ static int prepare_common(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
     s->head_timeout_ms = p->proxy->handshake_timeout_ms;
     s->ping_ms = p->ping_ms;
     s->dead_ms = p->dead_ms;
+    /* The far end answers once it dialed its service (connect_timeout, the
+     * same on both ends by default); the heartbeat timeout on top allows
+     * for a slow link or a chain of nodes. */
+    s->open_ms = p->connect_timeout_ms + p->dead_ms;
     s->proxy_svc = wm_proxy_service_new(p->proxy);
     s->proxy_auth = p->proxy->auth;
     wm_proxy_opts_default(&po);

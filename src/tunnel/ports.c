@@ -72,12 +72,13 @@ int tserver_port_acquire(struct tserver *sv, const char *addr, char *err, size_t
         snprintf(err, cap, "out of memory");
         return -1;
     }
-    /* A client names its public port: never one already listened on (our
-     * own listeners use SO_REUSEPORT and would share it). */
-    int fd = !udp && wm_listen_probe((struct sockaddr *)&ss, len, &e) < 0
+    /* A client names its public port: never one already held, by us or
+     * another process of ours (listeners use SO_REUSEPORT, and would share
+     * it: connections or datagrams split between the two). */
+    int type = udp ? SOCK_DGRAM : SOCK_STREAM;
+    int fd = wm_listen_probe((struct sockaddr *)&ss, len, type, &e) < 0
                  ? -1
-                 : wm_listen_socket((struct sockaddr *)&ss, len, udp ? SOCK_DGRAM : SOCK_STREAM,
-                                    &e);
+                 : wm_listen_socket((struct sockaddr *)&ss, len, type, &e);
     if (fd < 0) {
         free(p);
         free(ps);

@@ -36,6 +36,24 @@ static void lower(char *s)
     }
 }
 
+/* A public address as the kernel sees it ("127.0.0.1:2222" for
+ * "127.0.0.1:02222" or "localhost:2222"): one port, one routing key, so a
+ * client cannot claim a port another holds by spelling it differently (a
+ * UDP port, opened with SO_REUSEPORT, would be shared: the kernel would
+ * split its datagrams between the two). What does not parse stays as it
+ * came and is refused when its port is opened. */
+static void canon_addr(char *a, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char c[WM_ADDR_STR_MAX];
+
+    if (wm_addr_parse_listen(a, &ss, &len) == 0) {
+        wm_addr_format((struct sockaddr *)&ss, c, sizeof(c));
+        snprintf(a, cap, "%s", c);
+    }
+}
+
 /* The routing key of a mapping: domain (http/https), public address or
  * default slot (tcp), default slot (proxy). */
 static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *key, size_t cap)
@@ -57,6 +75,7 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
                 snprintf(a, sizeof(a), strchr(s->port_ip, ':') ? "[%s]:%u" : "%s:%u",
                          s->port_ip, m->remote_port);
             }
+            canon_addr(a, sizeof(a));
             snprintf(key, cap, "udp:%s", a);
         } else {
             snprintf(key, cap, "@udp"); /* refused: a udp mapping names its port */
@@ -70,7 +89,9 @@ static void map_key(struct tserver *sv, const struct wm_tun_mapping *m, char *ke
                      m->remote_port);
         } else {
             snprintf(key, cap, "@tcp");
+            return;
         }
+        canon_addr(key, cap);
         return;
     default:
         snprintf(key, cap, "@proxy");
@@ -297,6 +318,7 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     }
     struct rmap *h = key_holder(sv, r->mode, r->key, c);
     if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
+        r->waiting = true;
         wm_fmt(r->refused, sizeof(r->refused),
                "%s %s is already registered by client %s (mapping \"%s\")",
                own_port(r) ? "port" : "domain", r->key, h->owner->name, h->name);
@@ -314,6 +336,49 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
         return r->refused;
     }
     return NULL;
+}
+
+/* Mapping gone (its carrier closed, or its client withdrew it) held a
+ * key that mappings of other clients were refused for: the first of them
+ * that passes the checks again takes it (a client that reconnected after a
+ * silent cut, refused while the server still held its stale carrier, would
+ * otherwise stay without it while its carrier lives). Its client learned
+ * of the refusal; it serves the streams that now come (its config has the
+ * mapping). */
+static void promote_waiting(struct tserver *sv, const struct rmap *gone)
+{
+    for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
+        for (size_t i = 0; i < c->nmaps; i++) {
+            struct rmap *r = &c->maps[i];
+            struct rmap *h;
+            bool web = r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS;
+            bool gweb = gone->mode == WM_TUN_MODE_HTTP || gone->mode == WM_TUN_MODE_HTTPS;
+            if (!r->waiting || r->active || c == gone->owner || web != gweb ||
+                (!web && r->mode != gone->mode) || strcmp(r->key, gone->key) != 0) {
+                continue;
+            }
+            h = key_holder(sv, r->mode, r->key, c);
+            if ((h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) ||
+                (own_port(r) && !port_allowed(sv, r->key)) ||
+                (wm_tunnel_cluster != NULL && tcluster_check(c, r) != NULL) ||
+                (h == NULL && own_port(r) &&
+                 tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0)) {
+                continue;
+            }
+            if (h != NULL && own_port(r)) {
+                tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)); /* a share */
+            }
+            r->waiting = false;
+            r->active = true;
+            tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+            if (wm_tunnel_cluster != NULL) { /* cluster */
+                tcluster_claimed(c, r, true);
+            }
+            wm_log(WM_LOG_INFO, wm_tun_id(c->t), "tunnel: client %s: mapping \"%s\" (%s) active "
+                   "now, client %s that held it is gone", c->name, r->name, r->key,
+                   gone->owner->name);
+        }
+    }
 }
 
 /* A mapping of the carrier's previous registration that the new one
@@ -423,6 +488,8 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
             }
             wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s withdrew mapping \"%s\" (%s)",
                    c->name, old[j].name, old[j].key);
+            old[j].active = false;
+            promote_waiting(sv, &old[j]);
         }
     }
     free(old);
@@ -525,11 +592,16 @@ static void carrier_free(struct tcarrier *c)
     }
     wm_listen_stats_unref(c->stats);
     for (size_t i = 0; i < c->nmaps; i++) {
+        bool active = c->maps[i].active;
         if (c->maps[i].active && wm_tunnel_cluster != NULL) { /* cluster */
             tcluster_claimed(c, &c->maps[i], false);
         }
         if ((c->maps[i].active || c->maps[i].lost) && own_port(&c->maps[i])) {
             tserver_port_release(sv, c->maps[i].key);
+        }
+        c->maps[i].active = false;
+        if (active && !sv->n->draining) {
+            promote_waiting(sv, &c->maps[i]);
         }
     }
     free(c->maps);
@@ -631,6 +703,7 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.require_auth = s->nclients > 0 || wm_tunnel_cluster != NULL; /* cluster: node carriers */
     tc.ping_ms = s->ping_ms;
     tc.dead_ms = s->dead_ms;
+    tc.open_ms = s->open_ms;
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());
     if (c->t == NULL) {
         carrier_free(c);

@@ -40,6 +40,8 @@ struct rmap {
     char refused[256];       /* why it was refused (kept for the reply) */
     uint32_t m_in, m_out;    /* /metrics: visitor bytes (core/metrics.h series) */
     bool lost;               /* cluster: withdrawn, another node won the route */
+    bool waiting;            /* refused because another client holds its key: takes it
+                              * when that one goes (server.c promote_waiting) */
 };
 
 /* One attached client. */

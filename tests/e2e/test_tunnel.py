@@ -374,6 +374,158 @@ def test_status_json_stays_valid_with_any_client_name(nodes, tmp_path):
     s.close()
 
 
+def _ping_unread(s, limit):
+    """Send PINGs and read none of the answers, until the server stops
+    taking them (a send blocked for 2 s) or limit bytes went. Returns the
+    bytes sent (the last PING may be cut)."""
+    s.settimeout(2)
+    chunk = _frame(0x05, b"\0" * 8) * 4096
+    sent = 0
+    while sent < limit:
+        try:
+            sent += s.send(chunk[sent % len(chunk):])
+        except socket.timeout:
+            break
+    return sent
+
+
+def test_a_client_that_reads_nothing_is_not_buffered_for(nodes):
+    """A client that sends PINGs (OPENs, RSTs...) and reads none of the
+    answers: the server used to queue every answer, 2.5 GB of memory in 20
+    s from one carrier. Now it stops reading that carrier once 1 MiB waits
+    for it and goes on when the client reads: no answer is lost. A client
+    that never reads is closed after heartbeat_timeout, saying why."""
+    srv = nodes.server()
+    s = _raw_attach(srv.center)
+    assert _raw_register(s, []) == []
+    limit = 64 << 20
+    sent = _ping_unread(s, limit)
+    assert sent < limit, "the server took 64 MB of PINGs without its answers being read"
+    # finish the cut PING once the server reads again, and read every answer
+    rest = (-sent) % 17
+    t = threading.Thread(target=lambda: s.sendall(b"\0" * rest), daemon=True)
+    t.start()
+    s.settimeout(20)
+    acks, want = 0, (sent + rest) // 17
+    while acks < want:  # the server's own heartbeat PINGs may come between
+        hdr = recv_exact(s, 9)
+        body = recv_exact(s, 8)
+        assert hdr[:4] == b"\0\0\x08\x05", hdr
+        acks += hdr[4] == 1
+        assert hdr[4] == 0 or body == b"\0" * 8, body
+    t.join(10)
+    s.sendall(_frame(0x05, b"12345678"))
+    while True:
+        hdr = recv_exact(s, 9)
+        if recv_exact(s, 8) == b"12345678" and hdr[4] == 1:
+            break
+    s.close()
+
+    hb = {"heartbeat_interval": "1s", "heartbeat_timeout": "3s"}
+    srv2 = nodes.server(extra=hb)
+    s = _raw_attach(srv2.center, name=b"deaf")
+    assert _raw_register(s, []) == []
+    assert _ping_unread(s, limit) < limit
+    assert wait_log(srv2, "detached: the peer stopped reading", timeout=20), srv2.log()[-2000:]
+    s.close()
+
+
+def test_an_open_the_client_never_answers_times_out(nodes):
+    """A client (stuck, or hostile) that registers mappings, answers PINGs
+    but never answers the OPEN of a stream: the public visitor used to wait
+    as long as the carrier lived (its socket held on the server). Now the
+    stream is reset after connect_timeout + heartbeat_timeout: an HTTP
+    visitor gets 504, a TCP one is closed, the server says why."""
+    tp, hp = free_port(), free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp,
+                              "map_http_bind": "127.0.0.1:%d" % hp, "connect_timeout": "1s",
+                              "heartbeat_interval": "1s", "heartbeat_timeout": "3s"})
+    s = _raw_attach(srv.center)
+    assert _raw_register(s, [_raw_mapping(b"t", 3), _raw_mapping(b"w", 1, b"w.test")]) == \
+        [(1, ""), (1, "")]
+    v = connect(tp)
+    v.sendall(b"hello")
+    h = connect(hp)
+    h.sendall(b"GET / HTTP/1.1\r\nHost: w.test\r\n\r\n")
+    opened, reset = [], {}
+    s.settimeout(1)
+    deadline = time.time() + 20
+    while len(reset) < 2 and time.time() < deadline:
+        try:
+            hdr = recv_exact(s, 9)
+        except socket.timeout:
+            continue
+        n, typ, sid = struct.unpack(">I", b"\0" + hdr[:3])[0], hdr[3], struct.unpack(">I", hdr[5:])[0]
+        payload = recv_exact(s, n) if n else b""
+        if typ == 0x05 and hdr[4] == 0:  # stay alive: answer the server's PINGs
+            s.sendall(hdr[:4] + b"\x01" + hdr[5:] + payload)
+        elif typ == 0x01:
+            opened.append(sid)
+        elif typ == 0x03:
+            reset[sid] = struct.unpack(">I", payload[:4])[0]  # code 4: timeout
+    assert len(opened) == 2 and reset == {sid: 4 for sid in opened}, (opened, reset, srv.log())
+    h.settimeout(10)
+    r = http1.Reader(h).response()
+    assert r.status == 504, r
+    assert is_closed(v)
+    assert wait_log(srv, "did not answer its OPEN in 4 s", count=2), srv.log()
+    assert wait_log(srv, "code=504") and wait_log(srv, "end=timeout"), srv.log()
+    s.close()
+
+
+def _fake_server_handshake(ls):
+    """Be the tunnel server (plain carrier, CRED) for the client that
+    connects to listening socket ls; returns its carrier once registered."""
+    import hashlib
+    import hmac
+    c, _ = ls.accept()
+    c.settimeout(10)
+    assert recv_exact(c, 8) == b"WMTUN/1\n"
+    _read_frame(c)  # HELLO
+    nonce_s = os.urandom(32)
+    c.sendall(_frame(0x11, nonce_s + b"\x01" + struct.pack(">I", 65536)))
+    typ, auth = _read_frame(c)
+    user, pw = CRED["username"].encode(), CRED["password"].encode()
+    mac = hmac.new(pw, b"wmtun/2 server" + auth[:32] + nonce_s + user, hashlib.sha256).digest()
+    c.sendall(_frame(0x13, b"\x01" + mac + _s16(b"")))
+    typ, reg = _read_frame(c)
+    assert typ == 0x14, typ
+    n = struct.unpack(">H", reg[:2])[0]
+    c.sendall(_frame(0x15, struct.pack(">H", n) + (b"\x01" + _s16(b"")) * n))
+    return c
+
+
+def test_a_server_opening_unknown_mappings_is_logged_once_a_second(nodes):
+    """A server (buggy, or hostile) that opens streams for mappings the
+    client does not have: each is refused, and the client used to write a
+    WARN line for each (2,000 OPENs, 2,000 lines). Now one line per second
+    at most, naming the server, with a count."""
+    ls = listen_local()
+    port = ls.getsockname()[1]
+    got = {}
+    t = threading.Thread(target=lambda: got.update(c=_fake_server_handshake(ls)), daemon=True)
+    t.start()
+    cli = nodes.client("127.0.0.1:%d" % port, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:9"}])
+    t.join(10)
+    c = got["c"]
+    n = 2000
+    c.sendall(b"".join(_frame(0x01, b"\x02" + _s16(b"nope") + _s16(b"192.0.2.1:5"), 2 * i + 2)
+                       for i in range(n)))
+    refused = 0
+    while refused < n:
+        typ, payload = _read_frame(c)
+        if typ == 0x02:
+            assert payload[:1] == b"\x04", payload  # no such mapping
+            refused += 1
+    lines = [ln for ln in cli.log().splitlines() if "unknown mapping" in ln]
+    assert 1 <= len(lines) <= 3, lines[:5]
+    assert 'server 127.0.0.1:%d opened a stream for unknown mapping "nope", refused (1 in all' \
+        % port in lines[0], lines
+    c.close()
+    ls.close()
+
+
 # ---- penetration ----
 
 def test_http_mapping_routes_by_host_per_request(nodes, origin, origin6):
@@ -619,6 +771,38 @@ def test_conflicts_and_groups(nodes, origin, origin6):
     first.stop()
     second.stop()
     c2.stop()
+
+
+def test_a_refused_mapping_takes_the_port_when_its_holder_goes(nodes, echo):
+    """A client that reconnects after a silent cut while the server still
+    holds its stale carrier has its mappings refused ('already registered
+    by client ...'). When the server drops the stale carrier, the port used
+    to close and stay closed: the new carrier was never given it. Now the
+    waiting mapping takes it, with a line saying so, and visitors reach the
+    client again."""
+    tp = free_port()
+    srv = nodes.server(extra={"heartbeat_interval": "1s", "heartbeat_timeout": "3s"})
+    stale = _raw_attach(srv.center, name=b"stale")
+    port_map = _s16(b"t") + bytes([3]) + _s16(b"") + struct.pack(">H", tp) + _s16(b"") + \
+        _s16(b"") + b"\0\0"
+    assert _raw_register(stale, [port_map]) == [(1, "")]
+    # the stale carrier now neither reads nor writes, as after a silent cut
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port,
+         "remote_port": tp}])
+    assert wait_log(cli, 'mapping "t" refused by the server: port 127.0.0.1:%d is already '
+                         'registered' % tp), cli.log()
+    assert wait_log(srv, 'mapping "t" (127.0.0.1:%d) active now' % tp, timeout=15), srv.log()
+
+    def through():
+        try:
+            s = connect(tp, timeout=2)
+            s.sendall(b"again")
+            return recv_exact(s, 5) == b"again"
+        except (OSError, EOFError):
+            return False
+    wait_until(through, timeout=10, what="the public port reaching the new carrier")
+    stale.close()
 
 
 def test_many_streams_with_checksums(nodes, origin):

@@ -330,6 +330,36 @@ def test_per_client_authorization(nodes, origin, tmp_path, fmt):
     assert wait_log(nobody, "the server refused us: wrong credentials"), nobody.log()
 
 
+def test_many_long_refusals_still_reach_the_client(nodes, tmp_path):
+    """70 http mappings with 200-byte domains, none in the client's
+    domains: the reasons (about 260 bytes each) do not fit in one
+    REGISTER_RESULT frame. The server used to send an empty one: the client
+    closed the carrier with 'malformed REGISTER_RESULT' and reconnected in a
+    loop, never told why. Now each reason is cut to a share of the frame and
+    the client stays attached, told which mapping was refused."""
+    cp = free_port()
+    srv = nodes.wmproxy(["run", "-c", _server_conf(tmp_path, "srv.toml", """[proxy]
+bind_addr = "127.0.0.1:%d"
+mode = "server"
+[[proxy.clients]]
+name = "office"
+password = "pw"
+domains = ["ok.test"]
+""" % cp)], port=cp)
+    long = ("x" * 60 + ".") * 3
+    maps = [{"name": "m%02d" % i, "mode": "http", "local_addr": "127.0.0.1:9",
+             "domain": long + "d%02d.test" % i} for i in range(70)]
+    maps.append({"name": "ok", "mode": "http", "local_addr": "127.0.0.1:9", "domain": "ok.test"})
+    cli = nodes.client("127.0.0.1:%d" % cp, creds={"username": "office", "password": "pw"},
+                       srv_proc=srv, mappings=maps)
+    assert wait_log(cli, 'mapping "m69" refused by the server: client office may not register '
+                         'domain xxx'), cli.log()[-3000:]
+    assert cli.log().count("refused by the server") == 70
+    assert "..." in cli.log() and "malformed" not in cli.log()
+    assert 'mapping "ok" refused' not in cli.log()
+    assert srv.log().count("detached") == 0 and srv.log().count("attached") == 1
+
+
 def test_clients_table_config_errors(tmp_path):
     """Mistakes in [[proxy.clients]] are config errors with file:line:col."""
     path = tmp_path / "bad.toml"

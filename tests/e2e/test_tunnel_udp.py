@@ -89,3 +89,50 @@ def test_udp_mapping_flood_evicts_with_one_line_per_second(nodes):  # noqa: F811
     for s in socks:
         s.close()
     stop.set()
+
+
+def _udp_bind_mapping(name, bind):
+    """A udp mapping as on the wire (REGISTER), with its own bind address."""
+    import struct
+    from test_tunnel import _s16
+    return _s16(name) + bytes([5]) + _s16(b"") + b"\0\0" + _s16(bind) + _s16(b"") + \
+        struct.pack(">H", 0)
+
+
+def test_udp_port_cannot_be_shared_by_another_spelling(nodes):  # noqa: F811
+    """A second client asking for the UDP port another holds, spelled
+    differently ("127.0.0.1:0PORT", "localhost:PORT"), used to get it:
+    the routing keys differed, and UDP ports are opened with SO_REUSEPORT,
+    so the kernel split the first client's datagrams between the two. Now
+    the address is compared as the kernel sees it, and a port held by any
+    socket of ours is refused as in use, as for TCP."""
+    from test_tunnel import _raw_attach, _raw_register
+    up, stop, seen = udp_echo("127.0.0.1")
+    pub = free_udp_port()
+    srv = nodes.server()
+    nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "dns", "mode": "udp", "local_addr": "127.0.0.1:%d" % up,
+         "bind": "127.0.0.1:%d" % pub}])
+    s = _raw_attach(srv.center, name=b"thief")
+    for bind in (b"127.0.0.1:0%d" % pub, b"localhost:%d" % pub):
+        got = _raw_register(s, [_udp_bind_mapping(b"steal", bind)])
+        assert len(got) == 1 and got[0][0] == 0, got
+        assert got[0][1].startswith("port udp:127.0.0.1:%d is already registered" % pub), got
+        assert got[0][1].endswith('(mapping "dns")'), got
+    # a UDP port some other socket of ours holds with SO_REUSEPORT
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    held.bind(("127.0.0.1", 0))
+    other = held.getsockname()[1]
+    got = _raw_register(s, [_udp_bind_mapping(b"other", b"127.0.0.1:%d" % other)])
+    assert got == [(0, "bind 127.0.0.1:%d: Address already in use" % other)], got
+    held.close()
+    s.close()
+    # every datagram still reaches the first client's service
+    v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wait_until(lambda: _try(v, pub, b"x"), timeout=10, what="udp session")
+    for i in range(20):
+        assert roundtrip(v, pub, b"d%d" % i) == b"d%d" % i
+    v.close()
+    stop.set()
