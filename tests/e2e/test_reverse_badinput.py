@@ -247,6 +247,23 @@ def test_hop_by_hop_removed_both_ways(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_every_x_forwarded_for_field_kept_in_the_chain(wmproxy, tmp_path, rec):
+    """A client's X-Forwarded-For split over several fields is one list
+    (RFC 9110 5.3): all of it goes on, in order, then the client's address
+    (nginx's $proxy_add_x_forwarded_for). Only the first field was kept."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /xff HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\n"
+              b"X-Other: 1\r\nX-Forwarded-For: 192.0.2.2, 192.0.2.3\r\nX-Forwarded-For: \r\n"
+              b"Connection: close\r\n\r\n")
+    r = http1.Reader(s).response()
+    s.close()
+    assert (r.status, r.body) == (200, b"got 0")
+    _, hd, _ = [q for q in rec.requests if q[0].startswith("GET /xff ")][0]
+    assert hd["x-forwarded-for"] == ["192.0.2.1, 192.0.2.2, 192.0.2.3, 127.0.0.1"]
+    still_serving(p, port, rec)
+
+
 def test_obs_fold_in_a_response_502(wmproxy, tmp_path, rec):
     """RFC 9112 5.2: a proxy replaces an obs-fold or refuses the message:
     refused, as any malformed response."""
