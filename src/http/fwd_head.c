@@ -123,11 +123,15 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v, st
                 continue;
             }
             if (wm_strieq(name, nlen, "proxy_add_x_forwarded_for")) {
-                /* nginx's: the client's X-Forwarded-For, then its address */
-                const char *x = wm_http_head_get_id(hd, WM_HDR_X_FORWARDED_FOR, &len);
-                if (x != NULL && len > 0) {
-                    ob_put(o, x, len);
-                    ob_put(o, ", ", 2);
+                /* nginx's: the client's X-Forwarded-For fields, all of
+                 * them in order (one list, RFC 9110 5.3), then its address */
+                struct wm_http_field fl;
+                for (size_t i = 0; i < wm_http_head_nfields(hd); i++) {
+                    wm_http_head_field(hd, i, &fl);
+                    if (fl.id == WM_HDR_X_FORWARDED_FOR && fl.vlen > 0) {
+                        ob_put(o, fl.value, fl.vlen);
+                        ob_put(o, ", ", 2);
+                    }
                 }
                 ob_client_ip(o, f->c);
                 v += skip;

@@ -102,6 +102,18 @@ static int server_of(struct build *b, struct rv_upstream *u, struct rv_server *s
     return 0;
 }
 
+/* A health check's path or Host: printable, no space (it goes into the
+ * probe's request head as it is). */
+static bool check_word(const char *w)
+{
+    for (const unsigned char *p = (const unsigned char *)w; *p != '\0'; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* health_check = {path, interval, timeout, expect_status, host} for s. */
 static int check_of(struct build *b, const struct wm_conf_health *ch,
                     const struct wm_conf_upserver *cs, const struct rv_server *s,
@@ -109,19 +121,27 @@ static int check_of(struct build *b, const struct wm_conf_health *ch,
 {
     const char *exp = ch->expect_status != NULL ? ch->expect_status : "2xx 3xx";
 
+    const char *path = ch->path != NULL ? ch->path : "/";
+    const char *host = ch->host != NULL ? ch->host : s->addr;
+
     memset(c, 0, sizeof(*c));
     c->on = true;
-    snprintf(c->path, sizeof(c->path), "%s", ch->path != NULL ? ch->path : "/");
-    wm_fmt(c->host, sizeof(c->host), "%s", ch->host != NULL ? ch->host : s->addr);
     c->interval_ms = ch->interval_ms > 0 ? ch->interval_ms : 5000;
     c->timeout_ms = ch->timeout_ms > 0 ? ch->timeout_ms : 2000;
     c->rise = cs->rise_times > 0 ? (int)cs->rise_times : 2;
     c->fall = cs->fall_times > 0 ? (int)cs->fall_times : 2;
-    if (c->path[0] != '/' || strpbrk(c->path, " \r\n") != NULL ||
-        strpbrk(c->host, " \r\n") != NULL) {
-        return rconf_fail(b, key, "health_check: path must start with / and hold no space "
-                                  "(got \"%s\")%s", c->path, "");
+    /* both go into the probe's head as they are: whole, no space or control */
+    if (path[0] != '/' || !check_word(path) || strlen(path) >= sizeof(c->path)) {
+        return rconf_fail(b, key, "health_check.path: a path starting with / without spaces or "
+                                  "control characters, shorter than 256 bytes (got \"%s\")%s",
+                          path, "");
     }
+    if (host[0] == '\0' || !check_word(host) || strlen(host) >= sizeof(c->host)) {
+        return rconf_fail(b, key, "health_check.host: a host name without spaces or control "
+                                  "characters, shorter than 256 bytes (got \"%s\")%s", host, "");
+    }
+    memcpy(c->path, path, strlen(path) + 1);
+    memcpy(c->host, host, strlen(host) + 1);
     for (const char *p = exp; *p != '\0';) {
         char w[16];
         size_t n;
@@ -137,10 +157,18 @@ static int check_of(struct build *b, const struct wm_conf_health *ch,
             c->classes |= 1u << (w[0] - '0');
         } else if (n == 3 && atoi(w) >= 100 && atoi(w) <= 599 && c->ncodes < 8) {
             c->codes[c->ncodes++] = atoi(w);
+        } else if (n == 3 && atoi(w) >= 100 && atoi(w) <= 599) {
+            return rconf_fail(b, key, "health_check.expect_status: at most 8 codes (classes like "
+                                      "\"2xx\" take the rest), got \"%s\"%s", w, "");
         } else {
             return rconf_fail(b, key, "health_check.expect_status: expected codes or classes "
                                       "like \"200 3xx\", got \"%s\"%s", w, "");
         }
+    }
+    if (c->classes == 0 && c->ncodes == 0) {
+        /* no status would pass: every server would be taken out */
+        return rconf_fail(b, key, "health_check.expect_status: names no status (got \"%s\"); "
+                                  "leave it out for \"2xx 3xx\"%s", exp, "");
     }
     return 0;
 }

@@ -97,11 +97,10 @@ static bool loc_matches(const struct rv_location *l, const char *path, size_t pl
             rv_cidr_match(l->client_ip, l->nclient_ip, (const struct sockaddr *)&c->peer));
 }
 
-/* Host without its port; "" when absent. */
-static const char *host_of(const struct wm_http_head *req, size_t *n)
+/* Host (h, *n: the header's or an absolute-form target's authority)
+ * without its port; "" when absent. */
+static const char *host_of(const char *h, size_t *n)
 {
-    const char *h = wm_http_head_get_id(req, WM_HDR_HOST, n);
-
     if (h == NULL) {
         *n = 0;
         return "";
@@ -372,13 +371,32 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
     char path[4096];
     size_t plen;
     size_t hlen;
-    const char *host = host_of(req, &hlen);
+    const char *host = wm_http_head_get_id(req, WM_HDR_HOST, &hlen);
+    char abs_host[WM_HOST_MAX + 8]; /* absolute-form: its authority */
+    size_t alen = 0;
     const struct rv_vhost *v;
     const struct rv_location *l;
     struct rv_req *q;
     bool tried = false;
     int r;
 
+    if (ulen > 0 && url[0] != '/' && url[0] != '*') {
+        /* RFC 9112 3.2.2, as nginx: the target's authority is the host,
+         * the Host header is ignored; the upstream gets origin-form and it */
+        char name[WM_HOST_MAX];
+        uint16_t port;
+        bool https;
+        if (wm_http_parse_absolute(url, ulen, name, sizeof(name), &port, &https, &url, &ulen) <
+            0) {
+            *detail = "malformed absolute request-target";
+            return 400;
+        }
+        wm_addr_join(name, (https && port == 443) || (!https && port == 80) ? 0 : port, abs_host,
+                     sizeof(abs_host));
+        host = abs_host;
+        hlen = alen = strlen(abs_host);
+    }
+    host = host_of(host, &hlen);
     if (hlen == 0 && wm_http_head_minor(req) >= 1) {
         *detail = "a Host header is required";
         return 400;
@@ -387,7 +405,8 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         wm_h2_upgrade(f, c, req, &s->h2) == WM_HFWD_TAKEN) {
         return WM_HFWD_TAKEN;
     }
-    if (rv_path_normalize(url, ulen, path, sizeof(path), &plen) < 0) {
+    if (rv_path_normalize(url[0] == '?' ? "/" : url, url[0] == '?' ? 1 : ulen, path, sizeof(path),
+                          &plen) < 0) {
         *detail = "malformed or unsafe request path";
         return 400;
     }
@@ -410,13 +429,18 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         }
         tried = true;
     }
-    q = wm_mem_calloc(1, sizeof(*q) + strlen(l->up_path != NULL ? l->up_path : "") + ulen + plen + 2);
+    size_t room = strlen(l->up_path != NULL ? l->up_path : "") + ulen + plen + 2;
+    q = wm_mem_calloc(1, sizeof(*q) + room + alen + 1);
     if (q == NULL) {
         *detail = "out of memory";
         return 500;
     }
     q->f = f;
     q->loc = l;
+    if (alen > 0) {
+        memcpy(q->path + room, abs_host, alen + 1);
+        q->abs_host = q->path + room;
+    }
     t->data = q;
     t->client_read_ms = l->body_ms;
     t->client_write_ms = l->send_ms;
@@ -431,7 +455,12 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         }
         return r;
     }
-    return dispatch(q, c, t, path, plen, url, ulen, tried, detail);
+    r = dispatch(q, c, t, path, plen, url, ulen, tried, detail);
+    if (r == 0 && alen > 0 && t->path == NULL) {
+        t->path = url; /* origin-form; a "?q" gets its "/" when the head is built */
+        t->pathlen = ulen;
+    }
+    return r;
 }
 
 static void release(struct wm_hfwd_target *t)
@@ -566,7 +595,7 @@ static bool h2_serves(const struct wm_h2_front *fr, const struct wm_http_head *r
     const struct rv_service *s =
         (const struct rv_service *)((const char *)fr - offsetof(struct rv_service, h2));
     size_t hlen;
-    const char *host = host_of(req, &hlen);
+    const char *host = host_of(wm_http_head_get_id(req, WM_HDR_HOST, &hlen), &hlen);
 
     return vhost_for(s->l, host, hlen)->http2;
 }

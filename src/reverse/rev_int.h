@@ -146,6 +146,7 @@ struct rv_req {
     struct evbuffer *local;      /* a local answer's body */
     struct wm_files_req *files;  /* a file_server answer */
     struct evbuffer *extra;      /* its header lines after the response rules */
+    const char *abs_host;        /* absolute-form: its authority, the Host sent (in path[]) */
     char path[];                 /* request-target sent upstream, when rewritten */
 };
 

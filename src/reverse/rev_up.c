@@ -85,9 +85,9 @@ void rv_target_set(struct wm_hfwd_target *t, struct rv_req *q, const struct rv_s
         put(t->log, sizeof(t->log), &at, "/");
     }
     put(t->log, sizeof(t->log), &at, s->addr);
-    if (l->set_host) {
+    if (l->set_host || q->abs_host != NULL) {
         at = 0;
-        put(t->host_hdr, sizeof(t->host_hdr), &at, s->addr);
+        put(t->host_hdr, sizeof(t->host_hdr), &at, l->set_host ? s->addr : q->abs_host);
     }
 }
 

@@ -247,6 +247,71 @@ def test_hop_by_hop_removed_both_ways(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_every_x_forwarded_for_field_kept_in_the_chain(wmproxy, tmp_path, rec):
+    """A client's X-Forwarded-For split over several fields is one list
+    (RFC 9110 5.3): all of it goes on, in order, then the client's address
+    (nginx's $proxy_add_x_forwarded_for). Only the first field was kept."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /xff HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\n"
+              b"X-Other: 1\r\nX-Forwarded-For: 192.0.2.2, 192.0.2.3\r\nX-Forwarded-For: \r\n"
+              b"Connection: close\r\n\r\n")
+    r = http1.Reader(s).response()
+    s.close()
+    assert (r.status, r.body) == (200, b"got 0")
+    _, hd, _ = [q for q in rec.requests if q[0].startswith("GET /xff ")][0]
+    assert hd["x-forwarded-for"] == ["192.0.2.1, 192.0.2.2, 192.0.2.3, 127.0.0.1"]
+    still_serving(p, port, rec)
+
+
+def test_absolute_form_target_routes_by_its_authority(wmproxy, tmp_path, rec):
+    """RFC 9112 3.2.2: a server takes the absolute-form (http://host/path)
+    and uses its authority as the host, ignoring Host (nginx does): the
+    server is chosen by it and the upstream gets origin-form with that Host.
+    It was a 400 'malformed or unsafe request path'."""
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+up_name = "a.test"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(u)d"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+up_name = "b.test"
+static_response = "b"
+""" % {"p": port, "u": rec.port})
+    wait_serving(port, path="/ready")
+
+    def ask(target, host="b.test", version="1.1"):
+        s = connect(port)
+        s.sendall(("GET %s HTTP/%s\r\n%sConnection: close\r\n\r\n"
+                   % (target, version, "Host: %s\r\n" % host if host else "")).encode())
+        r = http1.Reader(s).response()
+        s.close()
+        return r
+
+    r = ask("http://a.test/abs/x?q=1")
+    assert (r.status, r.body) == (200, b"got 0")
+    line, hd, _ = rec.requests[-1]
+    assert line == "GET /abs/x?q=1 HTTP/1.1" and hd["host"] == ["a.test"], (line, hd)
+    r = ask("HTTP://A.test:8080?q=2", version="1.0", host=None)
+    assert (r.status, r.body) == (200, b"got 0")
+    line, hd, _ = rec.requests[-1]
+    assert line == "GET /?q=2 HTTP/1.0" and hd["host"] == ["A.test:8080"], (line, hd)
+    # the authority chooses the server, whatever Host says
+    r = ask("http://b.test/abs/y", host="a.test")
+    assert (r.status, r.body) == (200, b"b")
+    before = rec.lines()
+    for bad in ("http://u@a.test/x", "ftp://a.test/x", "http:///x", "http://a.test/../x"):
+        r = ask(bad, host="a.test")
+        assert r.status == 400, (bad, r.status, r.body)
+    assert rec.lines() == before
+    still_serving(p, port, rec)
+
+
 def test_obs_fold_in_a_response_502(wmproxy, tmp_path, rec):
     """RFC 9112 5.2: a proxy replaces an obs-fold or refuses the message:
     refused, as any malformed response."""

@@ -476,3 +476,32 @@ def test_bad_words_name_file_line_key(tmp_path, value, word):
                  'proxy_next_upstream_tries = 0\n')
     r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "proxy_next_upstream_tries" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("check,words", [
+    # no status would pass: every server was taken out after two checks
+    ('path = "/h", expect_status = ""', ["health_check.expect_status", "names no status"]),
+    ('path = "/h", expect_status = " , "', ["health_check.expect_status", "names no status"]),
+    ('path = "/h", expect_status = "200 201 202 203 204 205 206 207 208"',
+     ["health_check.expect_status", "at most 8 codes", "208"]),
+    # a bad host was reported as the path (and a tab or a control byte in
+    # either went into the probe's request head)
+    ('path = "/h", host = "a b"', ["health_check.host", '"a b"']),
+    ('path = "/h", host = "a\\u0001b"', ["health_check.host"]),
+    ('path = "/h", host = ""', ["health_check.host"]),
+    ('path = "/h\\tx"', ["health_check.path"]),
+    # a long path was cut at 255 bytes without a word
+    ('path = "/%s"' % ("p" * 300), ["health_check.path", "shorter than 256"]),
+])
+def test_bad_health_check_named_at_check(tmp_path, check, words):
+    path = write(tmp_path / "hc.toml", 'disable_control = true\n[http]\n[[http.upstream]]\n'
+                 'name = "app"\nserver = [{ addr = "127.0.0.1:9" }]\n'
+                 'health_check = { %s }\n[[http.server]]\nbind_addr = "127.0.0.1:1"\n'
+                 'proxy_url = "http://app"\n' % check)
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(path + ":") and "http.upstream[0]" in first, first
+    for w in words:
+        assert w in first, first
+    assert "health_check.path" not in first or "health_check.path" in words, first
