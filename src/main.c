@@ -368,6 +368,19 @@ static int cmd_proxy(int argc, char **argv)
         fprintf(stderr, "wmproxy: --user and --pass go together\n");
         return 2;
     }
+    char msg[160];
+    if (o.proxy.username != NULL) {
+        const char *flag = "user";
+        int r = wm_conf_proxy_user_check(o.proxy.username, msg, sizeof(msg));
+        if (r == 0) {
+            flag = "pass";
+            r = wm_conf_proxy_pass_check(o.proxy.password, msg, sizeof(msg));
+        }
+        if (r < 0) {
+            fprintf(stderr, "wmproxy: --%s: %s\n", flag, msg);
+            return 2;
+        }
+    }
     if (wm_app_opts_rules(&o) < 0) {
         return 2;
     }

@@ -375,27 +375,45 @@ static void trust_validate(struct wm_cctx *ctx, const struct wm_conf_proxy *p,
     }
 }
 
+int wm_conf_proxy_user_check(const char *user, char *msg, size_t cap)
+{
+    if (strchr(user, ':') != NULL) {
+        snprintf(msg, cap, "contains ':', where HTTP Basic ends the user name (RFC 7617): "
+                           "no HTTP client could log in");
+        return -1;
+    }
+    return wm_conf_proxy_pass_check(user, msg, cap);
+}
+
+int wm_conf_proxy_pass_check(const char *pass, char *msg, size_t cap)
+{
+    if (strlen(pass) >= WM_PROXY_CRED_MAX) {
+        snprintf(msg, cap, "longer than %d bytes (SOCKS5 carries no more)",
+                 WM_PROXY_CRED_MAX - 1);
+        return -1;
+    }
+    return 0;
+}
+
 static void proxy_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval *t,
                            const char *path)
 {
     struct wm_conf_proxy *p = obj;
     char kp[128];
+    char msg[256];
 
     acl_validate(ctx, p, t, path);
 
     need_pair(ctx, t, path, "username", "password", NULL);
-    if (p->username != NULL && strlen(p->username) >= WM_PROXY_CRED_MAX) {
+    if (p->username != NULL && wm_conf_proxy_user_check(p->username, msg, sizeof(msg)) < 0) {
         snprintf(kp, sizeof(kp), "%s.username", path);
-        wm_cctx_error(ctx, wm_cval_get(t, "username"), kp, "longer than %d bytes",
-                      WM_PROXY_CRED_MAX - 1);
+        wm_cctx_error(ctx, wm_cval_get(t, "username"), kp, "%s", msg);
     }
-    if (p->password != NULL && strlen(p->password) >= WM_PROXY_CRED_MAX) {
+    if (p->password != NULL && wm_conf_proxy_pass_check(p->password, msg, sizeof(msg)) < 0) {
         snprintf(kp, sizeof(kp), "%s.password", path);
-        wm_cctx_error(ctx, wm_cval_get(t, "password"), kp, "longer than %d bytes",
-                      WM_PROXY_CRED_MAX - 1);
+        wm_cctx_error(ctx, wm_cval_get(t, "password"), kp, "%s", msg);
     }
     if (p->allow_ports != NULL) {
-        char msg[256];
         if (wm_parse_port_list(p->allow_ports, NULL, msg, sizeof(msg)) < 0) {
             snprintf(kp, sizeof(kp), "%s.allow_ports", path);
             wm_cctx_error(ctx, wm_cval_get(t, "allow_ports"), kp, "%s", msg);

@@ -116,6 +116,12 @@ struct wm_conf_proxy {
  * starts from): every protocol, limits.h timeouts, no tunnel. */
 void wm_conf_proxy_defaults(struct wm_conf_proxy *p);
 
+/* Forward proxy credentials no client could send: a user or password over
+ * 255 bytes (SOCKS5 carries no more), a user with ':' (HTTP Basic ends the
+ * user there, RFC 7617). -1 with the reason in msg, else 0. */
+int wm_conf_proxy_user_check(const char *user, char *msg, size_t cap);
+int wm_conf_proxy_pass_check(const char *pass, char *msg, size_t cap);
+
 struct wm_conf {
     struct wm_arena *arena;
     struct wm_cval *tree;   /* the parsed file, for GET /now */

@@ -2,7 +2,7 @@
  * core/authfail.c - failed authentications per client IP (see authfail.h).
  * A small open table: WM_AUTHFAIL_TABLE slots searched linearly under one
  * mutex (authentication is rare next to data); when full, the slot seen
- * longest ago is reused.
+ * longest ago is reused, one on hold only when all are.
  */
 #include "core/authfail.h"
 
@@ -48,27 +48,48 @@ static bool ip_of(const struct sockaddr *sa, unsigned char out[16])
     return false;
 }
 
-/* The slot of ip; with create, a new (or the stalest) one. Under lock. */
-static struct slot *find(const unsigned char ip[16], bool create)
+/* Is s a better slot to reuse than v (NULL: none yet)? A free slot first,
+ * then the one seen longest ago among those not on hold; a hold is given up
+ * (the one ending first) only when every slot holds one, so failures from
+ * many other addresses cannot lift it. */
+static bool better_victim(const struct slot *s, const struct slot *v, uint64_t now)
 {
-    struct slot *stalest = &table[0];
+    if (v == NULL || !s->used) {
+        return v == NULL || v->used;
+    }
+    if (!v->used) {
+        return false;
+    }
+    bool sh = s->hold_until_ms > now;
+    bool vh = v->hold_until_ms > now;
+    if (sh != vh) {
+        return vh;
+    }
+    return sh ? s->hold_until_ms < v->hold_until_ms : s->seen_ms < v->seen_ms;
+}
+
+/* The slot of ip; with create, a new (or a reused, see better_victim) one.
+ * Under lock. */
+static struct slot *find(const unsigned char ip[16], bool create, uint64_t now)
+{
+    struct slot *victim = NULL;
 
     for (size_t i = 0; i < WM_AUTHFAIL_TABLE; i++) {
         struct slot *s = &table[i];
         if (s->used && memcmp(s->ip, ip, 16) == 0) {
             return s;
         }
-        if (!s->used || (stalest->used && s->seen_ms < stalest->seen_ms)) {
-            stalest = s;
+        if (better_victim(s, victim, now)) {
+            victim = s;
         }
     }
     if (!create) {
         return NULL;
     }
-    memset(stalest, 0, sizeof(*stalest));
-    memcpy(stalest->ip, ip, 16);
-    stalest->used = true;
-    return stalest;
+    memset(victim, 0, sizeof(*victim));
+    memcpy(victim->ip, ip, 16);
+    victim->used = true;
+    return victim;
 }
 
 int wm_authfail_check(const struct sockaddr *peer)
@@ -80,7 +101,7 @@ int wm_authfail_check(const struct sockaddr *peer)
         return 0;
     }
     pthread_mutex_lock(&lock);
-    struct slot *s = find(ip, false);
+    struct slot *s = find(ip, false, wm_now_ms());
     if (s != NULL && s->hold_until_ms > wm_now_ms()) {
         stats.refused++;
         r = -1;
@@ -100,7 +121,7 @@ int wm_authfail_record(const struct sockaddr *peer, bool ok)
         return 0;
     }
     pthread_mutex_lock(&lock);
-    struct slot *s = find(ip, !ok);
+    struct slot *s = find(ip, !ok, now);
     bool forgive = false;
     if (ok) {
         if (s != NULL && s->hold_until_ms <= now) {
@@ -156,7 +177,7 @@ void wm_authfail_learn(const unsigned char ip[16], unsigned count, int hold_ms)
         hold_ms = WM_AUTHFAIL_BAN_MS; /* what Redis says is not trusted beyond our own hold */
     }
     pthread_mutex_lock(&lock);
-    struct slot *s = find(ip, count > 0 || hold_ms > 0);
+    struct slot *s = find(ip, count > 0 || hold_ms > 0, now);
     if (s != NULL) {
         if (s->fails == 0 || now - s->since_ms > WM_AUTHFAIL_WINDOW_MS) {
             s->since_ms = now;

@@ -50,7 +50,7 @@
 #define WM_AUTHFAIL_BAN_AFTER    10     /* failures within the window */
 #define WM_AUTHFAIL_WINDOW_MS    60000
 #define WM_AUTHFAIL_BAN_MS       60000
-#define WM_AUTHFAIL_TABLE        1024   /* addresses tracked; the stalest is dropped */
+#define WM_AUTHFAIL_TABLE        1024   /* addresses tracked; the stalest not on hold is dropped */
 
 /* Tunnel carriers accepted but not authenticated yet (conf:
  * max_unauth_carriers, max_unauth_carriers_per_ip): beyond, new carrier

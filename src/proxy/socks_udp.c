@@ -181,7 +181,7 @@ static bool udp_refused(struct udp_assoc *ua, const char *name, const struct soc
     const struct wm_acl *acl = ua->c->opts->acl;
     const char *why = NULL;
     char as[WM_ADDR_STR_MAX] = "-";
-    char target[WM_ADDR_STR_MAX + 8];
+    char target[WM_HOST_MAX + 8];
 
     if (sa != NULL ? wm_acl_target_ok(acl, name, sa, &why)
                    : !wm_acl_name_denied(acl, name, port, &why)) {

@@ -152,6 +152,22 @@ def test_socks5_udp_datagrams_are_judged(wmproxy, tmp_path):
         allowed.close()
 
 
+def test_socks5_udp_refusal_names_a_long_target_whole(wmproxy, tmp_path):
+    """The refusal line of a UDP datagram names its target in full: a name
+    longer than an address was cut at 71 bytes."""
+    p, port, _ = start(wmproxy, tmp_path, deny_targets=[".example"])
+    name = "x" * 60 + "." + "y" * 60 + ".example"
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.bind(("127.0.0.1", 0))
+    s, rep, relay = socks.handshake(port, "0.0.0.0", 0, cmd=3)
+    assert rep == 0
+    c.sendto(socks.udp_header(name, 5353) + b"no", relay)
+    assert wait_log(p, "acl: refused udp"), p.log()
+    assert "target=%s:5353 addr=- rule=deny_targets" % name in p.log(), p.log()[-2000:]
+    s.close()
+    c.close()
+
+
 # ---- the safe default beyond loopback, and hot reload ----
 
 def test_wildcard_bind_guards_local_addresses_until_allowed(wmproxy, tmp_path, origin, echo):

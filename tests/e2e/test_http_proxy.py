@@ -207,6 +207,29 @@ def test_auth_required(auth_proxy, origin):
     assert r.returncode == 0 and r.stdout == pattern(10)
 
 
+@pytest.mark.parametrize("user,why", [
+    ("a" * 300, "longer than 255 bytes"),
+    ("ali:ce", "':'"),
+])
+def test_credentials_no_client_can_send_are_refused(tmp_path, user, why):
+    """A user no client can log in as (longer than SOCKS5 carries, or with
+    the ':' HTTP Basic splits at) stops the start with the reason; the
+    flag was cut to 255 bytes, and both were taken silently: every login
+    then failed with 407."""
+    from conftest import BIN
+    r = subprocess.run([BIN, "proxy", "-b", "127.0.0.1:%d" % free_port(), "--disable-control",
+                        "--user", user, "--pass", "x"], capture_output=True, timeout=20)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert b"--user" in r.stderr and why.encode() in r.stderr, r.stderr
+    conf = tmp_path / "wm.toml"
+    conf.write_text('disable_control = true\n[proxy]\nbind_addr = "127.0.0.1:%d"\n'
+                    'username = "%s"\npassword = "x"\n' % (free_port(), user))
+    r = subprocess.run([BIN, "check", "-c", str(conf)], capture_output=True, timeout=20)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    out = r.stdout + r.stderr
+    assert b"proxy.username" in out and why.encode() in out, out
+
+
 def test_header_too_large_431(proxy, origin):
     big = [("X-Big-%d" % i, "v" * 1000) for i in range(20)]
     r = get(proxy, "http://127.0.0.1:%d/bytes/10" % origin.port, big)

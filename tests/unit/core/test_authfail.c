@@ -97,6 +97,31 @@ static void test_untracked_and_eviction(void **state)
     assert_int_equal(wm_authfail_check((struct sockaddr *)&last), -1);
 }
 
+/* A full table never drops an address on hold while it can drop one that
+ * is not: failures from more addresses than slots (an IPv6 attacker has as
+ * many as it likes) must not lift a hold. */
+static void test_eviction_keeps_holds(void **state)
+{
+    struct sockaddr_in held = v4(0x0c000001);
+
+    (void)state;
+    for (int i = 0; i < WM_AUTHFAIL_BAN_AFTER; i++) {
+        wm_authfail_record((struct sockaddr *)&held, false);
+    }
+    assert_int_equal(wm_authfail_check((struct sockaddr *)&held), -1);
+    for (uint32_t i = 0; i < 2 * WM_AUTHFAIL_TABLE; i++) {
+        struct sockaddr_in a = v4(0x0d000000 + i);
+        wm_authfail_record((struct sockaddr *)&a, false);
+    }
+    assert_int_equal(wm_authfail_check((struct sockaddr *)&held), -1);
+    /* the newest of the others is tracked: its failures still count */
+    struct sockaddr_in last = v4(0x0d000000 + 2 * WM_AUTHFAIL_TABLE - 1);
+    for (int i = 1; i < WM_AUTHFAIL_BAN_AFTER; i++) {
+        wm_authfail_record((struct sockaddr *)&last, false);
+    }
+    assert_int_equal(wm_authfail_check((struct sockaddr *)&last), -1);
+}
+
 /* [cluster]: the sharing hooks see each failure (and a success after
  * failures); what the cluster reports raises the count and holds. */
 static int hook_fails, hook_held, hook_forgiven;
@@ -153,6 +178,7 @@ int main(void)
         cmocka_unit_test_setup(test_delays_then_hold, reset),
         cmocka_unit_test_setup(test_success_forgets, reset),
         cmocka_unit_test_setup(test_untracked_and_eviction, reset),
+        cmocka_unit_test_setup(test_eviction_keeps_holds, reset),
         cmocka_unit_test_setup(test_shared, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
