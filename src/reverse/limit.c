@@ -21,7 +21,8 @@
 #include "reverse/rev.h"
 #include "reverse/rev_int.h"
 
-#define KEY_MAX 64
+#define KEY_MAX 64 /* stored; a longer key is told apart by its length and whole-key hash */
+#define ONE 1000000u /* a request, in excess units */
 #define ENTRY_BYTES 128 /* what one key costs, for limit=SIZE */
 
 struct lentry {
@@ -30,8 +31,8 @@ struct lentry {
     struct lentry *lru_next;
     uint64_t hash;
     uint64_t last_ms;
-    uint64_t excess;               /* in 1/1000 requests */
-    size_t klen;
+    uint64_t excess;               /* in 1/ONE requests */
+    size_t klen;                   /* the whole key's (key[] holds at most KEY_MAX bytes) */
     char key[KEY_MAX];
 };
 
@@ -40,7 +41,7 @@ struct rv_zone {
     char name[64];
     struct rv_zone *next;
     pthread_mutex_t lock;
-    uint64_t rate_milli;           /* requests per second x 1000 */
+    uint64_t rate_micro;           /* requests per second x 10^6 */
     size_t max_entries;
     size_t n;
     struct lentry **buckets;
@@ -84,7 +85,7 @@ static void zone_free(struct rv_zone *z)
     free(z);
 }
 
-struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t bytes)
+struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t bytes)
 {
     struct rv_zone *z;
     size_t max = bytes / ENTRY_BYTES;
@@ -101,7 +102,7 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t byte
     if (z != NULL) {
         z->refs++;
         pthread_mutex_lock(&z->lock);
-        z->rate_milli = rate_milli; /* a reload may change the rate; the counts stay */
+        z->rate_micro = rate_micro; /* a reload may change the rate; the counts stay */
         z->max_entries = max;
         pthread_mutex_unlock(&z->lock);
     } else if ((z = calloc(1, sizeof(*z))) != NULL) {
@@ -120,7 +121,7 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t byte
             z->refused = wm_metrics_counter("wmproxy_limit_req_refused_total",
                                             "Requests refused by a limit_req zone", lbl);
             z->refs = 1;
-            z->rate_milli = rate_milli;
+            z->rate_micro = rate_micro;
             z->max_entries = max;
             pthread_mutex_init(&z->lock, NULL);
             z->next = reg_head;
@@ -220,7 +221,7 @@ static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, 
     struct lentry *e;
 
     for (e = *head; e != NULL; e = e->hnext) {
-        if (e->hash == h && e->klen == n && memcmp(e->key, key, n) == 0) {
+        if (e->hash == h && e->klen == n && memcmp(e->key, key, n < KEY_MAX ? n : KEY_MAX) == 0) {
             lru_unlink(z, e);
             lru_push(z, e);
             return e;
@@ -235,7 +236,7 @@ static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, 
     }
     e->hash = h;
     e->last_ms = now;
-    memcpy(e->key, key, n);
+    memcpy(e->key, key, n < KEY_MAX ? n : KEY_MAX);
     e->klen = n;
     head = &z->buckets[h & (z->nbuckets - 1)]; /* eviction may have changed the chain */
     e->hnext = *head;
@@ -251,24 +252,22 @@ bool rv_zone_allow(struct rv_zone *z, const char *key, size_t n, uint64_t burst)
     bool ok = true;
     struct lentry *e;
 
-    if (n >= KEY_MAX) {
-        n = KEY_MAX - 1; /* long keys share their first 63 bytes */
-    }
     const struct wm_rev_shared_limit *h = __atomic_load_n(&shared_hook, __ATOMIC_ACQUIRE);
     if (h != NULL && __atomic_load_n(&z->shared, __ATOMIC_RELAXED)) { /* cluster */
-        return h->allow(z->name, key, n, __atomic_load_n(&z->rate_milli, __ATOMIC_RELAXED), burst,
+        uint64_t milli = __atomic_load_n(&z->rate_micro, __ATOMIC_RELAXED) / 1000;
+        return h->allow(z->name, key, n, milli > 0 ? milli : 1, burst,
                         __atomic_load_n(&z->on_error_allow, __ATOMIC_RELAXED));
     }
     pthread_mutex_lock(&z->lock);
     e = find_or_add(z, key, n, now);
     if (e != NULL) {
-        uint64_t drained = (now - e->last_ms) * z->rate_milli / 1000;
-        e->excess = e->excess > drained ? e->excess - drained : 0;
+        unsigned __int128 drained = (unsigned __int128)(now - e->last_ms) * z->rate_micro / 1000;
+        e->excess = e->excess > drained ? e->excess - (uint64_t)drained : 0;
         e->last_ms = now;
-        if (e->excess > burst * 1000) {
+        if (e->excess > (unsigned __int128)burst * ONE) {
             ok = false; /* a refused request adds nothing */
         } else {
-            e->excess += 1000;
+            e->excess += ONE;
         }
     }
     pthread_mutex_unlock(&z->lock);

@@ -17,7 +17,7 @@
 
 /* One zone spec: words "key-template", "limit=SIZE", "rate=Nr/s". */
 static int zone_parse(struct build *b, const char *spec, const char **keyt, uint64_t *bytes,
-                      uint64_t *rate_milli, bool *shared, bool *err_allow, const char *key)
+                      uint64_t *rate_micro, bool *shared, bool *err_allow, const char *key)
 {
     struct wm_arena *a = b->r->arena;
     struct wm_err e;
@@ -45,10 +45,11 @@ static int zone_parse(struct build *b, const char *spec, const char **keyt, uint
                 return rconf_fail(b, key, "rate=: expected requests like 1000r/s or 30r/m, "
                                           "got \"%s\"%s", w + 5, "");
             }
-            *rate_milli = r.amount * 1000000 / r.per_ms;
-            if (*rate_milli == 0) {
-                *rate_milli = 1;
-            }
+            /* requests per second x 10^6: 1r/m is 16,666 (x 10^3 it was
+             * 16, which drained a request in 62.5 s, not 60) */
+            unsigned __int128 micro = (unsigned __int128)r.amount * 1000000000u / r.per_ms;
+            *rate_micro = micro > RV_RATE_MICRO_MAX ? RV_RATE_MICRO_MAX
+                                                    : (micro == 0 ? 1 : (uint64_t)micro);
             have_rate = true;
         } else if (strcmp(w, "shared=true") == 0 || strcmp(w, "shared=false") == 0) {
             *shared = w[7] == 't'; /* cluster: counted in Redis */

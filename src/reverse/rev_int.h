@@ -332,7 +332,9 @@ void rv_server_ok(struct rv_server *s);
 /* limit.c: limit_req zones, shared by workers and kept across reloads by
  * name. rate_milli: requests per second x 1000; bytes: the zone's size
  * (limit=). NULL on OOM. */
-struct rv_zone *rv_zone_get(const char *name, uint64_t rate_milli, uint64_t bytes);
+#define RV_RATE_MICRO_MAX 1000000000000000ULL /* 10^9 requests per second */
+/* rate_micro: requests per second x 10^6 */
+struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t bytes);
 void rv_zone_put(struct rv_zone *z);
 /* One request of key k: within the rate plus burst? */
 bool rv_zone_allow(struct rv_zone *z, const char *k, size_t n, uint64_t burst);

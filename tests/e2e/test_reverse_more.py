@@ -408,3 +408,23 @@ def test_limit_req_zone_memory_is_bounded(wmproxy, tmp_path):
     assert get(port, "/k/first")[0] == 200  # forgotten long ago
     assert get(port, "/k/199")[0] == 503  # the recent ones are held
     assert get(port, "/k/190")[0] == 503
+
+
+def test_limit_req_long_keys_are_told_apart(wmproxy, tmp_path):
+    """Keys longer than the 64 bytes a zone stores are told apart by their
+    length and a hash of the whole key: two paths sharing their first 100
+    bytes used to share one counter (the key was cut to 63 bytes)."""
+    port = free_port()
+    p = run(wmproxy, tmp_path, top({
+        "limit_req_zone": {"k": "{path} rate=1r/m"},
+        "server": [{"bind_addr": "127.0.0.1:%d" % port, "location": [
+            {"rule": "/k/", "limit_req": "zone=k burst=0", "static_response": "k"},
+            {"rule": "/", "static_response": "ok"}]}]}), port=port)
+    wait_serving(port)
+    stem = "/k/" + "x" * 100
+    assert get(port, stem + "a")[0] == 200
+    assert get(port, stem + "b")[0] == 200        # another key
+    assert get(port, stem + "bb")[0] == 200       # longer: another key
+    assert get(port, stem + "a")[0] == 503        # remembered
+    assert get(port, stem + "b")[0] == 503
+    assert p.alive()
