@@ -1,5 +1,6 @@
 #include "http/util.h"
 
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,6 +55,42 @@ int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, ui
         }
     }
     return 0;
+}
+
+bool wm_http_host_valid(const char *h, size_t n)
+{
+    size_t i = 0;
+
+    if (n > 0 && h[0] == '[') {
+        for (i = 1; i < n && h[i] != ']'; i++) {
+            if (!isxdigit((unsigned char)h[i]) && h[i] != ':' && h[i] != '.') {
+                return false;
+            }
+        }
+        if (i == n || i == 1) {
+            return false;
+        }
+        i++;
+    } else {
+        for (; i < n && h[i] != ':'; i++) {
+            unsigned char c = (unsigned char)h[i];
+            if (c <= 0x20 || c == 0x7f || strchr("@/\\?#<>\"`{}|^[]", c) != NULL) {
+                return false;
+            }
+        }
+    }
+    if (i == n) {
+        return true;
+    }
+    if (h[i] != ':' || n - i - 1 > 5) {
+        return false;
+    }
+    for (i++; i < n; i++) {
+        if (!isdigit((unsigned char)h[i])) {
+            return false;
+        }
+    }
+    return true;
 }
 
 const char *wm_http_reason(int status)

@@ -24,6 +24,12 @@ int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uin
 int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, uint16_t *port,
                            bool *https, const char **path, size_t *pathlen);
 
+/* Is h[0..n) a Host a server can take (RFC 9110 7.2: uri-host [":" port])?
+ * A bracketed IPv6 literal, or a name of anything but controls, space and
+ * the delimiters @ / \ ? # < > " ` { } | ^ [ ] (bytes over 127 pass, as nginx lets
+ * them), then an optional ":" and at most 5 digits. */
+bool wm_http_host_valid(const char *h, size_t n);
+
 /* Reason phrase for a status code ("Bad Gateway"); "Unknown" if unlisted. */
 const char *wm_http_reason(int status);
 

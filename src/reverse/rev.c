@@ -396,6 +396,10 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         host = abs_host;
         hlen = alen = strlen(abs_host);
     }
+    if (alen == 0 && host != NULL && !wm_http_host_valid(host, hlen)) {
+        *detail = "malformed Host";
+        return 400;
+    }
     host = host_of(host, &hlen);
     if (hlen == 0 && wm_http_head_minor(req) >= 1) {
         *detail = "a Host header is required";

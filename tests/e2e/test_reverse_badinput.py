@@ -226,6 +226,25 @@ def test_smuggling_shapes_answered_400(wmproxy, tmp_path, rec, raw, head_error):
     still_serving(p, port, rec)
 
 
+def test_malformed_host_400(wmproxy, tmp_path, rec):
+    """A Host that is no uri-host[:port] (RFC 9110 7.2) is 400 and reaches
+    no upstream, over HTTP/1 as over HTTP/2 (whose :authority check already
+    refused some): a path, userinfo, a space, a bracket left open, a port
+    that is not a number. They were forwarded (and went into {host})."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    before = rec.lines()
+    for host in (b"a.test/zz", b"evil@a.test", b"a.test b", b"[::1", b"a.test:8x", b"a\\b",
+                 b"a.test?x"):
+        data = exchange(port, b"GET /x HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 400 ") and b"malformed Host" in data, (host, data)
+    assert rec.lines() == before
+    for host in (b"a.test:8080", b"[::1]:80", b"127.0.0.1"):
+        data = exchange(port, b"GET /x HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close"
+                        b"\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200 "), (host, data)
+    still_serving(p, port, rec)
+
+
 def test_hop_by_hop_removed_both_ways(wmproxy, tmp_path, rec):
     p, port = serve(wmproxy, tmp_path, rec)
     s = connect(port)

@@ -404,6 +404,31 @@ static void test_write_error(void **state)
     }
 }
 
+/* Host values a server takes, and those it refuses (RFC 9110 7.2). */
+static void test_host_valid(void **state)
+{
+    static const struct {
+        const char *h;
+        bool ok;
+    } cases[] = {
+        {"a.test", true}, {"a.test:8080", true}, {"a.test:", true}, {"127.0.0.1:80", true},
+        {"[::1]", true}, {"[::1]:443", true}, {"[2001:db8::1]", true}, {"x_y-z~1", true},
+        {"caf\xc3\xa9.test", true}, {"a!$&'()*+,;=b", true},
+        {"a.test/zz", false}, {"evil@a.test", false}, {"a.test b", false}, {"[::1", false},
+        {"[]", false}, {"[::1]x", false}, {"[::1%lo]", false}, {"a.test:80x", false},
+        {"a.test:123456", false}, {"a.test:8:8", false}, {"a\\b", false}, {"a?b", false},
+        {"a#b", false}, {"a\tb", false}, {"a\x01" "b", false}, {"a\x7f" "b", false}, {"a<b>", false},
+        {"a\"b", false}, {"a{b}", false}, {"a[b]", false},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        if (wm_http_host_valid(cases[i].h, strlen(cases[i].h)) != cases[i].ok) {
+            fail_msg("case %zu (%s): want %d", i, cases[i].h, cases[i].ok);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_absolute_pointers),
         cmocka_unit_test(test_reason),
         cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_host_valid),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
