@@ -9,6 +9,7 @@
  * Ownership: a probe holds a reference on its record (taken under the
  * registry lock) and is freed when it ends or at worker exit.
  */
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -113,10 +114,14 @@ static void probe_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     evbuffer_copyout(in, line, sizeof(line) - 1);
-    if (strncmp(line, "HTTP/1.", 7) != 0 || sscanf(line + 8, " %3d", &status) != 1) {
+    /* RFC 9112 4: "HTTP/1.x" SP 3DIGIT (SP reason, or the line's end) */
+    if (strncmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)line[7]) || line[8] != ' ' ||
+        !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) ||
+        !isdigit((unsigned char)line[11]) || (line[12] != ' ' && line[12] != '\r' && line[12] != '\n')) {
         probe_done(p, false, "not an HTTP response");
         return;
     }
+    status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     if (expected(&p->c, status)) {
         probe_done(p, true, NULL);
     } else {
