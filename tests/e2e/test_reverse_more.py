@@ -385,17 +385,24 @@ def _slowloris(wmproxy, tmp_path, n):
 
 # ---- limit_req: the zone's memory bound ----
 
-def test_limit_req_zone_memory_is_bounded(wmproxy, tmp_path):
-    """A zone of limit=2k holds 16 keys (128 bytes each, 16 at least): the
-    17th distinct key makes it forget the least recently seen one (a
-    warning says so), so a flood of distinct keys never grows it."""
+def limited(wmproxy, tmp_path, zone):
+    """A server whose /k/ location is limited by zone k (burst 0); the
+    process and its port."""
     port = free_port()
     p = run(wmproxy, tmp_path, top({
-        "limit_req_zone": {"k": "{path} limit=2k rate=1r/m"},
+        "limit_req_zone": {"k": zone},
         "server": [{"bind_addr": "127.0.0.1:%d" % port, "location": [
             {"rule": "/k/", "limit_req": "zone=k burst=0", "static_response": "k"},
             {"rule": "/", "static_response": "ok"}]}]}), port=port)
     wait_serving(port)
+    return p, port
+
+
+def test_limit_req_zone_memory_is_bounded(wmproxy, tmp_path):
+    """A zone of limit=2k holds 16 keys (128 bytes each, 16 at least): the
+    17th distinct key makes it forget the least recently seen one (a
+    warning says so), so a flood of distinct keys never grows it."""
+    p, port = limited(wmproxy, tmp_path, "{path} limit=2k rate=1r/m")
     assert get(port, "/k/first")[0] == 200
     assert get(port, "/k/first")[0] == 503  # remembered
     for i in range(15):
@@ -414,13 +421,7 @@ def test_limit_req_long_keys_are_told_apart(wmproxy, tmp_path):
     """Keys longer than the 64 bytes a zone stores are told apart by their
     length and a hash of the whole key: two paths sharing their first 100
     bytes used to share one counter (the key was cut to 63 bytes)."""
-    port = free_port()
-    p = run(wmproxy, tmp_path, top({
-        "limit_req_zone": {"k": "{path} rate=1r/m"},
-        "server": [{"bind_addr": "127.0.0.1:%d" % port, "location": [
-            {"rule": "/k/", "limit_req": "zone=k burst=0", "static_response": "k"},
-            {"rule": "/", "static_response": "ok"}]}]}), port=port)
-    wait_serving(port)
+    p, port = limited(wmproxy, tmp_path, "{path} rate=1r/m")
     stem = "/k/" + "x" * 100
     assert get(port, stem + "a")[0] == 200
     assert get(port, stem + "b")[0] == 200        # another key
