@@ -23,7 +23,7 @@ static void on_open(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t 
         return;
     }
     if (wm_tun_open_decode(p, h->len, &o) < 0) {
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "malformed OPEN");
+        tun_fail(t, WM_TUN_ERR_PROTOCOL, "malformed OPEN on stream %u", h->sid);
         return;
     }
     if (t->nstreams >= WM_TUN_MAX_STREAMS) {
@@ -97,7 +97,7 @@ static void on_data(struct wm_tun *t, const struct wm_tun_hdr *h, struct evbuffe
         /* A stream we already reset: its frames in flight are dropped. */
         evbuffer_drain(in, h->len);
         if (s != NULL) {
-            tun_fail(t, WM_TUN_ERR_PROTOCOL, "DATA before the stream was open");
+            tun_fail(t, WM_TUN_ERR_PROTOCOL, "DATA on stream %u before it was open", h->sid);
         }
         return;
     }
@@ -187,7 +187,7 @@ static void on_rst(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *
         return;
     }
     if (wm_tun_code_decode(p, h->len, true, &code, &reason) < 0) {
-        tun_fail(t, WM_TUN_ERR_PROTOCOL, "malformed RST");
+        tun_fail(t, WM_TUN_ERR_PROTOCOL, "malformed RST on stream %u", h->sid);
         return;
     }
     if (s->state == ST_OPENING) {
