@@ -69,16 +69,59 @@ static void ob_client_ip(struct obuf *o, const struct wm_conn *c)
     ob_put(o, o->ip, (size_t)o->iplen);
 }
 
+/* An absolute-form target "http[s]://authority[/path...]" split into its
+ * authority and the rest ("/" when none; a fragment is dropped). false for
+ * any other form. */
+static bool absolute_parts(const char *url, size_t n, const char **auth, size_t *alen,
+                           const char **rest, size_t *rlen)
+{
+    size_t off = n >= 7 && wm_strieq(url, 7, "http://")    ? 7
+                 : n >= 8 && wm_strieq(url, 8, "https://") ? 8
+                                                           : 0;
+    size_t e = off;
+
+    if (off == 0) {
+        return false;
+    }
+    while (e < n && url[e] != '/' && url[e] != '?' && url[e] != '#') {
+        e++;
+    }
+    *auth = url + off;
+    *alen = e - off;
+    if (e < n && url[e] != '#') {
+        const char *frag = memchr(url + e, '#', n - e);
+        *rest = url + e;
+        *rlen = frag != NULL ? (size_t)(frag - (url + e)) : n - e;
+    } else {
+        *rest = "/";
+        *rlen = 1;
+    }
+    return true;
+}
+
 /* The value of a variable read from the request ({url}, {path}, {host},
  * {method}, {scheme}); NULL when name is none of them or the request has
- * no such value (the variable then stays as written). */
+ * no such value (the variable then stays as written). A request in
+ * absolute form gives its target's path and authority, as nginx's $uri
+ * and $host do (the authority chose the server, RFC 9112 3.2.2). */
 static const char *var_value(struct wm_hfwd *f, struct wm_http_head *hd, const char *name,
                              size_t nlen, size_t *len)
 {
-    if (wm_strieq(name, nlen, "url") || wm_strieq(name, nlen, "path")) {
-        return wm_http_head_url(hd, len);
-    }
-    if (wm_strieq(name, nlen, "host")) {
+    bool want_url = wm_strieq(name, nlen, "url") || wm_strieq(name, nlen, "path");
+
+    if (want_url || wm_strieq(name, nlen, "host")) {
+        size_t n;
+        const char *url = wm_http_head_url(hd, &n);
+        const char *auth, *rest;
+        size_t alen, rlen;
+        if (url != NULL && absolute_parts(url, n, &auth, &alen, &rest, &rlen)) {
+            *len = want_url ? rlen : alen;
+            return want_url ? rest : auth;
+        }
+        if (want_url) {
+            *len = n;
+            return url;
+        }
         return wm_http_head_get_id(hd, WM_HDR_HOST, len);
     }
     if (wm_strieq(name, nlen, "method")) {

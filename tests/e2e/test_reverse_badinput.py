@@ -305,6 +305,10 @@ proxy_url = "http://127.0.0.1:%(u)d"
 bind_addr = "127.0.0.1:%(p)d"
 up_name = "b.test"
 static_response = "b"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+up_name = "c.test"
+static_response = "{host} {path}"
 """ % {"p": port, "u": rec.port})
     wait_serving(port, path="/ready")
 
@@ -327,6 +331,9 @@ static_response = "b"
     # the authority chooses the server, whatever Host says
     r = ask("http://b.test/abs/y", host="a.test")
     assert (r.status, r.body) == (200, b"b")
+    # and the variables read the target as nginx's $host and $uri do
+    r = ask("http://c.test:81/vars/z?k=1#frag", host="a.test")
+    assert (r.status, r.body) == (200, b"c.test:81 /vars/z?k=1"), r.body
     before = rec.lines()
     for bad in ("http://u@a.test/x", "ftp://a.test/x", "http:///x", "http://a.test/../x"):
         r = ask(bad, host="a.test")
