@@ -86,15 +86,7 @@ struct take_req {
 
 static uint64_t slot_hash(const char *zone, const char *key, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-
-    for (const char *p = zone; *p != '\0'; p++) {
-        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (uint8_t)key[i]) * 1099511628211ULL;
-    }
-    return h;
+    return wm_fnv1a(wm_fnv1a(WM_FNV_INIT, zone, strlen(zone)), key, n);
 }
 
 static struct lslot *slot_find(const char *zone, const char *key, size_t n, bool add,

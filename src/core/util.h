@@ -30,6 +30,20 @@ bool wm_memieq(const char *a, const char *b, size_t n);
  * only s is folded. */
 bool wm_memieq_lower(const char *s, const char *lower, size_t n);
 
+/* FNV-1a over p[0..n), continuing from h (WM_FNV_INIT to start): the
+ * project's one hash for tables keyed by bytes. Not for adversarial keys
+ * where collisions would matter beyond a longer chain. */
+#define WM_FNV_INIT 1469598103934665603ULL
+static inline uint64_t wm_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = (const uint8_t *)p;
+
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ b[i]) * 1099511628211ULL;
+    }
+    return h;
+}
+
 /* Case-insensitive equality of s[0..n) and the NUL-terminated lit. Inline:
  * with a literal the length test is a constant, and most names that differ
  * differ in length (header lookups, variables). */

@@ -59,20 +59,26 @@ static void html_text(struct evbuffer *out, const char *s)
     }
 }
 
-/* A path segment for an href: unreserved bytes as they are. */
-static void href(struct evbuffer *out, const char *s)
+void files_url_encode(struct evbuffer *out, const char *s, size_t n, bool keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";
 
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)s + n;
+         p++) {
         if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            *p == '-' || *p == '_' || *p == '.' || *p == '~' || (keep_slash && *p == '/')) {
             evbuffer_add(out, p, 1);
         } else {
             char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
             evbuffer_add(out, e, 3);
         }
     }
+}
+
+/* A path segment for an href. */
+static void href(struct evbuffer *out, const char *s)
+{
+    files_url_encode(out, s, strlen(s), false);
 }
 
 /* An entry as a request for it would find it: a symlink by what it points

@@ -133,6 +133,9 @@ void files_body_free(struct wm_files_req *q);
  * url its URL path) into q->body as HTML or JSON. 0, or an HTTP status. */
 int files_browse(struct wm_files_req *q, struct files_entry *e, const char *rel,
                  const char *url, size_t ulen, bool json);
+/* s[0..n) %-encoded into out: unreserved bytes (and '/' with keep_slash)
+ * as they are. */
+void files_url_encode(struct evbuffer *out, const char *s, size_t n, bool keep_slash);
 /* Is rel hidden (a `hide` entry is a substring of it)? */
 bool files_hidden(const struct wm_files *fs, const char *rel);
 /* Can a request name this directory entry? (A name with a control byte, a

@@ -352,24 +352,18 @@ static int redirect_slash(struct wm_files_req *q, struct wm_hfwd_target *t,
                           struct wm_http_head *req, const char *path, size_t plen,
                           bool rewritten)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t n;
     const char *url = wm_http_head_url(req, &n);
     const char *qm = memchr(url, '?', n);
     size_t pl = qm != NULL ? (size_t)(qm - url) : n;
 
     if (rewritten) {
-        evbuffer_add(q->hdrs, "Location: ", 10);
-        for (size_t i = 0; i < plen; i++) {
-            unsigned char ch = (unsigned char)path[i];
-            if ((i == 1 && ch == '/' && path[0] == '/') || ch <= 0x20 || ch >= 0x7f ||
-                strchr("\"#%<>?[\\]^`{|}", ch) != NULL) {
-                char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-                evbuffer_add(q->hdrs, e, 3);
-            } else {
-                evbuffer_add(q->hdrs, &path[i], 1);
-            }
+        while (plen > 0 && path[0] == '/') { /* one slash in front, as below */
+            path++;
+            plen--;
         }
+        evbuffer_add(q->hdrs, "Location: /", 11);
+        files_url_encode(q->hdrs, path, plen, true);
         evbuffer_add_printf(q->hdrs, "/%.*s\r\n", (int)(n - pl), url + pl);
         return text_answer(q, t, 301, "moved permanently");
     }
@@ -453,7 +447,8 @@ static int route_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
     }
     q->ent = e;
     if (S_ISDIR(e->st.st_mode)) {
-        return dir ? serve_dir(q, t, req, e, rel, path, plen, head) : redirect_slash(q, t, req, path, plen, rewritten);
+        return dir ? serve_dir(q, t, req, e, rel, path, plen, head)
+                   : redirect_slash(q, t, req, path, plen, rewritten);
     }
     if (!S_ISREG(e->st.st_mode)) {
         return text_answer(q, t, 403, "forbidden: not a regular file");

@@ -15,6 +15,7 @@
 #include "net/addr.h"
 #include "http/fwd.h"
 #include "http/fwd_int.h"
+#include "http/util.h"
 #include "net/conn.h"
 
 /* ---- header rules ---- */
@@ -69,36 +70,6 @@ static void ob_client_ip(struct obuf *o, const struct wm_conn *c)
     ob_put(o, o->ip, (size_t)o->iplen);
 }
 
-/* An absolute-form target "http[s]://authority[/path...]" split into its
- * authority and the rest ("/" when none; a fragment is dropped). false for
- * any other form. */
-static bool absolute_parts(const char *url, size_t n, const char **auth, size_t *alen,
-                           const char **rest, size_t *rlen)
-{
-    size_t off = n >= 7 && wm_strieq(url, 7, "http://")    ? 7
-                 : n >= 8 && wm_strieq(url, 8, "https://") ? 8
-                                                           : 0;
-    size_t e = off;
-
-    if (off == 0) {
-        return false;
-    }
-    while (e < n && url[e] != '/' && url[e] != '?' && url[e] != '#') {
-        e++;
-    }
-    *auth = url + off;
-    *alen = e - off;
-    if (e < n && url[e] != '#') {
-        const char *frag = memchr(url + e, '#', n - e);
-        *rest = url + e;
-        *rlen = frag != NULL ? (size_t)(frag - (url + e)) : n - e;
-    } else {
-        *rest = "/";
-        *rlen = 1;
-    }
-    return true;
-}
-
 /* The value of a variable read from the request ({url}, {path}, {host},
  * {method}, {scheme}); NULL when name is none of them or the request has
  * no such value (the variable then stays as written). A request in
@@ -114,7 +85,8 @@ static const char *var_value(struct wm_hfwd *f, struct wm_http_head *hd, const c
         const char *url = wm_http_head_url(hd, &n);
         const char *auth, *rest;
         size_t alen, rlen;
-        if (url != NULL && absolute_parts(url, n, &auth, &alen, &rest, &rlen)) {
+        bool https;
+        if (url != NULL && wm_http_absolute_split(url, n, &https, &auth, &alen, &rest, &rlen)) {
             *len = want_url ? rlen : alen;
             return want_url ? rest : auth;
         }

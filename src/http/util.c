@@ -14,11 +14,11 @@ int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uin
     return wm_addr_split_port(s, n, host, cap, port, default_port);
 }
 
-int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, uint16_t *port,
-                           bool *https, const char **path, size_t *pathlen)
+bool wm_http_absolute_split(const char *url, size_t n, bool *https, const char **auth,
+                            size_t *alen, const char **path, size_t *plen)
 {
     size_t off;
-    size_t auth_end;
+    size_t e;
 
     if (n >= 7 && wm_strieq(url, 7, "http://")) {
         off = 7;
@@ -27,34 +27,34 @@ int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, ui
         off = 8;
         *https = true;
     } else {
-        return -1;
+        return false;
     }
-    auth_end = off;
-    while (auth_end < n && url[auth_end] != '/' && url[auth_end] != '?' && url[auth_end] != '#') {
-        auth_end++;
+    for (e = off; e < n && url[e] != '/' && url[e] != '?' && url[e] != '#'; e++) {
     }
-    if (memchr(url + off, '@', auth_end - off) != NULL) {
-        return -1; /* userinfo has no place in a proxied request */
-    }
-    if (wm_http_parse_authority(url + off, auth_end - off, host, cap, port,
-                                *https ? 443 : 80) < 0) {
-        return -1;
-    }
-    if (auth_end == n || url[auth_end] == '#') {
+    *auth = url + off;
+    *alen = e - off;
+    if (e == n || url[e] == '#') {
         *path = "/";
-        *pathlen = 1;
+        *plen = 1;
     } else {
-        *path = url + auth_end;
-        *pathlen = n - auth_end;
-        const char *frag = memchr(*path, '#', *pathlen);
-        if (frag != NULL) {
-            *pathlen = (size_t)(frag - *path);
-        }
-        if (**path == '?') {
-            /* "http://h?q" -> "/?q" is built by the caller: flag by pathlen. */
-        }
+        const char *frag = memchr(url + e, '#', n - e);
+        *path = url + e;
+        *plen = frag != NULL ? (size_t)(frag - *path) : n - e;
     }
-    return 0;
+    return true;
+}
+
+int wm_http_parse_absolute(const char *url, size_t n, char *host, size_t cap, uint16_t *port,
+                           bool *https, const char **path, size_t *pathlen)
+{
+    const char *auth;
+    size_t alen;
+
+    if (!wm_http_absolute_split(url, n, https, &auth, &alen, path, pathlen) ||
+        memchr(auth, '@', alen) != NULL) { /* userinfo has no place in a proxied request */
+        return -1;
+    }
+    return wm_http_parse_authority(auth, alen, host, cap, port, *https ? 443 : 80);
 }
 
 bool wm_http_host_valid(const char *h, size_t n)

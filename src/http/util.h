@@ -16,6 +16,13 @@ struct evbuffer;
 int wm_http_parse_authority(const char *s, size_t n, char *host, size_t cap, uint16_t *port,
                             uint16_t default_port);
 
+/* Absolute-form target "http[s]://authority[/path][?query][#fragment]"
+ * split in place: auth/alen the authority, path/plen the origin-form
+ * ("/" when none, "?q" as it is, the fragment cut), https. false for any
+ * other form. */
+bool wm_http_absolute_split(const char *url, size_t n, bool *https, const char **auth,
+                            size_t *alen, const char **path, size_t *plen);
+
 /* Absolute-form target "http://authority/path?query" (RFC 9112 3.2.2).
  * Fills host/port (default 80 for http, 443 for https), *https, and the
  * origin-form (path + query, "/" when empty) as a pointer into url; for

@@ -156,13 +156,7 @@ const char *wm_addr_format_ip(const struct sockaddr *sa, char *buf, size_t cap)
 
 uint64_t wm_addr_hash(const struct sockaddr_storage *ss, socklen_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const uint8_t *p = (const uint8_t *)ss;
-
-    for (socklen_t i = 0; i < len && i < (socklen_t)sizeof(*ss); i++) {
-        h = (h ^ p[i]) * 1099511628211ULL;
-    }
-    return h;
+    return wm_fnv1a(WM_FNV_INIT, ss, len < (socklen_t)sizeof(*ss) ? len : sizeof(*ss));
 }
 
 const char *wm_addr_format(const struct sockaddr *sa, char *buf, size_t cap)

@@ -152,12 +152,7 @@ void rv_zone_put(struct rv_zone *z)
 
 static uint64_t hash_key(const char *k, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (uint8_t)k[i]) * 1099511628211ULL;
-    }
-    return h;
+    return wm_fnv1a(WM_FNV_INIT, k, n);
 }
 
 static void lru_unlink(struct rv_zone *z, struct lentry *e)

@@ -179,7 +179,6 @@ static struct rv_server *pick_least(struct rv_upstream *u, uint64_t tried, uint6
 
 static uint64_t client_hash(const struct sockaddr *sa)
 {
-    uint64_t h = 1469598103934665603ULL;
     const uint8_t *p = NULL;
     size_t n = 0;
 
@@ -190,10 +189,7 @@ static uint64_t client_hash(const struct sockaddr *sa)
         p = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
         n = 16;
     }
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ p[i]) * 1099511628211ULL;
-    }
-    return h;
+    return wm_fnv1a(WM_FNV_INIT, p, n);
 }
 
 static struct rv_server *pick_hash(struct rv_upstream *u, const struct sockaddr *client,

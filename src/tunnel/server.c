@@ -284,6 +284,45 @@ static bool printable(const struct wm_tun_str *v)
     return true;
 }
 
+/* Can r take its key (domain or public port) now? NULL, its port taken
+ * (or shared within its group); else why not. Held by another client:
+ * r waits for it (promote_waiting). */
+static const char *key_refusal(struct tserver *sv, struct tcarrier *c, struct rmap *r)
+{
+    const char *bad;
+    struct rmap *h = key_holder(sv, r->mode, r->key, c);
+
+    if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
+        r->waiting = true;
+        wm_fmt(r->refused, sizeof(r->refused),
+               "%s %s is already registered by client %s (mapping \"%s\")",
+               own_port(r) ? "port" : "domain", r->key, h->owner->name, h->name);
+        return r->refused;
+    }
+    if (own_port(r) && !port_allowed(sv, r->key)) {
+        wm_fmt(r->refused, sizeof(r->refused), "port of %s is not in the server's allow_ports",
+               r->key);
+        return r->refused;
+    }
+    if (wm_tunnel_cluster != NULL && (bad = tcluster_check(c, r)) != NULL) { /* cluster */
+        return bad;
+    }
+    if (own_port(r) && tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
+        return r->refused;
+    }
+    return NULL;
+}
+
+/* r passed its checks: it serves from now on. */
+static void activate(struct tcarrier *c, struct rmap *r)
+{
+    r->active = true;
+    tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+    if (wm_tunnel_cluster != NULL) { /* cluster */
+        tcluster_claimed(c, r, true);
+    }
+}
+
 /* Why mapping r (announced as m by carrier c) cannot be accepted, or NULL
  * when it can: it then holds its public port, if it has one. A formatted
  * reason is kept in r->refused. */
@@ -316,26 +355,7 @@ static const char *map_refusal(struct tserver *sv, struct tcarrier *c, struct rm
     if ((bad = client_refusal(sv, c, r)) != NULL) {
         return bad;
     }
-    struct rmap *h = key_holder(sv, r->mode, r->key, c);
-    if (h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) {
-        r->waiting = true;
-        wm_fmt(r->refused, sizeof(r->refused),
-               "%s %s is already registered by client %s (mapping \"%s\")",
-               own_port(r) ? "port" : "domain", r->key, h->owner->name, h->name);
-        return r->refused;
-    }
-    if (own_port(r) && !port_allowed(sv, r->key)) {
-        wm_fmt(r->refused, sizeof(r->refused), "port of %s is not in the server's allow_ports",
-               r->key);
-        return r->refused;
-    }
-    if (wm_tunnel_cluster != NULL && (bad = tcluster_check(c, r)) != NULL) { /* cluster */
-        return bad;
-    }
-    if (own_port(r) && tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0) {
-        return r->refused;
-    }
-    return NULL;
+    return key_refusal(sv, c, r);
 }
 
 /* Mapping gone (its carrier closed, or its client withdrew it) held a
@@ -350,30 +370,17 @@ static void promote_waiting(struct tserver *sv, const struct rmap *gone)
     for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
         for (size_t i = 0; i < c->nmaps; i++) {
             struct rmap *r = &c->maps[i];
-            struct rmap *h;
             bool web = r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS;
             bool gweb = gone->mode == WM_TUN_MODE_HTTP || gone->mode == WM_TUN_MODE_HTTPS;
             if (!r->waiting || r->active || c == gone->owner || web != gweb ||
                 (!web && r->mode != gone->mode) || strcmp(r->key, gone->key) != 0) {
                 continue;
             }
-            h = key_holder(sv, r->mode, r->key, c);
-            if ((h != NULL && (h->group[0] == '\0' || strcmp(h->group, r->group) != 0)) ||
-                (own_port(r) && !port_allowed(sv, r->key)) ||
-                (wm_tunnel_cluster != NULL && tcluster_check(c, r) != NULL) ||
-                (h == NULL && own_port(r) &&
-                 tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)) < 0)) {
+            r->waiting = false; /* set again if another client still holds the key */
+            if (key_refusal(sv, c, r) != NULL) {
                 continue;
             }
-            if (h != NULL && own_port(r)) {
-                tserver_port_acquire(sv, r->key, r->refused, sizeof(r->refused)); /* a share */
-            }
-            r->waiting = false;
-            r->active = true;
-            tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
-            if (wm_tunnel_cluster != NULL) { /* cluster */
-                tcluster_claimed(c, r, true);
-            }
+            activate(c, r);
             wm_log(WM_LOG_INFO, wm_tun_id(c->t), "tunnel: client %s: mapping \"%s\" (%s) active "
                    "now, client %s that held it is gone", c->name, r->name, r->key,
                    gone->owner->name);
@@ -435,11 +442,7 @@ static void register_one(struct tcarrier *c, struct rmap *r, const struct wm_tun
         return;
     }
     *reason = "";
-    r->active = true;
-    tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
-    if (wm_tunnel_cluster != NULL) { /* cluster */
-        tcluster_claimed(c, r, true);
-    }
+    activate(c, r);
     wm_log(WM_LOG_INFO, wm_tun_id(c->t), "tunnel: client %s registered mapping \"%s\" (%s)%s%s",
            c->name, r->name, r->key, r->group[0] ? " group " : "", r->group);
 }
