@@ -1,5 +1,6 @@
 /*
- * core/authfail.c - failed authentications per client IP (see authfail.h).
+ * core/authfail.c - failed authentications per client IP, an IPv6 client
+ * per /64 (see authfail.h).
  * A small open table: WM_AUTHFAIL_TABLE slots searched linearly under one
  * mutex (authentication is rare next to data); when full, the slot seen
  * longest ago is reused, one on hold only when all are.
@@ -9,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/limits.h"
@@ -29,10 +31,12 @@ static struct slot table[WM_AUTHFAIL_TABLE];
 static struct wm_authfail_stats stats;
 static const struct wm_authfail_shared *shared;
 
+/* The prefix of an IPv4 address as IPv6 (::ffff:a.b.c.d). */
+static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+/* The key of a peer: its IPv4 address, or its IPv6 /64. */
 static bool ip_of(const struct sockaddr *sa, unsigned char out[16])
 {
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
     if (sa == NULL) {
         return false;
     }
@@ -43,9 +47,31 @@ static bool ip_of(const struct sockaddr *sa, unsigned char out[16])
     }
     if (sa->sa_family == AF_INET6) {
         memcpy(out, ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr, 16);
+        if (memcmp(out, mapped, 12) != 0) {
+            /* One subscriber gets a /64 and picks its low 64 bits freely:
+             * counted per address, its failures would never add up. */
+            memset(out + 8, 0, 8);
+        }
         return true;
     }
     return false;
+}
+
+/* "a.b.c.d", or "2001:db8::/64" for an IPv6 network (ip_of). */
+static void ip_text(const unsigned char ip[16], char *out, size_t size)
+{
+    if (memcmp(ip, mapped, 12) == 0) {
+        if (inet_ntop(AF_INET, ip + 12, out, (socklen_t)size) == NULL) {
+            snprintf(out, size, "?");
+        }
+        return;
+    }
+    if (inet_ntop(AF_INET6, ip, out, (socklen_t)size) == NULL) {
+        snprintf(out, size, "?");
+        return;
+    }
+    size_t n = strlen(out);
+    snprintf(out + n, size - n, "/64");
 }
 
 /* Is s a better slot to reuse than v (NULL: none yet)? A free slot first,
@@ -148,8 +174,8 @@ int wm_authfail_record(const struct sockaddr *peer, bool ok)
     }
     pthread_mutex_unlock(&lock);
     if (hold) {
-        char as[INET6_ADDRSTRLEN] = "?";
-        inet_ntop(AF_INET6, ip, as, sizeof(as));
+        char as[INET6_ADDRSTRLEN + 4];
+        ip_text(ip, as, sizeof(as));
         wm_log(WM_LOG_WARN, 0, "auth: %d failed authentications from %s within %d s: "
                "refused for %d s", WM_AUTHFAIL_BAN_AFTER, as, WM_AUTHFAIL_WINDOW_MS / 1000,
                WM_AUTHFAIL_BAN_MS / 1000);
@@ -193,8 +219,8 @@ void wm_authfail_learn(const unsigned char ip[16], unsigned count, int hold_ms)
     }
     pthread_mutex_unlock(&lock);
     if (began) {
-        char as[INET6_ADDRSTRLEN] = "?";
-        inet_ntop(AF_INET6, ip, as, sizeof(as));
+        char as[INET6_ADDRSTRLEN + 4];
+        ip_text(ip, as, sizeof(as));
         wm_log(WM_LOG_WARN, 0, "auth: %s is on hold across the cluster (%d failed "
                "authentications on the nodes within %d s): refused for %d s", as,
                WM_AUTHFAIL_BAN_AFTER, WM_AUTHFAIL_WINDOW_MS / 1000, (hold_ms + 999) / 1000);

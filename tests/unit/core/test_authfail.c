@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -122,6 +123,35 @@ static void test_eviction_keeps_holds(void **state)
     assert_int_equal(wm_authfail_check((struct sockaddr *)&last), -1);
 }
 
+static struct sockaddr_in6 v6(const char *text)
+{
+    struct sockaddr_in6 a;
+
+    memset(&a, 0, sizeof(a));
+    a.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, text, &a.sin6_addr);
+    return a;
+}
+
+/* An IPv6 client counts per /64: one that changes its low 64 bits for
+ * every attempt is held all the same; the next /64 is another client. */
+static void test_ipv6_per_64(void **state)
+{
+    char text[64];
+
+    (void)state;
+    for (int i = 0; i < WM_AUTHFAIL_BAN_AFTER; i++) {
+        snprintf(text, sizeof(text), "2001:db8:1:2:%x::%x", i + 1, 7 * i + 3);
+        struct sockaddr_in6 a = v6(text);
+        assert_int_equal(wm_authfail_check((struct sockaddr *)&a), 0);
+        wm_authfail_record((struct sockaddr *)&a, false);
+    }
+    struct sockaddr_in6 other_host = v6("2001:db8:1:2:ffff:ffff:ffff:ffff");
+    struct sockaddr_in6 next_net = v6("2001:db8:1:3::1");
+    assert_int_equal(wm_authfail_check((struct sockaddr *)&other_host), -1);
+    assert_int_equal(wm_authfail_check((struct sockaddr *)&next_net), 0);
+}
+
 /* [cluster]: the sharing hooks see each failure (and a success after
  * failures); what the cluster reports raises the count and holds. */
 static int hook_fails, hook_held, hook_forgiven;
@@ -179,6 +209,7 @@ int main(void)
         cmocka_unit_test_setup(test_success_forgets, reset),
         cmocka_unit_test_setup(test_untracked_and_eviction, reset),
         cmocka_unit_test_setup(test_eviction_keeps_holds, reset),
+        cmocka_unit_test_setup(test_ipv6_per_64, reset),
         cmocka_unit_test_setup(test_shared, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
