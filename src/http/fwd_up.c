@@ -462,9 +462,11 @@ static bool response_head(struct wm_hfwd *f)
         hf_up_result(f, WM_HFWD_UP_STATUS, status)) {
         return false;
     }
-    f->status = status;
-    f->c->code = status;
     if (status >= 200 || status == 101) {
+        /* an interim answer (100, 103) is not what the request got: a
+         * client gone before the final one logs none */
+        f->status = status;
+        f->c->code = status;
         f->up_status = status;
         f->up_head_ms = wm_now_ms();
     }

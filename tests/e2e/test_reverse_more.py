@@ -11,6 +11,7 @@ import os
 import resource
 import select
 import socket
+import struct
 import time
 
 import pytest
@@ -429,3 +430,69 @@ def test_limit_req_long_keys_are_told_apart(wmproxy, tmp_path):
     assert get(port, stem + "a")[0] == 503        # remembered
     assert get(port, stem + "b")[0] == 503
     assert p.alive()
+
+
+# ---- access log of an interim answer ----
+
+def test_client_gone_after_interim_answer_logs_no_status(wmproxy, tmp_path):
+    """A client that leaves after the upstream's 103 Early Hints, before
+    the final answer, is logged as one that got no answer (as a client gone
+    during the wait): the interim status is not the request's (it used to
+    say 103, and 100 on an HTTP/2 stream reset after a 100 Continue)."""
+    release, seen = [], []
+
+    def upstream(c):
+        c.settimeout(20)
+        try:
+            head = recv_head(c)
+            seen.append(head.split(b" ")[1])
+            if b"/hints" in head:
+                c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+            while not release:  # the final answer never comes
+                time.sleep(0.05)
+        except OSError:
+            pass
+        finally:
+            c.close()
+    up = serve_tcp(upstream)
+    port = free_port()
+    logf = tmp_path / "access.log"
+    conf = tmp_path / "hints.toml"
+    conf.write_text("""disable_control = true
+[http]
+access_log = "acc st"
+[http.log_names]
+acc = "%s"
+[http.log_format]
+st = "{url} st={status} up={up_status}"
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://127.0.0.1:%d"
+""" % (logf, port, up.getsockname()[1]))
+    p = wmproxy(["run", "-c", str(conf)], port=port)
+    try:
+        for path in ("/wait", "/hints"):
+            s = connect(port)
+            s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: h.test\r\n\r\n")
+            if path == "/hints":
+                assert recv_head(s).startswith(b"HTTP/1.1 103 "), path
+            else:
+                wait_until(lambda: b"/wait" in seen, what="the request at the upstream")
+            # a reset: a FIN would be a half-close, still answered (HAProxy's way)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+
+        def lines():
+            try:
+                return open(str(logf)).read().splitlines()
+            except OSError:
+                return []
+        got = wait_until(lambda: len([ln for ln in lines() if ln.startswith("/")]) >= 2 and lines(),
+                         what="two access lines: %r" % lines())
+        by = {ln.split()[0]: ln for ln in got}
+        assert by["/hints"].split()[1:] == by["/wait"].split()[1:], got
+        assert "103" not in by["/hints"], got
+        assert p.alive()
+    finally:
+        release.append(True)
+        up.close()
