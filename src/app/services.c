@@ -167,6 +167,7 @@ static void tunnel_scalars(const struct wm_conf_proxy *p, struct wm_tunnel_opts 
     o->dead_ms = (int)p->heartbeat_timeout_ms;
     o->max_unauth = (int)p->max_unauth_carriers;
     o->max_unauth_per_ip = (int)p->max_unauth_carriers_per_ip;
+    o->max_streams = (int)p->max_streams;
     o->state_dir = p->state_dir;
     o->known_hosts = p->known_hosts;
     o->server_fingerprint = p->server_fingerprint;

@@ -277,6 +277,7 @@ static const struct wm_ckey proxy_keys[] = {
      .max = 1000000},
     {.name = "max_unauth_carriers_per_ip", .kind = WM_CK_INT,
      .off = POFF(max_unauth_carriers_per_ip), .min = 1, .max = 1000000},
+    {.name = "max_streams", .kind = WM_CK_INT, .off = POFF(max_streams), .min = 1, .max = 65536},
     /* carrier trust without a CA */
     TUNNEL_PATH("state_dir", state_dir),
     TUNNEL_PATH("known_hosts", known_hosts),
@@ -296,6 +297,7 @@ void wm_conf_proxy_defaults(struct wm_conf_proxy *p)
     p->heartbeat_timeout_ms = WM_HEARTBEAT_TIMEOUT_MS;
     p->max_unauth_carriers = WM_TUNNEL_UNAUTH_MAX_DEFAULT;
     p->max_unauth_carriers_per_ip = WM_TUNNEL_UNAUTH_PER_IP_DEFAULT;
+    p->max_streams = WM_TUNNEL_MAX_STREAMS_DEFAULT;
 }
 
 static void proxy_defaults(void *obj)

@@ -87,6 +87,7 @@ struct wm_conf_proxy {
     size_t nclients;
     int64_t max_unauth_carriers;        /* server: carriers not authenticated yet */
     int64_t max_unauth_carriers_per_ip;
+    int64_t max_streams;                /* streams open at once on one carrier */
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t handshake_timeout_ms;

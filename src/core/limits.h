@@ -57,6 +57,10 @@
  * connections are closed at accept. */
 #define WM_TUNNEL_UNAUTH_MAX_DEFAULT    256
 #define WM_TUNNEL_UNAUTH_PER_IP_DEFAULT 16
+/* Streams open at once on one carrier (conf: max_streams; at most
+ * WM_TUN_MAX_STREAMS, 65,536): what a carrier can make a node hold is
+ * bounded by this many 256 KiB windows plus their 32 MiB growth budget. */
+#define WM_TUNNEL_MAX_STREAMS_DEFAULT   16384
 
 /* Forward proxy credentials (config, command line, HTTP Basic, SOCKS5). */
 #define WM_PROXY_CRED_MAX        256 /* user or password, with its NUL */

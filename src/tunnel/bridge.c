@@ -373,8 +373,11 @@ void bridge_open_stream(struct bridge *b, struct wm_tun *t, const struct wm_tun_
         st = wm_tun_open(t, o, open_cb, b);
     }
     if (st == NULL) {
-        b->code = WM_TUN_OPEN_UNREACHABLE;
-        open_failed(b, "tunnel-down", "the carrier is down");
+        const char *why = t != NULL ? wm_tun_open_refusal(t) : NULL;
+        bool full = t != NULL && why != NULL && wm_tun_is_ready(t);
+        b->code = full ? WM_TUN_OPEN_LIMIT : WM_TUN_OPEN_UNREACHABLE;
+        open_failed(b, full ? "stream-limit" : "tunnel-down",
+                    why != NULL ? why : "the carrier is down");
         return;
     }
     set_stream(b, BS_OPENING, st);

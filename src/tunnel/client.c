@@ -235,6 +235,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     tc.name = host;
     tc.reg = c->s->reg;
     tc.ping_ms = c->s->ping_ms;
+    tc.max_streams = (uint32_t)c->s->max_streams;
     tc.dead_ms = c->s->dead_ms;
     tc.open_ms = c->s->open_ms;
     tc.reglen = c->s->reglen;

@@ -638,6 +638,9 @@ struct wm_tun *wm_tun_new(struct wm_worker *w, struct bufferevent *carrier,
     t->window = conf->window ? conf->window : WM_TUN_WINDOW;
     t->window_max = conf->window_max ? conf->window_max : WM_TUN_WINDOW_MAX;
     t->grow_budget = conf->grow_budget ? conf->grow_budget : WM_TUN_GROW_BUDGET;
+    t->max_streams = conf->max_streams > 0 && conf->max_streams < WM_TUN_MAX_STREAMS
+                         ? conf->max_streams
+                         : WM_TUN_MAX_STREAMS;
     t->peer_window = WM_TUN_WINDOW;
     t->ping_ms = conf->ping_ms > 0 ? conf->ping_ms : WM_TUN_PING_MS;
     t->dead_ms = conf->dead_ms > 0 ? conf->dead_ms : WM_TUN_DEAD_MS;
@@ -760,4 +763,37 @@ long long wm_tun_rtt_ms(const struct wm_tun *t)
 size_t wm_tun_nstreams(const struct wm_tun *t)
 {
     return t->nstreams;
+}
+
+void tun_limit_log(struct wm_tun *t, bool ours)
+{
+    uint64_t now = wm_now_coarse_ms();
+
+    if (t->limit_log_ms[ours] != 0 && now - t->limit_log_ms[ours] < 10000) {
+        t->limit_quiet[ours]++;
+        return;
+    }
+    wm_log(WM_LOG_WARN, t->id,
+           "tunnel: %zu streams open on the carrier (max_streams): %s refused "
+           "(%llu more since the last such line)",
+           t->nstreams, ours ? "a new stream" : "the peer's OPEN",
+           (unsigned long long)t->limit_quiet[ours]);
+    t->limit_log_ms[ours] = now;
+    t->limit_quiet[ours] = 0;
+}
+
+const char *wm_tun_open_refusal(struct wm_tun *t)
+{
+    if (t->state != TUN_READY) {
+        return "the carrier is down";
+    }
+    if (t->nstreams >= t->max_streams) {
+        snprintf(t->refusal, sizeof(t->refusal), "%zu streams open on the carrier (max_streams)",
+                 t->nstreams);
+        return t->refusal;
+    }
+    if (t->next_id > 0x7ffffffdu) {
+        return "the carrier's stream ids are used up";
+    }
+    return NULL;
 }

@@ -42,6 +42,8 @@ enum wm_tun_role { WM_TUN_ROLE_CLIENT, WM_TUN_ROLE_SERVER };
 /* A stream we opened that the peer has not answered (OPEN_RESULT) in this
  * long is reset and its opener told WM_TUN_OPEN_TIMEOUT (wm_tun_conf). */
 #define WM_TUN_OPEN_MS 60000
+/* Streams open at once on one carrier, both directions together: the
+ * ceiling of wm_tun_conf.max_streams. */
 #define WM_TUN_MAX_STREAMS 65536
 
 struct wm_tun_conf {
@@ -56,6 +58,9 @@ struct wm_tun_conf {
     int dead_ms;
     int handshake_ms;
     int open_ms;        /* 0: WM_TUN_OPEN_MS */
+    /* streams open at once (0: WM_TUN_MAX_STREAMS): an OPEN beyond is
+     * refused with WM_TUN_OPEN_LIMIT, wm_tun_open() beyond returns NULL */
+    uint32_t max_streams;
     /* server: ask for credentials even without user/pass (the owner's
      * identify callback checks them) */
     bool require_auth;
@@ -121,6 +126,10 @@ bool wm_tun_was_refused(const struct wm_tun *t);
 uint64_t wm_tun_id(const struct wm_tun *t);
 const char *wm_tun_peer_name(const struct wm_tun *t); /* HELLO name (server side) */
 size_t wm_tun_nstreams(const struct wm_tun *t);
+/* Why wm_tun_open() on t would return NULL now ("the carrier is down",
+ * "N streams open (max_streams)"), or NULL when it can open. Static text,
+ * or t's own buffer (valid until the next call). */
+const char *wm_tun_open_refusal(struct wm_tun *t);
 /* The last heartbeat's round trip in ms, -1 before the first answer. */
 long long wm_tun_rtt_ms(const struct wm_tun *t);
 /* How the carrier is carried, for log lines and /status: "plain" or

@@ -121,6 +121,10 @@ struct wm_tun {
     struct wm_tun_stream **buckets;
     size_t nbuckets;
     size_t nstreams;
+    size_t max_streams;   /* conf->max_streams, or WM_TUN_MAX_STREAMS */
+    char refusal[64];     /* wm_tun_open_refusal() */
+    uint64_t limit_log_ms[2]; /* last "max_streams" line (tun_limit_log): theirs, ours */
+    uint64_t limit_quiet[2];  /* streams refused since, not logged */
     uint32_t next_id;
     struct wm_tun_stream *ready; /* ring head */
     struct wm_tun_stream *flushq; /* socket streams with output to write */
@@ -169,6 +173,9 @@ void tun_send_frame(struct wm_tun *t, uint8_t type, uint8_t flags, uint32_t sid,
 void tun_fail(struct wm_tun *t, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void tun_set_ready(struct wm_tun *t);
+/* A stream refused at max_streams (ours: one we were to open; else the
+ * peer's OPEN): a WARN line, one per 10 s per carrier and kind at most. */
+void tun_limit_log(struct wm_tun *t, bool ours);
 /* mux_hs.c: REGISTER / REGISTER_RESULT after the handshake (a client that
  * reloaded its mappings re-registers over the live carrier). */
 void tun_hs_reregister_frame(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t *p);

@@ -26,8 +26,10 @@ static void on_open(struct wm_tun *t, const struct wm_tun_hdr *h, const uint8_t 
         tun_fail(t, WM_TUN_ERR_PROTOCOL, "malformed OPEN on stream %u", h->sid);
         return;
     }
-    if (t->nstreams >= WM_TUN_MAX_STREAMS) {
-        tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT, "too many streams");
+    if (t->nstreams >= t->max_streams) {
+        tun_limit_log(t, false);
+        tun_send_code(t, WM_TUN_OPEN_RESULT, h->sid, false, WM_TUN_OPEN_LIMIT,
+                      "too many streams (max_streams)");
         return;
     }
     struct wm_tun_stream *s = tun_stream_new(t, h->sid, ST_PENDING);

@@ -296,8 +296,10 @@ struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
     size_t n;
     struct wm_tun_stream *s;
 
-    if (t->state != TUN_READY || t->nstreams >= WM_TUN_MAX_STREAMS ||
-        t->next_id > 0x7ffffffdu) {
+    if (wm_tun_open_refusal(t) != NULL) {
+        if (t->state == TUN_READY && t->nstreams >= t->max_streams) {
+            tun_limit_log(t, true);
+        }
         return NULL;
     }
     n = wm_tun_open_encode(buf, sizeof(buf), o);

@@ -90,6 +90,7 @@ static int prepare_common(const struct wm_tunnel_opts *p, struct wm_tunnel_setti
      * same on both ends by default); the heartbeat timeout on top allows
      * for a slow link or a chain of nodes. */
     s->open_ms = p->connect_timeout_ms + p->dead_ms;
+    s->max_streams = p->max_streams > 0 ? p->max_streams : WM_TUNNEL_MAX_STREAMS_DEFAULT;
     s->proxy_svc = wm_proxy_service_new(p->proxy);
     s->proxy_auth = p->proxy->auth;
     wm_proxy_opts_default(&po);

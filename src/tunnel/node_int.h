@@ -44,6 +44,7 @@ struct wm_tunnel_settings {
     int ping_ms;
     int dead_ms;
     int open_ms;         /* a stream we open waits this long for the peer's answer */
+    int max_streams;     /* streams open at once on one carrier */
     struct wm_service *proxy_svc; /* serves the proxy protocol on streams */
     bool proxy_auth;             /* ... and asks its clients for credentials */
     struct wm_service *public_svc; /* options (timeouts, no auth) of public HTTP */

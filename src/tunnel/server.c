@@ -705,6 +705,7 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.pass = s->pass;
     tc.require_auth = s->nclients > 0 || wm_tunnel_cluster != NULL; /* cluster: node carriers */
     tc.ping_ms = s->ping_ms;
+    tc.max_streams = (uint32_t)s->max_streams;
     tc.dead_ms = s->dead_ms;
     tc.open_ms = s->open_ms;
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());

@@ -97,6 +97,7 @@ struct wm_tunnel_opts {
     size_t nclients;
     int max_unauth;             /* carriers not yet authenticated (0: default) */
     int max_unauth_per_ip;      /* ... per source address (0: default) */
+    int max_streams;            /* streams open at once on one carrier (0: default) */
     /* TLS of the carrier and of public HTTPS */
     bool ts;                    /* client: TLS to the parent */
     bool tc;                    /* server: TLS from children */

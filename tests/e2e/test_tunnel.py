@@ -1064,3 +1064,75 @@ def test_tiny_writes_to_a_paused_reader_all_arrive(nodes):
     assert bytes(got) == data
     s.close()
     lst.close()
+
+
+def _echo_ok(s, tag):
+    s.sendall(tag)
+    try:
+        return recv_exact(s, len(tag)) == tag
+    except (OSError, EOFError):
+        return False
+
+
+def test_max_streams_caps_a_carrier_both_ways(nodes, echo):
+    """max_streams bounds the streams open at once on a carrier (and so
+    what it can make a node hold: that many windows). At the server's cap a
+    new public visitor is closed and the client's OPEN is refused, a WARN
+    line says why; a stream that ends makes room again."""
+    tp = free_port()
+    srv = nodes.server(extra={"map_tcp_bind": "127.0.0.1:%d" % tp, "max_streams": 2})
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "t", "mode": "tcp", "local_addr": "127.0.0.1:%d" % echo.port}])
+    assert wait_port("127.0.0.1", tp, 5)
+    # the port probes above opened streams of their own: they end soon
+    held = []
+
+    def one_more():
+        s = connect(tp)
+        s.settimeout(5)
+        if _echo_ok(s, b"held"):
+            held.append(s)
+            return True
+        s.close()
+        return False
+    for _ in range(2):
+        wait_until(one_more, what="a stream under the cap")
+    # a third public visitor: no stream for it
+    s3 = connect(tp)
+    s3.settimeout(10)
+    try:
+        s3.sendall(b"third")
+        assert s3.recv(64) == b""
+    except ConnectionResetError:
+        pass
+    s3.close()
+    assert wait_log(srv, "2 streams open on the carrier (max_streams): a new stream refused"), \
+        srv.log()[-2000:]
+    assert "end=stream-limit" in srv.log()
+    # the client's own streams (two-level proxy) count too: its OPEN is refused
+    px = connect(cli.entry)
+    px.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n"
+               b"Proxy-Authorization: Basic %s\r\n\r\n"
+               % (echo.port, base64.b64encode(b"wm:s3cret")))
+    px.settimeout(10)
+    head = px.recv(4096)
+    assert head.startswith(b"HTTP/1.1 5"), head
+    px.close()
+    assert wait_log(srv, "(max_streams): the peer's OPEN refused"), srv.log()[-2000:]
+    assert wait_log(cli, "proto=tunnel-entry") and "end=resource limit" in cli.log()
+    # one visitor leaves: a new one gets through
+    held[0].close()
+
+    def through():
+        s = connect(tp)
+        s.settimeout(5)
+        try:
+            return _echo_ok(s, b"again")
+        except OSError:
+            return False
+        finally:
+            s.close()
+    wait_until(through, what="a stream once one ended")
+    assert _echo_ok(held[1], b"still")
+    held[1].close()
+    assert srv.alive() and cli.alive()
