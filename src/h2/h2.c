@@ -267,6 +267,51 @@ static void flush_spill(void)
     }
 }
 
+/* The send timeout (wm_h2_front.send_ms): armed while frames wait in the
+ * output; each time it fires, the bytes the socket (or the TLS pump) took
+ * since must be more than none, else the connection goes. Bytes taken:
+ * what h2_flush() added (c->bytes_out) less what still waits. */
+static int send_ms_of(const struct wm_h2 *h)
+{
+    return h->fr->send_ms > 0 ? h->fr->send_ms : WM_H2_SEND_MS;
+}
+
+static void send_arm(struct wm_h2 *h, size_t waiting)
+{
+    int ms = send_ms_of(h);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    h->send_taken = h->c->bytes_out - waiting;
+    h->send_armed = true;
+    evtimer_add(h->send_ev, &tv);
+}
+
+static void send_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wm_h2 *h = arg;
+    struct wm_conn *c = h->c;
+
+    (void)fd;
+    (void)what;
+    h->send_armed = false;
+    if (wm_conn_closed(c) || c->bev == NULL) {
+        return;
+    }
+    size_t waiting = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (waiting == 0) {
+        return; /* armed again by the next h2_flush() that leaves bytes */
+    }
+    if (c->bytes_out - waiting != h->send_taken) {
+        send_arm(h, waiting);
+        return;
+    }
+    wm_conn_enter(c);
+    wm_log(WM_LOG_INFO, c->id, "h2: %s took none of the %zu bytes waiting in %g s: closing",
+           c->peer_str, waiting, send_ms_of(h) / 1000.0);
+    h2_finish(h, "client-write-timeout");
+    wm_conn_leave(c);
+}
+
 void h2_flush(struct wm_h2 *h)
 {
     struct wm_conn *c = h->c;
@@ -312,6 +357,9 @@ void h2_flush(struct wm_h2 *h)
     if (gather) {
         flush_spill();
         flush_to = NULL;
+    }
+    if (!h->send_armed && evbuffer_get_length(out) > 0) {
+        send_arm(h, evbuffer_get_length(out));
     }
     if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s)) {
         if (h->dying) {
@@ -489,6 +537,7 @@ static void h2_free(struct wm_conn *c)
     h2s_spares_free(h);
     nghttp2_session_del(h->s);
     event_free(h->flush_ev);
+    event_free(h->send_ev);
     wm_h2_req_free(h->spare_req);
     while (h->nspare > 0) {
         wm_http_parser_free(h->spare[--h->nspare]);
@@ -586,9 +635,13 @@ struct wm_h2 *h2_begin(struct wm_conn *c, const struct wm_h2_front *fr)
     struct wm_h2 *h = calloc(1, sizeof(*h));
 
     if (h == NULL || (h->s = session_new(h)) == NULL ||
-        (h->flush_ev = event_new(wm_worker_base(c->w), -1, 0, flush_cb, h)) == NULL) {
+        (h->flush_ev = event_new(wm_worker_base(c->w), -1, 0, flush_cb, h)) == NULL ||
+        (h->send_ev = evtimer_new(wm_worker_base(c->w), send_cb, h)) == NULL) {
         if (h != NULL) {
             nghttp2_session_del(h->s);
+            if (h->flush_ev != NULL) {
+                event_free(h->flush_ev);
+            }
         }
         free(h);
         wm_conn_finish(c, "out-of-memory");
@@ -610,6 +663,7 @@ struct wm_h2 *h2_begin(struct wm_conn *c, const struct wm_h2_front *fr)
         return NULL;
     }
     bufferevent_setwatermark(c->bev, EV_WRITE, WM_H2_OUT_HIGH / 2, 0);
+    bufferevent_set_timeouts(c->bev, NULL, NULL); /* an h2c upgrade's: send_cb instead */
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, h);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     h2_idle_check(h);

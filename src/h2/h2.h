@@ -62,6 +62,7 @@ struct wm_worker;
 #define WM_H2_QUEUE_MAX      (16 * 1024)        /* queued towards a stream's upstream (ops.queue_max) */
 #define WM_H2_BODY_HIGH      (128 * 1024)       /* response bytes waiting per stream */
 #define WM_H2_OUT_HIGH       (256 * 1024)       /* connection output before we wait */
+#define WM_H2_SEND_MS        60000              /* wm_h2_front.send_ms by default */
 /* Flood budgets, per connection and per 10 s window. */
 #define WM_H2_FLOOD_WINDOW_MS 10000
 #define WM_H2_MAX_SETTINGS   100
@@ -81,6 +82,11 @@ struct wm_h2_front {
     const struct wm_hfwd_ops *ops; /* each stream's request (proto names the log) */
     size_t conn_size;              /* the service's connection record, wm_conn first */
     bool tls;                      /* :scheme https */
+    /* The client's socket took no byte for this long while our frames
+     * wait: the connection is closed (nginx's send_timeout; 0: 60 s). A
+     * stream whose window the client keeps shut waits per location
+     * instead (client_write_timeout), without stopping the others. */
+    int send_ms;
     /* NULL, or: does the server req is for (its Host) take HTTP/2? false:
      * the stream is reset with HTTP_1_1_REQUIRED (RFC 9113 7), which asks
      * the client to send it again over HTTP/1.1. For a connection whose

@@ -100,6 +100,9 @@ struct wm_h2 {
     struct h2_vconn *spare_v;      /* linked by next */
     unsigned nspare_v;
     struct event *flush_ev;        /* h2_flush_soon() */
+    struct event *send_ev;         /* the send timeout (send_cb in h2.c) */
+    uint64_t send_taken;           /* bytes the client's socket had taken when armed */
+    bool send_armed;
     bool flush_soon;               /* flush_ev is active */
 };
 

@@ -616,6 +616,13 @@ struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
     s->l = &r->listens[i];
     s->h2 = (struct wm_h2_front){.ops = &rev_h2_ops, .conn_size = sizeof(struct rv_conn),
                                  .tls = s->l->tls};
+    /* the connection's send timeout cuts no location's own short */
+    for (size_t k = 0; k < s->l->nhosts; k++) {
+        for (size_t j = 0; j < s->l->hosts[k]->nlocs; j++) {
+            int ms = s->l->hosts[k]->locs[j].send_ms;
+            s->h2.send_ms = ms > s->h2.send_ms ? ms : s->h2.send_ms;
+        }
+    }
     for (size_t k = 0; k < s->l->nhosts; k++) {
         if (!s->l->hosts[k]->http2) {
             s->h2.serves = h2_serves; /* else every stream is served: no check */

@@ -328,8 +328,10 @@ static const struct wm_hfwd_ops h2_ops = {
     .logged = logged_op, /* the mapping's byte counters, as for HTTP/1 */
 };
 
-static const struct wm_h2_front h2_http_front = {&h2_ops, sizeof(struct wm_conn), false, NULL};
-static const struct wm_h2_front h2_https_front = {&h2_ops, sizeof(struct wm_conn), true, NULL};
+static const struct wm_h2_front h2_http_front = {.ops = &h2_ops, .conn_size = sizeof(struct wm_conn)};
+static const struct wm_h2_front h2_https_front = {.ops = &h2_ops,
+                                                  .conn_size = sizeof(struct wm_conn),
+                                                  .tls = true};
 
 /* ---- cluster: http streams from another node ---- */
 

@@ -489,6 +489,53 @@ client_write_timeout = "1s"
     c.close()
 
 
+def _unread_h2_client(port, paths):
+    """A TLS HTTP/2 client with every window wide open and a small socket
+    receive buffer, that asked for paths: the proxy's writes soon wait on
+    its socket."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", port))
+    ctx = H.ssl.SSLContext(H.ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = H.ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    c = H.Client(port, tls=True, sock=ctx.wrap_socket(raw, server_hostname="a.test"))
+    c.c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2 ** 31 - 1})
+    c.c.increment_flow_control_window(2 ** 31 - 1 - 65535)
+    for path in paths:
+        c.request(path)
+    c.flush()
+    return c
+
+
+def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, origin):
+    """A client whose socket takes no byte while our frames wait is cut
+    after the send timeout (the largest client_write_timeout of the
+    address, nginx's send_timeout): the connection goes, not only its
+    streams (it used to stay until the keep-alive timeout). A client that
+    reads on is not cut: what is timed is the wait for progress, not the
+    transfer."""
+    proc, _, s = serve(wmproxy, tmp_path, cert, origin, extra_server='client_write_timeout = "2s"')
+    slow = _unread_h2_client(s, ["/bytes/400000000"])
+    dead = _unread_h2_client(s, ["/bytes/40000000", "/bytes/30000000"])
+    t0 = time.monotonic()
+    got = 0
+    while time.monotonic() - t0 < 5:  # the other one reads on, for longer than 2 s
+        got += len(slow.s.recv(65536))
+        time.sleep(0.001)
+    assert wait_log(proc, "took none of the", timeout=20), proc.log()[-3000:]
+    assert proc.log().count("took none of the") == 1, proc.log()[-3000:]
+    assert got > 1000000
+    assert "127.0.0.1:%d took none" % slow.s.getsockname()[1] not in proc.log()
+    slow.s.settimeout(0.5)
+    assert len(slow.s.recv(8192)) > 0  # still served
+    dead.s.close()
+    slow.s.close()
+    assert proc.alive()
+
+
 def test_slow_upstream_stops_its_stream_window(wmproxy, tmp_path, cert, origin):
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
