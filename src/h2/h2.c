@@ -754,6 +754,7 @@ static void sniff_decide(struct wm_conn *c)
     }
     struct wm_h2 *h = h2_begin(c, h2);
     if (h != NULL) {
+        h2_goaway_if_draining(h);
         h2_feed(h);
     }
 }
@@ -825,23 +826,34 @@ int wm_h2_alpn_select(const unsigned char **out, unsigned char *outlen, const un
     return SSL_TLSEXT_ERR_OK;
 }
 
+static void goaway_one(struct wm_h2 *h)
+{
+    struct wm_conn *c = h->c;
+
+    wm_conn_enter(c);
+    h->goaway = true;
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    wm_log(WM_LOG_DEBUG, c->id, "h2: GOAWAY (stop or reload), %zu stream(s) finish", h->nstreams);
+    h2_flush(h);
+    wm_conn_leave(c);
+}
+
+void h2_goaway_if_draining(struct wm_h2 *h)
+{
+    if (!h->goaway && !wm_conn_closed(h->c) && wm_worker_draining(h->c->w)) {
+        goaway_one(h);
+    }
+}
+
 void wm_h2_goaway_worker(struct wm_worker *w, void *arg)
 {
     (void)w;
     (void)arg;
     for (struct wm_h2 *h = live; h != NULL;) {
         struct wm_h2 *next = h->next;
-        struct wm_conn *c = h->c;
-        if (!h->goaway && !wm_conn_closed(c)) {
-            wm_conn_enter(c);
-            h->goaway = true;
-            nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE,
-                                  nghttp2_session_get_last_proc_stream_id(h->s),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
-            wm_log(WM_LOG_DEBUG, c->id, "h2: GOAWAY (stop or reload), %zu stream(s) finish",
-                   h->nstreams);
-            h2_flush(h);
-            wm_conn_leave(c);
+        if (!h->goaway && !wm_conn_closed(h->c)) {
+            goaway_one(h);
         }
         h = next;
     }

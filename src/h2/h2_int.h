@@ -113,6 +113,9 @@ void h2_feed(struct wm_h2 *h);  /* the client's bytes into the session */
 void h2_flush(struct wm_h2 *h);  /* send what the session has; may finish h->c */
 void h2_flood(struct wm_h2 *h, const char *what); /* GOAWAY ENHANCE_YOUR_CALM + log */
 void h2_idle_check(struct wm_h2 *h);
+/* A connection that became HTTP/2 after its worker began to drain (its
+ * GOAWAY went out to the others before): GOAWAY now. */
+void h2_goaway_if_draining(struct wm_h2 *h);
 /* h2_flush() at the end of this loop turn (from outside the connection's
  * own callbacks: the engines' answers). */
 void h2_flush_soon(struct wm_h2 *h);

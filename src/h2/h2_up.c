@@ -154,6 +154,7 @@ static void upgrade_now(struct upgrade *u)
     nghttp2_session_set_stream_user_data(h->s, 1, st);
     h2_idle_check(h);
     h2s_launch(h, st, u->head);
+    h2_goaway_if_draining(h); /* stopping: this request is the last (stream 1) */
     h2_feed(h); /* the preface may be here already */
 }
 

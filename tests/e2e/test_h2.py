@@ -19,7 +19,7 @@ from conftest import BIN
 from helpers import h2client as H
 from helpers import origin as origin_mod
 from helpers.control import api, rss_kb
-from helpers.net import free_port, wait_until
+from helpers.net import free_port, recv_head, wait_until
 from helpers.tunnel import wait_log
 from test_metrics import metrics, sample
 from test_tunnel import Nodes
@@ -814,6 +814,38 @@ def test_goaway_on_reload_and_stop(wmproxy, tmp_path, cert, origin):
     proc.signal(signal.SIGTERM)
     c.wait(lambda: c.goaway is not None, what="GOAWAY on stop")
     assert c.response(sid).status == 200
+    proc.wait_exit(expect_code=0)
+
+
+def test_upgrade_after_stop_began_gets_goaway(wmproxy, tmp_path, cert, origin):
+    """A plain connection accepted before a stop, whose "Upgrade: h2c"
+    request comes after the GOAWAYs went out, is answered and gets its own
+    GOAWAY (last stream 1): it used to stay open, without one, until the
+    grace period ended."""
+    cport = free_port()
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, cport=cport)
+    c = H.Client(p)
+    sid = c.request("/slow?ms=3000")  # keeps the process draining
+    c.sync()
+    late = H.open_socket(p)
+    late.sendall(b"GET /static HTTP/1.1\r\n")  # the rest after the stop began
+    wait_until(lambda: api(cport, "GET", "/status")[2]["connections"] >= 2,
+               what="both connections accepted")
+    proc.signal(signal.SIGTERM)
+    c.wait(lambda: c.goaway is not None, what="GOAWAY on stop")
+    up = h2.connection.H2Connection(config=h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8"))
+    settings = up.initiate_upgrade_connection()
+    late.sendall(b"Host: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                 b"HTTP2-Settings: %s\r\n\r\n" % settings)
+    assert recv_head(late).startswith(b"HTTP/1.1 101 "), "no upgrade"
+    late.sendall(up.data_to_send())
+    frames = H.read_frames(late, timeout=10, until_goaway=False)  # to the close
+    assert H.goaway_of(frames) == (1, 0), frames
+    assert any(f[0] == 1 and f[2] == 1 for f in frames), "no answer on stream 1"
+    assert c.response(sid).status == 200
+    late.close()
+    c.close()
     proc.wait_exit(expect_code=0)
 
 
