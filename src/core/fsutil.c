@@ -137,6 +137,21 @@ int wm_file_replace(const char *path, const void *data, size_t len, mode_t mode)
     return 0;
 }
 
+int wm_file_check_regular(const char *path, char *why, size_t cap)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        snprintf(why, cap, "%s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, cap, "%s", S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+        return -1;
+    }
+    return 0;
+}
+
 int wm_file_read(const char *path, size_t max, char **data, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -2,6 +2,7 @@
 every bad file is refused with a message, good ones apply, listeners move,
 credentials change for new clients only, and memory stays flat."""
 
+import os
 import random
 import signal
 import socket
@@ -411,3 +412,31 @@ def test_reload_says_disable_control_needs_a_restart(wmproxy, tmp_path):
                    "stays on)" in p.log(), 10, what="the warning")
     assert "control address change" not in p.log()
     assert ctl.status(cport)["reload"]["ok"] == 1
+
+
+@pytest.mark.parametrize("where", ["stream", "proxy"])
+def test_reload_with_a_fifo_as_certificate_is_refused_at_once(wmproxy, tmp_path, where):
+    """A certificate or key path naming a FIFO (or a device): OpenSSL opened
+    it and waited for a writer, on the main loop, so the reload never
+    answered, the control API and SIGTERM went dead. Now it is refused at
+    once with the reason, and the instance serves and stops as before."""
+    port, cport, sport = free_ports(3)
+    path, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    fifo = str(tmp_path / "cert.fifo")
+    os.mkfifo(fifo)
+    if where == "stream":
+        extra = ('[[stream.server]]\nbind_ssl = "127.0.0.1:%d"\ncert = "%s"\nkey = "%s"\n'
+                 'proxy_url = "tcp://127.0.0.1:1"\n' % (sport, fifo, fifo))
+        text = conf(cport, port) + extra
+    else:
+        text = conf(cport, port, extra='cert = "%s"\nkey = "%s"\n' % (fifo, fifo))
+    ctl.write(path, text)
+    code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+    assert code == 422 and "not a regular file" in doc["message"], doc
+    assert fifo in doc["message"], doc
+    assert ctl.status(cport)["reload"]["failed"] == 1
+    assert refused(sport)
+    assert wait_port("127.0.0.1", port, 5, p.p)
+    r = ctl.run(BIN, "check", "-c", path, timeout=10)
+    assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
+    p.stop(timeout=20)
