@@ -32,6 +32,7 @@
 #include "conf/cval.h"
 #include "control/control.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/limits.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -362,10 +363,10 @@ static int check_log_file(const struct app *a, const struct wm_conf *nc, struct 
     if (path == NULL) {
         return 0;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    fd = wm_open_append(path, 0644);
     if (fd < 0) {
         return wm_err_set(err, NULL, 0, 0, "log_file", "cannot open log file %s: %s", path,
-                          strerror(errno));
+                          errno == ENXIO ? "a FIFO that no process reads" : strerror(errno));
     }
     close(fd);
     return 0;

@@ -38,6 +38,12 @@ int wm_file_replace(const char *path, const void *data, size_t len, mode_t mode)
  * stat(2) error) in why[cap]. */
 int wm_file_check_regular(const char *path, char *why, size_t cap);
 
+/* Open path for appending (created with mode, close-on-exec) without
+ * waiting: a FIFO that no process reads fails with ENXIO instead of
+ * blocking the opener (the main loop at a reload or SIGUSR1) until a
+ * reader comes. The descriptor returned blocks as usual. -1 with errno. */
+int wm_open_append(const char *path, mode_t mode);
+
 /* Read the whole file path (at most max bytes) into a new NUL-terminated
  * buffer (the caller frees it; *len without the NUL). -1 with errno
  * (ENOENT: no file; EFBIG: larger than max). */

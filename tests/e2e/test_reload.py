@@ -440,3 +440,44 @@ def test_reload_with_a_fifo_as_certificate_is_refused_at_once(wmproxy, tmp_path,
     r = ctl.run(BIN, "check", "-c", path, timeout=10)
     assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
     p.stop(timeout=20)
+
+
+def test_reload_with_a_log_fifo_nobody_reads_is_refused_at_once(wmproxy, tmp_path):
+    """log_file (or an [http] access_log) naming a FIFO that no process
+    reads: its open waited for a reader on the main loop, so the reload
+    never answered and SIGTERM went dead. Now it is refused at once; with a
+    reader the FIFO is a log like any other."""
+    port, cport, rport = free_ports(3)
+    path, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo)
+    ctl.write(path, 'log_file = "%s"\n' % fifo + conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+    assert code == 422 and "a FIFO that no process reads" in doc["message"], doc
+
+    alog = ('[http]\n[[http.server]]\nbind_addr = "127.0.0.1:%d"\naccess_log = "%s"\n'
+            '[[http.server.location]]\nrule = "/"\nstatic_response = "ok"\n' % (rport, fifo))
+    ctl.write(path, conf(cport, port) + alog)
+    code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+    assert code == 422 and "a FIFO that no process reads" in doc["message"], doc
+    assert refused(rport)
+
+    # With a reader: applied, and the lines come through the FIFO.
+    rd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        ctl.write(path, 'log_file = "%s"\n' % fifo + conf(cport, port))
+        code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+        assert code == 200, doc
+        got = bytearray()
+
+        def more():
+            try:
+                got.extend(os.read(rd, 65536))
+            except BlockingIOError:
+                pass
+            return b"SIGUSR1" in got
+        p.signal(signal.SIGUSR1)
+        ctl.wait_until(more, 10, what="a log line through the FIFO")
+        p.stop(timeout=20)
+    finally:
+        os.close(rd)
