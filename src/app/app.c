@@ -423,6 +423,11 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
     if (nc->workers != a->conf->workers && !a->o->workers_set) {
         wm_log(WM_LOG_WARN, 0, "reload: worker count change needs a restart");
     }
+    const char *npid = nc->pidfile != NULL ? nc->pidfile : (a->o->daemon ? a->o->pidfile : "");
+    if (!a->o->pidfile_set && strcmp(npid, a->pidfile) != 0) {
+        wm_log(WM_LOG_WARN, 0, "reload: pidfile change to \"%s\" needs a restart (the pid stays "
+                               "in \"%s\")", npid, a->pidfile);
+    }
     listener_diff(&a->svcs, &ns, diff, sizeof(diff));
     const char *log_file = new_log_file(a, nc); /* in nc: outlives the old conf */
     wm_app_services_free(&a->svcs);

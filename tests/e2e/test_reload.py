@@ -481,3 +481,21 @@ def test_reload_with_a_log_fifo_nobody_reads_is_refused_at_once(wmproxy, tmp_pat
         p.stop(timeout=20)
     finally:
         os.close(rd)
+
+
+def test_reload_says_a_pidfile_change_needs_a_restart(wmproxy, tmp_path):
+    """A new pidfile in the file was taken without a word (the pid stays
+    where it was written, or nowhere); now the reload warns, as for workers."""
+    port, cport = free_ports(2)
+    path, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    pid = tmp_path / "new.pid"
+    ctl.write(path, 'pidfile = "%s"\n' % pid + conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload")
+    assert code == 200, doc
+    ctl.wait_until(lambda: 'reload: pidfile change to "%s" needs a restart' % pid in p.log(), 10,
+                   what="the warning")
+    assert not pid.exists()
+    # Back to the running one: nothing to say.
+    ctl.write(path, conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload")
+    assert code == 200 and p.log().count("pidfile change") == 1, doc
