@@ -32,6 +32,7 @@
 #include "conf/cval.h"
 #include "control/control.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/limits.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -362,10 +363,10 @@ static int check_log_file(const struct app *a, const struct wm_conf *nc, struct 
     if (path == NULL) {
         return 0;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    fd = wm_open_append(path, 0644);
     if (fd < 0) {
         return wm_err_set(err, NULL, 0, 0, "log_file", "cannot open log file %s: %s", path,
-                          strerror(errno));
+                          errno == ENXIO ? "a FIFO that no process reads" : strerror(errno));
     }
     close(fd);
     return 0;
@@ -421,6 +422,11 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
     }
     if (nc->workers != a->conf->workers && !a->o->workers_set) {
         wm_log(WM_LOG_WARN, 0, "reload: worker count change needs a restart");
+    }
+    const char *npid = nc->pidfile != NULL ? nc->pidfile : (a->o->daemon ? a->o->pidfile : "");
+    if (!a->o->pidfile_set && strcmp(npid, a->pidfile) != 0) {
+        wm_log(WM_LOG_WARN, 0, "reload: pidfile change to \"%s\" needs a restart (the pid stays "
+                               "in \"%s\")", npid, a->pidfile);
     }
     listener_diff(&a->svcs, &ns, diff, sizeof(diff));
     const char *log_file = new_log_file(a, nc); /* in nc: outlives the old conf */

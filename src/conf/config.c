@@ -18,6 +18,7 @@
 #include "conf/toml.h"
 #include "conf/yaml.h"
 #include "core/arena.h"
+#include "core/fsutil.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/proxyflags.h"
@@ -657,9 +658,9 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
 {
     char kp[160];
     SSL_CTX *sc;
-    struct stat st;
     unsigned long e;
     char ebuf[200];
+    char why[64];
 
     if (cert == NULL || key == NULL) {
         return;
@@ -670,14 +671,13 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
         return;
     }
     snprintf(kp, sizeof(kp), "%s%s%s", path, path[0] ? "." : "", ckey);
-    if (stat(cert, &st) < 0) {
-        wm_cctx_error(ctx, wm_cval_get(t, ckey), kp, "certificate file \"%s\": %s", cert,
-                      strerror(errno));
+    if (wm_file_check_regular(cert, why, sizeof(why)) < 0) {
+        wm_cctx_error(ctx, wm_cval_get(t, ckey), kp, "certificate file \"%s\": %s", cert, why);
         return;
     }
     snprintf(kp, sizeof(kp), "%s%s%s", path, path[0] ? "." : "", kkey);
-    if (stat(key, &st) < 0) {
-        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "key file \"%s\": %s", key, strerror(errno));
+    if (wm_file_check_regular(key, why, sizeof(why)) < 0) {
+        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "key file \"%s\": %s", key, why);
         return;
     }
     sc = SSL_CTX_new(TLS_method());

@@ -80,12 +80,15 @@ static int send_all(int fd, const char *req, int n, int ms, char *err, size_t ca
     return 0;
 }
 
-/* Read the answer until the peer closes (at most 64 KiB): its status and
- * body. 0, or -1 with a reason in body. */
+#define CLIENT_HEAD_MAX 16384 /* room for the answer's status line and headers */
+
+/* Read the answer until the peer closes: its status and body (at most
+ * cap - 1 bytes; a longer one is an error, never a truncated document).
+ * 0, or -1 with a reason in body. */
 static int read_answer(int fd, int ms, int *status, char *body, size_t cap)
 {
     size_t rlen = 0;
-    size_t rcap = 65536;
+    size_t rcap = cap + CLIENT_HEAD_MAX;
     char *resp = malloc(rcap + 1);
     uint64_t code = 0;
 
@@ -108,12 +111,14 @@ static int read_answer(int fd, int ms, int *status, char *body, size_t cap)
         }
     }
     resp[rlen] = '\0';
+    const char *b = strstr(resp, "\r\n\r\n");
     if (rlen < 12 || strncmp(resp, "HTTP/1.", 7) != 0) {
         snprintf(body, cap, "no HTTP answer from the control API");
     } else if (wm_parse_u64(resp + 9, 3, 999, &code) < 0) {
         snprintf(body, cap, "malformed status line from the control API");
+    } else if (rlen >= rcap || (b != NULL && strlen(b + 4) >= cap)) {
+        snprintf(body, cap, "the answer of the control API is larger than %zu bytes", cap - 1);
     } else {
-        const char *b = strstr(resp, "\r\n\r\n");
         *status = (int)code;
         snprintf(body, cap, "%s", b != NULL ? b + 4 : "");
         free(resp);

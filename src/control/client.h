@@ -9,8 +9,9 @@
 
 /* Send `method path` to target ("http://host:port", "host:port" or
  * "[v6]:port"), with a bearer token when token is non-NULL/non-empty.
- * On success returns 0 with *status and the body (NUL-terminated,
- * truncated to cap-1) in body; -1 with a reason in body otherwise.
+ * On success returns 0 with *status and the body (NUL-terminated) in
+ * body; -1 with a reason in body otherwise, also when the body does not
+ * fit in cap - 1 bytes.
  * Every step is bounded by timeout_ms. */
 int wm_control_call(const char *target, const char *method, const char *path, const char *token,
                     int timeout_ms, int *status, char *body, size_t cap);

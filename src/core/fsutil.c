@@ -137,6 +137,39 @@ int wm_file_replace(const char *path, const void *data, size_t len, mode_t mode)
     return 0;
 }
 
+int wm_file_check_regular(const char *path, char *why, size_t cap)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        snprintf(why, cap, "%s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, cap, "%s", S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+        return -1;
+    }
+    return 0;
+}
+
+int wm_open_append(const char *path, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, mode);
+    int fl;
+
+    if (fd < 0) {
+        return -1;
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int wm_file_read(const char *path, size_t max, char **data, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -30,6 +30,20 @@ void wm_dir_unlock(int fd);
  * renamed over path. 0, or -1 with errno. */
 int wm_file_replace(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Is path (symlinks followed) a regular file? What a library reads whole
+ * by name (certificates, keys, trust anchors) must be one: a FIFO blocks
+ * its reader until some writer comes (on the main loop: a reload, the
+ * control API and the stop signals with it), a device may never end.
+ * 0, or -1 with why ("is a directory", "not a regular file", or the
+ * stat(2) error) in why[cap]. */
+int wm_file_check_regular(const char *path, char *why, size_t cap);
+
+/* Open path for appending (created with mode, close-on-exec) without
+ * waiting: a FIFO that no process reads fails with ENXIO instead of
+ * blocking the opener (the main loop at a reload or SIGUSR1) until a
+ * reader comes. The descriptor returned blocks as usual. -1 with errno. */
+int wm_open_append(const char *path, mode_t mode);
+
 /* Read the whole file path (at most max bytes) into a new NUL-terminated
  * buffer (the caller frees it; *len without the NUL). -1 with errno
  * (ENOENT: no file; EFBIG: larger than max). */

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fsutil.h"
 #include "core/logq.h"
 #include "core/util.h"
 
@@ -184,7 +185,7 @@ void wm_log_set_fd(int fd)
 
 int wm_log_open_file(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = wm_open_append(path, 0644);
 
     if (fd < 0) {
         return -1;

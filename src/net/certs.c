@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "net/addr.h"
 
 static int ossl_fail(struct wm_err *err, const char *what)
@@ -193,10 +194,18 @@ int wm_cert_save(const char *cert_path, const char *key_path, X509 *cert, EVP_PK
 int wm_cert_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY **key,
                  struct wm_err *err)
 {
-    FILE *f = fopen(cert_path, "r");
+    char why[64];
+    FILE *f;
 
     *cert = NULL;
     *key = NULL;
+    if (wm_file_check_regular(cert_path, why, sizeof(why)) < 0) {
+        return wm_err_set(err, cert_path, 0, 0, NULL, "cannot read: %s", why);
+    }
+    if (wm_file_check_regular(key_path, why, sizeof(why)) < 0) {
+        return wm_err_set(err, key_path, 0, 0, NULL, "cannot read: %s", why);
+    }
+    f = fopen(cert_path, "r");
     if (f == NULL) {
         return wm_err_set(err, cert_path, 0, 0, NULL, "cannot read: %s", strerror(errno));
     }

@@ -1,5 +1,6 @@
 #include "net/tls.h"
 
+#include "core/fsutil.h"
 #include "net/tlspump.h"
 
 #include <arpa/inet.h>
@@ -50,10 +51,27 @@ static SSL_CTX *ctx_common(bool server)
     return ctx;
 }
 
+/* Only a regular file goes to OpenSSL by name (core/fsutil.h: a FIFO
+ * would block the reload or start that reads it). 0, or -1 with err
+ * ("what path: why"). */
+static int regular(const char *what, const char *path, char *err, size_t cap)
+{
+    char why[64];
+
+    if (wm_file_check_regular(path, why, sizeof(why)) < 0) {
+        snprintf(err, cap, "%s %s: %s", what, path, why);
+        return -1;
+    }
+    return 0;
+}
+
 static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t cap)
 {
     char e[200];
 
+    if (regular("certificate", cert, err, cap) < 0 || regular("key", key, err, cap) < 0) {
+        return -1;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, cap, "certificate %s: %s", cert, last_error(e, sizeof(e)));
         return -1;
@@ -90,6 +108,10 @@ SSL_CTX *wm_tls_server_ctx(const struct wm_tls_opts *o, char *err, size_t cap)
     }
     if (o->verify_peer) {
         const char *anchors = o->ca != NULL ? o->ca : o->cert;
+        if (regular("trust anchors", anchors, err, cap) < 0) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
         if (SSL_CTX_load_verify_locations(ctx, anchors, NULL) != 1) {
             snprintf(err, cap, "trust anchors %s: %s", anchors, last_error(e, sizeof(e)));
             SSL_CTX_free(ctx);
@@ -121,6 +143,10 @@ SSL_CTX *wm_tls_server_ctx_mem(X509 *cert, EVP_PKEY *key, const struct wm_tls_op
         return ctx;
     }
     if (o->ca != NULL) {
+        if (regular("trust anchors", o->ca, err, cap) < 0) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
         if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
             snprintf(err, cap, "trust anchors %s: %s", o->ca, last_error(e, sizeof(e)));
             SSL_CTX_free(ctx);
@@ -186,6 +212,10 @@ SSL_CTX *wm_tls_client_ctx(const struct wm_tls_opts *o, char *err, size_t cap)
         return NULL;
     }
     if (o->ca != NULL) {
+        if (regular("trust anchors", o->ca, err, cap) < 0) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
         if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
             snprintf(err, cap, "trust anchors %s: %s", o->ca, last_error(e, sizeof(e)));
             SSL_CTX_free(ctx);

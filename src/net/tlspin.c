@@ -277,9 +277,15 @@ static int pin_verify(X509_STORE_CTX *xs, void *arg)
  * as an anchor by the context (a server certificate it signed verifies). */
 static int own_cert(SSL_CTX *ctx, const char *path, char *fp, char *err, size_t cap)
 {
-    FILE *f = fopen(path, "r");
+    char why[64];
+    FILE *f;
     X509 *x;
 
+    if (wm_file_check_regular(path, why, sizeof(why)) < 0) {
+        snprintf(err, cap, "%s: %s", path, why);
+        return -1;
+    }
+    f = fopen(path, "r");
     if (f == NULL) {
         snprintf(err, cap, "%s: %s", path, strerror(errno));
         return -1;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fsutil.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/logq.h"
@@ -45,7 +46,7 @@ static struct rv_logfile *reg_head;
  * log4rs does: its sample config names logs/access.log). */
 static int open_path(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = wm_open_append(path, 0640);
     char dir[4096];
 
     if (fd >= 0 || errno != ENOENT || strlen(path) >= sizeof(dir)) {
@@ -61,7 +62,7 @@ static int open_path(const char *path)
             *p = '/';
         }
     }
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    return wm_open_append(path, 0640);
 }
 
 struct rv_logfile *rv_logfile_get(const char *path, char *msg, size_t cap)
@@ -85,7 +86,8 @@ struct rv_logfile *rv_logfile_get(const char *path, char *msg, size_t cap)
     }
     f->fd = open_path(path);
     if (f->fd < 0) {
-        snprintf(msg, cap, "cannot open %s: %s", path, strerror(errno));
+        snprintf(msg, cap, "cannot open %s: %s", path,
+                 errno == ENXIO ? "a FIFO that no process reads" : strerror(errno));
         free(f);
         pthread_mutex_unlock(&reg_lock);
         return NULL;

@@ -5,11 +5,14 @@ page renders live values in headless Chromium; `wmproxy status` prints a
 summary."""
 
 import http.client
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 
 import pytest
 
@@ -247,6 +250,62 @@ def test_status_command(instance):
     r = subprocess.run([BIN, "status", "-u", "127.0.0.1:%d" % instance["cport"]],
                        capture_output=True, timeout=30, text=True)
     assert r.returncode == 1 and "401" in r.stderr
+
+
+def _serve_once(body):
+    """A one-shot HTTP server on 127.0.0.1 that answers any request with
+    200 and body, then closes: (port, thread)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(30)
+
+    def run():
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            srv.close()
+            return
+        with c:
+            c.settimeout(10)
+            buf = b""
+            while b"\r\n\r\n" not in buf and len(buf) < 65536:
+                d = c.recv(4096)
+                if not d:
+                    break
+                buf += d
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        srv.close()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return srv.getsockname()[1], t
+
+
+def test_status_command_reads_a_large_status():
+    """A /status over 64 KiB (hundreds of listeners, as a port range opens)
+    is read whole: it was cut at 64 KiB and then unreadable."""
+    ls = [{"addr": "127.0.0.1:%d" % (20000 + i), "kind": "stream", "open": 0, "accepted": i,
+           "bytes_in": 0, "bytes_out": 0} for i in range(1200)]
+    st = {"version": "x", "pid": 1, "uptime_s": 1, "workers": 1, "connections": 0,
+          "listeners": ls, "config": "big.toml",
+          "reload": {"ok": 0, "failed": 0, "last_time": 0, "last_ok": None, "last_message": ""},
+          "recent_errors": ["the last line"]}
+    body = json.dumps(st).encode()
+    assert len(body) > 100000
+    port, t = _serve_once(body)
+    r = subprocess.run([BIN, "status", "-u", "127.0.0.1:%d" % port], capture_output=True,
+                       timeout=30, text=True)
+    t.join(10)
+    assert r.returncode == 0, r.stderr
+    assert "127.0.0.1:21199" in r.stdout and "the last line" in r.stdout
+
+    # Beyond what the client takes (1 MiB): an error that says so, not a parse error.
+    port, t = _serve_once(b'{"x":"' + b"a" * (1 << 20) + b'"}')
+    r = subprocess.run([BIN, "status", "-u", "127.0.0.1:%d" % port], capture_output=True,
+                       timeout=30, text=True)
+    t.join(10)
+    assert r.returncode == 1 and "larger than" in r.stderr, r.stderr
 
 
 def chromium():

@@ -2,6 +2,7 @@
 every bad file is refused with a message, good ones apply, listeners move,
 credentials change for new clients only, and memory stays flat."""
 
+import os
 import random
 import signal
 import socket
@@ -411,3 +412,90 @@ def test_reload_says_disable_control_needs_a_restart(wmproxy, tmp_path):
                    "stays on)" in p.log(), 10, what="the warning")
     assert "control address change" not in p.log()
     assert ctl.status(cport)["reload"]["ok"] == 1
+
+
+@pytest.mark.parametrize("where", ["stream", "proxy"])
+def test_reload_with_a_fifo_as_certificate_is_refused_at_once(wmproxy, tmp_path, where):
+    """A certificate or key path naming a FIFO (or a device): OpenSSL opened
+    it and waited for a writer, on the main loop, so the reload never
+    answered, the control API and SIGTERM went dead. Now it is refused at
+    once with the reason, and the instance serves and stops as before."""
+    port, cport, sport = free_ports(3)
+    path, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    fifo = str(tmp_path / "cert.fifo")
+    os.mkfifo(fifo)
+    if where == "stream":
+        extra = ('[[stream.server]]\nbind_ssl = "127.0.0.1:%d"\ncert = "%s"\nkey = "%s"\n'
+                 'proxy_url = "tcp://127.0.0.1:1"\n' % (sport, fifo, fifo))
+        text = conf(cport, port) + extra
+    else:
+        text = conf(cport, port, extra='cert = "%s"\nkey = "%s"\n' % (fifo, fifo))
+    ctl.write(path, text)
+    code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+    assert code == 422 and "not a regular file" in doc["message"], doc
+    assert fifo in doc["message"], doc
+    assert ctl.status(cport)["reload"]["failed"] == 1
+    assert refused(sport)
+    assert wait_port("127.0.0.1", port, 5, p.p)
+    r = ctl.run(BIN, "check", "-c", path, timeout=10)
+    assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
+    p.stop(timeout=20)
+
+
+def test_reload_with_a_log_fifo_nobody_reads_is_refused_at_once(wmproxy, tmp_path):
+    """log_file (or an [http] access_log) naming a FIFO that no process
+    reads: its open waited for a reader on the main loop, so the reload
+    never answered and SIGTERM went dead. Now it is refused at once; with a
+    reader the FIFO is a log like any other."""
+    port, cport, rport = free_ports(3)
+    path, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo)
+    ctl.write(path, 'log_file = "%s"\n' % fifo + conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+    assert code == 422 and "a FIFO that no process reads" in doc["message"], doc
+
+    alog = ('[http]\n[[http.server]]\nbind_addr = "127.0.0.1:%d"\naccess_log = "%s"\n'
+            '[[http.server.location]]\nrule = "/"\nstatic_response = "ok"\n' % (rport, fifo))
+    ctl.write(path, conf(cport, port) + alog)
+    code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+    assert code == 422 and "a FIFO that no process reads" in doc["message"], doc
+    assert refused(rport)
+
+    # With a reader: applied, and the lines come through the FIFO.
+    rd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        ctl.write(path, 'log_file = "%s"\n' % fifo + conf(cport, port))
+        code, _, doc = ctl.api(cport, "POST", "/reload", timeout=10)
+        assert code == 200, doc
+        got = bytearray()
+
+        def more():
+            try:
+                got.extend(os.read(rd, 65536))
+            except BlockingIOError:
+                pass
+            return b"SIGUSR1" in got
+        p.signal(signal.SIGUSR1)
+        ctl.wait_until(more, 10, what="a log line through the FIFO")
+        p.stop(timeout=20)
+    finally:
+        os.close(rd)
+
+
+def test_reload_says_a_pidfile_change_needs_a_restart(wmproxy, tmp_path):
+    """A new pidfile in the file was taken without a word (the pid stays
+    where it was written, or nowhere); now the reload warns, as for workers."""
+    port, cport = free_ports(2)
+    path, p = start(wmproxy, tmp_path, conf(cport, port), port)
+    pid = tmp_path / "new.pid"
+    ctl.write(path, 'pidfile = "%s"\n' % pid + conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload")
+    assert code == 200, doc
+    ctl.wait_until(lambda: 'reload: pidfile change to "%s" needs a restart' % pid in p.log(), 10,
+                   what="the warning")
+    assert not pid.exists()
+    # Back to the running one: nothing to say.
+    ctl.write(path, conf(cport, port))
+    code, _, doc = ctl.api(cport, "POST", "/reload")
+    assert code == 200 and p.log().count("pidfile change") == 1, doc
