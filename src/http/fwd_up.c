@@ -530,7 +530,7 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
         return response_head(f); /* false: `in` belonged to a connection now gone */
     }
     if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response from %s: %s", f->w->t.log,
+        wm_log(WM_LOG_INFO, f->c->id, "http: bad response from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
         if (!hf_up_result(f, WM_HFWD_UP_INVALID, 0)) {
             wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
@@ -551,7 +551,7 @@ bool hf_response_body_end(struct wm_hfwd *f, int r)
         return true;
     }
     if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
+        wm_log(WM_LOG_INFO, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
         hf_log_request(f);
         hf_end_after_flush(f, "bad-response");

@@ -27,7 +27,7 @@ from test_reverse import _can_connect, gencert, get, start, wait_serving
 class Recorder:
     """An HTTP/1.1 upstream recording what it reads. Paths: /hop answers
     with hop-by-hop headers, /always100 sends its own 100 Continue first,
-    /foldresp answers with an obs-fold; anything else answers 200 "got N"
+    /foldresp answers with an obs-fold, /bighead with a 64 KiB header; anything else answers 200 "got N"
     (N: body bytes); /hints?n=N sends N 103 Early Hints before it."""
 
     def __init__(self):
@@ -129,6 +129,8 @@ class Recorder:
                      b"X-End: ok\r\n")
         elif path == "/foldresp":
             extra = b"X-F: a\r\n b\r\n"
+        elif path == "/bighead":
+            extra = b"X-Big: " + b"a" * (64 * 1024) + b"\r\n"
         msg = b"got %d" % len(body)
         c.sendall(b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(msg) + msg)
         return True
@@ -379,6 +381,18 @@ def test_interim_responses_bounded(wmproxy, tmp_path, rec):
         assert r.status == 502 and len(r.informational) <= 16, (r.status, len(r.informational))
     finally:
         c.close()
+    still_serving(p, port, rec)
+
+
+def test_response_head_over_the_limit_502_and_logged(wmproxy, tmp_path, rec):
+    """A response head over the 16 KiB limit is a 502 at once, and the log
+    says why at the default level (it was a debug line: an operator saw
+    code=502 and nothing more)."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    st, hd, body = get(port, "/bighead")
+    assert st == 502 and "x-big" not in hd and b"malformed response" in body, (st, body)
+    assert wait_log(p, "bad response from 127.0.0.1:%d: head too large" % rec.port), \
+        p.log()[-2000:]
     still_serving(p, port, rec)
 
 
