@@ -23,6 +23,7 @@
 #define WM_HTTP_BODY_HIGH_WATER  (256 * 1024)
 #define WM_HTTP_CLIENT_READ_MAX  (64 * 1024)  /* client input buffered ahead (pipelining) */
 #define WM_HTTP_CHUNK_EXT_MAX    4096  /* chunk extensions on one chunk-size line */
+#define WM_HTTP_MAX_INTERIM      16    /* 1xx heads before a final one (Go's client: 5) */
 #define WM_HTTP_QUIET_MS         100  /* a keep-alive client silent that long gives its
                                        * idle upstream back to the shared pool (if any) */
 #define WM_HTTP_PARK_MS          10   /* the same for a client on a plain socket, which

@@ -59,6 +59,7 @@ struct hf_reqinfo {
                          * upstream; the upstream's own 100 is dropped */
     bool has_body;      /* the head announced a body (the parser forgets as it reads) */
     bool replay_lost;   /* the body outgrew t.replay_max: it cannot be sent again */
+    uint8_t interim;    /* 1xx heads read from the upstream (WM_HTTP_MAX_INTERIM) */
 };
 
 /* Back-pressure and reading, each side. */

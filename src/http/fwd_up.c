@@ -462,6 +462,18 @@ static bool response_head(struct wm_hfwd *f)
         hf_up_result(f, WM_HFWD_UP_STATUS, status)) {
         return false;
     }
+    if (status < 200 && !(status == 101 && f->ri.wants_upgrade) &&
+        ++f->ri.interim > WM_HTTP_MAX_INTERIM) {
+        /* Each is passed on at once, without back-pressure on an HTTP/2
+         * stream, and each restarts proxy_read_timeout: an endless run
+         * would hold the request, and memory, for ever. */
+        wm_log(WM_LOG_WARN, f->c->id, "http: %s sent more than %d interim (1xx) responses",
+               f->w->t.log, WM_HTTP_MAX_INTERIM);
+        if (!hf_up_result(f, WM_HFWD_UP_INVALID, 0)) {
+            wm_hfwd_fail(f, 502, NULL, "too many interim responses from the target");
+        }
+        return false;
+    }
     if (status >= 200 || status == 101) {
         /* an interim answer (100, 103) is not what the request got: a
          * client gone before the final one logs none */
@@ -518,7 +530,7 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
         return response_head(f); /* false: `in` belonged to a connection now gone */
     }
     if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response from %s: %s", f->w->t.log,
+        wm_log(WM_LOG_INFO, f->c->id, "http: bad response from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
         if (!hf_up_result(f, WM_HFWD_UP_INVALID, 0)) {
             wm_hfwd_fail(f, 502, NULL, "malformed response from the target");
@@ -539,7 +551,7 @@ bool hf_response_body_end(struct wm_hfwd *f, int r)
         return true;
     }
     if (r != WM_HTTP_MORE) {
-        wm_log(WM_LOG_DEBUG, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
+        wm_log(WM_LOG_INFO, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
         hf_log_request(f);
         hf_end_after_flush(f, "bad-response");

@@ -474,9 +474,7 @@ static void release(struct wm_hfwd_target *t)
     if (q == NULL) {
         return;
     }
-    if (q->dial != NULL) {
-        wm_dial_cancel(q->dial);
-    }
+    rv_cancel_op(q); /* a dial or a TLS handshake still under way */
     if (q->srv != NULL) {
         atomic_fetch_sub(&q->srv->h->active, 1);
     }

@@ -140,8 +140,12 @@ struct rv_req {
     int ntries;                  /* servers tried so far, this one included */
     uint64_t start_ms;           /* routed (proxy_next_upstream_timeout runs from it) */
     struct wm_dial *dial;
+    struct bufferevent *hs;      /* an https server's connection while its TLS
+                                  * handshake runs (part of the connect) */
+    struct event *hs_timer;      /* bounds it by proxy_connect_timeout */
     bool connecting;
     bool timed_out;              /* the last connect failed by its timeout */
+    bool tls_failed;             /* the last connect failed in its TLS handshake */
     char sni[WM_HOST_MAX];
     struct evbuffer *local;      /* a local answer's body */
     struct wm_files_req *files;  /* a file_server answer */

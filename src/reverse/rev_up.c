@@ -6,7 +6,8 @@
  * the worker's idle upstream connections.
  *
  * Failures that count towards a server's fall_times, as nginx's max_fails:
- * a connect error or timeout, an upstream that closes, stops taking the
+ * a connect error or timeout (an https server's TLS handshake included),
+ * an upstream that closes, stops taking the
  * request or stays silent past proxy_read_timeout before the response
  * head, a malformed head: always; a 500, 502, 503, 504 or 429 only when
  * proxy_next_upstream lists it; 403 and 404 never. Any other response head
@@ -21,6 +22,7 @@
  * no body or all of it kept: t->replay_max).
  */
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <llhttp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "conf/config_http.h"
+#include "core/bev.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/worker.h"
@@ -35,6 +38,7 @@
 #include "net/conn.h"
 #include "net/dial.h"
 #include "net/tls.h"
+#include "net/tlspump.h"
 #include "reverse/rev_int.h"
 
 /* Statuses that count as failures when listed (nginx: not 403, 404). */
@@ -206,6 +210,82 @@ static struct bufferevent *wrap(struct rv_req *q, int fd)
     return up;
 }
 
+/* ---- the TLS handshake of an https server: part of its connect ---- */
+
+/* As nginx's: proxy_connect_timeout bounds the handshake too, and a
+ * handshake that fails or times out sent nothing of the request, so it
+ * counts and goes on as a failed connect (any method, the next server). */
+static void hs_stop(struct rv_req *q)
+{
+    if (q->hs_timer != NULL) {
+        event_free(q->hs_timer);
+        q->hs_timer = NULL;
+    }
+    if (q->hs != NULL) {
+        bufferevent_setcb(q->hs, NULL, NULL, NULL, NULL);
+        wm_bev_free(q->hs);
+        q->hs = NULL;
+    }
+}
+
+static void dial_next(struct rv_req *q, const char *why);
+
+static void hs_failed(struct rv_req *q, const char *why, bool timed_out)
+{
+    hs_stop(q);
+    q->timed_out = timed_out;
+    q->tls_failed = true;
+    rv_server_failed(q->loc->up, q->srv, why);
+    mark_tried(q);
+    dial_next(q, why);
+}
+
+static void hs_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct rv_req *q = arg;
+
+    if (!(what & BEV_EVENT_CONNECTED)) {
+        /* the pump's warn line gives the cause (certificate, name, alert) */
+        hs_failed(q, "TLS handshake failed", false);
+        return;
+    }
+    q->hs = NULL;
+    event_free(q->hs_timer);
+    q->hs_timer = NULL;
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    q->connecting = false;
+    wm_hfwd_connected(q->f, bev, 0, NULL);
+}
+
+static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hs_failed(arg, "TLS handshake timed out", true);
+}
+
+/* up: a new TLS connection to q->srv; the request goes once its
+ * handshake is over. */
+static void hs_start(struct rv_req *q, struct bufferevent *up)
+{
+    struct wm_conn *c = wm_hfwd_conn(q->f);
+    struct timeval tv = {(time_t)(q->loc->connect_ms / 1000),
+                         (suseconds_t)(q->loc->connect_ms % 1000) * 1000};
+
+    q->hs = up;
+    wm_tls_pump_set_id(up, c->id);
+    q->hs_timer = evtimer_new(wm_worker_base(c->w), hs_timeout_cb, q);
+    if (q->hs_timer == NULL || wm_tls_pump_notify_ready(up) < 0) {
+        hs_stop(q);
+        q->connecting = false;
+        wm_hfwd_connected(q->f, NULL, 502, "out of memory");
+        return;
+    }
+    bufferevent_setcb(up, NULL, NULL, hs_event_cb, q);
+    bufferevent_enable(up, EV_READ | EV_WRITE);
+    evtimer_add(q->hs_timer, &tv);
+}
+
 /* After a failed connect (nothing was sent): the next server, or the
  * error answer (as nginx: a connect that timed out is a 504, else 502). */
 static void dial_next(struct rv_req *q, const char *why)
@@ -218,8 +298,9 @@ static void dial_next(struct rv_req *q, const char *why)
                q->loc->up->name, q->srv->addr, why);
         q->connecting = false;
         wm_hfwd_connected(q->f, NULL, q->timed_out ? 504 : 502,
-                          q->timed_out ? "no upstream server answered in time"
-                                       : "no upstream server could be reached");
+                          q->timed_out    ? "no upstream server answered in time"
+                          : q->tls_failed ? "the TLS connection to the target failed"
+                                          : "no upstream server could be reached");
         return;
     }
     nt.host_hdr[0] = '\0';
@@ -248,6 +329,10 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     }
     /* not yet a success for the health count: the response head is (up_result) */
     up = wrap(q, fd);
+    if (up != NULL && q->loc->up_tls) {
+        hs_start(q, up);
+        return;
+    }
     q->connecting = false;
     wm_hfwd_connected(q->f, up, up != NULL ? 0 : 502, up != NULL ? NULL : "out of memory");
 }
@@ -285,6 +370,7 @@ void rv_cancel_op(void *handle)
         wm_dial_cancel(q->dial);
         q->dial = NULL;
     }
+    hs_stop(q);
     q->connecting = false;
 }
 

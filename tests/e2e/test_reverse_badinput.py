@@ -18,6 +18,7 @@ import threading
 import pytest
 
 from helpers import http1
+from helpers.h2client import Client
 from helpers.net import connect, free_port, recv_all, recv_exact, recv_head, wait_until
 from helpers.tunnel import wait_log
 from test_reverse import _can_connect, gencert, get, start, wait_serving
@@ -26,8 +27,8 @@ from test_reverse import _can_connect, gencert, get, start, wait_serving
 class Recorder:
     """An HTTP/1.1 upstream recording what it reads. Paths: /hop answers
     with hop-by-hop headers, /always100 sends its own 100 Continue first,
-    /foldresp answers with an obs-fold; anything else answers 200 "got N"
-    (N: body bytes)."""
+    /foldresp answers with an obs-fold, /bighead with a 64 KiB header; anything else answers 200 "got N"
+    (N: body bytes); /hints?n=N sends N 103 Early Hints before it."""
 
     def __init__(self):
         self.lst = socket.socket()
@@ -103,6 +104,9 @@ class Recorder:
         self.partial = True
         if path == "/always100":
             c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        elif path.startswith("/hints?n="):
+            c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                      * int(path[9:]))
         body = b""
         if "chunked" in ",".join(hd.get("transfer-encoding", [])).lower():
             while True:
@@ -125,6 +129,8 @@ class Recorder:
                      b"X-End: ok\r\n")
         elif path == "/foldresp":
             extra = b"X-F: a\r\n b\r\n"
+        elif path == "/bighead":
+            extra = b"X-Big: " + b"a" * (64 * 1024) + b"\r\n"
         msg = b"got %d" % len(body)
         c.sendall(b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(msg) + msg)
         return True
@@ -348,6 +354,45 @@ def test_obs_fold_in_a_response_502(wmproxy, tmp_path, rec):
     p, port = serve(wmproxy, tmp_path, rec)
     st, hd, body = get(port, "/foldresp")
     assert st == 502 and "x-f" not in hd and b"got" not in body
+    still_serving(p, port, rec)
+
+
+def test_interim_responses_bounded(wmproxy, tmp_path, rec):
+    """Interim (1xx) heads pass on, up to 16 before the final one; beyond,
+    the upstream is answering nothing (each one restarted
+    proxy_read_timeout, and over HTTP/2, where they are not held back by
+    the client's reading, an endless run grew memory by hundreds of MB a
+    second): 502 and a warn line, over HTTP/1 and HTTP/2 alike."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /hints?n=16 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    r = http1.Reader(s).response()
+    s.close()
+    assert (r.status, r.body) == (200, b"got 0")
+    data = exchange(port, b"GET /hints?n=5000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert b"HTTP/1.1 502 " in data and data.count(b" 103 ") <= 16, data[-300:]
+    assert b"too many interim responses" in data
+    assert wait_log(p, "sent more than 16 interim (1xx) responses")
+    c = Client(port)
+    try:
+        r = c.response(c.request("/hints?n=16"))
+        assert (r.status, bytes(r.data), len(r.informational)) == (200, b"got 0", 16)
+        r = c.response(c.request("/hints?n=5000"))
+        assert r.status == 502 and len(r.informational) <= 16, (r.status, len(r.informational))
+    finally:
+        c.close()
+    still_serving(p, port, rec)
+
+
+def test_response_head_over_the_limit_502_and_logged(wmproxy, tmp_path, rec):
+    """A response head over the 16 KiB limit is a 502 at once, and the log
+    says why at the default level (it was a debug line: an operator saw
+    code=502 and nothing more)."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    st, hd, body = get(port, "/bighead")
+    assert st == 502 and "x-big" not in hd and b"malformed response" in body, (st, body)
+    assert wait_log(p, "bad response from 127.0.0.1:%d: head too large" % rec.port), \
+        p.log()[-2000:]
     still_serving(p, port, rec)
 
 

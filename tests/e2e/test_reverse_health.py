@@ -7,6 +7,7 @@ reload."""
 
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from helpers.control import api
 from helpers.h2client import Client
 from helpers.net import free_port, no_free_fds, serve_tcp, wait_until
 from helpers.tunnel import wait_log
-from test_reverse import get, start, wait_serving, write
+from test_reverse import gencert, get, start, wait_serving, write
 
 
 class Backend:
@@ -425,6 +426,93 @@ proxy_url = "http://app"
     assert wait_log(p, "127.0.0.1:%d marked down" % d2)
     st, _, body = get(port)
     assert st == 502 and b"no upstream server is up" in body
+
+
+class TlsBackend:
+    """An https upstream on a raw socket: "ok" answers each request (its
+    Content-Length body recorded) after the handshake with ca_dir's server
+    certificate; "hang" takes the TCP connection and never speaks TLS."""
+
+    def __init__(self, ca_dir, mode="ok"):
+        self.mode = mode
+        self.bodies = []
+        self.gone = threading.Event()
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(ca_dir + "/server.crt", ca_dir + "/server.key")
+        self.lst = serve_tcp(self._serve)
+        self.port = self.lst.getsockname()[1]
+
+    def _serve(self, c):
+        c.settimeout(30)
+        try:
+            if self.mode == "hang":
+                self.gone.wait(30)  # bounded: the test ends it with stop()
+                return
+            c = self.ctx.wrap_socket(c, server_side=True)
+            body, _ = Backend._request(self, c, b"")
+            if body is not None:
+                self.bodies.append(body)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.gone.set()
+        self.lst.close()
+
+
+def test_tls_handshake_is_part_of_the_connect(wmproxy, tmp_path):
+    """An https server's TLS handshake counts as its connect, as in nginx:
+    proxy_connect_timeout bounds it (it waited for proxy_read_timeout, or
+    the TLS layer's own 15 s), and one that hangs or fails (a certificate
+    from another CA) sent nothing, so even a POST goes on to the next
+    server (it was 502, as a request the upstream had dropped)."""
+    d = gencert(tmp_path / "up", "127.0.0.1")
+    other = gencert(tmp_path / "other", "127.0.0.1")
+    good, hang, bad = TlsBackend(d), TlsBackend(d, "hang"), TlsBackend(other)
+    try:
+        port = free_port()
+        p = start(wmproxy, tmp_path, """
+[http]
+proxy_ssl_trusted_certificate = "%(d)s/ca.crt"
+proxy_connect_timeout = "1s"
+proxy_read_timeout = "20s"
+""" % {"d": d} + ups("slow", {"port": hang.port}, {"port": good.port})
+            + ups("badcert", {"port": bad.port}, {"port": good.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/ok"
+static_response = "ok"
+[[http.server.location]]
+rule = "/slow"
+proxy_url = "https://slow"
+[[http.server.location]]
+rule = "/bad"
+proxy_url = "https://badcert"
+[[http.server.location]]
+rule = "/direct"
+proxy_url = "https://127.0.0.1:%(h)d"
+""" % {"p": port, "h": hang.port})
+        wait_serving(port, path="/ok")
+        for path in ("/slow", "/bad"):
+            for i in range(2):
+                body = b"%s %d" % (path.encode(), i)
+                t0 = time.monotonic()
+                st, _, got = get(port, path, method="POST", body=body)
+                assert (st, got) == (200, b"ok"), (path, st, got)
+                assert time.monotonic() - t0 < 5, path
+                assert good.bodies[-1] == body
+        assert wait_log(p, "TLS handshake timed out"), p.log()[-3000:]
+        assert wait_log(p, "TLS handshake failed"), p.log()[-3000:]
+        t0 = time.monotonic()
+        st, _, got = get(port, "/direct")
+        assert st == 504 and time.monotonic() - t0 < 5, (st, got)
+    finally:
+        for b in (good, hang, bad):
+            b.stop()
 
 
 def test_down_state_survives_a_reload(wmproxy, tmp_path, backends):
