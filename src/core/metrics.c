@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/util.h"
 
 #define NBUCKETS 12 /* the last is +Inf */
 #define HIST_SLOTS (NBUCKETS + 2) /* buckets, sum (ms), count */
@@ -254,25 +255,73 @@ const wm_metric *wm_mcache_get(struct wm_mcache *c, const char *key,
     return i >= 0 ? c->ids[i] : no_ids;
 }
 
-char *wm_metrics_label(char *out, size_t cap, const char *v, size_t n)
+/* Bytes of the UTF-8 sequence that starts v[0..n): 1 to 4, or 0 when it
+ * is not a whole, well-formed one. */
+static size_t utf8_seq(const unsigned char *v, size_t n)
 {
-    size_t o = 0;
+    size_t len = v[0] < 0x80 ? 1 : v[0] >= 0xc2 && v[0] < 0xe0 ? 2 : v[0] >= 0xe0 && v[0] < 0xf0 ? 3
+               : v[0] >= 0xf0 && v[0] < 0xf5                     ? 4
+                                                                   : 0;
 
-    for (size_t i = 0; i < n && v[i] != '\0' && o + 3 < cap; i++) {
-        char ch = v[i];
-        if (ch == '\\' || ch == '"') {
-            out[o++] = '\\';
-            out[o++] = ch;
-        } else if (ch == '\n') {
-            out[o++] = '\\';
-            out[o++] = 'n';
-        } else {
-            out[o++] = ((unsigned char)ch < 0x20 || ch == 0x7f) ? '?' : ch;
+    if (len == 0 || len > n) {
+        return 0;
+    }
+    for (size_t k = 1; k < len; k++) {
+        if ((v[k] & 0xc0) != 0x80) {
+            return 0;
         }
     }
-    if (cap > 0) {
-        out[o] = '\0';
+    return len;
+}
+
+/* Escape v[0..n) into out, at most room bytes; *used: input bytes taken. */
+static size_t label_escape(char *out, size_t room, const unsigned char *v, size_t n, size_t *used)
+{
+    size_t o = 0;
+    size_t i = 0;
+
+    while (i < n && v[i] != '\0') {
+        size_t len = utf8_seq(v + i, n - i);
+        const char *rep = NULL;
+        if (v[i] == '\\') {
+            rep = "\\\\";
+        } else if (v[i] == '"') {
+            rep = "\\\"";
+        } else if (v[i] == '\n') {
+            rep = "\\n";
+        } else if (len == 0 || v[i] < 0x20 || v[i] == 0x7f) {
+            rep = "?"; /* a control or a byte that is not UTF-8 */
+            len = 1;
+        }
+        size_t w = rep != NULL ? strlen(rep) : len;
+        if (o + w > room) {
+            break; /* never half an escape or half a character */
+        }
+        memcpy(out + o, rep != NULL ? rep : (const char *)v + i, w);
+        o += w;
+        i += len;
     }
+    *used = i;
+    return o;
+}
+
+char *wm_metrics_label(char *out, size_t cap, const char *v, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)v;
+    size_t used;
+    size_t o;
+
+    if (cap == 0) {
+        return out;
+    }
+    o = label_escape(out, cap - 1, u, n, &used);
+    if (used < n && v[used] != '\0' && cap > 12) {
+        /* cut: a hash of the whole value keeps two long values apart */
+        o = label_escape(out, cap - 1 - 9, u, n, &used);
+        o += (size_t)snprintf(out + o, cap - o, "~%08x",
+                              (unsigned)(wm_fnv1a(WM_FNV_INIT, v, strnlen(v, n)) & 0xffffffffu));
+    }
+    out[o] = '\0';
     return out;
 }
 

@@ -74,7 +74,10 @@ const wm_metric *wm_mcache_get(struct wm_mcache *c, const char *key,
                                void (*make)(const char *key, wm_metric *ids));
 
 /* Escape v (n bytes) as a label value into out (cap bytes, always
- * terminated; truncated if needed). Returns out. */
+ * terminated). Controls and bytes that are not UTF-8 become '?'. A value
+ * too long is cut between characters and ends with '~' and 8 hex digits
+ * of a hash of the whole value (two long values stay two series).
+ * Returns out. */
 char *wm_metrics_label(char *out, size_t cap, const char *v, size_t n);
 
 /* Collectors run on the scraping thread, in registration order, after the

@@ -109,6 +109,23 @@ static void test_label_escape(void **state)
                         "a\\\"b\\\\c\\nd?");
     /* truncated, never split an escape past the end */
     assert_true(strlen(wm_metrics_label(out, 6, "\"\"\"\"", 4)) <= 5);
+    /* a cut never splits a UTF-8 character, and bytes that are not UTF-8
+     * become '?' (Prometheus refuses a scrape with either) */
+    const char *ee = "zone-\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9";
+    char cut[20];
+    wm_metrics_label(cut, sizeof(cut), ee, strlen(ee));
+    assert_true(strlen(cut) < sizeof(cut));
+    assert_int_equal(strspn(cut, "zone-\xc3\xa9"), strchr(cut, '~') - cut);
+    assert_int_equal((strchr(cut, '~') - cut - 5) % 2, 0); /* whole characters */
+    assert_string_equal(wm_metrics_label(out, sizeof(out), "a\xff\xc3" "b", 4), "a??b");
+    /* two long values that differ only past the cut stay apart */
+    char a[20], b[20];
+    wm_metrics_label(a, sizeof(a), "\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"x", 17);
+    wm_metrics_label(b, sizeof(b), "\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"y", 17);
+    assert_string_not_equal(a, b);
+    assert_true(strlen(a) < sizeof(a));
+    /* short values are whole, with no hash */
+    assert_string_equal(wm_metrics_label(out, sizeof(out), "z\xc3\xa9", 3), "z\xc3\xa9");
 }
 
 static void make(const char *key, wm_metric *ids)
