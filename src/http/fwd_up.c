@@ -504,8 +504,11 @@ static bool response_head(struct wm_hfwd *f)
         wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
         return true;
     }
-    if (wm_http_parser_needs_eof(f->resp)) {
-        f->ri.close_after = true; /* the head says so: written before it */
+    if (wm_http_parser_needs_eof(f->resp) || f->req_phase != HF_REQ_DONE) {
+        /* The head says so, written before it: a body read to the close,
+         * or an answer before the request's body ended (a 401 to an
+         * upload), after which the connection ends (response_done). */
+        f->ri.close_after = true;
     }
     hfwd_write_response_head(f);
     f->resp_phase = HF_RESP_BODY;

@@ -19,7 +19,7 @@ import pytest
 
 from helpers import http1
 from helpers.h2client import Client
-from helpers.net import connect, free_port, recv_all, recv_exact, recv_head, wait_until
+from helpers.net import connect, free_port, recv_all, recv_exact, recv_head, serve_tcp, wait_until
 from helpers.tunnel import wait_log
 from test_reverse import _can_connect, gencert, get, start, wait_serving
 
@@ -600,3 +600,44 @@ def test_h2_body_without_length_over_client_max_body_size_413(wmproxy, tmp_path,
     wait_until(lambda: rec.closed > closed, what="the upstream connection aborted")
     assert rec.lines() == before
     still_serving(p, port, rec)
+
+
+def test_answer_before_the_body_ends_says_connection_close(wmproxy, tmp_path):
+    """An upstream that answers an upload before its body ended (a 401 at
+    once): the connection ends after that answer, and its head says
+    "Connection: close" so the client does not send its next request on
+    it (it used to say nothing)."""
+    def early(c):
+        c.settimeout(20)
+        try:
+            recv_head(c)
+            c.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope")
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+    up = serve_tcp(early)
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://127.0.0.1:%d"
+""" % (port, up.getsockname()[1]))
+    wait_until(lambda: _can_connect(port), what="the proxy listening")  # no request yet
+    s = connect(port)
+    s.sendall(b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5000000\r\n\r\n" + b"u" * 1000)
+    head = recv_head(s)
+    assert head.startswith(b"HTTP/1.1 401 "), head
+    assert b"\r\nConnection: close\r\n" in head, head
+    assert recv_exact(s, 4) == b"nope"
+    s.close()
+    # a body that ended before the answer: the connection stays
+    s = connect(port)
+    s.sendall(b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n" + b"x" * 10)
+    head = recv_head(s)
+    assert head.startswith(b"HTTP/1.1 401 ") and b"Connection: close" not in head, head
+    s.close()
+    up.close()
