@@ -534,8 +534,9 @@ static void client_event(struct wm_hfwd *f, short what)
         hf_client_reading(f, false);
         return;
     }
-    if ((f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) || f->state == HF_STREAM) {
-        hf_log_request(f);
+    if ((f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) || f->state == HF_STREAM ||
+        f->state == HF_CONNECTING) {
+        hf_log_request(f); /* a request cut short is logged too */
     }
     if (what & BEV_EVENT_TIMEOUT) {
         wm_log(WM_LOG_DEBUG, f->c->id, "http: the client did not read the response in time");

@@ -19,7 +19,7 @@ from conftest import BIN
 from helpers import h2client as H
 from helpers import origin as origin_mod
 from helpers.control import api, rss_kb
-from helpers.net import free_port, recv_head, wait_until
+from helpers.net import free_port, full_listener, recv_head, wait_until
 from helpers.tunnel import wait_log
 from test_metrics import metrics, sample
 from test_tunnel import Nodes
@@ -534,6 +534,34 @@ def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, o
     dead.s.close()
     slow.s.close()
     assert proc.alive()
+
+
+def test_stream_reset_while_its_upstream_connects_is_logged(wmproxy, tmp_path, cert, origin):
+    """A stream reset (or its connection closed) while its upstream is
+    still connecting writes its access line, as one reset later does (it
+    wrote none)."""
+    lst, fillers = full_listener()  # a connect to it hangs
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/hang"
+proxy_url = "http://127.0.0.1:%d"
+proxy_connect_timeout = "30s"
+""" % lst.getsockname()[1])
+    try:
+        c = H.Client(p)
+        sid = c.request("/hang/one")
+        c.sync()
+        c.c.reset_stream(sid)
+        c.flush()
+        sid2 = c.request("/hang/two")
+        c.sync()
+        c.close()  # the connection goes with the stream
+        for path in ("/hang/one", "/hang/two"):
+            assert wait_log(proc, 'req="GET %s" code=0' % path), proc.log()[-2000:]
+    finally:
+        for f in fillers:
+            f.close()
+        lst.close()
 
 
 def test_slow_upstream_stops_its_stream_window(wmproxy, tmp_path, cert, origin):
