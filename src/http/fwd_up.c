@@ -156,13 +156,19 @@ static bool idempotent(struct wm_http_head *hd)
 }
 
 /* The kept connection was closed by the target as we reused it: an
- * idempotent request (RFC 9110 9.2.2) without a body is safe to send again
- * on a fresh connection, once. A POST is not. */
+ * idempotent request (RFC 9110 9.2.2) without a body, or whose body was
+ * kept (a PUT), is safe to send again on a fresh connection, once. A POST
+ * is not. */
 static bool may_retry(struct wm_hfwd *f)
 {
+    /* a body goes again only when all of it sent so far was kept
+     * (t.replay_max: the reverse proxy's; hf_send_request sends it) */
+    bool body_again = !f->ri.has_body || (f->w->t.replay_max > 0 && !f->ri.replay_lost &&
+                                          f->ops->up_result != NULL);
+
     return f->ri.reused && !f->ri.retried &&
-           wm_http_head_size(wm_http_parser_head(f->resp)) == 0 &&
-           !f->ri.has_body && idempotent(wm_http_parser_head(f->req));
+           wm_http_head_size(wm_http_parser_head(f->resp)) == 0 && body_again &&
+           idempotent(wm_http_parser_head(f->req));
 }
 
 /* The target's EOF after the final head: the body may end with it. */

@@ -150,10 +150,10 @@ static int proxy_route(struct rv_req *q, struct wm_conn *c, struct wm_hfwd_targe
     q->ntries = 1;
     q->start_ms = wm_now_coarse_ms(); /* proxy_next_upstream_timeout: no syscall per request */
     rv_target_set(t, q, q->srv);
-    /* proxy_next_upstream: a body that may have to go again is kept */
-    t->replay_max = l->next_tries > 1 && l->up->nservers > 1 && rv_req_resendable(q)
-                        ? RV_REPLAY_MAX
-                        : 0;
+    /* A body that may have to go again is kept: to the next server
+     * (proxy_next_upstream), or to this one when a kept connection turns
+     * out closed (http/fwd_up.c, may_retry: idempotent requests only). */
+    t->replay_max = rv_req_resendable(q) ? RV_REPLAY_MAX : 0;
     if (l->up_path[0] != '\0') {
         size_t pl = strlen(l->up_path);
         size_t mp = l->path.kind == RV_PAT_PREFIX ? strlen(l->path.text) : 0;
