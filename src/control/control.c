@@ -38,8 +38,13 @@ static void reply(struct evhttp_request *req, int code, const char *reason, stru
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
+    char len[24];
+
+    /* libevent writes none on an answer to HEAD or CONNECT */
+    snprintf(len, sizeof(len), "%zu", body != NULL ? evbuffer_get_length(body) : (size_t)0);
     evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "Content-Length", len);
     evhttp_send_reply(req, code, reason, body);
 }
 
@@ -294,7 +299,9 @@ static void dispatch(struct evhttp_request *req, void *arg)
     enum auth auth;
 
     (void)arg;
-    if (path == NULL) {
+    if (cmd == EVHTTP_REQ_CONNECT) {
+        reply_msg(req, 405, "Method Not Allowed", false, "this is the control API, not a proxy");
+    } else if (path == NULL) {
         reply_msg(req, 400, "Bad Request", false, "bad request target");
     } else if (!host_allowed(req)) {
         wm_log(WM_LOG_WARN, 0, "control: %s with Host \"%.64s\" refused (DNS rebinding?)", path,
@@ -358,7 +365,9 @@ static void dispatch(struct evhttp_request *req, void *arg)
     } else {
         reply_msg(req, 404, "Not Found", false, "unknown endpoint");
     }
-    evhttp_uri_free(u);
+    if (u != NULL) {
+        evhttp_uri_free(u); /* libevent 2.1's does not take NULL */
+    }
 }
 
 void wm_control_set_token(const char *t)
@@ -422,8 +431,12 @@ int wm_control_start(struct event_base *base, const char *addr, const char *tok,
     evhttp_set_timeout(http, 10);
     evhttp_set_max_headers_size(http, 16384);
     evhttp_set_max_body_size(http, 65536);
+    /* every method libevent knows reaches dispatch(): a JSON 404/405, not
+     * libevent's HTML 501 (which also left the connection open) */
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+                                         EVHTTP_REQ_PATCH);
     evhttp_set_gencb(http, dispatch, NULL);
     memcpy(&self_addr, &ss, sizeof(ss));
     wm_lset_self_add((const struct sockaddr *)&ss, len); /* no proxy may dial it */

@@ -176,7 +176,10 @@ def test_methods_and_paths(wmproxy, tmp_path):
                                       ("POST", "/status", 405, "GET, HEAD"),
                                       ("POST", "/now", 405, "GET, HEAD"),
                                       ("GET", "/nope", 404, None), ("POST", "/", 405, "GET, HEAD"),
-                                      ("POST", "/metrics", 405, "GET, HEAD")):
+                                      ("POST", "/metrics", 405, "GET, HEAD"),
+                                      ("PATCH", "/status", 405, "GET, HEAD"),
+                                      ("OPTIONS", "/reload", 405, "POST"),
+                                      ("DELETE", "/nope", 404, None)):
         got, hdrs, doc = ctl.api(cport, method, path)
         assert got == code, (method, path, got, doc)
         assert doc["ok"] is False
@@ -184,6 +187,27 @@ def test_methods_and_paths(wmproxy, tmp_path):
     assert ctl.status(cport)["reload"]["ok"] == 0
     code, _, _ = ctl.api(cport, "HEAD", "/status")
     assert code == 200
+    # CONNECT: a JSON 405 with its length (it was libevent's HTML 501,
+    # without one)
+    s = socket.create_connection(("127.0.0.1", cport), timeout=5)
+    s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    want = b'{"ok":false,"message":"this is the control API, not a proxy"}\n'
+    answer = b""
+    while not answer.endswith(want):
+        d = s.recv(4096)
+        assert d, answer
+        answer += d
+    assert answer.startswith(b"HTTP/1.1 405 "), answer
+    assert b"\r\nContent-Length: %d\r\n" % len(want) in answer, answer
+    s.close()
+    # a target libevent takes but a strict URI parse refuses: 400 (the
+    # process crashed, before any token check)
+    for target in (b"/status|x", b"/a b"[:2] + b"%zz|", b"//[x"):
+        s = socket.create_connection(("127.0.0.1", cport), timeout=5)
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 4"), (target, head)
+        s.close()
     assert p.alive()
 
 
