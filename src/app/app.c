@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/app_int.h"
@@ -615,12 +616,22 @@ int wm_app_write_pidfile(const char *path)
 {
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* O_NONBLOCK: a FIFO there must not hang the start (refused below) */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+    struct stat st;
 
     if (fd < 0) {
+        if (errno == ENXIO) {
+            errno = EINVAL; /* a FIFO without a reader */
+        }
         return -1;
     }
-    if (write(fd, buf, (size_t)n) != n) {
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL; /* "Invalid argument": not a regular file */
+        return -1;
+    }
+    if (ftruncate(fd, 0) < 0 || write(fd, buf, (size_t)n) != n) {
         close(fd);
         return -1;
     }
@@ -717,7 +728,7 @@ static int open_process(struct app *a, struct wm_err *err)
     if (a->pidfile[0] != '\0' && !o->forever) {
         if (wm_app_write_pidfile(a->pidfile) < 0) {
             return wm_err_set(err, NULL, 0, 0, NULL, "cannot write pidfile %s: %s", a->pidfile,
-                              strerror(errno));
+                              errno == EINVAL ? "not a regular file" : strerror(errno));
         }
         a->pid_written = true;
     }

@@ -49,7 +49,8 @@ int wm_app_http_check(const struct wm_conf *c, struct wm_err *err);
 int wm_app_serve(struct wm_app_opts *o, int notify);
 
 /* Write this process's id to path (created 0644 or truncated). 0, or -1
- * with errno. */
+ * with errno (EINVAL: path is there and not a regular file, a FIFO say,
+ * which would have blocked the start). */
 int wm_app_write_pidfile(const char *path);
 
 /* Tell the parent waiting on fd (or stderr when fd < 0) how the start went;

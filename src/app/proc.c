@@ -108,7 +108,8 @@ static int supervise(struct wm_app_opts *o, int notify, const char *pidfile)
     signal(SIGPIPE, SIG_IGN);
     if (pidfile[0] != '\0') {
         if (wm_app_write_pidfile(pidfile) < 0) {
-            snprintf(msg, sizeof(msg), "cannot write pidfile %s: %s", pidfile, strerror(errno));
+            snprintf(msg, sizeof(msg), "cannot write pidfile %s: %s", pidfile,
+                     errno == EINVAL ? "not a regular file" : strerror(errno));
             wm_app_report(notify, false, msg);
             return 1;
         }

@@ -103,6 +103,17 @@ def test_daemon_and_pidfile(tmp_path):
     assert not pidfile.exists()
 
 
+def test_pidfile_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    """A pidfile path naming a FIFO (that nothing reads) is refused with
+    a message; the start used to block in open(2) for ever."""
+    fifo = tmp_path / "w.pid"
+    os.mkfifo(str(fifo))
+    port = free_port()
+    r = run("proxy", "-b", "127.0.0.1:%d" % port, "--disable-control", "--daemon",
+            "--pidfile", str(fifo))
+    assert r.returncode == 1 and b"not a regular file" in r.stderr, r.stderr
+
+
 def test_daemon_reports_start_error():
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
