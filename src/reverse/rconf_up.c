@@ -38,8 +38,13 @@ int rv_rr_sequence(struct rv_upstream *u, struct wm_arena *a)
 {
     uint64_t total = 0;
     int div = 1;
-    int64_t cur[64] = {0};
-    size_t n = u->nservers < 64 ? u->nservers : 64;
+    size_t n = u->nservers;
+    /* every server has its turns (it took the first 64 only) */
+    int64_t *cur = calloc(n > 0 ? n : 1, sizeof(*cur));
+
+    if (cur == NULL) {
+        return -1;
+    }
 
     for (size_t i = 0; i < n; i++) {
         total += (uint64_t)u->servers[i].weight;
@@ -51,9 +56,10 @@ int rv_rr_sequence(struct rv_upstream *u, struct wm_arena *a)
     for (size_t i = 0; i < n; i++) {
         total += (uint64_t)(u->servers[i].weight / div > 0 ? u->servers[i].weight / div : 1);
     }
-    u->rr_seq = wm_arena_alloc(a, total * sizeof(*u->rr_seq));
+    u->rr_seq = wm_arena_alloc(a, (total > 0 ? total : 1) * sizeof(*u->rr_seq));
     u->rr_next = wm_arena_alloc(a, sizeof(*u->rr_next));
     if (u->rr_seq == NULL || u->rr_next == NULL) {
+        free(cur);
         return -1;
     }
     for (size_t k = 0; k < total; k++) {
@@ -68,6 +74,7 @@ int rv_rr_sequence(struct rv_upstream *u, struct wm_arena *a)
         cur[best] -= (int64_t)total;
         u->rr_seq[k] = (uint16_t)best;
     }
+    free(cur);
     u->rr_len = total;
     return 0;
 }

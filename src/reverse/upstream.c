@@ -197,9 +197,10 @@ static struct rv_server *pick_hash(struct rv_upstream *u, const struct sockaddr 
 {
     uint64_t h = client_hash(client);
 
-    /* the same client keeps its server while it is up; else the next one */
-    for (size_t k = 0; k < u->nservers; k++) {
-        size_t i = (size_t)((h + k) % u->nservers);
+    /* the same client keeps its server while it is up, else the next one
+     * in the weighted order: clients spread as the weights say (nginx) */
+    for (size_t k = 0; k < u->rr_len; k++) {
+        size_t i = u->rr_seq[(h + k) % u->rr_len];
         if (usable(u, i, tried, now, backups)) {
             return &u->servers[i];
         }

@@ -669,3 +669,74 @@ def test_bad_health_check_named_at_check(tmp_path, check, words):
     for w in words:
         assert w in first, first
     assert "health_check.path" not in first or "health_check.path" in words, first
+
+
+def _port_servers(n):
+    """n upstreams on their own ports, each answering its port and closing."""
+    def answer(c):
+        try:
+            c.settimeout(10)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(4096)
+                if not d:
+                    return
+                buf += d
+            me = str(c.getsockname()[1]).encode()
+            c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                      % (len(me), me))
+        except OSError:
+            pass
+        finally:
+            c.close()
+    return [serve_tcp(answer) for _ in range(n)]
+
+
+def test_round_robin_and_ip_hash_use_every_server_by_weight(wmproxy, tmp_path):
+    """round_robin gives every server its turn, also past the 64th (it
+    only ever chose among the first 64), and ip_hash spreads clients as the
+    weights say (it ignored them), as nginx's."""
+    many = _port_servers(70)
+    two = _port_servers(2)
+    ports = [s.getsockname()[1] for s in many]
+    a, b = (s.getsockname()[1] for s in two)
+    port = free_port()
+    start(wmproxy, tmp_path, "[http]\n" +
+          ups("many", *[{"port": q} for q in ports]) +
+          ups("hashed", {"port": a, "weight": 300}, {"port": b, "weight": 100})
+          .replace('balance = "round_robin"', 'balance = "ip_hash"') + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/h"
+proxy_url = "http://hashed"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://many"
+""" % {"p": port})
+    wait_serving(port, path="/x")
+    seen = set()
+    for _ in range(2 * len(ports)):
+        st, _, body = get(port, "/x")
+        assert st == 200
+        seen.add(int(body))
+    assert seen == set(ports), sorted(set(ports) - seen)
+    # 200 clients, each from its own /24 of 127/8
+    got = {a: 0, b: 0}
+    for i in range(1, 201):
+        s = socket.socket()
+        s.bind(("127.0.%d.1" % i, 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /h HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+        s.close()
+        got[int(data.rsplit(b"\r\n\r\n", 1)[1])] += 1
+    assert 0.65 <= got[a] / 200 <= 0.85, got
+    for s in many + two:
+        s.close()
