@@ -157,7 +157,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     int i = side_of(r, bev);
     int o = 1 - i;
 
-    if (what & BEV_EVENT_EOF) {
+    /* An EOF with an error is the error: a tunnel stream's FIN and reset
+     * can reach its bufferevent pair as one deferred event, and nobody
+     * reads what the other side still sends. */
+    if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))) {
         move_data(r, i);
         r->eof[i] = true;
         bufferevent_disable(bev, EV_READ);

@@ -515,9 +515,12 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 
 static void client_event(struct wm_hfwd *f, short what)
 {
-    if ((what & BEV_EVENT_EOF) && f->state == HF_FORWARD && f->req_phase == HF_REQ_DONE) {
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_FORWARD &&
+        f->req_phase == HF_REQ_DONE) {
         /* The client half-closed after its request: answer it and the
-         * complete requests already buffered behind it, then close. */
+         * complete requests already buffered behind it, then close. A
+         * tunnel stream's FIN and reset can come as one deferred event
+         * (EOF with ERROR): that client is gone, nothing reads an answer. */
         hf_client_reading(f, false);
         f->flow.client_eof = true;
         return;

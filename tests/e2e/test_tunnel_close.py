@@ -132,3 +132,36 @@ def test_chain_refusal_reaches_the_visitor(nodes, origin):
     s.close()
     assert rep == 1
     assert "end=reset" not in d.log(), d.log()[-2000:]
+
+
+@pytest.mark.parametrize("how", ["http", "connect"])
+def test_aborted_downloads_through_the_entry_end_on_the_server(nodes, origin, how):
+    """Visitors of a two-level proxy that drop a big download after its
+    first bytes: the client node sends the stream's FIN and then its reset,
+    which the server's HTTP proxy or CONNECT relay may see as one event (EOF
+    and error together). That was taken for a half-close: the server went
+    on sending into a stream that no longer existed, and held the
+    connection and its upstream socket until the idle timeout (5 min)."""
+    from helpers.control import api
+    from helpers.net import wait_until
+
+    cport = free_port()
+    srv = nodes.server(top={"control": "127.0.0.1:%d" % cport})
+    cli = nodes.client(srv.center, srv_proc=srv)
+    auth = "Proxy-Authorization: Basic d206czNjcmV0\r\n"  # wm:s3cret
+    get = "GET %s/bytes/5000000 HTTP/1.1\r\nHost: x\r\n%s\r\n"
+    for _ in range(300):
+        s = connect(cli.entry)
+        if how == "connect":
+            s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                       % (origin.port, auth)).encode())
+            assert s.recv(1000).startswith(b"HTTP/1.1 200")
+            s.sendall((get % ("", "")).encode())
+        else:
+            s.sendall((get % ("http://127.0.0.1:%d" % origin.port, auth)).encode())
+        s.recv(1000)
+        s.close()  # unread bytes: a reset for the client node
+
+    def idle():
+        return api(cport, "GET", "/status")[2]["connections"] == 0
+    wait_until(idle, 15, 0.2, "every aborted download to end on the server")

@@ -49,6 +49,7 @@ struct fx {
     int b_app;
     struct wm_relay *relay;
     struct wm_splice *splice;
+    struct bufferevent *bev_b; /* the relay's end b (byte relay only) */
     bool done;
     struct wm_relay_result res;
 };
@@ -84,6 +85,7 @@ static int relay_start(struct fx *f, int a, int b, const char *pre_a,
             event_base_loop(f->base, EVLOOP_NONBLOCK);
         }
     }
+    f->bev_b = bb;
     f->relay = wm_relay_start(f->base, ba, bb, c, done_cb, f);
     return f->relay != NULL ? 0 : -1;
 }
@@ -483,6 +485,23 @@ static void test_abort(void **state)
     assert_true(read_eof(f, f->b_app));
 }
 
+/* An EOF that comes with an error (a tunnel stream's FIN and reset merged
+ * into one deferred event of its bufferevent pair) is that side's error:
+ * nobody reads what the other side still sends, so the relay ends at once
+ * instead of relaying into the void until the idle timeout. */
+static void test_eof_with_error(void **state)
+{
+    struct fx *f = *state;
+
+    start(f, NULL, NULL, 0);
+    send_str(f->a_app, "hello");
+    expect_str(f, f->b_app, "hello");
+    bufferevent_trigger_event(f->bev_b, BEV_EVENT_READING | BEV_EVENT_EOF | BEV_EVENT_ERROR, 0);
+    assert_true(run_until_done(f));
+    assert_int_equal(f->res.end, WM_RELAY_END_ERR_B);
+    assert_true(read_eof(f, f->a_app));
+}
+
 /* Each scenario against both implementations, named after them. */
 #define BOTH(t)                                                                              \
     {#t "(relay)", t, setup, teardown, (void *)&relay_impl},                                 \
@@ -495,6 +514,7 @@ int main(void)
         BOTH(test_both_ways),      BOTH(test_half_close), BOTH(test_backpressure),
         BOTH(test_close_one_side), BOTH(test_reset_one_side), BOTH(test_idle),
         BOTH(test_abort),
+        {"test_eof_with_error(relay)", test_eof_with_error, setup, teardown, (void *)&relay_impl},
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
