@@ -8,8 +8,15 @@
  *
  * Opening goes through openat2(RESOLVE_BENEATH) below the root's
  * descriptor: a path or symlink leaving the root fails with EXDEV.
+ *
+ * A sweep (a timer of the worker's, while the cache holds entries) closes
+ * the entries not opened again for WM_FILES_CACHE_IDLE_MS: a file nobody
+ * asks for any more, or deleted, is not held open, nor are the entries of
+ * a configuration replaced by a reload (their generation is never asked
+ * for again).
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -20,9 +27,12 @@
 #include <zlib.h>
 
 #include "core/util.h"
+#include "core/worker.h"
 #include "files/files_int.h"
 
 static __thread struct files_entry *slots[WM_FILES_CACHE_SLOTS];
+static __thread size_t nlive;         /* slots holding an entry */
+static __thread struct event *sweep_ev;
 
 void files_entry_put(struct files_entry *e)
 {
@@ -43,6 +53,54 @@ void wm_files_worker_exit(void)
     for (size_t i = 0; i < WM_FILES_CACHE_SLOTS; i++) {
         files_entry_put(slots[i]);
         slots[i] = NULL;
+    }
+    nlive = 0;
+    if (sweep_ev != NULL) {
+        event_free(sweep_ev);
+        sweep_ev = NULL;
+    }
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t now = wm_now_coarse_ms();
+
+    (void)fd;
+    (void)what;
+    (void)arg;
+    for (size_t i = 0; i < WM_FILES_CACHE_SLOTS && nlive > 0; i++) {
+        if (slots[i] != NULL && now - slots[i]->checked_ms >= WM_FILES_CACHE_IDLE_MS) {
+            files_entry_put(slots[i]); /* a request still using it keeps it until done */
+            slots[i] = NULL;
+            nlive--;
+        }
+    }
+    if (nlive == 0) {
+        event_del(sweep_ev); /* set again by the next entry */
+    }
+}
+
+/* Slot i takes e (NULL: empties it), its old entry released. */
+static void slot_set(size_t i, struct files_entry *e)
+{
+    struct wm_worker *w;
+
+    if (slots[i] == NULL && e != NULL) {
+        nlive++;
+    } else if (slots[i] != NULL && e == NULL) {
+        nlive--;
+    }
+    files_entry_put(slots[i]);
+    slots[i] = e;
+    if (nlive == 0 || (sweep_ev != NULL && event_pending(sweep_ev, EV_TIMEOUT, NULL))) {
+        return;
+    }
+    if (sweep_ev == NULL && (w = wm_worker_self()) != NULL) {
+        sweep_ev = event_new(wm_worker_base(w), -1, EV_PERSIST, sweep_cb, NULL);
+    }
+    if (sweep_ev != NULL) {
+        struct timeval tv = {WM_FILES_CACHE_IDLE_MS / 2000, (WM_FILES_CACHE_IDLE_MS / 2 % 1000) * 1000};
+        event_add(sweep_ev, &tv);
     }
 }
 
@@ -157,8 +215,7 @@ static void remember_missing(const struct wm_files *fs, size_t i, const char *re
     e->err = err;
     e->gen = fs->gen;
     e->checked_ms = wm_now_coarse_ms();
-    files_entry_put(slots[i]);
-    slots[i] = e;
+    slot_set(i, e);
 }
 
 int files_open(const struct wm_files *fs, const char *rel, struct files_entry **out)
@@ -183,8 +240,7 @@ int files_open(const struct wm_files *fs, const char *rel, struct files_entry **
     if (err != 0) {
         return err;
     }
-    files_entry_put(slots[i]);
-    slots[i] = *out;
+    slot_set(i, *out);
     (*out)->refs++;
     return 0;
 }

@@ -37,6 +37,8 @@ struct wm_files_req;
 
 #define WM_FILES_CACHE_TTL_MS 1000   /* a cached open file is re-checked after this */
 #define WM_FILES_CACHE_SLOTS 1024    /* open files cached per worker */
+#define WM_FILES_CACHE_IDLE_MS 5000  /* an entry not opened again for this long is closed
+                                      * (a deleted file's space, an old config's entries) */
 #define WM_FILES_SMALL (32 * 1024)   /* files up to this size are cached in memory */
 #define WM_FILES_READ_BUF (64 * 1024) /* default max_read_buf: bytes read per step */
 #define WM_FILES_GZIP_MIN 1024       /* smaller bodies are not compressed on the fly */

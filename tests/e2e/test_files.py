@@ -773,3 +773,31 @@ def test_resumed_1gib_download(wmproxy, tmp_path):
         f.seek(500 << 20)
         assert f.read(4096) == b"\0" * 4096
     os.remove(out)
+
+
+def test_cache_closes_files_nobody_asks_for(wmproxy, tmp_path, tree):
+    """The open-file cache closes an entry not asked for again within
+    WM_FILES_CACHE_IDLE_MS (5 s): a deleted file's space is not held, nor
+    are the entries of a configuration a reload replaced (it kept them
+    until their slot was reused)."""
+    write(tree / "gone.bin", os.urandom(200000), "wb")
+    port = free_port()
+    path = write(tmp_path / "idle.toml", 'disable_control = true\nworkers = 2\n[http]\n'
+                 '[[http.server]]\nbind_addr = "127.0.0.1:%d"\n[[http.server.location]]\n'
+                 'rule = "/"\nfile_server = { root = "%s" }\n' % (port, tree))
+    p = wmproxy(["run", "-c", path], port=port)
+    for _ in range(6):  # both workers, likely
+        st, _, body = get(port, "/gone.bin")
+        assert st == 200 and len(body) == 200000
+    os.unlink(str(tree / "gone.bin"))
+
+    def held():
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % p.p.pid):
+            try:
+                n += "gone.bin" in os.readlink("/proc/%d/fd/%s" % (p.p.pid, fd))
+            except OSError:
+                pass
+        return n
+    wait_until(lambda: held() == 0, 20, what="the deleted file closed")
+    assert get(port, "/gone.bin")[0] == 404
