@@ -141,13 +141,14 @@ static unsigned status_bit(int status)
     }
 }
 
+/* Servers tried for this request: bit i % 64 (rv_upstream_pick). Past 64
+ * servers two share a bit: an untried one may be passed over, a failed
+ * one is never taken again (it was, past the 64th). */
 static void mark_tried(struct rv_req *q)
 {
     size_t i = (size_t)(q->srv - q->loc->up->servers);
 
-    if (i < 64) {
-        q->tried |= 1ULL << i;
-    }
+    q->tried |= 1ULL << (i % 64);
 }
 
 /* May a failure of kind `bit` send the request on? sent: it reached the

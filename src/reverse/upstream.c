@@ -107,7 +107,7 @@ static bool usable(const struct rv_upstream *u, size_t i, uint64_t tried, uint64
 {
     const struct rv_server *s = &u->servers[i];
 
-    return (i >= 64 || !(tried & (1ULL << i))) && s->backup == backups &&
+    return !(tried & (1ULL << (i % 64))) && s->backup == backups &&
            (u->nservers == 1 ? !atomic_load_explicit(&s->h->check_down, memory_order_relaxed)
                              : server_up(s, now));
 }
