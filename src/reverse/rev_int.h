@@ -318,8 +318,8 @@ void rv_checker_stop(void);
 void rv_registry_lock(void);
 void rv_registry_unlock(void);
 struct rv_health *rv_registry_head(void);
-/* Pick a server for a request from client sa, skipping `tried` (bit i % 64 per
- * index, first 64). NULL when none is up (then the least recently failed
+/* Pick a server for a request from client sa, skipping `tried` (bit i % 64 for
+ * server i). NULL when none is up (then the least recently failed
  * one is not retried: the caller answers 502). */
 struct rv_server *rv_upstream_pick(struct rv_upstream *u, const struct sockaddr *client,
                                    uint64_t tried);
