@@ -324,6 +324,10 @@ def test_ws2tcp_bad_frames(ws2tcp, frame, code):
 def test_ws2tcp_bad_handshakes(ws2tcp, headers, method, status):
     port, p = ws2tcp
     assert ws_status(port, headers, method).split()[1] == status
+    # the access line's end= is one token (the reason is on the line before)
+    wait_log_count(p, "code=%s in=0 out=0 ms=" % status, 1)
+    line = [ln for ln in p.log().splitlines() if "code=%s in=0" % status in ln][-1]
+    assert line.endswith(" end=bad-handshake"), line
 
 
 def test_ws2tcp_garbage_and_huge_head(ws2tcp):
