@@ -463,7 +463,21 @@ void hf_response_done(struct wm_hfwd *f)
 static bool response_head(struct wm_hfwd *f)
 {
     int status = wm_http_head_status(wm_http_parser_head(f->resp));
+    size_t n;
 
+    if (status == 101 &&
+        (!f->ri.wants_upgrade ||
+         wm_http_head_get_id(wm_http_parser_head(f->resp), WM_HDR_UPGRADE, &n) == NULL)) {
+        /* RFC 9110 15.2.2: a 101 answers a request that asked to upgrade
+         * and names the protocol in Upgrade. Else the target left HTTP on
+         * a connection the client still speaks HTTP on: not relayed. */
+        wm_log(WM_LOG_INFO, f->c->id, "http: %s answered 101 %s", f->w->t.log,
+               f->ri.wants_upgrade ? "without Upgrade" : "to a request without Upgrade");
+        if (!hf_up_result(f, WM_HFWD_UP_INVALID, 0)) {
+            wm_hfwd_fail(f, 502, NULL, "101 without an upgrade from the target");
+        }
+        return false;
+    }
     if ((status >= 200 || (status == 101 && f->ri.wants_upgrade)) &&
         hf_up_result(f, WM_HFWD_UP_STATUS, status)) {
         return false;

@@ -118,7 +118,7 @@ static void answer(struct st_conn *c, const char *status, const char *extra, con
     evbuffer_add_printf(bufferevent_get_output(c->conn.bev),
                         "HTTP/1.1 %s\r\n%sConnection: close\r\nContent-Length: 0\r\n\r\n", status,
                         extra);
-    wm_conn_close_after_flush(&c->conn, why);
+    wm_conn_close_after_flush(&c->conn, "bad-handshake"); /* end= is a token; why is above */
 }
 
 /* After the PROXY header (or without one): handshake or dial. */

@@ -247,18 +247,22 @@ static void data_bytes(struct st_ws *p, struct evbuffer *in)
 
     k = k < p->left ? k : (size_t)p->left;
     k = k < WS_CHUNK ? k : WS_CHUNK;
-    if (p->f.masked) {
+    if (p->close_rcvd) {
+        /* data after the peer's close frame (5.5.1 forbids it): the stream
+         * side has had its EOF, a write now would fail it and lose what it
+         * still answers */
+        evbuffer_drain(in, k);
+    } else if (p->f.masked) {
         evbuffer_remove(in, scratch, k);
         wm_ws_mask(scratch, k, p->f.mask, p->off);
-        if (!p->close_rcvd) {
-            evbuffer_add(out, scratch, k);
-        }
+        evbuffer_add(out, scratch, k);
+        p->ws_bytes += k;
     } else {
         evbuffer_remove_buffer(in, out, k);
+        p->ws_bytes += k;
     }
     p->left -= k;
     p->off += k;
-    p->ws_bytes += k;
 }
 
 static void ws_pump(struct st_ws *p)

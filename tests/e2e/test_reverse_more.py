@@ -304,6 +304,47 @@ def test_websocket_idle_timeout_closes_relay(wmproxy, tmp_path, origin):
     assert wait_log(p, "code=101"), p.log()[-2000:]
 
 
+@pytest.mark.parametrize("upgrade_req,answer", [
+    (True, b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n"),
+    (False, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n"),
+], ids=["101-without-upgrade-header", "101-to-plain-request"])
+def test_101_without_an_upgrade_is_a_502(wmproxy, tmp_path, upgrade_req, answer):
+    """A 101 that names no protocol (RFC 9110 15.2.2: Upgrade is required),
+    or that answers a request which asked for none, leaves HTTP on the
+    target's side only: the client gets a 502, never a 101 and a relay."""
+    def handler(c):
+        with c:
+            try:
+                c.settimeout(10)
+                recv_head(c)
+                c.sendall(answer + b"\x81\x05after")
+                c.recv(100)  # held open: a relay would wait on it
+            except OSError:
+                pass
+    lst = serve_tcp(handler)
+    port = free_port()
+    p = run(wmproxy, tmp_path, top({"server": [{"bind_addr": "127.0.0.1:%d" % port, "location": [
+        {"rule": "/", "proxy_url": "http://127.0.0.1:%d" % lst.getsockname()[1]}]}]}), port=port)
+    try:
+        s = connect(port)
+        s.sendall(ws_handshake() if upgrade_req else
+                  b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        s.settimeout(5)
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+        s.close()
+        assert data.startswith(b"HTTP/1.1 502 "), data
+        assert b"HTTP/1.1 101" not in data and b"after" not in data, data
+        assert wait_log(p, "answered 101"), p.log()[-2000:]
+    finally:
+        lst.close()
+
+
 # ---- slowloris at 2,000 sockets ----
 
 def test_slowloris_2000_sockets(wmproxy, tmp_path):

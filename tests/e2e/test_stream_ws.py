@@ -21,6 +21,7 @@ from helpers.net import free_port, free_ports, wait_until
 from helpers.stream import (PPBackend, config, echo_reply, exchange, rss_kb, server, v2_addrs,
                             wait_log_count, ws_close_code, ws_connect, ws_frame, ws_read,
                             ws_recv_data, ws_send, ws_status)
+from helpers.origin import ws_read_frame
 from helpers.tunnel import make_certs, wait_log
 
 websockets = pytest.importorskip("websockets")
@@ -181,6 +182,67 @@ def test_tcp2ws_ping_flood_from_a_peer_that_does_not_read(wmproxy, tmp_path):
     ls.close()
 
 
+def _tcp2ws_raw_server(wmproxy, tmp_path):
+    """A tcp2ws bridge to a raw WebSocket server socket: (proxy, TCP client,
+    the server's accepted socket after its 101, the listener)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, bind_mode="tcp2ws",
+                  proxy_url="ws://127.0.0.1:%d/" % ls.getsockname()[1])
+    # no port probe: its connection would be the first to reach ls
+    p = wmproxy(["run", "-c", config(tmp_path, body)])
+    assert wait_log(p, "listening on 127.0.0.1:%d" % port), p.log()
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(b"x")  # the bridge dials the WebSocket side
+    ls.settimeout(10)
+    up, _ = ls.accept()
+    up.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = up.recv(4096)
+        assert d, head
+        head += d
+    key = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
+           if ln.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                              .digest())
+    up.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    return p, c, up, ls
+
+
+def test_tcp2ws_data_after_the_servers_close_is_dropped(wmproxy, tmp_path):
+    """A server that sends data frames after its close frame: the TCP client
+    has had its EOF (half-close), the late bytes are dropped, and what the
+    client still answers goes out before our echo of the server's code.
+    Before, the late bytes were written after the write shutdown: the
+    write failed, the client's answer was lost and we closed with 1001."""
+    p, c, up, ls = _tcp2ws_raw_server(wmproxy, tmp_path)
+    f = up.makefile("rb")
+    assert ws_read_frame(f) == (2, b"x")
+    up.sendall(ws_frame(8, (1000).to_bytes(2, "big"), mask=False) +
+               ws_frame(2, b"late" * 1000, mask=False))
+    assert c.recv(100) == b""  # the server's close is the client's EOF
+    c.sendall(b"answer")
+    c.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        op, data = ws_read_frame(f)
+        assert op is not None, got
+        if op == 8:
+            assert data[:2] == (1000).to_bytes(2, "big"), data  # our echo
+            break
+        assert op in (0, 2), op
+        got += data
+    assert got == b"answer"
+    wait_log_count(p, "end=closed", 1)
+    c.close()
+    up.close()
+    ls.close()
+
+
 def test_tcp2wss_websockets_tls_server(wmproxy, tmp_path):
     certs = make_certs(str(tmp_path / "certs"))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -262,6 +324,10 @@ def test_ws2tcp_bad_frames(ws2tcp, frame, code):
 def test_ws2tcp_bad_handshakes(ws2tcp, headers, method, status):
     port, p = ws2tcp
     assert ws_status(port, headers, method).split()[1] == status
+    # the access line's end= is one token (the reason is on the line before)
+    wait_log_count(p, "code=%s in=0 out=0 ms=" % status, 1)
+    line = [ln for ln in p.log().splitlines() if "code=%s in=0" % status in ln][-1]
+    assert line.endswith(" end=bad-handshake"), line
 
 
 def test_ws2tcp_garbage_and_huge_head(ws2tcp):
