@@ -534,7 +534,10 @@ static int vhost_tls(struct build *b, struct rv_vhost *v, const struct wm_conf_h
         SSL_CTX_free(v->tls);
         return rconf_fail(b, key, "out of memory%s%s", "", "");
     }
-    return rv_tls_front_setup(b->r, v->tls, v);
+    if (rv_tls_front_setup(v->tls, v) < 0) {
+        return rconf_fail(b, key, "out of memory%s%s", "", "");
+    }
+    return 0;
 }
 
 static int vhost_compile(struct build *b, struct rv_vhost *v, const struct wm_conf_hserver *cs,

@@ -451,6 +451,55 @@ proxy_ssl_trusted_certificate = "%(d)s/server.crt"
         and "proxy_ssl_certificate_key" in r.stderr, r.stderr
 
 
+def test_tls_sni_chooses_among_the_servers_of_the_address_only(wmproxy, tmp_path):
+    """SNI picks the certificate among the servers listening on the address
+    connected to: a name served only on another TLS address gets this
+    address's default (its first server's) certificate, as its Host gets
+    this address's default server. (The certificate came from the other
+    address's server, so a client verifying that name was served another
+    server's content.)"""
+    d1 = gencert(tmp_path / "one", "one.test")
+    d3 = gencert(tmp_path / "three", "three.test")
+    pa, pb = free_port(), free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_ssl = "127.0.0.1:%(a)d"
+up_name = "one.test"
+cert = "%(d1)s/server.crt"
+key = "%(d1)s/server.key"
+static_response = "one"
+[[http.server]]
+bind_ssl = "127.0.0.1:%(b)d"
+up_name = "three.test"
+cert = "%(d3)s/server.crt"
+key = "%(d3)s/server.key"
+static_response = "three"
+""" % {"a": pa, "b": pb, "d1": d1, "d3": d3}, name="sni.toml")
+
+    def cert_for(port, name):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as s:
+                return ssl.DER_cert_to_PEM_cert(s.getpeercert(binary_form=True))
+
+    def pem(d):
+        with open(d + "/server.crt") as f:
+            return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(f.read()))
+
+    wait_until(lambda: _can_connect(pa) and _can_connect(pb), what="TLS ports")
+    assert cert_for(pb, "three.test") == pem(d3)
+    assert cert_for(pa, "one.test") == pem(d1)
+    assert cert_for(pa, "three.test") == pem(d1)  # not the other address's
+    # so a client that trusts three.test's certificate never reaches "one"
+    ctx = ssl.create_default_context(cafile=d3 + "/ca.crt")
+    with socket.create_connection(("127.0.0.1", pa), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname="three.test")
+
+
 def _can_connect(port):
     try:
         connect(port).close()
