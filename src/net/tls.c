@@ -46,7 +46,16 @@ static SSL_CTX *ctx_common(bool server)
     SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                   "TLS_CHACHA20_POLY1305_SHA256");
     if (server) {
+        static const unsigned char sid_ctx[] = "wmproxy";
         SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+        /* Sessions (tickets, the session cache) resume within the context
+         * that made them only; OpenSSL refuses every resumption with an
+         * internal error when client certificates are asked for and no
+         * session id context is set. */
+        if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
     }
     return ctx;
 }
