@@ -1,6 +1,7 @@
 #include "net/tls.h"
 
 #include "core/fsutil.h"
+#include "net/certs.h"
 #include "net/tlspump.h"
 
 #include <arpa/inet.h>
@@ -77,15 +78,25 @@ static int regular(const char *what, const char *path, char *err, size_t cap)
 static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t cap)
 {
     char e[200];
+    bool encrypted = false;
 
     if (regular("certificate", cert, err, cap) < 0 || regular("key", key, err, cap) < 0) {
         return -1;
     }
+    SSL_CTX_set_default_passwd_cb(ctx, wm_cert_no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &encrypted);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, cap, "certificate %s: %s", cert, last_error(e, sizeof(e)));
         return -1;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    int ok = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL); /* &encrypted dies here */
+    if (ok != 1 && encrypted) {
+        ERR_clear_error();
+        snprintf(err, cap, "key %s: " WM_CERT_ENCRYPTED_HINT, key);
+        return -1;
+    }
+    if (ok != 1) {
         snprintf(err, cap, "key %s: %s", key, last_error(e, sizeof(e)));
         return -1;
     }

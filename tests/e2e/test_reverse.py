@@ -500,6 +500,72 @@ static_response = "three"
             ctx.wrap_socket(raw, server_hostname="three.test")
 
 
+def _run_on_a_terminal(args, timeout=20):
+    """Run args with a terminal as its controlling tty (where OpenSSL asks
+    for a key's passphrase); returns (exit status, output). A process still
+    running after timeout seconds is killed and the test fails."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(args[0], args)
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+    status = None
+    while status is None and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                pass
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = os.waitstatus_to_exitcode(st)
+    if status is None:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    text = out.decode("utf-8", "replace")
+    assert status is not None, "still waiting after %ss:\n%s" % (timeout, text)
+    return status, text
+
+
+def test_encrypted_key_is_refused_without_a_prompt(tmp_path):
+    """An encrypted key is refused at once with a message saying so, by
+    [http] as by [stream] (and at a start or a reload alike): OpenSSL's
+    default asked for its passphrase on the terminal, which blocked the
+    start, a check, or a reload for as long as nobody typed."""
+    d = gencert(tmp_path / "one", "one.test")
+    enc = str(tmp_path / "enc.key")
+    r = subprocess.run(["openssl", "pkey", "-in", d + "/server.key", "-aes256", "-passout",
+                        "pass:secret", "-out", enc], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    confs = {
+        "http.toml": '[http]\n[[http.server]]\nbind_ssl = "127.0.0.1:%d"\ncert = "%s"\n'
+                     'key = "%s"\nstatic_response = "x"\n',
+        "stream.toml": '[stream]\n[[stream.server]]\nbind_ssl = "127.0.0.1:%d"\ncert = "%s"\n'
+                       'key = "%s"\nproxy_url = "tcp://127.0.0.1:1"\n',
+    }
+    for name, text in confs.items():
+        path = write(tmp_path / name, "disable_control = true\n" +
+                     text % (free_port(), d + "/server.crt", enc))
+        code, out = _run_on_a_terminal([BIN, "check", "-c", path])
+        assert code == 1, out
+        assert "pass phrase" not in out, out
+        assert "encrypted keys are not supported" in out and enc in out, out
+
+
 def _can_connect(port):
     try:
         connect(port).close()
