@@ -701,14 +701,16 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
         } else if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
                    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
             wm_cctx_error(ctx, wm_cval_get(t, kkey), kp,
-                          "key \"%s\" does not match certificate \"%s\"", key, cert);
+                          "key \"%s\" does not match certificate \"%s\" " WM_CERT_ORDER_HINT,
+                          key, cert);
         } else {
             wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "\"%s\" is not a usable PEM key: %s",
                           key, ERR_error_string(e, ebuf));
         }
     } else if (SSL_CTX_check_private_key(sc) != 1) {
-        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "key \"%s\" does not match certificate \"%s\"",
-                      key, cert);
+        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp,
+                      "key \"%s\" does not match certificate \"%s\" " WM_CERT_ORDER_HINT, key,
+                      cert);
     }
     ERR_clear_error();
     SSL_CTX_free(sc);

@@ -52,6 +52,8 @@ int wm_cert_load(const char *cert_path, const char *key_path, X509 **cert, EVP_P
 int wm_cert_no_passphrase(char *buf, int size, int rwflag, void *u);
 #define WM_CERT_ENCRYPTED_HINT \
     "encrypted keys are not supported (decrypt it: openssl pkey -in KEY -out NEWKEY)"
+#define WM_CERT_ORDER_HINT \
+    "(the certificate file holds the server's own certificate first, then its chain)"
 
 /* "SHA256:" and 64 lower-case hex digits of the DER certificate (cap >= 72). */
 #define WM_CERT_FP_MAX 72

@@ -96,13 +96,17 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err,
         snprintf(err, cap, "key %s: " WM_CERT_ENCRYPTED_HINT, key);
         return -1;
     }
-    if (ok != 1) {
-        snprintf(err, cap, "key %s: %s", key, last_error(e, sizeof(e)));
+    /* OpenSSL 3 already compares the key with the certificate here */
+    unsigned long le = ERR_peek_last_error();
+    if (ok == 1 ? SSL_CTX_check_private_key(ctx) != 1
+                : ERR_GET_LIB(le) == ERR_LIB_X509 &&
+                      ERR_GET_REASON(le) == X509_R_KEY_VALUES_MISMATCH) {
+        snprintf(err, cap, "key %s does not match certificate %s " WM_CERT_ORDER_HINT, key, cert);
+        ERR_clear_error();
         return -1;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, cap, "key %s does not match certificate %s", key, cert);
-        ERR_clear_error();
+    if (ok != 1) {
+        snprintf(err, cap, "key %s: %s", key, last_error(e, sizeof(e)));
         return -1;
     }
     return 0;

@@ -519,7 +519,7 @@ static int vhost_tls(struct build *b, struct rv_vhost *v, const struct wm_conf_h
                      const char *key)
 {
     struct wm_tls_opts o = {.cert = cs->cert, .key = cs->key};
-    char msg[256];
+    char msg[768]; /* two paths and a hint */
     char k[WM_ERR_KEY_MAX];
 
     if (cs->cert == NULL) {
