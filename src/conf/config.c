@@ -661,6 +661,7 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
     unsigned long e;
     char ebuf[200];
     char why[64];
+    bool encrypted = false;
 
     if (cert == NULL || key == NULL) {
         return;
@@ -684,6 +685,8 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
     if (sc == NULL) {
         return;
     }
+    SSL_CTX_set_default_passwd_cb(sc, wm_cert_no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(sc, &encrypted);
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(sc, cert) != 1) {
         e = ERR_get_error();
@@ -693,16 +696,21 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
     } else if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
         /* OpenSSL 3 already compares the key with the certificate here. */
         e = ERR_get_error();
-        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+        if (encrypted) {
+            wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "\"%s\": " WM_CERT_ENCRYPTED_HINT, key);
+        } else if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                   ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
             wm_cctx_error(ctx, wm_cval_get(t, kkey), kp,
-                          "key \"%s\" does not match certificate \"%s\"", key, cert);
+                          "key \"%s\" does not match certificate \"%s\" " WM_CERT_ORDER_HINT,
+                          key, cert);
         } else {
             wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "\"%s\" is not a usable PEM key: %s",
                           key, ERR_error_string(e, ebuf));
         }
     } else if (SSL_CTX_check_private_key(sc) != 1) {
-        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp, "key \"%s\" does not match certificate \"%s\"",
-                      key, cert);
+        wm_cctx_error(ctx, wm_cval_get(t, kkey), kp,
+                      "key \"%s\" does not match certificate \"%s\" " WM_CERT_ORDER_HINT, key,
+                      cert);
     }
     ERR_clear_error();
     SSL_CTX_free(sc);

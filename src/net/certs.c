@@ -231,6 +231,17 @@ int wm_cert_load(const char *cert_path, const char *key_path, X509 **cert, EVP_P
     return 0;
 }
 
+int wm_cert_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    if (u != NULL) {
+        *(bool *)u = true;
+    }
+    return -1;
+}
+
 void wm_cert_fingerprint(X509 *cert, char *out, size_t cap)
 {
     unsigned char md[EVP_MAX_MD_SIZE];

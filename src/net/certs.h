@@ -45,6 +45,16 @@ int wm_cert_save(const char *cert_path, const char *key_path, X509 *cert, EVP_PK
 int wm_cert_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY **key,
                  struct wm_err *err);
 
+/* OpenSSL's passphrase callback (pem_password_cb) for the keys a start or
+ * a reload loads: it gives none and sets *(bool *)u (u may be NULL), so an
+ * encrypted key fails at once with a message saying so; OpenSSL's default
+ * would prompt on the terminal and block the start or the reload. */
+int wm_cert_no_passphrase(char *buf, int size, int rwflag, void *u);
+#define WM_CERT_ENCRYPTED_HINT \
+    "encrypted keys are not supported (decrypt it: openssl pkey -in KEY -out NEWKEY)"
+#define WM_CERT_ORDER_HINT \
+    "(the certificate file holds the server's own certificate first, then its chain)"
+
 /* "SHA256:" and 64 lower-case hex digits of the DER certificate (cap >= 72). */
 #define WM_CERT_FP_MAX 72
 void wm_cert_fingerprint(X509 *cert, char *out, size_t cap);

@@ -1,6 +1,7 @@
 #include "net/tls.h"
 
 #include "core/fsutil.h"
+#include "net/certs.h"
 #include "net/tlspump.h"
 
 #include <arpa/inet.h>
@@ -46,7 +47,16 @@ static SSL_CTX *ctx_common(bool server)
     SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                   "TLS_CHACHA20_POLY1305_SHA256");
     if (server) {
+        static const unsigned char sid_ctx[] = "wmproxy";
         SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+        /* Sessions (tickets, the session cache) resume within the context
+         * that made them only; OpenSSL refuses every resumption with an
+         * internal error when client certificates are asked for and no
+         * session id context is set. */
+        if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
     }
     return ctx;
 }
@@ -68,21 +78,35 @@ static int regular(const char *what, const char *path, char *err, size_t cap)
 static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t cap)
 {
     char e[200];
+    bool encrypted = false;
 
     if (regular("certificate", cert, err, cap) < 0 || regular("key", key, err, cap) < 0) {
         return -1;
     }
+    SSL_CTX_set_default_passwd_cb(ctx, wm_cert_no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &encrypted);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, cap, "certificate %s: %s", cert, last_error(e, sizeof(e)));
         return -1;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, cap, "key %s: %s", key, last_error(e, sizeof(e)));
+    int ok = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL); /* &encrypted dies here */
+    if (ok != 1 && encrypted) {
+        ERR_clear_error();
+        snprintf(err, cap, "key %s: " WM_CERT_ENCRYPTED_HINT, key);
         return -1;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, cap, "key %s does not match certificate %s", key, cert);
+    /* OpenSSL 3 already compares the key with the certificate here */
+    unsigned long le = ERR_peek_last_error();
+    if (ok == 1 ? SSL_CTX_check_private_key(ctx) != 1
+                : ERR_GET_LIB(le) == ERR_LIB_X509 &&
+                      ERR_GET_REASON(le) == X509_R_KEY_VALUES_MISMATCH) {
+        snprintf(err, cap, "key %s does not match certificate %s " WM_CERT_ORDER_HINT, key, cert);
         ERR_clear_error();
+        return -1;
+    }
+    if (ok != 1) {
+        snprintf(err, cap, "key %s: %s", key, last_error(e, sizeof(e)));
         return -1;
     }
     return 0;

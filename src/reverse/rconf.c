@@ -519,7 +519,7 @@ static int vhost_tls(struct build *b, struct rv_vhost *v, const struct wm_conf_h
                      const char *key)
 {
     struct wm_tls_opts o = {.cert = cs->cert, .key = cs->key};
-    char msg[256];
+    char msg[768]; /* two paths and a hint */
     char k[WM_ERR_KEY_MAX];
 
     if (cs->cert == NULL) {
@@ -534,7 +534,10 @@ static int vhost_tls(struct build *b, struct rv_vhost *v, const struct wm_conf_h
         SSL_CTX_free(v->tls);
         return rconf_fail(b, key, "out of memory%s%s", "", "");
     }
-    return rv_tls_front_setup(b->r, v->tls, v);
+    if (rv_tls_front_setup(v->tls, v) < 0) {
+        return rconf_fail(b, key, "out of memory%s%s", "", "");
+    }
+    return 0;
 }
 
 static int vhost_compile(struct build *b, struct rv_vhost *v, const struct wm_conf_hserver *cs,

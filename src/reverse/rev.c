@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <llhttp.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,6 +539,8 @@ static const struct wm_hfwd_ops rev_h2_ops = {
 
 /* ---- the service ---- */
 
+static bool tls_front_bind(struct bufferevent *bev, const struct rv_listen *l);
+
 static void service_accept(struct wm_service *svc, struct wm_worker *w, int fd,
                            const struct sockaddr *peer, socklen_t peerlen,
                            struct wm_listen_stats *stats)
@@ -560,6 +563,9 @@ static void service_accept(struct wm_service *svc, struct wm_worker *w, int fd,
         bev = ctx != NULL ? wm_tls_wrap(wm_worker_base(w), ctx, fd, true, NULL, ps) : NULL;
         if (ctx == NULL) {
             close(fd);
+        } else if (bev != NULL && !tls_front_bind(bev, s->l)) {
+            wm_bev_free(bev);
+            return;
         }
     } else {
         bev = bufferevent_socket_new(wm_worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -648,17 +654,37 @@ void rv_tls_info(const struct wm_conn *c, const char **proto, const char **ciphe
     *cipher = ssl != NULL ? SSL_get_cipher_name(ssl) : NULL;
 }
 
+/* The SSL's ex_data slot for its listener: SNI chooses among the servers
+ * of the address the client connected to, never another address's. */
+static pthread_once_t listen_once = PTHREAD_ONCE_INIT;
+static int listen_idx = -1; /* written once under listen_once */
+
+static void listen_idx_make(void)
+{
+    listen_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* A new TLS connection of listener l (it outlives the connection: the
+ * connection holds the service). false: out of memory. */
+static bool tls_front_bind(struct bufferevent *bev, const struct rv_listen *l)
+{
+    SSL *ssl = wm_tls_pump_ssl(bev);
+
+    return ssl != NULL && listen_idx >= 0 && SSL_set_ex_data(ssl, listen_idx, (void *)l) == 1;
+}
+
 static int sni_cb(SSL *ssl, int *alert, void *arg)
 {
-    const struct wm_rev *r = arg;
+    const struct rv_listen *l = listen_idx >= 0 ? SSL_get_ex_data(ssl, listen_idx) : NULL;
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 
     (void)alert;
-    if (name == NULL) {
+    (void)arg;
+    if (name == NULL || l == NULL) {
         return SSL_TLSEXT_ERR_NOACK;
     }
-    for (size_t i = 0; i < r->nvhosts; i++) {
-        const struct rv_vhost *v = &r->vhosts[i];
+    for (size_t i = 0; i < l->nhosts; i++) {
+        const struct rv_vhost *v = l->hosts[i];
         if (v->tls == NULL) {
             continue;
         }
@@ -684,10 +710,13 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return wm_h2_alpn_select(out, outlen, in, inlen, v != NULL && v->http2);
 }
 
-int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx, const struct rv_vhost *v)
+int rv_tls_front_setup(SSL_CTX *ctx, const struct rv_vhost *v)
 {
+    pthread_once(&listen_once, listen_idx_make);
+    if (listen_idx < 0) {
+        return -1;
+    }
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
-    SSL_CTX_set_tlsext_servername_arg(ctx, r);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)v);
     return 0;
 }

@@ -355,10 +355,10 @@ void rv_alog_write(const struct rv_alog *a, const struct rv_logctx *x);
  * plain ones). */
 void rv_tls_info(const struct wm_conn *c, const char **proto, const char **cipher);
 
-/* rev.c: TLS front contexts: SNI chooses the server's certificate, ALPN
- * offers http/1.1. 0 or -1. */
-/* SNI and ALPN (h2 first unless the server says http2 = false) on v's context. */
-int rv_tls_front_setup(struct wm_rev *r, SSL_CTX *ctx, const struct rv_vhost *v);
+/* rev.c: TLS front contexts: SNI chooses the certificate among the
+ * servers of the address connected to, ALPN offers h2 first unless the
+ * server says http2 = false, then http/1.1, on v's context. 0 or -1. */
+int rv_tls_front_setup(SSL_CTX *ctx, const struct rv_vhost *v);
 
 /* rev_up.c: the upstream side of the engine's ops (connect, cancel,
  * take_idle, park, up_result), and q's target on server s (key, access

@@ -184,7 +184,7 @@ static int udp_resolve(struct st_server *s, const char *key, struct wm_err *err)
 static int tls_of(const struct wm_conf_sserver *c, struct st_server *s, const char *key,
                   struct wm_err *err)
 {
-    char msg[256];
+    char msg[768]; /* two paths and a hint */
 
     if (c->bind_ssl != NULL && c->bind_ssl[0] != '\0') {
         struct wm_tls_opts o = {.cert = c->cert, .key = c->key};

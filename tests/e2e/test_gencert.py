@@ -2,11 +2,15 @@
 make a mutual-TLS tunnel work as the README's recipe shows."""
 
 import os
+import socket
+import ssl
 import stat
 import subprocess
 
+import pytest
+
 from conftest import BIN
-from helpers.net import connect, free_port, recv_exact, wait_port
+from helpers.net import connect, free_port, recv_exact, wait_port, wait_until
 from helpers.tunnel import wait_log, write_config
 
 
@@ -72,3 +76,49 @@ def test_gen_cert_mutual_tls_tunnel(wmproxy, tmp_path, echo):
     s.sendall(b"ping")
     assert recv_exact(s, 4) == b"ping"
     s.close()
+
+
+def _session_of(s):
+    """The TLS session of s once its tickets (TLS 1.3: after the handshake)
+    came in; the server of a carrier waits for us, so nothing else does."""
+    s.setblocking(False)
+
+    def ticket():
+        try:
+            s.recv(1)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            pass
+        return s.session if s.session is not None and s.session.has_ticket else None
+    return wait_until(ticket, what="a session ticket")
+
+
+@pytest.mark.parametrize("version", ["TLSv1_3", "TLSv1_2"])
+def test_mutual_tls_server_resumes_sessions(wmproxy, tmp_path, version):
+    """A client resuming its session with a two_way_tls server is resumed
+    (the peer's certificate comes with the session); without a session id
+    context OpenSSL refused every such handshake with an internal error."""
+    d = str(tmp_path / "pki")
+    gen("-d", d, "server", "127.0.0.1")
+    gen("-d", d, "client", "edge")
+    cp = free_port()
+    srv_conf = write_config(tmp_path / "srv.toml", {
+        "mode": "server", "bind_addr": "127.0.0.1:%d" % cp, "tc": True, "two_way_tls": True,
+        "cert": d + "/server.crt", "key": d + "/server.key", "ca": d + "/ca.crt"}, (),
+        top={"disable_control": True})
+    srv = wmproxy(["run", "-c", srv_conf], port=cp)
+    ctx = ssl.create_default_context(cafile=d + "/ca.crt")
+    ctx.load_cert_chain(d + "/client-edge.crt", d + "/client-edge.key")
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
+
+    def handshake(session=None):
+        raw = socket.create_connection(("127.0.0.1", cp), timeout=10)
+        return ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session)
+
+    first = handshake()
+    session = _session_of(first)
+    first.close()
+    for _ in range(2):
+        again = handshake(session)
+        assert again.session_reused
+        again.close()
+    assert "session id context" not in srv.log()

@@ -451,6 +451,121 @@ proxy_ssl_trusted_certificate = "%(d)s/server.crt"
         and "proxy_ssl_certificate_key" in r.stderr, r.stderr
 
 
+def test_tls_sni_chooses_among_the_servers_of_the_address_only(wmproxy, tmp_path):
+    """SNI picks the certificate among the servers listening on the address
+    connected to: a name served only on another TLS address gets this
+    address's default (its first server's) certificate, as its Host gets
+    this address's default server. (The certificate came from the other
+    address's server, so a client verifying that name was served another
+    server's content.)"""
+    d1 = gencert(tmp_path / "one", "one.test")
+    d3 = gencert(tmp_path / "three", "three.test")
+    pa, pb = free_port(), free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_ssl = "127.0.0.1:%(a)d"
+up_name = "one.test"
+cert = "%(d1)s/server.crt"
+key = "%(d1)s/server.key"
+static_response = "one"
+[[http.server]]
+bind_ssl = "127.0.0.1:%(b)d"
+up_name = "three.test"
+cert = "%(d3)s/server.crt"
+key = "%(d3)s/server.key"
+static_response = "three"
+""" % {"a": pa, "b": pb, "d1": d1, "d3": d3}, name="sni.toml")
+
+    def cert_for(port, name):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as s:
+                return ssl.DER_cert_to_PEM_cert(s.getpeercert(binary_form=True))
+
+    def pem(d):
+        with open(d + "/server.crt") as f:
+            return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(f.read()))
+
+    wait_until(lambda: _can_connect(pa) and _can_connect(pb), what="TLS ports")
+    assert cert_for(pb, "three.test") == pem(d3)
+    assert cert_for(pa, "one.test") == pem(d1)
+    assert cert_for(pa, "three.test") == pem(d1)  # not the other address's
+    # so a client that trusts three.test's certificate never reaches "one"
+    ctx = ssl.create_default_context(cafile=d3 + "/ca.crt")
+    with socket.create_connection(("127.0.0.1", pa), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname="three.test")
+
+
+def _run_on_a_terminal(args, timeout=20):
+    """Run args with a terminal as its controlling tty (where OpenSSL asks
+    for a key's passphrase); returns (exit status, output). A process still
+    running after timeout seconds is killed and the test fails."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(args[0], args)
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+    status = None
+    while status is None and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                pass
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = os.waitstatus_to_exitcode(st)
+    if status is None:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    text = out.decode("utf-8", "replace")
+    assert status is not None, "still waiting after %ss:\n%s" % (timeout, text)
+    return status, text
+
+
+def test_encrypted_key_is_refused_without_a_prompt(tmp_path):
+    """An encrypted key is refused at once with a message saying so, by
+    [http] as by [stream] (and at a start or a reload alike): OpenSSL's
+    default asked for its passphrase on the terminal, which blocked the
+    start, a check, or a reload for as long as nobody typed."""
+    d = gencert(tmp_path / "one", "one.test")
+    enc = str(tmp_path / "enc.key")
+    r = subprocess.run(["openssl", "pkey", "-in", d + "/server.key", "-aes256", "-passout",
+                        "pass:secret", "-out", enc], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    confs = {
+        "http.toml": '[http]\n[[http.server]]\nbind_ssl = "127.0.0.1:%d"\ncert = "%s"\n'
+                     'key = "%s"\nstatic_response = "x"\n',
+        "stream.toml": '[stream]\n[[stream.server]]\nbind_ssl = "127.0.0.1:%d"\ncert = "%s"\n'
+                       'key = "%s"\nproxy_url = "tcp://127.0.0.1:1"\n',
+    }
+    for name, text in confs.items():
+        path = write(tmp_path / name, "disable_control = true\n" +
+                     text % (free_port(), d + "/server.crt", enc))
+        code, out = _run_on_a_terminal([BIN, "check", "-c", path])
+        assert code == 1, out
+        assert "pass phrase" not in out, out
+        assert "encrypted keys are not supported" in out and enc in out, out
+
+
 def _can_connect(port):
     try:
         connect(port).close()

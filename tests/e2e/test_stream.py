@@ -701,3 +701,29 @@ def test_check_compiles_a_stream_only_file(tmp_path):
                                timeout=10)
             assert r.returncode == 1, (cmd, r.stdout, r.stderr)
             assert str(path) + want in r.stderr, (cmd, r.stderr)
+
+
+def test_bind_ssl_key_that_does_not_match_says_so(tmp_path):
+    """A key that does not belong to the certificate (or a chain file that
+    starts with the CA instead of the server's own certificate) is reported
+    as such, with both files and the expected order, by [stream] as by
+    [http]; [stream] gave OpenSSL's bare 'key values mismatch'."""
+    from conftest import BIN
+    d = str(tmp_path / "pki")
+    r = subprocess.run([BIN, "gen-cert", "-d", d, "server", "a.test"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wrong = tmp_path / "wrong-order.crt"
+    wrong.write_text(open(d + "/ca.crt").read() + open(d + "/server.crt").read())
+    for cert, key in ((str(wrong), d + "/server.key"), (d + "/server.crt", d + "/ca.key")):
+        for body in ('[stream]\n[[stream.server]]\nbind_ssl = "127.0.0.1:3"\ncert = "%s"\n'
+                     'key = "%s"\nproxy_url = "tcp://127.0.0.1:1"\n',
+                     '[http]\n[[http.server]]\nbind_ssl = "127.0.0.1:3"\ncert = "%s"\n'
+                     'key = "%s"\nstatic_response = "x"\n'):
+            path = tmp_path / "bad.toml"
+            path.write_text(body % (cert, key))
+            r = subprocess.run([BIN, "check", "-c", str(path)], capture_output=True, text=True,
+                               timeout=10)
+            assert r.returncode == 1, r.stderr
+            assert "does not match certificate" in r.stderr and key in r.stderr \
+                and "own certificate first, then its chain" in r.stderr, r.stderr
