@@ -130,58 +130,6 @@ def test_tcp2ws_websockets_server(wmproxy, tmp_path):
     up.close()
 
 
-def test_tcp2ws_ping_flood_from_a_peer_that_does_not_read(wmproxy, tmp_path):
-    """A WebSocket upstream that sends pings as fast as it can and never
-    reads: our pongs wait in its output, so we stop reading it (its sends
-    block) instead of queueing a pong per ping without bound (1 GiB in 6 s
-    before)."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1)
-    port = free_port()
-    body = server(bind_addr="127.0.0.1:%d" % port, bind_mode="tcp2ws",
-                  proxy_url="ws://127.0.0.1:%d/" % ls.getsockname()[1])
-    # no port probe: its connection would be the first to reach ls
-    p = wmproxy(["run", "-c", config(tmp_path, body)])
-    assert wait_log(p, "listening on 127.0.0.1:%d" % port), p.log()
-    c = socket.create_connection(("127.0.0.1", port), timeout=10)
-    c.sendall(b"x")  # the bridge dials the WebSocket side
-    ls.settimeout(10)
-    up, _ = ls.accept()
-    up.settimeout(10)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = up.recv(4096)
-        assert d, head
-        head += d
-    key = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
-           if ln.lower().startswith(b"sec-websocket-key:")][0]
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-                              .digest())
-    up.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-    rss0 = rss_kb(p.p.pid)
-    ping = b"\x89\x7d" + b"p" * 125  # unmasked, from the server side
-    pings = ping * 512
-    up.setblocking(False)
-    sent, blocked = 0, False
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and sent < (1 << 30):
-        try:
-            off = sent % len(pings)  # a partial send goes on where it stopped
-            sent += up.send(pings[off:])
-        except BlockingIOError:
-            if not select.select([], [up], [], 1.5)[1]:
-                blocked = True
-                break
-    assert "broke the protocol" not in p.log(), p.log()[-2000:]
-    assert blocked, "the bridge kept reading pings: %d bytes" % sent
-    assert rss_kb(p.p.pid) - rss0 < 32 * 1024
-    c.close()
-    up.close()
-    ls.close()
-
-
 def _tcp2ws_raw_server(wmproxy, tmp_path):
     """A tcp2ws bridge to a raw WebSocket server socket: (proxy, TCP client,
     the server's accepted socket after its 101, the listener)."""
@@ -211,6 +159,34 @@ def _tcp2ws_raw_server(wmproxy, tmp_path):
     up.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
     return p, c, up, ls
+
+
+def test_tcp2ws_ping_flood_from_a_peer_that_does_not_read(wmproxy, tmp_path):
+    """A WebSocket upstream that sends pings as fast as it can and never
+    reads: our pongs wait in its output, so we stop reading it (its sends
+    block) instead of queueing a pong per ping without bound (1 GiB in 6 s
+    before)."""
+    p, c, up, ls = _tcp2ws_raw_server(wmproxy, tmp_path)
+    rss0 = rss_kb(p.p.pid)
+    ping = b"\x89\x7d" + b"p" * 125  # unmasked, from the server side
+    pings = ping * 512
+    up.setblocking(False)
+    sent, blocked = 0, False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sent < (1 << 30):
+        try:
+            off = sent % len(pings)  # a partial send goes on where it stopped
+            sent += up.send(pings[off:])
+        except BlockingIOError:
+            if not select.select([], [up], [], 1.5)[1]:
+                blocked = True
+                break
+    assert "broke the protocol" not in p.log(), p.log()[-2000:]
+    assert blocked, "the bridge kept reading pings: %d bytes" % sent
+    assert rss_kb(p.p.pid) - rss0 < 32 * 1024
+    c.close()
+    up.close()
+    ls.close()
 
 
 def test_tcp2ws_data_after_the_servers_close_is_dropped(wmproxy, tmp_path):
