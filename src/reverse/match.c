@@ -243,6 +243,9 @@ bool rv_host_match(const char *pattern, const char *host, size_t n)
 {
     size_t pl = strlen(pattern);
 
+    if (n > 1 && host[n - 1] == '.') {
+        n--; /* "a.test." is the fully qualified a.test (nginx drops the dot too) */
+    }
     if (pattern[0] == '*' && pattern[1] == '.') {
         /* "*.example.com": any name below example.com (not itself) */
         size_t sl = pl - 1; /* ".example.com" */

@@ -293,7 +293,8 @@ bool rv_cidr_match(const struct rv_cidr *c, size_t n, const struct sockaddr *sa)
  * "//" merged, "." and ".." resolved. -1 when malformed, above the root,
  * holding a NUL, or longer than cap - 1. */
 int rv_path_normalize(const char *uri, size_t n, char *out, size_t cap, size_t *outlen);
-/* Host (no port, any case) against a name or "*.example.com". */
+/* Host (no port, any case, a trailing dot ignored) against a name or
+ * "*.example.com". */
 bool rv_host_match(const char *pattern, const char *host, size_t n);
 /* llhttp's number of an HTTP method name (any case), -1 when unknown. */
 int rv_method_index(const char *m, size_t n);

@@ -102,6 +102,9 @@ static_response = "second server {host}"
     # Host: case-insensitive, port ignored, wildcard; unknown -> the first server
     assert get(port, "/x", host="Deep.Wild.TEST:8080")[2] == b"second server Deep.Wild.TEST:8080"
     assert get(port, "/x", host="other.test")[2].startswith(b"second server")
+    # a fully qualified name (trailing dot) is the same name, as in nginx
+    assert get(port, "/x", host="other.test.:8080")[2].startswith(b"second server")
+    assert get(port, "/x", host="deep.wild.test.")[2].startswith(b"second server")
     assert get(port, "/exact", host="unknown.test")[2].startswith(b"exact")
     # the path is normalised before matching: no bypass with %XX or dot segments
     assert get(port, "/%65xact")[2].startswith(b"exact")

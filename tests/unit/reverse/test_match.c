@@ -101,6 +101,10 @@ static void test_hosts(void **state)
     assert_true(rv_host_match("*.example.com", "a.b.example.com", 15));
     assert_false(rv_host_match("*.example.com", "example.com", 11));
     assert_false(rv_host_match("*.example.com", "badexample.com", 14));
+    /* a fully qualified name (trailing dot) is the same name, once */
+    assert_true(rv_host_match("example.com", "example.com.", 12));
+    assert_true(rv_host_match("*.example.com", "a.example.com.", 14));
+    assert_false(rv_host_match("example.com", "example.com..", 13));
 }
 
 static void test_cidr(void **state)
