@@ -16,6 +16,7 @@
 #include "core/worker.h"
 #include "net/dial.h"
 #include "net/tls.h"
+#include "net/tlspump.h"
 #include "proxy/proxy.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
@@ -239,7 +240,9 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
     tc.dead_ms = c->s->dead_ms;
     tc.open_ms = c->s->open_ms;
     tc.reglen = c->s->reglen;
-    c->t = wm_tun_new(c->n->w, bev, &tc, &client_cbs, c, wm_log_next_id());
+    uint64_t id = wm_log_next_id();
+    wm_tls_pump_set_id(bev, id); /* its handshake lines share the carrier's c= */
+    c->t = wm_tun_new(c->n->w, bev, &tc, &client_cbs, c, id);
     if (c->t == NULL) {
         schedule_retry(c);
     }

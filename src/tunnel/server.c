@@ -20,6 +20,7 @@
 #include "core/worker.h"
 #include "net/listener.h"
 #include "net/tls.h"
+#include "net/tlspump.h"
 #include "proxy/proxy.h"
 #include "tunnel/authz.h"
 #include "tunnel/mux.h"
@@ -708,7 +709,9 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.max_streams = (uint32_t)s->max_streams;
     tc.dead_ms = s->dead_ms;
     tc.open_ms = s->open_ms;
-    c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, wm_log_next_id());
+    uint64_t id = wm_log_next_id();
+    wm_tls_pump_set_id(bev, id); /* its handshake lines share the carrier's c= */
+    c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, id);
     if (c->t == NULL) {
         carrier_free(c);
     }

@@ -247,6 +247,10 @@ def test_mtls_requires_a_good_client_certificate(nodes, certs):
     assert wait_log(bare, "refused by the server: ", timeout=10), bare.log()
     assert wait_log(rogue, "refused by the server: ", timeout=10), rogue.log()
     assert "attached" not in srv.log()
+    # the TLS line and the carrier's refusal line name the same connection
+    ids = lambda text: {ln.split()[2] for ln in srv.log().splitlines() if text in ln}
+    assert wait_until(lambda: ids("refused") and ids("handshake failed") <= ids("refused")), \
+        srv.log()
     nodes.client(srv.center, tls=tls_client(certs, mtls=True), srv_proc=srv)
 
 
