@@ -104,9 +104,6 @@ class Recorder:
         self.partial = True
         if path == "/always100":
             c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        elif path.startswith("/hints?n="):
-            c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
-                      * int(path[9:]))
         body = b""
         if "chunked" in ",".join(hd.get("transfer-encoding", [])).lower():
             while True:
@@ -122,6 +119,10 @@ class Recorder:
         with self.lock:
             self.requests.append((line, hd, body))
             self.partial = False
+        if path.startswith("/hints?n="):
+            # recorded first: the proxy may cut this connection at any 103
+            c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                      * int(path[9:]))
         extra = b""
         if path == "/hop":
             extra = (b"Connection: X-Listed-Resp\r\nX-Listed-Resp: 1\r\nKeep-Alive: timeout=5\r\n"
