@@ -740,3 +740,74 @@ proxy_url = "http://many"
     assert 0.65 <= got[a] / 200 <= 0.85, got
     for s in many + two:
         s.close()
+
+
+def test_health_checks_keep_their_interval_with_many_servers(wmproxy, tmp_path):
+    """Every server is checked at its interval however many there are: at
+    most 64 checks started per 200 ms tick, so 200 servers at a 200 ms
+    interval were each checked about every 600 ms."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    counts = {}
+    stop = threading.Event()
+    for _ in range(200):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(64)
+        ls.setblocking(False)
+        counts[ls.getsockname()[1]] = 0
+        sel.register(ls, selectors.EVENT_READ, ("listen", ls.getsockname()[1]))
+
+    def loop():  # every probe: read its head, count it, answer 200, close
+        while not stop.is_set():
+            for key, _ in sel.select(0.2):
+                kind, data = key.data
+                if kind == "listen":
+                    try:
+                        c, _ = key.fileobj.accept()
+                    except OSError:
+                        continue
+                    c.setblocking(False)
+                    sel.register(c, selectors.EVENT_READ, ("conn", [data, b""]))
+                    continue
+                try:
+                    d = key.fileobj.recv(4096)
+                except OSError:
+                    d = b""
+                data[1] += d
+                if d and b"\r\n\r\n" not in data[1]:
+                    continue
+                if d:
+                    counts[data[0]] += 1
+                    try:
+                        key.fileobj.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                                         b"Connection: close\r\n\r\n")
+                    except OSError:
+                        pass
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    port = free_port()
+    servers = ", ".join('{ addr = "127.0.0.1:%d" }' % q for q in counts)
+    start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "many"
+server = [%s]
+health_check = { path = "/health", interval = "200ms", timeout = "1s" }
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://many"
+""" % (servers, port))
+    try:
+        wait_until(lambda: min(counts.values()) >= 2, 15,
+                   what="every server checked: %r" % sorted(counts.values())[:5])
+        before = dict(counts)
+        # at a 200 ms interval, 8 checks each take 1.6 s; the bar is 5 s
+        # (the servers past the first hundred or so were not checked at all)
+        wait_until(lambda: min(counts[q] - before[q] for q in counts) >= 8, 5,
+                   what="8 checks of every server within 5 s")
+    finally:
+        stop.set()
+        t.join(5)
