@@ -148,10 +148,14 @@ static void put_safe(struct evbuffer *out, const char *v, size_t n)
         return;
     }
     for (size_t i = 0; i < n && i < 2048; i++) {
-        char ch = (unsigned char)v[i] < 0x20 || v[i] == 0x7f || (v[i] == '"' && !json_values)
-                      ? '?'
-                      : v[i];
+        const unsigned char *u = (const unsigned char *)v + i;
+        /* C1 controls (U+0080..U+009F, 0xC2 0x80..0x9F) are controls too:
+         * CSI drives a terminal that tails the file */
+        bool c1 = u[0] == 0xC2 && i + 1 < n && u[1] >= 0x80 && u[1] <= 0x9F;
+        char ch = u[0] < 0x20 || u[0] == 0x7f || c1 || (u[0] == '"' && !json_values) ? '?'
+                                                                                     : v[i];
         evbuffer_add(out, &ch, 1);
+        i += c1;
     }
 }
 
