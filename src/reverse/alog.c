@@ -373,7 +373,6 @@ void wm_alog_file_put(struct rv_logfile *f)
 
 void wm_alog_file_write(struct rv_logfile *f, const char *line, size_t n)
 {
-    if (write(f->fd, line, n) < 0) {
-        /* a full disk loses the line; the main log still has it */
-    }
+    /* queued: a slow disk or a stalled FIFO never blocks the worker */
+    wm_logq_write(f->fd, line, n);
 }
