@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -38,6 +39,23 @@ static bool pending;
 static bool stopping;
 static uint64_t dropped;
 
+static bool failing; /* the last write failed (the writer's, or before start) */
+
+/* A failed write (a full disk, a removed device, a closed pipe) loses its
+ * lines and must not stop anything: say so once on stderr, again only
+ * after a write has succeeded since. */
+static void write_failed(int fd, int err)
+{
+    if (failing) {
+        return;
+    }
+    failing = true;
+    if (fd != 2) {
+        dprintf(2, "wmproxy: cannot write log lines (fd %d): %s; lines are lost until it "
+                   "works again\n", fd, strerror(err));
+    }
+}
+
 static void write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -46,8 +64,10 @@ static void write_all(int fd, const char *p, size_t n)
             continue;
         }
         if (w <= 0) {
-            return; /* a full disk or closed pipe must not stop anything */
+            write_failed(fd, w < 0 ? errno : ENOSPC);
+            return;
         }
+        failing = false;
         p += w;
         n -= (size_t)w;
     }
@@ -86,6 +106,12 @@ static void flush_buffer(const char *buf, size_t used)
         do {
             w = writev(fd, iov, n);
         } while (w < 0 && errno == EINTR);
+        if (w < 0) {
+            write_failed(fd, errno);
+            __atomic_fetch_add(&dropped, (uint64_t)n, __ATOMIC_RELAXED);
+            continue;
+        }
+        failing = failing && w == 0;
         /* short write (a pipe, a nearly full disk): the rest line by line */
         for (int i = 0; w >= 0 && (size_t)w < total && i < n; i++) {
             size_t len = iov[i].iov_len;

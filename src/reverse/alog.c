@@ -148,10 +148,14 @@ static void put_safe(struct evbuffer *out, const char *v, size_t n)
         return;
     }
     for (size_t i = 0; i < n && i < 2048; i++) {
-        char ch = (unsigned char)v[i] < 0x20 || v[i] == 0x7f || (v[i] == '"' && !json_values)
-                      ? '?'
-                      : v[i];
+        const unsigned char *u = (const unsigned char *)v + i;
+        /* C1 controls (U+0080..U+009F, 0xC2 0x80..0x9F) are controls too:
+         * CSI drives a terminal that tails the file */
+        bool c1 = u[0] == 0xC2 && i + 1 < n && u[1] >= 0x80 && u[1] <= 0x9F;
+        char ch = u[0] < 0x20 || u[0] == 0x7f || c1 || (u[0] == '"' && !json_values) ? '?'
+                                                                                     : v[i];
         evbuffer_add(out, &ch, 1);
+        i += c1;
     }
 }
 
@@ -369,7 +373,6 @@ void wm_alog_file_put(struct rv_logfile *f)
 
 void wm_alog_file_write(struct rv_logfile *f, const char *line, size_t n)
 {
-    if (write(f->fd, line, n) < 0) {
-        /* a full disk loses the line; the main log still has it */
-    }
+    /* queued: a slow disk or a stalled FIFO never blocks the worker */
+    wm_logq_write(f->fd, line, n);
 }

@@ -15,7 +15,9 @@ struct rv_logfile;
 struct rv_logfile *wm_alog_file_get(const char *path, char *msg, size_t cap);
 void wm_alog_file_put(struct rv_logfile *f); /* NULL is a no-op */
 
-/* Append line[0..n) (ending in '\n') in one write(2). Any thread. */
+/* Append line[0..n) (ending in '\n') through the log queue (core/logq.h): one
+ * write(2), never blocking the caller; dropped and counted when full. Any
+ * thread. */
 void wm_alog_file_write(struct rv_logfile *f, const char *line, size_t n);
 
 #endif

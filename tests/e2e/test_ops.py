@@ -461,3 +461,28 @@ def test_help_groups_the_shared_options(cmd):
     assert shared, out
     for flag in ("--control", "--log-file", "--daemon", "--workers", "--grace"):
         assert flag in shared and flag not in head, (flag, out)
+
+
+def test_log_file_on_a_full_disk_complains_once_and_serving_goes_on(wmproxy, tmp_path):
+    """--log-file on a full filesystem (/dev/full: every write fails with
+    ENOSPC): one complaint on stderr, not one per line nor none at all, the
+    lost lines counted as dropped, and the proxy keeps serving."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    port, cport = free_port(), free_port()
+    p = wmproxy(["proxy", "-b", "127.0.0.1:%d" % port, "--control", "127.0.0.1:%d" % cport,
+                 "--workers", "1", "--log-file", "/dev/full"], port=port)
+    for _ in range(5):  # an access line each
+        s = connect(port)
+        s.sendall(b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % free_port())
+        s.settimeout(10)
+        assert s.recv(100).startswith(b"HTTP/1.1 5"), "proxy answers"
+        s.close()
+    ctl.wait_until(lambda: "cannot write log lines" in p.log(), 10, what="the complaint")
+
+    def dropped():
+        m = re.search(r"^wmproxy_log_dropped_lines_total (\d+)",
+                      ctl.api(cport, "GET", "/metrics")[2].decode(), re.M)
+        return m and int(m.group(1)) >= 5
+    ctl.wait_until(dropped, 10, what="lost lines counted")
+    assert p.log().count("cannot write log lines") == 1, p.log()

@@ -1334,3 +1334,39 @@ proxy_url = "http://o"
     assert firsts, seen
     # GET /next came on connection 1, as its first request, not after POST /owed on 0
     assert (1, firsts[0]) in seen and (0, firsts[0]) not in seen, seen
+
+
+def test_access_log_text_line_has_no_c1_controls(wmproxy, tmp_path, origin):
+    """A header value carrying a C1 control (U+009B, CSI: 0xC2 0x9B in UTF-8)
+    must not reach the text access log raw: a terminal that tails the file
+    would take it as an escape sequence. Other UTF-8 (e, with an accent)
+    stays as it is."""
+    port = free_port()
+    logs = tmp_path / "logs"
+    start(wmproxy, tmp_path, """
+[http]
+access_log = "%(d)s/access.log main"
+[http.log_format]
+main = "{url} agent={user_agent} ref={referer}"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"d": logs, "p": port, "o": origin.port})
+    wait_serving(port, path="/conn")
+    s = connect(port)
+    s.sendall(b"GET /c1 HTTP/1.1\r\nHost: a\r\nUser-Agent: x\xc2\x9b31mred \xc3\xa9\r\n"
+              b"Referer: y\xc2\x85z\r\nConnection: close\r\n\r\n")
+    recv_all(s)
+    s.close()
+
+    def line():
+        try:
+            data = open(str(logs / "access.log"), "rb").read()
+        except OSError:
+            return None
+        return [ln for ln in data.splitlines() if ln.startswith(b"/c1 ")]
+    ln = wait_until(line, what="access line")[-1]
+    assert b"\xc2\x9b" not in ln and b"\xc2\x85" not in ln, ln
+    assert b"agent=x?31mred \xc3\xa9" in ln and b"ref=y?z" in ln, ln
