@@ -255,25 +255,6 @@ const wm_metric *wm_mcache_get(struct wm_mcache *c, const char *key,
     return i >= 0 ? c->ids[i] : no_ids;
 }
 
-/* Bytes of the UTF-8 sequence that starts v[0..n): 1 to 4, or 0 when it
- * is not a whole, well-formed one. */
-static size_t utf8_seq(const unsigned char *v, size_t n)
-{
-    size_t len = v[0] < 0x80 ? 1 : v[0] >= 0xc2 && v[0] < 0xe0 ? 2 : v[0] >= 0xe0 && v[0] < 0xf0 ? 3
-               : v[0] >= 0xf0 && v[0] < 0xf5                     ? 4
-                                                                   : 0;
-
-    if (len == 0 || len > n) {
-        return 0;
-    }
-    for (size_t k = 1; k < len; k++) {
-        if ((v[k] & 0xc0) != 0x80) {
-            return 0;
-        }
-    }
-    return len;
-}
-
 /* Escape v[0..n) into out, at most room bytes; *used: input bytes taken. */
 static size_t label_escape(char *out, size_t room, const unsigned char *v, size_t n, size_t *used)
 {
@@ -281,7 +262,8 @@ static size_t label_escape(char *out, size_t room, const unsigned char *v, size_
     size_t i = 0;
 
     while (i < n && v[i] != '\0') {
-        size_t len = utf8_seq(v + i, n - i);
+        uint32_t cp;
+        size_t len = wm_utf8_decode(v + i, n - i, &cp);
         const char *rep = NULL;
         if (v[i] == '\\') {
             rep = "\\\\";

@@ -296,9 +296,10 @@ struct wm_tun_stream *wm_tun_open(struct wm_tun *t, const struct wm_tun_open *o,
     size_t n;
     struct wm_tun_stream *s;
 
-    if (wm_tun_open_refusal(t) != NULL) {
-        if (t->state == TUN_READY && t->nstreams >= t->max_streams) {
-            tun_limit_log(t, true);
+    const char *why = wm_tun_open_refusal(t);
+    if (why != NULL) {
+        if (why == t->refusal) {
+            tun_limit_log(t, true); /* max_streams: the one text t composes */
         }
         return NULL;
     }
