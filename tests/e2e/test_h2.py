@@ -524,7 +524,8 @@ def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, o
     got = 0
     while time.monotonic() - t0 < 5:  # the other one reads on, for longer than 2 s
         got += len(slow.s.recv(65536))
-        time.sleep(0.001)
+        time.sleep(0.001)  # pacing (a slow reader), not a wait for a state: the
+        # download must outlast the 5 s, which an unpaced reader drains in 1.5
     assert wait_log(proc, "took none of the", timeout=20), proc.log()[-3000:]
     assert proc.log().count("took none of the") == 1, proc.log()[-3000:]
     assert got > 1000000

@@ -5,6 +5,7 @@ and bad input."""
 
 import json
 import os
+import shlex
 import socket
 import ssl
 import subprocess
@@ -505,41 +506,21 @@ static_response = "three"
 
 def _run_on_a_terminal(args, timeout=20):
     """Run args with a terminal as its controlling tty (where OpenSSL asks
-    for a key's passphrase); returns (exit status, output). A process still
-    running after timeout seconds is killed and the test fails."""
-    import pty
-    import select
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execv(args[0], args)
-        finally:
-            os._exit(127)
-    out = b""
-    deadline = time.monotonic() + timeout
-    status = None
-    while status is None and time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                out += os.read(fd, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                pass
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = os.waitstatus_to_exitcode(st)
-    if status is None:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    while select.select([fd], [], [], 0)[0]:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(fd)
-    text = out.decode("utf-8", "replace")
+    for a key's passphrase), through script(1) from bsdutils: no fork in
+    the test process. Nothing is ever typed: its input stays open and
+    empty. Returns (exit status, output); a process still running after
+    timeout seconds is killed and the test fails."""
+    p = subprocess.Popen(["script", "-qec", shlex.join(args), "/dev/null"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        status = p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        status = None
+    text = p.stdout.read().decode("utf-8", "replace")
+    p.stdin.close()
+    p.stdout.close()
     assert status is not None, "still waiting after %ss:\n%s" % (timeout, text)
     return status, text
 

@@ -504,19 +504,15 @@ proxy_url = "http://app"
     assert st == 502 and b"no upstream server is up" in body
 
 
-class TlsBackend:
+class TlsBackend(Backend):
     """An https upstream on a raw socket: "ok" answers each request (its
     Content-Length body recorded) after the handshake with ca_dir's server
     certificate; "hang" takes the TCP connection and never speaks TLS."""
 
     def __init__(self, ca_dir, mode="ok"):
-        self.mode = mode
-        self.bodies = []
-        self.gone = threading.Event()
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(ca_dir + "/server.crt", ca_dir + "/server.key")
-        self.lst = serve_tcp(self._serve)
-        self.port = self.lst.getsockname()[1]
+        super().__init__("tls", mode)
 
     def _serve(self, c):
         c.settimeout(30)
@@ -525,7 +521,7 @@ class TlsBackend:
                 self.gone.wait(30)  # bounded: the test ends it with stop()
                 return
             c = self.ctx.wrap_socket(c, server_side=True)
-            body, _ = Backend._request(self, c, b"")
+            body, _ = self._request(c, b"")
             if body is not None:
                 self.bodies.append(body)
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -533,10 +529,6 @@ class TlsBackend:
             pass
         finally:
             c.close()
-
-    def stop(self):
-        self.gone.set()
-        self.lst.close()
 
 
 def test_tls_handshake_is_part_of_the_connect(wmproxy, tmp_path):

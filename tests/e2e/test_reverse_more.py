@@ -12,6 +12,7 @@ import resource
 import select
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -480,7 +481,7 @@ def test_client_gone_after_interim_answer_logs_no_status(wmproxy, tmp_path):
     the final answer, is logged as one that got no answer (as a client gone
     during the wait): the interim status is not the request's (it used to
     say 103, and 100 on an HTTP/2 stream reset after a 100 Continue)."""
-    release, seen = [], []
+    release, seen = threading.Event(), []
 
     def upstream(c):
         c.settimeout(20)
@@ -489,8 +490,7 @@ def test_client_gone_after_interim_answer_logs_no_status(wmproxy, tmp_path):
             seen.append(head.split(b" ")[1])
             if b"/hints" in head:
                 c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
-            while not release:  # the final answer never comes
-                time.sleep(0.05)
+            release.wait(20)  # the final answer never comes
         except OSError:
             pass
         finally:
@@ -535,5 +535,5 @@ proxy_url = "http://127.0.0.1:%d"
         assert "103" not in by["/hints"], got
         assert p.alive()
     finally:
-        release.append(True)
+        release.set()
         up.close()
