@@ -12,6 +12,11 @@
 #include <unistd.h>
 
 #define CLOSE_MARK UINT32_MAX /* a record that closes its fd */
+/* The tail of each queue only close records may use: a queue full of
+ * lines (a stalled writer) still takes the closes of a reload. */
+#define CLOSE_RESERVE 4096u
+/* How long wm_logq_stop() waits for the writer to write what is queued. */
+#define STOP_WAIT_MS 5000
 
 /* A record: struct rec, then len bytes (none for a close). */
 struct rec {
@@ -37,6 +42,10 @@ static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static bool pending;
 static bool stopping;
+static pthread_cond_t done_cv;   /* the writer returned (writer_done) */
+static bool writer_done;
+static bool abandoned;           /* stop gave up on a stuck writer */
+static int writing_fd = -1;      /* the fd the writer is writing to, or -1 */
 static uint64_t dropped;
 
 static bool failing; /* the last write failed (the writer's, or before start) */
@@ -58,6 +67,7 @@ static void write_failed(int fd, int err)
 
 static void write_all(int fd, const char *p, size_t n)
 {
+    __atomic_store_n(&writing_fd, fd, __ATOMIC_RELAXED);
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) {
@@ -103,6 +113,7 @@ static void flush_buffer(const char *buf, size_t used)
             off += sizeof(r) + r.len;
         }
         ssize_t w;
+        __atomic_store_n(&writing_fd, fd, __ATOMIC_RELAXED);
         do {
             w = writev(fd, iov, n);
         } while (w < 0 && errno == EINTR);
@@ -168,6 +179,10 @@ static void *writer_main(void *arg)
         drain_all();
         if (stop) {
             drain_all();
+            pthread_mutex_lock(&wake_lock);
+            writer_done = true;
+            pthread_cond_signal(&done_cv);
+            pthread_mutex_unlock(&wake_lock);
             return NULL;
         }
     }
@@ -175,6 +190,12 @@ static void *writer_main(void *arg)
 
 int wm_logq_start(int nthreads)
 {
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&done_cv, &ca);
+    pthread_condattr_destroy(&ca);
     queues = calloc((size_t)nthreads + 1, sizeof(*queues));
     if (queues == NULL) {
         return -1;
@@ -190,7 +211,7 @@ int wm_logq_start(int nthreads)
             return -1;
         }
     }
-    stopping = false;
+    stopping = writer_done = false;
     /* The writer takes no signal: it is created with all of them blocked
      * (it inherits the mask), so stop signals reach only the threads that
      * handle them. */
@@ -212,14 +233,49 @@ void wm_logq_bind_thread(int index)
     my_queue = (queues != NULL && index >= 0 && index < nqueues - 1) ? &queues[index] : NULL;
 }
 
+/* Wait for the writer to finish what is queued, at most STOP_WAIT_MS; true
+ * when it did (joined). */
+static bool writer_finished(void)
+{
+    struct timespec until;
+    bool done;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += STOP_WAIT_MS / 1000;
+    pthread_mutex_lock(&wake_lock);
+    stopping = true;
+    pthread_cond_signal(&wake);
+    while (!writer_done) {
+        if (pthread_cond_timedwait(&done_cv, &wake_lock, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    done = writer_done;
+    pthread_mutex_unlock(&wake_lock);
+    if (done) {
+        pthread_join(writer, NULL);
+    }
+    return done;
+}
+
 void wm_logq_stop(void)
 {
+    if (abandoned) {
+        return;
+    }
     if (__atomic_load_n(&running, __ATOMIC_ACQUIRE)) {
-        pthread_mutex_lock(&wake_lock);
-        stopping = true;
-        pthread_cond_signal(&wake);
-        pthread_mutex_unlock(&wake_lock);
-        pthread_join(writer, NULL);
+        if (!writer_finished()) {
+            /* Stuck in a write (a pipe or FIFO whose reader stopped
+             * reading): the process must still end. The queues stay (the
+             * writer may use them yet) and take lines until full. */
+            int fd = __atomic_load_n(&writing_fd, __ATOMIC_RELAXED);
+            abandoned = true;
+            if (fd != 1 && fd != 2) {
+                dprintf(2, "wmproxy: log writes to fd %d took no byte for %d s: the lines "
+                           "still queued are lost\n", fd, STOP_WAIT_MS / 1000);
+            }
+            return;
+        }
         __atomic_store_n(&running, false, __ATOMIC_RELEASE);
     }
     for (int i = 0; i < nqueues; i++) {
@@ -234,6 +290,7 @@ void wm_logq_stop(void)
     queues = NULL;
     nqueues = 0;
     my_queue = NULL;
+    pthread_cond_destroy(&done_cv);
 }
 
 /* Append a record; false when it does not fit. */
@@ -245,7 +302,7 @@ static bool put(int fd, const void *p, uint32_t len)
     bool was_empty;
 
     pthread_mutex_lock(&q->lock);
-    if (q->used + need > WM_LOGQ_BYTES) {
+    if (q->used + need > WM_LOGQ_BYTES - (len == CLOSE_MARK ? 0 : CLOSE_RESERVE)) {
         pthread_mutex_unlock(&q->lock);
         return false;
     }
@@ -282,11 +339,13 @@ void wm_logq_close(int fd)
         close(fd);
         return;
     }
-    while (!put(fd, NULL, CLOSE_MARK)) {
-        /* a full queue: the close must not be lost (the fd would leak);
-         * wait for the writer to make room */
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
+    /* Lines take a queue only up to its close reserve, so this fails only
+     * with 512 closes waiting behind a writer that is stuck: fd then stays
+     * open (closing it now would send the lines still queued for it to
+     * whatever file takes its number next). */
+    int stuck = __atomic_load_n(&writing_fd, __ATOMIC_RELAXED);
+    if (!put(fd, NULL, CLOSE_MARK) && stuck != 1 && stuck != 2) {
+        dprintf(2, "wmproxy: log writes to fd %d are stuck: fd %d is left open\n", stuck, fd);
     }
 }
 

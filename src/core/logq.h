@@ -25,7 +25,10 @@ int wm_logq_start(int nthreads);
 /* A worker thread takes queue index (0..nthreads-1). */
 void wm_logq_bind_thread(int index);
 /* Write everything queued, then stop the writer (main thread, after the
- * workers are joined). */
+ * workers are joined). A writer stuck on a descriptor that takes no byte
+ * (a pipe or FIFO whose reader stopped) is waited for 5 s; then the lines
+ * still queued are lost (said on stderr unless stderr or stdout is the
+ * stuck one), the queues stay, and later calls keep queueing. */
 void wm_logq_stop(void);
 
 /* Queue n bytes (one or more whole lines) for fd. */

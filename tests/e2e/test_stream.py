@@ -729,6 +729,30 @@ def test_bind_ssl_key_that_does_not_match_says_so(tmp_path):
                 and "own certificate first, then its chain" in r.stderr, r.stderr
 
 
+def test_stop_with_access_log_on_stalled_fifo_ends(wmproxy, tmp_path, echo):
+    """The log writer stuck on that FIFO (its reader holds it open and never
+    reads) must not hold the stop: the process ends after the queue's wait
+    and says the lines still queued are lost."""
+    import fcntl
+    port = free_port()
+    fifo = str(tmp_path / "access.fifo")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # held open, never read
+    try:
+        fcntl.fcntl(reader, 1031, 4096)  # F_SETPIPE_SZ: the smallest pipe
+        body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % echo.port,
+                      access_log=fifo)
+        p = wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=port)
+        for i in range(120):  # ~100 bytes a line: far more than 4 KiB
+            assert exchange(port, b"x%d" % i, timeout=5) == echo_reply(b"x%d" % i), i
+        t0 = time.time()
+        p.stop(timeout=30)
+        assert time.time() - t0 < 20
+        assert "took no byte for 5 s" in p.log()
+    finally:
+        os.close(reader)
+
+
 def test_access_log_on_stalled_fifo_does_not_block_the_worker(wmproxy, tmp_path, echo):
     """A stream access_log whose reader stops reading (a FIFO into a stalled
     shipper) fills its pipe; the worker must go on serving (lines leave
