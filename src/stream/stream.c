@@ -359,7 +359,12 @@ void st_alog(const struct st_server *srv, const char *proto, const char *client,
     n = snprintf(line, sizeof(line),
                  "%s [%s] proto=%s target=%s code=%d in=%llu out=%llu ms=%llu end=%s\n", client,
                  when, proto, target[0] ? target : "-", code, in, out, ms, reason);
-    if (n > 0) {
-        wm_alog_file_write(srv->alog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
+    if (n <= 0) {
+        return;
     }
+    if ((size_t)n >= sizeof(line)) { /* cut: still one line, without the NUL */
+        n = (int)sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    wm_alog_file_write(srv->alog, line, (size_t)n);
 }
