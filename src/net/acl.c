@@ -444,6 +444,30 @@ static const struct rule *first(const struct rules *rs, const char *name, const 
     return NULL;
 }
 
+/* The deny rule that refuses ip, or NULL. A connect to the unspecified
+ * address reaches this host's loopback (the kernel routes 0.0.0.0 to
+ * 127.0.0.1 and :: to ::1), so a rule denying that loopback address
+ * refuses the unspecified one too: "0.0.0.0" must not get around
+ * "127.0.0.0/8". */
+static const struct rule *first_deny(const struct wm_acl *a, const char *name,
+                                     const struct ip *ip, uint16_t port)
+{
+    static const uint8_t zero[16];
+    const struct rule *r = first(&a->deny_t, name, ip, port);
+    struct ip lo = {.fam = ip->fam};
+
+    if (r != NULL || memcmp(ip->b, zero, ip->fam == 4 ? 4 : 16) != 0) {
+        return r;
+    }
+    if (ip->fam == 4) {
+        lo.b[0] = 127;
+        lo.b[3] = 1;
+    } else {
+        lo.b[15] = 1;
+    }
+    return first(&a->deny_t, name, &lo, port);
+}
+
 /* The guarded range ip is in, or NULL. */
 static const struct guarded *guarded_of(const struct ip *ip)
 {
@@ -502,7 +526,7 @@ bool wm_acl_target_ok(const struct wm_acl *a, const char *name, const struct soc
     const char *n = norm_name(name, buf, sizeof(buf));
     uint16_t port = ntohs(sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
                                                    : ((const struct sockaddr_in6 *)sa)->sin6_port);
-    if ((r = first(&a->deny_t, n, &ip, port)) != NULL) {
+    if ((r = first_deny(a, n, &ip, port)) != NULL) {
         *why = r->why;
         return false;
     }

@@ -15,7 +15,9 @@
  * Names match the name the client asked for (case-insensitive, a trailing
  * dot ignored), never an IP literal; addresses match every address the
  * name resolves to, so a name that resolves (or rebinds) to a denied
- * address is denied. Client rules are addresses only (no names, no port).
+ * address is denied. The unspecified address (0.0.0.0, ::), which a connect
+ * takes for loopback, is denied by a deny rule naming 127.0.0.1 (::1) too.
+ * Client rules are addresses only (no names, no port).
  *
  * Verdict for one resolved address of a target:
  *   1. a deny_targets rule matches: denied (deny always wins);

@@ -375,5 +375,22 @@ bool wm_addr_listen_is_loopback(const char *s)
 
 bool wm_addr_name_resolvable(const char *name)
 {
-    return strchr(name, '%') == NULL;
+    size_t n = strlen(name);
+    size_t label = 0;
+
+    if (n == 0 || strchr(name, '%') != NULL) {
+        return false;
+    }
+    /* A query for a longer name is malformed: a server may drop it, and
+     * the dial would wait out its timeout for an answer that never comes. */
+    if (n > (name[n - 1] == '.' ? WM_DNS_NAME_MAX + 1 : WM_DNS_NAME_MAX)) {
+        return false;
+    }
+    for (const char *p = name; *p != '\0'; p++) {
+        label = *p == '.' ? 0 : label + 1;
+        if (label > WM_DNS_LABEL_MAX) {
+            return false;
+        }
+    }
+    return true;
 }

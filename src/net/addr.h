@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 
 #define WM_HOST_MAX 256 /* a DNS name is at most 253 bytes */
+#define WM_DNS_NAME_MAX 253 /* RFC 1035 2.3.4, without the root's dot */
+#define WM_DNS_LABEL_MAX 63
 #define WM_ADDR_STR_MAX 64 /* "[ffff:...:ffff]:65535" */
 
 /* Split "host:port" or "[v6]:port" (s[0..n)) into host (brackets removed,
@@ -35,8 +37,10 @@ int wm_addr_from_ip(const char *host, uint16_t port, struct sockaddr_storage *ss
 
 /* May name (not an IP literal) go to the resolver? Not with a '%': that is
  * an IPv6 zone ("fe80::1%eth0"), which no DNS name has, and libevent 2.1
- * parses it with mismatched allocators (a crash under ours). Targets with
- * a zone are refused as names that do not resolve. */
+ * parses it with mismatched allocators (a crash under ours). Nor a name
+ * over WM_DNS_NAME_MAX bytes (one more with a trailing dot) or with a label
+ * over WM_DNS_LABEL_MAX: no query can carry it. Such targets are refused
+ * as names that do not resolve. */
 bool wm_addr_name_resolvable(const char *name);
 
 /* Parse a listen address "ip:port", "[ip]:port" or "localhost:port" into ss.

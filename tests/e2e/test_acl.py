@@ -79,6 +79,27 @@ def test_deny_cidr_http_connect_socks5(wmproxy, tmp_path, origin, origin6):
     assert r.status == 200 and r.body == pattern(10)
 
 
+def test_deny_loopback_covers_the_unspecified_address(wmproxy, tmp_path, origin, origin6):
+    # a connect to 0.0.0.0 (::) reaches 127.0.0.1 (::1): a rule denying
+    # loopback refuses it too, in every spelling and protocol
+    p, port, _ = start(wmproxy, tmp_path, deny_targets=["127.0.0.0/8", "[::1]"])
+    for target in ("0.0.0.0:%d" % origin.port, "[::ffff:0.0.0.0]:%d" % origin.port,
+                   "[::]:%d" % origin6.port):
+        s, r = connect_status(port, target)
+        s.close()
+        assert r.status == 403, (target, r.status)
+        assert get(port, "http://%s/bytes/10" % target, target).status == 403, target
+    assert socks_rep(port, "0.0.0.0", origin.port) == 2
+    assert socks_rep(port, "::", origin6.port) == 2
+    assert wait_log(p, 'addr=0.0.0.0:%d rule=deny_targets "127.0.0.0/8"' % origin.port), \
+        p.log()[-3000:]
+    # a rule for another address leaves it alone
+    _, port2, _ = start(wmproxy, tmp_path, name="b.toml", deny_targets=["10.0.0.0/8"])
+    s, r = connect_status(port2, "0.0.0.0:%d" % origin.port)
+    s.close()
+    assert r.status == 200
+
+
 def test_host_pattern_port_range_and_yaml(wmproxy, tmp_path, origin, echo):
     port = free_port()
     path = ctl.write(tmp_path / "wm.yaml",

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import proxy_args, sha256
 from helpers import socks
-from helpers.net import connect, free_port, free_udp_port, full_listener, is_closed, recv_exact, wait_until
+from helpers.net import connect, free_port, free_udp_port, full_listener, is_closed, recv_exact, recv_head, wait_until
 from helpers.origin import pattern, start_udp_echo
 
 
@@ -128,6 +128,22 @@ def test_reply_codes(proxy, target, code):
         s, rep, _ = socks.handshake(proxy, target, 80)
     assert rep == code
     assert is_closed(s)
+
+
+def test_names_too_long_for_dns_fail_at_once(wmproxy):
+    # over 253 bytes (254 with its root dot), or a label over 63 bytes: no
+    # DNS name, so "does not resolve" at once (4, 502), never a query that
+    # waits out the connect timeout (6, 504) for an answer that may not come
+    proxy = free_port()
+    wmproxy(proxy_args(proxy, "--connect-timeout", "3"), port=proxy)
+    for name in ("a." * 126 + "aa", "a." * 127 + "a", "b" * 64 + ".test"):
+        s, rep, _ = socks.handshake(proxy, name, 80)
+        assert rep == 4, (len(name), rep)
+        s.close()
+        s = connect(proxy)
+        s.sendall(b"CONNECT %s:80 HTTP/1.1\r\n\r\n" % name.encode())
+        assert recv_head(s).startswith(b"HTTP/1.1 502"), len(name)
+        s.close()
 
 
 def test_reply_timeout_6(wmproxy):

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -391,6 +392,36 @@ static void test_addr_list(void **state)
 
 /* Equal addresses hash alike; a different port or address (almost always)
  * not; only len bytes count. */
+/* Names the resolver may get: no zone, at most 253 bytes (254 with the
+ * root's dot), labels of at most 63 bytes. */
+static void test_name_resolvable(void **state)
+{
+    char name[WM_HOST_MAX];
+    size_t i;
+
+    (void)state;
+    assert_true(wm_addr_name_resolvable("example.com"));
+    assert_true(wm_addr_name_resolvable("example.com."));
+    assert_false(wm_addr_name_resolvable(""));
+    assert_false(wm_addr_name_resolvable("fe80::1%eth0"));
+    for (i = 0; i < 253; i++) {
+        name[i] = i % 2 ? '.' : 'a';
+    }
+    name[253] = '\0';
+    assert_true(wm_addr_name_resolvable(name)); /* 253 bytes */
+    name[253] = '.';
+    name[254] = '\0';
+    assert_true(wm_addr_name_resolvable(name)); /* 254 with the root's dot */
+    name[253] = 'a';
+    assert_false(wm_addr_name_resolvable(name)); /* 254 */
+    memset(name, 'b', 63);
+    snprintf(name + 63, sizeof(name) - 63, ".test");
+    assert_true(wm_addr_name_resolvable(name));
+    memset(name, 'b', 64);
+    snprintf(name + 64, sizeof(name) - 64, ".test");
+    assert_false(wm_addr_name_resolvable(name));
+}
+
 static void test_hash(void **state)
 {
     struct sockaddr_storage a, b;
@@ -420,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_same_ip),
         cmocka_unit_test(test_addr_list),
         cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_name_resolvable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
