@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
-#include <netdb.h>
+#include <event2/util.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,34 +437,23 @@ static void local_readable(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void tudp_client_accept(struct wm_worker *w, struct wm_tun_stream *s, const char *host,
-                        uint16_t port, const char *peer)
+/* The session for s, its socket connected to sa (local_addr resolved). */
+static void client_session(struct wm_worker *w, struct wm_tun_stream *s, const struct sockaddr *sa,
+                           socklen_t salen, const char *host, uint16_t port, const char *peer)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char ps[8];
-    struct tudp *u;
+    struct tudp *u = session_alloc(w);
 
-    snprintf(ps, sizeof(ps), "%u", port);
-    /* local_addr is this node's own service: an IP, or a name /etc/hosts knows */
-    if (getaddrinfo(host, ps, &hints, &res) != 0 || res == NULL) {
-        wm_tun_stream_refuse(s, WM_TUN_OPEN_UNREACHABLE, "cannot resolve local_addr");
-        return;
-    }
-    u = session_alloc(w);
-    if (u == NULL || (u->fd = socket(res->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+    if (u == NULL || (u->fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                                      0)) < 0 ||
-        connect(u->fd, res->ai_addr, res->ai_addrlen) < 0 ||
+        connect(u->fd, sa, salen) < 0 ||
         (u->ev = event_new(wm_worker_base(w), u->fd, EV_READ | EV_PERSIST, local_readable, u)) ==
             NULL) {
-        freeaddrinfo(res);
         wm_tun_stream_refuse(s, WM_TUN_OPEN_UNREACHABLE, strerror(errno));
         if (u != NULL) {
             session_end(u, "local-socket-failed");
         }
         return;
     }
-    freeaddrinfo(res);
     snprintf(u->peer_str, sizeof(u->peer_str), "%s", peer);
     wm_addr_join(host, port, u->target, sizeof(u->target));
     struct bufferevent *bev = wm_tun_stream_accept(s);
@@ -472,4 +463,80 @@ void tudp_client_accept(struct wm_worker *w, struct wm_tun_stream *s, const char
     }
     attach(u, bev);
     event_add(u->ev, NULL);
+}
+
+/* A local_addr given as a name, resolved by evdns (a worker never blocks
+ * on DNS): the stream waits, pending, for the answer. */
+struct tudp_resolve {
+    struct wm_worker *w;
+    struct wm_tun_stream *s; /* NULL once it went away (res_gone) */
+    struct evdns_getaddrinfo_request *req;
+    uint16_t port;
+    char host[WM_HOST_MAX];
+    char peer[WM_ADDR_STR_MAX];
+};
+
+static void res_gone(void *arg)
+{
+    struct tudp_resolve *r = arg;
+
+    r->s = NULL; /* res_dns_cb frees r when evdns reports the cancel */
+    evdns_getaddrinfo_cancel(r->req);
+}
+
+static void res_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct tudp_resolve *r = arg;
+    struct evutil_addrinfo *ai = res;
+
+    r->req = NULL;
+    while (ai != NULL && ai->ai_family != AF_INET && ai->ai_family != AF_INET6) {
+        ai = ai->ai_next;
+    }
+    if (r->s != NULL) {
+        wm_tun_stream_watch(r->s, NULL, NULL);
+        if (result != 0 || ai == NULL) {
+            wm_tun_stream_refuse(r->s, WM_TUN_OPEN_UNREACHABLE, "cannot resolve local_addr");
+        } else {
+            client_session(r->w, r->s, ai->ai_addr, (socklen_t)ai->ai_addrlen, r->host, r->port,
+                           r->peer);
+        }
+    }
+    if (res != NULL) {
+        evutil_freeaddrinfo(res);
+    }
+    free(r);
+}
+
+void tudp_client_accept(struct wm_worker *w, struct wm_tun_stream *s, const char *host,
+                        uint16_t port, const char *peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
+                                    .ai_protocol = IPPROTO_UDP};
+    struct tudp_resolve *r;
+
+    if (wm_addr_from_ip(host, port, &ss, &sslen) == 0) {
+        client_session(w, s, (struct sockaddr *)&ss, sslen, host, port, peer);
+        return;
+    }
+    if (!wm_addr_name_resolvable(host) || (r = calloc(1, sizeof(*r))) == NULL) {
+        wm_tun_stream_refuse(s, WM_TUN_OPEN_UNREACHABLE, "cannot resolve local_addr");
+        return;
+    }
+    r->w = w;
+    r->s = s;
+    r->port = port;
+    snprintf(r->host, sizeof(r->host), "%s", host);
+    snprintf(r->peer, sizeof(r->peer), "%s", peer);
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%u", port);
+    wm_tun_stream_watch(s, res_gone, r);
+    /* r->s is still s: res_dns_cb may run (and free r) before this returns */
+    struct evdns_getaddrinfo_request *req =
+        evdns_getaddrinfo(wm_worker_dns(w), host, ps, &hints, res_dns_cb, r);
+    if (req != NULL) {
+        r->req = req;
+    }
 }

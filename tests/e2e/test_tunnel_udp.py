@@ -136,3 +136,27 @@ def test_udp_port_cannot_be_shared_by_another_spelling(nodes):  # noqa: F811
         assert roundtrip(v, pub, b"d%d" % i) == b"d%d" % i
     v.close()
     stop.set()
+
+
+def test_udp_mapping_local_addr_by_name(nodes):  # noqa: F811
+    """local_addr may be a name: it is resolved without blocking the worker
+    (evdns; /etc/hosts knows localhost), and one that does not resolve
+    refuses its streams while the node's other mappings go on."""
+    up, stop, seen = udp_echo("127.0.0.1")
+    good, bad = free_udp_port(), free_udp_port()
+    srv = nodes.server()
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "byname", "mode": "udp", "local_addr": "localhost:%d" % up, "remote_port": good},
+        {"name": "nowhere", "mode": "udp", "local_addr": "no-such-host.invalid:9",
+         "remote_port": bad}])
+    assert wait_log(srv, "public port udp:127.0.0.1:%d opened" % bad), srv.log()
+    lost = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    lost.sendto(b"void", ("127.0.0.1", bad))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    wait_until(lambda: _try(s, good, b"hello"), timeout=10, what="udp session by name")
+    assert roundtrip(s, good, b"x" * 1400) == b"x" * 1400
+    assert wait_log(srv, "cannot resolve local_addr", timeout=20), srv.log()[-3000:]
+    for x in (s, lost):
+        x.close()
+    stop.set()
+    assert cli.alive()
