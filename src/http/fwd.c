@@ -296,11 +296,12 @@ void hf_log_request(struct wm_hfwd *f)
     }
     wm_log(WM_LOG_INFO, c->id,
            "access proto=%s client=%s user=%s target=%s req=\"%s\" code=%d in=%llu out=%llu "
-           "ms=%llu",
+           "ms=%llu%s%s%s",
            f->ops->proto, c->peer_str, c->user != NULL ? c->user : "-",
            w->t.log[0] ? w->t.log : "-", w->reqline, f->status,
            (unsigned long long)f->req_in, (unsigned long long)f->req_out,
-           (unsigned long long)(wm_now_ms() - f->req_start_ms));
+           (unsigned long long)(wm_now_ms() - f->req_start_ms), f->why != NULL ? " why=\"" : "",
+           f->why != NULL ? f->why : "", f->why != NULL ? "\"" : "");
 }
 
 void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail)
@@ -325,7 +326,9 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
     f->req_out += evbuffer_get_length(out) - before;
     c->bytes_out += evbuffer_get_length(out) - before;
     if (wm_http_head_size(wm_http_parser_head(f->req)) > 0 || status != 408) {
+        f->why = detail;
         hf_log_request(f);
+        f->why = NULL;
     }
     hf_end_after_flush(f, "http-error");
     hf_leave(f);

@@ -110,6 +110,8 @@ struct wm_hfwd {
     void *connecting;              /* ops handle while HF_CONNECTING */
     struct hf_work *w;             /* the request's state, NULL between requests */
     int status;
+    const char *why;       /* our error answer's detail, for its access line
+                            * (set by wm_hfwd_fail for the call; NULL else) */
     int up_status;         /* the upstream's final status for this request */
     uint64_t up_sent_ms;   /* request head sent upstream (0: not yet) */
     uint64_t up_head_ms;   /* final response head read (0: not yet) */

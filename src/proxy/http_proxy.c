@@ -128,7 +128,7 @@ static void connect_dial_cb(int fd, enum wm_dial_status st, const struct sockadd
 }
 
 static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_head *hd,
-                         const char **detail, const char **extra)
+                         struct wm_hfwd_target *t, const char **detail, const char **extra)
 {
     char host[WM_HOST_MAX];
     uint16_t port;
@@ -144,9 +144,8 @@ static int start_connect(struct wm_hfwd *f, struct wm_pconn *c, struct wm_http_h
         *detail = "CONNECT needs host:port";
         return 400;
     }
-    char target[WM_HOST_MAX + 8];
-    wm_addr_join(host, port, target, sizeof(target));
-    wm_conn_set_target(&c->conn, target);
+    wm_addr_join(host, port, t->log, sizeof(t->log)); /* its line, should it fail */
+    wm_conn_set_target(&c->conn, t->log);
     bufferevent_disable(c->conn.bev, EV_READ);
     c->conn.dial = wm_pconn_dial(c, host, port, connect_dial_cb, f);
     if (c->conn.dial == NULL) {
@@ -175,7 +174,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *cc, struct wm_http_head *hd,
     size_t mlen;
     const char *m = wm_http_head_method(hd, &mlen);
     if (wm_strieq(m, mlen, "CONNECT")) {
-        return start_connect(f, c, hd, detail, extra);
+        return start_connect(f, c, hd, t, detail, extra);
     }
     wm_pconn_set_proto(c, WM_PCONN_HTTP);
     if (!(c->opts->flags & WM_PROXY_FLAG_HTTP)) {

@@ -126,3 +126,20 @@ def test_connect_after_keepalive_requests(proxy, origin, echo):
     assert rd.response(head_request=True).status == 200
     s.sendall(b"tunnel")
     assert rd.exact(6) == b"tunnel"
+
+
+def test_failed_connect_access_line_names_target_and_why(wmproxy):
+    """A CONNECT that fails is logged with its target and the reason the
+    client's error page gives (the line said target=- and no reason)."""
+    from conftest import proxy_args
+    from helpers.net import wait_until
+    port = free_port()
+    p = wmproxy(proxy_args(port), port=port)
+    dead = free_port()  # nothing listens there
+    s = connect(port)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % dead)
+    assert recv_head(s).startswith(b"HTTP/1.1 502")
+    s.close()
+    line = 'target=127.0.0.1:%d req="CONNECT 127.0.0.1:%d" code=502' % (dead, dead)
+    wait_until(lambda: line in p.log(), what="the access line")
+    assert 'why="connection refused"' in [x for x in p.log().splitlines() if line in x][0]
