@@ -27,7 +27,9 @@ from test_reverse import _can_connect, gencert, get, start, wait_serving
 class Recorder:
     """An HTTP/1.1 upstream recording what it reads. Paths: /hop answers
     with hop-by-hop headers, /always100 sends its own 100 Continue first,
-    /foldresp answers with an obs-fold, /bighead with a 64 KiB header; anything else answers 200 "got N"
+    /foldresp answers with an obs-fold, /bighead with a 64 KiB header,
+    /connframe?NAME with "Connection: keep-alive, NAME" (NAME the field
+    that frames its body); anything else answers 200 "got N"
     (N: body bytes); /hints?n=N sends N 103 Early Hints before it."""
 
     def __init__(self):
@@ -132,6 +134,12 @@ class Recorder:
             extra = b"X-F: a\r\n b\r\n"
         elif path == "/bighead":
             extra = b"X-Big: " + b"a" * (64 * 1024) + b"\r\n"
+        elif path.startswith("/connframe?"):
+            # Connection naming the framing field, in its own spelling
+            c.sendall(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, %s\r\n" % path[11:].encode()
+                      + (b"Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n"
+                         if "transfer" in path.lower() else b"Content-Length: 5\r\n\r\nfirst"))
+            return True
         msg = b"got %d" % len(body)
         c.sendall(b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(msg) + msg)
         return True
@@ -382,6 +390,27 @@ def test_interim_responses_bounded(wmproxy, tmp_path, rec):
         assert r.status == 502 and len(r.informational) <= 16, (r.status, len(r.informational))
     finally:
         c.close()
+    still_serving(p, port, rec)
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "transfer-encoding"])
+def test_response_connection_naming_its_framing_502(wmproxy, tmp_path, rec, name):
+    """A response whose Connection names Content-Length or
+    Transfer-Encoding: that field went as hop-by-hop while the body was
+    framed by it, so the client got a head without a length (or chunk
+    framing as the body) on a kept connection, and read its next answer as
+    part of this body. Now refused as any unframeable response: 502,
+    logged."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /connframe?%s HTTP/1.1\r\nHost: a.test\r\n\r\n"
+              b"GET /next HTTP/1.1\r\nHost: a.test\r\n\r\n" % name.encode())
+    data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 502 "), data[:300]
+    assert b"first" not in data and b"got 0" not in data, data
+    assert wait_log(p, "bad response from 127.0.0.1:%d: Connection names Content-Length or "
+                    "Transfer-Encoding" % rec.port), p.log()[-2000:]
     still_serving(p, port, rec)
 
 
