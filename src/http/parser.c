@@ -248,6 +248,11 @@ static int on_headers_complete(llhttp_t *ll)
     if (p->kind == WM_HTTP_REQUEST && check_request(p, ll) != 0) {
         return HPE_USER;
     }
+    if (p->kind == WM_HTTP_RESPONSE && ll->status_code < 100) {
+        /* RFC 9110 15: neither interim nor final, nothing to pass on */
+        p->err = "status code below 100";
+        return HPE_USER;
+    }
     if (p->kind == WM_HTTP_RESPONSE &&
         each_token(p->head, WM_HDR_CONNECTION, framing_token, NULL) != 0) {
         /* the field would go as hop-by-hop while its framing is kept */
@@ -388,7 +393,8 @@ static enum wm_http_res classify_error(struct wm_http_parser *p, llhttp_errno_t 
         p->err = llhttp_get_error_reason(&p->ll);
         return WM_HTTP_ERR_FRAMING;
     }
-    if (e == HPE_USER && p->err != NULL) {
+    if ((e == HPE_USER || e == HPE_CB_HEADERS_COMPLETE) && p->err != NULL) {
+        /* a callback said why (on_headers_complete's own code is CB_HEADERS_COMPLETE) */
         return WM_HTTP_ERR_SYNTAX;
     }
     p->err = llhttp_get_error_reason(&p->ll);

@@ -29,7 +29,8 @@ class Recorder:
     with hop-by-hop headers, /always100 sends its own 100 Continue first,
     /foldresp answers with an obs-fold, /bighead with a 64 KiB header,
     /connframe?NAME with "Connection: keep-alive, NAME" (NAME the field
-    that frames its body); anything else answers 200 "got N"
+    that frames its body), /status?NNN with status NNN; anything else
+    answers 200 "got N"
     (N: body bytes); /hints?n=N sends N 103 Early Hints before it."""
 
     def __init__(self):
@@ -134,6 +135,9 @@ class Recorder:
             extra = b"X-F: a\r\n b\r\n"
         elif path == "/bighead":
             extra = b"X-Big: " + b"a" * (64 * 1024) + b"\r\n"
+        elif path.startswith("/status?"):
+            c.sendall(b"HTTP/1.1 %s Odd\r\nContent-Length: 3\r\n\r\nodd" % path[8:].encode())
+            return True
         elif path.startswith("/connframe?"):
             # Connection naming the framing field, in its own spelling
             c.sendall(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, %s\r\n" % path[11:].encode()
@@ -411,6 +415,22 @@ def test_response_connection_naming_its_framing_502(wmproxy, tmp_path, rec, name
     assert b"first" not in data and b"got 0" not in data, data
     assert wait_log(p, "bad response from 127.0.0.1:%d: Connection names Content-Length or "
                     "Transfer-Encoding" % rec.port), p.log()[-2000:]
+    still_serving(p, port, rec)
+
+
+def test_response_status_below_100_502(wmproxy, tmp_path, rec):
+    """A status under 100 is neither interim nor final (RFC 9110 15): it
+    went to the client as the answer while the access log said code=0 and
+    no status was counted. Now a malformed response: 502, logged. Statuses
+    600-999 still pass (RFC 9110 lets them be used)."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    for code in ("099", "000"):
+        st, _, body = get(port, "/status?" + code)
+        assert st == 502 and body != b"odd", (code, st, body)
+    assert wait_log(p, "bad response from 127.0.0.1:%d: status code below 100" % rec.port), \
+        p.log()[-2000:]
+    st, _, body = get(port, "/status?999")
+    assert (st, body) == (999, b"odd")
     still_serving(p, port, rec)
 
 
