@@ -434,6 +434,19 @@ def test_response_status_below_100_502(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_no_interim_response_to_an_http10_client(wmproxy, tmp_path, rec):
+    """RFC 9110 15.2: no 1xx goes to an HTTP/1.0 client, which knows none
+    and takes the first head as the answer: the upstream's 103s were
+    passed on to it. Now dropped; an HTTP/1.1 client still gets them."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    data = exchange(port, b"GET /hints?n=2 HTTP/1.0\r\nHost: a.test\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and b" 103 " not in data, data[:300]
+    assert data.endswith(b"got 0"), data[-100:]
+    data = exchange(port, b"GET /hints?n=2 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert data.count(b"HTTP/1.1 103 ") == 2 and data.endswith(b"got 0"), data
+    still_serving(p, port, rec)
+
+
 def test_response_head_over_the_limit_502_and_logged(wmproxy, tmp_path, rec):
     """A response head over the 16 KiB limit is a 502 at once, and the log
     says why at the default level (it was a debug line: an operator saw
