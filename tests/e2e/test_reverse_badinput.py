@@ -447,6 +447,23 @@ def test_no_interim_response_to_an_http10_client(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_no_content_length_on_a_204(wmproxy, tmp_path, rec):
+    """RFC 9110 8.6: no Content-Length on a 204 (nor a 1xx): an upstream's
+    went on to the client, which may read that many bytes of the next
+    answer as a body (nginx drops it). Dropped now; the bytes the upstream
+    sent after its head do not reach the client."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /status?204 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+              b"GET /next HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    data = recv_all(s)
+    s.close()
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 204 ") and b"content-length" not in first.lower(), data
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"got 0"), data
+    still_serving(p, port, rec)
+
+
 def test_response_head_over_the_limit_502_and_logged(wmproxy, tmp_path, rec):
     """A response head over the 16 KiB limit is a 502 at once, and the log
     says why at the default level (it was a debug line: an operator saw
