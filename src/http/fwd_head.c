@@ -342,6 +342,10 @@ void hfwd_set_reqline(struct wm_hfwd *f, struct wm_http_head *hd)
 static bool resp_field_kept(struct wm_hfwd *f, struct wm_http_head *hd,
                             const struct wm_http_field *fl, int status, bool upgrade)
 {
+    if ((status < 200 || status == 204) &&
+        (fl->id == WM_HDR_CONTENT_LENGTH || fl->id == WM_HDR_TRANSFER_ENCODING)) {
+        return false; /* RFC 9110 8.6, 9112 6.1: no body to frame (nginx drops it too) */
+    }
     if (upgrade && fl->id == WM_HDR_UPGRADE) {
         /* kept */
     } else if (fl->id == WM_HDR_TRAILER) {

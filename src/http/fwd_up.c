@@ -518,8 +518,11 @@ static bool response_head(struct wm_hfwd *f)
         return true; /* an HTTP/2 stream takes it parsed (fwd_h2.c) */
     }
     if (status >= 100 && status < 200) {
-        /* Interim response: pass it on, the final one follows. */
-        hfwd_write_response_head(f);
+        /* Interim response: pass it on, the final one follows; not to an
+         * HTTP/1.0 client (RFC 9110 15.2), which would take it as the answer. */
+        if (wm_http_head_minor(wm_http_parser_head(f->req)) != 0) {
+            hfwd_write_response_head(f);
+        }
         wm_http_parser_next(f->resp);
         wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
         return true;

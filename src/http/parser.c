@@ -168,14 +168,20 @@ static int te_token(const char *t, size_t n, void *arg)
     return 0;
 }
 
-/* A Connection option may not name what frames or routes the message: a
- * hop that honours it drops the header and reads the body differently
- * (request smuggling). */
-static int connection_token(const char *t, size_t n, void *arg)
+/* A Connection option may not name what frames the message: a hop that
+ * honours it drops the header and reads the body differently (request
+ * smuggling; for a response, the client reads its body, and the next
+ * answer, wrongly). */
+static int framing_token(const char *t, size_t n, void *arg)
 {
     (void)arg;
-    return wm_strieq(t, n, "content-length") || wm_strieq(t, n, "transfer-encoding") ||
-           wm_strieq(t, n, "host");
+    return wm_strieq(t, n, "content-length") || wm_strieq(t, n, "transfer-encoding");
+}
+
+/* Nor, in a request, what routes it. */
+static int connection_token(const char *t, size_t n, void *arg)
+{
+    return framing_token(t, n, arg) || wm_strieq(t, n, "host");
 }
 
 /* Unframeable: the message's length cannot be trusted (answered 400, or
@@ -241,6 +247,16 @@ static int on_headers_complete(llhttp_t *ll)
     }
     if (p->kind == WM_HTTP_REQUEST && check_request(p, ll) != 0) {
         return HPE_USER;
+    }
+    if (p->kind == WM_HTTP_RESPONSE && ll->status_code < 100) {
+        /* RFC 9110 15: neither interim nor final, nothing to pass on */
+        p->err = "status code below 100";
+        return HPE_USER;
+    }
+    if (p->kind == WM_HTTP_RESPONSE &&
+        each_token(p->head, WM_HDR_CONNECTION, framing_token, NULL) != 0) {
+        /* the field would go as hop-by-hop while its framing is kept */
+        return framing_error(p, "Connection names Content-Length or Transfer-Encoding");
     }
     p->head_done = true;
     if (p->kind == WM_HTTP_RESPONSE &&
@@ -377,7 +393,8 @@ static enum wm_http_res classify_error(struct wm_http_parser *p, llhttp_errno_t 
         p->err = llhttp_get_error_reason(&p->ll);
         return WM_HTTP_ERR_FRAMING;
     }
-    if (e == HPE_USER && p->err != NULL) {
+    if ((e == HPE_USER || e == HPE_CB_HEADERS_COMPLETE) && p->err != NULL) {
+        /* a callback said why (on_headers_complete's own code is CB_HEADERS_COMPLETE) */
         return WM_HTTP_ERR_SYNTAX;
     }
     p->err = llhttp_get_error_reason(&p->ll);

@@ -27,7 +27,10 @@ from test_reverse import _can_connect, gencert, get, start, wait_serving
 class Recorder:
     """An HTTP/1.1 upstream recording what it reads. Paths: /hop answers
     with hop-by-hop headers, /always100 sends its own 100 Continue first,
-    /foldresp answers with an obs-fold, /bighead with a 64 KiB header; anything else answers 200 "got N"
+    /foldresp answers with an obs-fold, /bighead with a 64 KiB header,
+    /connframe?NAME with "Connection: keep-alive, NAME" (NAME the field
+    that frames its body), /status?NNN with status NNN; anything else
+    answers 200 "got N"
     (N: body bytes); /hints?n=N sends N 103 Early Hints before it."""
 
     def __init__(self):
@@ -132,6 +135,15 @@ class Recorder:
             extra = b"X-F: a\r\n b\r\n"
         elif path == "/bighead":
             extra = b"X-Big: " + b"a" * (64 * 1024) + b"\r\n"
+        elif path.startswith("/status?"):
+            c.sendall(b"HTTP/1.1 %s Odd\r\nContent-Length: 3\r\n\r\nodd" % path[8:].encode())
+            return True
+        elif path.startswith("/connframe?"):
+            # Connection naming the framing field, in its own spelling
+            c.sendall(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, %s\r\n" % path[11:].encode()
+                      + (b"Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n"
+                         if "transfer" in path.lower() else b"Content-Length: 5\r\n\r\nfirst"))
+            return True
         msg = b"got %d" % len(body)
         c.sendall(b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(msg) + msg)
         return True
@@ -382,6 +394,73 @@ def test_interim_responses_bounded(wmproxy, tmp_path, rec):
         assert r.status == 502 and len(r.informational) <= 16, (r.status, len(r.informational))
     finally:
         c.close()
+    still_serving(p, port, rec)
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "transfer-encoding"])
+def test_response_connection_naming_its_framing_502(wmproxy, tmp_path, rec, name):
+    """A response whose Connection names Content-Length or
+    Transfer-Encoding: that field went as hop-by-hop while the body was
+    framed by it, so the client got a head without a length (or chunk
+    framing as the body) on a kept connection, and read its next answer as
+    part of this body. Now refused as any unframeable response: 502,
+    logged."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /connframe?%s HTTP/1.1\r\nHost: a.test\r\n\r\n"
+              b"GET /next HTTP/1.1\r\nHost: a.test\r\n\r\n" % name.encode())
+    data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 502 "), data[:300]
+    assert b"first" not in data and b"got 0" not in data, data
+    assert wait_log(p, "bad response from 127.0.0.1:%d: Connection names Content-Length or "
+                    "Transfer-Encoding" % rec.port), p.log()[-2000:]
+    still_serving(p, port, rec)
+
+
+def test_response_status_below_100_502(wmproxy, tmp_path, rec):
+    """A status under 100 is neither interim nor final (RFC 9110 15): it
+    went to the client as the answer while the access log said code=0 and
+    no status was counted. Now a malformed response: 502, logged. Statuses
+    600-999 still pass (RFC 9110 lets them be used)."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    for code in ("099", "000"):
+        st, _, body = get(port, "/status?" + code)
+        assert st == 502 and body != b"odd", (code, st, body)
+    assert wait_log(p, "bad response from 127.0.0.1:%d: status code below 100" % rec.port), \
+        p.log()[-2000:]
+    st, _, body = get(port, "/status?999")
+    assert (st, body) == (999, b"odd")
+    still_serving(p, port, rec)
+
+
+def test_no_interim_response_to_an_http10_client(wmproxy, tmp_path, rec):
+    """RFC 9110 15.2: no 1xx goes to an HTTP/1.0 client, which knows none
+    and takes the first head as the answer: the upstream's 103s were
+    passed on to it. Now dropped; an HTTP/1.1 client still gets them."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    data = exchange(port, b"GET /hints?n=2 HTTP/1.0\r\nHost: a.test\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and b" 103 " not in data, data[:300]
+    assert data.endswith(b"got 0"), data[-100:]
+    data = exchange(port, b"GET /hints?n=2 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert data.count(b"HTTP/1.1 103 ") == 2 and data.endswith(b"got 0"), data
+    still_serving(p, port, rec)
+
+
+def test_no_content_length_on_a_204(wmproxy, tmp_path, rec):
+    """RFC 9110 8.6: no Content-Length on a 204 (nor a 1xx): an upstream's
+    went on to the client, which may read that many bytes of the next
+    answer as a body (nginx drops it). Dropped now; the bytes the upstream
+    sent after its head do not reach the client."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    s.sendall(b"GET /status?204 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+              b"GET /next HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    data = recv_all(s)
+    s.close()
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 204 ") and b"content-length" not in first.lower(), data
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"got 0"), data
     still_serving(p, port, rec)
 
 
