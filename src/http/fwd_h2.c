@@ -30,17 +30,14 @@ static bool response_rules(const struct wm_hfwd *f)
     return false;
 }
 
-/* Chunked bodies: the decoded bytes, gathered for one hand-over. */
-static void sink_chunk_cb(void *arg, const char *p, size_t n)
+void hf_chunk_to_scratch(void *arg, const char *p, size_t n)
 {
     struct wm_hfwd *f = arg;
 
     evbuffer_add(f->w->scratch, p, n);
 }
 
-/* Chunked body bytes from in: decoded into f->w->scratch, the raw bytes
- * drained and counted in *raw. */
-static int sink_decode(struct wm_hfwd *f, struct evbuffer *in, size_t *raw)
+int hf_decode_chunked(struct wm_hfwd *f, struct evbuffer *in, size_t *raw)
 {
     enum wm_http_res r = WM_HTTP_MORE;
     struct evbuffer_iovec v;
@@ -88,7 +85,7 @@ bool hf_sink_head(struct wm_hfwd *f)
     }
     last = wm_http_parser_feed_body(f->resp, NULL, 0, &used) == WM_HTTP_MSG_DONE;
     if (wm_http_parser_chunked(f->resp)) {
-        wm_http_parser_set_body_cb(f->resp, sink_chunk_cb, f);
+        wm_http_parser_set_body_cb(f->resp, hf_chunk_to_scratch, f);
     }
     f->resp_phase = HF_RESP_BODY;
     if (f->sink != NULL) {
@@ -101,7 +98,7 @@ bool hf_sink_body(struct wm_hfwd *f, struct evbuffer *in)
 {
     struct evbuffer *out = f->w->scratch;
     size_t moved;
-    int r = wm_http_parser_chunked(f->resp) ? sink_decode(f, in, &moved)
+    int r = wm_http_parser_chunked(f->resp) ? hf_decode_chunked(f, in, &moved)
                                             : hf_move_body(f->resp, in, out, &moved);
 
     if (moved > 0) {

@@ -346,6 +346,9 @@ static bool resp_field_kept(struct wm_hfwd *f, struct wm_http_head *hd,
         (fl->id == WM_HDR_CONTENT_LENGTH || fl->id == WM_HDR_TRANSFER_ENCODING)) {
         return false; /* RFC 9110 8.6, 9112 6.1: no body to frame (nginx drops it too) */
     }
+    if (f->ri.dechunk && fl->id == WM_HDR_TRANSFER_ENCODING) {
+        return false; /* the body goes decoded (fwd_up.c) */
+    }
     if (upgrade && fl->id == WM_HDR_UPGRADE) {
         /* kept */
     } else if (fl->id == WM_HDR_TRAILER) {

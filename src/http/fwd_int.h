@@ -60,6 +60,8 @@ struct hf_reqinfo {
     bool has_body;      /* the head announced a body (the parser forgets as it reads) */
     bool replay_lost;   /* the body outgrew t.replay_max: it cannot be sent again */
     uint8_t interim;    /* 1xx heads read from the upstream (WM_HTTP_MAX_INTERIM) */
+    bool dechunk;       /* a chunked answer to an HTTP/1.0 client: its body decoded,
+                         * without Transfer-Encoding, read to the close */
 };
 
 /* Back-pressure and reading, each side. */
@@ -241,6 +243,13 @@ bool hf_response_body_end(struct wm_hfwd *f, int r);
 /* fwd.c: the engine serving the virtual client `client` (its end of a
  * pair), or NULL when that is not (or no longer) one of our clients. */
 struct wm_hfwd *hf_from_client(struct bufferevent *client);
+
+/* fwd_h2.c: chunked response bodies decoded (for a sink, or an HTTP/1.0
+ * client). The parser's body callback (arg f) adds decoded bytes to
+ * f->w->scratch; hf_decode_chunked() feeds it what in holds, drains the raw
+ * bytes it took and counts them in *raw; returns the parser's result. */
+void hf_chunk_to_scratch(void *arg, const char *p, size_t n);
+int hf_decode_chunked(struct wm_hfwd *f, struct evbuffer *in, size_t *raw);
 
 /* fwd_h2.c: answers handed parsed to a sink (wm_hfwd_give_head) */
 /* A response head from the upstream (not a 101 to an Upgrade): true when

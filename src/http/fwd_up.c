@@ -527,6 +527,14 @@ static bool response_head(struct wm_hfwd *f)
         wm_http_parser_expect_no_body(f->resp, f->ri.is_head);
         return true;
     }
+    if (status != 204 && status != 304 && !f->ri.is_head && wm_http_parser_chunked(f->resp) &&
+        wm_http_head_minor(wm_http_parser_head(f->req)) == 0) {
+        /* RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client; its
+         * body goes decoded and ends with the connection (as nginx does) */
+        f->ri.dechunk = true;
+        f->ri.close_after = true;
+        wm_http_parser_set_body_cb(f->resp, hf_chunk_to_scratch, f);
+    }
     if (wm_http_parser_needs_eof(f->resp) || f->req_phase != HF_REQ_DONE) {
         /* The head says so, written before it: a body read to the close,
          * or an answer before the request's body ended (a 401 to an
@@ -572,6 +580,9 @@ static bool read_response_head(struct wm_hfwd *f, struct evbuffer *in)
  * true when the body is over either way (f may be finished). */
 bool hf_response_body_end(struct wm_hfwd *f, int r)
 {
+    if (r != WM_HTTP_MORE && f->ri.dechunk) {
+        wm_http_parser_set_body_cb(f->resp, NULL, NULL);
+    }
     if (r == WM_HTTP_MSG_DONE) {
         hf_response_done(f);
         return true;
@@ -595,7 +606,17 @@ static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
     if (f->sink_on) {
         return hf_sink_body(f, in);
     }
-    r = hf_move_body(f->resp, in, f->w->scratch, &moved);
+    if (f->ri.dechunk) {
+        size_t before = evbuffer_get_length(f->w->scratch);
+        size_t raw;
+        r = hf_decode_chunked(f, in, &raw);
+        moved = evbuffer_get_length(f->w->scratch) - before; /* what the client gets */
+        if (raw > 0) {
+            f->last_ms = wm_now_coarse_ms();
+        }
+    } else {
+        r = hf_move_body(f->resp, in, f->w->scratch, &moved);
+    }
     if (moved > 0) {
         f->req_out += moved;
         f->c->bytes_out += moved;

@@ -619,6 +619,37 @@ proxy_url = "http://127.0.0.1:%(o)d"
     assert get(port, "/conn")[0] == 200
 
 
+def test_chunked_answer_to_an_http10_client_goes_decoded(wmproxy, tmp_path, origin):
+    """RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client, which
+    cannot read chunk framing: a chunked answer goes to it decoded, ended by
+    the close (as nginx does; the framing reached it raw). An HTTP/1.1
+    client on the same server still gets it chunked, trailer and all."""
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/conn")
+    for i in range(2):  # the second on a kept upstream connection
+        s = connect(port)
+        s.sendall(b"GET /chunked/70000 HTTP/1.0\r\nHost: a\r\n\r\n")
+        data = recv_all(s)
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        low = head.lower()
+        assert b"transfer-encoding" not in low and b"connection: close" in low, head
+        assert body == origin_mod.pattern(70000), (i, len(body), body[:40])
+    s = connect(port)
+    s.sendall(b"GET /chunked/100 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    data = recv_all(s)
+    s.close()
+    assert b"transfer-encoding: chunked" in data.lower() and b"X-Sum" in data, data[:400]
+    wait_until(lambda: p.log().count('req="GET /chunked/70000"') >= 2, what="access lines")
+
+
 def test_yaml_config(wmproxy, tmp_path):
     port = free_port()
     path = write(tmp_path / "rev.yaml", """
