@@ -250,10 +250,13 @@ static int submit_head(struct h2_stream *st, struct wm_http_head *hd, bool last)
     sbuf[2] = (char)('0' + status % 10);
     sbuf[3] = '\0';
     nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, 3, 0};
+    /* RFC 9110 8.6: a 1xx or 204 has no body to give a length of; a client
+     * that checks it (nghttp2, curl) resets the stream (PROTOCOL_ERROR) */
+    bool no_length = status < 200 || wm_http_head_status(hd) == 204;
     for (size_t i = 0; i < nf; i++) {
         struct wm_http_field f;
         wm_http_head_field(hd, i, &f);
-        if (!wm_h2_resp_keep(hd, &f)) {
+        if (!wm_h2_resp_keep(hd, &f) || (no_length && f.id == WM_HDR_CONTENT_LENGTH)) {
             continue;
         }
         size_t ln;

@@ -464,6 +464,20 @@ def test_no_content_length_on_a_204(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_no_content_length_on_a_204_over_h2(wmproxy, tmp_path, rec):
+    """The same over HTTP/2, where a content-length on a 204 (or a 1xx) is
+    a malformed response to the client: curl reset the stream
+    (PROTOCOL_ERROR) and lost the answer. Dropped from the HEADERS now."""
+    import subprocess
+    p, port = serve(wmproxy, tmp_path, rec)
+    r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null",
+                        "-H", "Host: a.test", "http://127.0.0.1:%d/status?204" % port],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("HTTP/2 204") and "content-length" not in r.stdout.lower(), r.stdout
+    still_serving(p, port, rec)
+
+
 def test_response_head_over_the_limit_502_and_logged(wmproxy, tmp_path, rec):
     """A response head over the 16 KiB limit is a 502 at once, and the log
     says why at the default level (it was a debug line: an operator saw
