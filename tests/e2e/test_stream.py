@@ -729,48 +729,54 @@ def test_bind_ssl_key_that_does_not_match_says_so(tmp_path):
                 and "own certificate first, then its chain" in r.stderr, r.stderr
 
 
+class StalledFifoLog:
+    """A [stream] server to the echo service whose access_log is a FIFO held
+    open by a reader that never reads (a stalled shipper), the pipe at its
+    smallest; serve() sends 120 exchanges (~100 bytes of log each: far more
+    than the pipe takes). close() lets the writer's write fail (EPIPE)."""
+
+    def __init__(self, wmproxy, tmp_path, echo):
+        import fcntl
+        self.port = free_port()
+        fifo = str(tmp_path / "access.fifo")
+        os.mkfifo(fifo)
+        self.reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        fcntl.fcntl(self.reader, 1031, 4096)  # F_SETPIPE_SZ
+        body = server(bind_addr="127.0.0.1:%d" % self.port,
+                      proxy_url="tcp://127.0.0.1:%d" % echo.port, access_log=fifo)
+        self.p = wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=self.port)
+
+    def serve(self):
+        for i in range(120):
+            assert exchange(self.port, b"x%d" % i, timeout=5) == echo_reply(b"x%d" % i), i
+
+    def close(self):
+        os.close(self.reader)
+
+
 def test_stop_with_access_log_on_stalled_fifo_ends(wmproxy, tmp_path, echo):
-    """The log writer stuck on that FIFO (its reader holds it open and never
-    reads) must not hold the stop: the process ends after the queue's wait
-    and says the lines still queued are lost."""
-    import fcntl
-    port = free_port()
-    fifo = str(tmp_path / "access.fifo")
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # held open, never read
+    """The log writer stuck on that FIFO must not hold the stop: the process
+    ends after the queue's wait and says the lines still queued are lost."""
+    f = StalledFifoLog(wmproxy, tmp_path, echo)
     try:
-        fcntl.fcntl(reader, 1031, 4096)  # F_SETPIPE_SZ: the smallest pipe
-        body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % echo.port,
-                      access_log=fifo)
-        p = wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=port)
-        for i in range(120):  # ~100 bytes a line: far more than 4 KiB
-            assert exchange(port, b"x%d" % i, timeout=5) == echo_reply(b"x%d" % i), i
+        f.serve()
         t0 = time.time()
-        p.stop(timeout=30)
+        f.p.stop(timeout=30)
         assert time.time() - t0 < 20
-        assert "took no byte for 5 s" in p.log()
+        assert "took no byte for 5 s" in f.p.log()
     finally:
-        os.close(reader)
+        f.close()
 
 
 def test_access_log_on_stalled_fifo_does_not_block_the_worker(wmproxy, tmp_path, echo):
-    """A stream access_log whose reader stops reading (a FIFO into a stalled
-    shipper) fills its pipe; the worker must go on serving (lines leave
-    through the log queue and are dropped, counted, when it is full)."""
-    import fcntl
-    port = free_port()
-    fifo = str(tmp_path / "access.fifo")
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # held open, never read
+    """A stream access_log whose reader stops reading fills its pipe; the
+    worker must go on serving (lines leave through the log queue and are
+    dropped, counted, when it is full)."""
+    f = StalledFifoLog(wmproxy, tmp_path, echo)
     try:
-        fcntl.fcntl(reader, 1031, 4096)  # F_SETPIPE_SZ: the smallest pipe
-        body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % echo.port,
-                      access_log=fifo)
-        p = wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=port)
         t0 = time.time()
-        for i in range(120):  # ~100 bytes a line: far more than 4 KiB
-            assert exchange(port, b"x%d" % i, timeout=5) == echo_reply(b"x%d" % i), i
+        f.serve()
         assert time.time() - t0 < 30
     finally:
-        os.close(reader)  # the writer thread's write fails (EPIPE): it can stop
-    wait_until(lambda: "access proto=tcp" in p.log(), what="main log access lines")
+        f.close()
+    wait_until(lambda: "access proto=tcp" in f.p.log(), what="main log access lines")
