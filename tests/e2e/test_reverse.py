@@ -36,6 +36,18 @@ def start(wmproxy, tmp_path, body, name="rev.toml", cport=None):
     return p
 
 
+def start_plain(wmproxy, tmp_path, port, origin):
+    """One [http] server on port to the origin, serving when it returns."""
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://127.0.0.1:%(o)d"
+""" % {"p": port, "o": origin.port})
+    wait_serving(port, path="/conn")
+    return p
+
+
 def wait_serving(port, host="a.test", path="/"):
     def ok():
         try:
@@ -598,13 +610,7 @@ proxy_url = "http://nowhere-defined"
 
 def test_bad_requests(wmproxy, tmp_path, origin):
     port = free_port()
-    start(wmproxy, tmp_path, """
-[http]
-[[http.server]]
-bind_addr = "127.0.0.1:%(p)d"
-proxy_url = "http://127.0.0.1:%(o)d"
-""" % {"p": port, "o": origin.port})
-    wait_serving(port, path="/conn")
+    start_plain(wmproxy, tmp_path, port, origin)
     for raw in (b"GET /conn HTTP/1.1\r\n\r\n",  # no Host
                 b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -625,13 +631,7 @@ def test_chunked_answer_to_an_http10_client_goes_decoded(wmproxy, tmp_path, orig
     the close (as nginx does; the framing reached it raw). An HTTP/1.1
     client on the same server still gets it chunked, trailer and all."""
     port = free_port()
-    p = start(wmproxy, tmp_path, """
-[http]
-[[http.server]]
-bind_addr = "127.0.0.1:%(p)d"
-proxy_url = "http://127.0.0.1:%(o)d"
-""" % {"p": port, "o": origin.port})
-    wait_serving(port, path="/conn")
+    p = start_plain(wmproxy, tmp_path, port, origin)
     for i in range(2):  # the second on a kept upstream connection
         s = connect(port)
         s.sendall(b"GET /chunked/70000 HTTP/1.0\r\nHost: a\r\n\r\n")
