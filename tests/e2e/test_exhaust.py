@@ -7,7 +7,8 @@ import socket
 import time
 
 from helpers import control as ctl
-from helpers.net import connect, free_ports, no_free_fds, wait_port, wait_until
+from helpers.net import connect, free_ports, is_closed, no_free_fds, wait_port, wait_until
+from helpers.stream import config, echo_reply, exchange, server
 
 
 def cpu_seconds(pid):
@@ -23,6 +24,22 @@ def cpu_over(pid, seconds):
     c0 = cpu_seconds(pid)
     time.sleep(seconds)
     return cpu_seconds(pid) - c0
+
+
+def holds_peer(pid, sock):
+    """Whether process pid holds the accepted end of sock, a client
+    connected on 127.0.0.1 (its socket inode among the process's fds)."""
+    here = "0100007F:%04X" % sock.getsockname()[1]
+    with open("/proc/%d/net/tcp" % pid) as f:
+        inodes = {"socket:[%s]" % ln.split()[9] for ln in f.readlines()[1:]
+                  if ln.split()[2] == here}
+    fds = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            fds.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return bool(inodes.intersection(fds))
 
 
 def conf(cport, port):
@@ -78,3 +95,30 @@ def test_out_of_descriptors_control_api_pauses(wmproxy, tmp_path, echo):
         s.close()
     assert ctl.api(cport, "GET", "/status")[0] == 200
     tunnel.close()
+
+
+def test_out_of_descriptors_stream_dial_says_so(wmproxy, tmp_path, echo):
+    """A [stream] client whose upstream socket cannot be made (the process
+    out of descriptors) was logged 'no upstream server of stream:NAME is up'
+    and ended upstream-unreachable, though every server was up and none was
+    marked down: the end reason is now no-socket, with the dial's own line,
+    and the next client is served as soon as descriptors are free."""
+    port = free_ports(1)[0]
+    srv = '{ addr = "127.0.0.1:%d", fall_times = 1, fail_timeout = "60s" }' % echo.port
+    body = ('[[stream.upstream]]\nname = "st"\nserver = [%s, %s]\n' % (srv, srv)
+            + server(bind_addr="127.0.0.1:%d" % port, up_name="st", accept_proxy_protocol=True))
+    p = wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=port)
+    pp = b"PROXY TCP4 192.0.2.7 192.0.2.8 1111 2222\r\n"
+    s = connect(port)
+    # accepted (its descriptor taken) before the process runs out; the dial
+    # waits for its PROXY header
+    wait_until(lambda: holds_peer(p.p.pid, s), what="the client accepted")
+    with no_free_fds(p.p.pid):
+        s.sendall(pp + b"hi")
+        assert is_closed(s, timeout=10), "the client was not let go"
+    s.close()
+    wait_until(lambda: "end=no-socket" in p.log(), what="the no-socket access line")
+    log = p.log()
+    assert "192.0.2.7:1111 target=127.0.0.1:%d: no socket for the connection" % echo.port in log
+    assert "no upstream server of stream:st is up" not in log, log[-2000:]
+    assert exchange(port, pp + b"again") == echo_reply(b"again")
