@@ -4,10 +4,12 @@ descriptors are free. Every wait is bounded."""
 
 import os
 import socket
+import threading
 import time
 
 from helpers import control as ctl
-from helpers.net import connect, free_ports, is_closed, no_free_fds, wait_port, wait_until
+from helpers.net import (connect, free_ports, is_closed, no_free_fds, recv_all, recv_exact,
+                         wait_port, wait_until)
 from helpers.stream import config, echo_reply, exchange, server
 
 
@@ -122,3 +124,32 @@ def test_out_of_descriptors_stream_dial_says_so(wmproxy, tmp_path, echo):
     assert "192.0.2.7:1111 target=127.0.0.1:%d: no socket for the connection" % echo.port in log
     assert "no upstream server of stream:st is up" not in log, log[-2000:]
     assert exchange(port, pp + b"again") == echo_reply(b"again")
+
+
+def test_out_of_descriptors_established_relay_keeps_its_data(wmproxy, tmp_path, echo):
+    """A plain relay switches to splice(2) when a read fills its buffer,
+    through a pipe made then; a process out of descriptors at that moment
+    cut the connection (pipe2: EMFILE) in the middle of its data. It now
+    goes on copying, and every byte arrives."""
+    port, cport = free_ports(2)
+    p = wmproxy(["run", "-c", ctl.write(tmp_path / "wm.toml", conf(cport, port))], port=port)
+    s = connect(port)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    s.sendall(b"small")  # copied: no pipe yet
+    assert recv_exact(s, 5) == b"small"
+    data = os.urandom(1 << 20)
+    got = []
+
+    def reader():
+        got.append(recv_all(s))
+    with no_free_fds(p.p.pid):
+        t = threading.Thread(target=reader)
+        t.start()
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        t.join(30)
+    s.close()
+    assert not t.is_alive(), "the relay stalled"
+    assert got[0] == echo_reply(b"small" + data)[5:], "the relay lost data (%d bytes back)" % len(got[0])
+    assert "Too many open files" not in p.log(), p.log()[-2000:]
