@@ -10,6 +10,7 @@ import time
 from helpers import control as ctl
 from helpers.net import (connect, free_ports, is_closed, no_free_fds, recv_all, recv_exact,
                          wait_port, wait_until)
+from helpers.origin import pattern
 from helpers.stream import config, echo_reply, exchange, server
 
 
@@ -178,3 +179,28 @@ def test_out_of_descriptors_established_relay_keeps_its_data(wmproxy, tmp_path, 
     assert not t.is_alive(), "the relay stalled"
     assert got[0] == echo_reply(b"small" + data)[5:], "the relay lost data (%d bytes back)" % len(got[0])
     assert "Too many open files" not in p.log(), p.log()[-2000:]
+
+
+def test_half_closed_client_gets_the_whole_answer(wmproxy, tmp_path, origin):
+    """A client that sends its request and half-closes (HTTP/1.0, `nc -N`)
+    still reads the answer; when the connection ends after that answer, its
+    last flush enabled reading again, saw the FIN once more and closed with
+    up to 256 KiB of the answer unsent. It now flushes it all."""
+    port = free_ports(1)[0]
+    text = ('disable_control = true\nworkers = 1\n[http]\n[[http.server]]\n'
+            'bind_addr = "127.0.0.1:%d"\n[[http.server.location]]\nrule = "/"\n'
+            'proxy_url = "http://127.0.0.1:%d"\n' % (port, origin.port))
+    p = wmproxy(["run", "-c", ctl.write(tmp_path / "wm.toml", text)], port=port)
+    size = 4 << 20
+    for _ in range(3):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(20)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /bytes/%d?seed=3 HTTP/1.0\r\nHost: x\r\n\r\n" % size)
+        s.shutdown(socket.SHUT_WR)
+        got = recv_all(s)
+        s.close()
+        assert got.endswith(pattern(size, 3)[-65536:]) and len(got) > size, \
+            "an answer cut short: %d of %d body bytes" % (len(got) - got.find(b"\r\n\r\n") - 4, size)
+    assert p.alive()
