@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +28,15 @@
 #include "control/dashboard.h"
 
 #define CONTROL_BACKLOG 64 /* the control API sees a handful of clients */
+#define CONTROL_ACCEPT_RETRY_MS 200
+#define CONTROL_ACCEPT_LOG_MS   1000 /* one pause line at most this often */
 
 static struct evhttp *http;
+static struct evconnlistener *accept_evl; /* http's, for the pause below */
+static struct event *accept_retry;        /* re-enables accept_evl after a pause */
+static char self_str[WM_ADDR_STR_MAX];
+static uint64_t accept_log_ms;            /* when the last pause line went out */
+static unsigned long accept_quiet;        /* pauses since, not logged */
 static struct wm_control_hooks hooks;
 static char *token;
 static uint64_t start_ms;
@@ -381,6 +389,38 @@ void wm_control_set_token(const char *t)
 
 static struct sockaddr_storage self_addr; /* where we listen, while we do */
 
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    evconnlistener_enable(accept_evl);
+}
+
+/* Out of descriptors or memory: pause, as the proxy listeners do, instead of
+ * libevent's default (a warning and a retry at once, a busy loop while the
+ * process has no descriptor left). */
+static void accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+    int e = errno;
+    struct timeval tv = {0, CONTROL_ACCEPT_RETRY_MS * 1000};
+
+    uint64_t now = wm_now_coarse_ms();
+
+    (void)arg;
+    if (accept_log_ms == 0 || now - accept_log_ms >= CONTROL_ACCEPT_LOG_MS) {
+        wm_log(WM_LOG_WARN, 0, "control: accept on %s: %s; pausing %d ms (%lu more pauses "
+               "since the last such line)", self_str, strerror(e), CONTROL_ACCEPT_RETRY_MS,
+               accept_quiet);
+        accept_log_ms = now;
+        accept_quiet = 0;
+    } else {
+        accept_quiet++;
+    }
+    evconnlistener_disable(evl);
+    evtimer_add(accept_retry, &tv);
+}
+
 /* The control port is exclusive: no SO_REUSEPORT (unlike the proxy
  * listeners), so a second instance with the same control address fails to
  * start instead of silently sharing the port and half of the requests. */
@@ -410,6 +450,7 @@ int wm_control_start(struct event_base *base, const char *addr, const char *tok,
 {
     struct sockaddr_storage ss;
     socklen_t len;
+    struct evhttp_bound_socket *bound;
     int fd;
 
     if (wm_addr_parse_listen(addr, &ss, &len) < 0) {
@@ -420,14 +461,23 @@ int wm_control_start(struct event_base *base, const char *addr, const char *tok,
         return -1;
     }
     http = evhttp_new(base);
-    if (http == NULL || evhttp_accept_socket(http, fd) < 0) {
+    accept_retry = evtimer_new(base, accept_retry_cb, NULL);
+    if (http == NULL || accept_retry == NULL ||
+        (bound = evhttp_accept_socket_with_handle(http, fd)) == NULL) {
         close(fd);
         if (http != NULL) {
             evhttp_free(http);
             http = NULL;
         }
+        if (accept_retry != NULL) {
+            event_free(accept_retry);
+            accept_retry = NULL;
+        }
         return wm_err_set(err, NULL, 0, 0, "control", "cannot serve on %s", addr);
     }
+    accept_evl = evhttp_bound_socket_get_listener(bound);
+    evconnlistener_set_error_cb(accept_evl, accept_error_cb);
+    snprintf(self_str, sizeof(self_str), "%s", addr);
     evhttp_set_timeout(http, 10);
     evhttp_set_max_headers_size(http, 16384);
     evhttp_set_max_body_size(http, 65536);
@@ -449,8 +499,11 @@ int wm_control_start(struct event_base *base, const char *addr, const char *tok,
 void wm_control_stop(void)
 {
     if (http != NULL) {
-        evhttp_free(http);
+        evhttp_free(http); /* frees accept_evl */
         http = NULL;
+        accept_evl = NULL;
+        event_free(accept_retry);
+        accept_retry = NULL;
         wm_lset_self_remove((const struct sockaddr *)&self_addr);
     }
     wm_control_set_token(NULL);

@@ -240,7 +240,10 @@ static void read_side(struct wm_splice *s, int i, bool peer_closed)
         return;
     }
     if (ensure_pipe(d) < 0) {
-        fail(s, i, errno);
+        /* No descriptor (or memory) for the pipe: go on copying; the next
+         * read that fills the buffer tries the pipe again. */
+        d->bulk = false;
+        read_copy(s, i, peer_closed);
         return;
     }
     for (int rounds = 0; rounds < 4 && d->inpipe < d->pipe_cap; rounds++) {

@@ -451,6 +451,14 @@ void hf_await_next(struct wm_hfwd *f)
     quiet = wm_bev_is_plain_socket(f->c->bev) ? WM_HTTP_PARK_MS : WM_HTTP_QUIET_MS;
     f->ka_until = wm_now_coarse_ms() + (uint64_t)(f->c->limits.idle_ms > 0 ? f->c->limits.idle_ms : 0);
     hf_arm_timer(f, f->c->limits.idle_ms > quiet ? quiet : f->c->limits.idle_ms);
+    if (evbuffer_get_length(bufferevent_get_output(f->c->bev)) >= WM_HTTP_BODY_HIGH_WATER) {
+        /* pipelined requests answered faster than the client reads: read
+         * the next ones once half of the answers went out */
+        f->flow.out_paused = true;
+        bufferevent_setwatermark(f->c->bev, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+        hf_client_reading(f, false);
+        return;
+    }
     hf_client_reading(f, true); /* also resumes after pipelined input filled up */
 }
 
@@ -506,6 +514,15 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         hf_leave(f);
         return;
     }
+    if (f->flow.out_paused) {
+        hf_enter(f);
+        f->flow.out_paused = false;
+        bufferevent_setwatermark(f->c->bev, EV_WRITE, 0, 0);
+        hf_client_reading(f, true);
+        hf_process_client(f);
+        hf_leave(f);
+        return;
+    }
     if (f->flow.up_paused && f->up != NULL) {
         hf_enter(f);
         f->flow.up_paused = false;
@@ -526,6 +543,17 @@ static void client_event(struct wm_hfwd *f, short what)
          * (EOF with ERROR): that client is gone, nothing reads an answer. */
         hf_client_reading(f, false);
         f->flow.client_eof = true;
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_READ_HEAD) {
+        /* Half-closed between requests: answer the pipelined ones still
+         * buffered, let every answer out (some may wait for the client to
+         * read: out_paused, then its drain goes on), then close. */
+        hf_client_reading(f, false);
+        f->flow.client_eof = true;
+        if (!f->flow.out_paused) {
+            hf_process_client(f);
+        }
         return;
     }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && f->state == HF_STREAM &&
@@ -677,7 +705,7 @@ static void read_head(struct wm_hfwd *f)
     struct wm_conn *c = f->c;
     struct evbuffer *in = bufferevent_get_input(c->bev);
 
-    while (f->state == HF_READ_HEAD) {
+    while (f->state == HF_READ_HEAD && !f->flow.out_paused) {
         struct evbuffer_iovec v;
         size_t used;
         enum wm_http_res r;

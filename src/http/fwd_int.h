@@ -70,6 +70,8 @@ struct hf_flow {
     bool client_eof;    /* FIN read: serve what is buffered, then close */
     bool client_paused; /* upstream output full: client reads wait for its drain */
     bool up_paused;     /* client output full: upstream reads wait for its drain */
+    bool out_paused;    /* client output full of answers it has not read (pipelined
+                         * requests answered here): its reads wait for the drain */
     bool up_idle;       /* `up` has nothing in flight: it may go back to a pool */
 };
 

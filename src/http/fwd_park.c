@@ -34,7 +34,7 @@ static bool parkable(const struct wm_hfwd *f)
     bool up_ok = f->up == NULL || (f->flow.up_idle && !f->flow.up_paused);
 
     return f->state == HF_READ_HEAD && up_ok && f->connecting == NULL && f->w == NULL &&
-           !f->flow.client_eof && f->req != NULL &&
+           !f->flow.client_eof && !f->flow.out_paused && f->req != NULL &&
            wm_http_head_size(wm_http_parser_head(f->req)) == 0 && f->c->bev != NULL &&
            wm_bev_is_plain_socket(f->c->bev);
 }

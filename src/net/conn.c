@@ -248,9 +248,16 @@ static void flush_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct wm_conn *c = arg;
 
-    (void)bev;
-    if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+    if (what & BEV_EVENT_ERROR) {
         wm_conn_finish(c, c->end_why);
+    } else if (what & BEV_EVENT_EOF) {
+        /* The client's FIN (again, if it half-closed after its request):
+         * it can still read what we owe it; the flush bound stays. */
+        bufferevent_disable(bev, EV_READ);
+        c->linger = false; /* nothing more comes to drain */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !start_linger(c)) {
+            wm_conn_finish(c, c->end_why);
+        }
     }
 }
 

@@ -14,10 +14,12 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/service.h"
+#include "core/util.h"
 #include "core/worker.h"
 #include "net/addr.h"
 
 #define WM_ACCEPT_RETRY_MS 200
+#define WM_ACCEPT_LOG_MS   1000 /* one pause line per listener at most this often */
 
 struct wm_listener {
     struct wm_worker *w;
@@ -26,6 +28,8 @@ struct wm_listener {
     void *dgram_state;       /* the service's, kept across service swaps */
     void (*dgram_free)(void *state);
     struct event *retry_ev;
+    uint64_t pause_log_ms;   /* when the last pause line went out */
+    unsigned long pause_quiet; /* pauses since, not logged */
     struct wm_service *svc;
     struct wm_listen_stats *stats;
     char addr[WM_ADDR_STR_MAX];
@@ -117,9 +121,18 @@ static void accept_error_cb(struct evconnlistener *evl, void *arg)
     struct wm_listener *l = arg;
     int e = errno;
 
-    /* Out of descriptors or memory: pause instead of spinning on accept. */
-    wm_log(WM_LOG_WARN, 0, "accept on %s: %s; pausing %d ms", l->addr, strerror(e),
-           WM_ACCEPT_RETRY_MS);
+    uint64_t now = wm_now_coarse_ms();
+
+    /* Out of descriptors or memory: pause instead of spinning on accept,
+     * and say so once a second, not at every retry. */
+    if (l->pause_log_ms == 0 || now - l->pause_log_ms >= WM_ACCEPT_LOG_MS) {
+        wm_log(WM_LOG_WARN, 0, "accept on %s: %s; pausing %d ms (%lu more pauses since the "
+               "last such line)", l->addr, strerror(e), WM_ACCEPT_RETRY_MS, l->pause_quiet);
+        l->pause_log_ms = now;
+        l->pause_quiet = 0;
+    } else {
+        l->pause_quiet++;
+    }
     evconnlistener_disable(evl);
     struct timeval tv = {0, WM_ACCEPT_RETRY_MS * 1000};
     evtimer_add(l->retry_ev, &tv);

@@ -534,6 +534,17 @@ static void connected(struct st_conn *c, int fd, const char *host, uint16_t port
     wm_conn_relay_fd(&c->conn, fd); /* PROXY header (origin), then splice or relay */
 }
 
+/* No upstream connection for this client: a 502 to a WebSocket client, else
+ * the connection ends with reason. */
+static void give_up(struct st_conn *c, const char *reason)
+{
+    if (c->srv->mode == ST_WS2TCP) {
+        answer(c, "502 Bad Gateway", "", reason);
+    } else {
+        wm_conn_finish(&c->conn, reason);
+    }
+}
+
 static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer, socklen_t peerlen,
                     void *arg)
 {
@@ -549,7 +560,11 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
         wm_log(WM_LOG_WARN, c->conn.id, "stream client=%s target=%s: %s", c->conn.peer_str,
                wm_conn_target(&c->conn), wm_dial_status_str(st));
         up_fail(c, wm_dial_status_str(st), st != WM_DIAL_LOCAL);
-        dial_next(c);
+        if (st == WM_DIAL_LOCAL) {
+            give_up(c, "no-socket"); /* ours, not the server's: every other would fail alike */
+        } else {
+            dial_next(c);
+        }
     } else {
         wm_upstream_server(c->up, c->idx, &host, &port);
         connected(c, fd, host, port);
@@ -567,11 +582,7 @@ static void dial_next(struct st_conn *c)
     if (c->idx < 0) {
         wm_log(WM_LOG_WARN, c->conn.id, "stream client=%s: no upstream server of %s is up",
                c->conn.peer_str, wm_upstream_name(c->up));
-        if (c->srv->mode == ST_WS2TCP) {
-            answer(c, "502 Bad Gateway", "", "upstream-unreachable");
-        } else {
-            wm_conn_finish(&c->conn, "upstream-unreachable");
-        }
+        give_up(c, "upstream-unreachable");
         return;
     }
     char target[WM_HOST_MAX + 8];
