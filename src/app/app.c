@@ -46,6 +46,7 @@
 #include "net/acl.h"
 #include "net/addr.h"
 #include "net/conn.h"
+#include "net/listener.h"
 #include "net/lset.h"
 #include "net/tlspump.h"
 #include "reverse/rev.h"
@@ -441,6 +442,7 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
                strerror(errno));
     }
     wm_control_set_token(nc->control_token);
+    wm_listener_set_max_connections((size_t)nc->max_connections);
     if (!a->o->grace_set && nc->grace_ms > 0) {
         a->grace_ms = (int)nc->grace_ms;
     }
@@ -677,6 +679,9 @@ static int start_services(struct app *a, struct wm_err *err)
         return -1;
     } else if (!o->grace_set && a->conf->grace_ms > 0) {
         a->grace_ms = (int)a->conf->grace_ms;
+    }
+    if (a->conf != NULL) {
+        wm_listener_set_max_connections((size_t)a->conf->max_connections);
     }
     const char *log_file = o->log_file[0] ? o->log_file
                                           : (a->conf != NULL ? a->conf->log_file : NULL);

@@ -482,6 +482,8 @@ static const struct wm_ckey top_keys[] = {
      .flags = WM_CKF_SECRET},
     {.name = "log_file", .kind = WM_CK_STR, .off = COFF(log_file), .flags = WM_CKF_PATH},
     {.name = "workers", .kind = WM_CK_INT, .off = COFF(workers), .min = 1, .max = 256},
+    {.name = "max_connections", .kind = WM_CK_INT, .off = COFF(max_connections), .min = 0,
+     .max = 100000000},
     {.name = "grace", .kind = WM_CK_DURATION, .off = COFF(grace_ms), .min = 0,
      .max = 3600000},
     {.name = "proxy", .kind = WM_CK_TABLE, .off = COFF(proxy), .sub = &proxy_schema},

@@ -135,6 +135,7 @@ struct wm_conf {
     const char *control_token;
     const char *log_file;
     int64_t workers;        /* 0: number of cores */
+    int64_t max_connections; /* client connections open at once; 0: no cap */
     uint64_t grace_ms;
     struct wm_conf_proxy *proxy; /* NULL without [proxy] */
     struct wm_conf_http *http;   /* NULL without [http] (conf/config_http.h) */

@@ -51,9 +51,17 @@ void wm_listen_stats_unref(struct wm_listen_stats *s)
     }
 }
 
+static size_t open_total;
+
+size_t wm_listen_open_total(void)
+{
+    return __atomic_load_n(&open_total, __ATOMIC_RELAXED);
+}
+
 void wm_listen_stats_conn_open(struct wm_listen_stats *s)
 {
     if (s != NULL) {
+        __atomic_add_fetch(&open_total, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&s->open, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&s->accepted, 1, __ATOMIC_RELAXED);
     }
@@ -63,6 +71,7 @@ void wm_listen_stats_conn_close(struct wm_listen_stats *s, unsigned long long in
                                 unsigned long long out)
 {
     if (s != NULL) {
+        __atomic_sub_fetch(&open_total, 1, __ATOMIC_RELAXED);
         __atomic_sub_fetch(&s->open, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&s->bytes_in, in, __ATOMIC_RELAXED);
         __atomic_add_fetch(&s->bytes_out, out, __ATOMIC_RELAXED);

@@ -64,5 +64,8 @@ void wm_listen_stats_unref(struct wm_listen_stats *s);
 void wm_listen_stats_conn_open(struct wm_listen_stats *s);
 void wm_listen_stats_conn_close(struct wm_listen_stats *s, unsigned long long in,
                                 unsigned long long out);
+/* Client connections open on every listener of the process (those counted
+ * above; any thread). */
+size_t wm_listen_open_total(void);
 
 #endif

@@ -20,6 +20,21 @@
 
 #define WM_ACCEPT_RETRY_MS 200
 #define WM_ACCEPT_LOG_MS   1000 /* one pause line per listener at most this often */
+#define WM_FULL_RETRY_MS   50   /* at max_connections: look again this often */
+
+static size_t max_conns; /* wm_listener_set_max_connections(); 0: none */
+
+void wm_listener_set_max_connections(size_t max)
+{
+    __atomic_store_n(&max_conns, max, __ATOMIC_RELAXED);
+}
+
+static bool at_max(void)
+{
+    size_t max = __atomic_load_n(&max_conns, __ATOMIC_RELAXED);
+
+    return max > 0 && wm_listen_open_total() >= max;
+}
 
 struct wm_listener {
     struct wm_worker *w;
@@ -94,6 +109,34 @@ int wm_listen_socket(const struct sockaddr *sa, socklen_t len, int type, struct 
     return fd;
 }
 
+/* Stop accepting for ms, saying why (what) once a second at most, not at
+ * every pause. */
+static void pause_accept(struct wm_listener *l, const char *what, int ms)
+{
+    uint64_t now = wm_now_coarse_ms();
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    if (l->pause_log_ms == 0 || now - l->pause_log_ms >= WM_ACCEPT_LOG_MS) {
+        wm_log(WM_LOG_WARN, 0, "accept on %s: %s; pausing %d ms (%lu more pauses since the "
+               "last such line)", l->addr, what, ms, l->pause_quiet);
+        l->pause_log_ms = now;
+        l->pause_quiet = 0;
+    } else {
+        l->pause_quiet++;
+    }
+    evconnlistener_disable(l->evl);
+    evtimer_add(l->retry_ev, &tv);
+}
+
+static void pause_full(struct wm_listener *l)
+{
+    char what[64];
+
+    snprintf(what, sizeof(what), "max_connections (%zu) reached",
+             __atomic_load_n(&max_conns, __ATOMIC_RELAXED));
+    pause_accept(l, what, WM_FULL_RETRY_MS);
+}
+
 static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -103,6 +146,9 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     (void)evl;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     l->svc->accept(l->svc, l->w, fd, sa, (socklen_t)salen, l->stats);
+    if (at_max() && l->evl != NULL) {
+        pause_full(l); /* this one was taken; the next ones wait in the backlog */
+    }
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -111,31 +157,21 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!wm_worker_draining(l->w)) {
-        evconnlistener_enable(l->evl);
+    if (wm_worker_draining(l->w)) {
+        return;
     }
+    if (at_max()) {
+        pause_full(l);
+        return;
+    }
+    evconnlistener_enable(l->evl);
 }
 
+/* Out of descriptors or memory: pause instead of spinning on accept. */
 static void accept_error_cb(struct evconnlistener *evl, void *arg)
 {
-    struct wm_listener *l = arg;
-    int e = errno;
-
-    uint64_t now = wm_now_coarse_ms();
-
-    /* Out of descriptors or memory: pause instead of spinning on accept,
-     * and say so once a second, not at every retry. */
-    if (l->pause_log_ms == 0 || now - l->pause_log_ms >= WM_ACCEPT_LOG_MS) {
-        wm_log(WM_LOG_WARN, 0, "accept on %s: %s; pausing %d ms (%lu more pauses since the "
-               "last such line)", l->addr, strerror(e), WM_ACCEPT_RETRY_MS, l->pause_quiet);
-        l->pause_log_ms = now;
-        l->pause_quiet = 0;
-    } else {
-        l->pause_quiet++;
-    }
-    evconnlistener_disable(evl);
-    struct timeval tv = {0, WM_ACCEPT_RETRY_MS * 1000};
-    evtimer_add(l->retry_ev, &tv);
+    (void)evl;
+    pause_accept(arg, strerror(errno), WM_ACCEPT_RETRY_MS);
 }
 
 static void dgram_cb(evutil_socket_t fd, short what, void *arg)

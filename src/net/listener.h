@@ -32,6 +32,12 @@ int wm_listen_probe(const struct sockaddr *sa, socklen_t len, int type, struct w
 struct wm_listener *wm_listener_new(struct wm_worker *w, int fd, const char *addr,
                                     struct wm_service *svc, struct wm_listen_stats *stats);
 
+/* At most max client connections open in the process (0: no cap but the
+ * descriptors): at the cap every TCP listener stops accepting (one warn line
+ * a second per listener) until connections close; new clients wait in the
+ * kernel's backlog. Any thread (start, reload). */
+void wm_listener_set_max_connections(size_t max);
+
 /* Replace the service new connections go to (reload). References svc,
  * releases the old one. Worker thread only. */
 void wm_listener_set_service(struct wm_listener *l, struct wm_service *svc);

@@ -243,3 +243,48 @@ def test_half_closed_client_gets_the_whole_answer(wmproxy, tmp_path, origin):
         assert got.endswith(pattern(size, 3)[-65536:]) and len(got) > size, \
             "an answer cut short: %d of %d body bytes" % (len(got) - got.find(b"\r\n\r\n") - 4, size)
     assert p.alive()
+
+
+def test_max_connections_holds_new_clients_in_the_backlog(wmproxy, tmp_path, echo):
+    """max_connections = 3: with three clients open every listener stops
+    accepting (a warn line), a fourth client waits in the kernel's backlog
+    unserved, and is served as soon as one of the three goes. A reload
+    changes the cap."""
+    port, cport = free_ports(2)
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % echo.port)
+    # one worker: one listening socket, so the cap is exact (each other
+    # worker's socket may take one more before it stops too)
+    path = config(tmp_path, body, control=cport, workers=1, top="max_connections = 3\n")
+    p = wmproxy(["run", "-c", path], port=port)
+    wait_until(lambda: p.log().count("access proto=tcp") >= 1, what="the start probe's end")
+
+    def echoes(s, data):
+        s.settimeout(10)
+        s.sendall(data)
+        return recv_exact(s, len(data)) == data
+
+    held = [connect(port) for _ in range(3)]
+    assert all(echoes(s, b"h%d" % i) for i, s in enumerate(held))
+    wait_until(lambda: "max_connections (3) reached" in p.log(), what="the pause line")
+    late = connect(port)  # the kernel completes the handshake: it waits, unaccepted
+    late.settimeout(0.5)
+    late.sendall(b"late")
+    try:
+        data = late.recv(100)
+    except socket.timeout:
+        data = None
+    assert data is None, data
+    held.pop().close()
+    late.settimeout(10)
+    assert recv_exact(late, 4) == b"late"
+    for s in held + [late]:
+        s.close()
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("max_connections = 3", "max_connections = 0"))
+    assert ctl.api(cport, "POST", "/reload", timeout=30)[0] == 200
+    many = [connect(port) for _ in range(6)]
+    assert all(echoes(s, b"m%d" % i) for i, s in enumerate(many))
+    for s in many:
+        s.close()

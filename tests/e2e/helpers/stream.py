@@ -17,8 +17,9 @@ def write(path, text):
     return str(path)
 
 
-def config(tmp_path, body, name="stream.toml", control=None, workers=2):
-    top = ('control = "127.0.0.1:%d"\n' % control) if control else "disable_control = true\n"
+def config(tmp_path, body, name="stream.toml", control=None, workers=2, top=""):
+    """top: more top-level lines (before [stream])."""
+    top = (('control = "127.0.0.1:%d"\n' % control) if control else "disable_control = true\n") + top
     return write(tmp_path / name, top + "workers = %d\n[stream]\n" % workers + body)
 
 
