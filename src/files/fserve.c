@@ -13,9 +13,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "files/files_int.h"
 #include "http/head.h"
+#include "net/conn.h"
 
 #define MAX_REL 4096
 
@@ -325,7 +327,7 @@ static int not_found(struct wm_files_req *q, struct wm_hfwd_target *t, struct wm
 }
 
 static int open_error(struct wm_files_req *q, struct wm_hfwd_target *t, struct wm_http_head *req,
-                      int err, bool head)
+                      const char *rel, int err, bool head)
 {
     switch (err) {
     case ENOENT:
@@ -339,6 +341,9 @@ static int open_error(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
     case ELOOP:
         return text_answer(q, t, 403, "forbidden: the path leaves the root");
     default:
+        /* ours (out of descriptors, an I/O error): the operator must see why */
+        wm_log(WM_LOG_WARN, wm_hfwd_conn(q->f)->id, "files: cannot open /%s: %s", rel,
+               strerror(err));
         return text_answer(q, t, 500, "cannot open the file");
     }
 }
@@ -443,7 +448,7 @@ static int route_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
         return not_found(q, t, req, head);
     }
     if ((err = files_open(fs, rel, &e)) != 0) {
-        return open_error(q, t, req, err, head);
+        return open_error(q, t, req, rel, err, head);
     }
     q->ent = e;
     if (S_ISDIR(e->st.st_mode)) {

@@ -8,6 +8,7 @@ import threading
 import time
 
 from helpers import control as ctl
+from helpers import http1
 from helpers.net import (connect, free_ports, is_closed, no_free_fds, recv_all, recv_exact,
                          wait_port, wait_until)
 from helpers.origin import pattern
@@ -288,3 +289,32 @@ def test_max_connections_holds_new_clients_in_the_backlog(wmproxy, tmp_path, ech
     assert all(echoes(s, b"m%d" % i) for i, s in enumerate(many))
     for s in many:
         s.close()
+
+
+def test_file_server_out_of_descriptors_says_why(wmproxy, tmp_path):
+    """A file the server cannot open for want of descriptors is a 500, and
+    the log says why (the operator saw a bare 500 before); a file it could
+    open is served again once descriptors are free."""
+    port = free_ports(1)[0]
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "f.txt").write_bytes(b"file body")
+    path = ctl.write(tmp_path / "f.toml", 'disable_control = true\nworkers = 1\n[http]\n'
+                     '[[http.server]]\nbind_addr = "127.0.0.1:%d"\n[[http.server.location]]\n'
+                     'rule = "/"\nfile_server = { root = "%s" }\n' % (port, root))
+    p = wmproxy(["run", "-c", path], port=port)
+    s = connect(port)  # taken before: the request needs no new descriptor for the client
+    s.settimeout(10)
+    s.sendall(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert http1.Reader(s).response().status == 404
+    with no_free_fds(p.p.pid):
+        s.sendall(b"GET /f.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 500 ") and b"cannot open the file" in data, data[:200]
+    wait_until(lambda: "files: cannot open /f.txt: Too many open files" in p.log(),
+               what="the reason in the log")
+    s = connect(port)
+    s.sendall(b"GET /f.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert recv_all(s).endswith(b"file body")
+    s.close()
