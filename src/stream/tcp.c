@@ -104,8 +104,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
          * again once it reads (a socket keeps reporting it) */
         bufferevent_disable(bev, EV_READ);
     } else {
-        /* an error: a reset, or (bind_ssl) a failed TLS handshake */
-        wm_conn_finish(&c->conn, (what & BEV_EVENT_ERROR) ? "error-client" : "client-closed");
+        /* an error: a reset, or (bind_ssl) a failed or timed-out TLS
+         * handshake (the TLS line before says which) */
+        wm_conn_finish(&c->conn, !(what & BEV_EVENT_ERROR) ? "client-closed"
+                                 : c->state == ST_S_TLS    ? "tls-handshake-failed"
+                                                           : "error-client");
     }
     wm_conn_leave(&c->conn);
 }

@@ -282,9 +282,10 @@ def test_bind_ssl_dials_only_after_the_client_handshake(wmproxy, tmp_path):
 
 
 def test_tls_handshake_failure_is_an_error_under_the_connection_id(wmproxy, tmp_path):
-    """A client that fails the TLS handshake ends with end=error-client at
-    once (it said client-closed), and the TLS line carries the connection's
-    id (c=), as its access line does."""
+    """A client that fails the TLS handshake ends with end=tls-handshake-failed
+    at once (it said client-closed, then error-client, as a reset would),
+    and the TLS line carries the connection's id (c=), as its access line
+    does."""
     back = _CountingEcho()
     p, port, _ = _tls_server(wmproxy, tmp_path, back.port)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
@@ -293,7 +294,7 @@ def test_tls_handshake_failure_is_an_error_under_the_connection_id(wmproxy, tmp_
         assert raw.recv(100) == b""
     line = wait_until(lambda: re.search(r" c=(\d+) access proto=tcp client=127\.0\.0\.1:%d .* "
                                         r"end=(\S+)" % me, p.log()), what="the access line")
-    assert line.group(2) == "error-client", line.group(0)
+    assert line.group(2) == "tls-handshake-failed", line.group(0)
     tls = re.search(r" c=(\d+) tls 127\.0\.0\.1:%d: handshake failed" % me, p.log())
     assert tls and tls.group(1) == line.group(1), p.log()
     assert back.accepted == 0  # nothing dialed for it
