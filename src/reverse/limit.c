@@ -9,6 +9,10 @@
  * the counts. Its memory is bounded by `limit=SIZE`: when the table is
  * full the key that was seen least recently is forgotten (logged once per
  * minute). One mutex per zone; the critical section is a hash lookup.
+ * Keys come from clients (an IPv6 client picks its address within its
+ * /64; {host} or {url} keys are any text): the hash is seeded per zone with
+ * a secret and mixed, so nobody can choose keys that share one chain and
+ * make every lookup walk the whole zone.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@ struct rv_zone {
     uint64_t rate_micro;           /* requests per second x 10^6 */
     size_t max_entries;
     size_t n;
+    uint64_t seed;                 /* secret: the chains a key lands in are not known */
     struct lentry **buckets;
     size_t nbuckets;
     struct lentry *lru_head;
@@ -121,6 +126,7 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t byte
             z->refused = wm_metrics_counter("wmproxy_limit_req_refused_total",
                                             "Requests refused by a limit_req zone", lbl);
             z->refs = 1;
+            z->seed = wm_random_u64();
             z->rate_micro = rate_micro;
             z->max_entries = max;
             pthread_mutex_init(&z->lock, NULL);
@@ -150,9 +156,15 @@ void rv_zone_put(struct rv_zone *z)
     pthread_mutex_unlock(&reg_lock);
 }
 
-static uint64_t hash_key(const char *k, size_t n)
+/* FNV-1a from the zone's seed, then mixed (splitmix64's finalizer): its low
+ * bits, which pick the chain, depend on every bit of the seed. */
+static uint64_t hash_key(const struct rv_zone *z, const char *k, size_t n)
 {
-    return wm_fnv1a(WM_FNV_INIT, k, n);
+    uint64_t h = wm_fnv1a(WM_FNV_INIT ^ z->seed, k, n);
+
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
 }
 
 static void lru_unlink(struct rv_zone *z, struct lentry *e)
@@ -211,7 +223,7 @@ static void evict_oldest(struct rv_zone *z, uint64_t now)
 
 static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, uint64_t now)
 {
-    uint64_t h = hash_key(key, n);
+    uint64_t h = hash_key(z, key, n);
     struct lentry **head = &z->buckets[h & (z->nbuckets - 1)];
     struct lentry *e;
 
