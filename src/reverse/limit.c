@@ -90,6 +90,36 @@ static void zone_free(struct rv_zone *z)
     free(z);
 }
 
+/* Chains for max keys: about one key per chain. */
+static size_t buckets_for(size_t max)
+{
+    size_t nb = 1024;
+
+    while (nb < max && nb < (1u << 20)) {
+        nb *= 2;
+    }
+    return nb;
+}
+
+/* A reload raised limit=: more chains, or each lookup would walk
+ * max / nbuckets keys. Under z->lock. On OOM the old chains stay. */
+static void zone_grow(struct rv_zone *z)
+{
+    size_t nb = buckets_for(z->max_entries);
+    struct lentry **b;
+
+    if (nb <= z->nbuckets || (b = calloc(nb, sizeof(*b))) == NULL) {
+        return;
+    }
+    for (struct lentry *e = z->lru_head; e != NULL; e = e->lru_next) {
+        e->hnext = b[e->hash & (nb - 1)];
+        b[e->hash & (nb - 1)] = e;
+    }
+    free(z->buckets);
+    z->buckets = b;
+    z->nbuckets = nb;
+}
+
 struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t bytes)
 {
     struct rv_zone *z;
@@ -109,12 +139,10 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t byte
         pthread_mutex_lock(&z->lock);
         z->rate_micro = rate_micro; /* a reload may change the rate; the counts stay */
         z->max_entries = max;
+        zone_grow(z);
         pthread_mutex_unlock(&z->lock);
     } else if ((z = calloc(1, sizeof(*z))) != NULL) {
-        z->nbuckets = 1024;
-        while (z->nbuckets < max && z->nbuckets < (1u << 20)) {
-            z->nbuckets *= 2;
-        }
+        z->nbuckets = buckets_for(max);
         z->buckets = calloc(z->nbuckets, sizeof(*z->buckets));
         if (z->buckets == NULL) {
             free(z);

@@ -86,11 +86,52 @@ static void test_chosen_keys_share_no_chain(void **state)
     free(good);
 }
 
+/* A reload that raises limit= (rv_zone_get again, the counts kept) gives
+ * the zone chains for its new size: it used to keep the first size's
+ * 1024, and a zone of 64k keys walked 64 per lookup. */
+static void test_reload_larger_limit_grows_chains(void **state)
+{
+    enum { BIG = 65536 };
+    char(*keys)[16] = calloc(BIG, sizeof(*keys));
+    uint64_t t[2];
+
+    (void)state;
+    assert_non_null(keys);
+    for (int i = 0; i < BIG; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "10.%d.%d", i >> 8, i & 255);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: made at its size; pass 1: made small, then reloaded */
+        struct rv_zone *z = rv_zone_get(pass ? "unit-grow" : "unit-made", 1000000 / 60,
+                                        pass ? 16 * 128 : BIG * 128);
+        struct rv_zone *z2 = rv_zone_get(pass ? "unit-grow" : "unit-made", 1000000 / 60,
+                                         BIG * 128);
+        assert_ptr_equal(z, z2);
+        rv_zone_put(z2);
+        assert_true(rv_zone_allow(z, "k", 1, 0));
+        for (int i = 0; i < BIG - 1; i++) { /* with "k": full */
+            rv_zone_allow(z, keys[i], strlen(keys[i]), 1000000);
+        }
+        assert_false(rv_zone_allow(z, "k", 1, 0)); /* all kept: the count too */
+        uint64_t t0 = now_ns();
+        for (int r = 0; r < 4; r++) {
+            for (int i = 0; i < BIG - 1; i++) {
+                rv_zone_allow(z, keys[i], strlen(keys[i]), 1000000);
+            }
+        }
+        t[pass] = now_ns() - t0;
+        rv_zone_put(z);
+    }
+    assert_true(t[1] < 3 * t[0] + 2000000);
+    free(keys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_then_refused),
         cmocka_unit_test(test_chosen_keys_share_no_chain),
+        cmocka_unit_test(test_reload_larger_limit_grows_chains),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
