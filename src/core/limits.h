@@ -62,6 +62,9 @@
  * WM_TUN_MAX_STREAMS, 65,536): what a carrier can make a node hold is
  * bounded by this many 256 KiB windows plus their 32 MiB growth budget. */
 #define WM_TUNNEL_MAX_STREAMS_DEFAULT   16384
+/* Series of wmproxy_tunnel_mapping_bytes_total (two per client and mapping
+ * name, kept for the process's life): clients choose both names. */
+#define WM_TUNNEL_MAPPING_SERIES_MAX    4096
 
 /* Forward proxy credentials (config, command line, HTTP Basic, SOCKS5). */
 #define WM_PROXY_CRED_MAX        256 /* user or password, with its NUL */

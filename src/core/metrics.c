@@ -31,6 +31,8 @@ struct family {
     enum wm_metric_type type;
     struct series *first;
     struct series **tail;
+    size_t nseries;
+    bool cap_warned;               /* its own bound (wm_metrics_counter_max) was met */
 };
 
 struct collector {
@@ -130,7 +132,7 @@ static struct family *family_get(const char *name, const char *help, enum wm_met
 }
 
 static wm_metric series_get(const char *name, const char *help, const char *labels,
-                            enum wm_metric_type type)
+                            enum wm_metric_type type, size_t max)
 {
     uint32_t need = type == WM_MT_HISTOGRAM ? HIST_SLOTS : 1;
     struct family *f;
@@ -144,13 +146,20 @@ static wm_metric series_get(const char *name, const char *help, const char *labe
             id = s->slot;
         }
     }
-    if (f != NULL && id == 0 && next_slot + need <= WM_METRICS_SLOTS) {
+    if (f != NULL && id == 0 && max > 0 && f->nseries >= max) {
+        if (!f->cap_warned) {
+            f->cap_warned = true;
+            wm_log(WM_LOG_WARN, 0, "metrics: %s is at its bound of %zu series; {%s} and "
+                   "further new ones are not shown", name, max, labels);
+        }
+    } else if (f != NULL && id == 0 && next_slot + need <= WM_METRICS_SLOTS) {
         s = calloc(1, sizeof(*s));
         if (s != NULL && (s->labels = strdup(labels)) != NULL) {
             s->slot = id = next_slot;
             next_slot += need;
             *f->tail = s;
             f->tail = &s->next;
+            f->nseries++;
         } else {
             free(s);
         }
@@ -165,12 +174,18 @@ static wm_metric series_get(const char *name, const char *help, const char *labe
 
 wm_metric wm_metrics_counter(const char *name, const char *help, const char *labels)
 {
-    return series_get(name, help, labels, WM_MT_COUNTER);
+    return series_get(name, help, labels, WM_MT_COUNTER, 0);
+}
+
+wm_metric wm_metrics_counter_max(const char *name, const char *help, const char *labels,
+                                 size_t max)
+{
+    return series_get(name, help, labels, WM_MT_COUNTER, max);
 }
 
 wm_metric wm_metrics_histogram(const char *name, const char *help, const char *labels)
 {
-    return series_get(name, help, labels, WM_MT_HISTOGRAM);
+    return series_get(name, help, labels, WM_MT_HISTOGRAM, 0);
 }
 
 static inline void slot_add(uint32_t slot, uint64_t n)

@@ -47,6 +47,12 @@ void wm_metrics_bind_thread(int index);
 wm_metric wm_metrics_counter(const char *name, const char *help, const char *labels);
 wm_metric wm_metrics_histogram(const char *name, const char *help, const char *labels);
 
+/* As wm_metrics_counter, for a family whose labels come from peers: once
+ * the family holds max series, a new label set gets the dummy (0) and one
+ * warning is logged, so it cannot take the slots of every other family. */
+wm_metric wm_metrics_counter_max(const char *name, const char *help, const char *labels,
+                                 size_t max);
+
 /* Add n to a counter. */
 void wm_metrics_add(wm_metric m, uint64_t n);
 static inline void wm_metrics_inc(wm_metric m)

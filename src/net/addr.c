@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,9 +155,24 @@ const char *wm_addr_format_ip(const struct sockaddr *sa, char *buf, size_t cap)
     return buf;
 }
 
+static uint64_t hash_seed;
+static pthread_once_t hash_seed_once = PTHREAD_ONCE_INIT;
+
+static void hash_seed_init(void)
+{
+    hash_seed = wm_random_u64();
+}
+
 uint64_t wm_addr_hash(const struct sockaddr_storage *ss, socklen_t len)
 {
-    return wm_fnv1a(WM_FNV_INIT, ss, len < (socklen_t)sizeof(*ss) ? len : sizeof(*ss));
+    uint64_t h;
+
+    pthread_once(&hash_seed_once, hash_seed_init);
+    h = wm_fnv1a(WM_FNV_INIT ^ hash_seed, ss, len < (socklen_t)sizeof(*ss) ? len : sizeof(*ss));
+    /* splitmix64's finalizer: the low bits (the chain) depend on all of h */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
 }
 
 const char *wm_addr_format(const struct sockaddr *sa, char *buf, size_t cap)

@@ -50,8 +50,10 @@ int wm_addr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *
 /* Format sa as "1.2.3.4:80" or "[::1]:80" into buf (>= WM_ADDR_STR_MAX). */
 const char *wm_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 
-/* A hash of the first len bytes of a socket address (FNV-1a), for tables
- * keyed by peer address. The bytes must be as recvfrom() filled them. */
+/* A hash of the first len bytes of a socket address (FNV-1a from a secret
+ * seed of the process, mixed), for tables keyed by peer address: a sender
+ * that picks its port or address cannot aim at one chain. The bytes must be
+ * as recvfrom() filled them. */
 uint64_t wm_addr_hash(const struct sockaddr_storage *ss, socklen_t len);
 
 /* Format only the IP of sa into buf. */

@@ -9,6 +9,10 @@
  * the counts. Its memory is bounded by `limit=SIZE`: when the table is
  * full the key that was seen least recently is forgotten (logged once per
  * minute). One mutex per zone; the critical section is a hash lookup.
+ * Keys come from clients (an IPv6 client picks its address within its
+ * /64; {host} or {url} keys are any text): the hash is seeded per zone with
+ * a secret and mixed, so nobody can choose keys that share one chain and
+ * make every lookup walk the whole zone.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@ struct rv_zone {
     uint64_t rate_micro;           /* requests per second x 10^6 */
     size_t max_entries;
     size_t n;
+    uint64_t seed;                 /* secret: the chains a key lands in are not known */
     struct lentry **buckets;
     size_t nbuckets;
     struct lentry *lru_head;
@@ -85,6 +90,36 @@ static void zone_free(struct rv_zone *z)
     free(z);
 }
 
+/* Chains for max keys: about one key per chain. */
+static size_t buckets_for(size_t max)
+{
+    size_t nb = 1024;
+
+    while (nb < max && nb < (1u << 20)) {
+        nb *= 2;
+    }
+    return nb;
+}
+
+/* A reload raised limit=: more chains, or each lookup would walk
+ * max / nbuckets keys. Under z->lock. On OOM the old chains stay. */
+static void zone_grow(struct rv_zone *z)
+{
+    size_t nb = buckets_for(z->max_entries);
+    struct lentry **b;
+
+    if (nb <= z->nbuckets || (b = calloc(nb, sizeof(*b))) == NULL) {
+        return;
+    }
+    for (struct lentry *e = z->lru_head; e != NULL; e = e->lru_next) {
+        e->hnext = b[e->hash & (nb - 1)];
+        b[e->hash & (nb - 1)] = e;
+    }
+    free(z->buckets);
+    z->buckets = b;
+    z->nbuckets = nb;
+}
+
 struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t bytes)
 {
     struct rv_zone *z;
@@ -104,12 +139,10 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t byte
         pthread_mutex_lock(&z->lock);
         z->rate_micro = rate_micro; /* a reload may change the rate; the counts stay */
         z->max_entries = max;
+        zone_grow(z);
         pthread_mutex_unlock(&z->lock);
     } else if ((z = calloc(1, sizeof(*z))) != NULL) {
-        z->nbuckets = 1024;
-        while (z->nbuckets < max && z->nbuckets < (1u << 20)) {
-            z->nbuckets *= 2;
-        }
+        z->nbuckets = buckets_for(max);
         z->buckets = calloc(z->nbuckets, sizeof(*z->buckets));
         if (z->buckets == NULL) {
             free(z);
@@ -121,6 +154,7 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t byte
             z->refused = wm_metrics_counter("wmproxy_limit_req_refused_total",
                                             "Requests refused by a limit_req zone", lbl);
             z->refs = 1;
+            z->seed = wm_random_u64();
             z->rate_micro = rate_micro;
             z->max_entries = max;
             pthread_mutex_init(&z->lock, NULL);
@@ -150,9 +184,15 @@ void rv_zone_put(struct rv_zone *z)
     pthread_mutex_unlock(&reg_lock);
 }
 
-static uint64_t hash_key(const char *k, size_t n)
+/* FNV-1a from the zone's seed, then mixed (splitmix64's finalizer): its low
+ * bits, which pick the chain, depend on every bit of the seed. */
+static uint64_t hash_key(const struct rv_zone *z, const char *k, size_t n)
 {
-    return wm_fnv1a(WM_FNV_INIT, k, n);
+    uint64_t h = wm_fnv1a(WM_FNV_INIT ^ z->seed, k, n);
+
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
 }
 
 static void lru_unlink(struct rv_zone *z, struct lentry *e)
@@ -211,7 +251,7 @@ static void evict_oldest(struct rv_zone *z, uint64_t now)
 
 static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, uint64_t now)
 {
-    uint64_t h = hash_key(key, n);
+    uint64_t h = hash_key(z, key, n);
     struct lentry **head = &z->buckets[h & (z->nbuckets - 1)];
     struct lentry *e;
 

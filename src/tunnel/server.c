@@ -318,7 +318,7 @@ static const char *key_refusal(struct tserver *sv, struct tcarrier *c, struct rm
 static void activate(struct tcarrier *c, struct rmap *r)
 {
     r->active = true;
-    tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+    tmetrics_mapping(c, r->name, &r->m_in, &r->m_out);
     if (wm_tunnel_cluster != NULL) { /* cluster */
         tcluster_claimed(c, r, true);
     }
@@ -431,7 +431,7 @@ static void register_one(struct tcarrier *c, struct rmap *r, const struct wm_tun
     if ((prev = carried_over(old, nold, r)) != NULL && strcmp(prev->group, r->group) == 0) {
         prev->active = false; /* its port (if any) passes to r */
         r->active = true;
-        tmetrics_mapping(c->name, r->name, &r->m_in, &r->m_out);
+        tmetrics_mapping(c, r->name, &r->m_in, &r->m_out);
         *reason = "";
         return;
     }

@@ -134,9 +134,11 @@ void tserver_route_tcp(struct tserver *sv, const char *key, int fd, const struct
 void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sockaddr *peer,
                          socklen_t plen, struct wm_listen_stats *stats);
 
-/* tmetrics.c: the byte counters of a mapping (kept by client and mapping
- * name, so they survive reconnects). */
-void tmetrics_mapping(const char *client, const char *mapping, uint32_t *in, uint32_t *out);
+/* tmetrics.c: the byte counters of a mapping of carrier c (kept by client
+ * and mapping name, so they survive reconnects; at most
+ * WM_TUNNEL_MAPPING_SERIES_MAX series, then 0: not shown). */
+void tmetrics_mapping(const struct tcarrier *c, const char *mapping, uint32_t *in,
+                      uint32_t *out);
 
 /* center.c: the gate for carriers. */
 /* The carrier authenticated or went: it no longer counts as pending. */

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/limits.h"
 #include "core/metrics.h"
 #include "core/worker.h"
+#include "net/addr.h"
 #include "tunnel/mux.h"
 #include "tunnel/node_int.h"
 #include "tunnel/server_int.h"
@@ -175,17 +177,41 @@ static void collect_on_worker(struct wm_worker *w, void *arg)
     }
 }
 
-void tmetrics_mapping(const char *client, const char *mapping, uint32_t *in, uint32_t *out)
+/* The client a mapping's bytes are counted for: the name it proved (a
+ * [[proxy.clients]] entry, a node), else the name it gave in its hello (its
+ * host name, as in wmproxy_tunnel_client_connected), else its IP address;
+ * never its source port, which is new at each reconnect. */
+static const char *bytes_client(const struct tcarrier *c, char *buf, size_t cap)
+{
+    const char *given = c->t != NULL ? wm_tun_peer_name(c->t) : "";
+
+    if (c->user[0] != '\0' || c->node || strcmp(c->name, c->peer) != 0) {
+        return c->name;
+    }
+    if (given[0] != '\0') {
+        return given;
+    }
+    if (c->alen > 0) {
+        return wm_addr_format_ip((const struct sockaddr *)&c->addr, buf, cap);
+    }
+    return "-";
+}
+
+void tmetrics_mapping(const struct tcarrier *carrier, const char *mapping, uint32_t *in,
+                      uint32_t *out)
 {
     static const char help[] = "Bytes of visitors through a mapping (in: from them)";
-    char c[160], m[160], l[400];
+    char c[160], m[160], l[400], ip[WM_ADDR_STR_MAX];
+    const char *client = bytes_client(carrier, ip, sizeof(ip));
 
     wm_metrics_label(c, sizeof(c), client, strlen(client));
     wm_metrics_label(m, sizeof(m), mapping, strlen(mapping));
     snprintf(l, sizeof(l), "client=\"%s\",mapping=\"%s\",direction=\"in\"", c, m);
-    *in = wm_metrics_counter("wmproxy_tunnel_mapping_bytes_total", help, l);
+    *in = wm_metrics_counter_max("wmproxy_tunnel_mapping_bytes_total", help, l,
+                                 WM_TUNNEL_MAPPING_SERIES_MAX);
     snprintf(l, sizeof(l), "client=\"%s\",mapping=\"%s\",direction=\"out\"", c, m);
-    *out = wm_metrics_counter("wmproxy_tunnel_mapping_bytes_total", help, l);
+    *out = wm_metrics_counter_max("wmproxy_tunnel_mapping_bytes_total", help, l,
+                                  WM_TUNNEL_MAPPING_SERIES_MAX);
 }
 
 void wm_tunnel_metrics_collect(struct evbuffer *out, void *arg)

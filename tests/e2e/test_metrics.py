@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -409,3 +410,55 @@ def test_json_access_log(wmproxy, tmp_path, origin):
     assert isinstance(first["request_time"], float) or isinstance(first["request_time"], int)
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}$", first["time"])
     assert second["status"] == 200 and second["up_status"] is None and second["up_addr"] is None
+
+
+def test_tunnel_mapping_bytes_series_bounded(wmproxy, tmp_path):
+    """A client of a username/password server has no name of its own: its
+    mapping counters used to be labelled with its source address and port,
+    so each reconnect made two new series for ever (the counters did not
+    carry over), and clients could fill the whole series space of /metrics.
+    Now the label is the name the client gives (its host name) and the
+    family is capped, with one warning."""
+    pport, cport, tport, ccport, eport = free_ports(5)
+    text = ('control = "127.0.0.1:%d"\n[proxy]\nbind_addr = "127.0.0.1:%d"\n'
+            'mode = "server"\nusername = "wm"\npassword = "s3cret"\n'
+            'map_tcp_bind = "127.0.0.1:%d"\n' % (cport, pport, tport))
+    path = ctl.write(tmp_path / "wm.toml", text)
+    p = wmproxy(["run", "-c", path], port=pport)
+    ctl.wait_control(p, text)
+    series = re.compile(r"^wmproxy_tunnel_mapping_bytes_total\{", re.M)
+
+    def client_text(names):
+        t = ('control = "127.0.0.1:%d"\n[proxy]\nbind_addr = "127.0.0.1:%d"\n'
+             'server = "127.0.0.1:%d"\nusername = "wm"\npassword = "s3cret"\n'
+             % (ccport, eport, pport))
+        for n in names:
+            t += ('[[proxy.mappings]]\nname = "%s"\nmode = "tcp"\n'
+                  'local_addr = "127.0.0.1:9"\n' % n)
+        return t
+
+    ctext = client_text(["webapp"])
+    cpath = ctl.write(tmp_path / "cli.toml", ctext)
+    for i in range(3):  # the same client reconnects
+        cli = wmproxy(["run", "-c", cpath], port=eport)
+        ctl.wait_control(cli, ctext)
+        wait_until(lambda: p.log().count("registered mapping \"webapp\"") == i + 1,
+                   what="registration %d" % (i + 1))
+        cli.stop()
+    m = metrics(cport)
+    assert len(series.findall(m)) == 2, m
+    assert 'client="%s",mapping="webapp"' % socket.gethostname() in m
+    # 9 x 256 new mapping names over one carrier: past the bound (4096
+    # series) the rest is not shown, and other families keep their room
+    cli = wmproxy(["run", "-c", cpath], port=eport)
+    ctl.wait_control(cli, ctext)
+    for g in range(9):
+        names = ["g%d_%d" % (g, i) for i in range(256)]
+        ctl.write(cpath, client_text(names))
+        cli.signal(signal.SIGHUP)
+        wait_until(lambda: p.log().count('registered mapping "g%d_255"' % g) == 1,
+                   timeout=30, what="generation %d" % g)
+    m = metrics(cport)
+    assert len(series.findall(m)) == 4096
+    assert p.log().count("wmproxy_tunnel_mapping_bytes_total is at its bound of 4096") == 1
+    check_format(m)

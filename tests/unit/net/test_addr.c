@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/err.h"
+#include "core/util.h"
 #include "net/addr.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -438,6 +439,40 @@ static void test_hash(void **state)
     assert_true(wm_addr_hash(&a, sizeof(struct sockaddr_in)) != wm_addr_hash(&b, len));
 }
 
+/* UDP session tables (stream udp, tunnel udp ports) chain peers by this
+ * hash: a sender picks its source port (and address, within its IPv6 /64
+ * or by spoofing), so peers that share a chain under plain FNV-1a must not
+ * share one here, or every datagram walks the whole table. */
+static void test_hash_chosen_peers_spread(void **state)
+{
+    enum { NB = 2048, WANT = 256 };
+    static unsigned count[NB];
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(struct sockaddr_in);
+    int got = 0;
+    unsigned most = 0;
+
+    (void)state;
+    memset(&ss, 0, sizeof(ss));
+    for (uint32_t ip = 0; got < WANT && ip < (1u << 16); ip++) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(0x7f000000u | ip);
+        for (uint32_t port = 1; got < WANT && port < 65536; port++) {
+            sin->sin_port = htons((uint16_t)port);
+            if (wm_fnv1a(WM_FNV_INIT, &ss, len) % NB != 0) {
+                continue;
+            }
+            got++;
+            unsigned *c = &count[wm_addr_hash(&ss, len) % NB];
+            *c += 1;
+            most = *c > most ? *c : most;
+        }
+    }
+    assert_int_equal(got, WANT);
+    assert_true(most < 8); /* not all WANT in one chain */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_same_ip),
         cmocka_unit_test(test_addr_list),
         cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_hash_chosen_peers_spread),
         cmocka_unit_test(test_name_resolvable),
     };
 
