@@ -402,8 +402,5 @@ uint64_t wm_random_u64(void)
         }
     }
     /* splitmix64 */
-    uint64_t z = (st += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return wm_mix64(st += 0x9e3779b97f4a7c15ULL);
 }

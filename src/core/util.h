@@ -44,6 +44,23 @@ static inline uint64_t wm_fnv1a(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* splitmix64's finalizer: every bit of the result depends on every bit of
+ * h. */
+static inline uint64_t wm_mix64(uint64_t h)
+{
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+/* A keyed hash for tables whose keys a peer chooses (a client's address,
+ * Host, URL): FNV-1a from a secret seed, mixed, so the low bits (the chain)
+ * cannot be aimed at without the seed. */
+static inline uint64_t wm_hash_seeded(uint64_t seed, const void *p, size_t n)
+{
+    return wm_mix64(wm_fnv1a(WM_FNV_INIT ^ seed, p, n));
+}
+
 /* Case-insensitive equality of s[0..n) and the NUL-terminated lit. Inline:
  * with a literal the length test is a constant, and most names that differ
  * differ in length (header lookups, variables). */

@@ -165,14 +165,8 @@ static void hash_seed_init(void)
 
 uint64_t wm_addr_hash(const struct sockaddr_storage *ss, socklen_t len)
 {
-    uint64_t h;
-
     pthread_once(&hash_seed_once, hash_seed_init);
-    h = wm_fnv1a(WM_FNV_INIT ^ hash_seed, ss, len < (socklen_t)sizeof(*ss) ? len : sizeof(*ss));
-    /* splitmix64's finalizer: the low bits (the chain) depend on all of h */
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    return h ^ (h >> 31);
+    return wm_hash_seeded(hash_seed, ss, len < (socklen_t)sizeof(*ss) ? len : sizeof(*ss));
 }
 
 const char *wm_addr_format(const struct sockaddr *sa, char *buf, size_t cap)

@@ -184,15 +184,9 @@ void rv_zone_put(struct rv_zone *z)
     pthread_mutex_unlock(&reg_lock);
 }
 
-/* FNV-1a from the zone's seed, then mixed (splitmix64's finalizer): its low
- * bits, which pick the chain, depend on every bit of the seed. */
 static uint64_t hash_key(const struct rv_zone *z, const char *k, size_t n)
 {
-    uint64_t h = wm_fnv1a(WM_FNV_INIT ^ z->seed, k, n);
-
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    return h ^ (h >> 31);
+    return wm_hash_seeded(z->seed, k, n);
 }
 
 static void lru_unlink(struct rv_zone *z, struct lentry *e)
