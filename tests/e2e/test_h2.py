@@ -237,6 +237,26 @@ def test_h2_request_translation(wmproxy, tmp_path, cert, origin):
     assert r.returncode == 0  # curl drops it itself for HTTP/2
 
 
+def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
+    """A HEAD the translation refuses (431, 400) is answered with HEADERS
+    and END_STREAM, no DATA: a body made nghttp2 (curl -I) and python3-h2
+    reset the stream as malformed, so the client never saw the status."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    many = []
+    for i in range(300):
+        many += ["-H", "x-h%d: v" % i]
+    for extra in ([], ["-I"]):
+        r = curl("-i", "--http2-prior-knowledge", *(extra + many + ["http://127.0.0.1:%d/x" % p]))
+        assert r.returncode == 0 and r.stdout.startswith(b"HTTP/2 431 "), (extra, r.stdout, r.stderr)
+    c = H.Client(p)
+    st = c.response(c.request("/x", method="HEAD", authority="user@a.test"))
+    assert st.status == 400 and st.ended and st.reset is None and not st.data
+    st = c.response(c.request("/x", method="HEAD", headers=[("x-h%d" % i, "v") for i in range(300)]))
+    assert st.status == 431 and st.ended and st.reset is None and not st.data
+    assert c.get("/static")[0] == 200  # the connection goes on
+    c.close()
+
+
 def test_answers_handed_over_parsed_log_as_http1(wmproxy, tmp_path, cert, origin):
     """The engine hands an HTTP/2 stream its answer parsed (no HTTP/1 bytes
     in between): hop-by-hop fields still go, response header rules still
