@@ -257,6 +257,37 @@ def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
     c.close()
 
 
+def test_malformed_request_reset_is_logged(wmproxy, tmp_path, cert, origin):
+    """nghttp2 resets a malformed request itself (RFC 9113 8.1.1): a
+    connection-specific field, DATA longer or shorter than content-length.
+    The reset (PROTOCOL_ERROR) got no log line at all; now one info line
+    says why, and nothing reaches the upstream."""
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    before = origin.stats["requests"]
+    post = [("content-length", "10")]
+    cases = [
+        (H.headers_block("/headers", extra=[("te", "gzip")]), 5, b"", "Invalid HTTP header field"),
+        (H.headers_block("/echo", method="POST", extra=post), 4, H.frame(0, 1, 1, b"12345"),
+         "DATA against its content-length"),
+        (H.headers_block("/echo", method="POST", extra=post), 4, H.frame(0, 1, 1, b"x" * 20),
+         "DATA against its content-length"),
+    ]
+    for n, (block, flags, more, why) in enumerate(cases):
+        s = H.raw_open(p)
+        s.sendall(H.frame(1, flags, 1, block) + more)
+        frames = []
+        deadline = time.monotonic() + 10
+        while not any(t == 3 for t, _, _, _ in frames) and time.monotonic() < deadline:
+            frames += H.read_frames(s, timeout=1, until_goaway=False)
+        s.close()
+        rst = [pl for t, _, sid, pl in frames if t == 3 and sid == 1]
+        assert rst and struct.unpack(">I", rst[0])[0] == PROTOCOL_ERROR, frames
+        assert not any(t == 1 and sid == 1 for t, _, sid, _ in frames), frames
+        assert wait_log(proc, "stream 1: " + why, count=2 if n == 2 else 1), proc.log()[-2000:]
+    assert wait_log(proc, "RST_STREAM PROTOCOL_ERROR", count=3), proc.log()[-2000:]
+    assert origin.stats["requests"] == before
+
+
 def test_answers_handed_over_parsed_log_as_http1(wmproxy, tmp_path, cert, origin):
     """The engine hands an HTTP/2 stream its answer parsed (no HTTP/1 bytes
     in between): hop-by-hop fields still go, response header rules still
