@@ -257,6 +257,25 @@ def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
     c.close()
 
 
+def test_connect_refusals_say_why(wmproxy, tmp_path, cert, origin):
+    """A plain CONNECT (405) and an extended CONNECT of an unknown protocol
+    (501) were both answered "malformed request": the text now says what is
+    refused."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    sid = c.c.get_next_available_stream_id()
+    c.c.send_headers(sid, [(":method", "CONNECT"), (":authority", "a.test:443")], end_stream=True)
+    c.streams[sid] = H.Stream()
+    c.flush()
+    st = c.response(sid)
+    assert st.status == 405 and bytes(st.data).startswith(b"CONNECT is not served here"), st.data
+    st = c.response(c.request("/ws", method="CONNECT", extra_pseudo=[(":protocol", "nope")]))
+    assert st.status == 501 and b"protocol not supported" in bytes(st.data), st.data
+    st = c.response(c.request("/x", authority="u@a.test"))
+    assert st.status == 400 and bytes(st.data) == b"malformed request\n"
+    c.close()
+
+
 def test_malformed_request_reset_is_logged(wmproxy, tmp_path, cert, origin):
     """nghttp2 resets a malformed request itself (RFC 9113 8.1.1): a
     connection-specific field, DATA longer or shorter than content-length.
