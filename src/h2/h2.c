@@ -192,6 +192,36 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     return 0;
 }
 
+/* nghttp2 found a frame malformed (RFC 9113 8.1.1: an upper-case or
+ * connection-specific field, a pseudo-header out of place...): it resets
+ * the stream (or ends the connection) itself, before the request reaches
+ * the engine. The reason goes into the stream's reset line (on_frame_send);
+ * a frame of no stream of ours has its own line. */
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int err, void *user)
+{
+    struct wm_h2 *h = user;
+    struct h2_stream *st = f->hd.stream_id != 0
+                               ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id)
+                               : NULL;
+
+    if (st != NULL) {
+        st->bad = nghttp2_strerror(err);
+    } else if (!h->dying) {
+        wm_log(WM_LOG_INFO, h->c->id, "h2: bad frame from %s (stream %d): %s", h->c->peer_str,
+               f->hd.stream_id, nghttp2_strerror(err));
+    }
+    return 0;
+}
+
+/* RST_STREAM codes nghttp2 sends on its own verdict: a malformed request
+ * (ours, INTERNAL_ERROR, REFUSED_STREAM, HTTP_1_1_REQUIRED, NO_ERROR, are
+ * logged where they are decided). */
+static bool reset_is_verdict(uint32_t code)
+{
+    return code == NGHTTP2_PROTOCOL_ERROR || code == NGHTTP2_FLOW_CONTROL_ERROR ||
+           code == NGHTTP2_STREAM_CLOSED || code == NGHTTP2_FRAME_SIZE_ERROR;
+}
+
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     struct h2_stream *st;
@@ -200,6 +230,17 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
         struct wm_h2 *h = user; /* nghttp2's own verdict: closed with a linger */
         h->dying = true;
         h->why = h->why != NULL ? h->why : "h2-error";
+        return 0;
+    }
+    if (f->hd.type == NGHTTP2_RST_STREAM && reset_is_verdict(f->rst_stream.error_code) &&
+        (st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id)) != NULL) {
+        /* a malformed request (a field, or DATA that disagrees with its
+         * content-length): nothing reached the engine, or it is aborted */
+        struct wm_h2 *h = user;
+        wm_log(WM_LOG_INFO, h->c->id, "h2: bad request from %s, stream %d: %s: RST_STREAM %s",
+               h->c->peer_str, f->hd.stream_id,
+               st->bad != NULL ? st->bad : "DATA against its content-length",
+               nghttp2_http2_strerror(f->rst_stream.error_code));
         return 0;
     }
     if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
@@ -602,6 +643,7 @@ static nghttp2_session *session_new(struct wm_h2 *h)
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_continuations(opt, 2 * WM_H2_MAX_CONT); /* ours logs first */
     nghttp2_option_set_max_settings(opt, 64);

@@ -138,7 +138,8 @@ int wm_h2_req_add(struct wm_h2_req *r, const uint8_t *name, size_t nlen, const u
  * it becomes (request line, Host from :authority, joined cookies, framing
  * fields). end_stream: no body follows. Returns 0, or an HTTP status (400,
  * 405, 431) to answer instead. Sets *chunked when the body must be sent
- * with chunk framing, *ws for an RFC 8441 WebSocket, *is_head for HEAD. */
+ * with chunk framing, *ws for an RFC 8441 WebSocket, *is_head for HEAD (also
+ * when it returns a status: that answer has no body either). */
 int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *ws,
                      bool *is_head);
 /* After wm_h2_req_finish(): the head, for the engine to take as it is

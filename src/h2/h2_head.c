@@ -345,7 +345,10 @@ int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *
     bool connect = strcmp(r->method, "CONNECT") == 0;
     int st;
 
-    *chunked = *ws = *is_head = false;
+    *chunked = *ws = false;
+    /* first: a refused HEAD is answered without a body too (RFC 9110 9.3.2;
+     * nghttp2 and curl reset a HEAD answer that has DATA) */
+    *is_head = strcmp(r->method, "HEAD") == 0;
     r->given_ok = false;
     if (r->err != 0) {
         return r->err;
@@ -387,7 +390,6 @@ int wm_h2_req_finish(struct wm_h2_req *r, bool end_stream, bool *chunked, bool *
                add_field(r, WM_HDR_CONTENT_LENGTH, "content-length", 14, "0", 1) < 0) {
         return 431;
     }
-    *is_head = strcmp(r->method, "HEAD") == 0;
     r->given_ok = end_stream && !*ws && !connect &&
                   target_plain(evbuffer_pullup(r->path, -1), evbuffer_get_length(r->path));
     return 0;

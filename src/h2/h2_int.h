@@ -51,6 +51,7 @@ struct h2_stream {
     bool req_done;                 /* END_STREAM from the client */
     bool answered_early;           /* our END_STREAM went before the client's */
     size_t discarded;              /* request body bytes dropped since (answered_early) */
+    const char *bad;               /* why nghttp2 found the request malformed (static) */
     bool deferred;                 /* the data source waits for bytes */
     bool paused;                   /* end reading stopped (body over its mark) */
     bool keep;                     /* the engine keeps the pair for another request */

@@ -677,6 +677,23 @@ static void recycle_req(struct wm_h2 *h, struct h2_stream *st)
     st->req = NULL;
 }
 
+/* The text of a status wm_h2_req_finish() refused a request with. */
+static const char *refusal_text(int status)
+{
+    switch (status) {
+    case 405:
+        return "CONNECT is not served here (only WebSocket, RFC 8441)";
+    case 431:
+        return "request header fields too large";
+    case 501:
+        return "extended CONNECT protocol not supported";
+    case 500:
+        return "out of memory";
+    default:
+        return "malformed request";
+    }
+}
+
 void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
 {
     int status;
@@ -685,8 +702,7 @@ void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
     status = wm_h2_req_finish(st->req, end_stream, &st->chunked, &st->ws, &st->is_head);
     if (status != 0) {
         recycle_req(h, st);
-        h2s_answer(st, status, status == 431 ? "request header fields too large"
-                                             : "malformed request");
+        h2s_answer(st, status, refusal_text(status));
         return;
     }
     if (h->fr->serves != NULL && !h->fr->serves(h->fr, wm_h2_req_head(st->req))) {

@@ -393,8 +393,10 @@ static enum wm_http_res classify_error(struct wm_http_parser *p, llhttp_errno_t 
         p->err = llhttp_get_error_reason(&p->ll);
         return WM_HTTP_ERR_FRAMING;
     }
-    if ((e == HPE_USER || e == HPE_CB_HEADERS_COMPLETE) && p->err != NULL) {
-        /* a callback said why (on_headers_complete's own code is CB_HEADERS_COMPLETE) */
+    if ((e == HPE_USER || e == HPE_CB_HEADERS_COMPLETE || e == HPE_CB_HEADER_VALUE_COMPLETE) &&
+        p->err != NULL) {
+        /* a callback said why (llhttp reports on_headers_complete's and
+         * on_header_value_complete's refusals under their own codes) */
         return WM_HTTP_ERR_SYNTAX;
     }
     p->err = llhttp_get_error_reason(&p->ll);

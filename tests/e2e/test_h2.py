@@ -237,6 +237,76 @@ def test_h2_request_translation(wmproxy, tmp_path, cert, origin):
     assert r.returncode == 0  # curl drops it itself for HTTP/2
 
 
+def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
+    """A HEAD the translation refuses (431, 400) is answered with HEADERS
+    and END_STREAM, no DATA: a body made nghttp2 (curl -I) and python3-h2
+    reset the stream as malformed, so the client never saw the status."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    many = []
+    for i in range(300):
+        many += ["-H", "x-h%d: v" % i]
+    for extra in ([], ["-I"]):
+        r = curl("-i", "--http2-prior-knowledge", *(extra + many + ["http://127.0.0.1:%d/x" % p]))
+        assert r.returncode == 0 and r.stdout.startswith(b"HTTP/2 431 "), (extra, r.stdout, r.stderr)
+    c = H.Client(p)
+    st = c.response(c.request("/x", method="HEAD", authority="user@a.test"))
+    assert st.status == 400 and st.ended and st.reset is None and not st.data
+    st = c.response(c.request("/x", method="HEAD", headers=[("x-h%d" % i, "v") for i in range(300)]))
+    assert st.status == 431 and st.ended and st.reset is None and not st.data
+    assert c.get("/static")[0] == 200  # the connection goes on
+    c.close()
+
+
+def test_connect_refusals_say_why(wmproxy, tmp_path, cert, origin):
+    """A plain CONNECT (405) and an extended CONNECT of an unknown protocol
+    (501) were both answered "malformed request": the text now says what is
+    refused."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    sid = c.c.get_next_available_stream_id()
+    c.c.send_headers(sid, [(":method", "CONNECT"), (":authority", "a.test:443")], end_stream=True)
+    c.streams[sid] = H.Stream()
+    c.flush()
+    st = c.response(sid)
+    assert st.status == 405 and bytes(st.data).startswith(b"CONNECT is not served here"), st.data
+    st = c.response(c.request("/ws", method="CONNECT", extra_pseudo=[(":protocol", "nope")]))
+    assert st.status == 501 and b"protocol not supported" in bytes(st.data), st.data
+    st = c.response(c.request("/x", authority="u@a.test"))
+    assert st.status == 400 and bytes(st.data) == b"malformed request\n"
+    c.close()
+
+
+def test_malformed_request_reset_is_logged(wmproxy, tmp_path, cert, origin):
+    """nghttp2 resets a malformed request itself (RFC 9113 8.1.1): a
+    connection-specific field, DATA longer or shorter than content-length.
+    The reset (PROTOCOL_ERROR) got no log line at all; now one info line
+    says why, and nothing reaches the upstream."""
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    before = origin.stats["requests"]
+    post = [("content-length", "10")]
+    cases = [
+        (H.headers_block("/headers", extra=[("te", "gzip")]), 5, b"", "Invalid HTTP header field"),
+        (H.headers_block("/echo", method="POST", extra=post), 4, H.frame(0, 1, 1, b"12345"),
+         "DATA against its content-length"),
+        (H.headers_block("/echo", method="POST", extra=post), 4, H.frame(0, 1, 1, b"x" * 20),
+         "DATA against its content-length"),
+    ]
+    for n, (block, flags, more, why) in enumerate(cases):
+        s = H.raw_open(p)
+        s.sendall(H.frame(1, flags, 1, block) + more)
+        frames = []
+        deadline = time.monotonic() + 10
+        while not any(t == 3 for t, _, _, _ in frames) and time.monotonic() < deadline:
+            frames += H.read_frames(s, timeout=1, until_goaway=False)
+        s.close()
+        rst = [pl for t, _, sid, pl in frames if t == 3 and sid == 1]
+        assert rst and struct.unpack(">I", rst[0])[0] == PROTOCOL_ERROR, frames
+        assert not any(t == 1 and sid == 1 for t, _, sid, _ in frames), frames
+        assert wait_log(proc, "stream 1: " + why, count=2 if n == 2 else 1), proc.log()[-2000:]
+    assert wait_log(proc, "RST_STREAM PROTOCOL_ERROR", count=3), proc.log()[-2000:]
+    assert origin.stats["requests"] == before
+
+
 def test_answers_handed_over_parsed_log_as_http1(wmproxy, tmp_path, cert, origin):
     """The engine hands an HTTP/2 stream its answer parsed (no HTTP/1 bytes
     in between): hop-by-hop fields still go, response header rules still

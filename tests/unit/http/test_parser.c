@@ -976,6 +976,23 @@ static void test_request_refusals(void **state)
     }
 }
 
+/* A callback that refuses a field says why: llhttp reports the refusal as
+ * the callback's own error code (not HPE_USER), and its generic text
+ * ("`on_header_value_complete` callback error") reached the 400 page and
+ * the access line instead. */
+static void test_callback_reason_kept(void **state)
+{
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n";
+    struct wm_http_parser *p = wm_http_parser_new(WM_HTTP_REQUEST, 8192, 32);
+    size_t used;
+
+    (void)state;
+    assert_int_equal(wm_http_parser_feed_head(p, head, strlen(head), &used), WM_HTTP_ERR_SYNTAX);
+    assert_non_null(wm_http_parser_error(p));
+    assert_string_equal(wm_http_parser_error(p), "more than one Host header");
+    wm_http_parser_free(p);
+}
+
 /* Lengths past 2^63-1 (a hop reading them as signed sees a negative one)
  * and chunk-size lines whose extensions pass 4 KiB are unframeable; the
  * largest signed length and 4 KiB of extensions are not. */
@@ -1126,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_give_head),
         cmocka_unit_test(test_request_refusals),
+        cmocka_unit_test(test_callback_reason_kept),
         cmocka_unit_test(test_length_bounds),
     };
 
