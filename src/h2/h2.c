@@ -19,6 +19,7 @@
 #include "h2/h2_int.h"
 #include "http/fwd.h"
 #include "http/parser.h"
+#include "http/util.h"
 #include "net/conn.h"
 #include "net/tlspump.h"
 
@@ -821,14 +822,31 @@ static void sniff_event_cb(struct bufferevent *bev, short what, void *arg)
     wm_conn_leave(c);
 }
 
+/* The first line did not come in time. Part of an HTTP/1 request line
+ * gets the 408 the engine gives a head that does not end in time (README);
+ * nothing, or part of the HTTP/2 preface, only the close. */
 static void sniff_timeout_cb(int fd, short what, void *arg)
 {
     struct wm_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    size_t k = n < PREFACE_LEN ? n : PREFACE_LEN;
 
     (void)fd;
     (void)what;
     wm_conn_enter(c);
-    wm_conn_finish(c, "head-timeout");
+    if (n == 0 || memcmp(evbuffer_pullup(in, (ssize_t)k), preface, k) == 0) {
+        wm_conn_finish(c, "head-timeout");
+    } else {
+        c->bytes_in += n;
+        c->code = 408;
+        evbuffer_drain(in, n);
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t before = evbuffer_get_length(out);
+        wm_http_write_error(out, 408, true, NULL, "request head not received in time");
+        c->bytes_out += evbuffer_get_length(out) - before;
+        wm_conn_close_after_flush(c, "head-timeout");
+    }
     wm_conn_leave(c);
 }
 

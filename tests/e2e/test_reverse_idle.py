@@ -144,6 +144,25 @@ def test_half_a_request_after_the_park_gets_408(wmproxy, tmp_path, origin):
     s.close()
 
 
+def test_half_a_first_request_line_gets_408(wmproxy, tmp_path, origin):
+    """The same for a connection's first request, still incomplete when its
+    line would tell HTTP/1 from HTTP/2 (a plain port takes both): 408 and an
+    access line with the bytes that came (it was closed without an answer,
+    in=0); a silent connection is only closed."""
+    p, port, _ = start(wmproxy, tmp_path, origin, head="1s")
+    s = connect(port)
+    s.sendall(b"GET /conn HT")
+    s.settimeout(10)
+    data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 408"), data[:80]
+    assert wait_log(p, "code=408 in=12 ")
+    s = connect(port)
+    s.settimeout(10)
+    assert recv_all(s) == b""
+    s.close()
+
+
 def test_pipelined_requests_wake_a_parked_client(wmproxy, tmp_path, origin):
     """Three requests in one write to a parked client: three answers, in
     order, on the same connection."""
