@@ -152,6 +152,9 @@ struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r);
 const struct wm_http_head *wm_h2_req_head(const struct wm_h2_req *r);
 /* After wm_h2_req_finish(): the head as HTTP/1.1 bytes into out. 0, or 500. */
 int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out);
+/* "METHOD path" of r as far as it came, for a log line (quotes and
+ * controls as '?', the path cut at 200 bytes) into buf. */
+void wm_h2_req_line(const struct wm_h2_req *r, char *buf, size_t cap);
 /* An HTTP/1 response field: keep it for HTTP/2? (no hop-by-hop fields) */
 bool wm_h2_resp_keep(const struct wm_http_head *h, const struct wm_http_field *f);
 

@@ -405,6 +405,23 @@ struct wm_http_head **wm_h2_req_parsed(struct wm_h2_req *r)
     return r->given_ok ? &r->head : NULL;
 }
 
+void wm_h2_req_line(const struct wm_h2_req *r, char *buf, size_t cap)
+{
+    size_t plen = evbuffer_get_length(r->path);
+    const char *path = plen > 0 ? (const char *)evbuffer_pullup(r->path, -1) : "-";
+
+    if (plen == 0) {
+        plen = 1;
+    }
+    snprintf(buf, cap, "%s %.*s", r->method[0] ? r->method : "-", (int)(plen < 200 ? plen : 200),
+             path);
+    for (char *p = buf; *p != '\0'; p++) {
+        if (*p == '"' || (unsigned char)*p < ' ' || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+}
+
 int wm_h2_req_write(struct wm_h2_req *r, struct evbuffer *out)
 {
     size_t n;

@@ -213,6 +213,13 @@ void h2s_answer(struct h2_stream *st, int status, const char *text)
     evbuffer_add_printf(st->body, "%s\n", text);
     st->resp_phase = H2S_DONE;
     nghttp2_submit_response(st->h->s, st->id, nva, 3, st->is_head ? NULL : &dp);
+}
+
+/* h2s_answer() for a stream the engine had or was to have: a line says so
+ * (the engine's own line, if any, came before). */
+static void answer_logged(struct h2_stream *st, int status, const char *text)
+{
+    h2s_answer(st, status, text);
     wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d answered %d (%s)", st->id, status, text);
 }
 
@@ -484,7 +491,7 @@ static void end_event_cb(struct bufferevent *bev, short what, void *arg)
             release_end(st, false);
             resume(st);
         } else if (st->resp_phase == H2S_HEAD) {
-            h2s_answer(st, 502, "the request ended without an answer");
+            answer_logged(st, 502, "the request ended without an answer");
         } else {
             nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
             release_end(st, true);
@@ -619,7 +626,7 @@ static void deliver_head(struct wm_h2 *h, struct h2_stream *st, struct evbuffer 
         if (bytes != NULL) {
             evbuffer_free(bytes);
         }
-        h2s_answer(st, 500, "out of memory");
+        answer_logged(st, 500, "out of memory");
         return;
     }
     bufferevent_write_buffer(st->end, bytes); /* the engine reads it as its next request */
@@ -651,7 +658,7 @@ void h2s_launch(struct wm_h2 *h, struct h2_stream *st, struct evbuffer *head)
             bufferevent_free(pair[0]);
             bufferevent_free(pair[1]);
         }
-        h2s_answer(st, 500, "out of memory");
+        answer_logged(st, 500, "out of memory");
         return;
     }
     wm_http_parser_set_body_cb(st->resp, body_cb, st);
@@ -701,8 +708,15 @@ void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
     st->req_done = end_stream;
     status = wm_h2_req_finish(st->req, end_stream, &st->chunked, &st->ws, &st->is_head);
     if (status != 0) {
+        /* refused before any engine saw it: its access line is ours */
+        char line[256];
+        const char *text = refusal_text(status);
+        wm_h2_req_line(st->req, line, sizeof(line));
         recycle_req(h, st);
-        h2s_answer(st, status, refusal_text(status));
+        h2s_answer(st, status, text);
+        wm_log(WM_LOG_INFO, h->c->id, "access proto=%s client=%s user=- target=- req=\"%s\" "
+               "code=%d in=0 out=%zu ms=0 why=\"%s\"", h->c->proto != NULL ? h->c->proto : "h2",
+               h->c->peer_str, line, status, st->is_head ? 0 : strlen(text) + 1, text);
         return;
     }
     if (h->fr->serves != NULL && !h->fr->serves(h->fr, wm_h2_req_head(st->req))) {

@@ -241,7 +241,7 @@ def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
     """A HEAD the translation refuses (431, 400) is answered with HEADERS
     and END_STREAM, no DATA: a body made nghttp2 (curl -I) and python3-h2
     reset the stream as malformed, so the client never saw the status."""
-    _, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
     many = []
     for i in range(300):
         many += ["-H", "x-h%d: v" % i]
@@ -255,6 +255,12 @@ def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
     assert st.status == 431 and st.ended and st.reset is None and not st.data
     assert c.get("/static")[0] == 200  # the connection goes on
     c.close()
+    # each refused request has its access line, as over HTTP/1 (it had only
+    # an "h2: stream N answered" line)
+    wait_until(lambda: proc.log().count('req="HEAD /x" code=431 ') == 2, what="access lines")
+    log = proc.log()
+    assert 'req="HEAD /x" code=400 in=0 out=0 ms=0 why="malformed request"' in log, log[-3000:]
+    assert log.count('req="GET /x" code=431 ') == 1 and log.count('req="HEAD /x" code=431 ') == 2
 
 
 def test_connect_refusals_say_why(wmproxy, tmp_path, cert, origin):
