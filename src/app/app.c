@@ -442,7 +442,9 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
                strerror(errno));
     }
     wm_control_set_token(nc->control_token);
-    wm_listener_set_max_connections((size_t)nc->max_connections);
+    if (!a->o->max_connections_set) {
+        wm_listener_set_max_connections((size_t)nc->max_connections);
+    }
     if (!a->o->grace_set && nc->grace_ms > 0) {
         a->grace_ms = (int)nc->grace_ms;
     }
@@ -680,7 +682,9 @@ static int start_services(struct app *a, struct wm_err *err)
     } else if (!o->grace_set && a->conf->grace_ms > 0) {
         a->grace_ms = (int)a->conf->grace_ms;
     }
-    if (a->conf != NULL) {
+    if (o->max_connections_set) {
+        wm_listener_set_max_connections((size_t)o->max_connections);
+    } else if (a->conf != NULL) {
         wm_listener_set_max_connections((size_t)a->conf->max_connections);
     }
     const char *log_file = o->log_file[0] ? o->log_file

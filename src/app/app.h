@@ -41,6 +41,8 @@ struct wm_app_opts {
     bool workers_set;
     int grace_ms;
     bool grace_set;
+    int max_connections;   /* --max-connections: over the file's; 0 none */
+    bool max_connections_set;
     char log_file[512];
 
     /* Flags mode (`wmproxy proxy`): the [proxy] section the flags describe

@@ -318,3 +318,16 @@ def test_file_server_out_of_descriptors_says_why(wmproxy, tmp_path):
     s.sendall(b"GET /f.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert recv_all(s).endswith(b"file body")
     s.close()
+
+
+def test_max_connections_flag(wmproxy):
+    """--max-connections on the command line (flags mode) caps the same way."""
+    from conftest import proxy_args
+    port = free_ports(1)[0]
+    p = wmproxy(proxy_args(port, "--max-connections", "2", "--workers", "1"), port=port)
+    held = [connect(port) for _ in range(2)]
+    for s in held:  # a CONNECT head each: both taken
+        s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(10)
+        assert recv_all(s).startswith(b"HTTP/1.1 502")
+    wait_until(lambda: "max_connections (2) reached" in p.log(), what="the pause line")
