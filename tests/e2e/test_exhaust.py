@@ -46,6 +46,19 @@ def holds_peer(pid, sock):
     return bool(inodes.intersection(fds))
 
 
+def held_tunnel(port, echo):
+    """A CONNECT tunnel to the echo server through port, and a check that
+    it still relays (call it while the process is starved)."""
+    tunnel = connect(port)
+    tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
+    assert tunnel.recv(4096).startswith(b"HTTP/1.1 200")
+
+    def held():
+        tunnel.sendall(b"ping")
+        assert tunnel.recv(16) == b"ping"
+    return tunnel, held
+
+
 def conf(cport, port):
     return ('control = "127.0.0.1:%d"\n'
             'workers = 1\n'
@@ -84,13 +97,7 @@ def test_out_of_descriptors_control_api_pauses(wmproxy, tmp_path, echo):
     path = ctl.write(tmp_path / "wm.toml", conf(cport, port))
     p = wmproxy(["run", "-c", path], port=port)
     assert wait_port("127.0.0.1", cport, 10, p.p)
-    tunnel = connect(port)
-    tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
-    assert tunnel.recv(4096).startswith(b"HTTP/1.1 200")
-
-    def held():
-        tunnel.sendall(b"ping")
-        assert tunnel.recv(16) == b"ping"
+    tunnel, held = held_tunnel(port, echo)
     waiting = starve(p, cport, "control API", held)
     # the connections that queued meanwhile are served now
     for s in waiting:
@@ -109,13 +116,7 @@ def test_out_of_descriptors_proxy_listeners_pause_quietly(wmproxy, tmp_path, ech
     port, cport = free_ports(2)
     text = conf(cport, port).replace("workers = 1", "workers = 2")
     p = wmproxy(["run", "-c", ctl.write(tmp_path / "wm.toml", text)], port=port)
-    tunnel = connect(port)
-    tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
-    assert tunnel.recv(4096).startswith(b"HTTP/1.1 200")
-
-    def held():
-        tunnel.sendall(b"ping")
-        assert tunnel.recv(16) == b"ping"
+    tunnel, held = held_tunnel(port, echo)
     waiting = starve(p, port, "proxy", held, listeners=2)
     wait_until(lambda: "more pauses since the last such line" in p.log(), what="the count")
     for s in waiting:  # queued meanwhile, served now
