@@ -55,9 +55,14 @@ static void print_head(const struct wm_cval *st, const char *target)
     const struct wm_cval *r = wm_cval_get(st, "reload");
 
     printf("wmproxy %s at %s: pid %lld, up %lldd %02lldh %02lldm, %lld worker(s), %lld "
-           "connection(s) open\n",
+           "connection(s) open",
            str(st, "version"), target, num(st, "pid"), up / 86400, up % 86400 / 3600,
            up % 3600 / 60, num(st, "workers"), num(st, "connections"));
+    if (num(st, "max_connections") > 0) {
+        printf(" (%lld of clients, max_connections %lld)", num(st, "client_connections"),
+               num(st, "max_connections"));
+    }
+    printf("\n");
     printf("config: %s\n", str(st, "config"));
     if (r != NULL && strcmp(str(r, "last_ok"), "-") != 0) {
         time_t t = (time_t)num(r, "last_time");

@@ -23,8 +23,8 @@
 #include "core/version.h"
 #include "core/worker.h"
 #include "net/addr.h"
-#include "net/lset.h"
 #include "net/listener.h"
+#include "net/lset.h"
 #include "control/dashboard.h"
 
 #define CONTROL_BACKLOG 64 /* the control API sees a handful of clients */
@@ -154,10 +154,12 @@ static void handle_status(struct evhttp_request *req)
     wm_lset_foreach_stats(status_listener, ls);
     evbuffer_add_printf(b,
                         "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%llu,\"workers\":%d,"
-                        "\"connections\":%zu,\"listeners\":[",
+                        "\"connections\":%zu,\"client_connections\":%zu,"
+                        "\"max_connections\":%zu,\"listeners\":[",
                         WM_VERSION, (int)getpid(),
                         (unsigned long long)((wm_now_ms() - start_ms) / 1000),
-                        wm_worker_count(), conns);
+                        wm_worker_count(), conns, wm_listen_open_total(),
+                        wm_listener_max_connections());
     evbuffer_add_buffer(b, ls);
     evbuffer_add(b, "]", 1);
     if (hooks.status != NULL) {

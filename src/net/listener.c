@@ -29,6 +29,11 @@ void wm_listener_set_max_connections(size_t max)
     __atomic_store_n(&max_conns, max, __ATOMIC_RELAXED);
 }
 
+size_t wm_listener_max_connections(void)
+{
+    return __atomic_load_n(&max_conns, __ATOMIC_RELAXED);
+}
+
 static bool at_max(void)
 {
     size_t max = __atomic_load_n(&max_conns, __ATOMIC_RELAXED);

@@ -37,6 +37,7 @@ struct wm_listener *wm_listener_new(struct wm_worker *w, int fd, const char *add
  * a second per listener) until connections close; new clients wait in the
  * kernel's backlog. Any thread (start, reload). */
 void wm_listener_set_max_connections(size_t max);
+size_t wm_listener_max_connections(void);
 
 /* Replace the service new connections go to (reload). References svc,
  * releases the old one. Worker thread only. */

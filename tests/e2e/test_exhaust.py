@@ -268,6 +268,8 @@ def test_max_connections_holds_new_clients_in_the_backlog(wmproxy, tmp_path, ech
     held = [connect(port) for _ in range(3)]
     assert all(echoes(s, b"h%d" % i) for i, s in enumerate(held))
     wait_until(lambda: "max_connections (3) reached" in p.log(), what="the pause line")
+    st = ctl.api(cport, "GET", "/status")[2]  # the control API is not counted, nor paused
+    assert (st["client_connections"], st["max_connections"]) == (3, 3), st
     late = connect(port)  # the kernel completes the handshake: it waits, unaccepted
     late.settimeout(0.5)
     late.sendall(b"late")
