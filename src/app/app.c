@@ -427,8 +427,16 @@ static int reload(struct app *a, struct wm_err *err, const char *by)
     }
     const char *npid = nc->pidfile != NULL ? nc->pidfile : (a->o->daemon ? a->o->pidfile : "");
     if (!a->o->pidfile_set && strcmp(npid, a->pidfile) != 0) {
-        wm_log(WM_LOG_WARN, 0, "reload: pidfile change to \"%s\" needs a restart (the pid stays "
-                               "in \"%s\")", npid, a->pidfile);
+        if (npid[0] == '\0') {
+            wm_log(WM_LOG_WARN, 0, "reload: pidfile removal needs a restart (the pid stays in "
+                                   "\"%s\")", a->pidfile);
+        } else if (a->pidfile[0] == '\0') {
+            wm_log(WM_LOG_WARN, 0, "reload: pidfile change to \"%s\" needs a restart (no pidfile "
+                                   "is written until then)", npid);
+        } else {
+            wm_log(WM_LOG_WARN, 0, "reload: pidfile change to \"%s\" needs a restart (the pid "
+                                   "stays in \"%s\")", npid, a->pidfile);
+        }
     }
     listener_diff(&a->svcs, &ns, diff, sizeof(diff));
     const char *log_file = new_log_file(a, nc); /* in nc: outlives the old conf */

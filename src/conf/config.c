@@ -718,6 +718,37 @@ static void check_pair(struct wm_cctx *ctx, const struct wm_cval *t, const char 
     SSL_CTX_free(sc);
 }
 
+/* The tunnel's ca, where its TLS reads it (ts; tc with two_way_tls): an
+ * error here names the key's line, as for cert and key. */
+static void check_anchors(struct wm_cctx *ctx, const struct wm_cval *t, const char *ca)
+{
+    X509_STORE *st;
+    unsigned long e;
+    char ebuf[200];
+    char why[64];
+
+    if (ca == NULL || (ca = wm_cctx_path(ctx, ca)) == NULL) {
+        return;
+    }
+    if (wm_file_check_regular(ca, why, sizeof(why)) < 0) {
+        wm_cctx_error(ctx, wm_cval_get(t, "ca"), "proxy.ca", "trust anchors file \"%s\": %s", ca,
+                      why);
+        return;
+    }
+    st = X509_STORE_new();
+    if (st == NULL) {
+        return;
+    }
+    ERR_clear_error();
+    if (X509_STORE_load_file(st, ca) != 1) {
+        e = ERR_get_error();
+        wm_cctx_error(ctx, wm_cval_get(t, "ca"), "proxy.ca",
+                      "\"%s\" holds no usable PEM certificate: %s", ca, ERR_error_string(e, ebuf));
+    }
+    ERR_clear_error();
+    X509_STORE_free(st);
+}
+
 static void check_files(struct wm_cctx *ctx, struct wm_conf *c)
 {
     const struct wm_cval *pt = wm_cval_get(c->tree, "proxy");
@@ -725,6 +756,9 @@ static void check_files(struct wm_cctx *ctx, struct wm_conf *c)
     if (c->proxy != NULL && pt != NULL) {
         check_pair(ctx, pt, "proxy", "cert", "key", c->proxy->cert, c->proxy->key);
         check_pair(ctx, pt, "proxy", "map_cert", "map_key", c->proxy->map_cert, c->proxy->map_key);
+        if (c->proxy->ts || (c->proxy->tc && c->proxy->two_way_tls)) {
+            check_anchors(ctx, pt, c->proxy->ca);
+        }
     }
     wm_conf_http_check_files(ctx, c->tree, check_pair);
 }

@@ -64,6 +64,16 @@ const char *wm_dial_status_str(enum wm_dial_status st)
     return (st >= 0 && st < WM_DIAL_STATUS_COUNT) ? names[st] : "?";
 }
 
+const char *wm_dial_status_end(enum wm_dial_status st)
+{
+    static const char *const names[WM_DIAL_STATUS_COUNT] = {
+        "ok", "connection-refused", "host-unreachable", "network-unreachable",
+        "name-does-not-resolve", "connect-timeout", "connect-error", "own-listener",
+        "target-not-allowed", "no-socket",
+    };
+    return (st >= 0 && st < WM_DIAL_STATUS_COUNT) ? names[st] : "?";
+}
+
 enum wm_dial_status wm_dial_status_from_errno(int err)
 {
     switch (err) {

@@ -71,6 +71,10 @@ void wm_dial_cancel(struct wm_dial *d);
 
 const char *wm_dial_status_str(enum wm_dial_status st);
 
+/* The same as one token ("connection-refused", "no-socket"), for an access
+ * line's end= field, which a space would split. */
+const char *wm_dial_status_end(enum wm_dial_status st);
+
 /* Map an errno from connect() to a status. */
 enum wm_dial_status wm_dial_status_from_errno(int err);
 

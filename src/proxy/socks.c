@@ -83,7 +83,7 @@ static void socks5_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
     if (st != WM_DIAL_OK) {
         uint8_t rep = (uint8_t)wm_pconn_socks5_rep(st);
         wm_log(WM_LOG_DEBUG, c->conn.id, "socks5 target=%s: %s", wm_conn_target(&c->conn), wm_dial_status_str(st));
-        socks5_fail(c, rep, wm_dial_status_str(st));
+        socks5_fail(c, rep, wm_dial_status_end(st));
         return;
     }
     struct sockaddr_storage local;
@@ -339,7 +339,7 @@ static void socks4_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr
     if (st != WM_DIAL_OK) {
         c->conn.code = WM_SOCKS4_REP_REJECTED;
         reply_and_close(c, out, wm_socks4_build_reply(out, WM_SOCKS4_REP_REJECTED),
-                        wm_dial_status_str(st));
+                        wm_dial_status_end(st));
         return;
     }
     c->conn.code = WM_SOCKS4_REP_GRANTED;

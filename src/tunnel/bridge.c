@@ -444,7 +444,7 @@ static void dial_cb(int fd, enum wm_dial_status st, const struct sockaddr *peer,
                wm_dial_status_str(st));
         set_stream(b, BS_NONE, NULL);
         wm_tun_stream_refuse(s, open_code_of(st), wm_dial_status_str(st));
-        bridge_finish(b, wm_dial_status_str(st));
+        bridge_finish(b, wm_dial_status_end(st));
         return;
     }
     if (b->preamble != NULL && send_preamble(b, fd) < 0) {

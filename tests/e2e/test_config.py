@@ -159,6 +159,31 @@ def test_check_cert_and_key_files(tmp_path):
         "not a usable PEM certificate" in errs[0][3], err
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
+def test_check_tunnel_ca_file_names_its_line(tmp_path):
+    """A tunnel `ca` that is missing or holds no certificate was reported
+    as `file: proxy.ts: trust anchors ...`, without the line and column
+    every other error has (README: `file:line:col: key.path: message`)."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(tmp_path / "ca.key"), "-out", str(tmp_path / "ca.pem"),
+            "-subj", "/CN=ca", "-days", "2")
+    ctl.write(tmp_path / "junk.pem", "not a certificate\n")
+    path = tmp_path / "client.toml"
+    for ca, code, why in (("ca.pem", 0, None), ("nope.pem", 1, "No such file"),
+                          ("junk.pem", 1, "no usable PEM certificate")):
+        ctl.write(path, '[proxy]\nbind_addr = "127.0.0.1:1"\nserver = "127.0.0.1:2"\n'
+                  'ts = true\nca = "%s"\n' % ca)
+        c, errs, _, _, err = check(path)
+        assert c == code, err
+        if why is not None:
+            assert len(errs) == 1 and errs[0][:3] == (5, 6, "proxy.ca") and why in errs[0][3], err
+    # the server side reads it with two_way_tls
+    ctl.write(path, '[proxy]\nbind_addr = "127.0.0.1:1"\ntc = true\ntwo_way_tls = true\n'
+              'cert = "ca.pem"\nkey = "ca.key"\nca = "nope.pem"\n')
+    c, errs, _, _, err = check(path)
+    assert c == 1 and len(errs) == 1 and errs[0][:3] == (7, 6, "proxy.ca"), err
+
+
 # ---- TOML and YAML: one behaviour ----
 
 TOML = '''control = "127.0.0.1:{c}"

@@ -495,6 +495,8 @@ def test_reload_says_a_pidfile_change_needs_a_restart(wmproxy, tmp_path):
     ctl.wait_until(lambda: 'reload: pidfile change to "%s" needs a restart' % pid in p.log(), 10,
                    what="the warning")
     assert not pid.exists()
+    # none was written: the line said 'the pid stays in ""'
+    assert "needs a restart (no pidfile is written until then)" in p.log(), p.log()[-2000:]
     # Back to the running one: nothing to say.
     ctl.write(path, conf(cport, port))
     code, _, doc = ctl.api(cport, "POST", "/reload")

@@ -130,6 +130,27 @@ def test_reply_codes(proxy, target, code):
     assert is_closed(s)
 
 
+def test_failed_dial_access_line_end_is_one_token(wmproxy):
+    """README, Logs: key=value fields, end= one word (`closed`, `idle`,
+    ...). A SOCKS dial that failed wrote end=connection refused, whose
+    second word a log parser takes for a field of its own."""
+    port = free_port()
+    p = wmproxy(proxy_args(port), port=port)
+    dead = free_port()
+    s, rep, _ = socks.handshake(port, "127.0.0.1", dead)
+    assert rep == 5
+    s.close()
+    s = connect(port)
+    s.sendall(b"\x04\x01" + struct.pack(">H", dead) + b"\x7f\x00\x00\x01u\x00")
+    assert s.recv(8)[:2] == b"\x00\x5b"
+    s.close()
+    for proto in ("socks5", "socks4"):
+        line = "access proto=%s client=" % proto
+        wait_until(lambda: line in p.log(), what="the %s access line" % proto)
+        got = [x for x in p.log().splitlines() if line in x][0]
+        assert got.endswith(" end=connection-refused"), got
+
+
 def test_names_too_long_for_dns_fail_at_once(wmproxy):
     # over 253 bytes (254 with its root dot), or a label over 63 bytes: no
     # DNS name, so "does not resolve" at once (4, 502), never a query that

@@ -269,6 +269,8 @@ static void test_reason(void **state)
     assert_string_equal(wm_http_reason(200), "OK");
     assert_string_equal(wm_http_reason(400), "Bad Request");
     assert_string_equal(wm_http_reason(407), "Proxy Authentication Required");
+    assert_string_equal(wm_http_reason(412), "Precondition Failed");
+    assert_string_equal(wm_http_reason(417), "Expectation Failed");
     assert_string_equal(wm_http_reason(431), "Request Header Fields Too Large");
     assert_string_equal(wm_http_reason(502), "Bad Gateway");
     assert_string_equal(wm_http_reason(504), "Gateway Timeout");
