@@ -342,7 +342,7 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
     if (code != WM_TUN_OPEN_OK) {
         set_stream(b, BS_NONE, NULL);
         wm_log(WM_LOG_DEBUG, b->id, "tunnel open %s: %s", b->target != NULL ? b->target : "-", reason);
-        open_failed(b, wm_tun_open_code_str(code), reason);
+        open_failed(b, wm_tun_open_code_end(code), reason);
         return;
     }
     if (outer == NULL) {

@@ -550,6 +550,15 @@ const char *wm_tun_open_code_str(uint8_t code)
     return code < WM_TUN_OPEN_CODE_COUNT ? names[code] : "error";
 }
 
+const char *wm_tun_open_code_end(uint8_t code)
+{
+    static const char *const names[WM_TUN_OPEN_CODE_COUNT] = {
+        "ok", "refused", "unreachable", "timeout", "no-such-mapping", "not-allowed",
+        "resource-limit",
+    };
+    return code < WM_TUN_OPEN_CODE_COUNT ? names[code] : "error";
+}
+
 void wm_tun_str_copy(char *dst, size_t cap, struct wm_tun_str s)
 {
     if (cap == 0) {

@@ -212,6 +212,8 @@ size_t wm_tun_code_encode(uint8_t *out, size_t cap, bool wide, uint32_t code, co
 
 const char *wm_tun_type_name(uint8_t type);
 const char *wm_tun_open_code_str(uint8_t code);
+/* The same as one token ("no-such-mapping"), for an access line's end=. */
+const char *wm_tun_open_code_end(uint8_t code);
 
 /* Copy a string field into a NUL-terminated buffer (truncating). */
 void wm_tun_str_copy(char *dst, size_t cap, struct wm_tun_str s);

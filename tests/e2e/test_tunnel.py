@@ -1123,7 +1123,7 @@ def test_max_streams_caps_a_carrier_both_ways(nodes, echo):
     assert head.startswith(b"HTTP/1.1 5"), head
     px.close()
     assert wait_log(srv, "(max_streams): the peer's OPEN refused"), srv.log()[-2000:]
-    assert wait_log(cli, "proto=tunnel-entry") and "end=resource limit" in cli.log()
+    assert wait_log(cli, "proto=tunnel-entry") and "end=resource-limit" in cli.log()
     # one visitor leaves: a new one gets through
     held[0].close()
 
