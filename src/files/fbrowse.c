@@ -16,6 +16,7 @@
 
 #include "core/json.h"
 #include "files/files_int.h"
+#include "http/util.h"
 
 struct item {
     char *name;
@@ -150,7 +151,7 @@ static void list_json(struct evbuffer *out, const struct item *v, size_t n)
 
     evbuffer_add(out, "[", 1);
     for (size_t i = 0; i < n; i++) {
-        files_http_date_fmt(v[i].mtime, date, sizeof(date));
+        wm_http_date_fmt(v[i].mtime, date, sizeof(date));
         evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
         wm_json_string(out, v[i].name);
         evbuffer_add_printf(out, ",\"type\":\"%s\",\"size\":%llu,\"mtime\":\"%s\"}",
@@ -175,7 +176,7 @@ static void list_html(struct evbuffer *out, const struct item *v, size_t n, cons
         evbuffer_add_printf(out, "<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
     }
     for (size_t i = 0; i < n; i++) {
-        files_http_date_fmt(v[i].mtime, date, sizeof(date));
+        wm_http_date_fmt(v[i].mtime, date, sizeof(date));
         evbuffer_add(out, "<tr><td><a href=\"", 17);
         href(out, v[i].name);
         evbuffer_add(out, v[i].dir ? "/\">" : "\">", v[i].dir ? 3 : 2);

@@ -29,6 +29,7 @@
 #include "core/util.h"
 #include "core/worker.h"
 #include "files/files_int.h"
+#include "http/util.h"
 
 static __thread struct files_entry *slots[WM_FILES_CACHE_SLOTS];
 static __thread size_t nlive;         /* slots holding an entry */
@@ -194,7 +195,7 @@ static int entry_open(const struct wm_files *fs, const char *rel, struct files_e
              (unsigned long long)e->st.st_mtim.tv_sec * 1000000000ULL +
                  (unsigned long long)e->st.st_mtim.tv_nsec,
              (unsigned long long)e->st.st_ino);
-    files_http_date_fmt((int64_t)e->st.st_mtim.tv_sec, e->lastmod, sizeof(e->lastmod));
+    wm_http_date_fmt((int64_t)e->st.st_mtim.tv_sec, e->lastmod, sizeof(e->lastmod));
     *out = e;
     return 0;
 }

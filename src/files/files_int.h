@@ -100,7 +100,6 @@ struct wm_files_req {
 };
 
 /* fparse.c */
-void files_http_date_fmt(int64_t t, char *out, size_t cap);
 /* Does an If-Match / If-None-Match list name etag ("*" matches)? weak_ok:
  * weak comparison (If-None-Match). */
 bool files_etag_match(const char *v, size_t n, const char *etag, bool weak_ok);

@@ -339,19 +339,6 @@ int64_t wm_files_http_date(const char *v, size_t n)
     return -1;
 }
 
-void files_http_date_fmt(int64_t t, char *out, size_t cap)
-{
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t tt = (time_t)t;
-    struct tm tm;
-
-    gmtime_r(&tt, &tm);
-    snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-             mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 /* ---- entity tags ---- */
 
 bool files_etag_match(const char *v, size_t n, const char *etag, bool weak_ok)

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "files/files_int.h"
+#include "http/util.h"
 #include "http/head.h"
 #include "net/conn.h"
 
@@ -26,22 +27,6 @@
 static const char *hdr(struct wm_http_head *req, const char *name, size_t *n)
 {
     return wm_http_head_get(req, name, n);
-}
-
-/* "Date: ...\r\n", formatted once a second per worker. */
-static const char *date_line(void)
-{
-    static __thread int64_t sec = -1;
-    static __thread char line[64];
-    int64_t now = (int64_t)time(NULL);
-
-    if (now != sec) {
-        char d[40];
-        files_http_date_fmt(now, d, sizeof(d));
-        snprintf(line, sizeof(line), "Date: %s\r\n", d);
-        sec = now;
-    }
-    return line;
 }
 
 static int answer(struct wm_files_req *q, struct wm_hfwd_target *t, int status, const char *ctype,
@@ -167,8 +152,7 @@ static void common_headers(struct wm_files_req *q, const struct files_entry *e, 
 {
     const struct wm_files *fs = q->fs;
 
-    evbuffer_add_printf(q->hdrs, "%sLast-Modified: %s\r\nETag: %s\r\n", date_line(), e->lastmod,
-                        etag);
+    evbuffer_add_printf(q->hdrs, "Last-Modified: %s\r\nETag: %s\r\n", e->lastmod, etag);
     if (enc == FILES_IDENTITY) {
         evbuffer_add(q->hdrs, "Accept-Ranges: bytes\r\n", 22);
     } else {
@@ -416,7 +400,7 @@ static int serve_dir(struct wm_files_req *q, struct wm_hfwd_target *t, struct wm
     if (r != 0) {
         return text_answer(q, t, r, "cannot list the directory");
     }
-    evbuffer_add_printf(q->hdrs, "%sCache-Control: no-cache\r\n", date_line());
+    evbuffer_add(q->hdrs, "Cache-Control: no-cache\r\n", 25);
     if (fs->cors) {
         evbuffer_add(q->hdrs, "Access-Control-Allow-Origin: *\r\n", 32);
     }

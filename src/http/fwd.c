@@ -340,7 +340,8 @@ void hf_respond_head(struct wm_hfwd *f, struct evbuffer *out, int status, const 
 {
     bool v10 = wm_http_head_minor(wm_http_parser_head(f->req)) == 0;
 
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, wm_http_reason(status));
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n%s", status, wm_http_reason(status),
+                        wm_http_date_line()); /* RFC 9110 6.6.1: ours is the origin's answer */
     if (ctype != NULL) {
         evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
     }

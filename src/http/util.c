@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/util.h"
 #include "net/addr.h"
@@ -136,6 +137,34 @@ const char *wm_http_reason(int status)
     }
 }
 
+void wm_http_date_fmt(int64_t t, char *out, size_t cap)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    gmtime_r(&tt, &tm);
+    snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+const char *wm_http_date_line(void)
+{
+    static __thread int64_t sec = -1;
+    static __thread char line[64];
+    int64_t now = (int64_t)time(NULL);
+
+    if (now != sec) {
+        char d[40];
+        wm_http_date_fmt(now, d, sizeof(d));
+        snprintf(line, sizeof(line), "Date: %s\r\n", d);
+        sec = now;
+    }
+    return line;
+}
+
 int wm_http_write_error(struct evbuffer *out, int status, bool close, const char *extra,
                         const char *detail)
 {
@@ -152,11 +181,12 @@ int wm_http_write_error(struct evbuffer *out, int status, bool close, const char
     return evbuffer_add_printf(out,
                                "HTTP/1.1 %d %s\r\n"
                                "Server: wmproxy\r\n"
+                               "%s"
                                "Content-Type: text/plain; charset=utf-8\r\n"
                                "Content-Length: %d\r\n"
                                "%s%s\r\n"
                                "%.*s",
-                               status, wm_http_reason(status), blen,
+                               status, wm_http_reason(status), wm_http_date_line(), blen,
                                close ? "Connection: close\r\n" : "", extra != NULL ? extra : "",
                                blen, body) < 0
                ? -1

@@ -39,6 +39,12 @@ bool wm_http_host_valid(const char *h, size_t n);
 
 /* Reason phrase for a status code ("Bad Gateway"); "Unknown" if unlisted. */
 const char *wm_http_reason(int status);
+/* t (seconds since the epoch) as an HTTP date, "Sun, 06 Nov 1994 08:49:37
+ * GMT" (RFC 9110 5.6.7), into out (>= 30 bytes). */
+void wm_http_date_fmt(int64_t t, char *out, size_t cap);
+/* "Date: <now>\r\n", formatted once a second per thread (borrowed until
+ * the thread's next call in another second). */
+const char *wm_http_date_line(void);
 
 /* Append a complete error response: status line, Content-Type text/plain,
  * Content-Length, Connection: close (when close), extra header lines

@@ -650,6 +650,34 @@ def test_chunked_answer_to_an_http10_client_goes_decoded(wmproxy, tmp_path, orig
     wait_until(lambda: p.log().count('req="GET /chunked/70000"') >= 2, what="access lines")
 
 
+def test_local_answers_carry_a_date(wmproxy, tmp_path):
+    """RFC 9110 6.6.1: an origin with a clock sends Date in its 2xx-4xx
+    answers. The proxy's own answers (a static_response, a 404 for no
+    location, an error page) had none; files had theirs."""
+    import email.utils
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+[[http.server.location]]
+rule = "/s"
+static_response = "hi"
+""" % port)
+    wait_serving(port, path="/s")
+    for raw, code in ((b"GET /s HTTP/1.1\r\nHost: a\r\n", b"200"),
+                      (b"GET /none HTTP/1.1\r\nHost: a\r\n", b"404"),
+                      (b"GET /s HTTP/1.1\r\nHost: a\r\nExpect: x\r\n", b"417")):
+        s = connect(port)
+        s.sendall(raw + b"Connection: close\r\n\r\n")
+        head = recv_all(s).split(b"\r\n\r\n")[0].decode()
+        s.close()
+        assert head.split(" ")[1] == code.decode(), head
+        dates = [ln[6:] for ln in head.split("\r\n") if ln.lower().startswith("date: ")]
+        assert len(dates) == 1, head
+        assert abs(email.utils.parsedate_to_datetime(dates[0]).timestamp() - time.time()) < 60
+
+
 def test_yaml_config(wmproxy, tmp_path):
     port = free_port()
     path = write(tmp_path / "rev.yaml", """

@@ -16,6 +16,7 @@
 
 #include "files/files.h"
 #include "files/files_int.h"
+#include "http/util.h"
 
 struct path_case {
     const char *path;
@@ -202,7 +203,7 @@ static void test_dates_and_etags(void **state)
     assert_int_equal(wm_files_http_date("Sun Nov  6 08:49:37 1994", strlen("Sun Nov  6 08:49:37 1994")), 784111777);
     assert_int_equal(wm_files_http_date("yesterday", strlen("yesterday")), -1);
     assert_int_equal(wm_files_http_date("Sun, 06 Nov 1994 08:49:37 GMTx", strlen("Sun, 06 Nov 1994 08:49:37 GMTx")), -1);
-    files_http_date_fmt(784111777, buf, sizeof(buf));
+    wm_http_date_fmt(784111777, buf, sizeof(buf));
     assert_string_equal(buf, "Sun, 06 Nov 1994 08:49:37 GMT");
     assert_true(files_etag_match("\"a\"", strlen("\"a\""), "\"a\"", false));
     assert_true(files_etag_match("*", strlen("*"), "\"a\"", false));
