@@ -395,7 +395,7 @@ static void cluster_free(struct cluster *cl)
         return;
     }
     if (wm_cluster_current == cl) {
-        wm_cluster_current = NULL;
+        __atomic_store_n(&wm_cluster_current, NULL, __ATOMIC_RELAXED);
         wm_tunnel_cluster = NULL;
         climit_install(false);
         climit_set_up(false);
@@ -452,7 +452,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
         c->stored = false;
     }
     cl->backoff_ms = CL_BACKOFF_MIN_MS;
-    wm_cluster_current = cl;
+    __atomic_store_n(&wm_cluster_current, cl, __ATOMIC_RELAXED);
     wm_tunnel_cluster = &hooks;
     climit_install(true);
     cauth_install(true);
@@ -464,7 +464,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
 
 void wm_cluster_install(struct wm_cluster_settings *s)
 {
-    if (s == NULL && wm_cluster_current == NULL) {
+    if (s == NULL && __atomic_load_n(&wm_cluster_current, __ATOMIC_RELAXED) == NULL) {
         return;
     }
     if (wm_worker_call(wm_worker_get(0), install_on_worker, s) < 0) {
@@ -560,7 +560,7 @@ static void status_on_worker(struct wm_worker *w, void *arg)
 
 void wm_cluster_status_json(struct evbuffer *out)
 {
-    if (wm_cluster_current == NULL) {
+    if (__atomic_load_n(&wm_cluster_current, __ATOMIC_RELAXED) == NULL) {
         return; /* read without the lock, as the tunnel's */
     }
     wm_worker_call(wm_worker_get(0), status_on_worker, out);

@@ -195,7 +195,9 @@ void cauth_status_json(struct evbuffer *out);
  * of it), then double *backoff_ms up to CL_BACKOFF_MAX_MS. */
 void cl_retry_later(struct event *ev, unsigned *backoff_ms);
 
-/* cluster.c: the current cluster (worker 0), or NULL. */
+/* cluster.c: the current cluster (worker 0), or NULL. Worker 0 alone
+ * dereferences it; it stores it atomically because the main thread peeks at
+ * it (wm_cluster_install(), wm_cluster_status_json()). */
 extern struct cluster *wm_cluster_current;
 /* A claim of ours lost in Redis: withdraw it locally. */
 void cluster_claim_lost(struct cluster *cl, struct cclaim *c, const char *holder);

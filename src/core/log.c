@@ -17,9 +17,9 @@
 
 #define WM_LOG_LINE_MAX 4096
 
-volatile int wm_log_threshold = WM_LOG_INFO;
-static int level_wanted = WM_LOG_INFO; /* what was asked for */
-static int log_fd = 1;
+int wm_log_threshold = WM_LOG_INFO;
+static int level_wanted = WM_LOG_INFO; /* what was asked for (main thread) */
+static int log_fd = 1; /* atomic: set by the main thread at a reload, read by all */
 static int log_file_fd = -1;
 static uint64_t next_conn_id;
 
@@ -68,7 +68,7 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
     size_t off;
     int r;
     va_list ap;
-    int fd = log_fd;
+    int fd = __atomic_load_n(&log_fd, __ATOMIC_RELAXED);
 
     if (fd < 0) {
         if (level != WM_LOG_ERROR) {
@@ -141,7 +141,9 @@ void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ..
 void wm_log_set_level(enum wm_log_level level)
 {
     level_wanted = (int)level;
-    wm_log_threshold = log_fd < 0 && level_wanted > WM_LOG_ERROR ? WM_LOG_ERROR : level_wanted;
+    __atomic_store_n(&wm_log_threshold,
+                     log_fd < 0 && level_wanted > WM_LOG_ERROR ? WM_LOG_ERROR : level_wanted,
+                     __ATOMIC_RELAXED);
 }
 
 enum wm_log_level wm_log_get_level(void)
@@ -177,10 +179,12 @@ const char *wm_log_level_name(enum wm_log_level level)
 
 void wm_log_set_fd(int fd)
 {
-    log_fd = fd;
+    __atomic_store_n(&log_fd, fd, __ATOMIC_RELAXED);
     /* With no output only errors are shown (on stderr): do not even format
      * the rest. */
-    wm_log_threshold = fd < 0 && level_wanted > WM_LOG_ERROR ? WM_LOG_ERROR : level_wanted;
+    __atomic_store_n(&wm_log_threshold,
+                     fd < 0 && level_wanted > WM_LOG_ERROR ? WM_LOG_ERROR : level_wanted,
+                     __ATOMIC_RELAXED);
 }
 
 int wm_log_open_file(const char *path)

@@ -23,17 +23,20 @@ enum wm_log_level {
     WM_LOG_LEVEL_COUNT
 };
 
-/* Current threshold; read by the macro, written only by wm_log_set_level(). */
-extern volatile int wm_log_threshold;
+/* Current threshold; read by the macro on every thread, written by the main
+ * thread (wm_log_set_level(), wm_log_set_fd() at a reload): an atomic, so a
+ * worker reads the old or the new level, never a torn one. */
+extern int wm_log_threshold;
+#define WM_LOG_THRESHOLD() __atomic_load_n(&wm_log_threshold, __ATOMIC_RELAXED)
 
 #define wm_log(level, conn_id, ...)                                                   \
     do {                                                                              \
-        if ((int)(level) <= wm_log_threshold) {                                       \
+        if ((int)(level) <= WM_LOG_THRESHOLD()) {                                     \
             wm_log_write((level), (conn_id), __VA_ARGS__);                            \
         }                                                                             \
     } while (0)
 
-#define wm_log_enabled(level) ((int)(level) <= wm_log_threshold)
+#define wm_log_enabled(level) ((int)(level) <= WM_LOG_THRESHOLD())
 
 /* Format and write one line. conn_id 0 prints "-". Use wm_log() instead. */
 void wm_log_write(enum wm_log_level level, uint64_t conn_id, const char *fmt, ...)

@@ -1,6 +1,7 @@
 #include "http/parser.h"
 
 #include <llhttp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -313,12 +314,13 @@ static int on_message_complete(llhttp_t *ll)
     return HPE_PAUSED;
 }
 
+/* Filled once, by the first parser any thread makes; read by all of them
+ * (llhttp keeps the pointer). */
 static llhttp_settings_t settings;
-static int settings_ready;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
-static void init_settings(void)
+static void fill_settings(void)
 {
-    /* Idempotent and written with the same values by any thread. */
     llhttp_settings_t s;
     llhttp_settings_init(&s);
     s.on_method = on_method;
@@ -334,10 +336,12 @@ static void init_settings(void)
     s.on_chunk_extension_name = on_chunk_ext;
     s.on_chunk_extension_value = on_chunk_ext;
     s.on_message_complete = on_message_complete;
-    if (!__atomic_load_n(&settings_ready, __ATOMIC_ACQUIRE)) {
-        settings = s;
-        __atomic_store_n(&settings_ready, 1, __ATOMIC_RELEASE);
-    }
+    settings = s;
+}
+
+static void init_settings(void)
+{
+    pthread_once(&settings_once, fill_settings);
 }
 
 struct wm_http_parser *wm_http_parser_new(enum wm_http_kind kind, size_t head_limit,

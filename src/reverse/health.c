@@ -41,6 +41,8 @@ struct probe {
 
 static struct event *tick_ev;
 static struct probe *probes;
+/* Worker 0 once checker_start() ran; every worker reads it at exit
+ * (rv_checker_stop()) while worker 0 may be clearing it: atomic. */
 static struct wm_worker *checker_w;
 static size_t in_flight;        /* probes started and not freed (checker_w's thread) */
 
@@ -256,7 +258,7 @@ static void checker_start(struct wm_worker *w, void *arg)
     struct timeval tv = {0, TICK_MS * 1000};
 
     (void)arg;
-    checker_w = w;
+    __atomic_store_n(&checker_w, w, __ATOMIC_RELAXED);
     tick_ev = event_new(wm_worker_base(w), -1, EV_PERSIST, tick_cb, NULL);
     if (tick_ev != NULL) {
         event_add(tick_ev, &tv);
@@ -270,7 +272,9 @@ void wm_rev_checker_start(void)
 
 void rv_checker_stop(void)
 {
-    if (checker_w == NULL || wm_worker_self() != checker_w) {
+    struct wm_worker *w = __atomic_load_n(&checker_w, __ATOMIC_RELAXED);
+
+    if (w == NULL || wm_worker_self() != w) {
         return;
     }
     while (probes != NULL) {
@@ -280,5 +284,5 @@ void rv_checker_stop(void)
         event_free(tick_ev);
         tick_ev = NULL;
     }
-    checker_w = NULL;
+    __atomic_store_n(&checker_w, NULL, __ATOMIC_RELAXED);
 }

@@ -69,9 +69,10 @@ void wm_rev_set_shared_limit(const struct wm_rev_shared_limit *h)
 
 void rv_zone_set_shared(struct rv_zone *z, bool shared, bool on_error_allow)
 {
+    /* atomic stores: rv_zone_allow() reads them without the lock */
     pthread_mutex_lock(&z->lock);
-    z->shared = shared;
-    z->on_error_allow = on_error_allow;
+    __atomic_store_n(&z->shared, shared, __ATOMIC_RELAXED);
+    __atomic_store_n(&z->on_error_allow, on_error_allow, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&z->lock);
 }
 
@@ -137,7 +138,9 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t byte
     if (z != NULL) {
         z->refs++;
         pthread_mutex_lock(&z->lock);
-        z->rate_micro = rate_micro; /* a reload may change the rate; the counts stay */
+        /* a reload may change the rate; the counts stay. Atomic: the
+         * cluster path of rv_zone_allow() reads it without the lock. */
+        __atomic_store_n(&z->rate_micro, rate_micro, __ATOMIC_RELAXED);
         z->max_entries = max;
         zone_grow(z);
         pthread_mutex_unlock(&z->lock);

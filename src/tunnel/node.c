@@ -547,7 +547,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
             tserver_free(n->server);
             wm_tunnel_settings_free(n->s);
             free(n);
-            wm_tnode = NULL;
+            __atomic_store_n(&wm_tnode, NULL, __ATOMIC_RELAXED);
         }
         route_early(); /* nothing to route to: they close */
         return;
@@ -560,7 +560,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
             return;
         }
         n->w = w;
-        wm_tnode = n;
+        __atomic_store_n(&wm_tnode, n, __ATOMIC_RELAXED);
     }
     struct wm_tunnel_settings *old = n->s;
     bool keep_client = old != NULL && old->client && s->client && n->client != NULL &&
@@ -590,7 +590,7 @@ static void install_on_worker(struct wm_worker *w, void *arg)
 
 void wm_tunnel_install(struct wm_tunnel_settings *s)
 {
-    if (s == NULL && wm_tnode == NULL) {
+    if (s == NULL && !wm_tnode_present()) {
         return;
     }
     if (wm_worker_call(wm_worker_get(0), install_on_worker, s) < 0) {
@@ -678,7 +678,7 @@ static void status_on_worker(struct wm_worker *w, void *arg)
 
 void wm_tunnel_status_json(struct evbuffer *out)
 {
-    if (wm_tnode == NULL) {
+    if (!wm_tnode_present()) {
         return; /* read without the lock: worst case a status without tunnel */
     }
     wm_worker_call(wm_worker_get(0), status_on_worker, out);

@@ -92,7 +92,16 @@ struct tnode {
     struct tserver *server;
 };
 
-extern struct tnode *wm_tnode; /* NULL when no tunnel is configured */
+/* NULL when no tunnel is configured. Owned by worker 0, which alone
+ * dereferences it; it stores it atomically because the main thread peeks
+ * (wm_tnode_present()) before asking worker 0 for a status or metrics. */
+extern struct tnode *wm_tnode;
+
+/* Any thread: whether worker 0 has a node (a hint: it may be going). */
+static inline bool wm_tnode_present(void)
+{
+    return __atomic_load_n(&wm_tnode, __ATOMIC_RELAXED) != NULL;
+}
 
 /* node_tls.c: the TLS contexts of a node, built at prepare (main thread):
  * towards the parent (ts: a CA, a pinned fingerprint, or trust on first

@@ -344,11 +344,11 @@ int tnode_map_tls(const struct wm_tunnel_opts *p, struct wm_tunnel_settings *s,
 
 /* On the center's context: the nodes' context (owned: freed with it, so a
  * handshake in progress across a reload still finds it). On the nodes'
- * context: a mark. And the ALPN name nodes offer. */
+ * context: a mark. The ALPN name nodes offer is the hello callback's
+ * argument: never a shared buffer a reload rewrites while worker 0 reads. */
 static int node_ctx_idx = -1;
 static int node_mark_idx = -1;
 static pthread_once_t node_idx_once = PTHREAD_ONCE_INIT;
-static char node_alpn[32];
 
 static void node_ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                           void *argp)
@@ -367,10 +367,10 @@ static void node_idx_init(void)
     node_mark_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-/* Does the ALPN extension (p, n: its body) list node_alpn? */
-static bool alpn_lists(const unsigned char *p, size_t n)
+/* Does the ALPN extension (p, n: its body) list alpn? */
+static bool alpn_lists(const unsigned char *p, size_t n, const char *alpn)
 {
-    size_t want = strlen(node_alpn);
+    size_t want = strlen(alpn);
 
     if (n < 2 || (((size_t)p[0] << 8) | p[1]) != n - 2) {
         return false;
@@ -380,7 +380,7 @@ static bool alpn_lists(const unsigned char *p, size_t n)
         if (l + 1 > n) {
             return false;
         }
-        if (l == want && memcmp(p + 1, node_alpn, want) == 0) {
+        if (l == want && memcmp(p + 1, alpn, want) == 0) {
             return true;
         }
         p += l + 1;
@@ -389,8 +389,9 @@ static bool alpn_lists(const unsigned char *p, size_t n)
     return false;
 }
 
-/* The center's ClientHello: another node (it offers node_alpn) gets the
- * nodes' context: their certificate, and ours required against their CA. */
+/* The center's ClientHello: another node (it offers arg, the ALPN name)
+ * gets the nodes' context: their certificate, and ours required against
+ * their CA. */
 static int node_hello_cb(SSL *ssl, int *al, void *arg)
 {
     SSL_CTX *node = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), node_ctx_idx);
@@ -398,11 +399,10 @@ static int node_hello_cb(SSL *ssl, int *al, void *arg)
     size_t n;
 
     (void)al;
-    (void)arg;
     if (node != NULL &&
         SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
                                   &n) == 1 &&
-        alpn_lists(p, n)) {
+        alpn_lists(p, n, arg)) {
         SSL_set_SSL_CTX(ssl, node);
         SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     }
@@ -420,7 +420,6 @@ int wm_tunnel_set_node_tls(struct wm_tunnel_settings *s, const char *alpn, const
                           "mutual TLS between nodes needs a TLS center ([proxy] tc = true)");
     }
     pthread_once(&node_idx_once, node_idx_init);
-    snprintf(node_alpn, sizeof(node_alpn), "%s", alpn);
     if (node_ctx_idx < 0 || node_mark_idx < 0) {
         return wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
     }
@@ -433,7 +432,7 @@ int wm_tunnel_set_node_tls(struct wm_tunnel_settings *s, const char *alpn, const
         SSL_CTX_free(node);
         return wm_err_set(err, NULL, 0, 0, "cluster", "out of memory");
     }
-    SSL_CTX_set_client_hello_cb(s->server_ctx, node_hello_cb, NULL);
+    SSL_CTX_set_client_hello_cb(s->server_ctx, node_hello_cb, (void *)alpn);
     return 0;
 }
 

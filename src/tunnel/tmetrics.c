@@ -217,7 +217,7 @@ void tmetrics_mapping(const struct tcarrier *carrier, const char *mapping, uint3
 void wm_tunnel_metrics_collect(struct evbuffer *out, void *arg)
 {
     (void)arg;
-    if (wm_tnode == NULL) {
+    if (!wm_tnode_present()) {
         return;
     }
     wm_worker_call(wm_worker_get(0), collect_on_worker, out);

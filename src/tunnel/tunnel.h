@@ -152,8 +152,9 @@ void wm_tunnel_settings_free(struct wm_tunnel_settings *s);
  * offers ALPN alpn (another node) is answered with cert/key and must
  * present a certificate that chains to ca; it is then a node carrier
  * (node_password, when set, is still proved on top). Needs a TLS center
- * (tc). Before install (main thread). 0, or -1 with err (key: the
- * [cluster] key). */
+ * (tc). alpn is kept, not copied: a string that outlives the settings (a
+ * literal: WM_CLUSTER_ALPN). Before install (main thread). 0, or -1 with
+ * err (key: the [cluster] key). */
 int wm_tunnel_set_node_tls(struct wm_tunnel_settings *s, const char *alpn, const char *ca,
                            const char *cert, const char *key, struct wm_err *err);
 
