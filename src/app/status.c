@@ -67,7 +67,11 @@ static void print_head(const struct wm_cval *st, const char *target)
     if (r != NULL && strcmp(str(r, "last_ok"), "-") != 0) {
         time_t t = (time_t)num(r, "last_time");
         char when[64];
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", localtime(&t));
+        size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", localtime(&t));
+        if (n >= 5 && n + 1 < sizeof(when)) { /* +0100 -> +01:00, as the log lines */
+            memmove(when + n - 1, when + n - 2, 3);
+            when[n - 2] = ':';
+        }
         printf("last reload: %s at %s: %s (%lld applied, %lld refused)\n",
                strcmp(str(r, "last_ok"), "true") == 0 ? "applied" : "REFUSED", when,
                str(r, "last_message"), num(r, "ok"), num(r, "failed"));

@@ -243,11 +243,16 @@ def test_counters_survive_reload(instance):
 
 
 def test_status_command(instance):
+    import re
+    assert api(instance["cport"], "POST", "/reload", TOKEN)[0] == 200
     r = subprocess.run([BIN, "status", "-c", instance["path"]], capture_output=True,
                        timeout=30, text=True)
     assert r.returncode == 0, r.stderr
     assert "LISTENER" in r.stdout and "127.0.0.1:%d" % instance["rport"] in r.stdout
     assert "config: %s" % instance["path"] in r.stdout
+    # the reload's time as the log lines write theirs (the offset with a colon)
+    assert re.search(r"last reload: applied at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d: ",
+                     r.stdout), r.stdout
     r = subprocess.run([BIN, "status", "-u", "127.0.0.1:%d" % instance["cport"]],
                        capture_output=True, timeout=30, text=True)
     assert r.returncode == 1 and "401" in r.stderr
