@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/bev.h"
 #include "core/limits.h"
@@ -200,19 +201,22 @@ void h2s_answer(struct h2_stream *st, int status, const char *text)
 {
     char sbuf[8];
     char lbuf[24];
-    nghttp2_nv nva[3];
+    char date[40];
+    nghttp2_nv nva[4];
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = h2s_read_body};
 
     release_end(st, true);
     snprintf(sbuf, sizeof(sbuf), "%d", status);
     snprintf(lbuf, sizeof(lbuf), "%zu", strlen(text) + 1);
+    wm_http_date_fmt((int64_t)time(NULL), date, sizeof(date)); /* as our HTTP/1 answers */
     nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)sbuf, 7, strlen(sbuf), 0};
     nva[1] = (nghttp2_nv){(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, 0};
     nva[2] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)lbuf, 14, strlen(lbuf), 0};
+    nva[3] = (nghttp2_nv){(uint8_t *)"date", (uint8_t *)date, 4, strlen(date), 0};
     evbuffer_drain(st->body, evbuffer_get_length(st->body));
     evbuffer_add_printf(st->body, "%s\n", text);
     st->resp_phase = H2S_DONE;
-    nghttp2_submit_response(st->h->s, st->id, nva, 3, st->is_head ? NULL : &dp);
+    nghttp2_submit_response(st->h->s, st->id, nva, 4, st->is_head ? NULL : &dp);
 }
 
 /* h2s_answer() for a stream the engine had or was to have: a line says so

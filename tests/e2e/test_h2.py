@@ -251,6 +251,7 @@ def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
     c = H.Client(p)
     st = c.response(c.request("/x", method="HEAD", authority="user@a.test"))
     assert st.status == 400 and st.ended and st.reset is None and not st.data
+    assert st.headers.get("date", "").endswith(" GMT"), st.headers  # as over HTTP/1
     st = c.response(c.request("/x", method="HEAD", headers=[("x-h%d" % i, "v") for i in range(300)]))
     assert st.status == 431 and st.ended and st.reset is None and not st.data
     assert c.get("/static")[0] == 200  # the connection goes on
