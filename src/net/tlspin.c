@@ -35,6 +35,25 @@ struct pin {
 
 /* ---- known_hosts ---- */
 
+/* A NUL byte would end the parse early and hide the pins after it
+ * (every connection trusted anew): such a file is refused. 0, or -1
+ * with the line of the first NUL in err. */
+static int kh_text_ok(const char *path, const char *text, size_t len, char *err, size_t cap)
+{
+    const char *nul = memchr(text, '\0', len);
+    int lineno = 1;
+
+    if (nul == NULL) {
+        return 0;
+    }
+    for (const char *c = text; c < nul; c++) {
+        lineno += *c == '\n';
+    }
+    snprintf(err, cap, "%s line %d: a NUL byte: not a text file (fix or delete it)", path,
+             lineno);
+    return -1;
+}
+
 /* Next non-comment line of text at *pos: its peer and fingerprint
  * fields (NUL-terminated in place). false at the end. */
 static bool kh_next(char *text, size_t *pos, int *lineno, char **peer, char **fp)
@@ -81,6 +100,10 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
         snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
+    if (kh_text_ok(path, text, len, err, cap) < 0) {
+        free(text);
+        return -1;
+    }
     while (kh_next(text, &pos, &lineno, &kpeer, &kfp)) {
         char norm[WM_CERT_FP_MAX];
         if (strcasecmp(kpeer, peer) != 0 || wm_cert_fp_parse(kfp, norm, sizeof(norm)) < 0) {
@@ -120,6 +143,9 @@ int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char 
     }
     if (wm_file_read(path, KH_MAX_FILE, &old, &len) < 0 && errno != ENOENT) {
         snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
+        goto unlock;
+    }
+    if (old != NULL && kh_text_ok(path, old, len, err, cap) < 0) {
         goto unlock;
     }
     size_t add = strlen(peer) + strlen(fp) + 3;

@@ -288,3 +288,23 @@ def test_wmproxy_reference_pair_with_one_self_signed_pair(wmproxy, tmp_path, ori
     wmproxy(["run", "-c", str(tmp_path / "other.toml"), "--workers", "2"], port=ep2)
     assert wait_log(srv, "handshake failed"), srv.log()
     assert srv.log().count("attached") == before
+
+
+def test_known_hosts_with_a_nul_byte_is_refused_not_repinned(wmproxy, tmp_path, origin):
+    """A NUL byte (a hand edit, a damaged disk) hid every line after it:
+    the pin below was not seen, and the server's certificate, whatever it
+    was, was trusted again on first use at each connection."""
+    sp = free_port()
+    quick_server(wmproxy, sp)
+    fp = cert_fp(os.path.join(state_dir(tmp_path), "tunnel.crt"))
+    old = "SHA256:" + "ab" * 32
+    kh = tmp_path / "kh"
+    kh.write_bytes(b"# pins\x00\n127.0.0.1:%d %s\n" % (sp, old.encode()))
+    cli = quick_client(wmproxy, sp, "--known-hosts", str(kh))
+    assert wait_log(cli, "NUL byte"), cli.log()
+    line = [l for l in cli.log().splitlines() if "NUL byte" in l][0]
+    assert "ERROR" in line and "%s line 1" % kh in line, line
+    assert "on first use: pinned" not in cli.log() and "tunnel: connected" not in cli.log()
+    assert get_fails(cli.entry, origin)
+    assert kh.read_bytes() == b"# pins\x00\n127.0.0.1:%d %s\n" % (sp, old.encode())
+    assert fp not in kh.read_text()
