@@ -35,6 +35,23 @@ struct pin {
 
 /* ---- known_hosts ---- */
 
+/* The text of known_hosts: 0, 1 when there is none (ENOENT), -1 with
+ * why in err. */
+static int kh_read(const char *path, char **text, size_t *len, char *err, size_t cap)
+{
+    if (wm_file_read(path, KH_MAX_FILE, text, len) == 0) {
+        return 0;
+    }
+    if (errno == ENOENT) {
+        return 1;
+    }
+    snprintf(err, cap, "%s: cannot read: %s", path,
+             errno == EISDIR ? "is a directory"
+             : errno == EINVAL ? "not a regular file"
+                               : strerror(errno));
+    return -1;
+}
+
 /* A NUL byte would end the parse early and hide the pins after it
  * (every connection trusted anew): such a file is refused. 0, or -1
  * with the line of the first NUL in err. */
@@ -93,11 +110,10 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
 
     *line = 0;
     other_fp[0] = '\0';
-    if (wm_file_read(path, KH_MAX_FILE, &text, &len) < 0) {
-        if (errno == ENOENT) {
-            return -2;
-        }
-        snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
+    switch (kh_read(path, &text, &len, err, cap)) {
+    case 1:
+        return -2;
+    case -1:
         return -1;
     }
     if (kh_text_ok(path, text, len, err, cap) < 0) {
@@ -141,8 +157,7 @@ int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char 
         snprintf(err, cap, "cannot lock %s: %s", dir, strerror(errno));
         return -1;
     }
-    if (wm_file_read(path, KH_MAX_FILE, &old, &len) < 0 && errno != ENOENT) {
-        snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
+    if (kh_read(path, &old, &len, err, cap) < 0) {
         goto unlock;
     }
     if (old != NULL && kh_text_ok(path, old, len, err, cap) < 0) {

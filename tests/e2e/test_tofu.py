@@ -308,3 +308,28 @@ def test_known_hosts_with_a_nul_byte_is_refused_not_repinned(wmproxy, tmp_path, 
     assert get_fails(cli.entry, origin)
     assert kh.read_bytes() == b"# pins\x00\n127.0.0.1:%d %s\n" % (sp, old.encode())
     assert fp not in kh.read_text()
+
+
+def test_known_hosts_that_is_not_a_file_is_refused(wmproxy, tmp_path, origin):
+    """A FIFO at the known_hosts path blocked the handshake in open(2)
+    until some writer came (the client hung, silently); a directory read
+    as an empty file: the certificate was trusted, pinned in memory only.
+    Both are now refused at the handshake with an ERROR that says why."""
+    sp = free_port()
+    quick_server(wmproxy, sp)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for path, why in ((fifo, "not a regular file"), (folder, "is a directory")):
+        cli = quick_client(wmproxy, sp, "--known-hosts", str(path))
+        msg = "cannot check the pinned certificate: %s: cannot read: %s" % (path, why)
+        assert wait_log(cli, msg), cli.log()
+        assert "ERROR" in [l for l in cli.log().splitlines() if msg in l][0]
+        # it keeps retrying: not stuck in the first attempt
+        assert wait_log(cli, msg, count=2, timeout=20), cli.log()
+        assert "first use" not in cli.log().replace("trusted on first use (pinned", "")
+        assert "tunnel: connected" not in cli.log()
+        assert get_fails(cli.entry, origin)
+        cli.stop()
+    assert stat.S_ISFIFO(os.stat(str(fifo)).st_mode) and os.listdir(str(folder)) == []
