@@ -72,7 +72,8 @@ static int kh_text_ok(const char *path, const char *text, size_t len, char *err,
 }
 
 /* Next non-comment line of text at *pos: its peer and fingerprint
- * fields (NUL-terminated in place). false at the end. */
+ * fields (NUL-terminated in place; *fp NULL when the line has only one).
+ * false at the end. */
 static bool kh_next(char *text, size_t *pos, int *lineno, char **peer, char **fp)
 {
     while (text[*pos] != '\0') {
@@ -90,7 +91,7 @@ static bool kh_next(char *text, size_t *pos, int *lineno, char **peer, char **fp
         char *save = NULL;
         *peer = strtok_r(line, " \t\r", &save);
         *fp = *peer != NULL ? strtok_r(NULL, " \t\r", &save) : NULL;
-        if (*peer != NULL && *fp != NULL) {
+        if (*peer != NULL) {
             return true;
         }
     }
@@ -105,6 +106,7 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
     size_t pos = 0;
     int lineno = 0;
     int r = -2;
+    int bad = 0;
     char *kpeer;
     char *kfp;
 
@@ -122,7 +124,15 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
     }
     while (kh_next(text, &pos, &lineno, &kpeer, &kfp)) {
         char norm[WM_CERT_FP_MAX];
-        if (strcasecmp(kpeer, peer) != 0 || wm_cert_fp_parse(kfp, norm, sizeof(norm)) < 0) {
+        if (strcasecmp(kpeer, peer) != 0) {
+            continue;
+        }
+        if (kfp == NULL || wm_cert_fp_parse(kfp, norm, sizeof(norm)) < 0) {
+            if (bad == 0) { /* meant as a pin: never taken for "no line" */
+                bad = lineno;
+                snprintf(err, cap, "%s line %d: %s is not a SHA256 fingerprint (fix or delete "
+                         "the line)", path, lineno, kfp != NULL ? kfp : "(nothing)");
+            }
             continue;
         }
         if (strcmp(norm, fp) == 0) {
@@ -137,7 +147,7 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
         }
     }
     free(text);
-    return r;
+    return r == -2 && bad != 0 ? -1 : r; /* a valid pin of another: "changed" */
 }
 
 int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char *err,

@@ -130,6 +130,18 @@ static void test_known_hosts(void **state)
     assert_int_equal(wm_file_read(path, 4096, &text, &len), 0);
     assert_non_null(strstr(text, "H:1 " FP_B "\nx:3 " FP_A "\n"));
     free(text);
+    /* a line of the peer that pins nothing readable (a typo, a cut
+     * paste): an error with its line, never "no line" (a first use) */
+    write_file(path, "x:3 " FP_A "\nh:1 SHA256:0123456789abcdef\n");
+    assert_int_equal(wm_known_hosts_check(path, "h:1", FP_A, &line, other, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "line 2: SHA256:0123456789abcdef"));
+    write_file(path, "h:1 # no fingerprint\n");
+    assert_int_equal(wm_known_hosts_check(path, "h:1", FP_A, &line, other, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "line 1"));
+    assert_int_equal(wm_known_hosts_check(path, "x:3", FP_A, &line, other, err, sizeof(err)), -2);
+    write_file(path, "h:1 " FP_B "\nh:1 bad\n");
+    assert_int_equal(wm_known_hosts_check(path, "h:1", FP_B, &line, other, err, sizeof(err)), 1);
+    write_file(path, "x:3 " FP_A "\n");
     /* unreadable: an error, never "no line" */
     assert_int_equal(chmod(path, 0), 0);
     if (access(path, R_OK) != 0) { /* root reads anyway */
