@@ -150,8 +150,8 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
     return r == -2 && bad != 0 ? -1 : r; /* a valid pin of another: "changed" */
 }
 
-int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char *err,
-                       size_t cap)
+int wm_known_hosts_add(const char *path, const char *peer, const char *fp, int *line,
+                       char *other_fp, char *err, size_t cap)
 {
     char dir[KH_PATH_MAX];
     char *old = NULL;
@@ -166,6 +166,17 @@ int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char 
     if ((lock = wm_dir_lock(dir)) < 0) {
         snprintf(err, cap, "cannot lock %s: %s", dir, strerror(errno));
         return -1;
+    }
+    /* another process may have pinned peer since our check */
+    switch (wm_known_hosts_check(path, peer, fp, line, other_fp, err, cap)) {
+    case 1:
+        r = 0;
+        goto unlock;
+    case 0:
+        r = -2;
+        goto unlock;
+    case -1:
+        goto unlock;
     }
     if (kh_read(path, &old, &len, err, cap) < 0) {
         goto unlock;
@@ -246,12 +257,32 @@ static int check_fixed(struct pin *p, X509_STORE_CTX *xs, const char *fp)
     return refuse(xs);
 }
 
+static int refuse_changed(struct pin *p, X509_STORE_CTX *xs, const char *fp, int line,
+                          const char *other)
+{
+    wm_log(WM_LOG_ERROR, 0,
+           "tls %s: refused: THE SERVER'S CERTIFICATE CHANGED: it is now %s, but %s line "
+           "%d pins %s. Someone may be intercepting the connection. If the server's "
+           "certificate was replaced on purpose, delete line %d of %s (the next connection "
+           "pins the new one), or set server_fingerprint = \"%s\" in [proxy]",
+           p->peer, fp, p->path, line, other, line, p->path, fp);
+    return refuse(xs);
+}
+
 /* No line for the peer yet: pin fp. */
 static int pin_first(struct pin *p, X509_STORE_CTX *xs, const char *fp)
 {
     char err[512] = "no known_hosts file (set known_hosts, or HOME)";
+    char other[WM_CERT_FP_MAX];
+    int line = 0;
+    int r = p->path[0] == '\0'
+                ? -1
+                : wm_known_hosts_add(p->path, p->peer, fp, &line, other, err, sizeof(err));
 
-    if (p->path[0] == '\0' || wm_known_hosts_add(p->path, p->peer, fp, err, sizeof(err)) < 0) {
+    if (r == -2) {
+        return refuse_changed(p, xs, fp, line, other); /* pinned meanwhile by another */
+    }
+    if (r < 0) {
         wm_log(WM_LOG_WARN, 0,
                "tls %s: trusting the server's certificate %s on first use, but %s: it is "
                "pinned in memory only (until a restart or reload)", p->peer, fp, err);
@@ -293,13 +324,7 @@ static int check_tofu(struct pin *p, X509_STORE_CTX *xs, const char *fp)
                "\"%s\" in [proxy]", p->peer, fp, other, p->path, fp);
         return refuse(xs);
     case 0:
-        wm_log(WM_LOG_ERROR, 0,
-               "tls %s: refused: THE SERVER'S CERTIFICATE CHANGED: it is now %s, but %s line "
-               "%d pins %s. Someone may be intercepting the connection. If the server's "
-               "certificate was replaced on purpose, delete line %d of %s (the next connection "
-               "pins the new one), or set server_fingerprint = \"%s\" in [proxy]",
-               p->peer, fp, p->path, line, other, line, p->path, fp);
-        return refuse(xs);
+        return refuse_changed(p, xs, fp, line, other);
     default:
         wm_log(WM_LOG_ERROR, 0, "tls %s: refused: cannot check the pinned certificate: %s",
                p->peer, err);

@@ -65,8 +65,11 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
                          char *other_fp, char *err, size_t cap);
 
 /* Add "peer fp" to path (its directory made 0700 when missing), as one
- * atomic replace. 0, or -1 with err. */
-int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char *err,
-                       size_t cap);
+ * atomic replace, under the lock of the directory. 0 (also when a line
+ * pins fp already), -2 when a line for peer pins another certificate
+ * (another process pinned it since the check: *line, other_fp as for
+ * wm_known_hosts_check), or -1 with err. */
+int wm_known_hosts_add(const char *path, const char *peer, const char *fp, int *line,
+                       char *other_fp, char *err, size_t cap);
 
 #endif

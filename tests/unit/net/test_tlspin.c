@@ -104,7 +104,7 @@ static void test_known_hosts(void **state)
     /* no file: no line for anyone */
     assert_int_equal(wm_known_hosts_check(path, "h:1", FP_A, &line, other, err, sizeof(err)), -2);
     /* the first pin makes the directories (0700) and the file (0600) */
-    assert_int_equal(wm_known_hosts_add(path, "h:1", FP_A, err, sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_add(path, "h:1", FP_A, &line, other, err, sizeof(err)), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     snprintf(err, sizeof(err), "%s/a/b", dir);
@@ -126,9 +126,21 @@ static void test_known_hosts(void **state)
                                           sizeof(err)), 0);
     assert_int_equal(line, 4);
     assert_string_equal(other, FP_B);
-    assert_int_equal(wm_known_hosts_add(path, "x:3", FP_A, err, sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_add(path, "x:3", FP_A, &line, other, err, sizeof(err)), 0);
     assert_int_equal(wm_file_read(path, 4096, &text, &len), 0);
     assert_non_null(strstr(text, "H:1 " FP_B "\nx:3 " FP_A "\n"));
+    free(text);
+    /* pinned by another process between our check and our add: the
+     * same certificate is not written twice, another one is not added */
+    assert_int_equal(wm_known_hosts_add(path, "x:3", FP_A, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_add(path, "[::1]:9", FP_A, &line, other, err, sizeof(err)),
+                     -2);
+    assert_int_equal(line, 4);
+    assert_string_equal(other, FP_B);
+    assert_int_equal(wm_file_read(path, 4096, &text, &len), 0);
+    assert_non_null(strstr(text, "H:1 " FP_B "\nx:3 " FP_A "\n"));
+    assert_null(strstr(text, "[::1]:9 " FP_A));
+    assert_null(strstr(strstr(text, "x:3") + 1, "x:3"));
     free(text);
     /* a line of the peer that pins nothing readable (a typo, a cut
      * paste): an error with its line, never "no line" (a first use) */
