@@ -65,6 +65,11 @@ static int load_or_make_ca(const char *dir, X509 **ca, EVP_PKEY **key, struct wm
     if (access(crt, F_OK) == 0) {
         return wm_cert_load(crt, k, ca, key, err);
     }
+    if (access(k, F_OK) == 0) { /* never write over a CA's key */
+        return wm_err_set(err, k, 0, 0, NULL,
+                          "there is no %s: put it back, or move the key away to make a new CA",
+                          crt);
+    }
     if (wm_cert_make(&req, NULL, NULL, ca, key, err) < 0 ||
         wm_cert_save(crt, k, *ca, *key, err) < 0) {
         return -1;

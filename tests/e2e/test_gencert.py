@@ -122,3 +122,24 @@ def test_mutual_tls_server_resumes_sessions(wmproxy, tmp_path, version):
         assert again.session_reused
         again.close()
     assert "session id context" not in srv.log()
+
+
+def test_gen_cert_never_replaces_a_ca_key(tmp_path):
+    """ca.crt gone (moved, deleted by mistake) but ca.key still there: a
+    new CA was made and its key written over the old one, so the old CA
+    could sign nothing more. Now it is refused, and the key is kept."""
+    d = str(tmp_path / "ca")
+    gen("-d", d, "server", "localhost")
+    key = os.path.join(d, "ca.key")
+    with open(key, "rb") as f:
+        before = f.read()
+    os.rename(os.path.join(d, "ca.crt"), str(tmp_path / "ca.crt.bak"))
+    r = subprocess.run([BIN, "gen-cert", "-d", d, "client", "edge-2"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "%s: there is no %s: put it back, or move the key away to make a new CA" % (
+        key, os.path.join(d, "ca.crt")) in r.stderr, r.stderr
+    with open(key, "rb") as f:
+        assert f.read() == before
+    assert not os.path.exists(os.path.join(d, "ca.crt"))
+    assert not os.path.exists(os.path.join(d, "client-edge-2.crt"))
