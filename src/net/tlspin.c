@@ -4,6 +4,7 @@
 #include "net/tlspin.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -154,11 +155,15 @@ int wm_known_hosts_add(const char *path, const char *peer, const char *fp, int *
                        char *other_fp, char *err, size_t cap)
 {
     char dir[KH_PATH_MAX];
+    char real[PATH_MAX];
     char *old = NULL;
     size_t len = 0;
     int lock;
     int r = -1;
 
+    if (realpath(path, real) != NULL) {
+        path = real; /* a symlink: its target is replaced, not the link */
+    }
     if (wm_dirname(path, dir, sizeof(dir)) < 0 || wm_mkdir_p(dir, 0700) < 0) {
         snprintf(err, cap, "cannot make the directory of %s: %s", path, strerror(errno));
         return -1;

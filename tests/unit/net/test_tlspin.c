@@ -92,6 +92,7 @@ static void write_file(const char *path, const char *text)
 static void test_known_hosts(void **state)
 {
     char path[128];
+    char link[128];
     char err[256];
     char other[WM_CERT_FP_MAX];
     char *text;
@@ -154,6 +155,16 @@ static void test_known_hosts(void **state)
     write_file(path, "h:1 " FP_B "\nh:1 bad\n");
     assert_int_equal(wm_known_hosts_check(path, "h:1", FP_B, &line, other, err, sizeof(err)), 1);
     write_file(path, "x:3 " FP_A "\n");
+    /* a symlink (a known_hosts kept elsewhere) is written through, not
+     * replaced by a file of its own */
+    snprintf(link, sizeof(link), "%s/link", dir);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(wm_known_hosts_add(link, "y:4", FP_B, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(wm_file_read(path, 4096, &text, &len), 0);
+    assert_string_equal(text, "x:3 " FP_A "\ny:4 " FP_B "\n");
+    free(text);
     /* unreadable: an error, never "no line" */
     assert_int_equal(chmod(path, 0), 0);
     if (access(path, R_OK) != 0) { /* root reads anyway */
