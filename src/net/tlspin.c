@@ -99,6 +99,23 @@ static bool kh_next(char *text, size_t *pos, int *lineno, char **peer, char **fp
     return false;
 }
 
+/* Two "host:port" names of one peer: case ignored, and the trailing dot
+ * of a fully qualified host ("example.com.:443"). */
+static bool peer_eq(const char *a, const char *b)
+{
+    const char *pa = strrchr(a, ':');
+    const char *pb = strrchr(b, ':');
+
+    if (pa == NULL || pb == NULL) {
+        return strcasecmp(a, b) == 0;
+    }
+    size_t la = (size_t)(pa - a);
+    size_t lb = (size_t)(pb - b);
+    la -= la > 1 && a[la - 1] == '.';
+    lb -= lb > 1 && b[lb - 1] == '.';
+    return la == lb && strncasecmp(a, b, la) == 0 && strcmp(pa, pb) == 0;
+}
+
 int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int *line,
                          char *other_fp, char *err, size_t cap)
 {
@@ -125,7 +142,7 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
     }
     while (kh_next(text, &pos, &lineno, &kpeer, &kfp)) {
         char norm[WM_CERT_FP_MAX];
-        if (strcasecmp(kpeer, peer) != 0) {
+        if (!peer_eq(kpeer, peer)) {
             continue;
         }
         if (kfp == NULL || wm_cert_fp_parse(kfp, norm, sizeof(norm)) < 0) {

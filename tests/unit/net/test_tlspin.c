@@ -154,6 +154,16 @@ static void test_known_hosts(void **state)
     assert_int_equal(wm_known_hosts_check(path, "x:3", FP_A, &line, other, err, sizeof(err)), -2);
     write_file(path, "h:1 " FP_B "\nh:1 bad\n");
     assert_int_equal(wm_known_hosts_check(path, "h:1", FP_B, &line, other, err, sizeof(err)), 1);
+    /* a name with its root's trailing dot is the same name */
+    write_file(path, "Tunnel.Example.:7 " FP_A "\nother:7 " FP_B "\n");
+    assert_int_equal(wm_known_hosts_check(path, "tunnel.example:7", FP_A, &line, other, err,
+                                          sizeof(err)), 1);
+    assert_int_equal(wm_known_hosts_check(path, "tunnel.example.:7", FP_B, &line, other, err,
+                                          sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_check(path, "other.:7", FP_B, &line, other, err,
+                                          sizeof(err)), 1);
+    assert_int_equal(wm_known_hosts_check(path, "tunnel.example:8", FP_A, &line, other, err,
+                                          sizeof(err)), -2);
     write_file(path, "x:3 " FP_A "\n");
     /* a symlink (a known_hosts kept elsewhere) is written through, not
      * replaced by a file of its own */
