@@ -333,3 +333,21 @@ def test_known_hosts_that_is_not_a_file_is_refused(wmproxy, tmp_path, origin):
         assert get_fails(cli.entry, origin)
         cli.stop()
     assert stat.S_ISFIFO(os.stat(str(fifo)).st_mode) and os.listdir(str(folder)) == []
+
+
+def test_clients_sharing_known_hosts_pin_each_server_once(wmproxy, tmp_path, origin):
+    """Four clients of two servers, one known_hosts, started together: the
+    lock and the re-check under it keep one line per server, none lost."""
+    ports = [free_port(), free_port()]
+    fps = []
+    for i, sp in enumerate(ports):
+        quick_server(wmproxy, sp, "--state-dir", str(tmp_path / ("st%d" % i)))
+        fps.append(cert_fp(str(tmp_path / ("st%d" % i) / "tunnel.crt")))
+    kh = tmp_path / "shared" / "known_hosts"
+    clis = [quick_client(wmproxy, ports[i % 2], "--known-hosts", str(kh)) for i in range(4)]
+    for cli in clis:
+        assert wait_log(cli, "tunnel: connected", timeout=20), cli.log()
+    lines = sorted(kh.read_text().splitlines())
+    assert lines == sorted("127.0.0.1:%d %s" % (sp, fp) for sp, fp in zip(ports, fps)), lines
+    for cli in clis:
+        get_ok(cli.entry, origin)
