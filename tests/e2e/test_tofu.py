@@ -351,3 +351,19 @@ def test_clients_sharing_known_hosts_pin_each_server_once(wmproxy, tmp_path, ori
     assert lines == sorted("127.0.0.1:%d %s" % (sp, fp) for sp, fp in zip(ports, fps)), lines
     for cli in clis:
         get_ok(cli.entry, origin)
+
+
+def test_state_key_readable_by_others_is_warned(wmproxy, tmp_path):
+    """The kept tunnel.key, made 0600, loaded without a word after a chmod
+    (a copy, a backup restore) made it readable by every local user."""
+    sp = free_port()
+    srv = quick_server(wmproxy, sp)
+    key = os.path.join(state_dir(tmp_path), "tunnel.key")
+    assert wait_log(srv, "proxy.tc"), srv.log()
+    assert "readable by others" not in srv.log()
+    srv.stop()
+    os.chmod(key, 0o644)
+    srv = quick_server(wmproxy, sp)
+    msg = "proxy.state_dir: %s is readable by others (mode 644): chmod 600 it" % key
+    assert wait_log(srv, msg), srv.log()
+    assert "WARN" in [l for l in srv.log().splitlines() if msg in l][0]
