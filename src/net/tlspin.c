@@ -79,9 +79,10 @@ static bool kh_next(char *text, size_t *pos, int *lineno, char **peer, char **fp
 {
     while (text[*pos] != '\0') {
         char *line = text + *pos;
-        char *nl = strchr(line, '\n');
+        char *nl = strpbrk(line, "\r\n"); /* LF, CR LF, or CR alone */
         *pos = nl != NULL ? (size_t)(nl - text) + 1 : *pos + strlen(line);
         if (nl != NULL) {
+            *pos += nl[0] == '\r' && nl[1] == '\n';
             *nl = '\0';
         }
         (*lineno)++;

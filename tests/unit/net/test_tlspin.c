@@ -154,6 +154,12 @@ static void test_known_hosts(void **state)
     assert_int_equal(wm_known_hosts_check(path, "x:3", FP_A, &line, other, err, sizeof(err)), -2);
     write_file(path, "h:1 " FP_B "\nh:1 bad\n");
     assert_int_equal(wm_known_hosts_check(path, "h:1", FP_B, &line, other, err, sizeof(err)), 1);
+    /* lines ended by CR LF (counted once) or by CR alone (an old editor) */
+    write_file(path, "a:1 " FP_A "\r\nb:2 " FP_A "\rc:3 " FP_B "\r");
+    assert_int_equal(wm_known_hosts_check(path, "b:2", FP_B, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(line, 2);
+    assert_int_equal(wm_known_hosts_check(path, "c:3", FP_A, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(line, 3);
     /* a name with its root's trailing dot is the same name */
     write_file(path, "Tunnel.Example.:7 " FP_A "\nother:7 " FP_B "\n");
     assert_int_equal(wm_known_hosts_check(path, "tunnel.example:7", FP_A, &line, other, err,
