@@ -30,7 +30,7 @@ static const char usage[] =
     "\n"
     "Makes a private CA (DIR/ca.crt, DIR/ca.key; made once, reused after) and\n"
     "  server NAME...   DIR/server.crt + server.key, every NAME (a DNS name or an\n"
-    "                   IP address) in its subjectAltName, for `tc = true`\n"
+    "                   IP address, [v6] too) in its subjectAltName, for `tc = true`\n"
     "  client NAME      DIR/client-NAME.crt + .key, for `ts = true` with\n"
     "                   `two_way_tls = true` on the server\n"
     "Keys are EC P-256, written 0600. Both ends trust DIR/ca.crt (`ca = ...`).\n"
@@ -65,6 +65,11 @@ static int load_or_make_ca(const char *dir, X509 **ca, EVP_PKEY **key, struct wm
     if (access(crt, F_OK) == 0) {
         return wm_cert_load(crt, k, ca, key, err);
     }
+    if (access(k, F_OK) == 0) { /* never write over a CA's key */
+        return wm_err_set(err, k, 0, 0, NULL,
+                          "there is no %s: put it back, or move the key away to make a new CA",
+                          crt);
+    }
     if (wm_cert_make(&req, NULL, NULL, ca, key, err) < 0 ||
         wm_cert_save(crt, k, *ca, *key, err) < 0) {
         return -1;
@@ -88,6 +93,32 @@ static bool safe_file_name(const char *s)
     return true;
 }
 
+#define GENCERT_CN_MAX 64 /* X.509's upper bound of a commonName */
+
+/* Server names as given to a client: "[v6]" is the address v6; a name
+ * that cannot be one (empty, with a space or a comma) is refused. Sets
+ * *cn to the first name that fits a commonName. */
+static bool server_names(char **names, size_t n, const char **cn)
+{
+    *cn = "wmproxy server";
+    for (size_t i = n; i-- > 0;) {
+        size_t len = strlen(names[i]);
+        if (len > 2 && names[i][0] == '[' && names[i][len - 1] == ']') {
+            names[i][len - 1] = '\0';
+            names[i]++;
+            len -= 2;
+        }
+        if (len == 0 || strpbrk(names[i], ", \t\r\n") != NULL) {
+            fprintf(stderr, "wmproxy gen-cert: bad name \"%s\"\n", names[i]);
+            return false;
+        }
+        if (len <= GENCERT_CN_MAX) {
+            *cn = names[i];
+        }
+    }
+    return true;
+}
+
 static int issue(const char *dir, const char *kind, char **names, size_t n, int days)
 {
     struct wm_err err;
@@ -106,6 +137,9 @@ static int issue(const char *dir, const char *kind, char **names, size_t n, int 
 
     wm_err_clear(&err);
     if (server) {
+        if (!server_names(names, n, &req.cn)) {
+            return 2;
+        }
         snprintf(base, sizeof(base), "server");
     } else if (safe_file_name(names[0])) {
         snprintf(base, sizeof(base), "client-%s", names[0]);

@@ -172,7 +172,7 @@ int wm_open_append(const char *path, mode_t mode)
 
 int wm_file_read(const char *path, size_t max, char **data, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: no wait for a writer */
     struct stat st = {0};
     char *buf;
     size_t n = 0;
@@ -182,8 +182,13 @@ int wm_file_read(const char *path, size_t max, char **data, size_t *len)
     if (fd < 0) {
         return -1;
     }
-    if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
-        int e = (size_t)st.st_size > max ? EFBIG : errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        int e = errno;
+        if (st.st_mode != 0 && !S_ISREG(st.st_mode)) {
+            e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        } else if ((size_t)st.st_size > max) {
+            e = EFBIG;
+        }
         close(fd);
         errno = e;
         return -1;

@@ -45,8 +45,10 @@ int wm_file_check_regular(const char *path, char *why, size_t cap);
 int wm_open_append(const char *path, mode_t mode);
 
 /* Read the whole file path (at most max bytes) into a new NUL-terminated
- * buffer (the caller frees it; *len without the NUL). -1 with errno
- * (ENOENT: no file; EFBIG: larger than max). */
+ * buffer (the caller frees it; *len without the NUL). Only a regular
+ * file, never waiting for a FIFO's writer. -1 with errno (ENOENT: no
+ * file; EFBIG: larger than max; EISDIR: a directory; EINVAL: another
+ * kind of file). */
 int wm_file_read(const char *path, size_t max, char **data, size_t *len);
 
 #endif

@@ -4,6 +4,7 @@
 #include "net/tlspin.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -35,15 +36,53 @@ struct pin {
 
 /* ---- known_hosts ---- */
 
+/* The text of known_hosts: 0, 1 when there is none (ENOENT), -1 with
+ * why in err. */
+static int kh_read(const char *path, char **text, size_t *len, char *err, size_t cap)
+{
+    if (wm_file_read(path, KH_MAX_FILE, text, len) == 0) {
+        return 0;
+    }
+    if (errno == ENOENT) {
+        return 1;
+    }
+    snprintf(err, cap, "%s: cannot read: %s", path,
+             errno == EISDIR ? "is a directory"
+             : errno == EINVAL ? "not a regular file"
+                               : strerror(errno));
+    return -1;
+}
+
+/* A NUL byte would end the parse early and hide the pins after it
+ * (every connection trusted anew): such a file is refused. 0, or -1
+ * with the line of the first NUL in err. */
+static int kh_text_ok(const char *path, const char *text, size_t len, char *err, size_t cap)
+{
+    const char *nul = memchr(text, '\0', len);
+    int lineno = 1;
+
+    if (nul == NULL) {
+        return 0;
+    }
+    for (const char *c = text; c < nul; c++) {
+        lineno += *c == '\n';
+    }
+    snprintf(err, cap, "%s line %d: a NUL byte: not a text file (fix or delete it)", path,
+             lineno);
+    return -1;
+}
+
 /* Next non-comment line of text at *pos: its peer and fingerprint
- * fields (NUL-terminated in place). false at the end. */
+ * fields (NUL-terminated in place; *fp NULL when the line has only one).
+ * false at the end. */
 static bool kh_next(char *text, size_t *pos, int *lineno, char **peer, char **fp)
 {
     while (text[*pos] != '\0') {
         char *line = text + *pos;
-        char *nl = strchr(line, '\n');
+        char *nl = strpbrk(line, "\r\n"); /* LF, CR LF, or CR alone */
         *pos = nl != NULL ? (size_t)(nl - text) + 1 : *pos + strlen(line);
         if (nl != NULL) {
+            *pos += nl[0] == '\r' && nl[1] == '\n';
             *nl = '\0';
         }
         (*lineno)++;
@@ -54,11 +93,28 @@ static bool kh_next(char *text, size_t *pos, int *lineno, char **peer, char **fp
         char *save = NULL;
         *peer = strtok_r(line, " \t\r", &save);
         *fp = *peer != NULL ? strtok_r(NULL, " \t\r", &save) : NULL;
-        if (*peer != NULL && *fp != NULL) {
+        if (*peer != NULL) {
             return true;
         }
     }
     return false;
+}
+
+/* Two "host:port" names of one peer: case ignored, and the trailing dot
+ * of a fully qualified host ("example.com.:443"). */
+static bool peer_eq(const char *a, const char *b)
+{
+    const char *pa = strrchr(a, ':');
+    const char *pb = strrchr(b, ':');
+
+    if (pa == NULL || pb == NULL) {
+        return strcasecmp(a, b) == 0;
+    }
+    size_t la = (size_t)(pa - a);
+    size_t lb = (size_t)(pb - b);
+    la -= la > 1 && a[la - 1] == '.';
+    lb -= lb > 1 && b[lb - 1] == '.';
+    return la == lb && strncasecmp(a, b, la) == 0 && strcmp(pa, pb) == 0;
 }
 
 int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int *line,
@@ -69,21 +125,33 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
     size_t pos = 0;
     int lineno = 0;
     int r = -2;
+    int bad = 0;
     char *kpeer;
     char *kfp;
 
     *line = 0;
     other_fp[0] = '\0';
-    if (wm_file_read(path, KH_MAX_FILE, &text, &len) < 0) {
-        if (errno == ENOENT) {
-            return -2;
-        }
-        snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
+    switch (kh_read(path, &text, &len, err, cap)) {
+    case 1:
+        return -2;
+    case -1:
+        return -1;
+    }
+    if (kh_text_ok(path, text, len, err, cap) < 0) {
+        free(text);
         return -1;
     }
     while (kh_next(text, &pos, &lineno, &kpeer, &kfp)) {
         char norm[WM_CERT_FP_MAX];
-        if (strcasecmp(kpeer, peer) != 0 || wm_cert_fp_parse(kfp, norm, sizeof(norm)) < 0) {
+        if (!peer_eq(kpeer, peer)) {
+            continue;
+        }
+        if (kfp == NULL || wm_cert_fp_parse(kfp, norm, sizeof(norm)) < 0) {
+            if (bad == 0) { /* meant as a pin: never taken for "no line" */
+                bad = lineno;
+                snprintf(err, cap, "%s line %d: %s is not a SHA256 fingerprint (fix or delete "
+                         "the line)", path, lineno, kfp != NULL ? kfp : "(nothing)");
+            }
             continue;
         }
         if (strcmp(norm, fp) == 0) {
@@ -98,18 +166,22 @@ int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int
         }
     }
     free(text);
-    return r;
+    return r == -2 && bad != 0 ? -1 : r; /* a valid pin of another: "changed" */
 }
 
-int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char *err,
-                       size_t cap)
+int wm_known_hosts_add(const char *path, const char *peer, const char *fp, int *line,
+                       char *other_fp, char *err, size_t cap)
 {
     char dir[KH_PATH_MAX];
+    char real[PATH_MAX];
     char *old = NULL;
     size_t len = 0;
     int lock;
     int r = -1;
 
+    if (realpath(path, real) != NULL) {
+        path = real; /* a symlink: its target is replaced, not the link */
+    }
     if (wm_dirname(path, dir, sizeof(dir)) < 0 || wm_mkdir_p(dir, 0700) < 0) {
         snprintf(err, cap, "cannot make the directory of %s: %s", path, strerror(errno));
         return -1;
@@ -118,8 +190,21 @@ int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char 
         snprintf(err, cap, "cannot lock %s: %s", dir, strerror(errno));
         return -1;
     }
-    if (wm_file_read(path, KH_MAX_FILE, &old, &len) < 0 && errno != ENOENT) {
-        snprintf(err, cap, "cannot read %s: %s", path, strerror(errno));
+    /* another process may have pinned peer since our check */
+    switch (wm_known_hosts_check(path, peer, fp, line, other_fp, err, cap)) {
+    case 1:
+        r = 0;
+        goto unlock;
+    case 0:
+        r = -2;
+        goto unlock;
+    case -1:
+        goto unlock;
+    }
+    if (kh_read(path, &old, &len, err, cap) < 0) {
+        goto unlock;
+    }
+    if (old != NULL && kh_text_ok(path, old, len, err, cap) < 0) {
         goto unlock;
     }
     size_t add = strlen(peer) + strlen(fp) + 3;
@@ -195,12 +280,32 @@ static int check_fixed(struct pin *p, X509_STORE_CTX *xs, const char *fp)
     return refuse(xs);
 }
 
+static int refuse_changed(struct pin *p, X509_STORE_CTX *xs, const char *fp, int line,
+                          const char *other)
+{
+    wm_log(WM_LOG_ERROR, 0,
+           "tls %s: refused: THE SERVER'S CERTIFICATE CHANGED: it is now %s, but %s line "
+           "%d pins %s. Someone may be intercepting the connection. If the server's "
+           "certificate was replaced on purpose, delete line %d of %s (the next connection "
+           "pins the new one), or set server_fingerprint = \"%s\" in [proxy]",
+           p->peer, fp, p->path, line, other, line, p->path, fp);
+    return refuse(xs);
+}
+
 /* No line for the peer yet: pin fp. */
 static int pin_first(struct pin *p, X509_STORE_CTX *xs, const char *fp)
 {
     char err[512] = "no known_hosts file (set known_hosts, or HOME)";
+    char other[WM_CERT_FP_MAX];
+    int line = 0;
+    int r = p->path[0] == '\0'
+                ? -1
+                : wm_known_hosts_add(p->path, p->peer, fp, &line, other, err, sizeof(err));
 
-    if (p->path[0] == '\0' || wm_known_hosts_add(p->path, p->peer, fp, err, sizeof(err)) < 0) {
+    if (r == -2) {
+        return refuse_changed(p, xs, fp, line, other); /* pinned meanwhile by another */
+    }
+    if (r < 0) {
         wm_log(WM_LOG_WARN, 0,
                "tls %s: trusting the server's certificate %s on first use, but %s: it is "
                "pinned in memory only (until a restart or reload)", p->peer, fp, err);
@@ -242,13 +347,7 @@ static int check_tofu(struct pin *p, X509_STORE_CTX *xs, const char *fp)
                "\"%s\" in [proxy]", p->peer, fp, other, p->path, fp);
         return refuse(xs);
     case 0:
-        wm_log(WM_LOG_ERROR, 0,
-               "tls %s: refused: THE SERVER'S CERTIFICATE CHANGED: it is now %s, but %s line "
-               "%d pins %s. Someone may be intercepting the connection. If the server's "
-               "certificate was replaced on purpose, delete line %d of %s (the next connection "
-               "pins the new one), or set server_fingerprint = \"%s\" in [proxy]",
-               p->peer, fp, p->path, line, other, line, p->path, fp);
-        return refuse(xs);
+        return refuse_changed(p, xs, fp, line, other);
     default:
         wm_log(WM_LOG_ERROR, 0, "tls %s: refused: cannot check the pinned certificate: %s",
                p->peer, err);

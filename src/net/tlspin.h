@@ -55,17 +55,21 @@ struct wm_tls_pin_opts {
  * message in err. */
 int wm_tls_pin_attach(SSL_CTX *ctx, const struct wm_tls_pin_opts *o, char *err, size_t cap);
 
-/* The known_hosts line for peer that pins fp: 1 (found: *line is its
- * number), 0 when peer has lines but none with fp (*line: the first of
- * them; other_fp: its fingerprint), -2 when peer has no line (or there is
- * no file), -1 when the file cannot be read (err). other_fp: cap >=
- * WM_CERT_FP_MAX. */
+/* The known_hosts line for peer (case and a host's trailing dot ignored)
+ * that pins fp: 1 (found: *line is its number), 0 when peer has lines but
+ * none with fp (*line: the first of them; other_fp: its fingerprint), -2
+ * when peer has no line (or there is no file), -1 when the file cannot be
+ * read, or when peer's only lines have no valid fingerprint (err).
+ * other_fp: cap >= WM_CERT_FP_MAX. */
 int wm_known_hosts_check(const char *path, const char *peer, const char *fp, int *line,
                          char *other_fp, char *err, size_t cap);
 
 /* Add "peer fp" to path (its directory made 0700 when missing), as one
- * atomic replace. 0, or -1 with err. */
-int wm_known_hosts_add(const char *path, const char *peer, const char *fp, char *err,
-                       size_t cap);
+ * atomic replace, under the lock of the directory. 0 (also when a line
+ * pins fp already), -2 when a line for peer pins another certificate
+ * (another process pinned it since the check: *line, other_fp as for
+ * wm_known_hosts_check), or -1 with err. */
+int wm_known_hosts_add(const char *path, const char *peer, const char *fp, int *line,
+                       char *other_fp, char *err, size_t cap);
 
 #endif

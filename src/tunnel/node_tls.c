@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -115,6 +116,11 @@ static int load_pair(const char *crt, const char *key, X509 **x, EVP_PKEY **k,
         return wm_err_set(err, crt, 0, 0, "state_dir",
                           "%s; to make a new pair, move %s and %s away (clients that pinned "
                           "the old certificate will refuse the new one)", why, crt, key);
+    }
+    struct stat st;
+    if (stat(key, &st) == 0 && (st.st_mode & 077) != 0) {
+        wm_log(WM_LOG_WARN, 0, "proxy.state_dir: %s is readable by others (mode %o): chmod 600 "
+                               "it", key, (unsigned)(st.st_mode & 0777));
     }
     return 1;
 }

@@ -122,3 +122,42 @@ def test_mutual_tls_server_resumes_sessions(wmproxy, tmp_path, version):
         assert again.session_reused
         again.close()
     assert "session id context" not in srv.log()
+
+
+def test_gen_cert_never_replaces_a_ca_key(tmp_path):
+    """ca.crt gone (moved, deleted by mistake) but ca.key still there: a
+    new CA was made and its key written over the old one, so the old CA
+    could sign nothing more. Now it is refused, and the key is kept."""
+    d = str(tmp_path / "ca")
+    gen("-d", d, "server", "localhost")
+    key = os.path.join(d, "ca.key")
+    with open(key, "rb") as f:
+        before = f.read()
+    os.rename(os.path.join(d, "ca.crt"), str(tmp_path / "ca.crt.bak"))
+    r = subprocess.run([BIN, "gen-cert", "-d", d, "client", "edge-2"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "%s: there is no %s: put it back, or move the key away to make a new CA" % (
+        key, os.path.join(d, "ca.crt")) in r.stderr, r.stderr
+    with open(key, "rb") as f:
+        assert f.read() == before
+    assert not os.path.exists(os.path.join(d, "ca.crt"))
+    assert not os.path.exists(os.path.join(d, "client-edge-2.crt"))
+
+
+def test_gen_cert_long_and_bracketed_names(tmp_path):
+    """A valid DNS name longer than 64 bytes first failed with "asn1 ...
+    string too long" (the subject's CN has that limit), "[::1]" went in as
+    a DNS name no client would match, "" gave "string too short"."""
+    d = str(tmp_path / "ca")
+    long_name = "a" * 63 + ".example.com"
+    gen("-d", d, "server", long_name, "[::1]", "short.test")
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in",
+                           os.path.join(d, "server.crt")], capture_output=True,
+                          text=True).stdout
+    assert "DNS:" + long_name in text and "DNS:short.test" in text, text
+    assert "IP Address:0:0:0:0:0:0:0:1" in text and "[::1]" not in text, text
+    assert "Subject:CN=::1\n" in text.replace(" ", ""), text  # the first name that fits
+    r = subprocess.run([BIN, "gen-cert", "-d", d, "server", "ok.test", ""], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and 'bad name ""' in r.stderr, r.stderr

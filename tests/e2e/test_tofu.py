@@ -288,3 +288,82 @@ def test_wmproxy_reference_pair_with_one_self_signed_pair(wmproxy, tmp_path, ori
     wmproxy(["run", "-c", str(tmp_path / "other.toml"), "--workers", "2"], port=ep2)
     assert wait_log(srv, "handshake failed"), srv.log()
     assert srv.log().count("attached") == before
+
+
+def test_known_hosts_with_a_nul_byte_is_refused_not_repinned(wmproxy, tmp_path, origin):
+    """A NUL byte (a hand edit, a damaged disk) hid every line after it:
+    the pin below was not seen, and the server's certificate, whatever it
+    was, was trusted again on first use at each connection."""
+    sp = free_port()
+    quick_server(wmproxy, sp)
+    fp = cert_fp(os.path.join(state_dir(tmp_path), "tunnel.crt"))
+    old = "SHA256:" + "ab" * 32
+    kh = tmp_path / "kh"
+    kh.write_bytes(b"# pins\x00\n127.0.0.1:%d %s\n" % (sp, old.encode()))
+    cli = quick_client(wmproxy, sp, "--known-hosts", str(kh))
+    assert wait_log(cli, "NUL byte"), cli.log()
+    line = [l for l in cli.log().splitlines() if "NUL byte" in l][0]
+    assert "ERROR" in line and "%s line 1" % kh in line, line
+    assert "on first use: pinned" not in cli.log() and "tunnel: connected" not in cli.log()
+    assert get_fails(cli.entry, origin)
+    assert kh.read_bytes() == b"# pins\x00\n127.0.0.1:%d %s\n" % (sp, old.encode())
+    assert fp not in kh.read_text()
+
+
+def test_known_hosts_that_is_not_a_file_is_refused(wmproxy, tmp_path, origin):
+    """A FIFO at the known_hosts path blocked the handshake in open(2)
+    until some writer came (the client hung, silently); a directory read
+    as an empty file: the certificate was trusted, pinned in memory only.
+    Both are now refused at the handshake with an ERROR that says why."""
+    sp = free_port()
+    quick_server(wmproxy, sp)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for path, why in ((fifo, "not a regular file"), (folder, "is a directory")):
+        cli = quick_client(wmproxy, sp, "--known-hosts", str(path))
+        msg = "cannot check the pinned certificate: %s: cannot read: %s" % (path, why)
+        assert wait_log(cli, msg), cli.log()
+        assert "ERROR" in [l for l in cli.log().splitlines() if msg in l][0]
+        # it keeps retrying: not stuck in the first attempt
+        assert wait_log(cli, msg, count=2, timeout=20), cli.log()
+        assert "first use" not in cli.log().replace("trusted on first use (pinned", "")
+        assert "tunnel: connected" not in cli.log()
+        assert get_fails(cli.entry, origin)
+        cli.stop()
+    assert stat.S_ISFIFO(os.stat(str(fifo)).st_mode) and os.listdir(str(folder)) == []
+
+
+def test_clients_sharing_known_hosts_pin_each_server_once(wmproxy, tmp_path, origin):
+    """Four clients of two servers, one known_hosts, started together: the
+    lock and the re-check under it keep one line per server, none lost."""
+    ports = [free_port(), free_port()]
+    fps = []
+    for i, sp in enumerate(ports):
+        quick_server(wmproxy, sp, "--state-dir", str(tmp_path / ("st%d" % i)))
+        fps.append(cert_fp(str(tmp_path / ("st%d" % i) / "tunnel.crt")))
+    kh = tmp_path / "shared" / "known_hosts"
+    clis = [quick_client(wmproxy, ports[i % 2], "--known-hosts", str(kh)) for i in range(4)]
+    for cli in clis:
+        assert wait_log(cli, "tunnel: connected", timeout=20), cli.log()
+    lines = sorted(kh.read_text().splitlines())
+    assert lines == sorted("127.0.0.1:%d %s" % (sp, fp) for sp, fp in zip(ports, fps)), lines
+    for cli in clis:
+        get_ok(cli.entry, origin)
+
+
+def test_state_key_readable_by_others_is_warned(wmproxy, tmp_path):
+    """The kept tunnel.key, made 0600, loaded without a word after a chmod
+    (a copy, a backup restore) made it readable by every local user."""
+    sp = free_port()
+    srv = quick_server(wmproxy, sp)
+    key = os.path.join(state_dir(tmp_path), "tunnel.key")
+    assert wait_log(srv, "proxy.tc"), srv.log()
+    assert "readable by others" not in srv.log()
+    srv.stop()
+    os.chmod(key, 0o644)
+    srv = quick_server(wmproxy, sp)
+    msg = "proxy.state_dir: %s is readable by others (mode 644): chmod 600 it" % key
+    assert wait_log(srv, msg), srv.log()
+    assert "WARN" in [l for l in srv.log().splitlines() if msg in l][0]

@@ -92,6 +92,7 @@ static void write_file(const char *path, const char *text)
 static void test_known_hosts(void **state)
 {
     char path[128];
+    char link[128];
     char err[256];
     char other[WM_CERT_FP_MAX];
     char *text;
@@ -104,7 +105,7 @@ static void test_known_hosts(void **state)
     /* no file: no line for anyone */
     assert_int_equal(wm_known_hosts_check(path, "h:1", FP_A, &line, other, err, sizeof(err)), -2);
     /* the first pin makes the directories (0700) and the file (0600) */
-    assert_int_equal(wm_known_hosts_add(path, "h:1", FP_A, err, sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_add(path, "h:1", FP_A, &line, other, err, sizeof(err)), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     snprintf(err, sizeof(err), "%s/a/b", dir);
@@ -126,9 +127,59 @@ static void test_known_hosts(void **state)
                                           sizeof(err)), 0);
     assert_int_equal(line, 4);
     assert_string_equal(other, FP_B);
-    assert_int_equal(wm_known_hosts_add(path, "x:3", FP_A, err, sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_add(path, "x:3", FP_A, &line, other, err, sizeof(err)), 0);
     assert_int_equal(wm_file_read(path, 4096, &text, &len), 0);
     assert_non_null(strstr(text, "H:1 " FP_B "\nx:3 " FP_A "\n"));
+    free(text);
+    /* pinned by another process between our check and our add: the
+     * same certificate is not written twice, another one is not added */
+    assert_int_equal(wm_known_hosts_add(path, "x:3", FP_A, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_add(path, "[::1]:9", FP_A, &line, other, err, sizeof(err)),
+                     -2);
+    assert_int_equal(line, 4);
+    assert_string_equal(other, FP_B);
+    assert_int_equal(wm_file_read(path, 4096, &text, &len), 0);
+    assert_non_null(strstr(text, "H:1 " FP_B "\nx:3 " FP_A "\n"));
+    assert_null(strstr(text, "[::1]:9 " FP_A));
+    assert_null(strstr(strstr(text, "x:3") + 1, "x:3"));
+    free(text);
+    /* a line of the peer that pins nothing readable (a typo, a cut
+     * paste): an error with its line, never "no line" (a first use) */
+    write_file(path, "x:3 " FP_A "\nh:1 SHA256:0123456789abcdef\n");
+    assert_int_equal(wm_known_hosts_check(path, "h:1", FP_A, &line, other, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "line 2: SHA256:0123456789abcdef"));
+    write_file(path, "h:1 # no fingerprint\n");
+    assert_int_equal(wm_known_hosts_check(path, "h:1", FP_A, &line, other, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "line 1"));
+    assert_int_equal(wm_known_hosts_check(path, "x:3", FP_A, &line, other, err, sizeof(err)), -2);
+    write_file(path, "h:1 " FP_B "\nh:1 bad\n");
+    assert_int_equal(wm_known_hosts_check(path, "h:1", FP_B, &line, other, err, sizeof(err)), 1);
+    /* lines ended by CR LF (counted once) or by CR alone (an old editor) */
+    write_file(path, "a:1 " FP_A "\r\nb:2 " FP_A "\rc:3 " FP_B "\r");
+    assert_int_equal(wm_known_hosts_check(path, "b:2", FP_B, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(line, 2);
+    assert_int_equal(wm_known_hosts_check(path, "c:3", FP_A, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(line, 3);
+    /* a name with its root's trailing dot is the same name */
+    write_file(path, "Tunnel.Example.:7 " FP_A "\nother:7 " FP_B "\n");
+    assert_int_equal(wm_known_hosts_check(path, "tunnel.example:7", FP_A, &line, other, err,
+                                          sizeof(err)), 1);
+    assert_int_equal(wm_known_hosts_check(path, "tunnel.example.:7", FP_B, &line, other, err,
+                                          sizeof(err)), 0);
+    assert_int_equal(wm_known_hosts_check(path, "other.:7", FP_B, &line, other, err,
+                                          sizeof(err)), 1);
+    assert_int_equal(wm_known_hosts_check(path, "tunnel.example:8", FP_A, &line, other, err,
+                                          sizeof(err)), -2);
+    write_file(path, "x:3 " FP_A "\n");
+    /* a symlink (a known_hosts kept elsewhere) is written through, not
+     * replaced by a file of its own */
+    snprintf(link, sizeof(link), "%s/link", dir);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(wm_known_hosts_add(link, "y:4", FP_B, &line, other, err, sizeof(err)), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(wm_file_read(path, 4096, &text, &len), 0);
+    assert_string_equal(text, "x:3 " FP_A "\ny:4 " FP_B "\n");
     free(text);
     /* unreadable: an error, never "no line" */
     assert_int_equal(chmod(path, 0), 0);
