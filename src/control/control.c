@@ -29,14 +29,12 @@
 
 #define CONTROL_BACKLOG 64 /* the control API sees a handful of clients */
 #define CONTROL_ACCEPT_RETRY_MS 200
-#define CONTROL_ACCEPT_LOG_MS   1000 /* one pause line at most this often */
 
 static struct evhttp *http;
 static struct evconnlistener *accept_evl; /* http's, for the pause below */
 static struct event *accept_retry;        /* re-enables accept_evl after a pause */
 static char self_str[WM_ADDR_STR_MAX];
-static uint64_t accept_log_ms;            /* when the last pause line went out */
-static unsigned long accept_quiet;        /* pauses since, not logged */
+static struct wm_accept_pauses accept_pauses;
 static struct wm_control_hooks hooks;
 static char *token;
 static uint64_t start_ms;
@@ -404,21 +402,11 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
  * process has no descriptor left). */
 static void accept_error_cb(struct evconnlistener *evl, void *arg)
 {
-    int e = errno;
     struct timeval tv = {0, CONTROL_ACCEPT_RETRY_MS * 1000};
 
-    uint64_t now = wm_now_coarse_ms();
-
     (void)arg;
-    if (accept_log_ms == 0 || now - accept_log_ms >= CONTROL_ACCEPT_LOG_MS) {
-        wm_log(WM_LOG_WARN, 0, "control: accept on %s: %s; pausing %d ms (%lu more pauses "
-               "since the last such line)", self_str, strerror(e), CONTROL_ACCEPT_RETRY_MS,
-               accept_quiet);
-        accept_log_ms = now;
-        accept_quiet = 0;
-    } else {
-        accept_quiet++;
-    }
+    wm_accept_pause_note(&accept_pauses, "control: ", self_str, strerror(errno),
+                         CONTROL_ACCEPT_RETRY_MS);
     evconnlistener_disable(evl);
     evtimer_add(accept_retry, &tv);
 }

@@ -48,8 +48,7 @@ struct wm_listener {
     void *dgram_state;       /* the service's, kept across service swaps */
     void (*dgram_free)(void *state);
     struct event *retry_ev;
-    uint64_t pause_log_ms;   /* when the last pause line went out */
-    unsigned long pause_quiet; /* pauses since, not logged */
+    struct wm_accept_pauses pauses;
     struct wm_service *svc;
     struct wm_listen_stats *stats;
     char addr[WM_ADDR_STR_MAX];
@@ -116,19 +115,26 @@ int wm_listen_socket(const struct sockaddr *sa, socklen_t len, int type, struct 
 
 /* Stop accepting for ms, saying why (what) once a second at most, not at
  * every pause. */
-static void pause_accept(struct wm_listener *l, const char *what, int ms)
+void wm_accept_pause_note(struct wm_accept_pauses *p, const char *who, const char *addr,
+                          const char *what, int ms)
 {
     uint64_t now = wm_now_coarse_ms();
+
+    if (p->log_ms == 0 || now - p->log_ms >= WM_ACCEPT_LOG_MS) {
+        wm_log(WM_LOG_WARN, 0, "%saccept on %s: %s; pausing %d ms (%lu more pauses since the "
+               "last such line)", who, addr, what, ms, p->quiet);
+        p->log_ms = now;
+        p->quiet = 0;
+    } else {
+        p->quiet++;
+    }
+}
+
+static void pause_accept(struct wm_listener *l, const char *what, int ms)
+{
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
-    if (l->pause_log_ms == 0 || now - l->pause_log_ms >= WM_ACCEPT_LOG_MS) {
-        wm_log(WM_LOG_WARN, 0, "accept on %s: %s; pausing %d ms (%lu more pauses since the "
-               "last such line)", l->addr, what, ms, l->pause_quiet);
-        l->pause_log_ms = now;
-        l->pause_quiet = 0;
-    } else {
-        l->pause_quiet++;
-    }
+    wm_accept_pause_note(&l->pauses, "", l->addr, what, ms);
     evconnlistener_disable(l->evl);
     evtimer_add(l->retry_ev, &tv);
 }

@@ -6,6 +6,7 @@
 #ifndef WM_NET_LISTENER_H
 #define WM_NET_LISTENER_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct wm_err;
@@ -38,6 +39,17 @@ struct wm_listener *wm_listener_new(struct wm_worker *w, int fd, const char *add
  * kernel's backlog. Any thread (start, reload). */
 void wm_listener_set_max_connections(size_t max);
 size_t wm_listener_max_connections(void);
+
+/* A listener's accept pauses (out of descriptors, at max_connections):
+ * one warn line a second at most, with the count of pauses not logged. */
+struct wm_accept_pauses {
+    uint64_t log_ms;         /* when the last line went out */
+    unsigned long quiet;     /* pauses since, not logged */
+};
+/* One pause of ms on addr, for what; who prefixes the line ("" or
+ * "control: "). */
+void wm_accept_pause_note(struct wm_accept_pauses *p, const char *who, const char *addr,
+                          const char *what, int ms);
 
 /* Replace the service new connections go to (reload). References svc,
  * releases the old one. Worker thread only. */
