@@ -138,7 +138,8 @@ struct h2_stream *h2s_new(struct wm_h2 *h, int32_t id);
 /* Waiting engine pairs: give one back (taken), free them all. */
 void h2v_put(struct wm_h2 *h, struct bufferevent *end, struct wm_http_parser *resp);
 void h2v_free_all(struct wm_h2 *h);
-/* The spare stream records and entries go (with the waiting engines). */
+/* The spare stream records, entries and answer parsers go (with the
+ * waiting engines: an idle connection keeps none). */
 void h2s_spares_free(struct wm_h2 *h);
 /* Data source of a stream's DATA frames. */
 ssize_t h2s_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,

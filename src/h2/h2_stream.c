@@ -137,6 +137,9 @@ void h2s_spares_free(struct wm_h2 *h)
         free(v);
     }
     h->nspare_v = 0;
+    while (h->nspare > 0) {
+        wm_http_parser_free(h->spare[--h->nspare]); /* each keeps its head's storage */
+    }
     if (h->spare_req != NULL) {
         wm_h2_req_trim(h->spare_req);
     }

@@ -102,6 +102,15 @@ struct wm_hfwd {
     enum hf_resp resp_phase;
     struct hf_reqinfo ri;
     struct hf_flow flow;
+    /* (ints and flags together: no padding between the pointers) */
+    int status;
+    int up_status;         /* the upstream's final status for this request */
+    int cw_ms;             /* client write timeout now set on c->bev (0: none) */
+    bool timer_armed;
+    bool stream_chunked;   /* HF_STREAM: chunk framing around each piece */
+    bool stream_close;     /* HF_STREAM: close after the body */
+    bool sink_on;          /* this answer goes to the sink (its heads went there) */
+    bool sink_full;        /* the sink wants no more body for now (sink_since) */
     struct wm_http_parser *req;
     struct wm_http_parser *resp;
     struct bufferevent *up;
@@ -113,10 +122,8 @@ struct wm_hfwd {
     struct wm_fastread *ufr;       /* and of the upstream socket */
     void *connecting;              /* ops handle while HF_CONNECTING */
     struct hf_work *w;             /* the request's state, NULL between requests */
-    int status;
     const char *why;       /* our error answer's detail, for its access line
                             * (set by wm_hfwd_fail for the call; NULL else) */
-    int up_status;         /* the upstream's final status for this request */
     uint64_t up_sent_ms;   /* request head sent upstream (0: not yet) */
     uint64_t up_head_ms;   /* final response head read (0: not yet) */
     uint64_t resp_head_bytes; /* response head bytes sent to the client */
@@ -125,21 +132,15 @@ struct wm_hfwd {
     uint64_t req_out;
     uint64_t last_ms;      /* coarse clock: last byte either way */
     uint64_t last_cin_ms;  /* coarse clock: last request body byte (or resume) */
-    int cw_ms;             /* client write timeout now set on c->bev (0: none) */
     uint64_t deadline;     /* coarse clock; 0: none */
     uint64_t ka_until;     /* coarse clock: end of the keep-alive wait (READ_HEAD) */
     uint64_t timer_fires;  /* when the armed libevent timer fires */
-    bool timer_armed;
-    bool stream_chunked;   /* HF_STREAM: chunk framing around each piece */
-    bool stream_close;     /* HF_STREAM: close after the body */
     size_t head_sent;      /* HF_STREAM: head bytes sent at once (MSG_MORE) */
     struct event *timer;
     /* The answer's sink (fwd_h2.c): from wm_hfwd_give_head() to the end of
      * that answer or wm_hfwd_sink_drop(). */
     const struct wm_hfwd_sink *sink;
     void *sink_arg;
-    bool sink_on;          /* this answer goes to the sink (its heads went there) */
-    bool sink_full;        /* the sink wants no more body for now */
     uint64_t sink_since;   /* coarse clock: since then (t.client_write_ms runs) */
 };
 

@@ -290,7 +290,7 @@ void wm_conn_close_after_flush(struct wm_conn *c, const char *reason)
         wm_dial_cancel(c->dial);
         c->dial = NULL;
     }
-    snprintf(c->end_why, sizeof(c->end_why), "%s", reason != NULL ? reason : "closed");
+    c->end_why = reason != NULL ? reason : "closed";
     bufferevent_setcb(c->bev, flush_read_cb, flush_write_cb, flush_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

@@ -93,13 +93,13 @@ struct wm_conn {
     const char *proto;              /* access line; NULL: none written (not identified yet) */
     char *user;                     /* access line; owned, NULL when none (wm_conn_set_user) */
     char *target;                   /* host:port for logs; owned, NULL when none */
-    int code;                       /* HTTP status or SOCKS reply code */
     uint64_t bytes_in;              /* from the client */
     uint64_t bytes_out;             /* to the client */
     uint64_t start_ms;
+    int code;                       /* HTTP status or SOCKS reply code */
     bool access_logged;             /* the handler already wrote its access line(s) */
     bool linger;                    /* wm_conn_set_linger(): half-close, then drain */
-    char end_why[40];               /* wm_conn_close_after_flush()'s reason (a copy) */
+    const char *end_why;            /* wm_conn_close_after_flush()'s reason (static) */
     struct event *timer;
     struct event *park;             /* parked: EV_READ on the fd, bev NULL (see above) */
     void (*on_wake)(struct wm_conn *c, short what); /* parked: the handler's wake callback */
@@ -146,8 +146,9 @@ static inline bool wm_conn_closed(const struct wm_conn *c)
 void wm_conn_finish(struct wm_conn *c, const char *reason);
 
 /* Stop reading; finish once the output is flushed (or after a short bound:
- * "flush-timeout"). The access line then gives reason (copied, cut to
- * fit), also when the client closes first or the linger ends. */
+ * "flush-timeout"). The access line then gives reason, also when the
+ * client closes first or the linger ends: a string that lives as long as
+ * the program (a literal; the record keeps only the pointer). */
 void wm_conn_close_after_flush(struct wm_conn *c, const char *reason);
 
 /* Before wm_conn_close_after_flush(): the client may still be sending (a

@@ -28,7 +28,6 @@
 #include "core/bev.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "core/err.h"
 #include "net/acl.h"
 #include "net/addr.h"
 #include "proxy/pconn.h"
@@ -415,12 +414,15 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     wm_conn_finish(&ua->c->conn, "idle-timeout");
 }
 
-static void udp_fail(struct wm_pconn *c, uint8_t rep, const char *why)
+/* why: a literal (the access line's end reason too); detail: NULL, or
+ * more for the log line. */
+static void udp_fail(struct wm_pconn *c, uint8_t rep, const char *why, const char *detail)
 {
     uint8_t out[32];
     size_t n = wm_socks5_build_reply(out, rep, NULL);
 
-    wm_log(WM_LOG_WARN, c->conn.id, "udp associate client=%s: %s", c->conn.peer_str, why);
+    wm_log(WM_LOG_WARN, c->conn.id, "udp associate client=%s: %s%s%s", c->conn.peer_str, why,
+           detail != NULL ? ": " : "", detail != NULL ? detail : "");
     c->conn.code = rep;
     wm_bev_send_bytes(c->conn.bev, out, n);
     wm_conn_close_after_flush(&c->conn, why);
@@ -431,17 +433,16 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
     struct sockaddr_storage local;
     socklen_t llen = sizeof(local);
     struct udp_assoc *ua;
-    struct wm_err err;
     evutil_socket_t tcp_fd = bufferevent_getfd(c->conn.bev);
     uint8_t out[32];
 
     if (tcp_fd < 0 || getsockname(tcp_fd, (struct sockaddr *)&local, &llen) < 0) {
-        udp_fail(c, WM_SOCKS5_REP_CMD_UNSUPPORTED, "not a socket");
+        udp_fail(c, WM_SOCKS5_REP_CMD_UNSUPPORTED, "not a socket", NULL);
         return;
     }
     ua = calloc(1, sizeof(*ua));
     if (ua == NULL) {
-        udp_fail(c, WM_SOCKS5_REP_FAILURE, "out of memory");
+        udp_fail(c, WM_SOCKS5_REP_FAILURE, "out of memory", NULL);
         return;
     }
     ua->c = c;
@@ -459,14 +460,13 @@ void wm_socks5_udp_start(struct wm_pconn *c, const struct wm_socks_addr *hint)
     ua->cfd = socket(local.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (ua->cfd < 0 || bind(ua->cfd, (struct sockaddr *)&local, llen) < 0 ||
         getsockname(ua->cfd, (struct sockaddr *)&local, &llen) < 0) {
-        wm_err_set(&err, NULL, 0, 0, NULL, "udp socket: %s", strerror(errno));
-        udp_fail(c, WM_SOCKS5_REP_FAILURE, err.msg);
+        udp_fail(c, WM_SOCKS5_REP_FAILURE, "udp socket", strerror(errno));
         return;
     }
     ua->cev = event_new(wm_worker_base(c->conn.w), ua->cfd, EV_READ | EV_PERSIST, client_read_cb, ua);
     ua->idle_ev = evtimer_new(wm_worker_base(c->conn.w), idle_cb, ua);
     if (ua->cev == NULL || ua->idle_ev == NULL) {
-        udp_fail(c, WM_SOCKS5_REP_FAILURE, "out of memory");
+        udp_fail(c, WM_SOCKS5_REP_FAILURE, "out of memory", NULL);
         return;
     }
     event_add(ua->cev, NULL);
