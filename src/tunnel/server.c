@@ -317,7 +317,7 @@ static const char *key_refusal(struct tserver *sv, struct tcarrier *c, struct rm
 /* r passed its checks: it serves from now on. */
 static void activate(struct tcarrier *c, struct rmap *r)
 {
-    r->active = true;
+    tserver_route_set(c->sv, r, true);
     tmetrics_mapping(c, r->name, &r->m_in, &r->m_out);
     if (wm_tunnel_cluster != NULL) { /* cluster */
         tcluster_claimed(c, r, true);
@@ -429,8 +429,8 @@ static void register_one(struct tcarrier *c, struct rmap *r, const struct wm_tun
     wm_tun_str_copy(r->group, sizeof(r->group), m->group);
     map_key(sv, m, r->key, sizeof(r->key));
     if ((prev = carried_over(old, nold, r)) != NULL && strcmp(prev->group, r->group) == 0) {
-        prev->active = false; /* its port (if any) passes to r */
-        r->active = true;
+        tserver_route_set(sv, prev, false); /* its port (if any) passes to r */
+        tserver_route_set(sv, r, true);
         tmetrics_mapping(c, r->name, &r->m_in, &r->m_out);
         *reason = "";
         return;
@@ -492,7 +492,7 @@ static void on_registered(struct wm_tun *t, const struct wm_tun_mapping *m, size
             }
             wm_log(WM_LOG_INFO, wm_tun_id(t), "tunnel: client %s withdrew mapping \"%s\" (%s)",
                    c->name, old[j].name, old[j].key);
-            old[j].active = false;
+            tserver_route_set(sv, &old[j], false);
             promote_waiting(sv, &old[j]);
         }
     }
@@ -603,7 +603,7 @@ static void carrier_free(struct tcarrier *c)
         if ((c->maps[i].active || c->maps[i].lost) && own_port(&c->maps[i])) {
             tserver_port_release(sv, c->maps[i].key);
         }
-        c->maps[i].active = false;
+        tserver_route_set(sv, &c->maps[i], false);
         if (active && !sv->n->draining) {
             promote_waiting(sv, &c->maps[i]);
         }
@@ -719,20 +719,45 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
 
 /* ---- routing ---- */
 
+static struct rmap **route_bucket(struct tserver *sv, uint8_t mode, const char *key)
+{
+    uint64_t h = wm_hash_seeded(sv->route_seed ^ mode, key, strlen(key));
+
+    return &sv->routes[h % TSERVER_ROUTE_BUCKETS];
+}
+
+void tserver_route_set(struct tserver *sv, struct rmap *r, bool active)
+{
+    struct rmap **pp;
+
+    if (r->active == active) {
+        return;
+    }
+    r->active = active;
+    pp = route_bucket(sv, r->mode, r->key);
+    if (active) {
+        r->rnext = *pp;
+        *pp = r;
+        return;
+    }
+    while (*pp != NULL && *pp != r) {
+        pp = &(*pp)->rnext;
+    }
+    if (*pp == r) {
+        *pp = r->rnext;
+    }
+    r->rnext = NULL;
+}
+
 struct rmap *tserver_pick(struct tserver *sv, uint8_t mode, const char *key)
 {
     struct rmap *cand[64];
     size_t n = 0;
 
-    for (struct tcarrier *c = sv->carriers; c != NULL && n < 64; c = c->next) {
-        if (!c->ready || !wm_tun_is_ready(c->t)) {
-            continue;
-        }
-        for (size_t i = 0; i < c->nmaps && n < 64; i++) {
-            struct rmap *r = &c->maps[i];
-            if (r->active && r->mode == mode && strcmp(r->key, key) == 0) {
-                cand[n++] = r;
-            }
+    for (struct rmap *r = *route_bucket(sv, mode, key); r != NULL && n < 64; r = r->rnext) {
+        if (r->mode == mode && strcmp(r->key, key) == 0 && r->owner->ready &&
+            wm_tun_is_ready(r->owner->t)) {
+            cand[n++] = r;
         }
     }
     if (n == 0) {
@@ -852,6 +877,7 @@ struct tserver *tserver_new(struct tnode *n)
 
     if (sv != NULL) {
         sv->n = n;
+        sv->route_seed = wm_random_u64();
         tserver_ports_owner(sv);
     }
     return sv;
@@ -882,7 +908,7 @@ void tserver_reconfigured(struct tserver *sv)
             if (wm_tunnel_cluster != NULL) { /* cluster */
                 tcluster_claimed(c, r, false);
             }
-            r->active = false;
+            tserver_route_set(sv, r, false);
             withdrawn++;
             if (own_port(r)) {
                 tserver_port_release(sv, r->key);
@@ -912,6 +938,11 @@ void tserver_free(struct tserver *sv)
 {
     if (sv == NULL) {
         return;
+    }
+    for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
+        for (size_t i = 0; i < c->nmaps; i++) {
+            tserver_route_set(sv, &c->maps[i], false); /* no route to a record about to go */
+        }
     }
     while (sv->carriers != NULL) {
         struct tcarrier *c = sv->carriers;

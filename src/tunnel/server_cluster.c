@@ -241,7 +241,7 @@ void wm_tunnel_withdraw(const char *ns, const char *key, const char *why)
             if (!r->active || strcmp(ns_key(r, k, sizeof(k)), ns) != 0 || strcmp(k, key) != 0) {
                 continue;
             }
-            r->active = false; /* its public port stays open until the carrier goes */
+            tserver_route_set(sv, r, false); /* its public port stays open until the carrier goes */
             r->lost = true;
             wm_log(WM_LOG_WARN, wm_tun_id(c->t), "tunnel: client %s: mapping \"%s\" withdrawn: %s",
                    c->name, r->name, why);

@@ -30,7 +30,9 @@ void rule_block_unref(struct rule_block *b);
 /* One mapping announced by a client. */
 struct rmap {
     struct tcarrier *owner;
-    bool active;             /* accepted into the routing tables */
+    bool active;             /* accepted into the routing tables (set it with
+                              * tserver_route_set only: the index follows) */
+    struct rmap *rnext;      /* in its route bucket while active */
     uint8_t mode;            /* enum wm_tun_mode */
     char name[TUN_NAME_MAX];
     char key[WM_HOST_MAX + 8]; /* domain, "ip:port", "@tcp" or "@proxy" */
@@ -95,10 +97,16 @@ struct tcenter_stats {
     uint64_t bytes_out;
 };
 
+/* Active mappings by (mode, key): a request routes in a bucket, not over
+ * every client's mappings (frp-like servers hold thousands). */
+#define TSERVER_ROUTE_BUCKETS 1024
+
 struct tserver {
     struct tnode *n;
     struct tcarrier *carriers;
     struct pport *ports;
+    struct rmap *routes[TSERVER_ROUTE_BUCKETS];
+    uint64_t route_seed;  /* keys are the clients' choice: a keyed hash */
     size_t rr; /* round robin over group members */
     size_t npending;      /* carriers not authenticated yet */
     size_t pending_peak;  /* since it was last 0 (memory given back then) */
@@ -116,6 +124,9 @@ void tserver_port_release(struct tserver *sv, const char *addr);
 void tserver_ports_owner(struct tserver *sv);
 void tserver_ports_free(struct tserver *sv);
 
+/* Mapping r enters (active) or leaves the routing index; r must leave it
+ * before its storage goes. No-op when r->active is already so. */
+void tserver_route_set(struct tserver *sv, struct rmap *r, bool active);
 /* A live client's mapping for key (mode tcp/proxy/http/https), balanced
  * over a group; NULL if none. */
 struct rmap *tserver_pick(struct tserver *sv, uint8_t mode, const char *key);
