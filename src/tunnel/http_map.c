@@ -225,12 +225,9 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
 /* The carrier d was routed to, if it is still there and ready. */
 static struct wm_tun *routed_carrier(struct tserver *sv, const struct route_data *d)
 {
-    for (struct tcarrier *k = sv->carriers; k != NULL; k = k->next) {
-        if (wm_tun_id(k->t) == d->tun_id && wm_tun_is_ready(k->t)) {
-            return k->t;
-        }
-    }
-    return NULL;
+    struct tcarrier *k = tserver_carrier_by_id(sv, d->tun_id);
+
+    return k != NULL && k->t != NULL && wm_tun_is_ready(k->t) ? k->t : NULL;
 }
 
 /* Open d's mapping stream on carrier t for f (the visitor in field). */

@@ -584,6 +584,15 @@ static void carrier_free(struct tcarrier *c)
     struct tserver *sv = c->sv;
     struct wm_tun_counters k;
 
+    if (c->id != 0) {
+        struct tcarrier **pp = &sv->by_id[c->id % TSERVER_ID_BUCKETS];
+        while (*pp != NULL && *pp != c) {
+            pp = &(*pp)->idnext;
+        }
+        if (*pp == c) {
+            *pp = c->idnext;
+        }
+    }
     tcenter_unpend(c);
     if (c->t != NULL) {
         wm_tun_get_counters(c->t, &k);
@@ -714,7 +723,21 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, id);
     if (c->t == NULL) {
         carrier_free(c);
+        return;
     }
+    c->id = id;
+    c->idnext = sv->by_id[id % TSERVER_ID_BUCKETS];
+    sv->by_id[id % TSERVER_ID_BUCKETS] = c;
+}
+
+struct tcarrier *tserver_carrier_by_id(struct tserver *sv, uint64_t id)
+{
+    struct tcarrier *c = sv->by_id[id % TSERVER_ID_BUCKETS];
+
+    while (c != NULL && c->id != id) {
+        c = c->idnext;
+    }
+    return c;
 }
 
 /* ---- routing ---- */

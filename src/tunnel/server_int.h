@@ -52,6 +52,8 @@ struct tcarrier {
     struct wm_tun *t;
     struct tcarrier *prev;
     struct tcarrier *next;
+    struct tcarrier *idnext;  /* in its tserver.by_id bucket (id: its c=) */
+    uint64_t id;              /* wm_tun_id(t); 0 until t is made */
     bool ready;
     bool pending;            /* not authenticated yet: counts against the caps */
     bool held;               /* its address is on hold (core/authfail.h) */
@@ -100,12 +102,14 @@ struct tcenter_stats {
 /* Active mappings by (mode, key): a request routes in a bucket, not over
  * every client's mappings (frp-like servers hold thousands). */
 #define TSERVER_ROUTE_BUCKETS 1024
+#define TSERVER_ID_BUCKETS 256
 
 struct tserver {
     struct tnode *n;
     struct tcarrier *carriers;
     struct pport *ports;
     struct rmap *routes[TSERVER_ROUTE_BUCKETS];
+    struct tcarrier *by_id[TSERVER_ID_BUCKETS]; /* carriers by id (sequential) */
     uint64_t route_seed;  /* keys are the clients' choice: a keyed hash */
     size_t rr; /* round robin over group members */
     size_t npending;      /* carriers not authenticated yet */
@@ -124,6 +128,8 @@ void tserver_port_release(struct tserver *sv, const char *addr);
 void tserver_ports_owner(struct tserver *sv);
 void tserver_ports_free(struct tserver *sv);
 
+/* The carrier whose tunnel has id (wm_tun_id), or NULL once it is gone. */
+struct tcarrier *tserver_carrier_by_id(struct tserver *sv, uint64_t id);
 /* Mapping r enters (active) or leaves the routing index; r must leave it
  * before its storage goes. No-op when r->active is already so. */
 void tserver_route_set(struct tserver *sv, struct rmap *r, bool active);
