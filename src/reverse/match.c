@@ -342,3 +342,95 @@ int rv_method_index(const char *m, size_t n)
     }
     return -1;
 }
+
+/* ---- server selection by Host (rev_int.h: rv_listen) ---- */
+
+static bool is_wild(const char *name)
+{
+    return name[0] == '*' && name[1] == '.';
+}
+
+/* Case-folded FNV-1a: names compare case-insensitively (wm_strieq). */
+static uint64_t name_hash(const char *s, size_t n)
+{
+    uint64_t h = WM_FNV_INIT;
+
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
+        h = (h ^ (c >= 'A' && c <= 'Z' ? c + 32 : c)) * 1099511628211ULL;
+    }
+    return wm_mix64(h);
+}
+
+int rv_listen_index(struct rv_listen *l, struct wm_arena *a)
+{
+    size_t nexact = 0;
+    size_t cap = 2;
+
+    l->nwild = 0;
+    for (size_t i = 0; i < l->nhosts; i++) {
+        for (size_t k = 0; k < l->hosts[i]->nnames; k++) {
+            if (is_wild(l->hosts[i]->names[k])) {
+                l->nwild++;
+            } else {
+                nexact++;
+            }
+        }
+    }
+    while (cap < 2 * nexact) {
+        cap *= 2;
+    }
+    l->exact = wm_arena_alloc(a, cap * sizeof(*l->exact));
+    l->wild = wm_arena_alloc(a, (l->nwild ? l->nwild : 1) * sizeof(*l->wild));
+    if (l->exact == NULL || l->wild == NULL) {
+        return -1;
+    }
+    memset(l->exact, 0, cap * sizeof(*l->exact));
+    l->exact_mask = cap - 1;
+    l->nwild = 0;
+    for (size_t i = 0; i < l->nhosts; i++) {
+        for (size_t k = 0; k < l->hosts[i]->nnames; k++) {
+            const char *name = l->hosts[i]->names[k];
+            if (is_wild(name)) {
+                l->wild[l->nwild++] = (struct rv_name){name, i};
+                continue;
+            }
+            size_t len = strlen(name);
+            size_t j = name_hash(name, len) & l->exact_mask;
+            while (l->exact[j].name != NULL && !wm_strieq(name, len, l->exact[j].name)) {
+                j = (j + 1) & l->exact_mask;
+            }
+            if (l->exact[j].name == NULL) {
+                l->exact[j] = (struct rv_name){name, i}; /* else an earlier server has it */
+            }
+        }
+    }
+    return 0;
+}
+
+const struct rv_vhost *rv_listen_vhost(const struct rv_listen *l, const char *host, size_t n)
+{
+    size_t best = l->nhosts;
+    size_t full = n; /* rv_host_match drops the dot itself */
+
+    if (n > 1 && host[n - 1] == '.') {
+        n--; /* as rv_host_match: "a.test." is a.test */
+    }
+    if (l->exact != NULL) {
+        size_t j = name_hash(host, n) & l->exact_mask;
+        while (l->exact[j].name != NULL) {
+            if (wm_strieq(host, n, l->exact[j].name)) {
+                best = l->exact[j].pos;
+                break;
+            }
+            j = (j + 1) & l->exact_mask;
+        }
+    }
+    for (size_t i = 0; i < l->nwild && l->wild[i].pos < best; i++) {
+        if (rv_host_match(l->wild[i].name, host, full)) {
+            best = l->wild[i].pos;
+            break;
+        }
+    }
+    return l->hosts[best < l->nhosts ? best : 0];
+}

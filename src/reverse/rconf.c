@@ -733,6 +733,11 @@ static int compile_all(struct build *b)
             return -1;
         }
     }
+    for (size_t i = 0; i < b->r->nlistens; i++) {
+        if (rv_listen_index(&b->r->listens[i], b->r->arena) < 0) {
+            return rconf_fail(b, "http", "out of memory%s%s", "", "");
+        }
+    }
     return 0;
 }
 

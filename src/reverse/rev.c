@@ -48,15 +48,7 @@ struct rv_service {
 
 static const struct rv_vhost *vhost_for(const struct rv_listen *l, const char *host, size_t n)
 {
-    for (size_t i = 0; i < l->nhosts; i++) {
-        const struct rv_vhost *v = l->hosts[i];
-        for (size_t k = 0; k < v->nnames; k++) {
-            if (rv_host_match(v->names[k], host, n)) {
-                return v;
-            }
-        }
-    }
-    return l->hosts[0]; /* as nginx: the first server on the address is the default */
+    return rv_listen_vhost(l, host, n); /* the first server is the default, as nginx */
 }
 
 /* llhttp's number of the request's method, -1 when unknown. */

@@ -250,12 +250,34 @@ struct rv_vhost {
     bool http2;                  /* HTTP/2 offered (http2 = false turns it off) */
 };
 
+/* A server name of an address, exact or "*.suffix", and the position of
+ * its server in rv_listen.hosts (the first server to list it). */
+struct rv_name {
+    const char *name; /* NULL: a free slot of the exact table */
+    size_t pos;
+};
+
 struct rv_listen {
     char addr[WM_ADDR_STR_MAX];
     bool tls;
     struct rv_vhost **hosts;     /* servers on this address, in config order */
     size_t nhosts;
+    /* Server selection by Host (rv_listen_index; arena memory): exact names
+     * in an open-addressing table (a power of two, at most half full),
+     * "*.suffix" names in config order. A Host costs one probe and a walk
+     * of the wildcards listed before its exact match, not one compare per
+     * name of every server (hosting setups list thousands). */
+    struct rv_name *exact;
+    size_t exact_mask;
+    struct rv_name *wild;
+    size_t nwild;
 };
+
+/* Build l's name index (after every server is listed); -1 on OOM. */
+int rv_listen_index(struct rv_listen *l, struct wm_arena *a);
+/* The server for Host host[0..n) (port stripped) on l: the first in config
+ * order with a matching name, else the first (the default, as nginx). */
+const struct rv_vhost *rv_listen_vhost(const struct rv_listen *l, const char *host, size_t n);
 
 struct wm_rev {
     atomic_int refs;

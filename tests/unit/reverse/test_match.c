@@ -135,12 +135,82 @@ static void test_cidr(void **state)
     assert_false(rv_cidr_match(c, 3, (struct sockaddr *)&a6));
 }
 
+/* Server selection by Host through the index (rv_listen_vhost) against
+ * the plain rule it replaces: the first server in config order with a
+ * name that matches (rv_host_match), else the first server. Random
+ * configurations: exact names in mixed case, "*.suffix" names, names
+ * repeated across servers, servers without names; hosts with case
+ * changes, trailing dots, ports stripped, misses. */
+static const struct rv_vhost *linear(const struct rv_listen *l, const char *host, size_t n)
+{
+    for (size_t i = 0; i < l->nhosts; i++) {
+        for (size_t k = 0; k < l->hosts[i]->nnames; k++) {
+            if (rv_host_match(l->hosts[i]->names[k], host, n)) {
+                return l->hosts[i];
+            }
+        }
+    }
+    return l->hosts[0];
+}
+
+static uint32_t rnd_state = 12345;
+
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+static void test_vhost_index(void **state)
+{
+    static const char *const pool[] = {
+        "a.test", "A.Test", "b.test", "x.a.test", "*.a.test", "*.test", "c.example",
+        "*.example", "www.c.example", "d", "*.b.test", "B.TEST", "e.test",
+    };
+    static const char *const asks[] = {
+        "a.test", "A.TEST", "a.test.", "x.a.test", "y.a.test", "b.test", "q.b.test",
+        "c.example", "www.c.example", "zz.example", "d", "D", "e.test", "nope",
+        "", ".", "test", "a.test..", "X.A.TEST.", "example",
+    };
+    enum { SERVERS = 12, NAMES = 4 };
+
+    (void)state;
+    for (int round = 0; round < 300; round++) {
+        struct wm_arena *a = wm_arena_new();
+        struct rv_vhost v[SERVERS];
+        struct rv_vhost *hosts[SERVERS];
+        const char *names[SERVERS][NAMES];
+        struct rv_listen l;
+        memset(v, 0, sizeof(v));
+        memset(&l, 0, sizeof(l));
+        assert_non_null(a);
+        l.nhosts = 1 + rnd(SERVERS);
+        l.hosts = hosts;
+        for (size_t i = 0; i < l.nhosts; i++) {
+            v[i].index = (int)i;
+            v[i].nnames = rnd(NAMES + 1);
+            v[i].names = names[i];
+            for (size_t k = 0; k < v[i].nnames; k++) {
+                names[i][k] = pool[rnd(sizeof(pool) / sizeof(pool[0]))];
+            }
+            hosts[i] = &v[i];
+        }
+        assert_int_equal(rv_listen_index(&l, a), 0);
+        for (size_t q = 0; q < sizeof(asks) / sizeof(asks[0]); q++) {
+            size_t n = strlen(asks[q]);
+            assert_ptr_equal(rv_listen_vhost(&l, asks[q], n), linear(&l, asks[q], n));
+        }
+        wm_arena_free(a);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patterns), cmocka_unit_test(test_bad_regex),
         cmocka_unit_test(test_normalize), cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_vhost_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
