@@ -369,10 +369,13 @@ static int upstream_tls(struct build *b, struct rv_location *l, const struct lev
         return rconf_fail(b, key, "proxy_ssl_certificate and proxy_ssl_certificate_key go "
                             "together%s%s", "", "");
     }
+    static atomic_uint_fast64_t tls_seq; /* configurations are built on one thread, but
+                                          * the check of a reload may run beside a load */
     l->tls = wm_tls_client_ctx(&o, msg, sizeof(msg));
     if (l->tls == NULL) {
         return rconf_fail(b, key, "%s%s", msg, "");
     }
+    l->tls_seq = atomic_fetch_add(&tls_seq, 1) + 1;
     if (rconf_track((void ***)&b->r->ctxs, &b->r->nctxs, l->tls) < 0) {
         SSL_CTX_free(l->tls);
         return rconf_fail(b, key, "out of memory%s%s", "", "");

@@ -217,6 +217,8 @@ struct rv_location {
     const char *up_path;         /* the URL's path prefix ("" when none) */
     const char *sni;             /* TLS: SNI and verified name; NULL: the server's host */
     SSL_CTX *tls;                /* https:// upstreams (own reference) */
+    uint64_t tls_seq;            /* tls's number, unique in the process: the pool key
+                                  * (an address may be reused by a later reload's) */
     bool set_host;               /* send the upstream's host:port as Host */
     bool is_ws;
     struct wm_hfwd_rule *rules;  /* request and response rules, expanded per request */

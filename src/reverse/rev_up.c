@@ -69,13 +69,16 @@ void rv_target_set(struct wm_hfwd_target *t, struct rv_req *q, const struct rv_s
     put(q->sni, sizeof(q->sni), &at, l->sni != NULL ? l->sni : s->host);
     /* TLS: the location's context (its trust and client certificate) and
      * the name verified are part of the key: a connection checked against
-     * one CA, or not checked, never serves a location that checks another */
+     * one CA, or not checked, never serves a location that checks another.
+     * The context goes by its number, not its address: a reload's new
+     * context may be allocated where a freed one was, while connections
+     * checked under the old one still wait in the pool. */
     at = 0;
     put(t->key, sizeof(t->key), &at, l->up_tls ? "s|" : "h|");
     put(t->key, sizeof(t->key), &at, s->addr);
     if (l->up_tls) {
-        char hex[2 + 2 * sizeof(uintptr_t) + 2] = "|";
-        uintptr_t v = (uintptr_t)l->tls;
+        char hex[2 + 2 * sizeof(uint64_t) + 2] = "|";
+        uint64_t v = l->tls_seq;
         for (size_t i = 0; i < 2 * sizeof(v); i++) {
             hex[1 + i] = "0123456789abcdef"[(v >> (4 * (2 * sizeof(v) - 1 - i))) & 15];
         }
