@@ -602,6 +602,10 @@ static bool h2v_take(struct wm_h2 *h, struct h2_stream *st)
             h2v_free_all(h); /* older still behind it */
             return false;
         }
+        if (bufferevent_pair_get_partner(v->end) == NULL) {
+            h2v_drop(v); /* its engine is gone, its EOF not read yet */
+            continue;
+        }
         h->idle = v->next;
         h->nidle--;
         st->end = v->end;
