@@ -521,6 +521,7 @@ static struct wm_conn *engine_conn(struct wm_h2 *h, struct bufferevent *bev)
     wm_conn_init(sc, pc->svc, pc->w, bev, pc->peerlen > 0 ? (struct sockaddr *)&pc->peer : NULL,
                  pc->peerlen, NULL, &pc->limits);
     sc->proto = pc->proto;
+    sc->internal = true; /* the client's connection is counted once, as pc */
     return sc;
 }
 

@@ -172,7 +172,7 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
     } else {
         wm_log(WM_LOG_DEBUG, c->id, "close client=%s end=%s", c->peer_str, reason);
     }
-    if (c->proto != NULL) {
+    if (c->proto != NULL && !c->internal) {
         count_conn(c, reason);
     }
     if (c->on_finish != NULL) {

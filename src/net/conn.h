@@ -99,6 +99,8 @@ struct wm_conn {
     int code;                       /* HTTP status or SOCKS reply code */
     bool access_logged;             /* the handler already wrote its access line(s) */
     bool linger;                    /* wm_conn_set_linger(): half-close, then drain */
+    bool internal;                  /* an HTTP/2 stream's engine, not a client connection:
+                                     * not in wmproxy_connections_total */
     const char *end_why;            /* wm_conn_close_after_flush()'s reason (static) */
     struct event *timer;
     struct event *park;             /* parked: EV_READ on the fd, bev NULL (see above) */

@@ -448,6 +448,34 @@ def test_waiting_engines_expire_and_are_replaced(wmproxy, tmp_path, cert, origin
     c.close()
 
 
+def test_streams_are_not_counted_as_client_connections(wmproxy, tmp_path, cert, origin):
+    """wmproxy_connections_total counts client connections: an HTTP/2
+    connection is one, however many streams (and engines behind them) it
+    carried; the engines are not (each one counted as an ended "http"
+    client connection, with the result of its last answer, and the ones a
+    keep-alive timeout ended as timed out)."""
+    cport = free_port()
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, cport=cport)
+
+    def open_conns():
+        code, _, doc = api(cport, "GET", "/status")
+        assert code == 200, doc
+        return doc["connections"]
+
+    wait_until(lambda: open_conns() == 0, what="the readiness curl's connection closed")
+    before = sample(metrics(cport), "wmproxy_connections_total", proto="http")
+    c = H.Client(p)
+    sids = [c.request("/slow?ms=300&i=%d" % i) for i in range(5)]  # five engines at once
+    sids.append(c.request("/close/10"))
+    for sid in sids:
+        assert c.response(sid).status == 200
+    c.close()
+    wait_until(lambda: open_conns() == 0, what="the connection and its engines gone")
+    m = metrics(cport)
+    assert sample(m, "wmproxy_connections_total", proto="http") == before + 1, m
+    assert sample(m, "wmproxy_connections_timed_out_total", proto="http") == 0, m
+
+
 def test_waiting_engines_outlive_a_gap_between_bursts(wmproxy, tmp_path, cert, origin):
     """A client whose streams all finished and which sends its next burst at
     once (h2load, a browser loading a page) gets the waiting engines: the
