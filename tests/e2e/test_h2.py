@@ -264,6 +264,26 @@ def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
     assert log.count('req="GET /x" code=431 ') == 1 and log.count('req="HEAD /x" code=431 ') == 2
 
 
+def test_refused_requests_log_and_count_as_http2_requests(wmproxy, tmp_path, cert, origin):
+    """A request the HTTP/2 translation refuses (431 here) is one of the
+    HTTP/2 requests: its access line names the same proto as every other
+    stream's (it said the connection's, "http"), and it is counted in
+    wmproxy_http_requests_total with them (it was not counted at all)."""
+    cport = free_port()
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, cport=cport)
+    c = H.Client(p)
+    st = c.response(c.request("/x", headers=[("x-h%d" % i, "v") for i in range(300)]))
+    assert st.status == 431
+    assert c.get("/static")[0] == 200
+    c.close()
+    wait_until(lambda: 'req="GET /x" code=431 ' in proc.log(), what="the refusal's access line")
+    line = [ln for ln in proc.log().splitlines() if 'req="GET /x" code=431 ' in ln][0]
+    assert " access proto=reverse-h2 " in line, line
+    m = metrics(cport)
+    assert sample(m, "wmproxy_http_requests_total", proto="reverse-h2", code="4xx") == 1, m
+    assert sample(m, "wmproxy_http_requests_total", proto="reverse-h2", code="2xx") == 1, m
+
+
 def test_connect_refusals_say_why(wmproxy, tmp_path, cert, origin):
     """A plain CONNECT (405) and an extended CONNECT of an unknown protocol
     (501) were both answered "malformed request": the text now says what is
