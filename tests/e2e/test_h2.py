@@ -6,6 +6,7 @@ Clients: curl --http2 / --http2-prior-knowledge, nghttp, python3-h2."""
 
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -633,6 +634,67 @@ def _unread_h2_client(port, paths):
         c.request(path)
     c.flush()
     return c
+
+
+def trickling_upstream(seconds):
+    """An upstream that answers with a chunked body of 2 bytes every 0.5 s
+    for that long (a server-sent event stream)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+
+    def run():
+        c, _ = ls.accept()
+        c.recv(65536)
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(int(seconds * 2)):
+                c.sendall(b"2\r\nok\r\n")
+                time.sleep(0.5)  # pacing of the stream, not a wait for a state
+        except OSError:
+            pass
+        c.close()
+        ls.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return ls.getsockname()[1]
+
+
+def test_ended_session_lingers_once_whatever_its_engines_still_write(wmproxy, tmp_path, cert,
+                                                                    origin):
+    """A connection whose session is over (a protocol error: GOAWAY) half-
+    closes and lingers at most 5 s (README). Each write of an engine whose
+    stream was still open (its upstream sends on) started the close again,
+    the linger with it: with an upstream that sends every few seconds the
+    connection, its engine and its upstream connection stayed for as long
+    as the upstream sent."""
+    up = trickling_upstream(40)
+    proc, p, _ = serve(lambda a, **kw: wmproxy(a + ["-v"], **kw), tmp_path, cert, origin,
+                       extra_loc="""
+[[http.server.location]]
+rule = "/events"
+proxy_url = "http://127.0.0.1:%d"
+""" % up)
+    c = H.Client(p)
+    sid = c.request("/events")
+    c.wait(lambda: c.streams[sid].status == 200 and len(c.streams[sid].data) >= 4,
+           what="the stream's first events")
+    cid = c.s.getsockname()[1]
+    c.s.sendall(H.frame(0, 0, 0, b"xx"))  # DATA on stream 0: GOAWAY PROTOCOL_ERROR
+    t0 = time.monotonic()
+    # the client reads what comes and keeps its socket open
+    c.s.settimeout(0.2)
+
+    def conn_closed():
+        try:
+            c.s.recv(65536)
+        except (socket.timeout, OSError):
+            pass
+        return re.search(r"close client=127\.0\.0\.1:%d end=" % cid, proc.log())
+
+    wait_until(conn_closed, timeout=15, what="the connection closed after its linger")
+    assert time.monotonic() - t0 < 10, proc.log()[-3000:]
+    c.s.close()
 
 
 def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, origin):
