@@ -521,6 +521,7 @@ static struct wm_conn *engine_conn(struct wm_h2 *h, struct bufferevent *bev)
     wm_conn_init(sc, pc->svc, pc->w, bev, pc->peerlen > 0 ? (struct sockaddr *)&pc->peer : NULL,
                  pc->peerlen, NULL, &pc->limits);
     sc->proto = pc->proto;
+    sc->internal = true; /* the client's connection is counted once, as pc */
     return sc;
 }
 
@@ -719,15 +720,17 @@ void h2s_start(struct wm_h2 *h, struct h2_stream *st, bool end_stream)
     st->req_done = end_stream;
     status = wm_h2_req_finish(st->req, end_stream, &st->chunked, &st->ws, &st->is_head);
     if (status != 0) {
-        /* refused before any engine saw it: its access line is ours */
+        /* refused before any engine saw it: its access line and count are
+         * ours, under the engine's proto as every other stream's */
         char line[256];
         const char *text = refusal_text(status);
         wm_h2_req_line(st->req, line, sizeof(line));
         recycle_req(h, st);
         h2s_answer(st, status, text);
+        wm_hfwd_count_request(h->fr->ops->proto, status);
         wm_log(WM_LOG_INFO, h->c->id, "access proto=%s client=%s user=- target=- req=\"%s\" "
-               "code=%d in=0 out=%zu ms=0 why=\"%s\"", h->c->proto != NULL ? h->c->proto : "h2",
-               h->c->peer_str, line, status, st->is_head ? 0 : strlen(text) + 1, text);
+               "code=%d in=0 out=%zu ms=0 why=\"%s\"", h->fr->ops->proto, h->c->peer_str, line,
+               status, st->is_head ? 0 : strlen(text) + 1, text);
         return;
     }
     if (h->fr->serves != NULL && !h->fr->serves(h->fr, wm_h2_req_head(st->req))) {

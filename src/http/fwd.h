@@ -272,6 +272,11 @@ struct wm_conn *wm_hfwd_conn(const struct wm_hfwd *f);
  * exit). */
 void wm_hfwd_worker_exit(void);
 
+/* A request answered without the engine (an HTTP/2 stream the translation
+ * refused): counted in wmproxy_http_requests_total as the engine counts its
+ * own, under proto (the engine's ops->proto). */
+void wm_hfwd_count_request(const char *proto, int status);
+
 /* The current request's head (valid during route() and logged()). */
 struct wm_http_head *wm_hfwd_request(struct wm_hfwd *f);
 

@@ -40,3 +40,8 @@ void hf_count_request(const char *proto, int status, uint64_t ms, long long up_m
         wm_metrics_observe_ms(ids[ID_UPSTREAM], (uint64_t)up_ms);
     }
 }
+
+void wm_hfwd_count_request(const char *proto, int status)
+{
+    hf_count_request(proto, status, 0, -1);
+}

@@ -172,7 +172,7 @@ void wm_conn_finish(struct wm_conn *c, const char *reason)
     } else {
         wm_log(WM_LOG_DEBUG, c->id, "close client=%s end=%s", c->peer_str, reason);
     }
-    if (c->proto != NULL) {
+    if (c->proto != NULL && !c->internal) {
         count_conn(c, reason);
     }
     if (c->on_finish != NULL) {
@@ -279,8 +279,8 @@ static void flush_read_cb(struct bufferevent *bev, void *arg)
 
 void wm_conn_close_after_flush(struct wm_conn *c, const char *reason)
 {
-    if (wm_conn_closed(c)) {
-        return;
+    if (wm_conn_closed(c) || c->end_why != NULL) {
+        return; /* closing already: its bound and its linger are not started again */
     }
     if (c->bev == NULL) {
         wm_conn_finish(c, reason);

@@ -99,6 +99,8 @@ struct wm_conn {
     int code;                       /* HTTP status or SOCKS reply code */
     bool access_logged;             /* the handler already wrote its access line(s) */
     bool linger;                    /* wm_conn_set_linger(): half-close, then drain */
+    bool internal;                  /* an HTTP/2 stream's engine, not a client connection:
+                                     * not in wmproxy_connections_total */
     const char *end_why;            /* wm_conn_close_after_flush()'s reason (static) */
     struct event *timer;
     struct event *park;             /* parked: EV_READ on the fd, bev NULL (see above) */
@@ -148,7 +150,8 @@ void wm_conn_finish(struct wm_conn *c, const char *reason);
 /* Stop reading; finish once the output is flushed (or after a short bound:
  * "flush-timeout"). The access line then gives reason, also when the
  * client closes first or the linger ends: a string that lives as long as
- * the program (a literal; the record keeps only the pointer). */
+ * the program (a literal; the record keeps only the pointer). Once only: a
+ * later call (a handler that still has output to add) changes nothing. */
 void wm_conn_close_after_flush(struct wm_conn *c, const char *reason);
 
 /* Before wm_conn_close_after_flush(): the client may still be sending (a

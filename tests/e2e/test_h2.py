@@ -6,6 +6,7 @@ Clients: curl --http2 / --http2-prior-knowledge, nghttp, python3-h2."""
 
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -264,6 +265,26 @@ def test_refused_head_request_has_no_body(wmproxy, tmp_path, cert, origin):
     assert log.count('req="GET /x" code=431 ') == 1 and log.count('req="HEAD /x" code=431 ') == 2
 
 
+def test_refused_requests_log_and_count_as_http2_requests(wmproxy, tmp_path, cert, origin):
+    """A request the HTTP/2 translation refuses (431 here) is one of the
+    HTTP/2 requests: its access line names the same proto as every other
+    stream's (it said the connection's, "http"), and it is counted in
+    wmproxy_http_requests_total with them (it was not counted at all)."""
+    cport = free_port()
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, cport=cport)
+    c = H.Client(p)
+    st = c.response(c.request("/x", headers=[("x-h%d" % i, "v") for i in range(300)]))
+    assert st.status == 431
+    assert c.get("/static")[0] == 200
+    c.close()
+    wait_until(lambda: 'req="GET /x" code=431 ' in proc.log(), what="the refusal's access line")
+    line = [ln for ln in proc.log().splitlines() if 'req="GET /x" code=431 ' in ln][0]
+    assert " access proto=reverse-h2 " in line, line
+    m = metrics(cport)
+    assert sample(m, "wmproxy_http_requests_total", proto="reverse-h2", code="4xx") == 1, m
+    assert sample(m, "wmproxy_http_requests_total", proto="reverse-h2", code="2xx") == 1, m
+
+
 def test_connect_refusals_say_why(wmproxy, tmp_path, cert, origin):
     """A plain CONNECT (405) and an extended CONNECT of an unknown protocol
     (501) were both answered "malformed request": the text now says what is
@@ -448,6 +469,34 @@ def test_waiting_engines_expire_and_are_replaced(wmproxy, tmp_path, cert, origin
     c.close()
 
 
+def test_streams_are_not_counted_as_client_connections(wmproxy, tmp_path, cert, origin):
+    """wmproxy_connections_total counts client connections: an HTTP/2
+    connection is one, however many streams (and engines behind them) it
+    carried; the engines are not (each one counted as an ended "http"
+    client connection, with the result of its last answer, and the ones a
+    keep-alive timeout ended as timed out)."""
+    cport = free_port()
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, cport=cport)
+
+    def open_conns():
+        code, _, doc = api(cport, "GET", "/status")
+        assert code == 200, doc
+        return doc["connections"]
+
+    wait_until(lambda: open_conns() == 0, what="the readiness curl's connection closed")
+    before = sample(metrics(cport), "wmproxy_connections_total", proto="http")
+    c = H.Client(p)
+    sids = [c.request("/slow?ms=300&i=%d" % i) for i in range(5)]  # five engines at once
+    sids.append(c.request("/close/10"))
+    for sid in sids:
+        assert c.response(sid).status == 200
+    c.close()
+    wait_until(lambda: open_conns() == 0, what="the connection and its engines gone")
+    m = metrics(cport)
+    assert sample(m, "wmproxy_connections_total", proto="http") == before + 1, m
+    assert sample(m, "wmproxy_connections_timed_out_total", proto="http") == 0, m
+
+
 def test_waiting_engines_outlive_a_gap_between_bursts(wmproxy, tmp_path, cert, origin):
     """A client whose streams all finished and which sends its next burst at
     once (h2load, a browser loading a page) gets the waiting engines: the
@@ -585,6 +634,67 @@ def _unread_h2_client(port, paths):
         c.request(path)
     c.flush()
     return c
+
+
+def trickling_upstream(seconds):
+    """An upstream that answers with a chunked body of 2 bytes every 0.5 s
+    for that long (a server-sent event stream)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+
+    def run():
+        c, _ = ls.accept()
+        c.recv(65536)
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(int(seconds * 2)):
+                c.sendall(b"2\r\nok\r\n")
+                time.sleep(0.5)  # pacing of the stream, not a wait for a state
+        except OSError:
+            pass
+        c.close()
+        ls.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return ls.getsockname()[1]
+
+
+def test_ended_session_lingers_once_whatever_its_engines_still_write(wmproxy, tmp_path, cert,
+                                                                    origin):
+    """A connection whose session is over (a protocol error: GOAWAY) half-
+    closes and lingers at most 5 s (README). Each write of an engine whose
+    stream was still open (its upstream sends on) started the close again,
+    the linger with it: with an upstream that sends every few seconds the
+    connection, its engine and its upstream connection stayed for as long
+    as the upstream sent."""
+    up = trickling_upstream(40)
+    proc, p, _ = serve(lambda a, **kw: wmproxy(a + ["-v"], **kw), tmp_path, cert, origin,
+                       extra_loc="""
+[[http.server.location]]
+rule = "/events"
+proxy_url = "http://127.0.0.1:%d"
+""" % up)
+    c = H.Client(p)
+    sid = c.request("/events")
+    c.wait(lambda: c.streams[sid].status == 200 and len(c.streams[sid].data) >= 4,
+           what="the stream's first events")
+    cid = c.s.getsockname()[1]
+    c.s.sendall(H.frame(0, 0, 0, b"xx"))  # DATA on stream 0: GOAWAY PROTOCOL_ERROR
+    t0 = time.monotonic()
+    # the client reads what comes and keeps its socket open
+    c.s.settimeout(0.2)
+
+    def conn_closed():
+        try:
+            c.s.recv(65536)
+        except (socket.timeout, OSError):
+            pass
+        return re.search(r"close client=127\.0\.0\.1:%d end=" % cid, proc.log())
+
+    wait_until(conn_closed, timeout=15, what="the connection closed after its linger")
+    assert time.monotonic() - t0 < 10, proc.log()[-3000:]
+    c.s.close()
 
 
 def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, origin):
