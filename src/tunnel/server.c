@@ -720,14 +720,13 @@ void tserver_accept_carrier(struct tserver *sv, int fd, const struct sockaddr *p
     tc.open_ms = s->open_ms;
     uint64_t id = wm_log_next_id();
     wm_tls_pump_set_id(bev, id); /* its handshake lines share the carrier's c= */
+    c->id = id; /* in the table first: carrier_free() takes it out, whenever it comes */
+    c->idnext = sv->by_id[id % TSERVER_ID_BUCKETS];
+    sv->by_id[id % TSERVER_ID_BUCKETS] = c;
     c->t = wm_tun_new(sv->n->w, bev, &tc, &server_cbs, c, id);
     if (c->t == NULL) {
         carrier_free(c);
-        return;
     }
-    c->id = id;
-    c->idnext = sv->by_id[id % TSERVER_ID_BUCKETS];
-    sv->by_id[id % TSERVER_ID_BUCKETS] = c;
 }
 
 struct tcarrier *tserver_carrier_by_id(struct tserver *sv, uint64_t id)
