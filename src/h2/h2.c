@@ -576,14 +576,11 @@ static void h2_free(struct wm_conn *c)
         }
         h2s_free(h->streams);
     }
-    h2s_spares_free(h);
+    h2s_spares_free(h); /* the spare answer parsers too */
     nghttp2_session_del(h->s);
     event_free(h->flush_ev);
     event_free(h->send_ev);
     wm_h2_req_free(h->spare_req);
-    while (h->nspare > 0) {
-        wm_http_parser_free(h->spare[--h->nspare]);
-    }
     if (h->prev != NULL) {
         h->prev->next = h->next;
     } else if (live == h) {

@@ -357,7 +357,8 @@ static uint64_t name_hash(const char *s, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
-        h = (h ^ (c >= 'A' && c <= 'Z' ? c + 32 : c)) * 1099511628211ULL;
+        c = c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+        h = wm_fnv1a(h, &c, 1);
     }
     return wm_mix64(h);
 }

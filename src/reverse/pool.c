@@ -45,6 +45,7 @@ struct idle {
 struct pool {
     struct group *bucket[POOL_BUCKETS];
     size_t ngroups;
+    size_t sweep_at; /* sweep when ngroups reaches it: twice what the last left */
     size_t total;
 };
 
@@ -93,8 +94,11 @@ static struct group *new_group(const char *key, size_t klen)
     struct group *g;
     size_t b = bucket_of(key);
 
-    if (pool_self->ngroups >= POOL_GROUPS_SWEEP) {
-        sweep_groups();
+    if (pool_self->ngroups >= pool_self->sweep_at) {
+        sweep_groups(); /* not again before the live groups have doubled */
+        pool_self->sweep_at = 2 * pool_self->ngroups > POOL_GROUPS_SWEEP
+                                  ? 2 * pool_self->ngroups
+                                  : POOL_GROUPS_SWEEP;
     }
     if ((g = calloc(1, sizeof(*g) + klen + 1)) == NULL) {
         return NULL;
@@ -161,8 +165,8 @@ void rv_pool_put(const char *key, struct bufferevent *bev, int max_per_key, uint
     struct group *g = NULL;
     struct idle *e = NULL;
 
-    if (pool_self == NULL) {
-        pool_self = calloc(1, sizeof(*pool_self));
+    if (pool_self == NULL && (pool_self = calloc(1, sizeof(*pool_self))) != NULL) {
+        pool_self->sweep_at = POOL_GROUPS_SWEEP;
     }
     if (pool_self == NULL || max_per_key <= 0 || pool_self->total >= WM_REV_POOL_MAX ||
         klen >= POOL_KEY_MAX || evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||

@@ -46,11 +46,6 @@ struct rv_service {
 
 /* ---- choosing the server and the location ---- */
 
-static const struct rv_vhost *vhost_for(const struct rv_listen *l, const char *host, size_t n)
-{
-    return rv_listen_vhost(l, host, n); /* the first server is the default, as nginx */
-}
-
 /* llhttp's number of the request's method, -1 when unknown. */
 static int method_index(struct wm_http_head *req)
 {
@@ -398,7 +393,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         *detail = "a Host header is required";
         return 400;
     }
-    if (!s->l->tls && wm_h2_wants_upgrade(req) && vhost_for(s->l, host, hlen)->http2 &&
+    if (!s->l->tls && wm_h2_wants_upgrade(req) && rv_listen_vhost(s->l, host, hlen)->http2 &&
         wm_h2_upgrade(f, c, req, &s->h2) == WM_HFWD_TAKEN) {
         return WM_HFWD_TAKEN;
     }
@@ -407,7 +402,7 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
         *detail = "malformed or unsafe request path";
         return 400;
     }
-    v = vhost_for(s->l, host, hlen);
+    v = rv_listen_vhost(s->l, host, hlen);
     l = find_location(v, path, plen, host, hlen, req, s->l->tls, c);
     if (l == NULL) {
         *detail = "no location matches this path";
@@ -597,7 +592,7 @@ static bool h2_serves(const struct wm_h2_front *fr, const struct wm_http_head *r
     size_t hlen;
     const char *host = host_of(wm_http_head_get_id(req, WM_HDR_HOST, &hlen), &hlen);
 
-    return vhost_for(s->l, host, hlen)->http2;
+    return rv_listen_vhost(s->l, host, hlen)->http2;
 }
 
 struct wm_service *wm_rev_service_new(struct wm_rev *r, size_t i)
