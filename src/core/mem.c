@@ -8,10 +8,12 @@
 
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -35,6 +37,7 @@ static const uint32_t class_sizes[] = {
 };
 #define MEM_CLASSES (sizeof(class_sizes) / sizeof(class_sizes[0]))
 #define MEM_DIRECT 0xff             /* not a cached class: malloc's */
+#define MEM_MAPPED 0xfe             /* wm_mem_malloc_lazy(): pages of its own */
 #define MEM_CACHE_BYTES (4u << 20)  /* per thread, all classes */
 #define MEM_CACHE_COUNT 1024        /* per class */
 #define MEM_MAGIC 0x7a3c
@@ -58,6 +61,7 @@ struct cache {
 };
 
 static __thread struct cache tc;
+static _Atomic unsigned lazy_live; /* wm_mem_malloc_lazy()'s mappings */
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -143,6 +147,39 @@ void *wm_mem_malloc(size_t n)
     return payload(h);
 }
 
+/* The bytes a mapped block of n bytes spans, header included. */
+static size_t mapped_len(size_t n)
+{
+    size_t pg = 4096;
+
+    return (sizeof(struct hdr) + n + pg - 1) / pg * pg;
+}
+
+void *wm_mem_malloc_lazy(size_t n)
+{
+    struct hdr *h;
+
+    if (n < WM_MEM_LAZY_MIN || n > UINT32_MAX - 4096) {
+        return wm_mem_malloc(n);
+    }
+    if (atomic_fetch_add(&lazy_live, 1) >= WM_MEM_LAZY_MAX) {
+        atomic_fetch_sub(&lazy_live, 1);
+        return wm_mem_malloc(n);
+    }
+    h = mmap(NULL, mapped_len(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (h == MAP_FAILED) {
+        atomic_fetch_sub(&lazy_live, 1);
+        return wm_mem_malloc(n);
+    }
+    h->next = NULL;
+    h->asked = (uint32_t)n;
+    h->cls = MEM_MAPPED;
+    h->pad = 0;
+    h->magic = MEM_MAGIC;
+    POISON((char *)payload(h) + n, mapped_len(n) - sizeof(*h) - n); /* past the asked size */
+    return payload(h);
+}
+
 void *wm_mem_calloc(size_t nmemb, size_t size)
 {
     void *p;
@@ -167,6 +204,14 @@ void wm_mem_free(void *p)
     }
     h = header(p);
     cls = h->cls;
+    if (cls == MEM_MAPPED) {
+        size_t len = mapped_len(h->asked);
+        UNPOISON(h, len); /* a later mapping may reuse the addresses */
+        h->magic = 0;
+        munmap(h, len);
+        atomic_fetch_sub(&lazy_live, 1);
+        return;
+    }
     if (cls == MEM_DIRECT || tc.closed || tc.count[cls] >= MEM_CACHE_COUNT ||
         tc.bytes + class_size(cls) > MEM_CACHE_BYTES) {
         UNPOISON(payload(h), cls == MEM_DIRECT ? 0 : class_size(cls));
@@ -207,13 +252,13 @@ void *wm_mem_realloc(void *p, size_t n)
         nh->asked = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
         return payload(nh);
     }
-    if (h->cls != MEM_DIRECT && n <= class_size(h->cls) && class_of(n) == h->cls) {
+    if (h->cls < MEM_CLASSES && n <= class_size(h->cls) && class_of(n) == h->cls) {
         UNPOISON(p, n);
         POISON((char *)p + n, class_size(h->cls) - n);
         h->asked = (uint32_t)n;
         return p;
     }
-    q = wm_mem_malloc(n);
+    q = wm_mem_malloc(n); /* a mapped block moves to malloc's too */
     if (q == NULL) {
         return NULL;
     }

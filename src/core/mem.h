@@ -38,6 +38,23 @@ void *wm_mem_calloc(size_t nmemb, size_t size);
 void *wm_mem_realloc(void *p, size_t n);
 void wm_mem_free(void *p);
 
+/* A block for a long-lived buffer that is mostly left unwritten (nghttp2's
+ * 16 KiB frame buffer, one per HTTP/2 connection, of which the frames of
+ * an idle connection used the first page): from WM_MEM_LAZY_MIN bytes up
+ * it is a mapping of its own, whose pages take memory only once written
+ * (malloc's would hand back pages written before); smaller ones, and all
+ * past WM_MEM_LAZY_MAX live mappings in the process (the kernel's limit on
+ * mappings is 65,530 by default), are wm_mem_malloc()'s. Given back as
+ * the others: wm_mem_free() unmaps it, wm_mem_realloc() moves it to
+ * wm_mem_malloc()'s. Not for blocks made and freed per request: each
+ * costs two system calls. The leak check sees no mapping (what leaks one,
+ * an HTTP/2 session, leaks malloc's blocks with it); under
+ * AddressSanitizer the bytes past the asked size are off limits, as for
+ * the others. */
+#define WM_MEM_LAZY_MIN 16384
+#define WM_MEM_LAZY_MAX 16384
+void *wm_mem_malloc_lazy(size_t n);
+
 /* Empty this thread's cache; its later frees go straight to free().
  * Called by itself at thread exit and process exit. */
 void wm_mem_thread_done(void);

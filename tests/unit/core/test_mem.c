@@ -15,6 +15,8 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/mem.h"
 
@@ -166,6 +168,62 @@ static void test_mem_realloc(void **state)
     assert_thread_ok(realloc_thread);
 }
 
+/* Pages of [p, p + n) resident now (mincore), or -1. */
+static long resident_pages(const char *p, size_t n)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+    size_t len = (size_t)((uintptr_t)p + n - lo);
+    unsigned char vec[64];
+    long in = 0;
+
+    if (len / (size_t)pg + 1 > sizeof(vec) || mincore((void *)lo, len, vec) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < (len + (size_t)pg - 1) / (size_t)pg; i++) {
+        in += vec[i] & 1;
+    }
+    return in;
+}
+
+/* A lazy block: its unwritten pages take no memory, it moves to malloc's on realloc, content kept; a small
+ * one is an ordinary cached block. */
+static void *lazy_thread(void *arg)
+{
+    int *ok = arg;
+    size_t n = WM_MEM_LAZY_MIN + 9; /* nghttp2's frame buffer */
+    char *p = wm_mem_malloc_lazy(n);
+
+    *ok = p != NULL;
+    if (!*ok) {
+        return NULL;
+    }
+    memset(p, 'a', 100);
+    p[n - 1] = 'z';
+    long in = resident_pages(p, n);
+    *ok &= in >= 1 && in <= 3; /* the first and the last page: not the three between */
+    *ok &= POISONED(p + n);    /* past the asked size */
+    char *q = wm_mem_realloc(p, n + 5000);
+    *ok &= q != NULL && q[0] == 'a' && q[99] == 'a' && q[n - 1] == 'z';
+    wm_mem_free(q);
+    size_t before = wm_mem_cached_bytes();
+    char *s = wm_mem_malloc_lazy(2000);
+    memset(s, 1, 2000);
+    wm_mem_free(s);
+    *ok &= wm_mem_cached_bytes() == before + 2048; /* the small one went to its class */
+    char *t = wm_mem_malloc_lazy(WM_MEM_LAZY_MIN);
+    *ok &= t != NULL;
+    wm_mem_free(t);
+    *ok &= wm_mem_cached_bytes() == before + 2048; /* a big one is unmapped, never cached */
+    return NULL;
+}
+
+static void test_mem_lazy(void **state)
+{
+    (void)state;
+    assert_thread_ok(lazy_thread);
+}
+
 /* libevent itself, through the cache: chains filled and emptied. */
 static void *evbuffer_thread(void *arg)
 {
@@ -196,6 +254,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_thread_cache),
         cmocka_unit_test(test_mem_realloc),
+        cmocka_unit_test(test_mem_lazy),
         cmocka_unit_test(test_libevent),
         cmocka_unit_test(test_reuse_by_class),
     };
