@@ -518,8 +518,17 @@ static void idle_cb(int fd, short what, void *arg)
     wm_conn_leave(c);
 }
 
-/* The connection has had no stream for WM_H2_ENGINE_LINGER_MS: its
- * waiting engines go, then the idle limit runs for the rest. */
+/* How long waiting engines outlive the connection's last stream: at most
+ * its idle limit, which a shorter one keeps to. */
+static int linger_ms(const struct wm_h2 *h)
+{
+    int idle_ms = h->c->limits.idle_ms;
+
+    return idle_ms > 0 && idle_ms < WM_H2_ENGINE_LINGER_MS ? idle_ms : WM_H2_ENGINE_LINGER_MS;
+}
+
+/* The connection has had no stream for linger_ms(): its waiting engines
+ * go, then the idle limit runs for the rest. */
 static void linger_cb(int fd, short what, void *arg)
 {
     struct wm_conn *c = arg;
@@ -529,12 +538,13 @@ static void linger_cb(int fd, short what, void *arg)
     (void)what;
     wm_conn_enter(c);
     if (h != NULL && !wm_conn_closed(c) && h->nstreams == h->nearly) {
+        int idle_ms = h->c->limits.idle_ms;
         h2v_free_all(h);
         h2s_spares_free(h);
-        if (h->c->limits.idle_ms > WM_H2_ENGINE_LINGER_MS) {
-            wm_conn_set_timer(c, h->c->limits.idle_ms - WM_H2_ENGINE_LINGER_MS, idle_cb);
-        } else if (h->c->limits.idle_ms > 0) {
-            idle_cb(fd, what, arg);
+        if (idle_ms > linger_ms(h)) {
+            wm_conn_set_timer(c, idle_ms - linger_ms(h), idle_cb);
+        } else if (idle_ms > 0) {
+            idle_cb(fd, what, arg); /* the idle limit came first */
         }
     }
     wm_conn_leave(c);
@@ -552,7 +562,7 @@ void h2_idle_check(struct wm_h2 *h)
      * between its bursts, and its next requests take the waiting engines
      * (and their upstream connections) instead of starting new ones. */
     if (h->nidle > 0 && !h->goaway && !h->dying) {
-        wm_conn_set_timer(h->c, WM_H2_ENGINE_LINGER_MS, linger_cb);
+        wm_conn_set_timer(h->c, linger_ms(h), linger_cb);
         return;
     }
     h2v_free_all(h);

@@ -73,7 +73,8 @@ struct wm_worker;
 #define WM_H2_IDLE_ENGINES   WM_H2_MAX_STREAMS /* waiting engine pairs per connection */
 #define WM_H2_IDLE_ENGINE_MS 10000 /* an engine pair waits that long at most */
 #define WM_H2_ENGINE_LINGER_MS 500 /* waiting engines stay while the connection has no
-                                    * stream, that long (then they go, see h2_idle_check) */
+                                    * stream, that long or its idle limit if shorter
+                                    * (then they go, see h2_idle_check) */
 
 /* How a service serves HTTP/2: the ops and connection record size of its
  * HTTP/1 engine, used for every stream. Owned by the service, which

@@ -469,6 +469,23 @@ def test_waiting_engines_expire_and_are_replaced(wmproxy, tmp_path, cert, origin
     c.close()
 
 
+def test_a_short_idle_limit_is_kept_with_waiting_engines(wmproxy, tmp_path, cert, origin):
+    """client_ka_timeout shorter than the time finished streams' engines wait
+    for the next stream (500 ms): the idle connection still ends at its own
+    limit, with GOAWAY, not when the engines go. It used to end at 500 ms."""
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_server='client_ka_timeout = "100ms"')
+    c = H.Client(p)
+    assert c.get("/headers")[0] == 200  # its engine now waits for the next stream
+    t0 = time.monotonic()
+    end = t0 + 10
+    while not c.closed and time.monotonic() < end:
+        c.pump()
+    took = time.monotonic() - t0
+    assert c.closed and c.goaway is not None and c.goaway.error_code == 0
+    assert took < 0.4, "closed after %.3f s, not at the 100 ms idle limit" % took
+    c.s.close()
+
+
 def test_streams_are_not_counted_as_client_connections(wmproxy, tmp_path, cert, origin):
     """wmproxy_connections_total counts client connections: an HTTP/2
     connection is one, however many streams (and engines behind them) it
