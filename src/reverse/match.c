@@ -409,7 +409,9 @@ int rv_listen_index(struct rv_listen *l, struct wm_arena *a)
     return 0;
 }
 
-const struct rv_vhost *rv_listen_vhost(const struct rv_listen *l, const char *host, size_t n)
+/* The position in l->hosts of the first server with a name matching host,
+ * or l->nhosts. */
+static size_t listen_find(const struct rv_listen *l, const char *host, size_t n)
 {
     size_t best = l->nhosts;
     size_t full = n; /* rv_host_match drops the dot itself */
@@ -433,5 +435,32 @@ const struct rv_vhost *rv_listen_vhost(const struct rv_listen *l, const char *ho
             break;
         }
     }
+    return best;
+}
+
+const struct rv_vhost *rv_listen_vhost(const struct rv_listen *l, const char *host, size_t n)
+{
+    size_t best = listen_find(l, host, n);
+
     return l->hosts[best < l->nhosts ? best : 0];
+}
+
+const struct rv_vhost *rv_listen_sni(const struct rv_listen *l, const char *name, size_t n)
+{
+    size_t best = listen_find(l, name, n);
+
+    if (best >= l->nhosts || l->hosts[best]->tls != NULL) {
+        return best < l->nhosts ? l->hosts[best] : NULL;
+    }
+    /* The first match has no certificate of its own: a later server's
+     * name may still match (a wildcard), checked one by one. */
+    for (size_t i = best + 1; i < l->nhosts; i++) {
+        const struct rv_vhost *v = l->hosts[i];
+        for (size_t k = 0; v->tls != NULL && k < v->nnames; k++) {
+            if (rv_host_match(v->names[k], name, n)) {
+                return v;
+            }
+        }
+    }
+    return NULL;
 }

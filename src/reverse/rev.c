@@ -670,21 +670,11 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     if (name == NULL || l == NULL) {
         return SSL_TLSEXT_ERR_NOACK;
     }
-    for (size_t i = 0; i < l->nhosts; i++) {
-        const struct rv_vhost *v = l->hosts[i];
-        if (v->tls == NULL) {
-            continue;
-        }
-        for (size_t k = 0; k < v->nnames; k++) {
-            if (rv_host_match(v->names[k], name, strlen(name))) {
-                if (SSL_get_SSL_CTX(ssl) != v->tls) {
-                    SSL_set_SSL_CTX(ssl, v->tls);
-                }
-                return SSL_TLSEXT_ERR_OK;
-            }
-        }
+    const struct rv_vhost *v = rv_listen_sni(l, name, strlen(name));
+    if (v != NULL && SSL_get_SSL_CTX(ssl) != v->tls) {
+        SSL_set_SSL_CTX(ssl, v->tls);
     }
-    return SSL_TLSEXT_ERR_OK; /* the default certificate */
+    return SSL_TLSEXT_ERR_OK; /* v's certificate, or the default one */
 }
 
 /* After SNI (OpenSSL runs it first): the context is the chosen server's. */

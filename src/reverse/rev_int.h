@@ -280,6 +280,11 @@ int rv_listen_index(struct rv_listen *l, struct wm_arena *a);
 /* The server for Host host[0..n) (port stripped) on l: the first in config
  * order with a matching name, else the first (the default, as nginx). */
 const struct rv_vhost *rv_listen_vhost(const struct rv_listen *l, const char *host, size_t n);
+/* The server whose certificate a TLS client asking for SNI name[0..n) gets:
+ * the first in config order with a certificate and a matching name, else
+ * NULL (the address's default certificate). One index lookup, as for a
+ * Host. */
+const struct rv_vhost *rv_listen_sni(const struct rv_listen *l, const char *name, size_t n);
 
 struct wm_rev {
     atomic_int refs;

@@ -137,7 +137,8 @@ static void test_cidr(void **state)
 
 /* Server selection by Host through the index (rv_listen_vhost) against
  * the plain rule it replaces: the first server in config order with a
- * name that matches (rv_host_match), else the first server. Random
+ * name that matches (rv_host_match), else the first server; and by SNI
+ * (rv_listen_sni): the same among servers with a certificate, else none. Random
  * configurations: exact names in mixed case, "*.suffix" names, names
  * repeated across servers, servers without names; hosts with case
  * changes, trailing dots, ports stripped, misses. */
@@ -151,6 +152,20 @@ static const struct rv_vhost *linear(const struct rv_listen *l, const char *host
         }
     }
     return l->hosts[0];
+}
+
+/* The SNI rule rv_listen_sni replaces: the first server in config order
+ * with a certificate and a matching name, else none. */
+static const struct rv_vhost *linear_sni(const struct rv_listen *l, const char *host, size_t n)
+{
+    for (size_t i = 0; i < l->nhosts; i++) {
+        for (size_t k = 0; l->hosts[i]->tls != NULL && k < l->hosts[i]->nnames; k++) {
+            if (rv_host_match(l->hosts[i]->names[k], host, n)) {
+                return l->hosts[i];
+            }
+        }
+    }
+    return NULL;
 }
 
 static uint32_t rnd_state = 12345;
@@ -188,6 +203,7 @@ static void test_vhost_index(void **state)
         l.hosts = hosts;
         for (size_t i = 0; i < l.nhosts; i++) {
             v[i].index = (int)i;
+            v[i].tls = rnd(3) > 0 ? (SSL_CTX *)&v[i] : NULL; /* only compared, never used */
             v[i].nnames = rnd(NAMES + 1);
             v[i].names = names[i];
             for (size_t k = 0; k < v[i].nnames; k++) {
@@ -199,6 +215,7 @@ static void test_vhost_index(void **state)
         for (size_t q = 0; q < sizeof(asks) / sizeof(asks[0]); q++) {
             size_t n = strlen(asks[q]);
             assert_ptr_equal(rv_listen_vhost(&l, asks[q], n), linear(&l, asks[q], n));
+            assert_ptr_equal(rv_listen_sni(&l, asks[q], n), linear_sni(&l, asks[q], n));
         }
         wm_arena_free(a);
     }
