@@ -288,6 +288,11 @@ size_t wm_mem_cached_bytes(void)
     return tc.bytes;
 }
 
+unsigned wm_mem_lazy_live(void)
+{
+    return atomic_load(&lazy_live);
+}
+
 static void process_exit(void)
 {
     wm_mem_thread_done();

@@ -61,5 +61,7 @@ void wm_mem_thread_done(void);
 
 /* Bytes this thread's cache holds now (tests). */
 size_t wm_mem_cached_bytes(void);
+/* wm_mem_malloc_lazy()'s mappings live in the process now (tests). */
+unsigned wm_mem_lazy_live(void);
 
 #endif

@@ -152,16 +152,23 @@ fail:
     return -1;
 }
 
-/* Write through a new file opened with mode, then rename over path. */
-static int write_pem(const char *path, mode_t mode, X509 *cert, EVP_PKEY *key,
-                     struct wm_err *err)
+/* path + ".tmp" into tmp (4096 bytes). -1: too long. */
+static int tmp_path(const char *path, char *tmp)
+{
+    return snprintf(tmp, 4096, "%s.tmp", path) >= 4096 ? -1 : 0;
+}
+
+/* Write cert or key as PEM to a new file path + ".tmp" opened with mode
+ * (nothing is replaced yet: save_commit renames it over path). */
+static int write_pem_tmp(const char *path, mode_t mode, X509 *cert, EVP_PKEY *key,
+                         struct wm_err *err)
 {
     char tmp[4096];
     int fd;
     FILE *f;
     int ok;
 
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+    if (tmp_path(path, tmp) < 0) {
         return wm_err_set(err, path, 0, 0, NULL, "path too long");
     }
     unlink(tmp);
@@ -171,13 +178,23 @@ static int write_pem(const char *path, mode_t mode, X509 *cert, EVP_PKEY *key,
         if (fd >= 0) {
             close(fd);
         }
-        return wm_err_set(err, path, 0, 0, NULL, "cannot write: %s", strerror(e));
+        return wm_err_set(err, path, 0, 0, NULL, "cannot write %s: %s", tmp, strerror(e));
     }
     ok = cert != NULL ? PEM_write_X509(f, cert)
                       : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    if (fclose(f) != 0 || ok != 1 || rename(tmp, path) < 0) {
+    if (fclose(f) != 0 || ok != 1) {
         unlink(tmp);
-        return wm_err_set(err, path, 0, 0, NULL, "cannot write the PEM file");
+        return wm_err_set(err, path, 0, 0, NULL, "cannot write the PEM file %s", tmp);
+    }
+    return 0;
+}
+
+static int save_commit(const char *path, struct wm_err *err)
+{
+    char tmp[4096];
+
+    if (tmp_path(path, tmp) < 0 || rename(tmp, path) < 0) {
+        return wm_err_set(err, path, 0, 0, NULL, "cannot replace: %s", strerror(errno));
     }
     return 0;
 }
@@ -185,10 +202,27 @@ static int write_pem(const char *path, mode_t mode, X509 *cert, EVP_PKEY *key,
 int wm_cert_save(const char *cert_path, const char *key_path, X509 *cert, EVP_PKEY *key,
                  struct wm_err *err)
 {
-    if (write_pem(key_path, 0600, NULL, key, err) < 0) {
+    char tmp[4096];
+
+    /* Both new files are written before either replaces the old one: a
+     * failed write (disk full, permissions) leaves the old pair whole, not
+     * a new key beside the old certificate. */
+    if (write_pem_tmp(key_path, 0600, NULL, key, err) < 0) {
         return -1;
     }
-    return write_pem(cert_path, 0644, cert, NULL, err);
+    if (write_pem_tmp(cert_path, 0644, cert, NULL, err) < 0) {
+        if (tmp_path(key_path, tmp) == 0) {
+            unlink(tmp);
+        }
+        return -1;
+    }
+    if (save_commit(key_path, err) < 0) {
+        if (tmp_path(cert_path, tmp) == 0) {
+            unlink(tmp);
+        }
+        return -1;
+    }
+    return save_commit(cert_path, err);
 }
 
 int wm_cert_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY **key,

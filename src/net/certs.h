@@ -37,7 +37,9 @@ int wm_cert_make(const struct wm_cert_req *req, X509 *issuer, EVP_PKEY *issuer_k
                  EVP_PKEY **key, struct wm_err *err);
 
 /* Write cert (0644) and key (0600, never readable by others, even for a
- * moment) as PEM, replacing what is there. 0, or -1 with err. */
+ * moment) as PEM, replacing what is there: both are written to new files
+ * first, then renamed over the old ones, so a failed write replaces
+ * neither. 0, or -1 with err. */
 int wm_cert_save(const char *cert_path, const char *key_path, X509 *cert, EVP_PKEY *key,
                  struct wm_err *err);
 

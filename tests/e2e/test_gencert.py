@@ -52,6 +52,34 @@ def test_gen_cert_files_and_usage(tmp_path):
     assert not os.path.exists(str(tmp_path / "x.crt"))
 
 
+def test_gen_cert_failed_write_keeps_the_old_pair(tmp_path):
+    """Re-issuing the server certificate when the certificate file cannot be
+    written (here its temporary file's name is taken by a directory) fails
+    and replaces nothing: the old key and certificate still match. It used
+    to leave the new key beside the old certificate."""
+    d = str(tmp_path / "pki")
+    gen("-d", d, "server", "a.test")
+    key, crt = os.path.join(d, "server.key"), os.path.join(d, "server.crt")
+    old = (open(key).read(), open(crt).read())
+    os.mkdir(crt + ".tmp")
+    r = subprocess.run([BIN, "gen-cert", "-d", d, "server", "b.test"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "server.crt" in r.stderr, r.stderr
+    assert (open(key).read(), open(crt).read()) == old
+    assert not os.path.exists(key + ".tmp")
+    os.rmdir(crt + ".tmp")
+    gen("-d", d, "server", "b.test")  # then it works, and the pair matches
+    assert open(key).read() != old[0]
+    r = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", crt], capture_output=True,
+                       text=True)
+    assert "DNS:b.test" in r.stdout
+    pub = [subprocess.run(["openssl", "pkey", "-pubout", "-in", p], capture_output=True,
+                          text=True).stdout for p in (key,)]
+    pub.append(subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", crt],
+                              capture_output=True, text=True).stdout)
+    assert pub[0] and pub[0] == pub[1]
+
+
 def test_gen_cert_mutual_tls_tunnel(wmproxy, tmp_path, echo):
     d = str(tmp_path / "pki")
     gen("-d", d, "server", "127.0.0.1")

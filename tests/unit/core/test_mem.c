@@ -224,6 +224,36 @@ static void test_mem_lazy(void **state)
     assert_thread_ok(lazy_thread);
 }
 
+/* Past WM_MEM_LAZY_MAX live mappings, lazy blocks are malloc's; each kind
+ * is given back by wm_mem_free() all the same. */
+static void *lazy_bound_thread(void *arg)
+{
+    int *ok = arg;
+    enum { N = WM_MEM_LAZY_MAX + 8 };
+    char **b = calloc(N, sizeof(*b));
+
+    *ok = b != NULL && wm_mem_lazy_live() == 0;
+    for (size_t i = 0; *ok && i < N; i++) {
+        b[i] = wm_mem_malloc_lazy(WM_MEM_LAZY_MIN + 9);
+        *ok &= b[i] != NULL;
+        b[i][0] = (char)i; /* one page each */
+        *ok &= wm_mem_lazy_live() == (i < WM_MEM_LAZY_MAX ? i + 1 : WM_MEM_LAZY_MAX);
+    }
+    for (size_t i = 0; b != NULL && i < N; i++) {
+        *ok &= b[i] == NULL || b[i][0] == (char)i;
+        wm_mem_free(b[i]);
+    }
+    *ok &= wm_mem_lazy_live() == 0;
+    free(b);
+    return NULL;
+}
+
+static void test_mem_lazy_bound(void **state)
+{
+    (void)state;
+    assert_thread_ok(lazy_bound_thread);
+}
+
 /* libevent itself, through the cache: chains filled and emptied. */
 static void *evbuffer_thread(void *arg)
 {
@@ -255,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_thread_cache),
         cmocka_unit_test(test_mem_realloc),
         cmocka_unit_test(test_mem_lazy),
+        cmocka_unit_test(test_mem_lazy_bound),
         cmocka_unit_test(test_libevent),
         cmocka_unit_test(test_reuse_by_class),
     };
