@@ -47,14 +47,14 @@ static bool env_dir(const char *name, char *out, size_t cap)
     return snprintf(out, cap, "%.*s", (int)n, v) < (int)cap;
 }
 
-/* opt, or a file under systemd's StateDirectory=, or home_rel under
- * $xdg, or under $HOME/home_default. false: nowhere. */
+/* opt (an empty one is unset), or a file under systemd's StateDirectory=,
+ * or home_rel under $xdg, or under $HOME/home_default. false: nowhere. */
 static bool place_of(const char *opt, const char *file, const char *xdg, const char *home_default,
                      char *out, size_t cap)
 {
     char base[NT_PATH_MAX];
 
-    if (opt != NULL) {
+    if (opt != NULL && opt[0] != '\0') { /* "" is unset, as wmproxy's configs write it */
         return snprintf(out, cap, "%s", opt) < (int)cap;
     }
     if (env_dir("STATE_DIRECTORY", base, sizeof(base))) {

@@ -232,6 +232,28 @@ def test_known_hosts_and_state_dir_keys(wmproxy, tmp_path, origin):
     assert not os.path.exists(str(tmp_path / "chk-state"))
 
 
+def test_empty_known_hosts_and_state_dir_mean_the_defaults(wmproxy, tmp_path, origin):
+    """`known_hosts = ""` and `state_dir = ""` are unset, as wmproxy's
+    configs write an unset path (`root = ""`): the default places are used.
+    They used to name an empty path: the server's key pair lasted for the
+    run only, with a warning, and the client's pins were kept in memory."""
+    cp, ep = free_port(), free_port()
+    srv_path = write_config(tmp_path / "srv.toml", {
+        "bind_addr": "127.0.0.1:%d" % cp, "mode": "server", "tc": True, "username": "u",
+        "password": "p", "state_dir": ""}, top={"disable_control": True})
+    srv = wmproxy(["run", "-c", srv_path, "--workers", "2"], port=cp)
+    cli_path = write_config(tmp_path / "cli.toml", {
+        "bind_addr": "127.0.0.1:%d" % ep, "server": "127.0.0.1:%d" % cp, "ts": True,
+        "username": "u", "password": "p", "known_hosts": ""}, top={"disable_control": True})
+    cli = wmproxy(["run", "-c", cli_path, "--workers", "2"], port=ep)
+    assert wait_log(cli, "tunnel: connected"), cli.log()
+    get_ok(ep, origin)
+    assert "lasts until the process ends" not in srv.log()
+    assert os.path.isdir(state_dir(tmp_path)), srv.log()
+    with open(known_hosts(tmp_path)) as f:
+        assert f.read().startswith("127.0.0.1:%d SHA256:" % cp)
+
+
 def _ref(name, subst):
     with open(ref_file(name)) as f:
         text = f.read()
