@@ -189,12 +189,18 @@ static int write_pem_tmp(const char *path, mode_t mode, X509 *cert, EVP_PKEY *ke
     return 0;
 }
 
+/* Rename path + ".tmp" over path; on failure the new file goes. */
 static int save_commit(const char *path, struct wm_err *err)
 {
     char tmp[4096];
 
-    if (tmp_path(path, tmp) < 0 || rename(tmp, path) < 0) {
-        return wm_err_set(err, path, 0, 0, NULL, "cannot replace: %s", strerror(errno));
+    if (tmp_path(path, tmp) < 0) {
+        return wm_err_set(err, path, 0, 0, NULL, "path too long");
+    }
+    if (rename(tmp, path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return wm_err_set(err, path, 0, 0, NULL, "cannot replace: %s", strerror(e));
     }
     return 0;
 }
