@@ -235,7 +235,10 @@ static void *lazy_bound_thread(void *arg)
     *ok = b != NULL && wm_mem_lazy_live() == 0;
     for (size_t i = 0; *ok && i < N; i++) {
         b[i] = wm_mem_malloc_lazy(WM_MEM_LAZY_MIN + 9);
-        *ok &= b[i] != NULL;
+        if (b[i] == NULL) {
+            *ok = 0;
+            break;
+        }
         b[i][0] = (char)i; /* one page each */
         *ok &= wm_mem_lazy_live() == (i < WM_MEM_LAZY_MAX ? i + 1 : WM_MEM_LAZY_MAX);
     }
