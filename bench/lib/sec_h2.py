@@ -216,6 +216,7 @@ def _load_table(ctx, nrounds, origin, starters):
     t.ratio("wmproxy / nginx (mean p99)", OURS, NGINX, "p99_mean", "<= 1.0")
     t.ratio("wmproxy / haproxy (mean p99)", OURS, HAPROXY, "p99_mean", "<= 1.0")
     t.ratio("wmproxy / nginx (CPU per request, info)", OURS, NGINX, "cpu_us")
+    t.ratio("wmproxy / haproxy (CPU per request, info)", OURS, HAPROXY, "cpu_us")
     rounds.per_round_note(t, runs, OURS, NGINX, "wmproxy / nginx")
     rounds.per_round_note(t, runs, OURS, HAPROXY, "wmproxy / haproxy")
     p99s = {name: [e[0] for e in ex] for name, ex in extra.items()}
