@@ -123,20 +123,20 @@ static bool port_allowed(const struct tserver *sv, const char *key)
     return *end == '\0' && port > 0 && port <= 65535 && (bits[port / 8] & (1u << (port % 8)));
 }
 
-/* Another client's mapping that holds the same key. */
+static struct rmap **route_bucket(struct tserver *sv, uint8_t mode, const char *key);
+
+/* Another client's active mapping that holds the same key (a domain is one
+ * key for http and https), found in the routing index. */
 static struct rmap *key_holder(struct tserver *sv, uint8_t mode, const char *key,
                                const struct tcarrier *except)
 {
     bool web = mode == WM_TUN_MODE_HTTP || mode == WM_TUN_MODE_HTTPS;
+    uint8_t first = web ? WM_TUN_MODE_HTTP : mode;
+    uint8_t last = web ? WM_TUN_MODE_HTTPS : mode;
 
-    for (struct tcarrier *c = sv->carriers; c != NULL; c = c->next) {
-        if (c == except) {
-            continue;
-        }
-        for (size_t i = 0; i < c->nmaps; i++) {
-            struct rmap *r = &c->maps[i];
-            bool rweb = r->mode == WM_TUN_MODE_HTTP || r->mode == WM_TUN_MODE_HTTPS;
-            if (r->active && web == rweb && (web || r->mode == mode) && strcmp(r->key, key) == 0) {
+    for (uint8_t m = first; m <= last; m++) {
+        for (struct rmap *r = *route_bucket(sv, m, key); r != NULL; r = r->rnext) {
+            if (r->mode == m && r->owner != except && strcmp(r->key, key) == 0) {
                 return r;
             }
         }
