@@ -152,10 +152,22 @@ fail:
     return -1;
 }
 
-/* path + ".tmp" into tmp (4096 bytes). -1: too long. */
+#define CERT_TMP_MAX 4096
+
+/* path + ".tmp" into tmp (CERT_TMP_MAX bytes). -1: too long. */
 static int tmp_path(const char *path, char *tmp)
 {
-    return snprintf(tmp, 4096, "%s.tmp", path) >= 4096 ? -1 : 0;
+    return snprintf(tmp, CERT_TMP_MAX, "%s.tmp", path) >= CERT_TMP_MAX ? -1 : 0;
+}
+
+/* Remove path + ".tmp" if it is there. */
+static void drop_tmp(const char *path)
+{
+    char tmp[CERT_TMP_MAX];
+
+    if (tmp_path(path, tmp) == 0) {
+        unlink(tmp);
+    }
 }
 
 /* Write cert or key as PEM to a new file path + ".tmp" opened with mode
@@ -163,7 +175,7 @@ static int tmp_path(const char *path, char *tmp)
 static int write_pem_tmp(const char *path, mode_t mode, X509 *cert, EVP_PKEY *key,
                          struct wm_err *err)
 {
-    char tmp[4096];
+    char tmp[CERT_TMP_MAX];
     int fd;
     FILE *f;
     int ok;
@@ -189,18 +201,13 @@ static int write_pem_tmp(const char *path, mode_t mode, X509 *cert, EVP_PKEY *ke
     return 0;
 }
 
-/* Rename path + ".tmp" over path; on failure the new file goes. */
+/* Rename path + ".tmp" over path. */
 static int save_commit(const char *path, struct wm_err *err)
 {
-    char tmp[4096];
+    char tmp[CERT_TMP_MAX];
 
-    if (tmp_path(path, tmp) < 0) {
-        return wm_err_set(err, path, 0, 0, NULL, "path too long");
-    }
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return wm_err_set(err, path, 0, 0, NULL, "cannot replace: %s", strerror(e));
+    if (tmp_path(path, tmp) < 0 || rename(tmp, path) < 0) {
+        return wm_err_set(err, path, 0, 0, NULL, "cannot replace: %s", strerror(errno));
     }
     return 0;
 }
@@ -208,27 +215,17 @@ static int save_commit(const char *path, struct wm_err *err)
 int wm_cert_save(const char *cert_path, const char *key_path, X509 *cert, EVP_PKEY *key,
                  struct wm_err *err)
 {
-    char tmp[4096];
-
     /* Both new files are written before either replaces the old one: a
      * failed write (disk full, permissions) leaves the old pair whole, not
-     * a new key beside the old certificate. */
-    if (write_pem_tmp(key_path, 0600, NULL, key, err) < 0) {
+     * a new key beside the old certificate. What failed leaves no .tmp. */
+    if (write_pem_tmp(key_path, 0600, NULL, key, err) < 0 ||
+        write_pem_tmp(cert_path, 0644, cert, NULL, err) < 0 || save_commit(key_path, err) < 0 ||
+        save_commit(cert_path, err) < 0) {
+        drop_tmp(key_path);
+        drop_tmp(cert_path);
         return -1;
     }
-    if (write_pem_tmp(cert_path, 0644, cert, NULL, err) < 0) {
-        if (tmp_path(key_path, tmp) == 0) {
-            unlink(tmp);
-        }
-        return -1;
-    }
-    if (save_commit(key_path, err) < 0) {
-        if (tmp_path(cert_path, tmp) == 0) {
-            unlink(tmp);
-        }
-        return -1;
-    }
-    return save_commit(cert_path, err);
+    return 0;
 }
 
 int wm_cert_load(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY **key,

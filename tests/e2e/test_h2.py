@@ -653,9 +653,9 @@ def _unread_h2_client(port, paths):
     return c
 
 
-def trickling_upstream(seconds):
+def trickling_upstream(seconds, stop):
     """An upstream that answers with a chunked body of 2 bytes every 0.5 s
-    for that long (a server-sent event stream)."""
+    for that long (a server-sent event stream), or until stop is set."""
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
     ls.listen(4)
@@ -667,7 +667,8 @@ def trickling_upstream(seconds):
             c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             for _ in range(int(seconds * 2)):
                 c.sendall(b"2\r\nok\r\n")
-                time.sleep(0.5)  # pacing of the stream, not a wait for a state
+                if stop.wait(0.5):  # the stream's pace; the test is over
+                    break
         except OSError:
             pass
         c.close()
@@ -685,7 +686,8 @@ def test_ended_session_lingers_once_whatever_its_engines_still_write(wmproxy, tm
     the linger with it: with an upstream that sends every few seconds the
     connection, its engine and its upstream connection stayed for as long
     as the upstream sent."""
-    up = trickling_upstream(40)
+    stop = threading.Event()
+    up = trickling_upstream(40, stop)
     proc, p, _ = serve(lambda a, **kw: wmproxy(a + ["-v"], **kw), tmp_path, cert, origin,
                        extra_loc="""
 [[http.server.location]]
@@ -709,8 +711,11 @@ proxy_url = "http://127.0.0.1:%d"
             pass
         return re.search(r"close client=127\.0\.0\.1:%d end=" % cid, proc.log())
 
-    wait_until(conn_closed, timeout=15, what="the connection closed after its linger")
-    assert time.monotonic() - t0 < 10, proc.log()[-3000:]
+    try:
+        wait_until(conn_closed, timeout=15, what="the connection closed after its linger")
+        assert time.monotonic() - t0 < 10, proc.log()[-3000:]
+    finally:
+        stop.set()
     c.s.close()
 
 
