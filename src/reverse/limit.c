@@ -280,7 +280,7 @@ static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, 
 
 bool rv_zone_allow(struct rv_zone *z, const char *key, size_t n, uint64_t burst)
 {
-    uint64_t now = wm_now_ms();
+    uint64_t now;
     bool ok = true;
     struct lentry *e;
 
@@ -291,9 +291,14 @@ bool rv_zone_allow(struct rv_zone *z, const char *key, size_t n, uint64_t burst)
                         __atomic_load_n(&z->on_error_allow, __ATOMIC_RELAXED));
     }
     pthread_mutex_lock(&z->lock);
+    /* read under the lock: a time read before it may be older than the
+     * key's last one (another worker took the lock first), and the
+     * unsigned difference would drain the whole bucket */
+    now = wm_now_ms();
     e = find_or_add(z, key, n, now);
     if (e != NULL) {
-        unsigned __int128 drained = (unsigned __int128)(now - e->last_ms) * z->rate_micro / 1000;
+        uint64_t el = now > e->last_ms ? now - e->last_ms : 0;
+        unsigned __int128 drained = (unsigned __int128)el * z->rate_micro / 1000;
         e->excess = e->excess > drained ? e->excess - (uint64_t)drained : 0;
         e->last_ms = now;
         if (e->excess > (unsigned __int128)burst * ONE) {

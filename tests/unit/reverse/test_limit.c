@@ -2,6 +2,7 @@
  * then is refused; and keys a client picks to share one hash chain (the
  * zone's hash was plain FNV-1a, so they were easy to find) cost no more
  * than any other keys: every lookup used to walk the whole zone. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +38,53 @@ static void test_burst_then_refused(void **state)
     }
     assert_false(rv_zone_allow(z, "10.0.0.1", 8, 2));
     assert_true(rv_zone_allow(z, "10.0.0.2", 8, 2)); /* another key: its own bucket */
+    rv_zone_put(z);
+}
+
+/* Workers hammer one key of a 1r/m zone (burst 0) at once: one request
+ * passes, whatever the interleaving. The clock used to be read before the
+ * zone's lock: a thread that read it, then waited for the lock behind one
+ * that read a later millisecond, found the key's last time ahead of its
+ * own now, and the unsigned difference drained the whole bucket (a few
+ * extra requests a second of a flood went through). */
+#define RACERS 4
+
+struct racer {
+    struct rv_zone *z;
+    uint64_t until_ns;
+    int passed;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+
+    for (long i = 0; i < 5000000 && now_ns() < r->until_ns; i++) {
+        if (rv_zone_allow(r->z, "10.0.0.9", 8, 0)) {
+            r->passed++;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_workers_pass_one(void **state)
+{
+    struct racer r[RACERS];
+    pthread_t t[RACERS];
+    int passed = 0;
+
+    (void)state;
+    struct rv_zone *z = rv_zone_get("unit-race", 1000000 / 60, 1024 * 1024); /* 1r/m */
+    assert_non_null(z);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct racer){.z = z, .until_ns = now_ns() + 1500000000u};
+        assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(t[i], NULL);
+        passed += r[i].passed;
+    }
+    assert_int_equal(passed, 1);
     rv_zone_put(z);
 }
 
@@ -130,6 +178,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_then_refused),
+        cmocka_unit_test(test_concurrent_workers_pass_one),
         cmocka_unit_test(test_chosen_keys_share_no_chain),
         cmocka_unit_test(test_reload_larger_limit_grows_chains),
     };
