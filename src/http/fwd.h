@@ -239,6 +239,10 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
  * request ({client_ip}, {host}, {url}, ...). */
 struct evbuffer;
 void wm_hfwd_expand(struct wm_hfwd *f, const char *v, struct evbuffer *out);
+/* The first variable in v that wm_hfwd_expand() does not know ({name}
+ * or $name; *len: its length as written), which it would leave as
+ * written; NULL when there is none. */
+const char *wm_hfwd_unknown_var(const char *v, size_t *len);
 
 /* The upstream connection in the making now goes to another server
  * (after a failed connect, before wm_hfwd_connected()): the key it will

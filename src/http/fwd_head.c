@@ -164,6 +164,40 @@ static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v, st
     }
 }
 
+const char *wm_hfwd_unknown_var(const char *v, size_t *len)
+{
+    static const char *const known[] = {"client_ip", "proxy_add_x_forwarded_for", "url",
+                                        "path", "host", "method", "scheme"};
+
+    for (; *v != '\0'; v++) {
+        const char *name = v + 1;
+        size_t nlen = 0;
+        size_t skip = 0;
+        if (*v == '{' && strchr(v, '}') != NULL) {
+            nlen = (size_t)(strchr(v, '}') - name);
+            skip = nlen + 2;
+        } else if (*v == '$') {
+            while (name[nlen] == '_' || (name[nlen] >= 'a' && name[nlen] <= 'z')) {
+                nlen++;
+            }
+            skip = nlen + 1;
+        }
+        if (nlen == 0) {
+            continue;
+        }
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && !ok; i++) {
+            ok = wm_strieq(name, nlen, known[i]);
+        }
+        if (!ok) {
+            *len = skip;
+            return v;
+        }
+        v += skip - 1;
+    }
+    return NULL;
+}
+
 void wm_hfwd_expand(struct wm_hfwd *f, const char *v, struct evbuffer *out)
 {
     struct obuf o;

@@ -57,6 +57,18 @@ static int zone_parse(struct build *b, const char *spec, const char **keyt, uint
                    strcmp(w, "on_redis_error=deny") == 0) {
             *err_allow = w[15] == 'a';
         } else if (strchr(w, '=') == NULL) {
+            /* an unknown variable stays as written: every client would
+             * share one key ("$binary_remote_addr" is nginx's spelling) */
+            size_t vlen;
+            const char *v = wm_hfwd_unknown_var(w, &vlen);
+            if (v != NULL) {
+                char bad[160];
+                wm_fmt(bad, sizeof(bad), "%.*s", (int)vlen, v);
+                return rconf_fail(b, key, "the key's variable \"%s\" is not known (a key may "
+                                          "use {client_ip}, {host}, {url}, {path}, {method}, "
+                                          "{scheme}; nginx's $binary_remote_addr is "
+                                          "{client_ip})%s", bad, "");
+            }
             *keyt = wm_arena_strdup(a, w);
         } else {
             return rconf_fail(b, key, "unknown word \"%s\" (expected KEY limit=SIZE "

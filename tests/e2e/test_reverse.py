@@ -1084,6 +1084,11 @@ headers = ["+ X-Gen %(w)d"]
      (4, 8, "http.server[0].location[0].rule", "FETCH")),
     ("rate.toml", '[http]\nlimit_req_zone = { z = "{client_ip} limit=10m rate=fast" }\n',
      (2, 24, "http.limit_req_zone.z", "rate=")),
+    # an unknown variable would stay as written: one key for every client
+    ("zonekey.toml", '[http]\nlimit_req_zone = { z = "$binary_remote_addr rate=1r/s" }\n',
+     (2, 24, "http.limit_req_zone.z", '"$binary_remote_addr" is not known')),
+    ("zonekey2.toml", '[http]\nlimit_req_zone = { z = "{clientip} rate=1r/s" }\n',
+     (2, 24, "http.limit_req_zone.z", '"{clientip}" is not known')),
     ("log.toml", '[[http.server]]\nbind_addr = "127.0.0.1:1"\n'
      'access_log = "nolog nofmt"\nstatic_response = "x"\n',
      (3, 14, "http.server[0].access_log", "log_format")),
