@@ -6,7 +6,9 @@
  *
  * A zone is shared by every worker and every generation of the settings
  * (a registry keyed by name, like the health records), so a reload keeps
- * the counts. Its memory is bounded by `limit=SIZE`: when the table is
+ * the counts; its rate, size and cluster flags come with each request from
+ * the generation that asks (a refused reload changes none of them). Its
+ * memory is bounded by `limit=SIZE`: when the table is
  * full the key that was seen least recently is forgotten (logged once per
  * minute). One mutex per zone; the critical section is a hash lookup.
  * Keys come from clients (an IPv6 client picks its address within its
@@ -45,8 +47,6 @@ struct rv_zone {
     char name[64];
     struct rv_zone *next;
     pthread_mutex_t lock;
-    uint64_t rate_micro;           /* requests per second x 10^6 */
-    size_t max_entries;
     size_t n;
     uint64_t seed;                 /* secret: the chains a key lands in are not known */
     struct lentry **buckets;
@@ -56,8 +56,6 @@ struct rv_zone {
     uint64_t evicted;
     uint64_t last_evict_log_ms;
     wm_metric refused;             /* /metrics: requests refused by this zone */
-    bool shared;                   /* cluster: counted in Redis (wm_rev_shared_limit) */
-    bool on_error_allow;
 };
 
 static const struct wm_rev_shared_limit *shared_hook;
@@ -65,15 +63,6 @@ static const struct wm_rev_shared_limit *shared_hook;
 void wm_rev_set_shared_limit(const struct wm_rev_shared_limit *h)
 {
     __atomic_store_n(&shared_hook, h, __ATOMIC_RELEASE);
-}
-
-void rv_zone_set_shared(struct rv_zone *z, bool shared, bool on_error_allow)
-{
-    /* atomic stores: rv_zone_allow() reads them without the lock */
-    pthread_mutex_lock(&z->lock);
-    __atomic_store_n(&z->shared, shared, __ATOMIC_RELAXED);
-    __atomic_store_n(&z->on_error_allow, on_error_allow, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&z->lock);
 }
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -102,11 +91,18 @@ static size_t buckets_for(size_t max)
     return nb;
 }
 
+size_t rv_zone_entries(uint64_t bytes)
+{
+    uint64_t max = bytes / ENTRY_BYTES;
+
+    return max < 16 ? 16 : (max > SIZE_MAX ? SIZE_MAX : (size_t)max);
+}
+
 /* A reload raised limit=: more chains, or each lookup would walk
  * max / nbuckets keys. Under z->lock. On OOM the old chains stay. */
-static void zone_grow(struct rv_zone *z)
+static void zone_grow(struct rv_zone *z, size_t max)
 {
-    size_t nb = buckets_for(z->max_entries);
+    size_t nb = buckets_for(max);
     struct lentry **b;
 
     if (nb <= z->nbuckets || (b = calloc(nb, sizeof(*b))) == NULL) {
@@ -121,14 +117,11 @@ static void zone_grow(struct rv_zone *z)
     z->nbuckets = nb;
 }
 
-struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t bytes)
+struct rv_zone *rv_zone_get(const char *name, uint64_t bytes)
 {
     struct rv_zone *z;
-    size_t max = bytes / ENTRY_BYTES;
+    size_t max = rv_zone_entries(bytes);
 
-    if (max < 16) {
-        max = 16;
-    }
     pthread_mutex_lock(&reg_lock);
     for (z = reg_head; z != NULL; z = z->next) {
         if (strcmp(z->name, name) == 0) {
@@ -138,11 +131,7 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t byte
     if (z != NULL) {
         z->refs++;
         pthread_mutex_lock(&z->lock);
-        /* a reload may change the rate; the counts stay. Atomic: the
-         * cluster path of rv_zone_allow() reads it without the lock. */
-        __atomic_store_n(&z->rate_micro, rate_micro, __ATOMIC_RELAXED);
-        z->max_entries = max;
-        zone_grow(z);
+        zone_grow(z, max); /* the counts stay; more chains harm no one */
         pthread_mutex_unlock(&z->lock);
     } else if ((z = calloc(1, sizeof(*z))) != NULL) {
         z->nbuckets = buckets_for(max);
@@ -158,8 +147,6 @@ struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t byte
                                             "Requests refused by a limit_req zone", lbl);
             z->refs = 1;
             z->seed = wm_random_u64();
-            z->rate_micro = rate_micro;
-            z->max_entries = max;
             pthread_mutex_init(&z->lock, NULL);
             z->next = reg_head;
             reg_head = z;
@@ -219,7 +206,7 @@ static void lru_push(struct rv_zone *z, struct lentry *e)
     z->lru_tail = e;
 }
 
-static void evict_oldest(struct rv_zone *z, uint64_t now)
+static void evict_oldest(struct rv_zone *z, size_t max, uint64_t now)
 {
     struct lentry *e = z->lru_head;
 
@@ -242,11 +229,12 @@ static void evict_oldest(struct rv_zone *z, uint64_t now)
         wm_log(WM_LOG_WARN, 0,
                "limit_req zone %s is full (%zu keys): forgetting the least recent ones "
                "(%llu so far); a larger limit= keeps more",
-               z->name, z->max_entries, (unsigned long long)z->evicted);
+               z->name, max, (unsigned long long)z->evicted);
     }
 }
 
-static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, uint64_t now)
+static struct lentry *find_or_add(struct rv_zone *z, size_t max, const char *key, size_t n,
+                                  uint64_t now)
 {
     uint64_t h = hash_key(z, key, n);
     struct lentry **head = &z->buckets[h & (z->nbuckets - 1)];
@@ -259,8 +247,8 @@ static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, 
             return e;
         }
     }
-    while (z->n >= z->max_entries) {
-        evict_oldest(z, now);
+    while (z->n >= max) {
+        evict_oldest(z, max, now);
     }
     e = calloc(1, sizeof(*e));
     if (e == NULL) {
@@ -278,27 +266,27 @@ static struct lentry *find_or_add(struct rv_zone *z, const char *key, size_t n, 
     return e;
 }
 
-bool rv_zone_allow(struct rv_zone *z, const char *key, size_t n, uint64_t burst)
+bool rv_zone_allow(struct rv_zone *z, const struct rv_zone_conf *c, const char *key, size_t n,
+                   uint64_t burst)
 {
     uint64_t now;
     bool ok = true;
     struct lentry *e;
 
     const struct wm_rev_shared_limit *h = __atomic_load_n(&shared_hook, __ATOMIC_ACQUIRE);
-    if (h != NULL && __atomic_load_n(&z->shared, __ATOMIC_RELAXED)) { /* cluster */
-        uint64_t milli = __atomic_load_n(&z->rate_micro, __ATOMIC_RELAXED) / 1000;
-        return h->allow(z->name, key, n, milli > 0 ? milli : 1, burst,
-                        __atomic_load_n(&z->on_error_allow, __ATOMIC_RELAXED));
+    if (h != NULL && c->shared) { /* cluster */
+        uint64_t milli = c->rate_micro / 1000;
+        return h->allow(z->name, key, n, milli > 0 ? milli : 1, burst, c->on_error_allow);
     }
     pthread_mutex_lock(&z->lock);
     /* read under the lock: a time read before it may be older than the
      * key's last one (another worker took the lock first), and the
      * unsigned difference would drain the whole bucket */
     now = wm_now_ms();
-    e = find_or_add(z, key, n, now);
+    e = find_or_add(z, c->max_entries, key, n, now);
     if (e != NULL) {
         uint64_t el = now > e->last_ms ? now - e->last_ms : 0;
-        unsigned __int128 drained = (unsigned __int128)el * z->rate_micro / 1000;
+        unsigned __int128 drained = (unsigned __int128)el * c->rate_micro / 1000;
         e->excess = e->excess > drained ? e->excess - (uint64_t)drained : 0;
         e->last_ms = now;
         if (e->excess > (unsigned __int128)burst * ONE) {

@@ -89,9 +89,11 @@ int rconf_zones(struct build *b)
     size_t n = h->nlimit_req_zone;
 
     r->zones = calloc(n ? n : 1, sizeof(*r->zones));
+    r->zone_confs = wm_arena_alloc(r->arena, (n ? n : 1) * sizeof(*r->zone_confs));
     r->zone_names = wm_arena_alloc(r->arena, (n ? n : 1) * sizeof(*r->zone_names));
     r->zone_keys = wm_arena_alloc(r->arena, (n ? n : 1) * sizeof(*r->zone_keys));
-    if (r->zones == NULL || r->zone_names == NULL || r->zone_keys == NULL) {
+    if (r->zones == NULL || r->zone_confs == NULL || r->zone_names == NULL ||
+        r->zone_keys == NULL) {
         return rconf_fail(b, "http.limit_req_zone", "out of memory%s%s", "", "");
     }
     for (size_t i = 0; i < n; i++) {
@@ -106,11 +108,14 @@ int rconf_zones(struct build *b)
                        key) < 0) {
             return -1;
         }
-        r->zones[i] = rv_zone_get(h->limit_req_zone[i].key, rate, bytes);
+        r->zones[i] = rv_zone_get(h->limit_req_zone[i].key, bytes);
         if (r->zones[i] == NULL) {
             return rconf_fail(b, key, "out of memory%s%s", "", "");
         }
-        rv_zone_set_shared(r->zones[i], shared, err_allow);
+        r->zone_confs[i] = (struct rv_zone_conf){.rate_micro = rate,
+                                                 .max_entries = rv_zone_entries(bytes),
+                                                 .shared = shared,
+                                                 .on_error_allow = err_allow};
         r->zone_names[i] = wm_arena_strdup(r->arena, h->limit_req_zone[i].key);
         r->zone_keys[i] = keyt;
         r->nzones++;
@@ -150,6 +155,7 @@ int rconf_limit_req(struct build *b, struct rv_location *l, const char *spec, in
     for (size_t i = 0; i < b->r->nzones; i++) {
         if (strcmp(b->r->zone_names[i], name) == 0) {
             l->zone = b->r->zones[i];
+            l->zone_conf = &b->r->zone_confs[i];
             l->zone_key = b->r->zone_keys[i];
             l->burst = burst;
             l->limit_status = status > 0 ? (int)status : 503;

@@ -199,8 +199,8 @@ static int check_limit(struct wm_hfwd *f, const struct rv_location *l, const cha
         return 0;
     }
     wm_hfwd_expand(f, l->zone_key, k);
-    ok = rv_zone_allow(l->zone, (const char *)evbuffer_pullup(k, -1), evbuffer_get_length(k),
-                       l->burst);
+    ok = rv_zone_allow(l->zone, l->zone_conf, (const char *)evbuffer_pullup(k, -1),
+                       evbuffer_get_length(k), l->burst);
     evbuffer_free(k);
     if (ok) {
         return 0;

@@ -233,6 +233,7 @@ struct rv_location {
     int next_tries;              /* proxy_next_upstream_tries: servers per request */
     uint64_t next_ms;            /* proxy_next_upstream_timeout; 0: none */
     struct rv_zone *zone;        /* limit_req, or NULL */
+    const struct rv_zone_conf *zone_conf; /* its settings in this generation */
     const char *zone_key;        /* the zone's key template ("{client_ip}") */
     uint64_t burst;
     int limit_status;            /* answer to a refused request (default 503) */
@@ -301,6 +302,7 @@ struct wm_rev {
     size_t nctxs;
     struct rv_zone **zones;      /* limit_req zones (references) */
     size_t nzones;
+    struct rv_zone_conf *zone_confs; /* their settings (arena) */
     const char **zone_names;     /* their names and key templates (arena) */
     const char **zone_keys;
     struct rv_logfile **files;   /* log files (references) */
@@ -364,16 +366,23 @@ int rv_rr_sequence(struct rv_upstream *u, struct wm_arena *a);
 void rv_server_ok(struct rv_server *s);
 
 /* limit.c: limit_req zones, shared by workers and kept across reloads by
- * name. rate_milli: requests per second x 1000; bytes: the zone's size
- * (limit=). NULL on OOM. */
+ * name. A zone holds only the counts; its settings are the generation's
+ * (struct rv_zone_conf, passed with each request), so a reload refused
+ * after compiling changes nothing. bytes: the zone's size (limit=), for
+ * its chains. NULL on OOM. */
 #define RV_RATE_MICRO_MAX 1000000000000000ULL /* 10^9 requests per second */
-/* rate_micro: requests per second x 10^6 */
-struct rv_zone *rv_zone_get(const char *name, uint64_t rate_micro, uint64_t bytes);
+struct rv_zone_conf {
+    uint64_t rate_micro;         /* requests per second x 10^6 */
+    size_t max_entries;          /* keys kept (limit= / rv_zone_entries()) */
+    bool shared;                 /* cluster: counted in the shared store */
+    bool on_error_allow;         /* cluster: on_redis_error=allow */
+};
+size_t rv_zone_entries(uint64_t bytes);
+struct rv_zone *rv_zone_get(const char *name, uint64_t bytes);
 void rv_zone_put(struct rv_zone *z);
-/* One request of key k: within the rate plus burst? */
-bool rv_zone_allow(struct rv_zone *z, const char *k, size_t n, uint64_t burst);
-/* cluster: count z in the shared store (shared=true), with on_redis_error. */
-void rv_zone_set_shared(struct rv_zone *z, bool shared, bool on_error_allow);
+/* One request of key k: within c's rate plus burst? */
+bool rv_zone_allow(struct rv_zone *z, const struct rv_zone_conf *c, const char *k, size_t n,
+                   uint64_t burst);
 
 /* alog.c: log files by path, shared and kept open across reloads. NULL
  * with msg when the file cannot be opened. */

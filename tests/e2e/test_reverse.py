@@ -788,6 +788,41 @@ static_response = "free"
                what="reloaded")
 
 
+def test_limit_req_refused_reload_keeps_the_rate(wmproxy, tmp_path):
+    """A reload refused after [http] compiled its zones (a bad regex further
+    down) used to set the zone's new rate anyway: the old settings ran on
+    with the refused rate. Now only an accepted reload changes it."""
+    port, cport = free_port(), free_port()
+    text = """
+[http]
+[http.limit_req_zone]
+z = "{client_ip} limit=1m rate=%(rate)s"
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/z"
+limit_req = "zone=z"
+static_response = "z"
+[[http.server.location]]
+rule = "%(rule)s"
+static_response = "free"
+"""
+    conf = {"p": port, "rate": "1r/m", "rule": "/free"}
+    start(wmproxy, tmp_path, text % conf, cport=cport)
+    wait_serving(port, path="/free")
+    assert get(port, "/z")[0] == 200
+    assert get(port, "/z")[0] == 503
+    bad = dict(conf, rate="100000r/s", rule="/x([")
+    write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport + text % bad)
+    st, _, body = api(cport, "POST", "/reload")
+    assert st == 422 and "bad regex" in body["message"], (st, body)
+    assert [get(port, "/z")[0] for _ in range(5)] == [503] * 5
+    good = dict(conf, rate="100000r/s")
+    write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport + text % good)
+    assert api(cport, "POST", "/reload")[0] == 200
+    wait_until(lambda: [get(port, "/z")[0] for _ in range(3)] == [200] * 3, what="new rate")
+
+
 class _Switch:
     """An HTTP backend whose /health answers `status` (switchable) and whose
     other paths answer its name."""

@@ -27,17 +27,26 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* a generation's settings of a zone: rate_micro and limit= */
+static struct rv_zone_conf conf_of(uint64_t rate_micro, uint64_t bytes)
+{
+    return (struct rv_zone_conf){.rate_micro = rate_micro, .max_entries = rv_zone_entries(bytes)};
+}
+
+/* 1r/m, limit=1m (8192 keys) */
+static const struct rv_zone_conf PER_MINUTE = {.rate_micro = 1000000 / 60, .max_entries = 8192};
+
 static void test_burst_then_refused(void **state)
 {
     (void)state;
-    struct rv_zone *z = rv_zone_get("unit-burst", 1000000 / 60, 1024 * 1024); /* 1r/m */
+    struct rv_zone *z = rv_zone_get("unit-burst", 1024 * 1024);
 
     assert_non_null(z);
     for (int i = 0; i < 3; i++) {
-        assert_true(rv_zone_allow(z, "10.0.0.1", 8, 2));
+        assert_true(rv_zone_allow(z, &PER_MINUTE, "10.0.0.1", 8, 2));
     }
-    assert_false(rv_zone_allow(z, "10.0.0.1", 8, 2));
-    assert_true(rv_zone_allow(z, "10.0.0.2", 8, 2)); /* another key: its own bucket */
+    assert_false(rv_zone_allow(z, &PER_MINUTE, "10.0.0.1", 8, 2));
+    assert_true(rv_zone_allow(z, &PER_MINUTE, "10.0.0.2", 8, 2)); /* another key: its own bucket */
     rv_zone_put(z);
 }
 
@@ -60,7 +69,7 @@ static void *race(void *arg)
     struct racer *r = arg;
 
     for (long i = 0; i < 5000000 && now_ns() < r->until_ns; i++) {
-        if (rv_zone_allow(r->z, "10.0.0.9", 8, 0)) {
+        if (rv_zone_allow(r->z, &PER_MINUTE, "10.0.0.9", 8, 0)) {
             r->passed++;
         }
     }
@@ -74,7 +83,7 @@ static void test_concurrent_workers_pass_one(void **state)
     int passed = 0;
 
     (void)state;
-    struct rv_zone *z = rv_zone_get("unit-race", 1000000 / 60, 1024 * 1024); /* 1r/m */
+    struct rv_zone *z = rv_zone_get("unit-race", 1024 * 1024);
     assert_non_null(z);
     for (int i = 0; i < RACERS; i++) {
         r[i] = (struct racer){.z = z, .until_ns = now_ns() + 1500000000u};
@@ -91,11 +100,12 @@ static void test_concurrent_workers_pass_one(void **state)
 /* Time rounds of one request per key (keys: NKEYS strings of 16 bytes). */
 static uint64_t time_keys(struct rv_zone *z, char (*keys)[16])
 {
+    struct rv_zone_conf c = conf_of(1000000000, NKEYS * 128);
     uint64_t t0 = now_ns();
 
     for (int r = 0; r < 8; r++) {
         for (int i = 0; i < NKEYS; i++) {
-            rv_zone_allow(z, keys[i], strlen(keys[i]), 1000000);
+            rv_zone_allow(z, &c, keys[i], strlen(keys[i]), 1000000);
         }
     }
     return now_ns() - t0;
@@ -106,7 +116,7 @@ static void test_chosen_keys_share_no_chain(void **state)
     (void)state;
     char(*bad)[16] = calloc(NKEYS, sizeof(*bad));
     char(*good)[16] = calloc(NKEYS, sizeof(*good));
-    struct rv_zone *z = rv_zone_get("unit-flood", 1000000000, NKEYS * 128);
+    struct rv_zone *z = rv_zone_get("unit-flood", NKEYS * 128);
     int n = 0;
 
     assert_non_null(bad);
@@ -125,7 +135,7 @@ static void test_chosen_keys_share_no_chain(void **state)
     }
     uint64_t tg = time_keys(z, good);
     rv_zone_put(z);
-    z = rv_zone_get("unit-flood", 1000000000, NKEYS * 128);
+    z = rv_zone_get("unit-flood", NKEYS * 128);
     uint64_t tb = time_keys(z, bad);
     /* one chain of 4096 keys: tens of times slower; spread: alike */
     assert_true(tb < 4 * tg + 2000000);
@@ -150,21 +160,21 @@ static void test_reload_larger_limit_grows_chains(void **state)
     }
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: made at its size; pass 1: made small, then reloaded */
-        struct rv_zone *z = rv_zone_get(pass ? "unit-grow" : "unit-made", 1000000 / 60,
+        struct rv_zone *z = rv_zone_get(pass ? "unit-grow" : "unit-made",
                                         pass ? 16 * 128 : BIG * 128);
-        struct rv_zone *z2 = rv_zone_get(pass ? "unit-grow" : "unit-made", 1000000 / 60,
-                                         BIG * 128);
+        struct rv_zone *z2 = rv_zone_get(pass ? "unit-grow" : "unit-made", BIG * 128);
+        struct rv_zone_conf c = conf_of(1000000 / 60, BIG * 128); /* the reloaded one's */
         assert_ptr_equal(z, z2);
         rv_zone_put(z2);
-        assert_true(rv_zone_allow(z, "k", 1, 0));
+        assert_true(rv_zone_allow(z, &c, "k", 1, 0));
         for (int i = 0; i < BIG - 1; i++) { /* with "k": full */
-            rv_zone_allow(z, keys[i], strlen(keys[i]), 1000000);
+            rv_zone_allow(z, &c, keys[i], strlen(keys[i]), 1000000);
         }
-        assert_false(rv_zone_allow(z, "k", 1, 0)); /* all kept: the count too */
+        assert_false(rv_zone_allow(z, &c, "k", 1, 0)); /* all kept: the count too */
         uint64_t t0 = now_ns();
         for (int r = 0; r < 4; r++) {
             for (int i = 0; i < BIG - 1; i++) {
-                rv_zone_allow(z, keys[i], strlen(keys[i]), 1000000);
+                rv_zone_allow(z, &c, keys[i], strlen(keys[i]), 1000000);
             }
         }
         t[pass] = now_ns() - t0;
