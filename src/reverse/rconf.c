@@ -408,6 +408,12 @@ static int location_files(struct build *b, struct rv_location *l, const struct w
     w.loc_prefix = prefix;
     for (size_t i = 0; i < lv->n && w.rate.amount == 0; i++) {
         w.rate = lv->v[i]->rate_limit;
+        if (w.rate.amount > 0 && w.rate.requests) {
+            /* named where it is written, not at the file_server using it */
+            wm_fmt(k, sizeof(k), "%s.rate_limit", lv->key[i]);
+            return rconf_fail(b, k, "expected bytes per time, like \"4m/s\" (requests are "
+                                    "limit_req's)%s%s", "", "");
+        }
     }
     wm_fmt(k, sizeof(k), "%s.file_server", key);
     fs = wm_files_new(c, &w, k, b->err);

@@ -1127,6 +1127,10 @@ headers = ["+ X-Gen %(w)d"]
     ("log.toml", '[[http.server]]\nbind_addr = "127.0.0.1:1"\n'
      'access_log = "nolog nofmt"\nstatic_response = "x"\n',
      (3, 14, "http.server[0].access_log", "log_format")),
+    # a request rate as a file answer's bandwidth: named where it is written
+    ("bwrate.toml", '[http]\nrate_limit = "10r/s"\n[[http.server]]\nbind_addr = "127.0.0.1:1"\n'
+     '[[http.server.location]]\nrule = "/"\nfile_server = { root = "." }\n',
+     (2, 14, "http.rate_limit", "bytes per time")),
     # inherited: the error points where the value is written, not at the location
     ("inherit.yaml", 'http:\n  proxy_url: "http://"\n  server:\n    - bind_addr: "127.0.0.1:1"\n'
      '      location:\n        - rule: "/"\n',
