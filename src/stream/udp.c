@@ -68,6 +68,8 @@ struct udp_state {
     uint64_t evict_log_ms;   /* the last "table full" line: one per second at most */
     uint64_t unserved;       /* datagrams dropped for want of an upstream server, in all */
     uint64_t unserved_log_ms; /* the last line saying so: one per second at most */
+    uint64_t refused;        /* ICMP errors from upstream servers, in all */
+    uint64_t refused_log_ms; /* the last line saying so: one per second at most */
 };
 
 static __thread uint8_t dgram[65536]; /* IPv6 payloads reach 65527 */
@@ -156,6 +158,40 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_add(s->timer, &tv);
 }
 
+/* An ICMP error that says the upstream is not there (not, say, a smaller
+ * path MTU). */
+static bool is_unreachable(int err)
+{
+    return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH;
+}
+
+/* The upstream answered with an ICMP error (port or host unreachable),
+ * which the connected socket reports on its next call: a failure of that
+ * server, as a refused TCP connect (passive health). With other servers to
+ * try, the session ends, so the client's next datagram starts one on a
+ * server that is up; with one, it stays (nothing else to try). Returns
+ * true when s is gone. */
+static bool upstream_refused(struct session *s, int err)
+{
+    struct udp_state *u = s->u;
+    const struct st_service *ss = (const struct st_service *)s->svc;
+    uint64_t now = wm_now_coarse_ms();
+
+    wm_upstream_failed(ss->srv->up, s->idx, strerror(err));
+    if (u->refused++ == 0 || now - u->refused_log_ms >= 1000) {
+        /* a client that keeps sending would be a line per datagram */
+        wm_log(WM_LOG_WARN, s->id,
+               "udp client=%s target=%s: %s (%llu in all, one line per second at most)",
+               s->client_str, s->target, strerror(err), (unsigned long long)u->refused);
+        u->refused_log_ms = now;
+    }
+    if (wm_upstream_count(ss->srv->up) > 1) {
+        session_end(s, "upstream-unreachable");
+        return true;
+    }
+    return false;
+}
+
 /* Replies from the upstream go back to the client from the listening socket. */
 static void upstream_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -165,11 +201,16 @@ static void upstream_cb(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < UDP_BATCH; i++) {
         ssize_t n = recv(fd, dgram, sizeof(dgram), MSG_DONTWAIT);
         if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                /* ICMP unreachable from the upstream: the session's datagrams are lost */
+            if (is_unreachable(errno)) {
+                upstream_refused(s, errno);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 wm_log(WM_LOG_DEBUG, s->id, "udp target=%s: %s", s->target, strerror(errno));
             }
             return;
+        }
+        if (s->out == 0) {
+            /* an answer: the failures of this server are no longer in a row */
+            wm_upstream_ok(((const struct st_service *)s->svc)->srv->up, s->idx);
         }
         if (sendto(s->u->fd, dgram, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&s->client,
                    s->clen) == n) {
@@ -366,8 +407,11 @@ void st_udp_readable(struct wm_service *svc, struct wm_worker *w, int fd,
         if (s == NULL && (s = session_new(u, svc, &ss, len)) == NULL) {
             continue;
         }
-        if (send(s->fd, dgram, (size_t)n, MSG_DONTWAIT) == n) {
+        ssize_t r = send(s->fd, dgram, (size_t)n, MSG_DONTWAIT);
+        if (r == n) {
             s->in += (uint64_t)n;
+        } else if (r < 0 && is_unreachable(errno) && upstream_refused(s, errno)) {
+            continue; /* the error of an earlier datagram; this one is lost */
         }
         touch(s);
     }

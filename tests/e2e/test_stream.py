@@ -528,6 +528,42 @@ def test_udp_out_of_descriptors_does_not_fail_the_servers(wmproxy, tmp_path):
     stop2.set()
 
 
+def test_udp_unreachable_server_fails_over(wmproxy, tmp_path):
+    """A server where nothing listens answers with ICMP port unreachable:
+    that is a failure of the server (as a refused TCP connect), logged once
+    per second per worker at most, and the session on it ends, so a client
+    that keeps sending is served by the other server (its session used to
+    stay on the dead one for good: every datagram lost, nothing logged)."""
+    up, stop, _ = udp_echo("127.0.0.1")
+    dead = free_udp_port()
+    port = free_udp_port()
+    tport = free_port()
+    srv = '{ addr = "127.0.0.1:%d", fall_times = 1, fail_timeout = "60s" }'
+    body = ('[[stream.upstream]]\nname = "pair"\nserver = [%s, %s]\n' % (srv % dead, srv % up)
+            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="pair")
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    p = wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=tport)
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    for c in clients:  # round robin: some of them start on the dead server
+        c.settimeout(0.2)
+
+    def all_served():
+        ok = True
+        for c in clients:
+            c.sendto(b"ping", ("127.0.0.1", port))
+            try:
+                ok = c.recvfrom(70000)[0] == b"ping" and ok
+            except socket.timeout:
+                ok = False
+        return ok
+    wait_until(all_served, timeout=15, what="every client served by the live server")
+    assert "end=upstream-unreachable" in p.log(), p.log()[-3000:]
+    assert p.log().count("Connection refused") <= 3, p.log()[-3000:]
+    for c in clients:
+        c.close()
+    stop.set()
+
+
 # ---- 5. reload: the servers that stay keep their connections ----
 
 def test_reload_keeps_surviving_connections(wmproxy, tmp_path, echo):
