@@ -85,6 +85,8 @@ struct tudp_svc {
 };
 
 static __thread uint8_t dbuf[TUDP_MAX_DGRAM + TUDP_HDR];
+static __thread uint64_t local_refused;        /* client: ICMP errors of local services */
+static __thread uint64_t local_refused_log_ms; /* the last line saying so */
 
 static void lru_unlink(struct tudp *u)
 {
@@ -227,6 +229,24 @@ static void record_out(struct tudp *u, const uint8_t *p, size_t n)
     touch(u);
 }
 
+/* Client: the local service answered a datagram with an ICMP error
+ * (nothing listens at local_addr), which the connected socket reports on
+ * its next call. The session stays (local_addr is all there is to try);
+ * the loss is said once per second at most, with a count. */
+static void local_error(struct tudp *u, int err)
+{
+    uint64_t now = wm_now_coarse_ms();
+
+    if (local_refused++ == 0 || now - local_refused_log_ms >= 1000) {
+        /* a visitor that keeps sending would be a line per datagram */
+        wm_log(WM_LOG_WARN, u->id,
+               "tunnel: udp local_addr %s: %s: datagrams of %s lost (%llu in all, one line per "
+               "second at most)",
+               u->target, strerror(err), u->peer_str, (unsigned long long)local_refused);
+        local_refused_log_ms = now;
+    }
+}
+
 /* Records from the stream: each goes out as one datagram. */
 static void stream_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -246,6 +266,9 @@ static void stream_read_cb(struct bufferevent *bev, void *arg)
                                    : send(u->fd, dbuf, n, MSG_DONTWAIT);
         if (r == (ssize_t)n) {
             u->out += n;
+        } else if (r < 0 && u->tab == NULL &&
+                   (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)) {
+            local_error(u, errno); /* an earlier datagram's answer; this one is lost too */
         }
         touch(u);
     }
@@ -431,7 +454,10 @@ static void local_readable(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < 64 && u->bev != NULL; i++) {
         ssize_t n = recv(fd, dbuf, TUDP_MAX_DGRAM, MSG_DONTWAIT);
         if (n < 0) {
-            return; /* EAGAIN, or the service's ICMP unreachable: nothing to carry */
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                local_error(u, errno);
+            }
+            return;
         }
         record_out(u, dbuf, (size_t)n);
     }

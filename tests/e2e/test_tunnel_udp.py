@@ -160,3 +160,32 @@ def test_udp_mapping_local_addr_by_name(nodes):  # noqa: F811
         x.close()
     stop.set()
     assert cli.alive()
+
+
+def test_udp_mapping_local_service_down_is_logged(nodes):  # noqa: F811
+    """Nothing listens at local_addr: the service's ICMP port unreachable
+    is said on the client node (it went unlogged: the visitor's datagrams
+    vanished without a word), once per second at most with a count, not a
+    line per datagram; the session stays (local_addr is all there is)."""
+    import time
+    dead = free_udp_port()
+    pub = free_udp_port()
+    srv = nodes.server()
+    cli = nodes.client(srv.center, srv_proc=srv, mappings=[
+        {"name": "dns", "mode": "udp", "local_addr": "127.0.0.1:%d" % dead, "remote_port": pub}])
+    assert wait_log(srv, "public port udp:127.0.0.1:%d opened" % pub), srv.log()
+    v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t0 = time.monotonic()
+
+    def said():
+        for _ in range(20):
+            v.sendto(b"q" * 100, ("127.0.0.1", pub))
+        return "Connection refused" in cli.log()
+    wait_until(said, timeout=10, what="the local service's refusal in the client's log")
+    for _ in range(200):
+        v.sendto(b"q" * 100, ("127.0.0.1", pub))
+    wait_until(lambda: "lost (" in cli.log(), timeout=10, what="the count")
+    lines = cli.log().count("Connection refused")
+    assert 1 <= lines <= 2 * (time.monotonic() - t0 + 2), cli.log()[-3000:]
+    assert "access proto=tunnel-udp" not in cli.log()  # the session goes on
+    v.close()
