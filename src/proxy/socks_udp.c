@@ -60,6 +60,7 @@ struct udp_assoc {
     uint64_t dgrams_in;
     uint64_t dgrams_out;
     uint64_t dgrams_refused; /* by the destination rules */
+    uint64_t dgrams_toobig;  /* replies too large for one datagram to the client */
 };
 
 struct dns_job {
@@ -345,9 +346,26 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A reply that the SOCKS header makes larger than one datagram to the
+ * client can take is dropped; the first of an association is logged. */
+static void reply_too_large(struct udp_assoc *ua, const struct sockaddr *src, size_t n)
+{
+    char from[WM_ADDR_STR_MAX];
+
+    if (ua->dgrams_toobig++ != 0) {
+        return;
+    }
+    wm_addr_format(src, from, sizeof(from));
+    wm_log(WM_LOG_WARN, ua->c->conn.id,
+           "udp associate client=%s: a reply of %zu bytes from %s does not fit one datagram "
+           "with its SOCKS header: dropped (further ones of this association are not logged)",
+           ua->c->conn.peer_str, n, from);
+}
+
 static void outbound_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct udp_assoc *ua = arg;
+    const size_t cap = WM_UDP_MAX_DATAGRAM - 22;
 
     (void)what;
     for (int k = 0; k < UDP_BATCH; k++) {
@@ -356,23 +374,29 @@ static void outbound_read_cb(evutil_socket_t fd, short what, void *arg)
         size_t h;
         ssize_t n;
 
-        /* Leave room in front for the SOCKS header. */
-        n = recvfrom(fd, udp_buf + UDP_HDR_MAX, WM_UDP_MAX_DATAGRAM - 22, 0,
-                     (struct sockaddr *)&src, &slen);
+        /* Leave room in front for the SOCKS header; MSG_TRUNC: the real
+         * length of a longer one, never a truncated reply relayed. */
+        n = recvfrom(fd, udp_buf + UDP_HDR_MAX, cap, MSG_TRUNC, (struct sockaddr *)&src, &slen);
         if (n < 0) {
             return;
         }
         if (!ua->client_known || !dest_known(ua, (struct sockaddr *)&src)) {
             continue;
         }
+        ua->last_ms = wm_now_ms();
+        if ((size_t)n > cap) {
+            reply_too_large(ua, (struct sockaddr *)&src, (size_t)n);
+            continue;
+        }
         uint8_t hdr[32];
         h = wm_socks5_build_udp_header(hdr, (struct sockaddr *)&src);
         memcpy(udp_buf + UDP_HDR_MAX - h, hdr, h);
-        ua->last_ms = wm_now_ms();
         if (sendto(ua->cfd, udp_buf + UDP_HDR_MAX - h, (size_t)n + h, 0,
                    (struct sockaddr *)&ua->client, ua->clen) >= 0) {
             ua->c->conn.bytes_out += (uint64_t)n;
             ua->dgrams_out++;
+        } else if (errno == EMSGSIZE) {
+            reply_too_large(ua, (struct sockaddr *)&src, (size_t)n);
         }
     }
 }

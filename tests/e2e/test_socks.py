@@ -267,6 +267,35 @@ def test_udp_associate(proxy):
         u.close()
 
 
+def test_udp_reply_too_large_for_the_client_is_logged(wmproxy):
+    """A reply that cannot reach the client in one datagram once the SOCKS
+    header is in front (65,502 bytes to an IPv4 client: 10 more make it
+    over 65,507) is dropped, as it must be, but it was dropped without a
+    word; now the first of an association is logged, and the association
+    goes on."""
+    port = free_port()
+    p = wmproxy(proxy_args(port), port=port)
+    u = start_udp_echo("127.0.0.1")
+    try:
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.bind(("127.0.0.1", 0))
+        c.settimeout(0.5)
+        s, rep, relay = socks.handshake(port, "0.0.0.0", 0, cmd=3)
+        assert rep == 0
+        hdr = socks.udp_header("127.0.0.1", u.port)
+        for _ in range(3):  # the echo's answer is 5 bytes longer: too large
+            c.sendto(hdr + b"b" * (65507 - len(hdr)), relay)
+        wait_until(lambda: "does not fit" in p.log(), 10, what="the too-large reply's line")
+        c.settimeout(3)
+        c.sendto(hdr + b"small", relay)
+        # the too-large replies never come: the first to arrive is this one's
+        assert socks.parse_udp(c.recvfrom(70000)[0])[2] == b"echo:small"
+        assert p.log().count("does not fit") == 1, p.log()[-3000:]
+        s.close()
+    finally:
+        u.close()
+
+
 def test_udp_associate_with_auth(auth_proxy):
     u = start_udp_echo("127.0.0.1")
     try:
