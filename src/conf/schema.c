@@ -545,7 +545,19 @@ static void set_quantity(struct wm_cctx *ctx, const struct wm_ckey *k, const str
     uint64_t u;
 
     if (wm_cval_type(v) == WM_CVAL_INT && wm_cval_int(v) >= 0) {
-        u = (uint64_t)wm_cval_int(v) * (duration ? 1000 : 1);
+        u = (uint64_t)wm_cval_int(v);
+        if (duration && u > UINT64_MAX / 1000 / 2) {
+            /* seconds -> ms would wrap (2^64 ms + 384 ms became 384 ms) */
+            if (k->max != 0) {
+                wm_cctx_error(ctx, v, path, "out of range (%lld..%lld ms)", (long long)k->min,
+                              (long long)k->max);
+            } else {
+                wm_cctx_error(ctx, v, path, "duration too large: %llu seconds",
+                              (unsigned long long)u);
+            }
+            return;
+        }
+        u *= duration ? 1000 : 1;
     } else if (wm_cval_type(v) == WM_CVAL_STRING) {
         const char *s = wm_cval_str(v, NULL);
         int r = duration ? wm_parse_duration_ms(s, &u, &err) : wm_parse_size(s, &u, &err);

@@ -127,6 +127,28 @@ def test_check_exit_codes(tmp_path):
     assert r.returncode == 0 and b"wmproxy check -c FILE" in r.stdout
 
 
+def test_a_duration_in_seconds_too_large_is_refused(tmp_path):
+    # 18446744073709552 s is 2^64 ms + 384 ms: it wrapped to 384 ms and passed
+    # the 1..3600000 ms range; a key without a range stored the wrapped value
+    path = ctl.write(tmp_path / "big.toml",
+                     '[proxy]\n'
+                     'connect_timeout = 18446744073709552\n'
+                     '[[http.server]]\n'
+                     'bind_addr = "127.0.0.1:1"\n'
+                     '[[http.server.location]]\n'
+                     'rule = "/"\n'
+                     'file_server = { root = ".", cache_time = 9223372036854775807 }\n')
+    code, errs, _, _, err = check(path)
+    assert code == 1, err
+    assert [e[:3] for e in errs] == [(2, 19, "proxy.connect_timeout"),
+                                     (7, 42, "http.server[0].location[0].file_server.cache_time")], err
+    assert "out of range (1..3600000 ms)" in errs[0][3], err
+    assert "too large" in errs[1][3], err
+    yml = ctl.write(tmp_path / "big.yaml", "proxy:\n  connect_timeout: 18446744073709552\n")
+    code, errs, _, _, err = check(yml)
+    assert code == 1 and [e[:3] for e in errs] == [(2, 20, "proxy.connect_timeout")], err
+
+
 def openssl(*args):
     subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=30)
 
