@@ -102,6 +102,20 @@ void wm_cctx_warn(struct wm_cctx *ctx, const struct wm_cval *v, const char *path
 /* ---- scalar helpers ---- */
 
 /* A short, printable rendering of a value for messages. */
+/* What v is, without its value: "an integer", "a string holding a NUL character". */
+static const char *show_kind(const struct wm_cval *v, char *buf, size_t cap)
+{
+    const char *t = wm_cval_type_name(wm_cval_type(v));
+    size_t n;
+
+    if (wm_cval_type(v) == WM_CVAL_STRING && memchr(wm_cval_str(v, &n), '\0', n) != NULL) {
+        snprintf(buf, cap, "a string holding a NUL character");
+    } else {
+        snprintf(buf, cap, "%s %s", strchr("aeiou", t[0]) != NULL ? "an" : "a", t);
+    }
+    return buf;
+}
+
 static const char *show(const struct wm_cval *v, char *buf, size_t cap)
 {
     const char *t;
@@ -110,6 +124,9 @@ static const char *show(const struct wm_cval *v, char *buf, size_t cap)
     switch (wm_cval_type(v)) {
     case WM_CVAL_STRING:
         t = wm_cval_str(v, &n);
+        if (memchr(t, '\0', n) != NULL) {
+            return show_kind(v, buf, cap); /* "%.*s" would stop at the NUL */
+        }
         snprintf(buf, cap, "\"%.*s\"", (int)(n > 60 ? 60 : n), t);
         break;
     case WM_CVAL_INT:
@@ -122,8 +139,7 @@ static const char *show(const struct wm_cval *v, char *buf, size_t cap)
         snprintf(buf, cap, "%g", wm_cval_float(v));
         break;
     default:
-        t = wm_cval_type_name(wm_cval_type(v));
-        snprintf(buf, cap, "%s %s", strchr("aeiou", t[0]) != NULL ? "an" : "a", t);
+        show_kind(v, buf, cap);
         break;
     }
     return buf;
@@ -467,9 +483,15 @@ typedef void (*setter_fn)(struct wm_cctx *ctx, const struct wm_ckey *k, const st
 static void set_str(struct wm_cctx *ctx, const struct wm_ckey *k, const struct wm_cval *v,
                     void *obj, const char *path)
 {
-    const char *s = need_text(ctx, v, path, "a string");
+    bool secret = (k->flags & WM_CKF_SECRET) != 0;
+    const char *s = secret ? scalar_text(v) : need_text(ctx, v, path, "a string");
+    char b[96];
 
-    if (s != NULL && (k->flags & WM_CKF_PATH)) {
+    if (s == NULL && secret) {
+        /* the value itself never goes to a message: it is (close to) the secret */
+        wm_cctx_error(ctx, v, path, "expected a string, got %s (a secret: value not shown)",
+                      show_kind(v, b, sizeof(b)));
+    } else if (s != NULL && (k->flags & WM_CKF_PATH)) {
         STORE(const char *, k, obj, wm_cctx_path(ctx, s));
     } else if (s != NULL) {
         STORE(const char *, k, obj, wm_arena_strdup(ctx->arena, s));

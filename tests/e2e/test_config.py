@@ -149,6 +149,33 @@ def test_a_duration_in_seconds_too_large_is_refused(tmp_path):
     assert code == 1 and [e[:3] for e in errs] == [(2, 20, "proxy.connect_timeout")], err
 
 
+def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path):
+    # `password = 123456789` (a TOML integer) and a string holding a NUL
+    # were refused with the value in the message ("got 123456789", "got
+    # "sec"": the part before the NUL), so the secret went to the terminal,
+    # the log and the control API's reload answer
+    path = ctl.write(tmp_path / "sec.toml",
+                     'control_token = 987654321\n'
+                     '[proxy]\n'
+                     'bind_addr = "127.0.0.1:1"\n'
+                     'username = "u"\n'
+                     'password = "s3cr\\u0000et"\n')
+    code, errs, _, _, err = check(path)
+    assert code == 1 and [e[:3] for e in errs] == [(1, 17, "control_token"),
+                                                   (5, 12, "proxy.password")], err
+    assert "987654321" not in err and "s3cr" not in err, err
+    assert "expected a string, got an integer" in errs[0][3], err
+    assert "NUL" in errs[1][3], err
+    ctl.write(path, '[proxy]\nbind_addr = "127.0.0.1:1"\nusername = "u"\npassword = 123456789\n')
+    code, errs, _, _, err = check(path)
+    assert code == 1 and [e[:3] for e in errs] == [(4, 12, "proxy.password")], err
+    assert "123456789" not in err, err
+    # a key that is no secret still shows what it got
+    ctl.write(path, '[proxy]\nbind_addr = "127.0.0.1:1"\nusername = 42\npassword = "p"\n')
+    code, errs, _, _, err = check(path)
+    assert code == 1 and errs[0][2:] == ("proxy.username", "expected a string, got 42"), err
+
+
 def openssl(*args):
     subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=30)
 
