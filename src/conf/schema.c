@@ -101,7 +101,6 @@ void wm_cctx_warn(struct wm_cctx *ctx, const struct wm_cval *v, const char *path
 
 /* ---- scalar helpers ---- */
 
-/* A short, printable rendering of a value for messages. */
 /* What v is, without its value: "an integer", "a string holding a NUL character". */
 static const char *show_kind(const struct wm_cval *v, char *buf, size_t cap)
 {
@@ -116,6 +115,7 @@ static const char *show_kind(const struct wm_cval *v, char *buf, size_t cap)
     return buf;
 }
 
+/* A short, printable rendering of a value for messages. */
 static const char *show(const struct wm_cval *v, char *buf, size_t cap)
 {
     const char *t;
