@@ -23,6 +23,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#define YAML_CORE_TAG "tag:yaml.org,2002:" /* the core schema's tags ("!!int") */
+
 /* One parse: the text, the builder and what the event loop tracks. */
 struct yreader {
     const char *text;
@@ -205,6 +207,45 @@ static int syntax_error(struct yreader *r, const yaml_parser_t *p)
 
 /* ---- events ---- */
 
+/* The tags a configuration may use: none, the non-specific "!", and the
+ * core schema's for the node's kind. Any other (!!binary, !!timestamp, a
+ * local !name) would be taken as if untagged: "password: !!binary c2Vj"
+ * would set the base64 text as the password. NULL when tag is fine, else
+ * what the node may take instead. */
+static const char *tag_refused(const char *tag, yaml_event_type_t kind)
+{
+    static const char *const scalar[] = {"str", "null", "bool", "int", "float", NULL};
+    static const char *const seq[] = {"seq", NULL};
+    static const char *const map[] = {"map", NULL};
+    const char *const *ok = kind == YAML_SCALAR_EVENT           ? scalar
+                            : kind == YAML_SEQUENCE_START_EVENT ? seq
+                                                                : map;
+    size_t plen = strlen(YAML_CORE_TAG);
+
+    if (tag == NULL || strcmp(tag, "!") == 0) {
+        return NULL;
+    }
+    if (strncmp(tag, YAML_CORE_TAG, plen) == 0) {
+        for (size_t i = 0; ok[i] != NULL; i++) {
+            if (strcmp(tag + plen, ok[i]) == 0) {
+                return NULL;
+            }
+        }
+    }
+    return kind == YAML_SCALAR_EVENT ? "a value takes !!str, !!int, !!float, !!bool or !!null"
+                                     : "a list takes !!seq, a table !!map";
+}
+
+static int refuse_tag(struct yreader *r, int line, int col, const char *tag,
+                      yaml_event_type_t kind)
+{
+    size_t plen = strlen(YAML_CORE_TAG);
+    bool core = strncmp(tag, YAML_CORE_TAG, plen) == 0; /* shown as written: "!!binary" */
+
+    return yaml_build_fail(r->b, line, col, "tag %s%.80s is not supported here (%s)",
+                           core ? "!!" : "", core ? tag + plen : tag, tag_refused(tag, kind));
+}
+
 static int on_event(struct yreader *r, const yaml_event_t *e)
 {
     const char *anchor = NULL;
@@ -224,6 +265,9 @@ static int on_event(struct yreader *r, const yaml_event_t *e)
         if (anchor != NULL || tag != NULL) {
             content_pos(r, &e->start_mark, &e->end_mark, &line, &col);
         }
+        if (tag_refused(tag, e->type) != NULL) {
+            return refuse_tag(r, line, col, tag, e->type);
+        }
         return yaml_build_scalar(r->b, line, col, (const char *)e->data.scalar.value,
                                  e->data.scalar.length,
                                  e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, tag, anchor);
@@ -240,6 +284,9 @@ static int on_event(struct yreader *r, const yaml_event_t *e)
         }
         if (anchor != NULL || tag != NULL) {
             content_pos(r, &e->start_mark, &e->end_mark, &line, &col);
+        }
+        if (tag_refused(tag, e->type) != NULL) {
+            return refuse_tag(r, line, col, tag, e->type);
         }
         return yaml_build_start(r->b, line, col, e->type == YAML_MAPPING_START_EVENT, anchor);
     case YAML_SEQUENCE_END_EVENT:

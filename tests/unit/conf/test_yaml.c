@@ -141,6 +141,11 @@ static const struct bad_case bad_cases[] = {
     {"a: !!int x\n", 1, 10, "does not match its tag"},
     {"a: !!bool yes\n", 1, 11, "does not match its tag"},
     {"a: !!null 0\n", 1, 11, "does not match its tag"},
+    /* a tag the reader would otherwise ignore: the value is not what it says */
+    {"a: !!binary c2VjcmV0\n", 1, 13, "tag !!binary is not supported here"},
+    {"a: !x 1\n", 1, 7, "tag !x is not supported here (a value takes"},
+    {"a: !!seq {b: 1}\n", 1, 10, "tag !!seq is not supported here (a list takes"},
+    {"a: !!python/object:os.system [1]\n", 1, 30, "is not supported here"},
     {"<<: 5\n", 1, 1, "merge key '<<' needs a mapping"},
     {"<<: [{a: 1}, 2]\n", 1, 1, "merge key '<<' needs a mapping"},
     {"a: 1\n\tb: 2\n", 2, 1, "tab character may not be used as indentation"},
