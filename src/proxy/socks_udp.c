@@ -293,7 +293,13 @@ static void resolve_and_send(struct udp_assoc *ua, const struct wm_socks_addr *a
     ua->njobs++;
 }
 
-static bool client_allowed(struct udp_assoc *ua, const struct sockaddr *src, socklen_t slen)
+/* Is src the association's client? The first datagram from the client's
+ * address (and its announced port, when it gave one) fixes the port; only a
+ * well-formed one (may_adopt) does, so a stray or malformed datagram from
+ * another program on that host (or behind the same NAT) cannot take the
+ * association before the client's own first datagram. */
+static bool client_allowed(struct udp_assoc *ua, const struct sockaddr *src, socklen_t slen,
+                           bool may_adopt)
 {
     const struct wm_pconn *c = ua->c;
 
@@ -303,7 +309,7 @@ static bool client_allowed(struct udp_assoc *ua, const struct sockaddr *src, soc
     if (ua->client_known) {
         return wm_addr_port(src) == wm_addr_port((struct sockaddr *)&ua->client);
     }
-    if (ua->want_port != 0 && wm_addr_port(src) != ua->want_port) {
+    if (!may_adopt || (ua->want_port != 0 && wm_addr_port(src) != ua->want_port)) {
         return false;
     }
     memcpy(&ua->client, src, slen);
@@ -327,11 +333,11 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
         if (n < 0) {
             return;
         }
-        if (!client_allowed(ua, (struct sockaddr *)&src, slen)) {
+        h = wm_socks5_parse_udp(udp_buf, (size_t)n, &a);
+        if (!client_allowed(ua, (struct sockaddr *)&src, slen, h >= 0)) {
             continue;
         }
         ua->last_ms = wm_now_ms();
-        h = wm_socks5_parse_udp(udp_buf, (size_t)n, &a);
         if (h < 0) {
             continue; /* fragment or malformed: dropped per RFC 1928 section 7 */
         }

@@ -267,6 +267,29 @@ def test_udp_associate(proxy):
         u.close()
 
 
+def test_udp_malformed_first_datagram_does_not_take_the_association(proxy):
+    """With DST.PORT 0 the relay learns the client's port from its first
+    datagram; a malformed one from another program on the client's host
+    (or behind the same NAT) took the association, and the client's own
+    datagrams were then ignored. Only a well-formed datagram fixes it now."""
+    u = start_udp_echo("127.0.0.1")
+    try:
+        s, rep, relay = socks.handshake(proxy, "0.0.0.0", 0, cmd=3)
+        assert rep == 0
+        stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stray.bind(("127.0.0.1", 0))
+        for junk in (b"junk", b"\x00\x00\x05", b"\x00\x00\x01\x01"):
+            stray.sendto(junk, relay)
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.bind(("127.0.0.1", 0))
+        c.settimeout(3)
+        c.sendto(socks.udp_header("127.0.0.1", u.port) + b"mine", relay)
+        assert socks.parse_udp(c.recvfrom(65535)[0])[2] == b"echo:mine"
+        s.close()
+    finally:
+        u.close()
+
+
 def test_udp_reply_too_large_for_the_client_is_logged(wmproxy):
     """A reply that cannot reach the client in one datagram once the SOCKS
     header is in front (65,502 bytes to an IPv4 client: 10 more make it
