@@ -70,6 +70,8 @@ struct udp_state {
     uint64_t unserved_log_ms; /* the last line saying so: one per second at most */
     uint64_t refused;        /* ICMP errors from upstream servers, in all */
     uint64_t refused_log_ms; /* the last line saying so: one per second at most */
+    uint64_t too_large;      /* datagrams too large for the upstream's family, in all */
+    uint64_t too_large_log_ms;
 };
 
 static __thread uint8_t dgram[65536]; /* IPv6 payloads reach 65527 */
@@ -190,6 +192,23 @@ static bool upstream_refused(struct session *s, int err)
         return true;
     }
     return false;
+}
+
+/* A datagram larger than the upstream's family can carry (over 65,507
+ * bytes from an IPv6 client to an IPv4 server) is lost: said once per
+ * second per worker at most, with a count. */
+static void too_large(struct session *s, size_t n)
+{
+    struct udp_state *u = s->u;
+    uint64_t now = wm_now_coarse_ms();
+
+    if (u->too_large++ == 0 || now - u->too_large_log_ms >= 1000) {
+        wm_log(WM_LOG_WARN, s->id,
+               "udp client=%s target=%s: a datagram of %zu bytes is too large for the target's "
+               "address family: dropped (%llu in all, one line per second at most)",
+               s->client_str, s->target, n, (unsigned long long)u->too_large);
+        u->too_large_log_ms = now;
+    }
 }
 
 /* Replies from the upstream go back to the client from the listening socket. */
@@ -412,6 +431,8 @@ void st_udp_readable(struct wm_service *svc, struct wm_worker *w, int fd,
             s->in += (uint64_t)n;
         } else if (r < 0 && is_unreachable(errno) && upstream_refused(s, errno)) {
             continue; /* the error of an earlier datagram; this one is lost */
+        } else if (r < 0 && errno == EMSGSIZE) {
+            too_large(s, (size_t)n);
         }
         touch(s);
     }

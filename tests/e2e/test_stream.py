@@ -429,6 +429,28 @@ def test_udp_sessions_sizes_and_idle(wmproxy, tmp_path, host):
     stop.set()
 
 
+def test_udp_too_large_for_the_upstream_family_is_logged(wmproxy, tmp_path):
+    """An IPv6 client may send 65,527 bytes; an IPv4 upstream takes 65,507 at
+    most. Such a datagram was dropped without a word; now it is logged (once
+    per second at most) and the session goes on."""
+    up, stop, _ = udp_echo("127.0.0.1")
+    port = free_udp_port()
+    tport = free_port()
+    body = (server(bind_addr="[::1]:%d" % port, bind_mode="udp",
+                   proxy_url="udp://127.0.0.1:%d" % up)
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
+    c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    c.settimeout(5)
+    assert udp_roundtrip(c, ("::1", port), b"small") == b"small"
+    c.sendto(b"x" * 65520, ("::1", port))
+    assert wait_log(p, "too large for the target's address family"), p.log()[-3000:]
+    assert udp_roundtrip(c, ("::1", port), b"after") == b"after"
+    assert p.log().count("too large for the target") == 1, p.log()[-3000:]
+    c.close()
+    stop.set()
+
+
 def test_udp_table_bound_flood(wmproxy, tmp_path):
     up, stop, seen = udp_echo("127.0.0.1")
     port = free_udp_port()
