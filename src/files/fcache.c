@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -195,7 +196,13 @@ static int entry_open(const struct wm_files *fs, const char *rel, struct files_e
              (unsigned long long)e->st.st_mtim.tv_sec * 1000000000ULL +
                  (unsigned long long)e->st.st_mtim.tv_nsec,
              (unsigned long long)e->st.st_ino);
-    wm_http_date_fmt((int64_t)e->st.st_mtim.tv_sec, e->lastmod, sizeof(e->lastmod));
+    /* a file dated in the future (clock skew, an archive) is said modified
+     * now: a Last-Modified after Date would never be answered 304 */
+    e->mtime = (int64_t)e->st.st_mtim.tv_sec;
+    if (e->mtime > (int64_t)time(NULL)) {
+        e->mtime = (int64_t)time(NULL);
+    }
+    wm_http_date_fmt(e->mtime, e->lastmod, sizeof(e->lastmod));
     *out = e;
     return 0;
 }

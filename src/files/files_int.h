@@ -67,6 +67,8 @@ struct files_entry {
     unsigned char *gz;      /* and gzip of them, made on first need */
     size_t gzlen;
     char etag[64];          /* "size-mtime-inode" in hex, quoted */
+    int64_t mtime;          /* Last-Modified: st_mtim, or the open time when that is
+                             * later (RFC 9110 8.8.2.1: never after Date) */
     char lastmod[40];
 };
 

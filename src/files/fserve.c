@@ -103,7 +103,7 @@ static bool if_range_ok(struct wm_http_head *req, const struct files_entry *e)
     if (n > 0 && (v[0] == '"' || v[0] == 'W')) {
         return n == strlen(e->etag) && memcmp(v, e->etag, n) == 0;
     }
-    return wm_files_http_date(v, n) == (int64_t)e->st.st_mtim.tv_sec;
+    return wm_files_http_date(v, n) == e->mtime;
 }
 
 /* ---- representation ---- */
@@ -235,7 +235,7 @@ static int serve_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
     } else {
         snprintf(etag, sizeof(etag), "%s", rep->etag);
     }
-    if (status == 200 && (r = conditionals(req, etag, (int64_t)rep->st.st_mtim.tv_sec)) != 0) {
+    if (status == 200 && (r = conditionals(req, etag, rep->mtime)) != 0) {
         if (r == 304) {
             common_headers(q, rep, etag, vary, FILES_IDENTITY);
             return answer(q, t, 304, NULL, NULL, 0);

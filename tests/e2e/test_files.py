@@ -6,6 +6,7 @@ cache, rate_limit), 6 safety (every traversal shape, symlinks, hide, files
 changing while sent, 403 cases); then try_paths, and real clients (curl,
 wget -r, headless Chromium, a resumed 1 GiB download)."""
 
+import email.utils
 import gzip
 import html
 import json
@@ -307,6 +308,23 @@ def test_etag_conditionals_304_412(srv, tree):
     assert get(srv, "/hello.txt", {"If-Match": "W/%s" % etag})[0] == 412  # strong comparison
     assert get(srv, "/hello.txt", {"If-Unmodified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"})[0] == 412
     assert get(srv, "/hello.txt", {"If-Unmodified-Since": lm})[0] == 200
+
+
+def test_file_dated_in_the_future_is_said_modified_now(srv, tree):
+    # an mtime after our clock (clock skew, an unpacked archive) went out as a
+    # Last-Modified after Date (RFC 9110 8.8.2.1: MUST NOT; a cache then computes
+    # its heuristic freshness from a date to come); the ETag still validates
+    future = time.time() + 10 * 365 * 86400
+    path = write(tree / "future.txt", "from the future\n")
+    os.utime(path, (future, future))
+    for method in ("GET", "HEAD"):
+        st, hd, _ = get(srv, "/future.txt", method=method)
+        assert st == 200
+        lm = email.utils.parsedate_to_datetime(hd["last-modified"])
+        assert lm <= email.utils.parsedate_to_datetime(hd["date"]), hd
+    st, hd2, body = get(srv, "/future.txt", {"If-None-Match": hd["etag"]})
+    assert (st, body) == (304, b"")
+    assert email.utils.parsedate_to_datetime(hd2["last-modified"]).timestamp() < future - 86400
 
 
 def test_ranges_single_multi_if_range_416(srv, tree):
