@@ -94,9 +94,25 @@ static int entry_stat(const struct wm_files *fs, DIR *d, const char *name, const
     return S_ISLNK(st->st_mode) ? files_stat_beneath(fs, path, st) : 0;
 }
 
-/* The entries of directory fd (not hidden), sorted; -1 on failure. */
+/* Sort v[0..*n) and keep the first WM_FILES_LIST_MAX; *more counts the
+ * entries let go. */
+static void keep_first(struct item *v, size_t *n, size_t *more)
+{
+    qsort(v, *n, sizeof(*v), item_cmp);
+    for (size_t i = WM_FILES_LIST_MAX; i < *n; i++) {
+        free(v[i].name);
+        (*more)++;
+    }
+    if (*n > WM_FILES_LIST_MAX) {
+        *n = WM_FILES_LIST_MAX;
+    }
+}
+
+/* The entries of directory fd (not hidden), sorted: the first
+ * WM_FILES_LIST_MAX in that order, whatever order readdir gives (at most
+ * twice that many held at once), *more the others. -1 on failure. */
 static int read_items(const struct wm_files *fs, int fd, const char *rel, struct item **out,
-                      size_t *n)
+                      size_t *n, size_t *more)
 {
     int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -106,13 +122,14 @@ static int read_items(const struct wm_files *fs, int fd, const char *rel, struct
     char path[4096];
 
     *n = 0;
+    *more = 0;
     if (d == NULL) {
         if (dfd >= 0) {
             close(dfd);
         }
         return -1;
     }
-    while ((de = readdir(d)) != NULL && *n < WM_FILES_LIST_MAX) {
+    while ((de = readdir(d)) != NULL) {
         struct stat st;
         if (!files_name_fetchable(de->d_name)) {
             continue; /* ".", "..", and names no request can reach */
@@ -120,6 +137,9 @@ static int read_items(const struct wm_files *fs, int fd, const char *rel, struct
         snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
         if (files_hidden(fs, path) || entry_stat(fs, d, de->d_name, path, &st) < 0) {
             continue;
+        }
+        if (*n == 2 * WM_FILES_LIST_MAX) {
+            keep_first(v, n, more);
         }
         if (*n == cap) {
             size_t nc = cap ? cap * 2 : 32;
@@ -139,7 +159,7 @@ static int read_items(const struct wm_files *fs, int fd, const char *rel, struct
     }
     closedir(d);
     if (*n > 0) {
-        qsort(v, *n, sizeof(*v), item_cmp);
+        keep_first(v, n, more);
     }
     *out = v;
     return 0;
@@ -160,8 +180,8 @@ static void list_json(struct evbuffer *out, const struct item *v, size_t n)
     evbuffer_add(out, "]\n", 2);
 }
 
-static void list_html(struct evbuffer *out, const struct item *v, size_t n, const char *title,
-                      bool top)
+static void list_html(struct evbuffer *out, const struct item *v, size_t n, size_t more,
+                      const char *title, bool top)
 {
     char date[40];
 
@@ -188,6 +208,10 @@ static void list_html(struct evbuffer *out, const struct item *v, size_t n, cons
         }
         evbuffer_add_printf(out, "<td>%s</td></tr>\n", date);
     }
+    if (more > 0) {
+        evbuffer_add_printf(out, "<tr><td>%zu more entries not listed</td><td></td><td></td>"
+                                 "</tr>\n", more);
+    }
     evbuffer_add_printf(out, "</table>\n</body></html>\n");
 }
 
@@ -196,16 +220,17 @@ int files_browse(struct wm_files_req *q, struct files_entry *e, const char *rel,
 {
     struct item *v = NULL;
     size_t n = 0;
+    size_t more = 0;
     char title[4096];
 
-    if (read_items(q->fs, e->fd, rel, &v, &n) < 0) {
+    if (read_items(q->fs, e->fd, rel, &v, &n, &more) < 0) {
         return errno == EACCES ? 403 : 500;
     }
     snprintf(title, sizeof(title), "%.*s", (int)ulen, url);
     if (json) {
         list_json(q->body, v, n);
     } else {
-        list_html(q->body, v, n, title, rel[0] == '\0');
+        list_html(q->body, v, n, more, title, rel[0] == '\0');
     }
     for (size_t i = 0; i < n; i++) {
         free(v[i].name);

@@ -440,6 +440,26 @@ def test_browse_html_and_json(srv, tree):
         os.remove(tree / "sub-link")
 
 
+def test_browse_of_a_huge_directory_lists_the_first_names_and_says_the_rest(srv, tree):
+    """A listing keeps at most 10,000 entries: it kept the first 10,000 that
+    readdir gave (hash order), so f00000 could be missing and nothing said
+    that 2,000 names were left out. Now: the first 10,000 in the listing's
+    order, and a last row counting the others."""
+    big = tree / "noindex" / "big"
+    os.makedirs(big)
+    names = ["f%05d" % i for i in range(12000)]
+    for n in names:
+        open(big / n, "w").close()
+    st, hd, body = get(srv, "/noindex/big/")
+    text = body.decode()
+    shown = [l.split('">')[1].split("</a>")[0]
+             for l in text.splitlines() if '<a href="' in l and "../" not in l]
+    assert st == 200 and shown == names[:10000]
+    assert "2000 more entries not listed" in text
+    st, hd, body = get(srv, "/noindex/big/", {"Accept": "application/json"})
+    assert st == 200 and [i["name"] for i in json.loads(body)] == names[:10000]
+
+
 def test_browse_leaves_out_names_no_request_can_reach(srv, tree):
     """Entry names with a control byte, a backslash or bytes that are not
     UTF-8 are refused by the path check, so a listing does not show them:
