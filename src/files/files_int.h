@@ -99,6 +99,8 @@ struct wm_files_req {
     struct event *timer;
     char ctype_buf[160];
     char mp_ctype[96];      /* multipart/byteranges; boundary=... */
+    char *lists[4];         /* list fields sent on several lines, joined (owned) */
+    int nlists;
 };
 
 /* fparse.c */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -27,6 +28,50 @@
 static const char *hdr(struct wm_http_head *req, const char *name, size_t *n)
 {
     return wm_http_head_get(req, name, n);
+}
+
+/* A list field (If-Match, If-None-Match, Accept-Encoding, Accept): its
+ * lines joined by ", " (RFC 9110 5.3: the same as one line), kept in q
+ * until the answer is freed; NULL when absent. */
+static const char *list_hdr(struct wm_files_req *q, struct wm_http_head *req, const char *name,
+                            size_t *n)
+{
+    const char *first = hdr(req, name, n);
+    size_t nl = strlen(name);
+    size_t total = 0;
+    size_t count = 0;
+    struct wm_http_field f;
+    char *j;
+
+    if (first == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < wm_http_head_nfields(req); i++) {
+        wm_http_head_field(req, i, &f);
+        if (f.nlen == nl && strncasecmp(f.name, name, nl) == 0) {
+            total += f.vlen + 2;
+            count++;
+        }
+    }
+    if (count < 2 || q->nlists == (int)(sizeof(q->lists) / sizeof(q->lists[0])) ||
+        (j = malloc(total)) == NULL) {
+        return first; /* out of room: the first line, as before */
+    }
+    total = 0;
+    for (size_t i = 0; i < wm_http_head_nfields(req); i++) {
+        wm_http_head_field(req, i, &f);
+        if (f.nlen == nl && strncasecmp(f.name, name, nl) == 0) {
+            if (total > 0) {
+                memcpy(j + total, ", ", 2);
+                total += 2;
+            }
+            memcpy(j + total, f.value, f.vlen);
+            total += f.vlen;
+        }
+    }
+    q->lists[q->nlists++] = j;
+    *n = total;
+    return j;
 }
 
 static int answer(struct wm_files_req *q, struct wm_hfwd_target *t, int status, const char *ctype,
@@ -61,12 +106,13 @@ static bool is_get_or_head(struct wm_http_head *req, bool *head)
 /* ---- conditionals ---- */
 
 /* 0: go on; 304 or 412. */
-static int conditionals(struct wm_http_head *req, const char *etag, int64_t mtime)
+static int conditionals(struct wm_files_req *q, struct wm_http_head *req, const char *etag,
+                        int64_t mtime)
 {
     size_t n;
     const char *v;
 
-    if ((v = hdr(req, "if-match", &n)) != NULL) {
+    if ((v = list_hdr(q, req, "if-match", &n)) != NULL) {
         if (!files_etag_match(v, n, etag, false)) {
             return 412;
         }
@@ -76,7 +122,7 @@ static int conditionals(struct wm_http_head *req, const char *etag, int64_t mtim
             return 412;
         }
     }
-    if ((v = hdr(req, "if-none-match", &n)) != NULL) {
+    if ((v = list_hdr(q, req, "if-none-match", &n)) != NULL) {
         return files_etag_match(v, n, etag, true) ? 304 : 0;
     }
     if ((v = hdr(req, "if-modified-since", &n)) != NULL) {
@@ -203,7 +249,7 @@ static int serve_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
     const char *ctype = files_mime(fs, rel, q->ctype_buf, sizeof(q->ctype_buf));
     size_t aelen = 0;
     size_t rlen = 0;
-    const char *ae = hdr(req, "accept-encoding", &aelen);
+    const char *ae = list_hdr(q, req, "accept-encoding", &aelen);
     const char *range = status == 200 && !head ? hdr(req, "range", &rlen) : NULL;
     bool use_range = range != NULL && if_range_ok(req, e);
     bool can_gzip = fs->compress && files_compressible(ctype);
@@ -235,7 +281,7 @@ static int serve_file(struct wm_files_req *q, struct wm_hfwd_target *t, struct w
     } else {
         snprintf(etag, sizeof(etag), "%s", rep->etag);
     }
-    if (status == 200 && (r = conditionals(req, etag, rep->mtime)) != 0) {
+    if (status == 200 && (r = conditionals(q, req, etag, rep->mtime)) != 0) {
         if (r == 304) {
             common_headers(q, rep, etag, vary, FILES_IDENTITY);
             return answer(q, t, 304, NULL, NULL, 0);
@@ -394,7 +440,7 @@ static int serve_dir(struct wm_files_req *q, struct wm_hfwd_target *t, struct wm
         q->ent = NULL;
         return text_answer(q, t, 403, "forbidden: directory listing is off");
     }
-    accept = hdr(req, "accept", &n);
+    accept = list_hdr(q, req, "accept", &n);
     bool json = accept != NULL && memmem(accept, n, "application/json", 16) != NULL;
     r = files_browse(q, d, rel, path, plen, json);
     if (r != 0) {
@@ -508,5 +554,8 @@ void wm_files_req_free(struct wm_files_req *q)
         evbuffer_free(q->body);
     }
     files_entry_put(q->ent);
+    for (int i = 0; i < q->nlists; i++) {
+        free(q->lists[i]);
+    }
     free(q);
 }

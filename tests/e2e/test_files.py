@@ -310,6 +310,29 @@ def test_etag_conditionals_304_412(srv, tree):
     assert get(srv, "/hello.txt", {"If-Unmodified-Since": lm})[0] == 200
 
 
+def test_list_fields_on_several_lines_count_as_one_list(srv):
+    """If-Match, If-None-Match, Accept-Encoding and Accept sent on several
+    lines are one list (RFC 9110 5.3): only the first line was read, so an
+    If-None-Match naming the ETag on its second line got the whole body
+    again and an If-Match naming it there got 412."""
+    etag = get(srv, "/hello.txt")[1]["etag"]
+
+    def lines(*fields):
+        req = "GET /hello.txt HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n"
+        req += "".join("%s: %s\r\n" % f for f in fields) + "\r\n"
+        return parse(raw(srv, req.encode()))
+
+    st, _, body = lines(("If-None-Match", '"other"'), ("If-None-Match", etag))
+    assert (st, body) == (304, b"")
+    st, _, body = lines(("If-Match", '"other"'), ("If-Match", etag))
+    assert (st, body) == (200, b"hello world\n")
+    assert lines(("If-Match", '"other"'), ("If-Match", '"nope"'))[0] == 412
+    req = ("GET /app.js HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n"
+           "Accept-Encoding: identity;q=0.5\r\nAccept-Encoding: br\r\n\r\n")
+    st, hd, body = parse(raw(srv, req.encode()))
+    assert (st, hd["content-encoding"], body) == (200, "br", b"precompressed br")
+
+
 def test_file_dated_in_the_future_is_said_modified_now(srv, tree):
     # an mtime after our clock (clock skew, an unpacked archive) went out as a
     # Last-Modified after Date (RFC 9110 8.8.2.1: MUST NOT; a cache then computes
