@@ -441,7 +441,8 @@ static int serve_dir(struct wm_files_req *q, struct wm_hfwd_target *t, struct wm
         return text_answer(q, t, 403, "forbidden: directory listing is off");
     }
     accept = list_hdr(q, req, "accept", &n);
-    bool json = accept != NULL && memmem(accept, n, "application/json", 16) != NULL;
+    /* named with a q-value above 0 (";q=0" is "not acceptable", RFC 9110 12.5.1) */
+    bool json = accept != NULL && wm_files_accept_q(accept, n, "application/json") > 0;
     r = files_browse(q, d, rel, path, plen, json);
     if (r != 0) {
         return text_answer(q, t, r, "cannot list the directory");

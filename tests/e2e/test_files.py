@@ -483,6 +483,18 @@ def test_browse_of_a_huge_directory_lists_the_first_names_and_says_the_rest(srv,
     assert st == 200 and [i["name"] for i in json.loads(body)] == names[:10000]
 
 
+def test_browse_json_only_when_acceptable(srv):
+    """Accept was searched for the bytes "application/json": a client
+    refusing JSON ("application/json;q=0") got JSON."""
+    for accept, ctype in (("application/json", "application/json"),
+                          ("text/html, application/json;q=0.5", "application/json"),
+                          ("text/html, application/json;q=0", "text/html"),
+                          ("application/json; q=0", "text/html"),
+                          ("text/html,application/xhtml+xml,*/*;q=0.8", "text/html")):
+        st, hd, _ = get(srv, "/noindex/", {"Accept": accept})
+        assert st == 200 and hd["content-type"].startswith(ctype), (accept, hd)
+
+
 def test_browse_leaves_out_names_no_request_can_reach(srv, tree):
     """Entry names with a control byte, a backslash or bytes that are not
     UTF-8 are refused by the path check, so a listing does not show them:
