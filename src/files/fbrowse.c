@@ -110,9 +110,11 @@ static void keep_first(struct item *v, size_t *n, size_t *more)
 
 /* The entries of directory fd (not hidden), sorted: the first
  * WM_FILES_LIST_MAX in that order, whatever order readdir gives (at most
- * twice that many held at once), *more the others. -1 on failure. */
+ * twice that many held at once), *more the others. At most
+ * WM_FILES_LIST_SCAN entries are read (*cut: there were more), so a huge
+ * directory costs bounded time. -1 on failure. */
 static int read_items(const struct wm_files *fs, int fd, const char *rel, struct item **out,
-                      size_t *n, size_t *more)
+                      size_t *n, size_t *more, bool *cut)
 {
     int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -120,9 +122,11 @@ static int read_items(const struct wm_files *fs, int fd, const char *rel, struct
     size_t cap = 0;
     struct dirent *de;
     char path[4096];
+    size_t seen = 0;
 
     *n = 0;
     *more = 0;
+    *cut = false;
     if (d == NULL) {
         if (dfd >= 0) {
             close(dfd);
@@ -131,6 +135,10 @@ static int read_items(const struct wm_files *fs, int fd, const char *rel, struct
     }
     while ((de = readdir(d)) != NULL) {
         struct stat st;
+        if (++seen > WM_FILES_LIST_SCAN) {
+            *cut = true;
+            break;
+        }
         if (!files_name_fetchable(de->d_name)) {
             continue; /* ".", "..", and names no request can reach */
         }
@@ -181,7 +189,7 @@ static void list_json(struct evbuffer *out, const struct item *v, size_t n)
 }
 
 static void list_html(struct evbuffer *out, const struct item *v, size_t n, size_t more,
-                      const char *title, bool top)
+                      bool cut, const char *title, bool top)
 {
     char date[40];
 
@@ -208,7 +216,11 @@ static void list_html(struct evbuffer *out, const struct item *v, size_t n, size
         }
         evbuffer_add_printf(out, "<td>%s</td></tr>\n", date);
     }
-    if (more > 0) {
+    if (cut) {
+        evbuffer_add_printf(out, "<tr><td>%zu more entries not listed, and the directory holds "
+                                 "more than the %d read</td><td></td><td></td></tr>\n",
+                            more, WM_FILES_LIST_SCAN);
+    } else if (more > 0) {
         evbuffer_add_printf(out, "<tr><td>%zu more entries not listed</td><td></td><td></td>"
                                  "</tr>\n", more);
     }
@@ -221,16 +233,17 @@ int files_browse(struct wm_files_req *q, struct files_entry *e, const char *rel,
     struct item *v = NULL;
     size_t n = 0;
     size_t more = 0;
+    bool cut = false;
     char title[4096];
 
-    if (read_items(q->fs, e->fd, rel, &v, &n, &more) < 0) {
+    if (read_items(q->fs, e->fd, rel, &v, &n, &more, &cut) < 0) {
         return errno == EACCES ? 403 : 500;
     }
     snprintf(title, sizeof(title), "%.*s", (int)ulen, url);
     if (json) {
         list_json(q->body, v, n);
     } else {
-        list_html(q->body, v, n, more, title, rel[0] == '\0');
+        list_html(q->body, v, n, more, cut, title, rel[0] == '\0');
     }
     for (size_t i = 0; i < n; i++) {
         free(v[i].name);

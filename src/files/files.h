@@ -44,6 +44,7 @@ struct wm_files_req;
 #define WM_FILES_GZIP_MIN 1024       /* smaller bodies are not compressed on the fly */
 #define WM_FILES_MAX_RANGES 32       /* more ranges than this: the whole file (200) */
 #define WM_FILES_LIST_MAX 10000      /* entries in one directory listing */
+#define WM_FILES_LIST_SCAN 100000    /* directory entries read for one listing */
 
 /* What the location adds to its file_server table. */
 struct wm_files_where {

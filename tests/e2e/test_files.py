@@ -483,6 +483,20 @@ def test_browse_of_a_huge_directory_lists_the_first_names_and_says_the_rest(srv,
     assert st == 200 and [i["name"] for i in json.loads(body)] == names[:10000]
 
 
+def test_browse_reads_a_bounded_part_of_a_directory(srv, tree):
+    """At most 100,000 entries are read for one listing (time bound per
+    request), and the listing says that the directory holds more."""
+    big = tree / "noindex" / "huge"
+    os.makedirs(big)
+    for i in range(100010):
+        open(big / ("f%06d" % i), "w").close()
+    st, hd, body = get(srv, "/noindex/huge/")
+    text = body.decode()
+    assert st == 200 and text.count('<a href="f') == 10000
+    assert "the directory holds more than the 100000 read" in text
+    shutil.rmtree(big)
+
+
 def test_browse_json_only_when_acceptable(srv):
     """Accept was searched for the bytes "application/json": a client
     refusing JSON ("application/json;q=0") got JSON."""
