@@ -70,11 +70,76 @@ static bool skipped_stream(struct wm_h2 *h, nghttp2_session *s, int32_t id)
     return h->nrecent < 64 || id > h->recent[h->nrecent % 64]; /* older ones: unknown */
 }
 
+/* DATA past a window we gave: nghttp2 resets the stream or ends the
+ * connection (FLOW_CONTROL_ERROR) without telling why. Its checks, made
+ * here first: the stream's reset line says it (on_frame_send), the
+ * connection's end gets a line. */
+static void data_overrun(struct wm_h2 *h, nghttp2_session *s, const nghttp2_frame_hd *hd)
+{
+    struct h2_stream *st;
+
+    if ((int64_t)hd->length > nghttp2_session_get_local_window_size(s)) {
+        if (!h->dying) {
+            wm_log(WM_LOG_INFO, h->c->id,
+                   "h2: %s sent DATA past the connection's flow-control window: "
+                   "GOAWAY FLOW_CONTROL_ERROR", h->c->peer_str);
+        }
+        return;
+    }
+    st = nghttp2_session_get_stream_user_data(s, hd->stream_id);
+    if (st != NULL &&
+        (int64_t)hd->length > nghttp2_session_get_stream_local_window_size(s, hd->stream_id)) {
+        st->bad = "DATA past the stream's flow-control window";
+    }
+}
+
+/* A SETTINGS_INITIAL_WINDOW_SIZE moves every stream's send window by the
+ * same amount: one it takes over 2^31-1 is a connection error (RFC 9113
+ * 6.9.2), which nghttp2 answers with a stream reset only. Before the
+ * frame: the initial window and our largest stream window (a window we
+ * cannot use, below 0, counts as 0: it cannot overflow). */
+static void settings_begin(struct wm_h2 *h, nghttp2_session *s)
+{
+    h->iws_before = nghttp2_session_get_remote_settings(s, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+    h->win_before = 0;
+    for (struct h2_stream *st = h->streams; st != NULL; st = st->next) {
+        int32_t w = nghttp2_session_get_stream_remote_window_size(s, st->id);
+        h->win_before = w > h->win_before ? w : h->win_before;
+    }
+}
+
+static void settings_check(struct wm_h2 *h, nghttp2_session *s, const nghttp2_settings *f)
+{
+    int64_t iws = h->iws_before;
+    int64_t top = h->win_before;
+
+    for (size_t i = 0; i < f->niv && !h->dying; i++) {
+        if (f->iv[i].settings_id != NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE) {
+            continue;
+        }
+        top += (int64_t)f->iv[i].value - iws;
+        iws = f->iv[i].value;
+        if (top > NGHTTP2_MAX_WINDOW_SIZE) {
+            wm_log(WM_LOG_INFO, h->c->id,
+                   "h2: %s: SETTINGS_INITIAL_WINDOW_SIZE takes a stream's window over 2^31-1: "
+                   "GOAWAY FLOW_CONTROL_ERROR", h->c->peer_str);
+            h->dying = true;
+            h->why = "h2-protocol-error";
+            nghttp2_session_terminate_session(s, NGHTTP2_FLOW_CONTROL_ERROR);
+        }
+    }
+}
+
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *user)
 {
     struct wm_h2 *h = user;
 
     flood_window(h);
+    if (hd->type == NGHTTP2_DATA && hd->stream_id != 0) {
+        data_overrun(h, s, hd);
+    } else if (hd->type == NGHTTP2_SETTINGS && !(hd->flags & NGHTTP2_FLAG_ACK)) {
+        settings_begin(h, s);
+    }
     if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) && skipped_stream(h, s, hd->stream_id)) {
         nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
         return 0;
@@ -149,7 +214,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     struct h2_stream *st;
     bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
-    (void)user;
+    if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+        settings_check(user, s, &f->settings);
+        return 0;
+    }
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) {
         return 0;
     }
@@ -236,11 +304,18 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (f->hd.type == NGHTTP2_RST_STREAM && reset_is_verdict(f->rst_stream.error_code) &&
         (st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id)) != NULL) {
         /* a malformed request (a field, or DATA that disagrees with its
-         * content-length): nothing reached the engine, or it is aborted */
+         * content-length), or a window overrun (data_overrun), or one a
+         * SETTINGS took over 2^31-1 (settings_check): nothing reached the
+         * engine, or it is aborted */
         struct wm_h2 *h = user;
+        const char *why = st->bad;
+        if (why == NULL) {
+            why = f->rst_stream.error_code == NGHTTP2_FLOW_CONTROL_ERROR
+                      ? "SETTINGS_INITIAL_WINDOW_SIZE takes its window over 2^31-1"
+                      : "DATA against its content-length";
+        }
         wm_log(WM_LOG_INFO, h->c->id, "h2: bad request from %s, stream %d: %s: RST_STREAM %s",
-               h->c->peer_str, f->hd.stream_id,
-               st->bad != NULL ? st->bad : "DATA against its content-length",
+               h->c->peer_str, f->hd.stream_id, why,
                nghttp2_http2_strerror(f->rst_stream.error_code));
         return 0;
     }

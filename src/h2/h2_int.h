@@ -82,6 +82,8 @@ struct wm_h2 {
     uint64_t win_start;            /* flood window (coarse ms) */
     unsigned n_settings, n_ping, n_rst, n_empty;
     unsigned n_cont;               /* CONTINUATION frames of the current block */
+    uint32_t iws_before;           /* the client's initial window before its SETTINGS */
+    int32_t win_before;            /* our largest stream send window then (settings_check) */
     int32_t max_id;                /* highest stream the client opened */
     int32_t recent[64];            /* streams it opened lately (trailers may follow) */
     unsigned nrecent;

@@ -869,6 +869,96 @@ proxy_url = "http://127.0.0.1:%d"
         h.close()
 
 
+FLOW_CONTROL_ERROR = 0x3
+
+
+def _settings_taken(port):
+    """A raw connection that has read the server's SETTINGS and acknowledged
+    them (our stream window, 256 KiB, is in force)."""
+    s = H.raw_open(port)
+    s.settimeout(0.5)
+    buf = b""
+    deadline = time.monotonic() + 10
+    while not any(t == 4 and not f & 1 for t, f, _, _ in _frames_of(buf)):
+        assert time.monotonic() < deadline, "no SETTINGS from the server"
+        try:
+            buf += s.recv(65536)
+        except socket.timeout:
+            pass
+    s.sendall(H.frame(4, 1, 0))
+    return s
+
+
+def _frames_of(buf):
+    out = []
+    while len(buf) >= 9:
+        n = struct.unpack(">I", b"\0" + buf[:3])[0]
+        if len(buf) < 9 + n:
+            break
+        out.append((buf[3], buf[4], struct.unpack(">I", buf[5:9])[0] & 0x7fffffff, buf[9:9 + n]))
+        buf = buf[9 + n:]
+    return out
+
+
+@pytest.mark.parametrize("what", ["stream", "connection", "settings"])
+def test_flow_control_violations_say_what_they_are(wmproxy, tmp_path, cert, origin, what):
+    """A client that sends DATA past a stream's window gets that stream reset
+    (FLOW_CONTROL_ERROR) with a line that says so (it said "DATA against its
+    content-length"); past the connection's window, GOAWAY FLOW_CONTROL_ERROR
+    and a line (there was none); a SETTINGS_INITIAL_WINDOW_SIZE that takes an
+    open stream's window over 2^31-1 is a connection error (RFC 9113 6.9.2:
+    nghttp2 only reset the stream, and the line blamed its content-length).
+    The upstream never answers the connect: no request byte is taken."""
+    lst, fillers = full_listener()
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/hang"
+proxy_url = "http://127.0.0.1:%d"
+proxy_connect_timeout = "30s"
+""" % lst.getsockname()[1])
+    post = [("content-length", str(1 << 30))]
+    try:
+        s = _settings_taken(p)
+        s.settimeout(5)
+        out = b""
+        if what == "stream":  # 320 KiB on one stream
+            out = H.frame(1, 4, 1, H.headers_block("/hang", method="POST", extra=post))
+            out += b"".join(H.frame(0, 0, 1, b"x" * 16384) for _ in range(20))
+            want = "stream 1: DATA past the stream's flow-control window: " \
+                   "RST_STREAM FLOW_CONTROL_ERROR"
+        elif what == "connection":  # 20 streams of 240 KiB: 4.7 MiB
+            for i in range(20):
+                sid = 1 + 2 * i
+                out += H.frame(1, 4, sid, H.headers_block("/hang", method="POST", extra=post))
+                out += b"".join(H.frame(0, 0, sid, b"x" * 16384) for _ in range(15))
+            want = "DATA past the connection's flow-control window: GOAWAY FLOW_CONTROL_ERROR"
+        else:  # the stream's send window at 2^31-1, then the initial window raised
+            out = H.frame(1, 5, 1, H.headers_block("/hang"))
+            out += H.frame(8, 0, 1, struct.pack(">I", 2 ** 31 - 1 - 65535))
+            out += H.frame(4, 0, 0, struct.pack(">HI", 4, 1 << 20))
+            want = "SETTINGS_INITIAL_WINDOW_SIZE takes a stream's window over 2^31-1: " \
+                   "GOAWAY FLOW_CONTROL_ERROR"
+        try:
+            s.sendall(out)
+        except OSError:
+            pass  # the connection went while we sent
+        frames = H.read_frames(s, timeout=5, until_goaway=what != "stream")
+        if what == "stream":
+            assert (3, 0, 1, struct.pack(">I", FLOW_CONTROL_ERROR)) in frames, frames
+            assert H.goaway_of(frames) is None
+        else:
+            ga = H.goaway_of(frames)
+            assert ga is not None and ga[1] == FLOW_CONTROL_ERROR, frames[-3:]
+        assert wait_log(proc, want), proc.log()[-2000:]
+        assert "content-length" not in proc.log()
+        s.close()
+        assert version_of("--http2-prior-knowledge", "http://127.0.0.1:%d/static" % p) == "2 200"
+    finally:
+        for f in fillers:
+            f.close()
+        lst.close()
+
+
 # ---- 3. WebSocket over HTTP/2 (RFC 8441) ----
 
 def test_websocket_extended_connect(wmproxy, tmp_path, cert, origin):
