@@ -128,10 +128,11 @@ struct wm_hfwd_stream {
 struct wm_hfwd_ops {
     const char *proto; /* access log: "http", "tunnel-http" */
     /* Bytes queued for one side before the other is read no more: a
-     * request body towards the upstream, and after an upgrade (WebSocket)
-     * either way; 0: WM_HTTP_BODY_HIGH_WATER and WM_RELAY_HIGH_WATER.
-     * HTTP/2 streams take a small one: the stream's flow-control window is
-     * their buffer already. */
+     * request body towards the upstream, a response towards the client,
+     * and after an upgrade (WebSocket) either way; 0: WM_HTTP_BODY_HIGH_WATER
+     * and WM_RELAY_HIGH_WATER. HTTP/2 streams take a small one: the
+     * stream's flow-control window (and its answer buffer) is their buffer
+     * already. */
     size_t queue_max;
     /* The request head is complete. Fill t and return 0 to forward; return
      * an HTTP status >= 400 to answer with it (*detail: body text, *extra:

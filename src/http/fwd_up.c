@@ -628,9 +628,11 @@ static bool read_response_body(struct wm_hfwd *f, struct evbuffer *in)
 }
 
 /* Move response bytes to the client while there are any; pause the
- * upstream when the client's output is full. */
+ * upstream when the client's output is full: ops.queue_max for an HTTP/2
+ * stream, whose own buffer waits for the client's window behind it. */
 void hf_process_upstream(struct wm_hfwd *f)
 {
+    size_t queue = f->ops->queue_max > 0 ? f->ops->queue_max : WM_HTTP_BODY_HIGH_WATER;
     struct evbuffer *in;
 
     if (f->up == NULL || f->state != HF_FORWARD) {
@@ -645,9 +647,9 @@ void hf_process_upstream(struct wm_hfwd *f)
         }
     }
     if (f->state == HF_FORWARD && f->up != NULL &&
-        evbuffer_get_length(bufferevent_get_output(f->c->bev)) >= WM_HTTP_BODY_HIGH_WATER) {
+        evbuffer_get_length(bufferevent_get_output(f->c->bev)) >= queue) {
         f->flow.up_paused = true;
         hf_up_reading(f, false);
-        bufferevent_setwatermark(f->c->bev, EV_WRITE, WM_HTTP_BODY_HIGH_WATER / 2, 0);
+        bufferevent_setwatermark(f->c->bev, EV_WRITE, queue / 2, 0);
     }
 }

@@ -869,6 +869,55 @@ proxy_url = "http://127.0.0.1:%d"
         h.close()
 
 
+def test_unread_answers_through_header_rules_hold_bounded_memory(wmproxy, tmp_path, origin):
+    """64 streams of one connection download 64 MiB each through a location
+    with a response header rule (the answer comes back to the stream as
+    HTTP/1 bytes, not parsed), and the client never opens their windows:
+    each stream holds its answer buffer and a small queue, as a stream
+    whose answer is handed over parsed. The engine queued 256 KiB more per
+    stream towards the stream (~610 KiB each under ASan, ~300 now). The
+    connection's other streams, and other connections, are served."""
+    p = free_port()
+    conf = tmp_path / "unread.toml"
+    conf.write_text("""disable_control = true
+workers = 1
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%d"
+headers = ["+ X-Resp yes"]
+""" % (p, origin.port))
+    proc = wmproxy(["run", "-c", str(conf)], port=p,
+                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=66:"
+                                        "quarantine_size_mb=0"})
+    c = H.Client(p)
+    assert c.get("/bytes/100")[0] == 200
+    base = rss_kb(proc.p.pid)
+    c.c.increment_flow_control_window(2 ** 31 - 1 - 65535)  # the connection's only
+    sids = [c.request("/bytes/%d" % (64 << 20)) for _ in range(64)]
+    c.hold.update(sids)
+    c.wait(lambda: all(len(c.streams[s].data) == 65535 for s in sids), timeout=30,
+           what="every stream's window")
+    samples = []
+
+    def settled():  # the upstreams are stopped: RSS no longer grows
+        c.pump(0.1)
+        samples.append(rss_kb(proc.p.pid))
+        return len(samples) > 5 and samples[-1] <= samples[-5]
+    wait_until(settled, timeout=30, what="RSS settled")
+    grown = samples[-1] - base
+    assert grown < 64 * 420, "%d KiB held for 64 unread answers" % grown
+    assert all(not c.streams[s].ended for s in sids)
+    st, hd, body = c.get("/bytes/1000")
+    assert st == 200 and hd.get("x-resp") == "yes" and body == origin_mod.pattern(1000)
+    c2 = H.Client(p)
+    assert c2.get("/bytes/100000")[2] == origin_mod.pattern(100000)
+    c2.close()
+    c.close()
+
+
 FLOW_CONTROL_ERROR = 0x3
 
 
