@@ -75,6 +75,12 @@ static void release_end(struct h2_stream *st, bool abort)
         return;
     }
     st->end = NULL;
+    if (st->unconsumed > 0) {
+        /* request bytes the engine will never take: their window opens
+         * (what comes from now on is consumed as it comes, h2s_data) */
+        nghttp2_session_consume(st->h->s, st->id, st->unconsumed);
+        st->unconsumed = 0;
+    }
     bufferevent_setcb(end, NULL, NULL, NULL, NULL);
     partner = bufferevent_pair_get_partner(end);
     wm_hfwd_sink_drop(partner); /* the engine hands this stream nothing more */
@@ -90,10 +96,11 @@ void h2s_free(struct h2_stream *st)
 {
     struct wm_h2 *h = st->h;
 
-    release_end(st, st->resp_phase != H2S_DONE || !st->req_done);
     if (st->unconsumed > 0 && h->s != NULL) {
-        nghttp2_session_consume_connection(h->s, st->unconsumed);
+        nghttp2_session_consume_connection(h->s, st->unconsumed); /* the stream is closed */
     }
+    st->unconsumed = 0;
+    release_end(st, st->resp_phase != H2S_DONE || !st->req_done);
     wm_h2_req_free(st->req);
     if (st->resp != NULL && h->nspare < sizeof(h->spare) / sizeof(h->spare[0])) {
         wm_http_parser_reset(st->resp);

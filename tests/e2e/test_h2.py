@@ -918,6 +918,69 @@ headers = ["+ X-Resp yes"]
     c.close()
 
 
+def test_upload_answered_after_its_window_filled_is_not_stuck(wmproxy, tmp_path, cert, origin):
+    """An upstream that answers a POST without reading its body, after the
+    stream's window has filled: the answer goes out, and the request bytes
+    the engine had not taken are dropped, their window reopened, so the
+    rest of the upload is read and dropped up to 1 MiB, then RST_STREAM
+    NO_ERROR (README). They were never given back: the client's window
+    stayed shut (the stream open until the idle timeout, forever while
+    other streams were busy), and the connection's window short by as
+    much."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    go = threading.Event()
+    held = []
+
+    def run():
+        c, _ = ls.accept()
+        held.append(c)
+        c.recv(1000)
+        go.wait(30)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    threading.Thread(target=run, daemon=True).start()
+    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/up"
+proxy_url = "http://127.0.0.1:%d"
+""" % ls.getsockname()[1])
+    try:
+        c = H.Client(p)
+        n = 64 << 20
+        sid = c.request("/up", method="POST", headers=[("content-length", str(n))], end=False)
+        st = c.streams[sid]
+        chunk = b"u" * 65536
+        sent = 0
+        quiet = None
+        deadline = time.monotonic() + 30
+        while st.reset is None and time.monotonic() < deadline:
+            k = c.send(sid, chunk)
+            sent += k
+            c.pump(0.05)
+            if k:
+                quiet = None
+            elif quiet is None:
+                quiet = time.monotonic()
+            elif time.monotonic() - quiet > 1 and not go.is_set():
+                go.set()  # stalled: the upstream answers now
+                c.wait(lambda: st.ended, what="the answer")
+                quiet = None
+            elif time.monotonic() - quiet > 3:
+                break
+        assert go.is_set() and st.status == 200 and bytes(st.data) == b"ok"
+        assert st.reset == 0, "window %d, %d bytes sent" % (c.c.local_flow_control_window(sid),
+                                                            sent)
+        assert c.get("/static")[0] == 200
+        c.close()
+    finally:
+        go.set()
+        for h in held:
+            h.close()
+        ls.close()
+
+
 FLOW_CONTROL_ERROR = 0x3
 
 
