@@ -345,7 +345,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     if (st == NULL) {
         return 0;
     }
-    if (code != NGHTTP2_NO_ERROR && st->resp_phase != H2S_DONE) {
+    if (code != NGHTTP2_NO_ERROR && st->resp_phase != H2S_DONE && !st->reset_ours) {
         flood_window(h); /* cancelled before its answer: counts as a reset */
         if (++h->n_rst > WM_H2_MAX_RST) {
             h2_flood(h, "RST_STREAM (rapid reset)");

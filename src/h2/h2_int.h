@@ -57,6 +57,7 @@ struct h2_stream {
     bool keep;                     /* the engine keeps the pair for another request */
     bool sink_wait;                /* the engine stopped its upstream for us (body full) */
     bool sink_resume;              /* wake it from end_write_cb (deferred) */
+    bool reset_ours;               /* we reset it (a bad or cut answer): no client reset */
 };
 
 /* A pair whose engine answered and waits, keep-alive, for the next request:

@@ -378,6 +378,7 @@ static void take_answer(struct h2_stream *st)
     }
     if (rv < 0) {
         wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d: bad answer from the engine", st->id);
+        st->reset_ours = true;
         nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         release_end(st, true);
         return;
@@ -455,6 +456,7 @@ static void sink_head(void *arg, struct wm_http_head *hd, bool last)
     }
     if (rv < 0) {
         wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d: bad answer from the engine", st->id);
+        st->reset_ours = true;
         nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         release_end(st, true);
     } else if (status >= 200) {
@@ -507,6 +509,7 @@ static void end_event_cb(struct bufferevent *bev, short what, void *arg)
         } else if (st->resp_phase == H2S_HEAD) {
             answer_logged(st, 502, "the request ended without an answer");
         } else {
+            st->reset_ours = true;
             nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
             release_end(st, true);
         }

@@ -981,6 +981,52 @@ proxy_url = "http://127.0.0.1:%d"
         ls.close()
 
 
+def test_our_own_resets_are_not_a_rapid_reset_flood(wmproxy, tmp_path, cert, origin):
+    """Streams we reset ourselves (INTERNAL_ERROR: an upstream that cut its
+    answer short) are not the client's resets: 450 of them within the flood
+    window used to end the client's connection with GOAWAY
+    ENHANCE_YOUR_CALM and a "rapid reset flood" warning against it."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(128)
+
+    def run():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            try:
+                c.recv(65536)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+            except OSError:
+                pass
+            c.close()
+    threading.Thread(target=run, daemon=True).start()
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/cut"
+proxy_url = "http://127.0.0.1:%d"
+""" % ls.getsockname()[1])
+    try:
+        c = H.Client(p)
+        sids = []
+        for i in range(450):
+            if len(sids) - sum(c.streams[s].reset is not None or c.streams[s].ended
+                               for s in sids) >= 100:
+                c.wait(lambda: sum(c.streams[s].reset is None and not c.streams[s].ended
+                                   for s in sids) < 100, what="streams to end")
+            sids.append(c.request("/cut/%d" % i))
+        c.wait(lambda: all(c.streams[s].reset is not None or c.streams[s].ended for s in sids),
+               timeout=30, what="every stream")
+        assert all(c.streams[s].reset == 2 for s in sids)  # INTERNAL_ERROR: cut short
+        assert c.goaway is None and c.get("/static")[0] == 200
+        assert "rapid reset" not in proc.log()
+        c.close()
+    finally:
+        ls.close()
+
+
 FLOW_CONTROL_ERROR = 0x3
 
 
