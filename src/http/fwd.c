@@ -308,13 +308,16 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
 {
     struct wm_conn *c = f->c;
     struct evbuffer *out;
-    size_t before;
+    size_t before, n;
 
     if (hf_over(f)) {
         return; /* already answered or gone */
     }
     hf_enter(f);
-    out = bufferevent_get_output(c->bev);
+    /* Measured apart, as hf_respond(): an HTTP/2 stream's pair moves what
+     * its output is given on at once, before it could be measured there. */
+    out = f->w != NULL && evbuffer_get_length(f->w->scratch) == 0 ? f->w->scratch
+                                                                  : bufferevent_get_output(c->bev);
     before = evbuffer_get_length(out);
     f->status = status;
     c->code = status;
@@ -323,8 +326,12 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
     }
     f->connecting = NULL;
     wm_http_write_error(out, status, true, extra, detail);
-    f->req_out += evbuffer_get_length(out) - before;
-    c->bytes_out += evbuffer_get_length(out) - before;
+    n = evbuffer_get_length(out) - before;
+    if (f->w != NULL && out == f->w->scratch) {
+        wm_bev_send(c->bev, out, n);
+    }
+    f->req_out += n;
+    c->bytes_out += n;
     if (wm_http_head_size(wm_http_parser_head(f->req)) > 0 || status != 408) {
         f->why = detail;
         hf_log_request(f);

@@ -1027,6 +1027,28 @@ proxy_url = "http://127.0.0.1:%d"
         ls.close()
 
 
+def test_engine_error_answers_count_their_bytes(wmproxy, tmp_path, cert, origin):
+    """An error the engine answers a stream with (408: the request body did
+    not come in time) is logged with the bytes of its answer, as over
+    HTTP/1: it was out=0 (written on the stream's pair, whose bytes move on
+    before they were measured)."""
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+[[http.server.location]]
+rule = "/slowbody"
+proxy_url = "http://127.0.0.1:%d"
+client_read_timeout = "1s"
+""" % origin.port)
+    c = H.Client(p)
+    sid = c.request("/slowbody", method="POST", headers=[("content-length", "1000")], end=False)
+    c.send(sid, b"x" * 10)
+    st = c.response(sid, timeout=15)
+    assert st.status == 408 and st.data.startswith(b"408 "), (st.status, bytes(st.data))
+    assert wait_log(proc, 'req="POST /slowbody" code=408'), proc.log()[-2000:]
+    m = re.search(r'req="POST /slowbody" code=408 in=\d+ out=(\d+)', proc.log())
+    assert m and int(m.group(1)) > len(st.data), proc.log()[-2000:]
+    c.close()
+
+
 FLOW_CONTROL_ERROR = 0x3
 
 
