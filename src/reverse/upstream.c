@@ -145,9 +145,15 @@ static struct rv_server *pick_rr(struct rv_upstream *u, uint64_t tried, uint64_t
 {
     unsigned long start = atomic_fetch_add_explicit(u->rr_next, 1, memory_order_relaxed);
 
+    /* the turns of servers that cannot serve are skipped, not given to the
+     * next one in the order (that one got them all: weights 5:1:1 with the
+     * 5 down went 5:2 instead of 1:1): the next pick starts past them */
     for (size_t k = 0; k < u->rr_len; k++) {
         size_t i = u->rr_seq[(start + k) % u->rr_len];
         if (usable(u, i, tried, now, backups)) {
+            if (k > 0) {
+                atomic_fetch_add_explicit(u->rr_next, k, memory_order_relaxed);
+            }
             return &u->servers[i];
         }
     }

@@ -734,6 +734,33 @@ proxy_url = "http://many"
         s.close()
 
 
+def test_round_robin_shares_a_down_servers_turns_by_weight(wmproxy, tmp_path):
+    """With weights 5:1:1 and the 5 down, the two others share 1:1 (nginx's
+    smooth round-robin skips the down server): its turns all went to the
+    server after it in the order, 5:2."""
+    srv = _port_servers(2)
+    pb, pc = (s.getsockname()[1] for s in srv)
+    dead, port = free_port(), free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": dead, "weight": 5, "fall_times": 1, "fail_timeout": '"60s"'},
+        {"port": pb, "weight": 1}, {"port": pc, "weight": 1}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+""" % {"p": port})
+    wait_serving(port, path="/x")
+    wait_until(lambda: get(port, "/x")[0] == 200 and
+               "127.0.0.1:%d marked down" % dead in p.log(), what="dead server out")
+    got = {pb: 0, pc: 0}
+    for _ in range(300):
+        st, _, body = get(port, "/x")
+        assert st == 200
+        got[int(body)] += 1
+    assert abs(got[pb] - got[pc]) <= 30, got
+    for s in srv:
+        s.close()
+
+
 def test_health_checks_keep_their_interval_with_many_servers(wmproxy, tmp_path):
     """Every server is checked at its interval however many there are: at
     most 64 checks started per 200 ms tick, so 200 servers at a 200 ms
