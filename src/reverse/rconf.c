@@ -669,6 +669,7 @@ static void rev_free(struct wm_rev *r)
 {
     for (size_t i = 0; i < r->nups; i++) {
         for (size_t k = 0; k < r->ups[i]->nservers; k++) {
+            rv_health_check_put(&r->ups[i]->servers[k]);
             rv_health_put(r->ups[i]->servers[k].h);
         }
     }

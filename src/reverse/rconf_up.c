@@ -222,7 +222,7 @@ static struct rv_upstream *upstream_compile(struct build *b, const struct wm_con
             rv_health_put(u->servers[u->nservers].h);
             return NULL;
         }
-        rv_health_set_check(u->servers[u->nservers].h, &c);
+        rv_health_set_check(&u->servers[u->nservers], &c);
         u->nservers++;
     }
     if (u->nservers == 0) {

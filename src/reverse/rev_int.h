@@ -92,6 +92,7 @@ struct rv_health {
     atomic_ullong checks_failed;
     atomic_bool check_down;      /* the active check says down */
     struct rv_check check;       /* registry lock */
+    int check_refs;              /* registry lock: settings that check it */
     /* the checker's own (worker 0) */
     uint64_t next_ms;
     int ok_streak;
@@ -108,6 +109,7 @@ struct rv_server {
     uint64_t fail_timeout_ms;
     int fall_times;
     bool backup;
+    bool checked;                /* counted in h->check_refs */
     struct rv_health *h;
 };
 
@@ -342,8 +344,11 @@ int rv_try_candidate(const struct rv_try *t, struct wm_hfwd *f, struct evbuffer 
 struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,
                                 uint16_t port);
 void rv_health_put(struct rv_health *h);
-/* Set (c->on) or clear the active check of h. */
-void rv_health_set_check(struct rv_health *h, const struct rv_check *c);
+/* Set the active check of s->h (c->on: the newest settings win and s
+ * counts as checking it until rv_health_check_put(s)). */
+void rv_health_set_check(struct rv_server *s, const struct rv_check *c);
+/* s no longer checks its server: the last one to go switches the check off. */
+void rv_health_check_put(struct rv_server *s);
 /* health.c: the checker on worker 0 (started by wm_rev_checker_start());
  * stop: at worker exit, on its worker (elsewhere a no-op). */
 void rv_checker_stop(void);

@@ -37,13 +37,33 @@ struct rv_health *rv_registry_head(void)
     return reg_head;
 }
 
-void rv_health_set_check(struct rv_health *h, const struct rv_check *c)
+void rv_health_set_check(struct rv_server *s, const struct rv_check *c)
 {
+    struct rv_health *h = s->h;
+
     pthread_mutex_lock(&reg_lock);
-    if (c->on || h->refs == 1) {
-        h->check = *c; /* the newest settings win; the last user may switch it off */
+    if (c->on && !s->checked) {
+        h->check = *c; /* the newest settings win */
+        h->check_refs++;
+        s->checked = true;
     }
-    if (!h->check.on) {
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* Settings without a check left it on for good once older settings had
+ * one (a reload never switched it off, and a server it held down stayed
+ * out): the check now lives while some settings still ask for it. */
+void rv_health_check_put(struct rv_server *s)
+{
+    struct rv_health *h = s->h;
+
+    if (!s->checked) {
+        return;
+    }
+    pthread_mutex_lock(&reg_lock);
+    s->checked = false;
+    if (--h->check_refs == 0) {
+        h->check.on = false;
         atomic_store(&h->check_down, false);
     }
     pthread_mutex_unlock(&reg_lock);

@@ -89,7 +89,7 @@ struct wm_upstream *wm_upstream_new(const char *scope, const struct wm_conf_upst
             return NULL;
         }
         tcp_check(cu->health, &cu->servers[i], &c);
-        rv_health_set_check(s->h, &c);
+        rv_health_set_check(s, &c);
         g->u.nservers++;
     }
     if (g->u.nservers == 0 || rv_rr_sequence(&g->u, g->arena) < 0) {
@@ -129,6 +129,7 @@ void wm_upstream_free(struct wm_upstream *g)
         return;
     }
     for (size_t i = 0; i < g->u.nservers; i++) {
+        rv_health_check_put(&g->u.servers[i]);
         rv_health_put(g->u.servers[i].h);
     }
     wm_arena_free(g->arena);

@@ -761,6 +761,72 @@ proxy_url = "http://app"
         s.close()
 
 
+def _check_server(name, check_status):
+    """An upstream answering GET /health with check_status, any other
+    request with 200 and its name; counts the checks."""
+    checks = [0]
+
+    def answer(c):
+        try:
+            c.settimeout(10)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(4096)
+                if not d:
+                    return
+                buf += d
+            st, body = 200, name
+            if buf.startswith(b"GET /health "):
+                checks[0] += 1
+                st, body = check_status, b""
+            c.sendall(b"HTTP/1.1 %d X\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                      % (st, len(body), body))
+        except OSError:
+            pass
+        finally:
+            c.close()
+    return serve_tcp(answer), checks
+
+
+def test_reload_without_health_check_stops_it(wmproxy, tmp_path):
+    """Settings reloaded without the upstream's health_check stop checking
+    it and bring back the server the check held down: the check of the old
+    settings stayed on for good (and the server out)."""
+    (la, ca), (lb, _) = _check_server(b"A", 503), _check_server(b"B", 200)
+    port, cport = free_port(), free_port()
+    text = """[http]
+[[http.upstream]]
+name = "app"
+balance = "round_robin"
+server = [{ addr = "127.0.0.1:%(a)d" }, { addr = "127.0.0.1:%(b)d" }]
+%(hc)s
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/gen"
+static_response = "%(gen)s"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://app"
+"""
+    d = {"a": la.getsockname()[1], "b": lb.getsockname()[1], "p": port, "gen": "one",
+         "hc": 'health_check = { path = "/health", interval = "200ms", timeout = "1s" }'}
+    p = start(wmproxy, tmp_path, text % d, cport=cport)
+    wait_serving(port)
+    assert wait_log(p, "127.0.0.1:%d is down after" % d["a"])
+    assert {get(port)[2] for _ in range(6)} == {b"B"}
+    d.update(hc="", gen="two")
+    write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport + text % d)
+    assert api(cport, "POST", "/reload")[0] == 200
+    wait_until(lambda: get(port, "/gen")[2] == b"two", what="reloaded")
+    wait_until(lambda: get(port)[2] == b"A", 5, what="A back without its check")
+    n = ca[0]
+    time.sleep(1)  # a window of 5 intervals
+    assert ca[0] - n <= 1, (n, ca[0])
+    la.close()
+    lb.close()
+
+
 def test_health_checks_keep_their_interval_with_many_servers(wmproxy, tmp_path):
     """Every server is checked at its interval however many there are: at
     most 64 checks started per 200 ms tick, so 200 servers at a 200 ms
