@@ -222,9 +222,20 @@ static struct rv_server *pick_hash(struct rv_upstream *u, const struct sockaddr 
                                    uint64_t tried, uint64_t now, bool backups)
 {
     uint64_t h = client_hash(client);
+    uint64_t h2 = h;
 
-    /* the same client keeps its server while it is up, else the next one
-     * in the weighted order: clients spread as the weights say (nginx) */
+    /* the same client keeps its server while it is up: clients spread as
+     * the weights say (nginx). When it cannot serve, the client is hashed
+     * again (20 times, as nginx) so the clients of a down server spread
+     * over the others by weight (the next one in the order took them all,
+     * twice its share); then the next one in the order. */
+    for (int k = 0; k < 20; k++) {
+        size_t i = u->rr_seq[h2 % u->rr_len];
+        if (usable(u, i, tried, now, backups)) {
+            return &u->servers[i];
+        }
+        h2 = wm_mix64(h2 + (uint64_t)k + 1);
+    }
     for (size_t k = 0; k < u->rr_len; k++) {
         size_t i = u->rr_seq[(h + k) % u->rr_len];
         if (usable(u, i, tried, now, backups)) {

@@ -827,6 +827,51 @@ proxy_url = "http://app"
     lb.close()
 
 
+def test_ip_hash_spreads_the_clients_of_a_down_server(wmproxy, tmp_path):
+    """ip_hash: when a server is out, only its clients move, and they
+    spread over the others (hashed again, as nginx): they all went to the
+    server after it in the order, which got twice its share."""
+    ls = _port_servers(3)
+    ports = [s.getsockname()[1] for s in ls]
+    port = free_port()
+    start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", *[{"port": q, "fall_times": 1, "fail_timeout": '"60s"'} for q in ports])
+        .replace('balance = "round_robin"', 'balance = "ip_hash"') + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+""" % {"p": port})
+    wait_serving(port)
+
+    def server_of(i):  # client i, from 127.0.i.1 (its own /24)
+        s = socket.socket()
+        s.bind(("127.0.%d.1" % i, 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200 "), data[:100]
+        return int(data.rsplit(b"\r\n\r\n", 1)[1])
+    before = {i: server_of(i) for i in range(1, 121)}
+    assert before == {i: server_of(i) for i in range(1, 121)}  # stable
+    ls[0].shutdown(socket.SHUT_RDWR)
+    ls[0].close()
+    after = {i: server_of(i) for i in range(1, 121)}
+    moved = [i for i in before if before[i] != after[i]]
+    assert all(before[i] == ports[0] for i in moved), moved
+    assert all(after[i] != ports[0] for i in after)
+    got = {q: sum(1 for i in moved if after[i] == q) for q in ports[1:]}
+    assert min(got.values()) >= len(moved) // 4, got
+    for s in ls[1:]:
+        s.close()
+
+
 def test_health_checks_keep_their_interval_with_many_servers(wmproxy, tmp_path):
     """Every server is checked at its interval however many there are: at
     most 64 checks started per 200 ms tick, so 200 servers at a 200 ms
