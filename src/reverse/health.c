@@ -220,7 +220,10 @@ static size_t pick_due(struct rv_health **due, struct rv_check *checks, size_t r
             continue;
         }
         h->probing = true;
-        h->next_ms = now + h->check.interval_ms;
+        /* from when it was due, not from this tick: each interval came
+         * up to a tick (200 ms) late, a 300 ms one every 400 ms */
+        h->next_ms = h->next_ms + h->check.interval_ms > now ? h->next_ms + h->check.interval_ms
+                                                             : now + h->check.interval_ms;
         h->refs++;
         due[n] = h;
         checks[n++] = h->check;

@@ -872,6 +872,39 @@ proxy_url = "http://app"
         s.close()
 
 
+def test_health_check_keeps_its_interval(wmproxy, tmp_path):
+    """A check comes every interval: each was scheduled from the tick that
+    started it, so it came up to a tick late (1 s: every 1.33 s)."""
+    seen = []
+
+    def answer(c):
+        try:
+            c.settimeout(10)
+            c.recv(4096)
+            seen.append(time.monotonic())
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+    ls = serve_tcp(answer)
+    port = free_port()
+    start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "app"
+server = [{ addr = "127.0.0.1:%d" }]
+health_check = { path = "/health", interval = "1s", timeout = "1s" }
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://app"
+""" % (ls.getsockname()[1], port))
+    wait_until(lambda: len(seen) >= 7, 20, what="7 checks: %d" % len(seen))
+    gap = (seen[6] - seen[1]) / 5
+    assert 0.9 <= gap <= 1.08, gap
+    ls.close()
+
+
 def test_health_checks_keep_their_interval_with_many_servers(wmproxy, tmp_path):
     """Every server is checked at its interval however many there are: at
     most 64 checks started per 200 ms tick, so 200 servers at a 200 ms
