@@ -92,7 +92,7 @@ struct rv_health {
     atomic_ullong checks_failed;
     atomic_bool check_down;      /* the active check says down */
     struct rv_check check;       /* registry lock */
-    int check_refs;              /* registry lock: settings that check it */
+    struct rv_server *checkers;  /* registry lock: servers asking for a check, newest first */
     /* the checker's own (worker 0) */
     uint64_t next_ms;
     int ok_streak;
@@ -109,7 +109,9 @@ struct rv_server {
     uint64_t fail_timeout_ms;
     int fall_times;
     bool backup;
-    bool checked;                /* counted in h->check_refs */
+    bool checked;                /* in h->checkers (registry lock) */
+    struct rv_check check;       /* its settings' check */
+    struct rv_server *check_next;
     struct rv_health *h;
 };
 
@@ -344,10 +346,11 @@ int rv_try_candidate(const struct rv_try *t, struct wm_hfwd *f, struct evbuffer 
 struct rv_health *rv_health_get(const char *upname, const char *addr, const char *host,
                                 uint16_t port);
 void rv_health_put(struct rv_health *h);
-/* Set the active check of s->h (c->on: the newest settings win and s
- * counts as checking it until rv_health_check_put(s)). */
+/* Set the active check of s->h (c->on: the newest settings win while s
+ * lives, until rv_health_check_put(s)). */
 void rv_health_set_check(struct rv_server *s, const struct rv_check *c);
-/* s no longer checks its server: the last one to go switches the check off. */
+/* s no longer checks its server: the check of the newest settings left
+ * applies again (a refused reload's are gone); with none left it is off. */
 void rv_health_check_put(struct rv_server *s);
 /* health.c: the checker on worker 0 (started by wm_rev_checker_start());
  * stop: at worker exit, on its worker (elsewhere a no-op). */

@@ -43,8 +43,10 @@ void rv_health_set_check(struct rv_server *s, const struct rv_check *c)
 
     pthread_mutex_lock(&reg_lock);
     if (c->on && !s->checked) {
+        s->check = *c;
+        s->check_next = h->checkers;
+        h->checkers = s;
         h->check = *c; /* the newest settings win */
-        h->check_refs++;
         s->checked = true;
     }
     pthread_mutex_unlock(&reg_lock);
@@ -52,7 +54,8 @@ void rv_health_set_check(struct rv_server *s, const struct rv_check *c)
 
 /* Settings without a check left it on for good once older settings had
  * one (a reload never switched it off, and a server it held down stayed
- * out): the check now lives while some settings still ask for it. */
+ * out), and a refused reload's check replaced the running one's: the
+ * check is now the newest of the settings still alive that ask for one. */
 void rv_health_check_put(struct rv_server *s)
 {
     struct rv_health *h = s->h;
@@ -61,8 +64,16 @@ void rv_health_check_put(struct rv_server *s)
         return;
     }
     pthread_mutex_lock(&reg_lock);
+    for (struct rv_server **pp = &h->checkers; *pp != NULL; pp = &(*pp)->check_next) {
+        if (*pp == s) {
+            *pp = s->check_next;
+            break;
+        }
+    }
     s->checked = false;
-    if (--h->check_refs == 0) {
+    if (h->checkers != NULL) {
+        h->check = h->checkers->check;
+    } else {
         h->check.on = false;
         atomic_store(&h->check_down, false);
     }

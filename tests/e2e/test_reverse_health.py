@@ -905,6 +905,54 @@ proxy_url = "http://app"
     ls.close()
 
 
+def test_refused_reload_keeps_the_running_health_check(wmproxy, tmp_path):
+    """A reload refused for an error met after an upstream was built left
+    that upstream's new health_check (path, interval) in force although the
+    previous settings kept running."""
+    paths = []
+
+    def answer(c):
+        try:
+            c.settimeout(10)
+            paths.append(c.recv(4096).split(b" ")[1])
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except (OSError, IndexError):
+            pass
+        finally:
+            c.close()
+    ls = serve_tcp(answer)
+    port, cport = free_port(), free_port()
+    text = """[http]
+[[http.upstream]]
+name = "app"
+server = [{ addr = "127.0.0.1:%(a)d" }]
+health_check = { path = "%(path)s", interval = "200ms", timeout = "1s" }
+[[http.upstream]]
+name = "other"
+server = [{ addr = "127.0.0.1:%(a)d" }]
+health_check = { path = "%(other)s", interval = "5s" }
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+[[http.server.location]]
+rule = "/a"
+proxy_url = "http://app"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://other"
+"""
+    d = {"a": ls.getsockname()[1], "p": port, "path": "/health", "other": "/other"}
+    start(wmproxy, tmp_path, text % d, cport=cport)
+    wait_until(lambda: paths.count(b"/health") >= 2, what="checks")
+    d.update(path="/new", other="/bad path")  # the second upstream is refused
+    write(tmp_path / "rev.toml", 'control = "127.0.0.1:%d"\nworkers = 2\n' % cport + text % d)
+    st, _, body = api(cport, "POST", "/reload")
+    assert st == 422 and "/bad path" in body["message"], body
+    n = paths.count(b"/health")
+    wait_until(lambda: paths.count(b"/health") >= n + 5, what="checks after the refused reload")
+    assert b"/new" not in paths, paths
+    ls.close()
+
+
 def test_health_checks_keep_their_interval_with_many_servers(wmproxy, tmp_path):
     """Every server is checked at its interval however many there are: at
     most 64 checks started per 200 ms tick, so 200 servers at a 200 ms
