@@ -291,7 +291,8 @@ void rv_server_failed(struct rv_upstream *u, struct rv_server *s, const char *wh
     if (n >= s->fall_times && u->nservers > 1) { /* see usable() */
         uint64_t until = wm_now_ms() + s->fail_timeout_ms;
         uint64_t was = atomic_exchange(&s->h->down_until_ms, until);
-        atomic_store(&s->h->fails, 0);
+        /* the count stays (a good answer clears it): back from
+         * fail_timeout, one more failure takes it out again (nginx) */
         if (was <= wm_now_ms()) {
             wm_log(WM_LOG_WARN, 0,
                    "upstream %s server %s marked down for %llu ms after %d failure(s): %s",

@@ -441,6 +441,33 @@ proxy_next_upstream = "error timeout http_503"
     assert time.monotonic() - down_at >= 2.5
 
 
+def test_one_failure_after_fail_timeout_takes_a_server_out_again(wmproxy, tmp_path, backends):
+    """Back from fail_timeout, a server that fails at once is out again
+    after that one failure (nginx: the count is cleared only by a good
+    answer); it was cleared when the server was taken out, so each
+    fail_timeout cost fall_times failed requests again."""
+    a, b = backends("A", 503), backends("B")
+    port = free_port()
+    p = start(wmproxy, tmp_path, "[http]\n" + ups(
+        "app", {"port": a.port, "fall_times": 3, "fail_timeout": '"1s"'}, {"port": b.port}) + """
+[[http.server]]
+bind_addr = "127.0.0.1:%(p)d"
+proxy_url = "http://app"
+proxy_next_upstream = "error timeout http_503"
+""" % {"p": port})
+    wait_serving(port)
+    line = "server 127.0.0.1:%d marked down" % a.port
+    wait_until(lambda: get(port)[2] == b"B" and line in p.log(), what="A out")
+    hits = a.hits
+    wait_until(lambda: get(port)[2] == b"B" and a.hits > hits, timeout=10,
+               what="A tried after fail_timeout")
+    assert p.log().count(line) == 2  # out again after its one failure
+    hits = a.hits
+    for _ in range(6):
+        assert get(port)[:3:2] == (200, b"B")
+    assert a.hits == hits
+
+
 def test_a_single_server_is_never_taken_out_by_passive_failures(wmproxy, tmp_path, backends):
     """As nginx (a single peer ignores max_fails): the only server of an
     upstream, or of a direct proxy_url, failing twice is not out for
