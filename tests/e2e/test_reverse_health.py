@@ -711,6 +711,24 @@ def _port_servers(n):
     return [serve_tcp(answer) for _ in range(n)]
 
 
+
+def _get_from_slash24(i, port, path):
+    """One GET with Connection: close from 127.0.i.1 (client i in its own
+    /24, as ip_hash sees clients); the whole answer."""
+    s = socket.socket()
+    s.bind(("127.0.%d.1" % i, 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % path.encode())
+    data = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        data += d
+    s.close()
+    return data
+
 def test_round_robin_and_ip_hash_use_every_server_by_weight(wmproxy, tmp_path):
     """round_robin gives every server its turn, also past the 64th (it
     only ever chose among the first 64), and ip_hash spreads clients as the
@@ -743,19 +761,7 @@ proxy_url = "http://many"
     # 200 clients, each from its own /24 of 127/8
     got = {a: 0, b: 0}
     for i in range(1, 201):
-        s = socket.socket()
-        s.bind(("127.0.%d.1" % i, 0))
-        s.settimeout(10)
-        s.connect(("127.0.0.1", port))
-        s.sendall(b"GET /h HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            data += d
-        s.close()
-        got[int(data.rsplit(b"\r\n\r\n", 1)[1])] += 1
+        got[int(_get_from_slash24(i, port, "/h").rsplit(b"\r\n\r\n", 1)[1])] += 1
     assert 0.65 <= got[a] / 200 <= 0.85, got
     for s in many + two:
         s.close()
@@ -873,18 +879,7 @@ proxy_url = "http://app"
     wait_serving(port)
 
     def server_of(i):  # client i, from 127.0.i.1 (its own /24)
-        s = socket.socket()
-        s.bind(("127.0.%d.1" % i, 0))
-        s.settimeout(10)
-        s.connect(("127.0.0.1", port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            data += d
-        s.close()
+        data = _get_from_slash24(i, port, "/")
         assert data.startswith(b"HTTP/1.1 200 "), data[:100]
         return int(data.rsplit(b"\r\n\r\n", 1)[1])
     before = {i: server_of(i) for i in range(1, 121)}
