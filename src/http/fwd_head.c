@@ -107,29 +107,36 @@ static const char *var_value(struct wm_hfwd *f, struct wm_http_head *hd, const c
     return NULL;
 }
 
+/* A variable at v ({name}, or $name in lower case and '_'): its name and
+ * length, and the bytes it spans as written; 0 when v starts none. */
+static size_t var_at(const char *v, const char **name, size_t *nlen)
+{
+    const char *end;
+
+    *name = v + 1;
+    *nlen = 0;
+    if (*v == '{' && (end = strchr(v, '}')) != NULL) {
+        *nlen = (size_t)(end - *name);
+        return *nlen > 0 ? *nlen + 2 : 0;
+    }
+    if (*v == '$') {
+        while ((*name)[*nlen] == '_' || ((*name)[*nlen] >= 'a' && (*name)[*nlen] <= 'z')) {
+            (*nlen)++;
+        }
+        return *nlen > 0 ? *nlen + 1 : 0;
+    }
+    return 0;
+}
+
 /* Expand {client_ip}, {url}, {host}, {path}, {method}, {scheme},
  * {proxy_add_x_forwarded_for} (or $name) in v. */
 static void expand(struct wm_hfwd *f, struct wm_http_head *hd, const char *v, struct obuf *o)
 {
     while (*v != '\0') {
-        const char *name = NULL;
-        size_t nlen = 0;
-        size_t skip = 0;
-        if (*v == '{') {
-            const char *end = strchr(v, '}');
-            if (end != NULL) {
-                name = v + 1;
-                nlen = (size_t)(end - v - 1);
-                skip = nlen + 2;
-            }
-        } else if (*v == '$') {
-            name = v + 1;
-            while (name[nlen] == '_' || (name[nlen] >= 'a' && name[nlen] <= 'z')) {
-                nlen++;
-            }
-            skip = nlen + 1;
-        }
-        if (name != NULL && nlen > 0) {
+        const char *name;
+        size_t nlen;
+        size_t skip = var_at(v, &name, &nlen);
+        if (skip > 0) {
             size_t len = 0;
             const char *val;
             if (wm_strieq(name, nlen, "client_ip")) {
@@ -170,19 +177,10 @@ const char *wm_hfwd_unknown_var(const char *v, size_t *len)
                                         "path", "host", "method", "scheme"};
 
     for (; *v != '\0'; v++) {
-        const char *name = v + 1;
-        size_t nlen = 0;
-        size_t skip = 0;
-        if (*v == '{' && strchr(v, '}') != NULL) {
-            nlen = (size_t)(strchr(v, '}') - name);
-            skip = nlen + 2;
-        } else if (*v == '$') {
-            while (name[nlen] == '_' || (name[nlen] >= 'a' && name[nlen] <= 'z')) {
-                nlen++;
-            }
-            skip = nlen + 1;
-        }
-        if (nlen == 0) {
+        const char *name;
+        size_t nlen;
+        size_t skip = var_at(v, &name, &nlen);
+        if (skip == 0) {
             continue;
         }
         bool ok = false;
