@@ -69,8 +69,7 @@ static const struct wm_ckey server_keys[] = {
     {.name = "access_log", .kind = WM_CK_STR, .off = SOFF(access_log), .flags = WM_CKF_PATH},
     {.name = "headers", .kind = WM_CK_HEADERS, .off = NS, .flags = WM_CKF_INACTIVE,
      .feature = "header rules on L4 servers"},
-    {.name = "rate_limit", .kind = WM_CK_RATE, .off = NS, .flags = WM_CKF_INACTIVE,
-     .feature = "bandwidth limits"},
+    {.name = "rate_limit", .kind = WM_CK_RATE, .off = SOFF(rate_limit)},
     {.name = NULL},
 };
 
@@ -124,6 +123,15 @@ static void server_validate(struct wm_cctx *ctx, void *obj, const struct wm_cval
     }
     if (strcmp(mode, "udp") == 0 && (s->proxy_protocol || s->accept_proxy_protocol)) {
         kerr(ctx, t, path, "proxy_protocol", "the PROXY protocol is for TCP servers");
+    }
+    const struct wm_cval *rl = wm_cval_get(t, "rate_limit");
+    if (rl != NULL && s->rate_limit.amount > 0 && s->rate_limit.requests) {
+        kerr(ctx, rl, path, "rate_limit", "expected bytes per time, like \"4m/s\"");
+    } else if (rl != NULL && s->rate_limit.amount > 0 && strcmp(mode, "tcp") != 0) {
+        char kp[200];
+        snprintf(kp, sizeof(kp), "%s.rate_limit", path);
+        wm_cctx_warn(ctx, rl, kp, "accepted, not active with bind_mode %s (bind_mode tcp only)",
+                     mode);
     }
 }
 

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf/units.h"
+
 struct wm_conf_upstream;
 
 /* [[stream.server]] */
@@ -36,6 +38,7 @@ struct wm_conf_sserver {
     int64_t max_sessions;       /* udp: session table bound per worker and listener */
     uint64_t max_message;       /* WebSocket: largest message accepted */
     const char *access_log;     /* a file for this server's access lines */
+    struct wm_rate rate_limit;  /* tcp: bytes per time, each direction of a connection */
 };
 
 /* [stream] */

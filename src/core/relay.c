@@ -23,6 +23,14 @@ struct wm_relay {
     int idle_ms;
     uint64_t last_ms;
     struct event *idle_ev;
+    /* rate limit (rate 0: none): a token bucket per direction */
+    uint64_t rate;
+    uint32_t rate_ms;
+    uint64_t burst;
+    double tokens[2];
+    uint64_t tok_ms[2];  /* when tokens[i] was last topped up */
+    bool held[2];        /* reading of i stopped until the bucket refills */
+    struct event *rate_ev[2];
     enum wm_relay_end end;
     int err;
     wm_relay_done_cb cb;
@@ -47,6 +55,11 @@ static void relay_finish(struct wm_relay *r)
     wm_bev_free(r->bev[1]);
     if (r->idle_ev != NULL) {
         event_free(r->idle_ev);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (r->rate_ev[i] != NULL) {
+            event_free(r->rate_ev[i]);
+        }
     }
     free(r);
     cb(arg, &res);
@@ -91,7 +104,87 @@ static void propagate_eof(struct wm_relay *r, int i)
     }
 }
 
-static void move_data(struct wm_relay *r, int i)
+/* ---- rate limit ---- */
+
+static void refill(struct wm_relay *r, int i, uint64_t now)
+{
+    double add = (double)r->rate * (double)(now - r->tok_ms[i]) / (double)r->rate_ms;
+
+    r->tok_ms[i] = now;
+    r->tokens[i] = r->tokens[i] + add < (double)r->burst ? r->tokens[i] + add : (double)r->burst;
+}
+
+/* Of the n bytes waiting from i, those the bucket allows now; when it is
+ * short, reading i stops and a timer resumes it when enough is back. */
+static size_t rate_allow(struct wm_relay *r, int i, size_t n)
+{
+    uint64_t now = wm_now_ms();
+    uint64_t need;
+    uint64_t ms;
+    struct timeval tv;
+
+    refill(r, i, now);
+    if (r->tokens[i] >= (double)n) {
+        r->tokens[i] -= (double)n;
+        return n;
+    }
+    n = (size_t)r->tokens[i];
+    r->tokens[i] -= (double)n;
+    if (!r->held[i]) {
+        r->held[i] = true;
+        bufferevent_disable(r->bev[i], EV_READ);
+    }
+    /* resume when a burst's worth (or what is left, if less) is back */
+    need = evbuffer_get_length(bufferevent_get_input(r->bev[i])) - n;
+    need = need < r->burst ? need : r->burst;
+    ms = (uint64_t)(((double)need - r->tokens[i]) * r->rate_ms / (double)r->rate) + 1;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+    evtimer_add(r->rate_ev[i], &tv);
+    return n;
+}
+
+static void move_data(struct wm_relay *r, int i);
+static void propagate_eof(struct wm_relay *r, int i);
+static bool check_done(struct wm_relay *r);
+
+static void rate_resume(struct wm_relay *r, int i)
+{
+    r->held[i] = false;
+    move_data(r, i); /* may hold it again */
+    if (r->held[i]) {
+        return;
+    }
+    if (r->eof[i]) {
+        /* the EOF waited behind the held bytes */
+        propagate_eof(r, i);
+        check_done(r);
+        return;
+    }
+    if (!r->paused[i]) {
+        bufferevent_enable(r->bev[i], EV_READ);
+    }
+}
+
+static void rate_cb0(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    rate_resume(arg, 0);
+}
+
+static void rate_cb1(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    rate_resume(arg, 1);
+}
+
+/* ---- moving ---- */
+
+/* All of i's input to o, or what the rate limit allows (all regardless
+ * when force: the bytes of a side that failed). */
+static void move_n(struct wm_relay *r, int i, bool force)
 {
     int o = 1 - i;
     struct evbuffer *in = bufferevent_get_input(r->bev[i]);
@@ -99,6 +192,12 @@ static void move_data(struct wm_relay *r, int i)
 
     if (n == 0) {
         return;
+    }
+    if (r->rate > 0 && !force && !r->dead[o]) {
+        n = rate_allow(r, i, n);
+        if (n == 0) {
+            return;
+        }
     }
     r->last_ms = wm_now_coarse_ms();
     r->moved[i] += n;
@@ -112,6 +211,17 @@ static void move_data(struct wm_relay *r, int i)
         bufferevent_disable(r->bev[i], EV_READ);
         bufferevent_setwatermark(r->bev[o], EV_WRITE, r->high_water / 2, 0);
     }
+}
+
+static void move_data(struct wm_relay *r, int i)
+{
+    move_n(r, i, false);
+}
+
+/* Bytes of i still waiting for the rate limit. */
+static bool waiting(struct wm_relay *r, int i)
+{
+    return r->held[i] && evbuffer_get_length(bufferevent_get_input(r->bev[i])) > 0;
 }
 
 static int side_of(struct wm_relay *r, struct bufferevent *bev)
@@ -142,9 +252,11 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (r->paused[i] && !r->eof[i]) {
         r->paused[i] = false;
         bufferevent_setwatermark(r->bev[o], EV_WRITE, 0, 0);
-        bufferevent_enable(r->bev[i], EV_READ);
+        if (!r->held[i]) {
+            bufferevent_enable(r->bev[i], EV_READ);
+        }
     }
-    if (r->eof[i] && !r->shut[o] && out_len(r, o) == 0) {
+    if (r->eof[i] && !r->shut[o] && out_len(r, o) == 0 && !waiting(r, i)) {
         r->shut[o] = true;
         wm_bev_shutdown_write(r->bev[o]);
         check_done(r);
@@ -164,6 +276,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         move_data(r, i);
         r->eof[i] = true;
         bufferevent_disable(bev, EV_READ);
+        if (waiting(r, i)) {
+            return; /* rate_resume() passes the EOF on after the bytes */
+        }
         propagate_eof(r, i);
         check_done(r);
         return;
@@ -173,7 +288,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             r->end = i == 0 ? WM_RELAY_END_ERR_A : WM_RELAY_END_ERR_B;
             r->err = errno;
         }
-        move_data(r, i);
+        move_n(r, i, true);
         r->eof[i] = true;
         r->dead[i] = true;
         bufferevent_disable(bev, EV_READ | EV_WRITE);
@@ -231,6 +346,30 @@ struct wm_relay *wm_relay_start(struct event_base *base, struct bufferevent *a,
             return NULL;
         }
         arm_idle(r, (uint64_t)r->idle_ms);
+    }
+    if (conf != NULL && conf->rate > 0 && conf->rate_ms > 0) {
+        r->rate = conf->rate;
+        r->rate_ms = conf->rate_ms;
+        r->burst = r->rate * 100 / r->rate_ms; /* a tenth of a second */
+        if (r->burst < WM_RELAY_RATE_BURST_MIN) {
+            r->burst = WM_RELAY_RATE_BURST_MIN;
+        }
+        r->rate_ev[0] = evtimer_new(base, rate_cb0, r);
+        r->rate_ev[1] = evtimer_new(base, rate_cb1, r);
+        if (r->rate_ev[0] == NULL || r->rate_ev[1] == NULL) {
+            for (int i = 0; i < 2; i++) {
+                if (r->rate_ev[i] != NULL) {
+                    event_free(r->rate_ev[i]);
+                }
+            }
+            if (r->idle_ev != NULL) {
+                event_free(r->idle_ev);
+            }
+            free(r);
+            return NULL;
+        }
+        r->tokens[0] = r->tokens[1] = (double)r->burst;
+        r->tok_ms[0] = r->tok_ms[1] = wm_now_ms();
     }
     for (int i = 0; i < 2; i++) {
         bufferevent_setcb(r->bev[i], read_cb, write_cb, event_cb, r);

@@ -11,7 +11,12 @@
  *    (after its pending output is flushed); the other direction keeps flowing;
  *  - an error on one side flushes what was already read from it to the
  *    other side, then ends the relay;
- *  - idle: no byte read either way for idle_ms ends the relay.
+ *  - idle: no byte read either way for idle_ms ends the relay;
+ *  - rate (when set): each direction moves at most `rate` bytes per
+ *    `rate_ms` (a token bucket holding a tenth of a second's worth, at
+ *    least WM_RELAY_RATE_BURST_MIN): bytes beyond it wait in the source's
+ *    input, which is not read meanwhile, and an EOF or error behind them
+ *    goes on once they have gone (an error's bytes go at once).
  * Bytes already sitting in either input buffer when the relay starts (early
  * data behind a handshake) are forwarded first.
  */
@@ -34,9 +39,13 @@ enum wm_relay_end {
     WM_RELAY_END_COUNT
 };
 
+#define WM_RELAY_RATE_BURST_MIN 16384
+
 struct wm_relay_conf {
     int idle_ms;       /* <= 0: no idle timeout */
     size_t high_water; /* 0: WM_RELAY_HIGH_WATER */
+    uint64_t rate;     /* bytes per rate_ms, each direction; 0: no limit */
+    uint32_t rate_ms;
 };
 
 struct wm_relay_result {

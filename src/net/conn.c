@@ -399,7 +399,8 @@ static void relay_done(void *arg, const struct wm_relay_result *res)
 
 void wm_conn_relay_bev(struct wm_conn *c, struct bufferevent *up, size_t high_water)
 {
-    struct wm_relay_conf rc = {c->limits.idle_ms, high_water};
+    struct wm_relay_conf rc = {.idle_ms = c->limits.idle_ms, .high_water = high_water,
+                               .rate = c->limits.rate, .rate_ms = c->limits.rate_ms};
 
     wm_conn_clear_timer(c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0); /* the relay bounds reading itself */
@@ -425,10 +426,11 @@ void wm_conn_relay_fd(struct wm_conn *c, int fd)
         wm_conn_finish(c, "proxy-protocol-failed");
         return;
     }
-    if (wm_bev_is_plain_socket(c->bev)) {
+    if (c->limits.rate == 0 && wm_bev_is_plain_socket(c->bev)) {
         /* Two plain sockets: zero-copy splice. What the client sent early
-         * and what we still owe it (a SOCKS reply) go first. */
-        struct wm_relay_conf rc = {c->limits.idle_ms, 0};
+         * and what we still owe it (a SOCKS reply) go first. A rate limit
+         * takes the relay instead (it meters what it moves). */
+        struct wm_relay_conf rc = {.idle_ms = c->limits.idle_ms};
         int cfd = bufferevent_getfd(c->bev);
         wm_conn_clear_timer(c);
         /* A socket bufferevent keeps its output's start frozen. */

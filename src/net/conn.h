@@ -76,6 +76,8 @@ union wm_conn_addr {
 struct wm_conn_limits {
     int head_ms; /* the client's first request or handshake */
     int idle_ms; /* no byte either way once serving */
+    uint64_t rate;    /* relayed bytes per rate_ms, each way (0: no limit; core/relay.h) */
+    uint32_t rate_ms;
 };
 
 struct wm_conn {

@@ -140,7 +140,8 @@ struct wm_pconn *wm_pconn_new(struct wm_service *svc, struct wm_worker *w, struc
                               struct wm_listen_stats *stats)
 {
     struct wm_proxy_service *ps = (struct wm_proxy_service *)svc;
-    struct wm_conn_limits lim = {ps->opts.handshake_timeout_ms, ps->opts.idle_timeout_ms};
+    struct wm_conn_limits lim = {.head_ms = ps->opts.handshake_timeout_ms,
+                                 .idle_ms = ps->opts.idle_timeout_ms};
     struct wm_pconn *c = calloc(1, sizeof(*c));
 
     if (c == NULL) {

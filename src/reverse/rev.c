@@ -534,7 +534,7 @@ static void service_accept(struct wm_service *svc, struct wm_worker *w, int fd,
 {
     struct rv_service *s = (struct rv_service *)svc;
     const struct rv_vhost *v0 = s->l->hosts[0];
-    struct wm_conn_limits lim = {v0->head_ms, v0->ka_ms};
+    struct wm_conn_limits lim = {.head_ms = v0->head_ms, .idle_ms = v0->ka_ms};
     struct bufferevent *bev;
     struct rv_conn *rc;
 

@@ -220,6 +220,10 @@ static int server_compile(const struct wm_conf_stream *cs, const struct wm_conf_
     s->proxy_ssl = c->proxy_ssl;
     s->max_sessions = c->max_sessions > 0 ? (size_t)c->max_sessions : WM_STREAM_UDP_SESSIONS;
     s->max_message = c->max_message > 0 ? c->max_message : WM_WS_MAX_MESSAGE;
+    if (s->mode == ST_TCP) {
+        s->rate = c->rate_limit.amount;
+        s->rate_ms = c->rate_limit.per_ms;
+    }
     snprintf(s->domain, sizeof(s->domain), "%s", c->domain != NULL ? c->domain : "");
     if (target_of(cs, c, s, key, err) < 0 || tls_of(c, s, key, err) < 0) {
         return -1;

@@ -37,6 +37,8 @@ struct st_server {
     bool proxy_ssl;
     size_t max_sessions;
     uint64_t max_message;
+    uint64_t rate;              /* rate_limit (tcp): bytes per rate_ms each way; 0: none */
+    uint32_t rate_ms;
     SSL_CTX *tls_in;            /* bind_ssl (owned) */
     SSL_CTX *tls_out;           /* proxy_ssl, tcp2wss (owned) */
     struct rv_logfile *alog;    /* access_log (a reference; reverse/alog.h) */

@@ -616,7 +616,8 @@ void st_tcp_accept(struct wm_service *svc, struct wm_worker *w, int fd,
     const struct st_service *ss = (const struct st_service *)svc;
     const struct st_server *srv = ss->srv;
     struct st_conn *c = calloc(1, sizeof(*c));
-    struct wm_conn_limits lim = {WM_STREAM_HEAD_MS, srv->idle_ms};
+    struct wm_conn_limits lim = {.head_ms = WM_STREAM_HEAD_MS, .idle_ms = srv->idle_ms,
+                                 .rate = srv->rate, .rate_ms = srv->rate_ms};
     struct bufferevent *bev = NULL;
 
     if (c != NULL && ss->tls && !srv->accept_pp) {

@@ -351,7 +351,7 @@ static void open_cb(struct bufferevent *outer, uint8_t code, const char *reason,
         return;
     }
     set_stream(b, BS_NONE, NULL);
-    struct wm_relay_conf rc = {b->idle_ms, 0};
+    struct wm_relay_conf rc = {.idle_ms = b->idle_ms};
     b->relay = wm_relay_start(wm_worker_base(b->w), b->a, outer, &rc, relay_done, b);
     if (b->relay == NULL) {
         wm_bev_free(outer);

@@ -388,7 +388,7 @@ void tserver_http_node_stream(struct tserver *sv, struct wm_tun_stream *s, const
                               const char *node, const char *field)
 {
     const struct wm_tunnel_settings *st = sv->n->s;
-    struct wm_conn_limits lim = {st->head_timeout_ms, st->idle_timeout_ms};
+    struct wm_conn_limits lim = {.head_ms = st->head_timeout_ms, .idle_ms = st->idle_timeout_ms};
     struct node_conn *nc = calloc(1, sizeof(*nc));
     struct wm_tun_peer pe;
     struct bufferevent *bev;
@@ -416,7 +416,7 @@ void tserver_http_accept(struct tserver *sv, bool tls, int fd, const struct sock
                          socklen_t plen, struct wm_listen_stats *stats)
 {
     const struct wm_tunnel_settings *s = sv->n->s;
-    struct wm_conn_limits lim = {s->head_timeout_ms, s->idle_timeout_ms};
+    struct wm_conn_limits lim = {.head_ms = s->head_timeout_ms, .idle_ms = s->idle_timeout_ms};
     struct bufferevent *bev;
     struct wm_conn *c;
 

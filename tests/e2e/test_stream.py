@@ -82,6 +82,94 @@ def test_tcp_ipv6_and_splice_large(wmproxy, tmp_path, echo):
     assert exchange(port, data, host="::1") == echo_reply(data)
 
 
+class _Pusher(ThreadedServer):
+    """Sends `size` bytes on each connection, then closes; reads nothing."""
+
+    def __init__(self, size):
+        self.data = os.urandom(size)
+        super().__init__()
+
+    def one(self, c):
+        try:
+            c.sendall(self.data)
+        except OSError:
+            pass
+        c.close()
+
+
+class _Counter(ThreadedServer):
+    """Reads to EOF, answers with the byte count, closes."""
+
+    def one(self, c):
+        c.settimeout(30)
+        n = 0
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                n += len(b)
+            c.sendall(b"%d" % n)
+        except OSError:
+            pass
+        c.close()
+
+
+def test_tcp_rate_limit_each_direction(wmproxy, tmp_path):
+    """rate_limit on a tcp server meters each direction of a connection (a
+    tenth of a second's burst, as for file answers): 600 KiB at 200 KiB/s
+    cannot take less than ~2.9 s either way, arrives whole, and the EOF
+    behind held bytes waits for them. Another server without the key on the
+    same instance is not slowed."""
+    size, rate = 600 << 10, 200 << 10
+    least = (size - rate // 10) / rate  # the burst goes at once
+    pusher, counter = _Pusher(size), _Counter()
+    pd, pu, pfree = free_ports(3)
+    body = (server(bind_addr="127.0.0.1:%d" % pd, proxy_url="tcp://127.0.0.1:%d" % pusher.port,
+                   rate_limit="200k/s")
+            + server(bind_addr="127.0.0.1:%d" % pu, proxy_url="tcp://127.0.0.1:%d" % counter.port,
+                     rate_limit="200k/s")
+            + server(bind_addr="127.0.0.1:%d" % pfree,
+                     proxy_url="tcp://127.0.0.1:%d" % pusher.port))
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=pd)
+    t = time.monotonic()
+    assert exchange(pd, b"", timeout=30) == pusher.data  # download
+    took = time.monotonic() - t
+    assert took >= least * 0.95, took
+    t = time.monotonic()
+    assert exchange(pu, os.urandom(size), timeout=30) == b"%d" % size  # upload
+    took = time.monotonic() - t
+    assert took >= least * 0.95, took
+    assert exchange(pfree, b"", timeout=30) == pusher.data
+    wait_until(lambda: p.log().count("end=closed") >= 3, what="three access lines")
+    pusher.close()
+    counter.close()
+
+
+def test_tcp_rate_limit_config(tmp_path):
+    """rate_limit is bytes per time (requests are refused at file:line);
+    on a mode it does not meter (udp, WebSocket bridges) it is accepted
+    with a warning that says so."""
+    from conftest import BIN
+    path = tmp_path / "rl.toml"
+    path.write_text('[stream]\n[[stream.server]]\nbind_addr = "127.0.0.1:1"\n'
+                    'proxy_url = "tcp://127.0.0.1:2"\nrate_limit = "10r/s"\n')
+    r = subprocess.run([BIN, "check", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode != 0
+    assert (":5:14: stream.server[0].rate_limit: expected bytes per time" in r.stderr), r.stderr
+    path.write_text('[stream]\n[[stream.server]]\nbind_addr = "127.0.0.1:1"\nbind_mode = "udp"\n'
+                    'proxy_url = "udp://127.0.0.1:2"\nrate_limit = "1m/s"\n'
+                    '[[stream.server]]\nbind_addr = "127.0.0.1:3"\n'
+                    'proxy_url = "tcp://127.0.0.1:2"\nrate_limit = "1m/s"\n')
+    r = subprocess.run([BIN, "check", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert ":6:14: stream.server[0].rate_limit: accepted, not active with bind_mode udp" \
+        in r.stderr, r.stderr
+    assert "stream.server[1].rate_limit" not in r.stderr, r.stderr
+
+
 def test_tcp_all_down_and_connect_timeout(wmproxy, tmp_path):
     port, port2 = free_ports(2)
     hang, fillers = full_listener()  # its SYNs are dropped: connects hang
