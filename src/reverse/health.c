@@ -1,15 +1,15 @@
 /*
  * reverse/health.c - active health checks: on worker 0, every server
  * whose upstream has `health_check` gets an HTTP GET every interval;
- * `fall` failures in a row (connect error, timeout, a status it does not
- * expect) take it out, `rise` successes bring it back, each change logged.
+ * `fall` failures in a row (connect error, timeout, a broken or cut
+ * response head, a status it does not expect) take it out, `rise`
+ * successes bring it back, each change logged.
  * The results live in the shared health records (upstream.c), so every
  * worker sees them and a reload keeps them.
  *
  * Ownership: a probe holds a reference on its record (taken under the
  * registry lock) and is freed when it ends or at worker exit.
  */
-#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -22,6 +22,8 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/worker.h"
+#include "http/head.h"
+#include "http/parser.h"
 #include "net/dial.h"
 #include "reverse/rev.h"
 #include "reverse/rev_int.h"
@@ -36,6 +38,7 @@ struct probe {
     struct rv_check c;
     struct wm_dial *dial;
     struct bufferevent *bev;
+    struct wm_http_parser *resp; /* the answer's head, checked whole */
     struct event *timer;
 };
 
@@ -58,6 +61,7 @@ static void probe_free(struct probe *p)
         wm_dial_cancel(p->dial);
     }
     wm_bev_free(p->bev);
+    wm_http_parser_free(p->resp);
     if (p->timer != NULL) {
         event_free(p->timer);
     }
@@ -105,29 +109,41 @@ static void probe_done(struct probe *p, bool ok, const char *why)
     probe_free(p);
 }
 
+/* The answer's head, parsed whole as the proxy parses upstream heads (a
+ * server that sends a good status line and then a broken head would break
+ * every proxied request too): its status, once it is complete. */
 static void probe_read_cb(struct bufferevent *bev, void *arg)
 {
     struct probe *p = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF);
-    char line[64] = "";
-    int status = 0;
+    struct evbuffer_iovec v;
+    enum wm_http_res r = WM_HTTP_MORE;
+    int status;
 
-    if (eol.pos < 0) {
-        if (evbuffer_get_length(in) > 1024) {
-            probe_done(p, false, "no status line");
+    while (evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
+        size_t used = 0;
+        r = wm_http_parser_feed_head(p->resp, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(in, used);
+        if (r == WM_HTTP_HEAD_DONE &&
+            wm_http_head_status(wm_http_parser_head(p->resp)) < 200) {
+            wm_http_parser_next(p->resp); /* an interim answer: the real one follows */
+            r = WM_HTTP_MORE;
+            continue;
         }
+        if (r != WM_HTTP_MORE) {
+            break;
+        }
+    }
+    if (r == WM_HTTP_MORE) {
         return;
     }
-    evbuffer_copyout(in, line, sizeof(line) - 1);
-    /* RFC 9112 4: "HTTP/1.x" SP 3DIGIT (SP reason, or the line's end) */
-    if (strncmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)line[7]) || line[8] != ' ' ||
-        !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) ||
-        !isdigit((unsigned char)line[11]) || (line[12] != ' ' && line[12] != '\r' && line[12] != '\n')) {
-        probe_done(p, false, "not an HTTP response");
+    if (r != WM_HTTP_HEAD_DONE) {
+        char why[160];
+        snprintf(why, sizeof(why), "bad response head: %s", wm_http_parser_error(p->resp));
+        probe_done(p, false, why);
         return;
     }
-    status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    status = wm_http_head_status(wm_http_parser_head(p->resp));
     if (expected(&p->c, status)) {
         probe_done(p, true, NULL);
     } else {
@@ -141,7 +157,7 @@ static void probe_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     (void)what;
-    probe_done(arg, false, "connection closed before a status line");
+    probe_done(arg, false, "connection closed before the response head");
 }
 
 static void probe_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -169,8 +185,11 @@ static void probe_dial_cb(int fd, enum wm_dial_status st, const struct sockaddr 
         return;
     }
     p->bev = bufferevent_socket_new(wm_worker_base(checker_w), fd, BEV_OPT_CLOSE_ON_FREE);
-    if (p->bev == NULL) {
-        close(fd);
+    p->resp = wm_http_parser_new(WM_HTTP_RESPONSE, WM_HTTP_MAX_HEAD, WM_HTTP_MAX_HEADERS);
+    if (p->bev == NULL || p->resp == NULL) {
+        if (p->bev == NULL) {
+            close(fd);
+        }
         probe_done(p, false, "out of memory");
         return;
     }

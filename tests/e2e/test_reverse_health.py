@@ -1044,3 +1044,44 @@ proxy_url = "http://many"
     finally:
         stop.set()
         t.join(5)
+
+
+def test_health_check_reads_the_whole_head(wmproxy, tmp_path):
+    """A check passes on a complete, well-formed response head only: a
+    server whose status line is fine but whose head is broken (a field line
+    without a colon), or that closes before the head ends, would break
+    every proxied request, and is taken out; an interim 100 before a 200
+    passes."""
+    modes = {"answer": b"HTTP/1.1 200 OK\r\nbroken field line\r\n\r\n"}
+
+    def answer(c):
+        try:
+            c.settimeout(10)
+            c.recv(4096)
+            c.sendall(modes["answer"])
+        except OSError:
+            pass
+        finally:
+            c.close()
+    ls = serve_tcp(answer)
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "app"
+server = [{ addr = "127.0.0.1:%d", fall_times = 1, rise_times = 1 }]
+health_check = { path = "/health", interval = "200ms", timeout = "1s" }
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://app"
+""" % (ls.getsockname()[1], port))
+    key = "health: app|127.0.0.1:%d" % ls.getsockname()[1]
+    assert wait_log(p, key + " is down"), p.log()
+    assert "bad response head" in p.log(), p.log()
+    modes["answer"] = (b"HTTP/1.1 100 Continue\r\n\r\n"
+                       b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    assert wait_log(p, key + " is up again"), p.log()
+    modes["answer"] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"  # then the close
+    assert wait_log(p, key + " is down", count=2), p.log()
+    assert "connection closed before the response head" in p.log(), p.log()
+    ls.close()
