@@ -351,6 +351,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
             h2_flood(h, "RST_STREAM (rapid reset)");
         }
     }
+    if (st->cut == NULL && !st->reset_ours) {
+        st->cut = code != NGHTTP2_NO_ERROR ? "stream reset by the client"
+                                           : "stream closed by the client";
+    }
     nghttp2_session_set_stream_user_data(s, id, NULL);
     h2s_free(st);
     h2_idle_check(h);
@@ -658,6 +662,9 @@ static void h2_free(struct wm_conn *c)
     while (h->streams != NULL) {
         if (h->s != NULL) {
             nghttp2_session_set_stream_user_data(h->s, h->streams->id, NULL);
+        }
+        if (h->streams->cut == NULL) {
+            h->streams->cut = "the HTTP/2 connection closed";
         }
         h2s_free(h->streams);
     }

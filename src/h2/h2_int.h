@@ -58,6 +58,7 @@ struct h2_stream {
     bool sink_wait;                /* the engine stopped its upstream for us (body full) */
     bool sink_resume;              /* wake it from end_write_cb (deferred) */
     bool reset_ours;               /* we reset it (a bad or cut answer): no client reset */
+    const char *cut;               /* why its engine is stopped, if it is (its access line) */
 };
 
 /* A pair whose engine answered and waits, keep-alive, for the next request:

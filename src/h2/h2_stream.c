@@ -85,6 +85,7 @@ static void release_end(struct h2_stream *st, bool abort)
     partner = bufferevent_pair_get_partner(end);
     wm_hfwd_sink_drop(partner); /* the engine hands this stream nothing more */
     if (abort && partner != NULL) {
+        wm_hfwd_cut_reason(partner, st->cut != NULL ? st->cut : "HTTP/2 stream ended early");
         bufferevent_trigger_event(partner, BEV_EVENT_ERROR, 0);
         bufferevent_free(end);
         return;
@@ -379,6 +380,7 @@ static void take_answer(struct h2_stream *st)
     if (rv < 0) {
         wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d: bad answer from the engine", st->id);
         st->reset_ours = true;
+        st->cut = "its answer has no HTTP/2 form";
         nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         release_end(st, true);
         return;
@@ -457,6 +459,7 @@ static void sink_head(void *arg, struct wm_http_head *hd, bool last)
     if (rv < 0) {
         wm_log(WM_LOG_INFO, st->h->c->id, "h2: stream %d: bad answer from the engine", st->id);
         st->reset_ours = true;
+        st->cut = "its answer has no HTTP/2 form";
         nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         release_end(st, true);
     } else if (status >= 200) {

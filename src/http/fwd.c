@@ -578,7 +578,13 @@ static void client_event(struct wm_hfwd *f, short what)
     }
     if ((f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) || f->state == HF_STREAM ||
         f->state == HF_CONNECTING) {
-        hf_log_request(f); /* a request cut short is logged too */
+        /* a request cut short is logged too, with why */
+        f->why = f->cut_why != NULL             ? f->cut_why
+                 : (what & BEV_EVENT_TIMEOUT) ? "the client did not read the answer in time"
+                 : (what & BEV_EVENT_EOF)     ? "the client closed before the answer ended"
+                                              : "client connection error before the answer ended";
+        hf_log_request(f);
+        f->why = NULL;
     }
     if (what & BEV_EVENT_TIMEOUT) {
         wm_log(WM_LOG_DEBUG, f->c->id, "http: the client did not read the response in time");

@@ -231,6 +231,10 @@ void wm_hfwd_sink_drop(struct bufferevent *client);
 /* The sink takes body bytes again (after body() returned false); call it
  * from outside any engine callback. */
 void wm_hfwd_sink_resume(struct bufferevent *client);
+/* Before it makes an error event on client (an HTTP/2 stream's pair end):
+ * why the answer in progress is being cut, for the request's access line
+ * (why="..."). why is a static string. */
+void wm_hfwd_cut_reason(struct bufferevent *client, const char *why);
 
 /* Answer the current request with an error and close (after WM_HFWD_TAKEN
  * or while connecting). */

@@ -154,6 +154,15 @@ void wm_hfwd_sink_drop(struct bufferevent *client)
     }
 }
 
+void wm_hfwd_cut_reason(struct bufferevent *client, const char *why)
+{
+    struct wm_hfwd *f = hf_from_client(client);
+
+    if (f != NULL) {
+        f->cut_why = why;
+    }
+}
+
 void wm_hfwd_sink_resume(struct bufferevent *client)
 {
     struct wm_hfwd *f = hf_from_client(client);

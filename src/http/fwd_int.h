@@ -124,6 +124,7 @@ struct wm_hfwd {
     struct hf_work *w;             /* the request's state, NULL between requests */
     const char *why;       /* our error answer's detail, for its access line
                             * (set by wm_hfwd_fail for the call; NULL else) */
+    const char *cut_why;   /* wm_hfwd_cut_reason(): why the client end is going */
     uint64_t up_sent_ms;   /* request head sent upstream (0: not yet) */
     uint64_t up_head_ms;   /* final response head read (0: not yet) */
     uint64_t resp_head_bytes; /* response head bytes sent to the client */

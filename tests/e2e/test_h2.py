@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+import h2.errors
 import pytest
 
 from conftest import BIN
@@ -333,6 +334,36 @@ def test_malformed_request_reset_is_logged(wmproxy, tmp_path, cert, origin):
         assert wait_log(proc, "stream 1: " + why, count=2 if n == 2 else 1), proc.log()[-2000:]
     assert wait_log(proc, "RST_STREAM PROTOCOL_ERROR", count=3), proc.log()[-2000:]
     assert origin.stats["requests"] == before
+
+
+def test_answers_cut_short_say_why_in_their_access_line(wmproxy, tmp_path, cert, origin):
+    """A stream the client resets during its answer, and an HTTP/1 client
+    that closes during its answer, each have an access line that says why
+    the answer stopped (it looked like a complete 200 with fewer bytes); a
+    finished answer's line has no why."""
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    c = H.Client(p)
+    sid = c.request("/bytes/50000000")
+    c.wait(lambda: c.streams[sid].status == 200 and len(c.streams[sid].data) > 100000,
+           what="the first bytes")
+    c.c.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+    c.flush()
+    st, _, body = c.get("/bytes/1000")
+    assert st == 200 and len(body) == 1000
+    wait_until(lambda: 'req="GET /bytes/50000000" code=200' in proc.log(), what="the cut line")
+    cut = [ln for ln in proc.log().splitlines() if 'req="GET /bytes/50000000"' in ln][0]
+    assert cut.endswith('why="stream reset by the client"'), cut
+    done = [ln for ln in proc.log().splitlines() if 'req="GET /bytes/1000"' in ln][0]
+    assert "why=" not in done, done
+    s = socket.create_connection(("127.0.0.1", p), timeout=10)
+    s.sendall(b"GET /bytes/40000000?h1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert len(s.recv(65536)) > 0
+    s.close()
+    wait_until(lambda: 'req="GET /bytes/40000000?h1"' in proc.log(), what="the HTTP/1 line")
+    cut = [ln for ln in proc.log().splitlines() if 'req="GET /bytes/40000000?h1"' in ln][0]
+    assert re.search(r'code=200 .*why="(the client closed before the answer ended|'
+                     r'client connection error before the answer ended)"$', cut), cut
+    c.close()
 
 
 def test_answers_handed_over_parsed_log_as_http1(wmproxy, tmp_path, cert, origin):
