@@ -388,23 +388,30 @@ static void flush_spill(void)
     }
 }
 
-/* The send timeout (wm_h2_front.send_ms): armed while frames wait in the
- * output; each time it fires, the bytes the socket (or the TLS pump) took
- * since must be more than none, else the connection goes. Bytes taken:
- * what h2_flush() added (c->bytes_out) less what still waits. */
+/* The send timeout (wm_h2_front.send_ms): while frames wait in the output,
+ * a timer looks every quarter of it whether the socket (or the TLS pump)
+ * took bytes since the last look (what h2_flush() added, c->bytes_out,
+ * less what still waits); when none went for send_ms since the last look
+ * that saw some, the connection goes: at most a quarter late. */
 static int send_ms_of(const struct wm_h2 *h)
 {
     return h->fr->send_ms > 0 ? h->fr->send_ms : WM_H2_SEND_MS;
 }
 
-static void send_arm(struct wm_h2 *h, size_t waiting)
+static void send_look_later(struct wm_h2 *h)
 {
-    int ms = send_ms_of(h);
+    int ms = send_ms_of(h) / 4 > 0 ? send_ms_of(h) / 4 : 1;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
-    h->send_taken = h->c->bytes_out - waiting;
-    h->send_armed = true;
     evtimer_add(h->send_ev, &tv);
+}
+
+static void send_arm(struct wm_h2 *h, size_t waiting)
+{
+    h->send_taken = h->c->bytes_out - waiting;
+    h->send_moved_ms = wm_now_coarse_ms();
+    h->send_armed = true;
+    send_look_later(h);
 }
 
 static void send_cb(evutil_socket_t fd, short what, void *arg)
@@ -423,7 +430,12 @@ static void send_cb(evutil_socket_t fd, short what, void *arg)
         return; /* armed again by the next h2_flush() that leaves bytes */
     }
     if (c->bytes_out - waiting != h->send_taken) {
-        send_arm(h, waiting);
+        send_arm(h, waiting); /* bytes went since the last look */
+        return;
+    }
+    if (wm_now_coarse_ms() - h->send_moved_ms < (uint64_t)send_ms_of(h)) {
+        h->send_armed = true;
+        send_look_later(h);
         return;
     }
     wm_conn_enter(c);

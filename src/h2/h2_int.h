@@ -106,7 +106,8 @@ struct wm_h2 {
     unsigned nspare_v;
     struct event *flush_ev;        /* h2_flush_soon() */
     struct event *send_ev;         /* the send timeout (send_cb in h2.c) */
-    uint64_t send_taken;           /* bytes the client's socket had taken when armed */
+    uint64_t send_taken;           /* bytes the client's socket had taken at the last look */
+    uint64_t send_moved_ms;        /* the last look that saw bytes go (coarse ms) */
     bool send_armed;
     bool flush_soon;               /* flush_ev is active */
 };

@@ -4,6 +4,7 @@ tied to back-pressure, WebSocket over HTTP/2 (RFC 8441), limits and floods,
 GOAWAY on reload and stop, and the tunnel's public HTTP(S) mappings.
 Clients: curl --http2 / --http2-prior-knowledge, nghttp, python3-h2."""
 
+import datetime
 import json
 import os
 import re
@@ -750,6 +751,24 @@ proxy_url = "http://127.0.0.1:%d"
     c.s.close()
 
 
+def test_send_timeout_counts_from_the_last_bytes_taken(wmproxy, tmp_path, cert, origin):
+    """A client that reads for a while and then stops is cut the send
+    timeout after it stopped (a quarter of it late at most): it was cut up
+    to twice the timeout after, when bytes had moved early in the period."""
+    proc, _, s = serve(wmproxy, tmp_path, cert, origin, extra_server='client_write_timeout = "4s"')
+    c = _unread_h2_client(s, ["/bytes/400000000"])
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.2:
+        c.s.recv(65536)
+        time.sleep(0.001)  # pacing (a slow reader), not a wait for a state
+    stopped = time.time()
+    assert wait_log(proc, "took none of the", timeout=20), proc.log()[-3000:]
+    line = [ln for ln in proc.log().splitlines() if "took none of the" in ln][0]
+    cut = datetime.datetime.fromisoformat(line.split()[0]).timestamp()
+    assert 3.9 <= cut - stopped <= 5.6, (cut - stopped, line)
+    c.s.close()
+
+
 def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, origin):
     """A client whose socket takes no byte while our frames wait is cut
     after the send timeout (the largest client_write_timeout of the
@@ -759,6 +778,7 @@ def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, o
     transfer."""
     proc, _, s = serve(wmproxy, tmp_path, cert, origin, extra_server='client_write_timeout = "2s"')
     slow = _unread_h2_client(s, ["/bytes/400000000"])
+    sent = time.time()
     dead = _unread_h2_client(s, ["/bytes/40000000", "/bytes/30000000"])
     t0 = time.monotonic()
     got = 0
@@ -768,6 +788,11 @@ def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, o
         # download must outlast the 5 s, which an unpaced reader drains in 1.5
     assert wait_log(proc, "took none of the", timeout=20), proc.log()[-3000:]
     assert proc.log().count("took none of the") == 1, proc.log()[-3000:]
+    # its socket was full at once: cut 2 s after that, a quarter late at most
+    # (it used to wait for a second full period once bytes had moved: 4 s)
+    line = [ln for ln in proc.log().splitlines() if "took none of the" in ln][0]
+    cut = datetime.datetime.fromisoformat(line.split()[0]).timestamp()
+    assert 1.9 <= cut - sent <= 3.4, (cut - sent, line)
     assert got > 1000000
     assert "127.0.0.1:%d took none" % slow.s.getsockname()[1] not in proc.log()
     slow.s.settimeout(0.5)
