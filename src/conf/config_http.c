@@ -344,10 +344,16 @@ static void location_validate(struct wm_cctx *ctx, void *obj, const struct wm_cv
                               const char *path)
 {
     struct wm_conf_location *l = obj;
+    const struct wm_cval *rl = wm_cval_get(t, "rate_limit");
 
-    (void)ctx;
-    (void)path;
     l->has_file_server = wm_cval_get(t, "file_server") != NULL;
+    if (rl != NULL && !l->has_file_server && l->c.rate_limit.amount > 0) {
+        /* as in wmproxy: proxied answers are not metered (README) */
+        char kp[WM_ERR_KEY_MAX];
+        snprintf(kp, sizeof(kp), "%s.rate_limit", path);
+        wm_cctx_warn(ctx, rl, kp, "limits nothing here: it meters file_server answers, and "
+                                  "this location has no file_server");
+    }
 }
 
 static const struct wm_cschema location_schema = {

@@ -1149,6 +1149,25 @@ def test_compile_errors_name_file_line_key(tmp_path, name, text, where):
     assert msg in first, first
 
 
+def test_rate_limit_on_a_location_without_files_is_a_warning(tmp_path):
+    """rate_limit meters file_server answers (as in wmproxy): written on a
+    location that only proxies, it would limit nothing without a word; check
+    says so at file:line:col. Inherited from [http] or the server it stays
+    quiet (those levels hold it for their file servers)."""
+    path = write(tmp_path / "rl.toml", 'disable_control = true\n[http]\nrate_limit = "1m/s"\n'
+                 '[[http.server]]\nbind_addr = "127.0.0.1:1"\n'
+                 '[[http.server.location]]\nrule = "/api"\nproxy_url = "http://127.0.0.1:2"\n'
+                 'rate_limit = "4m/s"\n'
+                 '[[http.server.location]]\nrule = "/"\nfile_server = { root = "." }\n'
+                 'rate_limit = "2m/s"\n')
+    r = subprocess.run([BIN, "check", "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    warns = [ln for ln in r.stderr.splitlines() if "rate_limit" in ln]
+    assert len(warns) == 1, r.stderr
+    assert warns[0].startswith("warning: %s:9:14: http.server[0].location[0].rate_limit: " % path), warns
+    assert "limits nothing here" in warns[0], warns
+
+
 def test_idle_client_gives_its_upstream_connection_back(wmproxy, tmp_path, origin):
     """A keep-alive client waiting between requests holds no upstream
     connection: once it is quiet (WM_HTTP_QUIET_MS) the connection goes
