@@ -690,9 +690,10 @@ def test_bad_health_check_named_at_check(tmp_path, check, words):
     assert "health_check.path" not in first or "health_check.path" in words, first
 
 
-def _port_servers(n):
-    """n upstreams on their own ports, each answering its port and closing."""
-    def answer(c):
+def _answering(reply):
+    """A server that reads each connection's request head, sends
+    reply(head, conn) and closes."""
+    def one(c):
         try:
             c.settimeout(10)
             buf = b""
@@ -701,14 +702,21 @@ def _port_servers(n):
                 if not d:
                     return
                 buf += d
-            me = str(c.getsockname()[1]).encode()
-            c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                      % (len(me), me))
+            c.sendall(reply(buf, c))
         except OSError:
             pass
         finally:
             c.close()
-    return [serve_tcp(answer) for _ in range(n)]
+    return serve_tcp(one)
+
+
+def _port_servers(n):
+    """n upstreams on their own ports, each answering its port and closing."""
+    def reply(req, c):
+        me = str(c.getsockname()[1]).encode()
+        return (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(me), me))
+    return [_answering(reply) for _ in range(n)]
 
 
 
@@ -799,26 +807,14 @@ def _check_server(name, check_status):
     request with 200 and its name; counts the checks."""
     checks = [0]
 
-    def answer(c):
-        try:
-            c.settimeout(10)
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                d = c.recv(4096)
-                if not d:
-                    return
-                buf += d
-            st, body = 200, name
-            if buf.startswith(b"GET /health "):
-                checks[0] += 1
-                st, body = check_status, b""
-            c.sendall(b"HTTP/1.1 %d X\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                      % (st, len(body), body))
-        except OSError:
-            pass
-        finally:
-            c.close()
-    return serve_tcp(answer), checks
+    def reply(req, c):
+        st, body = 200, name
+        if req.startswith(b"GET /health "):
+            checks[0] += 1
+            st, body = check_status, b""
+        return (b"HTTP/1.1 %d X\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                % (st, len(body), body))
+    return _answering(reply), checks
 
 
 def test_reload_without_health_check_stops_it(wmproxy, tmp_path):
@@ -899,17 +895,10 @@ def test_health_check_keeps_its_interval(wmproxy, tmp_path):
     started it, so it came up to a tick late (1 s: every 1.33 s)."""
     seen = []
 
-    def answer(c):
-        try:
-            c.settimeout(10)
-            c.recv(4096)
-            seen.append(time.monotonic())
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        except OSError:
-            pass
-        finally:
-            c.close()
-    ls = serve_tcp(answer)
+    def reply(req, c):
+        seen.append(time.monotonic())
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ls = _answering(reply)
     port = free_port()
     start(wmproxy, tmp_path, """
 [http]
@@ -933,16 +922,10 @@ def test_refused_reload_keeps_the_running_health_check(wmproxy, tmp_path):
     previous settings kept running."""
     paths = []
 
-    def answer(c):
-        try:
-            c.settimeout(10)
-            paths.append(c.recv(4096).split(b" ")[1])
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        except (OSError, IndexError):
-            pass
-        finally:
-            c.close()
-    ls = serve_tcp(answer)
+    def reply(req, c):
+        paths.append(req.split(b" ")[1])
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ls = _answering(reply)
     port, cport = free_port(), free_port()
     text = """[http]
 [[http.upstream]]
@@ -1054,16 +1037,7 @@ def test_health_check_reads_the_whole_head(wmproxy, tmp_path):
     passes."""
     modes = {"answer": b"HTTP/1.1 200 OK\r\nbroken field line\r\n\r\n"}
 
-    def answer(c):
-        try:
-            c.settimeout(10)
-            c.recv(4096)
-            c.sendall(modes["answer"])
-        except OSError:
-            pass
-        finally:
-            c.close()
-    ls = serve_tcp(answer)
+    ls = _answering(lambda req, c: modes["answer"])
     port = free_port()
     p = start(wmproxy, tmp_path, """
 [http]
