@@ -423,10 +423,11 @@ static size_t used_until_pause(struct wm_http_parser *p, const char *data, size_
 /* RFC 9112 5.2: a line of the head starting with SP or HTAB (obs-fold:
  * it continues the previous field's value, which llhttp joins). We refuse
  * it rather than rewrite it: in requests (400: a request-smuggling shape,
- * hops disagree on it) and in responses (502). Scans the head bytes llhttp
- * took, data[0..n); true (with *used 0 and the error set) when one is
- * folded. */
-static bool folded(struct wm_http_parser *p, const char *data, size_t n, size_t *used)
+ * hops disagree on it) and in responses (502). RFC 9112 2.2: so is a line
+ * ending in a bare LF, which llhttp takes after the start line and as the
+ * empty line. Scans the head bytes llhttp took, data[0..n); true (with
+ * *used 0 and the error set) when one is folded or ends in a bare LF. */
+static bool bad_line(struct wm_http_parser *p, const char *data, size_t n, size_t *used)
 {
     const char *s = data;
     const char *end = data + n;
@@ -437,16 +438,21 @@ static bool folded(struct wm_http_parser *p, const char *data, size_t n, size_t 
     if (p->last == '\n' && (data[0] == ' ' || data[0] == '\t')) {
         goto fold;
     }
-    while ((s = memchr(s, '\n', (size_t)(end - s))) != NULL && ++s < end) {
-        if (*s == ' ' || *s == '\t') {
+    while ((s = memchr(s, '\n', (size_t)(end - s))) != NULL) {
+        if ((s > data ? s[-1] : p->last) != '\r') {
+            p->err = "bare LF (a header line not ending in CRLF)";
+            goto refuse;
+        }
+        if (++s < end && (*s == ' ' || *s == '\t')) {
             goto fold;
         }
     }
     p->last = data[n - 1];
     return false;
 fold:
-    *used = 0;
     p->err = "obs-fold (a header line starting with a space or tab)";
+refuse:
+    *used = 0;
     p->head_done = false;
     p->last = '\0';
     return true;
@@ -462,11 +468,11 @@ enum wm_http_res wm_http_parser_feed_head(struct wm_http_parser *p, const char *
 
     *used = n;
     if (e == HPE_OK) {
-        return folded(p, data, n, used) ? WM_HTTP_ERR_SYNTAX : WM_HTTP_MORE;
+        return bad_line(p, data, n, used) ? WM_HTTP_ERR_SYNTAX : WM_HTTP_MORE;
     }
     if ((e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) && p->head_done) {
         *used = used_until_pause(p, data, n);
-        if (folded(p, data, *used, used)) {
+        if (bad_line(p, data, *used, used)) {
             return WM_HTTP_ERR_SYNTAX;
         }
         if (e == HPE_PAUSED_UPGRADE || p->msg_done) {

@@ -198,6 +198,12 @@ BAD = [
      b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n"
      % len(SMUGGLED) + SMUGGLED, True),
     ("bare LF", b"GET /x HTTP/1.1\nHost: a.test\n\n" + SMUGGLED, True),
+    # llhttp itself took these two bare LFs (the request line's, the empty line's)
+    ("bare LF after the request line", b"GET /x HTTP/1.1\nHost: a.test\r\n\r\n" + SMUGGLED,
+     True),
+    ("bare LF as the empty line",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\n" % len(SMUGGLED)
+     + SMUGGLED, True),
     ("NUL in a header value", b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-A: a\x00b\r\n\r\n" + SMUGGLED,
      True),
     ("chunk size overflow",
