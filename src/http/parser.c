@@ -23,7 +23,8 @@ struct wm_http_parser {
     bool has_cl;
     bool has_host;
     bool given;     /* the head came whole from wm_http_parser_give_head() */
-    char last;      /* the last head byte of the previous feed ('\0': none) */
+    char last;      /* the last byte of the previous feed ('\0': none) */
+    const char *feed; /* the bytes of the body feed being parsed */
     uint64_t body_bytes; /* decoded body bytes of this message (chunk framing off) */
     size_t ext_bytes;    /* chunk extensions on the current chunk-size line */
     int given_method; /* llhttp_method of a given head */
@@ -74,6 +75,15 @@ static int on_field(llhttp_t *ll, const char *at, size_t n)
 
 static int on_value(llhttp_t *ll, const char *at, size_t n)
 {
+    struct wm_http_parser *p = P(ll);
+
+    if (p->head_done && n > 0 && (at > p->feed ? at[-1] : p->last) == '\n') {
+        /* A trailer value piece starting a line: an obs-fold, which llhttp
+         * joins. Refused as in the head (bad_line()): the trailer goes on
+         * raw, and its folded lines can carry any text. */
+        p->err = "obs-fold in the trailer (a line starting with a space or tab)";
+        return HPE_USER;
+    }
     return add(ll, WM_HTTP_PART_VALUE, at, n);
 }
 
@@ -498,7 +508,11 @@ enum wm_http_res wm_http_parser_feed_body(struct wm_http_parser *p, const char *
     if (data == NULL) {
         data = ""; /* as in wm_http_parser_feed_head */
     }
+    p->feed = data;
     e = llhttp_execute(&p->ll, data, n);
+    if (n > 0) {
+        p->last = data[n - 1];
+    }
     *used = n;
     if (e == HPE_OK) {
         return WM_HTTP_MORE;

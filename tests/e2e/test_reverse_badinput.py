@@ -223,6 +223,10 @@ BAD = [
     ("obs-fold with a tab",
      b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-F:\r\n\tContent-Length: 5\r\n\r\n" + SMUGGLED, True),
     ("space before colon", b"GET /x HTTP/1.1\r\nHost : a.test\r\n\r\n" + SMUGGLED, True),
+    # the trailer goes upstream raw: its folded lines could carry a request
+    ("obs-fold in the trailer",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"0\r\nX-T: 1\r\n GET /smuggled HTTP/1.1\r\n Host: a.test\r\n\r\n", False),
     ("CL and TE",
      b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"0\r\n\r\n" + SMUGGLED, True),

@@ -313,6 +313,26 @@ static const struct pcase pcases[] = {
      {{WM_HTTP_MSG_DONE, NULL, "hello world0123456789", FACT_KA | FACT_CHUNKED | FACT_BODY},
       {WM_HTTP_MSG_DONE, "GET /next 1.1\n", "", FACT_KA}},
      2},
+    {"trailer value with inner spaces is no fold", REQ(8192, 32),
+     {"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\na\r\n0\r\nX-Sum: 1 2 \t3\r\n\r\n"},
+     {{WM_HTTP_MSG_DONE, NULL, "a", FACT_KA | FACT_CHUNKED | FACT_BODY}},
+     1},
+    /* obs-fold in a trailer is refused as in the head: the trailer goes on
+     * raw, and its folded lines could carry any text (a hop that does not
+     * fold reads them otherwise) */
+    {"obs-fold in a request trailer refused", REQ(8192, 32),
+     {"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\na\r\n0\r\nX-Sum: 1\r\n GET /smuggled HTTP/1.1\r\n\r\n"},
+     {{WM_HTTP_ERR_SYNTAX, NULL, NULL, 0}}, 1},
+    {"obs-fold of a tab alone in a trailer refused", REQ(8192, 32),
+     {"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\nX-Sum: 1\r\n\t\r\n\r\n"},
+     {{WM_HTTP_ERR_SYNTAX, NULL, NULL, 0}}, 1},
+    {"obs-fold in a response trailer refused", RESP(8192, 32),
+     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\na\r\n0\r\nX-Sum: 1\r\n 2\r\n\r\n"},
+     {{WM_HTTP_ERR_SYNTAX, NULL, NULL, 0}}, 1},
     {"request body split from its head", REQ(8192, 32),
      {"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"},
      {{WM_HTTP_MSG_DONE, "POST / 1.1\nContent-Length: 10\n", "0123456789", FACT_KA | FACT_BODY}},
