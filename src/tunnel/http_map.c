@@ -179,6 +179,10 @@ static int route(struct wm_hfwd *f, struct wm_conn *c, struct wm_http_head *req,
          * service gets origin-form with the Host it was routed by. */
         host = abs_host;
         hlen = strlen(abs_host);
+    } else if (host != NULL && !wm_http_host_valid(host, hlen)) {
+        /* as the reverse proxy: the lookup would route a part of it */
+        *detail = "malformed Host";
+        return 400;
     }
     if (host == NULL || hlen == 0) {
         *detail = "a Host header is required";

@@ -586,6 +586,26 @@ def test_http_mapping_absolute_form_goes_as_origin_form(nodes, origin):
     hosts = [v for k, v in doc["headers"] if k.lower() == "host"]
     assert hosts == ["a.test"], hosts
 
+def test_http_mapping_malformed_host_400(nodes, origin):
+    """A Host that is no uri-host[:port] (RFC 9110 7.2) is 400 and reaches no
+    private service, as on the reverse proxy: the routing lookup drops what
+    follows the last ':' and tries the wildcards of every dot, so a bad port,
+    userinfo or a path was routed (to "a.test" or "*.w.test") and forwarded
+    to the service as written."""
+    hp = free_port()
+    srv = nodes.server(extra={"map_http_bind": "127.0.0.1:%d" % hp})
+    nodes.client(srv.center, srv_proc=srv, mappings=[{
+        "name": "a", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+        "domain": "a.test"}, {
+        "name": "w", "mode": "http", "local_addr": "127.0.0.1:%d" % origin.port,
+        "domain": "*.w.test"}])
+    assert http_get(hp, "/headers", "a.test:8080").status == 200
+    assert http_get(hp, "/headers", "x.w.test").status == 200
+    for host in ("a.test:8x", "evil@x.w.test", "a/b.x.w.test", "x.w.test?q", "a.test b"):
+        r = http_get(hp, "/headers", host)
+        assert r.status == 400 and b"malformed Host" in r.body, (host, r.status, r.body)
+
+
 def test_header_rules_arrive_whole(nodes, origin):
     """Every header rule the client announces is applied as written: 40
     rules (more than the 32 the server used to keep) and long names and
