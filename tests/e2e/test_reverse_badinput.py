@@ -28,6 +28,8 @@ class Recorder:
     """An HTTP/1.1 upstream recording what it reads. Paths: /hop answers
     with hop-by-hop headers, /always100 sends its own 100 Continue first,
     /foldresp answers with an obs-fold, /bighead with a 64 KiB header,
+    /short with 5 of the 10 bytes of its body then the close, /badchunk with
+    a chunk not followed by CRLF,
     /connframe?NAME with "Connection: keep-alive, NAME" (NAME the field
     that frames its body), /status?NNN with status NNN; anything else
     answers 200 "got N"
@@ -135,6 +137,13 @@ class Recorder:
             extra = b"X-F: a\r\n b\r\n"
         elif path == "/bighead":
             extra = b"X-Big: " + b"a" * (64 * 1024) + b"\r\n"
+        elif path == "/short":
+            # a body shorter than its Content-Length, then the close
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
+            return False
+        elif path == "/badchunk":
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirstXX")
+            return True
         elif path.startswith("/status?"):
             c.sendall(b"HTTP/1.1 %s Odd\r\nContent-Length: 3\r\n\r\nodd" % path[8:].encode())
             return True
@@ -377,6 +386,26 @@ def test_obs_fold_in_a_response_502(wmproxy, tmp_path, rec):
     p, port = serve(wmproxy, tmp_path, rec)
     st, hd, body = get(port, "/foldresp")
     assert st == 502 and "x-f" not in hd and b"got" not in body
+    still_serving(p, port, rec)
+
+
+def test_answers_cut_by_the_upstream_say_why(wmproxy, tmp_path, rec):
+    """An answer the upstream cut short (closed before its body ended, a
+    malformed body) keeps its status and the bytes that went out in its
+    access line, and says why: the line looked like a complete 200."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    for path, sent, why in (
+            ("/short", b"short", "the target closed before the answer ended"),
+            ("/badchunk", b"\r\n\r\n", "malformed response body from the target")):
+        s = connect(port)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % path.encode())
+        data = recv_all(s)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(sent), data
+        tag = 'req="GET %s" code=200' % path
+        wait_until(lambda: tag in p.log(), what="the access line of " + path)
+        line = [ln for ln in p.log().splitlines() if tag in ln][0]
+        assert line.endswith('why="%s"' % why), line
     still_serving(p, port, rec)
 
 
