@@ -336,6 +336,13 @@ void hfwd_build_upstream_head(struct wm_hfwd *f, struct wm_http_head *hd)
         if (f->w->t.nrules > 0 && ruled_out(f, true, &fl)) {
             continue;
         }
+        while (fl.id == WM_HDR_CONTENT_LENGTH && fl.vlen > 1 && fl.value[0] == '0' &&
+               fl.value[1] >= '0' && fl.value[1] <= '9') {
+            /* without leading zeros: a hop reading "010" as octal, or only
+             * so many digits, would frame the body otherwise */
+            fl.value++;
+            fl.vlen--;
+        }
         headw_field(&w, &fl);
     }
     headw_end(&w);

@@ -311,6 +311,20 @@ def test_hop_by_hop_removed_both_ways(wmproxy, tmp_path, rec):
     still_serving(p, port, rec)
 
 
+def test_content_length_goes_in_canonical_form(wmproxy, tmp_path, rec):
+    """A Content-Length with leading zeros goes upstream without them: a
+    hop reading "010" as octal (strtol base 0) or only so many digits would
+    take a part of the body as the next request."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    for sent, want in ((b"010", "10"), (b"0" * 30 + b"7", "7"), (b"00", "0"), (b"0", "0")):
+        n = int(sent)
+        r, hd = forwarded(port, rec, b"POST /cl%d HTTP/1.1\r\nHost: a.test\r\nContent-Length: %s"
+                          b"\r\n\r\n" % (n, sent) + b"x" * n)
+        assert (r.status, r.body) == (200, b"got %d" % n)
+        assert hd["content-length"] == [want], (sent, hd)
+    still_serving(p, port, rec)
+
+
 def test_every_x_forwarded_for_field_kept_in_the_chain(wmproxy, tmp_path, rec):
     """A client's X-Forwarded-For split over several fields is one list
     (RFC 9110 5.3): all of it goes on, in order, then the client's address
