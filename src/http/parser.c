@@ -26,6 +26,8 @@ struct wm_http_parser {
     char last;      /* the last byte of the previous feed ('\0': none) */
     const char *feed; /* the bytes of the body feed being parsed */
     uint64_t body_bytes; /* decoded body bytes of this message (chunk framing off) */
+    size_t head_limit;   /* bytes of a head, and of a trailer section (names, values) */
+    size_t trailer_bytes;
     size_t ext_bytes;    /* chunk extensions on the current chunk-size line */
     int given_method; /* llhttp_method of a given head */
     wm_http_body_cb body_cb;
@@ -44,7 +46,14 @@ static int add(llhttp_t *ll, enum wm_http_part part, const char *at, size_t n)
     struct wm_http_parser *p = P(ll);
 
     if (p->head_done) {
-        return 0; /* trailer fields: they travel with the raw body bytes */
+        /* trailer fields: they travel with the raw body bytes, bounded as
+         * a head (an endless section would hold the upstream reading) */
+        p->trailer_bytes += n;
+        if (p->trailer_bytes > p->head_limit) {
+            p->err = "trailer section too large";
+            return HPE_USER;
+        }
+        return 0;
     }
     if (wm_http_head_append(p->head, part, at, n) < 0) {
         p->too_large = true;
@@ -364,6 +373,7 @@ struct wm_http_parser *wm_http_parser_new(enum wm_http_kind kind, size_t head_li
     }
     init_settings();
     p->kind = kind;
+    p->head_limit = head_limit;
     p->head = wm_http_head_new(head_limit, max_fields);
     if (p->head == NULL) {
         free(p);
@@ -557,6 +567,7 @@ void wm_http_parser_reset(struct wm_http_parser *p)
     p->given = false;
     p->last = '\0';
     p->body_bytes = 0;
+    p->trailer_bytes = 0;
     p->ext_bytes = 0;
     p->err = NULL;
     p->err_status = 0;
@@ -585,6 +596,7 @@ void wm_http_parser_next(struct wm_http_parser *p)
     p->given = false;
     p->last = '\0';
     p->body_bytes = 0;
+    p->trailer_bytes = 0;
     p->ext_bytes = 0;
     p->err = NULL;
     p->err_status = 0;

@@ -232,6 +232,10 @@ BAD = [
     ("obs-fold with a tab",
      b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-F:\r\n\tContent-Length: 5\r\n\r\n" + SMUGGLED, True),
     ("space before colon", b"GET /x HTTP/1.1\r\nHost : a.test\r\n\r\n" + SMUGGLED, True),
+    # the trailer goes on raw: bounded as a head (16 KiB), it was not at all
+    ("trailer section over 16 KiB",
+     b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"0\r\nX-T: " + b"a" * 40000 + b"\r\n\r\n" + SMUGGLED, False),
     # the trailer goes upstream raw: its folded lines could carry a request
     ("obs-fold in the trailer",
      b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"

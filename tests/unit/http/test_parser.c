@@ -333,6 +333,19 @@ static const struct pcase pcases[] = {
      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
       "1\r\na\r\n0\r\nX-Sum: 1\r\n 2\r\n\r\n"},
      {{WM_HTTP_ERR_SYNTAX, NULL, NULL, 0}}, 1},
+    /* the trailer goes on raw, bounded as a head is (no growth, no
+     * endless section for the upstream to read) */
+    {"trailer within the head limit", REQ(128, 32),
+     {"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\na\r\n0\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaa\r\n\r\n"},
+     {{WM_HTTP_MSG_DONE, NULL, "a", FACT_KA | FACT_CHUNKED | FACT_BODY}},
+     1},
+    {"trailer over the head limit refused", REQ(128, 32),
+     {"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\na\r\n0\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaa\r\nX-B: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n\r\n"},
+     {{WM_HTTP_ERR_SYNTAX, NULL, NULL, 0}}, 1},
     {"request body split from its head", REQ(8192, 32),
      {"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"},
      {{WM_HTTP_MSG_DONE, "POST / 1.1\nContent-Length: 10\n", "0123456789", FACT_KA | FACT_BODY}},
