@@ -385,8 +385,12 @@ static bool resp_field_kept(struct wm_hfwd *f, struct wm_http_head *hd,
         (fl->id == WM_HDR_CONTENT_LENGTH || fl->id == WM_HDR_TRANSFER_ENCODING)) {
         return false; /* RFC 9110 8.6, 9112 6.1: no body to frame (nginx drops it too) */
     }
-    if (f->ri.dechunk && fl->id == WM_HDR_TRANSFER_ENCODING) {
-        return false; /* the body goes decoded (fwd_up.c) */
+    if (fl->id == WM_HDR_TRANSFER_ENCODING &&
+        (f->ri.dechunk || ((f->ri.is_head || status == 304) &&
+                           wm_http_head_minor(wm_http_parser_head(f->req)) == 0))) {
+        /* the body goes decoded (fwd_up.c); RFC 9112 6.1: none to an
+         * HTTP/1.0 client, nor on an answer without a body */
+        return false;
     }
     if (upgrade && fl->id == WM_HDR_UPGRADE) {
         /* kept */

@@ -28,6 +28,7 @@ class Recorder:
     """An HTTP/1.1 upstream recording what it reads. Paths: /hop answers
     with hop-by-hop headers, /always100 sends its own 100 Continue first,
     /foldresp answers with an obs-fold, /bighead with a 64 KiB header,
+    /headte with a chunked body (none to HEAD),
     /short with 5 of the 10 bytes of its body then the close, /badchunk with
     a chunk not followed by CRLF,
     /connframe?NAME with "Connection: keep-alive, NAME" (NAME the field
@@ -137,6 +138,10 @@ class Recorder:
             extra = b"X-F: a\r\n b\r\n"
         elif path == "/bighead":
             extra = b"X-Big: " + b"a" * (64 * 1024) + b"\r\n"
+        elif path == "/headte":
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + (b"" if line.startswith("HEAD ") else b"2\r\nok\r\n0\r\n\r\n"))
+            return True
         elif path == "/short":
             # a body shorter than its Content-Length, then the close
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
@@ -451,6 +456,29 @@ def test_interim_responses_bounded(wmproxy, tmp_path, rec):
         assert r.status == 502 and len(r.informational) <= 16, (r.status, len(r.informational))
     finally:
         c.close()
+    still_serving(p, port, rec)
+
+
+def test_no_transfer_encoding_to_an_http10_client(wmproxy, tmp_path, rec):
+    """RFC 9112 6.1: no Transfer-Encoding in a response to an HTTP/1.0
+    request. A chunked body already went decoded; the answer to HEAD (no
+    body) kept the field."""
+    p, port = serve(wmproxy, tmp_path, rec)
+    s = connect(port)
+    rd = http1.Reader(s)
+    s.sendall(b"HEAD /headte HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+    r = rd.response(head_request=True)
+    assert r.status == 200 and r.header("Transfer-Encoding") is None, r.headers
+    s.sendall(b"GET /headte HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+    data = recv_all(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nok"), data
+    assert b"transfer-encoding" not in data.lower(), data
+    s = connect(port)
+    s.sendall(b"HEAD /headte HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    r = http1.Reader(s).response(head_request=True)
+    s.close()
+    assert r.header("Transfer-Encoding") == "chunked", r.headers
     still_serving(p, port, rec)
 
 
