@@ -4,8 +4,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +30,7 @@ struct dir {
     bool shut;          /* `to` got SHUT_WR */
     bool bulk;          /* reads fill buffers: splice through the pipe */
     bool failed;        /* `from` failed: write what was read, then end */
+    int outq;           /* bytes in `to`'s send queue at the last idle look */
     uint64_t bytes;
     struct event *rd;   /* readable `from` */
     struct event *wr;   /* writable `to` */
@@ -285,22 +288,46 @@ static void wr_cb(evutil_socket_t fd, short what, void *arg)
     flush(s, fd == s->fd[1] ? 0 : 1);
 }
 
-static void arm_idle(struct wm_splice *s, uint64_t ms)
+/* The idle timer looks every quarter of the timeout. */
+static void arm_idle(struct wm_splice *s)
 {
+    uint64_t ms = s->idle_ms >= 4 ? (uint64_t)s->idle_ms / 4 : 1;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
     evtimer_add(s->idle_ev, &tv);
 }
 
+/* Did a peer take bytes from its socket's send queue since the last look?
+ * A slow reader drains what the kernel holds for it for a long time
+ * without our reading or writing anything: that is no idle. */
+static bool peers_took(struct wm_splice *s)
+{
+    bool took = false;
+
+    for (int i = 0; i < 2; i++) {
+        struct dir *d = &s->d[i];
+        int q = 0;
+        if (ioctl(d->to, SIOCOUTQ, &q) < 0) {
+            q = 0;
+        }
+        took = took || q < d->outq;
+        d->outq = q;
+    }
+    return took;
+}
+
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_splice *s = arg;
-    uint64_t since = wm_now_coarse_ms() - s->last_ms;
+    uint64_t now = wm_now_coarse_ms();
 
     (void)fd;
     (void)what;
-    if (since + 5 < (uint64_t)s->idle_ms) {
-        arm_idle(s, (uint64_t)s->idle_ms - since);
+    if (peers_took(s)) {
+        s->last_ms = now;
+    }
+    if (now - s->last_ms + 5 < (uint64_t)s->idle_ms) {
+        arm_idle(s);
         return;
     }
     s->end = WM_RELAY_END_IDLE;
@@ -363,7 +390,7 @@ struct wm_splice *wm_splice_start(struct event_base *base, int a, int b, struct 
         evbuffer_add_buffer(s->d[1].pre, b_pre);
     }
     if (s->idle_ev != NULL) {
-        arm_idle(s, (uint64_t)s->idle_ms);
+        arm_idle(s);
     }
     /* Send what is queued now when the kernel takes it, and arm reads: at
      * the hand-over from a dial this changes nothing in epoll but the

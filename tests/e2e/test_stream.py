@@ -265,6 +265,40 @@ def test_tcp_idle_timeout(wmproxy, tmp_path, echo):
     wait_log_count(p, "end=idle", 1)
 
 
+def test_tcp_idle_timeout_spares_a_slow_reader(wmproxy, tmp_path):
+    """timeout is idle: no byte either way. A client that reads a download
+    slowly (the kernel's buffers hold megabytes for it, so we neither read nor
+    write for seconds while it drains them) is not cut as idle."""
+    size = 24 << 20
+    pusher = _Pusher(size)
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % pusher.port,
+                  timeout="1s")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    c.settimeout(10)
+    c.connect(("127.0.0.1", port))
+    got = 0
+    t = time.monotonic()
+    while time.monotonic() - t < 3.5:  # ~200 KB/s for 3.5 idle timeouts
+        b = c.recv(4096)
+        if not b:
+            break
+        got += len(b)
+        time.sleep(0.02)
+    while got < size + 1:  # the rest at full speed, to the EOF
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+    c.close()
+    assert got == size
+    wait_log_count(p, "out=%d" % size, 1)
+    assert "end=idle" not in p.log()
+    pusher.close()
+
+
 def test_tcp_backpressure_upstream_never_reads(wmproxy, tmp_path):
     """An upstream that accepts and never reads: we stop reading the client
     (bounded memory), the client's sends block."""
