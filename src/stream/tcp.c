@@ -51,6 +51,7 @@ struct st_conn {
     struct wm_http_parser *hp;
     struct bufferevent *up_bev; /* tcp2ws(s) during UPHS */
     bool tls;            /* bind_ssl with accept_pp: a plain socket until the header ends */
+    bool client_eof;     /* the client's EOF came while we dialed */
 };
 
 static void dial_next(struct st_conn *c);
@@ -100,8 +101,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         }
     } else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
         (c->state == ST_S_DIAL || c->state == ST_S_UPHS)) {
-        /* half-close before the upstream answered: the relay sees the EOF
-         * again once it reads (a socket keeps reporting it) */
+        /* half-close before the upstream answered: a socket reports the
+         * EOF again once the relay reads, a TLS pump does not (relay_eof) */
+        c->client_eof = true;
         bufferevent_disable(bev, EV_READ);
     } else {
         /* an error: a reset, or (bind_ssl) a failed or timed-out TLS
@@ -495,6 +497,15 @@ static void uphs_start(struct st_conn *c, int fd, const char *host, uint16_t por
 
 /* ---- connected ---- */
 
+/* The relay on the client's bufferevent cb started: an EOF the client sent
+ * while we dialed is passed on to it (a TLS pump reports it only once). */
+static void relay_eof(struct st_conn *c, struct bufferevent *cb)
+{
+    if (c->client_eof && c->conn.relay != NULL) {
+        bufferevent_trigger_event(cb, BEV_EVENT_READING | BEV_EVENT_EOF, 0);
+    }
+}
+
 static void connected(struct st_conn *c, int fd, const char *host, uint16_t port)
 {
     wm_upstream_active(c->up, c->idx, 1);
@@ -526,15 +537,18 @@ static void connected(struct st_conn *c, int fd, const char *host, uint16_t port
     }
     wm_upstream_ok(c->up, c->idx);
     set_state(c, ST_S_RELAY);
+    struct bufferevent *cb = c->conn.bev; /* the relay takes it */
     if (c->srv->proxy_ssl) {
         struct bufferevent *ub;
         if (send_pp(c, fd) < 0 || (ub = up_bev(c, fd, true, host)) == NULL) {
             return;
         }
         wm_conn_relay_bev(&c->conn, ub, 0);
+        relay_eof(c, cb);
         return;
     }
     wm_conn_relay_fd(&c->conn, fd); /* PROXY header (origin), then splice or relay */
+    relay_eof(c, cb);
 }
 
 /* No upstream connection for this client: a 502 to a WebSocket client, else

@@ -403,6 +403,58 @@ def test_bind_ssl_dials_only_after_the_client_handshake(wmproxy, tmp_path):
     back.close()
 
 
+def test_bind_ssl_half_close_during_a_slow_dial_reaches_the_upstream(wmproxy, tmp_path):
+    """A bind_ssl client that sends its request and its FIN while the
+    upstream connect hangs: once the connect completes the upstream gets the
+    request and then the EOF (it was held until the idle timeout: the TLS
+    side reports its EOF once, while we were dialing), and the answer comes
+    back."""
+    hang, fillers = full_listener()  # our SYN is dropped until the queue frees
+    certs = make_certs(str(tmp_path / "certs"))
+    port = free_port()
+    body = server(bind_ssl="127.0.0.1:%d" % port, cert=certs["srv.pem"], key=certs["srv.key"],
+                  proxy_url="tcp://127.0.0.1:%d" % hang.getsockname()[1],
+                  connect_timeout="20s", timeout="60s")
+    p = wmproxy(["run", "-c", config(tmp_path, body, workers=1,
+                                     top='default_level = "debug"\n')], port=port)
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    c = ctx.wrap_socket(raw, server_hostname="localhost")
+    c.sendall(b"early request")
+    wait_until(lambda: "stream state tls-handshake -> dial" in p.log(), what="the dial")
+    socket.socket(fileno=os.dup(c.fileno())).shutdown(socket.SHUT_WR)  # FIN, TLS stays
+    # the FIN reached the proxy's socket (CLOSE_WAIT, state 08 in /proc/net/tcp)
+    me = "%04X" % c.getsockname()[1]
+    wait_until(lambda: any(l.split()[2].endswith(":" + me) and l.split()[3] == "08"
+                           for l in open("/proc/net/tcp").read().splitlines()[1:]),
+               what="the client's FIN at the proxy")
+    for f in fillers:  # free the accept queue: the kernel retries our SYN
+        f.close()
+    hang.settimeout(20)
+    got = b""
+    while not got:
+        a, _ = hang.accept()  # a filler's leftover first, then ours
+        a.settimeout(10)
+        buf = b""
+        while True:
+            try:
+                x = a.recv(4096)
+            except OSError:
+                buf = b"no EOF: " + buf
+                break
+            if not x:
+                break
+            buf += x
+        if buf:
+            got = buf
+            a.sendall(b"answer")
+        a.close()
+    assert got == b"early request"
+    assert c.recv(100) == b"answer"
+    c.close()
+    hang.close()
+
+
 def test_tls_handshake_failure_is_an_error_under_the_connection_id(wmproxy, tmp_path):
     """A client that fails the TLS handshake ends with end=tls-handshake-failed
     at once (it said client-closed, then error-client, as a reset would),
