@@ -300,6 +300,18 @@ static const char *ssl_reason(struct pump *p, char *buf, size_t cap)
     return buf;
 }
 
+/* Both ways are over and the user has every byte (our close_notify is
+ * out, the peer's EOF delivered): nothing can pass any more. The pump ends
+ * without waiting to see the user's end freed: a pair unlinks only once its
+ * deferred callbacks ran, after the EOF that would tell us, and no event
+ * says so (the pump and its socket were kept until the process exit). */
+static bool all_done(struct pump *p)
+{
+    return p->state == PUMP_CLOSED && notify_sent(p) && !p->eof_pending &&
+           evbuffer_get_length(p->cout) == 0 &&
+           evbuffer_get_length(bufferevent_get_output(p->b)) == 0;
+}
+
 /* ---- writing ---- */
 
 /* close_notify is out and the user is gone. A peer that may still be
@@ -336,7 +348,7 @@ static bool flush_out(struct pump *p)
         }
     }
     event_del(p->wr);
-    if (notify_sent(p) && user_gone(p)) {
+    if (notify_sent(p) && (user_gone(p) || all_done(p))) {
         finish(p); /* close_notify is out and nobody reads: done */
         return false;
     }
@@ -517,6 +529,10 @@ static bool peer_eof(struct pump *p)
         return false;
     }
     deliver_eof(p);
+    if (all_done(p)) {
+        pump_close(p);
+        return false;
+    }
     return true;
 }
 
@@ -711,6 +727,9 @@ static void eof_cb(evutil_socket_t fd, short what, void *arg)
     wm_guard_enter(&p->guard);
     if (p->eof_pending) {
         deliver_eof(p);
+        if (all_done(p)) {
+            pump_close(p);
+        }
     }
     pump_leave(p);
 }

@@ -455,6 +455,30 @@ def test_bind_ssl_half_close_during_a_slow_dial_reaches_the_upstream(wmproxy, tm
     hang.close()
 
 
+def test_bind_ssl_connections_closed_without_close_notify_free_their_socket(wmproxy, tmp_path):
+    """bind_ssl clients that close with a plain FIN (no close_notify, as many
+    do) after their exchange: each connection's socket and TLS state are
+    freed (they were held until the process stopped: one descriptor per
+    connection, ending in descriptor exhaustion)."""
+    back = _CountingEcho()
+    p, port, ctx = _tls_server(wmproxy, tmp_path, back.port, workers=1)
+
+    def fds():
+        return len(os.listdir("/proc/%d/fd" % p.p.pid))
+
+    base = fds()
+    for _ in range(40):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        s.sendall(b"ping")
+        assert s.recv(100) == b"ping"
+        s.close()  # FIN without close_notify
+    wait_log_count(p, "end=closed", 40)
+    wait_until(lambda: fds() <= base + 2, 10, what="the descriptors back (%d, was %d)"
+               % (fds(), base))
+    back.close()
+
+
 def test_tls_handshake_failure_is_an_error_under_the_connection_id(wmproxy, tmp_path):
     """A client that fails the TLS handshake ends with end=tls-handshake-failed
     at once (it said client-closed, then error-client, as a reset would),
