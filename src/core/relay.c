@@ -319,6 +319,11 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
         arm_idle(r, (uint64_t)r->idle_ms - since);
         return;
     }
+    if (waiting(r, 0) || waiting(r, 1)) {
+        /* bytes the rate limit holds are on their way: not idle */
+        arm_idle(r, (uint64_t)r->idle_ms);
+        return;
+    }
     r->end = WM_RELAY_END_IDLE;
     relay_finish(r);
 }

@@ -11,7 +11,8 @@
  *    (after its pending output is flushed); the other direction keeps flowing;
  *  - an error on one side flushes what was already read from it to the
  *    other side, then ends the relay;
- *  - idle: no byte read either way for idle_ms ends the relay;
+ *  - idle: no byte read either way for idle_ms (and none held by the rate
+ *    limit) ends the relay;
  *  - rate (when set): each direction moves at most `rate` bytes per
  *    `rate_ms` (a token bucket holding a tenth of a second's worth, at
  *    least WM_RELAY_RATE_BURST_MIN): bytes beyond it wait in the source's

@@ -146,6 +146,22 @@ def test_tcp_rate_limit_each_direction(wmproxy, tmp_path):
     counter.close()
 
 
+def test_tcp_rate_limit_slow_is_not_idle(wmproxy, tmp_path):
+    """Bytes the rate limit holds are on their way: the idle `timeout`,
+    shorter than the wait for them, does not cut the connection (it cut
+    it with the bytes still held)."""
+    size = (16 << 10) + 3600  # the burst, then ~3.5 s at 1 KiB/s
+    pusher = _Pusher(size)
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % pusher.port,
+                  rate_limit="1k/s", timeout="2s")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    assert exchange(port, b"", timeout=30) == pusher.data
+    wait_until(lambda: "end=closed" in p.log(), what="the access line")
+    assert "end=idle-timeout" not in p.log()
+    pusher.close()
+
+
 def test_tcp_rate_limit_config(tmp_path):
     """rate_limit is bytes per time (requests are refused at file:line);
     on a mode it does not meter (udp, WebSocket bridges) it is accepted
