@@ -27,6 +27,7 @@ struct wm_relay {
     uint64_t rate;
     uint32_t rate_ms;
     uint64_t burst;
+    uint64_t step;       /* a tenth of a second's worth (at least 1): a held side resumes with it */
     double tokens[2];
     uint64_t tok_ms[2];  /* when tokens[i] was last topped up */
     bool held[2];        /* reading of i stopped until the bucket refills */
@@ -134,9 +135,11 @@ static size_t rate_allow(struct wm_relay *r, int i, size_t n)
         r->held[i] = true;
         bufferevent_disable(r->bev[i], EV_READ);
     }
-    /* resume when a burst's worth (or what is left, if less) is back */
+    /* resume when a tenth of a second's worth (or what is left, if less)
+     * is back: a rate below the burst floor flows at about the rate, not
+     * in bursts after long silences */
     need = evbuffer_get_length(bufferevent_get_input(r->bev[i])) - n;
-    need = need < r->burst ? need : r->burst;
+    need = need < r->step ? need : r->step;
     ms = (uint64_t)(((double)need - r->tokens[i]) * r->rate_ms / (double)r->rate) + 1;
     tv.tv_sec = (time_t)(ms / 1000);
     tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
@@ -355,7 +358,11 @@ struct wm_relay *wm_relay_start(struct event_base *base, struct bufferevent *a,
     if (conf != NULL && conf->rate > 0 && conf->rate_ms > 0) {
         r->rate = conf->rate;
         r->rate_ms = conf->rate_ms;
-        r->burst = r->rate * 100 / r->rate_ms; /* a tenth of a second */
+        r->step = r->rate * 100 / r->rate_ms; /* a tenth of a second */
+        if (r->step == 0) {
+            r->step = 1;
+        }
+        r->burst = r->step;
         if (r->burst < WM_RELAY_RATE_BURST_MIN) {
             r->burst = WM_RELAY_RATE_BURST_MIN;
         }

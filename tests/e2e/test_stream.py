@@ -162,6 +162,31 @@ def test_tcp_rate_limit_slow_is_not_idle(wmproxy, tmp_path):
     pusher.close()
 
 
+def test_tcp_rate_limit_below_burst_floor_flows(wmproxy, tmp_path):
+    """A rate below the 16 KiB burst floor ("1k/s"): the burst goes at
+    once, then bytes keep coming at about the rate, not a burst's worth
+    after a silence of 8 s (it waited for the whole bucket to refill)."""
+    burst = 16 << 10
+    pusher = _Pusher(burst + (8 << 10))
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % pusher.port,
+                  rate_limit="1k/s")
+    wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(20)
+    got = 0
+    while got < burst:
+        b = s.recv(65536)
+        assert b, got
+        got += len(b)
+    t = time.monotonic()
+    if got == burst:  # the bucket's worth: the next bytes are not far behind
+        assert s.recv(65536)
+    assert time.monotonic() - t < 2.0, time.monotonic() - t
+    s.close()
+    pusher.close()
+
+
 def test_tcp_rate_limit_config(tmp_path):
     """rate_limit is bytes per time (requests are refused at file:line);
     on a mode it does not meter (udp, WebSocket bridges) it is accepted
