@@ -358,7 +358,8 @@ struct wm_relay *wm_relay_start(struct event_base *base, struct bufferevent *a,
     if (conf != NULL && conf->rate > 0 && conf->rate_ms > 0) {
         r->rate = conf->rate;
         r->rate_ms = conf->rate_ms;
-        r->step = r->rate * 100 / r->rate_ms; /* a tenth of a second */
+        /* a tenth of a second (rate * 100 / rate_ms, which can wrap) */
+        r->step = r->rate / r->rate_ms * 100 + r->rate % r->rate_ms * 100 / r->rate_ms;
         if (r->step == 0) {
             r->step = 1;
         }

@@ -187,6 +187,22 @@ def test_tcp_rate_limit_below_burst_floor_flows(wmproxy, tmp_path):
     pusher.close()
 
 
+def test_tcp_rate_limit_huge_does_not_wrap(wmproxy, tmp_path):
+    """A huge rate ("4294967296g/s", 2^62 bytes a second) limits nothing:
+    a tenth of a second's worth wrapped around 64 bits to 0 and metered
+    the connection to a few MB a second."""
+    counter = _Counter()
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % counter.port,
+                  rate_limit="4294967296g/s")
+    wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    size = 32 << 20
+    t = time.monotonic()
+    assert exchange(port, os.urandom(size), timeout=30) == b"%d" % size
+    assert time.monotonic() - t < 4.0, time.monotonic() - t
+    counter.close()
+
+
 def test_tcp_rate_limit_config(tmp_path):
     """rate_limit is bytes per time (requests are refused at file:line);
     on a mode it does not meter (udp, WebSocket bridges) it is accepted
