@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/bev.h"
+#include "core/limits.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/worker.h"
@@ -39,6 +40,7 @@ struct probe {
     struct wm_dial *dial;
     struct bufferevent *bev;
     struct wm_http_parser *resp; /* the answer's head, checked whole */
+    int interim;                 /* 1xx heads skipped so far */
     struct event *timer;
 };
 
@@ -124,9 +126,22 @@ static void probe_read_cb(struct bufferevent *bev, void *arg)
         size_t used = 0;
         r = wm_http_parser_feed_head(p->resp, v.iov_base, v.iov_len, &used);
         evbuffer_drain(in, used);
-        if (r == WM_HTTP_HEAD_DONE &&
-            wm_http_head_status(wm_http_parser_head(p->resp)) < 200) {
-            wm_http_parser_next(p->resp); /* an interim answer: the real one follows */
+        status = r == WM_HTTP_HEAD_DONE ? wm_http_head_status(wm_http_parser_head(p->resp)) : 0;
+        if (status == 101) {
+            probe_done(p, false, "101 without an upgrade"); /* the GET asked for none */
+            return;
+        }
+        if (status > 0 && status < 200) {
+            /* an interim answer: the real one follows (a bounded number of
+             * them, as for proxied requests) */
+            if (++p->interim > WM_HTTP_MAX_INTERIM) {
+                char why[64];
+                snprintf(why, sizeof(why), "more than %d interim (1xx) responses",
+                         WM_HTTP_MAX_INTERIM);
+                probe_done(p, false, why);
+                return;
+            }
+            wm_http_parser_next(p->resp);
             r = WM_HTTP_MORE;
             continue;
         }

@@ -1059,3 +1059,45 @@ proxy_url = "http://app"
     assert wait_log(p, key + " is down", count=2), p.log()
     assert "connection closed before the response head" in p.log(), p.log()
     ls.close()
+
+
+def test_health_check_interim_answers_bounded(wmproxy, tmp_path):
+    """Interim answers in a check's response are bounded as for proxied
+    requests: a 101 to the check's plain GET fails it as such (it said
+    llhttp's "Pause on CONNECT/Upgrade"), and a server sending 1xx heads
+    without end fails it after WM_HTTP_MAX_INTERIM of them (it was
+    "timed out", after the whole timeout)."""
+    modes = {"answer": [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
+                        b"Connection: upgrade\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"]}
+
+    def answer(c):
+        try:
+            c.settimeout(10)
+            c.recv(4096)
+            for b in modes["answer"]:
+                c.sendall(b)
+        except OSError:
+            pass
+        finally:
+            c.close()
+    ls = serve_tcp(answer)
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "app"
+server = [{ addr = "127.0.0.1:%d", fall_times = 1, rise_times = 1 }]
+health_check = { path = "/health", interval = "200ms", timeout = "5s" }
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://app"
+""" % (ls.getsockname()[1], port))
+    key = "health: app|127.0.0.1:%d" % ls.getsockname()[1]
+    assert wait_log(p, key + " is down"), p.log()
+    assert "failed check(s): 101 without an upgrade" in p.log(), p.log()
+    modes["answer"] = [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]
+    assert wait_log(p, key + " is up again"), p.log()
+    modes["answer"] = [b"HTTP/1.1 100 Continue\r\n\r\n"] * 2000
+    assert wait_log(p, key + " is down", count=2), p.log()
+    assert "failed check(s): more than 16 interim (1xx) responses" in p.log(), p.log()
+    ls.close()
