@@ -6,10 +6,12 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <linux/sockios.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "core/limits.h"
 #include "core/log.h"
@@ -406,9 +408,26 @@ static void send_look_later(struct wm_h2 *h)
     evtimer_add(h->send_ev, &tv);
 }
 
+/* Bytes in the client socket's send queue that its peer has not
+ * acknowledged, or -1. A client that reads frees that queue long before
+ * the kernel wakes a writer again (a third of a buffer that is megabytes
+ * large), so the look counts those too. */
+static int send_queued(const struct wm_h2 *h)
+{
+    int fd = wm_tls_pump_transport(h->c->bev) != NULL ? wm_tls_pump_fd(h->c->bev)
+                                                       : bufferevent_getfd(h->c->bev);
+    int n = -1;
+
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &n) < 0) {
+        return -1;
+    }
+    return n;
+}
+
 static void send_arm(struct wm_h2 *h, size_t waiting)
 {
     h->send_taken = h->c->bytes_out - waiting;
+    h->send_queued = send_queued(h);
     h->send_moved_ms = wm_now_coarse_ms();
     h->send_armed = true;
     send_look_later(h);
@@ -429,8 +448,10 @@ static void send_cb(evutil_socket_t fd, short what, void *arg)
     if (waiting == 0) {
         return; /* armed again by the next h2_flush() that leaves bytes */
     }
-    if (c->bytes_out - waiting != h->send_taken) {
-        send_arm(h, waiting); /* bytes went since the last look */
+    int queued = send_queued(h);
+    if (c->bytes_out - waiting != h->send_taken ||
+        (queued >= 0 && h->send_queued >= 0 && queued < h->send_queued)) {
+        send_arm(h, waiting); /* bytes went since the last look (or left the socket) */
         return;
     }
     if (wm_now_coarse_ms() - h->send_moved_ms < (uint64_t)send_ms_of(h)) {

@@ -108,6 +108,8 @@ struct wm_h2 {
     struct event *send_ev;         /* the send timeout (send_cb in h2.c) */
     uint64_t send_taken;           /* bytes the client's socket had taken at the last look */
     uint64_t send_moved_ms;        /* the last look that saw bytes go (coarse ms) */
+    int send_queued;               /* the socket's unacknowledged bytes at the last look
+                                    * (SIOCOUTQ; -1: unknown) */
     bool send_armed;
     bool flush_soon;               /* flush_ev is active */
 };

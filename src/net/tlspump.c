@@ -917,6 +917,19 @@ SSL *wm_tls_pump_ssl(const struct bufferevent *a)
     return rd == b_read_cb && arg != NULL ? ((struct pump *)arg)->ssl : NULL;
 }
 
+int wm_tls_pump_fd(const struct bufferevent *a)
+{
+    struct bufferevent *b;
+    bufferevent_data_cb rd = NULL;
+    void *arg = NULL;
+
+    if (a == NULL || (b = bufferevent_pair_get_partner((struct bufferevent *)a)) == NULL) {
+        return -1;
+    }
+    bufferevent_getcb(b, &rd, NULL, NULL, &arg);
+    return rd == b_read_cb && arg != NULL ? ((struct pump *)arg)->fd : -1;
+}
+
 void wm_tls_pump_set_id(struct bufferevent *a, uint64_t id)
 {
     struct bufferevent *b;

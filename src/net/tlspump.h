@@ -50,6 +50,11 @@ const char *wm_tls_pump_transport(const struct bufferevent *a);
  * From a's worker thread. */
 SSL *wm_tls_pump_ssl(const struct bufferevent *a);
 
+/* The socket under user end `a` (to ask the kernel about it, never to
+ * read or write it), or -1 when `a` is not a pump's user end. From a's
+ * worker thread. */
+int wm_tls_pump_fd(const struct bufferevent *a);
+
 /* The pump under user end `a` logs with id from now on (the connection's
  * own, so that its TLS lines and its access line share c=); nothing when
  * `a` is not a pump's user end. From a's worker thread. */

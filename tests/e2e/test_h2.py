@@ -769,6 +769,25 @@ def test_send_timeout_counts_from_the_last_bytes_taken(wmproxy, tmp_path, cert, 
     c.s.close()
 
 
+def test_send_timeout_spares_a_slow_steady_reader(wmproxy, tmp_path, cert, origin):
+    """A client that reads slowly but all the time is not cut by the send
+    timeout: its reads free our socket's send queue, which wakes no write
+    until a third of the (megabytes large) buffer is free, so no frame left
+    our output for longer than the timeout and the reading client was cut
+    as one that took nothing."""
+    proc, _, s = serve(wmproxy, tmp_path, cert, origin, extra_server='client_write_timeout = "2s"')
+    c = _unread_h2_client(s, ["/bytes/400000000"])
+    t0 = time.monotonic()
+    got = 0
+    while time.monotonic() - t0 < 6:
+        b = c.s.recv(16384)
+        assert b, got
+        got += len(b)
+        time.sleep(0.05)  # pacing (a slow reader), not a wait for a state
+    assert "took none of the" not in proc.log(), proc.log()[-3000:]
+    c.s.close()
+
+
 def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, origin):
     """A client whose socket takes no byte while our frames wait is cut
     after the send timeout (the largest client_write_timeout of the
