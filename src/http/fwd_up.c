@@ -234,7 +234,8 @@ static void up_event(struct wm_hfwd *f, short what)
         }
         return;
     }
-    log_cut(f, "the connection to the target failed before the answer ended");
+    log_cut(f, (what & BEV_EVENT_ERROR) ? "target connection error before the answer ended"
+                                        : "the target closed before the answer ended");
     hf_end_after_flush(f, "target-error"); /* what the client was sent still goes */
 }
 

@@ -5,7 +5,9 @@ and bad input."""
 
 import json
 import os
+import re
 import shlex
+import struct
 import socket
 import ssl
 import subprocess
@@ -1473,3 +1475,39 @@ proxy_url = "http://127.0.0.1:%(o)d"
     ln = wait_until(line, what="access line")[-1]
     assert b"\xc2\x9b" not in ln and b"\xc2\x85" not in ln, ln
     assert b"agent=x?31mred \xc3\xa9" in ln and b"ref=y?z" in ln, ln
+
+
+def test_answer_cut_by_the_target_says_why(wmproxy, tmp_path):
+    """An answer the target cuts short (it closes, or resets, before its
+    Content-Length is sent) has an access line that says so: it looked like
+    a complete 200 with fewer bytes."""
+    def answer(c):
+        try:
+            c.settimeout(10)
+            req = c.recv(4096)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+            if b"/reset" in req:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        finally:
+            c.close()
+    ls = serve_tcp(answer)
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://127.0.0.1:%d"
+""" % (port, ls.getsockname()[1]))
+    wait_serving(port, path="/conn")
+    for path in ("/close", "/reset"):
+        s = connect(port)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path.encode())
+        assert b" 200 " in recv_all(s)
+        s.close()
+        wait_until(lambda: 'req="GET %s"' % path in p.log(), what="the access line")
+        line = [ln for ln in p.log().splitlines() if 'req="GET %s"' % path in ln][0]
+        assert re.search(r'code=200 .*why="(the target closed|target connection error) before '
+                         r'the answer ended"$', line), line
+    ls.close()
