@@ -147,6 +147,11 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
             }
         } else {
             wm_log(WM_LOG_DEBUG, c->id, "http: transfer idle, closing");
+            if (f->resp_phase != HF_RESP_DONE) { /* a cut answer's access line too */
+                f->why = "nothing of the answer moved in time";
+                hf_log_request(f);
+                f->why = NULL;
+            }
             hf_finish(f, "idle-timeout");
         }
         return;

@@ -1511,3 +1511,37 @@ proxy_url = "http://127.0.0.1:%d"
         assert re.search(r'code=200 .*why="(the target closed|target connection error) before '
                          r'the answer ended"$', line), line
     ls.close()
+
+
+def test_answer_stalled_mid_body_has_its_access_line(wmproxy, tmp_path):
+    """A target that stops sending mid-answer is cut after
+    proxy_read_timeout, and the request has its access line, with why (only
+    the connection's line, without the request, was written)."""
+    def answer(c):
+        try:
+            c.settimeout(10)
+            c.recv(4096)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+            c.recv(1)  # until the proxy closes
+        except OSError:
+            pass
+        finally:
+            c.close()
+    ls = serve_tcp(answer)
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://127.0.0.1:%d"
+proxy_read_timeout = "1s"
+""" % (port, ls.getsockname()[1]))
+    wait_serving(port, path="/conn")
+    s = connect(port)
+    s.sendall(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert b" 200 " in recv_all(s)
+    s.close()
+    wait_until(lambda: 'req="GET /stall"' in p.log(), what="the request's access line")
+    line = [ln for ln in p.log().splitlines() if 'req="GET /stall"' in ln][0]
+    assert re.search(r'code=200 .*why="nothing of the answer moved in time"$', line), line
+    ls.close()
