@@ -645,9 +645,10 @@ def test_a_held_stream_resumes_with_its_whole_body(wmproxy, tmp_path, cert, orig
 def test_client_write_timeout_cuts_a_stream_that_is_not_read(wmproxy, tmp_path, cert, origin):
     """client_write_timeout holds for an HTTP/2 stream whose answer the
     engine hands over parsed: no window from the client for that long ends
-    that stream's request (reset, access line), not the connection."""
+    that stream's request (reset, access line saying why), not the
+    connection."""
     up = slow_upstream(64 << 20)
-    _, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin, extra_loc="""
 [[http.server.location]]
 rule = "/big"
 proxy_url = "http://127.0.0.1:%d"
@@ -661,6 +662,9 @@ client_write_timeout = "1s"
     c.wait(lambda: c.streams[big].reset is not None, timeout=15, what="/big reset")
     assert 0.8 < time.time() - t0 < 10
     assert c.get("/static")[0] == 200  # the connection goes on
+    wait_until(lambda: 'req="GET /big"' in proc.log(), what="the access line of /big")
+    line = [ln for ln in proc.log().splitlines() if 'req="GET /big"' in ln][0]
+    assert line.endswith('why="the client did not read the answer in time"'), line
     c.close()
 
 
