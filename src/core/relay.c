@@ -4,8 +4,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <linux/sockios.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "core/bev.h"
@@ -23,6 +25,7 @@ struct wm_relay {
     int idle_ms;
     uint64_t last_ms;
     struct event *idle_ev;
+    size_t outq[2];      /* what side i still had to deliver at the last idle look */
     /* rate limit (rate 0: none): a token bucket per direction */
     uint64_t rate;
     uint32_t rate_ms;
@@ -310,21 +313,57 @@ static void arm_idle(struct wm_relay *r, uint64_t ms)
     evtimer_add(r->idle_ev, &tv);
 }
 
+/* What side i still has to deliver: our output and, on a socket, the
+ * kernel's send queue (bytes its peer has not acknowledged). */
+static size_t pending_out(struct wm_relay *r, int i)
+{
+    int fd = bufferevent_getfd(r->bev[i]);
+    int q = 0;
+
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &q) < 0 || q < 0) {
+        q = 0;
+    }
+    return out_len(r, i) + (size_t)q;
+}
+
+/* Did a peer take bytes since the last look? A slow reader drains what we
+ * and the kernel hold for it for a long time without our reading anything
+ * (the kernel wakes a writer only once a third of a buffer of megabytes is
+ * free): that is no idle. */
+static bool peers_took(struct wm_relay *r)
+{
+    bool took = false;
+
+    for (int i = 0; i < 2; i++) {
+        size_t q = pending_out(r, i);
+        took = took || q < r->outq[i];
+        r->outq[i] = q;
+    }
+    return took;
+}
+
+/* The idle timer looks every quarter of the timeout at most. */
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wm_relay *r = arg;
     uint64_t now = wm_now_coarse_ms();
-    uint64_t since = now - r->last_ms;
+    uint64_t quarter = r->idle_ms >= 4 ? (uint64_t)r->idle_ms / 4 : 1;
+    uint64_t since;
 
     (void)fd;
     (void)what;
+    if (peers_took(r)) {
+        r->last_ms = now;
+    }
+    since = now - r->last_ms;
     if (since + 5 < (uint64_t)r->idle_ms) {
-        arm_idle(r, (uint64_t)r->idle_ms - since);
+        uint64_t left = (uint64_t)r->idle_ms - since;
+        arm_idle(r, left < quarter ? left : quarter);
         return;
     }
     if (waiting(r, 0) || waiting(r, 1)) {
         /* bytes the rate limit holds are on their way: not idle */
-        arm_idle(r, (uint64_t)r->idle_ms);
+        arm_idle(r, quarter);
         return;
     }
     r->end = WM_RELAY_END_IDLE;
@@ -353,7 +392,7 @@ struct wm_relay *wm_relay_start(struct event_base *base, struct bufferevent *a,
             free(r);
             return NULL;
         }
-        arm_idle(r, (uint64_t)r->idle_ms);
+        arm_idle(r, r->idle_ms >= 4 ? (uint64_t)r->idle_ms / 4 : 1);
     }
     if (conf != NULL && conf->rate > 0 && conf->rate_ms > 0) {
         r->rate = conf->rate;

@@ -12,7 +12,9 @@
  *  - an error on one side flushes what was already read from it to the
  *    other side, then ends the relay;
  *  - idle: no byte read either way for idle_ms (and none held by the rate
- *    limit) ends the relay;
+ *    limit, and none taken by a peer from what we or its socket hold for
+ *    it: a slow reader is not idle) ends the relay, looked at every quarter
+ *    of idle_ms;
  *  - rate (when set): each direction moves at most `rate` bytes per
  *    `rate_ms` (a token bucket holding a tenth of a second's worth, at
  *    least WM_RELAY_RATE_BURST_MIN): bytes beyond it wait in the source's

@@ -203,6 +203,33 @@ def test_tcp_rate_limit_huge_does_not_wrap(wmproxy, tmp_path):
     counter.close()
 
 
+def test_relay_idle_timeout_spares_a_slow_reader(wmproxy, tmp_path):
+    """The relay (here forced by rate_limit; bind_ssl and proxy_ssl take it
+    too) counts what a slow reader takes from our output and its socket's
+    queue as activity: a client reading a download slower than the kernel
+    buffers drain was cut end=idle-timeout after one timeout, bytes moving
+    all along."""
+    pusher = _Pusher(8 << 20)
+    port = free_port()
+    body = server(bind_addr="127.0.0.1:%d" % port, proxy_url="tcp://127.0.0.1:%d" % pusher.port,
+                  rate_limit="100m/s", timeout="1s")
+    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    c.settimeout(10)
+    c.connect(("127.0.0.1", port))
+    got = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3.5:  # 3.5 timeouts of a slow but steady reader
+        d = c.recv(4096)
+        assert d, "cut after %d bytes: %s" % (got, p.log()[-2000:])
+        got += len(d)
+        time.sleep(0.02)  # pacing (a slow reader), not a wait for a state
+    assert "end=idle-timeout" not in p.log(), p.log()[-2000:]
+    c.close()
+    pusher.close()
+
+
 def test_tcp_rate_limit_config(tmp_path):
     """rate_limit is bytes per time (requests are refused at file:line);
     on a mode it does not meter (udp, WebSocket bridges) it is accepted
