@@ -1029,6 +1029,24 @@ proxy_url = "http://many"
         t.join(5)
 
 
+def _checked_server(wmproxy, tmp_path, reply, timeout):
+    """One server answering every check with reply(), taken out after one
+    failed check and back after one passed: (proxy, listener, log key)."""
+    ls = _answering(lambda req, c: reply())
+    port = free_port()
+    p = start(wmproxy, tmp_path, """
+[http]
+[[http.upstream]]
+name = "app"
+server = [{ addr = "127.0.0.1:%d", fall_times = 1, rise_times = 1 }]
+health_check = { path = "/health", interval = "200ms", timeout = "%s" }
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+proxy_url = "http://app"
+""" % (ls.getsockname()[1], timeout, port))
+    return p, ls, "health: app|127.0.0.1:%d" % ls.getsockname()[1]
+
+
 def test_health_check_reads_the_whole_head(wmproxy, tmp_path):
     """A check passes on a complete, well-formed response head only: a
     server whose status line is fine but whose head is broken (a field line
@@ -1036,20 +1054,7 @@ def test_health_check_reads_the_whole_head(wmproxy, tmp_path):
     every proxied request, and is taken out; an interim 100 before a 200
     passes."""
     modes = {"answer": b"HTTP/1.1 200 OK\r\nbroken field line\r\n\r\n"}
-
-    ls = _answering(lambda req, c: modes["answer"])
-    port = free_port()
-    p = start(wmproxy, tmp_path, """
-[http]
-[[http.upstream]]
-name = "app"
-server = [{ addr = "127.0.0.1:%d", fall_times = 1, rise_times = 1 }]
-health_check = { path = "/health", interval = "200ms", timeout = "1s" }
-[[http.server]]
-bind_addr = "127.0.0.1:%d"
-proxy_url = "http://app"
-""" % (ls.getsockname()[1], port))
-    key = "health: app|127.0.0.1:%d" % ls.getsockname()[1]
+    p, ls, key = _checked_server(wmproxy, tmp_path, lambda: modes["answer"], "1s")
     assert wait_log(p, key + " is down"), p.log()
     assert "bad response head" in p.log(), p.log()
     modes["answer"] = (b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -1067,37 +1072,14 @@ def test_health_check_interim_answers_bounded(wmproxy, tmp_path):
     llhttp's "Pause on CONNECT/Upgrade"), and a server sending 1xx heads
     without end fails it after WM_HTTP_MAX_INTERIM of them (it was
     "timed out", after the whole timeout)."""
-    modes = {"answer": [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
-                        b"Connection: upgrade\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"]}
-
-    def answer(c):
-        try:
-            c.settimeout(10)
-            c.recv(4096)
-            for b in modes["answer"]:
-                c.sendall(b)
-        except OSError:
-            pass
-        finally:
-            c.close()
-    ls = serve_tcp(answer)
-    port = free_port()
-    p = start(wmproxy, tmp_path, """
-[http]
-[[http.upstream]]
-name = "app"
-server = [{ addr = "127.0.0.1:%d", fall_times = 1, rise_times = 1 }]
-health_check = { path = "/health", interval = "200ms", timeout = "5s" }
-[[http.server]]
-bind_addr = "127.0.0.1:%d"
-proxy_url = "http://app"
-""" % (ls.getsockname()[1], port))
-    key = "health: app|127.0.0.1:%d" % ls.getsockname()[1]
+    modes = {"answer": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
+                       b"Connection: upgrade\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"}
+    p, ls, key = _checked_server(wmproxy, tmp_path, lambda: modes["answer"], "5s")
     assert wait_log(p, key + " is down"), p.log()
     assert "failed check(s): 101 without an upgrade" in p.log(), p.log()
-    modes["answer"] = [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]
+    modes["answer"] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
     assert wait_log(p, key + " is up again"), p.log()
-    modes["answer"] = [b"HTTP/1.1 100 Continue\r\n\r\n"] * 2000
+    modes["answer"] = b"HTTP/1.1 100 Continue\r\n\r\n" * 2000
     assert wait_log(p, key + " is down", count=2), p.log()
     assert "failed check(s): more than 16 interim (1xx) responses" in p.log(), p.log()
     ls.close()
