@@ -866,7 +866,7 @@ static bool alpn_h2(struct bufferevent *bev)
 }
 
 /* A plain port: HTTP/1 when the first line is an HTTP/1 request line (it
- * ends in "HTTP/1.x"), else HTTP/2 (prior knowledge: the preface; anything
+ * ends in "HTTP/1.x") or empty, else HTTP/2 (prior knowledge: the preface; anything
  * else gets GOAWAY PROTOCOL_ERROR, RFC 9113 3.4). -1: wait for more. */
 static int plain_is_h2(struct evbuffer *in)
 {
@@ -874,6 +874,11 @@ static int plain_is_h2(struct evbuffer *in)
     struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
     char tail[10];
 
+    char first;
+
+    if (evbuffer_copyout(in, &first, 1) == 1 && (first == '\r' || first == '\n')) {
+        return 0; /* an empty line before a request line, which HTTP/1 skips (RFC 9112 2.2) */
+    }
     if (n >= PREFACE_LEN) {
         unsigned char buf[PREFACE_LEN];
         evbuffer_copyout(in, buf, PREFACE_LEN);

@@ -337,6 +337,25 @@ def test_malformed_request_reset_is_logged(wmproxy, tmp_path, cert, origin):
     assert origin.stats["requests"] == before
 
 
+def test_plain_port_skips_an_empty_line_before_an_http1_request(wmproxy, tmp_path, cert,
+                                                                   origin):
+    """RFC 9112 2.2: an empty line before the request line is skipped. On a
+    plain port that also takes HTTP/2 it was taken for HTTP/2 (anything but
+    an HTTP/1 request line is), and the client got a GOAWAY."""
+    proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
+    s = socket.create_connection(("127.0.0.1", p), timeout=10)
+    s.sendall(b"\r\nGET /static HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+    assert got.endswith(b"static GET a.test"), got[-200:]
+
+
 def test_answers_cut_short_say_why_in_their_access_line(wmproxy, tmp_path, cert, origin):
     """A stream the client resets during its answer, and an HTTP/1 client
     that closes during its answer, each have an access line that says why
