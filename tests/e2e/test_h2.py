@@ -22,7 +22,7 @@ from conftest import BIN
 from helpers import h2client as H
 from helpers import origin as origin_mod
 from helpers.control import api, rss_kb
-from helpers.net import free_port, full_listener, recv_head, wait_until
+from helpers.net import free_port, full_listener, recv_all, recv_head, wait_until
 from helpers.tunnel import wait_log
 from test_metrics import metrics, sample
 from test_tunnel import Nodes
@@ -345,12 +345,7 @@ def test_plain_port_skips_an_empty_line_before_an_http1_request(wmproxy, tmp_pat
     proc, p, _ = serve(wmproxy, tmp_path, cert, origin)
     s = socket.create_connection(("127.0.0.1", p), timeout=10)
     s.sendall(b"\r\nGET /static HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-    got = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        got += d
+    got = recv_all(s)
     s.close()
     assert got.startswith(b"HTTP/1.1 200 "), got[:200]
     assert got.endswith(b"static GET a.test"), got[-200:]
