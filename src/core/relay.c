@@ -4,10 +4,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <linux/sockios.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 #include <time.h>
 
 #include "core/bev.h"
@@ -317,13 +315,9 @@ static void arm_idle(struct wm_relay *r, uint64_t ms)
  * kernel's send queue (bytes its peer has not acknowledged). */
 static size_t pending_out(struct wm_relay *r, int i)
 {
-    int fd = bufferevent_getfd(r->bev[i]);
-    int q = 0;
+    int q = wm_sock_sendq(bufferevent_getfd(r->bev[i]));
 
-    if (fd < 0 || ioctl(fd, SIOCOUTQ, &q) < 0 || q < 0) {
-        q = 0;
-    }
-    return out_len(r, i) + (size_t)q;
+    return out_len(r, i) + (size_t)(q > 0 ? q : 0);
 }
 
 /* Did a peer take bytes since the last look? A slow reader drains what we

@@ -4,10 +4,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <linux/sockios.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -306,10 +304,8 @@ static bool peers_took(struct wm_splice *s)
 
     for (int i = 0; i < 2; i++) {
         struct dir *d = &s->d[i];
-        int q = 0;
-        if (ioctl(d->to, SIOCOUTQ, &q) < 0) {
-            q = 0;
-        }
+        int q = wm_sock_sendq(d->to);
+        q = q > 0 ? q : 0;
         took = took || q < d->outq;
         d->outq = q;
     }

@@ -1,9 +1,11 @@
 #include "core/util.h"
 
+#include <linux/sockios.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -403,4 +405,14 @@ uint64_t wm_random_u64(void)
     }
     /* splitmix64 */
     return wm_mix64(st += 0x9e3779b97f4a7c15ULL);
+}
+
+int wm_sock_sendq(int fd)
+{
+    int n = -1;
+
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &n) < 0 || n < 0) {
+        return -1;
+    }
+    return n;
 }

@@ -9,6 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Bytes in socket fd's send queue that its peer has not acknowledged
+ * (SIOCOUTQ), or -1 (fd < 0, not a socket). A peer that reads slowly
+ * drains this queue long before the kernel wakes a writer again (a third of
+ * a buffer megabytes large): progress watchdogs look at it. */
+int wm_sock_sendq(int fd);
+
 /* Compare two byte strings in time that depends only on the lengths, not on
  * where they differ. Returns true when equal. */
 bool wm_ct_equal(const void *a, size_t alen, const void *b, size_t blen);

@@ -6,12 +6,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <linux/sockios.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "core/limits.h"
 #include "core/log.h"
@@ -414,14 +412,8 @@ static void send_look_later(struct wm_h2 *h)
  * large), so the look counts those too. */
 static int send_queued(const struct wm_h2 *h)
 {
-    int fd = wm_tls_pump_transport(h->c->bev) != NULL ? wm_tls_pump_fd(h->c->bev)
-                                                       : bufferevent_getfd(h->c->bev);
-    int n = -1;
-
-    if (fd < 0 || ioctl(fd, SIOCOUTQ, &n) < 0) {
-        return -1;
-    }
-    return n;
+    return wm_sock_sendq(wm_tls_pump_transport(h->c->bev) != NULL ? wm_tls_pump_fd(h->c->bev)
+                                                                : bufferevent_getfd(h->c->bev));
 }
 
 static void send_arm(struct wm_h2 *h, size_t waiting)

@@ -304,6 +304,13 @@ void hf_log_request(struct wm_hfwd *f)
            f->why != NULL ? f->why : "", f->why != NULL ? "\"" : "");
 }
 
+void hf_log_why(struct wm_hfwd *f, const char *why)
+{
+    f->why = why;
+    hf_log_request(f);
+    f->why = NULL;
+}
+
 void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *detail)
 {
     struct wm_conn *c = f->c;
@@ -333,9 +340,7 @@ void wm_hfwd_fail(struct wm_hfwd *f, int status, const char *extra, const char *
     f->req_out += n;
     c->bytes_out += n;
     if (wm_http_head_size(wm_http_parser_head(f->req)) > 0 || status != 408) {
-        f->why = detail;
-        hf_log_request(f);
-        f->why = NULL;
+        hf_log_why(f, detail);
     }
     hf_end_after_flush(f, "http-error");
     hf_leave(f);
@@ -579,12 +584,11 @@ static void client_event(struct wm_hfwd *f, short what)
     if ((f->state == HF_FORWARD && f->resp_phase != HF_RESP_DONE) || f->state == HF_STREAM ||
         f->state == HF_CONNECTING) {
         /* a request cut short is logged too, with why */
-        f->why = f->cut_why != NULL             ? f->cut_why
-                 : (what & BEV_EVENT_TIMEOUT) ? "the client did not read the answer in time"
-                 : (what & BEV_EVENT_EOF)     ? "the client closed before the answer ended"
-                                              : "client connection error before the answer ended";
-        hf_log_request(f);
-        f->why = NULL;
+        hf_log_why(f, f->cut_why != NULL             ? f->cut_why
+                      : (what & BEV_EVENT_TIMEOUT) ? "the client did not read the answer in time"
+                      : (what & BEV_EVENT_EOF)     ? "the client closed before the answer ended"
+                                                   : "client connection error before the answer "
+                                                     "ended");
     }
     if (what & BEV_EVENT_TIMEOUT) {
         wm_log(WM_LOG_DEBUG, f->c->id, "http: the client did not read the response in time");

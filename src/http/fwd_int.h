@@ -171,6 +171,9 @@ void hf_client_reading(struct wm_hfwd *f, bool on);
 void hf_client_hook(struct wm_hfwd *f, bool read_now);
 void hf_client_fastread(struct wm_hfwd *f); /* f->cfr for c->bev (NULL: none) */
 void hf_log_request(struct wm_hfwd *f);
+/* hf_log_request() with why="..." (static text): an error answer's detail, or why
+ * an answer was cut short. */
+void hf_log_why(struct wm_hfwd *f, const char *why);
 /* Count one request for /metrics (fwd_stats.c). up_ms -1: no upstream answer. */
 void hf_count_request(const char *proto, int status, uint64_t ms, long long up_ms);
 void hf_process_client(struct wm_hfwd *f);

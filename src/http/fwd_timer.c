@@ -133,9 +133,7 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
             body_timed_out(f);
         } else if (hf_sink_wait_left(f, now) == 0) { /* an HTTP/2 stream's (fwd_h2.c) */
             wm_log(WM_LOG_DEBUG, c->id, "http: the client did not read the response in time");
-            f->why = "the client did not read the answer in time"; /* as client_event's */
-            hf_log_request(f);
-            f->why = NULL;
+            hf_log_why(f, "the client did not read the answer in time"); /* as client_event */
             hf_finish(f, "client-write-timeout");
         } else if (now - f->last_ms < idle) {
             uint64_t left = idle - (now - f->last_ms);
@@ -150,9 +148,7 @@ static void deadline_passed(struct wm_hfwd *f, uint64_t now)
         } else {
             wm_log(WM_LOG_DEBUG, c->id, "http: transfer idle, closing");
             if (f->resp_phase != HF_RESP_DONE) { /* a cut answer's access line too */
-                f->why = "nothing of the answer moved in time";
-                hf_log_request(f);
-                f->why = NULL;
+                hf_log_why(f, "nothing of the answer moved in time");
             }
             hf_finish(f, "idle-timeout");
         }

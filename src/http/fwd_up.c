@@ -171,15 +171,6 @@ static bool may_retry(struct wm_hfwd *f)
            idempotent(wm_http_parser_head(f->req));
 }
 
-/* The access line of an answer the target cut short: its status and the
- * bytes that went out, and why it stopped. */
-static void log_cut(struct wm_hfwd *f, const char *why)
-{
-    f->why = why;
-    hf_log_request(f);
-    f->why = NULL;
-}
-
 /* The target's EOF after the final head: the body may end with it. */
 static void up_eof_in_body(struct wm_hfwd *f)
 {
@@ -193,7 +184,7 @@ static void up_eof_in_body(struct wm_hfwd *f)
         return;
     }
     wm_log(WM_LOG_DEBUG, f->c->id, "http: target closed mid-response");
-    log_cut(f, "the target closed before the answer ended");
+    hf_log_why(f, "the target closed before the answer ended");
     hf_end_after_flush(f, "target-closed");
 }
 
@@ -209,7 +200,7 @@ static void up_event(struct wm_hfwd *f, short what)
                 wm_hfwd_fail(f, 504, NULL, "the target did not take the request in time");
             }
         } else {
-            log_cut(f, "the target did not take the request in time");
+            hf_log_why(f, "the target did not take the request in time");
             hf_end_after_flush(f, "target-write-timeout");
         }
         return;
@@ -234,8 +225,8 @@ static void up_event(struct wm_hfwd *f, short what)
         }
         return;
     }
-    log_cut(f, (what & BEV_EVENT_ERROR) ? "target connection error before the answer ended"
-                                        : "the target closed before the answer ended");
+    hf_log_why(f, (what & BEV_EVENT_ERROR) ? "target connection error before the answer ended"
+                                           : "the target closed before the answer ended");
     hf_end_after_flush(f, "target-error"); /* what the client was sent still goes */
 }
 
@@ -600,7 +591,7 @@ bool hf_response_body_end(struct wm_hfwd *f, int r)
     if (r != WM_HTTP_MORE) {
         wm_log(WM_LOG_INFO, f->c->id, "http: bad response body from %s: %s", f->w->t.log,
                wm_http_parser_error(f->resp));
-        log_cut(f, "malformed response body from the target");
+        hf_log_why(f, "malformed response body from the target");
         hf_end_after_flush(f, "bad-response");
         return true;
     }

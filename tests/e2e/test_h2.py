@@ -15,14 +15,14 @@ import subprocess
 import threading
 import time
 
-import h2.errors
 import pytest
 
 from conftest import BIN
 from helpers import h2client as H
 from helpers import origin as origin_mod
 from helpers.control import api, rss_kb
-from helpers.net import free_port, full_listener, recv_all, recv_head, wait_until
+from helpers.net import (free_port, full_listener, read_slowly, recv_all, recv_head,
+                          wait_until)
 from helpers.tunnel import wait_log
 from test_metrics import metrics, sample
 from test_tunnel import Nodes
@@ -775,10 +775,7 @@ def test_send_timeout_counts_from_the_last_bytes_taken(wmproxy, tmp_path, cert, 
     to twice the timeout after, when bytes had moved early in the period."""
     proc, _, s = serve(wmproxy, tmp_path, cert, origin, extra_server='client_write_timeout = "4s"')
     c = _unread_h2_client(s, ["/bytes/400000000"])
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 1.2:
-        c.s.recv(65536)
-        time.sleep(0.001)  # pacing (a slow reader), not a wait for a state
+    read_slowly(c.s, 1.2, 65536, 0.001)
     stopped = time.time()
     assert wait_log(proc, "took none of the", timeout=20), proc.log()[-3000:]
     line = [ln for ln in proc.log().splitlines() if "took none of the" in ln][0]
@@ -795,13 +792,8 @@ def test_send_timeout_spares_a_slow_steady_reader(wmproxy, tmp_path, cert, origi
     as one that took nothing."""
     proc, _, s = serve(wmproxy, tmp_path, cert, origin, extra_server='client_write_timeout = "2s"')
     c = _unread_h2_client(s, ["/bytes/400000000"])
-    t0 = time.monotonic()
-    got = 0
-    while time.monotonic() - t0 < 6:
-        b = c.s.recv(16384)
-        assert b, got
-        got += len(b)
-        time.sleep(0.05)  # pacing (a slow reader), not a wait for a state
+    got, eof = read_slowly(c.s, 6, 16384, 0.05)
+    assert not eof, got
     assert "took none of the" not in proc.log(), proc.log()[-3000:]
     c.s.close()
 
@@ -817,12 +809,9 @@ def test_connection_cut_when_the_client_reads_nothing(wmproxy, tmp_path, cert, o
     slow = _unread_h2_client(s, ["/bytes/400000000"])
     sent = time.time()
     dead = _unread_h2_client(s, ["/bytes/40000000", "/bytes/30000000"])
-    t0 = time.monotonic()
-    got = 0
-    while time.monotonic() - t0 < 5:  # the other one reads on, for longer than 2 s
-        got += len(slow.s.recv(65536))
-        time.sleep(0.001)  # pacing (a slow reader), not a wait for a state: the
-        # download must outlast the 5 s, which an unpaced reader drains in 1.5
+    # the other one reads on, for longer than 2 s (paced: the download must
+    # outlast the 5 s, which an unpaced reader drains in 1.5)
+    got, _ = read_slowly(slow.s, 5, 65536, 0.001)
     assert wait_log(proc, "took none of the", timeout=20), proc.log()[-3000:]
     assert proc.log().count("took none of the") == 1, proc.log()[-3000:]
     # its socket was full at once: cut 2 s after that, a quarter late at most
@@ -904,6 +893,24 @@ proxy_url = "http://127.0.0.1:%d"
     ls.close()
 
 
+
+def _one_worker_for_rss(wmproxy, tmp_path, port, up_port, extra=""):
+    """One worker proxying port to 127.0.0.1:up_port (extra: more location
+    keys), with ASan's quarantine off so that RSS shows what is held."""
+    conf = tmp_path / "rss.toml"
+    conf.write_text("""disable_control = true
+workers = 1
+[http]
+[[http.server]]
+bind_addr = "127.0.0.1:%d"
+[[http.server.location]]
+rule = "/"
+proxy_url = "http://127.0.0.1:%d"
+%s""" % (port, up_port, extra))
+    return wmproxy(["run", "-c", str(conf)], port=port,
+                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=66:"
+                                        "quarantine_size_mb=0"})
+
 def test_uploads_to_a_stalled_upstream_hold_bounded_memory(wmproxy, tmp_path, cert, origin):
     """One connection, 64 streams uploading to an upstream that never reads:
     what the proxy holds for them is bounded by the connection's window
@@ -923,19 +930,7 @@ def test_uploads_to_a_stalled_upstream_hold_bounded_memory(wmproxy, tmp_path, ce
                 return
     threading.Thread(target=accept, daemon=True).start()
     p = free_port()
-    conf = tmp_path / "stalled.toml"
-    conf.write_text("""disable_control = true
-workers = 1
-[http]
-[[http.server]]
-bind_addr = "127.0.0.1:%d"
-[[http.server.location]]
-rule = "/"
-proxy_url = "http://127.0.0.1:%d"
-""" % (p, ls.getsockname()[1]))
-    proc = wmproxy(["run", "-c", str(conf)], port=p,
-                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=66:"
-                                        "quarantine_size_mb=0"})
+    proc = _one_worker_for_rss(wmproxy, tmp_path, p, ls.getsockname()[1])
     c = H.Client(p)
     c.sync()
     base = rss_kb(proc.p.pid)
@@ -971,20 +966,7 @@ def test_unread_answers_through_header_rules_hold_bounded_memory(wmproxy, tmp_pa
     stream towards the stream (~610 KiB each under ASan, ~300 now). The
     connection's other streams, and other connections, are served."""
     p = free_port()
-    conf = tmp_path / "unread.toml"
-    conf.write_text("""disable_control = true
-workers = 1
-[http]
-[[http.server]]
-bind_addr = "127.0.0.1:%d"
-[[http.server.location]]
-rule = "/"
-proxy_url = "http://127.0.0.1:%d"
-headers = ["+ X-Resp yes"]
-""" % (p, origin.port))
-    proc = wmproxy(["run", "-c", str(conf)], port=p,
-                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=66:"
-                                        "quarantine_size_mb=0"})
+    proc = _one_worker_for_rss(wmproxy, tmp_path, p, origin.port, 'headers = ["+ X-Resp yes"]\n')
     c = H.Client(p)
     assert c.get("/bytes/100")[0] == 200
     base = rss_kb(proc.p.pid)

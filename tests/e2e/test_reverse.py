@@ -38,14 +38,15 @@ def start(wmproxy, tmp_path, body, name="rev.toml", cport=None):
     return p
 
 
-def start_plain(wmproxy, tmp_path, port, origin):
-    """One [http] server on port to the origin, serving when it returns."""
+def start_plain(wmproxy, tmp_path, port, up_port, extra=""):
+    """One [http] server on port to 127.0.0.1:up_port (extra: more of its
+    keys), serving when it returns."""
     p = start(wmproxy, tmp_path, """
 [http]
 [[http.server]]
 bind_addr = "127.0.0.1:%(p)d"
 proxy_url = "http://127.0.0.1:%(o)d"
-""" % {"p": port, "o": origin.port})
+%(x)s""" % {"p": port, "o": up_port, "x": extra})
     wait_serving(port, path="/conn")
     return p
 
@@ -612,7 +613,7 @@ proxy_url = "http://nowhere-defined"
 
 def test_bad_requests(wmproxy, tmp_path, origin):
     port = free_port()
-    start_plain(wmproxy, tmp_path, port, origin)
+    start_plain(wmproxy, tmp_path, port, origin.port)
     for raw in (b"GET /conn HTTP/1.1\r\n\r\n",  # no Host
                 b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -633,7 +634,7 @@ def test_chunked_answer_to_an_http10_client_goes_decoded(wmproxy, tmp_path, orig
     the close (as nginx does; the framing reached it raw). An HTTP/1.1
     client on the same server still gets it chunked, trailer and all."""
     port = free_port()
-    p = start_plain(wmproxy, tmp_path, port, origin)
+    p = start_plain(wmproxy, tmp_path, port, origin.port)
     for i in range(2):  # the second on a kept upstream connection
         s = connect(port)
         s.sendall(b"GET /chunked/70000 HTTP/1.0\r\nHost: a\r\n\r\n")
@@ -1497,14 +1498,7 @@ def test_answer_cut_by_the_target_says_why(wmproxy, tmp_path):
             c.close()
     ls = serve_tcp(answer)
     port = free_port()
-    p = start(wmproxy, tmp_path, """
-[http]
-[[http.server]]
-bind_addr = "127.0.0.1:%d"
-proxy_url = "http://127.0.0.1:%d"
-proxy_read_timeout = "1s"
-""" % (port, ls.getsockname()[1]))
-    wait_serving(port, path="/conn")
+    p = start_plain(wmproxy, tmp_path, port, ls.getsockname()[1], 'proxy_read_timeout = "1s"\n')
     for path, why in (("/close", "(the target closed|target connection error) before the answer "
                                  "ended"),
                       ("/reset", "(the target closed|target connection error) before the answer "

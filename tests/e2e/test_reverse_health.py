@@ -18,7 +18,8 @@ from conftest import BIN
 from helpers import http1
 from helpers.control import api
 from helpers.h2client import Client
-from helpers.net import free_port, holds_during, no_free_fds, serve_tcp, wait_until
+from helpers.net import (free_port, holds_during, no_free_fds, recv_all, serve_tcp,
+                         wait_until)
 from helpers.tunnel import wait_log
 from test_reverse import gencert, get, start, wait_serving, write
 
@@ -415,17 +416,25 @@ proxy_url = "http://dflt"
     assert statuses == [200, 502], statuses
 
 
-def test_fall_times_take_a_server_out_for_fail_timeout(wmproxy, tmp_path, backends):
-    a, b = backends("A", 503), backends("B")
-    port = free_port()
+def _start_a_then_b(wmproxy, tmp_path, port, a, b, fall, fail_timeout):
+    """Upstream app: a (taken out after fall failures for fail_timeout),
+    then b; a 503 goes on to the next server. Serving when it returns."""
     p = start(wmproxy, tmp_path, "[http]\n" + ups(
-        "app", {"port": a.port, "fall_times": 2, "fail_timeout": '"4s"'}, {"port": b.port}) + """
+        "app", {"port": a.port, "fall_times": fall, "fail_timeout": '"%s"' % fail_timeout},
+        {"port": b.port}) + """
 [[http.server]]
 bind_addr = "127.0.0.1:%(p)d"
 proxy_url = "http://app"
 proxy_next_upstream = "error timeout http_503"
 """ % {"p": port})
     wait_serving(port)
+    return p
+
+
+def test_fall_times_take_a_server_out_for_fail_timeout(wmproxy, tmp_path, backends):
+    a, b = backends("A", 503), backends("B")
+    port = free_port()
+    p = _start_a_then_b(wmproxy, tmp_path, port, a, b, 2, "4s")
     for _ in range(4):
         assert get(port)[:3:2] == (200, b"B")
     assert wait_log(p, "upstream app server 127.0.0.1:%d marked down for 4000 ms after 2 "
@@ -448,14 +457,7 @@ def test_one_failure_after_fail_timeout_takes_a_server_out_again(wmproxy, tmp_pa
     fail_timeout cost fall_times failed requests again."""
     a, b = backends("A", 503), backends("B")
     port = free_port()
-    p = start(wmproxy, tmp_path, "[http]\n" + ups(
-        "app", {"port": a.port, "fall_times": 3, "fail_timeout": '"1s"'}, {"port": b.port}) + """
-[[http.server]]
-bind_addr = "127.0.0.1:%(p)d"
-proxy_url = "http://app"
-proxy_next_upstream = "error timeout http_503"
-""" % {"p": port})
-    wait_serving(port)
+    p = _start_a_then_b(wmproxy, tmp_path, port, a, b, 3, "1s")
     line = "server 127.0.0.1:%d marked down" % a.port
     wait_until(lambda: get(port)[2] == b"B" and line in p.log(), what="A out")
     hits = a.hits
@@ -728,12 +730,7 @@ def _get_from_slash24(i, port, path):
     s.settimeout(10)
     s.connect(("127.0.0.1", port))
     s.sendall(b"GET %s HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % path.encode())
-    data = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        data += d
+    data = recv_all(s)
     s.close()
     return data
 

@@ -18,7 +18,7 @@ import pytest
 from helpers import origin as origin_mod
 from helpers.control import api
 from helpers.net import (free_port, free_ports, free_udp_port, full_listener, no_free_fds,
-                         wait_until)
+                         read_slowly, wait_until)
 from helpers.ref import need_ref, ref_file
 from helpers.stream import (PPBackend, ThreadedServer, TLSEcho, config, echo_reply, exchange,
                             rss_kb, server, status_listener, udp_echo, v2_addrs, wait_log_count,
@@ -281,7 +281,7 @@ def test_tcp_early_data_and_eof_wait_for_a_slow_dial(wmproxy, tmp_path):
     hang, fillers = full_listener()  # our SYN is dropped until the queue frees
     body = server(bind_addr="127.0.0.1:%d" % port,
                   proxy_url="tcp://127.0.0.1:%d" % hang.getsockname()[1], connect_timeout="20s")
-    p = wmproxy(["run", "-c", config(tmp_path, body)], port=port)
+    wmproxy(["run", "-c", config(tmp_path, body)], port=port)
     c = socket.create_connection(("127.0.0.1", port), timeout=20)
     c.sendall(b"early request")
     c.shutdown(socket.SHUT_WR)
@@ -348,14 +348,7 @@ def test_tcp_idle_timeout_spares_a_slow_reader(wmproxy, tmp_path, way):
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     c.settimeout(10)
     c.connect(("127.0.0.1", port))
-    got = 0
-    t = time.monotonic()
-    while time.monotonic() - t < 3.5:  # ~200 KB/s for 3.5 idle timeouts
-        b = c.recv(4096)
-        if not b:
-            break
-        got += len(b)
-        time.sleep(0.02)
+    got, _ = read_slowly(c, 3.5, 4096, 0.02)  # ~200 KB/s for 3.5 idle timeouts
     while got < size + 1:  # the rest at full speed, to the EOF
         b = c.recv(1 << 20)
         if not b:
@@ -768,6 +761,15 @@ def test_udp_no_upstream_flood_logs_once_per_second(wmproxy, tmp_path):
     stop.set()
 
 
+def _udp_pair(port, tport, up1, up2):
+    """A udp server on port over upstream "pair" (up1, up2: each out for 60 s
+    after one failure), and a tcp server on tport to wait on."""
+    srv = '{ addr = "127.0.0.1:%d", fall_times = 1, fail_timeout = "60s" }'
+    return ('[[stream.upstream]]\nname = "pair"\nserver = [%s, %s]\n' % (srv % up1, srv % up2)
+            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="pair")
+            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+
+
 def test_udp_out_of_descriptors_does_not_fail_the_servers(wmproxy, tmp_path):
     """A session whose socket() fails (the process is out of descriptors)
     drops its datagram with a line saying so, and counts against no
@@ -777,10 +779,7 @@ def test_udp_out_of_descriptors_does_not_fail_the_servers(wmproxy, tmp_path):
     (up1, stop1, _), (up2, stop2, _) = udp_echo("127.0.0.1"), udp_echo("127.0.0.1")
     port = free_udp_port()
     tport = free_port()
-    srv = '{ addr = "127.0.0.1:%d", fall_times = 1, fail_timeout = "60s" }'
-    body = ('[[stream.upstream]]\nname = "pair"\nserver = [%s, %s]\n' % (srv % up1, srv % up2)
-            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="pair")
-            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    body = _udp_pair(port, tport, up1, up2)
     p = wmproxy(["run", "-c", config(tmp_path, body)], port=tport)
 
     def starved():
@@ -808,10 +807,7 @@ def test_udp_unreachable_server_fails_over(wmproxy, tmp_path):
     dead = free_udp_port()
     port = free_udp_port()
     tport = free_port()
-    srv = '{ addr = "127.0.0.1:%d", fall_times = 1, fail_timeout = "60s" }'
-    body = ('[[stream.upstream]]\nname = "pair"\nserver = [%s, %s]\n' % (srv % dead, srv % up)
-            + server(bind_addr="127.0.0.1:%d" % port, bind_mode="udp", up_name="pair")
-            + server(bind_addr="127.0.0.1:%d" % tport, proxy_url="tcp://127.0.0.1:9"))
+    body = _udp_pair(port, tport, dead, up)
     p = wmproxy(["run", "-c", config(tmp_path, body, workers=1)], port=tport)
     clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
     for c in clients:  # round robin: some of them start on the dead server

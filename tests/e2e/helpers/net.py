@@ -216,6 +216,21 @@ def recv_all(s, limit=1 << 30):
             raise ValueError("too much data")
 
 
+def read_slowly(s, seconds, size, pause):
+    """Behave as a slow reader for that long: recv up to size bytes, pause,
+    again. The pause paces the client (it reads slower than the proxy
+    sends), it waits for no state. Returns (bytes read, EOF came)."""
+    got = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        b = s.recv(size)
+        if not b:
+            return got, True
+        got += len(b)
+        time.sleep(pause)
+    return got, False
+
+
 def is_closed(s, timeout=5):
     """True if the peer closes (EOF or reset) within timeout."""
     s.settimeout(timeout)
